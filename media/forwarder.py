@@ -1,0 +1,320 @@
+"""Fan-out of one published track's encoded frames to its subscribers, without transcoding.
+
+Path of a frame: the publisher's receiver reassembles it and calls
+:meth:`ForwardedTrack.on_packet` on the event loop (see ``aiortc_internals.IngestQueue``); the
+frame is packetized once into RTP payloads and the shared ``RTCEncodedFrame`` is appended to each
+subscriber's bounded queue; each subscriber's ``SharedPayloadSender`` takes it from there.
+
+Rules (see docs/media.md):
+
+* A subscriber enters the fan-out when its sender first asks for a frame, never earlier, so it
+  never receives a backlog; it then skips frames until a keyframe (video) and one is requested.
+* A subscriber whose queue is full loses its queue and waits for the next keyframe: a slow
+  viewer never slows the publisher or the other viewers.
+* Keyframe requests are coalesced (:class:`media.pli.PliCoalescer`) before reaching the publisher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from media.aiortc_internals import Packetizer, RTCEncodedFrame
+from media.pli import DEFAULT_PLI_INTERVAL, PliCoalescer
+from media.stats import SubscriberStats, TrackStats
+
+logger = logging.getLogger(__name__)
+
+# Per-subscriber queue bounds. A 1 Mbit/s 30 fps video frame averages ~4 KB, so 60 frames
+# (2 s) cost at most ~250 KB per subscriber; 50 Opus frames (1 s) cost ~10 KB.
+DEFAULT_VIDEO_QUEUE_FRAMES = 60
+DEFAULT_AUDIO_QUEUE_FRAMES = 50
+
+RequestPli = Callable[[], Awaitable[bool]]
+
+
+class SubscriberTrack(MediaStreamTrack):
+    """One subscriber's view of a :class:`ForwardedTrack`; add it with ``attach_track``.
+
+    Its sender must be a ``SharedPayloadSender`` (``media.aiortc_internals``): frames come out
+    of :meth:`recv_encoded` already packetized, :meth:`recv` is not supported.
+    """
+
+    def __init__(self, source: ForwardedTrack, subscriber_id: str, max_frames: int) -> None:
+        super().__init__()
+        self.kind = source.kind
+        # The msid track id the subscriber sees is the published track's id.
+        self._id = source.id
+        self.subscriber_id = subscriber_id
+        self.stats = SubscriberStats()
+        self._source = source
+        self._max_frames = max_frames
+        self._queue: deque[tuple[RTCEncodedFrame, int]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._joined = False
+        self.waiting_keyframe = True
+
+    @property
+    def source(self) -> ForwardedTrack:
+        return self._source
+
+    async def recv(self) -> av.Packet:
+        raise TypeError("SubscriberTrack needs a SharedPayloadSender (use media.attach_track)")
+
+    async def recv_encoded(self) -> RTCEncodedFrame:
+        """The next shared frame; the first call joins the fan-out."""
+        if not self._joined:
+            self._joined = True
+            self._source._attach(self)
+        while not self._queue:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        frame, size = self._queue.popleft()
+        packets = len(frame.payloads)
+        stats = self.stats
+        stats.frames_forwarded += 1
+        stats.packets_forwarded += packets
+        stats.bytes_forwarded += size
+        track_stats = self._source.stats
+        track_stats.frames_forwarded += 1
+        track_stats.packets_forwarded += packets
+        track_stats.bytes_forwarded += size
+        return frame
+
+    def request_keyframe(self) -> None:
+        """This subscriber's PLI/FIR (from its SharedPayloadSender)."""
+        self.stats.keyframe_requests += 1
+        self._source.request_keyframe()
+
+    def stop(self) -> None:
+        if self.readyState == "live":
+            self._source._detach(self)
+        super().stop()
+        self._wake()
+
+    def _offer(self, frame: RTCEncodedFrame, size: int, keyframe: bool) -> None:
+        # Hot path: once per frame per subscriber (not per packet).
+        if self.waiting_keyframe:
+            if not keyframe:
+                self.stats.frames_skipped += 1
+                return
+            self.waiting_keyframe = False
+        queue = self._queue
+        if len(queue) >= self._max_frames:
+            queue.clear()
+            self.stats.queue_drops += 1
+            self._source.stats.queue_drops += 1
+            if not keyframe:
+                # Everything queued is gone, so later delta frames are undecodable.
+                self.waiting_keyframe = True
+                self._source.request_keyframe()
+                return
+        queue.append((frame, size))
+        self._wake()
+
+    def _restart_at_keyframe(self) -> None:
+        self._queue.clear()
+        self.waiting_keyframe = self.kind == "video"
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class ForwardedTrack:
+    """A published track: ingests encoded frames and fans them out to subscribers."""
+
+    def __init__(
+        self,
+        kind: str,
+        request_pli: RequestPli,
+        *,
+        track_id: str | None = None,
+        publisher_id: str = "",
+        source: str = "",
+        pli_interval: float = DEFAULT_PLI_INTERVAL,
+        queue_frames: int | None = None,
+    ) -> None:
+        self.id = track_id or str(uuid.uuid4())
+        self.kind = kind
+        self.publisher_id = publisher_id
+        self.source = source
+        self.stats = TrackStats()
+        self.paused = False
+        self.ended = False
+        self._request_pli = request_pli
+        self._pli = PliCoalescer(pli_interval)
+        self._pli_timer: asyncio.TimerHandle | None = None
+        self._pli_tasks: set[asyncio.Task[None]] = set()
+        self._queue_frames = queue_frames or (
+            DEFAULT_VIDEO_QUEUE_FRAMES if kind == "video" else DEFAULT_AUDIO_QUEUE_FRAMES
+        )
+        self._packetizer: Packetizer | None = None
+        self._codec_name = ""
+        self._subscribers: dict[str, SubscriberTrack] = {}
+        # Subscribers whose sender has asked for a frame: the fan-out list.
+        self._active: list[SubscriberTrack] = []
+        self.on_ended: Callable[[ForwardedTrack], None] | None = None
+
+    # -- ingest (called by IngestQueue on the event loop) ------------------------------------
+
+    def on_packet(self, codec: RTCRtpCodecParameters, packet: av.Packet) -> None:
+        stats = self.stats
+        stats.frames_received += 1
+        stats.bytes_received += packet.size
+        keyframe = packet.is_keyframe
+        if keyframe:
+            stats.keyframes_received += 1
+            self._pli.keyframe_received()
+        if self.paused:
+            stats.frames_paused += 1
+            return
+        if not self._active:
+            # Nobody listens: do not even packetize.
+            return
+        if codec.name != self._codec_name:
+            self._packetizer = Packetizer(codec)
+            self._codec_name = codec.name
+        assert self._packetizer is not None
+        frame = self._packetizer.pack(packet)
+        size = sum(map(len, frame.payloads))
+        for subscriber in self._active:
+            subscriber._offer(frame, size, keyframe)
+
+    def on_end(self) -> None:
+        """The publisher's receiver stopped (BYE, disconnect, transceiver stopped)."""
+        self.stop()
+
+    # -- subscribers ------------------------------------------------------------------------
+
+    def subscribe(self, subscriber_id: str) -> SubscriberTrack:
+        """A new track for ``subscriber_id``; it joins the fan-out on its first frame request."""
+        if self.ended:
+            raise MediaStreamError("track has ended")
+        old = self._subscribers.get(subscriber_id)
+        if old is not None:
+            old.stop()
+        subscriber = SubscriberTrack(self, subscriber_id, self._queue_frames)
+        self._subscribers[subscriber_id] = subscriber
+        self.stats.subscribers[subscriber_id] = subscriber.stats
+        return subscriber
+
+    def unsubscribe(self, subscriber_id: str) -> None:
+        subscriber = self._subscribers.get(subscriber_id)
+        if subscriber is not None:
+            subscriber.stop()
+
+    @property
+    def subscriber_ids(self) -> list[str]:
+        return list(self._subscribers)
+
+    def _attach(self, subscriber: SubscriberTrack) -> None:
+        if subscriber.readyState != "live" or subscriber in self._active:
+            return
+        subscriber._restart_at_keyframe()
+        self._active.append(subscriber)
+        self.request_keyframe()
+
+    def _detach(self, subscriber: SubscriberTrack) -> None:
+        if self._subscribers.get(subscriber.subscriber_id) is subscriber:
+            del self._subscribers[subscriber.subscriber_id]
+        if subscriber in self._active:
+            self._active.remove(subscriber)
+
+    # -- mute -------------------------------------------------------------------------------
+
+    def pause(self) -> None:
+        """Stop forwarding (mute); subscribers' senders simply get no frames."""
+        if self.paused:
+            return
+        self.paused = True
+        for subscriber in self._active:
+            subscriber._restart_at_keyframe()
+
+    def resume(self) -> None:
+        """Forward again, starting at a fresh keyframe."""
+        if not self.paused:
+            return
+        self.paused = False
+        for subscriber in self._active:
+            subscriber._restart_at_keyframe()
+        if self._active:
+            self.request_keyframe()
+
+    # -- keyframe requests ------------------------------------------------------------------
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe, coalesced to one PLI per interval."""
+        if self.kind != "video" or self.ended:
+            return
+        self.stats.keyframe_requests += 1
+        loop = asyncio.get_running_loop()
+        if self._pli.request(loop.time()):
+            self._send_pli()
+        self._schedule_pli_timer()
+
+    def _schedule_pli_timer(self) -> None:
+        if self._pli_timer is not None:
+            return
+        due = self._pli.next_due()
+        if due is None and self._someone_waits():
+            # Retry while a subscriber still waits: a PLI can be lost, or sent before the
+            # publisher's media SSRC was known.
+            due = asyncio.get_running_loop().time() + self._pli.interval
+        if due is not None:
+            self._pli_timer = asyncio.get_running_loop().call_at(due, self._on_pli_timer)
+
+    def _on_pli_timer(self) -> None:
+        self._pli_timer = None
+        if self.ended:
+            return
+        now = asyncio.get_running_loop().time()
+        if self._pli.poll(now) or (
+            not self._pli.pending and self._someone_waits() and self._pli.request(now)
+        ):
+            self._send_pli()
+        self._schedule_pli_timer()
+
+    def _someone_waits(self) -> bool:
+        return not self.paused and any(s.waiting_keyframe for s in self._active)
+
+    def _send_pli(self) -> None:
+        task = asyncio.ensure_future(self._do_send_pli())
+        self._pli_tasks.add(task)
+        task.add_done_callback(self._pli_tasks.discard)
+
+    async def _do_send_pli(self) -> None:
+        try:
+            if await self._request_pli():
+                self.stats.plis_sent += 1
+        except Exception:  # a PLI is best effort; the retry timer covers a failure
+            logger.debug("PLI to publisher of %s failed", self.id, exc_info=True)
+
+    # -- end --------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """End the track for every subscriber (unpublish or publisher gone)."""
+        if self.ended:
+            return
+        self.ended = True
+        if self._pli_timer is not None:
+            self._pli_timer.cancel()
+            self._pli_timer = None
+        for subscriber in list(self._subscribers.values()):
+            subscriber.stop()
+        self._active.clear()
+        if self.on_ended is not None:
+            self.on_ended(self)

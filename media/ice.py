@@ -1,0 +1,114 @@
+"""ICE settings of the media server: host addresses, announced address, TURN, no STUN default.
+
+* **Host addresses.** aioice gathers host candidates from ``aioice.ice.get_host_addresses()``,
+  a module function that lists every interface address *except loopback*. The server needs the
+  list to be a setting (a multi-homed host must not offer its internal interfaces; tests and
+  single-host setups need 127.0.0.1), and aioice has no option for it, so
+  :func:`configure_host_addresses` deliberately replaces that module function for the process.
+  ``None`` restores aioice's own function.
+* **Announced address behind 1:1 NAT.** aioice has no such option either; :func:`announce_address`
+  adds, to an SDP that aiortc produced, a copy of every host candidate with the public address
+  (same port, lower priority): the NAT forwards the public port to the private one.
+* **UDP port range.** Not feasible without patching aioice internals: aioice binds each host
+  candidate with ``create_datagram_endpoint(local_addr=(address, 0))`` (an ephemeral port) and
+  its ``Connection`` has no port-range option in 0.13. Restrict ports with a firewall rule on the
+  kernel's ephemeral range, or relay through TURN (coturn has ``min-port``/``max-port``).
+* **No STUN default.** aiortc adds Google's public STUN server when ``RTCConfiguration`` has
+  ``iceServers=None`` (its default): :func:`rtc_configuration` always passes a list, possibly
+  empty.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import aioice.ice
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
+
+_AIOICE_GET_HOST_ADDRESSES: Callable[[bool, bool], list[str]] = aioice.ice.get_host_addresses
+
+
+def configure_host_addresses(addresses: Sequence[str] | None) -> None:
+    """Gather host candidates only on ``addresses`` (process-wide); None restores aioice's."""
+    if addresses is None:
+        setattr(aioice.ice, "get_host_addresses", _AIOICE_GET_HOST_ADDRESSES)  # noqa: B010
+        return
+    fixed = [str(ipaddress.ip_address(a)) for a in addresses]
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [
+            a
+            for a in fixed
+            if (use_ipv4 and ipaddress.ip_address(a).version == 4)
+            or (use_ipv6 and ipaddress.ip_address(a).version == 6)
+        ]
+
+    # aioice looks the function up in its module at gather time, so this takes effect for
+    # every connection gathered afterwards.
+    setattr(aioice.ice, "get_host_addresses", get_host_addresses)  # noqa: B010
+
+
+def host_addresses() -> list[str]:
+    """The host addresses ICE currently gathers on (IPv4 and IPv6)."""
+    return aioice.ice.get_host_addresses(True, True)
+
+
+@dataclass(frozen=True)
+class TurnServer:
+    """A TURN server using coturn's ``use-auth-secret`` (REST API) credentials."""
+
+    urls: tuple[str, ...]
+    secret: str
+    ttl: int = 24 * 3600
+
+
+def rtc_configuration(
+    ice_servers: Sequence[RTCIceServer] = (),
+    bundle_policy: RTCBundlePolicy = RTCBundlePolicy.MAX_BUNDLE,
+) -> RTCConfiguration:
+    """An RTCConfiguration with exactly ``ice_servers``; never aiortc's default Google STUN.
+
+    The server bundles everything on one ICE/DTLS transport per peer connection: one port,
+    one handshake, one gathering, however many tracks a participant receives.
+    """
+    return RTCConfiguration(iceServers=list(ice_servers), bundlePolicy=bundle_policy)
+
+
+def turn_credentials(secret: str, user: str, ttl: int, now: float | None = None) -> tuple[str, str]:
+    """coturn REST credentials: username ``"<expiry>:<user>"``, password b64(HMAC-SHA1)."""
+    expiry = int(time.time() if now is None else now) + ttl
+    username = f"{expiry}:{user}"
+    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return username, base64.b64encode(digest).decode("ascii")
+
+
+def turn_ice_server(turn: TurnServer, user: str, now: float | None = None) -> RTCIceServer:
+    """An RTCIceServer entry (for the server's own PCs or for a client) with fresh credentials."""
+    username, password = turn_credentials(turn.secret, user, turn.ttl, now)
+    return RTCIceServer(urls=list(turn.urls), username=username, credential=password)
+
+
+def announce_address(sdp: str, public_address: str) -> str:
+    """Add a copy of each host candidate with ``public_address`` (1:1 NAT), same port."""
+    ipaddress.ip_address(public_address)  # reject garbage early
+    out: list[str] = []
+    for line in sdp.splitlines():
+        out.append(line)
+        if not line.startswith("a=candidate:") or " typ host" not in line:
+            continue
+        bits = line[len("a=candidate:") :].split()
+        # foundation component transport priority address port typ host ...
+        if len(bits) < 8 or bits[4] == public_address:
+            continue
+        bits[0] = bits[0] + "n"
+        # Lower priority than the real host candidate so direct paths win when they exist.
+        bits[3] = str(max(int(bits[3]) - 1000, 1))
+        bits[4] = public_address
+        out.append("a=candidate:" + " ".join(bits))
+    return "\r\n".join(out) + "\r\n"

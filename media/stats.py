@@ -1,0 +1,47 @@
+"""Counters of the forwarding path, per published track and per subscriber.
+
+Plain integers bumped on the event loop (one thread): no locks. ``snapshot()`` copies them into
+dicts for JSON/metrics; the live objects stay private to the forwarder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class SubscriberStats:
+    """What one subscriber of one track was sent (or not)."""
+
+    frames_forwarded: int = 0
+    packets_forwarded: int = 0
+    bytes_forwarded: int = 0
+    # Frames skipped while waiting for a keyframe (on join, after a drop, after resume).
+    frames_skipped: int = 0
+    # Times this subscriber's queue overflowed and was emptied.
+    queue_drops: int = 0
+    # PLI/FIR received from this subscriber (forwarded to the publisher, coalesced).
+    keyframe_requests: int = 0
+
+
+@dataclass
+class TrackStats:
+    """What one published track received and fanned out."""
+
+    frames_received: int = 0
+    keyframes_received: int = 0
+    bytes_received: int = 0
+    # Frames dropped while the publisher's track is paused (muted).
+    frames_paused: int = 0
+    frames_forwarded: int = 0
+    packets_forwarded: int = 0
+    bytes_forwarded: int = 0
+    # Keyframe requests asked for (by joins, drops, subscribers' PLIs) and PLIs actually sent.
+    keyframe_requests: int = 0
+    plis_sent: int = 0
+    queue_drops: int = 0
+    subscribers: dict[str, SubscriberStats] = field(default_factory=dict)
+
+    def snapshot(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,280 @@
+"""The publish peer connection of one participant: the client offers, the server answers.
+
+The client renegotiates whenever it adds or removes a track (camera on, screen share off): each
+offer goes through :meth:`PublishSession.apply_offer`. Every m-line the client sends on is
+offered to the ``authorize`` callback; an allowed one becomes a ``ForwardedTrack`` in the
+router, a refused one is answered ``inactive`` and its frames (if any) are dropped undecoded.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCSessionDescription,
+)
+from aiortc.exceptions import InternalError, InvalidStateError, OperationError
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.sdp import SessionDescription
+
+from media.aiortc_internals import install_ingest, send_pli
+from media.forwarder import ForwardedTrack
+from media.ice import announce_address, rtc_configuration
+from media.router import SOURCES, MediaRouter
+from signaling.candidates import CandidateBuffer
+from signaling.codecs import CodecPolicy
+from signaling.description import parse_description
+from signaling.errors import SignalingError
+
+logger = logging.getLogger(__name__)
+
+SENDING_DIRECTIONS = ("sendonly", "sendrecv")
+
+
+class PublishState(enum.Enum):
+    STABLE = "stable"  # no offer being applied
+    APPLYING = "applying"  # inside apply_offer()
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class TrackRequest:
+    """An m-line the client wants to publish on; the ``authorize`` callback decides."""
+
+    participant_id: str
+    mid: str
+    kind: str
+    source: str
+    # The client's track id from the m-line's msid, if it sent one.
+    client_track_id: str | None
+
+
+@dataclass(frozen=True)
+class PublishedTrack:
+    mid: str
+    kind: str
+    source: str
+    track_id: str
+
+
+@dataclass(frozen=True)
+class RejectedTrack:
+    mid: str
+    kind: str
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PublishAnswer:
+    """The server's answer, and what this offer changed."""
+
+    sdp: str
+    published: list[PublishedTrack] = field(default_factory=list)
+    rejected: list[RejectedTrack] = field(default_factory=list)
+    # Track ids that this offer ended (the client stopped sending on their m-lines).
+    unpublished: list[str] = field(default_factory=list)
+
+
+# Returns None to allow, or a human-readable reason to refuse.
+Authorize = Callable[[TrackRequest], str | None]
+
+
+class _IngestSlot:
+    """Per m-line: where the receiver's frames go. The m-line outlives the tracks on it."""
+
+    def __init__(self, receiver: RTCRtpReceiver) -> None:
+        self.receiver = receiver
+        self.target: ForwardedTrack | None = None
+
+    def on_packet(self, codec: RTCRtpCodecParameters, packet: av.Packet) -> None:
+        target = self.target
+        if target is not None:
+            target.on_packet(codec, packet)
+
+    def on_end(self) -> None:
+        if self.target is not None:
+            self.target.stop()
+
+    def request_pli(self) -> Awaitable[bool]:
+        return send_pli(self.receiver)
+
+    @property
+    def live(self) -> bool:
+        return self.target is not None and not self.target.ended
+
+
+class PublishSession:
+    """Publish leg of one participant. All methods run on the event loop."""
+
+    def __init__(
+        self,
+        participant_id: str,
+        router: MediaRouter,
+        *,
+        authorize: Authorize | None = None,
+        codecs: CodecPolicy | None = None,
+        configuration: RTCConfiguration | None = None,
+        public_address: str | None = None,
+    ) -> None:
+        self.participant_id = participant_id
+        self.state = PublishState.STABLE
+        self._router = router
+        self._authorize = authorize
+        self._codecs = codecs or CodecPolicy()
+        self._public_address = public_address
+        self.pc = RTCPeerConnection(configuration or rtc_configuration())
+        self._candidates = CandidateBuffer(self.pc)
+        self._slots: dict[str, _IngestSlot] = {}
+        self.pc.on("track", self._on_track)
+
+    @property
+    def connection_state(self) -> str:
+        return self.pc.connectionState
+
+    def published(self) -> dict[str, str]:
+        """mid -> track id of the tracks this participant currently publishes."""
+        return {
+            mid: slot.target.id
+            for mid, slot in self._slots.items()
+            if slot.target is not None and slot.live
+        }
+
+    async def apply_offer(
+        self, sdp: str, sources: Mapping[str, str] | None = None
+    ) -> PublishAnswer:
+        """Apply the client's offer and return the answer.
+
+        ``sources`` maps the client's mid (or its msid track id) to a source name
+        (``camera``, ``microphone``, ``screen``, ``screen_audio``); without one, a video
+        m-line is a camera and an audio m-line a microphone.
+        """
+        if self.state is PublishState.CLOSED:
+            raise SignalingError("closed", "publish session is closed")
+        if self.state is PublishState.APPLYING:
+            raise SignalingError("conflict", "another offer is being applied")
+        description = parse_description(sdp)
+        for media in description.media:
+            if media.direction in SENDING_DIRECTIONS:
+                self._codecs.check(media)
+        self.state = PublishState.APPLYING
+        try:
+            return await self._apply(sdp, description, sources or {})
+        finally:
+            if self.state is PublishState.APPLYING:
+                self.state = PublishState.STABLE
+
+    async def add_ice_candidate(self, candidate: Mapping[str, Any] | None) -> None:
+        """A trickled client candidate (``RTCIceCandidateInit`` shape); None = end."""
+        if self.state is PublishState.CLOSED:
+            raise SignalingError("closed", "publish session is closed")
+        await self._candidates.add(candidate)
+
+    def unpublish(self, mid: str) -> None:
+        """Stop forwarding what arrives on ``mid`` (the client is told by the caller)."""
+        slot = self._slots.get(mid)
+        if slot is not None and slot.target is not None:
+            slot.target.stop()
+            slot.target = None
+
+    async def close(self) -> None:
+        if self.state is PublishState.CLOSED:
+            return
+        self.state = PublishState.CLOSED
+        for slot in self._slots.values():
+            if slot.target is not None:
+                slot.target.stop()
+        await self.pc.close()
+
+    # -- internals --------------------------------------------------------------------------
+
+    async def _apply(
+        self, sdp: str, description: SessionDescription, sources: Mapping[str, str]
+    ) -> PublishAnswer:
+        # Pre-create receiving transceivers for new m-lines so their codec preferences are in
+        # place when setRemoteDescription negotiates (it matches transceivers without a mid).
+        known = {t.mid for t in self.pc.getTransceivers()}
+        for media in description.media:
+            if media.kind in ("audio", "video") and media.rtp.muxId not in known:
+                created = self.pc.addTransceiver(media.kind, direction="recvonly")
+                created.setCodecPreferences(self._codecs.preferences(media.kind))
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        except (InvalidStateError, InternalError, OperationError, ValueError) as exc:
+            raise SignalingError("bad_request", f"offer rejected: {exc}") from None
+        await self._candidates.flush()
+
+        answer = PublishAnswer(sdp="")
+        transceivers = {t.mid: t for t in self.pc.getTransceivers()}
+        for media in description.media:
+            mid = media.rtp.muxId
+            transceiver = transceivers.get(mid)
+            slot = self._slots.get(mid)
+            if transceiver is None or media.kind not in ("audio", "video"):
+                continue
+            sending = media.port != 0 and media.direction in SENDING_DIRECTIONS
+            if not sending:
+                if slot is not None and slot.target is not None:
+                    if not slot.target.ended:
+                        answer.unpublished.append(slot.target.id)
+                    self.unpublish(mid)
+                continue
+            client_track_id = description.webrtc_track_id(media)
+            default = "camera" if media.kind == "video" else "microphone"
+            source = sources.get(mid) or sources.get(client_track_id or "") or default
+            if slot is None or slot.live:
+                continue
+            request = TrackRequest(self.participant_id, mid, media.kind, source, client_track_id)
+            reason = self._check(request)
+            if reason is not None:
+                transceiver.direction = "inactive"
+                answer.rejected.append(RejectedTrack(mid, media.kind, source, reason))
+                continue
+            transceiver.direction = "recvonly"
+            slot.target = self._router.publish(
+                self.participant_id, source, media.kind, slot.request_pli
+            )
+            answer.published.append(PublishedTrack(mid, media.kind, source, slot.target.id))
+
+        local = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(local)
+        sdp_out = self.pc.localDescription.sdp
+        if self._public_address:
+            sdp_out = announce_address(sdp_out, self._public_address)
+        return PublishAnswer(sdp_out, answer.published, answer.rejected, answer.unpublished)
+
+    def _check(self, request: TrackRequest) -> str | None:
+        expected = SOURCES.get(request.source)
+        if expected is None:
+            return f"unknown source {request.source!r}"
+        if expected != request.kind:
+            return f"source {request.source!r} must be {expected}, not {request.kind}"
+        if any(
+            t.publisher_id == self.participant_id and t.source == request.source
+            for t in self._router.tracks()
+        ):
+            return f"{request.source!r} is already published"
+        if self._authorize is not None:
+            return self._authorize(request)
+        return None
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        # Runs inside setRemoteDescription, before the receiver's worker starts: the only
+        # moment the ingest hook can be installed.
+        for transceiver in self.pc.getTransceivers():
+            receiver = transceiver.receiver
+            if receiver.track is track and transceiver.mid is not None:
+                slot = _IngestSlot(receiver)
+                self._slots[transceiver.mid] = slot
+                install_ingest(receiver, slot.on_packet, slot.on_end)
+                return
+        logger.warning("publish %s: track %s without a transceiver", self.participant_id, track)

@@ -1,0 +1,199 @@
+"""The subscribe peer connection of one participant: the server offers, the client answers.
+
+The caller says which published tracks this participant should receive
+(:meth:`SubscribeSession.set_tracks`); the session adds, reuses or deactivates send-only
+transceivers and returns an offer. Only the server ever offers on this connection, so there is
+no glare: a change requested while an offer is outstanding is remembered, and
+:meth:`SubscribeSession.apply_answer` returns the follow-up offer.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
+from aiortc.exceptions import InternalError, InvalidStateError, OperationError
+
+from media import attach_track
+from media.aiortc_internals import set_stream_id
+from media.forwarder import SubscriberTrack
+from media.ice import announce_address, rtc_configuration
+from media.router import MediaRouter
+from signaling.candidates import CandidateBuffer
+from signaling.codecs import CodecPolicy
+from signaling.description import parse_description
+from signaling.errors import SignalingError
+
+logger = logging.getLogger(__name__)
+
+RECEIVING_DIRECTIONS = ("recvonly", "sendrecv")
+
+
+class SubscribeState(enum.Enum):
+    STABLE = "stable"
+    HAVE_LOCAL_OFFER = "have-local-offer"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class SubscribedTrack:
+    """A track the client receives, and the m-line (mid) it arrives on."""
+
+    track_id: str
+    mid: str
+    publisher_id: str
+    source: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class SubscribeOffer:
+    """The server's offer and the complete mid mapping once the client applies it."""
+
+    sdp: str
+    tracks: list[SubscribedTrack]
+
+
+class SubscribeSession:
+    """Subscribe leg of one participant. All methods run on the event loop."""
+
+    def __init__(
+        self,
+        participant_id: str,
+        router: MediaRouter,
+        *,
+        codecs: CodecPolicy | None = None,
+        configuration: RTCConfiguration | None = None,
+        public_address: str | None = None,
+    ) -> None:
+        self.participant_id = participant_id
+        self.state = SubscribeState.STABLE
+        self._router = router
+        self._codecs = codecs or CodecPolicy()
+        self._public_address = public_address
+        self.pc = RTCPeerConnection(configuration or rtc_configuration())
+        self._candidates = CandidateBuffer(self.pc)
+        self._desired: set[str] = set()
+        # track id -> (transceiver, subscriber track) currently sent.
+        self._sending: dict[str, tuple[RTCRtpTransceiver, SubscriberTrack]] = {}
+        # Deactivated transceivers, reused for the next track of the same kind.
+        self._free: list[RTCRtpTransceiver] = []
+        self._negotiated = False
+
+    @property
+    def connection_state(self) -> str:
+        return self.pc.connectionState
+
+    def tracks(self) -> list[SubscribedTrack]:
+        """What the client receives (mids are known once an offer has been made)."""
+        out = []
+        for track_id, (transceiver, track) in self._sending.items():
+            if transceiver.mid is None:
+                continue
+            source = track.source
+            out.append(
+                SubscribedTrack(
+                    track_id, transceiver.mid, source.publisher_id, source.source, source.kind
+                )
+            )
+        return out
+
+    async def set_tracks(self, track_ids: Iterable[str]) -> SubscribeOffer | None:
+        """Receive exactly ``track_ids``; returns an offer, or None if nothing to negotiate now.
+
+        Unknown or ended track ids are left out (see ``SubscribeOffer.tracks``). While an
+        offer is outstanding the change is remembered and comes out of :meth:`apply_answer`.
+        """
+        if self.state is SubscribeState.CLOSED:
+            raise SignalingError("closed", "subscribe session is closed")
+        self._desired = set(track_ids)
+        if self.state is SubscribeState.HAVE_LOCAL_OFFER:
+            return None
+        return await self._offer_if_changed()
+
+    async def apply_answer(self, sdp: str) -> SubscribeOffer | None:
+        """Apply the client's answer; returns a follow-up offer if changes are pending."""
+        if self.state is SubscribeState.CLOSED:
+            raise SignalingError("closed", "subscribe session is closed")
+        if self.state is not SubscribeState.HAVE_LOCAL_OFFER:
+            raise SignalingError("conflict", "no offer is outstanding")
+        description = parse_description(sdp)
+        for media in description.media:
+            if media.direction in RECEIVING_DIRECTIONS:
+                self._codecs.check(media)
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        except (InvalidStateError, InternalError, OperationError, ValueError) as exc:
+            raise SignalingError("bad_request", f"answer rejected: {exc}") from None
+        self.state = SubscribeState.STABLE
+        self._negotiated = True
+        await self._candidates.flush()
+        return await self._offer_if_changed()
+
+    async def add_ice_candidate(self, candidate: Mapping[str, Any] | None) -> None:
+        """A trickled client candidate (``RTCIceCandidateInit`` shape); None = end."""
+        if self.state is SubscribeState.CLOSED:
+            raise SignalingError("closed", "subscribe session is closed")
+        await self._candidates.add(candidate)
+
+    async def close(self) -> None:
+        if self.state is SubscribeState.CLOSED:
+            return
+        self.state = SubscribeState.CLOSED
+        for _, track in self._sending.values():
+            track.stop()
+        self._sending.clear()
+        await self.pc.close()
+
+    # -- internals --------------------------------------------------------------------------
+
+    async def _offer_if_changed(self) -> SubscribeOffer | None:
+        changed = False
+        # Tracks no longer wanted, or ended by their publisher.
+        for track_id, (transceiver, track) in list(self._sending.items()):
+            if track_id in self._desired and track.readyState == "live":
+                continue
+            # Detach first so the sender's RTP loop idles instead of ending (transceiver reuse).
+            transceiver.sender.replaceTrack(None)
+            track.stop()
+            transceiver.direction = "inactive"
+            self._free.append(transceiver)
+            del self._sending[track_id]
+            changed = True
+        for track_id in sorted(self._desired - set(self._sending)):
+            try:
+                forwarded = self._router.get(track_id)
+            except KeyError:
+                continue
+            if forwarded.ended:
+                continue
+            track = forwarded.subscribe(self.participant_id)
+            reused = self._reuse(track)
+            if reused is None:
+                reused = attach_track(self.pc, track)
+                reused.setCodecPreferences(self._codecs.preferences(track.kind))
+            self._sending[track_id] = (reused, track)
+            changed = True
+        if not changed:
+            return None
+        offer = await self.pc.createOffer()
+        await self.pc.setLocalDescription(offer)
+        self.state = SubscribeState.HAVE_LOCAL_OFFER
+        sdp = self.pc.localDescription.sdp
+        if self._public_address:
+            sdp = announce_address(sdp, self._public_address)
+        return SubscribeOffer(sdp, self.tracks())
+
+    def _reuse(self, track: SubscriberTrack) -> RTCRtpTransceiver | None:
+        for transceiver in self._free:
+            if transceiver.kind == track.kind:
+                self._free.remove(transceiver)
+                transceiver.sender.replaceTrack(track)
+                set_stream_id(transceiver.sender, track.source.publisher_id)
+                transceiver.direction = "sendonly"
+                return transceiver
+        return None
