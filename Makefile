@@ -1,0 +1,45 @@
+# Homeroom: `make run` to try it, `make test` to test it, `make check` to lint and type-check.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+NODE_STAMP := tests/node/node_modules/.installed
+WEB_DIR := clients/web
+WEB_STAMP := $(WEB_DIR)/dist/index.html
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+.PHONY: setup run test check web clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+$(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
+	cd tests/node && npm ci --no-audit --no-fund --silent
+	touch $(NODE_STAMP)
+
+web:
+	@if [ -f $(WEB_DIR)/package.json ]; then \
+		cd $(WEB_DIR) && { [ -d node_modules ] || npm ci --no-audit --no-fund --silent; } && npm run --silent build; \
+	fi
+
+setup: $(STAMP) web
+
+run: setup
+	mkdir -p var
+	$(BIN)/homeroom serve --demo --host $(HOST) --port $(PORT)
+
+test: setup $(NODE_STAMP)
+	$(BIN)/python -m pytest
+
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) var build $(WEB_DIR)/dist $(WEB_DIR)/node_modules tests/node/node_modules

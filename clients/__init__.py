@@ -1,0 +1,1 @@
+"""Homeroom clients: the Python client (``clients.homeroom``) and the browser app (``web/``)."""

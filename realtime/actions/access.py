@@ -1,0 +1,161 @@
+"""Loading what a person is to a class or a stream, for the policy to decide on."""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from realtime.domain import policy
+from realtime.domain.roles import ClassAccess, Role
+from realtime.domain.streams import StreamKey, Visibility, parse_stream
+from realtime.errors import forbidden, not_found
+from realtime.store.schema import (
+    classes,
+    conversations,
+    guardian_links,
+    memberships,
+    users,
+)
+
+
+async def class_access(conn: AsyncConnection, user_id: int, class_id: int) -> ClassAccess:
+    rows = await conn.execute(
+        select(memberships.c.role).where(
+            memberships.c.user_id == user_id, memberships.c.class_id == class_id
+        )
+    )
+    roles = frozenset(Role(r.role) for r in rows)
+    children: frozenset[int] = frozenset()
+    if Role.GUARDIAN in roles:
+        kids = await conn.execute(
+            select(guardian_links.c.student_id).where(
+                guardian_links.c.guardian_id == user_id,
+                guardian_links.c.class_id == class_id,
+                guardian_links.c.status == "approved",
+            )
+        )
+        children = frozenset(r.student_id for r in kids)
+    admin = False
+    if not roles:
+        row = (
+            await conn.execute(
+                select(users.c.school_admin, users.c.school_id).where(users.c.id == user_id)
+            )
+        ).first()
+        cls = (
+            await conn.execute(select(classes.c.school_id).where(classes.c.id == class_id))
+        ).first()
+        admin = bool(row and cls and row.school_admin and row.school_id == cls.school_id)
+    return ClassAccess(user_id, class_id, roles, children, admin)
+
+
+async def require_class(conn: AsyncConnection, class_id: int) -> None:
+    row = (await conn.execute(select(classes.c.id).where(classes.c.id == class_id))).first()
+    if row is None:
+        raise not_found("no such class")
+
+
+async def conversation_participants(conn: AsyncConnection, conv_id: int) -> frozenset[int]:
+    row = (
+        await conn.execute(
+            select(conversations.c.user_a, conversations.c.user_b).where(
+                conversations.c.id == conv_id
+            )
+        )
+    ).first()
+    if row is None:
+        raise not_found("no such conversation")
+    return frozenset((row.user_a, row.user_b))
+
+
+async def stream_visibility(
+    conn: AsyncConnection, user_id: int, stream: StreamKey
+) -> tuple[Visibility, ClassAccess | None, frozenset[int]]:
+    """How much of a stream a person sees, with what the policy decided it from."""
+    if stream.kind == "user":
+        access = ClassAccess(user_id, 0)
+        return policy.stream_visibility(stream, access), access, frozenset()
+    if stream.kind == "conv":
+        participants = await conversation_participants(conn, stream.id)
+        access = ClassAccess(user_id, 0)
+        vis = policy.stream_visibility(stream, access, participants=participants)
+        return vis, access, participants
+    class_id = stream.class_id
+    assert class_id is not None
+    await require_class(conn, class_id)
+    access = await class_access(conn, user_id, class_id)
+    return policy.stream_visibility(stream, access), access, frozenset()
+
+
+async def require_visible(
+    conn: AsyncConnection, user_id: int, key: str
+) -> tuple[StreamKey, Visibility, ClassAccess | None, frozenset[int]]:
+    stream = parse_stream(key)
+    vis, access, participants = await stream_visibility(conn, user_id, stream)
+    if vis is Visibility.NONE:
+        raise forbidden("you are not a member of this stream")
+    return stream, vis, access, participants
+
+
+async def followed_streams(conn: AsyncConnection, user_id: int) -> dict[str, Visibility]:
+    """Every stream this person follows, from their memberships and conversations."""
+    out: dict[str, Visibility] = {f"user:{user_id}": Visibility.MEMBER}
+    rows = await conn.execute(
+        select(memberships.c.class_id, memberships.c.role).where(memberships.c.user_id == user_id)
+    )
+    by_class: dict[int, set[Role]] = {}
+    for r in rows:
+        by_class.setdefault(r.class_id, set()).add(Role(r.role))
+    for class_id in by_class:
+        access = await class_access(conn, user_id, class_id)
+        candidates = [
+            StreamKey("class", class_id, "students"),
+            StreamKey("class", class_id, "guardians"),
+            StreamKey("notices", class_id, "students"),
+            StreamKey("notices", class_id, "guardians"),
+            StreamKey("qa", class_id),
+            StreamKey("staff", class_id),
+        ]
+        for key in candidates:
+            vis = policy.stream_visibility(key, access)
+            if vis > Visibility.NONE:
+                out[str(key)] = vis
+    convs = await conn.execute(
+        select(conversations.c.id).where(
+            or_(conversations.c.user_a == user_id, conversations.c.user_b == user_id)
+        )
+    )
+    for c in convs:
+        out[f"conv:{c.id}"] = Visibility.MEMBER
+    return out
+
+
+async def guardians_of(
+    conn: AsyncConnection, class_id: int, student_ids: list[int] | None = None
+) -> dict[int, list[int]]:
+    cond = and_(guardian_links.c.class_id == class_id, guardian_links.c.status == "approved")
+    if student_ids is not None:
+        cond = and_(cond, guardian_links.c.student_id.in_(student_ids))
+    rows = await conn.execute(
+        select(guardian_links.c.student_id, guardian_links.c.guardian_id).where(cond)
+    )
+    out: dict[int, list[int]] = {}
+    for r in rows:
+        out.setdefault(r.student_id, []).append(r.guardian_id)
+    return out
+
+
+async def members_with_role(conn: AsyncConnection, class_id: int, role: Role) -> list[int]:
+    rows = await conn.execute(
+        select(memberships.c.user_id).where(
+            memberships.c.class_id == class_id, memberships.c.role == role.value
+        )
+    )
+    return sorted(r.user_id for r in rows)
+
+
+async def display_names(conn: AsyncConnection, ids: list[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    rows = await conn.execute(select(users.c.id, users.c.display_name).where(users.c.id.in_(ids)))
+    return {r.id: r.display_name for r in rows}

@@ -1,0 +1,345 @@
+"""Chat actions: send, edit, delete, history, read positions, typing, mutes, conversations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from realtime.actions.access import class_access, display_names, require_visible
+from realtime.domain import chat as rules
+from realtime.domain import policy
+from realtime.domain.policy import require
+from realtime.domain.streams import Visibility, conv_stream, room_name, user_stream
+from realtime.errors import bad_request, forbidden, not_found
+from realtime.hub import Hub
+from realtime.schemas import (
+    ChatEdit,
+    ChatHistory,
+    ChatRead,
+    ChatSend,
+    MessageRef,
+    Mute,
+    OpenConversation,
+    Typing,
+)
+from realtime.store.schema import conversations, messages, mutes, read_positions
+
+
+def message_view(row: Any, names: dict[int, str]) -> dict[str, Any]:
+    deleted = row.deleted_at is not None
+    return {
+        "id": row.id,
+        "stream": row.stream,
+        "seq": row.seq,
+        "sender_id": row.sender_id,
+        "sender_name": names.get(row.sender_id, ""),
+        "client_id": row.client_id,
+        "body": "" if deleted else row.body,
+        "sent_at": row.sent_at,
+        "edited_at": row.edited_at,
+        "deleted": deleted,
+    }
+
+
+async def _find_sent(conn: AsyncConnection, user_id: int, client_id: str) -> Any:
+    return (
+        await conn.execute(
+            select(messages).where(
+                messages.c.sender_id == user_id, messages.c.client_id == client_id
+            )
+        )
+    ).first()
+
+
+async def send(hub: Hub, user_id: int, req: ChatSend) -> dict[str, Any]:
+    body = rules.check_body(req.body, hub.settings.chat_max_chars)
+    try:
+        async with hub.store.transaction() as conn:
+            earlier = await _find_sent(conn, user_id, req.client_id)
+            if earlier is not None:
+                # A resend after a lost ack: answer with the original, change nothing.
+                names = await display_names(conn, [user_id])
+                return {"message": message_view(earlier, names), "duplicate": True}
+            stream, _vis, access, participants = await require_visible(conn, user_id, req.stream)
+            require(
+                policy.may_post_chat(stream, access, participants),
+                "you cannot post in this stream",
+            )
+            now = hub.now()
+            if stream.kind == "class" and access is not None and not access.is_staff:
+                until = (
+                    await conn.execute(
+                        select(mutes.c.until).where(
+                            mutes.c.class_id == stream.id, mutes.c.user_id == user_id
+                        )
+                    )
+                ).scalar()
+                rules.check_not_muted(until, now)
+            hub.check_rate(user_id, "chat")
+            key = str(stream)
+            seq = await hub.store.next_seq(conn, key)
+            res = await conn.execute(
+                messages.insert().values(
+                    stream=key,
+                    seq=seq,
+                    sender_id=user_id,
+                    client_id=req.client_id,
+                    body=body,
+                    sent_at=now,
+                )
+            )
+            row = (
+                await conn.execute(
+                    select(messages).where(messages.c.id == res.inserted_primary_key[0])
+                )
+            ).one()
+            names = await display_names(conn, [user_id])
+            view = message_view(row, names)
+            event = await hub.store.append(conn, key, "chat.message", view, seq=seq)
+    except IntegrityError:
+        # The same client id raced itself; the first one won.
+        async with hub.store.read() as conn:
+            earlier = await _find_sent(conn, user_id, req.client_id)
+            if earlier is None:
+                raise
+            names = await display_names(conn, [user_id])
+            return {"message": message_view(earlier, names), "duplicate": True}
+    await hub.emit([event])
+    return {"message": view}
+
+
+async def _load_message(conn: AsyncConnection, message_id: int) -> Any:
+    row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
+    if row is None:
+        raise not_found("no such message")
+    return row
+
+
+async def edit(hub: Hub, user_id: int, req: ChatEdit) -> dict[str, Any]:
+    body = rules.check_body(req.body, hub.settings.chat_max_chars)
+    async with hub.store.transaction() as conn:
+        row = await _load_message(conn, req.message_id)
+        await require_visible(conn, user_id, row.stream)
+        now = hub.now()
+        rules.check_own_change(
+            row.sender_id,
+            user_id,
+            row.sent_at,
+            now,
+            hub.settings.chat_edit_window_s,
+            row.deleted_at is not None,
+        )
+        await conn.execute(
+            messages.update().where(messages.c.id == row.id).values(body=body, edited_at=now)
+        )
+        data = {"message_id": row.id, "message_seq": row.seq, "body": body, "edited_at": now}
+        event = await hub.store.append(conn, row.stream, "chat.edited", data)
+    await hub.emit([event])
+    return {"edited": data}
+
+
+async def delete(hub: Hub, user_id: int, req: MessageRef) -> dict[str, Any]:
+    async with hub.store.transaction() as conn:
+        row = await _load_message(conn, req.message_id)
+        stream, _vis, access, _p = await require_visible(conn, user_id, row.stream)
+        now = hub.now()
+        moderating = stream.kind == "class" and policy.may_moderate_chat(access)
+        if not moderating:
+            rules.check_own_change(
+                row.sender_id,
+                user_id,
+                row.sent_at,
+                now,
+                hub.settings.chat_edit_window_s,
+                row.deleted_at is not None,
+            )
+        elif row.deleted_at is not None:
+            return {"deleted": {"message_id": row.id, "message_seq": row.seq}}
+        await conn.execute(
+            messages.update()
+            .where(messages.c.id == row.id)
+            .values(deleted_at=now, deleted_by=user_id)
+        )
+        data = {"message_id": row.id, "message_seq": row.seq, "by": user_id}
+        event = await hub.store.append(conn, row.stream, "chat.deleted", data)
+    await hub.emit([event])
+    return {"deleted": data}
+
+
+async def history(hub: Hub, user_id: int, req: ChatHistory) -> dict[str, Any]:
+    limit = min(req.limit, hub.settings.history_page_max)
+    async with hub.store.read() as conn:
+        stream, _vis, _a, _p = await require_visible(conn, user_id, req.stream)
+        query = select(messages).where(messages.c.stream == str(stream))
+        if req.before is not None:
+            query = query.where(messages.c.seq < req.before)
+        rows = list(await conn.execute(query.order_by(messages.c.seq.desc()).limit(limit)))
+        rows.reverse()
+        names = await display_names(conn, sorted({r.sender_id for r in rows}))
+    items = [message_view(r, names) for r in rows]
+    return {
+        "messages": items,
+        "next_before": items[0]["seq"] if len(items) == limit else None,
+    }
+
+
+async def mark_read(hub: Hub, user_id: int, req: ChatRead) -> dict[str, Any]:
+    async with hub.store.transaction() as conn:
+        stream, _v, _a, _p = await require_visible(conn, user_id, req.stream)
+        key = str(stream)
+        current = (
+            await conn.execute(
+                select(read_positions.c.seq).where(
+                    read_positions.c.user_id == user_id, read_positions.c.stream == key
+                )
+            )
+        ).scalar()
+        if current is None:
+            await conn.execute(
+                read_positions.insert().values(user_id=user_id, stream=key, seq=req.seq)
+            )
+        elif req.seq > current:
+            await conn.execute(
+                read_positions.update()
+                .where(read_positions.c.user_id == user_id, read_positions.c.stream == key)
+                .values(seq=req.seq)
+            )
+        unread = await unread_count(conn, user_id, key, max(req.seq, current or 0))
+    return {"stream": key, "read_seq": max(req.seq, current or 0), "unread": unread}
+
+
+async def unread_count(conn: AsyncConnection, user_id: int, stream: str, after: int) -> int:
+    return int(
+        (
+            await conn.execute(
+                select(func.count())
+                .select_from(messages)
+                .where(
+                    messages.c.stream == stream,
+                    messages.c.seq > after,
+                    messages.c.sender_id != user_id,
+                    messages.c.deleted_at.is_(None),
+                )
+            )
+        ).scalar_one()
+    )
+
+
+async def read_seqs(conn: AsyncConnection, user_id: int) -> dict[str, int]:
+    rows = await conn.execute(
+        select(read_positions.c.stream, read_positions.c.seq).where(
+            read_positions.c.user_id == user_id
+        )
+    )
+    return {r.stream: int(r.seq) for r in rows}
+
+
+async def typing(hub: Hub, user_id: int, req: Typing) -> dict[str, Any]:
+    async with hub.store.read() as conn:
+        stream, _v, access, participants = await require_visible(conn, user_id, req.stream)
+        require(policy.may_post_chat(stream, access, participants), "you cannot post here")
+        names = await display_names(conn, [user_id])
+    rooms = [room_name(stream, Visibility.MEMBER), room_name(stream, Visibility.STAFF)]
+    data = {"stream": str(stream), "user_id": user_id, "name": names.get(user_id, "")}
+    await hub.ephemeral(rooms, "typing", data, skip_user=user_id)
+    return {}
+
+
+async def mute(hub: Hub, user_id: int, req: Mute) -> dict[str, Any]:
+    async with hub.store.transaction() as conn:
+        access = await class_access(conn, user_id, req.class_id)
+        require(policy.may_moderate_chat(access), "only teachers of this class can mute")
+        target = await class_access(conn, req.user_id, req.class_id)
+        if not target.is_member:
+            raise not_found("that person is not a member of this class")
+        if target.is_staff:
+            raise forbidden("teachers cannot be muted")
+        now = hub.now()
+        until = now + req.minutes * 60
+        await conn.execute(
+            mutes.delete().where(mutes.c.class_id == req.class_id, mutes.c.user_id == req.user_id)
+        )
+        if req.minutes:
+            await conn.execute(
+                mutes.insert().values(
+                    class_id=req.class_id, user_id=req.user_id, until=until, by=user_id
+                )
+            )
+        data = {"class_id": req.class_id, "until": until if req.minutes else None}
+        event = await hub.store.append(conn, str(user_stream(req.user_id)), "chat.muted", data)
+    await hub.emit([event])
+    return {"muted": {"user_id": req.user_id, **data}}
+
+
+async def open_conversation(hub: Hub, user_id: int, req: OpenConversation) -> dict[str, Any]:
+    if req.user_id == user_id:
+        raise bad_request("a conversation needs two people")
+    a, b = sorted((user_id, req.user_id))
+    created = False
+    async with hub.store.transaction() as conn:
+        mine = await class_access(conn, user_id, req.class_id)
+        theirs = await class_access(conn, req.user_id, req.class_id)
+        require(
+            policy.may_open_conversation(mine, theirs),
+            "private conversations are between a teacher and a student or guardian of the class",
+        )
+        row = (
+            await conn.execute(
+                select(conversations.c.id).where(
+                    conversations.c.class_id == req.class_id,
+                    conversations.c.user_a == a,
+                    conversations.c.user_b == b,
+                )
+            )
+        ).first()
+        if row is None:
+            res = await conn.execute(
+                conversations.insert().values(
+                    class_id=req.class_id, user_a=a, user_b=b, created_at=hub.now()
+                )
+            )
+            conv_id = int(res.inserted_primary_key[0])
+            created = True
+        else:
+            conv_id = row.id
+        names = await display_names(conn, [a, b])
+        view = {
+            "id": conv_id,
+            "stream": str(conv_stream(conv_id)),
+            "class_id": req.class_id,
+            "people": [{"id": u, "name": names.get(u, "")} for u in (a, b)],
+        }
+        events = []
+        if created:
+            for uid in (a, b):
+                events.append(
+                    await hub.store.append(conn, str(user_stream(uid)), "conversation.opened", view)
+                )
+    if created:
+        await hub.emit(events)
+        await hub.resync_user(a)
+        await hub.resync_user(b)
+    return {"conversation": view}
+
+
+async def list_conversations(conn: AsyncConnection, user_id: int) -> list[dict[str, Any]]:
+    rows = list(
+        await conn.execute(
+            select(conversations).where(
+                (conversations.c.user_a == user_id) | (conversations.c.user_b == user_id)
+            )
+        )
+    )
+    names = await display_names(conn, sorted({u for r in rows for u in (r.user_a, r.user_b)}))
+    return [
+        {
+            "id": r.id,
+            "stream": str(conv_stream(r.id)),
+            "class_id": r.class_id,
+            "people": [{"id": u, "name": names.get(u, "")} for u in (r.user_a, r.user_b)],
+        }
+        for r in rows
+    ]

@@ -1,0 +1,423 @@
+"""Notice actions: publish, receipts (delivered, read, confirmed, replied), roll-up, reminders."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from realtime.actions.access import (
+    class_access,
+    display_names,
+    guardians_of,
+    members_with_role,
+)
+from realtime.domain import notices as rules
+from realtime.domain import policy
+from realtime.domain.notices import Audience, NoticeKind, Receipt
+from realtime.domain.policy import require
+from realtime.domain.roles import Role
+from realtime.domain.streams import notice_stream, staff_stream, user_stream
+from realtime.errors import HomeroomError, bad_request, not_found, too_large
+from realtime.hub import Hub
+from realtime.schemas import NoticeList, NoticePublish, NoticeRef, NoticeReply, NoticesDelivered
+from realtime.store.db import StoredEvent
+from realtime.store.schema import notices, receipts
+
+
+def notice_view(row: Any, names: dict[int, str]) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "class_id": row.class_id,
+        "author_id": row.author_id,
+        "author_name": names.get(row.author_id, ""),
+        "audience": row.audience,
+        "kind": row.kind,
+        "title": row.title,
+        "body": row.body,
+        "choices": list(row.choices or []),
+        "deadline": row.deadline,
+        "created_at": row.created_at,
+    }
+
+
+def receipt_of(row: Any) -> Receipt:
+    return Receipt(
+        row.user_id,
+        row.delivered_at is not None,
+        row.read_at is not None,
+        row.confirmed_at is not None,
+        row.reply,
+    )
+
+
+def receipt_view(row: Any) -> dict[str, Any]:
+    return {
+        "user_id": row.user_id,
+        "state": receipt_of(row).state.value,
+        "delivered_at": row.delivered_at,
+        "read_at": row.read_at,
+        "confirmed_at": row.confirmed_at,
+        "reply": row.reply,
+        "replied_at": row.replied_at,
+    }
+
+
+async def _recipients(conn: AsyncConnection, class_id: int, audience: Audience) -> list[int]:
+    people: set[int] = set()
+    if audience in (Audience.GUARDIANS, Audience.BOTH):
+        for gs in (await guardians_of(conn, class_id)).values():
+            people.update(gs)
+    if audience in (Audience.STUDENTS, Audience.BOTH):
+        people.update(await members_with_role(conn, class_id, Role.STUDENT))
+    return sorted(people)
+
+
+async def publish(hub: Hub, user_id: int, req: NoticePublish) -> dict[str, Any]:
+    kind = NoticeKind(req.kind)
+    audience = Audience(req.audience)
+    choices = rules.validate_choices(kind, req.choices)
+    if len(req.body) > hub.settings.notice_max_chars:
+        raise too_large(f"a notice has at most {hub.settings.notice_max_chars} characters")
+    if req.deadline is not None and req.deadline <= hub.now():
+        raise bad_request("the deadline is in the past")
+    try:
+        async with hub.store.transaction() as conn:
+            earlier = (
+                await conn.execute(
+                    select(notices).where(
+                        notices.c.author_id == user_id, notices.c.client_id == req.client_id
+                    )
+                )
+            ).first()
+            if earlier is not None:
+                names = await display_names(conn, [user_id])
+                return {"notice": notice_view(earlier, names), "duplicate": True}
+            access = await class_access(conn, user_id, req.class_id)
+            require(
+                policy.may_publish_notice(access), "only teachers of this class publish notices"
+            )
+            now = hub.now()
+            res = await conn.execute(
+                notices.insert().values(
+                    class_id=req.class_id,
+                    author_id=user_id,
+                    client_id=req.client_id,
+                    audience=audience.value,
+                    kind=kind.value,
+                    title=req.title.strip(),
+                    body=req.body,
+                    choices=choices,
+                    deadline=req.deadline,
+                    created_at=now,
+                )
+            )
+            notice_id = int(res.inserted_primary_key[0])
+            people = await _recipients(conn, req.class_id, audience)
+            if people:
+                await conn.execute(
+                    receipts.insert(), [{"notice_id": notice_id, "user_id": u} for u in people]
+                )
+            row = (await conn.execute(select(notices).where(notices.c.id == notice_id))).one()
+            view = notice_view(row, await display_names(conn, [user_id]))
+            events = [
+                await hub.store.append(
+                    conn, str(notice_stream(req.class_id, part)), "notice.published", view
+                )
+                for part in audience.streams
+            ]
+    except IntegrityError:
+        async with hub.store.read() as conn:
+            earlier = (
+                await conn.execute(
+                    select(notices).where(
+                        notices.c.author_id == user_id, notices.c.client_id == req.client_id
+                    )
+                )
+            ).first()
+            if earlier is None:
+                raise
+            return {"notice": notice_view(earlier, {}), "duplicate": True}
+    await hub.emit(events)
+    return {"notice": view, "recipients": len(people)}
+
+
+async def _load_notice(conn: AsyncConnection, notice_id: int) -> Any:
+    row = (await conn.execute(select(notices).where(notices.c.id == notice_id))).first()
+    if row is None:
+        raise not_found("no such notice")
+    return row
+
+
+async def _receipt_change(
+    hub: Hub, user_id: int, notice_id: int, change: str, reply: str | None = None
+) -> dict[str, Any]:
+    """Move one recipient's receipt forward; doing it twice changes nothing."""
+    event: StoredEvent | None = None
+    async with hub.store.transaction() as conn:
+        notice = await _load_notice(conn, notice_id)
+        access = await class_access(conn, user_id, notice.class_id)
+        audience = Audience(notice.audience)
+        if not policy.may_receive_notice(access, audience.value):
+            raise HomeroomError("forbidden", "this notice is not addressed to you")
+        kind = NoticeKind(notice.kind)
+        if change == "confirm":
+            rules.check_confirm(kind)
+        elif change == "reply":
+            assert reply is not None
+            rules.check_reply(kind, list(notice.choices or []), reply)
+        row = (
+            await conn.execute(
+                select(receipts).where(
+                    receipts.c.notice_id == notice_id, receipts.c.user_id == user_id
+                )
+            )
+        ).first()
+        if row is None:
+            # Linked after the notice was published: the receipt starts now.
+            await conn.execute(receipts.insert().values(notice_id=notice_id, user_id=user_id))
+            row = (
+                await conn.execute(
+                    select(receipts).where(
+                        receipts.c.notice_id == notice_id, receipts.c.user_id == user_id
+                    )
+                )
+            ).one()
+        now = hub.now()
+        values: dict[str, Any] = {}
+        if row.delivered_at is None:
+            values["delivered_at"] = now
+        if change in ("read", "confirm", "reply") and row.read_at is None:
+            values["read_at"] = now
+        if change == "confirm" and row.confirmed_at is None:
+            values["confirmed_at"] = now
+        if change == "reply" and row.reply != reply:
+            if row.reply is not None and notice.deadline is not None and now > notice.deadline:
+                raise HomeroomError("conflict", "the deadline has passed; the reply is final")
+            values["reply"] = reply
+            values["replied_at"] = now
+        if values:
+            await conn.execute(
+                receipts.update()
+                .where(receipts.c.notice_id == notice_id, receipts.c.user_id == user_id)
+                .values(**values)
+            )
+            row = (
+                await conn.execute(
+                    select(receipts).where(
+                        receipts.c.notice_id == notice_id, receipts.c.user_id == user_id
+                    )
+                )
+            ).one()
+            names = await display_names(conn, [user_id])
+            staff = {"notice_id": notice_id, "name": names.get(user_id, ""), **receipt_view(row)}
+            stream = staff_stream(notice.class_id)
+            event = await hub.store.append(conn, str(stream), "notice.receipt", staff)
+        view = receipt_view(row)
+    if event is not None:
+        await hub.emit([event])
+    return {"receipt": {"notice_id": notice_id, **view}, "changed": event is not None}
+
+
+async def read(hub: Hub, user_id: int, req: NoticeRef) -> dict[str, Any]:
+    return await _receipt_change(hub, user_id, req.notice_id, "read")
+
+
+async def confirm(hub: Hub, user_id: int, req: NoticeRef) -> dict[str, Any]:
+    return await _receipt_change(hub, user_id, req.notice_id, "confirm")
+
+
+async def reply(hub: Hub, user_id: int, req: NoticeReply) -> dict[str, Any]:
+    return await _receipt_change(hub, user_id, req.notice_id, "reply", req.reply)
+
+
+async def delivered(hub: Hub, user_id: int, req: NoticesDelivered) -> dict[str, Any]:
+    changed = []
+    for notice_id in sorted(set(req.notice_ids)):
+        try:
+            result = await _receipt_change(hub, user_id, notice_id, "deliver")
+        except HomeroomError:
+            continue  # not addressed to this person: nothing to record
+        if result["changed"]:
+            changed.append(notice_id)
+    return {"delivered": changed}
+
+
+async def _rollup(conn: AsyncConnection, notice: Any) -> dict[str, Any]:
+    kind = NoticeKind(notice.kind)
+    audience = Audience(notice.audience)
+    students = await members_with_role(conn, notice.class_id, Role.STUDENT)
+    guardians = await guardians_of(conn, notice.class_id)
+    rows = list(await conn.execute(select(receipts).where(receipts.c.notice_id == notice.id)))
+    by_user = {r.user_id: receipt_of(r) for r in rows}
+    cov = rules.coverage(kind, audience, students, guardians, by_user)
+    people = sorted(
+        {r.user_id for r in rows} | set(students) | {g for gs in guardians.values() for g in gs}
+    )
+    names = await display_names(conn, people)
+    recips = [{**receipt_view(r), "name": names.get(r.user_id, "")} for r in rows]
+    recips.sort(key=lambda r: r["user_id"])
+
+    def student_entry(sid: int) -> dict[str, Any]:
+        return {
+            "student_id": sid,
+            "name": names.get(sid, ""),
+            "guardians": [
+                {
+                    "id": g,
+                    "name": names.get(g, ""),
+                    "state": (by_user[g].state.value if g in by_user else "none"),
+                }
+                for g in guardians.get(sid, [])
+            ],
+        }
+
+    states: dict[str, int] = {}
+    for r in recips:
+        states[r["state"]] = states.get(r["state"], 0) + 1
+    return {
+        "notice": notice_view(notice, names),
+        "counts": {**cov.counts, "recipients": len(recips), "states": states},
+        "receipts": recips,
+        "covered": [student_entry(s) for s in cov.covered],
+        "not_covered": [student_entry(s) for s in cov.not_covered],
+        "last_reminded_at": notice.last_reminded_at,
+    }
+
+
+async def receipts_rollup(hub: Hub, user_id: int, req: NoticeRef) -> dict[str, Any]:
+    async with hub.store.read() as conn:
+        notice = await _load_notice(conn, req.notice_id)
+        access = await class_access(conn, user_id, notice.class_id)
+        require(policy.may_view_receipts(access), "only teachers of this class see receipts")
+        return await _rollup(conn, notice)
+
+
+async def receipts_csv(hub: Hub, user_id: int, notice_id: int) -> str:
+    report = await receipts_rollup(hub, user_id, NoticeRef(notice_id=notice_id))
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "student_id",
+            "student",
+            "covered",
+            "recipient_id",
+            "recipient",
+            "state",
+            "delivered_at",
+            "read_at",
+            "confirmed_at",
+            "reply",
+        ]
+    )
+    by_user = {r["user_id"]: r for r in report["receipts"]}
+    for covered, entries in ((True, report["covered"]), (False, report["not_covered"])):
+        for s in entries:
+            who = [g["id"] for g in s["guardians"]]
+            if report["notice"]["audience"] != "guardians":
+                who.append(s["student_id"])
+            if not who:
+                writer.writerow(
+                    [s["student_id"], s["name"], covered, "", "", "none", "", "", "", ""]
+                )
+            for uid in who:
+                r = by_user.get(uid)
+                writer.writerow(
+                    [
+                        s["student_id"],
+                        s["name"],
+                        covered,
+                        uid,
+                        r["name"] if r else "",
+                        r["state"] if r else "none",
+                        _iso(r and r["delivered_at"]),
+                        _iso(r and r["read_at"]),
+                        _iso(r and r["confirmed_at"]),
+                        (r and r["reply"]) or "",
+                    ]
+                )
+    return out.getvalue()
+
+
+def _iso(ts: float | None) -> str:
+    if not ts:
+        return ""
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
+
+
+async def remind(hub: Hub, user_id: int, req: NoticeRef) -> dict[str, Any]:
+    async with hub.store.transaction() as conn:
+        notice = await _load_notice(conn, req.notice_id)
+        access = await class_access(conn, user_id, notice.class_id)
+        require(policy.may_publish_notice(access), "only teachers of this class send reminders")
+        now = hub.now()
+        interval = hub.settings.notice_remind_interval_s
+        if not rules.may_remind(notice.last_reminded_at, now, interval):
+            wait = int(notice.last_reminded_at + interval - now)
+            raise HomeroomError("rate_limited", f"a reminder was sent recently; wait {wait} s")
+        report = await _rollup(conn, notice)
+        audience = Audience(notice.audience)
+        targets: set[int] = set()
+        for s in report["not_covered"]:
+            if audience in (Audience.GUARDIANS, Audience.BOTH):
+                targets.update(g["id"] for g in s["guardians"])
+            if audience in (Audience.STUDENTS, Audience.BOTH):
+                targets.add(s["student_id"])
+        data = {
+            "notice_id": notice.id,
+            "class_id": notice.class_id,
+            "title": notice.title,
+            "deadline": notice.deadline,
+        }
+        events = [
+            await hub.store.append(conn, str(user_stream(u)), "notice.reminder", data)
+            for u in sorted(targets)
+        ]
+        await conn.execute(
+            notices.update().where(notices.c.id == notice.id).values(last_reminded_at=now)
+        )
+    await hub.emit(events)
+    return {
+        "reminded": sorted(targets),
+        "students": [s["student_id"] for s in report["not_covered"]],
+    }
+
+
+async def list_notices(hub: Hub, user_id: int, req: NoticeList) -> dict[str, Any]:
+    async with hub.store.read() as conn:
+        access = await class_access(conn, user_id, req.class_id)
+        if not access.is_member:
+            raise HomeroomError("forbidden", "you are not a member of this class")
+        query = select(notices).where(notices.c.class_id == req.class_id)
+        if not access.is_staff:
+            allowed = [
+                a for a in ("guardians", "students", "both") if policy.may_receive_notice(access, a)
+            ]
+            query = query.where(notices.c.audience.in_(allowed))
+        rows = list(await conn.execute(query.order_by(notices.c.id.desc()).limit(200)))
+        names = await display_names(conn, sorted({r.author_id for r in rows}))
+        mine = {
+            r.notice_id: receipt_view(r)
+            for r in await conn.execute(
+                select(receipts).where(
+                    receipts.c.user_id == user_id,
+                    receipts.c.notice_id.in_([r.id for r in rows]),
+                )
+            )
+        }
+        out = []
+        for r in rows:
+            item = notice_view(r, names)
+            if access.is_staff:
+                item["counts"] = (await _rollup(conn, r))["counts"]
+            else:
+                item["receipt"] = mine.get(r.id)
+            out.append(item)
+    return {"notices": out}

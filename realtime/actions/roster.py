@@ -1,0 +1,342 @@
+"""Roster actions: classes, members, CSV import, and guardian links (request, approve, reject)."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from realtime.actions.access import class_access, require_class
+from realtime.actions.accounts import create_user
+from realtime.domain import policy
+from realtime.domain.policy import require
+from realtime.domain.roles import Role
+from realtime.domain.roster import Rejection, parse_roster
+from realtime.domain.streams import user_stream
+from realtime.errors import HomeroomError, conflict, not_found
+from realtime.hub import Hub
+from realtime.schemas import JoinClass
+from realtime.store.schema import classes, guardian_links, memberships, users
+
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def new_join_code() -> str:
+    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(8))
+
+
+def new_password() -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(12))
+
+
+async def create_class(conn: AsyncConnection, school_id: int, name: str) -> int:
+    res = await conn.execute(
+        classes.insert().values(school_id=school_id, name=name, join_code=new_join_code())
+    )
+    return int(res.inserted_primary_key[0])
+
+
+async def add_member(conn: AsyncConnection, class_id: int, user_id: int, role: Role) -> None:
+    exists = (
+        await conn.execute(
+            select(memberships.c.user_id).where(
+                memberships.c.class_id == class_id,
+                memberships.c.user_id == user_id,
+                memberships.c.role == role.value,
+            )
+        )
+    ).first()
+    if exists is None:
+        await conn.execute(
+            memberships.insert().values(class_id=class_id, user_id=user_id, role=role.value)
+        )
+
+
+async def link_guardian(
+    conn: AsyncConnection,
+    class_id: int,
+    guardian_id: int,
+    student_id: int,
+    relationship: str,
+    *,
+    status: str,
+    by: int | None,
+    now: float,
+) -> int:
+    row = (
+        await conn.execute(
+            select(guardian_links).where(
+                guardian_links.c.guardian_id == guardian_id,
+                guardian_links.c.student_id == student_id,
+            )
+        )
+    ).first()
+    decided = {"decided_by": by, "decided_at": now} if status != "pending" else {}
+    if row is None:
+        res = await conn.execute(
+            guardian_links.insert().values(
+                class_id=class_id,
+                guardian_id=guardian_id,
+                student_id=student_id,
+                relationship=relationship,
+                status=status,
+                requested_at=now,
+                **decided,
+            )
+        )
+        link_id = int(res.inserted_primary_key[0])
+    else:
+        link_id = row.id
+        await conn.execute(
+            guardian_links.update()
+            .where(guardian_links.c.id == row.id)
+            .values(status=status, relationship=relationship or row.relationship, **decided)
+        )
+    if status == "approved":
+        await add_member(conn, class_id, guardian_id, Role.GUARDIAN)
+    return link_id
+
+
+async def import_roster(hub: Hub, actor_id: int | None, class_id: int, text: str) -> dict[str, Any]:
+    """Import students and guardians: every row or none. ``actor_id`` None is the console."""
+    rows, bad = parse_roster(text)
+    created: list[dict[str, str]] = []
+    async with hub.store.transaction() as conn:
+        await require_class(conn, class_id)
+        if actor_id is not None:
+            access = await class_access(conn, actor_id, class_id)
+            require(policy.may_manage_roster(access), "only teachers of this class import rosters")
+        school_id = (
+            await conn.execute(select(classes.c.school_id).where(classes.c.id == class_id))
+        ).scalar_one()
+        if bad:
+            raise RosterRejected(bad)
+        # Second pass against the database: names already taken by someone else.
+        ids: dict[str, int] = {}
+        now = hub.now()
+        for row in rows:
+            for username, name, phone in (
+                (row.student_username, row.student, None),
+                (row.guardian_username, row.guardian, row.phone or None),
+            ):
+                if not username or username in ids:
+                    continue
+                user = (
+                    await conn.execute(select(users).where(users.c.username == username))
+                ).first()
+                if user is not None:
+                    if user.school_id != school_id:
+                        bad.append(Rejection(row.line, f"{username} belongs to another school"))
+                    ids[username] = user.id
+                    continue
+                password = new_password()
+                ids[username] = await create_user(
+                    conn, school_id, username, name, password, phone=phone, now=now
+                )
+                created.append({"username": username, "display_name": name, "password": password})
+        for row in rows:
+            student = ids[row.student_username]
+            guardian_roles = await class_access(conn, student, class_id)
+            if guardian_roles.is_staff:
+                bad.append(Rejection(row.line, f"{row.student_username} is a teacher here"))
+                continue
+            await add_member(conn, class_id, student, Role.STUDENT)
+            if row.guardian_username:
+                await link_guardian(
+                    conn,
+                    class_id,
+                    ids[row.guardian_username],
+                    student,
+                    row.relationship,
+                    status="approved",
+                    by=actor_id,
+                    now=now,
+                )
+        if bad:
+            # Roll the whole file back: raising ends the transaction without a commit.
+            raise RosterRejected(bad)
+    return {"ok": True, "rows": len(rows), "created": created}
+
+
+class RosterRejected(HomeroomError):
+    """The file was refused; ``rejected`` says why, row by row."""
+
+    def __init__(self, bad: list[Rejection]) -> None:
+        super().__init__(
+            "bad_request",
+            "the roster was not imported: "
+            + "; ".join(f"line {b.line}: {b.reason}" for b in bad[:20]),
+        )
+        self.rejected = bad
+
+
+def rejection_report(exc: HomeroomError) -> list[dict[str, Any]]:
+    return [{"line": b.line, "reason": b.reason} for b in getattr(exc, "rejected", [])]
+
+
+async def request_link(hub: Hub, user_id: int, req: JoinClass) -> dict[str, Any]:
+    """A guardian asks to be linked to a child in the class with this join code."""
+    hub.check_rate(user_id, "join")
+    async with hub.store.transaction() as conn:
+        cls = (
+            await conn.execute(select(classes).where(classes.c.join_code == req.join_code))
+        ).first()
+        if cls is None:
+            raise not_found("no class has this join code")
+        access = await class_access(conn, user_id, cls.id)
+        if access.is_staff or access.is_student:
+            raise conflict("teachers and students of the class do not need a guardian link")
+        kids = list(
+            await conn.execute(
+                select(users.c.id)
+                .join(memberships, memberships.c.user_id == users.c.id)
+                .where(
+                    memberships.c.class_id == cls.id,
+                    memberships.c.role == Role.STUDENT.value,
+                    users.c.display_name == req.child_name.strip(),
+                )
+            )
+        )
+        if not kids:
+            raise not_found("no student of that name in this class; check the spelling")
+        if len(kids) > 1:
+            raise conflict("two students have that name; ask the teacher to link you")
+        existing = (
+            await conn.execute(
+                select(guardian_links.c.status).where(
+                    guardian_links.c.guardian_id == user_id,
+                    guardian_links.c.student_id == kids[0].id,
+                )
+            )
+        ).scalar()
+        if existing == "approved":
+            raise conflict("you are already linked to this child")
+        link_id = await link_guardian(
+            conn,
+            cls.id,
+            user_id,
+            kids[0].id,
+            req.relationship,
+            status="pending",
+            by=None,
+            now=hub.now(),
+        )
+    return {
+        "link": {"id": link_id, "class_id": cls.id, "class_name": cls.name, "status": "pending"}
+    }
+
+
+async def decide_link(hub: Hub, user_id: int, link_id: int, approve: bool) -> dict[str, Any]:
+    async with hub.store.transaction() as conn:
+        link = (
+            await conn.execute(select(guardian_links).where(guardian_links.c.id == link_id))
+        ).first()
+        if link is None:
+            raise not_found("no such link request")
+        access = await class_access(conn, user_id, link.class_id)
+        require(policy.may_manage_roster(access), "only teachers of this class decide links")
+        if link.status != "pending":
+            raise conflict(f"this request was already {link.status}")
+        status = "approved" if approve else "rejected"
+        await link_guardian(
+            conn,
+            link.class_id,
+            link.guardian_id,
+            link.student_id,
+            link.relationship,
+            status=status,
+            by=user_id,
+            now=hub.now(),
+        )
+        data = {
+            "link_id": link_id,
+            "class_id": link.class_id,
+            "student_id": link.student_id,
+            "status": status,
+        }
+        event = await hub.store.append(
+            conn, str(user_stream(link.guardian_id)), "link.decided", data
+        )
+    await hub.emit([event])
+    await hub.resync_user(link.guardian_id)
+    return {"link": data}
+
+
+async def pending_links(hub: Hub, user_id: int, class_id: int) -> dict[str, Any]:
+    async with hub.store.read() as conn:
+        access = await class_access(conn, user_id, class_id)
+        require(policy.may_manage_roster(access), "only teachers of this class see link requests")
+        g = users.alias("g")
+        s = users.alias("s")
+        rows = await conn.execute(
+            select(
+                guardian_links,
+                g.c.display_name.label("guardian_name"),
+                s.c.display_name.label("student_name"),
+            )
+            .join(g, g.c.id == guardian_links.c.guardian_id)
+            .join(s, s.c.id == guardian_links.c.student_id)
+            .where(guardian_links.c.class_id == class_id, guardian_links.c.status == "pending")
+        )
+        return {
+            "links": [
+                {
+                    "id": r.id,
+                    "guardian_id": r.guardian_id,
+                    "guardian_name": r.guardian_name,
+                    "student_id": r.student_id,
+                    "student_name": r.student_name,
+                    "relationship": r.relationship,
+                    "requested_at": r.requested_at,
+                }
+                for r in rows
+            ]
+        }
+
+
+async def members(hub: Hub, user_id: int, class_id: int) -> dict[str, Any]:
+    async with hub.store.read() as conn:
+        await require_class(conn, class_id)
+        access = await class_access(conn, user_id, class_id)
+        if not access.is_member and not access.school_admin:
+            raise HomeroomError("forbidden", "you are not a member of this class")
+        rows = await conn.execute(
+            select(memberships.c.user_id, memberships.c.role, users.c.display_name, users.c.phone)
+            .join(users, users.c.id == memberships.c.user_id)
+            .where(memberships.c.class_id == class_id)
+        )
+        links = await conn.execute(
+            select(
+                guardian_links.c.guardian_id,
+                guardian_links.c.student_id,
+                guardian_links.c.relationship,
+            ).where(guardian_links.c.class_id == class_id, guardian_links.c.status == "approved")
+        )
+        children: dict[int, list[int]] = {}
+        for link in links:
+            children.setdefault(link.guardian_id, []).append(link.student_id)
+        cls = (await conn.execute(select(classes).where(classes.c.id == class_id))).one()
+    full = policy.may_view_roster(access)
+    people = []
+    for r in rows:
+        # Non-staff see the teachers and, for guardians, their own children only.
+        if (
+            not full
+            and r.role not in ("head_teacher", "teacher", "assistant_teacher")
+            and (r.user_id not in access.children and r.user_id != user_id)
+        ):
+            continue
+        entry: dict[str, Any] = {"id": r.user_id, "name": r.display_name, "role": r.role}
+        if full:
+            entry["phone"] = r.phone
+            if r.role == "guardian":
+                entry["children"] = sorted(children.get(r.user_id, []))
+        people.append(entry)
+    out: dict[str, Any] = {"class": {"id": cls.id, "name": cls.name}, "members": people}
+    if full:
+        out["class"]["join_code"] = cls.join_code
+    return out

@@ -1,0 +1,78 @@
+"""The app factory: settings in, a ready aiohttp application out. No globals, no import-time I/O."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import socketio
+from aiohttp import web
+
+from realtime.auth import TokenIssuer
+from realtime.bus import make_bus
+from realtime.config import Settings
+from realtime.hub import Hub
+from realtime.metrics import Metrics
+from realtime.store import open_store
+from realtime.transport.rest import HUB, METRICS, add_routes, errors_middleware
+from realtime.transport.socket import Gateway
+
+GATEWAY = web.AppKey("gateway", Gateway)
+WEB_DIST = Path(__file__).resolve().parent.parent / "clients" / "web" / "dist"
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
+    settings.validate()
+    store = open_store(settings.database_url)
+    bus = make_bus(settings.redis_url)
+    tokens = TokenIssuer(settings.signing_keys, settings.secret_key_id, settings.access_token_ttl_s)
+    hub = Hub(settings, store, bus, tokens)
+    metrics = Metrics()
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        serializer="msgpack" if settings.serializer == "msgpack" else "default",
+        max_http_buffer_size=settings.max_packet_bytes,
+        logger=False,
+        engineio_logger=False,
+    )
+    app = web.Application(middlewares=[errors_middleware], client_max_size=4 * 1024 * 1024)
+    app[HUB] = hub
+    app[METRICS] = metrics
+    gateway = Gateway(hub, sio, metrics)
+    app[GATEWAY] = gateway
+    sio.attach(app, socketio_path="socket.io")
+    add_routes(app)
+    _add_web_app(app)
+
+    async def start(_app: web.Application) -> None:
+        if migrate:
+            await store.migrate()
+        await bus.start(gateway.on_bus)
+
+    async def stop(_app: web.Application) -> None:
+        await bus.close()
+        await store.close()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    return app
+
+
+def _add_web_app(app: web.Application) -> None:
+    index = WEB_DIST / "index.html"
+
+    async def page(_request: web.Request) -> web.StreamResponse:
+        if index.exists():
+            return web.FileResponse(index)
+        return web.Response(
+            text="<!doctype html><meta charset=utf-8><title>Homeroom</title>"
+            "<p>Homeroom is running. The web app has not been built: run <code>make run</code>."
+            "<p>Homeroom 已启动，网页应用尚未构建：请运行 <code>make run</code>。",
+            content_type="text/html",
+        )
+
+    app.router.add_get("/", page)
+    if (WEB_DIST / "assets").is_dir():
+        app.router.add_static("/assets", WEB_DIST / "assets")

@@ -1,0 +1,87 @@
+"""Passwords (argon2) and tokens: short-lived JWT access tokens, revocable refresh tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from realtime.errors import HomeroomError
+
+AUDIENCE = "homeroom"
+ALGORITHM = "HS256"
+
+_hasher = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    if not stored_hash:
+        return False
+    try:
+        return _hasher.verify(stored_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is acting, as proven by an access token."""
+
+    user_id: int
+    school_id: int
+
+
+class TokenIssuer:
+    """Signs with the active key id; verifies with any configured key (so secrets can rotate)."""
+
+    def __init__(self, keys: dict[str, str], active_kid: str, ttl_s: int) -> None:
+        self.keys = keys
+        self.active_kid = active_kid
+        self.ttl_s = ttl_s
+
+    def issue(self, user_id: int, school_id: int, now: float | None = None) -> str:
+        now = time.time() if now is None else now
+        claims = {
+            "sub": str(user_id),
+            "sch": school_id,
+            "aud": AUDIENCE,
+            "iat": int(now),
+            "exp": int(now + self.ttl_s),
+        }
+        return jwt.encode(
+            claims, self.keys[self.active_kid], ALGORITHM, headers={"kid": self.active_kid}
+        )
+
+    def verify(self, token: object) -> Identity:
+        if not isinstance(token, str) or not token:
+            raise HomeroomError("unauthorized", "sign in first: no access token was given")
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            key = self.keys.get(str(kid))
+            if key is None:
+                raise HomeroomError("unauthorized", "the access token was signed by an unknown key")
+            claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=AUDIENCE)
+            return Identity(int(claims["sub"]), int(claims["sch"]))
+        except jwt.ExpiredSignatureError:
+            raise HomeroomError("unauthorized", "the access token has expired") from None
+        except (jwt.InvalidTokenError, KeyError, ValueError):
+            raise HomeroomError("unauthorized", "the access token is not valid") from None
+
+
+def new_refresh_token() -> tuple[str, str]:
+    """A random refresh token and the hash under which it is stored."""
+    token = secrets.token_urlsafe(32)
+    return token, refresh_hash(token)
+
+
+def refresh_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,17 @@
+"""The bus: how an event written on one node reaches the connections on every node.
+
+Whatever crosses it is msgpack-encoded bytes, never pickle.
+"""
+
+from realtime.bus.base import Bus, BusHandler
+from realtime.bus.local import LocalBus
+
+__all__ = ["Bus", "BusHandler", "LocalBus", "make_bus"]
+
+
+def make_bus(redis_url: str, channel: str = "homeroom") -> Bus:
+    if redis_url:
+        from realtime.bus.redis import RedisBus
+
+        return RedisBus(redis_url, channel)
+    return LocalBus()

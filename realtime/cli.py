@@ -1,0 +1,259 @@
+"""The ``homeroom`` console command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+
+from realtime import demo
+from realtime.auth import TokenIssuer
+from realtime.config import ConfigError, Settings, load_settings
+from realtime.domain.roles import Role
+from realtime.errors import HomeroomError
+from realtime.store import Store, open_store
+from realtime.store.schema import classes, schools, users
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "demo", False):
+        overrides["demo"] = True
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None):
+        overrides["port"] = args.port
+    return load_settings(args.config, **overrides)
+
+
+async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[int]]) -> int:
+    store = open_store(settings.database_url)
+    try:
+        await store.migrate()
+        return await work(store)
+    finally:
+        await store.close()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from realtime.app import create_app
+
+    settings = _settings(args)
+    settings.validate()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    base = f"http://{settings.host}:{settings.port}"
+
+    async def prepare(store: Store) -> int:
+        if settings.demo and await demo.is_empty(store):
+            info = await demo.seed(store)
+            print(demo.sign_in_help(base, info["join_code"]), flush=True)
+        elif settings.demo:
+            print(demo.sign_in_help(base), flush=True)
+        return 0
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(_with_store(settings, prepare))
+    print(f"Homeroom is serving on {base}/  (Ctrl-C to stop)", flush=True)
+    web.run_app(
+        create_app(settings), host=settings.host, port=settings.port, print=None, access_log=None
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    async def nothing(_store: Store) -> int:
+        print("database is up to date")
+        return 0
+
+    return asyncio.run(_with_store(_settings(args), nothing))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    async def work(store: Store) -> int:
+        if not await demo.is_empty(store):
+            print("the database is not empty; the demo school was not added")
+            return 1
+        info = await demo.seed(store)
+        print(demo.sign_in_help("http://HOST:PORT", info["join_code"]))
+        return 0
+
+    return asyncio.run(_with_store(_settings(args), work))
+
+
+def cmd_import_roster(args: argparse.Namespace) -> int:
+    from realtime.actions import roster
+    from realtime.app import create_app  # noqa: F401  (ensures the same settings checks)
+    from realtime.bus import LocalBus
+    from realtime.hub import Hub
+
+    settings = _settings(args)
+    with open(args.file, encoding="utf-8") as fh:
+        text = fh.read()
+
+    async def work(store: Store) -> int:
+        hub = Hub(
+            settings,
+            store,
+            LocalBus(),
+            TokenIssuer(settings.signing_keys, settings.secret_key_id, 60),
+        )
+        try:
+            result = await roster.import_roster(hub, None, args.class_id, text)
+        except roster.RosterRejected as exc:
+            print(
+                "The roster was NOT imported; nothing was changed. Rejected rows:", file=sys.stderr
+            )
+            for row in roster.rejection_report(exc):
+                print(f"  line {row['line']}: {row['reason']}", file=sys.stderr)
+            return 1
+        except HomeroomError as exc:
+            print(f"error ({exc.code}): {exc.message}", file=sys.stderr)
+            return 1
+        print(f"imported {result['rows']} rows")
+        if result["created"]:
+            print("new accounts (give each person their first password):")
+            for c in result["created"]:
+                print(f"  {c['username']:<24} {c['display_name']:<30} {c['password']}")
+        return 0
+
+    return asyncio.run(_with_store(settings, work))
+
+
+def cmd_create_user(args: argparse.Namespace) -> int:
+    from realtime.actions.accounts import create_user
+    from realtime.actions.roster import add_member
+
+    password = args.password or getpass.getpass("password: ")
+
+    async def work(store: Store) -> int:
+        import time
+
+        async with store.transaction() as conn:
+            school = (await conn.execute(select(schools.c.id).order_by(schools.c.id))).first()
+            if school is None:
+                school_id = (
+                    await conn.execute(schools.insert().values(name=args.school or "School"))
+                ).inserted_primary_key[0]
+            else:
+                school_id = school.id
+            try:
+                uid = await create_user(
+                    conn,
+                    school_id,
+                    args.username,
+                    args.name or args.username,
+                    password,
+                    school_admin=args.school_admin,
+                    now=time.time(),
+                )
+            except HomeroomError as exc:
+                print(f"error ({exc.code}): {exc.message}", file=sys.stderr)
+                return 1
+            if args.class_id:
+                exists = (
+                    await conn.execute(select(classes.c.id).where(classes.c.id == args.class_id))
+                ).first()
+                if exists is None:
+                    print(f"error: no class {args.class_id}", file=sys.stderr)
+                    raise SystemExit(1)
+                await add_member(conn, args.class_id, uid, Role(args.role))
+        print(f"created user {args.username} (id {uid})")
+        return 0
+
+    return asyncio.run(_with_store(_settings(args), work))
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def work(store: Store) -> int:
+        async with store.read() as conn:
+            user = (
+                await conn.execute(
+                    select(users.c.id, users.c.school_id).where(users.c.username == args.user)
+                )
+            ).first()
+        if user is None:
+            print(f"error: no user {args.user}", file=sys.stderr)
+            return 1
+        issuer = TokenIssuer(
+            settings.signing_keys, settings.secret_key_id, args.ttl or settings.access_token_ttl_s
+        )
+        print(issuer.issue(user.id, user.school_id))
+        return 0
+
+    return asyncio.run(_with_store(settings, work))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="homeroom", description="Homeroom classroom server")
+    parser.add_argument("--config", help="TOML settings file (default: $HOMEROOM_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the server")
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="demo mode: built-in secret allowed, demo school seeded if empty",
+    )
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("migrate", help="create or upgrade the database schema")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("demo", help="add the demo school to an empty database")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("import-roster", help="import students and guardians from a CSV file")
+    p.add_argument(
+        "file",
+        help="CSV with columns student,student_username,guardian,"
+        "guardian_username,relationship,phone",
+    )
+    p.add_argument("--class", dest="class_id", type=int, required=True, help="class id")
+    p.set_defaults(func=cmd_import_roster)
+
+    p = sub.add_parser("create-user", help="create an account")
+    p.add_argument("username")
+    p.add_argument("--name", help="display name")
+    p.add_argument("--password", help="password (asked for if not given)")
+    p.add_argument("--school-admin", action="store_true")
+    p.add_argument("--school", help="school name, if no school exists yet")
+    p.add_argument("--class", dest="class_id", type=int, help="add to this class")
+    p.add_argument("--role", default="teacher", choices=[r.value for r in Role])
+    p.set_defaults(func=cmd_create_user)
+
+    p = sub.add_parser("token", help="print an access token for a user (for scripts)")
+    p.add_argument("user", help="username")
+    p.add_argument("--ttl", type=int, help="lifetime in seconds")
+    p.set_defaults(func=cmd_token)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"homeroom: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,30 @@
+"""Chat rules that need no I/O: message length, edit window, mutes."""
+
+from __future__ import annotations
+
+from realtime.errors import bad_request, conflict, forbidden, too_large
+
+
+def check_body(body: str, max_chars: int) -> str:
+    text = body.strip()
+    if not text:
+        raise bad_request("a message cannot be empty")
+    if len(text) > max_chars:
+        raise too_large(f"a message has at most {max_chars} characters")
+    return text
+
+
+def check_own_change(
+    sender_id: int, actor_id: int, sent_at: float, now: float, window_s: float, deleted: bool
+) -> None:
+    if deleted:
+        raise conflict("this message was deleted")
+    if sender_id != actor_id:
+        raise forbidden("you can only change your own messages")
+    if now - sent_at > window_s:
+        raise conflict(f"messages can only be changed within {int(window_s // 60)} minutes")
+
+
+def check_not_muted(muted_until: float | None, now: float) -> None:
+    if muted_until is not None and muted_until > now:
+        raise forbidden("a teacher has muted your posting in this class for now")

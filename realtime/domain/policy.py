@@ -1,0 +1,130 @@
+"""Who may do what: every action is decided here from the actor's relationship to the class.
+
+Each rule is a plain function of a :class:`ClassAccess` (and the thing acted on) so that the
+authorization matrix can be tested without a server.
+"""
+
+from __future__ import annotations
+
+from realtime.domain.roles import ClassAccess
+from realtime.domain.streams import StreamKey, Visibility
+from realtime.errors import forbidden
+
+
+def stream_visibility(
+    stream: StreamKey, access: ClassAccess | None, *, participants: frozenset[int] = frozenset()
+) -> Visibility:
+    """How much of ``stream`` this person may follow.
+
+    ``access`` is the person's access to the stream's class (None for streams of no class);
+    ``participants`` are the two people of a private conversation.
+    """
+    if stream.kind == "user":
+        return (
+            Visibility.MEMBER
+            if access is not None and access.user_id == stream.id
+            else (Visibility.NONE)
+        )
+    if stream.kind == "conv":
+        if access is not None and access.user_id in participants:
+            return Visibility.MEMBER
+        return Visibility.NONE
+    if access is None or stream.class_id != access.class_id:
+        return Visibility.NONE
+    if access.is_staff:
+        return Visibility.STAFF
+    if stream.kind == "staff":
+        return Visibility.NONE
+    if stream.kind in ("class", "notices"):
+        if stream.part == "students" and access.is_student:
+            return Visibility.MEMBER
+        if stream.part == "guardians" and access.is_guardian:
+            return Visibility.MEMBER
+        return Visibility.NONE
+    if stream.kind == "qa" and access.is_student:
+        return Visibility.MEMBER
+    return Visibility.NONE
+
+
+def require(allowed: bool, message: str) -> None:
+    if not allowed:
+        raise forbidden(message)
+
+
+# --- chat -------------------------------------------------------------------------------------
+
+
+def may_post_chat(
+    stream: StreamKey, access: ClassAccess | None, participants: frozenset[int]
+) -> bool:
+    if stream.kind == "conv":
+        return stream_visibility(stream, access, participants=participants) > Visibility.NONE
+    if stream.kind != "class":
+        return False
+    return stream_visibility(stream, access) > Visibility.NONE
+
+
+def may_moderate_chat(access: ClassAccess | None) -> bool:
+    """Delete anyone's message, mute a member: teachers and assistants of the class."""
+    return access is not None and access.is_staff
+
+
+def may_open_conversation(initiator: ClassAccess, other: ClassAccess) -> bool:
+    """Private talk is between a teacher and a guardian or student of the same class.
+
+    Never student with student, guardian with guardian, or student with guardian.
+    """
+    if initiator.class_id != other.class_id:
+        return False
+    pair = (initiator, other)
+    for teacher, peer in (pair, pair[::-1]):
+        if teacher.is_staff and (peer.is_guardian or peer.is_student) and not peer.is_staff:
+            return True
+    return False
+
+
+# --- notices ----------------------------------------------------------------------------------
+
+
+def may_publish_notice(access: ClassAccess | None) -> bool:
+    return access is not None and access.is_teacher
+
+
+def may_view_receipts(access: ClassAccess | None) -> bool:
+    return access is not None and access.is_staff
+
+
+def may_receive_notice(access: ClassAccess | None, audience: str) -> bool:
+    if access is None:
+        return False
+    if audience in ("guardians", "both") and access.is_guardian:
+        return True
+    return audience in ("students", "both") and access.is_student
+
+
+# --- questions --------------------------------------------------------------------------------
+
+
+def may_ask(access: ClassAccess | None) -> bool:
+    return access is not None and access.is_student
+
+
+def may_vote(access: ClassAccess | None) -> bool:
+    return access is not None and access.is_student
+
+
+def may_moderate_questions(access: ClassAccess | None) -> bool:
+    """Answer, mark answered live, dismiss, reopen."""
+    return access is not None and access.is_staff
+
+
+# --- roster -----------------------------------------------------------------------------------
+
+
+def may_manage_roster(access: ClassAccess | None) -> bool:
+    """Import rosters, add members, approve or reject guardian links."""
+    return access is not None and (access.is_teacher or access.school_admin)
+
+
+def may_view_roster(access: ClassAccess | None) -> bool:
+    return access is not None and (access.is_staff or access.school_admin)

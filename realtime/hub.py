@@ -1,0 +1,62 @@
+"""The hub: what every action needs (settings, store, bus, tokens, limits), passed in."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from realtime.auth import TokenIssuer
+from realtime.bus import Bus
+from realtime.config import Settings
+from realtime.domain.ratelimit import RateLimiter
+from realtime.errors import HomeroomError
+from realtime.store.db import Store, StoredEvent
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    store: Store
+    bus: Bus
+    tokens: TokenIssuer
+    limiter: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limiter = RateLimiter(self.settings.rate_burst, self.settings.rate_per_s)
+
+    def now(self) -> float:
+        return time.time()
+
+    def check_rate(self, user_id: int, what: str) -> None:
+        if not self.limiter.allow((user_id, what), time.monotonic()):
+            raise HomeroomError("rate_limited", "slow down: too many requests, try again shortly")
+
+    async def emit(self, events: Sequence[StoredEvent]) -> None:
+        """Send committed events to every node, which delivers them to its followers."""
+        if not events:
+            return
+        await self.bus.publish({"t": "events", "events": [_wire(e) for e in events]})
+
+    async def resync_user(self, user_id: int) -> None:
+        """Tell every node that this person's streams changed (a link approved, a conversation)."""
+        await self.bus.publish({"t": "resync", "user": user_id})
+
+    async def ephemeral(
+        self, rooms: list[str], event: str, data: dict[str, Any], skip_user: int | None = None
+    ) -> None:
+        await self.bus.publish(
+            {"t": "eph", "rooms": rooms, "event": event, "data": data, "skip_user": skip_user}
+        )
+
+
+def _wire(e: StoredEvent) -> dict[str, Any]:
+    return {
+        "stream": e.stream,
+        "seq": e.seq,
+        "type": e.type,
+        "at": e.at,
+        "data": e.data,
+        "staff_data": e.staff_data,
+    }

@@ -1,0 +1,174 @@
+"""Schemas of every inbound payload. Unknown fields are refused; sizes are bounded per field."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+
+from realtime.errors import bad_request
+
+T = TypeVar("T")
+
+ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+StreamName = Annotated[str, msgspec.Meta(min_length=3, max_length=80)]
+Id = Annotated[int, msgspec.Meta(ge=1, le=2**53)]
+Seq = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+# Text fields are bounded loosely here (the Engine.IO packet limit bounds them anyway); the
+# domain enforces the configured limits and answers too_large.
+Text = Annotated[str, msgspec.Meta(max_length=100_000)]
+Short = Annotated[str, msgspec.Meta(max_length=200)]
+
+
+class Payload(msgspec.Struct, forbid_unknown_fields=True):
+    pass
+
+
+class Sync(Payload):
+    cursors: dict[StreamName, Seq] = {}
+
+
+class ChatSend(Payload):
+    stream: StreamName
+    client_id: ClientId
+    body: Text
+
+
+class ChatEdit(Payload):
+    message_id: Id
+    body: Text
+
+
+class MessageRef(Payload):
+    message_id: Id
+
+
+class ChatHistory(Payload):
+    stream: StreamName
+    before: Seq | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
+
+
+class ChatRead(Payload):
+    stream: StreamName
+    seq: Seq
+
+
+class Typing(Payload):
+    stream: StreamName
+
+
+class Mute(Payload):
+    class_id: Id
+    user_id: Id
+    minutes: Annotated[int, msgspec.Meta(ge=0, le=60 * 24 * 30)]
+
+
+class OpenConversation(Payload):
+    class_id: Id
+    user_id: Id
+
+
+class NoticePublish(Payload):
+    class_id: Id
+    client_id: ClientId
+    audience: Annotated[str, msgspec.Meta(pattern="^(guardians|students|both)$")]
+    kind: Annotated[
+        str, msgspec.Meta(pattern="^(info|read_required|confirm_required|reply_required)$")
+    ]
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    body: Text = ""
+    choices: Annotated[
+        list[Annotated[str, msgspec.Meta(max_length=100)]], msgspec.Meta(max_length=20)
+    ] = []
+    deadline: float | None = None
+
+
+class NoticeRef(Payload):
+    notice_id: Id
+
+
+class NoticeList(Payload):
+    class_id: Id
+
+
+class NoticesDelivered(Payload):
+    notice_ids: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=500)]
+
+
+class NoticeReply(Payload):
+    notice_id: Id
+    reply: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+class QuestionAsk(Payload):
+    class_id: Id
+    client_id: ClientId
+    body: Text
+    anonymous: bool = False
+    session_id: Id | None = None
+
+
+class QuestionRef(Payload):
+    question_id: Id
+
+
+class QuestionEdit(Payload):
+    question_id: Id
+    body: Text
+
+
+class QuestionVote(Payload):
+    question_id: Id
+    up: bool = True
+
+
+class QuestionAnswer(Payload):
+    question_id: Id
+    answer: Text = ""
+    live: bool = False
+
+
+class QuestionList(Payload):
+    class_id: Id
+    session_id: Id | None = None
+    status: Annotated[str, msgspec.Meta(max_length=20)] | None = None
+
+
+# --- REST bodies ---
+
+
+class Login(Payload):
+    username: Annotated[str, msgspec.Meta(min_length=1, max_length=80)]
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class RefreshBody(Payload):
+    refresh_token: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class Register(Payload):
+    username: Annotated[
+        str, msgspec.Meta(min_length=3, max_length=80, pattern=r"^[A-Za-z0-9_.@-]+$")
+    ]
+    password: Annotated[str, msgspec.Meta(min_length=8, max_length=200)]
+    display_name: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
+    join_code: Annotated[str, msgspec.Meta(min_length=4, max_length=20)]
+
+
+class JoinClass(Payload):
+    join_code: Annotated[str, msgspec.Meta(min_length=4, max_length=20)]
+    child_name: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
+    relationship: Annotated[str, msgspec.Meta(max_length=40)] = ""
+
+
+def parse(kind: type[T], payload: Any) -> T:
+    """Validate a decoded payload against its schema, or refuse it as bad_request."""
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise bad_request("the payload must be an object")
+    try:
+        return msgspec.convert(payload, kind)
+    except msgspec.ValidationError as exc:
+        raise bad_request(f"invalid payload: {exc}") from None

@@ -1,0 +1,194 @@
+"""The store: an async SQLAlchemy engine, transactions, and the per-stream event log."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+from realtime.store.schema import events, streams
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def async_url(url: str) -> str:
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    return url
+
+
+class StoredEvent:
+    """One event of a stream as stored: the sequence number is its id within the stream."""
+
+    __slots__ = ("at", "data", "seq", "staff_data", "stream", "type")
+
+    def __init__(
+        self,
+        stream: str,
+        seq: int,
+        type: str,
+        at: float,
+        data: dict[str, Any] | None,
+        staff_data: dict[str, Any] | None,
+    ) -> None:
+        self.stream = stream
+        self.seq = seq
+        self.type = type
+        self.at = at
+        self.data = data
+        self.staff_data = staff_data
+
+    def for_staff(self) -> dict[str, Any]:
+        body = self.staff_data if self.staff_data is not None else self.data
+        return {
+            "stream": self.stream,
+            "seq": self.seq,
+            "type": self.type,
+            "at": self.at,
+            "data": body,
+        }
+
+    def for_member(self) -> dict[str, Any] | None:
+        if self.data is None:
+            return None
+        return {
+            "stream": self.stream,
+            "seq": self.seq,
+            "type": self.type,
+            "at": self.at,
+            "data": self.data,
+        }
+
+
+class Store:
+    """Owns the engine. Every write goes through :meth:`transaction`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    async def migrate(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(_upgrade)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    def _insert(self) -> Any:
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(streams)
+
+    async def next_seq(self, conn: AsyncConnection, stream: str) -> int:
+        """Give out the next sequence number of ``stream`` inside the caller's transaction.
+
+        The counter row stays locked until the transaction ends, which serializes the writers of
+        this stream only: a reader never sees seq N+1 committed before seq N.
+        """
+        ins = self._insert().values(key=stream, last_seq=1)
+        stmt = ins.on_conflict_do_update(
+            index_elements=[streams.c.key], set_={"last_seq": streams.c.last_seq + 1}
+        ).returning(streams.c.last_seq)
+        return int((await conn.execute(stmt)).scalar_one())
+
+    async def append(
+        self,
+        conn: AsyncConnection,
+        stream: str,
+        type: str,
+        data: dict[str, Any] | None,
+        staff_data: dict[str, Any] | None = None,
+        *,
+        seq: int | None = None,
+    ) -> StoredEvent:
+        """Append one event to a stream in the caller's transaction."""
+        if seq is None:
+            seq = await self.next_seq(conn, stream)
+        at = time.time()
+        await conn.execute(
+            events.insert().values(
+                stream=stream, seq=seq, type=type, at=at, data=data, staff_data=staff_data
+            )
+        )
+        return StoredEvent(stream, seq, type, at, data, staff_data)
+
+    async def events_after(
+        self, conn: AsyncConnection, stream: str, after: int, limit: int
+    ) -> list[StoredEvent]:
+        rows = await conn.execute(
+            select(events)
+            .where(events.c.stream == stream, events.c.seq > after)
+            .order_by(events.c.seq)
+            .limit(limit)
+        )
+        return [_event(r) for r in rows]
+
+    async def last_seqs(self, conn: AsyncConnection, keys: Sequence[str]) -> dict[str, int]:
+        if not keys:
+            return {}
+        rows = await conn.execute(select(streams).where(streams.c.key.in_(list(keys))))
+        found = {r.key: int(r.last_seq) for r in rows}
+        return {k: found.get(k, 0) for k in keys}
+
+
+def _event(r: Any) -> StoredEvent:
+    return StoredEvent(r.stream, int(r.seq), r.type, r.at, r.data, r.staff_data)
+
+
+def _upgrade(sync_conn: Any) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = sync_conn
+    command.upgrade(cfg, "head")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+def open_store(url: str) -> Store:
+    url = async_url(url)
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # One connection: SQLite has one writer anyway, and queueing here avoids lock errors.
+        engine = create_async_engine(
+            url, poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_async_engine(url, pool_size=10, max_overflow=10)
+    return Store(engine)

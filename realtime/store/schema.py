@@ -1,0 +1,210 @@
+"""Tables. Changes here need a migration in store/migrations/versions."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+schools = Table(
+    "schools",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("school_id", Integer, ForeignKey("schools.id"), nullable=False),
+    Column("username", String(80), nullable=False, unique=True),
+    Column("display_name", String(120), nullable=False),
+    Column("password_hash", String(200), nullable=True),
+    Column("phone", String(40), nullable=True),
+    Column("school_admin", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+)
+
+classes = Table(
+    "classes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("school_id", Integer, ForeignKey("schools.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("join_code", String(20), nullable=False, unique=True),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("class_id", Integer, ForeignKey("classes.id"), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), primary_key=True),
+    Column("role", String(20), primary_key=True),
+    Index("ix_memberships_user", "user_id"),
+)
+
+# A guardian asks to be linked to a child; a teacher approves or rejects.
+guardian_links = Table(
+    "guardian_links",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("class_id", Integer, ForeignKey("classes.id"), nullable=False),
+    Column("guardian_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("student_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("relationship", String(40), nullable=False, default=""),
+    Column("status", String(20), nullable=False),  # pending | approved | rejected
+    Column("requested_at", Float, nullable=False),
+    Column("decided_by", Integer, nullable=True),
+    Column("decided_at", Float, nullable=True),
+    UniqueConstraint("guardian_id", "student_id", name="uq_guardian_student"),
+    Index("ix_links_class", "class_id"),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+)
+
+# One row per stream: the last sequence number given out. Incremented inside the writing
+# transaction, so ids in a stream become visible in the order they are assigned.
+streams = Table(
+    "streams",
+    metadata,
+    Column("key", String(80), primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("stream", String(80), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("type", String(40), nullable=False),
+    Column("at", Float, nullable=False),
+    # What members see (NULL: members do not see this event) and, if different, what staff see.
+    Column("data", JSON, nullable=True),
+    Column("staff_data", JSON, nullable=True),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("stream", String(80), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("sender_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("sent_at", Float, nullable=False),
+    Column("edited_at", Float, nullable=True),
+    Column("deleted_at", Float, nullable=True),
+    Column("deleted_by", Integer, nullable=True),
+    UniqueConstraint("sender_id", "client_id", name="uq_messages_client"),
+    Index("ix_messages_stream_seq", "stream", "seq"),
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("class_id", Integer, ForeignKey("classes.id"), nullable=False),
+    Column("user_a", Integer, ForeignKey("users.id"), nullable=False),  # the lower user id
+    Column("user_b", Integer, ForeignKey("users.id"), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("class_id", "user_a", "user_b", name="uq_conversation_pair"),
+)
+
+read_positions = Table(
+    "read_positions",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id"), primary_key=True),
+    Column("stream", String(80), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+)
+
+mutes = Table(
+    "mutes",
+    metadata,
+    Column("class_id", Integer, ForeignKey("classes.id"), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), primary_key=True),
+    Column("until", Float, nullable=False),
+    Column("by", Integer, nullable=False),
+)
+
+notices = Table(
+    "notices",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("class_id", Integer, ForeignKey("classes.id"), nullable=False),
+    Column("author_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("audience", String(20), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("choices", JSON, nullable=False),
+    Column("deadline", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("last_reminded_at", Float, nullable=True),
+    UniqueConstraint("author_id", "client_id", name="uq_notices_client"),
+    Index("ix_notices_class", "class_id"),
+)
+
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("notice_id", Integer, ForeignKey("notices.id"), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), primary_key=True),
+    Column("delivered_at", Float, nullable=True),
+    Column("read_at", Float, nullable=True),
+    Column("confirmed_at", Float, nullable=True),
+    Column("reply", String(100), nullable=True),
+    Column("replied_at", Float, nullable=True),
+)
+
+questions = Table(
+    "questions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("class_id", Integer, ForeignKey("classes.id"), nullable=False),
+    # NULL: the class board; otherwise the live session the question was asked in.
+    Column("session_id", Integer, nullable=True),
+    Column("asker_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("anonymous", Boolean, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("answer", Text, nullable=True),
+    Column("answered_by", Integer, nullable=True),
+    Column("votes", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("asker_id", "client_id", name="uq_questions_client"),
+    Index("ix_questions_class", "class_id", "session_id"),
+)
+
+question_votes = Table(
+    "question_votes",
+    metadata,
+    Column("question_id", Integer, ForeignKey("questions.id"), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), primary_key=True),
+)

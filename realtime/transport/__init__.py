@@ -1,0 +1,1 @@
+"""Transports: Socket.IO and REST. Thin: they decode, call an action, encode the answer."""

@@ -1,0 +1,40 @@
+"""Delivery of bus messages to this node's connections.
+
+This is the broadcast path: the one place that turns an event into bytes for many sockets, so it
+can be replaced by a faster one without touching the domain.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import socketio
+
+from realtime.domain.streams import Visibility, room_name
+from realtime.metrics import Metrics
+
+
+class Fanout:
+    def __init__(self, sio: socketio.AsyncServer, metrics: Metrics) -> None:
+        self.sio = sio
+        self.metrics = metrics
+
+    async def deliver_events(self, events: list[dict[str, Any]]) -> None:
+        for ev in events:
+            stream = ev["stream"]
+            head = {"stream": stream, "seq": ev["seq"], "type": ev["type"], "at": ev["at"]}
+            member_room = room_name(stream, Visibility.MEMBER)
+            staff_room = room_name(stream, Visibility.STAFF)
+            if ev.get("staff_data") is None:
+                await self.sio.emit(
+                    "event", {**head, "data": ev["data"]}, to=[member_room, staff_room]
+                )
+            else:
+                await self.sio.emit("event", {**head, "data": ev["staff_data"]}, to=staff_room)
+                await self.sio.emit("event", {**head, "data": ev["data"]}, to=member_room)
+            self.metrics.deliveries.inc()
+
+    async def deliver_ephemeral(
+        self, rooms: list[str], event: str, data: dict[str, Any], skip_sids: list[str]
+    ) -> None:
+        await self.sio.emit(event, data, to=rooms, skip_sid=skip_sids or None)

@@ -1,0 +1,181 @@
+"""The Socket.IO gateway: authenticate on connect, route events to actions, follow streams.
+
+Every client event is a request with an acknowledgement: ``{"ok": true, ...}`` or
+``{"ok": false, "error": {"code", "message"}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import socketio
+
+from realtime import schemas
+from realtime.actions import chat, notices, questions, sync
+from realtime.auth import Identity
+from realtime.domain.streams import Visibility, room_name
+from realtime.errors import HomeroomError, bad_request
+from realtime.hub import Hub
+from realtime.metrics import Metrics
+from realtime.transport.fanout import Fanout
+
+log = logging.getLogger(__name__)
+
+Action = Callable[[Hub, int, Any], Awaitable[dict[str, Any]]]
+
+# event name -> (payload schema, action). The whole client protocol in one table.
+ROUTES: dict[str, tuple[type[Any], Action]] = {
+    "chat.send": (schemas.ChatSend, chat.send),
+    "chat.edit": (schemas.ChatEdit, chat.edit),
+    "chat.delete": (schemas.MessageRef, chat.delete),
+    "chat.history": (schemas.ChatHistory, chat.history),
+    "chat.read": (schemas.ChatRead, chat.mark_read),
+    "chat.typing": (schemas.Typing, chat.typing),
+    "chat.mute": (schemas.Mute, chat.mute),
+    "conversation.open": (schemas.OpenConversation, chat.open_conversation),
+    "notice.publish": (schemas.NoticePublish, notices.publish),
+    "notice.list": (schemas.NoticeList, notices.list_notices),
+    "notice.delivered": (schemas.NoticesDelivered, notices.delivered),
+    "notice.read": (schemas.NoticeRef, notices.read),
+    "notice.confirm": (schemas.NoticeRef, notices.confirm),
+    "notice.reply": (schemas.NoticeReply, notices.reply),
+    "notice.receipts": (schemas.NoticeRef, notices.receipts_rollup),
+    "notice.remind": (schemas.NoticeRef, notices.remind),
+    "question.ask": (schemas.QuestionAsk, questions.ask),
+    "question.edit": (schemas.QuestionEdit, questions.edit),
+    "question.withdraw": (schemas.QuestionRef, questions.withdraw),
+    "question.vote": (schemas.QuestionVote, questions.vote),
+    "question.answer": (schemas.QuestionAnswer, questions.answer),
+    "question.dismiss": (schemas.QuestionRef, questions.dismiss),
+    "question.reopen": (schemas.QuestionRef, questions.reopen),
+    "question.list": (schemas.QuestionList, questions.list_questions),
+}
+
+
+class Gateway:
+    """Owns the Socket.IO server's handlers and who is connected on this node."""
+
+    def __init__(self, hub: Hub, sio: socketio.AsyncServer, metrics: Metrics) -> None:
+        self.hub = hub
+        self.sio = sio
+        self.metrics = metrics
+        self.fanout = Fanout(sio, metrics)
+        self.identities: dict[str, Identity] = {}
+        self.rooms: dict[str, set[str]] = {}
+        self.sids_by_user: dict[int, set[str]] = {}
+        self.extra_routes: dict[str, tuple[type[Any], Action]] = {}
+        sio.on("connect", self.on_connect)
+        sio.on("disconnect", self.on_disconnect)
+        sio.on("*", self.on_event)
+
+    # --- connection ---------------------------------------------------------------------------
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            identity = self.hub.tokens.verify(token)
+        except HomeroomError as exc:
+            self.metrics.errors.labels(exc.code).inc()
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"code": exc.code, "message": exc.message}
+            ) from None
+        self.identities[sid] = identity
+        self.rooms[sid] = set()
+        self.sids_by_user.setdefault(identity.user_id, set()).add(sid)
+        await self.sio.enter_room(sid, f"user#{identity.user_id}")
+        self.metrics.connections.inc()
+
+    async def on_disconnect(self, sid: str, *args: Any) -> None:
+        identity = self.identities.pop(sid, None)
+        self.rooms.pop(sid, None)
+        if identity is None:
+            return
+        self.metrics.connections.dec()
+        sids = self.sids_by_user.get(identity.user_id)
+        if sids is not None:
+            sids.discard(sid)
+            if not sids:
+                del self.sids_by_user[identity.user_id]
+
+    # --- requests -----------------------------------------------------------------------------
+
+    async def on_event(self, event: str, sid: str, data: Any = None) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            identity = self.identities.get(sid)
+            if identity is None:
+                raise HomeroomError("unauthorized", "not connected")
+            if event == "sync":
+                result = await self.sync(sid, identity, schemas.parse(schemas.Sync, data))
+            else:
+                route = ROUTES.get(event) or self.extra_routes.get(event)
+                if route is None:
+                    raise bad_request(f"unknown event {event[:60]!r}")
+                schema, action = route
+                result = await action(self.hub, identity.user_id, schemas.parse(schema, data))
+            self.metrics.events.labels(
+                event if event in ROUTES or event == "sync" else "other"
+            ).inc()
+            return {"ok": True, **result}
+        except HomeroomError as exc:
+            self.metrics.errors.labels(exc.code).inc()
+            return exc.to_ack()
+        except Exception:
+            log.exception("event %s failed", event)
+            self.metrics.errors.labels("internal").inc()
+            return HomeroomError("internal", "something went wrong; nothing was changed").to_ack()
+        finally:
+            self.metrics.ack_latency.observe(time.perf_counter() - started)
+
+    async def sync(self, sid: str, identity: Identity, req: schemas.Sync) -> dict[str, Any]:
+        # Enter the rooms before reading: an event committed meanwhile arrives live or in the
+        # read, maybe both; clients drop what they already have by (stream, seq).
+        followed = await sync.follows(self.hub, identity.user_id, list(req.cursors))
+        await self._set_rooms(sid, followed)
+        return await sync.catch_up(self.hub, identity.user_id, followed, dict(req.cursors))
+
+    async def _set_rooms(self, sid: str, followed: dict[str, Visibility]) -> None:
+        wanted = {room_name(k, v) for k, v in followed.items()}
+        current = self.rooms.get(sid)
+        if current is None:
+            return  # disconnected meanwhile
+        for room in current - wanted:
+            await self.sio.leave_room(sid, room)
+        for room in wanted - current:
+            await self.sio.enter_room(sid, room)
+        self.rooms[sid] = wanted
+
+    async def follow_extra(self, sid: str, keys: list[str]) -> None:
+        """Add streams (a live session's Q&A) to what a connection follows."""
+        identity = self.identities.get(sid)
+        if identity is None:
+            return
+        followed = await sync.follows(self.hub, identity.user_id, keys)
+        current = {r.rsplit("#", 1)[0] for r in self.rooms.get(sid, set())}
+        keep = {k: v for k, v in followed.items() if k in current or k in keys}
+        await self._set_rooms(sid, keep)
+
+    # --- bus ----------------------------------------------------------------------------------
+
+    async def on_bus(self, message: dict[str, Any]) -> None:
+        kind = message.get("t")
+        if kind == "events":
+            await self.fanout.deliver_events(message["events"])
+        elif kind == "eph":
+            skip = list(self.sids_by_user.get(message.get("skip_user") or -1, ()))
+            await self.fanout.deliver_ephemeral(
+                message["rooms"], message["event"], message["data"], skip
+            )
+        elif kind == "resync":
+            await self._resync(int(message["user"]))
+
+    async def _resync(self, user_id: int) -> None:
+        """This person's streams changed: refresh their rooms and ask their clients to sync."""
+        for sid in list(self.sids_by_user.get(user_id, ())):
+            current = {r.rsplit("#", 1)[0] for r in self.rooms.get(sid, set())}
+            followed = await sync.follows(self.hub, user_id, sorted(current))
+            await self._set_rooms(sid, followed)
+            await self.sio.emit("resync", {}, to=sid)

@@ -1,0 +1,221 @@
+"""Real aiortc client peers for the media tests: synthetic publisher, decoding subscribers.
+
+Everything runs on 127.0.0.1 (``media.ice.configure_host_addresses`` plus
+``RTCConfiguration(iceServers=[])``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import math
+import struct
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import av
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+
+from signaling import PublishAnswer, PublishSession, SubscribeOffer, SubscribeSession
+
+WIDTH, HEIGHT = 192, 144
+COUNTER_BITS = 12  # one horizontal stripe per bit, 12 px tall
+FPS = 20
+VIDEO_CLOCK = 90000
+
+
+def client_configuration() -> RTCConfiguration:
+    # An explicit empty list: aiortc would otherwise add Google's STUN server.
+    return RTCConfiguration(iceServers=[])
+
+
+class CounterVideoTrack(MediaStreamTrack):
+    """Video whose frames show their own number as black/white stripes (survives VP8/H.264)."""
+
+    kind = "video"
+
+    def __init__(self, fps: int = FPS) -> None:
+        super().__init__()
+        self.counter = 0
+        self._fps = fps
+        self._start: float | None = None
+
+    async def recv(self) -> av.VideoFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            due = self._start + self.counter / self._fps
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+        frame = counter_frame(self.counter)
+        frame.pts = self.counter * (VIDEO_CLOCK // self._fps)
+        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        self.counter += 1
+        return frame
+
+
+def counter_frame(counter: int) -> av.VideoFrame:
+    frame = av.VideoFrame(WIDTH, HEIGHT, "yuv420p")
+    stripe = HEIGHT // COUNTER_BITS
+    y_plane = frame.planes[0]
+    rows = bytearray()
+    for row in range(HEIGHT):
+        bit = (counter >> min(row // stripe, COUNTER_BITS - 1)) & 1
+        rows += bytes([235 if bit else 16]) * y_plane.line_size
+    y_plane.update(bytes(rows))
+    for plane in frame.planes[1:]:
+        plane.update(bytes([128]) * plane.buffer_size)
+    return frame
+
+
+def read_counter(frame: av.VideoFrame) -> int:
+    frame = frame.reformat(format="yuv420p") if frame.format.name != "yuv420p" else frame
+    plane = frame.planes[0]
+    data = bytes(plane)
+    stripe = frame.height // COUNTER_BITS
+    value = 0
+    for bit in range(COUNTER_BITS):
+        row = bit * stripe + stripe // 2
+        start = row * plane.line_size + frame.width // 4
+        samples = data[start : start + frame.width // 2]
+        if sum(samples) / len(samples) > 128:
+            value |= 1 << bit
+    return value
+
+
+class ToneAudioTrack(MediaStreamTrack):
+    """A 440 Hz tone, 20 ms Opus-sized frames."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        samples = 960
+        self._pcm = b"".join(
+            struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 48000)))
+            for i in range(samples)
+        )
+        self._pts = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            due = self._start + self._pts / 48000
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+        frame = av.AudioFrame(format="s16", layout="mono", samples=960)
+        frame.planes[0].update(self._pcm)
+        frame.sample_rate = 48000
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, 48000)
+        self._pts += 960
+        return frame
+
+
+class Publisher:
+    """A client that publishes through a server PublishSession."""
+
+    def __init__(self, session: PublishSession) -> None:
+        self.session = session
+        self.pc = RTCPeerConnection(client_configuration())
+
+    async def negotiate(self, sources: Mapping[str, str] | None = None) -> PublishAnswer:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        answer = await self.session.apply_offer(self.pc.localDescription.sdp, sources)
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
+        return answer
+
+    async def close(self) -> None:
+        await self.pc.close()
+        await self.session.close()
+
+
+@dataclass
+class Received:
+    """What a subscriber decoded on one track."""
+
+    kind: str
+    counters: list[int] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    first_frame_at: float | None = None
+
+    @property
+    def frames(self) -> int:
+        return len(self.times)
+
+
+class Subscriber:
+    """A client that receives and decodes through a server SubscribeSession."""
+
+    def __init__(self, session: SubscribeSession, *, read: bool = True) -> None:
+        self.session = session
+        self.pc = RTCPeerConnection(client_configuration())
+        self.received: dict[str, Received] = {}  # by mid
+        self._tasks: list[asyncio.Task[None]] = []
+        self._read = read
+        self.pc.on("track", self._on_track)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        mid = next(t.mid for t in self.pc.getTransceivers() if t.receiver.track is track)
+        assert mid is not None
+        received = self.received.setdefault(mid, Received(track.kind))
+        if self._read:
+            self._tasks.append(asyncio.ensure_future(self._consume(track, received)))
+
+    async def _consume(self, track: MediaStreamTrack, received: Received) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                now = time.monotonic()
+                if received.first_frame_at is None:
+                    received.first_frame_at = now
+                received.times.append(now)
+                if isinstance(frame, av.VideoFrame):
+                    received.counters.append(read_counter(frame))
+        except MediaStreamError:
+            pass
+
+    async def apply(self, offer: SubscribeOffer | None) -> None:
+        while offer is not None:
+            await self.pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            offer = await self.session.apply_answer(self.pc.localDescription.sdp)
+
+    async def subscribe(self, track_ids: list[str]) -> None:
+        await self.apply(await self.session.set_tracks(track_ids))
+
+    def by_track(self, track_id: str) -> Received:
+        mid = next(t.mid for t in self.session.tracks() if t.track_id == track_id)
+        return self.received.setdefault(mid, Received("?"))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.pc.close()
+        await self.session.close()
+
+
+async def wait_for(predicate: object, timeout: float, what: str) -> None:
+    """Poll ``predicate()`` every 20 ms until true; fail with ``what`` after ``timeout``."""
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def selected_pair(pc: RTCPeerConnection) -> tuple[tuple[str, int], tuple[str, int]]:
+    """(local, remote) address of the nominated ICE pair of the first transport."""
+    transceiver = pc.getTransceivers()[0]
+    connection = transceiver.receiver.transport.transport._connection
+    pair = connection._nominated.get(1)
+    assert pair is not None, "no nominated ICE pair"
+    return pair.local_addr, pair.remote_addr

@@ -1,0 +1,153 @@
+"""Class chat and private conversations, end to end through a real server and real clients."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from clients.homeroom import RequestError
+from tests.conftest import Server
+
+
+async def test_student_message_reaches_classmates_and_teacher(any_store_server: Server) -> None:
+    srv = any_store_server
+    stream = f"class:{srv.class_id}:students"
+    teacher = await srv.client("li")
+    wang = await srv.client("wanghao")
+    liming = await srv.client("liming")
+    msg = await wang.send_chat(stream, "老师，分数怎么约分？")
+    assert msg["seq"] >= 1 and msg["sender_name"].startswith("王浩")
+    for c in (teacher, liming):
+        ev = await c.wait_for(lambda e: e["type"] == "chat.message" and e["data"]["id"] == msg["id"])
+        assert ev["data"]["body"] == "老师，分数怎么约分？"
+    # Guardians follow their own stream, not the students' one.
+    mom = await srv.client("wang_mom")
+    with pytest.raises(RequestError) as err:
+        await mom.send_chat(stream, "hello")
+    assert err.value.code == "forbidden"
+    assert stream not in mom.cursors
+
+
+async def test_resend_with_same_client_id_gets_original(server: Server) -> None:
+    stream = f"class:{server.class_id}:students"
+    wang = await server.client("wanghao")
+    first = await wang.send_chat(stream, "once", client_id="c-1")
+    again = await wang.request(
+        "chat.send", {"stream": stream, "client_id": "c-1", "body": "once"}
+    )
+    assert again["duplicate"] is True and again["message"]["id"] == first["id"]
+    hist = await wang.history(stream)
+    assert [m["body"] for m in hist["messages"]].count("once") == 1
+
+
+async def test_catch_up_after_being_offline(server: Server) -> None:
+    stream = f"class:{server.class_id}:students"
+    wang = await server.client("wanghao")
+    liming = await server.client("liming")
+    await wang.send_chat(stream, "before")
+    await liming.wait_for(lambda e: e["data"].get("body") == "before")
+    await liming.sio.disconnect()
+    sent = [await wang.send_chat(stream, f"missed {i}") for i in range(5)]
+    await liming.connect()
+    got = [e["data"]["body"] for e in liming.events[stream] if e["type"] == "chat.message"]
+    assert got == ["before"] + [m["body"] for m in sent]
+    seqs = [e["seq"] for e in liming.events[stream]]
+    assert seqs == sorted(set(seqs))
+
+
+async def test_edit_delete_and_moderation(server: Server) -> None:
+    stream = f"class:{server.class_id}:students"
+    wang = await server.client("wanghao")
+    liming = await server.client("liming")
+    teacher = await server.client("li")
+    m = await wang.send_chat(stream, "typo")
+    await wang.request("chat.edit", {"message_id": m["id"], "body": "fixed"})
+    ev = await liming.wait_for(lambda e: e["type"] == "chat.edited")
+    assert ev["data"]["body"] == "fixed"
+    with pytest.raises(RequestError) as err:
+        await liming.request("chat.edit", {"message_id": m["id"], "body": "hijack"})
+    assert err.value.code == "forbidden"
+    await teacher.request("chat.delete", {"message_id": m["id"]})
+    await liming.wait_for(lambda e: e["type"] == "chat.deleted")
+    hist = await liming.history(stream)
+    assert hist["messages"][-1]["deleted"] is True and hist["messages"][-1]["body"] == ""
+
+
+async def test_teacher_mutes_a_student(server: Server) -> None:
+    stream = f"class:{server.class_id}:students"
+    teacher = await server.client("li")
+    wang = await server.client("wanghao")
+    await teacher.request(
+        "chat.mute", {"class_id": server.class_id, "user_id": server.uid("wanghao"), "minutes": 5}
+    )
+    with pytest.raises(RequestError) as err:
+        await wang.send_chat(stream, "let me talk")
+    assert err.value.code == "forbidden"
+    await teacher.request(
+        "chat.mute", {"class_id": server.class_id, "user_id": server.uid("wanghao"), "minutes": 0}
+    )
+    await wang.send_chat(stream, "thanks")
+    with pytest.raises(RequestError) as err:
+        await wang.request(
+            "chat.mute", {"class_id": server.class_id, "user_id": server.uid("liming"),
+                          "minutes": 5}
+        )
+    assert err.value.code == "forbidden"
+
+
+async def test_private_conversation_teacher_guardian(server: Server) -> None:
+    teacher = await server.client("li")
+    mom = await server.client("wang_mom")
+    other = await server.client("li_mom")
+    conv = await mom.open_conversation(server.class_id, server.uid("li"))
+    await asyncio.sleep(0.2)
+    await teacher.sync()
+    await mom.sync()
+    await mom.send_chat(conv["stream"], "王浩今天发烧了，请假一天")
+    ev = await teacher.wait_for(lambda e: e["stream"] == conv["stream"])
+    assert "请假" in ev["data"]["body"]
+    assert conv["stream"] not in other.cursors
+    with pytest.raises(RequestError) as err:
+        await other.send_chat(conv["stream"], "let me in")
+    assert err.value.code == "forbidden"
+    # Guardian to guardian and student to student are refused.
+    with pytest.raises(RequestError) as err:
+        await mom.open_conversation(server.class_id, server.uid("li_mom"))
+    assert err.value.code == "forbidden"
+
+
+async def test_unread_counts_and_read_position(server: Server) -> None:
+    stream = f"class:{server.class_id}:students"
+    wang = await server.client("wanghao")
+    liming = await server.client("liming")
+    for i in range(3):
+        await wang.send_chat(stream, f"m{i}")
+    ack = await liming.sync()
+    entry = next(s for s in ack["streams"] if s["stream"] == stream)
+    assert entry["unread"] == 3
+    res = await liming.request("chat.read", {"stream": stream, "seq": entry["last_seq"]})
+    assert res["unread"] == 0
+
+
+async def test_typing_is_not_persisted(server: Server) -> None:
+    stream = f"class:{server.class_id}:students"
+    wang = await server.client("wanghao")
+    liming = await server.client("liming")
+    await wang.request("chat.typing", {"stream": stream})
+    for _ in range(50):
+        if any(ev == "typing" for ev, _ in liming.ephemeral):
+            break
+        await asyncio.sleep(0.02)
+    assert any(ev == "typing" and d["user_id"] == server.uid("wanghao")
+               for ev, d in liming.ephemeral)
+    assert not any(ev == "typing" for ev, _ in wang.ephemeral)
+    hist = await liming.history(stream)
+    assert hist["messages"] == []
+
+
+async def test_too_long_message_is_refused(server: Server) -> None:
+    wang = await server.client("wanghao")
+    with pytest.raises(RequestError) as err:
+        await wang.send_chat(f"class:{server.class_id}:students", "x" * 2001)
+    assert err.value.code == "too_large"
