@@ -126,9 +126,17 @@ class Publisher:
         self.session = session
         self.pc = RTCPeerConnection(client_configuration())
 
-    async def negotiate(self, sources: Mapping[str, str] | None = None) -> PublishAnswer:
+    async def negotiate(
+        self, sources: Mapping[MediaStreamTrack, str] | None = None
+    ) -> PublishAnswer:
+        """Offer, with ``sources`` naming tracks (sent to the server by mid, as a browser would)."""
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        answer = await self.session.apply_offer(self.pc.localDescription.sdp, sources)
+        by_mid = {
+            t.mid: sources[t.sender.track]
+            for t in self.pc.getTransceivers()
+            if sources and t.mid is not None and t.sender.track in sources
+        }
+        answer = await self.session.apply_offer(self.pc.localDescription.sdp, by_mid)
         await self.pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
         return answer
 
