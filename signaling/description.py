@@ -11,6 +11,9 @@ def parse_description(sdp: str) -> SessionDescription:
     """Parse an offer or answer; ``bad_request`` if it is empty or unparsable."""
     if not isinstance(sdp, str) or not sdp.strip():
         raise SignalingError("bad_request", "empty SDP")
+    if not sdp.lstrip().startswith("v=0"):
+        # aiortc's parser accepts anything; an SDP starts with its version line (RFC 8866).
+        raise SignalingError("bad_request", "SDP must start with v=0")
     try:
         return SessionDescription.parse(sdp)
     except Exception as exc:  # aiortc's parser raises assorted errors on garbage

@@ -163,6 +163,8 @@ class PublishSession:
         if self.state is PublishState.APPLYING:
             raise SignalingError("conflict", "another offer is being applied")
         description = parse_description(sdp)
+        if not any(m.kind in ("audio", "video") for m in description.media):
+            raise SignalingError("bad_request", "offer has no audio or video m-line")
         for media in description.media:
             if media.direction in SENDING_DIRECTIONS:
                 self._codecs.check(media)

@@ -1,0 +1,180 @@
+"""The private aiortc internals media/aiortc_internals.py relies on (aiortc pinned 1.16.0).
+
+If one of these fails after an aiortc upgrade, the forwarding SFU is broken: read the new
+aiortc source and update media/aiortc_internals.py before touching anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import fractions
+import queue
+import threading
+
+import aiortc
+import av
+import pytest
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import decoder_worker
+
+from media import aiortc_internals as internals
+from media.aiortc_internals import (
+    AiortcInternalsError,
+    IngestQueue,
+    SharedPayloadSender,
+    check_internals,
+    install_ingest,
+    send_pli,
+    use_shared_payloads,
+)
+
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
+
+
+@pytest.mark.timeout(5)
+def test_pinned_version_and_check_passes() -> None:
+    assert aiortc.__version__ == internals.PINNED_AIORTC_VERSION
+    check_internals()
+
+
+@pytest.mark.timeout(5)
+def test_check_fails_loudly_when_a_private_name_moves(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(RTCRtpReceiver, "_send_rtcp_pli")
+    with pytest.raises(AiortcInternalsError, match="_send_rtcp_pli"):
+        check_internals()
+    monkeypatch.undo()
+    monkeypatch.delattr(RTCRtpSender, "_next_encoded_frame")
+    with pytest.raises(AiortcInternalsError, match="_next_encoded_frame"):
+        check_internals()
+
+
+@pytest.mark.timeout(5)
+async def test_private_attributes_exist_on_real_objects() -> None:
+    pc = RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
+    try:
+        transceiver = pc.addTransceiver("video")
+        receiver, sender = transceiver.receiver, transceiver.sender
+        assert isinstance(receiver._RTCRtpReceiver__decoder_queue, queue.Queue)  # type: ignore[attr-defined]
+        assert receiver._RTCRtpReceiver__decoder_thread is None  # type: ignore[attr-defined]
+        assert receiver._RTCRtpReceiver__rtx_ssrc == {}  # type: ignore[attr-defined]
+        assert receiver._RTCRtpReceiver__started is False  # type: ignore[attr-defined]
+        assert isinstance(sender._stream_id, str)
+        assert type(sender) is RTCRtpSender
+    finally:
+        await pc.close()
+
+
+@pytest.mark.timeout(5)
+async def test_ingest_queue_with_aiortcs_own_decoder_worker() -> None:
+    """put() hands av.Packets to the callback on the loop; get() blocks; put(None) stops."""
+    loop = asyncio.get_running_loop()
+    packets: list[tuple[str, av.Packet]] = []
+    ended = asyncio.Event()
+    ingest = IngestQueue("video", lambda codec, p: packets.append((codec.name, p)), ended.set)
+    track_queue: asyncio.Queue[object] = asyncio.Queue()
+    worker = threading.Thread(
+        target=decoder_worker, args=(loop, ingest, track_queue, threading.Event())
+    )
+    worker.start()
+    ingest.put((VP8, JitterFrame(b"\x10\x02\x00keyframe", 3000)))
+    ingest.put((VP8, JitterFrame(b"\x11delta", 6000)))
+    assert [name for name, _ in packets] == ["VP8", "VP8"]
+    key, delta = packets[0][1], packets[1][1]
+    assert bytes(key) == b"\x10\x02\x00keyframe" and key.pts == 3000
+    assert key.time_base == fractions.Fraction(1, 90000)
+    assert key.is_keyframe and not delta.is_keyframe
+    assert worker.is_alive()  # blocked in get(), decoding nothing
+    ingest.put(None)
+    await asyncio.to_thread(worker.join, 2)
+    assert not worker.is_alive()
+    await asyncio.wait_for(ended.wait(), 1)
+    assert await asyncio.wait_for(track_queue.get(), 1) is None  # the remote track ends
+
+    audio: list[av.Packet] = []
+    opus = IngestQueue("audio", lambda codec, p: audio.append(p), lambda: None)
+    opus.put((OPUS, JitterFrame(b"\xfc\xff\xfe", 960)))
+    assert audio[0].time_base == fractions.Fraction(1, 48000) and audio[0].is_keyframe
+
+
+@pytest.mark.timeout(5)
+async def test_install_ingest_replaces_the_decoder_queue_only_before_start() -> None:
+    pc = RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
+    try:
+        receiver = pc.addTransceiver("video").receiver
+        with pytest.raises(AiortcInternalsError, match="no remote track"):
+            install_ingest(receiver, lambda c, p: None, lambda: None)
+        from aiortc.rtcrtpreceiver import RemoteStreamTrack
+
+        receiver._track = RemoteStreamTrack(kind="video")
+        ingest = install_ingest(receiver, lambda c, p: None, lambda: None)
+        assert receiver._RTCRtpReceiver__decoder_queue is ingest  # type: ignore[attr-defined]
+        receiver._RTCRtpReceiver__started = True  # type: ignore[attr-defined]
+        with pytest.raises(AiortcInternalsError, match="before the receiver starts"):
+            install_ingest(receiver, lambda c, p: None, lambda: None)
+        # Not really started: let close() skip the receiver's RTCP shutdown.
+        receiver._RTCRtpReceiver__started = False  # type: ignore[attr-defined]
+    finally:
+        await pc.close()
+
+
+@pytest.mark.timeout(5)
+async def test_pli_goes_to_the_media_ssrc_not_rtx(monkeypatch: pytest.MonkeyPatch) -> None:
+    pc = RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
+    try:
+        receiver = pc.addTransceiver("video").receiver
+        sent: list[int] = []
+
+        async def record(media_ssrc: int) -> None:
+            sent.append(media_ssrc)
+
+        monkeypatch.setattr(receiver, "_send_rtcp_pli", record)
+        assert not await send_pli(receiver)  # nothing known yet: no PLI
+        media_ssrc, rtx_ssrc = 1111, 2222
+        receiver._RTCRtpReceiver__rtx_ssrc[rtx_ssrc] = media_ssrc  # type: ignore[attr-defined]
+        assert await send_pli(receiver)  # before media: from the negotiated RTX map
+        now = datetime.datetime.now(datetime.UTC)
+        active = receiver._RTCRtpReceiver__active_ssrc  # type: ignore[attr-defined]
+        # RTX padding probes arrive first and most recently: still not the PLI target.
+        active[media_ssrc] = now - datetime.timedelta(seconds=1)
+        active[rtx_ssrc] = now
+        assert await send_pli(receiver)
+        assert sent == [media_ssrc, media_ssrc]
+    finally:
+        await pc.close()
+
+
+@pytest.mark.timeout(5)
+async def test_shared_payload_sender_swap_and_keyframe_routing() -> None:
+    pc = RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
+    try:
+
+        class Source(aiortc.MediaStreamTrack):
+            kind = "video"
+            requests = 0
+
+            async def recv(self) -> av.Packet:
+                await asyncio.Future()  # never: the sender does not start in this test
+                raise AssertionError
+
+            def request_keyframe(self) -> None:
+                self.requests += 1
+
+        track = Source()
+        sender = use_shared_payloads(pc.addTransceiver(track, direction="sendonly").sender)
+        assert isinstance(sender, SharedPayloadSender)
+        sender._send_keyframe()  # what aiortc calls on a subscriber's PLI/FIR
+        assert track.requests == 1
+        with pytest.raises(AiortcInternalsError):
+
+            class Other(RTCRtpSender):
+                pass
+
+            other = pc.addTransceiver("audio").sender
+            other.__class__ = Other
+            use_shared_payloads(other)
+    finally:
+        await pc.close()

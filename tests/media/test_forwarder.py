@@ -1,0 +1,139 @@
+"""ForwardedTrack rules on synthetic frames: no network, real event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+
+import av
+import pytest
+from aiortc.codecs.vpx import vp8_depayload
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from media.forwarder import ForwardedTrack
+
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+KEY, DELTA = b"\x10" + bytes(3000), b"\x11" + bytes(500)
+
+
+class Publisher:
+    """Feeds VP8-shaped frames and counts PLIs."""
+
+    def __init__(self, **kwargs: object) -> None:
+        self.plis = 0
+        self.track = ForwardedTrack("video", self._pli, **kwargs)  # type: ignore[arg-type]
+        self.pts = 0
+
+    async def _pli(self) -> bool:
+        self.plis += 1
+        return True
+
+    def send(self, keyframe: bool) -> None:
+        packet = av.Packet(KEY if keyframe else DELTA)
+        packet.pts = self.pts
+        packet.time_base = fractions.Fraction(1, 90000)
+        packet.is_keyframe = keyframe
+        self.pts += 3000
+        self.track.on_packet(VP8, packet)
+
+
+@pytest.mark.timeout(5)
+async def test_subscriber_joins_on_first_request_and_waits_for_keyframe() -> None:
+    pub = Publisher(pli_interval=0.05)
+    sub = pub.track.subscribe("a")
+    pub.send(keyframe=True)  # before the sender asked: not queued, no backlog
+    recv = asyncio.ensure_future(sub.recv_encoded())
+    await asyncio.sleep(0.01)
+    assert pub.plis == 1  # joining asked the publisher for a keyframe
+    pub.send(keyframe=False)  # skipped: the subscriber has no reference frame
+    pub.send(keyframe=True)
+    frame = await asyncio.wait_for(recv, 1)
+    assert len(frame.payloads) == 3  # 3001-byte frame -> 3 RTP payloads of <= 1300
+    assert sub.stats.frames_skipped == 1
+    pub.send(keyframe=False)
+    assert (await sub.recv_encoded()).payloads
+    assert pub.track.stats.frames_forwarded == 2
+    assert sub.stats.packets_forwarded == 4
+
+
+@pytest.mark.timeout(5)
+async def test_payloads_are_packetized_once_and_shared() -> None:
+    pub = Publisher()
+    subs = [pub.track.subscribe(str(i)) for i in range(3)]
+    pending = [asyncio.ensure_future(s.recv_encoded()) for s in subs]
+    await asyncio.sleep(0)
+    pub.send(keyframe=True)
+    frames = await asyncio.gather(*pending)
+    assert frames[0] is frames[1] is frames[2]
+
+
+@pytest.mark.timeout(5)
+async def test_full_queue_drops_and_waits_for_next_keyframe() -> None:
+    pub = Publisher(queue_frames=4, pli_interval=10)
+    slow = pub.track.subscribe("slow")
+    fast = pub.track.subscribe("fast")
+    first = [asyncio.ensure_future(s.recv_encoded()) for s in (slow, fast)]
+    await asyncio.sleep(0)
+    pub.send(keyframe=True)
+    await asyncio.gather(*first)
+    got = 0
+    for _ in range(10):
+        pub.send(keyframe=False)
+        await fast.recv_encoded()  # the fast one keeps up
+        got += 1
+    assert got == 10
+    assert slow.stats.queue_drops == 1 and slow.waiting_keyframe
+    assert pub.track.stats.keyframe_requests >= 2  # join + drop
+    pub.send(keyframe=False)
+    assert slow.stats.frames_skipped >= 1
+    pub.send(keyframe=True)
+    frame = await slow.recv_encoded()
+    assert vp8_depayload(frame.payloads[0])[:1] == b"\x10"  # the keyframe
+    assert fast.stats.queue_drops == 0
+
+
+@pytest.mark.timeout(5)
+async def test_pause_resume_and_end() -> None:
+    pub = Publisher(pli_interval=0.01)
+    sub = pub.track.subscribe("a")
+    recv = asyncio.ensure_future(sub.recv_encoded())
+    await asyncio.sleep(0)
+    pub.send(keyframe=True)
+    await recv
+    pub.track.pause()
+    for _ in range(5):
+        pub.send(keyframe=True)
+    assert pub.track.stats.frames_paused == 5
+    recv = asyncio.ensure_future(sub.recv_encoded())
+    await asyncio.sleep(0.05)
+    assert not recv.done()
+    plis = pub.plis
+    pub.track.resume()
+    await asyncio.sleep(0.02)
+    assert pub.plis > plis  # resume asks for a keyframe
+    pub.send(keyframe=False)  # not decodable after the gap
+    pub.send(keyframe=True)
+    await asyncio.wait_for(recv, 1)
+    recv = asyncio.ensure_future(sub.recv_encoded())
+    await asyncio.sleep(0)
+    pub.track.stop()
+    with pytest.raises(MediaStreamError):
+        await recv
+    assert sub.readyState == "ended"
+    with pytest.raises(MediaStreamError):
+        pub.track.subscribe("b")
+
+
+@pytest.mark.timeout(5)
+async def test_waiting_subscriber_retries_pli_at_most_every_interval() -> None:
+    pub = Publisher(pli_interval=0.05)
+    sub = pub.track.subscribe("a")
+    recv = asyncio.ensure_future(sub.recv_encoded())
+    await asyncio.sleep(0.28)  # no keyframe arrives: ask again, but no more than every 50 ms
+    assert 3 <= pub.plis <= 7, pub.plis
+    pub.send(keyframe=True)
+    await recv
+    plis = pub.plis
+    await asyncio.sleep(0.15)
+    assert pub.plis == plis  # nobody waits any more
