@@ -1,0 +1,177 @@
+"""A process that holds many receiving Socket.IO connections for bench/chat_fanout.py.
+
+It takes one JSON command per line on stdin and answers one JSON line on stdout, so the
+receivers' CPU is spent outside the server's process (and outside the orchestrator's). Times are
+``time.monotonic()``, which is one clock for every process on the machine.
+
+Commands: ``connect`` (tokens, sync or not), ``reset`` (zero the counters, choose whether to
+record latencies), ``stats``, ``wait`` (until N events arrived or a timeout), ``close``, ``exit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from sioclient import SioConnection, new_session, stamp_of  # noqa: E402
+
+
+class Worker:
+    def __init__(self) -> None:
+        self.conns: list[SioConnection] = []
+        self.session = None
+        self.count = 0
+        self.first_t = 0.0
+        self.last_t = 0.0
+        self.latency = False
+        self.lats: list[float] = []
+        self.changed = asyncio.Event()
+
+    def on_event(self, _conn: SioConnection, frame: str) -> None:
+        now = time.monotonic()
+        if not frame.startswith('42["event"'):
+            return
+        self.count += 1
+        if self.count == 1:
+            self.first_t = now
+        self.last_t = now
+        if self.latency:
+            sent = stamp_of(frame)
+            if sent is not None:
+                self.lats.append(now - sent)
+        self.changed.set()
+
+    async def connect(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        if self.session is None:
+            self.session = new_session()
+        url = cmd["url"]
+        sync = bool(cmd.get("sync", True))
+        compress = bool(cmd.get("compress", True))
+        sem = asyncio.Semaphore(int(cmd.get("concurrency", 50)))
+        failures: list[str] = []
+        started = time.monotonic()
+
+        async def one(token: str) -> SioConnection | None:
+            async with sem:
+                conn = SioConnection(
+                    self.session, url, token, compress=compress, on_event=self.on_event
+                )
+                try:
+                    await conn.connect()
+                    if sync:
+                        ack = await conn.call("sync", {"cursors": {}}, timeout=60)
+                        if not isinstance(ack, dict) or not ack.get("ok"):
+                            raise RuntimeError(f"sync refused: {ack!r:.200}")
+                    return conn
+                except Exception as exc:
+                    failures.append(f"{type(exc).__name__}: {exc}")
+                    await conn.close()
+                    return None
+
+        results = await asyncio.gather(*(one(t) for t in cmd["tokens"]))
+        made = [c for c in results if c is not None]
+        self.conns.extend(made)
+        return {
+            "connected": len(made),
+            "failed": len(failures),
+            "first_error": failures[0][:300] if failures else None,
+            "deflate": sum(1 for c in made if c.deflate),
+            "seconds": round(time.monotonic() - started, 3),
+        }
+
+    def stats(self, with_lats: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "count": self.count,
+            "first_t": self.first_t,
+            "last_t": self.last_t,
+            "open": sum(1 for c in self.conns if not c.closed.is_set()),
+        }
+        if with_lats:
+            out["lats"] = self.lats
+        return out
+
+    async def wait(self, n: int, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while self.count < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), min(left, 0.5))
+            except TimeoutError:
+                pass
+        return self.stats(with_lats=False)
+
+    async def close(self) -> dict[str, Any]:
+        conns, self.conns = self.conns, []
+        sem = asyncio.Semaphore(200)
+
+        async def one(c: SioConnection) -> None:
+            async with sem:
+                await c.close()
+
+        await asyncio.gather(*(one(c) for c in conns))
+        return {"closed": len(conns)}
+
+    async def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        op = cmd.get("cmd")
+        if op == "connect":
+            return await self.connect(cmd)
+        if op == "reset":
+            self.count = 0
+            self.first_t = self.last_t = 0.0
+            self.lats = []
+            self.latency = bool(cmd.get("latency", False))
+            return {}
+        if op == "stats":
+            return self.stats()
+        if op == "wait":
+            return await self.wait(int(cmd["n"]), float(cmd.get("timeout", 10)))
+        if op == "close":
+            return await self.close()
+        if op == "cpu":
+            t = os.times()
+            return {"cpu_s": t.user + t.system}
+        raise ValueError(f"unknown command {op!r}")
+
+
+async def main() -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    worker = Worker()
+    try:
+        while True:
+            line = await reader.readline()
+            if not line:
+                break
+            cmd = json.loads(line)
+            if cmd.get("cmd") == "exit":
+                break
+            try:
+                reply = {"ok": True, **(await worker.handle(cmd))}
+            except Exception as exc:
+                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
+            sys.stdout.write(json.dumps(reply) + "\n")
+            sys.stdout.flush()
+    finally:
+        await worker.close()
+        if worker.session is not None:
+            await worker.session.close()
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(main())
