@@ -79,8 +79,11 @@ class Gateway:
             identity = self.hub.tokens.verify(token)
         except HomeroomError as exc:
             self.metrics.errors.labels(exc.code).inc()
+            # Two arguments: the client's connect_error gets {"message", "data": {code, message}}
+            # (err.message / err.data in socket.io-client). One dict argument would arrive as
+            # its Python repr inside "message", and no client could read the code.
             raise socketio.exceptions.ConnectionRefusedError(
-                {"code": exc.code, "message": exc.message}
+                exc.message, {"code": exc.code, "message": exc.message}
             ) from None
         self.identities[sid] = identity
         self.rooms[sid] = set()

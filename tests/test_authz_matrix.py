@@ -1,0 +1,764 @@
+"""The authorization matrix: every Socket.IO event and every REST endpoint, tried by every kind of
+person against class 1's resources, with the exact outcome each must get.
+
+Actors: the head teacher (li), a subject teacher (chen), a student (wanghao), his guardian
+(wang_mom), the school admin (no class role), a guardian and a student of ANOTHER class of the same
+school, a guardian who registered with the join code and asked for a link that is still pending,
+no token at all, and an expired token.
+
+One server and one connection per actor serve the whole module. Actions that change or use up a
+resource (delete, withdraw, dismiss, remind, approve...) get a fresh one per try, so the outcome
+depends only on who acts, never on the order of the tries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+import socketio
+from sqlalchemy import select
+
+from clients.homeroom import HomeroomClient, RequestError
+from realtime.actions.accounts import create_user
+from realtime.actions.roster import add_member, create_class, link_guardian
+from realtime.auth import TokenIssuer
+from realtime.domain.roles import Role
+from realtime.store.schema import classes
+from realtime.transport import rest
+from realtime.transport.rest import HUB
+from realtime.transport.socket import ROUTES
+from tests.conftest import Server, make_settings, start_server, stop_server
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
+
+# People who connect and act. "anonymous" (no token) and "expired" never get a connection.
+CONNECTED = [
+    "li",
+    "chen",
+    "wanghao",
+    "wang_mom",
+    "admin",
+    "other_guardian",
+    "other_student",
+    "unlinked",
+]
+EVERYONE = [*CONNECTED, "anonymous", "expired"]
+STUDENT_NAME = "王浩 Wang Hao"
+
+
+def outcomes(
+    allowed: str = "", *, others: str = "forbidden", actors: list[str] = CONNECTED, **special: str
+) -> dict[str, str]:
+    """``allowed``: space-separated actors that get "ok"; ``special``: actor=outcome."""
+    row = {a: others for a in actors}
+    for a in allowed.split():
+        row[a] = "ok"
+    for a, v in special.items():
+        row[a] = v
+    return row
+
+
+# --- the expected Socket.IO matrix ------------------------------------------------------------
+# Row names are "<event>" or "<event> <variant>"; the event is the part before the space.
+
+STAFF = "li chen"
+CLASS_STUDENTS_CHAT = "li chen wanghao"
+
+SOCKET_EXPECTED: dict[str, dict[str, str]] = {
+    "sync": outcomes(" ".join(CONNECTED)),
+    "chat.send students": outcomes(CLASS_STUDENTS_CHAT),
+    "chat.send guardians": outcomes("li chen wang_mom"),
+    "chat.send conversation": outcomes("li wang_mom"),
+    # Only the sender edits; teachers may delete but not rewrite a student's words.
+    "chat.edit": outcomes("wanghao"),
+    "chat.edit missing": outcomes(others="not_found"),
+    "chat.delete": outcomes("li chen wanghao"),
+    "chat.delete missing": outcomes(others="not_found"),
+    "chat.history students": outcomes(CLASS_STUDENTS_CHAT),
+    "chat.history conversation": outcomes("li wang_mom"),
+    "chat.read": outcomes(CLASS_STUDENTS_CHAT),
+    "chat.typing": outcomes(CLASS_STUDENTS_CHAT),
+    "chat.mute": outcomes(STAFF),
+    # Private talk: a teacher with a student or guardian of the class, nobody else.
+    "conversation.open with-head-teacher": outcomes(
+        "wanghao wang_mom",
+        li="bad_request",  # with oneself
+    ),
+    "conversation.open with-student": outcomes(STAFF, wanghao="bad_request"),
+    "notice.publish": outcomes(STAFF),
+    "notice.list": outcomes("li chen wanghao wang_mom"),
+    # Every notice below is addressed to guardians only: the student is not a recipient.
+    "notice.delivered": outcomes("wang_mom", others="ignored"),
+    "notice.read": outcomes("wang_mom"),
+    "notice.confirm": outcomes("wang_mom"),
+    "notice.reply": outcomes("wang_mom"),
+    "notice.receipts": outcomes(STAFF),
+    "notice.receipts missing": outcomes(others="not_found"),
+    "notice.remind": outcomes(STAFF),
+    "question.ask": outcomes("wanghao"),
+    "question.edit": outcomes("wanghao"),
+    "question.withdraw": outcomes("wanghao"),
+    "question.vote": outcomes("wanghao"),
+    "question.vote own": outcomes(wanghao="conflict"),
+    "question.answer": outcomes(STAFF),
+    "question.answer missing": outcomes(others="not_found"),
+    "question.dismiss": outcomes(STAFF),
+    "question.reopen": outcomes(STAFF),
+    "question.list": outcomes(CLASS_STUDENTS_CHAT),
+}
+
+# --- the expected REST matrix -----------------------------------------------------------------
+# Row names are "<METHOD> <path template>" (every entry of rest.API) or that plus " <variant>".
+
+NO_TOKEN = {"anonymous": "unauthorized", "expired": "unauthorized"}
+
+
+def rest_outcomes(
+    allowed: str = "", *, others: str = "forbidden", **special: str
+) -> dict[str, str]:
+    return {**outcomes(allowed, others=others, actors=EVERYONE, **special), **NO_TOKEN}
+
+
+def public(outcome: str) -> dict[str, str]:
+    """Endpoints without a token: the same answer for everyone, an expired token is ignored."""
+    return {a: outcome for a in EVERYONE}
+
+
+REST_EXPECTED: dict[str, dict[str, str]] = {
+    "POST /api/v1/auth/login": public("unauthorized"),  # a wrong password, whoever asks
+    "POST /api/v1/auth/refresh": public("unauthorized"),  # a made-up refresh token
+    "POST /api/v1/auth/logout": public("ok"),
+    "POST /api/v1/auth/register": public("not_found"),  # a join code no class has
+    "GET /api/v1/openapi.json": public("ok"),
+    "GET /api/v1/me": rest_outcomes(" ".join(CONNECTED)),
+    # Anyone signed in may ASK to be linked; people already in the class are told they need not.
+    "POST /api/v1/join": rest_outcomes(
+        "admin other_guardian other_student unlinked", others="conflict"
+    ),
+    "GET /api/v1/classes/{class_id}/members": rest_outcomes("li chen wanghao wang_mom admin"),
+    "GET /api/v1/classes/{class_id}/members missing-class": rest_outcomes(others="not_found"),
+    "GET /api/v1/classes/{class_id}/links": rest_outcomes("li chen admin"),
+    "POST /api/v1/classes/{class_id}/roster": rest_outcomes("li chen admin"),
+    "POST /api/v1/links/{link_id}/approve": rest_outcomes("li chen admin"),
+    "POST /api/v1/links/{link_id}/approve missing": rest_outcomes(others="not_found"),
+    "POST /api/v1/links/{link_id}/reject": rest_outcomes("li chen admin"),
+    "GET /api/v1/history": rest_outcomes(CLASS_STUDENTS_CHAT),
+    "GET /api/v1/history conversation": rest_outcomes("li wang_mom"),
+    "GET /api/v1/notices/{notice_id}/receipts": rest_outcomes(STAFF),
+    "GET /api/v1/notices/{notice_id}/receipts.csv": rest_outcomes(STAFF),
+}
+
+HTTP_FOR = {
+    "ok": {200, 201},
+    "bad_request": {400},
+    "unauthorized": {401},
+    "forbidden": {403},
+    "not_found": {404},
+    "conflict": {409},
+}
+
+
+# --- the world ----------------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    srv: Server
+    http: aiohttp.ClientSession
+    clients: dict[str, HomeroomClient]
+    tokens: dict[str, str | None]
+    uids: dict[str, int]
+    class_id: int
+    other_class_id: int
+    school_id: int
+    join_code: str
+    message_id: int = 0
+    conv_stream: str = ""
+    notice_confirm: int = 0
+    notice_reply: int = 0
+    question_own: int = 0  # asked by wanghao
+    question_other: int = 0  # asked by liming
+    raw_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    counter: itertools.count = field(default_factory=itertools.count)
+
+    @property
+    def students_chat(self) -> str:
+        return f"class:{self.class_id}:students"
+
+    @property
+    def guardians_chat(self) -> str:
+        return f"class:{self.class_id}:guardians"
+
+    # Fresh resources, made by the people who legitimately make them.
+
+    async def fresh_message(self) -> int:
+        msg = await self.clients["wanghao"].send_chat(self.students_chat, "fresh message")
+        return int(msg["id"])
+
+    async def fresh_question(self, dismissed: bool = False) -> int:
+        q = await self.clients["wanghao"].ask(self.class_id, "fresh question?")
+        if dismissed:
+            await self.clients["li"].request("question.dismiss", {"question_id": q["id"]})
+        return int(q["id"])
+
+    async def fresh_notice(self, **kw: Any) -> int:
+        notice = await self.clients["li"].publish_notice(self.class_id, "fresh notice", **kw)
+        return int(notice["id"])
+
+    async def fresh_pending_link(self) -> int:
+        """A new guardian's pending request to be linked to wanghao (no password: no hashing)."""
+        store = self.srv.app[HUB].store
+        n = next(self.counter)
+        async with store.transaction() as conn:
+            gid = await create_user(
+                conn,
+                self.school_id,
+                f"pending_{n}_{uuid.uuid4().hex[:6]}",
+                "Pending",
+                None,
+                now=0.0,
+            )
+            return await link_guardian(
+                conn,
+                self.class_id,
+                gid,
+                self.uids["wanghao"],
+                "aunt",
+                status="pending",
+                by=None,
+                now=0.0,
+            )
+
+
+async def _record_raw(world: World, name: str, client: HomeroomClient) -> None:
+    """Record every stream event the server pushes to this connection, before the client
+    filters anything: a leak must be seen even if the client would drop it."""
+    seen = world.raw_events.setdefault(name, [])
+
+    async def on_event(ev: dict[str, Any]) -> None:
+        seen.append(ev)
+        await client._on_stream_event(ev)
+
+    client.sio.on("event", on_event)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    srv = await start_server(make_settings(tmp_path_factory.mktemp("authz")))
+    hub = srv.app[HUB]
+    cid = srv.class_id
+    async with hub.store.read() as conn:
+        school_id = (
+            await conn.execute(select(classes.c.school_id).where(classes.c.id == cid))
+        ).scalar_one()
+    uids = {k: int(v) for k, v in srv.demo["users"].items()}
+    # Another class of the same school, with its own student and guardian.
+    async with hub.store.transaction() as conn:
+        other_cid = await create_class(conn, school_id, "六年级一班 Grade 6 Class 1")
+        uids["other_student"] = await create_user(
+            conn, school_id, "other_student", "赵六 Zhao Liu", None, now=0.0
+        )
+        uids["other_guardian"] = await create_user(
+            conn, school_id, "other_guardian", "赵六妈妈", None, now=0.0
+        )
+        await add_member(conn, other_cid, uids["other_student"], Role.STUDENT)
+        await link_guardian(
+            conn,
+            other_cid,
+            uids["other_guardian"],
+            uids["other_student"],
+            "mother",
+            status="approved",
+            by=None,
+            now=0.0,
+        )
+    http = aiohttp.ClientSession()
+    tokens: dict[str, str | None] = {"anonymous": None}
+    clients: dict[str, HomeroomClient] = {}
+    w = World(srv, http, clients, tokens, uids, cid, other_cid, school_id, srv.demo["join_code"])
+    for name in ("li", "chen", "wanghao", "wang_mom", "admin", "liming"):
+        c = await srv.client(name, connect=False)
+        tokens[name] = c.token
+        clients[name] = c
+    for name in ("other_guardian", "other_student"):
+        c = await srv.client(None)
+        c.token = tokens[name] = hub.tokens.issue(uids[name], school_id)
+        clients[name] = c
+    # A guardian who registered with the join code and asked for wanghao: pending, not approved.
+    c = await srv.client(None)
+    reg = await c.http(
+        "POST",
+        "/api/v1/auth/register",
+        {
+            "username": "new_parent",
+            "password": "a-long-password",
+            "display_name": "新家长",
+            "join_code": w.join_code,
+        },
+        auth=False,
+    )
+    c.token = tokens["unlinked"] = reg["access_token"]
+    uids["unlinked"] = int(reg["user"]["id"])
+    link = await c.http(
+        "POST", "/api/v1/join", {"join_code": w.join_code, "child_name": STUDENT_NAME}
+    )
+    assert link["link"]["status"] == "pending"
+    clients["unlinked"] = c
+    # A token that expired a minute ago, signed with the server's own key.
+    expired_issuer = TokenIssuer(srv.settings.signing_keys, srv.settings.secret_key_id, ttl_s=-60)
+    tokens["expired"] = expired_issuer.issue(uids["wanghao"], school_id)
+    for name, client in clients.items():
+        await _record_raw(w, name, client)
+        await client.connect()
+
+    # Class 1's resources, prepared by the people who make them.
+    li, wang, liming = clients["li"], clients["wanghao"], clients["liming"]
+    w.message_id = int((await wang.send_chat(w.students_chat, "老师，这道题怎么做？"))["id"])
+    conv = await li.open_conversation(cid, uids["wang_mom"])
+    w.conv_stream = conv["stream"]
+    await li.send_chat(w.conv_stream, "王浩妈妈您好")
+    w.notice_confirm = int(
+        (await li.publish_notice(cid, "运动会同意书", kind="confirm_required"))["id"]
+    )
+    w.notice_reply = int(
+        (
+            await li.publish_notice(
+                cid, "家长会能否参加", kind="reply_required", choices=["参加", "不参加"]
+            )
+        )["id"]
+    )
+    w.question_own = int((await wang.ask(cid, "分数怎么约分？"))["id"])
+    w.question_other = int((await liming.ask(cid, "小数怎么比较？"))["id"])
+    for c in clients.values():
+        await c.sync()
+    yield w
+    await http.close()
+    await stop_server(srv)
+
+
+# --- Socket.IO ----------------------------------------------------------------------------------
+
+Payload = Callable[[World, str], Awaitable[dict[str, Any]]]
+
+
+def _const(make: Callable[[World], dict[str, Any]]) -> Payload:
+    async def payload(w: World, _actor: str) -> dict[str, Any]:
+        return make(w)
+
+    return payload
+
+
+def _cid() -> str:
+    return uuid.uuid4().hex
+
+
+async def _delete_payload(w: World, _a: str) -> dict[str, Any]:
+    return {"message_id": await w.fresh_message()}
+
+
+async def _withdraw_payload(w: World, _a: str) -> dict[str, Any]:
+    return {"question_id": await w.fresh_question()}
+
+
+async def _answer_payload(w: World, _a: str) -> dict[str, Any]:
+    return {"question_id": await w.fresh_question(), "answer": "约分就是同时除以公因数"}
+
+
+async def _reopen_payload(w: World, _a: str) -> dict[str, Any]:
+    return {"question_id": await w.fresh_question(dismissed=True)}
+
+
+async def _delivered_payload(w: World, _a: str) -> dict[str, Any]:
+    return {"notice_ids": [await w.fresh_notice()]}
+
+
+async def _remind_payload(w: World, _a: str) -> dict[str, Any]:
+    return {"notice_id": await w.fresh_notice(kind="confirm_required")}
+
+
+SOCKET_ACTIONS: dict[str, Payload] = {
+    "sync": _const(lambda w: {"cursors": {}}),
+    "chat.send students": _const(
+        lambda w: {"stream": w.students_chat, "client_id": _cid(), "body": "hi"}
+    ),
+    "chat.send guardians": _const(
+        lambda w: {"stream": w.guardians_chat, "client_id": _cid(), "body": "hello parents"}
+    ),
+    "chat.send conversation": _const(
+        lambda w: {"stream": w.conv_stream, "client_id": _cid(), "body": "private"}
+    ),
+    "chat.edit": _const(lambda w: {"message_id": w.message_id, "body": "edited"}),
+    "chat.edit missing": _const(lambda w: {"message_id": 10**9, "body": "edited"}),
+    "chat.delete": _delete_payload,
+    "chat.delete missing": _const(lambda w: {"message_id": 10**9}),
+    "chat.history students": _const(lambda w: {"stream": w.students_chat}),
+    "chat.history conversation": _const(lambda w: {"stream": w.conv_stream}),
+    "chat.read": _const(lambda w: {"stream": w.students_chat, "seq": 1}),
+    "chat.typing": _const(lambda w: {"stream": w.students_chat}),
+    "chat.mute": _const(
+        lambda w: {"class_id": w.class_id, "user_id": w.uids["liming"], "minutes": 0}
+    ),
+    "conversation.open with-head-teacher": _const(
+        lambda w: {"class_id": w.class_id, "user_id": w.uids["li"]}
+    ),
+    "conversation.open with-student": _const(
+        lambda w: {"class_id": w.class_id, "user_id": w.uids["wanghao"]}
+    ),
+    "notice.publish": _const(
+        lambda w: {
+            "class_id": w.class_id,
+            "client_id": _cid(),
+            "audience": "guardians",
+            "kind": "info",
+            "title": "明天放假",
+        }
+    ),
+    "notice.list": _const(lambda w: {"class_id": w.class_id}),
+    "notice.delivered": _delivered_payload,
+    "notice.read": _const(lambda w: {"notice_id": w.notice_confirm}),
+    "notice.confirm": _const(lambda w: {"notice_id": w.notice_confirm}),
+    "notice.reply": _const(lambda w: {"notice_id": w.notice_reply, "reply": "参加"}),
+    "notice.receipts": _const(lambda w: {"notice_id": w.notice_confirm}),
+    "notice.receipts missing": _const(lambda w: {"notice_id": 10**9}),
+    "notice.remind": _remind_payload,
+    "question.ask": _const(
+        lambda w: {"class_id": w.class_id, "client_id": _cid(), "body": "为什么？"}
+    ),
+    "question.edit": _const(lambda w: {"question_id": w.question_own, "body": "分数怎么约分呢？"}),
+    "question.withdraw": _withdraw_payload,
+    "question.vote": _const(lambda w: {"question_id": w.question_other, "up": True}),
+    "question.vote own": _const(lambda w: {"question_id": w.question_own, "up": True}),
+    "question.answer": _answer_payload,
+    "question.answer missing": _const(lambda w: {"question_id": 10**9, "answer": "x"}),
+    "question.dismiss": _withdraw_payload,  # a fresh open question
+    "question.reopen": _reopen_payload,
+    "question.list": _const(lambda w: {"class_id": w.class_id}),
+}
+
+
+def _socket_outcome(row: str, ack: dict[str, Any]) -> str:
+    if not ack.get("ok"):
+        return str(ack["error"]["code"])
+    if row == "notice.delivered":
+        return "ok" if ack["delivered"] else "ignored"
+    return "ok"
+
+
+def _diff(observed: dict[str, dict[str, str]], expected: dict[str, dict[str, str]]) -> list[str]:
+    lines = []
+    for row, want in expected.items():
+        got = observed.get(row, {})
+        for actor, outcome in want.items():
+            if got.get(actor) != outcome:
+                lines.append(f"{row:45} {actor:15} expected {outcome:12} got {got.get(actor)}")
+    return lines
+
+
+async def test_matrix_covers_the_whole_protocol() -> None:
+    """A new event or endpoint without a row here fails: nobody forgets to decide who may."""
+    events = {row.split(" ")[0] for row in SOCKET_EXPECTED}
+    assert events == set(ROUTES) | {"sync"}
+    assert set(SOCKET_ACTIONS) == set(SOCKET_EXPECTED)
+    endpoints = {" ".join(row.split(" ")[:2]) for row in REST_EXPECTED}
+    assert endpoints == {f"{e.method} {e.path}" for e in rest.API}
+    assert set(REST_ACTIONS) == set(REST_EXPECTED)
+
+
+async def test_socket_matrix(world: World) -> None:
+    observed: dict[str, dict[str, str]] = {}
+    for row, make_payload in SOCKET_ACTIONS.items():
+        event = row.split(" ")[0]
+        for actor in CONNECTED:
+            payload = await make_payload(world, actor)
+            ack = await world.clients[actor].sio.call(event, payload, timeout=10)
+            assert isinstance(ack, dict), (row, actor, ack)
+            observed.setdefault(row, {})[actor] = _socket_outcome(row, ack)
+    await asyncio.sleep(0.3)  # let the last pushes arrive
+    leaks = _leaks(world)
+    mismatches = _diff(observed, SOCKET_EXPECTED)
+    assert not mismatches, "authorization matrix differs:\n" + "\n".join(mismatches)
+    assert not leaks, "events pushed to people who may not see them:\n" + "\n".join(leaks)
+
+
+def _leaks(world: World) -> list[str]:
+    """Every event pushed while the matrix ran was in a stream the receiver may follow."""
+    cid, other = world.class_id, world.other_class_id
+    uid = world.uids
+    may_see = {
+        "wanghao": (
+            f"class:{cid}:students",
+            f"notices:{cid}:students",
+            f"qa:{cid}",
+            "conv:",
+            f"user:{uid['wanghao']}",
+        ),
+        "wang_mom": (
+            f"class:{cid}:guardians",
+            f"notices:{cid}:guardians",
+            "conv:",
+            f"user:{uid['wang_mom']}",
+        ),
+        "admin": (f"user:{uid['admin']}",),
+        "other_guardian": (f"user:{uid['other_guardian']}", f"class:{other}:", f"notices:{other}:"),
+        "other_student": (
+            f"user:{uid['other_student']}",
+            f"class:{other}:",
+            f"notices:{other}:",
+            f"qa:{other}",
+        ),
+        "unlinked": (f"user:{uid['unlinked']}",),
+    }
+    out = []
+    # The pushes were real: the teacher saw the matrix happen, the family saw their part.
+    if len(world.raw_events["li"]) < 50:
+        out.append(f"li received only {len(world.raw_events['li'])} events")
+    for actor in ("wanghao", "wang_mom"):
+        if not world.raw_events[actor]:
+            out.append(f"{actor} received nothing")
+    for actor, prefixes in may_see.items():
+        for e in world.raw_events[actor]:
+            if not e["stream"].startswith(prefixes):
+                out.append(f"{actor} got {e['stream']} {e['type']}")
+    # A private conversation reaches its two people only.
+    for actor, evs in world.raw_events.items():
+        if actor not in ("li", "wang_mom") and any(e["stream"] == world.conv_stream for e in evs):
+            out.append(f"{actor} got the li/wang_mom conversation")
+    if not any(e["stream"] == world.conv_stream for e in world.raw_events["wang_mom"]):
+        out.append("wang_mom never got her conversation")
+    return out
+
+
+# --- REST ---------------------------------------------------------------------------------------
+
+RestCall = Callable[[World, str], Awaitable[tuple[str, str, Any, Any]]]
+
+
+def _rest(method: str, path: Callable[[World], str], body: Any = None) -> RestCall:
+    async def call(w: World, _actor: str) -> tuple[str, str, Any, Any]:
+        return method, path(w), body, None
+
+    return call
+
+
+async def _roster_call(w: World, _a: str) -> tuple[str, str, Any, Any]:
+    n = next(w.counter)
+    csv_text = (
+        "student,student_username,guardian,guardian_username,relationship,phone\n"
+        f"新同学{n},new_student_{n},新同学{n}爸爸,new_parent_{n},father,13900000000\n"
+    )
+    return "POST", f"/api/v1/classes/{w.class_id}/roster", None, csv_text
+
+
+async def _approve_call(w: World, _a: str) -> tuple[str, str, Any, Any]:
+    return "POST", f"/api/v1/links/{await w.fresh_pending_link()}/approve", None, None
+
+
+async def _reject_call(w: World, _a: str) -> tuple[str, str, Any, Any]:
+    return "POST", f"/api/v1/links/{await w.fresh_pending_link()}/reject", None, None
+
+
+REST_ACTIONS: dict[str, RestCall] = {
+    "POST /api/v1/auth/login": _rest(
+        "POST", lambda w: "/api/v1/auth/login", {"username": "li", "password": "not-it"}
+    ),
+    "POST /api/v1/auth/refresh": _rest(
+        "POST", lambda w: "/api/v1/auth/refresh", {"refresh_token": "made-up"}
+    ),
+    "POST /api/v1/auth/logout": _rest(
+        "POST", lambda w: "/api/v1/auth/logout", {"refresh_token": "made-up"}
+    ),
+    "POST /api/v1/auth/register": _rest(
+        "POST",
+        lambda w: "/api/v1/auth/register",
+        {
+            "username": "nobody",
+            "password": "long-enough",
+            "display_name": "x",
+            "join_code": "NOPE1",
+        },
+    ),
+    "GET /api/v1/openapi.json": _rest("GET", lambda w: "/api/v1/openapi.json"),
+    "GET /api/v1/me": _rest("GET", lambda w: "/api/v1/me"),
+    "POST /api/v1/join": _rest(
+        "POST",
+        lambda w: "/api/v1/join",
+        {"join_code": "JOINCODE", "child_name": STUDENT_NAME},
+    ),
+    "GET /api/v1/classes/{class_id}/members": _rest(
+        "GET", lambda w: f"/api/v1/classes/{w.class_id}/members"
+    ),
+    "GET /api/v1/classes/{class_id}/members missing-class": _rest(
+        "GET", lambda w: "/api/v1/classes/999999/members"
+    ),
+    "GET /api/v1/classes/{class_id}/links": _rest(
+        "GET", lambda w: f"/api/v1/classes/{w.class_id}/links"
+    ),
+    "POST /api/v1/classes/{class_id}/roster": _roster_call,
+    "POST /api/v1/links/{link_id}/approve": _approve_call,
+    "POST /api/v1/links/{link_id}/approve missing": _rest(
+        "POST", lambda w: "/api/v1/links/999999/approve"
+    ),
+    "POST /api/v1/links/{link_id}/reject": _reject_call,
+    "GET /api/v1/history": _rest("GET", lambda w: f"/api/v1/history?stream={w.students_chat}"),
+    "GET /api/v1/history conversation": _rest(
+        "GET", lambda w: f"/api/v1/history?stream={w.conv_stream}"
+    ),
+    "GET /api/v1/notices/{notice_id}/receipts": _rest(
+        "GET", lambda w: f"/api/v1/notices/{w.notice_confirm}/receipts"
+    ),
+    "GET /api/v1/notices/{notice_id}/receipts.csv": _rest(
+        "GET", lambda w: f"/api/v1/notices/{w.notice_confirm}/receipts.csv"
+    ),
+}
+
+
+async def test_rest_matrix(world: World) -> None:
+    observed: dict[str, dict[str, str]] = {}
+    for row, make_call in REST_ACTIONS.items():
+        for actor in EVERYONE:
+            method, path, body, raw = await make_call(world, actor)
+            if isinstance(body, dict) and body.get("join_code") == "JOINCODE":
+                body = {**body, "join_code": world.join_code}
+            headers = {}
+            token = world.tokens[actor]
+            if token is not None:
+                headers["Authorization"] = f"Bearer {token}"
+            kw: dict[str, Any] = {"json": body} if body is not None else {}
+            if raw is not None:
+                kw = {"data": raw.encode(), "headers": {**headers, "Content-Type": "text/csv"}}
+            else:
+                kw["headers"] = headers
+            async with world.http.request(method, world.srv.url + path, **kw) as resp:
+                if resp.content_type == "application/json":
+                    data = await resp.json()
+                    outcome = (
+                        data["error"]["code"]
+                        if isinstance(data, dict) and data.get("ok") is False
+                        else "ok"
+                    )
+                else:
+                    await resp.read()
+                    outcome = "ok" if resp.status < 300 else f"http {resp.status}"
+                assert resp.status in HTTP_FOR.get(outcome, {resp.status}), (
+                    row,
+                    actor,
+                    outcome,
+                    resp.status,
+                )
+            observed.setdefault(row, {})[actor] = outcome
+    mismatches = _diff(observed, REST_EXPECTED)
+    assert not mismatches, "REST authorization matrix differs:\n" + "\n".join(mismatches)
+
+
+# --- tokens at connect ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("actor", ["expired", "anonymous", "forged"])
+async def test_bad_tokens_are_refused_at_connect(world: World, actor: str) -> None:
+    if actor == "forged":
+        # The right key id, the wrong secret.
+        forger = TokenIssuer(
+            {world.srv.settings.secret_key_id: "x" * 40}, world.srv.settings.secret_key_id, 900
+        )
+        token: str | None = forger.issue(world.uids["li"], world.school_id)
+    else:
+        token = world.tokens[actor]
+    sio = socketio.AsyncClient(reconnection=False)
+    errors: list[Any] = []
+    sio.on("connect_error", lambda data=None: errors.append(data))
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await sio.connect(
+            world.srv.url, auth={"token": token}, transports=["websocket"], wait_timeout=5
+        )
+    assert not sio.connected
+    assert len(errors) == 1
+    assert errors[0]["data"]["code"] == "unauthorized", errors[0]
+    if actor == "expired":
+        assert "expired" in errors[0]["message"]
+
+
+# --- what each person sees ----------------------------------------------------------------------
+
+
+async def test_each_person_follows_only_their_streams(world: World) -> None:
+    cid = world.class_id
+    staff_streams = {
+        f"class:{cid}:students",
+        f"class:{cid}:guardians",
+        f"notices:{cid}:students",
+        f"notices:{cid}:guardians",
+        f"qa:{cid}",
+        f"staff:{cid}",
+    }
+    expected = {
+        "li": staff_streams | {world.conv_stream},
+        "chen": staff_streams,
+        "wanghao": {f"class:{cid}:students", f"notices:{cid}:students", f"qa:{cid}"},
+        "wang_mom": {f"class:{cid}:guardians", f"notices:{cid}:guardians", world.conv_stream},
+        "admin": set(),
+        "other_guardian": {
+            f"class:{world.other_class_id}:guardians",
+            f"notices:{world.other_class_id}:guardians",
+        },
+        "other_student": {
+            f"class:{world.other_class_id}:students",
+            f"notices:{world.other_class_id}:students",
+            f"qa:{world.other_class_id}",
+        },
+        "unlinked": set(),
+    }
+    peek = {
+        f"class:{cid}:students": 0,
+        f"class:{cid}:guardians": 0,
+        f"notices:{cid}:guardians": 0,
+        f"staff:{cid}": 0,
+        f"qa:{cid}": 0,
+        world.conv_stream: 0,
+    }
+    for actor, want in expected.items():
+        ack = await world.clients[actor].request("sync", {"cursors": peek})
+        followed = {s["stream"] for s in ack["streams"]}
+        # Conversations the matrix opened (a teacher with wanghao) are theirs too.
+        convs = {c["stream"] for c in ack["conversations"]}
+        uid = world.uids[actor]
+        assert followed - convs == (want - {world.conv_stream}) | {f"user:{uid}"}, actor
+        if world.conv_stream in want:
+            assert world.conv_stream in followed, actor
+        # Asking for streams one may not see gives nothing from them.
+        leaked = {e["stream"] for e in ack["events"]} - followed
+        assert not leaked, (actor, leaked)
+
+
+async def test_what_a_guardian_and_a_student_are_shown(world: World) -> None:
+    # A guardian sees the teachers, her own child and herself in the member list, no phones.
+    members = await world.clients["wang_mom"].http(
+        "GET", f"/api/v1/classes/{world.class_id}/members"
+    )
+    ids = {m["id"] for m in members["members"]}
+    assert ids == {
+        world.uids["li"],
+        world.uids["chen"],
+        world.uids["wanghao"],
+        world.uids["wang_mom"],
+    }
+    assert all("phone" not in m for m in members["members"])
+    assert "join_code" not in members["class"]
+    # A student's notice list has no notice addressed to guardians only.
+    listed = await world.clients["wanghao"].request("notice.list", {"class_id": world.class_id})
+    assert world.notice_confirm not in {n["id"] for n in listed["notices"]}
+    listed = await world.clients["wang_mom"].request("notice.list", {"class_id": world.class_id})
+    assert world.notice_confirm in {n["id"] for n in listed["notices"]}
+    # An expired token cannot even read who it is.
+    with pytest.raises(RequestError) as err:
+        c = HomeroomClient(world.srv.url)
+        c.token = world.tokens["expired"]
+        await c.http("GET", "/api/v1/me")
+    assert err.value.code == "unauthorized"
