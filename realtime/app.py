@@ -12,9 +12,10 @@ from realtime.auth import TokenIssuer
 from realtime.bus import make_bus
 from realtime.config import Settings
 from realtime.hub import Hub
+from realtime.live.actions import LiveService
 from realtime.metrics import Metrics
 from realtime.store import open_store
-from realtime.transport.rest import HUB, METRICS, add_routes, errors_middleware
+from realtime.transport.rest import HUB, LIVE, METRICS, add_routes, errors_middleware
 from realtime.transport.socket import Gateway
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -42,6 +43,9 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     app[METRICS] = metrics
     gateway = Gateway(hub, sio, metrics)
     app[GATEWAY] = gateway
+    live = LiveService(hub, gateway)
+    app[LIVE] = live
+    metrics.watch_media(lambda: {sid: rt.stats() for sid, rt in live.runtimes.items()})
     sio.attach(app, socketio_path="socket.io")
     add_routes(app)
     _add_web_app(app)
@@ -52,6 +56,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         await bus.start(gateway.on_bus)
 
     async def stop(_app: web.Application) -> None:
+        await live.close()
         await bus.close()
         await store.close()
 

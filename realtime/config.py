@@ -47,6 +47,21 @@ class Settings:
     history_page_max: int = 200
     catchup_page_max: int = 500
     log_level: str = "INFO"
+    # Live sessions and media (docs/operations.md: ICE, TURN and firewall advice).
+    # Addresses to gather ICE host candidates on, comma-separated; empty: every interface.
+    ice_host_addresses: str = ""
+    # The public address to announce behind 1:1 NAT; empty: none.
+    ice_public_address: str = ""
+    stun_urls: str = ""
+    turn_urls: str = ""
+    # coturn's static-auth-secret (use-auth-secret); TURN credentials expire after turn_ttl_s.
+    turn_secret: str = ""
+    turn_ttl_s: int = 6 * 3600
+    video_codec: str = "VP8"
+    # A session nobody publishes in for this long ends by itself.
+    session_idle_end_s: int = 1800
+    # A participant who drops out keeps their place (stage, hand) for this long.
+    session_grace_s: int = 30
     # Bound on bytes queued to one slow client before it is disconnected.
     client_buffer_bytes: int = 4 * 1024 * 1024
 

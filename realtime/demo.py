@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from realtime.actions.accounts import create_user
 from realtime.actions.roster import add_member, create_class, link_guardian
+from realtime.auth import hash_password
 from realtime.domain.roles import Role
 from realtime.store.db import Store
 from realtime.store.schema import classes, schools, users
@@ -40,6 +41,30 @@ GUARDIANS = [
 ]
 
 
+# Two village classrooms to link into a dual-teacher lesson with the demo class:
+# (class name, local teacher, students)
+CLASSROOMS = [
+    (
+        "山村小学五年级 / Village School A, Grade 5",
+        ("wu", "吴老师 Ms. Wu"),
+        [
+            ("xiaohong", "小红 Xiao Hong"),
+            ("xiaogang", "小刚 Xiao Gang"),
+            ("xiaoli", "小丽 Xiao Li"),
+        ],
+    ),
+    (
+        "河边小学五年级 / Riverside School, Grade 5",
+        ("zhou", "周老师 Mr. Zhou"),
+        [
+            ("xiaoming", "小明 Xiao Ming"),
+            ("xiaoyu", "小雨 Xiao Yu"),
+            ("xiaofang", "小芳 Xiao Fang"),
+        ],
+    ),
+]
+
+
 async def is_empty(store: Store) -> bool:
     async with store.read() as conn:
         return int((await conn.execute(select(func.count()).select_from(users))).scalar_one()) == 0
@@ -48,6 +73,8 @@ async def is_empty(store: Store) -> bool:
 async def seed(store: Store) -> dict[str, Any]:
     """Create the demo school. Call only on an empty database."""
     now = time.time()
+    # One hash for the one demo password: seeding stays fast (argon2 is slow on purpose).
+    pw = hash_password(DEMO_PASSWORD)
     ids: dict[str, int] = {}
     async with store.transaction() as conn:
         school = (
@@ -55,18 +82,29 @@ async def seed(store: Store) -> dict[str, Any]:
         ).inserted_primary_key[0]
         class_id = await create_class(conn, school, "五年级二班 / Grade 5 Class 2")
         admin = await create_user(
-            conn, school, "admin", "管理员 IT Admin", DEMO_PASSWORD, school_admin=True, now=now
+            conn,
+            school,
+            "admin",
+            "管理员 IT Admin",
+            None,
+            school_admin=True,
+            password_hash=pw,
+            now=now,
         )
         ids["admin"] = admin
         for username, name, role in TEACHERS:
-            ids[username] = await create_user(conn, school, username, name, DEMO_PASSWORD, now=now)
+            ids[username] = await create_user(
+                conn, school, username, name, None, password_hash=pw, now=now
+            )
             await add_member(conn, class_id, ids[username], role)
         for username, name in STUDENTS:
-            ids[username] = await create_user(conn, school, username, name, DEMO_PASSWORD, now=now)
+            ids[username] = await create_user(
+                conn, school, username, name, None, password_hash=pw, now=now
+            )
             await add_member(conn, class_id, ids[username], Role.STUDENT)
         for username, name, relationship, children in GUARDIANS:
             ids[username] = await create_user(
-                conn, school, username, name, DEMO_PASSWORD, phone="13800000000", now=now
+                conn, school, username, name, None, password_hash=pw, phone="13800000000", now=now
             )
             for child in children:
                 await link_guardian(
@@ -79,10 +117,28 @@ async def seed(store: Store) -> dict[str, Any]:
                     by=ids["li"],
                     now=now,
                 )
+        linked = []
+        for class_name, (teacher, teacher_name), kids in CLASSROOMS:
+            cid = await create_class(conn, school, class_name)
+            linked.append(cid)
+            ids[teacher] = await create_user(
+                conn, school, teacher, teacher_name, None, password_hash=pw, now=now
+            )
+            await add_member(conn, cid, ids[teacher], Role.TEACHER)
+            for username, name in kids:
+                ids[username] = await create_user(
+                    conn, school, username, name, None, password_hash=pw, now=now
+                )
+                await add_member(conn, cid, ids[username], Role.STUDENT)
         join_code = (
             await conn.execute(select(classes.c.join_code).where(classes.c.id == class_id))
         ).scalar_one()
-    return {"class_id": class_id, "join_code": join_code, "users": ids}
+    return {
+        "class_id": class_id,
+        "join_code": join_code,
+        "users": ids,
+        "linked_class_ids": linked,
+    }
 
 
 def sign_in_help(base_url: str, join_code: str | None = None) -> str:
@@ -93,6 +149,7 @@ def sign_in_help(base_url: str, join_code: str | None = None) -> str:
         "  student          wanghao    (王浩 Wang Hao)",
         "  guardian         wang_mom   (王浩妈妈 Wang Hao's mother)",
         "  school admin     admin",
+        "  local teachers   wu, zhou   (two village classrooms for a dual-teacher lesson)",
     ]
     if join_code:
         lines.append(f"  class join code for new guardians: {join_code}")

@@ -14,6 +14,7 @@ CODES = frozenset(
         "conflict",
         "too_large",
         "rate_limited",
+        "unsupported_codec",
         "internal",
     }
 )
@@ -26,6 +27,7 @@ HTTP_STATUS = {
     "conflict": 409,
     "too_large": 413,
     "rate_limited": 429,
+    "unsupported_codec": 415,
     "internal": 500,
 }
 

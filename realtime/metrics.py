@@ -2,7 +2,54 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+# Forwarding counters summed per live session, read from the media routers at scrape time.
+MEDIA_COUNTERS = (
+    ("frames_received", "Encoded frames received from publishers"),
+    ("frames_forwarded", "Encoded frames forwarded to subscribers"),
+    ("packets_forwarded", "RTP packets forwarded to subscribers"),
+    ("bytes_forwarded", "Payload bytes forwarded to subscribers"),
+    ("keyframe_requests", "Keyframe requests from joins, drops and subscribers"),
+    ("plis_sent", "PLIs sent to publishers after coalescing"),
+    ("queue_drops", "Subscriber queues emptied because the subscriber fell behind"),
+)
+
+
+class MediaCollector(Collector):
+    """Reads ``{session id: {"participants": n, "tracks": {id: track stats}}}`` on scrape."""
+
+    def __init__(self, read: Callable[[], dict[int, dict[str, Any]]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        sessions = self.read()
+        live = GaugeMetricFamily("homeroom_live_sessions", "Live sessions on this node")
+        live.add_metric([], len(sessions))
+        yield live
+        people = GaugeMetricFamily(
+            "homeroom_live_participants", "Participants per session", labels=["session"]
+        )
+        tracks = GaugeMetricFamily(
+            "homeroom_media_tracks", "Published tracks per session", labels=["session"]
+        )
+        counters = {
+            name: CounterMetricFamily(f"homeroom_media_{name}", doc, labels=["session"])
+            for name, doc in MEDIA_COUNTERS
+        }
+        for sid, stats in sessions.items():
+            people.add_metric([str(sid)], stats["participants"])
+            tracks.add_metric([str(sid)], len(stats["tracks"]))
+            for name, family in counters.items():
+                family.add_metric([str(sid)], sum(t.get(name, 0) for t in stats["tracks"].values()))
+        yield people
+        yield tracks
+        yield from counters.values()
 
 
 class Metrics:
@@ -34,6 +81,9 @@ class Metrics:
             "Stream events handed to local rooms",
             registry=self.registry,
         )
+
+    def watch_media(self, read: Callable[[], dict[int, dict[str, Any]]]) -> None:
+        self.registry.register(MediaCollector(read))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

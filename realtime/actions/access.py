@@ -13,6 +13,7 @@ from realtime.store.schema import (
     classes,
     conversations,
     guardian_links,
+    live_sessions,
     memberships,
     users,
 )
@@ -84,7 +85,40 @@ async def stream_visibility(
     assert class_id is not None
     await require_class(conn, class_id)
     access = await class_access(conn, user_id, class_id)
-    return policy.stream_visibility(stream, access), access, frozenset()
+    vis = policy.stream_visibility(stream, access)
+    # A live session's Q&A: its host and teachers see every classroom's questions.
+    if (
+        stream.kind == "qa"
+        and stream.part
+        and vis is not Visibility.STAFF
+        and await session_staff(conn, user_id, int(stream.part[1:]), class_id)
+    ):
+        vis = Visibility.STAFF
+    return vis, access, frozenset()
+
+
+async def session_staff(
+    conn: AsyncConnection, user_id: int, session_id: int, class_id: int
+) -> bool:
+    """Whether this person teaches the live session that ``class_id`` takes part in."""
+    row = (
+        await conn.execute(select(live_sessions).where(live_sessions.c.id == session_id))
+    ).first()
+    if row is None or class_id not in (row.class_id, *row.linked):
+        return False
+    if row.host_id == user_id:
+        return True
+    return (await class_access(conn, user_id, row.class_id)).is_staff
+
+
+async def session_classrooms(conn: AsyncConnection, session_id: int) -> tuple[int, ...] | None:
+    """The classes of a session that has not ended, or None."""
+    row = (
+        await conn.execute(select(live_sessions).where(live_sessions.c.id == session_id))
+    ).first()
+    if row is None or row.ended_at is not None:
+        return None
+    return (row.class_id, *row.linked)
 
 
 async def require_visible(

@@ -89,6 +89,7 @@ async def create_user(
     phone: str | None = None,
     school_admin: bool = False,
     now: float,
+    password_hash: str | None = None,
 ) -> int:
     taken = (await conn.execute(select(users.c.id).where(users.c.username == username))).first()
     if taken is not None:
@@ -98,7 +99,7 @@ async def create_user(
             school_id=school_id,
             username=username,
             display_name=display_name,
-            password_hash=hash_password(password) if password else None,
+            password_hash=password_hash or (hash_password(password) if password else None),
             phone=phone,
             school_admin=school_admin,
             created_at=now,

@@ -8,7 +8,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from realtime.actions.access import class_access, display_names
+from realtime.actions.access import (
+    class_access,
+    display_names,
+    session_classrooms,
+    session_staff,
+)
 from realtime.domain import policy
 from realtime.domain import questions as rules
 from realtime.domain.policy import require
@@ -108,6 +113,10 @@ async def ask(hub: Hub, user_id: int, req: QuestionAsk) -> dict[str, Any]:
                 return {"question": staff, "duplicate": True}
             access = await class_access(conn, user_id, req.class_id)
             require(policy.may_ask(access), "only students of this class ask questions")
+            if req.session_id is not None:
+                rooms = await session_classrooms(conn, req.session_id)
+                if rooms is None or req.class_id not in rooms:
+                    raise not_found("no such live session for this class")
             hub.check_rate(user_id, "question")
             now = hub.now()
             res = await conn.execute(
@@ -213,7 +222,11 @@ async def _moderate(
     async with hub.store.transaction() as conn:
         row = await _load(conn, question_id)
         access = await class_access(conn, user_id, row.class_id)
-        require(policy.may_moderate_questions(access), "only teachers of this class moderate Q&A")
+        allowed = policy.may_moderate_questions(access) or (
+            row.session_id is not None
+            and await session_staff(conn, user_id, row.session_id, row.class_id)
+        )
+        require(allowed, "only teachers of this class moderate Q&A")
         rules.moderate(QuestionView(row.asker_id, QuestionStatus(row.status)), to)
         values: dict[str, Any] = {"status": to.value, "updated_at": hub.now()}
         if to in (QuestionStatus.ANSWERED, QuestionStatus.ANSWERED_LIVE):

@@ -208,3 +208,19 @@ question_votes = Table(
     Column("question_id", Integer, ForeignKey("questions.id"), primary_key=True),
     Column("user_id", Integer, ForeignKey("users.id"), primary_key=True),
 )
+
+# Live sessions (lessons, meetings, dual-teacher lessons). Their live state (participants, hands,
+# stage) is held in memory by the node that runs the media; this row is what outlives them.
+live_sessions = Table(
+    "live_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("class_id", Integer, ForeignKey("classes.id"), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("host_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("linked", JSON, nullable=False),  # class ids of a dual lesson's other classrooms
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float, nullable=True),
+    Index("ix_live_sessions_class", "class_id"),
+)

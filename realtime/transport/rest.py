@@ -19,12 +19,14 @@ from realtime.actions import accounts, chat, notices, roster
 from realtime.auth import Identity
 from realtime.errors import HTTP_STATUS, HomeroomError, bad_request, too_large
 from realtime.hub import Hub
+from realtime.live.actions import LiveService
 from realtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 HUB = web.AppKey("hub", Hub)
 METRICS = web.AppKey("metrics", Metrics)
+LIVE = web.AppKey("live", LiveService)
 MAX_ROSTER_BYTES = 2 * 1024 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -184,6 +186,11 @@ async def notice_receipts_csv(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def session_stats(request: web.Request) -> web.StreamResponse:
+    who = identity(request)
+    return _json(request.app[LIVE].stats_for(who.user_id, _int(request, "session_id")))
+
+
 async def healthz(request: web.Request) -> web.StreamResponse:
     ok = await request.app[HUB].store.ping()
     return _json({"ok": ok, "store": "up" if ok else "down"}, 200 if ok else 503)
@@ -253,6 +260,12 @@ API: list[Endpoint] = [
         "/api/v1/notices/{notice_id}/receipts.csv",
         notice_receipts_csv,
         "A notice's receipts as CSV",
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/sessions/{session_id}/stats",
+        session_stats,
+        "Forwarding statistics of a live session, per track and subscriber (host only)",
     ),
     Endpoint("GET", "/api/v1/openapi.json", openapi, "This document", False),
 ]

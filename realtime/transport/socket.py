@@ -25,6 +25,9 @@ from realtime.transport.fanout import Fanout
 log = logging.getLogger(__name__)
 
 Action = Callable[[Hub, int, Any], Awaitable[dict[str, Any]]]
+# Actions bound to one connection (live sessions): they get the connection id too.
+SidAction = Callable[[str, int, Any], Awaitable[dict[str, Any]]]
+DisconnectHook = Callable[[str, int], Awaitable[None]]
 
 # event name -> (payload schema, action). The whole client protocol in one table.
 ROUTES: dict[str, tuple[type[Any], Action]] = {
@@ -66,7 +69,8 @@ class Gateway:
         self.identities: dict[str, Identity] = {}
         self.rooms: dict[str, set[str]] = {}
         self.sids_by_user: dict[int, set[str]] = {}
-        self.extra_routes: dict[str, tuple[type[Any], Action]] = {}
+        self.sid_routes: dict[str, tuple[type[Any], SidAction]] = {}
+        self.disconnect_hooks: list[DisconnectHook] = []
         sio.on("connect", self.on_connect)
         sio.on("disconnect", self.on_disconnect)
         sio.on("*", self.on_event)
@@ -97,6 +101,11 @@ class Gateway:
         if identity is None:
             return
         self.metrics.connections.dec()
+        for hook in self.disconnect_hooks:
+            try:
+                await hook(sid, identity.user_id)
+            except Exception:
+                log.exception("disconnect hook failed")
         sids = self.sids_by_user.get(identity.user_id)
         if sids is not None:
             sids.discard(sid)
@@ -113,15 +122,17 @@ class Gateway:
                 raise HomeroomError("unauthorized", "not connected")
             if event == "sync":
                 result = await self.sync(sid, identity, schemas.parse(schemas.Sync, data))
+            elif event in self.sid_routes:
+                schema, sid_action = self.sid_routes[event]
+                result = await sid_action(sid, identity.user_id, schemas.parse(schema, data))
             else:
-                route = ROUTES.get(event) or self.extra_routes.get(event)
+                route = ROUTES.get(event)
                 if route is None:
                     raise bad_request(f"unknown event {event[:60]!r}")
                 schema, action = route
                 result = await action(self.hub, identity.user_id, schemas.parse(schema, data))
-            self.metrics.events.labels(
-                event if event in ROUTES or event == "sync" else "other"
-            ).inc()
+            known = event in ROUTES or event in self.sid_routes or event == "sync"
+            self.metrics.events.labels(event if known else "other").inc()
             return {"ok": True, **result}
         except HomeroomError as exc:
             self.metrics.errors.labels(exc.code).inc()

@@ -1,0 +1,150 @@
+"""A Python participant in a live session: join, publish and receive media with aiortc.
+
+Used by the tests and benchmarks; a script can use it to join a lesson as a camera.
+The publish leg offers to the server; the subscribe leg answers the server's offers, which
+arrive in the ``rtc.subscribe`` acknowledgement and later as ``rtc.offer`` events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+
+from clients.homeroom import HomeroomClient
+
+TrackHandler = Callable[[MediaStreamTrack, dict[str, Any]], None]
+
+
+def configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
+    # Always an explicit list: aiortc would otherwise add Google's public STUN server.
+    return RTCConfiguration(
+        iceServers=[
+            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+            for s in ice_servers
+        ]
+    )
+
+
+class LiveParticipant:
+    def __init__(self, client: HomeroomClient, session_id: int) -> None:
+        self.client = client
+        self.session_id = session_id
+        self.ice_servers: list[dict[str, Any]] = []
+        self.publish_pc: RTCPeerConnection | None = None
+        self.subscribe_pc: RTCPeerConnection | None = None
+        self.tracks_by_mid: dict[str, dict[str, Any]] = {}
+        self.received: dict[str, MediaStreamTrack] = {}  # mid -> remote track
+        self.on_track: TrackHandler | None = None
+        self.state: dict[str, Any] = {}
+        self.notices: list[tuple[str, dict[str, Any]]] = []
+        self._offers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._offer_task: asyncio.Task[None] | None = None
+        for name in (
+            "rtc.offer",
+            "session.state",
+            "session.lobby",
+            "session.ended",
+            "stage.invited",
+            "media.muted",
+            "rtc.unpublished",
+            "session.removed",
+        ):
+            client.sio.on(name, self._handler(name))
+
+    def _handler(self, name: str) -> Callable[[dict[str, Any]], Any]:
+        async def handle(data: dict[str, Any]) -> None:
+            if data.get("session_id", self.session_id) != self.session_id and name != (
+                "session.state"
+            ):
+                return
+            if name == "rtc.offer":
+                await self._offers.put(data)
+            elif name == "session.state":
+                if data.get("id") == self.session_id:
+                    self.state = data
+            else:
+                self.notices.append((name, data))
+
+        return handle
+
+    async def join(self) -> dict[str, Any]:
+        ack = await self.client.request("session.join", {"session_id": self.session_id})
+        self.ice_servers = ack["ice_servers"]
+        if "participants" in ack["session"]:
+            self.state = ack["session"]
+        return ack
+
+    async def publish(self, tracks: Mapping[MediaStreamTrack, str]) -> dict[str, Any]:
+        """Publish tracks (track -> source: camera, microphone, screen), renegotiating if needed."""
+        if self.publish_pc is None:
+            self.publish_pc = RTCPeerConnection(configuration(self.ice_servers))
+        pc = self.publish_pc
+        senders = {s.track for s in pc.getSenders() if s.track is not None}
+        for track in tracks:
+            if track not in senders:
+                pc.addTransceiver(track, direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        sources = {
+            t.mid: tracks[t.sender.track]
+            for t in pc.getTransceivers()
+            if t.mid is not None and t.sender.track in tracks
+        }
+        ack = await self.client.request(
+            "rtc.publish",
+            {"session_id": self.session_id, "sdp": pc.localDescription.sdp, "sources": sources},
+        )
+        await pc.setRemoteDescription(RTCSessionDescription(ack["sdp"], "answer"))
+        return ack
+
+    async def subscribe(self) -> None:
+        """Open the subscribe leg; later offers are answered as they come."""
+        if self.subscribe_pc is None:
+            self.subscribe_pc = RTCPeerConnection(configuration(self.ice_servers))
+            self.subscribe_pc.on("track", self._track)
+            self._offer_task = asyncio.get_running_loop().create_task(self._answer_offers())
+        ack = await self.client.request("rtc.subscribe", {"session_id": self.session_id})
+        if ack["offer"] is not None:
+            await self._offers.put(ack["offer"])
+
+    async def _answer_offers(self) -> None:
+        while True:
+            offer = await self._offers.get()
+            pc = self.subscribe_pc
+            assert pc is not None
+            for t in offer["tracks"]:
+                self.tracks_by_mid[t["mid"]] = t
+            await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            try:
+                await self.client.request(
+                    "rtc.answer", {"session_id": self.session_id, "sdp": pc.localDescription.sdp}
+                )
+            except Exception:
+                continue
+
+    def _track(self, track: MediaStreamTrack) -> None:
+        assert self.subscribe_pc is not None
+        mid = next(t.mid for t in self.subscribe_pc.getTransceivers() if t.receiver.track is track)
+        assert mid is not None
+        self.received[mid] = track
+        if self.on_track is not None:
+            self.on_track(track, self.tracks_by_mid.get(mid, {"mid": mid}))
+
+    def info(self, mid: str) -> dict[str, Any]:
+        return self.tracks_by_mid.get(mid, {})
+
+    async def close(self) -> None:
+        if self._offer_task is not None:
+            self._offer_task.cancel()
+        for pc in (self.publish_pc, self.subscribe_pc):
+            if pc is not None:
+                await pc.close()

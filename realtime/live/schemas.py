@@ -1,0 +1,100 @@
+"""Schemas of the live-session requests."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from realtime.schemas import Id, Payload
+
+Sdp = Annotated[str, msgspec.Meta(min_length=10, max_length=60_000)]
+Source = Annotated[str, msgspec.Meta(pattern="^(camera|microphone|screen|screen_audio)$")]
+
+
+class SessionStart(Payload):
+    class_id: Id
+    kind: Annotated[str, msgspec.Meta(pattern="^(lesson|meeting|dual_lesson)$")]
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    linked_class_ids: Annotated[list[Id], msgspec.Meta(max_length=12)] = []
+    stage_places: Annotated[int, msgspec.Meta(ge=0, le=16)] = 6
+
+
+class SessionRef(Payload):
+    session_id: Id
+
+
+class SessionList(Payload):
+    class_id: Id
+
+
+class Publish(Payload):
+    session_id: Id
+    sdp: Sdp
+    # The client's mid (or track id) -> what it is.
+    sources: dict[Annotated[str, msgspec.Meta(max_length=64)], Source] = {}
+
+
+class Answer(Payload):
+    session_id: Id
+    sdp: Sdp
+
+
+class Ice(Payload):
+    session_id: Id
+    leg: Annotated[str, msgspec.Meta(pattern="^(publish|subscribe)$")]
+    candidate: dict[str, Any] | None = None
+
+
+class Hand(Payload):
+    session_id: Id
+    classroom: bool = False  # a local teacher raising the classroom's hand
+
+
+class LowerHand(Payload):
+    session_id: Id
+    hand: Annotated[str, msgspec.Meta(max_length=40)] | None = None  # "user:ID" / "classroom:ID"
+
+
+class Person(Payload):
+    session_id: Id
+    user_id: Id
+
+
+class StagePlaces(Payload):
+    session_id: Id
+    places: Annotated[int, msgspec.Meta(ge=0, le=16)]
+
+
+class ClassroomStage(Payload):
+    session_id: Id
+    class_id: Id | None = None
+
+
+class Admit(Payload):
+    session_id: Id
+    user_ids: Annotated[list[Id], msgspec.Meta(max_length=500)] | None = None  # None: everyone
+
+
+class Decline(Payload):
+    session_id: Id
+    user_ids: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=500)]
+
+
+class Mute(Payload):
+    session_id: Id
+    user_id: Id
+    audio: bool | None = None
+    video: bool | None = None
+
+
+class SelfMute(Payload):
+    session_id: Id
+    audio: bool | None = None
+    video: bool | None = None
+
+
+class Lock(Payload):
+    session_id: Id
+    locked: bool | None = None
+    unmute_locked: bool | None = None
