@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 
 from clients.homeroom import RequestError
-from realtime.actions import questions
-from realtime.transport.rest import HUB
 from tests.conftest import Server
 
 
@@ -76,11 +74,16 @@ async def test_sorting_withdraw_dismiss_reopen(server: Server) -> None:
 async def test_unanswered_session_questions_move_to_class_board(server: Server) -> None:
     wang = await server.client("wanghao")
     teacher = await server.client("li")
-    q_open = await wang.ask(server.class_id, "still open", session_id=77)
-    q_done = await wang.ask(server.class_id, "answered", session_id=77)
+    start = await teacher.request(
+        "session.start", {"class_id": server.class_id, "kind": "lesson", "title": "Q&A"}
+    )
+    sid = start["session"]["id"]
+    q_open = await wang.ask(server.class_id, "still open", session_id=sid)
+    q_done = await wang.ask(server.class_id, "answered", session_id=sid)
     await teacher.answer(q_done["id"], "done")
-    moved = await questions.close_session(server.app[HUB], server.class_id, 77)
-    assert moved == 1
+    board = await wang.request("question.list", {"class_id": server.class_id})
+    assert board["questions"] == []
+    await teacher.request("session.end", {"session_id": sid})
     board = await wang.request("question.list", {"class_id": server.class_id})
     assert [q["id"] for q in board["questions"]] == [q_open["id"]]
     ev = await teacher.wait_for(
