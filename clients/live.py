@@ -81,6 +81,12 @@ class LiveParticipant:
         self.ice_servers = ack["ice_servers"]
         if "participants" in ack["session"]:
             self.state = ack["session"]
+        if ack["qa_streams"]:
+            # The session's Q&A: follow it from its start.
+            for stream in ack["qa_streams"]:
+                if stream not in self.client.cursors:
+                    self.client.follow(stream, 0)
+            await self.client.sync()
         return ack
 
     async def publish(self, tracks: Mapping[MediaStreamTrack, str]) -> dict[str, Any]:
