@@ -140,12 +140,13 @@ class LiveService:
             raise bad_request("a dual-teacher lesson links at least one other classroom")
         if kind is not SessionKind.DUAL_LESSON and linked:
             raise bad_request("only dual-teacher lessons link classrooms")
-        for rt in self.runtimes.values():
-            if rt.session.class_id == req.class_id and not rt.session.ended:
-                raise conflict("this class already has a live session")
         async with self.hub.store.transaction() as conn:
             access = await class_access(conn, user_id, req.class_id)
             require(policy.may_publish_notice(access), "only teachers of this class start sessions")
+            # Only after the permission check: others must not learn that the class is live.
+            for rt in self.runtimes.values():
+                if rt.session.class_id == req.class_id and not rt.session.ended:
+                    raise conflict("this class already has a live session")
             rows = list(
                 await conn.execute(
                     select(classes.c.id, classes.c.name, classes.c.school_id).where(
