@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import socketio
 from aiohttp import web
 
 from realtime.auth import TokenIssuer
@@ -15,6 +14,7 @@ from realtime.hub import Hub
 from realtime.live.actions import LiveService
 from realtime.metrics import Metrics
 from realtime.store import open_store
+from realtime.transport.fanout import SocketServer
 from realtime.transport.rest import HUB, LIVE, METRICS, add_routes, errors_middleware
 from realtime.transport.socket import Gateway
 
@@ -31,7 +31,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     tokens = TokenIssuer(settings.signing_keys, settings.secret_key_id, settings.access_token_ttl_s)
     hub = Hub(settings, store, bus, tokens)
     metrics = Metrics()
-    sio = socketio.AsyncServer(
+    sio = SocketServer(
         async_mode="aiohttp",
         serializer="msgpack" if settings.serializer == "msgpack" else "default",
         max_http_buffer_size=settings.max_packet_bytes,
