@@ -57,6 +57,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 BODY_CHARS = 100
 TOTAL_BUDGET_S = 570  # stop whatever is running before 9.5 minutes
+BIG_BUDGET_S = 1500  # with --big: 10,000 connections take minutes to sync
 
 # Room sizes and head counts of the workload.
 SMALL, LARGE, GUARDIANS, BIG_GUARDIANS = 50, 500, 2000, 10_000
@@ -151,19 +152,18 @@ class WorkerPool:
     async def start(cls, n: int, log: Path) -> WorkerPool:
         procs = []
         for _ in range(n):
-            fh = open(log, "ab")  # noqa: SIM115
-            procs.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    str(BENCH / "loadworker.py"),
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=fh,
-                    limit=256 * 1024 * 1024,
-                    start_new_session=True,
+            with log.open("ab") as fh:
+                procs.append(
+                    await asyncio.create_subprocess_exec(
+                        sys.executable,
+                        str(BENCH / "loadworker.py"),
+                        stdin=asyncio.subprocess.PIPE,
+                        stdout=asyncio.subprocess.PIPE,
+                        stderr=fh,
+                        limit=256 * 1024 * 1024,
+                        start_new_session=True,
+                    )
                 )
-            )
-            fh.close()
         return cls(procs)
 
     async def _ask(self, i: int, cmd: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -183,9 +183,7 @@ class WorkerPool:
         self, cmd: dict[str, Any] | list[dict[str, Any]], timeout: float = 60
     ) -> list[dict[str, Any]]:
         cmds = cmd if isinstance(cmd, list) else [cmd] * len(self.procs)
-        return list(
-            await asyncio.gather(*(self._ask(i, c, timeout) for i, c in enumerate(cmds)))
-        )
+        return list(await asyncio.gather(*(self._ask(i, c, timeout) for i, c in enumerate(cmds))))
 
     async def connect(self, url: str, tokens: list[str], compress: bool) -> dict[str, Any]:
         n = len(self.procs)
@@ -202,7 +200,7 @@ class WorkerPool:
                 }
                 for p in parts
             ],
-            timeout=240,
+            timeout=900,
         )
         for i, r in enumerate(replies):
             self.sizes[i] += r["connected"]
@@ -580,7 +578,12 @@ async def throughput(
 
 
 async def latency(
-    pool: WorkerPool, sender: SioConnection, stream: str, receivers: int, rate: float, seconds: float
+    pool: WorkerPool,
+    sender: SioConnection,
+    stream: str,
+    receivers: int,
+    rate: float,
+    seconds: float,
 ) -> dict[str, Any]:
     """``rate`` messages per second on a fixed schedule (not waiting for acks)."""
     await pool.reset(latency=True)
@@ -649,6 +652,120 @@ async def notice_to_all(
     }
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of a process's main thread (its event loop) and of all its other threads."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = "event loop" if task.name == str(pid) else "other threads"
+            out[name] = out.get(name, 0.0) + cpu_seconds_of(task / "stat")
+        except OSError:
+            continue
+    return out
+
+
+def cpu_seconds_of(stat_path: Path) -> float:
+    stat = stat_path.read_text()
+    rest = stat[stat.rindex(")") + 2 :].split()
+    return (int(rest[11]) + int(rest[12])) / CLK_TCK
+
+
+class Spy:
+    """``--profile DIR``: py-spy the Homeroom server over one step, then print where it went.
+
+    Samples only the thread holding the GIL (``--gil``), so the Python work is what is shown;
+    the CPU per thread (event loop vs aiosqlite's worker thread) comes from /proc.
+    """
+
+    def __init__(self, target: Target, where: str | None, label: str, seconds: float) -> None:
+        self.active = bool(where) and target.name == "homeroom"
+        self.target = target
+        self.path = Path(where or ".") / f"{label}.txt"
+        self.label = label
+        self.seconds = seconds
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> Spy:
+        if not self.active:
+            return self
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.threads0 = thread_cpu(self.target.pid)
+        self.t0 = time.monotonic()
+        self.proc = await asyncio.create_subprocess_exec(
+            *[
+                spy,
+                "record",
+                "--gil",
+                "--nonblocking",
+                "-r",
+                "250",
+                "-d",
+                str(max(1, math.ceil(self.seconds))),
+                "-f",
+                "raw",
+                "-p",
+                str(self.target.pid),
+                "-o",
+                str(self.path),
+            ],
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        await asyncio.sleep(0.5)  # let it attach
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.proc is None:
+            return
+        threads1 = thread_cpu(self.target.pid)
+        wall = time.monotonic() - self.t0
+        try:
+            await asyncio.wait_for(self.proc.wait(), self.seconds + 30)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        per = {k: v - self.threads0.get(k, 0.0) for k, v in threads1.items()}
+        busy = ", ".join(
+            f"{k} {v / wall * 100:.0f}%"
+            for k, v in sorted(per.items(), key=lambda kv: -kv[1])
+            if v > 0
+        )
+        say(f"  profile {self.label}: CPU per thread over {wall:.1f} s: {busy}")
+        report_py_spy(self.path, self.label)
+
+
+def report_py_spy(path: Path, label: str, top: int = 22) -> None:
+    """Print where the server spent its samples: by function, self and inclusive."""
+    if not path.exists():
+        say(f"  py-spy wrote nothing (is it installed? pip install py-spy): {path}")
+        return
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        count = int(n)
+        frames = [
+            f.split(" (")[0] + " (" + f.split(" (")[-1].split("/")[-1] for f in stack.split(";")
+        ]
+        total += count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for f in set(frames):
+            incl[f] = incl.get(f, 0) + count
+    if not total:
+        return
+    say(f"  py-spy {label}: {total} samples holding the GIL, {path}")
+    say("    self%  function")
+    for f, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        say(f"    {n * 100 / total:5.1f}  {f[:150]}")
+    say("    incl%  function")
+    for f, n in sorted(incl.items(), key=lambda kv: -kv[1])[:top]:
+        say(f"    {n * 100 / total:5.1f}  {f[:150]}")
+
+
 def median(xs: list[float]) -> float:
     xs = [x for x in xs if not math.isnan(x)]
     return statistics.median(xs) if xs else math.nan
@@ -678,7 +795,8 @@ async def measure(
     await asyncio.sleep(1.0)
     rss0 = target.rss()
     t = time.monotonic()
-    info = await pool.connect(target.url, [target.token(g) for g in people.guardians], compress)
+    async with Spy(target, args.profile, "connect-and-sync", 10):
+        info = await pool.connect(target.url, [target.token(g) for g in people.guardians], compress)
     say(
         f"  [{name}] {info['connected']} guardians connected and synced in "
         f"{time.monotonic() - t:.1f} s (permessage-deflate accepted on {info['deflate']})"
@@ -695,7 +813,8 @@ async def measure(
 
     notices = []
     for i in range(args.reps):
-        r = await notice_to_all(pool, teacher, b, GUARDIANS)
+        async with Spy(target, args.profile if i == 0 else None, "notice-2000", 2):
+            r = await notice_to_all(pool, teacher, b, GUARDIANS)
         notices.append(r)
         say(
             f"  [{name}] notice {i + 1}: ack {r['ack_s'] * 1000:.0f} ms, last of "
@@ -724,7 +843,9 @@ async def measure(
                 if left() < 60:
                     say(f"  [{name}] out of time budget: fewer repetitions")
                     break
-                r = await throughput(target, pool, sender, stream, size, args.seconds)
+                profile = args.profile if i == 0 else None
+                async with Spy(target, profile, f"chat-room-{size}", args.seconds):
+                    r = await throughput(target, pool, sender, stream, size, args.seconds)
                 runs.append(r)
                 say(
                     f"  [{name}] room of {size}, run {i + 1}: {r['sent']} messages, "
@@ -785,7 +906,9 @@ async def measure(
                 times = []
                 for _ in range(3):
                     t = time.monotonic()
-                    ack = await send_ok(teacher, "notice.receipts", {"notice_id": big[-1]["notice_id"]})
+                    ack = await send_ok(
+                        teacher, "notice.receipts", {"notice_id": big[-1]["notice_id"]}
+                    )
                     times.append(time.monotonic() - t)
                 assert ack["counts"]["recipients"] == BIG_GUARDIANS, ack["counts"]
                 out["rollup_ms"] = median(times) * 1000
@@ -819,7 +942,7 @@ def rounded(v: Any) -> Any:
 
 async def run(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str, Any]:
     begun = time.monotonic()
-    deadline = begun + TOTAL_BUDGET_S
+    deadline = begun + budget(args)
     node_version = ensure_node()
     people = People.make(args.big)
     load0 = os.getloadavg()
@@ -834,8 +957,10 @@ async def run(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str
             if which == "homeroom":
                 t = time.monotonic()
                 target, loop = start_homeroom(started, tmp, people)
-                say(f"homeroom: serving on {target.url} (pid {target.pid}, {loop}), seeded and "
-                    f"started in {time.monotonic() - t:.1f} s")
+                say(
+                    f"homeroom: serving on {target.url} (pid {target.pid}, {loop}), seeded and "
+                    f"started in {time.monotonic() - t:.1f} s"
+                )
             else:
                 target = start_reference(started, tmp, people)
                 say(f"reference: socket.io 4.8 on {target.url} (pid {target.pid})")
@@ -845,7 +970,7 @@ async def run(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str
                 started.stop_all()
     finally:
         await pool.stop()
-    h, r = results["homeroom"], results["reference"]
+    h, r = results.get("homeroom", {}), results.get("reference", {})
     out: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cores": os.cpu_count(),
@@ -898,8 +1023,13 @@ async def run(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str
         "notice_2000_s_under_1": notice is not None and notice < 1,
         "ratio_memory_at_most_1.5": mem is not None and mem <= 1.5,
     }
+    out["load_average_at_end"] = round(os.getloadavg()[0], 2)
     out["elapsed_s"] = time.monotonic() - begun
     return rounded(out)
+
+
+def budget(args: argparse.Namespace) -> float:
+    return BIG_BUDGET_S if args.big else TOTAL_BUDGET_S
 
 
 def main() -> int:
@@ -912,6 +1042,9 @@ def main() -> int:
     parser.add_argument("--big", action="store_true", help="also notices to 10,000 guardians")
     parser.add_argument(
         "--no-deflate", action="store_true", help="clients do not offer permessage-deflate"
+    )
+    parser.add_argument(
+        "--profile", metavar="DIR", help="py-spy the Homeroom server during the first runs"
     )
     parser.add_argument("--order", default="homeroom,reference", help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database)")
@@ -931,7 +1064,7 @@ def main() -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)  # type: ignore[union-attr]
-        async with asyncio.timeout(TOTAL_BUDGET_S + 20):
+        async with asyncio.timeout(budget(args) + 20):
             return await run(args, started, tmp)
 
     try:

@@ -11,6 +11,7 @@ record latencies), ``stats``, ``wait`` (until N events arrived or a timeout), ``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -19,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from sioclient import SioConnection, new_session, stamp_of  # noqa: E402
+from sioclient import SioConnection, new_session, stamp_of
 
 
 class Worker:
@@ -103,10 +104,8 @@ class Worker:
             if left <= 0:
                 break
             self.changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), min(left, 0.5))
-            except TimeoutError:
-                pass
         return self.stats(with_lats=False)
 
     async def close(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ whether the server accepted it. The same class drives Homeroom and the Node.js r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -136,16 +137,12 @@ class SioConnection:
 
     async def close(self) -> None:
         if self.ws is not None and not self.ws.closed:
-            try:
+            with contextlib.suppress(TimeoutError, aiohttp.ClientError, ConnectionError):
                 await asyncio.wait_for(self.ws.close(), 5)
-            except (TimeoutError, aiohttp.ClientError, ConnectionError):
-                pass
         if self._reader is not None:
             self._reader.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
-            except (asyncio.CancelledError, Exception):
-                pass
 
 
 def _fail(fut: asyncio.Future[Any], task: asyncio.Future[Any]) -> None:
