@@ -19,6 +19,7 @@ from realtime.config import ConfigError, Settings, load_settings
 from realtime.domain.roles import Role
 from realtime.errors import HomeroomError
 from realtime.store import Store, open_store
+from realtime.store.db import inserted_id
 from realtime.store.schema import classes, schools, users
 
 
@@ -145,9 +146,9 @@ def cmd_create_user(args: argparse.Namespace) -> int:
         async with store.transaction() as conn:
             school = (await conn.execute(select(schools.c.id).order_by(schools.c.id))).first()
             if school is None:
-                school_id = (
+                school_id = inserted_id(
                     await conn.execute(schools.insert().values(name=args.school or "School"))
-                ).inserted_primary_key[0]
+                )
             else:
                 school_id = school.id
             try:

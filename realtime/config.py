@@ -66,6 +66,8 @@ class Settings:
     client_buffer_bytes: int = 4 * 1024 * 1024
 
     def validate(self) -> None:
+        if self.video_codec.upper() not in ("VP8", "H264"):
+            raise ConfigError("video_codec must be 'VP8' or 'H264'")
         if self.serializer not in ("json", "msgpack"):
             raise ConfigError("serializer must be 'json' or 'msgpack'")
         if not self.demo:

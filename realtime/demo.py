@@ -11,7 +11,7 @@ from realtime.actions.accounts import create_user
 from realtime.actions.roster import add_member, create_class, link_guardian
 from realtime.auth import hash_password
 from realtime.domain.roles import Role
-from realtime.store.db import Store
+from realtime.store.db import Store, inserted_id
 from realtime.store.schema import classes, schools, users
 
 DEMO_PASSWORD = "demo1234"
@@ -77,9 +77,9 @@ async def seed(store: Store) -> dict[str, Any]:
     pw = hash_password(DEMO_PASSWORD)
     ids: dict[str, int] = {}
     async with store.transaction() as conn:
-        school = (
+        school = inserted_id(
             await conn.execute(schools.insert().values(name="示范小学 Demo Primary School"))
-        ).inserted_primary_key[0]
+        )
         class_id = await create_class(conn, school, "五年级二班 / Grade 5 Class 2")
         admin = await create_user(
             conn,

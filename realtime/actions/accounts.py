@@ -12,6 +12,7 @@ from realtime.auth import hash_password, new_refresh_token, refresh_hash, verify
 from realtime.errors import HomeroomError, conflict, not_found
 from realtime.hub import Hub
 from realtime.schemas import Login, RefreshBody, Register
+from realtime.store.db import inserted_id
 from realtime.store.schema import (
     classes,
     guardian_links,
@@ -105,7 +106,7 @@ async def create_user(
             created_at=now,
         )
     )
-    return int(res.inserted_primary_key[0])
+    return inserted_id(res)
 
 
 async def register(hub: Hub, req: Register) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from realtime.schemas import (
     OpenConversation,
     Typing,
 )
+from realtime.store.db import inserted_id
 from realtime.store.schema import conversations, messages, mutes, read_positions
 
 
@@ -92,9 +93,7 @@ async def send(hub: Hub, user_id: int, req: ChatSend) -> dict[str, Any]:
                 )
             )
             row = (
-                await conn.execute(
-                    select(messages).where(messages.c.id == res.inserted_primary_key[0])
-                )
+                await conn.execute(select(messages).where(messages.c.id == inserted_id(res)))
             ).one()
             names = await display_names(conn, [user_id])
             view = message_view(row, names)
@@ -301,7 +300,7 @@ async def open_conversation(hub: Hub, user_id: int, req: OpenConversation) -> di
                     class_id=req.class_id, user_a=a, user_b=b, created_at=hub.now()
                 )
             )
-            conv_id = int(res.inserted_primary_key[0])
+            conv_id = inserted_id(res)
             created = True
         else:
             conv_id = row.id

@@ -25,7 +25,7 @@ from realtime.domain.streams import notice_stream, staff_stream, user_stream
 from realtime.errors import HomeroomError, bad_request, not_found, too_large
 from realtime.hub import Hub
 from realtime.schemas import NoticeList, NoticePublish, NoticeRef, NoticeReply, NoticesDelivered
-from realtime.store.db import StoredEvent
+from realtime.store.db import StoredEvent, inserted_id
 from realtime.store.schema import notices, receipts
 
 
@@ -116,7 +116,7 @@ async def publish(hub: Hub, user_id: int, req: NoticePublish) -> dict[str, Any]:
                     created_at=now,
                 )
             )
-            notice_id = int(res.inserted_primary_key[0])
+            notice_id = inserted_id(res)
             people = await _recipients(conn, req.class_id, audience)
             if people:
                 await conn.execute(

@@ -30,7 +30,7 @@ from realtime.schemas import (
     QuestionRef,
     QuestionVote,
 )
-from realtime.store.db import StoredEvent
+from realtime.store.db import StoredEvent, inserted_id
 from realtime.store.schema import question_votes, questions
 
 
@@ -133,9 +133,7 @@ async def ask(hub: Hub, user_id: int, req: QuestionAsk) -> dict[str, Any]:
                     updated_at=now,
                 )
             )
-            event, staff = await _publish_change(
-                conn, hub, int(res.inserted_primary_key[0]), "question.asked"
-            )
+            event, staff = await _publish_change(conn, hub, inserted_id(res), "question.asked")
     except IntegrityError:
         async with hub.store.read() as conn:
             row = (

@@ -19,6 +19,7 @@ from realtime.domain.streams import user_stream
 from realtime.errors import HomeroomError, conflict, not_found
 from realtime.hub import Hub
 from realtime.schemas import JoinClass
+from realtime.store.db import inserted_id
 from realtime.store.schema import classes, guardian_links, memberships, users
 
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -37,7 +38,7 @@ async def create_class(conn: AsyncConnection, school_id: int, name: str) -> int:
     res = await conn.execute(
         classes.insert().values(school_id=school_id, name=name, join_code=new_join_code())
     )
-    return int(res.inserted_primary_key[0])
+    return inserted_id(res)
 
 
 async def add_member(conn: AsyncConnection, class_id: int, user_id: int, role: Role) -> None:
@@ -88,7 +89,7 @@ async def link_guardian(
                 **decided,
             )
         )
-        link_id = int(res.inserted_primary_key[0])
+        link_id = inserted_id(res)
     else:
         link_id = row.id
         await conn.execute(

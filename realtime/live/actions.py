@@ -26,6 +26,7 @@ from realtime.errors import HomeroomError, bad_request, conflict, not_found
 from realtime.hub import Hub
 from realtime.live import schemas as s
 from realtime.live.runtime import LiveRuntime, MediaOptions, offer_message
+from realtime.store.db import inserted_id
 from realtime.store.schema import classes, live_sessions, memberships
 from realtime.transport.socket import Gateway
 from signaling import CodecPolicy, SignalingError
@@ -57,7 +58,7 @@ class LiveService:
             else None
         )
         self.media = MediaOptions(
-            codecs=CodecPolicy(settings.video_codec),
+            codecs=CodecPolicy("H264" if settings.video_codec.upper() == "H264" else "VP8"),
             configuration=lambda: rtc_configuration(),
             public_address=settings.ice_public_address or None,
         )
@@ -170,7 +171,7 @@ class LiveService:
                     started_at=now,
                 )
             )
-            session_id = int(res.inserted_primary_key[0])
+            session_id = inserted_id(res)
             session = LiveSession(
                 session_id,
                 kind,

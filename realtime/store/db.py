@@ -158,6 +158,13 @@ class Store:
         return {k: found.get(k, 0) for k in keys}
 
 
+def inserted_id(result: Any) -> int:
+    """The primary key of the row an INSERT just wrote."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
 def _event(r: Any) -> StoredEvent:
     return StoredEvent(r.stream, int(r.seq), r.type, r.at, r.data, r.staff_data)
 
