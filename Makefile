@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 NODE_STAMP := tests/node/node_modules/.installed
 WEB_DIR := clients/web
 WEB_STAMP := $(WEB_DIR)/dist/index.html
+# Root installs Debian packages directly; anyone else through sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: setup run test check web clean
+.PHONY: setup run test check web clean live-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,11 +31,18 @@ web:
 
 setup: $(STAMP) web
 
+# Real peers the live tests drive (tests/live): headless Chromium and coturn's turnserver.
+live-deps:
+	@command -v chromium >/dev/null && command -v turnserver >/dev/null || { \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			chromium coturn; }
+
 run: setup
 	mkdir -p var
 	$(BIN)/homeroom serve --demo --host $(HOST) --port $(PORT)
 
-test: setup $(NODE_STAMP)
+test: setup $(NODE_STAMP) live-deps
 	$(BIN)/python -m pytest
 
 check: $(STAMP)

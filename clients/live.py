@@ -15,6 +15,7 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCSessionDescription,
 )
@@ -24,20 +25,26 @@ from clients.homeroom import HomeroomClient
 TrackHandler = Callable[[MediaStreamTrack, dict[str, Any]], None]
 
 
-def configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
+def configuration(ice_servers: list[dict[str, Any]], relay_only: bool = False) -> RTCConfiguration:
     # Always an explicit list: aiortc would otherwise add Google's public STUN server.
     return RTCConfiguration(
         iceServers=[
             RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
             for s in ice_servers
-        ]
+        ],
+        # Relay only: gather no host candidates and use only the TURN server's relayed address,
+        # as a client behind a firewall that lets nothing but TURN through.
+        iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL,
     )
 
 
 class LiveParticipant:
-    def __init__(self, client: HomeroomClient, session_id: int) -> None:
+    def __init__(
+        self, client: HomeroomClient, session_id: int, *, relay_only: bool = False
+    ) -> None:
         self.client = client
         self.session_id = session_id
+        self.relay_only = relay_only
         self.ice_servers: list[dict[str, Any]] = []
         self.publish_pc: RTCPeerConnection | None = None
         self.subscribe_pc: RTCPeerConnection | None = None
@@ -92,7 +99,7 @@ class LiveParticipant:
     async def publish(self, tracks: Mapping[MediaStreamTrack, str]) -> dict[str, Any]:
         """Publish tracks (track -> source: camera, microphone, screen), renegotiating if needed."""
         if self.publish_pc is None:
-            self.publish_pc = RTCPeerConnection(configuration(self.ice_servers))
+            self.publish_pc = RTCPeerConnection(configuration(self.ice_servers, self.relay_only))
         pc = self.publish_pc
         senders = {s.track for s in pc.getSenders() if s.track is not None}
         for track in tracks:
@@ -114,7 +121,7 @@ class LiveParticipant:
     async def subscribe(self) -> None:
         """Open the subscribe leg; later offers are answered as they come."""
         if self.subscribe_pc is None:
-            self.subscribe_pc = RTCPeerConnection(configuration(self.ice_servers))
+            self.subscribe_pc = RTCPeerConnection(configuration(self.ice_servers, self.relay_only))
             self.subscribe_pc.on("track", self._track)
             self._offer_task = asyncio.get_running_loop().create_task(self._answer_offers())
         ack = await self.client.request("rtc.subscribe", {"session_id": self.session_id})
