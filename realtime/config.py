@@ -25,6 +25,8 @@ class Settings:
     port: int = 8080
     database_url: str = "sqlite:///var/homeroom.db"
     redis_url: str = ""
+    # The Redis channel the nodes of one deployment share (two deployments on one Redis: two).
+    bus_channel: str = "homeroom"
     # Signing keys for access tokens: {key id: secret}. The active one signs; all verify.
     secret: str = DEMO_SECRET
     secret_key_id: str = "k1"
