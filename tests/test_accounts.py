@@ -111,11 +111,12 @@ async def test_tokens_signed_with_an_old_key_still_work_unknown_keys_do_not(srv:
         bad = TokenIssuer({kid: secret}, kid, 900).issue(uid, 1)
         status, body = await _status(srv, "GET", "/api/v1/me", bad)
         assert status == 401 and body["error"]["code"] == "unauthorized", kid
-        sio = socketio.AsyncClient(reconnection=False)
         refusals: list[Any] = []
-        sio.on("connect_error", lambda data=None, r=refusals: r.append(data))
-        with pytest.raises(socketio.exceptions.ConnectionError):
-            await sio.connect(srv.url, auth={"token": bad}, transports=["websocket"])
+        async with aiohttp.ClientSession() as http:
+            sio = socketio.AsyncClient(reconnection=False, http_session=http)
+            sio.on("connect_error", lambda data=None, r=refusals: r.append(data))
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                await sio.connect(srv.url, auth={"token": bad}, transports=["websocket"])
         assert refusals[0]["data"]["code"] == "unauthorized"
     unknown = TokenIssuer({"k9": OLD_SECRET}, "k9", 900).issue(uid, 1)
     _, body = await _status(srv, "GET", "/api/v1/me", unknown)

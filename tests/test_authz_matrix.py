@@ -724,13 +724,14 @@ async def test_bad_tokens_are_refused_at_connect(world: World, actor: str) -> No
         token: str | None = forger.issue(world.uids["li"], world.school_id)
     else:
         token = world.tokens[actor]
-    sio = socketio.AsyncClient(reconnection=False)
     errors: list[Any] = []
-    sio.on("connect_error", lambda data=None: errors.append(data))
-    with pytest.raises(socketio.exceptions.ConnectionError):
-        await sio.connect(
-            world.srv.url, auth={"token": token}, transports=["websocket"], wait_timeout=5
-        )
+    async with aiohttp.ClientSession() as http:
+        sio = socketio.AsyncClient(reconnection=False, http_session=http)
+        sio.on("connect_error", lambda data=None: errors.append(data))
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await sio.connect(
+                world.srv.url, auth={"token": token}, transports=["websocket"], wait_timeout=5
+            )
     assert not sio.connected
     assert len(errors) == 1
     assert errors[0]["data"]["code"] == "unauthorized", errors[0]
