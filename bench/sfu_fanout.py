@@ -1,0 +1,914 @@
+"""Live video forwarding: Homeroom's SFU against Janus VideoRoom and aiortc's MediaRelay.
+
+Run from the repository root once ``.venv`` is set up (``make setup``)::
+
+    .venv/bin/python bench/sfu_fanout.py            # about 8-9 minutes on 2 cores
+
+What it does (docs/performance.md, "Live video forwarding", has the figures):
+
+- One publisher sends VP8 at 640x360 30 fps about 1 Mbit/s, then (second pass) 1280x720 30 fps
+  about 2.5 Mbit/s: a synthetic sequence encoded once with libvpx (bench/sfu/video.py) and
+  replayed through aiortc's pre-encoded sender path; it answers keyframe requests like a
+  browser does.
+- N subscribers (N = 1, 4, 8, 16, 32) count reassembled frames without decoding, many per
+  process (bench/sfu/peer.py). They join one after another (each waits for its first
+  keyframe: "join to first frame"), then a warm-up, then a fixed window in which the server's
+  CPU is read from the kernel (/proc/<pid>/stat: user + system of that process and all its
+  threads) and every subscriber's frame rate is counted.
+- Servers, each in its own process, all on 127.0.0.1:
+  * homeroom — the real app (``python -m realtime.cli serve``, uvloop when installed), a fresh
+    SQLite database with one class (a head teacher and 100 students), signalling over Socket.IO
+    exactly as clients do (session.start, session.join, rtc.publish, rtc.subscribe, rtc.answer);
+  * janus — Janus 1.1 VideoRoom from Debian's package (installed if missing), HTTP API;
+  * mediarelay — aiortc's stock MediaRelay (decode once, encode per viewer):
+    bench/sfu/relay_server.py.
+- The marginal CPU per subscriber is the slope of a least-squares fit of server CPU-seconds per
+  second over the N at which every subscriber kept at least 28.5 fps. A server is not taken past
+  the first N at which a subscriber fell below that.
+- Join storm: after the ramp, all subscribers leave and 50 new ones join at the same instant;
+  ``join_storm_50_s`` is the time until the last of them has its first keyframe (360p).
+- py-spy samples the Homeroom server at N=16 (360p) after the measuring window.
+
+Publisher, subscribers and py-spy are separate processes, so their CPU is never counted as
+server CPU (their CPU is reported beside it, with the machine's busy cores, to show whether the
+clients kept up on this machine). Everything it starts is stopped by pid at the end. The last
+line of output is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+SFU = BENCH / "sfu"
+sys.path.insert(0, str(SFU))
+sys.path.insert(0, str(ROOT))
+
+import janus_room  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+TOTAL_BUDGET_S = 570  # start nothing new after 9.5 minutes
+NS = [1, 4, 8, 16, 32]
+FPS_OK = 28.5
+STORM = 50
+STUDENTS = 100
+WORKERS = 2  # subscriber processes (one per core)
+PROFILE_N = 16
+PROFILE_S = 10
+CACHE = ROOT / "var" / "bench-sfu"
+
+# profile -> (warm-up s, window s)
+WINDOWS = {"360p": (3.0, 8.0), "720p": (3.0, 6.0)}
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+# --- processes and counters ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process (all its threads, none of its children)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
+    except OSError:
+        return math.nan
+    rest = stat[stat.rindex(")") + 2 :].split()
+    return (int(rest[11]) + int(rest[12])) / CLK_TCK
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores, from /proc/stat."""
+    with open("/proc/stat") as fh:
+        parts = [int(x) for x in fh.readline().split()[1:]]
+    idle = parts[3] + parts[4]  # idle + iowait
+    total = sum(parts[:8])
+    return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
+class Started:
+    """Every process this run started; each is stopped by its own pid, whatever happens."""
+
+    def __init__(self) -> None:
+        self.pids: dict[int, str] = {}
+        self.popens: list[subprocess.Popen[bytes]] = []
+
+    def popen(self, args: list[str], log: Path, name: str, **kw: Any) -> subprocess.Popen[bytes]:
+        with open(log, "ab") as fh:
+            proc = subprocess.Popen(
+                args, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, **kw
+            )
+        self.pids[proc.pid] = name
+        self.popens.append(proc)
+        return proc
+
+    def add(self, pid: int, name: str) -> None:
+        self.pids[pid] = name
+
+    def stop(self, pid: int, grace: float = 5.0) -> None:
+        if pid not in self.pids:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for proc in self.popens:
+            if proc.pid == pid:
+                with contextlib.suppress(Exception):
+                    proc.wait(5)
+        self.pids.pop(pid, None)
+
+    def stop_all(self) -> None:
+        for pid in reversed(list(self.pids)):
+            self.stop(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    if state == "Z":
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return False
+    return True
+
+
+def tail(path: Path, n: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited ({proc.returncode}):\n{tail(log)}")
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server did not answer {url} within {timeout} s:\n{tail(log)}")
+
+
+class Peer:
+    """A client process (bench/sfu/peer.py) driven over stdin/stdout, one JSON object a line."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, name: str) -> None:
+        self.proc = proc
+        self.name = name
+        self.pid = proc.pid
+        self._next = 0
+        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    @classmethod
+    async def start(
+        cls, started: Started, role: str, cfg: dict[str, Any], log: Path, name: str
+    ) -> Peer:
+        fh = open(log, "ab")  # noqa: SIM115, ASYNC230 (the child keeps it)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(SFU / "peer.py"),
+            role,
+            json.dumps(cfg),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=fh,
+            start_new_session=True,
+            limit=1 << 24,
+            cwd=str(ROOT),
+        )
+        fh.close()
+        started.add(proc.pid, name)
+        return cls(proc, name)
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while True:
+            line = await self.proc.stdout.readline()
+            if not line:
+                for fut in self._waiting.values():
+                    if not fut.done():
+                        fut.set_exception(RuntimeError(f"{self.name} exited"))
+                await self._events.put({"event": "exit"})
+                return
+            msg = json.loads(line)
+            fut = self._waiting.pop(msg.get("id"), None) if "id" in msg else None
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+            elif "event" in msg:
+                await self._events.put(msg)
+
+    async def event(self, timeout: float) -> dict[str, Any]:
+        return await asyncio.wait_for(self._events.get(), timeout)
+
+    async def ask(self, cmd: str, timeout: float = 30.0, **kw: Any) -> dict[str, Any]:
+        self._next += 1
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[self._next] = fut
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps({"id": self._next, "cmd": cmd, **kw}) + "\n").encode())
+        await self.proc.stdin.drain()
+        msg = await asyncio.wait_for(fut, timeout)
+        if not msg.get("ok"):
+            raise RuntimeError(f"{self.name} {cmd}: {msg.get('error')}")
+        return msg
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    async def stop(self, started: Started) -> None:
+        with contextlib.suppress(Exception):
+            await self.ask("stop", timeout=20)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.proc.wait(), 5)
+        started.stop(self.pid)
+        self._reader.cancel()
+
+
+# --- the servers --------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    pid: int
+    url: str
+    publisher_cfg: dict[str, Any]
+    tokens: dict[str, str] = field(default_factory=dict)  # subscriber id -> token
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+
+async def seed_homeroom(database_url: str) -> dict[str, Any]:
+    """One school, one class: a head teacher and STUDENTS students (no passwords: tokens)."""
+    from realtime.actions.roster import create_class
+    from realtime.domain.roles import Role
+    from realtime.store import open_store
+    from realtime.store.schema import memberships, schools, users
+
+    store = open_store(database_url)
+    now = time.time()
+    try:
+        await store.migrate()
+        async with store.transaction() as conn:
+            school = (
+                await conn.execute(schools.insert().values(name="SFU bench school"))
+            ).inserted_primary_key[0]
+            class_id = await create_class(conn, school, "SFU bench class")
+            rows = [
+                {
+                    "id": uid,
+                    "school_id": school,
+                    "username": f"u{uid}",
+                    "display_name": f"Bench {uid}",
+                    "password_hash": None,
+                    "phone": None,
+                    "school_admin": False,
+                    "created_at": now,
+                }
+                for uid in range(1, STUDENTS + 2)
+            ]
+            await conn.execute(users.insert(), rows)
+            ms = [{"class_id": class_id, "user_id": 1, "role": Role.HEAD_TEACHER.value}]
+            ms += [
+                {"class_id": class_id, "user_id": uid, "role": Role.STUDENT.value}
+                for uid in range(2, STUDENTS + 2)
+            ]
+            await conn.execute(memberships.insert(), ms)
+    finally:
+        await store.close()
+    return {
+        "school_id": school,
+        "class_id": class_id,
+        "teacher": 1,
+        "students": list(range(2, STUDENTS + 2)),
+    }
+
+
+async def start_homeroom(started: Started, tmp: Path, seq: Path) -> Server:
+    from realtime.auth import TokenIssuer
+
+    port = free_port()
+    secret = "bench-" + secrets.token_hex(24)
+    db = tmp / "homeroom.db"
+    seeded = await seed_homeroom(f"sqlite:///{db}")
+    config = tmp / "homeroom.toml"
+    config.write_text(
+        "\n".join(
+            [
+                'host = "127.0.0.1"',
+                f"port = {port}",
+                f'database_url = "sqlite:///{db}"',
+                f'secret = "{secret}"',
+                'ice_host_addresses = "127.0.0.1"',
+                'log_level = "WARNING"',
+                "session_grace_s = 1",
+            ]
+        )
+        + "\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEROOM_")}
+    log = tmp / "homeroom.log"
+    proc = started.popen(
+        [sys.executable, "-m", "realtime.cli", "--config", str(config), "serve"],
+        log,
+        "homeroom",
+        cwd=str(ROOT),
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    await asyncio.to_thread(wait_http, url + "/healthz", proc, log, 60)
+    issuer = TokenIssuer({"k1": secret}, "k1", 4 * 3600)
+    school = seeded["school_id"]
+    tokens = {f"s{i}": issuer.issue(uid, school) for i, uid in enumerate(seeded["students"])}
+    return Server(
+        "homeroom",
+        proc.pid,
+        url,
+        {
+            "server": "homeroom",
+            "url": url,
+            "sequence": str(seq),
+            "token": issuer.issue(seeded["teacher"], school),
+            "class_id": seeded["class_id"],
+        },
+        tokens,
+    )
+
+
+def prepare_janus(tmp: Path, log: Path) -> tuple[str, Path]:
+    binary = janus_room.ensure_installed(log)
+    return binary, janus_room.build_shim(tmp)
+
+
+async def start_janus(started: Started, tmp: Path, seq: Path, binary: str, shim: Path) -> Server:
+    port = free_port()
+    conf = janus_room.write_config(tmp, port)
+    log = tmp / "janus.log"
+    env = {**os.environ, "LD_PRELOAD": str(shim)}
+    proc = started.popen(
+        janus_room.janus_command(binary, conf, log),
+        tmp / "janus.out",
+        "janus",
+        env=env,
+        cwd=str(tmp),
+    )
+    url = f"http://127.0.0.1:{port}/janus"
+    await asyncio.to_thread(wait_http, url + "/info", proc, tmp / "janus.out", 30)
+    return Server("janus", proc.pid, url, {"server": "janus", "url": url, "sequence": str(seq)})
+
+
+async def start_relay(started: Started, tmp: Path, seq: Path) -> Server:
+    port = free_port()
+    log = tmp / "relay.log"
+    proc = started.popen(
+        [sys.executable, str(SFU / "relay_server.py"), "--port", str(port)],
+        log,
+        "mediarelay",
+        cwd=str(ROOT),
+    )
+    url = f"http://127.0.0.1:{port}"
+    await asyncio.to_thread(wait_http, url + "/", proc, log, 30)
+    return Server(
+        "mediarelay", proc.pid, url, {"server": "mediarelay", "url": url, "sequence": str(seq)}
+    )
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    profile: str
+    ns: list[int]
+    storm: bool
+    profile_at: int | None
+    deadline: float  # time.monotonic() after which nothing new starts
+
+
+def fit(points: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """Least squares y = a + b x; None with fewer than two distinct x."""
+    if len({x for x, _ in points}) < 2:
+        return None
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    sxy = sum((x - mx) * (y - my) for x, y in points)
+    b = sxy / sxx
+    return my - b * mx, b
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return math.nan
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, math.ceil(p / 100 * len(values)) - 1))
+    return values[k]
+
+
+async def snapshot(workers: list[Peer]) -> dict[str, tuple[float, int, int, int]]:
+    """Subscriber id -> (time, frames, keyframes, bytes), from every worker at once."""
+    replies = await asyncio.gather(*(w.ask("snapshot") for w in workers))
+    out = {}
+    for r in replies:
+        for sub_id, (frames, keys, nbytes) in r["subs"].items():
+            out[sub_id] = (r["now"], frames, keys, nbytes)
+    return out
+
+
+def read_cpu(server: Server, pub: Peer, workers: list[Peer]) -> dict[str, float]:
+    busy, total = machine_busy()
+    return {
+        "t": time.monotonic(),
+        "server": server.cpu(),
+        "publisher": pub.cpu(),
+        "clients": sum(w.cpu() for w in workers),
+        "busy": busy,
+        "total": total,
+    }
+
+
+async def measure_point(
+    n: int, server: Server, pub: Peer, workers: list[Peer], window: float
+) -> dict[str, Any]:
+    c0, s0 = read_cpu(server, pub, workers), await snapshot(workers)
+    p0 = await pub.ask("stats")
+    await asyncio.sleep(window)
+    c1, s1 = read_cpu(server, pub, workers), await snapshot(workers)
+    p1 = await pub.ask("stats")
+    dt = c1["t"] - c0["t"]
+    fps, kbps = [], []
+    for sub_id, (t1, f1, _k1, b1) in s1.items():
+        if sub_id not in s0:
+            continue
+        t0, f0, _k0, b0 = s0[sub_id]
+        fps.append((f1 - f0) / (t1 - t0))
+        kbps.append((b1 - b0) * 8 / (t1 - t0) / 1000)
+    return {
+        "n": n,
+        "server_cpu_s_per_s": round((c1["server"] - c0["server"]) / dt, 4),
+        "min_fps": round(min(fps), 2) if fps else 0.0,
+        "median_fps": round(statistics.median(fps), 2) if fps else 0.0,
+        "subscribers_counted": len(fps),
+        "median_kbit_s": round(statistics.median(kbps)) if kbps else 0,
+        "publisher_fps": round((p1["frames_sent"] - p0["frames_sent"]) / dt, 2),
+        "publisher_keyframes": p1["keyframes_sent"] - p0["keyframes_sent"],
+        "publisher_cpu_s_per_s": round((c1["publisher"] - c0["publisher"]) / dt, 3),
+        "clients_cpu_s_per_s": round((c1["clients"] - c0["clients"]) / dt, 3),
+        "machine_busy_cores": round(
+            (c1["busy"] - c0["busy"]) / (c1["total"] - c0["total"]) * (os.cpu_count() or 1), 2
+        ),
+    }
+
+
+def subscriber_target(server: Server, ready: dict[str, Any]) -> dict[str, Any]:
+    cfg = {"server": server.name, "url": server.url}
+    if server.name == "homeroom":
+        cfg["session_id"] = ready["session_id"]
+    elif server.name == "janus":
+        cfg["feed"] = ready["feed"]
+    return cfg
+
+
+async def run_server(started: Started, server: Server, plan: Plan, tmp: Path) -> dict[str, Any]:
+    warmup, window = WINDOWS[plan.profile]
+    out: dict[str, Any] = {"points": [], "joins": [], "notes": []}
+    pub = await Peer.start(
+        started,
+        "publisher",
+        server.publisher_cfg,
+        tmp / "publisher.log",
+        f"{server.name}-publisher",
+    )
+    workers: list[Peer] = []
+    try:
+        ready = await pub.event(60)
+        if not ready.get("ok"):
+            raise RuntimeError(f"publisher: {ready.get('error')}\n{tail(tmp / 'publisher.log')}")
+        target = subscriber_target(server, ready)
+        workers = list(
+            await asyncio.gather(
+                *(
+                    Peer.start(
+                        started,
+                        "subscribers",
+                        target,
+                        tmp / f"subscribers{i}.log",
+                        f"{server.name}-subscribers{i}",
+                    )
+                    for i in range(WORKERS)
+                )
+            )
+        )
+        next_sub = 0
+
+        def new_sub() -> dict[str, Any]:
+            nonlocal next_sub
+            sub_id = f"s{next_sub}"
+            next_sub += 1
+            return {"id": sub_id, "token": server.tokens.get(sub_id)}
+
+        joined = 0
+        for n in plan.ns:
+            if time.monotonic() > plan.deadline:
+                out["notes"].append(f"stopped before N={n}: time budget")
+                break
+            while joined < n:
+                sub = new_sub()
+                reply = await workers[joined % WORKERS].ask("join", timeout=40, subs=[sub])
+                result = reply["results"][0]
+                out["joins"].append(result)
+                if "error" in result:
+                    out["notes"].append(f"join {sub['id']} failed: {result['error']}")
+                joined += 1
+            await asyncio.sleep(warmup)
+            point = await measure_point(n, server, pub, workers, window)
+            out["points"].append(point)
+            cpu = point["server_cpu_s_per_s"]
+            say(
+                f"  {server.name:10s} {plan.profile} N={n:2d}  server {cpu:.3f}"
+                f" CPU-s/s  min {point['min_fps']:5.2f} fps  median {point['median_fps']:5.2f}"
+                f"  {point['median_kbit_s']} kbit/s  clients {point['clients_cpu_s_per_s']:.2f}"
+                f"  machine {point['machine_busy_cores']:.2f}/{os.cpu_count()} cores"
+            )
+            if plan.profile_at == n:
+                out["profile"] = await profile_server(server, tmp)
+            if point["min_fps"] < FPS_OK:
+                out["notes"].append(
+                    f"N={n}: a subscriber got {point['min_fps']} fps (< {FPS_OK}); not going higher"
+                )
+                break
+        await asyncio.gather(*(w.ask("leave", timeout=60) for w in workers))
+
+        if plan.storm and time.monotonic() < plan.deadline:
+            await asyncio.sleep(1.5)
+            out["storm"] = await storm(workers, new_sub)
+            say(
+                f"  {server.name:10s} join storm of {STORM}: all have frames after "
+                f"{out['storm']['join_storm_50_s']} s ({out['storm']['failed']} failed)"
+            )
+            await asyncio.gather(*(w.ask("leave", timeout=60) for w in workers))
+    finally:
+        for w in workers:
+            await w.stop(started)
+        await pub.stop(started)
+    return out
+
+
+async def storm(workers: list[Peer], new_sub: Any) -> dict[str, Any]:
+    subs = [new_sub() for _ in range(STORM)]
+    shares = [subs[i::WORKERS] for i in range(WORKERS)]
+    await asyncio.gather(
+        *(w.ask("prepare", timeout=90, subs=s) for w, s in zip(workers, shares, strict=True))
+    )
+    at = time.monotonic() + 0.5
+    replies = await asyncio.gather(
+        *(
+            w.ask("start", timeout=90, ids=[x["id"] for x in s], at=at)
+            for w, s in zip(workers, shares, strict=True)
+        )
+    )
+    results = [r for reply in replies for r in reply["results"]]
+    firsts = [r["t_first_key"] for r in results if r.get("t_first_key") is not None]
+    failed = sum(1 for r in results if r.get("t_first_key") is None)
+    return {
+        "join_storm_50_s": round(max(firsts) - at, 3) if firsts and not failed else None,
+        "median_s": round(statistics.median(firsts) - at, 3) if firsts else None,
+        "failed": failed,
+        "errors": sorted({r["error"] for r in results if "error" in r})[:3],
+    }
+
+
+async def profile_server(server: Server, tmp: Path) -> dict[str, Any]:
+    """py-spy on the server process for PROFILE_S seconds: top functions by self and inclusive."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    raw = tmp / "py-spy-homeroom-n16.txt"
+    proc = await asyncio.create_subprocess_exec(
+        spy,
+        "record",
+        "--nonblocking",
+        "-r",
+        "100",
+        "-d",
+        str(PROFILE_S),
+        "-f",
+        "raw",
+        "-p",
+        str(server.pid),
+        "-o",
+        str(raw),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await asyncio.wait_for(proc.wait(), PROFILE_S + 20)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+    if not raw.exists():
+        return {"error": "py-spy wrote nothing"}
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_s = line.rpartition(" ")
+        if not count_s.isdigit():
+            continue
+        count = int(count_s)
+        frames = [_short(f) for f in stack.split(";")]
+        total += count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for f in set(frames):
+            incl[f] = incl.get(f, 0) + count
+    keep = CACHE / "py-spy-homeroom-n16.txt"
+    with contextlib.suppress(OSError):
+        shutil.copy(raw, keep)
+    top_self = sorted(own.items(), key=lambda kv: -kv[1])[:15]
+    top_incl = sorted(incl.items(), key=lambda kv: -kv[1])[:30]
+    say(f"  py-spy, Homeroom server at N={PROFILE_N}: {total} samples (raw stacks: {keep})")
+    say("    self%  function")
+    for f, c in top_self:
+        say(f"    {c * 100 / total:5.1f}  {f}")
+    say("    incl%  function")
+    for f, c in top_incl:
+        say(f"    {c * 100 / total:5.1f}  {f}")
+    return {
+        "samples": total,
+        "self_pct": {f: round(c * 100 / total, 1) for f, c in top_self},
+        "inclusive_pct": {f: round(c * 100 / total, 1) for f, c in top_incl},
+    }
+
+
+def _short(frame: str) -> str:
+    # py-spy raw frames look like "function (path/to/file.py:123)"
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")")
+    path, _, _line = where.rpartition(":")
+    for marker in ("site-packages/", str(ROOT) + "/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+    return f"{name} ({path})" if path else name
+
+
+def summarize(result: dict[str, Any]) -> dict[str, Any]:
+    points = result.get("points", [])
+    ok = [(p["n"], p["server_cpu_s_per_s"]) for p in points if p["min_fps"] >= FPS_OK]
+    fitted = fit(ok)
+    joins = [j["first_key_s"] for j in result.get("joins", []) if j.get("first_key_s") is not None]
+    connected = [
+        j["connected_s"] for j in result.get("joins", []) if j.get("connected_s") is not None
+    ]
+    s: dict[str, Any] = {
+        "cpu_s_per_s": {str(p["n"]): p["server_cpu_s_per_s"] for p in points},
+        "min_fps": {str(p["n"]): p["min_fps"] for p in points},
+        "fit_ns": [n for n, _ in ok],
+        "marginal_cpu_per_subscriber": round(fitted[1], 5) if fitted else None,
+        "fit_intercept": round(fitted[0], 4) if fitted else None,
+        "lowest_fps_any_subscriber": min((p["min_fps"] for p in points), default=None),
+        "join_to_first_frame_s": {
+            "median": round(statistics.median(joins), 3) if joins else None,
+            "p90": round(pct(joins, 90), 3) if joins else None,
+            "max": round(max(joins), 3) if joins else None,
+            "joins": len(joins),
+            "median_connected_s": round(statistics.median(connected), 3) if connected else None,
+        },
+        "points": points,
+    }
+    if "storm" in result:
+        s["join_storm_50_s"] = result["storm"]["join_storm_50_s"]
+        s["storm"] = result["storm"]
+    if result.get("notes"):
+        s["notes"] = result["notes"]
+    if result.get("error"):
+        s["error"] = result["error"]
+    return s
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b <= 0:
+        return None
+    return round(a / b, 3)
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def ensure_py_spy() -> None:
+    if shutil.which("py-spy") or (Path(sys.executable).parent / "py-spy").exists():
+        return
+    say("installing py-spy into the virtualenv")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "py-spy"], check=True, timeout=180
+    )
+
+
+async def main_async(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str, Any]:
+    t_start = time.monotonic()
+    deadline = t_start + TOTAL_BUDGET_S - 60
+    say(f"SFU fan-out benchmark on {os.cpu_count()} cores; work dir {tmp}")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    profiles = args.profiles
+    encode = started.popen(
+        [sys.executable, str(SFU / "video.py"), str(CACHE), *profiles],
+        tmp / "encode.log",
+        "encode",
+        cwd=str(ROOT),
+    )
+    janus_ready = (
+        asyncio.ensure_future(asyncio.to_thread(prepare_janus, tmp, tmp / "apt.log"))
+        if "janus" in args.servers
+        else None
+    )
+    await asyncio.to_thread(ensure_py_spy)
+    rc = await asyncio.to_thread(encode.wait)
+    started.pids.pop(encode.pid, None)
+    if rc != 0:
+        raise RuntimeError(f"encoding the VP8 sequences failed:\n{tail(tmp / 'encode.log')}")
+    seqs = {}
+    for line in (tmp / "encode.log").read_text().splitlines():
+        if line.startswith("{"):
+            info = json.loads(line)
+            seqs[info["profile"]] = Path(info["path"])
+            say(
+                f"publisher sequence {info['profile']}: {info['kbit_s']} kbit/s, keyframe "
+                f"{info['keyframe_bytes']} B, delta {info['delta_bytes_avg']} B on average"
+            )
+    janus_bin: tuple[str, Path] | None = None
+    if janus_ready is not None:
+        janus_bin = await janus_ready
+        say(f"janus: {janus_bin[0]} (getifaddrs shim built)")
+
+    results: dict[str, dict[str, Any]] = {}
+    for profile in profiles:
+        results[profile] = {}
+        for name in args.servers:
+            if time.monotonic() > deadline:
+                results[profile][name] = {"error": "skipped: time budget"}
+                continue
+            work = tmp / f"{profile}-{name}"
+            work.mkdir()
+            ns = NS if name != "mediarelay" else [n for n in NS if n <= 16]
+            plan = Plan(
+                profile,
+                ns,
+                storm=profile == "360p",
+                profile_at=PROFILE_N if (name == "homeroom" and profile == "360p") else None,
+                deadline=deadline,
+            )
+            say(f"{name} {profile}")
+            server = None
+            try:
+                if name == "homeroom":
+                    server = await start_homeroom(started, work, seqs[profile])
+                elif name == "janus":
+                    assert janus_bin is not None
+                    server = await start_janus(started, work, seqs[profile], *janus_bin)
+                else:
+                    server = await start_relay(started, work, seqs[profile])
+                raw = await run_server(started, server, plan, work)
+            except Exception as exc:
+                say(f"  {name} {profile} failed: {type(exc).__name__}: {exc}")
+                raw = {"error": f"{type(exc).__name__}: {exc}"}
+            finally:
+                if server is not None:
+                    started.stop(server.pid)
+            results[profile][name] = summarize(raw)
+            if "profile" in raw:
+                results[profile][name]["profile"] = raw["profile"]
+
+    def marginal(profile: str, name: str) -> float | None:
+        return results.get(profile, {}).get(name, {}).get("marginal_cpu_per_subscriber")
+
+    home = results.get("360p", {}).get("homeroom", {})
+    figures: dict[str, Any] = {
+        "bench": "sfu_fanout",
+        "ratio_vs_janus": ratio(marginal("360p", "homeroom"), marginal("360p", "janus")),
+        "ratio_vs_mediarelay": ratio(marginal("360p", "mediarelay"), marginal("360p", "homeroom")),
+        "min_fps_n16": home.get("min_fps", {}).get(str(PROFILE_N)),
+        "join_to_first_frame_s": home.get("join_to_first_frame_s", {}).get("median"),
+        "join_storm_50_s": home.get("join_storm_50_s"),
+        "ratio_vs_janus_720p": ratio(marginal("720p", "homeroom"), marginal("720p", "janus")),
+        "ratio_vs_mediarelay_720p": ratio(
+            marginal("720p", "mediarelay"), marginal("720p", "homeroom")
+        ),
+        "marginal_cpu_per_subscriber": {
+            p: {n: marginal(p, n) for n in args.servers} for p in profiles
+        },
+    }
+    m720 = marginal("720p", "homeroom")
+    figures["forwarded_720p_streams_per_core"] = round(1 / m720) if m720 and m720 > 0 else None
+    figures["targets"] = {
+        "ratio_vs_janus <= 1.0": _cmp(figures["ratio_vs_janus"], lambda v: v <= 1.0),
+        "ratio_vs_mediarelay >= 15": _cmp(figures["ratio_vs_mediarelay"], lambda v: v >= 15),
+        "min_fps_n16 >= 29": _cmp(figures["min_fps_n16"], lambda v: v >= 29),
+        "join_to_first_frame_s < 0.5": _cmp(figures["join_to_first_frame_s"], lambda v: v < 0.5),
+    }
+    figures["machine"] = {"cores": os.cpu_count(), "clk_tck": CLK_TCK}
+    figures["servers"] = results
+    figures["elapsed_s"] = round(time.monotonic() - t_start, 1)
+    return figures
+
+
+def _cmp(value: float | None, test: Any) -> bool | None:
+    return None if value is None else bool(test(value))
+
+
+def print_table(figures: dict[str, Any]) -> None:
+    say("")
+    say("server      profile  marginal CPU/sub  lowest fps  join->first frame (median)  storm 50")
+    for profile, by_server in figures["servers"].items():
+        for name, s in by_server.items():
+            j = s.get("join_to_first_frame_s", {})
+            say(
+                f"{name:11s} {profile:7s}  {s.get('marginal_cpu_per_subscriber')!s:16s}  "
+                f"{s.get('lowest_fps_any_subscriber')!s:10s}  {j.get('median')!s:26s}  "
+                f"{s.get('join_storm_50_s', '-')!s}"
+            )
+    say(
+        f"ratio_vs_janus {figures['ratio_vs_janus']}  ratio_vs_mediarelay "
+        f"{figures['ratio_vs_mediarelay']}  min_fps_n16 {figures['min_fps_n16']}  "
+        f"join_to_first_frame_s {figures['join_to_first_frame_s']}"
+    )
+    say(f"targets: {figures['targets']}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        default=["homeroom", "janus", "mediarelay"],
+        choices=["homeroom", "janus", "mediarelay"],
+    )
+    parser.add_argument("--profiles", nargs="+", default=["360p", "720p"], choices=["360p", "720p"])
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
+    args = parser.parse_args()
+    started = Started()
+    tmp = Path(tempfile.mkdtemp(prefix="sfu-bench-"))
+
+    def on_term(_sig: int, _frame: Any) -> None:
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        try:
+            import uvloop
+
+            uvloop.install()
+        except ImportError:
+            pass
+        figures = asyncio.run(main_async(args, started, tmp))
+    finally:
+        started.stop_all()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print_table(figures)
+    print(json.dumps(figures, separators=(",", ":")), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
