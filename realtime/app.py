@@ -48,7 +48,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     metrics.watch_media(lambda: {sid: rt.stats() for sid, rt in live.runtimes.items()})
     sio.attach(app, socketio_path="socket.io")
     add_routes(app)
-    _add_web_app(app)
+    _add_web_app(app, settings.serializer)
 
     async def start(_app: web.Application) -> None:
         if migrate:
@@ -65,12 +65,17 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     return app
 
 
-def _add_web_app(app: web.Application) -> None:
+def _add_web_app(app: web.Application, serializer: str) -> None:
     index = WEB_DIST / "index.html"
+    # The page learns the Socket.IO wire encoding from the server that serves it.
+    meta = f'<meta name="homeroom-serializer" content="{serializer}">'
 
     async def page(_request: web.Request) -> web.StreamResponse:
         if index.exists():
-            return web.FileResponse(index)
+            html = index.read_text(encoding="utf-8").replace("</head>", meta + "</head>", 1)
+            return web.Response(
+                text=html, content_type="text/html", headers={"Cache-Control": "no-cache"}
+            )
         return web.Response(
             text="<!doctype html><meta charset=utf-8><title>Homeroom</title>"
             "<p>Homeroom is running. The web app has not been built: run <code>make run</code>."

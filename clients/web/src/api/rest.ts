@@ -1,0 +1,105 @@
+// REST under /api/v1 (realtime/transport/rest.py): JSON in and out, errors as {ok:false, error}.
+import { ApiError } from "./errors";
+import type { LinkRequest, Me, Members, Rollup, Tokens } from "./types";
+
+/** Where the access token comes from, and how to get a new one when it is refused. */
+export interface TokenSource {
+  access(): string | null;
+  /** Trade the refresh token for new tokens; false when the person must sign in again. */
+  refresh(): Promise<boolean>;
+}
+
+let tokens: TokenSource = { access: () => null, refresh: async () => false };
+
+export function setTokenSource(source: TokenSource): void {
+  tokens = source;
+}
+
+interface Options {
+  auth?: boolean;
+  body?: unknown;
+}
+
+async function send(method: string, path: string, opts: Options): Promise<Response> {
+  const headers: Record<string, string> = { Accept: "application/json" };
+  if (opts.body !== undefined) headers["Content-Type"] = "application/json";
+  const token = opts.auth === false ? null : tokens.access();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  try {
+    return await fetch(path, {
+      method,
+      headers,
+      body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+      credentials: "omit",
+    });
+  } catch (err) {
+    throw new ApiError("network", err instanceof Error ? err.message : String(err));
+  }
+}
+
+async function errorOf(resp: Response): Promise<ApiError> {
+  try {
+    const body = await resp.json();
+    if (body && body.ok === false && body.error) {
+      return new ApiError(String(body.error.code), String(body.error.message), resp.status);
+    }
+  } catch {
+    // not JSON: fall through
+  }
+  return new ApiError(resp.status >= 500 ? "internal" : "bad_request", resp.statusText, resp.status);
+}
+
+/** One request; an expired access token is refreshed once and the request repeated. */
+async function call(method: string, path: string, opts: Options = {}): Promise<Response> {
+  let resp = await send(method, path, opts);
+  if (resp.status === 401 && opts.auth !== false && (await tokens.refresh())) {
+    resp = await send(method, path, opts);
+  }
+  if (!resp.ok) throw await errorOf(resp);
+  return resp;
+}
+
+export async function rest<T>(method: string, path: string, opts: Options = {}): Promise<T> {
+  const resp = await call(method, path, opts);
+  return (await resp.json()) as T;
+}
+
+/** A file behind the bearer token (a plain link cannot carry it): fetch it and save the blob. */
+export async function download(path: string, fallbackName: string): Promise<void> {
+  const resp = await call("GET", path);
+  const blob = await resp.blob();
+  const disposition = resp.headers.get("Content-Disposition") ?? "";
+  const match = /filename="?([^";]+)"?/.exec(disposition);
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = match ? match[1] : fallbackName;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+// --- typed endpoints ---------------------------------------------------------------------------
+
+export const api = {
+  login: (username: string, password: string) =>
+    rest<Tokens>("POST", "/api/v1/auth/login", { auth: false, body: { username, password } }),
+  refresh: (refresh_token: string) =>
+    rest<Tokens>("POST", "/api/v1/auth/refresh", { auth: false, body: { refresh_token } }),
+  logout: (refresh_token: string) =>
+    rest<object>("POST", "/api/v1/auth/logout", { auth: false, body: { refresh_token } }),
+  register: (body: { username: string; password: string; display_name: string; join_code: string }) =>
+    rest<Tokens>("POST", "/api/v1/auth/register", { auth: false, body }),
+  me: () => rest<Me>("GET", "/api/v1/me"),
+  join: (body: { join_code: string; child_name: string; relationship: string }) =>
+    rest<{ link_id?: number }>("POST", "/api/v1/join", { body }),
+  members: (classId: number) => rest<Members>("GET", `/api/v1/classes/${classId}/members`),
+  links: (classId: number) =>
+    rest<{ links: LinkRequest[] }>("GET", `/api/v1/classes/${classId}/links`),
+  approveLink: (linkId: number) => rest<object>("POST", `/api/v1/links/${linkId}/approve`),
+  rejectLink: (linkId: number) => rest<object>("POST", `/api/v1/links/${linkId}/reject`),
+  receipts: (noticeId: number) => rest<Rollup>("GET", `/api/v1/notices/${noticeId}/receipts`),
+  receiptsCsv: (noticeId: number) =>
+    download(`/api/v1/notices/${noticeId}/receipts.csv`, `notice-${noticeId}-receipts.csv`),
+};

@@ -1,0 +1,184 @@
+// The Socket.IO connection: authenticate on connect, requests with acknowledgements, pushes.
+//
+// Every client event is a request acknowledged with {ok:true,...} or {ok:false,error:{code,message}}
+// (realtime/transport/socket.py). The server pushes "event" (stream events), "resync" and "typing";
+// live sessions will add their own pushes, which anyone may listen to with on().
+import { io, type Socket } from "socket.io-client";
+import { ApiError } from "./errors";
+import type { StreamEvent } from "./types";
+
+export type ConnStatus = "idle" | "connecting" | "connected" | "reconnecting" | "refused";
+
+export interface ConnectionOptions {
+  serializer: "json" | "msgpack";
+  /** The current access token (asked again on every connection attempt). */
+  token(): string | null;
+  /** Called when the server refuses the token; resolves true when a new one was obtained. */
+  renewToken(): Promise<boolean>;
+}
+
+type Listener<T> = (value: T) => void;
+
+export class Connection {
+  private socket: Socket | null = null;
+  private statusListeners = new Set<Listener<ConnStatus>>();
+  private connectListeners = new Set<() => void>();
+  private waiters = new Set<() => void>();
+  private pushListeners = new Map<string, Set<Listener<any>>>();
+  private renewing = false;
+  status: ConnStatus = "idle";
+  /** Why the server last refused us, if it did ({code, message}). */
+  lastError: ApiError | null = null;
+
+  constructor(private readonly opts: ConnectionOptions) {}
+
+  async start(): Promise<void> {
+    if (this.socket) return;
+    const parser =
+      this.opts.serializer === "msgpack" ? (await import("socket.io-msgpack-parser")).default : undefined;
+    const socket = io({
+      path: "/socket.io",
+      autoConnect: false,
+      transports: ["websocket", "polling"],
+      tryAllTransports: true,
+      reconnectionDelay: 500,
+      reconnectionDelayMax: 4000,
+      randomizationFactor: 0.4,
+      auth: (cb) => cb({ token: this.opts.token() }),
+      ...(parser ? { parser } : {}),
+    });
+    this.socket = socket;
+    socket.on("connect", () => {
+      this.lastError = null;
+      this.setStatus("connected");
+      // Connect listeners first: the catch-up "sync" goes out before any waiting request.
+      for (const l of this.connectListeners) l();
+      for (const w of this.waiters) w();
+      this.waiters.clear();
+    });
+    socket.on("disconnect", (reason) => {
+      if (reason === "io client disconnect") {
+        this.setStatus("idle");
+        return;
+      }
+      this.setStatus("reconnecting");
+      if (reason === "io server disconnect") {
+        // The server closed this connection on purpose; socket.io will not retry by itself.
+        setTimeout(() => this.socket === socket && socket.connect(), 1000);
+      }
+    });
+    socket.on("connect_error", (err: Error & { data?: { code?: string; message?: string } }) => {
+      if (socket.active) {
+        // A transport failure (server down, network gone): socket.io retries with backoff.
+        this.setStatus("reconnecting");
+        return;
+      }
+      // The server refused the connection (a bad or expired token): it will not retry by itself.
+      const code = err.data?.code ?? "unauthorized";
+      this.lastError = new ApiError(code, err.data?.message ?? err.message);
+      if (code === "unauthorized" && !this.renewing) {
+        this.renewing = true;
+        this.setStatus("reconnecting");
+        this.opts
+          .renewToken()
+          .then((ok) => {
+            if (ok && this.socket === socket) socket.connect();
+            else this.setStatus("refused");
+          })
+          .finally(() => {
+            this.renewing = false;
+          });
+      } else {
+        this.setStatus("refused");
+      }
+    });
+    socket.io.on("reconnect_attempt", () => this.setStatus("reconnecting"));
+    socket.onAny((event: string, data: unknown) => {
+      const set = this.pushListeners.get(event);
+      if (set) for (const l of set) l(data);
+    });
+    this.setStatus("connecting");
+    socket.connect();
+  }
+
+  stop(): void {
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) {
+      socket.removeAllListeners();
+      socket.io.removeAllListeners();
+      socket.disconnect();
+    }
+    this.setStatus("idle");
+  }
+
+  get connected(): boolean {
+    return !!this.socket?.connected;
+  }
+
+  onStatus(l: Listener<ConnStatus>): () => void {
+    this.statusListeners.add(l);
+    return () => this.statusListeners.delete(l);
+  }
+
+  /** Called on every (re)connection, before any request is answered. */
+  onConnect(l: () => void): () => void {
+    this.connectListeners.add(l);
+    return () => this.connectListeners.delete(l);
+  }
+
+  /** A server push: "event", "resync", "typing", or a live session's. */
+  on<T = unknown>(event: string, l: Listener<T>): () => void {
+    let set = this.pushListeners.get(event);
+    if (!set) this.pushListeners.set(event, (set = new Set()));
+    set.add(l);
+    return () => set!.delete(l);
+  }
+
+  onStreamEvent(l: Listener<StreamEvent>): () => void {
+    return this.on<StreamEvent>("event", l);
+  }
+
+  /** Send a request and wait for its acknowledgement; a refusal rejects with ApiError. */
+  async request<T = Record<string, unknown>>(
+    event: string,
+    payload: Record<string, unknown> = {},
+    timeoutMs = 10_000,
+  ): Promise<T> {
+    await this.waitConnected(timeoutMs);
+    const socket = this.socket!;
+    let ack: any;
+    try {
+      ack = await socket.timeout(timeoutMs).emitWithAck(event, payload);
+    } catch {
+      throw new ApiError("timeout", `no answer to ${event} within ${Math.round(timeoutMs / 1000)} s`);
+    }
+    if (!ack || ack.ok !== true) {
+      const err = ack?.error ?? {};
+      throw new ApiError(String(err.code ?? "internal"), String(err.message ?? "no answer"));
+    }
+    return ack as T;
+  }
+
+  private waitConnected(timeoutMs: number): Promise<void> {
+    if (this.socket?.connected) return Promise.resolve();
+    if (!this.socket) return Promise.reject(new ApiError("offline", "not connected"));
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(done);
+        reject(new ApiError("offline", "not connected"));
+      }, timeoutMs);
+      this.waiters.add(done);
+    });
+  }
+
+  private setStatus(status: ConnStatus): void {
+    if (status === this.status) return;
+    this.status = status;
+    for (const l of this.statusListeners) l(status);
+  }
+}

@@ -1,0 +1,175 @@
+// The Homeroom protocol as the browser sees it (realtime/transport/socket.py, realtime/actions/*).
+
+export type Role = "head_teacher" | "teacher" | "assistant_teacher" | "student" | "guardian";
+
+export interface StreamEvent<T = any> {
+  stream: string;
+  seq: number;
+  type: string;
+  at: number;
+  data: T;
+}
+
+export interface StreamInfo {
+  stream: string;
+  visibility: "staff" | "member";
+  last_seq: number;
+  read_seq?: number;
+  unread?: number;
+}
+
+export interface Person {
+  id: number;
+  name: string;
+}
+
+export interface Conversation {
+  id: number;
+  stream: string;
+  class_id: number;
+  people: Person[];
+}
+
+export interface SyncAck {
+  streams: StreamInfo[];
+  events: StreamEvent[];
+  more: string[];
+  conversations: Conversation[];
+}
+
+export interface Message {
+  id: number;
+  stream: string;
+  seq: number;
+  sender_id: number;
+  sender_name: string;
+  client_id: string;
+  body: string;
+  sent_at: number;
+  edited_at: number | null;
+  deleted: boolean;
+}
+
+export type NoticeKind = "info" | "read_required" | "confirm_required" | "reply_required";
+export type Audience = "guardians" | "students" | "both";
+export type ReceiptState = "none" | "sent" | "delivered" | "read" | "confirmed" | "replied";
+
+export interface Receipt {
+  user_id: number;
+  state: ReceiptState;
+  delivered_at: number | null;
+  read_at: number | null;
+  confirmed_at: number | null;
+  reply: string | null;
+  replied_at: number | null;
+}
+
+export interface NoticeCounts {
+  students: number;
+  covered: number;
+  not_covered: number;
+  recipients: number;
+  states: Record<string, number>;
+}
+
+export interface Notice {
+  id: number;
+  class_id: number;
+  author_id: number;
+  author_name: string;
+  audience: Audience;
+  kind: NoticeKind;
+  title: string;
+  body: string;
+  choices: string[];
+  deadline: number | null;
+  created_at: number;
+  counts?: NoticeCounts; // teachers
+  receipt?: Receipt | null; // recipients
+}
+
+export interface StudentCoverage {
+  student_id: number;
+  name: string;
+  guardians: { id: number; name: string; state: ReceiptState }[];
+}
+
+export interface Rollup {
+  notice: Notice;
+  counts: NoticeCounts;
+  receipts: (Receipt & { name: string })[];
+  covered: StudentCoverage[];
+  not_covered: StudentCoverage[];
+  last_reminded_at: number | null;
+}
+
+export type QuestionStatus = "open" | "answered" | "answered_live" | "dismissed" | "withdrawn";
+
+export interface Question {
+  id: number;
+  class_id: number;
+  session_id: number | null;
+  stream: string;
+  body: string;
+  anonymous: boolean;
+  asker_id: number | null;
+  asker_name: string;
+  status: QuestionStatus;
+  answer: string | null;
+  answered_by: number | null;
+  answered_by_name: string | null;
+  votes: number;
+  created_at: number;
+  updated_at: number;
+  voted?: boolean;
+  mine?: boolean;
+}
+
+export interface ClassInfo {
+  id: number;
+  name: string;
+  roles: Role[];
+  children: Person[];
+}
+
+export interface PendingLink {
+  link_id: number;
+  class_id: number;
+  child: Person;
+}
+
+export interface Me {
+  user: { id: number; username: string; display_name: string; school_admin: boolean };
+  classes: ClassInfo[];
+  pending_links: PendingLink[];
+}
+
+export interface Member {
+  id: number;
+  name: string;
+  role: Role;
+  phone?: string | null;
+  children?: number[];
+}
+
+export interface Members {
+  class: { id: number; name: string; join_code?: string };
+  members: Member[];
+}
+
+export interface LinkRequest {
+  id: number;
+  guardian_id: number;
+  guardian_name: string;
+  student_id: number;
+  student_name: string;
+  relationship: string;
+  requested_at: number;
+}
+
+export interface Tokens {
+  access_token: string;
+  refresh_token: string;
+  expires_in: number;
+  user: { id: number; username: string; display_name: string };
+}

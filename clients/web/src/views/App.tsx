@@ -1,0 +1,55 @@
+import { useEffect } from "preact/hooks";
+import { t } from "../i18n";
+import { navigate, route } from "../router";
+import { auth } from "../state/auth";
+import { ClassView } from "./ClassView";
+import { Empty, PageHeader } from "./common";
+import { Home } from "./Home";
+import { JoinForm } from "./JoinForm";
+import { Login } from "./Login";
+import { Register } from "./Register";
+import { Shell } from "./Shell";
+
+export function App() {
+  const r = route.value;
+  const signedIn = !!auth.value;
+
+  useEffect(() => {
+    document.title = t("app.name");
+  });
+  useEffect(() => {
+    if (signedIn && r.name === "login") navigate("/", true);
+  }, [signedIn, r.name]);
+
+  if (r.name === "register") return <Register />;
+  if (!signedIn) return <Login />;
+  switch (r.name) {
+    case "login":
+    case "home":
+      return <Home />;
+    case "join":
+      return (
+        <Shell>
+          <main id="main" class="page narrow" tabIndex={-1}>
+            <PageHeader title={t("join.title")} subtitle={t("join.explain")} />
+            <section class="card">
+              <JoinForm onDone={() => navigate("/")} />
+            </section>
+          </main>
+        </Shell>
+      );
+    case "class":
+      return <ClassView key={r.classId} classId={r.classId} section={r.section} sub={r.sub} id={r.id} />;
+    case "notfound":
+      return (
+        <Shell>
+          <main id="main" class="page narrow" tabIndex={-1}>
+            <PageHeader title={t("notFound.title")} />
+            <Empty>
+              {t("notFound.text")} <a href="#/">{t("class.backHome")}</a>
+            </Empty>
+          </main>
+        </Shell>
+      );
+  }
+}

@@ -1,0 +1,240 @@
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
+import type { Message } from "../api/types";
+import { formatDay, formatTime, t, tMaybe } from "../i18n";
+import { auth } from "../state/auth";
+import {
+  chatOf,
+  deleteMessage,
+  discard,
+  ensureHistory,
+  loadOlder,
+  markRead,
+  retry,
+  send,
+  sendTyping,
+  typing,
+  type Outgoing,
+  type SystemItem,
+} from "../state/chat";
+import { rolesIn } from "../state/me";
+import { ready } from "../state/session";
+import { toast } from "../state/toasts";
+import { Avatar, ErrorBox, Loading } from "./common";
+import { Icon } from "./icons";
+
+const MAX_CHARS = 2000;
+
+type Row =
+  | { kind: "day"; key: string; label: string }
+  | { kind: "msg"; key: string; msg: Message }
+  | { kind: "sys"; key: string; item: SystemItem }
+  | { kind: "out"; key: string; out: Outgoing };
+
+/** One chat stream: a class chat or a private conversation. */
+export function ChatPanel(props: { stream: string; title: string; subtitle?: string; classId: number }) {
+  const { stream } = props;
+  const state = chatOf(stream);
+  const me = auth.value?.user.id ?? 0;
+  const staff = rolesIn(props.classId).staff;
+  const listRef = useRef<HTMLDivElement>(null);
+  const stick = useRef(true);
+  const [draft, setDraft] = useState("");
+
+  useEffect(() => {
+    if (ready.value) void ensureHistory(stream);
+  }, [stream, ready.value]);
+
+  // Shown and visible: what is on screen has been read.
+  const newest = state.messages.length ? state.messages[state.messages.length - 1].seq : 0;
+  useEffect(() => {
+    if (!ready.value || state.history !== "loaded") return;
+    const mark = () => document.visibilityState === "visible" && markRead(stream);
+    mark();
+    document.addEventListener("visibilitychange", mark);
+    return () => document.removeEventListener("visibilitychange", mark);
+  }, [stream, newest, ready.value, state.history]);
+
+  const rows = buildRows(state.messages, state.system, state.outbox);
+
+  useLayoutEffect(() => {
+    const el = listRef.current;
+    if (el && stick.current) el.scrollTop = el.scrollHeight;
+  }, [rows.length, stream]);
+
+  function onScroll() {
+    const el = listRef.current;
+    if (el) stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
+  }
+
+  function submit(e?: Event) {
+    e?.preventDefault();
+    const body = draft.trim();
+    if (!body) return;
+    if (body.length > MAX_CHARS) return;
+    send(stream, body);
+    setDraft("");
+    stick.current = true;
+  }
+
+  async function remove(m: Message) {
+    if (!confirm(t("chat.deleteConfirm"))) return;
+    try {
+      await deleteMessage(m.id);
+    } catch (err) {
+      toast(String((err as Error).message), "error");
+    }
+  }
+
+  const typers = Object.entries(typing.value[stream] ?? {})
+    .filter(([, until]) => until > Date.now())
+    .map(([name]) => name);
+
+  return (
+    <section class="chat" aria-labelledby={`chat-title-${stream}`}>
+      <header class="chat-header">
+        <h1 class="chat-title" id={`chat-title-${stream}`}>
+          {props.title}
+        </h1>
+        {props.subtitle ? <p class="chat-subtitle">{props.subtitle}</p> : null}
+      </header>
+      <div class="chat-log" ref={listRef} onScroll={onScroll} role="log" aria-live="polite" aria-label={t("chat.logLabel", props.title)} tabIndex={0}>
+        {state.history === "loading" ? <Loading /> : null}
+        {state.history === "error" && state.historyError ? <ErrorBox error={state.historyError} /> : null}
+        {state.olderBefore !== null ? (
+          <div class="chat-older">
+            <button type="button" class="btn small" disabled={state.loadingOlder} onClick={() => loadOlder(stream)}>
+              {t("chat.loadOlder")}
+            </button>
+          </div>
+        ) : null}
+        {state.history === "loaded" && rows.length === 0 ? <p class="chat-empty">{t("chat.empty")}</p> : null}
+        {rows.map((row) => {
+          if (row.kind === "day") {
+            return (
+              <div class="chat-day" key={row.key} role="separator">
+                <span>{row.label}</span>
+              </div>
+            );
+          }
+          if (row.kind === "sys") return <SystemLine item={row.item} key={row.key} />;
+          if (row.kind === "out") return <OutgoingBubble stream={stream} out={row.out} key={row.key} />;
+          const m = row.msg;
+          const mine = m.sender_id === me;
+          const canDelete = !m.deleted && (mine || (staff && stream.startsWith("class:")));
+          return (
+            <article class={`msg${mine ? " mine" : ""}`} key={row.key} data-seq={m.seq} aria-label={t("chat.messageAria", m.sender_name, formatTime(m.sent_at))}>
+              {mine ? null : <Avatar name={m.sender_name} size={34} />}
+              <div class="msg-main">
+                {mine ? null : <span class="msg-sender">{m.sender_name}</span>}
+                <div class={`bubble${m.deleted ? " deleted" : ""}`}>
+                  {m.deleted ? <em>{t("chat.deleted")}</em> : <span class="msg-body">{m.body}</span>}
+                </div>
+                <span class="msg-meta">
+                  <time dateTime={new Date(m.sent_at * 1000).toISOString()}>{formatTime(m.sent_at)}</time>
+                  {m.edited_at && !m.deleted ? <span> · {t("chat.edited")}</span> : null}
+                  {canDelete ? (
+                    <button type="button" class="link-button msg-delete" onClick={() => remove(m)} aria-label={t("chat.deleteAria")}>
+                      {t("chat.delete")}
+                    </button>
+                  ) : null}
+                </span>
+              </div>
+            </article>
+          );
+        })}
+      </div>
+      <p class="typing" aria-live="polite">
+        {typers.length ? t("chat.typing", typers.join("、")) : "\u00a0"}
+      </p>
+      <form class="composer" onSubmit={submit}>
+        <label class="sr-only" htmlFor={`composer-${stream}`}>
+          {t("chat.inputLabel")}
+        </label>
+        <textarea
+          id={`composer-${stream}`}
+          rows={1}
+          value={draft}
+          maxLength={MAX_CHARS}
+          placeholder={t("chat.placeholder")}
+          onInput={(e) => {
+            setDraft(e.currentTarget.value);
+            if (e.currentTarget.value) sendTyping(stream);
+          }}
+          onKeyDown={(e) => {
+            if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+              e.preventDefault();
+              submit();
+            }
+          }}
+        />
+        <button type="submit" class="btn primary send" disabled={!draft.trim()} aria-label={t("chat.send")}>
+          <Icon name="send" size={18} />
+          <span class="send-label">{t("chat.send")}</span>
+        </button>
+      </form>
+    </section>
+  );
+}
+
+function SystemLine(props: { item: SystemItem }) {
+  const d = props.item.data as { title?: string; kind?: string };
+  const key = `chat.system.${props.item.type}`;
+  const text = tMaybe(key, t("chat.system.other"));
+  return (
+    <div class="chat-system" role="note">
+      <Icon name="video" size={16} />
+      <span>
+        {text}
+        {d.title ? `: ${d.title}` : ""} · {formatTime(props.item.at)}
+      </span>
+    </div>
+  );
+}
+
+function OutgoingBubble(props: { stream: string; out: Outgoing }) {
+  const { out, stream } = props;
+  return (
+    <article class={`msg mine outgoing state-${out.state}`} aria-label={t("chat.outgoingAria")}>
+      <div class="msg-main">
+        <div class="bubble">
+          <span class="msg-body">{out.body}</span>
+        </div>
+        <span class="msg-meta">
+          {out.state === "sending" ? t("chat.sending") : null}
+          {out.state === "waiting" ? t("chat.waiting") : null}
+          {out.state === "failed" ? (
+            <>
+              <span class="text-error">
+                {t("chat.failed")} {out.error ? `(${out.error.message})` : ""}
+              </span>{" "}
+              <button type="button" class="link-button" onClick={() => retry(stream, out.client_id)}>
+                {t("chat.retry")}
+              </button>{" "}
+              <button type="button" class="link-button" onClick={() => discard(stream, out.client_id)}>
+                {t("chat.discard")}
+              </button>
+            </>
+          ) : null}
+        </span>
+      </div>
+    </article>
+  );
+}
+
+function buildRows(messages: Message[], system: SystemItem[], outbox: Outgoing[]): Row[] {
+  const items: { seq: number; at: number; row: Row }[] = [];
+  for (const m of messages) items.push({ seq: m.seq, at: m.sent_at, row: { kind: "msg", key: `m${m.id}`, msg: m } });
+  for (const s of system) items.push({ seq: s.seq, at: s.at, row: { kind: "sys", key: `s${s.seq}`, item: s } });
+  items.sort((a, b) => a.seq - b.seq);
+  const rows: Row[] = [];
+  let lastDay = "";
+  for (const it of [...items, ...outbox.map((o) => ({ seq: Infinity, at: o.at, row: { kind: "out", key: `o${o.client_id}`, out: o } as Row }))]) {
+    const day = new Date(it.at * 1000).toDateString();
+    if (day !== lastDay) {
+      lastDay = day;
+      rows.push({ kind: "day", key: `d${day}`, label: formatDay(it.at) });
+    }
+    rows.push(it.row);
+  }
+  return rows;
+}

@@ -1,0 +1,79 @@
+import { useState } from "preact/hooks";
+import { asApiError, type ApiError } from "../api/errors";
+import { api } from "../api/rest";
+import { t } from "../i18n";
+import { loadMe } from "../state/me";
+import { toast } from "../state/toasts";
+import { ErrorBox } from "./common";
+
+/** Ask to be linked to a child of the class with this join code; a teacher approves it. */
+export function JoinForm(props: { initialCode?: string; onDone?: () => void }) {
+  const [code, setCode] = useState(props.initialCode ?? "");
+  const [child, setChild] = useState("");
+  const [relationship, setRelationship] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<ApiError | null>(null);
+
+  async function submit(e: Event) {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await api.join({
+        join_code: code.trim().toUpperCase(),
+        child_name: child.trim(),
+        relationship: relationship.trim(),
+      });
+      toast(t("join.sent"), "success");
+      await loadMe();
+      props.onDone?.();
+    } catch (err) {
+      setError(asApiError(err));
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <form class="form" onSubmit={submit} aria-label={t("join.title")}>
+      <label class="field">
+        <span class="field-label">{t("join.code")}</span>
+        <input
+          name="join_code"
+          required
+          minLength={4}
+          maxLength={20}
+          autoCapitalize="characters"
+          value={code}
+          onInput={(e) => setCode(e.currentTarget.value)}
+        />
+      </label>
+      <label class="field">
+        <span class="field-label">{t("join.childName")}</span>
+        <input
+          name="child_name"
+          required
+          maxLength={120}
+          value={child}
+          onInput={(e) => setChild(e.currentTarget.value)}
+        />
+        <span class="field-hint">{t("join.childNameHint")}</span>
+      </label>
+      <label class="field">
+        <span class="field-label">{t("join.relationship")}</span>
+        <select name="relationship" value={relationship} onChange={(e) => setRelationship(e.currentTarget.value)}>
+          <option value="">{t("join.relationshipChoose")}</option>
+          {(["mother", "father", "grandmother", "grandfather", "guardian"] as const).map((r) => (
+            <option value={r} key={r}>
+              {t(`relationship.${r}`)}
+            </option>
+          ))}
+        </select>
+      </label>
+      {error ? <ErrorBox error={error} /> : null}
+      <button class="btn primary block" type="submit" disabled={busy}>
+        {t("join.submit")}
+      </button>
+    </form>
+  );
+}

@@ -1,0 +1,109 @@
+import { useState } from "preact/hooks";
+import { asApiError, type ApiError } from "../api/errors";
+import { t } from "../i18n";
+import { auth, register } from "../state/auth";
+import { AuthFrame } from "./AuthFrame";
+import { ErrorBox } from "./common";
+import { JoinForm } from "./JoinForm";
+
+/** A guardian creates an account with the class's join code, then asks to be linked to a child. */
+export function Register() {
+  const [joinCode, setJoinCode] = useState("");
+  const [displayName, setDisplayName] = useState("");
+  const [username, setUsername] = useState("");
+  const [password, setPassword] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<ApiError | null>(null);
+
+  if (auth.value) {
+    return (
+      <AuthFrame title={t("register.linkTitle")} subtitle={t("register.linkSubtitle")}>
+        <JoinForm initialCode={joinCode} onDone={() => (location.hash = "#/")} />
+      </AuthFrame>
+    );
+  }
+
+  async function submit(e: Event) {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await register({
+        join_code: joinCode.trim().toUpperCase(),
+        display_name: displayName.trim(),
+        username: username.trim(),
+        password,
+      });
+    } catch (err) {
+      setError(asApiError(err));
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <AuthFrame title={t("register.title")} subtitle={t("register.subtitle")}>
+      <form class="form" onSubmit={submit} aria-label={t("register.title")}>
+        <label class="field">
+          <span class="field-label">{t("join.code")}</span>
+          <input
+            name="join_code"
+            required
+            minLength={4}
+            maxLength={20}
+            autoCapitalize="characters"
+            value={joinCode}
+            onInput={(e) => setJoinCode(e.currentTarget.value)}
+          />
+          <span class="field-hint">{t("join.codeHint")}</span>
+        </label>
+        <label class="field">
+          <span class="field-label">{t("register.displayName")}</span>
+          <input
+            name="display_name"
+            required
+            maxLength={120}
+            placeholder={t("register.displayNameExample")}
+            value={displayName}
+            onInput={(e) => setDisplayName(e.currentTarget.value)}
+          />
+        </label>
+        <label class="field">
+          <span class="field-label">{t("login.username")}</span>
+          <input
+            name="username"
+            required
+            minLength={3}
+            maxLength={80}
+            pattern="[A-Za-z0-9_.@\-]+"
+            autoComplete="username"
+            autoCapitalize="off"
+            value={username}
+            onInput={(e) => setUsername(e.currentTarget.value)}
+          />
+          <span class="field-hint">{t("register.usernameHint")}</span>
+        </label>
+        <label class="field">
+          <span class="field-label">{t("login.password")}</span>
+          <input
+            name="password"
+            type="password"
+            required
+            minLength={8}
+            autoComplete="new-password"
+            value={password}
+            onInput={(e) => setPassword(e.currentTarget.value)}
+          />
+          <span class="field-hint">{t("register.passwordHint")}</span>
+        </label>
+        {error ? <ErrorBox error={error} /> : null}
+        <button class="btn primary block" type="submit" disabled={busy}>
+          {t("register.submit")}
+        </button>
+      </form>
+      <p class="auth-alt">
+        {t("register.haveAccount")} <a href="#/login">{t("login.submit")}</a>
+      </p>
+    </AuthFrame>
+  );
+}

@@ -1,0 +1,228 @@
+import { useEffect, useRef, useState } from "preact/hooks";
+import { asApiError, type ApiError } from "../../api/errors";
+import { api } from "../../api/rest";
+import type { Rollup, StudentCoverage } from "../../api/types";
+import { formatDateTime, formatTime, t } from "../../i18n";
+import { classPath } from "../../router";
+import { receiptTicks } from "../../state/notices";
+import { ready, request, status } from "../../state/session";
+import { toast } from "../../state/toasts";
+import { ErrorBox, Loading } from "../common";
+import { Icon } from "../icons";
+import { kindLabel, stateLabel } from "./labels";
+import { Coverage } from "./NoticeList";
+
+/** A notice's receipts rolled up per student; it follows notice.receipt events live. */
+export function Receipts(props: { classId: number; noticeId: number }) {
+  const { classId, noticeId } = props;
+  const [data, setData] = useState<Rollup | null>(null);
+  const [error, setError] = useState<ApiError | null>(null);
+  const [updatedAt, setUpdatedAt] = useState(0);
+  const [busy, setBusy] = useState(false);
+  const tick = receiptTicks.value[noticeId] ?? 0;
+  const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  const loadingRef = useRef(false);
+  const againRef = useRef(false);
+
+  async function load() {
+    if (loadingRef.current) {
+      againRef.current = true;
+      return;
+    }
+    loadingRef.current = true;
+    try {
+      do {
+        againRef.current = false;
+        const ack = await request<Rollup & { ok: true }>("notice.receipts", { notice_id: noticeId });
+        setData(ack);
+        setError(null);
+        setUpdatedAt(Date.now() / 1000);
+      } while (againRef.current);
+    } catch (err) {
+      setError(asApiError(err));
+    } finally {
+      loadingRef.current = false;
+    }
+  }
+
+  // First load, and again after each reconnection (receipts may have changed meanwhile).
+  useEffect(() => {
+    if (ready.value && status.value === "connected") void load();
+  }, [noticeId, ready.value, status.value === "connected"]);
+
+  // Live: a receipt of this notice changed; reload soon (bursts fold into one reload).
+  useEffect(() => {
+    if (!tick) return;
+    if (timer.current) clearTimeout(timer.current);
+    timer.current = setTimeout(() => {
+      timer.current = null;
+      void load();
+    }, 200);
+  }, [tick]);
+  useEffect(() => () => void (timer.current && clearTimeout(timer.current)), []);
+
+  async function remind() {
+    setBusy(true);
+    try {
+      const ack = await request<{ reminded: number[]; students: number[] }>("notice.remind", { notice_id: noticeId });
+      toast(t("receipts.reminded", ack.reminded.length, ack.students.length), "success");
+      void load();
+    } catch (err) {
+      const e = asApiError(err);
+      toast(`${t("receipts.remindFailed")} ${e.message}`, "error", 8000);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  async function exportCsv() {
+    try {
+      await api.receiptsCsv(noticeId);
+    } catch (err) {
+      toast(`${t("receipts.exportFailed")} ${asApiError(err).message}`, "error");
+    }
+  }
+
+  if (error && !data) return <ErrorBox error={error} />;
+  if (!data) return <Loading />;
+
+  const n = data.notice;
+  const byGuardianAudience = n.audience === "guardians";
+  const unreachable = byGuardianAudience ? data.not_covered.filter((s) => s.guardians.length === 0) : [];
+  const waiting = data.not_covered.filter((s) => !unreachable.includes(s));
+  const states = Object.entries(data.counts.states);
+
+  return (
+    <div class="page receipts" data-notice-id={noticeId}>
+      <a class="back-link" href={`#${classPath(classId, "notices")}`}>
+        <Icon name="back" size={16} /> {t("notices.back")}
+      </a>
+      <header class="receipts-head card">
+        <div class="notice-card-top">
+          <span class={`tag kind-${n.kind}`}>{kindLabel(n.kind)}</span>
+          <span class="tag">{t(`audience.${n.audience}`)}</span>
+          <span class="live-pill" title={t("receipts.liveHint")}>
+            <span class="live-dot" aria-hidden="true" />
+            {t("receipts.live", formatTime(updatedAt))}
+          </span>
+        </div>
+        <h1 class="notice-detail-title">{n.title}</h1>
+        <p class="muted">
+          {n.author_name} · {formatDateTime(n.created_at)}
+          {n.deadline ? ` · ${t("notices.deadline", formatDateTime(n.deadline))}` : ""}
+        </p>
+        <Coverage covered={data.counts.covered} total={data.counts.students} large />
+        <ul class="state-chips" aria-label={t("receipts.statesLabel")}>
+          {states.map(([s, count]) => (
+            <li class={`chip state-${s}`} key={s}>
+              {stateLabel(s as never)} <strong>{count}</strong>
+            </li>
+          ))}
+        </ul>
+        <div class="receipts-actions">
+          <button type="button" class="btn primary" onClick={remind} disabled={busy || waiting.length === 0}>
+            <Icon name="bell" size={18} /> {t("receipts.remind", waiting.length)}
+          </button>
+          <button type="button" class="btn" onClick={exportCsv}>
+            <Icon name="download" size={18} /> {t("receipts.export")}
+          </button>
+          {data.last_reminded_at ? <span class="muted">{t("receipts.lastReminded", formatDateTime(data.last_reminded_at))}</span> : null}
+        </div>
+      </header>
+
+      <section class="card" aria-labelledby="not-covered-title" data-testid="not-covered">
+        <h2 id="not-covered-title" class="card-title">
+          {t("receipts.notCovered", waiting.length)}
+        </h2>
+        {waiting.length ? (
+          <ul class="student-list">
+            {waiting.map((s) => (
+              <StudentRow s={s} key={s.student_id} />
+            ))}
+          </ul>
+        ) : (
+          <p class="done-line">
+            <Icon name="check" /> {t("receipts.allCovered")}
+          </p>
+        )}
+      </section>
+
+      {unreachable.length ? (
+        <section class="card" aria-labelledby="no-guardian-title" data-testid="no-guardian">
+          <h2 id="no-guardian-title" class="card-title">
+            {t("receipts.noGuardian", unreachable.length)}
+          </h2>
+          <p class="muted">{t("receipts.noGuardianHint")}</p>
+          <ul class="student-list">
+            {unreachable.map((s) => (
+              <StudentRow s={s} key={s.student_id} />
+            ))}
+          </ul>
+        </section>
+      ) : null}
+
+      <section class="card" aria-labelledby="covered-title" data-testid="covered">
+        <h2 id="covered-title" class="card-title">
+          {t("receipts.covered", data.covered.length)}
+        </h2>
+        <ul class="student-list">
+          {data.covered.map((s) => (
+            <StudentRow s={s} key={s.student_id} />
+          ))}
+        </ul>
+      </section>
+
+      <details class="card">
+        <summary class="card-title">{t("receipts.everyRecipient", data.receipts.length)}</summary>
+        <div class="table-wrap">
+          <table class="table">
+            <thead>
+              <tr>
+                <th scope="col">{t("receipts.col.name")}</th>
+                <th scope="col">{t("receipts.col.state")}</th>
+                <th scope="col">{t("receipts.col.delivered")}</th>
+                <th scope="col">{t("receipts.col.read")}</th>
+                <th scope="col">{t("receipts.col.confirmed")}</th>
+                <th scope="col">{t("receipts.col.reply")}</th>
+              </tr>
+            </thead>
+            <tbody>
+              {data.receipts.map((r) => (
+                <tr key={r.user_id}>
+                  <td>{r.name}</td>
+                  <td>
+                    <span class={`tag state-${r.state}`}>{stateLabel(r.state)}</span>
+                  </td>
+                  <td>{r.delivered_at ? formatDateTime(r.delivered_at) : "—"}</td>
+                  <td>{r.read_at ? formatDateTime(r.read_at) : "—"}</td>
+                  <td>{r.confirmed_at ? formatDateTime(r.confirmed_at) : "—"}</td>
+                  <td>{r.reply ?? "—"}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      </details>
+    </div>
+  );
+}
+
+function StudentRow(props: { s: StudentCoverage }) {
+  const { s } = props;
+  return (
+    <li class="student-row" data-student-id={s.student_id}>
+      <span class="student-name">{s.name}</span>
+      <span class="guardian-states">
+        {s.guardians.length ? (
+          s.guardians.map((g) => (
+            <span class={`tag state-${g.state}`} key={g.id}>
+              {g.name}: {stateLabel(g.state)}
+            </span>
+          ))
+        ) : (
+          <span class="tag tag-muted">{t("receipts.noGuardianTag")}</span>
+        )}
+      </span>
+    </li>
+  );
+}
