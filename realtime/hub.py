@@ -7,12 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
+
 from realtime.auth import TokenIssuer
 from realtime.bus import Bus
 from realtime.config import Settings
 from realtime.domain.ratelimit import RateLimiter
 from realtime.errors import HomeroomError
-from realtime.store.db import Store, StoredEvent
+from realtime.store.db import DbConnection, Store, StoredEvent
+from realtime.store.schema import users
 
 
 @dataclass
@@ -23,8 +26,23 @@ class Hub:
     tokens: TokenIssuer
     limiter: RateLimiter = field(init=False)
 
+    _names: dict[int, str] = field(init=False, default_factory=dict)
+
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.settings.rate_burst, self.settings.rate_per_s)
+
+    async def display_name(self, conn: DbConnection, user_id: int) -> str:
+        """A person's display name, remembered: names change rarely, messages often."""
+        name = self._names.get(user_id)
+        if name is None:
+            row = (
+                await conn.execute(select(users.c.display_name).where(users.c.id == user_id))
+            ).first()
+            name = row.display_name if row else ""
+            if len(self._names) > 100_000:
+                self._names.clear()
+            self._names[user_id] = name
+        return name
 
     def now(self) -> float:
         return time.time()

@@ -78,7 +78,12 @@ class Metrics:
         )
         self.deliveries = Counter(
             "homeroom_stream_events_delivered_total",
-            "Stream events handed to local rooms",
+            "Stream events written to connections on this node (one per recipient)",
+            registry=self.registry,
+        )
+        self.slow_disconnects = Counter(
+            "homeroom_slow_client_disconnects_total",
+            "Connections dropped because they stopped reading and their buffer hit the limit",
             registry=self.registry,
         )
 

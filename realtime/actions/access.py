@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from realtime.domain import policy
 from realtime.domain.roles import ClassAccess, Role
 from realtime.domain.streams import StreamKey, Visibility, parse_stream
 from realtime.errors import forbidden, not_found
+from realtime.store.db import DbConnection
 from realtime.store.schema import (
     classes,
     conversations,
@@ -19,7 +19,7 @@ from realtime.store.schema import (
 )
 
 
-async def class_access(conn: AsyncConnection, user_id: int, class_id: int) -> ClassAccess:
+async def class_access(conn: DbConnection, user_id: int, class_id: int) -> ClassAccess:
     rows = await conn.execute(
         select(memberships.c.role).where(
             memberships.c.user_id == user_id, memberships.c.class_id == class_id
@@ -50,13 +50,13 @@ async def class_access(conn: AsyncConnection, user_id: int, class_id: int) -> Cl
     return ClassAccess(user_id, class_id, roles, children, admin)
 
 
-async def require_class(conn: AsyncConnection, class_id: int) -> None:
+async def require_class(conn: DbConnection, class_id: int) -> None:
     row = (await conn.execute(select(classes.c.id).where(classes.c.id == class_id))).first()
     if row is None:
         raise not_found("no such class")
 
 
-async def conversation_participants(conn: AsyncConnection, conv_id: int) -> frozenset[int]:
+async def conversation_participants(conn: DbConnection, conv_id: int) -> frozenset[int]:
     row = (
         await conn.execute(
             select(conversations.c.user_a, conversations.c.user_b).where(
@@ -70,7 +70,7 @@ async def conversation_participants(conn: AsyncConnection, conv_id: int) -> froz
 
 
 async def stream_visibility(
-    conn: AsyncConnection, user_id: int, stream: StreamKey
+    conn: DbConnection, user_id: int, stream: StreamKey
 ) -> tuple[Visibility, ClassAccess | None, frozenset[int]]:
     """How much of a stream a person sees, with what the policy decided it from."""
     if stream.kind == "user":
@@ -97,9 +97,7 @@ async def stream_visibility(
     return vis, access, frozenset()
 
 
-async def session_staff(
-    conn: AsyncConnection, user_id: int, session_id: int, class_id: int
-) -> bool:
+async def session_staff(conn: DbConnection, user_id: int, session_id: int, class_id: int) -> bool:
     """Whether this person teaches the live session that ``class_id`` takes part in."""
     row = (
         await conn.execute(select(live_sessions).where(live_sessions.c.id == session_id))
@@ -111,7 +109,7 @@ async def session_staff(
     return (await class_access(conn, user_id, row.class_id)).is_staff
 
 
-async def session_classrooms(conn: AsyncConnection, session_id: int) -> tuple[int, ...] | None:
+async def session_classrooms(conn: DbConnection, session_id: int) -> tuple[int, ...] | None:
     """The classes of a session that has not ended, or None."""
     row = (
         await conn.execute(select(live_sessions).where(live_sessions.c.id == session_id))
@@ -122,7 +120,7 @@ async def session_classrooms(conn: AsyncConnection, session_id: int) -> tuple[in
 
 
 async def require_visible(
-    conn: AsyncConnection, user_id: int, key: str
+    conn: DbConnection, user_id: int, key: str
 ) -> tuple[StreamKey, Visibility, ClassAccess | None, frozenset[int]]:
     stream = parse_stream(key)
     vis, access, participants = await stream_visibility(conn, user_id, stream)
@@ -131,7 +129,7 @@ async def require_visible(
     return stream, vis, access, participants
 
 
-async def followed_streams(conn: AsyncConnection, user_id: int) -> dict[str, Visibility]:
+async def followed_streams(conn: DbConnection, user_id: int) -> dict[str, Visibility]:
     """Every stream this person follows, from their memberships and conversations."""
     out: dict[str, Visibility] = {f"user:{user_id}": Visibility.MEMBER}
     rows = await conn.execute(
@@ -165,7 +163,7 @@ async def followed_streams(conn: AsyncConnection, user_id: int) -> dict[str, Vis
 
 
 async def guardians_of(
-    conn: AsyncConnection, class_id: int, student_ids: list[int] | None = None
+    conn: DbConnection, class_id: int, student_ids: list[int] | None = None
 ) -> dict[int, list[int]]:
     cond = and_(guardian_links.c.class_id == class_id, guardian_links.c.status == "approved")
     if student_ids is not None:
@@ -179,7 +177,7 @@ async def guardians_of(
     return out
 
 
-async def members_with_role(conn: AsyncConnection, class_id: int, role: Role) -> list[int]:
+async def members_with_role(conn: DbConnection, class_id: int, role: Role) -> list[int]:
     rows = await conn.execute(
         select(memberships.c.user_id).where(
             memberships.c.class_id == class_id, memberships.c.role == role.value
@@ -188,7 +186,7 @@ async def members_with_role(conn: AsyncConnection, class_id: int, role: Role) ->
     return sorted(r.user_id for r in rows)
 
 
-async def display_names(conn: AsyncConnection, ids: list[int]) -> dict[int, str]:
+async def display_names(conn: DbConnection, ids: list[int]) -> dict[int, str]:
     if not ids:
         return {}
     rows = await conn.execute(select(users.c.id, users.c.display_name).where(users.c.id.in_(ids)))

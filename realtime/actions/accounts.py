@@ -6,13 +6,12 @@ import secrets
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from realtime.auth import hash_password, new_refresh_token, refresh_hash, verify_password
 from realtime.errors import HomeroomError, conflict, not_found
 from realtime.hub import Hub
 from realtime.schemas import Login, RefreshBody, Register
-from realtime.store.db import inserted_id
+from realtime.store.db import DbConnection, inserted_id
 from realtime.store.schema import (
     classes,
     guardian_links,
@@ -25,7 +24,7 @@ from realtime.store.schema import (
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 
 
-async def _issue(hub: Hub, conn: AsyncConnection, user: Any) -> dict[str, Any]:
+async def _issue(hub: Hub, conn: DbConnection, user: Any) -> dict[str, Any]:
     token, digest = new_refresh_token()
     await conn.execute(
         refresh_tokens.insert().values(
@@ -81,7 +80,7 @@ async def logout(hub: Hub, req: RefreshBody) -> dict[str, Any]:
 
 
 async def create_user(
-    conn: AsyncConnection,
+    conn: DbConnection,
     school_id: int,
     username: str,
     display_name: str,

@@ -6,7 +6,6 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from realtime.actions.access import class_access, display_names, require_visible
 from realtime.domain import chat as rules
@@ -25,7 +24,7 @@ from realtime.schemas import (
     OpenConversation,
     Typing,
 )
-from realtime.store.db import inserted_id
+from realtime.store.db import DbConnection, inserted_id
 from realtime.store.schema import conversations, messages, mutes, read_positions
 
 
@@ -45,7 +44,7 @@ def message_view(row: Any, names: dict[int, str]) -> dict[str, Any]:
     }
 
 
-async def _find_sent(conn: AsyncConnection, user_id: int, client_id: str) -> Any:
+async def _find_sent(conn: DbConnection, user_id: int, client_id: str) -> Any:
     return (
         await conn.execute(
             select(messages).where(
@@ -92,11 +91,18 @@ async def send(hub: Hub, user_id: int, req: ChatSend) -> dict[str, Any]:
                     sent_at=now,
                 )
             )
-            row = (
-                await conn.execute(select(messages).where(messages.c.id == inserted_id(res)))
-            ).one()
-            names = await display_names(conn, [user_id])
-            view = message_view(row, names)
+            view = {
+                "id": inserted_id(res),
+                "stream": key,
+                "seq": seq,
+                "sender_id": user_id,
+                "sender_name": await hub.display_name(conn, user_id),
+                "client_id": req.client_id,
+                "body": body,
+                "sent_at": now,
+                "edited_at": None,
+                "deleted": False,
+            }
             event = await hub.store.append(conn, key, "chat.message", view, seq=seq)
     except IntegrityError:
         # The same client id raced itself; the first one won.
@@ -110,7 +116,7 @@ async def send(hub: Hub, user_id: int, req: ChatSend) -> dict[str, Any]:
     return {"message": view}
 
 
-async def _load_message(conn: AsyncConnection, message_id: int) -> Any:
+async def _load_message(conn: DbConnection, message_id: int) -> Any:
     row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
     if row is None:
         raise not_found("no such message")
@@ -210,7 +216,7 @@ async def mark_read(hub: Hub, user_id: int, req: ChatRead) -> dict[str, Any]:
     return {"stream": key, "read_seq": max(req.seq, current or 0), "unread": unread}
 
 
-async def unread_count(conn: AsyncConnection, user_id: int, stream: str, after: int) -> int:
+async def unread_count(conn: DbConnection, user_id: int, stream: str, after: int) -> int:
     return int(
         (
             await conn.execute(
@@ -227,7 +233,7 @@ async def unread_count(conn: AsyncConnection, user_id: int, stream: str, after: 
     )
 
 
-async def read_seqs(conn: AsyncConnection, user_id: int) -> dict[str, int]:
+async def read_seqs(conn: DbConnection, user_id: int) -> dict[str, int]:
     rows = await conn.execute(
         select(read_positions.c.stream, read_positions.c.seq).where(
             read_positions.c.user_id == user_id
@@ -324,7 +330,7 @@ async def open_conversation(hub: Hub, user_id: int, req: OpenConversation) -> di
     return {"conversation": view}
 
 
-async def list_conversations(conn: AsyncConnection, user_id: int) -> list[dict[str, Any]]:
+async def list_conversations(conn: DbConnection, user_id: int) -> list[dict[str, Any]]:
     rows = list(
         await conn.execute(
             select(conversations).where(

@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from realtime.actions.access import (
     class_access,
@@ -25,7 +24,7 @@ from realtime.domain.streams import notice_stream, staff_stream, user_stream
 from realtime.errors import HomeroomError, bad_request, not_found, too_large
 from realtime.hub import Hub
 from realtime.schemas import NoticeList, NoticePublish, NoticeRef, NoticeReply, NoticesDelivered
-from realtime.store.db import StoredEvent, inserted_id
+from realtime.store.db import DbConnection, StoredEvent, inserted_id
 from realtime.store.schema import notices, receipts
 
 
@@ -67,7 +66,7 @@ def receipt_view(row: Any) -> dict[str, Any]:
     }
 
 
-async def _recipients(conn: AsyncConnection, class_id: int, audience: Audience) -> list[int]:
+async def _recipients(conn: DbConnection, class_id: int, audience: Audience) -> list[int]:
     people: set[int] = set()
     if audience in (Audience.GUARDIANS, Audience.BOTH):
         for gs in (await guardians_of(conn, class_id)).values():
@@ -146,7 +145,7 @@ async def publish(hub: Hub, user_id: int, req: NoticePublish) -> dict[str, Any]:
     return {"notice": view, "recipients": len(people)}
 
 
-async def _load_notice(conn: AsyncConnection, notice_id: int) -> Any:
+async def _load_notice(conn: DbConnection, notice_id: int) -> Any:
     row = (await conn.execute(select(notices).where(notices.c.id == notice_id))).first()
     if row is None:
         raise not_found("no such notice")
@@ -247,7 +246,7 @@ async def delivered(hub: Hub, user_id: int, req: NoticesDelivered) -> dict[str, 
     return {"delivered": changed}
 
 
-async def _rollup(conn: AsyncConnection, notice: Any) -> dict[str, Any]:
+async def _rollup(conn: DbConnection, notice: Any) -> dict[str, Any]:
     kind = NoticeKind(notice.kind)
     audience = Audience(notice.audience)
     students = await members_with_role(conn, notice.class_id, Role.STUDENT)

@@ -6,7 +6,6 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from realtime.actions.access import (
     class_access,
@@ -30,7 +29,7 @@ from realtime.schemas import (
     QuestionRef,
     QuestionVote,
 )
-from realtime.store.db import StoredEvent, inserted_id
+from realtime.store.db import DbConnection, StoredEvent, inserted_id
 from realtime.store.schema import question_votes, questions
 
 
@@ -60,18 +59,18 @@ def question_views(row: Any, names: dict[int, str]) -> tuple[dict[str, Any], dic
     return member, staff
 
 
-async def _load(conn: AsyncConnection, question_id: int) -> Any:
+async def _load(conn: DbConnection, question_id: int) -> Any:
     row = (await conn.execute(select(questions).where(questions.c.id == question_id))).first()
     if row is None:
         raise not_found("no such question")
     return row
 
 
-async def _names(conn: AsyncConnection, row: Any) -> dict[int, str]:
+async def _names(conn: DbConnection, row: Any) -> dict[int, str]:
     return await display_names(conn, [u for u in (row.asker_id, row.answered_by) if u])
 
 
-async def _access_for(conn: AsyncConnection, user_id: int, row: Any) -> ClassAccess:
+async def _access_for(conn: DbConnection, user_id: int, row: Any) -> ClassAccess:
     access = await class_access(conn, user_id, row.class_id)
     if not (access.is_staff or access.is_student):
         raise HomeroomError("forbidden", "you are not in this class's Q&A")
@@ -79,7 +78,7 @@ async def _access_for(conn: AsyncConnection, user_id: int, row: Any) -> ClassAcc
 
 
 async def _publish_change(
-    conn: AsyncConnection, hub: Hub, question_id: int, type: str = "question.updated"
+    conn: DbConnection, hub: Hub, question_id: int, type: str = "question.updated"
 ) -> tuple[StoredEvent, dict[str, Any]]:
     row = await _load(conn, question_id)
     member, staff = question_views(row, await _names(conn, row))

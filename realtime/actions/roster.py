@@ -7,7 +7,6 @@ import string
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from realtime.actions.access import class_access, require_class
 from realtime.actions.accounts import create_user
@@ -19,7 +18,7 @@ from realtime.domain.streams import user_stream
 from realtime.errors import HomeroomError, conflict, not_found
 from realtime.hub import Hub
 from realtime.schemas import JoinClass
-from realtime.store.db import inserted_id
+from realtime.store.db import DbConnection, inserted_id
 from realtime.store.schema import classes, guardian_links, memberships, users
 
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -34,14 +33,14 @@ def new_password() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(12))
 
 
-async def create_class(conn: AsyncConnection, school_id: int, name: str) -> int:
+async def create_class(conn: DbConnection, school_id: int, name: str) -> int:
     res = await conn.execute(
         classes.insert().values(school_id=school_id, name=name, join_code=new_join_code())
     )
     return inserted_id(res)
 
 
-async def add_member(conn: AsyncConnection, class_id: int, user_id: int, role: Role) -> None:
+async def add_member(conn: DbConnection, class_id: int, user_id: int, role: Role) -> None:
     exists = (
         await conn.execute(
             select(memberships.c.user_id).where(
@@ -58,7 +57,7 @@ async def add_member(conn: AsyncConnection, class_id: int, user_id: int, role: R
 
 
 async def link_guardian(
-    conn: AsyncConnection,
+    conn: DbConnection,
     class_id: int,
     guardian_id: int,
     student_id: int,

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.pool import StaticPool
 
 from realtime.store.schema import events, streams
 
@@ -21,8 +22,6 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def async_url(url: str) -> str:
-    if url.startswith("sqlite:///"):
-        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
     if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+asyncpg://" + url.split("://", 1)[1]
     return url
@@ -71,42 +70,92 @@ class StoredEvent:
         }
 
 
+class SyncConnection:
+    """The async face of a synchronous SQLAlchemy connection, for SQLite.
+
+    SQLite statements take microseconds; handing each to a worker thread (aiosqlite) costs a
+    thread switch under the GIL, often a millisecond, which is far more than the work. So on
+    SQLite the store runs statements on the event loop's thread, one transaction at a time.
+    """
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        if parameters is None:
+            return self._conn.execute(statement)
+        return self._conn.execute(statement, parameters)
+
+    async def run_sync(self, fn: Any, *args: Any) -> Any:
+        return fn(self._conn, *args)
+
+
+# What actions receive inside a transaction: both offer ``await conn.execute(statement)``.
+DbConnection: TypeAlias = AsyncConnection | SyncConnection
+
+
 class Store:
-    """Owns the engine. Every write goes through :meth:`transaction`."""
+    """Owns the engine. Every write goes through :meth:`transaction`.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    PostgreSQL: an asyncpg pool, transactions run concurrently. SQLite: one connection used on the
+    event loop's thread, transactions one at a time (SQLite has one writer anyway).
+    """
+
+    def __init__(
+        self, engine: AsyncEngine | None = None, sync_engine: Engine | None = None
+    ) -> None:
         self.engine = engine
-        self.dialect = engine.dialect.name
+        self.sync_engine = sync_engine
+        self._lock = asyncio.Lock()
+        dialect = (engine or sync_engine).dialect  # type: ignore[union-attr]
+        self.dialect = dialect.name
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.begin() as conn:
-            yield conn
+    async def transaction(self) -> AsyncIterator[DbConnection]:
+        if self.sync_engine is not None:
+            async with self._lock:
+                with self.sync_engine.begin() as conn:
+                    yield SyncConnection(conn)
+            return
+        assert self.engine is not None
+        async with self.engine.begin() as aconn:
+            yield aconn
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            yield conn
+    async def read(self) -> AsyncIterator[DbConnection]:
+        if self.sync_engine is not None:
+            async with self._lock:
+                with self.sync_engine.connect() as conn:
+                    yield SyncConnection(conn)
+            return
+        assert self.engine is not None
+        async with self.engine.connect() as aconn:
+            yield aconn
 
     async def ping(self) -> bool:
         try:
-            async with self.engine.connect() as conn:
+            async with self.read() as conn:
                 await conn.execute(text("SELECT 1"))
             return True
         except Exception:
             return False
 
     async def migrate(self) -> None:
-        async with self.engine.begin() as conn:
+        async with self.transaction() as conn:
             await conn.run_sync(_upgrade)
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        if self.engine is not None:
+            await self.engine.dispose()
+        if self.sync_engine is not None:
+            self.sync_engine.dispose()
 
     def _insert(self) -> Any:
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(streams)
 
-    async def next_seq(self, conn: AsyncConnection, stream: str) -> int:
+    async def next_seq(self, conn: DbConnection, stream: str) -> int:
         """Give out the next sequence number of ``stream`` inside the caller's transaction.
 
         The counter row stays locked until the transaction ends, which serializes the writers of
@@ -120,7 +169,7 @@ class Store:
 
     async def append(
         self,
-        conn: AsyncConnection,
+        conn: DbConnection,
         stream: str,
         type: str,
         data: dict[str, Any] | None,
@@ -140,7 +189,7 @@ class Store:
         return StoredEvent(stream, seq, type, at, data, staff_data)
 
     async def events_after(
-        self, conn: AsyncConnection, stream: str, after: int, limit: int
+        self, conn: DbConnection, stream: str, after: int, limit: int
     ) -> list[StoredEvent]:
         rows = await conn.execute(
             select(events)
@@ -150,7 +199,7 @@ class Store:
         )
         return [_event(r) for r in rows]
 
-    async def last_seqs(self, conn: AsyncConnection, keys: Sequence[str]) -> dict[str, int]:
+    async def last_seqs(self, conn: DbConnection, keys: Sequence[str]) -> dict[str, int]:
         if not keys:
             return {}
         rows = await conn.execute(select(streams).where(streams.c.key.in_(list(keys))))
@@ -186,16 +235,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def open_store(url: str) -> Store:
-    url = async_url(url)
     if url.startswith("sqlite"):
-        path = url.split(":///", 1)[1]
+        sync_url = "sqlite:///" + url.split(":///", 1)[1]
+        path = sync_url.split(":///", 1)[1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # One connection: SQLite has one writer anyway, and queueing here avoids lock errors.
-        engine = create_async_engine(
-            url, poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0
+        engine = create_engine(
+            sync_url, poolclass=StaticPool, connect_args={"check_same_thread": False}
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    else:
-        engine = create_async_engine(url, pool_size=10, max_overflow=10)
-    return Store(engine)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return Store(sync_engine=engine)
+    return Store(create_async_engine(async_url(url), pool_size=10, max_overflow=10))

@@ -65,7 +65,7 @@ class Gateway:
         self.hub = hub
         self.sio = sio
         self.metrics = metrics
-        self.fanout = Fanout(sio, metrics)
+        self.fanout = Fanout(sio, metrics, hub.settings.client_buffer_bytes)
         self.identities: dict[str, Identity] = {}
         self.rooms: dict[str, set[str]] = {}
         self.sids_by_user: dict[int, set[str]] = {}

@@ -1,0 +1,164 @@
+"""Direct WebSocket writes for broadcasts.
+
+The stock path queues a packet per recipient, wakes one writer task per connection, and frames
+(and, with permessage-deflate, compresses) each message separately. For a broadcast this module
+encodes the event once, frames it once, and writes the same bytes straight to every recipient's
+transport: no task, no await, no compression per recipient (the server does not accept
+permessage-deflate at all; see ``RecordingWebSocket``).
+
+It relies on private parts of python-engineio (the ``_async['websocket']`` driver and its socket
+handler) and of aiohttp (``WebSocketResponse._writer`` and the writer's ``transport`` and
+``_closing``); every such touch is in this module and :func:`check_internals` fails loudly if an
+upgrade moves them.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import engineio
+import socketio
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+OnSlow = Callable[[str], Awaitable[None] | None]
+
+
+def check_internals(sio: socketio.AsyncServer) -> None:
+    """Raise if the private names this module relies on have moved."""
+    eio = sio.eio
+    problems = []
+    if not isinstance(getattr(eio, "_async", None), dict) or "websocket" not in eio._async:
+        problems.append("engineio.AsyncServer._async['websocket']")
+    if not hasattr(eio, "sockets"):
+        problems.append("engineio.AsyncServer.sockets")
+    if not hasattr(engineio.async_socket.AsyncSocket, "_websocket_handler"):
+        problems.append("engineio.AsyncSocket._websocket_handler")
+    if not hasattr(web.WebSocketResponse(), "_writer"):
+        problems.append("aiohttp.WebSocketResponse._writer")
+    if not hasattr(sio.manager, "rooms"):
+        problems.append("socketio manager.rooms")
+    if problems:
+        raise RuntimeError("wsdirect relies on internals that moved: " + ", ".join(problems))
+
+
+def frame(payload: bytes, binary: bool) -> bytes:
+    """One unmasked, final WebSocket frame (server to client)."""
+    first = 0x82 if binary else 0x81
+    n = len(payload)
+    if n < 126:
+        return bytes((first, n)) + payload
+    if n < 1 << 16:
+        return struct.pack("!BBH", first, 126, n) + payload
+    return struct.pack("!BBQ", first, 127, n) + payload
+
+
+class DirectSockets:
+    """Knows the aiohttp WebSocket of every Engine.IO connection that uses one."""
+
+    def __init__(self, sio: socketio.AsyncServer, buffer_limit: int, on_slow: OnSlow) -> None:
+        check_internals(sio)
+        self.sio = sio
+        self.eio = sio.eio
+        self.buffer_limit = buffer_limit
+        self.on_slow = on_slow
+        self.sockets: dict[str, web.WebSocketResponse] = {}
+        self.slow_disconnects = 0
+        registry = self.sockets
+        driver = self.eio._async["websocket"]
+
+        class RecordingWebSocket(driver):  # type: ignore[misc,valid-type]
+            """engineio's aiohttp driver, recording each socket and without permessage-deflate.
+
+            Compression is off, as in the Node.js Socket.IO server: a compressor and a
+            decompressor per connection cost about 160 KiB of memory each connection, and
+            compressing ~100-byte events per recipient costs more CPU than it saves bytes.
+            """
+
+            async def __call__(self, environ: dict[str, Any]) -> Any:
+                eio_socket = self.handler.__self__
+                request = environ["aiohttp.request"]
+                self._sock = web.WebSocketResponse(
+                    max_msg_size=self.server.max_http_buffer_size, compress=False
+                )
+                await self._sock.prepare(request)
+                self.environ = environ
+                registry[eio_socket.sid] = self._sock
+                try:
+                    await self.handler(self)
+                finally:
+                    registry.pop(eio_socket.sid, None)
+                return self._sock
+
+        self.eio._async = {**self.eio._async, "websocket": RecordingWebSocket}
+
+    def encode(self, event: str, data: Any) -> tuple[bytes, Any]:
+        """The event as a WebSocket frame, and as the Engine.IO packet for other transports."""
+        pkt = self.sio.packet_class(socketio.packet.EVENT, namespace="/", data=[event, data])
+        encoded = pkt.encode()
+        if isinstance(encoded, list):  # binary attachments: not a broadcast we frame ourselves
+            raise ValueError("binary attachments are not framed directly")
+        if isinstance(encoded, bytes):
+            wire = frame(encoded, binary=True)
+            eio_pkt = engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
+        else:
+            wire = frame(("4" + encoded).encode(), binary=False)
+            eio_pkt = engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
+        return wire, eio_pkt
+
+    def participants(self, rooms: Iterable[str]) -> list[tuple[str, str]]:
+        ns = self.sio.manager.rooms.get("/", {})
+        out: list[tuple[str, str]] = []
+        for room in rooms:
+            members = ns.get(room)
+            if members:
+                out.extend(members._fwdm.items())
+        return out
+
+    async def write(self, wire: bytes, eio_pkt: Any, targets: list[tuple[str, str]]) -> int:
+        """Write one framed event to every target; returns how many got it."""
+        sent = 0
+        fallback: list[str] = []
+        sockets = self.sockets
+        eio_sockets = self.eio.sockets
+        limit = self.buffer_limit
+        for _sid, eio_sid in targets:
+            ws = sockets.get(eio_sid)
+            writer = ws._writer if ws is not None else None
+            transport = writer.transport if writer is not None else None
+            if transport is None:
+                fallback.append(eio_sid)
+                continue
+            if transport.is_closing() or writer._closing:
+                continue
+            s = eio_sockets.get(eio_sid)
+            if s is None or not s.upgraded or s.upgrading:
+                fallback.append(eio_sid)
+                continue
+            if transport.get_write_buffer_size() > limit:
+                # A client that stopped reading: drop it rather than hold memory for it.
+                # It catches up on everything when it reconnects.
+                self.slow_disconnects += 1
+                transport.abort()
+                result = self.on_slow(eio_sid)
+                if result is not None:
+                    await result
+                continue
+            transport.write(wire)
+            sent += 1
+        for eio_sid in fallback:
+            s = eio_sockets.get(eio_sid)
+            if s is not None:
+                # A binary packet caches its encoding per transport: one packet per recipient.
+                pkt = (
+                    engineio.packet.Packet(eio_pkt.packet_type, eio_pkt.data)
+                    if eio_pkt.binary
+                    else eio_pkt
+                )
+                await s.send(pkt)
+                sent += 1
+        return sent
