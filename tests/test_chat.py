@@ -72,6 +72,14 @@ async def test_edit_delete_and_moderation(server: Server) -> None:
     await liming.wait_for(lambda e: e["type"] == "chat.deleted")
     hist = await liming.history(stream)
     assert hist["messages"][-1]["deleted"] is True and hist["messages"][-1]["body"] == ""
+    # Catch-up from the start does not bring the deleted text (nor its earlier versions) back.
+    late = await server.client("zhangwei", connect=False)
+    late.follow(stream, 0)
+    await late.connect()
+    texts = [e["data"].get("body") for e in late.events[stream]]
+    assert "typo" not in texts and "fixed" not in texts
+    original = next(e for e in late.events[stream] if e["type"] == "chat.message")
+    assert original["data"]["deleted"] is True
 
 
 async def test_teacher_mutes_a_student(server: Server) -> None:

@@ -25,7 +25,7 @@ from realtime.schemas import (
     Typing,
 )
 from realtime.store.db import DbConnection, inserted_id
-from realtime.store.schema import conversations, messages, mutes, read_positions
+from realtime.store.schema import conversations, events, messages, mutes, read_positions
 
 
 def message_view(row: Any, names: dict[int, str]) -> dict[str, Any]:
@@ -123,6 +123,39 @@ async def _load_message(conn: DbConnection, message_id: int) -> Any:
     return row
 
 
+async def _rewrite_history(hub: Hub, conn: DbConnection, message_id: int) -> None:
+    """Make the stored events of a message say what the message says now.
+
+    Catch-up replays stored events, so an edited message must not come back with its old text
+    and a deleted one must not come back at all: the original ``chat.message`` event takes the
+    message's present form and earlier ``chat.edited`` events take its present body.
+    """
+    row = await _load_message(conn, message_id)
+    view = message_view(row, {row.sender_id: await hub.display_name(conn, row.sender_id)})
+    await conn.execute(
+        events.update()
+        .where(events.c.stream == row.stream, events.c.seq == row.seq)
+        .values(data=view)
+    )
+    # Edits happen within the edit window after sending: look only there.
+    window_end = row.sent_at + hub.settings.chat_edit_window_s + 1
+    edits = await conn.execute(
+        select(events.c.seq, events.c.data).where(
+            events.c.stream == row.stream,
+            events.c.type == "chat.edited",
+            events.c.at >= row.sent_at,
+            events.c.at <= window_end,
+        )
+    )
+    for e in list(edits):
+        if e.data and e.data.get("message_id") == message_id:
+            await conn.execute(
+                events.update()
+                .where(events.c.stream == row.stream, events.c.seq == e.seq)
+                .values(data={**e.data, "body": view["body"]})
+            )
+
+
 async def edit(hub: Hub, user_id: int, req: ChatEdit) -> dict[str, Any]:
     body = rules.check_body(req.body, hub.settings.chat_max_chars)
     async with hub.store.transaction() as conn:
@@ -140,6 +173,7 @@ async def edit(hub: Hub, user_id: int, req: ChatEdit) -> dict[str, Any]:
         await conn.execute(
             messages.update().where(messages.c.id == row.id).values(body=body, edited_at=now)
         )
+        await _rewrite_history(hub, conn, row.id)
         data = {"message_id": row.id, "message_seq": row.seq, "body": body, "edited_at": now}
         event = await hub.store.append(conn, row.stream, "chat.edited", data)
     await hub.emit([event])
@@ -168,6 +202,7 @@ async def delete(hub: Hub, user_id: int, req: MessageRef) -> dict[str, Any]:
             .where(messages.c.id == row.id)
             .values(deleted_at=now, deleted_by=user_id)
         )
+        await _rewrite_history(hub, conn, row.id)
         data = {"message_id": row.id, "message_seq": row.seq, "by": user_id}
         event = await hub.store.append(conn, row.stream, "chat.deleted", data)
     await hub.emit([event])

@@ -375,6 +375,8 @@ async def remind(hub: Hub, user_id: int, req: NoticeRef) -> dict[str, Any]:
             "title": notice.title,
             "deadline": notice.deadline,
         }
+        if not targets:
+            raise HomeroomError("conflict", "every student is covered: nobody to remind")
         events = [
             await hub.store.append(conn, str(user_stream(u)), "notice.reminder", data)
             for u in sorted(targets)

@@ -146,8 +146,9 @@ class LiveService:
             require(policy.may_publish_notice(access), "only teachers of this class start sessions")
             # Only after the permission check: others must not learn that the class is live.
             for rt in self.runtimes.values():
-                if rt.session.class_id == req.class_id and not rt.session.ended:
-                    raise conflict("this class already has a live session")
+                busy = set(rt.session.classrooms) & {req.class_id, *linked}
+                if busy and not rt.session.ended:
+                    raise conflict("a class of this session is already in a live session")
             rows = list(
                 await conn.execute(
                     select(classes.c.id, classes.c.name, classes.c.school_id).where(
@@ -310,7 +311,9 @@ class LiveService:
         p = rt.session.participants[user_id]
         if p.role.value in ("host", "teacher"):
             return [str(qa_stream(cid, rt.session.id)) for cid in rt.session.classrooms]
-        return [str(qa_stream(p.class_id, rt.session.id))]
+        if p.role.value in ("student", "local_teacher"):
+            return [str(qa_stream(p.class_id, rt.session.id))]
+        return []  # guardians in a parent meeting have no Q&A
 
     async def leave(self, sid: str, user_id: int, req: s.SessionRef) -> dict[str, Any]:
         rt = self.runtime(req.session_id)
@@ -492,6 +495,8 @@ class LiveService:
 
     async def mute(self, sid: str, user_id: int, req: s.Mute) -> dict[str, Any]:
         rt = self.runtime(req.session_id)
+        if req.audio is None and req.video is None:
+            raise bad_request("say what to mute: audio, video or both")
         for kind, value in (("audio", req.audio), ("video", req.video)):
             if value is not None:
                 rt.session.host_mute(user_id, req.user_id, {kind}, value)
@@ -542,6 +547,13 @@ class LiveService:
     async def transfer_host(self, sid: str, user_id: int, req: s.Person) -> dict[str, Any]:
         rt = self.runtime(req.session_id)
         rt.session.transfer_host(user_id, req.user_id)
+        async with self.hub.store.transaction() as conn:
+            # The stored host decides who sees every classroom's questions.
+            await conn.execute(
+                live_sessions.update()
+                .where(live_sessions.c.id == rt.session.id)
+                .values(host_id=req.user_id)
+            )
         return await self.changed(rt)
 
     async def mute_self(self, sid: str, user_id: int, req: s.SelfMute) -> dict[str, Any]:

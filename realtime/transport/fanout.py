@@ -59,10 +59,9 @@ class Fanout:
             if ev.get("staff_data") is None:
                 forms = [({**head, "data": ev["data"]}, (member_room, staff_room))]
             else:
-                forms = [
-                    ({**head, "data": ev["staff_data"]}, (staff_room,)),
-                    ({**head, "data": ev["data"]}, (member_room,)),
-                ]
+                forms = [({**head, "data": ev["staff_data"]}, (staff_room,))]
+                if ev["data"] is not None:
+                    forms.append(({**head, "data": ev["data"]}, (member_room,)))
             for body, rooms in forms:
                 targets = direct.participants(rooms)
                 if not targets:

@@ -114,12 +114,15 @@ class Gateway:
 
     # --- requests -----------------------------------------------------------------------------
 
-    async def on_event(self, event: str, sid: str, data: Any = None) -> dict[str, Any]:
+    async def on_event(self, event: str, sid: str, data: Any = None, *extra: Any
+                       ) -> dict[str, Any]:
         started = time.perf_counter()
         try:
             identity = self.identities.get(sid)
             if identity is None:
                 raise HomeroomError("unauthorized", "not connected")
+            if extra:
+                raise bad_request("an event carries one payload object")
             if event == "sync":
                 result = await self.sync(sid, identity, schemas.parse(schemas.Sync, data))
             elif event in self.sid_routes:

@@ -88,6 +88,9 @@ async def test_dual_lesson_classrooms_stage_hands_and_questions(live_server: Ser
     with pytest.raises(RequestError) as err:
         await local["zhou"].client.answer(q["id"], "no")
     assert err.value.code == "forbidden"
+    listed = await master_c.request("question.list",
+                                    {"class_id": linked[0], "session_id": sid})
+    assert [x["id"] for x in listed["questions"]] == [q["id"]]
     answered = await master_c.answer(q["id"], "fraction")
     assert answered["status"] == "answered"
 

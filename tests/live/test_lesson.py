@@ -127,6 +127,11 @@ async def test_outsiders_cannot_join_and_session_questions_move_to_board(
     with pytest.raises(RequestError) as err:
         await mom.request("session.join", {"session_id": sid})
     assert err.value.code == "forbidden"
+    for payload in ({}, {"audio": True}):
+        with pytest.raises(RequestError) as err:
+            await outsider.request(
+                "moderate.mute", {"session_id": sid, "user_id": srv.uid("li"), **payload})
+        assert err.value.code in ("bad_request", "forbidden", "not_found")
 
     wang = await srv.client("wanghao")
     joined = await wang.request("session.join", {"session_id": sid})
