@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: setup run test check web clean live-deps
+.PHONY: setup run test check web browser clean live-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,10 +24,20 @@ $(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
 	cd tests/node && npm ci --no-audit --no-fund --silent
 	touch $(NODE_STAMP)
 
+# The browser app (clients/web): install its packages when the lock file is newer, then build
+# dist/ (served by the server at /).
 web:
 	@if [ -f $(WEB_DIR)/package.json ]; then \
-		cd $(WEB_DIR) && { [ -d node_modules ] || npm ci --no-audit --no-fund --silent; } && npm run --silent build; \
+		cd $(WEB_DIR) && { [ node_modules/.package-lock.json -nt package-lock.json ] || \
+			npm ci --no-audit --no-fund --silent; } && npm run --silent build; \
 	fi
+
+# Headless Chromium (from Debian, never `playwright install`) and CJK fonts for tests/web.
+browser:
+	@command -v chromium >/dev/null && dpkg -s fonts-noto-cjk >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			chromium fonts-noto-cjk; }
 
 setup: $(STAMP) web
 
@@ -42,7 +52,7 @@ run: setup
 	mkdir -p var
 	$(BIN)/homeroom serve --demo --host $(HOST) --port $(PORT)
 
-test: setup $(NODE_STAMP) live-deps
+test: setup $(NODE_STAMP) live-deps browser
 	$(BIN)/python -m pytest
 
 check: $(STAMP)

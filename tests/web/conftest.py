@@ -1,0 +1,117 @@
+"""Browser tests: the real web app (clients/web/dist) in headless Chromium against a real server.
+
+One Chromium per test (launched as Debian's /usr/bin/chromium, never a downloaded build), one
+browser context per person, so several people use the app side by side without sharing storage.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import BrowserContext, Page, async_playwright
+
+from realtime import demo
+from tests.conftest import Server
+
+ROOT = Path(__file__).resolve().parents[2]
+WEB = ROOT / "clients" / "web"
+DIST_INDEX = WEB / "dist" / "index.html"
+SCREENSHOTS = ROOT / "build" / "screenshots"
+CHROMIUM = os.environ.get("HOMEROOM_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PC = {"width": 1280, "height": 800}
+PAD = {"width": 820, "height": 1180}
+PHONE = {"width": 390, "height": 844}
+
+
+def _newest_source() -> float:
+    files = [p for p in (WEB / "src").rglob("*") if p.is_file()]
+    files += [
+        WEB / n for n in ("index.html", "package.json", "package-lock.json", "vite.config.ts")
+    ]
+    return max(p.stat().st_mtime for p in files if p.exists())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def web_dist() -> Path:
+    """The built app; built here when missing or older than its sources (`make test` builds it)."""
+    if not DIST_INDEX.exists() or DIST_INDEX.stat().st_mtime < _newest_source():
+        if shutil.which("npm") is None:
+            pytest.fail("npm is needed to build clients/web (or run `make web` first)")
+        if not (WEB / "node_modules").is_dir():
+            subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=WEB, check=True)
+        subprocess.run(["npm", "run", "build"], cwd=WEB, check=True)
+    return DIST_INDEX
+
+
+class Browser:
+    """One Chromium; a fresh context (own storage) per person."""
+
+    def __init__(self, persistent: BrowserContext, server: Server) -> None:
+        self.persistent = persistent
+        self.server = server
+        self.contexts: list[BrowserContext] = []
+        self.errors: list[str] = []
+
+    async def page(self, viewport: dict[str, int] | None = None) -> Page:
+        browser = self.persistent.browser
+        assert browser is not None
+        context = await browser.new_context(viewport=viewport or PC, accept_downloads=True)
+        self.contexts.append(context)
+        page = await context.new_page()
+        page.on("pageerror", lambda exc: self.errors.append(f"{exc}"))
+        await page.goto(self.server.url + "/")
+        return page
+
+    async def signed_in(self, username: str, viewport: dict[str, int] | None = None) -> Page:
+        """A page of a new person, signed in (in Chinese, the default language)."""
+        page = await self.page(viewport)
+        await page.get_by_label("用户名").fill(username)
+        await page.get_by_label("密码").fill(demo.DEMO_PASSWORD)
+        await page.get_by_role("button", name="登录").click()
+        await page.locator(".conn[data-state=connected]").wait_for()
+        return page
+
+
+async def screenshot(page: Page, name: str, **kw: Any) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), **kw)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (Debian's chromium)")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def web(server: Server, chromium: str) -> AsyncIterator[Browser]:
+    with tempfile.TemporaryDirectory(prefix="homeroom-chromium-") as profile:
+        async with async_playwright() as pw:
+            persistent = await pw.chromium.launch_persistent_context(
+                profile, executable_path=chromium, headless=True, args=CHROMIUM_ARGS
+            )
+            browser = Browser(persistent, server)
+            try:
+                yield browser
+            finally:
+                for context in browser.contexts:
+                    await context.close()
+                await persistent.close()
+    assert not browser.errors, f"uncaught errors in the page: {browser.errors}"

@@ -1,0 +1,207 @@
+"""The web app in a real browser: notices with live receipts, anonymous Q&A, catch-up after the
+server restarts, languages and refusals. Screenshots of the main screens go to build/screenshots/.
+"""
+
+from __future__ import annotations
+
+import re
+
+from playwright.async_api import Page, expect
+
+from tests.conftest import Server
+from tests.web import servers
+from tests.web.conftest import PAD, PHONE, Browser, screenshot
+
+
+async def open_notice(page: Page, title: str) -> None:
+    card = page.locator(".notice-card", has_text=title)
+    await card.click()
+    await expect(page.get_by_role("heading", name=title)).to_be_visible()
+
+
+async def test_notice_receipts_update_live(server: Server, web: Browser) -> None:
+    cid = server.class_id
+    teacher = await web.signed_in("li")
+    await teacher.goto(f"{server.url}/#/class/{cid}/notices/new")
+    # Defaults: to guardians, confirmation required.
+    await teacher.get_by_label("标题").fill("运动会：请签署并交回同意书")
+    await teacher.get_by_label("内容").fill("本周五上午举行运动会，请家长确认孩子参加。")
+    await screenshot(teacher, "teacher-notice-compose")
+    await teacher.get_by_role("button", name="发布").click()
+    coverage = teacher.get_by_test_id("coverage").first
+    await expect(coverage).to_contain_text("0/6")
+    notice_id = int(await teacher.locator(".receipts").get_attribute("data-notice-id") or 0)
+    # Reloading would lose this marker: it proves the view updates in place.
+    await teacher.evaluate("window.__noReload = true")
+
+    # Wang Hao's mother confirms from elsewhere (the Python client).
+    wang_mom = await server.client("wang_mom")
+    await wang_mom.confirm_notice(notice_id)
+    await expect(coverage).to_contain_text("1/6")
+
+    # Two parents confirm in their own browsers; one on a phone.
+    li_mom = await web.signed_in("li_mom")
+    await open_notice(li_mom, "运动会：请签署并交回同意书")
+    await li_mom.get_by_role("button", name="我已阅读并确认").click()
+    await expect(li_mom.get_by_role("status").filter(has_text="已于")).to_be_visible()
+    await expect(coverage).to_contain_text("2/6")
+
+    liu_mom = await web.signed_in("liu_mom", PHONE)
+    await expect(liu_mom.locator(".notice-card.todo")).to_have_count(1)
+    await screenshot(liu_mom, "guardian-notices-phone")
+    await open_notice(liu_mom, "运动会：请签署并交回同意书")
+    await screenshot(liu_mom, "guardian-notice-phone")
+    await liu_mom.get_by_role("button", name="我已阅读并确认").click()
+    # Liu Yang and Liu Xin: one confirmation covers both children.
+    await expect(coverage).to_contain_text("4/6")
+
+    # Still not covered: Zhang Wei (two guardians, neither confirmed). Zhao Lei has no guardian
+    # at all: shown apart, as a student the notice cannot reach.
+    waiting = teacher.get_by_test_id("not-covered").locator(".student-row")
+    await expect(waiting).to_have_count(1)
+    await expect(waiting).to_contain_text("张伟 Zhang Wei")
+    await expect(waiting).to_contain_text("张伟妈妈")
+    unreachable = teacher.get_by_test_id("no-guardian").locator(".student-row")
+    await expect(unreachable).to_have_count(1)
+    await expect(unreachable).to_contain_text("赵磊 Zhao Lei")
+    await expect(teacher.get_by_test_id("covered").locator(".student-row")).to_have_count(4)
+    assert await teacher.evaluate("window.__noReload") is True
+    await screenshot(teacher, "teacher-receipts", full_page=True)
+
+    # Remind the families left: Zhang Wei's two guardians.
+    zhang_mom = await server.client("zhang_mom")
+    await teacher.get_by_role("button", name=re.compile("提醒未完成的 1 名学生家长")).click()
+    await expect(teacher.locator(".toast")).to_contain_text("已提醒 2 人")
+    reminder = await zhang_mom.wait_for(lambda e: e["type"] == "notice.reminder")
+    assert reminder["data"]["notice_id"] == notice_id
+
+    # The CSV needs the bearer token: the app fetches it and saves the file.
+    async with teacher.expect_download() as info:
+        await teacher.get_by_role("button", name="导出 CSV").click()
+    download = await info.value
+    assert download.suggested_filename == f"notice-{notice_id}-receipts.csv"
+    text = (await download.path()).read_text(encoding="utf-8-sig")
+    assert text.splitlines()[0].startswith("student_id,student,covered")
+    assert "赵磊 Zhao Lei,False" in text
+
+
+async def test_anonymous_question_votes_and_answer(server: Server, web: Browser) -> None:
+    cid = server.class_id
+    asker = await web.signed_in("wanghao")
+    await asker.goto(f"{server.url}/#/class/{cid}/qa")
+    voter = await web.signed_in("liming", PAD)
+    await voter.goto(f"{server.url}/#/class/{cid}/qa")
+    teacher = await web.signed_in("li")
+    await teacher.goto(f"{server.url}/#/class/{cid}/qa")
+    await expect(voter.get_by_text("没有待回答的问题。")).to_be_visible()
+
+    question = "分数相加时，为什么要先通分？"
+    await asker.get_by_label("你的问题").fill(question)
+    await asker.get_by_label("匿名提问").check()
+    await asker.get_by_role("button", name="提问", exact=True).click()
+    mine = asker.locator(".question", has_text=question)
+    await expect(mine).to_contain_text("匿名（我）")
+
+    # The classmate sees it arrive live, without the asker's name, and votes for it.
+    theirs = voter.locator(".question", has_text=question)
+    await expect(theirs).to_contain_text("匿名同学")
+    await theirs.get_by_role("button", name=re.compile("赞同这个问题")).click()
+    await expect(theirs.locator(".vote-count")).to_have_text("1")
+    await expect(mine.locator(".vote-count")).to_have_text("1")
+
+    # The teacher sees who asked (teachers always do) and the vote, live, then answers.
+    staff_view = teacher.locator(".question", has_text=question)
+    await expect(staff_view).to_contain_text("匿名提问 · 王浩 Wang Hao")
+    await expect(staff_view.locator(".vote-count")).to_have_text("1")
+    await screenshot(teacher, "teacher-qa")
+    await staff_view.get_by_role("button", name="回答", exact=True).click()
+    answer = "分母相同，分的份数才一样大，才能直接相加。"
+    await staff_view.get_by_label("你的回答").fill(answer)
+    await staff_view.get_by_role("button", name="发布回答").click()
+
+    # Answered: it moves to the "answered" tab on every page, live.
+    for page in (voter, asker):
+        await expect(page.get_by_role("tab", name=re.compile("已回答"))).to_contain_text("1")
+        await page.get_by_role("tab", name=re.compile("已回答")).click()
+        answered = page.locator(".question", has_text=question)
+        await expect(answered.locator(".answer")).to_contain_text(answer)
+    await screenshot(voter, "student-qa-pad")
+    content = await voter.content()
+    assert "王浩" not in content and "Wang Hao" not in content
+
+
+async def test_reconnect_catches_up_exactly_once(server: Server, web: Browser) -> None:
+    cid = server.class_id
+    stream = f"class:{cid}:students"
+    student = await web.signed_in("wanghao")
+    await student.goto(f"{server.url}/#/class/{cid}/chat/students")
+    teacher = await server.client("li")
+    await teacher.send_chat(stream, "上课前：请带好练习册")
+    log = student.get_by_role("log")
+    await expect(log.locator(".msg")).to_have_count(1)
+
+    # The server goes down; the page says so and keeps trying.
+    await servers.stop(server)
+    status = student.locator(".conn")
+    await expect(status).to_have_attribute("data-state", "reconnecting")
+    # Hold the page off the network while the server is back and messages are sent.
+    await student.context.set_offline(True)
+    await servers.start(server)
+    teacher = await server.client("li")
+    sent = [f"断线期间的消息 {i}" for i in range(1, 4)]
+    for body in sent:
+        await teacher.send_chat(stream, body)
+    await expect(status).to_contain_text("连接中断，正在重连")
+    await screenshot(student, "student-chat-reconnecting")
+
+    await student.context.set_offline(False)
+    await expect(status).to_have_attribute("data-state", "connected", timeout=15_000)
+    for body in sent:
+        await expect(log.locator(".msg", has_text=body)).to_have_count(1)
+    # Caught up by `sync`, not by live pushes, and nothing shown twice.
+    stats = await student.evaluate("window.homeroom.stats")
+    assert stats["catchup"] >= 3, stats
+    await student.get_by_label("输入消息").fill("收到，谢谢老师！")
+    await student.keyboard.press("Enter")
+    await teacher.wait_for(lambda e: e["data"].get("body") == "收到，谢谢老师！")
+    await expect(log.locator(".msg")).to_have_count(5)
+    bodies = await log.locator(".msg .msg-body").all_inner_texts()
+    assert bodies == ["上课前：请带好练习册", *sent, "收到，谢谢老师！"]
+    await screenshot(student, "student-chat")
+
+
+async def test_english_and_a_class_that_is_not_mine(server: Server, web: Browser) -> None:
+    page = await web.page(PHONE)
+    await expect(page.get_by_role("heading", name="登录")).to_be_visible()
+    await screenshot(page, "login-phone")
+    await page.get_by_label("语言").select_option("en")
+    await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    await page.get_by_label("Username").fill("wang_mom")
+    await page.get_by_label("Password").fill("demo1234")
+    await page.get_by_role("button", name="Sign in").click()
+    # A parent lands on the notices of their child's class.
+    await expect(page.get_by_role("heading", name="Notices")).to_be_visible()
+    await expect(page.locator(".conn")).to_have_attribute("data-state", "connected")
+    await page.reload()
+    await expect(page.get_by_role("heading", name="Notices")).to_be_visible()
+    assert await page.evaluate("document.documentElement.lang") == "en"
+
+    # Their own child only.
+    await page.goto(f"{server.url}/#/class/{server.class_id}/members")
+    await expect(page.get_by_role("heading", name="My children in this class")).to_be_visible()
+    await expect(page.locator(".class-main")).to_contain_text("王浩 Wang Hao")
+    await expect(page.locator(".class-main")).not_to_contain_text("李明 Li Ming")
+
+    # Another class: the server refuses, and the page says why in the server's words.
+    other = server.demo["linked_class_ids"][0]
+    await page.goto(f"{server.url}/#/class/{other}/notices")
+    await expect(page.get_by_role("heading", name="This class cannot be opened")).to_be_visible()
+    alert = page.get_by_role("alert")
+    await expect(alert).to_contain_text("you are not a member of this class")
+    await expect(alert.locator(".error-code")).to_have_text("forbidden")
+    await screenshot(page, "guardian-refused-phone-en")
+
+    # Back in Chinese, the same refusal reads in Chinese (the server's message stays as sent).
+    await page.get_by_label("Language").select_option("zh-CN")
+    await expect(page.get_by_role("heading", name="无法打开这个班级")).to_be_visible()
+    await expect(alert).to_contain_text("你没有权限查看或进行此操作")
