@@ -167,7 +167,9 @@ class HomeroomClient:
     async def _on_stream_event(self, ev: dict[str, Any]) -> None:
         stream = ev["stream"]
         if stream not in self.cursors:
-            return  # not synced yet: the sync's catch-up will include it
+            # Not synced yet: hold it; the sync sets the cursor and delivers what follows it.
+            self._pending[stream][ev["seq"]] = ev
+            return
         seq = ev["seq"]
         last = self.cursors[stream]
         if seq <= last:
