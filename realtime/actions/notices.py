@@ -255,7 +255,10 @@ async def _rollup(conn: DbConnection, notice: Any) -> dict[str, Any]:
     by_user = {r.user_id: receipt_of(r) for r in rows}
     cov = rules.coverage(kind, audience, students, guardians, by_user)
     people = sorted(
-        {r.user_id for r in rows} | set(students) | {g for gs in guardians.values() for g in gs}
+        {r.user_id for r in rows}
+        | set(students)
+        | {g for gs in guardians.values() for g in gs}
+        | {notice.author_id}
     )
     names = await display_names(conn, people)
     recips = [{**receipt_view(r), "name": names.get(r.user_id, "")} for r in rows]

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +63,9 @@ def web_dist() -> Path:
 class Browser:
     """One Chromium; a fresh context (own storage) per person."""
 
-    def __init__(self, persistent: BrowserContext, server: Server) -> None:
+    def __init__(self, persistent: BrowserContext, url: str) -> None:
         self.persistent = persistent
-        self.server = server
+        self.url = url
         self.contexts: list[BrowserContext] = []
         self.errors: list[str] = []
 
@@ -75,7 +76,7 @@ class Browser:
         self.contexts.append(context)
         page = await context.new_page()
         page.on("pageerror", lambda exc: self.errors.append(f"{exc}"))
-        await page.goto(self.server.url + "/")
+        await page.goto(self.url + "/")
         return page
 
     async def signed_in(self, username: str, viewport: dict[str, int] | None = None) -> Page:
@@ -100,14 +101,15 @@ def chromium() -> str:
     return CHROMIUM
 
 
-@pytest.fixture
-async def web(server: Server, chromium: str) -> AsyncIterator[Browser]:
+@asynccontextmanager
+async def launch(url: str, executable: str = CHROMIUM) -> AsyncIterator[Browser]:
+    """Chromium with a fresh profile, pointed at a server; fails on uncaught page errors."""
     with tempfile.TemporaryDirectory(prefix="homeroom-chromium-") as profile:
         async with async_playwright() as pw:
             persistent = await pw.chromium.launch_persistent_context(
-                profile, executable_path=chromium, headless=True, args=CHROMIUM_ARGS
+                profile, executable_path=executable, headless=True, args=CHROMIUM_ARGS
             )
-            browser = Browser(persistent, server)
+            browser = Browser(persistent, url)
             try:
                 yield browser
             finally:
@@ -115,3 +117,9 @@ async def web(server: Server, chromium: str) -> AsyncIterator[Browser]:
                     await context.close()
                 await persistent.close()
     assert not browser.errors, f"uncaught errors in the page: {browser.errors}"
+
+
+@pytest.fixture
+async def web(server: Server, chromium: str) -> AsyncIterator[Browser]:
+    async with launch(server.url, chromium) as browser:
+        yield browser

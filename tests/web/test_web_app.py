@@ -5,12 +5,13 @@ server restarts, languages and refusals. Screenshots of the main screens go to b
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from playwright.async_api import Page, expect
 
-from tests.conftest import Server
+from tests.conftest import Server, make_settings, start_server, stop_server
 from tests.web import servers
-from tests.web.conftest import PAD, PHONE, Browser, screenshot
+from tests.web.conftest import PAD, PHONE, Browser, launch, screenshot
 
 
 async def open_notice(page: Page, title: str) -> None:
@@ -205,3 +206,26 @@ async def test_english_and_a_class_that_is_not_mine(server: Server, web: Browser
     await page.get_by_label("Language").select_option("zh-CN")
     await expect(page.get_by_role("heading", name="无法打开这个班级")).to_be_visible()
     await expect(alert).to_contain_text("你没有权限查看或进行此操作")
+
+
+async def test_msgpack_server(tmp_path: Path, chromium: str) -> None:
+    """A server configured for msgpack tells the page so; the page talks msgpack to it."""
+    server = await start_server(make_settings(tmp_path, serializer="msgpack"))
+    try:
+        async with launch(server.url, chromium) as web:
+            page = await web.signed_in("li")
+            meta = page.locator('meta[name="homeroom-serializer"]')
+            await expect(meta).to_have_attribute("content", "msgpack")
+            await page.goto(f"{server.url}/#/class/{server.class_id}/chat/guardians")
+            await page.get_by_label("输入消息").fill("明天家长会，欢迎各位家长参加")
+            await page.keyboard.press("Enter")
+            log = page.get_by_role("log")
+            sent = log.locator(".msg:not(.outgoing)", has_text="明天家长会")
+            await expect(sent).to_have_count(1)
+            parent = await server.client("wang_mom")
+            history = await parent.history(f"class:{server.class_id}:guardians")
+            assert [m["body"] for m in history["messages"]] == ["明天家长会，欢迎各位家长参加"]
+            await parent.send_chat(f"class:{server.class_id}:guardians", "收到，准时参加")
+            await expect(log.locator(".msg", has_text="收到，准时参加")).to_have_count(1)
+    finally:
+        await stop_server(server)

@@ -231,8 +231,7 @@ const en: Messages = {
   "receipts.coverageAria": "Share of students covered",
   "receipts.statesLabel": "People per state",
   "receipts.remind": (n) => `Remind the families of ${n} ${plural(n, "student", "students")}`,
-  "receipts.reminded": (people, students) =>
-    `Reminded ${people} ${plural(people, "person", "people")} (${students} ${plural(students, "student", "students")})`,
+  "receipts.reminded": (people) => `Reminded ${people} ${plural(people, "person", "people")}`,
   "receipts.remindFailed": "No reminder was sent:",
   "receipts.export": "Export CSV",
   "receipts.exportFailed": "Export failed:",

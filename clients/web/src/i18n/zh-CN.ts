@@ -226,7 +226,7 @@ const zhCN = {
   "receipts.coverageAria": "已完成的学生比例",
   "receipts.statesLabel": "各状态人数",
   "receipts.remind": (n: number) => `提醒未完成的 ${n} 名学生家长`,
-  "receipts.reminded": (people: number, students: number) => `已提醒 ${people} 人（${students} 名学生）`,
+  "receipts.reminded": (people: number) => `已提醒 ${people} 人`,
   "receipts.remindFailed": "提醒没有发送：",
   "receipts.export": "导出 CSV",
   "receipts.exportFailed": "导出失败：",

@@ -84,12 +84,8 @@ export class StreamSync {
         if (!this.cursors.has(s.stream)) this.cursors.set(s.stream, s.last_seq);
         this.drain(s.stream);
       }
-      for (const key of [...this.cursors.keys()]) {
-        if (!followed.has(key)) {
-          this.cursors.delete(key);
-          this.held.delete(key);
-        }
-      }
+      for (const key of [...this.cursors.keys()]) if (!followed.has(key)) this.cursors.delete(key);
+      for (const key of [...this.held.keys()]) if (!followed.has(key)) this.held.delete(key);
       this.handlers.synced(ack);
       if (!ack.more.length) return;
     }
@@ -97,21 +93,30 @@ export class StreamSync {
 
   private live(ev: StreamEvent): void {
     const last = this.cursors.get(ev.stream);
-    if (last === undefined) return; // not followed yet: the coming sync covers it
+    if (last === undefined) {
+      // Not synced yet (the first sync is on its way): hold it; once the sync has set the
+      // cursor, what follows on is handed over and what it already covered is dropped.
+      this.hold(ev);
+      return;
+    }
     if (ev.seq <= last) {
       this.stats.dropped += 1;
       return;
     }
     if (ev.seq > last + 1) {
-      let held = this.held.get(ev.stream);
-      if (!held) this.held.set(ev.stream, (held = new Map()));
-      held.set(ev.seq, ev);
+      this.hold(ev);
       this.stats.gaps += 1;
       void this.sync();
       return;
     }
     this.accept(ev, "live");
     this.drain(ev.stream);
+  }
+
+  private hold(ev: StreamEvent): void {
+    let held = this.held.get(ev.stream);
+    if (!held) this.held.set(ev.stream, (held = new Map()));
+    held.set(ev.seq, ev);
   }
 
   private accept(ev: StreamEvent, source: Source): void {

@@ -26,7 +26,7 @@ const MAX_CHARS = 2000;
 
 type Row =
   | { kind: "day"; key: string; label: string }
-  | { kind: "msg"; key: string; msg: Message }
+  | { kind: "msg"; key: string; msg: Message; cont: boolean }
   | { kind: "sys"; key: string; item: SystemItem }
   | { kind: "out"; key: string; out: Outgoing };
 
@@ -122,10 +122,15 @@ export function ChatPanel(props: { stream: string; title: string; subtitle?: str
           const mine = m.sender_id === me;
           const canDelete = !m.deleted && (mine || (staff && stream.startsWith("class:")));
           return (
-            <article class={`msg${mine ? " mine" : ""}`} key={row.key} data-seq={m.seq} aria-label={t("chat.messageAria", m.sender_name, formatTime(m.sent_at))}>
-              {mine ? null : <Avatar name={m.sender_name} size={34} />}
+            <article
+              class={`msg${mine ? " mine" : ""}${row.cont ? " cont" : ""}`}
+              key={row.key}
+              data-seq={m.seq}
+              aria-label={t("chat.messageAria", m.sender_name, formatTime(m.sent_at))}
+            >
+              {mine ? null : row.cont ? <span class="avatar-space" aria-hidden="true" /> : <Avatar name={m.sender_name} size={34} />}
               <div class="msg-main">
-                {mine ? null : <span class="msg-sender">{m.sender_name}</span>}
+                {mine || row.cont ? null : <span class="msg-sender">{m.sender_name}</span>}
                 <div class={`bubble${m.deleted ? " deleted" : ""}`}>
                   {m.deleted ? <em>{t("chat.deleted")}</em> : <span class="msg-body">{m.body}</span>}
                 </div>
@@ -223,7 +228,7 @@ function OutgoingBubble(props: { stream: string; out: Outgoing }) {
 
 function buildRows(messages: Message[], system: SystemItem[], outbox: Outgoing[]): Row[] {
   const items: { seq: number; at: number; row: Row }[] = [];
-  for (const m of messages) items.push({ seq: m.seq, at: m.sent_at, row: { kind: "msg", key: `m${m.id}`, msg: m } });
+  for (const m of messages) items.push({ seq: m.seq, at: m.sent_at, row: { kind: "msg", key: `m${m.id}`, msg: m, cont: false } });
   for (const s of system) items.push({ seq: s.seq, at: s.at, row: { kind: "sys", key: `s${s.seq}`, item: s } });
   items.sort((a, b) => a.seq - b.seq);
   const rows: Row[] = [];
@@ -233,6 +238,11 @@ function buildRows(messages: Message[], system: SystemItem[], outbox: Outgoing[]
     if (day !== lastDay) {
       lastDay = day;
       rows.push({ kind: "day", key: `d${day}`, label: formatDay(it.at) });
+    }
+    const prev = rows[rows.length - 1];
+    if (it.row.kind === "msg" && prev?.kind === "msg") {
+      // A run of messages from one person within a few minutes shows their name once.
+      it.row.cont = prev.msg.sender_id === it.row.msg.sender_id && it.row.msg.sent_at - prev.msg.sent_at < 300;
     }
     rows.push(it.row);
   }

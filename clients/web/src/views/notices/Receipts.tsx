@@ -65,7 +65,7 @@ export function Receipts(props: { classId: number; noticeId: number }) {
     setBusy(true);
     try {
       const ack = await request<{ reminded: number[]; students: number[] }>("notice.remind", { notice_id: noticeId });
-      toast(t("receipts.reminded", ack.reminded.length, ack.students.length), "success");
+      toast(t("receipts.reminded", ack.reminded.length), "success");
       void load();
     } catch (err) {
       const e = asApiError(err);
@@ -108,7 +108,8 @@ export function Receipts(props: { classId: number; noticeId: number }) {
         </div>
         <h1 class="notice-detail-title">{n.title}</h1>
         <p class="muted">
-          {n.author_name} · {formatDateTime(n.created_at)}
+          {n.author_name ? `${n.author_name} · ` : ""}
+          {formatDateTime(n.created_at)}
           {n.deadline ? ` · ${t("notices.deadline", formatDateTime(n.deadline))}` : ""}
         </p>
         <Coverage covered={data.counts.covered} total={data.counts.students} large />
