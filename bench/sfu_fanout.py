@@ -66,18 +66,31 @@ sys.path.insert(0, str(ROOT))
 import janus_room  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-TOTAL_BUDGET_S = 570  # start nothing new after 9.5 minutes
+# Time budget (the whole run must stay under 10 minutes, even on a busy machine): a server
+# run starts only before RUN_CUTOFF_S, a measuring step or storm only before STEP_CUTOFF_S;
+# none takes more than about 30 s, and stopping everything takes a few seconds.
+RUN_CUTOFF_S = 470
+STEP_CUTOFF_S = 530
 NS = [1, 4, 8, 16, 32]
+# MediaRelay needs about 0.17 core per viewer: it saturates 2 cores early, so it gets N=2 too
+# (two points for a slope even when N=4 is already too many).
+NS_MEDIARELAY = [1, 2, 4, 8, 16]
 FPS_OK = 28.5
 STORM = 50
 STUDENTS = 100
 WORKERS = 2  # subscriber processes (one per core)
 PROFILE_N = 16
-PROFILE_S = 10
+# Join-to-first-frame is reported for joins with no other join in the ISOLATION_S before
+# them (a viewer joining a running lesson) and for back-to-back joins (each right after the
+# previous viewer's first frame, as in a rush at the start of a lesson). The first
+# ISOLATED_JOINS of the 360p ramp are spaced to give the first kind enough samples.
+ISOLATION_S = 1.0
+ISOLATED_JOINS = 8
+PROFILE_S = 8
 CACHE = ROOT / "var" / "bench-sfu"
 
 # profile -> (warm-up s, window s)
-WINDOWS = {"360p": (3.0, 8.0), "720p": (3.0, 6.0)}
+WINDOWS = {"360p": (2.0, 6.0), "720p": (2.0, 5.0)}
 
 
 def say(text: str) -> None:
@@ -425,6 +438,8 @@ class Plan:
     ns: list[int]
     storm: bool
     profile_at: int | None
+    profile_storm: bool
+    isolated_joins: int
     deadline: float  # time.monotonic() after which nothing new starts
 
 
@@ -487,7 +502,7 @@ async def measure_point(
         t0, f0, _k0, b0 = s0[sub_id]
         fps.append((f1 - f0) / (t1 - t0))
         kbps.append((b1 - b0) * 8 / (t1 - t0) / 1000)
-    return {
+    out: dict[str, Any] = {
         "n": n,
         "server_cpu_s_per_s": round((c1["server"] - c0["server"]) / dt, 4),
         "min_fps": round(min(fps), 2) if fps else 0.0,
@@ -498,10 +513,18 @@ async def measure_point(
         "publisher_keyframes": p1["keyframes_sent"] - p0["keyframes_sent"],
         "publisher_cpu_s_per_s": round((c1["publisher"] - c0["publisher"]) / dt, 3),
         "clients_cpu_s_per_s": round((c1["clients"] - c0["clients"]) / dt, 3),
-        "machine_busy_cores": round(
-            (c1["busy"] - c0["busy"]) / (c1["total"] - c0["total"]) * (os.cpu_count() or 1), 2
-        ),
     }
+    busy = (c1["busy"] - c0["busy"]) / (c1["total"] - c0["total"]) * (os.cpu_count() or 1)
+    out["machine_busy_cores"] = round(busy, 2)
+    # CPU this benchmark did not use: other people's work on a shared machine.
+    out["other_load_cores"] = round(
+        busy
+        - out["server_cpu_s_per_s"]
+        - out["publisher_cpu_s_per_s"]
+        - out["clients_cpu_s_per_s"],
+        2,
+    )
+    return out
 
 
 def subscriber_target(server: Server, ready: dict[str, Any]) -> dict[str, Any]:
@@ -557,6 +580,9 @@ async def run_server(started: Started, server: Server, plan: Plan, tmp: Path) ->
                 out["notes"].append(f"stopped before N={n}: time budget")
                 break
             while joined < n:
+                if joined < plan.isolated_joins:
+                    # Joins nobody else made just before: no keyframe request is pending.
+                    await asyncio.sleep(ISOLATION_S)
                 sub = new_sub()
                 reply = await workers[joined % WORKERS].ask("join", timeout=40, subs=[sub])
                 result = reply["results"][0]
@@ -573,6 +599,7 @@ async def run_server(started: Started, server: Server, plan: Plan, tmp: Path) ->
                 f" CPU-s/s  min {point['min_fps']:5.2f} fps  median {point['median_fps']:5.2f}"
                 f"  {point['median_kbit_s']} kbit/s  clients {point['clients_cpu_s_per_s']:.2f}"
                 f"  machine {point['machine_busy_cores']:.2f}/{os.cpu_count()} cores"
+                f" (others {point['other_load_cores']:.2f})"
             )
             if plan.profile_at == n:
                 out["profile"] = await profile_server(server, tmp)
@@ -585,10 +612,16 @@ async def run_server(started: Started, server: Server, plan: Plan, tmp: Path) ->
 
         if plan.storm and time.monotonic() < plan.deadline:
             await asyncio.sleep(1.5)
-            out["storm"] = await storm(workers, new_sub)
+            out["storm"] = await storm(
+                workers, new_sub, server, tmp if plan.profile_storm else None
+            )
+            st = out["storm"]
             say(
                 f"  {server.name:10s} join storm of {STORM}: all have frames after "
-                f"{out['storm']['join_storm_50_s']} s ({out['storm']['failed']} failed)"
+                f"{st['join_storm_50_s']} s (median {st['median_s']} s; connected: median "
+                f"{st['median_connected_s']} s, last {st['max_connected_s']} s; server "
+                f"{st['server_cpu_s']} CPU-s = {st['server_cpu_busy']} cores; clients "
+                f"{st['clients_cpu_s']} CPU-s; {st['failed']} failed)"
             )
             await asyncio.gather(*(w.ask("leave", timeout=60) for w in workers))
     finally:
@@ -598,34 +631,66 @@ async def run_server(started: Started, server: Server, plan: Plan, tmp: Path) ->
     return out
 
 
-async def storm(workers: list[Peer], new_sub: Any) -> dict[str, Any]:
+async def storm(
+    workers: list[Peer], new_sub: Any, server: Server, profile_to: Path | None = None
+) -> dict[str, Any]:
     subs = [new_sub() for _ in range(STORM)]
     shares = [subs[i::WORKERS] for i in range(WORKERS)]
     await asyncio.gather(
         *(w.ask("prepare", timeout=90, subs=s) for w, s in zip(workers, shares, strict=True))
     )
     at = time.monotonic() + 0.5
+    spy = None
+    if profile_to is not None:
+        spy = asyncio.ensure_future(profile_server(server, profile_to, "storm", 15))
+    cpu0 = server.cpu()
+    clients0 = sum(w.cpu() for w in workers)
     replies = await asyncio.gather(
         *(
             w.ask("start", timeout=90, ids=[x["id"] for x in s], at=at)
             for w, s in zip(workers, shares, strict=True)
         )
     )
+    elapsed = time.monotonic() - at
+    cpu = server.cpu() - cpu0
+    clients = sum(w.cpu() for w in workers) - clients0
     results = [r for reply in replies for r in reply["results"]]
     firsts = [r["t_first_key"] for r in results if r.get("t_first_key") is not None]
+    connected = [r["connected_s"] for r in results if r.get("connected_s") is not None]
     failed = sum(1 for r in results if r.get("t_first_key") is None)
-    return {
+    out = {
         "join_storm_50_s": round(max(firsts) - at, 3) if firsts and not failed else None,
         "median_s": round(statistics.median(firsts) - at, 3) if firsts else None,
+        "median_connected_s": round(statistics.median(connected), 3) if connected else None,
+        "max_connected_s": round(max(connected), 3) if connected else None,
+        "server_cpu_s": round(cpu, 2),
+        "server_cpu_busy": round(cpu / elapsed, 2),
+        "clients_cpu_s": round(clients, 2),
         "failed": failed,
         "errors": sorted({r["error"] for r in results if "error" in r})[:3],
     }
+    steps: dict[str, list[float]] = {}
+    for r in results:
+        for step, t in (r.get("steps_s") or {}).items():
+            if t is not None:
+                steps.setdefault(step, []).append(t)
+    if steps:
+        # When each signalling reply came, after the join (Homeroom: client-side timestamps).
+        out["signalling_replies_s"] = {
+            k: {"median": round(statistics.median(v), 3), "max": round(max(v), 3)}
+            for k, v in steps.items()
+        }
+    if spy is not None:
+        out["profile"] = await spy
+    return out
 
 
-async def profile_server(server: Server, tmp: Path) -> dict[str, Any]:
-    """py-spy on the server process for PROFILE_S seconds: top functions by self and inclusive."""
+async def profile_server(
+    server: Server, tmp: Path, label: str = f"n{PROFILE_N}", seconds: float = PROFILE_S
+) -> dict[str, Any]:
+    """py-spy on the server process: top functions by self and inclusive samples."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    raw = tmp / "py-spy-homeroom-n16.txt"
+    raw = tmp / f"py-spy-{server.name}-{label}.txt"
     proc = await asyncio.create_subprocess_exec(
         spy,
         "record",
@@ -633,7 +698,7 @@ async def profile_server(server: Server, tmp: Path) -> dict[str, Any]:
         "-r",
         "100",
         "-d",
-        str(PROFILE_S),
+        str(int(seconds)),
         "-f",
         "raw",
         "-p",
@@ -644,7 +709,7 @@ async def profile_server(server: Server, tmp: Path) -> dict[str, Any]:
         stderr=asyncio.subprocess.DEVNULL,
     )
     try:
-        await asyncio.wait_for(proc.wait(), PROFILE_S + 20)
+        await asyncio.wait_for(proc.wait(), seconds + 20)
     except TimeoutError:
         proc.kill()
         await proc.wait()
@@ -663,12 +728,14 @@ async def profile_server(server: Server, tmp: Path) -> dict[str, Any]:
         own[frames[-1]] = own.get(frames[-1], 0) + count
         for f in set(frames):
             incl[f] = incl.get(f, 0) + count
-    keep = CACHE / "py-spy-homeroom-n16.txt"
+    if not total:
+        return {"error": "py-spy took no samples"}
+    keep = CACHE / raw.name
     with contextlib.suppress(OSError):
         shutil.copy(raw, keep)
     top_self = sorted(own.items(), key=lambda kv: -kv[1])[:15]
     top_incl = sorted(incl.items(), key=lambda kv: -kv[1])[:30]
-    say(f"  py-spy, Homeroom server at N={PROFILE_N}: {total} samples (raw stacks: {keep})")
+    say(f"  py-spy, {server.name} server, {label}: {total} samples (raw stacks: {keep})")
     say("    self%  function")
     for f, c in top_self:
         say(f"    {c * 100 / total:5.1f}  {f}")
@@ -697,10 +764,17 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
     points = result.get("points", [])
     ok = [(p["n"], p["server_cpu_s_per_s"]) for p in points if p["min_fps"] >= FPS_OK]
     fitted = fit(ok)
-    joins = [j["first_key_s"] for j in result.get("joins", []) if j.get("first_key_s") is not None]
-    connected = [
-        j["connected_s"] for j in result.get("joins", []) if j.get("connected_s") is not None
-    ]
+    ok_joins = [j for j in result.get("joins", []) if j.get("first_key_s") is not None]
+    joins = [j["first_key_s"] for j in ok_joins]
+    connected = [j["connected_s"] for j in ok_joins if j.get("connected_s") is not None]
+    isolated, back_to_back = [], []
+    previous_end = -math.inf
+    for j in sorted(result.get("joins", []), key=lambda j: j["t_join"] or 0):
+        if j.get("first_key_s") is not None:
+            gap = j["t_join"] - previous_end
+            (isolated if gap >= ISOLATION_S else back_to_back).append(j["first_key_s"])
+        if j.get("t_first_key") is not None:
+            previous_end = j["t_first_key"]
     s: dict[str, Any] = {
         "cpu_s_per_s": {str(p["n"]): p["server_cpu_s_per_s"] for p in points},
         "min_fps": {str(p["n"]): p["min_fps"] for p in points},
@@ -709,10 +783,9 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "fit_intercept": round(fitted[0], 4) if fitted else None,
         "lowest_fps_any_subscriber": min((p["min_fps"] for p in points), default=None),
         "join_to_first_frame_s": {
-            "median": round(statistics.median(joins), 3) if joins else None,
-            "p90": round(pct(joins, 90), 3) if joins else None,
-            "max": round(max(joins), 3) if joins else None,
-            "joins": len(joins),
+            "isolated": _stats(isolated),
+            "back_to_back": _stats(back_to_back),
+            "all": _stats(joins),
             "median_connected_s": round(statistics.median(connected), 3) if connected else None,
         },
         "points": points,
@@ -722,9 +795,22 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         s["storm"] = result["storm"]
     if result.get("notes"):
         s["notes"] = result["notes"]
+    if os.environ.get("SFU_BENCH_JOINS"):
+        s["joins"] = result.get("joins", [])
     if result.get("error"):
         s["error"] = result["error"]
     return s
+
+
+def _stats(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"joins": 0}
+    return {
+        "median": round(statistics.median(values), 3),
+        "p90": round(pct(values, 90), 3),
+        "max": round(max(values), 3),
+        "joins": len(values),
+    }
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -747,7 +833,7 @@ def ensure_py_spy() -> None:
 
 async def main_async(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str, Any]:
     t_start = time.monotonic()
-    deadline = t_start + TOTAL_BUDGET_S - 60
+    deadline = t_start + STEP_CUTOFF_S
     say(f"SFU fan-out benchmark on {os.cpu_count()} cores; work dir {tmp}")
     CACHE.mkdir(parents=True, exist_ok=True)
     profiles = args.profiles
@@ -785,20 +871,25 @@ async def main_async(args: argparse.Namespace, started: Started, tmp: Path) -> d
     for profile in profiles:
         results[profile] = {}
         for name in args.servers:
-            if time.monotonic() > deadline:
+            if time.monotonic() > t_start + RUN_CUTOFF_S:
                 results[profile][name] = {"error": "skipped: time budget"}
                 continue
             work = tmp / f"{profile}-{name}"
             work.mkdir()
-            ns = NS if name != "mediarelay" else [n for n in NS if n <= 16]
+            ns = args.ns
+            if name == "mediarelay":
+                ns = NS_MEDIARELAY if args.ns == NS else [n for n in args.ns if n <= 16]
             plan = Plan(
                 profile,
                 ns,
-                storm=profile == "360p",
+                storm=profile == "360p" and not args.no_storm,
                 profile_at=PROFILE_N if (name == "homeroom" and profile == "360p") else None,
+                profile_storm=args.profile_storm and name == "homeroom",
+                isolated_joins=ISOLATED_JOINS if profile == "360p" else 0,
                 deadline=deadline,
             )
-            say(f"{name} {profile}")
+            say(f"{name} {profile} (at {time.monotonic() - t_start:.0f} s)")
+            t_run = time.monotonic()
             server = None
             try:
                 if name == "homeroom":
@@ -816,6 +907,7 @@ async def main_async(args: argparse.Namespace, started: Started, tmp: Path) -> d
                 if server is not None:
                     started.stop(server.pid)
             results[profile][name] = summarize(raw)
+            results[profile][name]["run_s"] = round(time.monotonic() - t_run, 1)
             if "profile" in raw:
                 results[profile][name]["profile"] = raw["profile"]
 
@@ -828,7 +920,12 @@ async def main_async(args: argparse.Namespace, started: Started, tmp: Path) -> d
         "ratio_vs_janus": ratio(marginal("360p", "homeroom"), marginal("360p", "janus")),
         "ratio_vs_mediarelay": ratio(marginal("360p", "mediarelay"), marginal("360p", "homeroom")),
         "min_fps_n16": home.get("min_fps", {}).get(str(PROFILE_N)),
-        "join_to_first_frame_s": home.get("join_to_first_frame_s", {}).get("median"),
+        "join_to_first_frame_s": home.get("join_to_first_frame_s", {})
+        .get("isolated", {})
+        .get("median"),
+        "join_to_first_frame_back_to_back_s": home.get("join_to_first_frame_s", {})
+        .get("back_to_back", {})
+        .get("median"),
         "join_storm_50_s": home.get("join_storm_50_s"),
         "ratio_vs_janus_720p": ratio(marginal("720p", "homeroom"), marginal("720p", "janus")),
         "ratio_vs_mediarelay_720p": ratio(
@@ -846,10 +943,30 @@ async def main_async(args: argparse.Namespace, started: Started, tmp: Path) -> d
         "min_fps_n16 >= 29": _cmp(figures["min_fps_n16"], lambda v: v >= 29),
         "join_to_first_frame_s < 0.5": _cmp(figures["join_to_first_frame_s"], lambda v: v < 0.5),
     }
-    figures["machine"] = {"cores": os.cpu_count(), "clk_tck": CLK_TCK}
+    figures["machine"] = {
+        "cores": os.cpu_count(),
+        "clk_tck": CLK_TCK,
+        "loadavg_at_end": os.getloadavg(),
+    }
+    figures["code"] = code_state()
     figures["servers"] = results
     figures["elapsed_s"] = round(time.monotonic() - t_start, 1)
     return figures
+
+
+def code_state() -> dict[str, Any]:
+    """The commit measured, and whether the server's code differed from it (shared checkout)."""
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    dirty = git("status", "--porcelain", "--", "media", "signaling", "realtime", "clients")
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": dirty.splitlines()}
 
 
 def _cmp(value: float | None, test: Any) -> bool | None:
@@ -861,7 +978,7 @@ def print_table(figures: dict[str, Any]) -> None:
     say("server      profile  marginal CPU/sub  lowest fps  join->first frame (median)  storm 50")
     for profile, by_server in figures["servers"].items():
         for name, s in by_server.items():
-            j = s.get("join_to_first_frame_s", {})
+            j = s.get("join_to_first_frame_s", {}).get("isolated", {})
             say(
                 f"{name:11s} {profile:7s}  {s.get('marginal_cpu_per_subscriber')!s:16s}  "
                 f"{s.get('lowest_fps_any_subscriber')!s:10s}  {j.get('median')!s:26s}  "
@@ -884,6 +1001,11 @@ def main() -> int:
         choices=["homeroom", "janus", "mediarelay"],
     )
     parser.add_argument("--profiles", nargs="+", default=["360p", "720p"], choices=["360p", "720p"])
+    parser.add_argument("--ns", nargs="+", type=int, default=NS, help="subscriber counts")
+    parser.add_argument("--no-storm", action="store_true", help="skip the join storm")
+    parser.add_argument(
+        "--profile-storm", action="store_true", help="py-spy the Homeroom server in the storm"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     args = parser.parse_args()
     started = Started()

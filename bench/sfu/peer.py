@@ -55,7 +55,7 @@ from media.aiortc_internals import install_ingest  # noqa: E402
 from media.ice import configure_host_addresses  # noqa: E402
 
 log = logging.getLogger("peer")
-JOIN_TIMEOUT_S = 20.0
+JOIN_TIMEOUT_S = 12.0
 
 
 def rtc_config() -> RTCConfiguration:
@@ -263,6 +263,7 @@ class Sub:
         self.t_first_frame: float | None = None
         self.t_first_key: float | None = None
         self.t_connected: float | None = None
+        self.steps: dict[str, float] = {}  # signalling step -> when its reply came
         self.first_key = asyncio.Event()
         self.pc: RTCPeerConnection | None = None
         self._client: HomeroomClient | None = None
@@ -307,8 +308,17 @@ class Sub:
         """What a viewer has before pressing "join": an app connection (not timed)."""
         server = self.cfg["server"]
         if server == "homeroom":
-            self._client = HomeroomClient(self.cfg["url"], reconnection=False)
-            await self._client.connect(self.token, sync=False)
+            client = self._client = HomeroomClient(self.cfg["url"], reconnection=False)
+            await client.connect(self.token, sync=False)
+            request = client.request
+
+            async def timed(event: str, *args: Any, **kw: Any) -> dict[str, Any]:
+                try:
+                    return await request(event, *args, **kw)
+                finally:
+                    self.steps.setdefault(event, time.monotonic())
+
+            client.request = timed  # type: ignore[method-assign]
         elif server == "janus":
             self._janus = JanusSession(self.cfg["url"], self.http)
             await self._janus.create()
@@ -370,6 +380,7 @@ class Sub:
             "first_key_s": rel(self.t_first_key),
             "first_frame_s": rel(self.t_first_frame),
             "connected_s": rel(self.t_connected),
+            "steps_s": {k: rel(v) for k, v in self.steps.items()},
         }
 
     async def close(self) -> None:
