@@ -56,6 +56,7 @@ class Worker:
         compress = bool(cmd.get("compress", True))
         sem = asyncio.Semaphore(int(cmd.get("concurrency", 50)))
         failures: list[str] = []
+        retries: list[str] = []
         started = time.monotonic()
 
         async def one(token: str) -> SioConnection | None:
@@ -65,10 +66,15 @@ class Worker:
                 )
                 try:
                     await conn.connect()
-                    if sync:
+                    for attempt in range(4 if sync else 0):
+                        # A refused sync is retried, as a real client would; retries are counted.
                         ack = await conn.call("sync", {"cursors": {}}, timeout=60)
-                        if not isinstance(ack, dict) or not ack.get("ok"):
+                        if isinstance(ack, dict) and ack.get("ok"):
+                            break
+                        if attempt == 3:
                             raise RuntimeError(f"sync refused: {ack!r:.200}")
+                        retries.append(f"{ack!r:.200}")
+                        await asyncio.sleep(1.0)
                     return conn
                 except Exception as exc:
                     failures.append(f"{type(exc).__name__}: {exc}")
@@ -82,6 +88,8 @@ class Worker:
             "connected": len(made),
             "failed": len(failures),
             "first_error": failures[0][:300] if failures else None,
+            "retries": len(retries),
+            "first_retry": retries[0] if retries else None,
             "deflate": sum(1 for c in made if c.deflate),
             "seconds": round(time.monotonic() - started, 3),
         }
