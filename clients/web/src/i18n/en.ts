@@ -148,7 +148,7 @@ const en: Messages = {
   "chat.discard": "Discard",
   "chat.typing": (names) => `${names} is typing…`,
   "chat.inputLabel": "Message",
-  "chat.placeholder": "Write a message: Enter sends, Shift+Enter starts a new line",
+  "chat.placeholder": "Message (Enter sends)",
   "chat.send": "Send",
   "chat.unreadAria": (n) => `${n} unread`,
   "chat.system.session.started": "A live lesson started",

@@ -143,7 +143,7 @@ const zhCN = {
   "chat.discard": "删除",
   "chat.typing": (names: string) => `${names} 正在输入…`,
   "chat.inputLabel": "输入消息",
-  "chat.placeholder": "输入消息，按 Enter 发送，Shift+Enter 换行",
+  "chat.placeholder": "输入消息（Enter 发送）",
   "chat.send": "发送",
   "chat.unreadAria": (n: number) => `${n} 条未读`,
   "chat.system.session.started": "直播课堂已开始",

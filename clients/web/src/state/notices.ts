@@ -79,10 +79,14 @@ onStream("user", (ev) => {
   toast(t("notices.reminderToast", d.title), "info", 8000);
 });
 
+const inflight = new Set<number>();
+
+/** Load a class's notices once; `force` reads them again (the list stays on screen meanwhile). */
 export async function loadNotices(classId: number, force = false): Promise<void> {
   const b = boardOf(classId);
-  if (!ready.value || b.state === "loading" || (b.state === "loaded" && !force)) return;
-  update(classId, (x) => ({ ...x, state: "loading", error: undefined }));
+  if (!ready.value || inflight.has(classId) || (b.state === "loaded" && !force)) return;
+  inflight.add(classId);
+  if (b.state !== "loaded") update(classId, (x) => ({ ...x, state: "loading", error: undefined }));
   // Two streams feed a board; the snapshot is newer than both cursors at request time, and
   // published notices are whole states, so applying a held one again changes nothing.
   const loading = gate.begin(`board:${classId}`);
@@ -96,8 +100,10 @@ export async function loadNotices(classId: number, force = false): Promise<void>
     loading.fail(apply); // apply every held event: they are idempotent upserts
     if (recipientOf(classId)) void markDelivered(ack.notices);
   } catch (err) {
-    update(classId, (x) => ({ ...x, state: "error", error: asApiError(err) }));
+    update(classId, (x) => (x.state === "loaded" ? x : { ...x, state: "error", error: asApiError(err) }));
     loading.fail(apply);
+  } finally {
+    inflight.delete(classId);
   }
 }
 
@@ -198,5 +204,6 @@ onReset(() => {
   boards.value = {};
   receiptTicks.value = {};
   reminders.value = {};
+  inflight.clear();
   gate.clear();
 });

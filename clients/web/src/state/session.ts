@@ -41,6 +41,8 @@ export function onReset(handler: () => void): () => void {
   return () => resetHandlers.delete(handler);
 }
 
+const pushes = new Set<{ event: string; listener: (d: unknown) => void; off: null | (() => void) }>();
+
 /** A server push that is not a stream event ("typing", live-session pushes). */
 export function on<T>(event: string, listener: (data: T) => void): () => void {
   // Registered on whichever connection is current, now and after a new sign-in.
@@ -52,7 +54,6 @@ export function on<T>(event: string, listener: (data: T) => void): () => void {
     pushes.delete(wrapped);
   };
 }
-const pushes = new Set<{ event: string; listener: (d: unknown) => void; off: null | (() => void) }>();
 
 export function request<T = Record<string, unknown>>(
   event: string,
@@ -70,6 +71,14 @@ export function cursor(stream: string): number {
 
 export function isFollowed(stream: string): boolean {
   return !!sync?.cursors.has(stream);
+}
+
+/** Follow an extra stream the server does not follow for me by itself (a live session's Q&A),
+ *  with its events after `fromSeq`. */
+export function follow(stream: string, fromSeq = 0): Promise<void> {
+  if (!sync) return Promise.reject(new ApiError("offline", "not signed in"));
+  sync.follow(stream, fromSeq);
+  return sync.sync();
 }
 
 export function connectionError(): ApiError | null {

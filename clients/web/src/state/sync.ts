@@ -35,6 +35,11 @@ export class StreamSync {
     this.off.push(conn.on("resync", () => void this.sync()));
   }
 
+  /** Follow one more stream (a live session's Q&A) from `fromSeq`; takes effect at the next sync. */
+  follow(stream: string, fromSeq = 0): void {
+    if (!this.cursors.has(stream)) this.cursors.set(stream, fromSeq);
+  }
+
   close(): void {
     for (const f of this.off) f();
     if (this.retryTimer) clearTimeout(this.retryTimer);

@@ -6,7 +6,7 @@ import { Icon } from "../icons";
 import { LessonConsole } from "./LessonConsole";
 
 /** Lessons and meetings. Until the live-session console lands, the start buttons stay disabled
- *  (see README.md in this folder for how the console plugs in). */
+ *  (clients/web/README.md says how the console plugs in). */
 export function Lessons(props: { classId: number; sessionId: number | null }) {
   const { classId, sessionId } = props;
   const roles = rolesIn(classId);
