@@ -87,6 +87,10 @@ PROFILE_N = 16
 ISOLATION_S = 1.0
 ISOLATED_JOINS = 8
 PROFILE_S = 8
+# py-spy --native attributes time inside C extensions (libsrtp, uvloop, OpenSSL) to their C
+# functions; it pauses the server per sample, which is why it runs after the window.
+NATIVE_PROFILE = True
+PROFILE_RATE = 250
 CACHE = ROOT / "var" / "bench-sfu"
 
 # profile -> (warm-up s, window s)
@@ -688,15 +692,15 @@ async def storm(
 async def profile_server(
     server: Server, tmp: Path, label: str = f"n{PROFILE_N}", seconds: float = PROFILE_S
 ) -> dict[str, Any]:
-    """py-spy on the server process: top functions by self and inclusive samples."""
+    """py-spy on the server process: where its CPU goes, by category and by function."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     raw = tmp / f"py-spy-{server.name}-{label}.txt"
     proc = await asyncio.create_subprocess_exec(
         spy,
         "record",
-        "--nonblocking",
+        *(["--native"] if NATIVE_PROFILE else ["--nonblocking"]),
         "-r",
-        "100",
+        str(PROFILE_RATE),
         "-d",
         str(int(seconds)),
         "-f",
@@ -709,54 +713,117 @@ async def profile_server(
         stderr=asyncio.subprocess.DEVNULL,
     )
     try:
-        await asyncio.wait_for(proc.wait(), seconds + 20)
+        await asyncio.wait_for(proc.wait(), seconds + 30)
     except TimeoutError:
         proc.kill()
         await proc.wait()
     if not raw.exists():
         return {"error": "py-spy wrote nothing"}
+    summary = analyse_profile(raw.read_text())
+    if "error" in summary:
+        return summary
+    keep = CACHE / raw.name
+    with contextlib.suppress(OSError):
+        shutil.copy(raw, keep)
+    summary["raw_stacks"] = str(keep.relative_to(ROOT))
+    say(
+        f"  py-spy, {server.name} server, {label}: {summary['busy_samples']} busy samples "
+        f"of {summary['samples']} (raw stacks: {keep})"
+    )
+    say("    busy%  category")
+    for k, v in summary["categories_pct"].items():
+        say(f"    {v:5.1f}  {k}")
+    say("    busy%  function (self)")
+    for k, v in summary["self_pct"].items():
+        say(f"    {v:5.1f}  {k}")
+    say("    busy%  function (inclusive)")
+    for k, v in summary["inclusive_pct"].items():
+        say(f"    {v:5.1f}  {k}")
+    return summary
+
+
+# A sample whose stack holds one of these is a thread waiting, not working (native stacks
+# include waiting threads: the event loop in epoll, receivers' idle decoder threads, the pool).
+IDLE_MARKERS = (
+    "epoll_pwait",
+    "epoll_wait",
+    "PyThread_acquire_lock_timed",
+    "pthread_cond_wait",
+    "pthread_cond_timedwait",
+    "take_gil",
+    "clock_nanosleep",
+    "select (",
+    "poll (",
+)
+# (category, markers): the first category with a marker in the stack gets the sample.
+CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
+    ("kernel: UDP send (sendmsg/sendto syscalls)", ("sendmsg", "sendto (libc", "sendmmsg")),
+    ("kernel: UDP receive (recvmsg)", ("recvmsg", "recvfrom")),
+    ("SRTP/SRTCP (libsrtp)", ("srtp", "Session.protect", "Session.unprotect", "Session.__proc")),
+    ("forwarding loop, per packet (Python)", ("SharedPayloadSender._forward", "_run_rtp")),
+    ("fan-out, per frame (ForwardedTrack / SubscriberTrack)", ("forwarder.py",)),
+    ("ingest: RTP receive, jitter buffer, REMB", ("RTCRtpReceiver._handle_rtp", "IngestQueue")),
+    ("RTCP (receiver reports, SR, NACK, PLI)", ("rtcp", "Rtcp")),
+    ("ICE / STUN (aioice)", ("aioice",)),
+    ("DTLS transport demux", ("rtcdtlstransport",)),
+    ("signalling, Socket.IO, HTTP, store", ("socketio", "engineio", "aiohttp/", "sqlalchemy")),
+    ("event loop (uvloop), task switching, GC", ("loop.c", "uv_run", "task_step", "gc")),
+]
+
+
+def analyse_profile(text: str) -> dict[str, Any]:
     own: dict[str, int] = {}
     incl: dict[str, int] = {}
-    total = 0
-    for line in raw.read_text().splitlines():
+    cats: dict[str, int] = {}
+    total = busy = 0
+    for line in text.splitlines():
         stack, _, count_s = line.rpartition(" ")
         if not count_s.isdigit():
             continue
         count = int(count_s)
-        frames = [_short(f) for f in stack.split(";")]
         total += count
+        if any(m in stack for m in IDLE_MARKERS):
+            continue
+        busy += count
+        frames = [_short(f) for f in stack.split(";")]
         own[frames[-1]] = own.get(frames[-1], 0) + count
         for f in set(frames):
             incl[f] = incl.get(f, 0) + count
-    if not total:
-        return {"error": "py-spy took no samples"}
-    keep = CACHE / raw.name
-    with contextlib.suppress(OSError):
-        shutil.copy(raw, keep)
-    top_self = sorted(own.items(), key=lambda kv: -kv[1])[:15]
-    top_incl = sorted(incl.items(), key=lambda kv: -kv[1])[:30]
-    say(f"  py-spy, {server.name} server, {label}: {total} samples (raw stacks: {keep})")
-    say("    self%  function")
-    for f, c in top_self:
-        say(f"    {c * 100 / total:5.1f}  {f}")
-    say("    incl%  function")
-    for f, c in top_incl:
-        say(f"    {c * 100 / total:5.1f}  {f}")
+        category = next((c for c, ms in CATEGORIES if any(m in stack for m in ms)), "other")
+        cats[category] = cats.get(category, 0) + count
+    if not busy:
+        return {"error": "py-spy took no busy samples", "samples": total}
+
+    def pcts(d: dict[str, int], n: int) -> dict[str, float]:
+        return {
+            k: round(v * 100 / busy, 1) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:n]
+        }
+
+    interesting = {
+        k: v
+        for k, v in incl.items()
+        if "/" in k and not k.startswith(("run_app", "_run", "<module>", "main (", "cmd_serve"))
+    }
     return {
         "samples": total,
-        "self_pct": {f: round(c * 100 / total, 1) for f, c in top_self},
-        "inclusive_pct": {f: round(c * 100 / total, 1) for f, c in top_incl},
+        "busy_samples": busy,
+        "categories_pct": pcts(cats, len(cats)),
+        "self_pct": pcts(own, 15),
+        "inclusive_pct": pcts(interesting, 20),
     }
 
 
 def _short(frame: str) -> str:
-    # py-spy raw frames look like "function (path/to/file.py:123)"
+    # py-spy raw frames look like "function (path/to/file.py:123)" or "0x7f.. (libc.so.6)"
     name, _, where = frame.partition(" (")
     where = where.rstrip(")")
     path, _, _line = where.rpartition(":")
+    path = path or where
     for marker in ("site-packages/", str(ROOT) + "/"):
         if marker in path:
             path = path.split(marker, 1)[1]
+    if name.startswith("0x"):
+        return f"[{path or 'native'}]"
     return f"{name} ({path})" if path else name
 
 
