@@ -89,6 +89,14 @@ def rss_bytes(pid: int) -> int:
         return int(fh.read().split()[1]) * PAGE
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if this benchmark dies, even by SIGKILL (Linux prctl)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class Started:
     """Every process this run started, stopped by pid in ``stop_all`` whatever happens."""
 
@@ -98,7 +106,12 @@ class Started:
     def popen(self, args: list[str], log: Path, **kw: Any) -> subprocess.Popen[bytes]:
         fh = open(log, "ab")  # noqa: SIM115 (the child keeps it)
         proc = subprocess.Popen(
-            args, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, **kw
+            args,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+            **kw,
         )
         fh.close()
         self.procs.append(proc)
@@ -776,62 +789,84 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else math.nan
 
 
+@dataclass
+class Side:
+    """One server under test, with its own receiving processes and results."""
+
+    target: Target
+    pool: WorkerPool
+    out: dict[str, Any] = field(default_factory=dict)
+    teacher: SioConnection | None = None
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+
+def alternate(sides: list[Side], i: int) -> list[Side]:
+    """Rep i runs the servers in turn, starting with the other one each time (load drifts)."""
+    return sides if i % 2 == 0 else sides[::-1]
+
+
 async def measure(
-    target: Target,
-    people: People,
-    pool: WorkerPool,
-    args: argparse.Namespace,
-    deadline: float,
-) -> dict[str, Any]:
-    name = target.name
-    out: dict[str, Any] = {}
+    sides: list[Side], people: People, args: argparse.Namespace, deadline: float
+) -> None:
+    """Every step for every server; repetitions interleaved so both see the same machine."""
     compress = not args.no_deflate
-    a, b, c = people.class_small, people.class_large, people.class_big
+    a, b = people.class_small, people.class_large
 
     def left() -> float:
         return deadline - time.monotonic()
 
-    # Memory first, on a fresh server: RSS with none, then with 2,000 idle synced guardians.
-    teacher = await open_sender(target, people.teacher, compress)
-    out["deflate_accepted"] = bool(teacher.deflate)
-    warm = await open_sender(target, people.sender_large, compress)
-    await send_ok(warm, "chat.send", chat(f"class:{b}:students"))
-    await close_sender(warm)
-    await asyncio.sleep(1.0)
-    rss0 = target.rss()
-    t = time.monotonic()
-    async with Spy(target, args.profile, "connect-and-sync", 10):
-        info = await pool.connect(target.url, [target.token(g) for g in people.guardians], compress)
-    out["sync_retries"] = info["retries"]
-    out["connect_2000_s"] = time.monotonic() - t
-    say(
-        f"  [{name}] {info['connected']} guardians connected and synced in "
-        f"{out['connect_2000_s']:.1f} s (permessage-deflate accepted on {info['deflate']})"
-    )
-    await asyncio.sleep(2.0)
-    rss1 = target.rss()
-    out["rss_idle_mb"] = rss0 / 1e6
-    out["rss_2000_mb"] = rss1 / 1e6
-    out["bytes_per_conn"] = (rss1 - rss0) / GUARDIANS
-    say(
-        f"  [{name}] memory: RSS {rss0 / 1e6:.1f} MB idle, {rss1 / 1e6:.1f} MB with "
-        f"{GUARDIANS} idle connections: {out['bytes_per_conn'] / 1024:.1f} KiB per connection"
-    )
-
-    notices = []
-    for i in range(args.reps):
-        async with Spy(target, args.profile if i == 0 else None, "notice-2000", 2):
-            r = await notice_to_all(pool, teacher, b, GUARDIANS)
-        notices.append(r)
+    # Memory first, on fresh servers: RSS with none, then with 2,000 idle synced guardians.
+    for side in sides:
+        target, out, name = side.target, side.out, side.name
+        side.teacher = await open_sender(target, people.teacher, compress)
+        out["deflate_accepted"] = bool(side.teacher.deflate)
+        warm = await open_sender(target, people.sender_large, compress)
+        await send_ok(warm, "chat.send", chat(f"class:{b}:students"))
+        await close_sender(warm)
+        await asyncio.sleep(1.0)
+        rss0 = target.rss()
+        t = time.monotonic()
+        async with Spy(target, args.profile, "connect-and-sync", 10):
+            info = await side.pool.connect(
+                target.url, [target.token(g) for g in people.guardians], compress
+            )
+        out["sync_retries"] = info["retries"]
+        out["connect_2000_s"] = time.monotonic() - t
         say(
-            f"  [{name}] notice {i + 1}: ack {r['ack_s'] * 1000:.0f} ms, last of "
-            f"{r['received']} guardians after {r['last_s'] * 1000:.0f} ms"
-            + (f" ({r['missing']} MISSING)" if r["missing"] else "")
+            f"  [{name}] {info['connected']} guardians connected and synced in "
+            f"{out['connect_2000_s']:.1f} s (permessage-deflate accepted on {info['deflate']})"
         )
-    out["notice_2000_s"] = median([r["last_s"] for r in notices])
-    out["notice_2000_ack_s"] = median([r["ack_s"] for r in notices])
-    out["notice_missing"] = sum(r["missing"] for r in notices)
-    await pool.close()
+        await asyncio.sleep(2.0)
+        rss1 = target.rss()
+        out["rss_idle_mb"] = rss0 / 1e6
+        out["rss_2000_mb"] = rss1 / 1e6
+        out["bytes_per_conn"] = (rss1 - rss0) / GUARDIANS
+        say(
+            f"  [{name}] memory: RSS {rss0 / 1e6:.1f} MB idle, {rss1 / 1e6:.1f} MB with "
+            f"{GUARDIANS} idle connections: {out['bytes_per_conn'] / 1024:.1f} KiB per connection"
+        )
+
+    notices: dict[str, list[dict[str, Any]]] = {s.name: [] for s in sides}
+    for i in range(args.reps):
+        for side in alternate(sides, i):
+            assert side.teacher is not None
+            async with Spy(side.target, args.profile if i == 0 else None, "notice-2000", 2):
+                r = await notice_to_all(side.pool, side.teacher, b, GUARDIANS)
+            notices[side.name].append(r)
+            say(
+                f"  [{side.name}] notice {i + 1}: ack {r['ack_s'] * 1000:.0f} ms, last of "
+                f"{r['received']} guardians after {r['last_s'] * 1000:.0f} ms"
+                + (f" ({r['missing']} MISSING)" if r["missing"] else "")
+            )
+    for side in sides:
+        rs = notices[side.name]
+        side.out["notice_2000_s"] = median([r["last_s"] for r in rs])
+        side.out["notice_2000_ack_s"] = median([r["ack_s"] for r in rs])
+        side.out["notice_missing"] = sum(r["missing"] for r in rs)
+        await side.pool.close()
 
     # Throughput in rooms of 50 and 500; latency in the room of 50.
     for size, cid, sender_uid, receivers in (
@@ -839,96 +874,128 @@ async def measure(
         (LARGE, b, people.sender_large, people.large),
     ):
         stream = f"class:{cid}:students"
-        info = await pool.connect(target.url, [target.token(u) for u in receivers], compress)
-        out["sync_retries"] += info["retries"]
-        sender = await open_sender(target, sender_uid, compress)
+        senders: dict[str, SioConnection] = {}
         try:
-            for _ in range(20):  # warm-up
-                await send_ok(sender, "chat.send", chat(stream))
-            await pool.wait_each(20, timeout=30)
-            runs = []
+            for side in sides:
+                info = await side.pool.connect(
+                    side.target.url, [side.target.token(u) for u in receivers], compress
+                )
+                side.out["sync_retries"] += info["retries"]
+                senders[side.name] = await open_sender(side.target, sender_uid, compress)
+                for _ in range(20):  # warm-up
+                    await send_ok(senders[side.name], "chat.send", chat(stream))
+                await side.pool.wait_each(20, timeout=30)
+            runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in sides}
             for i in range(args.reps):
                 if left() < 60:
-                    say(f"  [{name}] out of time budget: fewer repetitions")
+                    say("  out of time budget: fewer repetitions")
                     break
-                profile = args.profile if i == 0 else None
-                async with Spy(target, profile, f"chat-room-{size}", args.seconds):
-                    r = await throughput(target, pool, sender, stream, size, args.seconds)
-                runs.append(r)
-                say(
-                    f"  [{name}] room of {size}, run {i + 1}: {r['sent']} messages, "
-                    f"{r['deliveries_per_s']:,.0f} deliveries/s, {r['acks_per_s']:.0f} acks/s, "
-                    f"{r['cpu_s_per_10k']:.3f} server CPU-s per 10k deliveries "
-                    f"(server {r['server_cpu_util'] * 100:.0f}% of a core, clients "
-                    f"{r['client_cpu_util'] * 100:.0f}%)"
-                    + (f" ({r['missing']} MISSING)" if r["missing"] else "")
-                )
-            out[f"deliveries_per_s_{size}"] = median([r["deliveries_per_s"] for r in runs])
-            out[f"cpu_s_per_10k_{size}"] = median([r["cpu_s_per_10k"] for r in runs])
-            out[f"acks_per_s_{size}"] = median([r["acks_per_s"] for r in runs])
-            out[f"server_cpu_util_{size}"] = median([r["server_cpu_util"] for r in runs])
-            out[f"client_cpu_util_{size}"] = median([r["client_cpu_util"] for r in runs])
-            out[f"missing_{size}"] = sum(r["missing"] for r in runs)
+                for side in alternate(sides, i):
+                    profile = args.profile if i == 0 else None
+                    async with Spy(side.target, profile, f"chat-room-{size}", args.seconds):
+                        r = await throughput(
+                            side.target, side.pool, senders[side.name], stream, size, args.seconds
+                        )
+                    runs[side.name].append(r)
+                    say(
+                        f"  [{side.name}] room of {size}, run {i + 1}: {r['sent']} messages, "
+                        f"{r['deliveries_per_s']:,.0f} deliveries/s, {r['acks_per_s']:.0f} "
+                        f"acks/s, {r['cpu_s_per_10k']:.3f} server CPU-s per 10k deliveries "
+                        f"(server {r['server_cpu_util'] * 100:.0f}% of a core, clients "
+                        f"{r['client_cpu_util'] * 100:.0f}%)"
+                        + (f" ({r['missing']} MISSING)" if r["missing"] else "")
+                    )
+            for side in sides:
+                rs, out = runs[side.name], side.out
+                out[f"deliveries_per_s_{size}"] = median([r["deliveries_per_s"] for r in rs])
+                out[f"cpu_s_per_10k_{size}"] = median([r["cpu_s_per_10k"] for r in rs])
+                out[f"acks_per_s_{size}"] = median([r["acks_per_s"] for r in rs])
+                out[f"server_cpu_util_{size}"] = median([r["server_cpu_util"] for r in rs])
+                out[f"client_cpu_util_{size}"] = median([r["client_cpu_util"] for r in rs])
+                out[f"missing_{size}"] = sum(r["missing"] for r in rs)
             if size == SMALL:
-                lat = await latency(pool, sender, stream, size, args.rate, args.latency_seconds)
-                say(
-                    f"  [{name}] latency, {args.rate:.0f} msg/s into {size}: p50 "
-                    f"{lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, max "
-                    f"{lat['max_ms']:.1f} ms over {lat['samples']} receipts"
-                    + (f" ({lat['missing']} MISSING)" if lat["missing"] else "")
-                )
-                out["p50_ms"] = lat["p50_ms"]
-                out["p99_ms"] = lat["p99_ms"]
-                out["latency_max_ms"] = lat["max_ms"]
-                out["ack_p50_ms"] = lat["ack_p50_ms"]
-                out["ack_p99_ms"] = lat["ack_p99_ms"]
-                out["latency_missing"] = lat["missing"]
+                for side in sides:
+                    lat = await latency(
+                        side.pool,
+                        senders[side.name],
+                        stream,
+                        size,
+                        args.rate,
+                        args.latency_seconds,
+                    )
+                    say(
+                        f"  [{side.name}] latency, {args.rate:.0f} msg/s into {size}: p50 "
+                        f"{lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, max "
+                        f"{lat['max_ms']:.1f} ms over {lat['samples']} receipts (acks: p50 "
+                        f"{lat['ack_p50_ms']:.1f} ms, p99 {lat['ack_p99_ms']:.1f} ms)"
+                        + (f" ({lat['missing']} MISSING)" if lat["missing"] else "")
+                    )
+                    for key in ("p50_ms", "p99_ms", "ack_p50_ms", "ack_p99_ms"):
+                        side.out[key] = lat[key]
+                    side.out["latency_max_ms"] = lat["max_ms"]
+                    side.out["latency_missing"] = lat["missing"]
         finally:
-            await close_sender(sender)
-            await pool.close()
+            for sender in senders.values():
+                await close_sender(sender)
+            for side in sides:
+                await side.pool.close()
 
     if args.big:
-        if left() < 120:
-            say(f"  [{name}] out of time budget: skipping the 10,000 guardians")
-        else:
+        for side in sides:
+            await measure_big(side, people, args, compress, left)
+    for side in sides:
+        if side.teacher is not None:
+            await close_sender(side.teacher)
+
+
+async def measure_big(
+    side: Side, people: People, args: argparse.Namespace, compress: bool, left: Any
+) -> None:
+    """--big: a notice to 10,000 connected guardians, and Homeroom's receipts roll-up."""
+    target, out, name, c = side.target, side.out, side.name, people.class_big
+    assert side.teacher is not None
+    if left() < 120:
+        say(f"  [{name}] out of time budget: skipping the 10,000 guardians")
+        return
+    t = time.monotonic()
+    info = await side.pool.connect(
+        target.url, [target.token(g) for g in people.big_guardians], compress
+    )
+    out["sync_retries"] += info["retries"]
+    out["connect_10000_s"] = time.monotonic() - t
+    say(
+        f"  [{name}] {info['connected']} guardians connected and synced in "
+        f"{out['connect_10000_s']:.1f} s"
+    )
+    await asyncio.sleep(1.0)
+    big = []
+    for i in range(2):
+        async with Spy(target, args.profile if i == 0 else None, "notice-10000", 5):
+            r = await notice_to_all(side.pool, side.teacher, c, BIG_GUARDIANS)
+        big.append(r)
+        say(
+            f"  [{name}] notice to {BIG_GUARDIANS}: ack {r['ack_s'] * 1000:.0f} ms, "
+            f"last after {r['last_s'] * 1000:.0f} ms"
+            + (f" ({r['missing']} MISSING)" if r["missing"] else "")
+        )
+    out["notice_10000_s"] = median([r["last_s"] for r in big])
+    out["notice_missing"] += sum(r["missing"] for r in big)
+    if name == "homeroom":
+        times = []
+        for _ in range(3):
             t = time.monotonic()
-            info = await pool.connect(
-                target.url, [target.token(g) for g in people.big_guardians], compress
+            ack = await send_ok(
+                side.teacher, "notice.receipts", {"notice_id": big[-1]["notice_id"]}
             )
-            out["sync_retries"] += info["retries"]
-            out["connect_10000_s"] = time.monotonic() - t
-            say(
-                f"  [{name}] {info['connected']} guardians connected and synced in "
-                f"{out['connect_10000_s']:.1f} s"
-            )
-            await asyncio.sleep(1.0)
-            big = []
-            for _ in range(2):
-                r = await notice_to_all(pool, teacher, c, BIG_GUARDIANS)
-                big.append(r)
-                say(
-                    f"  [{name}] notice to {BIG_GUARDIANS}: ack {r['ack_s'] * 1000:.0f} ms, "
-                    f"last after {r['last_s'] * 1000:.0f} ms"
-                    + (f" ({r['missing']} MISSING)" if r["missing"] else "")
-                )
-            out["notice_10000_s"] = median([r["last_s"] for r in big])
-            if name == "homeroom":
-                times = []
-                for _ in range(3):
-                    t = time.monotonic()
-                    ack = await send_ok(
-                        teacher, "notice.receipts", {"notice_id": big[-1]["notice_id"]}
-                    )
-                    times.append(time.monotonic() - t)
-                assert ack["counts"]["recipients"] == BIG_GUARDIANS, ack["counts"]
-                out["rollup_ms"] = median(times) * 1000
-                say(
-                    f"  [{name}] receipts roll-up for {BIG_GUARDIANS} guardians: "
-                    f"{out['rollup_ms']:.0f} ms (median of 3)"
-                )
-            await pool.close()
-    await close_sender(teacher)
-    return out
+            times.append(time.monotonic() - t)
+        if ack["counts"]["recipients"] != BIG_GUARDIANS:
+            raise RuntimeError(f"roll-up counts {ack['counts']}")
+        out["rollup_ms"] = median(times) * 1000
+        say(
+            f"  [{name}] receipts roll-up for {BIG_GUARDIANS} guardians: "
+            f"{out['rollup_ms']:.0f} ms (median of 3)"
+        )
+    await side.pool.close()
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -960,10 +1027,12 @@ async def run(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str
         f"chat fan-out benchmark: {os.cpu_count()} cores, load average {load0[0]:.2f}, "
         f"python {sys.version.split()[0]}, node {node_version}"
     )
-    pool = await WorkerPool.start(args.workers, tmp / "workers.log")
-    results: dict[str, dict[str, Any]] = {}
+    sides: list[Side] = []
+    pools: list[WorkerPool] = []
     try:
         for which in args.order.split(","):
+            pool = await WorkerPool.start(args.workers, tmp / f"workers-{which}.log")
+            pools.append(pool)
             if which == "homeroom":
                 t = time.monotonic()
                 target, loop = start_homeroom(started, tmp, people)
@@ -974,12 +1043,13 @@ async def run(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str
             else:
                 target = start_reference(started, tmp, people)
                 say(f"reference: socket.io 4.8 on {target.url} (pid {target.pid})")
-            try:
-                results[which] = await measure(target, people, pool, args, deadline)
-            finally:
-                started.stop_all()
+            sides.append(Side(target, pool))
+        await measure(sides, people, args, deadline)
     finally:
-        await pool.stop()
+        for pool in pools:
+            await pool.stop()
+        started.stop_all()
+    results = {side.name: side.out for side in sides}
     h, r = results.get("homeroom", {}), results.get("reference", {})
     out: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
