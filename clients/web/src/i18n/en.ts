@@ -190,6 +190,7 @@ const en: Messages = {
   "notices.repliedAt": (reply, when) => `You replied “${reply}” (${when})`,
   "notices.repliedToast": "Reply sent",
   "notices.replyFinal": "The deadline has passed; the reply is final.",
+  "notices.pendingAria": (n) => `${n} ${plural(n, "notice", "notices")} to attend to`,
   "notices.reminderToast": (title) => `Reminder from the teacher: ${title}`,
 
   "kind.info": "Information",

@@ -100,3 +100,8 @@ export function formatPercent(part: number, whole: number): string {
     value,
   );
 }
+
+/** "A、B和C" / "A, B, and C". */
+export function formatList(items: string[]): string {
+  return new Intl.ListFormat(locale.value, { style: "long", type: "conjunction" }).format(items);
+}

@@ -185,6 +185,7 @@ const zhCN = {
   "notices.repliedAt": (reply: string, when: string) => `已回复「${reply}」（${when}）`,
   "notices.repliedToast": "回复已提交",
   "notices.replyFinal": "已过截止时间，回复不能再修改。",
+  "notices.pendingAria": (n: number) => `${n} 条通知待处理`,
   "notices.reminderToast": (title: string) => `老师提醒你处理通知：${title}`,
 
   "kind.info": "普通通知",

@@ -1,6 +1,6 @@
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import type { Message } from "../api/types";
-import { formatDay, formatTime, t, tMaybe } from "../i18n";
+import { formatDay, formatTime, t, tMaybe, formatList } from "../i18n";
 import { auth } from "../state/auth";
 import {
   chatOf,
@@ -149,7 +149,7 @@ export function ChatPanel(props: { stream: string; title: string; subtitle?: str
         })}
       </div>
       <p class="typing" aria-live="polite">
-        {typers.length ? t("chat.typing", typers.join("、")) : "\u00a0"}
+        {typers.length ? t("chat.typing", formatList(typers)) : "\u00a0"}
       </p>
       <form class="composer" onSubmit={submit}>
         <label class="sr-only" htmlFor={`composer-${stream}`}>

@@ -3,6 +3,8 @@ import { t } from "../i18n";
 import { classPath, type Section } from "../router";
 import { classes, loadClass } from "../state/classes";
 import { classInfo, rolesIn } from "../state/me";
+import { loadNotices } from "../state/notices";
+import { ready } from "../state/session";
 import { navItems } from "./classNav";
 import { ChatPanel } from "./ChatPanel";
 import { CountBadge, ErrorBox, Loading } from "./common";
@@ -33,6 +35,10 @@ export function ClassView(props: ClassRoute) {
     void loadClass(classId);
   }, [classId]);
   const entry = classes.value[classId];
+  // Notices waiting for me show as a number on the navigation, whatever page is open.
+  useEffect(() => {
+    if (ready.value && entry?.data) void loadNotices(classId);
+  }, [classId, ready.value, !!entry?.data]);
   const name = entry?.data?.class.name ?? classInfo(classId)?.name ?? "";
 
   if (entry?.error) {
@@ -81,7 +87,7 @@ function ClassNav(props: ClassRoute) {
               <a class={`nav-item${active ? " active" : ""}`} href={href} aria-current={active ? "page" : undefined}>
                 <Icon name={item.icon} />
                 <span class="nav-label">{item.label}</span>
-                <CountBadge count={item.unread ?? 0} label={t("chat.unreadAria", item.unread ?? 0)} />
+                <CountBadge count={item.unread ?? 0} label={item.badgeLabel ?? t("chat.unreadAria", item.unread ?? 0)} />
               </a>
             </li>
           );

@@ -1,6 +1,6 @@
 import { useEffect } from "preact/hooks";
 import type { ClassInfo } from "../api/types";
-import { t } from "../i18n";
+import { t, formatList } from "../i18n";
 import { classPath, navigate } from "../router";
 import { me, meError } from "../state/me";
 import { classUnread, defaultSection, roleNames } from "./classNav";
@@ -75,7 +75,7 @@ function ClassCard(props: { c: ClassInfo }) {
         <span class="class-card-name">{c.name}</span>
         <span class="class-card-roles">{roleNames(c).join(" · ")}</span>
         {c.children.length ? (
-          <span class="class-card-children">{t("home.children", c.children.map((k) => k.name).join("、"))}</span>
+          <span class="class-card-children">{t("home.children", formatList(c.children.map((k) => k.name)))}</span>
         ) : null}
         <CountBadge count={unread} label={t("chat.unreadAria", unread)} />
       </a>

@@ -1,5 +1,5 @@
 import type { Member } from "../api/types";
-import { t } from "../i18n";
+import { t, formatList } from "../i18n";
 import { classes } from "../state/classes";
 import { classInfo, rolesIn } from "../state/me";
 import { Avatar, PageHeader } from "./common";
@@ -48,7 +48,7 @@ export function Members(props: { classId: number }) {
                   <Avatar name={m.name} />
                   <span class="grow">{m.name}</span>
                   {m.children && m.children.length ? (
-                    <span class="muted">{t("members.guardianOf", m.children.map((c) => names.get(c) ?? c).join("、"))}</span>
+                    <span class="muted">{t("members.guardianOf", formatList(m.children.map((c) => names.get(c) ?? String(c))))}</span>
                   ) : null}
                 </li>
               ))}

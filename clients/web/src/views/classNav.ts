@@ -3,6 +3,7 @@ import type { ClassInfo } from "../api/types";
 import { t } from "../i18n";
 import { chats, conversations, unreadOf } from "../state/chat";
 import { rolesIn } from "../state/me";
+import { boardOf, needsAction } from "../state/notices";
 import type { Section } from "../router";
 import type { IconName } from "./icons";
 
@@ -12,6 +13,8 @@ export interface NavItem {
   label: string;
   icon: IconName;
   unread?: number;
+  /** What the number means, for screen readers (default: unread messages). */
+  badgeLabel?: string;
 }
 
 export function chatStream(classId: number, audience: "students" | "guardians"): string {
@@ -59,7 +62,14 @@ export function navItems(classId: number): NavItem[] {
       unread: streamUnread(chatStream(classId, "guardians")),
     });
   }
-  items.push({ section: "notices", label: t("nav.notices"), icon: "megaphone" });
+  const todo = r.staff ? 0 : boardOf(classId).list.filter((n) => needsAction(n) || !n.receipt?.read_at).length;
+  items.push({
+    section: "notices",
+    label: t("nav.notices"),
+    icon: "megaphone",
+    unread: todo,
+    badgeLabel: t("notices.pendingAria", todo),
+  });
   items.push({ section: "messages", label: t("nav.messages"), icon: "mail", unread: conversationsUnread(classId) });
   if (r.staff || r.student) items.push({ section: "qa", label: t("nav.qa"), icon: "question" });
   if (r.teacher) items.push({ section: "links", label: t("nav.links"), icon: "link" });
