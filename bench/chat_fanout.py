@@ -691,8 +691,9 @@ def cpu_seconds_of(stat_path: Path) -> float:
 class Spy:
     """``--profile DIR``: py-spy the Homeroom server over one step, then print where it went.
 
-    Samples only the thread holding the GIL (``--gil``), so the Python work is what is shown;
-    the CPU per thread (event loop vs aiosqlite's worker thread) comes from /proc.
+    ``py-spy --native`` also names C code (SQLite, uvloop, the kernel calls); samples of waiting
+    threads are dropped. It pauses the server for each sample, so the figures of a profiled run
+    are not the ones to report: profile in a separate run.
     """
 
     def __init__(self, target: Target, where: str | None, label: str, seconds: float) -> None:
@@ -711,22 +712,19 @@ class Spy:
         self.threads0 = thread_cpu(self.target.pid)
         self.t0 = time.monotonic()
         self.proc = await asyncio.create_subprocess_exec(
-            *[
-                spy,
-                "record",
-                "--gil",
-                "--nonblocking",
-                "-r",
-                "250",
-                "-d",
-                str(max(1, math.ceil(self.seconds))),
-                "-f",
-                "raw",
-                "-p",
-                str(self.target.pid),
-                "-o",
-                str(self.path),
-            ],
+            spy,
+            "record",
+            "--native",
+            "-r",
+            "200",
+            "-d",
+            str(max(1, math.ceil(self.seconds))),
+            "-f",
+            "raw",
+            "-p",
+            str(self.target.pid),
+            "-o",
+            str(self.path),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
@@ -753,35 +751,98 @@ class Spy:
         report_py_spy(self.path, self.label)
 
 
-def report_py_spy(path: Path, label: str, top: int = 22) -> None:
-    """Print where the server spent its samples: by function, self and inclusive."""
+# A sample whose stack holds one of these is a thread waiting, not working.
+IDLE_MARKERS = (
+    "epoll_wait",
+    "epoll_pwait",
+    "PyThread_acquire_lock_timed",
+    "pthread_cond_wait",
+    "pthread_cond_timedwait",
+    "take_gil",
+    "clock_nanosleep",
+)
+# (category, markers), tried on each frame from the innermost outwards: the first frame that
+# matches a category gets the sample.
+CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
+    (
+        "kernel: socket writes and reads",
+        (
+            "writev",
+            "__send",
+            "sendmsg",
+            "__libc_write",
+            "write (libc",
+            "read (libc",
+            "__libc_recv",
+            "recv (",
+            "readv",
+            "uv__read",
+        ),
+    ),
+    ("SQLite (C library)", ("libsqlite", "sqlite3_", "sqlite3VdbeExec", "_sqlite3")),
+    ("JSON / msgpack encode and decode", ("json", "msgpack", "msgspec")),
+    ("fan-out: realtime/transport/fanout.py + wsdirect.py", ("fanout.py", "wsdirect.py")),
+    ("SQLAlchemy: statements, results, pool", ("sqlalchemy",)),
+    ("Homeroom actions, policy, store (realtime/)", ("realtime/",)),
+    ("Socket.IO, Engine.IO, aiohttp", ("socketio", "engineio", "aiohttp")),
+    ("event loop (uvloop), tasks, GC", ("uvloop", "uv_", "asyncio", "gc_collect", "gc (")),
+]
+
+
+def report_py_spy(path: Path, label: str, top: int = 15) -> None:
+    """Print where the server's busy samples went: by category, function (self, inclusive)."""
     if not path.exists():
         say(f"  py-spy wrote nothing (is it installed? pip install py-spy): {path}")
         return
     own: dict[str, int] = {}
     incl: dict[str, int] = {}
-    total = 0
+    cats: dict[str, int] = {}
+    total = busy = 0
     for line in path.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         if not n.isdigit():
             continue
         count = int(n)
-        frames = [
-            f.split(" (")[0] + " (" + f.split(" (")[-1].split("/")[-1] for f in stack.split(";")
-        ]
         total += count
+        if any(m in stack for m in IDLE_MARKERS):
+            continue
+        busy += count
+        raw = stack.split(";")
+        frames = [_short(f) for f in raw]
         own[frames[-1]] = own.get(frames[-1], 0) + count
         for f in set(frames):
             incl[f] = incl.get(f, 0) + count
-    if not total:
+        category = "other"
+        for f in reversed(raw):
+            hit = next((c for c, ms in CATEGORIES if any(m in f for m in ms)), None)
+            if hit:
+                category = hit
+                break
+        cats[category] = cats.get(category, 0) + count
+    if not busy:
+        say(f"  py-spy {label}: no busy samples of {total}")
         return
-    say(f"  py-spy {label}: {total} samples holding the GIL, {path}")
+    say(f"  py-spy {label}: {busy} busy samples of {total}, {path}")
+    say("    busy%  category")
+    for k, v in sorted(cats.items(), key=lambda kv: -kv[1]):
+        say(f"    {v * 100 / busy:5.1f}  {k}")
     say("    self%  function")
-    for f, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
-        say(f"    {n * 100 / total:5.1f}  {f[:150]}")
+    for k, v in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        say(f"    {v * 100 / busy:5.1f}  {k[:140]}")
     say("    incl%  function")
-    for f, n in sorted(incl.items(), key=lambda kv: -kv[1])[:top]:
-        say(f"    {n * 100 / total:5.1f}  {f[:150]}")
+    skip = ("run_app", "_run", "<module>", "main (", "cmd_serve")
+    inner = {k: v for k, v in incl.items() if ".py:" in k and not k.startswith(skip)}
+    for k, v in sorted(inner.items(), key=lambda kv: -kv[1])[:top]:
+        say(f"    {v * 100 / busy:5.1f}  {k[:140]}")
+
+
+def _short(frame: str) -> str:
+    """``function (path/to/file.py:123)`` -> ``function (file.py:123)``; native: ``[lib]``."""
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")")
+    if name.startswith("0x"):
+        return f"[{where.rsplit('/', 1)[-1] or 'native'}]"
+    return f"{name} ({where.rsplit('/', 1)[-1]})" if where else name
 
 
 def median(xs: list[float]) -> float:
