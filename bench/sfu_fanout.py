@@ -540,6 +540,16 @@ def subscriber_target(server: Server, ready: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+def show_point(server: Server, plan: Plan, point: dict[str, Any]) -> None:
+    say(
+        f"  {server.name:10s} {plan.profile} N={point['n']:2d}  server "
+        f"{point['server_cpu_s_per_s']:.3f} CPU-s/s  min {point['min_fps']:5.2f} fps  median "
+        f"{point['median_fps']:5.2f}  {point['median_kbit_s']} kbit/s  clients "
+        f"{point['clients_cpu_s_per_s']:.2f}  machine {point['machine_busy_cores']:.2f}/"
+        f"{os.cpu_count()} cores (others {point['other_load_cores']:.2f})"
+    )
+
+
 async def run_server(started: Started, server: Server, plan: Plan, tmp: Path) -> dict[str, Any]:
     warmup, window = WINDOWS[plan.profile]
     out: dict[str, Any] = {"points": [], "joins": [], "notes": []}
@@ -579,6 +589,7 @@ async def run_server(started: Started, server: Server, plan: Plan, tmp: Path) ->
             return {"id": sub_id, "token": server.tokens.get(sub_id)}
 
         joined = 0
+        retries = 1
         for n in plan.ns:
             if time.monotonic() > plan.deadline:
                 out["notes"].append(f"stopped before N={n}: time budget")
@@ -596,15 +607,18 @@ async def run_server(started: Started, server: Server, plan: Plan, tmp: Path) ->
                 joined += 1
             await asyncio.sleep(warmup)
             point = await measure_point(n, server, pub, workers, window)
+            show_point(server, plan, point)
+            if point["min_fps"] < FPS_OK and retries and time.monotonic() < plan.deadline:
+                # Once per server run: a burst of someone else's work on a shared machine
+                # should not end the ramp. The second window is the one kept.
+                retries -= 1
+                out["notes"].append(f"N={n}: measured again after min {point['min_fps']} fps")
+                await asyncio.sleep(warmup)
+                first = point
+                point = await measure_point(n, server, pub, workers, window)
+                point["first_try"] = first
+                show_point(server, plan, point)
             out["points"].append(point)
-            cpu = point["server_cpu_s_per_s"]
-            say(
-                f"  {server.name:10s} {plan.profile} N={n:2d}  server {cpu:.3f}"
-                f" CPU-s/s  min {point['min_fps']:5.2f} fps  median {point['median_fps']:5.2f}"
-                f"  {point['median_kbit_s']} kbit/s  clients {point['clients_cpu_s_per_s']:.2f}"
-                f"  machine {point['machine_busy_cores']:.2f}/{os.cpu_count()} cores"
-                f" (others {point['other_load_cores']:.2f})"
-            )
             if plan.profile_at == n:
                 out["profile"] = await profile_server(server, tmp)
             if point["min_fps"] < FPS_OK:
