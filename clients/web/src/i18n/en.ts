@@ -231,6 +231,7 @@ const en: Messages = {
   "receipts.coverage": (covered, total) => `${covered} of ${total} ${plural(total, "student", "students")} covered`,
   "receipts.coverageAria": "Share of students covered",
   "receipts.statesLabel": "People per state",
+  "receipts.tallyLabel": "Replies per choice",
   "receipts.remind": (n) => `Remind the families of ${n} ${plural(n, "student", "students")}`,
   "receipts.reminded": (people) => `Reminded ${people} ${plural(people, "person", "people")}`,
   "receipts.remindFailed": "No reminder was sent:",

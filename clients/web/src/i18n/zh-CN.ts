@@ -226,6 +226,7 @@ const zhCN = {
   "receipts.coverage": (covered: number, total: number) => `${covered}/${total} 名学生已完成`,
   "receipts.coverageAria": "已完成的学生比例",
   "receipts.statesLabel": "各状态人数",
+  "receipts.tallyLabel": "各选项的回复人数",
   "receipts.remind": (n: number) => `提醒未完成的 ${n} 名学生家长`,
   "receipts.reminded": (people: number) => `已提醒 ${people} 人`,
   "receipts.remindFailed": "提醒没有发送：",

@@ -120,6 +120,7 @@ export function Receipts(props: { classId: number; noticeId: number }) {
             </li>
           ))}
         </ul>
+        {n.kind === "reply_required" ? <ReplyTally choices={n.choices} replies={data.receipts.map((r) => r.reply)} /> : null}
         <div class="receipts-actions">
           <button type="button" class="btn primary" onClick={remind} disabled={busy || waiting.length === 0}>
             <Icon name="bell" size={18} /> {t("receipts.remind", waiting.length)}
@@ -225,5 +226,26 @@ function StudentRow(props: { s: StudentCoverage }) {
         )}
       </span>
     </li>
+  );
+}
+
+/** How many chose each reply (reply-required notices). */
+function ReplyTally(props: { choices: string[]; replies: (string | null)[] }) {
+  const total = props.replies.filter(Boolean).length;
+  return (
+    <ul class="tally" aria-label={t("receipts.tallyLabel")}>
+      {props.choices.map((c) => {
+        const count = props.replies.filter((r) => r === c).length;
+        return (
+          <li key={c} class="tally-row">
+            <span class="tally-choice">{c}</span>
+            <span class="tally-bar" aria-hidden="true">
+              <span style={{ width: `${total ? Math.round((count / total) * 100) : 0}%` }} />
+            </span>
+            <strong class="tally-count">{count}</strong>
+          </li>
+        );
+      })}
+    </ul>
   );
 }
