@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -43,8 +44,9 @@ class Server:
     def class_id(self) -> int:
         return int(self.demo["class_id"])
 
-    async def client(self, username: str | None = None, *, connect: bool = True,
-                     **kw: Any) -> HomeroomClient:
+    async def client(
+        self, username: str | None = None, *, connect: bool = True, **kw: Any
+    ) -> HomeroomClient:
         c = HomeroomClient(self.url, serializer=self.settings.serializer, **kw)
         self.clients.append(c)
         if username is not None:
@@ -71,10 +73,8 @@ async def start_server(settings: Settings, seed: bool = True) -> Server:
 
 async def stop_server(server: Server) -> None:
     for c in server.clients:
-        try:
+        with contextlib.suppress(Exception):
             await c.close()
-        except Exception:
-            pass
     await server.runner.cleanup()
 
 
@@ -100,8 +100,7 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def any_store_server(request: pytest.FixtureRequest, tmp_path: Path
-                           ) -> AsyncIterator[Server]:
+async def any_store_server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Server]:
     """The same server on SQLite and on PostgreSQL."""
     name = None
     overrides: dict[str, Any] = {}

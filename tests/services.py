@@ -47,18 +47,40 @@ def postgres_database() -> tuple[str, str]:
     ensure_service("PostgreSQL", 5432, PG_START)
     name = "homeroom_test_" + uuid.uuid4().hex[:10]
     subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-q", "-c",
-         f"CREATE DATABASE {name}"],
-        check=True, capture_output=True,
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-q",
+            "-c",
+            f"CREATE DATABASE {name}",
+        ],
+        check=True,
+        capture_output=True,
     )
     return f"postgresql://postgres@127.0.0.1:5432/{name}", name
 
 
 def drop_postgres_database(name: str) -> None:
     subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-q", "-c",
-         f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
-        check=False, capture_output=True,
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-q",
+            "-c",
+            f"DROP DATABASE IF EXISTS {name} WITH (FORCE)",
+        ],
+        check=False,
+        capture_output=True,
     )
 
 

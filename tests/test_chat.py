@@ -19,7 +19,9 @@ async def test_student_message_reaches_classmates_and_teacher(any_store_server: 
     msg = await wang.send_chat(stream, "老师，分数怎么约分？")
     assert msg["seq"] >= 1 and msg["sender_name"].startswith("王浩")
     for c in (teacher, liming):
-        ev = await c.wait_for(lambda e: e["type"] == "chat.message" and e["data"]["id"] == msg["id"])
+        ev = await c.wait_for(
+            lambda e: e["type"] == "chat.message" and e["data"]["id"] == msg["id"]
+        )
         assert ev["data"]["body"] == "老师，分数怎么约分？"
     # Guardians follow their own stream, not the students' one.
     mom = await srv.client("wang_mom")
@@ -33,9 +35,7 @@ async def test_resend_with_same_client_id_gets_original(server: Server) -> None:
     stream = f"class:{server.class_id}:students"
     wang = await server.client("wanghao")
     first = await wang.send_chat(stream, "once", client_id="c-1")
-    again = await wang.request(
-        "chat.send", {"stream": stream, "client_id": "c-1", "body": "once"}
-    )
+    again = await wang.request("chat.send", {"stream": stream, "client_id": "c-1", "body": "once"})
     assert again["duplicate"] is True and again["message"]["id"] == first["id"]
     hist = await wang.history(stream)
     assert [m["body"] for m in hist["messages"]].count("once") == 1
@@ -98,8 +98,8 @@ async def test_teacher_mutes_a_student(server: Server) -> None:
     await wang.send_chat(stream, "thanks")
     with pytest.raises(RequestError) as err:
         await wang.request(
-            "chat.mute", {"class_id": server.class_id, "user_id": server.uid("liming"),
-                          "minutes": 5}
+            "chat.mute",
+            {"class_id": server.class_id, "user_id": server.uid("liming"), "minutes": 5},
         )
     assert err.value.code == "forbidden"
 
@@ -147,8 +147,9 @@ async def test_typing_is_not_persisted(server: Server) -> None:
         if any(ev == "typing" for ev, _ in liming.ephemeral):
             break
         await asyncio.sleep(0.02)
-    assert any(ev == "typing" and d["user_id"] == server.uid("wanghao")
-               for ev, d in liming.ephemeral)
+    assert any(
+        ev == "typing" and d["user_id"] == server.uid("wanghao") for ev, d in liming.ephemeral
+    )
     assert not any(ev == "typing" for ev, _ in wang.ephemeral)
     hist = await liming.history(stream)
     assert hist["messages"] == []

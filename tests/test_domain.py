@@ -57,11 +57,17 @@ def test_coverage_any_guardian_covers_the_student() -> None:
         31: Receipt(31, True, True, False, None),
         40: Receipt(40, True, False, False, None),
     }
-    cov = coverage(NoticeKind.CONFIRM_REQUIRED, Audience.GUARDIANS, [2, 4, 5],
-                   {2: [30, 31], 4: [40]}, receipts)
+    cov = coverage(
+        NoticeKind.CONFIRM_REQUIRED, Audience.GUARDIANS, [2, 4, 5], {2: [30, 31], 4: [40]}, receipts
+    )
     assert cov.covered == (2,) and cov.not_covered == (4, 5)
-    both = coverage(NoticeKind.READ_REQUIRED, Audience.BOTH, [2, 4, 5], {2: [31]},
-                    {31: receipts[31], 4: Receipt(4, True, True, False, None)})
+    both = coverage(
+        NoticeKind.READ_REQUIRED,
+        Audience.BOTH,
+        [2, 4, 5],
+        {2: [31]},
+        {31: receipts[31], 4: Receipt(4, True, True, False, None)},
+    )
     assert both.covered == (2, 4) and both.not_covered == (5,)
 
 
@@ -168,8 +174,14 @@ def test_meeting_lobby_and_mutes() -> None:
 
 
 def test_dual_lesson_routes_classrooms_up_until_on_stage() -> None:
-    s = LiveSession(3, SessionKind.DUAL_LESSON, 10, host_id=1, title="d",
-                    classrooms={10: "host", 20: "A", 30: "B"})
+    s = LiveSession(
+        3,
+        SessionKind.DUAL_LESSON,
+        10,
+        host_id=1,
+        title="d",
+        classrooms={10: "host", 20: "A", 30: "B"},
+    )
     s.admit_role(1, "master", {10: {"teacher"}})
     s.admit_role(21, "wu", {20: {"teacher"}})
     s.admit_role(31, "zhou", {30: {"teacher"}})

@@ -81,7 +81,10 @@ async def test_reply_required_notice_and_csv_export(server: Server) -> None:
     teacher = await server.client("li")
     mom = await server.client("wang_mom")
     notice = await teacher.publish_notice(
-        server.class_id, "春游", kind="reply_required", choices=["参加", "不参加"],
+        server.class_id,
+        "春游",
+        kind="reply_required",
+        choices=["参加", "不参加"],
         deadline=time.time() + 3600,
     )
     with pytest.raises(RequestError) as err:
@@ -96,8 +99,7 @@ async def test_reply_required_notice_and_csv_export(server: Server) -> None:
     rows = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
     wang_rows = [r for r in rows if r["recipient_id"] == str(server.uid("wang_mom"))]
     assert wang_rows[0]["reply"] == "参加" and wang_rows[0]["covered"] == "True"
-    assert any(r["student_id"] == str(server.uid("zhaolei")) and r["state"] == "none"
-               for r in rows)
+    assert any(r["student_id"] == str(server.uid("zhaolei")) and r["state"] == "none" for r in rows)
 
 
 async def test_only_teachers_publish_and_bad_notices_change_nothing(server: Server) -> None:

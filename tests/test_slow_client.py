@@ -52,9 +52,7 @@ async def test_stalled_client_is_dropped_and_others_keep_up(tmp_path: Path) -> N
         stream = f"class:{srv.class_id}:students"
         sender = await srv.client("wanghao")
         reader = await srv.client("liming")
-        token = (await (await srv.client()).login("zhangwei", demo.DEMO_PASSWORD))[
-            "access_token"
-        ]
+        token = (await (await srv.client()).login("zhangwei", demo.DEMO_PASSWORD))["access_token"]
         stalled = await asyncio.to_thread(stalled_client, int(srv.url.rsplit(":", 1)[1]), token)
         body = "x" * 50_000  # 10 MB in all: more than the kernel's socket buffers hold
         latencies = []
@@ -67,8 +65,11 @@ async def test_stalled_client_is_dropped_and_others_keep_up(tmp_path: Path) -> N
         assert len(got) == 200
         # The stalled connection was cut once its buffer passed the bound...
         metrics = await sender.http("GET", "/metrics", auth=False)
-        line = next(x for x in metrics.splitlines()
-                    if x.startswith("homeroom_slow_client_disconnects_total"))
+        line = next(
+            x
+            for x in metrics.splitlines()
+            if x.startswith("homeroom_slow_client_disconnects_total")
+        )
         assert float(line.split()[-1]) >= 1
         # ...and it never held up the sender.
         latencies.sort()

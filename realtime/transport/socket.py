@@ -114,8 +114,7 @@ class Gateway:
 
     # --- requests -----------------------------------------------------------------------------
 
-    async def on_event(self, event: str, sid: str, data: Any = None, *extra: Any
-                       ) -> dict[str, Any]:
+    async def on_event(self, event: str, sid: str, data: Any = None, *extra: Any) -> dict[str, Any]:
         started = time.perf_counter()
         try:
             identity = self.identities.get(sid)

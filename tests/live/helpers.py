@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +29,9 @@ class Watch:
 
         participant.on_track = on_track
 
-    async def _consume(self, track: MediaStreamTrack, p: LiveParticipant,
-                       info: dict[str, Any]) -> None:
+    async def _consume(
+        self, track: MediaStreamTrack, p: LiveParticipant, info: dict[str, Any]
+    ) -> None:
         mid = info.get("mid")
         try:
             while True:
@@ -62,4 +64,4 @@ async def eventually(predicate: Any, timeout: float, what: str) -> None:
 
 def advancing(values: list[int], n: int = 10) -> bool:
     tail = values[-n:]
-    return len(tail) == n and all(b > a for a, b in zip(tail, tail[1:], strict=False))
+    return len(tail) == n and all(b > a for a, b in itertools.pairwise(tail))

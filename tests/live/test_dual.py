@@ -17,13 +17,27 @@ async def test_dual_lesson_classrooms_stage_hands_and_questions(live_server: Ser
     linked = srv.demo["linked_class_ids"]
     master_c = await srv.client("chen")
     with pytest.raises(RequestError) as err:
-        await (await srv.client("wu")).request("session.start", {
-            "class_id": srv.class_id, "kind": "dual_lesson", "title": "x",
-            "linked_class_ids": linked})
+        await (await srv.client("wu")).request(
+            "session.start",
+            {
+                "class_id": srv.class_id,
+                "kind": "dual_lesson",
+                "title": "x",
+                "linked_class_ids": linked,
+            },
+        )
     assert err.value.code == "forbidden"  # a local teacher cannot start the host class's lesson
-    sid = (await master_c.request("session.start", {
-        "class_id": srv.class_id, "kind": "dual_lesson", "title": "English",
-        "linked_class_ids": linked}))["session"]["id"]
+    sid = (
+        await master_c.request(
+            "session.start",
+            {
+                "class_id": srv.class_id,
+                "kind": "dual_lesson",
+                "title": "English",
+                "linked_class_ids": linked,
+            },
+        )
+    )["session"]["id"]
 
     master = LiveParticipant(master_c, sid)
     await master.join()
@@ -47,11 +61,17 @@ async def test_dual_lesson_classrooms_stage_hands_and_questions(live_server: Ser
     chen_id, wu_id, zhou_id = srv.uid("chen"), srv.uid("wu"), srv.uid("zhou")
     # The master teacher sees every classroom; every classroom sees the master teacher.
     for room in (wu_id, zhou_id):
-        await eventually(lambda r=room: advancing(watches["chen"].video_from(r)), 15,
-                         f"master decoding classroom {room}")
+        await eventually(
+            lambda r=room: advancing(watches["chen"].video_from(r)),
+            15,
+            f"master decoding classroom {room}",
+        )
     for name in ("wu", "zhou", "xiaohong"):
-        await eventually(lambda n=name: advancing(watches[n].video_from(chen_id)), 15,
-                         f"{name} decoding the master teacher")
+        await eventually(
+            lambda n=name: advancing(watches[n].video_from(chen_id)),
+            15,
+            f"{name} decoding the master teacher",
+        )
     # Classrooms do not see each other until one is put on stage.
     assert watches["zhou"].video_from(wu_id) == []
 
@@ -60,11 +80,15 @@ async def test_dual_lesson_classrooms_stage_hands_and_questions(live_server: Ser
         await xiaohong.client.request("hand.raise", {"session_id": sid, "classroom": True})
     assert err.value.code == "forbidden"
     await local["wu"].client.request("hand.raise", {"session_id": sid, "classroom": True})
-    await eventually(lambda: master.state.get("hands") == [f"classroom:{linked[0]}"], 5,
-                     "the classroom's hand")
+    await eventually(
+        lambda: master.state.get("hands") == [f"classroom:{linked[0]}"], 5, "the classroom's hand"
+    )
     await master_c.request("classroom.stage", {"session_id": sid, "class_id": linked[0]})
-    await eventually(lambda: advancing(watches["zhou"].video_from(wu_id)), 15,
-                     "the other classroom seeing the classroom on stage")
+    await eventually(
+        lambda: advancing(watches["zhou"].video_from(wu_id)),
+        15,
+        "the other classroom seeing the classroom on stage",
+    )
     assert master.state["hands"] == []
 
     # Students raise hands; a local teacher lowers only their own classroom's.
@@ -74,10 +98,12 @@ async def test_dual_lesson_classrooms_stage_hands_and_questions(live_server: Ser
     await xiaoming.client.request("hand.raise", {"session_id": sid})
     with pytest.raises(RequestError) as err:
         await local["wu"].client.request(
-            "hand.lower", {"session_id": sid, "hand": f"user:{srv.uid('xiaoming')}"})
+            "hand.lower", {"session_id": sid, "hand": f"user:{srv.uid('xiaoming')}"}
+        )
     assert err.value.code == "forbidden"
     await local["wu"].client.request(
-        "hand.lower", {"session_id": sid, "hand": f"user:{srv.uid('xiaohong')}"})
+        "hand.lower", {"session_id": sid, "hand": f"user:{srv.uid('xiaohong')}"}
+    )
 
     # A question asked in a classroom carries that classroom to the master teacher.
     q = await xiaohong.client.ask(linked[0], "How do you say 分数?", session_id=sid)
@@ -88,8 +114,7 @@ async def test_dual_lesson_classrooms_stage_hands_and_questions(live_server: Ser
     with pytest.raises(RequestError) as err:
         await local["zhou"].client.answer(q["id"], "no")
     assert err.value.code == "forbidden"
-    listed = await master_c.request("question.list",
-                                    {"class_id": linked[0], "session_id": sid})
+    listed = await master_c.request("question.list", {"class_id": linked[0], "session_id": sid})
     assert [x["id"] for x in listed["questions"]] == [q["id"]]
     answered = await master_c.answer(q["id"], "fraction")
     assert answered["status"] == "answered"

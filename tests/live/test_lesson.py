@@ -18,8 +18,9 @@ async def test_lesson_stream_hands_and_stage(live_server: Server) -> None:
     srv = live_server
     teacher = await srv.client("li")
     wang_c = await srv.client("wanghao")
-    start = await teacher.request("session.start", {
-        "class_id": srv.class_id, "kind": "lesson", "title": "数学：分数"})
+    start = await teacher.request(
+        "session.start", {"class_id": srv.class_id, "kind": "lesson", "title": "数学：分数"}
+    )
     sid = start["session"]["id"]
 
     # Members of the class see the lesson start in their class stream.
@@ -45,10 +46,14 @@ async def test_lesson_stream_hands_and_stage(live_server: Server) -> None:
         watches[name] = w
     host_id = srv.uid("li")
     for name, w in watches.items():
-        await eventually(lambda w=w: advancing(w.video_from(host_id)), 10,
-                         f"{name} decoding the teacher's camera")
-        await eventually(lambda w=w: w.audio_frames.get(host_id, 0) > 10, 5,
-                         f"{name} hearing the teacher")
+        await eventually(
+            lambda w=w: advancing(w.video_from(host_id)),
+            10,
+            f"{name} decoding the teacher's camera",
+        )
+        await eventually(
+            lambda w=w: w.audio_frames.get(host_id, 0) > 10, 5, f"{name} hearing the teacher"
+        )
 
     # A student without rights who publishes is not forwarded, and is told why.
     wang = students["wanghao"]
@@ -58,15 +63,20 @@ async def test_lesson_stream_hands_and_stage(live_server: Server) -> None:
 
     # Hands: raise, the teacher sees the queue, invites; the student accepts.
     await wang.client.request("hand.raise", {"session_id": sid})
-    await eventually(lambda: host.state.get("hands") == [f"user:{srv.uid('wanghao')}"], 5,
-                     "the teacher seeing the raised hand")
+    await eventually(
+        lambda: host.state.get("hands") == [f"user:{srv.uid('wanghao')}"],
+        5,
+        "the teacher seeing the raised hand",
+    )
     with pytest.raises(RequestError) as err:
         await students["liming"].client.request(
-            "stage.invite", {"session_id": sid, "user_id": srv.uid("zhangwei")})
+            "stage.invite", {"session_id": sid, "user_id": srv.uid("zhangwei")}
+        )
     assert err.value.code == "forbidden"
     await teacher.request("stage.invite", {"session_id": sid, "user_id": srv.uid("wanghao")})
-    await eventually(lambda: any(n == "stage.invited" for n, _ in wang.notices), 5,
-                     "the invitation")
+    await eventually(
+        lambda: any(n == "stage.invited" for n, _ in wang.notices), 5, "the invitation"
+    )
     await wang.client.request("stage.accept", {"session_id": sid})
     assert host.state["hands"] == []
     wang_cam = CounterVideoTrack()
@@ -78,15 +88,24 @@ async def test_lesson_stream_hands_and_stage(live_server: Server) -> None:
     host_watch.attach(host)
     await host.subscribe()
     wang_id = srv.uid("wanghao")
-    await eventually(lambda: advancing(host_watch.video_from(wang_id)), 10,
-                     "the teacher decoding the student on stage")
-    await eventually(lambda: advancing(watches["liming"].video_from(wang_id)), 10,
-                     "a classmate decoding the student on stage")
+    await eventually(
+        lambda: advancing(host_watch.video_from(wang_id)),
+        10,
+        "the teacher decoding the student on stage",
+    )
+    await eventually(
+        lambda: advancing(watches["liming"].video_from(wang_id)),
+        10,
+        "a classmate decoding the student on stage",
+    )
 
     # The teacher ends the stage turn: the student's video stops being forwarded.
     await teacher.request("stage.remove", {"session_id": sid, "user_id": wang_id})
-    await eventually(lambda: any(n == "rtc.unpublished" for n, _ in wang.notices), 5,
-                     "the student being told the camera stopped")
+    await eventually(
+        lambda: any(n == "rtc.unpublished" for n, _ in wang.notices),
+        5,
+        "the student being told the camera stopped",
+    )
     await asyncio.sleep(0.5)
     seen = len(host_watch.video_from(wang_id))
     await asyncio.sleep(1.0)
@@ -94,8 +113,11 @@ async def test_lesson_stream_hands_and_stage(live_server: Server) -> None:
 
     # Stats for the host only.
     stats = await teacher.http("GET", f"/api/v1/sessions/{sid}/stats")
-    cam = next(t for t in stats["tracks"].values()
-               if t["source"] == "camera" and t["publisher_id"] == str(host_id))
+    cam = next(
+        t
+        for t in stats["tracks"].values()
+        if t["source"] == "camera" and t["publisher_id"] == str(host_id)
+    )
     assert cam["frames_forwarded"] > 0 and len(cam["subscribers"]) >= 3
     with pytest.raises(RequestError) as err:
         await students["liming"].client.http("GET", f"/api/v1/sessions/{sid}/stats")
@@ -103,8 +125,11 @@ async def test_lesson_stream_hands_and_stage(live_server: Server) -> None:
 
     # The teacher ends the lesson; everyone is told.
     await teacher.request("session.end", {"session_id": sid})
-    await eventually(lambda: any(n == "session.ended" for n, _ in wang.notices), 5,
-                     "the student being told the lesson ended")
+    await eventually(
+        lambda: any(n == "session.ended" for n, _ in wang.notices),
+        5,
+        "the student being told the lesson ended",
+    )
     for w in (*watches.values(), host_watch):
         w.stop()
     for p in (*students.values(), host):
@@ -117,8 +142,11 @@ async def test_outsiders_cannot_join_and_session_questions_move_to_board(
 ) -> None:
     srv = live_server
     teacher = await srv.client("li")
-    sid = (await teacher.request("session.start", {
-        "class_id": srv.class_id, "kind": "lesson", "title": "科学"}))["session"]["id"]
+    sid = (
+        await teacher.request(
+            "session.start", {"class_id": srv.class_id, "kind": "lesson", "title": "科学"}
+        )
+    )["session"]["id"]
     outsider = await srv.client("xiaohong")  # a student of another class
     with pytest.raises(RequestError) as err:
         await outsider.request("session.join", {"session_id": sid})
@@ -130,7 +158,8 @@ async def test_outsiders_cannot_join_and_session_questions_move_to_board(
     for payload in ({}, {"audio": True}):
         with pytest.raises(RequestError) as err:
             await outsider.request(
-                "moderate.mute", {"session_id": sid, "user_id": srv.uid("li"), **payload})
+                "moderate.mute", {"session_id": sid, "user_id": srv.uid("li"), **payload}
+            )
         assert err.value.code in ("bad_request", "forbidden", "not_found")
 
     wang = await srv.client("wanghao")
@@ -143,6 +172,6 @@ async def test_outsiders_cannot_join_and_session_questions_move_to_board(
         await wang.ask(srv.class_id, "wrong session", session_id=sid + 100)
     assert err.value.code == "not_found"
     await teacher.request("session.end", {"session_id": sid})
-    await eventually(lambda: False if not wang.events else True, 1, "events")
+    await eventually(lambda: bool(wang.events), 1, "events")
     board = await wang.request("question.list", {"class_id": srv.class_id})
     assert [q["id"] for q in board["questions"]] == [q_open["id"]]
