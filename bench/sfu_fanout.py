@@ -244,13 +244,15 @@ class Peer:
         while True:
             line = await self.proc.stdout.readline()
             if not line:
-                for fut in self._waiting.values():
-                    if not fut.done():
-                        fut.set_exception(RuntimeError(f"{self.name} exited"))
+                for waiting in self._waiting.values():
+                    if not waiting.done():
+                        waiting.set_exception(RuntimeError(f"{self.name} exited"))
                 await self._events.put({"event": "exit"})
                 return
             msg = json.loads(line)
-            fut = self._waiting.pop(msg.get("id"), None) if "id" in msg else None
+            fut: asyncio.Future[dict[str, Any]] | None = (
+                self._waiting.pop(msg["id"], None) if "id" in msg else None
+            )
             if fut is not None and not fut.done():
                 fut.set_result(msg)
             elif "event" in msg:
@@ -310,9 +312,9 @@ async def seed_homeroom(database_url: str) -> dict[str, Any]:
     try:
         await store.migrate()
         async with store.transaction() as conn:
-            school = (
-                await conn.execute(schools.insert().values(name="SFU bench school"))
-            ).inserted_primary_key[0]
+            res = await conn.execute(schools.insert().values(name="SFU bench school"))
+            assert res.inserted_primary_key is not None
+            school = res.inserted_primary_key[0]
             class_id = await create_class(conn, school, "SFU bench class")
             rows = [
                 {
@@ -848,7 +850,8 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
     ok_joins = [j for j in result.get("joins", []) if j.get("first_key_s") is not None]
     joins = [j["first_key_s"] for j in ok_joins]
     connected = [j["connected_s"] for j in ok_joins if j.get("connected_s") is not None]
-    isolated, back_to_back = [], []
+    isolated: list[float] = []
+    back_to_back: list[float] = []
     previous_end = -math.inf
     for j in sorted(result.get("joins", []), key=lambda j: j["t_join"] or 0):
         if j.get("first_key_s") is not None:
@@ -944,9 +947,14 @@ async def main_async(args: argparse.Namespace, started: Started, tmp: Path) -> d
                 f"{info['keyframe_bytes']} B, delta {info['delta_bytes_avg']} B on average"
             )
     janus_bin: tuple[str, Path] | None = None
+    janus_error = "janus was not prepared"
     if janus_ready is not None:
-        janus_bin = await janus_ready
-        say(f"janus: {janus_bin[0]} (getifaddrs shim built)")
+        try:
+            janus_bin = await janus_ready
+            say(f"janus: {janus_bin[0]} (getifaddrs shim built)")
+        except Exception as exc:  # no Janus: the other servers are still measured
+            janus_error = f"Janus could not be installed or prepared: {exc}"
+            say(janus_error)
 
     results: dict[str, dict[str, Any]] = {}
     for profile in profiles:
@@ -976,7 +984,8 @@ async def main_async(args: argparse.Namespace, started: Started, tmp: Path) -> d
                 if name == "homeroom":
                     server = await start_homeroom(started, work, seqs[profile])
                 elif name == "janus":
-                    assert janus_bin is not None
+                    if janus_bin is None:
+                        raise RuntimeError(janus_error)
                     server = await start_janus(started, work, seqs[profile], *janus_bin)
                 else:
                     server = await start_relay(started, work, seqs[profile])

@@ -329,7 +329,7 @@ class Sub:
         if server == "homeroom":
             assert self._client is not None
             p = self._participant = LiveParticipant(self._client, self.cfg["session_id"])
-            p.on_track = lambda track, _info: self.on_track(p.subscribe_pc, track)
+            p.on_track = lambda track, _info: self.on_track(p.subscribe_pc, track)  # type: ignore[arg-type]
             await p.join()
             await p.subscribe()
             self.pc = p.subscribe_pc

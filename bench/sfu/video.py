@@ -133,7 +133,7 @@ def _encoder(width: int, height: int, bitrate: int, gop: int) -> av.VideoCodecCo
     codec.bit_rate = bitrate
     codec.pix_fmt = "yuv420p"
     codec.time_base = fractions.Fraction(1, FPS)
-    codec.framerate = FPS
+    codec.framerate = fractions.Fraction(FPS)
     codec.gop_size = gop
     codec.qmin = 2
     codec.qmax = 56
