@@ -56,6 +56,7 @@ class Fanout:
             head = {"stream": stream, "seq": ev["seq"], "type": ev["type"], "at": ev["at"]}
             member_room = room_name(stream, Visibility.MEMBER)
             staff_room = room_name(stream, Visibility.STAFF)
+            forms: list[tuple[dict[str, Any], tuple[str, ...]]]
             if ev.get("staff_data") is None:
                 forms = [({**head, "data": ev["data"]}, (member_room, staff_room))]
             else:

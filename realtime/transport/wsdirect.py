@@ -129,10 +129,10 @@ class DirectSockets:
         for _sid, eio_sid in targets:
             ws = sockets.get(eio_sid)
             writer = ws._writer if ws is not None else None
-            transport = writer.transport if writer is not None else None
-            if transport is None:
+            if writer is None or writer.transport is None:
                 fallback.append(eio_sid)
                 continue
+            transport = writer.transport
             if transport.is_closing() or writer._closing:
                 continue
             s = eio_sockets.get(eio_sid)
