@@ -82,8 +82,10 @@ export class Connection {
         this.opts
           .renewToken()
           .then((ok) => {
-            if (ok && this.socket === socket) socket.connect();
-            else this.setStatus("refused");
+            if (this.socket !== socket) return; // signed out meanwhile
+            // No new token yet (the network is down too): try again a little later.
+            if (ok) socket.connect();
+            else setTimeout(() => this.socket === socket && !socket.connected && socket.connect(), 5000);
           })
           .finally(() => {
             this.renewing = false;
