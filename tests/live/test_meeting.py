@@ -68,13 +68,14 @@ async def test_meeting_lobby_grid_and_mute(live_server: Server) -> None:
         await p.publish({CounterVideoTrack(): "camera"})
     chen = LiveParticipant(await srv.client("chen"), sid)  # a co-teacher joins directly
     await chen.join()
+    await chen.publish({CounterVideoTrack(): "camera"})
     members["chen"] = chen
     for name, p in members.items():
         w = Watch()
         w.attach(p)
         watches[name] = w
         await p.subscribe()
-    publishers = ("li", "wang_mom", "li_mom")
+    publishers = ("li", "wang_mom", "li_mom", "chen")  # four people, each sees the other three
     for viewer, w in watches.items():
         for pub in publishers:
             if pub == viewer:
