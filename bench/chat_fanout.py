@@ -233,7 +233,7 @@ class WorkerPool:
         }
 
     async def close(self) -> None:
-        await self.all({"cmd": "close"}, timeout=120)
+        await self.all({"cmd": "close"}, timeout=400)
         self.sizes = [0] * len(self.procs)
 
     async def reset(self, latency: bool = False) -> None:
@@ -927,7 +927,13 @@ async def measure(
         side.out["notice_2000_s"] = median([r["last_s"] for r in rs])
         side.out["notice_2000_ack_s"] = median([r["ack_s"] for r in rs])
         side.out["notice_missing"] = sum(r["missing"] for r in rs)
-        await side.pool.close()
+        gone = await disconnect_all(side)
+        side.out["disconnect_2000_cpu_s"] = gone["cpu_s"]
+        side.out["disconnect_2000_s"] = gone["s"]
+        say(
+            f"  [{side.name}] {GUARDIANS} guardians left: the server was busy {gone['s']:.1f} s, "
+            f"{gone['cpu_s']:.2f} CPU-s"
+        )
 
     # Throughput in rooms of 50 and 500; latency in the room of 50.
     for size, cid, sender_uid, receivers in (
@@ -1056,7 +1062,31 @@ async def measure_big(
             f"  [{name}] receipts roll-up for {BIG_GUARDIANS} guardians: "
             f"{out['rollup_ms']:.0f} ms (median of 3)"
         )
+    gone = await disconnect_all(side)
+    out["disconnect_10000_cpu_s"] = gone["cpu_s"]
+    out["disconnect_10000_s"] = gone["s"]
+    say(
+        f"  [{name}] {BIG_GUARDIANS} guardians left: the server was busy {gone['s']:.1f} s, "
+        f"{gone['cpu_s']:.2f} CPU-s"
+    )
+
+
+async def disconnect_all(side: Side, limit_s: float = 300.0) -> dict[str, float]:
+    """Close every receiving connection; how long and how much CPU until the server is idle."""
+    target = side.target
+    cpu0 = target.cpu()
+    t0 = time.monotonic()
     await side.pool.close()
+    last_cpu, last_busy, quiet = target.cpu(), time.monotonic(), 0
+    while time.monotonic() - t0 < limit_s and quiet < 4:
+        await asyncio.sleep(0.25)
+        now = target.cpu()
+        if now - last_cpu <= 0.02:  # under 8% of a core for a quarter of a second
+            quiet += 1
+        else:
+            quiet, last_busy = 0, time.monotonic()
+        last_cpu = now
+    return {"cpu_s": last_cpu - cpu0, "s": last_busy - t0}
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -1145,6 +1175,8 @@ async def run(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str
         "rss_2000_mb",
         "notice_2000_ack_s",
         "connect_2000_s",
+        "disconnect_2000_s",
+        "disconnect_2000_cpu_s",
         "sync_retries",
         "deflate_accepted",
     ):
@@ -1154,8 +1186,9 @@ async def run(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str
         out["notice_10000_s"] = h.get("notice_10000_s")
         out["ref_notice_10000_s"] = r.get("notice_10000_s")
         out["rollup_ms"] = h.get("rollup_ms")
-        out["connect_10000_s"] = h.get("connect_10000_s")
-        out["ref_connect_10000_s"] = r.get("connect_10000_s")
+        for key in ("connect_10000_s", "disconnect_10000_s", "disconnect_10000_cpu_s"):
+            out[key] = h.get(key)
+            out["ref_" + key] = r.get(key)
     out["missing"] = sum(
         int(v)
         for res in (h, r)
