@@ -224,7 +224,10 @@ class WorkerPool:
         retries = sum(r["retries"] for r in replies)
         if retries:
             first = next(r["first_retry"] for r in replies if r["first_retry"])
-            say(f"  WARNING: {retries} syncs were refused and retried; the first said {first}")
+            say(
+                f"  WARNING: {retries} connects or syncs failed and were retried; the first: "
+                f"{first}"
+            )
         return {
             "retries": retries,
             "connected": sum(r["connected"] for r in replies),
@@ -1013,6 +1016,7 @@ async def measure(
     for side in sides:
         if side.teacher is not None:
             await close_sender(side.teacher)
+            side.teacher = None
 
 
 async def measure_big(
@@ -1137,6 +1141,10 @@ async def run(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str
             sides.append(Side(target, pool))
         await measure(sides, people, args, deadline)
     finally:
+        for side in sides:
+            if side.teacher is not None:
+                with contextlib.suppress(Exception):
+                    await close_sender(side.teacher)
         for pool in pools:
             await pool.stop()
         started.stop_all()

@@ -59,27 +59,36 @@ class Worker:
         retries: list[str] = []
         started = time.monotonic()
 
+        async def attempt(token: str) -> SioConnection:
+            conn = SioConnection(
+                self.session, url, token, compress=compress, on_event=self.on_event
+            )
+            try:
+                await conn.connect()
+                if sync:
+                    ack = await conn.call("sync", {"cursors": {}}, timeout=60)
+                    if not isinstance(ack, dict) or not ack.get("ok"):
+                        raise RuntimeError(f"sync refused: {ack!r:.200}")
+                return conn
+            except BaseException:
+                await conn.close()
+                raise
+
         async def one(token: str) -> SioConnection | None:
+            # A failed connect or refused sync is tried again (as a real client would, after a
+            # pause); every retry is counted and reported.
             async with sem:
-                conn = SioConnection(
-                    self.session, url, token, compress=compress, on_event=self.on_event
-                )
-                try:
-                    await conn.connect()
-                    for attempt in range(4 if sync else 0):
-                        # A refused sync is retried, as a real client would; retries are counted.
-                        ack = await conn.call("sync", {"cursors": {}}, timeout=60)
-                        if isinstance(ack, dict) and ack.get("ok"):
-                            break
-                        if attempt == 3:
-                            raise RuntimeError(f"sync refused: {ack!r:.200}")
-                        retries.append(f"{ack!r:.200}")
-                        await asyncio.sleep(1.0)
-                    return conn
-                except Exception as exc:
-                    failures.append(f"{type(exc).__name__}: {exc}")
-                    await conn.close()
-                    return None
+                for n in range(4):
+                    try:
+                        return await attempt(token)
+                    except Exception as exc:
+                        error = f"{type(exc).__name__}: {exc}"
+                        if n == 3:
+                            failures.append(error)
+                            return None
+                        retries.append(error[:200])
+                        await asyncio.sleep(1.0 + n)
+                return None
 
         results = await asyncio.gather(*(one(t) for t in cmd["tokens"]))
         made = [c for c in results if c is not None]
