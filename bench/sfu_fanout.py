@@ -67,10 +67,12 @@ import janus_room  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Time budget (the whole run must stay under 10 minutes, even on a busy machine): a server
-# run starts only before RUN_CUTOFF_S, a measuring step or storm only before STEP_CUTOFF_S;
-# none takes more than about 30 s, and stopping everything takes a few seconds.
+# run starts only before RUN_CUTOFF_S, a join, measuring step or storm only before
+# STEP_CUTOFF_S, and whatever still runs at HARD_LIMIT_S is cut (its processes stopped, the
+# figures it had kept). Stopping everything and printing take a few seconds.
 RUN_CUTOFF_S = 470
 STEP_CUTOFF_S = 530
+HARD_LIMIT_S = 565
 NS = [1, 4, 8, 16, 32]
 # MediaRelay needs about 0.17 core per viewer: it saturates 2 cores early, so it gets N=2 too
 # (two points for a slope even when N=4 is already too many).
@@ -552,9 +554,12 @@ def show_point(server: Server, plan: Plan, point: dict[str, Any]) -> None:
     )
 
 
-async def run_server(started: Started, server: Server, plan: Plan, tmp: Path) -> dict[str, Any]:
+async def run_server(
+    started: Started, server: Server, plan: Plan, tmp: Path, out: dict[str, Any]
+) -> None:
+    """Ramp, measure, profile, storm; ``out`` collects the figures as they come."""
     warmup, window = WINDOWS[plan.profile]
-    out: dict[str, Any] = {"points": [], "joins": [], "notes": []}
+    out.update({"points": [], "joins": [], "notes": []})
     pub = await Peer.start(
         started,
         "publisher",
@@ -596,7 +601,7 @@ async def run_server(started: Started, server: Server, plan: Plan, tmp: Path) ->
             if time.monotonic() > plan.deadline:
                 out["notes"].append(f"stopped before N={n}: time budget")
                 break
-            while joined < n:
+            while joined < n and time.monotonic() < plan.deadline:
                 if joined < plan.isolated_joins:
                     # Joins nobody else made just before: no keyframe request is pending.
                     await asyncio.sleep(ISOLATION_S)
@@ -607,6 +612,9 @@ async def run_server(started: Started, server: Server, plan: Plan, tmp: Path) ->
                 if "error" in result:
                     out["notes"].append(f"join {sub['id']} failed: {result['error']}")
                 joined += 1
+            if joined < n:
+                out["notes"].append(f"stopped while joining for N={n}: time budget")
+                break
             await asyncio.sleep(warmup)
             point = await measure_point(n, server, pub, workers, window)
             show_point(server, plan, point)
@@ -630,7 +638,7 @@ async def run_server(started: Started, server: Server, plan: Plan, tmp: Path) ->
                 break
         await asyncio.gather(*(w.ask("leave", timeout=60) for w in workers))
 
-        if plan.storm and time.monotonic() < plan.deadline:
+        if plan.storm and time.monotonic() < plan.deadline - 20:
             await asyncio.sleep(1.5)
             out["storm"] = await storm(
                 workers, new_sub, server, tmp if plan.profile_storm else None
@@ -648,7 +656,6 @@ async def run_server(started: Started, server: Server, plan: Plan, tmp: Path) ->
         for w in workers:
             await w.stop(started)
         await pub.stop(started)
-    return out
 
 
 async def storm(
@@ -986,6 +993,7 @@ async def main_async(args: argparse.Namespace, started: Started, tmp: Path) -> d
             say(f"{name} {profile} (at {time.monotonic() - t_start:.0f} s)")
             t_run = time.monotonic()
             server = None
+            raw: dict[str, Any] = {}
             try:
                 if name == "homeroom":
                     server = await start_homeroom(started, work, seqs[profile])
@@ -995,10 +1003,16 @@ async def main_async(args: argparse.Namespace, started: Started, tmp: Path) -> d
                     server = await start_janus(started, work, seqs[profile], *janus_bin)
                 else:
                     server = await start_relay(started, work, seqs[profile])
-                raw = await run_server(started, server, plan, work)
+                await asyncio.wait_for(
+                    run_server(started, server, plan, work, raw),
+                    max(1.0, t_start + HARD_LIMIT_S - time.monotonic()),
+                )
+            except TimeoutError:
+                say(f"  {name} {profile}: cut at the time limit")
+                raw.setdefault("notes", []).append("cut at the time limit")
             except Exception as exc:
                 say(f"  {name} {profile} failed: {type(exc).__name__}: {exc}")
-                raw = {"error": f"{type(exc).__name__}: {exc}"}
+                raw["error"] = f"{type(exc).__name__}: {exc}"
             finally:
                 if server is not None:
                     started.stop(server.pid)
