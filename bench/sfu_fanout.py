@@ -1076,7 +1076,17 @@ def code_state() -> dict[str, Any]:
             return ""
 
     dirty = git("status", "--porcelain", "--", "media", "signaling", "realtime", "clients")
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": dirty.splitlines()}
+    changed = [line[3:] for line in dirty.splitlines() if line[3:].endswith(".py")]
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "uncommitted": dirty.splitlines(),
+        # Blob ids of the uncommitted Python files measured (git hash-object).
+        "uncommitted_blobs": {
+            path: git("hash-object", path)[:12]
+            for path in changed
+            if path.startswith(("media/", "signaling/"))
+        },
+    }
 
 
 def _cmp(value: float | None, test: Any) -> bool | None:
