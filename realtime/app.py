@@ -54,6 +54,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         if migrate:
             await store.migrate()
         await bus.start(gateway.on_bus)
+        await live.recover()
 
     async def stop(_app: web.Application) -> None:
         await live.close()

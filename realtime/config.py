@@ -60,6 +60,8 @@ class Settings:
     turn_secret: str = ""
     turn_ttl_s: int = 6 * 3600
     video_codec: str = "VP8"
+    # This node's name among several (live sessions remember where they run); empty: host:port.
+    node_name: str = ""
     # A session nobody publishes in for this long ends by itself.
     session_idle_end_s: int = 1800
     # A participant who drops out keeps their place (stage, hand) for this long.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -63,6 +64,7 @@ class LiveService:
             public_address=settings.ice_public_address or None,
         )
         self._idle_task: asyncio.Task[None] | None = None
+        self.node = settings.node_name or f"{socket.gethostname()}:{settings.port}"
         routes: dict[str, tuple[type[Any], Callable[[str, int, Any], Awaitable[dict[str, Any]]]]]
         routes = {
             "session.start": (s.SessionStart, self.start),
@@ -168,6 +170,7 @@ class LiveService:
                     kind=kind.value,
                     title=req.title.strip(),
                     host_id=user_id,
+                    node=self.node,
                     linked=linked,
                     started_at=now,
                 )
@@ -245,6 +248,33 @@ class LiveService:
         for sid in list(rt.sids.values()):
             with contextlib.suppress(Exception):
                 await self.sio.leave_room(sid, _room(session.id))
+
+    async def recover(self) -> int:
+        """End the sessions this node was running when it stopped: their state died with it.
+
+        Their unanswered questions move to the class boards and members are told, exactly as
+        when a host ends a session.
+        """
+        async with self.hub.store.read() as conn:
+            rows = list(
+                await conn.execute(
+                    select(live_sessions).where(
+                        live_sessions.c.ended_at.is_(None), live_sessions.c.node == self.node
+                    )
+                )
+            )
+            names = {r.id: r.name for r in await conn.execute(select(classes.c.id, classes.c.name))}
+        for row in rows:
+            session = LiveSession(
+                row.id,
+                SessionKind(row.kind),
+                row.class_id,
+                row.host_id,
+                row.title,
+                {cid: names.get(cid, "") for cid in [row.class_id, *row.linked]},
+            )
+            await self.finish(LiveRuntime(session, self.media, self._send), "server_restart")
+        return len(rows)
 
     def _ensure_idle_watch(self) -> None:
         if self._idle_task is None or self._idle_task.done():

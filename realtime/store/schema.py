@@ -222,5 +222,7 @@ live_sessions = Table(
     Column("linked", JSON, nullable=False),  # class ids of a dual lesson's other classrooms
     Column("started_at", Float, nullable=False),
     Column("ended_at", Float, nullable=True),
+    # The node whose memory holds the session: it ends its own sessions after a restart.
+    Column("node", String(120), nullable=True),
     Index("ix_live_sessions_class", "class_id"),
 )

@@ -175,3 +175,38 @@ async def test_outsiders_cannot_join_and_session_questions_move_to_board(
     await eventually(lambda: bool(wang.events), 1, "events")
     board = await wang.request("question.list", {"class_id": srv.class_id})
     assert [q["id"] for q in board["questions"]] == [q_open["id"]]
+
+
+@pytest.mark.timeout(60)
+async def test_a_restart_ends_the_nodes_sessions_and_keeps_their_questions(tmp_path) -> None:
+    from tests.conftest import make_settings, start_server, stop_server
+
+    settings = make_settings(tmp_path, ice_host_addresses="127.0.0.1")
+    srv = await start_server(settings)
+    teacher = await srv.client("li")
+    wang = await srv.client("wanghao")
+    sid = (
+        await teacher.request(
+            "session.start", {"class_id": srv.class_id, "kind": "lesson", "title": "x"}
+        )
+    )["session"]["id"]
+    q = await wang.ask(srv.class_id, "asked just before the crash", session_id=sid)
+    cursors = dict(wang.cursors)
+    class_id = srv.class_id
+    await stop_server(srv)
+
+    srv = await start_server(settings)  # same database, same node
+    try:
+        again = await srv.client("wanghao", connect=False)
+        await again.login("wanghao", "demo1234")
+        again.cursors.update(cursors)
+        await again.connect()
+        ended = await again.wait_for(lambda e: e["type"] == "session.ended")
+        assert ended["data"]["id"] == sid and ended["data"]["reason"] == "server_restart"
+        board = await again.request("question.list", {"class_id": class_id})
+        assert [x["id"] for x in board["questions"]] == [q["id"]]
+        with pytest.raises(RequestError) as err:
+            await again.request("session.join", {"session_id": sid})
+        assert err.value.code == "not_found"
+    finally:
+        await stop_server(srv)
