@@ -892,6 +892,7 @@ async def measure(
         await close_sender(warm)
         await asyncio.sleep(1.0)
         rss0 = target.rss()
+        cpu0 = target.cpu()
         t = time.monotonic()
         async with Spy(target, args.profile, "connect-and-sync", 10):
             info = await side.pool.connect(
@@ -899,9 +900,11 @@ async def measure(
             )
         out["sync_retries"] = info["retries"]
         out["connect_2000_s"] = time.monotonic() - t
+        out["connect_2000_cpu_s"] = target.cpu() - cpu0
         say(
             f"  [{name}] {info['connected']} guardians connected and synced in "
-            f"{out['connect_2000_s']:.1f} s (permessage-deflate accepted on {info['deflate']})"
+            f"{out['connect_2000_s']:.1f} s, {out['connect_2000_cpu_s']:.2f} server CPU-s "
+            f"(permessage-deflate accepted on {info['deflate']})"
         )
         await asyncio.sleep(2.0)
         rss1 = target.rss()
@@ -1029,14 +1032,16 @@ async def measure_big(
         say(f"  [{name}] out of time budget: skipping the 10,000 guardians")
         return
     t = time.monotonic()
+    cpu0 = target.cpu()
     info = await side.pool.connect(
         target.url, [target.token(g) for g in people.big_guardians], compress
     )
     out["sync_retries"] += info["retries"]
     out["connect_10000_s"] = time.monotonic() - t
+    out["connect_10000_cpu_s"] = target.cpu() - cpu0
     say(
         f"  [{name}] {info['connected']} guardians connected and synced in "
-        f"{out['connect_10000_s']:.1f} s"
+        f"{out['connect_10000_s']:.1f} s, {out['connect_10000_cpu_s']:.2f} server CPU-s"
     )
     await asyncio.sleep(1.0)
     big = []
@@ -1183,6 +1188,7 @@ async def run(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str
         "rss_2000_mb",
         "notice_2000_ack_s",
         "connect_2000_s",
+        "connect_2000_cpu_s",
         "disconnect_2000_s",
         "disconnect_2000_cpu_s",
         "sync_retries",
@@ -1194,7 +1200,12 @@ async def run(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str
         out["notice_10000_s"] = h.get("notice_10000_s")
         out["ref_notice_10000_s"] = r.get("notice_10000_s")
         out["rollup_ms"] = h.get("rollup_ms")
-        for key in ("connect_10000_s", "disconnect_10000_s", "disconnect_10000_cpu_s"):
+        for key in (
+            "connect_10000_s",
+            "connect_10000_cpu_s",
+            "disconnect_10000_s",
+            "disconnect_10000_cpu_s",
+        ):
             out[key] = h.get(key)
             out["ref_" + key] = r.get(key)
     out["missing"] = sum(
