@@ -178,3 +178,97 @@ async def test_shared_payload_sender_swap_and_keyframe_routing() -> None:
             use_shared_payloads(other)
     finally:
         await pc.close()
+
+
+# --------------------------------------------------------------------------------------------
+# SharedPayloadSender's RTP loop (replaces RTCRtpSender._run_rtp) and its direct send path
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(5)
+async def test_send_loop_private_attributes_exist_on_real_objects() -> None:
+    import aioice.ice
+    from aiortc.rtcdtlstransport import State as DtlsState
+    from pylibsrtp import Policy, Session
+
+    pc = RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
+    try:
+        sender = pc.addTransceiver("video").sender
+        # The RTP loop's events and the counters the RTCP loop / getStats read.
+        assert isinstance(sender._RTCRtpSender__rtp_started, asyncio.Event)  # type: ignore[attr-defined]
+        assert isinstance(sender._RTCRtpSender__rtp_exited, asyncio.Event)  # type: ignore[attr-defined]
+        assert sender._RTCRtpSender__started is False  # type: ignore[attr-defined]
+        for name in internals._SENDER_SR_COUNTERS:
+            assert getattr(sender, name) == 0, name
+        assert isinstance(sender._ssrc, int) and isinstance(sender._rtx_ssrc, int)
+        # What the direct path reads on the transports.
+        dtls = sender.transport
+        assert dtls._state is DtlsState.NEW and dtls._tx_srtp is None
+        assert dtls._RTCDtlsTransport__tx_bytes == 0
+        assert dtls._RTCDtlsTransport__tx_packets == 0
+        connection = dtls.transport._connection
+        assert isinstance(connection, aioice.ice.Connection)
+        assert connection._nominated == {}
+        session = Session(Policy(key=bytes(30), ssrc_type=Policy.SSRC_ANY_OUTBOUND))
+        assert session._srtp[0] is not None
+    finally:
+        await pc.close()
+
+
+def _no_fragments(*args: object, **kwargs: object) -> None:
+    """A stand-in whose source contains none of the code check_internals looks for."""
+
+
+@pytest.mark.timeout(5)
+@pytest.mark.parametrize(
+    ("owner", "name", "expected"),
+    [
+        ("RTCRtpSender", "_run_rtcp", "_run_rtcp"),
+        ("RTCRtpSender", "_retransmit", "_retransmit"),
+        ("RTCRtpSender", "_handle_rtcp_packet", "_handle_rtcp_packet"),
+        ("RTCRtpSender", "stop", "RTCRtpSender.stop"),
+        ("RTCDtlsTransport", "_send_rtp", "_send_rtp"),
+        ("StunProtocol", "send_data", "send_data"),
+        ("Connection", "sendto", "Connection.sendto"),
+        ("Session", "protect", "Session.protect"),
+        ("Session", "_Session__process", "Session.__process"),
+    ],
+)
+def test_check_fails_loudly_when_the_send_path_moves(
+    monkeypatch: pytest.MonkeyPatch, owner: str, name: str, expected: str
+) -> None:
+    import aioice.ice
+    import pylibsrtp
+    from aiortc import RTCDtlsTransport
+
+    owners = {
+        "RTCRtpSender": RTCRtpSender,
+        "RTCDtlsTransport": RTCDtlsTransport,
+        "StunProtocol": aioice.ice.StunProtocol,
+        "Connection": aioice.ice.Connection,
+        "Session": pylibsrtp.Session,
+    }
+    monkeypatch.setattr(owners[owner], name, _no_fragments)
+    with pytest.raises(AiortcInternalsError, match=expected):
+        check_internals()
+
+
+@pytest.mark.timeout(5)
+def test_check_fails_when_a_sender_counter_is_renamed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(internals, "_SENDER_SR_COUNTERS", ("_RTCRtpSender__packets_sent_renamed",))
+    with pytest.raises(AiortcInternalsError, match="__packets_sent_renamed"):
+        check_internals()
+
+
+@pytest.mark.timeout(5)
+async def test_use_shared_payloads_refuses_a_started_sender() -> None:
+    pc = RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
+    try:
+        sender = pc.addTransceiver("video").sender
+        sender._RTCRtpSender__started = True  # type: ignore[attr-defined]
+        with pytest.raises(AiortcInternalsError, match="before the sender starts"):
+            use_shared_payloads(sender)
+        sender._RTCRtpSender__started = False  # type: ignore[attr-defined]
+        assert isinstance(use_shared_payloads(sender), SharedPayloadSender)
+    finally:
+        await pc.close()

@@ -1,0 +1,419 @@
+"""SharedPayloadSender's own RTP loop: the bytes on the wire, NACK/RTX and sender reports.
+
+The loop replaces aiortc's ``_run_rtp`` (media/aiortc_internals.py). These tests hold it to
+aiortc's behaviour: every packet byte-identical to what ``RtpPacket.serialize`` would send,
+retransmissions identical to ``wrap_rtx``, SRTP that libsrtp's receiving side accepts, and
+sender report counters that match what was sent. If one fails after an aiortc, aioice or
+pylibsrtp upgrade, read the new source before touching anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aioice.ice import StunProtocol
+from aiortc import RTCRtpSender
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpSendParameters,
+)
+from aiortc.rtp import (
+    RTCP_RTPFB_NACK,
+    HeaderExtensionsMap,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    wrap_rtx,
+)
+from pylibsrtp import Policy, Session
+
+from media import MediaRouter
+from media import aiortc_internals as internals
+from media.aiortc_internals import SharedPayloadSender, _DatagramSink, _Egress
+from signaling import PublishSession, SubscribeSession
+from tests.media.peers import CounterVideoTrack, Publisher, Subscriber, wait_for
+
+MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+RTX = RTCRtpCodecParameters(
+    mimeType="video/rtx", clockRate=90000, payloadType=97, parameters={"apt": 96}
+)
+
+
+def parameters(
+    extensions: list[tuple[int, str]], mid: str | None = "0", rtx: bool = True
+) -> RTCRtpSendParameters:
+    return RTCRtpSendParameters(
+        codecs=[VP8, RTX] if rtx else [VP8],
+        headerExtensions=[RTCRtpHeaderExtensionParameters(id=i, uri=u) for i, u in extensions],
+        muxId=mid,  # type: ignore[arg-type]
+    )
+
+
+def aiortc_packet(
+    params: RTCRtpSendParameters,
+    *,
+    sequence_number: int,
+    timestamp: int,
+    ssrc: int,
+    payload: bytes,
+    marker: int,
+    abs_send_time: int,
+    audio_level: int | None = None,
+) -> RtpPacket:
+    """The packet aiortc's RTCRtpSender._run_rtp would build (same fields, same order)."""
+    payload_type = params.codecs[0].payloadType
+    assert payload_type is not None
+    packet = RtpPacket(
+        payload_type=payload_type,
+        sequence_number=sequence_number,
+        timestamp=timestamp,
+    )
+    packet.ssrc = ssrc
+    packet.payload = payload
+    packet.marker = marker
+    packet.extensions.abs_send_time = abs_send_time
+    packet.extensions.mid = params.muxId
+    if audio_level is not None:
+        packet.extensions.audio_level = (False, -audio_level)
+    return packet
+
+
+def extension_map(params: RTCRtpSendParameters) -> HeaderExtensionsMap:
+    ext_map = HeaderExtensionsMap()
+    ext_map.configure(params)
+    return ext_map
+
+
+EXTENSION_CASES = [
+    pytest.param([(1, MID), (3, ABS_SEND_TIME)], "0", id="mid+abs-send-time"),
+    pytest.param([(3, ABS_SEND_TIME), (1, MID)], "12", id="ids-in-other-order"),
+    pytest.param([(1, MID)], "0", id="mid-only"),
+    pytest.param([(3, ABS_SEND_TIME)], "0", id="abs-send-time-only"),
+    pytest.param([], "0", id="no-extensions"),
+    pytest.param([(1, MID), (3, ABS_SEND_TIME)], None, id="no-mid"),
+    pytest.param([(15, MID), (3, ABS_SEND_TIME)], "0", id="two-byte-header"),
+    pytest.param([(1, MID), (3, ABS_SEND_TIME)], "m" * 17, id="long-mid-two-byte"),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# The send path on real UDP sockets and a real libsrtp session
+# --------------------------------------------------------------------------------------------
+
+
+class Wire:
+    """A sink's far end: a UDP socket on 127.0.0.1 and the SRTP session that decrypts."""
+
+    def __init__(self) -> None:
+        key = os.urandom(30)
+        tx = Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND)
+        tx.allow_repeat_tx = True
+        rx = Policy(key=key, ssrc_type=Policy.SSRC_ANY_INBOUND)
+        self.tx, self.rx = Session(tx), Session(rx)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(2)
+
+    def receive(self, count: int) -> list[bytes]:
+        return [self.rx.unprotect(self.sock.recv(65536)) for _ in range(count)]
+
+    def nothing_more(self) -> bool:
+        self.sock.settimeout(0.05)
+        try:
+            self.sock.recv(65536)
+        except TimeoutError:
+            return True
+        finally:
+            self.sock.settimeout(2)
+        return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def wire() -> Iterator[Wire]:
+    w = Wire()
+    yield w
+    w.close()
+
+
+class NoConnection:
+    """What a StunProtocol reports to (an aioice Connection), here nothing."""
+
+    def protocol_lost(self, protocol: object) -> None:
+        pass
+
+
+async def udp_sink(wire: Wire) -> tuple[_DatagramSink, Any]:
+    """A _DatagramSink wired as resolve() wires it, on an aioice StunProtocol's transport."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: StunProtocol(NoConnection()),  # type: ignore[arg-type]
+        local_addr=("127.0.0.1", 0),
+    )
+    sink = _DatagramSink()
+    sink.direct = True
+    sink.srtp = wire.tx._srtp[0]
+    sink.transport = transport
+    sink.addr = wire.sock.getsockname()
+    return sink, transport
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(("extensions", "mid"), EXTENSION_CASES)
+async def test_sent_packets_are_aiortcs_bytes(
+    wire: Wire, extensions: list[tuple[int, str]], mid: str | None
+) -> None:
+    params = parameters(extensions, mid)
+    egress = _Egress(params)
+    ext_map = extension_map(params)
+    sink, transport = await udp_sink(wire)
+    try:
+        # VP8-like (equal sizes, short last), H.264-like (uneven), one packet, a keyframe
+        # of 71 packets, and a sequence number wrap.
+        frames = [
+            [os.urandom(1300), os.urandom(1300), os.urandom(777)],
+            [os.urandom(20), os.urandom(1300), os.urandom(1300), os.urandom(900), b"\x01"],
+            [os.urandom(300)],
+            [os.urandom(1300) for _ in range(70)] + [os.urandom(5)],
+        ]
+        sequence_number, ssrc = 65530, 0x11223344
+        for n, payloads in enumerate(frames):
+            timestamp = (0xFFFFF000 + 3000 * n) & 0xFFFFFFFF  # wraps too
+            abs_send_time = 0xABCDEF - n
+            first_byte, tail = egress.frame_header(timestamp, ssrc, abs_send_time, None)
+            sent = sink.send(first_byte, 96, sequence_number, tail, payloads, egress.history)
+            received = await asyncio.to_thread(wire.receive, len(payloads))
+            expected = [
+                aiortc_packet(
+                    params,
+                    sequence_number=(sequence_number + i) & 0xFFFF,
+                    timestamp=timestamp,
+                    ssrc=ssrc,
+                    payload=payload,
+                    marker=int(i == len(payloads) - 1),
+                    abs_send_time=abs_send_time,
+                ).serialize(ext_map)
+                for i, payload in enumerate(payloads)
+            ]
+            assert received == expected
+            assert sent == sum(len(p) + 10 for p in expected)  # AES-CM-SHA1-80: 10-byte tag
+            assert await asyncio.to_thread(wire.nothing_more)
+            sequence_number = (sequence_number + len(payloads)) & 0xFFFF
+    finally:
+        transport.close()
+
+
+@pytest.mark.timeout(5)
+async def test_audio_level_extension_as_aiortc(wire: Wire) -> None:
+    params = parameters([(1, MID), (3, ABS_SEND_TIME), (5, AUDIO_LEVEL)])
+    egress = _Egress(params)
+    sink, transport = await udp_sink(wire)
+    try:
+        # RTCEncodedFrame.audio_level set (aiortc computes it from decoded audio only).
+        first_byte, tail = egress.frame_header(960, 7, 0x123456, 42)
+        sink.send(first_byte, 96, 100, tail, [b"opus"], egress.history)
+        (received,) = await asyncio.to_thread(wire.receive, 1)
+        packet = aiortc_packet(
+            params,
+            sequence_number=100,
+            timestamp=960,
+            ssrc=7,
+            payload=b"opus",
+            marker=1,
+            abs_send_time=0x123456,
+            audio_level=42,
+        )
+        assert received == packet.serialize(extension_map(params))
+    finally:
+        transport.close()
+
+
+# --------------------------------------------------------------------------------------------
+# NACK: retransmissions from the history, as aiortc's _retransmit would send them
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(5)
+@pytest.mark.parametrize("rtx", [True, False], ids=["rtx", "no-rtx"])
+@pytest.mark.parametrize(("extensions", "mid"), EXTENSION_CASES[:3])
+async def test_retransmission_is_aiortcs_wrap_rtx(
+    wire: Wire, rtx: bool, extensions: list[tuple[int, str]], mid: str | None
+) -> None:
+    params = parameters(extensions, mid, rtx=rtx)
+    egress = _Egress(params)
+    ext_map = extension_map(params)
+    sink, transport = await udp_sink(wire)
+    try:
+        payloads = [os.urandom(1300), os.urandom(400)]
+        first_byte, tail = egress.frame_header(90000, 0xCAFE, 0x010203, None)
+        sink.send(first_byte, 96, 65535, tail, payloads, egress.history)
+        egress.rtx_sequence_number = 500
+        rtx_ssrc = 0xBEEF
+        for sequence_number, payload, marker in ((65535, payloads[0], 0), (0, payloads[1], 1)):
+            packet = aiortc_packet(
+                params,
+                sequence_number=sequence_number,
+                timestamp=90000,
+                ssrc=0xCAFE,
+                payload=payload,
+                marker=marker,
+                abs_send_time=0x010203,
+            )
+            if rtx:
+                rtx_sequence_number = egress.rtx_sequence_number
+                packet = wrap_rtx(packet, 97, rtx_sequence_number, rtx_ssrc)
+            assert egress.retransmission(sequence_number, rtx_ssrc) == packet.serialize(ext_map)
+        assert egress.retransmission(1, rtx_ssrc) is None  # never sent
+        assert egress.retransmission(65535 - 128, rtx_ssrc) is None  # not in the history
+        assert await asyncio.to_thread(wire.receive, 2)
+    finally:
+        transport.close()
+
+
+# --------------------------------------------------------------------------------------------
+# End to end: real peers, the real loop
+# --------------------------------------------------------------------------------------------
+
+
+async def forwarding_pair(
+    router: MediaRouter,
+) -> tuple[Publisher, Subscriber, str, SharedPayloadSender]:
+    publisher = Publisher(PublishSession("teacher", router))
+    publisher.pc.addTrack(CounterVideoTrack())
+    answer = await publisher.negotiate()
+    track_id = answer.published[0].track_id
+    subscriber = Subscriber(SubscribeSession("s1", router))
+    await subscriber.subscribe([track_id])
+    sender = subscriber.session.pc.getTransceivers()[0].sender
+    assert isinstance(sender, SharedPayloadSender)
+    return publisher, subscriber, track_id, sender
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("direct", [True, False], ids=["direct-datagrams", "aiortc-send-rtp"])
+async def test_every_send_mode_decodes(monkeypatch: pytest.MonkeyPatch, direct: bool) -> None:
+    monkeypatch.setattr(internals, "DIRECT_DATAGRAMS", direct)
+    router = MediaRouter()
+    publisher, subscriber, track_id, sender = await forwarding_pair(router)
+    try:
+        received = subscriber.by_track(track_id)
+        await wait_for(lambda: received.frames >= 20, 8, "20 decoded frames")
+        tail = received.counters[-10:]
+        assert all(b > a for a, b in itertools.pairwise(tail)), tail
+        transport_stats = next(
+            s for s in (await sender.getStats()).values() if s.type == "transport"
+        )
+        outbound = next(s for s in (await sender.getStats()).values() if s.type == "outbound-rtp")
+        assert transport_stats.packetsSent >= outbound.packetsSent > 0
+        assert transport_stats.bytesSent > outbound.bytesSent > 0
+    finally:
+        await subscriber.close()
+        await publisher.close()
+        router.close()
+
+
+@pytest.mark.timeout(20)
+async def test_nack_is_answered_with_rtx_from_the_history() -> None:
+    router = MediaRouter()
+    publisher, subscriber, _, sender = await forwarding_pair(router)
+    try:
+        receiver = subscriber.pc.getTransceivers()[0].receiver
+        seen: list[RtpPacket] = []
+        handle = receiver._handle_rtp_packet
+
+        async def record(packet: RtpPacket, arrival_time_ms: int) -> None:
+            seen.append(packet)
+            await handle(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = record  # type: ignore[method-assign]
+        await wait_for(lambda: len(seen) >= 10, 8, "media packets at the subscriber")
+        media = [p for p in seen if p.ssrc == sender._ssrc]
+        lost = media[-2]
+        nack = RtcpRtpfbPacket(
+            fmt=RTCP_RTPFB_NACK, ssrc=1234, media_ssrc=sender._ssrc, lost=[lost.sequence_number]
+        )
+        before = len(seen)
+        await receiver._send_rtcp(nack)
+        await wait_for(
+            lambda: any(p.ssrc == sender._rtx_ssrc for p in seen[before:]), 3, "an RTX packet"
+        )
+        rtx = next(p for p in seen[before:] if p.ssrc == sender._rtx_ssrc)
+        assert rtx.payload_type != lost.payload_type
+        assert rtx.payload[:2] == lost.sequence_number.to_bytes(2, "big")
+        assert rtx.payload[2:] == lost.payload
+        assert rtx.timestamp == lost.timestamp and rtx.marker == lost.marker
+        assert rtx.extensions.mid == lost.extensions.mid
+    finally:
+        await subscriber.close()
+        await publisher.close()
+        router.close()
+
+
+@pytest.mark.timeout(20)
+async def test_sender_reports_count_what_was_sent() -> None:
+    router = MediaRouter()
+    publisher, subscriber, track_id, sender = await forwarding_pair(router)
+    try:
+        stats = router.get(track_id).stats.subscribers["s1"]
+        reports: list[tuple[RtcpSrPacket, int, int]] = []
+        send_rtcp = sender._send_rtcp
+
+        async def record(packets: list[Any]) -> None:
+            for packet in packets:
+                if isinstance(packet, RtcpSrPacket):
+                    # The forwarder counts a frame when the loop takes it; the loop sends it
+                    # before its next await, so here both must agree exactly.
+                    reports.append((packet, stats.packets_forwarded, stats.bytes_forwarded))
+            await send_rtcp(packets)
+
+        sender._send_rtcp = record  # type: ignore[method-assign]
+        await wait_for(
+            lambda: any(r[0].sender_info.packet_count > 0 for r in reports), 6, "a sender report"
+        )
+        for report, packets, octets in reports:
+            info = report.sender_info
+            assert report.ssrc == sender._ssrc
+            assert (info.packet_count, info.octet_count) == (packets, octets)
+        info = reports[-1][0].sender_info
+        # NTP time of the last frame sent, RTP timestamp of that frame.
+        now = internals._ntp_now()
+        assert 0 <= (now - info.ntp_timestamp) / 2**32 < 2
+        # The subscriber's view of the same reports.
+        receiver = subscriber.pc.getReceivers()[0]
+        for _ in range(150):
+            remote = [
+                s for s in (await receiver.getStats()).values() if s.type == "remote-outbound-rtp"
+            ]
+            if remote and remote[0].packetsSent > 0:
+                break
+            await asyncio.sleep(0.02)
+        assert remote, "no sender report reached the subscriber"
+        assert (remote[0].packetsSent, remote[0].bytesSent) in {
+            (r.sender_info.packet_count, r.sender_info.octet_count) for r, _, _ in reports
+        }
+        outbound = next(s for s in (await sender.getStats()).values() if s.type == "outbound-rtp")
+        assert outbound.packetsSent == stats.packets_forwarded
+        assert outbound.bytesSent == stats.bytes_forwarded
+    finally:
+        await subscriber.close()
+        await publisher.close()
+        router.close()
+
+
+def test_stock_loop_is_not_running_for_forwarding_senders() -> None:
+    # The override is what send() starts: the class swap replaces aiortc's _run_rtp.
+    assert SharedPayloadSender._run_rtp is not RTCRtpSender._run_rtp
+    assert SharedPayloadSender._retransmit is not RTCRtpSender._retransmit
