@@ -519,6 +519,7 @@ async def measure_point(
         "median_kbit_s": round(statistics.median(kbps)) if kbps else 0,
         "publisher_fps": round((p1["frames_sent"] - p0["frames_sent"]) / dt, 2),
         "publisher_keyframes": p1["keyframes_sent"] - p0["keyframes_sent"],
+        "publisher_keyframe_requests": p1["keyframe_requests"] - p0["keyframe_requests"],
         "publisher_cpu_s_per_s": round((c1["publisher"] - c0["publisher"]) / dt, 3),
         "clients_cpu_s_per_s": round((c1["clients"] - c0["clients"]) / dt, 3),
     }

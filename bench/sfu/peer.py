@@ -14,8 +14,9 @@ event loop. "First frame" is the first *keyframe* (the first frame a decoder cou
 forwards deltas before it, Homeroom gates on it.
 
 The publisher replays a pre-encoded sequence (bench/sfu/video.py) through aiortc's pre-encoded
-sender path and answers the server's keyframe requests (PLI) as a browser does: the stock
-sender ignores PLI on that path, so this bench hooks the sender's ``_send_keyframe``.
+sender path and answers the server's keyframe requests (PLI) as a browser does (at most one
+keyframe per 300 ms): the stock sender ignores PLI on that path, so this bench hooks the
+sender's ``_send_keyframe``.
 """
 
 from __future__ import annotations
@@ -210,6 +211,7 @@ class Publisher:
             "frames_sent": t.sent,
             "keyframe_requests": t.keyframe_requests,
             "keyframes_sent": t.keyframes_sent,
+            "deferred_keyframe_requests": t.deferred_requests,
             "late_frames": t.late_frames,
             "bytes_sent": t.bytes_sent,
         }

@@ -37,6 +37,7 @@ FPS = 30
 LOOP_FRAMES = 150  # 5 s
 KEY_STEP = 5  # keyframe versions of every 5th frame (intra encoding at 720p is ~80 ms/frame)
 WARM_FRAMES = 30  # rate control settles on these before the kept loop starts
+MIN_KEYFRAME_INTERVAL_S = 0.3  # libwebrtc's kMinKeyframeSendIntervalMs
 VIDEO_CLOCK = 90000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
 
@@ -200,7 +201,15 @@ def is_vp8_keyframe(data: bytes) -> bool:
 
 
 class ReplayTrack(MediaStreamTrack):
-    """Replays an EncodedSequence as av.Packets at FPS; a keyframe follows each request."""
+    """Replays an EncodedSequence as av.Packets at FPS; keyframe requests are answered.
+
+    Like a browser, at most one keyframe per MIN_KEYFRAME_INTERVAL_S: libwebrtc ignores a
+    request within 300 ms of its last keyframe (``kMinKeyframeSendIntervalMs``,
+    video/encoder_rtcp_feedback.cc) and Chromium's receivers repeat theirs every ~200 ms until
+    one arrives. aiortc's receivers do not repeat, so a request inside the interval is deferred
+    to its end instead of dropped. Without this limit, a server that forwards every viewer's
+    PLI (Janus 1.1) and viewers that lose packets feed each other: more keyframes, more loss.
+    """
 
     kind = "video"
 
@@ -212,11 +221,15 @@ class ReplayTrack(MediaStreamTrack):
         self.keyframes_sent = 0
         self.bytes_sent = 0
         self.late_frames = 0
+        self.deferred_requests = 0
         self._want_key = False
+        self._last_key = -1.0
         self._start: float | None = None
 
     def request_keyframe(self) -> None:
         self.keyframe_requests += 1
+        if time.monotonic() - self._last_key < MIN_KEYFRAME_INTERVAL_S:
+            self.deferred_requests += 1
         self._want_key = True
 
     async def recv(self) -> av.Packet:
@@ -234,11 +247,13 @@ class ReplayTrack(MediaStreamTrack):
             elif now - due > 1 / FPS:
                 self.late_frames += 1
         i = self.sent % len(self.seq.deltas)
-        keyed = self._want_key and i != 0
+        now = time.monotonic()
+        keyed = self._want_key and i != 0 and now - self._last_key >= MIN_KEYFRAME_INTERVAL_S
         data = self.seq.keys[i // KEY_STEP] if keyed else self.seq.deltas[i]
-        self._want_key = False
         if is_vp8_keyframe(data):
             self.keyframes_sent += 1
+            self._last_key = now
+            self._want_key = False
         packet = av.Packet(data)
         packet.pts = self.sent * (VIDEO_CLOCK // FPS)
         packet.time_base = VIDEO_TIME_BASE
