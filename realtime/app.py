@@ -16,6 +16,7 @@ from realtime.metrics import Metrics
 from realtime.store import open_store
 from realtime.transport.fanout import SocketServer
 from realtime.transport.rest import HUB, LIVE, METRICS, add_routes, errors_middleware
+from realtime.transport.rooms import IndexedManager
 from realtime.transport.socket import Gateway
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -33,6 +34,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     metrics = Metrics()
     sio = SocketServer(
         async_mode="aiohttp",
+        client_manager=IndexedManager(),
         serializer="msgpack" if settings.serializer == "msgpack" else "default",
         max_http_buffer_size=settings.max_packet_bytes,
         logger=False,

@@ -92,7 +92,6 @@ class Gateway:
         self.identities[sid] = identity
         self.rooms[sid] = set()
         self.sids_by_user.setdefault(identity.user_id, set()).add(sid)
-        await self.sio.enter_room(sid, f"user#{identity.user_id}")
         self.metrics.connections.inc()
 
     async def on_disconnect(self, sid: str, *args: Any) -> None:
