@@ -176,6 +176,7 @@ REST_EXPECTED: dict[str, dict[str, str]] = {
     "POST /api/v1/join": rest_outcomes(
         "admin other_guardian other_student unlinked", others="conflict"
     ),
+    "GET /api/v1/classes": rest_outcomes("li chen admin"),
     "GET /api/v1/classes/{class_id}/members": rest_outcomes("li chen wanghao wang_mom admin"),
     "GET /api/v1/classes/{class_id}/members missing-class": rest_outcomes(others="not_found"),
     "GET /api/v1/classes/{class_id}/links": rest_outcomes("li chen admin"),
@@ -639,6 +640,7 @@ REST_ACTIONS: dict[str, RestCall] = {
         lambda w: "/api/v1/join",
         {"join_code": "JOINCODE", "child_name": STUDENT_NAME},
     ),
+    "GET /api/v1/classes": _rest("GET", lambda w: "/api/v1/classes"),
     "GET /api/v1/classes/{class_id}/members": _rest(
         "GET", lambda w: f"/api/v1/classes/{w.class_id}/members"
     ),

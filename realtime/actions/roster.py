@@ -340,3 +340,60 @@ async def members(hub: Hub, user_id: int, class_id: int) -> dict[str, Any]:
     if full:
         out["class"]["join_code"] = cls.join_code
     return out
+
+
+_TEACHING = ("head_teacher", "teacher")
+
+
+async def school_classes(hub: Hub, user_id: int) -> dict[str, Any]:
+    """The classes of my school, for a teacher choosing classrooms to link into a lesson.
+
+    Teachers (head teachers and teachers of any class of the school) and school admins only;
+    each class comes with its teachers' names and whether I belong to it.
+    """
+    async with hub.store.read() as conn:
+        me = (
+            await conn.execute(
+                select(users.c.school_id, users.c.school_admin).where(users.c.id == user_id)
+            )
+        ).first()
+        if me is None:
+            raise HomeroomError("unauthorized", "this account no longer exists")
+        mine = {
+            (r.class_id, r.role)
+            for r in await conn.execute(
+                select(memberships.c.class_id, memberships.c.role)
+                .join(classes, classes.c.id == memberships.c.class_id)
+                .where(memberships.c.user_id == user_id, classes.c.school_id == me.school_id)
+            )
+        }
+        if not me.school_admin and not any(role in _TEACHING for _, role in mine):
+            raise HomeroomError("forbidden", "only teachers see the school's classes")
+        rows = list(
+            await conn.execute(
+                select(classes.c.id, classes.c.name)
+                .where(classes.c.school_id == me.school_id)
+                .order_by(classes.c.id)
+            )
+        )
+        teachers: dict[int, list[str]] = {}
+        for r in await conn.execute(
+            select(memberships.c.class_id, users.c.display_name)
+            .join(users, users.c.id == memberships.c.user_id)
+            .join(classes, classes.c.id == memberships.c.class_id)
+            .where(classes.c.school_id == me.school_id, memberships.c.role.in_(_TEACHING))
+            .order_by(memberships.c.class_id, users.c.id)
+        ):
+            teachers.setdefault(r.class_id, []).append(r.display_name)
+    my_classes = {cid for cid, _ in mine}
+    return {
+        "classes": [
+            {
+                "id": r.id,
+                "name": r.name,
+                "teachers": teachers.get(r.id, []),
+                "mine": r.id in my_classes,
+            }
+            for r in rows
+        ]
+    }

@@ -109,6 +109,11 @@ async def join(request: web.Request) -> web.StreamResponse:
     return _json(await roster.request_link(request.app[HUB], who.user_id, body), 201)
 
 
+async def school_classes(request: web.Request) -> web.StreamResponse:
+    who = identity(request)
+    return _json(await roster.school_classes(request.app[HUB], who.user_id))
+
+
 async def class_members(request: web.Request) -> web.StreamResponse:
     who = identity(request)
     return _json(await roster.members(request.app[HUB], who.user_id, _int(request, "class_id")))
@@ -235,6 +240,12 @@ API: list[Endpoint] = [
         "Ask to be linked to a child of a class",
         True,
         schemas.JoinClass,
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/classes",
+        school_classes,
+        "The classes of my school, to link into a dual-teacher lesson (teachers, admins)",
     ),
     Endpoint("GET", "/api/v1/classes/{class_id}/members", class_members, "A class's members"),
     Endpoint(
