@@ -503,19 +503,22 @@ async def measure_point(
     c1, s1 = read_cpu(server, pub, workers), await snapshot(workers)
     p1 = await pub.ask("stats")
     dt = c1["t"] - c0["t"]
-    fps, kbps = [], []
+    fps, kbps, slow = [], [], []
     for sub_id, (t1, f1, _k1, b1) in s1.items():
         if sub_id not in s0:
             continue
         t0, f0, _k0, b0 = s0[sub_id]
         fps.append((f1 - f0) / (t1 - t0))
         kbps.append((b1 - b0) * 8 / (t1 - t0) / 1000)
+        if fps[-1] < FPS_OK:
+            slow.append(sub_id)
     out: dict[str, Any] = {
         "n": n,
         "server_cpu_s_per_s": round((c1["server"] - c0["server"]) / dt, 4),
         "min_fps": round(min(fps), 2) if fps else 0.0,
         "median_fps": round(statistics.median(fps), 2) if fps else 0.0,
         "subscribers_counted": len(fps),
+        "subscribers_below": len(slow),
         "median_kbit_s": round(statistics.median(kbps)) if kbps else 0,
         "publisher_fps": round((p1["frames_sent"] - p0["frames_sent"]) / dt, 2),
         "publisher_keyframes": p1["keyframes_sent"] - p0["keyframes_sent"],
@@ -523,6 +526,10 @@ async def measure_point(
         "publisher_cpu_s_per_s": round((c1["publisher"] - c0["publisher"]) / dt, 3),
         "clients_cpu_s_per_s": round((c1["clients"] - c0["clients"]) / dt, 3),
     }
+    if slow:
+        # What the slowest viewers' connections say (state, packets received and lost).
+        replies = await asyncio.gather(*(w.ask("diag", ids=slow[:4]) for w in workers))
+        out["slow_subscribers"] = {k: v for r in replies for k, v in r["subs"].items()}
     busy = (c1["busy"] - c0["busy"]) / (c1["total"] - c0["total"]) * (os.cpu_count() or 1)
     out["machine_busy_cores"] = round(busy, 2)
     # CPU this benchmark did not use: other people's work on a shared machine.

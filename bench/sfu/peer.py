@@ -444,6 +444,29 @@ async def run_subscribers(cfg: dict[str, Any]) -> None:
             "subs": {i: [s.frames, s.keyframes, s.bytes] for i, s in subs.items()},
         }
 
+    async def diag(msg: dict[str, Any]) -> dict[str, Any]:
+        """Why some viewers get nothing: their connection state and RTP reception counters."""
+        out = {}
+        for i in msg["ids"]:
+            s = subs.get(i)
+            if s is None:
+                continue
+            info: dict[str, Any] = {
+                "state": s.pc.connectionState if s.pc else None,
+                "frames": s.frames,
+                "joined_s_ago": None if s.t_join is None else round(time.monotonic() - s.t_join, 1),
+                "first_key_s": s.result()["first_key_s"],
+            }
+            if s.pc is not None:
+                with contextlib.suppress(Exception):
+                    report = await asyncio.wait_for(s.pc.getStats(), 5)
+                    for stat in report.values():
+                        if getattr(stat, "type", "") == "inbound-rtp":
+                            info["packets_received"] = stat.packetsReceived
+                            info["packets_lost"] = stat.packetsLost
+            out[i] = info
+        return {"subs": out}
+
     async def leave(msg: dict[str, Any]) -> dict[str, Any]:
         ids = msg.get("ids") or list(subs)
         gone = [subs.pop(i) for i in ids if i in subs]
@@ -460,6 +483,7 @@ async def run_subscribers(cfg: dict[str, Any]) -> None:
             "start": start,
             "join": join,
             "snapshot": snapshot,
+            "diag": diag,
             "leave": leave,
             "stop": stop,
         }
