@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCConfiguration
+from aiortc.exceptions import InvalidStateError
 
 from media.router import MediaRouter, TrackInfo
 from realtime.domain.live import LiveSession
 from signaling import (
     CodecPolicy,
     PublishSession,
+    SignalingError,
     SubscribeOffer,
     SubscribeSession,
     TrackRequest,
@@ -152,8 +154,16 @@ class LiveRuntime:
                     self.router.resume(t.track_id)
             tracks = self.router.tracks()
             for user_id, leg in list(self.subscribers.items()):
+                if leg.pc.connectionState in ("closed", "failed"):
+                    # The viewer closed its peer connection before its Socket.IO connection.
+                    self.subscribers.pop(user_id, None)
+                    self.router.unsubscribe_participant(str(user_id))
+                    continue
                 try:
                     offer = await leg.set_tracks(self.wanted_tracks(user_id, tracks))
+                except (SignalingError, InvalidStateError) as exc:
+                    log.info("renegotiation for %s skipped: %s", user_id, exc)
+                    continue
                 except Exception:
                     log.exception("renegotiation for %s failed", user_id)
                     continue
