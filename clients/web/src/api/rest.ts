@@ -1,6 +1,6 @@
 // REST under /api/v1 (realtime/transport/rest.py): JSON in and out, errors as {ok:false, error}.
 import { ApiError } from "./errors";
-import type { LinkRequest, Me, Members, Rollup, Tokens } from "./types";
+import type { LinkRequest, Me, Members, Rollup, SchoolClass, Tokens } from "./types";
 
 /** Where the access token comes from, and how to get a new one when it is refused. */
 export interface TokenSource {
@@ -94,6 +94,7 @@ export const api = {
   me: () => rest<Me>("GET", "/api/v1/me"),
   join: (body: { join_code: string; child_name: string; relationship: string }) =>
     rest<{ link_id?: number }>("POST", "/api/v1/join", { body }),
+  schoolClasses: () => rest<{ classes: SchoolClass[] }>("GET", "/api/v1/classes"),
   members: (classId: number) => rest<Members>("GET", `/api/v1/classes/${classId}/members`),
   links: (classId: number) =>
     rest<{ links: LinkRequest[] }>("GET", `/api/v1/classes/${classId}/links`),

@@ -173,3 +173,78 @@ export interface Tokens {
   expires_in: number;
   user: { id: number; username: string; display_name: string };
 }
+
+// --- live sessions (realtime/live/, docs/protocol.md §9) ----------------------------------------
+
+export type SessionKind = "lesson" | "meeting" | "dual_lesson";
+export type LiveRole = "host" | "teacher" | "local_teacher" | "student" | "guardian";
+export type MediaSource = "camera" | "microphone" | "screen" | "screen_audio";
+
+export interface SessionSummary {
+  id: number;
+  kind: SessionKind;
+  class_id: number;
+  host_id: number;
+  title: string;
+  classrooms: { class_id: number; name: string }[];
+  ended: boolean;
+  reason?: string;
+}
+
+export interface LiveParticipant {
+  user_id: number;
+  name: string;
+  role: LiveRole;
+  class_id: number;
+  in_lobby: boolean;
+  on_stage: boolean;
+  invited: boolean;
+  connected: boolean;
+  publishing: MediaSource[];
+  muted_by_host: ("audio" | "video")[];
+  self_muted: ("audio" | "video")[];
+}
+
+export interface SessionView extends SessionSummary {
+  stage_places: number;
+  stage_classroom: number | null;
+  locked: boolean;
+  unmute_locked: boolean;
+  hands: string[];
+  participants: LiveParticipant[];
+  lobby: LiveParticipant[];
+}
+
+export interface OfferTrack {
+  track_id: string;
+  mid: string;
+  publisher_id: number;
+  source: MediaSource;
+  kind: "audio" | "video";
+}
+
+export interface SubscribeOffer {
+  session_id: number;
+  sdp: string;
+  tracks: OfferTrack[];
+}
+
+export interface JoinAck {
+  session: SessionView | SessionSummary;
+  you: LiveParticipant;
+  ice_servers: RTCIceServer[];
+  qa_streams: string[];
+}
+
+export interface PublishAck {
+  sdp: string;
+  published: { mid: string; kind: string; source: MediaSource; track_id: string }[];
+  rejected: { mid: string; kind: string; source: MediaSource; reason: string }[];
+}
+
+export interface SchoolClass {
+  id: number;
+  name: string;
+  teachers: string[];
+  mine: boolean;
+}

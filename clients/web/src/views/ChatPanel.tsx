@@ -31,7 +31,14 @@ type Row =
   | { kind: "out"; key: string; out: Outgoing };
 
 /** One chat stream: a class chat or a private conversation. */
-export function ChatPanel(props: { stream: string; title: string; subtitle?: string; classId: number }) {
+export function ChatPanel(props: {
+  stream: string;
+  title: string;
+  subtitle?: string;
+  classId: number;
+  /** Inside another page (the live console): a smaller heading. */
+  compact?: boolean;
+}) {
   const { stream } = props;
   const state = chatOf(stream);
   const me = auth.value?.user.id ?? 0;
@@ -90,11 +97,17 @@ export function ChatPanel(props: { stream: string; title: string; subtitle?: str
     .map(([name]) => name);
 
   return (
-    <section class="chat" aria-labelledby={`chat-title-${stream}`}>
+    <section class={`chat${props.compact ? " compact" : ""}`} aria-labelledby={`chat-title-${stream}`}>
       <header class="chat-header">
-        <h1 class="chat-title" id={`chat-title-${stream}`}>
-          {props.title}
-        </h1>
+        {props.compact ? (
+          <h2 class="chat-title" id={`chat-title-${stream}`}>
+            {props.title}
+          </h2>
+        ) : (
+          <h1 class="chat-title" id={`chat-title-${stream}`}>
+            {props.title}
+          </h1>
+        )}
         {props.subtitle ? <p class="chat-subtitle">{props.subtitle}</p> : null}
       </header>
       <div class="chat-log" ref={listRef} onScroll={onScroll} role="log" aria-live="polite" aria-label={t("chat.logLabel", props.title)} tabIndex={0}>

@@ -10,6 +10,8 @@ import { ChatPanel } from "./ChatPanel";
 import { CountBadge, ErrorBox, Loading } from "./common";
 import { Icon } from "./icons";
 import { Lessons } from "./lessons/Lessons";
+import { RunningSessions } from "./lessons/Start";
+import { LIVE_CONSOLE } from "../features";
 import { Links } from "./Links";
 import { Members } from "./Members";
 import { Messages } from "./Messages";
@@ -67,6 +69,7 @@ export function ClassView(props: ClassRoute) {
       <div class="class-layout">
         <ClassNav {...props} />
         <main id="main" class="class-main" tabIndex={-1}>
+          {entry?.data && LIVE_CONSOLE && props.section !== "lessons" ? <RunningSessions classId={classId} banner /> : null}
           {!entry?.data ? <Loading /> : <SectionView {...props} />}
         </main>
       </div>

@@ -12,6 +12,7 @@ import { chatStream, conversationsUnread } from "./classNav";
 import { CountBadge, PageHeader } from "./common";
 import { Icon, type IconName } from "./icons";
 import { Coverage } from "./notices/NoticeList";
+import { LiveStart } from "./lessons/Start";
 
 /** A teacher's class home: the two class chats, private messages, notices, Q&A, requests. */
 export function Overview(props: { classId: number }) {
@@ -66,13 +67,15 @@ export function Overview(props: { classId: number }) {
             <span class="tile-body muted">{t("overview.linksHint")}</span>
           </a>
         ) : null}
-        <a class="tile" href={`#${classPath(classId, "lessons")}`}>
-          <span class="tile-head">
-            <Icon name="video" /> {t("nav.lessons")}
-          </span>
-          <span class="tile-body muted">{t("lessons.comingSoon")}</span>
-        </a>
       </div>
+      {roles.teacher ? (
+        <section class="live-home" aria-labelledby="live-home-title">
+          <h2 id="live-home-title" class="section-title">
+            {t("live.startTitle")}
+          </h2>
+          <LiveStart classId={classId} compact />
+        </section>
+      ) : null}
       <section class="card" aria-labelledby="recent-notices">
         <div class="card-head">
           <h2 id="recent-notices" class="card-title">

@@ -1,0 +1,743 @@
+// One live session in this browser: a lesson, a parent meeting or a dual-teacher lesson.
+//
+// session.join, then two peer connections (docs/protocol.md §9.4): the *publish* leg, where this
+// page offers its camera, microphone and screen (rtc.publish, renegotiated for every change), and
+// the *subscribe* leg, where the server offers what this person may receive (rtc.subscribe, then
+// pushed rtc.offer, answered in order with rtc.answer). Candidates trickle with rtc.ice once the
+// server has the leg. Pushes (session.state, session.lobby, stage.invited, media.muted, ...)
+// keep the signals below current; the session's Q&A streams (qa:{cid}:s{id}) are followed with
+// their history.
+import { signal } from "@preact/signals";
+import { ApiError, asApiError } from "../api/errors";
+import { newClientId } from "../api/ids";
+import type {
+  JoinAck,
+  LiveParticipant,
+  MediaSource,
+  OfferTrack,
+  PublishAck,
+  Question,
+  SessionSummary,
+  SessionView,
+  SubscribeOffer,
+} from "../api/types";
+import { t } from "../i18n";
+import { auth } from "./auth";
+import { forgetSession } from "./lessons";
+import { follow, on, onReset, onStream, request, status } from "./session";
+import { toast } from "./toasts";
+
+export type Phase = "joining" | "lobby" | "live" | "ended" | "removed" | "declined" | "failed";
+
+export interface LiveState {
+  sessionId: number;
+  phase: Phase;
+  summary: SessionSummary | null;
+  view: SessionView | null;
+  you: LiveParticipant | null;
+  error: ApiError | null;
+  endedReason: string | null;
+  /** The last host mute notice (media.muted): who, and what is muted now. */
+  hostMute: { by: number; kinds: string[] } | null;
+  qaStreams: string[];
+}
+
+/** What others publish, grouped per person: camera (+ microphone) and screen (+ its sound). */
+export interface Feed {
+  key: string;
+  publisherId: number;
+  group: "camera" | "screen";
+  stream: MediaStream;
+  video: boolean;
+  audio: boolean;
+}
+
+export interface LocalMedia {
+  camera: MediaStream | null;
+  screen: MediaStream | null;
+  /** Why the camera or microphone could not be opened. */
+  error: string | null;
+}
+
+export const live = signal<LiveState | null>(null);
+export const local = signal<LocalMedia>({ camera: null, screen: null, error: null });
+export const feeds = signal<Feed[]>([]);
+export const liveQuestions = signal<Record<number, Question>>({});
+/** The browser refused to play sound before a click: the console offers a button. */
+export const soundBlocked = signal(false);
+
+const ENDED_PHASES: Phase[] = ["ended", "removed", "declined", "failed"];
+
+function myId(): number {
+  return auth.value?.user.id ?? 0;
+}
+
+// --- the peer connections ---------------------------------------------------------------------
+
+type LegName = "publish" | "subscribe";
+
+interface Leg {
+  name: LegName;
+  pc: RTCPeerConnection;
+  ready: boolean;
+  queued: (RTCIceCandidateInit | null)[];
+}
+
+class Engine {
+  pub: Leg | null = null;
+  sub: Leg | null = null;
+  iceServers: RTCIceServer[] = [];
+  senders: Partial<Record<MediaSource, RTCRtpTransceiver>> = {};
+  tracksByMid: Record<string, OfferTrack> = {};
+  pubChain: Promise<void> = Promise.resolve();
+  subChain: Promise<void> = Promise.resolve();
+  negotiationQueued = false;
+  closed = false;
+
+  constructor(readonly sessionId: number) {}
+
+  leg(name: LegName): Leg {
+    const existing = name === "publish" ? this.pub : this.sub;
+    if (existing) return existing;
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    const leg: Leg = { name, pc, ready: false, queued: [] };
+    pc.onicecandidate = (ev) => {
+      const candidate = ev.candidate ? ev.candidate.toJSON() : null;
+      if (leg.ready) this.sendCandidate(name, candidate);
+      else leg.queued.push(candidate);
+    };
+    if (name === "publish") this.pub = leg;
+    else this.sub = leg;
+    return leg;
+  }
+
+  /** The server has this leg now: trickle what was found meanwhile. */
+  ready(leg: Leg): void {
+    if (leg.ready) return;
+    leg.ready = true;
+    for (const c of leg.queued.splice(0)) this.sendCandidate(leg.name, c);
+  }
+
+  sendCandidate(leg: LegName, candidate: RTCIceCandidateInit | null): void {
+    if (this.closed) return;
+    void request("rtc.ice", { session_id: this.sessionId, leg, candidate }).catch(() => undefined);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.pub?.pc.close();
+    this.sub?.pc.close();
+    this.pub = this.sub = null;
+    this.senders = {};
+  }
+}
+
+let engine: Engine | null = null;
+
+function alive(e: Engine): boolean {
+  return engine === e && !e.closed;
+}
+
+// --- joining and leaving -----------------------------------------------------------------------
+
+function setLive(change: Partial<LiveState>): void {
+  if (live.value) live.value = { ...live.value, ...change };
+}
+
+/** Join a session (again): the lobby, or the session with media. */
+export async function joinSession(sessionId: number): Promise<void> {
+  const s = live.value;
+  if (s && s.sessionId === sessionId && !ENDED_PHASES.includes(s.phase) && engine && !engine.closed) return;
+  if (engine) stopEngine();
+  const e = new Engine(sessionId);
+  engine = e;
+  live.value = {
+    sessionId,
+    phase: "joining",
+    summary: null,
+    view: null,
+    you: null,
+    error: null,
+    endedReason: null,
+    hostMute: null,
+    qaStreams: [],
+  };
+  liveQuestions.value = {};
+  await enter(e);
+}
+
+async function enter(e: Engine): Promise<void> {
+  let ack: JoinAck;
+  try {
+    ack = await request<JoinAck>("session.join", { session_id: e.sessionId });
+  } catch (err) {
+    if (alive(e)) {
+      setLive({ phase: "failed", error: asApiError(err) });
+      stopEngine();
+    }
+    return;
+  }
+  if (!alive(e)) return;
+  e.iceServers = ack.ice_servers ?? [];
+  if (ack.you.in_lobby) {
+    setLive({ phase: "lobby", summary: ack.session, you: ack.you });
+    return;
+  }
+  admitted(e, ack.session as SessionView, ack.you, ack.qa_streams);
+}
+
+function admitted(e: Engine, view: SessionView, you: LiveParticipant, qaStreams: string[]): void {
+  setLive({ phase: "live", summary: view, view, you, qaStreams });
+  void followQuestions(e, view, you, qaStreams);
+  void subscribe(e);
+  if (mayPublish(you)) void publishCamera(e);
+}
+
+/** Who sends their camera and microphone from the start (students only once on stage). */
+function mayPublish(p: LiveParticipant): boolean {
+  return p.role !== "student" || p.on_stage;
+}
+
+function stopLocal(): void {
+  const m = local.value;
+  for (const s of [m.camera, m.screen]) s?.getTracks().forEach((tr) => tr.stop());
+  local.value = { camera: null, screen: null, error: null };
+}
+
+function stopEngine(): void {
+  engine?.close();
+  engine = null;
+  feeds.value = [];
+  soundBlocked.value = false;
+}
+
+/** Leave the console: tell the server (unless it is over already) and let go of the devices. */
+export function leaveSession(): void {
+  const s = live.value;
+  const e = engine;
+  stopEngine();
+  stopLocal();
+  live.value = null;
+  liveQuestions.value = {};
+  if (s && e && !ENDED_PHASES.includes(s.phase)) {
+    void request("session.leave", { session_id: s.sessionId }).catch(() => undefined);
+  }
+}
+
+function finish(phase: Phase, reason: string | null = null): void {
+  const s = live.value;
+  if (!s) return;
+  stopEngine();
+  stopLocal();
+  setLive({ phase, endedReason: reason });
+  if (phase === "ended") forgetSession(s.sessionId);
+}
+
+// After a reconnection the server has closed our peer connections: join again, publish again.
+let wasConnected = false;
+status.subscribe((st) => {
+  const s = live.peek();
+  if (st === "connected") {
+    if (wasConnected === false && s && engine && (s.phase === "live" || s.phase === "lobby")) {
+      const sessionId = s.sessionId;
+      engine.close();
+      const e = new Engine(sessionId);
+      engine = e;
+      feeds.value = [];
+      void enter(e);
+    }
+    wasConnected = true;
+  } else if (st === "reconnecting") {
+    wasConnected = false;
+  }
+});
+
+// --- publishing ------------------------------------------------------------------------------
+
+async function openCamera(): Promise<MediaStream | null> {
+  const existing = local.value.camera;
+  if (existing && existing.getTracks().some((tr) => tr.readyState === "live")) return existing;
+  if (!navigator.mediaDevices?.getUserMedia) {
+    local.value = { ...local.value, error: t("live.noDevices") };
+    return null;
+  }
+  let stream: MediaStream | null = null;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({
+      video: { width: { ideal: 640 }, height: { ideal: 480 } },
+      audio: true,
+    });
+  } catch {
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    } catch (err) {
+      local.value = { ...local.value, error: t("live.deviceFailed", String((err as Error)?.message ?? err)) };
+      return null;
+    }
+  }
+  local.value = { ...local.value, camera: stream, error: null };
+  return stream;
+}
+
+/** Send the camera and microphone (opening them first). */
+async function publishCamera(e: Engine): Promise<void> {
+  const stream = await openCamera();
+  if (!stream || !alive(e)) return;
+  applyMutes();
+  const leg = e.leg("publish");
+  for (const track of stream.getTracks()) {
+    attach(e, leg, track.kind === "video" ? "camera" : "microphone", track, stream);
+  }
+  await negotiate(e);
+}
+
+function attach(e: Engine, leg: Leg, source: MediaSource, track: MediaStreamTrack, stream: MediaStream): void {
+  const tr = e.senders[source];
+  if (tr && tr.currentDirection !== "stopped") {
+    void tr.sender.replaceTrack(track);
+    tr.direction = "sendonly";
+  } else {
+    e.senders[source] = leg.pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+  }
+}
+
+/** Stop sending one source: its m-line goes inactive (the server ends the track). */
+function detach(e: Engine, source: MediaSource): boolean {
+  const tr = e.senders[source];
+  if (!tr || tr.direction === "inactive") return false;
+  void tr.sender.replaceTrack(null);
+  tr.direction = "inactive";
+  return true;
+}
+
+/** A new offer on the publish leg; one at a time, and changes made meanwhile share the next. */
+function negotiate(e: Engine): Promise<void> {
+  if (e.negotiationQueued) return e.pubChain;
+  e.negotiationQueued = true;
+  e.pubChain = e.pubChain.then(async () => {
+    e.negotiationQueued = false;
+    if (!alive(e) || !e.pub) return;
+    const leg = e.pub;
+    try {
+      await leg.pc.setLocalDescription(await leg.pc.createOffer());
+      const sources: Record<string, MediaSource> = {};
+      for (const [source, tr] of Object.entries(e.senders)) if (tr?.mid) sources[tr.mid] = source as MediaSource;
+      const ack = await request<PublishAck>(
+        "rtc.publish",
+        { session_id: e.sessionId, sdp: leg.pc.localDescription!.sdp, sources },
+        20_000,
+      );
+      if (!alive(e)) return;
+      await leg.pc.setRemoteDescription({ type: "answer", sdp: ack.sdp });
+      e.ready(leg);
+      for (const r of ack.rejected) toast(t("live.rejected", sourceName(r.source), r.reason), "error");
+    } catch (err) {
+      if (alive(e)) toast(t("live.publishFailed", asApiError(err).message), "error");
+    }
+  });
+  return e.pubChain;
+}
+
+export function sourceName(source: string): string {
+  return t(source === "screen" ? "live.source.screen" : source === "microphone" ? "live.source.microphone" : "live.source.camera");
+}
+
+/** Stop sending the camera and microphone and let go of them (off stage, unpublished). */
+function unpublishCamera(e: Engine | null): void {
+  if (e && alive(e)) {
+    const a = detach(e, "camera");
+    const b = detach(e, "microphone");
+    if (a || b) void negotiate(e);
+  }
+  local.value.camera?.getTracks().forEach((tr) => tr.stop());
+  local.value = { ...local.value, camera: null };
+}
+
+export async function toggleScreen(): Promise<void> {
+  const e = engine;
+  if (!e || !alive(e)) return;
+  const current = local.value.screen;
+  if (current) {
+    current.getTracks().forEach((tr) => tr.stop());
+    local.value = { ...local.value, screen: null };
+    if (detach(e, "screen")) await negotiate(e);
+    return;
+  }
+  let stream: MediaStream;
+  try {
+    stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+  } catch (err) {
+    toast(t("live.screenFailed", String((err as Error)?.message ?? err)), "error");
+    return;
+  }
+  if (!alive(e)) {
+    stream.getTracks().forEach((tr) => tr.stop());
+    return;
+  }
+  const track = stream.getVideoTracks()[0];
+  // The browser's own "stop sharing" button.
+  track.addEventListener("ended", () => {
+    if (local.value.screen === stream) void toggleScreen();
+  });
+  local.value = { ...local.value, screen: stream };
+  attach(e, e.leg("publish"), "screen", track, stream);
+  await negotiate(e);
+}
+
+// --- receiving ---------------------------------------------------------------------------------
+
+async function subscribe(e: Engine): Promise<void> {
+  e.leg("subscribe");
+  try {
+    const ack = await request<{ offer: SubscribeOffer | null }>("rtc.subscribe", { session_id: e.sessionId });
+    if (ack.offer && alive(e)) queueOffer(e, ack.offer);
+  } catch (err) {
+    if (alive(e)) toast(t("live.subscribeFailed", asApiError(err).message), "error");
+  }
+}
+
+function queueOffer(e: Engine, msg: SubscribeOffer): void {
+  e.subChain = e.subChain
+    .then(() => answerOffer(e, msg))
+    .catch((err) => {
+      if (alive(e)) toast(t("live.subscribeFailed", asApiError(err).message), "error");
+    });
+}
+
+async function answerOffer(e: Engine, msg: SubscribeOffer): Promise<void> {
+  if (!alive(e) || !e.sub) return;
+  const leg = e.sub;
+  e.tracksByMid = Object.fromEntries(msg.tracks.map((tr) => [tr.mid, tr]));
+  await leg.pc.setRemoteDescription({ type: "offer", sdp: msg.sdp });
+  await leg.pc.setLocalDescription(await leg.pc.createAnswer());
+  await request("rtc.answer", { session_id: e.sessionId, sdp: leg.pc.localDescription!.sdp });
+  if (!alive(e)) return;
+  e.ready(leg);
+  rebuildFeeds(e);
+}
+
+/** The tracks of the subscribe leg, grouped per publisher and source (the same MediaStream as
+ *  long as its tracks stay the same, so video elements do not restart). */
+function rebuildFeeds(e: Engine): void {
+  const groups = new Map<string, { publisherId: number; group: Feed["group"]; tracks: MediaStreamTrack[] }>();
+  for (const tr of e.sub?.pc.getTransceivers() ?? []) {
+    const info = tr.mid ? e.tracksByMid[tr.mid] : undefined;
+    if (!info) continue;
+    const group = info.source === "screen" || info.source === "screen_audio" ? "screen" : "camera";
+    const key = `${info.publisher_id}:${group}`;
+    let g = groups.get(key);
+    if (!g) groups.set(key, (g = { publisherId: info.publisher_id, group, tracks: [] }));
+    g.tracks.push(tr.receiver.track);
+  }
+  const before = new Map(feeds.value.map((f) => [f.key, f]));
+  const next: Feed[] = [];
+  for (const [key, g] of groups) {
+    const old = before.get(key);
+    const oldTracks = old?.stream.getTracks() ?? [];
+    const same = old && oldTracks.length === g.tracks.length && g.tracks.every((tr) => oldTracks.includes(tr));
+    next.push({
+      key,
+      publisherId: g.publisherId,
+      group: g.group,
+      stream: same ? old.stream : new MediaStream(g.tracks),
+      video: g.tracks.some((tr) => tr.kind === "video"),
+      audio: g.tracks.some((tr) => tr.kind === "audio"),
+    });
+  }
+  feeds.value = next;
+}
+
+// --- pushes ------------------------------------------------------------------------------------
+
+function current(sessionId: number): LiveState | null {
+  const s = live.value;
+  return s && s.sessionId === sessionId && engine ? s : null;
+}
+
+function applyView(view: SessionView): void {
+  const s = current(view.id);
+  if (!s || s.phase !== "live") return;
+  const me = myId();
+  const you = view.participants.find((p) => p.user_id === me) ?? s.you;
+  const wasOnStage = !!s.you?.on_stage;
+  setLive({ view, summary: view, you });
+  if (you && you.role === "student") {
+    if (wasOnStage && !you.on_stage) unpublishCamera(engine);
+  }
+  applyMutes();
+}
+
+/** Local tracks follow what the server says is muted (by me or by the host). */
+function applyMutes(): void {
+  const you = live.value?.you;
+  const cam = local.value.camera;
+  if (!you || !cam) return;
+  for (const tr of cam.getAudioTracks()) tr.enabled = !you.self_muted.includes("audio") && !you.muted_by_host.includes("audio");
+  for (const tr of cam.getVideoTracks()) tr.enabled = !you.self_muted.includes("video") && !you.muted_by_host.includes("video");
+}
+
+on<SessionView>("session.state", applyView);
+
+on<{ session_id: number; status: string; session?: SessionView; you?: LiveParticipant }>("session.lobby", (d) => {
+  const s = current(d.session_id);
+  if (!s || !engine) return;
+  if (d.status === "waiting") {
+    if (s.phase !== "lobby") setLive({ phase: "lobby" });
+  } else if (d.status === "admitted" && d.session && d.you) {
+    if (s.phase === "lobby") {
+      toast(t("live.admitted"), "success");
+      admitted(engine, d.session, d.you, []);
+    }
+  } else if (d.status === "declined") {
+    finish("declined");
+  }
+});
+
+on<{ session_id: number; reason: string }>("session.ended", (d) => {
+  if (current(d.session_id)) finish("ended", d.reason);
+  else forgetSession(d.session_id);
+});
+
+on<{ session_id: number }>("session.removed", (d) => {
+  if (current(d.session_id)) finish("removed");
+});
+
+on<{ session_id: number }>("stage.invited", (d) => {
+  const s = current(d.session_id);
+  if (s?.you) setLive({ you: { ...s.you, invited: true } });
+});
+
+on<{ session_id: number; by: number; muted_by_host: string[] }>("media.muted", (d) => {
+  const s = current(d.session_id);
+  if (!s?.you) return;
+  const muted = d.muted_by_host as ("audio" | "video")[];
+  setLive({ hostMute: muted.length ? { by: d.by, kinds: muted } : null, you: { ...s.you, muted_by_host: muted } });
+  applyMutes();
+  toast(muted.length ? t("live.mutedByHostToast") : t("live.unmutedByHostToast"), muted.length ? "info" : "success");
+});
+
+on<SubscribeOffer>("rtc.offer", (msg) => {
+  const e = engine;
+  if (e && alive(e) && msg.session_id === e.sessionId && e.sub) queueOffer(e, msg);
+});
+
+on<{ session_id: number; source: MediaSource; reason: string }>("rtc.unpublished", (d) => {
+  const e = engine;
+  if (!e || !alive(e) || d.session_id !== e.sessionId) return;
+  if (d.source === "screen" || d.source === "screen_audio") {
+    local.value.screen?.getTracks().forEach((tr) => tr.stop());
+    local.value = { ...local.value, screen: null };
+    if (detach(e, d.source)) void negotiate(e);
+  } else {
+    unpublishCamera(e);
+  }
+});
+
+// --- requests ---------------------------------------------------------------------------------
+
+/** A live request; a refusal is shown as a toast. Answers with a session view update the page. */
+async function act(event: string, payload: Record<string, unknown> = {}): Promise<boolean> {
+  const s = live.value;
+  if (!s) return false;
+  try {
+    const ack = await request<{ session?: SessionView }>(event, { session_id: s.sessionId, ...payload });
+    if (ack.session && "participants" in ack.session) applyView(ack.session);
+    return true;
+  } catch (err) {
+    toast(t("live.refused", asApiError(err).message), "error");
+    return false;
+  }
+}
+
+export function micOn(you: LiveParticipant | null): boolean {
+  return !!you && !you.self_muted.includes("audio") && !you.muted_by_host.includes("audio");
+}
+
+export function camOn(you: LiveParticipant | null): boolean {
+  return !!you && !you.self_muted.includes("video") && !you.muted_by_host.includes("video");
+}
+
+export async function setMic(on: boolean): Promise<void> {
+  if (await act("media.mute_self", { audio: !on })) applyMutes();
+}
+
+export async function setCamera(on: boolean): Promise<void> {
+  if (await act("media.mute_self", { video: !on })) applyMutes();
+}
+
+export const raiseHand = () => act("hand.raise", {});
+export const raiseClassroomHand = () => act("hand.raise", { classroom: true });
+export const lowerHand = (hand?: string) => act("hand.lower", hand ? { hand } : {});
+export const inviteOnStage = (userId: number) => act("stage.invite", { user_id: userId });
+export const removeFromStage = (userId: number) => act("stage.remove", { user_id: userId });
+export const setStagePlaces = (places: number) => act("stage.places", { places });
+export const classroomOnStage = (classId: number | null) => act("classroom.stage", { class_id: classId });
+export const muteAll = () => act("moderate.mute_all");
+export const lockMeeting = (locked: boolean) => act("moderate.lock", { locked });
+export const removePerson = (userId: number) => act("moderate.remove", { user_id: userId });
+export const hostMute = (userId: number, audio: boolean) => act("moderate.mute", { user_id: userId, audio });
+
+export async function acceptStage(): Promise<void> {
+  const e = engine;
+  if (e && (await act("stage.accept"))) await publishCamera(e);
+}
+
+export const declineStage = () => act("stage.decline");
+
+export async function admit(userIds: number[] | null): Promise<void> {
+  await act("lobby.admit", { user_ids: userIds });
+}
+
+export async function declineLobby(userIds: number[]): Promise<void> {
+  await act("lobby.decline", { user_ids: userIds });
+}
+
+export async function endSession(): Promise<void> {
+  await act("session.end");
+}
+
+// --- the session's questions -------------------------------------------------------------------
+
+async function followQuestions(e: Engine, view: SessionView, you: LiveParticipant, streams: string[]): Promise<void> {
+  if (!streams.length) return;
+  try {
+    // From the start: the events rebuild every question (asked, answered, voted, moved).
+    for (const stream of streams) await follow(stream, 0);
+    if (you.role === "student" && alive(e)) {
+      // What the events do not say: which ones I asked and voted for.
+      const ack = await request<{ questions: Question[] }>("question.list", {
+        class_id: you.class_id,
+        session_id: view.id,
+      });
+      if (alive(e)) for (const q of ack.questions) mergeQuestion(q);
+    }
+  } catch {
+    // The next sync brings them.
+  }
+}
+
+function mergeQuestion(q: Question): void {
+  const prev = liveQuestions.value[q.id];
+  liveQuestions.value = {
+    ...liveQuestions.value,
+    [q.id]: { ...q, voted: q.voted ?? prev?.voted ?? false, mine: q.mine ?? prev?.mine ?? false },
+  };
+}
+
+onStream("qa", (ev) => {
+  const s = live.value;
+  if (!s || !s.qaStreams.includes(ev.stream)) return;
+  const d = ev.data as Record<string, any>;
+  if (ev.type === "question.asked" || ev.type === "question.updated") mergeQuestion(d as Question);
+  else if (ev.type === "question.voted") {
+    const q = liveQuestions.value[d.question_id];
+    if (q) liveQuestions.value = { ...liveQuestions.value, [q.id]: { ...q, votes: d.votes } };
+  } else if (ev.type === "question.moved") {
+    const { [d.question_id]: _moved, ...rest } = liveQuestions.value;
+    liveQuestions.value = rest;
+  }
+});
+
+/** Open questions by votes (most first), then the answered ones; withdrawn and dismissed last. */
+export function sessionQuestions(): Question[] {
+  const rank = (q: Question) => (q.status === "open" ? 0 : q.status === "dismissed" ? 2 : 1);
+  return Object.values(liveQuestions.value)
+    .filter((q) => q.status !== "withdrawn")
+    .sort((a, b) => rank(a) - rank(b) || b.votes - a.votes || a.id - b.id);
+}
+
+export async function askInSession(body: string, anonymous: boolean): Promise<void> {
+  const s = live.value;
+  if (!s?.you) throw new ApiError("offline", "not in a session");
+  const ack = await request<{ question: Question }>("question.ask", {
+    class_id: s.you.class_id,
+    client_id: newClientId(),
+    body,
+    anonymous,
+    session_id: s.sessionId,
+  });
+  mergeQuestion({ ...ack.question, mine: true });
+}
+
+export async function voteInSession(q: Question, up: boolean): Promise<void> {
+  const ack = await request<{ votes: number; voted: boolean }>("question.vote", { question_id: q.id, up });
+  const cur = liveQuestions.value[q.id];
+  if (cur) liveQuestions.value = { ...liveQuestions.value, [q.id]: { ...cur, votes: ack.votes, voted: ack.voted } };
+}
+
+async function moderateQuestion(q: Question, event: string, payload: Record<string, unknown>): Promise<void> {
+  const ack = await request<{ question: Question }>(event, { question_id: q.id, ...payload });
+  mergeQuestion(ack.question);
+}
+
+export const answerInSession = (q: Question, text: string) => moderateQuestion(q, "question.answer", { answer: text });
+export const answeredLiveInSession = (q: Question) => moderateQuestion(q, "question.answer", { live: true });
+export const dismissInSession = (q: Question) => moderateQuestion(q, "question.dismiss", {});
+
+// --- sound, statistics ---------------------------------------------------------------------------
+
+/** What getStats() says about one leg (for people curious about quality, and for the tests). */
+async function legStats(leg: Leg | null, tracksByMid: Record<string, OfferTrack>) {
+  if (!leg) return null;
+  const report = await leg.pc.getStats();
+  const byId = new Map<string, any>();
+  report.forEach((r: any) => byId.set(r.id, r));
+  const out = {
+    connection: leg.pc.connectionState,
+    inbound: [] as Record<string, unknown>[],
+    outbound: [] as Record<string, unknown>[],
+    pair: null as null | Record<string, unknown>,
+  };
+  let pairId: string | null = null;
+  report.forEach((r: any) => {
+    if (r.type === "transport" && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
+    if (r.type === "inbound-rtp") {
+      const info = tracksByMid[r.mid] ?? ({} as Partial<OfferTrack>);
+      out.inbound.push({
+        kind: r.kind,
+        mid: r.mid,
+        publisher_id: info.publisher_id ?? null,
+        source: info.source ?? null,
+        packets: r.packetsReceived ?? 0,
+        framesDecoded: r.framesDecoded ?? 0,
+        width: r.frameWidth ?? null,
+        height: r.frameHeight ?? null,
+      });
+    } else if (r.type === "outbound-rtp") {
+      out.outbound.push({
+        kind: r.kind,
+        mid: r.mid,
+        packets: r.packetsSent ?? 0,
+        framesEncoded: r.framesEncoded ?? 0,
+        width: r.frameWidth ?? null,
+        height: r.frameHeight ?? null,
+      });
+    }
+  });
+  const pair = pairId ? byId.get(pairId) : null;
+  if (pair) {
+    const side = (c: any) => c && { address: c.address ?? c.ip, port: c.port, type: c.candidateType, protocol: c.protocol };
+    out.pair = { state: pair.state, local: side(byId.get(pair.localCandidateId)), remote: side(byId.get(pair.remoteCandidateId)) };
+  }
+  return out;
+}
+
+export async function mediaStats() {
+  const e = engine;
+  const s = live.value;
+  return {
+    phase: s?.phase ?? null,
+    session_id: s?.sessionId ?? null,
+    you: s?.you ?? null,
+    feeds: feeds.value.map((f) => ({ publisher_id: f.publisherId, group: f.group, video: f.video, audio: f.audio })),
+    publish: e ? await legStats(e.pub, {}) : null,
+    subscribe: e ? await legStats(e.sub, e.tracksByMid) : null,
+  };
+}
+
+(window as unknown as { __homeroom: unknown }).__homeroom = {
+  stats: mediaStats,
+  live: () => live.value,
+};
+
+onReset(() => leaveSession());
