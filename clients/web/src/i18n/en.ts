@@ -311,7 +311,7 @@ const en: Messages = {
   "live.kind.lesson": "Live lesson",
   "live.kind.dual_lesson": "Dual-teacher lesson",
   "live.kind.meeting": "Parent meeting",
-  "live.hint.lesson": "Camera, microphone and screen sharing; students raise hands, speak on stage and ask",
+  "live.hint.lesson": "Camera, microphone and screen; students raise hands, speak and ask",
   "live.hint.dual_lesson": "You teach; classes of other schools join, each run by its local teacher",
   "live.hint.meeting": "Parents wait in the lobby until you admit them; mute and lock as host",
   "live.start.lesson": "Start a lesson",

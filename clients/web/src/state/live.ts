@@ -241,6 +241,9 @@ status.subscribe((st) => {
     if (wasConnected === false && s && engine && (s.phase === "live" || s.phase === "lobby")) {
       const sessionId = s.sessionId;
       engine.close();
+      // The new publish leg starts with the camera and microphone; a shared screen is dropped.
+      local.value.screen?.getTracks().forEach((tr) => tr.stop());
+      local.value = { ...local.value, screen: null };
       const e = new Engine(sessionId);
       engine = e;
       feeds.value = [];

@@ -120,7 +120,7 @@ function Console(props: { classId: number; s: LiveState; view: SessionView; you:
     ? role === "host"
       ? ["lobby", "people", "chat"]
       : ["people", "chat"]
-    : teacher
+    : teacher || role === "local_teacher"
       ? ["qa", "people", "chat"]
       : ["qa", "chat"];
   const [tab, setTab] = useState<TabId>(meeting && role === "host" ? "lobby" : tabs[0]);

@@ -8,6 +8,7 @@ import { classInfo, rolesIn } from "../../state/me";
 import { ready } from "../../state/session";
 import { ErrorBox, Loading } from "../common";
 import { Icon, type IconName } from "../icons";
+import { localName } from "./util";
 
 const KINDS: { kind: SessionKind; icon: IconName }[] = [
   { kind: "lesson", icon: "video" },
@@ -50,7 +51,7 @@ function StartDialog(props: { classId: number; kind: SessionKind; onClose: () =>
   const { classId, kind } = props;
   const ref = useRef<HTMLDialogElement>(null);
   const className = classInfo(classId)?.name ?? "";
-  const [title, setTitle] = useState(t(`live.defaultTitle.${kind}`, className.split(" / ")[0]));
+  const [title, setTitle] = useState(t(`live.defaultTitle.${kind}`, localName(className)));
   const [others, setOthers] = useState<SchoolClass[] | null>(null);
   const [loadError, setLoadError] = useState<ApiError | null>(null);
   const [linked, setLinked] = useState<number[]>([]);
