@@ -123,7 +123,8 @@ function Console(props: { classId: number; s: LiveState; view: SessionView; you:
     : teacher || role === "local_teacher"
       ? ["qa", "people", "chat"]
       : ["qa", "chat"];
-  const [tab, setTab] = useState<TabId>(meeting && role === "host" ? "lobby" : tabs[0]);
+  const [chosen, setTab] = useState<TabId>(meeting && role === "host" ? "lobby" : tabs[0]);
+  const tab = tabs.includes(chosen) ? chosen : tabs[0]; // a new role may have other tabs
   const chatStream = meeting
     ? `class:${view.class_id}:guardians`
     : `class:${teacher ? view.class_id : you.class_id}:students`;
@@ -489,7 +490,7 @@ function Toolbar(props: { classId: number; view: SessionView; you: LiveParticipa
         </button>
       ) : null}
       {(role === "student" && !you.on_stage) || role === "guardian" ? (
-        <button type="button" class={`btn tool${myHand ? " active" : ""}`} aria-pressed={myHand} onClick={() => void (myHand ? lowerHand() : raiseHand())}>
+        <button type="button" class={`btn tool${myHand ? " active" : ""}`} onClick={() => void (myHand ? lowerHand() : raiseHand())}>
           <Icon name="hand" size={18} /> {myHand ? t("live.lowerHand") : t("live.raiseHand")}
         </button>
       ) : null}
@@ -497,7 +498,6 @@ function Toolbar(props: { classId: number; view: SessionView; you: LiveParticipa
         <button
           type="button"
           class={`btn tool${classHand ? " active" : ""}`}
-          aria-pressed={classHand}
           onClick={() => void (classHand ? lowerHand(`classroom:${you.class_id}`) : raiseClassroomHand())}
         >
           <Icon name="hand" size={18} /> {classHand ? t("live.lowerClassHand") : t("live.raiseClassHand")}

@@ -184,7 +184,7 @@ export function PeoplePanel(props: { view: SessionView; you: LiveParticipant }) 
           <button type="button" class="btn small" onClick={() => void muteAll()}>
             <Icon name="micOff" size={16} /> {t("live.muteAll")}
           </button>
-          <button type="button" class="btn small" aria-pressed={view.locked} onClick={() => void lockMeeting(!view.locked)}>
+          <button type="button" class="btn small" onClick={() => void lockMeeting(!view.locked)}>
             <Icon name={view.locked ? "lock" : "unlock"} size={16} /> {view.locked ? t("live.unlock") : t("live.lock")}
           </button>
         </div>
@@ -262,7 +262,7 @@ export function LobbyPanel(props: { view: SessionView }) {
         <button type="button" class="btn small primary" disabled={!view.lobby.length} onClick={() => void admit(null)}>
           {t("live.admitAll")}
         </button>
-        <button type="button" class="btn small" aria-pressed={view.locked} onClick={() => void lockMeeting(!view.locked)}>
+        <button type="button" class="btn small" onClick={() => void lockMeeting(!view.locked)}>
           <Icon name={view.locked ? "lock" : "unlock"} size={16} /> {view.locked ? t("live.unlock") : t("live.lock")}
         </button>
       </div>
