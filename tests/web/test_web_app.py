@@ -156,7 +156,7 @@ async def test_reconnect_catches_up_exactly_once(server: Server, web: Browser) -
     await screenshot(student, "student-chat-reconnecting")
 
     await student.context.set_offline(False)
-    await expect(status).to_have_attribute("data-state", "connected", timeout=15_000)
+    await expect(status).to_have_attribute("data-state", "connected", timeout=30_000)
     for body in sent:
         await expect(log.locator(".msg", has_text=body)).to_have_count(1)
     # Caught up by `sync`, not by live pushes, and nothing shown twice.
