@@ -62,6 +62,7 @@ PAD = {"width": 820, "height": 1180}
 PHONE = {"width": 390, "height": 844}
 MEDIA_TIMEOUT_S = 25.0
 UI_TIMEOUT_MS = 15_000
+expect.set_options(timeout=UI_TIMEOUT_MS)  # a busy 2-core machine: more than the default 5 s
 
 
 class People:
