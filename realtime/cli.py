@@ -97,7 +97,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_import_roster(args: argparse.Namespace) -> int:
     from realtime.actions import roster
-    from realtime.app import create_app  # noqa: F401  (ensures the same settings checks)
     from realtime.bus import LocalBus
     from realtime.hub import Hub
 
