@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 
 from realtime.domain import policy
 from realtime.domain.roles import ClassAccess, Role
@@ -19,23 +19,23 @@ from realtime.store.schema import (
 )
 
 
+# Built once: every request checks access, most with these two.
+_ROLES = select(memberships.c.role).where(
+    memberships.c.user_id == bindparam("user_id"), memberships.c.class_id == bindparam("class_id")
+)
+_CHILDREN = select(guardian_links.c.student_id).where(
+    guardian_links.c.guardian_id == bindparam("user_id"),
+    guardian_links.c.class_id == bindparam("class_id"),
+    guardian_links.c.status == "approved",
+)
+
+
 async def class_access(conn: DbConnection, user_id: int, class_id: int) -> ClassAccess:
-    rows = await conn.execute(
-        select(memberships.c.role).where(
-            memberships.c.user_id == user_id, memberships.c.class_id == class_id
-        )
-    )
-    roles = frozenset(Role(r.role) for r in rows)
+    params = {"user_id": user_id, "class_id": class_id}
+    roles = frozenset(Role(r.role) for r in await conn.execute(_ROLES, params))
     children: frozenset[int] = frozenset()
     if Role.GUARDIAN in roles:
-        kids = await conn.execute(
-            select(guardian_links.c.student_id).where(
-                guardian_links.c.guardian_id == user_id,
-                guardian_links.c.class_id == class_id,
-                guardian_links.c.status == "approved",
-            )
-        )
-        children = frozenset(r.student_id for r in kids)
+        children = frozenset(r.student_id for r in await conn.execute(_CHILDREN, params))
     admin = False
     if not roles:
         row = (

@@ -14,7 +14,7 @@ from typing import Any, TypeAlias
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, select, text
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
@@ -118,6 +118,16 @@ class Store:
         self._lock = asyncio.Lock()
         dialect = (engine or sync_engine).dialect  # type: ignore[union-attr]
         self.dialect = dialect.name
+        # Built once: every event appended runs these two.
+        upsert = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(streams)
+        self._next_seq = (
+            upsert.values(key=bindparam("key"), last_seq=1)
+            .on_conflict_do_update(
+                index_elements=[streams.c.key], set_={"last_seq": streams.c.last_seq + 1}
+            )
+            .returning(streams.c.last_seq)
+        )
+        self._append = events.insert()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[DbConnection]:
@@ -161,20 +171,13 @@ class Store:
         if self.sync_engine is not None:
             self.sync_engine.dispose()
 
-    def _insert(self) -> Any:
-        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(streams)
-
     async def next_seq(self, conn: DbConnection, stream: str) -> int:
         """Give out the next sequence number of ``stream`` inside the caller's transaction.
 
         The counter row stays locked until the transaction ends, which serializes the writers of
         this stream only: a reader never sees seq N+1 committed before seq N.
         """
-        ins = self._insert().values(key=stream, last_seq=1)
-        stmt = ins.on_conflict_do_update(
-            index_elements=[streams.c.key], set_={"last_seq": streams.c.last_seq + 1}
-        ).returning(streams.c.last_seq)
-        return int((await conn.execute(stmt)).scalar_one())
+        return int((await conn.execute(self._next_seq, {"key": stream})).scalar_one())
 
     async def append(
         self,
@@ -191,9 +194,15 @@ class Store:
             seq = await self.next_seq(conn, stream)
         at = time.time()
         await conn.execute(
-            events.insert().values(
-                stream=stream, seq=seq, type=type, at=at, data=data, staff_data=staff_data
-            )
+            self._append,
+            {
+                "stream": stream,
+                "seq": seq,
+                "type": type,
+                "at": at,
+                "data": data,
+                "staff_data": staff_data,
+            },
         )
         return StoredEvent(stream, seq, type, at, data, staff_data)
 
