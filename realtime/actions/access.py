@@ -18,7 +18,6 @@ from realtime.store.schema import (
     users,
 )
 
-
 # Built once: every request checks access, most with these two.
 _ROLES = select(memberships.c.role).where(
     memberships.c.user_id == bindparam("user_id"), memberships.c.class_id == bindparam("class_id")
