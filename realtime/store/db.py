@@ -116,6 +116,7 @@ class Store:
         self.sync_engine = sync_engine
         self.checkpointer = checkpointer
         self._lock = asyncio.Lock()
+        self._sync_conn: Connection | None = None
         dialect = (engine or sync_engine).dialect  # type: ignore[union-attr]
         self.dialect = dialect.name
         # Built once: every event appended runs these two.
@@ -129,11 +130,20 @@ class Store:
         )
         self._append = events.insert()
 
+    def _sqlite(self) -> Connection:
+        """The SQLite connection, opened once and kept: checking a connection out of a pool
+        and resetting it on return cost more than most of the statements run on it."""
+        assert self.sync_engine is not None
+        if self._sync_conn is None or self._sync_conn.closed:
+            self._sync_conn = self.sync_engine.connect()
+        return self._sync_conn
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[DbConnection]:
         if self.sync_engine is not None:
             async with self._lock:
-                with self.sync_engine.begin() as conn:
+                conn = self._sqlite()
+                with conn.begin():
                     yield SyncConnection(conn)
             return
         assert self.engine is not None
@@ -144,8 +154,11 @@ class Store:
     async def read(self) -> AsyncIterator[DbConnection]:
         if self.sync_engine is not None:
             async with self._lock:
-                with self.sync_engine.connect() as conn:
+                conn = self._sqlite()
+                # Ends with a rollback: a read never keeps its snapshot (and the WAL) open.
+                with conn.begin() as tx:
                     yield SyncConnection(conn)
+                    tx.rollback()
             return
         assert self.engine is not None
         async with self.engine.connect() as aconn:
@@ -169,6 +182,9 @@ class Store:
         if self.engine is not None:
             await self.engine.dispose()
         if self.sync_engine is not None:
+            if self._sync_conn is not None:
+                self._sync_conn.close()
+                self._sync_conn = None
             self.sync_engine.dispose()
 
     async def next_seq(self, conn: DbConnection, stream: str) -> int:

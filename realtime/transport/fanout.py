@@ -33,10 +33,22 @@ class SocketServer(socketio.AsyncServer):
     the msgpack encoding is still done once, and text (JSON) packets are shared as before.
     """
 
+    direct: DirectSockets | None = None
+
     async def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
         if eio_pkt.binary:
             eio_pkt = eio_packet.Packet(eio_pkt.packet_type, eio_pkt.data)
         await super()._send_eio_packet(eio_sid, eio_pkt)
+
+    async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
+        """One packet to one connection (acks, mostly): framed and written straight to its
+        WebSocket like a broadcast, not queued for a writer task to wake up and send."""
+        encoded = pkt.encode()
+        if isinstance(encoded, list):  # binary attachments: the stock path
+            for part in encoded:
+                await self.eio.send(eio_sid, part)
+        elif self.direct is None or not await self.direct.write_one(eio_sid, encoded):
+            await self.eio.send(eio_sid, encoded)
 
 
 class Fanout:
@@ -44,6 +56,8 @@ class Fanout:
         self.sio = sio
         self.metrics = metrics
         self.direct = DirectSockets(sio, buffer_limit, self._on_slow)
+        if isinstance(sio, SocketServer):
+            sio.direct = self.direct
 
     def _on_slow(self, eio_sid: str) -> None:
         log.warning("disconnected %s: it stopped reading (send buffer over the limit)", eio_sid)

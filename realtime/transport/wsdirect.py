@@ -68,6 +68,7 @@ class DirectSockets:
         self.on_slow = on_slow
         self.sockets: dict[str, web.WebSocketResponse] = {}
         self.slow_disconnects = 0
+        self._pending: list[Awaitable[None]] = []
         registry = self.sockets
         driver = self.eio._async["websocket"]
 
@@ -119,37 +120,49 @@ class DirectSockets:
                 out.extend(members._fwdm.items())
         return out
 
+    def _transport(self, eio_sid: str) -> Any:
+        """The transport to write this connection's frames to, ``None`` for Engine.IO's queue
+        (long-polling, or an upgrade under way), or ``False`` when the connection is gone or
+        was just dropped for not reading."""
+        ws = self.sockets.get(eio_sid)
+        writer = ws._writer if ws is not None else None
+        if writer is None or writer.transport is None:
+            return None
+        transport = writer.transport
+        if transport.is_closing() or writer._closing:
+            return False
+        s = self.eio.sockets.get(eio_sid)
+        if s is None or not s.upgraded or s.upgrading:
+            return None
+        if transport.get_write_buffer_size() > self.buffer_limit:
+            # A client that stopped reading: drop it rather than hold memory for it.
+            # It catches up on everything when it reconnects.
+            self.slow_disconnects += 1
+            transport.abort()
+            result = self.on_slow(eio_sid)
+            if result is not None:
+                self._pending.append(result)
+            return False
+        return transport
+
+    async def _settle(self) -> None:
+        while self._pending:
+            await self._pending.pop()
+
     async def write(self, wire: bytes, eio_pkt: Any, targets: list[tuple[str, str]]) -> int:
         """Write one framed event to every target; returns how many got it."""
         sent = 0
         fallback: list[str] = []
-        sockets = self.sockets
-        eio_sockets = self.eio.sockets
-        limit = self.buffer_limit
+        transport_of = self._transport
         for _sid, eio_sid in targets:
-            ws = sockets.get(eio_sid)
-            writer = ws._writer if ws is not None else None
-            if writer is None or writer.transport is None:
+            transport = transport_of(eio_sid)
+            if transport:
+                transport.write(wire)
+                sent += 1
+            elif transport is None:
                 fallback.append(eio_sid)
-                continue
-            transport = writer.transport
-            if transport.is_closing() or writer._closing:
-                continue
-            s = eio_sockets.get(eio_sid)
-            if s is None or not s.upgraded or s.upgrading:
-                fallback.append(eio_sid)
-                continue
-            if transport.get_write_buffer_size() > limit:
-                # A client that stopped reading: drop it rather than hold memory for it.
-                # It catches up on everything when it reconnects.
-                self.slow_disconnects += 1
-                transport.abort()
-                result = self.on_slow(eio_sid)
-                if result is not None:
-                    await result
-                continue
-            transport.write(wire)
-            sent += 1
+        await self._settle()
+        eio_sockets = self.eio.sockets
         for eio_sid in fallback:
             s = eio_sockets.get(eio_sid)
             if s is not None:
@@ -162,3 +175,19 @@ class DirectSockets:
                 await s.send(pkt)
                 sent += 1
         return sent
+
+    async def write_one(self, eio_sid: str, encoded: str | bytes) -> bool:
+        """Write one encoded Socket.IO packet (an ack, say) to one connection's WebSocket.
+
+        False when the connection is not on a WebSocket yet: the caller queues it instead.
+        """
+        transport = self._transport(eio_sid)
+        if transport is None:
+            return False
+        if transport:
+            if isinstance(encoded, bytes):
+                transport.write(frame(encoded, binary=True))
+            else:
+                transport.write(frame(("4" + encoded).encode(), binary=False))
+        await self._settle()
+        return True
