@@ -129,12 +129,21 @@ async def require_visible(
     return stream, vis, access, participants
 
 
+_MEMBERSHIPS = select(memberships.c.class_id, memberships.c.role).where(
+    memberships.c.user_id == bindparam("user_id")
+)
+_CONVERSATION_IDS = select(conversations.c.id).where(
+    or_(
+        conversations.c.user_a == bindparam("user_id"),
+        conversations.c.user_b == bindparam("user_id"),
+    )
+)
+
+
 async def followed_streams(conn: DbConnection, user_id: int) -> dict[str, Visibility]:
     """Every stream this person follows, from their memberships and conversations."""
     out: dict[str, Visibility] = {f"user:{user_id}": Visibility.MEMBER}
-    rows = await conn.execute(
-        select(memberships.c.class_id, memberships.c.role).where(memberships.c.user_id == user_id)
-    )
+    rows = await conn.execute(_MEMBERSHIPS, {"user_id": user_id})
     by_class: dict[int, set[Role]] = {}
     for r in rows:
         by_class.setdefault(r.class_id, set()).add(Role(r.role))
@@ -152,11 +161,7 @@ async def followed_streams(conn: DbConnection, user_id: int) -> dict[str, Visibi
             vis = policy.stream_visibility(key, access)
             if vis > Visibility.NONE:
                 out[str(key)] = vis
-    convs = await conn.execute(
-        select(conversations.c.id).where(
-            or_(conversations.c.user_a == user_id, conversations.c.user_b == user_id)
-        )
-    )
+    convs = await conn.execute(_CONVERSATION_IDS, {"user_id": user_id})
     for c in convs:
         out[f"conv:{c.id}"] = Visibility.MEMBER
     return out

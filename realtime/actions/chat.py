@@ -254,29 +254,28 @@ async def mark_read(hub: Hub, user_id: int, req: ChatRead) -> dict[str, Any]:
     return {"stream": key, "read_seq": max(req.seq, current or 0), "unread": unread}
 
 
-async def unread_count(conn: DbConnection, user_id: int, stream: str, after: int) -> int:
-    return int(
-        (
-            await conn.execute(
-                select(func.count())
-                .select_from(messages)
-                .where(
-                    messages.c.stream == stream,
-                    messages.c.seq > after,
-                    messages.c.sender_id != user_id,
-                    messages.c.deleted_at.is_(None),
-                )
-            )
-        ).scalar_one()
+_UNREAD = (
+    select(func.count())
+    .select_from(messages)
+    .where(
+        messages.c.stream == bindparam("stream"),
+        messages.c.seq > bindparam("after"),
+        messages.c.sender_id != bindparam("user_id"),
+        messages.c.deleted_at.is_(None),
     )
+)
+_READ_SEQS = select(read_positions.c.stream, read_positions.c.seq).where(
+    read_positions.c.user_id == bindparam("user_id")
+)
+
+
+async def unread_count(conn: DbConnection, user_id: int, stream: str, after: int) -> int:
+    params = {"stream": stream, "after": after, "user_id": user_id}
+    return int((await conn.execute(_UNREAD, params)).scalar_one())
 
 
 async def read_seqs(conn: DbConnection, user_id: int) -> dict[str, int]:
-    rows = await conn.execute(
-        select(read_positions.c.stream, read_positions.c.seq).where(
-            read_positions.c.user_id == user_id
-        )
-    )
+    rows = await conn.execute(_READ_SEQS, {"user_id": user_id})
     return {r.stream: int(r.seq) for r in rows}
 
 
@@ -368,14 +367,14 @@ async def open_conversation(hub: Hub, user_id: int, req: OpenConversation) -> di
     return {"conversation": view}
 
 
+_CONVERSATIONS = select(conversations).where(
+    (conversations.c.user_a == bindparam("user_id"))
+    | (conversations.c.user_b == bindparam("user_id"))
+)
+
+
 async def list_conversations(conn: DbConnection, user_id: int) -> list[dict[str, Any]]:
-    rows = list(
-        await conn.execute(
-            select(conversations).where(
-                (conversations.c.user_a == user_id) | (conversations.c.user_b == user_id)
-            )
-        )
-    )
+    rows = list(await conn.execute(_CONVERSATIONS, {"user_id": user_id}))
     names = await display_names(conn, sorted({u for r in rows for u in (r.user_a, r.user_b)}))
     return [
         {

@@ -129,6 +129,15 @@ class Store:
             .returning(streams.c.last_seq)
         )
         self._append = events.insert()
+        self._events_after = (
+            select(events)
+            .where(events.c.stream == bindparam("stream"), events.c.seq > bindparam("after"))
+            .order_by(events.c.seq)
+            .limit(bindparam("limit"))
+        )
+        self._last_seqs = select(streams).where(
+            streams.c.key.in_(bindparam("keys", expanding=True))
+        )
 
     def _sqlite(self) -> Connection:
         """The SQLite connection, opened once and kept: checking a connection out of a pool
@@ -225,18 +234,14 @@ class Store:
     async def events_after(
         self, conn: DbConnection, stream: str, after: int, limit: int
     ) -> list[StoredEvent]:
-        rows = await conn.execute(
-            select(events)
-            .where(events.c.stream == stream, events.c.seq > after)
-            .order_by(events.c.seq)
-            .limit(limit)
-        )
+        params = {"stream": stream, "after": after, "limit": limit}
+        rows = await conn.execute(self._events_after, params)
         return [_event(r) for r in rows]
 
     async def last_seqs(self, conn: DbConnection, keys: Sequence[str]) -> dict[str, int]:
         if not keys:
             return {}
-        rows = await conn.execute(select(streams).where(streams.c.key.in_(list(keys))))
+        rows = await conn.execute(self._last_seqs, {"keys": list(keys)})
         found = {r.key: int(r.last_seq) for r in rows}
         return {k: found.get(k, 0) for k in keys}
 
