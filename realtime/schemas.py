@@ -88,6 +88,25 @@ class NoticeRef(Payload):
     notice_id: Id
 
 
+# A page of a notice's roll-up: at most 500 entries per list (about 150 bytes each).
+RECEIPTS_PAGE_MAX = 500
+RECEIPTS_PAGE_DEFAULT = 100
+
+
+class NoticeReceipts(Payload):
+    notice_id: Id
+    # Which list to page through; none: the counts and the first page of every list.
+    list: Annotated[str, msgspec.Meta(pattern="^(receipts|covered|not_covered)$")] | None = None
+    # The last user id (receipts) or student id (covered, not_covered) already shown: the
+    # previous page's ``next``. Only with ``list``.
+    after: Id | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=RECEIPTS_PAGE_MAX)] = RECEIPTS_PAGE_DEFAULT
+
+    def __post_init__(self) -> None:
+        if self.after is not None and self.list is None:
+            raise ValueError("after needs list")
+
+
 class NoticeList(Payload):
     class_id: Id
 

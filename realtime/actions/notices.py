@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from realtime.actions import notice_rollup as rollup
 from realtime.actions.access import (
     class_access,
     display_names,
     guardians_of,
     members_with_role,
 )
+from realtime.actions.notice_rollup import receipt_of, receipt_view
 from realtime.domain import notices as rules
 from realtime.domain import policy
-from realtime.domain.notices import Audience, NoticeKind, Receipt
+from realtime.domain.notices import Audience, NoticeKind, Tally
 from realtime.domain.policy import require
 from realtime.domain.roles import Role
 from realtime.domain.streams import notice_stream, staff_stream, user_stream
 from realtime.errors import HomeroomError, bad_request, not_found, too_large
 from realtime.hub import Hub
-from realtime.schemas import NoticeList, NoticePublish, NoticeRef, NoticeReply, NoticesDelivered
+from realtime.schemas import (
+    NoticeList,
+    NoticePublish,
+    NoticeReceipts,
+    NoticeRef,
+    NoticeReply,
+    NoticesDelivered,
+)
 from realtime.store.db import DbConnection, StoredEvent, inserted_id
 from realtime.store.schema import notices, receipts
 
@@ -41,28 +48,6 @@ def notice_view(row: Any, names: dict[int, str]) -> dict[str, Any]:
         "choices": list(row.choices or []),
         "deadline": row.deadline,
         "created_at": row.created_at,
-    }
-
-
-def receipt_of(row: Any) -> Receipt:
-    return Receipt(
-        row.user_id,
-        row.delivered_at is not None,
-        row.read_at is not None,
-        row.confirmed_at is not None,
-        row.reply,
-    )
-
-
-def receipt_view(row: Any) -> dict[str, Any]:
-    return {
-        "user_id": row.user_id,
-        "state": receipt_of(row).state.value,
-        "delivered_at": row.delivered_at,
-        "read_at": row.read_at,
-        "confirmed_at": row.confirmed_at,
-        "reply": row.reply,
-        "replied_at": row.replied_at,
     }
 
 
@@ -121,6 +106,7 @@ async def publish(hub: Hub, user_id: int, req: NoticePublish) -> dict[str, Any]:
                 await conn.execute(
                     receipts.insert(), [{"notice_id": notice_id, "user_id": u} for u in people]
                 )
+            await rollup.start_tally(conn, notice_id, len(people))
             row = (await conn.execute(select(notices).where(notices.c.id == notice_id))).one()
             view = notice_view(row, await display_names(conn, [user_id]))
             events = [
@@ -176,6 +162,7 @@ async def _receipt_change(
                 )
             )
         ).first()
+        before = None if row is None else receipt_of(row)
         if row is None:
             # Linked after the notice was published: the receipt starts now.
             await conn.execute(receipts.insert().values(notice_id=notice_id, user_id=user_id))
@@ -212,6 +199,7 @@ async def _receipt_change(
                     )
                 )
             ).one()
+            await rollup.record_change(conn, notice, access, before, receipt_of(row), now)
             names = await display_names(conn, [user_id])
             staff = {"notice_id": notice_id, "name": names.get(user_id, ""), **receipt_view(row)}
             stream = staff_stream(notice.class_id)
@@ -246,112 +234,22 @@ async def delivered(hub: Hub, user_id: int, req: NoticesDelivered) -> dict[str, 
     return {"delivered": changed}
 
 
-async def _rollup(conn: DbConnection, notice: Any) -> dict[str, Any]:
-    kind = NoticeKind(notice.kind)
-    audience = Audience(notice.audience)
-    students = await members_with_role(conn, notice.class_id, Role.STUDENT)
-    guardians = await guardians_of(conn, notice.class_id)
-    rows = list(await conn.execute(select(receipts).where(receipts.c.notice_id == notice.id)))
-    by_user = {r.user_id: receipt_of(r) for r in rows}
-    cov = rules.coverage(kind, audience, students, guardians, by_user)
-    people = sorted(
-        {r.user_id for r in rows}
-        | set(students)
-        | {g for gs in guardians.values() for g in gs}
-        | {notice.author_id}
-    )
-    names = await display_names(conn, people)
-    recips = [{**receipt_view(r), "name": names.get(r.user_id, "")} for r in rows]
-    recips.sort(key=lambda r: r["user_id"])
-
-    def student_entry(sid: int) -> dict[str, Any]:
-        return {
-            "student_id": sid,
-            "name": names.get(sid, ""),
-            "guardians": [
-                {
-                    "id": g,
-                    "name": names.get(g, ""),
-                    "state": (by_user[g].state.value if g in by_user else "none"),
-                }
-                for g in guardians.get(sid, [])
-            ],
-        }
-
-    states: dict[str, int] = {}
-    for r in recips:
-        states[r["state"]] = states.get(r["state"], 0) + 1
-    return {
-        "notice": notice_view(notice, names),
-        "counts": {**cov.counts, "recipients": len(recips), "states": states},
-        "receipts": recips,
-        "covered": [student_entry(s) for s in cov.covered],
-        "not_covered": [student_entry(s) for s in cov.not_covered],
-        "last_reminded_at": notice.last_reminded_at,
-    }
-
-
-async def receipts_rollup(hub: Hub, user_id: int, req: NoticeRef) -> dict[str, Any]:
+async def receipts_rollup(hub: Hub, user_id: int, req: NoticeReceipts) -> dict[str, Any]:
     async with hub.store.read() as conn:
         notice = await _load_notice(conn, req.notice_id)
         access = await class_access(conn, user_id, notice.class_id)
         require(policy.may_view_receipts(access), "only teachers of this class see receipts")
-        return await _rollup(conn, notice)
+        names = await display_names(conn, [notice.author_id])
+        report = await rollup.rollup(conn, notice, req.list, req.after, req.limit)
+    return {"notice": notice_view(notice, names), **report}
 
 
 async def receipts_csv(hub: Hub, user_id: int, notice_id: int) -> str:
-    report = await receipts_rollup(hub, user_id, NoticeRef(notice_id=notice_id))
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(
-        [
-            "student_id",
-            "student",
-            "covered",
-            "recipient_id",
-            "recipient",
-            "state",
-            "delivered_at",
-            "read_at",
-            "confirmed_at",
-            "reply",
-        ]
-    )
-    by_user = {r["user_id"]: r for r in report["receipts"]}
-    for covered, entries in ((True, report["covered"]), (False, report["not_covered"])):
-        for s in entries:
-            who = [g["id"] for g in s["guardians"]]
-            if report["notice"]["audience"] != "guardians":
-                who.append(s["student_id"])
-            if not who:
-                writer.writerow(
-                    [s["student_id"], s["name"], covered, "", "", "none", "", "", "", ""]
-                )
-            for uid in who:
-                r = by_user.get(uid)
-                writer.writerow(
-                    [
-                        s["student_id"],
-                        s["name"],
-                        covered,
-                        uid,
-                        r["name"] if r else "",
-                        r["state"] if r else "none",
-                        _iso(r and r["delivered_at"]),
-                        _iso(r and r["read_at"]),
-                        _iso(r and r["confirmed_at"]),
-                        (r and r["reply"]) or "",
-                    ]
-                )
-    return out.getvalue()
-
-
-def _iso(ts: float | None) -> str:
-    if not ts:
-        return ""
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
+    async with hub.store.read() as conn:
+        notice = await _load_notice(conn, notice_id)
+        access = await class_access(conn, user_id, notice.class_id)
+        require(policy.may_view_receipts(access), "only teachers of this class see receipts")
+        return await rollup.csv_report(conn, notice)
 
 
 async def remind(hub: Hub, user_id: int, req: NoticeRef) -> dict[str, Any]:
@@ -364,14 +262,7 @@ async def remind(hub: Hub, user_id: int, req: NoticeRef) -> dict[str, Any]:
         if not rules.may_remind(notice.last_reminded_at, now, interval):
             wait = int(notice.last_reminded_at + interval - now)
             raise HomeroomError("rate_limited", f"a reminder was sent recently; wait {wait} s")
-        report = await _rollup(conn, notice)
-        audience = Audience(notice.audience)
-        targets: set[int] = set()
-        for s in report["not_covered"]:
-            if audience in (Audience.GUARDIANS, Audience.BOTH):
-                targets.update(g["id"] for g in s["guardians"])
-            if audience in (Audience.STUDENTS, Audience.BOTH):
-                targets.add(s["student_id"])
+        students, targets = await rollup.not_covered_people(conn, notice)
         data = {
             "notice_id": notice.id,
             "class_id": notice.class_id,
@@ -382,16 +273,13 @@ async def remind(hub: Hub, user_id: int, req: NoticeRef) -> dict[str, Any]:
             raise HomeroomError("conflict", "every student is covered: nobody to remind")
         events = [
             await hub.store.append(conn, str(user_stream(u)), "notice.reminder", data)
-            for u in sorted(targets)
+            for u in targets
         ]
         await conn.execute(
             notices.update().where(notices.c.id == notice.id).values(last_reminded_at=now)
         )
     await hub.emit(events)
-    return {
-        "reminded": sorted(targets),
-        "students": [s["student_id"] for s in report["not_covered"]],
-    }
+    return {"reminded": targets, "students": students}
 
 
 async def list_notices(hub: Hub, user_id: int, req: NoticeList) -> dict[str, Any]:
@@ -416,11 +304,14 @@ async def list_notices(hub: Hub, user_id: int, req: NoticeList) -> dict[str, Any
                 )
             )
         }
+        if access.is_staff:
+            counted = await rollup.tallies(conn, [r.id for r in rows])
+            students = await rollup.student_count(conn, req.class_id)
         out = []
         for r in rows:
             item = notice_view(r, names)
             if access.is_staff:
-                item["counts"] = (await _rollup(conn, r))["counts"]
+                item["counts"] = counted.get(r.id, Tally(0, 0, 0, 0, 0, 0)).counts(students)
             else:
                 item["receipt"] = mine.get(r.id)
             out.append(item)

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from realtime.actions import notice_rollup
 from realtime.actions.access import class_access, require_class
 from realtime.actions.accounts import create_user
 from realtime.domain import policy
@@ -98,6 +99,7 @@ async def link_guardian(
         )
     if status == "approved":
         await add_member(conn, class_id, guardian_id, Role.GUARDIAN)
+        await notice_rollup.cover_new_link(conn, class_id, guardian_id, student_id, now)
     return link_id
 
 

@@ -25,6 +25,16 @@ class Audience(StrEnum):
     def streams(self) -> tuple[str, ...]:
         return ("guardians", "students") if self is Audience.BOTH else (self.value,)
 
+    @property
+    def guardians_cover(self) -> bool:
+        """Whether a guardian who fulfils the notice covers their children."""
+        return self is not Audience.STUDENTS
+
+    @property
+    def students_cover(self) -> bool:
+        """Whether a student who fulfils the notice covers themselves."""
+        return self is not Audience.GUARDIANS
+
 
 class ReceiptState(StrEnum):
     SENT = "sent"
@@ -33,6 +43,18 @@ class ReceiptState(StrEnum):
     CONFIRMED = "confirmed"  # also "replied" for reply-required notices
     REPLIED = "replied"
 
+
+# The steps a receipt moves through, in order; each later step implies the earlier ones, except
+# that a receipt is confirmed or replied, never both (a notice asks for one or the other).
+STEPS = (ReceiptState.DELIVERED, ReceiptState.READ, ReceiptState.CONFIRMED, ReceiptState.REPLIED)
+
+# The step that fulfils a notice of each kind, for coverage.
+FULFILLED_BY: dict[NoticeKind, ReceiptState] = {
+    NoticeKind.INFO: ReceiptState.DELIVERED,
+    NoticeKind.READ_REQUIRED: ReceiptState.READ,
+    NoticeKind.CONFIRM_REQUIRED: ReceiptState.CONFIRMED,
+    NoticeKind.REPLY_REQUIRED: ReceiptState.REPLIED,
+}
 
 MAX_CHOICES = 6
 
@@ -78,14 +100,17 @@ class Receipt:
     confirmed: bool
     reply: str | None
 
+    def reached(self, step: ReceiptState) -> bool:
+        return {
+            ReceiptState.SENT: True,
+            ReceiptState.DELIVERED: self.delivered,
+            ReceiptState.READ: self.read,
+            ReceiptState.CONFIRMED: self.confirmed,
+            ReceiptState.REPLIED: self.reply is not None,
+        }[step]
+
     def fulfils(self, kind: NoticeKind) -> bool:
-        if kind is NoticeKind.INFO:
-            return self.delivered
-        if kind is NoticeKind.READ_REQUIRED:
-            return self.read
-        if kind is NoticeKind.CONFIRM_REQUIRED:
-            return self.confirmed
-        return self.reply is not None
+        return self.reached(FULFILLED_BY[kind])
 
     @property
     def state(self) -> ReceiptState:
@@ -139,6 +164,57 @@ def coverage(
         ok = any(r is not None and r.fulfils(kind) for r in (receipts.get(u) for u in who))
         (covered if ok else missing).append(student)
     return Coverage(tuple(covered), tuple(missing))
+
+
+def covers(
+    audience: Audience, user_id: int, children: Iterable[int], is_student: bool
+) -> frozenset[int]:
+    """The students whose coverage this person gives by fulfilling a notice."""
+    out: set[int] = set(children) if audience.guardians_cover else set()
+    if is_student and audience.students_cover:
+        out.add(user_id)
+    return frozenset(out)
+
+
+def steps_reached(before: Receipt | None, after: Receipt) -> tuple[ReceiptState, ...]:
+    """The steps a receipt change newly reached (a receipt never goes back)."""
+    return tuple(
+        s for s in STEPS if after.reached(s) and not (before is not None and before.reached(s))
+    )
+
+
+@dataclass(frozen=True)
+class Tally:
+    """How many of a notice's recipients reached each step (at least), and students covered."""
+
+    recipients: int
+    delivered: int
+    read: int
+    confirmed: int
+    replied: int
+    covered: int
+
+    @property
+    def states(self) -> dict[str, int]:
+        """Recipients per furthest state, from the step counts (see STEPS); empty ones left out."""
+        counts = {
+            ReceiptState.SENT: self.recipients - self.delivered,
+            ReceiptState.DELIVERED: self.delivered - self.read,
+            ReceiptState.READ: self.read - self.confirmed - self.replied,
+            ReceiptState.CONFIRMED: self.confirmed,
+            ReceiptState.REPLIED: self.replied,
+        }
+        return {s.value: n for s, n in counts.items() if n}
+
+    def counts(self, students: int) -> dict[str, object]:
+        """The roll-up's ``counts`` for a class of ``students`` students."""
+        return {
+            "students": students,
+            "covered": self.covered,
+            "not_covered": students - self.covered,
+            "recipients": self.recipients,
+            "states": self.states,
+        }
 
 
 def may_remind(last_reminded_at: float | None, now: float, interval_s: float) -> bool:

@@ -72,7 +72,8 @@ guardian_links = Table(
     Column("decided_by", Integer, nullable=True),
     Column("decided_at", Float, nullable=True),
     UniqueConstraint("guardian_id", "student_id", name="uq_guardian_student"),
-    Index("ix_links_class", "class_id"),
+    # By class, and a student's guardians in it (a page of a notice's roll-up).
+    Index("ix_links_class_student", "class_id", "student_id"),
 )
 
 refresh_tokens = Table(
@@ -179,6 +180,32 @@ receipts = Table(
     Column("confirmed_at", Float, nullable=True),
     Column("reply", String(100), nullable=True),
     Column("replied_at", Float, nullable=True),
+)
+
+# Per notice: how many recipients reached each step, and how many students are covered. Kept in
+# the transaction that changes a receipt (receipts only move forward, so the counts only grow),
+# so neither a roll-up nor the notice list counts receipt rows.
+notice_tallies = Table(
+    "notice_tallies",
+    metadata,
+    Column("notice_id", Integer, ForeignKey("notices.id"), primary_key=True),
+    Column("recipients", Integer, nullable=False),
+    Column("delivered", Integer, nullable=False),
+    Column("read", Integer, nullable=False),
+    Column("confirmed", Integer, nullable=False),
+    Column("replied", Integer, nullable=False),
+    Column("covered", Integer, nullable=False),
+)
+
+# One row per student a notice covers (domain/notices.py: who covers whom), added when the
+# receipt that covers them is fulfilled, or when a guardian who fulfilled it is linked later.
+# Never removed: receipts only move forward, and students and approved links stay.
+notice_coverage = Table(
+    "notice_coverage",
+    metadata,
+    Column("notice_id", Integer, ForeignKey("notices.id"), primary_key=True),
+    Column("student_id", Integer, ForeignKey("users.id"), primary_key=True),
+    Column("covered_at", Float, nullable=False),
 )
 
 questions = Table(

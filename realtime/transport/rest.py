@@ -175,7 +175,15 @@ async def history(request: web.Request) -> web.StreamResponse:
 
 async def notice_receipts(request: web.Request) -> web.StreamResponse:
     who = identity(request)
-    req = schemas.NoticeRef(notice_id=_int(request, "notice_id"))
+    q = request.query
+    payload: dict[str, Any] = {"notice_id": _int(request, "notice_id")}
+    try:
+        payload.update({k: int(q[k]) for k in ("limit", "after") if k in q})
+    except ValueError:
+        raise bad_request("limit and after must be numbers") from None
+    if "list" in q:
+        payload["list"] = q["list"]
+    req = schemas.parse(schemas.NoticeReceipts, payload)
     return _json(await notices.receipts_rollup(request.app[HUB], who.user_id, req))
 
 

@@ -45,7 +45,7 @@ ROUTES: dict[str, tuple[type[Any], Action]] = {
     "notice.read": (schemas.NoticeRef, notices.read),
     "notice.confirm": (schemas.NoticeRef, notices.confirm),
     "notice.reply": (schemas.NoticeReply, notices.reply),
-    "notice.receipts": (schemas.NoticeRef, notices.receipts_rollup),
+    "notice.receipts": (schemas.NoticeReceipts, notices.receipts_rollup),
     "notice.remind": (schemas.NoticeRef, notices.remind),
     "question.ask": (schemas.QuestionAsk, questions.ask),
     "question.edit": (schemas.QuestionEdit, questions.edit),
