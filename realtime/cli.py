@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import getpass
 import logging
 import sys
@@ -69,10 +70,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         pass
     asyncio.run(_with_store(settings, prepare))
     print(f"Homeroom is serving on {base}/  (Ctrl-C to stop)", flush=True)
-    web.run_app(
-        create_app(settings), host=settings.host, port=settings.port, print=None, access_log=None
-    )
+    app = create_app(settings)
+    app.on_startup.append(_freeze_startup_objects)
+    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
     return 0
+
+
+async def _freeze_startup_objects(_app: web.Application) -> None:
+    """Keep what start-up loaded (modules, SQLAlchemy's tables, aiortc) out of the garbage
+    collector's scans: it lives as long as the process. A full collection walked ~125,000 such
+    objects, ~80 ms with every connection waiting; now it walks only what came since."""
+    gc.collect()
+    gc.freeze()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
