@@ -74,6 +74,8 @@ guardian_links = Table(
     UniqueConstraint("guardian_id", "student_id", name="uq_guardian_student"),
     # By class, and a student's guardians in it (a page of a notice's roll-up).
     Index("ix_links_class_student", "class_id", "student_id"),
+    # A guardian's children in a class: every access check of a guardian.
+    Index("ix_links_guardian_class", "guardian_id", "class_id"),
 )
 
 refresh_tokens = Table(
@@ -132,6 +134,9 @@ conversations = Table(
     Column("user_b", Integer, ForeignKey("users.id"), nullable=False),
     Column("created_at", Float, nullable=False),
     UniqueConstraint("class_id", "user_a", "user_b", name="uq_conversation_pair"),
+    # A person's conversations (user_a = ? OR user_b = ?), at every sync.
+    Index("ix_conversations_user_a", "user_a"),
+    Index("ix_conversations_user_b", "user_b"),
 )
 
 read_positions = Table(
