@@ -110,6 +110,8 @@ async def test_reply_required_notice_and_csv_export(server: Server) -> None:
     assert err.value.code == "conflict"
     receipt = await mom.reply_notice(notice["id"], "参加")
     assert receipt["reply"] == "参加" and receipt["state"] == "replied"
+    report = await teacher.receipts(notice["id"])
+    assert report["counts"]["replies"] == {"参加": 1, "不参加": 0}
     text = await teacher.http("GET", f"/api/v1/notices/{notice['id']}/receipts.csv")
     rows = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
     wang_rows = [r for r in rows if r["recipient_id"] == str(server.uid("wang_mom"))]

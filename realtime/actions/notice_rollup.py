@@ -175,6 +175,18 @@ async def counts(conn: DbConnection, notice: Any) -> dict[str, Any]:
     return tally.counts(await student_count(conn, notice.class_id))
 
 
+async def reply_counts(conn: DbConnection, notice: Any) -> dict[str, int]:
+    """How many chose each reply (every choice, zeros included). Replies can change, so they
+    are counted here rather than kept."""
+    rows = await conn.execute(
+        select(receipts.c.reply, func.count())
+        .where(receipts.c.notice_id == notice.id, receipts.c.reply.is_not(None))
+        .group_by(receipts.c.reply)
+    )
+    found = {r[0]: int(r[1]) for r in rows}
+    return {c: found.get(c, 0) for c in notice.choices or []}
+
+
 # --- the lists, a page at a time --------------------------------------------------------------
 
 
@@ -277,6 +289,8 @@ async def rollup(
 ) -> dict[str, Any]:
     """The counts, and one page of one list (``which``) or the first page of every list."""
     out: dict[str, Any] = {"counts": await counts(conn, notice), "next": {}}
+    if NoticeKind(notice.kind) is NoticeKind.REPLY_REQUIRED:
+        out["counts"]["replies"] = await reply_counts(conn, notice)
     for name in (which,) if which else LISTS:
         out[name], out["next"][name] = await _page(conn, notice, name, after, limit)
     out["last_reminded_at"] = notice.last_reminded_at

@@ -70,6 +70,7 @@ export interface NoticeCounts {
   not_covered: number;
   recipients: number;
   states: Record<string, number>;
+  replies?: Record<string, number>; // reply-required notices: how many chose each choice
 }
 
 export interface Notice {
@@ -94,14 +95,23 @@ export interface StudentCoverage {
   guardians: { id: number; name: string; state: ReceiptState }[];
 }
 
+/** The lists of a roll-up, each read one page at a time (by user or student id). */
+export type RollupList = "receipts" | "covered" | "not_covered";
+
 export interface Rollup {
   notice: Notice;
   counts: NoticeCounts;
   receipts: (Receipt & { name: string })[];
   covered: StudentCoverage[];
   not_covered: StudentCoverage[];
+  /** Per list, the `after` of its next page, or null when that was the last page. */
+  next: Record<RollupList, number | null>;
   last_reminded_at: number | null;
 }
+
+/** notice.receipts with `list`: the counts and one page of that list. */
+export type RollupPage = Pick<Rollup, "notice" | "counts" | "last_reminded_at"> &
+  Partial<Pick<Rollup, RollupList>> & { next: Partial<Record<RollupList, number | null>> };
 
 export type QuestionStatus = "open" | "answered" | "answered_live" | "dismissed" | "withdrawn";
 

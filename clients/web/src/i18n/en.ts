@@ -251,6 +251,8 @@ const en: Messages = {
   "receipts.col.read": "Read",
   "receipts.col.confirmed": "Confirmed",
   "receipts.col.reply": "Reply",
+  "receipts.loadMore": "Load more",
+  "receipts.shown": (shown, total) => `Showing ${shown} of ${total}`,
 
   "qa.title": "Q&A",
   "qa.subtitle": "Ask anything; vote for the questions you want answered too",

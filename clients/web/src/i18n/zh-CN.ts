@@ -246,6 +246,8 @@ const zhCN = {
   "receipts.col.read": "阅读",
   "receipts.col.confirmed": "确认",
   "receipts.col.reply": "回复",
+  "receipts.loadMore": "加载更多",
+  "receipts.shown": (shown: number, total: number) => `已显示 ${shown} / ${total}`,
 
   "qa.title": "问答",
   "qa.subtitle": "有问题就问，觉得别人问得好就点赞",

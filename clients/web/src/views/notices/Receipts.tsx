@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { asApiError, type ApiError } from "../../api/errors";
 import { api } from "../../api/rest";
-import type { Rollup, StudentCoverage } from "../../api/types";
+import type { Rollup, RollupList, RollupPage, StudentCoverage } from "../../api/types";
 import { formatDateTime, formatTime, t } from "../../i18n";
 import { classPath } from "../../router";
 import { receiptTicks } from "../../state/notices";
@@ -12,16 +12,23 @@ import { Icon } from "../icons";
 import { kindLabel, stateLabel } from "./labels";
 import { Coverage } from "./NoticeList";
 
-/** A notice's receipts rolled up per student; it follows notice.receipt events live. */
+/** A page of a list; the server allows up to 500. */
+const PAGE = 100;
+const PAGE_MAX = 500;
+
+/** A notice's receipts rolled up per student; it follows notice.receipt events live.
+ * The counts cover the whole class; the lists come a page at a time ("load more"). */
 export function Receipts(props: { classId: number; noticeId: number }) {
   const { classId, noticeId } = props;
   const [data, setData] = useState<Rollup | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
   const [updatedAt, setUpdatedAt] = useState(0);
   const [busy, setBusy] = useState(false);
+  const [more, setMore] = useState<RollupList | null>(null);
   const tick = receiptTicks.value[noticeId] ?? 0;
   const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
   const loadingRef = useRef(false);
+  const dataRef = useRef<Rollup | null>(null);
   const againRef = useRef(false);
 
   async function load() {
@@ -33,7 +40,12 @@ export function Receipts(props: { classId: number; noticeId: number }) {
     try {
       do {
         againRef.current = false;
-        const ack = await request<Rollup & { ok: true }>("notice.receipts", { notice_id: noticeId });
+        // A reload keeps what "load more" had shown (up to the largest page).
+        const shown = dataRef.current;
+        const longest = shown ? Math.max(shown.receipts.length, shown.covered.length, shown.not_covered.length) : 0;
+        const limit = Math.min(PAGE_MAX, Math.max(PAGE, longest));
+        const ack = await request<Rollup & { ok: true }>("notice.receipts", { notice_id: noticeId, limit });
+        dataRef.current = ack;
         setData(ack);
         setError(null);
         setUpdatedAt(Date.now() / 1000);
@@ -60,6 +72,42 @@ export function Receipts(props: { classId: number; noticeId: number }) {
     }, 200);
   }, [tick]);
   useEffect(() => () => void (timer.current && clearTimeout(timer.current)), []);
+
+  async function loadMore(list: RollupList) {
+    const shown = dataRef.current;
+    const after = shown?.next[list];
+    if (!shown || after == null) return;
+    setMore(list);
+    try {
+      const page = await request<RollupPage & { ok: true }>("notice.receipts", {
+        notice_id: noticeId,
+        list,
+        after,
+        limit: PAGE,
+      });
+      const now = dataRef.current ?? shown;
+      const merged = { ...now, counts: page.counts, [list]: [...now[list], ...(page[list] ?? [])], next: { ...now.next, [list]: page.next[list] ?? null } } as Rollup;
+      dataRef.current = merged;
+      setData(merged);
+    } catch (err) {
+      toast(asApiError(err).message, "error");
+    } finally {
+      setMore(null);
+    }
+  }
+
+  /** "Showing 100 of 3,595" and a button, while a list has more pages. */
+  function moreButton(list: RollupList, shown: number, total: number) {
+    if (!data || data.next[list] == null) return null;
+    return (
+      <div class="load-more" data-testid={`more-${list}`}>
+        <span class="muted">{t("receipts.shown", shown, total)}</span>
+        <button type="button" class="btn" onClick={() => void loadMore(list)} disabled={more !== null}>
+          {t("receipts.loadMore")}
+        </button>
+      </div>
+    );
+  }
 
   async function remind() {
     setBusy(true);
@@ -90,6 +138,9 @@ export function Receipts(props: { classId: number; noticeId: number }) {
   const byGuardianAudience = n.audience === "guardians";
   const unreachable = byGuardianAudience ? data.not_covered.filter((s) => s.guardians.length === 0) : [];
   const waiting = data.not_covered.filter((s) => !unreachable.includes(s));
+  // Until every page is loaded, the counts say how many are left; the loaded rows cannot.
+  const allNotCovered = data.next.not_covered == null;
+  const waitingCount = allNotCovered ? waiting.length : data.counts.not_covered;
   const states = Object.entries(data.counts.states);
 
   return (
@@ -120,10 +171,10 @@ export function Receipts(props: { classId: number; noticeId: number }) {
             </li>
           ))}
         </ul>
-        {n.kind === "reply_required" ? <ReplyTally choices={n.choices} replies={data.receipts.map((r) => r.reply)} /> : null}
+        {n.kind === "reply_required" ? <ReplyTally choices={n.choices} counts={data.counts.replies ?? {}} /> : null}
         <div class="receipts-actions">
-          <button type="button" class="btn primary" onClick={remind} disabled={busy || waiting.length === 0}>
-            <Icon name="bell" size={18} /> {t("receipts.remind", waiting.length)}
+          <button type="button" class="btn primary" onClick={remind} disabled={busy || waitingCount === 0}>
+            <Icon name="bell" size={18} /> {t("receipts.remind", waitingCount)}
           </button>
           <button type="button" class="btn" onClick={exportCsv}>
             <Icon name="download" size={18} /> {t("receipts.export")}
@@ -134,14 +185,17 @@ export function Receipts(props: { classId: number; noticeId: number }) {
 
       <section class="card" aria-labelledby="not-covered-title" data-testid="not-covered">
         <h2 id="not-covered-title" class="card-title">
-          {t("receipts.notCovered", waiting.length)}
+          {t("receipts.notCovered", waitingCount)}
         </h2>
-        {waiting.length ? (
-          <ul class="student-list">
-            {waiting.map((s) => (
-              <StudentRow s={s} key={s.student_id} />
-            ))}
-          </ul>
+        {waiting.length || !allNotCovered ? (
+          <>
+            <ul class="student-list">
+              {waiting.map((s) => (
+                <StudentRow s={s} key={s.student_id} />
+              ))}
+            </ul>
+            {moreButton("not_covered", data.not_covered.length, data.counts.not_covered)}
+          </>
         ) : (
           <p class="done-line">
             <Icon name="check" /> {t("receipts.allCovered")}
@@ -165,17 +219,18 @@ export function Receipts(props: { classId: number; noticeId: number }) {
 
       <section class="card" aria-labelledby="covered-title" data-testid="covered">
         <h2 id="covered-title" class="card-title">
-          {t("receipts.covered", data.covered.length)}
+          {t("receipts.covered", data.counts.covered)}
         </h2>
         <ul class="student-list">
           {data.covered.map((s) => (
             <StudentRow s={s} key={s.student_id} />
           ))}
         </ul>
+        {moreButton("covered", data.covered.length, data.counts.covered)}
       </section>
 
       <details class="card">
-        <summary class="card-title">{t("receipts.everyRecipient", data.receipts.length)}</summary>
+        <summary class="card-title">{t("receipts.everyRecipient", data.counts.recipients)}</summary>
         <div class="table-wrap">
           <table class="table">
             <thead>
@@ -204,6 +259,7 @@ export function Receipts(props: { classId: number; noticeId: number }) {
             </tbody>
           </table>
         </div>
+        {moreButton("receipts", data.receipts.length, data.counts.recipients)}
       </details>
     </div>
   );
@@ -230,12 +286,12 @@ function StudentRow(props: { s: StudentCoverage }) {
 }
 
 /** How many chose each reply (reply-required notices). */
-function ReplyTally(props: { choices: string[]; replies: (string | null)[] }) {
-  const total = props.replies.filter(Boolean).length;
+function ReplyTally(props: { choices: string[]; counts: Record<string, number> }) {
+  const total = props.choices.reduce((sum, c) => sum + (props.counts[c] ?? 0), 0);
   return (
     <ul class="tally" aria-label={t("receipts.tallyLabel")}>
       {props.choices.map((c) => {
-        const count = props.replies.filter((r) => r === c).length;
+        const count = props.counts[c] ?? 0;
         return (
           <li key={c} class="tally-row">
             <span class="tally-choice">{c}</span>
