@@ -298,8 +298,36 @@ class HomeroomClient:
             "receipt"
         ]
 
-    async def receipts(self, notice_id: int) -> dict[str, Any]:
-        return await self.request("notice.receipts", {"notice_id": notice_id})
+    async def receipts(
+        self,
+        notice_id: int,
+        *,
+        page_of: str | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        """The roll-up: counts, and the first page of each list; with ``page_of`` ("receipts",
+        "covered" or "not_covered") one page of that list after ``after`` (the previous
+        answer's ``next[page_of]``)."""
+        payload: dict[str, Any] = {"notice_id": notice_id}
+        if page_of is not None:
+            payload["list"] = page_of
+        if after is not None:
+            payload["after"] = after
+        if limit is not None:
+            payload["limit"] = limit
+        return await self.request("notice.receipts", payload)
+
+    async def receipts_list(self, notice_id: int, which: str) -> list[dict[str, Any]]:
+        """Every entry of one roll-up list ("receipts", "covered", "not_covered"), page by page."""
+        out: list[dict[str, Any]] = []
+        after: int | None = None
+        while True:
+            ack = await self.receipts(notice_id, page_of=which, after=after, limit=500)
+            out.extend(ack[which])
+            after = ack["next"][which]
+            if after is None:
+                return out
 
     async def ask(
         self, class_id: int, body: str, *, anonymous: bool = False, session_id: int | None = None

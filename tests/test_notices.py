@@ -278,6 +278,8 @@ async def test_big_class_rollup_counts_pages_and_changes(any_store_server: Serve
     pages = await page_through(teacher, nid, "not_covered", 170)
     assert [s["student_id"] for s in pages] == want["not_covered"]
     assert pages[:100] == first["not_covered"]
+    # The Python client pages the same way.
+    assert await teacher.receipts_list(nid, "not_covered") == pages
     for s in pages:
         assert [g["id"] for g in s["guardians"]] == big.guardians[s["student_id"]]
         assert all(g["state"] == want["states"][g["id"]] for g in s["guardians"])
