@@ -191,3 +191,64 @@ async def test_migrations_build_the_schema_the_code_declares(db: Db) -> None:
         diff = await conn.run_sync(differences)
     await store.close()
     assert diff == []
+
+
+async def test_prepared_statements_answer_as_sqlalchemy_does(db: Db) -> None:
+    """The hot paths' prepared statements (on SQLite straight to the driver) give the same rows,
+    the same stored JSON and the same errors as the statements run through SQLAlchemy."""
+    from sqlalchemy import bindparam
+    from sqlalchemy.exc import IntegrityError
+
+    from realtime.store.prepared import Prepared
+    from realtime.store.schema import messages
+
+    store = open_store(db.url)
+    await store.migrate()
+    data = {"body": "明天春游，请带水壶 Bring a water bottle", "n": 3, "none": None}
+    async with store.transaction() as conn:
+        ev = await store.append(conn, STREAM, "chat.message", data)  # a Prepared insert
+        await store.append(conn, STREAM, "chat.message", None, {"staff": True})
+    assert ev.seq == 1
+    from realtime.actions.accounts import create_user
+    from realtime.store.db import inserted_id
+    from realtime.store.schema import schools
+
+    async with store.transaction() as conn:
+        school = inserted_id(await conn.execute(schools.insert().values(name="School")))
+        sender = await create_user(conn, school, "wang", "王老师", None, now=1.0)
+    row = {"stream": STREAM, "seq": 1, "sender_id": sender, "client_id": "c-1", "body": "hi"}
+    insert = Prepared(messages.insert())
+    async with store.transaction() as conn:
+        res = await conn.execute(insert, {**row, "sent_at": 1.5})
+        message_id = res.inserted_primary_key[0]
+    # The same client id again: SQLAlchemy's IntegrityError, and nothing written.
+    with pytest.raises(IntegrityError):
+        async with store.transaction() as conn:
+            await conn.execute(insert, {**row, "seq": 2, "sent_at": 2.5})
+    find = select(messages).where(
+        messages.c.sender_id == bindparam("sender_id"),
+        messages.c.client_id == bindparam("client_id"),
+    )
+    params = {"sender_id": sender, "client_id": "c-1"}
+    async with store.read() as conn:
+        plain = (await conn.execute(find, params)).first()
+        fast = (await conn.execute(Prepared(find), params)).first()
+        missing = (await conn.execute(Prepared(find), {**params, "client_id": "c-2"})).first()
+        count = (await conn.execute(select(func.count()).select_from(messages))).scalar_one()
+        stored = await store.events_after(conn, STREAM, 0, 10)  # read back by SQLAlchemy
+    assert fast is not None and fast.id == plain.id == message_id
+    assert fast._asdict() == plain._asdict() and fast.body == "hi" and fast.sent_at == 1.5
+    assert missing is None and count == 1
+    assert [(e.seq, e.data, e.staff_data) for e in stored] == [
+        (1, data, None),
+        (2, None, {"staff": True}),
+    ]
+    with pytest.raises(ValueError, match="expanding"):
+        async with store.read() as conn:
+            await conn.execute(
+                Prepared(
+                    select(messages).where(messages.c.id.in_(bindparam("ids", expanding=True)))
+                ),
+                {"ids": [1]},
+            )
+    await store.close()

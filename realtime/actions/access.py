@@ -9,6 +9,7 @@ from realtime.domain.roles import ClassAccess, Role
 from realtime.domain.streams import StreamKey, Visibility, parse_stream
 from realtime.errors import forbidden, not_found
 from realtime.store.db import DbConnection
+from realtime.store.prepared import Prepared
 from realtime.store.schema import (
     classes,
     conversations,
@@ -19,13 +20,18 @@ from realtime.store.schema import (
 )
 
 # Built once: every request checks access, most with these two.
-_ROLES = select(memberships.c.role).where(
-    memberships.c.user_id == bindparam("user_id"), memberships.c.class_id == bindparam("class_id")
+_ROLES = Prepared(
+    select(memberships.c.role).where(
+        memberships.c.user_id == bindparam("user_id"),
+        memberships.c.class_id == bindparam("class_id"),
+    )
 )
-_CHILDREN = select(guardian_links.c.student_id).where(
-    guardian_links.c.guardian_id == bindparam("user_id"),
-    guardian_links.c.class_id == bindparam("class_id"),
-    guardian_links.c.status == "approved",
+_CHILDREN = Prepared(
+    select(guardian_links.c.student_id).where(
+        guardian_links.c.guardian_id == bindparam("user_id"),
+        guardian_links.c.class_id == bindparam("class_id"),
+        guardian_links.c.status == "approved",
+    )
 )
 
 
@@ -129,13 +135,17 @@ async def require_visible(
     return stream, vis, access, participants
 
 
-_MEMBERSHIPS = select(memberships.c.class_id, memberships.c.role).where(
-    memberships.c.user_id == bindparam("user_id")
+_MEMBERSHIPS = Prepared(
+    select(memberships.c.class_id, memberships.c.role).where(
+        memberships.c.user_id == bindparam("user_id")
+    )
 )
-_CONVERSATION_IDS = select(conversations.c.id).where(
-    or_(
-        conversations.c.user_a == bindparam("user_id"),
-        conversations.c.user_b == bindparam("user_id"),
+_CONVERSATION_IDS = Prepared(
+    select(conversations.c.id).where(
+        or_(
+            conversations.c.user_a == bindparam("user_id"),
+            conversations.c.user_b == bindparam("user_id"),
+        )
     )
 )
 

@@ -25,6 +25,7 @@ from realtime.schemas import (
     Typing,
 )
 from realtime.store.db import DbConnection, inserted_id
+from realtime.store.prepared import Prepared
 from realtime.store.schema import conversations, events, messages, mutes, read_positions
 
 
@@ -46,14 +47,18 @@ def message_view(row: Any, names: dict[int, str]) -> dict[str, Any]:
 
 # The statements of chat.send, built once: building a statement costs SQLAlchemy more than
 # running it on SQLite, and a prebuilt one also keeps its cache key.
-_FIND_SENT = select(messages).where(
-    messages.c.sender_id == bindparam("sender_id"),
-    messages.c.client_id == bindparam("client_id"),
+_FIND_SENT = Prepared(
+    select(messages).where(
+        messages.c.sender_id == bindparam("sender_id"),
+        messages.c.client_id == bindparam("client_id"),
+    )
 )
-_MUTED_UNTIL = select(mutes.c.until).where(
-    mutes.c.class_id == bindparam("class_id"), mutes.c.user_id == bindparam("user_id")
+_MUTED_UNTIL = Prepared(
+    select(mutes.c.until).where(
+        mutes.c.class_id == bindparam("class_id"), mutes.c.user_id == bindparam("user_id")
+    )
 )
-_INSERT_MESSAGE = messages.insert()
+_INSERT_MESSAGE = Prepared(messages.insert())
 
 
 async def _find_sent(conn: DbConnection, user_id: int, client_id: str) -> Any:
@@ -254,7 +259,7 @@ async def mark_read(hub: Hub, user_id: int, req: ChatRead) -> dict[str, Any]:
     return {"stream": key, "read_seq": max(req.seq, current or 0), "unread": unread}
 
 
-_UNREAD = (
+_UNREAD = Prepared(
     select(func.count())
     .select_from(messages)
     .where(
@@ -264,8 +269,10 @@ _UNREAD = (
         messages.c.deleted_at.is_(None),
     )
 )
-_READ_SEQS = select(read_positions.c.stream, read_positions.c.seq).where(
-    read_positions.c.user_id == bindparam("user_id")
+_READ_SEQS = Prepared(
+    select(read_positions.c.stream, read_positions.c.seq).where(
+        read_positions.c.user_id == bindparam("user_id")
+    )
 )
 
 
@@ -367,9 +374,11 @@ async def open_conversation(hub: Hub, user_id: int, req: OpenConversation) -> di
     return {"conversation": view}
 
 
-_CONVERSATIONS = select(conversations).where(
-    (conversations.c.user_a == bindparam("user_id"))
-    | (conversations.c.user_b == bindparam("user_id"))
+_CONVERSATIONS = Prepared(
+    select(conversations).where(
+        (conversations.c.user_a == bindparam("user_id"))
+        | (conversations.c.user_b == bindparam("user_id"))
+    )
 )
 
 

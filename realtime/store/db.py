@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from realtime.store.prepared import Prepared
 from realtime.store.schema import events, streams
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -79,14 +80,20 @@ class SyncConnection:
     SQLite statements take microseconds; handing each to a worker thread (aiosqlite) costs a
     thread switch under the GIL, often a millisecond, which is far more than the work. So on
     SQLite the store runs statements on the event loop's thread, one transaction at a time.
+    A :class:`Prepared` statement goes to the driver directly (see ``store/prepared.py``).
     """
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_dbapi")
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._dbapi: Any = None
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        if type(statement) is Prepared:
+            if self._dbapi is None:
+                self._dbapi = self._conn.connection.dbapi_connection
+            return statement.run(self._dbapi, self._conn.dialect, parameters)
         if parameters is None:
             return self._conn.execute(statement)
         return self._conn.execute(statement, parameters)
@@ -95,8 +102,28 @@ class SyncConnection:
         return fn(self._conn, *args)
 
 
+class PooledConnection:
+    """An asyncpg connection of the pool (PostgreSQL); a :class:`Prepared` statement runs as
+    the ordinary statement it wraps."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        if type(statement) is Prepared:
+            statement = statement.statement
+        if parameters is None:
+            return await self._conn.execute(statement)
+        return await self._conn.execute(statement, parameters)
+
+    async def run_sync(self, fn: Any, *args: Any) -> Any:
+        return await self._conn.run_sync(fn, *args)
+
+
 # What actions receive inside a transaction: both offer ``await conn.execute(statement)``.
-DbConnection: TypeAlias = AsyncConnection | SyncConnection
+DbConnection: TypeAlias = SyncConnection | PooledConnection
 
 
 class Store:
@@ -121,15 +148,15 @@ class Store:
         self.dialect = dialect.name
         # Built once: every event appended runs these two.
         upsert = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(streams)
-        self._next_seq = (
+        self._next_seq = Prepared(
             upsert.values(key=bindparam("key"), last_seq=1)
             .on_conflict_do_update(
                 index_elements=[streams.c.key], set_={"last_seq": streams.c.last_seq + 1}
             )
             .returning(streams.c.last_seq)
         )
-        self._append = events.insert()
-        self._events_after = (
+        self._append = Prepared(events.insert())
+        self._events_after = Prepared(
             select(events)
             .where(events.c.stream == bindparam("stream"), events.c.seq > bindparam("after"))
             .order_by(events.c.seq)
@@ -157,7 +184,7 @@ class Store:
             return
         assert self.engine is not None
         async with self.engine.begin() as aconn:
-            yield aconn
+            yield PooledConnection(aconn)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[DbConnection]:
@@ -171,7 +198,7 @@ class Store:
             return
         assert self.engine is not None
         async with self.engine.connect() as aconn:
-            yield aconn
+            yield PooledConnection(aconn)
 
     async def ping(self) -> bool:
         try:
