@@ -37,6 +37,9 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         client_manager=IndexedManager(),
         serializer="msgpack" if settings.serializer == "msgpack" else "default",
         max_http_buffer_size=settings.max_packet_bytes,
+        # Engine.IO already runs each incoming message in a task of its own; a second task per
+        # Socket.IO event (the default) only added a hop of the event loop to every request.
+        async_handlers=False,
         logger=False,
         engineio_logger=False,
     )
