@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +18,9 @@ from realtime.domain.ratelimit import RateLimiter
 from realtime.errors import HomeroomError
 from realtime.store.db import DbConnection, Store, StoredEvent
 from realtime.store.schema import users
+
+# Events emitted while answering a client's request, held until its acknowledgement is out.
+_held: ContextVar[list[StoredEvent] | None] = ContextVar("homeroom_held_events", default=None)
 
 
 @dataclass
@@ -52,10 +57,37 @@ class Hub:
             raise HomeroomError("rate_limited", "slow down: too many requests, try again shortly")
 
     async def emit(self, events: Sequence[StoredEvent]) -> None:
-        """Send committed events to every node, which delivers them to its followers."""
+        """Send committed events to every node, which delivers them to its followers.
+
+        Inside :meth:`acks_first` (a client's request) they go out right after the request's
+        acknowledgement instead.
+        """
         if not events:
             return
+        held = _held.get()
+        if held is not None:
+            held.extend(events)
+            return
         await self.bus.publish({"t": "events", "events": [_wire(e) for e in events]})
+
+    @asynccontextmanager
+    async def acks_first(self) -> AsyncIterator[None]:
+        """Around one client request: the events it commits are published after its ack.
+
+        The sender learns its message is stored before the server spends milliseconds writing
+        it to every member of the class, and its next message can travel meanwhile. The events
+        were committed before the ack either way; clients order what they receive by
+        ``(stream, seq)``, not by the ack. Nothing awaits between the ack and the publish, so on
+        one node events still go out in the order they were committed.
+        """
+        held: list[StoredEvent] = []
+        token = _held.set(held)
+        try:
+            yield
+        finally:
+            _held.reset(token)
+            if held:
+                await self.bus.publish({"t": "events", "events": [_wire(e) for e in held]})
 
     async def resync_user(self, user_id: int) -> None:
         """Tell every node that this person's streams changed (a link approved, a conversation)."""

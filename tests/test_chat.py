@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -160,3 +161,35 @@ async def test_too_long_message_is_refused(server: Server) -> None:
     with pytest.raises(RequestError) as err:
         await wang.send_chat(f"class:{server.class_id}:students", "x" * 2001)
     assert err.value.code == "too_large"
+
+
+async def test_sender_hears_stored_before_the_class_and_order_holds(server: Server) -> None:
+    """A message is acknowledged (stored) before the server writes it to the class, and a burst
+    of messages still reaches every member once each, in order."""
+    stream = f"class:{server.class_id}:students"
+    wang = await server.client("wanghao")
+    liming = await server.client("liming")
+    teacher = await server.client("li")
+    arrivals: list[tuple[str, int]] = []
+    wang.on_event(lambda ev: arrivals.append(("event", ev["data"]["id"])))
+    acked = asyncio.get_running_loop().create_future()
+
+    def on_ack(ack: dict[str, Any]) -> None:
+        arrivals.append(("ack", ack["message"]["id"]))
+        acked.set_result(ack)
+
+    payload = {"stream": stream, "client_id": "first", "body": "作业写完了 Homework done"}
+    await wang.sio.emit("chat.send", payload, callback=on_ack)
+    first = (await asyncio.wait_for(acked, 10))["message"]
+    await wang.wait_for(lambda e: e["type"] == "chat.message" and e["data"]["id"] == first["id"])
+    assert arrivals == [("ack", first["id"]), ("event", first["id"])]
+
+    # Thirty at once: every member gets every one, once, in sequence order.
+    sent = await asyncio.gather(*(wang.send_chat(stream, f"第{i}条 #{i}") for i in range(30)))
+    ids = {m["id"] for m in sent}
+    for member in (liming, teacher, wang):
+        await member.wait_for(lambda e: e["type"] == "chat.message" and e["data"]["id"] == max(ids))
+        got = [e for e in member.events[stream] if e["data"]["id"] in ids]
+        assert sorted(e["data"]["id"] for e in got) == sorted(ids)
+        seqs = [e["seq"] for e in member.events[stream]]
+        assert seqs == sorted(set(seqs))

@@ -9,6 +9,8 @@ through Engine.IO's queue. The domain does not know this module exists.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import socketio
@@ -34,6 +36,17 @@ class SocketServer(socketio.AsyncServer):
     """
 
     direct: DirectSockets | None = None
+    # Wraps the handling of each client event, its ack included (Hub.acks_first).
+    request_scope: Callable[[], AbstractAsyncContextManager[None]] | None = None
+
+    async def _handle_event_internal(
+        self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
+    ) -> None:
+        if self.request_scope is None:
+            await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+            return
+        async with self.request_scope():
+            await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
 
     async def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
         if eio_pkt.binary:

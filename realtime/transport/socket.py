@@ -20,7 +20,7 @@ from realtime.domain.streams import Visibility, room_name
 from realtime.errors import HomeroomError, bad_request
 from realtime.hub import Hub
 from realtime.metrics import Metrics
-from realtime.transport.fanout import Fanout
+from realtime.transport.fanout import Fanout, SocketServer
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ class Gateway:
         self.sio = sio
         self.metrics = metrics
         self.fanout = Fanout(sio, metrics, hub.settings.client_buffer_bytes)
+        if isinstance(sio, SocketServer):
+            sio.request_scope = hub.acks_first
         self.identities: dict[str, Identity] = {}
         self.rooms: dict[str, set[str]] = {}
         self.sids_by_user: dict[int, set[str]] = {}
