@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
+import contextlib
 import getpass
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -71,17 +71,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     asyncio.run(_with_store(settings, prepare))
     print(f"Homeroom is serving on {base}/  (Ctrl-C to stop)", flush=True)
     app = create_app(settings)
-    app.on_startup.append(_freeze_startup_objects)
+    app.cleanup_ctx.append(_collector_policy)
     web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
     return 0
 
 
-async def _freeze_startup_objects(_app: web.Application) -> None:
-    """Keep what start-up loaded (modules, SQLAlchemy's tables, aiortc) out of the garbage
-    collector's scans: it lives as long as the process. A full collection walked ~125,000 such
-    objects, ~80 ms with every connection waiting; now it walks only what came since."""
-    gc.collect()
-    gc.freeze()
+async def _collector_policy(app: web.Application) -> AsyncIterator[None]:
+    """Short garbage-collector pauses for the serving process (realtime/collector.py): what
+    start-up loaded is frozen (a full collection walked ~125,000 such objects, ~80 ms), then
+    the survivors of each full collection, with maintenance passes when the node is quiet."""
+    from realtime.app import GATEWAY
+    from realtime.collector import CollectorPolicy
+
+    gateway = app[GATEWAY]
+    policy = CollectorPolicy(lambda: gateway.last_event_at)
+    policy.install()
+    task = asyncio.create_task(policy.run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    policy.uninstall()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

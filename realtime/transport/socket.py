@@ -73,6 +73,9 @@ class Gateway:
         self.sids_by_user: dict[int, set[str]] = {}
         self.sid_routes: dict[str, tuple[type[Any], SidAction]] = {}
         self.disconnect_hooks: list[DisconnectHook] = []
+        # When the last client request arrived (time.monotonic): the garbage collector's
+        # maintenance waits for a quiet moment (realtime/collector.py).
+        self.last_event_at = time.monotonic()
         sio.on("connect", self.on_connect)
         sio.on("disconnect", self.on_disconnect)
         sio.on("*", self.on_event)
@@ -117,6 +120,7 @@ class Gateway:
 
     async def on_event(self, event: str, sid: str, data: Any = None, *extra: Any) -> dict[str, Any]:
         started = time.perf_counter()
+        self.last_event_at = time.monotonic()
         try:
             identity = self.identities.get(sid)
             if identity is None:
