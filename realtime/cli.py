@@ -8,6 +8,7 @@ import contextlib
 import getpass
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -82,9 +83,16 @@ async def _collector_policy(app: web.Application) -> AsyncIterator[None]:
     the survivors of each full collection, with maintenance passes when the node is quiet."""
     from realtime.app import GATEWAY
     from realtime.collector import CollectorPolicy
+    from realtime.transport.rest import LIVE
 
-    gateway = app[GATEWAY]
-    policy = CollectorPolicy(lambda: gateway.last_event_at)
+    gateway, live = app[GATEWAY], app[LIVE]
+
+    def last_activity() -> float:
+        # Media flows on the event loop: while a live session runs here, the node is never
+        # quiet enough for a pass that walks every object.
+        return time.monotonic() if live.runtimes else gateway.last_event_at
+
+    policy = CollectorPolicy(last_activity)
     policy.install()
     task = asyncio.create_task(policy.run())
     yield

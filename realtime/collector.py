@@ -13,7 +13,8 @@ storm, and in the middle of a notice to the whole school.
   it is left out of the next ones, which walk only what came since;
 - a *maintenance pass* (unfreeze, collect everything, freeze again) reclaims reference cycles
   among frozen objects that have since become garbage (a closed connection's, mostly). It runs
-  when the node is quiet — no client request for ``quiet_s`` — at most every ``interval_s``,
+  when the node is quiet — no client request for ``quiet_s`` and no live session on it (media
+  runs on the event loop; see ``realtime/cli.py``) — at most every ``interval_s``,
   and at the latest after ``max_wait_s`` even if the node never goes quiet. Until then such
   garbage waits: memory may grow by what was dropped in that time.
 """
