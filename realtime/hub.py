@@ -19,8 +19,20 @@ from realtime.errors import HomeroomError
 from realtime.store.db import DbConnection, Store, StoredEvent
 from realtime.store.schema import users
 
-# Events emitted while answering a client's request, held until its acknowledgement is out.
-_held: ContextVar[list[StoredEvent] | None] = ContextVar("homeroom_held_events", default=None)
+
+class _Held:
+    """Events emitted while answering one client request, held until its ack is out."""
+
+    __slots__ = ("events", "open")
+
+    def __init__(self) -> None:
+        self.events: list[StoredEvent] = []
+        self.open = True
+
+
+# A task started during a request (a timer, say) copies this context and outlives the request:
+# once the request is answered its holder is closed, and the task's events go out at once.
+_held: ContextVar[_Held | None] = ContextVar("homeroom_held_events", default=None)
 
 
 @dataclass
@@ -65,8 +77,8 @@ class Hub:
         if not events:
             return
         held = _held.get()
-        if held is not None:
-            held.extend(events)
+        if held is not None and held.open:
+            held.events.extend(events)
             return
         await self.bus.publish({"t": "events", "events": [_wire(e) for e in events]})
 
@@ -80,14 +92,15 @@ class Hub:
         ``(stream, seq)``, not by the ack. Nothing awaits between the ack and the publish, so on
         one node events still go out in the order they were committed.
         """
-        held: list[StoredEvent] = []
+        held = _Held()
         token = _held.set(held)
         try:
             yield
         finally:
+            held.open = False
             _held.reset(token)
-            if held:
-                await self.bus.publish({"t": "events", "events": [_wire(e) for e in held]})
+            if held.events:
+                await self.bus.publish({"t": "events", "events": [_wire(e) for e in held.events]})
 
     async def resync_user(self, user_id: int) -> None:
         """Tell every node that this person's streams changed (a link approved, a conversation)."""

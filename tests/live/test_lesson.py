@@ -210,3 +210,30 @@ async def test_a_restart_ends_the_nodes_sessions_and_keeps_their_questions(tmp_p
         assert err.value.code == "not_found"
     finally:
         await stop_server(srv)
+
+
+@pytest.mark.timeout(60)
+async def test_a_lesson_nobody_streams_in_ends_by_itself_and_the_class_is_told(tmp_path) -> None:
+    """The idle end runs on a timer started while answering ``session.start``; its
+    ``session.ended`` must still reach the class (events of a request are held until its ack,
+    never those of a task that outlives it)."""
+    from tests.conftest import make_settings, start_server, stop_server
+
+    settings = make_settings(tmp_path, ice_host_addresses="127.0.0.1", session_idle_end_s=1)
+    srv = await start_server(settings)
+    try:
+        teacher = await srv.client("li")
+        wang = await srv.client("wanghao")
+        start = await teacher.request(
+            "session.start", {"class_id": srv.class_id, "kind": "lesson", "title": "自习 Study"}
+        )
+        sid = start["session"]["id"]
+        ended = await wang.wait_for(
+            lambda e: e["type"] == "session.ended" and e["data"]["id"] == sid, timeout=10
+        )
+        assert ended["data"]["reason"] == "idle"
+        with pytest.raises(RequestError) as err:
+            await wang.request("session.join", {"session_id": sid})
+        assert err.value.code == "not_found"
+    finally:
+        await stop_server(srv)
