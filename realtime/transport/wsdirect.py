@@ -42,6 +42,11 @@ def check_internals(sio: socketio.AsyncServer) -> None:
         problems.append("aiohttp.WebSocketResponse._writer")
     if not hasattr(sio.manager, "rooms"):
         problems.append("socketio manager.rooms")
+    # fanout.SocketServer overrides these to write acks directly and to publish a request's
+    # events after its ack; renamed, the overrides would silently stop applying.
+    for name in ("_send_packet", "_handle_event_internal"):
+        if not hasattr(socketio.AsyncServer, name):
+            problems.append(f"socketio.AsyncServer.{name}")
     if problems:
         raise RuntimeError("wsdirect relies on internals that moved: " + ", ".join(problems))
 
