@@ -89,8 +89,10 @@ class Hub:
         The sender learns its message is stored before the server spends milliseconds writing
         it to every member of the class, and its next message can travel meanwhile. The events
         were committed before the ack either way; clients order what they receive by
-        ``(stream, seq)``, not by the ack. Nothing awaits between the ack and the publish, so on
-        one node events still go out in the order they were committed.
+        ``(stream, seq)``, not by the ack. Nothing awaits between the ack and the publish, so
+        this reorders nothing: on SQLite (one transaction at a time) events go out in commit
+        order; on PostgreSQL concurrent transactions could always publish out of order, and a
+        client that sees a gap in a stream catches up by ``seq``.
         """
         held = _Held()
         token = _held.set(held)
