@@ -62,6 +62,14 @@ def frame(payload: bytes, binary: bool) -> bytes:
     return struct.pack("!BBQ", first, 127, n) + payload
 
 
+def message_frame(encoded: str | bytes) -> bytes:
+    """An encoded Socket.IO packet as the WebSocket frame of an Engine.IO message: msgpack
+    bytes go as a binary frame, JSON text as a text frame behind Engine.IO's "4"."""
+    if isinstance(encoded, bytes):
+        return frame(encoded, binary=True)
+    return frame(("4" + encoded).encode(), binary=False)
+
+
 class DirectSockets:
     """Knows the aiohttp WebSocket of every Engine.IO connection that uses one."""
 
@@ -108,13 +116,7 @@ class DirectSockets:
         encoded = pkt.encode()
         if isinstance(encoded, list):  # binary attachments: not a broadcast we frame ourselves
             raise ValueError("binary attachments are not framed directly")
-        if isinstance(encoded, bytes):
-            wire = frame(encoded, binary=True)
-            eio_pkt = engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
-        else:
-            wire = frame(("4" + encoded).encode(), binary=False)
-            eio_pkt = engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
-        return wire, eio_pkt
+        return message_frame(encoded), engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
 
     def participants(self, rooms: Iterable[str]) -> list[tuple[str, str]]:
         ns = self.sio.manager.rooms.get("/", {})
@@ -190,9 +192,6 @@ class DirectSockets:
         if transport is None:
             return False
         if transport:
-            if isinstance(encoded, bytes):
-                transport.write(frame(encoded, binary=True))
-            else:
-                transport.write(frame(("4" + encoded).encode(), binary=False))
+            transport.write(message_frame(encoded))
         await self._settle()
         return True
