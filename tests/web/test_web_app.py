@@ -229,3 +229,31 @@ async def test_msgpack_server(tmp_path: Path, chromium: str) -> None:
             await expect(log.locator(".msg", has_text="收到，准时参加")).to_have_count(1)
     finally:
         await stop_server(server)
+
+
+async def test_a_new_guardian_registers_and_asks_to_be_linked(server: Server, web: Browser) -> None:
+    """Registration with the class's join code, then the link request the teacher approves."""
+    cid, code = server.class_id, server.demo["join_code"]
+    page = await web.page(PHONE)
+    await page.get_by_role("link", name="用班级邀请码注册").click()
+    form = page.get_by_role("form", name="家长注册")
+    await form.get_by_label("班级邀请码").fill("ZZZZ9999")
+    await form.get_by_label("你的称呼").fill("赵磊妈妈")
+    await form.get_by_label("用户名").fill("zhao_mom")
+    await form.get_by_label("密码").fill("a-long-password")
+    await form.get_by_role("button", name="注册").click()
+    await expect(page.get_by_role("alert")).to_be_visible()  # a wrong code: nothing created
+
+    await form.get_by_label("班级邀请码").fill(code.lower())
+    await form.get_by_role("button", name="注册").click()
+    link_form = page.get_by_role("form", name="关联我的孩子")
+    await expect(link_form.get_by_label("班级邀请码")).to_have_value(code.lower())
+    await link_form.get_by_label("孩子的姓名").fill("赵磊 Zhao Lei")
+    await link_form.get_by_label("与孩子的关系").select_option("mother")
+    await link_form.get_by_role("button", name="提交申请").click()
+    await expect(page.locator(".toast")).to_contain_text("申请已提交")
+
+    teacher = await server.client("li")
+    pending = await teacher.http("GET", f"/api/v1/classes/{cid}/links")
+    asked = [x for x in pending["links"] if x["student_name"] == "赵磊 Zhao Lei"]
+    assert len(asked) == 1 and asked[0]["relationship"] == "mother"

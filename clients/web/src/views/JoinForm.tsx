@@ -1,53 +1,30 @@
 import { useState } from "preact/hooks";
-import { asApiError, type ApiError } from "../api/errors";
 import { api } from "../api/rest";
 import { t } from "../i18n";
 import { loadMe } from "../state/me";
 import { toast } from "../state/toasts";
 import { ErrorBox } from "./common";
+import { JoinCodeField, useSubmit } from "./forms";
 
 /** Ask to be linked to a child of the class with this join code; a teacher approves it. */
 export function JoinForm(props: { initialCode?: string; onDone?: () => void }) {
   const [code, setCode] = useState(props.initialCode ?? "");
   const [child, setChild] = useState("");
   const [relationship, setRelationship] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<ApiError | null>(null);
-
-  async function submit(e: Event) {
-    e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      await api.join({
-        join_code: code.trim().toUpperCase(),
-        child_name: child.trim(),
-        relationship: relationship.trim(),
-      });
-      toast(t("join.sent"), "success");
-      await loadMe();
-      props.onDone?.();
-    } catch (err) {
-      setError(asApiError(err));
-    } finally {
-      setBusy(false);
-    }
-  }
+  const { busy, error, onSubmit } = useSubmit(async () => {
+    await api.join({
+      join_code: code.trim().toUpperCase(),
+      child_name: child.trim(),
+      relationship: relationship.trim(),
+    });
+    toast(t("join.sent"), "success");
+    await loadMe();
+    props.onDone?.();
+  });
 
   return (
-    <form class="form" onSubmit={submit} aria-label={t("join.title")}>
-      <label class="field">
-        <span class="field-label">{t("join.code")}</span>
-        <input
-          name="join_code"
-          required
-          minLength={4}
-          maxLength={20}
-          autoCapitalize="characters"
-          value={code}
-          onInput={(e) => setCode(e.currentTarget.value)}
-        />
-      </label>
+    <form class="form" onSubmit={onSubmit} aria-label={t("join.title")}>
+      <JoinCodeField value={code} onInput={setCode} />
       <label class="field">
         <span class="field-label">{t("join.childName")}</span>
         <input

@@ -1,31 +1,19 @@
 import { useState } from "preact/hooks";
-import { asApiError, type ApiError } from "../api/errors";
 import { t, tMaybe } from "../i18n";
 import { signIn, signedOutReason } from "../state/auth";
 import { ErrorBox } from "./common";
 import { AuthFrame } from "./AuthFrame";
+import { useSubmit } from "./forms";
 
 export function Login() {
   const [username, setUsername] = useState("");
   const [password, setPassword] = useState("");
   const [remember, setRemember] = useState(false);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<ApiError | null>(null);
   const reason = signedOutReason.value;
-
-  async function submit(e: Event) {
-    e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      await signIn(username.trim(), password, remember);
-      if (!location.hash || location.hash === "#/login") location.hash = "#/";
-    } catch (err) {
-      setError(asApiError(err));
-    } finally {
-      setBusy(false);
-    }
-  }
+  const { busy, error, onSubmit } = useSubmit(async () => {
+    await signIn(username.trim(), password, remember);
+    if (!location.hash || location.hash === "#/login") location.hash = "#/";
+  });
 
   return (
     <AuthFrame title={t("login.title")} subtitle={t("login.subtitle")}>
@@ -34,7 +22,7 @@ export function Login() {
           {tMaybe(reason, reason)}
         </p>
       ) : null}
-      <form class="form" onSubmit={submit} aria-label={t("login.title")}>
+      <form class="form" onSubmit={onSubmit} aria-label={t("login.title")}>
         <label class="field">
           <span class="field-label">{t("login.username")}</span>
           <input

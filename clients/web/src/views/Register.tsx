@@ -1,9 +1,9 @@
 import { useState } from "preact/hooks";
-import { asApiError, type ApiError } from "../api/errors";
 import { t } from "../i18n";
 import { auth, register } from "../state/auth";
 import { AuthFrame } from "./AuthFrame";
 import { ErrorBox } from "./common";
+import { JoinCodeField, useSubmit } from "./forms";
 import { JoinForm } from "./JoinForm";
 
 /** A guardian creates an account with the class's join code, then asks to be linked to a child. */
@@ -12,8 +12,14 @@ export function Register() {
   const [displayName, setDisplayName] = useState("");
   const [username, setUsername] = useState("");
   const [password, setPassword] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<ApiError | null>(null);
+  const { busy, error, onSubmit } = useSubmit(() =>
+    register({
+      join_code: joinCode.trim().toUpperCase(),
+      display_name: displayName.trim(),
+      username: username.trim(),
+      password,
+    }),
+  );
 
   if (auth.value) {
     return (
@@ -23,40 +29,10 @@ export function Register() {
     );
   }
 
-  async function submit(e: Event) {
-    e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      await register({
-        join_code: joinCode.trim().toUpperCase(),
-        display_name: displayName.trim(),
-        username: username.trim(),
-        password,
-      });
-    } catch (err) {
-      setError(asApiError(err));
-    } finally {
-      setBusy(false);
-    }
-  }
-
   return (
     <AuthFrame title={t("register.title")} subtitle={t("register.subtitle")}>
-      <form class="form" onSubmit={submit} aria-label={t("register.title")}>
-        <label class="field">
-          <span class="field-label">{t("join.code")}</span>
-          <input
-            name="join_code"
-            required
-            minLength={4}
-            maxLength={20}
-            autoCapitalize="characters"
-            value={joinCode}
-            onInput={(e) => setJoinCode(e.currentTarget.value)}
-          />
-          <span class="field-hint">{t("join.codeHint")}</span>
-        </label>
+      <form class="form" onSubmit={onSubmit} aria-label={t("register.title")}>
+        <JoinCodeField value={joinCode} onInput={setJoinCode} hint />
         <label class="field">
           <span class="field-label">{t("register.displayName")}</span>
           <input
