@@ -7,7 +7,7 @@ import { answer, answeredLive, ask, dismiss, loadQuestions, qaOf, reopen, sorted
 import { ready } from "../state/session";
 import { toast } from "../state/toasts";
 import { Empty, ErrorBox, Loading, PageHeader } from "./common";
-import { Icon } from "./icons";
+import { AnswerText, askerLabel, Votes } from "./questionParts";
 
 type Tab = "open" | "answered" | "dismissed";
 
@@ -127,52 +127,21 @@ function QuestionCard(props: { q: Question; staff: boolean; student: boolean }) 
     }
   }
 
-  const who = q.anonymous
-    ? staff && q.asker_name
-      ? t("qa.anonymousStaff", q.asker_name)
-      : q.mine
-        ? t("qa.anonymousMine")
-        : t("qa.anonymousName")
-    : q.asker_name;
   const canVote = student && !q.mine && q.status !== "dismissed";
 
   return (
     <li class={`question status-${q.status}`} data-question-id={q.id}>
-      <div class="votes">
-        {canVote ? (
-          <button
-            type="button"
-            class={`vote${q.voted ? " voted" : ""}`}
-            aria-pressed={!!q.voted}
-            aria-label={q.voted ? t("qa.unvoteAria", q.votes) : t("qa.voteAria", q.votes)}
-            disabled={busy}
-            onClick={() => run(() => vote(q, !q.voted))}
-          >
-            <Icon name="up" size={18} />
-            <span class="vote-count">{q.votes}</span>
-          </button>
-        ) : (
-          <span class="vote static" aria-label={t("qa.votesAria", q.votes)}>
-            <Icon name="up" size={18} />
-            <span class="vote-count">{q.votes}</span>
-          </span>
-        )}
-      </div>
+      <Votes q={q} canVote={canVote} busy={busy} size={18} onVote={() => run(() => vote(q, !q.voted))} />
       <div class="question-main">
         <p class="question-body">{q.body}</p>
         <p class="question-meta">
-          <span class={`asker${q.anonymous ? " anon" : ""}`}>{who}</span>
+          <span class={`asker${q.anonymous ? " anon" : ""}`}>{askerLabel(q, staff)}</span>
           <span> · {formatWhen(q.created_at)}</span>
           {q.mine ? <span class="tag tag-new">{t("qa.mine")}</span> : null}
           {q.status === "answered_live" ? <span class="tag tag-ok">{t("qa.answeredLive")}</span> : null}
           {q.status === "dismissed" ? <span class="tag tag-muted">{t("qa.dismissed")}</span> : null}
         </p>
-        {q.answer ? (
-          <div class="answer">
-            <span class="answer-label">{t("qa.answerBy", q.answered_by_name ?? "")}</span>
-            <p>{q.answer}</p>
-          </div>
-        ) : null}
+        {q.answer ? <AnswerText q={q} /> : null}
         {staff && answering ? (
           <form
             class="answer-form"

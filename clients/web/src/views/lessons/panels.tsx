@@ -26,6 +26,7 @@ import {
 import { toast } from "../../state/toasts";
 import { Avatar } from "../common";
 import { Icon } from "../icons";
+import { AnswerText, askerLabel, Votes } from "../questionParts";
 import { classroomName, handOf } from "./util";
 
 const ROLE_ORDER = ["host", "teacher", "local_teacher", "student", "guardian"];
@@ -349,7 +350,6 @@ function LiveQuestion(props: { q: Question; view: SessionView; staff: boolean; s
   const [answering, setAnswering] = useState(false);
   const [text, setText] = useState("");
   const dual = view.kind === "dual_lesson";
-  const asker = q.anonymous ? (staff && q.asker_name ? t("qa.anonymousStaff", q.asker_name) : q.mine ? t("qa.anonymousMine") : t("qa.anonymousName")) : q.asker_name;
   async function run(fn: () => Promise<void>) {
     try {
       await fn();
@@ -360,41 +360,18 @@ function LiveQuestion(props: { q: Question; view: SessionView; staff: boolean; s
   const canVote = student && !q.mine && q.status === "open";
   return (
     <li class={`question status-${q.status}`} data-question-id={q.id}>
-      <div class="votes">
-        {canVote ? (
-          <button
-            type="button"
-            class={`vote${q.voted ? " voted" : ""}`}
-            aria-pressed={!!q.voted}
-            aria-label={q.voted ? t("qa.unvoteAria", q.votes) : t("qa.voteAria", q.votes)}
-            onClick={() => run(() => voteInSession(q, !q.voted))}
-          >
-            <Icon name="up" size={16} />
-            <span class="vote-count">{q.votes}</span>
-          </button>
-        ) : (
-          <span class="vote static" aria-label={t("qa.votesAria", q.votes)}>
-            <Icon name="up" size={16} />
-            <span class="vote-count">{q.votes}</span>
-          </span>
-        )}
-      </div>
+      <Votes q={q} canVote={canVote} size={16} onVote={() => run(() => voteInSession(q, !q.voted))} />
       <div class="question-main">
         <p class="question-body">{q.body}</p>
         <p class="question-meta">
-          <span class={`asker${q.anonymous ? " anon" : ""}`}>{asker}</span>
+          <span class={`asker${q.anonymous ? " anon" : ""}`}>{askerLabel(q, staff)}</span>
           {dual ? <span class="tag">{classroomName(view, q.class_id)}</span> : null}
           <span>{formatTime(q.created_at)}</span>
           {q.status === "answered_live" ? <span class="tag tag-ok">{t("qa.answeredLive")}</span> : null}
           {q.status === "answered" ? <span class="tag tag-ok">{t("live.answered")}</span> : null}
           {q.status === "dismissed" ? <span class="tag tag-muted">{t("qa.dismissed")}</span> : null}
         </p>
-        {q.answer && q.status !== "open" ? (
-          <div class="answer">
-            <span class="answer-label">{t("qa.answerBy", q.answered_by_name ?? "")}</span>
-            <p>{q.answer}</p>
-          </div>
-        ) : null}
+        {q.answer && q.status !== "open" ? <AnswerText q={q} /> : null}
         {staff && q.status === "open" ? (
           answering ? (
             <form
