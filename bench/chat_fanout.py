@@ -51,9 +51,9 @@ NODE_DIR = BENCH / "node"
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT))
 
+from procs import CLK_TCK, cpu_seconds, free_port, say, tail  # noqa: E402
 from sioclient import SioConnection, body_with_stamp, new_session  # noqa: E402
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 BODY_CHARS = 100
 TOTAL_BUDGET_S = 570  # stop whatever is running before 9.5 minutes
@@ -63,25 +63,7 @@ BIG_BUDGET_S = 1500  # with --big: 10,000 connections take minutes to sync
 SMALL, LARGE, GUARDIANS, BIG_GUARDIANS = 50, 500, 2000, 10_000
 
 
-def say(text: str) -> None:
-    print(text, flush=True)
-
-
 # --- processes ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process (all its threads, none of its children)."""
-    with open(f"/proc/{pid}/stat") as fh:
-        stat = fh.read()
-    rest = stat[stat.rindex(")") + 2 :].split()
-    return (int(rest[11]) + int(rest[12])) / CLK_TCK
 
 
 def rss_bytes(pid: int) -> int:
@@ -145,13 +127,6 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: 
                 return
         time.sleep(0.1)
     raise RuntimeError(f"server did not listen on {port} within {timeout} s:\n{tail(log)}")
-
-
-def tail(path: Path, n: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
 
 
 class WorkerPool:

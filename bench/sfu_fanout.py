@@ -46,7 +46,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -61,11 +60,12 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 SFU = BENCH / "sfu"
 sys.path.insert(0, str(SFU))
+sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT))
 
 import janus_room  # noqa: E402
+from procs import CLK_TCK, cpu_seconds, free_port, say, tail  # noqa: E402
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Time budget (the whole run must stay under 10 minutes, even on a busy machine): a server
 # run starts only before RUN_CUTOFF_S, a join, measuring step or storm only before
 # STEP_CUTOFF_S, and whatever still runs at HARD_LIMIT_S is cut (its processes stopped, the
@@ -99,28 +99,7 @@ CACHE = ROOT / "var" / "bench-sfu"
 WINDOWS = {"360p": (2.0, 6.0), "720p": (2.0, 5.0)}
 
 
-def say(text: str) -> None:
-    print(text, flush=True)
-
-
 # --- processes and counters ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process (all its threads, none of its children)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            stat = fh.read()
-    except OSError:
-        return math.nan
-    rest = stat[stat.rindex(")") + 2 :].split()
-    return (int(rest[11]) + int(rest[12])) / CLK_TCK
 
 
 def machine_busy() -> tuple[float, float]:
@@ -184,13 +163,6 @@ def _alive(pid: int) -> bool:
             os.waitpid(pid, os.WNOHANG)
         return False
     return True
-
-
-def tail(path: Path, n: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
