@@ -34,25 +34,14 @@ from realtime import demo
 from realtime.app import create_app
 from realtime.store import open_store
 from realtime.transport.rest import LIVE
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS, MEDIA_ARGS
 from tests.conftest import Server, make_settings, stop_server
 from tests.media.peers import CounterVideoTrack, ToneAudioTrack
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = Path(__file__).resolve().parent / "pages"
 SOCKET_IO_JS = ROOT / "tests/node/node_modules/socket.io-client/dist/socket.io.min.js"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-]
+CHROMIUM_FLAGS = [*CHROMIUM_ARGS, *MEDIA_ARGS]
 FRAMES_WANTED = 10
 MEDIA_TIMEOUT_S = 25.0
 

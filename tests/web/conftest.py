@@ -19,25 +19,13 @@ import pytest
 from playwright.async_api import BrowserContext, Page, async_playwright
 
 from realtime import demo
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS, PC
 from tests.conftest import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "clients" / "web"
 DIST_INDEX = WEB / "dist" / "index.html"
 SCREENSHOTS = ROOT / "build" / "screenshots"
-CHROMIUM = os.environ.get("HOMEROOM_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-PC = {"width": 1280, "height": 800}
-PAD = {"width": 820, "height": 1180}
-PHONE = {"width": 390, "height": 844}
 
 
 def _newest_source() -> float:

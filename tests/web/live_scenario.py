@@ -38,28 +38,13 @@ from typing import Any
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
 
 from realtime import demo
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS, MEDIA_ARGS, PAD, PC, PHONE
 from tests.conftest import Server, make_settings, start_server, stop_server
 
 ROOT = Path(__file__).resolve().parents[2]
 DIST_INDEX = ROOT / "clients" / "web" / "dist" / "index.html"
 SCREENSHOTS = ROOT / "build" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    "--autoplay-policy=no-user-gesture-required",
-]
-PC = {"width": 1280, "height": 800}
-PAD = {"width": 820, "height": 1180}
-PHONE = {"width": 390, "height": 844}
+CHROMIUM_FLAGS = [*CHROMIUM_ARGS, *MEDIA_ARGS, "--autoplay-policy=no-user-gesture-required"]
 MEDIA_TIMEOUT_S = 25.0
 UI_TIMEOUT_MS = 15_000
 expect.set_options(timeout=UI_TIMEOUT_MS)  # a busy 2-core machine: more than the default 5 s

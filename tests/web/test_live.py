@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.web.conftest import CHROMIUM, DIST_INDEX
+from tests.chromium import CHROMIUM
+from tests.web.conftest import DIST_INDEX
 from tests.web.live_scenario import frames_from
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from playwright.async_api import Page, expect
 
+from tests.chromium import PAD, PHONE
 from tests.conftest import Server, make_settings, start_server, stop_server
 from tests.web import servers
-from tests.web.conftest import PAD, PHONE, Browser, launch, screenshot
+from tests.web.conftest import Browser, launch, screenshot
 
 
 async def open_notice(page: Page, title: str) -> None:
