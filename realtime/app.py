@@ -7,6 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from realtime import jsoncodec
 from realtime.auth import TokenIssuer
 from realtime.bus import make_bus
 from realtime.config import Settings
@@ -36,6 +37,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         async_mode="aiohttp",
         client_manager=IndexedManager(),
         serializer="msgpack" if settings.serializer == "msgpack" else "default",
+        json=jsoncodec,
         max_http_buffer_size=settings.max_packet_bytes,
         # Engine.IO already runs each incoming message in a task of its own; a second task per
         # Socket.IO event (the default) only added a hop of the event loop to every request.

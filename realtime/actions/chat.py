@@ -12,7 +12,7 @@ from realtime.domain import chat as rules
 from realtime.domain import policy
 from realtime.domain.policy import require
 from realtime.domain.streams import Visibility, conv_stream, room_name, user_stream
-from realtime.errors import bad_request, forbidden, not_found
+from realtime.errors import HomeroomError, bad_request, forbidden, not_found
 from realtime.hub import Hub
 from realtime.schemas import (
     ChatEdit,
@@ -66,15 +66,23 @@ async def _find_sent(conn: DbConnection, user_id: int, client_id: str) -> Any:
     return (await conn.execute(_FIND_SENT, params)).first()
 
 
+async def _sent_before(hub: Hub, user_id: int, client_id: str) -> dict[str, Any] | None:
+    """The answer to a resend after a lost ack: the original message, nothing changed."""
+    async with hub.store.read() as conn:
+        earlier = await _find_sent(conn, user_id, client_id)
+        if earlier is None:
+            return None
+        names = await display_names(conn, [user_id])
+        return {"message": message_view(earlier, names), "duplicate": True}
+
+
 async def send(hub: Hub, user_id: int, req: ChatSend) -> dict[str, Any]:
     body = rules.check_body(req.body, hub.settings.chat_max_chars)
+    # A resend (same sender, same client id) is rare: rather than look for one before every
+    # message, the insert meets the unique key and only then is the original looked up. A
+    # resend that the checks now refuse (a mute, the rate limit) still gets its original.
     try:
         async with hub.store.transaction() as conn:
-            earlier = await _find_sent(conn, user_id, req.client_id)
-            if earlier is not None:
-                # A resend after a lost ack: answer with the original, change nothing.
-                names = await display_names(conn, [user_id])
-                return {"message": message_view(earlier, names), "duplicate": True}
             stream, _vis, access, participants = await require_visible(conn, user_id, req.stream)
             require(
                 policy.may_post_chat(stream, access, participants),
@@ -112,14 +120,13 @@ async def send(hub: Hub, user_id: int, req: ChatSend) -> dict[str, Any]:
                 "deleted": False,
             }
             event = await hub.store.append(conn, key, "chat.message", view, seq=seq)
-    except IntegrityError:
-        # The same client id raced itself; the first one won.
-        async with hub.store.read() as conn:
-            earlier = await _find_sent(conn, user_id, req.client_id)
-            if earlier is None:
-                raise
-            names = await display_names(conn, [user_id])
-            return {"message": message_view(earlier, names), "duplicate": True}
+    except (IntegrityError, HomeroomError):
+        # The unique key met a client id sent before (or racing itself), or a check refused:
+        # if this is a resend, the first one stands.
+        answer = await _sent_before(hub, user_id, req.client_id)
+        if answer is None:
+            raise
+        return answer
     await hub.emit([event])
     return {"message": view}
 

@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from realtime import jsoncodec
 from realtime.store.prepared import Prepared
 from realtime.store.schema import events, streams
 
@@ -344,7 +345,11 @@ def open_store(url: str) -> Store:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            sync_url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+            sync_url,
+            poolclass=StaticPool,
+            connect_args={"check_same_thread": False},
+            json_serializer=jsoncodec.dumps,
+            json_deserializer=jsoncodec.loads,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         if path and path != ":memory:":
@@ -353,4 +358,12 @@ def open_store(url: str) -> Store:
                 pass
             return Store(sync_engine=engine, checkpointer=Checkpointer(path))
         return Store(sync_engine=engine)
-    return Store(create_async_engine(async_url(url), pool_size=10, max_overflow=10))
+    return Store(
+        create_async_engine(
+            async_url(url),
+            pool_size=10,
+            max_overflow=10,
+            json_serializer=jsoncodec.dumps,
+            json_deserializer=jsoncodec.loads,
+        )
+    )

@@ -101,10 +101,7 @@ class Fanout:
     async def deliver_ephemeral(
         self, rooms: list[str], event: str, data: dict[str, Any], skip_sids: list[str]
     ) -> None:
-        targets = self.direct.participants(rooms)
-        if skip_sids:
-            skip = set(skip_sids)
-            targets = [t for t in targets if t[0] not in skip]
+        targets = self.direct.participants(rooms, set(skip_sids) if skip_sids else None)
         if targets:
             wire, eio_pkt = self.direct.encode(event, data)
             await self.direct.write(wire, eio_pkt, targets)

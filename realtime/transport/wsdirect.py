@@ -80,9 +80,14 @@ class DirectSockets:
         self.buffer_limit = buffer_limit
         self.on_slow = on_slow
         self.sockets: dict[str, web.WebSocketResponse] = {}
+        # Connections that passed every check of ``_transport`` once (upgraded to WebSocket):
+        # their transport and aiohttp's frame writer, so that a broadcast checks only what
+        # can change from one message to the next (closing, the send buffer).
+        self._ready: dict[str, tuple[Any, Any]] = {}
         self.slow_disconnects = 0
         self._pending: list[Awaitable[None]] = []
         registry = self.sockets
+        ready = self._ready
         driver = self.eio._async["websocket"]
 
         class RecordingWebSocket(driver):  # type: ignore[misc,valid-type]
@@ -106,6 +111,7 @@ class DirectSockets:
                     await self.handler(self)
                 finally:
                     registry.pop(eio_socket.sid, None)
+                    ready.pop(eio_socket.sid, None)
                 return self._sock
 
         self.eio._async = {**self.eio._async, "websocket": RecordingWebSocket}
@@ -118,13 +124,19 @@ class DirectSockets:
             raise ValueError("binary attachments are not framed directly")
         return message_frame(encoded), engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
 
-    def participants(self, rooms: Iterable[str]) -> list[tuple[str, str]]:
+    def participants(self, rooms: Iterable[str], skip: set[str] | None = None) -> list[str]:
+        """The Engine.IO ids of the connections in these rooms, but for the Socket.IO ids in
+        ``skip``."""
         ns = self.sio.manager.rooms.get("/", {})
-        out: list[tuple[str, str]] = []
+        out: list[str] = []
         for room in rooms:
             members = ns.get(room)
-            if members:
-                out.extend(members._fwdm.items())
+            if not members:
+                continue
+            if skip:
+                out.extend(eio for sid, eio in members._fwdm.items() if sid not in skip)
+            else:
+                out.extend(members._fwdm.values())
         return out
 
     def _transport(self, eio_sid: str) -> Any:
@@ -150,19 +162,32 @@ class DirectSockets:
             if result is not None:
                 self._pending.append(result)
             return False
+        self._ready[eio_sid] = (transport, writer)
         return transport
 
     async def _settle(self) -> None:
         while self._pending:
             await self._pending.pop()
 
-    async def write(self, wire: bytes, eio_pkt: Any, targets: list[tuple[str, str]]) -> int:
-        """Write one framed event to every target; returns how many got it."""
+    async def write(self, wire: bytes, eio_pkt: Any, targets: Iterable[str]) -> int:
+        """Write one framed event to every target (Engine.IO ids); returns how many got it."""
         sent = 0
         fallback: list[str] = []
-        transport_of = self._transport
-        for _sid, eio_sid in targets:
-            transport = transport_of(eio_sid)
+        ready = self._ready
+        limit = self.buffer_limit
+        for eio_sid in targets:
+            # The common case inline: a connection on WebSocket that reads what it is sent.
+            entry = ready.get(eio_sid)
+            if entry is not None:
+                transport, writer = entry
+                if (
+                    not (transport.is_closing() or writer._closing)
+                    and transport.get_write_buffer_size() <= limit
+                ):
+                    transport.write(wire)
+                    sent += 1
+                    continue
+            transport = self._transport(eio_sid)
             if transport:
                 transport.write(wire)
                 sent += 1
