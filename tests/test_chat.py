@@ -42,6 +42,27 @@ async def test_resend_with_same_client_id_gets_original(server: Server) -> None:
     assert [m["body"] for m in hist["messages"]].count("once") == 1
 
 
+async def test_resend_after_a_mute_still_gets_its_original(server: Server) -> None:
+    """The ack of a message was lost and the student was muted meanwhile: the resend is
+    answered with the stored message, not refused, and nothing is stored twice."""
+    stream = f"class:{server.class_id}:students"
+    teacher = await server.client("li")
+    wang = await server.client("wanghao")
+    first = await wang.send_chat(stream, "sent before the mute", client_id="c-mute")
+    await teacher.request(
+        "chat.mute", {"class_id": server.class_id, "user_id": server.uid("wanghao"), "minutes": 5}
+    )
+    again = await wang.request(
+        "chat.send", {"stream": stream, "client_id": "c-mute", "body": "sent before the mute"}
+    )
+    assert again["duplicate"] is True and again["message"]["id"] == first["id"]
+    with pytest.raises(RequestError) as err:
+        await wang.send_chat(stream, "a new one", client_id="c-new")
+    assert err.value.code == "forbidden"
+    hist = await teacher.history(stream)
+    assert [m["body"] for m in hist["messages"]] == ["sent before the mute"]
+
+
 async def test_catch_up_after_being_offline(server: Server) -> None:
     stream = f"class:{server.class_id}:students"
     wang = await server.client("wanghao")
