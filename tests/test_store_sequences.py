@@ -122,6 +122,12 @@ async def test_concurrent_appends_get_gapless_seqs_visible_in_order(db: Db) -> N
             assert [e.seq for e in rows] == list(range(1, n + 1)), stream
             assert sorted(e.data["i"] for e in rows) == list(range(n))  # each write exactly once
             assert (await reader_store.last_seqs(conn, [stream]))[stream] == n
+        # What a syncing client is told of every stream it follows, one never written to too.
+        assert await reader_store.last_seqs(conn, [OTHER, "class:999:students", STREAM]) == {
+            OTHER: OTHER_WRITERS,
+            "class:999:students": 0,
+            STREAM: WRITERS,
+        }
     for s in [*stores, reader_store]:
         await s.close()
 
