@@ -1,8 +1,20 @@
-"""Debian's Chromium as the tests start it: where it is, its flags, the screen sizes used."""
+"""Debian's Chromium as the tests start it: where it is, its flags, the screen sizes used, and
+the loopback-only network namespace the live scenarios run in."""
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CHROMIUM = os.environ.get("HOMEROOM_CHROMIUM", "/usr/bin/chromium")
 # No sandbox (root in a container), nothing talking to the internet.
@@ -24,3 +36,37 @@ MEDIA_ARGS = [
 PC = {"width": 1280, "height": 800}
 PAD = {"width": 820, "height": 1180}
 PHONE = {"width": 390, "height": 844}
+
+
+def require(ok: bool, what: str) -> None:
+    """A missing tool fails in CI (``make test`` installs it) and skips elsewhere."""
+    if ok:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(what)
+    pytest.skip(what)
+
+
+def run_in_loopback_namespace(*module_args: str) -> tuple[dict[str, Any], str]:
+    """Run ``python -m <module_args>`` in a network namespace with nothing but ``lo`` up, so
+    that whatever it starts can only meet on 127.0.0.1; returns the JSON of its last
+    ``RESULT`` line and its stderr."""
+    require(
+        shutil.which("unshare") is not None and shutil.which("ip") is not None,
+        "unshare and ip are needed for a loopback-only network namespace",
+    )
+    command = " ".join(shlex.quote(a) for a in (sys.executable, "-m", *module_args))
+    proc = subprocess.run(
+        ["unshare", "-n", "sh", "-c", f"ip link set lo up && exec {command}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert lines, (
+        f"no result from the scenario (exit {proc.returncode}); stderr:\n{proc.stderr[-3000:]}"
+    )
+    result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
+    return result, proc.stderr

@@ -9,57 +9,24 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.chromium import require, run_in_loopback_namespace
 from tests.live.chromium_scenario import CHROMIUM, SOCKET_IO_JS
 
-ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
 
 
-def _require(ok: bool, what: str) -> None:
-    """Missing tools fail in CI (``make test`` installs them) and skip elsewhere."""
-    if ok:
-        return
-    message = f"{what} (run `make live-deps`)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 def run_scenario() -> dict[str, Any]:
-    _require(os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} is missing")
-    _require(SOCKET_IO_JS.exists(), f"{SOCKET_IO_JS} is missing (npm ci in tests/node)")
-    _require(
-        shutil.which("unshare") is not None and shutil.which("ip") is not None,
-        "unshare and ip are needed for a loopback-only network namespace",
-    )
-    python = shlex.quote(sys.executable)
-    inner = f"ip link set lo up && exec {python} -m tests.live.chromium_scenario"
-    proc = subprocess.run(
-        ["unshare", "-n", "sh", "-c", inner],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert lines, (
-        f"no result from the scenario (exit {proc.returncode}); stderr:\n{proc.stderr[-3000:]}"
-    )
-    result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
+    require(os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} is missing (run `make live-deps`)")
+    require(SOCKET_IO_JS.exists(), f"{SOCKET_IO_JS} is missing (npm ci in tests/node)")
+    result, stderr = run_in_loopback_namespace("tests.live.chromium_scenario")
     assert result["ok"], (
         f"scenario failed:\n{result.get('error')}\n"
         f"browser: {json.dumps(result.get('browser_stats'))[:3000]}\n"
-        f"console: {result.get('console')}\nstderr:\n{proc.stderr[-2000:]}"
+        f"console: {result.get('console')}\nstderr:\n{stderr[-2000:]}"
     )
     return result
 

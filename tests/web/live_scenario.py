@@ -148,6 +148,13 @@ async def join_from_banner(page: Page, url: str, class_id: int, button: str) -> 
     await page.locator(".live-banner").get_by_role("link", name=button).click()
 
 
+async def end_session(host: Page, label: str) -> None:
+    """The host ends the session: the button, then the same button in the confirmation."""
+    await host.get_by_role("button", name=label).click()
+    confirm = host.get_by_role("group", name=re.compile("结束后"))
+    await confirm.get_by_role("button", name=label).click()
+
+
 async def lesson(srv: Server, people: People, result: dict[str, Any]) -> None:
     cid = srv.class_id
     li_id, wang_id, ming_id = srv.uid("li"), srv.uid("wanghao"), srv.uid("liming")
@@ -226,12 +233,7 @@ async def lesson(srv: Server, people: People, result: dict[str, Any]) -> None:
     ]
 
     # The end: everyone is told, the question moves to the class board.
-    await li.get_by_role("button", name="结束课堂").click()
-    await (
-        li.get_by_role("group", name=re.compile("结束后"))
-        .get_by_role("button", name="结束课堂")
-        .click()
-    )
+    await end_session(li, "结束课堂")
     for page in (li, wang, ming):
         await expect(page.get_by_test_id("session-over")).to_contain_text("课堂已结束")
     result["ok"] = True
@@ -278,12 +280,7 @@ async def meeting(srv: Server, people: People, result: dict[str, Any]) -> None:
         await shot(mom, "guardian-meeting-phone"),
         await shot(li, "host-meeting"),
     ]
-    await li.get_by_role("button", name="结束家长会").click()
-    await (
-        li.get_by_role("group", name=re.compile("结束后"))
-        .get_by_role("button", name="结束家长会")
-        .click()
-    )
+    await end_session(li, "结束家长会")
     await expect(mom.get_by_test_id("session-over")).to_contain_text("家长会已结束")
     result["ok"] = True
 

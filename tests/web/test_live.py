@@ -9,58 +9,27 @@ its own getStats() through the app's debug hook ``window.__homeroom.stats()``.
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.chromium import CHROMIUM
+from tests.chromium import CHROMIUM, require, run_in_loopback_namespace
 from tests.web.conftest import DIST_INDEX
 from tests.web.live_scenario import frames_from
 
-ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
 
 
-def _require(ok: bool, what: str) -> None:
-    """Missing tools fail in CI (``make test`` installs them) and skip elsewhere."""
-    if ok:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(what)
-    pytest.skip(what)
-
-
 def run_scenario(name: str) -> dict[str, Any]:
-    _require(os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} is missing (run `make browser`)")
-    _require(
-        shutil.which("unshare") is not None and shutil.which("ip") is not None,
-        "unshare and ip are needed for a loopback-only network namespace",
-    )
+    require(os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} is missing (run `make browser`)")
     assert DIST_INDEX.exists()  # built by the web_dist fixture
-    python = shlex.quote(sys.executable)
-    inner = f"ip link set lo up && exec {python} -m tests.web.live_scenario {name}"
-    proc = subprocess.run(
-        ["unshare", "-n", "sh", "-c", inner],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert lines, f"no result (exit {proc.returncode}); stderr:\n{proc.stderr[-3000:]}"
-    result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
+    result, stderr = run_in_loopback_namespace("tests.web.live_scenario", name)
     assert result["ok"], (
         f"scenario {name} failed:\n{result.get('error')}\n"
         f"page errors: {result.get('page_errors')}\nconsole: {result.get('console')}\n"
-        f"stderr:\n{proc.stderr[-2000:]}"
+        f"stderr:\n{stderr[-2000:]}"
     )
     assert result["page_errors"] == [], result["page_errors"]
     return result

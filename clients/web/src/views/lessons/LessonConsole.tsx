@@ -375,11 +375,7 @@ function StageView(props: { view: SessionView; you: LiveParticipant }) {
       <>
         {main ? <div class="main-video">{main}</div> : null}
         {view.kind === "dual_lesson" ? <ClassroomGrid view={view} you={you} /> : null}
-        {strip.length ? (
-          <div class="video-strip" aria-label={t("live.othersOnStage")}>
-            {strip}
-          </div>
-        ) : null}
+        <VideoStrip tiles={strip} />
       </>
     );
   }
@@ -398,13 +394,18 @@ function StageView(props: { view: SessionView; you: LiveParticipant }) {
   return (
     <>
       <div class="main-video">{main ?? <p class="empty">{t("live.waitingHost")}</p>}</div>
-      {strip.length ? (
-        <div class="video-strip" aria-label={t("live.othersOnStage")}>
-          {strip}
-        </div>
-      ) : null}
+      <VideoStrip tiles={strip} />
     </>
   );
+}
+
+/** The smaller tiles beside the main video: nothing when nobody else is on stage. */
+function VideoStrip({ tiles }: { tiles: preact.JSX.Element[] }) {
+  return tiles.length ? (
+    <div class="video-strip" aria-label={t("live.othersOnStage")}>
+      {tiles}
+    </div>
+  ) : null;
 }
 
 /** A dual lesson's linked classrooms, as their local teachers send them; one can be on stage. */
