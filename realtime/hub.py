@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -47,6 +47,7 @@ class Hub:
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.settings.rate_burst, self.settings.rate_per_s)
+        self.store.publish_to(self._publish)
 
     async def display_name(self, conn: DbConnection, user_id: int) -> str:
         """A person's display name, remembered: names change rarely, messages often."""
@@ -68,14 +69,13 @@ class Hub:
         if not self.limiter.allow((user_id, what), time.monotonic()):
             raise HomeroomError("rate_limited", "slow down: too many requests, try again shortly")
 
-    async def emit(self, events: Sequence[StoredEvent]) -> None:
-        """Send committed events to every node, which delivers them to its followers.
+    async def _publish(self, events: list[StoredEvent]) -> None:
+        """The store's publisher: committed events go to every node, which delivers them to
+        its followers. Inside :meth:`acks_first` (a client's request) they go out right after
+        the request's acknowledgement instead.
 
-        Inside :meth:`acks_first` (a client's request) they go out right after the request's
-        acknowledgement instead.
+        Actions never call this: :meth:`Store.transaction` does, after its commit.
         """
-        if not events:
-            return
         held = _held.get()
         if held is not None and held.open:
             held.events.extend(events)

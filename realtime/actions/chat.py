@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
-from sqlalchemy.exc import IntegrityError
 
 from realtime.actions.access import class_access, display_names, require_visible
+from realtime.actions.once import create_once
 from realtime.domain import chat as rules
 from realtime.domain import policy
 from realtime.domain.policy import require
 from realtime.domain.streams import Visibility, conv_stream, room_name, user_stream
-from realtime.errors import HomeroomError, bad_request, forbidden, not_found
+from realtime.errors import bad_request, forbidden, not_found
 from realtime.hub import Hub
 from realtime.schemas import (
     ChatEdit,
@@ -66,69 +66,62 @@ async def _find_sent(conn: DbConnection, user_id: int, client_id: str) -> Any:
     return (await conn.execute(_FIND_SENT, params)).first()
 
 
-async def _sent_before(hub: Hub, user_id: int, client_id: str) -> dict[str, Any] | None:
+async def _sent_before(conn: DbConnection, user_id: int, client_id: str) -> dict[str, Any] | None:
     """The answer to a resend after a lost ack: the original message, nothing changed."""
-    async with hub.store.read() as conn:
-        earlier = await _find_sent(conn, user_id, client_id)
-        if earlier is None:
-            return None
-        names = await display_names(conn, [user_id])
-        return {"message": message_view(earlier, names), "duplicate": True}
+    earlier = await _find_sent(conn, user_id, client_id)
+    if earlier is None:
+        return None
+    names = await display_names(conn, [user_id])
+    return {"message": message_view(earlier, names)}
 
 
 async def send(hub: Hub, user_id: int, req: ChatSend) -> dict[str, Any]:
     body = rules.check_body(req.body, hub.settings.chat_max_chars)
-    # A resend (same sender, same client id) is rare: rather than look for one before every
-    # message, the insert meets the unique key and only then is the original looked up. A
-    # resend that the checks now refuse (a mute, the rate limit) still gets its original.
-    try:
-        async with hub.store.transaction() as conn:
-            stream, _vis, access, participants = await require_visible(conn, user_id, req.stream)
-            require(
-                policy.may_post_chat(stream, access, participants),
-                "you cannot post in this stream",
-            )
-            now = hub.now()
-            if stream.kind == "class" and access is not None and not access.is_staff:
-                params = {"class_id": stream.id, "user_id": user_id}
-                until = (await conn.execute(_MUTED_UNTIL, params)).scalar()
-                rules.check_not_muted(until, now)
-            hub.check_rate(user_id, "chat")
-            key = str(stream)
-            seq = await hub.store.next_seq(conn, key)
-            res = await conn.execute(
-                _INSERT_MESSAGE,
-                {
-                    "stream": key,
-                    "seq": seq,
-                    "sender_id": user_id,
-                    "client_id": req.client_id,
-                    "body": body,
-                    "sent_at": now,
-                },
-            )
-            view = {
-                "id": inserted_id(res),
+
+    async def create(conn: DbConnection) -> dict[str, Any]:
+        stream, _vis, access, participants = await require_visible(conn, user_id, req.stream)
+        require(
+            policy.may_post_chat(stream, access, participants),
+            "you cannot post in this stream",
+        )
+        now = hub.now()
+        if stream.kind == "class" and access is not None and not access.is_staff:
+            params = {"class_id": stream.id, "user_id": user_id}
+            until = (await conn.execute(_MUTED_UNTIL, params)).scalar()
+            rules.check_not_muted(until, now)
+        hub.check_rate(user_id, "chat")
+        key = str(stream)
+        seq = await hub.store.next_seq(conn, key)
+        res = await conn.execute(
+            _INSERT_MESSAGE,
+            {
                 "stream": key,
                 "seq": seq,
                 "sender_id": user_id,
-                "sender_name": await hub.display_name(conn, user_id),
                 "client_id": req.client_id,
                 "body": body,
                 "sent_at": now,
-                "edited_at": None,
-                "deleted": False,
-            }
-            event = await hub.store.append(conn, key, "chat.message", view, seq=seq)
-    except (IntegrityError, HomeroomError):
-        # The unique key met a client id sent before (or racing itself), or a check refused:
-        # if this is a resend, the first one stands.
-        answer = await _sent_before(hub, user_id, req.client_id)
-        if answer is None:
-            raise
-        return answer
-    await hub.emit([event])
-    return {"message": view}
+            },
+        )
+        view = {
+            "id": inserted_id(res),
+            "stream": key,
+            "seq": seq,
+            "sender_id": user_id,
+            "sender_name": await hub.display_name(conn, user_id),
+            "client_id": req.client_id,
+            "body": body,
+            "sent_at": now,
+            "edited_at": None,
+            "deleted": False,
+        }
+        await hub.store.append(conn, key, "chat.message", view, seq=seq)
+        return {"message": view}
+
+    async def original(conn: DbConnection) -> dict[str, Any] | None:
+        return await _sent_before(conn, user_id, req.client_id)
+
+    return await create_once(hub, create, original)
 
 
 async def _load_message(conn: DbConnection, message_id: int) -> Any:
@@ -190,8 +183,7 @@ async def edit(hub: Hub, user_id: int, req: ChatEdit) -> dict[str, Any]:
         )
         await _rewrite_history(hub, conn, row.id)
         data = {"message_id": row.id, "message_seq": row.seq, "body": body, "edited_at": now}
-        event = await hub.store.append(conn, row.stream, "chat.edited", data)
-    await hub.emit([event])
+        await hub.store.append(conn, row.stream, "chat.edited", data)
     return {"edited": data}
 
 
@@ -219,8 +211,7 @@ async def delete(hub: Hub, user_id: int, req: MessageRef) -> dict[str, Any]:
         )
         await _rewrite_history(hub, conn, row.id)
         data = {"message_id": row.id, "message_seq": row.seq, "by": user_id}
-        event = await hub.store.append(conn, row.stream, "chat.deleted", data)
-    await hub.emit([event])
+        await hub.store.append(conn, row.stream, "chat.deleted", data)
     return {"deleted": data}
 
 
@@ -262,8 +253,13 @@ async def mark_read(hub: Hub, user_id: int, req: ChatRead) -> dict[str, Any]:
                 .where(read_positions.c.user_id == user_id, read_positions.c.stream == key)
                 .values(seq=req.seq)
             )
-        unread = await unread_count(conn, user_id, key, max(req.seq, current or 0))
-    return {"stream": key, "read_seq": max(req.seq, current or 0), "unread": unread}
+        read_seq = max(req.seq, current or 0)
+        unread = await unread_count(conn, user_id, key, read_seq)
+        position = {"stream": key, "read_seq": read_seq, "unread": unread}
+        if read_seq != current:
+            # The person's other devices update their unread counts.
+            await hub.store.append(conn, str(user_stream(user_id)), "chat.read", position)
+    return position
 
 
 _UNREAD = Prepared(
@@ -325,8 +321,7 @@ async def mute(hub: Hub, user_id: int, req: Mute) -> dict[str, Any]:
                 )
             )
         data = {"class_id": req.class_id, "until": until if req.minutes else None}
-        event = await hub.store.append(conn, str(user_stream(req.user_id)), "chat.muted", data)
-    await hub.emit([event])
+        await hub.store.append(conn, str(user_stream(req.user_id)), "chat.muted", data)
     return {"muted": {"user_id": req.user_id, **data}}
 
 
@@ -368,14 +363,10 @@ async def open_conversation(hub: Hub, user_id: int, req: OpenConversation) -> di
             "class_id": req.class_id,
             "people": [{"id": u, "name": names.get(u, "")} for u in (a, b)],
         }
-        events = []
         if created:
             for uid in (a, b):
-                events.append(
-                    await hub.store.append(conn, str(user_stream(uid)), "conversation.opened", view)
-                )
+                await hub.store.append(conn, str(user_stream(uid)), "conversation.opened", view)
     if created:
-        await hub.emit(events)
         await hub.resync_user(a)
         await hub.resync_user(b)
     return {"conversation": view}

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from realtime.actions import notice_rollup as rollup
 from realtime.actions.access import (
@@ -15,6 +14,7 @@ from realtime.actions.access import (
     members_with_role,
 )
 from realtime.actions.notice_rollup import receipt_of, receipt_view
+from realtime.actions.once import create_once
 from realtime.domain import notices as rules
 from realtime.domain import policy
 from realtime.domain.notices import Audience, NoticeKind, Tally
@@ -31,7 +31,7 @@ from realtime.schemas import (
     NoticeReply,
     NoticesDelivered,
 )
-from realtime.store.db import DbConnection, StoredEvent, inserted_id
+from realtime.store.db import DbConnection, inserted_id
 from realtime.store.schema import notices, receipts
 
 
@@ -69,66 +69,54 @@ async def publish(hub: Hub, user_id: int, req: NoticePublish) -> dict[str, Any]:
         raise too_large(f"a notice has at most {hub.settings.notice_max_chars} characters")
     if req.deadline is not None and req.deadline <= hub.now():
         raise bad_request("the deadline is in the past")
-    try:
-        async with hub.store.transaction() as conn:
-            earlier = (
-                await conn.execute(
-                    select(notices).where(
-                        notices.c.author_id == user_id, notices.c.client_id == req.client_id
-                    )
-                )
-            ).first()
-            if earlier is not None:
-                names = await display_names(conn, [user_id])
-                return {"notice": notice_view(earlier, names), "duplicate": True}
-            access = await class_access(conn, user_id, req.class_id)
-            require(
-                policy.may_publish_notice(access), "only teachers of this class publish notices"
+
+    async def create(conn: DbConnection) -> dict[str, Any]:
+        access = await class_access(conn, user_id, req.class_id)
+        require(policy.may_publish_notice(access), "only teachers of this class publish notices")
+        now = hub.now()
+        res = await conn.execute(
+            notices.insert().values(
+                class_id=req.class_id,
+                author_id=user_id,
+                client_id=req.client_id,
+                audience=audience.value,
+                kind=kind.value,
+                title=req.title.strip(),
+                body=req.body,
+                choices=choices,
+                deadline=req.deadline,
+                created_at=now,
             )
-            now = hub.now()
-            res = await conn.execute(
-                notices.insert().values(
-                    class_id=req.class_id,
-                    author_id=user_id,
-                    client_id=req.client_id,
-                    audience=audience.value,
-                    kind=kind.value,
-                    title=req.title.strip(),
-                    body=req.body,
-                    choices=choices,
-                    deadline=req.deadline,
-                    created_at=now,
+        )
+        notice_id = inserted_id(res)
+        people = await _recipients(conn, req.class_id, audience)
+        if people:
+            await conn.execute(
+                receipts.insert(), [{"notice_id": notice_id, "user_id": u} for u in people]
+            )
+        await rollup.start_tally(conn, notice_id, len(people))
+        row = (await conn.execute(select(notices).where(notices.c.id == notice_id))).one()
+        view = notice_view(row, await display_names(conn, [user_id]))
+        for part in audience.streams:
+            await hub.store.append(
+                conn, str(notice_stream(req.class_id, part)), "notice.published", view
+            )
+        return {"notice": view, "recipients": len(people)}
+
+    async def original(conn: DbConnection) -> dict[str, Any] | None:
+        earlier = (
+            await conn.execute(
+                select(notices).where(
+                    notices.c.author_id == user_id, notices.c.client_id == req.client_id
                 )
             )
-            notice_id = inserted_id(res)
-            people = await _recipients(conn, req.class_id, audience)
-            if people:
-                await conn.execute(
-                    receipts.insert(), [{"notice_id": notice_id, "user_id": u} for u in people]
-                )
-            await rollup.start_tally(conn, notice_id, len(people))
-            row = (await conn.execute(select(notices).where(notices.c.id == notice_id))).one()
-            view = notice_view(row, await display_names(conn, [user_id]))
-            events = [
-                await hub.store.append(
-                    conn, str(notice_stream(req.class_id, part)), "notice.published", view
-                )
-                for part in audience.streams
-            ]
-    except IntegrityError:
-        async with hub.store.read() as conn:
-            earlier = (
-                await conn.execute(
-                    select(notices).where(
-                        notices.c.author_id == user_id, notices.c.client_id == req.client_id
-                    )
-                )
-            ).first()
-            if earlier is None:
-                raise
-            return {"notice": notice_view(earlier, {}), "duplicate": True}
-    await hub.emit(events)
-    return {"notice": view, "recipients": len(people)}
+        ).first()
+        if earlier is None:
+            return None
+        names = await display_names(conn, [earlier.author_id])
+        return {"notice": notice_view(earlier, names)}
+
+    return await create_once(hub, create, original)
 
 
 async def _load_notice(conn: DbConnection, notice_id: int) -> Any:
@@ -142,7 +130,7 @@ async def _receipt_change(
     hub: Hub, user_id: int, notice_id: int, change: str, reply: str | None = None
 ) -> dict[str, Any]:
     """Move one recipient's receipt forward; doing it twice changes nothing."""
-    event: StoredEvent | None = None
+    changed = False
     async with hub.store.transaction() as conn:
         notice = await _load_notice(conn, notice_id)
         access = await class_access(conn, user_id, notice.class_id)
@@ -203,11 +191,10 @@ async def _receipt_change(
             names = await display_names(conn, [user_id])
             staff = {"notice_id": notice_id, "name": names.get(user_id, ""), **receipt_view(row)}
             stream = staff_stream(notice.class_id)
-            event = await hub.store.append(conn, str(stream), "notice.receipt", staff)
+            await hub.store.append(conn, str(stream), "notice.receipt", staff)
+            changed = True
         view = receipt_view(row)
-    if event is not None:
-        await hub.emit([event])
-    return {"receipt": {"notice_id": notice_id, **view}, "changed": event is not None}
+    return {"receipt": {"notice_id": notice_id, **view}, "changed": changed}
 
 
 async def read(hub: Hub, user_id: int, req: NoticeRef) -> dict[str, Any]:
@@ -271,14 +258,11 @@ async def remind(hub: Hub, user_id: int, req: NoticeRef) -> dict[str, Any]:
         }
         if not targets:
             raise HomeroomError("conflict", "every student is covered: nobody to remind")
-        events = [
+        for u in targets:
             await hub.store.append(conn, str(user_stream(u)), "notice.reminder", data)
-            for u in targets
-        ]
         await conn.execute(
             notices.update().where(notices.c.id == notice.id).values(last_reminded_at=now)
         )
-    await hub.emit(events)
     return {"reminded": targets, "students": students}
 
 

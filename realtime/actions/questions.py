@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from realtime.actions.access import (
     class_access,
@@ -13,6 +12,7 @@ from realtime.actions.access import (
     session_classrooms,
     session_staff,
 )
+from realtime.actions.once import create_once
 from realtime.domain import policy
 from realtime.domain import questions as rules
 from realtime.domain.policy import require
@@ -29,7 +29,7 @@ from realtime.schemas import (
     QuestionRef,
     QuestionVote,
 )
-from realtime.store.db import DbConnection, StoredEvent, inserted_id
+from realtime.store.db import DbConnection, inserted_id
 from realtime.store.schema import question_votes, questions
 
 
@@ -79,12 +79,13 @@ async def _access_for(conn: DbConnection, user_id: int, row: Any) -> ClassAccess
 
 async def _publish_change(
     conn: DbConnection, hub: Hub, question_id: int, type: str = "question.updated"
-) -> tuple[StoredEvent, dict[str, Any]]:
+) -> dict[str, Any]:
+    """Append the question's present form to its stream; returns what teachers see."""
     row = await _load(conn, question_id)
     member, staff = question_views(row, await _names(conn, row))
     stream = str(qa_stream(row.class_id, row.session_id))
-    event = await hub.store.append(conn, stream, type, member, staff)
-    return event, staff
+    await hub.store.append(conn, stream, type, member, staff)
+    return staff
 
 
 def _check_body(hub: Hub, body: str) -> str:
@@ -98,55 +99,45 @@ def _check_body(hub: Hub, body: str) -> str:
 
 async def ask(hub: Hub, user_id: int, req: QuestionAsk) -> dict[str, Any]:
     body = _check_body(hub, req.body)
-    try:
-        async with hub.store.transaction() as conn:
-            earlier = (
-                await conn.execute(
-                    select(questions).where(
-                        questions.c.asker_id == user_id, questions.c.client_id == req.client_id
-                    )
-                )
-            ).first()
-            if earlier is not None:
-                _m, staff = question_views(earlier, await _names(conn, earlier))
-                return {"question": staff, "duplicate": True}
-            access = await class_access(conn, user_id, req.class_id)
-            require(policy.may_ask(access), "only students of this class ask questions")
-            if req.session_id is not None:
-                rooms = await session_classrooms(conn, req.session_id)
-                if rooms is None or req.class_id not in rooms:
-                    raise not_found("no such live session for this class")
-            hub.check_rate(user_id, "question")
-            now = hub.now()
-            res = await conn.execute(
-                questions.insert().values(
-                    class_id=req.class_id,
-                    session_id=req.session_id,
-                    asker_id=user_id,
-                    client_id=req.client_id,
-                    anonymous=req.anonymous,
-                    body=body,
-                    status=QuestionStatus.OPEN.value,
-                    votes=0,
-                    created_at=now,
-                    updated_at=now,
+
+    async def create(conn: DbConnection) -> dict[str, Any]:
+        access = await class_access(conn, user_id, req.class_id)
+        require(policy.may_ask(access), "only students of this class ask questions")
+        if req.session_id is not None:
+            rooms = await session_classrooms(conn, req.session_id)
+            if rooms is None or req.class_id not in rooms:
+                raise not_found("no such live session for this class")
+        hub.check_rate(user_id, "question")
+        now = hub.now()
+        res = await conn.execute(
+            questions.insert().values(
+                class_id=req.class_id,
+                session_id=req.session_id,
+                asker_id=user_id,
+                client_id=req.client_id,
+                anonymous=req.anonymous,
+                body=body,
+                status=QuestionStatus.OPEN.value,
+                votes=0,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        return {"question": await _publish_change(conn, hub, inserted_id(res), "question.asked")}
+
+    async def original(conn: DbConnection) -> dict[str, Any] | None:
+        earlier = (
+            await conn.execute(
+                select(questions).where(
+                    questions.c.asker_id == user_id, questions.c.client_id == req.client_id
                 )
             )
-            event, staff = await _publish_change(conn, hub, inserted_id(res), "question.asked")
-    except IntegrityError:
-        async with hub.store.read() as conn:
-            row = (
-                await conn.execute(
-                    select(questions).where(
-                        questions.c.asker_id == user_id, questions.c.client_id == req.client_id
-                    )
-                )
-            ).first()
-            if row is None:
-                raise
-            return {"question": question_views(row, {})[1], "duplicate": True}
-    await hub.emit([event])
-    return {"question": staff}
+        ).first()
+        if earlier is None:
+            return None
+        return {"question": question_views(earlier, await _names(conn, earlier))[1]}
+
+    return await create_once(hub, create, original)
 
 
 async def _asker_change(
@@ -161,8 +152,7 @@ async def _asker_change(
             .where(questions.c.id == row.id)
             .values(updated_at=hub.now(), **values)
         )
-        event, staff = await _publish_change(conn, hub, row.id)
-    await hub.emit([event])
+        staff = await _publish_change(conn, hub, row.id)
     return {"question": staff}
 
 
@@ -206,10 +196,9 @@ async def vote(hub: Hub, user_id: int, req: QuestionVote) -> dict[str, Any]:
             .values(votes=questions.c.votes + delta)
         )
         data = {"question_id": row.id, "votes": row.votes + delta}
-        event = await hub.store.append(
+        await hub.store.append(
             conn, str(qa_stream(row.class_id, row.session_id)), "question.voted", data
         )
-    await hub.emit([event])
     return {**data, "voted": req.up, "changed": True}
 
 
@@ -231,8 +220,7 @@ async def _moderate(
             if answer is not None:
                 values["answer"] = answer
         await conn.execute(questions.update().where(questions.c.id == row.id).values(**values))
-        event, staff = await _publish_change(conn, hub, row.id)
-    await hub.emit([event])
+        staff = await _publish_change(conn, hub, row.id)
     return {"question": staff}
 
 
@@ -300,7 +288,6 @@ async def list_questions(hub: Hub, user_id: int, req: QuestionList) -> dict[str,
 
 async def close_session(hub: Hub, class_id: int, session_id: int) -> int:
     """A live session ended: its unanswered questions move to the class board."""
-    events: list[StoredEvent] = []
     async with hub.store.transaction() as conn:
         rows = list(
             await conn.execute(
@@ -317,15 +304,11 @@ async def close_session(hub: Hub, class_id: int, session_id: int) -> int:
                 .where(questions.c.id == row.id)
                 .values(session_id=None, updated_at=hub.now())
             )
-            events.append(
-                await hub.store.append(
-                    conn,
-                    str(qa_stream(class_id, session_id)),
-                    "question.moved",
-                    {"question_id": row.id, "to": str(qa_stream(class_id))},
-                )
+            await hub.store.append(
+                conn,
+                str(qa_stream(class_id, session_id)),
+                "question.moved",
+                {"question_id": row.id, "to": str(qa_stream(class_id))},
             )
-            event, _ = await _publish_change(conn, hub, row.id, "question.asked")
-            events.append(event)
-    await hub.emit(events)
+            await _publish_change(conn, hub, row.id, "question.asked")
     return len(rows)

@@ -9,13 +9,13 @@ from typing import Any
 from sqlalchemy import select
 
 from realtime.actions import notice_rollup
-from realtime.actions.access import class_access, require_class
+from realtime.actions.access import class_access, display_names, require_class
 from realtime.actions.accounts import create_user
 from realtime.domain import policy
 from realtime.domain.policy import require
 from realtime.domain.roles import Role
 from realtime.domain.roster import Rejection, parse_roster
-from realtime.domain.streams import user_stream
+from realtime.domain.streams import staff_stream, user_stream
 from realtime.errors import HomeroomError, conflict, not_found
 from realtime.hub import Hub
 from realtime.schemas import JoinClass
@@ -107,6 +107,7 @@ async def import_roster(hub: Hub, actor_id: int | None, class_id: int, text: str
     """Import students and guardians: every row or none. ``actor_id`` None is the console."""
     rows, bad = parse_roster(text)
     created: list[dict[str, str]] = []
+    existing: set[int] = set()  # accounts that were there before: their streams change
     async with hub.store.transaction() as conn:
         await require_class(conn, class_id)
         if actor_id is not None:
@@ -119,6 +120,8 @@ async def import_roster(hub: Hub, actor_id: int | None, class_id: int, text: str
             raise RosterRejected(bad)
         # Second pass against the database: names already taken by someone else.
         ids: dict[str, int] = {}
+        students: set[int] = set()
+        guardians: set[int] = set()
         now = hub.now()
         for row in rows:
             for username, name, phone in (
@@ -134,6 +137,7 @@ async def import_roster(hub: Hub, actor_id: int | None, class_id: int, text: str
                     if user.school_id != school_id:
                         bad.append(Rejection(row.line, f"{username} belongs to another school"))
                     ids[username] = user.id
+                    existing.add(user.id)
                     continue
                 password = new_password()
                 ids[username] = await create_user(
@@ -147,21 +151,65 @@ async def import_roster(hub: Hub, actor_id: int | None, class_id: int, text: str
                 bad.append(Rejection(row.line, f"{row.student_username} is a teacher here"))
                 continue
             await add_member(conn, class_id, student, Role.STUDENT)
+            students.add(student)
             if row.guardian_username:
-                await link_guardian(
+                guardian = ids[row.guardian_username]
+                guardians.add(guardian)
+                before = await _link_status(conn, guardian, student)
+                link_id = await link_guardian(
                     conn,
                     class_id,
-                    ids[row.guardian_username],
+                    guardian,
                     student,
                     row.relationship,
                     status="approved",
                     by=actor_id,
                     now=now,
                 )
+                if before != "approved":
+                    await _tell_link_decided(hub, conn, link_id, class_id, guardian, student)
         if bad:
             # Roll the whole file back: raising ends the transaction without a commit.
             raise RosterRejected(bad)
+        data = {
+            "class_id": class_id,
+            "rows": len(rows),
+            "students": sorted(students),
+            "guardians": sorted(guardians),
+        }
+        await hub.store.append(conn, str(staff_stream(class_id)), "roster.imported", data)
+    # Their classes changed: every node re-enters their connections in the class's streams.
+    for uid in sorted(existing & (students | guardians)):
+        await hub.resync_user(uid)
     return {"ok": True, "rows": len(rows), "created": created}
+
+
+async def _link_status(conn: DbConnection, guardian_id: int, student_id: int) -> str | None:
+    return (
+        await conn.execute(
+            select(guardian_links.c.status).where(
+                guardian_links.c.guardian_id == guardian_id,
+                guardian_links.c.student_id == student_id,
+            )
+        )
+    ).scalar()
+
+
+async def _tell_link_decided(
+    hub: Hub,
+    conn: DbConnection,
+    link_id: int,
+    class_id: int,
+    guardian_id: int,
+    student_id: int,
+    status: str = "approved",
+) -> dict[str, Any]:
+    """The guardian learns the decision; the class's teachers see the request settled."""
+    data = {"link_id": link_id, "class_id": class_id, "student_id": student_id, "status": status}
+    await hub.store.append(conn, str(user_stream(guardian_id)), "link.decided", data)
+    staff = {**data, "guardian_id": guardian_id}
+    await hub.store.append(conn, str(staff_stream(class_id)), "link.decided", staff)
+    return data
 
 
 class RosterRejected(HomeroomError):
@@ -217,6 +265,7 @@ async def request_link(hub: Hub, user_id: int, req: JoinClass) -> dict[str, Any]
         ).scalar()
         if existing == "approved":
             raise conflict("you are already linked to this child")
+        now = hub.now()
         link_id = await link_guardian(
             conn,
             cls.id,
@@ -225,8 +274,21 @@ async def request_link(hub: Hub, user_id: int, req: JoinClass) -> dict[str, Any]
             req.relationship,
             status="pending",
             by=None,
-            now=hub.now(),
+            now=now,
         )
+        # The class's teachers are told, in the form of their list of pending requests.
+        names = await display_names(conn, [user_id, kids[0].id])
+        request = {
+            "id": link_id,
+            "class_id": cls.id,
+            "guardian_id": user_id,
+            "guardian_name": names.get(user_id, ""),
+            "student_id": kids[0].id,
+            "student_name": names.get(kids[0].id, ""),
+            "relationship": req.relationship,
+            "requested_at": now,
+        }
+        await hub.store.append(conn, str(staff_stream(cls.id)), "link.requested", request)
     return {
         "link": {"id": link_id, "class_id": cls.id, "class_name": cls.name, "status": "pending"}
     }
@@ -254,16 +316,9 @@ async def decide_link(hub: Hub, user_id: int, link_id: int, approve: bool) -> di
             by=user_id,
             now=hub.now(),
         )
-        data = {
-            "link_id": link_id,
-            "class_id": link.class_id,
-            "student_id": link.student_id,
-            "status": status,
-        }
-        event = await hub.store.append(
-            conn, str(user_stream(link.guardian_id)), "link.decided", data
+        data = await _tell_link_decided(
+            hub, conn, link_id, link.class_id, link.guardian_id, link.student_id, status
         )
-    await hub.emit([event])
     await hub.resync_user(link.guardian_id)
     return {"link": data}
 

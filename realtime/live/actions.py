@@ -185,13 +185,10 @@ class LiveService:
                 {cid: by_id[cid].name for cid in [req.class_id, *linked]},
                 stage_places=req.stage_places,
             )
-            events = [
+            for key in self._announce_streams(session):
                 await self.hub.store.append(conn, str(key), "session.started", session.summary())
-                for key in self._announce_streams(session)
-            ]
         rt = LiveRuntime(session, self.media, self._send)
         self.runtimes[session_id] = rt
-        await self.hub.emit(events)
         self._ensure_idle_watch()
         return {"session": session.summary()}
 
@@ -221,6 +218,17 @@ class LiveService:
     async def finish(self, rt: LiveRuntime, reason: str) -> None:
         session = rt.session
         session.ended = True
+        # Stored first: nobody hears of the end before it is on disk.
+        async with self.hub.store.transaction() as conn:
+            await conn.execute(
+                live_sessions.update()
+                .where(live_sessions.c.id == session.id)
+                .values(ended_at=self.hub.now())
+            )
+            for key in self._announce_streams(session):
+                await self.hub.store.append(
+                    conn, str(key), "session.ended", {**session.summary(), "reason": reason}
+                )
         await self.sio.emit(
             "session.ended", {"session_id": session.id, "reason": reason}, to=_room(session.id)
         )
@@ -230,19 +238,6 @@ class LiveService:
                 await self._send(sid, "session.ended", {"session_id": session.id, "reason": reason})
         await rt.close()
         self.runtimes.pop(session.id, None)
-        async with self.hub.store.transaction() as conn:
-            await conn.execute(
-                live_sessions.update()
-                .where(live_sessions.c.id == session.id)
-                .values(ended_at=self.hub.now())
-            )
-            events = [
-                await self.hub.store.append(
-                    conn, str(key), "session.ended", {**session.summary(), "reason": reason}
-                )
-                for key in self._announce_streams(session)
-            ]
-        await self.hub.emit(events)
         for cid in session.classrooms:
             await questions.close_session(self.hub, cid, session.id)
         for sid in list(rt.sids.values()):
@@ -584,6 +579,8 @@ class LiveService:
                 .where(live_sessions.c.id == rt.session.id)
                 .values(host_id=req.user_id)
             )
+            for key in self._announce_streams(rt.session):
+                await self.hub.store.append(conn, str(key), "session.host", rt.session.summary())
         return await self.changed(rt)
 
     async def mute_self(self, sid: str, user_id: int, req: s.SelfMute) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -84,11 +84,13 @@ class SyncConnection:
     A :class:`Prepared` statement goes to the driver directly (see ``store/prepared.py``).
     """
 
-    __slots__ = ("_conn", "_dbapi")
+    __slots__ = ("_conn", "_dbapi", "appended")
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._dbapi: Any = None
+        # The events appended in this transaction, published once it commits.
+        self.appended: list[StoredEvent] | None = None
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
         if type(statement) is Prepared:
@@ -107,10 +109,11 @@ class PooledConnection:
     """An asyncpg connection of the pool (PostgreSQL); a :class:`Prepared` statement runs as
     the ordinary statement it wraps."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "appended")
 
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
+        self.appended: list[StoredEvent] | None = None
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
         if type(statement) is Prepared:
@@ -126,12 +129,20 @@ class PooledConnection:
 # What actions receive inside a transaction: both offer ``await conn.execute(statement)``.
 DbConnection: TypeAlias = SyncConnection | PooledConnection
 
+# Called with the events a transaction appended, once it has committed (see Store.transaction).
+Publisher: TypeAlias = Callable[[list[StoredEvent]], Awaitable[None]]
+
 
 class Store:
     """Owns the engine. Every write goes through :meth:`transaction`.
 
     PostgreSQL: an asyncpg pool, transactions run concurrently. SQLite: one connection used on the
     event loop's thread, transactions one at a time (SQLite has one writer anyway).
+
+    Events are published on commit (Zulip's ``send_event_on_commit``): :meth:`append` records
+    each event on its transaction, and the transaction hands them to the publisher after the
+    commit, and only then. An action cannot forget to tell the clients, and nothing is told
+    before it is stored or after it was rolled back.
     """
 
     def __init__(
@@ -145,6 +156,7 @@ class Store:
         self.checkpointer = checkpointer
         self._lock = asyncio.Lock()
         self._sync_conn: Connection | None = None
+        self._publisher: Publisher | None = None
         dialect = (engine or sync_engine).dialect  # type: ignore[union-attr]
         self.dialect = dialect.name
         # Built once: every event appended runs these two.
@@ -178,17 +190,32 @@ class Store:
             self._sync_conn = self.sync_engine.connect()
         return self._sync_conn
 
+    def publish_to(self, publisher: Publisher | None) -> None:
+        """Where committed events go (the hub's bus). Without one they are only stored."""
+        self._publisher = publisher
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[DbConnection]:
+        """One transaction; the events appended in it are published after it commits.
+
+        An exception in the body rolls back and publishes nothing. The publish happens after
+        SQLite's lock is released, as the actions' own publish did before.
+        """
+        tx: DbConnection
         if self.sync_engine is not None:
             async with self._lock:
                 conn = self._sqlite()
+                tx = SyncConnection(conn)
                 with conn.begin():
-                    yield SyncConnection(conn)
-            return
-        assert self.engine is not None
-        async with self.engine.begin() as aconn:
-            yield PooledConnection(aconn)
+                    yield tx
+        else:
+            assert self.engine is not None
+            async with self.engine.begin() as aconn:
+                tx = PooledConnection(aconn)
+                yield tx
+        appended = tx.appended
+        if appended and self._publisher is not None:
+            await self._publisher(appended)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[DbConnection]:
@@ -245,7 +272,10 @@ class Store:
         *,
         seq: int | None = None,
     ) -> StoredEvent:
-        """Append one event to a stream in the caller's transaction."""
+        """Append one event to a stream in the caller's transaction.
+
+        It is published when that transaction commits (never if it rolls back).
+        """
         if seq is None:
             seq = await self.next_seq(conn, stream)
         at = time.time()
@@ -260,7 +290,12 @@ class Store:
                 "staff_data": staff_data,
             },
         )
-        return StoredEvent(stream, seq, type, at, data, staff_data)
+        event = StoredEvent(stream, seq, type, at, data, staff_data)
+        if conn.appended is None:
+            conn.appended = [event]
+        else:
+            conn.appended.append(event)
+        return event
 
     async def events_after(
         self, conn: DbConnection, stream: str, after: int, limit: int

@@ -134,6 +134,9 @@ async def test_meeting_lobby_grid_and_mute(live_server: Server) -> None:
     assert err.value.code == "forbidden"
     ack = await host_c.request("host.transfer", {"session_id": sid, "user_id": srv.uid("chen")})
     assert ack["session"]["host_id"] == srv.uid("chen")
+    # The hand-over is stored and announced in the guardians' chat like the start and the end.
+    handed = await guardians["wang_mom"].client.wait_for(lambda e: e["type"] == "session.host")
+    assert handed["data"]["id"] == sid and handed["data"]["host_id"] == srv.uid("chen")
     await chen.client.request("session.end", {"session_id": sid})
     for w in watches.values():
         w.stop()

@@ -153,6 +153,7 @@ const en: Messages = {
   "chat.unreadAria": (n) => `${n} unread`,
   "chat.system.session.started": "A live lesson started",
   "chat.system.session.ended": "The live lesson ended",
+  "chat.system.session.host": "The live lesson has a new host",
   "chat.system.other": "Class update",
 
   "messages.title": "Messages",

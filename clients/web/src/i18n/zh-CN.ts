@@ -148,6 +148,7 @@ const zhCN = {
   "chat.unreadAria": (n: number) => `${n} 条未读`,
   "chat.system.session.started": "直播课堂已开始",
   "chat.system.session.ended": "直播课堂已结束",
+  "chat.system.session.host": "直播课堂已更换主持人",
   "chat.system.other": "班级动态",
 
   "messages.title": "私信",

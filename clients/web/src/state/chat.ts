@@ -145,7 +145,23 @@ onStream("conv", handle);
 
 onStream("user", (ev) => {
   if (ev.type === "conversation.opened") addConversation(ev.data as Conversation);
+  if (ev.type === "chat.read") readElsewhere(ev.data as { stream: string; read_seq: number; unread: number });
 });
+
+// Another device of mine read a chat: take the server's count, which covers every message I
+// have so far; later messages add to it as usual.
+function readElsewhere(d: { stream: string; read_seq: number; unread: number }): void {
+  update(d.stream, (x) => {
+    if (d.read_seq <= x.readSeq) return x;
+    const last = x.messages.length ? x.messages[x.messages.length - 1].seq : 0;
+    return {
+      ...x,
+      baseUnread: d.unread,
+      baseSeq: Math.max(x.baseSeq, last, d.read_seq),
+      readSeq: d.read_seq,
+    };
+  });
+}
 
 function addConversation(c: Conversation): void {
   if (!conversations.value.some((x) => x.id === c.id)) conversations.value = [...conversations.value, c];

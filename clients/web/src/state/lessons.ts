@@ -42,9 +42,9 @@ export async function loadRunning(classId: number, force = false): Promise<void>
 }
 
 onStream("class", (ev) => {
-  if (ev.type !== "session.started" && ev.type !== "session.ended") return;
+  if (ev.type !== "session.started" && ev.type !== "session.host" && ev.type !== "session.ended") return;
   const s = ev.data as SessionSummary;
-  put(s, ev.type === "session.started" && !s.ended);
+  put(s, ev.type !== "session.ended" && !s.ended);
 });
 
 export async function startSession(

@@ -4,6 +4,7 @@ import { api } from "../api/rest";
 import type { LinkRequest } from "../api/types";
 import { formatDateTime, t, tMaybe } from "../i18n";
 import { classes, loadClass } from "../state/classes";
+import { onStream } from "../state/session";
 import { toast } from "../state/toasts";
 import { Avatar, Empty, ErrorBox, Loading, PageHeader } from "./common";
 import { Icon } from "./icons";
@@ -28,6 +29,16 @@ export function Links(props: { classId: number }) {
   useEffect(() => {
     void load();
   }, [classId]);
+
+  // A guardian asked, a colleague decided, or a roster was imported: the list changed.
+  useEffect(
+    () =>
+      onStream("staff", (ev) => {
+        const changed = ["link.requested", "link.decided", "roster.imported"].includes(ev.type);
+        if (changed && ev.stream === `staff:${classId}`) void load();
+      }),
+    [classId],
+  );
 
   async function decide(l: LinkRequest, approve: boolean) {
     setBusy(l.id);
