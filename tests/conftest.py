@@ -16,7 +16,7 @@ from clients.homeroom import HomeroomClient
 from realtime import demo
 from realtime.app import create_app
 from realtime.config import Settings
-from realtime.store import open_store
+from realtime.store import Store, open_store
 from tests.services import drop_postgres_database, postgres_database
 
 TEST_SECRET = "test-secret-0123456789-abcdefghijklmnop"
@@ -92,23 +92,40 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Server]:
-    srv = await start_server(make_settings(tmp_path))
-    yield srv
-    await stop_server(srv)
+DATABASES = ["sqlite", "postgresql"]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def any_store_server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Server]:
-    """The same server on SQLite and on PostgreSQL."""
+async def start_on(kind: str, tmp_path: Path, **overrides: Any) -> tuple[Server, str | None]:
+    """A server on SQLite or on a fresh PostgreSQL database (its name, to drop afterwards)."""
     name = None
-    overrides: dict[str, Any] = {}
-    if request.param == "postgresql":
+    if kind == "postgresql":
         url, name = postgres_database()
         overrides["database_url"] = url
-    srv = await start_server(make_settings(tmp_path, **overrides))
+    return await start_server(make_settings(tmp_path, **overrides)), name
+
+
+@pytest.fixture(params=DATABASES)
+async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Server]:
+    """A server with the demo school, on SQLite and on PostgreSQL: the same code must hold on
+    both, below the store too."""
+    srv, name = await start_on(request.param, tmp_path)
     yield srv
     await stop_server(srv)
+    if name:
+        drop_postgres_database(name)
+
+
+@pytest.fixture(params=DATABASES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A migrated, empty store on SQLite and on PostgreSQL."""
+    name = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/store.db"
+    else:
+        url, name = postgres_database()
+    s = open_store(url)
+    await s.migrate()
+    yield s
+    await s.close()
     if name:
         drop_postgres_database(name)

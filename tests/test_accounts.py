@@ -18,23 +18,28 @@ import socketio
 from clients.homeroom import HomeroomClient, RequestError
 from realtime.auth import TokenIssuer
 from realtime.demo import DEMO_PASSWORD
-from tests.conftest import Server, make_settings, start_server, stop_server
+from tests.conftest import DATABASES, Server, start_on, stop_server
+from tests.services import drop_postgres_database
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(60)]
 
 OLD_KID, OLD_SECRET = "k0", "the-previous-secret-0123456789-abcdefghijkl"
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def srv(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
-    settings = make_settings(
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=DATABASES)
+async def srv(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
+    server, name = await start_on(
+        request.param,
         tmp_path_factory.mktemp("accounts"),
         secret_key_id="k1",
         old_secrets={OLD_KID: OLD_SECRET},
     )
-    server = await start_server(settings)
     yield server
     await stop_server(server)
+    if name:
+        drop_postgres_database(name)
 
 
 async def _status(

@@ -11,8 +11,8 @@ from clients.homeroom import RequestError
 from tests.conftest import Server
 
 
-async def test_student_message_reaches_classmates_and_teacher(any_store_server: Server) -> None:
-    srv = any_store_server
+async def test_student_message_reaches_classmates_and_teacher(server: Server) -> None:
+    srv = server
     stream = f"class:{srv.class_id}:students"
     teacher = await srv.client("li")
     wang = await srv.client("wanghao")

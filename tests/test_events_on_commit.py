@@ -4,40 +4,21 @@ commit and only then, and every state change tells the people it concerns.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 from sqlalchemy import select
 
-from realtime.store import Store, open_store
+from realtime.store import Store
 from realtime.store.db import StoredEvent
 from realtime.store.schema import live_sessions
 from realtime.transport.rest import HUB, LIVE
 from tests.conftest import Server
-from tests.services import drop_postgres_database, postgres_database
 
 pytestmark = pytest.mark.timeout(60)
 
 STREAM = "class:1:students"
-
-
-@pytest_asyncio.fixture(params=["sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    name = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/events.db"
-    else:
-        url, name = postgres_database()
-    s = open_store(url)
-    await s.migrate()
-    yield s
-    await s.close()
-    if name:
-        drop_postgres_database(name)
 
 
 async def test_store_publishes_after_commit_and_never_on_rollback(store: Store) -> None:

@@ -27,8 +27,8 @@ from realtime.transport.rest import HUB
 from tests.conftest import Server
 
 
-async def test_confirm_required_notice_rollup_and_reminder(any_store_server: Server) -> None:
-    srv = any_store_server
+async def test_confirm_required_notice_rollup_and_reminder(server: Server) -> None:
+    srv = server
     teacher = await srv.client("li")
     mom = await srv.client("wang_mom")
     dad = await srv.client("wang_dad")
@@ -247,8 +247,8 @@ async def page_through(teacher: Any, notice_id: int, which: str, limit: int) -> 
             return entries
 
 
-async def test_big_class_rollup_counts_pages_and_changes(any_store_server: Server) -> None:
-    srv = any_store_server
+async def test_big_class_rollup_counts_pages_and_changes(server: Server) -> None:
+    srv = server
     hub = srv.app[HUB]
     big = await seed_big_class(srv, 1000)
     teacher = await srv.client("li")

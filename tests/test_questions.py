@@ -8,8 +8,8 @@ from clients.homeroom import RequestError
 from tests.conftest import Server
 
 
-async def test_anonymous_question_votes_and_answer(any_store_server: Server) -> None:
-    srv = any_store_server
+async def test_anonymous_question_votes_and_answer(server: Server) -> None:
+    srv = server
     teacher = await srv.client("li")
     wang = await srv.client("wanghao")
     liming = await srv.client("liming")

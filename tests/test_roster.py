@@ -23,7 +23,8 @@ from realtime.auth import verify_password
 from realtime.store import open_store
 from realtime.store.schema import guardian_links, memberships, schools, users
 from realtime.transport.rest import HUB
-from tests.conftest import Server, make_settings, start_server, stop_server
+from tests.conftest import DATABASES, Server, start_on, stop_server
+from tests.services import drop_postgres_database
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(90)]
 
@@ -48,11 +49,15 @@ BAD = (
 )
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def srv(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
-    server = await start_server(make_settings(tmp_path_factory.mktemp("roster")))
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=DATABASES)
+async def srv(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
+    server, name = await start_on(request.param, tmp_path_factory.mktemp("roster"))
     yield server
     await stop_server(server)
+    if name:
+        drop_postgres_database(name)
 
 
 async def _upload(srv: Server, token: str | None, text: str) -> tuple[int, dict[str, Any]]:

@@ -26,10 +26,11 @@ from realtime.schemas import (
 )
 from realtime.store.db import DbConnection, inserted_id
 from realtime.store.prepared import Prepared
+from realtime.store.rows import MessageRow, typed, typed_all, typed_or_none
 from realtime.store.schema import conversations, events, messages, mutes, read_positions
 
 
-def message_view(row: Any, names: dict[int, str]) -> dict[str, Any]:
+def message_view(row: MessageRow, names: dict[int, str]) -> dict[str, Any]:
     deleted = row.deleted_at is not None
     return {
         "id": row.id,
@@ -61,9 +62,9 @@ _MUTED_UNTIL = Prepared(
 _INSERT_MESSAGE = Prepared(messages.insert())
 
 
-async def _find_sent(conn: DbConnection, user_id: int, client_id: str) -> Any:
+async def _find_sent(conn: DbConnection, user_id: int, client_id: str) -> MessageRow | None:
     params = {"sender_id": user_id, "client_id": client_id}
-    return (await conn.execute(_FIND_SENT, params)).first()
+    return typed_or_none(MessageRow, (await conn.execute(_FIND_SENT, params)).first())
 
 
 async def _sent_before(conn: DbConnection, user_id: int, client_id: str) -> dict[str, Any] | None:
@@ -124,11 +125,11 @@ async def send(hub: Hub, user_id: int, req: ChatSend) -> dict[str, Any]:
     return await create_once(hub, create, original)
 
 
-async def _load_message(conn: DbConnection, message_id: int) -> Any:
+async def _load_message(conn: DbConnection, message_id: int) -> MessageRow:
     row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
     if row is None:
         raise not_found("no such message")
-    return row
+    return typed(MessageRow, row)
 
 
 async def _rewrite_history(hub: Hub, conn: DbConnection, message_id: int) -> None:
@@ -222,7 +223,9 @@ async def history(hub: Hub, user_id: int, req: ChatHistory) -> dict[str, Any]:
         query = select(messages).where(messages.c.stream == str(stream))
         if req.before is not None:
             query = query.where(messages.c.seq < req.before)
-        rows = list(await conn.execute(query.order_by(messages.c.seq.desc()).limit(limit)))
+        rows = typed_all(
+            MessageRow, await conn.execute(query.order_by(messages.c.seq.desc()).limit(limit))
+        )
         rows.reverse()
         names = await display_names(conn, sorted({r.sender_id for r in rows}))
     items = [message_view(r, names) for r in rows]

@@ -14,12 +14,12 @@ import io
 from typing import Any
 
 from sqlalchemy import Select, and_, exists, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from realtime.domain import notices as rules
 from realtime.domain.notices import Audience, NoticeKind, Receipt, Tally
 from realtime.domain.roles import ClassAccess, Role
-from realtime.store.db import DbConnection
+from realtime.store.db import DbConnection, insert_missing
+from realtime.store.rows import NoticeRow
 from realtime.store.schema import (
     guardian_links,
     memberships,
@@ -75,7 +75,7 @@ async def start_tally(conn: DbConnection, notice_id: int, recipients: int) -> No
 
 async def record_change(
     conn: DbConnection,
-    notice: Any,
+    notice: NoticeRow,
     access: ClassAccess,
     before: Receipt | None,
     after: Receipt,
@@ -129,15 +129,14 @@ async def _cover(
     if not pairs:
         return []
     # Two guardians of one child may fulfil at once: the second insert does nothing.
-    dialect = await conn.run_sync(lambda c: c.dialect.name)
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = (
-        insert(notice_coverage)
-        .values([{"notice_id": n, "student_id": s, "covered_at": now} for n, s in pairs])
-        .on_conflict_do_nothing()
-        .returning(notice_coverage.c.notice_id, notice_coverage.c.student_id)
+    added = await insert_missing(
+        conn,
+        notice_coverage,
+        [{"notice_id": n, "student_id": s, "covered_at": now} for n, s in pairs],
+        notice_coverage.c.notice_id,
+        notice_coverage.c.student_id,
     )
-    return [(r.notice_id, r.student_id) for r in await conn.execute(stmt)]
+    return [(r.notice_id, r.student_id) for r in added]
 
 
 # --- reading the counts -----------------------------------------------------------------------
@@ -170,12 +169,12 @@ async def tallies(conn: DbConnection, notice_ids: list[int]) -> dict[int, Tally]
     }
 
 
-async def counts(conn: DbConnection, notice: Any) -> dict[str, Any]:
+async def counts(conn: DbConnection, notice: NoticeRow) -> dict[str, Any]:
     tally = (await tallies(conn, [notice.id])).get(notice.id) or Tally(0, 0, 0, 0, 0, 0)
     return tally.counts(await student_count(conn, notice.class_id))
 
 
-async def reply_counts(conn: DbConnection, notice: Any) -> dict[str, int]:
+async def reply_counts(conn: DbConnection, notice: NoticeRow) -> dict[str, int]:
     """How many chose each reply (every choice, zeros included). Replies can change, so they
     are counted here rather than kept."""
     rows = await conn.execute(
@@ -206,7 +205,7 @@ def _students(class_id: int) -> Select[Any]:
 
 
 async def _page(
-    conn: DbConnection, notice: Any, which: str, after: int | None, limit: int
+    conn: DbConnection, notice: NoticeRow, which: str, after: int | None, limit: int
 ) -> tuple[list[dict[str, Any]], int | None]:
     """One page of a list, and the cursor for the next (None: this was the last page)."""
     start = after or 0
@@ -234,7 +233,7 @@ async def _page(
 
 
 async def _student_entries(
-    conn: DbConnection, notice: Any, rows: list[Any]
+    conn: DbConnection, notice: NoticeRow, rows: list[Any]
 ) -> list[dict[str, Any]]:
     """Students with their guardians and each guardian's receipt state ("none": no receipt)."""
     ids = [r.student_id for r in rows]
@@ -254,7 +253,7 @@ async def _student_entries(
     ]
 
 
-def _guardians(notice: Any) -> Select[Any]:
+def _guardians(notice: NoticeRow) -> Select[Any]:
     """A class's approved guardian links with the guardian's name and receipt, if any."""
     return (
         select(
@@ -282,7 +281,7 @@ def _state(row: Any) -> str:
 
 async def rollup(
     conn: DbConnection,
-    notice: Any,
+    notice: NoticeRow,
     which: str | None = None,
     after: int | None = None,
     limit: int = 100,
@@ -300,7 +299,7 @@ async def rollup(
 # --- everything at once: reminders and the CSV export ----------------------------------------
 
 
-async def not_covered_people(conn: DbConnection, notice: Any) -> tuple[list[int], list[int]]:
+async def not_covered_people(conn: DbConnection, notice: NoticeRow) -> tuple[list[int], list[int]]:
     """The students not covered, and the people to remind for them (guardians and/or students)."""
     audience = Audience(notice.audience)
     students = [
@@ -338,7 +337,7 @@ CSV_COLUMNS = [
 ]
 
 
-async def csv_report(conn: DbConnection, notice: Any) -> str:
+async def csv_report(conn: DbConnection, notice: NoticeRow) -> str:
     """Every student and recipient, covered students first: a handful of queries, no paging."""
     students = list(await conn.execute(_students(notice.class_id)))
     covered = {

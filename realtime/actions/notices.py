@@ -32,10 +32,11 @@ from realtime.schemas import (
     NoticesDelivered,
 )
 from realtime.store.db import DbConnection, inserted_id
+from realtime.store.rows import NoticeRow, ReceiptRow, typed, typed_all, typed_or_none
 from realtime.store.schema import notices, receipts
 
 
-def notice_view(row: Any, names: dict[int, str]) -> dict[str, Any]:
+def notice_view(row: NoticeRow, names: dict[int, str]) -> dict[str, Any]:
     return {
         "id": row.id,
         "class_id": row.class_id,
@@ -95,7 +96,7 @@ async def publish(hub: Hub, user_id: int, req: NoticePublish) -> dict[str, Any]:
                 receipts.insert(), [{"notice_id": notice_id, "user_id": u} for u in people]
             )
         await rollup.start_tally(conn, notice_id, len(people))
-        row = (await conn.execute(select(notices).where(notices.c.id == notice_id))).one()
+        row = await _load_notice(conn, notice_id)
         view = notice_view(row, await display_names(conn, [user_id]))
         for part in audience.streams:
             await hub.store.append(
@@ -104,13 +105,16 @@ async def publish(hub: Hub, user_id: int, req: NoticePublish) -> dict[str, Any]:
         return {"notice": view, "recipients": len(people)}
 
     async def original(conn: DbConnection) -> dict[str, Any] | None:
-        earlier = (
-            await conn.execute(
-                select(notices).where(
-                    notices.c.author_id == user_id, notices.c.client_id == req.client_id
+        earlier = typed_or_none(
+            NoticeRow,
+            (
+                await conn.execute(
+                    select(notices).where(
+                        notices.c.author_id == user_id, notices.c.client_id == req.client_id
+                    )
                 )
-            )
-        ).first()
+            ).first(),
+        )
         if earlier is None:
             return None
         names = await display_names(conn, [earlier.author_id])
@@ -119,11 +123,20 @@ async def publish(hub: Hub, user_id: int, req: NoticePublish) -> dict[str, Any]:
     return await create_once(hub, create, original)
 
 
-async def _load_notice(conn: DbConnection, notice_id: int) -> Any:
+async def _load_notice(conn: DbConnection, notice_id: int) -> NoticeRow:
     row = (await conn.execute(select(notices).where(notices.c.id == notice_id))).first()
     if row is None:
         raise not_found("no such notice")
-    return row
+    return typed(NoticeRow, row)
+
+
+async def _load_receipt(conn: DbConnection, notice_id: int, user_id: int) -> ReceiptRow | None:
+    row = (
+        await conn.execute(
+            select(receipts).where(receipts.c.notice_id == notice_id, receipts.c.user_id == user_id)
+        )
+    ).first()
+    return typed_or_none(ReceiptRow, row)
 
 
 async def _receipt_change(
@@ -143,24 +156,14 @@ async def _receipt_change(
         elif change == "reply":
             assert reply is not None
             rules.check_reply(kind, list(notice.choices or []), reply)
-        row = (
-            await conn.execute(
-                select(receipts).where(
-                    receipts.c.notice_id == notice_id, receipts.c.user_id == user_id
-                )
-            )
-        ).first()
-        before = None if row is None else receipt_of(row)
-        if row is None:
+        found = await _load_receipt(conn, notice_id, user_id)
+        before = None if found is None else receipt_of(found)
+        if found is None:
             # Linked after the notice was published: the receipt starts now.
             await conn.execute(receipts.insert().values(notice_id=notice_id, user_id=user_id))
-            row = (
-                await conn.execute(
-                    select(receipts).where(
-                        receipts.c.notice_id == notice_id, receipts.c.user_id == user_id
-                    )
-                )
-            ).one()
+            found = await _load_receipt(conn, notice_id, user_id)
+        row = found
+        assert row is not None
         now = hub.now()
         values: dict[str, Any] = {}
         if row.delivered_at is None:
@@ -180,13 +183,8 @@ async def _receipt_change(
                 .where(receipts.c.notice_id == notice_id, receipts.c.user_id == user_id)
                 .values(**values)
             )
-            row = (
-                await conn.execute(
-                    select(receipts).where(
-                        receipts.c.notice_id == notice_id, receipts.c.user_id == user_id
-                    )
-                )
-            ).one()
+            row = await _load_receipt(conn, notice_id, user_id)
+            assert row is not None
             await rollup.record_change(conn, notice, access, before, receipt_of(row), now)
             names = await display_names(conn, [user_id])
             staff = {"notice_id": notice_id, "name": names.get(user_id, ""), **receipt_view(row)}
@@ -247,6 +245,7 @@ async def remind(hub: Hub, user_id: int, req: NoticeRef) -> dict[str, Any]:
         now = hub.now()
         interval = hub.settings.notice_remind_interval_s
         if not rules.may_remind(notice.last_reminded_at, now, interval):
+            assert notice.last_reminded_at is not None  # may_remind says when there is none
             wait = int(notice.last_reminded_at + interval - now)
             raise HomeroomError("rate_limited", f"a reminder was sent recently; wait {wait} s")
         students, targets = await rollup.not_covered_people(conn, notice)
@@ -277,7 +276,9 @@ async def list_notices(hub: Hub, user_id: int, req: NoticeList) -> dict[str, Any
                 a for a in ("guardians", "students", "both") if policy.may_receive_notice(access, a)
             ]
             query = query.where(notices.c.audience.in_(allowed))
-        rows = list(await conn.execute(query.order_by(notices.c.id.desc()).limit(200)))
+        rows = typed_all(
+            NoticeRow, await conn.execute(query.order_by(notices.c.id.desc()).limit(200))
+        )
         names = await display_names(conn, sorted({r.author_id for r in rows}))
         mine = {
             r.notice_id: receipt_view(r)

@@ -30,10 +30,13 @@ from realtime.schemas import (
     QuestionVote,
 )
 from realtime.store.db import DbConnection, inserted_id
+from realtime.store.rows import QuestionRow, typed, typed_all, typed_or_none
 from realtime.store.schema import question_votes, questions
 
 
-def question_views(row: Any, names: dict[int, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+def question_views(
+    row: QuestionRow, names: dict[int, str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """What classmates see, and what teachers see (always who asked)."""
     staff = {
         "id": row.id,
@@ -59,18 +62,18 @@ def question_views(row: Any, names: dict[int, str]) -> tuple[dict[str, Any], dic
     return member, staff
 
 
-async def _load(conn: DbConnection, question_id: int) -> Any:
+async def _load(conn: DbConnection, question_id: int) -> QuestionRow:
     row = (await conn.execute(select(questions).where(questions.c.id == question_id))).first()
     if row is None:
         raise not_found("no such question")
-    return row
+    return typed(QuestionRow, row)
 
 
-async def _names(conn: DbConnection, row: Any) -> dict[int, str]:
+async def _names(conn: DbConnection, row: QuestionRow) -> dict[int, str]:
     return await display_names(conn, [u for u in (row.asker_id, row.answered_by) if u])
 
 
-async def _access_for(conn: DbConnection, user_id: int, row: Any) -> ClassAccess:
+async def _access_for(conn: DbConnection, user_id: int, row: QuestionRow) -> ClassAccess:
     access = await class_access(conn, user_id, row.class_id)
     if not (access.is_staff or access.is_student):
         raise HomeroomError("forbidden", "you are not in this class's Q&A")
@@ -126,13 +129,16 @@ async def ask(hub: Hub, user_id: int, req: QuestionAsk) -> dict[str, Any]:
         return {"question": await _publish_change(conn, hub, inserted_id(res), "question.asked")}
 
     async def original(conn: DbConnection) -> dict[str, Any] | None:
-        earlier = (
-            await conn.execute(
-                select(questions).where(
-                    questions.c.asker_id == user_id, questions.c.client_id == req.client_id
+        earlier = typed_or_none(
+            QuestionRow,
+            (
+                await conn.execute(
+                    select(questions).where(
+                        questions.c.asker_id == user_id, questions.c.client_id == req.client_id
+                    )
                 )
-            )
-        ).first()
+            ).first(),
+        )
         if earlier is None:
             return None
         return {"question": question_views(earlier, await _names(conn, earlier))[1]}
@@ -264,7 +270,7 @@ async def list_questions(hub: Hub, user_id: int, req: QuestionList) -> dict[str,
             query = query.where(questions.c.status == req.status)
         else:
             query = query.where(questions.c.status != QuestionStatus.WITHDRAWN.value)
-        rows = list(await conn.execute(query))
+        rows = typed_all(QuestionRow, await conn.execute(query))
         rows.sort(key=lambda r: rules.sort_key(r.votes, r.id))
         names = await display_names(
             conn, sorted({u for r in rows for u in (r.asker_id, r.answered_by) if u})

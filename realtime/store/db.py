@@ -14,7 +14,17 @@ from typing import Any, TypeAlias
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, bindparam, create_engine, event, select, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
@@ -104,6 +114,10 @@ class SyncConnection:
     async def run_sync(self, fn: Any, *args: Any) -> Any:
         return fn(self._conn, *args)
 
+    @property
+    def dialect_name(self) -> str:
+        return str(self._conn.dialect.name)
+
 
 class PooledConnection:
     """An asyncpg connection of the pool (PostgreSQL); a :class:`Prepared` statement runs as
@@ -124,6 +138,10 @@ class PooledConnection:
 
     async def run_sync(self, fn: Any, *args: Any) -> Any:
         return await self._conn.run_sync(fn, *args)
+
+    @property
+    def dialect_name(self) -> str:
+        return str(self._conn.dialect.name)
 
 
 # What actions receive inside a transaction: both offer ``await conn.execute(statement)``.
@@ -318,6 +336,19 @@ class Store:
         rows = await conn.execute(self._last_seqs, {"keys": list(keys)})
         found = {r.key: int(r.last_seq) for r in rows}
         return {k: found.get(k, 0) for k in keys}
+
+
+async def insert_missing(
+    conn: DbConnection, table: Table, rows: list[dict[str, Any]], *returning: Column[Any]
+) -> list[Any]:
+    """Insert the rows whose key is not there yet; returns the ``returning`` columns of those
+    inserted. A concurrent insert of the same key is not an error (``ON CONFLICT DO NOTHING``,
+    which both databases speak, each in its own dialect)."""
+    if not rows:
+        return []
+    insert = postgresql.insert if conn.dialect_name == "postgresql" else sqlite.insert
+    stmt = insert(table).values(rows).on_conflict_do_nothing().returning(*returning)
+    return list(await conn.execute(stmt))
 
 
 def inserted_id(result: Any) -> int:
