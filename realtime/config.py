@@ -70,6 +70,8 @@ class Settings:
     client_buffer_bytes: int = 4 * 1024 * 1024
 
     def validate(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} is not a TCP port (0 to 65535)")
         if self.video_codec.upper() not in ("VP8", "H264"):
             raise ConfigError("video_codec must be 'VP8' or 'H264'")
         if self.serializer not in ("json", "msgpack"):
@@ -93,22 +95,51 @@ class Settings:
         return keys
 
 
-def _coerce(name: str, raw: Any, default: Any) -> Any:
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _coerce(name: str, raw: Any, default: Any, source: str) -> Any:
+    """The setting's value as its type; a value that is not one says which setting and why.
+
+    ``source`` names where it came from (an environment variable or the TOML file).
+    """
+    where = f"{source} = {str(raw)[:60]!r}"
     if isinstance(default, bool):
         if isinstance(raw, bool):
             return raw
-        return str(raw).strip().lower() in ("1", "true", "yes", "on")
+        word = str(raw).strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+        raise ConfigError(f"{where}: {name} is true or false (1/0, yes/no, on/off)")
     if isinstance(default, int):
-        return int(raw)
+        if isinstance(raw, bool | float):
+            raise ConfigError(f"{where}: {name} is a whole number")
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{where}: {name} is a whole number") from None
     if isinstance(default, float):
-        return float(raw)
+        if isinstance(raw, bool):
+            raise ConfigError(f"{where}: {name} is a number")
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{where}: {name} is a number") from None
     if isinstance(default, dict):
         if isinstance(raw, dict):
             return {str(k): str(v) for k, v in raw.items()}
         # "kid1=secret1,kid2=secret2"
-        pairs = [p.split("=", 1) for p in str(raw).split(",") if "=" in p]
+        parts = [p.strip() for p in str(raw).split(",") if p.strip()]
+        if any("=" not in p for p in parts):
+            raise ConfigError(f"{source}: {name} is a list of key-id=secret, comma-separated")
+        pairs = [p.split("=", 1) for p in parts]
         return {k.strip(): v.strip() for k, v in pairs}
-    return str(raw)
+    if not isinstance(raw, str):
+        raise ConfigError(f"{where}: {name} is text")
+    return raw
 
 
 def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
@@ -118,15 +149,21 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     known = {f.name for f in fields(Settings)}
     path = path or os.environ.get("HOMEROOM_CONFIG")
     if path:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read the settings file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"the settings file {path} is not valid TOML: {exc}") from None
         for key, raw in data.items():
             if key not in known:
                 raise ConfigError(f"unknown setting {key!r} in {path}")
-            values[key] = _coerce(key, raw, getattr(defaults, key))
+            values[key] = _coerce(key, raw, getattr(defaults, key), f"{key} in {path}")
     for key in known:
-        env = os.environ.get("HOMEROOM_" + key.upper())
+        var = "HOMEROOM_" + key.upper()
+        env = os.environ.get(var)
         if env is not None:
-            values[key] = _coerce(key, env, getattr(defaults, key))
+            values[key] = _coerce(key, env, getattr(defaults, key), var)
     values.update(overrides)
     return Settings(**values)
