@@ -85,3 +85,18 @@ def test_bad_values_in_the_toml_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     path.write_text("port = 70000\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="not a TCP port"):
         load_settings(path).validate()
+
+
+def test_importing_the_app_hashes_nothing_and_loads_no_migrations() -> None:
+    """``import realtime.app`` does no work: no password hash (the sign-in's stand-in for an
+    unknown username is made at the first sign-in), no Alembic (only migrations need it)."""
+    code = (
+        "import sys, realtime.app\n"
+        "from realtime.actions import accounts\n"
+        "assert accounts._dummy_hash.cache_info().currsize == 0, 'hashed at import'\n"
+        "assert 'alembic' not in sys.modules, 'alembic imported'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr

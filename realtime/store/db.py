@@ -12,8 +12,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import (
     Column,
     Connection,
@@ -363,6 +361,10 @@ def _event(r: Any) -> StoredEvent:
 
 
 def _upgrade(sync_conn: Any) -> None:
+    # Imported here: Alembic costs about a second of start-up that only migrations need.
+    from alembic import command
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = sync_conn
