@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from realtime import demo
 from realtime.app import create_app
 from realtime.config import Settings
 from realtime.store import Store, open_store
+from realtime.transport.rest import HUB
 from tests.services import drop_postgres_database, postgres_database
 
 TEST_SECRET = "test-secret-0123456789-abcdefghijklmnop"
@@ -54,6 +56,28 @@ class Server:
             if connect:
                 await c.connect()
         return c
+
+
+async def sentinel(srv: Server, *clients: HomeroomClient) -> None:
+    """:func:`sentinel_to` the signed-in people of these clients."""
+    await sentinel_to(srv, {c: int(c.user["id"]) for c in clients})
+
+
+async def sentinel_to(srv: Server, people: dict[HomeroomClient, int]) -> None:
+    """Wait until everything published so far has reached these clients.
+
+    To assert that nothing arrived, a sleep proves little on a busy machine. Instead one
+    ``test.sentinel`` event per person goes into their ``user:`` stream, published on commit down
+    the same path as every event (store, bus, fanout, their connection); connections deliver in
+    order, so once a client has it, whatever was published before it has arrived too.
+    """
+    token = uuid.uuid4().hex
+    hub = srv.app[HUB]
+    async with hub.store.transaction() as conn:
+        for uid in sorted(set(people.values())):
+            await hub.store.append(conn, f"user:{uid}", "test.sentinel", {"token": token})
+    for c in people:
+        await c.wait_for(lambda e: e["type"] == "test.sentinel" and e["data"]["token"] == token)
 
 
 async def start_server(settings: Settings, seed: bool = True) -> Server:

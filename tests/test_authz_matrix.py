@@ -13,7 +13,6 @@ depends only on who acts, never on the order of the tries.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,7 +35,7 @@ from realtime.store.schema import classes
 from realtime.transport import rest
 from realtime.transport.rest import HUB
 from realtime.transport.socket import ROUTES
-from tests.conftest import Server, make_settings, start_server, stop_server
+from tests.conftest import Server, make_settings, sentinel_to, start_server, stop_server
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
 
@@ -529,7 +528,8 @@ async def test_socket_matrix(world: World) -> None:
             ack = await world.clients[actor].sio.call(event, payload, timeout=10)
             assert isinstance(ack, dict), (row, actor, ack)
             observed.setdefault(row, {})[actor] = _socket_outcome(row, ack)
-    await asyncio.sleep(0.3)  # let the last pushes arrive
+    # Every push of the matrix has arrived once each person has a sentinel published after it.
+    await sentinel_to(world.srv, {c: world.uids[a] for a, c in world.clients.items()})
     leaks = _leaks(world)
     mismatches = _diff(observed, SOCKET_EXPECTED)
     assert not mismatches, "authorization matrix differs:\n" + "\n".join(mismatches)

@@ -131,9 +131,9 @@ async def test_private_conversation_teacher_guardian(server: Server) -> None:
     mom = await server.client("wang_mom")
     other = await server.client("li_mom")
     conv = await mom.open_conversation(server.class_id, server.uid("li"))
-    await asyncio.sleep(0.2)
-    await teacher.sync()
-    await mom.sync()
+    for c in (teacher, mom):
+        await c.wait_for(lambda e: e["type"] == "conversation.opened")
+        await c.sync()
     await mom.send_chat(conv["stream"], "王浩今天发烧了，请假一天")
     ev = await teacher.wait_for(lambda e: e["stream"] == conv["stream"])
     assert "请假" in ev["data"]["body"]

@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from tests.conftest import Server, make_settings, start_server, stop_server
+from tests.conftest import Server, make_settings, sentinel, start_server, stop_server
 from tests.services import drop_postgres_database, postgres_database, redis_url
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(60)]
@@ -104,7 +104,7 @@ async def test_chat_crosses_nodes(cluster: Cluster) -> None:
     assert ev["seq"] == msg["seq"] + 1  # one sequence for the stream across both nodes
     # Guardians on either node see none of it.
     mom = await cluster.a.client("wang_mom")
-    await asyncio.sleep(0.2)
+    await sentinel(cluster.a, mom)
     assert stream not in mom.events
 
 
@@ -195,8 +195,12 @@ async def test_bus_channel_isolates_deployments(cluster: Cluster, tmp_path: Path
     try:
         listener = await other.client("liming")
         wang = await cluster.a.client("wanghao")
-        await wang.send_chat(f"class:{cluster.class_id}:students", "只给本校 ours only")
-        await asyncio.sleep(0.3)
+        ours = await cluster.b.client("liming")
+        sent = await wang.send_chat(f"class:{cluster.class_id}:students", "只给本校 ours only")
+        # Redis has carried it (to our node B); a sentinel on the other deployment's channel,
+        # published after it, reaches its listener after anything of ours would have.
+        await ours.wait_for(lambda e: e["type"] == "chat.message" and e["seq"] == sent["seq"])
+        await sentinel(other, listener)
         heard = [e for evs in listener.events.values() for e in evs]
         assert not any(e["data"].get("body") == "只给本校 ours only" for e in heard)
     finally:
