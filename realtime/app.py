@@ -15,9 +15,8 @@ from realtime.hub import Hub
 from realtime.live.actions import LiveService
 from realtime.metrics import Metrics
 from realtime.store import open_store
-from realtime.transport.fanout import SocketServer
 from realtime.transport.rest import HUB, LIVE, METRICS, add_routes, errors_middleware
-from realtime.transport.rooms import IndexedManager
+from realtime.transport.sio_internals import IndexedManager, SocketServer
 from realtime.transport.socket import Gateway
 
 GATEWAY = web.AppKey("gateway", Gateway)
