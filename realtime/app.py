@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from importlib import resources
 from pathlib import Path
 
 from aiohttp import web
@@ -20,7 +21,13 @@ from realtime.transport.sio_internals import IndexedManager, SocketServer
 from realtime.transport.socket import Gateway
 
 GATEWAY = web.AppKey("gateway", Gateway)
-WEB_DIST = Path(__file__).resolve().parent.parent / "clients" / "web" / "dist"
+
+
+def web_dist() -> Path:
+    """The built web app: package data of ``clients`` (clients/web/dist in a source tree, or in
+    site-packages when installed from a wheel)."""
+    return Path(str(resources.files("clients").joinpath("web", "dist")))
+
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +80,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
 
 
 def _add_web_app(app: web.Application, serializer: str) -> None:
-    index = WEB_DIST / "index.html"
+    dist = web_dist()
+    index = dist / "index.html"
     # The page learns the Socket.IO wire encoding from the server that serves it.
     meta = f'<meta name="homeroom-serializer" content="{serializer}">'
 
@@ -91,5 +99,5 @@ def _add_web_app(app: web.Application, serializer: str) -> None:
         )
 
     app.router.add_get("/", page)
-    if (WEB_DIST / "assets").is_dir():
-        app.router.add_static("/assets", WEB_DIST / "assets")
+    if (dist / "assets").is_dir():
+        app.router.add_static("/assets", dist / "assets")
