@@ -8,6 +8,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from media.ice import use_host_addresses
+from media.internals import check_internals as check_aiortc_internals
 from realtime import jsoncodec
 from realtime.auth import TokenIssuer
 from realtime.bus import make_bus
@@ -18,6 +20,7 @@ from realtime.metrics import Metrics
 from realtime.store import open_store
 from realtime.transport.rest import HUB, LIVE, METRICS, add_routes, errors_middleware
 from realtime.transport.sio_internals import IndexedManager, SocketServer
+from realtime.transport.sio_internals import check_internals as check_sio_internals
 from realtime.transport.socket import Gateway
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -34,6 +37,10 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     settings.validate()
+    # The private internals of other libraries this server relies on: checked once a process.
+    check_sio_internals()
+    check_aiortc_internals()
+    ice_hosts = [a.strip() for a in settings.ice_host_addresses.split(",") if a.strip()]
     store = open_store(settings.database_url)
     bus = make_bus(settings.redis_url, settings.bus_channel)
     tokens = TokenIssuer(settings.signing_keys, settings.secret_key_id, settings.access_token_ttl_s)
@@ -64,6 +71,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     _add_web_app(app, settings.serializer)
 
     async def start(_app: web.Application) -> None:
+        if ice_hosts:
+            use_host_addresses(ice_hosts)  # process-wide (aioice): explicitly, at start-up
         if migrate:
             await store.migrate()
         await bus.start(gateway.on_bus)
