@@ -1,9 +1,9 @@
-"""realtime/transport/sio_internals.py against the libraries' own path, byte for byte.
+"""realtime/transport/sio_internals/ against the libraries' own path, byte for byte.
 
 A real aiohttp server on a free port with the Socket.IO server the app uses, and a raw WebSocket
 client reading the bytes on the wire: what a broadcast or an ack written directly puts there must
 be exactly what python-socketio's and python-engineio's own emit and ack put there. If one of
-these fails after an upgrade, read the new library source, update sio_internals.py and its pins.
+these fails after an upgrade, read the new library source, update sio_internals/ and its pins.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ import pytest
 import socketio
 from aiohttp import web
 
-from realtime.transport import sio_internals
 from realtime.transport.sio_internals import (
     DirectSockets,
     IndexedManager,
     SioInternalsError,
     SocketServer,
     check_internals,
+    checks,
 )
 from tests.conftest import free_port
 
@@ -161,7 +161,7 @@ async def test_an_ack_written_directly_is_the_ack_python_socketio_writes(setup: 
 
 def test_the_check_passes_on_the_pinned_versions() -> None:
     check_internals()
-    assert sio_internals._problems() == []
+    assert checks._problems() == []
 
 
 def test_the_check_names_a_changed_signature_and_a_changed_version(
@@ -170,8 +170,8 @@ def test_the_check_names_a_changed_signature_and_a_changed_version(
     async def send_packet(self: Any, eio_sid: str, pkt: Any, extra: int) -> None: ...
 
     monkeypatch.setattr(socketio.AsyncServer, "_send_packet", send_packet)
-    monkeypatch.setattr(sio_internals.importlib.metadata, "version", lambda _d: "9.9.9")
-    problems = sio_internals._problems()
+    monkeypatch.setattr(checks.importlib.metadata, "version", lambda _d: "9.9.9")
+    problems = checks._problems()
     assert "python-socketio 9.9.9 installed, 5.18.1 pinned" in problems
     assert (
         "socketio.AsyncServer._send_packet(eio_sid, pkt) is now (eio_sid, pkt, extra)" in problems
@@ -191,5 +191,5 @@ def test_the_check_names_an_attribute_the_library_stopped_using(
         self.rooms.clear()
 
     monkeypatch.setattr(socketio.base_manager.BaseManager, "basic_disconnect", basic_disconnect)
-    problems = sio_internals._problems()
+    problems = checks._problems()
     assert "socketio BaseManager.basic_disconnect no longer uses .callbacks" in problems
