@@ -23,7 +23,7 @@ import socketio.base_manager
 from aiohttp import web
 from engineio import packet as eio_packet
 
-# Exact versions realtime/transport/sio_internals/ was written and tested against (pyproject.toml pins the same).
+# Exact versions sio_internals/ was written and tested against (pyproject.toml pins the same).
 PINNED = {
     "python-socketio": "5.18.1",
     "python-engineio": "4.15.1",
@@ -33,7 +33,7 @@ PINNED = {
 
 
 class SioInternalsError(RuntimeError):
-    """A private internal realtime/transport/sio_internals/ relies on is not what it was written against."""
+    """A private internal sio_internals/ relies on is not what it was written against."""
 
 
 def _params(func: Any) -> list[str]:
