@@ -2,7 +2,8 @@
 
 Modules (one concept each):
 
-* ``internals`` — the only module touching aiortc's private internals (pinned 1.16.0).
+* ``internals`` — the only package touching aiortc's, aioice's and pylibsrtp's private
+  internals (all pinned exactly): ingest, egress, SRTP send, codecs, ICE hosts, checks.
 * ``keyframes`` — VP8 / H.264 keyframe detection.
 * ``pli`` — coalescing of keyframe requests towards a publisher.
 * ``forwarder`` — ``ForwardedTrack`` (one published track) and ``SubscriberTrack`` (one viewer).
