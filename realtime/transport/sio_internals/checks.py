@@ -20,6 +20,7 @@ import engineio.base_server
 import engineio.base_socket
 import socketio
 import socketio.base_manager
+import socketio.base_server
 from aiohttp import web
 from engineio import packet as eio_packet
 
@@ -116,7 +117,49 @@ _CODE_NAMES: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
     (
         "engineio BaseServer.__init__",
         lambda: engineio.base_server.BaseServer.__init__,
-        ("_async", "sockets"),
+        ("_async", "sockets", "max_http_buffer_size"),
+    ),
+    (
+        "engineio aiohttp WebSocket.__init__",
+        lambda: eio_aiohttp.WebSocket.__init__,
+        ("handler", "server", "_sock"),
+    ),
+    (
+        "engineio.packet.Packet.__init__",
+        lambda: eio_packet.Packet.__init__,
+        ("packet_type", "data", "binary"),
+    ),
+    (
+        "socketio BaseServer.__init__",
+        lambda: socketio.base_server.BaseServer.__init__,
+        ("packet_class", "eio", "manager"),
+    ),
+    # Acks go through _send_packet (overridden); every room change through the manager's
+    # basic_* methods (overridden by the room index).
+    (
+        "socketio AsyncServer._handle_event_internal",
+        lambda: socketio.AsyncServer._handle_event_internal,
+        ("_trigger_event", "_send_packet"),
+    ),
+    (
+        "socketio BaseManager.pre_connect",
+        lambda: socketio.base_manager.BaseManager.pre_connect,
+        ("basic_enter_room",),
+    ),
+    (
+        "socketio AsyncManager.enter_room",
+        lambda: socketio.AsyncManager.enter_room,
+        ("basic_enter_room",),
+    ),
+    (
+        "socketio AsyncManager.leave_room",
+        lambda: socketio.AsyncManager.leave_room,
+        ("basic_leave_room",),
+    ),
+    (
+        "socketio AsyncManager.disconnect",
+        lambda: socketio.AsyncManager.disconnect,
+        ("basic_disconnect",),
     ),
     ("engineio aiohttp WebSocket.send", lambda: eio_aiohttp.WebSocket.send, ("_sock",)),
     ("engineio aiohttp WebSocket.wait", lambda: eio_aiohttp.WebSocket.wait, ("_sock",)),
