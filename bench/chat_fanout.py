@@ -759,7 +759,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("SQLite (C library)", ("libsqlite", "sqlite3_", "sqlite3VdbeExec", "_sqlite3")),
     ("JSON / msgpack encode and decode", ("json", "msgpack", "msgspec")),
-    ("fan-out: realtime/transport/fanout.py + wsdirect.py", ("fanout.py", "wsdirect.py")),
+    ("fan-out: realtime/transport/fanout.py + sio_internals/", ("fanout.py", "sio_internals/")),
     ("SQLAlchemy: statements, results, pool", ("sqlalchemy",)),
     ("Homeroom actions, policy, store (realtime/)", ("realtime/",)),
     ("Socket.IO, Engine.IO, aiohttp", ("socketio", "engineio", "aiohttp")),

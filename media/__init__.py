@@ -2,7 +2,8 @@
 
 Modules (one concept each):
 
-* ``aiortc_internals`` — the only module touching aiortc's private internals (pinned 1.16.0).
+* ``internals`` — the only package touching aiortc's, aioice's and pylibsrtp's private
+  internals (all pinned exactly): ingest, egress, SRTP send, codecs, ICE hosts, checks.
 * ``keyframes`` — VP8 / H.264 keyframe detection.
 * ``pli`` — coalescing of keyframe requests towards a publisher.
 * ``forwarder`` — ``ForwardedTrack`` (one published track) and ``SubscriberTrack`` (one viewer).
@@ -16,8 +17,8 @@ from __future__ import annotations
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
 
-from media.aiortc_internals import check_internals, set_stream_id, use_shared_payloads
 from media.forwarder import ForwardedTrack, SubscriberTrack
+from media.internals import check_internals, set_stream_id, use_shared_payloads
 from media.router import SOURCES, MediaRouter, TrackInfo, UnknownTrackError
 
 __all__ = [

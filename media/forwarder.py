@@ -1,7 +1,7 @@
 """Fan-out of one published track's encoded frames to its subscribers, without transcoding.
 
 Path of a frame: the publisher's receiver reassembles it and calls
-:meth:`ForwardedTrack.on_packet` on the event loop (see ``aiortc_internals.IngestQueue``); the
+:meth:`ForwardedTrack.on_packet` on the event loop (see ``internals.ingest.IngestQueue``); the
 frame is packetized once into RTP payloads and the shared ``RTCEncodedFrame`` is appended to each
 subscriber's bounded queue; each subscriber's ``SharedPayloadSender`` takes it from there.
 
@@ -26,7 +26,7 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from media.aiortc_internals import Packetizer, RTCEncodedFrame
+from media.internals import Packetizer, RTCEncodedFrame
 from media.pli import DEFAULT_PLI_INTERVAL, PliCoalescer
 from media.stats import SubscriberStats, TrackStats
 
@@ -43,7 +43,7 @@ RequestPli = Callable[[], Awaitable[bool]]
 class SubscriberTrack(MediaStreamTrack):
     """One subscriber's view of a :class:`ForwardedTrack`; add it with ``attach_track``.
 
-    Its sender must be a ``SharedPayloadSender`` (``media.aiortc_internals``): frames come out
+    Its sender must be a ``SharedPayloadSender`` (``media.internals``): frames come out
     of :meth:`recv_encoded` already packetized, :meth:`recv` is not supported.
     """
 

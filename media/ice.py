@@ -4,8 +4,9 @@
   a module function that lists every interface address *except loopback*. The server needs the
   list to be a setting (a multi-homed host must not offer its internal interfaces; tests and
   single-host setups need 127.0.0.1), and aioice has no option for it, so
-  :func:`configure_host_addresses` deliberately replaces that module function for the process.
-  ``None`` restores aioice's own function.
+  ``media.internals.hosts`` replaces that module function, once per process and explicitly:
+  at the app's start-up (:func:`use_host_addresses`), in a test fixture or a bench
+  (:func:`configure_host_addresses`; ``None`` restores aioice's own function).
 * **Announced address behind 1:1 NAT.** aioice has no such option either; :func:`announce_address`
   adds, to an SDP that aiortc produced, a copy of every host candidate with the public address
   (same port, lower priority): the NAT forwards the public port to the private one.
@@ -25,38 +26,23 @@ import hashlib
 import hmac
 import ipaddress
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aioice.ice
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 
-_AIOICE_GET_HOST_ADDRESSES: Callable[[bool, bool], list[str]] = aioice.ice.get_host_addresses
+from media.internals.hosts import configure_host_addresses, host_addresses, use_host_addresses
 
-
-def configure_host_addresses(addresses: Sequence[str] | None) -> None:
-    """Gather host candidates only on ``addresses`` (process-wide); None restores aioice's."""
-    if addresses is None:
-        setattr(aioice.ice, "get_host_addresses", _AIOICE_GET_HOST_ADDRESSES)  # noqa: B010
-        return
-    fixed = [str(ipaddress.ip_address(a)) for a in addresses]
-
-    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        return [
-            a
-            for a in fixed
-            if (use_ipv4 and ipaddress.ip_address(a).version == 4)
-            or (use_ipv6 and ipaddress.ip_address(a).version == 6)
-        ]
-
-    # aioice looks the function up in its module at gather time, so this takes effect for
-    # every connection gathered afterwards.
-    setattr(aioice.ice, "get_host_addresses", get_host_addresses)  # noqa: B010
-
-
-def host_addresses() -> list[str]:
-    """The host addresses ICE currently gathers on (IPv4 and IPv6)."""
-    return aioice.ice.get_host_addresses(True, True)
+__all__ = [
+    "TurnServer",
+    "announce_address",
+    "configure_host_addresses",
+    "host_addresses",
+    "rtc_configuration",
+    "turn_credentials",
+    "turn_ice_server",
+    "use_host_addresses",
+]
 
 
 @dataclass(frozen=True)

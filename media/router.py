@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from aiortc import RTCRtpReceiver
 
-from media.aiortc_internals import install_ingest, send_pli
 from media.forwarder import ForwardedTrack, RequestPli, SubscriberTrack
+from media.internals import install_ingest, send_pli
 from media.pli import DEFAULT_PLI_INTERVAL
 
 logger = logging.getLogger(__name__)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from importlib import resources
 from pathlib import Path
 
 from aiohttp import web
 
+from media.ice import use_host_addresses
+from media.internals import check_internals as check_aiortc_internals
 from realtime import jsoncodec
 from realtime.auth import TokenIssuer
 from realtime.bus import make_bus
@@ -15,19 +18,29 @@ from realtime.hub import Hub
 from realtime.live.actions import LiveService
 from realtime.metrics import Metrics
 from realtime.store import open_store
-from realtime.transport.fanout import SocketServer
 from realtime.transport.rest import HUB, LIVE, METRICS, add_routes, errors_middleware
-from realtime.transport.rooms import IndexedManager
+from realtime.transport.sio_internals import IndexedManager, SocketServer
+from realtime.transport.sio_internals import check_internals as check_sio_internals
 from realtime.transport.socket import Gateway
 
 GATEWAY = web.AppKey("gateway", Gateway)
-WEB_DIST = Path(__file__).resolve().parent.parent / "clients" / "web" / "dist"
+
+
+def web_dist() -> Path:
+    """The built web app: package data of ``clients`` (clients/web/dist in a source tree, or in
+    site-packages when installed from a wheel)."""
+    return Path(str(resources.files("clients").joinpath("web", "dist")))
+
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     settings.validate()
+    # The private internals of other libraries this server relies on: checked once a process.
+    check_sio_internals()
+    check_aiortc_internals()
+    ice_hosts = [a.strip() for a in settings.ice_host_addresses.split(",") if a.strip()]
     store = open_store(settings.database_url)
     bus = make_bus(settings.redis_url, settings.bus_channel)
     tokens = TokenIssuer(settings.signing_keys, settings.secret_key_id, settings.access_token_ttl_s)
@@ -58,6 +71,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     _add_web_app(app, settings.serializer)
 
     async def start(_app: web.Application) -> None:
+        if ice_hosts:
+            use_host_addresses(ice_hosts)  # process-wide (aioice): explicitly, at start-up
         if migrate:
             await store.migrate()
         await bus.start(gateway.on_bus)
@@ -74,7 +89,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
 
 
 def _add_web_app(app: web.Application, serializer: str) -> None:
-    index = WEB_DIST / "index.html"
+    dist = web_dist()
+    index = dist / "index.html"
     # The page learns the Socket.IO wire encoding from the server that serves it.
     meta = f'<meta name="homeroom-serializer" content="{serializer}">'
 
@@ -92,5 +108,5 @@ def _add_web_app(app: web.Application, serializer: str) -> None:
         )
 
     app.router.add_get("/", page)
-    if (WEB_DIST / "assets").is_dir():
-        app.router.add_static("/assets", WEB_DIST / "assets")
+    if (dist / "assets").is_dir():
+        app.router.add_static("/assets", dist / "assets")

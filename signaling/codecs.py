@@ -11,12 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from aiortc import RTCRtpSender
-from aiortc.codecs import CODECS
-from aiortc.rtcpeerconnection import filter_preferred_codecs, find_common_codecs
-from aiortc.rtcrtpparameters import RTCRtpCodecCapability
-from aiortc.sdp import MediaDescription
+from aiortc import RTCRtpCodecCapability, RTCRtpSender
 
+from media.internals.codecs import MediaDescription, common_codecs
 from signaling.errors import SignalingError
 
 VideoCodec = Literal["VP8", "H264"]
@@ -44,10 +41,7 @@ class CodecPolicy:
         """Raise ``unsupported_codec`` if ``media`` (a remote m-line) lacks the pinned codec."""
         if media.kind not in ("audio", "video") or media.port == 0:
             return
-        common = filter_preferred_codecs(
-            find_common_codecs(CODECS[media.kind], media.rtp.codecs),
-            self.preferences(media.kind),
-        )
+        common = common_codecs(media.kind, media.rtp.codecs, self.preferences(media.kind))
         if not common:
             wanted = "Opus" if media.kind == "audio" else self.describe()
             offered = ", ".join(sorted({c.name for c in media.rtp.codecs})) or "none"

@@ -26,9 +26,9 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.sdp import SessionDescription
 
-from media.aiortc_internals import install_ingest, send_pli
 from media.forwarder import ForwardedTrack
 from media.ice import announce_address, rtc_configuration
+from media.internals import install_ingest, send_pli
 from media.router import SOURCES, MediaRouter
 from signaling.candidates import CandidateBuffer
 from signaling.codecs import CodecPolicy

@@ -19,9 +19,9 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpTransceiver, RTCSe
 from aiortc.exceptions import InternalError, InvalidStateError, OperationError
 
 from media import attach_track
-from media.aiortc_internals import set_stream_id
 from media.forwarder import SubscriberTrack
 from media.ice import announce_address, rtc_configuration
+from media.internals import set_stream_id
 from media.router import MediaRouter
 from signaling.candidates import CandidateBuffer
 from signaling.codecs import CodecPolicy

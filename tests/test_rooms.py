@@ -6,7 +6,7 @@ import time
 
 import socketio
 
-from realtime.transport.rooms import IndexedManager
+from realtime.transport.sio_internals import IndexedManager
 
 
 class FakeEio:

@@ -7,7 +7,7 @@ Config: ``{"server": "homeroom"|"janus"|"mediarelay", "url": ..., ...}`` (see be
 Control is one JSON object per line: commands on stdin, replies on stdout (``{"id": n, ...}``);
 logs go to stderr. Every process gathers ICE on 127.0.0.1 only and never uses STUN.
 
-Subscribers count reassembled VP8 frames WITHOUT decoding: ``media.aiortc_internals
+Subscribers count reassembled VP8 frames WITHOUT decoding: ``media.internals
 .install_ingest`` replaces each receiver's decoder queue in the ``track`` event, so aiortc still
 does SRTP, RTP, NACK, jitter buffer and RTCP, and nothing is decoded. Many subscribers share one
 event loop. "First frame" is the first *keyframe* (the first frame a decoder could show): Janus
@@ -52,8 +52,8 @@ from video import EncodedSequence, ReplayTrack  # noqa: E402
 
 from clients.homeroom import HomeroomClient  # noqa: E402
 from clients.live import LiveParticipant  # noqa: E402
-from media.aiortc_internals import install_ingest  # noqa: E402
 from media.ice import configure_host_addresses  # noqa: E402
+from media.internals import install_ingest  # noqa: E402
 
 log = logging.getLogger("peer")
 JOIN_TIMEOUT_S = 12.0

@@ -16,7 +16,7 @@ from typing import Any
 import socketio
 from sqlalchemy import select
 
-from media.ice import TurnServer, configure_host_addresses, rtc_configuration, turn_credentials
+from media.ice import TurnServer, rtc_configuration, turn_credentials
 from realtime.actions import questions
 from realtime.actions.access import class_access, display_names
 from realtime.domain import policy
@@ -46,9 +46,6 @@ class LiveService:
         self.sio: socketio.AsyncServer = gateway.sio
         self.runtimes: dict[int, LiveRuntime] = {}
         settings = hub.settings
-        hosts = [a.strip() for a in settings.ice_host_addresses.split(",") if a.strip()]
-        if hosts:
-            configure_host_addresses(hosts)
         self.turn = (
             TurnServer(
                 tuple(u.strip() for u in settings.turn_urls.split(",") if u.strip()),

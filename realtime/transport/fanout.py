@@ -2,66 +2,22 @@
 
 This is the broadcast path: the one place that turns an event into bytes for many sockets. Each
 event is encoded and framed once per form (member, staff) and the same bytes are written to every
-follower's WebSocket transport (``wsdirect``); connections still on long-polling get the packet
-through Engine.IO's queue. The domain does not know this module exists.
+follower's WebSocket transport (``sio_internals.DirectSockets``); connections still on
+long-polling get the packet through Engine.IO's queue. The domain does not know this module exists.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import socketio
-from engineio import packet as eio_packet
 
 from realtime.domain.streams import Visibility, room_name
 from realtime.metrics import Metrics
-from realtime.transport.wsdirect import DirectSockets
+from realtime.transport.sio_internals import DirectSockets, SocketServer
 
 log = logging.getLogger(__name__)
-
-
-class SocketServer(socketio.AsyncServer):
-    """The Socket.IO server, safe for binary (msgpack) broadcasts to mixed transports.
-
-    python-socketio encodes a broadcast once and hands the same Engine.IO packet to every
-    recipient; an Engine.IO packet caches its first encoding whatever the transport asked for
-    (bytes for WebSocket, base64 text for long-polling). With the msgpack serializer every packet
-    is binary, so the first recipient decided what all others got: a polling client after a
-    WebSocket one had its poll fail (str + bytes), a WebSocket client after a polling one got
-    base64 text. A binary packet therefore goes out as its own Engine.IO packet per recipient;
-    the msgpack encoding is still done once, and text (JSON) packets are shared as before.
-    """
-
-    direct: DirectSockets | None = None
-    # Wraps the handling of each client event, its ack included (Hub.acks_first).
-    request_scope: Callable[[], AbstractAsyncContextManager[None]] | None = None
-
-    async def _handle_event_internal(
-        self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
-    ) -> None:
-        if self.request_scope is None:
-            await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
-            return
-        async with self.request_scope():
-            await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
-
-    async def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
-        if eio_pkt.binary:
-            eio_pkt = eio_packet.Packet(eio_pkt.packet_type, eio_pkt.data)
-        await super()._send_eio_packet(eio_sid, eio_pkt)
-
-    async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
-        """One packet to one connection (acks, mostly): framed and written straight to its
-        WebSocket like a broadcast, not queued for a writer task to wake up and send."""
-        encoded = pkt.encode()
-        if isinstance(encoded, list):  # binary attachments: the stock path
-            for part in encoded:
-                await self.eio.send(eio_sid, part)
-        elif self.direct is None or not await self.direct.write_one(eio_sid, encoded):
-            await self.eio.send(eio_sid, encoded)
 
 
 class Fanout:

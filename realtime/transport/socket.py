@@ -20,7 +20,8 @@ from realtime.domain.streams import Visibility, room_name
 from realtime.errors import HomeroomError, bad_request
 from realtime.hub import Hub
 from realtime.metrics import Metrics
-from realtime.transport.fanout import Fanout, SocketServer
+from realtime.transport.fanout import Fanout
+from realtime.transport.sio_internals import SocketServer
 
 log = logging.getLogger(__name__)
 

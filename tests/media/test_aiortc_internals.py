@@ -1,7 +1,7 @@
-"""The private aiortc internals media/aiortc_internals.py relies on (aiortc pinned 1.16.0).
+"""The private aiortc internals media/internals/ relies on (aiortc pinned 1.16.0).
 
 If one of these fails after an aiortc upgrade, the forwarding SFU is broken: read the new
-aiortc source and update media/aiortc_internals.py before touching anything else.
+aiortc source and update media/internals/ before touching anything else.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import fractions
+import inspect
 import queue
 import threading
 
@@ -20,16 +21,19 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import decoder_worker
 
-from media import aiortc_internals as internals
-from media.aiortc_internals import (
+from media import internals
+from media.internals import (
     AiortcInternalsError,
     IngestQueue,
     SharedPayloadSender,
     check_internals,
+    egress,
     install_ingest,
     send_pli,
+    sources,
     use_shared_payloads,
 )
+from media.internals.checks import verify
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
@@ -39,17 +43,44 @@ OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2,
 def test_pinned_version_and_check_passes() -> None:
     assert aiortc.__version__ == internals.PINNED_AIORTC_VERSION
     check_internals()
+    verify()
+    # And the aiortc code the RTP loop and the send path reproduce, read from its source.
+    assert sources.source_problems() == []
+
+
+@pytest.mark.timeout(5)
+def test_the_check_needs_no_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An install of compiled files only: inspect.getsource fails everywhere."""
+
+    def no_source(obj: object) -> str:
+        raise OSError("could not get source code")
+
+    monkeypatch.setattr(inspect, "getsource", no_source)
+    verify()
+    assert sources.source_problems() == [
+        "aiortc is installed without sources: its code was not checked"
+    ]
+
+
+@pytest.mark.timeout(5)
+def test_the_check_names_a_changed_signature(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def run_rtp(self: RTCRtpSender, codec: object, extra: int) -> None:
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(RTCRtpSender, "_run_rtp", run_rtp)
+    with pytest.raises(AiortcInternalsError, match=r"RTCRtpSender._run_rtp\(codec\) is now"):
+        verify()
 
 
 @pytest.mark.timeout(5)
 def test_check_fails_loudly_when_a_private_name_moves(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(RTCRtpReceiver, "_send_rtcp_pli")
     with pytest.raises(AiortcInternalsError, match="_send_rtcp_pli"):
-        check_internals()
+        verify()
     monkeypatch.undo()
     monkeypatch.delattr(RTCRtpSender, "_next_encoded_frame")
     with pytest.raises(AiortcInternalsError, match="_next_encoded_frame"):
-        check_internals()
+        verify()
 
 
 @pytest.mark.timeout(5)
@@ -198,7 +229,7 @@ async def test_send_loop_private_attributes_exist_on_real_objects() -> None:
         assert isinstance(sender._RTCRtpSender__rtp_started, asyncio.Event)  # type: ignore[attr-defined]
         assert isinstance(sender._RTCRtpSender__rtp_exited, asyncio.Event)  # type: ignore[attr-defined]
         assert sender._RTCRtpSender__started is False  # type: ignore[attr-defined]
-        for name in internals._SENDER_SR_COUNTERS:
+        for name in egress._SENDER_SR_COUNTERS:
             assert getattr(sender, name) == 0, name
         assert isinstance(sender._ssrc, int) and isinstance(sender._rtx_ssrc, int)
         # What the direct path reads on the transports.
@@ -216,7 +247,8 @@ async def test_send_loop_private_attributes_exist_on_real_objects() -> None:
 
 
 def _no_fragments(*args: object, **kwargs: object) -> None:
-    """A stand-in whose source contains none of the code check_internals looks for."""
+    """A stand-in whose code uses none of the names, and whose source contains none of the
+    code, that the checks look for."""
 
 
 @pytest.mark.timeout(5)
@@ -250,14 +282,16 @@ def test_check_fails_loudly_when_the_send_path_moves(
     }
     monkeypatch.setattr(owners[owner], name, _no_fragments)
     with pytest.raises(AiortcInternalsError, match=expected):
-        check_internals()
+        verify()
+    assert [p for p in sources.source_problems() if expected in p]
 
 
 @pytest.mark.timeout(5)
 def test_check_fails_when_a_sender_counter_is_renamed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(internals, "_SENDER_SR_COUNTERS", ("_RTCRtpSender__packets_sent_renamed",))
+    monkeypatch.setattr(egress, "_SENDER_SR_COUNTERS", ("_RTCRtpSender__packets_sent_renamed",))
     with pytest.raises(AiortcInternalsError, match="__packets_sent_renamed"):
-        check_internals()
+        verify()
+    assert [p for p in sources.source_problems() if "__packets_sent_renamed" in p]
 
 
 @pytest.mark.timeout(5)

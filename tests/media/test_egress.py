@@ -1,6 +1,6 @@
 """SharedPayloadSender's own RTP loop: the bytes on the wire, NACK/RTX and sender reports.
 
-The loop replaces aiortc's ``_run_rtp`` (media/aiortc_internals.py). These tests hold it to
+The loop replaces aiortc's ``_run_rtp`` (media/internals/egress.py). These tests hold it to
 aiortc's behaviour: every packet byte-identical to what ``RtpPacket.serialize`` would send,
 retransmissions identical to ``wrap_rtx``, SRTP that libsrtp's receiving side accepts, and
 sender report counters that match what was sent. If one fails after an aiortc, aioice or
@@ -35,8 +35,9 @@ from aiortc.rtp import (
 from pylibsrtp import Policy, Session
 
 from media import MediaRouter
-from media import aiortc_internals as internals
-from media.aiortc_internals import SharedPayloadSender, _DatagramSink, _Egress
+from media.internals import SharedPayloadSender, srtp_send
+from media.internals.egress import _Egress
+from media.internals.srtp_send import _DatagramSink
 from signaling import PublishSession, SubscribeSession
 from tests.media.peers import CounterVideoTrack, Publisher, Subscriber, wait_for
 
@@ -305,7 +306,7 @@ async def forwarding_pair(
 @pytest.mark.timeout(20)
 @pytest.mark.parametrize("direct", [True, False], ids=["direct-datagrams", "aiortc-send-rtp"])
 async def test_every_send_mode_decodes(monkeypatch: pytest.MonkeyPatch, direct: bool) -> None:
-    monkeypatch.setattr(internals, "DIRECT_DATAGRAMS", direct)
+    monkeypatch.setattr(srtp_send, "DIRECT_DATAGRAMS", direct)
     router = MediaRouter()
     publisher, subscriber, track_id, sender = await forwarding_pair(router)
     try:
@@ -389,7 +390,7 @@ async def test_sender_reports_count_what_was_sent() -> None:
             assert (info.packet_count, info.octet_count) == (packets, octets)
         info = reports[-1][0].sender_info
         # NTP time of the last frame sent, RTP timestamp of that frame.
-        now = internals._ntp_now()
+        now = srtp_send._ntp_now()
         assert 0 <= (now - info.ntp_timestamp) / 2**32 < 2
         # The subscriber's view of the same reports.
         receiver = subscriber.pc.getReceivers()[0]

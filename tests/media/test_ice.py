@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from pathlib import Path
 
 import aioice.ice
 import pytest
@@ -16,7 +17,10 @@ from media.ice import (
     rtc_configuration,
     turn_credentials,
     turn_ice_server,
+    use_host_addresses,
 )
+from realtime.app import create_app
+from tests.conftest import make_settings
 
 
 @pytest.mark.timeout(5)
@@ -75,3 +79,18 @@ def test_announce_address_adds_public_copy_of_host_candidates() -> None:
     assert sum("203.0.113.7" in line for line in out) == 1  # srflx untouched
     with pytest.raises(ValueError):
         announce_address(sdp, "nope")
+
+
+@pytest.mark.timeout(10)
+def test_an_app_sets_the_host_addresses_at_start_up_not_when_built(tmp_path: Path) -> None:
+    """Building an app has no process-wide effect; its start-up (use_host_addresses) has, and a
+    second app of the process asking for other addresses is refused."""
+    configure_host_addresses(None)
+    create_app(make_settings(tmp_path, ice_host_addresses="127.0.0.2"))
+    assert host_addresses() != ["127.0.0.2"]
+    use_host_addresses(["127.0.0.2"])
+    assert host_addresses() == ["127.0.0.2"]
+    use_host_addresses(["127.0.0.2"])  # the same again: another node of the same process
+    with pytest.raises(ValueError, match=r"already gathers ICE candidates on 127\.0\.0\.2"):
+        use_host_addresses(["127.0.0.1"])
+    assert host_addresses() == ["127.0.0.2"]

@@ -1,7 +1,27 @@
-// The Homeroom protocol as the browser sees it (realtime/transport/socket.py, realtime/actions/*).
+// GENERATED from realtime/views.py by `python -m realtime.tools.gen_types`: do not edit.
+// The Homeroom protocol as the browser sees it (acks, REST answers, stream events).
+
 
 export type Role = "head_teacher" | "teacher" | "assistant_teacher" | "student" | "guardian";
 
+export type NoticeKind = "info" | "read_required" | "confirm_required" | "reply_required";
+
+export type Audience = "guardians" | "students" | "both";
+
+export type ReceiptState = "none" | "sent" | "delivered" | "read" | "confirmed" | "replied";
+
+/** The lists of a roll-up, each read one page at a time. */
+export type RollupList = "receipts" | "covered" | "not_covered";
+
+export type QuestionStatus = "open" | "answered" | "answered_live" | "dismissed" | "withdrawn";
+
+export type SessionKind = "lesson" | "meeting" | "dual_lesson";
+
+export type LiveRole = "host" | "teacher" | "local_teacher" | "student" | "guardian";
+
+export type MediaSource = "camera" | "microphone" | "screen" | "screen_audio";
+
+/** One numbered event of a stream (``data`` depends on ``type``). */
 export interface StreamEvent<T = any> {
   stream: string;
   seq: number;
@@ -12,7 +32,7 @@ export interface StreamEvent<T = any> {
 
 export interface StreamInfo {
   stream: string;
-  visibility: "staff" | "member";
+  visibility: "member" | "staff";
   last_seq: number;
   read_seq?: number;
   unread?: number;
@@ -50,10 +70,6 @@ export interface Message {
   deleted: boolean;
 }
 
-export type NoticeKind = "info" | "read_required" | "confirm_required" | "reply_required";
-export type Audience = "guardians" | "students" | "both";
-export type ReceiptState = "none" | "sent" | "delivered" | "read" | "confirmed" | "replied";
-
 export interface Receipt {
   user_id: number;
   state: ReceiptState;
@@ -64,15 +80,21 @@ export interface Receipt {
   replied_at: number | null;
 }
 
+/** A receipt in a roll-up, with the recipient's name. */
+export interface NamedReceipt extends Receipt {
+  name: string;
+}
+
 export interface NoticeCounts {
   students: number;
   covered: number;
   not_covered: number;
   recipients: number;
   states: Record<string, number>;
-  replies?: Record<string, number>; // reply-required notices: how many chose each choice
+  replies?: Record<string, number>;
 }
 
+/** A notice; ``counts`` for teachers, ``receipt`` for recipients. */
 export interface Notice {
   id: number;
   class_id: number;
@@ -85,35 +107,43 @@ export interface Notice {
   choices: string[];
   deadline: number | null;
   created_at: number;
-  counts?: NoticeCounts; // teachers
-  receipt?: Receipt | null; // recipients
+  counts?: NoticeCounts;
+  receipt?: Receipt | null;
+}
+
+export interface GuardianState {
+  id: number;
+  name: string;
+  state: ReceiptState;
 }
 
 export interface StudentCoverage {
   student_id: number;
   name: string;
-  guardians: { id: number; name: string; state: ReceiptState }[];
+  guardians: GuardianState[];
 }
 
-/** The lists of a roll-up, each read one page at a time (by user or student id). */
-export type RollupList = "receipts" | "covered" | "not_covered";
-
+/** A notice's roll-up; ``next``: per list, the ``after`` of its next page, or null when that was the last page. */
 export interface Rollup {
   notice: Notice;
   counts: NoticeCounts;
-  receipts: (Receipt & { name: string })[];
+  receipts: NamedReceipt[];
   covered: StudentCoverage[];
   not_covered: StudentCoverage[];
-  /** Per list, the `after` of its next page, or null when that was the last page. */
   next: Record<RollupList, number | null>;
   last_reminded_at: number | null;
 }
 
-/** notice.receipts with `list`: the counts and one page of that list. */
-export type RollupPage = Pick<Rollup, "notice" | "counts" | "last_reminded_at"> &
-  Partial<Pick<Rollup, RollupList>> & { next: Partial<Record<RollupList, number | null>> };
-
-export type QuestionStatus = "open" | "answered" | "answered_live" | "dismissed" | "withdrawn";
+/** notice.receipts with ``list``: the counts and one page of that list. */
+export interface RollupPage {
+  notice: Notice;
+  counts: NoticeCounts;
+  last_reminded_at: number | null;
+  next: Partial<Record<RollupList, number | null>>;
+  receipts?: NamedReceipt[];
+  covered?: StudentCoverage[];
+  not_covered?: StudentCoverage[];
+}
 
 export interface Question {
   id: number;
@@ -148,8 +178,15 @@ export interface PendingLink {
   child: Person;
 }
 
+export interface MeUser {
+  id: number;
+  username: string;
+  display_name: string;
+  school_admin: boolean;
+}
+
 export interface Me {
-  user: { id: number; username: string; display_name: string; school_admin: boolean };
+  user: MeUser;
   classes: ClassInfo[];
   pending_links: PendingLink[];
 }
@@ -162,8 +199,14 @@ export interface Member {
   children?: number[];
 }
 
+export interface MembersClass {
+  id: number;
+  name: string;
+  join_code?: string;
+}
+
 export interface Members {
-  class: { id: number; name: string; join_code?: string };
+  class: MembersClass;
   members: Member[];
 }
 
@@ -177,18 +220,23 @@ export interface LinkRequest {
   requested_at: number;
 }
 
+export interface TokenUser {
+  id: number;
+  username: string;
+  display_name: string;
+}
+
 export interface Tokens {
   access_token: string;
   refresh_token: string;
   expires_in: number;
-  user: { id: number; username: string; display_name: string };
+  user: TokenUser;
 }
 
-// --- live sessions (realtime/live/, docs/protocol.md §9) ----------------------------------------
-
-export type SessionKind = "lesson" | "meeting" | "dual_lesson";
-export type LiveRole = "host" | "teacher" | "local_teacher" | "student" | "guardian";
-export type MediaSource = "camera" | "microphone" | "screen" | "screen_audio";
+export interface Classroom {
+  class_id: number;
+  name: string;
+}
 
 export interface SessionSummary {
   id: number;
@@ -196,7 +244,7 @@ export interface SessionSummary {
   class_id: number;
   host_id: number;
   title: string;
-  classrooms: { class_id: number; name: string }[];
+  classrooms: Classroom[];
   ended: boolean;
   reason?: string;
 }
@@ -246,10 +294,24 @@ export interface JoinAck {
   qa_streams: string[];
 }
 
+export interface PublishedTrack {
+  mid: string;
+  kind: string;
+  source: MediaSource;
+  track_id: string;
+}
+
+export interface RejectedTrack {
+  mid: string;
+  kind: string;
+  source: MediaSource;
+  reason: string;
+}
+
 export interface PublishAck {
   sdp: string;
-  published: { mid: string; kind: string; source: MediaSource; track_id: string }[];
-  rejected: { mid: string; kind: string; source: MediaSource; reason: string }[];
+  published: PublishedTrack[];
+  rejected: RejectedTrack[];
 }
 
 export interface SchoolClass {

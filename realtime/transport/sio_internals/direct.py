@@ -1,16 +1,6 @@
-"""Direct WebSocket writes for broadcasts.
-
-The stock path queues a packet per recipient, wakes one writer task per connection, and frames
-(and, with permessage-deflate, compresses) each message separately. For a broadcast this module
-encodes the event once, frames it once, and writes the same bytes straight to every recipient's
-transport: no task, no await, no compression per recipient (the server does not accept
-permessage-deflate at all; see ``RecordingWebSocket``).
-
-It relies on private parts of python-engineio (the ``_async['websocket']`` driver and its socket
-handler) and of aiohttp (``WebSocketResponse._writer`` and the writer's ``transport`` and
-``_closing``); every such touch is in this module and :func:`check_internals` fails loudly if an
-upgrade moves them.
-"""
+"""Direct writes: a broadcast encoded and framed once, the same bytes written straight to every
+recipient's WebSocket transport (python-engineio's aiohttp driver, aiohttp's frame writer and
+python-socketio's room bidicts read directly; see the package's docstring)."""
 
 from __future__ import annotations
 
@@ -19,36 +9,15 @@ import struct
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-import engineio
 import socketio
 from aiohttp import web
+from engineio import packet as eio_packet
+
+from realtime.transport.sio_internals.checks import check_internals
 
 log = logging.getLogger(__name__)
 
 OnSlow = Callable[[str], Awaitable[None] | None]
-
-
-def check_internals(sio: socketio.AsyncServer) -> None:
-    """Raise if the private names this module relies on have moved."""
-    eio = sio.eio
-    problems = []
-    if not isinstance(getattr(eio, "_async", None), dict) or "websocket" not in eio._async:
-        problems.append("engineio.AsyncServer._async['websocket']")
-    if not hasattr(eio, "sockets"):
-        problems.append("engineio.AsyncServer.sockets")
-    if not hasattr(engineio.async_socket.AsyncSocket, "_websocket_handler"):
-        problems.append("engineio.AsyncSocket._websocket_handler")
-    if not hasattr(web.WebSocketResponse(), "_writer"):
-        problems.append("aiohttp.WebSocketResponse._writer")
-    if not hasattr(sio.manager, "rooms"):
-        problems.append("socketio manager.rooms")
-    # fanout.SocketServer overrides these to write acks directly and to publish a request's
-    # events after its ack; renamed, the overrides would silently stop applying.
-    for name in ("_send_packet", "_handle_event_internal"):
-        if not hasattr(socketio.AsyncServer, name):
-            problems.append(f"socketio.AsyncServer.{name}")
-    if problems:
-        raise RuntimeError("wsdirect relies on internals that moved: " + ", ".join(problems))
 
 
 def frame(payload: bytes, binary: bool) -> bytes:
@@ -74,7 +43,7 @@ class DirectSockets:
     """Knows the aiohttp WebSocket of every Engine.IO connection that uses one."""
 
     def __init__(self, sio: socketio.AsyncServer, buffer_limit: int, on_slow: OnSlow) -> None:
-        check_internals(sio)
+        check_internals()
         self.sio = sio
         self.eio = sio.eio
         self.buffer_limit = buffer_limit
@@ -122,7 +91,7 @@ class DirectSockets:
         encoded = pkt.encode()
         if isinstance(encoded, list):  # binary attachments: not a broadcast we frame ourselves
             raise ValueError("binary attachments are not framed directly")
-        return message_frame(encoded), engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
+        return message_frame(encoded), eio_packet.Packet(eio_packet.MESSAGE, encoded)
 
     def participants(self, rooms: Iterable[str], skip: set[str] | None = None) -> list[str]:
         """The Engine.IO ids of the connections in these rooms, but for the Socket.IO ids in
@@ -200,7 +169,7 @@ class DirectSockets:
             if s is not None:
                 # A binary packet caches its encoding per transport: one packet per recipient.
                 pkt = (
-                    engineio.packet.Packet(eio_pkt.packet_type, eio_pkt.data)
+                    eio_packet.Packet(eio_pkt.packet_type, eio_pkt.data)
                     if eio_pkt.binary
                     else eio_pkt
                 )

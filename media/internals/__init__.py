@@ -1,0 +1,48 @@
+"""Every touch of aiortc's (and aioice's, pylibsrtp's) private internals, in this package only.
+
+aiortc, aioice and pylibsrtp are pinned exactly (``base.PINNED``, pyproject.toml). The forwarding
+SFU needs what aiortc does not offer publicly, one concept per module:
+
+* ``ingest`` — a publisher's reassembled, still-encoded frames (the receiver's private decoder
+  queue replaced), and a PLI to its media SSRC (not the RTX one).
+* ``egress`` — ``SharedPayloadSender``: frames packetized once per track for every subscriber,
+  sent by a replacement of aiortc's RTP loop that keeps its counters, NACK/RTX and stats.
+* ``srtp_send`` — that loop's send path: SRTP in place with libsrtp, one ``sendto`` per packet
+  on the nominated ICE pair.
+* ``codecs`` — codec negotiation helpers aiortc does not export.
+* ``hosts`` — the host addresses aioice gathers on (a module function replaced, once per
+  process, at start-up).
+* ``checks`` — :func:`check_internals`, run at start-up (cached), from signatures and compiled
+  code, so it works without sources; ``sources`` — the source-text checks the tests run.
+"""
+
+from __future__ import annotations
+
+from media.internals.base import PINNED, PINNED_AIORTC_VERSION, AiortcInternalsError
+from media.internals.checks import check_internals
+from media.internals.egress import (
+    EncodedFrameSource,
+    Packetizer,
+    RTCEncodedFrame,
+    SharedPayloadSender,
+    set_stream_id,
+    use_shared_payloads,
+)
+from media.internals.ingest import IngestQueue, install_ingest, media_ssrc, send_pli
+
+__all__ = [
+    "PINNED",
+    "PINNED_AIORTC_VERSION",
+    "AiortcInternalsError",
+    "EncodedFrameSource",
+    "IngestQueue",
+    "Packetizer",
+    "RTCEncodedFrame",
+    "SharedPayloadSender",
+    "check_internals",
+    "install_ingest",
+    "media_ssrc",
+    "send_pli",
+    "set_stream_id",
+    "use_shared_payloads",
+]

@@ -1,0 +1,280 @@
+"""The start-up check of every private name media/internals/ relies on, without sources.
+
+Versions (exact pins), the existence and signature (``inspect.signature``) of every private
+method called or overridden, and the private attributes each function's compiled code must still
+use (``co_names``: a name-mangled ``self.__x`` shows there as ``_Class__x``), plus the C
+signature of libsrtp's ``srtp_protect``. All of it works on an install without sources (only
+bytecode); ``sources`` adds the source-text checks the test suite runs.
+
+:func:`check_internals` is cached: the app factory calls it, once per process does the work.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import inspect
+from collections.abc import Callable, Iterator
+from types import CodeType
+from typing import Any
+
+import aioice.ice
+import aiortc.codecs
+import aiortc.rtcpeerconnection
+import pylibsrtp
+from aioice.ice import StunProtocol
+from aiortc import RTCDtlsTransport, RTCIceTransport, RTCRtpReceiver, RTCRtpSender
+from aiortc.codecs import get_encoder
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpsender import RTCEncodedFrame
+from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensions
+
+from media.internals import egress, hosts, ingest, srtp_send
+from media.internals.base import PINNED, AiortcInternalsError
+
+_VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+_H264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=97)
+
+# (what, the callable, its parameter names): called or overridden with exactly these.
+_SIGNATURES: tuple[tuple[str, Callable[[], Any], list[str]], ...] = (
+    ("RTCRtpReceiver._send_rtcp_pli", lambda: RTCRtpReceiver._send_rtcp_pli, ["media_ssrc"]),
+    ("RTCRtpReceiver.receive", lambda: RTCRtpReceiver.receive, ["parameters"]),
+    ("RTCRtpSender.send", lambda: RTCRtpSender.send, ["parameters"]),
+    ("RTCRtpSender.stop", lambda: RTCRtpSender.stop, []),
+    ("RTCRtpSender.replaceTrack", lambda: RTCRtpSender.replaceTrack, ["track"]),
+    ("RTCRtpSender._next_encoded_frame", lambda: RTCRtpSender._next_encoded_frame, ["codec"]),
+    ("RTCRtpSender._send_keyframe", lambda: RTCRtpSender._send_keyframe, []),
+    ("RTCRtpSender._run_rtp", lambda: RTCRtpSender._run_rtp, ["codec"]),
+    ("RTCRtpSender._run_rtcp", lambda: RTCRtpSender._run_rtcp, []),
+    ("RTCRtpSender._retransmit", lambda: RTCRtpSender._retransmit, ["sequence_number"]),
+    ("RTCRtpSender._handle_rtcp_packet", lambda: RTCRtpSender._handle_rtcp_packet, ["packet"]),
+    ("RTCDtlsTransport._send_rtp", lambda: RTCDtlsTransport._send_rtp, ["data"]),
+    ("aioice Connection.send", lambda: aioice.ice.Connection.send, ["data"]),
+    ("aioice Connection.sendto", lambda: aioice.ice.Connection.sendto, ["data", "component"]),
+    ("aioice StunProtocol.send_data", lambda: StunProtocol.send_data, ["data", "addr"]),
+    ("pylibsrtp Session.protect", lambda: pylibsrtp.Session.protect, ["packet"]),
+    (
+        "pylibsrtp Session.__process",
+        lambda: pylibsrtp.Session._Session__process,  # type: ignore[attr-defined]
+        ["data", "func", "trailer"],
+    ),
+)
+
+# (what, the function, names its compiled code must use): the private state each one shares
+# with media/internals/ (reads, writes, or the call it makes).
+_R, _S, _D = "_RTCRtpReceiver", "_RTCRtpSender", "_RTCDtlsTransport"
+# Module functions, with all their parameter names.
+_FUNCTIONS: tuple[tuple[str, Callable[[], Any], list[str]], ...] = (
+    (
+        "aiortc.rtcpeerconnection.find_common_codecs",
+        lambda: aiortc.rtcpeerconnection.find_common_codecs,
+        ["local_codecs", "remote_codecs"],
+    ),
+    (
+        "aiortc.rtcpeerconnection.filter_preferred_codecs",
+        lambda: aiortc.rtcpeerconnection.filter_preferred_codecs,
+        ["codecs", "preferred"],
+    ),
+    (
+        "aioice.ice.get_host_addresses",
+        lambda: hosts._AIOICE_GET_HOST_ADDRESSES,
+        ["use_ipv4", "use_ipv6"],
+    ),
+)
+
+_CODE_NAMES: tuple[tuple[str, Callable[[], Any], Callable[[], tuple[str, ...]]], ...] = (
+    (
+        "RTCRtpReceiver.__init__",
+        lambda: RTCRtpReceiver.__init__,
+        lambda: (
+            ingest._RECEIVER_DECODER_QUEUE,
+            ingest._RECEIVER_DECODER_THREAD,
+            ingest._RECEIVER_RTX_SSRC,
+            ingest._RECEIVER_STARTED,
+        ),
+    ),
+    ("RTCRtpReceiver.receive", lambda: RTCRtpReceiver.receive, lambda: (f"{_R}__decoder_queue",)),
+    (
+        "RTCRtpReceiver._handle_rtp_packet",
+        lambda: RTCRtpReceiver._handle_rtp_packet,
+        lambda: (f"{_R}__decoder_queue", "put"),
+    ),
+    (
+        "RTCRtpSender.__init__",
+        lambda: RTCRtpSender.__init__,
+        lambda: (
+            "_stream_id",
+            "_ssrc",
+            "_rtx_ssrc",
+            "_enabled",
+            egress._SENDER_STARTED,
+            egress._SENDER_RTP_STARTED,
+            egress._SENDER_RTP_EXITED,
+            *egress._SENDER_SR_COUNTERS,
+        ),
+    ),
+    (
+        "RTCRtpSender.send",
+        lambda: RTCRtpSender.send,
+        lambda: (egress._SENDER_STARTED, "_run_rtp"),
+    ),
+    (
+        "RTCRtpSender.stop",
+        lambda: RTCRtpSender.stop,
+        lambda: (egress._SENDER_RTP_STARTED, egress._SENDER_RTP_EXITED),
+    ),
+    (
+        "RTCRtpSender._run_rtp",
+        lambda: RTCRtpSender._run_rtp,
+        lambda: ("_next_encoded_frame", "_send_rtp", *egress._SENDER_SR_COUNTERS),
+    ),
+    ("RTCRtpSender._run_rtcp", lambda: RTCRtpSender._run_rtcp, lambda: egress._SENDER_SR_COUNTERS),
+    (
+        "RTCRtpSender._handle_rtcp_packet",
+        lambda: RTCRtpSender._handle_rtcp_packet,
+        lambda: ("_send_keyframe", "_retransmit"),
+    ),
+    ("RTCRtpSender._retransmit", lambda: RTCRtpSender._retransmit, lambda: ("_rtx_ssrc",)),
+    (
+        "RTCDtlsTransport.__init__",
+        lambda: RTCDtlsTransport.__init__,
+        lambda: ("_tx_srtp", srtp_send._DTLS_TX_BYTES, srtp_send._DTLS_TX_PACKETS),
+    ),
+    ("RTCDtlsTransport._setup_srtp", lambda: RTCDtlsTransport._setup_srtp, lambda: ("_tx_srtp",)),
+    (
+        "RTCDtlsTransport._send_rtp",
+        lambda: RTCDtlsTransport._send_rtp,
+        lambda: (
+            "_state",
+            "_tx_srtp",
+            "protect",
+            "_send",
+            srtp_send._DTLS_TX_BYTES,
+            srtp_send._DTLS_TX_PACKETS,
+        ),
+    ),
+    ("RTCDtlsTransport._set_state", lambda: RTCDtlsTransport._set_state, lambda: ("_state",)),
+    (
+        "RTCIceTransport.__init__",
+        lambda: RTCIceTransport.__init__,
+        lambda: ("_connection", "_send"),
+    ),
+    (
+        "aioice Connection.__init__",
+        lambda: aioice.ice.Connection.__init__,
+        lambda: (srtp_send._ICE_NOMINATED,),
+    ),
+    ("aioice Connection.send", lambda: aioice.ice.Connection.send, lambda: ("sendto",)),
+    (
+        "aioice Connection.sendto",
+        lambda: aioice.ice.Connection.sendto,
+        lambda: (srtp_send._ICE_NOMINATED, "protocol", "send_data", "remote_addr"),
+    ),
+    ("aioice StunProtocol.send_data", lambda: StunProtocol.send_data, lambda: ("transport",)),
+    (
+        "aioice StunProtocol.connection_made",
+        lambda: StunProtocol.connection_made,
+        lambda: ("transport",),
+    ),
+    (
+        "pylibsrtp Session.__init__",
+        lambda: pylibsrtp.Session.__init__,
+        lambda: (srtp_send._SRTP_SESSION,),
+    ),
+    (
+        "pylibsrtp Session.protect",
+        lambda: pylibsrtp.Session.protect,
+        lambda: ("_Session__process", "srtp_protect"),
+    ),
+    (
+        "pylibsrtp Session.__process",
+        lambda: pylibsrtp.Session._Session__process,  # type: ignore[attr-defined]
+        lambda: (srtp_send._SRTP_SESSION, "_cdata", "_buffer"),
+    ),
+)
+
+_SRTP_PROTECT_C = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
+
+
+def _all_names(code: CodeType) -> Iterator[str]:
+    """The names a function's code uses, its nested functions and comprehensions included."""
+    yield from code.co_names
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            yield from _all_names(const)
+
+
+def problems() -> list[str]:
+    """Every difference from what media/internals/ was written against (empty: none)."""
+    found: list[str] = []
+    for dist, pinned in PINNED.items():
+        installed = importlib.metadata.version(dist)
+        if installed != pinned:
+            found.append(f"{dist} {installed} installed, {pinned} pinned")
+    for what, get, params in _SIGNATURES:
+        try:
+            names = list(inspect.signature(get()).parameters)[1:]  # without self
+        except (AttributeError, TypeError, ValueError):
+            found.append(f"{what} is missing")
+            continue
+        if names != params:
+            found.append(f"{what}({', '.join(params)}) is now ({', '.join(names)})")
+    for what, get, params in _FUNCTIONS:
+        try:
+            names = list(inspect.signature(get()).parameters)
+        except (AttributeError, TypeError, ValueError):
+            found.append(f"{what} is missing")
+            continue
+        if names != params:
+            found.append(f"{what}({', '.join(params)}) is now ({', '.join(names)})")
+    if not {"audio", "video"} <= set(getattr(aiortc.codecs, "CODECS", {})):
+        found.append("aiortc.codecs.CODECS has no audio and video lists")
+    for what, get, wanted in _CODE_NAMES:
+        code = getattr(get(), "__code__", None) if _exists(get) else None
+        if code is None:
+            found.append(f"{what} is missing (or not Python code)")
+            continue
+        used = set(_all_names(code))
+        found.extend(f"{what} no longer uses {name}" for name in wanted() if name not in used)
+    for field in ("payloads", "timestamp", "audio_level"):
+        if field not in inspect.signature(RTCEncodedFrame.__init__).parameters:
+            found.append(f"RTCEncodedFrame has no {field!r}")
+    for field in ("mid", "abs_send_time", "audio_level"):
+        if not hasattr(HeaderExtensions(), field):
+            found.append(f"aiortc.rtp.HeaderExtensions has no {field!r}")
+    if RTP_HISTORY_SIZE != 128:
+        found.append(f"aiortc.rtp.RTP_HISTORY_SIZE is {RTP_HISTORY_SIZE}, not 128")
+    for encoder in (type(get_encoder(_VP8)), type(get_encoder(_H264))):
+        if not callable(getattr(encoder, "pack", None)):
+            found.append(f"{encoder.__name__}.pack is missing")
+    ffi = srtp_send._srtp_ffi
+    signature = ffi.getctype(ffi.typeof(srtp_send._srtp_protect))
+    if signature != _SRTP_PROTECT_C:
+        found.append(f"libsrtp srtp_protect is now {signature}")
+    if not isinstance(getattr(pylibsrtp, "ERRORS", None), list):
+        found.append("pylibsrtp.ERRORS is missing")
+    return found
+
+
+def _exists(get: Callable[[], Any]) -> bool:
+    try:
+        get()
+    except AttributeError:
+        return False
+    return True
+
+
+def verify() -> None:
+    """Raise :class:`AiortcInternalsError` naming everything that changed (not cached)."""
+    found = problems()
+    if found:
+        raise AiortcInternalsError(
+            "aiortc (or aioice, pylibsrtp) internals used by media/internals/ have changed: "
+            + "; ".join(found)
+        )
+
+
+@functools.cache
+def check_internals() -> None:
+    """:func:`verify`, once per process (the app factory calls it at start-up)."""
+    verify()

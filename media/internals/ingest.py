@@ -1,0 +1,106 @@
+"""Ingest: a publisher's reassembled, still-encoded frames, never decoded; and its PLI.
+
+``RTCRtpReceiver`` reassembles frames on the event loop (after NACK, RTX and the jitter buffer)
+and puts ``(codec, JitterFrame)`` on the private ``__decoder_queue`` read by a decoder thread.
+:func:`install_ingest` replaces that queue, before ``receive()`` starts the thread, with
+:class:`IngestQueue`: its ``put()`` runs on the event loop and hands an ``av.Packet`` to a
+callback; its ``get()`` blocks the (now idle) worker thread until ``put(None)`` stops it.
+:func:`send_pli` calls ``RTCRtpReceiver._send_rtcp_pli(media_ssrc)`` addressed to the
+publisher's media SSRC, never its RTX SSRC (the RTX map is the private ``__rtx_ssrc``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import threading
+from collections.abc import Callable
+
+import av
+from aiortc import RTCRtpReceiver
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from media.internals.base import AiortcInternalsError
+from media.keyframes import is_keyframe
+
+VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
+OPUS_TIME_BASE = fractions.Fraction(1, 48000)
+
+# Name-mangled private attributes of RTCRtpReceiver that this module reads or replaces.
+_RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+_RECEIVER_DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
+_RECEIVER_RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
+_RECEIVER_STARTED = "_RTCRtpReceiver__started"
+
+PacketCallback = Callable[[RTCRtpCodecParameters, av.Packet], None]
+
+
+class IngestQueue:
+    """Stands in for a receiver's decoder queue: frames go to a callback, never to a decoder.
+
+    ``put()`` is called by ``RTCRtpReceiver._handle_rtp_packet`` on the event loop, so the
+    callback runs there too (no thread hop, no backlog). The receiver's worker thread still
+    starts and blocks in ``get()`` until ``put(None)``, which is how aiortc stops it.
+    """
+
+    def __init__(self, kind: str, on_packet: PacketCallback, on_end: Callable[[], None]) -> None:
+        self._time_base = VIDEO_TIME_BASE if kind == "video" else OPUS_TIME_BASE
+        self._on_packet = on_packet
+        self._on_end = on_end
+        self._stopped = threading.Event()
+        self._loop = asyncio.get_event_loop()
+
+    def put(self, item: tuple[RTCRtpCodecParameters, JitterFrame] | None) -> None:
+        if item is None:
+            # Called on the loop by __stop_decoder (BYE, disconnect, stop); wake the thread.
+            self._stopped.set()
+            self._loop.call_soon_threadsafe(self._on_end)
+            return
+        codec, frame = item
+        packet = av.Packet(frame.data)
+        # The receiver already maps RTP timestamps to start at 0 (TimestampMapper).
+        packet.pts = frame.timestamp
+        packet.time_base = self._time_base
+        packet.is_keyframe = is_keyframe(codec.name, frame.data)
+        self._on_packet(codec, packet)
+
+    def get(self) -> None:
+        self._stopped.wait()
+        return None
+
+
+def install_ingest(
+    receiver: RTCRtpReceiver, on_packet: PacketCallback, on_end: Callable[[], None]
+) -> IngestQueue:
+    """Route a receiver's encoded frames to ``on_packet(codec, packet)``.
+
+    Call inside the peer connection's ``track`` event, before ``receive()`` starts the worker.
+    """
+    if getattr(receiver, _RECEIVER_STARTED) or getattr(receiver, _RECEIVER_DECODER_THREAD):
+        raise AiortcInternalsError("install_ingest() must run before the receiver starts")
+    track = receiver.track
+    if track is None:
+        raise AiortcInternalsError("receiver has no remote track yet")
+    ingest = IngestQueue(track.kind, on_packet, on_end)
+    setattr(receiver, _RECEIVER_DECODER_QUEUE, ingest)
+    return ingest
+
+
+def media_ssrc(receiver: RTCRtpReceiver) -> int | None:
+    """The publisher's media SSRC: the most recent active source that is not an RTX SSRC."""
+    rtx_ssrcs: dict[int, int] = getattr(receiver, _RECEIVER_RTX_SSRC)
+    sources = [s for s in receiver.getSynchronizationSources() if s.source not in rtx_ssrcs]
+    if sources:
+        return max(sources, key=lambda s: s.timestamp).source
+    # Before any media packet, the negotiated RTX map still names the media SSRCs.
+    return next(iter(rtx_ssrcs.values()), None)
+
+
+async def send_pli(receiver: RTCRtpReceiver) -> bool:
+    """Ask the publisher for a keyframe; False if its media SSRC is not known yet."""
+    ssrc = media_ssrc(receiver)
+    if ssrc is None:
+        return False
+    await receiver._send_rtcp_pli(ssrc)
+    return True

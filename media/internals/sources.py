@@ -1,0 +1,228 @@
+"""The aiortc (and aioice, pylibsrtp) code that media/internals/ reproduces, checked as source.
+
+``checks.check_internals`` (at start-up) works from signatures and compiled code and needs no
+source; this adds what only the source shows: the statements aiortc's own RTP loop, RTCP loop,
+SRTP and ICE send path execute, which :class:`~media.internals.egress.SharedPayloadSender` and
+``srtp_send`` must do the same way. The test suite runs it (tests/media/test_aiortc_internals.py);
+an install without sources reports it as not checked.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import aioice.ice
+import pylibsrtp
+from aioice.ice import StunProtocol
+from aiortc import RTCDtlsTransport, RTCIceTransport, RTCRtpReceiver, RTCRtpSender
+
+from media.internals import egress
+
+
+def source_problems() -> list[str]:
+    """What changed in the code reproduced here; ``["... no source"]`` without sources."""
+    if not _source(RTCRtpSender._run_rtp):
+        return ["aiortc is installed without sources: its code was not checked"]
+    problems: list[str] = []
+    receiver_init = _source(RTCRtpReceiver.__init__)
+    for name in ("__decoder_queue", "__decoder_thread", "__rtx_ssrc", "__started"):
+        if f"self.{name}" not in receiver_init:
+            problems.append(f"RTCRtpReceiver.__init__ no longer sets self.{name}")
+    receive_src = _source(RTCRtpReceiver.receive)
+    if "self.__decoder_queue" not in receive_src or "threading.Thread" not in receive_src:
+        problems.append("RTCRtpReceiver.receive() no longer starts a thread on __decoder_queue")
+    handle_src = _source(RTCRtpReceiver._handle_rtp_packet)
+    if "self.__decoder_queue.put((codec, encoded_frame))" not in handle_src:
+        problems.append("RTCRtpReceiver._handle_rtp_packet() no longer puts (codec, frame)")
+    if "self.__decoder_queue.put(None)" not in _source(RTCRtpReceiver):
+        problems.append("RTCRtpReceiver no longer stops its decoder with put(None)")
+    _sender(problems)
+    _send_path(problems)
+    return problems
+
+
+def _source(obj: Any) -> str:
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return ""
+
+
+def _require(problems: list[str], obj: Any, what: str, *fragments: str) -> None:
+    """``obj``'s source must contain every fragment (each is code this module relies on)."""
+    source = _source(obj)
+    for fragment in fragments:
+        if fragment not in source:
+            problems.append(f"{what} no longer contains {fragment!r}")
+
+
+def _sender(problems: list[str]) -> None:
+    """RTCRtpSender: what SharedPayloadSender overrides, calls, reads and keeps in step."""
+    _require(
+        problems,
+        RTCRtpSender.__init__,
+        "RTCRtpSender.__init__",
+        "self._stream_id =",
+        "self._ssrc = random32()",
+        "self._rtx_ssrc = random32()",
+        "self._enabled = True",
+        "self.__started = False",
+        "self.__rtp_started = asyncio.Event()",
+        "self.__rtp_exited = asyncio.Event()",
+        *(f"self.{name.removeprefix('_RTCRtpSender')} = 0" for name in egress._SENDER_SR_COUNTERS),
+    )
+    # send() starts our _run_rtp with the first codec, once; stop() waits for its events.
+    _require(
+        problems,
+        RTCRtpSender.send,
+        "RTCRtpSender.send",
+        "if not self.__started:",
+        "self._run_rtp(parameters.codecs[0])",
+        "self.__rtp_header_extensions_map.configure(parameters)",
+        "self.__mid = parameters.muxId",
+        'codec.parameters["apt"] == parameters.codecs[0].payloadType',
+        "self.__started = True",
+    )
+    _require(
+        problems,
+        RTCRtpSender.stop,
+        "RTCRtpSender.stop",
+        "self.__rtp_started.wait()",
+        "self.__rtp_exited.wait()",
+    )
+    # What aiortc's own loop does per packet, and so what ours must do per frame.
+    _require(
+        problems,
+        RTCRtpSender._run_rtp,
+        "RTCRtpSender._run_rtp",
+        "self.__rtp_started.set()",
+        "await self._next_encoded_frame(codec)",
+        "uint32_add(timestamp_origin, enc_frame.timestamp)",
+        "packet.extensions.abs_send_time = (",
+        "clock.current_ntp_time() >> 14",
+        "packet.extensions.mid = self.__mid",
+        "packet.extensions.audio_level = (False, -enc_frame.audio_level)",
+        "packet.marker = (i == len(enc_frame.payloads) - 1) and 1 or 0",
+        "packet.serialize(self.__rtp_header_extensions_map)",
+        "await self.transport._send_rtp(packet_bytes)",
+        "self.__ntp_timestamp = clock.current_ntp_time()",
+        "self.__rtp_timestamp = packet.timestamp",
+        "self.__octet_count += len(payload)",
+        "self.__packet_count += 1",
+        "self.__rtp_exited.set()",
+    )
+    # The RTCP loop reports the counters our loop keeps.
+    _require(
+        problems,
+        RTCRtpSender._run_rtcp,
+        "RTCRtpSender._run_rtcp",
+        "ntp_timestamp=self.__ntp_timestamp",
+        "rtp_timestamp=self.__rtp_timestamp",
+        "packet_count=self.__packet_count",
+        "octet_count=self.__octet_count",
+    )
+    _require(
+        problems,
+        RTCRtpSender._handle_rtcp_packet,
+        "RTCRtpSender._handle_rtcp_packet",
+        "self._send_keyframe()",
+        "await self._retransmit(seq)",
+    )
+    _require(
+        problems,
+        RTCRtpSender._retransmit,
+        "RTCRtpSender._retransmit",
+        "wrap_rtx(",
+        "ssrc=self._rtx_ssrc",
+    )
+
+
+def _send_path(problems: list[str]) -> None:
+    """The layers under RTCDtlsTransport._send_rtp that the direct datagram path skips."""
+    _require(
+        problems,
+        RTCDtlsTransport.__init__,
+        "RTCDtlsTransport.__init__",
+        "self._tx_srtp: Session = None",
+        "self.__tx_bytes = 0",
+        "self.__tx_packets = 0",
+    )
+    _require(
+        problems,
+        RTCDtlsTransport._setup_srtp,
+        "RTCDtlsTransport._setup_srtp",
+        "self._tx_srtp = Session(tx_policy)",
+    )
+    _require(
+        problems,
+        RTCDtlsTransport._send_rtp,
+        "RTCDtlsTransport._send_rtp",
+        "if self._state != State.CONNECTED:",
+        "data = self._tx_srtp.protect(data)",
+        "await self.transport._send(data)",
+        "self.__tx_bytes += len(data)",
+        "self.__tx_packets += 1",
+    )
+    _require(
+        problems,
+        RTCDtlsTransport._set_state,
+        "RTCDtlsTransport._set_state",
+        "self._state = state",
+    )
+    _require(
+        problems,
+        RTCIceTransport.__init__,
+        "RTCIceTransport.__init__",
+        "self._connection = gatherer._connection",
+        "self._send = self._connection.send",
+    )
+    connection = aioice.ice.Connection
+    _require(problems, connection.__init__, "aioice Connection.__init__", "self._nominated")
+    _require(problems, connection.send, "aioice Connection.send", "await self.sendto(data, 1)")
+    _require(
+        problems,
+        connection.sendto,
+        "aioice Connection.sendto",
+        "active_pair = self._nominated.get(component)",
+        "await active_pair.protocol.send_data(data, active_pair.remote_addr)",
+    )
+    _require(
+        problems,
+        StunProtocol.send_data,
+        "aioice StunProtocol.send_data",
+        "self.transport.sendto(data, addr)",
+    )
+    _require(
+        problems,
+        aioice.ice.CandidatePair,
+        "aioice CandidatePair",
+        "self.protocol = protocol",
+        "def remote_addr(self)",
+    )
+    _require(
+        problems,
+        StunProtocol.connection_made,
+        "aioice StunProtocol.connection_made",
+        "self.transport = ",
+    )
+    # pylibsrtp: the libsrtp context and call behind Session.protect().
+    _require(
+        problems,
+        pylibsrtp.Session.__init__,
+        "pylibsrtp Session.__init__",
+        "self._srtp = ffi.gc(srtp,",
+    )
+    _require(
+        problems,
+        pylibsrtp.Session.protect,
+        "pylibsrtp Session.protect",
+        "self.__process(packet, lib.srtp_protect, SRTP_MAX_TRAILER_LEN)",
+    )
+    _require(
+        problems,
+        getattr(pylibsrtp.Session, "_Session__process", None),
+        "pylibsrtp Session.__process",
+        "_srtp_assert(func(self._srtp[0], self._cdata, len_p))",
+        "return self._buffer[0 : len_p[0]]",
+    )

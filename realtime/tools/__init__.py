@@ -1,0 +1,1 @@
+"""Generators of files derived from the code (run with ``python -m realtime.tools.NAME``)."""
