@@ -15,8 +15,16 @@ from realtime.hub import Hub
 from realtime.live.actions import LiveService
 from realtime.metrics import Metrics
 from realtime.store import open_store
+from realtime.transport.clientaddr import ClientAddresses
 from realtime.transport.fanout import SocketServer
-from realtime.transport.rest import HUB, LIVE, METRICS, add_routes, errors_middleware
+from realtime.transport.rest import (
+    ADDRESSES,
+    HUB,
+    LIVE,
+    METRICS,
+    add_routes,
+    errors_middleware,
+)
 from realtime.transport.rooms import IndexedManager
 from realtime.transport.socket import Gateway
 
@@ -48,6 +56,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=4 * 1024 * 1024)
     app[HUB] = hub
     app[METRICS] = metrics
+    app[ADDRESSES] = ClientAddresses(settings.trusted_proxies)
+    metrics.watch_signin(hub.signin)
     gateway = Gateway(hub, sio, metrics)
     app[GATEWAY] = gateway
     live = LiveService(hub, gateway)
@@ -67,6 +77,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         await live.close()
         await bus.close()
         await store.close()
+        hub.passwords.close()
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)

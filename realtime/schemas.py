@@ -160,6 +160,8 @@ class QuestionList(Payload):
 class Login(Payload):
     username: Annotated[str, msgspec.Meta(min_length=1, max_length=80)]
     password: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    # From an earlier sign-in on this client (clients without cookies send it here).
+    device_token: Annotated[str, msgspec.Meta(max_length=300)] | None = None
 
 
 class RefreshBody(Payload):

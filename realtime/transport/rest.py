@@ -21,12 +21,14 @@ from realtime.errors import HTTP_STATUS, HomeroomError, bad_request, too_large
 from realtime.hub import Hub
 from realtime.live.actions import LiveService
 from realtime.metrics import Metrics
+from realtime.transport.clientaddr import ClientAddresses
 
 log = logging.getLogger(__name__)
 
 HUB = web.AppKey("hub", Hub)
 METRICS = web.AppKey("metrics", Metrics)
 LIVE = web.AppKey("live", LiveService)
+ADDRESSES = web.AppKey("addresses", ClientAddresses)
 MAX_ROSTER_BYTES = 2 * 1024 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -80,8 +82,30 @@ def _int(request: web.Request, name: str) -> int:
 # --- handlers ---------------------------------------------------------------------------------
 
 
+DEVICE_COOKIE = "homeroom_device"
+
+
+def client_address(request: web.Request) -> str:
+    return request.app[ADDRESSES].resolve(request.remote, request.headers.get("X-Forwarded-For"))
+
+
 async def login(request: web.Request) -> web.StreamResponse:
-    return _json(await accounts.login(request.app[HUB], await _body(request, schemas.Login)))
+    body = await _body(request, schemas.Login)
+    result = await accounts.login(
+        request.app[HUB], body, client_address(request), request.cookies.get(DEVICE_COOKIE)
+    )
+    response = _json(result)
+    # The browser keeps the device token where scripts cannot read it (docs/security.md).
+    response.set_cookie(
+        DEVICE_COOKIE,
+        result["device_token"],
+        max_age=365 * 24 * 3600,
+        path="/api/v1/auth",
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+    )
+    return response
 
 
 async def refresh(request: web.Request) -> web.StreamResponse:
@@ -96,7 +120,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 async def register(request: web.Request) -> web.StreamResponse:
     body = await _body(request, schemas.Register)
-    return _json(await accounts.register(request.app[HUB], body), 201)
+    hub = request.app[HUB]
+    return _json(await accounts.register(hub, body, client_address(request)), 201)
 
 
 async def me(request: web.Request) -> web.StreamResponse:
