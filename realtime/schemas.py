@@ -177,6 +177,11 @@ class Register(Payload):
     join_code: Annotated[str, msgspec.Meta(min_length=4, max_length=20)]
 
 
+class AuditQuery(Payload):
+    before: Id | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
+
+
 class JoinClass(Payload):
     join_code: Annotated[str, msgspec.Meta(min_length=4, max_length=20)]
     child_name: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from realtime import schemas
-from realtime.actions import accounts, chat, notices, roster
+from realtime.actions import accounts, audit, chat, notices, roster, roster_import
 from realtime.auth import Identity
 from realtime.errors import HTTP_STATUS, HomeroomError, bad_request, too_large
 from realtime.hub import Hub
@@ -174,11 +174,11 @@ async def import_roster(request: web.Request) -> web.StreamResponse:
     except UnicodeDecodeError:
         raise bad_request("the roster must be UTF-8 CSV") from None
     try:
-        result = await roster.import_roster(
+        result = await roster_import.import_roster(
             request.app[HUB], who.user_id, _int(request, "class_id"), text
         )
-    except roster.RosterRejected as exc:
-        return error_response(exc, {"rejected": roster.rejection_report(exc)})
+    except roster_import.RosterRejected as exc:
+        return error_response(exc, {"rejected": roster_import.rejection_report(exc)})
     return _json(result, 201)
 
 
@@ -222,6 +222,17 @@ async def notice_receipts_csv(request: web.Request) -> web.StreamResponse:
         charset="utf-8",
         headers={"Content-Disposition": f'attachment; filename="notice-{nid}-receipts.csv"'},
     )
+
+
+async def audit_log(request: web.Request) -> web.StreamResponse:
+    who = identity(request)
+    q = request.query
+    try:
+        payload: dict[str, Any] = {k: int(q[k]) for k in ("before", "limit") if k in q}
+    except ValueError:
+        raise bad_request("before and limit must be numbers") from None
+    req = schemas.parse(schemas.AuditQuery, payload)
+    return _json(await audit.read(request.app[HUB], who.user_id, req))
 
 
 async def session_stats(request: web.Request) -> web.StreamResponse:
@@ -310,6 +321,12 @@ API: list[Endpoint] = [
         "/api/v1/sessions/{session_id}/stats",
         session_stats,
         "Forwarding statistics of a live session, per track and subscriber (host only)",
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/audit",
+        audit_log,
+        "The school's audit log, newest first, a page at a time (school admins)",
     ),
     Endpoint("GET", "/api/v1/openapi.json", openapi, "This document", False),
 ]
