@@ -76,9 +76,14 @@ async def test_actions_are_recorded_and_admins_read_them(srv: Server) -> None:
         "POST", "/api/v1/join", {"join_code": srv.demo["join_code"], "child_name": "赵磊 Zhao Lei"}
     )
     await li.http("POST", f"/api/v1/links/{link['link']['id']}/reject")
+    asked = await student.ask(cid, "匿名问题?", anonymous=True)
+    await li.request("question.dismiss", {"question_id": asked["id"]})
 
     log = await admin.http("GET", "/api/v1/audit")
     entries = log["entries"]
+    assert entries[0]["action"] == "question.dismiss"
+    assert entries[0]["target"] == f"question:{asked['id']}" and entries[0]["detail"] == {}
+    full, entries = entries, entries[1:]
     assert [e["action"] for e in entries[:5]] == [
         "link.rejected",
         "export.receipts",
@@ -100,7 +105,7 @@ async def test_actions_are_recorded_and_admins_read_them(srv: Server) -> None:
     first = await admin.http("GET", "/api/v1/audit?limit=2")
     second = await admin.http("GET", f"/api/v1/audit?limit=2&before={first['next_before']}")
     ids = [e["id"] for e in first["entries"] + second["entries"]]
-    assert ids == [e["id"] for e in entries[:4]] and ids == sorted(ids, reverse=True)
+    assert ids == [e["id"] for e in full[:4]] and ids == sorted(ids, reverse=True)
     last = await admin.http("GET", f"/api/v1/audit?limit=50&before={entries[-1]['id']}")
     assert last == {"entries": [], "next_before": None}
 
