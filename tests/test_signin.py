@@ -181,6 +181,12 @@ async def test_an_attacker_cannot_lock_the_owner_out(srv: Server) -> None:
         assert attack_s < 10
         refused = next(b for s, b in results if s == 429)
         assert "try again in" in refused["error"]["message"]
+        async with http.post(
+            srv.url + "/api/v1/auth/login",
+            json={"username": "liu_mom", "password": "again"},
+            headers={"X-Forwarded-For": ATTACKER},
+        ) as resp:
+            assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
         # The owner's usual client (a cookie in a browser, the field for other clients).
         t0 = time.perf_counter()
         status, body = await _login(

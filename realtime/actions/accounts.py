@@ -45,9 +45,12 @@ async def _issue(hub: Hub, conn: DbConnection, user: Any) -> dict[str, Any]:
     }
 
 
-def _throttled(refusal: Refusal) -> HomeroomError:
-    wait = max(1, math.ceil(refusal.retry_after))
-    return HomeroomError("rate_limited", f"too many sign-in attempts; try again in {wait} s")
+class Throttled(HomeroomError):
+    """Refused before any password was checked; REST adds a ``Retry-After`` header."""
+
+    def __init__(self, what: str, refusal: Refusal) -> None:
+        self.retry_after = max(1, math.ceil(refusal.retry_after))
+        super().__init__("rate_limited", f"too many {what}; try again in {self.retry_after} s")
 
 
 async def login(
@@ -59,7 +62,7 @@ async def login(
     device = hub.devices.device_id(token, req.username)
     ticket = hub.signin.begin(req.username, address, device, time.monotonic())
     if isinstance(ticket, Refusal):
-        raise _throttled(ticket)
+        raise Throttled("sign-in attempts", ticket)
     ok = False
     try:
         async with hub.store.read() as conn:
@@ -145,8 +148,7 @@ async def register(hub: Hub, req: Register, address: str) -> dict[str, Any]:
     """
     refusal = hub.signin.begin_register(address, time.monotonic())
     if refusal is not None:
-        wait = max(1, math.ceil(refusal.retry_after))
-        raise HomeroomError("rate_limited", f"too many failed registrations; try again in {wait} s")
+        raise Throttled("failed registrations", refusal)
     outcome = "failed"
     try:
         async with hub.store.read() as conn:

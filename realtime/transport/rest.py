@@ -52,7 +52,10 @@ def error_response(exc: HomeroomError, extra: dict[str, Any] | None = None) -> w
     body = exc.to_ack()
     if extra:
         body["error"].update(extra)
-    return _json(body, HTTP_STATUS[exc.code])
+    response = _json(body, HTTP_STATUS[exc.code])
+    if isinstance(exc, accounts.Throttled):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def identity(request: web.Request) -> Identity:
