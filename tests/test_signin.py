@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from realtime.auth import DeviceTokens
 from realtime.demo import DEMO_PASSWORD
 from realtime.domain.signin import Refusal, SignInGuard, SignInLimits, Ticket
 from realtime.transport.clientaddr import ClientAddresses
@@ -114,6 +115,20 @@ async def test_address_failures_throttle_spraying_but_not_successes() -> None:
             guard.finish(t, False, now)
     assert outcomes == [True] * 5 + [False] * 3
     assert isinstance(guard.begin("victim9", "10.1.1.1", None, now), Ticket)
+
+
+async def test_device_tokens_are_for_one_account_and_cannot_be_forged() -> None:
+    old = DeviceTokens({"k0": "o" * 40}, "k0")
+    new = DeviceTokens({"k0": "o" * 40, "k1": "n" * 40}, "k1")
+    token = new.issue("Liu_Mom")
+    assert new.device_id(token, "liu_mom") is not None
+    assert new.device_id(token, "liu_dad") is None
+    assert new.device_id(old.issue("liu_mom"), "liu_mom") is not None  # rotation keeps old ones
+    forged = token[:-4] + ("0000" if not token.endswith("0000") else "1111")
+    assert new.device_id(forged, "liu_mom") is None
+    assert DeviceTokens({"k1": "x" * 40}, "k1").device_id(token, "liu_mom") is None
+    for junk in (None, "", "d1.k1", 12, "x" * 400):
+        assert new.device_id(junk, "liu_mom") is None
 
 
 async def test_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
