@@ -16,17 +16,26 @@ from realtime.actions.accounts import create_user
 from realtime.store.schema import audit_log, schools
 from realtime.transport.rest import HUB
 from tests.conftest import Server, make_settings, start_server, stop_server
+from tests.services import drop_postgres_database, postgres_database
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(90)]
 
 HEADER = "student,student_username,guardian,guardian_username,relationship,phone\n"
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def srv(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
-    server = await start_server(make_settings(tmp_path_factory.mktemp("audit")))
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["sqlite", "postgresql"])
+async def srv(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
+    name = None
+    overrides: dict[str, Any] = {}
+    if request.param == "postgresql":
+        overrides["database_url"], name = postgres_database()
+    server = await start_server(make_settings(tmp_path_factory.mktemp("audit"), **overrides))
     yield server
     await stop_server(server)
+    if name:
+        drop_postgres_database(name)
 
 
 async def _rows(srv: Server) -> int:
