@@ -18,7 +18,15 @@ from realtime.hub import Hub
 from realtime.live.actions import LiveService
 from realtime.metrics import Metrics
 from realtime.store import open_store
-from realtime.transport.rest import HUB, LIVE, METRICS, add_routes, errors_middleware
+from realtime.transport.clientaddr import ClientAddresses
+from realtime.transport.rest import (
+    ADDRESSES,
+    HUB,
+    LIVE,
+    METRICS,
+    add_routes,
+    errors_middleware,
+)
 from realtime.transport.sio_internals import IndexedManager, SocketServer
 from realtime.transport.sio_internals import check_internals as check_sio_internals
 from realtime.transport.socket import Gateway
@@ -61,6 +69,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=4 * 1024 * 1024)
     app[HUB] = hub
     app[METRICS] = metrics
+    app[ADDRESSES] = ClientAddresses(settings.trusted_proxies)
+    metrics.watch_signin(hub.signin)
     gateway = Gateway(hub, sio, metrics)
     app[GATEWAY] = gateway
     live = LiveService(hub, gateway)
@@ -82,6 +92,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         await live.close()
         await bus.close()
         await store.close()
+        hub.passwords.close()
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)

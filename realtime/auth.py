@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 import time
 from dataclasses import dataclass
@@ -85,3 +87,42 @@ def new_refresh_token() -> tuple[str, str]:
 
 def refresh_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+class DeviceTokens:
+    """Device tokens (OWASP "device cookies"): proof that this client signed in to this account
+    before. They grant nothing on their own; they only let their holder's password attempts skip
+    the account's backoff (realtime/domain/signin.py). Signed with the token keys, so rotating
+    the secret keeps the old ones valid while the old key is listed."""
+
+    PREFIX = "d1"
+
+    def __init__(self, keys: dict[str, str], active_kid: str) -> None:
+        self.keys = keys
+        self.active_kid = active_kid
+
+    def _sign(self, kid: str, body: str) -> str:
+        key = ("device:" + self.keys[kid]).encode()
+        return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def issue(self, username: str) -> str:
+        name = base64.urlsafe_b64encode(username.lower().encode()).decode().rstrip("=")
+        body = f"{self.PREFIX}.{self.active_kid}.{name}.{secrets.token_urlsafe(12)}"
+        return f"{body}.{self._sign(self.active_kid, body)}"
+
+    def device_id(self, token: object, username: str) -> str | None:
+        """The device's id if ``token`` is a valid device token for ``username``, else None."""
+        if not isinstance(token, str) or len(token) > 300:
+            return None
+        parts = token.split(".")
+        if len(parts) != 5 or parts[0] != self.PREFIX or parts[1] not in self.keys:
+            return None
+        body = ".".join(parts[:4])
+        if not hmac.compare_digest(parts[4], self._sign(parts[1], body)):
+            return None
+        pad = "=" * (-len(parts[2]) % 4)
+        try:
+            name = base64.urlsafe_b64decode(parts[2] + pad).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return parts[3] if name == username.lower() else None

@@ -123,7 +123,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_import_roster(args: argparse.Namespace) -> int:
-    from realtime.actions import roster
+    from realtime.actions import roster_import
     from realtime.bus import LocalBus
     from realtime.hub import Hub
 
@@ -139,17 +139,19 @@ def cmd_import_roster(args: argparse.Namespace) -> int:
             TokenIssuer(settings.signing_keys, settings.secret_key_id, 60),
         )
         try:
-            result = await roster.import_roster(hub, None, args.class_id, text)
-        except roster.RosterRejected as exc:
+            result = await roster_import.import_roster(hub, None, args.class_id, text)
+        except roster_import.RosterRejected as exc:
             print(
                 "The roster was NOT imported; nothing was changed. Rejected rows:", file=sys.stderr
             )
-            for row in roster.rejection_report(exc):
+            for row in roster_import.rejection_report(exc):
                 print(f"  line {row['line']}: {row['reason']}", file=sys.stderr)
             return 1
         except HomeroomError as exc:
             print(f"error ({exc.code}): {exc.message}", file=sys.stderr)
             return 1
+        finally:
+            hub.passwords.close()
         print(f"imported {result['rows']} rows")
         if result["created"]:
             print("new accounts (give each person their first password):")

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from realtime.transport.clientaddr import ClientAddresses
+
 DEMO_SECRET = "homeroom-demo-secret-not-for-production"
 MIN_SECRET_LENGTH = 32
 
@@ -68,10 +70,35 @@ class Settings:
     session_grace_s: int = 30
     # Bound on bytes queued to one slow client before it is disconnected.
     client_buffer_bytes: int = 4 * 1024 * 1024
+    # Sign-in and registration defences (docs/security.md). Proxies whose X-Forwarded-For is
+    # believed, comma-separated addresses or networks; empty: the peer address is the client's.
+    trusted_proxies: str = ""
+    # Argon2 runs in this many threads; this many more attempts may wait, the rest are refused.
+    password_hash_workers: int = 2
+    password_hash_queue: int = 32
+    # Per account: wrong passwords before backoff (1 s, 2 s, 4 s ... up to the maximum).
+    signin_account_free_failures: int = 5
+    signin_account_backoff_max_s: int = 900
+    # Per known device (device token): wrong passwords before that device backs off too.
+    signin_device_free_failures: int = 10
+    # Per client address: attempts (burst, then per second) and failures (burst, drained per s).
+    signin_address_burst: int = 30
+    signin_address_per_s: float = 0.5
+    signin_address_failure_burst: int = 20
+    signin_address_failures_per_s: float = 1 / 60
+    # Registration per client address: failures (bad join codes, taken names) only.
+    register_address_failure_burst: int = 10
+    register_address_failures_per_s: float = 1 / 60
+    # Failures older than this are forgotten.
+    signin_failure_window_s: int = 3600
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is not a TCP port (0 to 65535)")
+        try:
+            ClientAddresses(self.trusted_proxies)
+        except ValueError as exc:
+            raise ConfigError(f"trusted_proxies: {exc}") from None
         if self.video_codec.upper() not in ("VP8", "H264"):
             raise ConfigError("video_codec must be 'VP8' or 'H264'")
         if self.serializer not in ("json", "msgpack"):

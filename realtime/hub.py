@@ -11,11 +11,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from realtime.auth import TokenIssuer
+from realtime.auth import DeviceTokens, TokenIssuer
 from realtime.bus import Bus
 from realtime.config import Settings
 from realtime.domain.ratelimit import RateLimiter
+from realtime.domain.signin import SignInGuard, SignInLimits
 from realtime.errors import HomeroomError
+from realtime.passwords import PasswordPool
 from realtime.store.db import DbConnection, Store, StoredEvent
 from realtime.store.schema import users
 
@@ -42,11 +44,31 @@ class Hub:
     bus: Bus
     tokens: TokenIssuer
     limiter: RateLimiter = field(init=False)
+    passwords: PasswordPool = field(init=False)
+    signin: SignInGuard = field(init=False)
+    devices: DeviceTokens = field(init=False)
 
     _names: dict[int, str] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.limiter = RateLimiter(self.settings.rate_burst, self.settings.rate_per_s)
+        s = self.settings
+        self.limiter = RateLimiter(s.rate_burst, s.rate_per_s)
+        self.passwords = PasswordPool(s.password_hash_workers, s.password_hash_queue)
+        self.signin = SignInGuard(
+            SignInLimits(
+                account_free_failures=s.signin_account_free_failures,
+                account_backoff_max_s=s.signin_account_backoff_max_s,
+                device_free_failures=s.signin_device_free_failures,
+                address_burst=s.signin_address_burst,
+                address_per_s=s.signin_address_per_s,
+                address_failure_burst=s.signin_address_failure_burst,
+                address_failures_per_s=s.signin_address_failures_per_s,
+                register_failure_burst=s.register_address_failure_burst,
+                register_failures_per_s=s.register_address_failures_per_s,
+                failure_window_s=s.signin_failure_window_s,
+            )
+        )
+        self.devices = DeviceTokens(s.signing_keys, s.secret_key_id)
         self.store.publish_to(self._publish)
 
     async def display_name(self, conn: DbConnection, user_id: int) -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from realtime.domain.signin import SignInGuard
 
 # Forwarding counters summed per live session, read from the media routers at scrape time.
 MEDIA_COUNTERS = (
@@ -52,6 +55,31 @@ class MediaCollector(Collector):
         yield from counters.values()
 
 
+class SignInCollector(Collector):
+    """Sign-in and registration outcomes, and the alarm: accounts in backoff right now."""
+
+    def __init__(self, guard: SignInGuard) -> None:
+        self.guard = guard
+
+    def collect(self) -> Iterator[Metric]:
+        attempts = CounterMetricFamily(
+            "homeroom_signin_attempts",
+            "Sign-in and registration attempts by outcome (wrong_password, throttled_account, "
+            "throttled_address, throttled_device, throttled_register, register_failed, ...)",
+            labels=["outcome"],
+        )
+        for outcome, n in sorted(self.guard.counts.items()):
+            attempts.add_metric([outcome], n)
+        yield attempts
+        backoff = GaugeMetricFamily(
+            "homeroom_signin_accounts_in_backoff",
+            "Accounts whose sign-ins from unknown clients must wait after repeated wrong "
+            "passwords: alert when it rises (docs/security.md)",
+        )
+        backoff.add_metric([], self.guard.accounts_in_backoff(time.monotonic()))
+        yield backoff
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -86,6 +114,9 @@ class Metrics:
             "Connections dropped because they stopped reading and their buffer hit the limit",
             registry=self.registry,
         )
+
+    def watch_signin(self, guard: SignInGuard) -> None:
+        self.registry.register(SignInCollector(guard))
 
     def watch_media(self, read: Callable[[], dict[int, dict[str, Any]]]) -> None:
         self.registry.register(MediaCollector(read))

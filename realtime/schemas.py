@@ -160,6 +160,8 @@ class QuestionList(Payload):
 class Login(Payload):
     username: Annotated[str, msgspec.Meta(min_length=1, max_length=80)]
     password: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    # From an earlier sign-in on this client (clients without cookies send it here).
+    device_token: Annotated[str, msgspec.Meta(max_length=300)] | None = None
 
 
 class RefreshBody(Payload):
@@ -173,6 +175,11 @@ class Register(Payload):
     password: Annotated[str, msgspec.Meta(min_length=8, max_length=200)]
     display_name: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
     join_code: Annotated[str, msgspec.Meta(min_length=4, max_length=20)]
+
+
+class AuditQuery(Payload):
+    before: Id | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
 
 
 class JoinClass(Payload):

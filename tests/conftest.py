@@ -111,6 +111,11 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         # Tests send bursts; the limiter has its own test.
         "rate_burst": 1000,
         "rate_per_s": 1000.0,
+        # Every test client signs in from 127.0.0.1; tests/test_signin.py sets real limits.
+        "signin_address_burst": 10_000,
+        "signin_address_per_s": 1000.0,
+        "signin_address_failure_burst": 10_000,
+        "register_address_failure_burst": 10_000,
     }
     values.update(overrides)
     return Settings(**values)

@@ -173,14 +173,16 @@ async def test_roster_import_tells_teachers_and_a_refused_one_tells_nobody(
     server: Server,
 ) -> None:
     published = _record_bus(server)
+    # The school admin imports (a teacher may not link an existing account: see test_roster).
+    admin = await server.client("admin")
     teacher = await server.client("li")
     mom = await server.client("wang_mom")
     # The first row links Wang Hao's mother to a new student (an event is appended), the second
     # names a teacher as a student: the file is refused and its transaction rolled back.
     row = "王小妹 Wang Xiaomei,wangxiaomei,王浩妈妈,wang_mom,mother,\n"
-    status, _ = await _upload(server, teacher.token or "", HEADER + row + "陈老师,chen,,,,\n")
+    status, _ = await _upload(server, admin.token or "", HEADER + row + "陈老师,chen,,,,\n")
     assert status == 400
-    status, body = await _upload(server, teacher.token or "", HEADER + row)
+    status, body = await _upload(server, admin.token or "", HEADER + row)
     assert status == 201, body
     ev = await teacher.wait_for(lambda e: e["type"] == "roster.imported")
     assert ev["stream"] == f"staff:{server.class_id}"

@@ -201,6 +201,76 @@ async def test_a_student_or_parent_cannot_import(srv: Server) -> None:
     assert await _members(teacher, srv.class_id) == before
 
 
+async def test_a_teacher_cannot_pull_existing_accounts_into_their_class(srv: Server) -> None:
+    """The attack of issue 11 item 1: a teacher of another class imports rows naming existing
+    accounts (a guardian of class 1, a student of class 1) to enrol them and read the phone."""
+    village = int(srv.demo["linked_class_ids"][0])
+    rogue = await srv.client("wu", connect=False)  # a teacher of the village class
+    attack = (
+        HEADER
+        + "新学生 New Kid,rogue_kid_1,王浩妈妈,wang_mom,mother,13700000000\n"
+        + "王浩 Wang Hao,wanghao,,,,\n"
+        + "新学生二 Kid Two,rogue_kid_2,新家长,rogue_parent,father,\n"
+    )
+    status, body = await _upload_to(srv, rogue.token, village, attack)
+    assert status == 201, body
+    # The accounts the file created are in; the existing ones are reported, not touched.
+    assert {c["username"] for c in body["created"]} == {
+        "rogue_kid_1",
+        "rogue_kid_2",
+        "rogue_parent",
+    }
+    pending = {(p["line"], p["username"]) for p in body["pending"]}
+    assert pending == {(2, "wang_mom"), (3, "wanghao")}
+    assert all("join code" in p["reason"] for p in body["pending"])
+    members = await _members(rogue, village)
+    ids = {m["id"] for m in members}
+    assert srv.uid("wang_mom") not in ids and srv.uid("wanghao") not in ids
+    assert "13800000000" not in str(members) and "13700000000" not in str(members)
+    # Nothing changed for the family: no new class, no new link, the phone untouched.
+    mom = await srv.client("wang_mom", connect=False)
+    me = await mom.http("GET", "/api/v1/me")
+    assert [c["id"] for c in me["classes"]] == [srv.class_id] and me["pending_links"] == []
+    async with srv.app[HUB].store.read() as conn:
+        links = list(
+            await conn.execute(
+                select(guardian_links.c.class_id).where(
+                    guardian_links.c.guardian_id == srv.uid("wang_mom")
+                )
+            )
+        )
+        phone = (
+            await conn.execute(select(users.c.phone).where(users.c.id == srv.uid("wang_mom")))
+        ).scalar_one()
+    assert {r.class_id for r in links} == {srv.class_id} and phone == "13800000000"
+    # A school admin may import such a row (the school vouches for it).
+    admin = await srv.client("admin", connect=False)
+    status, body = await _upload_to(
+        srv, admin.token, village, HEADER + "新学生 New Kid,rogue_kid_1,王浩妈妈,wang_mom,mother,\n"
+    )
+    assert status == 201 and body["pending"] == [], body
+    async with srv.app[HUB].store.read() as conn:
+        kid = (
+            await conn.execute(select(users.c.id).where(users.c.username == "rogue_kid_1"))
+        ).scalar_one()
+    guardians = {m["id"]: m for m in await _members(admin, village)}
+    assert guardians[srv.uid("wang_mom")]["children"] == [kid]
+
+
+async def _upload_to(
+    srv: Server, token: str | None, class_id: int, text: str
+) -> tuple[int, dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{srv.url}/api/v1/classes/{class_id}/roster",
+            data=text.encode("utf-8"),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"},
+        ) as resp,
+    ):
+        return resp.status, await resp.json()
+
+
 # --- the console command ------------------------------------------------------------------------
 
 

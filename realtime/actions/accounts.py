@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import functools
-import secrets
+import math
+import time
 from typing import Any
 
 from sqlalchemy import select
 
-from realtime.auth import hash_password, new_refresh_token, refresh_hash, verify_password
+from realtime.auth import hash_password, new_refresh_token, refresh_hash
+from realtime.domain.signin import Refusal
 from realtime.errors import HomeroomError, conflict, not_found
 from realtime.hub import Hub
+from realtime.passwords import PoolBusy
 from realtime.schemas import Login, RefreshBody, Register
 from realtime.store.db import DbConnection, inserted_id
 from realtime.store.schema import (
@@ -20,13 +22,6 @@ from realtime.store.schema import (
     refresh_tokens,
     users,
 )
-
-
-@functools.cache
-def _dummy_hash() -> str:
-    """A hash to verify against when the username is unknown, so that a wrong username takes
-    as long as a wrong password. Made at the first sign-in, not at import (it costs ~50 ms+)."""
-    return hash_password(secrets.token_urlsafe(16))
 
 
 async def _issue(hub: Hub, conn: DbConnection, user: Any) -> dict[str, Any]:
@@ -46,14 +41,42 @@ async def _issue(hub: Hub, conn: DbConnection, user: Any) -> dict[str, Any]:
     }
 
 
-async def login(hub: Hub, req: Login) -> dict[str, Any]:
-    hub.check_rate(0, "login:" + req.username.lower())
+class Throttled(HomeroomError):
+    """Refused before any password was checked; REST adds a ``Retry-After`` header."""
+
+    def __init__(self, what: str, refusal: Refusal) -> None:
+        self.retry_after = max(1, math.ceil(refusal.retry_after))
+        super().__init__("rate_limited", f"too many {what}; try again in {self.retry_after} s")
+
+
+async def login(
+    hub: Hub, req: Login, address: str, device_token: str | None = None
+) -> dict[str, Any]:
+    """Sign in. ``device_token``: the one this client got at an earlier sign-in (a cookie, or
+    ``req.device_token``); it spares the owner the backoff an attacker caused."""
+    token = req.device_token or device_token
+    device = hub.devices.device_id(token, req.username)
+    ticket = hub.signin.begin(req.username, address, device, time.monotonic())
+    if isinstance(ticket, Refusal):
+        raise Throttled("sign-in attempts", ticket)
+    ok = False
+    try:
+        async with hub.store.read() as conn:
+            user = (
+                await conn.execute(select(users).where(users.c.username == req.username))
+            ).first()
+        stored = user.password_hash if user is not None else await hub.passwords.unknown_user_hash()
+        ok = await hub.passwords.verify(stored, req.password) and user is not None
+    except BaseException:
+        hub.signin.abandon(ticket, time.monotonic())
+        raise
+    hub.signin.finish(ticket, ok, time.monotonic())
+    if user is None or not ok:
+        raise HomeroomError("unauthorized", "wrong username or password")
     async with hub.store.transaction() as conn:
-        user = (await conn.execute(select(users).where(users.c.username == req.username))).first()
-        ok = verify_password(user.password_hash if user else _dummy_hash(), req.password)
-        if user is None or not ok:
-            raise HomeroomError("unauthorized", "wrong username or password")
-        return await _issue(hub, conn, user)
+        result = await _issue(hub, conn, user)
+    result["device_token"] = token if device is not None else hub.devices.issue(req.username)
+    return result
 
 
 async def refresh(hub: Hub, req: RefreshBody) -> dict[str, Any]:
@@ -113,20 +136,49 @@ async def create_user(
     return inserted_id(res)
 
 
-async def register(hub: Hub, req: Register) -> dict[str, Any]:
-    """A guardian creates an account with a class join code (then asks to link to a child)."""
-    hub.check_rate(0, "register")
-    async with hub.store.transaction() as conn:
-        cls = (
-            await conn.execute(select(classes).where(classes.c.join_code == req.join_code))
-        ).first()
-        if cls is None:
-            raise not_found("no class has this join code")
-        uid = await create_user(
-            conn, cls.school_id, req.username, req.display_name, req.password, now=hub.now()
-        )
-        user = (await conn.execute(select(users).where(users.c.id == uid))).one()
-        return await _issue(hub, conn, user)
+async def register(hub: Hub, req: Register, address: str) -> dict[str, Any]:
+    """A guardian creates an account with a class join code (then asks to link to a child).
+
+    Only failures (a join code no class has, a taken name) count against the address, so one
+    attacker guessing codes blocks nobody else; the password is hashed off the event loop.
+    """
+    refusal = hub.signin.begin_register(address, time.monotonic())
+    if refusal is not None:
+        raise Throttled("failed registrations", refusal)
+    outcome = "failed"
+    try:
+        async with hub.store.read() as conn:
+            cls = (
+                await conn.execute(select(classes).where(classes.c.join_code == req.join_code))
+            ).first()
+            if cls is None:
+                raise not_found("no class has this join code")
+            taken = (
+                await conn.execute(select(users.c.id).where(users.c.username == req.username))
+            ).first()
+            if taken is not None:
+                raise conflict(f"the username {req.username} is taken")
+        try:
+            digest = await hub.passwords.hash(req.password)
+        except PoolBusy:
+            outcome = "busy"
+            raise
+        async with hub.store.transaction() as conn:
+            uid = await create_user(
+                conn,
+                cls.school_id,
+                req.username,
+                req.display_name,
+                None,
+                password_hash=digest,
+                now=hub.now(),
+            )
+            user = (await conn.execute(select(users).where(users.c.id == uid))).one()
+            result = await _issue(hub, conn, user)
+        outcome = "ok"
+        return result
+    finally:
+        hub.signin.finish_register(address, outcome, time.monotonic())
 
 
 async def me(hub: Hub, user_id: int) -> dict[str, Any]:

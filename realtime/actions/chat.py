@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select
 
+from realtime.actions import audit
 from realtime.actions.access import class_access, display_names, require_visible
 from realtime.actions.once import create_once
 from realtime.domain import chat as rules
@@ -213,6 +214,16 @@ async def delete(hub: Hub, user_id: int, req: MessageRef) -> dict[str, Any]:
         await _rewrite_history(hub, conn, row.id)
         data = {"message_id": row.id, "message_seq": row.seq, "by": user_id}
         await hub.store.append(conn, row.stream, "chat.deleted", data)
+        if stream.class_id is not None:
+            await audit.record(
+                conn,
+                actor_id=user_id,
+                action="chat.delete",
+                now=now,
+                class_id=stream.class_id,
+                target=f"message:{row.id}",
+                detail={"stream": row.stream, "sender_id": row.sender_id},
+            )
     return {"deleted": data}
 
 
@@ -325,6 +336,15 @@ async def mute(hub: Hub, user_id: int, req: Mute) -> dict[str, Any]:
             )
         data = {"class_id": req.class_id, "until": until if req.minutes else None}
         await hub.store.append(conn, str(user_stream(req.user_id)), "chat.muted", data)
+        await audit.record(
+            conn,
+            actor_id=user_id,
+            action="chat.mute" if req.minutes else "chat.unmute",
+            now=now,
+            class_id=req.class_id,
+            target=f"user:{req.user_id}",
+            detail={"minutes": req.minutes},
+        )
     return {"muted": {"user_id": req.user_id, **data}}
 
 

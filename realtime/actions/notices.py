@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from realtime.actions import audit
 from realtime.actions import notice_rollup as rollup
 from realtime.actions.access import (
     class_access,
@@ -230,11 +231,21 @@ async def receipts_rollup(hub: Hub, user_id: int, req: NoticeReceipts) -> dict[s
 
 
 async def receipts_csv(hub: Hub, user_id: int, notice_id: int) -> str:
-    async with hub.store.read() as conn:
+    """An export: recorded in the audit log in the transaction that reads it."""
+    async with hub.store.transaction() as conn:
         notice = await _load_notice(conn, notice_id)
         access = await class_access(conn, user_id, notice.class_id)
         require(policy.may_view_receipts(access), "only teachers of this class see receipts")
-        return await rollup.csv_report(conn, notice)
+        text = await rollup.csv_report(conn, notice)
+        await audit.record(
+            conn,
+            actor_id=user_id,
+            action="export.receipts",
+            now=hub.now(),
+            class_id=notice.class_id,
+            target=f"notice:{notice.id}",
+        )
+        return text
 
 
 async def remind(hub: Hub, user_id: int, req: NoticeRef) -> dict[str, Any]:

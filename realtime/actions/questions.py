@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from realtime.actions import audit
 from realtime.actions.access import (
     class_access,
     display_names,
@@ -227,6 +228,17 @@ async def _moderate(
                 values["answer"] = answer
         await conn.execute(questions.update().where(questions.c.id == row.id).values(**values))
         staff = await _publish_change(conn, hub, row.id)
+        if to in (QuestionStatus.DISMISSED, QuestionStatus.OPEN):  # moderation, not answers
+            await audit.record(
+                conn,
+                actor_id=user_id,
+                action="question.dismiss" if to == QuestionStatus.DISMISSED else "question.reopen",
+                now=values["updated_at"],
+                class_id=row.class_id,
+                target=f"question:{row.id}",
+                # An anonymous asker stays anonymous to the log's readers too.
+                detail={} if row.anonymous else {"asker_id": row.asker_id},
+            )
     return {"question": staff}
 
 

@@ -8,13 +8,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from realtime.actions import notice_rollup
+from realtime.actions import audit, notice_rollup
 from realtime.actions.access import class_access, display_names, require_class
-from realtime.actions.accounts import create_user
 from realtime.domain import policy
 from realtime.domain.policy import require
 from realtime.domain.roles import Role
-from realtime.domain.roster import Rejection, parse_roster
 from realtime.domain.streams import staff_stream, user_stream
 from realtime.errors import HomeroomError, conflict, not_found
 from realtime.hub import Hub
@@ -103,99 +101,7 @@ async def link_guardian(
     return link_id
 
 
-async def import_roster(hub: Hub, actor_id: int | None, class_id: int, text: str) -> dict[str, Any]:
-    """Import students and guardians: every row or none. ``actor_id`` None is the console."""
-    rows, bad = parse_roster(text)
-    created: list[dict[str, str]] = []
-    existing: set[int] = set()  # accounts that were there before: their streams change
-    async with hub.store.transaction() as conn:
-        await require_class(conn, class_id)
-        if actor_id is not None:
-            access = await class_access(conn, actor_id, class_id)
-            require(policy.may_manage_roster(access), "only teachers of this class import rosters")
-        school_id = (
-            await conn.execute(select(classes.c.school_id).where(classes.c.id == class_id))
-        ).scalar_one()
-        if bad:
-            raise RosterRejected(bad)
-        # Second pass against the database: names already taken by someone else.
-        ids: dict[str, int] = {}
-        students: set[int] = set()
-        guardians: set[int] = set()
-        now = hub.now()
-        for row in rows:
-            for username, name, phone in (
-                (row.student_username, row.student, None),
-                (row.guardian_username, row.guardian, row.phone or None),
-            ):
-                if not username or username in ids:
-                    continue
-                user = (
-                    await conn.execute(select(users).where(users.c.username == username))
-                ).first()
-                if user is not None:
-                    if user.school_id != school_id:
-                        bad.append(Rejection(row.line, f"{username} belongs to another school"))
-                    ids[username] = user.id
-                    existing.add(user.id)
-                    continue
-                password = new_password()
-                ids[username] = await create_user(
-                    conn, school_id, username, name, password, phone=phone, now=now
-                )
-                created.append({"username": username, "display_name": name, "password": password})
-        for row in rows:
-            student = ids[row.student_username]
-            guardian_roles = await class_access(conn, student, class_id)
-            if guardian_roles.is_staff:
-                bad.append(Rejection(row.line, f"{row.student_username} is a teacher here"))
-                continue
-            await add_member(conn, class_id, student, Role.STUDENT)
-            students.add(student)
-            if row.guardian_username:
-                guardian = ids[row.guardian_username]
-                guardians.add(guardian)
-                before = await _link_status(conn, guardian, student)
-                link_id = await link_guardian(
-                    conn,
-                    class_id,
-                    guardian,
-                    student,
-                    row.relationship,
-                    status="approved",
-                    by=actor_id,
-                    now=now,
-                )
-                if before != "approved":
-                    await _tell_link_decided(hub, conn, link_id, class_id, guardian, student)
-        if bad:
-            # Roll the whole file back: raising ends the transaction without a commit.
-            raise RosterRejected(bad)
-        data = {
-            "class_id": class_id,
-            "rows": len(rows),
-            "students": sorted(students),
-            "guardians": sorted(guardians),
-        }
-        await hub.store.append(conn, str(staff_stream(class_id)), "roster.imported", data)
-    # Their classes changed: every node re-enters their connections in the class's streams.
-    for uid in sorted(existing & (students | guardians)):
-        await hub.resync_user(uid)
-    return {"ok": True, "rows": len(rows), "created": created}
-
-
-async def _link_status(conn: DbConnection, guardian_id: int, student_id: int) -> str | None:
-    return (
-        await conn.execute(
-            select(guardian_links.c.status).where(
-                guardian_links.c.guardian_id == guardian_id,
-                guardian_links.c.student_id == student_id,
-            )
-        )
-    ).scalar()
-
-
-async def _tell_link_decided(
+async def tell_link_decided(
     hub: Hub,
     conn: DbConnection,
     link_id: int,
@@ -210,22 +116,6 @@ async def _tell_link_decided(
     staff = {**data, "guardian_id": guardian_id}
     await hub.store.append(conn, str(staff_stream(class_id)), "link.decided", staff)
     return data
-
-
-class RosterRejected(HomeroomError):
-    """The file was refused; ``rejected`` says why, row by row."""
-
-    def __init__(self, bad: list[Rejection]) -> None:
-        super().__init__(
-            "bad_request",
-            "the roster was not imported: "
-            + "; ".join(f"line {b.line}: {b.reason}" for b in bad[:20]),
-        )
-        self.rejected = bad
-
-
-def rejection_report(exc: HomeroomError) -> list[dict[str, Any]]:
-    return [{"line": b.line, "reason": b.reason} for b in getattr(exc, "rejected", [])]
 
 
 async def request_link(hub: Hub, user_id: int, req: JoinClass) -> dict[str, Any]:
@@ -316,8 +206,17 @@ async def decide_link(hub: Hub, user_id: int, link_id: int, approve: bool) -> di
             by=user_id,
             now=hub.now(),
         )
-        data = await _tell_link_decided(
+        data = await tell_link_decided(
             hub, conn, link_id, link.class_id, link.guardian_id, link.student_id, status
+        )
+        await audit.record(
+            conn,
+            actor_id=user_id,
+            action="link." + status,
+            now=hub.now(),
+            class_id=link.class_id,
+            target=f"link:{link_id}",
+            detail={"guardian_id": link.guardian_id, "student_id": link.student_id},
         )
     await hub.resync_user(link.guardian_id)
     return {"link": data}

@@ -128,3 +128,19 @@ def may_manage_roster(access: ClassAccess | None) -> bool:
 
 def may_view_roster(access: ClassAccess | None) -> bool:
     return access is not None and (access.is_staff or access.school_admin)
+
+
+def may_enrol_by_import(*, created_now: bool, already_there: bool, school_admin: bool) -> bool:
+    """A roster import enrols a student or links a guardian only if the import itself created
+    the account, the account is already there (a re-import changes nothing), or a school admin
+    (or the console) imports. An existing account is otherwise joined by its own request and the
+    teacher's approval: a teacher cannot pull a person (and their phone number) into a class."""
+    return created_now or already_there or school_admin
+
+
+# --- audit ------------------------------------------------------------------------------------
+
+
+def may_read_audit(school_admin: bool) -> bool:
+    """The audit log of a school: its school admins only."""
+    return school_admin

@@ -258,3 +258,18 @@ live_sessions = Table(
     Column("node", String(120), nullable=True),
     Index("ix_live_sessions_class", "class_id"),
 )
+
+# Who did what, written in the same transaction as the action (realtime/actions/audit.py).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("school_id", Integer, ForeignKey("schools.id"), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("actor_id", Integer, ForeignKey("users.id"), nullable=True),  # None: the console
+    Column("action", String(40), nullable=False),
+    Column("class_id", Integer, nullable=True),
+    Column("target", String(80), nullable=True),  # "user:12", "message:5", "link:3", ...
+    Column("detail", JSON, nullable=False),
+    Index("ix_audit_school", "school_id", "id"),
+)

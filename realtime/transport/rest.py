@@ -15,18 +15,20 @@ from typing import Any
 from aiohttp import web
 
 from realtime import schemas
-from realtime.actions import accounts, chat, notices, roster
+from realtime.actions import accounts, audit, chat, notices, roster, roster_import
 from realtime.auth import Identity
 from realtime.errors import HTTP_STATUS, HomeroomError, bad_request, too_large
 from realtime.hub import Hub
 from realtime.live.actions import LiveService
 from realtime.metrics import Metrics
+from realtime.transport.clientaddr import ClientAddresses
 
 log = logging.getLogger(__name__)
 
 HUB = web.AppKey("hub", Hub)
 METRICS = web.AppKey("metrics", Metrics)
 LIVE = web.AppKey("live", LiveService)
+ADDRESSES = web.AppKey("addresses", ClientAddresses)
 MAX_ROSTER_BYTES = 2 * 1024 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -50,7 +52,10 @@ def error_response(exc: HomeroomError, extra: dict[str, Any] | None = None) -> w
     body = exc.to_ack()
     if extra:
         body["error"].update(extra)
-    return _json(body, HTTP_STATUS[exc.code])
+    response = _json(body, HTTP_STATUS[exc.code])
+    if isinstance(exc, accounts.Throttled):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def identity(request: web.Request) -> Identity:
@@ -80,8 +85,30 @@ def _int(request: web.Request, name: str) -> int:
 # --- handlers ---------------------------------------------------------------------------------
 
 
+DEVICE_COOKIE = "homeroom_device"
+
+
+def client_address(request: web.Request) -> str:
+    return request.app[ADDRESSES].resolve(request.remote, request.headers.get("X-Forwarded-For"))
+
+
 async def login(request: web.Request) -> web.StreamResponse:
-    return _json(await accounts.login(request.app[HUB], await _body(request, schemas.Login)))
+    body = await _body(request, schemas.Login)
+    result = await accounts.login(
+        request.app[HUB], body, client_address(request), request.cookies.get(DEVICE_COOKIE)
+    )
+    response = _json(result)
+    # The browser keeps the device token where scripts cannot read it (docs/security.md).
+    response.set_cookie(
+        DEVICE_COOKIE,
+        result["device_token"],
+        max_age=365 * 24 * 3600,
+        path="/api/v1/auth",
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+    )
+    return response
 
 
 async def refresh(request: web.Request) -> web.StreamResponse:
@@ -96,7 +123,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 async def register(request: web.Request) -> web.StreamResponse:
     body = await _body(request, schemas.Register)
-    return _json(await accounts.register(request.app[HUB], body), 201)
+    hub = request.app[HUB]
+    return _json(await accounts.register(hub, body, client_address(request)), 201)
 
 
 async def me(request: web.Request) -> web.StreamResponse:
@@ -149,11 +177,11 @@ async def import_roster(request: web.Request) -> web.StreamResponse:
     except UnicodeDecodeError:
         raise bad_request("the roster must be UTF-8 CSV") from None
     try:
-        result = await roster.import_roster(
+        result = await roster_import.import_roster(
             request.app[HUB], who.user_id, _int(request, "class_id"), text
         )
-    except roster.RosterRejected as exc:
-        return error_response(exc, {"rejected": roster.rejection_report(exc)})
+    except roster_import.RosterRejected as exc:
+        return error_response(exc, {"rejected": roster_import.rejection_report(exc)})
     return _json(result, 201)
 
 
@@ -197,6 +225,17 @@ async def notice_receipts_csv(request: web.Request) -> web.StreamResponse:
         charset="utf-8",
         headers={"Content-Disposition": f'attachment; filename="notice-{nid}-receipts.csv"'},
     )
+
+
+async def audit_log(request: web.Request) -> web.StreamResponse:
+    who = identity(request)
+    q = request.query
+    try:
+        payload: dict[str, Any] = {k: int(q[k]) for k in ("before", "limit") if k in q}
+    except ValueError:
+        raise bad_request("before and limit must be numbers") from None
+    req = schemas.parse(schemas.AuditQuery, payload)
+    return _json(await audit.read(request.app[HUB], who.user_id, req))
 
 
 async def session_stats(request: web.Request) -> web.StreamResponse:
@@ -285,6 +324,12 @@ API: list[Endpoint] = [
         "/api/v1/sessions/{session_id}/stats",
         session_stats,
         "Forwarding statistics of a live session, per track and subscriber (host only)",
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/audit",
+        audit_log,
+        "The school's audit log, newest first, a page at a time (school admins)",
     ),
     Endpoint("GET", "/api/v1/openapi.json", openapi, "This document", False),
 ]
