@@ -6,6 +6,8 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 
+from realtime.domain.notices import Audience, NoticeKind, ReceiptList
+from realtime.domain.questions import QuestionStatus
 from realtime.errors import bad_request
 
 T = TypeVar("T")
@@ -72,10 +74,8 @@ class OpenConversation(Payload):
 class NoticePublish(Payload):
     class_id: Id
     client_id: ClientId
-    audience: Annotated[str, msgspec.Meta(pattern="^(guardians|students|both)$")]
-    kind: Annotated[
-        str, msgspec.Meta(pattern="^(info|read_required|confirm_required|reply_required)$")
-    ]
+    audience: Audience
+    kind: NoticeKind
     title: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     body: Text = ""
     choices: Annotated[
@@ -96,7 +96,7 @@ RECEIPTS_PAGE_DEFAULT = 100
 class NoticeReceipts(Payload):
     notice_id: Id
     # Which list to page through; none: the counts and the first page of every list.
-    list: Annotated[str, msgspec.Meta(pattern="^(receipts|covered|not_covered)$")] | None = None
+    list: ReceiptList | None = None
     # The last user id (receipts) or student id (covered, not_covered) already shown: the
     # previous page's ``next``. Only with ``list``.
     after: Id | None = None
@@ -151,7 +151,7 @@ class QuestionAnswer(Payload):
 class QuestionList(Payload):
     class_id: Id
     session_id: Id | None = None
-    status: Annotated[str, msgspec.Meta(max_length=20)] | None = None
+    status: QuestionStatus | None = None
 
 
 # --- REST bodies ---

@@ -214,3 +214,15 @@ async def test_sender_hears_stored_before_the_class_and_order_holds(server: Serv
         assert sorted(e["data"]["id"] for e in got) == sorted(ids)
         seqs = [e["seq"] for e in member.events[stream]]
         assert seqs == sorted(set(seqs))
+
+
+async def test_an_event_with_two_arguments_gets_bad_request(server: Server) -> None:
+    """As docs/protocol.md says: answered with bad_request, and nothing is sent."""
+    stream = f"class:{server.class_id}:students"
+    wang = await server.client("wanghao")
+    ack = await wang.sio.call(
+        "chat.send", ({"stream": stream, "client_id": "two", "body": "hi"}, "extra"), timeout=10
+    )
+    assert ack["ok"] is False and ack["error"]["code"] == "bad_request"
+    assert "one payload" in ack["error"]["message"]
+    assert (await wang.history(stream))["messages"] == []

@@ -97,3 +97,28 @@ async def test_guardians_are_not_in_class_qa(server: Server) -> None:
     with pytest.raises(RequestError) as err:
         await mom.ask(server.class_id, "can parents ask?")
     assert err.value.code == "forbidden"
+
+
+async def test_a_status_or_kind_not_in_the_rules_is_refused(server: Server) -> None:
+    """The schemas take their enumerations from the domain's: an unknown value is a clear
+    bad_request, never an empty list."""
+    teacher = await server.client("li")
+    with pytest.raises(RequestError) as err:
+        await teacher.request("question.list", {"class_id": server.class_id, "status": "bogus"})
+    assert err.value.code == "bad_request" and "status" in err.value.message
+    listed = await teacher.request(
+        "question.list", {"class_id": server.class_id, "status": "answered_live"}
+    )
+    assert listed["questions"] == []
+    with pytest.raises(RequestError) as err:
+        await teacher.request(
+            "notice.publish",
+            {
+                "class_id": server.class_id,
+                "client_id": "n-x",
+                "audience": "everyone",
+                "kind": "info",
+                "title": "t",
+            },
+        )
+    assert err.value.code == "bad_request" and "audience" in err.value.message

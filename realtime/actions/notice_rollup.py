@@ -30,7 +30,7 @@ from realtime.store.schema import (
     users,
 )
 
-LISTS = ("receipts", "covered", "not_covered")
+LISTS = tuple(r.value for r in rules.ReceiptList)
 
 
 def receipt_of(row: Any) -> Receipt:

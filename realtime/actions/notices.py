@@ -226,7 +226,8 @@ async def receipts_rollup(hub: Hub, user_id: int, req: NoticeReceipts) -> dict[s
         access = await class_access(conn, user_id, notice.class_id)
         require(policy.may_view_receipts(access), "only teachers of this class see receipts")
         names = await display_names(conn, [notice.author_id])
-        report = await rollup.rollup(conn, notice, req.list, req.after, req.limit)
+        which = req.list.value if req.list is not None else None
+        report = await rollup.rollup(conn, notice, which, req.after, req.limit)
     return {"notice": notice_view(notice, names), **report}
 
 

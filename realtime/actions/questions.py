@@ -279,7 +279,7 @@ async def list_questions(hub: Hub, user_id: int, req: QuestionList) -> dict[str,
             else questions.c.session_id.is_(None)
         )
         if req.status:
-            query = query.where(questions.c.status == req.status)
+            query = query.where(questions.c.status == req.status.value)
         else:
             query = query.where(questions.c.status != QuestionStatus.WITHDRAWN.value)
         rows = typed_all(QuestionRow, await conn.execute(query))

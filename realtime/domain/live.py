@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from media.router import SOURCES
 from realtime.errors import HomeroomError, conflict, forbidden, not_found
 
 DEFAULT_STAGE_PLACES = 6
 MAX_STAGE_PLACES = 16
-SOURCE_KIND = {"camera": "video", "screen": "video", "microphone": "audio", "screen_audio": "audio"}
+# What each source carries: media's table (media/router.py), the one place it is written.
+SOURCE_KIND = SOURCES
 
 
 class SessionKind(StrEnum):

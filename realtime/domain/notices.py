@@ -59,6 +59,14 @@ FULFILLED_BY: dict[NoticeKind, ReceiptState] = {
 MAX_CHOICES = 6
 
 
+class ReceiptList(StrEnum):
+    """The lists of a notice's roll-up that a teacher pages through."""
+
+    RECEIPTS = "receipts"  # every recipient's receipt
+    COVERED = "covered"  # students covered (by themselves or a guardian)
+    NOT_COVERED = "not_covered"  # students not covered yet
+
+
 def validate_choices(kind: NoticeKind, choices: list[str]) -> list[str]:
     if kind is NoticeKind.REPLY_REQUIRED:
         clean = [c.strip() for c in choices if c.strip()]
@@ -68,16 +76,6 @@ def validate_choices(kind: NoticeKind, choices: list[str]) -> list[str]:
     if choices:
         raise bad_request("only reply-required notices have reply choices")
     return []
-
-
-def done_state(kind: NoticeKind) -> ReceiptState | None:
-    """The receipt state that fulfils a notice of this kind (None: nothing is asked)."""
-    return {
-        NoticeKind.INFO: None,
-        NoticeKind.READ_REQUIRED: ReceiptState.READ,
-        NoticeKind.CONFIRM_REQUIRED: ReceiptState.CONFIRMED,
-        NoticeKind.REPLY_REQUIRED: ReceiptState.REPLIED,
-    }[kind]
 
 
 def check_confirm(kind: NoticeKind) -> None:

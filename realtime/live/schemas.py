@@ -6,15 +6,18 @@ from typing import Annotated, Any
 
 import msgspec
 
+from media.router import SOURCES
+from realtime.domain.live import SessionKind
 from realtime.schemas import Id, Payload
 
 Sdp = Annotated[str, msgspec.Meta(min_length=10, max_length=60_000)]
-Source = Annotated[str, msgspec.Meta(pattern="^(camera|microphone|screen|screen_audio)$")]
+# The sources a client may name, from media's one table of them (and the kind each carries).
+Source = Annotated[str, msgspec.Meta(pattern="^(" + "|".join(SOURCES) + ")$")]
 
 
 class SessionStart(Payload):
     class_id: Id
-    kind: Annotated[str, msgspec.Meta(pattern="^(lesson|meeting|dual_lesson)$")]
+    kind: SessionKind
     title: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     linked_class_ids: Annotated[list[Id], msgspec.Meta(max_length=12)] = []
     stage_places: Annotated[int, msgspec.Meta(ge=0, le=16)] = 6
