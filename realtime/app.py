@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     settings.validate()
-    store = open_store(settings.database_url)
+    store = open_store(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     bus = make_bus(settings.redis_url, settings.bus_channel)
     tokens = TokenIssuer(settings.signing_keys, settings.secret_key_id, settings.access_token_ttl_s)
     hub = Hub(settings, store, bus, tokens)

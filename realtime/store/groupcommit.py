@@ -1,0 +1,111 @@
+"""Group commit for SQLite: several requests' transactions made durable by one sync.
+
+With ``synchronous=FULL`` every SQLite commit syncs the write-ahead log to disk (about 0.3 ms
+on the machine measured in docs/performance.md, far more on a busy or slow disk). One sync per
+request would put that on every acknowledgement; instead the requests that arrive together
+share one.
+
+How: the store's single connection keeps one physical transaction (``BEGIN``) open while
+requests run; each request's transaction is a ``SAVEPOINT`` inside it (released when it
+succeeds, rolled back to when it fails, so one request's failure never undoes another's work).
+The first request of a batch schedules a flush as a task; every request that gets the
+connection before that task does (they wait on the same FIFO lock) joins the batch. The flush
+runs ``COMMIT`` (the one sync) and only then are the batch's requests let out of their
+``transaction()``, so nothing is acknowledged, and no event published, before it is on disk.
+A request's work becomes visible to later reads in the same batch before the sync; if the sync
+fails, every request of the batch gets the error (none was acknowledged).
+
+Under no load a batch is one request and costs what a plain commit costs; under load the sync
+is shared by every request that queued meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from sqlalchemy import Connection, RootTransaction
+
+
+class GroupCommit:
+    """The batching of one SQLite connection's transactions; see the module docstring."""
+
+    def __init__(self, lock: asyncio.Lock, connection: Callable[[], Connection]) -> None:
+        self._lock = lock
+        self._connection = connection
+        self._tx: RootTransaction | None = None
+        self._batch: asyncio.Future[None] | None = None
+        # Counters for tests and docs/performance.md: commits (syncs) and transactions in them.
+        self.commits = 0
+        self.transactions = 0
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        async with self._lock:
+            conn = self._connection()
+            batch = self._join(conn)
+            savepoint = conn.begin_nested()
+            try:
+                yield conn
+            except BaseException:
+                if savepoint.is_active:
+                    savepoint.rollback()
+                raise
+            savepoint.commit()
+            self.transactions += 1
+        # Shielded: a request cancelled while waiting must not cancel the batch's future.
+        await asyncio.shield(batch)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Connection]:
+        """A read under the lock; inside an open batch it sees the batch's work."""
+        async with self._lock:
+            conn = self._connection()
+            if self._tx is not None:
+                savepoint = conn.begin_nested()
+                try:
+                    yield conn
+                finally:
+                    if savepoint.is_active:
+                        savepoint.rollback()
+                return
+            # Ends with a rollback: a read never keeps its snapshot (and the WAL) open.
+            with conn.begin() as tx:
+                yield conn
+                tx.rollback()
+
+    def _join(self, conn: Connection) -> asyncio.Future[None]:
+        if self._batch is None:
+            self._tx = conn.begin()
+            self._batch = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().create_task(self._flush())
+        return self._batch
+
+    async def _flush(self) -> None:
+        async with self._lock:
+            self._commit()
+
+    def _commit(self) -> None:
+        tx, batch = self._tx, self._batch
+        self._tx = self._batch = None
+        if tx is None or batch is None:
+            return
+        try:
+            # On the event loop's thread: the sync is a fraction of a millisecond, and a hop to
+            # a worker thread costs more than that under load (it waits for the GIL).
+            tx.commit()
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                tx.rollback()
+            batch.set_exception(exc)
+            batch.exception()  # retrieved: every waiter gets it; none may be left
+            return
+        self.commits += 1
+        batch.set_result(None)
+
+    async def close(self) -> None:
+        """Commit whatever batch is open (the store is closing)."""
+        async with self._lock:
+            self._commit()
