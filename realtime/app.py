@@ -52,6 +52,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     app[GATEWAY] = gateway
     live = LiveService(hub, gateway)
     app[LIVE] = live
+    metrics.watch_bus(bus.health)
     metrics.watch_media(lambda: {sid: rt.stats() for sid, rt in live.runtimes.items()})
     sio.attach(app, socketio_path="socket.io")
     add_routes(app)

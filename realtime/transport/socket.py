@@ -202,6 +202,10 @@ class Gateway:
             )
         elif kind == "resync":
             await self._resync(int(message["user"]))
+        elif kind == "resync_all":
+            # The bus was cut off (realtime/bus/redis.py): events may have been missed by
+            # anyone here; every client catches up by sequence.
+            await self.sio.emit("resync", {})
 
     async def _resync(self, user_id: int) -> None:
         """This person's streams changed: refresh their rooms and ask their clients to sync."""
