@@ -15,6 +15,7 @@ from realtime.hub import Hub
 from realtime.live.actions import LiveService
 from realtime.metrics import Metrics
 from realtime.store import open_store
+from realtime.transport import shutdown
 from realtime.transport.fanout import SocketServer
 from realtime.transport.rest import HUB, LIVE, METRICS, add_routes, errors_middleware
 from realtime.transport.rooms import IndexedManager
@@ -64,12 +65,17 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         await bus.start(gateway.on_bus)
         await live.recover()
 
+    async def close_connections(_app: web.Application) -> None:
+        gateway.closing = True
+        await shutdown.close_connections(sio, settings.shutdown_timeout_s)
+
     async def stop(_app: web.Application) -> None:
         await live.close()
         await bus.close()
         await store.close()
 
     app.on_startup.append(start)
+    app.on_shutdown.append(close_connections)
     app.on_cleanup.append(stop)
     return app
 

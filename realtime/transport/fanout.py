@@ -8,6 +8,7 @@ through Engine.IO's queue. The domain does not know this module exists.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -36,17 +37,32 @@ class SocketServer(socketio.AsyncServer):
     """
 
     direct: DirectSockets | None = None
+    # Client events being handled, acks not yet sent (shutdown waits for them).
+    in_flight = 0
+    _idle: asyncio.Event | None = None
     # Wraps the handling of each client event, its ack included (Hub.acks_first).
     request_scope: Callable[[], AbstractAsyncContextManager[None]] | None = None
 
     async def _handle_event_internal(
         self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
     ) -> None:
-        if self.request_scope is None:
-            await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
-            return
-        async with self.request_scope():
-            await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+        self.in_flight += 1
+        try:
+            if self.request_scope is None:
+                await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+                return
+            async with self.request_scope():
+                await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0 and self._idle is not None:
+                self._idle.set()
+
+    async def idle(self) -> None:
+        """Return once no client event is being handled."""
+        while self.in_flight:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
 
     async def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
         if eio_pkt.binary:

@@ -74,6 +74,8 @@ class Gateway:
         self.sid_routes: dict[str, tuple[type[Any], SidAction]] = {}
         self.disconnect_hooks: list[DisconnectHook] = []
         self._event_counters: dict[str, Any] = {}
+        # Set when the node is shutting down (transport/shutdown.py): requests are refused.
+        self.closing = False
         # When the last client request arrived (time.monotonic): the garbage collector's
         # maintenance waits for a quiet moment (realtime/collector.py).
         self.last_event_at = time.monotonic()
@@ -126,6 +128,10 @@ class Gateway:
             identity = self.identities.get(sid)
             if identity is None:
                 raise HomeroomError("unauthorized", "not connected")
+            if self.closing:
+                raise HomeroomError(
+                    "unavailable", "the server is restarting; send again once reconnected"
+                )
             if extra:
                 raise bad_request("an event carries one payload object")
             if event == "sync":
