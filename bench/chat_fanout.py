@@ -382,7 +382,7 @@ async def seed_homeroom(database_url: str, people: People) -> None:
 
 @dataclass
 class Target:
-    name: str  # "homeroom" | "reference"
+    name: str  # "homeroom" | "baseline" | "reference"
     url: str
     pid: int
     token: Any  # uid -> token
@@ -394,13 +394,16 @@ class Target:
         return rss_bytes(self.pid)
 
 
-def start_homeroom(started: Started, tmp: Path, people: People) -> tuple[Target, str]:
+def start_homeroom(
+    started: Started, tmp: Path, people: People, name: str = "homeroom", root: Path = ROOT
+) -> tuple[Target, str]:
+    """``homeroom serve`` from the source tree ``root`` (another tree: ``--baseline``)."""
     from realtime.auth import TokenIssuer
 
     port = free_port()
     secret = "bench-" + secrets.token_hex(24)
-    db = tmp / "homeroom.db"
-    config = tmp / "homeroom.toml"
+    db = tmp / f"{name}.db"
+    config = tmp / f"{name}.toml"
     config.write_text(
         "\n".join(
             [
@@ -418,11 +421,11 @@ def start_homeroom(started: Started, tmp: Path, people: People) -> tuple[Target,
     )
     asyncio_run_in_thread(seed_homeroom(f"sqlite:///{db}", people))
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEROOM_")}
-    log = tmp / "homeroom.log"
+    log = tmp / f"{name}.log"
     proc = started.popen(
         [sys.executable, "-m", "realtime.cli", "--config", str(config), "serve"],
         log,
-        cwd=str(ROOT),
+        cwd=str(root),
         env=env,
     )
     wait_for_port(port, proc, log, 60)
@@ -435,7 +438,7 @@ def start_homeroom(started: Started, tmp: Path, people: People) -> tuple[Target,
         return cache[uid]
 
     uvloop = "uvloop" if _has_uvloop() else "asyncio"
-    return Target("homeroom", f"http://127.0.0.1:{port}", proc.pid, token), uvloop
+    return Target(name, f"http://127.0.0.1:{port}", proc.pid, token), uvloop
 
 
 def _has_uvloop() -> bool:
@@ -1117,15 +1120,19 @@ async def run(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str
     sides: list[Side] = []
     pools: list[WorkerPool] = []
     try:
-        for which in args.order.split(","):
+        order = args.order.split(",")
+        if args.baseline and "baseline" not in order:
+            order.insert(1, "baseline")
+        for which in order:
             pool = await WorkerPool.start(args.workers, tmp / f"workers-{which}.log")
             pools.append(pool)
-            if which == "homeroom":
+            if which in ("homeroom", "baseline"):
                 t = time.monotonic()
-                target, loop = start_homeroom(started, tmp, people)
+                root = Path(args.baseline) if which == "baseline" else ROOT
+                target, loop = start_homeroom(started, tmp, people, which, root)
                 say(
-                    f"homeroom: serving on {target.url} (pid {target.pid}, {loop}), seeded and "
-                    f"started in {time.monotonic() - t:.1f} s"
+                    f"{which}: serving on {target.url} (pid {target.pid}, {loop}, from {root}), "
+                    f"seeded and started in {time.monotonic() - t:.1f} s"
                 )
             else:
                 target = start_reference(started, tmp, people)
@@ -1201,10 +1208,32 @@ async def run(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str
         for k, v in res.items()
         if k.startswith(("missing", "notice_missing", "latency_missing")) and v
     )
+    if "baseline" in results:
+        # The same code before a change (--baseline), measured in the same run: this code's
+        # figures over the baseline's (a ratio under 1 for deliveries: slower than before).
+        base = results["baseline"]
+        out["baseline"] = {k: base.get(k) for k in BASELINE_KEYS}
+        out["vs_baseline"] = {k: ratio(h.get(k), base.get(k)) for k in BASELINE_KEYS}
     out["targets"] = targets(out)
     out["load_average_at_end"] = round(os.getloadavg()[0], 2)
     out["elapsed_s"] = time.monotonic() - begun
     return rounded(out)
+
+
+BASELINE_KEYS = (
+    "deliveries_per_s_50",
+    "deliveries_per_s_500",
+    "acks_per_s_50",
+    "acks_per_s_500",
+    "cpu_s_per_10k_50",
+    "cpu_s_per_10k_500",
+    "p50_ms",
+    "p99_ms",
+    "ack_p50_ms",
+    "ack_p99_ms",
+    "notice_2000_s",
+    "notice_2000_ack_s",
+)
 
 
 def targets(out: dict[str, Any]) -> dict[str, bool]:
@@ -1253,9 +1282,19 @@ def main() -> int:
         default="notices,room50,room500,latency",
         help="which steps to run (comma-separated; memory comes with notices)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also run Homeroom from this source tree (e.g. `git archive <commit>` unpacked), "
+        "side by side: figures before and after a change from the same run",
+    )
     parser.add_argument("--order", default="homeroom,reference", help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database)")
     args = parser.parse_args()
+    if args.baseline:
+        args.baseline = str(Path(args.baseline).resolve())
+        if not (Path(args.baseline) / "realtime" / "cli.py").is_file():
+            parser.error(f"--baseline {args.baseline}: not a Homeroom source tree")
 
     started = Started()
     tmp = Path(tempfile.mkdtemp(prefix="homeroom-bench-"))

@@ -1,17 +1,19 @@
 """Group commit for SQLite: several requests' transactions made durable by one sync.
 
-With ``synchronous=FULL`` every SQLite commit syncs the write-ahead log to disk (about 0.3 ms
-on the machine measured in docs/performance.md, far more on a busy or slow disk). One sync per
-request would put that on every acknowledgement; instead the requests that arrive together
-share one.
+With ``synchronous=FULL`` every SQLite commit syncs the write-ahead log to disk: 0.3 ms on an
+idle disk of the machine measured in docs/performance.md, 3 ms (median) to 80 ms when other
+work shares the disk. Run on the event loop's thread, that stalled every connection of the node
+for as long; so the sync runs on a thread of its own (SQLite releases the GIL meanwhile) while
+the loop goes on serving, and the requests that arrive meanwhile share the next sync.
 
 How: the store's single connection keeps one physical transaction (``BEGIN``) open while
 requests run; each request's transaction is a ``SAVEPOINT`` inside it (released when it
 succeeds, rolled back to when it fails, so one request's failure never undoes another's work).
 The first request of a batch schedules a flush as a task; every request that gets the
 connection before that task does (they wait on the same FIFO lock) joins the batch. The flush
-runs ``COMMIT`` (the one sync) and only then are the batch's requests let out of their
-``transaction()``, so nothing is acknowledged, and no event published, before it is on disk.
+runs ``COMMIT`` (the one sync) on the commit thread, holding the connection (the requests that
+arrive meanwhile queue up for the next batch); only then are the batch's requests let out of
+their ``transaction()``: nothing is acknowledged, and no event published, before it is on disk.
 A request's work becomes visible to later reads in the same batch before the sync; if the sync
 fails, every request of the batch gets the error (none was acknowledged).
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from sqlalchemy import Connection, RootTransaction
@@ -40,6 +43,7 @@ class GroupCommit:
         # Counters for tests and docs/performance.md: commits (syncs) and transactions in them.
         self.commits = 0
         self.transactions = 0
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-commit")
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -85,17 +89,16 @@ class GroupCommit:
 
     async def _flush(self) -> None:
         async with self._lock:
-            self._commit()
+            await self._commit()
 
-    def _commit(self) -> None:
+    async def _commit(self) -> None:
         tx, batch = self._tx, self._batch
         self._tx = self._batch = None
         if tx is None or batch is None:
             return
         try:
-            # On the event loop's thread: the sync is a fraction of a millisecond, and a hop to
-            # a worker thread costs more than that under load (it waits for the GIL).
-            tx.commit()
+            # The lock is held: nothing else uses the connection while the thread does.
+            await asyncio.get_running_loop().run_in_executor(self._thread, tx.commit)
         except BaseException as exc:
             with contextlib.suppress(Exception):
                 tx.rollback()
@@ -108,4 +111,5 @@ class GroupCommit:
     async def close(self) -> None:
         """Commit whatever batch is open (the store is closing)."""
         async with self._lock:
-            self._commit()
+            await self._commit()
+        self._thread.shutdown(wait=True)
