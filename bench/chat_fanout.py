@@ -547,16 +547,35 @@ async def throughput(
     stream: str,
     receivers: int,
     duration: float,
+    window: int = 1,
 ) -> dict[str, Any]:
-    """The sender sends for ``duration`` seconds, each after the previous ack; then drain."""
+    """The sender sends for ``duration`` seconds, each after the previous ack (or, with
+    ``window`` > 1, keeping that many unacknowledged: concurrent transactions); then drain."""
     await pool.reset()
     client0 = await pool.cpu()
     cpu0 = target.cpu()
     t0 = time.monotonic()
     sent = 0
+    inflight: set[asyncio.Future[Any]] = set()
+
+    def check(done: set[asyncio.Future[Any]]) -> None:
+        for fut in done:
+            ack = fut.result()
+            if not isinstance(ack, dict) or not ack.get("ok"):
+                raise RuntimeError(f"chat.send refused: {ack!r:.300}")
+
     while time.monotonic() - t0 < duration and sent < 200_000:
-        await send_ok(sender, "chat.send", chat(stream))
+        if window <= 1:
+            await send_ok(sender, "chat.send", chat(stream))
+        else:
+            while len(inflight) >= window:
+                done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                check(done)
+            inflight.add(sender.emit_nowait("chat.send", chat(stream)))
         sent += 1
+    if inflight:
+        done, _ = await asyncio.wait(inflight, timeout=30)
+        check(done)
     t_sent = time.monotonic()
     stats = await pool.wait_each(sent, timeout=60)
     cpu1 = target.cpu()
@@ -946,7 +965,13 @@ async def measure(
                     profile = args.profile if i == 0 else None
                     async with Spy(side.target, profile, f"chat-room-{size}", args.seconds):
                         r = await throughput(
-                            side.target, side.pool, senders[side.name], stream, size, args.seconds
+                            side.target,
+                            side.pool,
+                            senders[side.name],
+                            stream,
+                            size,
+                            args.seconds,
+                            args.window,
                         )
                     runs[side.name].append(r)
                     say(
@@ -1091,6 +1116,30 @@ async def disconnect_all(side: Side, limit_s: float = 300.0) -> dict[str, float]
 # --- main ---------------------------------------------------------------------------------------
 
 
+def disk_sync_ms(directory: Path, n: int = 100) -> dict[str, float]:
+    """What one durable SQLite commit costs on this disk now (WAL, synchronous=FULL): every
+    acknowledged message waits for one when the sender waits for each ack."""
+    import sqlite3
+
+    path = directory / "sync-probe.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("CREATE TABLE t (x TEXT)")
+        took = []
+        for _ in range(n):
+            t = time.perf_counter()
+            conn.execute("BEGIN")
+            conn.execute("INSERT INTO t VALUES (?)", ("x" * 100,))
+            conn.execute("COMMIT")
+            took.append((time.perf_counter() - t) * 1000)
+    finally:
+        conn.close()
+    took.sort()
+    return {"p50": statistics.median(took), "p90": took[int(n * 0.9)], "max": took[-1]}
+
+
 def ratio(x: float | None, y: float | None) -> float | None:
     if x is None or y is None or not y or math.isnan(x) or math.isnan(y):
         return None
@@ -1116,6 +1165,11 @@ async def run(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str
     say(
         f"chat fan-out benchmark: {os.cpu_count()} cores, load average {load0[0]:.2f}, "
         f"python {sys.version.split()[0]}, node {node_version}"
+    )
+    sync0 = disk_sync_ms(tmp)
+    say(
+        f"disk: a durable SQLite commit takes {sync0['p50']:.2f} ms (median), "
+        f"{sync0['p90']:.2f} ms (p90), {sync0['max']:.1f} ms (max) right now"
     )
     sides: list[Side] = []
     pools: list[WorkerPool] = []
@@ -1153,6 +1207,9 @@ async def run(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cores": os.cpu_count(),
         "load_average_at_start": round(load0[0], 2),
+        "window": args.window,
+        "disk_sync_ms_at_start": sync0,
+        "disk_sync_ms_at_end": disk_sync_ms(tmp),
         "ratio_deliveries": ratio(h.get("deliveries_per_s_500"), r.get("deliveries_per_s_500")),
         "ratio_cpu": ratio(h.get("cpu_s_per_10k_500"), r.get("cpu_s_per_10k_500")),
         "ratio_deliveries_50": ratio(h.get("deliveries_per_s_50"), r.get("deliveries_per_s_50")),
@@ -1268,6 +1325,12 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=3, help="repetitions (median reported)")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of a throughput run")
     parser.add_argument("--rate", type=float, default=50.0, help="messages/s for latency")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=1,
+        help="throughput: messages the sender keeps unacknowledged (1: wait for each ack)",
+    )
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2, help="client processes")
     parser.add_argument("--big", action="store_true", help="also notices to 10,000 guardians")

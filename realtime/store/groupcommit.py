@@ -28,8 +28,14 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 
 from sqlalchemy import Connection, RootTransaction
+
+# Called (when set, in the context of a client request) right before a request starts waiting
+# for the connection or for its batch's sync: the transport then reads the connection's next
+# request meanwhile (it queues behind this one: the lock is first come, first served).
+durable_wait: ContextVar[Callable[[], None] | None] = ContextVar("durable_wait", default=None)
 
 
 class GroupCommit:
@@ -45,8 +51,15 @@ class GroupCommit:
         self.transactions = 0
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-commit")
 
+    def _park(self) -> None:
+        park = durable_wait.get()
+        if park is not None:
+            park()
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
+        if self._lock.locked():
+            self._park()
         async with self._lock:
             conn = self._connection()
             batch = self._join(conn)
@@ -59,12 +72,16 @@ class GroupCommit:
                 raise
             savepoint.commit()
             self.transactions += 1
-        # Shielded: a request cancelled while waiting must not cancel the batch's future.
-        await asyncio.shield(batch)
+        if not batch.done():
+            self._park()
+            # Shielded: a request cancelled while waiting must not cancel the batch's future.
+            await asyncio.shield(batch)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Connection]:
         """A read under the lock; inside an open batch it sees the batch's work."""
+        if self._lock.locked():
+            self._park()
         async with self._lock:
             conn = self._connection()
             if self._tx is not None:
