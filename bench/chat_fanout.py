@@ -1121,7 +1121,7 @@ def disk_sync_ms(directory: Path, n: int = 100) -> dict[str, float]:
     acknowledged message waits for one when the sender waits for each ack."""
     import sqlite3
 
-    path = directory / "sync-probe.db"
+    path = directory / f"sync-probe-{uuid.uuid4().hex[:8]}.db"
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
