@@ -40,8 +40,9 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         serializer="msgpack" if settings.serializer == "msgpack" else "default",
         json=jsoncodec,
         max_http_buffer_size=settings.max_packet_bytes,
-        # Engine.IO already runs each incoming message in a task of its own; a second task per
-        # Socket.IO event (the default) only added a hop of the event loop to every request.
+        # python-socketio then handles a connection's events one at a time, in order (it turns
+        # Engine.IO's tasks off too); SocketServer runs each in a task of its own and reads the
+        # next once the current one only waits for the store or the disk (group commit).
         async_handlers=False,
         logger=False,
         engineio_logger=False,
