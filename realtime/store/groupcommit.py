@@ -50,6 +50,7 @@ class GroupCommit:
         self.commits = 0
         self.transactions = 0
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-commit")
+        self._flushes: set[asyncio.Task[None]] = set()  # referenced until done
 
     def _park(self) -> None:
         park = durable_wait.get()
@@ -101,7 +102,9 @@ class GroupCommit:
         if self._batch is None:
             self._tx = conn.begin()
             self._batch = asyncio.get_running_loop().create_future()
-            asyncio.get_running_loop().create_task(self._flush())
+            flush = asyncio.get_running_loop().create_task(self._flush())
+            self._flushes.add(flush)
+            flush.add_done_callback(self._flushes.discard)
         return self._batch
 
     async def _flush(self) -> None:
@@ -116,6 +119,10 @@ class GroupCommit:
         try:
             # The lock is held: nothing else uses the connection while the thread does.
             await asyncio.get_running_loop().run_in_executor(self._thread, tx.commit)
+        except asyncio.CancelledError:
+            # The loop is going away; the thread may still be committing: leave it be.
+            batch.cancel()
+            raise
         except BaseException as exc:
             with contextlib.suppress(Exception):
                 tx.rollback()
