@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: setup run test check web browser clean live-deps lock
+.PHONY: setup run test check web browser clean live-deps redis-deps lock
 
 $(STAMP): $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,11 +61,18 @@ live-deps:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 			chromium coturn; }
 
+# A redis-server of the tests' own (tests/test_bus_outage.py starts and stops it).
+redis-deps:
+	@command -v redis-server >/dev/null || { \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			redis-server; }
+
 run: setup
 	mkdir -p var
 	$(BIN)/homeroom serve --demo --host $(HOST) --port $(PORT)
 
-test: setup $(NODE_STAMP) live-deps browser
+test: setup $(NODE_STAMP) live-deps browser redis-deps
 	$(BIN)/python -m pytest
 
 check: $(STAMP)

@@ -382,7 +382,7 @@ async def seed_homeroom(database_url: str, people: People) -> None:
 
 @dataclass
 class Target:
-    name: str  # "homeroom" | "reference"
+    name: str  # "homeroom" | "baseline" | "reference"
     url: str
     pid: int
     token: Any  # uid -> token
@@ -394,13 +394,16 @@ class Target:
         return rss_bytes(self.pid)
 
 
-def start_homeroom(started: Started, tmp: Path, people: People) -> tuple[Target, str]:
+def start_homeroom(
+    started: Started, tmp: Path, people: People, name: str = "homeroom", root: Path = ROOT
+) -> tuple[Target, str]:
+    """``homeroom serve`` from the source tree ``root`` (another tree: ``--baseline``)."""
     from realtime.auth import TokenIssuer
 
     port = free_port()
     secret = "bench-" + secrets.token_hex(24)
-    db = tmp / "homeroom.db"
-    config = tmp / "homeroom.toml"
+    db = tmp / f"{name}.db"
+    config = tmp / f"{name}.toml"
     config.write_text(
         "\n".join(
             [
@@ -418,11 +421,11 @@ def start_homeroom(started: Started, tmp: Path, people: People) -> tuple[Target,
     )
     asyncio_run_in_thread(seed_homeroom(f"sqlite:///{db}", people))
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEROOM_")}
-    log = tmp / "homeroom.log"
+    log = tmp / f"{name}.log"
     proc = started.popen(
         [sys.executable, "-m", "realtime.cli", "--config", str(config), "serve"],
         log,
-        cwd=str(ROOT),
+        cwd=str(root),
         env=env,
     )
     wait_for_port(port, proc, log, 60)
@@ -435,7 +438,7 @@ def start_homeroom(started: Started, tmp: Path, people: People) -> tuple[Target,
         return cache[uid]
 
     uvloop = "uvloop" if _has_uvloop() else "asyncio"
-    return Target("homeroom", f"http://127.0.0.1:{port}", proc.pid, token), uvloop
+    return Target(name, f"http://127.0.0.1:{port}", proc.pid, token), uvloop
 
 
 def _has_uvloop() -> bool:
@@ -544,16 +547,35 @@ async def throughput(
     stream: str,
     receivers: int,
     duration: float,
+    window: int = 1,
 ) -> dict[str, Any]:
-    """The sender sends for ``duration`` seconds, each after the previous ack; then drain."""
+    """The sender sends for ``duration`` seconds, each after the previous ack (or, with
+    ``window`` > 1, keeping that many unacknowledged: concurrent transactions); then drain."""
     await pool.reset()
     client0 = await pool.cpu()
     cpu0 = target.cpu()
     t0 = time.monotonic()
     sent = 0
+    inflight: set[asyncio.Future[Any]] = set()
+
+    def check(done: set[asyncio.Future[Any]]) -> None:
+        for fut in done:
+            ack = fut.result()
+            if not isinstance(ack, dict) or not ack.get("ok"):
+                raise RuntimeError(f"chat.send refused: {ack!r:.300}")
+
     while time.monotonic() - t0 < duration and sent < 200_000:
-        await send_ok(sender, "chat.send", chat(stream))
+        if window <= 1:
+            await send_ok(sender, "chat.send", chat(stream))
+        else:
+            while len(inflight) >= window:
+                done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                check(done)
+            inflight.add(sender.emit_nowait("chat.send", chat(stream)))
         sent += 1
+    if inflight:
+        done, _ = await asyncio.wait(inflight, timeout=30)
+        check(done)
     t_sent = time.monotonic()
     stats = await pool.wait_each(sent, timeout=60)
     cpu1 = target.cpu()
@@ -943,7 +965,13 @@ async def measure(
                     profile = args.profile if i == 0 else None
                     async with Spy(side.target, profile, f"chat-room-{size}", args.seconds):
                         r = await throughput(
-                            side.target, side.pool, senders[side.name], stream, size, args.seconds
+                            side.target,
+                            side.pool,
+                            senders[side.name],
+                            stream,
+                            size,
+                            args.seconds,
+                            args.window,
                         )
                     runs[side.name].append(r)
                     say(
@@ -1088,6 +1116,30 @@ async def disconnect_all(side: Side, limit_s: float = 300.0) -> dict[str, float]
 # --- main ---------------------------------------------------------------------------------------
 
 
+def disk_sync_ms(directory: Path, n: int = 100) -> dict[str, float]:
+    """What one durable SQLite commit costs on this disk now (WAL, synchronous=FULL): every
+    acknowledged message waits for one when the sender waits for each ack."""
+    import sqlite3
+
+    path = directory / f"sync-probe-{uuid.uuid4().hex[:8]}.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("CREATE TABLE t (x TEXT)")
+        took = []
+        for _ in range(n):
+            t = time.perf_counter()
+            conn.execute("BEGIN")
+            conn.execute("INSERT INTO t VALUES (?)", ("x" * 100,))
+            conn.execute("COMMIT")
+            took.append((time.perf_counter() - t) * 1000)
+    finally:
+        conn.close()
+    took.sort()
+    return {"p50": statistics.median(took), "p90": took[int(n * 0.9)], "max": took[-1]}
+
+
 def ratio(x: float | None, y: float | None) -> float | None:
     if x is None or y is None or not y or math.isnan(x) or math.isnan(y):
         return None
@@ -1114,18 +1166,27 @@ async def run(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str
         f"chat fan-out benchmark: {os.cpu_count()} cores, load average {load0[0]:.2f}, "
         f"python {sys.version.split()[0]}, node {node_version}"
     )
+    sync0 = disk_sync_ms(tmp)
+    say(
+        f"disk: a durable SQLite commit takes {sync0['p50']:.2f} ms (median), "
+        f"{sync0['p90']:.2f} ms (p90), {sync0['max']:.1f} ms (max) right now"
+    )
     sides: list[Side] = []
     pools: list[WorkerPool] = []
     try:
-        for which in args.order.split(","):
+        order = args.order.split(",")
+        if args.baseline and "baseline" not in order:
+            order.insert(1, "baseline")
+        for which in order:
             pool = await WorkerPool.start(args.workers, tmp / f"workers-{which}.log")
             pools.append(pool)
-            if which == "homeroom":
+            if which in ("homeroom", "baseline"):
                 t = time.monotonic()
-                target, loop = start_homeroom(started, tmp, people)
+                root = Path(args.baseline) if which == "baseline" else ROOT
+                target, loop = start_homeroom(started, tmp, people, which, root)
                 say(
-                    f"homeroom: serving on {target.url} (pid {target.pid}, {loop}), seeded and "
-                    f"started in {time.monotonic() - t:.1f} s"
+                    f"{which}: serving on {target.url} (pid {target.pid}, {loop}, from {root}), "
+                    f"seeded and started in {time.monotonic() - t:.1f} s"
                 )
             else:
                 target = start_reference(started, tmp, people)
@@ -1146,6 +1207,9 @@ async def run(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cores": os.cpu_count(),
         "load_average_at_start": round(load0[0], 2),
+        "window": args.window,
+        "disk_sync_ms_at_start": sync0,
+        "disk_sync_ms_at_end": disk_sync_ms(tmp),
         "ratio_deliveries": ratio(h.get("deliveries_per_s_500"), r.get("deliveries_per_s_500")),
         "ratio_cpu": ratio(h.get("cpu_s_per_10k_500"), r.get("cpu_s_per_10k_500")),
         "ratio_deliveries_50": ratio(h.get("deliveries_per_s_50"), r.get("deliveries_per_s_50")),
@@ -1201,10 +1265,32 @@ async def run(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str
         for k, v in res.items()
         if k.startswith(("missing", "notice_missing", "latency_missing")) and v
     )
+    if "baseline" in results:
+        # The same code before a change (--baseline), measured in the same run: this code's
+        # figures over the baseline's (a ratio under 1 for deliveries: slower than before).
+        base = results["baseline"]
+        out["baseline"] = {k: base.get(k) for k in BASELINE_KEYS}
+        out["vs_baseline"] = {k: ratio(h.get(k), base.get(k)) for k in BASELINE_KEYS}
     out["targets"] = targets(out)
     out["load_average_at_end"] = round(os.getloadavg()[0], 2)
     out["elapsed_s"] = time.monotonic() - begun
     return rounded(out)
+
+
+BASELINE_KEYS = (
+    "deliveries_per_s_50",
+    "deliveries_per_s_500",
+    "acks_per_s_50",
+    "acks_per_s_500",
+    "cpu_s_per_10k_50",
+    "cpu_s_per_10k_500",
+    "p50_ms",
+    "p99_ms",
+    "ack_p50_ms",
+    "ack_p99_ms",
+    "notice_2000_s",
+    "notice_2000_ack_s",
+)
 
 
 def targets(out: dict[str, Any]) -> dict[str, bool]:
@@ -1239,6 +1325,12 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=3, help="repetitions (median reported)")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of a throughput run")
     parser.add_argument("--rate", type=float, default=50.0, help="messages/s for latency")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=1,
+        help="throughput: messages the sender keeps unacknowledged (1: wait for each ack)",
+    )
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2, help="client processes")
     parser.add_argument("--big", action="store_true", help="also notices to 10,000 guardians")
@@ -1253,9 +1345,19 @@ def main() -> int:
         default="notices,room50,room500,latency",
         help="which steps to run (comma-separated; memory comes with notices)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also run Homeroom from this source tree (e.g. `git archive <commit>` unpacked), "
+        "side by side: figures before and after a change from the same run",
+    )
     parser.add_argument("--order", default="homeroom,reference", help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database)")
     args = parser.parse_args()
+    if args.baseline:
+        args.baseline = str(Path(args.baseline).resolve())
+        if not (Path(args.baseline) / "realtime" / "cli.py").is_file():
+            parser.error(f"--baseline {args.baseline}: not a Homeroom source tree")
 
     started = Started()
     tmp = Path(tempfile.mkdtemp(prefix="homeroom-bench-"))

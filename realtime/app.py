@@ -27,7 +27,7 @@ from realtime.transport.rest import (
     add_routes,
     errors_middleware,
 )
-from realtime.transport.sio_internals import IndexedManager, SocketServer
+from realtime.transport.sio_internals import IndexedManager, SocketServer, shutdown
 from realtime.transport.sio_internals import check_internals as check_sio_internals
 from realtime.transport.socket import Gateway
 
@@ -49,7 +49,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     check_sio_internals()
     check_aiortc_internals()
     ice_hosts = [a.strip() for a in settings.ice_host_addresses.split(",") if a.strip()]
-    store = open_store(settings.database_url)
+    store = open_store(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     bus = make_bus(settings.redis_url, settings.bus_channel)
     tokens = TokenIssuer(settings.signing_keys, settings.secret_key_id, settings.access_token_ttl_s)
     hub = Hub(settings, store, bus, tokens)
@@ -60,8 +60,9 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         serializer="msgpack" if settings.serializer == "msgpack" else "default",
         json=jsoncodec,
         max_http_buffer_size=settings.max_packet_bytes,
-        # Engine.IO already runs each incoming message in a task of its own; a second task per
-        # Socket.IO event (the default) only added a hop of the event loop to every request.
+        # python-socketio then handles a connection's events one at a time, in order (it turns
+        # Engine.IO's tasks off too); SocketServer runs each in a task of its own and reads the
+        # next once the current one only waits for the store or the disk (group commit).
         async_handlers=False,
         logger=False,
         engineio_logger=False,
@@ -75,6 +76,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     app[GATEWAY] = gateway
     live = LiveService(hub, gateway)
     app[LIVE] = live
+    metrics.watch_bus(bus.health)
     metrics.watch_media(lambda: {sid: rt.stats() for sid, rt in live.runtimes.items()})
     sio.attach(app, socketio_path="socket.io")
     add_routes(app)
@@ -88,6 +90,10 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         await bus.start(gateway.on_bus)
         await live.recover()
 
+    async def close_connections(_app: web.Application) -> None:
+        gateway.closing = True
+        await shutdown.close_connections(sio, settings.shutdown_timeout_s)
+
     async def stop(_app: web.Application) -> None:
         await live.close()
         await bus.close()
@@ -95,6 +101,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         hub.passwords.close()
 
     app.on_startup.append(start)
+    app.on_shutdown.append(close_connections)
     app.on_cleanup.append(stop)
     return app
 

@@ -73,8 +73,45 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Homeroom is serving on {base}/  (Ctrl-C to stop)", flush=True)
     app = create_app(settings)
     app.cleanup_ctx.append(_collector_policy)
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    app.on_shutdown.insert(0, _exit_watchdog(settings.shutdown_timeout_s))
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=None,
+        # SIGTERM and SIGINT: stop accepting, close every connection
+        # (transport/sio_internals/shutdown.py), then wait at most this long for handlers
+        # still running.
+        shutdown_timeout=settings.shutdown_timeout_s,
+    )
+    print("Homeroom stopped", flush=True)
     return 0
+
+
+# Past the shutdown timeout, the watchdog gives the rest of the shutdown (handlers cancelled,
+# the store closed) this long before it ends the process itself.
+WATCHDOG_GRACE_S = 5.0
+
+
+def _exit_watchdog(timeout: float) -> Callable[[web.Application], Awaitable[None]]:
+    """A bound on shutdown whatever hangs: exit(70) if the process is still alive after
+    ``2 * timeout + WATCHDOG_GRACE_S`` seconds (connections get ``timeout``, handlers
+    ``timeout``)."""
+
+    async def arm(_app: web.Application) -> None:
+        import os
+        import threading
+
+        def expire() -> None:
+            print("homeroom: shutdown took too long; exiting now", file=sys.stderr, flush=True)
+            os._exit(70)
+
+        timer = threading.Timer(2 * timeout + WATCHDOG_GRACE_S, expire)
+        timer.daemon = True
+        timer.start()
+
+    return arm
 
 
 async def _collector_policy(app: web.Application) -> AsyncIterator[None]:

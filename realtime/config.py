@@ -26,6 +26,10 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     database_url: str = "sqlite:///var/homeroom.db"
+    # SQLite only: "full" (default) syncs every commit to disk before it is acknowledged
+    # (group commit shares one sync among concurrent requests); "normal" is faster but an
+    # acknowledged write can be lost on power loss or an OS crash (docs/operations.md).
+    sqlite_synchronous: str = "full"
     redis_url: str = ""
     # The Redis channel the nodes of one deployment share (two deployments on one Redis: two).
     bus_channel: str = "homeroom"
@@ -91,6 +95,9 @@ class Settings:
     register_address_failures_per_s: float = 1 / 60
     # Failures older than this are forgotten.
     signin_failure_window_s: int = 3600
+    # On SIGTERM: how long to wait for requests in flight to finish before exiting anyway; the
+    # process exits within about this plus a second or two (docs/operations.md).
+    shutdown_timeout_s: float = 10.0
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -101,6 +108,10 @@ class Settings:
             raise ConfigError(f"trusted_proxies: {exc}") from None
         if self.video_codec.upper() not in ("VP8", "H264"):
             raise ConfigError("video_codec must be 'VP8' or 'H264'")
+        if self.sqlite_synchronous not in ("full", "normal"):
+            raise ConfigError("sqlite_synchronous must be 'full' or 'normal'")
+        if self.shutdown_timeout_s <= 0:
+            raise ConfigError("shutdown_timeout_s must be positive")
         if self.serializer not in ("json", "msgpack"):
             raise ConfigError("serializer must be 'json' or 'msgpack'")
         if not self.demo:

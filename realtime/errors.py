@@ -15,6 +15,7 @@ CODES = frozenset(
         "too_large",
         "rate_limited",
         "unsupported_codec",
+        "unavailable",
         "internal",
     }
 )
@@ -28,6 +29,7 @@ HTTP_STATUS = {
     "too_large": 413,
     "rate_limited": 429,
     "unsupported_codec": 415,
+    "unavailable": 503,
     "internal": 500,
 }
 

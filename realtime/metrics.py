@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from realtime.bus.base import BusHealth
 from realtime.domain.signin import SignInGuard
 
 # Forwarding counters summed per live session, read from the media routers at scrape time.
@@ -80,6 +81,27 @@ class SignInCollector(Collector):
         yield backoff
 
 
+class BusCollector(Collector):
+    """The bus's health (realtime/bus/base.py BusHealth), read on scrape."""
+
+    def __init__(self, health: BusHealth) -> None:
+        self.health = health
+
+    def collect(self) -> Iterator[Metric]:
+        h = self.health
+        up = GaugeMetricFamily("homeroom_bus_up", "1 while this node reaches the other nodes")
+        up.add_metric([], 1 if h.up else 0)
+        yield up
+        for name, value, doc in (
+            ("outages", h.outages, "Times the bus (Redis) connection broke"),
+            ("reconnects", h.reconnects, "Times it came back (every connection then resyncs)"),
+            ("publish_failures", h.publish_failures, "Publishes not sent to other nodes"),
+        ):
+            family = CounterMetricFamily(f"homeroom_bus_{name}", doc)
+            family.add_metric([], value)
+            yield family
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -120,6 +142,9 @@ class Metrics:
 
     def watch_media(self, read: Callable[[], dict[int, dict[str, Any]]]) -> None:
         self.registry.register(MediaCollector(read))
+
+    def watch_bus(self, health: BusHealth) -> None:
+        self.registry.register(BusCollector(health))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

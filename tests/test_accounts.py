@@ -305,7 +305,8 @@ def _metric(text: str, name: str, labels: str = "") -> float:
 
 async def test_healthz_and_metrics(srv: Server) -> None:
     status, body = await _status(srv, "GET", "/healthz")
-    assert status == 200 and body == {"ok": True, "store": "up"}
+    assert status == 200
+    assert body == {"ok": True, "status": "ok", "store": "up", "bus": "local"}
 
     _, text = await _status(srv, "GET", "/metrics")
     conns = _metric(text, "homeroom_connections")

@@ -172,7 +172,10 @@ async def test_nothing_on_the_bus_is_pickle(cluster: Cluster) -> None:
     for _, data in cluster.raw:
         assert data[:1] != b"\x80", "a pickle protocol header"
     messages = cluster.bus_messages()  # every one decodes as msgpack ...
-    assert all(isinstance(m, dict) and m.get("t") in {"events", "eph", "resync"} for m in messages)
+    assert all(
+        isinstance(m, dict) and m.get("t") in {"events", "eph", "resync", "resync_all"}
+        for m in messages
+    )
     kinds = {m["t"] for m in messages}
     assert {"events", "eph", "resync"} <= kinds  # ... whatever kind it is
     chat = [

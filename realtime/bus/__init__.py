@@ -3,10 +3,10 @@
 Whatever crosses it is msgpack-encoded bytes, never pickle.
 """
 
-from realtime.bus.base import Bus, BusHandler
+from realtime.bus.base import Bus, BusHandler, BusHealth
 from realtime.bus.local import LocalBus
 
-__all__ = ["Bus", "BusHandler", "LocalBus", "make_bus"]
+__all__ = ["Bus", "BusHandler", "BusHealth", "LocalBus", "make_bus"]
 
 
 def make_bus(redis_url: str, channel: str = "homeroom") -> Bus:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from realtime.bus.base import BusHandler, decode, encode
+from realtime.bus.base import BusHandler, BusHealth, decode, encode
 
 
 class LocalBus:
     def __init__(self) -> None:
         self._handler: BusHandler | None = None
+        self.health = BusHealth("local", up=True)
 
     async def start(self, handler: BusHandler) -> None:
         self._handler = handler

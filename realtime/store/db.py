@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import StaticPool
 
 from realtime import jsoncodec
+from realtime.store.groupcommit import GroupCommit
 from realtime.store.prepared import Prepared
 from realtime.store.schema import events, streams
 
@@ -173,6 +174,8 @@ class Store:
         self._lock = asyncio.Lock()
         self._sync_conn: Connection | None = None
         self._publisher: Publisher | None = None
+        # SQLite: transactions batched into one durable commit (store/groupcommit.py).
+        self.group = GroupCommit(self._lock, self._sqlite)
         dialect = (engine or sync_engine).dialect  # type: ignore[union-attr]
         self.dialect = dialect.name
         # Built once: every event appended runs these two.
@@ -219,16 +222,16 @@ class Store:
         """
         tx: DbConnection
         if self.sync_engine is not None:
-            async with self._lock:
-                conn = self._sqlite()
+            async with self.group.transaction() as conn:
                 tx = SyncConnection(conn)
-                with conn.begin():
-                    yield tx
+                yield tx
         else:
             assert self.engine is not None
             async with self.engine.begin() as aconn:
                 tx = PooledConnection(aconn)
                 yield tx
+        # On SQLite the group commit returns once the batch holding this transaction is on
+        # disk: nothing is told before it would survive a power loss.
         appended = tx.appended
         if appended and self._publisher is not None:
             await self._publisher(appended)
@@ -236,12 +239,8 @@ class Store:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[DbConnection]:
         if self.sync_engine is not None:
-            async with self._lock:
-                conn = self._sqlite()
-                # Ends with a rollback: a read never keeps its snapshot (and the WAL) open.
-                with conn.begin() as tx:
-                    yield SyncConnection(conn)
-                    tx.rollback()
+            async with self.group.read() as conn:
+                yield SyncConnection(conn)
             return
         assert self.engine is not None
         async with self.engine.connect() as aconn:
@@ -265,6 +264,7 @@ class Store:
         if self.engine is not None:
             await self.engine.dispose()
         if self.sync_engine is not None:
+            await self.group.close()
             if self._sync_conn is not None:
                 self._sync_conn.close()
                 self._sync_conn = None
@@ -406,18 +406,37 @@ class Checkpointer:
         self._thread.join(timeout=10)
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=5000")
-    # Checkpoints run on the Checkpointer's thread, never inside a commit on the event loop.
-    cur.execute("PRAGMA wal_autocheckpoint=0")
-    cur.close()
+# SQLite's ``synchronous`` levels offered (docs/operations.md): ``full`` syncs the log at every
+# commit, so an acknowledged write survives power loss and OS crashes; ``normal`` (WAL) survives
+# a process crash only: the last commits before a power loss can be lost.
+SYNCHRONOUS = ("full", "normal")
 
 
-def open_store(url: str) -> Store:
+def _sqlite_pragmas(synchronous: str) -> Any:
+    if synchronous not in SYNCHRONOUS:
+        raise ValueError(f"sqlite synchronous must be one of {SYNCHRONOUS}")
+
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # The driver's own transaction handling is off (it cannot nest): BEGIN, SAVEPOINT and
+        # COMMIT are issued by SQLAlchemy (_sqlite_begin), as group commit needs.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=5000")
+        # Checkpoints run on the Checkpointer's thread, never inside a commit on the event loop.
+        cur.execute("PRAGMA wal_autocheckpoint=0")
+        cur.close()
+
+    return on_connect
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def open_store(url: str, *, sqlite_synchronous: str = "full") -> Store:
     if url.startswith("sqlite"):
         sync_url = "sqlite:///" + url.split(":///", 1)[1]
         path = sync_url.split(":///", 1)[1]
@@ -430,7 +449,8 @@ def open_store(url: str) -> Store:
             json_serializer=jsoncodec.dumps,
             json_deserializer=jsoncodec.loads,
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(sqlite_synchronous))
+        event.listen(engine, "begin", _sqlite_begin)
         if path and path != ":memory:":
             # The first connection creates the file and sets WAL mode before the thread starts.
             with engine.connect():

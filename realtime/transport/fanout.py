@@ -8,6 +8,7 @@ long-polling get the packet through Engine.IO's queue. The domain does not know 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -18,6 +19,18 @@ from realtime.metrics import Metrics
 from realtime.transport.sio_internals import DirectSockets, SocketServer
 
 log = logging.getLogger(__name__)
+
+# Requests of one connection in progress at once (waiting for the store or for the disk); the
+# connection's next request is read only when fewer are. Each costs a task and its payload.
+MAX_PIPELINED = 16
+
+
+def _forget(pipelined: dict[str, set[asyncio.Task[None]]], eio_sid: str, task: Any) -> None:
+    pending = pipelined.get(eio_sid)
+    if pending is not None:
+        pending.discard(task)
+        if not pending:
+            del pipelined[eio_sid]
 
 
 class Fanout:

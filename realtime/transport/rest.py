@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -244,8 +245,20 @@ async def session_stats(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
-    ok = await request.app[HUB].store.ping()
-    return _json({"ok": ok, "store": "up" if ok else "down"}, 200 if ok else 503)
+    """200 while the store answers; ``status`` is "degraded" while the bus is down (people on
+    this node still get each other's messages; other nodes' messages wait for the bus)."""
+    hub = request.app[HUB]
+    ok = await hub.store.ping()
+    bus = hub.bus.health
+    body: dict[str, object] = {
+        "ok": ok,
+        "status": ("ok" if bus.state != "down" else "degraded") if ok else "down",
+        "store": "up" if ok else "down",
+        "bus": bus.state,
+    }
+    if bus.down_since is not None:
+        body["bus_down_s"] = round(max(0.0, time.time() - bus.down_since), 1)
+    return _json(body, 200 if ok else 503)
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:

@@ -75,6 +75,9 @@ class Gateway:
         self.sid_routes: dict[str, tuple[type[Any], SidAction]] = {}
         self.disconnect_hooks: list[DisconnectHook] = []
         self._event_counters: dict[str, Any] = {}
+        # Set when the node is shutting down (transport/sio_internals/shutdown.py): requests
+        # are refused.
+        self.closing = False
         # When the last client request arrived (time.monotonic): the garbage collector's
         # maintenance waits for a quiet moment (realtime/collector.py).
         self.last_event_at = time.monotonic()
@@ -127,6 +130,10 @@ class Gateway:
             identity = self.identities.get(sid)
             if identity is None:
                 raise HomeroomError("unauthorized", "not connected")
+            if self.closing:
+                raise HomeroomError(
+                    "unavailable", "the server is restarting; send again once reconnected"
+                )
             if extra:
                 raise bad_request("an event carries one payload object")
             if event == "sync":
@@ -203,6 +210,10 @@ class Gateway:
             )
         elif kind == "resync":
             await self._resync(int(message["user"]))
+        elif kind == "resync_all":
+            # The bus was cut off (realtime/bus/redis.py): events may have been missed by
+            # anyone here; every client catches up by sequence.
+            await self.sio.emit("resync", {})
 
     async def _resync(self, user_id: int) -> None:
         """This person's streams changed: refresh their rooms and ask their clients to sync."""

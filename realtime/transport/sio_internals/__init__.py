@@ -22,8 +22,13 @@ app factory, cached) checks the installed versions and every name and signature 
 signatures and compiled code (no source needed), and names what changed.
 ``tests/test_sio_internals.py`` compares the bytes written here with the libraries' own path.
 
+* **Stopping** (``shutdown``): on SIGTERM every connection is told ``shutdown`` and closed with
+  WebSocket code 1012 through aiohttp's writer (``_writer.close``, ``transport.abort``), after
+  the requests in flight (tracked by :class:`SocketServer`) are answered.
+
 Modules: ``checks`` (pins and the start-up check), ``direct`` (framing and direct writes),
-``server`` (the server's and the room manager's overrides). Nothing outside this package
+``server`` (the server's and the room manager's overrides), ``shutdown`` (closing every
+connection on SIGTERM). Nothing outside this package
 touches these libraries' private parts.
 """
 

@@ -4,6 +4,8 @@ recipient; an index of each connection's rooms)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -11,7 +13,23 @@ from typing import Any
 import socketio
 from engineio import packet as eio_packet
 
+from realtime.store.groupcommit import durable_wait
 from realtime.transport.sio_internals.direct import DirectSockets
+
+log = logging.getLogger(__name__)
+
+
+# Requests of one connection in progress at once (waiting for the store or for the disk); the
+# connection's next request is read only when fewer are. Each costs a task and its payload.
+MAX_PIPELINED = 16
+
+
+def _forget(pipelined: dict[str, set[asyncio.Task[None]]], eio_sid: str, task: Any) -> None:
+    pending = pipelined.get(eio_sid)
+    if pending is not None:
+        pending.discard(task)
+        if not pending:
+            del pipelined[eio_sid]
 
 
 class SocketServer(socketio.AsyncServer):
@@ -20,22 +38,89 @@ class SocketServer(socketio.AsyncServer):
     python-socketio encodes a broadcast once and hands the same Engine.IO packet to every
     recipient; an Engine.IO packet caches its first encoding whatever the transport asked for
     (bytes for WebSocket, base64 text for long-polling). With the msgpack serializer every packet
-    is binary, so the first recipient decided what all others got. A binary packet therefore
-    goes out as its own Engine.IO packet per recipient; text (JSON) packets are shared.
+    is binary, so the first recipient decided what all others got: a polling client after a
+    WebSocket one had its poll fail (str + bytes), a WebSocket client after a polling one got
+    base64 text. A binary packet therefore goes out as its own Engine.IO packet per recipient;
+    the msgpack encoding is still done once, and text (JSON) packets are shared as before.
     """
 
     direct: DirectSockets | None = None
+    # Per connection (Engine.IO id): its requests handled and not answered yet.
+    _pipelined: dict[str, set[asyncio.Task[None]]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pipelined = {}
+
+    # Client events being handled, acks not yet sent (shutdown waits for them).
+    in_flight = 0
+    _idle: asyncio.Event | None = None
     # Wraps the handling of each client event, its ack included (Hub.acks_first).
     request_scope: Callable[[], AbstractAsyncContextManager[None]] | None = None
 
     async def _handle_event_internal(
         self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
     ) -> None:
-        if self.request_scope is None:
-            await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
-            return
-        async with self.request_scope():
-            await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+        """Handle one client event; return (to read the connection's next one) once it is
+        answered, or once all it still waits for is its commit reaching the disk.
+
+        A connection's events are handled one at a time, in order (``async_handlers=False``).
+        Waiting for the disk sync (group commit, store/groupcommit.py) as well would cap each
+        connection at one request per sync and keep its next requests out of the batch being
+        formed; so the event runs in a task, which hands the connection back when it parks on
+        the sync. Its transaction is done by then: the next event's transaction still runs after
+        it, and acks leave in commit order.
+        """
+        self.in_flight += 1
+        parked = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(
+            self._handle_request(parked, server, sid, eio_sid, data, namespace, id)
+        )
+        task.add_done_callback(self._request_done)
+        pending = self._pipelined.setdefault(eio_sid, set())
+        pending.add(task)
+        task.add_done_callback(lambda t: _forget(self._pipelined, eio_sid, t))
+        await parked
+        if len(pending) >= MAX_PIPELINED:
+            # A client that sends faster than its requests are stored waits, as before.
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+
+    async def _handle_request(
+        self,
+        parked: asyncio.Future[None],
+        server: Any,
+        sid: str,
+        eio_sid: str,
+        data: Any,
+        namespace: str,
+        id: Any,
+    ) -> None:
+        def park() -> None:
+            if not parked.done():
+                parked.set_result(None)
+
+        durable_wait.set(park)  # this task's own context
+        try:
+            if self.request_scope is None:
+                await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+                return
+            async with self.request_scope():
+                await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+        finally:
+            park()
+
+    def _request_done(self, task: asyncio.Task[None]) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0 and self._idle is not None:
+            self._idle.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("client event failed", exc_info=task.exception())
+
+    async def idle(self) -> None:
+        """Return once no client event is being handled."""
+        while self.in_flight:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
 
     async def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
         if eio_pkt.binary:

@@ -236,7 +236,8 @@ export function send(stream: string, body: string): void {
   void deliver(stream, client_id, body);
 }
 
-const RETRYABLE = new Set(["timeout", "offline", "network", "internal"]);
+// "unavailable": the server was restarting (nothing stored); the outbox resends after the catch-up.
+const RETRYABLE = new Set(["timeout", "offline", "network", "internal", "unavailable"]);
 
 async function deliver(stream: string, client_id: string, body: string): Promise<void> {
   setOutgoing(stream, client_id, { state: "sending", error: undefined });
