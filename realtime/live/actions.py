@@ -17,7 +17,7 @@ import socketio
 from sqlalchemy import select
 
 from media.ice import TurnServer, configure_host_addresses, rtc_configuration, turn_credentials
-from realtime.actions import questions
+from realtime.actions import attendance, questions
 from realtime.actions.access import class_access, display_names
 from realtime.domain import policy
 from realtime.domain.live import LiveSession, SessionKind
@@ -121,6 +121,7 @@ class LiveService:
 
     async def broadcast(self, rt: LiveRuntime) -> None:
         """Everyone admitted gets the session's state; people in the lobby get their own."""
+        await attendance.observe(self.hub, rt.session)
         await self.sio.emit("session.state", rt.session.view(), to=_room(rt.session.id))
         for uid in rt.session.lobby():
             sid = rt.sids.get(uid)
@@ -243,6 +244,7 @@ class LiveService:
                 for key in self._announce_streams(session)
             ]
         await self.hub.emit(events)
+        await attendance.session_ended(self.hub, session)
         for cid in session.classrooms:
             await questions.close_session(self.hub, cid, session.id)
         for sid in list(rt.sids.values()):
