@@ -79,8 +79,8 @@ def validate_correct(kind: PollKind, options: Sequence[str], correct: Sequence[s
 def validate_time_limit(seconds: int | None) -> int | None:
     if seconds is None:
         return None
-    if not 5 <= seconds <= MAX_TIME_LIMIT_S:
-        raise bad_request(f"a time limit is 5 to {MAX_TIME_LIMIT_S} seconds")
+    if not 1 <= seconds <= MAX_TIME_LIMIT_S:
+        raise bad_request(f"a time limit is 1 to {MAX_TIME_LIMIT_S} seconds")
     return seconds
 
 
