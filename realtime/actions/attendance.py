@@ -11,7 +11,7 @@ import io
 import logging
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from realtime.actions.access import class_access, display_names, members_with_role
 from realtime.domain import attendance as rules
@@ -188,7 +188,18 @@ async def lesson_rows(
         r.asker_id: r.n
         for r in await conn.execute(
             select(questions.c.asker_id, func.count().label("n"))
-            .where(questions.c.session_id == session.id)
+            .where(
+                # Unanswered questions move to the class board when the lesson ends.
+                or_(
+                    questions.c.session_id == session.id,
+                    and_(
+                        questions.c.session_id.is_(None),
+                        questions.c.class_id == class_id,
+                        questions.c.created_at >= session.started_at,
+                        questions.c.created_at <= (session.ended_at or now),
+                    ),
+                )
+            )
             .group_by(questions.c.asker_id)
         )
     }
@@ -233,8 +244,10 @@ async def lesson_rows(
                 "last_leave": merged[-1][1] if merged else None,
                 "joins": len(intervals),
                 "minutes": round(sum(e - s for s, e in merged) / 60, 1),
+                "seconds": round(sum(e - s for s, e in merged), 1),
                 "hands": r.hands if r is not None else 0,
                 "stage_minutes": round((r.stage_s if r is not None else 0.0) / 60, 1),
+                "stage_seconds": round(r.stage_s if r is not None else 0.0, 1),
                 "questions": asked.get(sid, 0),
                 "polls_answered": answered.get(sid, 0),
                 "polls": len(session_polls),
