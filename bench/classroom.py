@@ -140,6 +140,8 @@ async def seed_term(database_url: str, people: People) -> dict[str, int]:
                             "role": "student",
                             "intervals": ivs,
                             "first_join": join,
+                            "seconds": sum(e - b for b, e in ivs),
+                            "open_since": None,
                             "hands": rnd.randint(0, 3),
                             "stage_s": rnd.choice([0.0, 0.0, 0.0, 120.0]),
                             "correction": None,

@@ -110,3 +110,22 @@ async def test_homework_cycle(any_store_server: Server) -> None:
     rows = {r["student_id"]: r for r in csv.DictReader(io.StringIO(text.lstrip("\ufeff")))}
     assert rows[str(srv.uid("wanghao"))]["state"] == "reviewed"
     assert rows[str(srv.uid("zhangwei"))]["state"] == "missing"
+
+    # The learning record counts homework due in the period, per state.
+    now = time.time()
+    rec = (await mom.student_record(cid, srv.uid("wanghao"), since=now - 3600, until=now + 60))[
+        "record"
+    ]
+    assert rec["homework"]["reviewed"] == 1 and rec["homework"]["missing"] == 0
+    rec = (
+        await teacher.student_record(cid, srv.uid("zhangwei"), since=now - 3600, until=now + 60)
+    )["record"]
+    assert rec["homework"]["missing"] == 1 and rec["homework"]["reviewed"] == 0
+    rec = (await teacher.student_record(cid, srv.uid("liming"), since=now - 3600, until=now + 60))[
+        "record"
+    ]
+    assert rec["homework"]["late"] == 1
+    # A guardian's child's homework stays private to that child's guardians.
+    with pytest.raises(RequestError) as err:
+        await liu.student_record(cid, srv.uid("wanghao"))
+    assert err.value.code == "forbidden"

@@ -124,6 +124,8 @@ async def _record(hub: Hub, session_id: int, changes: list[Change]) -> None:
                         role=ch.role,
                         intervals=[],
                         first_join=None,
+                        seconds=0.0,
+                        open_since=None,
                         hands=0,
                         stage_s=0.0,
                     )
@@ -133,10 +135,15 @@ async def _record(hub: Hub, session_id: int, changes: list[Change]) -> None:
             values: dict[str, Any] = {}
             if ch.kind == "join":
                 values["intervals"] = rules.add_join(intervals, ch.at)
+                if row.open_since is None:
+                    values["open_since"] = ch.at
                 if row.first_join is None:
                     values["first_join"] = ch.at
             elif ch.kind == "leave":
                 values["intervals"] = rules.add_leave(intervals, ch.at)
+                if row.open_since is not None:
+                    values["open_since"] = None
+                    values["seconds"] = row.seconds + max(0.0, ch.at - row.open_since)
             elif ch.kind == "hand":
                 values["hands"] = row.hands + 1
             elif ch.kind == "stage":
@@ -339,6 +346,8 @@ async def correct(hub: Hub, user_id: int, req: AttendanceCorrect) -> dict[str, A
                     role="student",
                     intervals=[],
                     first_join=None,
+                    seconds=0.0,
+                    open_since=None,
                     hands=0,
                     stage_s=0.0,
                     **values,

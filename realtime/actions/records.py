@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, or_, select
 
 from realtime.actions.access import class_access, display_names, guardians_of, members_with_role
 from realtime.domain import attendance as att
@@ -38,153 +38,181 @@ from realtime.store.schema import (
 LESSON_KINDS = ("lesson", "dual_lesson")
 
 
+def _only(column: Any, students: list[int]) -> list[Any]:
+    """A student's record filters in SQL; a class's takes every row of the class."""
+    return [column == students[0]] if len(students) == 1 else []
+
+
+def _count_if(cond: Any) -> Any:
+    return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+
 async def compute(
     conn: DbConnection, class_id: int, students: list[int], start: float, end: float, now: float
 ) -> dict[int, StudentRecord]:
+    """Every figure is summed by the database per student: one row per student and query, so a
+    term of 90 lessons costs what a week does."""
     records = {s: StudentRecord(s) for s in students}
     if not students:
         return records
     wanted = set(students)
     # Lessons of the class (as the host class or a linked classroom) started in the period.
-    lessons = {
-        r.id: r
+    lessons = [
+        r.id
         for r in await conn.execute(
-            select(
-                live_sessions.c.id,
-                live_sessions.c.class_id,
-                live_sessions.c.linked,
-                live_sessions.c.started_at,
-                live_sessions.c.ended_at,
-            ).where(
+            select(live_sessions.c.id, live_sessions.c.class_id, live_sessions.c.linked).where(
                 live_sessions.c.started_at >= start,
                 live_sessions.c.started_at < end,
                 live_sessions.c.kind.in_(LESSON_KINDS),
             )
         )
         if r.class_id == class_id or class_id in (r.linked or [])
-    }
-    rows: dict[tuple[int, int], Any] = {}
-    if lessons:
-        for r in await conn.execute(
-            select(
-                attendance.c.session_id,
-                attendance.c.user_id,
-                attendance.c.intervals,
-                attendance.c.first_join,
-                attendance.c.hands,
-                attendance.c.stage_s,
-                attendance.c.correction,
-            ).where(
-                attendance.c.class_id == class_id,
-                attendance.c.session_id.in_(list(lessons)),
-            )
-        ):
-            if r.user_id in wanted:
-                rows[(r.session_id, r.user_id)] = r
-    for lid, lesson in lessons.items():
-        until = lesson.ended_at or now
-        for s in students:
-            r = rows.get((lid, s))
-            status = att.status_of(
-                r.first_join if r else None, lesson.started_at, r.correction if r else None
-            )
-            seconds = att.present_seconds(r.intervals, until) if r else 0.0
-            records[s].add_lesson(status, seconds, r.hands if r else 0, r.stage_s if r else 0.0)
+    ]
+    for rec in records.values():
+        rec.lessons = len(lessons)
+    # domain/attendance.py status_of, in SQL: a correction wins; else absent without a join,
+    # late when the first join came more than LATE_AFTER_S after the start.
+    a, s = attendance.c, live_sessions.c
+    came = or_(
+        a.correction.in_(("present", "late")),
+        and_(a.correction.is_(None), a.first_join.isnot(None)),
+    )
+    late = or_(
+        a.correction == "late",
+        and_(a.correction.is_(None), a.first_join - s.started_at > att.LATE_AFTER_S),
+    )
+    open_s = case(
+        (a.open_since.isnot(None), func.coalesce(s.ended_at, now) - a.open_since), else_=0.0
+    )
     for r in await conn.execute(
-        select(questions.c.asker_id, func.count().label("n"))
-        .where(
-            questions.c.class_id == class_id,
-            questions.c.created_at >= start,
-            questions.c.created_at < end,
+        select(
+            a.user_id,
+            _count_if(came).label("attended"),
+            _count_if(late).label("late"),
+            _count_if(a.correction == "excused").label("excused"),
+            func.sum(a.seconds + open_s).label("seconds"),
+            func.sum(a.hands).label("hands"),
+            func.sum(a.stage_s).label("stage_s"),
         )
-        .group_by(questions.c.asker_id)
+        .join(live_sessions, s.id == a.session_id)
+        .where(
+            a.class_id == class_id,
+            a.role == "student",
+            s.started_at >= start,
+            s.started_at < end,
+            s.kind.in_(LESSON_KINDS),
+            *_only(a.user_id, students),
+        )
+        .group_by(a.user_id)
+    ):
+        if r.user_id in wanted:
+            rec = records[r.user_id]
+            rec.attended, rec.late, rec.excused = int(r.attended), int(r.late), int(r.excused)
+            rec.minutes_present = float(r.seconds or 0) / 60
+            rec.hands = int(r.hands or 0)
+            rec.stage_minutes = float(r.stage_s or 0) / 60
+    for rec in records.values():
+        rec.missed = rec.lessons - rec.attended - rec.excused
+    q = questions.c
+    for r in await conn.execute(
+        select(q.asker_id, func.count().label("n"))
+        .where(
+            q.class_id == class_id,
+            q.created_at >= start,
+            q.created_at < end,
+            *_only(q.asker_id, students),
+        )
+        .group_by(q.asker_id)
     ):
         if r.asker_id in wanted:
             records[r.asker_id].questions = r.n
-    # Students' polls of the class and of its lessons (a dual lesson's polls belong to the host).
+    # Students' polls of the class and of its lessons (a dual lesson's polls belong to the
+    # host class; the answer's class_id is the answerer's classroom).
+    p, pa = polls.c, poll_answers.c
+    in_period = and_(
+        p.created_at >= start,
+        p.created_at < end,
+        p.audience == "students",
+        p.answer_by == "person",
+    )
     poll_rows = [
-        p
-        for p in await conn.execute(
-            select(
-                polls.c.id,
-                polls.c.class_id,
-                polls.c.session_id,
-                polls.c.correct,
-                polls.c.anonymous,
-                polls.c.answer_by,
-            ).where(
-                polls.c.created_at >= start,
-                polls.c.created_at < end,
-                polls.c.audience == "students",
-                polls.c.answer_by == "person",
-            )
+        r
+        for r in await conn.execute(
+            select(p.id, p.class_id, p.session_id, p.correct, p.anonymous).where(in_period)
         )
-        if p.class_id == class_id or p.session_id in lessons
+        if r.class_id == class_id or r.session_id in lessons
     ]
-    quizzes = {p.id for p in poll_rows if p.correct and not p.anonymous}
+    quizzes = sum(1 for r in poll_rows if r.correct and not r.anonymous)
     for rec in records.values():
         rec.polls = len(poll_rows)
-        rec.quiz_questions = len(quizzes)
+        rec.quiz_questions = quizzes
     if poll_rows:
-        for a in await conn.execute(
-            select(poll_answers.c.user_id, poll_answers.c.poll_id, poll_answers.c.correct).where(
-                poll_answers.c.poll_id.in_([p.id for p in poll_rows])
+        for r in await conn.execute(
+            select(
+                pa.user_id,
+                func.count().label("answered"),
+                _count_if(and_(pa.correct.is_(True), p.anonymous.is_(False))).label("right"),
             )
+            .join(polls, p.id == pa.poll_id)
+            .where(in_period, pa.class_id == class_id, *_only(pa.user_id, students))
+            .group_by(pa.user_id)
         ):
-            if a.user_id in wanted:
-                records[a.user_id].polls_answered += 1
-                if a.poll_id in quizzes and a.correct:
-                    records[a.user_id].quiz_correct += 1
-    # Homework due in the period.
-    hws = list(
-        await conn.execute(
-            select(homework.c.id, homework.c.due_at).where(
-                homework.c.class_id == class_id,
-                homework.c.due_at >= start,
-                homework.c.due_at < end,
-            )
-        )
-    )
-    if hws:
-        subs = {
-            (r.homework_id, r.student_id): r
+            if r.user_id in wanted:
+                records[r.user_id].polls_answered = int(r.answered)
+                records[r.user_id].quiz_correct = int(r.right)
+    # Homework due in the period: submissions counted per state; the rest pending or missing.
+    h, hs = homework.c, homework_submissions.c
+    due = and_(h.class_id == class_id, h.due_at >= start, h.due_at < end)
+    dues = [r.due_at for r in await conn.execute(select(h.due_at).where(due))]
+    if dues:
+        overdue = h.due_at < now
+        for r in await conn.execute(
+            select(hs.student_id, hs.status, hs.late, func.count().label("n"))
+            .join(homework, h.id == hs.homework_id)
+            .where(due, *_only(hs.student_id, students))
+            .group_by(hs.student_id, hs.status, hs.late)
+        ):
+            if r.student_id in wanted:
+                state = hw_rules.state_of(r.status, bool(r.late), 0.0, now)
+                records[r.student_id].homework[state.value] += int(r.n)
+        missing_due = sum(1 for d in dues if d < now)
+        done_overdue = {
+            r.student_id: int(r.n)
             for r in await conn.execute(
-                select(
-                    homework_submissions.c.homework_id,
-                    homework_submissions.c.student_id,
-                    homework_submissions.c.status,
-                    homework_submissions.c.late,
-                ).where(homework_submissions.c.homework_id.in_([h.id for h in hws]))
+                select(hs.student_id, func.count().label("n"))
+                .join(homework, h.id == hs.homework_id)
+                .where(due, overdue, *_only(hs.student_id, students))
+                .group_by(hs.student_id)
             )
         }
-        for s in students:
-            states = []
-            for h in hws:
-                sub = subs.get((h.id, s))
-                states.append(
-                    hw_rules.state_of(
-                        sub.status if sub else None, bool(sub and sub.late), h.due_at, now
-                    )
-                )
-            records[s].add_homework(states)
-    # Notices that asked guardians for something, and how many were done for this child.
-    asked = [
-        n.id
-        for n in await conn.execute(
-            select(notices.c.id).where(
-                notices.c.class_id == class_id,
-                notices.c.created_at >= start,
-                notices.c.created_at < end,
-                notices.c.kind != "info",
-            )
-        )
-    ]
-    if asked:
+        done_all: dict[int, int] = {}
         for rec in records.values():
-            rec.notices = len(asked)
+            done_all[rec.student_id] = sum(
+                rec.homework[k] for k in ("submitted", "late", "reviewed", "returned")
+            )
+        for sid, rec in records.items():
+            rec.homework["missing"] = missing_due - done_overdue.get(sid, 0)
+            rec.homework["pending"] = (
+                len(dues) - missing_due - (done_all[sid] - done_overdue.get(sid, 0))
+            )
+    # Notices that asked guardians for something, and how many were done for this child.
+    asked = select(notices.c.id).where(
+        notices.c.class_id == class_id,
+        notices.c.created_at >= start,
+        notices.c.created_at < end,
+        notices.c.kind != "info",
+    )
+    asked_ids = [r.id for r in await conn.execute(asked)]
+    n_asked = len(asked_ids)
+    if n_asked:
+        for rec in records.values():
+            rec.notices = n_asked
         for r in await conn.execute(
             select(notice_coverage.c.student_id, func.count().label("n"))
-            .where(notice_coverage.c.notice_id.in_(asked))
+            .where(
+                notice_coverage.c.notice_id.in_(asked_ids),
+                *_only(notice_coverage.c.student_id, students),
+            )
             .group_by(notice_coverage.c.student_id)
         ):
             if r.student_id in wanted:

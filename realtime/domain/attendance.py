@@ -72,6 +72,11 @@ def present_seconds(intervals: Iterable[Sequence[float | None]], until: float) -
     return sum(e - s for s, e in merge_intervals(intervals, until))
 
 
+def total_seconds(closed_s: float, open_since: float | None, until: float) -> float:
+    """Time present from the kept total of closed intervals and the open one, if any."""
+    return closed_s + (max(0.0, until - open_since) if open_since is not None else 0.0)
+
+
 def add_join(intervals: list[list[float | None]], now: float) -> list[list[float | None]]:
     if intervals and intervals[-1][1] is None:
         return intervals  # already present

@@ -310,6 +310,10 @@ attendance = Table(
     Column("role", String(20), nullable=False),
     Column("intervals", JSON, nullable=False),  # [[joined, left or null], ...]
     Column("first_join", Float, nullable=True),
+    # Kept with the intervals so that records over a term read no JSON: the closed intervals'
+    # total (they never overlap: one presence at a time) and the start of the open one.
+    Column("seconds", Float, nullable=False),
+    Column("open_since", Float, nullable=True),
     Column("hands", Integer, nullable=False),
     Column("stage_s", Float, nullable=False),
     Column("correction", String(20), nullable=True),

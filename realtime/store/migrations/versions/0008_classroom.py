@@ -60,6 +60,8 @@ def upgrade() -> None:
         sa.Column("role", sa.String(length=20), nullable=False),
         sa.Column("intervals", sa.JSON(), nullable=False),
         sa.Column("first_join", sa.Float(), nullable=True),
+        sa.Column("seconds", sa.Float(), nullable=False),
+        sa.Column("open_since", sa.Float(), nullable=True),
         sa.Column("hands", sa.Integer(), nullable=False),
         sa.Column("stage_s", sa.Float(), nullable=False),
         sa.Column("correction", sa.String(length=20), nullable=True),
