@@ -29,7 +29,7 @@ def test_poll_options_correct_answers_and_scoring() -> None:
     assert polls.is_correct(PollKind.SINGLE, [], ["A"]) is None
     text = polls.validate_correct(PollKind.TEXT, [], ["Paris"])
     assert polls.is_correct(PollKind.TEXT, text, ["  paris "]) is True
-    res = polls.tally(PollKind.SINGLE, ["A", "B"], ["B"], [["A"], ["B"], ["B"]])
+    res = polls.tally(PollKind.SINGLE, ["A", "B"], ["B"], [(["A"], 1), (["B"], 2)])
     assert res.counts == {"A": 1, "B": 2} and res.correct_count == 2 and res.answered == 3
     polls.check_open(PollStatus.OPEN, None, 10.0)
     with pytest.raises(HomeroomError):

@@ -12,8 +12,9 @@ import contextlib
 import logging
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Text, cast, func, select
 
+from realtime import jsoncodec
 from realtime.domain import polls as rules
 from realtime.domain.polls import PollKind
 from realtime.domain.streams import Visibility, notice_stream, room_name
@@ -28,14 +29,18 @@ PUSH_INTERVAL_S = 0.15
 
 
 async def results(conn: DbConnection, poll: Any, *, text_limit: int | None = None) -> rules.Results:
+    """The poll's counts: the store groups equal answers, so 500 answers are a few rows."""
+    text = cast(poll_answers.c.answer, Text)
     rows = await conn.execute(
-        select(poll_answers.c.answer).where(poll_answers.c.poll_id == poll.id)
+        select(text.label("answer"), func.count().label("n"))
+        .where(poll_answers.c.poll_id == poll.id)
+        .group_by(text)
     )
     return rules.tally(
         PollKind(poll.kind),
         list(poll.options),
         list(poll.correct),
-        (list(r.answer) for r in rows),
+        ((jsoncodec.loads(r.answer), int(r.n)) for r in rows),
         text_limit=text_limit,
     )
 

@@ -192,18 +192,19 @@ async def answer(hub: Hub, user_id: int, req: PollAnswer) -> dict[str, Any]:
         before = (
             await conn.execute(select(poll_answers).where(poll_answers.c.poll_id == poll.id, key))
         ).first()
+        values = {
+            "user_id": user_id,
+            "class_id": access.class_id,
+            "answer": value,
+            "correct": right,
+            "answered_at": now,
+        }
         if before is not None:
-            await conn.execute(poll_answers.delete().where(poll_answers.c.poll_id == poll.id, key))
-        await conn.execute(
-            poll_answers.insert().values(
-                poll_id=poll.id,
-                user_id=user_id,
-                class_id=access.class_id,
-                answer=value,
-                correct=right,
-                answered_at=now,
+            await conn.execute(
+                poll_answers.update().where(poll_answers.c.poll_id == poll.id, key).values(**values)
             )
-        )
+        else:
+            await conn.execute(poll_answers.insert().values(poll_id=poll.id, **values))
     counts(hub).changed(poll.id)
     return {
         "poll_id": poll.id,

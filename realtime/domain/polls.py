@@ -142,22 +142,25 @@ def tally(
     kind: PollKind,
     options: Sequence[str],
     correct: Sequence[str],
-    answers: Iterable[Sequence[str]],
+    answers: Iterable[tuple[Sequence[str], int]],
     *,
     text_limit: int | None = None,
 ) -> Results:
-    """Counts per option; for short text, per distinct answer (the ``text_limit`` most common)."""
+    """Counts per option; for short text, per distinct answer (the ``text_limit`` most common).
+
+    ``answers``: each distinct answer with how many gave it (the store groups them)."""
     counts: Counter[str] = Counter({o: 0 for o in options})
     answered = 0
     right = 0
-    for a in answers:
-        answered += 1
+    for a, n in answers:
+        answered += n
         if kind is PollKind.TEXT:
-            counts[a[0].strip()] += 1
+            counts[a[0].strip()] += n
         else:
-            counts.update(a)
+            for option in a:
+                counts[option] += n
         if correct and is_correct(kind, correct, a):
-            right += 1
+            right += n
     if kind is PollKind.TEXT and text_limit is not None:
         counts = Counter(dict(counts.most_common(text_limit)))
     ordered = (
