@@ -36,6 +36,8 @@ from realtime.store.schema import (
 )
 
 LESSON_KINDS = ("lesson", "dual_lesson")
+# The latest lessons listed with a class record, each linking to its attendance report.
+LESSONS_LISTED = 50
 
 
 def _only(column: Any, students: list[int]) -> list[Any]:
@@ -252,7 +254,33 @@ async def class_record(hub: Hub, user_id: int, req: ClassRecordQuery) -> dict[st
         students = await members_with_role(conn, req.class_id, Role.STUDENT)
         recs = await compute(conn, req.class_id, students, start, end, now)
         names = await display_names(conn, students)
+        lessons = [
+            {
+                "session_id": r.id,
+                "title": r.title,
+                "started_at": r.started_at,
+                "ended_at": r.ended_at,
+            }
+            for r in await conn.execute(
+                select(
+                    live_sessions.c.id,
+                    live_sessions.c.class_id,
+                    live_sessions.c.linked,
+                    live_sessions.c.title,
+                    live_sessions.c.started_at,
+                    live_sessions.c.ended_at,
+                )
+                .where(
+                    live_sessions.c.started_at >= start,
+                    live_sessions.c.started_at < end,
+                    live_sessions.c.kind.in_(LESSON_KINDS),
+                )
+                .order_by(live_sessions.c.started_at.desc())
+            )
+            if r.class_id == req.class_id or req.class_id in (r.linked or [])
+        ][:LESSONS_LISTED]
     return {
+        "lessons": lessons,
         "class_id": req.class_id,
         "period": req.period,
         "since": start,
