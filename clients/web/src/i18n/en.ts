@@ -478,6 +478,7 @@ const en: Messages = {
   "poll.correctText": "Correct answer (quiz, optional)",
   "poll.correct": "Correct answer (tick to make it a quiz)",
   "poll.correctHint": "Nothing ticked: a plain poll, nothing is right or wrong",
+  "poll.inLesson": (title: string) => `In the lesson running now: ${title}`,
   "poll.anonymous": "Anonymous",
   "poll.open": "Open",
   "poll.true": "True",

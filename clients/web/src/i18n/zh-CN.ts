@@ -473,6 +473,7 @@ const zhCN = {
   "poll.correctText": "正确答案（测验，可不填）",
   "poll.correct": "正确答案（勾选即为测验）",
   "poll.correctHint": "不勾选：普通投票，没有对错",
+  "poll.inLesson": (title: string) => `在正在上的课中发起：${title}`,
   "poll.anonymous": "匿名",
   "poll.open": "发起",
   "poll.true": "对",

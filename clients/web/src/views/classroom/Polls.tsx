@@ -12,6 +12,7 @@ import {
   type PollKind,
   type PollResults,
 } from "../../state/classroom";
+import { runningIn } from "../../state/lessons";
 import { rolesIn } from "../../state/me";
 import { ready } from "../../state/session";
 import { toast } from "../../state/toasts";
@@ -58,6 +59,12 @@ function PollCompose(props: { classId: number; sessionId?: number | null }) {
   const [anonymous, setAnonymous] = useState(false);
   const [audience, setAudience] = useState<"students" | "guardians">("students");
   const [limit, setLimit] = useState("");
+  // A lesson of this class running now: the poll belongs to it unless the teacher says no.
+  const lesson =
+    props.sessionId == null
+      ? runningIn(props.classId).find((x) => x.class_id === props.classId && x.kind !== "meeting" && !x.ended)
+      : undefined;
+  const [inLesson, setInLesson] = useState(true);
   const opts =
     kind === "true_false" ? ["true", "false"] : kind === "text" ? [] : options.split("\n").map((o) => o.trim()).filter(Boolean);
   const { busy, error, onSubmit } = useSubmit(async () => {
@@ -72,7 +79,7 @@ function PollCompose(props: { classId: number; sessionId?: number | null }) {
         audience,
         time_limit_s: limit ? Number(limit) : null,
       },
-      props.sessionId,
+      props.sessionId ?? (lesson && inLesson ? lesson.id : null),
     );
     setQuestion("");
     setOptions("");
@@ -102,7 +109,7 @@ function PollCompose(props: { classId: number; sessionId?: number | null }) {
             ))}
           </select>
         </label>
-        {props.sessionId == null ? (
+        {props.sessionId == null && !(lesson && inLesson) ? (
           <label class="field">
             <span class="field-label">{t("poll.audience")}</span>
             <select value={audience} onChange={(e) => setAudience(e.currentTarget.value as "students" | "guardians")}>
@@ -141,6 +148,12 @@ function PollCompose(props: { classId: number; sessionId?: number | null }) {
           </div>
           <span class="field-hint">{t("poll.correctHint")}</span>
         </fieldset>
+      ) : null}
+      {lesson ? (
+        <label class="check">
+          <input type="checkbox" checked={inLesson} onChange={(e) => setInLesson(e.currentTarget.checked)} />
+          <span>{t("poll.inLesson", lesson.title)}</span>
+        </label>
       ) : null}
       <label class="check">
         <input type="checkbox" checked={anonymous} onChange={(e) => setAnonymous(e.currentTarget.checked)} />
