@@ -168,7 +168,7 @@ function Assign(props: { classId: number }) {
     toast(t("hw.assigned"), "success");
   });
   return (
-    <form class="card" onSubmit={onSubmit} aria-labelledby="hw-assign-title">
+    <form class="card stack-form" onSubmit={onSubmit} aria-labelledby="hw-assign-title">
       <h2 id="hw-assign-title" class="card-title">
         {t("hw.assign")}
       </h2>

@@ -90,7 +90,7 @@ function PollCompose(props: { classId: number; sessionId?: number | null }) {
   const toggle = (o: string) =>
     setCorrect(kind === "multiple" ? (correct.includes(o) ? correct.filter((c) => c !== o) : [...correct, o]) : correct[0] === o ? [] : [o]);
   return (
-    <form class="card poll-compose" onSubmit={onSubmit} aria-labelledby="poll-compose-title">
+    <form class="card poll-compose stack-form" onSubmit={onSubmit} aria-labelledby="poll-compose-title">
       <h2 id="poll-compose-title" class="card-title">
         {t("poll.new")}
       </h2>
