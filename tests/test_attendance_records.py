@@ -6,12 +6,18 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from clients.homeroom import RequestError
-from tests.conftest import Server
+from tests.conftest import TEST_SECRET, Server
 from tests.live.helpers import eventually
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 async def test_lesson_attendance_report_correction_record_and_digest(
@@ -124,3 +130,27 @@ async def test_lesson_attendance_report_correction_record_and_digest(
     with pytest.raises(RequestError) as err:
         await mom.send_digest(cid)
     assert err.value.code == "forbidden"
+
+
+async def test_weekly_digest_console_command(server: Server) -> None:
+    """`homeroom digest` (for cron) stores each guardian's digest; her app catches up on it."""
+    mom = await server.client("wang_mom")
+    await mom.sio.disconnect()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEROOM_")}
+    env.update(HOMEROOM_DATABASE_URL=server.settings.database_url, HOMEROOM_SECRET=TEST_SECRET)
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "realtime.cli", "digest", "--class", str(server.class_id)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    # Eight guardians, one digest per child: Liu Yang and Liu Xin's mother gets two.
+    assert "9 digests to guardians of 1 classes" in result.stdout
+    await mom.connect()
+    ev = await mom.wait_for(lambda e: e["type"] == "record.digest")
+    assert ev["data"]["student_id"] == server.uid("wanghao")
+    assert ev["data"]["record"]["lessons"] == 0

@@ -319,12 +319,16 @@ async def send_digest(hub: Hub, user_id: int | None, req: ClassRef) -> dict[str,
                     await hub.store.append(conn, str(user_stream(g)), "record.digest", data)
                 )
     await hub.emit(events)
-    return {"guardians": len({e.stream for e in events}), "students": len(links)}
+    return {
+        "guardians": len({e.stream for e in events}),
+        "students": len(links),
+        "digests": len(events),
+    }
 
 
 async def digest_all(hub: Hub, class_ids: list[int]) -> int:
-    """Send every listed class's digest (the scheduler's weekly run); the number of events."""
+    """Send every listed class's digest (the scheduler's weekly run); the number of digests."""
     n = 0
     for cid in class_ids:
-        n += (await send_digest(hub, None, ClassRef(class_id=cid)))["guardians"]
+        n += (await send_digest(hub, None, ClassRef(class_id=cid)))["digests"]
     return n
