@@ -180,3 +180,54 @@ async def test_live_counts_are_coalesced_and_end_right(server: Server) -> None:
     assert len(pushes) <= (elapsed + 0.4) / 0.15 + 2, (len(pushes), elapsed)
     assert len(pushes) < 30
     assert pushes[-1]["answered"] == 6
+
+
+async def test_dual_lesson_poll_answered_per_classroom(server: Server) -> None:
+    """The master teacher chooses classroom answers: each linked classroom answers once, by its
+    local teacher; its students and the host class do not answer."""
+    linked = server.demo["linked_class_ids"]
+    chen = await server.client("chen")
+    sid = (
+        await chen.request(
+            "session.start",
+            {
+                "class_id": server.class_id,
+                "kind": "dual_lesson",
+                "title": "English",
+                "linked_class_ids": linked,
+            },
+        )
+    )["session"]["id"]
+    xiaohong = await server.client("xiaohong")
+    poll = await chen.create_poll(
+        server.class_id,
+        "Which is a fruit?",
+        "single",
+        ["apple", "chair"],
+        correct=["apple"],
+        session_id=sid,
+        answer_by="classroom",
+    )
+    assert poll["classrooms"] == [server.class_id, *linked]
+    wu = await server.client("wu")
+    zhou = await server.client("zhou")
+    # The linked classrooms see the poll in their own streams.
+    ev = await xiaohong.wait_for(lambda e: e["type"] == "poll.opened")
+    assert ev["stream"] == f"notices:{linked[0]}:students"
+    with pytest.raises(RequestError) as err:
+        await xiaohong.answer_poll(poll["id"], "apple")
+    assert err.value.code == "forbidden"
+    wang = await server.client("wanghao")
+    with pytest.raises(RequestError) as err:
+        await wang.answer_poll(poll["id"], "apple")
+    assert err.value.code == "forbidden"
+    await wu.answer_poll(poll["id"], "chair")
+    await wu.answer_poll(poll["id"], "apple")  # the classroom changes its mind
+    await zhou.answer_poll(poll["id"], "apple")
+    got = await chen.poll(poll["id"])
+    assert got["results"]["answered"] == 2 and got["results"]["correct_count"] == 2
+    assert {a["class_id"] for a in got["answers"]} == set(linked)
+    # A classroom-answer poll outside a dual lesson is refused.
+    with pytest.raises(RequestError) as err:
+        await chen.create_poll(server.class_id, "x?", "true_false", answer_by="classroom")
+    assert err.value.code == "bad_request"
