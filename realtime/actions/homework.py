@@ -142,6 +142,7 @@ async def assign(hub: Hub, user_id: int, req: HomeworkAssign) -> dict[str, Any]:
 
 async def submit(hub: Hub, user_id: int, req: HomeworkSubmit) -> dict[str, Any]:
     """Submit, or resubmit before the due time (or after a return for redo)."""
+    hub.check_rate(user_id, "homework.submit")
     if not req.body.strip():
         raise bad_request("a submission needs some text")
     rules.check_text("-", req.body)

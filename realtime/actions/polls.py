@@ -175,6 +175,7 @@ def _close_later(hub: Hub, poll_id: int, delay: float) -> None:
 
 
 async def answer(hub: Hub, user_id: int, req: PollAnswer) -> dict[str, Any]:
+    hub.check_rate(user_id, "poll.answer")  # changing one's answer is free, hammering is not
     now = hub.now()
     async with hub.store.transaction() as conn:
         poll = await _load(conn, req.poll_id)
