@@ -145,3 +145,37 @@ async def test_guardian_on_a_phone_sees_her_childs_week_and_homework_only(
     await expect(alert).to_contain_text("forbidden")
     await expect(mom.get_by_test_id("record")).to_have_count(0)
     await expect(mom.locator(".rec-hw-row")).to_have_count(0)
+
+
+async def test_homework_assigned_submitted_and_reviewed(server: Server, web: Browser) -> None:
+    cid = server.class_id
+    teacher = await web.signed_in("li")
+    await teacher.goto(f"{server.url}/#/class/{cid}/homework")
+    await teacher.get_by_label("作业标题").fill("口算练习 20 题")
+    await teacher.get_by_label("要求").fill("写在练习本上，拍照或抄写答案")
+    due = time.strftime("%Y-%m-%dT%H:%M", time.localtime(time.time() + 2 * 86400))
+    await teacher.get_by_label("截止时间").fill(due)
+    await teacher.get_by_role("button", name="布置作业").click()
+    card = teacher.locator(".hw-card", has_text="口算练习 20 题")
+    await expect(card).to_contain_text("已完成 0/6")
+
+    student = await web.signed_in("wanghao", PHONE)
+    await student.goto(f"{server.url}/#/class/{cid}/homework")
+    mine = student.locator(".hw-card", has_text="口算练习 20 题")
+    await expect(mine.locator(".chip")).to_have_text("未提交")
+    await mine.get_by_label("我的作业").fill("1. 12  2. 35  3. 48")
+    await mine.get_by_role("button", name="提交作业").click()
+    await expect(mine.locator(".chip")).to_have_text("已提交")
+
+    # The teacher's count moves by itself; she opens the roll-up and reviews.
+    await expect(card).to_contain_text("已完成 1/6")
+    await card.get_by_role("link", name="查看与批改").click()
+    row = teacher.locator(".hw-student", has_text="王浩 Wang Hao")
+    await row.get_by_label("评语").fill("全对，字迹工整")
+    await row.get_by_label("分数").fill("100")
+    await row.get_by_role("button", name="批改完成").click()
+    await expect(row.locator(".chip")).to_have_text("已批改")
+    await expect(teacher.get_by_test_id("hw-counts")).to_contain_text("已批改 1")
+    await expect(mine.locator(".chip")).to_have_text("已批改")
+    await expect(mine.get_by_test_id("hw-review")).to_contain_text("全对，字迹工整")
+    await screenshot(student, "student-homework-phone", full_page=True)
