@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import sys
 import tempfile
@@ -44,6 +45,7 @@ from chat_fanout import (  # noqa: E402
     ROOT,
     People,
     Started,
+    Target,
     asyncio_run_in_thread,
     close_sender,
     median,
@@ -235,6 +237,7 @@ class HostWatch:
 
 
 async def poll_round(
+    target: Target,
     teacher: SioConnection,
     watch: HostWatch,
     students: list[SioConnection],
@@ -263,6 +266,7 @@ async def poll_round(
     offsets = (
         sorted(rnd.uniform(0, spread_s) for _ in students) if spread_s else [0.0] * len(students)
     )
+    cpu0 = target.cpu()
     t0 = time.perf_counter()
 
     async def one(i: int) -> None:
@@ -278,6 +282,7 @@ async def poll_round(
         ok[i] = isinstance(res, dict) and bool(res.get("ok"))
 
     await asyncio.gather(*(one(i) for i in range(len(students))))
+    cpu_ms = (target.cpu() - cpu0) * 1000
     n_ok = sum(ok)
     deadline = time.perf_counter() + 5
     while (not watch.pushes or watch.pushes[-1][1] < n_ok) and time.perf_counter() < deadline:
@@ -317,6 +322,9 @@ async def poll_round(
         "pushes": len(pushes),
         "max_pushes_per_s": per_s,
         "final_counts_right": final == expected,
+        # Server CPU per answer (its transaction, ack and share of the pushes): what a quiet
+        # machine would spend, whatever else the shared machine was doing.
+        "server_cpu_ms_per_answer": round(cpu_ms / max(1, n_ok), 2),
     }
 
 
@@ -353,9 +361,13 @@ async def run(tmp: Path, started: Started, spread: float) -> dict[str, Any]:
             )
         say(f"{len(students)} students connected")
         rnd = random.Random(500)
-        spread_round = await poll_round(teacher, watch, students, people.class_large, spread, rnd)
+        spread_round = await poll_round(
+            target, teacher, watch, students, people.class_large, spread, rnd
+        )
         say(f"poll, answers over {spread:g} s: {spread_round}")
-        burst_round = await poll_round(teacher, watch, students, people.class_large, 0.0, rnd)
+        burst_round = await poll_round(
+            target, teacher, watch, students, people.class_large, 0.0, rnd
+        )
         say(f"poll, all answers at once: {burst_round}")
     finally:
         for c in students:
@@ -366,11 +378,13 @@ async def run(tmp: Path, started: Started, spread: float) -> dict[str, Any]:
     host = await open_sender(target, people.teacher, False)
     try:
         class_times = []
+        cpu0 = target.cpu()
         for _ in range(REPEAT):
             ms, report = await timed(
                 host, "record.class", {"class_id": people.class_small, "period": "term"}
             )
             class_times.append(ms)
+        class_cpu_ms = (target.cpu() - cpu0) * 1000 / REPEAT
         summary = report["summary"]
         lessons = report["students"][0]["lessons"]
         if lessons != LESSONS:
@@ -380,6 +394,7 @@ async def run(tmp: Path, started: Started, spread: float) -> dict[str, Any]:
             f"median {median(class_times):.1f} ms; {summary}"
         )
         student_times = []
+        cpu0 = target.cpu()
         for _ in range(REPEAT):
             ms, rec = await timed(
                 host,
@@ -387,6 +402,7 @@ async def run(tmp: Path, started: Started, spread: float) -> dict[str, Any]:
                 {"class_id": people.class_small, "student_id": people.small[0], "period": "term"},
             )
             student_times.append(ms)
+        student_cpu_ms = (target.cpu() - cpu0) * 1000 / REPEAT
         say(f"record.student (a term): median {median(student_times):.1f} ms; {rec['record']}")
     finally:
         await close_sender(host)
@@ -397,6 +413,9 @@ async def run(tmp: Path, started: Started, spread: float) -> dict[str, Any]:
         "poll_burst": burst_round,
         "term": {"lessons": LESSONS, "class_students": 50, "homework": HOMEWORK, **seeded},
         "class_report_all_ms": [round(x, 1) for x in class_times],
+        "class_report_server_cpu_ms": round(class_cpu_ms, 1),
+        "student_record_server_cpu_ms": round(student_cpu_ms, 1),
+        "load_average": [round(x, 1) for x in os.getloadavg()],
         "student_record_all_ms": [round(x, 1) for x in student_times],
         "poll_500_p99_ms": spread_round["to_host_p99_ms"],
         "poll_500_acked": spread_round["acked"],
