@@ -66,6 +66,8 @@ async def compute(
                 live_sessions.c.started_at >= start,
                 live_sessions.c.started_at < end,
                 live_sessions.c.kind.in_(LESSON_KINDS),
+                # Only a dual lesson links other classes: the school's other lessons stay out.
+                or_(live_sessions.c.class_id == class_id, live_sessions.c.kind == "dual_lesson"),
             )
         )
         if r.class_id == class_id or class_id in (r.linked or [])
@@ -274,6 +276,10 @@ async def class_record(hub: Hub, user_id: int, req: ClassRecordQuery) -> dict[st
                     live_sessions.c.started_at >= start,
                     live_sessions.c.started_at < end,
                     live_sessions.c.kind.in_(LESSON_KINDS),
+                    or_(
+                        live_sessions.c.class_id == req.class_id,
+                        live_sessions.c.kind == "dual_lesson",
+                    ),
                 )
                 .order_by(live_sessions.c.started_at.desc())
             )
