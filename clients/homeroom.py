@@ -362,3 +362,136 @@ class HomeroomClient:
         return (
             await self.request("conversation.open", {"class_id": class_id, "user_id": user_id})
         )["conversation"]
+
+    # --- polls and quizzes ----------------------------------------------------------------------
+
+    async def create_poll(
+        self,
+        class_id: int,
+        question: str,
+        kind: str = "single",
+        options: list[str] | None = None,
+        *,
+        correct: list[str] | None = None,
+        anonymous: bool = False,
+        audience: str = "students",
+        session_id: int | None = None,
+        answer_by: str = "person",
+        time_limit_s: int | None = None,
+    ) -> dict[str, Any]:
+        """Open a poll (a quiz when ``correct`` is given); retried safely with one client id."""
+        payload: dict[str, Any] = {
+            "class_id": class_id,
+            "client_id": uuid.uuid4().hex,
+            "kind": kind,
+            "question": question,
+            "options": options or [],
+            "correct": correct or [],
+            "anonymous": anonymous,
+            "audience": audience,
+            "answer_by": answer_by,
+        }
+        if session_id is not None:
+            payload["session_id"] = session_id
+        if time_limit_s is not None:
+            payload["time_limit_s"] = time_limit_s
+        return (await self.request("poll.create", payload, retries=3))["poll"]
+
+    async def answer_poll(self, poll_id: int, answer: list[str] | str) -> dict[str, Any]:
+        """Answer (or change one's answer) while the poll is open; resending is harmless."""
+        value = [answer] if isinstance(answer, str) else answer
+        return await self.request("poll.answer", {"poll_id": poll_id, "answer": value}, retries=3)
+
+    async def close_poll(self, poll_id: int) -> dict[str, Any]:
+        return (await self.request("poll.close", {"poll_id": poll_id}))["poll"]
+
+    async def publish_poll(self, poll_id: int) -> dict[str, Any]:
+        return (await self.request("poll.publish", {"poll_id": poll_id}))["poll"]
+
+    async def poll(self, poll_id: int) -> dict[str, Any]:
+        return await self.request("poll.get", {"poll_id": poll_id})
+
+    async def polls(self, class_id: int, session_id: int | None = None) -> list[dict[str, Any]]:
+        payload: dict[str, Any] = {"class_id": class_id}
+        if session_id is not None:
+            payload["session_id"] = session_id
+        return list((await self.request("poll.list", payload))["polls"])
+
+    # --- attendance and learning records --------------------------------------------------------
+
+    async def attendance_report(self, session_id: int) -> dict[str, Any]:
+        return await self.request("attendance.report", {"session_id": session_id})
+
+    async def correct_attendance(
+        self, session_id: int, student_id: int, status: str, note: str = ""
+    ) -> dict[str, Any]:
+        payload = {"session_id": session_id, "student_id": student_id, "status": status}
+        return (await self.request("attendance.correct", {**payload, "note": note}))["attendance"]
+
+    async def student_record(
+        self, class_id: int, student_id: int, period: str = "week", **bounds: float
+    ) -> dict[str, Any]:
+        payload = {"class_id": class_id, "student_id": student_id, "period": period, **bounds}
+        return await self.request("record.student", payload)
+
+    async def class_record(
+        self, class_id: int, period: str = "week", **bounds: float
+    ) -> dict[str, Any]:
+        return await self.request(
+            "record.class", {"class_id": class_id, "period": period, **bounds}
+        )
+
+    async def send_digest(self, class_id: int) -> dict[str, Any]:
+        return await self.request("record.digest", {"class_id": class_id})
+
+    # --- homework -------------------------------------------------------------------------------
+
+    async def assign_homework(
+        self, class_id: int, title: str, due_at: float, instructions: str = ""
+    ) -> dict[str, Any]:
+        payload = {
+            "class_id": class_id,
+            "client_id": uuid.uuid4().hex,
+            "title": title,
+            "due_at": due_at,
+            "instructions": instructions,
+        }
+        return (await self.request("homework.assign", payload, retries=3))["homework"]
+
+    async def submit_homework(self, homework_id: int, body: str) -> dict[str, Any]:
+        ack = await self.request("homework.submit", {"homework_id": homework_id, "body": body})
+        return dict(ack["submission"])
+
+    async def review_homework(
+        self,
+        homework_id: int,
+        student_id: int,
+        comment: str = "",
+        *,
+        score: float | None = None,
+        grade: str | None = None,
+        redo: bool = False,
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "homework_id": homework_id,
+            "student_id": student_id,
+            "comment": comment,
+            "redo": redo,
+        }
+        if score is not None:
+            payload["score"] = score
+        if grade is not None:
+            payload["grade"] = grade
+        return dict((await self.request("homework.review", payload))["submission"])
+
+    async def homework_rollup(self, homework_id: int) -> dict[str, Any]:
+        return await self.request("homework.rollup", {"homework_id": homework_id})
+
+    async def remind_homework(self, homework_id: int) -> dict[str, Any]:
+        return await self.request("homework.remind", {"homework_id": homework_id})
+
+    async def homework_list(self, class_id: int, student_id: int | None = None) -> dict[str, Any]:
+        payload: dict[str, Any] = {"class_id": class_id}
+        if student_id is not None:
+            payload["student_id"] = student_id
+        return await self.request("homework.list", payload)

@@ -265,6 +265,37 @@ def cmd_token(args: argparse.Namespace) -> int:
     return asyncio.run(_with_store(settings, work))
 
 
+def cmd_digest(args: argparse.Namespace) -> int:
+    """The guardians' weekly digest, for cron: stored in their streams (clients catch up on
+    their next sync), and pushed live through Redis when the server runs with it."""
+    from realtime.actions.records import digest_all
+    from realtime.bus import make_bus
+    from realtime.hub import Hub
+
+    settings = _settings(args)
+
+    async def work(store: Store) -> int:
+        async with store.read() as conn:
+            ids = [r.id for r in await conn.execute(select(classes.c.id).order_by(classes.c.id))]
+        if args.class_id is not None:
+            if args.class_id not in ids:
+                print(f"error: no class {args.class_id}", file=sys.stderr)
+                return 1
+            ids = [args.class_id]
+        bus = make_bus(settings.redis_url, settings.bus_channel)
+        tokens = TokenIssuer(
+            settings.signing_keys, settings.secret_key_id, settings.access_token_ttl_s
+        )
+        try:
+            sent = await digest_all(Hub(settings, store, bus, tokens), ids)
+        finally:
+            await bus.close()
+        print(f"weekly digest: {sent} digests to guardians of {len(ids)} classes")
+        return 0
+
+    return asyncio.run(_with_store(settings, work))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="homeroom", description="Homeroom classroom server")
     parser.add_argument("--config", help="TOML settings file (default: $HOMEROOM_CONFIG)")
@@ -309,6 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("user", help="username")
     p.add_argument("--ttl", type=int, help="lifetime in seconds")
     p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser(
+        "digest", help="send guardians the weekly digest of their children's records"
+    )
+    p.add_argument("--class", dest="class_id", type=int, help="only this class")
+    p.set_defaults(func=cmd_digest)
     return parser
 
 

@@ -49,6 +49,8 @@ class Hub:
     devices: DeviceTokens = field(init=False)
 
     _names: dict[int, str] = field(init=False, default_factory=dict)
+    # Per-app helpers that keep state between requests (the poll counts' coalescers), by name.
+    services: dict[str, Any] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         s = self.settings

@@ -154,6 +154,107 @@ class QuestionList(Payload):
     status: QuestionStatus | None = None
 
 
+# --- polls, attendance, homework, learning records ---
+
+PollOption = Annotated[str, msgspec.Meta(max_length=500)]
+Options = Annotated[list[PollOption], msgspec.Meta(max_length=20)]
+Period = Annotated[str, msgspec.Meta(pattern="^(week|month|term)$")]
+
+
+class PollCreate(Payload):
+    class_id: Id
+    client_id: ClientId
+    kind: Annotated[str, msgspec.Meta(pattern="^(single|multiple|true_false|text)$")]
+    question: Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+    options: Options = []
+    # Correct answer(s): a quiz. Empty: a poll.
+    correct: Options = []
+    anonymous: bool = False
+    # Outside a session: who answers (a class poll for guardians, e.g. a meeting date).
+    audience: Annotated[str, msgspec.Meta(pattern="^(students|guardians)$")] = "students"
+    session_id: Id | None = None
+    # A dual-teacher lesson: each student answers, or each classroom once (its local teacher).
+    answer_by: Annotated[str, msgspec.Meta(pattern="^(person|classroom)$")] = "person"
+    time_limit_s: Annotated[int, msgspec.Meta(ge=1, le=86_400)] | None = None
+
+
+class PollRef(Payload):
+    poll_id: Id
+
+
+class PollAnswer(Payload):
+    poll_id: Id
+    answer: Annotated[list[PollOption], msgspec.Meta(min_length=1, max_length=20)]
+
+
+class PollList(Payload):
+    class_id: Id
+    session_id: Id | None = None
+
+
+class LessonRef(Payload):
+    session_id: Id
+
+
+class AttendanceCorrect(Payload):
+    session_id: Id
+    student_id: Id
+    status: Annotated[str, msgspec.Meta(pattern="^(present|late|absent|excused)$")]
+    note: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+class StudentRecordQuery(Payload):
+    class_id: Id
+    student_id: Id
+    period: Period = "week"
+    since: float | None = None
+    until: float | None = None
+
+
+class ClassRecordQuery(Payload):
+    class_id: Id
+    period: Period = "week"
+    since: float | None = None
+    until: float | None = None
+
+
+class ClassRef(Payload):
+    class_id: Id
+
+
+class HomeworkAssign(Payload):
+    class_id: Id
+    client_id: ClientId
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    due_at: float
+    instructions: Text = ""
+
+
+class HomeworkRef(Payload):
+    homework_id: Id
+
+
+class HomeworkSubmit(Payload):
+    homework_id: Id
+    body: Text
+
+
+class HomeworkReview(Payload):
+    homework_id: Id
+    student_id: Id
+    comment: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    score: Annotated[float, msgspec.Meta(ge=0, le=1000)] | None = None
+    grade: Annotated[str, msgspec.Meta(max_length=20)] | None = None
+    # True: returned for redo (the student submits again); false: reviewed, final.
+    redo: bool = False
+
+
+class HomeworkList(Payload):
+    class_id: Id
+    # A guardian or staff member asking about one student; a student gets their own.
+    student_id: Id | None = None
+
+
 # --- REST bodies ---
 
 

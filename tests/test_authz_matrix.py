@@ -14,6 +14,7 @@ depends only on who acts, never on the order of the tries.
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -118,6 +119,29 @@ SOCKET_EXPECTED: dict[str, dict[str, str]] = {
     "session.start": outcomes(li="conflict", chen="conflict"),
     "session.list": outcomes("li chen wanghao wang_mom"),
     "session.join": outcomes("li chen wanghao"),
+    # Polls and quizzes: staff run them; students answer students' polls, guardians guardians'.
+    "poll.create": outcomes(STAFF),
+    "poll.answer": outcomes("wanghao"),
+    "poll.answer guardians": outcomes("wang_mom"),
+    "poll.close": outcomes(STAFF),
+    "poll.publish": outcomes(STAFF),
+    "poll.get": outcomes("li chen wanghao"),
+    "poll.get missing": outcomes(others="not_found"),
+    "poll.list": outcomes("li chen wanghao wang_mom"),
+    # Attendance and records: a guardian sees only her own child's record, never another's.
+    "attendance.report": outcomes(STAFF),
+    "attendance.correct": outcomes(STAFF),
+    "record.student": outcomes("li chen wanghao wang_mom"),
+    "record.student other-child": outcomes(STAFF),
+    "record.class": outcomes(STAFF),
+    "record.digest": outcomes(STAFF),
+    "homework.assign": outcomes(STAFF),
+    "homework.submit": outcomes("wanghao"),
+    "homework.review": outcomes(STAFF),
+    "homework.rollup": outcomes(STAFF),
+    "homework.remind": outcomes(STAFF),
+    "homework.list": outcomes("li chen wanghao wang_mom"),
+    "homework.list other-child": outcomes(STAFF),
 }
 
 # Live-session events that need joined participants or media legs: their own tests cover them
@@ -192,6 +216,16 @@ REST_EXPECTED: dict[str, dict[str, str]] = {
     "GET /api/v1/history conversation": rest_outcomes("li wang_mom"),
     "GET /api/v1/notices/{notice_id}/receipts": rest_outcomes(STAFF),
     "GET /api/v1/notices/{notice_id}/receipts.csv": rest_outcomes(STAFF),
+    "GET /api/v1/lessons/{session_id}/attendance": rest_outcomes(STAFF),
+    "GET /api/v1/lessons/{session_id}/attendance missing": rest_outcomes(others="not_found"),
+    "GET /api/v1/lessons/{session_id}/attendance.csv": rest_outcomes(STAFF),
+    "GET /api/v1/classes/{class_id}/records": rest_outcomes(STAFF),
+    "GET /api/v1/classes/{class_id}/students/{student_id}/record": rest_outcomes(
+        "li chen wanghao wang_mom"
+    ),
+    "GET /api/v1/classes/{class_id}/students/{student_id}/record other-child": rest_outcomes(STAFF),
+    "GET /api/v1/homework/{homework_id}/submissions": rest_outcomes(STAFF),
+    "GET /api/v1/homework/{homework_id}/submissions.csv": rest_outcomes(STAFF),
     "GET /api/v1/sessions/{session_id}/stats": rest_outcomes("li"),  # the host only
     "GET /api/v1/sessions/{session_id}/stats missing": rest_outcomes(others="not_found"),
     "GET /api/v1/audit": rest_outcomes("admin"),
@@ -229,6 +263,9 @@ class World:
     question_own: int = 0  # asked by wanghao
     question_other: int = 0  # asked by liming
     session_id: int = 0  # a live lesson hosted by li
+    poll_students: int = 0  # an open students' poll of class 1
+    poll_guardians: int = 0  # an open guardians' poll of class 1
+    homework_id: int = 0  # homework of class 1, due in an hour
     raw_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     counter: itertools.count = field(default_factory=itertools.count)
 
@@ -255,6 +292,16 @@ class World:
     async def fresh_notice(self, **kw: Any) -> int:
         notice = await self.clients["li"].publish_notice(self.class_id, "fresh notice", **kw)
         return int(notice["id"])
+
+    async def fresh_poll(self) -> int:
+        poll = await self.clients["li"].create_poll(self.class_id, "fresh?", "true_false")
+        return int(poll["id"])
+
+    async def fresh_homework(self, submitted: bool = False) -> int:
+        hw = await self.clients["li"].assign_homework(self.class_id, "fresh", time.time() + 3600)
+        if submitted:
+            await self.clients["wanghao"].submit_homework(hw["id"], "done")
+        return int(hw["id"])
 
     async def fresh_pending_link(self) -> int:
         """A new guardian's pending request to be linked to wanghao (no password: no hashing)."""
@@ -384,6 +431,17 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         "session.start", {"class_id": cid, "kind": "lesson", "title": "数学：分数"}
     )
     w.session_id = int(lesson["session"]["id"])
+    w.poll_students = int(
+        (await li.create_poll(cid, "分数难吗？", "single", ["难", "不难"], correct=["不难"]))["id"]
+    )
+    w.poll_guardians = int(
+        (
+            await li.create_poll(
+                cid, "家长会哪天？", "multiple", ["周五", "周六"], audience="guardians"
+            )
+        )["id"]
+    )
+    w.homework_id = int((await li.assign_homework(cid, "练习册第3页", time.time() + 3600))["id"])
     for c in clients.values():
         await c.sync()
     yield w
@@ -429,6 +487,19 @@ async def _delivered_payload(w: World, _a: str) -> dict[str, Any]:
 
 async def _remind_payload(w: World, _a: str) -> dict[str, Any]:
     return {"notice_id": await w.fresh_notice(kind="confirm_required")}
+
+
+async def _fresh_poll_payload(w: World, _a: str) -> dict[str, Any]:
+    return {"poll_id": await w.fresh_poll()}
+
+
+async def _review_payload(w: World, _a: str) -> dict[str, Any]:
+    hid = await w.fresh_homework(submitted=True)
+    return {"homework_id": hid, "student_id": w.uids["wanghao"], "comment": "好", "score": 9}
+
+
+async def _homework_remind_payload(w: World, _a: str) -> dict[str, Any]:
+    return {"homework_id": await w.fresh_homework()}
 
 
 SOCKET_ACTIONS: dict[str, Payload] = {
@@ -493,6 +564,55 @@ SOCKET_ACTIONS: dict[str, Payload] = {
     ),
     "session.list": _const(lambda w: {"class_id": w.class_id}),
     "session.join": _const(lambda w: {"session_id": w.session_id}),
+    "poll.create": _const(
+        lambda w: {
+            "class_id": w.class_id,
+            "client_id": _cid(),
+            "kind": "single",
+            "question": "A or B?",
+            "options": ["A", "B"],
+        }
+    ),
+    "poll.answer": _const(lambda w: {"poll_id": w.poll_students, "answer": ["不难"]}),
+    "poll.answer guardians": _const(lambda w: {"poll_id": w.poll_guardians, "answer": ["周五"]}),
+    "poll.close": _fresh_poll_payload,
+    "poll.publish": _fresh_poll_payload,
+    "poll.get": _const(lambda w: {"poll_id": w.poll_students}),
+    "poll.get missing": _const(lambda w: {"poll_id": 10**9}),
+    "poll.list": _const(lambda w: {"class_id": w.class_id}),
+    "attendance.report": _const(lambda w: {"session_id": w.session_id}),
+    "attendance.correct": _const(
+        lambda w: {
+            "session_id": w.session_id,
+            "student_id": w.uids["liming"],
+            "status": "excused",
+            "note": "病假",
+        }
+    ),
+    "record.student": _const(
+        lambda w: {"class_id": w.class_id, "student_id": w.uids["wanghao"], "period": "week"}
+    ),
+    "record.student other-child": _const(
+        lambda w: {"class_id": w.class_id, "student_id": w.uids["liming"], "period": "term"}
+    ),
+    "record.class": _const(lambda w: {"class_id": w.class_id, "period": "month"}),
+    "record.digest": _const(lambda w: {"class_id": w.class_id}),
+    "homework.assign": _const(
+        lambda w: {
+            "class_id": w.class_id,
+            "client_id": _cid(),
+            "title": "作业",
+            "due_at": time.time() + 3600,
+        }
+    ),
+    "homework.submit": _const(lambda w: {"homework_id": w.homework_id, "body": "我的作业"}),
+    "homework.review": _review_payload,
+    "homework.rollup": _const(lambda w: {"homework_id": w.homework_id}),
+    "homework.remind": _homework_remind_payload,
+    "homework.list": _const(lambda w: {"class_id": w.class_id}),
+    "homework.list other-child": _const(
+        lambda w: {"class_id": w.class_id, "student_id": w.uids["liming"]}
+    ),
 }
 
 
@@ -690,6 +810,30 @@ REST_ACTIONS: dict[str, RestCall] = {
     ),
     "GET /api/v1/notices/{notice_id}/receipts.csv": _rest(
         "GET", lambda w: f"/api/v1/notices/{w.notice_confirm}/receipts.csv"
+    ),
+    "GET /api/v1/lessons/{session_id}/attendance": _rest(
+        "GET", lambda w: f"/api/v1/lessons/{w.session_id}/attendance"
+    ),
+    "GET /api/v1/lessons/{session_id}/attendance missing": _rest(
+        "GET", lambda w: "/api/v1/lessons/999999/attendance"
+    ),
+    "GET /api/v1/lessons/{session_id}/attendance.csv": _rest(
+        "GET", lambda w: f"/api/v1/lessons/{w.session_id}/attendance.csv"
+    ),
+    "GET /api/v1/classes/{class_id}/records": _rest(
+        "GET", lambda w: f"/api/v1/classes/{w.class_id}/records?period=term"
+    ),
+    "GET /api/v1/classes/{class_id}/students/{student_id}/record": _rest(
+        "GET", lambda w: f"/api/v1/classes/{w.class_id}/students/{w.uids['wanghao']}/record"
+    ),
+    "GET /api/v1/classes/{class_id}/students/{student_id}/record other-child": _rest(
+        "GET", lambda w: f"/api/v1/classes/{w.class_id}/students/{w.uids['liming']}/record"
+    ),
+    "GET /api/v1/homework/{homework_id}/submissions": _rest(
+        "GET", lambda w: f"/api/v1/homework/{w.homework_id}/submissions"
+    ),
+    "GET /api/v1/homework/{homework_id}/submissions.csv": _rest(
+        "GET", lambda w: f"/api/v1/homework/{w.homework_id}/submissions.csv"
     ),
     "GET /api/v1/sessions/{session_id}/stats": _rest(
         "GET", lambda w: f"/api/v1/sessions/{w.session_id}/stats"

@@ -144,3 +144,65 @@ def may_enrol_by_import(*, created_now: bool, already_there: bool, school_admin:
 def may_read_audit(school_admin: bool) -> bool:
     """The audit log of a school: its school admins only."""
     return school_admin
+
+
+# --- polls, attendance, homework, learning records ---------------------------------------------
+
+
+def may_run_poll(access: ClassAccess | None) -> bool:
+    """Open, close and publish polls, see live results and named answers: the class's staff."""
+    return access is not None and access.is_staff
+
+
+def may_answer_poll(access: ClassAccess | None, audience: str, answer_by: str) -> bool:
+    """Students answer students' polls (a classroom's staff answer for it when the master teacher
+    chose classroom answers); guardians answer guardians' polls."""
+    if access is None:
+        return False
+    if answer_by == "classroom":
+        return access.is_staff
+    if audience == "guardians":
+        return access.is_guardian
+    return access.is_student
+
+
+def may_see_poll(access: ClassAccess | None, audience: str) -> bool:
+    if access is None:
+        return False
+    if access.is_staff:
+        return True
+    return access.is_guardian if audience == "guardians" else access.is_student
+
+
+def may_view_attendance(access: ClassAccess | None) -> bool:
+    """Lesson reports, corrections, class summaries, digests: the class's staff."""
+    return access is not None and access.is_staff
+
+
+def may_correct_attendance(access: ClassAccess | None) -> bool:
+    return access is not None and access.is_staff
+
+
+def may_view_student(access: ClassAccess | None, student_id: int) -> bool:
+    """A student's record and homework: the student, their approved guardians, class staff.
+
+    A guardian sees only the children approved for them in this class, never another child."""
+    if access is None:
+        return False
+    if access.is_staff:
+        return True
+    if access.is_student and access.user_id == student_id:
+        return True
+    return access.is_guardian and student_id in access.children
+
+
+def may_assign_homework(access: ClassAccess | None) -> bool:
+    return access is not None and access.is_teacher
+
+
+def may_review_homework(access: ClassAccess | None) -> bool:
+    return access is not None and access.is_staff
+
+
+def may_submit_homework(access: ClassAccess | None) -> bool:
+    return access is not None and access.is_student

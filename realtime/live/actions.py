@@ -17,7 +17,7 @@ import socketio
 from sqlalchemy import select
 
 from media.ice import TurnServer, rtc_configuration, turn_credentials
-from realtime.actions import questions
+from realtime.actions import attendance, questions
 from realtime.actions.access import class_access, display_names
 from realtime.domain import policy
 from realtime.domain.live import LiveSession, SessionKind
@@ -118,6 +118,7 @@ class LiveService:
 
     async def broadcast(self, rt: LiveRuntime) -> None:
         """Everyone admitted gets the session's state; people in the lobby get their own."""
+        await attendance.observe(self.hub, rt.session)
         await self.sio.emit("session.state", rt.session.view(), to=_room(rt.session.id))
         for uid in rt.session.lobby():
             sid = rt.sids.get(uid)
@@ -226,6 +227,7 @@ class LiveService:
                 await self.hub.store.append(
                     conn, str(key), "session.ended", {**session.summary(), "reason": reason}
                 )
+        await attendance.session_ended(self.hub, session)
         await self.sio.emit(
             "session.ended", {"session_id": session.id, "reason": reason}, to=_room(session.id)
         )

@@ -273,3 +273,105 @@ audit_log = Table(
     Column("detail", JSON, nullable=False),
     Index("ix_audit_school", "school_id", "id"),
 )
+
+
+# --- polls, attendance, homework (issue #14) --------------------------------------------------
+
+# A poll of a class (session_id NULL) or of a live session (its classrooms in ``classrooms``).
+polls = Table(
+    "polls",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("class_id", Integer, ForeignKey("classes.id"), nullable=False),
+    Column("session_id", Integer, nullable=True),
+    Column("classrooms", JSON, nullable=False),  # class ids whose members answer
+    Column("author_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("question", Text, nullable=False),
+    Column("options", JSON, nullable=False),
+    Column("correct", JSON, nullable=False),  # empty: a poll; otherwise a quiz
+    Column("anonymous", Boolean, nullable=False),
+    Column("audience", String(20), nullable=False),  # students | guardians
+    Column("answer_by", String(20), nullable=False),  # person | classroom
+    Column("closes_at", Float, nullable=True),
+    Column("status", String(20), nullable=False),  # open | closed | published
+    Column("created_at", Float, nullable=False),
+    Column("closed_at", Float, nullable=True),
+    UniqueConstraint("author_id", "client_id", name="uq_polls_client"),
+    Index("ix_polls_class", "class_id", "created_at"),
+)
+
+# One answer per person (or per classroom), replaced until the poll closes.
+poll_answers = Table(
+    "poll_answers",
+    metadata,
+    Column("poll_id", Integer, ForeignKey("polls.id"), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), primary_key=True),
+    Column("class_id", Integer, nullable=False),
+    Column("answer", JSON, nullable=False),
+    Column("correct", Boolean, nullable=True),
+    Column("answered_at", Float, nullable=False),
+    Index("ix_poll_answers_user", "user_id"),
+)
+
+# Who was in a live session: presence intervals (merged when read), hands, stage time, and a
+# teacher's correction. Written by realtime/actions/attendance.py from the live layer's changes.
+attendance = Table(
+    "attendance",
+    metadata,
+    Column("session_id", Integer, ForeignKey("live_sessions.id"), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), primary_key=True),
+    Column("class_id", Integer, nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("intervals", JSON, nullable=False),  # [[joined, left or null], ...]
+    Column("first_join", Float, nullable=True),
+    # Kept with the intervals so that records over a term read no JSON: the closed intervals'
+    # total (they never overlap: one presence at a time) and the start of the open one.
+    Column("seconds", Float, nullable=False),
+    Column("open_since", Float, nullable=True),
+    Column("hands", Integer, nullable=False),
+    Column("stage_s", Float, nullable=False),
+    Column("correction", String(20), nullable=True),
+    Column("note", Text, nullable=True),
+    Column("corrected_by", Integer, nullable=True),
+    Column("corrected_at", Float, nullable=True),
+    Index("ix_attendance_class_user", "class_id", "user_id"),
+)
+
+homework = Table(
+    "homework",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("class_id", Integer, ForeignKey("classes.id"), nullable=False),
+    Column("author_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("instructions", Text, nullable=False),
+    Column("due_at", Float, nullable=False),
+    # Attachment ids once attachments exist (another change); empty until then.
+    Column("attachments", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_reminded_at", Float, nullable=True),
+    UniqueConstraint("author_id", "client_id", name="uq_homework_client"),
+    Index("ix_homework_class", "class_id", "due_at"),
+)
+
+homework_submissions = Table(
+    "homework_submissions",
+    metadata,
+    Column("homework_id", Integer, ForeignKey("homework.id"), primary_key=True),
+    Column("student_id", Integer, ForeignKey("users.id"), primary_key=True),
+    Column("body", Text, nullable=False),
+    Column("attachments", JSON, nullable=False),
+    Column("status", String(20), nullable=False),  # submitted | reviewed | returned
+    Column("late", Boolean, nullable=False),
+    Column("submitted_at", Float, nullable=False),
+    Column("times", Integer, nullable=False),  # how many times submitted
+    Column("comment", Text, nullable=True),
+    Column("score", Float, nullable=True),
+    Column("grade", String(20), nullable=True),
+    Column("reviewed_by", Integer, nullable=True),
+    Column("reviewed_at", Float, nullable=True),
+    Index("ix_homework_submissions_student", "student_id"),
+)

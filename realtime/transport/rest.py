@@ -16,7 +16,17 @@ from typing import Any
 from aiohttp import web
 
 from realtime import schemas
-from realtime.actions import accounts, audit, chat, notices, roster, roster_import
+from realtime.actions import (
+    accounts,
+    attendance,
+    audit,
+    chat,
+    homework,
+    notices,
+    records,
+    roster,
+    roster_import,
+)
 from realtime.auth import Identity
 from realtime.errors import HTTP_STATUS, HomeroomError, bad_request, too_large
 from realtime.hub import Hub
@@ -239,6 +249,68 @@ async def audit_log(request: web.Request) -> web.StreamResponse:
     return _json(await audit.read(request.app[HUB], who.user_id, req))
 
 
+def _csv(text: str, filename: str) -> web.Response:
+    return web.Response(
+        body=("\ufeff" + text).encode("utf-8"),  # BOM: spreadsheet apps read UTF-8 CSV right
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _period(request: web.Request, **fixed: Any) -> dict[str, Any]:
+    q = request.query
+    payload: dict[str, Any] = {**fixed, "period": q.get("period", "week")}
+    try:
+        payload.update({k: float(q[k]) for k in ("since", "until") if k in q})
+    except ValueError:
+        raise bad_request("since and until are Unix times") from None
+    return payload
+
+
+async def lesson_attendance(request: web.Request) -> web.StreamResponse:
+    who = identity(request)
+    req = schemas.LessonRef(session_id=_int(request, "session_id"))
+    return _json(await attendance.report(request.app[HUB], who.user_id, req))
+
+
+async def lesson_attendance_csv(request: web.Request) -> web.StreamResponse:
+    who = identity(request)
+    sid = _int(request, "session_id")
+    text = await attendance.report_csv(request.app[HUB], who.user_id, sid)
+    return _csv(text, f"lesson-{sid}-attendance.csv")
+
+
+async def student_record(request: web.Request) -> web.StreamResponse:
+    who = identity(request)
+    payload = _period(
+        request, class_id=_int(request, "class_id"), student_id=_int(request, "student_id")
+    )
+    req = schemas.parse(schemas.StudentRecordQuery, payload)
+    return _json(await records.student_record(request.app[HUB], who.user_id, req))
+
+
+async def class_record(request: web.Request) -> web.StreamResponse:
+    who = identity(request)
+    req = schemas.parse(
+        schemas.ClassRecordQuery, _period(request, class_id=_int(request, "class_id"))
+    )
+    return _json(await records.class_record(request.app[HUB], who.user_id, req))
+
+
+async def homework_rollup(request: web.Request) -> web.StreamResponse:
+    who = identity(request)
+    req = schemas.HomeworkRef(homework_id=_int(request, "homework_id"))
+    return _json(await homework.rollup(request.app[HUB], who.user_id, req))
+
+
+async def homework_rollup_csv(request: web.Request) -> web.StreamResponse:
+    who = identity(request)
+    hid = _int(request, "homework_id")
+    text = await homework.rollup_csv(request.app[HUB], who.user_id, hid)
+    return _csv(text, f"homework-{hid}.csv")
+
+
 async def session_stats(request: web.Request) -> web.StreamResponse:
     who = identity(request)
     return _json(request.app[LIVE].stats_for(who.user_id, _int(request, "session_id")))
@@ -343,6 +415,42 @@ API: list[Endpoint] = [
         "/api/v1/audit",
         audit_log,
         "The school's audit log, newest first, a page at a time (school admins)",
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/lessons/{session_id}/attendance",
+        lesson_attendance,
+        "A lesson's attendance and participation per student (the class's teachers)",
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/lessons/{session_id}/attendance.csv",
+        lesson_attendance_csv,
+        "A lesson's attendance as CSV",
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/classes/{class_id}/records",
+        class_record,
+        "Every student's record and the class's totals over a period (?period=week|month|term)",
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/classes/{class_id}/students/{student_id}/record",
+        student_record,
+        "A student's learning record (the student, their approved guardians, class staff)",
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/homework/{homework_id}/submissions",
+        homework_rollup,
+        "A homework's submissions rolled up per student",
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/homework/{homework_id}/submissions.csv",
+        homework_rollup_csv,
+        "A homework's submissions as CSV",
     ),
     Endpoint("GET", "/api/v1/openapi.json", openapi, "This document", False),
 ]

@@ -14,7 +14,7 @@ from typing import Any
 import socketio
 
 from realtime import schemas
-from realtime.actions import chat, notices, questions, sync
+from realtime.actions import attendance, chat, homework, notices, polls, questions, records, sync
 from realtime.auth import Identity
 from realtime.domain.streams import Visibility, room_name
 from realtime.errors import HomeroomError, bad_request
@@ -56,6 +56,23 @@ ROUTES: dict[str, tuple[type[Any], Action]] = {
     "question.dismiss": (schemas.QuestionRef, questions.dismiss),
     "question.reopen": (schemas.QuestionRef, questions.reopen),
     "question.list": (schemas.QuestionList, questions.list_questions),
+    "poll.create": (schemas.PollCreate, polls.create),
+    "poll.answer": (schemas.PollAnswer, polls.answer),
+    "poll.close": (schemas.PollRef, polls.close),
+    "poll.publish": (schemas.PollRef, polls.publish),
+    "poll.get": (schemas.PollRef, polls.get),
+    "poll.list": (schemas.PollList, polls.list_polls),
+    "attendance.report": (schemas.LessonRef, attendance.report),
+    "attendance.correct": (schemas.AttendanceCorrect, attendance.correct),
+    "record.student": (schemas.StudentRecordQuery, records.student_record),
+    "record.class": (schemas.ClassRecordQuery, records.class_record),
+    "record.digest": (schemas.ClassRef, records.send_digest),
+    "homework.assign": (schemas.HomeworkAssign, homework.assign),
+    "homework.submit": (schemas.HomeworkSubmit, homework.submit),
+    "homework.review": (schemas.HomeworkReview, homework.review),
+    "homework.rollup": (schemas.HomeworkRef, homework.rollup),
+    "homework.remind": (schemas.HomeworkRef, homework.remind),
+    "homework.list": (schemas.HomeworkList, homework.list_homework),
 }
 
 

@@ -9,7 +9,11 @@ export type Section =
   | "qa"
   | "links"
   | "members"
-  | "lessons";
+  | "lessons"
+  | "polls"
+  | "homework"
+  | "records"
+  | "attendance";
 
 export type Route =
   | { name: "login" }
@@ -19,7 +23,20 @@ export type Route =
   | { name: "class"; classId: number; section: Section; sub: string | null; id: number | null }
   | { name: "notfound"; path: string };
 
-const SECTIONS: Section[] = ["home", "chat", "messages", "notices", "qa", "links", "members", "lessons"];
+const SECTIONS: Section[] = [
+  "home",
+  "chat",
+  "messages",
+  "notices",
+  "qa",
+  "links",
+  "members",
+  "lessons",
+  "polls",
+  "homework",
+  "records",
+  "attendance",
+];
 
 export function parse(hash: string): Route {
   const path = hash.replace(/^#/, "") || "/";

@@ -22,6 +22,10 @@ import { Receipts } from "./notices/Receipts";
 import { Overview } from "./Overview";
 import { QABoard } from "./QABoard";
 import { Shell } from "./Shell";
+import { AttendancePage } from "./classroom/Attendance";
+import { HomeworkPage } from "./classroom/Homework";
+import { PollsPage } from "./classroom/Polls";
+import { RecordsPage } from "./classroom/Records";
 
 export interface ClassRoute {
   classId: number;
@@ -139,5 +143,13 @@ function SectionView(props: ClassRoute) {
       return <Members classId={classId} />;
     case "lessons":
       return <Lessons classId={classId} sessionId={id} />;
+    case "polls":
+      return <PollsPage classId={classId} />;
+    case "homework":
+      return <HomeworkPage classId={classId} homeworkId={id} key={id ?? 0} />;
+    case "records":
+      return <RecordsPage classId={classId} studentId={id} key={id ?? 0} />;
+    case "attendance":
+      return <AttendancePage classId={classId} sessionId={id} key={id ?? 0} />;
   }
 }

@@ -72,6 +72,9 @@ export function navItems(classId: number): NavItem[] {
   });
   items.push({ section: "messages", label: t("nav.messages"), icon: "mail", unread: conversationsUnread(classId) });
   if (r.staff || r.student) items.push({ section: "qa", label: t("nav.qa"), icon: "question" });
+  items.push({ section: "polls", label: t("nav.polls"), icon: "chart" });
+  items.push({ section: "homework", label: t("nav.homework"), icon: "book" });
+  items.push({ section: "records", label: r.staff ? t("nav.classRecords") : t("nav.records"), icon: "record" });
   if (r.teacher) items.push({ section: "links", label: t("nav.links"), icon: "link" });
   items.push({ section: "members", label: r.guardian && !r.staff ? t("nav.children") : t("nav.members"), icon: "users" });
   items.push({ section: "lessons", label: r.guardian && !r.staff && !r.student ? t("nav.meetings") : t("nav.lessons"), icon: "video" });

@@ -27,6 +27,7 @@ import {
   type LiveState,
 } from "../../state/live";
 import { ChatPanel } from "../ChatPanel";
+import { PollsPanel } from "../classroom/Polls";
 import { ErrorBox, Loading } from "../common";
 import { Icon } from "../icons";
 import { AudioOut, Tile } from "./media";
@@ -109,7 +110,7 @@ function Over(props: { classId: number; s: LiveState }) {
   );
 }
 
-type TabId = "qa" | "people" | "chat" | "lobby";
+type TabId = "qa" | "people" | "chat" | "lobby" | "polls";
 
 function Console(props: { classId: number; s: LiveState; view: SessionView; you: LiveParticipant }) {
   const { view, you, s } = props;
@@ -121,8 +122,8 @@ function Console(props: { classId: number; s: LiveState; view: SessionView; you:
       ? ["lobby", "people", "chat"]
       : ["people", "chat"]
     : teacher || role === "local_teacher"
-      ? ["qa", "people", "chat"]
-      : ["qa", "chat"];
+      ? ["qa", "polls", "people", "chat"]
+      : ["qa", "polls", "chat"];
   const [chosen, setTab] = useState<TabId>(meeting && role === "host" ? "lobby" : tabs[0]);
   const tab = tabs.includes(chosen) ? chosen : tabs[0]; // a new role may have other tabs
   const chatStream = meeting
@@ -160,6 +161,9 @@ function Console(props: { classId: number; s: LiveState; view: SessionView; you:
               {tab === "qa" ? <QAPanel view={view} you={you} /> : null}
               {tab === "people" ? <PeoplePanel view={view} you={you} /> : null}
               {tab === "lobby" ? <LobbyPanel view={view} /> : null}
+              {tab === "polls" ? (
+                <PollsPanel classId={teacher ? view.class_id : you.class_id} sessionId={view.id} compact />
+              ) : null}
               {tab === "chat" ? (
                 <ChatPanel
                   key={chatStream}

@@ -1,0 +1,134 @@
+// Polls and quizzes, homework and learning records (issue #14). Polls are kept per class, current
+// through the poll.* events of the notices streams and, for teachers, the coalesced poll.counts
+// pushes; homework and records are read when a page opens (request/response), and reloaded when
+// a homework.* event says something changed.
+import { signal } from "@preact/signals";
+import { newClientId } from "../api/ids";
+import type { StreamEvent } from "../api/types";
+import { on, onReset, onStream, request } from "./session";
+
+export type PollKind = "single" | "multiple" | "true_false" | "text";
+
+export interface PollResults {
+  answered: number;
+  counts: Record<string, number>;
+  correct_count: number | null;
+}
+
+export interface Poll {
+  id: number;
+  class_id: number;
+  session_id: number | null;
+  classrooms: number[];
+  kind: PollKind;
+  question: string;
+  options: string[];
+  quiz: boolean;
+  anonymous: boolean;
+  audience: "students" | "guardians";
+  status: "open" | "closed" | "published";
+  closes_at: number | null;
+  created_at: number;
+  correct?: string[];
+  mine?: string[] | null;
+  results?: PollResults;
+  answers?: { user_id: number; name: string; answer: string[]; correct: boolean | null }[];
+}
+
+/** class id -> poll id -> poll (newest first when listed). */
+export const polls = signal<Record<number, Record<number, Poll>>>({});
+/** A number that moves whenever something about homework changed (pages reload on it). */
+export const homeworkTick = signal(0);
+
+function put(p: Partial<Poll> & { id: number; class_id: number }): void {
+  const cls = { ...(polls.value[p.class_id] ?? {}) };
+  cls[p.id] = { ...(cls[p.id] ?? ({} as Poll)), ...p } as Poll;
+  polls.value = { ...polls.value, [p.class_id]: cls };
+}
+
+function findPoll(id: number): Poll | undefined {
+  for (const cls of Object.values(polls.value)) if (cls[id]) return cls[id];
+  return undefined;
+}
+
+function apply(ev: StreamEvent): void {
+  if (ev.type.startsWith("poll.")) {
+    const data = ev.data as Poll;
+    put(data);
+  } else if (ev.type.startsWith("homework.")) {
+    homeworkTick.value += 1;
+  }
+}
+
+onStream("notices", apply);
+onStream("staff", apply);
+onStream("user", apply);
+on<{ poll_id: number } & PollResults>("poll.counts", (d) => {
+  const p = findPoll(d.poll_id);
+  if (p) put({ id: p.id, class_id: p.class_id, results: { answered: d.answered, counts: d.counts, correct_count: d.correct_count } });
+});
+onReset(() => {
+  polls.value = {};
+});
+
+export function pollsOf(classId: number, sessionId?: number | null): Poll[] {
+  const all = Object.values(polls.value[classId] ?? {});
+  return all
+    .filter((p) => p.question !== undefined && (sessionId == null || p.session_id === sessionId))
+    .sort((a, b) => b.id - a.id);
+}
+
+export async function loadPolls(classId: number, sessionId?: number | null): Promise<void> {
+  const payload: Record<string, unknown> = { class_id: classId };
+  if (sessionId != null) payload.session_id = sessionId;
+  const ack = await request<{ polls: Poll[] }>("poll.list", payload);
+  for (const p of ack.polls) put({ ...p, class_id: classId });
+}
+
+/** A poll in full as I may see it (teachers: live results and named answers). */
+export async function refreshPoll(classId: number, pollId: number): Promise<void> {
+  const ack = await request<{ poll: Poll; results?: PollResults; answers?: Poll["answers"]; mine?: string[] | null }>(
+    "poll.get",
+    { poll_id: pollId },
+  );
+  put({ ...ack.poll, class_id: classId, results: ack.results, answers: ack.answers, ...(ack.mine !== undefined ? { mine: ack.mine } : {}) });
+}
+
+export interface PollDraft {
+  question: string;
+  kind: PollKind;
+  options: string[];
+  correct: string[];
+  anonymous: boolean;
+  audience: "students" | "guardians";
+  time_limit_s: number | null;
+}
+
+export async function createPoll(classId: number, draft: PollDraft, sessionId?: number | null): Promise<Poll> {
+  const payload: Record<string, unknown> = {
+    class_id: classId,
+    client_id: newClientId(),
+    kind: draft.kind,
+    question: draft.question,
+    options: draft.kind === "single" || draft.kind === "multiple" ? draft.options : [],
+    correct: draft.correct,
+    anonymous: draft.anonymous,
+    audience: draft.audience,
+  };
+  if (sessionId != null) payload.session_id = sessionId;
+  if (draft.time_limit_s) payload.time_limit_s = draft.time_limit_s;
+  const ack = await request<{ poll: Poll }>("poll.create", payload);
+  put({ ...ack.poll, class_id: classId });
+  return ack.poll;
+}
+
+export async function answerPoll(p: Poll, answer: string[]): Promise<void> {
+  const ack = await request<{ answer: string[] }>("poll.answer", { poll_id: p.id, answer });
+  put({ id: p.id, class_id: p.class_id, mine: ack.answer });
+}
+
+export async function finishPoll(p: Poll, publish: boolean): Promise<void> {
+  const ack = await request<{ poll: Poll }>(publish ? "poll.publish" : "poll.close", { poll_id: p.id });
+  put({ ...ack.poll, class_id: p.class_id });
+  await refreshPoll(p.class_id, p.id);
+}

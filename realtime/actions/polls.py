@@ -1,0 +1,373 @@
+"""Poll actions: open a poll or quiz, answer it, close it, publish its results, read it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.exc import IntegrityError
+
+from realtime.actions.access import class_access, display_names
+from realtime.actions.poll_counts import counts, results
+from realtime.domain import policy
+from realtime.domain import polls as rules
+from realtime.domain.policy import require
+from realtime.domain.polls import AnswerBy, PollKind, PollStatus
+from realtime.domain.roles import ClassAccess
+from realtime.domain.streams import notice_stream
+from realtime.errors import HomeroomError, bad_request, conflict, forbidden, not_found
+from realtime.hub import Hub
+from realtime.schemas import PollAnswer, PollCreate, PollList, PollRef
+from realtime.store.db import DbConnection, StoredEvent, inserted_id
+from realtime.store.prepared import Prepared
+from realtime.store.schema import live_sessions, poll_answers, polls
+
+LIST_MAX = 50
+
+# The answer path runs these for every answer (500 in a few seconds in a class): built once.
+_POLL = Prepared(select(polls).where(polls.c.id == bindparam("poll_id")))
+_BY_USER = Prepared(
+    select(poll_answers.c.answer).where(
+        poll_answers.c.poll_id == bindparam("poll_id"),
+        poll_answers.c.user_id == bindparam("user_id"),
+    )
+)
+_BY_CLASS = Prepared(
+    select(poll_answers.c.answer).where(
+        poll_answers.c.poll_id == bindparam("poll_id"),
+        poll_answers.c.class_id == bindparam("class_id"),
+    )
+)
+# Insert and update parameters are named v_<column>: SQLAlchemy reserves the column names.
+_ANSWER_FIELDS = ("poll_id", "user_id", "class_id", "answer", "correct", "answered_at")
+_SET: dict[str, Any] = {f: bindparam(f"v_{f}") for f in _ANSWER_FIELDS}
+_INSERT = Prepared(poll_answers.insert().values(**_SET))
+_UPDATE_BY_USER = Prepared(
+    poll_answers.update()
+    .where(
+        poll_answers.c.poll_id == bindparam("key_poll"),
+        poll_answers.c.user_id == bindparam("key_user"),
+    )
+    .values(**_SET)
+)
+_UPDATE_BY_CLASS = Prepared(
+    poll_answers.update()
+    .where(
+        poll_answers.c.poll_id == bindparam("key_poll"),
+        poll_answers.c.class_id == bindparam("key_class"),
+    )
+    .values(**_SET)
+)
+
+
+def poll_view(row: Any, now: float, *, staff: bool) -> dict[str, Any]:
+    view = {
+        "id": row.id,
+        "class_id": row.class_id,
+        "session_id": row.session_id,
+        "classrooms": list(row.classrooms),
+        "author_id": row.author_id,
+        "kind": row.kind,
+        "question": row.question,
+        "options": list(row.options),
+        "quiz": bool(row.correct),
+        "anonymous": row.anonymous,
+        "audience": row.audience,
+        "answer_by": row.answer_by,
+        "closes_at": row.closes_at,
+        "status": rules.effective_status(PollStatus(row.status), row.closes_at, now).value,
+        "created_at": row.created_at,
+        "closed_at": row.closed_at,
+    }
+    if staff or row.status == PollStatus.PUBLISHED:
+        view["correct"] = list(row.correct)
+    return view
+
+
+async def _load(conn: DbConnection, poll_id: int) -> Any:
+    row = (await conn.execute(select(polls).where(polls.c.id == poll_id))).first()
+    if row is None:
+        raise not_found("no such poll")
+    return row
+
+
+async def _staff_access(conn: DbConnection, user_id: int, poll: Any) -> ClassAccess:
+    access = await class_access(conn, user_id, poll.class_id)
+    require(policy.may_run_poll(access), "only the class's teachers run its polls")
+    return access
+
+
+async def _answerer(conn: DbConnection, user_id: int, poll: Any) -> ClassAccess | None:
+    """The person's access to the classroom they answer for, or None."""
+    for cid in poll.classrooms:
+        access = await class_access(conn, user_id, cid)
+        if poll.answer_by == AnswerBy.CLASSROOM and cid == poll.class_id:
+            continue  # the master teacher's own classroom does not answer
+        if policy.may_answer_poll(access, poll.audience, poll.answer_by):
+            return access
+    return None
+
+
+async def _append_all(
+    hub: Hub, conn: DbConnection, poll: Any, type_: str, data: dict[str, Any], staff: dict[str, Any]
+) -> list[StoredEvent]:
+    return [
+        await hub.store.append(conn, str(notice_stream(cid, poll.audience)), type_, data, staff)
+        for cid in poll.classrooms
+    ]
+
+
+async def create(hub: Hub, user_id: int, req: PollCreate) -> dict[str, Any]:
+    kind = PollKind(req.kind)
+    options = rules.validate_options(kind, req.options)
+    correct = rules.validate_correct(kind, options, req.correct)
+    limit = rules.validate_time_limit(req.time_limit_s)
+    now = hub.now()
+    try:
+        async with hub.store.transaction() as conn:
+            earlier = (
+                await conn.execute(
+                    select(polls).where(
+                        polls.c.author_id == user_id, polls.c.client_id == req.client_id
+                    )
+                )
+            ).first()
+            if earlier is not None:
+                return {"poll": poll_view(earlier, now, staff=True), "duplicate": True}
+            access = await class_access(conn, user_id, req.class_id)
+            require(policy.may_run_poll(access), "only the class's teachers run its polls")
+            classrooms = [req.class_id]
+            audience = req.audience
+            if req.session_id is not None:
+                session = (
+                    await conn.execute(
+                        select(live_sessions).where(live_sessions.c.id == req.session_id)
+                    )
+                ).first()
+                if session is None or session.class_id != req.class_id:
+                    raise not_found("no such live session in this class")
+                if session.ended_at is not None:
+                    raise conflict("this session has ended")
+                classrooms = [session.class_id, *session.linked]
+                audience = "guardians" if session.kind == "meeting" else "students"
+                if req.answer_by == AnswerBy.CLASSROOM and session.kind != "dual_lesson":
+                    raise bad_request("classrooms answer only in a dual-teacher lesson")
+            elif req.answer_by == AnswerBy.CLASSROOM:
+                raise bad_request("classrooms answer only in a dual-teacher lesson")
+            res = await conn.execute(
+                polls.insert().values(
+                    class_id=req.class_id,
+                    session_id=req.session_id,
+                    classrooms=classrooms,
+                    author_id=user_id,
+                    client_id=req.client_id,
+                    kind=kind.value,
+                    question=req.question.strip(),
+                    options=options,
+                    correct=correct,
+                    anonymous=req.anonymous,
+                    audience=audience,
+                    answer_by=req.answer_by,
+                    closes_at=None if limit is None else now + limit,
+                    status=PollStatus.OPEN.value,
+                    created_at=now,
+                )
+            )
+            poll = await _load(conn, inserted_id(res))
+            staff = poll_view(poll, now, staff=True)
+            await _append_all(
+                hub, conn, poll, "poll.opened", poll_view(poll, now, staff=False), staff
+            )
+    except IntegrityError:
+        async with hub.store.read() as conn:
+            earlier = (
+                await conn.execute(
+                    select(polls).where(
+                        polls.c.author_id == user_id, polls.c.client_id == req.client_id
+                    )
+                )
+            ).first()
+            if earlier is None:
+                raise
+            return {"poll": poll_view(earlier, now, staff=True), "duplicate": True}
+    if limit is not None:
+        _close_later(hub, poll.id, limit)
+    return {"poll": staff}
+
+
+def _close_later(hub: Hub, poll_id: int, delay: float) -> None:
+    async def run() -> None:
+        await asyncio.sleep(delay)
+        with contextlib.suppress(HomeroomError):  # closed or published by hand meanwhile
+            await _finish(hub, None, poll_id, PollStatus.CLOSED)
+
+    task = asyncio.get_running_loop().create_task(run())
+    tasks: set[asyncio.Task[None]] = counts(hub).tasks
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+async def answer(hub: Hub, user_id: int, req: PollAnswer) -> dict[str, Any]:
+    hub.check_rate(user_id, "poll.answer")  # changing one's answer is free, hammering is not
+    now = hub.now()
+    async with hub.store.transaction() as conn:
+        poll = (await conn.execute(_POLL, {"poll_id": req.poll_id})).first()
+        if poll is None:
+            raise not_found("no such poll")
+        access = await _answerer(conn, user_id, poll)
+        if access is None:
+            raise forbidden("this poll is not for you to answer")
+        rules.check_open(PollStatus(poll.status), poll.closes_at, now)
+        kind = PollKind(poll.kind)
+        value = rules.normalize_answer(kind, list(poll.options), req.answer)
+        values = {
+            "v_poll_id": poll.id,
+            "v_user_id": user_id,
+            "v_class_id": access.class_id,
+            "v_answer": value,
+            "v_correct": rules.is_correct(kind, list(poll.correct), value),
+            "v_answered_at": now,
+        }
+        by_class = poll.answer_by == AnswerBy.CLASSROOM
+        if by_class:
+            before = (
+                await conn.execute(_BY_CLASS, {"poll_id": poll.id, "class_id": access.class_id})
+            ).first()
+        else:
+            before = (
+                await conn.execute(_BY_USER, {"poll_id": poll.id, "user_id": user_id})
+            ).first()
+        if before is None:
+            await conn.execute(_INSERT, values)
+        elif by_class:
+            await conn.execute(
+                _UPDATE_BY_CLASS, {**values, "key_poll": poll.id, "key_class": access.class_id}
+            )
+        else:
+            await conn.execute(
+                _UPDATE_BY_USER, {**values, "key_poll": poll.id, "key_user": user_id}
+            )
+    counts(hub).changed(poll.id)
+    return {
+        "poll_id": poll.id,
+        "answer": value,
+        "changed": before is not None and list(before.answer) != value,
+    }
+
+
+async def _finish(
+    hub: Hub, user_id: int | None, poll_id: int, target: PollStatus
+) -> dict[str, Any]:
+    now = hub.now()
+    async with hub.store.transaction() as conn:
+        poll = await _load(conn, poll_id)
+        if user_id is not None:
+            await _staff_access(conn, user_id, poll)
+        status = PollStatus(poll.status)
+        if status is PollStatus.PUBLISHED or status is target:
+            raise conflict(f"the poll is already {status.value}")
+        await conn.execute(
+            polls.update()
+            .where(polls.c.id == poll_id)
+            .values(status=target.value, closed_at=poll.closed_at or now)
+        )
+        poll = await _load(conn, poll_id)
+        staff = poll_view(poll, now, staff=True)
+        if target is PollStatus.PUBLISHED:
+            res = await results(conn, poll, text_limit=rules.MAX_PUBLISHED_TEXTS)
+            data = {**poll_view(poll, now, staff=False), "results": res.view()}
+            await _append_all(hub, conn, poll, "poll.results", data, {**staff, **data})
+        else:
+            data = poll_view(poll, now, staff=False)
+            await _append_all(hub, conn, poll, "poll.closed", data, staff)
+    return {"poll": staff}
+
+
+async def close(hub: Hub, user_id: int, req: PollRef) -> dict[str, Any]:
+    return await _finish(hub, user_id, req.poll_id, PollStatus.CLOSED)
+
+
+async def publish(hub: Hub, user_id: int, req: PollRef) -> dict[str, Any]:
+    """Close the poll if open and show everyone its results, with the correct answer."""
+    return await _finish(hub, user_id, req.poll_id, PollStatus.PUBLISHED)
+
+
+async def _mine(conn: DbConnection, user_id: int, poll_ids: list[int]) -> dict[int, list[str]]:
+    if not poll_ids:
+        return {}
+    rows = await conn.execute(
+        select(poll_answers.c.poll_id, poll_answers.c.answer).where(
+            poll_answers.c.user_id == user_id, poll_answers.c.poll_id.in_(poll_ids)
+        )
+    )
+    return {r.poll_id: list(r.answer) for r in rows}
+
+
+async def get(hub: Hub, user_id: int, req: PollRef) -> dict[str, Any]:
+    """A poll as this person may see it: staff get live results and named answers (unless
+    anonymous); participants their own answer, and the results once published."""
+    now = hub.now()
+    async with hub.store.read() as conn:
+        poll = await _load(conn, req.poll_id)
+        host = await class_access(conn, user_id, poll.class_id)
+        if policy.may_run_poll(host):
+            out: dict[str, Any] = {"poll": poll_view(poll, now, staff=True)}
+            out["results"] = (await results(conn, poll)).view()
+            if not poll.anonymous:
+                rows = list(
+                    await conn.execute(
+                        select(poll_answers).where(poll_answers.c.poll_id == poll.id)
+                    )
+                )
+                names = await display_names(conn, [r.user_id for r in rows])
+                out["answers"] = [
+                    {
+                        "user_id": r.user_id,
+                        "name": names.get(r.user_id, ""),
+                        "class_id": r.class_id,
+                        "answer": list(r.answer),
+                        "correct": r.correct,
+                        "answered_at": r.answered_at,
+                    }
+                    for r in sorted(rows, key=lambda r: r.answered_at)
+                ]
+            return out
+        seen = False
+        for cid in poll.classrooms:
+            seen = seen or policy.may_see_poll(
+                await class_access(conn, user_id, cid), poll.audience
+            )
+        if not seen:
+            raise forbidden("this poll is not for you")
+        out = {"poll": poll_view(poll, now, staff=False)}
+        out["mine"] = (await _mine(conn, user_id, [poll.id])).get(poll.id)
+        if poll.status == PollStatus.PUBLISHED:
+            out["results"] = (
+                await results(conn, poll, text_limit=rules.MAX_PUBLISHED_TEXTS)
+            ).view()
+        return out
+
+
+async def list_polls(hub: Hub, user_id: int, req: PollList) -> dict[str, Any]:
+    """The class's latest polls (a session's, with session_id) that this person may see."""
+    now = hub.now()
+    async with hub.store.read() as conn:
+        access = await class_access(conn, user_id, req.class_id)
+        if not access.is_member:
+            raise forbidden("you are not a member of this class")
+        staff = policy.may_run_poll(access)
+        query = select(polls).order_by(polls.c.id.desc()).limit(LIST_MAX)
+        # A session's polls include the linked classrooms of a dual lesson.
+        if req.session_id is not None:
+            query = query.where(polls.c.session_id == req.session_id)
+        else:
+            query = query.where(polls.c.class_id == req.class_id)
+        rows = [
+            r
+            for r in await conn.execute(query)
+            if req.class_id in r.classrooms and (staff or policy.may_see_poll(access, r.audience))
+        ]
+        mine = await _mine(conn, user_id, [r.id for r in rows])
+    return {"polls": [{**poll_view(r, now, staff=staff), "mine": mine.get(r.id)} for r in rows]}
