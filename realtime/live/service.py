@@ -113,42 +113,60 @@ class LiveService:
             await self.sio.emit(event, data, to=sid)
 
     async def carry_out(self, session_id: int, effects: list[Effect]) -> None:
-        """Do what the rules said, in order: emits, rooms, media."""
-        conns = self.connections.setdefault(session_id, {})
-        for effect in effects:
-            if isinstance(effect, Tell):
-                await self.tell(session_id, effect.user_id, effect.event, effect.data)
-            elif isinstance(effect, TellSession):
-                await self.sio.emit(effect.event, effect.data, to=_room(session_id))
-            elif isinstance(effect, Follow):
-                sid = conns.get(effect.user_id)
-                if sid is not None:
-                    await self.sio.enter_room(sid, _room(session_id))
-                    if effect.qa_streams:
-                        await self.gateway.follow_extra(sid, effect.qa_streams)
-            elif isinstance(effect, Unfollow):
-                task = self.grace.pop((session_id, effect.user_id), None)
-                if task is not None and task is not asyncio.current_task():
-                    task.cancel()
-                sid = conns.pop(effect.user_id, None)
-                if sid is not None:
-                    with contextlib.suppress(Exception):
-                        await self.sio.leave_room(sid, _room(session_id))
-            elif isinstance(effect, DropMedia):
-                rt = self.runtimes.get(session_id)
-                if rt is not None:
-                    await rt.drop_legs(effect.user_id)
-            elif isinstance(effect, SyncMedia):
-                rt = self.runtimes.get(session_id)
-                if rt is not None:
-                    await rt.refresh()
+        """Do what the rules said, in order.
 
-    async def _rule(self, event: str, sid: str, user_id: int, req: Any) -> dict[str, Any]:
-        """A request the rules decide alone (hands, stage, lobby, moderation, self-mute)."""
+        Media effects belong to the node that runs the session's media; the others to the node
+        holding the participant's connection. Both are this node today; carried over the bus
+        (issue #12), a session's node would do the first half and publish the second.
+        """
+        for effect in effects:
+            if isinstance(effect, (DropMedia, SyncMedia)):
+                await self._media_effect(session_id, effect)
+            else:
+                await self._connection_effect(session_id, effect)
+
+    async def _media_effect(self, session_id: int, effect: DropMedia | SyncMedia) -> None:
+        rt = self.runtimes.get(session_id)
+        if rt is None:
+            return
+        if isinstance(effect, DropMedia):
+            await rt.drop_legs(effect.user_id)
+        else:
+            await rt.refresh()
+
+    async def _connection_effect(
+        self, session_id: int, effect: Tell | TellSession | Follow | Unfollow
+    ) -> None:
+        conns = self.connections.setdefault(session_id, {})
+        if isinstance(effect, Tell):
+            await self.tell(session_id, effect.user_id, effect.event, effect.data)
+        elif isinstance(effect, TellSession):
+            await self.sio.emit(effect.event, effect.data, to=_room(session_id))
+        elif isinstance(effect, Follow):
+            sid = conns.get(effect.user_id)
+            if sid is not None:
+                await self.sio.enter_room(sid, _room(session_id))
+                if effect.qa_streams:
+                    await self.gateway.follow_extra(sid, effect.qa_streams)
+        else:
+            task = self.grace.pop((session_id, effect.user_id), None)
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+            sid = conns.pop(effect.user_id, None)
+            if sid is not None:
+                with contextlib.suppress(Exception):
+                    await self.sio.leave_room(sid, _room(session_id))
+
+    async def handle(self, event: str, user_id: int, req: Any) -> protocol.Outcome:
+        """A request the rules decide alone (hands, stage, lobby, moderation, self-mute),
+        addressed by (session, participant): nothing here needs the asker's connection."""
         rt = self.runtime(req.session_id)
         outcome = protocol.RULES[event][1](rt.session, user_id, req)
         await self.carry_out(rt.session.id, outcome.effects)
-        return outcome.reply
+        return outcome
+
+    async def _rule(self, event: str, sid: str, user_id: int, req: Any) -> dict[str, Any]:
+        return (await self.handle(event, user_id, req)).reply
 
     def ice_servers(self, user_id: int) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

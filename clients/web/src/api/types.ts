@@ -197,6 +197,8 @@ export interface SessionSummary {
   host_id: number;
   title: string;
   classrooms: { class_id: number; name: string }[];
+  /** Classrooms a dual lesson asked to link whose teachers have not accepted yet. */
+  pending_classrooms?: { class_id: number; name: string }[];
   ended: boolean;
   reason?: string;
 }
