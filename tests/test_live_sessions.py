@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from clients.homeroom import HomeroomClient, RequestError
-from realtime.store.schema import live_sessions
+from realtime.actions.accounts import create_user
+from realtime.actions.roster import create_class
+from realtime.store import open_store
+from realtime.store.db import MIGRATIONS, inserted_id
+from realtime.store.schema import live_sessions, schools
 from realtime.transport.rest import HUB
 from tests.conftest import Server
+from tests.services import drop_postgres_database, postgres_database
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -198,3 +207,47 @@ async def test_a_school_admin_arranges_a_link(
     )
     await xiaohong.wait_for(lambda e: e["type"] == "session.started")
     await li.request("session.end", {"session_id": started["id"]})
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_the_migration_keeps_the_newest_of_several_running_sessions(
+    kind: str, tmp_path: Path
+) -> None:
+    """A database where the old race let two sessions of a class run upgrades cleanly."""
+    name = None
+    url = f"sqlite:///{tmp_path}/m.db"
+    if kind == "postgresql":
+        url, name = postgres_database()
+    store = open_store(url)
+    try:
+
+        def upgrade(revision: str) -> Callable[[Any], None]:
+            def run(sync_conn: Any) -> None:
+                cfg = Config()
+                cfg.set_main_option("script_location", str(MIGRATIONS))
+                cfg.attributes["connection"] = sync_conn
+                command.upgrade(cfg, revision)
+
+            return run
+
+        async with store.transaction() as conn:
+            await conn.run_sync(upgrade("0005"))
+        async with store.transaction() as conn:
+            school = inserted_id(await conn.execute(schools.insert().values(name="S")))
+            cid = await create_class(conn, school, "5-2")
+            uid = await create_user(conn, school, "t", "T", None, now=0.0)
+            row = {"class_id": cid, "kind": "lesson", "title": "t", "host_id": uid, "linked": []}
+            for at in (1.0, 2.0, 3.0):
+                await conn.execute(live_sessions.insert().values(**row, started_at=at))
+        await store.migrate()
+        async with store.read() as conn:
+            running = list(
+                await conn.execute(
+                    select(live_sessions.c.started_at).where(live_sessions.c.ended_at.is_(None))
+                )
+            )
+        assert [r.started_at for r in running] == [3.0]
+    finally:
+        await store.close()
+        if name:
+            drop_postgres_database(name)
