@@ -152,3 +152,35 @@ def test_a_classroom_asked_to_link_is_not_in_the_lesson_until_its_teacher_accept
     with pytest.raises(HomeroomError) as err:
         session.accept_link(30)
     assert err.value.code == "not_found"  # declined: no request any more
+
+
+def test_the_media_plan_says_which_tracks_go_where() -> None:
+    session = lesson()
+    tracks = [
+        p.Track("host-cam", HOST, "camera", paused=False),
+        p.Track("host-mic", HOST, "microphone", paused=False),
+        p.Track("kid-cam", STUDENT, "camera", paused=False),  # not on stage: refused
+    ]
+    plan = p.media_plan(session, tracks, [HOST, STUDENT, OTHER])
+    assert plan.unpublish == [
+        p.Unpublish("kid-cam", STUDENT, "camera", "students publish only when invited on stage")
+    ]
+    assert plan.receive == {
+        HOST: [],
+        STUDENT: ["host-cam", "host-mic"],
+        OTHER: ["host-cam", "host-mic"],
+    }
+    assert plan.pause == [] and plan.resume == []
+    # On stage, the student reaches everyone else; a host mute pauses without renegotiating.
+    session.invite(HOST, STUDENT)
+    session.accept(STUDENT)
+    session.host_mute(HOST, STUDENT, {"video"}, True)
+    plan = p.media_plan(session, tracks, [HOST, OTHER])
+    assert plan.unpublish == [] and plan.pause == ["kid-cam"]
+    assert plan.receive == {HOST: ["kid-cam"], OTHER: ["host-cam", "host-mic", "kid-cam"]}
+    session.host_mute(HOST, STUDENT, {"video"}, False)
+    paused = [p.Track("kid-cam", STUDENT, "camera", paused=True)]
+    assert p.media_plan(session, paused, []).resume == ["kid-cam"]
+    # Someone disconnected receives nothing until they are back.
+    p.disconnected(session, OTHER)
+    assert p.media_plan(session, tracks, [OTHER]).receive == {OTHER: []}

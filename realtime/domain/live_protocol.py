@@ -68,6 +68,56 @@ class Outcome(msgspec.Struct, frozen=True):
     effects: list[Effect]
 
 
+class Track(msgspec.Struct, frozen=True):
+    """A published track as the rules see it."""
+
+    track_id: str
+    publisher_id: int
+    source: str
+    paused: bool
+
+
+class Unpublish(msgspec.Struct, frozen=True):
+    """A track the rules no longer allow: it ends and its publisher is told why."""
+
+    track_id: str
+    user_id: int
+    source: str
+    reason: str
+
+
+class MediaPlan(msgspec.Struct, frozen=True):
+    """Which tracks go where: what the media must look like under the rules right now."""
+
+    unpublish: list[Unpublish]
+    pause: list[str]
+    resume: list[str]
+    receive: dict[int, list[str]]  # participant -> the track ids they receive, in order
+
+
+def media_plan(session: LiveSession, tracks: list[Track], viewers: list[int]) -> MediaPlan:
+    """Tracks refused now end, muted ones pause, and each viewer receives exactly the tracks
+    whose publisher they are a receiver of (``LiveSession.receivers``)."""
+    unpublish: list[Unpublish] = []
+    pause: list[str] = []
+    resume: list[str] = []
+    kept: list[Track] = []
+    for t in tracks:
+        refusal = session.publish_refusal(t.publisher_id, t.source)
+        if refusal is not None:
+            unpublish.append(Unpublish(t.track_id, t.publisher_id, t.source, refusal))
+            continue
+        kept.append(t)
+        paused = session.forwarding_paused(t.publisher_id, t.source)
+        if paused and not t.paused:
+            pause.append(t.track_id)
+        elif not paused and t.paused:
+            resume.append(t.track_id)
+    receivers = {pub: session.receivers(pub) for pub in {t.publisher_id for t in kept}}
+    receive = {v: [t.track_id for t in kept if v in receivers[t.publisher_id]] for v in viewers}
+    return MediaPlan(unpublish, pause, resume, receive)
+
+
 # --- views and helpers ------------------------------------------------------------------------
 
 

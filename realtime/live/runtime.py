@@ -25,6 +25,7 @@ from aiortc.exceptions import InvalidStateError
 
 from media.router import MediaRouter, TrackInfo
 from realtime.domain.live import LiveSession
+from realtime.domain.live_protocol import Track, media_plan
 from signaling import (
     CodecPolicy,
     PublishSession,
@@ -165,47 +166,43 @@ class LiveRuntime:
 
     # --- making the media match the rules -----------------------------------------------------
 
-    def wanted_tracks(self, user_id: int, tracks: list[TrackInfo] | None = None) -> list[str]:
-        tracks = self.router.tracks() if tracks is None else tracks
-        receivers: dict[str, set[int]] = {}
-        out = []
-        for t in tracks:
-            if t.publisher_id not in receivers:
-                receivers[t.publisher_id] = self.session.receivers(int(t.publisher_id))
-            if user_id in receivers[t.publisher_id]:
-                out.append(t.track_id)
-        return out
+    def _tracks(self) -> list[Track]:
+        return [
+            Track(t.track_id, int(t.publisher_id), t.source, t.paused) for t in self.router.tracks()
+        ]
+
+    def wanted_tracks(self, user_id: int) -> list[str]:
+        return media_plan(self.session, self._tracks(), [user_id]).receive[user_id]
 
     async def refresh(self) -> None:
+        """Make the media match the rules' plan (``live_protocol.media_plan``)."""
         async with self._lock:
-            tracks = self.router.tracks()
+            tracks = self._tracks()
             if tracks:
                 self.last_activity = time.monotonic()
-            for t in tracks:
-                owner = int(t.publisher_id)
-                refusal = self.session.publish_refusal(owner, t.source)
-                if refusal is not None:
-                    self.router.unpublish(t.track_id)
-                    await self.tell(
-                        owner,
-                        "rtc.unpublished",
-                        {"session_id": self.session.id, "source": t.source, "reason": refusal},
-                    )
-                    continue
-                paused = self.session.forwarding_paused(owner, t.source)
-                if paused and not t.paused:
-                    self.router.pause(t.track_id)
-                elif not paused and t.paused:
-                    self.router.resume(t.track_id)
-            tracks = self.router.tracks()
             for user_id, leg in list(self.subscribers.items()):
                 if leg.pc.connectionState in ("closed", "failed"):
                     # The viewer closed its peer connection before its Socket.IO connection.
                     self.subscribers.pop(user_id, None)
                     self.router.unsubscribe_participant(str(user_id))
+            plan = media_plan(self.session, tracks, list(self.subscribers))
+            for gone in plan.unpublish:
+                self.router.unpublish(gone.track_id)
+                await self.tell(
+                    gone.user_id,
+                    "rtc.unpublished",
+                    {"session_id": self.session.id, "source": gone.source, "reason": gone.reason},
+                )
+            for track_id in plan.pause:
+                self.router.pause(track_id)
+            for track_id in plan.resume:
+                self.router.resume(track_id)
+            for user_id, wanted in plan.receive.items():
+                sub = self.subscribers.get(user_id)
+                if sub is None:  # dropped meanwhile
                     continue
                 try:
-                    offer = await leg.set_tracks(self.wanted_tracks(user_id, tracks))
+                    offer = await sub.set_tracks(wanted)
                 except (SignalingError, InvalidStateError) as exc:
                     log.info("renegotiation for %s skipped: %s", user_id, exc)
                     continue
