@@ -43,6 +43,7 @@ from realtime.transport.socket import Gateway
 from signaling import CodecPolicy, SignalingError
 
 SidHandler = Callable[[str, int, Any], Awaitable[dict[str, Any]]]
+Request = Callable[[int, Any], Awaitable[dict[str, Any]]]
 
 
 def _room(session_id: int) -> str:
@@ -81,10 +82,9 @@ class LiveService:
         )
         self._idle_task: asyncio.Task[None] | None = None
         self.node = settings.node_name or f"{socket.gethostname()}:{settings.port}"
-        routes: dict[str, tuple[type[Any], SidHandler]] = {
-            "session.start": (s.SessionStart, self.start),
-            "session.list": (s.SessionList, self.list_live),
-            "session.join": (s.SessionRef, self.join),
+        # Requests addressed by (session, participant): none needs the asker's connection, so
+        # any node could hand them to the session's node (issue #12). Join binds a connection.
+        self.requests: dict[str, tuple[type[Any], Request]] = {
             "session.leave": (s.SessionRef, self.leave),
             "session.end": (s.SessionRef, self.end),
             "classroom.link": (s.LinkClassroom, self.link),
@@ -95,7 +95,14 @@ class LiveService:
             "host.transfer": (s.Person, self.transfer_host),
         }
         for event, (schema, _rule) in protocol.RULES.items():
-            routes[event] = (schema, functools.partial(self._rule, event))
+            self.requests[event] = (schema, functools.partial(self._rule, event))
+        routes: dict[str, tuple[type[Any], SidHandler]] = {
+            "session.start": (s.SessionStart, self.start),
+            "session.list": (s.SessionList, self.list_live),
+            "session.join": (s.SessionRef, self.join),
+        }
+        for event, (schema, _handler) in self.requests.items():
+            routes[event] = (schema, functools.partial(self._request, event))
         gateway.sid_routes.update(routes)
         gateway.disconnect_hooks.append(self.on_disconnect)
 
@@ -157,16 +164,20 @@ class LiveService:
                 with contextlib.suppress(Exception):
                     await self.sio.leave_room(sid, _room(session_id))
 
-    async def handle(self, event: str, user_id: int, req: Any) -> protocol.Outcome:
-        """A request the rules decide alone (hands, stage, lobby, moderation, self-mute),
-        addressed by (session, participant): nothing here needs the asker's connection."""
+    async def handle(self, event: str, user_id: int, req: Any) -> dict[str, Any]:
+        """A request addressed by (session, participant): signalling, hands, stage, lobby,
+        moderation, leaving, ending, linking. Nothing here needs the asker's connection."""
+        return await self.requests[event][1](user_id, req)
+
+    async def _request(self, event: str, sid: str, user_id: int, req: Any) -> dict[str, Any]:
+        return await self.handle(event, user_id, req)
+
+    async def _rule(self, event: str, user_id: int, req: Any) -> dict[str, Any]:
+        """A request the rules decide alone (hands, stage, lobby, moderation, self-mute)."""
         rt = self.runtime(req.session_id)
         outcome = protocol.RULES[event][1](rt.session, user_id, req)
         await self.carry_out(rt.session.id, outcome.effects)
-        return outcome
-
-    async def _rule(self, event: str, sid: str, user_id: int, req: Any) -> dict[str, Any]:
-        return (await self.handle(event, user_id, req)).reply
+        return outcome.reply
 
     def ice_servers(self, user_id: int) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -215,7 +226,7 @@ class LiveService:
                 live.append(session.summary())
         return {"sessions": live}
 
-    async def end(self, sid: str, user_id: int, req: s.SessionRef) -> dict[str, Any]:
+    async def end(self, user_id: int, req: s.SessionRef) -> dict[str, Any]:
         rt = self.runtime(req.session_id)
         rt.session.require_host(user_id)
         await self.finish(rt, "ended_by_host")
@@ -295,13 +306,13 @@ class LiveService:
         await self.carry_out(session.id, outcome.effects)
         return {**outcome.reply, "ice_servers": self.ice_servers(user_id)}
 
-    async def leave(self, sid: str, user_id: int, req: s.SessionRef) -> dict[str, Any]:
+    async def leave(self, user_id: int, req: s.SessionRef) -> dict[str, Any]:
         rt = self.runtime(req.session_id)
         outcome = protocol.leave(rt.session, user_id)
         await self.carry_out(rt.session.id, outcome.effects)
         return outcome.reply
 
-    async def link(self, sid: str, user_id: int, req: s.LinkClassroom) -> dict[str, Any]:
+    async def link(self, user_id: int, req: s.LinkClassroom) -> dict[str, Any]:
         """A teacher of a classroom a dual lesson asked to link accepts or declines."""
         rt = self.runtime(req.session_id)
         await actions.link(self.hub, user_id, rt.session, req.class_id, req.accept)
@@ -337,7 +348,7 @@ class LiveService:
         protocol.admitted(rt.session, user_id)
         return rt
 
-    async def publish(self, sid: str, user_id: int, req: s.Publish) -> dict[str, Any]:
+    async def publish(self, user_id: int, req: s.Publish) -> dict[str, Any]:
         rt = self._admitted(req.session_id, user_id)
         try:
             reply = await rt.publish(user_id, req.sdp, dict(req.sources))
@@ -346,7 +357,7 @@ class LiveService:
         await self.carry_out(rt.session.id, protocol.changed(rt.session).effects)
         return reply
 
-    async def subscribe(self, sid: str, user_id: int, req: s.SessionRef) -> dict[str, Any]:
+    async def subscribe(self, user_id: int, req: s.SessionRef) -> dict[str, Any]:
         """Open the subscribe leg: the answer carries the server's first offer (or none)."""
         rt = self._admitted(req.session_id, user_id)
         try:
@@ -354,7 +365,7 @@ class LiveService:
         except SignalingError as exc:
             raise _error(exc) from None
 
-    async def answer(self, sid: str, user_id: int, req: s.Answer) -> dict[str, Any]:
+    async def answer(self, user_id: int, req: s.Answer) -> dict[str, Any]:
         rt = self._admitted(req.session_id, user_id)
         try:
             await rt.answer(user_id, req.sdp)
@@ -362,7 +373,7 @@ class LiveService:
             raise _error(exc) from None
         return {}
 
-    async def ice(self, sid: str, user_id: int, req: s.Ice) -> dict[str, Any]:
+    async def ice(self, user_id: int, req: s.Ice) -> dict[str, Any]:
         rt = self._admitted(req.session_id, user_id)
         try:
             await rt.add_ice_candidate(user_id, req.leg, req.candidate)
@@ -374,7 +385,7 @@ class LiveService:
 
     # --- host controls that are stored ------------------------------------------------------
 
-    async def transfer_host(self, sid: str, user_id: int, req: s.Person) -> dict[str, Any]:
+    async def transfer_host(self, user_id: int, req: s.Person) -> dict[str, Any]:
         rt = self.runtime(req.session_id)
         await actions.transfer_host(self.hub, rt.session, user_id, req.user_id)
         outcome = protocol.changed(rt.session)
