@@ -5,9 +5,11 @@ the rules: tracks that may no longer be published stop, muted tracks pause, and 
 participant's subscribe leg is renegotiated to exactly the tracks they should receive.
 
 Participants are user ids: what the runtime has to tell someone (a renegotiation offer, a track
-ended by the rules) goes through ``tell``, which the transport maps to a connection. Every change
-of a subscribe leg (first offer, answer, renegotiation) runs under one lock, so no two of them
-interleave at their awaits.
+ended by the rules) goes through ``tell``, which the transport maps to a connection. A subscribe
+leg's own states keep its first offer, answers and renegotiations from interleaving at their
+awaits (``signaling/subscriber.py``): a change that arrives mid-negotiation is remembered and
+offered next. Refreshes of one session run one at a time; different participants' legs
+negotiate concurrently (a lock across them made a join storm's answers wait on each other).
 """
 
 from __future__ import annotations
@@ -140,20 +142,18 @@ class LiveRuntime:
 
     async def subscribe(self, user_id: int) -> dict[str, Any]:
         """Open the subscribe leg: the reply carries the server's first offer (or none)."""
-        async with self._lock:
-            leg = self.subscribe_leg(user_id)
-            offer = await leg.set_tracks(self.wanted_tracks(user_id))
+        leg = self.subscribe_leg(user_id)
+        offer = await leg.set_tracks(self.wanted_tracks(user_id))
         return {"offer": offer_message(self.session.id, offer) if offer else None}
 
     async def answer(self, user_id: int, sdp: str) -> None:
         """The participant's answer to the last offer; a follow-up offer is told to them."""
-        async with self._lock:
-            leg = self.subscribers.get(user_id)
-            if leg is None:
-                raise SignalingError("conflict", "there is no offer to answer: subscribe first")
-            follow_up = await leg.apply_answer(sdp)
-            if follow_up is not None:
-                await self.tell(user_id, "rtc.offer", offer_message(self.session.id, follow_up))
+        leg = self.subscribers.get(user_id)
+        if leg is None:
+            raise SignalingError("conflict", "there is no offer to answer: subscribe first")
+        follow_up = await leg.apply_answer(sdp)
+        if follow_up is not None:
+            await self.tell(user_id, "rtc.offer", offer_message(self.session.id, follow_up))
 
     async def add_ice_candidate(
         self, user_id: int, leg_name: str, candidate: dict[str, Any] | None
