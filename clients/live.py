@@ -64,8 +64,17 @@ class LiveParticipant:
             "media.muted",
             "rtc.unpublished",
             "session.removed",
+            "session.qa_streams",
         ):
             client.sio.on(name, self._handler(name))
+        self._follows: set[asyncio.Task[None]] = set()
+
+    async def _follow(self, streams: list[str]) -> None:
+        fresh = [x for x in streams if x not in self.client.cursors]
+        for stream in fresh:
+            self.client.follow(stream, 0)
+        if fresh:
+            await self.client.sync()
 
     def _handler(self, name: str) -> Callable[[dict[str, Any]], Any]:
         async def handle(data: dict[str, Any]) -> None:
@@ -78,6 +87,11 @@ class LiveParticipant:
             elif name == "session.state":
                 if data.get("id") == self.session_id:
                     self.state = data
+            elif name == "session.qa_streams":
+                # A classroom was linked: its questions too, from the session's start.
+                task = asyncio.get_running_loop().create_task(self._follow(data["qa_streams"]))
+                self._follows.add(task)
+                task.add_done_callback(self._follows.discard)
             else:
                 self.notices.append((name, data))
 

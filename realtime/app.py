@@ -15,7 +15,7 @@ from realtime.auth import TokenIssuer
 from realtime.bus import make_bus
 from realtime.config import Settings
 from realtime.hub import Hub
-from realtime.live.actions import LiveService
+from realtime.live.service import LiveService
 from realtime.metrics import Metrics
 from realtime.store import open_store
 from realtime.transport.clientaddr import ClientAddresses

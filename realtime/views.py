@@ -283,6 +283,8 @@ class SessionSummary(View):
     host_id: int
     title: str
     classrooms: list[Classroom]
+    # Classrooms a dual lesson asked to link whose teachers have not accepted yet.
+    pending_classrooms: list[Classroom]
     ended: bool
     reason: str | UnsetType = UNSET
 

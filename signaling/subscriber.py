@@ -5,6 +5,10 @@ The caller says which published tracks this participant should receive
 transceivers and returns an offer. Only the server ever offers on this connection, so there is
 no glare: a change requested while an offer is outstanding is remembered, and
 :meth:`SubscribeSession.apply_answer` returns the follow-up offer.
+
+Each method checks the state and changes it before its first await (``OFFERING`` while an offer
+is being made, ``APPLYING`` while an answer is applied), so two calls that interleave at their
+awaits cannot both pass one check: the second is remembered or refused, never applied twice.
 """
 
 from __future__ import annotations
@@ -35,8 +39,13 @@ RECEIVING_DIRECTIONS = ("recvonly", "sendrecv")
 
 class SubscribeState(enum.Enum):
     STABLE = "stable"
+    OFFERING = "offering"  # creating and setting the local offer
     HAVE_LOCAL_OFFER = "have-local-offer"
+    APPLYING = "applying"  # applying the client's answer
     CLOSED = "closed"
+
+
+BUSY = (SubscribeState.OFFERING, SubscribeState.HAVE_LOCAL_OFFER, SubscribeState.APPLYING)
 
 
 @dataclass(frozen=True)
@@ -111,8 +120,8 @@ class SubscribeSession:
         if self.state is SubscribeState.CLOSED:
             raise SignalingError("closed", "subscribe session is closed")
         self._desired = set(track_ids)
-        if self.state is SubscribeState.HAVE_LOCAL_OFFER:
-            return None
+        if self.state in BUSY:
+            return None  # comes out of apply_answer() as the follow-up offer
         return await self._offer_if_changed()
 
     async def apply_answer(self, sdp: str) -> SubscribeOffer | None:
@@ -125,10 +134,15 @@ class SubscribeSession:
         for media in description.media:
             if media.direction in RECEIVING_DIRECTIONS:
                 self._codecs.check(media)
+        self.state = SubscribeState.APPLYING
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         except (InvalidStateError, InternalError, OperationError, ValueError) as exc:
+            if self.state is SubscribeState.APPLYING:
+                self.state = SubscribeState.HAVE_LOCAL_OFFER  # the offer still waits for an answer
             raise SignalingError("bad_request", f"answer rejected: {exc}") from None
+        if self.state is SubscribeState.CLOSED:
+            raise SignalingError("closed", "subscribe session is closed")
         self.state = SubscribeState.STABLE
         self._negotiated = True
         await self._candidates.flush()
@@ -180,8 +194,16 @@ class SubscribeSession:
             changed = True
         if not changed:
             return None
-        offer = await self.pc.createOffer()
-        await self.pc.setLocalDescription(offer)
+        self.state = SubscribeState.OFFERING
+        try:
+            offer = await self.pc.createOffer()
+            await self.pc.setLocalDescription(offer)
+        except BaseException:
+            if self.state is SubscribeState.OFFERING:
+                self.state = SubscribeState.STABLE
+            raise
+        if self.state is SubscribeState.CLOSED:
+            raise SignalingError("closed", "subscribe session is closed")
         self.state = SubscribeState.HAVE_LOCAL_OFFER
         sdp = self.pc.localDescription.sdp
         if self._public_address:

@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 async def test_lesson_attendance_report_correction_record_and_digest(
-    any_store_server: Server,
+    server: Server,
 ) -> None:
-    srv = any_store_server
+    srv = server
     cid = srv.class_id
     teacher = await srv.client("li")
     wang = await srv.client("wanghao")

@@ -142,6 +142,9 @@ SOCKET_EXPECTED: dict[str, dict[str, str]] = {
     "homework.remind": outcomes(STAFF),
     "homework.list": outcomes("li chen wanghao wang_mom"),
     "homework.list other-child": outcomes(STAFF),
+    # A teacher of ANOTHER class asked to link class 1 into a dual-teacher lesson: only class 1's
+    # teachers or the school admin decide (a fresh request per try; class 1's own lesson runs on).
+    "classroom.link": outcomes("li chen admin"),
 }
 
 # Live-session events that need joined participants or media legs: their own tests cover them
@@ -266,6 +269,7 @@ class World:
     poll_students: int = 0  # an open students' poll of class 1
     poll_guardians: int = 0  # an open guardians' poll of class 1
     homework_id: int = 0  # homework of class 1, due in an hour
+    dual_session_id: int = 0  # the other class's dual lesson asking to link class 1
     raw_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     counter: itertools.count = field(default_factory=itertools.count)
 
@@ -302,6 +306,24 @@ class World:
         if submitted:
             await self.clients["wanghao"].submit_homework(hw["id"], "done")
         return int(hw["id"])
+
+    async def fresh_link_request(self) -> int:
+        """A new dual lesson of the other class that asks to link class 1 (pending)."""
+        other = self.clients["other_teacher"]
+        if self.dual_session_id:
+            await other.request("session.end", {"session_id": self.dual_session_id})
+        started = await other.request(
+            "session.start",
+            {
+                "class_id": self.other_class_id,
+                "kind": "dual_lesson",
+                "title": "连线课",
+                "linked_class_ids": [self.class_id],
+            },
+        )
+        assert [c["class_id"] for c in started["session"]["pending_classrooms"]] == [self.class_id]
+        self.dual_session_id = int(started["session"]["id"])
+        return self.dual_session_id
 
     async def fresh_pending_link(self) -> int:
         """A new guardian's pending request to be linked to wanghao (no password: no hashing)."""
@@ -360,6 +382,10 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
             conn, school_id, "other_guardian", "赵六妈妈", None, now=0.0
         )
         await add_member(conn, other_cid, uids["other_student"], Role.STUDENT)
+        uids["other_teacher"] = await create_user(
+            conn, school_id, "other_teacher", "赵老师", None, now=0.0
+        )
+        await add_member(conn, other_cid, uids["other_teacher"], Role.TEACHER)
         await link_guardian(
             conn,
             other_cid,
@@ -378,7 +404,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         c = await srv.client(name, connect=False)
         tokens[name] = c.token
         clients[name] = c
-    for name in ("other_guardian", "other_student"):
+    for name in ("other_guardian", "other_student", "other_teacher"):
         c = await srv.client(None)
         c.token = tokens[name] = hub.tokens.issue(uids[name], school_id)
         clients[name] = c
@@ -479,6 +505,10 @@ async def _answer_payload(w: World, _a: str) -> dict[str, Any]:
 
 async def _reopen_payload(w: World, _a: str) -> dict[str, Any]:
     return {"question_id": await w.fresh_question(dismissed=True)}
+
+
+async def _link_payload(w: World, _a: str) -> dict[str, Any]:
+    return {"session_id": await w.fresh_link_request(), "class_id": w.class_id, "accept": True}
 
 
 async def _delivered_payload(w: World, _a: str) -> dict[str, Any]:
@@ -613,6 +643,7 @@ SOCKET_ACTIONS: dict[str, Payload] = {
     "homework.list other-child": _const(
         lambda w: {"class_id": w.class_id, "student_id": w.uids["liming"]}
     ),
+    "classroom.link": _link_payload,
 }
 
 

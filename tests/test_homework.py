@@ -14,8 +14,8 @@ from clients.homeroom import RequestError
 from tests.conftest import Server
 
 
-async def test_homework_cycle(any_store_server: Server) -> None:
-    srv = any_store_server
+async def test_homework_cycle(server: Server) -> None:
+    srv = server
     cid = srv.class_id
     teacher = await srv.client("li")
     wang = await srv.client("wanghao")

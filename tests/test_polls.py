@@ -18,8 +18,8 @@ def counts_pushes(c: HomeroomClient, poll_id: int) -> list[dict[str, Any]]:
     return [d for e, d in c.ephemeral if e == "poll.counts" and d["poll_id"] == poll_id]
 
 
-async def test_quiz_answered_changed_and_published(any_store_server: Server) -> None:
-    srv = any_store_server
+async def test_quiz_answered_changed_and_published(server: Server) -> None:
+    srv = server
     teacher = await srv.client("li")
     wang = await srv.client("wanghao")
     liming = await srv.client("liming")

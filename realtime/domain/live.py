@@ -75,6 +75,9 @@ class LiveSession:
     host_id: int
     title: str
     classrooms: dict[int, str]  # class id -> name; the host class first
+    # Classrooms a dual lesson asked to link that no teacher of theirs has accepted yet: they are
+    # not part of the lesson (their students cannot join, their stream is not told).
+    pending_links: dict[int, str] = field(default_factory=dict)
     stage_places: int = DEFAULT_STAGE_PLACES
     participants: dict[int, Participant] = field(default_factory=dict)
     hands: list[str] = field(default_factory=list)  # "user:{id}" or "classroom:{cid}", in order
@@ -131,6 +134,28 @@ class LiveSession:
     def leave(self, user_id: int) -> None:
         self.participants.pop(user_id, None)
         self.hands = [h for h in self.hands if h != f"user:{user_id}"]
+
+    # --- linked classrooms (dual-teacher lessons) -------------------------------------------
+
+    def require_pending_link(self, class_id: int) -> str:
+        """The name of a classroom this lesson has asked to link and that has not answered."""
+        if self.ended:
+            raise conflict("this session has ended")
+        if class_id in self.classrooms:
+            raise conflict("this classroom is already linked to the lesson")
+        name = self.pending_links.get(class_id)
+        if name is None:
+            raise not_found("this lesson has not asked to link that classroom")
+        return name
+
+    def accept_link(self, class_id: int) -> None:
+        """A teacher of the classroom (or a school admin) accepted: it joins the lesson."""
+        self.classrooms[class_id] = self.require_pending_link(class_id)
+        del self.pending_links[class_id]
+
+    def decline_link(self, class_id: int) -> None:
+        self.require_pending_link(class_id)
+        del self.pending_links[class_id]
 
     # --- who may do what ------------------------------------------------------------------
 
@@ -346,7 +371,7 @@ class LiveSession:
         self.require_moderator_of(actor_id, target)
         if user_id == self.host_id:
             raise conflict("the host cannot be removed")
-        self.leave(user_id)
+        self.leave(user_id)  # the only place a removed person leaves the session's state
 
     def transfer_host(self, actor_id: int, user_id: int) -> None:
         self.require_host(actor_id)
@@ -367,6 +392,9 @@ class LiveSession:
             "host_id": self.host_id,
             "title": self.title,
             "classrooms": [{"class_id": c, "name": n} for c, n in self.classrooms.items()],
+            "pending_classrooms": [
+                {"class_id": c, "name": n} for c, n in self.pending_links.items()
+            ],
             "ended": self.ended,
         }
 

@@ -90,6 +90,20 @@ def may_publish_notice(access: ClassAccess | None) -> bool:
     return access is not None and access.is_teacher
 
 
+# --- live sessions ----------------------------------------------------------------------------
+
+
+def may_start_session(access: ClassAccess | None) -> bool:
+    """Lessons and parent meetings of a class are started by its teachers."""
+    return access is not None and access.is_teacher
+
+
+def may_link_classroom(access: ClassAccess | None) -> bool:
+    """Linking a class into a dual-teacher lesson is its own teachers' decision, or a school
+    admin's; a teacher of another class only asks."""
+    return access is not None and (access.is_teacher or access.school_admin)
+
+
 def may_view_receipts(access: ClassAccess | None) -> bool:
     return access is not None and access.is_staff
 

@@ -3,6 +3,13 @@
 After every change of the session's state, :meth:`LiveRuntime.refresh` makes the media match
 the rules: tracks that may no longer be published stop, muted tracks pause, and each
 participant's subscribe leg is renegotiated to exactly the tracks they should receive.
+
+Participants are user ids: what the runtime has to tell someone (a renegotiation offer, a track
+ended by the rules) goes through ``tell``, which the transport maps to a connection. A subscribe
+leg's own states keep its first offer, answers and renegotiations from interleaving at their
+awaits (``signaling/subscriber.py``): a change that arrives mid-negotiation is remembered and
+offered next. Refreshes of one session run one at a time; different participants' legs
+negotiate concurrently (a lock across them made a join storm's answers wait on each other).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from aiortc.exceptions import InvalidStateError
 
 from media.router import MediaRouter, TrackInfo
 from realtime.domain.live import LiveSession
+from realtime.domain.live_protocol import Track, media_plan
 from signaling import (
     CodecPolicy,
     PublishSession,
@@ -31,7 +39,8 @@ from signaling import (
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[str, str, dict[str, Any]], Awaitable[None]]
+# tell(user_id, event, data): send to that participant's connection, if they have one.
+Tell = Callable[[int, str, dict[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -59,16 +68,14 @@ def offer_message(session_id: int, offer: SubscribeOffer) -> dict[str, Any]:
 
 
 class LiveRuntime:
-    def __init__(self, session: LiveSession, media: MediaOptions, send: Send) -> None:
+    def __init__(self, session: LiveSession, media: MediaOptions, tell: Tell) -> None:
         self.session = session
         self.media = media
-        self.send = send
+        self.tell = tell
         self.router = MediaRouter()
         self.publishers: dict[int, PublishSession] = {}
         self.subscribers: dict[int, SubscribeSession] = {}
-        self.sids: dict[int, str] = {}
         self.last_activity = time.monotonic()
-        self.grace: dict[int, asyncio.Task[None]] = {}
         self._lock = asyncio.Lock()
         self._pending_refresh: asyncio.Task[None] | None = None
         self.router.add_listener(self._on_track_event)
@@ -116,60 +123,94 @@ class LiveRuntime:
                 with contextlib.suppress(Exception):
                     await leg.close()
 
+    # --- signalling, addressed by participant ------------------------------------------------
+
+    async def publish(self, user_id: int, sdp: str, sources: dict[str, str]) -> dict[str, Any]:
+        """The participant's publish offer; the reply carries the answer and what it changed."""
+        answer = await self.publish_leg(user_id).apply_offer(sdp, sources)
+        return {
+            "sdp": answer.sdp,
+            "published": [
+                {"mid": t.mid, "kind": t.kind, "source": t.source, "track_id": t.track_id}
+                for t in answer.published
+            ],
+            "rejected": [
+                {"mid": t.mid, "kind": t.kind, "source": t.source, "reason": t.reason}
+                for t in answer.rejected
+            ],
+        }
+
+    async def subscribe(self, user_id: int) -> dict[str, Any]:
+        """Open the subscribe leg: the reply carries the server's first offer (or none)."""
+        leg = self.subscribe_leg(user_id)
+        offer = await leg.set_tracks(self.wanted_tracks(user_id))
+        return {"offer": offer_message(self.session.id, offer) if offer else None}
+
+    async def answer(self, user_id: int, sdp: str) -> None:
+        """The participant's answer to the last offer; a follow-up offer is told to them."""
+        leg = self.subscribers.get(user_id)
+        if leg is None:
+            raise SignalingError("conflict", "there is no offer to answer: subscribe first")
+        follow_up = await leg.apply_answer(sdp)
+        if follow_up is not None:
+            await self.tell(user_id, "rtc.offer", offer_message(self.session.id, follow_up))
+
+    async def add_ice_candidate(
+        self, user_id: int, leg_name: str, candidate: dict[str, Any] | None
+    ) -> None:
+        legs: dict[int, Any] = self.publishers if leg_name == "publish" else self.subscribers
+        leg = legs.get(user_id)
+        if leg is None:
+            raise SignalingError("conflict", f"no {leg_name} connection yet")
+        await leg.add_ice_candidate(candidate)
+
     # --- making the media match the rules -----------------------------------------------------
 
-    def wanted_tracks(self, user_id: int, tracks: list[TrackInfo] | None = None) -> list[str]:
-        tracks = self.router.tracks() if tracks is None else tracks
-        receivers: dict[str, set[int]] = {}
-        out = []
-        for t in tracks:
-            if t.publisher_id not in receivers:
-                receivers[t.publisher_id] = self.session.receivers(int(t.publisher_id))
-            if user_id in receivers[t.publisher_id]:
-                out.append(t.track_id)
-        return out
+    def _tracks(self) -> list[Track]:
+        return [
+            Track(t.track_id, int(t.publisher_id), t.source, t.paused) for t in self.router.tracks()
+        ]
+
+    def wanted_tracks(self, user_id: int) -> list[str]:
+        return media_plan(self.session, self._tracks(), [user_id]).receive[user_id]
 
     async def refresh(self) -> None:
+        """Make the media match the rules' plan (``live_protocol.media_plan``)."""
         async with self._lock:
-            tracks = self.router.tracks()
+            tracks = self._tracks()
             if tracks:
                 self.last_activity = time.monotonic()
-            for t in tracks:
-                owner = int(t.publisher_id)
-                refusal = self.session.publish_refusal(owner, t.source)
-                if refusal is not None:
-                    self.router.unpublish(t.track_id)
-                    sid = self.sids.get(owner)
-                    if sid is not None:
-                        await self.send(
-                            sid,
-                            "rtc.unpublished",
-                            {"session_id": self.session.id, "source": t.source, "reason": refusal},
-                        )
-                    continue
-                paused = self.session.forwarding_paused(owner, t.source)
-                if paused and not t.paused:
-                    self.router.pause(t.track_id)
-                elif not paused and t.paused:
-                    self.router.resume(t.track_id)
-            tracks = self.router.tracks()
             for user_id, leg in list(self.subscribers.items()):
                 if leg.pc.connectionState in ("closed", "failed"):
                     # The viewer closed its peer connection before its Socket.IO connection.
                     self.subscribers.pop(user_id, None)
                     self.router.unsubscribe_participant(str(user_id))
+            plan = media_plan(self.session, tracks, list(self.subscribers))
+            for gone in plan.unpublish:
+                self.router.unpublish(gone.track_id)
+                await self.tell(
+                    gone.user_id,
+                    "rtc.unpublished",
+                    {"session_id": self.session.id, "source": gone.source, "reason": gone.reason},
+                )
+            for track_id in plan.pause:
+                self.router.pause(track_id)
+            for track_id in plan.resume:
+                self.router.resume(track_id)
+            for user_id, wanted in plan.receive.items():
+                sub = self.subscribers.get(user_id)
+                if sub is None:  # dropped meanwhile
                     continue
                 try:
-                    offer = await leg.set_tracks(self.wanted_tracks(user_id, tracks))
+                    offer = await sub.set_tracks(wanted)
                 except (SignalingError, InvalidStateError) as exc:
                     log.info("renegotiation for %s skipped: %s", user_id, exc)
                     continue
                 except Exception:
                     log.exception("renegotiation for %s failed", user_id)
                     continue
-                sid = self.sids.get(user_id)
-                if offer is not None and sid is not None:
-                    await self.send(sid, "rtc.offer", offer_message(self.session.id, offer))
+                if offer is not None:
+                    await self.tell(user_id, "rtc.offer", offer_message(self.session.id, offer))
 
     def schedule_refresh(self) -> None:
         if self._pending_refresh is None or self._pending_refresh.done():
@@ -195,8 +236,6 @@ class LiveRuntime:
         }
 
     async def close(self) -> None:
-        for task in self.grace.values():
-            task.cancel()
         for user_id in list(set(self.publishers) | set(self.subscribers)):
             await self.drop_legs(user_id)
         self.router.close()

@@ -27,6 +27,14 @@ class SessionRef(Payload):
     session_id: Id
 
 
+class LinkClassroom(Payload):
+    """A teacher of a classroom a dual lesson asked to link answers the request."""
+
+    session_id: Id
+    class_id: Id
+    accept: bool
+
+
 class SessionList(Payload):
     class_id: Id
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -256,7 +257,17 @@ live_sessions = Table(
     Column("ended_at", Float, nullable=True),
     # The node whose memory holds the session: it ends its own sessions after a restart.
     Column("node", String(120), nullable=True),
+    # Class ids a dual lesson asked to link whose teachers have not accepted yet (migration 0007).
+    Column("pending_links", JSON, nullable=True),
     Index("ix_live_sessions_class", "class_id"),
+    # One running session per class: two concurrent starts cannot both win (migration 0007).
+    Index(
+        "ux_live_sessions_running",
+        "class_id",
+        unique=True,
+        sqlite_where=text("ended_at IS NULL"),
+        postgresql_where=text("ended_at IS NULL"),
+    ),
 )
 
 # Who did what, written in the same transaction as the action (realtime/actions/audit.py).

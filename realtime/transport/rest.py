@@ -30,7 +30,7 @@ from realtime.actions import (
 from realtime.auth import Identity
 from realtime.errors import HTTP_STATUS, HomeroomError, bad_request, too_large
 from realtime.hub import Hub
-from realtime.live.actions import LiveService
+from realtime.live.service import LiveService
 from realtime.metrics import Metrics
 from realtime.transport.clientaddr import ClientAddresses
 

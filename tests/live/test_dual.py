@@ -27,7 +27,7 @@ async def test_dual_lesson_classrooms_stage_hands_and_questions(live_server: Ser
             },
         )
     assert err.value.code == "forbidden"  # a local teacher cannot start the host class's lesson
-    sid = (
+    started = (
         await master_c.request(
             "session.start",
             {
@@ -37,11 +37,17 @@ async def test_dual_lesson_classrooms_stage_hands_and_questions(live_server: Ser
                 "linked_class_ids": linked,
             },
         )
-    )["session"]["id"]
+    )["session"]
+    sid = started["id"]
+    # The classrooms are only asked: each joins when its own teacher does.
+    assert [c["class_id"] for c in started["pending_classrooms"]] == linked
 
     master = LiveParticipant(master_c, sid)
     await master.join()
     await master.publish({CounterVideoTrack(): "camera"})
+    with pytest.raises(RequestError) as err:
+        await (await srv.client("xiaohong")).request("session.join", {"session_id": sid})
+    assert err.value.code == "forbidden"  # before Ms. Wu brings her classroom in
     local = {}
     for name in ("wu", "zhou"):
         p = LiveParticipant(await srv.client(name), sid)

@@ -245,6 +245,7 @@ export interface SessionSummary {
   host_id: number;
   title: string;
   classrooms: Classroom[];
+  pending_classrooms: Classroom[];
   ended: boolean;
   reason?: string;
 }

@@ -329,6 +329,7 @@ const en: Messages = {
   "live.linkedLabel": "Linked classes",
   "live.linkedHint": "Choose the classes that take the lesson with you; their local teachers are told.",
   "live.noOtherClasses": "Your school has no other classes.",
+  "live.linkRequested": (title: string) => `A dual-teacher lesson asks to link your class: ${title}. Join it to bring your classroom in.`,
   "live.runningNow": "Live now",
   "live.runningTitle": (title: string) => `Live now: ${title}`,
   "live.fromClass": (name: string) => `taught from ${name}`,

@@ -324,6 +324,7 @@ const zhCN = {
   "live.linkedLabel": "连线的班级",
   "live.linkedHint": "选择要一起上课的班级，各班本地老师会收到通知。",
   "live.noOtherClasses": "学校里没有其他班级。",
+  "live.linkRequested": (title: string) => `双师课堂邀请你的班级连线：${title}。加入即可让你的教室接入。`,
   "live.runningNow": "正在进行的直播",
   "live.runningTitle": (title: string) => `正在进行：${title}`,
   "live.fromClass": (name: string) => `由 ${name} 主讲`,

@@ -1,9 +1,12 @@
 // Live sessions running in a class (session.list), kept current by the session.started /
-// session.ended events of the class chat streams, and starting one (session.start).
+// session.ended events of the class chat streams (and, for a class's teachers, the requests of
+// dual lessons to link it in its staff stream), and starting one (session.start).
 import { signal } from "@preact/signals";
 import type { SchoolClass, SessionKind, SessionSummary } from "../api/types";
 import { api } from "../api/rest";
+import { t } from "../i18n";
 import { onReset, onStream, ready, request } from "./session";
+import { toast } from "./toasts";
 
 export const running = signal<Record<number, SessionSummary[]>>({});
 const loaded = new Set<number>();
@@ -15,6 +18,7 @@ export function runningIn(classId: number): SessionSummary[] {
 function put(s: SessionSummary, alive: boolean): void {
   const next = { ...running.value };
   const ids = s.classrooms.length ? s.classrooms.map((c) => c.class_id) : [s.class_id];
+  for (const c of s.pending_classrooms ?? []) ids.push(c.class_id);
   for (const cid of ids) {
     const list = (next[cid] ?? []).filter((x) => x.id !== s.id);
     if (alive) list.push(s);
@@ -45,6 +49,13 @@ onStream("class", (ev) => {
   if (ev.type !== "session.started" && ev.type !== "session.host" && ev.type !== "session.ended") return;
   const s = ev.data as SessionSummary;
   put(s, ev.type !== "session.ended" && !s.ended);
+});
+
+onStream("staff", (ev) => {
+  if (ev.type !== "session.link_requested" && ev.type !== "session.ended") return;
+  const s = ev.data as SessionSummary;
+  put(s, ev.type === "session.link_requested" && !s.ended);
+  if (ev.type === "session.link_requested") toast(t("live.linkRequested", s.title), "info", 8000);
 });
 
 export async function startSession(

@@ -496,6 +496,16 @@ on<{ session_id: number; status: string; session?: SessionView; you?: LivePartic
   }
 });
 
+// A classroom was linked into the dual lesson: the master teachers also follow its questions.
+on<{ session_id: number; qa_streams: string[] }>("session.qa_streams", (d) => {
+  const s = current(d.session_id);
+  if (!s || s.phase !== "live" || !s.view || !s.you || !engine) return;
+  const fresh = d.qa_streams.filter((x) => !s.qaStreams.includes(x));
+  if (!fresh.length) return;
+  setLive({ qaStreams: [...s.qaStreams, ...fresh] });
+  void followQuestions(engine, s.view, s.you, fresh);
+});
+
 on<{ session_id: number; reason: string }>("session.ended", (d) => {
   if (current(d.session_id)) finish("ended", d.reason);
   else forgetSession(d.session_id);

@@ -1,0 +1,186 @@
+"""The live session's requests as plain data: what each one tells whom, and what media follows.
+
+No server, no sockets: the rules (realtime/domain/live.py) and their effects
+(realtime/domain/live_protocol.py) are called directly, as websockets tests its protocol.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from realtime.domain import live_protocol as p
+from realtime.domain.live import LiveSession, SessionKind
+from realtime.domain.live_protocol import (
+    DropMedia,
+    Effect,
+    Follow,
+    SyncMedia,
+    Tell,
+    TellSession,
+    Unfollow,
+)
+from realtime.errors import HomeroomError
+from realtime.live import schemas as s
+
+HOST, STUDENT, OTHER = 1, 2, 3
+
+
+def lesson() -> LiveSession:
+    session = LiveSession(7, SessionKind.LESSON, 10, HOST, "t", {10: "5-2"})
+    p.join(session, HOST, "Ms. Li", {10: {"head_teacher"}}, new_connection=False)
+    for uid in (STUDENT, OTHER):
+        p.join(session, uid, f"s{uid}", {10: {"student"}}, new_connection=False)
+    return session
+
+
+def told(effects: list[Effect], event: str) -> list[int]:
+    return [e.user_id for e in effects if isinstance(e, Tell) and e.event == event]
+
+
+def test_joining_follows_the_session_and_everyone_sees_the_new_state() -> None:
+    session = LiveSession(7, SessionKind.LESSON, 10, HOST, "t", {10: "5-2"})
+    out = p.join(session, STUDENT, "kid", {10: {"student"}}, new_connection=False)
+    assert out.effects[0] == Follow(STUDENT, ["qa:10:s7"])
+    assert out.effects[1] == TellSession("session.state", session.view())
+    assert out.reply["you"]["role"] == "student" and out.reply["qa_streams"] == ["qa:10:s7"]
+    # The same person again from another connection: their old media is dropped first.
+    again = p.join(session, STUDENT, "kid", {10: {"student"}}, new_connection=True)
+    assert again.effects[0] == DropMedia(STUDENT)
+    with pytest.raises(HomeroomError) as err:
+        p.join(session, 99, "stranger", {}, new_connection=False)
+    assert err.value.code == "forbidden"
+
+
+def test_the_lobby_is_told_apart_and_follows_only_once_admitted() -> None:
+    session = LiveSession(8, SessionKind.MEETING, 10, HOST, "m", {10: "5-2"})
+    p.join(session, HOST, "host", {10: {"teacher"}}, new_connection=False)
+    out = p.join(session, 5, "mom", {10: {"guardian"}}, new_connection=False)
+    assert not any(isinstance(e, Follow) for e in out.effects)
+    assert told(out.effects, "session.lobby") == [5]
+    assert "participants" not in out.reply["session"]  # the lobby sees only the summary
+    with pytest.raises(HomeroomError) as err:
+        p.raise_hand(session, 5, s.Hand(session_id=8))
+    assert err.value.code == "forbidden"  # nothing but waiting from the lobby
+    p.join(session, 6, "dad", {10: {"guardian"}}, new_connection=False)
+    admitted = p.admit(session, HOST, s.Admit(session_id=8, user_ids=[5]))
+    assert Follow(5, []) in admitted.effects and told(admitted.effects, "session.lobby") == [5, 6]
+    assert admitted.reply["admitted"] == [5]
+    declined = p.decline_lobby(session, HOST, s.Decline(session_id=8, user_ids=[6]))
+    assert declined.effects[:2] == [
+        Tell(6, "session.lobby", {"session_id": 8, "status": "declined"}),
+        Unfollow(6),
+    ]
+    assert 6 not in session.participants
+
+
+def test_a_removal_happens_once_and_lets_the_person_go() -> None:
+    session = lesson()
+    session.raise_hand("user:2")
+    out = p.remove(session, HOST, s.Person(session_id=7, user_id=STUDENT))
+    assert out.effects[:4] == [
+        Tell(STUDENT, "session.removed", {"session_id": 7}),
+        DropMedia(STUDENT),
+        Unfollow(STUDENT),
+        SyncMedia(),
+    ]
+    assert STUDENT not in session.participants and session.hands == []
+    assert [x["user_id"] for x in out.reply["session"]["participants"]] == [HOST, OTHER]
+    with pytest.raises(HomeroomError) as err:  # a student cannot remove anyone
+        p.remove(session, OTHER, s.Person(session_id=7, user_id=HOST))
+    assert err.value.code == "forbidden"
+
+
+def test_a_host_mute_tells_the_muted_and_media_follows() -> None:
+    session = lesson()
+    out = p.mute(session, HOST, s.Mute(session_id=7, user_id=STUDENT, audio=True))
+    assert out.effects[0] == Tell(
+        STUDENT, "media.muted", {"session_id": 7, "by": HOST, "muted_by_host": ["audio"]}
+    )
+    assert SyncMedia() in out.effects
+    assert told(p.mute_all(session, HOST, s.SessionRef(session_id=7)).effects, "media.muted") == [
+        STUDENT,
+        OTHER,
+    ]
+    with pytest.raises(HomeroomError) as err:
+        p.mute(session, HOST, s.Mute(session_id=7, user_id=STUDENT))
+    assert err.value.code == "bad_request"
+
+
+def test_a_dropped_connection_keeps_the_place_and_the_end_lets_everyone_go() -> None:
+    session = lesson()
+    out = p.disconnected(session, STUDENT)
+    assert out.effects[0] == DropMedia(STUDENT) and not session.participants[STUDENT].connected
+    end = p.ended(session, "ended_by_host")
+    assert session.ended
+    assert end.effects[0] == TellSession(
+        "session.ended", {"session_id": 7, "reason": "ended_by_host"}
+    )
+    assert {e.user_id for e in end.effects if isinstance(e, Unfollow)} == {HOST, STUDENT, OTHER}
+
+
+def test_effects_are_plain_data_that_cross_a_bus_as_msgpack() -> None:
+    session = lesson()
+    out = p.remove(session, HOST, s.Person(session_id=7, user_id=STUDENT))
+    wire = msgspec.msgpack.encode(out)
+    assert msgspec.msgpack.decode(wire, type=p.Outcome) == out
+    request = s.Hand(session_id=7)
+    assert msgspec.msgpack.decode(msgspec.msgpack.encode(request), type=s.Hand) == request
+    for event, (schema, rule) in p.RULES.items():
+        assert callable(rule) and issubclass(schema, msgspec.Struct), event
+
+
+def test_a_classroom_asked_to_link_is_not_in_the_lesson_until_its_teacher_accepts() -> None:
+    session = LiveSession(
+        9, SessionKind.DUAL_LESSON, 10, HOST, "d", {10: "host"}, pending_links={20: "A", 30: "B"}
+    )
+    assert [c["class_id"] for c in session.summary()["pending_classrooms"]] == [20, 30]  # type: ignore[index, union-attr]
+    with pytest.raises(HomeroomError) as err:  # its students cannot join yet
+        p.join(session, 22, "kid", {20: {"student"}}, new_connection=False)
+    assert err.value.code == "forbidden"
+    session.accept_link(20)
+    assert session.classrooms == {10: "host", 20: "A"} and session.pending_links == {30: "B"}
+    assert (
+        p.join(session, 22, "kid", {20: {"student"}}, new_connection=False).reply["you"]["class_id"]
+        == 20
+    )
+    session.decline_link(30)
+    assert session.pending_links == {}
+    with pytest.raises(HomeroomError) as err:
+        session.accept_link(20)
+    assert err.value.code == "conflict"  # already linked
+    with pytest.raises(HomeroomError) as err:
+        session.accept_link(30)
+    assert err.value.code == "not_found"  # declined: no request any more
+
+
+def test_the_media_plan_says_which_tracks_go_where() -> None:
+    session = lesson()
+    tracks = [
+        p.Track("host-cam", HOST, "camera", paused=False),
+        p.Track("host-mic", HOST, "microphone", paused=False),
+        p.Track("kid-cam", STUDENT, "camera", paused=False),  # not on stage: refused
+    ]
+    plan = p.media_plan(session, tracks, [HOST, STUDENT, OTHER])
+    assert plan.unpublish == [
+        p.Unpublish("kid-cam", STUDENT, "camera", "students publish only when invited on stage")
+    ]
+    assert plan.receive == {
+        HOST: [],
+        STUDENT: ["host-cam", "host-mic"],
+        OTHER: ["host-cam", "host-mic"],
+    }
+    assert plan.pause == [] and plan.resume == []
+    # On stage, the student reaches everyone else; a host mute pauses without renegotiating.
+    session.invite(HOST, STUDENT)
+    session.accept(STUDENT)
+    session.host_mute(HOST, STUDENT, {"video"}, True)
+    plan = p.media_plan(session, tracks, [HOST, OTHER])
+    assert plan.unpublish == [] and plan.pause == ["kid-cam"]
+    assert plan.receive == {HOST: ["kid-cam"], OTHER: ["host-cam", "host-mic", "kid-cam"]}
+    session.host_mute(HOST, STUDENT, {"video"}, False)
+    paused = [p.Track("kid-cam", STUDENT, "camera", paused=True)]
+    assert p.media_plan(session, paused, []).resume == ["kid-cam"]
+    # Someone disconnected receives nothing until they are back.
+    p.disconnected(session, OTHER)
+    assert p.media_plan(session, tracks, [OTHER]).receive == {OTHER: []}
