@@ -68,10 +68,46 @@ class Settings:
     session_grace_s: int = 30
     # Bound on bytes queued to one slow client before it is disconnected.
     client_buffer_bytes: int = 4 * 1024 * 1024
+    # Attachments (docs/operations.md: storage). "directory" (storage_dir) or "s3".
+    storage_backend: str = "directory"
+    # Blobs (directory backend) and unfinished uploads (every backend) live here; in a cluster
+    # it must be shared by the nodes (or uploads routed to one node per upload id).
+    storage_dir: str = "var/files"
+    s3_endpoint: str = ""
+    s3_bucket: str = "homeroom"
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_region: str = "us-east-1"
+    # Largest file per kind, in bytes (checked against the declared size and the content).
+    upload_max_image_bytes: int = 20 * 1024 * 1024
+    upload_max_document_bytes: int = 25 * 1024 * 1024
+    upload_max_audio_bytes: int = 10 * 1024 * 1024
+    upload_max_video_bytes: int = 200 * 1024 * 1024
+    # Longest voice message, in seconds.
+    voice_max_s: int = 300
+    # Largest body of one PATCH (one chunk); memory per chunk in flight is 256 KiB regardless.
+    upload_chunk_max_bytes: int = 16 * 1024 * 1024
+    # Bytes a school may keep (uploads in progress count their declared size); a school's own
+    # setting (schools.storage_quota_bytes) overrides it.
+    school_quota_bytes: int = 20 * 1024 * 1024 * 1024
+    # Days attachments are kept after they were sent; 0: for ever. Per school overridable.
+    attachment_retention_days: int = 0
+    # An upload never finished is dropped after this long.
+    upload_abandon_s: int = 24 * 3600
+    # Lifetime of a signed download link: a forwarded link stops working after this.
+    download_link_ttl_s: int = 300
+    # Threads that make thumbnails and strip photos (off the event loop).
+    media_workers: int = 2
+    # How often the retention sweep runs.
+    sweep_interval_s: int = 3600
 
     def validate(self) -> None:
         if self.video_codec.upper() not in ("VP8", "H264"):
             raise ConfigError("video_codec must be 'VP8' or 'H264'")
+        if self.storage_backend not in ("directory", "s3"):
+            raise ConfigError("storage_backend must be 'directory' or 's3'")
+        if self.storage_backend == "s3" and not (self.s3_bucket and self.s3_access_key):
+            raise ConfigError("the s3 storage backend needs s3_bucket and s3_access_key")
         if self.serializer not in ("json", "msgpack"):
             raise ConfigError("serializer must be 'json' or 'msgpack'")
         if not self.demo:

@@ -15,6 +15,9 @@ CODES = frozenset(
         "too_large",
         "rate_limited",
         "unsupported_codec",
+        "unsupported_type",
+        "quota_exceeded",
+        "link_expired",
         "internal",
     }
 )
@@ -28,6 +31,9 @@ HTTP_STATUS = {
     "too_large": 413,
     "rate_limited": 429,
     "unsupported_codec": 415,
+    "unsupported_type": 415,
+    "quota_exceeded": 413,
+    "link_expired": 403,
     "internal": 500,
 }
 
