@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from pathlib import Path
 
 from aiohttp import web
 
 from realtime import jsoncodec
+from realtime.actions import retention
+from realtime.actions.uploads import Files
 from realtime.auth import TokenIssuer
 from realtime.bus import make_bus
 from realtime.config import Settings
@@ -19,6 +23,7 @@ from realtime.transport.fanout import SocketServer
 from realtime.transport.rest import HUB, LIVE, METRICS, add_routes, errors_middleware
 from realtime.transport.rooms import IndexedManager
 from realtime.transport.socket import Gateway
+from realtime.transport.uploads import FILES
 
 GATEWAY = web.AppKey("gateway", Gateway)
 WEB_DIST = Path(__file__).resolve().parent.parent / "clients" / "web" / "dist"
@@ -32,6 +37,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     bus = make_bus(settings.redis_url, settings.bus_channel)
     tokens = TokenIssuer(settings.signing_keys, settings.secret_key_id, settings.access_token_ttl_s)
     hub = Hub(settings, store, bus, tokens)
+    files = Files(settings)
+    hub.files = files
     metrics = Metrics()
     sio = SocketServer(
         async_mode="aiohttp",
@@ -48,6 +55,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=4 * 1024 * 1024)
     app[HUB] = hub
     app[METRICS] = metrics
+    app[FILES] = files
     gateway = Gateway(hub, sio, metrics)
     app[GATEWAY] = gateway
     live = LiveService(hub, gateway)
@@ -62,8 +70,25 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
             await store.migrate()
         await bus.start(gateway.on_bus)
         await live.recover()
+        await files.resume_pending(hub)
+        sweeper.append(asyncio.get_running_loop().create_task(_sweep_forever()))
+
+    async def _sweep_forever() -> None:
+        while True:
+            await asyncio.sleep(settings.sweep_interval_s)
+            try:
+                await retention.sweep(hub, files)
+            except Exception:
+                log.exception("the attachments sweep failed")
+
+    sweeper: list[asyncio.Task[None]] = []
 
     async def stop(_app: web.Application) -> None:
+        for task in sweeper:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await files.close()
         await live.close()
         await bus.close()
         await store.close()

@@ -42,6 +42,8 @@ class Hub:
     bus: Bus
     tokens: TokenIssuer
     limiter: RateLimiter = field(init=False)
+    # Attachment bytes (realtime.actions.uploads.Files), set by the app factory.
+    files: Any = None
 
     _names: dict[int, str] = field(init=False, default_factory=dict)
 

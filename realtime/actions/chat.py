@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
+from realtime.actions import attachments
 from realtime.actions.access import class_access, display_names, require_visible
 from realtime.domain import chat as rules
 from realtime.domain import policy
@@ -42,6 +43,7 @@ def message_view(row: Any, names: dict[int, str]) -> dict[str, Any]:
         "sent_at": row.sent_at,
         "edited_at": row.edited_at,
         "deleted": deleted,
+        "attachments": [] if deleted else (row.attachments or []),
     }
 
 
@@ -77,7 +79,7 @@ async def _sent_before(hub: Hub, user_id: int, client_id: str) -> dict[str, Any]
 
 
 async def send(hub: Hub, user_id: int, req: ChatSend) -> dict[str, Any]:
-    body = rules.check_body(req.body, hub.settings.chat_max_chars)
+    body = rules.check_body(req.body, hub.settings.chat_max_chars, bool(req.attachments))
     # A resend (same sender, same client id) is rare: rather than look for one before every
     # message, the insert meets the unique key and only then is the original looked up. A
     # resend that the checks now refuse (a mute, the rate limit) still gets its original.
@@ -105,8 +107,18 @@ async def send(hub: Hub, user_id: int, req: ChatSend) -> dict[str, Any]:
                     "client_id": req.client_id,
                     "body": body,
                     "sent_at": now,
+                    "attachments": None,
                 },
             )
+            files = None
+            if req.attachments:
+                carrier = f"message:{inserted_id(res)}"
+                files = await attachments.attach(conn, user_id, req.attachments, carrier, now)
+                await conn.execute(
+                    messages.update()
+                    .where(messages.c.id == inserted_id(res))
+                    .values(attachments=files)
+                )
             view = {
                 "id": inserted_id(res),
                 "stream": key,
@@ -118,6 +130,7 @@ async def send(hub: Hub, user_id: int, req: ChatSend) -> dict[str, Any]:
                 "sent_at": now,
                 "edited_at": None,
                 "deleted": False,
+                "attachments": files or [],
             }
             event = await hub.store.append(conn, key, "chat.message", view, seq=seq)
     except (IntegrityError, HomeroomError):
@@ -172,9 +185,9 @@ async def _rewrite_history(hub: Hub, conn: DbConnection, message_id: int) -> Non
 
 
 async def edit(hub: Hub, user_id: int, req: ChatEdit) -> dict[str, Any]:
-    body = rules.check_body(req.body, hub.settings.chat_max_chars)
     async with hub.store.transaction() as conn:
         row = await _load_message(conn, req.message_id)
+        body = rules.check_body(req.body, hub.settings.chat_max_chars, bool(row.attachments))
         await require_visible(conn, user_id, row.stream)
         now = hub.now()
         rules.check_own_change(
@@ -218,9 +231,13 @@ async def delete(hub: Hub, user_id: int, req: MessageRef) -> dict[str, Any]:
             .values(deleted_at=now, deleted_by=user_id)
         )
         await _rewrite_history(hub, conn, row.id)
+        released = await attachments.release(conn, [f"message:{row.id}"], now)
         data = {"message_id": row.id, "message_seq": row.seq, "by": user_id}
         event = await hub.store.append(conn, row.stream, "chat.deleted", data)
     await hub.emit([event])
+    if released and hub.files is not None:
+        # Its files' bytes go once nothing else refers to them (the sweep retries a failure).
+        await hub.files.collect(hub, released)
     return {"deleted": data}
 
 

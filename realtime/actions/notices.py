@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from realtime.actions import attachments
 from realtime.actions import notice_rollup as rollup
 from realtime.actions.access import (
     class_access,
@@ -48,6 +49,7 @@ def notice_view(row: Any, names: dict[int, str]) -> dict[str, Any]:
         "choices": list(row.choices or []),
         "deadline": row.deadline,
         "created_at": row.created_at,
+        "attachments": row.attachments or [],
     }
 
 
@@ -101,6 +103,13 @@ async def publish(hub: Hub, user_id: int, req: NoticePublish) -> dict[str, Any]:
                 )
             )
             notice_id = inserted_id(res)
+            if req.attachments:
+                files = await attachments.attach(
+                    conn, user_id, req.attachments, f"notice:{notice_id}", now
+                )
+                await conn.execute(
+                    notices.update().where(notices.c.id == notice_id).values(attachments=files)
+                )
             people = await _recipients(conn, req.class_id, audience)
             if people:
                 await conn.execute(

@@ -74,7 +74,7 @@ def probe_webm(path: Path) -> WebmInfo:
     header_duration: float | None = None
     cluster_tc = 0
     last_tc: int | None = None
-    track: dict[int, object] = {}
+    track: dict[str, int] = {}
     size_total = path.stat().st_size
     with open(path, "rb") as fh:
         while True:
@@ -152,6 +152,6 @@ def ogg_opus_duration(path: Path) -> float | None:
     from mutagen.oggopus import OggOpus
 
     try:
-        return float(OggOpus(path).info.length)
+        return float(OggOpus(path).info.length)  # type: ignore[attr-defined]
     except (MutagenError, ValueError, OSError):
         return None

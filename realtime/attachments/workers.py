@@ -8,6 +8,7 @@ path; the memory bound is one decoded photo per thread (``Image.MAX_IMAGE_PIXELS
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import queue
 import threading
@@ -59,10 +60,9 @@ class MediaWorkers:
                 result, exc = fn(*args), None
             except BaseException as e:
                 result, exc = None, e
-            try:
+            # RuntimeError: the loop is closed, nobody waits any more.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, fut, result, exc)
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                pass
 
     def close(self) -> None:
         for _ in self._threads:

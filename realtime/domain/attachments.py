@@ -214,7 +214,9 @@ def sign_link(secret: str, upload_id: str, variant: str, expires: int) -> str:
     return f"/files/{upload_id}/{variant}?exp={expires}&sig={sig}"
 
 
-def check_link(secret: str, upload_id: str, variant: str, expires: int, sig: str, now: float) -> None:
+def check_link(
+    secret: str, upload_id: str, variant: str, expires: int, sig: str, now: float
+) -> None:
     good = _mac(secret, upload_id, variant, expires)
     if not hmac.compare_digest(good, sig):
         raise HomeroomError("forbidden", "this download link is not valid")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ class S3Store:
         try:
             if await self.size(key) is not None:
                 return False
-            total = path.stat().st_size
+            total = os.stat(path).st_size
             if total <= PART_BYTES:
                 body = await asyncio.to_thread(_read_part, path, 0, total)
                 await c.put_object(Bucket=self.bucket, Key=self._key(key), Body=body)
@@ -119,7 +120,8 @@ class S3Store:
                 raise
             return True
         finally:
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
     async def size(self, key: str) -> int | None:
         c = await self._c()
