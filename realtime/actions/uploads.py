@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from sqlalchemy import func, select
 
 from realtime.actions import attachments
@@ -27,7 +28,7 @@ from realtime.attachments.workers import LATER, URGENT, MediaWorkers
 from realtime.config import Settings
 from realtime.domain import attachments as rules
 from realtime.domain.attachments import FileType, Kind, Limits
-from realtime.errors import HomeroomError, conflict, not_found, too_large
+from realtime.errors import HomeroomError, bad_request, conflict, not_found, too_large
 from realtime.hub import Hub
 from realtime.schemas import UploadCreate
 from realtime.storage import BlobStore, blob_key, open_blob_store
@@ -196,20 +197,28 @@ class Files:
             head_needed = min(rules.SNIFF_BYTES, row.size) if have == 0 else 0
             head = b""
             written = have
+            cut = False
             with open(path, "ab") as fh:  # noqa: ASYNC230 - page-cache writes of <=256 KiB
-                async for chunk in body:
-                    if written + len(chunk) > row.size:
-                        fh.truncate(have)
-                        raise too_large("more bytes than the upload declared")
-                    fh.write(chunk)
-                    written += len(chunk)
-                    if head_needed:
-                        head += chunk[: head_needed - len(head)]
-                        if len(head) >= head_needed:
-                            head_needed = 0
-                            self._check_head(head, row.size, upload_id)
+                try:
+                    async for chunk in body:
+                        if written + len(chunk) > row.size:
+                            fh.truncate(have)
+                            raise too_large("more bytes than the upload declared")
+                        fh.write(chunk)
+                        written += len(chunk)
+                        if head_needed:
+                            head += chunk[: head_needed - len(head)]
+                            if len(head) >= head_needed:
+                                head_needed = 0
+                                self._check_head(head, row.size, upload_id)
+                except (aiohttp.ClientPayloadError, ConnectionError, aiohttp.ClientConnectionError):
+                    # The connection dropped mid-chunk: what arrived is kept, the client
+                    # continues from there (GET tells it where).
+                    cut = True
                 fh.flush()
                 await asyncio.to_thread(os.fsync, fh.fileno())
+            if cut:
+                raise bad_request(f"the chunk was cut off; continue at byte {written}")
             if written < row.size:
                 return {"upload": upload_view(row, written)}
             return {"upload": await self._finish(hub, row)}
