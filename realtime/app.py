@@ -70,6 +70,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
             await store.migrate()
         await bus.start(gateway.on_bus)
         await live.recover()
+        if settings.media_warm_start:
+            files.workers.warm()
         await files.resume_pending(hub)
         sweeper.append(asyncio.get_running_loop().create_task(_sweep_forever()))
 

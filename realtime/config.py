@@ -96,8 +96,10 @@ class Settings:
     upload_abandon_s: int = 24 * 3600
     # Lifetime of a signed download link: a forwarded link stops working after this.
     download_link_ttl_s: int = 300
-    # Threads that make thumbnails and strip photos (off the event loop).
+    # Worker processes that check files, make thumbnails and strip photos (off the event loop).
     media_workers: int = 2
+    # Start the worker processes with the server (else with the first photo: seconds later).
+    media_warm_start: bool = True
     # How often the retention sweep runs.
     sweep_interval_s: int = 3600
 

@@ -23,11 +23,12 @@ import aiohttp
 from sqlalchemy import func, select
 
 from realtime.actions import attachments
-from realtime.attachments import images, voice
+from realtime.attachments import images
+from realtime.attachments.identify import identify
 from realtime.attachments.workers import LATER, URGENT, MediaWorkers
 from realtime.config import Settings
 from realtime.domain import attachments as rules
-from realtime.domain.attachments import FileType, Kind, Limits
+from realtime.domain.attachments import Kind, Limits
 from realtime.errors import HomeroomError, bad_request, conflict, not_found, too_large
 from realtime.hub import Hub
 from realtime.schemas import UploadCreate
@@ -248,36 +249,9 @@ class Files:
 
     # --- the last chunk: check, process, store ----------------------------------------------
 
-    def _identify(self, path: Path, name: str) -> tuple[FileType, dict[str, Any]]:
-        """The file's type and facts (blocking; runs on a worker)."""
-        with open(path, "rb") as fh:
-            head = fh.read(rules.SNIFF_BYTES)
-        ftype = rules.sniff(head)
-        meta: dict[str, Any] = {}
-        if ftype is rules.DOCX:
-            ftype = rules.settle_zip(rules.zip_names(str(path)))
-        elif ftype is rules.WEBM_AUDIO:
-            try:
-                info = voice.probe_webm(path)
-            except (ValueError, OSError):
-                raise rules.unsupported() from None
-            if info.has_video:
-                ftype = rules.WEBM_VIDEO
-            elif info.audio_codecs != ["A_OPUS"]:
-                raise HomeroomError("unsupported_type", "voice messages are Opus audio")
-            meta["duration_s"] = info.duration_s
-        elif ftype is rules.OGG_OPUS:
-            meta["duration_s"] = voice.ogg_opus_duration(path)
-        if ftype is None:
-            raise rules.unsupported()
-        if ftype.kind is Kind.AUDIO:
-            rules.check_duration(meta.get("duration_s"), self.settings.voice_max_s)
-            meta["duration_s"] = round(float(meta["duration_s"]), 2)
-        return ftype, meta
-
     async def _finish(self, hub: Hub, row: Any) -> dict[str, Any]:
         path = self.staging / row.id
-        ftype, meta = await self.workers.run(URGENT, self._identify, path, row.name)
+        ftype, meta = await self.workers.run(URGENT, identify, path, self.settings.voice_max_s)
         rules.check_matches_name(ftype, row.name)
         rules.check_kind_size(ftype, row.size, self.limits)
         values: dict[str, Any] = {"kind": ftype.kind.value, "mime": ftype.mime}

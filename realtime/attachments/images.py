@@ -36,7 +36,7 @@ def _open(path: Path, box: int | None) -> Image.Image:
     try:
         im = Image.open(path)
         if box is not None and im.format == "JPEG":
-            im.draft("RGB", (box, box))
+            im.draft("RGB", (box, box))  # decode at 1/2, 1/4 or 1/8 scale
         im.load()
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as exc:
         raise BadImage(str(exc)) from None
@@ -71,7 +71,7 @@ def thumbnail(src: Path, dest: Path) -> dict[str, Any]:
             width, height = probe.size
         except Exception as exc:  # pragma: no cover
             raise BadImage(str(exc)) from None
-    im = _upright(_open(src, THUMB_PX * 2))
+    im = _upright(_open(src, THUMB_PX))
     # The upright size of the full photo: swap when the orientation turned it a quarter.
     if (im.width > im.height) != (width > height):
         width, height = height, width

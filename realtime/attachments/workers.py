@@ -1,69 +1,77 @@
-"""A small pool of threads for image work, with priorities: thumbnails before the rest.
+"""Image and container work in worker processes: thumbnails first, the heavy rest niced.
 
-Pillow releases the GIL while it decodes, resizes and encodes, so two threads use two cores
-and the event loop keeps answering. The queue is unbounded in count but each job holds only a
-path; the memory bound is one decoded photo per thread (``Image.MAX_IMAGE_PIXELS`` x 4 bytes).
+Processes, not threads: decoding a 12-megapixel photo in a thread of the server takes the GIL
+back dozens of times per photo, and with fifty photos at once the event loop waited behind them
+(bench/uploads.py measured it). Two pools: the checks and thumbnails a parent waits for run at
+normal CPU priority; the stripped full-size original and the preview, which nobody waits for,
+run at nice 10 and use what the event loop leaves. Memory: one decoded photo per process (at
+most ``Image.MAX_IMAGE_PIXELS`` x 4 bytes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import queue
+import multiprocessing
+import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-# Priorities: lower runs first.
-URGENT = 0  # what the uploader waits for (the thumbnail, the checks)
+URGENT = 0  # what the uploader waits for (the checks, the thumbnail)
 LATER = 1  # the preview and the stripped original
+NICE_LATER = 10
+# What the worker processes import, once, in the fork server (light: no database, no HTTP).
+PRELOAD = ["realtime.attachments.images", "realtime.attachments.identify"]
 
 
-def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if fut.done():
-        return
-    if exc is not None:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(result)
+def _nice(level: int) -> None:
+    with contextlib.suppress(OSError):
+        os.nice(level)
 
 
 class MediaWorkers:
-    def __init__(self, threads: int) -> None:
-        self._q: queue.PriorityQueue[tuple[int, int, Any]] = queue.PriorityQueue()
-        self._order = itertools.count()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"homeroom-media-{i}", daemon=True)
-            for i in range(max(1, threads))
-        ]
-        for t in self._threads:
-            t.start()
+    def __init__(self, processes: int) -> None:
+        n = max(2, processes)
+        self._sizes = {URGENT: n // 2, LATER: n - n // 2}
+        self._pools: dict[int, ProcessPoolExecutor] = {}
+        self._lock = threading.Lock()
+
+    def _pool(self, priority: int) -> ProcessPoolExecutor:
+        # Started on first use: a server that never sees a photo never pays for them. Forked
+        # from a fork server that imported only what the jobs need: forking the server itself
+        # (an event loop, threads) is unsafe.
+        with self._lock:
+            pool = self._pools.get(priority)
+            if pool is None:
+                ctx = multiprocessing.get_context("forkserver")
+                ctx.set_forkserver_preload(PRELOAD)
+                pool = ProcessPoolExecutor(
+                    max_workers=self._sizes[priority],
+                    mp_context=ctx,
+                    initializer=_nice,
+                    initargs=(NICE_LATER if priority == LATER else 0,),
+                )
+                self._pools[priority] = pool
+            return pool
 
     async def run(self, priority: int, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
-        self._q.put((priority, next(self._order), (fn, args, loop, fut)))
-        return await fut
+        """Run ``fn(*args)`` (a module-level function: it is pickled) in a worker process."""
+        pool = self._pool(URGENT if priority == URGENT else LATER)
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
-    def _work(self) -> None:
-        while True:
-            _p, _n, job = self._q.get()
-            if job is None:
-                return
-            fn, args, loop, fut = job
-            if fut.cancelled():
-                continue
-            try:
-                result, exc = fn(*args), None
-            except BaseException as e:
-                result, exc = None, e
-            # RuntimeError: the loop is closed, nobody waits any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, fut, result, exc)
+    def warm(self) -> None:
+        """Start the worker processes now rather than with the first photo (seconds)."""
+        for priority in (URGENT, LATER):
+            pool = self._pool(priority)
+            for _ in range(self._sizes[priority]):
+                pool.submit(os.getpid)
 
     def close(self) -> None:
-        for _ in self._threads:
-            self._q.put((1 << 30, next(self._order), None))
+        with self._lock:
+            for pool in self._pools.values():
+                pool.shutdown(wait=False, cancel_futures=True)
+            self._pools.clear()
