@@ -145,7 +145,7 @@ def p99(values: list[float]) -> float:
     return s[min(len(s) - 1, round(0.99 * (len(s) - 1)))]
 
 
-async def run(parents: int, mb: float) -> dict[str, Any]:
+async def run(parents: int, mb: float, nice: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="homeroom-bench-uploads-"))
     port = free_port()
     db_url = f"sqlite:///{tmp}/homeroom.db"
@@ -169,6 +169,11 @@ async def run(parents: int, mb: float) -> dict[str, Any]:
             stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
+    if nice:
+        # On a shared machine: the server (and the workers it forks) and this driver ahead of
+        # the machine's other work, as on a machine of their own. Recorded in the result.
+        os.setpriority(os.PRIO_PROCESS, proc.pid, nice)
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
     base = f"http://127.0.0.1:{port}"
     tokens = TokenIssuer({"k1": SECRET}, "k1", 3600)
     try:
@@ -249,6 +254,7 @@ async def run(parents: int, mb: float) -> dict[str, Any]:
         "server_cpu_s": round(cpu1 - cpu0, 2),
         "workers_cpu_s": round(wcpu1 - wcpu0, 2),
         "cpus": os.cpu_count(),
+        "nice": nice,
         # Other work on the machine (a shared machine distorts every latency above).
         "loadavg_1m_before": round(load0, 2),
         "loadavg_1m_after": round(os.getloadavg()[0], 2),
@@ -259,8 +265,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parents", type=int, default=50)
     ap.add_argument("--mb", type=float, default=3.0)
+    ap.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run server and driver at this nice level (e.g. -5 on a busy shared machine; root)",
+    )
     args = ap.parse_args()
-    result = asyncio.run(run(args.parents, args.mb))
+    result = asyncio.run(run(args.parents, args.mb, args.nice))
     print(json.dumps(result), flush=True)
 
 
