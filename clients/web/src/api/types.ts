@@ -48,6 +48,18 @@ export interface Message {
   sent_at: number;
   edited_at: number | null;
   deleted: boolean;
+  attachments?: Attachment[];
+}
+
+export interface Attachment {
+  id: string;
+  kind: "image" | "document" | "audio" | "video";
+  mime: string;
+  name: string;
+  size: number;
+  width: number | null;
+  height: number | null;
+  duration_s: number | null;
 }
 
 export type NoticeKind = "info" | "read_required" | "confirm_required" | "reply_required";
@@ -74,6 +86,7 @@ export interface NoticeCounts {
 }
 
 export interface Notice {
+  attachments?: Attachment[];
   id: number;
   class_id: number;
   author_id: number;
@@ -116,6 +129,8 @@ export type RollupPage = Pick<Rollup, "notice" | "counts" | "last_reminded_at"> 
 export type QuestionStatus = "open" | "answered" | "answered_live" | "dismissed" | "withdrawn";
 
 export interface Question {
+  attachments?: Attachment[];
+  answer_attachments?: Attachment[];
   id: number;
   class_id: number;
   session_id: number | null;
