@@ -70,3 +70,13 @@ def webm_voice(seconds: float = 2.0) -> bytes:
         out.mux(p)
     out.close()
     return out_buf.getvalue()
+
+
+def heic_bytes(width: int = 64, height: int = 32) -> bytes:
+    """An iPhone-style HEIC photo (encoded with pillow-heif)."""
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (10, 200, 10)).save(out, "HEIF", quality=80)
+    return out.getvalue()

@@ -22,7 +22,14 @@ from realtime.domain.attachments import sign_link
 from realtime.domain.roles import Role
 from realtime.transport.rest import HUB
 from realtime.transport.uploads import FILES
-from tests.attachment_files import GPS_IFD, jpeg_with_gps, pdf_bytes, png_bytes, webm_voice
+from tests.attachment_files import (
+    GPS_IFD,
+    heic_bytes,
+    jpeg_with_gps,
+    pdf_bytes,
+    png_bytes,
+    webm_voice,
+)
 from tests.conftest import Server
 
 
@@ -262,3 +269,13 @@ async def test_files_in_notices_and_questions(server: Server) -> None:
     with pytest.raises(RequestError) as err:
         await files.links(mom, [page["id"]])
     assert err.value.code == "forbidden"
+
+
+async def test_heic_photo_is_served_as_jpeg(server: Server) -> None:
+    wang = await server.client("wanghao")
+    att = await wang.upload(heic_bytes(64, 32), "IMG_0002.HEIC")
+    assert att["kind"] == "image" and (att["width"], att["height"]) == (64, 32)
+    await wang.send_chat(f"class:{server.class_id}:students", "", attachments=[att["id"]])
+    status, headers, body = await files.download(await _link(wang, att["id"]))
+    assert status == 200 and headers["Content-Type"] == "image/jpeg" and body[:3] == b"\xff\xd8\xff"
+    assert "IMG_0002.jpg" in headers["Content-Disposition"]
