@@ -1,27 +1,13 @@
 // The chat composer: text, files from the picker or the phone's camera, pasted images, dropped
 // files (progress bars with cancel), and a voice button (hold to record, Opus via MediaRecorder).
 import { useEffect, useRef, useState } from "preact/hooks";
-import { uploadFile, type UploadHandle } from "../api/files";
-import type { Attachment } from "../api/types";
-import { asApiError } from "../api/errors";
-import { t, tMaybe } from "../i18n";
+import { t } from "../i18n";
 import { sendTyping } from "../state/chat";
 import { toast } from "../state/toasts";
 import { Icon } from "./icons";
+import { PendingFiles, useUploads } from "./PendingFiles";
 
 const MAX_CHARS = 2000;
-const MAX_FILES = 9;
-
-interface Pending {
-  key: number;
-  name: string;
-  progress: number;
-  handle: UploadHandle;
-  done?: Attachment;
-}
-
-let nextKey = 1;
-
 export function Composer(props: {
   stream: string;
   draft: string;
@@ -29,55 +15,20 @@ export function Composer(props: {
   onSend: (body: string, attachmentIds: string[]) => void;
 }) {
   const { stream, draft, setDraft } = props;
-  const [pending, setPending] = useState<Pending[]>([]);
+  const uploads = useUploads();
   const [dragging, setDragging] = useState(false);
   const [recording, setRecording] = useState(false);
   const picker = useRef<HTMLInputElement>(null);
   const camera = useRef<HTMLInputElement>(null);
   const recorder = useRef<MediaRecorder | null>(null);
 
-  function add(files: Iterable<File>) {
-    for (const file of files) {
-      if (pending.length >= MAX_FILES) break;
-      start(file, file.name || "image.png");
-    }
-  }
-
-  function start(file: Blob, name: string, sendWhenDone = false) {
-    const key = nextKey++;
-    const handle = uploadFile(file, name, (progress) =>
-      setPending((ps) => ps.map((p) => (p.key === key ? { ...p, progress } : p))),
-    );
-    setPending((ps) => [...ps, { key, name, progress: 0, handle }]);
-    handle.done.then(
-      (att) => {
-        if (sendWhenDone) {
-          setPending((ps) => ps.filter((p) => p.key !== key));
-          props.onSend("", [att.id]);
-        } else setPending((ps) => ps.map((p) => (p.key === key ? { ...p, done: att, progress: 1 } : p)));
-      },
-      (err) => {
-        setPending((ps) => ps.filter((p) => p.key !== key));
-        const e = asApiError(err);
-        if (e.code !== "cancelled") toast(t("files.failed", name, tMaybe(`error.${e.code}`, e.message)), "error");
-      },
-    );
-  }
-
-  function cancel(p: Pending) {
-    p.handle.cancel();
-    setPending((ps) => ps.filter((x) => x.key !== p.key));
-  }
-
-  const uploading = pending.some((p) => !p.done);
-  const ready = pending.filter((p) => p.done).map((p) => (p.done as Attachment).id);
-  const canSend = !uploading && (draft.trim().length > 0 || ready.length > 0) && draft.length <= MAX_CHARS;
+  const canSend = !uploads.uploading && (draft.trim().length > 0 || uploads.ready.length > 0) && draft.length <= MAX_CHARS;
 
   function submit(e?: Event) {
     e?.preventDefault();
     if (!canSend) return;
-    props.onSend(draft.trim(), ready);
-    setPending([]);
+    props.onSend(draft.trim(), uploads.ready);
+    uploads.clear();
   }
 
   async function startVoice() {
@@ -91,7 +42,8 @@ export function Composer(props: {
       rec.onstop = () => {
         stream.getTracks().forEach((tr) => tr.stop());
         const blob = new Blob(parts, { type });
-        if (blob.size > 0) start(blob, type.startsWith("audio/webm") ? "voice.webm" : "voice.ogg", true);
+        const name = type.startsWith("audio/webm") ? "voice.webm" : "voice.ogg";
+        if (blob.size > 0) uploads.start(blob, name, (att) => props.onSend("", [att.id]));
       };
       rec.start();
       recorder.current = rec;
@@ -121,22 +73,10 @@ export function Composer(props: {
       onDrop={(e) => {
         e.preventDefault();
         setDragging(false);
-        if (e.dataTransfer?.files) add(Array.from(e.dataTransfer.files));
+        if (e.dataTransfer?.files) uploads.add(Array.from(e.dataTransfer.files));
       }}
     >
-      {pending.length ? (
-        <ul class="pending-files">
-          {pending.map((p) => (
-            <li key={p.key} data-upload={p.done ? "ready" : "uploading"}>
-              <span class="pending-name">{p.name}</span>
-              <progress max={1} value={p.progress} aria-label={t("files.uploading", p.name)} />
-              <button type="button" class="link-button" onClick={() => cancel(p)} aria-label={p.done ? t("files.remove") : t("files.cancel")}>
-                ×
-              </button>
-            </li>
-          ))}
-        </ul>
-      ) : null}
+      <PendingFiles uploads={uploads} />
       {dragging ? <p class="drop-hint">{t("files.dropHere")}</p> : null}
       <input
         ref={picker}
@@ -146,7 +86,7 @@ export function Composer(props: {
         data-testid="file-picker"
         accept="image/*,audio/*,video/*,.pdf,.docx,.xlsx,.pptx"
         onChange={(e) => {
-          add(Array.from(e.currentTarget.files ?? []));
+          uploads.add(Array.from(e.currentTarget.files ?? []));
           e.currentTarget.value = "";
         }}
       />
@@ -157,7 +97,7 @@ export function Composer(props: {
         accept="image/*"
         capture="environment"
         onChange={(e) => {
-          add(Array.from(e.currentTarget.files ?? []));
+          uploads.add(Array.from(e.currentTarget.files ?? []));
           e.currentTarget.value = "";
         }}
       />
@@ -184,7 +124,7 @@ export function Composer(props: {
           const files = Array.from(e.clipboardData?.files ?? []);
           if (files.length) {
             e.preventDefault();
-            add(files);
+            uploads.add(files);
           }
         }}
         onKeyDown={(e) => {
