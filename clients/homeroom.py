@@ -255,13 +255,25 @@ class HomeroomClient:
     # --- typed helpers ------------------------------------------------------------------------
 
     async def send_chat(
-        self, stream: str, body: str, client_id: str | None = None, retries: int = 3
+        self,
+        stream: str,
+        body: str,
+        client_id: str | None = None,
+        retries: int = 3,
+        attachments: list[str] | None = None,
     ) -> dict[str, Any]:
         cid = client_id or uuid.uuid4().hex
-        ack = await self.request(
-            "chat.send", {"stream": stream, "client_id": cid, "body": body}, retries=retries
-        )
+        payload: dict[str, Any] = {"stream": stream, "client_id": cid, "body": body}
+        if attachments:
+            payload["attachments"] = attachments
+        ack = await self.request("chat.send", payload, retries=retries)
         return ack["message"]
+
+    async def upload(self, data: Any, name: str | None = None) -> dict[str, Any]:
+        """Upload a file (resumable; clients/files.py); returns its attachment view."""
+        from clients import files
+
+        return await files.upload(self, data, name)
 
     async def history(
         self, stream: str, before: int | None = None, limit: int = 50
@@ -281,6 +293,7 @@ class HomeroomClient:
         body: str = "",
         choices: list[str] | None = None,
         deadline: float | None = None,
+        attachments: list[str] | None = None,
     ) -> dict[str, Any]:
         payload = {
             "class_id": class_id,
@@ -291,6 +304,7 @@ class HomeroomClient:
             "body": body,
             "choices": choices or [],
             "deadline": deadline,
+            "attachments": attachments or [],
         }
         return (await self.request("notice.publish", payload, retries=3))["notice"]
 
@@ -334,13 +348,20 @@ class HomeroomClient:
                 return out
 
     async def ask(
-        self, class_id: int, body: str, *, anonymous: bool = False, session_id: int | None = None
+        self,
+        class_id: int,
+        body: str,
+        *,
+        anonymous: bool = False,
+        session_id: int | None = None,
+        attachments: list[str] | None = None,
     ) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "class_id": class_id,
             "client_id": uuid.uuid4().hex,
             "body": body,
             "anonymous": anonymous,
+            "attachments": attachments or [],
         }
         if session_id is not None:
             payload["session_id"] = session_id
@@ -350,13 +371,19 @@ class HomeroomClient:
         return await self.request("question.vote", {"question_id": question_id, "up": up})
 
     async def answer(
-        self, question_id: int, answer: str = "", live: bool = False
+        self,
+        question_id: int,
+        answer: str = "",
+        live: bool = False,
+        attachments: list[str] | None = None,
     ) -> dict[str, Any]:
-        return (
-            await self.request(
-                "question.answer", {"question_id": question_id, "answer": answer, "live": live}
-            )
-        )["question"]
+        payload = {
+            "question_id": question_id,
+            "answer": answer,
+            "live": live,
+            "attachments": attachments or [],
+        }
+        return (await self.request("question.answer", payload))["question"]
 
     async def open_conversation(self, class_id: int, user_id: int) -> dict[str, Any]:
         return (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from importlib import resources
 from pathlib import Path
@@ -11,6 +13,8 @@ from aiohttp import web
 from media.ice import use_host_addresses
 from media.internals import check_internals as check_aiortc_internals
 from realtime import jsoncodec
+from realtime.actions import retention
+from realtime.actions.uploads import Files
 from realtime.auth import TokenIssuer
 from realtime.bus import make_bus
 from realtime.config import Settings
@@ -30,6 +34,7 @@ from realtime.transport.rest import (
 from realtime.transport.sio_internals import IndexedManager, SocketServer, shutdown
 from realtime.transport.sio_internals import check_internals as check_sio_internals
 from realtime.transport.socket import Gateway
+from realtime.transport.uploads import FILES
 
 GATEWAY = web.AppKey("gateway", Gateway)
 
@@ -53,6 +58,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     bus = make_bus(settings.redis_url, settings.bus_channel)
     tokens = TokenIssuer(settings.signing_keys, settings.secret_key_id, settings.access_token_ttl_s)
     hub = Hub(settings, store, bus, tokens)
+    files = Files(settings)
+    hub.files = files
     metrics = Metrics()
     sio = SocketServer(
         async_mode="aiohttp",
@@ -72,6 +79,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     app[METRICS] = metrics
     app[ADDRESSES] = ClientAddresses(settings.trusted_proxies)
     metrics.watch_signin(hub.signin)
+    app[FILES] = files
     gateway = Gateway(hub, sio, metrics)
     app[GATEWAY] = gateway
     live = LiveService(hub, gateway)
@@ -89,12 +97,31 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
             await store.migrate()
         await bus.start(gateway.on_bus)
         await live.recover()
+        if settings.media_warm_start:
+            files.workers.warm()
+        await files.resume_pending(hub)
+        sweeper.append(asyncio.get_running_loop().create_task(_sweep_forever()))
+
+    async def _sweep_forever() -> None:
+        while True:
+            await asyncio.sleep(settings.sweep_interval_s)
+            try:
+                await retention.sweep(hub, files)
+            except Exception:
+                log.exception("the attachments sweep failed")
+
+    sweeper: list[asyncio.Task[None]] = []
 
     async def close_connections(_app: web.Application) -> None:
         gateway.closing = True
         await shutdown.close_connections(sio, settings.shutdown_timeout_s)
 
     async def stop(_app: web.Application) -> None:
+        for task in sweeper:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await files.close()
         await live.close()
         await bus.close()
         await store.close()

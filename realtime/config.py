@@ -98,6 +98,40 @@ class Settings:
     # On SIGTERM: how long to wait for requests in flight to finish before exiting anyway; the
     # process exits within about this plus a second or two (docs/operations.md).
     shutdown_timeout_s: float = 10.0
+    # Attachments (docs/operations.md: storage). "directory" (storage_dir) or "s3".
+    storage_backend: str = "directory"
+    # Blobs (directory backend) and unfinished uploads (every backend) live here; in a cluster
+    # it must be shared by the nodes (or uploads routed to one node per upload id).
+    storage_dir: str = "var/files"
+    s3_endpoint: str = ""
+    s3_bucket: str = "homeroom"
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_region: str = "us-east-1"
+    # Largest file per kind, in bytes (checked against the declared size and the content).
+    upload_max_image_bytes: int = 20 * 1024 * 1024
+    upload_max_document_bytes: int = 25 * 1024 * 1024
+    upload_max_audio_bytes: int = 10 * 1024 * 1024
+    upload_max_video_bytes: int = 200 * 1024 * 1024
+    # Longest voice message, in seconds.
+    voice_max_s: int = 300
+    # Largest body of one PATCH (one chunk); memory per chunk in flight is 256 KiB regardless.
+    upload_chunk_max_bytes: int = 16 * 1024 * 1024
+    # Bytes a school may keep (uploads in progress count their declared size); a school's own
+    # setting (schools.storage_quota_bytes) overrides it.
+    school_quota_bytes: int = 20 * 1024 * 1024 * 1024
+    # Days attachments are kept after they were sent; 0: for ever. Per school overridable.
+    attachment_retention_days: int = 0
+    # An upload never finished is dropped after this long.
+    upload_abandon_s: int = 24 * 3600
+    # Lifetime of a signed download link: a forwarded link stops working after this.
+    download_link_ttl_s: int = 300
+    # Worker processes that check files, make thumbnails and strip photos (off the event loop).
+    media_workers: int = 2
+    # Start the worker processes with the server (else with the first photo: seconds later).
+    media_warm_start: bool = True
+    # How often the retention sweep runs.
+    sweep_interval_s: int = 3600
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -112,6 +146,10 @@ class Settings:
             raise ConfigError("sqlite_synchronous must be 'full' or 'normal'")
         if self.shutdown_timeout_s <= 0:
             raise ConfigError("shutdown_timeout_s must be positive")
+        if self.storage_backend not in ("directory", "s3"):
+            raise ConfigError("storage_backend must be 'directory' or 's3'")
+        if self.storage_backend == "s3" and not (self.s3_bucket and self.s3_access_key):
+            raise ConfigError("the s3 storage backend needs s3_bucket and s3_access_key")
         if self.serializer not in ("json", "msgpack"):
             raise ConfigError("serializer must be 'json' or 'msgpack'")
         if not self.demo:

@@ -16,6 +16,9 @@ CODES = frozenset(
         "rate_limited",
         "unsupported_codec",
         "unavailable",
+        "unsupported_type",
+        "quota_exceeded",
+        "link_expired",
         "internal",
     }
 )
@@ -30,6 +33,9 @@ HTTP_STATUS = {
     "rate_limited": 429,
     "unsupported_codec": 415,
     "unavailable": 503,
+    "unsupported_type": 415,
+    "quota_exceeded": 413,
+    "link_expired": 403,
     "internal": 500,
 }
 
@@ -42,6 +48,10 @@ class HomeroomError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised in worker processes too (realtime/attachments/workers.py): pickled whole.
+        return (HomeroomError, (self.code, self.message))
 
     def to_ack(self) -> dict[str, Any]:
         return {"ok": False, "error": {"code": self.code, "message": self.message}}

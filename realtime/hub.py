@@ -47,6 +47,8 @@ class Hub:
     passwords: PasswordPool = field(init=False)
     signin: SignInGuard = field(init=False)
     devices: DeviceTokens = field(init=False)
+    # Attachment bytes (realtime.actions.uploads.Files), set by the app factory.
+    files: Any = None
 
     _names: dict[int, str] = field(init=False, default_factory=dict)
     # Per-app helpers that keep state between requests (the poll counts' coalescers), by name.

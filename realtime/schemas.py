@@ -20,6 +20,9 @@ Seq = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
 # domain enforces the configured limits and answers too_large.
 Text = Annotated[str, msgspec.Meta(max_length=100_000)]
 Short = Annotated[str, msgspec.Meta(max_length=200)]
+UploadId = Annotated[str, msgspec.Meta(min_length=8, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
+# Files attached to one message, notice, question or answer (actions/attachments.py).
+Attachments = Annotated[list[UploadId], msgspec.Meta(max_length=9)]
 
 
 class Payload(msgspec.Struct, forbid_unknown_fields=True):
@@ -33,7 +36,8 @@ class Sync(Payload):
 class ChatSend(Payload):
     stream: StreamName
     client_id: ClientId
-    body: Text
+    body: Text = ""
+    attachments: Attachments = []
 
 
 class ChatEdit(Payload):
@@ -82,6 +86,7 @@ class NoticePublish(Payload):
         list[Annotated[str, msgspec.Meta(max_length=100)]], msgspec.Meta(max_length=20)
     ] = []
     deadline: float | None = None
+    attachments: Attachments = []
 
 
 class NoticeRef(Payload):
@@ -126,6 +131,7 @@ class QuestionAsk(Payload):
     body: Text
     anonymous: bool = False
     session_id: Id | None = None
+    attachments: Attachments = []
 
 
 class QuestionRef(Payload):
@@ -146,6 +152,7 @@ class QuestionAnswer(Payload):
     question_id: Id
     answer: Text = ""
     live: bool = False
+    attachments: Attachments = []
 
 
 class QuestionList(Payload):
@@ -287,6 +294,22 @@ class JoinClass(Payload):
     join_code: Annotated[str, msgspec.Meta(min_length=4, max_length=20)]
     child_name: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
     relationship: Annotated[str, msgspec.Meta(max_length=40)] = ""
+
+
+class UploadCreate(Payload):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    size: Annotated[int, msgspec.Meta(ge=1, le=2**40)]
+
+
+class UploadLinks(Payload):
+    ids: Annotated[list[UploadId], msgspec.Meta(min_length=1, max_length=50)]
+    variant: Annotated[str, msgspec.Meta(pattern="^(original|preview|thumb)$")] = "original"
+
+
+class SchoolStorage(Payload):
+    quota_bytes: Annotated[int, msgspec.Meta(ge=0, le=2**50)] | None = None
+    # 0: keep attachments for ever.
+    retention_days: Annotated[int, msgspec.Meta(ge=0, le=36500)] | None = None
 
 
 def parse(kind: type[T], payload: Any) -> T:

@@ -107,6 +107,9 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "host": "127.0.0.1",
         "port": free_port(),
         "database_url": f"sqlite:///{tmp_path}/homeroom.db",
+        "storage_dir": f"{tmp_path}/files",
+        # Most tests send no photo: their worker processes start with the first one.
+        "media_warm_start": False,
         "secret": TEST_SECRET,
         # Tests send bursts; the limiter has its own test.
         "rate_burst": 1000,

@@ -26,11 +26,14 @@ import pytest_asyncio
 import socketio
 from sqlalchemy import select
 
+from clients import files
 from clients.homeroom import HomeroomClient, RequestError
 from realtime.actions.accounts import create_user
+from realtime.actions.downloads import link_secret
 from realtime.actions.roster import add_member, create_class, link_guardian
 from realtime.app import GATEWAY
 from realtime.auth import TokenIssuer
+from realtime.domain.attachments import sign_link
 from realtime.domain.roles import Role
 from realtime.store.schema import classes
 from realtime.transport import rest
@@ -53,6 +56,7 @@ CONNECTED = [
 ]
 EVERYONE = [*CONNECTED, "anonymous", "expired"]
 STUDENT_NAME = "王浩 Wang Hao"
+SMALL_PDF = b"%PDF-1.4\n%%EOF\n"
 
 
 def outcomes(
@@ -232,6 +236,19 @@ REST_EXPECTED: dict[str, dict[str, str]] = {
     "GET /api/v1/sessions/{session_id}/stats": rest_outcomes("li"),  # the host only
     "GET /api/v1/sessions/{session_id}/stats missing": rest_outcomes(others="not_found"),
     "GET /api/v1/audit": rest_outcomes("admin"),
+    # Attachments: anyone signed in uploads; an upload is its owner's until attached (li's here).
+    "POST /api/v1/uploads": rest_outcomes(" ".join(CONNECTED)),
+    "GET /api/v1/uploads/{upload_id}": rest_outcomes("li", others="not_found"),
+    "PATCH /api/v1/uploads/{upload_id}": rest_outcomes("li", others="not_found"),
+    "DELETE /api/v1/uploads/{upload_id}": rest_outcomes("li", others="not_found"),
+    # Links to a file: whoever may see the message carrying it.
+    "POST /api/v1/uploads/links": rest_outcomes(CLASS_STUDENTS_CHAT),
+    "POST /api/v1/uploads/links conversation": rest_outcomes("li wang_mom"),
+    # A signed link is the key itself (no token); it expires.
+    "GET /files/{upload_id}/{variant}": public("ok"),
+    "GET /files/{upload_id}/{variant} expired": public("link_expired"),
+    "GET /api/v1/school/storage": rest_outcomes("admin"),
+    "PUT /api/v1/school/storage": rest_outcomes("admin"),
 }
 
 HTTP_FOR = {
@@ -790,6 +807,50 @@ async def _reject_call(w: World, _a: str) -> tuple[str, str, Any, Any]:
     return "POST", f"/api/v1/links/{await w.fresh_pending_link()}/reject", None, None
 
 
+async def _li_upload(w: World) -> str:
+    return str((await files.create(w.clients["li"], "a.pdf", len(SMALL_PDF)))["id"])
+
+
+async def _sent_file(w: World, sender: str, stream: str) -> str:
+    att = await w.clients[sender].upload(SMALL_PDF, "作业.pdf")
+    await w.clients[sender].send_chat(stream, "", attachments=[att["id"]])
+    return str(att["id"])
+
+
+async def _upload_status(w: World, _a: str) -> tuple[str, str, Any, Any]:
+    return "GET", f"/api/v1/uploads/{await _li_upload(w)}", None, None
+
+
+async def _upload_chunk(w: World, _a: str) -> tuple[str, str, Any, Any]:
+    return "PATCH", f"/api/v1/uploads/{await _li_upload(w)}", None, SMALL_PDF
+
+
+async def _upload_cancel(w: World, _a: str) -> tuple[str, str, Any, Any]:
+    return "DELETE", f"/api/v1/uploads/{await _li_upload(w)}", None, None
+
+
+async def _links(w: World, _a: str) -> tuple[str, str, Any, Any]:
+    uid = await _sent_file(w, "wanghao", w.students_chat)
+    return "POST", "/api/v1/uploads/links", {"ids": [uid]}, None
+
+
+async def _links_conversation(w: World, _a: str) -> tuple[str, str, Any, Any]:
+    uid = await _sent_file(w, "li", w.conv_stream)
+    return "POST", "/api/v1/uploads/links", {"ids": [uid], "variant": "thumb"}, None
+
+
+async def _download(w: World, _a: str) -> tuple[str, str, Any, Any]:
+    uid = await _sent_file(w, "wanghao", w.students_chat)
+    url = (await files.links(w.clients["wanghao"], [uid]))[uid]
+    return "GET", url.removeprefix(w.srv.url), None, None
+
+
+async def _download_expired(w: World, _a: str) -> tuple[str, str, Any, Any]:
+    uid = await _sent_file(w, "wanghao", w.students_chat)
+    secret = link_secret(w.srv.app[HUB])
+    return "GET", sign_link(secret, uid, "original", int(time.time()) - 1), None, None
+
+
 REST_ACTIONS: dict[str, RestCall] = {
     "POST /api/v1/auth/login": _login_call,
     "POST /api/v1/auth/refresh": _rest(
@@ -873,6 +934,18 @@ REST_ACTIONS: dict[str, RestCall] = {
         "GET", lambda w: "/api/v1/sessions/999999/stats"
     ),
     "GET /api/v1/audit": _rest("GET", lambda w: "/api/v1/audit"),
+    "POST /api/v1/uploads": _rest(
+        "POST", lambda w: "/api/v1/uploads", {"name": "a.pdf", "size": 100}
+    ),
+    "GET /api/v1/uploads/{upload_id}": _upload_status,
+    "PATCH /api/v1/uploads/{upload_id}": _upload_chunk,
+    "DELETE /api/v1/uploads/{upload_id}": _upload_cancel,
+    "POST /api/v1/uploads/links": _links,
+    "POST /api/v1/uploads/links conversation": _links_conversation,
+    "GET /files/{upload_id}/{variant}": _download,
+    "GET /files/{upload_id}/{variant} expired": _download_expired,
+    "GET /api/v1/school/storage": _rest("GET", lambda w: "/api/v1/school/storage"),
+    "PUT /api/v1/school/storage": _rest("PUT", lambda w: "/api/v1/school/storage", {}),
 }
 
 
@@ -888,7 +961,16 @@ async def test_rest_matrix(world: World) -> None:
             if token is not None:
                 headers["Authorization"] = f"Bearer {token}"
             kw: dict[str, Any] = {"json": body} if body is not None else {}
-            if raw is not None:
+            if isinstance(raw, bytes):  # a chunk of an upload
+                kw = {
+                    "data": raw,
+                    "headers": {
+                        **headers,
+                        "Upload-Offset": "0",
+                        "Content-Type": "application/offset+octet-stream",
+                    },
+                }
+            elif raw is not None:
                 kw = {"data": raw.encode(), "headers": {**headers, "Content-Type": "text/csv"}}
             else:
                 kw["headers"] = headers

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select
 
-from realtime.actions import audit
+from realtime.actions import attachments, audit
 from realtime.actions.access import class_access, display_names, require_visible
 from realtime.actions.once import create_once
 from realtime.domain import chat as rules
@@ -44,6 +44,7 @@ def message_view(row: MessageRow, names: dict[int, str]) -> dict[str, Any]:
         "sent_at": row.sent_at,
         "edited_at": row.edited_at,
         "deleted": deleted,
+        "attachments": [] if deleted else (row.attachments or []),
     }
 
 
@@ -78,7 +79,7 @@ async def _sent_before(conn: DbConnection, user_id: int, client_id: str) -> dict
 
 
 async def send(hub: Hub, user_id: int, req: ChatSend) -> dict[str, Any]:
-    body = rules.check_body(req.body, hub.settings.chat_max_chars)
+    body = rules.check_body(req.body, hub.settings.chat_max_chars, bool(req.attachments))
 
     async def create(conn: DbConnection) -> dict[str, Any]:
         stream, _vis, access, participants = await require_visible(conn, user_id, req.stream)
@@ -103,8 +104,16 @@ async def send(hub: Hub, user_id: int, req: ChatSend) -> dict[str, Any]:
                 "client_id": req.client_id,
                 "body": body,
                 "sent_at": now,
+                "attachments": None,
             },
         )
+        files = None
+        if req.attachments:
+            carrier = f"message:{inserted_id(res)}"
+            files = await attachments.attach(conn, user_id, req.attachments, carrier, now)
+            await conn.execute(
+                messages.update().where(messages.c.id == inserted_id(res)).values(attachments=files)
+            )
         view = {
             "id": inserted_id(res),
             "stream": key,
@@ -116,6 +125,7 @@ async def send(hub: Hub, user_id: int, req: ChatSend) -> dict[str, Any]:
             "sent_at": now,
             "edited_at": None,
             "deleted": False,
+            "attachments": files or [],
         }
         await hub.store.append(conn, key, "chat.message", view, seq=seq)
         return {"message": view}
@@ -167,9 +177,9 @@ async def _rewrite_history(hub: Hub, conn: DbConnection, message_id: int) -> Non
 
 
 async def edit(hub: Hub, user_id: int, req: ChatEdit) -> dict[str, Any]:
-    body = rules.check_body(req.body, hub.settings.chat_max_chars)
     async with hub.store.transaction() as conn:
         row = await _load_message(conn, req.message_id)
+        body = rules.check_body(req.body, hub.settings.chat_max_chars, bool(row.attachments))
         await require_visible(conn, user_id, row.stream)
         now = hub.now()
         rules.check_own_change(
@@ -212,6 +222,7 @@ async def delete(hub: Hub, user_id: int, req: MessageRef) -> dict[str, Any]:
             .values(deleted_at=now, deleted_by=user_id)
         )
         await _rewrite_history(hub, conn, row.id)
+        released = await attachments.release(conn, [f"message:{row.id}"], now)
         data = {"message_id": row.id, "message_seq": row.seq, "by": user_id}
         await hub.store.append(conn, row.stream, "chat.deleted", data)
         if stream.class_id is not None:
@@ -224,6 +235,9 @@ async def delete(hub: Hub, user_id: int, req: MessageRef) -> dict[str, Any]:
                 target=f"message:{row.id}",
                 detail={"stream": row.stream, "sender_id": row.sender_id},
             )
+    if released and hub.files is not None:
+        # Its files' bytes go once nothing else refers to them (the sweep retries a failure).
+        await hub.files.collect(hub, released)
     return {"deleted": data}
 
 

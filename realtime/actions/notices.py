@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from realtime.actions import audit
+from realtime.actions import attachments, audit
 from realtime.actions import notice_rollup as rollup
 from realtime.actions.access import (
     class_access,
@@ -50,6 +50,7 @@ def notice_view(row: NoticeRow, names: dict[int, str]) -> dict[str, Any]:
         "choices": list(row.choices or []),
         "deadline": row.deadline,
         "created_at": row.created_at,
+        "attachments": row.attachments or [],
     }
 
 
@@ -91,6 +92,13 @@ async def publish(hub: Hub, user_id: int, req: NoticePublish) -> dict[str, Any]:
             )
         )
         notice_id = inserted_id(res)
+        if req.attachments:
+            files = await attachments.attach(
+                conn, user_id, req.attachments, f"notice:{notice_id}", now
+            )
+            await conn.execute(
+                notices.update().where(notices.c.id == notice_id).values(attachments=files)
+            )
         people = await _recipients(conn, req.class_id, audience)
         if people:
             await conn.execute(

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from realtime.actions import audit
+from realtime.actions import attachments, audit
 from realtime.actions.access import (
     class_access,
     display_names,
@@ -55,6 +55,8 @@ def question_views(
         "votes": row.votes,
         "created_at": row.created_at,
         "updated_at": row.updated_at,
+        "attachments": row.attachments or [],
+        "answer_attachments": row.answer_attachments or [],
     }
     member = dict(staff)
     if row.anonymous:
@@ -92,9 +94,9 @@ async def _publish_change(
     return staff
 
 
-def _check_body(hub: Hub, body: str) -> str:
+def _check_body(hub: Hub, body: str, has_files: bool = False) -> str:
     text = body.strip()
-    if not text:
+    if not text and not has_files:
         raise bad_request("a question cannot be empty")
     if len(text) > hub.settings.question_max_chars:
         raise too_large(f"a question has at most {hub.settings.question_max_chars} characters")
@@ -102,7 +104,7 @@ def _check_body(hub: Hub, body: str) -> str:
 
 
 async def ask(hub: Hub, user_id: int, req: QuestionAsk) -> dict[str, Any]:
-    body = _check_body(hub, req.body)
+    body = _check_body(hub, req.body, bool(req.attachments))
 
     async def create(conn: DbConnection) -> dict[str, Any]:
         access = await class_access(conn, user_id, req.class_id)
@@ -127,6 +129,12 @@ async def ask(hub: Hub, user_id: int, req: QuestionAsk) -> dict[str, Any]:
                 updated_at=now,
             )
         )
+        if req.attachments:
+            qid = inserted_id(res)
+            files = await attachments.attach(conn, user_id, req.attachments, f"question:{qid}", now)
+            await conn.execute(
+                questions.update().where(questions.c.id == qid).values(attachments=files)
+            )
         return {"question": await _publish_change(conn, hub, inserted_id(res), "question.asked")}
 
     async def original(conn: DbConnection) -> dict[str, Any] | None:
@@ -210,7 +218,12 @@ async def vote(hub: Hub, user_id: int, req: QuestionVote) -> dict[str, Any]:
 
 
 async def _moderate(
-    hub: Hub, user_id: int, question_id: int, to: QuestionStatus, answer: str | None = None
+    hub: Hub,
+    user_id: int,
+    question_id: int,
+    to: QuestionStatus,
+    answer: str | None = None,
+    files: list[str] | None = None,
 ) -> dict[str, Any]:
     async with hub.store.transaction() as conn:
         row = await _load(conn, question_id)
@@ -226,6 +239,12 @@ async def _moderate(
             values["answered_by"] = user_id
             if answer is not None:
                 values["answer"] = answer
+            if files:
+                if row.answer_attachments:
+                    raise bad_request("this answer already has its files")
+                values["answer_attachments"] = await attachments.attach(
+                    conn, user_id, files, f"answer:{row.id}", values["updated_at"]
+                )
         await conn.execute(questions.update().where(questions.c.id == row.id).values(**values))
         staff = await _publish_change(conn, hub, row.id)
         if to in (QuestionStatus.DISMISSED, QuestionStatus.OPEN):  # moderation, not answers
@@ -248,11 +267,18 @@ async def answer(hub: Hub, user_id: int, req: QuestionAnswer) -> dict[str, Any]:
         raise too_large(f"an answer has at most {hub.settings.chat_max_chars} characters")
     if req.live:
         return await _moderate(
-            hub, user_id, req.question_id, QuestionStatus.ANSWERED_LIVE, text or None
+            hub,
+            user_id,
+            req.question_id,
+            QuestionStatus.ANSWERED_LIVE,
+            text or None,
+            req.attachments,
         )
-    if not text:
+    if not text and not req.attachments:
         raise bad_request("a written answer cannot be empty (or mark it answered live)")
-    return await _moderate(hub, user_id, req.question_id, QuestionStatus.ANSWERED, text)
+    return await _moderate(
+        hub, user_id, req.question_id, QuestionStatus.ANSWERED, text, req.attachments
+    )
 
 
 async def dismiss(hub: Hub, user_id: int, req: QuestionRef) -> dict[str, Any]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from realtime.errors import bad_request, conflict, forbidden, too_large
 
 
-def check_body(body: str, max_chars: int) -> str:
+def check_body(body: str, max_chars: int, has_files: bool = False) -> str:
     text = body.strip()
-    if not text:
+    if not text and not has_files:
         raise bad_request("a message cannot be empty")
     if len(text) > max_chars:
         raise too_large(f"a message has at most {max_chars} characters")

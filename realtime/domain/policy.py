@@ -132,6 +132,20 @@ def may_moderate_questions(access: ClassAccess | None) -> bool:
     return access is not None and access.is_staff
 
 
+# --- attachments ------------------------------------------------------------------------------
+
+
+def may_fetch_attachment(actor_id: int, owner_id: int, carrier: Visibility) -> bool:
+    """A file: its uploader, and whoever may see the message, notice or question carrying it
+    (``carrier``: the actor's visibility of that carrier; NONE when it is deleted or absent)."""
+    return actor_id == owner_id or carrier > Visibility.NONE
+
+
+def may_manage_school_storage(school_admin: bool) -> bool:
+    """Set a school's storage quota and how long its attachments are kept."""
+    return school_admin
+
+
 # --- roster -----------------------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ class MessageRow(msgspec.Struct, frozen=True, gc=False):
     edited_at: float | None
     deleted_at: float | None
     deleted_by: int | None
+    attachments: list[dict[str, Any]] | None
 
 
 class NoticeRow(msgspec.Struct, frozen=True, gc=False):
@@ -42,6 +43,7 @@ class NoticeRow(msgspec.Struct, frozen=True, gc=False):
     deadline: float | None
     created_at: float
     last_reminded_at: float | None
+    attachments: list[dict[str, Any]] | None
 
 
 class ReceiptRow(msgspec.Struct, frozen=True, gc=False):
@@ -68,6 +70,8 @@ class QuestionRow(msgspec.Struct, frozen=True, gc=False):
     votes: int
     created_at: float
     updated_at: float
+    attachments: list[dict[str, Any]] | None
+    answer_attachments: list[dict[str, Any]] | None
 
 
 TABLES: dict[type[msgspec.Struct], Table] = {

@@ -26,6 +26,9 @@ schools = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("name", String(200), nullable=False),
+    # Attachments: this school's own quota and retention (NULL: the server's settings).
+    Column("storage_quota_bytes", BigInteger, nullable=True),
+    Column("retention_days", Integer, nullable=True),
 )
 
 users = Table(
@@ -122,6 +125,8 @@ messages = Table(
     Column("edited_at", Float, nullable=True),
     Column("deleted_at", Float, nullable=True),
     Column("deleted_by", Integer, nullable=True),
+    # The views of its attachments (realtime/actions/uploads.py: attachment_view), or NULL.
+    Column("attachments", JSON, nullable=True),
     UniqueConstraint("sender_id", "client_id", name="uq_messages_client"),
     Index("ix_messages_stream_seq", "stream", "seq"),
 )
@@ -172,6 +177,7 @@ notices = Table(
     Column("deadline", Float, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("last_reminded_at", Float, nullable=True),
+    Column("attachments", JSON, nullable=True),
     UniqueConstraint("author_id", "client_id", name="uq_notices_client"),
     Index("ix_notices_class", "class_id"),
 )
@@ -231,6 +237,8 @@ questions = Table(
     Column("votes", Integer, nullable=False, default=0),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("attachments", JSON, nullable=True),
+    Column("answer_attachments", JSON, nullable=True),
     UniqueConstraint("asker_id", "client_id", name="uq_questions_client"),
     Index("ix_questions_class", "class_id", "session_id"),
 )
@@ -385,4 +393,40 @@ homework_submissions = Table(
     Column("reviewed_by", Integer, nullable=True),
     Column("reviewed_at", Float, nullable=True),
     Index("ix_homework_submissions_student", "student_id"),
+)
+
+# Files sent with messages, notices, questions and answers. An upload is created, receives its
+# bytes in chunks (a staging file), is checked and processed (status "ready"), then attached to
+# exactly one carrier ("message:12", "notice:3", "question:5", "answer:5") in the carrier's own
+# transaction. Its bytes live in the blob store under content hashes (blob, preview, thumb);
+# a blob is removed when no upload that is not deleted refers to it.
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", String(32), primary_key=True),  # random, unguessable
+    Column("school_id", Integer, ForeignKey("schools.id"), nullable=False),
+    Column("owner_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    # The declared size while uploading (it counts against the quota), then what is stored.
+    Column("size", BigInteger, nullable=False),
+    Column("stored_bytes", BigInteger, nullable=False, default=0),
+    Column("status", String(20), nullable=False),  # uploading | ready | deleted
+    Column("kind", String(20), nullable=True),
+    Column("mime", String(120), nullable=True),
+    Column("blob", String(64), nullable=True),
+    Column("preview", String(64), nullable=True),
+    Column("thumb", String(64), nullable=True),
+    # The preview and stripped original of a photo are still being made.
+    Column("pending", Boolean, nullable=False, default=False),
+    Column("meta", JSON, nullable=False),  # width, height, duration_s
+    Column("carrier", String(40), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("completed_at", Float, nullable=True),
+    Column("attached_at", Float, nullable=True),
+    Column("deleted_at", Float, nullable=True),
+    Index("ix_uploads_school_status", "school_id", "status"),
+    Index("ix_uploads_carrier", "carrier"),
+    Index("ix_uploads_blob", "blob"),
+    Index("ix_uploads_preview", "preview"),
+    Index("ix_uploads_thumb", "thumb"),
 )

@@ -55,8 +55,10 @@ class Endpoint:
     body: type[Any] | None = None
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, ensure_ascii=False))
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(
+        data, status=status, headers=headers, dumps=lambda d: json.dumps(d, ensure_ascii=False)
+    )
 
 
 def error_response(exc: HomeroomError, extra: dict[str, Any] | None = None) -> web.Response:
@@ -456,6 +458,9 @@ API: list[Endpoint] = [
 ]
 
 
+_STRING_PARAMS = frozenset({"upload_id", "variant"})
+
+
 def openapi_document() -> dict[str, Any]:
     import msgspec
 
@@ -481,7 +486,12 @@ def openapi_document() -> dict[str, Any]:
         params = [p.strip("{}") for p in e.path.split("/") if p.startswith("{")]
         if params:
             op["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "integer"}}
+                {
+                    "name": p,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string" if p in _STRING_PARAMS else "integer"},
+                }
                 for p in params
             ]
         if e.body is not None:
@@ -536,3 +546,9 @@ def add_routes(app: web.Application) -> None:
         app.router.add_route(e.method, e.path, e.handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+
+
+# The attachment endpoints live in transport/uploads.py (which imports the helpers above).
+from realtime.transport.uploads import UPLOAD_API  # noqa: E402
+
+API.extend(UPLOAD_API)

@@ -90,12 +90,17 @@ def chromium() -> str:
 
 
 @asynccontextmanager
-async def launch(url: str, executable: str = CHROMIUM) -> AsyncIterator[Browser]:
+async def launch(
+    url: str, executable: str = CHROMIUM, extra_args: tuple[str, ...] = ()
+) -> AsyncIterator[Browser]:
     """Chromium with a fresh profile, pointed at a server; fails on uncaught page errors."""
     with tempfile.TemporaryDirectory(prefix="homeroom-chromium-") as profile:
         async with async_playwright() as pw:
             persistent = await pw.chromium.launch_persistent_context(
-                profile, executable_path=executable, headless=True, args=CHROMIUM_ARGS
+                profile,
+                executable_path=executable,
+                headless=True,
+                args=[*CHROMIUM_ARGS, *extra_args],
             )
             browser = Browser(persistent, url)
             try:

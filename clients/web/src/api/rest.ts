@@ -15,6 +15,11 @@ export function setTokenSource(source: TokenSource): void {
   tokens = source;
 }
 
+/** The current access token (for requests fetch cannot make: uploads with progress). */
+export function accessToken(): string | null {
+  return tokens.access();
+}
+
 interface Options {
   auth?: boolean;
   body?: unknown;

@@ -68,6 +68,18 @@ export interface Message {
   sent_at: number;
   edited_at: number | null;
   deleted: boolean;
+  attachments?: Attachment[];
+}
+
+export interface Attachment {
+  id: string;
+  kind: "image" | "document" | "audio" | "video";
+  mime: string;
+  name: string;
+  size: number;
+  width: number | null;
+  height: number | null;
+  duration_s: number | null;
 }
 
 export interface Receipt {
@@ -96,6 +108,7 @@ export interface NoticeCounts {
 
 /** A notice; ``counts`` for teachers, ``receipt`` for recipients. */
 export interface Notice {
+  attachments?: Attachment[];
   id: number;
   class_id: number;
   author_id: number;
@@ -146,6 +159,8 @@ export interface RollupPage {
 }
 
 export interface Question {
+  attachments?: Attachment[];
+  answer_attachments?: Attachment[];
   id: number;
   class_id: number;
   session_id: number | null;

@@ -19,6 +19,8 @@ export interface SystemItem {
 export interface Outgoing {
   client_id: string;
   body: string;
+  /** Upload ids of the files sent with it. */
+  attachments?: string[];
   state: "sending" | "waiting" | "failed";
   error?: ApiError;
   at: number;
@@ -227,22 +229,23 @@ export async function loadOlder(stream: string): Promise<void> {
 
 // --- sending ------------------------------------------------------------------------------------
 
-export function send(stream: string, body: string): void {
+export function send(stream: string, body: string, attachments: string[] = []): void {
   const client_id = newClientId();
   update(stream, (s) => ({
     ...s,
-    outbox: [...s.outbox, { client_id, body, state: "sending", at: Date.now() / 1000 }],
+    outbox: [...s.outbox, { client_id, body, attachments, state: "sending", at: Date.now() / 1000 }],
   }));
-  void deliver(stream, client_id, body);
+  void deliver(stream, client_id, body, attachments);
 }
 
 // "unavailable": the server was restarting (nothing stored); the outbox resends after the catch-up.
 const RETRYABLE = new Set(["timeout", "offline", "network", "internal", "unavailable"]);
 
-async function deliver(stream: string, client_id: string, body: string): Promise<void> {
+async function deliver(stream: string, client_id: string, body: string, attachments: string[] = []): Promise<void> {
   setOutgoing(stream, client_id, { state: "sending", error: undefined });
   try {
-    const ack = await request<{ message: Message }>("chat.send", { stream, client_id, body });
+    const payload = attachments.length ? { stream, client_id, body, attachments } : { stream, client_id, body };
+    const ack = await request<{ message: Message }>("chat.send", payload);
     update(stream, (s) => ({
       ...s,
       messages: upsert(s.messages, ack.message),
@@ -263,7 +266,7 @@ function setOutgoing(stream: string, client_id: string, change: Partial<Outgoing
 
 export function retry(stream: string, client_id: string): void {
   const o = chatOf(stream).outbox.find((x) => x.client_id === client_id);
-  if (o) void deliver(stream, client_id, o.body);
+  if (o) void deliver(stream, client_id, o.body, o.attachments ?? []);
 }
 
 export function discard(stream: string, client_id: string): void {

@@ -179,6 +179,7 @@ export interface NoticeDraft {
   body: string;
   choices: string[];
   deadline: number | null;
+  attachments?: string[];
 }
 
 export async function publish(classId: number, draft: NoticeDraft, clientId = newClientId()): Promise<Notice> {

@@ -11,7 +11,6 @@ import {
   markRead,
   retry,
   send,
-  sendTyping,
   typing,
   type Outgoing,
   type SystemItem,
@@ -20,9 +19,9 @@ import { rolesIn } from "../state/me";
 import { ready } from "../state/session";
 import { toast } from "../state/toasts";
 import { Avatar, ErrorBox, Loading } from "./common";
+import { AttachmentList } from "./Attachments";
+import { Composer } from "./Composer";
 import { Icon } from "./icons";
-
-const MAX_CHARS = 2000;
 
 type Row =
   | { kind: "day"; key: string; label: string }
@@ -71,16 +70,6 @@ export function ChatPanel(props: {
   function onScroll() {
     const el = listRef.current;
     if (el) stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
-  }
-
-  function submit(e?: Event) {
-    e?.preventDefault();
-    const body = draft.trim();
-    if (!body) return;
-    if (body.length > MAX_CHARS) return;
-    send(stream, body);
-    setDraft("");
-    stick.current = true;
   }
 
   async function remove(m: Message) {
@@ -145,7 +134,8 @@ export function ChatPanel(props: {
               <div class="msg-main">
                 {mine || row.cont ? null : <span class="msg-sender">{m.sender_name}</span>}
                 <div class={`bubble${m.deleted ? " deleted" : ""}`}>
-                  {m.deleted ? <em>{t("chat.deleted")}</em> : <span class="msg-body">{m.body}</span>}
+                  {m.deleted ? <em>{t("chat.deleted")}</em> : m.body ? <span class="msg-body">{m.body}</span> : null}
+                  {m.deleted ? null : <AttachmentList items={m.attachments} />}
                 </div>
                 <span class="msg-meta">
                   <time dateTime={new Date(m.sent_at * 1000).toISOString()}>{formatTime(m.sent_at)}</time>
@@ -164,32 +154,16 @@ export function ChatPanel(props: {
       <p class="typing" aria-live="polite">
         {typers.length ? t("chat.typing", formatList(typers)) : "\u00a0"}
       </p>
-      <form class="composer" onSubmit={submit}>
-        <label class="sr-only" htmlFor={`composer-${stream}`}>
-          {t("chat.inputLabel")}
-        </label>
-        <textarea
-          id={`composer-${stream}`}
-          rows={1}
-          value={draft}
-          maxLength={MAX_CHARS}
-          placeholder={t("chat.placeholder")}
-          onInput={(e) => {
-            setDraft(e.currentTarget.value);
-            if (e.currentTarget.value) sendTyping(stream);
-          }}
-          onKeyDown={(e) => {
-            if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
-              e.preventDefault();
-              submit();
-            }
-          }}
-        />
-        <button type="submit" class="btn primary send" disabled={!draft.trim()} aria-label={t("chat.send")}>
-          <Icon name="send" size={18} />
-          <span class="send-label">{t("chat.send")}</span>
-        </button>
-      </form>
+      <Composer
+        stream={stream}
+        draft={draft}
+        setDraft={setDraft}
+        onSend={(body, ids) => {
+          send(stream, body, ids);
+          setDraft("");
+          stick.current = true;
+        }}
+      />
     </section>
   );
 }

@@ -1,4 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
+import { AttachmentList } from "./Attachments";
 import { asApiError, type ApiError } from "../api/errors";
 import type { Question } from "../api/types";
 import { formatWhen, t } from "../i18n";
@@ -134,6 +135,7 @@ function QuestionCard(props: { q: Question; staff: boolean; student: boolean }) 
       <Votes q={q} canVote={canVote} busy={busy} size={18} onVote={() => run(() => vote(q, !q.voted))} />
       <div class="question-main">
         <p class="question-body">{q.body}</p>
+        <AttachmentList items={q.attachments} />
         <p class="question-meta">
           <span class={`asker${q.anonymous ? " anon" : ""}`}>{askerLabel(q, staff)}</span>
           <span> · {formatWhen(q.created_at)}</span>

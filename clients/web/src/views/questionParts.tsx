@@ -1,4 +1,5 @@
 import type { Question } from "../api/types";
+import { AttachmentList } from "./Attachments";
 import { t } from "../i18n";
 import { Icon } from "./icons";
 
@@ -42,6 +43,7 @@ export function AnswerText(props: { q: Question }) {
     <div class="answer">
       <span class="answer-label">{t("qa.answerBy", props.q.answered_by_name ?? "")}</span>
       <p>{props.q.answer}</p>
+      <AttachmentList items={props.q.answer_attachments} />
     </div>
   );
 }

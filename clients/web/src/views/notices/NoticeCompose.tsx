@@ -7,6 +7,7 @@ import { classPath, navigate } from "../../router";
 import { publish } from "../../state/notices";
 import { ErrorBox, PageHeader } from "../common";
 import { Icon } from "../icons";
+import { PendingFiles, useUploads } from "../PendingFiles";
 
 const KINDS: NoticeKind[] = ["info", "read_required", "confirm_required", "reply_required"];
 const AUDIENCES: Audience[] = ["guardians", "students", "both"];
@@ -22,6 +23,7 @@ export function NoticeCompose(props: { classId: number }) {
   const [deadline, setDeadline] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiError | null>(null);
+  const uploads = useUploads();
 
   async function submit(e: Event) {
     e.preventDefault();
@@ -37,6 +39,7 @@ export function NoticeCompose(props: { classId: number }) {
           body: body.trim(),
           choices: kind === "reply_required" ? choices.map((c) => c.trim()).filter(Boolean) : [],
           deadline: deadline ? new Date(deadline).getTime() / 1000 : null,
+          attachments: uploads.ready,
         },
         clientId,
       );
@@ -123,12 +126,27 @@ export function NoticeCompose(props: { classId: number }) {
           <input name="deadline" type="datetime-local" value={deadline} onInput={(e) => setDeadline(e.currentTarget.value)} />
           <span class="field-hint">{t("compose.deadlineHint")}</span>
         </label>
+        <div class="field">
+          <span class="field-label">{t("files.attach")}</span>
+          <PendingFiles uploads={uploads} />
+          <input
+            type="file"
+            multiple
+            data-testid="notice-files"
+            aria-label={t("files.attach")}
+            accept="image/*,audio/*,video/*,.pdf,.docx,.xlsx,.pptx"
+            onChange={(e) => {
+              uploads.add(Array.from(e.currentTarget.files ?? []));
+              e.currentTarget.value = "";
+            }}
+          />
+        </div>
         {error ? <ErrorBox error={error} /> : null}
         <div class="form-actions">
           <a class="btn ghost" href={`#${classPath(classId, "notices")}`}>
             {t("common.cancel")}
           </a>
-          <button class="btn primary" type="submit" disabled={busy || !title.trim()}>
+          <button class="btn primary" type="submit" disabled={busy || !title.trim() || uploads.uploading}>
             {t("compose.publish")}
           </button>
         </div>

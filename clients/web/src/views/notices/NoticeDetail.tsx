@@ -1,4 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
+import { AttachmentList } from "../Attachments";
 import { asApiError, type ApiError } from "../../api/errors";
 import { formatDateTime, t } from "../../i18n";
 import { classPath } from "../../router";
@@ -73,6 +74,7 @@ export function NoticeDetail(props: { classId: number; noticeId: number }) {
           </p>
         ) : null}
         {n.body ? <div class="notice-body">{n.body}</div> : null}
+        <AttachmentList items={n.attachments} />
         {error ? <ErrorBox error={error} /> : null}
         {n.kind === "confirm_required" ? (
           <div class="notice-actions">
