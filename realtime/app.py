@@ -15,7 +15,9 @@ from realtime.hub import Hub
 from realtime.live.actions import LiveService
 from realtime.metrics import Metrics
 from realtime.store import open_store
+from realtime.transport import headers
 from realtime.transport.fanout import SocketServer
+from realtime.transport.packets import StrictMsgPackPacket, StrictPacket, check_internals
 from realtime.transport.rest import HUB, LIVE, METRICS, add_routes, errors_middleware
 from realtime.transport.rooms import IndexedManager
 from realtime.transport.socket import Gateway
@@ -33,10 +35,12 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     tokens = TokenIssuer(settings.signing_keys, settings.secret_key_id, settings.access_token_ttl_s)
     hub = Hub(settings, store, bus, tokens)
     metrics = Metrics()
+    check_internals()
     sio = SocketServer(
         async_mode="aiohttp",
         client_manager=IndexedManager(),
-        serializer="msgpack" if settings.serializer == "msgpack" else "default",
+        # Packets that cannot be read are still answered (bad_request), never left unacked.
+        serializer=StrictMsgPackPacket if settings.serializer == "msgpack" else StrictPacket,
         json=jsoncodec,
         max_http_buffer_size=settings.max_packet_bytes,
         # Engine.IO already runs each incoming message in a task of its own; a second task per
@@ -55,6 +59,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     metrics.watch_media(lambda: {sid: rt.stats() for sid, rt in live.runtimes.items()})
     sio.attach(app, socketio_path="socket.io")
     add_routes(app)
+    headers.install(app)
     _add_web_app(app, settings.serializer)
 
     async def start(_app: web.Application) -> None:
@@ -82,7 +87,9 @@ def _add_web_app(app: web.Application, serializer: str) -> None:
         if index.exists():
             html = index.read_text(encoding="utf-8").replace("</head>", meta + "</head>", 1)
             return web.Response(
-                text=html, content_type="text/html", headers={"Cache-Control": "no-cache"}
+                text=html,
+                content_type="text/html",
+                headers={"Cache-Control": "no-cache", **headers.page_headers()},
             )
         return web.Response(
             text="<!doctype html><meta charset=utf-8><title>Homeroom</title>"

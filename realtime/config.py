@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +69,16 @@ class Settings:
     session_grace_s: int = 30
     # Bound on bytes queued to one slow client before it is disconnected.
     client_buffer_bytes: int = 4 * 1024 * 1024
+    # Who may read /metrics: clients from these addresses or networks (comma-separated; empty:
+    # none), or anyone who sends ``Authorization: Bearer <metrics_token>`` (empty: no token).
+    metrics_allow: str = "127.0.0.1,::1"
+    metrics_token: str = ""
 
     def validate(self) -> None:
+        try:
+            self.metrics_networks  # noqa: B018 (parsed to check it)
+        except ValueError as exc:
+            raise ConfigError(f"metrics_allow: {exc}") from None
         if self.video_codec.upper() not in ("VP8", "H264"):
             raise ConfigError("video_codec must be 'VP8' or 'H264'")
         if self.serializer not in ("json", "msgpack"):
@@ -85,6 +94,12 @@ class Settings:
                     f"refusing to start: the secret is {len(self.secret)} characters; "
                     f"it must be at least {MIN_SECRET_LENGTH}."
                 )
+
+    @property
+    def metrics_networks(self) -> list[IPv4Network | IPv6Network]:
+        return [
+            ip_network(a.strip(), strict=False) for a in self.metrics_allow.split(",") if a.strip()
+        ]
 
     @property
     def signing_keys(self) -> dict[str, str]:

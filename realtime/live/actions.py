@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import socketio
 from sqlalchemy import select
 
@@ -437,7 +438,9 @@ class LiveService:
         if leg is None:
             raise conflict(f"no {req.leg} connection yet")
         try:
-            await leg.add_ice_candidate(req.candidate)
+            await leg.add_ice_candidate(
+                None if req.candidate is None else msgspec.structs.asdict(req.candidate)
+            )
         except SignalingError as exc:
             raise _error(exc) from None
         except ValueError as exc:

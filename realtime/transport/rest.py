@@ -6,18 +6,21 @@ test checks that it matches the routes the app serves.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
 from aiohttp import web
 
-from realtime import schemas
+from realtime import jsoncodec, schemas
 from realtime.actions import accounts, chat, notices, roster
 from realtime.auth import Identity
-from realtime.errors import HTTP_STATUS, HomeroomError, bad_request, too_large
+from realtime.errors import HTTP_STATUS, HomeroomError, bad_request, forbidden, too_large
 from realtime.hub import Hub
 from realtime.live.actions import LiveService
 from realtime.metrics import Metrics
@@ -28,6 +31,9 @@ HUB = web.AppKey("hub", Hub)
 METRICS = web.AppKey("metrics", Metrics)
 LIVE = web.AppKey("live", LiveService)
 MAX_ROSTER_BYTES = 2 * 1024 * 1024
+# What the edge stores on a request (``_edge``): who sent it and its validated body.
+IDENTITY = web.RequestKey("identity", Identity)
+BODY = web.RequestKey("body", object)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -54,49 +60,72 @@ def error_response(exc: HomeroomError, extra: dict[str, Any] | None = None) -> w
 
 
 def identity(request: web.Request) -> Identity:
+    """Who sent this request: proven at the edge (``_edge``) before anything else is read."""
+    who = request.get(IDENTITY)
+    return _verify(request) if who is None else who  # None: a route outside the table
+
+
+def body(request: web.Request) -> Any:
+    """The request's body, already validated against its endpoint's schema by ``_edge``."""
+    return request[BODY]
+
+
+def _verify(request: web.Request) -> Identity:
     header = request.headers.get("Authorization", "")
     token = header[7:] if header.lower().startswith("bearer ") else None
     return request.app[HUB].tokens.verify(token)
 
 
 async def _body(request: web.Request, kind: type[Any]) -> Any:
+    raw = await request.read()
     try:
-        data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise bad_request("the body must be JSON") from None
+        data = jsoncodec.loads(raw)
+    except ValueError as exc:
+        raise bad_request(f"the body must be JSON: {str(exc)[:160]}") from None
     return schemas.parse(kind, data)
 
 
+def _edge(endpoint: Endpoint) -> Handler:
+    """The one gate of every endpoint: the token first (a request without one gets 401 before
+    its body is read), then the body against the endpoint's schema, then the handler."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if endpoint.auth:
+            request[IDENTITY] = _verify(request)
+        if endpoint.body is not None:
+            request[BODY] = await _body(request, endpoint.body)
+        return await endpoint.handler(request)
+
+    return handle
+
+
+_PATH_ID = re.compile(r"[1-9][0-9]{0,15}")
+
+
 def _int(request: web.Request, name: str) -> int:
-    try:
-        value = int(request.match_info[name])
-    except ValueError:
-        raise bad_request(f"{name} must be a number") from None
-    if value < 1:
-        raise bad_request(f"{name} must be positive")
-    return value
+    text = request.match_info[name]
+    if _PATH_ID.fullmatch(text) is None or int(text) > schemas.MAX_ID:
+        raise bad_request(f"{name} must be a whole number from 1 to {schemas.MAX_ID}")
+    return int(text)
 
 
 # --- handlers ---------------------------------------------------------------------------------
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    return _json(await accounts.login(request.app[HUB], await _body(request, schemas.Login)))
+    return _json(await accounts.login(request.app[HUB], body(request)))
 
 
 async def refresh(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, schemas.RefreshBody)
-    return _json(await accounts.refresh(request.app[HUB], body))
+    return _json(await accounts.refresh(request.app[HUB], body(request)))
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, schemas.RefreshBody)
-    return _json(await accounts.logout(request.app[HUB], body))
+    return _json(await accounts.logout(request.app[HUB], body(request)))
 
 
 async def register(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, schemas.Register)
-    return _json(await accounts.register(request.app[HUB], body), 201)
+    return _json(await accounts.register(request.app[HUB], body(request)), 201)
 
 
 async def me(request: web.Request) -> web.StreamResponse:
@@ -104,9 +133,8 @@ async def me(request: web.Request) -> web.StreamResponse:
 
 
 async def join(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, schemas.JoinClass)
     who = identity(request)
-    return _json(await roster.request_link(request.app[HUB], who.user_id, body), 201)
+    return _json(await roster.request_link(request.app[HUB], who.user_id, body(request)), 201)
 
 
 async def school_classes(request: web.Request) -> web.StreamResponse:
@@ -209,7 +237,32 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     return _json({"ok": ok, "store": "up" if ok else "down"}, 200 if ok else 503)
 
 
+def _metrics_allowed(request: web.Request) -> None:
+    """Prometheus' usual arrangement: scrapers on allowed addresses, or with a bearer token."""
+    settings = request.app[HUB].settings
+    header = request.headers.get("Authorization", "")
+    if header:
+        given = header[7:] if header.lower().startswith("bearer ") else ""
+        expected = settings.metrics_token
+        if expected and hmac.compare_digest(given.encode(), expected.encode()):
+            return
+        raise HomeroomError("unauthorized", "the metrics token is not valid")
+    try:
+        remote: IPv4Address | IPv6Address | None = ip_address(
+            (request.remote or "").split("%", 1)[0]
+        )
+    except ValueError:
+        remote = None
+    if isinstance(remote, IPv6Address) and remote.ipv4_mapped is not None:
+        remote = remote.ipv4_mapped  # a dual-stack socket's IPv4 client
+    networks = settings.metrics_networks
+    if remote is not None and any(remote in net for net in networks):
+        return
+    raise forbidden("metrics are served only to allowed addresses or with the metrics token")
+
+
 async def metrics(request: web.Request) -> web.StreamResponse:
+    _metrics_allowed(request)
     return web.Response(
         body=request.app[METRICS].render(), content_type="text/plain", charset="utf-8"
     )
@@ -367,6 +420,6 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 def add_routes(app: web.Application) -> None:
     for e in API:
-        app.router.add_route(e.method, e.path, e.handler)
+        app.router.add_route(e.method, e.path, _edge(e))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

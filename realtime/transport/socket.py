@@ -21,6 +21,7 @@ from realtime.errors import HomeroomError, bad_request
 from realtime.hub import Hub
 from realtime.metrics import Metrics
 from realtime.transport.fanout import Fanout, SocketServer
+from realtime.transport.packets import Unreadable
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,8 @@ class Gateway:
             identity = self.identities.get(sid)
             if identity is None:
                 raise HomeroomError("unauthorized", "not connected")
+            if isinstance(event, Unreadable):
+                raise bad_request(event.reason)
             if extra:
                 raise bad_request("an event carries one payload object")
             if event == "sync":
