@@ -96,6 +96,7 @@ def _add_web_app(app: web.Application, serializer: str) -> None:
             "<p>Homeroom is running. The web app has not been built: run <code>make run</code>."
             "<p>Homeroom 已启动，网页应用尚未构建：请运行 <code>make run</code>。",
             content_type="text/html",
+            headers=headers.page_headers(),
         )
 
     app.router.add_get("/", page)

@@ -169,9 +169,16 @@ async def import_roster(request: web.Request) -> web.StreamResponse:
     who = identity(request)
     if (request.content_length or 0) > MAX_ROSTER_BYTES:
         raise too_large("a roster file is at most 2 MiB")
-    raw = await request.content.read(MAX_ROSTER_BYTES + 1)
-    if len(raw) > MAX_ROSTER_BYTES:
-        raise too_large("a roster file is at most 2 MiB")
+    # The whole body (content.read(n) returns what has arrived so far, which cut big files in
+    # the middle of a character), bounded as it arrives.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_ROSTER_BYTES:
+            raise too_large("a roster file is at most 2 MiB")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
