@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: setup run test check web browser clean live-deps
+.PHONY: setup run test check web browser clean live-deps fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ run: setup
 
 test: setup $(NODE_STAMP) live-deps browser
 	$(BIN)/python -m pytest
+
+# The long fuzzing run (tests/test_fuzz.py runs a bounded one): FUZZ_ARGS="--socket 20000".
+FUZZ_ARGS ?= --socket 5000 --rest 3000
+fuzz: $(STAMP)
+	$(BIN)/python bench/fuzz.py $(FUZZ_ARGS)
 
 check: $(STAMP)
 	$(BIN)/ruff check .
