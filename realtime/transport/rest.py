@@ -24,6 +24,7 @@ from realtime.errors import HTTP_STATUS, HomeroomError, bad_request, forbidden, 
 from realtime.hub import Hub
 from realtime.live.actions import LiveService
 from realtime.metrics import Metrics
+from realtime.transport.openapi import openapi_document
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +277,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 
 
 async def openapi(request: web.Request) -> web.StreamResponse:
-    return _json(openapi_document())
+    return _json(openapi_document(API))
 
 
 API: list[Endpoint] = [
@@ -348,67 +349,6 @@ API: list[Endpoint] = [
     ),
     Endpoint("GET", "/api/v1/openapi.json", openapi, "This document", False),
 ]
-
-
-def openapi_document() -> dict[str, Any]:
-    import msgspec
-
-    paths: dict[str, dict[str, Any]] = {}
-    bodies = [e.body for e in API if e.body is not None]
-    _defs, components = msgspec.json.schema_components(
-        bodies, ref_template="#/components/schemas/{name}"
-    )
-    for e in API:
-        op: dict[str, Any] = {
-            "summary": e.summary,
-            "operationId": e.handler.__name__,
-            "responses": {
-                "200": {"description": "ok"},
-                "4XX": {
-                    "description": "an error with a stable code",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                    },
-                },
-            },
-        }
-        params = [p.strip("{}") for p in e.path.split("/") if p.startswith("{")]
-        if params:
-            op["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "integer"}}
-                for p in params
-            ]
-        if e.body is not None:
-            op["requestBody"] = {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {"$ref": f"#/components/schemas/{e.body.__name__}"}
-                    }
-                },
-            }
-        if e.auth:
-            op["security"] = [{"bearer": []}]
-        paths.setdefault(e.path, {})[e.method.lower()] = op
-    components["Error"] = {
-        "type": "object",
-        "properties": {
-            "ok": {"const": False},
-            "error": {
-                "type": "object",
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            },
-        },
-    }
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "Homeroom API", "version": "1"},
-        "paths": paths,
-        "components": {
-            "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
-    }
 
 
 @web.middleware
