@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: setup run test check web browser clean live-deps redis-deps lock
+.PHONY: setup run test check web browser clean live-deps redis-deps lock fuzz
 
 $(STAMP): $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -74,6 +74,11 @@ run: setup
 
 test: setup $(NODE_STAMP) live-deps browser redis-deps
 	$(BIN)/python -m pytest
+
+# The long fuzzing run (tests/test_fuzz.py runs a bounded one): FUZZ_ARGS="--socket 20000".
+FUZZ_ARGS ?= --socket 5000 --rest 3000
+fuzz: $(STAMP)
+	$(BIN)/python bench/fuzz.py $(FUZZ_ARGS)
 
 check: $(STAMP)
 	$(BIN)/ruff check .

@@ -22,6 +22,7 @@ from realtime.hub import Hub
 from realtime.live.service import LiveService
 from realtime.metrics import Metrics
 from realtime.store import open_store
+from realtime.transport import headers
 from realtime.transport.clientaddr import ClientAddresses
 from realtime.transport.rest import (
     ADDRESSES,
@@ -33,6 +34,7 @@ from realtime.transport.rest import (
 )
 from realtime.transport.sio_internals import IndexedManager, SocketServer, shutdown
 from realtime.transport.sio_internals import check_internals as check_sio_internals
+from realtime.transport.sio_internals.packets import StrictMsgPackPacket, StrictPacket
 from realtime.transport.socket import Gateway
 from realtime.transport.uploads import FILES
 
@@ -64,7 +66,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     sio = SocketServer(
         async_mode="aiohttp",
         client_manager=IndexedManager(),
-        serializer="msgpack" if settings.serializer == "msgpack" else "default",
+        # Packets that cannot be read are still answered (bad_request), never left unacked.
+        serializer=StrictMsgPackPacket if settings.serializer == "msgpack" else StrictPacket,
         json=jsoncodec,
         max_http_buffer_size=settings.max_packet_bytes,
         # python-socketio then handles a connection's events one at a time, in order (it turns
@@ -88,6 +91,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     metrics.watch_media(lambda: {sid: rt.stats() for sid, rt in live.runtimes.items()})
     sio.attach(app, socketio_path="socket.io")
     add_routes(app)
+    headers.install(app)
     _add_web_app(app, settings.serializer)
 
     async def start(_app: web.Application) -> None:
@@ -143,13 +147,16 @@ def _add_web_app(app: web.Application, serializer: str) -> None:
         if index.exists():
             html = index.read_text(encoding="utf-8").replace("</head>", meta + "</head>", 1)
             return web.Response(
-                text=html, content_type="text/html", headers={"Cache-Control": "no-cache"}
+                text=html,
+                content_type="text/html",
+                headers={"Cache-Control": "no-cache", **headers.page_headers()},
             )
         return web.Response(
             text="<!doctype html><meta charset=utf-8><title>Homeroom</title>"
             "<p>Homeroom is running. The web app has not been built: run <code>make run</code>."
             "<p>Homeroom 已启动，网页应用尚未构建：请运行 <code>make run</code>。",
             content_type="text/html",
+            headers=headers.page_headers(),
         )
 
     app.router.add_get("/", page)

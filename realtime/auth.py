@@ -17,6 +17,7 @@ from realtime.errors import HomeroomError
 
 AUDIENCE = "homeroom"
 ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ("exp", "iat", "sub", "sch", "aud")
 
 _hasher = PasswordHasher()
 
@@ -71,7 +72,15 @@ class TokenIssuer:
             key = self.keys.get(str(kid))
             if key is None:
                 raise HomeroomError("unauthorized", "the access token was signed by an unknown key")
-            claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=AUDIENCE)
+            # A token that does not say when it was issued and when it expires is refused, not
+            # taken as valid forever.
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=AUDIENCE,
+                options={"require": list(REQUIRED_CLAIMS)},
+            )
             return Identity(int(claims["sub"]), int(claims["sch"]))
         except jwt.ExpiredSignatureError:
             raise HomeroomError("unauthorized", "the access token has expired") from None

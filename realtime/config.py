@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,11 @@ class Settings:
     # How often the retention sweep runs.
     sweep_interval_s: int = 3600
 
+    # Who may read /metrics: clients from these addresses or networks (comma-separated; empty:
+    # none), or anyone who sends ``Authorization: Bearer <metrics_token>`` (empty: no token).
+    metrics_allow: str = "127.0.0.1,::1"
+    metrics_token: str = ""
+
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is not a TCP port (0 to 65535)")
@@ -140,6 +146,10 @@ class Settings:
             ClientAddresses(self.trusted_proxies)
         except ValueError as exc:
             raise ConfigError(f"trusted_proxies: {exc}") from None
+        try:
+            self.metrics_networks  # noqa: B018 (parsed to check it)
+        except ValueError as exc:
+            raise ConfigError(f"metrics_allow: {exc}") from None
         if self.video_codec.upper() not in ("VP8", "H264"):
             raise ConfigError("video_codec must be 'VP8' or 'H264'")
         if self.sqlite_synchronous not in ("full", "normal"):
@@ -163,6 +173,12 @@ class Settings:
                     f"refusing to start: the secret is {len(self.secret)} characters; "
                     f"it must be at least {MIN_SECRET_LENGTH}."
                 )
+
+    @property
+    def metrics_networks(self) -> list[IPv4Network | IPv6Network]:
+        return [
+            ip_network(a.strip(), strict=False) for a in self.metrics_allow.split(",") if a.strip()
+        ]
 
     @property
     def signing_keys(self) -> dict[str, str]:

@@ -14,8 +14,16 @@ T = TypeVar("T")
 
 ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 StreamName = Annotated[str, msgspec.Meta(min_length=3, max_length=80)]
-Id = Annotated[int, msgspec.Meta(ge=1, le=2**53)]
+# Every integer that reaches the database is bounded here, well inside the 64-bit columns (and
+# exact as a JavaScript number): a larger one is refused as bad_request, never sent to the store.
+MAX_ID = 2**53
+Id = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
 Seq = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+# A moment as Unix seconds: finite (NaN and Infinity fail both bounds), before the year 10000.
+Timestamp = Annotated[float, msgspec.Meta(ge=0, le=253_402_300_800)]
+# A title or name: some text that is not only whitespace (actions store it stripped).
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=r"\S")]
 # Text fields are bounded loosely here (the Engine.IO packet limit bounds them anyway); the
 # domain enforces the configured limits and answers too_large.
 Text = Annotated[str, msgspec.Meta(max_length=100_000)]
@@ -80,12 +88,12 @@ class NoticePublish(Payload):
     client_id: ClientId
     audience: Audience
     kind: NoticeKind
-    title: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    title: Title
     body: Text = ""
     choices: Annotated[
         list[Annotated[str, msgspec.Meta(max_length=100)]], msgspec.Meta(max_length=20)
     ] = []
-    deadline: float | None = None
+    deadline: Timestamp | None = None
     attachments: Attachments = []
 
 
@@ -281,7 +289,7 @@ class Register(Payload):
         str, msgspec.Meta(min_length=3, max_length=80, pattern=r"^[A-Za-z0-9_.@-]+$")
     ]
     password: Annotated[str, msgspec.Meta(min_length=8, max_length=200)]
-    display_name: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
+    display_name: Name
     join_code: Annotated[str, msgspec.Meta(min_length=4, max_length=20)]
 
 
@@ -292,7 +300,7 @@ class AuditQuery(Payload):
 
 class JoinClass(Payload):
     join_code: Annotated[str, msgspec.Meta(min_length=4, max_length=20)]
-    child_name: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
+    child_name: Name
     relationship: Annotated[str, msgspec.Meta(max_length=40)] = ""
 
 

@@ -17,11 +17,28 @@ def test_round_trip_keeps_text_and_numbers() -> None:
     assert "老师好" in text  # UTF-8, not \\u escapes
 
 
-def test_what_msgspec_is_stricter_about_is_still_read() -> None:
-    # A lone surrogate escape (text cut in the middle of an emoji) and NaN: the standard
-    # library reads both, so clients that sent them before are not dropped now.
-    assert jsoncodec.loads('["\\ud83d"]') == ["\ud83d"]
-    assert jsoncodec.loads("[NaN]")[0] != jsoncodec.loads("[NaN]")[0]
+@pytest.mark.parametrize(
+    "text",
+    [
+        '["\\ud83d"]',  # a lone surrogate: cannot be stored or sent on as UTF-8
+        '["\\udc00 tail"]',
+        "[NaN]",
+        "[Infinity]",
+        "[1e999]",
+        '{"body": "a\\u0000b"}',  # NUL: PostgreSQL cannot store it
+        '{"k\\u0000": 1}',
+        "[" * 100_000 + "]" * 100_000,  # deeper than the decoder goes
+    ],
+)
+def test_what_the_server_cannot_keep_is_a_value_error(text: str) -> None:
+    with pytest.raises(ValueError):
+        jsoncodec.loads(text)
+    with pytest.raises(ValueError):
+        jsoncodec.loads(text.encode())
+
+
+def test_an_escaped_backslash_before_u0000_is_plain_text() -> None:
+    assert jsoncodec.loads('["\\\\u0000"]') == ["\\u0000"]
 
 
 def test_malformed_json_is_a_value_error() -> None:

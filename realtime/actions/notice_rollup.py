@@ -8,13 +8,12 @@ transaction as the receipt change that moves them (``record_change``), from the 
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from typing import Any
 
 from sqlalchemy import Select, and_, exists, func, select
 
+from realtime import csvexport
 from realtime.domain import notices as rules
 from realtime.domain.notices import Audience, NoticeKind, Receipt, Tally
 from realtime.domain.roles import ClassAccess, Role
@@ -358,25 +357,23 @@ async def csv_report(conn: DbConnection, notice: NoticeRow) -> str:
         )
     }
     with_students = Audience(notice.audience).students_cover
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
+    table = csvexport.Table(CSV_COLUMNS)
     for is_covered in (True, False):
         for s in students:
             if (s.student_id in covered) != is_covered:
                 continue
             who = guardians.get(s.student_id, []) + ([s.student_id] if with_students else [])
             if not who:
-                writer.writerow(
+                table.row(
                     [s.student_id, s.display_name, is_covered, "", "", "none", "", "", "", ""]
                 )
             for uid in who:
                 r = by_user.get(uid)
-                writer.writerow(
+                table.row(
                     [s.student_id, s.display_name, is_covered, uid]
                     + (_csv_receipt(r) if r is not None else ["", "none", "", "", "", ""])
                 )
-    return out.getvalue()
+    return table.text()
 
 
 def _csv_receipt(r: Any) -> list[Any]:

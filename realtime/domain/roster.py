@@ -33,9 +33,23 @@ class Rejection:
 
 def parse_roster(text: str) -> tuple[list[RosterRow], list[Rejection]]:
     """Every row that is fine, and every row that is not with its line number and reason."""
+    if "\x00" in text:  # no database text column can hold it
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        return [], [Rejection(line, "this line contains a NUL character")]
+    # newline="": the csv module reads \r\n, \n and a lone \r as line ends itself (and keeps
+    # line breaks inside quoted fields).
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+    try:
+        return _parse_rows(reader)
+    except csv.Error as exc:
+        # A field longer than csv.field_size_limit() (128 KiB), a stray quote in strict
+        # places...: the whole file is refused, pointing at the line.
+        return [], [Rejection(reader.line_num + 1, f"this line is not readable CSV: {exc}")]
+
+
+def _parse_rows(reader: csv.DictReader[str]) -> tuple[list[RosterRow], list[Rejection]]:
     rows: list[RosterRow] = []
     bad: list[Rejection] = []
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [c for c in REQUIRED if c not in header]
     unknown = [h for h in header if h not in COLUMNS]

@@ -17,10 +17,16 @@ client that sees a gap knows it missed something.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 
 from realtime.errors import bad_request
+from realtime.schemas import MAX_ID
+
+# An id in a stream key: plain ASCII digits, no sign, no leading zero, at most MAX_ID (int()
+# would also take " 7", "+7", "7_0" and other scripts' digits, and any size).
+_ID = re.compile(r"[1-9][0-9]{0,15}")
 
 
 class Visibility(IntEnum):
@@ -50,20 +56,21 @@ AUDIENCES = ("students", "guardians")
 
 def parse_stream(key: str) -> StreamKey:
     parts = key.split(":")
-    try:
-        if len(parts) not in (2, 3):
-            raise ValueError
-        kind, ident = parts[0], int(parts[1])
-        part = parts[2] if len(parts) == 3 else ""
-    except ValueError:
-        raise bad_request(f"not a stream key: {key[:80]!r}") from None
+    if len(parts) not in (2, 3) or not _is_id(parts[1]):
+        raise bad_request(f"not a stream key: {key[:80]!r}")
+    kind, ident = parts[0], int(parts[1])
+    part = parts[2] if len(parts) == 3 else ""
     if kind in ("class", "notices") and part in AUDIENCES:
         return StreamKey(kind, ident, part)
-    if kind == "qa" and (part == "" or (part.startswith("s") and part[1:].isdigit())):
+    if kind == "qa" and (part == "" or (part.startswith("s") and _is_id(part[1:]))):
         return StreamKey(kind, ident, part)
     if kind in ("conv", "user", "staff") and part == "":
         return StreamKey(kind, ident)
     raise bad_request(f"not a stream key: {key[:80]!r}")
+
+
+def _is_id(text: str) -> bool:
+    return _ID.fullmatch(text) is not None and int(text) <= MAX_ID
 
 
 def chat_stream(class_id: int, audience: str) -> StreamKey:

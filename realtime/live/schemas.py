@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
 from media.router import SOURCES
 from realtime.domain.live import SessionKind
-from realtime.schemas import Id, Payload
+from realtime.schemas import Id, Payload, Title
 
 Sdp = Annotated[str, msgspec.Meta(min_length=10, max_length=60_000)]
 # The sources a client may name, from media's one table of them (and the kind each carries).
@@ -18,7 +18,7 @@ Source = Annotated[str, msgspec.Meta(pattern="^(" + "|".join(SOURCES) + ")$")]
 class SessionStart(Payload):
     class_id: Id
     kind: SessionKind
-    title: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    title: Title
     linked_class_ids: Annotated[list[Id], msgspec.Meta(max_length=12)] = []
     stage_places: Annotated[int, msgspec.Meta(ge=0, le=16)] = 6
 
@@ -51,10 +51,19 @@ class Answer(Payload):
     sdp: Sdp
 
 
+class IceCandidate(Payload):
+    """``RTCIceCandidate.toJSON()``; an empty ``candidate`` marks the end of candidates."""
+
+    candidate: Annotated[str, msgspec.Meta(max_length=1000)] = ""
+    sdpMid: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    sdpMLineIndex: Annotated[int, msgspec.Meta(ge=0, le=1024)] | None = None
+    usernameFragment: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+
+
 class Ice(Payload):
     session_id: Id
     leg: Annotated[str, msgspec.Meta(pattern="^(publish|subscribe)$")]
-    candidate: dict[str, Any] | None = None
+    candidate: IceCandidate | None = None
 
 
 class Hand(Payload):

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import socketio
 
 from media.ice import TurnServer, rtc_configuration, turn_credentials
@@ -380,7 +381,8 @@ class LiveService:
     async def ice(self, user_id: int, req: s.Ice) -> dict[str, Any]:
         rt = self._admitted(req.session_id, user_id)
         try:
-            await rt.add_ice_candidate(user_id, req.leg, req.candidate)
+            candidate = None if req.candidate is None else msgspec.structs.asdict(req.candidate)
+            await rt.add_ice_candidate(user_id, req.leg, candidate)
         except SignalingError as exc:
             raise _error(exc) from None
         except ValueError as exc:

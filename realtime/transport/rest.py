@@ -6,16 +6,19 @@ test checks that it matches the routes the app serves.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
 from aiohttp import web
 
-from realtime import schemas
+from realtime import jsoncodec, schemas
 from realtime.actions import (
     accounts,
     attendance,
@@ -28,11 +31,12 @@ from realtime.actions import (
     roster_import,
 )
 from realtime.auth import Identity
-from realtime.errors import HTTP_STATUS, HomeroomError, bad_request, too_large
+from realtime.errors import HTTP_STATUS, HomeroomError, bad_request, forbidden, too_large
 from realtime.hub import Hub
 from realtime.live.service import LiveService
 from realtime.metrics import Metrics
 from realtime.transport.clientaddr import ClientAddresses
+from realtime.transport.openapi import openapi_document
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,9 @@ METRICS = web.AppKey("metrics", Metrics)
 LIVE = web.AppKey("live", LiveService)
 ADDRESSES = web.AppKey("addresses", ClientAddresses)
 MAX_ROSTER_BYTES = 2 * 1024 * 1024
+# What the edge stores on a request (``_edge``): who sent it and its validated body.
+IDENTITY = web.RequestKey("identity", Identity)
+BODY = web.RequestKey("body", object)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -72,27 +79,53 @@ def error_response(exc: HomeroomError, extra: dict[str, Any] | None = None) -> w
 
 
 def identity(request: web.Request) -> Identity:
+    """Who sent this request: proven at the edge (``_edge``) before anything else is read."""
+    who = request.get(IDENTITY)
+    return _verify(request) if who is None else who  # None: a route outside the table
+
+
+def body(request: web.Request) -> Any:
+    """The request's body, already validated against its endpoint's schema by ``_edge``."""
+    return request[BODY]
+
+
+def _verify(request: web.Request) -> Identity:
     header = request.headers.get("Authorization", "")
     token = header[7:] if header.lower().startswith("bearer ") else None
     return request.app[HUB].tokens.verify(token)
 
 
 async def _body(request: web.Request, kind: type[Any]) -> Any:
+    raw = await request.read()
     try:
-        data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise bad_request("the body must be JSON") from None
+        data = jsoncodec.loads(raw)
+    except ValueError as exc:
+        raise bad_request(f"the body must be JSON: {str(exc)[:160]}") from None
     return schemas.parse(kind, data)
 
 
+def _edge(endpoint: Endpoint) -> Handler:
+    """The one gate of every endpoint: the token first (a request without one gets 401 before
+    its body is read), then the body against the endpoint's schema, then the handler."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if endpoint.auth:
+            request[IDENTITY] = _verify(request)
+        if endpoint.body is not None:
+            request[BODY] = await _body(request, endpoint.body)
+        return await endpoint.handler(request)
+
+    return handle
+
+
+_PATH_ID = re.compile(r"[1-9][0-9]{0,15}")
+
+
 def _int(request: web.Request, name: str) -> int:
-    try:
-        value = int(request.match_info[name])
-    except ValueError:
-        raise bad_request(f"{name} must be a number") from None
-    if value < 1:
-        raise bad_request(f"{name} must be positive")
-    return value
+    text = request.match_info[name]
+    if _PATH_ID.fullmatch(text) is None or int(text) > schemas.MAX_ID:
+        raise bad_request(f"{name} must be a whole number from 1 to {schemas.MAX_ID}")
+    return int(text)
 
 
 # --- handlers ---------------------------------------------------------------------------------
@@ -106,9 +139,8 @@ def client_address(request: web.Request) -> str:
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, schemas.Login)
     result = await accounts.login(
-        request.app[HUB], body, client_address(request), request.cookies.get(DEVICE_COOKIE)
+        request.app[HUB], body(request), client_address(request), request.cookies.get(DEVICE_COOKIE)
     )
     response = _json(result)
     # The browser keeps the device token where scripts cannot read it (docs/security.md).
@@ -125,19 +157,16 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 
 async def refresh(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, schemas.RefreshBody)
-    return _json(await accounts.refresh(request.app[HUB], body))
+    return _json(await accounts.refresh(request.app[HUB], body(request)))
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, schemas.RefreshBody)
-    return _json(await accounts.logout(request.app[HUB], body))
+    return _json(await accounts.logout(request.app[HUB], body(request)))
 
 
 async def register(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, schemas.Register)
     hub = request.app[HUB]
-    return _json(await accounts.register(hub, body, client_address(request)), 201)
+    return _json(await accounts.register(hub, body(request), client_address(request)), 201)
 
 
 async def me(request: web.Request) -> web.StreamResponse:
@@ -145,9 +174,8 @@ async def me(request: web.Request) -> web.StreamResponse:
 
 
 async def join(request: web.Request) -> web.StreamResponse:
-    body = await _body(request, schemas.JoinClass)
     who = identity(request)
-    return _json(await roster.request_link(request.app[HUB], who.user_id, body), 201)
+    return _json(await roster.request_link(request.app[HUB], who.user_id, body(request)), 201)
 
 
 async def school_classes(request: web.Request) -> web.StreamResponse:
@@ -182,9 +210,16 @@ async def import_roster(request: web.Request) -> web.StreamResponse:
     who = identity(request)
     if (request.content_length or 0) > MAX_ROSTER_BYTES:
         raise too_large("a roster file is at most 2 MiB")
-    raw = await request.content.read(MAX_ROSTER_BYTES + 1)
-    if len(raw) > MAX_ROSTER_BYTES:
-        raise too_large("a roster file is at most 2 MiB")
+    # The whole body (content.read(n) returns what has arrived so far, which cut big files in
+    # the middle of a character), bounded as it arrives.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_ROSTER_BYTES:
+            raise too_large("a roster file is at most 2 MiB")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -335,14 +370,39 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     return _json(body, 200 if ok else 503)
 
 
+def _metrics_allowed(request: web.Request) -> None:
+    """Prometheus' usual arrangement: scrapers on allowed addresses, or with a bearer token."""
+    settings = request.app[HUB].settings
+    header = request.headers.get("Authorization", "")
+    if header:
+        given = header[7:] if header.lower().startswith("bearer ") else ""
+        expected = settings.metrics_token
+        if expected and hmac.compare_digest(given.encode(), expected.encode()):
+            return
+        raise HomeroomError("unauthorized", "the metrics token is not valid")
+    try:
+        remote: IPv4Address | IPv6Address | None = ip_address(
+            (request.remote or "").split("%", 1)[0]
+        )
+    except ValueError:
+        remote = None
+    if isinstance(remote, IPv6Address) and remote.ipv4_mapped is not None:
+        remote = remote.ipv4_mapped  # a dual-stack socket's IPv4 client
+    networks = settings.metrics_networks
+    if remote is not None and any(remote in net for net in networks):
+        return
+    raise forbidden("metrics are served only to allowed addresses or with the metrics token")
+
+
 async def metrics(request: web.Request) -> web.StreamResponse:
+    _metrics_allowed(request)
     return web.Response(
         body=request.app[METRICS].render(), content_type="text/plain", charset="utf-8"
     )
 
 
 async def openapi(request: web.Request) -> web.StreamResponse:
-    return _json(openapi_document())
+    return _json(openapi_document(API))
 
 
 API: list[Endpoint] = [
@@ -458,75 +518,6 @@ API: list[Endpoint] = [
 ]
 
 
-_STRING_PARAMS = frozenset({"upload_id", "variant"})
-
-
-def openapi_document() -> dict[str, Any]:
-    import msgspec
-
-    paths: dict[str, dict[str, Any]] = {}
-    bodies = [e.body for e in API if e.body is not None]
-    _defs, components = msgspec.json.schema_components(
-        bodies, ref_template="#/components/schemas/{name}"
-    )
-    for e in API:
-        op: dict[str, Any] = {
-            "summary": e.summary,
-            "operationId": e.handler.__name__,
-            "responses": {
-                "200": {"description": "ok"},
-                "4XX": {
-                    "description": "an error with a stable code",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                    },
-                },
-            },
-        }
-        params = [p.strip("{}") for p in e.path.split("/") if p.startswith("{")]
-        if params:
-            op["parameters"] = [
-                {
-                    "name": p,
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string" if p in _STRING_PARAMS else "integer"},
-                }
-                for p in params
-            ]
-        if e.body is not None:
-            op["requestBody"] = {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {"$ref": f"#/components/schemas/{e.body.__name__}"}
-                    }
-                },
-            }
-        if e.auth:
-            op["security"] = [{"bearer": []}]
-        paths.setdefault(e.path, {})[e.method.lower()] = op
-    components["Error"] = {
-        "type": "object",
-        "properties": {
-            "ok": {"const": False},
-            "error": {
-                "type": "object",
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            },
-        },
-    }
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "Homeroom API", "version": "1"},
-        "paths": paths,
-        "components": {
-            "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
-    }
-
-
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -543,7 +534,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 def add_routes(app: web.Application) -> None:
     for e in API:
-        app.router.add_route(e.method, e.path, e.handler)
+        app.router.add_route(e.method, e.path, _edge(e))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
 

@@ -22,6 +22,7 @@ from realtime.hub import Hub
 from realtime.metrics import Metrics
 from realtime.transport.fanout import Fanout
 from realtime.transport.sio_internals import SocketServer
+from realtime.transport.sio_internals.packets import Unreadable
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,8 @@ class Gateway:
                 raise HomeroomError(
                     "unavailable", "the server is restarting; send again once reconnected"
                 )
+            if isinstance(event, Unreadable):
+                raise bad_request(event.reason)
             if extra:
                 raise bad_request("an event carries one payload object")
             if event == "sync":

@@ -10,7 +10,7 @@ from realtime.actions import downloads, retention
 from realtime.actions.uploads import Files, OffsetMismatch
 from realtime.domain import attachments as rules
 from realtime.errors import bad_request
-from realtime.transport.rest import HUB, Endpoint, _body, _json, error_response, identity
+from realtime.transport.rest import HUB, Endpoint, _json, body, error_response, identity
 
 FILES = web.AppKey("files", Files)
 # tus's name for the offset header; the body of a PATCH is raw bytes.
@@ -27,9 +27,9 @@ def _upload_id(request: web.Request) -> str:
 
 async def create_upload(request: web.Request) -> web.StreamResponse:
     who = identity(request)
-    body = await _body(request, schemas.UploadCreate)
+    req = body(request)  # validated at the edge against schemas.UploadCreate
     files = request.app[FILES]
-    return _json(await files.create(request.app[HUB], who.user_id, who.school_id, body), 201)
+    return _json(await files.create(request.app[HUB], who.user_id, who.school_id, req), 201)
 
 
 async def upload_status(request: web.Request) -> web.StreamResponse:
@@ -73,8 +73,8 @@ async def cancel_upload(request: web.Request) -> web.StreamResponse:
 
 async def upload_links(request: web.Request) -> web.StreamResponse:
     who = identity(request)
-    body = await _body(request, schemas.UploadLinks)
-    return _json(await downloads.links(request.app[HUB], who.user_id, body))
+    req = body(request)  # validated at the edge against schemas.UploadLinks
+    return _json(await downloads.links(request.app[HUB], who.user_id, req))
 
 
 async def download(request: web.Request) -> web.StreamResponse:
@@ -120,8 +120,8 @@ async def get_school_storage(request: web.Request) -> web.StreamResponse:
 
 async def set_school_storage(request: web.Request) -> web.StreamResponse:
     who = identity(request)
-    body = await _body(request, schemas.SchoolStorage)
-    return _json(await retention.set_storage(request.app[HUB], who, body))
+    req = body(request)  # validated at the edge against schemas.SchoolStorage
+    return _json(await retention.set_storage(request.app[HUB], who, req))
 
 
 UPLOAD_API: list[Endpoint] = [

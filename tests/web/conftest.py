@@ -64,6 +64,11 @@ class Browser:
         self.contexts.append(context)
         page = await context.new_page()
         page.on("pageerror", lambda exc: self.errors.append(f"{exc}"))
+        # The page's Content-Security-Policy must allow everything the app does.
+        page.on(
+            "console",
+            lambda m: "Content Security Policy" in m.text and self.errors.append(m.text[:300]),
+        )
         await page.goto(self.url + "/")
         return page
 
@@ -93,7 +98,8 @@ def chromium() -> str:
 async def launch(
     url: str, executable: str = CHROMIUM, extra_args: tuple[str, ...] = ()
 ) -> AsyncIterator[Browser]:
-    """Chromium with a fresh profile, pointed at a server; fails on uncaught page errors."""
+    """Chromium with a fresh profile, pointed at a server; fails on uncaught page errors and
+    on anything the Content-Security-Policy blocked."""
     with tempfile.TemporaryDirectory(prefix="homeroom-chromium-") as profile:
         async with async_playwright() as pw:
             persistent = await pw.chromium.launch_persistent_context(

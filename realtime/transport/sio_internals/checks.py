@@ -24,6 +24,8 @@ import socketio.base_server
 from aiohttp import web
 from engineio import packet as eio_packet
 
+from realtime.transport.sio_internals.packets import packet_problems
+
 # Exact versions sio_internals/ was written and tested against (pyproject.toml pins the same).
 PINNED = {
     "python-socketio": "5.18.1",
@@ -203,6 +205,7 @@ def _problems() -> list[str]:
             continue
         problems.extend(f"{what} no longer uses .{n}" for n in names if n not in code_names)
     problems.extend(_instance_problems())
+    problems.extend(packet_problems())
     return problems
 
 
