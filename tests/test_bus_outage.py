@@ -215,6 +215,8 @@ async def test_redis_outage_local_delivery_then_recovery(
     await liming.wait_for(lambda e: e["data"].get("id") == after_b["id"])
     assert raw and max(raw.values()) == 1, [k for k, v in raw.items() if v > 1]
 
+    # A's sends during the outage could not go to B: counted (B's clients caught up above).
+    assert await metric(a, "homeroom_bus_publish_failures_total") >= len(sent_down)
     for srv in (a, b):
         assert await metric(srv, "homeroom_bus_outages_total") >= 1
         assert await metric(srv, "homeroom_bus_reconnects_total") >= 1

@@ -116,7 +116,9 @@ async def test_sigterm_with_50_clients(server: ServerProcess, tmp_path: Path) ->
 
         # It exited, cleanly, well within the bound (seconds, not 40 s and counting).
         assert server.proc.returncode == 0, server.log.read_text()[-2000:]
-        assert took < SHUTDOWN_TIMEOUT_S + 3, took
+        # The documented bound: connections get the timeout, handlers the timeout again (the
+        # watchdog's exit, past 2 x + 5 s, would not be status 0). Typically under 3 s.
+        assert took < 2 * SHUTDOWN_TIMEOUT_S + 5, took
         # Every client saw its connection end, after being told why.
         for gone in dropped:
             await asyncio.wait_for(gone.wait(), 5)

@@ -87,6 +87,9 @@ class Gateway:
         self.fanout = Fanout(sio, metrics, hub.settings.client_buffer_bytes)
         if isinstance(sio, SocketServer):
             sio.request_scope = hub.acks_first
+            # Their work is all in store transactions: they may overlap a connection's next
+            # requests while they wait for the disk (transport/fanout.py).
+            sio.pipelined = frozenset(ROUTES)
         self.identities: dict[str, Identity] = {}
         self.rooms: dict[str, set[str]] = {}
         self.sids_by_user: dict[int, set[str]] = {}

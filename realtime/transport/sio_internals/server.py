@@ -47,6 +47,8 @@ class SocketServer(socketio.AsyncServer):
     direct: DirectSockets | None = None
     # Per connection (Engine.IO id): its requests handled and not answered yet.
     _pipelined: dict[str, set[asyncio.Task[None]]]
+    # The events whose handling may overlap the connection's next ones (see below).
+    pipelined: frozenset[str] = frozenset()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -70,8 +72,18 @@ class SocketServer(socketio.AsyncServer):
         formed; so the event runs in a task, which hands the connection back when it parks on
         the sync. Its transaction is done by then: the next event's transaction still runs after
         it, and acks leave in commit order.
+
+        Only the events in ``pipelined`` (whose work is all in store transactions: chat,
+        notices, Q&A) run so; the others (``sync``, live sessions' signalling, whose order
+        matters beyond the store) are handled to the end before the next is read.
         """
         self.in_flight += 1
+        if not (isinstance(data, list) and data and data[0] in self.pipelined):
+            try:
+                await self._run(server, sid, eio_sid, data, namespace, id)
+            finally:
+                self._finished()
+            return
         parked = asyncio.get_running_loop().create_future()
         task = asyncio.create_task(
             self._handle_request(parked, server, sid, eio_sid, data, namespace, id)
@@ -101,18 +113,26 @@ class SocketServer(socketio.AsyncServer):
 
         durable_wait.set(park)  # this task's own context
         try:
-            if self.request_scope is None:
-                await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
-                return
-            async with self.request_scope():
-                await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+            await self._run(server, sid, eio_sid, data, namespace, id)
         finally:
             park()
 
-    def _request_done(self, task: asyncio.Task[None]) -> None:
+    async def _run(
+        self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
+    ) -> None:
+        if self.request_scope is None:
+            await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+            return
+        async with self.request_scope():
+            await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+
+    def _finished(self) -> None:
         self.in_flight -= 1
         if self.in_flight == 0 and self._idle is not None:
             self._idle.set()
+
+    def _request_done(self, task: asyncio.Task[None]) -> None:
+        self._finished()
         if not task.cancelled() and task.exception() is not None:
             log.error("client event failed", exc_info=task.exception())
 
