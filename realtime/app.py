@@ -17,6 +17,8 @@ from realtime.config import Settings
 from realtime.hub import Hub
 from realtime.live.actions import LiveService
 from realtime.metrics import Metrics
+from realtime.push.dispatcher import PushDispatcher
+from realtime.push.vapid import VapidKey
 from realtime.store import open_store
 from realtime.transport.clientaddr import ClientAddresses
 from realtime.transport.rest import (
@@ -85,12 +87,20 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
             use_host_addresses(ice_hosts)  # process-wide (aioice): explicitly, at start-up
         if migrate:
             await store.migrate()
+        if settings.push_enabled:
+            vapid = VapidKey.load_or_create(
+                settings.push_vapid_key_file, settings.push_vapid_subject
+            )
+            hub.pusher = PushDispatcher(store, settings, vapid)
+            await hub.pusher.start()
         await bus.start(gateway.on_bus)
         await live.recover()
 
     async def stop(_app: web.Application) -> None:
         await live.close()
         await bus.close()
+        if hub.pusher is not None:
+            await hub.pusher.close()
         await store.close()
         hub.passwords.close()
 

@@ -10,6 +10,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from realtime.transport.clientaddr import ClientAddresses
 
@@ -92,6 +93,26 @@ class Settings:
     # Failures older than this are forgotten.
     signin_failure_window_s: int = 3600
 
+    # The school's time zone: quiet hours of push notifications are in it.
+    school_time_zone: str = "Asia/Shanghai"
+    # Web Push (docs/operations.md). The VAPID private key (PEM): made at first use if missing;
+    # every node of a deployment must use the same file.
+    push_enabled: bool = True
+    push_vapid_key_file: str = "var/vapid_private.pem"
+    push_vapid_subject: str = "mailto:admin@homeroom.invalid"
+    # Hosts of push services the server may send to, comma-separated; ".example.com" matches
+    # its subdomains. Subscriptions to other endpoints are refused (no requests to anywhere a
+    # client names). Plain http only for 127.0.0.1/localhost listed here (tests, development).
+    push_endpoint_hosts: str = (
+        "fcm.googleapis.com,updates.push.services.mozilla.com,.notify.windows.com,.push.apple.com"
+    )
+    # Pushes in flight at once, and events waiting to be pushed (more are dropped and counted).
+    push_concurrency: int = 8
+    push_queue: int = 1000
+    # How long a push service keeps trying a device that is offline.
+    push_ttl_s: int = 24 * 3600
+    push_timeout_s: float = 10.0
+
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is not a TCP port (0 to 65535)")
@@ -101,6 +122,12 @@ class Settings:
             raise ConfigError(f"trusted_proxies: {exc}") from None
         if self.video_codec.upper() not in ("VP8", "H264"):
             raise ConfigError("video_codec must be 'VP8' or 'H264'")
+        try:
+            ZoneInfo(self.school_time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"school_time_zone {self.school_time_zone!r} is not a time zone (Asia/Shanghai)"
+            ) from None
         if self.serializer not in ("json", "msgpack"):
             raise ConfigError("serializer must be 'json' or 'msgpack'")
         if not self.demo:

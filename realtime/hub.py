@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -20,6 +20,9 @@ from realtime.errors import HomeroomError
 from realtime.passwords import PasswordPool
 from realtime.store.db import DbConnection, Store, StoredEvent
 from realtime.store.schema import users
+
+if TYPE_CHECKING:
+    from realtime.push.dispatcher import PushDispatcher
 
 
 class _Held:
@@ -47,6 +50,8 @@ class Hub:
     passwords: PasswordPool = field(init=False)
     signin: SignInGuard = field(init=False)
     devices: DeviceTokens = field(init=False)
+    # Web Push of committed events (None: off); set by the app at start-up.
+    pusher: PushDispatcher | None = field(init=False, default=None)
 
     _names: dict[int, str] = field(init=False, default_factory=dict)
 
@@ -98,6 +103,9 @@ class Hub:
 
         Actions never call this: :meth:`Store.transaction` does, after its commit.
         """
+        if self.pusher is not None:
+            # Only the committing node gets here with these events: each is pushed once.
+            self.pusher.offer(events)
         held = _held.get()
         if held is not None and held.open:
             held.events.extend(events)

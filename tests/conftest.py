@@ -107,6 +107,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "host": "127.0.0.1",
         "port": free_port(),
         "database_url": f"sqlite:///{tmp_path}/homeroom.db",
+        "push_vapid_key_file": f"{tmp_path}/vapid_private.pem",
         "secret": TEST_SECRET,
         # Tests send bursts; the limiter has its own test.
         "rate_burst": 1000,

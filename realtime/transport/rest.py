@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from realtime import schemas
-from realtime.actions import accounts, audit, chat, notices, roster, roster_import
+from realtime.actions import accounts, audit, chat, notices, push, roster, roster_import
 from realtime.auth import Identity
 from realtime.errors import HTTP_STATUS, HomeroomError, bad_request, too_large
 from realtime.hub import Hub
@@ -243,6 +243,33 @@ async def session_stats(request: web.Request) -> web.StreamResponse:
     return _json(request.app[LIVE].stats_for(who.user_id, _int(request, "session_id")))
 
 
+async def push_key(request: web.Request) -> web.StreamResponse:
+    identity(request)
+    return _json(push.public_key(request.app[HUB]))
+
+
+async def push_subscribe(request: web.Request) -> web.StreamResponse:
+    who = identity(request)
+    body = await _body(request, schemas.PushSubscribe)
+    return _json(await push.subscribe(request.app[HUB], who.user_id, body), 201)
+
+
+async def push_unsubscribe(request: web.Request) -> web.StreamResponse:
+    who = identity(request)
+    body = await _body(request, schemas.PushUnsubscribe)
+    return _json(await push.unsubscribe(request.app[HUB], who.user_id, body))
+
+
+async def push_settings_get(request: web.Request) -> web.StreamResponse:
+    return _json(await push.get_settings(request.app[HUB], identity(request).user_id))
+
+
+async def push_settings_put(request: web.Request) -> web.StreamResponse:
+    who = identity(request)
+    body = await _body(request, schemas.PushSettings)
+    return _json(await push.put_settings(request.app[HUB], who.user_id, body))
+
+
 async def healthz(request: web.Request) -> web.StreamResponse:
     ok = await request.app[HUB].store.ping()
     return _json({"ok": ok, "store": "up" if ok else "down"}, 200 if ok else 503)
@@ -330,6 +357,34 @@ API: list[Endpoint] = [
         "/api/v1/audit",
         audit_log,
         "The school's audit log, newest first, a page at a time (school admins)",
+    ),
+    Endpoint("GET", "/api/v1/push/key", push_key, "The server's VAPID public key for Web Push"),
+    Endpoint(
+        "POST",
+        "/api/v1/push/subscriptions",
+        push_subscribe,
+        "Push to this browser (its PushSubscription)",
+        True,
+        schemas.PushSubscribe,
+    ),
+    Endpoint(
+        "DELETE",
+        "/api/v1/push/subscriptions",
+        push_unsubscribe,
+        "Stop pushing to this browser",
+        True,
+        schemas.PushUnsubscribe,
+    ),
+    Endpoint(
+        "GET", "/api/v1/push/settings", push_settings_get, "What I am pushed, and quiet hours"
+    ),
+    Endpoint(
+        "PUT",
+        "/api/v1/push/settings",
+        push_settings_put,
+        "Choose what I am pushed, and quiet hours (school time)",
+        True,
+        schemas.PushSettings,
     ),
     Endpoint("GET", "/api/v1/openapi.json", openapi, "This document", False),
 ]
