@@ -131,3 +131,30 @@ def _add_web_app(app: web.Application, serializer: str) -> None:
     app.router.add_get("/", page)
     if (dist / "assets").is_dir():
         app.router.add_static("/assets", dist / "assets")
+    _add_installable(app, dist)
+
+
+# The installable app (clients/web/public, copied into dist by the build): the service worker
+# must be served from "/" to control the whole app, and never cached by HTTP (a new build is
+# picked up on the next visit).
+_ROOT_FILES = {
+    "sw.js": ("application/javascript", "no-cache"),
+    "manifest.webmanifest": ("application/manifest+json", "no-cache"),
+}
+
+
+def _add_installable(app: web.Application, dist: Path) -> None:
+    for name, (content_type, cache) in _ROOT_FILES.items():
+        path = dist / name
+        if not path.exists():
+            continue
+        body = path.read_bytes()  # small, read once at start-up
+
+        async def serve(
+            _request: web.Request, body: bytes = body, ct: str = content_type, cc: str = cache
+        ) -> web.StreamResponse:
+            return web.Response(body=body, content_type=ct, headers={"Cache-Control": cc})
+
+        app.router.add_get(f"/{name}", serve)
+    if (dist / "icons").is_dir():
+        app.router.add_static("/icons", dist / "icons")

@@ -6,7 +6,7 @@ import { ApiError, asApiError } from "../api/errors";
 import { newClientId } from "../api/ids";
 import type { Conversation, Message, StreamEvent } from "../api/types";
 import { auth } from "./auth";
-import { isFollowed, on, onReset, onStream, onSynced, ready, request } from "./session";
+import { isFollowed, on, onReset, onStream, onSynced, ready, request, status } from "./session";
 import { SnapshotGate } from "./snapshot";
 
 export interface SystemItem {
@@ -239,6 +239,11 @@ export function send(stream: string, body: string): void {
 const RETRYABLE = new Set(["timeout", "offline", "network", "internal"]);
 
 async function deliver(stream: string, client_id: string, body: string): Promise<void> {
+  if (status.value !== "connected") {
+    // Offline: say so at once; the catch-up after reconnecting sends it (same client id).
+    setOutgoing(stream, client_id, { state: "waiting", error: undefined });
+    return;
+  }
   setOutgoing(stream, client_id, { state: "sending", error: undefined });
   try {
     const ack = await request<{ message: Message }>("chat.send", { stream, client_id, body });
