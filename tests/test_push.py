@@ -25,7 +25,8 @@ from clients.homeroom import HomeroomClient, RequestError
 from realtime.domain import push as rules
 from realtime.domain.streams import parse_stream
 from realtime.transport.rest import HUB
-from tests.conftest import Server, free_port, make_settings, start_server, stop_server
+from tests.conftest import DATABASES, Server, free_port, start_on, stop_server
+from tests.services import drop_postgres_database
 
 
 def b64(data: bytes) -> str:
@@ -93,16 +94,20 @@ class PushService:
         await self.runner.cleanup()
 
 
-@pytest.fixture
-async def push(tmp_path: Path) -> AsyncIterator[tuple[Server, PushService]]:
+@pytest.fixture(params=DATABASES)
+async def push(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Server, PushService]]:
     service = PushService()
     await service.start()
-    srv = await start_server(make_settings(tmp_path, push_endpoint_hosts="127.0.0.1"))
+    srv, name = await start_on(request.param, tmp_path, push_endpoint_hosts="127.0.0.1")
     try:
         yield srv, service
     finally:
         await stop_server(srv)
         await service.stop()
+        if name:
+            drop_postgres_database(name)
 
 
 async def drained(srv: Server) -> None:
