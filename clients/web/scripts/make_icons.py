@@ -15,7 +15,7 @@ CLEAR = (0, 0, 0, 0)
 def inside_house(x: float, y: float) -> bool:
     # The favicon's path on a 32-unit grid: M8 17 l8-7 8 7 v8 h-5 v-5 h-6 v5 H8 z
     if 17 <= y <= 25 and 8 <= x <= 24:
-        return not (20 <= y and 13 <= x <= 19)  # the door
+        return not (y >= 20 and 13 <= x <= 19)  # the door
     if 10 <= y < 17:  # the roof: from (8,17) up to (16,10) and down to (24,17)
         half = (y - 10) * 8 / 7
         return 16 - half <= x <= 16 + half
