@@ -213,6 +213,36 @@ async def test_link_request_is_pushed_to_the_class_teachers(
     assert li_dev.received == [expected] and chen_dev.received == [expected]
 
 
+async def test_a_meeting_starting_is_pushed_to_guardians_not_students(
+    push: tuple[Server, PushService],
+) -> None:
+    srv, service = push
+    li, mom, kid = (
+        await srv.client("li"),
+        await srv.client("wang_mom"),
+        await srv.client("wanghao"),
+    )
+    phone, pad, host = service.device("mom"), service.device("kid"), service.device("li")
+    await subscribe(mom, phone)
+    await subscribe(kid, pad)
+    await subscribe(li, host)
+    ack = await li.request(
+        "session.start", {"class_id": srv.class_id, "kind": "meeting", "title": "期中家长会"}
+    )
+    await drained(srv)
+    assert phone.received == [
+        {
+            "kind": "session",
+            "class_id": srv.class_id,
+            "session_id": ack["session"]["id"],
+            "session_kind": "meeting",
+            "title": "期中家长会",
+        }
+    ]
+    assert pad.received == [] and host.received == []
+    await li.request("session.end", {"session_id": ack["session"]["id"]})
+
+
 async def test_settings_and_quiet_hours_are_respected(push: tuple[Server, PushService]) -> None:
     srv, service = push
     cid = srv.class_id
