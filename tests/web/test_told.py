@@ -197,3 +197,25 @@ async def test_service_worker_shows_pushes_and_the_app_opens_offline(
     await expect(page.locator(".topbar .brand")).to_be_visible()
     await expect(page.get_by_test_id("offline-banner")).to_be_visible(timeout=20_000)
     await context.set_offline(False)
+
+
+async def test_a_parent_chooses_what_to_be_pushed(server: Server, web: Browser) -> None:
+    mom = await web.signed_in("wang_mom", PHONE)
+    await mom.get_by_role("button", name=re.compile("的账号菜单")).click()
+    await mom.get_by_role("menuitem", name="通知设置").click()
+    dialog = mom.get_by_role("dialog", name="通知设置")
+    await expect(dialog).to_be_visible()
+    await expect(dialog.get_by_role("button", name="在这台设备上接收通知")).to_be_visible()
+    await expect(dialog).to_contain_text("按学校时间（Asia/Shanghai）")
+    await dialog.get_by_label("私信").uncheck()
+    await dialog.get_by_label("开启免打扰").check()
+    await dialog.get_by_label("从").fill("21:30")
+    await dialog.get_by_label("到").fill("07:00")
+    await screenshot(mom, "guardian-push-settings-phone")
+    await dialog.get_by_role("button", name="保存").click()
+    await expect(mom.locator(".toast")).to_contain_text("通知设置已保存")
+    await expect(dialog).to_be_hidden()
+    same = await server.client("wang_mom", connect=False)
+    settings = await same.http("GET", "/api/v1/push/settings")
+    assert "message" not in settings["kinds"] and "notice" in settings["kinds"]
+    assert settings["quiet_hours"] == {"start": "21:30", "end": "07:00"}

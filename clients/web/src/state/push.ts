@@ -1,8 +1,9 @@
 // Installable app and Web Push: the service worker (public/sw.js) and this browser's push
 // subscription, with the person's settings of what to push and quiet hours (REST /api/v1/push).
-import { signal } from "@preact/signals";
+import { effect, signal } from "@preact/signals";
 import { rest } from "../api/rest";
 import { locale } from "../i18n";
+import { auth } from "./auth";
 
 export interface PushSettings {
   kinds: string[];
@@ -72,3 +73,28 @@ export const loadPushSettings = () => rest<PushSettings>("GET", "/api/v1/push/se
 
 export const savePushSettings = (kinds: string[], quiet: { start: string; end: string } | null) =>
   rest<PushSettings>("PUT", "/api/v1/push/settings", { body: { kinds, quiet_hours: quiet } });
+
+// The worker words notifications in the app's language: tell it when that changes.
+effect(() => {
+  const l = locale.value;
+  if (typeof navigator !== "undefined" && "serviceWorker" in navigator) {
+    navigator.serviceWorker.controller?.postMessage({ type: "locale", locale: l });
+  }
+});
+
+// Signing out ends this browser's subscription, so a shared device stops showing the pushes of
+// the person who left (the push service then answers 410 and the server forgets the row).
+let pushedFor: number | null = auth.value?.user.id ?? null;
+effect(() => {
+  const user = auth.value?.user.id ?? null;
+  const before = pushedFor;
+  pushedFor = user;
+  if (before === null || user === before || !pushSupported) return;
+  void registration()
+    .then((reg) => reg.pushManager.getSubscription())
+    .then((sub) => sub?.unsubscribe())
+    .finally(() => {
+      subscribed.value = false;
+    });
+});
+
