@@ -365,6 +365,28 @@ class SchoolClass(View):
     mine: bool
 
 
+class PushKey(View):
+    """``GET /api/v1/push/key``: the VAPID public key (base64url), null when push is off."""
+
+    enabled: bool
+    public_key: str | None
+
+
+class QuietHours(View):
+    start: str  # "HH:MM", school time
+    end: str
+
+
+class PushSettings(View):
+    """``GET``/``PUT /api/v1/push/settings``."""
+
+    kinds: list[str]
+    quiet_hours: QuietHours | None
+    devices: int
+    time_zone: str
+    available: list[str]
+
+
 # In the generated TypeScript, in this order.
 VIEWS: tuple[type[View], ...] = (
     StreamEvent,
@@ -403,4 +425,7 @@ VIEWS: tuple[type[View], ...] = (
     RejectedTrack,
     PublishAck,
     SchoolClass,
+    PushKey,
+    QuietHours,
+    PushSettings,
 )

@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import http_ece
+import msgspec
 import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02
 
 from clients.homeroom import HomeroomClient, RequestError
+from realtime import views
 from realtime.domain import push as rules
 from realtime.domain.streams import parse_stream
 from realtime.transport.rest import HUB
@@ -129,6 +131,7 @@ async def test_pushed_notice_reminder_and_message_decrypt_and_keep_secrets(
     cid = srv.class_id
     li, mom = await srv.client("li"), await srv.client("wang_mom")
     key = await mom.http("GET", "/api/v1/push/key")
+    msgspec.convert(key, views.PushKey)  # what the web app's types say
     assert key["enabled"] is True and len(base64.urlsafe_b64decode(key["public_key"] + "=")) == 65
     phone, teacher_pc = service.device("mom-phone"), service.device("li-pc")
     await subscribe(mom, phone)
@@ -250,6 +253,7 @@ async def test_settings_and_quiet_hours_are_respected(push: tuple[Server, PushSe
     phone = service.device("phone")
     await subscribe(mom, phone)
     settings = await mom.http("GET", "/api/v1/push/settings")
+    msgspec.convert(settings, views.PushSettings)
     assert settings["kinds"] == sorted(rules.KINDS) and settings["quiet_hours"] is None
     assert settings["devices"] == 1 and settings["time_zone"] == "Asia/Shanghai"
 
@@ -267,6 +271,7 @@ async def test_settings_and_quiet_hours_are_respected(push: tuple[Server, PushSe
     minute = now.hour * 60 + now.minute
     quiet = {"start": rules.hhmm((minute - 5) % 1440), "end": rules.hhmm((minute + 60) % 1440)}
     ack = await mom.http("PUT", "/api/v1/push/settings", {"kinds": kinds, "quiet_hours": quiet})
+    msgspec.convert(ack, views.PushSettings)
     assert ack["quiet_hours"] == quiet
     await li.send_chat(conv["stream"], "晚上打扰了")
     await drained(srv)

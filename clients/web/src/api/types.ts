@@ -320,3 +320,23 @@ export interface SchoolClass {
   teachers: string[];
   mine: boolean;
 }
+
+/** ``GET /api/v1/push/key``: the VAPID public key (base64url), null when push is off. */
+export interface PushKey {
+  enabled: boolean;
+  public_key: string | null;
+}
+
+export interface QuietHours {
+  start: string;
+  end: string;
+}
+
+/** ``GET``/``PUT /api/v1/push/settings``. */
+export interface PushSettings {
+  kinds: string[];
+  quiet_hours: QuietHours | null;
+  devices: number;
+  time_zone: string;
+  available: string[];
+}

@@ -2,16 +2,9 @@
 // subscription, with the person's settings of what to push and quiet hours (REST /api/v1/push).
 import { effect, signal } from "@preact/signals";
 import { rest } from "../api/rest";
+import type { PushKey, PushSettings } from "../api/types";
 import { locale } from "../i18n";
 import { auth } from "./auth";
-
-export interface PushSettings {
-  kinds: string[];
-  quiet_hours: { start: string; end: string } | null;
-  devices: number;
-  time_zone: string;
-  available: string[];
-}
 
 /** Whether this browser can be pushed to at all (service workers, Push API, a secure page). */
 export const pushSupported =
@@ -47,7 +40,7 @@ if (typeof navigator !== "undefined" && "serviceWorker" in navigator) {
 export async function enablePush(): Promise<void> {
   if ((await Notification.requestPermission()) !== "granted") throw new Error("denied");
   // The key as base64url text: the Push API takes it as it is.
-  const { public_key } = await rest<{ public_key: string | null }>("GET", "/api/v1/push/key");
+  const { public_key } = await rest<PushKey>("GET", "/api/v1/push/key");
   if (!public_key) throw new Error("disabled");
   const reg = await registration();
   const sub =

@@ -8,8 +8,8 @@ import {
   pushSupported,
   savePushSettings,
   subscribed,
-  type PushSettings,
 } from "../state/push";
+import type { PushSettings } from "../api/types";
 import { toast } from "../state/toasts";
 import { ErrorBox, Loading } from "./common";
 
