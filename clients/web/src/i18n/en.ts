@@ -455,6 +455,7 @@ const en: Messages = {
   "live.myClassroomOnStage": "Your class is on stage: every class sees and hears you.",
   // Told when something happens (state/alerts.ts, state/push.ts, views/NotifySettings.tsx)
   "alerts.message": (from: string, preview: string) => `New message · ${from}: ${preview}`,
+  "alerts.newConversation": (from: string) => `New message · ${from} wrote to you`,
   "alerts.notice": (title: string) => `New notice: ${title}`,
   "alerts.linkRequest": (guardian: string, student: string) => `New link request: ${guardian} asks to be linked to ${student}`,
   "links.pendingAria": (n: number) => `${n} pending link ${plural(n, "request", "requests")}`,

@@ -450,6 +450,7 @@ const zhCN = {
   "live.myClassroomOnStage": "你的班级在台上：所有班级都能看到和听到你们。",
   // Told when something happens (state/alerts.ts, state/push.ts, views/NotifySettings.tsx)
   "alerts.message": (from: string, preview: string) => `新私信 · ${from}：${preview}`,
+  "alerts.newConversation": (from: string) => `新私信 · ${from} 给你发来了消息`,
   "alerts.notice": (title: string) => `新通知：${title}`,
   "alerts.linkRequest": (guardian: string, student: string) => `新的绑定申请：${guardian} 申请绑定 ${student}`,
   "links.pendingAria": (n: number) => `${n} 个待处理的绑定申请`,

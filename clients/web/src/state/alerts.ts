@@ -7,10 +7,10 @@ import type { Message, StreamEvent } from "../api/types";
 import { t } from "../i18n";
 import { route } from "../router";
 import { auth } from "./auth";
-import { chats, unreadOf } from "./chat";
+import { chats, conversations, otherPerson, unreadOf } from "./chat";
 import { me, rolesIn } from "./me";
 import { boardOf, needsAction } from "./notices";
-import { onReset, onStream, ready } from "./session";
+import { onReset, onStream, onSynced, ready } from "./session";
 import { toast } from "./toasts";
 
 /** Pending guardian link requests per class, for its teachers (classId -> count). */
@@ -35,6 +35,22 @@ onStream("conv", (ev: StreamEvent<Message>, source) => {
   if (m.sender_id === myId() || looking(ev.stream)) return;
   const preview = m.body.length > PREVIEW_CHARS ? `${m.body.slice(0, PREVIEW_CHARS)}…` : m.body;
   toast(t("alerts.message", m.sender_name, preview), "info", 8000);
+});
+
+// The first message of a new conversation can come before the page follows its stream: the
+// catch-up that follows it then starts after that message, which is counted as unread but
+// never arrives as a live event. Such a stream, new since the first catch-up, is told here.
+const knownConvs = new Set<string>();
+let primed = false;
+onSynced((ack) => {
+  for (const s of ack.streams) {
+    if (!s.stream.startsWith("conv:") || knownConvs.has(s.stream)) continue;
+    knownConvs.add(s.stream);
+    if (!primed || !(s.unread ?? 0) || looking(s.stream)) continue;
+    const c = [...ack.conversations, ...conversations.value].find((x) => x.stream === s.stream);
+    if (c) toast(t("alerts.newConversation", otherPerson(c).name), "info", 8000);
+  }
+  primed = true;
 });
 
 onStream("notices", (ev, source) => {
@@ -78,6 +94,8 @@ effect(() => {
 onReset(() => {
   pendingLinks.value = {};
   loadedFor = "";
+  knownConvs.clear();
+  primed = false;
 });
 
 /** Unread private and class messages, and notices waiting for me: the number in the title. */
