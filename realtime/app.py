@@ -73,6 +73,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     app[METRICS] = metrics
     app[ADDRESSES] = ClientAddresses(settings.trusted_proxies)
     metrics.watch_signin(hub.signin)
+    metrics.watch_push(lambda: hub.pusher.counts() if hub.pusher is not None else None)
     gateway = Gateway(hub, sio, metrics)
     app[GATEWAY] = gateway
     live = LiveService(hub, gateway)

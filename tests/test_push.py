@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import http_ece
 import msgspec
 import pytest
@@ -299,6 +300,10 @@ async def test_expired_subscription_is_removed(push: tuple[Server, PushService])
     await li.publish_notice(srv.class_id, "第二条")
     await drained(srv)
     assert len(old.raw) == 1 and [p["title"] for p in new.received] == ["第一条", "第二条"]
+    async with aiohttp.ClientSession() as http, http.get(srv.url + "/metrics") as resp:
+        text = await resp.text()
+    assert 'homeroom_push_sends_total{outcome="gone"} 1.0' in text
+    assert 'homeroom_push_sends_total{outcome="sent"} 2.0' in text
     # Unsubscribing stops the rest.
     ack = await mom.http("DELETE", "/api/v1/push/subscriptions", {"endpoint": new.endpoint})
     assert ack == {"removed": True}

@@ -93,6 +93,14 @@ class PushDispatcher:
                 self.dropped += 1
                 log.warning("push queue full: dropped a %s push", item.kind.value)
 
+    def counts(self) -> dict[str, int]:
+        return {
+            "sent": self.sent,
+            "gone": self.gone,
+            "failed": self.failed,
+            "dropped": self.dropped,
+        }
+
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
