@@ -21,6 +21,8 @@ from realtime.config import Settings
 from realtime.hub import Hub
 from realtime.live.service import LiveService
 from realtime.metrics import Metrics
+from realtime.push.dispatcher import PushDispatcher
+from realtime.push.vapid import VapidKey
 from realtime.store import open_store
 from realtime.transport import headers
 from realtime.transport.clientaddr import ClientAddresses
@@ -83,6 +85,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     app[ADDRESSES] = ClientAddresses(settings.trusted_proxies)
     metrics.watch_signin(hub.signin)
     app[FILES] = files
+    metrics.watch_push(lambda: hub.pusher.counts() if hub.pusher is not None else None)
     gateway = Gateway(hub, sio, metrics)
     app[GATEWAY] = gateway
     live = LiveService(hub, gateway)
@@ -99,6 +102,12 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
             use_host_addresses(ice_hosts)  # process-wide (aioice): explicitly, at start-up
         if migrate:
             await store.migrate()
+        if settings.push_enabled:
+            vapid = VapidKey.load_or_create(
+                settings.push_vapid_key_file, settings.push_vapid_subject
+            )
+            hub.pusher = PushDispatcher(store, settings, vapid)
+            await hub.pusher.start()
         await bus.start(gateway.on_bus)
         await live.recover()
         if settings.media_warm_start:
@@ -128,6 +137,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         await files.close()
         await live.close()
         await bus.close()
+        if hub.pusher is not None:
+            await hub.pusher.close()
         await store.close()
         hub.passwords.close()
 
@@ -162,3 +173,30 @@ def _add_web_app(app: web.Application, serializer: str) -> None:
     app.router.add_get("/", page)
     if (dist / "assets").is_dir():
         app.router.add_static("/assets", dist / "assets")
+    _add_installable(app, dist)
+
+
+# The installable app (clients/web/public, copied into dist by the build): the service worker
+# must be served from "/" to control the whole app, and never cached by HTTP (a new build is
+# picked up on the next visit).
+_ROOT_FILES = {
+    "sw.js": ("application/javascript", "no-cache"),
+    "manifest.webmanifest": ("application/manifest+json", "no-cache"),
+}
+
+
+def _add_installable(app: web.Application, dist: Path) -> None:
+    for name, (content_type, cache) in _ROOT_FILES.items():
+        path = dist / name
+        if not path.exists():
+            continue
+        body = path.read_bytes()  # small, read once at start-up
+
+        async def serve(
+            _request: web.Request, body: bytes = body, ct: str = content_type, cc: str = cache
+        ) -> web.StreamResponse:
+            return web.Response(body=body, content_type=ct, headers={"Cache-Control": cc})
+
+        app.router.add_get(f"/{name}", serve)
+    if (dist / "icons").is_dir():
+        app.router.add_static("/icons", dist / "icons")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from realtime.transport.clientaddr import ClientAddresses
 
@@ -139,6 +140,26 @@ class Settings:
     metrics_allow: str = "127.0.0.1,::1"
     metrics_token: str = ""
 
+    # The school's time zone: quiet hours of push notifications are in it.
+    school_time_zone: str = "Asia/Shanghai"
+    # Web Push (docs/operations.md). The VAPID private key (PEM): made at first use if missing;
+    # every node of a deployment must use the same file.
+    push_enabled: bool = True
+    push_vapid_key_file: str = "var/vapid_private.pem"
+    push_vapid_subject: str = "mailto:admin@homeroom.invalid"
+    # Hosts of push services the server may send to, comma-separated; ".example.com" matches
+    # its subdomains. Subscriptions to other endpoints are refused (no requests to anywhere a
+    # client names). Plain http only for 127.0.0.1/localhost listed here (tests, development).
+    push_endpoint_hosts: str = (
+        "fcm.googleapis.com,updates.push.services.mozilla.com,.notify.windows.com,.push.apple.com"
+    )
+    # Pushes in flight at once, and events waiting to be pushed (more are dropped and counted).
+    push_concurrency: int = 8
+    push_queue: int = 1000
+    # How long a push service keeps trying a device that is offline.
+    push_ttl_s: int = 24 * 3600
+    push_timeout_s: float = 10.0
+
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is not a TCP port (0 to 65535)")
@@ -160,6 +181,12 @@ class Settings:
             raise ConfigError("storage_backend must be 'directory' or 's3'")
         if self.storage_backend == "s3" and not (self.s3_bucket and self.s3_access_key):
             raise ConfigError("the s3 storage backend needs s3_bucket and s3_access_key")
+        try:
+            ZoneInfo(self.school_time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"school_time_zone {self.school_time_zone!r} is not a time zone (Asia/Shanghai)"
+            ) from None
         if self.serializer not in ("json", "msgpack"):
             raise ConfigError("serializer must be 'json' or 'msgpack'")
         if not self.demo:

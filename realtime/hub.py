@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -20,6 +20,9 @@ from realtime.errors import HomeroomError
 from realtime.passwords import PasswordPool
 from realtime.store.db import DbConnection, Store, StoredEvent
 from realtime.store.schema import users
+
+if TYPE_CHECKING:
+    from realtime.push.dispatcher import PushDispatcher
 
 
 class _Held:
@@ -49,6 +52,8 @@ class Hub:
     devices: DeviceTokens = field(init=False)
     # Attachment bytes (realtime.actions.uploads.Files), set by the app factory.
     files: Any = None
+    # Web Push of committed events (None: off); set by the app at start-up.
+    pusher: PushDispatcher | None = field(init=False, default=None)
 
     _names: dict[int, str] = field(init=False, default_factory=dict)
     # Per-app helpers that keep state between requests (the poll counts' coalescers), by name.
@@ -102,6 +107,9 @@ class Hub:
 
         Actions never call this: :meth:`Store.transaction` does, after its commit.
         """
+        if self.pusher is not None:
+            # Only the committing node gets here with these events: each is pushed once.
+            self.pusher.offer(events)
         held = _held.get()
         if held is not None and held.open:
             held.events.extend(events)

@@ -56,6 +56,24 @@ class MediaCollector(Collector):
         yield from counters.values()
 
 
+class PushCollector(Collector):
+    """Web Push outcomes on this node (realtime/push/dispatcher.py)."""
+
+    def __init__(self, read: Callable[[], dict[str, int] | None]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        sends = CounterMetricFamily(
+            "homeroom_push_sends",
+            "Pushes by outcome: sent, gone (404/410: subscription removed), failed (kept), "
+            "dropped (the queue was full)",
+            labels=["outcome"],
+        )
+        for outcome, n in sorted((self.read() or {}).items()):
+            sends.add_metric([outcome], n)
+        yield sends
+
+
 class SignInCollector(Collector):
     """Sign-in and registration outcomes, and the alarm: accounts in backoff right now."""
 
@@ -139,6 +157,9 @@ class Metrics:
 
     def watch_signin(self, guard: SignInGuard) -> None:
         self.registry.register(SignInCollector(guard))
+
+    def watch_push(self, read: Callable[[], dict[str, int] | None]) -> None:
+        self.registry.register(PushCollector(read))
 
     def watch_media(self, read: Callable[[], dict[int, dict[str, Any]]]) -> None:
         self.registry.register(MediaCollector(read))

@@ -320,6 +320,33 @@ class SchoolStorage(Payload):
     retention_days: Annotated[int, msgspec.Meta(ge=0, le=36500)] | None = None
 
 
+class PushKeys(Payload):
+    p256dh: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    auth: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+class PushSubscribe(Payload):
+    """A browser's PushSubscription as ``toJSON()`` gives it (expirationTime is ignored)."""
+
+    endpoint: Annotated[str, msgspec.Meta(min_length=8, max_length=1000)]
+    keys: PushKeys
+    expirationTime: float | None = None  # the browser's name for it
+
+
+class PushUnsubscribe(Payload):
+    endpoint: Annotated[str, msgspec.Meta(min_length=8, max_length=1000)]
+
+
+class QuietHours(Payload):
+    start: Annotated[str, msgspec.Meta(min_length=5, max_length=5)]  # "HH:MM", school time
+    end: Annotated[str, msgspec.Meta(min_length=5, max_length=5)]
+
+
+class PushSettings(Payload):
+    kinds: Annotated[list[Short], msgspec.Meta(max_length=20)]
+    quiet_hours: QuietHours | None = None
+
+
 def parse(kind: type[T], payload: Any) -> T:
     """Validate a decoded payload against its schema, or refuse it as bad_request."""
     if payload is None:

@@ -85,6 +85,22 @@ class SyncAck(View):
     conversations: list[Conversation]
 
 
+AttachmentKind = Literal["image", "document", "audio", "video"]
+
+
+class Attachment(View):
+    """A file a message, notice, question or answer carries (docs/protocol.md §14.3)."""
+
+    id: str
+    kind: AttachmentKind
+    mime: str
+    name: str
+    size: int
+    width: int | None
+    height: int | None
+    duration_s: float | None
+
+
 class Message(View):
     id: int
     stream: str
@@ -96,6 +112,8 @@ class Message(View):
     sent_at: float
     edited_at: float | None
     deleted: bool
+    # Absent in events stored before attachments existed.
+    attachments: list[Attachment] | UnsetType = UNSET
 
 
 class Receipt(View):
@@ -140,6 +158,7 @@ class Notice(View):
     created_at: float
     counts: NoticeCounts | UnsetType = UNSET
     receipt: Receipt | UnsetType | None = UNSET
+    attachments: list[Attachment] | UnsetType = UNSET
 
 
 class GuardianState(View):
@@ -198,6 +217,8 @@ class Question(View):
     updated_at: float
     voted: bool | UnsetType = UNSET
     mine: bool | UnsetType = UNSET
+    attachments: list[Attachment] | UnsetType = UNSET
+    answer_attachments: list[Attachment] | UnsetType = UNSET
 
 
 class ClassInfo(View):
@@ -266,6 +287,9 @@ class Tokens(View):
     refresh_token: str
     expires_in: int
     user: TokenUser
+    # A sign-in's answer only: this client's device token (docs/security.md), kept by the client
+    # and sent with its next sign-in so that the owner is never locked out by someone guessing.
+    device_token: str | UnsetType = UNSET
 
 
 # --- live sessions (realtime/live/, docs/protocol.md §9) ---
@@ -367,6 +391,28 @@ class SchoolClass(View):
     mine: bool
 
 
+class PushKey(View):
+    """``GET /api/v1/push/key``: the VAPID public key (base64url), null when push is off."""
+
+    enabled: bool
+    public_key: str | None
+
+
+class QuietHours(View):
+    start: str  # "HH:MM", school time
+    end: str
+
+
+class PushSettings(View):
+    """``GET``/``PUT /api/v1/push/settings``."""
+
+    kinds: list[str]
+    quiet_hours: QuietHours | None
+    devices: int
+    time_zone: str
+    available: list[str]
+
+
 # In the generated TypeScript, in this order.
 VIEWS: tuple[type[View], ...] = (
     StreamEvent,
@@ -375,6 +421,7 @@ VIEWS: tuple[type[View], ...] = (
     Conversation,
     SyncAck,
     Message,
+    Attachment,
     Receipt,
     NamedReceipt,
     NoticeCounts,
@@ -405,4 +452,7 @@ VIEWS: tuple[type[View], ...] = (
     RejectedTrack,
     PublishAck,
     SchoolClass,
+    PushKey,
+    QuietHours,
+    PushSettings,
 )

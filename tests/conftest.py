@@ -110,6 +110,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "storage_dir": f"{tmp_path}/files",
         # Most tests send no photo: their worker processes start with the first one.
         "media_warm_start": False,
+        "push_vapid_key_file": f"{tmp_path}/vapid_private.pem",
         "secret": TEST_SECRET,
         # Tests send bursts; the limiter has its own test.
         "rate_burst": 1000,

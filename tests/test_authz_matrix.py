@@ -13,6 +13,7 @@ depends only on who acts, never on the order of the tries.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import time
 import uuid
@@ -24,6 +25,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 import socketio
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
 from clients import files
@@ -249,6 +252,12 @@ REST_EXPECTED: dict[str, dict[str, str]] = {
     "GET /files/{upload_id}/{variant} expired": public("link_expired"),
     "GET /api/v1/school/storage": rest_outcomes("admin"),
     "PUT /api/v1/school/storage": rest_outcomes("admin"),
+    # Web Push: each person manages their own browsers and settings only.
+    "GET /api/v1/push/key": rest_outcomes(" ".join(CONNECTED)),
+    "POST /api/v1/push/subscriptions": rest_outcomes(" ".join(CONNECTED)),
+    "DELETE /api/v1/push/subscriptions": rest_outcomes(" ".join(CONNECTED)),
+    "GET /api/v1/push/settings": rest_outcomes(" ".join(CONNECTED)),
+    "PUT /api/v1/push/settings": rest_outcomes(" ".join(CONNECTED)),
 }
 
 HTTP_FOR = {
@@ -381,7 +390,10 @@ async def _record_raw(world: World, name: str, client: HomeroomClient) -> None:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    srv = await start_server(make_settings(tmp_path_factory.mktemp("authz")))
+    # Push subscriptions made below point at a closed port of 127.0.0.1: nothing leaves.
+    srv = await start_server(
+        make_settings(tmp_path_factory.mktemp("authz"), push_endpoint_hosts="127.0.0.1")
+    )
     hub = srv.app[HUB]
     cid = srv.class_id
     async with hub.store.read() as conn:
@@ -851,6 +863,23 @@ async def _download_expired(w: World, _a: str) -> tuple[str, str, Any, Any]:
     return "GET", sign_link(secret, uid, "original", int(time.time()) - 1), None, None
 
 
+PUSH_ENDPOINT = "http://127.0.0.1:9/push/"  # the discard port: closed, never answers
+
+
+async def _push_subscribe_call(w: World, actor: str) -> tuple[str, str, Any, Any]:
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    raw = key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    keys = {"p256dh": base64.urlsafe_b64encode(raw).rstrip(b"=").decode(), "auth": "A" * 22}
+    return (
+        "POST",
+        "/api/v1/push/subscriptions",
+        {"endpoint": PUSH_ENDPOINT + actor, "keys": keys},
+        None,
+    )
+
+
 REST_ACTIONS: dict[str, RestCall] = {
     "POST /api/v1/auth/login": _login_call,
     "POST /api/v1/auth/refresh": _rest(
@@ -946,6 +975,17 @@ REST_ACTIONS: dict[str, RestCall] = {
     "GET /files/{upload_id}/{variant} expired": _download_expired,
     "GET /api/v1/school/storage": _rest("GET", lambda w: "/api/v1/school/storage"),
     "PUT /api/v1/school/storage": _rest("PUT", lambda w: "/api/v1/school/storage", {}),
+    "GET /api/v1/push/key": _rest("GET", lambda w: "/api/v1/push/key"),
+    "POST /api/v1/push/subscriptions": _push_subscribe_call,
+    "DELETE /api/v1/push/subscriptions": _rest(
+        "DELETE", lambda w: "/api/v1/push/subscriptions", {"endpoint": PUSH_ENDPOINT + "gone"}
+    ),
+    "GET /api/v1/push/settings": _rest("GET", lambda w: "/api/v1/push/settings"),
+    "PUT /api/v1/push/settings": _rest(
+        "PUT",
+        lambda w: "/api/v1/push/settings",
+        {"kinds": ["notice"], "quiet_hours": {"start": "22:00", "end": "07:00"}},
+    ),
 }
 
 

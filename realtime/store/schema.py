@@ -430,3 +430,30 @@ uploads = Table(
     Index("ix_uploads_preview", "preview"),
     Index("ix_uploads_thumb", "thumb"),
 )
+
+
+# Web Push (realtime/push/): a browser's push subscription, one row per endpoint. The keys are
+# the browser's public key and auth secret (RFC 8291), not secrets of ours.
+push_subscriptions = Table(
+    "push_subscriptions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("endpoint", String(1000), nullable=False, unique=True),
+    Column("p256dh", String(200), nullable=False),
+    Column("auth", String(100), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_push_subscriptions_user", "user_id"),
+)
+
+# What a person wants pushed and when not: absent row = every kind, no quiet hours.
+push_settings = Table(
+    "push_settings",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id"), primary_key=True),
+    Column("kinds", JSON, nullable=False),  # the kinds to push (realtime/domain/push.py KINDS)
+    # Quiet hours in minutes after midnight, school time; None: no quiet hours.
+    Column("quiet_start", Integer, nullable=True),
+    Column("quiet_end", Integer, nullable=True),
+    Column("updated_at", Float, nullable=False),
+)

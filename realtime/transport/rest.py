@@ -26,6 +26,7 @@ from realtime.actions import (
     chat,
     homework,
     notices,
+    push,
     records,
     roster,
     roster_import,
@@ -353,6 +354,33 @@ async def session_stats(request: web.Request) -> web.StreamResponse:
     return _json(request.app[LIVE].stats_for(who.user_id, _int(request, "session_id")))
 
 
+async def push_key(request: web.Request) -> web.StreamResponse:
+    identity(request)
+    return _json(push.public_key(request.app[HUB]))
+
+
+async def push_subscribe(request: web.Request) -> web.StreamResponse:
+    who = identity(request)
+    body = await _body(request, schemas.PushSubscribe)
+    return _json(await push.subscribe(request.app[HUB], who.user_id, body), 201)
+
+
+async def push_unsubscribe(request: web.Request) -> web.StreamResponse:
+    who = identity(request)
+    body = await _body(request, schemas.PushUnsubscribe)
+    return _json(await push.unsubscribe(request.app[HUB], who.user_id, body))
+
+
+async def push_settings_get(request: web.Request) -> web.StreamResponse:
+    return _json(await push.get_settings(request.app[HUB], identity(request).user_id))
+
+
+async def push_settings_put(request: web.Request) -> web.StreamResponse:
+    who = identity(request)
+    body = await _body(request, schemas.PushSettings)
+    return _json(await push.put_settings(request.app[HUB], who.user_id, body))
+
+
 async def healthz(request: web.Request) -> web.StreamResponse:
     """200 while the store answers; ``status`` is "degraded" while the bus is down (people on
     this node still get each other's messages; other nodes' messages wait for the bus)."""
@@ -513,6 +541,34 @@ API: list[Endpoint] = [
         "/api/v1/homework/{homework_id}/submissions.csv",
         homework_rollup_csv,
         "A homework's submissions as CSV",
+    ),
+    Endpoint("GET", "/api/v1/push/key", push_key, "The server's VAPID public key for Web Push"),
+    Endpoint(
+        "POST",
+        "/api/v1/push/subscriptions",
+        push_subscribe,
+        "Push to this browser (its PushSubscription)",
+        True,
+        schemas.PushSubscribe,
+    ),
+    Endpoint(
+        "DELETE",
+        "/api/v1/push/subscriptions",
+        push_unsubscribe,
+        "Stop pushing to this browser",
+        True,
+        schemas.PushUnsubscribe,
+    ),
+    Endpoint(
+        "GET", "/api/v1/push/settings", push_settings_get, "What I am pushed, and quiet hours"
+    ),
+    Endpoint(
+        "PUT",
+        "/api/v1/push/settings",
+        push_settings_put,
+        "Choose what I am pushed, and quiet hours (school time)",
+        True,
+        schemas.PushSettings,
     ),
     Endpoint("GET", "/api/v1/openapi.json", openapi, "This document", False),
 ]

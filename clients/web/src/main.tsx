@@ -5,6 +5,8 @@ import "./state/me";
 import "./state/chat";
 import "./state/notices";
 import "./state/questions";
+import "./state/alerts";
+import "./state/push";
 import { rolesIn } from "./state/me";
 import { setRecipientTest } from "./state/notices";
 import { App } from "./views/App";

@@ -71,9 +71,10 @@ export interface Message {
   attachments?: Attachment[];
 }
 
+/** A file a message, notice, question or answer carries (docs/protocol.md §14.3). */
 export interface Attachment {
   id: string;
-  kind: "image" | "document" | "audio" | "video";
+  kind: "audio" | "document" | "image" | "video";
   mime: string;
   name: string;
   size: number;
@@ -108,7 +109,6 @@ export interface NoticeCounts {
 
 /** A notice; ``counts`` for teachers, ``receipt`` for recipients. */
 export interface Notice {
-  attachments?: Attachment[];
   id: number;
   class_id: number;
   author_id: number;
@@ -122,6 +122,7 @@ export interface Notice {
   created_at: number;
   counts?: NoticeCounts;
   receipt?: Receipt | null;
+  attachments?: Attachment[];
 }
 
 export interface GuardianState {
@@ -159,8 +160,6 @@ export interface RollupPage {
 }
 
 export interface Question {
-  attachments?: Attachment[];
-  answer_attachments?: Attachment[];
   id: number;
   class_id: number;
   session_id: number | null;
@@ -178,6 +177,8 @@ export interface Question {
   updated_at: number;
   voted?: boolean;
   mine?: boolean;
+  attachments?: Attachment[];
+  answer_attachments?: Attachment[];
 }
 
 export interface ClassInfo {
@@ -246,6 +247,7 @@ export interface Tokens {
   refresh_token: string;
   expires_in: number;
   user: TokenUser;
+  device_token?: string;
 }
 
 export interface Classroom {
@@ -335,4 +337,24 @@ export interface SchoolClass {
   name: string;
   teachers: string[];
   mine: boolean;
+}
+
+/** ``GET /api/v1/push/key``: the VAPID public key (base64url), null when push is off. */
+export interface PushKey {
+  enabled: boolean;
+  public_key: string | null;
+}
+
+export interface QuietHours {
+  start: string;
+  end: string;
+}
+
+/** ``GET``/``PUT /api/v1/push/settings``. */
+export interface PushSettings {
+  kinds: string[];
+  quiet_hours: QuietHours | null;
+  devices: number;
+  time_zone: string;
+  available: string[];
 }

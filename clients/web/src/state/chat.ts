@@ -6,7 +6,7 @@ import { ApiError, asApiError } from "../api/errors";
 import { newClientId } from "../api/ids";
 import type { Conversation, Message, StreamEvent } from "../api/types";
 import { auth } from "./auth";
-import { isFollowed, on, onReset, onStream, onSynced, ready, request } from "./session";
+import { isFollowed, on, onReset, onStream, onSynced, ready, request, status } from "./session";
 import { SnapshotGate } from "./snapshot";
 
 export interface SystemItem {
@@ -180,7 +180,7 @@ onSynced((ack) => {
   chats.value = next;
   // What could not be sent while away goes out now (same client ids: no duplicates).
   for (const s of Object.values(chats.value)) {
-    for (const o of s.outbox) if (o.state === "waiting") void deliver(s.stream, o.client_id, o.body);
+    for (const o of s.outbox) if (o.state === "waiting") void deliver(s.stream, o.client_id, o.body, o.attachments ?? []);
   }
 });
 
@@ -242,6 +242,11 @@ export function send(stream: string, body: string, attachments: string[] = []): 
 const RETRYABLE = new Set(["timeout", "offline", "network", "internal", "unavailable"]);
 
 async function deliver(stream: string, client_id: string, body: string, attachments: string[] = []): Promise<void> {
+  if (status.value !== "connected") {
+    // Offline: say so at once; the catch-up after reconnecting sends it (same client id).
+    setOutgoing(stream, client_id, { state: "waiting", error: undefined });
+    return;
+  }
   setOutgoing(stream, client_id, { state: "sending", error: undefined });
   try {
     const payload = attachments.length ? { stream, client_id, body, attachments } : { stream, client_id, body };

@@ -1,6 +1,7 @@
 import { useEffect } from "preact/hooks";
 import { t } from "../i18n";
 import { navigate, route } from "../router";
+import { appTitle } from "../state/alerts";
 import { auth } from "../state/auth";
 import { ClassView } from "./ClassView";
 import { Empty, PageHeader } from "./common";
@@ -15,7 +16,7 @@ export function App() {
   const signedIn = !!auth.value;
 
   useEffect(() => {
-    document.title = t("app.name");
+    document.title = appTitle();
   });
   useEffect(() => {
     if (signedIn && r.name === "login") navigate("/", true);

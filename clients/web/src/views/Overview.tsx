@@ -1,5 +1,5 @@
-import { useEffect, useState } from "preact/hooks";
-import { api } from "../api/rest";
+import { useEffect } from "preact/hooks";
+import { pendingLinks } from "../state/alerts";
 import { t } from "../i18n";
 import { classPath } from "../router";
 import { chatOf, unreadOf } from "../state/chat";
@@ -19,19 +19,14 @@ export function Overview(props: { classId: number }) {
   const { classId } = props;
   const roles = rolesIn(classId);
   const data = classes.value[classId]?.data;
-  const [pending, setPending] = useState<number | null>(null);
+  // Live: state/alerts.ts counts the requests and follows the class's staff stream.
+  const pending = roles.teacher ? (pendingLinks.value[classId] ?? null) : null;
 
   useEffect(() => {
     if (!ready.value) return;
     void loadNotices(classId);
     void loadQuestions(classId);
   }, [classId, ready.value]);
-
-  useEffect(() => {
-    if (roles.teacher) {
-      api.links(classId).then((r) => setPending(r.links.length)).catch(() => setPending(null));
-    }
-  }, [classId, roles.teacher]);
 
   const students = data?.members.filter((m) => m.role === "student").length ?? 0;
   const guardians = new Set(data?.members.filter((m) => m.role === "guardian").map((m) => m.id)).size;

@@ -2,9 +2,11 @@ import type { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { t } from "../i18n";
 import { auth, signOut } from "../state/auth";
+import { status } from "../state/session";
 import { dismissToast, toasts } from "../state/toasts";
 import { ConnectionStatus } from "./ConnectionStatus";
 import { LanguageSelect } from "./LanguageSelect";
+import { NotifySettings } from "./NotifySettings";
 import { Avatar } from "./common";
 
 /** The frame of every signed-in screen: top bar (brand, place, connection, language, me). */
@@ -27,6 +29,7 @@ export function Shell(props: { place?: ComponentChildren; children: ComponentChi
           {user ? <UserMenu name={user.display_name} username={user.username} /> : null}
         </div>
       </header>
+      <OfflineBanner />
       {props.children}
       <Toasts />
     </div>
@@ -35,6 +38,7 @@ export function Shell(props: { place?: ComponentChildren; children: ComponentChi
 
 function UserMenu(props: { name: string; username: string }) {
   const [open, setOpen] = useState(false);
+  const [notify, setNotify] = useState(false);
   const ref = useRef<HTMLDivElement>(null);
   useEffect(() => {
     if (!open) return;
@@ -72,11 +76,33 @@ function UserMenu(props: { name: string; username: string }) {
           <a class="menu-item" role="menuitem" href="#/join" onClick={() => setOpen(false)}>
             {t("user.linkChild")}
           </a>
+          <button
+            type="button"
+            class="menu-item"
+            role="menuitem"
+            onClick={() => {
+              setOpen(false);
+              setNotify(true);
+            }}
+          >
+            {t("user.notifications")}
+          </button>
           <button type="button" class="menu-item" role="menuitem" onClick={() => signOut(null)}>
             {t("user.signOut")}
           </button>
         </div>
       ) : null}
+      {notify ? <NotifySettings onClose={() => setNotify(false)} /> : null}
+    </div>
+  );
+}
+
+/** Connection lost: said across the page, not only in the small status at the top. */
+function OfflineBanner() {
+  if (status.value !== "reconnecting") return null;
+  return (
+    <div class="offline-banner" role="alert" data-testid="offline-banner">
+      {t("offline.banner")}
     </div>
   );
 }

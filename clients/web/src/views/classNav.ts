@@ -1,6 +1,7 @@
 // What a class page offers to whom, and the numbers on its navigation.
 import type { ClassInfo } from "../api/types";
 import { t } from "../i18n";
+import { pendingLinks } from "../state/alerts";
 import { chats, conversations, unreadOf } from "../state/chat";
 import { rolesIn } from "../state/me";
 import { boardOf, needsAction } from "../state/notices";
@@ -75,7 +76,16 @@ export function navItems(classId: number): NavItem[] {
   items.push({ section: "polls", label: t("nav.polls"), icon: "chart" });
   items.push({ section: "homework", label: t("nav.homework"), icon: "book" });
   items.push({ section: "records", label: r.staff ? t("nav.classRecords") : t("nav.records"), icon: "record" });
-  if (r.teacher) items.push({ section: "links", label: t("nav.links"), icon: "link" });
+  if (r.teacher) {
+    const pending = pendingLinks.value[classId] ?? 0;
+    items.push({
+      section: "links",
+      label: t("nav.links"),
+      icon: "link",
+      unread: pending,
+      badgeLabel: t("links.pendingAria", pending),
+    });
+  }
   items.push({ section: "members", label: r.guardian && !r.staff ? t("nav.children") : t("nav.members"), icon: "users" });
   items.push({ section: "lessons", label: r.guardian && !r.staff && !r.student ? t("nav.meetings") : t("nav.lessons"), icon: "video" });
   return items;
