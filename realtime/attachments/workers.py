@@ -39,7 +39,7 @@ from realtime.attachments.frames import (
 )
 from realtime.domain import attachments as rules
 from realtime.domain.attachments import FileType
-from realtime.errors import CODES, HomeroomError
+from realtime.errors import HomeroomError
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,10 @@ JOBS: dict[str, tuple[Any, float]] = {
     "thumbnail": (dict[str, int], 60.0),
     "preview_and_original": (str, 300.0),
 }
+# The refusals a job may answer with, passed on to the uploader (a worker's other errors are
+# the server's bugs); their text shortened to MAX_MESSAGE characters.
+REFUSALS = frozenset({"unsupported_type", "too_large"})
+MAX_MESSAGE = 200
 # A worker has this long to import what it needs and say "ready".
 START_S = 60.0
 STOP_S = 2.0
@@ -191,8 +195,8 @@ class MediaWorkers:
                     log.error("media worker answered %s with a bad result: %s", fn, exc)
                     raise _stopped() from None
             assert resp.error is not None
-            if resp.error.code in CODES and resp.error.code != "internal":
-                raise HomeroomError(resp.error.code, resp.error.message)
+            if resp.error.code in REFUSALS:
+                raise HomeroomError(resp.error.code, resp.error.message[:MAX_MESSAGE])
             raise RuntimeError(f"media worker failed {fn}: {resp.error.message}")
         raise _stopped()
 
