@@ -52,6 +52,10 @@ def _huge_frame() -> int:
     return 0
 
 
+def _env() -> list[str]:
+    return sorted(os.environ)
+
+
 def _wrong_type() -> str:
     return "not a pair of ints"
 
@@ -73,6 +77,7 @@ STUB_JOBS = {
     "garbage": Job(_garbage, ()),
     "huge_frame": Job(_huge_frame, ()),
     "wrong_type": Job(_wrong_type, ()),
+    "env": Job(_env, ()),
     "print": Job(_print, ()),
 }
 

@@ -36,6 +36,7 @@ STUB_JOBS: dict[str, tuple[Any, float]] = {
     "huge_frame": (int, 10.0),
     "wrong_type": (tuple[int, int], 10.0),
     "print": (int, 10.0),
+    "env": (list[str], 10.0),
     "nope": (int, 10.0),  # the server would ask, but the worker's allow-list has no such job
 }
 
@@ -130,7 +131,8 @@ async def test_a_job_past_its_timeout_fails_and_its_worker_is_replaced() -> None
         await workers.close()
 
 
-async def test_what_a_worker_answers_is_checked() -> None:
+async def test_what_a_worker_answers_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOMEROOM_SECRET_FOR_TEST", "s3-key")  # not handed to a worker
     workers = stub()
     try:
         first = await workers.run(URGENT, "sleep", 0.0)
@@ -138,6 +140,7 @@ async def test_what_a_worker_answers_is_checked() -> None:
             await workers.run(URGENT, "refuse")
         assert (err.value.code, err.value.message) == ("unsupported_type", "not a photo")
         assert await workers.run(URGENT, "print") == 7  # stray prints do not break the wire
+        assert "HOMEROOM_SECRET_FOR_TEST" not in await workers.run(URGENT, "env")
         assert await workers.run(URGENT, "sleep", 0.0) == first  # all that kept the worker
         with pytest.raises(RuntimeError, match="longer than"):  # the worker's own bound
             await workers.run(URGENT, "big")

@@ -64,6 +64,7 @@ START_S = 60.0
 STOP_S = 2.0
 _TYPES = {t.mime: t for t in vars(rules).values() if isinstance(t, FileType)}
 # The tree this server runs from, for the workers' imports (whatever the current directory).
+_ENV = frozenset({"PATH", "PYTHONPATH", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "LD_LIBRARY_PATH"})
 _SOURCE = str(Path(realtime.__file__).resolve().parent.parent)
 
 
@@ -86,7 +87,9 @@ class Worker:
 
     @classmethod
     async def start(cls, module: str, nice: int) -> Worker:
-        env = dict(os.environ)
+        # Only what Python needs: the server's secrets (database, S3 keys) stay out of a
+        # process that parses untrusted files.
+        env = {k: v for k, v in os.environ.items() if k in _ENV}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_SOURCE, env.get("PYTHONPATH")) if p)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", module, str(nice),
