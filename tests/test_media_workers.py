@@ -131,6 +131,40 @@ async def test_a_job_past_its_timeout_fails_and_its_worker_is_replaced() -> None
         await workers.close()
 
 
+def _stub_children() -> list[int]:
+    """This process's children running the stub worker (a zombie counts: never reaped)."""
+    pids = [
+        int(pid)
+        for task in Path("/proc/self/task").iterdir()
+        for pid in (task / "children").read_text().split()
+    ]
+    found = []
+    for pid in pids:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if STUB.encode() in cmd or not cmd:
+            found.append(pid)
+    return found
+
+
+async def test_a_job_given_up_leaves_no_process_behind() -> None:
+    workers = stub()
+    try:
+        for delay in (0.0, 0.5):  # while its worker starts, and while the job runs
+            job = asyncio.create_task(workers.run(URGENT, "sleep", 1.0))
+            await asyncio.sleep(delay)
+            job.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await job
+            assert workers.processes == 0
+            assert _stub_children() == []
+        assert isinstance(await workers.run(URGENT, "sleep", 0.0), int)
+    finally:
+        await workers.close()
+
+
 async def test_what_a_worker_answers_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOMEROOM_SECRET_FOR_TEST", "s3-key")  # not handed to a worker
     workers = stub()

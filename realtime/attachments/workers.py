@@ -100,9 +100,11 @@ class Worker:
         worker = cls(proc)
         try:
             hello = await asyncio.wait_for(worker._receive(), START_S)
-        except (WorkerGone, TimeoutError):
-            await worker.kill()
-            raise WorkerGone("the worker did not start") from None
+        except BaseException as exc:  # cancelled too: never leave a process behind
+            await asyncio.shield(worker.kill())
+            if isinstance(exc, WorkerGone | TimeoutError):
+                raise WorkerGone("the worker did not start") from None
+            raise
         if not (hello.id == 0 and hello.ok and hello.result == "ready"):
             await worker.kill()
             raise WorkerGone("the worker did not start")
