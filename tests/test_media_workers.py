@@ -19,10 +19,14 @@ from typing import Any
 import msgspec
 import pytest
 
+from clients import files
+from clients.homeroom import RequestError
 from realtime.attachments.frames import MAX_FRAME
 from realtime.attachments.workers import JOBS, LATER, URGENT, MediaWorkers
 from realtime.errors import HomeroomError
-from tests.attachment_files import jpeg_with_gps
+from realtime.transport.uploads import FILES
+from tests.attachment_files import jpeg_with_gps, pdf_bytes
+from tests.conftest import Server
 
 STUB = "tests.media_worker_stub"
 STUB_JOBS: dict[str, tuple[Any, float]] = {
@@ -189,6 +193,28 @@ async def test_what_a_worker_answers_is_checked(monkeypatch: pytest.MonkeyPatch)
         assert await workers.run(URGENT, "sleep", 0.0) != first
     finally:
         await workers.close()
+
+
+async def test_an_upload_whose_worker_crashes_is_answered_clearly_and_can_be_finished(
+    server: Server,
+) -> None:
+    wang = await server.client("wanghao")
+    data = pdf_bytes()
+    node = server.app[FILES]
+    real = node.workers
+    node.workers = MediaWorkers(2, module="tests.media_worker_crashing")
+    try:
+        up = await files.create(wang, "作业.pdf", len(data))
+        with pytest.raises(RequestError) as err:
+            await files.send_chunk(wang, up["id"], data, 0, len(data))
+        assert err.value.code == "unavailable"  # not "internal": the worker stopped, twice
+    finally:
+        await node.workers.close()
+        node.workers = real
+    state = await files.offset(wang, up["id"])
+    assert (state["status"], state["offset"]) == ("uploading", len(data))  # nothing lost
+    done = await files.resume(wang, up["id"], data)  # sends the (empty) end again
+    assert done["status"] == "ready" and done["attachment"]["size"] == len(data)
 
 
 def _ask(proc: subprocess.Popen[bytes], body: bytes) -> dict[str, Any]:
