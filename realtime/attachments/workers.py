@@ -63,8 +63,9 @@ MAX_MESSAGE = 200
 START_S = 60.0
 STOP_S = 2.0
 _TYPES = {t.mime: t for t in vars(rules).values() if isinstance(t, FileType)}
-# The tree this server runs from, for the workers' imports (whatever the current directory).
+# What a worker inherits of the server's environment (what Python and its libraries need).
 _ENV = frozenset({"PATH", "PYTHONPATH", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "LD_LIBRARY_PATH"})
+# The tree this server runs from, for the workers' imports (whatever the current directory).
 _SOURCE = str(Path(realtime.__file__).resolve().parent.parent)
 
 
@@ -120,7 +121,11 @@ class Worker:
             raise WorkerGone(str(exc)) from None
 
     async def call(self, fn: str, args: list[Any], timeout: float) -> Response:
-        """Send one request and wait for its answer (WorkerGone if none comes in time)."""
+        """Send one request and wait for its answer.
+
+        TimeoutError if none comes within ``timeout``; WorkerGone if the worker died or sent
+        something that is not the answer to this request.
+        """
         stdin = self.proc.stdin
         assert stdin is not None
         req_id = next(self._ids)
