@@ -2,7 +2,7 @@
 
 What a parent notices: every upload acknowledged, and the photo's thumbnail there quickly. What
 the operator notices: the server's memory stays bounded (bytes are streamed to storage, never
-held whole) and the event loop is never blocked (image work runs on worker threads).
+held whole) and the event loop is never blocked (image work runs in worker processes).
 
 - ``uploads_acked``: finished uploads acknowledged (status ready), of ``parents``.
 - ``thumb_p99_s``: from sending the photo's bytes (the final PATCH) to its thumbnail downloaded
@@ -82,7 +82,7 @@ def descendants(pid: int) -> list[int]:
 
 
 def workers_cpu(pid: int) -> float:
-    """CPU seconds of the server's child processes (the image workers and their fork server)."""
+    """CPU seconds of the server's child processes (the image worker processes)."""
     total = 0.0
     for child in descendants(pid):
         value = cpu_seconds(child)

@@ -49,10 +49,6 @@ class HomeroomError(Exception):
         self.code = code
         self.message = message
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Raised in worker processes too (realtime/attachments/workers.py): pickled whole.
-        return (HomeroomError, (self.code, self.message))
-
     def to_ack(self) -> dict[str, Any]:
         return {"ok": False, "error": {"code": self.code, "message": self.message}}
 

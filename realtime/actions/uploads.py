@@ -23,9 +23,7 @@ import aiohttp
 from sqlalchemy import func, select
 
 from realtime.actions import attachments
-from realtime.attachments import images
-from realtime.attachments.identify import identify
-from realtime.attachments.workers import LATER, URGENT, MediaWorkers
+from realtime.attachments.workers import MediaWorkers
 from realtime.config import Settings
 from realtime.domain import attachments as rules
 from realtime.domain.attachments import Kind, Limits
@@ -106,7 +104,7 @@ class Files:
         for task in list(self.later.values()):
             with contextlib.suppress(BaseException):
                 await task
-        self.workers.close()
+        await self.workers.close()
         await self.blobs.close()
 
     def _temp(self, suffix: str) -> Path:
@@ -280,17 +278,17 @@ class Files:
 
     async def _finish(self, hub: Hub, row: Any) -> dict[str, Any]:
         path = self.staging / row.id
-        ftype, meta = await self.workers.run(URGENT, identify, path, self.settings.voice_max_s)
+        ftype, meta = await self.workers.identify(path, self.settings.voice_max_s)
         rules.check_matches_name(ftype, row.name)
         rules.check_kind_size(ftype, row.size, self.limits)
         values: dict[str, Any] = {"kind": ftype.kind.value, "mime": ftype.mime}
         if ftype.kind is Kind.IMAGE:
             thumb = self._temp(".jpg")
             try:
-                meta.update(await self.workers.run(URGENT, images.thumbnail, path, thumb))
-            except images.BadImage:
+                meta.update(await self.workers.thumbnail(path, thumb))
+            except BaseException:
                 thumb.unlink(missing_ok=True)
-                raise HomeroomError("unsupported_type", "the photo cannot be read") from None
+                raise
             values["thumb"] = await self._store(thumb)
             values["stored_bytes"] = 0
             values["pending"] = True
@@ -323,9 +321,7 @@ class Files:
         src = self.staging / upload_id
         preview, original = self._temp(".jpg"), self._temp(".img")
         try:
-            mime = await self.workers.run(
-                LATER, images.preview_and_original, src, preview, original
-            )
+            mime = await self.workers.preview_and_original(src, preview, original)
             sizes = preview.stat().st_size + original.stat().st_size
             preview_key = await self._store(preview)
             blob = await self._store(original)
