@@ -14,7 +14,7 @@ from realtime.actions.poll_counts import counts, results
 from realtime.domain import policy
 from realtime.domain import polls as rules
 from realtime.domain.policy import require
-from realtime.domain.polls import AnswerBy, PollKind, PollStatus
+from realtime.domain.polls import AnswerBy, PollAudience, PollKind, PollStatus
 from realtime.domain.roles import ClassAccess
 from realtime.domain.streams import notice_stream
 from realtime.errors import HomeroomError, bad_request, conflict, forbidden, not_found
@@ -151,7 +151,9 @@ async def create(hub: Hub, user_id: int, req: PollCreate) -> dict[str, Any]:
                 if session.ended_at is not None:
                     raise conflict("this session has ended")
                 classrooms = [session.class_id, *session.linked]
-                audience = "guardians" if session.kind == "meeting" else "students"
+                audience = (
+                    PollAudience.GUARDIANS if session.kind == "meeting" else PollAudience.STUDENTS
+                )
                 if req.answer_by == AnswerBy.CLASSROOM and session.kind != "dual_lesson":
                     raise bad_request("classrooms answer only in a dual-teacher lesson")
             elif req.answer_by == AnswerBy.CLASSROOM:
