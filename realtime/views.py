@@ -96,6 +96,20 @@ class Message(View):
     sent_at: float
     edited_at: float | None
     deleted: bool
+    attachments: list[Attachment] | UnsetType = UNSET
+
+
+class Attachment(View):
+    """A file carried by a message, notice or question (docs/protocol.md §14)."""
+
+    id: str
+    kind: Literal["image", "document", "audio", "video"]
+    mime: str
+    name: str
+    size: int
+    width: int | None
+    height: int | None
+    duration_s: float | None
 
 
 class Receipt(View):
@@ -138,6 +152,7 @@ class Notice(View):
     choices: list[str]
     deadline: float | None
     created_at: float
+    attachments: list[Attachment] | UnsetType = UNSET
     counts: NoticeCounts | UnsetType = UNSET
     receipt: Receipt | UnsetType | None = UNSET
 
@@ -196,6 +211,8 @@ class Question(View):
     votes: int
     created_at: float
     updated_at: float
+    attachments: list[Attachment] | UnsetType = UNSET
+    answer_attachments: list[Attachment] | UnsetType = UNSET
     voted: bool | UnsetType = UNSET
     mine: bool | UnsetType = UNSET
 
@@ -266,6 +283,8 @@ class Tokens(View):
     refresh_token: str
     expires_in: int
     user: TokenUser
+    # Spares this device the sign-in backoff an attacker caused (docs/security.md).
+    device_token: str | UnsetType = UNSET
 
 
 # --- live sessions (realtime/live/, docs/protocol.md §9) ---
@@ -375,6 +394,7 @@ VIEWS: tuple[type[View], ...] = (
     Conversation,
     SyncAck,
     Message,
+    Attachment,
     Receipt,
     NamedReceipt,
     NoticeCounts,

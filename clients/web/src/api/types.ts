@@ -71,9 +71,10 @@ export interface Message {
   attachments?: Attachment[];
 }
 
+/** A file carried by a message, notice or question (docs/protocol.md §14). */
 export interface Attachment {
   id: string;
-  kind: "image" | "document" | "audio" | "video";
+  kind: "audio" | "document" | "image" | "video";
   mime: string;
   name: string;
   size: number;
@@ -108,7 +109,6 @@ export interface NoticeCounts {
 
 /** A notice; ``counts`` for teachers, ``receipt`` for recipients. */
 export interface Notice {
-  attachments?: Attachment[];
   id: number;
   class_id: number;
   author_id: number;
@@ -120,6 +120,7 @@ export interface Notice {
   choices: string[];
   deadline: number | null;
   created_at: number;
+  attachments?: Attachment[];
   counts?: NoticeCounts;
   receipt?: Receipt | null;
 }
@@ -159,8 +160,6 @@ export interface RollupPage {
 }
 
 export interface Question {
-  attachments?: Attachment[];
-  answer_attachments?: Attachment[];
   id: number;
   class_id: number;
   session_id: number | null;
@@ -176,6 +175,8 @@ export interface Question {
   votes: number;
   created_at: number;
   updated_at: number;
+  attachments?: Attachment[];
+  answer_attachments?: Attachment[];
   voted?: boolean;
   mine?: boolean;
 }
@@ -246,6 +247,7 @@ export interface Tokens {
   refresh_token: string;
   expires_in: number;
   user: TokenUser;
+  device_token?: string;
 }
 
 export interface Classroom {
