@@ -6,8 +6,12 @@ from typing import Annotated, Any, TypeVar
 
 import msgspec
 
+from realtime.domain.attachments import Variant
+from realtime.domain.attendance import AttendanceStatus
 from realtime.domain.notices import Audience, NoticeKind, ReceiptList
+from realtime.domain.polls import AnswerBy, PollAudience, PollKind
 from realtime.domain.questions import QuestionStatus
+from realtime.domain.records import Period
 from realtime.errors import bad_request
 
 T = TypeVar("T")
@@ -173,23 +177,22 @@ class QuestionList(Payload):
 
 PollOption = Annotated[str, msgspec.Meta(max_length=500)]
 Options = Annotated[list[PollOption], msgspec.Meta(max_length=20)]
-Period = Annotated[str, msgspec.Meta(pattern="^(week|month|term)$")]
 
 
 class PollCreate(Payload):
     class_id: Id
     client_id: ClientId
-    kind: Annotated[str, msgspec.Meta(pattern="^(single|multiple|true_false|text)$")]
+    kind: PollKind
     question: Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
     options: Options = []
     # Correct answer(s): a quiz. Empty: a poll.
     correct: Options = []
     anonymous: bool = False
     # Outside a session: who answers (a class poll for guardians, e.g. a meeting date).
-    audience: Annotated[str, msgspec.Meta(pattern="^(students|guardians)$")] = "students"
+    audience: PollAudience = PollAudience.STUDENTS
     session_id: Id | None = None
     # A dual-teacher lesson: each student answers, or each classroom once (its local teacher).
-    answer_by: Annotated[str, msgspec.Meta(pattern="^(person|classroom)$")] = "person"
+    answer_by: AnswerBy = AnswerBy.PERSON
     time_limit_s: Annotated[int, msgspec.Meta(ge=1, le=86_400)] | None = None
 
 
@@ -214,21 +217,21 @@ class LessonRef(Payload):
 class AttendanceCorrect(Payload):
     session_id: Id
     student_id: Id
-    status: Annotated[str, msgspec.Meta(pattern="^(present|late|absent|excused)$")]
+    status: AttendanceStatus
     note: Annotated[str, msgspec.Meta(max_length=500)] = ""
 
 
 class StudentRecordQuery(Payload):
     class_id: Id
     student_id: Id
-    period: Period = "week"
+    period: Period = Period.WEEK
     since: float | None = None
     until: float | None = None
 
 
 class ClassRecordQuery(Payload):
     class_id: Id
-    period: Period = "week"
+    period: Period = Period.WEEK
     since: float | None = None
     until: float | None = None
 
@@ -311,7 +314,7 @@ class UploadCreate(Payload):
 
 class UploadLinks(Payload):
     ids: Annotated[list[UploadId], msgspec.Meta(min_length=1, max_length=50)]
-    variant: Annotated[str, msgspec.Meta(pattern="^(original|preview|thumb)$")] = "original"
+    variant: Variant = Variant.ORIGINAL
 
 
 class SchoolStorage(Payload):

@@ -156,6 +156,7 @@ class Notice(View):
     choices: list[str]
     deadline: float | None
     created_at: float
+    attachments: list[Attachment] | UnsetType = UNSET
     counts: NoticeCounts | UnsetType = UNSET
     receipt: Receipt | UnsetType | None = UNSET
     attachments: list[Attachment] | UnsetType = UNSET
@@ -215,6 +216,8 @@ class Question(View):
     votes: int
     created_at: float
     updated_at: float
+    attachments: list[Attachment] | UnsetType = UNSET
+    answer_attachments: list[Attachment] | UnsetType = UNSET
     voted: bool | UnsetType = UNSET
     mine: bool | UnsetType = UNSET
     attachments: list[Attachment] | UnsetType = UNSET

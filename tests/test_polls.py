@@ -183,8 +183,9 @@ async def test_live_counts_are_coalesced_and_end_right(server: Server) -> None:
 
 
 async def test_dual_lesson_poll_answered_per_classroom(server: Server) -> None:
-    """The master teacher chooses classroom answers: each linked classroom answers once, by its
-    local teacher; its students and the host class do not answer."""
+    """The master teacher chooses classroom answers: each linked classroom (its teacher accepted
+    the link) answers once, by its local teacher; its students and the host class do not
+    answer."""
     linked = server.demo["linked_class_ids"]
     chen = await server.client("chen")
     sid = (
@@ -198,6 +199,13 @@ async def test_dual_lesson_poll_answered_per_classroom(server: Server) -> None:
             },
         )
     )["session"]["id"]
+    # Each linked classroom's local teacher accepts the link (a dual lesson asks first).
+    wu = await server.client("wu")
+    zhou = await server.client("zhou")
+    for teacher, cid in zip((wu, zhou), linked, strict=True):
+        await teacher.request(
+            "classroom.link", {"session_id": sid, "class_id": cid, "accept": True}
+        )
     xiaohong = await server.client("xiaohong")
     poll = await chen.create_poll(
         server.class_id,
@@ -209,8 +217,6 @@ async def test_dual_lesson_poll_answered_per_classroom(server: Server) -> None:
         answer_by="classroom",
     )
     assert poll["classrooms"] == [server.class_id, *linked]
-    wu = await server.client("wu")
-    zhou = await server.client("zhou")
     # The linked classrooms see the poll in their own streams.
     ev = await xiaohong.wait_for(lambda e: e["type"] == "poll.opened")
     assert ev["stream"] == f"notices:{linked[0]}:students"

@@ -193,3 +193,28 @@ def test_the_check_names_an_attribute_the_library_stopped_using(
     monkeypatch.setattr(socketio.base_manager.BaseManager, "basic_disconnect", basic_disconnect)
     problems = checks._problems()
     assert "socketio BaseManager.basic_disconnect no longer uses .callbacks" in problems
+
+
+def test_the_check_covers_what_the_shutdown_path_relies_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # shutdown.py closes each WebSocket through aiohttp's ws._writer (its close(code, message),
+    # _closing and transport) and skips Engine.IO sockets that are already closed.
+    import aiohttp.http_websocket
+    import engineio.base_socket
+
+    async def close(self: Any, code: int = 1000) -> None: ...
+
+    def post_start(self: Any, request: Any, protocol: Any, writer: Any) -> None:
+        self._protocol = protocol
+
+    def socket_init(self: Any, server: Any, sid: str) -> None:
+        self.sid, self.upgraded, self.upgrading = sid, False, False
+
+    monkeypatch.setattr(aiohttp.http_websocket.WebSocketWriter, "close", close)
+    monkeypatch.setattr(web.WebSocketResponse, "_post_start", post_start)
+    monkeypatch.setattr(engineio.base_socket.BaseSocket, "__init__", socket_init)
+    problems = checks._problems()
+    assert "aiohttp WebSocketWriter.close(code, message) is now (code)" in problems
+    assert "aiohttp WebSocketResponse._post_start no longer uses ._writer" in problems
+    assert "engineio BaseSocket.__init__ no longer uses .closed" in problems

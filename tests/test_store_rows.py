@@ -17,6 +17,8 @@ from realtime.store.schema import messages, notice_coverage, notices, schools, u
 
 def test_every_struct_names_its_tables_columns() -> None:
     check_rows()
+    hot = {"messages", "notices", "receipts", "questions", "polls", "poll_answers", "uploads"}
+    assert {table.name for table in TABLES.values()} == hot
     for kind, table in TABLES.items():
         assert [c.key for c in table.columns] == list(kind.__struct_fields__), kind
 

@@ -12,13 +12,14 @@ from realtime.domain import policy
 from realtime.domain.streams import Visibility, qa_stream
 from realtime.errors import HomeroomError, bad_request, conflict, forbidden, not_found
 from realtime.store.db import DbConnection
+from realtime.store.rows import UploadRow, typed_all
 from realtime.store.schema import messages, notices, questions, uploads
 
 # The most files one message, notice, question or answer carries.
 MAX_PER_ITEM = 9
 
 
-def attachment_view(row: Any) -> dict[str, Any]:
+def attachment_view(row: UploadRow) -> dict[str, Any]:
     """What every reader of the carrier sees of a file (links are asked for separately)."""
     meta = row.meta or {}
     return {
@@ -47,7 +48,8 @@ async def attach(
         raise bad_request(f"at most {MAX_PER_ITEM} files at a time")
     if len(set(ids)) != len(ids):
         raise bad_request("the same file is attached twice")
-    rows = {r.id: r for r in await conn.execute(select(uploads).where(uploads.c.id.in_(ids)))}
+    found = await conn.execute(select(uploads).where(uploads.c.id.in_(ids)))
+    rows = {r.id: r for r in typed_all(UploadRow, found)}
     for uid in ids:
         row = rows.get(uid)
         if row is None or row.owner_id != user_id or row.status == "deleted":
@@ -145,7 +147,7 @@ async def carrier_visibility(conn: DbConnection, user_id: int, carrier: str) -> 
     return Visibility.NONE
 
 
-async def require_may_fetch(conn: DbConnection, user_id: int, row: Any) -> None:
+async def require_may_fetch(conn: DbConnection, user_id: int, row: UploadRow) -> None:
     """Refuse unless this person may fetch the file (the one policy module decides)."""
     vis = Visibility.NONE
     if row.carrier is not None:

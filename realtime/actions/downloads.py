@@ -16,6 +16,7 @@ from realtime.errors import HomeroomError, bad_request, conflict, not_found
 from realtime.hub import Hub
 from realtime.schemas import UploadLinks
 from realtime.storage import blob_key
+from realtime.store.rows import UploadRow, typed, typed_all, typed_or_none
 from realtime.store.schema import uploads
 
 # How long a download waits for a photo's preview or original still being made on this node.
@@ -27,7 +28,7 @@ def link_secret(hub: Hub) -> str:
     return hashlib.sha256(b"homeroom-files\n" + hub.settings.secret.encode()).hexdigest()
 
 
-def _variant_for(row: Any, variant: str) -> str:
+def _variant_for(row: UploadRow, variant: str) -> str:
     return variant if row.kind == "image" else "original"
 
 
@@ -36,9 +37,8 @@ async def links(hub: Hub, user_id: int, req: UploadLinks) -> dict[str, Any]:
     out: dict[str, str] = {}
     secret = link_secret(hub)
     async with hub.store.read() as conn:
-        rows = {
-            r.id: r for r in await conn.execute(select(uploads).where(uploads.c.id.in_(req.ids)))
-        }
+        found = await conn.execute(select(uploads).where(uploads.c.id.in_(req.ids)))
+        rows = {r.id: r for r in typed_all(UploadRow, found)}
         for uid in req.ids:
             row = rows.get(uid)
             if row is None or row.status != READY:
@@ -57,7 +57,7 @@ class Download:
     inline: bool
 
 
-def _download_name(row: Any, variant: str, mime: str) -> str:
+def _download_name(row: UploadRow, variant: str, mime: str) -> str:
     name: str = row.name
     if variant != "original" or (
         mime == "image/jpeg" and rules.extension(name) in ("heic", "heif")
@@ -79,13 +79,19 @@ async def open_download(
         raise bad_request("this download link is not valid") from None
     rules.check_link(link_secret(hub), upload_id, variant, exp, sig, time.time())
     async with hub.store.read() as conn:
-        row = (await conn.execute(select(uploads).where(uploads.c.id == upload_id))).first()
+        row = typed_or_none(
+            UploadRow,
+            (await conn.execute(select(uploads).where(uploads.c.id == upload_id))).first(),
+        )
     if row is None or row.status != READY:
         raise not_found("this file was deleted")
     if row.pending and variant != "thumb":
         await files.wait_finished(upload_id, FINISH_WAIT_S)
         async with hub.store.read() as conn:
-            row = (await conn.execute(select(uploads).where(uploads.c.id == upload_id))).one()
+            row = typed(
+                UploadRow,
+                (await conn.execute(select(uploads).where(uploads.c.id == upload_id))).one(),
+            )
         if row.pending:
             raise conflict("the photo is still being prepared; try again in a moment")
     key = {"thumb": row.thumb, "preview": row.preview, "original": row.blob}[variant]
@@ -94,6 +100,7 @@ async def open_download(
     size = await files.blobs.size(blob_key(key))
     if size is None:
         raise HomeroomError("internal", "the file's bytes are missing from storage")
-    mime = "image/jpeg" if variant != "original" else row.mime
+    # A ready upload has its type (set when it finished); bytes of no known type otherwise.
+    mime = "image/jpeg" if variant != "original" else row.mime or "application/octet-stream"
     inline = row.kind in ("image", "audio", "video") or mime == "application/pdf"
     return Download(blob_key(key), size, mime, _download_name(row, variant, mime), inline)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 from sqlalchemy import Text, cast, func, select
 
@@ -20,6 +19,7 @@ from realtime.domain.polls import PollKind
 from realtime.domain.streams import Visibility, notice_stream, room_name
 from realtime.hub import Hub
 from realtime.store.db import DbConnection
+from realtime.store.rows import PollRow, typed_or_none
 from realtime.store.schema import poll_answers, polls
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 PUSH_INTERVAL_S = 0.15
 
 
-async def results(conn: DbConnection, poll: Any, *, text_limit: int | None = None) -> rules.Results:
+async def results(
+    conn: DbConnection, poll: PollRow, *, text_limit: int | None = None
+) -> rules.Results:
     """The poll's counts: the store groups equal answers, so 500 answers are a few rows."""
     text = cast(poll_answers.c.answer, Text)
     rows = await conn.execute(
@@ -45,7 +47,7 @@ async def results(conn: DbConnection, poll: Any, *, text_limit: int | None = Non
     )
 
 
-def staff_rooms(poll: Any) -> list[str]:
+def staff_rooms(poll: PollRow) -> list[str]:
     return [
         room_name(notice_stream(cid, poll.audience), Visibility.STAFF) for cid in poll.classrooms
     ]
@@ -78,7 +80,10 @@ class PollCounts:
         poll = None
         try:
             async with self.hub.store.read() as conn:
-                poll = (await conn.execute(select(polls).where(polls.c.id == poll_id))).first()
+                poll = typed_or_none(
+                    PollRow,
+                    (await conn.execute(select(polls).where(polls.c.id == poll_id))).first(),
+                )
                 if poll is None:
                     return
                 res = await results(conn, poll)

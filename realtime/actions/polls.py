@@ -14,7 +14,7 @@ from realtime.actions.poll_counts import counts, results
 from realtime.domain import policy
 from realtime.domain import polls as rules
 from realtime.domain.policy import require
-from realtime.domain.polls import AnswerBy, PollKind, PollStatus
+from realtime.domain.polls import AnswerBy, PollAudience, PollKind, PollStatus
 from realtime.domain.roles import ClassAccess
 from realtime.domain.streams import notice_stream
 from realtime.errors import HomeroomError, bad_request, conflict, forbidden, not_found
@@ -22,6 +22,7 @@ from realtime.hub import Hub
 from realtime.schemas import PollAnswer, PollCreate, PollList, PollRef
 from realtime.store.db import DbConnection, StoredEvent, inserted_id
 from realtime.store.prepared import Prepared
+from realtime.store.rows import PollAnswerRow, PollRow, typed_all, typed_or_none
 from realtime.store.schema import live_sessions, poll_answers, polls
 
 LIST_MAX = 50
@@ -62,7 +63,7 @@ _UPDATE_BY_CLASS = Prepared(
 )
 
 
-def poll_view(row: Any, now: float, *, staff: bool) -> dict[str, Any]:
+def poll_view(row: PollRow, now: float, *, staff: bool) -> dict[str, Any]:
     view = {
         "id": row.id,
         "class_id": row.class_id,
@@ -86,20 +87,20 @@ def poll_view(row: Any, now: float, *, staff: bool) -> dict[str, Any]:
     return view
 
 
-async def _load(conn: DbConnection, poll_id: int) -> Any:
-    row = (await conn.execute(select(polls).where(polls.c.id == poll_id))).first()
+async def _load(conn: DbConnection, poll_id: int) -> PollRow:
+    row = typed_or_none(PollRow, (await conn.execute(_POLL, {"poll_id": poll_id})).first())
     if row is None:
         raise not_found("no such poll")
     return row
 
 
-async def _staff_access(conn: DbConnection, user_id: int, poll: Any) -> ClassAccess:
+async def _staff_access(conn: DbConnection, user_id: int, poll: PollRow) -> ClassAccess:
     access = await class_access(conn, user_id, poll.class_id)
     require(policy.may_run_poll(access), "only the class's teachers run its polls")
     return access
 
 
-async def _answerer(conn: DbConnection, user_id: int, poll: Any) -> ClassAccess | None:
+async def _answerer(conn: DbConnection, user_id: int, poll: PollRow) -> ClassAccess | None:
     """The person's access to the classroom they answer for, or None."""
     for cid in poll.classrooms:
         access = await class_access(conn, user_id, cid)
@@ -111,7 +112,12 @@ async def _answerer(conn: DbConnection, user_id: int, poll: Any) -> ClassAccess 
 
 
 async def _append_all(
-    hub: Hub, conn: DbConnection, poll: Any, type_: str, data: dict[str, Any], staff: dict[str, Any]
+    hub: Hub,
+    conn: DbConnection,
+    poll: PollRow,
+    type_: str,
+    data: dict[str, Any],
+    staff: dict[str, Any],
 ) -> list[StoredEvent]:
     return [
         await hub.store.append(conn, str(notice_stream(cid, poll.audience)), type_, data, staff)
@@ -127,13 +133,16 @@ async def create(hub: Hub, user_id: int, req: PollCreate) -> dict[str, Any]:
     now = hub.now()
     try:
         async with hub.store.transaction() as conn:
-            earlier = (
-                await conn.execute(
-                    select(polls).where(
-                        polls.c.author_id == user_id, polls.c.client_id == req.client_id
+            earlier = typed_or_none(
+                PollRow,
+                (
+                    await conn.execute(
+                        select(polls).where(
+                            polls.c.author_id == user_id, polls.c.client_id == req.client_id
+                        )
                     )
-                )
-            ).first()
+                ).first(),
+            )
             if earlier is not None:
                 return {"poll": poll_view(earlier, now, staff=True), "duplicate": True}
             access = await class_access(conn, user_id, req.class_id)
@@ -151,7 +160,9 @@ async def create(hub: Hub, user_id: int, req: PollCreate) -> dict[str, Any]:
                 if session.ended_at is not None:
                     raise conflict("this session has ended")
                 classrooms = [session.class_id, *session.linked]
-                audience = "guardians" if session.kind == "meeting" else "students"
+                audience = (
+                    PollAudience.GUARDIANS if session.kind == "meeting" else PollAudience.STUDENTS
+                )
                 if req.answer_by == AnswerBy.CLASSROOM and session.kind != "dual_lesson":
                     raise bad_request("classrooms answer only in a dual-teacher lesson")
             elif req.answer_by == AnswerBy.CLASSROOM:
@@ -182,13 +193,16 @@ async def create(hub: Hub, user_id: int, req: PollCreate) -> dict[str, Any]:
             )
     except IntegrityError:
         async with hub.store.read() as conn:
-            earlier = (
-                await conn.execute(
-                    select(polls).where(
-                        polls.c.author_id == user_id, polls.c.client_id == req.client_id
+            earlier = typed_or_none(
+                PollRow,
+                (
+                    await conn.execute(
+                        select(polls).where(
+                            polls.c.author_id == user_id, polls.c.client_id == req.client_id
+                        )
                     )
-                )
-            ).first()
+                ).first(),
+            )
             if earlier is None:
                 raise
             return {"poll": poll_view(earlier, now, staff=True), "duplicate": True}
@@ -213,7 +227,7 @@ async def answer(hub: Hub, user_id: int, req: PollAnswer) -> dict[str, Any]:
     hub.check_rate(user_id, "poll.answer")  # changing one's answer is free, hammering is not
     now = hub.now()
     async with hub.store.transaction() as conn:
-        poll = (await conn.execute(_POLL, {"poll_id": req.poll_id})).first()
+        poll = typed_or_none(PollRow, (await conn.execute(_POLL, {"poll_id": req.poll_id})).first())
         if poll is None:
             raise not_found("no such poll")
         access = await _answerer(conn, user_id, poll)
@@ -316,10 +330,11 @@ async def get(hub: Hub, user_id: int, req: PollRef) -> dict[str, Any]:
             out: dict[str, Any] = {"poll": poll_view(poll, now, staff=True)}
             out["results"] = (await results(conn, poll)).view()
             if not poll.anonymous:
-                rows = list(
+                rows = typed_all(
+                    PollAnswerRow,
                     await conn.execute(
                         select(poll_answers).where(poll_answers.c.poll_id == poll.id)
-                    )
+                    ),
                 )
                 names = await display_names(conn, [r.user_id for r in rows])
                 out["answers"] = [
@@ -366,7 +381,7 @@ async def list_polls(hub: Hub, user_id: int, req: PollList) -> dict[str, Any]:
             query = query.where(polls.c.class_id == req.class_id)
         rows = [
             r
-            for r in await conn.execute(query)
+            for r in typed_all(PollRow, await conn.execute(query))
             if req.class_id in r.classrooms and (staff or policy.may_see_poll(access, r.audience))
         ]
         mine = await _mine(conn, user_id, [r.id for r in rows])

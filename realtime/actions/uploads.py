@@ -32,6 +32,7 @@ from realtime.hub import Hub
 from realtime.schemas import UploadCreate
 from realtime.storage import BlobStore, blob_key, open_blob_store
 from realtime.storage.base import sha256_file
+from realtime.store.rows import UploadRow, typed, typed_or_none
 from realtime.store.schema import schools, uploads
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class OffsetMismatch(HomeroomError):
         self.offset = offset
 
 
-def upload_view(row: Any, offset: int | None = None) -> dict[str, Any]:
+def upload_view(row: UploadRow, offset: int | None = None) -> dict[str, Any]:
     view = {
         "id": row.id,
         "name": row.name,
@@ -146,15 +147,21 @@ class Files:
                     created_at=hub.now(),
                 )
             )
-            row = (await conn.execute(select(uploads).where(uploads.c.id == upload_id))).one()
+            row = typed(
+                UploadRow,
+                (await conn.execute(select(uploads).where(uploads.c.id == upload_id))).one(),
+            )
         await asyncio.to_thread((self.staging / upload_id).touch)
         return {
             "upload": {**upload_view(row, 0), "chunk_max": self.settings.upload_chunk_max_bytes}
         }
 
-    async def _own(self, hub: Hub, user_id: int, upload_id: str) -> Any:
+    async def _own(self, hub: Hub, user_id: int, upload_id: str) -> UploadRow:
         async with hub.store.read() as conn:
-            row = (await conn.execute(select(uploads).where(uploads.c.id == upload_id))).first()
+            row = typed_or_none(
+                UploadRow,
+                (await conn.execute(select(uploads).where(uploads.c.id == upload_id))).first(),
+            )
         if row is None or row.owner_id != user_id or row.status == DELETED:
             raise not_found("no such upload")
         return row
@@ -276,7 +283,7 @@ class Files:
 
     # --- the last chunk: check, process, store ----------------------------------------------
 
-    async def _finish(self, hub: Hub, row: Any) -> dict[str, Any]:
+    async def _finish(self, hub: Hub, row: UploadRow) -> dict[str, Any]:
         path = self.staging / row.id
         ftype, meta = await self.workers.identify(path, self.settings.voice_max_s)
         rules.check_matches_name(ftype, row.name)
@@ -298,7 +305,10 @@ class Files:
         values.update(meta=meta, status=READY, completed_at=hub.now())
         async with hub.store.transaction() as conn:
             await conn.execute(uploads.update().where(uploads.c.id == row.id).values(**values))
-            done = (await conn.execute(select(uploads).where(uploads.c.id == row.id))).one()
+            done = typed(
+                UploadRow,
+                (await conn.execute(select(uploads).where(uploads.c.id == row.id))).one(),
+            )
         if values.get("pending"):
             self._start_later(hub, row.id)
         return upload_view(done)

@@ -200,7 +200,16 @@ def check_duration(duration_s: float | None, max_s: int) -> None:
 
 # --- download links ----------------------------------------------------------------------------
 
-VARIANTS = ("original", "preview", "thumb")
+
+class Variant(StrEnum):
+    """What a download link serves: the file as sent, or a photo's JPEG preview or thumbnail."""
+
+    ORIGINAL = "original"
+    PREVIEW = "preview"
+    THUMB = "thumb"
+
+
+VARIANTS = tuple(v.value for v in Variant)
 
 
 def _mac(secret: str, upload_id: str, variant: str, expires: int) -> str:

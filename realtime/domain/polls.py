@@ -34,6 +34,13 @@ class PollStatus(StrEnum):
     PUBLISHED = "published"  # closed, and results (with the correct answer) shown to all
 
 
+class PollAudience(StrEnum):
+    """Who answers a poll run outside a session (a class poll for guardians: a meeting date)."""
+
+    STUDENTS = "students"
+    GUARDIANS = "guardians"
+
+
 class AnswerBy(StrEnum):
     """Who answers a dual-teacher lesson's poll: every student, or each classroom once."""
 

@@ -106,6 +106,18 @@ _SIGNATURES: tuple[tuple[str, Any, list[str]], ...] = (
         lambda: eio_aiohttp.WebSocket.__call__,
         ["self", "environ"],
     ),
+    # shutdown.py: our half of the closing handshake on the connection's own writer, and
+    # Engine.IO closing the long-polling connections.
+    (
+        "aiohttp WebSocketWriter.close",
+        lambda: aiohttp.http_websocket.WebSocketWriter.close,
+        ["self", "code", "message"],
+    ),
+    (
+        "engineio.AsyncServer.disconnect",
+        lambda: engineio.AsyncServer.disconnect,
+        ["self", "sid"],
+    ),
 )
 
 # Attributes a function's compiled code must still use (``co_names``): instance attributes that
@@ -114,7 +126,7 @@ _CODE_NAMES: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
     (
         "engineio BaseSocket.__init__",
         lambda: engineio.base_socket.BaseSocket.__init__,
-        ("sid", "upgraded", "upgrading"),
+        ("sid", "upgraded", "upgrading", "closed"),
     ),
     (
         "engineio BaseServer.__init__",
@@ -165,6 +177,12 @@ _CODE_NAMES: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
     ),
     ("engineio aiohttp WebSocket.send", lambda: eio_aiohttp.WebSocket.send, ("_sock",)),
     ("engineio aiohttp WebSocket.wait", lambda: eio_aiohttp.WebSocket.wait, ("_sock",)),
+    # shutdown.py reads ``ws._writer`` (set when the handshake is done) to close and abort.
+    (
+        "aiohttp WebSocketResponse._post_start",
+        lambda: web.WebSocketResponse._post_start,
+        ("_writer",),
+    ),
     (
         "aiohttp WebSocketWriter.__init__",
         lambda: aiohttp.http_websocket.WebSocketWriter.__init__,

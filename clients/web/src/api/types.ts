@@ -120,9 +120,9 @@ export interface Notice {
   choices: string[];
   deadline: number | null;
   created_at: number;
+  attachments?: Attachment[];
   counts?: NoticeCounts;
   receipt?: Receipt | null;
-  attachments?: Attachment[];
 }
 
 export interface GuardianState {
@@ -175,10 +175,10 @@ export interface Question {
   votes: number;
   created_at: number;
   updated_at: number;
-  voted?: boolean;
-  mine?: boolean;
   attachments?: Attachment[];
   answer_attachments?: Attachment[];
+  voted?: boolean;
+  mine?: boolean;
 }
 
 export interface ClassInfo {
