@@ -27,7 +27,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.sdp import SessionDescription
 
 from media.forwarder import ForwardedTrack
-from media.ice import announce_address, rtc_configuration
+from media.ice import announce_address, bind_udp_mux, rtc_configuration
 from media.internals import install_ingest, send_pli
 from media.router import SOURCES, MediaRouter
 from signaling.candidates import CandidateBuffer
@@ -248,6 +248,7 @@ class PublishSession:
             answer.published.append(PublishedTrack(mid, media.kind, source, slot.target.id))
 
         local = await self.pc.createAnswer()
+        bind_udp_mux(self.pc)  # no-op unless the node has one media UDP port
         await self.pc.setLocalDescription(local)
         sdp_out = self.pc.localDescription.sdp
         if self._public_address:

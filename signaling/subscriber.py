@@ -20,7 +20,7 @@ from aiortc.exceptions import InternalError, InvalidStateError, OperationError
 
 from media import attach_track
 from media.forwarder import SubscriberTrack
-from media.ice import announce_address, rtc_configuration
+from media.ice import announce_address, bind_udp_mux, rtc_configuration
 from media.internals import set_stream_id
 from media.router import MediaRouter
 from signaling.candidates import CandidateBuffer
@@ -181,6 +181,7 @@ class SubscribeSession:
         if not changed:
             return None
         offer = await self.pc.createOffer()
+        bind_udp_mux(self.pc)  # no-op unless the node has one media UDP port
         await self.pc.setLocalDescription(offer)
         self.state = SubscribeState.HAVE_LOCAL_OFFER
         sdp = self.pc.localDescription.sdp
