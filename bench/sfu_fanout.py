@@ -320,7 +320,7 @@ async def seed_homeroom(database_url: str) -> dict[str, Any]:
     }
 
 
-async def start_homeroom(started: Started, tmp: Path, seq: Path) -> Server:
+async def start_homeroom(started: Started, tmp: Path, seq: Path, udp_port: int = 0) -> Server:
     from realtime.auth import TokenIssuer
 
     port = free_port()
@@ -338,6 +338,7 @@ async def start_homeroom(started: Started, tmp: Path, seq: Path) -> Server:
                 'ice_host_addresses = "127.0.0.1"',
                 'log_level = "WARNING"',
                 "session_grace_s = 1",
+                f"media_udp_port = {udp_port}",
             ]
         )
         + "\n"
@@ -976,7 +977,9 @@ async def main_async(args: argparse.Namespace, started: Started, tmp: Path) -> d
             raw: dict[str, Any] = {}
             try:
                 if name == "homeroom":
-                    server = await start_homeroom(started, work, seqs[profile])
+                    server = await start_homeroom(
+                        started, work, seqs[profile], free_udp_port() if args.udp_mux else 0
+                    )
                 elif name == "janus":
                     if janus_bin is None:
                         raise RuntimeError(janus_error)
@@ -1005,6 +1008,7 @@ async def main_async(args: argparse.Namespace, started: Started, tmp: Path) -> d
         return results.get(profile, {}).get(name, {}).get("marginal_cpu_per_subscriber")
 
     home = results.get("360p", {}).get("homeroom", {})
+    janus = results.get("360p", {}).get("janus", {})
     figures: dict[str, Any] = {
         "bench": "sfu_fanout",
         "ratio_vs_janus": ratio(marginal("360p", "homeroom"), marginal("360p", "janus")),
@@ -1014,6 +1018,9 @@ async def main_async(args: argparse.Namespace, started: Started, tmp: Path) -> d
         .get("isolated", {})
         .get("median"),
         "join_to_first_frame_back_to_back_s": home.get("join_to_first_frame_s", {})
+        .get("back_to_back", {})
+        .get("median"),
+        "janus_join_to_first_frame_back_to_back_s": janus.get("join_to_first_frame_s", {})
         .get("back_to_back", {})
         .get("median"),
         "join_storm_50_s": home.get("join_storm_50_s"),
@@ -1032,7 +1039,18 @@ async def main_async(args: argparse.Namespace, started: Started, tmp: Path) -> d
         "ratio_vs_mediarelay >= 15": _cmp(figures["ratio_vs_mediarelay"], lambda v: v >= 15),
         "min_fps_n16 >= 29": _cmp(figures["min_fps_n16"], lambda v: v >= 29),
         "join_to_first_frame_s < 0.5": _cmp(figures["join_to_first_frame_s"], lambda v: v < 0.5),
+        "join_to_first_frame_back_to_back_s < 0.35": _cmp(
+            figures["join_to_first_frame_back_to_back_s"], lambda v: v < 0.35
+        ),
+        "back_to_back <= janus's": _cmp(
+            figures["join_to_first_frame_back_to_back_s"],
+            lambda v: (
+                figures["janus_join_to_first_frame_back_to_back_s"] is not None
+                and v <= figures["janus_join_to_first_frame_back_to_back_s"]
+            ),
+        ),
     }
+    figures["homeroom_media_udp_port"] = bool(args.udp_mux)
     figures["machine"] = {
         "cores": os.cpu_count(),
         "clk_tck": CLK_TCK,
@@ -1092,6 +1110,14 @@ def print_table(figures: dict[str, Any]) -> None:
     say(f"targets: {figures['targets']}")
 
 
+def free_udp_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -1107,6 +1133,11 @@ def main() -> int:
         "--profile-storm", action="store_true", help="py-spy the Homeroom server in the storm"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
+    parser.add_argument(
+        "--udp-mux",
+        action="store_true",
+        help="Homeroom with media_udp_port set (all media on one UDP port)",
+    )
     args = parser.parse_args()
     started = Started()
     tmp = Path(tempfile.mkdtemp(prefix="sfu-bench-"))

@@ -24,7 +24,7 @@ from media.ice import announce_address, bind_udp_mux, rtc_configuration
 from media.internals import set_stream_id
 from media.router import MediaRouter
 from signaling.candidates import CandidateBuffer
-from signaling.codecs import CodecPolicy
+from signaling.codecs import CodecPolicy, with_opus_fmtp
 from signaling.description import parse_description
 from signaling.errors import SignalingError
 
@@ -184,7 +184,7 @@ class SubscribeSession:
         bind_udp_mux(self.pc)  # no-op unless the node has one media UDP port
         await self.pc.setLocalDescription(offer)
         self.state = SubscribeState.HAVE_LOCAL_OFFER
-        sdp = self.pc.localDescription.sdp
+        sdp = with_opus_fmtp(self.pc.localDescription.sdp)
         if self._public_address:
             sdp = announce_address(sdp, self._public_address)
         return SubscribeOffer(sdp, self.tracks())
