@@ -840,11 +840,17 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
     connected = [j["connected_s"] for j in ok_joins if j.get("connected_s") is not None]
     isolated: list[float] = []
     back_to_back: list[float] = []
+    # The part of a join after the viewer's connection is up (ICE + DTLS): what the keyframe
+    # handling costs, apart from signalling and connection set-up (which load moves most).
+    after_connected: dict[str, list[float]] = {"isolated": [], "back_to_back": []}
     previous_end = -math.inf
     for j in sorted(result.get("joins", []), key=lambda j: j["t_join"] or 0):
         if j.get("first_key_s") is not None:
             gap = j["t_join"] - previous_end
-            (isolated if gap >= ISOLATION_S else back_to_back).append(j["first_key_s"])
+            kind = "isolated" if gap >= ISOLATION_S else "back_to_back"
+            (isolated if kind == "isolated" else back_to_back).append(j["first_key_s"])
+            if j.get("connected_s") is not None:
+                after_connected[kind].append(j["first_key_s"] - j["connected_s"])
         if j.get("t_first_key") is not None:
             previous_end = j["t_first_key"]
     s: dict[str, Any] = {
@@ -859,6 +865,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
             "back_to_back": _stats(back_to_back),
             "all": _stats(joins),
             "median_connected_s": round(statistics.median(connected), 3) if connected else None,
+            "after_connected": {k: _stats(v) for k, v in after_connected.items()},
         },
         "points": points,
     }

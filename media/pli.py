@@ -80,6 +80,12 @@ class PliCoalescer:
         self._pending = False
         self._answered = True
 
+    def not_sent(self) -> None:
+        """The PLI :meth:`request`/:meth:`poll` allowed could not be sent (the publisher's media
+        SSRC not known yet): it does not count, the next request may go at once."""
+        self._last_sent = None
+        self._answered = False
+
     def _sent(self, now: float) -> None:
         self._last_sent = now
         self._answered = False

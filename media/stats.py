@@ -41,6 +41,8 @@ class TrackStats:
     keyframe_requests: int = 0
     plis_sent: int = 0
     queue_drops: int = 0
+    # Joining subscribers that started at the kept join GOP instead of waiting for a keyframe.
+    join_gop_starts: int = 0
     subscribers: dict[str, SubscriberStats] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, Any]:

@@ -113,3 +113,12 @@ def test_an_unanswered_pli_still_waits_the_interval() -> None:
     assert PliCoalescer(interval=0.1, min_interval=0.25).min_interval == 0.1
     with pytest.raises(ValueError):
         PliCoalescer(interval=-1)
+
+
+@pytest.mark.timeout(5)
+def test_a_pli_that_could_not_be_sent_does_not_count() -> None:
+    pli = PliCoalescer(interval=0.5)
+    assert pli.request(0.0)
+    pli.not_sent()  # e.g. the publisher's media SSRC was not known yet
+    assert pli.request(0.1)  # the next request goes at once
+    assert not pli.request(0.2)
