@@ -148,6 +148,11 @@ _CODE_NAMES: tuple[tuple[str, Callable[[], Any], Callable[[], tuple[str, ...]]],
     ),
     ("RTCRtpSender._retransmit", lambda: RTCRtpSender._retransmit, lambda: ("_rtx_ssrc",)),
     (
+        "RTCRtpSender._handle_rtcp_packet (rtt)",
+        lambda: RTCRtpSender._handle_rtcp_packet,
+        lambda: (egress._SENDER_RTT, "fraction_lost"),
+    ),
+    (
         "RTCDtlsTransport.__init__",
         lambda: RTCDtlsTransport.__init__,
         lambda: ("_tx_srtp", srtp_send._DTLS_TX_BYTES, srtp_send._DTLS_TX_PACKETS),

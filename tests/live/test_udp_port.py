@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -69,6 +71,7 @@ async def test_a_lesson_with_many_viewers_uses_one_udp_port(tmp_path: Path) -> N
         # More viewers than the demo class has: extra students.
         store = srv.app[HUB].store
         pw = hash_password(demo.DEMO_PASSWORD)
+        viewer_ids: list[str] = []
         async with store.transaction() as conn:
             row = (
                 await conn.execute(select(classes.c.school_id).where(classes.c.id == srv.class_id))
@@ -79,6 +82,7 @@ async def test_a_lesson_with_many_viewers_uses_one_udp_port(tmp_path: Path) -> N
                     password_hash=pw, now=time.time(),
                 )  # fmt: skip
                 await add_member(conn, srv.class_id, uid, Role.STUDENT)
+                viewer_ids.append(str(uid))
 
         before = process_udp_sockets()
         teacher = await srv.client("li")
@@ -118,6 +122,25 @@ async def test_a_lesson_with_many_viewers_uses_one_udp_port(tmp_path: Path) -> N
                 assert pair.local_addr == ("127.0.0.1", port)
                 assert pair.remote_addr[0] == "127.0.0.1" and pair.remote_addr[1] != port
         assert mux.connections >= 1 + VIEWERS
+
+        # The host sees each participant's path and what each viewer's reports say.
+
+        async def links() -> dict[str, Any]:
+            stats = await teacher.http("GET", f"/api/v1/sessions/{sid}/stats")
+            return stats["links"]  # type: ignore[no-any-return]
+
+        deadline = asyncio.get_running_loop().time() + 15
+        while True:
+            got = await links()
+            if all(got[v]["subscribe"]["rtt_ms"] is not None for v in viewer_ids):
+                break
+            assert asyncio.get_running_loop().time() < deadline, got
+            await asyncio.sleep(0.5)
+        assert got[str(host_id)]["publish"]["path"] == "udp"
+        for v in viewer_ids:
+            leg = got[v]["subscribe"]
+            assert leg["path"] == "udp" and leg["state"] == "connected", leg
+            assert leg["loss"] < 0.05 and "loss" not in leg["bad"], leg
 
         # What the process opened meanwhile: one socket per client peer connection (the
         # teacher's publishing one and each viewer's), none for the node.
