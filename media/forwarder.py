@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -73,6 +74,7 @@ class SubscriberTrack(MediaStreamTrack):
         self._queue: deque[tuple[RTCEncodedFrame, int]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._joined = False
+        self._last_pli = -math.inf
         self.waiting_keyframe = True
 
     @property
@@ -108,8 +110,19 @@ class SubscriberTrack(MediaStreamTrack):
         return frame
 
     def request_keyframe(self) -> None:
-        """This subscriber's PLI/FIR (from its SharedPayloadSender)."""
+        """This subscriber's PLI/FIR (from its SharedPayloadSender): passed on at most once per
+        PLI interval per subscriber, so a viewer on a lossy link (whose decoder keeps asking)
+        cannot make the publisher send keyframes, which cost every viewer, any faster than the
+        coalescer's unanswered rate. While it waits for its first keyframe its own requests are
+        redundant (the join already asked, and the retry timer repeats)."""
         self.stats.keyframe_requests += 1
+        now = asyncio.get_running_loop().time()
+        if self.waiting_keyframe and self._joined:
+            return
+        if now - self._last_pli < self._source.pli_interval:
+            self.stats.keyframe_requests_throttled += 1
+            return
+        self._last_pli = now
         self._source.request_keyframe()
 
     def stop(self) -> None:
@@ -250,6 +263,10 @@ class ForwardedTrack:
         subscriber = self._subscribers.get(subscriber_id)
         if subscriber is not None:
             subscriber.stop()
+
+    @property
+    def pli_interval(self) -> float:
+        return self._pli.interval
 
     @property
     def subscriber_ids(self) -> list[str]:

@@ -23,6 +23,8 @@ class SubscriberStats:
     queue_drops: int = 0
     # PLI/FIR received from this subscriber (forwarded to the publisher, coalesced).
     keyframe_requests: int = 0
+    # Of those, passed over: within a PLI interval of this subscriber's previous one.
+    keyframe_requests_throttled: int = 0
 
 
 @dataclass

@@ -170,3 +170,28 @@ async def test_waiting_subscriber_retries_pli_at_most_every_interval() -> None:
     plis = pub.plis
     await asyncio.sleep(0.15)
     assert pub.plis == plis  # nobody waits any more
+
+
+@pytest.mark.timeout(5)
+async def test_a_lossy_viewer_asks_the_publisher_at_most_once_per_interval() -> None:
+    """A viewer whose decoder keeps sending PLIs (20 % loss) is passed on once per interval,
+    even though the publisher answers each at once (which would allow one per 0.25 s)."""
+    pub = Publisher()  # the default interval (0.5 s; 0.25 s once answered)
+    lossy, other = pub.track.subscribe("lossy"), pub.track.subscribe("other")
+    recv = [asyncio.ensure_future(s.recv_encoded()) for s in (lossy, other)]
+    await asyncio.sleep(0)
+    pub.send(keyframe=True)
+    await asyncio.gather(*recv)
+    await asyncio.sleep(0.6)
+    plis = pub.plis
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for _ in range(30):  # a PLI every 50 ms
+        lossy.request_keyframe()
+        pub.send(keyframe=True)  # every request answered at once: the 0.25 s floor would allow 4/s
+        await asyncio.sleep(0.05)
+    elapsed = loop.time() - start
+    asked = pub.plis - plis
+    assert 1 <= asked <= elapsed / 0.5 + 1, (asked, elapsed)
+    assert lossy.stats.keyframe_requests == 30
+    assert lossy.stats.keyframe_requests_throttled >= 30 - asked
