@@ -189,13 +189,21 @@ class UdpMux:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for address in self.addresses:
-            transport, endpoint = await loop.create_datagram_endpoint(
-                _MuxEndpoint, local_addr=(address, self.port)
-            )
+            try:
+                transport, endpoint = await loop.create_datagram_endpoint(
+                    _MuxEndpoint, local_addr=(address, self.port)
+                )
+            except OSError as exc:
+                # As aioice does for a host address it cannot bind (e.g. a link-local IPv6
+                # address): no candidate there. All of them failing is an error (below).
+                logger.warning("media UDP port %s on %s: %s", self.port, address, exc)
+                continue
             sock = transport.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
             self.endpoints[address] = endpoint
+        if not self.endpoints:
+            raise OSError(f"media UDP port {self.port}: could not bind it on any host address")
 
     def close(self) -> None:
         for endpoint in self.endpoints.values():

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import pytest
 from aioice import stun
 
-from media.internals.udp_mux import _MuxEndpoint, _MuxTransport, stun_request_ufrag
+from media.internals.udp_mux import UdpMux, _MuxEndpoint, _MuxTransport, stun_request_ufrag
 
 
 def binding_request(username: str) -> bytes:
@@ -93,3 +94,15 @@ async def test_requests_go_by_ufrag_the_rest_by_learned_address() -> None:
     mux_b.close()
     await asyncio.sleep(0)
     assert endpoint.by_addr == {} and endpoint.by_ufrag == {}
+
+
+@pytest.mark.timeout(5)
+async def test_a_port_already_taken_is_a_clear_start_up_error() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        mux = UdpMux(port, ["127.0.0.1"])
+        with pytest.raises(OSError, match=f"media UDP port {port}"):
+            await mux.start()
+    with pytest.raises(ValueError):
+        UdpMux(0, ["127.0.0.1"])
