@@ -320,18 +320,3 @@ export interface SchoolClass {
   teachers: string[];
   mine: boolean;
 }
-
-/** One leg of a participant's media link, as the host's stats report it. */
-export interface LegLink {
-  path: "udp" | "tcp" | "relayed" | null;
-  state: string;
-  estimate_bps: number | null;
-  loss: number;
-  rtt_ms: number | null;
-  bad: ("loss" | "rtt" | "bandwidth")[];
-}
-
-export interface SessionStats {
-  session_id: number;
-  links: Record<string, { publish?: LegLink; subscribe?: LegLink }>;
-}

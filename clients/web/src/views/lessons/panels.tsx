@@ -1,7 +1,8 @@
 import { useEffect, useState } from "preact/hooks";
 import { asApiError } from "../../api/errors";
 import { rest } from "../../api/rest";
-import type { LegLink, LiveParticipant, Question, SessionStats, SessionView } from "../../api/types";
+import type { LegLink, SessionStats } from "../../api/stats";
+import type { LiveParticipant, Question, SessionView } from "../../api/types";
 import { formatTime, t } from "../../i18n";
 import {
   admit,
