@@ -320,7 +320,7 @@ async def seed_homeroom(database_url: str) -> dict[str, Any]:
     }
 
 
-async def start_homeroom(started: Started, tmp: Path, seq: Path) -> Server:
+async def start_homeroom(started: Started, tmp: Path, seq: Path, udp_port: int = 0) -> Server:
     from realtime.auth import TokenIssuer
 
     port = free_port()
@@ -338,6 +338,7 @@ async def start_homeroom(started: Started, tmp: Path, seq: Path) -> Server:
                 'ice_host_addresses = "127.0.0.1"',
                 'log_level = "WARNING"',
                 "session_grace_s = 1",
+                f"media_udp_port = {udp_port}",
             ]
         )
         + "\n"
@@ -839,11 +840,17 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
     connected = [j["connected_s"] for j in ok_joins if j.get("connected_s") is not None]
     isolated: list[float] = []
     back_to_back: list[float] = []
+    # The part of a join after the viewer's connection is up (ICE + DTLS): what the keyframe
+    # handling costs, apart from signalling and connection set-up (which load moves most).
+    after_connected: dict[str, list[float]] = {"isolated": [], "back_to_back": []}
     previous_end = -math.inf
     for j in sorted(result.get("joins", []), key=lambda j: j["t_join"] or 0):
         if j.get("first_key_s") is not None:
             gap = j["t_join"] - previous_end
-            (isolated if gap >= ISOLATION_S else back_to_back).append(j["first_key_s"])
+            kind = "isolated" if gap >= ISOLATION_S else "back_to_back"
+            (isolated if kind == "isolated" else back_to_back).append(j["first_key_s"])
+            if j.get("connected_s") is not None:
+                after_connected[kind].append(j["first_key_s"] - j["connected_s"])
         if j.get("t_first_key") is not None:
             previous_end = j["t_first_key"]
     s: dict[str, Any] = {
@@ -858,6 +865,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
             "back_to_back": _stats(back_to_back),
             "all": _stats(joins),
             "median_connected_s": round(statistics.median(connected), 3) if connected else None,
+            "after_connected": {k: _stats(v) for k, v in after_connected.items()},
         },
         "points": points,
     }
@@ -976,7 +984,9 @@ async def main_async(args: argparse.Namespace, started: Started, tmp: Path) -> d
             raw: dict[str, Any] = {}
             try:
                 if name == "homeroom":
-                    server = await start_homeroom(started, work, seqs[profile])
+                    server = await start_homeroom(
+                        started, work, seqs[profile], free_udp_port() if args.udp_mux else 0
+                    )
                 elif name == "janus":
                     if janus_bin is None:
                         raise RuntimeError(janus_error)
@@ -1005,6 +1015,7 @@ async def main_async(args: argparse.Namespace, started: Started, tmp: Path) -> d
         return results.get(profile, {}).get(name, {}).get("marginal_cpu_per_subscriber")
 
     home = results.get("360p", {}).get("homeroom", {})
+    janus = results.get("360p", {}).get("janus", {})
     figures: dict[str, Any] = {
         "bench": "sfu_fanout",
         "ratio_vs_janus": ratio(marginal("360p", "homeroom"), marginal("360p", "janus")),
@@ -1014,6 +1025,9 @@ async def main_async(args: argparse.Namespace, started: Started, tmp: Path) -> d
         .get("isolated", {})
         .get("median"),
         "join_to_first_frame_back_to_back_s": home.get("join_to_first_frame_s", {})
+        .get("back_to_back", {})
+        .get("median"),
+        "janus_join_to_first_frame_back_to_back_s": janus.get("join_to_first_frame_s", {})
         .get("back_to_back", {})
         .get("median"),
         "join_storm_50_s": home.get("join_storm_50_s"),
@@ -1032,7 +1046,18 @@ async def main_async(args: argparse.Namespace, started: Started, tmp: Path) -> d
         "ratio_vs_mediarelay >= 15": _cmp(figures["ratio_vs_mediarelay"], lambda v: v >= 15),
         "min_fps_n16 >= 29": _cmp(figures["min_fps_n16"], lambda v: v >= 29),
         "join_to_first_frame_s < 0.5": _cmp(figures["join_to_first_frame_s"], lambda v: v < 0.5),
+        "join_to_first_frame_back_to_back_s < 0.35": _cmp(
+            figures["join_to_first_frame_back_to_back_s"], lambda v: v < 0.35
+        ),
+        "back_to_back <= janus's": _cmp(
+            figures["join_to_first_frame_back_to_back_s"],
+            lambda v: (
+                figures["janus_join_to_first_frame_back_to_back_s"] is not None
+                and v <= figures["janus_join_to_first_frame_back_to_back_s"]
+            ),
+        ),
     }
+    figures["homeroom_media_udp_port"] = bool(args.udp_mux)
     figures["machine"] = {
         "cores": os.cpu_count(),
         "clk_tck": CLK_TCK,
@@ -1092,6 +1117,14 @@ def print_table(figures: dict[str, Any]) -> None:
     say(f"targets: {figures['targets']}")
 
 
+def free_udp_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -1107,6 +1140,11 @@ def main() -> int:
         "--profile-storm", action="store_true", help="py-spy the Homeroom server in the storm"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
+    parser.add_argument(
+        "--udp-mux",
+        action="store_true",
+        help="Homeroom with media_udp_port set (all media on one UDP port)",
+    )
     args = parser.parse_args()
     started = Started()
     tmp = Path(tempfile.mkdtemp(prefix="sfu-bench-"))

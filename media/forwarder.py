@@ -9,6 +9,12 @@ Rules (see docs/media.md):
 
 * A subscriber enters the fan-out when its sender first asks for a frame, never earlier, so it
   never receives a backlog; it then skips frames until a keyframe (video) and one is requested.
+* Joins overlap the publisher's keyframe with the viewer's ICE/DTLS set-up: a keyframe is
+  requested as soon as a subscriber is created (while its offer/answer and connection are
+  still under way), and the track keeps the frames since the latest keyframe (the "join
+  GOP") while a join is expected. A subscriber whose sender then asks for its first frame
+  starts at that keyframe if it is at most ``JOIN_GOP_MAX_AGE`` old (so at most that much video
+  arrives in a burst), else it waits for a fresh one as before.
 * A subscriber whose queue is full loses its queue and waits for the next keyframe: a slow
   viewer never slows the publisher or the other viewers.
 * Keyframe requests are coalesced (:class:`media.pli.PliCoalescer`) before reaching the publisher.
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -36,6 +43,14 @@ logger = logging.getLogger(__name__)
 # (2 s) cost at most ~250 KB per subscriber; 50 Opus frames (1 s) cost ~10 KB.
 DEFAULT_VIDEO_QUEUE_FRAMES = 60
 DEFAULT_AUDIO_QUEUE_FRAMES = 50
+
+# Join GOP: keep frames since the latest keyframe for this long after a subscriber was created
+# (its connection is being set up), start a joining subscriber at a kept keyframe at most
+# JOIN_GOP_MAX_AGE old, and never keep more than JOIN_GOP_MAX_FRAMES (shared frames, so ~4 KB
+# each at 1 Mbit/s: at most ~60 KB per track, nothing per subscriber).
+JOIN_GOP_WINDOW = 5.0
+JOIN_GOP_MAX_AGE = 0.4
+JOIN_GOP_MAX_FRAMES = 15
 
 RequestPli = Callable[[], Awaitable[bool]]
 
@@ -59,6 +74,7 @@ class SubscriberTrack(MediaStreamTrack):
         self._queue: deque[tuple[RTCEncodedFrame, int]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._joined = False
+        self._last_pli = -math.inf
         self.waiting_keyframe = True
 
     @property
@@ -94,8 +110,19 @@ class SubscriberTrack(MediaStreamTrack):
         return frame
 
     def request_keyframe(self) -> None:
-        """This subscriber's PLI/FIR (from its SharedPayloadSender)."""
+        """This subscriber's PLI/FIR (from its SharedPayloadSender): passed on at most once per
+        PLI interval per subscriber, so a viewer on a lossy link (whose decoder keeps asking)
+        cannot make the publisher send keyframes, which cost every viewer, any faster than the
+        coalescer's unanswered rate. While it waits for its first keyframe its own requests are
+        redundant (the join already asked, and the retry timer repeats)."""
         self.stats.keyframe_requests += 1
+        now = asyncio.get_running_loop().time()
+        if self.waiting_keyframe and self._joined:
+            return
+        if now - self._last_pli < self._source.pli_interval:
+            self.stats.keyframe_requests_throttled += 1
+            return
+        self._last_pli = now
         self._source.request_keyframe()
 
     def stop(self) -> None:
@@ -167,6 +194,11 @@ class ForwardedTrack:
         self._subscribers: dict[str, SubscriberTrack] = {}
         # Subscribers whose sender has asked for a frame: the fan-out list.
         self._active: list[SubscriberTrack] = []
+        # Join GOP: (frame, size) since the latest keyframe, that keyframe's arrival time, and
+        # until when to keep it (a subscriber was created and may soon ask for frames).
+        self._gop: list[tuple[RTCEncodedFrame, int]] = []
+        self._gop_at = 0.0
+        self._gop_until = 0.0
         self.on_ended: Callable[[ForwardedTrack], None] | None = None
 
     # -- ingest (called by IngestQueue on the event loop) ------------------------------------
@@ -182,7 +214,8 @@ class ForwardedTrack:
         if self.paused:
             stats.frames_paused += 1
             return
-        if not self._active:
+        keep = bool(self._gop_until) and self._keep_gop()
+        if not self._active and not keep:
             # Nobody listens: do not even packetize.
             return
         if codec.name != self._codec_name:
@@ -191,6 +224,16 @@ class ForwardedTrack:
         assert self._packetizer is not None
         frame = self._packetizer.pack(packet)
         size = sum(map(len, frame.payloads))
+        if keep:
+            gop = self._gop
+            if keyframe:
+                gop.clear()
+                self._gop_at = asyncio.get_running_loop().time()
+            if gop or keyframe:
+                if len(gop) < JOIN_GOP_MAX_FRAMES:
+                    gop.append((frame, size))
+                else:
+                    gop.clear()
         for subscriber in self._active:
             subscriber._offer(frame, size, keyframe)
 
@@ -210,12 +253,20 @@ class ForwardedTrack:
         subscriber = SubscriberTrack(self, subscriber_id, self._queue_frames)
         self._subscribers[subscriber_id] = subscriber
         self.stats.subscribers[subscriber_id] = subscriber.stats
+        if self.kind == "video" and not self.paused:
+            # Its connection takes a while: have a keyframe ready when its sender asks.
+            self._gop_until = asyncio.get_running_loop().time() + JOIN_GOP_WINDOW
+            self.request_keyframe()
         return subscriber
 
     def unsubscribe(self, subscriber_id: str) -> None:
         subscriber = self._subscribers.get(subscriber_id)
         if subscriber is not None:
             subscriber.stop()
+
+    @property
+    def pli_interval(self) -> float:
+        return self._pli.interval
 
     @property
     def subscriber_ids(self) -> list[str]:
@@ -226,7 +277,24 @@ class ForwardedTrack:
             return
         subscriber._restart_at_keyframe()
         self._active.append(subscriber)
+        gop = self._gop
+        if (
+            gop
+            and not self.paused
+            and asyncio.get_running_loop().time() - self._gop_at <= JOIN_GOP_MAX_AGE
+        ):
+            self.stats.join_gop_starts += 1
+            for frame, size in gop:
+                subscriber._offer(frame, size, frame is gop[0][0])
+            return
         self.request_keyframe()
+
+    def _keep_gop(self) -> bool:
+        if asyncio.get_running_loop().time() < self._gop_until:
+            return True
+        self._gop_until = 0.0
+        self._gop.clear()
+        return False
 
     def _detach(self, subscriber: SubscriberTrack) -> None:
         if self._subscribers.get(subscriber.subscriber_id) is subscriber:
@@ -241,6 +309,7 @@ class ForwardedTrack:
         if self.paused:
             return
         self.paused = True
+        self._gop.clear()
         for subscriber in self._active:
             subscriber._restart_at_keyframe()
 
@@ -300,8 +369,11 @@ class ForwardedTrack:
         try:
             if await self._request_pli():
                 self.stats.plis_sent += 1
+            else:
+                self._pli.not_sent()
         except Exception:  # a PLI is best effort; the retry timer covers a failure
             logger.debug("PLI to publisher of %s failed", self.id, exc_info=True)
+            self._pli.not_sent()
 
     # -- end --------------------------------------------------------------------------------
 
@@ -316,5 +388,6 @@ class ForwardedTrack:
         for subscriber in list(self._subscribers.values()):
             subscriber.stop()
         self._active.clear()
+        self._gop.clear()
         if self.on_ended is not None:
             self.on_ended(self)

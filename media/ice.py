@@ -10,10 +10,11 @@
 * **Announced address behind 1:1 NAT.** aioice has no such option either; :func:`announce_address`
   adds, to an SDP that aiortc produced, a copy of every host candidate with the public address
   (same port, lower priority): the NAT forwards the public port to the private one.
-* **UDP port range.** Not feasible without patching aioice internals: aioice binds each host
-  candidate with ``create_datagram_endpoint(local_addr=(address, 0))`` (an ephemeral port) and
-  its ``Connection`` has no port-range option in 0.13. Restrict ports with a firewall rule on the
-  kernel's ephemeral range, or relay through TURN (coturn has ``min-port``/``max-port``).
+* **One UDP port.** aioice binds each host candidate on an ephemeral port and has no option
+  for it in 0.13; with ``media_udp_port`` set, the app starts a :class:`UdpMux`
+  (``media.internals.udp_mux``: one socket per host address, ICE demultiplexed by ufrag) and the
+  server's peer connections gather on it (:func:`bind_udp_mux`, called by ``signaling`` before
+  every ``setLocalDescription``).
 * **No STUN default.** aiortc adds Google's public STUN server when ``RTCConfiguration`` has
   ``iceServers=None`` (its default): :func:`rtc_configuration` always passes a list, possibly
   empty.
@@ -32,16 +33,28 @@ from dataclasses import dataclass
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 
 from media.internals.hosts import configure_host_addresses, host_addresses, use_host_addresses
+from media.internals.udp_mux import (
+    UdpMux,
+    active_udp_mux,
+    bind_udp_mux,
+    release_udp_mux,
+    use_udp_mux,
+)
 
 __all__ = [
     "TurnServer",
+    "UdpMux",
+    "active_udp_mux",
     "announce_address",
+    "bind_udp_mux",
     "configure_host_addresses",
     "host_addresses",
+    "release_udp_mux",
     "rtc_configuration",
     "turn_credentials",
     "turn_ice_server",
     "use_host_addresses",
+    "use_udp_mux",
 ]
 
 

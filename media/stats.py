@@ -23,6 +23,8 @@ class SubscriberStats:
     queue_drops: int = 0
     # PLI/FIR received from this subscriber (forwarded to the publisher, coalesced).
     keyframe_requests: int = 0
+    # Of those, passed over: within a PLI interval of this subscriber's previous one.
+    keyframe_requests_throttled: int = 0
 
 
 @dataclass
@@ -41,6 +43,8 @@ class TrackStats:
     keyframe_requests: int = 0
     plis_sent: int = 0
     queue_drops: int = 0
+    # Joining subscribers that started at the kept join GOP instead of waiting for a keyframe.
+    join_gop_starts: int = 0
     subscribers: dict[str, SubscriberStats] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, Any]:

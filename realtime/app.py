@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from media.ice import use_host_addresses
+from media.ice import host_addresses, release_udp_mux, use_host_addresses, use_udp_mux
 from media.internals import check_internals as check_aiortc_internals
 from realtime import jsoncodec
 from realtime.actions import retention
@@ -100,6 +100,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     async def start(_app: web.Application) -> None:
         if ice_hosts:
             use_host_addresses(ice_hosts)  # process-wide (aioice): explicitly, at start-up
+        if settings.media_udp_port:
+            await use_udp_mux(settings.media_udp_port, ice_hosts or host_addresses())
         if migrate:
             await store.migrate()
         if settings.push_enabled:
@@ -136,6 +138,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
                 await task
         await files.close()
         await live.close()
+        if settings.media_udp_port:
+            release_udp_mux()
         await bus.close()
         if hub.pusher is not None:
             await hub.pusher.close()

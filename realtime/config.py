@@ -60,6 +60,9 @@ class Settings:
     # Live sessions and media (docs/operations.md: ICE, TURN and firewall advice).
     # Addresses to gather ICE host candidates on, comma-separated; empty: every interface.
     ice_host_addresses: str = ""
+    # One UDP port for all media of this node (ICE demultiplexed by ufrag); 0: one ephemeral
+    # port per peer connection (aioice's default). docs/operations.md, "Firewalls".
+    media_udp_port: int = 0
     # The public address to announce behind 1:1 NAT; empty: none.
     ice_public_address: str = ""
     stun_urls: str = ""
@@ -171,6 +174,10 @@ class Settings:
             self.metrics_networks  # noqa: B018 (parsed to check it)
         except ValueError as exc:
             raise ConfigError(f"metrics_allow: {exc}") from None
+        if not 0 <= self.media_udp_port <= 65535:
+            raise ConfigError(
+                f"media_udp_port {self.media_udp_port} is not a UDP port (0 to 65535)"
+            )
         if self.video_codec.upper() not in ("VP8", "H264"):
             raise ConfigError("video_codec must be 'VP8' or 'H264'")
         if self.sqlite_synchronous not in ("full", "normal"):

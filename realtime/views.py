@@ -159,7 +159,6 @@ class Notice(View):
     attachments: list[Attachment] | UnsetType = UNSET
     counts: NoticeCounts | UnsetType = UNSET
     receipt: Receipt | UnsetType | None = UNSET
-    attachments: list[Attachment] | UnsetType = UNSET
 
 
 class GuardianState(View):
@@ -220,8 +219,6 @@ class Question(View):
     answer_attachments: list[Attachment] | UnsetType = UNSET
     voted: bool | UnsetType = UNSET
     mine: bool | UnsetType = UNSET
-    attachments: list[Attachment] | UnsetType = UNSET
-    answer_attachments: list[Attachment] | UnsetType = UNSET
 
 
 class ClassInfo(View):

@@ -8,6 +8,7 @@ and answers are checked first so a client that cannot use it gets a clear error.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,6 +20,14 @@ from signaling.errors import SignalingError
 VideoCodec = Literal["VP8", "H264"]
 
 H264_PROFILE_LEVEL_ID = "42e01f"
+
+# Opus parameters the server asks for (RFC 7587 7): in-band FEC lets a viewer's decoder rebuild
+# a lost 20 ms frame from the next packet (speech survives loss on bad links), DTX sends almost
+# nothing during silence (a teacher's pauses cost a mobile link nothing). Forwarded audio is the
+# publisher's own encoding, so it is the publisher's encoder that must be told: aiortc's answer
+# has no Opus fmtp at all.
+OPUS_FMTP = {"minptime": "10", "useinbandfec": "1", "usedtx": "1"}
+_OPUS_RTPMAP = re.compile(r"^a=rtpmap:(\d+) opus/48000", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -65,3 +74,32 @@ class CodecPolicy:
                 and str(codec.parameters.get("packetization-mode")) == "1"
             )
         return True
+
+
+def with_opus_fmtp(sdp: str) -> str:
+    """``sdp`` with :data:`OPUS_FMTP` on every Opus payload type (added to, or merged into, its
+    ``a=fmtp`` line; parameters already there keep their values)."""
+    lines = sdp.splitlines()
+    opus = {m.group(1) for line in lines if (m := _OPUS_RTPMAP.match(line))}
+    if not opus:
+        return sdp
+    out: list[str] = []
+    has_fmtp: set[str] = set()
+    for line in lines:
+        if line.startswith("a=fmtp:"):
+            pt, _, params = line[len("a=fmtp:") :].partition(" ")
+            if pt in opus:
+                has_fmtp.add(pt)
+                present = {p.split("=", 1)[0].strip().lower() for p in params.split(";") if p}
+                extra = [f"{k}={v}" for k, v in OPUS_FMTP.items() if k not in present]
+                line = f"a=fmtp:{pt} " + ";".join([p for p in [params] if p] + extra)
+        out.append(line)
+        m = _OPUS_RTPMAP.match(line)
+        if m and m.group(1) not in has_fmtp and not _has_fmtp_later(lines, m.group(1)):
+            out.append(f"a=fmtp:{m.group(1)} " + ";".join(f"{k}={v}" for k, v in OPUS_FMTP.items()))
+            has_fmtp.add(m.group(1))
+    return "\r\n".join(out) + "\r\n"
+
+
+def _has_fmtp_later(lines: list[str], pt: str) -> bool:
+    return any(line.startswith(f"a=fmtp:{pt} ") for line in lines)

@@ -27,11 +27,11 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.sdp import SessionDescription
 
 from media.forwarder import ForwardedTrack
-from media.ice import announce_address, rtc_configuration
+from media.ice import announce_address, bind_udp_mux, rtc_configuration
 from media.internals import install_ingest, send_pli
 from media.router import SOURCES, MediaRouter
 from signaling.candidates import CandidateBuffer
-from signaling.codecs import CodecPolicy
+from signaling.codecs import CodecPolicy, with_opus_fmtp
 from signaling.description import parse_description
 from signaling.errors import SignalingError
 
@@ -248,8 +248,9 @@ class PublishSession:
             answer.published.append(PublishedTrack(mid, media.kind, source, slot.target.id))
 
         local = await self.pc.createAnswer()
+        bind_udp_mux(self.pc)  # no-op unless the node has one media UDP port
         await self.pc.setLocalDescription(local)
-        sdp_out = self.pc.localDescription.sdp
+        sdp_out = with_opus_fmtp(self.pc.localDescription.sdp)
         if self._public_address:
             sdp_out = announce_address(sdp_out, self._public_address)
         return PublishAnswer(sdp_out, answer.published, answer.rejected, answer.unpublished)

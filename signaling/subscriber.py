@@ -24,11 +24,11 @@ from aiortc.exceptions import InternalError, InvalidStateError, OperationError
 
 from media import attach_track
 from media.forwarder import SubscriberTrack
-from media.ice import announce_address, rtc_configuration
+from media.ice import announce_address, bind_udp_mux, rtc_configuration
 from media.internals import set_stream_id
 from media.router import MediaRouter
 from signaling.candidates import CandidateBuffer
-from signaling.codecs import CodecPolicy
+from signaling.codecs import CodecPolicy, with_opus_fmtp
 from signaling.description import parse_description
 from signaling.errors import SignalingError
 
@@ -197,6 +197,7 @@ class SubscribeSession:
         self.state = SubscribeState.OFFERING
         try:
             offer = await self.pc.createOffer()
+            bind_udp_mux(self.pc)  # no-op unless the node has one media UDP port
             await self.pc.setLocalDescription(offer)
         except BaseException:
             if self.state is SubscribeState.OFFERING:
@@ -205,7 +206,7 @@ class SubscribeSession:
         if self.state is SubscribeState.CLOSED:
             raise SignalingError("closed", "subscribe session is closed")
         self.state = SubscribeState.HAVE_LOCAL_OFFER
-        sdp = self.pc.localDescription.sdp
+        sdp = with_opus_fmtp(self.pc.localDescription.sdp)
         if self._public_address:
             sdp = announce_address(sdp, self._public_address)
         return SubscribeOffer(sdp, self.tracks())

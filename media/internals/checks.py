@@ -20,6 +20,7 @@ from typing import Any
 
 import aioice.ice
 import aiortc.codecs
+import aiortc.rtcicetransport
 import aiortc.rtcpeerconnection
 import pylibsrtp
 from aioice.ice import StunProtocol
@@ -29,7 +30,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpsender import RTCEncodedFrame
 from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensions
 
-from media.internals import egress, hosts, ingest, srtp_send
+from media.internals import egress, hosts, ingest, srtp_send, udp_mux
 from media.internals.base import PINNED, AiortcInternalsError
 
 _VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
@@ -52,6 +53,17 @@ _SIGNATURES: tuple[tuple[str, Callable[[], Any], list[str]], ...] = (
     ("aioice Connection.send", lambda: aioice.ice.Connection.send, ["data"]),
     ("aioice Connection.sendto", lambda: aioice.ice.Connection.sendto, ["data", "component"]),
     ("aioice StunProtocol.send_data", lambda: StunProtocol.send_data, ["data", "addr"]),
+    (
+        "aioice Connection.get_component_candidates",
+        lambda: udp_mux._ORIGINAL_GET_COMPONENT_CANDIDATES,
+        ["component", "addresses", "timeout"],
+    ),
+    (
+        "aioice StunProtocol.datagram_received",
+        lambda: StunProtocol.datagram_received,
+        ["data", "addr"],
+    ),
+    ("aioice StunProtocol.connection_lost", lambda: StunProtocol.connection_lost, ["exc"]),
     ("pylibsrtp Session.protect", lambda: pylibsrtp.Session.protect, ["packet"]),
     (
         "pylibsrtp Session.__process",
@@ -136,6 +148,11 @@ _CODE_NAMES: tuple[tuple[str, Callable[[], Any], Callable[[], tuple[str, ...]]],
     ),
     ("RTCRtpSender._retransmit", lambda: RTCRtpSender._retransmit, lambda: ("_rtx_ssrc",)),
     (
+        "RTCRtpSender._handle_rtcp_packet (rtt)",
+        lambda: RTCRtpSender._handle_rtcp_packet,
+        lambda: (egress._SENDER_RTT, "fraction_lost"),
+    ),
+    (
         "RTCDtlsTransport.__init__",
         lambda: RTCDtlsTransport.__init__,
         lambda: ("_tx_srtp", srtp_send._DTLS_TX_BYTES, srtp_send._DTLS_TX_PACKETS),
@@ -171,6 +188,27 @@ _CODE_NAMES: tuple[tuple[str, Callable[[], Any], Callable[[], tuple[str, ...]]],
         lambda: (srtp_send._ICE_NOMINATED, "protocol", "send_data", "remote_addr"),
     ),
     ("aioice StunProtocol.send_data", lambda: StunProtocol.send_data, lambda: ("transport",)),
+    (
+        "aioice Connection.__init__ (udp_mux)",
+        lambda: aioice.ice.Connection.__init__,
+        lambda: ("_protocols",),
+    ),
+    (
+        "aioice Connection.gather_candidates",
+        lambda: aioice.ice.Connection.gather_candidates,
+        lambda: ("get_component_candidates",),
+    ),
+    ("aioice Connection.close", lambda: aioice.ice.Connection.close, lambda: ("_protocols",)),
+    (
+        "aiortc RTCPeerConnection.__init__",
+        lambda: aiortc.rtcpeerconnection.RTCPeerConnection.__init__,
+        lambda: ("_RTCPeerConnection__iceTransports",),
+    ),
+    (
+        "aiortc RTCIceGatherer.__init__",
+        lambda: aiortc.rtcicetransport.RTCIceGatherer.__init__,
+        lambda: ("_connection",),
+    ),
     (
         "aioice StunProtocol.connection_made",
         lambda: StunProtocol.connection_made,

@@ -31,6 +31,9 @@ from aiortc.rtp import (
     HeaderExtensions,
     HeaderExtensionsMap,
     RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpSrPacket,
+    unpack_remb_fci,
 )
 from aiortc.utils import random32
 
@@ -56,6 +59,8 @@ _SENDER_NTP_TIMESTAMP = "_RTCRtpSender__ntp_timestamp"
 _SENDER_RTP_TIMESTAMP = "_RTCRtpSender__rtp_timestamp"
 _SENDER_PACKET_COUNT = "_RTCRtpSender__packet_count"
 _SENDER_OCTET_COUNT = "_RTCRtpSender__octet_count"
+# aiortc's smoothed round-trip time from the receiver's reports (seconds, or None).
+_SENDER_RTT = "_RTCRtpSender__rtt"
 _SENDER_SR_COUNTERS = (
     _SENDER_NTP_TIMESTAMP,
     _SENDER_RTP_TIMESTAMP,
@@ -308,10 +313,32 @@ class SharedPayloadSender(RTCRtpSender):
         if data is not None:
             await self.transport._send_rtp(data)
 
+    # What this viewer's RTCP said about its link: REMB estimate (bit/s), the last report's
+    # fraction lost (0-1). RTT is aiortc's own (:meth:`link`).
+    remb_bitrate: int | None = None
+    fraction_lost: float = 0.0
+
     async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
         if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
-            return  # REMB: there is no encoder to steer on the forwarding path
+            # REMB: no encoder to steer on the forwarding path; kept for the host's stats
+            # (and the layer selector).
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                return
+            if self._ssrc in ssrcs:
+                self.remb_bitrate = bitrate
+            return
+        if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            for report in packet.reports:
+                if report.ssrc == self._ssrc:
+                    self.fraction_lost = report.fraction_lost / 256
         await super()._handle_rtcp_packet(packet)
+
+    def link(self) -> tuple[int | None, float, float | None]:
+        """(REMB estimate in bit/s or None, fraction lost 0-1, RTT in seconds or None)."""
+        rtt: float | None = getattr(self, _SENDER_RTT)
+        return self.remb_bitrate, self.fraction_lost, rtt
 
     async def _next_encoded_frame(self, codec: RTCRtpCodecParameters) -> RTCEncodedFrame | None:
         track: Any = self.track

@@ -17,7 +17,7 @@ import pylibsrtp
 from aioice.ice import StunProtocol
 from aiortc import RTCDtlsTransport, RTCIceTransport, RTCRtpReceiver, RTCRtpSender
 
-from media.internals import egress
+from media.internals import egress, udp_mux
 
 
 def source_problems() -> list[str]:
@@ -39,7 +39,36 @@ def source_problems() -> list[str]:
         problems.append("RTCRtpReceiver no longer stops its decoder with put(None)")
     _sender(problems)
     _send_path(problems)
+    _udp_mux(problems)
     return problems
+
+
+def _udp_mux(problems: list[str]) -> None:
+    """What ``udp_mux`` reproduces of aioice's host candidate gathering and relies on in its
+    ICE connection and protocol."""
+    _require(
+        problems,
+        udp_mux._ORIGINAL_GET_COMPONENT_CANDIDATES,
+        "aioice Connection.get_component_candidates",
+        "lambda: StunProtocol(self), local_addr=(address, 0)",
+        "protocol.local_candidate = Candidate(",
+        'candidate_foundation("host", "udp", candidate_address[0])',
+        'priority=candidate_priority(component, "host")',
+        "self._protocols += host_protocols",
+    )
+    _require(
+        problems,
+        aioice.ice.Connection.gather_candidates,
+        "aioice Connection.gather_candidates",
+        "self.get_component_candidates(component=component, addresses=addresses)",
+    )
+    _require(
+        problems,
+        StunProtocol.datagram_received,
+        "aioice StunProtocol.datagram_received",
+        "self.receiver.request_received(message, addr, self)",
+    )
+    _require(problems, StunProtocol.close, "aioice StunProtocol.close", "self.transport.close()")
 
 
 def _source(obj: Any) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 from aiortc import RTCConfiguration
 from aiortc.exceptions import InvalidStateError
 
+from media.link import participant_links
 from media.router import MediaRouter, TrackInfo
 from realtime.domain.live import LiveSession
 from realtime.domain.live_protocol import Track, media_plan
@@ -233,6 +234,8 @@ class LiveRuntime:
             "session_id": self.session.id,
             "participants": len(self.session.participants),
             "tracks": self.router.stats(),
+            # Per participant: each leg's path, the viewer's estimate, loss, RTT, bad flags.
+            "links": participant_links(self.publishers, self.subscribers),
         }
 
     async def close(self) -> None:

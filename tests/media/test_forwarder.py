@@ -11,6 +11,7 @@ from aiortc.codecs.vpx import vp8_depayload
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from media import forwarder
 from media.forwarder import ForwardedTrack
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
@@ -39,13 +40,19 @@ class Publisher:
 
 
 @pytest.mark.timeout(5)
-async def test_subscriber_joins_on_first_request_and_waits_for_keyframe() -> None:
+async def test_subscriber_joins_on_first_request_and_waits_for_keyframe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(forwarder, "JOIN_GOP_MAX_AGE", 0.05)
     pub = Publisher(pli_interval=0.05)
     sub = pub.track.subscribe("a")
+    assert pub.track.stats.keyframe_requests == 1  # creating it asked for a keyframe at once
     pub.send(keyframe=True)  # before the sender asked: not queued, no backlog
+    pub.send(keyframe=False)
+    await asyncio.sleep(0.1)  # older than the join GOP's age limit: not used
     recv = asyncio.ensure_future(sub.recv_encoded())
     await asyncio.sleep(0.01)
-    assert pub.plis == 1  # joining asked the publisher for a keyframe
+    assert pub.track.stats.keyframe_requests == 2  # joining asked again
     pub.send(keyframe=False)  # skipped: the subscriber has no reference frame
     pub.send(keyframe=True)
     frame = await asyncio.wait_for(recv, 1)
@@ -55,6 +62,32 @@ async def test_subscriber_joins_on_first_request_and_waits_for_keyframe() -> Non
     assert (await sub.recv_encoded()).payloads
     assert pub.track.stats.frames_forwarded == 2
     assert sub.stats.packets_forwarded == 4
+    assert pub.track.stats.join_gop_starts == 0
+
+
+@pytest.mark.timeout(5)
+async def test_a_joining_subscriber_starts_at_the_keyframe_asked_for_while_it_connected() -> None:
+    """The keyframe requested when the subscriber was created arrives before its sender asks
+    for a frame (ICE/DTLS still under way): it starts there, with the frames since, and waits
+    for no other keyframe."""
+    pub = Publisher(pli_interval=0.05)
+    pub.send(keyframe=True)  # an old keyframe, before anyone subscribed: not kept
+    pub.send(keyframe=False)
+    sub = pub.track.subscribe("a")
+    await asyncio.sleep(0.01)
+    assert pub.plis == 1
+    pub.send(keyframe=True)  # the answer to that PLI
+    pub.send(keyframe=False)
+    pub.send(keyframe=False)
+    got = [await asyncio.wait_for(sub.recv_encoded(), 1) for _ in range(3)]
+    assert vp8_depayload(got[0].payloads[0])[:1] == b"\x10"  # the keyframe first
+    assert all(vp8_depayload(f.payloads[0])[:1] == b"\x11" for f in got[1:])
+    assert sub.stats.frames_skipped == 0
+    assert pub.track.stats.join_gop_starts == 1
+    await asyncio.sleep(0.1)
+    assert pub.plis == 1  # no second PLI: nothing waited
+    pub.send(keyframe=False)  # and it follows the live stream from there
+    assert vp8_depayload((await sub.recv_encoded()).payloads[0])[:1] == b"\x11"
 
 
 @pytest.mark.timeout(5)
@@ -137,3 +170,28 @@ async def test_waiting_subscriber_retries_pli_at_most_every_interval() -> None:
     plis = pub.plis
     await asyncio.sleep(0.15)
     assert pub.plis == plis  # nobody waits any more
+
+
+@pytest.mark.timeout(5)
+async def test_a_lossy_viewer_asks_the_publisher_at_most_once_per_interval() -> None:
+    """A viewer whose decoder keeps sending PLIs (20 % loss) is passed on once per interval,
+    even though the publisher answers each at once (which would allow one per 0.25 s)."""
+    pub = Publisher()  # the default interval (0.5 s; 0.25 s once answered)
+    lossy, other = pub.track.subscribe("lossy"), pub.track.subscribe("other")
+    recv = [asyncio.ensure_future(s.recv_encoded()) for s in (lossy, other)]
+    await asyncio.sleep(0)
+    pub.send(keyframe=True)
+    await asyncio.gather(*recv)
+    await asyncio.sleep(0.6)
+    plis = pub.plis
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for _ in range(30):  # a PLI every 50 ms
+        lossy.request_keyframe()
+        pub.send(keyframe=True)  # every request answered at once: the 0.25 s floor would allow 4/s
+        await asyncio.sleep(0.05)
+    elapsed = loop.time() - start
+    asked = pub.plis - plis
+    assert 1 <= asked <= elapsed / 0.5 + 1, (asked, elapsed)
+    assert lossy.stats.keyframe_requests == 30
+    assert lossy.stats.keyframe_requests_throttled >= 30 - asked

@@ -265,6 +265,10 @@ async def meeting(srv: Server, people: People, result: dict[str, Any]) -> None:
     await expect(li.get_by_role("tabpanel").locator(f"[data-user-id='{mom_id}']")).to_contain_text(
         "已被静音"
     )
+    # The host sees the path the mother's media takes (from the server's selected ICE pair).
+    path = li.get_by_role("tabpanel").locator(f"[data-user-id='{mom_id}'] .link-path")
+    await expect(path).to_have_text("直连（UDP）", timeout=15000)
+    result["mother_path"] = await path.get_attribute("data-path")
     banner = mom.get_by_test_id("host-muted")
     await expect(banner).to_contain_text("已将你静音")
     await expect(mom.get_by_role("button", name="取消静音")).to_be_visible()

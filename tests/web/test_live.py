@@ -85,6 +85,8 @@ def test_parent_meeting_lobby_admit_and_host_mute() -> None:
     assert "已将你静音" in r["muted_banner"]
     assert r["guardian_mic_enabled"] == [False]
     assert stats["wang_mom"]["you"]["muted_by_host"] == ["audio"]
+    # The host's people list shows the path of her media: direct UDP on loopback.
+    assert r["mother_path"] == "udp"
     for who in ("li", "wang_mom"):
         assert_loopback(r, who, ("publish", "subscribe"))
 

@@ -1,5 +1,7 @@
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { asApiError } from "../../api/errors";
+import { rest } from "../../api/rest";
+import type { LegLink, SessionStats } from "../../api/stats";
 import type { LiveParticipant, Question, SessionView } from "../../api/types";
 import { formatTime, t } from "../../i18n";
 import {
@@ -171,6 +173,56 @@ export function HandsPanel(props: { view: SessionView; you: LiveParticipant }) {
 
 // --- people -------------------------------------------------------------------------------------
 
+const LINKS_POLL_MS = 5000;
+
+/** The host's view of everyone's media link (path, loss, RTT), polled from the stats endpoint. */
+function useLinks(sessionId: number, enabled: boolean): SessionStats["links"] {
+  const [links, setLinks] = useState<SessionStats["links"]>({});
+  useEffect(() => {
+    if (!enabled) return undefined;
+    let stopped = false;
+    const poll = async () => {
+      try {
+        const stats = await rest<SessionStats>("GET", `/api/v1/sessions/${sessionId}/stats`);
+        if (!stopped) setLinks(stats.links ?? {});
+      } catch {
+        // Best effort: the stats are for the host's eyes only, and a session on another node
+        // has none here.
+      }
+    };
+    void poll();
+    const timer = setInterval(() => void poll(), LINKS_POLL_MS);
+    return () => {
+      stopped = true;
+      clearInterval(timer);
+    };
+  }, [sessionId, enabled]);
+  return links;
+}
+
+function LinkTags(props: { link: { publish?: LegLink; subscribe?: LegLink } | undefined }) {
+  const legs = [props.link?.subscribe, props.link?.publish].filter((l): l is LegLink => !!l);
+  const path = legs.find((l) => l.path)?.path;
+  const bad = [...new Set(legs.flatMap((l) => l.bad))];
+  const rtt = legs.find((l) => l.rtt_ms !== null)?.rtt_ms;
+  const loss = Math.max(0, ...legs.map((l) => l.loss));
+  const detail = t("live.link.detail", rtt ?? "–", Math.round(loss * 100));
+  return (
+    <>
+      {path ? (
+        <span class="tag tag-muted link-path" data-path={path} title={detail}>
+          {t(`live.link.${path}`)}
+        </span>
+      ) : null}
+      {bad.length ? (
+        <span class="tag tag-warn link-bad" title={`${bad.map((r) => t(`live.link.bad.${r}`)).join(", ")} · ${detail}`}>
+          {t("live.link.poor")}
+        </span>
+      ) : null}
+    </>
+  );
+}
+
 export function PeoplePanel(props: { view: SessionView; you: LiveParticipant }) {
   const { view, you } = props;
   const host = you.role === "host";
@@ -178,6 +230,7 @@ export function PeoplePanel(props: { view: SessionView; you: LiveParticipant }) 
   const people = [...view.participants].sort(
     (a, b) => ROLE_ORDER.indexOf(a.role) - ROLE_ORDER.indexOf(b.role) || a.name.localeCompare(b.name),
   );
+  const links = useLinks(view.id, host);
   return (
     <div class="people-panel">
       {host && meeting ? (
@@ -210,6 +263,7 @@ export function PeoplePanel(props: { view: SessionView; you: LiveParticipant }) 
                   {p.on_stage ? <span class="tag tag-ok">{t("live.onStage")}</span> : null}
                   {hand ? <span class="tag tag-new">{t("live.handRaised")}</span> : null}
                   {!p.connected ? <span class="tag tag-muted">{t("live.offline")}</span> : null}
+                  {host && p.connected ? <LinkTags link={links[String(p.user_id)]} /> : null}
                   {hostMuted ? <span class="tag tag-warn">{t("live.mutedByHost")}</span> : !micOn(p) && p.publishing.includes("microphone") ? <span class="tag tag-muted">{t("live.micOff")}</span> : null}
                 </span>
               </span>

@@ -1,0 +1,89 @@
+"""How each participant's media link is doing, for the host: path, estimate, loss, RTT.
+
+:func:`assess` is the rule (plain, no I/O): which links the teacher's console flags as bad.
+:func:`leg_link` reads one server-side peer connection: the path of its selected ICE candidate
+pair (direct UDP, TCP, or relayed through TURN) and, for a subscribe leg, what the viewer's
+RTCP said (REMB estimate, fraction lost, RTT) on its video senders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol
+
+from aiortc import RTCPeerConnection
+
+from media.internals import SharedPayloadSender
+from media.internals.selected_pair import selected_pair
+
+Path = Literal["udp", "tcp", "relayed"]
+
+
+class Leg(Protocol):
+    pc: RTCPeerConnection
+
+
+# A viewer is flagged when its reports show this much loss (a 5 % loss is visible as freezes
+# on video and, without FEC, as gaps in speech) or this much round-trip time (keyframes and
+# retransmissions arrive too late to help), or an estimate below the lowest useful video rate.
+BAD_LOSS = 0.05
+BAD_RTT_S = 0.5
+BAD_ESTIMATE_BPS = 150_000
+
+
+def path_of(local_type: str, remote_type: str, transport: str) -> Path:
+    """The path of a candidate pair: relayed if either end is a TURN relay, else its transport."""
+    if "relay" in (local_type, remote_type):
+        return "relayed"
+    return "tcp" if transport.lower() == "tcp" else "udp"
+
+
+def assess(estimate: int | None, loss: float, rtt: float | None) -> list[str]:
+    """Why a link is bad (empty: it is fine): ``loss``, ``rtt``, ``bandwidth``."""
+    reasons = []
+    if loss >= BAD_LOSS:
+        reasons.append("loss")
+    if rtt is not None and rtt >= BAD_RTT_S:
+        reasons.append("rtt")
+    if estimate is not None and estimate < BAD_ESTIMATE_BPS:
+        reasons.append("bandwidth")
+    return reasons
+
+
+def leg_link(pc: RTCPeerConnection) -> dict[str, Any]:
+    """``{path, estimate_bps, loss, rtt_ms, bad}`` of one leg (None where not known yet)."""
+    pair = selected_pair(pc)
+    path = path_of(pair[0].type, pair[1].type, pair[0].transport) if pair else None
+    estimate: int | None = None
+    loss = 0.0
+    rtt: float | None = None
+    for sender in pc.getSenders():
+        if not isinstance(sender, SharedPayloadSender) or sender.kind != "video":
+            continue
+        s_estimate, s_loss, s_rtt = sender.link()
+        # The worst of the viewer's video streams (they share one link).
+        if s_estimate is not None:
+            estimate = s_estimate if estimate is None else min(estimate, s_estimate)
+        loss = max(loss, s_loss)
+        if s_rtt is not None:
+            rtt = s_rtt if rtt is None else max(rtt, s_rtt)
+    reasons = assess(estimate, loss, rtt)
+    return {
+        "path": path,
+        "state": pc.connectionState,
+        "estimate_bps": estimate,
+        "loss": round(loss, 3),
+        "rtt_ms": None if rtt is None else round(rtt * 1000),
+        "bad": reasons,
+    }
+
+
+def participant_links(
+    publishers: Mapping[int, Leg], subscribers: Mapping[int, Leg]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{user id: {"publish": leg_link, "subscribe": leg_link}}`` for the legs that exist."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for kind, legs in (("publish", publishers), ("subscribe", subscribers)):
+        for uid, leg in legs.items():
+            out.setdefault(str(uid), {})[kind] = leg_link(leg.pc)
+    return out
