@@ -47,10 +47,12 @@ async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[int]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from realtime.app import create_app
+    from realtime.cluster import supervisor
 
     settings = _settings(args)
     settings.validate()
+    workers = supervisor.worker_count(args.workers)
+    supervisor.check_cluster(settings, workers)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
@@ -64,10 +66,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(demo.sign_in_help(base), flush=True)
         return 0
 
-    from realtime.cluster import supervisor
-
-    workers = supervisor.worker_count(args.workers)
-    supervisor.check_cluster(settings, workers)
     try:
         import uvloop
 
@@ -79,9 +77,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if workers > 1:
         plan = supervisor.plan(settings, workers, socket.gethostname())
         ports = f"{plan[0].port}-{plan[-1].port}"
-        print(f"Homeroom is serving with {workers} workers on {settings.host} ports {ports}")
+        print(f"Homeroom is serving: {workers} workers, {settings.host} ports {ports}", flush=True)
         global_args = ["--config", args.config] if args.config else []
         return supervisor.Supervisor(settings, plan, global_args, demo=settings.demo).run()
+    from realtime.app import create_app
+
     print(f"Homeroom is serving on {base}/  (Ctrl-C to stop)", flush=True)
     app = create_app(settings)
     app.cleanup_ctx.append(_collector_policy)
