@@ -111,6 +111,7 @@ async def test_a_lost_nodes_lesson_is_ended_by_another_node(tmp_path: Path) -> N
         )
         told_s = time.monotonic() - killed_at
         assert ended["data"]["reason"] == "node_lost"
+        print(f"node_lost_told_s={told_s:.2f}")
         assert told_s < 6.0, f"the student was told after {told_s:.1f} s"
 
         # Exactly once, though B and C both noticed: one announcement in the class stream.

@@ -163,12 +163,14 @@ async def test_workers_are_nodes_restarted_and_drained(tmp_path: Path) -> None:
             # kill -9 worker 0: worker 1 goes on; the supervisor starts worker 0 again.
             pids = await _pids(http, urls[1])
             os.kill(pids["school-w0"], signal.SIGKILL)
+            killed_at = time.monotonic()
             await _until("worker 0 down", lambda: _down(http, urls[0]), timeout=10)
             assert await _health(http, urls[1]) is not None
             # The people on worker 1 noticed nothing: a message is still stored and delivered.
             sent = await liming.send_chat(stream, "还在 still here")
             await liming.wait_for(lambda e: e["data"].get("id") == sent["id"])
             await _until("worker 0 back", lambda: _health(http, urls[0]))
+            print(f"worker_restart_s={time.monotonic() - killed_at:.2f}")
             new = await _until(
                 "worker 0 announced again",
                 lambda: _new_pid(http, urls[1], pids["school-w0"]),
@@ -180,6 +182,7 @@ async def test_workers_are_nodes_restarted_and_drained(tmp_path: Path) -> None:
         started = time.monotonic()
         sup.send_signal(signal.SIGTERM)
         assert sup.wait(timeout=30) == 0
+        print(f"drain_s={time.monotonic() - started:.2f}")
         assert time.monotonic() - started < 20
         async with aiohttp.ClientSession() as http:
             for url in urls:
