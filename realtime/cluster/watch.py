@@ -83,9 +83,11 @@ class NodeWatch:
         # is in the registry read after it (read the other way round, a node that came between
         # the two reads would look lost).
         mine = dict(self.live.runtimes)
+        shared = self.registry.shared
         try:
             await self.registry.announce(self.info(), self.hub.settings.node_ttl_s)
-            running = await actions.running_nodes(self.hub)
+            # Alone (no Redis), nobody else ends this node's sessions: nothing to read.
+            running = await actions.running_nodes(self.hub) if shared else {}
             change = self.membership.observe(await self.registry.nodes())
         except Exception as exc:  # Redis or the store down: nobody is declared lost meanwhile
             self.failures += 1
@@ -96,6 +98,8 @@ class NodeWatch:
                 log.info("node %s joined", name)
         for name in change.went:
             log.warning("node %s is gone from the registry", name)
+        if not shared:
+            return  # alone: this node's own start-up ends what a previous run left
         try:
             await self.sweep(mine, running)
         except Exception:
@@ -107,8 +111,6 @@ class NodeWatch:
         for sid, rt in mine.items():
             if sid not in running and not rt.session.ended:
                 await self.live.finish(rt, LOST)
-        if not self.registry.shared:
-            return  # alone: this node's own start-up ends what a previous run left
         lost = orphaned(running, set(self.membership.nodes), self.name)
         if not lost:
             return
