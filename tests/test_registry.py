@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import aiohttp
 import msgspec
 import pytest
 
 from realtime.cluster import supervisor
 from realtime.cluster.registry import Membership, NodeInfo, cpu_fraction, decode, encode, orphaned
 from realtime.config import ConfigError, Settings
+from realtime.transport.rest import LIVE
+from tests.conftest import make_settings, start_server, stop_server
 
 
 def node(name: str, **kw: object) -> NodeInfo:
@@ -88,3 +93,24 @@ def test_a_worker_failing_at_start_up_backs_off() -> None:
 def test_heartbeat_must_be_shorter_than_the_ttl() -> None:
     with pytest.raises(ConfigError, match="node_heartbeat_s"):
         Settings(demo=True, node_heartbeat_s=5.0, node_ttl_s=4.0).validate()
+
+
+async def test_a_single_node_lists_itself_to_admins_only(tmp_path: Path) -> None:
+    srv = await start_server(
+        make_settings(tmp_path, metrics_allow="10.0.0.0/8", metrics_token="ops-token"), seed=False
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(srv.url + "/healthz/nodes") as r:
+                assert r.status == 403  # it names internal addresses: as /metrics
+            auth = {"Authorization": "Bearer ops-token"}
+            async with http.get(srv.url + "/healthz/nodes", headers=auth) as r:
+                assert r.status == 200
+                body = await r.json()
+        me = srv.app[LIVE].node
+        assert body["node"] == me and body["shared"] is False
+        assert [n["name"] for n in body["nodes"]] == [me]
+        assert body["nodes"][0]["address"] == f"127.0.0.1:{srv.settings.port}"
+        assert body["nodes"][0]["live_sessions"] == 0
+    finally:
+        await stop_server(srv)
