@@ -17,6 +17,8 @@ from realtime.actions import retention
 from realtime.actions.uploads import Files
 from realtime.auth import TokenIssuer
 from realtime.bus import make_bus
+from realtime.cluster.redis_registry import make_registry
+from realtime.cluster.watch import NodeWatch
 from realtime.config import Settings
 from realtime.hub import Hub
 from realtime.live.service import LiveService
@@ -31,6 +33,7 @@ from realtime.transport.rest import (
     HUB,
     LIVE,
     METRICS,
+    NODES,
     add_routes,
     errors_middleware,
 )
@@ -90,6 +93,11 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     app[GATEWAY] = gateway
     live = LiveService(hub, gateway)
     app[LIVE] = live
+    watch = NodeWatch(
+        live, make_registry(settings.redis_url, settings.bus_channel), _address(settings)
+    )
+    app[NODES] = watch
+    metrics.watch_nodes(watch)
     metrics.watch_bus(bus.health)
     metrics.watch_media(lambda: {sid: rt.stats() for sid, rt in live.runtimes.items()})
     sio.attach(app, socketio_path="socket.io")
@@ -112,6 +120,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
             await hub.pusher.start()
         await bus.start(gateway.on_bus)
         await live.recover()
+        # Announced before the node serves (the others must never take its sessions for lost).
+        await watch.start()
         if settings.media_warm_start:
             files.workers.warm()
         await files.resume_pending(hub)
@@ -137,6 +147,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await files.close()
+        await watch.close()
         await live.close()
         if settings.media_udp_port:
             release_udp_mux()
@@ -150,6 +161,12 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     app.on_shutdown.append(close_connections)
     app.on_cleanup.append(stop)
     return app
+
+
+def _address(settings: Settings) -> str:
+    """Where this node answers, as the others would reach it."""
+    host = settings.ice_public_address or settings.host
+    return f"{host}:{settings.port}"
 
 
 def _add_web_app(app: web.Application, serializer: str) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import getpass
 import logging
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -46,10 +47,12 @@ async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[int]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from realtime.app import create_app
+    from realtime.cluster import supervisor
 
     settings = _settings(args)
     settings.validate()
+    workers = supervisor.worker_count(args.workers)
+    supervisor.check_cluster(settings, workers)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
@@ -69,7 +72,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(_with_store(settings, prepare))
+    if not args.worker:  # a worker's supervisor did this once for all
+        asyncio.run(_with_store(settings, prepare))
+    if workers > 1:
+        plan = supervisor.plan(settings, workers, socket.gethostname())
+        ports = f"{plan[0].port}-{plan[-1].port}"
+        print(f"Homeroom is serving: {workers} workers, {settings.host} ports {ports}", flush=True)
+        global_args = ["--config", args.config] if args.config else []
+        return supervisor.Supervisor(settings, plan, global_args, demo=settings.demo).run()
+    from realtime.app import create_app
+
     print(f"Homeroom is serving on {base}/  (Ctrl-C to stop)", flush=True)
     app = create_app(settings)
     app.cleanup_ctx.append(_collector_policy)
@@ -309,6 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument(
+        "--workers",
+        default="1",
+        help="node processes on this machine, each on its own port (port, port+1, ...), or "
+        "'auto' for one per core; more than 1 needs PostgreSQL and Redis (docs/operations.md)",
+    )
+    # Set by the supervisor for the processes it starts: it migrated and seeded already.
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("migrate", help="create or upgrade the database schema")

@@ -73,6 +73,11 @@ class Settings:
     video_codec: str = "VP8"
     # This node's name among several (live sessions remember where they run); empty: host:port.
     node_name: str = ""
+    # The node registry (docs/operations.md: several nodes): each node announces itself this
+    # often, and is taken for lost (its live sessions ended by another node) when it has not
+    # for node_ttl_s.
+    node_heartbeat_s: float = 1.0
+    node_ttl_s: float = 4.0
     # A session nobody publishes in for this long ends by itself.
     session_idle_end_s: int = 1800
     # A participant who drops out keeps their place (stage, hand) for this long.
@@ -182,6 +187,11 @@ class Settings:
             raise ConfigError("video_codec must be 'VP8' or 'H264'")
         if self.sqlite_synchronous not in ("full", "normal"):
             raise ConfigError("sqlite_synchronous must be 'full' or 'normal'")
+        if not 0 < self.node_heartbeat_s < self.node_ttl_s:
+            raise ConfigError(
+                "node_heartbeat_s must be positive and shorter than node_ttl_s "
+                "(a node must announce itself before its announcement expires)"
+            )
         if self.shutdown_timeout_s <= 0:
             raise ConfigError("shutdown_timeout_s must be positive")
         if self.storage_backend not in ("directory", "s3"):

@@ -120,6 +120,41 @@ class BusCollector(Collector):
             yield family
 
 
+class NodeCollector(Collector):
+    """The node registry as this node last read it (realtime/cluster/watch.py), on scrape."""
+
+    def __init__(self, watch: Any) -> None:
+        self.watch = watch
+
+    def collect(self) -> Iterator[Metric]:
+        w = self.watch
+        info = GaugeMetricFamily(
+            "homeroom_node_info", "This node's name (value 1)", labels=["node"]
+        )
+        info.add_metric([w.name], 1)
+        yield info
+        alive = GaugeMetricFamily("homeroom_nodes_alive", "Nodes alive in the registry")
+        alive.add_metric([], len(w.membership.nodes))
+        yield alive
+        for field, doc in (
+            ("live_sessions", "Live sessions each node runs, as announced"),
+            ("published_tracks", "Tracks published on each node, as announced"),
+            ("subscribers", "Subscribe legs on each node, as announced"),
+            ("cpu", "Share of one core each node used, as announced"),
+        ):
+            family = GaugeMetricFamily(f"homeroom_registry_node_{field}", doc, labels=["node"])
+            for n in w.membership.nodes.values():
+                family.add_metric([n.name], getattr(n, field))
+            yield family
+        for name, value, doc in (
+            ("heartbeat_failures", w.failures, "Heartbeats that could not reach the registry"),
+            ("sessions_taken_over", w.sessions_taken_over, "Sessions of lost nodes ended here"),
+        ):
+            counter = CounterMetricFamily(f"homeroom_node_{name}", doc)
+            counter.add_metric([], value)
+            yield counter
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -163,6 +198,9 @@ class Metrics:
 
     def watch_media(self, read: Callable[[], dict[int, dict[str, Any]]]) -> None:
         self.registry.register(MediaCollector(read))
+
+    def watch_nodes(self, watch: Any) -> None:
+        self.registry.register(NodeCollector(watch))
 
     def watch_bus(self, health: BusHealth) -> None:
         self.registry.register(BusCollector(health))

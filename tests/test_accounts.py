@@ -18,6 +18,7 @@ import socketio
 from clients.homeroom import HomeroomClient, RequestError
 from realtime.auth import TokenIssuer
 from realtime.demo import DEMO_PASSWORD
+from realtime.transport.rest import LIVE
 from tests.conftest import DATABASES, Server, start_on, stop_server
 from tests.services import drop_postgres_database
 
@@ -306,7 +307,15 @@ def _metric(text: str, name: str, labels: str = "") -> float:
 async def test_healthz_and_metrics(srv: Server) -> None:
     status, body = await _status(srv, "GET", "/healthz")
     assert status == 200
-    assert body == {"ok": True, "status": "ok", "store": "up", "bus": "local"}
+    node = srv.app[LIVE].node
+    assert body == {
+        "ok": True,
+        "status": "ok",
+        "store": "up",
+        "bus": "local",
+        "node": node,
+        "nodes": 1,  # one process, one node: the in-process registry
+    }
 
     _, text = await _status(srv, "GET", "/metrics")
     conns = _metric(text, "homeroom_connections")

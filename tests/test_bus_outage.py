@@ -149,7 +149,15 @@ async def test_redis_outage_local_delivery_then_recovery(
     liming = await a.client("liming")  # node A
     teacher = await b.client("li")  # node B
     raw = count_raw_deliveries(liming)
-    assert (await health(a))[1] == {"ok": True, "status": "ok", "store": "up", "bus": "up"}
+    body = (await health(a))[1]
+    assert body == {
+        "ok": True,
+        "status": "ok",
+        "store": "up",
+        "bus": "up",
+        "node": body["node"],
+        "nodes": 2,  # both nodes announced in the Redis registry
+    }
 
     first = await wang.send_chat(stream, "before")
     await teacher.wait_for(lambda e: e["data"].get("id") == first["id"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from realtime.actions import attendance, questions
@@ -116,15 +116,22 @@ async def start(hub: Hub, user_id: int, req: s.SessionStart, node: str) -> LiveS
     return session
 
 
-async def end(hub: Hub, session: LiveSession, reason: str) -> None:
-    """Store that the session ended and announce it; its open questions go to the boards."""
+async def end(hub: Hub, session: LiveSession, reason: str) -> bool:
+    """Store that the session ended and announce it; its open questions go to the boards.
+
+    Exactly once, whoever calls it and however many nodes do at once (a host ending it, the
+    idle watch, several nodes noticing its node is lost): only the caller whose conditional
+    UPDATE (``WHERE ended_at IS NULL``) changed the row announces it. Returns whether it did.
+    """
     data = {**session.summary(), "ended": True, "reason": reason}
     async with hub.store.transaction() as conn:
-        await conn.execute(
+        res = await conn.execute(
             live_sessions.update()
-            .where(live_sessions.c.id == session.id)
+            .where(live_sessions.c.id == session.id, live_sessions.c.ended_at.is_(None))
             .values(ended_at=hub.now(), pending_links=[])
         )
+        if res.rowcount != 1:
+            return False
         for key in announce_streams(session):
             await hub.store.append(conn, str(key), "session.ended", data)
         for cid in session.pending_links:
@@ -132,6 +139,7 @@ async def end(hub: Hub, session: LiveSession, reason: str) -> None:
     await attendance.session_ended(hub, session)
     for cid in session.classrooms:
         await questions.close_session(hub, cid, session.id)
+    return True
 
 
 async def link(hub: Hub, user_id: int, session: LiveSession, class_id: int, accept: bool) -> None:
@@ -209,15 +217,51 @@ def teaches_pending(session: LiveSession, roles: dict[int, set[str]]) -> list[in
 
 async def running_on(hub: Hub, node: str) -> list[LiveSession]:
     """The sessions a node was running when it stopped (their state died with it)."""
+    return await _load(hub, live_sessions.c.node == node)
+
+
+async def running_nodes(hub: Hub) -> dict[int, str]:
+    """Every running session of the deployment, and the node it runs on."""
     async with hub.store.read() as conn:
-        rows = list(
-            await conn.execute(
-                select(live_sessions).where(
-                    live_sessions.c.ended_at.is_(None), live_sessions.c.node == node
-                )
+        rows = await conn.execute(
+            select(live_sessions.c.id, live_sessions.c.node).where(
+                live_sessions.c.ended_at.is_(None)
             )
         )
-        names = {r.id: r.name for r in await conn.execute(select(classes.c.id, classes.c.name))}
+        return {r.id: r.node for r in rows}
+
+
+async def running(hub: Hub, ids: list[int]) -> list[LiveSession]:
+    """These running sessions as stored, whichever node runs them."""
+    return await _load(hub, live_sessions.c.id.in_(ids))
+
+
+async def running_for(hub: Hub, class_id: int) -> list[LiveSession]:
+    """The running sessions a class may be part of, as stored, whichever node runs them: its
+    own, and every dual lesson (few at a time; the caller looks at their classrooms)."""
+    kinds = live_sessions.c.kind == SessionKind.DUAL_LESSON.value
+    return await _load(hub, or_(live_sessions.c.class_id == class_id, kinds))
+
+
+async def _load(hub: Hub, where: Any) -> list[LiveSession]:
+    query = select(live_sessions).where(live_sessions.c.ended_at.is_(None))
+    if where is not None:
+        query = query.where(where)
+    async with hub.store.read() as conn:
+        rows = list(await conn.execute(query.order_by(live_sessions.c.id)))
+        wanted = {
+            c for r in rows for c in [r.class_id, *(r.linked or []), *(r.pending_links or [])]
+        }
+        names = (
+            {
+                r.id: r.name
+                for r in await conn.execute(
+                    select(classes.c.id, classes.c.name).where(classes.c.id.in_(sorted(wanted)))
+                )
+            }
+            if wanted
+            else {}
+        )
     out = []
     for row in rows:
         pending: list[Any] = row.pending_links or []

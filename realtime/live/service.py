@@ -220,11 +220,9 @@ class LiveService:
             access = await class_access(conn, user_id, req.class_id)
         if not access.is_member:
             raise forbidden("you are not a member of this class")
+        # From the store, not this node's memory: any node answers for every node's sessions.
         live = []
-        for rt in self.runtimes.values():
-            session = rt.session
-            if session.ended:
-                continue
+        for session in await actions.running_for(self.hub, req.class_id):
             # A classroom asked to link (not yet accepted) sees the request: its teachers only.
             asked = access.is_teacher and req.class_id in session.pending_links
             if req.class_id in session.classrooms or asked:
@@ -244,6 +242,8 @@ class LiveService:
             return
         session.ended = True  # no request is taken from here on
         try:
+            # False when another node stored its end first (it thought this node lost): the
+            # members were told then; this node only lets its own connections go.
             await actions.end(self.hub, session, reason)
         finally:
             await self.carry_out(session.id, protocol.ended(session, reason).effects)

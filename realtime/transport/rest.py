@@ -32,6 +32,7 @@ from realtime.actions import (
     roster_import,
 )
 from realtime.auth import Identity
+from realtime.cluster.watch import NodeWatch
 from realtime.errors import HTTP_STATUS, HomeroomError, bad_request, forbidden, too_large
 from realtime.hub import Hub
 from realtime.live.service import LiveService
@@ -45,6 +46,7 @@ HUB = web.AppKey("hub", Hub)
 METRICS = web.AppKey("metrics", Metrics)
 LIVE = web.AppKey("live", LiveService)
 ADDRESSES = web.AppKey("addresses", ClientAddresses)
+NODES = web.AppKey("nodes", NodeWatch)
 MAX_ROSTER_BYTES = 2 * 1024 * 1024
 # What the edge stores on a request (``_edge``): who sent it and its validated body.
 IDENTITY = web.RequestKey("identity", Identity)
@@ -395,7 +397,29 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     }
     if bus.down_since is not None:
         body["bus_down_s"] = round(max(0.0, time.time() - bus.down_since), 1)
+    watch = request.app[NODES]
+    body["node"] = watch.name
+    body["nodes"] = len(watch.membership.nodes)  # alive in the registry, this one included
     return _json(body, 200 if ok else 503)
+
+
+async def nodes(request: web.Request) -> web.StreamResponse:
+    """The node registry as this node last read it, for admins: the same access as /metrics
+    (it names internal addresses)."""
+    _metrics_allowed(request)
+    watch = request.app[NODES]
+    return _json(
+        {
+            "node": watch.name,
+            "shared": watch.registry.shared,
+            "nodes": [n.view() for n in sorted(watch.membership.nodes.values(), key=_by_name)],
+        },
+        200,
+    )
+
+
+def _by_name(n: Any) -> str:
+    return str(n.name)
 
 
 def _metrics_allowed(request: web.Request) -> None:
@@ -593,6 +617,7 @@ def add_routes(app: web.Application) -> None:
         app.router.add_route(e.method, e.path, _edge(e))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz/nodes", nodes)
 
 
 # The attachment endpoints live in transport/uploads.py (which imports the helpers above).
