@@ -216,7 +216,11 @@ def _add_installable(app: web.Application, dist: Path) -> None:
         async def serve(
             _request: web.Request, body: bytes = body, ct: str = content_type, cc: str = cache
         ) -> web.StreamResponse:
-            return web.Response(body=body, content_type=ct, headers={"Cache-Control": cc})
+            # The service worker runs under the policy of its own script's response: the
+            # page's (it fetches the app shell from this server), not "default-src 'none'".
+            return web.Response(
+                body=body, content_type=ct, headers={"Cache-Control": cc, **headers.page_headers()}
+            )
 
         app.router.add_get(f"/{name}", serve)
     if (dist / "icons").is_dir():

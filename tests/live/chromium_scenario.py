@@ -56,7 +56,11 @@ async def start_server_with_page(tmp: Path) -> Server:
     app = create_app(settings)
 
     async def page(_request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(PAGES / "live.html")
+        # The test's own page (inline script): its own policy, not the server's API default.
+        return web.FileResponse(
+            PAGES / "live.html",
+            headers={"Content-Security-Policy": "default-src 'self' 'unsafe-inline'"},
+        )
 
     async def socket_io_js(_request: web.Request) -> web.StreamResponse:
         return web.FileResponse(SOCKET_IO_JS)
