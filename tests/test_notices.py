@@ -74,6 +74,10 @@ async def test_confirm_required_notice_rollup_and_reminder(server: Server) -> No
     with pytest.raises(RequestError) as err:
         await teacher.request("notice.remind", {"notice_id": notice["id"]})
     assert err.value.code == "rate_limited"
+    # The web app says "请 N 分钟后再提醒" from these details, not from the English message.
+    assert err.value.details["reason"] == "reminder_cooldown"
+    wait = err.value.details["retry_after_s"]
+    assert isinstance(wait, int) and 0 < wait <= srv.settings.notice_remind_interval_s
 
 
 async def test_offline_guardian_gets_notice_on_connect(server: Server) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from sqlalchemy import select
@@ -175,7 +176,11 @@ async def _receipt_change(
             values["confirmed_at"] = now
         if change == "reply" and row.reply != reply:
             if row.reply is not None and notice.deadline is not None and now > notice.deadline:
-                raise HomeroomError("conflict", "the deadline has passed; the reply is final")
+                raise HomeroomError(
+                    "conflict",
+                    "the deadline has passed; the reply is final",
+                    reason="deadline_passed",
+                )
             values["reply"] = reply
             values["replied_at"] = now
         if values:
@@ -258,8 +263,13 @@ async def remind(hub: Hub, user_id: int, req: NoticeRef) -> dict[str, Any]:
         interval = hub.settings.notice_remind_interval_s
         if not rules.may_remind(notice.last_reminded_at, now, interval):
             assert notice.last_reminded_at is not None  # may_remind says when there is none
-            wait = int(notice.last_reminded_at + interval - now)
-            raise HomeroomError("rate_limited", f"a reminder was sent recently; wait {wait} s")
+            wait = max(1, math.ceil(notice.last_reminded_at + interval - now))
+            raise HomeroomError(
+                "rate_limited",
+                f"a reminder was sent recently; wait {wait} s",
+                reason="reminder_cooldown",
+                retry_after_s=wait,
+            )
         students, targets = await rollup.not_covered_people(conn, notice)
         data = {
             "notice_id": notice.id,
@@ -268,7 +278,9 @@ async def remind(hub: Hub, user_id: int, req: NoticeRef) -> dict[str, Any]:
             "deadline": notice.deadline,
         }
         if not targets:
-            raise HomeroomError("conflict", "every student is covered: nobody to remind")
+            raise HomeroomError(
+                "conflict", "every student is covered: nobody to remind", reason="nobody_to_remind"
+            )
         for u in targets:
             await hub.store.append(conn, str(user_stream(u)), "notice.reminder", data)
         await conn.execute(
@@ -281,7 +293,9 @@ async def list_notices(hub: Hub, user_id: int, req: NoticeList) -> dict[str, Any
     async with hub.store.read() as conn:
         access = await class_access(conn, user_id, req.class_id)
         if not access.is_member:
-            raise HomeroomError("forbidden", "you are not a member of this class")
+            raise HomeroomError(
+                "forbidden", "you are not a member of this class", reason="not_member"
+            )
         query = select(notices).where(notices.c.class_id == req.class_id)
         if not access.is_staff:
             allowed = [

@@ -259,7 +259,9 @@ async def members(hub: Hub, user_id: int, class_id: int) -> dict[str, Any]:
         await require_class(conn, class_id)
         access = await class_access(conn, user_id, class_id)
         if not access.is_member and not access.school_admin:
-            raise HomeroomError("forbidden", "you are not a member of this class")
+            raise HomeroomError(
+                "forbidden", "you are not a member of this class", reason="not_member"
+            )
         rows = await conn.execute(
             select(memberships.c.user_id, memberships.c.role, users.c.display_name, users.c.phone)
             .join(users, users.c.id == memberships.c.user_id)
@@ -314,7 +316,9 @@ async def school_classes(hub: Hub, user_id: int) -> dict[str, Any]:
             )
         ).first()
         if me is None:
-            raise HomeroomError("unauthorized", "this account no longer exists")
+            raise HomeroomError(
+                "unauthorized", "this account no longer exists", reason="account_gone"
+            )
         mine = {
             (r.class_id, r.role)
             for r in await conn.execute(

@@ -198,7 +198,9 @@ class LiveService:
         async with self.hub.store.read() as conn:
             access = await class_access(conn, user_id, req.class_id)
             if not access.is_member:
-                raise HomeroomError("forbidden", "you are not a member of this class")
+                raise HomeroomError(
+                    "forbidden", "you are not a member of this class", reason="not_member"
+                )
         live = [
             rt.session.summary()
             for rt in self.runtimes.values()
@@ -377,7 +379,7 @@ class LiveService:
         rt = self.runtime(session_id)
         p = rt.session.get(user_id)
         if p.in_lobby:
-            raise HomeroomError("forbidden", "you are waiting in the lobby")
+            raise HomeroomError("forbidden", "you are waiting in the lobby", reason="in_lobby")
         return rt
 
     async def publish(self, sid: str, user_id: int, req: s.Publish) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 // REST under /api/v1 (realtime/transport/rest.py): JSON in and out, errors as {ok:false, error}.
-import { ApiError } from "./errors";
+import { ApiError, apiErrorOf } from "./errors";
 import type { LinkRequest, Me, Members, Rollup, SchoolClass, Tokens } from "./types";
 
 /** Where the access token comes from, and how to get a new one when it is refused. */
@@ -41,7 +41,7 @@ async function errorOf(resp: Response): Promise<ApiError> {
   try {
     const body = await resp.json();
     if (body && body.ok === false && body.error) {
-      return new ApiError(String(body.error.code), String(body.error.message), resp.status);
+      return apiErrorOf(body.error, resp.status);
     }
   } catch {
     // not JSON: fall through

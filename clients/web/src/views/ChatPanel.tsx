@@ -1,4 +1,5 @@
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
+import { asApiError } from "../api/errors";
 import type { Message } from "../api/types";
 import { formatDay, formatTime, t, tMaybe, formatList } from "../i18n";
 import { auth } from "../state/auth";
@@ -21,6 +22,7 @@ import { ready } from "../state/session";
 import { toast } from "../state/toasts";
 import { Avatar, ErrorBox, Loading } from "./common";
 import { Icon } from "./icons";
+import { describeError } from "../i18n/errors";
 
 const MAX_CHARS = 2000;
 
@@ -88,7 +90,7 @@ export function ChatPanel(props: {
     try {
       await deleteMessage(m.id);
     } catch (err) {
-      toast(String((err as Error).message), "error");
+      toast(describeError(asApiError(err)), "error");
     }
   }
 
@@ -223,7 +225,7 @@ function OutgoingBubble(props: { stream: string; out: Outgoing }) {
           {out.state === "failed" ? (
             <>
               <span class="text-error">
-                {t("chat.failed")} {out.error ? `(${out.error.message})` : ""}
+                {t("chat.failed")} {out.error ? `(${describeError(out.error)})` : ""}
               </span>{" "}
               <button type="button" class="link-button" onClick={() => retry(stream, out.client_id)}>
                 {t("chat.retry")}

@@ -8,6 +8,7 @@ import { onStream } from "../state/session";
 import { toast } from "../state/toasts";
 import { Avatar, Empty, ErrorBox, Loading, PageHeader } from "./common";
 import { Icon } from "./icons";
+import { describeError } from "../i18n/errors";
 
 /** Guardians asking to be linked to a child: a teacher of the class approves or rejects. */
 export function Links(props: { classId: number }) {
@@ -48,7 +49,7 @@ export function Links(props: { classId: number }) {
       await Promise.all([load(), loadClass(classId, true)]);
     } catch (err) {
       const e = asApiError(err);
-      toast(`${e.message} (${e.code})`, "error");
+      toast(describeError(e), "error");
     } finally {
       setBusy(null);
     }

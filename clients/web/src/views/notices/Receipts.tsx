@@ -11,6 +11,7 @@ import { ErrorBox, Loading } from "../common";
 import { Icon } from "../icons";
 import { kindLabel, stateLabel } from "./labels";
 import { Coverage } from "./NoticeList";
+import { describeError } from "../../i18n/errors";
 
 /** A page of a list; the server allows up to 500. */
 const PAGE = 100;
@@ -90,7 +91,7 @@ export function Receipts(props: { classId: number; noticeId: number }) {
       dataRef.current = merged;
       setData(merged);
     } catch (err) {
-      toast(asApiError(err).message, "error");
+      toast(describeError(asApiError(err)), "error");
     } finally {
       setMore(null);
     }
@@ -117,7 +118,7 @@ export function Receipts(props: { classId: number; noticeId: number }) {
       void load();
     } catch (err) {
       const e = asApiError(err);
-      toast(`${t("receipts.remindFailed")} ${e.message}`, "error", 8000);
+      toast(`${t("receipts.remindFailed")} ${describeError(e)}`, "error", 8000);
     } finally {
       setBusy(false);
     }
@@ -127,7 +128,7 @@ export function Receipts(props: { classId: number; noticeId: number }) {
     try {
       await api.receiptsCsv(noticeId);
     } catch (err) {
-      toast(`${t("receipts.exportFailed")} ${asApiError(err).message}`, "error");
+      toast(`${t("receipts.exportFailed")} ${describeError(asApiError(err))}`, "error");
     }
   }
 
