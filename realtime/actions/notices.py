@@ -17,8 +17,10 @@ from realtime.actions.access import (
 )
 from realtime.actions.notice_rollup import receipt_of, receipt_view
 from realtime.actions.once import create_once
+from realtime.actions.schools import school_time_zone
 from realtime.domain import notices as rules
 from realtime.domain import policy
+from realtime.domain.exportlang import DEFAULT_LANG, Localiser
 from realtime.domain.notices import Audience, NoticeKind, Tally
 from realtime.domain.policy import require
 from realtime.domain.roles import Role
@@ -236,13 +238,15 @@ async def receipts_rollup(hub: Hub, user_id: int, req: NoticeReceipts) -> dict[s
     return {"notice": notice_view(notice, names), **report}
 
 
-async def receipts_csv(hub: Hub, user_id: int, notice_id: int) -> str:
-    """An export: recorded in the audit log in the transaction that reads it."""
+async def receipts_csv(hub: Hub, user_id: int, notice_id: int, lang: str = DEFAULT_LANG) -> str:
+    """An export in ``lang`` and the school's time zone: recorded in the audit log in the
+    transaction that reads it."""
     async with hub.store.transaction() as conn:
         notice = await _load_notice(conn, notice_id)
         access = await class_access(conn, user_id, notice.class_id)
         require(policy.may_view_receipts(access), "only teachers of this class see receipts")
-        text = await rollup.csv_report(conn, notice)
+        zone = await school_time_zone(conn, notice.class_id)
+        text = await rollup.csv_report(conn, notice, Localiser(lang, zone))
         await audit.record(
             conn,
             actor_id=user_id,

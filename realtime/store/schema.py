@@ -25,6 +25,19 @@ schools = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("name", String(200), nullable=False),
+    # IANA zone: the times of CSV exports (realtime/domain/exportlang.py).
+    Column("time_zone", String(64), nullable=False, server_default="Asia/Shanghai"),
+)
+
+# A school year ("2026-2027"): classes belong to one; archived ones are read-only history.
+school_years = Table(
+    "school_years",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("school_id", Integer, ForeignKey("schools.id"), nullable=False),
+    Column("name", String(40), nullable=False),
+    Column("archived_at", Float, nullable=True),
+    UniqueConstraint("school_id", "name", name="uq_school_year_name"),
 )
 
 users = Table(
@@ -47,6 +60,8 @@ classes = Table(
     Column("school_id", Integer, ForeignKey("schools.id"), nullable=False),
     Column("name", String(200), nullable=False),
     Column("join_code", String(20), nullable=False, unique=True),
+    Column("school_year_id", Integer, ForeignKey("school_years.id"), nullable=True),
+    Column("archived_at", Float, nullable=True),
 )
 
 memberships = Table(

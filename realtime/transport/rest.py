@@ -18,6 +18,7 @@ from aiohttp import web
 from realtime import schemas
 from realtime.actions import accounts, audit, chat, notices, roster, roster_import
 from realtime.auth import Identity
+from realtime.domain.exportlang import choose_lang
 from realtime.errors import HTTP_STATUS, HomeroomError, bad_request, too_large
 from realtime.hub import Hub
 from realtime.live.actions import LiveService
@@ -219,7 +220,8 @@ async def notice_receipts(request: web.Request) -> web.StreamResponse:
 async def notice_receipts_csv(request: web.Request) -> web.StreamResponse:
     who = identity(request)
     nid = _int(request, "notice_id")
-    text = await notices.receipts_csv(request.app[HUB], who.user_id, nid)
+    lang = choose_lang(request.query.get("lang"), request.headers.get("Accept-Language"))
+    text = await notices.receipts_csv(request.app[HUB], who.user_id, nid, lang)
     return web.Response(
         body=("\ufeff" + text).encode("utf-8"),  # BOM: spreadsheet apps read UTF-8 CSV right
         content_type="text/csv",

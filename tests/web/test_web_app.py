@@ -83,8 +83,9 @@ async def test_notice_receipts_update_live(server: Server, web: Browser) -> None
     download = await info.value
     assert download.suggested_filename == f"notice-{notice_id}-receipts.csv"
     text = (await download.path()).read_text(encoding="utf-8-sig")
-    assert text.splitlines()[0].startswith("student_id,student,covered")
-    assert "赵磊 Zhao Lei,False" in text
+    # In the page's language (zh-CN), 是/否, for Excel and WPS.
+    assert text.splitlines()[0].startswith("学生编号,学生,已完成")
+    assert "赵磊 Zhao Lei,否" in text
 
 
 async def test_anonymous_question_votes_and_answer(server: Server, web: Browser) -> None:
@@ -194,19 +195,20 @@ async def test_english_and_a_class_that_is_not_mine(server: Server, web: Browser
     await expect(page.locator(".class-main")).to_contain_text("王浩 Wang Hao")
     await expect(page.locator(".class-main")).not_to_contain_text("李明 Li Ming")
 
-    # Another class: the server refuses, and the page says why in the server's words.
+    # Another class: the server refuses, and the page says why in the person's language.
     other = server.demo["linked_class_ids"][0]
     await page.goto(f"{server.url}/#/class/{other}/notices")
     await expect(page.get_by_role("heading", name="This class cannot be opened")).to_be_visible()
     alert = page.get_by_role("alert")
-    await expect(alert).to_contain_text("you are not a member of this class")
+    await expect(alert).to_contain_text("You are not a member of this class")
     await expect(alert.locator(".error-code")).to_have_text("forbidden")
     await screenshot(page, "guardian-refused-phone-en")
 
-    # Back in Chinese, the same refusal reads in Chinese (the server's message stays as sent).
+    # Back in Chinese, the same refusal reads in Chinese; no server English anywhere.
     await page.get_by_label("Language").select_option("zh-CN")
     await expect(page.get_by_role("heading", name="无法打开这个班级")).to_be_visible()
-    await expect(alert).to_contain_text("你没有权限查看或进行此操作")
+    await expect(alert).to_contain_text("你不是这个班级的成员")
+    await expect(alert).not_to_contain_text("member of this class")
 
 
 async def test_msgpack_server(tmp_path: Path, chromium: str) -> None:

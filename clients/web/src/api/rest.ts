@@ -1,4 +1,5 @@
 // REST under /api/v1 (realtime/transport/rest.py): JSON in and out, errors as {ok:false, error}.
+import { locale } from "../i18n";
 import { ApiError, apiErrorOf } from "./errors";
 import type { LinkRequest, Me, Members, Rollup, SchoolClass, Tokens } from "./types";
 
@@ -101,6 +102,10 @@ export const api = {
   approveLink: (linkId: number) => rest<object>("POST", `/api/v1/links/${linkId}/approve`),
   rejectLink: (linkId: number) => rest<object>("POST", `/api/v1/links/${linkId}/reject`),
   receipts: (noticeId: number) => rest<Rollup>("GET", `/api/v1/notices/${noticeId}/receipts`),
+  // Headers, 是/否 and states in the page's language; times in the school's zone.
   receiptsCsv: (noticeId: number) =>
-    download(`/api/v1/notices/${noticeId}/receipts.csv`, `notice-${noticeId}-receipts.csv`),
+    download(
+      `/api/v1/notices/${noticeId}/receipts.csv?lang=${encodeURIComponent(locale.value)}`,
+      `notice-${noticeId}-receipts.csv`,
+    ),
 };
