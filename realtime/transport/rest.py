@@ -430,3 +430,9 @@ def add_routes(app: web.Application) -> None:
         app.router.add_route(e.method, e.path, e.handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+
+
+# Routes of other concepts, in their own modules (imported last: they use the helpers above).
+from realtime.transport import rest_school  # noqa: E402
+
+API += rest_school.ENDPOINTS
