@@ -309,6 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("user", help="username")
     p.add_argument("--ttl", type=int, help="lifetime in seconds")
     p.set_defaults(func=cmd_token)
+
+    from realtime import cli_school
+
+    cli_school.add_parser(sub)
     return parser
 
 

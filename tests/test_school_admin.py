@@ -4,7 +4,12 @@ each change in the audit log, a refused one changing nothing."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +147,56 @@ async def test_another_schools_admin_sees_nothing_here(server: Server) -> None:
     assert err.code == "not_found"
     assert (await stranger.http("GET", "/api/v1/school/links"))["links"] == []
     assert (await stranger.http("GET", "/api/v1/school"))["classes"] == []
+
+
+# --- the console ------------------------------------------------------------------------------
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "realtime.cli", *args],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_school_set_up_from_the_console_alone(tmp_path: Path) -> None:
+    """No demo seed and no Python: an admin account, a year, a class, its teacher, its QR code."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEROOM_")}
+    env.update(
+        HOMEROOM_DATABASE_URL=f"sqlite:///{tmp_path}/school.db",
+        HOMEROOM_SECRET="console-secret-0123456789-abcdefghijklmn",
+    )
+    ok = _cli(
+        "create-user", "boss", "--password", "long-enough-1", "--school-admin",
+        "--school", "乡村小学", env=env,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    ok = _cli("create-user", "wang_t", "--password", "long-enough-2", env=env)
+    assert ok.returncode == 0, ok.stderr
+    refused = _cli("school", "--as", "wang_t", "add-year", "2026", env=env)
+    assert refused.returncode == 1 and "forbidden" in refused.stderr
+
+    year = json.loads(_cli("school", "--as", "boss", "add-year", "2026学年", env=env).stdout)
+    made = _cli(
+        "school", "--as", "boss", "add-class", "一年级（1）班", "--year", str(year["year"]["id"]),
+        env=env,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    cls = json.loads(made.stdout)["class"]
+    ok = _cli(
+        "school", "--as", "boss", "teacher", str(cls["id"]), "wang_t", "--role", "head_teacher",
+        env=env,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    shown = json.loads(_cli("school", "--as", "boss", "show", env=env).stdout)
+    assert shown["classes"][0]["teachers"][0]["role"] == "head_teacher"
+    assert shown["school"]["time_zone"] == "Asia/Shanghai"
+    qr = _cli(
+        "school", "--as", "wang_t", "qr", str(cls["id"]), "--origin", "https://school.example",
+        env=env,
+    )  # fmt: skip
+    assert qr.returncode == 0 and "<svg" in qr.stdout, qr.stderr
