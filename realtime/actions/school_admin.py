@@ -108,10 +108,23 @@ async def overview(hub: Hub, user_id: int) -> dict[str, Any]:
                 select(classes).where(classes.c.school_id == school_id).order_by(classes.c.id)
             )
         ]
+        # Who may be made a teacher: the school's people who are no class's student or guardian.
+        families = select(memberships.c.user_id).where(
+            memberships.c.role.in_((Role.STUDENT.value, Role.GUARDIAN.value))
+        )
+        staff_people = [
+            {"id": r.id, "username": r.username, "name": r.display_name}
+            for r in await conn.execute(
+                select(users.c.id, users.c.username, users.c.display_name)
+                .where(users.c.school_id == school_id, users.c.id.not_in(families))
+                .order_by(users.c.id)
+            )
+        ]
     return {
         "school": {"id": school.id, "name": school.name, "time_zone": school.time_zone},
         "years": years,
         "classes": out,
+        "staff": staff_people,
     }
 
 

@@ -1,7 +1,17 @@
 // REST under /api/v1 (realtime/transport/rest.py): JSON in and out, errors as {ok:false, error}.
 import { locale } from "../i18n";
 import { ApiError, apiErrorOf } from "./errors";
-import type { LinkRequest, Me, Members, Rollup, SchoolClass, Tokens } from "./types";
+import type {
+  LinkRequest,
+  Me,
+  Members,
+  Rollup,
+  RosterResult,
+  SchoolClass,
+  SchoolLink,
+  SchoolOverview,
+  Tokens,
+} from "./types";
 
 /** Where the access token comes from, and how to get a new one when it is refused. */
 export interface TokenSource {
@@ -65,6 +75,27 @@ export async function rest<T>(method: string, path: string, opts: Options = {}):
   return (await resp.json()) as T;
 }
 
+/** A roster CSV (all rows or none). A refusal keeps its rejected lines: {line, reason}. */
+export async function uploadRoster(
+  classId: number,
+  text: string,
+): Promise<{ ok: true; result: RosterResult } | { ok: false; error: ApiError; rejected: { line: number; reason: string }[] }> {
+  const headers: Record<string, string> = { "Content-Type": "text/csv; charset=utf-8", Accept: "application/json" };
+  const token = tokens.access();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const resp = await fetch(`/api/v1/classes/${classId}/roster`, { method: "POST", headers, body: text, credentials: "omit" });
+  const body = await resp.json().catch(() => null);
+  if (resp.ok && body) return { ok: true, result: body as RosterResult };
+  const error = body?.error ? apiErrorOf(body.error, resp.status) : new ApiError("internal", resp.statusText, resp.status);
+  return { ok: false, error, rejected: Array.isArray(body?.error?.rejected) ? body.error.rejected : [] };
+}
+
+/** An image behind the bearer token, as an object URL (revoke it when done). */
+export async function objectUrl(path: string): Promise<string> {
+  const resp = await call("GET", path);
+  return URL.createObjectURL(await resp.blob());
+}
+
 /** A file behind the bearer token (a plain link cannot carry it): fetch it and save the blob. */
 export async function download(path: string, fallbackName: string): Promise<void> {
   const resp = await call("GET", path);
@@ -101,6 +132,16 @@ export const api = {
     rest<{ links: LinkRequest[] }>("GET", `/api/v1/classes/${classId}/links`),
   approveLink: (linkId: number) => rest<object>("POST", `/api/v1/links/${linkId}/approve`),
   rejectLink: (linkId: number) => rest<object>("POST", `/api/v1/links/${linkId}/reject`),
+  school: () => rest<SchoolOverview>("GET", "/api/v1/school"),
+  schoolLinks: () => rest<{ links: SchoolLink[] }>("GET", "/api/v1/school/links"),
+  setTimeZone: (time_zone: string) => rest<object>("PUT", "/api/v1/school/settings", { body: { time_zone } }),
+  createYear: (name: string) => rest<object>("POST", "/api/v1/school/years", { body: { name } }),
+  archiveYear: (id: number) => rest<object>("POST", `/api/v1/school/years/${id}/archive`),
+  createClass: (name: string, school_year_id: number | null) =>
+    rest<object>("POST", "/api/v1/school/classes", { body: { name, school_year_id } }),
+  archiveClass: (id: number) => rest<object>("POST", `/api/v1/classes/${id}/archive`),
+  assignTeacher: (classId: number, user_id: number, role: string) =>
+    rest<object>("POST", `/api/v1/classes/${classId}/teachers`, { body: { user_id, role } }),
   receipts: (noticeId: number) => rest<Rollup>("GET", `/api/v1/notices/${noticeId}/receipts`),
   // Headers, 是/否 and states in the page's language; times in the school's zone.
   receiptsCsv: (noticeId: number) =>
