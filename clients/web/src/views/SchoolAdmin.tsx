@@ -134,7 +134,7 @@ function NewClass(props: { data: SchoolOverview; act: Act }) {
       </label>
       <label>
         {t("school.yearOf")}
-        <select value={year} onChange={(e) => setYear(e.currentTarget.value)}>
+        <select value={year} aria-label={t("school.yearOf")} onChange={(e) => setYear(e.currentTarget.value)}>
           <option value="">{t("school.noYear")}</option>
           {open.map((y) => (
             <option key={y.id} value={String(y.id)}>
@@ -203,7 +203,7 @@ function ClassCard(props: { c: SchoolClassRow; data: SchoolOverview; act: Act })
           >
             <label>
               {t("school.assignWho")}
-              <select value={who} required onChange={(e) => setWho(e.currentTarget.value)}>
+              <select value={who} required aria-label={t("school.assignWho")} onChange={(e) => setWho(e.currentTarget.value)}>
                 <option value="" />
                 {props.data.staff.map((p) => (
                   <option key={p.id} value={String(p.id)}>
@@ -214,7 +214,7 @@ function ClassCard(props: { c: SchoolClassRow; data: SchoolOverview; act: Act })
             </label>
             <label>
               {t("school.assignRole")}
-              <select value={role} onChange={(e) => setRole(e.currentTarget.value)}>
+              <select value={role} aria-label={t("school.assignRole")} onChange={(e) => setRole(e.currentTarget.value)}>
                 {ROLES.map((r) => (
                   <option key={r} value={r}>
                     {t(`school.role.${r}`)}
