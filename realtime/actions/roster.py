@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from realtime.actions import audit, notice_rollup
 from realtime.actions.access import class_access, display_names, require_class
+from realtime.domain import names as child_names
 from realtime.domain import policy
 from realtime.domain.policy import require
 from realtime.domain.roles import Role
@@ -130,17 +131,20 @@ async def request_link(hub: Hub, user_id: int, req: JoinClass) -> dict[str, Any]
         access = await class_access(conn, user_id, cls.id)
         if access.is_staff or access.is_student:
             raise conflict("teachers and students of the class do not need a guardian link")
-        kids = list(
-            await conn.execute(
-                select(users.c.id)
+        # The roster's "赵磊 Zhao Lei" is found from "赵磊", "zhao lei", "ＺＨＡＯ ＬＥＩ"...
+        # (domain/names.py); only "found" or "not found" comes back, never the class list.
+        kids = [
+            r
+            for r in await conn.execute(
+                select(users.c.id, users.c.display_name)
                 .join(memberships, memberships.c.user_id == users.c.id)
                 .where(
                     memberships.c.class_id == cls.id,
                     memberships.c.role == Role.STUDENT.value,
-                    users.c.display_name == req.child_name.strip(),
                 )
             )
-        )
+            if child_names.matches(req.child_name, r.display_name)
+        ]
         if not kids:
             raise not_found("no student of that name in this class; check the spelling")
         if len(kids) > 1:
