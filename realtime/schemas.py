@@ -186,6 +186,8 @@ class JoinClass(Payload):
     join_code: Annotated[str, msgspec.Meta(min_length=4, max_length=20)]
     child_name: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
     relationship: Annotated[str, msgspec.Meta(max_length=40)] = ""
+    # The guardian's phone, for the teacher to vet the request (digits, spaces, -, a leading +).
+    phone: Annotated[str, msgspec.Meta(max_length=40, pattern=r"^(\+?[0-9][0-9 -]{4,30})?$")] = ""
 
 
 def parse(kind: type[T], payload: Any) -> T:

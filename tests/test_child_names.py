@@ -59,3 +59,48 @@ async def test_a_parent_links_with_the_chinese_part_alone(server: Server) -> Non
     teacher = await server.client("li", connect=False)
     links = (await teacher.http("GET", f"/api/v1/classes/{server.class_id}/links"))["links"]
     assert any(x["student_name"] == ROSTER and x["guardian_name"] == "赵磊妈妈" for x in links)
+
+
+async def test_the_teacher_sees_the_phone_given_and_whether_the_roster_lists_it(
+    server: Server,
+) -> None:
+    join_code = server.demo["join_code"]
+    teacher = await server.client("li", connect=False)
+    for username, phone in (("wang_aunt", "138-0000-0000"), ("stranger_x", "13999999999")):
+        g = await server.client(None)
+        await g.http(
+            "POST",
+            "/api/v1/auth/register",
+            {
+                "username": username,
+                "password": "long-enough-pw",
+                "display_name": username,
+                "join_code": join_code,
+            },
+            auth=False,
+        )
+        await g.login(username, "long-enough-pw")
+        await g.http(
+            "POST",
+            "/api/v1/join",
+            {
+                "join_code": join_code,
+                "child_name": "wang hao",
+                "relationship": "aunt",
+                "phone": phone,
+            },
+        )
+    links = (await teacher.http("GET", f"/api/v1/classes/{server.class_id}/links"))["links"]
+    by_name = {x["guardian_name"]: x for x in links}
+    # The demo's guardians of Wang Hao have 13800000000: the roster lists this one.
+    assert by_name["wang_aunt"]["phone"] == "138-0000-0000" and by_name["wang_aunt"]["on_roster"]
+    assert by_name["stranger_x"]["phone"] == "13999999999"
+    assert not by_name["stranger_x"]["on_roster"]
+    assert by_name["stranger_x"]["relationship"] == "aunt"
+    g = await server.client(None)
+    g.token = teacher.token
+    with pytest.raises(RequestError) as err:
+        await g.http(
+            "POST", "/api/v1/join", {"join_code": join_code, "child_name": "x", "phone": "call me"}
+        )
+    assert err.value.code == "bad_request"

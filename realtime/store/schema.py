@@ -82,6 +82,8 @@ guardian_links = Table(
     Column("guardian_id", Integer, ForeignKey("users.id"), nullable=False),
     Column("student_id", Integer, ForeignKey("users.id"), nullable=False),
     Column("relationship", String(40), nullable=False, default=""),
+    # The phone number the guardian gave with the request, for the teacher to vet it.
+    Column("phone", String(40), nullable=True),
     Column("status", String(20), nullable=False),  # pending | approved | rejected
     Column("requested_at", Float, nullable=False),
     Column("decided_by", Integer, nullable=True),

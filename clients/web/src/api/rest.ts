@@ -124,7 +124,7 @@ export const api = {
   register: (body: { username: string; password: string; display_name: string; join_code: string }) =>
     rest<Tokens>("POST", "/api/v1/auth/register", { auth: false, body }),
   me: () => rest<Me>("GET", "/api/v1/me"),
-  join: (body: { join_code: string; child_name: string; relationship: string }) =>
+  join: (body: { join_code: string; child_name: string; relationship: string; phone?: string }) =>
     rest<{ link_id?: number }>("POST", "/api/v1/join", { body }),
   schoolClasses: () => rest<{ classes: SchoolClass[] }>("GET", "/api/v1/classes"),
   members: (classId: number) => rest<Members>("GET", `/api/v1/classes/${classId}/members`),

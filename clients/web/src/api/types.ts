@@ -217,6 +217,9 @@ export interface LinkRequest {
   student_id: number;
   student_name: string;
   relationship: string;
+  /** The phone the guardian gave, and whether an approved guardian of the child has it. */
+  phone?: string | null;
+  on_roster?: boolean;
   requested_at: number;
 }
 

@@ -80,7 +80,13 @@ export function Links(props: { classId: number }) {
                 <p class="link-who">{t("links.request", l.guardian_name, l.student_name)}</p>
                 <p class="muted">
                   {l.relationship ? `${tMaybe(`relationship.${l.relationship}`, l.relationship)} · ` : ""}
+                  {l.phone ? `${t("links.phone", l.phone)} · ` : ""}
                   {formatDateTime(l.requested_at)}
+                </p>
+                <p>
+                  <span class={`tag ${l.on_roster ? "" : "tag-warn"}`}>
+                    {l.on_roster ? t("links.onRoster") : t("links.notOnRoster")}
+                  </span>
                 </p>
               </div>
               <div class="link-actions">

@@ -1,4 +1,5 @@
-"""a school sets itself up: its time zone, school years, archived classes
+"""a school sets itself up: its time zone, school years, archived classes; the phone given
+with a link request
 
 Revision ID: 0014
 Revises: 0006
@@ -36,9 +37,13 @@ def upgrade() -> None:
         batch.create_foreign_key(
             "fk_classes_school_year", "school_years", ["school_year_id"], ["id"]
         )
+    with op.batch_alter_table("guardian_links") as batch:
+        batch.add_column(sa.Column("phone", sa.String(length=40), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("guardian_links") as batch:
+        batch.drop_column("phone")
     with op.batch_alter_table("classes") as batch:
         batch.drop_constraint("fk_classes_school_year", type_="foreignkey")
         batch.drop_column("archived_at")
