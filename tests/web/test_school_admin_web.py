@@ -75,7 +75,21 @@ async def test_admin_sets_up_a_class_in_the_web_app(
     parent = await web.signed_in("wang_mom", PHONE)
     await parent.goto(f"{server.url}/#/join/{code}")
     await expect(parent.get_by_label("班级邀请码")).to_have_value(code)
+    # The roster says "孙悦"; she types it with a space, and gives her phone.
+    await parent.get_by_label("孩子的姓名").fill("孙 悦")
+    await parent.get_by_label("与孩子的关系").select_option("grandmother")
+    await parent.get_by_label("你的手机号（选填）").fill("139 0000 0001")
     await screenshot(parent, "join-from-qr-phone")
+    await parent.get_by_role("button", name="提交申请").click()
+    await expect(parent.locator(".toast")).to_contain_text("申请已提交")
+
+    # The new head teacher vets it: the phone given, and the roster lists that number.
+    chen = await web.signed_in("chen", PC)
+    class_id = int(await card.get_attribute("data-class-id") or 0)
+    await chen.goto(f"{server.url}/#/class/{class_id}/links")
+    item = chen.locator(".link-item", has_text="孙悦")
+    await expect(item).to_contain_text("电话 139 0000 0001")
+    await expect(item).to_contain_text("名单上有此家长")
 
     # Every pending request of the school, with what vets it.
     stranger = await server.client(None)

@@ -177,7 +177,7 @@ function ClassCard(props: { c: SchoolClassRow; data: SchoolOverview; act: Act })
   }
 
   return (
-    <li class="card school-class" aria-label={c.name}>
+    <li class="card school-class" aria-label={c.name} data-class-id={c.id}>
       <h3 class="card-title">
         {c.name} {year ? <span class="muted">· {year.name}</span> : null}{" "}
         {c.archived ? <span class="tag">{t("school.archived")}</span> : null}
