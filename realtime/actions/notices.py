@@ -235,7 +235,10 @@ async def receipts_rollup(hub: Hub, user_id: int, req: NoticeReceipts) -> dict[s
         names = await display_names(conn, [notice.author_id])
         which = req.list.value if req.list is not None else None
         report = await rollup.rollup(conn, notice, which, req.after, req.limit)
-    return {"notice": notice_view(notice, names), **report}
+    # When the next reminder may go (the web app disables its button until then).
+    last = notice.last_reminded_at
+    again = last + hub.settings.notice_remind_interval_s if last else None
+    return {"notice": notice_view(notice, names), **report, "remind_again_at": again}
 
 
 async def receipts_csv(hub: Hub, user_id: int, notice_id: int, lang: str = DEFAULT_LANG) -> str:

@@ -72,10 +72,21 @@ async def test_notice_receipts_update_live(server: Server, web: Browser) -> None
 
     # Remind the families left: Zhang Wei's two guardians.
     zhang_mom = await server.client("zhang_mom")
-    await teacher.get_by_role("button", name=re.compile("提醒未完成的 1 名学生家长")).click()
+    # A confirmation first, naming how many families; cancelling sends nothing.
+    remind = teacher.get_by_role("button", name=re.compile("提醒未完成的 1 名学生家长"))
+    await remind.click()
+    await expect(teacher.get_by_text("将提醒 1 名学生的家长，确定发送吗？")).to_be_visible()
+    await teacher.get_by_role("button", name="取消").click()
+    await remind.click()
+    await teacher.get_by_role("button", name="确定提醒").click()
     await expect(teacher.locator(".toast")).to_contain_text("已提醒 2 人")
     reminder = await zhang_mom.wait_for(lambda e: e["type"] == "notice.reminder")
     assert reminder["data"]["notice_id"] == notice_id
+    # Then the button waits out the cool-down (an hour), saying how long.
+    await expect(remind).to_be_disabled()
+    await expect(teacher.get_by_test_id("remind-wait")).to_have_text(
+        re.compile(r"请 (60|59) 分钟后再提醒")
+    )
 
     # The CSV needs the bearer token: the app fetches it and saves the file.
     async with teacher.expect_download() as info:

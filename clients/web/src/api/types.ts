@@ -132,6 +132,8 @@ export interface Rollup {
   not_covered: StudentCoverage[];
   next: Record<RollupList, number | null>;
   last_reminded_at: number | null;
+  /** When the next reminder may be sent (seconds since the epoch); null: now. */
+  remind_again_at?: number | null;
 }
 
 /** notice.receipts with ``list``: the counts and one page of that list. */
