@@ -657,14 +657,14 @@ async def _fresh_class(w: World) -> int:
         return await create_class(conn, w.school_id, f"新班级 {next(w.counter)}")
 
 
-async def _fresh_person(w: World, role: Role | None = None) -> int:
+async def _fresh_person(w: World, class_id: int | None = None, role: Role | None = None) -> int:
     n = next(w.counter)
     async with w.srv.app[HUB].store.transaction() as conn:
         uid = await create_user(
             conn, w.school_id, f"fresh_{n}_{uuid.uuid4().hex[:6]}", "新人", None, now=0.0
         )
-        if role is not None:
-            await add_member(conn, w.class_id, uid, role)
+        if class_id is not None and role is not None:
+            await add_member(conn, class_id, uid, role)
     return uid
 
 
@@ -691,13 +691,15 @@ async def _archive_class_call(w: World, _a: str) -> tuple[str, str, Any, Any]:
 
 
 async def _teacher_call(w: World, _a: str) -> tuple[str, str, Any, Any]:
+    # A class of its own: the shared class's members stay as the other tests expect them.
     body = {"user_id": await _fresh_person(w), "role": "teacher"}
-    return "POST", f"/api/v1/classes/{w.class_id}/teachers", body, None
+    return "POST", f"/api/v1/classes/{await _fresh_class(w)}/teachers", body, None
 
 
 async def _move_call(w: World, _a: str) -> tuple[str, str, Any, Any]:
-    body = {"student_id": await _fresh_person(w, Role.STUDENT), "to_class_id": w.other_class_id}
-    return "POST", f"/api/v1/classes/{w.class_id}/move", body, None
+    old, new = await _fresh_class(w), await _fresh_class(w)
+    body = {"student_id": await _fresh_person(w, old, Role.STUDENT), "to_class_id": new}
+    return "POST", f"/api/v1/classes/{old}/move", body, None
 
 
 REST_ACTIONS: dict[str, RestCall] = {
