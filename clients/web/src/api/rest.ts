@@ -6,12 +6,10 @@ import type {
   Me,
   Members,
   Rollup,
-  RosterResult,
   SchoolClass,
-  SchoolLink,
-  SchoolOverview,
   Tokens,
 } from "./types";
+import type { RosterResult, SchoolLink, SchoolOverview } from "./school";
 
 /** Where the access token comes from, and how to get a new one when it is refused. */
 export interface TokenSource {

@@ -132,7 +132,6 @@ export interface Rollup {
   not_covered: StudentCoverage[];
   next: Record<RollupList, number | null>;
   last_reminded_at: number | null;
-  /** When the next reminder may be sent (seconds since the epoch); null: now. */
   remind_again_at?: number | null;
 }
 
@@ -142,6 +141,7 @@ export interface RollupPage {
   counts: NoticeCounts;
   last_reminded_at: number | null;
   next: Partial<Record<RollupList, number | null>>;
+  remind_again_at?: number | null;
   receipts?: NamedReceipt[];
   covered?: StudentCoverage[];
   not_covered?: StudentCoverage[];
@@ -219,10 +219,9 @@ export interface LinkRequest {
   student_id: number;
   student_name: string;
   relationship: string;
-  /** The phone the guardian gave, and whether an approved guardian of the child has it. */
+  requested_at: number;
   phone?: string | null;
   on_roster?: boolean;
-  requested_at: number;
 }
 
 export interface TokenUser {
@@ -324,37 +323,4 @@ export interface SchoolClass {
   name: string;
   teachers: string[];
   mine: boolean;
-}
-
-// --- a school that sets itself up (school admins; /api/v1/school) -----------------------------
-
-export interface SchoolOverview {
-  school: { id: number; name: string; time_zone: string };
-  years: { id: number; name: string; archived: boolean }[];
-  classes: {
-    id: number;
-    name: string;
-    join_code: string;
-    school_year_id: number | null;
-    archived: boolean;
-    teachers: { user_id: number; name: string; role: string }[];
-    students: number;
-  }[];
-  staff: { id: number; username: string; name: string }[];
-}
-
-export interface SchoolLink {
-  id: number;
-  class_id: number;
-  class_name: string;
-  guardian: { id: number; name: string; phone: string | null };
-  student: { id: number; name: string };
-  relationship: string;
-  requested_at: number;
-}
-
-export interface RosterResult {
-  rows: number;
-  created: { username: string; display_name: string; password: string }[];
-  pending: { line: number; username: string; reason: string }[];
 }

@@ -1,7 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { asApiError, type ApiError } from "../api/errors";
 import { api, objectUrl, uploadRoster } from "../api/rest";
-import type { RosterResult, SchoolLink, SchoolOverview } from "../api/types";
+import type { RosterResult, SchoolLink, SchoolOverview } from "../api/school";
 import { formatDateTime, t, tMaybe } from "../i18n";
 import { describeError } from "../i18n/errors";
 import { toast } from "../state/toasts";
