@@ -23,10 +23,11 @@ EventHandler = Callable[[dict[str, Any]], Awaitable[None] | None]
 class RequestError(Exception):
     """The server refused a request; ``code`` is the stable error code."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.details: dict[str, Any] = details or {}
 
 
 class HomeroomClient:
@@ -78,7 +79,7 @@ class HomeroomClient:
                 body = await resp.text()
             if isinstance(body, dict) and body.get("ok") is False:
                 err = body["error"]
-                raise RequestError(err["code"], err["message"])
+                raise RequestError(err["code"], err["message"], err.get("details"))
             return body
 
     async def login(self, username: str, password: str) -> dict[str, Any]:
@@ -249,7 +250,9 @@ class HomeroomClient:
                 await asyncio.sleep(0.2 * (attempt + 1))
         if not isinstance(ack, dict) or not ack.get("ok"):
             err = (ack or {}).get("error", {}) if isinstance(ack, dict) else {}
-            raise RequestError(err.get("code", "internal"), err.get("message", repr(ack)))
+            raise RequestError(
+                err.get("code", "internal"), err.get("message", repr(ack)), err.get("details")
+            )
         return ack
 
     # --- typed helpers ------------------------------------------------------------------------

@@ -66,12 +66,18 @@ class TokenIssuer:
 
     def verify(self, token: object) -> Identity:
         if not isinstance(token, str) or not token:
-            raise HomeroomError("unauthorized", "sign in first: no access token was given")
+            raise HomeroomError(
+                "unauthorized", "sign in first: no access token was given", reason="signed_out"
+            )
         try:
             kid = jwt.get_unverified_header(token).get("kid")
             key = self.keys.get(str(kid))
             if key is None:
-                raise HomeroomError("unauthorized", "the access token was signed by an unknown key")
+                raise HomeroomError(
+                    "unauthorized",
+                    "the access token was signed by an unknown key",
+                    reason="token_invalid",
+                )
             # A token that does not say when it was issued and when it expires is refused, not
             # taken as valid forever.
             claims = jwt.decode(
@@ -83,9 +89,13 @@ class TokenIssuer:
             )
             return Identity(int(claims["sub"]), int(claims["sch"]))
         except jwt.ExpiredSignatureError:
-            raise HomeroomError("unauthorized", "the access token has expired") from None
+            raise HomeroomError(
+                "unauthorized", "the access token has expired", reason="token_expired"
+            ) from None
         except (jwt.InvalidTokenError, KeyError, ValueError):
-            raise HomeroomError("unauthorized", "the access token is not valid") from None
+            raise HomeroomError(
+                "unauthorized", "the access token is not valid", reason="token_invalid"
+            ) from None
 
 
 def new_refresh_token() -> tuple[str, str]:

@@ -366,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--class", dest="class_id", type=int, help="only this class")
     p.set_defaults(func=cmd_digest)
+    from realtime import cli_school
+
+    cli_school.add_parser(sub)
     return parser
 
 

@@ -40,17 +40,44 @@ HTTP_STATUS = {
 }
 
 
-class HomeroomError(Exception):
-    """A request that is refused; nothing has been changed."""
+# Finer reasons a client may show in the person's language (clients/web's catalogue has a text
+# for every one; tests/test_error_catalogue.py checks). ``details`` carries the numbers the text
+# needs: ``retry_after_s`` (whole seconds) for every rate_limited reason.
+REASONS: dict[str, frozenset[str]] = {
+    "unauthorized": frozenset(
+        {"wrong_password", "token_expired", "token_invalid", "account_gone", "signed_out"}
+    ),
+    "forbidden": frozenset({"meeting_locked", "unmute_locked", "in_lobby", "not_member"}),
+    "conflict": frozenset({"deadline_passed", "nobody_to_remind", "already_exists", "archived"}),
+    "rate_limited": frozenset(
+        {"reminder_cooldown", "sign_in_throttled", "too_many_requests", "server_busy"}
+    ),
+}
 
-    def __init__(self, code: str, message: str) -> None:
+
+class HomeroomError(Exception):
+    """A request that is refused; nothing has been changed.
+
+    ``message`` is English for logs and developers; ``reason`` (one of REASONS[code]) and
+    ``details`` are what a client turns into the person's language."""
+
+    def __init__(
+        self, code: str, message: str, *, reason: str | None = None, **details: Any
+    ) -> None:
         assert code in CODES, code
+        assert reason is None or reason in REASONS.get(code, ()), (code, reason)
         super().__init__(message)
         self.code = code
         self.message = message
+        self.details: dict[str, Any] = dict(details)
+        if reason is not None:
+            self.details["reason"] = reason
 
     def to_ack(self) -> dict[str, Any]:
-        return {"ok": False, "error": {"code": self.code, "message": self.message}}
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            error["details"] = self.details
+        return {"ok": False, "error": error}
 
 
 def bad_request(message: str) -> HomeroomError:

@@ -98,7 +98,12 @@ class Hub:
 
     def check_rate(self, user_id: int, what: str) -> None:
         if not self.limiter.allow((user_id, what), time.monotonic()):
-            raise HomeroomError("rate_limited", "slow down: too many requests, try again shortly")
+            raise HomeroomError(
+                "rate_limited",
+                "slow down: too many requests, try again shortly",
+                reason="too_many_requests",
+                retry_after_s=1,
+            )
 
     async def _publish(self, events: list[StoredEvent]) -> None:
         """The store's publisher: committed events go to every node, which delivers them to

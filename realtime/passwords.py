@@ -24,7 +24,12 @@ T = TypeVar("T")
 
 class PoolBusy(HomeroomError):
     def __init__(self) -> None:
-        super().__init__("rate_limited", "the server is busy checking passwords; try again shortly")
+        super().__init__(
+            "rate_limited",
+            "the server is busy checking passwords; try again shortly",
+            reason="server_busy",
+            retry_after_s=1,
+        )
 
 
 class PasswordPool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -305,6 +305,8 @@ class JoinClass(Payload):
     join_code: Annotated[str, msgspec.Meta(min_length=4, max_length=20)]
     child_name: Name
     relationship: Annotated[str, msgspec.Meta(max_length=40)] = ""
+    # The guardian's phone, for the teacher to vet the request (digits, spaces, -, a leading +).
+    phone: Annotated[str, msgspec.Meta(max_length=40, pattern=r"^(\+?[0-9][0-9 -]{4,30})?$")] = ""
 
 
 class UploadCreate(Payload):
@@ -360,3 +362,31 @@ def parse(kind: type[T], payload: Any) -> T:
         return msgspec.convert(payload, kind)
     except msgspec.ValidationError as exc:
         raise bad_request(f"invalid payload: {exc}") from None
+
+
+# --- a school that sets itself up (school admins) ---------------------------------------------
+
+
+class SchoolYearCreate(Payload):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+
+
+class ClassCreate(Payload):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    school_year_id: Id | None = None
+
+
+class TeacherAssign(Payload):
+    user_id: Id
+    role: Literal["head_teacher", "teacher", "assistant_teacher"]
+    # True: take the role away instead.
+    remove: bool = False
+
+
+class StudentMove(Payload):
+    student_id: Id
+    to_class_id: Id
+
+
+class SchoolSettings(Payload):
+    time_zone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]

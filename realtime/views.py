@@ -184,6 +184,8 @@ class Rollup(View):
     not_covered: list[StudentCoverage]
     next: dict[RollupList, int | None]
     last_reminded_at: float | None
+    # When notice.remind is allowed again; null: now.
+    remind_again_at: float | None = None
 
 
 class RollupPage(View):
@@ -193,6 +195,7 @@ class RollupPage(View):
     counts: NoticeCounts
     last_reminded_at: float | None
     next: dict[RollupList, int | None]
+    remind_again_at: float | None = None
     receipts: list[NamedReceipt] | UnsetType = UNSET
     covered: list[StudentCoverage] | UnsetType = UNSET
     not_covered: list[StudentCoverage] | UnsetType = UNSET
@@ -274,6 +277,9 @@ class LinkRequest(View):
     student_name: str
     relationship: str
     requested_at: float
+    # The phone the guardian gave, and whether an approved guardian of the child has it.
+    phone: str | None = None
+    on_roster: bool = False
 
 
 class TokenUser(View):

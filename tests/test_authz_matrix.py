@@ -38,7 +38,8 @@ from realtime.app import GATEWAY
 from realtime.auth import TokenIssuer
 from realtime.domain.attachments import sign_link
 from realtime.domain.roles import Role
-from realtime.store.schema import classes
+from realtime.store.db import inserted_id
+from realtime.store.schema import classes, school_years
 from realtime.transport import rest
 from realtime.transport.rest import HUB
 from realtime.transport.socket import ROUTES
@@ -258,6 +259,18 @@ REST_EXPECTED: dict[str, dict[str, str]] = {
     "DELETE /api/v1/push/subscriptions": rest_outcomes(" ".join(CONNECTED)),
     "GET /api/v1/push/settings": rest_outcomes(" ".join(CONNECTED)),
     "PUT /api/v1/push/settings": rest_outcomes(" ".join(CONNECTED)),
+    # A school that sets itself up: the school's admins only; the join QR code for the class's
+    # teachers too.
+    "GET /api/v1/school": rest_outcomes("admin"),
+    "PUT /api/v1/school/settings": rest_outcomes("admin"),
+    "POST /api/v1/school/years": rest_outcomes("admin"),
+    "POST /api/v1/school/years/{year_id}/archive": rest_outcomes("admin"),
+    "POST /api/v1/school/classes": rest_outcomes("admin"),
+    "POST /api/v1/classes/{class_id}/archive": rest_outcomes("admin"),
+    "POST /api/v1/classes/{class_id}/teachers": rest_outcomes("admin"),
+    "POST /api/v1/classes/{class_id}/move": rest_outcomes("admin"),
+    "GET /api/v1/school/links": rest_outcomes("admin"),
+    "GET /api/v1/classes/{class_id}/join-qr.svg": rest_outcomes("li chen admin"),
 }
 
 HTTP_FOR = {
@@ -880,6 +893,56 @@ async def _push_subscribe_call(w: World, actor: str) -> tuple[str, str, Any, Any
     )
 
 
+async def _fresh_class(w: World) -> int:
+    async with w.srv.app[HUB].store.transaction() as conn:
+        return await create_class(conn, w.school_id, f"新班级 {next(w.counter)}")
+
+
+async def _fresh_person(w: World, class_id: int | None = None, role: Role | None = None) -> int:
+    n = next(w.counter)
+    async with w.srv.app[HUB].store.transaction() as conn:
+        uid = await create_user(
+            conn, w.school_id, f"fresh_{n}_{uuid.uuid4().hex[:6]}", "新人", None, now=0.0
+        )
+        if class_id is not None and role is not None:
+            await add_member(conn, class_id, uid, role)
+    return uid
+
+
+async def _year_call(w: World, _a: str) -> tuple[str, str, Any, Any]:
+    return "POST", "/api/v1/school/years", {"name": f"{2000 + next(w.counter)}学年"}, None
+
+
+async def _archive_year_call(w: World, _a: str) -> tuple[str, str, Any, Any]:
+    async with w.srv.app[HUB].store.transaction() as conn:
+        year = inserted_id(
+            await conn.execute(
+                school_years.insert().values(school_id=w.school_id, name=f"y{next(w.counter)}")
+            )
+        )
+    return "POST", f"/api/v1/school/years/{year}/archive", None, None
+
+
+async def _new_class_call(w: World, _a: str) -> tuple[str, str, Any, Any]:
+    return "POST", "/api/v1/school/classes", {"name": f"三年级{next(w.counter)}班"}, None
+
+
+async def _archive_class_call(w: World, _a: str) -> tuple[str, str, Any, Any]:
+    return "POST", f"/api/v1/classes/{await _fresh_class(w)}/archive", None, None
+
+
+async def _teacher_call(w: World, _a: str) -> tuple[str, str, Any, Any]:
+    # A class of its own: the shared class's members stay as the other tests expect them.
+    body = {"user_id": await _fresh_person(w), "role": "teacher"}
+    return "POST", f"/api/v1/classes/{await _fresh_class(w)}/teachers", body, None
+
+
+async def _move_call(w: World, _a: str) -> tuple[str, str, Any, Any]:
+    old, new = await _fresh_class(w), await _fresh_class(w)
+    body = {"student_id": await _fresh_person(w, old, Role.STUDENT), "to_class_id": new}
+    return "POST", f"/api/v1/classes/{old}/move", body, None
+
+
 REST_ACTIONS: dict[str, RestCall] = {
     "POST /api/v1/auth/login": _login_call,
     "POST /api/v1/auth/refresh": _rest(
@@ -985,6 +1048,20 @@ REST_ACTIONS: dict[str, RestCall] = {
         "PUT",
         lambda w: "/api/v1/push/settings",
         {"kinds": ["notice"], "quiet_hours": {"start": "22:00", "end": "07:00"}},
+    ),
+    "GET /api/v1/school": _rest("GET", lambda w: "/api/v1/school"),
+    "PUT /api/v1/school/settings": _rest(
+        "PUT", lambda w: "/api/v1/school/settings", {"time_zone": "Asia/Shanghai"}
+    ),
+    "POST /api/v1/school/years": _year_call,
+    "POST /api/v1/school/years/{year_id}/archive": _archive_year_call,
+    "POST /api/v1/school/classes": _new_class_call,
+    "POST /api/v1/classes/{class_id}/archive": _archive_class_call,
+    "POST /api/v1/classes/{class_id}/teachers": _teacher_call,
+    "POST /api/v1/classes/{class_id}/move": _move_call,
+    "GET /api/v1/school/links": _rest("GET", lambda w: "/api/v1/school/links"),
+    "GET /api/v1/classes/{class_id}/join-qr.svg": _rest(
+        "GET", lambda w: f"/api/v1/classes/{w.class_id}/join-qr.svg"
     ),
 }
 

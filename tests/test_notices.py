@@ -74,6 +74,10 @@ async def test_confirm_required_notice_rollup_and_reminder(server: Server) -> No
     with pytest.raises(RequestError) as err:
         await teacher.request("notice.remind", {"notice_id": notice["id"]})
     assert err.value.code == "rate_limited"
+    # The web app says "请 N 分钟后再提醒" from these details, not from the English message.
+    assert err.value.details["reason"] == "reminder_cooldown"
+    wait = err.value.details["retry_after_s"]
+    assert isinstance(wait, int) and 0 < wait <= srv.settings.notice_remind_interval_s
 
 
 async def test_offline_guardian_gets_notice_on_connect(server: Server) -> None:
@@ -112,11 +116,12 @@ async def test_reply_required_notice_and_csv_export(server: Server) -> None:
     assert receipt["reply"] == "参加" and receipt["state"] == "replied"
     report = await teacher.receipts(notice["id"])
     assert report["counts"]["replies"] == {"参加": 1, "不参加": 0}
-    text = await teacher.http("GET", f"/api/v1/notices/{notice['id']}/receipts.csv")
+    text = await teacher.http("GET", f"/api/v1/notices/{notice['id']}/receipts.csv?lang=en")
     rows = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
-    wang_rows = [r for r in rows if r["recipient_id"] == str(server.uid("wang_mom"))]
-    assert wang_rows[0]["reply"] == "参加" and wang_rows[0]["covered"] == "True"
-    assert any(r["student_id"] == str(server.uid("zhaolei")) and r["state"] == "none" for r in rows)
+    wang_rows = [r for r in rows if r["Recipient ID"] == str(server.uid("wang_mom"))]
+    assert wang_rows[0]["Reply"] == "参加" and wang_rows[0]["Covered"] == "yes"
+    zhao = str(server.uid("zhaolei"))
+    assert any(r["Student ID"] == zhao and r["State"] == "not delivered" for r in rows)
 
 
 async def test_only_teachers_publish_and_bad_notices_change_nothing(server: Server) -> None:
@@ -317,10 +322,10 @@ async def test_big_class_rollup_counts_pages_and_changes(server: Server) -> None
     assert reminded["reminded"] == sorted(g for s in left for g in big.guardians[s])
 
     # The CSV has every student and guardian.
-    text = await teacher.http("GET", f"/api/v1/notices/{nid}/receipts.csv")
+    text = await teacher.http("GET", f"/api/v1/notices/{nid}/receipts.csv?lang=en")
     rows = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
     assert len(rows) == 2000
-    assert {r["student_id"] for r in rows if r["covered"] == "False"} == {str(s) for s in left}
+    assert {r["Student ID"] for r in rows if r["Covered"] == "no"} == {str(s) for s in left}
 
     # The notice list's counts are the roll-up's.
     listed = await teacher.request("notice.list", {"class_id": big.class_id})

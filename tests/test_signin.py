@@ -196,6 +196,8 @@ async def test_an_attacker_cannot_lock_the_owner_out(srv: Server) -> None:
         assert attack_s < 10
         refused = next(b for s, b in results if s == 429)
         assert "try again in" in refused["error"]["message"]
+        assert refused["error"]["details"]["reason"] == "sign_in_throttled"
+        assert refused["error"]["details"]["retry_after_s"] >= 1
         async with http.post(
             srv.url + "/api/v1/auth/login",
             json={"username": "liu_mom", "password": "again"},

@@ -46,7 +46,12 @@ class Throttled(HomeroomError):
 
     def __init__(self, what: str, refusal: Refusal) -> None:
         self.retry_after = max(1, math.ceil(refusal.retry_after))
-        super().__init__("rate_limited", f"too many {what}; try again in {self.retry_after} s")
+        super().__init__(
+            "rate_limited",
+            f"too many {what}; try again in {self.retry_after} s",
+            reason="sign_in_throttled",
+            retry_after_s=self.retry_after,
+        )
 
 
 async def login(
@@ -72,7 +77,7 @@ async def login(
         raise
     hub.signin.finish(ticket, ok, time.monotonic())
     if user is None or not ok:
-        raise HomeroomError("unauthorized", "wrong username or password")
+        raise HomeroomError("unauthorized", "wrong username or password", reason="wrong_password")
     async with hub.store.transaction() as conn:
         result = await _issue(hub, conn, user)
     result["device_token"] = token if device is not None else hub.devices.issue(req.username)
@@ -185,7 +190,9 @@ async def me(hub: Hub, user_id: int) -> dict[str, Any]:
     async with hub.store.read() as conn:
         user = (await conn.execute(select(users).where(users.c.id == user_id))).first()
         if user is None:
-            raise HomeroomError("unauthorized", "this account no longer exists")
+            raise HomeroomError(
+                "unauthorized", "this account no longer exists", reason="account_gone"
+            )
         rows = await conn.execute(
             select(memberships.c.class_id, memberships.c.role, classes.c.name)
             .join(classes, classes.c.id == memberships.c.class_id)

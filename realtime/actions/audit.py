@@ -58,7 +58,9 @@ async def read(hub: Hub, user_id: int, req: AuditQuery) -> dict[str, Any]:
             )
         ).first()
         if me is None:
-            raise HomeroomError("unauthorized", "this account no longer exists")
+            raise HomeroomError(
+                "unauthorized", "this account no longer exists", reason="account_gone"
+            )
         admin = bool(me.school_admin)
         require(policy.may_read_audit(admin), "only school admins read the audit log")
         query = (

@@ -8,13 +8,13 @@ transaction as the receipt change that moves them (``record_change``), from the 
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from sqlalchemy import Select, and_, exists, func, select
 
 from realtime import csvexport
 from realtime.domain import notices as rules
+from realtime.domain.exportlang import Localiser
 from realtime.domain.notices import Audience, NoticeKind, Receipt, Tally
 from realtime.domain.roles import ClassAccess, Role
 from realtime.store.db import DbConnection, insert_missing
@@ -336,8 +336,12 @@ CSV_COLUMNS = [
 ]
 
 
-async def csv_report(conn: DbConnection, notice: NoticeRow) -> str:
-    """Every student and recipient, covered students first: a handful of queries, no paging."""
+EMPTY4 = ("", "", "", "")
+
+
+async def csv_report(conn: DbConnection, notice: NoticeRow, loc: Localiser) -> str:
+    """Every student and recipient, covered students first: a handful of queries, no paging.
+    Headers, yes/no and states in ``loc``'s language, times in its zone, formulas neutralised."""
     students = list(await conn.execute(_students(notice.class_id)))
     covered = {
         r.student_id
@@ -357,7 +361,8 @@ async def csv_report(conn: DbConnection, notice: NoticeRow) -> str:
         )
     }
     with_students = Audience(notice.audience).students_cover
-    table = csvexport.Table(CSV_COLUMNS)
+    table = csvexport.Table(loc.header(CSV_COLUMNS))
+    none = loc.word("none")
     for is_covered in (True, False):
         for s in students:
             if (s.student_id in covered) != is_covered:
@@ -365,29 +370,23 @@ async def csv_report(conn: DbConnection, notice: NoticeRow) -> str:
             who = guardians.get(s.student_id, []) + ([s.student_id] if with_students else [])
             if not who:
                 table.row(
-                    [s.student_id, s.display_name, is_covered, "", "", "none", "", "", "", ""]
+                    [s.student_id, s.display_name, loc.yes_no(is_covered), "", "", none, *EMPTY4]
                 )
             for uid in who:
                 r = by_user.get(uid)
                 table.row(
-                    [s.student_id, s.display_name, is_covered, uid]
-                    + (_csv_receipt(r) if r is not None else ["", "none", "", "", "", ""])
+                    [s.student_id, s.display_name, loc.yes_no(is_covered), uid]
+                    + (_csv_receipt(r, loc) if r is not None else ["", none, "", "", "", ""])
                 )
     return table.text()
 
 
-def _csv_receipt(r: Any) -> list[Any]:
+def _csv_receipt(r: Any, loc: Localiser) -> list[Any]:
     return [
         r.display_name,
-        receipt_of(r).state.value,
-        _iso(r.delivered_at),
-        _iso(r.read_at),
-        _iso(r.confirmed_at),
+        loc.word(receipt_of(r).state.value),
+        loc.time(r.delivered_at),
+        loc.time(r.read_at),
+        loc.time(r.confirmed_at),
         r.reply or "",
     ]
-
-
-def _iso(ts: float | None) -> str:
-    if not ts:
-        return ""
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from sqlalchemy import select
@@ -16,8 +17,10 @@ from realtime.actions.access import (
 )
 from realtime.actions.notice_rollup import receipt_of, receipt_view
 from realtime.actions.once import create_once
+from realtime.actions.schools import school_time_zone
 from realtime.domain import notices as rules
 from realtime.domain import policy
+from realtime.domain.exportlang import DEFAULT_LANG, Localiser
 from realtime.domain.notices import Audience, NoticeKind, Tally
 from realtime.domain.policy import require
 from realtime.domain.roles import Role
@@ -183,7 +186,11 @@ async def _receipt_change(
             values["confirmed_at"] = now
         if change == "reply" and row.reply != reply:
             if row.reply is not None and notice.deadline is not None and now > notice.deadline:
-                raise HomeroomError("conflict", "the deadline has passed; the reply is final")
+                raise HomeroomError(
+                    "conflict",
+                    "the deadline has passed; the reply is final",
+                    reason="deadline_passed",
+                )
             values["reply"] = reply
             values["replied_at"] = now
         if values:
@@ -236,16 +243,21 @@ async def receipts_rollup(hub: Hub, user_id: int, req: NoticeReceipts) -> dict[s
         names = await display_names(conn, [notice.author_id])
         which = req.list.value if req.list is not None else None
         report = await rollup.rollup(conn, notice, which, req.after, req.limit)
-    return {"notice": notice_view(notice, names), **report}
+    # When the next reminder may go (the web app disables its button until then).
+    last = notice.last_reminded_at
+    again = last + hub.settings.notice_remind_interval_s if last else None
+    return {"notice": notice_view(notice, names), **report, "remind_again_at": again}
 
 
-async def receipts_csv(hub: Hub, user_id: int, notice_id: int) -> str:
-    """An export: recorded in the audit log in the transaction that reads it."""
+async def receipts_csv(hub: Hub, user_id: int, notice_id: int, lang: str = DEFAULT_LANG) -> str:
+    """An export in ``lang`` and the school's time zone: recorded in the audit log in the
+    transaction that reads it."""
     async with hub.store.transaction() as conn:
         notice = await _load_notice(conn, notice_id)
         access = await class_access(conn, user_id, notice.class_id)
         require(policy.may_view_receipts(access), "only teachers of this class see receipts")
-        text = await rollup.csv_report(conn, notice)
+        zone = await school_time_zone(conn, notice.class_id)
+        text = await rollup.csv_report(conn, notice, Localiser(lang, zone))
         await audit.record(
             conn,
             actor_id=user_id,
@@ -266,8 +278,13 @@ async def remind(hub: Hub, user_id: int, req: NoticeRef) -> dict[str, Any]:
         interval = hub.settings.notice_remind_interval_s
         if not rules.may_remind(notice.last_reminded_at, now, interval):
             assert notice.last_reminded_at is not None  # may_remind says when there is none
-            wait = int(notice.last_reminded_at + interval - now)
-            raise HomeroomError("rate_limited", f"a reminder was sent recently; wait {wait} s")
+            wait = max(1, math.ceil(notice.last_reminded_at + interval - now))
+            raise HomeroomError(
+                "rate_limited",
+                f"a reminder was sent recently; wait {wait} s",
+                reason="reminder_cooldown",
+                retry_after_s=wait,
+            )
         students, targets = await rollup.not_covered_people(conn, notice)
         data = {
             "notice_id": notice.id,
@@ -276,7 +293,9 @@ async def remind(hub: Hub, user_id: int, req: NoticeRef) -> dict[str, Any]:
             "deadline": notice.deadline,
         }
         if not targets:
-            raise HomeroomError("conflict", "every student is covered: nobody to remind")
+            raise HomeroomError(
+                "conflict", "every student is covered: nobody to remind", reason="nobody_to_remind"
+            )
         for u in targets:
             await hub.store.append(conn, str(user_stream(u)), "notice.reminder", data)
         await conn.execute(
@@ -289,7 +308,9 @@ async def list_notices(hub: Hub, user_id: int, req: NoticeList) -> dict[str, Any
     async with hub.store.read() as conn:
         access = await class_access(conn, user_id, req.class_id)
         if not access.is_member:
-            raise HomeroomError("forbidden", "you are not a member of this class")
+            raise HomeroomError(
+                "forbidden", "you are not a member of this class", reason="not_member"
+            )
         query = select(notices).where(notices.c.class_id == req.class_id)
         if not access.is_staff:
             allowed = [

@@ -6,10 +6,11 @@ import secrets
 import string
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from realtime.actions import audit, notice_rollup
 from realtime.actions.access import class_access, display_names, require_class
+from realtime.domain import names as child_names
 from realtime.domain import policy
 from realtime.domain.policy import require
 from realtime.domain.roles import Role
@@ -130,17 +131,20 @@ async def request_link(hub: Hub, user_id: int, req: JoinClass) -> dict[str, Any]
         access = await class_access(conn, user_id, cls.id)
         if access.is_staff or access.is_student:
             raise conflict("teachers and students of the class do not need a guardian link")
-        kids = list(
-            await conn.execute(
-                select(users.c.id)
+        # The roster's "赵磊 Zhao Lei" is found from "赵磊", "zhao lei", "ＺＨＡＯ ＬＥＩ"...
+        # (domain/names.py); only "found" or "not found" comes back, never the class list.
+        kids = [
+            r
+            for r in await conn.execute(
+                select(users.c.id, users.c.display_name)
                 .join(memberships, memberships.c.user_id == users.c.id)
                 .where(
                     memberships.c.class_id == cls.id,
                     memberships.c.role == Role.STUDENT.value,
-                    users.c.display_name == req.child_name.strip(),
                 )
             )
-        )
+            if child_names.matches(req.child_name, r.display_name)
+        ]
         if not kids:
             raise not_found("no student of that name in this class; check the spelling")
         if len(kids) > 1:
@@ -166,6 +170,10 @@ async def request_link(hub: Hub, user_id: int, req: JoinClass) -> dict[str, Any]
             by=None,
             now=now,
         )
+        phone = req.phone.strip() or None
+        await conn.execute(
+            update(guardian_links).where(guardian_links.c.id == link_id).values(phone=phone)
+        )
         # The class's teachers are told, in the form of their list of pending requests.
         names = await display_names(conn, [user_id, kids[0].id])
         request = {
@@ -176,6 +184,8 @@ async def request_link(hub: Hub, user_id: int, req: JoinClass) -> dict[str, Any]
             "student_id": kids[0].id,
             "student_name": names.get(kids[0].id, ""),
             "relationship": req.relationship,
+            "phone": phone,
+            "on_roster": await _on_roster(conn, kids[0].id, phone),
             "requested_at": now,
         }
         await hub.store.append(conn, str(staff_stream(cls.id)), "link.requested", request)
@@ -222,6 +232,24 @@ async def decide_link(hub: Hub, user_id: int, link_id: int, approve: bool) -> di
     return {"link": data}
 
 
+async def _on_roster(conn: DbConnection, student_id: int, phone: str | None) -> bool:
+    """Whether the roster already lists this guardian: an approved guardian of the child has
+    the phone number the request gives."""
+    if not phone:
+        return False
+    digits = _digits(phone)
+    rows = await conn.execute(
+        select(users.c.phone)
+        .join(guardian_links, guardian_links.c.guardian_id == users.c.id)
+        .where(guardian_links.c.student_id == student_id, guardian_links.c.status == "approved")
+    )
+    return any(r.phone and _digits(r.phone) == digits for r in rows)
+
+
+def _digits(phone: str) -> str:
+    return "".join(ch for ch in phone if ch.isdigit())[-11:]
+
+
 async def pending_links(hub: Hub, user_id: int, class_id: int) -> dict[str, Any]:
     async with hub.store.read() as conn:
         access = await class_access(conn, user_id, class_id)
@@ -247,9 +275,11 @@ async def pending_links(hub: Hub, user_id: int, class_id: int) -> dict[str, Any]
                     "student_id": r.student_id,
                     "student_name": r.student_name,
                     "relationship": r.relationship,
+                    "phone": r.phone,
+                    "on_roster": await _on_roster(conn, r.student_id, r.phone),
                     "requested_at": r.requested_at,
                 }
-                for r in rows
+                for r in list(rows)
             ]
         }
 
@@ -259,7 +289,9 @@ async def members(hub: Hub, user_id: int, class_id: int) -> dict[str, Any]:
         await require_class(conn, class_id)
         access = await class_access(conn, user_id, class_id)
         if not access.is_member and not access.school_admin:
-            raise HomeroomError("forbidden", "you are not a member of this class")
+            raise HomeroomError(
+                "forbidden", "you are not a member of this class", reason="not_member"
+            )
         rows = await conn.execute(
             select(memberships.c.user_id, memberships.c.role, users.c.display_name, users.c.phone)
             .join(users, users.c.id == memberships.c.user_id)
@@ -314,7 +346,9 @@ async def school_classes(hub: Hub, user_id: int) -> dict[str, Any]:
             )
         ).first()
         if me is None:
-            raise HomeroomError("unauthorized", "this account no longer exists")
+            raise HomeroomError(
+                "unauthorized", "this account no longer exists", reason="account_gone"
+            )
         mine = {
             (r.class_id, r.role)
             for r in await conn.execute(

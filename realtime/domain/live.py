@@ -101,7 +101,7 @@ class LiveSession:
         p = self._role_for(user_id, name, roles_by_class)
         if self.kind is SessionKind.MEETING and p.role is LiveRole.GUARDIAN:
             if self.locked:
-                raise forbidden("the meeting is locked")
+                raise HomeroomError("forbidden", "the meeting is locked", reason="meeting_locked")
             p.in_lobby = True
         self.participants[user_id] = p
         return p
@@ -355,7 +355,11 @@ class LiveSession:
             return
         if kinds & p.muted_by_host:
             if self.unmute_locked:
-                raise forbidden("the host has muted you and locked unmuting")
+                raise HomeroomError(
+                    "forbidden",
+                    "the host has muted you and locked unmuting",
+                    reason="unmute_locked",
+                )
             p.muted_by_host -= kinds
         p.self_muted -= kinds
 

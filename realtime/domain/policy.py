@@ -234,3 +234,17 @@ def may_review_homework(access: ClassAccess | None) -> bool:
 
 def may_submit_homework(access: ClassAccess | None) -> bool:
     return access is not None and access.is_student
+
+
+# --- a school that sets itself up -------------------------------------------------------------
+
+
+def may_administer_school(school_admin: bool) -> bool:
+    """Classes, school years, teachers, moving students, the school's settings and every
+    pending link request: the school's admins only (a class's teachers run their own roster)."""
+    return school_admin
+
+
+def may_share_join_code(access: ClassAccess | None) -> bool:
+    """The class's join code (and its QR code): who may hand it to families."""
+    return access is not None and (access.is_teacher or access.school_admin)

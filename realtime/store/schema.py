@@ -29,6 +29,19 @@ schools = Table(
     # Attachments: this school's own quota and retention (NULL: the server's settings).
     Column("storage_quota_bytes", BigInteger, nullable=True),
     Column("retention_days", Integer, nullable=True),
+    # IANA zone: the times of CSV exports (realtime/domain/exportlang.py).
+    Column("time_zone", String(64), nullable=False, server_default="Asia/Shanghai"),
+)
+
+# A school year ("2026-2027"): classes belong to one; archived ones are read-only history.
+school_years = Table(
+    "school_years",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("school_id", Integer, ForeignKey("schools.id"), nullable=False),
+    Column("name", String(40), nullable=False),
+    Column("archived_at", Float, nullable=True),
+    UniqueConstraint("school_id", "name", name="uq_school_year_name"),
 )
 
 users = Table(
@@ -51,6 +64,8 @@ classes = Table(
     Column("school_id", Integer, ForeignKey("schools.id"), nullable=False),
     Column("name", String(200), nullable=False),
     Column("join_code", String(20), nullable=False, unique=True),
+    Column("school_year_id", Integer, ForeignKey("school_years.id"), nullable=True),
+    Column("archived_at", Float, nullable=True),
 )
 
 memberships = Table(
@@ -71,6 +86,8 @@ guardian_links = Table(
     Column("guardian_id", Integer, ForeignKey("users.id"), nullable=False),
     Column("student_id", Integer, ForeignKey("users.id"), nullable=False),
     Column("relationship", String(40), nullable=False, default=""),
+    # The phone number the guardian gave with the request, for the teacher to vet it.
+    Column("phone", String(40), nullable=True),
     Column("status", String(20), nullable=False),  # pending | approved | rejected
     Column("requested_at", Float, nullable=False),
     Column("decided_by", Integer, nullable=True),

@@ -33,6 +33,7 @@ from realtime.actions import (
 )
 from realtime.auth import Identity
 from realtime.cluster.watch import NodeWatch
+from realtime.domain.exportlang import choose_lang
 from realtime.errors import HTTP_STATUS, HomeroomError, bad_request, forbidden, too_large
 from realtime.hub import Hub
 from realtime.live.service import LiveService
@@ -269,7 +270,8 @@ async def notice_receipts(request: web.Request) -> web.StreamResponse:
 async def notice_receipts_csv(request: web.Request) -> web.StreamResponse:
     who = identity(request)
     nid = _int(request, "notice_id")
-    text = await notices.receipts_csv(request.app[HUB], who.user_id, nid)
+    lang = choose_lang(request.query.get("lang"), request.headers.get("Accept-Language"))
+    text = await notices.receipts_csv(request.app[HUB], who.user_id, nid, lang)
     return web.Response(
         body=("\ufeff" + text).encode("utf-8"),  # BOM: spreadsheet apps read UTF-8 CSV right
         content_type="text/csv",
@@ -620,7 +622,10 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/healthz/nodes", nodes)
 
 
-# The attachment endpoints live in transport/uploads.py (which imports the helpers above).
+# Routes of other concepts, in their own modules (imported last: they use the helpers above):
+# the attachment endpoints (transport/uploads.py) and the school's set-up (rest_school.py).
+from realtime.transport import rest_school  # noqa: E402
 from realtime.transport.uploads import UPLOAD_API  # noqa: E402
 
 API.extend(UPLOAD_API)
+API += rest_school.ENDPOINTS

@@ -118,7 +118,7 @@ class Gateway:
             # (err.message / err.data in socket.io-client). One dict argument would arrive as
             # its Python repr inside "message", and no client could read the code.
             raise socketio.exceptions.ConnectionRefusedError(
-                exc.message, {"code": exc.code, "message": exc.message}
+                exc.message, exc.to_ack()["error"]
             ) from None
         self.identities[sid] = identity
         self.rooms[sid] = set()

@@ -72,10 +72,21 @@ async def test_notice_receipts_update_live(server: Server, web: Browser) -> None
 
     # Remind the families left: Zhang Wei's two guardians.
     zhang_mom = await server.client("zhang_mom")
-    await teacher.get_by_role("button", name=re.compile("提醒未完成的 1 名学生家长")).click()
+    # A confirmation first, naming how many families; cancelling sends nothing.
+    remind = teacher.get_by_role("button", name=re.compile("提醒未完成的 1 名学生家长"))
+    await remind.click()
+    await expect(teacher.get_by_text("将提醒 1 名学生的家长，确定发送吗？")).to_be_visible()
+    await teacher.get_by_role("button", name="取消").click()
+    await remind.click()
+    await teacher.get_by_role("button", name="确定提醒").click()
     await expect(teacher.locator(".toast")).to_contain_text("已提醒 2 人")
     reminder = await zhang_mom.wait_for(lambda e: e["type"] == "notice.reminder")
     assert reminder["data"]["notice_id"] == notice_id
+    # Then the button waits out the cool-down (an hour), saying how long.
+    await expect(remind).to_be_disabled()
+    await expect(teacher.get_by_test_id("remind-wait")).to_have_text(
+        re.compile(r"请 (60|59) 分钟后再提醒")
+    )
 
     # The CSV needs the bearer token: the app fetches it and saves the file.
     async with teacher.expect_download() as info:
@@ -83,8 +94,9 @@ async def test_notice_receipts_update_live(server: Server, web: Browser) -> None
     download = await info.value
     assert download.suggested_filename == f"notice-{notice_id}-receipts.csv"
     text = (await download.path()).read_text(encoding="utf-8-sig")
-    assert text.splitlines()[0].startswith("student_id,student,covered")
-    assert "赵磊 Zhao Lei,False" in text
+    # In the page's language (zh-CN), 是/否, for Excel and WPS.
+    assert text.splitlines()[0].startswith("学生编号,学生,已完成")
+    assert "赵磊 Zhao Lei,否" in text
 
 
 async def test_anonymous_question_votes_and_answer(server: Server, web: Browser) -> None:
@@ -194,19 +206,20 @@ async def test_english_and_a_class_that_is_not_mine(server: Server, web: Browser
     await expect(page.locator(".class-main")).to_contain_text("王浩 Wang Hao")
     await expect(page.locator(".class-main")).not_to_contain_text("李明 Li Ming")
 
-    # Another class: the server refuses, and the page says why in the server's words.
+    # Another class: the server refuses, and the page says why in the person's language.
     other = server.demo["linked_class_ids"][0]
     await page.goto(f"{server.url}/#/class/{other}/notices")
     await expect(page.get_by_role("heading", name="This class cannot be opened")).to_be_visible()
     alert = page.get_by_role("alert")
-    await expect(alert).to_contain_text("you are not a member of this class")
+    await expect(alert).to_contain_text("You are not a member of this class")
     await expect(alert.locator(".error-code")).to_have_text("forbidden")
     await screenshot(page, "guardian-refused-phone-en")
 
-    # Back in Chinese, the same refusal reads in Chinese (the server's message stays as sent).
+    # Back in Chinese, the same refusal reads in Chinese; no server English anywhere.
     await page.get_by_label("Language").select_option("zh-CN")
     await expect(page.get_by_role("heading", name="无法打开这个班级")).to_be_visible()
-    await expect(alert).to_contain_text("你没有权限查看或进行此操作")
+    await expect(alert).to_contain_text("你不是这个班级的成员")
+    await expect(alert).not_to_contain_text("member of this class")
 
 
 async def test_msgpack_server(tmp_path: Path, chromium: str) -> None:

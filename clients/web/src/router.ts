@@ -19,7 +19,8 @@ export type Route =
   | { name: "login" }
   | { name: "register" }
   | { name: "home" }
-  | { name: "join" }
+  | { name: "join"; code?: string }
+  | { name: "school" }
   | { name: "class"; classId: number; section: Section; sub: string | null; id: number | null }
   | { name: "notfound"; path: string };
 
@@ -45,6 +46,9 @@ export function parse(hash: string): Route {
   if (parts[0] === "login" && parts.length === 1) return { name: "login" };
   if (parts[0] === "register" && parts.length === 1) return { name: "register" };
   if (parts[0] === "join" && parts.length === 1) return { name: "join" };
+  // A class's QR code: the join page with its code filled in.
+  if (parts[0] === "join" && parts.length === 2) return { name: "join", code: decodeURIComponent(parts[1]) };
+  if (parts[0] === "school" && parts.length === 1) return { name: "school" };
   if (parts[0] === "class" && parts.length >= 2 && /^\d+$/.test(parts[1])) {
     const section = (parts[2] ?? "home") as Section;
     if (!SECTIONS.includes(section) || parts.length > 4) return { name: "notfound", path };

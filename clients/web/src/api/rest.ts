@@ -1,6 +1,15 @@
 // REST under /api/v1 (realtime/transport/rest.py): JSON in and out, errors as {ok:false, error}.
-import { ApiError } from "./errors";
-import type { LinkRequest, Me, Members, Rollup, SchoolClass, Tokens } from "./types";
+import { locale } from "../i18n";
+import { ApiError, apiErrorOf } from "./errors";
+import type {
+  LinkRequest,
+  Me,
+  Members,
+  Rollup,
+  SchoolClass,
+  Tokens,
+} from "./types";
+import type { RosterResult, SchoolLink, SchoolOverview } from "./school";
 
 /** Where the access token comes from, and how to get a new one when it is refused. */
 export interface TokenSource {
@@ -46,7 +55,7 @@ async function errorOf(resp: Response): Promise<ApiError> {
   try {
     const body = await resp.json();
     if (body && body.ok === false && body.error) {
-      return new ApiError(String(body.error.code), String(body.error.message), resp.status);
+      return apiErrorOf(body.error, resp.status);
     }
   } catch {
     // not JSON: fall through
@@ -67,6 +76,27 @@ async function call(method: string, path: string, opts: Options = {}): Promise<R
 export async function rest<T>(method: string, path: string, opts: Options = {}): Promise<T> {
   const resp = await call(method, path, opts);
   return (await resp.json()) as T;
+}
+
+/** A roster CSV (all rows or none). A refusal keeps its rejected lines: {line, reason}. */
+export async function uploadRoster(
+  classId: number,
+  text: string,
+): Promise<{ ok: true; result: RosterResult } | { ok: false; error: ApiError; rejected: { line: number; reason: string }[] }> {
+  const headers: Record<string, string> = { "Content-Type": "text/csv; charset=utf-8", Accept: "application/json" };
+  const token = tokens.access();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const resp = await fetch(`/api/v1/classes/${classId}/roster`, { method: "POST", headers, body: text, credentials: "omit" });
+  const body = await resp.json().catch(() => null);
+  if (resp.ok && body) return { ok: true, result: body as RosterResult };
+  const error = body?.error ? apiErrorOf(body.error, resp.status) : new ApiError("internal", resp.statusText, resp.status);
+  return { ok: false, error, rejected: Array.isArray(body?.error?.rejected) ? body.error.rejected : [] };
+}
+
+/** An image behind the bearer token, as an object URL (revoke it when done). */
+export async function objectUrl(path: string): Promise<string> {
+  const resp = await call("GET", path);
+  return URL.createObjectURL(await resp.blob());
 }
 
 /** A file behind the bearer token (a plain link cannot carry it): fetch it and save the blob. */
@@ -97,7 +127,7 @@ export const api = {
   register: (body: { username: string; password: string; display_name: string; join_code: string }) =>
     rest<Tokens>("POST", "/api/v1/auth/register", { auth: false, body }),
   me: () => rest<Me>("GET", "/api/v1/me"),
-  join: (body: { join_code: string; child_name: string; relationship: string }) =>
+  join: (body: { join_code: string; child_name: string; relationship: string; phone?: string }) =>
     rest<{ link_id?: number }>("POST", "/api/v1/join", { body }),
   schoolClasses: () => rest<{ classes: SchoolClass[] }>("GET", "/api/v1/classes"),
   members: (classId: number) => rest<Members>("GET", `/api/v1/classes/${classId}/members`),
@@ -105,7 +135,21 @@ export const api = {
     rest<{ links: LinkRequest[] }>("GET", `/api/v1/classes/${classId}/links`),
   approveLink: (linkId: number) => rest<object>("POST", `/api/v1/links/${linkId}/approve`),
   rejectLink: (linkId: number) => rest<object>("POST", `/api/v1/links/${linkId}/reject`),
+  school: () => rest<SchoolOverview>("GET", "/api/v1/school"),
+  schoolLinks: () => rest<{ links: SchoolLink[] }>("GET", "/api/v1/school/links"),
+  setTimeZone: (time_zone: string) => rest<object>("PUT", "/api/v1/school/settings", { body: { time_zone } }),
+  createYear: (name: string) => rest<object>("POST", "/api/v1/school/years", { body: { name } }),
+  archiveYear: (id: number) => rest<object>("POST", `/api/v1/school/years/${id}/archive`),
+  createClass: (name: string, school_year_id: number | null) =>
+    rest<object>("POST", "/api/v1/school/classes", { body: { name, school_year_id } }),
+  archiveClass: (id: number) => rest<object>("POST", `/api/v1/classes/${id}/archive`),
+  assignTeacher: (classId: number, user_id: number, role: string) =>
+    rest<object>("POST", `/api/v1/classes/${classId}/teachers`, { body: { user_id, role } }),
   receipts: (noticeId: number) => rest<Rollup>("GET", `/api/v1/notices/${noticeId}/receipts`),
+  // Headers, 是/否 and states in the page's language; times in the school's zone.
   receiptsCsv: (noticeId: number) =>
-    download(`/api/v1/notices/${noticeId}/receipts.csv`, `notice-${noticeId}-receipts.csv`),
+    download(
+      `/api/v1/notices/${noticeId}/receipts.csv?lang=${encodeURIComponent(locale.value)}`,
+      `notice-${noticeId}-receipts.csv`,
+    ),
 };

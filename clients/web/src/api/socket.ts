@@ -4,7 +4,7 @@
 // (realtime/transport/socket.py). The server pushes "event" (stream events), "resync" and "typing";
 // live sessions will add their own pushes, which anyone may listen to with on().
 import { io, type Socket } from "socket.io-client";
-import { ApiError } from "./errors";
+import { ApiError, apiErrorOf } from "./errors";
 import type { StreamEvent } from "./types";
 
 export type ConnStatus = "idle" | "connecting" | "connected" | "reconnecting" | "refused";
@@ -75,7 +75,7 @@ export class Connection {
       }
       // The server refused the connection (a bad or expired token): it will not retry by itself.
       const code = err.data?.code ?? "unauthorized";
-      this.lastError = new ApiError(code, err.data?.message ?? err.message);
+      this.lastError = apiErrorOf({ message: err.message, ...err.data, code });
       if (code === "unauthorized" && !this.renewing) {
         this.renewing = true;
         this.setStatus("reconnecting");
@@ -156,8 +156,7 @@ export class Connection {
       throw new ApiError("timeout", `no answer to ${event} within ${Math.round(timeoutMs / 1000)} s`);
     }
     if (!ack || ack.ok !== true) {
-      const err = ack?.error ?? {};
-      throw new ApiError(String(err.code ?? "internal"), String(err.message ?? "no answer"));
+      throw apiErrorOf(ack?.error ?? {});
     }
     return ack as T;
   }

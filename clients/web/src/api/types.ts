@@ -146,6 +146,7 @@ export interface Rollup {
   not_covered: StudentCoverage[];
   next: Record<RollupList, number | null>;
   last_reminded_at: number | null;
+  remind_again_at?: number | null;
 }
 
 /** notice.receipts with ``list``: the counts and one page of that list. */
@@ -154,6 +155,7 @@ export interface RollupPage {
   counts: NoticeCounts;
   last_reminded_at: number | null;
   next: Partial<Record<RollupList, number | null>>;
+  remind_again_at?: number | null;
   receipts?: NamedReceipt[];
   covered?: StudentCoverage[];
   not_covered?: StudentCoverage[];
@@ -234,6 +236,8 @@ export interface LinkRequest {
   student_name: string;
   relationship: string;
   requested_at: number;
+  phone?: string | null;
+  on_roster?: boolean;
 }
 
 export interface TokenUser {

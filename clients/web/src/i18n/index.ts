@@ -49,6 +49,13 @@ export function tMaybe(key: string, fallback: string): string {
   return typeof entry === "string" ? entry : fallback;
 }
 
+/** A key built at run time whose entry may take arguments; undefined when it is unknown. */
+export function tDynamic(key: string, ...args: unknown[]): string | undefined {
+  const entry = (catalogues[locale.value] as Record<string, unknown>)[key];
+  if (typeof entry === "function") return (entry as (...a: unknown[]) => string)(...args);
+  return typeof entry === "string" ? entry : undefined;
+}
+
 // --- dates, times, numbers (Intl, in the chosen locale) ---------------------------------------
 
 function fmt(opts: Intl.DateTimeFormatOptions) {

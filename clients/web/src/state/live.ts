@@ -26,6 +26,7 @@ import { auth } from "./auth";
 import { forgetSession } from "./lessons";
 import { follow, on, onReset, onStream, request, status } from "./session";
 import { toast } from "./toasts";
+import { describeError } from "../i18n/errors";
 
 export type Phase = "joining" | "lobby" | "live" | "ended" | "removed" | "declined" | "failed";
 
@@ -335,7 +336,7 @@ function negotiate(e: Engine): Promise<void> {
       e.ready(leg);
       for (const r of ack.rejected) toast(t("live.rejected", sourceName(r.source), r.reason), "error");
     } catch (err) {
-      if (alive(e)) toast(t("live.publishFailed", asApiError(err).message), "error");
+      if (alive(e)) toast(t("live.publishFailed", describeError(asApiError(err))), "error");
     }
   });
   return e.pubChain;
@@ -395,7 +396,7 @@ async function subscribe(e: Engine): Promise<void> {
     const ack = await request<{ offer: SubscribeOffer | null }>("rtc.subscribe", { session_id: e.sessionId });
     if (ack.offer && alive(e)) queueOffer(e, ack.offer);
   } catch (err) {
-    if (alive(e)) toast(t("live.subscribeFailed", asApiError(err).message), "error");
+    if (alive(e)) toast(t("live.subscribeFailed", describeError(asApiError(err))), "error");
   }
 }
 
@@ -403,7 +404,7 @@ function queueOffer(e: Engine, msg: SubscribeOffer): void {
   e.subChain = e.subChain
     .then(() => answerOffer(e, msg))
     .catch((err) => {
-      if (alive(e)) toast(t("live.subscribeFailed", asApiError(err).message), "error");
+      if (alive(e)) toast(t("live.subscribeFailed", describeError(asApiError(err))), "error");
     });
 }
 
@@ -557,7 +558,7 @@ async function act(event: string, payload: Record<string, unknown> = {}): Promis
     if (ack.session && "participants" in ack.session) applyView(ack.session);
     return true;
   } catch (err) {
-    toast(t("live.refused", asApiError(err).message), "error");
+    toast(t("live.refused", describeError(asApiError(err))), "error");
     return false;
   }
 }

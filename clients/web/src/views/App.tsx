@@ -9,6 +9,7 @@ import { Home } from "./Home";
 import { JoinForm } from "./JoinForm";
 import { Login } from "./Login";
 import { Register } from "./Register";
+import { SchoolAdmin } from "./SchoolAdmin";
 import { Shell } from "./Shell";
 
 export function App() {
@@ -34,11 +35,13 @@ export function App() {
           <main id="main" class="page narrow" tabIndex={-1}>
             <PageHeader title={t("join.title")} subtitle={t("join.explain")} />
             <section class="card">
-              <JoinForm onDone={() => navigate("/")} />
+              <JoinForm initialCode={r.code} onDone={() => navigate("/")} />
             </section>
           </main>
         </Shell>
       );
+    case "school":
+      return <SchoolAdmin />;
     case "class":
       return <ClassView key={r.classId} classId={r.classId} section={r.section} sub={r.sub} id={r.id} />;
     case "notfound":

@@ -1,4 +1,5 @@
 import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
+import { asApiError } from "../api/errors";
 import type { Message } from "../api/types";
 import { formatDay, formatTime, t, tMaybe, formatList } from "../i18n";
 import { auth } from "../state/auth";
@@ -22,6 +23,7 @@ import { Avatar, ErrorBox, Loading } from "./common";
 import { AttachmentList } from "./Attachments";
 import { Composer } from "./Composer";
 import { Icon } from "./icons";
+import { describeError } from "../i18n/errors";
 
 type Row =
   | { kind: "day"; key: string; label: string }
@@ -77,7 +79,7 @@ export function ChatPanel(props: {
     try {
       await deleteMessage(m.id);
     } catch (err) {
-      toast(String((err as Error).message), "error");
+      toast(describeError(asApiError(err)), "error");
     }
   }
 
@@ -197,7 +199,7 @@ function OutgoingBubble(props: { stream: string; out: Outgoing }) {
           {out.state === "failed" ? (
             <>
               <span class="text-error">
-                {t("chat.failed")} {out.error ? `(${out.error.message})` : ""}
+                {t("chat.failed")} {out.error ? `(${describeError(out.error)})` : ""}
               </span>{" "}
               <button type="button" class="link-button" onClick={() => retry(stream, out.client_id)}>
                 {t("chat.retry")}

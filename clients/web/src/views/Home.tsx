@@ -25,7 +25,13 @@ export function Home() {
           meError.value ? <ErrorBox error={meError.value} /> : <Loading />
         ) : (
           <>
-            <PageHeader title={t("home.title", m.user.display_name)} subtitle={t("home.subtitle")} />
+            <PageHeader title={t("home.title", m.user.display_name)} subtitle={t("home.subtitle")}>
+              {m.user.school_admin ? (
+                <a class="btn primary" href="#/school">
+                  {t("school.open")}
+                </a>
+              ) : null}
+            </PageHeader>
             {m.classes.length ? (
               <ul class="class-list" aria-label={t("home.classes")}>
                 {m.classes.map((c) => (

@@ -11,11 +11,13 @@ export function JoinForm(props: { initialCode?: string; onDone?: () => void }) {
   const [code, setCode] = useState(props.initialCode ?? "");
   const [child, setChild] = useState("");
   const [relationship, setRelationship] = useState("");
+  const [phone, setPhone] = useState("");
   const { busy, error, onSubmit } = useSubmit(async () => {
     await api.join({
       join_code: code.trim().toUpperCase(),
       child_name: child.trim(),
       relationship: relationship.trim(),
+      phone: phone.trim(),
     });
     toast(t("join.sent"), "success");
     await loadMe();
@@ -46,6 +48,20 @@ export function JoinForm(props: { initialCode?: string; onDone?: () => void }) {
             </option>
           ))}
         </select>
+      </label>
+      <label class="field">
+        <span class="field-label">{t("join.phone")}</span>
+        <input
+          name="phone"
+          type="tel"
+          inputMode="tel"
+          autoComplete="tel"
+          maxLength={40}
+          pattern="\+?[0-9][0-9 \-]{4,30}"
+          value={phone}
+          onInput={(e) => setPhone(e.currentTarget.value)}
+        />
+        <span class="field-hint">{t("join.phoneHint")}</span>
       </label>
       {error ? <ErrorBox error={error} /> : null}
       <button class="btn primary block" type="submit" disabled={busy}>

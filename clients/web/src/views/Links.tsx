@@ -8,6 +8,7 @@ import { onStream } from "../state/session";
 import { toast } from "../state/toasts";
 import { Avatar, Empty, ErrorBox, Loading, PageHeader } from "./common";
 import { Icon } from "./icons";
+import { describeError } from "../i18n/errors";
 
 /** Guardians asking to be linked to a child: a teacher of the class approves or rejects. */
 export function Links(props: { classId: number }) {
@@ -48,7 +49,7 @@ export function Links(props: { classId: number }) {
       await Promise.all([load(), loadClass(classId, true)]);
     } catch (err) {
       const e = asApiError(err);
-      toast(`${e.message} (${e.code})`, "error");
+      toast(describeError(e), "error");
     } finally {
       setBusy(null);
     }
@@ -79,7 +80,13 @@ export function Links(props: { classId: number }) {
                 <p class="link-who">{t("links.request", l.guardian_name, l.student_name)}</p>
                 <p class="muted">
                   {l.relationship ? `${tMaybe(`relationship.${l.relationship}`, l.relationship)} · ` : ""}
+                  {l.phone ? `${t("links.phone", l.phone)} · ` : ""}
                   {formatDateTime(l.requested_at)}
+                </p>
+                <p>
+                  <span class={`tag ${l.on_roster ? "" : "tag-warn"}`}>
+                    {l.on_roster ? t("links.onRoster") : t("links.notOnRoster")}
+                  </span>
                 </p>
               </div>
               <div class="link-actions">

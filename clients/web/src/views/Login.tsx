@@ -49,7 +49,7 @@ export function Login() {
           <input type="checkbox" checked={remember} onChange={(e) => setRemember(e.currentTarget.checked)} />
           <span>{t("login.remember")}</span>
         </label>
-        {error ? <ErrorBox error={error} title={error.code === "unauthorized" ? t("login.failed") : undefined} /> : null}
+        {error ? <ErrorBox error={error} /> : null}
         <button class="btn primary block" type="submit" disabled={busy}>
           {busy ? t("login.signingIn") : t("login.submit")}
         </button>

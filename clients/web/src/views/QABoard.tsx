@@ -9,6 +9,7 @@ import { ready } from "../state/session";
 import { toast } from "../state/toasts";
 import { Empty, ErrorBox, Loading, PageHeader } from "./common";
 import { AnswerText, askerLabel, Votes } from "./questionParts";
+import { describeError } from "../i18n/errors";
 
 type Tab = "open" | "answered" | "dismissed";
 
@@ -122,7 +123,7 @@ function QuestionCard(props: { q: Question; staff: boolean; student: boolean }) 
       await f();
     } catch (err) {
       const e = asApiError(err);
-      toast(`${e.message} (${e.code})`, "error");
+      toast(describeError(e), "error");
     } finally {
       setBusy(false);
     }

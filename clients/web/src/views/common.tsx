@@ -1,16 +1,16 @@
 import type { ComponentChildren } from "preact";
 import type { ApiError } from "../api/errors";
-import { t, tMaybe } from "../i18n";
+import { t } from "../i18n";
+import { describeError } from "../i18n/errors";
 
 /** Why something was refused: what the code means here, then the server's own words. */
 export function ErrorBox(props: { error: ApiError; title?: string; children?: ComponentChildren }) {
   const { error } = props;
   return (
     <div class="error-box" role="alert">
-      <p class="error-title">{props.title ?? tMaybe(`error.${error.code}`, t("error.generic"))}</p>
+      <p class="error-title">{props.title ?? describeError(error)}</p>
       <p class="error-detail">
-        <span>{t("error.serverSaid")}</span> <q class="error-message">{error.message}</q>{" "}
-        <code class="error-code" title={t("error.code")}>
+        <code class="error-code" title={t("error.code")} data-reason={error.details.reason ?? ""}>
           {error.code}
         </code>
       </p>

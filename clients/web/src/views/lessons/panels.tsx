@@ -30,6 +30,7 @@ import { Avatar } from "../common";
 import { Icon } from "../icons";
 import { AnswerText, askerLabel, Votes } from "../questionParts";
 import { classroomName, handOf } from "./util";
+import { describeError } from "../../i18n/errors";
 
 const ROLE_ORDER = ["host", "teacher", "local_teacher", "student", "guardian"];
 
@@ -375,7 +376,7 @@ function AskInSession() {
       setBody("");
       toast(t("qa.asked"), "success");
     } catch (err) {
-      toast(t("live.refused", asApiError(err).message), "error");
+      toast(t("live.refused", describeError(asApiError(err))), "error");
     } finally {
       setBusy(false);
     }
@@ -408,7 +409,7 @@ function LiveQuestion(props: { q: Question; view: SessionView; staff: boolean; s
     try {
       await fn();
     } catch (err) {
-      toast(t("live.refused", asApiError(err).message), "error");
+      toast(t("live.refused", describeError(asApiError(err))), "error");
     }
   }
   const canVote = student && !q.mine && q.status === "open";

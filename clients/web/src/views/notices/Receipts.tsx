@@ -11,6 +11,7 @@ import { ErrorBox, Loading } from "../common";
 import { Icon } from "../icons";
 import { kindLabel, stateLabel } from "./labels";
 import { Coverage } from "./NoticeList";
+import { describeError, formatWait } from "../../i18n/errors";
 
 /** A page of a list; the server allows up to 500. */
 const PAGE = 100;
@@ -24,6 +25,17 @@ export function Receipts(props: { classId: number; noticeId: number }) {
   const [error, setError] = useState<ApiError | null>(null);
   const [updatedAt, setUpdatedAt] = useState(0);
   const [busy, setBusy] = useState(false);
+  const [confirming, setConfirming] = useState(false);
+  // The reminder's cool-down: when the server allows the next one, and a clock that ticks.
+  const [againAt, setAgainAt] = useState(0);
+  const [now, setNow] = useState(() => Date.now() / 1000);
+  const until = Math.max(againAt, data?.remind_again_at ?? 0);
+  const coolDown = Math.max(0, Math.ceil(until - now));
+  useEffect(() => {
+    if (until <= Date.now() / 1000) return;
+    const timer = setInterval(() => setNow(Date.now() / 1000), 1000);
+    return () => clearInterval(timer);
+  }, [until]);
   const [more, setMore] = useState<RollupList | null>(null);
   const tick = receiptTicks.value[noticeId] ?? 0;
   const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
@@ -90,7 +102,7 @@ export function Receipts(props: { classId: number; noticeId: number }) {
       dataRef.current = merged;
       setData(merged);
     } catch (err) {
-      toast(asApiError(err).message, "error");
+      toast(describeError(asApiError(err)), "error");
     } finally {
       setMore(null);
     }
@@ -110,6 +122,7 @@ export function Receipts(props: { classId: number; noticeId: number }) {
   }
 
   async function remind() {
+    setConfirming(false);
     setBusy(true);
     try {
       const ack = await request<{ reminded: number[]; students: number[] }>("notice.remind", { notice_id: noticeId });
@@ -117,7 +130,11 @@ export function Receipts(props: { classId: number; noticeId: number }) {
       void load();
     } catch (err) {
       const e = asApiError(err);
-      toast(`${t("receipts.remindFailed")} ${e.message}`, "error", 8000);
+      if (e.code === "rate_limited" && typeof e.details.retry_after_s === "number") {
+        setNow(Date.now() / 1000);
+        setAgainAt(Date.now() / 1000 + e.details.retry_after_s);
+      }
+      toast(`${t("receipts.remindFailed")} ${describeError(e)}`, "error", 8000);
     } finally {
       setBusy(false);
     }
@@ -127,7 +144,7 @@ export function Receipts(props: { classId: number; noticeId: number }) {
     try {
       await api.receiptsCsv(noticeId);
     } catch (err) {
-      toast(`${t("receipts.exportFailed")} ${asApiError(err).message}`, "error");
+      toast(`${t("receipts.exportFailed")} ${describeError(asApiError(err))}`, "error");
     }
   }
 
@@ -173,9 +190,31 @@ export function Receipts(props: { classId: number; noticeId: number }) {
         </ul>
         {n.kind === "reply_required" ? <ReplyTally choices={n.choices} counts={data.counts.replies ?? {}} /> : null}
         <div class="receipts-actions">
-          <button type="button" class="btn primary" onClick={remind} disabled={busy || waitingCount === 0}>
-            <Icon name="bell" size={18} /> {t("receipts.remind", waitingCount)}
-          </button>
+          {confirming ? (
+            <span class="remind-confirm" role="group" aria-label={t("receipts.remindConfirm", waitingCount)}>
+              <span>{t("receipts.remindConfirm", waitingCount)}</span>
+              <button type="button" class="btn primary" onClick={remind} disabled={busy}>
+                {t("receipts.remindSend")}
+              </button>
+              <button type="button" class="btn ghost" onClick={() => setConfirming(false)}>
+                {t("common.cancel")}
+              </button>
+            </span>
+          ) : (
+            <button
+              type="button"
+              class="btn primary"
+              onClick={() => setConfirming(true)}
+              disabled={busy || waitingCount === 0 || coolDown > 0}
+            >
+              <Icon name="bell" size={18} /> {t("receipts.remind", waitingCount)}
+            </button>
+          )}
+          {coolDown > 0 ? (
+            <span class="muted" data-testid="remind-wait">
+              {t("receipts.remindWait", formatWait(coolDown))}
+            </span>
+          ) : null}
           <button type="button" class="btn" onClick={exportCsv}>
             <Icon name="download" size={18} /> {t("receipts.export")}
           </button>

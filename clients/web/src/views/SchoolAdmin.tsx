@@ -1,0 +1,346 @@
+import { useEffect, useState } from "preact/hooks";
+import { asApiError, type ApiError } from "../api/errors";
+import { api, objectUrl, uploadRoster } from "../api/rest";
+import type { RosterResult, SchoolLink, SchoolOverview } from "../api/school";
+import { formatDateTime, t, tMaybe } from "../i18n";
+import { describeError } from "../i18n/errors";
+import { toast } from "../state/toasts";
+import { Empty, ErrorBox, Loading, PageHeader } from "./common";
+import { Shell } from "./Shell";
+
+type SchoolClassRow = SchoolOverview["classes"][number];
+const ROLES = ["head_teacher", "teacher", "assistant_teacher"] as const;
+
+/** School admins set the school up: years, classes, teachers, rosters, QR codes, link requests. */
+export function SchoolAdmin() {
+  const [data, setData] = useState<SchoolOverview | null>(null);
+  const [links, setLinks] = useState<SchoolLink[] | null>(null);
+  const [error, setError] = useState<ApiError | null>(null);
+
+  async function load() {
+    try {
+      const [school, pending] = await Promise.all([api.school(), api.schoolLinks()]);
+      setData(school);
+      setLinks(pending.links);
+      setError(null);
+    } catch (err) {
+      setError(asApiError(err));
+    }
+  }
+  useEffect(() => {
+    void load();
+  }, []);
+
+  /** Run a change, say it worked or why not (in the person's language), then reload. */
+  async function act(work: () => Promise<unknown>, done: string): Promise<boolean> {
+    try {
+      await work();
+      toast(done, "success");
+      await load();
+      return true;
+    } catch (err) {
+      toast(describeError(asApiError(err)), "error");
+      return false;
+    }
+  }
+
+  return (
+    <Shell>
+      <main id="main" class="page" tabIndex={-1}>
+        <PageHeader title={t("school.title")} subtitle={t("school.subtitle")} />
+        {error ? <ErrorBox error={error} /> : null}
+        {!data && !error ? <Loading /> : null}
+        {data ? (
+          <>
+            <Years data={data} act={act} />
+            <NewClass data={data} act={act} />
+            <section aria-labelledby="classes-title">
+              <h2 id="classes-title" class="card-title">
+                {t("school.classes")}
+              </h2>
+              <ul class="plain-list school-classes">
+                {data.classes.map((c) => (
+                  <ClassCard key={c.id} c={c} data={data} act={act} />
+                ))}
+              </ul>
+            </section>
+            <TimeZone data={data} act={act} />
+          </>
+        ) : null}
+        {links ? <PendingLinks links={links} /> : null}
+      </main>
+    </Shell>
+  );
+}
+
+type Act = (work: () => Promise<unknown>, done: string) => Promise<boolean>;
+
+function Years(props: { data: SchoolOverview; act: Act }) {
+  const [name, setName] = useState("");
+  return (
+    <section class="card" aria-labelledby="years-title">
+      <h2 id="years-title" class="card-title">
+        {t("school.years")}
+      </h2>
+      <ul class="plain-list">
+        {props.data.years.map((y) => (
+          <li key={y.id} class="pending-item">
+            <span>{y.name}</span>
+            {y.archived ? (
+              <span class="tag">{t("school.archived")}</span>
+            ) : (
+              <button type="button" class="btn small ghost" onClick={() => props.act(() => api.archiveYear(y.id), t("school.archived"))}>
+                {t("school.archive")} {y.name}
+              </button>
+            )}
+          </li>
+        ))}
+      </ul>
+      <form
+        class="row-form"
+        onSubmit={async (e) => {
+          e.preventDefault();
+          if (await props.act(() => api.createYear(name.trim()), t("school.created", name.trim()))) setName("");
+        }}
+      >
+        <label>
+          {t("school.yearName")}
+          <input value={name} required maxLength={40} onInput={(e) => setName(e.currentTarget.value)} />
+        </label>
+        <button type="submit" class="btn">
+          {t("school.addYear")}
+        </button>
+      </form>
+    </section>
+  );
+}
+
+function NewClass(props: { data: SchoolOverview; act: Act }) {
+  const [name, setName] = useState("");
+  const open = props.data.years.filter((y) => !y.archived);
+  const [year, setYear] = useState<string>("");
+  return (
+    <form
+      class="card row-form"
+      onSubmit={async (e) => {
+        e.preventDefault();
+        const ok = await props.act(() => api.createClass(name.trim(), year ? Number(year) : null), t("school.created", name.trim()));
+        if (ok) setName("");
+      }}
+    >
+      <label>
+        {t("school.className")}
+        <input value={name} required maxLength={200} onInput={(e) => setName(e.currentTarget.value)} />
+      </label>
+      <label>
+        {t("school.yearOf")}
+        <select value={year} aria-label={t("school.yearOf")} onChange={(e) => setYear(e.currentTarget.value)}>
+          <option value="">{t("school.noYear")}</option>
+          {open.map((y) => (
+            <option key={y.id} value={String(y.id)}>
+              {y.name}
+            </option>
+          ))}
+        </select>
+      </label>
+      <button type="submit" class="btn primary">
+        {t("school.addClass")}
+      </button>
+    </form>
+  );
+}
+
+function ClassCard(props: { c: SchoolClassRow; data: SchoolOverview; act: Act }) {
+  const { c } = props;
+  const [who, setWho] = useState<string>("");
+  const [role, setRole] = useState<string>("head_teacher");
+  const [qr, setQr] = useState<string | null>(null);
+  const [roster, setRoster] = useState<
+    { result: RosterResult } | { error: ApiError; rejected: { line: number; reason: string }[] } | null
+  >(null);
+  const year = props.data.years.find((y) => y.id === c.school_year_id);
+
+  useEffect(() => () => void (qr && URL.revokeObjectURL(qr)), [qr]);
+
+  async function showQr() {
+    try {
+      setQr(await objectUrl(`/api/v1/classes/${c.id}/join-qr.svg`));
+    } catch (err) {
+      toast(describeError(asApiError(err)), "error");
+    }
+  }
+
+  async function importFile(file: File) {
+    const answer = await uploadRoster(c.id, await file.text());
+    setRoster(answer.ok ? { result: answer.result } : { error: answer.error, rejected: answer.rejected });
+    if (answer.ok) toast(t("school.rosterDone", answer.result.rows), "success");
+  }
+
+  return (
+    <li class="card school-class" aria-label={c.name} data-class-id={c.id}>
+      <h3 class="card-title">
+        {c.name} {year ? <span class="muted">· {year.name}</span> : null}{" "}
+        {c.archived ? <span class="tag">{t("school.archived")}</span> : null}
+      </h3>
+      <p class="muted">
+        {t("school.joinCode")} <code class="code-big">{c.join_code}</code> · {t("school.students", c.students)}
+      </p>
+      <p>
+        {t("school.teachers")}:{" "}
+        {c.teachers.length
+          ? c.teachers.map((x) => `${x.name}（${tMaybe(`school.role.${x.role}`, x.role)}）`).join("、")
+          : t("school.noTeachers")}
+      </p>
+      {!c.archived ? (
+        <>
+          <form
+            class="row-form"
+            onSubmit={async (e) => {
+              e.preventDefault();
+              const person = props.data.staff.find((p) => String(p.id) === who);
+              if (person) await props.act(() => api.assignTeacher(c.id, person.id, role), t("school.assigned", person.name, c.name));
+            }}
+          >
+            <label>
+              {t("school.assignWho")}
+              <select value={who} required aria-label={t("school.assignWho")} onChange={(e) => setWho(e.currentTarget.value)}>
+                <option value="" />
+                {props.data.staff.map((p) => (
+                  <option key={p.id} value={String(p.id)}>
+                    {p.name}（{p.username}）
+                  </option>
+                ))}
+              </select>
+            </label>
+            <label>
+              {t("school.assignRole")}
+              <select value={role} aria-label={t("school.assignRole")} onChange={(e) => setRole(e.currentTarget.value)}>
+                {ROLES.map((r) => (
+                  <option key={r} value={r}>
+                    {t(`school.role.${r}`)}
+                  </option>
+                ))}
+              </select>
+            </label>
+            <button type="submit" class="btn small">
+              {t("school.assign")}
+            </button>
+          </form>
+          <label class="row-form">
+            {t("school.rosterFile")}
+            <input
+              type="file"
+              accept=".csv,text/csv"
+              aria-label={`${t("school.roster")} ${c.name}`}
+              onChange={(e) => {
+                const f = e.currentTarget.files?.[0];
+                if (f) void importFile(f);
+              }}
+            />
+          </label>
+        </>
+      ) : null}
+      {roster && "result" in roster ? (
+        <div class="roster-result" role="status">
+          <p>{t("school.rosterDone", roster.result.rows)}</p>
+          {roster.result.created.length ? (
+            <>
+              <p>{t("school.rosterCreated")}</p>
+              <ul class="plain-list">
+                {roster.result.created.map((x) => (
+                  <li key={x.username}>
+                    {x.display_name} · <code>{x.username}</code> · <code>{x.password}</code>
+                  </li>
+                ))}
+              </ul>
+            </>
+          ) : null}
+          {roster.result.pending.length ? (
+            <>
+              <p>{t("school.rosterPending")}</p>
+              <ul class="plain-list">
+                {roster.result.pending.map((x) => (
+                  <li key={x.line}>{t("school.rosterLine", x.line, `${x.username} · ${x.reason}`)}</li>
+                ))}
+              </ul>
+            </>
+          ) : null}
+        </div>
+      ) : null}
+      {roster && "error" in roster ? (
+        <ErrorBox error={roster.error} title={roster.rejected.length ? t("school.rosterRejected") : undefined}>
+          <ul class="plain-list roster-rejected">
+            {roster.rejected.map((x) => (
+              <li key={x.line}>{t("school.rosterLine", x.line, x.reason)}</li>
+            ))}
+          </ul>
+        </ErrorBox>
+      ) : null}
+      <div class="link-actions">
+        <button type="button" class="btn small" onClick={showQr}>
+          {t("school.qr")}
+        </button>
+        {!c.archived ? (
+          <button type="button" class="btn small ghost" onClick={() => props.act(() => api.archiveClass(c.id), t("school.archived"))}>
+            {t("school.archive")} {c.name}
+          </button>
+        ) : null}
+      </div>
+      {qr ? (
+        <figure class="join-qr">
+          <img src={qr} alt={t("school.qrAlt", c.name)} width={220} height={220} />
+          <figcaption>
+            {c.name} · <code>{c.join_code}</code>{" "}
+            <button type="button" class="btn small" onClick={() => window.print()}>
+              {t("school.print")}
+            </button>
+          </figcaption>
+        </figure>
+      ) : null}
+    </li>
+  );
+}
+
+function TimeZone(props: { data: SchoolOverview; act: Act }) {
+  const [zone, setZone] = useState(props.data.school.time_zone);
+  return (
+    <form
+      class="card row-form"
+      onSubmit={(e) => {
+        e.preventDefault();
+        void props.act(() => api.setTimeZone(zone.trim()), t("school.saved"));
+      }}
+    >
+      <label>
+        {t("school.timeZone")}
+        <input value={zone} required maxLength={64} onInput={(e) => setZone(e.currentTarget.value)} />
+      </label>
+      <button type="submit" class="btn">
+        {t("school.save")}
+      </button>
+    </form>
+  );
+}
+
+function PendingLinks(props: { links: SchoolLink[] }) {
+  return (
+    <section class="card" aria-labelledby="school-links-title">
+      <h2 id="school-links-title" class="card-title">
+        {t("school.links")}
+      </h2>
+      {props.links.length === 0 ? <Empty>{t("school.noLinks")}</Empty> : null}
+      <ul class="plain-list school-links">
+        {props.links.map((l) => (
+          <li key={l.id}>
+            <a href={`#/class/${l.class_id}/links`}>{t("school.linkItem", l.guardian.name, l.student.name, l.class_name)}</a>
+            <span class="muted">
+              {" "}
+              · {l.relationship ? tMaybe(`relationship.${l.relationship}`, l.relationship) : ""}
+              {l.guardian.phone ? ` · ${t("school.phone", l.guardian.phone)}` : ""} · {formatDateTime(l.requested_at)}
+            </span>
+          </li>
+        ))}
+      </ul>
+    </section>
+  );
+}
