@@ -149,7 +149,13 @@ async def test_redis_outage_local_delivery_then_recovery(
     liming = await a.client("liming")  # node A
     teacher = await b.client("li")  # node B
     raw = count_raw_deliveries(liming)
+    # Each node announces itself with its first heartbeat: wait until A sees B too.
     body = (await health(a))[1]
+    for _ in range(100):
+        if body.get("nodes") == 2:
+            break
+        await asyncio.sleep(0.1)  # the registry offers nothing to wait on
+        body = (await health(a))[1]
     assert body == {
         "ok": True,
         "status": "ok",

@@ -197,10 +197,11 @@ async def test_receipts_csv_carries_no_live_formula(server: Server) -> None:
         server.class_id, "@SUM(1+1)", kind="reply_required", choices=["-1", "+1"]
     )
     await mom.reply_notice(notice["id"], "-1")
-    text = await teacher.http("GET", f"/api/v1/notices/{notice['id']}/receipts.csv")
+    # The headers are in the reader's language (docs/protocol.md): English here.
+    text = await teacher.http("GET", f"/api/v1/notices/{notice['id']}/receipts.csv?lang=en")
     rows = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
-    mine = [r for r in rows if r["recipient_id"] == str(server.uid("wang_mom"))]
-    assert mine[0]["recipient"] == "'" + evil and mine[0]["reply"] == "'-1"
+    mine = [r for r in rows if r["Recipient ID"] == str(server.uid("wang_mom"))]
+    assert mine[0]["Recipient"] == "'" + evil and mine[0]["Reply"] == "'-1"
     for row in rows:
         for value in row.values():
             assert not value.startswith(csvexport.FORMULA_STARTS), row

@@ -31,12 +31,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("school_id", "name", name="uq_school_year_name"),
     )
-    with op.batch_alter_table("classes") as batch:
-        batch.add_column(sa.Column("school_year_id", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("archived_at", sa.Float(), nullable=True))
-        batch.create_foreign_key(
-            "fk_classes_school_year", "school_years", ["school_year_id"], ["id"]
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite adds a column with its reference in place. A batch (copy the table, drop the
+        # old one) would fail on every existing database: its rows reference classes.
+        op.execute(
+            "ALTER TABLE classes ADD COLUMN school_year_id INTEGER "
+            "CONSTRAINT fk_classes_school_year REFERENCES school_years (id)"
         )
+    else:
+        op.add_column("classes", sa.Column("school_year_id", sa.Integer(), nullable=True))
+        op.create_foreign_key(
+            "fk_classes_school_year", "classes", "school_years", ["school_year_id"], ["id"]
+        )
+    op.add_column("classes", sa.Column("archived_at", sa.Float(), nullable=True))
     with op.batch_alter_table("guardian_links") as batch:
         batch.add_column(sa.Column("phone", sa.String(length=40), nullable=True))
 
