@@ -272,12 +272,7 @@ async def notice_receipts_csv(request: web.Request) -> web.StreamResponse:
     nid = _int(request, "notice_id")
     lang = choose_lang(request.query.get("lang"), request.headers.get("Accept-Language"))
     text = await notices.receipts_csv(request.app[HUB], who.user_id, nid, lang)
-    return web.Response(
-        body=("\ufeff" + text).encode("utf-8"),  # BOM: spreadsheet apps read UTF-8 CSV right
-        content_type="text/csv",
-        charset="utf-8",
-        headers={"Content-Disposition": f'attachment; filename="notice-{nid}-receipts.csv"'},
-    )
+    return _csv(text, f"notice-{nid}-receipts.csv")
 
 
 async def audit_log(request: web.Request) -> web.StreamResponse:
