@@ -6,6 +6,7 @@ Every setting is documented in docs/operations.md.
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from dataclasses import dataclass, field, fields
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -78,6 +79,9 @@ class Settings:
     # for node_ttl_s.
     node_heartbeat_s: float = 1.0
     node_ttl_s: float = 4.0
+    # A live-session request carried to the session's node (another node) is answered
+    # ``unavailable`` when that node has not answered within this long.
+    node_request_timeout_s: float = 10.0
     # A session nobody publishes in for this long ends by itself.
     session_idle_end_s: int = 1800
     # A participant who drops out keeps their place (stage, hand) for this long.
@@ -192,6 +196,8 @@ class Settings:
                 "node_heartbeat_s must be positive and shorter than node_ttl_s "
                 "(a node must announce itself before its announcement expires)"
             )
+        if self.node_request_timeout_s <= 0:
+            raise ConfigError("node_request_timeout_s must be positive")
         if self.shutdown_timeout_s <= 0:
             raise ConfigError("shutdown_timeout_s must be positive")
         if self.storage_backend not in ("directory", "s3"):
@@ -217,6 +223,11 @@ class Settings:
                     f"refusing to start: the secret is {len(self.secret)} characters; "
                     f"it must be at least {MIN_SECRET_LENGTH}."
                 )
+
+    @property
+    def node(self) -> str:
+        """This node's name among several: ``node_name``, or ``host:port`` of this machine."""
+        return self.node_name or f"{socket.gethostname()}:{self.port}"
 
     @property
     def metrics_networks(self) -> list[IPv4Network | IPv6Network]:

@@ -36,6 +36,7 @@ from realtime.cluster.watch import NodeWatch
 from realtime.domain.exportlang import choose_lang
 from realtime.errors import HTTP_STATUS, HomeroomError, bad_request, forbidden, too_large
 from realtime.hub import Hub
+from realtime.live.schemas import SessionRef
 from realtime.live.service import LiveService
 from realtime.metrics import Metrics
 from realtime.transport.clientaddr import ClientAddresses
@@ -350,7 +351,9 @@ async def homework_rollup_csv(request: web.Request) -> web.StreamResponse:
 
 async def session_stats(request: web.Request) -> web.StreamResponse:
     who = identity(request)
-    return _json(request.app[LIVE].stats_for(who.user_id, _int(request, "session_id")))
+    # Answered by the session's node, wherever it runs.
+    ref = SessionRef(session_id=_int(request, "session_id"))
+    return _json(await request.app[LIVE].route("session.stats", who.user_id, ref))
 
 
 async def push_key(request: web.Request) -> web.StreamResponse:

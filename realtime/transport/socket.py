@@ -16,6 +16,7 @@ import socketio
 from realtime import schemas
 from realtime.actions import attendance, chat, homework, notices, polls, questions, records, sync
 from realtime.auth import Identity
+from realtime.bus import BusHandler
 from realtime.domain.streams import Visibility, room_name
 from realtime.errors import HomeroomError, bad_request
 from realtime.hub import Hub
@@ -95,6 +96,8 @@ class Gateway:
         self.sids_by_user: dict[int, set[str]] = {}
         self.sid_routes: dict[str, tuple[type[Any], SidAction]] = {}
         self.disconnect_hooks: list[DisconnectHook] = []
+        # Other kinds of bus message (``t``) and who handles them (live sessions across nodes).
+        self.bus_routes: dict[str, BusHandler] = {}
         self._event_counters: dict[str, Any] = {}
         # Set when the node is shutting down (transport/sio_internals/shutdown.py): requests
         # are refused.
@@ -237,6 +240,8 @@ class Gateway:
             # The bus was cut off (realtime/bus/redis.py): events may have been missed by
             # anyone here; every client catches up by sequence.
             await self.sio.emit("resync", {})
+        elif kind in self.bus_routes:
+            await self.bus_routes[kind](message)
 
     async def _resync(self, user_id: int) -> None:
         """This person's streams changed: refresh their rooms and ask their clients to sync."""
