@@ -72,6 +72,17 @@ class StoredEvent:
             "data": body,
         }
 
+    def wire(self) -> dict[str, Any]:
+        """The form the bus carries (both bodies; each node picks per follower)."""
+        return {
+            "stream": self.stream,
+            "seq": self.seq,
+            "type": self.type,
+            "at": self.at,
+            "data": self.data,
+            "staff_data": self.staff_data,
+        }
+
     def for_member(self) -> dict[str, Any] | None:
         if self.data is None:
             return None
