@@ -29,10 +29,13 @@ from sqlalchemy.pool import StaticPool
 
 from realtime import jsoncodec
 from realtime.store.groupcommit import GroupCommit
+from realtime.store.outage import store_unavailable, unreachable
 from realtime.store.prepared import Prepared
 from realtime.store.schema import events, streams
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# PostgreSQL: how long opening a connection may take before the request answers ``unavailable``.
+CONNECT_TIMEOUT_S = 5.0
 
 
 def async_url(url: str) -> str:
@@ -238,9 +241,14 @@ class Store:
                 yield tx
         else:
             assert self.engine is not None
-            async with self.engine.begin() as aconn:
-                tx = PooledConnection(aconn)
-                yield tx
+            try:
+                async with self.engine.begin() as aconn:
+                    tx = PooledConnection(aconn)
+                    yield tx
+            except Exception as exc:
+                if unreachable(exc):
+                    raise store_unavailable() from exc
+                raise
         # On SQLite the group commit returns once the batch holding this transaction is on
         # disk: nothing is told before it would survive a power loss.
         appended = tx.appended
@@ -254,8 +262,13 @@ class Store:
                 yield SyncConnection(conn)
             return
         assert self.engine is not None
-        async with self.engine.connect() as aconn:
-            yield PooledConnection(aconn)
+        try:
+            async with self.engine.connect() as aconn:
+                yield PooledConnection(aconn)
+        except Exception as exc:
+            if unreachable(exc):
+                raise store_unavailable() from exc
+            raise
 
     async def ping(self) -> bool:
         try:
@@ -473,6 +486,9 @@ def open_store(url: str, *, sqlite_synchronous: str = "full") -> Store:
             async_url(url),
             pool_size=10,
             max_overflow=10,
+            # asyncpg waits 60 s for a connection by default: a request would hang that long
+            # while the database is unreachable, instead of answering ``unavailable``.
+            connect_args={"timeout": CONNECT_TIMEOUT_S},
             json_serializer=jsoncodec.dumps,
             json_deserializer=jsoncodec.loads,
         )
