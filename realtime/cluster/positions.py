@@ -60,6 +60,8 @@ class StreamPositions:
 
     def __init__(self) -> None:
         self._streams: dict[str, Position] = {}
+        # The streams the last poll saw behind (their ``behind`` is set).
+        self._behind: set[str] = set()
         # Counters for /metrics: events the follower delivered (the bus never brought them),
         # and duplicates dropped (the bus and the follower both brought them).
         self.recovered = 0
@@ -78,6 +80,7 @@ class StreamPositions:
         pos.followers -= 1
         if pos.followers <= 0:
             del self._streams[stream]
+            self._behind.discard(stream)
 
     def streams(self) -> list[str]:
         return list(self._streams)
@@ -109,12 +112,23 @@ class StreamPositions:
             self.recovered += 1
         return True
 
-    def observe(self, last_seqs: dict[str, int]) -> dict[str, int]:
-        """One poll's look at the store: ``{stream: last seq}``. Returns the streams whose
-        events to read now, each with the seq to read after: those behind on the previous poll
-        too, and still short of what it saw."""
+    def known(self) -> dict[str, int]:
+        """What to ask the store about: every followed stream and the seq delivered up to
+        (-1 when not known yet, so the store's answer includes it)."""
+        return {k: -1 if p.upto is None else p.upto for k, p in self._streams.items()}
+
+    def observe(self, ahead: dict[str, int]) -> dict[str, int]:
+        """One poll's answer from the store: ``{stream: last seq}`` of the streams past what
+        :meth:`known` said (the others are not behind). Returns the streams whose events to
+        read now, each with the seq to read after: those behind on the previous poll too, and
+        still short of what it saw."""
+        for stream in [s for s in self._behind if s not in ahead]:
+            self._behind.discard(stream)
+            pos = self._streams.get(stream)
+            if pos is not None:
+                pos.behind = None
         fetch: dict[str, int] = {}
-        for stream, last in last_seqs.items():
+        for stream, last in ahead.items():
             pos = self._streams.get(stream)
             if pos is None:
                 continue
@@ -122,11 +136,14 @@ class StreamPositions:
                 pos.upto = last
                 pos.settle()
                 pos.behind = None
+                self._behind.discard(stream)
                 continue
             if last <= pos.upto:
                 pos.behind = None
+                self._behind.discard(stream)
                 continue
             if pos.behind is not None and pos.upto < pos.behind:
                 fetch[stream] = pos.upto
             pos.behind = last
+            self._behind.add(stream)
         return fetch
