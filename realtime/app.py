@@ -110,6 +110,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     app[NODES] = watch
     metrics.watch_nodes(watch)
     metrics.watch_bus(bus.health)
+    metrics.watch_store(store.health)
     metrics.watch_media(lambda: {sid: rt.stats() for sid, rt in live.runtimes.items()})
     sio.attach(app, socketio_path="socket.io")
     add_routes(app)

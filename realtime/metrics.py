@@ -120,6 +120,28 @@ class BusCollector(Collector):
             yield family
 
 
+class StoreCollector(Collector):
+    """The database's reachability as requests found it (realtime/store/outage.py)."""
+
+    def __init__(self, health: Any) -> None:
+        self.health = health
+
+    def collect(self) -> Iterator[Metric]:
+        h = self.health
+        up = GaugeMetricFamily(
+            "homeroom_store_up", "1 unless the last request could not reach the database"
+        )
+        up.add_metric([], 1 if h.up else 0)
+        yield up
+        for name, value, doc in (
+            ("outages", h.outages, "Times requests found the database unreachable"),
+            ("unavailable", h.refused, "Requests answered unavailable: database unreachable"),
+        ):
+            family = CounterMetricFamily(f"homeroom_store_{name}", doc)
+            family.add_metric([], value)
+            yield family
+
+
 class FollowerCollector(Collector):
     """The stream follower (realtime/cluster/follower.py) and the de-duplication of deliveries,
     read on scrape."""
@@ -236,6 +258,9 @@ class Metrics:
 
     def watch_nodes(self, watch: Any) -> None:
         self.registry.register(NodeCollector(watch))
+
+    def watch_store(self, health: Any) -> None:
+        self.registry.register(StoreCollector(health))
 
     def watch_follower(self, positions: Any, follower: Any) -> None:
         self.registry.register(FollowerCollector(positions, follower))

@@ -67,6 +67,14 @@ async def errors(srv: Server) -> dict[str, float]:
     return out
 
 
+async def metric(srv: Server, name: str) -> float:
+    _status, text = await get(srv, "/metrics")
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
 async def until_store(srv: Server, state: str, timeout: float = 30) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
@@ -120,6 +128,8 @@ async def test_writes_answer_unavailable_while_postgresql_is_cut_off_and_resume(
         cut_at = time.monotonic()
         body = await until_store(srv, "down")
         assert body["ok"] is False and body["status"] == "down"
+        assert body["store_down_s"] >= 0
+        assert await metric(srv, "homeroom_store_up") == 0
 
         # Over Socket.IO: a write of each kind is refused with the stable code and a clear
         # message; the connection stays up.
@@ -174,6 +184,9 @@ async def test_writes_answer_unavailable_while_postgresql_is_cut_off_and_resume(
         await sender
 
     assert set(codes) == {"unavailable"}, codes
+    assert await metric(srv, "homeroom_store_up") == 1
+    assert await metric(srv, "homeroom_store_outages_total") >= 1
+    assert await metric(srv, "homeroom_store_unavailable_total") >= len(refused)
     assert "internal" not in await errors(srv)
     # Nothing acknowledged was lost, nothing refused was written.
     stored = await stored_bodies(teacher, stream)

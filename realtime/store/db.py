@@ -29,7 +29,7 @@ from sqlalchemy.pool import StaticPool
 
 from realtime import jsoncodec
 from realtime.store.groupcommit import GroupCommit
-from realtime.store.outage import store_unavailable, unreachable
+from realtime.store.outage import StoreHealth, store_unavailable, unreachable
 from realtime.store.prepared import Prepared
 from realtime.store.schema import events, streams
 
@@ -188,6 +188,8 @@ class Store:
         self._lock = asyncio.Lock()
         self._sync_conn: Connection | None = None
         self._publisher: Publisher | None = None
+        # PostgreSQL reachable or not, as the last request found it (SQLite: always up).
+        self.health = StoreHealth()
         # SQLite: transactions batched into one durable commit (store/groupcommit.py).
         self.group = GroupCommit(self._lock, self._sqlite)
         dialect = (engine or sync_engine).dialect  # type: ignore[union-attr]
@@ -252,9 +254,11 @@ class Store:
                     tx = PooledConnection(aconn)
                     yield tx
             except Exception as exc:
-                if unreachable(exc):
+                if self._unreachable(exc):
                     raise store_unavailable() from exc
                 raise
+            if not self.health.up:
+                self.health.answered()
         # On SQLite the group commit returns once the batch holding this transaction is on
         # disk: nothing is told before it would survive a power loss.
         appended = tx.appended
@@ -272,9 +276,19 @@ class Store:
             async with self.engine.connect() as aconn:
                 yield PooledConnection(aconn)
         except Exception as exc:
-            if unreachable(exc):
+            if self._unreachable(exc):
                 raise store_unavailable() from exc
             raise
+        if not self.health.up:
+            self.health.answered()
+
+    def _unreachable(self, exc: Exception) -> bool:
+        """Whether an error of a transaction or read means the database could not be reached
+        (store/outage.py); counted for /healthz and /metrics."""
+        if not unreachable(exc):
+            return False
+        self.health.failed()
+        return True
 
     async def ping(self) -> bool:
         try:

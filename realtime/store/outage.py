@@ -13,6 +13,9 @@ answers again new connections are made and service resumes by itself.
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 import asyncpg
 from sqlalchemy import exc as sa
 
@@ -59,3 +62,24 @@ def store_unavailable() -> HomeroomError:
         "unavailable",
         "the database cannot be reached; nothing was changed, try again shortly",
     )
+
+
+@dataclass
+class StoreHealth:
+    """What /healthz and /metrics say about the database, from the requests themselves."""
+
+    up: bool = True
+    outages: int = 0  # times requests found it unreachable after it had answered
+    refused: int = 0  # requests answered ``unavailable`` because of it
+    down_since: float | None = None  # time.time() of the first failure of this outage
+
+    def failed(self) -> None:
+        self.refused += 1
+        if self.up:
+            self.up = False
+            self.outages += 1
+            self.down_since = time.time()
+
+    def answered(self) -> None:
+        self.up = True
+        self.down_since = None
