@@ -17,6 +17,7 @@ from realtime.actions import retention
 from realtime.actions.uploads import Files
 from realtime.auth import TokenIssuer
 from realtime.bus import make_bus
+from realtime.cluster.follower import Follower
 from realtime.cluster.redis_registry import make_registry
 from realtime.cluster.watch import NodeWatch
 from realtime.config import Settings
@@ -91,6 +92,16 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     metrics.watch_push(lambda: hub.pusher.counts() if hub.pusher is not None else None)
     gateway = Gateway(hub, sio, metrics)
     app[GATEWAY] = gateway
+    follower = None
+    if settings.follow_interval_s > 0 and bus.health.kind != "local":
+        follower = Follower(
+            store,
+            gateway.positions,
+            gateway.deliver,
+            interval_s=settings.follow_interval_s,
+            page=settings.catchup_page_max,
+        )
+    metrics.watch_follower(gateway.positions, follower)
     live = LiveService(hub, gateway)
     app[LIVE] = live
     watch = NodeWatch(
@@ -99,6 +110,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     app[NODES] = watch
     metrics.watch_nodes(watch)
     metrics.watch_bus(bus.health)
+    metrics.watch_store(store.health)
     metrics.watch_media(lambda: {sid: rt.stats() for sid, rt in live.runtimes.items()})
     sio.attach(app, socketio_path="socket.io")
     add_routes(app)
@@ -119,6 +131,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
             hub.pusher = PushDispatcher(store, settings, vapid)
             await hub.pusher.start()
         await bus.start(gateway.on_bus)
+        if follower is not None:
+            follower.start()
         await live.recover()
         # Announced before the node serves (the others must never take its sessions for lost).
         await watch.start()
@@ -148,6 +162,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
                 await task
         await files.close()
         await watch.close()
+        if follower is not None:
+            await follower.close()
         await live.close()
         if settings.media_udp_port:
             release_udp_mux()

@@ -82,6 +82,13 @@ class Settings:
     # A live-session request carried to the session's node (another node) is answered
     # ``unavailable`` when that node has not answered within this long.
     node_request_timeout_s: float = 10.0
+    # How often a node reads the positions of the streams its people follow from the store, to
+    # deliver events the bus never brought (their node died before publishing them, or Redis
+    # was down): such an event arrives within about two periods. 0: off. Only with Redis.
+    follow_interval_s: float = 1.0
+    # Tests only, never in production: the node kills itself (SIGKILL) right after committing
+    # an event of this type, before publishing it (tests/test_follower.py).
+    test_crash_before_publish: str = ""
     # A session nobody publishes in for this long ends by itself.
     session_idle_end_s: int = 1800
     # A participant who drops out keeps their place (stage, hand) for this long.
@@ -198,6 +205,8 @@ class Settings:
             )
         if self.node_request_timeout_s <= 0:
             raise ConfigError("node_request_timeout_s must be positive")
+        if self.follow_interval_s < 0:
+            raise ConfigError("follow_interval_s must be 0 (off) or positive")
         if self.shutdown_timeout_s <= 0:
             raise ConfigError("shutdown_timeout_s must be positive")
         if self.storage_backend not in ("directory", "s3"):
