@@ -68,8 +68,17 @@ async def announce(
     data: dict[str, Any],
     staff: dict[str, Any],
 ) -> list[StoredEvent]:
-    """One event in the poll's stream of every classroom that answers it (staff see ``staff``)."""
+    """One event in the poll's stream of every classroom that answers it. The staff of the
+    poll's own class see ``staff``; a linked classroom's teachers (a dual lesson) see what its
+    students see: they may answer for the classroom, so never the correct answer before it is
+    published."""
     return [
-        await hub.store.append(conn, str(notice_stream(cid, poll.audience)), type_, data, staff)
+        await hub.store.append(
+            conn,
+            str(notice_stream(cid, poll.audience)),
+            type_,
+            data,
+            staff if cid == poll.class_id else data,
+        )
         for cid in poll.classrooms
     ]

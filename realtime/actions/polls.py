@@ -329,7 +329,26 @@ async def list_polls(hub: Hub, user_id: int, req: PollList) -> dict[str, Any]:
             if req.class_id in r.classrooms and (staff or policy.may_see_poll(access, r.audience))
         ]
         mine = await _mine(conn, user_id, [r.id for r in rows])
+        ours = [
+            r.id for r in rows if r.answer_by == AnswerBy.CLASSROOM and r.class_id != req.class_id
+        ]
+        if ours:  # a linked classroom's answer, whichever of its teachers gave it
+            answered = await conn.execute(
+                select(poll_answers.c.poll_id, poll_answers.c.answer).where(
+                    poll_answers.c.class_id == req.class_id, poll_answers.c.poll_id.in_(ours)
+                )
+            )
+            mine.update({a.poll_id: list(a.answer) for a in answered})
     for r in rows:
         if rules.overdue(PollStatus(r.status), r.closes_at, now):
             deadlines(hub).overdue(r.id)
-    return {"polls": [{**poll_view(r, now, staff=staff), "mine": mine.get(r.id)} for r in rows]}
+    # Staff of a linked classroom see a dual lesson's poll as its students do (they may answer).
+    return {
+        "polls": [
+            {
+                **poll_view(r, now, staff=staff and r.class_id == req.class_id),
+                "mine": mine.get(r.id),
+            }
+            for r in rows
+        ]
+    }
