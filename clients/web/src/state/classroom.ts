@@ -26,14 +26,18 @@ export interface Poll {
   quiz: boolean;
   anonymous: boolean;
   audience: "students" | "guardians";
+  /** A dual lesson's poll: each student answers, or each linked classroom once (its teacher). */
+  answer_by: AnswerBy;
   status: "open" | "closed" | "published";
   closes_at: number | null;
   created_at: number;
   correct?: string[];
   mine?: string[] | null;
   results?: PollResults;
-  answers?: { user_id: number; name: string; answer: string[]; correct: boolean | null }[];
+  answers?: { user_id: number; name: string; class_id: number; answer: string[]; correct: boolean | null }[];
 }
+
+export type AnswerBy = "person" | "classroom";
 
 /** class id -> poll id -> poll (newest first when listed). */
 export const polls = signal<Record<number, Record<number, Poll>>>({});
@@ -71,6 +75,17 @@ onReset(() => {
   polls.value = {};
 });
 
+/** Open polls of a session that wait for my answer (a classroom's, in classroom mode). */
+export function waitingPolls(classId: number, sessionId: number, forClassroom: boolean): Poll[] {
+  return pollsOf(classId, sessionId).filter(
+    (p) =>
+      p.status === "open" &&
+      !p.mine &&
+      (p.answer_by === "classroom") === forClassroom &&
+      (p.closes_at == null || p.closes_at * 1000 > Date.now()),
+  );
+}
+
 export function pollsOf(classId: number, sessionId?: number | null): Poll[] {
   const all = Object.values(polls.value[classId] ?? {});
   return all
@@ -102,6 +117,7 @@ export interface PollDraft {
   anonymous: boolean;
   audience: "students" | "guardians";
   time_limit_s: number | null;
+  answer_by?: AnswerBy;
 }
 
 export async function createPoll(classId: number, draft: PollDraft, sessionId?: number | null): Promise<Poll> {
@@ -117,6 +133,7 @@ export async function createPoll(classId: number, draft: PollDraft, sessionId?: 
   };
   if (sessionId != null) payload.session_id = sessionId;
   if (draft.time_limit_s) payload.time_limit_s = draft.time_limit_s;
+  if (draft.answer_by) payload.answer_by = draft.answer_by;
   const ack = await request<{ poll: Poll }>("poll.create", payload);
   put({ ...ack.poll, class_id: classId });
   return ack.poll;
