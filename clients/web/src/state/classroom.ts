@@ -44,10 +44,18 @@ export const polls = signal<Record<number, Record<number, Poll>>>({});
 /** A number that moves whenever something about homework changed (pages reload on it). */
 export const homeworkTick = signal(0);
 
-function put(p: Partial<Poll> & { id: number; class_id: number }): void {
-  const cls = { ...(polls.value[p.class_id] ?? {}) };
-  cls[p.id] = { ...(cls[p.id] ?? ({} as Poll)), ...p } as Poll;
-  polls.value = { ...polls.value, [p.class_id]: cls };
+/** Merge what is known of a poll into every class it is listed under, and under ``key``: a dual
+ *  lesson's poll belongs to the master's class but is listed in each linked classroom's. */
+function put(p: Partial<Poll> & { id: number }, key?: number): void {
+  const next = { ...polls.value };
+  const keys = new Set<number>(key != null ? [key] : []);
+  for (const [k, cls] of Object.entries(next)) if (cls[p.id]) keys.add(Number(k));
+  for (const k of keys) {
+    const cls = { ...(next[k] ?? {}) };
+    cls[p.id] = { ...(cls[p.id] ?? ({} as Poll)), ...p } as Poll;
+    next[k] = cls;
+  }
+  polls.value = next;
 }
 
 function findPoll(id: number): Poll | undefined {
@@ -57,8 +65,9 @@ function findPoll(id: number): Poll | undefined {
 
 function apply(ev: StreamEvent): void {
   if (ev.type.startsWith("poll.")) {
-    const data = ev.data as Poll;
-    put(data);
+    // Listed under the class whose stream told it (notices:{cid}:{audience}).
+    const [kind, cid] = ev.stream.split(":");
+    put(ev.data as Poll, kind === "notices" ? Number(cid) : (ev.data as Poll).class_id);
   } else if (ev.type.startsWith("homework.")) {
     homeworkTick.value += 1;
   }
@@ -69,7 +78,7 @@ onStream("staff", apply);
 onStream("user", apply);
 on<{ poll_id: number } & PollResults>("poll.counts", (d) => {
   const p = findPoll(d.poll_id);
-  if (p) put({ id: p.id, class_id: p.class_id, results: { answered: d.answered, counts: d.counts, correct_count: d.correct_count } });
+  if (p) put({ id: p.id, results: { answered: d.answered, counts: d.counts, correct_count: d.correct_count } });
 });
 onReset(() => {
   polls.value = {};
@@ -97,7 +106,7 @@ export async function loadPolls(classId: number, sessionId?: number | null): Pro
   const payload: Record<string, unknown> = { class_id: classId };
   if (sessionId != null) payload.session_id = sessionId;
   const ack = await request<{ polls: Poll[] }>("poll.list", payload);
-  for (const p of ack.polls) put({ ...p, class_id: classId });
+  for (const p of ack.polls) put(p, classId);
 }
 
 /** A poll in full as I may see it (teachers: live results and named answers). */
@@ -106,7 +115,7 @@ export async function refreshPoll(classId: number, pollId: number): Promise<void
     "poll.get",
     { poll_id: pollId },
   );
-  put({ ...ack.poll, class_id: classId, results: ack.results, answers: ack.answers, ...(ack.mine !== undefined ? { mine: ack.mine } : {}) });
+  put({ ...ack.poll, results: ack.results, answers: ack.answers, ...(ack.mine !== undefined ? { mine: ack.mine } : {}) }, classId);
 }
 
 export interface PollDraft {
@@ -135,17 +144,17 @@ export async function createPoll(classId: number, draft: PollDraft, sessionId?: 
   if (draft.time_limit_s) payload.time_limit_s = draft.time_limit_s;
   if (draft.answer_by) payload.answer_by = draft.answer_by;
   const ack = await request<{ poll: Poll }>("poll.create", payload);
-  put({ ...ack.poll, class_id: classId });
+  put(ack.poll, classId);
   return ack.poll;
 }
 
 export async function answerPoll(p: Poll, answer: string[]): Promise<void> {
   const ack = await request<{ answer: string[] }>("poll.answer", { poll_id: p.id, answer });
-  put({ id: p.id, class_id: p.class_id, mine: ack.answer });
+  put({ id: p.id, mine: ack.answer });
 }
 
 export async function finishPoll(p: Poll, publish: boolean): Promise<void> {
   const ack = await request<{ poll: Poll }>(publish ? "poll.publish" : "poll.close", { poll_id: p.id });
-  put({ ...ack.poll, class_id: p.class_id });
+  put(ack.poll);
   await refreshPoll(p.class_id, p.id);
 }
