@@ -14,6 +14,8 @@ from media.ice import host_addresses, release_udp_mux, use_host_addresses, use_u
 from media.internals import check_internals as check_aiortc_internals
 from realtime import jsoncodec
 from realtime.actions import retention
+from realtime.actions.poll_counts import counts as poll_counts
+from realtime.actions.poll_deadlines import deadlines as poll_deadlines
 from realtime.actions.uploads import Files
 from realtime.auth import TokenIssuer
 from realtime.bus import make_bus
@@ -140,6 +142,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
             files.workers.warm()
         await files.resume_pending(hub)
         sweeper.append(asyncio.get_running_loop().create_task(_sweep_forever()))
+        poll_deadlines(hub).start()
 
     async def _sweep_forever() -> None:
         while True:
@@ -160,6 +163,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await poll_deadlines(hub).close()
+        await poll_counts(hub).close()
         await files.close()
         await watch.close()
         if follower is not None:

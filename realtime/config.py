@@ -153,6 +153,9 @@ class Settings:
     media_warm_start: bool = True
     # How often the retention sweep runs.
     sweep_interval_s: int = 3600
+    # How often each node looks for time-limited polls past their deadline whose own node did
+    # not close them (it died): one indexed query per node per interval.
+    poll_sweep_interval_s: float = 2.0
 
     # Who may read /metrics: clients from these addresses or networks (comma-separated; empty:
     # none), or anyone who sends ``Authorization: Bearer <metrics_token>`` (empty: no token).
@@ -209,6 +212,8 @@ class Settings:
             raise ConfigError("follow_interval_s must be 0 (off) or positive")
         if self.shutdown_timeout_s <= 0:
             raise ConfigError("shutdown_timeout_s must be positive")
+        if self.poll_sweep_interval_s <= 0:
+            raise ConfigError("poll_sweep_interval_s must be positive")
         if self.storage_backend not in ("directory", "s3"):
             raise ConfigError("storage_backend must be 'directory' or 's3'")
         if self.storage_backend == "s3" and not (self.s3_bucket and self.s3_access_key):

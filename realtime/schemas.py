@@ -246,6 +246,8 @@ class HomeworkAssign(Payload):
     title: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     due_at: float
     instructions: Text = ""
+    # Worksheets, pictures: uploads of the teacher's own (docs/protocol.md §14).
+    attachments: Attachments = []
 
 
 class HomeworkRef(Payload):
@@ -254,7 +256,10 @@ class HomeworkRef(Payload):
 
 class HomeworkSubmit(Payload):
     homework_id: Id
-    body: Text
+    body: Text = ""
+    # The submission's files now: a resubmission lists the files it keeps and new uploads; the
+    # files of the previous submission it does not list are deleted.
+    attachments: Attachments = []
 
 
 class HomeworkReview(Payload):

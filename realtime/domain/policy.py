@@ -236,6 +236,14 @@ def may_submit_homework(access: ClassAccess | None) -> bool:
     return access is not None and access.is_student
 
 
+def may_see_homework(access: ClassAccess | None, student_id: int | None = None) -> bool:
+    """A homework (and its files): every member of its class; one student's submission (and its
+    files): as :func:`may_view_student`."""
+    if student_id is not None:
+        return may_view_student(access, student_id)
+    return access is not None and (access.is_member or access.is_staff)
+
+
 # --- a school that sets itself up -------------------------------------------------------------
 
 

@@ -336,6 +336,8 @@ polls = Table(
     Column("closed_at", Float, nullable=True),
     UniqueConstraint("author_id", "client_id", name="uq_polls_client"),
     Index("ix_polls_class", "class_id", "created_at"),
+    # The deadline sweep of every node (realtime/actions/poll_deadlines.py).
+    Index("ix_polls_due", "status", "closes_at"),
 )
 
 # One answer per person (or per classroom), replaced until the poll closes.
