@@ -25,7 +25,7 @@ class PushKind(StrEnum):
     MESSAGE = "message"  # a new private message
     SESSION = "session"  # a lesson or parent meeting starting
     LINK = "link"  # a guardian asks to be linked (teachers)
-    HOMEWORK = "homework"  # homework due (event "homework.due", from the classroom work)
+    HOMEWORK = "homework"  # homework due soon (event "homework.due": actions/homework_due.py)
 
 
 KINDS = tuple(k.value for k in PushKind)
@@ -130,7 +130,14 @@ def pushable(stream: StreamKey, type: str, data: dict[str, Any] | None) -> Pusha
             Audience.USER,
             stream.id,
             None,
-            {"kind": "homework", "class_id": d.get("class_id"), "title": _text(d.get("title"))},
+            {
+                "kind": "homework",
+                "class_id": d.get("class_id"),
+                "homework_id": d.get("homework_id"),
+                "title": _text(d.get("title")),
+                "student": _text(d.get("student_name")),
+                "due_at": d.get("due_at"),
+            },
         )
     return None
 

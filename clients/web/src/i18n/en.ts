@@ -679,6 +679,8 @@ const en: Messages = {
   "alerts.message": (from: string, preview: string) => `New message · ${from}: ${preview}`,
   "alerts.newConversation": (from: string) => `New message · ${from} wrote to you`,
   "alerts.notice": (title: string) => `New notice: ${title}`,
+  "alerts.homeworkDue": (student: string, title: string) => `Homework due soon · ${student}: ${title} (not handed in yet)`,
+  "alerts.homeworkDueMine": (title: string) => `Homework due soon: ${title} (you have not handed it in yet)`,
   "alerts.linkRequest": (guardian: string, student: string) => `New link request: ${guardian} asks to be linked to ${student}`,
   "links.pendingAria": (n: number) => `${n} pending link ${plural(n, "request", "requests")}`,
   "offline.banner": "You are offline. Missed messages arrive when the connection returns, and what you send goes out then.",

@@ -674,6 +674,8 @@ const zhCN = {
   "alerts.message": (from: string, preview: string) => `新私信 · ${from}：${preview}`,
   "alerts.newConversation": (from: string) => `新私信 · ${from} 给你发来了消息`,
   "alerts.notice": (title: string) => `新通知：${title}`,
+  "alerts.homeworkDue": (student: string, title: string) => `作业即将截止 · ${student}：${title}（还没有提交）`,
+  "alerts.homeworkDueMine": (title: string) => `作业即将截止：${title}（你还没有提交）`,
   "alerts.linkRequest": (guardian: string, student: string) => `新的绑定申请：${guardian} 申请绑定 ${student}`,
   "links.pendingAria": (n: number) => `${n} 个待处理的绑定申请`,
   "offline.banner": "网络已断开。恢复后会自动补上错过的消息，你发出的消息也会在那时送出。",

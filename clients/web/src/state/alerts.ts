@@ -79,6 +79,15 @@ onStream("staff", (ev, source) => {
   }
 });
 
+// Homework due soon (the server's sweep tells each student who has not handed it in, and their
+// guardians, once per homework).
+onStream("user", (ev, source) => {
+  if (source !== "live" || ev.type !== "homework.due") return;
+  const d = ev.data as { title: string; student_name: string; student_id: number };
+  const mine = d.student_id === myId();
+  toast(mine ? t("alerts.homeworkDueMine", d.title) : t("alerts.homeworkDue", d.student_name, d.title), "info", 10000);
+});
+
 // Once caught up and knowing my classes: how many requests wait in each class I teach.
 let loadedFor = "";
 effect(() => {
