@@ -343,7 +343,7 @@ const zhCN = {
 
   "qa.title": "问答",
   "qa.subtitle": "有问题就问，觉得别人问得好就点赞",
-  "qa.subtitleStaff": "票数高的问题排在前面；课后没回答的问题会一直留在这里",
+  "qa.subtitleStaff": "票数高的问题排在前面；直播课上的问题和回答，课后都会留在这里",
   "qa.askTitle": "提问",
   "qa.yourQuestion": "你的问题",
   "qa.anonymous": "匿名提问",
