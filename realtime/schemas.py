@@ -389,4 +389,8 @@ class StudentMove(Payload):
 
 
 class SchoolSettings(Payload):
-    time_zone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    """What is given changes; what is left out stays."""
+
+    time_zone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    # Whether a newly approved guardian sees the guardians' chat from before their approval.
+    guardian_chat_history: bool | None = None

@@ -8,6 +8,7 @@ from sqlalchemy import bindparam, func, select
 
 from realtime.actions import attachments, audit
 from realtime.actions.access import class_access, display_names, require_visible
+from realtime.actions.guardian_history import history_floor
 from realtime.actions.once import create_once
 from realtime.domain import chat as rules
 from realtime.domain import policy
@@ -244,8 +245,11 @@ async def delete(hub: Hub, user_id: int, req: MessageRef) -> dict[str, Any]:
 async def history(hub: Hub, user_id: int, req: ChatHistory) -> dict[str, Any]:
     limit = min(req.limit, hub.settings.history_page_max)
     async with hub.store.read() as conn:
-        stream, _vis, _a, _p = await require_visible(conn, user_id, req.stream)
+        stream, _vis, access, _p = await require_visible(conn, user_id, req.stream)
         query = select(messages).where(messages.c.stream == str(stream))
+        floor = await history_floor(conn, stream, access)
+        if floor:
+            query = query.where(messages.c.seq > floor)
         if req.before is not None:
             query = query.where(messages.c.seq < req.before)
         rows = typed_all(
@@ -262,8 +266,9 @@ async def history(hub: Hub, user_id: int, req: ChatHistory) -> dict[str, Any]:
 
 async def mark_read(hub: Hub, user_id: int, req: ChatRead) -> dict[str, Any]:
     async with hub.store.transaction() as conn:
-        stream, _v, _a, _p = await require_visible(conn, user_id, req.stream)
+        stream, _v, access, _p = await require_visible(conn, user_id, req.stream)
         key = str(stream)
+        floor = await history_floor(conn, stream, access)
         current = (
             await conn.execute(
                 select(read_positions.c.seq).where(
@@ -282,7 +287,7 @@ async def mark_read(hub: Hub, user_id: int, req: ChatRead) -> dict[str, Any]:
                 .values(seq=req.seq)
             )
         read_seq = max(req.seq, current or 0)
-        unread = await unread_count(conn, user_id, key, read_seq)
+        unread = await unread_count(conn, user_id, key, max(read_seq, floor))
         position = {"stream": key, "read_seq": read_seq, "unread": unread}
         if read_seq != current:
             # The person's other devices update their unread counts.
