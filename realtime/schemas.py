@@ -50,6 +50,8 @@ class ChatSend(Payload):
     client_id: ClientId
     body: Text = ""
     attachments: Attachments = []
+    # People the message @mentions (each is told in their own stream): members of the chat.
+    mentions: Annotated[list[Id], msgspec.Meta(max_length=20)] = []
 
 
 class ChatEdit(Payload):

@@ -258,6 +258,19 @@ async def test_a_meeting_starting_is_pushed_to_guardians_not_students(
     await li.request("session.end", {"session_id": ack["session"]["id"]})
 
 
+async def test_a_mention_is_pushed_without_the_text(push: tuple[Server, PushService]) -> None:
+    srv, service = push
+    stream = f"class:{srv.class_id}:guardians"
+    li, mom = await srv.client("li"), await srv.client("wang_mom")
+    phone, dad_phone = service.device("mom"), service.device("dad")
+    await subscribe(mom, phone)
+    await subscribe(await srv.client("wang_dad"), dad_phone)
+    await li.send_chat(stream, "@王浩妈妈 体检表还差您家的", mentions=[srv.uid("wang_mom")])
+    await drained(srv)
+    assert phone.received == [{"kind": "mention", "stream": stream, "from": "李老师 Ms. Li"}]
+    assert dad_phone.received == []  # the class chat itself is not pushed, only mentions
+
+
 async def test_settings_and_quiet_hours_are_respected(push: tuple[Server, PushService]) -> None:
     srv, service = push
     cid = srv.class_id

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select
 
-from realtime.actions import attachments, audit
+from realtime.actions import attachments, audit, mentions
 from realtime.actions.access import class_access, display_names, require_visible
 from realtime.actions.guardian_history import history_floor
 from realtime.actions.once import create_once
@@ -46,6 +46,7 @@ def message_view(row: MessageRow, names: dict[int, str]) -> dict[str, Any]:
         "edited_at": row.edited_at,
         "deleted": deleted,
         "attachments": [] if deleted else (row.attachments or []),
+        "mentions": row.mentions or [],
     }
 
 
@@ -94,6 +95,7 @@ async def send(hub: Hub, user_id: int, req: ChatSend) -> dict[str, Any]:
             until = (await conn.execute(_MUTED_UNTIL, params)).scalar()
             rules.check_not_muted(until, now)
         hub.check_rate(user_id, "chat")
+        mentioned = await mentions.check(conn, stream, user_id, req.mentions)
         key = str(stream)
         seq = await hub.store.next_seq(conn, key)
         res = await conn.execute(
@@ -106,6 +108,7 @@ async def send(hub: Hub, user_id: int, req: ChatSend) -> dict[str, Any]:
                 "body": body,
                 "sent_at": now,
                 "attachments": None,
+                "mentions": mentioned or None,
             },
         )
         files = None
@@ -127,8 +130,11 @@ async def send(hub: Hub, user_id: int, req: ChatSend) -> dict[str, Any]:
             "edited_at": None,
             "deleted": False,
             "attachments": files or [],
+            "mentions": mentioned,
         }
         await hub.store.append(conn, key, "chat.message", view, seq=seq)
+        if mentioned:
+            await mentions.tell(hub, conn, mentioned, view)
         return {"message": view}
 
     async def original(conn: DbConnection) -> dict[str, Any] | None:

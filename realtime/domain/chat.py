@@ -42,3 +42,16 @@ def history_from_approval(stream: StreamKey, access: ClassAccess) -> bool:
         and access.is_guardian
         and not access.is_staff
     )
+
+
+# People one message may @mention at most (ChatSend.mentions).
+MAX_MENTIONS = 20
+
+
+def mentioned(ids: list[int], sender_id: int) -> list[int]:
+    """Whom a message's mentions tell: each once, in order, never the sender."""
+    out: list[int] = []
+    for uid in ids:
+        if uid != sender_id and uid not in out:
+            out.append(uid)
+    return out[:MAX_MENTIONS]

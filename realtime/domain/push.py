@@ -25,6 +25,7 @@ class PushKind(StrEnum):
     MESSAGE = "message"  # a new private message
     SESSION = "session"  # a lesson or parent meeting starting
     LINK = "link"  # a guardian asks to be linked (teachers)
+    MENTION = "mention"  # someone @mentioned them in a class chat
     HOMEWORK = "homework"  # homework due soon (event "homework.due": actions/homework_due.py)
 
 
@@ -96,6 +97,15 @@ def pushable(stream: StreamKey, type: str, data: dict[str, Any] | None) -> Pusha
             stream.id,
             d.get("sender_id"),
             {"kind": "message", "stream": str(stream), "from": _text(d.get("sender_name"))},
+        )
+    if type == "chat.mentioned" and stream.kind == "user":
+        # Who and where, never what (the same as a private message).
+        return Pushable(
+            PushKind.MENTION,
+            Audience.USER,
+            stream.id,
+            None,
+            {"kind": "mention", "stream": d.get("stream"), "from": _text(d.get("sender_name"))},
         )
     if type == "session.started" and stream.kind == "class" and stream.part:
         return Pushable(

@@ -699,6 +699,7 @@ const en: Messages = {
   "push.kind.notice": "New notices",
   "push.kind.reminder": "Teachers' reminders",
   "push.kind.message": "Private messages",
+  "push.kind.mention": "Someone @mentions me",
   "push.kind.session": "Lessons and parent meetings starting",
   "push.kind.homework": "Homework due",
   "push.kind.link": "Guardian link requests",

@@ -694,6 +694,7 @@ const zhCN = {
   "push.kind.notice": "新通知",
   "push.kind.reminder": "老师的通知提醒",
   "push.kind.message": "私信",
+  "push.kind.mention": "有人@我",
   "push.kind.session": "直播课、家长会开始",
   "push.kind.link": "家长绑定申请",
   "push.kind.homework": "作业截止",
