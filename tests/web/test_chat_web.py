@@ -28,9 +28,7 @@ async def _until(page: Page, what: str, click: str, timeout: float = 20.0) -> No
         await asyncio.sleep(0.3)
 
 
-async def test_mention_edit_and_read_by_in_the_guardians_chat(
-    server: Server, web: Browser
-) -> None:
+async def test_mention_edit_and_read_by_in_the_guardians_chat(server: Server, web: Browser) -> None:
     cid = server.class_id
     teacher = await web.signed_in("li")
     await teacher.goto(f"{server.url}/#/class/{cid}/chat/guardians")
