@@ -7,11 +7,17 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from playwright.async_api import Page, expect
 
 from tests.chromium import PHONE
 from tests.conftest import Server
 from tests.web.conftest import Browser, screenshot
+from tests.web.test_told import register_and_ask
+
+# What is tested here lives in the browser and the event path: SQLite only (the server side of
+# mentions and read-by is tested on both databases in tests/test_chat_mentions.py).
+pytestmark = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 
 
 async def _until(page: Page, what: str, click: str, timeout: float = 20.0) -> None:
@@ -75,3 +81,45 @@ async def test_mention_edit_and_read_by_in_the_guardians_chat(server: Server, we
     await screenshot(teacher, "teacher-read-by")
     # The mother's own messages offer no "read by", and hers is not editable by the teacher.
     await expect(mom.get_by_role("button", name="已读情况")).to_have_count(0)
+
+
+async def _inside(page: Page, locator_css: str, width: int) -> list[str]:
+    """Labels of the visible elements matching ``locator_css`` that do not fit the width."""
+    out: list[str] = []
+    items = page.locator(locator_css)
+    for i in range(await items.count()):
+        item = items.nth(i)
+        if not await item.is_visible():
+            continue
+        box = await item.bounding_box()
+        assert box is not None
+        if box["x"] < 0 or box["x"] + box["width"] > width + 0.5:
+            out.append(await item.inner_text())
+    return out
+
+
+async def test_the_class_menu_fits_a_phone(server: Server, web: Browser) -> None:
+    """A teacher on a phone has twelve places in a class: four and "更多" fit the bar, the rest
+    open in a panel that fits the screen; the badge of a hidden place shows on "更多"."""
+    cid = server.class_id
+    # A pending link request: its badge is on "家长申请", which lives under "更多" on a phone.
+    await register_and_ask(server, "zhao_mom", "赵磊妈妈", "赵磊")
+    teacher = await web.signed_in("li", PHONE)
+    await teacher.goto(f"{server.url}/#/class/{cid}")
+    nav = teacher.get_by_role("navigation", name="班级导航")
+    await expect(nav.locator(".nav-item:visible")).to_have_count(5)
+    assert await _inside(teacher, ".class-nav .nav-item", PHONE["width"]) == []
+    more = nav.get_by_role("button", name="更多班级功能")
+    await expect(more.locator(".badge")).to_have_text("1")
+    await expect(nav.get_by_role("link", name="家长申请")).to_be_hidden()
+
+    await more.click()
+    await expect(more).to_have_attribute("aria-expanded", "true")
+    await expect(nav.locator(".nav-item:visible")).to_have_count(13)
+    assert await _inside(teacher, ".class-nav .nav-item", PHONE["width"]) == []
+    await screenshot(teacher, "teacher-class-menu-phone")
+    await nav.get_by_role("link", name="家长申请").click()
+    await expect(teacher.get_by_text("赵磊妈妈")).to_be_visible()
+    # The panel closed on the way; "更多" is marked as where one is.
+    await expect(more).to_have_attribute("aria-expanded", "false")
+    await expect(more).to_have_class("nav-item active")

@@ -176,6 +176,8 @@ const en: Messages = {
 
   "nav.homeAria": "Homeroom home",
   "nav.classNav": "Class navigation",
+  "nav.more": "More of this class",
+  "nav.moreShort": "More",
   "nav.overview": "Class home",
   "nav.studentChat": "Student chat",
   "nav.classChat": "Class chat",

@@ -172,6 +172,8 @@ const zhCN = {
 
   "nav.homeAria": "Homeroom 首页",
   "nav.classNav": "班级导航",
+  "nav.more": "更多班级功能",
+  "nav.moreShort": "更多",
   "nav.overview": "班级主页",
   "nav.studentChat": "学生群聊",
   "nav.classChat": "班级群聊",
