@@ -264,11 +264,14 @@ class HomeroomClient:
         client_id: str | None = None,
         retries: int = 3,
         attachments: list[str] | None = None,
+        mentions: list[int] | None = None,
     ) -> dict[str, Any]:
         cid = client_id or uuid.uuid4().hex
         payload: dict[str, Any] = {"stream": stream, "client_id": cid, "body": body}
         if attachments:
             payload["attachments"] = attachments
+        if mentions:
+            payload["mentions"] = mentions
         ack = await self.request("chat.send", payload, retries=retries)
         return ack["message"]
 

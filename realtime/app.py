@@ -13,7 +13,7 @@ from aiohttp import web
 from media.ice import host_addresses, release_udp_mux, use_host_addresses, use_udp_mux
 from media.internals import check_internals as check_aiortc_internals
 from realtime import jsoncodec
-from realtime.actions import retention
+from realtime.actions import homework_due, retention
 from realtime.actions.poll_counts import counts as poll_counts
 from realtime.actions.poll_deadlines import deadlines as poll_deadlines
 from realtime.actions.uploads import Files
@@ -141,7 +141,9 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         if settings.media_warm_start:
             files.workers.warm()
         await files.resume_pending(hub)
-        sweeper.append(asyncio.get_running_loop().create_task(_sweep_forever()))
+        loop = asyncio.get_running_loop()
+        sweeper.append(loop.create_task(_sweep_forever()))
+        sweeper.append(loop.create_task(_homework_due_forever()))
         poll_deadlines(hub).start()
 
     async def _sweep_forever() -> None:
@@ -151,6 +153,14 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
                 await retention.sweep(hub, files)
             except Exception:
                 log.exception("the attachments sweep failed")
+
+    async def _homework_due_forever() -> None:
+        while True:
+            await asyncio.sleep(settings.homework_due_sweep_s)
+            try:
+                await homework_due.sweep(hub)
+            except Exception:
+                log.exception("the homework due sweep failed")
 
     sweeper: list[asyncio.Task[None]] = []
 

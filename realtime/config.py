@@ -181,6 +181,11 @@ class Settings:
     # How long a push service keeps trying a device that is offline.
     push_ttl_s: int = 24 * 3600
     push_timeout_s: float = 10.0
+    # Homework "due soon" reminders (event homework.due, pushed): sent this long before the due
+    # time to the students who have not handed it in and their guardians, once per homework.
+    homework_due_notice_s: float = 3 * 3600
+    # How often each node looks for homework due soon (a conditional UPDATE picks one node).
+    homework_due_sweep_s: float = 60.0
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -214,6 +219,8 @@ class Settings:
             raise ConfigError("shutdown_timeout_s must be positive")
         if self.poll_sweep_interval_s <= 0:
             raise ConfigError("poll_sweep_interval_s must be positive")
+        if self.homework_due_sweep_s <= 0 or self.homework_due_notice_s <= 0:
+            raise ConfigError("homework_due_sweep_s and homework_due_notice_s must be positive")
         if self.storage_backend not in ("directory", "s3"):
             raise ConfigError("storage_backend must be 'directory' or 's3'")
         if self.storage_backend == "s3" and not (self.s3_bucket and self.s3_access_key):

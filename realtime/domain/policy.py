@@ -69,6 +69,16 @@ def may_moderate_chat(access: ClassAccess | None) -> bool:
     return access is not None and access.is_staff
 
 
+def may_see_read_by(stream: StreamKey, access: ClassAccess | None) -> bool:
+    """Who has read a message of the guardians' chat: the class's teachers and assistants."""
+    return (
+        stream.kind == "class"
+        and stream.part == "guardians"
+        and access is not None
+        and access.is_staff
+    )
+
+
 def may_open_conversation(initiator: ClassAccess, other: ClassAccess) -> bool:
     """Private talk is between a teacher and a guardian or student of the same class.
 

@@ -14,7 +14,17 @@ from typing import Any
 import socketio
 
 from realtime import schemas
-from realtime.actions import attendance, chat, homework, notices, polls, questions, records, sync
+from realtime.actions import (
+    attendance,
+    chat,
+    homework,
+    notices,
+    polls,
+    questions,
+    read_by,
+    records,
+    sync,
+)
 from realtime.auth import Identity
 from realtime.bus import BusHandler
 from realtime.cluster.positions import StreamPositions
@@ -40,6 +50,7 @@ ROUTES: dict[str, tuple[type[Any], Action]] = {
     "chat.delete": (schemas.MessageRef, chat.delete),
     "chat.history": (schemas.ChatHistory, chat.history),
     "chat.read": (schemas.ChatRead, chat.mark_read),
+    "chat.read_by": (schemas.MessageRef, read_by.read_by),
     "chat.typing": (schemas.Typing, chat.typing),
     "chat.mute": (schemas.Mute, chat.mute),
     "conversation.open": (schemas.OpenConversation, chat.open_conversation),
