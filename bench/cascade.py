@@ -45,7 +45,7 @@ from bench.procs import free_port, say, tail
 from bench.sfu_fanout import CACHE, SFU, Peer, Started, fit, machine_busy, snapshot, wait_http
 
 sys.path.insert(0, str(SFU))
-import video  # noqa: E402
+import video
 
 PROFILE = "720p"
 WARMUP_S = 2.0
@@ -188,7 +188,9 @@ async def run(tmp: Path) -> dict[str, Any]:
                 for n in nodes
             )
         )
-        at_origin, at_b, at_c = (Viewers(p, n.name[0] + n.name[-1]) for p, n in zip(peers, nodes))
+        at_origin, at_b, at_c = (
+            Viewers(p, n.name[0] + n.name[-1]) for p, n in zip(peers, nodes, strict=True)
+        )
 
         # 1. A new edge: attach, then its first viewer (side by side with the origin's joins).
         new_edge: list[float] = []
