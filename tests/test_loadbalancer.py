@@ -1,0 +1,290 @@
+"""A real nginx (Debian's) in front of three real ``homeroom serve`` nodes on PostgreSQL + Redis,
+with the configuration ``homeroom nginx-config`` makes (the one shipped in deploy/nginx/).
+
+Socket.IO clients that use HTTP long-polling only, and others on WebSocket, all connect through
+nginx and end up spread over the three nodes. A long-polling client sends every request of its
+session as a separate HTTP request; nginx sends each to the node that holds the session (its id
+begins with the node's route), so the client keeps one session throughout. Chat and notices
+cross the nodes and arrive exactly once. Sign-in is REST through nginx. ``kill -9`` of a node:
+its clients (long-polling and WebSocket) reconnect through nginx to the other nodes and catch
+up on everything acknowledged, exactly once, while sign-in goes on working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from clients.homeroom import HomeroomClient
+from realtime.cluster import nginx
+from realtime.cluster.route import route_of
+from realtime.demo import DEMO_PASSWORD
+from tests.loadbalancer import Nginx, healthy, lb_nodes, main_config, nginx_binary, start_nodes
+from tests.services import drop_postgres_database, postgres_database, redis_url
+from tests.test_restart import ROOT, ServerProcess
+
+pytestmark = pytest.mark.timeout(180)
+in_module_loop = pytest.mark.asyncio(loop_scope="module")
+
+NODES = 3
+
+
+@dataclass
+class Cluster:
+    nodes: list[ServerProcess]
+    lb: Nginx
+    clients: list[HomeroomClient] = field(default_factory=list)
+
+    def address(self, route: str) -> str:
+        return next(n.address for n in self.lb.nodes if n.route == route)
+
+    async def client(self, username: str, transport: str) -> HomeroomClient:
+        """Signed in over REST and connected over Socket.IO, both through nginx."""
+        c = HomeroomClient(self.lb.url)
+        self.clients.append(c)
+        await c.login(username, DEMO_PASSWORD)
+        await c.connect(transports=[transport])
+        return c
+
+
+def route(c: HomeroomClient) -> str:
+    """The node holding this client's Engine.IO session (its id names it)."""
+    sid = c.sio.eio.sid
+    found = route_of(sid) if sid else None
+    assert found is not None, f"session id {sid!r} names no node"
+    return found
+
+
+def chat_ids(c: HomeroomClient, stream: str) -> list[int]:
+    return [e["data"]["id"] for e in c.events[stream] if e["type"] == "chat.message"]
+
+
+async def until(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
+    db_url, db_name = postgres_database()
+    workdir = tmp_path_factory.mktemp("lb")
+    nodes: list[ServerProcess] = []
+    lb: Nginx | None = None
+    c: Cluster | None = None
+    try:
+        nodes = await start_nodes(
+            workdir,
+            NODES,
+            database_url=db_url,
+            redis=redis_url(),
+            channel=f"homeroom-test-{uuid.uuid4().hex[:12]}",
+            node_heartbeat_s=0.5,
+            node_ttl_s=2.0,
+            rate_burst=1000,
+            rate_per_s=1000.0,
+            trusted_proxies="127.0.0.1",
+        )
+        lb = Nginx(workdir / "nginx", lb_nodes(nodes))
+        await lb.start()
+        c = Cluster(nodes, lb)
+        yield c
+    finally:
+        if c is not None:
+            for client in c.clients:
+                # A client of the killed node may not close cleanly.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.close(), 5)
+        if lb is not None:
+            lb.stop()
+        for n in nodes:
+            n.stop()
+        drop_postgres_database(db_name)
+
+
+def test_the_shipped_configuration_is_the_generated_one(tmp_path: Path) -> None:
+    """deploy/nginx/homeroom.conf is what ``homeroom nginx-config`` makes, and nginx takes it."""
+    shipped = (ROOT / "deploy" / "nginx" / "homeroom.conf").read_text()
+    assert shipped == nginx.render(nginx.EXAMPLE, server_name="homeroom.school.example")
+    for n in nginx.EXAMPLE:
+        assert f'"~^{n.route}[.]"' in shipped and f"server {n.address}" in shipped
+    (tmp_path / "nginx.conf").write_text(
+        main_config(tmp_path, ROOT / "deploy" / "nginx" / "homeroom.conf")
+    )
+    out = subprocess.run(
+        [nginx_binary(), "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    # Two nodes whose names would give the same route are refused, as is an address without port.
+    with pytest.raises(ValueError, match="same route"):
+        nginx.render([nginx.Node("a.b", "10.0.0.1:1"), nginx.Node("a:b", "10.0.0.2:1")])
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        nginx.render([nginx.Node("a", "10.0.0.1")])
+
+
+@in_module_loop
+async def test_polling_and_websocket_clients_across_three_nodes(cluster: Cluster) -> None:
+    polling = [await cluster.client(u, "polling") for u in ("wanghao", "liming", "zhangwei")]
+    websocket = [await cluster.client(u, "websocket") for u in ("liuyang", "liuxin", "zhaolei")]
+    teacher = await cluster.client("li", "websocket")
+    mom = await cluster.client("wang_mom", "polling")
+    dad = await cluster.client("li_mom", "websocket")
+    everyone = [*polling, *websocket, teacher, mom, dad]
+    # nginx spread them: the long-polling clients alone are on all three nodes.
+    assert {route(c) for c in polling} == {f"lb-{i}" for i in range(NODES)}
+    assert {route(c) for c in websocket} | {route(c) for c in polling} == {
+        f"lb-{i}" for i in range(NODES)
+    }
+    sessions = {id(c): c.sio.eio.sid for c in everyone}
+    for c in everyone:
+        assert c.sio.eio.transport() == ("polling" if c in (*polling, mom) else "websocket")
+
+    stream = next(s for s in teacher.cursors if s.endswith(":students"))
+    students = [*polling, *websocket]
+    sent = []
+    for i, c in enumerate(students):
+        sent.append(await c.send_chat(stream, f"第{i}条 through nginx from {route(c)}"))
+    ids = [m["id"] for m in sent]
+    for c in (*students, teacher):
+        await until("every message on every node", lambda c=c: set(chat_ids(c, stream)) >= set(ids))
+    for c in (*students, teacher):
+        got = [i for i in chat_ids(c, stream) if i in ids]
+        assert sorted(got) == sorted(ids), "each message exactly once"
+
+    notice = await teacher.publish_notice(
+        int(stream.split(":")[1]), "明天春游 trip tomorrow", kind="confirm_required"
+    )
+    for g in (mom, dad):
+        ev = await g.wait_for(
+            lambda e: e["type"] == "notice.published" and e["data"]["id"] == notice["id"],
+            timeout=15,
+        )
+        assert ev["stream"].endswith(":guardians")
+    await mom.confirm_notice(notice["id"])  # over long-polling, on the node that holds mom
+    await teacher.wait_for(
+        lambda e: (
+            e["type"] == "notice.receipt"
+            and e["data"]["user_id"] == mom.user["id"]
+            and e["data"]["state"] == "confirmed"
+        ),
+        timeout=15,
+    )
+    for g in (mom, dad):
+        got = [
+            e
+            for evs in g.events.values()
+            for e in evs
+            if e["type"] == "notice.published" and e["data"]["id"] == notice["id"]
+        ]
+        assert len(got) == 1
+
+    # Nobody was ever disconnected: the same session from the first request to the last.
+    for c in everyone:
+        assert c.sio.eio.sid == sessions[id(c)] and c.sio.connected
+    # And nginx sent every request of a session to the node that holds it.
+    routed = [
+        r for r in cluster.lb.requests() if r["uri"] == "/socket.io/" and r["sid"] not in ("", "-")
+    ]
+    polls = [r for r in routed if r["status"] == "200"]
+    assert len(polls) >= 5 * len((*polling, mom)), "long-polling clients made their requests"
+    for r in routed:
+        assert r["upstream"] == cluster.address(route_of(r["sid"]) or ""), r
+        assert r["status"] in ("200", "101"), r
+
+
+@in_module_loop
+async def test_a_browser_handshake_passes_the_origin_check_through_nginx(cluster: Cluster) -> None:
+    """nginx forwards the host and scheme the browser used: Engine.IO accepts the page's own
+    origin, and still refuses another site's."""
+    url = cluster.lb.url + "/socket.io/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, headers={"Origin": cluster.lb.url}) as r:
+            body = await r.text()
+            assert r.status == 200, body
+            assert r.headers["Access-Control-Allow-Origin"] == cluster.lb.url
+        assert body.startswith("0{") and route_of(body.split('"sid":"')[1]) is not None
+        async with http.get(url, headers={"Origin": "http://evil.example"}) as r:
+            assert r.status == 400
+
+
+@in_module_loop
+async def test_kill_9_a_node_its_clients_reconnect_through_nginx_and_catch_up(
+    cluster: Cluster,
+) -> None:
+    sender = await cluster.client("chen", "websocket")
+    victim = route(sender)  # not this node: the teacher's sender must live through it
+    victims: list[HomeroomClient] = []
+    # A long-polling and a WebSocket client on one node that is not the sender's.
+    for transport in ("polling", "websocket"):
+        for username in ("wanghao", "liming", "zhangwei", "liuyang", "liuxin", "zhaolei"):
+            c = await cluster.client(username, transport)
+            if route(c) != victim and (not victims or route(c) == route(victims[0])):
+                victims.append(c)
+                break
+        else:
+            raise AssertionError(f"nginx never sent a {transport} client to another node")
+    victim = route(victims[0])
+    node = cluster.nodes[int(victim.removeprefix("lb-"))]
+    stream = next(s for s in sender.cursors if s.endswith(":students"))
+    watchers = [*victims, sender]
+    start = {id(c): c.cursors[stream] for c in watchers}
+
+    acked = []
+    for i in range(5):
+        for c in (*victims, sender):
+            acked.append(await c.send_chat(stream, f"before {i}", client_id=f"kill-{i}-{id(c)}"))
+    assert node.proc is not None
+    os.kill(node.proc.pid, signal.SIGKILL)  # right after the last acknowledgement
+    killed_at = time.monotonic()
+    node.proc.wait(timeout=10)
+    for i in range(5):  # the node is gone; the others go on
+        acked.append(await sender.send_chat(stream, f"during {i}", client_id=f"during-{i}"))
+
+    # Its clients reconnect through nginx, to the other nodes, and catch up.
+    ids = [m["id"] for m in acked]
+    for c in watchers:
+        await until(
+            "the killed node's clients back and caught up",
+            lambda c=c: (
+                c.sio.connected
+                and c.sio.eio.sid is not None
+                and route_of(c.sio.eio.sid) != victim
+                and set(chat_ids(c, stream)) >= set(ids)
+            ),
+            timeout=60,
+        )
+    print(f"lb_reconnect_caught_up_s={time.monotonic() - killed_at:.2f}")
+    for c in watchers:
+        got = [e for e in c.events[stream] if e["seq"] > start[id(c)]]
+        assert [e["data"]["id"] for e in got if e["data"]["id"] in ids] == sorted(
+            ids, key=lambda i: next(m["seq"] for m in acked if m["id"] == i)
+        ), "every acknowledged message exactly once, in order"
+        seqs = [e["seq"] for e in got]
+        assert seqs == list(range(start[id(c)] + 1, start[id(c)] + 1 + len(seqs))), "no gap"
+    assert victims[0].sio.eio.transport() == "polling"  # still long-polling, on another node
+
+    # A new message reaches everyone live, and sign-in still works through nginx (the dead
+    # node is skipped).
+    last = await victims[0].send_chat(stream, "after the crash", client_id="after")
+    for c in watchers:
+        await c.wait_for(lambda e: e["data"].get("id") == last["id"], timeout=15)
+    for _ in range(NODES):
+        fresh = HomeroomClient(cluster.lb.url)
+        assert (await fresh.login("li", DEMO_PASSWORD))["access_token"]
+    assert not await healthy(node.url)
