@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,8 @@ class Nginx:
     nodes: list[nginx.Node]
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    # A change to the generated configuration (tests that show what a part of it is for).
+    edit: Callable[[str], str] | None = None
 
     @property
     def url(self) -> str:
@@ -77,7 +80,8 @@ class Nginx:
     def write(self) -> Path:
         self.prefix.mkdir(parents=True, exist_ok=True)
         site = self.prefix / "homeroom.conf"
-        site.write_text(nginx.render(self.nodes, listen=f"127.0.0.1:{self.port}"))
+        conf = nginx.render(self.nodes, listen=f"127.0.0.1:{self.port}")
+        site.write_text(self.edit(conf) if self.edit else conf)
         main = self.prefix / "nginx.conf"
         main.write_text(main_config(self.prefix, site))
         return main

@@ -26,6 +26,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import pytest_asyncio
+import socketio
 
 from clients.homeroom import HomeroomClient
 from realtime.cluster import nginx
@@ -221,6 +222,35 @@ async def test_a_browser_handshake_passes_the_origin_check_through_nginx(cluster
         assert body.startswith("0{") and route_of(body.split('"sid":"')[1]) is not None
         async with http.get(url, headers={"Origin": "http://evil.example"}) as r:
             assert r.status == 400
+
+
+@in_module_loop
+async def test_without_the_route_in_the_session_id_long_polling_breaks(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The same nginx, but every request goes to the least busy node: a long-polling client's
+    requests after its handshake reach nodes that do not know its session, and it cannot even
+    connect. (What the route in the session id is for.)"""
+    naive = Nginx(
+        tmp_path / "naive",
+        cluster.lb.nodes,
+        edit=lambda conf: conf.replace(
+            "proxy_pass http://$homeroom_node;", "proxy_pass http://homeroom;"
+        ),
+    )
+    await naive.start()
+    c = HomeroomClient(naive.url, reconnection=False)
+    try:
+        await c.login("wanghao", DEMO_PASSWORD)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await c.connect(transports=["polling"])
+        assert not c.sio.connected
+        lost = [r for r in naive.requests() if r["sid"] not in ("", "-")]
+        assert any(r["status"] == "400" for r in lost), lost  # "Session ID unknown"
+    finally:
+        with contextlib.suppress(Exception):
+            await c.close()
+        naive.stop()
 
 
 @in_module_loop
