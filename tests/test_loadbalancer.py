@@ -32,9 +32,17 @@ from clients.homeroom import HomeroomClient
 from realtime.cluster import nginx
 from realtime.cluster.route import route_of
 from realtime.demo import DEMO_PASSWORD
-from tests.loadbalancer import Nginx, healthy, lb_nodes, main_config, nginx_binary, start_nodes
+from tests.loadbalancer import (
+    Nginx,
+    healthy,
+    lb_nodes,
+    main_config,
+    nginx_binary,
+    node_config,
+    start_nodes,
+)
 from tests.services import drop_postgres_database, postgres_database, redis_url
-from tests.test_restart import ROOT, ServerProcess
+from tests.test_restart import ROOT, ServerProcess, clean_env, homeroom
 
 pytestmark = pytest.mark.timeout(180)
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -137,6 +145,39 @@ def test_the_shipped_configuration_is_the_generated_one(tmp_path: Path) -> None:
         nginx.render([nginx.Node("a.b", "10.0.0.1:1"), nginx.Node("a:b", "10.0.0.2:1")])
     with pytest.raises(ValueError, match="HOST:PORT"):
         nginx.render([nginx.Node("a", "10.0.0.1")])
+
+
+def test_nginx_config_names_the_workers_as_the_supervisor_does(tmp_path: Path) -> None:
+    """``homeroom nginx-config --workers N`` gives each worker of ``serve --workers N`` its own
+    upstream under the name the worker's session ids carry; ``--node`` takes any nodes."""
+    config = node_config(tmp_path / "homeroom.toml", 9100, node_name="school.example")
+    out = homeroom(
+        "--config",
+        str(config),
+        "nginx-config",
+        "--workers",
+        "2",
+        "--listen",
+        "8443",
+        env=clean_env(),
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == nginx.render(
+        [
+            nginx.Node("school.example-w0", "127.0.0.1:9100"),
+            nginx.Node("school.example-w1", "127.0.0.1:9101"),
+        ],
+        listen="8443",
+    )
+    assert '"~^school-example-w1[.]" homeroom_node1;' in out.stdout
+    nodes = ["--node", "a=10.0.0.1:8080", "--node", "b=10.0.0.2:8080"]
+    out = homeroom("nginx-config", *nodes, env=clean_env())
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == nginx.render(
+        [nginx.Node("a", "10.0.0.1:8080"), nginx.Node("b", "10.0.0.2:8080")]
+    )
+    out = homeroom("nginx-config", "--node", "a=10.0.0.1", env=clean_env())
+    assert out.returncode == 2 and "is not HOST:PORT" in out.stderr
 
 
 @in_module_loop
