@@ -76,6 +76,17 @@ def route(c: HomeroomClient) -> str:
     return found
 
 
+async def connect_until(
+    cluster: Cluster, username: str, transport: str, where: Callable[[str], bool]
+) -> HomeroomClient:
+    """A client that nginx sent to a node ``where`` accepts (new connections until one is)."""
+    for _ in range(12):
+        c = await cluster.client(username, transport)
+        if where(route(c)):
+            return c
+    raise AssertionError(f"nginx never sent a {transport} client where the test needs it")
+
+
 def chat_ids(c: HomeroomClient, stream: str) -> list[int]:
     return [e["data"]["id"] for e in c.events[stream] if e["type"] == "chat.message"]
 
@@ -295,67 +306,67 @@ async def test_without_the_route_in_the_session_id_long_polling_breaks(
 
 
 @in_module_loop
-async def test_kill_9_a_node_its_clients_reconnect_through_nginx_and_catch_up(
-    cluster: Cluster,
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+async def test_a_node_lost_its_clients_reconnect_through_nginx_and_catch_up(
+    cluster: Cluster, how: str
 ) -> None:
-    sender = await cluster.client("chen", "websocket")
-    victim = route(sender)  # not this node: the teacher's sender must live through it
-    victims: list[HomeroomClient] = []
-    # A long-polling and a WebSocket client on one node that is not the sender's.
-    for transport in ("polling", "websocket"):
-        for username in ("wanghao", "liming", "zhangwei", "liuyang", "liuxin", "zhaolei"):
-            c = await cluster.client(username, transport)
-            if route(c) != victim and (not victims or route(c) == route(victims[0])):
-                victims.append(c)
-                break
-        else:
-            raise AssertionError(f"nginx never sent a {transport} client to another node")
-    victim = route(victims[0])
-    node = cluster.nodes[int(victim.removeprefix("lb-"))]
+    """SIGTERM (a node drained for a restart, then started again) and ``kill -9``."""
+    # A long-polling and a WebSocket client on one node, and a sender on another. (nginx sends
+    # new connections to the node with the fewest: the WebSocket ones count, and move it on.)
+    polling = await cluster.client("wanghao", "polling")
+    lost = [polling, await connect_until(cluster, "liming", "websocket", route(polling).__eq__)]
+    sender = await connect_until(cluster, "chen", "websocket", route(polling).__ne__)
+    gone = route(lost[0])
+    node = cluster.nodes[int(gone.removeprefix("lb-"))]
     stream = next(s for s in sender.cursors if s.endswith(":students"))
-    watchers = [*victims, sender]
+    watchers = [*lost, sender]
     start = {id(c): c.cursors[stream] for c in watchers}
 
     acked = []
     for i in range(5):
-        for c in (*victims, sender):
-            acked.append(await c.send_chat(stream, f"before {i}", client_id=f"kill-{i}-{id(c)}"))
+        for c in watchers:
+            acked.append(await c.send_chat(stream, f"before {i}", client_id=f"{how}-{i}-{id(c)}"))
     assert node.proc is not None
-    os.kill(node.proc.pid, signal.SIGKILL)  # right after the last acknowledgement
-    killed_at = time.monotonic()
-    node.proc.wait(timeout=10)
-    for i in range(5):  # the node is gone; the others go on
-        acked.append(await sender.send_chat(stream, f"during {i}", client_id=f"during-{i}"))
+    os.kill(node.proc.pid, getattr(signal, how))  # right after the last acknowledgement
+    stopped_at = time.monotonic()
+    for i in range(5):  # the others go on
+        acked.append(await sender.send_chat(stream, f"during {i}", client_id=f"{how}-during-{i}"))
 
     # Its clients reconnect through nginx, to the other nodes, and catch up.
     ids = [m["id"] for m in acked]
     for c in watchers:
         await until(
-            "the killed node's clients back and caught up",
+            "the lost node's clients back and caught up",
             lambda c=c: (
                 c.sio.connected
                 and c.sio.eio.sid is not None
-                and route_of(c.sio.eio.sid) != victim
+                and route_of(c.sio.eio.sid) != gone
                 and set(chat_ids(c, stream)) >= set(ids)
             ),
             timeout=60,
         )
-    print(f"lb_reconnect_caught_up_s={time.monotonic() - killed_at:.2f}")
+    print(f"lb_{how}_reconnect_caught_up_s={time.monotonic() - stopped_at:.2f}")
+    assert node.proc.wait(timeout=30) == (0 if how == "SIGTERM" else -signal.SIGKILL)
+    seq_of = {m["id"]: m["seq"] for m in acked}
     for c in watchers:
         got = [e for e in c.events[stream] if e["seq"] > start[id(c)]]
-        assert [e["data"]["id"] for e in got if e["data"]["id"] in ids] == sorted(
-            ids, key=lambda i: next(m["seq"] for m in acked if m["id"] == i)
+        assert [e["data"]["id"] for e in got if e["data"]["id"] in seq_of] == sorted(
+            ids, key=seq_of.__getitem__
         ), "every acknowledged message exactly once, in order"
         seqs = [e["seq"] for e in got]
         assert seqs == list(range(start[id(c)] + 1, start[id(c)] + 1 + len(seqs))), "no gap"
-    assert victims[0].sio.eio.transport() == "polling"  # still long-polling, on another node
+    assert lost[0].sio.eio.transport() == "polling"  # still long-polling, on another node
 
-    # A new message reaches everyone live, and sign-in still works through nginx (the dead
-    # node is skipped).
-    last = await victims[0].send_chat(stream, "after the crash", client_id="after")
+    # A new message reaches everyone live; sign-in and new connections go on through nginx,
+    # none to the node that is gone (nginx tries it, is refused, and moves on).
+    last = await lost[0].send_chat(stream, f"after {how}", client_id=f"{how}-after")
     for c in watchers:
         await c.wait_for(lambda e: e["data"].get("id") == last["id"], timeout=15)
-    for _ in range(NODES):
-        fresh = HomeroomClient(cluster.lb.url)
-        assert (await fresh.login("li", DEMO_PASSWORD))["access_token"]
+    for transport in ("polling", "websocket", "polling"):
+        fresh = await cluster.client("li", transport)
+        assert route(fresh) != gone
     assert not await healthy(node.url)
+
+    if how == "SIGTERM":  # a restart: the node comes back for what follows
+        node.start()
+        await node.wait_ready(timeout=60)
