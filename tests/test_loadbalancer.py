@@ -42,6 +42,8 @@ from tests.loadbalancer import (
     start_nodes,
 )
 from tests.services import drop_postgres_database, postgres_database, redis_url
+from tests.test_node_interop import Node as NodeClient
+from tests.test_node_interop import _ensure_node_modules as ensure_node_modules
 from tests.test_restart import ROOT, ServerProcess, clean_env, homeroom
 
 pytestmark = pytest.mark.timeout(180)
@@ -59,12 +61,12 @@ class Cluster:
     def address(self, route: str) -> str:
         return next(n.address for n in self.lb.nodes if n.route == route)
 
-    async def client(self, username: str, transport: str) -> HomeroomClient:
+    async def client(self, username: str, *transports: str) -> HomeroomClient:
         """Signed in over REST and connected over Socket.IO, both through nginx."""
         c = HomeroomClient(self.lb.url)
         self.clients.append(c)
         await c.login(username, DEMO_PASSWORD)
-        await c.connect(transports=[transport])
+        await c.connect(transports=list(transports))
         return c
 
 
@@ -198,13 +200,16 @@ async def test_polling_and_websocket_clients_across_three_nodes(cluster: Cluster
     teacher = await cluster.client("li", "websocket")
     mom = await cluster.client("wang_mom", "polling")
     dad = await cluster.client("li_mom", "websocket")
-    everyone = [*polling, *websocket, teacher, mom, dad]
+    # Long-polling first, then upgraded to WebSocket (the upgrade request carries the sid).
+    grandpa = await cluster.client("zhang_grandpa", "polling", "websocket")
+    everyone = [*polling, *websocket, teacher, mom, dad, grandpa]
     # nginx spread them: the long-polling clients alone are on all three nodes.
     assert {route(c) for c in polling} == {f"lb-{i}" for i in range(NODES)}
     assert {route(c) for c in websocket} | {route(c) for c in polling} == {
         f"lb-{i}" for i in range(NODES)
     }
     sessions = {id(c): c.sio.eio.sid for c in everyone}
+    await until("the upgrade to WebSocket", lambda: grandpa.sio.eio.transport() == "websocket")
     for c in everyone:
         assert c.sio.eio.transport() == ("polling" if c in (*polling, mom) else "websocket")
 
@@ -259,6 +264,55 @@ async def test_polling_and_websocket_clients_across_three_nodes(cluster: Cluster
     for r in routed:
         assert r["upstream"] == cluster.address(route_of(r["sid"]) or ""), r
         assert r["status"] in ("200", "101"), r
+    # nginx logs a WebSocket when it ends: the upgrade went, with its sid, to its node.
+    await grandpa.close()
+
+    def upgraded() -> list[dict[str, str]]:
+        return [
+            r
+            for r in cluster.lb.requests()
+            if r["sid"] == sessions[id(grandpa)] and r["status"] == "101"
+        ]
+
+    await until("the upgrade in nginx's log", lambda: bool(upgraded()))
+    [upgrade] = upgraded()
+    assert upgrade["upstream"] == cluster.address(route_of(upgrade["sid"]) or "")
+
+
+@in_module_loop
+async def test_the_reference_javascript_client_long_polls_through_nginx(
+    cluster: Cluster,
+) -> None:
+    """Node.js socket.io-client, long-polling only, through nginx (tests/node/interop.js)."""
+    ensure_node_modules()
+    wang = await cluster.client("wanghao", "websocket")
+    liming = HomeroomClient(cluster.lb.url)
+    await liming.login("liming", DEMO_PASSWORD)
+    stream = next(s for s in wang.cursors if s.endswith(":students"))
+    tag = uuid.uuid4().hex[:8]
+    node = await NodeClient.start(
+        url=cluster.lb.url,
+        token=liming.token,
+        stream=stream,
+        body=f"Node.js 经 nginx 轮询 [{tag}]",
+        expect_body=f"王浩 via nginx [{tag}]",
+        transport="polling",
+        parser="json",
+        timeout_ms=40000,
+    )
+    try:
+        assert (await node.step("connected", timeout=30))["transport"] == "polling"
+        await node.step("synced", timeout=30)
+        sent = await wang.send_chat(stream, f"王浩 via nginx [{tag}]")
+        assert (await node.step("received", timeout=30))["event"]["data"]["id"] == sent["id"]
+        ack = (await node.step("sent", timeout=30))["ack"]
+        assert ack["ok"] is True, ack
+        ev = await wang.wait_for(lambda e: e["data"].get("body") == ack["message"]["body"], 15)
+        assert ev["seq"] == sent["seq"] + 1
+        await node.step("done", timeout=30)
+        assert await node.finish() == 0
+    finally:
+        node.kill()
 
 
 @in_module_loop
