@@ -118,7 +118,8 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
             node_ttl_s=2.0,
             rate_burst=1000,
             rate_per_s=1000.0,
-            trusted_proxies="127.0.0.1",
+            trusted_proxies="127.0.0.1",  # nginx's address towards the nodes
+            signin_address_failure_burst=3,
         )
         lb = Nginx(workdir / "nginx", lb_nodes(nodes))
         await lb.start()
@@ -328,6 +329,43 @@ async def test_a_browser_handshake_passes_the_origin_check_through_nginx(cluster
         assert body.startswith("0{") and route_of(body.split('"sid":"')[1]) is not None
         async with http.get(url, headers={"Origin": "http://evil.example"}) as r:
             assert r.status == 400
+
+
+async def sign_in_from(url: str, address: str, username: str, forged: str = "") -> str:
+    """A sign-in from this client address (a loopback alias); the error code, or "ok"."""
+    headers = {"X-Forwarded-For": forged} if forged else {}
+    connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    async with (
+        aiohttp.ClientSession(connector=connector) as http,
+        http.post(
+            url + "/api/v1/auth/login",
+            json={"username": username, "password": "wrong password"},
+            headers=headers,
+        ) as r,
+    ):
+        body = await r.json()
+    return "ok" if body.get("ok", True) else str(body["error"]["code"])
+
+
+@in_module_loop
+async def test_the_nodes_see_each_clients_own_address_through_nginx(cluster: Cluster) -> None:
+    """nginx adds the client's address to X-Forwarded-For and the nodes trust nginx for it:
+    failed sign-ins throttle the address they came from, not everyone behind nginx, and a
+    client cannot pass for another address by writing the header itself."""
+    # From 127.0.0.5: every other attempt writes a fresh address of its own in the header. Were
+    # it believed, those attempts would never be throttled; each node throttles 127.0.0.5 after
+    # three failures, so a run of six refusals comes once every node has seen three.
+    codes: list[str] = []
+    for i in range(40):
+        forged = f"203.0.113.{i + 1}" if i % 2 else ""
+        user = f"nobody-{uuid.uuid4().hex[:8]}"  # no account backoff: a new name each time
+        codes.append(await sign_in_from(cluster.lb.url, "127.0.0.5", user, forged=forged))
+        if codes[-6:] == ["rate_limited"] * 6:
+            break
+    assert codes[:3] == ["unauthorized"] * 3, codes
+    assert codes[-6:] == ["rate_limited"] * 6, codes
+    # Another client behind the same nginx is not throttled.
+    assert await sign_in_from(cluster.lb.url, "127.0.0.6", "nobody-else") == "unauthorized"
 
 
 @in_module_loop
