@@ -72,6 +72,8 @@ class Nginx:
     proc: subprocess.Popen[bytes] | None = None
     # A change to the generated configuration (tests that show what a part of it is for).
     edit: Callable[[str], str] | None = None
+    # The configuration itself (``homeroom nginx-config``'s output) instead of rendering it.
+    site: str | None = None
 
     @property
     def url(self) -> str:
@@ -80,7 +82,7 @@ class Nginx:
     def write(self) -> Path:
         self.prefix.mkdir(parents=True, exist_ok=True)
         site = self.prefix / "homeroom.conf"
-        conf = nginx.render(self.nodes, listen=f"127.0.0.1:{self.port}")
+        conf = self.site or nginx.render(self.nodes, listen=f"127.0.0.1:{self.port}")
         site.write_text(self.edit(conf) if self.edit else conf)
         main = self.prefix / "nginx.conf"
         main.write_text(main_config(self.prefix, site))

@@ -19,7 +19,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +45,7 @@ from tests.services import drop_postgres_database, postgres_database, redis_url
 from tests.test_node_interop import Node as NodeClient
 from tests.test_node_interop import _ensure_node_modules as ensure_node_modules
 from tests.test_restart import ROOT, ServerProcess, clean_env, homeroom
+from tests.test_workers import _config, _free_ports, _supervisor
 
 pytestmark = pytest.mark.timeout(180)
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
@@ -76,6 +77,13 @@ def route(c: HomeroomClient) -> str:
     found = route_of(sid) if sid else None
     assert found is not None, f"session id {sid!r} names no node"
     return found
+
+
+async def until_async(what: str, check: Callable[[], Awaitable[bool]], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
 
 
 async def connect_until(
@@ -192,6 +200,77 @@ def test_nginx_config_names_the_workers_as_the_supervisor_does(tmp_path: Path) -
     )
     out = homeroom("nginx-config", "--node", "a=10.0.0.1", env=clean_env())
     assert out.returncode == 2 and "is not HOST:PORT" in out.stderr
+
+
+@in_module_loop
+@pytest.mark.timeout(300)
+async def test_workers_behind_nginx_as_the_operations_guide_says(tmp_path: Path) -> None:
+    """One machine as docs/operations.md sets it up: ``serve --workers 2`` and nginx with the
+    file ``homeroom nginx-config --workers 2`` writes. Long-polling clients land on both
+    workers, keep their sessions, and chat across them."""
+    db_url, db_name = postgres_database()
+    base = _free_ports(2)
+    config = _config(
+        tmp_path,
+        base,
+        database_url=db_url,
+        redis_url=redis_url(),
+        bus_channel=f"homeroom-test-{uuid.uuid4().hex[:12]}",
+        node_name="school",
+        rate_burst=1000,
+        rate_per_s=1000.0,
+        trusted_proxies="127.0.0.1",
+    )
+    env = clean_env()
+    seeded = homeroom("--config", str(config), "demo", env=env)
+    assert seeded.returncode == 0, seeded.stderr
+    lb = Nginx(tmp_path / "nginx", [])
+    made = homeroom(
+        "--config", str(config), "nginx-config", "--workers", "2",
+        "--listen", f"127.0.0.1:{lb.port}", env=env,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    lb.site = made.stdout
+    sup = _supervisor(config, tmp_path / "supervisor.log", env)
+    clients: list[HomeroomClient] = []
+    try:
+        for port in (base, base + 1):
+            await until_async(
+                "worker up", lambda port=port: healthy(f"http://127.0.0.1:{port}"), timeout=150
+            )
+        await lb.start()
+
+        # Signed in first, then connected: nginx takes turns over the workers, and a sign-in
+        # between two handshakes would take every other turn.
+        for username in ("wanghao", "liming", "zhangwei", "liuyang"):
+            c = HomeroomClient(lb.url)
+            clients.append(c)
+            await c.login(username, DEMO_PASSWORD)
+        a = clients[0]
+        await a.connect(transports=["polling"])
+        for b in clients[1:]:
+            await b.connect(transports=["polling"])
+            if route(b) != route(a):
+                break
+        assert {route(a), route(b)} == {"school-w0", "school-w1"}
+        sessions = (a.sio.eio.sid, b.sio.eio.sid)
+        stream = next(s for s in a.cursors if s.endswith(":students"))
+        for sender, receiver in ((a, b), (b, a), (a, b)):
+            sent = await sender.send_chat(stream, f"{route(sender)} → {route(receiver)}")
+            await receiver.wait_for(lambda e, sent=sent: e["data"].get("id") == sent["id"], 15)
+        assert (a.sio.eio.sid, b.sio.eio.sid) == sessions
+    finally:
+        for c in clients:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(c.close(), 5)
+        lb.stop()
+        sup.send_signal(signal.SIGTERM)
+        try:
+            sup.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            sup.kill()
+            sup.wait()
+        drop_postgres_database(db_name)
 
 
 @in_module_loop
