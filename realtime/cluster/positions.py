@@ -103,11 +103,18 @@ class StreamPositions:
         pos = self._streams.get(stream)
         if pos is None:
             return True  # nobody here follows it: there is no one to write it to twice
-        if (pos.upto is not None and seq <= pos.upto) or seq in pos.above:
+        upto = pos.upto
+        if upto is not None and seq <= upto:
             self.duplicates += 1
             return False
-        pos.above.add(seq)
-        pos.settle()
+        if upto is not None and seq == upto + 1 and not pos.above:
+            pos.upto = seq  # the usual case: the next one, nothing out of order
+        elif seq in pos.above:
+            self.duplicates += 1
+            return False
+        else:
+            pos.above.add(seq)
+            pos.settle()
         if recovered:
             self.recovered += 1
         return True
