@@ -20,8 +20,10 @@ import aiohttp
 import pytest
 
 from clients.homeroom import HomeroomClient
+from realtime.cluster.follower import Follower
 from realtime.cluster.positions import MAX_ABOVE, StreamPositions
 from realtime.demo import DEMO_PASSWORD
+from realtime.store import Store
 from tests.conftest import (
     TEST_SECRET,
     Server,
@@ -182,6 +184,45 @@ async def test_the_bus_and_the_follower_together_deliver_each_event_once(tmp_pat
         for srv in reversed(servers):
             await stop_server(srv)
         drop_postgres_database(db_name)
+
+
+async def test_the_follower_reads_the_store_on_both_databases(store: Store) -> None:
+    """A follower over a bare store: the positions come back only for streams that moved, and
+    what stayed missing for a whole poll is read in order and delivered once."""
+    got: list[tuple[str, int, bool]] = []
+    positions = StreamPositions()
+
+    async def deliver(events: list[dict[str, Any]], recovered: bool) -> None:
+        for e in events:
+            if positions.first_delivery(e["stream"], e["seq"], recovered=recovered):
+                got.append((e["stream"], e["seq"], recovered))
+
+    follower = Follower(store, positions, deliver, interval_s=1.0, page=2)
+    async with store.transaction() as conn:
+        await store.append(conn, "user:1", "t", {"n": 1})
+    async with store.read() as conn:
+        # user:2 has no events yet: it is at 0 (past -1, "not known yet").
+        ahead = await store.streams_ahead(conn, {"user:1": 0, "user:2": -1, "user:3": 0})
+        assert ahead == {"user:1": 1, "user:2": 0}
+        assert await store.streams_ahead(conn, {"user:1": 1}) == {}
+    positions.follow("user:1")
+    positions.follow("user:2")
+    assert await follower.poll() == 0  # first look: user:1 starts at 1, user:2 at 0
+    assert (positions.upto("user:1"), positions.upto("user:2")) == (1, 0)
+    async with store.transaction() as conn:  # three events nobody published
+        for n in (2, 3, 4):
+            await store.append(conn, "user:1", "t", {"n": n})
+        await store.append(conn, "user:2", "t", {"n": 1})
+    assert await follower.poll() == 0  # seen behind once
+    assert await follower.poll() == 3  # read (a page of 2, then the rest next poll)
+    assert await follower.poll() == 1
+    assert got == [
+        ("user:1", 2, True),
+        ("user:1", 3, True),
+        ("user:2", 1, True),
+        ("user:1", 4, True),
+    ]
+    assert await follower.poll() == 0 and follower.queries > 0
 
 
 # --- the positions, without I/O ---------------------------------------------------------------

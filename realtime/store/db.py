@@ -217,10 +217,11 @@ class Store:
             select(streams.c.last_seq).where(streams.c.key == bindparam("key"))
         )
         # PostgreSQL: two arrays in, only the streams that moved out (see streams_ahead).
+        # A stream without a row yet is at 0.
         self._ahead = text(
-            "SELECT s.key, s.last_seq FROM streams s"
-            " JOIN unnest(CAST(:keys AS text[]), CAST(:seqs AS bigint[])) AS k(key, seq)"
-            " ON s.key = k.key WHERE s.last_seq > k.seq"
+            "SELECT k.key, COALESCE(s.last_seq, 0) AS last_seq"
+            " FROM unnest(CAST(:keys AS text[]), CAST(:seqs AS bigint[])) AS k(key, seq)"
+            " LEFT JOIN streams s ON s.key = k.key WHERE COALESCE(s.last_seq, 0) > k.seq"
         )
 
     def _sqlite(self) -> Connection:
@@ -366,7 +367,7 @@ class Store:
 
     async def streams_ahead(self, conn: DbConnection, known: dict[str, int]) -> dict[str, int]:
         """The last seq of each stream in ``known`` whose last seq in the store is past the one
-        given (streams not there yet count as 0). The database compares: with thousands of
+        given (a stream without events is at 0). The database compares: with thousands of
         streams and nothing new, the answer is empty and costs the caller next to nothing."""
         if not known:
             return {}
