@@ -70,7 +70,7 @@ class StoreHealth:
 
     up: bool = True
     outages: int = 0  # times requests found it unreachable after it had answered
-    refused: int = 0  # requests answered ``unavailable`` because of it
+    refused: int = 0  # transactions and reads that could not reach it (requests, background)
     down_since: float | None = None  # time.time() of the first failure of this outage
 
     def failed(self) -> None:
