@@ -27,6 +27,10 @@ from tests.tcpproxy import TcpProxy
 pytestmark = pytest.mark.timeout(120)
 
 
+# Short, so that the test of a silent network does not wait the default 10 s per statement.
+STATEMENT_TIMEOUT_S = 2.0
+
+
 @pytest.fixture
 async def cut_off(tmp_path: Path) -> AsyncIterator[tuple[Server, TcpProxy]]:
     url, name = postgres_database()
@@ -35,7 +39,10 @@ async def cut_off(tmp_path: Path) -> AsyncIterator[tuple[Server, TcpProxy]]:
     srv = None
     try:
         proxied = url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
-        srv = await start_server(make_settings(tmp_path, database_url=proxied))
+        settings = make_settings(
+            tmp_path, database_url=proxied, database_statement_timeout_s=STATEMENT_TIMEOUT_S
+        )
+        srv = await start_server(settings)
         yield srv, proxy
     finally:
         if srv is not None:
@@ -228,3 +235,47 @@ async def test_writes_answer_unavailable_while_postgresql_is_cut_off_and_resume(
         await asyncio.sleep(0.05)
     last = await wang.send_chat(stream, "after the cut")
     await late.wait_for(lambda e: e["data"].get("id") == last["id"], timeout=10)
+
+
+async def test_a_silent_network_answers_unavailable_in_bounded_time(
+    cut_off: tuple[Server, TcpProxy],
+) -> None:
+    """Packets to PostgreSQL dropped (no reset, no refusal): a statement on an open connection
+    gives up after ``database_statement_timeout_s``, a new connection after the connect
+    time-out (5 s); either way the request answers ``unavailable``, never hangs or ``internal``."""
+    srv, proxy = cut_off
+    stream = f"class:{srv.class_id}:students"
+    wang = await srv.client("wanghao")
+    liming = await srv.client("liming")
+    before = await wang.send_chat(stream, "before")
+    proxy.blackhole()
+    for n in range(2):  # the first on a pooled connection, the next on a new one
+        started = time.monotonic()
+        with pytest.raises(RequestError) as err:
+            await wang.request(
+                "chat.send", {"stream": stream, "body": f"lost {n}", "client_id": f"bh-{n}"},
+                timeout=30,
+            )  # fmt: skip
+        waited = time.monotonic() - started
+        print(f"silent_network_answer_s={waited:.2f}")
+        assert err.value.code == "unavailable"
+        assert waited < 15, waited
+    status, body = await get(srv, "/healthz")
+    assert status == 503 and body["store"] == "down"
+    await proxy.restore()
+    await until_store(srv, "up")
+    deadline = time.monotonic() + 20
+    while True:  # a pooled connection broken meanwhile may refuse one more request
+        try:
+            after = await wang.send_chat(stream, "after", client_id="bh-after", retries=0)
+            break
+        except RequestError as err:
+            assert err.code == "unavailable"
+            assert time.monotonic() < deadline, "sends did not resume"
+            await asyncio.sleep(0.2)
+    assert "internal" not in await errors(srv)
+    stored = await stored_bodies(liming, stream)
+    assert "before" in stored and "after" in stored
+    assert "lost 0" not in stored and "lost 1" not in stored
+    await liming.wait_for(lambda e: e["data"].get("id") == after["id"])
+    assert before["seq"] < after["seq"]
