@@ -180,6 +180,15 @@ async def test_the_bus_and_the_follower_together_deliver_each_event_once(tmp_pat
         # The followers did poll meanwhile (and every copy they brought was dropped above).
         for srv in servers:
             assert await metric(srv, "homeroom_follower_polls_total") > 0
+        # Everyone leaves: no stream stays followed (the positions' memory goes with them).
+        assert await metric(b, "homeroom_followed_streams") > 0
+        for c in (wang, liming, teacher):
+            await c.close()
+        deadline = time.monotonic() + 10
+        for srv in servers:
+            while await metric(srv, "homeroom_followed_streams") > 0:
+                assert time.monotonic() < deadline, "streams still followed after everyone left"
+                await asyncio.sleep(0.05)
     finally:
         for srv in reversed(servers):
             await stop_server(srv)
