@@ -58,9 +58,9 @@ async def get(srv: Server, path: str, token: str | None = None) -> tuple[int, An
         return r.status, body
 
 
-async def post(srv: Server, path: str, body: Any) -> tuple[int, Any]:
+async def post(srv: Server, path: str, body: Any) -> tuple[int, Any, str | None]:
     async with aiohttp.ClientSession() as s, s.post(srv.url + path, json=body) as r:
-        return r.status, await r.json()
+        return r.status, await r.json(), r.headers.get("Retry-After")
 
 
 async def errors(srv: Server) -> dict[str, float]:
@@ -161,16 +161,19 @@ async def test_writes_answer_unavailable_while_postgresql_is_cut_off_and_resume(
             with pytest.raises(RequestError) as err:
                 await who.request(event, payload)
             assert err.value.code == "unavailable", (event, err.value.code)
+            assert err.value.details["reason"] == "database_unreachable"
             assert "database" in err.value.message and "nothing was changed" in err.value.message
         # Reads that need the store say so the same way (never `internal`).
         with pytest.raises(RequestError) as err:
             await wang.request("chat.history", {"stream": stream})
         assert err.value.code == "unavailable"
         # Over REST: a sign-in (it stores a refresh token) and a read, 503 `unavailable`.
-        status, answer = await post(
+        status, answer, retry_after = await post(
             srv, "/api/v1/auth/login", {"username": "wanghao", "password": DEMO_PASSWORD}
         )
         assert status == 503 and answer["error"]["code"] == "unavailable"
+        assert retry_after == "2"
+        assert answer["error"]["details"] == {"reason": "database_unreachable", "retry_after_s": 2}
         status, answer = await get(srv, "/api/v1/me", wang.token)
         assert status == 503 and answer["error"]["code"] == "unavailable"
         # What needs no store is served: the connections stay, /metrics answers, and a new

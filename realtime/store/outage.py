@@ -57,10 +57,16 @@ def _asyncpg_unreachable(exc: BaseException | None) -> bool:
     return isinstance(state, str) and state.startswith(_CONNECTION_STATES)
 
 
+# What the answer suggests: try again after this long (REST: the Retry-After header too).
+RETRY_AFTER_S = 2
+
+
 def store_unavailable() -> HomeroomError:
     return HomeroomError(
         "unavailable",
         "the database cannot be reached; nothing was changed, try again shortly",
+        reason="database_unreachable",
+        retry_after_s=RETRY_AFTER_S,
     )
 
 
