@@ -70,7 +70,11 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     check_sio_internals()
     check_aiortc_internals()
     ice_hosts = [a.strip() for a in settings.ice_host_addresses.split(",") if a.strip()]
-    store = open_store(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    store = open_store(
+        settings.database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        statement_timeout_s=settings.database_statement_timeout_s,
+    )
     bus = make_bus(settings.redis_url, settings.bus_channel, settings.node)
     tokens = TokenIssuer(settings.signing_keys, settings.secret_key_id, settings.access_token_ttl_s)
     hub = Hub(settings, store, bus, tokens)
