@@ -129,6 +129,14 @@ async def test_guardian_on_a_phone_sees_her_childs_week_and_homework_only(
 
     mom = await web.signed_in("wang_mom", PHONE)
     await mom.goto(f"{server.url}/#/class/{cid}/records")
+    # The weekly digest arrives in her stream: a toast says so, and her child's page shows it.
+    await expect(mom.get_by_test_id("record")).to_be_visible()
+    await expect(mom.get_by_test_id("digest")).to_have_count(0)
+    await li.request("record.digest", {"class_id": cid})
+    await expect(mom.locator(".toast", has_text="收到王浩 Wang Hao的每周学习报告")).to_be_visible()
+    digest = mom.get_by_test_id("digest")
+    await expect(digest).to_have_attribute("aria-label", re.compile("每周学习报告"))
+    await expect(digest.locator(".figure").first).to_contain_text("1/1")
     record = mom.get_by_test_id("record")
     await expect(record.get_by_test_id("rec-attended")).to_contain_text("1/1")
     await expect(record.get_by_test_id("rec-hands")).to_contain_text("1")

@@ -653,6 +653,8 @@ const en: Messages = {
   "hw.state.reviewed": "Reviewed",
   "hw.state.returned": "To redo",
 
+  "rec.digestTitle": (from: string, to: string) => `Weekly report (${from} – ${to})`,
+  "rec.digestToast": (name: string) => `${name}'s weekly report has arrived`,
   "rec.child": "Child",
   "rec.period": "Period",
   "rec.period.week": "This week",

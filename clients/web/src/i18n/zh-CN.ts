@@ -648,6 +648,8 @@ const zhCN = {
   "hw.state.reviewed": "已批改",
   "hw.state.returned": "退回重做",
 
+  "rec.digestTitle": (from: string, to: string) => `每周学习报告（${from} – ${to}）`,
+  "rec.digestToast": (name: string) => `收到${name}的每周学习报告`,
   "rec.child": "孩子",
   "rec.period": "时间范围",
   "rec.period.week": "本周",
