@@ -20,7 +20,7 @@ from realtime.store.prepared import Prepared
 from realtime.store.rows import PollRow, typed_or_none
 from realtime.store.schema import polls
 
-# Built once: read on every poll.get, close and counts push.
+# Built once: read on every poll.get and close.
 _POLL = Prepared(select(polls).where(polls.c.id == bindparam("poll_id")))
 # The same row locked until the transaction ends (PostgreSQL; SQLite runs one writer anyway):
 # a teacher's close or publish and a deadline's close never both announce the same change.
