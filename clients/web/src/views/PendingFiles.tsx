@@ -1,5 +1,5 @@
 // Files being attached to something not yet sent: uploads with progress and cancel. Used by the
-// chat composer and the notice form.
+// chat composer, the notice form and homework (assigning it, handing it in).
 import { useState } from "preact/hooks";
 import { asApiError } from "../api/errors";
 import { uploadFile, type UploadHandle } from "../api/files";
@@ -76,5 +76,27 @@ export function PendingFiles(props: { uploads: ReturnType<typeof useUploads> }) 
         </li>
       ))}
     </ul>
+  );
+}
+
+/** A form field: pick files (or take a photo on a phone), see them upload, cancel one. */
+export function FileField(props: { uploads: ReturnType<typeof useUploads>; testId: string; label?: string }) {
+  const label = props.label ?? t("files.attach");
+  return (
+    <div class="field">
+      <span class="field-label">{label}</span>
+      <PendingFiles uploads={props.uploads} />
+      <input
+        type="file"
+        multiple
+        data-testid={props.testId}
+        aria-label={label}
+        accept="image/*,audio/*,video/*,.pdf,.docx,.xlsx,.pptx"
+        onChange={(e) => {
+          props.uploads.add(Array.from(e.currentTarget.files ?? []));
+          e.currentTarget.value = "";
+        }}
+      />
+    </div>
   );
 }
