@@ -240,6 +240,19 @@ async def _states(conn: DbConnection, hw: Any, now: float) -> tuple[list[int], d
     return students, subs
 
 
+async def not_handed_in(conn: DbConnection, hw: Any, now: float) -> list[int]:
+    """The class's students who still have to hand this homework in (pending, missing, or
+    returned for redo): whom reminders are for."""
+    students, subs = await _states(conn, hw, now)
+    return [
+        s
+        for s in students
+        if rules.needs_reminder(
+            HomeworkState(submission_view(subs.get(s), hw.due_at, now)["state"])
+        )
+    ]
+
+
 async def rollup(hub: Hub, user_id: int, req: HomeworkRef) -> dict[str, Any]:
     """Per student: submitted / late / missing / reviewed / returned, for the class's staff."""
     now = hub.now()
@@ -282,14 +295,7 @@ async def remind(hub: Hub, user_id: int, req: HomeworkRef) -> dict[str, Any]:
         if not notice_rules.may_remind(hw.last_reminded_at, now, REMIND_INTERVAL_S):
             wait = int(hw.last_reminded_at + REMIND_INTERVAL_S - now)
             raise HomeroomError("rate_limited", f"a reminder was sent recently; wait {wait} s")
-        students, subs = await _states(conn, hw, now)
-        todo = [
-            s
-            for s in students
-            if rules.needs_reminder(
-                HomeworkState(submission_view(subs.get(s), hw.due_at, now)["state"])
-            )
-        ]
+        todo = await not_handed_in(conn, hw, now)
         if not todo:
             raise HomeroomError("conflict", "every student has submitted: nobody to remind")
         guardians = await guardians_of(conn, hw.class_id, todo)
