@@ -47,11 +47,14 @@ async def history_floor(conn: DbConnection, stream: StreamKey, access: ClassAcce
     ).scalar()
     if since is None:
         return 0
+    # Walked from the newest event back (the primary key's order) to the first one before the
+    # approval: the cost is the events since then, few for a guardian who joined recently.
     floor = (
         await conn.execute(
-            select(func.max(events.c.seq)).where(
-                events.c.stream == str(stream), events.c.at < since
-            )
+            select(events.c.seq)
+            .where(events.c.stream == str(stream), events.c.at < since)
+            .order_by(events.c.seq.desc())
+            .limit(1)
         )
     ).scalar()
     return int(floor or 0)
