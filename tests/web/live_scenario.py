@@ -143,9 +143,24 @@ async def start_from_class_home(page: Page, url: str, class_id: int, button: str
     return int(page.url.rsplit("/", 1)[1])
 
 
-async def join_from_banner(page: Page, url: str, class_id: int, button: str) -> None:
+async def join_from_banner(
+    page: Page, url: str, class_id: int, button: str, *, mic: bool = True, camera: bool = True
+) -> None:
+    """From the class's live banner, through the preview (devices on or off), into the session."""
     await page.goto(f"{url}/#/class/{class_id}")
     await page.locator(".live-banner").get_by_role("link", name=button).click()
+    await pass_preview(page, mic=mic, camera=camera)
+
+
+async def pass_preview(page: Page, *, mic: bool = True, camera: bool = True) -> None:
+    """The join preview: set the microphone and camera as asked, then go in."""
+    preview = page.get_by_test_id("join-preview")
+    for name, want in (("麦克风", mic), ("摄像头", camera)):
+        toggle = preview.get_by_role("button", name=re.compile(f"^{name}："))
+        if (await toggle.get_attribute("aria-pressed") == "true") != want:
+            await toggle.click()
+        await expect(toggle).to_have_attribute("aria-pressed", "true" if want else "false")
+    await preview.get_by_role("button", name="进入", exact=True).click()
 
 
 async def end_session(host: Page, label: str) -> None:

@@ -7,6 +7,7 @@
 // server has the leg. Pushes (session.state, session.lobby, stage.invited, media.muted, ...)
 // keep the signals below current; the session's Q&A streams (qa:{cid}:s{id}) are followed with
 // their history.
+import { mediaConstraints, mutesToApply } from "./devices";
 import { signal } from "@preact/signals";
 import { ApiError, asApiError } from "../api/errors";
 import { newClientId } from "../api/ids";
@@ -267,10 +268,7 @@ async function openCamera(): Promise<MediaStream | null> {
   }
   let stream: MediaStream | null = null;
   try {
-    stream = await navigator.mediaDevices.getUserMedia({
-      video: { width: { ideal: 640 }, height: { ideal: 480 } },
-      audio: true,
-    });
+    stream = await navigator.mediaDevices.getUserMedia(mediaConstraints(live.value?.sessionId ?? 0));
   } catch {
     try {
       stream = await navigator.mediaDevices.getUserMedia({ audio: true });
@@ -285,6 +283,9 @@ async function openCamera(): Promise<MediaStream | null> {
 
 /** Send the camera and microphone (opening them first). */
 async function publishCamera(e: Engine): Promise<void> {
+  // What the join preview turned off is off at the server before the first frame is sent.
+  const off = mutesToApply(e.sessionId);
+  if (off) await act("media.mute_self", off);
   const stream = await openCamera();
   if (!stream || !alive(e)) return;
   applyMutes();
@@ -590,6 +591,7 @@ export const muteAll = () => act("moderate.mute_all");
 export const lockMeeting = (locked: boolean) => act("moderate.lock", { locked });
 export const removePerson = (userId: number) => act("moderate.remove", { user_id: userId });
 export const hostMute = (userId: number, audio: boolean) => act("moderate.mute", { user_id: userId, audio });
+export const transferHost = (userId: number) => act("host.transfer", { user_id: userId });
 
 export async function acceptStage(): Promise<void> {
   const e = engine;
