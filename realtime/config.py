@@ -137,7 +137,7 @@ class Settings:
     # Lifetime of a signed download link: a forwarded link stops working after this.
     download_link_ttl_s: int = 300
     # Worker processes that check files, make thumbnails and strip photos (off the event loop).
-    media_workers: int = 2
+    media_workers: int = 3
     # Start the worker processes with the server (else with the first photo: seconds later).
     media_warm_start: bool = True
     # How often the retention sweep runs.

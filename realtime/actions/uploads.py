@@ -53,6 +53,11 @@ def _write(fh: Any, parts: list[bytes], sync: bool = False) -> None:
         os.fsync(fh.fileno())
 
 
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(rules.SNIFF_BYTES)
+
+
 def _truncate(fh: Any, size: int) -> None:
     fh.flush()
     fh.truncate(size)
@@ -285,7 +290,12 @@ class Files:
 
     async def _finish(self, hub: Hub, row: UploadRow) -> dict[str, Any]:
         path = self.staging / row.id
-        ftype, meta = await self.workers.identify(path, self.settings.voice_max_s)
+        ftype = rules.sniff(await asyncio.to_thread(_head, path))
+        if ftype is None:
+            raise rules.unsupported()
+        meta: dict[str, Any] = {}
+        if not rules.settled_by_head(ftype):  # a container to parse: in a worker process
+            ftype, meta = await self.workers.identify(path, self.settings.voice_max_s)
         rules.check_matches_name(ftype, row.name)
         rules.check_kind_size(ftype, row.size, self.limits)
         values: dict[str, Any] = {"kind": ftype.kind.value, "mime": ftype.mime}
