@@ -477,7 +477,12 @@ class HomeroomClient:
     # --- homework -------------------------------------------------------------------------------
 
     async def assign_homework(
-        self, class_id: int, title: str, due_at: float, instructions: str = ""
+        self,
+        class_id: int,
+        title: str,
+        due_at: float,
+        instructions: str = "",
+        attachments: list[str] | None = None,
     ) -> dict[str, Any]:
         payload = {
             "class_id": class_id,
@@ -485,11 +490,16 @@ class HomeroomClient:
             "title": title,
             "due_at": due_at,
             "instructions": instructions,
+            "attachments": attachments or [],
         }
         return (await self.request("homework.assign", payload, retries=3))["homework"]
 
-    async def submit_homework(self, homework_id: int, body: str) -> dict[str, Any]:
-        ack = await self.request("homework.submit", {"homework_id": homework_id, "body": body})
+    async def submit_homework(
+        self, homework_id: int, body: str, attachments: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Submit (or resubmit: the files given replace those sent before)."""
+        payload = {"homework_id": homework_id, "body": body, "attachments": attachments or []}
+        ack = await self.request("homework.submit", payload)
         return dict(ack["submission"])
 
     async def review_homework(

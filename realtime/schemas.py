@@ -246,6 +246,7 @@ class HomeworkAssign(Payload):
     title: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     due_at: float
     instructions: Text = ""
+    attachments: Attachments = []
 
 
 class HomeworkRef(Payload):
@@ -254,7 +255,9 @@ class HomeworkRef(Payload):
 
 class HomeworkSubmit(Payload):
     homework_id: Id
-    body: Text
+    body: Text = ""
+    # A resubmission's files replace the earlier ones.
+    attachments: Attachments = []
 
 
 class HomeworkReview(Payload):

@@ -1,5 +1,6 @@
-"""Attachments of messages, notices and questions: attach in the carrier's transaction, who may
-see a file, release on delete, and the retention sweep."""
+"""Attachments of messages, notices, questions, answers, homework and homework submissions:
+attach in the carrier's transaction, who may see a file, release on delete, and the retention
+sweep."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from realtime.domain.streams import Visibility, qa_stream
 from realtime.errors import HomeroomError, bad_request, conflict, forbidden, not_found
 from realtime.store.db import DbConnection
 from realtime.store.rows import UploadRow, typed_all
-from realtime.store.schema import messages, notices, questions, uploads
+from realtime.store.schema import homework, messages, notices, questions, uploads
 
 # The most files one message, notice, question or answer carries.
 MAX_PER_ITEM = 9
@@ -68,6 +69,16 @@ async def attach(
     return [attachment_view(rows[uid]) for uid in ids]
 
 
+async def detach(conn: DbConnection, carrier: str, ids: list[str]) -> None:
+    """Take the files ``ids`` off ``carrier`` (to attach them again to its replacement)."""
+    if ids:
+        await conn.execute(
+            uploads.update()
+            .where(uploads.c.carrier == carrier, uploads.c.id.in_(ids))
+            .values(carrier=None)
+        )
+
+
 async def release(conn: DbConnection, carriers: list[str], now: float) -> list[str]:
     """Mark the files of deleted carriers deleted; returns the blob keys to collect."""
     rows = list(
@@ -98,11 +109,17 @@ async def referenced(conn: DbConnection, key: str) -> bool:
 
 
 async def carrier_visibility(conn: DbConnection, user_id: int, carrier: str) -> Visibility:
-    """How much of the message, notice or question carrying a file this person may see."""
+    """How much of the message, notice, question, answer, homework or submission carrying a file
+    this person may see."""
     kind, _, raw = carrier.partition(":")
     try:
+        if kind == "submission":  # "submission:<homework id>.<student id>"
+            hw_raw, _, student_raw = raw.partition(".")
+            return await _submission_visibility(conn, user_id, int(hw_raw), int(student_raw))
         cid = int(raw)
     except ValueError:
+        return Visibility.NONE
+    except HomeroomError:
         return Visibility.NONE
     try:
         if kind == "message":
@@ -142,9 +159,33 @@ async def carrier_visibility(conn: DbConnection, user_id: int, carrier: str) -> 
             key = str(qa_stream(q.class_id, q.session_id))
             _s, vis, _a, _p = await require_visible(conn, user_id, key)
             return vis
+        if kind == "homework":
+            class_id = (
+                await conn.execute(select(homework.c.class_id).where(homework.c.id == cid))
+            ).scalar_one_or_none()
+            if class_id is None:
+                return Visibility.NONE
+            access = await class_access(conn, user_id, class_id)
+            if not policy.may_see_homework(access):
+                return Visibility.NONE
+            return Visibility.STAFF if access.is_staff else Visibility.MEMBER
     except HomeroomError:
         return Visibility.NONE
     return Visibility.NONE
+
+
+async def _submission_visibility(
+    conn: DbConnection, user_id: int, homework_id: int, student_id: int
+) -> Visibility:
+    class_id = (
+        await conn.execute(select(homework.c.class_id).where(homework.c.id == homework_id))
+    ).scalar_one_or_none()
+    if class_id is None:
+        return Visibility.NONE
+    access = await class_access(conn, user_id, class_id)
+    if not policy.may_view_student(access, student_id):
+        return Visibility.NONE
+    return Visibility.STAFF if access.is_staff else Visibility.MEMBER
 
 
 async def require_may_fetch(conn: DbConnection, user_id: int, row: UploadRow) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from realtime.actions import attachments
 from realtime.actions.access import class_access, display_names, guardians_of, members_with_role
 from realtime.actions.attendance import safe_cell
 from realtime.domain import homework as rules
@@ -117,7 +118,15 @@ async def assign(hub: Hub, user_id: int, req: HomeworkAssign) -> dict[str, Any]:
                     created_at=now,
                 )
             )
-            view = homework_view(await _load(conn, inserted_id(res)))
+            hid = inserted_id(res)
+            if req.attachments:
+                files = await attachments.attach(
+                    conn, user_id, req.attachments, f"homework:{hid}", now
+                )
+                await conn.execute(
+                    homework.update().where(homework.c.id == hid).values(attachments=files)
+                )
+            view = homework_view(await _load(conn, hid))
             for part in ("students", "guardians"):
                 await hub.store.append(
                     conn, str(notice_stream(req.class_id, part)), "homework.assigned", view
@@ -140,10 +149,11 @@ async def assign(hub: Hub, user_id: int, req: HomeworkAssign) -> dict[str, Any]:
 async def submit(hub: Hub, user_id: int, req: HomeworkSubmit) -> dict[str, Any]:
     """Submit, or resubmit before the due time (or after a return for redo)."""
     hub.check_rate(user_id, "homework.submit")
-    if not req.body.strip():
-        raise bad_request("a submission needs some text")
+    if not req.body.strip() and not req.attachments:
+        raise bad_request("a submission needs some text or a file")
     rules.check_text("-", req.body)
     now = hub.now()
+    released: list[str] = []
     async with hub.store.transaction() as conn:
         hw = await _load(conn, req.homework_id)
         access = await class_access(conn, user_id, hw.class_id)
@@ -156,10 +166,19 @@ async def submit(hub: Hub, user_id: int, req: HomeworkSubmit) -> dict[str, Any]:
             "late": late,
             "submitted_at": now,
         }
+        carrier = submission_carrier(hw.id, user_id)
+        if before is not None:  # a resubmission's files replace those sent before
+            await attachments.detach(conn, carrier, req.attachments)  # sent again: kept
+            released = await attachments.release(conn, [carrier], now)
+        values["attachments"] = (
+            await attachments.attach(conn, user_id, req.attachments, carrier, now)
+            if req.attachments
+            else []
+        )
         if before is None:
             await conn.execute(
                 homework_submissions.insert().values(
-                    homework_id=hw.id, student_id=user_id, attachments=[], times=1, **values
+                    homework_id=hw.id, student_id=user_id, times=1, **values
                 )
             )
         else:
@@ -181,7 +200,14 @@ async def submit(hub: Hub, user_id: int, req: HomeworkSubmit) -> dict[str, Any]:
             **view,
         }
         await hub.store.append(conn, str(staff_stream(hw.class_id)), "homework.submission", staff)
+    if released and hub.files is not None:
+        await hub.files.collect(hub, released)
     return {"homework_id": hw.id, "submission": view}
+
+
+def submission_carrier(homework_id: int, student_id: int) -> str:
+    """The carrier of a submission's files (actions/attachments.py: carrier_visibility)."""
+    return f"submission:{homework_id}.{student_id}"
 
 
 async def review(hub: Hub, user_id: int, req: HomeworkReview) -> dict[str, Any]:

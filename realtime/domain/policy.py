@@ -224,6 +224,11 @@ def may_view_student(access: ClassAccess | None, student_id: int) -> bool:
     return access.is_guardian and student_id in access.children
 
 
+def may_see_homework(access: ClassAccess | None) -> bool:
+    """A class's homework (its instructions and their files): every member of the class."""
+    return access is not None and access.is_member
+
+
 def may_assign_homework(access: ClassAccess | None) -> bool:
     return access is not None and access.is_teacher
 
