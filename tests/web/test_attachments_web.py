@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from typing import Any
 
 from playwright.async_api import Page, expect
@@ -231,3 +232,47 @@ async def test_a_question_with_a_pasted_photo_gets_an_answer_with_a_photo(
         await student.wait_for_function(LOADED, arg=".answer .photo-thumb img")
         await expect(mine.locator(asked)).to_have_count(1)
     await screenshot(student, "qa-answer-with-photo")
+
+
+async def test_homework_with_a_worksheet_handed_in_as_a_photo(server: Server, web: Browser) -> None:
+    cid = server.class_id
+    teacher = await web.signed_in("li")
+    await teacher.goto(f"{server.url}/#/class/{cid}/homework")
+    await teacher.get_by_label("作业标题").fill("练习册第 3 页")
+    due = time.strftime("%Y-%m-%dT%H:%M", time.localtime(time.time() + 2 * 86400))
+    await teacher.get_by_label("截止时间").fill(due)
+    await teacher.get_by_test_id("assign-files").set_input_files(
+        files=[{"name": "第3页.pdf", "mimeType": "application/pdf", "buffer": pdf_bytes()}]
+    )
+    await expect(teacher.locator(".pending-files li[data-upload=ready]")).to_have_count(1)
+    await teacher.get_by_role("button", name="布置作业").click()
+    card = teacher.locator(".hw-card", has_text="练习册第 3 页")
+    await expect(card.locator(".file-att", has_text="第3页.pdf")).to_have_count(1)
+
+    # The student opens the worksheet and hands in a photo of the page, without a word.
+    student = await web.signed_in("wanghao", PHONE)
+    await student.goto(f"{server.url}/#/class/{cid}/homework")
+    mine = student.locator(".hw-card", has_text="练习册第 3 页")
+    sheet = mine.locator(".file-att", has_text="第3页.pdf")
+    await expect(sheet).to_have_attribute("href", re.compile(r"^/files/.+sig="))
+    status, headers, _body = await files.download(
+        server.url + str(await sheet.get_attribute("href"))
+    )
+    assert status == 200 and headers["Content-Type"] == "application/pdf"
+    submit = mine.get_by_role("button", name="提交作业")
+    await expect(submit).to_be_disabled()  # nothing to hand in yet
+    await mine.get_by_test_id("homework-files").set_input_files(
+        files=[
+            {"name": "作业照片.jpg", "mimeType": "image/jpeg", "buffer": jpeg_with_gps(640, 480)}
+        ]
+    )
+    await expect(mine.locator(".pending-files li[data-upload=ready]")).to_have_count(1)
+    await submit.click()
+    await expect(mine.locator(".chip")).to_have_text("已提交")
+    await expect(mine.locator(".hw-submission .photo-thumb img")).to_have_count(1)
+
+    # The teacher sees the photo in the roll-up.
+    await card.get_by_role("link", name="查看与批改").click()
+    row = teacher.locator(".hw-student", has_text="王浩 Wang Hao")
+    await expect(row.locator(".photo-thumb img")).to_have_count(1)
+    await teacher.wait_for_function(LOADED, arg=".hw-student .photo-thumb img")

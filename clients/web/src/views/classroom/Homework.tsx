@@ -1,5 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { asApiError, type ApiError } from "../../api/errors";
+import type { Attachment } from "../../api/types";
 import { newClientId } from "../../api/ids";
 import { download } from "../../api/rest";
 import { t } from "../../i18n";
@@ -8,11 +9,14 @@ import { classInfo, rolesIn } from "../../state/me";
 import { ready, request } from "../../state/session";
 import { toast } from "../../state/toasts";
 import { Empty, ErrorBox, Loading, PageHeader } from "../common";
+import { AttachmentList } from "../Attachments";
 import { useSubmit } from "../forms";
+import { AttachButtons, dropFiles, PendingFiles, pasteFiles, useUploads } from "../PendingFiles";
 
 export interface Submission {
   state: string;
   body?: string;
+  attachments?: Attachment[];
   submitted_at?: number;
   times?: number;
   late?: boolean;
@@ -26,6 +30,7 @@ export interface HomeworkItem {
   title: string;
   instructions: string;
   due_at: number;
+  attachments?: Attachment[];
   submission?: Submission;
   counts?: Record<string, number>;
 }
@@ -74,6 +79,7 @@ export function HomeworkPage(props: { classId: number; homeworkId: number | null
           </div>
           <p class="muted">{t("hw.due", fmtTime(h.due_at))}</p>
           {h.instructions ? <p class="hw-instructions">{h.instructions}</p> : null}
+          <AttachmentList items={h.attachments} />
           {h.counts ? (
             <p class="hw-counts">
               {t("hw.doneCount", h.counts.done, h.counts.students)} · {t("hw.state.missing")} {h.counts.missing} ·{" "}
@@ -117,6 +123,7 @@ function SubmissionView(props: { s: Submission }) {
         {t("hw.submittedAt", fmtTime(s.submitted_at))}
         {s.late ? ` · ${t("hw.state.late")}` : ""}
       </p>
+      <AttachmentList items={s.attachments} />
       {s.comment || s.score != null || s.grade ? (
         <p class="hw-review" data-testid="hw-review">
           {t("hw.teacherSays")} {s.comment}
@@ -130,21 +137,30 @@ function SubmissionView(props: { s: Submission }) {
 
 function Submit(props: { item: HomeworkItem }) {
   const [body, setBody] = useState(props.item.submission?.body ?? "");
+  const uploads = useUploads();
+  // A resubmission keeps the files sent before (their ids sent again) and adds the new ones.
+  const earlier = (props.item.submission?.attachments ?? []).map((a) => a.id);
   const { busy, error, onSubmit } = useSubmit(async () => {
-    await request("homework.submit", { homework_id: props.item.id, body });
+    await request("homework.submit", { homework_id: props.item.id, body, attachments: [...earlier, ...uploads.ready] });
+    uploads.clear();
     homeworkTick.value += 1;
     toast(t("hw.submitted"), "success");
   });
+  const canSubmit = !busy && !uploads.uploading && (!!body.trim() || uploads.ready.length > 0 || earlier.length > 0);
   return (
-    <form onSubmit={onSubmit} class="hw-submit">
+    <form onSubmit={onSubmit} class="hw-submit" {...dropFiles(uploads)}>
       <label class="field">
         <span class="field-label">{t("hw.yourWork")}</span>
-        <textarea rows={4} value={body} onInput={(e) => setBody(e.currentTarget.value)} />
+        <textarea rows={4} value={body} onInput={(e) => setBody(e.currentTarget.value)} onPaste={pasteFiles(uploads)} />
       </label>
+      <PendingFiles uploads={uploads} />
       {error ? <ErrorBox error={error} /> : null}
-      <button class="btn primary" type="submit" disabled={busy || !body.trim()}>
-        {props.item.submission?.submitted_at ? t("hw.resubmit") : t("hw.submit")}
-      </button>
+      <div class="form-actions hw-actions">
+        <AttachButtons uploads={uploads} testId="homework-files" />
+        <button class="btn primary" type="submit" disabled={!canSubmit}>
+          {props.item.submission?.submitted_at ? t("hw.resubmit") : t("hw.submit")}
+        </button>
+      </div>
     </form>
   );
 }
@@ -153,6 +169,7 @@ function Assign(props: { classId: number }) {
   const [title, setTitle] = useState("");
   const [instructions, setInstructions] = useState("");
   const [due, setDue] = useState("");
+  const uploads = useUploads();
   const { busy, error, onSubmit } = useSubmit(async () => {
     const dueAt = new Date(due).getTime() / 1000;
     await request("homework.assign", {
@@ -161,14 +178,16 @@ function Assign(props: { classId: number }) {
       title,
       instructions,
       due_at: dueAt,
+      attachments: uploads.ready,
     });
     setTitle("");
     setInstructions("");
+    uploads.clear();
     homeworkTick.value += 1;
     toast(t("hw.assigned"), "success");
   });
   return (
-    <form class="card stack-form" onSubmit={onSubmit} aria-labelledby="hw-assign-title">
+    <form class="card stack-form" onSubmit={onSubmit} aria-labelledby="hw-assign-title" {...dropFiles(uploads)}>
       <h2 id="hw-assign-title" class="card-title">
         {t("hw.assign")}
       </h2>
@@ -178,14 +197,18 @@ function Assign(props: { classId: number }) {
       </label>
       <label class="field">
         <span class="field-label">{t("hw.instructions")}</span>
-        <textarea rows={3} value={instructions} onInput={(e) => setInstructions(e.currentTarget.value)} />
+        <textarea rows={3} value={instructions} onInput={(e) => setInstructions(e.currentTarget.value)} onPaste={pasteFiles(uploads)} />
       </label>
+      <PendingFiles uploads={uploads} />
+      <div class="form-actions hw-actions">
+        <AttachButtons uploads={uploads} testId="assign-files" />
+      </div>
       <label class="field">
         <span class="field-label">{t("hw.dueLabel")}</span>
         <input type="datetime-local" required value={due} onInput={(e) => setDue(e.currentTarget.value)} />
       </label>
       {error ? <ErrorBox error={error} /> : null}
-      <button class="btn primary" type="submit" disabled={busy || !title.trim() || !due}>
+      <button class="btn primary" type="submit" disabled={busy || uploads.uploading || !title.trim() || !due}>
         {t("hw.assign")}
       </button>
     </form>
@@ -242,6 +265,7 @@ function Rollup(props: { classId: number; homeworkId: number }) {
               <StateChip state={s.state} />
             </div>
             {s.body ? <p class="hw-body">{s.body}</p> : null}
+            <AttachmentList items={s.attachments} />
             {s.submitted_at && s.state !== "reviewed" ? (
               <Review onReview={(comment, score, redo) =>
                 void act(
