@@ -110,8 +110,8 @@ class Settings:
     shutdown_timeout_s: float = 10.0
     # Attachments (docs/operations.md: storage). "directory" (storage_dir) or "s3".
     storage_backend: str = "directory"
-    # Blobs (directory backend) and unfinished uploads (every backend) live here; in a cluster
-    # it must be shared by the nodes (or uploads routed to one node per upload id).
+    # Blobs (directory backend) and this node's copies of unfinished uploads live here. In a
+    # cluster on the s3 backend each node has its own: upload parts go to the bucket.
     storage_dir: str = "var/files"
     s3_endpoint: str = ""
     s3_bucket: str = "homeroom"
@@ -136,7 +136,8 @@ class Settings:
     upload_abandon_s: int = 24 * 3600
     # Lifetime of a signed download link: a forwarded link stops working after this.
     download_link_ttl_s: int = 300
-    # Worker processes that check files, make thumbnails and strip photos (off the event loop).
+    # Worker processes that check files, make thumbnails and strip photos (off the event loop):
+    # two thirds make thumbnails, the rest the full-size work. About the CPUs + 1.
     media_workers: int = 3
     # Start the worker processes with the server (else with the first photo: seconds later).
     media_warm_start: bool = True

@@ -30,7 +30,7 @@ from realtime.domain.attachments import Kind, Limits
 from realtime.errors import HomeroomError, bad_request, conflict, not_found, too_large
 from realtime.hub import Hub
 from realtime.schemas import UploadCreate
-from realtime.storage import BlobStore, blob_key, open_blob_store
+from realtime.storage import BlobStore, DirectoryStore, blob_key, open_blob_store
 from realtime.storage.base import sha256_file
 from realtime.store.rows import UploadRow, typed, typed_or_none
 from realtime.store.schema import schools, uploads
@@ -106,6 +106,13 @@ class Files:
         )
         self._busy: set[str] = set()
         self.later: dict[str, asyncio.Task[None]] = {}
+        # Whether received bytes are also kept as parts in the blob store (so that any node
+        # can continue an upload, or finish a photo). Not when the store is a directory inside
+        # storage_dir: the staging files are then exactly as shared and as durable as it, and
+        # a part would be a second copy on the same disk.
+        self.parts = not (
+            isinstance(self.blobs, DirectoryStore) and self.blobs.root.resolve() == root.resolve()
+        )
 
     async def close(self) -> None:
         for task in list(self.later.values()):
@@ -288,14 +295,17 @@ class Files:
         lost a race with another node's (same upload, same offset) takes its bytes back."""
         path = self.staging / row.id
         have = row.stored_bytes
-        try:
-            part = await upload_parts.store_range(
-                self.blobs, row.id, path, self._temp(".part"), have, written
-            )
-        except BaseException:
-            await asyncio.to_thread(upload_parts.cut, path, have)
-            raise
-        parts = [*upload_parts.parts_of(row.meta), part]
+        parts = upload_parts.parts_of(row.meta)
+        part = None
+        if self.parts:
+            try:
+                part = await upload_parts.store_range(
+                    self.blobs, row.id, path, self._temp(".part"), have, written
+                )
+            except BaseException:
+                await asyncio.to_thread(upload_parts.cut, path, have)
+                raise
+            parts.append(part)
         async with hub.store.transaction() as conn:
             res = await conn.execute(
                 uploads.update()
@@ -311,7 +321,7 @@ class Files:
                 await conn.execute(select(uploads.c.stored_bytes).where(uploads.c.id == row.id))
             ).scalar_one()
         if not won:
-            await upload_parts.delete(self.blobs, row.id, [part])
+            await upload_parts.delete(self.blobs, row.id, [part] if part else [])
             await asyncio.to_thread(upload_parts.cut, path, have)
             raise OffsetMismatch(int(now))
 
@@ -358,8 +368,12 @@ class Files:
             values["thumb"] = await self._store(thumb)
             # The photo's source stays in the shared store until its stripped original and
             # preview are made, by this node or (if this one stops) another.
-            source = await upload_parts.store_whole(self.blobs, row.id, path, self._temp(".src"))
-            meta["parts"] = [source]
+            source = None
+            if self.parts:
+                source = await upload_parts.store_whole(
+                    self.blobs, row.id, path, self._temp(".src")
+                )
+            meta["parts"] = [source] if source else []
             values["stored_bytes"] = 0
             values["pending"] = True
         else:
@@ -476,7 +490,7 @@ class Files:
             if r.id in self.later:
                 continue
             mine = await asyncio.to_thread((self.staging / r.id).exists)
-            if mine or (r.completed_at or 0) < hub.now() - adopt_after_s:
+            if mine or (self.parts and (r.completed_at or 0) < hub.now() - adopt_after_s):
                 self._start_later(hub, r.id)
                 n += 1
         return n
