@@ -136,6 +136,10 @@ class Settings:
     upload_abandon_s: int = 24 * 3600
     # Lifetime of a signed download link: a forwarded link stops working after this.
     download_link_ttl_s: int = 300
+    # Threads for blocking file work (writes, fsync, hashing): the loop's default executor.
+    # They mostly wait on the disk, so there are more than CPUs (Python's default is CPUs + 4,
+    # and fifty uploads' fsyncs queued behind six threads). Memory: a thread stack each.
+    io_threads: int = 32
     # Worker processes that check files, make thumbnails and strip photos (off the event loop):
     # two thirds make thumbnails, the rest the full-size work. About the CPUs + 1.
     media_workers: int = 3
@@ -195,6 +199,8 @@ class Settings:
             )
         if self.shutdown_timeout_s <= 0:
             raise ConfigError("shutdown_timeout_s must be positive")
+        if not 1 <= self.io_threads <= 256:
+            raise ConfigError("io_threads must be between 1 and 256")
         if self.storage_backend not in ("directory", "s3"):
             raise ConfigError("storage_backend must be 'directory' or 's3'")
         if self.storage_backend == "s3" and not (self.s3_bucket and self.s3_access_key):
