@@ -5,14 +5,17 @@ the teacher's answer."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import re
 import time
 from typing import Any
 
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from clients import files
+from clients.homeroom import RequestError
 from tests.attachment_files import jpeg_with_gps, pdf_bytes, png_bytes
 from tests.chromium import PHONE
 from tests.conftest import Server
@@ -276,3 +279,50 @@ async def test_homework_with_a_worksheet_handed_in_as_a_photo(server: Server, we
     row = teacher.locator(".hw-student", has_text="王浩 Wang Hao")
     await expect(row.locator(".photo-thumb img")).to_have_count(1)
     await teacher.wait_for_function(LOADED, arg=".hw-student .photo-thumb img")
+
+
+async def test_an_upload_cancelled_from_its_progress_bar_is_gone(
+    server: Server, web: Browser
+) -> None:
+    cid = server.class_id
+    wang = await web.signed_in("wanghao")
+    await wang.goto(f"{server.url}/#/class/{cid}/chat/students")
+    # The first chunk is held on its way (a slow network), so the cancel lands mid-upload.
+    release = asyncio.Event()
+    patched: list[str] = []
+
+    async def slow(route: Route) -> None:
+        if route.request.method == "PATCH":
+            patched.append(route.request.url.rsplit("/", 1)[1])
+            await release.wait()
+        with contextlib.suppress(Exception):  # the browser may have aborted it meanwhile
+            await route.continue_()
+
+    await wang.route("**/api/v1/uploads/*", slow)
+    await wang.get_by_test_id("file-picker").set_input_files(
+        files=[
+            {
+                "name": "大文件.pdf",
+                "mimeType": "application/pdf",
+                "buffer": pdf_bytes(pad=3_000_000),
+            }
+        ]
+    )
+    item = wang.locator(".pending-files li[data-upload=uploading]")
+    await expect(item.locator("progress")).to_be_visible()
+    await item.get_by_role("button", name="取消上传").click()
+    await expect(wang.locator(".pending-files li")).to_have_count(0)
+    release.set()
+    # The server dropped the upload: even its owner no longer finds it.
+    me = await server.client("wanghao", connect=False)
+    assert patched
+    for _ in range(100):
+        try:
+            await files.offset(me, patched[0])
+        except RequestError as err:
+            assert err.code == "not_found"
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the cancelled upload is still there")
+    await expect(wang.get_by_label("输入消息")).to_be_enabled()
