@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 
@@ -62,6 +64,19 @@ def web_dist() -> Path:
 
 
 log = logging.getLogger(__name__)
+
+
+# Loops whose default executor this module set (several apps may share one loop in tests).
+_IO_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def use_io_threads(n: int) -> None:
+    """Give the running loop a default executor of ``n`` threads (``asyncio.to_thread``): file
+    work waits on the disk, and uploads must not queue behind each other's fsyncs."""
+    loop = asyncio.get_running_loop()
+    if loop not in _IO_LOOPS:
+        loop.set_default_executor(ThreadPoolExecutor(n, thread_name_prefix="io"))
+        _IO_LOOPS.add(loop)
 
 
 def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
@@ -132,6 +147,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     _add_web_app(app, settings.serializer)
 
     async def start(_app: web.Application) -> None:
+        use_io_threads(settings.io_threads)
         if ice_hosts:
             use_host_addresses(ice_hosts)  # process-wide (aioice): explicitly, at start-up
         if settings.media_udp_port:

@@ -125,8 +125,8 @@ class Settings:
     shutdown_timeout_s: float = 10.0
     # Attachments (docs/operations.md: storage). "directory" (storage_dir) or "s3".
     storage_backend: str = "directory"
-    # Blobs (directory backend) and unfinished uploads (every backend) live here; in a cluster
-    # it must be shared by the nodes (or uploads routed to one node per upload id).
+    # Blobs (directory backend) and this node's copies of unfinished uploads live here. In a
+    # cluster on the s3 backend each node has its own: upload parts go to the bucket.
     storage_dir: str = "var/files"
     s3_endpoint: str = ""
     s3_bucket: str = "homeroom"
@@ -151,8 +151,13 @@ class Settings:
     upload_abandon_s: int = 24 * 3600
     # Lifetime of a signed download link: a forwarded link stops working after this.
     download_link_ttl_s: int = 300
-    # Worker processes that check files, make thumbnails and strip photos (off the event loop).
-    media_workers: int = 2
+    # Threads for blocking file work (writes, fsync, hashing): the loop's default executor.
+    # They mostly wait on the disk, so there are more than CPUs (Python's default is CPUs + 4,
+    # and fifty uploads' fsyncs queued behind six threads). Memory: a thread stack each.
+    io_threads: int = 32
+    # Worker processes that check files, make thumbnails and strip photos (off the event loop):
+    # two thirds make thumbnails, the rest the full-size work. About the CPUs + 1.
+    media_workers: int = 3
     # Start the worker processes with the server (else with the first photo: seconds later).
     media_warm_start: bool = True
     # How often the retention sweep runs.
@@ -227,6 +232,8 @@ class Settings:
             raise ConfigError("poll_sweep_interval_s must be positive")
         if self.homework_due_sweep_s <= 0 or self.homework_due_notice_s <= 0:
             raise ConfigError("homework_due_sweep_s and homework_due_notice_s must be positive")
+        if not 1 <= self.io_threads <= 256:
+            raise ConfigError("io_threads must be between 1 and 256")
         if self.storage_backend not in ("directory", "s3"):
             raise ConfigError("storage_backend must be 'directory' or 's3'")
         if self.storage_backend == "s3" and not (self.s3_bucket and self.s3_access_key):

@@ -693,7 +693,6 @@ const en: Messages = {
   "hw.returnRedo": "Return for redo",
   "hw.keptFiles": "Files handed in",
   "hw.dropFile": (name: string) => `Remove ${name} from the work`,
-  "hw.photoOrFile": "Take a photo or add files",
   "hw.gradeHint": "Grade (e.g. A, Excellent)",
   "hw.state.pending": "Not handed in",
   "hw.state.missing": "Missing",

@@ -688,7 +688,6 @@ const zhCN = {
   "hw.returnRedo": "退回重做",
   "hw.keptFiles": "已交的文件",
   "hw.dropFile": (name: string) => `不再提交 ${name}`,
-  "hw.photoOrFile": "拍照或添加文件",
   "hw.gradeHint": "等级（如 优、A）",
   "hw.state.pending": "未提交",
   "hw.state.missing": "缺交",

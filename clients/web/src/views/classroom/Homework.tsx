@@ -1,5 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { asApiError, type ApiError } from "../../api/errors";
+import type { Attachment } from "../../api/types";
 import { newClientId } from "../../api/ids";
 import { download } from "../../api/rest";
 import { t } from "../../i18n";
@@ -10,8 +11,9 @@ import { toast } from "../../state/toasts";
 import type { Attachment } from "../../api/types";
 import { AttachmentList } from "../Attachments";
 import { Empty, ErrorBox, Loading, PageHeader } from "../common";
+import { AttachmentList } from "../Attachments";
 import { useSubmit } from "../forms";
-import { FileField, useUploads } from "../PendingFiles";
+import { AttachButtons, dropFiles, PendingFiles, pasteFiles, useUploads } from "../PendingFiles";
 
 export interface Submission {
   state: string;
@@ -148,10 +150,10 @@ function Submit(props: { item: HomeworkItem }) {
     toast(t("hw.submitted"), "success");
   });
   return (
-    <form onSubmit={onSubmit} class="hw-submit">
+    <form onSubmit={onSubmit} class="hw-submit" {...dropFiles(uploads)}>
       <label class="field">
         <span class="field-label">{t("hw.yourWork")}</span>
-        <textarea rows={4} value={body} onInput={(e) => setBody(e.currentTarget.value)} />
+        <textarea rows={4} value={body} onInput={(e) => setBody(e.currentTarget.value)} onPaste={pasteFiles(uploads)} />
       </label>
       {kept.length ? (
         <ul class="pending-files" aria-label={t("hw.keptFiles")}>
@@ -165,11 +167,14 @@ function Submit(props: { item: HomeworkItem }) {
           ))}
         </ul>
       ) : null}
-      <FileField uploads={uploads} testId="hw-submit-files" label={t("hw.photoOrFile")} />
+      <PendingFiles uploads={uploads} />
       {error ? <ErrorBox error={error} /> : null}
-      <button class="btn primary" type="submit" disabled={busy || uploads.uploading || (!body.trim() && !files.length)}>
-        {props.item.submission?.submitted_at ? t("hw.resubmit") : t("hw.submit")}
-      </button>
+      <div class="form-actions hw-actions">
+        <AttachButtons uploads={uploads} testId="hw-submit-files" />
+        <button class="btn primary" type="submit" disabled={busy || uploads.uploading || (!body.trim() && !files.length)}>
+          {props.item.submission?.submitted_at ? t("hw.resubmit") : t("hw.submit")}
+        </button>
+      </div>
     </form>
   );
 }
@@ -196,7 +201,7 @@ function Assign(props: { classId: number }) {
     toast(t("hw.assigned"), "success");
   });
   return (
-    <form class="card stack-form" onSubmit={onSubmit} aria-labelledby="hw-assign-title">
+    <form class="card stack-form" onSubmit={onSubmit} aria-labelledby="hw-assign-title" {...dropFiles(uploads)}>
       <h2 id="hw-assign-title" class="card-title">
         {t("hw.assign")}
       </h2>
@@ -206,13 +211,16 @@ function Assign(props: { classId: number }) {
       </label>
       <label class="field">
         <span class="field-label">{t("hw.instructions")}</span>
-        <textarea rows={3} value={instructions} onInput={(e) => setInstructions(e.currentTarget.value)} />
+        <textarea rows={3} value={instructions} onInput={(e) => setInstructions(e.currentTarget.value)} onPaste={pasteFiles(uploads)} />
       </label>
+      <PendingFiles uploads={uploads} />
+      <div class="form-actions hw-actions">
+        <AttachButtons uploads={uploads} testId="hw-assign-files" />
+      </div>
       <label class="field">
         <span class="field-label">{t("hw.dueLabel")}</span>
         <input type="datetime-local" required value={due} onInput={(e) => setDue(e.currentTarget.value)} />
       </label>
-      <FileField uploads={uploads} testId="hw-assign-files" />
       {error ? <ErrorBox error={error} /> : null}
       <button class="btn primary" type="submit" disabled={busy || uploads.uploading || !title.trim() || !due}>
         {t("hw.assign")}
