@@ -8,8 +8,6 @@ import { homeworkTick } from "../../state/classroom";
 import { classInfo, rolesIn } from "../../state/me";
 import { ready, request } from "../../state/session";
 import { toast } from "../../state/toasts";
-import type { Attachment } from "../../api/types";
-import { AttachmentList } from "../Attachments";
 import { Empty, ErrorBox, Loading, PageHeader } from "../common";
 import { AttachmentList } from "../Attachments";
 import { useSubmit } from "../forms";
