@@ -85,7 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Homeroom is serving on {base}/  (Ctrl-C to stop)", flush=True)
     app = create_app(settings)
     app.cleanup_ctx.append(_collector_policy)
-    app.on_shutdown.insert(0, _exit_watchdog(settings.shutdown_timeout_s))
+    app.on_shutdown.insert(0, _exit_watchdog(settings.shutdown_timeout_s, settings.drain_timeout_s))
     web.run_app(
         app,
         host=settings.host,
@@ -106,10 +106,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 WATCHDOG_GRACE_S = 5.0
 
 
-def _exit_watchdog(timeout: float) -> Callable[[web.Application], Awaitable[None]]:
+def _exit_watchdog(
+    timeout: float, drain: float = 0.0
+) -> Callable[[web.Application], Awaitable[None]]:
     """A bound on shutdown whatever hangs: exit(70) if the process is still alive after
-    ``2 * timeout + WATCHDOG_GRACE_S`` seconds (connections get ``timeout``, handlers
-    ``timeout``)."""
+    ``drain + 2 * timeout + WATCHDOG_GRACE_S`` seconds (live sessions moving away get
+    ``drain``, connections ``timeout``, handlers ``timeout``)."""
 
     async def arm(_app: web.Application) -> None:
         import os
@@ -119,7 +121,7 @@ def _exit_watchdog(timeout: float) -> Callable[[web.Application], Awaitable[None
             print("homeroom: shutdown took too long; exiting now", file=sys.stderr, flush=True)
             os._exit(70)
 
-        timer = threading.Timer(2 * timeout + WATCHDOG_GRACE_S, expire)
+        timer = threading.Timer(drain + 2 * timeout + WATCHDOG_GRACE_S, expire)
         timer.daemon = True
         timer.start()
 

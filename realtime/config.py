@@ -82,6 +82,9 @@ class Settings:
     # A live-session request carried to the session's node (another node) is answered
     # ``unavailable`` when that node has not answered within this long.
     node_request_timeout_s: float = 10.0
+    # On SIGTERM a node first moves its live sessions to the other nodes, for at most this long,
+    # then closes its connections (shutdown_timeout_s) and exits (docs/operations.md).
+    drain_timeout_s: float = 10.0
     # A session nobody publishes in for this long ends by itself.
     session_idle_end_s: int = 1800
     # A participant who drops out keeps their place (stage, hand) for this long.
@@ -196,6 +199,8 @@ class Settings:
                 "node_heartbeat_s must be positive and shorter than node_ttl_s "
                 "(a node must announce itself before its announcement expires)"
             )
+        if self.drain_timeout_s < 0:
+            raise ConfigError("drain_timeout_s must be zero (no moving) or positive")
         if self.node_request_timeout_s <= 0:
             raise ConfigError("node_request_timeout_s must be positive")
         if self.shutdown_timeout_s <= 0:
