@@ -77,8 +77,10 @@ class Settings:
     # The node registry (docs/operations.md: several nodes): each node announces itself this
     # often, and is taken for lost (its live sessions ended by another node) when it has not
     # for node_ttl_s.
-    node_heartbeat_s: float = 1.0
-    node_ttl_s: float = 4.0
+    # The defaults put a lost node's live sessions on another node within about 3 s (TTL plus
+    # a beat), and its viewers playing again within 5 s.
+    node_heartbeat_s: float = 0.5
+    node_ttl_s: float = 2.5
     # A live-session request carried to the session's node (another node) is answered
     # ``unavailable`` when that node has not answered within this long.
     node_request_timeout_s: float = 10.0

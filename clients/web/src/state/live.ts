@@ -234,26 +234,42 @@ function finish(phase: Phase, reason: string | null = null): void {
   if (phase === "ended") forgetSession(s.sessionId);
 }
 
+/** Join the current session again with new peer connections: publish again, subscribe again. */
+function joinAgain(): void {
+  const s = live.peek();
+  if (!s || !engine || (s.phase !== "live" && s.phase !== "lobby")) return;
+  engine.close();
+  // The new publish leg starts with the camera and microphone; a shared screen is dropped.
+  local.value.screen?.getTracks().forEach((tr) => tr.stop());
+  local.value = { ...local.value, screen: null };
+  const e = new Engine(s.sessionId);
+  engine = e;
+  feeds.value = [];
+  void enter(e);
+}
+
 // After a reconnection the server has closed our peer connections: join again, publish again.
 let wasConnected = false;
 status.subscribe((st) => {
-  const s = live.peek();
   if (st === "connected") {
-    if (wasConnected === false && s && engine && (s.phase === "live" || s.phase === "lobby")) {
-      const sessionId = s.sessionId;
-      engine.close();
-      // The new publish leg starts with the camera and microphone; a shared screen is dropped.
-      local.value.screen?.getTracks().forEach((tr) => tr.stop());
-      local.value = { ...local.value, screen: null };
-      const e = new Engine(sessionId);
-      engine = e;
-      feeds.value = [];
-      void enter(e);
-    }
+    if (wasConnected === false) joinAgain();
     wasConnected = true;
   } else if (st === "reconnecting") {
     wasConnected = false;
   }
+});
+
+// The session moved to another server (its server was lost or is restarting): the
+// session.moved event in a class stream says so, live or on catching up. Join it there; a dual
+// lesson announces it in every classroom's stream, so once per new server.
+let movedTo = "";
+onStream("class", (ev) => {
+  if (ev.type !== "session.moved") return;
+  const d = ev.data as SessionSummary & { node: string };
+  if (!current(d.id) || movedTo === `${d.id}@${d.node}`) return;
+  movedTo = `${d.id}@${d.node}`;
+  toast(t("live.moved"), "info");
+  joinAgain();
 });
 
 // --- publishing ------------------------------------------------------------------------------
