@@ -427,17 +427,24 @@ class LiveService:
                 continue
             try:
                 target = await self.place()
-                if target == self.node:
-                    break  # no other node to take it
+            except HomeroomError:
+                break  # no other node to take it
+            if target == self.node:
+                break
+            # From now on requests for it are not taken here: answered not_found (the client
+            # tries again) until the store names the new node, then carried there.
+            rt.session.ended = True
+            try:
                 left = max(0.5, deadline - loop.time())
                 body = {"session_id": rt.session.id}
                 reply = await self.calls.call(target, "adopt", body, timeout_s=left)
             except HomeroomError as exc:
-                log.warning("session %s could not move: %s", rt.session.id, exc)
-                continue
+                reply = {}
+                log.warning("session %s could not move to %s: %s", rt.session.id, target, exc)
             if reply.get("moved"):
-                rt.session.ended = True  # requests go to the new node from now on
                 handed.append(rt)
+            else:
+                rt.session.ended = False  # it stays, and ends with this node
         if handed:
             await asyncio.sleep(max(0.0, min(HANDOVER_S, deadline - loop.time())))
         for rt in handed:
