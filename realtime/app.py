@@ -192,6 +192,15 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
 
     sweeper: list[asyncio.Task[None]] = []
 
+    async def drain(_app: web.Application) -> None:
+        # Before the connections close: this node's live sessions move to the other nodes
+        # (members told through the class streams, re-joining there), bounded.
+        if settings.drain_timeout_s > 0:
+            try:
+                await watch.drain(settings.drain_timeout_s)
+            except Exception:
+                log.exception("moving live sessions away failed; they end with this node")
+
     async def close_connections(_app: web.Application) -> None:
         gateway.closing = True
         await shutdown.close_connections(sio, settings.shutdown_timeout_s)
@@ -217,6 +226,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         hub.passwords.close()
 
     app.on_startup.append(start)
+    app.on_shutdown.append(drain)
     app.on_shutdown.append(close_connections)
     app.on_cleanup.append(stop)
     return app

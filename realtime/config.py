@@ -81,8 +81,10 @@ class Settings:
     # The node registry (docs/operations.md: several nodes): each node announces itself this
     # often, and is taken for lost (its live sessions ended by another node) when it has not
     # for node_ttl_s.
-    node_heartbeat_s: float = 1.0
-    node_ttl_s: float = 4.0
+    # The defaults put a lost node's live sessions on another node within about 3 s (TTL plus
+    # a beat), and its viewers playing again within 5 s.
+    node_heartbeat_s: float = 0.5
+    node_ttl_s: float = 2.5
     # A live-session request carried to the session's node (another node) is answered
     # ``unavailable`` when that node has not answered within this long.
     node_request_timeout_s: float = 10.0
@@ -93,6 +95,9 @@ class Settings:
     # Tests only, never in production: the node kills itself (SIGKILL) right after committing
     # an event of this type, before publishing it (tests/test_follower.py).
     test_crash_before_publish: str = ""
+    # On SIGTERM a node first moves its live sessions to the other nodes, for at most this long,
+    # then closes its connections (shutdown_timeout_s) and exits (docs/operations.md).
+    drain_timeout_s: float = 10.0
     # A session nobody publishes in for this long ends by itself.
     session_idle_end_s: int = 1800
     # A participant who drops out keeps their place (stage, hand) for this long.
@@ -220,6 +225,8 @@ class Settings:
                 "node_heartbeat_s must be positive and shorter than node_ttl_s "
                 "(a node must announce itself before its announcement expires)"
             )
+        if self.drain_timeout_s < 0:
+            raise ConfigError("drain_timeout_s must be zero (no moving) or positive")
         if self.node_request_timeout_s <= 0:
             raise ConfigError("node_request_timeout_s must be positive")
         if self.database_statement_timeout_s < 0:

@@ -31,7 +31,8 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -377,25 +378,33 @@ async def run(
         raise RuntimeError(f"{DIST_INDEX} is missing: build the app first (make web)")
     srv = await start_server(make_settings(tmp, ice_host_addresses="127.0.0.1"))
     try:
-        async with async_playwright() as pw:
-            persistent = await pw.chromium.launch_persistent_context(
-                str(tmp / "chromium-profile"),
-                executable_path=CHROMIUM,
-                headless=True,
-                args=CHROMIUM_FLAGS,
-            )
-            try:
-                t0 = time.monotonic()
-                await scenarios[name](srv, People(persistent, srv.url, result), result)
-                result["seconds"] = round(time.monotonic() - t0, 1)
-            finally:
-                browser = persistent.browser
-                for context in browser.contexts if browser else []:
-                    if context is not persistent:
-                        await context.close()
-                await persistent.close()
+        async with chromium(tmp) as persistent:
+            t0 = time.monotonic()
+            await scenarios[name](srv, People(persistent, srv.url, result), result)
+            result["seconds"] = round(time.monotonic() - t0, 1)
     finally:
         await stop_server(srv)
+
+
+@asynccontextmanager
+async def chromium(tmp: Path) -> AsyncIterator[BrowserContext]:
+    """One Chromium with fake media (its persistent context); every person's context is
+    closed with it."""
+    async with async_playwright() as pw:
+        persistent = await pw.chromium.launch_persistent_context(
+            str(tmp / "chromium-profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_FLAGS,
+        )
+        try:
+            yield persistent
+        finally:
+            browser = persistent.browser
+            for context in browser.contexts if browser else []:
+                if context is not persistent:
+                    await context.close()
+            await persistent.close()
 
 
 async def main(name: str, scenarios: dict[str, Scenario] = SCENARIOS) -> int:

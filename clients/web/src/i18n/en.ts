@@ -260,6 +260,7 @@ const en: Messages = {
   "chat.unreadAria": (n) => `${n} unread`,
   "chat.system.session.started": "A live lesson started",
   "chat.system.session.ended": "The live lesson ended",
+  "chat.system.session.moved": "The live lesson moved to another server",
   "chat.system.session.host": "The live lesson has a new host",
   "chat.system.other": "Class update",
 
@@ -573,6 +574,7 @@ const en: Messages = {
   "live.lobbyTitle": "Waiting for the teacher to admit you",
   "live.lobbyHint": "Once the teacher admits you, you join the meeting. Keep this page open.",
   "live.waitingAdmit": "Waiting in the lobby…",
+  "live.moved": "The lesson moved to another server; joining it again",
   "live.admitted": "The teacher admitted you to the meeting",
   "live.hostMutedAudio": (name: string) => `${name || "The host"} muted you.`,
   "live.hostMutedVideo": (name: string) => `${name || "The host"} turned your camera off.`,

@@ -255,6 +255,7 @@ const zhCN = {
   "chat.unreadAria": (n: number) => `${n} 条未读`,
   "chat.system.session.started": "直播课堂已开始",
   "chat.system.session.ended": "直播课堂已结束",
+  "chat.system.session.moved": "直播课堂已切换到另一台服务器",
   "chat.system.session.host": "直播课堂已更换主持人",
   "chat.system.other": "班级动态",
 
@@ -568,6 +569,7 @@ const zhCN = {
   "live.lobbyTitle": "等待老师准入",
   "live.lobbyHint": "老师准入后，你会自动进入家长会。请保持页面打开。",
   "live.waitingAdmit": "正在等候室等待…",
+  "live.moved": "课堂已切换到另一台服务器，正在重新进入",
   "live.admitted": "老师已准入，你已进入家长会",
   "live.hostMutedAudio": (name: string) => `${name || "主持人"} 已将你静音。`,
   "live.hostMutedVideo": (name: string) => `${name || "主持人"} 已关闭你的摄像头。`,
