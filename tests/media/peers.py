@@ -227,3 +227,61 @@ def selected_pair(pc: RTCPeerConnection) -> tuple[tuple[str, int], tuple[str, in
     pair = connection._nominated.get(1)
     assert pair is not None, "no nominated ICE pair"
     return pair.local_addr, pair.remote_addr
+
+
+class TextureVideoTrack(MediaStreamTrack):
+    """A camera-like picture with detail (a drifting texture and a band of fresh noise), so a
+    VP8 encoder spends its target bitrate on it, at any size it is scaled to."""
+
+    kind = "video"
+
+    def __init__(self, width: int = 640, height: int = 360, fps: int = 15, loop: int = 30) -> None:
+        super().__init__()
+        self._fps = fps
+        self._frames = texture_frames(width, height, loop)
+        self.counter = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.VideoFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            due = self._start + self.counter / self._fps
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+        frame = self._frames[self.counter % len(self._frames)]
+        frame.pts = self.counter * (VIDEO_CLOCK // self._fps)
+        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        self.counter += 1
+        return frame
+
+
+def texture_frames(width: int, height: int, count: int) -> list[av.VideoFrame]:
+    import random
+
+    rnd = random.Random(7)
+    block = 8
+    tex_w = width + count * 4
+    low = [bytes(rnd.randrange(48, 208) for _ in range(tex_w // block + 1)) for _ in range(height)]
+    rows = [
+        bytes(b for b in low[r // block * block] for _ in range(block))[:tex_w]
+        for r in range(height)
+    ]
+    band = height // 6
+    frames = []
+    for i in range(count):
+        frame = av.VideoFrame(width, height, "yuv420p")
+        y = frame.planes[0]
+        pad = b"\x80" * (y.line_size - width)
+        top = (i * 5) % (height - band)
+        noise = rnd.randbytes(width * band)
+        out = []
+        for r in range(height):
+            if top <= r < top + band:
+                out.append(noise[(r - top) * width : (r - top + 1) * width] + pad)
+            else:
+                out.append(rows[r][i * 4 : i * 4 + width] + pad)
+        y.update(b"".join(out))
+        for plane in frame.planes[1:]:
+            plane.update(bytes([128]) * plane.buffer_size)
+        frames.append(frame)
+    return frames
