@@ -53,8 +53,8 @@ DEFAULT_LOSS_UP = 0.02
 DEFAULT_UP_HOLD = 2.0
 # Beyond this RTT (seconds) a layer's keyframes take too long to arrive: one layer down.
 DEFAULT_RTT_DOWN = 0.8
-# A report this soon after a move down still covers the higher layer's packets: its loss is
-# not held against the lower one (RTCP reports come about once a second).
+# A report this soon after a move still covers the previous layer's packets: its loss is not
+# held against the new one (RTCP reports come about once a second).
 DEFAULT_SETTLE = 1.5
 # A move down this soon after a move up means the probe failed: the next hold doubles.
 DEFAULT_PROBE_WINDOW = 6.0
@@ -215,6 +215,7 @@ class LayerSelector:
             elif now - self._up_since >= self.hold:
                 self.target = candidate
                 self._moved_up_at = now
+                self._down_at = now  # (the settle time after any move)
                 self._up_to, self._up_since = candidate + 1, now
             return self.target
         self._up_since = self._up_to = None

@@ -257,9 +257,9 @@ def main() -> int:
     # aiortc's Opus encoder sends 96 kbit/s (a browser's about 32): with its packet overhead
     # the audio alone takes ~112 kbit/s, so the "150 kbit/s" case of a browser is 180 here.
     parser.add_argument("--low-kbit", type=int, default=180)
-    parser.add_argument("--queue", type=int, default=25)
+    parser.add_argument("--queue", type=int, default=100)
     parser.add_argument("--phase", type=float, default=8.0)
-    parser.add_argument("--fps", type=int, default=15)
+    parser.add_argument("--fps", type=int, default=10)
     args = parser.parse_args()
     result = asyncio.run(run(args))
     print("RESULT " + json.dumps(result), flush=True)

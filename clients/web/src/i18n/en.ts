@@ -473,6 +473,7 @@ const en: Messages = {
   "live.link.udp": "Direct (UDP)",
   "live.link.tcp": "TCP",
   "live.link.relayed": "Relayed (TURN)",
+  "live.videoPaused": "Video paused for your connection; the sound goes on",
   "live.link.poor": "Poor connection",
   "live.link.detail": (rtt: number | string, loss: number) => `Round trip ${rtt} ms, loss ${loss} %`,
   "live.link.bad.loss": "packet loss",

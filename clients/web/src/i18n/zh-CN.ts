@@ -468,6 +468,7 @@ const zhCN = {
   "live.link.udp": "直连（UDP）",
   "live.link.tcp": "TCP",
   "live.link.relayed": "中继（TURN）",
+  "live.videoPaused": "网络较慢，视频已暂停，声音继续",
   "live.link.poor": "网络不佳",
   "live.link.detail": (rtt: number | string, loss: number) => `往返 ${rtt} 毫秒，丢包 ${loss}%`,
   "live.link.bad.loss": "丢包",
