@@ -50,10 +50,31 @@ def assess(estimate: int | None, loss: float, rtt: float | None) -> list[str]:
     return reasons
 
 
+def signalled_type(pc: RTCPeerConnection, host: str, port: int) -> str | None:
+    """The type the remote description gave the candidate at ``host:port``, if any.
+
+    A check can arrive before ICE pairs the signalled candidate (then aioice names the remote
+    end peer-reflexive): a relayed client behind TURN must still show as relayed."""
+    description = pc.remoteDescription
+    for line in description.sdp.splitlines() if description else ():
+        if not line.startswith("a=candidate:"):
+            continue
+        bits = line.split()
+        if len(bits) >= 8 and bits[4] == host and bits[5] == str(port):
+            return bits[7]
+    return None
+
+
 def leg_link(pc: RTCPeerConnection) -> dict[str, Any]:
     """``{path, estimate_bps, loss, rtt_ms, bad}`` of one leg (None where not known yet)."""
     pair = selected_pair(pc)
-    path = path_of(pair[0].type, pair[1].type, pair[0].transport) if pair else None
+    path: Path | None = None
+    if pair is not None:
+        local, remote = pair
+        remote_type = remote.type
+        if remote_type == "prflx":
+            remote_type = signalled_type(pc, remote.host, remote.port) or remote_type
+        path = path_of(local.type, remote_type, local.transport)
     estimate: int | None = None
     loss = 0.0
     rtt: float | None = None
