@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import math
 import subprocess
 import sys
 import time
@@ -238,9 +239,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result["layer_messages"] = [m for _, m in shaped.layer_messages]
         result["keyframe_requests"] = [t.keyframe_requests for t in camera.tracks]
         result["plis_sent"] = [layer.stats.plis_sent for layer in layered.layers]
-        result["layer_kbit"] = [
-            round(r / 1000) for r in (layered.rates(time.monotonic() + 1) or [])
-        ]
+        rates = layered.rates(time.monotonic() + 1) or []
+        result["layer_kbit"] = [None if math.isinf(r) else round(r / 1000) for r in rates]
         result["seconds"] = round(time.monotonic() - t0, 1)
     finally:
         for viewer in (shaped, other):

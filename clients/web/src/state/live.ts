@@ -344,6 +344,11 @@ function attach(e: Engine, leg: Leg, source: MediaSource, track: MediaStreamTrac
   } else {
     const sendEncodings = source === "camera" ? [{ maxBitrate: CAMERA_TOP_BITRATE }] : undefined;
     e.senders[source] = leg.pc.addTransceiver(track, { direction: "sendonly", streams: [stream], sendEncodings });
+    if (source === "screen") {
+      const params = e.senders[source]!.sender.getParameters();
+      params.degradationPreference = "maintain-resolution";
+      void e.senders[source]!.sender.setParameters(params).catch(() => undefined);
+    }
   }
 }
 
@@ -431,6 +436,9 @@ export async function toggleScreen(): Promise<void> {
     return;
   }
   const track = stream.getVideoTracks()[0];
+  // Text must stay readable: under a short uplink the encoder keeps the resolution and lowers
+  // the frame rate first (docs/media.md, "Screen share").
+  track.contentHint = "detail";
   // The browser's own "stop sharing" button.
   track.addEventListener("ended", () => {
     if (local.value.screen === stream) void toggleScreen();
