@@ -15,6 +15,7 @@ from aiortc import RTCPeerConnection
 
 from media.internals import SharedPayloadSender
 from media.internals.selected_pair import selected_pair
+from media.simulcast import LayeredSubscriberTrack
 
 Path = Literal["udp", "tcp", "relayed"]
 
@@ -78,9 +79,13 @@ def leg_link(pc: RTCPeerConnection) -> dict[str, Any]:
     estimate: int | None = None
     loss = 0.0
     rtt: float | None = None
+    layers: dict[str, int] = {}
     for sender in pc.getSenders():
         if not isinstance(sender, SharedPayloadSender) or sender.kind != "video":
             continue
+        track = sender.track
+        if isinstance(track, LayeredSubscriberTrack) and track.readyState == "live":
+            layers[track.source.id] = track.layer
         s_estimate, s_loss, s_rtt = sender.link()
         # The worst of the viewer's video streams (they share one link).
         if s_estimate is not None:
@@ -89,6 +94,8 @@ def leg_link(pc: RTCPeerConnection) -> dict[str, Any]:
         if s_rtt is not None:
             rtt = s_rtt if rtt is None else max(rtt, s_rtt)
     reasons = assess(estimate, loss, rtt)
+    if any(layer < 0 for layer in layers.values()) and "bandwidth" not in reasons:
+        reasons.append("bandwidth")  # it cannot carry even the lowest layer of some video
     return {
         "path": path,
         "state": pc.connectionState,
@@ -96,6 +103,8 @@ def leg_link(pc: RTCPeerConnection) -> dict[str, Any]:
         "loss": round(loss, 3),
         "rtt_ms": None if rtt is None else round(rtt * 1000),
         "bad": reasons,
+        # Tracks in layers: the layer this viewer receives of each (-1: video paused).
+        "layers": layers,
     }
 
 

@@ -85,6 +85,9 @@ async def test_a_camera_in_layers_is_one_track_and_the_viewer_is_told_its_layer(
     stats = srv.app[LIVE].runtimes[sid].stats()
     viewer = stats["tracks"][next(iter(camera_ids))]["subscribers"][str(srv.uid("wanghao"))]
     assert viewer["layer"] >= 1 and viewer["layer_switches"] >= 1
+    # ...and so does its participant list (the links it polls).
+    link = stats["links"][str(srv.uid("wanghao"))]["subscribe"]
+    assert link["layers"] == {next(iter(camera_ids)): viewer["layer"]}
 
     await teacher.request("session.end", {"session_id": sid})
     for task in tasks:

@@ -474,6 +474,8 @@ const en: Messages = {
   "live.link.tcp": "TCP",
   "live.link.relayed": "Relayed (TURN)",
   "live.videoPaused": "Video paused for your connection; the sound goes on",
+  "live.link.audioOnly": "Audio only (slow connection)",
+  "live.link.layer": (n: number) => `Video layer ${n}`,
   "live.link.poor": "Poor connection",
   "live.link.detail": (rtt: number | string, loss: number) => `Round trip ${rtt} ms, loss ${loss} %`,
   "live.link.bad.loss": "packet loss",

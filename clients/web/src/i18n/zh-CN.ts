@@ -469,6 +469,8 @@ const zhCN = {
   "live.link.tcp": "TCP",
   "live.link.relayed": "中继（TURN）",
   "live.videoPaused": "网络较慢，视频已暂停，声音继续",
+  "live.link.audioOnly": "仅音频（网络慢）",
+  "live.link.layer": (n: number) => `画质第 ${n} 层`,
   "live.link.poor": "网络不佳",
   "live.link.detail": (rtt: number | string, loss: number) => `往返 ${rtt} 毫秒，丢包 ${loss}%`,
   "live.link.bad.loss": "丢包",
