@@ -24,11 +24,9 @@ import argparse
 import asyncio
 import fractions
 import json
-import shlex
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import av
@@ -37,8 +35,8 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from media.forwarder import ForwardedTrack, SubscriberTrack
 from media.router import MediaRouter
 from media.simulcast import LayeredSubscriberTrack
+from tests.chromium import run_in_loopback_namespace
 
-ROOT = Path(__file__).resolve().parent.parent
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 FPS = 30
 # Frame sizes of the three layers (bytes): 100 / 300 / 800 kbit/s at 30 fps.
@@ -138,20 +136,8 @@ def cost(viewers: list[int], frames: int, repeats: int) -> dict[str, Any]:
     return out
 
 
-def switch(args: argparse.Namespace) -> dict[str, Any]:
-    command = shlex.join([sys.executable, "-m", "tests.media.layers_scenario", "--phase", "8"])
-    proc = subprocess.run(
-        ["unshare", "-n", "sh", "-c", f"ip link set lo up && exec {command}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if not lines:
-        return {"error": proc.stderr[-1500:]}
-    result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
+def switch() -> dict[str, Any]:
+    result, _stderr = run_in_loopback_namespace("tests.media.layers_scenario", "--phase", "8")
     return result
 
 
@@ -167,7 +153,7 @@ def main() -> int:
         "cost": cost([int(v) for v in args.viewers.split(",")], args.frames, args.repeats)
     }
     if not args.no_switch:
-        figures["switch"] = switch(args)
+        figures["switch"] = switch()
     figures["uptime"] = [
         uptime_before,
         subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),

@@ -45,15 +45,21 @@ DEFAULT_LAYERS = (
 )
 
 
-def _vp8_encoder(layer: LayerEncoding) -> av.VideoCodecContext:
-    # aiortc's Vp8Encoder settings (aiortc/codecs/vpx.py): real-time CBR.
+def vp8_encoder(
+    layer: LayerEncoding,
+    *,
+    time_base: fractions.Fraction = VIDEO_TIME_BASE,
+    gop: int = 100_000,  # keyframes on request only, as a browser
+) -> av.VideoCodecContext:
+    """A libvpx encoder with aiortc's Vp8Encoder settings (aiortc/codecs/vpx.py): real-time
+    CBR at the layer's bitrate, one thread."""
     codec = av.CodecContext.create("libvpx", "w")
     codec.width = layer.width
     codec.height = layer.height
     codec.bit_rate = layer.bitrate
     codec.pix_fmt = "yuv420p"
-    codec.time_base = VIDEO_TIME_BASE
-    codec.gop_size = 100_000  # keyframes on request only, as a browser
+    codec.time_base = time_base
+    codec.gop_size = gop
     codec.qmin = 2
     codec.qmax = 56
     codec.options = {
@@ -115,7 +121,7 @@ class SimulcastCamera:
         self.layers = layers
         self.tracks = [EncodedLayerTrack(self, i) for i in range(len(layers))]
         self.frames = 0
-        self._encoders = [_vp8_encoder(layer) for layer in layers]
+        self._encoders = [vp8_encoder(layer) for layer in layers]
         self._force = [True] * len(layers)  # each layer starts with a keyframe
         self._task: asyncio.Task[None] | None = None
 

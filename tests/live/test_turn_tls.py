@@ -12,7 +12,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from clients.live import LiveParticipant
 from realtime.transport.rest import LIVE
 from tests.conftest import Server, make_settings, start_server, stop_server
 from tests.live.helpers import Watch, advancing, eventually
-from tests.live.test_turn import _free_udp_port, relay_pair
+from tests.live.test_turn import _free_udp_port, relay_pair, running_coturn
 from tests.media.peers import CounterVideoTrack, ToneAudioTrack
 
 
@@ -64,31 +63,15 @@ def coturn_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tupl
     tls_port, plain_port = _free_tcp_port(), _free_udp_port()
     secret = secrets.token_hex(16)
     log = tmp_path / "turn.log"
-    proc = subprocess.Popen(
-        [binary, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
+    args = [binary, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
          f"--listening-port={plain_port}", f"--tls-listening-port={tls_port}",
          f"--cert={cert}", f"--pkey={key}", "--no-udp", "--no-dtls",
          "--use-auth-secret", f"--static-auth-secret={secret}", "--realm=homeroom",
          "--allow-loopback-peers", "--no-cli", f"--db={tmp_path / 'turndb'}",
          f"--pidfile={tmp_path / 'turnserver.pid'}", f"--log-file={log}", "--simple-log",
-         "--no-stdout-log"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while not _accepts(tls_port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                text = log.read_text() if log.exists() else ""
-                pytest.fail(f"turnserver did not start TLS on {tls_port}:\n{text[-2000:]}")
-            time.sleep(0.1)
+         "--no-stdout-log"]  # fmt: skip
+    with running_coturn(args, tmp_path, log, lambda: _accepts(tls_port)):
         yield f"turns:127.0.0.1:{tls_port}?transport=tcp", secret
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from bench.sfu.video import source_frames
 from signaling import PublishAnswer, PublishSession, SubscribeOffer, SubscribeSession
 
 WIDTH, HEIGHT = 192, 144
@@ -53,11 +54,14 @@ class CounterVideoTrack(MediaStreamTrack):
         else:
             due = self._start + self.counter / self._fps
             await asyncio.sleep(max(0.0, due - time.monotonic()))
-        frame = counter_frame(self.counter)
+        frame = self.picture(self.counter)
         frame.pts = self.counter * (VIDEO_CLOCK // self._fps)
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
         self.counter += 1
         return frame
+
+    def picture(self, counter: int) -> av.VideoFrame:
+        return counter_frame(counter)
 
 
 def counter_frame(counter: int) -> av.VideoFrame:
@@ -229,59 +233,13 @@ def selected_pair(pc: RTCPeerConnection) -> tuple[tuple[str, int], tuple[str, in
     return pair.local_addr, pair.remote_addr
 
 
-class TextureVideoTrack(MediaStreamTrack):
-    """A camera-like picture with detail (a drifting texture and a band of fresh noise), so a
-    VP8 encoder spends its target bitrate on it, at any size it is scaled to."""
-
-    kind = "video"
+class TextureVideoTrack(CounterVideoTrack):
+    """A camera-like picture with detail (a drifting texture and fresh noise, the benchmark's
+    source), so a VP8 encoder spends its target bitrate on it at any size it is scaled to."""
 
     def __init__(self, width: int = 640, height: int = 360, fps: int = 15, loop: int = 30) -> None:
-        super().__init__()
-        self._fps = fps
-        self._frames = texture_frames(width, height, loop)
-        self.counter = 0
-        self._start: float | None = None
+        super().__init__(fps)
+        self._frames = source_frames(width, height, loop)
 
-    async def recv(self) -> av.VideoFrame:
-        if self._start is None:
-            self._start = time.monotonic()
-        else:
-            due = self._start + self.counter / self._fps
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-        frame = self._frames[self.counter % len(self._frames)]
-        frame.pts = self.counter * (VIDEO_CLOCK // self._fps)
-        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
-        self.counter += 1
-        return frame
-
-
-def texture_frames(width: int, height: int, count: int) -> list[av.VideoFrame]:
-    import random
-
-    rnd = random.Random(7)
-    block = 8
-    tex_w = width + count * 4
-    low = [bytes(rnd.randrange(48, 208) for _ in range(tex_w // block + 1)) for _ in range(height)]
-    rows = [
-        bytes(b for b in low[r // block * block] for _ in range(block))[:tex_w]
-        for r in range(height)
-    ]
-    band = height // 6
-    frames = []
-    for i in range(count):
-        frame = av.VideoFrame(width, height, "yuv420p")
-        y = frame.planes[0]
-        pad = b"\x80" * (y.line_size - width)
-        top = (i * 5) % (height - band)
-        noise = rnd.randbytes(width * band)
-        out = []
-        for r in range(height):
-            if top <= r < top + band:
-                out.append(noise[(r - top) * width : (r - top + 1) * width] + pad)
-            else:
-                out.append(rows[r][i * 4 : i * 4 + width] + pad)
-        y.update(b"".join(out))
-        for plane in frame.planes[1:]:
-            plane.update(bytes([128]) * plane.buffer_size)
-        frames.append(frame)
-    return frames
+    def picture(self, counter: int) -> av.VideoFrame:
+        return self._frames[counter % len(self._frames)]
