@@ -194,6 +194,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result["top_when_shaped"] = (
             await until(lambda: shaped.width() == TOP_WIDTH, args.phase * 2) is not None
         )
+        result["width_when_shaped"] = shaped.width()
         t1 = time.monotonic()
 
         # 2. Shaped to mid: the shaped viewer moves down, the other keeps its frame rate.
