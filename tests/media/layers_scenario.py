@@ -18,6 +18,8 @@ import asyncio
 import itertools
 import json
 import math
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -117,8 +119,11 @@ class Viewer:
         await self.session.close()
 
 
+TC = shutil.which("tc", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") or "tc"
+
+
 def tc(*args: str) -> None:
-    subprocess.run(["tc", *args], check=True, capture_output=True)
+    subprocess.run([TC, *args], check=True, capture_output=True)
 
 
 def shape(rate: str, *, add: bool = False) -> None:
