@@ -54,12 +54,15 @@ browser:
 
 setup: $(STAMP) web
 
-# Real peers the live tests drive (tests/live): headless Chromium and coturn's turnserver.
+# Real peers the live tests drive (tests/live): headless Chromium and coturn's turnserver; tc
+# (iproute2) shapes a viewer's link in the layers scenario (tests/media), openssl makes the
+# TURN-over-TLS test's certificate.
 live-deps:
-	@command -v chromium >/dev/null && command -v turnserver >/dev/null || { \
+	@command -v chromium >/dev/null && command -v turnserver >/dev/null && \
+		PATH="$$PATH:/usr/sbin:/sbin" command -v tc >/dev/null && command -v openssl >/dev/null || { \
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			chromium coturn; }
+			chromium coturn iproute2 openssl; }
 
 # A redis-server of the tests' own (tests/test_bus_outage.py starts and stops it).
 redis-deps:

@@ -28,6 +28,8 @@ from aiortc import (
 )
 
 from clients.homeroom import HomeroomClient, RequestError
+from clients.simulcast import EncodedLayerTrack, SimulcastCamera
+from media.internals import route_keyframe_requests
 
 log = logging.getLogger(__name__)
 # Closing a peer connection whose other end is gone never takes longer than this.
@@ -73,6 +75,7 @@ class LiveParticipant:
             "session.ended",
             "stage.invited",
             "media.muted",
+            "media.layer",
             "rtc.unpublished",
             "session.removed",
             "session.qa_streams",
@@ -81,6 +84,7 @@ class LiveParticipant:
         self._follows: set[asyncio.Task[None]] = set()
         # What to restore when joining again: the tracks published, whether subscribed.
         self.published: dict[MediaStreamTrack, str] = {}
+        self.published_layers: dict[MediaStreamTrack, int] = {}
         self.subscribed = False
         self.joined = False
         self.rejoins = 0
@@ -159,7 +163,7 @@ class LiveParticipant:
                         raise
                     await asyncio.sleep(0.25)
             if self.published:
-                await self.publish(dict(self.published))
+                await self.publish(dict(self.published), dict(self.published_layers))
             if self.subscribed:
                 await self.subscribe()
             self.rejoins += 1
@@ -178,28 +182,56 @@ class LiveParticipant:
             await self.client.sync()
         return ack
 
-    async def publish(self, tracks: Mapping[MediaStreamTrack, str]) -> dict[str, Any]:
-        """Publish tracks (track -> source: camera, microphone, screen), renegotiating if needed."""
+    async def publish(
+        self,
+        tracks: Mapping[MediaStreamTrack, str],
+        layers: Mapping[MediaStreamTrack, int] | None = None,
+    ) -> dict[str, Any]:
+        """Publish tracks (track -> source: camera, microphone, screen), renegotiating if needed.
+
+        ``layers`` (track -> index, 0 = lowest) marks video tracks that are the same source in
+        several qualities (see :meth:`publish_layers`)."""
+        layers = layers or {}
         self.published.update(tracks)
+        self.published_layers.update(layers)
         if self.publish_pc is None:
             self.publish_pc = RTCPeerConnection(configuration(self.ice_servers, self.relay_only))
         pc = self.publish_pc
         senders = {s.track for s in pc.getSenders() if s.track is not None}
         for track in tracks:
             if track not in senders:
-                pc.addTransceiver(track, direction="sendonly")
+                sender = pc.addTransceiver(track, direction="sendonly").sender
+                if isinstance(track, EncodedLayerTrack):
+                    # Pre-encoded: the server's PLI must reach the layer's own encoder.
+                    route_keyframe_requests(sender, track.request_keyframe)
         await pc.setLocalDescription(await pc.createOffer())
-        sources = {
-            t.mid: tracks[t.sender.track]
+        by_mid = {
+            t.mid: t.sender.track
             for t in pc.getTransceivers()
             if t.mid is not None and t.sender.track in tracks
         }
-        ack = await self.client.request(
-            "rtc.publish",
-            {"session_id": self.session_id, "sdp": pc.localDescription.sdp, "sources": sources},
-        )
+        request: dict[str, Any] = {
+            "session_id": self.session_id,
+            "sdp": pc.localDescription.sdp,
+            "sources": {mid: tracks[track] for mid, track in by_mid.items()},
+        }
+        if layers:
+            request["layers"] = {mid: layers[t] for mid, t in by_mid.items() if t in layers}
+        ack = await self.client.request("rtc.publish", request)
         await pc.setRemoteDescription(RTCSessionDescription(ack["sdp"], "answer"))
         return ack
+
+    async def publish_layers(
+        self,
+        camera: SimulcastCamera,
+        source: str = "camera",
+        others: Mapping[MediaStreamTrack, str] | None = None,
+    ) -> dict[str, Any]:
+        """Publish ``camera``'s layers as one ``source`` (each viewer gets the layer its link
+        carries), with ``others`` (e.g. the microphone) in the same offer."""
+        tracks: dict[MediaStreamTrack, str] = {t: source for t in camera.tracks}
+        tracks.update(others or {})
+        return await self.publish(tracks, {t: t.index for t in camera.tracks})
 
     async def subscribe(self) -> None:
         """Open the subscribe leg; later offers are answered as they come."""

@@ -28,6 +28,7 @@ import math
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -55,6 +56,26 @@ JOIN_GOP_MAX_FRAMES = 15
 RequestPli = Callable[[], Awaitable[bool]]
 
 
+class TrackSource(Protocol):
+    """What a :class:`SubscriberTrack` follows: a :class:`ForwardedTrack`, or a camera in
+    layers (``media.simulcast.LayeredTrack``)."""
+
+    id: str
+    kind: str
+    publisher_id: str
+    source: str
+    stats: TrackStats
+
+    @property
+    def pli_interval(self) -> float: ...
+
+    def request_keyframe(self) -> None: ...
+
+    def _attach(self, subscriber: SubscriberTrack) -> None: ...
+
+    def _detach(self, subscriber: SubscriberTrack) -> None: ...
+
+
 class SubscriberTrack(MediaStreamTrack):
     """One subscriber's view of a :class:`ForwardedTrack`; add it with ``attach_track``.
 
@@ -62,7 +83,7 @@ class SubscriberTrack(MediaStreamTrack):
     of :meth:`recv_encoded` already packetized, :meth:`recv` is not supported.
     """
 
-    def __init__(self, source: ForwardedTrack, subscriber_id: str, max_frames: int) -> None:
+    def __init__(self, source: TrackSource, subscriber_id: str, max_frames: int) -> None:
         super().__init__()
         self.kind = source.kind
         # The msid track id the subscriber sees is the published track's id.
@@ -78,7 +99,7 @@ class SubscriberTrack(MediaStreamTrack):
         self.waiting_keyframe = True
 
     @property
-    def source(self) -> ForwardedTrack:
+    def source(self) -> TrackSource:
         return self._source
 
     async def recv(self) -> av.Packet:
@@ -123,6 +144,22 @@ class SubscriberTrack(MediaStreamTrack):
             self.stats.keyframe_requests_throttled += 1
             return
         self._last_pli = now
+        self._ask_keyframe()
+
+    def link_feedback(
+        self,
+        estimate: int | None,
+        estimate_age: float | None,
+        loss: float,
+        rtt: float | None,
+        report: bool,
+    ) -> None:
+        """What this viewer's RTCP just said about its link (from its SharedPayloadSender):
+        REMB estimate (bit/s) and its age (s), the last report's fraction lost, RTT (s);
+        ``report``: a new receiver report (else a REMB alone). Only a track in layers acts
+        on it."""
+
+    def _ask_keyframe(self) -> None:
         self._source.request_keyframe()
 
     def stop(self) -> None:
@@ -146,7 +183,7 @@ class SubscriberTrack(MediaStreamTrack):
             if not keyframe:
                 # Everything queued is gone, so later delta frames are undecodable.
                 self.waiting_keyframe = True
-                self._source.request_keyframe()
+                self._ask_keyframe()
                 return
         queue.append((frame, size))
         self._wake()
@@ -253,11 +290,15 @@ class ForwardedTrack:
         subscriber = SubscriberTrack(self, subscriber_id, self._queue_frames)
         self._subscribers[subscriber_id] = subscriber
         self.stats.subscribers[subscriber_id] = subscriber.stats
-        if self.kind == "video" and not self.paused:
-            # Its connection takes a while: have a keyframe ready when its sender asks.
+        self.expect_join()
+        return subscriber
+
+    def expect_join(self) -> None:
+        """A subscriber was just created: its connection takes a while, so have a keyframe
+        ready (the join GOP) when its sender asks for the first frame."""
+        if self.kind == "video" and not self.paused and not self.ended:
             self._gop_until = asyncio.get_running_loop().time() + JOIN_GOP_WINDOW
             self.request_keyframe()
-        return subscriber
 
     def unsubscribe(self, subscriber_id: str) -> None:
         subscriber = self._subscribers.get(subscriber_id)

@@ -5,16 +5,29 @@ Each viewer gets the highest layer its link carries, judged from that viewer's o
 its bandwidth estimate (REMB, or a transport-cc based estimate), the loss it reports and its
 RTT. The rules are the ones LiveKit's and mediasoup's allocators follow:
 
-* **Down fast, up slow.** A layer whose bitrate (plus headroom) exceeds the estimate, or a loss
-  above ``loss_down``, moves the viewer down at once; moving up needs the estimate to have
-  carried the higher layer for ``up_hold`` seconds with low loss (an estimate that recovers
-  after a drop overshoots, and a viewer flapping between layers sees a keyframe per flap).
+* **Down fast, up slow.** A falling estimate (the receiver's delay-based estimator saw
+  overuse: its estimate is then about what the link carries) moves the viewer down at once to
+  the highest layer that fits it with headroom; a loss above ``loss_down`` or an RTT above
+  ``rtt_down`` moves it one layer down. An estimate that is merely low is no reason to move:
+  it only ramps up slowly after each switch up, towards what the viewer receives. Moving up
+  needs ``up_hold`` seconds without a falling estimate and with loss under ``loss_up``.
 * **Audio first.** A link that cannot carry even the lowest layer gets no video at all
   (:data:`VIDEO_OFF`): the viewer keeps the audio, and the web app says "video paused for your
   connection". Video comes back by the same up rule.
 * **Switch on keyframes.** The selector only says which layer is *wanted*; the forwarder keeps
   sending the current layer until a keyframe of the wanted one arrives (and asks for it,
   coalesced), so the viewer's decoder never sees a frame it cannot decode.
+* **Probe up by switching.** A receiver's estimate cannot exceed what it receives by much
+  (libwebrtc's and aiortc's AIMD cap it at 1.5x the incoming rate + 10 kbit/s), so it can never
+  show room for a layer twice the current one: moving up is a probe (one layer at a time). A
+  move up that is undone within ``probe_window`` doubles the hold before the next try (up to
+  ``max_up_hold``): a link that cannot carry the higher layer is probed less and less often,
+  and a probe that holds brings the hold back to ``up_hold``. After congestion moved the
+  viewer down the first probe waits at least ``congestion_hold`` (a failed probe is a freeze);
+  with video paused at most ``max_off_hold`` (the lowest layer is cheap to try, and it is the
+  only way to see the link recover). Without an estimate (the caller
+  passes None for a stale one: a viewer that receives no video sends none) loss and RTT
+  decide.
 * **Screen share keeps its resolution.** Its layers should be the same picture at lower frame
   rates (the publisher's choice when it encodes them): the selector's rules are the same, only
   the layers differ in frames per second, not in pixels, so text stays readable.
@@ -25,6 +38,7 @@ Memory: a few floats per viewer and track, whatever the number of layers.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 VIDEO_OFF = -1
@@ -35,17 +49,29 @@ DEFAULT_HEADROOM = 1.15
 DEFAULT_LOSS_DOWN = 0.10
 # Up only while loss stays below this.
 DEFAULT_LOSS_UP = 0.02
-# Seconds an estimate must keep carrying a higher layer before the viewer moves up.
-DEFAULT_UP_HOLD = 3.0
+# Seconds without a sign of congestion before the viewer moves (probes) one layer up.
+DEFAULT_UP_HOLD = 2.0
 # Beyond this RTT (seconds) a layer's keyframes take too long to arrive: one layer down.
 DEFAULT_RTT_DOWN = 0.8
+# A report this soon after a move still covers the previous layer's packets: its loss is not
+# held against the new one (RTCP reports come about once a second).
+DEFAULT_SETTLE = 1.5
+# A move down this soon after a move up means the probe failed: the next hold doubles.
+DEFAULT_PROBE_WINDOW = 6.0
+DEFAULT_MAX_UP_HOLD = 30.0
+# After congestion moved the viewer down, the link has just shown its limit: the first probe
+# back up waits at least this long (each probe up costs the viewer a freeze if it fails).
+DEFAULT_CONGESTION_HOLD = 8.0
+# With video paused, probing the lowest layer is cheap and the only way to learn the link has
+# recovered (no video, no estimate): never wait longer than this.
+DEFAULT_MAX_OFF_HOLD = 4.0
 
 
 @dataclass(frozen=True)
 class Layer:
     """One quality of a published camera or screen: its expected bitrate in bit/s."""
 
-    bitrate: int
+    bitrate: float
     width: int = 0
     height: int = 0
     fps: float = 0.0
@@ -59,6 +85,9 @@ class Feedback:
     estimate: float | None
     loss: float = 0.0
     rtt: float | None = None
+    # False when ``loss`` and ``rtt`` repeat an earlier report (an estimate came alone): a
+    # report moves the viewer down once, not once per estimate that follows it.
+    new_report: bool = True
 
 
 class LayerSelector:
@@ -77,6 +106,11 @@ class LayerSelector:
         loss_up: float = DEFAULT_LOSS_UP,
         up_hold: float = DEFAULT_UP_HOLD,
         rtt_down: float = DEFAULT_RTT_DOWN,
+        probe_window: float = DEFAULT_PROBE_WINDOW,
+        max_up_hold: float = DEFAULT_MAX_UP_HOLD,
+        settle: float = DEFAULT_SETTLE,
+        congestion_hold: float = DEFAULT_CONGESTION_HOLD,
+        max_off_hold: float = DEFAULT_MAX_OFF_HOLD,
     ) -> None:
         if not layers:
             raise ValueError("a track needs at least one layer")
@@ -88,6 +122,15 @@ class LayerSelector:
         self.loss_up = loss_up
         self.up_hold = up_hold
         self.rtt_down = rtt_down
+        self._last_estimate: float | None = None
+        self.probe_window = probe_window
+        self.base_up_hold = up_hold
+        self.max_up_hold = max(max_up_hold, up_hold)
+        self._moved_up_at: float | None = None
+        self.settle = settle
+        self.congestion_hold = congestion_hold
+        self.max_off_hold = max_off_hold
+        self._down_at = -math.inf
         # Start at the lowest layer: a join must show something fast, and a viewer's estimate
         # starts low anyway (REMB ramps up over the first seconds).
         self.target = 0
@@ -99,39 +142,99 @@ class LayerSelector:
         """The link cannot carry the lowest layer: audio only."""
         return self.target == VIDEO_OFF
 
+    @property
+    def top(self) -> int:
+        """The highest layer the publisher sends now (VIDEO_OFF: none)."""
+        top = VIDEO_OFF
+        for i, layer in enumerate(self.layers):
+            if math.isinf(layer.bitrate):
+                break
+            top = i
+        return top
+
     def fits(self, estimate: float | None) -> int:
         """The highest layer ``estimate`` carries with headroom (VIDEO_OFF if none)."""
-        if estimate is None:
-            return len(self.layers) - 1
         best = VIDEO_OFF
         for i, layer in enumerate(self.layers):
-            if layer.bitrate * self.headroom <= estimate:
+            if math.isinf(layer.bitrate):
+                break  # not sent now, nor anything above it
+            if estimate is None or layer.bitrate * self.headroom <= estimate:
                 best = i
         return best
 
+    def set_bitrates(self, bitrates: list[float]) -> None:
+        """The layers' measured rates (bit/s, lowest layer first; ``math.inf`` for a layer the
+        publisher does not send now). Made non-decreasing: a still picture can make a higher
+        layer momentarily cheaper than a lower one."""
+        if len(bitrates) != len(self.layers):
+            raise ValueError("one rate per layer")
+        floor = 0.0
+        layers = []
+        for layer, rate in zip(self.layers, bitrates, strict=True):
+            floor = max(floor, rate)
+            layers.append(Layer(floor, layer.width, layer.height, layer.fps))
+        self.layers = layers
+
     def update(self, feedback: Feedback, now: float) -> int:
         """Take one feedback; returns the (possibly new) target layer."""
-        fitting = self.fits(feedback.estimate)
-        if feedback.loss > self.loss_down or (
-            feedback.rtt is not None and feedback.rtt > self.rtt_down
+        estimate = feedback.estimate
+        falling = (
+            estimate is not None
+            and self._last_estimate is not None
+            and estimate < self._last_estimate
+        )
+        if estimate is not None:
+            self._last_estimate = estimate
+        wanted = min(self.target, self.top)
+        if (
+            feedback.new_report
+            and now - self._down_at >= self.settle
+            and (
+                feedback.loss > self.loss_down
+                or (feedback.rtt is not None and feedback.rtt > self.rtt_down)
+            )
         ):
             # The link is already overloaded at the current layer: one below it at most.
-            fitting = min(fitting, self.target - 1 if self.target >= 0 else VIDEO_OFF)
-        if fitting < self.target:
-            self.target = max(fitting, VIDEO_OFF)
-            self._up_since = self._up_to = None
+            wanted = max(wanted - 1, VIDEO_OFF)
+        if falling:
+            wanted = min(wanted, self.fits(estimate))
+        if wanted < self.target:
+            self._down(wanted, now)
             return self.target
-        if fitting > self.target and feedback.loss <= self.loss_up:
+        if (
+            self._moved_up_at is not None
+            and now - self._moved_up_at >= self.probe_window
+            and self.up_hold != self.base_up_hold
+        ):
+            self.up_hold = self.base_up_hold  # the last move up held: probe at the normal pace
+            self._moved_up_at = None
+        if self.target < self.top and not falling and feedback.loss <= self.loss_up:
             candidate = self.target + 1  # one step at a time
-            if self._up_to != candidate:
+            if self._up_to != candidate or self._up_since is None:
                 self._up_to, self._up_since = candidate, now
-            elif self._up_since is not None and now - self._up_since >= self.up_hold:
+            elif now - self._up_since >= self.hold:
                 self.target = candidate
-                # The hold for the next layer up starts now, if the estimate carries it too.
-                if fitting > candidate:
-                    self._up_to, self._up_since = candidate + 1, now
-                else:
-                    self._up_since = self._up_to = None
+                self._moved_up_at = now
+                self._down_at = now  # (the settle time after any move)
+                self._up_to, self._up_since = candidate + 1, now
             return self.target
         self._up_since = self._up_to = None
         return self.target
+
+    @property
+    def hold(self) -> float:
+        """Seconds without congestion before the next move up."""
+        if self.target == VIDEO_OFF:
+            return min(self.up_hold, self.max_off_hold)
+        return self.up_hold
+
+    def _down(self, wanted: int, now: float) -> None:
+        self.target = wanted
+        self._down_at = now
+        self._up_since = self._up_to = None
+        if self._moved_up_at is not None and now - self._moved_up_at < self.probe_window:
+            # The last probe up failed: wait twice as long before the next.
+            self.up_hold = min(self.up_hold * 2, self.max_up_hold)
+        else:
+            self.up_hold = max(self.up_hold, self.congestion_hold)
+        self._moved_up_at = None

@@ -15,6 +15,7 @@ from aiortc import RTCPeerConnection
 
 from media.internals import SharedPayloadSender
 from media.internals.selected_pair import selected_pair
+from media.simulcast import LayeredSubscriberTrack
 
 Path = Literal["udp", "tcp", "relayed"]
 
@@ -50,16 +51,41 @@ def assess(estimate: int | None, loss: float, rtt: float | None) -> list[str]:
     return reasons
 
 
+def signalled_type(pc: RTCPeerConnection, host: str, port: int) -> str | None:
+    """The type the remote description gave the candidate at ``host:port``, if any.
+
+    A check can arrive before ICE pairs the signalled candidate (then aioice names the remote
+    end peer-reflexive): a relayed client behind TURN must still show as relayed."""
+    description = pc.remoteDescription
+    for line in description.sdp.splitlines() if description else ():
+        if not line.startswith("a=candidate:"):
+            continue
+        bits = line.split()
+        if len(bits) >= 8 and bits[4] == host and bits[5] == str(port):
+            return bits[7]
+    return None
+
+
 def leg_link(pc: RTCPeerConnection) -> dict[str, Any]:
     """``{path, estimate_bps, loss, rtt_ms, bad}`` of one leg (None where not known yet)."""
     pair = selected_pair(pc)
-    path = path_of(pair[0].type, pair[1].type, pair[0].transport) if pair else None
+    path: Path | None = None
+    if pair is not None:
+        local, remote = pair
+        remote_type = remote.type
+        if remote_type == "prflx":
+            remote_type = signalled_type(pc, remote.host, remote.port) or remote_type
+        path = path_of(local.type, remote_type, local.transport)
     estimate: int | None = None
     loss = 0.0
     rtt: float | None = None
+    layers: dict[str, int] = {}
     for sender in pc.getSenders():
         if not isinstance(sender, SharedPayloadSender) or sender.kind != "video":
             continue
+        track = sender.track
+        if isinstance(track, LayeredSubscriberTrack) and track.readyState == "live":
+            layers[track.source.id] = track.layer
         s_estimate, s_loss, s_rtt = sender.link()
         # The worst of the viewer's video streams (they share one link).
         if s_estimate is not None:
@@ -68,6 +94,8 @@ def leg_link(pc: RTCPeerConnection) -> dict[str, Any]:
         if s_rtt is not None:
             rtt = s_rtt if rtt is None else max(rtt, s_rtt)
     reasons = assess(estimate, loss, rtt)
+    if any(layer < 0 for layer in layers.values()) and "bandwidth" not in reasons:
+        reasons.append("bandwidth")  # it cannot carry even the lowest layer of some video
     return {
         "path": path,
         "state": pc.connectionState,
@@ -75,6 +103,8 @@ def leg_link(pc: RTCPeerConnection) -> dict[str, Any]:
         "loss": round(loss, 3),
         "rtt_ms": None if rtt is None else round(rtt * 1000),
         "bad": reasons,
+        # Tracks in layers: the layer this viewer receives of each (-1: video paused).
+        "layers": layers,
     }
 
 

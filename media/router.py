@@ -17,6 +17,7 @@ from aiortc import RTCRtpReceiver
 from media.forwarder import ForwardedTrack, RequestPli, SubscriberTrack
 from media.internals import install_ingest, send_pli
 from media.pli import DEFAULT_PLI_INTERVAL
+from media.simulcast import LayeredTrack
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,10 @@ SOURCES: dict[str, str] = {
 
 TrackEvent = Literal["published", "unpublished", "paused", "resumed"]
 Listener = Callable[[TrackEvent, "TrackInfo"], None]
+# A published track: one encoding, or a camera/screen in layers.
+Published = ForwardedTrack | LayeredTrack
+# At most this many layers per track (LiveKit, mediasoup and browsers use three).
+MAX_LAYERS = 3
 
 
 class UnknownTrackError(KeyError):
@@ -47,7 +52,7 @@ class TrackInfo:
     paused: bool
 
     @classmethod
-    def of(cls, track: ForwardedTrack) -> TrackInfo:
+    def of(cls, track: Published) -> TrackInfo:
         return cls(track.id, track.publisher_id, track.source, track.kind, track.paused)
 
 
@@ -59,7 +64,7 @@ class MediaRouter:
     ) -> None:
         self._pli_interval = pli_interval
         self._queue_frames = queue_frames
-        self._tracks: dict[str, ForwardedTrack] = {}
+        self._tracks: dict[str, Published] = {}
         self._listeners: list[Listener] = []
 
     # -- publishing -------------------------------------------------------------------------
@@ -94,6 +99,45 @@ class MediaRouter:
         self._tracks[track.id] = track
         self._emit("published", track)
         return track
+
+    def publish_layers(
+        self,
+        participant_id: str,
+        source: str,
+        request_plis: list[RequestPli],
+        *,
+        track_id: str | None = None,
+    ) -> tuple[LayeredTrack, list[ForwardedTrack]]:
+        """Register a video track sent in layers (one ``request_pli`` per layer, lowest first);
+        the caller feeds each layer's frames to its ``ForwardedTrack.on_packet``."""
+        if SOURCES.get(source) != "video":
+            raise ValueError(f"source {source!r} cannot be sent in layers")
+        if not 1 <= len(request_plis) <= MAX_LAYERS:
+            raise ValueError(f"a track has 1 to {MAX_LAYERS} layers")
+        if track_id is not None and track_id in self._tracks:
+            raise ValueError(f"track {track_id!r} is already published")
+        layers = [
+            ForwardedTrack(
+                "video",
+                request_pli,
+                publisher_id=participant_id,
+                source=source,
+                pli_interval=self._pli_interval,
+                queue_frames=self._queue_frames,
+            )
+            for request_pli in request_plis
+        ]
+        track = LayeredTrack(
+            layers,
+            track_id=track_id,
+            publisher_id=participant_id,
+            source=source,
+            queue_frames=self._queue_frames,
+        )
+        track.on_ended = self._on_track_ended
+        self._tracks[track.id] = track
+        self._emit("published", track)
+        return track, layers
 
     def publish_receiver(
         self, participant_id: str, source: str, receiver: RTCRtpReceiver
@@ -145,7 +189,7 @@ class MediaRouter:
 
     # -- queries ----------------------------------------------------------------------------
 
-    def get(self, track_id: str) -> ForwardedTrack:
+    def get(self, track_id: str) -> Published:
         try:
             return self._tracks[track_id]
         except KeyError:
@@ -172,12 +216,12 @@ class MediaRouter:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _on_track_ended(self, track: ForwardedTrack) -> None:
+    def _on_track_ended(self, track: Published) -> None:
         if self._tracks.get(track.id) is track:
             del self._tracks[track.id]
             self._emit("unpublished", track)
 
-    def _emit(self, event: TrackEvent, track: ForwardedTrack) -> None:
+    def _emit(self, event: TrackEvent, track: Published) -> None:
         info = TrackInfo.of(track)
         for listener in list(self._listeners):
             try:

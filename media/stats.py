@@ -25,6 +25,10 @@ class SubscriberStats:
     keyframe_requests: int = 0
     # Of those, passed over: within a PLI interval of this subscriber's previous one.
     keyframe_requests_throttled: int = 0
+    # A track in layers: the layer this viewer receives (-1: video paused for its connection)
+    # and how many times it switched between layers.
+    layer: int | None = None
+    layer_switches: int = 0
 
 
 @dataclass

@@ -19,6 +19,7 @@ from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
     RTCRtpReceiver,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc.exceptions import InternalError, InvalidStateError, OperationError
@@ -29,7 +30,7 @@ from aiortc.sdp import SessionDescription
 from media.forwarder import ForwardedTrack
 from media.ice import announce_address, bind_udp_mux, rtc_configuration
 from media.internals import install_ingest, send_pli
-from media.router import SOURCES, MediaRouter
+from media.router import MAX_LAYERS, SOURCES, MediaRouter
 from signaling.candidates import CandidateBuffer
 from signaling.codecs import CodecPolicy, with_opus_fmtp
 from signaling.description import parse_description
@@ -95,6 +96,8 @@ class _IngestSlot:
     def __init__(self, receiver: RTCRtpReceiver) -> None:
         self.receiver = receiver
         self.target: ForwardedTrack | None = None
+        # The published track's id: the target's own, or its camera's when it is a layer.
+        self.track_id = ""
 
     def on_packet(self, codec: RTCRtpCodecParameters, packet: av.Packet) -> None:
         target = self.target
@@ -143,20 +146,24 @@ class PublishSession:
 
     def published(self) -> dict[str, str]:
         """mid -> track id of the tracks this participant currently publishes."""
-        return {
-            mid: slot.target.id
-            for mid, slot in self._slots.items()
-            if slot.target is not None and slot.live
-        }
+        return {mid: slot.track_id for mid, slot in self._slots.items() if slot.live}
 
     async def apply_offer(
-        self, sdp: str, sources: Mapping[str, str] | None = None
+        self,
+        sdp: str,
+        sources: Mapping[str, str] | None = None,
+        layers: Mapping[str, int] | None = None,
     ) -> PublishAnswer:
         """Apply the client's offer and return the answer.
 
         ``sources`` maps the client's mid (or its msid track id) to a source name
         (``camera``, ``microphone``, ``screen``, ``screen_audio``); without one, a video
         m-line is a camera and an audio m-line a microphone.
+
+        ``layers`` maps mids of video m-lines to a layer index (0 = lowest quality): the
+        m-lines of one source with layer indexes 0..n-1 (n <= 3) are the same camera or
+        screen in n qualities, published as one track whose viewers each get the layer their
+        link carries (``media.simulcast``).
         """
         if self.state is PublishState.CLOSED:
             raise SignalingError("closed", "publish session is closed")
@@ -170,7 +177,7 @@ class PublishSession:
                 self._codecs.check(media)
         self.state = PublishState.APPLYING
         try:
-            return await self._apply(sdp, description, sources or {})
+            return await self._apply(sdp, description, sources or {}, layers or {})
         finally:
             if self.state is PublishState.APPLYING:
                 self.state = PublishState.STABLE
@@ -200,7 +207,11 @@ class PublishSession:
     # -- internals --------------------------------------------------------------------------
 
     async def _apply(
-        self, sdp: str, description: SessionDescription, sources: Mapping[str, str]
+        self,
+        sdp: str,
+        description: SessionDescription,
+        sources: Mapping[str, str],
+        layers: Mapping[str, int],
     ) -> PublishAnswer:
         # Pre-create receiving transceivers for new m-lines so their codec preferences are in
         # place when setRemoteDescription negotiates (it matches transceivers without a mid).
@@ -216,6 +227,8 @@ class PublishSession:
         await self._candidates.flush()
 
         answer = PublishAnswer(sdp="")
+        # source -> [(layer index, mid, transceiver, slot)] of the m-lines sent in layers.
+        groups: dict[str, list[tuple[int, str, RTCRtpTransceiver, _IngestSlot]]] = {}
         transceivers = {t.mid: t for t in self.pc.getTransceivers()}
         for media in description.media:
             mid = media.rtp.muxId
@@ -227,13 +240,16 @@ class PublishSession:
             if not sending:
                 if slot is not None and slot.target is not None:
                     if not slot.target.ended:
-                        answer.unpublished.append(slot.target.id)
+                        answer.unpublished.append(slot.track_id)
                     self.unpublish(mid)
                 continue
             client_track_id = description.webrtc_track_id(media)
             default = "camera" if media.kind == "video" else "microphone"
             source = sources.get(mid) or sources.get(client_track_id or "") or default
             if slot is None or slot.live:
+                continue
+            if media.kind == "video" and mid in layers:
+                groups.setdefault(source, []).append((layers[mid], mid, transceiver, slot))
                 continue
             request = TrackRequest(self.participant_id, mid, media.kind, source, client_track_id)
             reason = self._check(request)
@@ -245,7 +261,10 @@ class PublishSession:
             slot.target = self._router.publish(
                 self.participant_id, source, media.kind, slot.request_pli
             )
+            slot.track_id = slot.target.id
             answer.published.append(PublishedTrack(mid, media.kind, source, slot.target.id))
+        for source, members in groups.items():
+            self._publish_layers(source, sorted(members, key=lambda m: m[0]), answer)
 
         local = await self.pc.createAnswer()
         bind_udp_mux(self.pc)  # no-op unless the node has one media UDP port
@@ -254,6 +273,34 @@ class PublishSession:
         if self._public_address:
             sdp_out = announce_address(sdp_out, self._public_address)
         return PublishAnswer(sdp_out, answer.published, answer.rejected, answer.unpublished)
+
+    def _publish_layers(
+        self,
+        source: str,
+        members: list[tuple[int, str, RTCRtpTransceiver, _IngestSlot]],
+        answer: PublishAnswer,
+    ) -> None:
+        """Publish the m-lines of one source sent in layers as one track, or refuse them all."""
+        reason = self._check(
+            TrackRequest(self.participant_id, members[0][1], "video", source, None)
+        )
+        if reason is None and [m[0] for m in members] != list(range(len(members))):
+            reason = "layers of one source must be numbered 0, 1, ... without gaps"
+        if reason is None and len(members) > MAX_LAYERS:
+            reason = f"at most {MAX_LAYERS} layers"
+        if reason is not None:
+            for _, mid, transceiver, _ in members:
+                transceiver.direction = "inactive"
+                answer.rejected.append(RejectedTrack(mid, "video", source, reason))
+            return
+        track, layer_tracks = self._router.publish_layers(
+            self.participant_id, source, [slot.request_pli for _, _, _, slot in members]
+        )
+        for (_, mid, transceiver, slot), layer in zip(members, layer_tracks, strict=True):
+            transceiver.direction = "recvonly"
+            slot.target = layer
+            slot.track_id = track.id
+            answer.published.append(PublishedTrack(mid, "video", source, track.id))
 
     def _check(self, request: TrackRequest) -> str | None:
         expected = SOURCES.get(request.source)

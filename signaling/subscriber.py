@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from media.forwarder import SubscriberTrack
 from media.ice import announce_address, bind_udp_mux, rtc_configuration
 from media.internals import set_stream_id
 from media.router import MediaRouter
+from media.simulcast import LayeredSubscriberTrack
 from signaling.candidates import CandidateBuffer
 from signaling.codecs import CodecPolicy, with_opus_fmtp
 from signaling.description import parse_description
@@ -92,6 +93,9 @@ class SubscribeSession:
         # Deactivated transceivers, reused for the next track of the same kind.
         self._free: list[RTCRtpTransceiver] = []
         self._negotiated = False
+        # on_layer(track_id, layer): the layer this viewer receives of a track sent in layers
+        # changed (-1: video paused for its connection, audio continues).
+        self.on_layer: Callable[[str, int], None] | None = None
 
     @property
     def connection_state(self) -> str:
@@ -186,6 +190,8 @@ class SubscribeSession:
             if forwarded.ended:
                 continue
             track = forwarded.subscribe(self.participant_id)
+            if isinstance(track, LayeredSubscriberTrack):
+                track.on_change = self._layer_changed
             reused = self._reuse(track)
             if reused is None:
                 reused = attach_track(self.pc, track)
@@ -210,6 +216,10 @@ class SubscribeSession:
         if self._public_address:
             sdp = announce_address(sdp, self._public_address)
         return SubscribeOffer(sdp, self.tracks())
+
+    def _layer_changed(self, track: LayeredSubscriberTrack) -> None:
+        if self.on_layer is not None:
+            self.on_layer(track.source.id, track.layer)
 
     def _reuse(self, track: SubscriberTrack) -> RTCRtpTransceiver | None:
         for transceiver in self._free:

@@ -33,6 +33,8 @@ from pathlib import Path
 import av
 from aiortc.mediastreams import MediaStreamTrack
 
+from clients.simulcast import LayerEncoding, vp8_encoder
+
 FPS = 30
 LOOP_FRAMES = 150  # 5 s
 KEY_STEP = 5  # keyframe versions of every 5th frame (intra encoding at 720p is ~80 ms/frame)
@@ -86,7 +88,7 @@ class EncodedSequence:
         )
 
 
-def _source_frames(width: int, height: int, count: int, seed: int = 7) -> list[av.VideoFrame]:
+def source_frames(width: int, height: int, count: int, seed: int = 7) -> list[av.VideoFrame]:
     """Moving, textured frames with some fresh detail each frame (so CBR spends its budget)."""
     rnd = random.Random(seed)
     step = 2  # pixels of pan per frame
@@ -127,31 +129,12 @@ def _source_frames(width: int, height: int, count: int, seed: int = 7) -> list[a
 
 
 def _encoder(width: int, height: int, bitrate: int, gop: int) -> av.VideoCodecContext:
-    # aiortc's Vp8Encoder settings (aiortc/codecs/vpx.py), one thread.
-    codec = av.CodecContext.create("libvpx", "w")
-    codec.width = width
-    codec.height = height
-    codec.bit_rate = bitrate
-    codec.pix_fmt = "yuv420p"
-    codec.time_base = fractions.Fraction(1, FPS)
+    # aiortc's Vp8Encoder settings (aiortc/codecs/vpx.py), one thread: as a layer of
+    # clients/simulcast.py, at FPS.
+    codec = vp8_encoder(
+        LayerEncoding(width, height, bitrate), time_base=fractions.Fraction(1, FPS), gop=gop
+    )
     codec.framerate = fractions.Fraction(FPS)
-    codec.gop_size = gop
-    codec.qmin = 2
-    codec.qmax = 56
-    codec.options = {
-        "bufsize": str(bitrate),
-        "cpu-used": "-6",
-        "deadline": "realtime",
-        "lag-in-frames": "0",
-        "minrate": str(bitrate),
-        "maxrate": str(bitrate),
-        "noise-sensitivity": "4",
-        "overshoot-pct": "15",
-        "partitions": "0",
-        "static-thresh": "1",
-        "undershoot-pct": "100",
-    }
-    codec.thread_count = 1
     return codec
 
 
@@ -173,7 +156,7 @@ def _encode(
 
 def encode_sequence(name: str, frames_count: int = LOOP_FRAMES) -> EncodedSequence:
     width, height, bitrate = PROFILES[name]
-    frames = _source_frames(width, height, frames_count)
+    frames = source_frames(width, height, frames_count)
     codec = _encoder(width, height, bitrate, gop=100000)
     _encode(codec, frames[-WARM_FRAMES:], 0, True)
     deltas = _encode(codec, frames, WARM_FRAMES, True)

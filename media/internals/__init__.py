@@ -25,6 +25,7 @@ from media.internals.egress import (
     Packetizer,
     RTCEncodedFrame,
     SharedPayloadSender,
+    route_keyframe_requests,
     set_stream_id,
     use_shared_payloads,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "check_internals",
     "install_ingest",
     "media_ssrc",
+    "route_keyframe_requests",
     "send_pli",
     "set_stream_id",
     "use_shared_payloads",

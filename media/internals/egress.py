@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import av
@@ -94,6 +95,15 @@ class EncodedFrameSource(Protocol):
     async def recv_encoded(self) -> RTCEncodedFrame: ...
 
     def request_keyframe(self) -> None: ...
+
+    def link_feedback(
+        self,
+        estimate: int | None,
+        estimate_age: float | None,
+        loss: float,
+        rtt: float | None,
+        report: bool,
+    ) -> None: ...
 
 
 class _Egress:
@@ -316,6 +326,7 @@ class SharedPayloadSender(RTCRtpSender):
     # What this viewer's RTCP said about its link: REMB estimate (bit/s), the last report's
     # fraction lost (0-1). RTT is aiortc's own (:meth:`link`).
     remb_bitrate: int | None = None
+    remb_at: float | None = None
     fraction_lost: float = 0.0
 
     async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
@@ -328,12 +339,29 @@ class SharedPayloadSender(RTCRtpSender):
                 return
             if self._ssrc in ssrcs:
                 self.remb_bitrate = bitrate
+                self.remb_at = asyncio.get_running_loop().time()
+                self._link_feedback(report=False)
             return
         if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
             for report in packet.reports:
                 if report.ssrc == self._ssrc:
                     self.fraction_lost = report.fraction_lost / 256
         await super()._handle_rtcp_packet(packet)
+        if isinstance(packet, RtcpRrPacket | RtcpSrPacket) and any(
+            report.ssrc == self._ssrc for report in packet.reports
+        ):
+            self._link_feedback(report=True)  # after aiortc's handler updated the RTT
+
+    def _link_feedback(self, report: bool) -> None:
+        """Tell the track (a viewer's layer selection) what the viewer's RTCP just said."""
+        track: Any = self.track
+        if track is None:
+            return
+        age = None
+        if self.remb_at is not None:
+            age = asyncio.get_running_loop().time() - self.remb_at
+        estimate, loss, rtt = self.link()
+        track.link_feedback(estimate, age, loss, rtt, report)
 
     def link(self) -> tuple[int | None, float, float | None]:
         """(REMB estimate in bit/s or None, fraction lost 0-1, RTT in seconds or None)."""
@@ -378,3 +406,12 @@ def set_stream_id(sender: RTCRtpSender, stream_id: str) -> None:
     """The msid stream id the client sees (``event.streams[0].id``), e.g. the publisher's id."""
     # aiortc gives every sender of a peer connection the same random stream id.
     sender._stream_id = stream_id
+
+
+def route_keyframe_requests(sender: RTCRtpSender, request_keyframe: Callable[[], None]) -> None:
+    """A publisher's sender of pre-encoded frames: the server's PLI/FIR (aiortc calls
+    ``_send_keyframe``, which only flags its own encoder) goes to ``request_keyframe``, so the
+    source that encodes the frames can answer it, as a browser's encoder does."""
+    if type(sender) is not RTCRtpSender:
+        raise AiortcInternalsError(f"cannot route keyframe requests of {type(sender).__name__}")
+    sender._send_keyframe = request_keyframe  # type: ignore[method-assign]

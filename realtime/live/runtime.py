@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -79,6 +80,7 @@ class LiveRuntime:
         self.last_activity = time.monotonic()
         self._lock = asyncio.Lock()
         self._pending_refresh: asyncio.Task[None] | None = None
+        self._tells: set[asyncio.Future[None]] = set()
         self.router.add_listener(self._on_track_event)
 
     # --- legs -----------------------------------------------------------------------------
@@ -111,8 +113,22 @@ class LiveRuntime:
                 configuration=self.media.configuration(),
                 public_address=self.media.public_address,
             )
+            leg.on_layer = functools.partial(self._layer_changed, user_id)
             self.subscribers[user_id] = leg
         return leg
+
+    def _layer_changed(self, user_id: int, track_id: str, layer: int) -> None:
+        """Tell a viewer which layer of a track it now receives; ``video_paused``: its link
+        cannot carry even the lowest one (the web app says so; audio continues)."""
+        message = {
+            "session_id": self.session.id,
+            "track_id": track_id,
+            "layer": layer,
+            "video_paused": layer < 0,
+        }
+        task = asyncio.ensure_future(self.tell(user_id, "media.layer", message))
+        self._tells.add(task)
+        task.add_done_callback(self._tells.discard)
 
     async def drop_legs(self, user_id: int) -> None:
         """Close a participant's peer connections and end what they published."""
@@ -126,9 +142,11 @@ class LiveRuntime:
 
     # --- signalling, addressed by participant ------------------------------------------------
 
-    async def publish(self, user_id: int, sdp: str, sources: dict[str, str]) -> dict[str, Any]:
+    async def publish(
+        self, user_id: int, sdp: str, sources: dict[str, str], layers: dict[str, int] | None = None
+    ) -> dict[str, Any]:
         """The participant's publish offer; the reply carries the answer and what it changed."""
-        answer = await self.publish_leg(user_id).apply_offer(sdp, sources)
+        answer = await self.publish_leg(user_id).apply_offer(sdp, sources, layers)
         return {
             "sdp": answer.sdp,
             "published": [

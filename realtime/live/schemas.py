@@ -44,6 +44,12 @@ class Publish(Payload):
     sdp: Sdp
     # The client's mid (or track id) -> what it is.
     sources: dict[Annotated[str, msgspec.Meta(max_length=64)], Source] = {}
+    # The client's mid -> layer index (0 = lowest): the video m-lines of one source sent as
+    # the same camera or screen in 2-3 qualities (docs/media.md, "Layers per viewer").
+    layers: Annotated[
+        dict[Annotated[str, msgspec.Meta(max_length=64)], Annotated[int, msgspec.Meta(ge=0, le=2)]],
+        msgspec.Meta(max_length=16),
+    ] = {}
 
 
 class Answer(Payload):

@@ -654,7 +654,7 @@ class LiveService:
     async def publish(self, user_id: int, req: s.Publish) -> dict[str, Any]:
         rt = self._admitted(req.session_id, user_id)
         try:
-            reply = await rt.publish(user_id, req.sdp, dict(req.sources))
+            reply = await rt.publish(user_id, req.sdp, dict(req.sources), dict(req.layers))
         except SignalingError as exc:
             raise _error(exc) from None
         await self.carry_out(rt.session.id, protocol.changed(rt.session).effects)

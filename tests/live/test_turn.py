@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
@@ -20,7 +21,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,17 +106,24 @@ def coturn(tmp_path: Path) -> Iterator[Coturn]:
         "--simple-log",
         "--no-stdout-log",
     ]
-    proc = subprocess.Popen(
-        args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    with running_coturn(args, tmp_path, server.log, lambda: _answers_stun(port)):
+        yield server
+
+
+@contextlib.contextmanager
+def running_coturn(
+    args: list[str], cwd: Path, log: Path, ready: Callable[[], bool]
+) -> Iterator[None]:
+    """coturn started with ``args`` until ``ready()`` (10 s at most), stopped at the end."""
+    proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
-        while not _answers_stun(port):
+        while not ready():
             if proc.poll() is not None or time.monotonic() > deadline:
-                log = server.log.read_text() if server.log.exists() else ""
-                pytest.fail(f"turnserver did not start on 127.0.0.1:{port}:\n{log[-2000:]}")
+                text = log.read_text() if log.exists() else ""
+                pytest.fail(f"turnserver did not start ({' '.join(args[1:4])}):\n{text[-2000:]}")
             time.sleep(0.1)
-        yield server
+        yield
     finally:
         proc.terminate()
         try:

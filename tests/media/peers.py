@@ -23,6 +23,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from bench.sfu.video import source_frames
 from signaling import PublishAnswer, PublishSession, SubscribeOffer, SubscribeSession
 
 WIDTH, HEIGHT = 192, 144
@@ -53,11 +54,14 @@ class CounterVideoTrack(MediaStreamTrack):
         else:
             due = self._start + self.counter / self._fps
             await asyncio.sleep(max(0.0, due - time.monotonic()))
-        frame = counter_frame(self.counter)
+        frame = self.picture(self.counter)
         frame.pts = self.counter * (VIDEO_CLOCK // self._fps)
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
         self.counter += 1
         return frame
+
+    def picture(self, counter: int) -> av.VideoFrame:
+        return counter_frame(counter)
 
 
 def counter_frame(counter: int) -> av.VideoFrame:
@@ -227,3 +231,15 @@ def selected_pair(pc: RTCPeerConnection) -> tuple[tuple[str, int], tuple[str, in
     pair = connection._nominated.get(1)
     assert pair is not None, "no nominated ICE pair"
     return pair.local_addr, pair.remote_addr
+
+
+class TextureVideoTrack(CounterVideoTrack):
+    """A camera-like picture with detail (a drifting texture and fresh noise, the benchmark's
+    source), so a VP8 encoder spends its target bitrate on it at any size it is scaled to."""
+
+    def __init__(self, width: int = 640, height: int = 360, fps: int = 15, loop: int = 30) -> None:
+        super().__init__(fps)
+        self._frames = source_frames(width, height, loop)
+
+    def picture(self, counter: int) -> av.VideoFrame:
+        return self._frames[counter % len(self._frames)]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import pytest
 
 from media.layers import VIDEO_OFF, Feedback, Layer, LayerSelector
@@ -31,25 +34,53 @@ def test_starts_low_and_climbs_one_layer_per_hold() -> None:
     assert sel.update(good, 100.0) == 2  # top
 
 
-def test_a_drop_moves_down_at_once_to_what_fits() -> None:
+def test_a_capped_estimate_still_climbs() -> None:
+    """A receiver's estimate stays near 1.5x what it receives, below the next layer: no sign
+    of congestion is what lets the viewer probe one layer up."""
+    sel = LayerSelector(LAYERS, up_hold=2.0)
+    estimate = 160_000.0
+    now = 0.0
+    while now < 10:
+        sel.update(Feedback(estimate), now)
+        estimate *= 1.05  # ramping, never above 1.5x the current layer
+        now += 0.5
+    assert sel.target == 2
+
+
+def test_a_falling_estimate_moves_down_at_once_to_what_fits() -> None:
     sel = LayerSelector(LAYERS)
     now = run(sel, Feedback(3_000_000), 0.0, 10.0)
     assert sel.target == 2
-    # 600 kbit/s carries the 500 kbit/s layer with 15 % headroom, not the 1.2 Mbit/s one.
+    # The estimator saw overuse: 600 kbit/s carries the 500 kbit/s layer with 15 % headroom.
     assert sel.update(Feedback(600_000), now) == 1
     # 150 kbit/s cannot carry even the lowest layer (150k * 1.15): audio only.
     assert sel.update(Feedback(150_000), now + 0.1) == VIDEO_OFF
     assert sel.video_paused
 
 
+def test_a_low_estimate_that_is_not_falling_moves_nothing() -> None:
+    """Right after a move up the estimate lags the new rate: it is no reason to go down."""
+    sel = LayerSelector(LAYERS, up_hold=1.0)
+    run(sel, Feedback(None), 0.0, 3.0)
+    assert sel.target == 2
+    assert sel.update(Feedback(200_000), 4.0) == 2
+    assert sel.update(Feedback(210_000), 5.0) == 2
+
+
 def test_video_comes_back_when_the_link_recovers() -> None:
     sel = LayerSelector(LAYERS, up_hold=2.0)
-    sel.update(Feedback(100_000), 0.0)
+    sel.update(Feedback(400_000), 0.0)
+    sel.update(Feedback(100_000), 0.5)
     assert sel.video_paused
-    assert sel.update(Feedback(2_000_000), 1.0) == VIDEO_OFF  # recovering: hold first
-    assert sel.update(Feedback(2_000_000), 3.0) == 0  # video back, lowest layer
+    # Receiving no video, the caller passes no estimate (it would only reflect the audio).
+    assert sel.update(Feedback(None), 1.0) == VIDEO_OFF  # recovering: hold first
+    assert sel.update(Feedback(None), 3.0) == VIDEO_OFF
+    assert sel.update(Feedback(None), 5.0) == 0  # video back (max_off_hold), lowest layer
     assert not sel.video_paused
-    assert sel.update(Feedback(2_000_000), 5.0) == 1
+    # Up from there not at the normal pace: the link has just shown its limit...
+    assert sel.update(Feedback(None), 10.0) == 0
+    # ...until the move back to video has held for the probe window.
+    assert sel.update(Feedback(None), 12.0) == 1
 
 
 def test_loss_or_rtt_takes_one_layer_down_even_with_a_high_estimate() -> None:
@@ -57,33 +88,57 @@ def test_loss_or_rtt_takes_one_layer_down_even_with_a_high_estimate() -> None:
     now = run(sel, Feedback(3_000_000), 0.0, 10.0)
     assert sel.target == 2
     assert sel.update(Feedback(3_000_000, loss=0.2), now) == 1
-    assert sel.update(Feedback(3_000_000, loss=0.2), now + 1) == 0
-    assert sel.update(Feedback(3_000_000, loss=0.2), now + 2) == VIDEO_OFF
+    # A REMB that follows repeats the same report: it does not count twice.
+    assert sel.update(Feedback(3_000_000, loss=0.2, new_report=False), now + 0.5) == 1
+    # The next report still covers the higher layer's packets: it settles first.
+    assert sel.update(Feedback(3_000_000, loss=0.2), now + 1) == 1
+    assert sel.update(Feedback(3_000_000, loss=0.2), now + 2) == 0
+    assert sel.update(Feedback(3_000_000, loss=0.2), now + 4) == VIDEO_OFF
     sel2 = LayerSelector(LAYERS)
     run(sel2, Feedback(3_000_000), 0.0, 10.0)
     assert sel2.update(Feedback(3_000_000, rtt=1.5), 10.0) == 1
 
 
-def test_flapping_estimates_do_not_flap_layers() -> None:
-    """An estimate that goes above the next layer and back every second never moves up."""
-    sel = LayerSelector(LAYERS, up_hold=3.0)
-    high, mid = Feedback(3_000_000), Feedback(700_000)
-    run(sel, mid, 0.0, 5.0)
-    assert sel.target == 1
-    switches = 0
+def test_a_failed_probe_backs_off_and_a_flapping_link_is_probed_less_and_less() -> None:
+    """A link that carries layer 1 but not layer 2: each probe up fails (the estimator sees
+    overuse), and the next one waits twice as long, up to the maximum hold."""
+    sel = LayerSelector(LAYERS, up_hold=2.0, probe_window=6.0, max_up_hold=16.0)
+    run(sel, Feedback(700_000), 0.0, 6.0)
+    assert sel.target == 2
+    ups: list[float] = []
+    now = 6.0
     last = sel.target
-    for i in range(30):
-        sel.update(high if i % 2 else mid, 5.0 + i)
-        switches += sel.target != last
+    estimate = 700_000.0
+    while now < 120:
+        # At layer 2 the link overflows: the estimate falls; at layer 1 it ramps again.
+        estimate = 600_000.0 if sel.target == 2 else estimate * 1.01
+        sel.update(Feedback(estimate), now)
+        if sel.target > last:
+            ups.append(now)
         last = sel.target
-    assert sel.target == 1 and switches == 0
+        now += 0.5
+    gaps = [b - a for a, b in itertools.pairwise(ups)]
+    assert gaps == sorted(gaps) and gaps[-1] >= 16.0
+    assert len(ups) <= 7
+
+
+def test_a_probe_that_holds_brings_the_hold_back() -> None:
+    sel = LayerSelector(LAYERS, up_hold=2.0, probe_window=6.0)
+    run(sel, Feedback(None), 0.0, 5.0)
+    assert sel.target == 2
+    sel.update(Feedback(700_000), 5.0)
+    assert sel.update(Feedback(600_000), 5.5) == 1  # a probe that failed
+    assert sel.up_hold == 4.0
+    run(sel, Feedback(None), 6.0, 20.0)
+    assert sel.target == 2
+    assert sel.up_hold == 2.0
 
 
 def test_moderate_loss_blocks_moving_up_but_does_not_move_down() -> None:
     sel = LayerSelector(LAYERS, up_hold=1.0)
-    run(sel, Feedback(700_000), 0.0, 5.0)
+    run(sel, Feedback(None), 0.0, 2.0)
     assert sel.target == 1
-    run(sel, Feedback(3_000_000, loss=0.05), 5.0, 10.0)
+    run(sel, Feedback(3_000_000, loss=0.05), 2.0, 10.0)
     assert sel.target == 1
 
 
@@ -92,6 +147,23 @@ def test_without_an_estimate_loss_and_rtt_decide() -> None:
     run(sel, Feedback(None), 0.0, 5.0)
     assert sel.target == 2
     assert sel.update(Feedback(None, loss=0.3), 6.0) == 1
+
+
+def test_unavailable_layers_are_never_chosen() -> None:
+    sel = LayerSelector(LAYERS, up_hold=1.0)
+    sel.set_bitrates([120_000, 480_000, math.inf])  # the publisher stopped its top layer
+    run(sel, Feedback(None), 0.0, 10.0)
+    assert sel.target == 1
+    run(sel, Feedback(5_000_000), 10.0, 10.0)
+    assert sel.target == 1
+    # Rates are kept non-decreasing (a still picture can make a higher layer cheaper).
+    sel.set_bitrates([300_000, 200_000, 900_000])
+    assert [layer.bitrate for layer in sel.layers] == [300_000, 300_000, 900_000]
+    # A layer that stops while it is received: down to what is sent.
+    run(sel, Feedback(None), 20.0, 5.0)
+    assert sel.target == 2
+    sel.set_bitrates([120_000, math.inf, math.inf])
+    assert sel.update(Feedback(None), 26.0) == 0
 
 
 def test_layers_must_be_ordered_and_present() -> None:

@@ -53,6 +53,23 @@ def test_lesson_video_screen_hand_and_stage() -> None:
     for student in ("wanghao", "liming"):
         assert frames_from(stats[student], li) > 0, student
         assert frames_from(stats[student], li, "audio") > 0, student
+    # The teacher's camera goes out in three sizes (quarter, half, full: "layers per viewer"),
+    # one published track: each student plays one picture of it.
+    widths = sorted(
+        o["width"]
+        for o in stats["li"]["publish"]["outbound"]
+        if o["kind"] == "video" and o["framesEncoded"] and o["width"]
+    )
+    # (Chromium's encoder may scale the larger ones down further while its estimate ramps up
+    # or the machine is busy: 160/320/320 was seen.)
+    assert len(widths) == 3 and widths[0] < widths[2], widths
+    for student in ("wanghao", "liming"):
+        played = [
+            i
+            for i in stats[student]["subscribe"]["inbound"]
+            if i["kind"] == "video" and i["publisher_id"] == li and i["source"] == "camera"
+        ]
+        assert len(played) == 1 and played[0]["width"] in widths, played
     # Screen sharing reached a student, then went away again (both renegotiations).
     assert r["student_plays_screen_s"] < 25
     # On stage, Wang Hao publishes camera and microphone; the teacher and his classmate play him.

@@ -8,6 +8,8 @@ export interface LegLink {
   loss: number;
   rtt_ms: number | null;
   bad: ("loss" | "rtt" | "bandwidth")[];
+  /** Tracks sent in layers: the layer this viewer receives of each (-1: video paused). */
+  layers?: Record<string, number>;
 }
 
 export interface SessionStats {

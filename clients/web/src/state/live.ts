@@ -52,6 +52,9 @@ export interface Feed {
   stream: MediaStream;
   video: boolean;
   audio: boolean;
+  /** The server paused this video for my connection (it cannot carry even the lowest layer);
+   *  the sound goes on, and the video comes back by itself (media.layer). */
+  videoPaused: boolean;
 }
 
 export interface LocalMedia {
@@ -90,6 +93,10 @@ class Engine {
   sub: Leg | null = null;
   iceServers: RTCIceServer[] = [];
   senders: Partial<Record<MediaSource, RTCRtpTransceiver>> = {};
+  /** The camera's lower layers (quarter and half size), each its own m-line. */
+  cameraLayers: RTCRtpTransceiver[] = [];
+  /** Tracks the server paused for my connection (media.layer). */
+  pausedTracks = new Set<string>();
   tracksByMid: Record<string, OfferTrack> = {};
   pubChain: Promise<void> = Promise.resolve();
   subChain: Promise<void> = Promise.resolve();
@@ -135,6 +142,7 @@ class Engine {
     this.sub?.pc.close();
     this.pub = this.sub = null;
     this.senders = {};
+    this.cameraLayers = [];
   }
 }
 
@@ -329,8 +337,41 @@ async function publishCamera(e: Engine): Promise<void> {
   const leg = e.leg("publish");
   for (const track of stream.getTracks()) {
     attach(e, leg, track.kind === "video" ? "camera" : "microphone", track, stream);
+    if (track.kind === "video") attachCameraLayers(e, leg, track, stream);
   }
+  applyMutes();
   await negotiate(e);
+}
+
+// The camera in three qualities (docs/media.md, "Layers per viewer"): the full picture on the
+// camera's own m-line, a half-size and a quarter-size encoding of the same camera on two more.
+// Each viewer gets the one its connection carries; nothing is re-encoded on the server.
+const CAMERA_TOP_BITRATE = 800_000;
+const CAMERA_LAYERS: RTCRtpEncodingParameters[] = [
+  { scaleResolutionDownBy: 4, maxBitrate: 100_000 },
+  { scaleResolutionDownBy: 2, maxBitrate: 300_000 },
+];
+
+function attachCameraLayers(e: Engine, leg: Leg, track: MediaStreamTrack, stream: MediaStream): void {
+  CAMERA_LAYERS.forEach((encoding, i) => {
+    const clone = track.clone();
+    const tr = e.cameraLayers[i];
+    if (tr && tr.currentDirection !== "stopped") {
+      tr.sender.track?.stop();
+      void tr.sender.replaceTrack(clone);
+      tr.direction = "sendonly";
+    } else {
+      e.cameraLayers[i] = leg.pc.addTransceiver(clone, { direction: "sendonly", streams: [stream], sendEncodings: [encoding] });
+    }
+  });
+}
+
+/** mid -> layer index of the camera's m-lines (lowest first, the camera's own last). */
+function cameraLayerMids(e: Engine): Record<string, number> {
+  const camera = e.senders.camera;
+  const layers = [...e.cameraLayers, camera];
+  if (layers.some((tr) => !tr?.mid || tr.direction !== "sendonly")) return {};
+  return Object.fromEntries(layers.map((tr, i) => [tr!.mid!, i]));
 }
 
 function attach(e: Engine, leg: Leg, source: MediaSource, track: MediaStreamTrack, stream: MediaStream): void {
@@ -339,13 +380,27 @@ function attach(e: Engine, leg: Leg, source: MediaSource, track: MediaStreamTrac
     void tr.sender.replaceTrack(track);
     tr.direction = "sendonly";
   } else {
-    e.senders[source] = leg.pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+    const sendEncodings = source === "camera" ? [{ maxBitrate: CAMERA_TOP_BITRATE }] : undefined;
+    e.senders[source] = leg.pc.addTransceiver(track, { direction: "sendonly", streams: [stream], sendEncodings });
+    if (source === "screen") {
+      const params = e.senders[source]!.sender.getParameters();
+      params.degradationPreference = "maintain-resolution";
+      void e.senders[source]!.sender.setParameters(params).catch(() => undefined);
+    }
   }
 }
 
 /** Stop sending one source: its m-line goes inactive (the server ends the track). */
 function detach(e: Engine, source: MediaSource): boolean {
   const tr = e.senders[source];
+  if (source === "camera") {
+    for (const layer of e.cameraLayers) {
+      if (layer.direction === "inactive") continue;
+      layer.sender.track?.stop();
+      void layer.sender.replaceTrack(null);
+      layer.direction = "inactive";
+    }
+  }
   if (!tr || tr.direction === "inactive") return false;
   void tr.sender.replaceTrack(null);
   tr.direction = "inactive";
@@ -364,9 +419,11 @@ function negotiate(e: Engine): Promise<void> {
       await leg.pc.setLocalDescription(await leg.pc.createOffer());
       const sources: Record<string, MediaSource> = {};
       for (const [source, tr] of Object.entries(e.senders)) if (tr?.mid) sources[tr.mid] = source as MediaSource;
+      const layers = cameraLayerMids(e);
+      for (const mid of Object.keys(layers)) sources[mid] = "camera";
       const ack = await request<PublishAck>(
         "rtc.publish",
-        { session_id: e.sessionId, sdp: leg.pc.localDescription!.sdp, sources },
+        { session_id: e.sessionId, sdp: leg.pc.localDescription!.sdp, sources, layers },
         20_000,
       );
       if (!alive(e)) return;
@@ -417,6 +474,9 @@ export async function toggleScreen(): Promise<void> {
     return;
   }
   const track = stream.getVideoTracks()[0];
+  // Text must stay readable: under a short uplink the encoder keeps the resolution and lowers
+  // the frame rate first (docs/media.md, "Screen share").
+  track.contentHint = "detail";
   // The browser's own "stop sharing" button.
   track.addEventListener("ended", () => {
     if (local.value.screen === stream) void toggleScreen();
@@ -461,15 +521,16 @@ async function answerOffer(e: Engine, msg: SubscribeOffer): Promise<void> {
 /** The tracks of the subscribe leg, grouped per publisher and source (the same MediaStream as
  *  long as its tracks stay the same, so video elements do not restart). */
 function rebuildFeeds(e: Engine): void {
-  const groups = new Map<string, { publisherId: number; group: Feed["group"]; tracks: MediaStreamTrack[] }>();
+  const groups = new Map<string, { publisherId: number; group: Feed["group"]; tracks: MediaStreamTrack[]; paused: boolean }>();
   for (const tr of e.sub?.pc.getTransceivers() ?? []) {
     const info = tr.mid ? e.tracksByMid[tr.mid] : undefined;
     if (!info) continue;
     const group = info.source === "screen" || info.source === "screen_audio" ? "screen" : "camera";
     const key = `${info.publisher_id}:${group}`;
     let g = groups.get(key);
-    if (!g) groups.set(key, (g = { publisherId: info.publisher_id, group, tracks: [] }));
+    if (!g) groups.set(key, (g = { publisherId: info.publisher_id, group, tracks: [], paused: false }));
     g.tracks.push(tr.receiver.track);
+    if (e.pausedTracks.has(info.track_id)) g.paused = true;
   }
   const before = new Map(feeds.value.map((f) => [f.key, f]));
   const next: Feed[] = [];
@@ -484,6 +545,7 @@ function rebuildFeeds(e: Engine): void {
       stream: same ? old.stream : new MediaStream(g.tracks),
       video: g.tracks.some((tr) => tr.kind === "video"),
       audio: g.tracks.some((tr) => tr.kind === "audio"),
+      videoPaused: g.paused,
     });
   }
   feeds.value = next;
@@ -515,10 +577,21 @@ function applyMutes(): void {
   const cam = local.value.camera;
   if (!you || !cam) return;
   for (const tr of cam.getAudioTracks()) tr.enabled = !you.self_muted.includes("audio") && !you.muted_by_host.includes("audio");
-  for (const tr of cam.getVideoTracks()) tr.enabled = !you.self_muted.includes("video") && !you.muted_by_host.includes("video");
+  const video = !you.self_muted.includes("video") && !you.muted_by_host.includes("video");
+  for (const tr of cam.getVideoTracks()) tr.enabled = video;
+  for (const layer of engine?.cameraLayers ?? []) if (layer.sender.track) layer.sender.track.enabled = video;
 }
 
 on<SessionView>("session.state", applyView);
+
+// The layer of a track my connection receives: -1 = video paused for my connection (audio goes
+// on); it comes back by itself when the connection recovers.
+on<{ session_id: number; track_id: string; layer: number; video_paused: boolean }>("media.layer", (d) => {
+  if (!current(d.session_id) || !engine) return;
+  if (d.video_paused) engine.pausedTracks.add(d.track_id);
+  else engine.pausedTracks.delete(d.track_id);
+  rebuildFeeds(engine);
+});
 
 on<{ session_id: number; status: string; session?: SessionView; you?: LiveParticipant }>("session.lobby", (d) => {
   const s = current(d.session_id);

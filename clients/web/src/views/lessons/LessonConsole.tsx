@@ -321,7 +321,12 @@ function PersonTile(props: { view: SessionView; p: LiveParticipant; group?: Feed
       name={p.name}
       label={label}
       stream={feed?.stream ?? null}
-      video={!!feed?.video && (group === "screen" || !p.muted_by_host.includes("video") && !p.self_muted.includes("video"))}
+      video={
+        !!feed?.video &&
+        !feed.videoPaused &&
+        (group === "screen" || (!p.muted_by_host.includes("video") && !p.self_muted.includes("video")))
+      }
+      notice={feed?.videoPaused ? t("live.videoPaused") : undefined}
       big={props.big}
       tag={props.tag}
       micOff={group === "camera" && (!p.publishing.includes("microphone") || !micOn(p))}

@@ -40,6 +40,8 @@ export interface TileProps {
   micOff?: boolean;
   hand?: boolean;
   testId?: string;
+  /** A state of the picture to say over it ("video paused for your connection"). */
+  notice?: string;
   children?: ComponentChildren;
 }
 
@@ -63,6 +65,11 @@ export function Tile(props: TileProps) {
           <Avatar name={props.name} size={props.big ? 84 : 56} />
         </div>
       )}
+      {props.notice ? (
+        <p class="tile-notice" role="status">
+          {props.notice}
+        </p>
+      ) : null}
       <figcaption class="tile-caption">
         {props.micOff ? (
           <span class="mic-off" title={t("live.micOff")}>

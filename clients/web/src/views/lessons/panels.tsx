@@ -209,8 +209,15 @@ function LinkTags(props: { link: { publish?: LegLink; subscribe?: LegLink } | un
   const rtt = legs.find((l) => l.rtt_ms !== null)?.rtt_ms;
   const loss = Math.max(0, ...legs.map((l) => l.loss));
   const detail = t("live.link.detail", rtt ?? "–", Math.round(loss * 100));
+  const received = Object.values(props.link?.subscribe?.layers ?? {});
+  const layer = received.length ? Math.min(...received) : null;
   return (
     <>
+      {layer !== null ? (
+        <span class="tag tag-muted link-layer" data-layer={layer}>
+          {layer < 0 ? t("live.link.audioOnly") : t("live.link.layer", layer + 1)}
+        </span>
+      ) : null}
       {path ? (
         <span class="tag tag-muted link-path" data-path={path} title={detail}>
           {t(`live.link.${path}`)}

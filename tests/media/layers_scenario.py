@@ -1,0 +1,276 @@
+"""A camera in three layers, two viewers, one of them on a link shaped by the kernel.
+
+Runs in a network namespace with nothing but ``lo`` (``tests.chromium.run_in_loopback_namespace``,
+also ``bench/sfu_layers.py``): the shaped viewer's downlink is an HTB class with a short packet
+queue on ``lo`` that only that viewer's UDP port is filtered into (real packets, real queueing
+and drops; nothing leaves the namespace). Prints ``RESULT <json>`` last: what each viewer decoded
+(picture widths tell the layer) and when.
+
+Phases: open link (both climb to the top layer); shaped to ``--mid-kbit`` (the shaped viewer
+must move down, the other must not notice); shaped to ``--low-kbit`` (video paused for the
+shaped viewer, its audio continues); open again (its video comes back by itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any
+
+import av
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from clients.simulcast import SimulcastCamera
+from media.ice import configure_host_addresses
+from media.internals import route_keyframe_requests
+from media.internals.selected_pair import selected_pair
+from media.router import MediaRouter
+from media.simulcast import LayeredTrack
+from signaling import PublishSession, SubscribeSession
+from tests.media.peers import TextureVideoTrack, ToneAudioTrack, client_configuration
+
+TOP_WIDTH = 640
+
+
+class Viewer:
+    """A decoding viewer: per video frame (time, width); audio frame times."""
+
+    def __init__(self, name: str, router: MediaRouter) -> None:
+        self.name = name
+        self.session = SubscribeSession(name, router)
+        self.pc = RTCPeerConnection(client_configuration())
+        self.video: list[tuple[float, int]] = []
+        self.audio: list[float] = []
+        self.layer_messages: list[tuple[float, int]] = []
+        self.session.on_layer = lambda _track, layer: self.layer_messages.append(
+            (time.monotonic(), layer)
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self.pc.on("track", self._on_track)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self._tasks.append(asyncio.ensure_future(self._consume(track)))
+
+    async def _consume(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                now = time.monotonic()
+                if isinstance(frame, av.VideoFrame):
+                    self.video.append((now, frame.width))
+                else:
+                    self.audio.append(now)
+        except MediaStreamError:
+            pass
+
+    async def subscribe(self, track_ids: list[str]) -> None:
+        offer = await self.session.set_tracks(track_ids)
+        while offer is not None:
+            await self.pc.setRemoteDescription(RTCSessionDescription(offer.sdp, "offer"))
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            offer = await self.session.apply_answer(self.pc.localDescription.sdp)
+
+    def width(self) -> int | None:
+        return self.video[-1][1] if self.video else None
+
+    def port(self) -> int:
+        pair = selected_pair(self.pc)
+        assert pair is not None, "not connected"
+        local, remote = pair
+        assert local.host == remote.host == "127.0.0.1"
+        return int(local.port)
+
+    def fps(self, since: float, until: float) -> float:
+        n = sum(1 for t, _ in self.video if since <= t < until)
+        return n / max(until - since, 1e-6)
+
+    def audio_rate(self, since: float, until: float) -> float:
+        n = sum(1 for t in self.audio if since <= t < until)
+        return n / max(until - since, 1e-6)
+
+    def max_audio_gap(self, since: float, until: float) -> float:
+        times = [since] + [t for t in self.audio if since <= t < until] + [until]
+        return max(b - a for a, b in itertools.pairwise(times))
+
+    def max_gap(self, since: float, until: float) -> float:
+        times = [since] + [t for t, _ in self.video if since <= t < until] + [until]
+        return max(b - a for a, b in itertools.pairwise(times))
+
+    def widths(self, since: float, until: float) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t, w in self.video:
+            if since <= t < until:
+                out[str(w)] = out.get(str(w), 0) + 1
+        return out
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.pc.close()
+        await self.session.close()
+
+
+TC = shutil.which("tc", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") or "tc"
+
+
+def tc(*args: str) -> None:
+    subprocess.run([TC, *args], check=True, capture_output=True)
+
+
+def shape(rate: str, *, add: bool = False) -> None:
+    verb = "add" if add else "change"
+    tc("class", verb, "dev", "lo", "parent", "1:", "classid", "1:20", "htb", "rate", rate,
+       "ceil", rate, "burst", "6k")  # fmt: skip
+
+
+def install_shaper(port: int, queue_packets: int) -> None:
+    """Everything on lo unshaped except what goes to ``port`` (the shaped viewer)."""
+    tc("qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", "10")
+    tc("class", "add", "dev", "lo", "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit")
+    shape("10gbit", add=True)
+    # A short queue, as a mobile link's: beyond it packets are dropped.
+    tc("qdisc", "add", "dev", "lo", "parent", "1:20", "handle", "20:", "pfifo", "limit",
+       str(queue_packets))  # fmt: skip
+    tc("filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+       "match", "ip", "protocol", "17", "0xff", "match", "ip", "dport", str(port), "0xffff",
+       "flowid", "1:20")  # fmt: skip
+
+
+async def until(check: Any, timeout: float, step: float = 0.05) -> float | None:
+    """Seconds until ``check()`` is true, or None after ``timeout``."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if check():
+            return time.monotonic() - start
+        await asyncio.sleep(step)
+    return None
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    configure_host_addresses(["127.0.0.1"])
+    router = MediaRouter()
+    publish = PublishSession("teacher", router)
+    pub_pc = RTCPeerConnection(client_configuration())
+    camera = SimulcastCamera(TextureVideoTrack(640, 360, args.fps))
+    for track in camera.tracks:
+        sender = pub_pc.addTransceiver(track, direction="sendonly").sender
+        route_keyframe_requests(sender, track.request_keyframe)
+    pub_pc.addTransceiver(ToneAudioTrack(), direction="sendonly")
+    await pub_pc.setLocalDescription(await pub_pc.createOffer())
+    mids = [t.mid for t in pub_pc.getTransceivers()]
+    sources = {str(m): "camera" for m in mids[:3]} | {str(mids[3]): "microphone"}
+    layers = {str(m): i for i, m in enumerate(mids[:3])}
+    answer = await publish.apply_offer(pub_pc.localDescription.sdp, sources, layers)
+    await pub_pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
+    track_ids = sorted({t.track_id for t in answer.published})
+    assert len(track_ids) == 2, answer
+    camera_track = next(t for t in router.tracks() if t.source == "camera")
+    layered = router.get(camera_track.track_id)
+    assert isinstance(layered, LayeredTrack)
+
+    shaped, other = Viewer("shaped", router), Viewer("open", router)
+    result: dict[str, Any] = {}
+    try:
+        for viewer in (shaped, other):
+            await viewer.subscribe(track_ids)
+        t0 = time.monotonic()
+        connected = await until(lambda: shaped.video and other.video, 20)
+        assert connected is not None, "no video decoded"
+        result["first_frame_s"] = round(connected, 2)
+        install_shaper(shaped.port(), args.queue)
+        result["first_width"] = shaped.video[0][1]
+
+        # 1. Open link: both climb to the top layer.
+        top = await until(
+            lambda: shaped.width() == TOP_WIDTH and other.width() == TOP_WIDTH, args.phase * 3
+        )
+        result["top_s"] = None if top is None else round(top + connected, 2)
+        await asyncio.sleep(2)
+        # Shape while it receives the top layer (switch_s is from there to a lower one).
+        result["top_when_shaped"] = (
+            await until(lambda: shaped.width() == TOP_WIDTH, args.phase * 2) is not None
+        )
+        result["width_when_shaped"] = shaped.width()
+        t1 = time.monotonic()
+
+        # 2. Shaped to mid: the shaped viewer moves down, the other keeps its frame rate.
+        shape(f"{args.mid_kbit}kbit")
+        down = await until(lambda: (shaped.width() or TOP_WIDTH) < TOP_WIDTH, args.phase)
+        result["switch_s"] = None if down is None else round(down, 2)
+        await asyncio.sleep(args.phase)
+        t2 = time.monotonic()
+        settle = t1 + (down or 0) + 1.0
+        result["mid"] = {
+            "widths": shaped.widths(settle, t2),
+            "max_gap_s": round(shaped.max_gap(settle, t2), 2),
+            "fps": round(shaped.fps(settle, t2), 1),
+            "other_fps_before": round(other.fps(t0 + connected, t1), 1),
+            "other_fps": round(other.fps(t1, t2), 1),
+            "other_widths": other.widths(t1, t2),
+        }
+
+        # 3. Shaped to low: video paused for the shaped viewer, its audio continues.
+        shape(f"{args.low_kbit}kbit")
+        paused = await until(
+            lambda: bool(shaped.layer_messages) and shaped.layer_messages[-1][1] < 0,
+            args.phase * 2,
+        )
+        result["paused_s"] = None if paused is None else round(paused, 2)
+        await asyncio.sleep(args.phase / 2)
+        t3 = time.monotonic()
+        result["low"] = {
+            "audio_per_s": round(shaped.audio_rate(t3 - args.phase / 2, t3), 1),
+            "audio_max_gap_s": round(shaped.max_audio_gap(t3 - args.phase / 2, t3), 2),
+            "video_fps": round(shaped.fps(t3 - args.phase / 2, t3), 1),
+            "other_fps": round(other.fps(t2, t3), 1),
+        }
+
+        # 4. Open again: video comes back by itself.
+        shape("10gbit")
+        back = await until(lambda: bool(shaped.video) and shaped.video[-1][0] > t3, args.phase * 3)
+        result["resume_s"] = None if back is None else round(back, 2)
+        top_again = await until(lambda: shaped.width() == TOP_WIDTH, args.phase * 4)
+        result["top_again_s"] = None if top_again is None else round(top_again + (back or 0), 2)
+        stats = layered.stats.snapshot()["subscribers"]
+        result["switches"] = {k: v["layer_switches"] for k, v in stats.items()}
+        result["layer_messages"] = [m for _, m in shaped.layer_messages]
+        result["keyframe_requests"] = [t.keyframe_requests for t in camera.tracks]
+        result["plis_sent"] = [layer.stats.plis_sent for layer in layered.layers]
+        rates = layered.rates(time.monotonic() + 1) or []
+        result["layer_kbit"] = [None if math.isinf(r) else round(r / 1000) for r in rates]
+        result["seconds"] = round(time.monotonic() - t0, 1)
+    finally:
+        for viewer in (shaped, other):
+            await viewer.close()
+        camera.stop()
+        await pub_pc.close()
+        await publish.close()
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mid-kbit", type=int, default=600)
+    # aiortc's Opus encoder sends 96 kbit/s (a browser's about 32): with its packet overhead
+    # the audio alone takes ~112 kbit/s, so the "150 kbit/s" case of a browser is 180 here.
+    parser.add_argument("--low-kbit", type=int, default=180)
+    parser.add_argument("--queue", type=int, default=100)
+    parser.add_argument("--phase", type=float, default=8.0)
+    parser.add_argument("--fps", type=int, default=10)
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    print("RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
