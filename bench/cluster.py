@@ -527,6 +527,7 @@ async def kill_step(
     out["sent_acked"] = sum(len(s.acked) for s in senders)
     out["sent_unacked"] = sum(len(s.unacked) for s in senders)
     out["sent_refused"] = sum(len(s.refused) for s in senders)
+    out["first_refusal"] = next((r for s in senders for r in s.refused), None)
     out["resent_after_kill"] = sum(s.resent for s in senders)
     acked = [c for s in senders for c in s.acked]
 
@@ -539,18 +540,22 @@ async def kill_step(
         if not missing or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
-    lost_ids = set().union(*(c["missing_ids"] for c in checks))
-    out["lost_acked"] = sum(c["missing_distinct"] for c in checks) if missing else 0
-    out["lost_acked_ids"] = sorted(lost_ids)[:10]
-    out["clients_missing_some"] = sum(c["followers_missing"] for c in checks)
-    out["duplicated"] = sum(c["duplicates"] for c in checks)
     stored = await replay(dep, other, people.teacher, stream)
-    out["lost_acked_store"] = sum(1 for c in acked if c not in stored)
+    not_stored = {c for c in acked if c not in stored}
+    not_got = set().union(*(c["missing_ids"] for c in checks))
+    # Lost: acknowledged, and then not in the store or never shown by a client that is back.
+    out["lost_acked"] = len(not_stored | not_got)
+    out["lost_acked_ids"] = sorted(not_stored | not_got)[:10]
+    out["lost_acked_store"] = len(not_stored)
+    out["clients_missing_some"] = sum(c["followers_missing"] for c in checks)
+    out["clients_not_back"] = sum(c["not_back"] for c in checks)
+    out["duplicated"] = sum(c["duplicates"] for c in checks)
     out["duplicated_store"] = sum(n - 1 for n in stored.values() if n > 1)
     say(
         f"  {out['sent_acked']} acked ({out['resent_after_kill']} sent again after the kill): "
         f"lost {out['lost_acked']} (store {out['lost_acked_store']}), duplicated "
-        f"{out['duplicated']} (store {out['duplicated_store']})"
+        f"{out['duplicated']} (store {out['duplicated_store']}); "
+        f"{out['clients_not_back']} clients not connected again"
     )
     for s in senders:
         await s.close()
