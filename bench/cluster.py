@@ -21,13 +21,14 @@ bench/loadworker.py processes).
   serving processes and their children) per delivery, cluster over single.
   ``cross_node_p99_ratio``: p99 send->receipt of the receivers on worker 1 (the sender is on
   worker 0) over the single node's p99, at a fixed rate.
-- **kill -9**: ``--storm`` (2,000) guardians connected to worker 0 follow their streams by the
-  protocol's rules (bench/follower.py), a teacher sends chat to them from each worker at a fixed
-  rate, then worker 0 gets SIGKILL. ``reconnect_2000_s``: from the kill until every one of them
-  has reconnected to the other worker and finished its catch-up ``sync``. ``lost_acked``:
-  acknowledged messages that some client never got (the sender on the killed worker reconnects
-  and sends again what had no ack, with the same ``client_id``), ``duplicated``: messages a
-  client got twice; both also checked against the store (the stream replayed from 0).
+- **kill -9**: ``--storm`` (2,000) guardians connected to worker 0 follow their streams by
+  the protocol's rules (bench/syncing_client.py), a teacher sends chat to them from each worker
+  at a fixed rate, then worker 0 gets SIGKILL. ``reconnect_2000_s``: from the kill until every
+  one of them has reconnected to the other worker and finished its catch-up ``sync``.
+  ``lost_acked``: acknowledged messages that some client never got (the sender on the killed
+  worker reconnects and sends again what had no ack, with the same ``client_id``),
+  ``duplicated``: messages a client got twice; both also checked against the store (the
+  stream replayed from 0).
 - **live sessions across workers** (``join_cross_node_s``, placement, ``recover_s``): reported
   as null with the reason in ``missing`` until cross-node live sessions are built.
 """

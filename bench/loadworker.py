@@ -7,7 +7,7 @@ receivers' CPU is spent outside the server's process (and outside the orchestrat
 Commands: ``connect`` (tokens, sync or not), ``reset`` (zero the counters, choose whether to
 record latencies), ``stats``, ``wait`` (until N events arrived or a timeout), ``close``, ``exit``.
 For bench/cluster.py, clients that follow their streams by the protocol's rules and reconnect
-(bench/follower.py): ``follow`` (tokens, the addresses in turn), ``follow_stats``,
+(bench/syncing_client.py): ``follow`` (tokens, the addresses in turn), ``follow_stats``,
 ``follow_check`` (which acknowledged messages each never applied, or applied twice).
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import follower
+import syncing_client
 from sioclient import SioConnection, new_session, stamp_of
 
 
@@ -37,7 +37,7 @@ class Worker:
         self.latency = False
         self.lats: list[float] = []
         self.changed = asyncio.Event()
-        self.followers: list[follower.Follower] = []
+        self.followers: list[syncing_client.Follower] = []
 
     def on_event(self, _conn: SioConnection, frame: str) -> None:
         now = time.monotonic()
@@ -139,7 +139,7 @@ class Worker:
         failures: list[str] = []
 
         async def one(token: str) -> None:
-            f = follower.Follower(session, token, list(cmd["urls"]))
+            f = syncing_client.Follower(session, token, list(cmd["urls"]))
             async with sem:
                 try:
                     await f.start()
@@ -188,9 +188,9 @@ class Worker:
         if op == "follow":
             return await self.follow(cmd)
         if op == "follow_stats":
-            return follower.stats(self.followers, float(cmd.get("since", 0.0)))
+            return syncing_client.stats(self.followers, float(cmd.get("since", 0.0)))
         if op == "follow_check":
-            return follower.check(self.followers, list(cmd["acked"]))
+            return syncing_client.check(self.followers, list(cmd["acked"]))
         if op == "cpu":
             t = os.times()
             return {"cpu_s": t.user + t.system}
