@@ -264,11 +264,14 @@ class HomeroomClient:
         client_id: str | None = None,
         retries: int = 3,
         attachments: list[str] | None = None,
+        mentions: list[int] | None = None,
     ) -> dict[str, Any]:
         cid = client_id or uuid.uuid4().hex
         payload: dict[str, Any] = {"stream": stream, "client_id": cid, "body": body}
         if attachments:
             payload["attachments"] = attachments
+        if mentions:
+            payload["mentions"] = mentions
         ack = await self.request("chat.send", payload, retries=retries)
         return ack["message"]
 
@@ -477,7 +480,12 @@ class HomeroomClient:
     # --- homework -------------------------------------------------------------------------------
 
     async def assign_homework(
-        self, class_id: int, title: str, due_at: float, instructions: str = ""
+        self,
+        class_id: int,
+        title: str,
+        due_at: float,
+        instructions: str = "",
+        attachments: list[str] | None = None,
     ) -> dict[str, Any]:
         payload = {
             "class_id": class_id,
@@ -485,11 +493,16 @@ class HomeroomClient:
             "title": title,
             "due_at": due_at,
             "instructions": instructions,
+            "attachments": attachments or [],
         }
         return (await self.request("homework.assign", payload, retries=3))["homework"]
 
-    async def submit_homework(self, homework_id: int, body: str) -> dict[str, Any]:
-        ack = await self.request("homework.submit", {"homework_id": homework_id, "body": body})
+    async def submit_homework(
+        self, homework_id: int, body: str = "", attachments: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Submit (or resubmit: ``attachments`` are the files it has now, kept or new)."""
+        payload = {"homework_id": homework_id, "body": body, "attachments": attachments or []}
+        ack = await self.request("homework.submit", payload)
         return dict(ack["submission"])
 
     async def review_homework(

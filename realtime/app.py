@@ -13,10 +13,13 @@ from aiohttp import web
 from media.ice import host_addresses, release_udp_mux, use_host_addresses, use_udp_mux
 from media.internals import check_internals as check_aiortc_internals
 from realtime import jsoncodec
-from realtime.actions import retention
+from realtime.actions import homework_due, retention
+from realtime.actions.poll_counts import counts as poll_counts
+from realtime.actions.poll_deadlines import deadlines as poll_deadlines
 from realtime.actions.uploads import Files
 from realtime.auth import TokenIssuer
 from realtime.bus import make_bus
+from realtime.cluster.follower import Follower
 from realtime.cluster.redis_registry import make_registry
 from realtime.cluster.watch import NodeWatch
 from realtime.config import Settings
@@ -62,7 +65,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     check_aiortc_internals()
     ice_hosts = [a.strip() for a in settings.ice_host_addresses.split(",") if a.strip()]
     store = open_store(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    bus = make_bus(settings.redis_url, settings.bus_channel)
+    bus = make_bus(settings.redis_url, settings.bus_channel, settings.node)
     tokens = TokenIssuer(settings.signing_keys, settings.secret_key_id, settings.access_token_ttl_s)
     hub = Hub(settings, store, bus, tokens)
     files = Files(settings)
@@ -91,6 +94,16 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     metrics.watch_push(lambda: hub.pusher.counts() if hub.pusher is not None else None)
     gateway = Gateway(hub, sio, metrics)
     app[GATEWAY] = gateway
+    follower = None
+    if settings.follow_interval_s > 0 and bus.health.kind != "local":
+        follower = Follower(
+            store,
+            gateway.positions,
+            gateway.deliver,
+            interval_s=settings.follow_interval_s,
+            page=settings.catchup_page_max,
+        )
+    metrics.watch_follower(gateway.positions, follower)
     live = LiveService(hub, gateway)
     app[LIVE] = live
     watch = NodeWatch(
@@ -99,6 +112,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     app[NODES] = watch
     metrics.watch_nodes(watch)
     metrics.watch_bus(bus.health)
+    metrics.watch_store(store.health)
     metrics.watch_media(lambda: {sid: rt.stats() for sid, rt in live.runtimes.items()})
     sio.attach(app, socketio_path="socket.io")
     add_routes(app)
@@ -119,13 +133,18 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
             hub.pusher = PushDispatcher(store, settings, vapid)
             await hub.pusher.start()
         await bus.start(gateway.on_bus)
+        if follower is not None:
+            follower.start()
         await live.recover()
         # Announced before the node serves (the others must never take its sessions for lost).
         await watch.start()
         if settings.media_warm_start:
             files.workers.warm()
         await files.resume_pending(hub)
-        sweeper.append(asyncio.get_running_loop().create_task(_sweep_forever()))
+        loop = asyncio.get_running_loop()
+        sweeper.append(loop.create_task(_sweep_forever()))
+        sweeper.append(loop.create_task(_homework_due_forever()))
+        poll_deadlines(hub).start()
 
     async def _sweep_forever() -> None:
         while True:
@@ -134,6 +153,14 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
                 await retention.sweep(hub, files)
             except Exception:
                 log.exception("the attachments sweep failed")
+
+    async def _homework_due_forever() -> None:
+        while True:
+            await asyncio.sleep(settings.homework_due_sweep_s)
+            try:
+                await homework_due.sweep(hub)
+            except Exception:
+                log.exception("the homework due sweep failed")
 
     sweeper: list[asyncio.Task[None]] = []
 
@@ -146,8 +173,12 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await poll_deadlines(hub).close()
+        await poll_counts(hub).close()
         await files.close()
         await watch.close()
+        if follower is not None:
+            await follower.close()
         await live.close()
         if settings.media_udp_port:
             release_udp_mux()

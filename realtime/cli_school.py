@@ -101,6 +101,11 @@ async def _time_zone(hub: Any, uid: int, a: argparse.Namespace) -> Any:
     return await school_admin.set_settings(hub, uid, schemas.SchoolSettings(time_zone=a.zone))
 
 
+async def _guardian_history(hub: Any, uid: int, a: argparse.Namespace) -> Any:
+    req = schemas.SchoolSettings(guardian_chat_history=a.open == "open")
+    return await school_admin.set_settings(hub, uid, req)
+
+
 async def _qr(hub: Any, uid: int, a: argparse.Namespace) -> Any:
     code = await school_admin.join_code_of(hub, uid, a.class_id)
     return qr.svg(qr.join_url(a.origin, code))
@@ -138,6 +143,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--to", type=int, required=True, help="the new class id")
     cmd("links", _links, "every pending guardian link request of the school")
     cmd("time-zone", _time_zone, "set the school's time zone (CSV exports)").add_argument("zone")
+    p = cmd(
+        "guardian-history",
+        _guardian_history,
+        "whether newly approved guardians see the guardians' earlier chat",
+    )
+    p.add_argument("open", choices=["open", "closed"])
     p = cmd("qr", _qr, "a class's join link as a QR code (SVG on stdout)")
     p.add_argument("class_id", type=int)
     p.add_argument("--origin", required=True, help="the web app's address, e.g. https://x.cn")

@@ -6,6 +6,7 @@ Every setting is documented in docs/operations.md.
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from dataclasses import dataclass, field, fields
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -78,6 +79,16 @@ class Settings:
     # for node_ttl_s.
     node_heartbeat_s: float = 1.0
     node_ttl_s: float = 4.0
+    # A live-session request carried to the session's node (another node) is answered
+    # ``unavailable`` when that node has not answered within this long.
+    node_request_timeout_s: float = 10.0
+    # How often a node reads the positions of the streams its people follow from the store, to
+    # deliver events the bus never brought (their node died before publishing them, or Redis
+    # was down): such an event arrives within about two periods. 0: off. Only with Redis.
+    follow_interval_s: float = 1.0
+    # Tests only, never in production: the node kills itself (SIGKILL) right after committing
+    # an event of this type, before publishing it (tests/test_follower.py).
+    test_crash_before_publish: str = ""
     # A session nobody publishes in for this long ends by itself.
     session_idle_end_s: int = 1800
     # A participant who drops out keeps their place (stage, hand) for this long.
@@ -142,6 +153,9 @@ class Settings:
     media_warm_start: bool = True
     # How often the retention sweep runs.
     sweep_interval_s: int = 3600
+    # How often each node looks for time-limited polls past their deadline whose own node did
+    # not close them (it died): one indexed query per node per interval.
+    poll_sweep_interval_s: float = 2.0
 
     # Who may read /metrics: clients from these addresses or networks (comma-separated; empty:
     # none), or anyone who sends ``Authorization: Bearer <metrics_token>`` (empty: no token).
@@ -167,6 +181,11 @@ class Settings:
     # How long a push service keeps trying a device that is offline.
     push_ttl_s: int = 24 * 3600
     push_timeout_s: float = 10.0
+    # Homework "due soon" reminders (event homework.due, pushed): sent this long before the due
+    # time to the students who have not handed it in and their guardians, once per homework.
+    homework_due_notice_s: float = 3 * 3600
+    # How often each node looks for homework due soon (a conditional UPDATE picks one node).
+    homework_due_sweep_s: float = 60.0
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -192,8 +211,16 @@ class Settings:
                 "node_heartbeat_s must be positive and shorter than node_ttl_s "
                 "(a node must announce itself before its announcement expires)"
             )
+        if self.node_request_timeout_s <= 0:
+            raise ConfigError("node_request_timeout_s must be positive")
+        if self.follow_interval_s < 0:
+            raise ConfigError("follow_interval_s must be 0 (off) or positive")
         if self.shutdown_timeout_s <= 0:
             raise ConfigError("shutdown_timeout_s must be positive")
+        if self.poll_sweep_interval_s <= 0:
+            raise ConfigError("poll_sweep_interval_s must be positive")
+        if self.homework_due_sweep_s <= 0 or self.homework_due_notice_s <= 0:
+            raise ConfigError("homework_due_sweep_s and homework_due_notice_s must be positive")
         if self.storage_backend not in ("directory", "s3"):
             raise ConfigError("storage_backend must be 'directory' or 's3'")
         if self.storage_backend == "s3" and not (self.s3_bucket and self.s3_access_key):
@@ -217,6 +244,11 @@ class Settings:
                     f"refusing to start: the secret is {len(self.secret)} characters; "
                     f"it must be at least {MIN_SECRET_LENGTH}."
                 )
+
+    @property
+    def node(self) -> str:
+        """This node's name among several: ``node_name``, or ``host:port`` of this machine."""
+        return self.node_name or f"{socket.gethostname()}:{self.port}"
 
     @property
     def metrics_networks(self) -> list[IPv4Network | IPv6Network]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -112,6 +114,11 @@ class Hub:
 
         Actions never call this: :meth:`Store.transaction` does, after its commit.
         """
+        crash = self.settings.test_crash_before_publish
+        if crash and any(e.type == crash for e in events):
+            # Tests only (docs/operations.md): die between the commit and the publish, as a
+            # node killed at the worst moment would; the others' followers must deliver it.
+            os.kill(os.getpid(), signal.SIGKILL)
         if self.pusher is not None:
             # Only the committing node gets here with these events: each is pushed once.
             self.pusher.offer(events)
@@ -119,7 +126,7 @@ class Hub:
         if held is not None and held.open:
             held.events.extend(events)
             return
-        await self.bus.publish({"t": "events", "events": [_wire(e) for e in events]})
+        await self.bus.publish({"t": "events", "events": [e.wire() for e in events]})
 
     @asynccontextmanager
     async def acks_first(self) -> AsyncIterator[None]:
@@ -141,7 +148,7 @@ class Hub:
             held.open = False
             _held.reset(token)
             if held.events:
-                await self.bus.publish({"t": "events", "events": [_wire(e) for e in held.events]})
+                await self.bus.publish({"t": "events", "events": [e.wire() for e in held.events]})
 
     async def resync_user(self, user_id: int) -> None:
         """Tell every node that this person's streams changed (a link approved, a conversation)."""
@@ -153,14 +160,3 @@ class Hub:
         await self.bus.publish(
             {"t": "eph", "rooms": rooms, "event": event, "data": data, "skip_user": skip_user}
         )
-
-
-def _wire(e: StoredEvent) -> dict[str, Any]:
-    return {
-        "stream": e.stream,
-        "seq": e.seq,
-        "type": e.type,
-        "at": e.at,
-        "data": e.data,
-        "staff_data": e.staff_data,
-    }

@@ -120,6 +120,63 @@ class BusCollector(Collector):
             yield family
 
 
+class StoreCollector(Collector):
+    """The database's reachability as requests found it (realtime/store/outage.py)."""
+
+    def __init__(self, health: Any) -> None:
+        self.health = health
+
+    def collect(self) -> Iterator[Metric]:
+        h = self.health
+        up = GaugeMetricFamily(
+            "homeroom_store_up", "1 unless the last request could not reach the database"
+        )
+        up.add_metric([], 1 if h.up else 0)
+        yield up
+        for name, value, doc in (
+            ("outages", h.outages, "Times requests found the database unreachable"),
+            ("unavailable", h.refused, "Requests answered unavailable: database unreachable"),
+        ):
+            family = CounterMetricFamily(f"homeroom_store_{name}", doc)
+            family.add_metric([], value)
+            yield family
+
+
+class FollowerCollector(Collector):
+    """The stream follower (realtime/cluster/follower.py) and the de-duplication of deliveries,
+    read on scrape."""
+
+    def __init__(self, positions: Any, follower: Any) -> None:
+        self.positions = positions
+        self.follower = follower
+
+    def collect(self) -> Iterator[Metric]:
+        p, f = self.positions, self.follower
+        streams = GaugeMetricFamily("homeroom_followed_streams", "Streams followed on this node")
+        streams.add_metric([], len(p.streams()))
+        yield streams
+        counters = [
+            ("recovered", p.recovered, "Events delivered by the follower: the bus never brought"),
+            ("duplicates", p.duplicates, "Second copies of events dropped (bus and follower)"),
+        ]
+        if f is not None:
+            counters += [
+                ("polls", f.polls, "Polls of the streams' positions in the store"),
+                ("queries", f.queries, "Store queries the follower ran"),
+                ("failures", f.failures, "Polls that failed (the store unreachable)"),
+            ]
+        for name, value, doc in counters:
+            family = CounterMetricFamily(f"homeroom_follower_{name}", doc)
+            family.add_metric([], value)
+            yield family
+        if f is not None:
+            spent = CounterMetricFamily(
+                "homeroom_follower_seconds", "Time spent polling (wall clock, store included)"
+            )
+            spent.add_metric([], f.seconds)
+            yield spent
+
+
 class NodeCollector(Collector):
     """The node registry as this node last read it (realtime/cluster/watch.py), on scrape."""
 
@@ -201,6 +258,12 @@ class Metrics:
 
     def watch_nodes(self, watch: Any) -> None:
         self.registry.register(NodeCollector(watch))
+
+    def watch_store(self, health: Any) -> None:
+        self.registry.register(StoreCollector(health))
+
+    def watch_follower(self, positions: Any, follower: Any) -> None:
+        self.registry.register(FollowerCollector(positions, follower))
 
     def watch_bus(self, health: BusHealth) -> None:
         self.registry.register(BusCollector(health))

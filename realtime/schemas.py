@@ -50,6 +50,8 @@ class ChatSend(Payload):
     client_id: ClientId
     body: Text = ""
     attachments: Attachments = []
+    # People the message @mentions (each is told in their own stream): members of the chat.
+    mentions: Annotated[list[Id], msgspec.Meta(max_length=20)] = []
 
 
 class ChatEdit(Payload):
@@ -246,6 +248,8 @@ class HomeworkAssign(Payload):
     title: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     due_at: float
     instructions: Text = ""
+    # Worksheets, pictures: uploads of the teacher's own (docs/protocol.md §14).
+    attachments: Attachments = []
 
 
 class HomeworkRef(Payload):
@@ -254,7 +258,10 @@ class HomeworkRef(Payload):
 
 class HomeworkSubmit(Payload):
     homework_id: Id
-    body: Text
+    body: Text = ""
+    # The submission's files now: a resubmission lists the files it keeps and new uploads; the
+    # files of the previous submission it does not list are deleted.
+    attachments: Attachments = []
 
 
 class HomeworkReview(Payload):
@@ -389,4 +396,8 @@ class StudentMove(Payload):
 
 
 class SchoolSettings(Payload):
-    time_zone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    """What is given changes; what is left out stays."""
+
+    time_zone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    # Whether a newly approved guardian sees the guardians' chat from before their approval.
+    guardian_chat_history: bool | None = None

@@ -114,6 +114,8 @@ class Message(View):
     deleted: bool
     # Absent in events stored before attachments existed.
     attachments: list[Attachment] | UnsetType = UNSET
+    # The people it @mentions; absent in events stored before mentions existed.
+    mentions: list[int] | UnsetType = UNSET
 
 
 class Receipt(View):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,7 +80,12 @@ async def sentinel_to(srv: Server, people: dict[HomeroomClient, int]) -> None:
         await c.wait_for(lambda e: e["type"] == "test.sentinel" and e["data"]["token"] == token)
 
 
-async def start_server(settings: Settings, seed: bool = True) -> Server:
+async def start_server(
+    settings: Settings,
+    seed: bool = True,
+    routes: Callable[[web.Application], None] | None = None,
+) -> Server:
+    """The app on its port; ``routes`` adds a test's own routes (a test page) first."""
     store = open_store(settings.database_url)
     await store.migrate()
     info: dict[str, Any] = {}
@@ -88,6 +93,8 @@ async def start_server(settings: Settings, seed: bool = True) -> Server:
         info = await demo.seed(store)
     await store.close()
     app = create_app(settings)
+    if routes is not None:
+        routes(app)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)

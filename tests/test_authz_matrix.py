@@ -94,6 +94,9 @@ SOCKET_EXPECTED: dict[str, dict[str, str]] = {
     "chat.history students": outcomes(CLASS_STUDENTS_CHAT),
     "chat.history conversation": outcomes("li wang_mom"),
     "chat.read": outcomes(CLASS_STUDENTS_CHAT),
+    # Who read a message of the guardians' chat: its teachers only.
+    "chat.read_by": outcomes(STAFF),
+    "chat.read_by missing": outcomes(others="not_found"),
     "chat.typing": outcomes(CLASS_STUDENTS_CHAT),
     "chat.mute": outcomes(STAFF),
     # Private talk: a teacher with a student or guardian of the class, nobody else.
@@ -299,6 +302,7 @@ class World:
     school_id: int
     join_code: str
     message_id: int = 0
+    guardians_message_id: int = 0  # li's message in the guardians' chat
     conv_stream: str = ""
     notice_confirm: int = 0
     notice_reply: int = 0
@@ -480,6 +484,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     # Class 1's resources, prepared by the people who make them.
     li, wang, liming = clients["li"], clients["wanghao"], clients["liming"]
     w.message_id = int((await wang.send_chat(w.students_chat, "老师，这道题怎么做？"))["id"])
+    w.guardians_message_id = int((await li.send_chat(w.guardians_chat, "家长们好"))["id"])
     conv = await li.open_conversation(cid, uids["wang_mom"])
     w.conv_stream = conv["stream"]
     await li.send_chat(w.conv_stream, "王浩妈妈您好")
@@ -592,6 +597,8 @@ SOCKET_ACTIONS: dict[str, Payload] = {
     "chat.history students": _const(lambda w: {"stream": w.students_chat}),
     "chat.history conversation": _const(lambda w: {"stream": w.conv_stream}),
     "chat.read": _const(lambda w: {"stream": w.students_chat, "seq": 1}),
+    "chat.read_by": _const(lambda w: {"message_id": w.guardians_message_id}),
+    "chat.read_by missing": _const(lambda w: {"message_id": 10**9}),
     "chat.typing": _const(lambda w: {"stream": w.students_chat}),
     "chat.mute": _const(
         lambda w: {"class_id": w.class_id, "user_id": w.uids["liming"], "minutes": 0}

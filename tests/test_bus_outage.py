@@ -1,9 +1,12 @@
 """A Redis outage during traffic: two nodes on a Redis server of the test's own.
 
 While Redis is down, people on the same node keep getting each other's messages live (once
-each), /healthz says the bus is down, and every send is still acknowledged. When Redis comes
-back, both nodes reconnect by themselves, deliver across nodes again, and the other node's
-clients catch up on everything they missed; /metrics counts the outage and the reconnection.
+each), /healthz says the bus is down, and every send is still acknowledged. People on the other
+node get them too, from the store, within a few seconds: each node's follower reads the positions
+of the streams its people follow (realtime/cluster/follower.py) and delivers what the bus did
+not bring, with no later event needed to show a gap. When Redis comes back, both nodes reconnect
+by themselves and deliver across nodes live again; nothing was lost and no connection got any
+event twice; /metrics counts the outage, the reconnection and what the followers delivered.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import aiohttp
 import pytest
 
 from clients.homeroom import HomeroomClient
-from tests.conftest import Server, free_port, make_settings, start_server, stop_server
+from tests.conftest import Server, free_port, make_settings, sentinel, start_server, stop_server
 from tests.services import drop_postgres_database, postgres_database
 
 pytestmark = [pytest.mark.timeout(90)]
@@ -136,10 +139,6 @@ def count_raw_deliveries(client: HomeroomClient) -> Counter[tuple[str, int]]:
     return seen
 
 
-def has(client: HomeroomClient, stream: str, body: str) -> bool:
-    return any(e["data"].get("body") == body for e in client.events.get(stream, []))
-
-
 async def test_redis_outage_local_delivery_then_recovery(
     nodes: tuple[Server, Server], redis_server: RedisServer
 ) -> None:
@@ -149,6 +148,7 @@ async def test_redis_outage_local_delivery_then_recovery(
     liming = await a.client("liming")  # node A
     teacher = await b.client("li")  # node B
     raw = count_raw_deliveries(liming)
+    raw_b = count_raw_deliveries(teacher)
     # Each node announces itself with its first heartbeat: wait until A sees B too.
     body = (await health(a))[1]
     for _ in range(100):
@@ -202,8 +202,16 @@ async def test_redis_outage_local_delivery_then_recovery(
             await liming.wait_for(lambda e, t=text: e["data"].get("body") == t, timeout=5)
             live_on_a_during_outage.append(text)
         assert (await health(a))[1]["bus"] == "down"  # still down: that was local delivery
-        # Node B's clients did not get them (they cannot: Redis is down).
-        assert not any(has(teacher, stream, t) for t in sent_down)
+        # Node B's clients get them too, from the store (B's follower), Redis still down.
+        recovered_before = await metric(b, "homeroom_follower_recovered_total")
+        for text in sent_down:
+            await teacher.wait_for(lambda e, t=text: e["data"].get("body") == t, timeout=10)
+        assert (await health(b))[1]["bus"] == "down"
+        assert await metric(b, "homeroom_follower_recovered_total") > recovered_before
+        # And the other way: the teacher on B writes, wang on A reads it (A's follower).
+        from_b = await teacher.send_chat(stream, "from B, Redis down")
+        await wang.wait_for(lambda e: e["data"].get("id") == from_b["id"], timeout=10)
+        assert (await health(a))[1]["bus"] == "down"
 
         redis_server.start()
         await until_bus(a, "up")
@@ -213,6 +221,10 @@ async def test_redis_outage_local_delivery_then_recovery(
         stop.set()
         await sender
     assert live_on_a_during_outage == sent_down
+
+    # Every acknowledged message reached B with no later event to show a gap (the followers).
+    for text in acked:
+        await teacher.wait_for(lambda e, t=text: e["data"].get("body") == t, timeout=10)
 
     # Across nodes again, both ways, live.
     after_a = await wang.send_chat(stream, "after, from A")
@@ -228,6 +240,9 @@ async def test_redis_outage_local_delivery_then_recovery(
     # Node A's own messages reached liming once each, never again from Redis.
     await liming.wait_for(lambda e: e["data"].get("id") == after_b["id"])
     assert raw and max(raw.values()) == 1, [k for k, v in raw.items() if v > 1]
+    # And every event reached the teacher on B once: bus, follower and resync never overlap.
+    await sentinel(b, teacher)
+    assert raw_b and max(raw_b.values()) == 1, [k for k, v in raw_b.items() if v > 1]
 
     # A's sends during the outage could not go to B: counted (B's clients caught up above).
     assert await metric(a, "homeroom_bus_publish_failures_total") >= len(sent_down)

@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from clients.homeroom import RequestError
+from clients import files
+from clients.homeroom import HomeroomClient, RequestError
+from tests.attachment_files import pdf_bytes, png_bytes
 from tests.conftest import Server
 
 
@@ -129,3 +131,60 @@ async def test_homework_cycle(server: Server) -> None:
     with pytest.raises(RequestError) as err:
         await liu.student_record(cid, srv.uid("wanghao"))
     assert err.value.code == "forbidden"
+
+
+async def test_homework_with_files(server: Server) -> None:
+    """A worksheet with the homework, a photo of the work with the submission: each file only
+    for the people who may see what carries it; a resubmission keeps, adds and drops files."""
+    cid = server.class_id
+    teacher = await server.client("li")
+    wang = await server.client("wanghao")
+    mom = await server.client("wang_mom")
+    liming = await server.client("liming", connect=False)
+    li_mom = await server.client("li_mom", connect=False)
+
+    sheet = await teacher.upload(pdf_bytes(), "练习册第5页.pdf")
+    hw = await teacher.assign_homework(
+        cid, "练习册", time.time() + 60, "做第5页", attachments=[sheet["id"]]
+    )
+    assert [a["name"] for a in hw["attachments"]] == ["练习册第5页.pdf"]
+    ev = await mom.wait_for(lambda e: e["type"] == "homework.assigned")
+    assert [a["id"] for a in ev["data"]["attachments"]] == [sheet["id"]]
+    for c in (wang, li_mom):  # every member of the class gets the worksheet
+        assert (await files.download(await _link(c, sheet["id"])))[0] == 200
+
+    # Wang Hao hands in a photo of his page, no text needed.
+    photo = await wang.upload(png_bytes(), "第5页.png")
+    sub = await wang.submit_homework(hw["id"], attachments=[photo["id"]])
+    assert [a["id"] for a in sub["attachments"]] == [photo["id"]] and sub["body"] == ""
+    with pytest.raises(RequestError) as err:  # nothing at all is refused
+        await wang.submit_homework(hw["id"])
+    assert err.value.code == "bad_request"
+    with pytest.raises(RequestError) as err:  # the worksheet is the teacher's, attached already
+        await wang.submit_homework(hw["id"], "x", attachments=[sheet["id"]])
+    assert err.value.code == "not_found"
+    # His mother and the teacher see it; a classmate and a classmate's mother do not.
+    for c in (mom, teacher):
+        assert (await files.download(await _link(c, photo["id"])))[0] == 200
+    for c in (liming, li_mom):
+        with pytest.raises(RequestError) as err:
+            await files.links(c, [photo["id"]])
+        assert err.value.code == "forbidden"
+    rolled = await teacher.request("homework.rollup", {"homework_id": hw["id"]})
+    mine = next(s for s in rolled["students"] if s["student_id"] == server.uid("wanghao"))
+    assert [a["id"] for a in mine["attachments"]] == [photo["id"]]
+
+    # Resubmitted: the first photo kept and a second added; then only the second.
+    second = await wang.upload(pdf_bytes(pad=10), "第5页补充.pdf")
+    sub = await wang.submit_homework(hw["id"], "补了一页", [photo["id"], second["id"]])
+    assert [a["id"] for a in sub["attachments"]] == [photo["id"], second["id"]]
+    sub = await wang.submit_homework(hw["id"], "只交这一页", [second["id"]])
+    assert [a["id"] for a in sub["attachments"]] == [second["id"]] and sub["times"] == 3
+    with pytest.raises(RequestError) as err:  # the dropped photo is deleted
+        await files.links(mom, [photo["id"]])
+    assert err.value.code == "not_found"
+    assert (await files.download(await _link(mom, second["id"])))[0] == 200
+
+
+async def _link(c: HomeroomClient, upload_id: str) -> str:
+    return (await files.links(c, [upload_id]))[upload_id]

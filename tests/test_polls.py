@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from clients.homeroom import HomeroomClient, RequestError
-from tests.conftest import Server
+from tests.conftest import Server, sentinel
 from tests.live.helpers import eventually
 
 
@@ -220,6 +220,12 @@ async def test_dual_lesson_poll_answered_per_classroom(server: Server) -> None:
     # The linked classrooms see the poll in their own streams.
     ev = await xiaohong.wait_for(lambda e: e["type"] == "poll.opened")
     assert ev["stream"] == f"notices:{linked[0]}:students"
+    # Their teachers answer for the classroom: they see it as its students do, without the
+    # correct answer (the master's copy has it).
+    ev = await wu.wait_for(lambda e: e["type"] == "poll.opened")
+    assert "correct" not in ev["data"] and ev["data"]["answer_by"] == "classroom"
+    assert "correct" in (await chen.wait_for(lambda e: e["type"] == "poll.opened"))["data"]
+    assert [("correct" in p, p["mine"]) for p in await wu.polls(linked[0], sid)] == [(False, None)]
     with pytest.raises(RequestError) as err:
         await xiaohong.answer_poll(poll["id"], "apple")
     assert err.value.code == "forbidden"
@@ -233,6 +239,15 @@ async def test_dual_lesson_poll_answered_per_classroom(server: Server) -> None:
     got = await chen.poll(poll["id"])
     assert got["results"]["answered"] == 2 and got["results"]["correct_count"] == 2
     assert {a["class_id"] for a in got["answers"]} == set(linked)
+    # The classroom's answer, as its teacher lists the lesson's polls; live counts went to the
+    # master only.
+    assert [p["mine"] for p in await wu.polls(linked[0], sid)] == [["apple"]]
+    await eventually(lambda: bool(counts_pushes(chen, poll["id"])), 5, "the master's counts")
+    await sentinel(server, wu, zhou)
+    assert not counts_pushes(wu, poll["id"]) and not counts_pushes(zhou, poll["id"])
+    await chen.publish_poll(poll["id"])
+    ev = await wu.wait_for(lambda e: e["type"] == "poll.results")
+    assert ev["data"]["correct"] == ["apple"] and ev["data"]["results"]["correct_count"] == 2
     # A classroom-answer poll outside a dual lesson is refused.
     with pytest.raises(RequestError) as err:
         await chen.create_poll(server.class_id, "x?", "true_false", answer_by="classroom")

@@ -5,9 +5,11 @@ made, as a browser would. Settings, quiet hours, expiry (410) and refusals.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -25,10 +27,19 @@ from py_vapid import Vapid02
 
 from clients.homeroom import HomeroomClient, RequestError
 from realtime import views
+from realtime.actions import homework_due
 from realtime.domain import push as rules
 from realtime.domain.streams import parse_stream
 from realtime.transport.rest import HUB
-from tests.conftest import DATABASES, Server, free_port, start_on, stop_server
+from tests.conftest import (
+    DATABASES,
+    Server,
+    free_port,
+    make_settings,
+    start_on,
+    start_server,
+    stop_server,
+)
 from tests.services import drop_postgres_database
 
 
@@ -247,6 +258,19 @@ async def test_a_meeting_starting_is_pushed_to_guardians_not_students(
     await li.request("session.end", {"session_id": ack["session"]["id"]})
 
 
+async def test_a_mention_is_pushed_without_the_text(push: tuple[Server, PushService]) -> None:
+    srv, service = push
+    stream = f"class:{srv.class_id}:guardians"
+    li, mom = await srv.client("li"), await srv.client("wang_mom")
+    phone, dad_phone = service.device("mom"), service.device("dad")
+    await subscribe(mom, phone)
+    await subscribe(await srv.client("wang_dad"), dad_phone)
+    await li.send_chat(stream, "@王浩妈妈 体检表还差您家的", mentions=[srv.uid("wang_mom")])
+    await drained(srv)
+    assert phone.received == [{"kind": "mention", "stream": stream, "from": "李老师 Ms. Li"}]
+    assert dad_phone.received == []  # the class chat itself is not pushed, only mentions
+
+
 async def test_settings_and_quiet_hours_are_respected(push: tuple[Server, PushService]) -> None:
     srv, service = push
     cid = srv.class_id
@@ -344,6 +368,108 @@ async def test_bad_subscriptions_and_settings_are_refused(
     with pytest.raises(RequestError) as err:
         await anon.http("GET", "/api/v1/push/settings")
     assert err.value.code == "unauthorized"
+
+
+async def _due_events(srv: Server, username: str) -> list[dict[str, Any]]:
+    async with srv.app[HUB].store.read() as conn:
+        evs = await srv.app[HUB].store.events_after(conn, f"user:{srv.uid(username)}", 0, 1000)
+    return [e.data for e in evs if e.type == "homework.due"]
+
+
+async def test_homework_due_soon_is_pushed_once_to_those_who_have_not_handed_it_in(
+    push: tuple[Server, PushService], tmp_path: Path
+) -> None:
+    """Two nodes on one PostgreSQL database sweep at the same moment (two sweeps in one node on
+    SQLite): each homework due within the notice time is told once, to the students who have
+    not handed it in and their guardians only."""
+    srv, service = push
+    cid = srv.class_id
+    li = await srv.client("li")
+    devices = {u: service.device(u) for u in ("wang_mom", "wanghao", "li_mom", "liming", "li")}
+    for u, dev in devices.items():
+        await subscribe(await srv.client(u), dev)
+    soon = await li.assign_homework(cid, "背诵《静夜思》", time.time() + 3600)
+    later = await li.assign_homework(cid, "下周的作文", time.time() + 10 * 3600)
+    await (await srv.client("liming")).submit_homework(soon["id"], "背好了")
+
+    # SQLite serves one process: there the two sweeps run side by side in the one node.
+    shared = srv.settings.database_url.startswith("postgresql")
+    other = srv
+    if shared:
+        other = await start_server(
+            make_settings(
+                tmp_path / "node2",
+                database_url=srv.settings.database_url,
+                push_vapid_key_file=srv.settings.push_vapid_key_file,
+                push_endpoint_hosts="127.0.0.1",
+            ),
+            seed=False,
+        )
+    try:
+        told = await asyncio.gather(
+            homework_due.sweep(srv.app[HUB]), homework_due.sweep(other.app[HUB])
+        )
+        assert sorted(told) == [0, 1]
+        await drained(srv)
+        await drained(other)
+        # Swept again on both: told already, nothing more.
+        assert await homework_due.sweep(srv.app[HUB]) == 0
+        assert await homework_due.sweep(other.app[HUB]) == 0
+        await drained(srv)
+        await drained(other)
+    finally:
+        if shared:
+            await stop_server(other)
+    expected = {
+        "kind": "homework",
+        "class_id": cid,
+        "homework_id": soon["id"],
+        "title": "背诵《静夜思》",
+        "student": "王浩 Wang Hao",
+        "due_at": soon["due_at"],
+    }
+    assert devices["wang_mom"].received == [expected]
+    assert devices["wanghao"].received == [expected]
+    # Li Ming handed it in: neither he nor his mother is told; nor is the teacher.
+    assert devices["liming"].received == [] and devices["li_mom"].received == []
+    assert devices["li"].received == []
+    assert [e["homework_id"] for e in await _due_events(srv, "wang_mom")] == [soon["id"]]
+    assert later["id"] not in {e["homework_id"] for e in await _due_events(srv, "wanghao")}
+    # A mother of two hears of each child who has not handed it in.
+    liu = await _due_events(srv, "liu_mom")
+    assert sorted(e["student_name"] for e in liu) == ["刘欣 Liu Xin", "刘洋 Liu Yang"]
+
+
+async def test_the_running_server_sends_homework_due_reminders_by_itself(
+    tmp_path: Path,
+) -> None:
+    service = PushService()
+    await service.start()
+    srv = await start_server(
+        make_settings(tmp_path, push_endpoint_hosts="127.0.0.1", homework_due_sweep_s=0.2)
+    )
+    try:
+        mom = await srv.client("wang_mom")
+        phone = service.device("phone")
+        await subscribe(mom, phone)
+        li = await srv.client("li")
+        hw = await li.assign_homework(srv.class_id, "口算练习", time.time() + 600)
+        ev = await mom.wait_for(lambda e: e["type"] == "homework.due", timeout=30)
+        assert ev["data"]["homework_id"] == hw["id"] and ev["data"]["title"] == "口算练习"
+        await drained(srv)
+        assert [p["title"] for p in phone.received] == ["口算练习"]
+    finally:
+        await stop_server(srv)
+        await service.stop()
+
+
+def test_homework_is_due_soon_once_and_never_after_its_due_time() -> None:
+    from realtime.domain.homework import due_soon
+
+    assert due_soon(due_at=1000, notified_at=None, now=900, notice_s=200)
+    assert not due_soon(due_at=1000, notified_at=850, now=900, notice_s=200)
+    assert not due_soon(due_at=1000, notified_at=None, now=700, notice_s=200)
+    assert not due_soon(due_at=1000, notified_at=None, now=1000, notice_s=200)
 
 
 def test_quiet_hours_span_midnight() -> None:

@@ -71,8 +71,11 @@ async def test_sorting_withdraw_dismiss_reopen(server: Server) -> None:
     assert by_id[q3["id"]]["status"] == "answered_live"
 
 
-async def test_unanswered_session_questions_move_to_class_board(server: Server) -> None:
+async def test_session_questions_stay_on_the_class_board_with_their_answers(
+    server: Server,
+) -> None:
     wang = await server.client("wanghao")
+    liming = await server.client("liming")
     teacher = await server.client("li")
     start = await teacher.request(
         "session.start", {"class_id": server.class_id, "kind": "lesson", "title": "Q&A"}
@@ -80,12 +83,21 @@ async def test_unanswered_session_questions_move_to_class_board(server: Server) 
     sid = start["session"]["id"]
     q_open = await wang.ask(server.class_id, "still open", session_id=sid)
     q_done = await wang.ask(server.class_id, "answered", session_id=sid)
-    await teacher.answer(q_done["id"], "done")
+    q_gone = await wang.ask(server.class_id, "off topic", session_id=sid)
+    await teacher.answer(q_done["id"], "分数的分母不能为零")
+    await teacher.request("question.dismiss", {"question_id": q_gone["id"]})
     board = await wang.request("question.list", {"class_id": server.class_id})
     assert board["questions"] == []
     await teacher.request("session.end", {"session_id": sid})
-    board = await wang.request("question.list", {"class_id": server.class_id})
-    assert [q["id"] for q in board["questions"]] == [q_open["id"]]
+    # A classmate looks back after the lesson: the open question, and the answered one with the
+    # teacher's written answer, marked answered; the dismissed one stays with the lesson.
+    board = await liming.request("question.list", {"class_id": server.class_id})
+    by_id = {q["id"]: q for q in board["questions"]}
+    assert sorted(by_id) == sorted([q_open["id"], q_done["id"]])
+    assert by_id[q_done["id"]]["status"] == "answered"
+    assert by_id[q_done["id"]]["answer"] == "分数的分母不能为零"
+    assert by_id[q_done["id"]]["answered_by_name"] == "李老师 Ms. Li"
+    assert by_id[q_open["id"]]["status"] == "open"
     ev = await teacher.wait_for(
         lambda e: e["stream"] == f"qa:{server.class_id}" and e["data"].get("id") == q_open["id"]
     )

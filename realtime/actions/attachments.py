@@ -13,7 +13,7 @@ from realtime.domain.streams import Visibility, qa_stream
 from realtime.errors import HomeroomError, bad_request, conflict, forbidden, not_found
 from realtime.store.db import DbConnection
 from realtime.store.rows import UploadRow, typed_all
-from realtime.store.schema import messages, notices, questions, uploads
+from realtime.store.schema import homework, messages, notices, questions, uploads
 
 # The most files one message, notice, question or answer carries.
 MAX_PER_ITEM = 9
@@ -68,6 +68,38 @@ async def attach(
     return [attachment_view(rows[uid]) for uid in ids]
 
 
+async def replace(
+    conn: DbConnection, user_id: int, ids: list[str], carrier: str, now: float
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The carrier's files become ``ids``: the ones it already carries stay, new uploads are
+    attached, the rest are released. Returns the views in the order given and the blob keys to
+    collect (a resubmitted homework: the student's files as they are now)."""
+    if len(ids) > MAX_PER_ITEM:
+        raise bad_request(f"at most {MAX_PER_ITEM} files at a time")
+    held = {
+        r.id: r
+        for r in typed_all(
+            UploadRow,
+            await conn.execute(
+                select(uploads).where(uploads.c.carrier == carrier, uploads.c.status != "deleted")
+            ),
+        )
+    }
+    new = await attach(conn, user_id, [i for i in ids if i not in held], carrier, now) or []
+    views = {v["id"]: v for v in new} | {i: attachment_view(r) for i, r in held.items()}
+    dropped = [i for i in held if i not in ids]
+    keys: list[str] = []
+    if dropped:
+        rows = [held[i] for i in dropped]
+        await conn.execute(
+            uploads.update()
+            .where(uploads.c.id.in_(dropped))
+            .values(status="deleted", deleted_at=now)
+        )
+        keys = sorted({k for r in rows for k in (r.blob, r.preview, r.thumb) if k})
+    return [views[i] for i in ids], keys
+
+
 async def release(conn: DbConnection, carriers: list[str], now: float) -> list[str]:
     """Mark the files of deleted carriers deleted; returns the blob keys to collect."""
     rows = list(
@@ -100,6 +132,8 @@ async def referenced(conn: DbConnection, key: str) -> bool:
 async def carrier_visibility(conn: DbConnection, user_id: int, carrier: str) -> Visibility:
     """How much of the message, notice or question carrying a file this person may see."""
     kind, _, raw = carrier.partition(":")
+    if kind in ("homework", "submission"):
+        return await _homework_visibility(conn, user_id, kind, raw)
     try:
         cid = int(raw)
     except ValueError:
@@ -144,6 +178,28 @@ async def carrier_visibility(conn: DbConnection, user_id: int, carrier: str) -> 
             return vis
     except HomeroomError:
         return Visibility.NONE
+    return Visibility.NONE
+
+
+async def _homework_visibility(conn: DbConnection, user_id: int, kind: str, raw: str) -> Visibility:
+    """``homework:{id}``: whom the homework is for; ``submission:{homework}:{student}``: the
+    student, their approved guardians and the class's staff."""
+    try:
+        hw_id, *rest = (int(x) for x in raw.split(":"))
+    except ValueError:
+        return Visibility.NONE
+    hw = (await conn.execute(select(homework.c.class_id).where(homework.c.id == hw_id))).first()
+    if hw is None:
+        return Visibility.NONE
+    try:
+        access = await class_access(conn, user_id, hw.class_id)
+    except HomeroomError:
+        return Visibility.NONE
+    if policy.may_review_homework(access):
+        return Visibility.STAFF
+    student = rest[0] if kind == "submission" and len(rest) == 1 else None
+    if (kind == "homework") == (student is None) and policy.may_see_homework(access, student):
+        return Visibility.MEMBER
     return Visibility.NONE
 
 

@@ -6,8 +6,9 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select
 
-from realtime.actions import attachments, audit
+from realtime.actions import attachments, audit, mentions
 from realtime.actions.access import class_access, display_names, require_visible
+from realtime.actions.guardian_history import history_floor
 from realtime.actions.once import create_once
 from realtime.domain import chat as rules
 from realtime.domain import policy
@@ -45,6 +46,7 @@ def message_view(row: MessageRow, names: dict[int, str]) -> dict[str, Any]:
         "edited_at": row.edited_at,
         "deleted": deleted,
         "attachments": [] if deleted else (row.attachments or []),
+        "mentions": row.mentions or [],
     }
 
 
@@ -93,6 +95,7 @@ async def send(hub: Hub, user_id: int, req: ChatSend) -> dict[str, Any]:
             until = (await conn.execute(_MUTED_UNTIL, params)).scalar()
             rules.check_not_muted(until, now)
         hub.check_rate(user_id, "chat")
+        mentioned = await mentions.check(conn, stream, user_id, req.mentions)
         key = str(stream)
         seq = await hub.store.next_seq(conn, key)
         res = await conn.execute(
@@ -105,6 +108,7 @@ async def send(hub: Hub, user_id: int, req: ChatSend) -> dict[str, Any]:
                 "body": body,
                 "sent_at": now,
                 "attachments": None,
+                "mentions": mentioned or None,
             },
         )
         files = None
@@ -126,8 +130,11 @@ async def send(hub: Hub, user_id: int, req: ChatSend) -> dict[str, Any]:
             "edited_at": None,
             "deleted": False,
             "attachments": files or [],
+            "mentions": mentioned,
         }
         await hub.store.append(conn, key, "chat.message", view, seq=seq)
+        if mentioned:
+            await mentions.tell(hub, conn, mentioned, view)
         return {"message": view}
 
     async def original(conn: DbConnection) -> dict[str, Any] | None:
@@ -244,8 +251,11 @@ async def delete(hub: Hub, user_id: int, req: MessageRef) -> dict[str, Any]:
 async def history(hub: Hub, user_id: int, req: ChatHistory) -> dict[str, Any]:
     limit = min(req.limit, hub.settings.history_page_max)
     async with hub.store.read() as conn:
-        stream, _vis, _a, _p = await require_visible(conn, user_id, req.stream)
+        stream, _vis, access, _p = await require_visible(conn, user_id, req.stream)
         query = select(messages).where(messages.c.stream == str(stream))
+        floor = await history_floor(conn, stream, access)
+        if floor:
+            query = query.where(messages.c.seq > floor)
         if req.before is not None:
             query = query.where(messages.c.seq < req.before)
         rows = typed_all(
@@ -262,8 +272,9 @@ async def history(hub: Hub, user_id: int, req: ChatHistory) -> dict[str, Any]:
 
 async def mark_read(hub: Hub, user_id: int, req: ChatRead) -> dict[str, Any]:
     async with hub.store.transaction() as conn:
-        stream, _v, _a, _p = await require_visible(conn, user_id, req.stream)
+        stream, _v, access, _p = await require_visible(conn, user_id, req.stream)
         key = str(stream)
+        floor = await history_floor(conn, stream, access)
         current = (
             await conn.execute(
                 select(read_positions.c.seq).where(
@@ -282,7 +293,7 @@ async def mark_read(hub: Hub, user_id: int, req: ChatRead) -> dict[str, Any]:
                 .values(seq=req.seq)
             )
         read_seq = max(req.seq, current or 0)
-        unread = await unread_count(conn, user_id, key, read_seq)
+        unread = await unread_count(conn, user_id, key, max(read_seq, floor))
         position = {"stream": key, "read_seq": read_seq, "unread": unread}
         if read_seq != current:
             # The person's other devices update their unread counts.

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from realtime.actions import attachments
 from realtime.actions.access import class_access, display_names, guardians_of, members_with_role
 from realtime.actions.attendance import safe_cell
 from realtime.domain import homework as rules
@@ -117,7 +118,15 @@ async def assign(hub: Hub, user_id: int, req: HomeworkAssign) -> dict[str, Any]:
                     created_at=now,
                 )
             )
-            view = homework_view(await _load(conn, inserted_id(res)))
+            hw_id = inserted_id(res)
+            files = await attachments.attach(
+                conn, user_id, req.attachments, f"homework:{hw_id}", now
+            )
+            if files:
+                await conn.execute(
+                    homework.update().where(homework.c.id == hw_id).values(attachments=files)
+                )
+            view = homework_view(await _load(conn, hw_id))
             for part in ("students", "guardians"):
                 await hub.store.append(
                     conn, str(notice_stream(req.class_id, part)), "homework.assigned", view
@@ -140,18 +149,23 @@ async def assign(hub: Hub, user_id: int, req: HomeworkAssign) -> dict[str, Any]:
 async def submit(hub: Hub, user_id: int, req: HomeworkSubmit) -> dict[str, Any]:
     """Submit, or resubmit before the due time (or after a return for redo)."""
     hub.check_rate(user_id, "homework.submit")
-    if not req.body.strip():
-        raise bad_request("a submission needs some text")
+    if not req.body.strip() and not req.attachments:
+        raise bad_request("a submission needs some text or a file")
     rules.check_text("-", req.body)
     now = hub.now()
+    released: list[str] = []
     async with hub.store.transaction() as conn:
         hw = await _load(conn, req.homework_id)
         access = await class_access(conn, user_id, hw.class_id)
         require(policy.may_submit_homework(access), "only the class's students submit homework")
         before = await _submission(conn, hw.id, user_id)
         late = rules.check_submit(None if before is None else before.status, hw.due_at, now)
+        files, released = await attachments.replace(
+            conn, user_id, req.attachments, f"submission:{hw.id}:{user_id}", now
+        )
         values: dict[str, Any] = {
             "body": req.body,
+            "attachments": files,
             "status": SubmissionStatus.SUBMITTED.value,
             "late": late,
             "submitted_at": now,
@@ -159,7 +173,7 @@ async def submit(hub: Hub, user_id: int, req: HomeworkSubmit) -> dict[str, Any]:
         if before is None:
             await conn.execute(
                 homework_submissions.insert().values(
-                    homework_id=hw.id, student_id=user_id, attachments=[], times=1, **values
+                    homework_id=hw.id, student_id=user_id, times=1, **values
                 )
             )
         else:
@@ -181,6 +195,9 @@ async def submit(hub: Hub, user_id: int, req: HomeworkSubmit) -> dict[str, Any]:
             **view,
         }
         await hub.store.append(conn, str(staff_stream(hw.class_id)), "homework.submission", staff)
+    if released and hub.files is not None:
+        # The files the resubmission dropped: their bytes go once nothing else refers to them.
+        await hub.files.collect(hub, released)
     return {"homework_id": hw.id, "submission": view}
 
 

@@ -231,6 +231,19 @@ async def running_nodes(hub: Hub) -> dict[int, str]:
         return {r.id: r.node for r in rows}
 
 
+async def node_of(hub: Hub, session_id: int) -> str | None:
+    """The node a running session runs on (None: no such session running)."""
+    async with hub.store.read() as conn:
+        row = (
+            await conn.execute(
+                select(live_sessions.c.node).where(
+                    live_sessions.c.id == session_id, live_sessions.c.ended_at.is_(None)
+                )
+            )
+        ).first()
+    return None if row is None else str(row.node)
+
+
 async def running(hub: Hub, ids: list[int]) -> list[LiveSession]:
     """These running sessions as stored, whichever node runs them."""
     return await _load(hub, live_sessions.c.id.in_(ids))

@@ -1,6 +1,6 @@
 """Live result counts of a poll for its host: read from the store, pushed coalesced.
 
-Every answer marks its poll changed; the counts go to the staff rooms of the poll's streams at
+Every answer marks its poll changed; the counts go to the staff room of the poll's own class at
 most once per ``poll_push_interval_s`` per poll and node (domain/polls.py: Coalescer). They are
 read from the store when pushed, so they are right whichever node took the answers.
 """
@@ -48,9 +48,9 @@ async def results(
 
 
 def staff_rooms(poll: PollRow) -> list[str]:
-    return [
-        room_name(notice_stream(cid, poll.audience), Visibility.STAFF) for cid in poll.classrooms
-    ]
+    """The host class's staff: a dual lesson's linked classrooms may answer, so they see the
+    counts (and how many are right) only once published, like students."""
+    return [room_name(notice_stream(poll.class_id, poll.audience), Visibility.STAFF)]
 
 
 class PollCounts:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Any
 
 from sqlalchemy import bindparam, select
@@ -11,16 +9,17 @@ from sqlalchemy.exc import IntegrityError
 
 from realtime.actions.access import class_access, display_names
 from realtime.actions.poll_counts import counts, results
+from realtime.actions.poll_deadlines import deadlines
+from realtime.actions.poll_store import POLL, announce, load, poll_view
 from realtime.domain import policy
 from realtime.domain import polls as rules
 from realtime.domain.policy import require
 from realtime.domain.polls import AnswerBy, PollAudience, PollKind, PollStatus
 from realtime.domain.roles import ClassAccess
-from realtime.domain.streams import notice_stream
-from realtime.errors import HomeroomError, bad_request, conflict, forbidden, not_found
+from realtime.errors import bad_request, conflict, forbidden, not_found
 from realtime.hub import Hub
 from realtime.schemas import PollAnswer, PollCreate, PollList, PollRef
-from realtime.store.db import DbConnection, StoredEvent, inserted_id
+from realtime.store.db import DbConnection, inserted_id
 from realtime.store.prepared import Prepared
 from realtime.store.rows import PollAnswerRow, PollRow, typed_all, typed_or_none
 from realtime.store.schema import live_sessions, poll_answers, polls
@@ -28,7 +27,6 @@ from realtime.store.schema import live_sessions, poll_answers, polls
 LIST_MAX = 50
 
 # The answer path runs these for every answer (500 in a few seconds in a class): built once.
-_POLL = Prepared(select(polls).where(polls.c.id == bindparam("poll_id")))
 _BY_USER = Prepared(
     select(poll_answers.c.answer).where(
         poll_answers.c.poll_id == bindparam("poll_id"),
@@ -63,37 +61,6 @@ _UPDATE_BY_CLASS = Prepared(
 )
 
 
-def poll_view(row: PollRow, now: float, *, staff: bool) -> dict[str, Any]:
-    view = {
-        "id": row.id,
-        "class_id": row.class_id,
-        "session_id": row.session_id,
-        "classrooms": list(row.classrooms),
-        "author_id": row.author_id,
-        "kind": row.kind,
-        "question": row.question,
-        "options": list(row.options),
-        "quiz": bool(row.correct),
-        "anonymous": row.anonymous,
-        "audience": row.audience,
-        "answer_by": row.answer_by,
-        "closes_at": row.closes_at,
-        "status": rules.effective_status(PollStatus(row.status), row.closes_at, now).value,
-        "created_at": row.created_at,
-        "closed_at": row.closed_at,
-    }
-    if staff or row.status == PollStatus.PUBLISHED:
-        view["correct"] = list(row.correct)
-    return view
-
-
-async def _load(conn: DbConnection, poll_id: int) -> PollRow:
-    row = typed_or_none(PollRow, (await conn.execute(_POLL, {"poll_id": poll_id})).first())
-    if row is None:
-        raise not_found("no such poll")
-    return row
-
-
 async def _staff_access(conn: DbConnection, user_id: int, poll: PollRow) -> ClassAccess:
     access = await class_access(conn, user_id, poll.class_id)
     require(policy.may_run_poll(access), "only the class's teachers run its polls")
@@ -109,20 +76,6 @@ async def _answerer(conn: DbConnection, user_id: int, poll: PollRow) -> ClassAcc
         if policy.may_answer_poll(access, poll.audience, poll.answer_by):
             return access
     return None
-
-
-async def _append_all(
-    hub: Hub,
-    conn: DbConnection,
-    poll: PollRow,
-    type_: str,
-    data: dict[str, Any],
-    staff: dict[str, Any],
-) -> list[StoredEvent]:
-    return [
-        await hub.store.append(conn, str(notice_stream(cid, poll.audience)), type_, data, staff)
-        for cid in poll.classrooms
-    ]
 
 
 async def create(hub: Hub, user_id: int, req: PollCreate) -> dict[str, Any]:
@@ -186,11 +139,9 @@ async def create(hub: Hub, user_id: int, req: PollCreate) -> dict[str, Any]:
                     created_at=now,
                 )
             )
-            poll = await _load(conn, inserted_id(res))
+            poll = await load(conn, inserted_id(res))
             staff = poll_view(poll, now, staff=True)
-            await _append_all(
-                hub, conn, poll, "poll.opened", poll_view(poll, now, staff=False), staff
-            )
+            await announce(hub, conn, poll, "poll.opened", poll_view(poll, now, staff=False), staff)
     except IntegrityError:
         async with hub.store.read() as conn:
             earlier = typed_or_none(
@@ -206,33 +157,23 @@ async def create(hub: Hub, user_id: int, req: PollCreate) -> dict[str, Any]:
             if earlier is None:
                 raise
             return {"poll": poll_view(earlier, now, staff=True), "duplicate": True}
-    if limit is not None:
-        _close_later(hub, poll.id, limit)
+    if poll.closes_at is not None:
+        deadlines(hub).at_deadline(poll.id, poll.closes_at)
     return {"poll": staff}
-
-
-def _close_later(hub: Hub, poll_id: int, delay: float) -> None:
-    async def run() -> None:
-        await asyncio.sleep(delay)
-        with contextlib.suppress(HomeroomError):  # closed or published by hand meanwhile
-            await _finish(hub, None, poll_id, PollStatus.CLOSED)
-
-    task = asyncio.get_running_loop().create_task(run())
-    tasks: set[asyncio.Task[None]] = counts(hub).tasks
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
 
 
 async def answer(hub: Hub, user_id: int, req: PollAnswer) -> dict[str, Any]:
     hub.check_rate(user_id, "poll.answer")  # changing one's answer is free, hammering is not
     now = hub.now()
     async with hub.store.transaction() as conn:
-        poll = typed_or_none(PollRow, (await conn.execute(_POLL, {"poll_id": req.poll_id})).first())
+        poll = typed_or_none(PollRow, (await conn.execute(POLL, {"poll_id": req.poll_id})).first())
         if poll is None:
             raise not_found("no such poll")
         access = await _answerer(conn, user_id, poll)
         if access is None:
             raise forbidden("this poll is not for you to answer")
+        if rules.overdue(PollStatus(poll.status), poll.closes_at, now):
+            deadlines(hub).overdue(poll.id)  # its own node may be gone: closed from here
         rules.check_open(PollStatus(poll.status), poll.closes_at, now)
         kind = PollKind(poll.kind)
         value = rules.normalize_answer(kind, list(poll.options), req.answer)
@@ -271,31 +212,32 @@ async def answer(hub: Hub, user_id: int, req: PollAnswer) -> dict[str, Any]:
     }
 
 
-async def _finish(
-    hub: Hub, user_id: int | None, poll_id: int, target: PollStatus
-) -> dict[str, Any]:
+async def _finish(hub: Hub, user_id: int, poll_id: int, target: PollStatus) -> dict[str, Any]:
     now = hub.now()
     async with hub.store.transaction() as conn:
-        poll = await _load(conn, poll_id)
-        if user_id is not None:
-            await _staff_access(conn, user_id, poll)
+        # Locked: a deadline's close (poll_deadlines.close_due) waits, then finds it not open.
+        poll = await load(conn, poll_id, lock=True)
+        await _staff_access(conn, user_id, poll)
+        # The stored status: closing a poll past its deadline that no node closed yet announces
+        # the close (at its deadline) here.
         status = PollStatus(poll.status)
         if status is PollStatus.PUBLISHED or status is target:
             raise conflict(f"the poll is already {status.value}")
+        closed_at = poll.closed_at or min(now, poll.closes_at or now)
         await conn.execute(
             polls.update()
             .where(polls.c.id == poll_id)
-            .values(status=target.value, closed_at=poll.closed_at or now)
+            .values(status=target.value, closed_at=closed_at)
         )
-        poll = await _load(conn, poll_id)
+        poll = await load(conn, poll_id)
         staff = poll_view(poll, now, staff=True)
         if target is PollStatus.PUBLISHED:
             res = await results(conn, poll, text_limit=rules.MAX_PUBLISHED_TEXTS)
             data = {**poll_view(poll, now, staff=False), "results": res.view()}
-            await _append_all(hub, conn, poll, "poll.results", data, {**staff, **data})
+            await announce(hub, conn, poll, "poll.results", data, {**staff, **data})
         else:
             data = poll_view(poll, now, staff=False)
-            await _append_all(hub, conn, poll, "poll.closed", data, staff)
+            await announce(hub, conn, poll, "poll.closed", data, staff)
     return {"poll": staff}
 
 
@@ -324,7 +266,9 @@ async def get(hub: Hub, user_id: int, req: PollRef) -> dict[str, Any]:
     anonymous); participants their own answer, and the results once published."""
     now = hub.now()
     async with hub.store.read() as conn:
-        poll = await _load(conn, req.poll_id)
+        poll = await load(conn, req.poll_id)
+        if rules.overdue(PollStatus(poll.status), poll.closes_at, now):
+            deadlines(hub).overdue(poll.id)  # shown closed now; everyone told in a moment
         host = await class_access(conn, user_id, poll.class_id)
         if policy.may_run_poll(host):
             out: dict[str, Any] = {"poll": poll_view(poll, now, staff=True)}
@@ -385,4 +329,26 @@ async def list_polls(hub: Hub, user_id: int, req: PollList) -> dict[str, Any]:
             if req.class_id in r.classrooms and (staff or policy.may_see_poll(access, r.audience))
         ]
         mine = await _mine(conn, user_id, [r.id for r in rows])
-    return {"polls": [{**poll_view(r, now, staff=staff), "mine": mine.get(r.id)} for r in rows]}
+        ours = [
+            r.id for r in rows if r.answer_by == AnswerBy.CLASSROOM and r.class_id != req.class_id
+        ]
+        if ours:  # a linked classroom's answer, whichever of its teachers gave it
+            answered = await conn.execute(
+                select(poll_answers.c.poll_id, poll_answers.c.answer).where(
+                    poll_answers.c.class_id == req.class_id, poll_answers.c.poll_id.in_(ours)
+                )
+            )
+            mine.update({a.poll_id: list(a.answer) for a in answered})
+    for r in rows:
+        if rules.overdue(PollStatus(r.status), r.closes_at, now):
+            deadlines(hub).overdue(r.id)
+    # Staff of a linked classroom see a dual lesson's poll as its students do (they may answer).
+    return {
+        "polls": [
+            {
+                **poll_view(r, now, staff=staff and r.class_id == req.class_id),
+                "mine": mine.get(r.id),
+            }
+            for r in rows
+        ]
+    }

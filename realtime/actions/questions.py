@@ -331,14 +331,16 @@ async def list_questions(hub: Hub, user_id: int, req: QuestionList) -> dict[str,
 
 
 async def close_session(hub: Hub, class_id: int, session_id: int) -> int:
-    """A live session ended: its unanswered questions move to the class board."""
+    """A live session ended: its open and answered questions move to the class board (the
+    answered ones with their answers, marked answered, so a student can look back at them);
+    dismissed and withdrawn ones stay with the session."""
     async with hub.store.transaction() as conn:
         rows = list(
             await conn.execute(
                 select(questions).where(
                     questions.c.class_id == class_id,
                     questions.c.session_id == session_id,
-                    questions.c.status == QuestionStatus.OPEN.value,
+                    questions.c.status.in_([s.value for s in rules.KEPT_ON_THE_BOARD]),
                 )
             )
         )

@@ -121,7 +121,7 @@ async def overview(hub: Hub, user_id: int) -> dict[str, Any]:
             )
         ]
     return {
-        "school": {"id": school.id, "name": school.name, "time_zone": school.time_zone},
+        "school": {"id": school.id, "name": school.name, **_settings_view(school)},
         "years": years,
         "classes": out,
         "staff": staff_people,
@@ -450,22 +450,35 @@ async def pending_links(hub: Hub, user_id: int) -> dict[str, Any]:
 
 
 async def set_settings(hub: Hub, user_id: int, req: SchoolSettings) -> dict[str, Any]:
-    if not valid_time_zone(req.time_zone):
-        raise bad_request("time_zone must be an IANA time zone such as Asia/Shanghai")
+    values: dict[str, Any] = {}
+    if req.time_zone is not None:
+        if not valid_time_zone(req.time_zone):
+            raise bad_request("time_zone must be an IANA time zone such as Asia/Shanghai")
+        values["time_zone"] = req.time_zone
+    if req.guardian_chat_history is not None:
+        values["guardian_chat_history"] = req.guardian_chat_history
+    if not values:
+        raise bad_request("nothing to change: give time_zone or guardian_chat_history")
     async with hub.store.transaction() as conn:
         school_id = await _admin_school(conn, user_id)
-        await conn.execute(
-            update(schools).where(schools.c.id == school_id).values(time_zone=req.time_zone)
-        )
+        await conn.execute(update(schools).where(schools.c.id == school_id).values(**values))
         await audit.record(
             conn,
             actor_id=user_id,
             action="school.settings",
             now=hub.now(),
             school_id=school_id,
-            detail={"time_zone": req.time_zone},
+            detail=values,
         )
-    return {"time_zone": req.time_zone}
+        row = (await conn.execute(select(schools).where(schools.c.id == school_id))).one()
+    return _settings_view(row)
+
+
+def _settings_view(school: Any) -> dict[str, Any]:
+    return {
+        "time_zone": school.time_zone,
+        "guardian_chat_history": bool(school.guardian_chat_history),
+    }
 
 
 async def join_code_of(hub: Hub, user_id: int, class_id: int) -> str:

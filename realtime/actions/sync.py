@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from realtime.actions.access import followed_streams, stream_visibility
+from realtime.actions.access import class_access, followed_streams, stream_visibility
 from realtime.actions.chat import list_conversations, read_seqs, unread_count
+from realtime.actions.guardian_history import history_floor
 from realtime.domain.streams import Visibility, parse_stream
 from realtime.errors import HomeroomError
 from realtime.hub import Hub
@@ -45,14 +46,21 @@ async def catch_up(
                 "visibility": "staff" if vis is Visibility.STAFF else "member",
                 "last_seq": last[key],
             }
+            floor = 0
+            if key.endswith(":guardians") and key.startswith("class:"):
+                stream = parse_stream(key)
+                assert stream.class_id is not None
+                access = await class_access(conn, user_id, stream.class_id)
+                floor = await history_floor(conn, stream, access)
             if key.startswith(("class:", "conv:")):
-                read_seq = reads.get(key, 0)
+                read_seq = max(reads.get(key, 0), floor)
                 entry["read_seq"] = read_seq
                 entry["unread"] = await unread_count(conn, user_id, key, read_seq)
             streams.append(entry)
             if key not in cursors:
                 continue
-            batch = await hub.store.events_after(conn, key, cursors[key], limit)
+            # Nothing from before a guardian's approval, whatever cursor they send.
+            batch = await hub.store.events_after(conn, key, max(cursors[key], floor), limit)
             for ev in batch:
                 wire = ev.for_staff() if vis is Visibility.STAFF else ev.for_member()
                 if wire is not None:

@@ -64,4 +64,10 @@ class Bus(Protocol):
 
     async def publish(self, message: dict[str, Any]) -> None: ...
 
+    async def send(self, node: str, message: dict[str, Any]) -> int:
+        """Send a message to one node's handler (by its name). Returns how many nodes listen
+        under that name (0: none, the node is gone); raises ``ConnectionError`` when the bus
+        cannot carry it. Messages from one node to another arrive in the order sent."""
+        ...
+
     async def close(self) -> None: ...

@@ -20,5 +20,12 @@ class LocalBus:
         if self._handler is not None:
             await self._handler(decode(encode(message)))
 
+    async def send(self, node: str, message: dict[str, Any]) -> int:
+        # One node: whatever is addressed goes to this node (which answers for its own).
+        if self._handler is None:
+            return 0
+        await self._handler(decode(encode(message)))
+        return 1
+
     async def close(self) -> None:
         self._handler = None

@@ -16,6 +16,12 @@ event, and the resync after the outage brings it to the other nodes' clients.
 Redis's own client retries and silently resubscribes on a broken connection, which would lose
 the messages in between without telling anyone; it is told not to retry (``Retry(..., 0)``),
 and any error of the subscription is handled here by starting a fresh one.
+
+Messages addressed to one node (:meth:`RedisBus.send`: live-session requests, answers and
+effects, realtime/cluster/calls.py) go on that node's own channel, ``<channel>:to:<name>``,
+which each node subscribes to beside the shared one, on the same connection (so what one node
+sends another arrives in order). Redis answers a publish with how many subscribers got it: 0
+says at once that no node of that name is listening.
 """
 
 from __future__ import annotations
@@ -48,8 +54,15 @@ CONNECT_TIMEOUT_S = 2.0
 PUBLISH_TIMEOUT_S = 2.0
 
 
+def direct_channel(channel: str, node: str) -> str:
+    """Where messages addressed to one node go (its name, on the deployment's channel)."""
+    return f"{channel}:to:{node}"
+
+
 class RedisBus:
-    def __init__(self, url: str, channel: str, *, idle_ping_s: float = IDLE_PING_S) -> None:
+    def __init__(
+        self, url: str, channel: str, *, name: str = "", idle_ping_s: float = IDLE_PING_S
+    ) -> None:
         self._redis = aioredis.from_url(
             url,
             retry=Retry(NoBackoff(), 0),
@@ -57,6 +70,8 @@ class RedisBus:
             socket_keepalive=True,
         )
         self._channel = channel
+        # Messages addressed to this node (:meth:`send`) come on a channel of its own.
+        self._direct = direct_channel(channel, name) if name else None
         self._idle_ping_s = idle_ping_s
         self._handler: BusHandler | None = None
         self._task: asyncio.Task[None] | None = None
@@ -98,6 +113,19 @@ class RedisBus:
             self._missed = True
             log.warning("bus publish failed (delivered on this node only): %s", exc)
 
+    async def send(self, node: str, message: dict[str, Any]) -> int:
+        """To one node, on its own channel; Redis says how many listen there (0: gone)."""
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+                return int(
+                    await self._redis.publish(direct_channel(self._channel, node), encode(message))
+                )
+        except (aioredis.RedisError, OSError, TimeoutError) as exc:
+            self.health.publish_failures += 1
+            raise ConnectionError(
+                f"the bus could not carry a message to node {node}: {exc}"
+            ) from exc
+
     async def _deliver(self, message: dict[str, Any]) -> None:
         if self._handler is None:
             return
@@ -114,7 +142,7 @@ class RedisBus:
         while True:
             pubsub = self._redis.pubsub()
             try:
-                await pubsub.subscribe(self._channel)
+                await pubsub.subscribe(*[c for c in (self._channel, self._direct) if c])
                 self.health.mark_up()
                 if not first:
                     self.health.reconnects += 1

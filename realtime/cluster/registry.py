@@ -33,6 +33,8 @@ class NodeInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     subscribers: int = 0
     # Fraction of one core used since the previous announcement (1.0 = a whole core).
     cpu: float = 0.0
+    # Shutting down (SIGTERM): no new session is placed on it, its sessions move elsewhere.
+    draining: bool = False
 
     def view(self) -> dict[str, Any]:
         return msgspec.structs.asdict(self)

@@ -46,6 +46,8 @@ class NodeWatch:
         self.sessions_taken_over = 0
         self._cpu = (time.process_time(), time.monotonic())
         self._task: asyncio.Task[None] | None = None
+        # Placement reads who is alive, with what load, from here.
+        live.membership = self.membership
 
     @property
     def name(self) -> str:
@@ -98,6 +100,11 @@ class NodeWatch:
                 log.info("node %s joined", name)
         for name in change.went:
             log.warning("node %s is gone from the registry", name)
+            # Its connections to this node's sessions are gone (grace period, as a drop).
+            try:
+                await self.live.node_gone(name)
+            except Exception:
+                log.exception("letting node %s's connections go failed", name)
         if not shared:
             return  # alone: this node's own start-up ends what a previous run left
         try:

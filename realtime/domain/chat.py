@@ -1,7 +1,9 @@
-"""Chat rules that need no I/O: message length, edit window, mutes."""
+"""Chat rules that need no I/O: message length, edit window, mutes, who sees what history."""
 
 from __future__ import annotations
 
+from realtime.domain.roles import ClassAccess
+from realtime.domain.streams import StreamKey
 from realtime.errors import bad_request, conflict, forbidden, too_large
 
 
@@ -28,3 +30,28 @@ def check_own_change(
 def check_not_muted(muted_until: float | None, now: float) -> None:
     if muted_until is not None and muted_until > now:
         raise forbidden("a teacher has muted your posting in this class for now")
+
+
+def history_from_approval(stream: StreamKey, access: ClassAccess) -> bool:
+    """Whether this person sees the stream only from their approval on (when the school keeps
+    the guardians' earlier conversation closed): a guardian, not a teacher, in the guardians'
+    chat of the class."""
+    return (
+        stream.kind == "class"
+        and stream.part == "guardians"
+        and access.is_guardian
+        and not access.is_staff
+    )
+
+
+# People one message may @mention at most (ChatSend.mentions).
+MAX_MENTIONS = 20
+
+
+def mentioned(ids: list[int], sender_id: int) -> list[int]:
+    """Whom a message's mentions tell: each once, in order, never the sender."""
+    out: list[int] = []
+    for uid in ids:
+        if uid != sender_id and uid not in out:
+            out.append(uid)
+    return out[:MAX_MENTIONS]

@@ -93,3 +93,9 @@ def rollup(states: Iterable[HomeworkState]) -> dict[str, int]:
 
 def needs_reminder(state: HomeworkState) -> bool:
     return state in (HomeworkState.PENDING, HomeworkState.MISSING, HomeworkState.RETURNED)
+
+
+def due_soon(due_at: float, notified_at: float | None, now: float, notice_s: float) -> bool:
+    """Whether the "due soon" reminder of this homework is to go out now: once, within
+    ``notice_s`` before the due time, never after it."""
+    return notified_at is None and now < due_at <= now + notice_s

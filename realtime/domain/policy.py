@@ -69,6 +69,16 @@ def may_moderate_chat(access: ClassAccess | None) -> bool:
     return access is not None and access.is_staff
 
 
+def may_see_read_by(stream: StreamKey, access: ClassAccess | None) -> bool:
+    """Who has read a message of the guardians' chat: the class's teachers and assistants."""
+    return (
+        stream.kind == "class"
+        and stream.part == "guardians"
+        and access is not None
+        and access.is_staff
+    )
+
+
 def may_open_conversation(initiator: ClassAccess, other: ClassAccess) -> bool:
     """Private talk is between a teacher and a guardian or student of the same class.
 
@@ -234,6 +244,14 @@ def may_review_homework(access: ClassAccess | None) -> bool:
 
 def may_submit_homework(access: ClassAccess | None) -> bool:
     return access is not None and access.is_student
+
+
+def may_see_homework(access: ClassAccess | None, student_id: int | None = None) -> bool:
+    """A homework (and its files): every member of its class; one student's submission (and its
+    files): as :func:`may_view_student`."""
+    if student_id is not None:
+        return may_view_student(access, student_id)
+    return access is not None and (access.is_member or access.is_staff)
 
 
 # --- a school that sets itself up -------------------------------------------------------------

@@ -125,10 +125,13 @@ def check_open(status: PollStatus, closes_at: float | None, now: float) -> None:
         raise conflict("the poll is closed")
 
 
+def overdue(status: PollStatus, closes_at: float | None, now: float) -> bool:
+    """Stored as open though its time is up: nobody has closed it yet (its node may be gone)."""
+    return status is PollStatus.OPEN and closes_at is not None and now >= closes_at
+
+
 def effective_status(status: PollStatus, closes_at: float | None, now: float) -> PollStatus:
-    if status is PollStatus.OPEN and closes_at is not None and now >= closes_at:
-        return PollStatus.CLOSED
-    return status
+    return PollStatus.CLOSED if overdue(status, closes_at, now) else status
 
 
 @dataclass(frozen=True)

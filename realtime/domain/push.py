@@ -25,7 +25,8 @@ class PushKind(StrEnum):
     MESSAGE = "message"  # a new private message
     SESSION = "session"  # a lesson or parent meeting starting
     LINK = "link"  # a guardian asks to be linked (teachers)
-    HOMEWORK = "homework"  # homework due (event "homework.due", from the classroom work)
+    MENTION = "mention"  # someone @mentioned them in a class chat
+    HOMEWORK = "homework"  # homework due soon (event "homework.due": actions/homework_due.py)
 
 
 KINDS = tuple(k.value for k in PushKind)
@@ -97,6 +98,15 @@ def pushable(stream: StreamKey, type: str, data: dict[str, Any] | None) -> Pusha
             d.get("sender_id"),
             {"kind": "message", "stream": str(stream), "from": _text(d.get("sender_name"))},
         )
+    if type == "chat.mentioned" and stream.kind == "user":
+        # Who and where, never what (the same as a private message).
+        return Pushable(
+            PushKind.MENTION,
+            Audience.USER,
+            stream.id,
+            None,
+            {"kind": "mention", "stream": d.get("stream"), "from": _text(d.get("sender_name"))},
+        )
     if type == "session.started" and stream.kind == "class" and stream.part:
         return Pushable(
             PushKind.SESSION,
@@ -130,7 +140,14 @@ def pushable(stream: StreamKey, type: str, data: dict[str, Any] | None) -> Pusha
             Audience.USER,
             stream.id,
             None,
-            {"kind": "homework", "class_id": d.get("class_id"), "title": _text(d.get("title"))},
+            {
+                "kind": "homework",
+                "class_id": d.get("class_id"),
+                "homework_id": d.get("homework_id"),
+                "title": _text(d.get("title")),
+                "student": _text(d.get("student_name")),
+                "due_at": d.get("due_at"),
+            },
         )
     return None
 

@@ -16,6 +16,13 @@ class QuestionStatus(StrEnum):
     WITHDRAWN = "withdrawn"
 
 
+# What moves to the class board when the live session a question was asked in ends.
+KEPT_ON_THE_BOARD = (
+    QuestionStatus.OPEN,
+    QuestionStatus.ANSWERED,
+    QuestionStatus.ANSWERED_LIVE,
+)
+
 # status -> statuses a teacher may move it to
 _MODERATION = {
     QuestionStatus.OPEN: {

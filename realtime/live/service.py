@@ -4,9 +4,18 @@ A request arrives over Socket.IO with a connection (sid) and a user; everything 
 connection bookkeeping is addressed by (session, participant): the rules answer with effects
 (``realtime/domain/live_protocol.py``), stored changes go through ``realtime/actions/live.py``,
 media requests go to the session's :class:`LiveRuntime`, and :meth:`LiveService.carry_out` turns
-the effects into Socket.IO emits, room membership and media work. A session's media runs on the
-node that started it; its row in the store (and the ``session.started`` / ``session.ended`` events
-in the class streams) is what every node sees.
+the effects into Socket.IO emits, room membership and media work.
+
+Any node serves any participant (issue #12). A session runs on one node (the ``node`` column
+of its row; :mod:`realtime.cluster.placement` chooses it at ``session.start``); a request that
+arrives on another node is carried there over the bus (:class:`NodeCalls`: an id, a time-out,
+``unavailable`` when that node does not answer) and its answer comes back. The session's node
+knows each participant's connection as (node, sid): the effects for a connection on another
+node are sent to that node as *connection operations* (``{"t": "live.fx", "ops": [...]}``:
+tell a connection, tell the session's room, follow, unfollow), which it applies to its own
+Socket.IO server; those for its own connections it applies itself, the same operations. A
+connection that drops is reported to the session's node (which keeps the grace period). A
+request for a session on this node is handled here, with no hop.
 """
 
 from __future__ import annotations
@@ -14,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import socket
+import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,9 +33,13 @@ import msgspec
 import socketio
 
 from media.ice import TurnServer, rtc_configuration, turn_credentials
+from realtime import schemas
 from realtime.actions import attendance
 from realtime.actions import live as actions
 from realtime.actions.access import class_access
+from realtime.cluster import placement
+from realtime.cluster.calls import NodeCalls
+from realtime.cluster.registry import Membership
 from realtime.domain import live_protocol as protocol
 from realtime.domain.live import LiveSession
 from realtime.domain.live_protocol import (
@@ -44,8 +58,16 @@ from realtime.live.runtime import LiveRuntime, MediaOptions
 from realtime.transport.socket import Gateway
 from signaling import CodecPolicy, SignalingError
 
+log = logging.getLogger(__name__)
+
 SidHandler = Callable[[str, int, Any], Awaitable[dict[str, Any]]]
 Request = Callable[[int, Any], Awaitable[dict[str, Any]]]
+# A participant's connection: (the node it is on, its Socket.IO sid there).
+Conn = tuple[str, str]
+# A connection operation, applied by the node that holds the connection (see the module doc).
+Op = dict[str, Any]
+# Sessions whose node this node remembers (running elsewhere); forgotten beyond this many.
+LOCATED_MAX = 10_000
 
 
 def _room(session_id: int) -> str:
@@ -60,8 +82,8 @@ class LiveService:
         self.gateway = gateway
         self.sio: socketio.AsyncServer = gateway.sio
         self.runtimes: dict[int, LiveRuntime] = {}
-        # session id -> participant -> the Socket.IO connection their session events go to.
-        self.connections: dict[int, dict[int, str]] = {}
+        # session id -> participant -> the connection their session events go to.
+        self.connections: dict[int, dict[int, Conn]] = {}
         # (session id, participant) -> the end of the grace period after their connection dropped.
         self.grace: dict[tuple[int, int], asyncio.Task[None]] = {}
         settings = hub.settings
@@ -80,10 +102,23 @@ class LiveService:
             public_address=settings.ice_public_address or None,
         )
         self._idle_task: asyncio.Task[None] | None = None
-        self.node = settings.node_name or f"{socket.gethostname()}:{settings.port}"
+        self.node = settings.node
+        # Requests carried to other nodes, and answered for them.
+        self.calls = NodeCalls(hub.bus, self.node, settings.node_request_timeout_s)
+        self.calls.handlers["live"] = self._called
+        gateway.bus_routes["call"] = self.calls.on_bus
+        gateway.bus_routes["call.reply"] = self.calls.on_bus
+        gateway.bus_routes["live.fx"] = self._remote_ops
+        # Where sessions running on other nodes run (from the store, remembered).
+        self.located: dict[int, str] = {}
+        # A connection on this node -> the sessions it joined on other nodes (id -> node).
+        self.joined_elsewhere: dict[str, dict[int, str]] = {}
+        # Who is alive, with what load (realtime/cluster/watch.py sets it): for placement.
+        self.membership: Membership | None = None
         # Requests addressed by (session, participant): none needs the asker's connection, so
-        # any node could hand them to the session's node (issue #12). Join binds a connection.
+        # any node hands them to the session's node. Join binds a connection; start places.
         self.requests: dict[str, tuple[type[Any], Request]] = {
+            "session.start": (s.SessionStart, self.start_here),
             "session.leave": (s.SessionRef, self.leave),
             "session.end": (s.SessionRef, self.end),
             "classroom.link": (s.LinkClassroom, self.link),
@@ -95,10 +130,18 @@ class LiveService:
         }
         for event, (schema, _rule) in protocol.RULES.items():
             self.requests[event] = (schema, functools.partial(self._rule, event))
+        # What another node may ask of this one (the requests, and what binds a connection).
+        self.schemas: dict[str, type[Any]] = {e: schema for e, (schema, _) in self.requests.items()}
+        self.schemas.update(
+            {
+                "session.join": s.SessionRef,
+                "session.gone": s.SessionRef,
+                "session.stats": s.SessionRef,
+            }
+        )
         routes: dict[str, tuple[type[Any], SidHandler]] = {
-            "session.start": (s.SessionStart, self.start),
             "session.list": (s.SessionList, self.list_live),
-            "session.join": (s.SessionRef, self.join),
+            "session.join": (s.SessionRef, functools.partial(self._request, "session.join")),
         }
         for event, (schema, _handler) in self.requests.items():
             routes[event] = (schema, functools.partial(self._request, event))
@@ -114,16 +157,19 @@ class LiveService:
         return rt
 
     async def tell(self, session_id: int, user_id: int, event: str, data: dict[str, Any]) -> None:
-        sid = self.connections.get(session_id, {}).get(user_id)
-        if sid is not None:
-            await self.sio.emit(event, data, to=sid)
+        conn = self.connections.get(session_id, {}).get(user_id)
+        if conn is not None:
+            await self._send_ops(
+                conn[0], [{"op": "tell", "sid": conn[1], "event": event, "data": data}]
+            )
 
     async def carry_out(self, session_id: int, effects: list[Effect]) -> None:
         """Do what the rules said, in order.
 
-        Media effects belong to the node that runs the session's media; the others to the node
-        holding the participant's connection. Both are this node today; carried over the bus
-        (issue #12), a session's node would do the first half and publish the second.
+        Media effects are this node's (it runs the session's media); the others belong to the
+        node holding each participant's connection: this node's are applied here, the other
+        nodes' are sent to them, one message per node for a run of effects (kept in order:
+        a media effect, whose offers go out as it runs, first sends what came before it).
         """
         rt = self.runtimes.get(session_id)
         if rt is not None and any(
@@ -131,11 +177,35 @@ class LiveService:
         ):
             # Who is there, with a hand up, on stage: the lesson's attendance record.
             await attendance.observe(self.hub, rt.session)
+        remote: dict[str, list[Op]] = {}
         for effect in effects:
             if isinstance(effect, (DropMedia, SyncMedia)):
+                await self._flush(remote)
                 await self._media_effect(session_id, effect)
-            else:
-                await self._connection_effect(session_id, effect)
+                continue
+            for node, op in self._address(session_id, effect):
+                if node == self.node:
+                    await self._apply(op)
+                else:
+                    remote.setdefault(node, []).append(op)
+        await self._flush(remote)
+
+    async def _flush(self, remote: dict[str, list[Op]]) -> None:
+        for node, ops in remote.items():
+            await self._send_ops(node, ops)
+        remote.clear()
+
+    async def _send_ops(self, node: str, ops: list[Op]) -> None:
+        """Connection operations to the node holding the connections (this one: applied)."""
+        if node == self.node:
+            for op in ops:
+                await self._apply(op)
+            return
+        try:
+            await self.hub.bus.send(node, {"t": "live.fx", "ops": ops})
+        except ConnectionError as exc:
+            # Its connections miss this change; they get the next state (or rejoin).
+            log.warning("live session effects for node %s were lost: %s", node, exc)
 
     async def _media_effect(self, session_id: int, effect: DropMedia | SyncMedia) -> None:
         rt = self.runtimes.get(session_id)
@@ -146,36 +216,145 @@ class LiveService:
         else:
             await rt.refresh()
 
-    async def _connection_effect(
+    def _address(
         self, session_id: int, effect: Tell | TellSession | Follow | Unfollow
-    ) -> None:
+    ) -> list[tuple[str, Op]]:
+        """An effect as connection operations, each for the node holding its connection."""
         conns = self.connections.setdefault(session_id, {})
-        if isinstance(effect, Tell):
-            await self.tell(session_id, effect.user_id, effect.event, effect.data)
-        elif isinstance(effect, TellSession):
-            await self.sio.emit(effect.event, effect.data, to=_room(session_id))
-        elif isinstance(effect, Follow):
-            sid = conns.get(effect.user_id)
-            if sid is not None:
-                await self.sio.enter_room(sid, _room(session_id))
-                if effect.qa_streams:
-                    await self.gateway.follow_extra(sid, effect.qa_streams)
-        else:
+        room = _room(session_id)
+        if isinstance(effect, TellSession):
+            op: Op = {"op": "room", "room": room, "event": effect.event, "data": effect.data}
+            nodes = {self.node} | {node for node, _sid in conns.values()}
+            return [(node, op) for node in sorted(nodes)]
+        if isinstance(effect, Unfollow):
             task = self.grace.pop((session_id, effect.user_id), None)
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
-            sid = conns.pop(effect.user_id, None)
-            if sid is not None:
-                with contextlib.suppress(Exception):
-                    await self.sio.leave_room(sid, _room(session_id))
+        conn = (
+            conns.pop(effect.user_id, None)
+            if isinstance(effect, Unfollow)
+            else conns.get(effect.user_id)
+        )
+        if conn is None:
+            return []
+        node, sid = conn
+        if isinstance(effect, Tell):
+            return [(node, {"op": "tell", "sid": sid, "event": effect.event, "data": effect.data})]
+        if isinstance(effect, Follow):
+            return [(node, {"op": "follow", "sid": sid, "room": room, "qa": effect.qa_streams})]
+        return [(node, {"op": "unfollow", "sid": sid, "room": room, "session_id": session_id})]
 
-    async def handle(self, event: str, user_id: int, req: Any) -> dict[str, Any]:
-        """A request addressed by (session, participant): signalling, hands, stage, lobby,
-        moderation, leaving, ending, linking. Nothing here needs the asker's connection."""
+    async def _apply(self, op: Op) -> None:
+        """One connection operation on this node's Socket.IO server."""
+        kind = op["op"]
+        if kind == "room":
+            await self.sio.emit(op["event"], op["data"], to=op["room"])
+            return
+        sid = op["sid"]
+        if sid not in self.gateway.identities:
+            return  # that connection is gone (its session's node hears of it)
+        if kind == "tell":
+            await self.sio.emit(op["event"], op["data"], to=sid)
+        elif kind == "follow":
+            await self.sio.enter_room(sid, op["room"])
+            if op["qa"]:
+                await self.gateway.follow_extra(sid, op["qa"])
+        elif kind == "unfollow":
+            self.joined_elsewhere.get(sid, {}).pop(int(op["session_id"]), None)
+            with contextlib.suppress(Exception):
+                await self.sio.leave_room(sid, op["room"])
+
+    async def _remote_ops(self, message: dict[str, Any]) -> None:
+        """Connection operations another node sent for connections on this one (in order)."""
+        for op in message.get("ops") or []:
+            try:
+                await self._apply(op)
+            except Exception:
+                log.exception("a live session operation from another node failed")
+
+    async def handle(
+        self, event: str, user_id: int, req: Any, conn: Conn | None = None
+    ) -> dict[str, Any]:
+        """A request for a session on this node: signalling, hands, stage, lobby, moderation,
+        leaving, ending, linking, starting; joining and a dropped connection name ``conn``."""
+        if event == "session.join":
+            assert conn is not None
+            return await self.join(conn, user_id, req)
+        if event == "session.gone":
+            assert conn is not None
+            await self.gone(conn, user_id, req.session_id)
+            return {}
+        if event == "session.stats":
+            return self.stats_for(user_id, req.session_id)
         return await self.requests[event][1](user_id, req)
 
     async def _request(self, event: str, sid: str, user_id: int, req: Any) -> dict[str, Any]:
-        return await self.handle(event, user_id, req)
+        return await self.route(event, user_id, req, sid)
+
+    async def route(self, event: str, user_id: int, req: Any, sid: str = "") -> dict[str, Any]:
+        """Handle a request here if its session runs here, or carry it to the node it runs on
+        (``session.start``: the node placement chooses). ``sid``: the asker's connection on
+        this node, if any."""
+        node = (
+            await self.place() if event == "session.start" else await self.node_of(req.session_id)
+        )
+        for attempt in (1, 2):
+            if node == self.node:
+                return await self.handle(event, user_id, req, (self.node, sid))
+            body = {"event": event, "user": user_id, "req": msgspec.to_builtins(req), "sid": sid}
+            try:
+                reply = await self.calls.call(node, "live", body)
+            except HomeroomError as exc:
+                if event == "session.start" or attempt == 2:
+                    raise
+                if exc.code not in ("not_found", "unavailable"):
+                    raise
+                # Ended, or moved to another node: the store says which.
+                self.located.pop(req.session_id, None)
+                fresh = await self.node_of(req.session_id)
+                if fresh == node:
+                    raise
+                node = fresh
+                continue
+            if event == "session.join" and sid:
+                self.joined_elsewhere.setdefault(sid, {})[req.session_id] = node
+            return reply
+        raise AssertionError("unreachable")
+
+    async def _called(self, node: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Another node carried a request here (see :meth:`route`)."""
+        event = str(body.get("event"))
+        schema = self.schemas.get(event)
+        if schema is None:
+            raise bad_request(f"no such live session request {event[:60]!r}")
+        req = schemas.parse(schema, body.get("req"))
+        sid = body.get("sid")
+        conn = (node, str(sid)) if sid else None
+        if event in ("session.join", "session.gone") and conn is None:
+            raise bad_request(f"{event} names a connection")
+        return await self.handle(event, int(body["user"]), req, conn)
+
+    async def node_of(self, session_id: int) -> str:
+        """The node a running session runs on: this one, or as the store says (remembered)."""
+        if session_id in self.runtimes:
+            return self.node
+        node = self.located.get(session_id)
+        if node is None:
+            node = await actions.node_of(self.hub, session_id)
+            if node is None:
+                raise not_found("no such live session (it may have ended)")
+            if len(self.located) >= LOCATED_MAX:
+                self.located.clear()
+            self.located[session_id] = node
+        return node
+
+    async def place(self) -> str:
+        """The node a new session should run on (realtime/cluster/placement.py)."""
+        members = self.membership
+        if members is None or not members.known or set(members.nodes) <= {self.node}:
+            return self.node  # alone, or no reading of the registry yet
+        running = Counter((await actions.running_nodes(self.hub)).values())
+        return placement.place(list(members.nodes.values()), running, self.node)
 
     async def _rule(self, event: str, user_id: int, req: Any) -> dict[str, Any]:
         """A request the rules decide alone (hands, stage, lobby, moderation, self-mute)."""
@@ -198,7 +377,8 @@ class LiveService:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    async def start(self, sid: str, user_id: int, req: s.SessionStart) -> dict[str, Any]:
+    async def start_here(self, user_id: int, req: s.SessionStart) -> dict[str, Any]:
+        """Start a session on this node (placement chose it)."""
         session = await actions.start(self.hub, user_id, req, self.node)
         self._run(session)
         return {"session": session.summary()}
@@ -280,6 +460,7 @@ class LiveService:
     async def close(self) -> None:
         if self._idle_task is not None:
             self._idle_task.cancel()
+        await self.calls.close()
         for task in self.grace.values():
             task.cancel()
         self.grace.clear()
@@ -290,7 +471,7 @@ class LiveService:
 
     # --- joining --------------------------------------------------------------------------
 
-    async def join(self, sid: str, user_id: int, req: s.SessionRef) -> dict[str, Any]:
+    async def join(self, conn: Conn, user_id: int, req: s.SessionRef) -> dict[str, Any]:
         rt = self.runtime(req.session_id)
         session = rt.session
         name, roles = await actions.participant(self.hub, user_id, session)
@@ -302,12 +483,12 @@ class LiveService:
         conns = self.connections.setdefault(session.id, {})
         old = conns.get(user_id)
         outcome = protocol.join(
-            session, user_id, name, roles, new_connection=old is not None and old != sid
+            session, user_id, name, roles, new_connection=old is not None and old != conn
         )
         task = self.grace.pop((session.id, user_id), None)
         if task is not None:
             task.cancel()
-        conns[user_id] = sid
+        conns[user_id] = conn
         await self.carry_out(session.id, outcome.effects)
         return {**outcome.reply, "ice_servers": self.ice_servers(user_id)}
 
@@ -326,24 +507,46 @@ class LiveService:
         return outcome.reply
 
     async def on_disconnect(self, sid: str, user_id: int) -> None:
+        """A connection on this node dropped: the sessions it was in hear of it, here or on
+        their nodes."""
+        conn = (self.node, sid)
         for session_id, conns in list(self.connections.items()):
-            rt = self.runtimes.get(session_id)
-            if rt is None or conns.get(user_id) != sid:
-                continue
-            outcome = protocol.disconnected(rt.session, user_id)
-            await self.carry_out(session_id, outcome.effects)
-            if user_id in rt.session.participants:
-                self.grace[(session_id, user_id)] = asyncio.get_running_loop().create_task(
-                    self._expire(rt, user_id, sid)
-                )
+            if conns.get(user_id) == conn:
+                await self.gone(conn, user_id, session_id)
+        for session_id in self.joined_elsewhere.pop(sid, {}):
+            try:
+                await self.route("session.gone", user_id, s.SessionRef(session_id=session_id), sid)
+            except HomeroomError as exc:
+                log.info("session %s did not hear that %s left: %s", session_id, user_id, exc)
 
-    async def _expire(self, rt: LiveRuntime, user_id: int, sid: str) -> None:
+    async def gone(self, conn: Conn, user_id: int, session_id: int) -> None:
+        """A participant's connection dropped: media stops; they stay for the grace period."""
+        rt = self.runtimes.get(session_id)
+        if rt is None or self.connections.get(session_id, {}).get(user_id) != conn:
+            return  # not this session's, or they came back on another connection already
+        outcome = protocol.disconnected(rt.session, user_id)
+        await self.carry_out(session_id, outcome.effects)
+        if user_id in rt.session.participants:
+            self.grace[(session_id, user_id)] = asyncio.get_running_loop().create_task(
+                self._expire(rt, user_id, conn)
+            )
+
+    async def node_gone(self, name: str) -> None:
+        """Another node left the registry: its connections to sessions here are gone."""
+        for session_id, conns in list(self.connections.items()):
+            for user_id, conn in list(conns.items()):
+                if conn[0] == name:
+                    await self.gone(conn, user_id, session_id)
+        for session_id in [k for k, v in self.located.items() if v == name]:
+            del self.located[session_id]
+
+    async def _expire(self, rt: LiveRuntime, user_id: int, conn: Conn) -> None:
         await asyncio.sleep(self.hub.settings.session_grace_s)
         session = rt.session
         if self.grace.get((session.id, user_id)) is asyncio.current_task():
             del self.grace[(session.id, user_id)]
         conns = self.connections.get(session.id, {})
-        if conns.get(user_id) == sid and not session.ended:
+        if conns.get(user_id) == conn and not session.ended:
             await self.carry_out(session.id, protocol.leave(session, user_id).effects)
 
     # --- signalling -----------------------------------------------------------------------

@@ -41,6 +41,7 @@ PUSHED_TYPES = frozenset(
         "notice.published",
         "notice.reminder",
         "chat.message",
+        "chat.mentioned",
         "session.started",
         "link.requested",
         "homework.due",

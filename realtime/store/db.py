@@ -29,10 +29,13 @@ from sqlalchemy.pool import StaticPool
 
 from realtime import jsoncodec
 from realtime.store.groupcommit import GroupCommit
+from realtime.store.outage import StoreHealth, store_unavailable, unreachable
 from realtime.store.prepared import Prepared
 from realtime.store.schema import events, streams
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# PostgreSQL: how long opening a connection may take before the request answers ``unavailable``.
+CONNECT_TIMEOUT_S = 5.0
 
 
 def async_url(url: str) -> str:
@@ -70,6 +73,17 @@ class StoredEvent:
             "type": self.type,
             "at": self.at,
             "data": body,
+        }
+
+    def wire(self) -> dict[str, Any]:
+        """The form the bus carries (both bodies; each node picks per follower)."""
+        return {
+            "stream": self.stream,
+            "seq": self.seq,
+            "type": self.type,
+            "at": self.at,
+            "data": self.data,
+            "staff_data": self.staff_data,
         }
 
     def for_member(self) -> dict[str, Any] | None:
@@ -174,6 +188,8 @@ class Store:
         self._lock = asyncio.Lock()
         self._sync_conn: Connection | None = None
         self._publisher: Publisher | None = None
+        # PostgreSQL reachable or not, as the last request found it (SQLite: always up).
+        self.health = StoreHealth()
         # SQLite: transactions batched into one durable commit (store/groupcommit.py).
         self.group = GroupCommit(self._lock, self._sqlite)
         dialect = (engine or sync_engine).dialect  # type: ignore[union-attr]
@@ -199,6 +215,12 @@ class Store:
         )
         self._last_seq = Prepared(
             select(streams.c.last_seq).where(streams.c.key == bindparam("key"))
+        )
+        # PostgreSQL: two arrays in, only the streams that moved out (see streams_ahead).
+        self._ahead = text(
+            "SELECT s.key, s.last_seq FROM streams s"
+            " JOIN unnest(CAST(:keys AS text[]), CAST(:seqs AS bigint[])) AS k(key, seq)"
+            " ON s.key = k.key WHERE s.last_seq > k.seq"
         )
 
     def _sqlite(self) -> Connection:
@@ -227,9 +249,16 @@ class Store:
                 yield tx
         else:
             assert self.engine is not None
-            async with self.engine.begin() as aconn:
-                tx = PooledConnection(aconn)
-                yield tx
+            try:
+                async with self.engine.begin() as aconn:
+                    tx = PooledConnection(aconn)
+                    yield tx
+            except Exception as exc:
+                if self._unreachable(exc):
+                    raise store_unavailable() from exc
+                raise
+            if not self.health.up:
+                self.health.answered()
         # On SQLite the group commit returns once the batch holding this transaction is on
         # disk: nothing is told before it would survive a power loss.
         appended = tx.appended
@@ -243,8 +272,23 @@ class Store:
                 yield SyncConnection(conn)
             return
         assert self.engine is not None
-        async with self.engine.connect() as aconn:
-            yield PooledConnection(aconn)
+        try:
+            async with self.engine.connect() as aconn:
+                yield PooledConnection(aconn)
+        except Exception as exc:
+            if self._unreachable(exc):
+                raise store_unavailable() from exc
+            raise
+        if not self.health.up:
+            self.health.answered()
+
+    def _unreachable(self, exc: Exception) -> bool:
+        """Whether an error of a transaction or read means the database could not be reached
+        (store/outage.py); counted for /healthz and /metrics."""
+        if not unreachable(exc):
+            return False
+        self.health.failed()
+        return True
 
     async def ping(self) -> bool:
         try:
@@ -319,6 +363,18 @@ class Store:
         params = {"stream": stream, "after": after, "limit": limit}
         rows = await conn.execute(self._events_after, params)
         return [_event(r) for r in rows]
+
+    async def streams_ahead(self, conn: DbConnection, known: dict[str, int]) -> dict[str, int]:
+        """The last seq of each stream in ``known`` whose last seq in the store is past the one
+        given (streams not there yet count as 0). The database compares: with thousands of
+        streams and nothing new, the answer is empty and costs the caller next to nothing."""
+        if not known:
+            return {}
+        if self.sync_engine is not None:
+            last = await self.last_seqs(conn, list(known))
+            return {k: v for k, v in last.items() if v > known[k]}
+        rows = await conn.execute(self._ahead, {"keys": list(known), "seqs": list(known.values())})
+        return {r.key: int(r.last_seq) for r in rows}
 
     async def last_seqs(self, conn: DbConnection, keys: Sequence[str]) -> dict[str, int]:
         if not keys:
@@ -462,6 +518,9 @@ def open_store(url: str, *, sqlite_synchronous: str = "full") -> Store:
             async_url(url),
             pool_size=10,
             max_overflow=10,
+            # asyncpg waits 60 s for a connection by default: a request would hang that long
+            # while the database is unreachable, instead of answering ``unavailable``.
+            connect_args={"timeout": CONNECT_TIMEOUT_S},
             json_serializer=jsoncodec.dumps,
             json_deserializer=jsoncodec.loads,
         )

@@ -37,6 +37,7 @@ class MessageRow(msgspec.Struct, frozen=True, gc=False):
     deleted_at: float | None
     deleted_by: int | None
     attachments: list[dict[str, Any]] | None
+    mentions: list[int] | None
 
 
 class NoticeRow(msgspec.Struct, frozen=True, gc=False):

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 
@@ -31,6 +32,9 @@ schools = Table(
     Column("retention_days", Integer, nullable=True),
     # IANA zone: the times of CSV exports (realtime/domain/exportlang.py).
     Column("time_zone", String(64), nullable=False, server_default="Asia/Shanghai"),
+    # Whether a newly approved guardian sees the guardians' chat from before their approval
+    # (migration 0015): by default they see it from then on (issue #16).
+    Column("guardian_chat_history", Boolean, nullable=False, server_default=false()),
 )
 
 # A school year ("2026-2027"): classes belong to one; archived ones are read-only history.
@@ -144,6 +148,8 @@ messages = Table(
     Column("deleted_by", Integer, nullable=True),
     # The views of its attachments (realtime/actions/uploads.py: attachment_view), or NULL.
     Column("attachments", JSON, nullable=True),
+    # User ids the message @mentions (migration 0015), or NULL.
+    Column("mentions", JSON, nullable=True),
     UniqueConstraint("sender_id", "client_id", name="uq_messages_client"),
     Index("ix_messages_stream_seq", "stream", "seq"),
 )
@@ -336,6 +342,8 @@ polls = Table(
     Column("closed_at", Float, nullable=True),
     UniqueConstraint("author_id", "client_id", name="uq_polls_client"),
     Index("ix_polls_class", "class_id", "created_at"),
+    # The deadline sweep of every node (realtime/actions/poll_deadlines.py).
+    Index("ix_polls_due", "status", "closes_at"),
 )
 
 # One answer per person (or per classroom), replaced until the poll closes.
@@ -389,6 +397,9 @@ homework = Table(
     Column("attachments", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("last_reminded_at", Float, nullable=True),
+    # When the "due soon" reminder went out (migration 0015): set once, by whichever node's
+    # sweep wins the conditional UPDATE (realtime/actions/homework_due.py).
+    Column("due_notified_at", Float, nullable=True),
     UniqueConstraint("author_id", "client_id", name="uq_homework_client"),
     Index("ix_homework_class", "class_id", "due_at"),
 )

@@ -36,6 +36,7 @@ from realtime.cluster.watch import NodeWatch
 from realtime.domain.exportlang import choose_lang
 from realtime.errors import HTTP_STATUS, HomeroomError, bad_request, forbidden, too_large
 from realtime.hub import Hub
+from realtime.live.schemas import SessionRef
 from realtime.live.service import LiveService
 from realtime.metrics import Metrics
 from realtime.transport.clientaddr import ClientAddresses
@@ -350,7 +351,9 @@ async def homework_rollup_csv(request: web.Request) -> web.StreamResponse:
 
 async def session_stats(request: web.Request) -> web.StreamResponse:
     who = identity(request)
-    return _json(request.app[LIVE].stats_for(who.user_id, _int(request, "session_id")))
+    # Answered by the session's node, wherever it runs.
+    ref = SessionRef(session_id=_int(request, "session_id"))
+    return _json(await request.app[LIVE].route("session.stats", who.user_id, ref))
 
 
 async def push_key(request: web.Request) -> web.StreamResponse:
@@ -382,7 +385,8 @@ async def push_settings_put(request: web.Request) -> web.StreamResponse:
 
 async def healthz(request: web.Request) -> web.StreamResponse:
     """200 while the store answers; ``status`` is "degraded" while the bus is down (people on
-    this node still get each other's messages; other nodes' messages wait for the bus)."""
+    this node still get each other's messages live, other nodes' from the store by the
+    follower), 503 and "down" while the store does not (every write answers unavailable)."""
     hub = request.app[HUB]
     ok = await hub.store.ping()
     bus = hub.bus.health
@@ -394,6 +398,10 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     }
     if bus.down_since is not None:
         body["bus_down_s"] = round(max(0.0, time.time() - bus.down_since), 1)
+    down_since = hub.store.health.down_since
+    if not ok and down_since is not None:
+        # Since the first request that could not reach it (every write answers unavailable).
+        body["store_down_s"] = round(max(0.0, time.time() - down_since), 1)
     watch = request.app[NODES]
     body["node"] = watch.name
     body["nodes"] = len(watch.membership.nodes)  # alive in the registry, this one included

@@ -82,7 +82,8 @@ ENDPOINTS: list[Endpoint] = [
         "PUT",
         "/api/v1/school/settings",
         school_settings,
-        "The school's settings: its time zone (admins)",
+        "The school's settings: its time zone, whether new guardians see the guardians' earlier "
+        "chat (admins)",
         True,
         schemas.SchoolSettings,
     ),

@@ -14,8 +14,20 @@ from typing import Any
 import socketio
 
 from realtime import schemas
-from realtime.actions import attendance, chat, homework, notices, polls, questions, records, sync
+from realtime.actions import (
+    attendance,
+    chat,
+    homework,
+    notices,
+    polls,
+    questions,
+    read_by,
+    records,
+    sync,
+)
 from realtime.auth import Identity
+from realtime.bus import BusHandler
+from realtime.cluster.positions import StreamPositions
 from realtime.domain.streams import Visibility, room_name
 from realtime.errors import HomeroomError, bad_request
 from realtime.hub import Hub
@@ -38,6 +50,7 @@ ROUTES: dict[str, tuple[type[Any], Action]] = {
     "chat.delete": (schemas.MessageRef, chat.delete),
     "chat.history": (schemas.ChatHistory, chat.history),
     "chat.read": (schemas.ChatRead, chat.mark_read),
+    "chat.read_by": (schemas.MessageRef, read_by.read_by),
     "chat.typing": (schemas.Typing, chat.typing),
     "chat.mute": (schemas.Mute, chat.mute),
     "conversation.open": (schemas.OpenConversation, chat.open_conversation),
@@ -95,6 +108,11 @@ class Gateway:
         self.sids_by_user: dict[int, set[str]] = {}
         self.sid_routes: dict[str, tuple[type[Any], SidAction]] = {}
         self.disconnect_hooks: list[DisconnectHook] = []
+        # Other kinds of bus message (``t``) and who handles them (live sessions across nodes).
+        self.bus_routes: dict[str, BusHandler] = {}
+        # The streams followed on this node and what was delivered of each: the bus and the
+        # follower (realtime/cluster/follower.py) both deliver through it, each event once.
+        self.positions = StreamPositions()
         self._event_counters: dict[str, Any] = {}
         # Set when the node is shutting down (transport/sio_internals/shutdown.py): requests
         # are refused.
@@ -127,7 +145,8 @@ class Gateway:
 
     async def on_disconnect(self, sid: str, *args: Any) -> None:
         identity = self.identities.pop(sid, None)
-        self.rooms.pop(sid, None)
+        for stream in _streams(self.rooms.pop(sid, set())):
+            self.positions.unfollow(stream)
         if identity is None:
             return
         self.metrics.connections.dec()
@@ -197,7 +216,10 @@ class Gateway:
         # read, maybe both; clients drop what they already have by (stream, seq).
         followed = await sync.follows(self.hub, identity.user_id, list(req.cursors))
         await self._set_rooms(sid, followed)
-        return await sync.catch_up(self.hub, identity.user_id, followed, dict(req.cursors))
+        caught = await sync.catch_up(self.hub, identity.user_id, followed, dict(req.cursors))
+        for entry in caught["streams"]:
+            self.positions.caught_up(entry["stream"], entry["last_seq"])
+        return caught
 
     async def _set_rooms(self, sid: str, followed: dict[str, Visibility]) -> None:
         wanted = {room_name(k, v) for k, v in followed.items()}
@@ -209,6 +231,11 @@ class Gateway:
         for room in wanted - current:
             await self.sio.enter_room(sid, room)
         self.rooms[sid] = wanted
+        before, after = _streams(current), _streams(wanted)
+        for stream in after - before:
+            self.positions.follow(stream)
+        for stream in before - after:
+            self.positions.unfollow(stream)
 
     async def follow_extra(self, sid: str, keys: list[str]) -> None:
         """Add streams (a live session's Q&A) to what a connection follows."""
@@ -216,7 +243,7 @@ class Gateway:
         if identity is None:
             return
         followed = await sync.follows(self.hub, identity.user_id, keys)
-        current = {r.rsplit("#", 1)[0] for r in self.rooms.get(sid, set())}
+        current = _streams(self.rooms.get(sid, set()))
         keep = {k: v for k, v in followed.items() if k in current or k in keys}
         await self._set_rooms(sid, keep)
 
@@ -225,7 +252,7 @@ class Gateway:
     async def on_bus(self, message: dict[str, Any]) -> None:
         kind = message.get("t")
         if kind == "events":
-            await self.fanout.deliver_events(message["events"])
+            await self.deliver(message["events"])
         elif kind == "eph":
             skip = list(self.sids_by_user.get(message.get("skip_user") or -1, ()))
             await self.fanout.deliver_ephemeral(
@@ -237,11 +264,26 @@ class Gateway:
             # The bus was cut off (realtime/bus/redis.py): events may have been missed by
             # anyone here; every client catches up by sequence.
             await self.sio.emit("resync", {})
+        elif kind in self.bus_routes:
+            await self.bus_routes[kind](message)
+
+    async def deliver(self, events: list[dict[str, Any]], recovered: bool = False) -> None:
+        """Committed events (bus form) to this node's followers, each (stream, seq) once
+        whether the bus or the follower brings it (``recovered``: the follower)."""
+        first = self.positions.first_delivery
+        fresh = [e for e in events if first(e["stream"], e["seq"], recovered=recovered)]
+        if fresh:
+            await self.fanout.deliver_events(fresh)
 
     async def _resync(self, user_id: int) -> None:
         """This person's streams changed: refresh their rooms and ask their clients to sync."""
         for sid in list(self.sids_by_user.get(user_id, ())):
-            current = {r.rsplit("#", 1)[0] for r in self.rooms.get(sid, set())}
+            current = _streams(self.rooms.get(sid, set()))
             followed = await sync.follows(self.hub, user_id, sorted(current))
             await self._set_rooms(sid, followed)
             await self.sio.emit("resync", {}, to=sid)
+
+
+def _streams(rooms: set[str]) -> set[str]:
+    """The streams of a connection's rooms (``stream#visibility``)."""
+    return {r.rsplit("#", 1)[0] for r in rooms}

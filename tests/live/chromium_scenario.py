@@ -54,6 +54,15 @@ async def start_server_with_page(tmp: Path) -> Server:
     info = await demo.seed(store)
     await store.close()
     app = create_app(settings)
+    add_test_page(app)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    return Server(f"http://127.0.0.1:{settings.port}", settings, app, runner, info, [])
+
+
+def add_test_page(app: web.Application) -> None:
+    """Serve the test page (tests/live/pages/live.html) and socket.io-client, same origin."""
 
     async def page(_request: web.Request) -> web.StreamResponse:
         # The test's own page (inline script): its own policy, not the server's API default.
@@ -67,10 +76,6 @@ async def start_server_with_page(tmp: Path) -> Server:
 
     app.router.add_get("/test/live.html", page)
     app.router.add_get("/test/socket.io.min.js", socket_io_js)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port).start()
-    return Server(f"http://127.0.0.1:{settings.port}", settings, app, runner, info, [])
 
 
 class Received:

@@ -174,7 +174,8 @@ async def test_outsiders_cannot_join_and_session_questions_move_to_board(
     await teacher.request("session.end", {"session_id": sid})
     await eventually(lambda: bool(wang.events), 1, "events")
     board = await wang.request("question.list", {"class_id": srv.class_id})
-    assert [q["id"] for q in board["questions"]] == [q_open["id"]]
+    statuses = {q["id"]: q["status"] for q in board["questions"]}
+    assert statuses == {q_open["id"]: "open", q_done["id"]: "answered_live"}
 
 
 @pytest.mark.timeout(60)

@@ -352,7 +352,12 @@ async def dual(srv: Server, people: People, result: dict[str, Any]) -> None:
 SCENARIOS = {"lesson": lesson, "meeting": meeting, "dual": dual}
 
 
-async def run(name: str, tmp: Path, result: dict[str, Any]) -> None:
+Scenario = Callable[[Server, People, dict[str, Any]], Awaitable[None]]
+
+
+async def run(
+    name: str, tmp: Path, result: dict[str, Any], scenarios: dict[str, Scenario] = SCENARIOS
+) -> None:
     if not DIST_INDEX.exists():
         raise RuntimeError(f"{DIST_INDEX} is missing: build the app first (make web)")
     srv = await start_server(make_settings(tmp, ice_host_addresses="127.0.0.1"))
@@ -366,7 +371,7 @@ async def run(name: str, tmp: Path, result: dict[str, Any]) -> None:
             )
             try:
                 t0 = time.monotonic()
-                await SCENARIOS[name](srv, People(persistent, srv.url, result), result)
+                await scenarios[name](srv, People(persistent, srv.url, result), result)
                 result["seconds"] = round(time.monotonic() - t0, 1)
             finally:
                 browser = persistent.browser
@@ -378,11 +383,11 @@ async def run(name: str, tmp: Path, result: dict[str, Any]) -> None:
         await stop_server(srv)
 
 
-async def main(name: str) -> int:
+async def main(name: str, scenarios: dict[str, Scenario] = SCENARIOS) -> int:
     result: dict[str, Any] = {"ok": False, "scenario": name}
     with tempfile.TemporaryDirectory(prefix="homeroom-web-live-") as tmp:
         try:
-            await asyncio.wait_for(run(name, Path(tmp), result), timeout=100)
+            await asyncio.wait_for(run(name, Path(tmp), result, scenarios), timeout=100)
         except BaseException as exc:  # report everything; the test prints it
             result["ok"] = False
             result["error"] = "".join(traceback.format_exception(exc))[-4000:]

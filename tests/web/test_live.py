@@ -22,10 +22,10 @@ from tests.web.live_scenario import frames_from
 LOOPBACK = "127.0.0.1"
 
 
-def run_scenario(name: str) -> dict[str, Any]:
+def run_scenario(name: str, module: str = "tests.web.live_scenario") -> dict[str, Any]:
     require(os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} is missing (run `make browser`)")
     assert DIST_INDEX.exists()  # built by the web_dist fixture
-    result, stderr = run_in_loopback_namespace("tests.web.live_scenario", name)
+    result, stderr = run_in_loopback_namespace(module, name)
     assert result["ok"], (
         f"scenario {name} failed:\n{result.get('error')}\n"
         f"page errors: {result.get('page_errors')}\nconsole: {result.get('console')}\n"

@@ -115,6 +115,8 @@ async def test_anonymous_question_votes_and_answer(server: Server, web: Browser)
     await asker.get_by_role("button", name="提问", exact=True).click()
     mine = asker.locator(".question", has_text=question)
     await expect(mine).to_contain_text("匿名（我）")
+    # Anonymity is chosen per question: the tick is cleared for the next one.
+    await expect(asker.get_by_label("匿名提问")).not_to_be_checked()
 
     # The classmate sees it arrive live, without the asker's name, and votes for it.
     theirs = voter.locator(".question", has_text=question)

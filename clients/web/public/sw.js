@@ -80,18 +80,20 @@ const TEXT = {
     notice: (d) => ["新通知", d.title],
     reminder: (d) => ["通知提醒", `老师提醒你处理：${d.title}`],
     message: (d) => ["新私信", `来自 ${d.from} 的新消息`],
+    mention: (d) => ["有人@了你", `${d.from} 在群聊中提到了你`],
     session: (d) => [d.session_kind === "meeting" ? "家长会开始了" : "直播课开始了", d.title],
     link: (d) => ["新的绑定申请", `${d.guardian} 申请绑定 ${d.student}`],
-    homework: (d) => ["作业即将截止", d.title],
+    homework: (d) => ["作业即将截止", d.student ? `${d.student}：${d.title}` : d.title],
     other: () => ["家校通", "有新消息"],
   },
   en: {
     notice: (d) => ["New notice", d.title],
     reminder: (d) => ["Reminder", `Your teacher reminds you: ${d.title}`],
     message: (d) => ["New private message", `New message from ${d.from}`],
+    mention: (d) => ["You were mentioned", `${d.from} mentioned you in a class chat`],
     session: (d) => [d.session_kind === "meeting" ? "A parent meeting has started" : "A lesson has started", d.title],
     link: (d) => ["New link request", `${d.guardian} asks to be linked to ${d.student}`],
-    homework: (d) => ["Homework due", d.title],
+    homework: (d) => ["Homework due soon", d.student ? `${d.student}: ${d.title}` : d.title],
     other: () => ["Homeroom", "Something new"],
   },
 };
@@ -106,7 +108,11 @@ function target(d) {
   if (d.kind === "notice" || d.kind === "reminder") return `/#/class/${d.class_id}/notices/${d.notice_id}`;
   if (d.kind === "session") return `/#/class/${d.class_id}/lessons`;
   if (d.kind === "link") return `/#/class/${d.class_id}/links`;
-  if (d.kind === "homework") return `/#/class/${d.class_id}`;
+  if (d.kind === "mention" && typeof d.stream === "string") {
+    const [, cid, part] = d.stream.split(":");
+    return `/#/class/${cid}/chat/${part}`;
+  }
+  if (d.kind === "homework") return `/#/class/${d.class_id}/homework`;
   return "/#/";
 }
 
@@ -130,7 +136,7 @@ self.addEventListener("push", (event) => {
       const [title, body] = (text[d.kind] || text.other)(d);
       await self.registration.showNotification(title, {
         body,
-        tag: `${d.kind || "homeroom"}:${d.notice_id || d.stream || d.session_id || d.class_id || ""}`,
+        tag: `${d.kind || "homeroom"}:${d.notice_id || d.stream || d.session_id || d.homework_id || d.class_id || ""}`,
         icon: "/icons/icon-192.png",
         badge: "/icons/icon-192.png",
         data: { url: target(d), kind: d.kind },

@@ -138,6 +138,8 @@ export const api = {
   school: () => rest<SchoolOverview>("GET", "/api/v1/school"),
   schoolLinks: () => rest<{ links: SchoolLink[] }>("GET", "/api/v1/school/links"),
   setTimeZone: (time_zone: string) => rest<object>("PUT", "/api/v1/school/settings", { body: { time_zone } }),
+  setGuardianHistory: (open: boolean) =>
+    rest<object>("PUT", "/api/v1/school/settings", { body: { guardian_chat_history: open } }),
   createYear: (name: string) => rest<object>("POST", "/api/v1/school/years", { body: { name } }),
   archiveYear: (id: number) => rest<object>("POST", `/api/v1/school/years/${id}/archive`),
   createClass: (name: string, school_year_id: number | null) =>

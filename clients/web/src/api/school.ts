@@ -2,7 +2,7 @@
 // --- a school that sets itself up (school admins; /api/v1/school) -----------------------------
 
 export interface SchoolOverview {
-  school: { id: number; name: string; time_zone: string };
+  school: { id: number; name: string; time_zone: string; guardian_chat_history: boolean };
   years: { id: number; name: string; archived: boolean }[];
   classes: {
     id: number;

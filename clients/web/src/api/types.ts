@@ -69,6 +69,7 @@ export interface Message {
   edited_at: number | null;
   deleted: boolean;
   attachments?: Attachment[];
+  mentions?: number[];
 }
 
 /** A file a message, notice, question or answer carries (docs/protocol.md §14.3). */

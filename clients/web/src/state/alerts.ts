@@ -26,6 +26,8 @@ function looking(stream: string): boolean {
   const r = route.value;
   if (document.visibilityState !== "visible" || r.name !== "class") return false;
   if (stream.startsWith("conv:")) return r.section === "messages" && r.id === Number(stream.slice(5));
+  const [kind, cid, part] = stream.split(":");
+  if (kind === "class") return r.section === "chat" && r.classId === Number(cid) && r.sub === part;
   return false;
 }
 
@@ -77,6 +79,24 @@ onStream("staff", (ev, source) => {
     const d = ev.data as { guardian_name: string; student_name: string };
     toast(t("alerts.linkRequest", d.guardian_name, d.student_name), "info", 8000);
   }
+});
+
+// Someone @mentioned me in a class chat I am not looking at.
+onStream("user", (ev, source) => {
+  if (source !== "live" || ev.type !== "chat.mentioned") return;
+  const d = ev.data as { stream: string; sender_name: string };
+  if (looking(d.stream)) return;
+  const where = d.stream.endsWith(":guardians") ? t("nav.guardianChat") : t("nav.classChat");
+  toast(t("alerts.mention", d.sender_name, where), "info", 8000);
+});
+
+// Homework due soon (the server's sweep tells each student who has not handed it in, and their
+// guardians, once per homework).
+onStream("user", (ev, source) => {
+  if (source !== "live" || ev.type !== "homework.due") return;
+  const d = ev.data as { title: string; student_name: string; student_id: number };
+  const mine = d.student_id === myId();
+  toast(mine ? t("alerts.homeworkDueMine", d.title) : t("alerts.homeworkDue", d.student_name, d.title), "info", 10000);
 });
 
 // Once caught up and knowing my classes: how many requests wait in each class I teach.

@@ -21,6 +21,8 @@ export interface Outgoing {
   body: string;
   /** Upload ids of the files sent with it. */
   attachments?: string[];
+  /** The people it @mentions. */
+  mentions?: number[];
   state: "sending" | "waiting" | "failed";
   error?: ApiError;
   at: number;
@@ -180,7 +182,7 @@ onSynced((ack) => {
   chats.value = next;
   // What could not be sent while away goes out now (same client ids: no duplicates).
   for (const s of Object.values(chats.value)) {
-    for (const o of s.outbox) if (o.state === "waiting") void deliver(s.stream, o.client_id, o.body, o.attachments ?? []);
+    for (const o of s.outbox) if (o.state === "waiting") void deliver(s.stream, o.client_id, o.body, o.attachments ?? [], o.mentions ?? []);
   }
 });
 
@@ -229,19 +231,25 @@ export async function loadOlder(stream: string): Promise<void> {
 
 // --- sending ------------------------------------------------------------------------------------
 
-export function send(stream: string, body: string, attachments: string[] = []): void {
+export function send(stream: string, body: string, attachments: string[] = [], mentions: number[] = []): void {
   const client_id = newClientId();
   update(stream, (s) => ({
     ...s,
-    outbox: [...s.outbox, { client_id, body, attachments, state: "sending", at: Date.now() / 1000 }],
+    outbox: [...s.outbox, { client_id, body, attachments, mentions, state: "sending", at: Date.now() / 1000 }],
   }));
-  void deliver(stream, client_id, body, attachments);
+  void deliver(stream, client_id, body, attachments, mentions);
 }
 
 // "unavailable": the server was restarting (nothing stored); the outbox resends after the catch-up.
 const RETRYABLE = new Set(["timeout", "offline", "network", "internal", "unavailable"]);
 
-async function deliver(stream: string, client_id: string, body: string, attachments: string[] = []): Promise<void> {
+async function deliver(
+  stream: string,
+  client_id: string,
+  body: string,
+  attachments: string[] = [],
+  mentions: number[] = [],
+): Promise<void> {
   if (status.value !== "connected") {
     // Offline: say so at once; the catch-up after reconnecting sends it (same client id).
     setOutgoing(stream, client_id, { state: "waiting", error: undefined });
@@ -249,7 +257,9 @@ async function deliver(stream: string, client_id: string, body: string, attachme
   }
   setOutgoing(stream, client_id, { state: "sending", error: undefined });
   try {
-    const payload = attachments.length ? { stream, client_id, body, attachments } : { stream, client_id, body };
+    const payload: Record<string, unknown> = { stream, client_id, body };
+    if (attachments.length) payload.attachments = attachments;
+    if (mentions.length) payload.mentions = mentions;
     const ack = await request<{ message: Message }>("chat.send", payload);
     update(stream, (s) => ({
       ...s,
@@ -271,7 +281,7 @@ function setOutgoing(stream: string, client_id: string, change: Partial<Outgoing
 
 export function retry(stream: string, client_id: string): void {
   const o = chatOf(stream).outbox.find((x) => x.client_id === client_id);
-  if (o) void deliver(stream, client_id, o.body, o.attachments ?? []);
+  if (o) void deliver(stream, client_id, o.body, o.attachments ?? [], o.mentions ?? []);
 }
 
 export function discard(stream: string, client_id: string): void {
@@ -280,6 +290,24 @@ export function discard(stream: string, client_id: string): void {
 
 export async function deleteMessage(messageId: number): Promise<void> {
   await request("chat.delete", { message_id: messageId });
+}
+
+/** One's own message may be changed this long after sending (the server's chat_edit_window_s). */
+export const EDIT_WINDOW_S = 15 * 60;
+
+export async function editMessage(messageId: number, body: string): Promise<void> {
+  await request("chat.edit", { message_id: messageId, body });
+}
+
+export interface ReadBy {
+  message_id: number;
+  read: { id: number; name: string }[];
+  unread: { id: number; name: string }[];
+}
+
+/** Which guardians have read a message of the guardians' chat (teachers). */
+export async function readBy(messageId: number): Promise<ReadBy> {
+  return request<ReadBy>("chat.read_by", { message_id: messageId });
 }
 
 // --- read positions -----------------------------------------------------------------------------

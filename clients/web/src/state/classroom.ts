@@ -26,24 +26,36 @@ export interface Poll {
   quiz: boolean;
   anonymous: boolean;
   audience: "students" | "guardians";
+  /** A dual lesson's poll: each student answers, or each linked classroom once (its teacher). */
+  answer_by: AnswerBy;
   status: "open" | "closed" | "published";
   closes_at: number | null;
   created_at: number;
   correct?: string[];
   mine?: string[] | null;
   results?: PollResults;
-  answers?: { user_id: number; name: string; answer: string[]; correct: boolean | null }[];
+  answers?: { user_id: number; name: string; class_id: number; answer: string[]; correct: boolean | null }[];
 }
+
+export type AnswerBy = "person" | "classroom";
 
 /** class id -> poll id -> poll (newest first when listed). */
 export const polls = signal<Record<number, Record<number, Poll>>>({});
 /** A number that moves whenever something about homework changed (pages reload on it). */
 export const homeworkTick = signal(0);
 
-function put(p: Partial<Poll> & { id: number; class_id: number }): void {
-  const cls = { ...(polls.value[p.class_id] ?? {}) };
-  cls[p.id] = { ...(cls[p.id] ?? ({} as Poll)), ...p } as Poll;
-  polls.value = { ...polls.value, [p.class_id]: cls };
+/** Merge what is known of a poll into every class it is listed under, and under ``key``: a dual
+ *  lesson's poll belongs to the master's class but is listed in each linked classroom's. */
+function put(p: Partial<Poll> & { id: number }, key?: number): void {
+  const next = { ...polls.value };
+  const keys = new Set<number>(key != null ? [key] : []);
+  for (const [k, cls] of Object.entries(next)) if (cls[p.id]) keys.add(Number(k));
+  for (const k of keys) {
+    const cls = { ...(next[k] ?? {}) };
+    cls[p.id] = { ...(cls[p.id] ?? ({} as Poll)), ...p } as Poll;
+    next[k] = cls;
+  }
+  polls.value = next;
 }
 
 function findPoll(id: number): Poll | undefined {
@@ -53,8 +65,9 @@ function findPoll(id: number): Poll | undefined {
 
 function apply(ev: StreamEvent): void {
   if (ev.type.startsWith("poll.")) {
-    const data = ev.data as Poll;
-    put(data);
+    // Listed under the class whose stream told it (notices:{cid}:{audience}).
+    const [kind, cid] = ev.stream.split(":");
+    put(ev.data as Poll, kind === "notices" ? Number(cid) : (ev.data as Poll).class_id);
   } else if (ev.type.startsWith("homework.")) {
     homeworkTick.value += 1;
   }
@@ -65,11 +78,22 @@ onStream("staff", apply);
 onStream("user", apply);
 on<{ poll_id: number } & PollResults>("poll.counts", (d) => {
   const p = findPoll(d.poll_id);
-  if (p) put({ id: p.id, class_id: p.class_id, results: { answered: d.answered, counts: d.counts, correct_count: d.correct_count } });
+  if (p) put({ id: p.id, results: { answered: d.answered, counts: d.counts, correct_count: d.correct_count } });
 });
 onReset(() => {
   polls.value = {};
 });
+
+/** Open polls of a session that wait for my answer (a classroom's, in classroom mode). */
+export function waitingPolls(classId: number, sessionId: number, forClassroom: boolean): Poll[] {
+  return pollsOf(classId, sessionId).filter(
+    (p) =>
+      p.status === "open" &&
+      !p.mine &&
+      (p.answer_by === "classroom") === forClassroom &&
+      (p.closes_at == null || p.closes_at * 1000 > Date.now()),
+  );
+}
 
 export function pollsOf(classId: number, sessionId?: number | null): Poll[] {
   const all = Object.values(polls.value[classId] ?? {});
@@ -82,7 +106,7 @@ export async function loadPolls(classId: number, sessionId?: number | null): Pro
   const payload: Record<string, unknown> = { class_id: classId };
   if (sessionId != null) payload.session_id = sessionId;
   const ack = await request<{ polls: Poll[] }>("poll.list", payload);
-  for (const p of ack.polls) put({ ...p, class_id: classId });
+  for (const p of ack.polls) put(p, classId);
 }
 
 /** A poll in full as I may see it (teachers: live results and named answers). */
@@ -91,7 +115,7 @@ export async function refreshPoll(classId: number, pollId: number): Promise<void
     "poll.get",
     { poll_id: pollId },
   );
-  put({ ...ack.poll, class_id: classId, results: ack.results, answers: ack.answers, ...(ack.mine !== undefined ? { mine: ack.mine } : {}) });
+  put({ ...ack.poll, results: ack.results, answers: ack.answers, ...(ack.mine !== undefined ? { mine: ack.mine } : {}) }, classId);
 }
 
 export interface PollDraft {
@@ -102,6 +126,7 @@ export interface PollDraft {
   anonymous: boolean;
   audience: "students" | "guardians";
   time_limit_s: number | null;
+  answer_by?: AnswerBy;
 }
 
 export async function createPoll(classId: number, draft: PollDraft, sessionId?: number | null): Promise<Poll> {
@@ -117,18 +142,19 @@ export async function createPoll(classId: number, draft: PollDraft, sessionId?: 
   };
   if (sessionId != null) payload.session_id = sessionId;
   if (draft.time_limit_s) payload.time_limit_s = draft.time_limit_s;
+  if (draft.answer_by) payload.answer_by = draft.answer_by;
   const ack = await request<{ poll: Poll }>("poll.create", payload);
-  put({ ...ack.poll, class_id: classId });
+  put(ack.poll, classId);
   return ack.poll;
 }
 
 export async function answerPoll(p: Poll, answer: string[]): Promise<void> {
   const ack = await request<{ answer: string[] }>("poll.answer", { poll_id: p.id, answer });
-  put({ id: p.id, class_id: p.class_id, mine: ack.answer });
+  put({ id: p.id, mine: ack.answer });
 }
 
 export async function finishPoll(p: Poll, publish: boolean): Promise<void> {
   const ack = await request<{ poll: Poll }>(publish ? "poll.publish" : "poll.close", { poll_id: p.id });
-  put({ ...ack.poll, class_id: p.class_id });
+  put(ack.poll);
   await refreshPoll(p.class_id, p.id);
 }

@@ -22,6 +22,7 @@ import { toast } from "../state/toasts";
 import { Avatar, ErrorBox, Loading } from "./common";
 import { AttachmentList } from "./Attachments";
 import { Composer } from "./Composer";
+import { canEdit, EditBox, MessageText, offersReadBy, ReadByButton, useMentionable } from "./chatParts";
 import { Icon } from "./icons";
 import { describeError } from "../i18n/errors";
 
@@ -47,6 +48,10 @@ export function ChatPanel(props: {
   const listRef = useRef<HTMLDivElement>(null);
   const stick = useRef(true);
   const [draft, setDraft] = useState("");
+  const [editing, setEditing] = useState<number | null>(null);
+  const people = useMentionable(stream, props.classId, state.messages);
+  const names = new Map(people.map((p) => [p.id, p.name]));
+  names.set(me, auth.value?.user.display_name ?? "");
 
   useEffect(() => {
     if (ready.value) void ensureHistory(stream);
@@ -125,9 +130,10 @@ export function ChatPanel(props: {
           const m = row.msg;
           const mine = m.sender_id === me;
           const canDelete = !m.deleted && (mine || (staff && stream.startsWith("class:")));
+          const forMe = !mine && !m.deleted && (m.mentions ?? []).includes(me);
           return (
             <article
-              class={`msg${mine ? " mine" : ""}${row.cont ? " cont" : ""}`}
+              class={`msg${mine ? " mine" : ""}${row.cont ? " cont" : ""}${forMe ? " mentions-me" : ""}`}
               key={row.key}
               data-seq={m.seq}
               aria-label={t("chat.messageAria", m.sender_name, formatTime(m.sent_at))}
@@ -135,13 +141,24 @@ export function ChatPanel(props: {
               {mine ? null : row.cont ? <span class="avatar-space" aria-hidden="true" /> : <Avatar name={m.sender_name} size={34} />}
               <div class="msg-main">
                 {mine || row.cont ? null : <span class="msg-sender">{m.sender_name}</span>}
-                <div class={`bubble${m.deleted ? " deleted" : ""}`}>
-                  {m.deleted ? <em>{t("chat.deleted")}</em> : m.body ? <span class="msg-body">{m.body}</span> : null}
-                  {m.deleted ? null : <AttachmentList items={m.attachments} />}
-                </div>
+                {editing === m.id ? (
+                  <EditBox m={m} onDone={() => setEditing(null)} />
+                ) : (
+                  <div class={`bubble${m.deleted ? " deleted" : ""}`}>
+                    {m.deleted ? <em>{t("chat.deleted")}</em> : m.body ? <MessageText m={m} names={names} /> : null}
+                    {m.deleted ? null : <AttachmentList items={m.attachments} />}
+                  </div>
+                )}
                 <span class="msg-meta">
+                  {forMe ? <span class="tag tag-new">{t("chat.mentionsMe")}</span> : null}
                   <time dateTime={new Date(m.sent_at * 1000).toISOString()}>{formatTime(m.sent_at)}</time>
                   {m.edited_at && !m.deleted ? <span> · {t("chat.edited")}</span> : null}
+                  {offersReadBy(m, me, props.classId) ? <ReadByButton m={m} key={`rb${m.id}`} /> : null}
+                  {canEdit(m, me) && editing !== m.id ? (
+                    <button type="button" class="link-button msg-edit-button" onClick={() => setEditing(m.id)} aria-label={t("chat.editAria")}>
+                      {t("chat.edit")}
+                    </button>
+                  ) : null}
                   {canDelete ? (
                     <button type="button" class="link-button msg-delete" onClick={() => remove(m)} aria-label={t("chat.deleteAria")}>
                       {t("chat.delete")}
@@ -160,8 +177,9 @@ export function ChatPanel(props: {
         stream={stream}
         draft={draft}
         setDraft={setDraft}
-        onSend={(body, ids) => {
-          send(stream, body, ids);
+        people={people}
+        onSend={(body, ids, mentions) => {
+          send(stream, body, ids, mentions);
           setDraft("");
           stick.current = true;
         }}

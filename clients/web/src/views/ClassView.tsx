@@ -1,11 +1,11 @@
-import { useEffect } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { t } from "../i18n";
 import { classPath, type Section } from "../router";
 import { classes, loadClass } from "../state/classes";
 import { classInfo, rolesIn } from "../state/me";
 import { loadNotices } from "../state/notices";
 import { ready } from "../state/session";
-import { navItems } from "./classNav";
+import { navItems, type NavItem } from "./classNav";
 import { ChatPanel } from "./ChatPanel";
 import { CountBadge, ErrorBox, Loading } from "./common";
 import { Icon } from "./icons";
@@ -81,17 +81,26 @@ export function ClassView(props: ClassRoute) {
   );
 }
 
+// On a phone the bar holds this many items and "more"; the rest open in a panel that fits.
+const PHONE_BAR = 4;
+
 function ClassNav(props: ClassRoute) {
   const items = navItems(props.classId);
+  const [open, setOpen] = useState(false);
+  const isActive = (item: NavItem) => item.section === props.section && (item.sub === undefined || item.sub === props.sub);
+  const extra = items.slice(PHONE_BAR);
+  const extraUnread = extra.reduce((n, i) => n + (i.unread ?? 0), 0);
+  const extraActive = extra.some(isActive);
+  useEffect(() => setOpen(false), [props.section, props.sub, props.classId]);
   return (
-    <nav class="class-nav" aria-label={t("nav.classNav")}>
+    <nav class={`class-nav${open ? " more-open" : ""}`} aria-label={t("nav.classNav")}>
       <ul>
-        {items.map((item) => {
-          const active = item.section === props.section && (item.sub === undefined || item.sub === props.sub);
+        {items.map((item, i) => {
+          const active = isActive(item);
           const href = `#${classPath(props.classId, item.section, ...(item.sub ? [item.sub] : []))}`;
           return (
-            <li key={href}>
-              <a class={`nav-item${active ? " active" : ""}`} href={href} aria-current={active ? "page" : undefined}>
+            <li key={href} class={i >= PHONE_BAR ? "nav-extra" : undefined}>
+              <a class={`nav-item${active ? " active" : ""}`} href={href} aria-current={active ? "page" : undefined} onClick={() => setOpen(false)}>
                 <Icon name={item.icon} />
                 <span class="nav-label">{item.label}</span>
                 <CountBadge count={item.unread ?? 0} label={item.badgeLabel ?? t("chat.unreadAria", item.unread ?? 0)} />
@@ -99,6 +108,21 @@ function ClassNav(props: ClassRoute) {
             </li>
           );
         })}
+        {extra.length ? (
+          <li class="nav-more">
+            <button
+              type="button"
+              class={`nav-item${extraActive ? " active" : ""}`}
+              aria-expanded={open}
+              aria-label={t("nav.more")}
+              onClick={() => setOpen(!open)}
+            >
+              <Icon name="more" />
+              <span class="nav-label">{t("nav.moreShort")}</span>
+              <CountBadge count={extraUnread} label={t("chat.unreadAria", extraUnread)} />
+            </button>
+          </li>
+        ) : null}
       </ul>
     </nav>
   );

@@ -6,15 +6,46 @@ import { sendTyping } from "../state/chat";
 import { toast } from "../state/toasts";
 import { Icon } from "./icons";
 import { PendingFiles, useUploads } from "./PendingFiles";
+import type { Person } from "./chatParts";
 
 const MAX_CHARS = 2000;
 export function Composer(props: {
   stream: string;
   draft: string;
   setDraft: (v: string) => void;
-  onSend: (body: string, attachmentIds: string[]) => void;
+  onSend: (body: string, attachmentIds: string[], mentions: number[]) => void;
+  /** Who can be @mentioned here (class chats); none: no mentions. */
+  people?: Person[];
 }) {
   const { stream, draft, setDraft } = props;
+  const input = useRef<HTMLTextAreaElement>(null);
+  // The people picked from the @ list; sent as mentions while their "@name" is in the text.
+  const [picked, setPicked] = useState<Person[]>([]);
+  const [query, setQuery] = useState<string | null>(null);
+  const [active, setActive] = useState(0);
+  const suggestions =
+    query === null ? [] : (props.people ?? []).filter((p) => p.name.toLowerCase().includes(query.toLowerCase())).slice(0, 8);
+
+  function lookForMention(el: HTMLTextAreaElement) {
+    const before = el.value.slice(0, el.selectionStart ?? el.value.length);
+    const m = /(?:^|\s)@([^\s@]{0,20})$/.exec(before);
+    setQuery(m && props.people?.length ? m[1] : null);
+    setActive(0);
+  }
+
+  function choose(p: Person) {
+    const el = input.current;
+    const caret = el?.selectionStart ?? draft.length;
+    const before = draft.slice(0, caret).replace(/@([^\s@]{0,20})$/, `@${p.name} `);
+    const next = before + draft.slice(caret);
+    setDraft(next);
+    setPicked((xs) => (xs.some((x) => x.id === p.id) ? xs : [...xs, p]));
+    setQuery(null);
+    requestAnimationFrame(() => {
+      el?.focus();
+      el?.setSelectionRange(before.length, before.length);
+    });
+  }
   const uploads = useUploads();
   const [dragging, setDragging] = useState(false);
   const [recording, setRecording] = useState(false);
@@ -27,8 +58,15 @@ export function Composer(props: {
   function submit(e?: Event) {
     e?.preventDefault();
     if (!canSend) return;
-    props.onSend(draft.trim(), uploads.ready);
+    const body = draft.trim();
+    props.onSend(
+      body,
+      uploads.ready,
+      picked.filter((p) => body.includes(`@${p.name}`)).map((p) => p.id),
+    );
     uploads.clear();
+    setPicked([]);
+    setQuery(null);
   }
 
   async function startVoice() {
@@ -43,7 +81,7 @@ export function Composer(props: {
         stream.getTracks().forEach((tr) => tr.stop());
         const blob = new Blob(parts, { type });
         const name = type.startsWith("audio/webm") ? "voice.webm" : "voice.ogg";
-        if (blob.size > 0) uploads.start(blob, name, (att) => props.onSend("", [att.id]));
+        if (blob.size > 0) uploads.start(blob, name, (att) => props.onSend("", [att.id], []));
       };
       rec.start();
       recorder.current = rec;
@@ -110,14 +148,34 @@ export function Composer(props: {
       <label class="sr-only" htmlFor={`composer-${stream}`}>
         {t("chat.inputLabel")}
       </label>
+      {suggestions.length ? (
+        <ul class="mention-list" role="listbox" aria-label={t("chat.mentionList")}>
+          {suggestions.map((p, i) => (
+            <li
+              key={p.id}
+              role="option"
+              aria-selected={i === active}
+              class={i === active ? "active" : ""}
+              onMouseDown={(e) => {
+                e.preventDefault();
+                choose(p);
+              }}
+            >
+              @{p.name}
+            </li>
+          ))}
+        </ul>
+      ) : null}
       <textarea
         id={`composer-${stream}`}
+        ref={input}
         rows={1}
         value={draft}
         maxLength={MAX_CHARS}
-        placeholder={t("chat.placeholder")}
+        placeholder={props.people?.length ? t("chat.placeholderMention") : t("chat.placeholder")}
         onInput={(e) => {
           setDraft(e.currentTarget.value);
+          lookForMention(e.currentTarget);
           if (e.currentTarget.value) sendTyping(stream);
         }}
         onPaste={(e) => {
@@ -128,6 +186,23 @@ export function Composer(props: {
           }
         }}
         onKeyDown={(e) => {
+          if (suggestions.length && !e.isComposing) {
+            if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+              e.preventDefault();
+              const step = e.key === "ArrowDown" ? 1 : suggestions.length - 1;
+              setActive((a) => (a + step) % suggestions.length);
+              return;
+            }
+            if (e.key === "Enter" || e.key === "Tab") {
+              e.preventDefault();
+              choose(suggestions[active] ?? suggestions[0]);
+              return;
+            }
+            if (e.key === "Escape") {
+              setQuery(null);
+              return;
+            }
+          }
           if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
             e.preventDefault();
             submit();

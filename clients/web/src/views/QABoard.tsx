@@ -82,6 +82,8 @@ function AskForm(props: { classId: number }) {
     try {
       await ask(props.classId, body.trim(), anonymous);
       setBody("");
+      // Anonymity is chosen per question: the next one is asked by name unless ticked again.
+      setAnonymous(false);
       toast(t("qa.asked"), "success");
     } catch (err) {
       setError(asApiError(err));

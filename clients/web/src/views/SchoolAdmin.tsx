@@ -65,6 +65,7 @@ export function SchoolAdmin() {
               </ul>
             </section>
             <TimeZone data={data} act={act} />
+            <GuardianHistory data={data} act={act} />
           </>
         ) : null}
         {links ? <PendingLinks links={links} /> : null}
@@ -319,6 +320,27 @@ function TimeZone(props: { data: SchoolOverview; act: Act }) {
         {t("school.save")}
       </button>
     </form>
+  );
+}
+
+/** Whether a guardian approved today sees the families' earlier conversation (default: not). */
+function GuardianHistory(props: { data: SchoolOverview; act: Act }) {
+  const open = props.data.school.guardian_chat_history;
+  return (
+    <section class="card" aria-labelledby="guardian-history-title">
+      <h2 id="guardian-history-title" class="card-title">
+        {t("school.guardianHistory")}
+      </h2>
+      <label class="check">
+        <input
+          type="checkbox"
+          checked={open}
+          onChange={(e) => void props.act(() => api.setGuardianHistory(e.currentTarget.checked), t("school.saved"))}
+        />
+        <span>{t("school.guardianHistoryOpen")}</span>
+      </label>
+      <p class="field-hint">{t("school.guardianHistoryHint")}</p>
+    </section>
   );
 }
 

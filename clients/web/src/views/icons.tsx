@@ -26,6 +26,7 @@ const PATHS: Record<string, string[]> = {
   download: ["M12 4v11", "M7 10.5l5 5 5-5", "M5 20h14"],
   bell: ["M6 16V11a6 6 0 1 1 12 0v5l2 2H4l2-2z", "M10 20a2 2 0 0 0 4 0"],
   plus: ["M12 5v14", "M5 12h14"],
+  more: ["M4 4h7v7H4z", "M13 4h7v7h-7z", "M4 13h7v7H4z", "M13 13h7v7h-7z"],
   up: ["M12 19V6", "M6 12l6-6 6 6"],
   back: ["M15 5l-7 7 7 7"],
   clock: ["M12 21a9 9 0 1 0 0-18 9 9 0 0 0 0 18z", "M12 7v5l3 2"],

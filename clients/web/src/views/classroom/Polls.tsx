@@ -8,6 +8,7 @@ import {
   loadPolls,
   pollsOf,
   refreshPoll,
+  type AnswerBy,
   type Poll,
   type PollKind,
   type PollResults,
@@ -32,9 +33,22 @@ export function PollsPage(props: { classId: number }) {
   );
 }
 
-export function PollsPanel(props: { classId: number; sessionId?: number | null; compact?: boolean }) {
+/** How I take part in these polls: I run them ("host"), answer them ("participant"), or answer
+ *  for my classroom in a dual lesson ("classroom": its local teacher). */
+export type PollMode = "host" | "participant" | "classroom";
+
+export function PollsPanel(props: {
+  classId: number;
+  sessionId?: number | null;
+  compact?: boolean;
+  mode?: PollMode;
+  /** A dual lesson: the host chooses who answers; classrooms are shown by name. */
+  dual?: boolean;
+  classroomName?: (classId: number) => string;
+}) {
   const { classId, sessionId } = props;
   const roles = rolesIn(classId);
+  const mode: PollMode = props.mode ?? (roles.staff ? "host" : "participant");
   const [error, setError] = useState<ApiError | null>(null);
   useEffect(() => {
     if (ready.value) loadPolls(classId, sessionId).catch((e) => setError(asApiError(e)));
@@ -42,15 +56,21 @@ export function PollsPanel(props: { classId: number; sessionId?: number | null; 
   const list = pollsOf(classId, sessionId);
   return (
     <div class={`polls${props.compact ? " compact" : ""}`}>
-      {roles.staff ? <PollCompose classId={classId} sessionId={sessionId} /> : null}
+      {mode === "host" ? <PollCompose classId={classId} sessionId={sessionId} dual={props.dual} /> : null}
       {error ? <ErrorBox error={error} /> : null}
       {list.length === 0 ? <Empty>{t("poll.none")}</Empty> : null}
-      {list.map((p) => (roles.staff ? <HostPoll poll={p} key={p.id} /> : <AnswerPoll poll={p} key={p.id} />))}
+      {list.map((p) =>
+        mode === "host" ? (
+          <HostPoll poll={p} key={p.id} classroomName={props.classroomName} />
+        ) : (
+          <AnswerPoll poll={p} key={p.id} forClassroom={mode === "classroom"} />
+        ),
+      )}
     </div>
   );
 }
 
-function PollCompose(props: { classId: number; sessionId?: number | null }) {
+function PollCompose(props: { classId: number; sessionId?: number | null; dual?: boolean }) {
   const [question, setQuestion] = useState("");
   const [kind, setKind] = useState<PollKind>("single");
   const [options, setOptions] = useState("");
@@ -59,6 +79,7 @@ function PollCompose(props: { classId: number; sessionId?: number | null }) {
   const [anonymous, setAnonymous] = useState(false);
   const [audience, setAudience] = useState<"students" | "guardians">("students");
   const [limit, setLimit] = useState("");
+  const [answerBy, setAnswerBy] = useState<AnswerBy>("person");
   // A lesson of this class running now: the poll belongs to it unless the teacher says no.
   const lesson =
     props.sessionId == null
@@ -78,6 +99,7 @@ function PollCompose(props: { classId: number; sessionId?: number | null }) {
         anonymous,
         audience,
         time_limit_s: limit ? Number(limit) : null,
+        answer_by: props.dual ? answerBy : undefined,
       },
       props.sessionId ?? (lesson && inLesson ? lesson.id : null),
     );
@@ -115,6 +137,15 @@ function PollCompose(props: { classId: number; sessionId?: number | null }) {
             <select value={audience} onChange={(e) => setAudience(e.currentTarget.value as "students" | "guardians")}>
               <option value="students">{t("audience.students")}</option>
               <option value="guardians">{t("audience.guardians")}</option>
+            </select>
+          </label>
+        ) : null}
+        {props.dual ? (
+          <label class="field">
+            <span class="field-label">{t("poll.answerBy")}</span>
+            <select value={answerBy} onChange={(e) => setAnswerBy(e.currentTarget.value as AnswerBy)}>
+              <option value="person">{t("poll.answerBy.person")}</option>
+              <option value="classroom">{t("poll.answerBy.classroom")}</option>
             </select>
           </label>
         ) : null}
@@ -172,7 +203,29 @@ function optionLabel(kind: PollKind, o: string): string {
 }
 
 function StatusChip(props: { poll: Poll }) {
-  return <span class={`chip poll-status-${props.poll.status}`}>{t(`poll.status.${props.poll.status}`)}</span>;
+  const p = props.poll;
+  return (
+    <>
+      {p.status === "open" && p.closes_at != null ? <Countdown closesAt={p.closes_at} /> : null}
+      <span class={`chip poll-status-${p.status}`}>{t(`poll.status.${p.status}`)}</span>
+    </>
+  );
+}
+
+/** The time left of a time-limited poll, every second; the server closes it at zero. */
+function Countdown(props: { closesAt: number }) {
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    const timer = setInterval(() => setNow(Date.now()), 1000);
+    return () => clearInterval(timer);
+  }, []);
+  const left = Math.max(0, Math.ceil(props.closesAt - now / 1000));
+  const text = left ? t("poll.closesIn", `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}`) : t("poll.timeUp");
+  return (
+    <span class="chip poll-countdown" role="timer" data-testid="poll-countdown">
+      {text}
+    </span>
+  );
 }
 
 /** Counts as horizontal bars; the correct option(s) marked, mine marked. */
@@ -210,8 +263,9 @@ export function Bars(props: { poll: Poll; results: PollResults; mine?: string[] 
   );
 }
 
-function HostPoll(props: { poll: Poll }) {
+function HostPoll(props: { poll: Poll; classroomName?: (classId: number) => string }) {
   const p = props.poll;
+  const byClassroom = p.answer_by === "classroom";
   const [error, setError] = useState<ApiError | null>(null);
   useEffect(() => {
     refreshPoll(p.class_id, p.id).catch((e) => setError(asApiError(e)));
@@ -233,9 +287,11 @@ function HostPoll(props: { poll: Poll }) {
         {t(`poll.kind.${p.kind}`)}
         {p.quiz ? ` · ${t("poll.quiz")}` : ""}
         {p.anonymous ? ` · ${t("poll.anonymous")}` : ""}
+        {byClassroom ? ` · ${t("poll.byClassroom")}` : ""}
       </p>
       {p.results ? <Bars poll={p} results={p.results} /> : null}
-      {p.answers && p.answers.length ? (
+      {byClassroom && p.answers ? <ClassroomAnswers poll={p} classroomName={props.classroomName} /> : null}
+      {!byClassroom && p.answers && p.answers.length ? (
         <details class="named-answers">
           <summary>{t("poll.namedAnswers", p.answers.length)}</summary>
           <ul>
@@ -265,8 +321,37 @@ function HostPoll(props: { poll: Poll }) {
   );
 }
 
-function AnswerPoll(props: { poll: Poll }) {
+/** A classroom-answer poll, as its host sees it: each linked classroom's answer, or not yet. */
+function ClassroomAnswers(props: { poll: Poll; classroomName?: (classId: number) => string }) {
   const p = props.poll;
+  const rooms = p.classrooms.filter((c) => c !== p.class_id);
+  const byRoom = new Map((p.answers ?? []).map((a) => [a.class_id, a]));
+  return (
+    <div class="classroom-answers" data-testid="classroom-answers">
+      <p class="muted">{t("poll.classroomsAnswered", byRoom.size, rooms.length)}</p>
+      <ul>
+        {rooms.map((cid) => {
+          const a = byRoom.get(cid);
+          const name = props.classroomName?.(cid) || a?.name || `#${cid}`;
+          return (
+            <li key={cid} data-class-id={cid} class={a ? "answered" : "waiting"}>
+              <span class="classroom-name">{name}</span>
+              {": "}
+              {a ? a.answer.map((o) => optionLabel(p.kind, o)).join(", ") : t("poll.notYet")}
+              {a?.correct === true ? " ✓" : a?.correct === false ? " ✗" : ""}
+            </li>
+          );
+        })}
+      </ul>
+    </div>
+  );
+}
+
+function AnswerPoll(props: { poll: Poll; forClassroom?: boolean }) {
+  const p = props.poll;
+  // A classroom-answer poll is answered by the classroom's teacher; a person-answer poll by
+  // every student (its local teacher only follows it).
+  const answersHere = p.answer_by === "classroom" ? !!props.forClassroom : !props.forClassroom;
   const [chosen, setChosen] = useState<string[]>(p.mine ?? []);
   const [text, setText] = useState(p.kind === "text" ? (p.mine?.[0] ?? "") : "");
   useEffect(() => {
@@ -278,6 +363,7 @@ function AnswerPoll(props: { poll: Poll }) {
   });
   const open = p.status === "open";
   const options = p.options;
+  const mineLabel = props.forClassroom ? "poll.ourAnswerIs" : "poll.yourAnswerIs";
   const pick = (o: string) =>
     setChosen(p.kind === "multiple" ? (chosen.includes(o) ? chosen.filter((c) => c !== o) : [...chosen, o]) : [o]);
   return (
@@ -286,8 +372,13 @@ function AnswerPoll(props: { poll: Poll }) {
         <h3 class="card-title">{p.question}</h3>
         <StatusChip poll={p} />
       </div>
-      {open ? (
+      {open && !answersHere ? (
+        <p class="muted" data-testid="poll-answered-by-others">
+          {t(props.forClassroom ? "poll.studentsAnswer" : "poll.teacherAnswers")}
+        </p>
+      ) : open ? (
         <form onSubmit={onSubmit} class="poll-answer">
+          {props.forClassroom ? <p class="poll-for-classroom">{t("poll.answerForClassroom")}</p> : null}
           {p.kind === "text" ? (
             <label class="field">
               <span class="field-label">{t("poll.yourAnswer")}</span>
@@ -313,7 +404,7 @@ function AnswerPoll(props: { poll: Poll }) {
           <button class="btn primary" type="submit" disabled={busy || (p.kind === "text" ? !text.trim() : !chosen.length)}>
             {p.mine ? t("poll.changeAnswer") : t("poll.submitAnswer")}
           </button>
-          {p.mine ? <p class="muted">{t("poll.yourAnswerIs", p.mine.map((o) => optionLabel(p.kind, o)).join(", "))}</p> : null}
+          {p.mine ? <p class="muted">{t(mineLabel, p.mine.map((o) => optionLabel(p.kind, o)).join(", "))}</p> : null}
         </form>
       ) : p.status === "published" && p.results ? (
         <Bars poll={p} results={p.results} mine={p.mine} />

@@ -27,11 +27,11 @@ import {
   type LiveState,
 } from "../../state/live";
 import { ChatPanel } from "../ChatPanel";
-import { PollsPanel } from "../classroom/Polls";
 import { ErrorBox, Loading } from "../common";
 import { Icon } from "../icons";
 import { AudioOut, Tile } from "./media";
 import { HandsPanel, LobbyPanel, PeoplePanel, QAPanel } from "./panels";
+import { SessionPolls, useWaitingPolls } from "./SessionPolls";
 import { classroomName, handOf, personName } from "./util";
 
 /** The live console of one session (route #/class/{cid}/lessons/{sessionId}): joins on open,
@@ -119,8 +119,8 @@ function Console(props: { classId: number; s: LiveState; view: SessionView; you:
   const meeting = view.kind === "meeting";
   const tabs: TabId[] = meeting
     ? role === "host"
-      ? ["lobby", "people", "chat"]
-      : ["people", "chat"]
+      ? ["lobby", "people", "polls", "chat"]
+      : ["people", "polls", "chat"]
     : teacher || role === "local_teacher"
       ? ["qa", "polls", "people", "chat"]
       : ["qa", "polls", "chat"];
@@ -131,6 +131,7 @@ function Console(props: { classId: number; s: LiveState; view: SessionView; you:
     : `class:${teacher ? view.class_id : you.class_id}:students`;
   const showHands = !meeting && (teacher || role === "local_teacher");
   const people = view.participants.length;
+  const waitingPolls = useWaitingPolls(view, you);
   return (
     <div class={`console kind-${view.kind} role-${role}`} data-testid="console">
       <header class="console-head">
@@ -156,14 +157,12 @@ function Console(props: { classId: number; s: LiveState; view: SessionView; you:
         <aside class="console-side" aria-label={t("live.sidePanel")}>
           {showHands ? <HandsPanel view={view} you={you} /> : null}
           <div class="side-card side-tabs">
-            <Tabs tabs={tabs} tab={tab} setTab={setTab} view={view} />
+            <Tabs tabs={tabs} tab={tab} setTab={setTab} view={view} waitingPolls={waitingPolls} />
             <div class="tab-panel" role="tabpanel" id={`live-panel-${tab}`} aria-labelledby={`live-tab-${tab}`}>
               {tab === "qa" ? <QAPanel view={view} you={you} /> : null}
               {tab === "people" ? <PeoplePanel view={view} you={you} /> : null}
               {tab === "lobby" ? <LobbyPanel view={view} /> : null}
-              {tab === "polls" ? (
-                <PollsPanel classId={teacher ? view.class_id : you.class_id} sessionId={view.id} compact />
-              ) : null}
+              {tab === "polls" ? <SessionPolls view={view} you={you} /> : null}
               {tab === "chat" ? (
                 <ChatPanel
                   key={chatStream}
@@ -183,7 +182,7 @@ function Console(props: { classId: number; s: LiveState; view: SessionView; you:
   );
 }
 
-function Tabs(props: { tabs: TabId[]; tab: TabId; setTab: (t: TabId) => void; view: SessionView }) {
+function Tabs(props: { tabs: TabId[]; tab: TabId; setTab: (t: TabId) => void; view: SessionView; waitingPolls: number | null }) {
   const { tabs, tab, setTab, view } = props;
   const refs = useRef<Record<string, HTMLButtonElement | null>>({});
   function onKey(e: KeyboardEvent) {
@@ -196,7 +195,7 @@ function Tabs(props: { tabs: TabId[]; tab: TabId; setTab: (t: TabId) => void; vi
     }
   }
   const count = (x: TabId): number | null =>
-    x === "lobby" ? view.lobby.length : x === "people" ? view.participants.length : null;
+    x === "lobby" ? view.lobby.length : x === "people" ? view.participants.length : x === "polls" ? props.waitingPolls : null;
   return (
     <div class="tabs live-tabs" role="tablist" aria-label={t("live.sidePanel")} onKeyDown={onKey}>
       {tabs.map((x) => (

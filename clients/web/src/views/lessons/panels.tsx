@@ -374,6 +374,8 @@ function AskInSession() {
     try {
       await askInSession(body.trim(), anonymous);
       setBody("");
+      // Anonymity is chosen per question: the next one is asked by name unless ticked again.
+      setAnonymous(false);
       toast(t("qa.asked"), "success");
     } catch (err) {
       toast(t("live.refused", describeError(asApiError(err))), "error");

@@ -1,0 +1,50 @@
+"""What of the guardians' chat a guardian sees: from their approval on, unless the school opens
+the earlier conversation to them (schools.guardian_chat_history; issue #16). The limit is a
+sequence number of the stream: history pages, catch-up and unread counts all start after it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from realtime.domain import chat as rules
+from realtime.domain.roles import ClassAccess
+from realtime.domain.streams import StreamKey
+from realtime.store.db import DbConnection
+from realtime.store.schema import classes, events, guardian_links, schools
+
+
+async def history_floor(conn: DbConnection, stream: StreamKey, access: ClassAccess | None) -> int:
+    """The last sequence number of ``stream`` this person does not see (0: they see it all)."""
+    if access is None or not rules.history_from_approval(stream, access):
+        return 0
+    opened = (
+        await conn.execute(
+            select(schools.c.guardian_chat_history)
+            .select_from(classes.join(schools, schools.c.id == classes.c.school_id))
+            .where(classes.c.id == stream.id)
+        )
+    ).scalar()
+    if opened:
+        return 0
+    since = (
+        await conn.execute(
+            select(
+                func.min(func.coalesce(guardian_links.c.decided_at, guardian_links.c.requested_at))
+            ).where(
+                guardian_links.c.guardian_id == access.user_id,
+                guardian_links.c.class_id == stream.id,
+                guardian_links.c.status == "approved",
+            )
+        )
+    ).scalar()
+    if since is None:
+        return 0
+    floor = (
+        await conn.execute(
+            select(func.max(events.c.seq)).where(
+                events.c.stream == str(stream), events.c.at < since
+            )
+        )
+    ).scalar()
+    return int(floor or 0)
