@@ -153,6 +153,8 @@ class Worker:
             "connected": len(cmd["tokens"]) - len(failures),
             "failed": len(failures),
             "first_error": failures[0] if failures else None,
+            "retries": sum(f.failed_attempts for f in self.followers),
+            "first_retry": next((f.last_error for f in self.followers if f.last_error), None),
             "seconds": round(time.monotonic() - started, 3),
         }
 

@@ -51,9 +51,19 @@ class Follower:
 
     # --- connecting -------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Connect to the first address and sync; then keep the connection up."""
-        await self._connect(self.urls[0])
+    async def start(self, attempts: int = 4) -> None:
+        """Connect to the first address and sync (tried again after a pause when refused, as
+        a client does); then keep the connection up."""
+        for n in range(attempts):
+            try:
+                await self._connect(self.urls[0])
+                break
+            except Exception as exc:
+                self.failed_attempts += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"[:200]
+                if n == attempts - 1:
+                    raise
+                await asyncio.sleep(1.0 + n)
         self._runner = asyncio.get_running_loop().create_task(self._keep_up())
 
     async def _connect(self, url: str) -> None:
