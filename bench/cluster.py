@@ -442,9 +442,9 @@ async def replay(dep: Deployment, url: str, uid: int, stream: str) -> Counter[st
 
 
 async def kill_step(
-    dep: Deployment, pool: WorkerPool, people: People, args: argparse.Namespace
-) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    dep: Deployment, pool: WorkerPool, people: People, args: argparse.Namespace, out: dict[str, Any]
+) -> None:
+    """Writes its figures into ``out`` as they come (a run cut by its budget keeps them)."""
     stream = f"class:{people.class_large}:guardians"
     doomed, other = dep.urls[0], dep.urls[1]
     storm = people.guardians[: args.storm]
@@ -506,7 +506,7 @@ async def kill_step(
         killed = time.monotonic()
         say(f"  kill -9 worker 0 (pid {pid})")
         # Leave time for the rest of the step within the run's budget.
-        deadline = min(killed + args.storm_timeout, args.deadline - 60)
+        deadline = min(killed + args.storm_timeout, args.deadline - 120)
         in_target: int | None = None
         while True:
             stats = await pool.all({"cmd": "follow_stats", "since": killed})
@@ -543,7 +543,7 @@ async def kill_step(
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
     for s in senders:
-        await s.finish()
+        await s.finish(timeout=max(5.0, min(30.0, args.deadline - 80 - time.monotonic())))
     out["sent_acked"] = sum(len(s.acked) for s in senders)
     out["sent_unacked"] = sum(len(s.unacked) for s in senders)
     out["sent_refused"] = sum(len(s.refused) for s in senders)
@@ -579,7 +579,6 @@ async def kill_step(
     )
     for s in senders:
         await s.close()
-    return out
 
 
 # --- live sessions across workers ---------------------------------------------------------------
@@ -860,15 +859,8 @@ async def chat_part(
     return out
 
 
-async def run(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str, Any]:
-    begun = time.monotonic()
-    out: dict[str, Any] = {
-        "bench": "cluster",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "cores": os.cpu_count(),
-        "load_average_at_start": round(os.getloadavg()[0], 2),
-    }
-    out["commit"] = git_head()
+async def run(args: argparse.Namespace, started: Started, tmp: Path, out: dict[str, Any]) -> None:
+    """Every step; figures go into ``out`` as they come."""
     people = People.make(big=False)
     databases: list[str] = []
     pools: list[WorkerPool] = []
@@ -889,7 +881,7 @@ async def run(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str
         if "kill" in args.steps:
             say(f"kill -9 of a worker with {args.storm} guardians on it ...")
             try:
-                out.update(await kill_step(cluster, pool_c, people, args))
+                await kill_step(cluster, pool_c, people, args, out)
             except Exception as exc:  # reported, with what the other steps measured
                 out["kill_error"] = f"{type(exc).__name__}: {exc}"[:500]
                 say(f"  kill step failed: {out['kill_error']}")
@@ -900,6 +892,12 @@ async def run(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str
         started.stop_all()
         for name in databases:
             drop_database(name)
+
+
+def finish(out: dict[str, Any], args: argparse.Namespace, begun: float) -> dict[str, Any]:
+    """What is missing and why, the targets, the load: the JSON line."""
+    if out.pop("timed_out", False):
+        out["missing_note"] = f"the run was cut at its budget ({BUDGET_S} s)"
     out["recover_s"] = None
     out["missing"] = [f"recover_s: {RECOVER_MISSING}"]
     for key in ("join_cross_node_s", "placement_2_and_2"):
@@ -908,9 +906,10 @@ async def run(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str
             why = out.get("live_error") or "the live step did not run (--steps)"
             out["missing"].append(f"{key}: {why}")
     for key in ("reconnect_2000_s", "lost_acked"):
-        if "kill_error" in out:
+        if "kill_error" in out or key not in out:
+            why = out.get("kill_error") or out.get("missing_note") or "the kill step did not run"
             out[key] = None
-            out["missing"].append(f"{key}: {out['kill_error']}")
+            out["missing"].append(f"{key}: {why}")
     if "why_reconnect_null" in out:
         out["missing"].append(f"reconnect_2000_s: {out.pop('why_reconnect_null')}")
     out["storm_clients"] = args.storm
@@ -953,17 +952,28 @@ def main() -> int:
     except ImportError:
         pass
 
-    async def guarded() -> dict[str, Any]:
+    async def guarded() -> None:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)  # type: ignore[union-attr]
         args.deadline = time.monotonic() + BUDGET_S - 30
         async with asyncio.timeout(BUDGET_S):
-            return await run(args, started, tmp)
+            await run(args, started, tmp, out)
 
+    begun = time.monotonic()
+    out: dict[str, Any] = {
+        "bench": "cluster",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cores": os.cpu_count(),
+        "load_average_at_start": round(os.getloadavg()[0], 2),
+        "commit": git_head(),
+    }
     try:
-        result = asyncio.run(guarded())
+        asyncio.run(guarded())
+    except TimeoutError:
+        out["timed_out"] = True
+        say(f"the run was cut at its budget ({BUDGET_S} s); the figures it had follow")
     except BaseException as exc:
         say(f"benchmark failed: {type(exc).__name__}: {exc}")
         for log in sorted(tmp.glob("*.log")):
@@ -975,6 +985,7 @@ def main() -> int:
             say(f"logs kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+    result = finish(out, args, begun)
     say(
         f"cluster/single: CPU per delivery {result.get('cluster_cpu_ratio')}x, cross-node p99 "
         f"{result.get('cross_node_p99_ratio')}x; {args.storm} reconnected in "

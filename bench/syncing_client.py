@@ -165,11 +165,15 @@ class Follower:
 
 def check(followers: list[Follower], acked: list[str]) -> dict[str, Any]:
     """How many of the acknowledged messages each follower that is connected again never
-    applied, or applied twice. One still without a connection is counted apart (``not_back``):
-    what it lacks it gets when it reconnects, and is not lost."""
+    applied, or applied twice. One not yet connected and caught up again is counted apart
+    (``not_back``): what it lacks it gets with its catch-up ``sync``, and is not lost."""
     missing = dups = short = 0
     missing_ids: set[str] = set()
-    back = [f for f in followers if f.conn is not None and not f.conn.closed.is_set()]
+    back = [
+        f
+        for f in followers
+        if f.conn is not None and not f.conn.closed.is_set() and f.synced_at >= f.lost_at
+    ]
     for f in back:
         gone = [c for c in acked if c not in f.applied]
         if gone:
