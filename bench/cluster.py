@@ -2,8 +2,8 @@
 
 Run from the repository root (``make setup`` first)::
 
-    .venv/bin/python -m bench.cluster            # about 3-4 minutes; the last line is JSON
-    .venv/bin/python -m bench.cluster --quick    # a smoke test, about a minute
+    .venv/bin/python -m bench.cluster            # ~4 minutes when quiet; the last line is JSON
+    .venv/bin/python -m bench.cluster --quick    # a smoke test, 1-2 minutes
 
 Everything runs as in production on PostgreSQL (the machine's, a fresh database per deployment)
 and Redis (a ``redis-server`` of the benchmark's own per deployment, so its CPU can be read):
@@ -29,8 +29,16 @@ bench/loadworker.py processes).
   worker reconnects and sends again what had no ack, with the same ``client_id``),
   ``duplicated``: messages a client got twice; both also checked against the store (the
   stream replayed from 0).
-- **live sessions across workers** (``join_cross_node_s``, placement, ``recover_s``): reported
-  as null with the reason in ``missing`` until cross-node live sessions are built.
+- **store**: the single node on PostgreSQL against the same node on SQLite, in turn: CPU per
+  ``chat.send`` and per connect + ``sync`` (``postgresql_over_sqlite_send``, ``_connect``).
+- **live sessions across workers**: four lessons started through worker 0 run 2 and 2
+  (``placement_2_and_2``); viewers (bench/sfu/peer.py) join the publisher's lesson through the
+  other worker and through the media node, in turn: join to first keyframe
+  (``join_cross_node_s``, ``join_same_node_s``). ``recover_s`` is null, with the reason in
+  ``missing``, until a lost node's lessons are moved rather than ended.
+
+A step that fails or runs out of the run's budget (10 minutes) reports what it has; the
+``missing`` list says which keys are null and why. docs/performance.md has the details.
 """
 
 from __future__ import annotations
