@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: setup run test check web browser clean live-deps redis-deps lock fuzz
+.PHONY: setup run test check web browser clean live-deps redis-deps lb-deps lock fuzz
 
 $(STAMP): $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -68,11 +68,19 @@ redis-deps:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 			redis-server; }
 
+# nginx, the load balancer tests/test_loadbalancer.py puts in front of three nodes (it runs its
+# own nginx from a config of its own; Debian's service is not needed).
+lb-deps:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			nginx; }
+
 run: setup
 	mkdir -p var
 	$(BIN)/homeroom serve --demo --host $(HOST) --port $(PORT)
 
-test: setup $(NODE_STAMP) live-deps browser redis-deps
+test: setup $(NODE_STAMP) live-deps browser redis-deps lb-deps
 	$(BIN)/python -m pytest
 
 # The long fuzzing run (tests/test_fuzz.py runs a bounded one): FUZZ_ARGS="--socket 20000".

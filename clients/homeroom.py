@@ -8,7 +8,6 @@ so that a resend after a lost acknowledgement never makes a duplicate.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -28,6 +27,10 @@ class RequestError(Exception):
         self.code = code
         self.message = message
         self.details: dict[str, Any] = details or {}
+
+
+# A sync the server could not answer (``unavailable``) is tried again after this long.
+SYNC_RETRY_S = 2.0
 
 
 class HomeroomClient:
@@ -135,8 +138,21 @@ class HomeroomClient:
         task.add_done_callback(self._sync_tasks.discard)
 
     async def _quiet_sync(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.sync()
+        """A sync nobody waits for (after a reconnect or a ``resync``); while the server
+        cannot answer it (``unavailable``: restarting, its database unreachable) it is tried
+        again every 2 s as long as the connection is up, as the web app does."""
+        while True:
+            try:
+                await self.sync()
+                return
+            except RequestError as err:
+                if err.code != "unavailable":
+                    return
+            except Exception:
+                return
+            await asyncio.sleep(SYNC_RETRY_S)
+            if not self.sio.connected:
+                return
 
     async def _on_resync(self, _data: Any = None) -> None:
         self._spawn_sync()

@@ -21,6 +21,7 @@ from realtime.auth import TokenIssuer
 from realtime.bus import make_bus
 from realtime.cluster.follower import Follower
 from realtime.cluster.redis_registry import make_registry
+from realtime.cluster.route import node_route
 from realtime.cluster.watch import NodeWatch
 from realtime.config import Settings
 from realtime.hub import Hub
@@ -40,7 +41,12 @@ from realtime.transport.rest import (
     add_routes,
     errors_middleware,
 )
-from realtime.transport.sio_internals import IndexedManager, SocketServer, shutdown
+from realtime.transport.sio_internals import (
+    IndexedManager,
+    SocketServer,
+    route_session_ids,
+    shutdown,
+)
 from realtime.transport.sio_internals import check_internals as check_sio_internals
 from realtime.transport.sio_internals.packets import StrictMsgPackPacket, StrictPacket
 from realtime.transport.socket import Gateway
@@ -64,7 +70,11 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     check_sio_internals()
     check_aiortc_internals()
     ice_hosts = [a.strip() for a in settings.ice_host_addresses.split(",") if a.strip()]
-    store = open_store(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    store = open_store(
+        settings.database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        statement_timeout_s=settings.database_statement_timeout_s,
+    )
     bus = make_bus(settings.redis_url, settings.bus_channel, settings.node)
     tokens = TokenIssuer(settings.signing_keys, settings.secret_key_id, settings.access_token_ttl_s)
     hub = Hub(settings, store, bus, tokens)
@@ -106,6 +116,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     metrics.watch_follower(gateway.positions, follower)
     live = LiveService(hub, gateway)
     app[LIVE] = live
+    # Session ids name this node: the load balancer routes long-polling by them.
+    route_session_ids(sio.eio, node_route(live.node))
     watch = NodeWatch(
         live, make_registry(settings.redis_url, settings.bus_channel), _address(settings)
     )

@@ -308,6 +308,29 @@ def cmd_digest(args: argparse.Namespace) -> int:
     return asyncio.run(_with_store(settings, work))
 
 
+def cmd_nginx_config(args: argparse.Namespace) -> int:
+    """Print the nginx configuration for the given nodes, or for this config's workers."""
+    from realtime.cluster import nginx, supervisor
+
+    try:
+        if args.node:
+            nodes = [nginx.parse_node(n) for n in args.node]
+        else:
+            settings = _settings(args)
+            workers = supervisor.worker_count(args.workers)
+            # Where nginx reaches the workers: their own address, loopback if they listen on all.
+            host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
+            host = "[::1]" if host == "::" else host
+            plan = supervisor.plan(settings, workers, socket.gethostname())
+            if workers == 1:  # one node: named as LiveService names it (serve without --workers)
+                plan[0].name = settings.node_name or f"{socket.gethostname()}:{settings.port}"
+            nodes = [nginx.Node(w.name, f"{host}:{w.port}") for w in plan]
+        print(nginx.render(nodes, listen=args.listen, server_name=args.server_name), end="")
+    except ValueError as exc:
+        raise ConfigError(f"nginx-config: {exc}") from None
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="homeroom", description="Homeroom classroom server")
     parser.add_argument("--config", help="TOML settings file (default: $HOMEROOM_CONFIG)")
@@ -366,6 +389,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--class", dest="class_id", type=int, help="only this class")
     p.set_defaults(func=cmd_digest)
+    p = sub.add_parser(
+        "nginx-config",
+        help="print the nginx load balancer configuration for the nodes (docs/operations.md)",
+    )
+    p.add_argument(
+        "--node",
+        action="append",
+        metavar="NAME=HOST:PORT",
+        help="a node: its node_name and where nginx reaches it (repeat for each node); "
+        "without it, the workers of this configuration (--workers)",
+    )
+    p.add_argument("--workers", default="1", help="as for serve: N, or 'auto'")
+    p.add_argument("--listen", default="80", help="nginx's listen parameters (default 80)")
+    p.add_argument("--server-name", default="_", help="nginx's server_name (default _)")
+    p.set_defaults(func=cmd_nginx_config)
     from realtime import cli_school
 
     cli_school.add_parser(sub)

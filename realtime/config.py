@@ -33,6 +33,10 @@ class Settings:
     # (group commit shares one sync among concurrent requests); "normal" is faster but an
     # acknowledged write can be lost on power loss or an OS crash (docs/operations.md).
     sqlite_synchronous: str = "full"
+    # PostgreSQL: a statement unanswered for this long fails and its request answers
+    # ``unavailable`` (a network that drops packets would otherwise hold it for minutes); it
+    # also bounds the longest statement (exports, sweeps). 0: no limit.
+    database_statement_timeout_s: float = 10.0
     redis_url: str = ""
     # The Redis channel the nodes of one deployment share (two deployments on one Redis: two).
     bus_channel: str = "homeroom"
@@ -213,6 +217,8 @@ class Settings:
             )
         if self.node_request_timeout_s <= 0:
             raise ConfigError("node_request_timeout_s must be positive")
+        if self.database_statement_timeout_s < 0:
+            raise ConfigError("database_statement_timeout_s must be 0 (no limit) or positive")
         if self.follow_interval_s < 0:
             raise ConfigError("follow_interval_s must be 0 (off) or positive")
         if self.shutdown_timeout_s <= 0:

@@ -52,6 +52,8 @@ REASONS: dict[str, frozenset[str]] = {
     "rate_limited": frozenset(
         {"reminder_cooldown", "sign_in_throttled", "too_many_requests", "server_busy"}
     ),
+    # The database cannot be reached (realtime/store/outage.py); ``retry_after_s`` too.
+    "unavailable": frozenset({"database_unreachable"}),
 }
 
 

@@ -135,7 +135,12 @@ class StoreCollector(Collector):
         yield up
         for name, value, doc in (
             ("outages", h.outages, "Times requests found the database unreachable"),
-            ("unavailable", h.refused, "Requests answered unavailable: database unreachable"),
+            (
+                "unavailable",
+                h.refused,
+                "Store transactions and reads that could not reach the database (requests "
+                "answered unavailable, background work, health checks)",
+            ),
         ):
             family = CounterMetricFamily(f"homeroom_store_{name}", doc)
             family.add_metric([], value)

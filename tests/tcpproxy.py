@@ -3,7 +3,8 @@
 The machine's PostgreSQL is shared and must never be stopped; a test puts this proxy in front
 of it and points the server at the proxy. :meth:`TcpProxy.cut` closes every connection through
 it and stops listening (new connections are refused, as from a stopped server);
-:meth:`TcpProxy.restore` listens again on the same port.
+:meth:`TcpProxy.blackhole` keeps everything open but swallows every byte (a network dropping
+packets: nothing is refused or reset, nothing answers); :meth:`TcpProxy.restore` ends either.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.connections = 0  # accepted so far
+        # Blackholed: bytes are swallowed both ways and new connections hang (a network that
+        # drops packets: no reset, no refusal, nothing).
+        self.blackholed = False
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
@@ -39,13 +43,24 @@ class TcpProxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def restore(self) -> None:
+        if self.blackholed:
+            # What crossed meanwhile was lost, so every connection through it is broken (as
+            # after a long partition): they are reset, and new ones go through again.
+            await self.cut()
+            self.blackholed = False
         await self.start()
+
+    def blackhole(self) -> None:
+        self.blackholed = True
 
     async def close(self) -> None:
         await self.cut()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        if self.blackholed:
+            self._writers.add(writer)
+            return  # never answered; closed by cut() or close()
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -71,5 +86,7 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(65536):
+                if self.blackholed:
+                    continue  # lost on the way
                 writer.write(data)
                 await writer.drain()

@@ -80,8 +80,10 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-@pytest.fixture
-async def nodes(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[tuple[Server, Server]]:
+@contextlib.asynccontextmanager
+async def two_nodes(
+    tmp_path: Path, redis_server: RedisServer, **extra: Any
+) -> AsyncIterator[tuple[Server, Server]]:
     db_url, db_name = postgres_database()
     channel = f"homeroom-outage-{uuid.uuid4().hex[:12]}"
     servers: list[Server] = []
@@ -92,6 +94,7 @@ async def nodes(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[tupl
                 database_url=db_url,
                 redis_url=redis_server.url,
                 bus_channel=channel,
+                **extra,
             )
             servers.append(await start_server(settings, seed=name == "a"))
         servers[1].demo = servers[0].demo
@@ -100,6 +103,12 @@ async def nodes(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[tupl
         for srv in reversed(servers):
             await stop_server(srv)
         drop_postgres_database(db_name)
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[tuple[Server, Server]]:
+    async with two_nodes(tmp_path, redis_server) as pair:
+        yield pair
 
 
 async def health(srv: Server) -> tuple[int, dict[str, Any]]:
@@ -183,6 +192,7 @@ async def test_redis_outage_local_delivery_then_recovery(
             n += 1
             await asyncio.sleep(0.03)
 
+    recovered_before = await metric(b, "homeroom_follower_recovered_total")
     sender = asyncio.create_task(traffic())
     try:
         await asyncio.sleep(0.3)
@@ -203,11 +213,11 @@ async def test_redis_outage_local_delivery_then_recovery(
             live_on_a_during_outage.append(text)
         assert (await health(a))[1]["bus"] == "down"  # still down: that was local delivery
         # Node B's clients get them too, from the store (B's follower), Redis still down.
-        recovered_before = await metric(b, "homeroom_follower_recovered_total")
         for text in sent_down:
             await teacher.wait_for(lambda e, t=text: e["data"].get("body") == t, timeout=10)
         assert (await health(b))[1]["bus"] == "down"
-        assert await metric(b, "homeroom_follower_recovered_total") > recovered_before
+        recovered = await metric(b, "homeroom_follower_recovered_total") - recovered_before
+        assert recovered >= len(sent_down)
         # And the other way: the teacher on B writes, wang on A reads it (A's follower).
         from_b = await teacher.send_chat(stream, "from B, Redis down")
         await wang.wait_for(lambda e: e["data"].get("id") == from_b["id"], timeout=10)
@@ -250,6 +260,31 @@ async def test_redis_outage_local_delivery_then_recovery(
         assert await metric(srv, "homeroom_bus_outages_total") >= 1
         assert await metric(srv, "homeroom_bus_reconnects_total") >= 1
         assert await metric(srv, "homeroom_bus_up") == 1
+
+
+async def test_without_the_follower_the_reconnection_resyncs_everyone(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """``follow_interval_s = 0``: other nodes' events wait for Redis, and when it returns every
+    client is told to resync and catches up by sequence, with no later event to show a gap."""
+    async with two_nodes(tmp_path, redis_server, follow_interval_s=0) as (a, b):
+        stream = f"class:{a.class_id}:students"
+        wang = await a.client("wanghao")  # node A
+        teacher = await b.client("li")  # node B
+        first = await wang.send_chat(stream, "before")
+        await teacher.wait_for(lambda e: e["data"].get("id") == first["id"])
+        redis_server.stop()
+        await until_bus(a, "down")
+        await until_bus(b, "down")
+        during = await wang.send_chat(stream, "while Redis is down")
+        await sentinel(b, teacher)  # everything B published has arrived; A's message has not
+        assert not [e for e in teacher.events[stream] if e["seq"] == during["seq"]]
+        redis_server.start()
+        await until_bus(a, "up")
+        await until_bus(b, "up")
+        got = await teacher.wait_for(lambda e: e["data"].get("id") == during["id"], timeout=15)
+        assert got["seq"] == first["seq"] + 1
+        assert await metric(b, "homeroom_follower_recovered_total") == 0
 
 
 async def test_node_starts_degraded_without_redis(tmp_path: Path) -> None:

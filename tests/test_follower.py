@@ -20,8 +20,10 @@ import aiohttp
 import pytest
 
 from clients.homeroom import HomeroomClient
+from realtime.cluster.follower import Follower
 from realtime.cluster.positions import MAX_ABOVE, StreamPositions
 from realtime.demo import DEMO_PASSWORD
+from realtime.store import Store
 from tests.conftest import (
     TEST_SECRET,
     Server,
@@ -178,10 +180,60 @@ async def test_the_bus_and_the_follower_together_deliver_each_event_once(tmp_pat
         # The followers did poll meanwhile (and every copy they brought was dropped above).
         for srv in servers:
             assert await metric(srv, "homeroom_follower_polls_total") > 0
+        # Everyone leaves: no stream stays followed (the positions' memory goes with them).
+        assert await metric(b, "homeroom_followed_streams") > 0
+        for c in (wang, liming, teacher):
+            await c.close()
+        deadline = time.monotonic() + 10
+        for srv in servers:
+            while await metric(srv, "homeroom_followed_streams") > 0:
+                assert time.monotonic() < deadline, "streams still followed after everyone left"
+                await asyncio.sleep(0.05)
     finally:
         for srv in reversed(servers):
             await stop_server(srv)
         drop_postgres_database(db_name)
+
+
+async def test_the_follower_reads_the_store_on_both_databases(store: Store) -> None:
+    """A follower over a bare store: the positions come back only for streams that moved, and
+    what stayed missing for a whole poll is read in order and delivered once."""
+    got: list[tuple[str, int, bool]] = []
+    positions = StreamPositions()
+
+    async def deliver(events: list[dict[str, Any]], recovered: bool) -> None:
+        for e in events:
+            if positions.first_delivery(e["stream"], e["seq"], recovered=recovered):
+                got.append((e["stream"], e["seq"], recovered))
+
+    follower = Follower(store, positions, deliver, interval_s=1.0, page=2)
+    async with store.transaction() as conn:
+        await store.append(conn, "user:1", "t", {"n": 1})
+    async with store.read() as conn:
+        # user:2 has no events yet: it is at 0 (past -1, "not known yet").
+        ahead = await store.streams_ahead(conn, {"user:1": 0, "user:2": -1, "user:3": 0})
+        assert ahead == {"user:1": 1, "user:2": 0}
+        assert await store.streams_ahead(conn, {"user:1": 1}) == {}
+    positions.follow("user:1")
+    positions.follow("user:2")
+    assert await follower.poll() == 0  # not known yet: a catch-up may be on its way
+    assert positions.upto("user:1") is None
+    assert await follower.poll() == 0  # still not known: user:1 starts at 1, user:2 at 0
+    assert (positions.upto("user:1"), positions.upto("user:2")) == (1, 0)
+    async with store.transaction() as conn:  # three events nobody published
+        for n in (2, 3, 4):
+            await store.append(conn, "user:1", "t", {"n": n})
+        await store.append(conn, "user:2", "t", {"n": 1})
+    assert await follower.poll() == 0  # seen behind once
+    assert await follower.poll() == 3  # read (a page of 2, then the rest next poll)
+    assert await follower.poll() == 1
+    assert got == [
+        ("user:1", 2, True),
+        ("user:1", 3, True),
+        ("user:2", 1, True),
+        ("user:1", 4, True),
+    ]
+    assert await follower.poll() == 0 and follower.queries > 0
 
 
 # --- the positions, without I/O ---------------------------------------------------------------
@@ -204,7 +256,9 @@ def test_the_follower_reads_only_what_stayed_missing_for_a_whole_poll() -> None:
     p.follow("s")
     p.follow("t")
     assert p.known() == {"s": -1, "t": -1}  # not known yet: the store answers with both
-    assert p.observe({"s": 5, "t": 0}) == {}  # first look: each starts at its present end
+    assert p.observe({"s": 5, "t": 0}) == {}  # first look: a catch-up may be on its way
+    assert p.known() == {"s": -1, "t": -1}
+    assert p.observe({"s": 5, "t": 0}) == {}  # none came: each starts at its present end
     assert p.known() == {"s": 5, "t": 0}
     # 6 committed; the bus brings it before the next poll: nothing read.
     assert p.observe({"s": 6}) == {}
@@ -223,6 +277,16 @@ def test_the_follower_reads_only_what_stayed_missing_for_a_whole_poll() -> None:
     assert p.first_delivery("t", 1)
     assert p.observe({}) == {}
     assert p.observe({"t": 2}) == {}  # 2 is new: seen once, not read yet
+
+
+def test_a_poll_between_a_room_entry_and_its_catch_up_does_not_skip_events() -> None:
+    p = StreamPositions()
+    p.follow("s")  # the first follower on this node entered the room
+    assert p.observe({"s": 7}) == {}  # a poll: the store is at 7 (7 just committed)
+    p.caught_up("s", 6)  # the catch-up read up to 6: the stream starts there, not at 7
+    assert p.upto("s") == 6
+    assert p.observe({"s": 7}) == {}
+    assert p.observe({"s": 7}) == {"s": 6}  # 7 never came by the bus: read and delivered
 
 
 def test_a_stream_nobody_follows_any_more_is_forgotten() -> None:

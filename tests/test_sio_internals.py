@@ -218,3 +218,34 @@ def test_the_check_covers_what_the_shutdown_path_relies_on(
     assert "aiohttp WebSocketWriter.close(code, message) is now (code)" in problems
     assert "aiohttp WebSocketResponse._post_start no longer uses ._writer" in problems
     assert "engineio BaseSocket.__init__ no longer uses .closed" in problems
+
+
+def test_the_check_covers_the_routed_session_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    # sessionids.py puts the node's route and a dot in front of engineio's stock ids: the check
+    # must notice stock ids that could hold a dot, and a server that stopped calling the method.
+    import engineio.base_server
+
+    def generate_id(self: Any) -> str:
+        return "a.b"
+
+    async def handle_connect(self: Any, environ: Any, transport: Any) -> None:
+        self.sockets.clear()
+
+    monkeypatch.setattr(engineio.base_server.BaseServer, "generate_id", generate_id)
+    monkeypatch.setattr(engineio.AsyncServer, "_handle_connect", handle_connect)
+    problems = checks._problems()
+    assert "engineio session ids are no longer made of [A-Za-z0-9_-] only" in problems
+    assert "engineio AsyncServer._handle_connect no longer calls generate_id" in problems
+
+
+def test_session_ids_name_their_node() -> None:
+    from realtime.cluster.route import node_route, route_of
+    from realtime.transport.sio_internals import route_session_ids
+
+    server = socketio.AsyncServer(async_mode="aiohttp")
+    route_session_ids(server.eio, node_route("school.example:8081"))
+    ids = {server.eio.generate_id() for _ in range(100)}
+    assert len(ids) == 100
+    assert {route_of(i) for i in ids} == {"school-example-8081"}
+    other = socketio.AsyncServer(async_mode="aiohttp")  # another server keeps the stock ids
+    assert route_of(other.eio.generate_id()) is None

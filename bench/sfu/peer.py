@@ -272,12 +272,17 @@ class Sub:
         self._participant: LiveParticipant | None = None
         self._janus: JanusSession | None = None
         self._relay_id: str | None = None
+        # Arrival time of each frame by its content (bench/cascade.py's edge hop: the same
+        # encoded frames reach viewers of different nodes), while recording.
+        self.arrivals: dict[int, float] | None = None
 
     # Counting, on the event loop, per reassembled frame.
     def on_packet(self, _codec: RTCRtpCodecParameters, packet: av.Packet) -> None:
         now = time.monotonic()
         self.frames += 1
         self.bytes += packet.size
+        if self.arrivals is not None and len(self.arrivals) < 2000:
+            self.arrivals.setdefault(hash(bytes(packet)), now)
         if self.t_first_frame is None:
             self.t_first_frame = now
         if packet.is_keyframe:
@@ -467,6 +472,21 @@ async def run_subscribers(cfg: dict[str, Any]) -> None:
             out[i] = info
         return {"subs": out}
 
+    async def record(msg: dict[str, Any]) -> dict[str, Any]:
+        """Start noting when each frame (by content) arrives at these viewers."""
+        for i in msg["ids"]:
+            subs[i].arrivals = {}
+        return {}
+
+    async def arrivals(msg: dict[str, Any]) -> dict[str, Any]:
+        """What was noted since ``record``; keys are comparable within this process only."""
+        out = {}
+        for i in msg["ids"]:
+            noted = subs[i].arrivals or {}
+            subs[i].arrivals = None
+            out[i] = {str(k): v for k, v in noted.items()}
+        return {"subs": out}
+
     async def leave(msg: dict[str, Any]) -> dict[str, Any]:
         ids = msg.get("ids") or list(subs)
         gone = [subs.pop(i) for i in ids if i in subs]
@@ -484,6 +504,8 @@ async def run_subscribers(cfg: dict[str, Any]) -> None:
             "join": join,
             "snapshot": snapshot,
             "diag": diag,
+            "record": record,
+            "arrivals": arrivals,
             "leave": leave,
             "stop": stop,
         }

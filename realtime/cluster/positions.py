@@ -28,7 +28,7 @@ MAX_ABOVE = 4096
 class Position:
     """One followed stream on this node."""
 
-    __slots__ = ("above", "behind", "followers", "upto")
+    __slots__ = ("above", "behind", "followers", "unknown_polls", "upto")
 
     def __init__(self) -> None:
         self.followers = 0
@@ -38,6 +38,8 @@ class Position:
         self.above: set[int] = set()
         # The store's last seq when the previous poll saw this stream behind; None: it was not.
         self.behind: int | None = None
+        # Polls that found ``upto`` not known yet (see StreamPositions.observe).
+        self.unknown_polls = 0
 
     def settle(self) -> None:
         """Move ``upto`` over the seqs delivered contiguously above it."""
@@ -103,11 +105,18 @@ class StreamPositions:
         pos = self._streams.get(stream)
         if pos is None:
             return True  # nobody here follows it: there is no one to write it to twice
-        if (pos.upto is not None and seq <= pos.upto) or seq in pos.above:
+        upto = pos.upto
+        if upto is not None and seq <= upto:
             self.duplicates += 1
             return False
-        pos.above.add(seq)
-        pos.settle()
+        if upto is not None and seq == upto + 1 and not pos.above:
+            pos.upto = seq  # the usual case: the next one, nothing out of order
+        elif seq in pos.above:
+            self.duplicates += 1
+            return False
+        else:
+            pos.above.add(seq)
+            pos.settle()
         if recovered:
             self.recovered += 1
         return True
@@ -133,6 +142,14 @@ class StreamPositions:
             if pos is None:
                 continue
             if pos.upto is None:
+                # Normally the first follower's catch-up says where the stream starts
+                # (caught_up) before the next poll; a poll between its room entry and its
+                # read must not start the stream past what that read will return. So only a
+                # stream still unknown on a second poll (followed without a catch-up) starts
+                # at the store's last seq.
+                pos.unknown_polls += 1
+                if pos.unknown_polls < 2:
+                    continue
                 pos.upto = last
                 pos.settle()
                 pos.behind = None

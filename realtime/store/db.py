@@ -181,8 +181,10 @@ class Store:
         engine: AsyncEngine | None = None,
         sync_engine: Engine | None = None,
         checkpointer: Checkpointer | None = None,
+        statement_timeout_s: float = 0.0,
     ) -> None:
         self.engine = engine
+        self.statement_timeout_s = statement_timeout_s
         self.sync_engine = sync_engine
         self.checkpointer = checkpointer
         self._lock = asyncio.Lock()
@@ -217,10 +219,11 @@ class Store:
             select(streams.c.last_seq).where(streams.c.key == bindparam("key"))
         )
         # PostgreSQL: two arrays in, only the streams that moved out (see streams_ahead).
+        # A stream without a row yet is at 0.
         self._ahead = text(
-            "SELECT s.key, s.last_seq FROM streams s"
-            " JOIN unnest(CAST(:keys AS text[]), CAST(:seqs AS bigint[])) AS k(key, seq)"
-            " ON s.key = k.key WHERE s.last_seq > k.seq"
+            "SELECT k.key, COALESCE(s.last_seq, 0) AS last_seq"
+            " FROM unnest(CAST(:keys AS text[]), CAST(:seqs AS bigint[])) AS k(key, seq)"
+            " LEFT JOIN streams s ON s.key = k.key WHERE COALESCE(s.last_seq, 0) > k.seq"
         )
 
     def _sqlite(self) -> Connection:
@@ -299,6 +302,18 @@ class Store:
             return False
 
     async def migrate(self) -> None:
+        if self.engine is not None and self.statement_timeout_s:
+            # A migration may rewrite a big table: on a connection of its own, with no
+            # statement time-out.
+            engine = create_async_engine(
+                self.engine.url, connect_args={"timeout": CONNECT_TIMEOUT_S}
+            )
+            try:
+                async with engine.begin() as aconn:
+                    await aconn.run_sync(_upgrade)
+            finally:
+                await engine.dispose()
+            return
         async with self.transaction() as conn:
             await conn.run_sync(_upgrade)
 
@@ -366,7 +381,7 @@ class Store:
 
     async def streams_ahead(self, conn: DbConnection, known: dict[str, int]) -> dict[str, int]:
         """The last seq of each stream in ``known`` whose last seq in the store is past the one
-        given (streams not there yet count as 0). The database compares: with thousands of
+        given (a stream without events is at 0). The database compares: with thousands of
         streams and nothing new, the answer is empty and costs the caller next to nothing."""
         if not known:
             return {}
@@ -492,7 +507,11 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN")
 
 
-def open_store(url: str, *, sqlite_synchronous: str = "full") -> Store:
+def open_store(
+    url: str, *, sqlite_synchronous: str = "full", statement_timeout_s: float = 0.0
+) -> Store:
+    """The store of ``url``. PostgreSQL: a statement that has no answer after
+    ``statement_timeout_s`` (0: no limit) fails, and its request answers ``unavailable``."""
     if url.startswith("sqlite"):
         sync_url = "sqlite:///" + url.split(":///", 1)[1]
         path = sync_url.split(":///", 1)[1]
@@ -520,8 +539,14 @@ def open_store(url: str, *, sqlite_synchronous: str = "full") -> Store:
             max_overflow=10,
             # asyncpg waits 60 s for a connection by default: a request would hang that long
             # while the database is unreachable, instead of answering ``unavailable``.
-            connect_args={"timeout": CONNECT_TIMEOUT_S},
+            connect_args={
+                "timeout": CONNECT_TIMEOUT_S,
+                # A network that drops packets (no reset) leaves a statement waiting for TCP's
+                # retransmissions, many minutes; this bounds the wait of every request.
+                "command_timeout": statement_timeout_s or None,
+            },
             json_serializer=jsoncodec.dumps,
             json_deserializer=jsoncodec.loads,
-        )
+        ),
+        statement_timeout_s=statement_timeout_s,
     )

@@ -57,10 +57,16 @@ def _asyncpg_unreachable(exc: BaseException | None) -> bool:
     return isinstance(state, str) and state.startswith(_CONNECTION_STATES)
 
 
+# What the answer suggests: try again after this long (REST: the Retry-After header too).
+RETRY_AFTER_S = 2
+
+
 def store_unavailable() -> HomeroomError:
     return HomeroomError(
         "unavailable",
         "the database cannot be reached; nothing was changed, try again shortly",
+        reason="database_unreachable",
+        retry_after_s=RETRY_AFTER_S,
     )
 
 
@@ -70,7 +76,7 @@ class StoreHealth:
 
     up: bool = True
     outages: int = 0  # times requests found it unreachable after it had answered
-    refused: int = 0  # requests answered ``unavailable`` because of it
+    refused: int = 0  # transactions and reads that could not reach it (requests, background)
     down_since: float | None = None  # time.time() of the first failure of this outage
 
     def failed(self) -> None:

@@ -80,6 +80,8 @@ def error_response(exc: HomeroomError, extra: dict[str, Any] | None = None) -> w
     response = _json(body, HTTP_STATUS[exc.code])
     if isinstance(exc, accounts.Throttled):
         response.headers["Retry-After"] = str(exc.retry_after)
+    elif "retry_after_s" in exc.details:
+        response.headers["Retry-After"] = str(int(exc.details["retry_after_s"]))
     return response
 
 

@@ -230,6 +230,8 @@ class Gateway:
             await self.sio.leave_room(sid, room)
         for room in wanted - current:
             await self.sio.enter_room(sid, room)
+        if self.rooms.get(sid) is not current:
+            return  # disconnected (or moved on) meanwhile: its streams are not followed here
         self.rooms[sid] = wanted
         before, after = _streams(current), _streams(wanted)
         for stream in after - before:

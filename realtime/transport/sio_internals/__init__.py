@@ -22,13 +22,16 @@ app factory, cached) checks the installed versions and every name and signature 
 signatures and compiled code (no source needed), and names what changed.
 ``tests/test_sio_internals.py`` compares the bytes written here with the libraries' own path.
 
+* **Session ids that name their node** (``sessionids``): engineio's ``generate_id`` replaced on
+  the server instance, so that a load balancer can send every long-polling request of a session
+  to the node that holds it (realtime/cluster/route.py).
 * **Stopping** (``shutdown``): on SIGTERM every connection is told ``shutdown`` and closed with
   WebSocket code 1012 through aiohttp's writer (``_writer.close``, ``transport.abort``), after
   the requests in flight (tracked by :class:`SocketServer`) are answered.
 
 Modules: ``checks`` (pins and the start-up check), ``direct`` (framing and direct writes),
-``server`` (the server's and the room manager's overrides), ``shutdown`` (closing every
-connection on SIGTERM). Nothing outside this package
+``server`` (the server's and the room manager's overrides), ``sessionids`` (routed session
+ids), ``shutdown`` (closing every connection on SIGTERM). Nothing outside this package
 touches these libraries' private parts.
 """
 
@@ -37,6 +40,7 @@ from __future__ import annotations
 from realtime.transport.sio_internals.checks import PINNED, SioInternalsError, check_internals
 from realtime.transport.sio_internals.direct import DirectSockets, frame, message_frame
 from realtime.transport.sio_internals.server import IndexedManager, SocketServer
+from realtime.transport.sio_internals.sessionids import route_session_ids
 
 __all__ = [
     "PINNED",
@@ -47,4 +51,5 @@ __all__ = [
     "check_internals",
     "frame",
     "message_frame",
+    "route_session_ids",
 ]

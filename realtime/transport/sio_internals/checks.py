@@ -25,6 +25,7 @@ from aiohttp import web
 from engineio import packet as eio_packet
 
 from realtime.transport.sio_internals.packets import packet_problems
+from realtime.transport.sio_internals.sessionids import session_id_problems
 
 # Exact versions sio_internals/ was written and tested against (pyproject.toml pins the same).
 PINNED = {
@@ -117,6 +118,12 @@ _SIGNATURES: tuple[tuple[str, Any, list[str]], ...] = (
         "engineio.AsyncServer.disconnect",
         lambda: engineio.AsyncServer.disconnect,
         ["self", "sid"],
+    ),
+    # sessionids.py: replaced per server so that every session id names its node.
+    (
+        "engineio BaseServer.generate_id",
+        lambda: engineio.base_server.BaseServer.generate_id,
+        ["self"],
     ),
 )
 
@@ -224,6 +231,7 @@ def _problems() -> list[str]:
         problems.extend(f"{what} no longer uses .{n}" for n in names if n not in code_names)
     problems.extend(_instance_problems())
     problems.extend(packet_problems())
+    problems.extend(session_id_problems())
     return problems
 
 

@@ -54,6 +54,7 @@ const en: Messages = {
   "error.rate_limited.sign_in_throttled": (wait: string) => `Too many sign-in attempts; try again in ${wait}`,
   "error.rate_limited.too_many_requests": (wait: string) => `Too many requests; try again in ${wait}`,
   "error.rate_limited.server_busy": (wait: string) => `The server is busy; try again in ${wait}`,
+  "error.unavailable.database_unreachable": (wait: string) => `The school's database cannot be reached; nothing was saved. Try again in ${wait}`,
   "error.network": "The network request failed",
   "error.timeout": "The server did not answer in time",
   "error.offline": "Not connected to the server yet",

@@ -50,6 +50,7 @@ const zhCN = {
   "error.rate_limited.sign_in_throttled": (wait: string) => `登录尝试太多，请 ${wait}后再试`,
   "error.rate_limited.too_many_requests": (wait: string) => `操作太频繁，请 ${wait}后再试`,
   "error.rate_limited.server_busy": (wait: string) => `服务器正忙，请 ${wait}后再试`,
+  "error.unavailable.database_unreachable": (wait: string) => `学校的数据库暂时无法访问，本次操作未保存，请 ${wait}后再试`,
   "error.network": "网络连接失败",
   "error.timeout": "服务器没有及时回应",
   "error.offline": "尚未连接到服务器",

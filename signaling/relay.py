@@ -1,0 +1,214 @@
+"""The receiving end of a node-to-node leg: an edge node's copy of an origin's tracks.
+
+A lesson bigger than one node (issue #13) keeps one origin node, where its publishers publish,
+and grows edge nodes for more viewers. The origin feeds an edge exactly as it feeds a viewer:
+through an ordinary :class:`~signaling.subscriber.SubscribeSession` whose participant is the
+edge (so an edge costs the origin one subscribe leg, and keyframe requests from the edge are
+coalesced with every other viewer's). This module is the other end: it answers the origin's
+offers and publishes every track that arrives into the edge's own :class:`MediaRouter` under
+the *origin's* track id, publisher and source, so the edge's viewers subscribe to it like any
+local track and see the same ids wherever they are served.
+
+Encoded media only: frames arrive reassembled but still encoded (the same ingest hook a
+publisher leg uses) and leave the edge packetized afresh for its viewers. A keyframe request
+from an edge viewer goes up this leg as a PLI, where the origin coalesces it.
+
+The origin only ever offers on this connection (it is a subscribe leg there), so there is no
+glare: every offer, with its ``tracks`` list naming what each m-line carries, goes through
+:meth:`RelayIngest.apply_offer`, which returns the answer. An m-line the origin stops sending
+on (a track ended, unsubscribed, or its transceiver about to be reused for another track) ends
+the edge's copy, and the edge's router tells its listeners ``unpublished``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Awaitable, Mapping
+from typing import Any
+
+import av
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc.exceptions import InternalError, InvalidStateError, OperationError
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from media.forwarder import ForwardedTrack
+from media.ice import announce_address, bind_udp_mux, rtc_configuration
+from media.internals import install_ingest, send_pli
+from media.router import MediaRouter
+from signaling.candidates import CandidateBuffer
+from signaling.codecs import CodecPolicy, with_opus_fmtp
+from signaling.description import parse_description
+from signaling.errors import SignalingError
+from signaling.subscriber import SubscribedTrack, SubscribeOffer, SubscribeSession
+
+logger = logging.getLogger(__name__)
+
+SENDING_DIRECTIONS = ("sendonly", "sendrecv")
+
+
+class RelayState(enum.Enum):
+    STABLE = "stable"
+    APPLYING = "applying"  # inside apply_offer()
+    CLOSED = "closed"
+
+
+class _RelaySlot:
+    """Per m-line of the leg: the edge's copy of the origin track it currently carries."""
+
+    def __init__(self, receiver: RTCRtpReceiver) -> None:
+        self.receiver = receiver
+        self.target: ForwardedTrack | None = None
+
+    def on_packet(self, codec: RTCRtpCodecParameters, packet: av.Packet) -> None:
+        target = self.target
+        if target is not None:
+            target.on_packet(codec, packet)
+
+    def on_end(self) -> None:
+        self.stop()
+
+    def request_pli(self) -> Awaitable[bool]:
+        return send_pli(self.receiver)
+
+    def stop(self) -> None:
+        if self.target is not None:
+            self.target.stop()
+            self.target = None
+
+
+class RelayIngest:
+    """The edge end of one leg from an origin node. All methods run on the event loop."""
+
+    def __init__(
+        self,
+        leg_id: str,
+        router: MediaRouter,
+        *,
+        codecs: CodecPolicy | None = None,
+        configuration: RTCConfiguration | None = None,
+        public_address: str | None = None,
+    ) -> None:
+        self.leg_id = leg_id
+        self.state = RelayState.STABLE
+        self._router = router
+        self._codecs = codecs or CodecPolicy()
+        self._public_address = public_address
+        self.pc = RTCPeerConnection(configuration or rtc_configuration())
+        self._candidates = CandidateBuffer(self.pc)
+        self._slots: dict[str, _RelaySlot] = {}
+        self.pc.on("track", self._on_track)
+
+    @property
+    def connection_state(self) -> str:
+        return self.pc.connectionState
+
+    def relayed(self) -> dict[str, str]:
+        """mid -> track id of the origin tracks this leg currently carries."""
+        return {
+            mid: slot.target.id
+            for mid, slot in self._slots.items()
+            if slot.target is not None and not slot.target.ended
+        }
+
+    async def apply_offer(self, offer: SubscribeOffer) -> str:
+        """Apply the origin's offer (its SDP and what each m-line carries); returns the answer."""
+        if self.state is RelayState.CLOSED:
+            raise SignalingError("closed", "relay leg is closed")
+        if self.state is RelayState.APPLYING:
+            raise SignalingError("conflict", "another offer is being applied")
+        description = parse_description(offer.sdp)
+        for media in description.media:
+            if media.direction in SENDING_DIRECTIONS:
+                self._codecs.check(media)
+        self.state = RelayState.APPLYING
+        try:
+            return await self._apply(offer, description)
+        finally:
+            if self.state is RelayState.APPLYING:
+                self.state = RelayState.STABLE
+
+    async def add_ice_candidate(self, candidate: Mapping[str, Any] | None) -> None:
+        if self.state is RelayState.CLOSED:
+            raise SignalingError("closed", "relay leg is closed")
+        await self._candidates.add(candidate)
+
+    async def close(self) -> None:
+        """Drop the leg: every track it carried ends on this edge."""
+        if self.state is RelayState.CLOSED:
+            return
+        self.state = RelayState.CLOSED
+        for slot in self._slots.values():
+            slot.stop()
+        await self.pc.close()
+
+    # -- internals --------------------------------------------------------------------------
+
+    async def _apply(self, offer: SubscribeOffer, description: Any) -> str:
+        known = {t.mid for t in self.pc.getTransceivers()}
+        for media in description.media:
+            if media.kind in ("audio", "video") and media.rtp.muxId not in known:
+                created = self.pc.addTransceiver(media.kind, direction="recvonly")
+                created.setCodecPreferences(self._codecs.preferences(media.kind))
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
+        except (InvalidStateError, InternalError, OperationError, ValueError) as exc:
+            raise SignalingError("bad_request", f"offer rejected: {exc}") from None
+        await self._candidates.flush()
+
+        carried: dict[str, SubscribedTrack] = {t.mid: t for t in offer.tracks}
+        for media in description.media:
+            mid = media.rtp.muxId
+            slot = self._slots.get(mid)
+            if slot is None or media.kind not in ("audio", "video"):
+                continue
+            sending = media.port != 0 and media.direction in SENDING_DIRECTIONS
+            track = carried.get(mid) if sending else None
+            if track is None or track.kind != media.kind:
+                slot.stop()
+                continue
+            if slot.target is not None and slot.target.id == track.track_id:
+                continue
+            slot.stop()  # the origin reused this m-line for another track
+            for other in self._slots.values():  # a stale copy on another m-line
+                if other.target is not None and other.target.id == track.track_id:
+                    other.stop()
+            slot.target = self._router.publish(
+                track.publisher_id,
+                track.source,
+                track.kind,
+                slot.request_pli,
+                track_id=track.track_id,
+            )
+
+        local = await self.pc.createAnswer()
+        bind_udp_mux(self.pc)  # no-op unless the node has one media UDP port
+        await self.pc.setLocalDescription(local)
+        sdp_out = with_opus_fmtp(self.pc.localDescription.sdp)
+        if self._public_address:
+            sdp_out = announce_address(sdp_out, self._public_address)
+        return sdp_out
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        # Inside setRemoteDescription, before the receiver starts: the only moment to hook it.
+        for transceiver in self.pc.getTransceivers():
+            receiver = transceiver.receiver
+            if receiver.track is track and transceiver.mid is not None:
+                slot = _RelaySlot(receiver)
+                self._slots[transceiver.mid] = slot
+                install_ingest(receiver, slot.on_packet, slot.on_end)
+                return
+        logger.warning("relay %s: track %s without a transceiver", self.leg_id, track)
+
+
+async def negotiate(
+    origin: SubscribeSession, edge: RelayIngest, offer: SubscribeOffer | None
+) -> None:
+    """Carry offers and answers between the two ends of a leg held by one process.
+
+    Across nodes the same exchange crosses the bus; here (tests, benches) it is direct.
+    """
+    while offer is not None:
+        answer = await edge.apply_offer(offer)
+        offer = await origin.apply_answer(answer)

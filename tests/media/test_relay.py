@@ -1,0 +1,128 @@
+"""A node-to-node leg with real aiortc peers on 127.0.0.1: publisher -> origin -> edge -> viewer.
+
+The origin feeds the edge through an ordinary subscribe leg; the edge publishes what arrives
+into its own router under the origin's track ids (signaling/relay.py). Viewers on the edge
+decode the teacher's counter video and tone like viewers on the origin, a keyframe request from
+a new edge viewer travels up the leg, and a track the origin ends ends on the edge too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+
+import pytest
+
+from media import MediaRouter
+from signaling import PublishSession, SubscribeSession
+from signaling.relay import RelayIngest, negotiate
+from tests.media.peers import (
+    CounterVideoTrack,
+    Publisher,
+    Subscriber,
+    ToneAudioTrack,
+    selected_pair,
+    wait_for,
+)
+from tests.media.test_forwarding import advancing
+
+
+@pytest.mark.timeout(30)
+async def test_edge_viewers_see_and_hear_the_origin_and_tracks_end_with_it() -> None:
+    origin, edge = MediaRouter(), MediaRouter()
+    edge_events: list[tuple[str, str]] = []
+    edge.add_listener(lambda event, info: edge_events.append((event, info.track_id)))
+    publisher = Publisher(PublishSession("teacher", origin))
+    video, audio = CounterVideoTrack(), ToneAudioTrack()
+    publisher.pc.addTrack(video)
+    publisher.pc.addTrack(audio)
+    leg = SubscribeSession("edge:B", origin)
+    ingest = RelayIngest("origin:A", edge)
+    viewers: list[Subscriber] = []
+    try:
+        answer = await publisher.negotiate()
+        ids = [t.track_id for t in answer.published]
+        video_id = next(t.track_id for t in answer.published if t.kind == "video")
+        audio_id = next(t.track_id for t in answer.published if t.kind == "audio")
+
+        await negotiate(leg, ingest, await leg.set_tracks(ids))
+        # The edge holds the origin's tracks under the same ids, publisher and source.
+        assert {(t.track_id, t.publisher_id, t.source) for t in edge.tracks()} == {
+            (video_id, "teacher", "camera"),
+            (audio_id, "teacher", "microphone"),
+        }
+        assert ingest.relayed().keys() == {t.mid for t in leg.tracks()}
+
+        at_origin = Subscriber(SubscribeSession("o1", origin))
+        at_edge = Subscriber(SubscribeSession("e1", edge))
+        viewers += [at_origin, at_edge]
+        await asyncio.gather(at_origin.subscribe(ids), at_edge.subscribe(ids))
+        await wait_for(
+            lambda: all(advancing(v.by_track(video_id).counters) for v in viewers),
+            10,
+            "an advancing counter at the origin viewer and at the edge viewer",
+        )
+        await wait_for(
+            lambda: at_edge.by_track(audio_id).frames > 10, 5, "the teacher's audio at the edge"
+        )
+        # The leg stayed on loopback at both ends.
+        for pc in (leg.pc, ingest.pc):
+            local, remote = selected_pair(pc)
+            assert local[0] == "127.0.0.1" and remote[0] == "127.0.0.1", (local, remote)
+
+        # The same frames reach the edge viewer a hop later: compare arrival per counter.
+        origin_seen = dict(
+            zip(
+                at_origin.by_track(video_id).counters,
+                at_origin.by_track(video_id).times,
+                strict=True,
+            )
+        )
+        edge_rx = at_edge.by_track(video_id)
+        hops = [
+            (t - origin_seen[c]) * 1000
+            for c, t in zip(edge_rx.counters, edge_rx.times, strict=True)
+            if c in origin_seen
+        ]
+        assert len(hops) >= 10
+        assert statistics.median(hops) < 100, hops  # generous on a loaded 2-core machine
+
+        # A late viewer on the edge needs a keyframe: served at the edge (its join GOP) or
+        # asked for up the leg.
+        late = Subscriber(SubscribeSession("e2", edge))
+        viewers.append(late)
+        await late.subscribe([video_id])
+        await wait_for(
+            lambda: advancing(late.by_track(video_id).counters, 5),
+            5,
+            "a late edge viewer decoding (a keyframe came through the leg)",
+        )
+        assert edge.stats()[video_id]["keyframe_requests"] >= 1
+        # The edge asked upstream (its requests coalesced into PLIs up the leg), and the origin
+        # counted them as the edge subscriber's, like any viewer's.
+        assert edge.stats()[video_id]["plis_sent"] >= 1
+        assert origin.stats()[video_id]["subscribers"]["edge:B"]["keyframe_requests"] >= 1
+
+        # The origin stops relaying the audio: the edge's copy ends and its router says so.
+        await negotiate(leg, ingest, await leg.set_tracks([video_id]))
+        await wait_for(
+            lambda: ("unpublished", audio_id) in edge_events, 3, "the edge's audio copy ended"
+        )
+        assert {t.track_id for t in edge.tracks()} == {video_id}
+        frames = at_edge.by_track(video_id).frames
+        await wait_for(
+            lambda: at_edge.by_track(video_id).frames > frames + 10, 3, "video goes on at the edge"
+        )
+
+        # Dropping the leg ends every copy on the edge.
+        await ingest.close()
+        await wait_for(lambda: not edge.tracks(), 3, "no tracks left on the edge")
+        assert ("unpublished", video_id) in edge_events
+    finally:
+        for v in viewers:
+            await v.close()
+        await leg.close()
+        await ingest.close()
+        await publisher.close()
+        origin.close()
+        edge.close()

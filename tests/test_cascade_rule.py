@@ -1,0 +1,98 @@
+"""The rule that places a big lesson's viewers over nodes (realtime/cluster/cascade.py), and the
+capacity model built on it (bench/cascade_sim.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.cascade_sim import Costs, Machine, simulate, worker_capacity
+from realtime.cluster.cascade import (
+    LEG_RESERVE,
+    NoCapacityError,
+    NodeLoad,
+    Placement,
+    Tree,
+    apply,
+    place_viewer,
+)
+
+
+def loads(**capacities: int) -> dict[str, NodeLoad]:
+    return {name: NodeLoad(name, cap) for name, cap in capacities.items()}
+
+
+def test_viewers_stay_on_the_origin_until_only_its_reserve_for_legs_is_left() -> None:
+    nodes = loads(a=10, b=10)
+    tree = Tree("a")
+    for _ in range(10 - LEG_RESERVE):
+        placement = place_viewer(tree, nodes)
+        assert placement == Placement("a")
+        apply(tree, nodes, placement)
+    # The origin is down to its reserve: the next viewer opens an edge, fed by the origin.
+    placement = place_viewer(tree, nodes)
+    assert placement == Placement("b", new_edge=True, feed="a")
+    apply(tree, nodes, placement)
+    assert tree.upstream == {"b": "a"}
+    assert nodes["a"].streams == 10 - LEG_RESERVE + 1  # its viewers and the leg
+    assert nodes["b"].streams == 2  # the leg in, and the viewer
+    # The edge's leg is up: the next viewers join there (the fastest join).
+    assert place_viewer(tree, nodes) == Placement("b")
+
+
+def test_a_new_edge_is_the_emptiest_node_and_is_fed_nearest_the_origin() -> None:
+    nodes = loads(a=6, b=6, c=20, d=9)
+    nodes["c"].streams = 15  # busy with other lessons: 5 spare
+    tree = Tree("a", upstream={"b": "a"})
+    nodes["a"].streams = 6 - LEG_RESERVE + 1
+    nodes["b"].streams = 6 - LEG_RESERVE
+    placement = place_viewer(tree, nodes)
+    # d has the most room (9 against c's 5); the origin still has a stream for a leg and is
+    # nearer the origin than b.
+    assert placement == Placement("d", new_edge=True, feed="a")
+
+
+def test_a_draining_node_takes_nothing_new() -> None:
+    nodes = loads(a=10, b=10, c=10)
+    nodes["b"].accepting = False
+    tree = Tree("a", upstream={"b": "a"})
+    nodes["a"].streams = 10 - LEG_RESERVE
+    placement = place_viewer(tree, nodes)
+    assert placement == Placement("c", new_edge=True, feed="a")
+
+
+def test_no_room_anywhere_is_an_error_not_an_overload() -> None:
+    nodes = loads(a=5)
+    tree = Tree("a")
+    nodes["a"].streams = 5
+    with pytest.raises(NoCapacityError):
+        place_viewer(tree, nodes)
+
+
+def test_nodes_never_carry_more_than_their_capacity() -> None:
+    nodes = {f"n{i}": NodeLoad(f"n{i}", 12) for i in range(30)}
+    tree = Tree("n0")
+    placed = 0
+    with pytest.raises(NoCapacityError):
+        for _ in range(10_000):
+            apply(tree, nodes, place_viewer(tree, nodes))
+            placed += 1
+    assert all(load.streams <= load.capacity for load in nodes.values())
+    assert set(tree.nodes()) == set(nodes)  # it used every node before giving up
+    # Every stream a node carries is a viewer of it, a leg it feeds, or the leg it receives.
+    for name, load in nodes.items():
+        expected = tree.viewers.get(name, 0) + tree.legs(name) + (name != "n0") * 1.0
+        assert load.streams == expected
+    assert placed == sum(tree.viewers.values())
+
+
+def test_the_model_places_a_district_lesson_within_every_budget() -> None:
+    machine = Machine(cores=16, nic_gbit=10.0)
+    costs = Costs(cpu_per_viewer=0.00688, leg_ratio=1.5, edge_viewer_ratio=1.1)
+    result = simulate(5000, 5, machine, costs)
+    assert result["placed"] == 5000
+    assert result["holds"], result
+    assert result["max_node_viewers"] <= worker_capacity(machine, costs)
+    # Too few machines: it says so instead of overloading a node.
+    short = simulate(5000, 2, machine, costs)
+    assert short["placed"] < 5000
+    assert not short["holds"]
