@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -49,6 +49,7 @@ class HomeroomClient:
         self.ephemeral: list[tuple[str, Any]] = []
         self._pending: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
         self._handlers: list[EventHandler] = []
+        self._reconnect_handlers: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._new_event = asyncio.Event()
         self._sync_lock = asyncio.Lock()
         self.sio = socketio.AsyncClient(
@@ -127,10 +128,19 @@ class HomeroomClient:
         await self.sio.disconnect()
 
     async def _on_connect(self) -> None:
-        if self.connected_once.is_set() and getattr(self, "_auto_sync", True):
-            # A reconnect: catch up on everything missed while away.
-            self._spawn_sync()
+        if self.connected_once.is_set():
+            if getattr(self, "_auto_sync", True):
+                # A reconnect: catch up on everything missed while away.
+                self._spawn_sync()
+            for handler in self._reconnect_handlers:
+                task = asyncio.get_running_loop().create_task(handler())
+                self._sync_tasks.add(task)
+                task.add_done_callback(self._sync_tasks.discard)
         self.connected_once.set()
+
+    def on_reconnect(self, handler: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``handler`` after every reconnection (a live participant joins again)."""
+        self._reconnect_handlers.append(handler)
 
     def _spawn_sync(self) -> None:
         task = asyncio.get_running_loop().create_task(self._quiet_sync())

@@ -3,11 +3,18 @@
 Used by the tests and benchmarks; a script can use it to join a lesson as a camera.
 The publish leg offers to the server; the subscribe leg answers the server's offers, which
 arrive in the ``rtc.subscribe`` acknowledgement and later as ``rtc.offer`` events.
+
+The participant joins again by itself, publishing the same tracks and subscribing again, when
+the session moved to another node (a ``session.moved`` event in a class stream: its node was
+lost or is restarting) and after its Socket.IO connection came back (the server closed its peer
+connections when it dropped). ``rejoins`` counts how often.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,7 +27,11 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from clients.homeroom import HomeroomClient
+from clients.homeroom import HomeroomClient, RequestError
+
+log = logging.getLogger(__name__)
+# Closing a peer connection whose other end is gone never takes longer than this.
+CLOSE_TIMEOUT_S = 2.0
 
 TrackHandler = Callable[[MediaStreamTrack, dict[str, Any]], None]
 
@@ -68,6 +79,15 @@ class LiveParticipant:
         ):
             client.sio.on(name, self._handler(name))
         self._follows: set[asyncio.Task[None]] = set()
+        # What to restore when joining again: the tracks published, whether subscribed.
+        self.published: dict[MediaStreamTrack, str] = {}
+        self.subscribed = False
+        self.joined = False
+        self.rejoins = 0
+        self._moved_to: str | None = None
+        self._rejoin_lock = asyncio.Lock()
+        client.on_event(self._on_stream_event)
+        client.on_reconnect(self._on_reconnect)
 
     async def _follow(self, streams: list[str]) -> None:
         fresh = [x for x in streams if x not in self.client.cursors]
@@ -97,8 +117,56 @@ class LiveParticipant:
 
         return handle
 
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._follows.add(task)
+        task.add_done_callback(self._follows.discard)
+
+    def _on_stream_event(self, ev: dict[str, Any]) -> None:
+        data = ev.get("data") or {}
+        if ev.get("type") != "session.moved" or data.get("id") != self.session_id:
+            return
+        # A dual lesson announces the move in every classroom's stream: join again once.
+        if not self.joined or data.get("node") == self._moved_to:
+            return
+        self._moved_to = data.get("node")
+        self._spawn(self.rejoin())
+
+    async def _on_reconnect(self) -> None:
+        if self.joined:
+            await self.rejoin()
+
+    async def rejoin(self) -> None:
+        """Join again and restore the media: publish the same tracks, subscribe again."""
+        async with self._rejoin_lock:
+            old = [pc for pc in (self.publish_pc, self.subscribe_pc) if pc is not None]
+            self.publish_pc = self.subscribe_pc = None
+            if self._offer_task is not None:
+                self._offer_task.cancel()
+                self._offer_task = None
+            self._offers = asyncio.Queue()
+            for pc in old:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                        await pc.close()
+            for attempt in range(20):
+                try:
+                    await self.join()
+                    break
+                except RequestError as exc:
+                    # The session's new node may not be known everywhere yet: try again.
+                    if exc.code not in ("unavailable", "not_found") or attempt == 19:
+                        raise
+                    await asyncio.sleep(0.25)
+            if self.published:
+                await self.publish(dict(self.published))
+            if self.subscribed:
+                await self.subscribe()
+            self.rejoins += 1
+
     async def join(self) -> dict[str, Any]:
         ack = await self.client.request("session.join", {"session_id": self.session_id})
+        self.joined = True
         self.ice_servers = ack["ice_servers"]
         if "participants" in ack["session"]:
             self.state = ack["session"]
@@ -112,6 +180,7 @@ class LiveParticipant:
 
     async def publish(self, tracks: Mapping[MediaStreamTrack, str]) -> dict[str, Any]:
         """Publish tracks (track -> source: camera, microphone, screen), renegotiating if needed."""
+        self.published.update(tracks)
         if self.publish_pc is None:
             self.publish_pc = RTCPeerConnection(configuration(self.ice_servers, self.relay_only))
         pc = self.publish_pc
@@ -134,6 +203,7 @@ class LiveParticipant:
 
     async def subscribe(self) -> None:
         """Open the subscribe leg; later offers are answered as they come."""
+        self.subscribed = True
         if self.subscribe_pc is None:
             self.subscribe_pc = RTCPeerConnection(configuration(self.ice_servers, self.relay_only))
             self.subscribe_pc.on("track", self._track)
@@ -170,6 +240,9 @@ class LiveParticipant:
         return self.tracks_by_mid.get(mid, {})
 
     async def close(self) -> None:
+        self.joined = False
+        for task in list(self._follows):
+            task.cancel()
         if self._offer_task is not None:
             self._offer_task.cancel()
         for pc in (self.publish_pc, self.subscribe_pc):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 
@@ -62,6 +64,19 @@ def web_dist() -> Path:
 
 
 log = logging.getLogger(__name__)
+
+
+# Loops whose default executor this module set (several apps may share one loop in tests).
+_IO_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def use_io_threads(n: int) -> None:
+    """Give the running loop a default executor of ``n`` threads (``asyncio.to_thread``): file
+    work waits on the disk, and uploads must not queue behind each other's fsyncs."""
+    loop = asyncio.get_running_loop()
+    if loop not in _IO_LOOPS:
+        loop.set_default_executor(ThreadPoolExecutor(n, thread_name_prefix="io"))
+        _IO_LOOPS.add(loop)
 
 
 def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
@@ -132,6 +147,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     _add_web_app(app, settings.serializer)
 
     async def start(_app: web.Application) -> None:
+        use_io_threads(settings.io_threads)
         if ice_hosts:
             use_host_addresses(ice_hosts)  # process-wide (aioice): explicitly, at start-up
         if settings.media_udp_port:
@@ -176,6 +192,15 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
 
     sweeper: list[asyncio.Task[None]] = []
 
+    async def drain(_app: web.Application) -> None:
+        # Before the connections close: this node's live sessions move to the other nodes
+        # (members told through the class streams, re-joining there), bounded.
+        if settings.drain_timeout_s > 0:
+            try:
+                await watch.drain(settings.drain_timeout_s)
+            except Exception:
+                log.exception("moving live sessions away failed; they end with this node")
+
     async def close_connections(_app: web.Application) -> None:
         gateway.closing = True
         await shutdown.close_connections(sio, settings.shutdown_timeout_s)
@@ -201,6 +226,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         hub.passwords.close()
 
     app.on_startup.append(start)
+    app.on_shutdown.append(drain)
     app.on_shutdown.append(close_connections)
     app.on_cleanup.append(stop)
     return app

@@ -85,7 +85,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Homeroom is serving on {base}/  (Ctrl-C to stop)", flush=True)
     app = create_app(settings)
     app.cleanup_ctx.append(_collector_policy)
-    app.on_shutdown.insert(0, _exit_watchdog(settings.shutdown_timeout_s))
+    app.on_startup.append(_drain_first(settings.drain_timeout_s))
+    app.on_shutdown.insert(0, _exit_watchdog(settings.shutdown_timeout_s, settings.drain_timeout_s))
     web.run_app(
         app,
         host=settings.host,
@@ -101,15 +102,55 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _drain_first(timeout: float) -> Callable[[web.Application], Awaitable[None]]:
+    """SIGTERM / SIGINT: first move this node's live sessions to the other nodes while it still
+    serves fully (its clients re-join through it), then the usual shutdown. aiohttp's shutdown
+    stops reading from every connection at once, so a drain inside it could tell its clients
+    of the move but not hear them re-join. Installed at start-up, after aiohttp's handlers,
+    which it replaces; a second signal during the drain stops at once."""
+
+    async def install(app: web.Application) -> None:
+        import signal
+
+        from realtime.transport.rest import NODES
+
+        loop = asyncio.get_running_loop()
+        draining: list[asyncio.Task[None]] = []
+
+        def stop() -> None:
+            raise web.GracefulExit()
+
+        async def drain_then_stop() -> None:
+            try:
+                if timeout > 0:
+                    await app[NODES].drain(timeout)
+            except Exception:
+                logging.getLogger(__name__).exception("draining failed; stopping anyway")
+            finally:
+                loop.call_soon(stop)
+
+        def on_signal() -> None:
+            if draining:
+                stop()
+            draining.append(loop.create_task(drain_then_stop()))
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+
+    return install
+
+
 # Past the shutdown timeout, the watchdog gives the rest of the shutdown (handlers cancelled,
 # the store closed) this long before it ends the process itself.
 WATCHDOG_GRACE_S = 5.0
 
 
-def _exit_watchdog(timeout: float) -> Callable[[web.Application], Awaitable[None]]:
+def _exit_watchdog(
+    timeout: float, drain: float = 0.0
+) -> Callable[[web.Application], Awaitable[None]]:
     """A bound on shutdown whatever hangs: exit(70) if the process is still alive after
-    ``2 * timeout + WATCHDOG_GRACE_S`` seconds (connections get ``timeout``, handlers
-    ``timeout``)."""
+    ``drain + 2 * timeout + WATCHDOG_GRACE_S`` seconds (live sessions moving away get
+    ``drain``, connections ``timeout``, handlers ``timeout``)."""
 
     async def arm(_app: web.Application) -> None:
         import os
@@ -119,7 +160,7 @@ def _exit_watchdog(timeout: float) -> Callable[[web.Application], Awaitable[None
             print("homeroom: shutdown took too long; exiting now", file=sys.stderr, flush=True)
             os._exit(70)
 
-        timer = threading.Timer(2 * timeout + WATCHDOG_GRACE_S, expire)
+        timer = threading.Timer(drain + 2 * timeout + WATCHDOG_GRACE_S, expire)
         timer.daemon = True
         timer.start()
 

@@ -81,8 +81,10 @@ class Settings:
     # The node registry (docs/operations.md: several nodes): each node announces itself this
     # often, and is taken for lost (its live sessions ended by another node) when it has not
     # for node_ttl_s.
-    node_heartbeat_s: float = 1.0
-    node_ttl_s: float = 4.0
+    # The defaults put a lost node's live sessions on another node within about 3 s (TTL plus
+    # a beat), and its viewers playing again within 5 s.
+    node_heartbeat_s: float = 0.5
+    node_ttl_s: float = 2.5
     # A live-session request carried to the session's node (another node) is answered
     # ``unavailable`` when that node has not answered within this long.
     node_request_timeout_s: float = 10.0
@@ -93,6 +95,9 @@ class Settings:
     # Tests only, never in production: the node kills itself (SIGKILL) right after committing
     # an event of this type, before publishing it (tests/test_follower.py).
     test_crash_before_publish: str = ""
+    # On SIGTERM a node first moves its live sessions to the other nodes, for at most this long,
+    # then closes its connections (shutdown_timeout_s) and exits (docs/operations.md).
+    drain_timeout_s: float = 10.0
     # A session nobody publishes in for this long ends by itself.
     session_idle_end_s: int = 1800
     # A participant who drops out keeps their place (stage, hand) for this long.
@@ -125,8 +130,8 @@ class Settings:
     shutdown_timeout_s: float = 10.0
     # Attachments (docs/operations.md: storage). "directory" (storage_dir) or "s3".
     storage_backend: str = "directory"
-    # Blobs (directory backend) and unfinished uploads (every backend) live here; in a cluster
-    # it must be shared by the nodes (or uploads routed to one node per upload id).
+    # Blobs (directory backend) and this node's copies of unfinished uploads live here. In a
+    # cluster on the s3 backend each node has its own: upload parts go to the bucket.
     storage_dir: str = "var/files"
     s3_endpoint: str = ""
     s3_bucket: str = "homeroom"
@@ -151,8 +156,13 @@ class Settings:
     upload_abandon_s: int = 24 * 3600
     # Lifetime of a signed download link: a forwarded link stops working after this.
     download_link_ttl_s: int = 300
-    # Worker processes that check files, make thumbnails and strip photos (off the event loop).
-    media_workers: int = 2
+    # Threads for blocking file work (writes, fsync, hashing): the loop's default executor.
+    # They mostly wait on the disk, so there are more than CPUs (Python's default is CPUs + 4,
+    # and fifty uploads' fsyncs queued behind six threads). Memory: a thread stack each.
+    io_threads: int = 32
+    # Worker processes that check files, make thumbnails and strip photos (off the event loop):
+    # two thirds make thumbnails, the rest the full-size work. About the CPUs + 1.
+    media_workers: int = 3
     # Start the worker processes with the server (else with the first photo: seconds later).
     media_warm_start: bool = True
     # How often the retention sweep runs.
@@ -215,6 +225,8 @@ class Settings:
                 "node_heartbeat_s must be positive and shorter than node_ttl_s "
                 "(a node must announce itself before its announcement expires)"
             )
+        if self.drain_timeout_s < 0:
+            raise ConfigError("drain_timeout_s must be zero (no moving) or positive")
         if self.node_request_timeout_s <= 0:
             raise ConfigError("node_request_timeout_s must be positive")
         if self.database_statement_timeout_s < 0:
@@ -227,6 +239,8 @@ class Settings:
             raise ConfigError("poll_sweep_interval_s must be positive")
         if self.homework_due_sweep_s <= 0 or self.homework_due_notice_s <= 0:
             raise ConfigError("homework_due_sweep_s and homework_due_notice_s must be positive")
+        if not 1 <= self.io_threads <= 256:
+            raise ConfigError("io_threads must be between 1 and 256")
         if self.storage_backend not in ("directory", "s3"):
             raise ConfigError("storage_backend must be 'directory' or 's3'")
         if self.storage_backend == "s3" and not (self.s3_bucket and self.s3_access_key):

@@ -208,9 +208,15 @@ class NodeCollector(Collector):
             for n in w.membership.nodes.values():
                 family.add_metric([n.name], getattr(n, field))
             yield family
+        draining = GaugeMetricFamily("homeroom_node_draining", "1 while this node drains")
+        draining.add_metric([], 1 if w.live.draining else 0)
+        yield draining
+        calls = w.live.calls
         for name, value, doc in (
             ("heartbeat_failures", w.failures, "Heartbeats that could not reach the registry"),
-            ("sessions_taken_over", w.sessions_taken_over, "Sessions of lost nodes ended here"),
+            ("sessions_taken_over", w.sessions_taken_over, "Sessions of lost nodes moved here"),
+            ("calls", calls.made, "Live-session requests carried to another node"),
+            ("calls_unanswered", calls.unanswered, "Of those, answered unavailable"),
         ):
             counter = CounterMetricFamily(f"homeroom_node_{name}", doc)
             counter.add_metric([], value)

@@ -3,6 +3,7 @@ started on free 127.0.0.1 ports in a temporary directory and stopped by the test
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -16,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
+
+from realtime.storage.s3 import S3Store
 
 ACCESS_KEY = "homeroom-test"
 SECRET_KEY = "homeroom-test-secret-0123456789"
@@ -111,3 +115,14 @@ def seaweed_s3(tmp: Path) -> Iterator[Seaweed]:
             proc.kill()
             proc.wait()
         log.close()
+
+
+async def ready_bucket(store: S3Store) -> None:
+    """Make the store's bucket (a fresh SeaweedFS needs a moment before its first bucket)."""
+    for _ in range(100):
+        try:
+            await store.ensure_bucket()
+            return
+        except (ClientError, OSError):
+            await asyncio.sleep(0.2)
+    await store.ensure_bucket()

@@ -279,3 +279,43 @@ async def test_heic_photo_is_served_as_jpeg(server: Server) -> None:
     status, headers, body = await files.download(await _link(wang, att["id"]))
     assert status == 200 and headers["Content-Type"] == "image/jpeg" and body[:3] == b"\xff\xd8\xff"
     assert "IMG_0002.jpg" in headers["Content-Disposition"]
+
+
+async def test_files_in_homework_and_submissions(server: Server) -> None:
+    teacher = await server.client("li")
+    wang = await server.client("wanghao")
+    mom = await server.client("wang_mom", connect=False)
+    liming = await server.client("liming", connect=False)
+    sheet = await teacher.upload(pdf_bytes(), "练习册第3页.pdf")
+    hw = await teacher.assign_homework(
+        server.class_id, "练习册", time.time() + 3600, "见附件", attachments=[sheet["id"]]
+    )
+    assert [a["name"] for a in hw["attachments"]] == ["练习册第3页.pdf"]
+    # The class sees the instructions' file: a student and a guardian alike.
+    for c in (wang, mom, liming):
+        assert (await files.download(await _link(c, sheet["id"])))[0] == 200
+    # A photo of the page as the submission (no text needed); the student's guardian and the
+    # teacher see it, a classmate does not.
+    page = await wang.upload(jpeg_with_gps(), "作业.jpg")
+    sub = await wang.submit_homework(hw["id"], "", attachments=[page["id"]])
+    assert [a["id"] for a in sub["attachments"]] == [page["id"]]
+    for c in (teacher, mom, wang):
+        assert (await files.download(await _link(c, page["id"], "thumb")))[0] == 200
+    with pytest.raises(RequestError) as err:
+        await files.links(liming, [page["id"]])
+    assert err.value.code == "forbidden"
+    with pytest.raises(RequestError) as err:  # nothing at all: refused, nothing stored
+        await wang.submit_homework(hw["id"], "  ")
+    assert err.value.code == "bad_request"
+    # Resubmitted with the first photo kept and a second added; then with the second only: the
+    # first goes (its bytes too, nothing else uses them).
+    page2 = await wang.upload(png_bytes(), "第二页.png")
+    sub = await wang.submit_homework(hw["id"], "补一页", attachments=[page["id"], page2["id"]])
+    assert [a["id"] for a in sub["attachments"]] == [page["id"], page2["id"]]
+    assert (await files.download(await _link(mom, page["id"], "thumb")))[0] == 200
+    sub = await wang.submit_homework(hw["id"], "只交第二页", attachments=[page2["id"]])
+    assert [a["id"] for a in sub["attachments"]] == [page2["id"]]
+    with pytest.raises(RequestError) as err:
+        await files.links(mom, [page["id"]])
+    assert err.value.code == "not_found"
+    assert (await files.download(await _link(mom, page2["id"], "thumb")))[0] == 200

@@ -251,6 +251,9 @@ REST_EXPECTED: dict[str, dict[str, str]] = {
     # Links to a file: whoever may see the message carrying it.
     "POST /api/v1/uploads/links": rest_outcomes(CLASS_STUDENTS_CHAT),
     "POST /api/v1/uploads/links conversation": rest_outcomes("li wang_mom"),
+    # Homework's files: the class; a submission's: the student, their guardian and the staff.
+    "POST /api/v1/uploads/links homework": rest_outcomes("li chen wanghao wang_mom"),
+    "POST /api/v1/uploads/links submission": rest_outcomes("li chen wanghao wang_mom"),
     # A signed link is the key itself (no token); it expires.
     "GET /files/{upload_id}/{variant}": public("ok"),
     "GET /files/{upload_id}/{variant} expired": public("link_expired"),
@@ -871,6 +874,21 @@ async def _links_conversation(w: World, _a: str) -> tuple[str, str, Any, Any]:
     return "POST", "/api/v1/uploads/links", {"ids": [uid], "variant": "thumb"}, None
 
 
+async def _links_homework(w: World, _a: str) -> tuple[str, str, Any, Any]:
+    li = w.clients["li"]
+    att = await li.upload(SMALL_PDF, "练习.pdf")
+    await li.assign_homework(w.class_id, "带附件", time.time() + 3600, attachments=[att["id"]])
+    return "POST", "/api/v1/uploads/links", {"ids": [att["id"]]}, None
+
+
+async def _links_submission(w: World, _a: str) -> tuple[str, str, Any, Any]:
+    hid = await w.fresh_homework()
+    wang = w.clients["wanghao"]
+    att = await wang.upload(SMALL_PDF, "我的作业.pdf")
+    await wang.submit_homework(hid, "", attachments=[att["id"]])
+    return "POST", "/api/v1/uploads/links", {"ids": [att["id"]]}, None
+
+
 async def _download(w: World, _a: str) -> tuple[str, str, Any, Any]:
     uid = await _sent_file(w, "wanghao", w.students_chat)
     url = (await files.links(w.clients["wanghao"], [uid]))[uid]
@@ -1041,6 +1059,8 @@ REST_ACTIONS: dict[str, RestCall] = {
     "DELETE /api/v1/uploads/{upload_id}": _upload_cancel,
     "POST /api/v1/uploads/links": _links,
     "POST /api/v1/uploads/links conversation": _links_conversation,
+    "POST /api/v1/uploads/links homework": _links_homework,
+    "POST /api/v1/uploads/links submission": _links_submission,
     "GET /files/{upload_id}/{variant}": _download,
     "GET /files/{upload_id}/{variant} expired": _download_expired,
     "GET /api/v1/school/storage": _rest("GET", lambda w: "/api/v1/school/storage"),

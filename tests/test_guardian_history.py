@@ -10,27 +10,12 @@ import pytest
 
 from clients.homeroom import HomeroomClient, RequestError
 from tests.conftest import Server
+from tests.web.test_told import register_and_ask
 
 
 async def _new_guardian(srv: Server, teacher: HomeroomClient) -> HomeroomClient:
-    g = await srv.client(None)
-    body = await g.http(
-        "POST",
-        "/api/v1/auth/register",
-        {
-            "username": "zhao_mom",
-            "password": "a-good-long-password",
-            "display_name": "赵磊妈妈",
-            "join_code": srv.demo["join_code"],
-        },
-        auth=False,
-    )
-    g.token, g.refresh_token, g.user = body["access_token"], body["refresh_token"], body["user"]
-    await g.http(
-        "POST",
-        "/api/v1/join",
-        {"join_code": srv.demo["join_code"], "child_name": "赵磊", "relationship": "mother"},
-    )
+    """赵磊's mother signs up with the join code, asks to be linked, and is approved now."""
+    g = await register_and_ask(srv, "zhao_mom", "赵磊妈妈", "赵磊")
     pending = await teacher.http("GET", f"/api/v1/classes/{srv.class_id}/links")
     (link,) = [x for x in pending["links"] if x["guardian_id"] == g.user["id"]]
     await teacher.http("POST", f"/api/v1/links/{link['id']}/approve")

@@ -1,12 +1,12 @@
-"""A lost node's live session is ended by another node, exactly once.
+"""A lost node's live session is moved to another node, exactly once.
 
 Node A is a real ``homeroom serve`` process; nodes B and C are apps in this process. All three
 share a fresh PostgreSQL database and a Redis channel (and registry keys) of this test's own.
 A teacher starts a lesson on A; a student connected to B sees it in ``session.list`` (answered
 from the store, not B's memory) and asks a question in it. ``kill -9`` of A: its announcement
-expires from the registry, B and C both notice, and the lesson is stored as ended with reason
-``node_lost``; the student on B is told once, through the class stream, within a few seconds,
-and the open question is on the class board.
+expires from the registry, B and C both notice, and the lesson is stored as moved to one of
+them (reason ``node_lost``); the student on B is told once, through the class stream, within a
+few seconds; the lesson and its open question go on (tests/live/test_failover.py: the media).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from clients.homeroom import HomeroomClient
+from clients.homeroom import HomeroomClient, RequestError
 from realtime.demo import DEMO_PASSWORD
-from realtime.transport.rest import NODES
+from realtime.transport.rest import LIVE, NODES
 from tests.conftest import (
     TEST_SECRET,
     free_port,
@@ -39,7 +39,7 @@ HEARTBEAT_S = 0.5
 TTL_S = 2.0
 
 
-async def test_a_lost_nodes_lesson_is_ended_by_another_node(tmp_path: Path) -> None:
+async def test_a_lost_nodes_lesson_is_moved_to_another_node_once(tmp_path: Path) -> None:
     redis = redis_url()
     db_url, db_name = postgres_database()
     channel = f"homeroom-test-{uuid.uuid4().hex[:12]}"
@@ -106,11 +106,13 @@ async def test_a_lost_nodes_lesson_is_ended_by_another_node(tmp_path: Path) -> N
 
         a.crash()  # kill -9: no shutdown handler, its registry key just stops being renewed
         killed_at = time.monotonic()
-        ended = await student.wait_for(
-            lambda e: e["type"] == "session.ended" and e["data"]["id"] == sid, timeout=10
+        moved = await student.wait_for(
+            lambda e: e["type"] == "session.moved" and e["data"]["id"] == sid, timeout=10
         )
         told_s = time.monotonic() - killed_at
-        assert ended["data"]["reason"] == "node_lost"
+        assert moved["data"]["reason"] == "node_lost"
+        new_node = moved["data"]["node"]
+        assert new_node in ("node-b", "node-c")
         print(f"node_lost_told_s={told_s:.2f}")
         assert told_s < 6.0, f"the student was told after {told_s:.1f} s"
 
@@ -120,31 +122,34 @@ async def test_a_lost_nodes_lesson_is_ended_by_another_node(tmp_path: Path) -> N
             e
             for evs in student.events.values()
             for e in evs
-            if e["type"] == "session.ended" and e["data"]["id"] == sid
+            if e["type"] in ("session.moved", "session.ended") and e["data"]["id"] == sid
         ]
-        assert len(announced) == 1
-        # The node that won has moved the questions once the announcement is out.
-        deadline = time.monotonic() + 5
-        while b.app[NODES].sessions_taken_over + c.app[NODES].sessions_taken_over == 0:
-            assert time.monotonic() < deadline, "no node counted the session it ended"
-            await asyncio.sleep(0.05)
+        assert announced == [moved]
         assert b.app[NODES].sessions_taken_over + c.app[NODES].sessions_taken_over == 1
-        # Whichever of B and C noticed first ended it; the other sees A gone on its next beat.
+        runs = [srv.settings.node_name for srv in (b, c) if sid in srv.app[LIVE].runtimes]
+        assert runs == [new_node]
+        # Whichever of B and C noticed first moved it; the other sees A gone on its next beat.
         deadline = time.monotonic() + 5
         while b.app[NODES].membership.alive("node-a") or c.app[NODES].membership.alive("node-a"):
             assert time.monotonic() < deadline, "node A is still in the registry"
             await asyncio.sleep(0.05)
-        assert (await student.request("session.list", {"class_id": b.class_id}))["sessions"] == []
-        board = await student.request("question.list", {"class_id": b.class_id})
-        assert [q["id"] for q in board["questions"]] == [question["id"]]
-        # The class may start its next lesson, on a node that is alive.
-        other = await b.client("chen")
-        again = await other.request(
-            "session.start", {"class_id": b.class_id, "kind": "lesson", "title": "数学 on B"}
+        # The lesson goes on: listed, joined again on its new node, its question still in it.
+        listed = await student.request("session.list", {"class_id": b.class_id})
+        assert [s["id"] for s in listed["sessions"]] == [sid]
+        assert (await student.request("session.join", {"session_id": sid}))["you"]["role"] == (
+            "student"
         )
-        assert again["session"]["id"] != sid
+        board = await student.request("question.list", {"class_id": b.class_id})
+        assert board["questions"] == []
+        # The class cannot start a second lesson meanwhile.
+        other = await b.client("chen")
+        with pytest.raises(RequestError) as err:
+            await other.request(
+                "session.start", {"class_id": b.class_id, "kind": "lesson", "title": "数学 on B"}
+            )
+        assert err.value.code == "conflict"
 
-        # The registry, as an admin sees it: B and C, not A; B announces its new lesson.
+        # The registry, as an admin sees it: B and C, not A; the new node announces the lesson.
         deadline = time.monotonic() + 5
         async with aiohttp.ClientSession() as http:
             while True:
@@ -154,11 +159,24 @@ async def test_a_lost_nodes_lesson_is_ended_by_another_node(tmp_path: Path) -> N
                 by_name = {n["name"]: n for n in body["nodes"]}
                 assert sorted(by_name) == ["node-b", "node-c"]
                 assert body["node"] == "node-b"
-                if by_name["node-b"]["live_sessions"] == 1:
+                if by_name[new_node]["live_sessions"] == 1:
                     break
-                assert time.monotonic() < deadline, f"B never announced its lesson: {body}"
+                assert time.monotonic() < deadline, f"{new_node} never announced it: {body}"
                 await asyncio.sleep(0.1)
-        assert by_name["node-c"]["live_sessions"] == 0
+        assert sum(n["live_sessions"] for n in by_name.values()) == 1
+        # Ended by the host, the open question goes to the board as always.
+        host = await b.client("li")
+        await host.request("session.end", {"session_id": sid})
+        await student.wait_for(
+            lambda e: e["type"] == "session.ended" and e["data"]["id"] == sid, timeout=10
+        )
+        deadline = time.monotonic() + 5
+        while True:
+            board = await student.request("question.list", {"class_id": b.class_id})
+            if [q["id"] for q in board["questions"]] == [question["id"]]:
+                break
+            assert time.monotonic() < deadline, board
+            await asyncio.sleep(0.1)
         await teacher.close()
     finally:
         if a is not None:

@@ -428,8 +428,18 @@ async def test_homework_due_soon_is_pushed_once_to_those_who_have_not_handed_it_
         "student": "王浩 Wang Hao",
         "due_at": soon["due_at"],
     }
+    assert devices["wanghao"].received == [expected]  # told once, whatever the sweeps
     assert devices["wang_mom"].received == [expected]
-    assert devices["wanghao"].received == [expected]
+    # A teacher's own reminder to hand it in is pushed too (a reminder).
+    await li.remind_homework(soon["id"])
+    await drained(srv)
+    assert len(devices["wang_mom"].received) == 2
+    assert devices["wang_mom"].received[-1] == {
+        "kind": "homework_reminder",
+        "class_id": cid,
+        "homework_id": soon["id"],
+        "title": "背诵《静夜思》",
+    }
     # Li Ming handed it in: neither he nor his mother is told; nor is the teacher.
     assert devices["liming"].received == [] and devices["li_mom"].received == []
     assert devices["li"].received == []

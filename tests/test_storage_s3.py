@@ -2,36 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 from pathlib import Path
-
-from botocore.exceptions import ClientError
 
 from clients import files
 from realtime.storage import blob_key
 from realtime.storage.s3 import PART_BYTES, S3Store
 from tests.attachment_files import jpeg_with_gps, pdf_bytes
 from tests.conftest import make_settings, start_server, stop_server
-from tests.seaweed import seaweed_s3
-
-
-async def _ready(store: S3Store) -> None:
-    # A fresh SeaweedFS needs a moment before its first bucket can be made.
-    for _ in range(100):
-        try:
-            await store.ensure_bucket()
-            return
-        except (ClientError, OSError):
-            await asyncio.sleep(0.2)
-    await store.ensure_bucket()
+from tests.seaweed import ready_bucket, seaweed_s3
 
 
 async def test_s3_backend_against_seaweedfs(tmp_path: Path) -> None:
     with seaweed_s3(tmp_path / "weed") as s3:
         store = S3Store(s3.endpoint, "homeroom-blobs", s3.access_key, s3.secret_key)
-        await _ready(store)
+        await ready_bucket(store)
         try:
             # Small and multipart objects, ranges, no duplicates, delete.
             for n in (1000, PART_BYTES + 123_456):

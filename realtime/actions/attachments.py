@@ -1,5 +1,6 @@
-"""Attachments of messages, notices and questions: attach in the carrier's transaction, who may
-see a file, release on delete, and the retention sweep."""
+"""Attachments of messages, notices, questions, answers, homework and homework submissions:
+attach in the carrier's transaction, who may see a file, release on delete, and the retention
+sweep."""
 
 from __future__ import annotations
 
@@ -130,7 +131,8 @@ async def referenced(conn: DbConnection, key: str) -> bool:
 
 
 async def carrier_visibility(conn: DbConnection, user_id: int, carrier: str) -> Visibility:
-    """How much of the message, notice or question carrying a file this person may see."""
+    """How much of the message, notice, question, answer, homework or submission carrying a file
+    this person may see."""
     kind, _, raw = carrier.partition(":")
     if kind in ("homework", "submission"):
         return await _homework_visibility(conn, user_id, kind, raw)

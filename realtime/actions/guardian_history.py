@@ -13,25 +13,32 @@ from realtime.domain.streams import StreamKey
 from realtime.store.db import DbConnection
 from realtime.store.schema import classes, events, guardian_links, schools
 
+# When a guardian joined a class: their first approval there (the request time for links made
+# approved from the start, e.g. by a roster import).
+APPROVED_SINCE = func.min(func.coalesce(guardian_links.c.decided_at, guardian_links.c.requested_at))
+
+
+async def school_opens_history(conn: DbConnection, class_id: int) -> bool:
+    """Whether the class's school shows new guardians the guardians' earlier chat."""
+    opened = (
+        await conn.execute(
+            select(schools.c.guardian_chat_history)
+            .select_from(classes.join(schools, schools.c.id == classes.c.school_id))
+            .where(classes.c.id == class_id)
+        )
+    ).scalar()
+    return bool(opened)
+
 
 async def history_floor(conn: DbConnection, stream: StreamKey, access: ClassAccess | None) -> int:
     """The last sequence number of ``stream`` this person does not see (0: they see it all)."""
     if access is None or not rules.history_from_approval(stream, access):
         return 0
-    opened = (
-        await conn.execute(
-            select(schools.c.guardian_chat_history)
-            .select_from(classes.join(schools, schools.c.id == classes.c.school_id))
-            .where(classes.c.id == stream.id)
-        )
-    ).scalar()
-    if opened:
+    if await school_opens_history(conn, stream.id):
         return 0
     since = (
         await conn.execute(
-            select(
-                func.min(func.coalesce(guardian_links.c.decided_at, guardian_links.c.requested_at))
-            ).where(
+            select(APPROVED_SINCE).where(
                 guardian_links.c.guardian_id == access.user_id,
                 guardian_links.c.class_id == stream.id,
                 guardian_links.c.status == "approved",
@@ -40,11 +47,14 @@ async def history_floor(conn: DbConnection, stream: StreamKey, access: ClassAcce
     ).scalar()
     if since is None:
         return 0
+    # Walked from the newest event back (the primary key's order) to the first one before the
+    # approval: the cost is the events since then, few for a guardian who joined recently.
     floor = (
         await conn.execute(
-            select(func.max(events.c.seq)).where(
-                events.c.stream == str(stream), events.c.at < since
-            )
+            select(events.c.seq)
+            .where(events.c.stream == str(stream), events.c.at < since)
+            .order_by(events.c.seq.desc())
+            .limit(1)
         )
     ).scalar()
     return int(floor or 0)

@@ -257,6 +257,42 @@ async def _states(conn: DbConnection, hw: Any, now: float) -> tuple[list[int], d
     return students, subs
 
 
+async def not_handed_in(conn: DbConnection, hw: Any, now: float) -> list[int]:
+    """The class's students who still have to hand this homework in (pending, missing, or
+    returned for redo): whom reminders are for."""
+    students, subs = await _states(conn, hw, now)
+    return [
+        s
+        for s in students
+        if rules.needs_reminder(
+            HomeworkState(submission_view(subs.get(s), hw.due_at, now)["state"])
+        )
+    ]
+
+
+async def tell_families(
+    hub: Hub, conn: DbConnection, hw: Any, students: list[int], event: str
+) -> list[int]:
+    """Record ``event`` about this homework in the own stream of each of these students and of
+    their approved guardians (a reminder, "due soon"); returns whom it told."""
+    guardians = await guardians_of(conn, hw.class_id, students)
+    names = await display_names(conn, students)
+    told: list[int] = []
+    for s in students:
+        data = {
+            "homework_id": hw.id,
+            "class_id": hw.class_id,
+            "title": hw.title,
+            "due_at": hw.due_at,
+            "student_id": s,
+            "student_name": names.get(s, ""),
+        }
+        for u in [s, *guardians.get(s, [])]:
+            await hub.store.append(conn, str(user_stream(u)), event, data)
+            told.append(u)
+    return told
+
+
 async def rollup(hub: Hub, user_id: int, req: HomeworkRef) -> dict[str, Any]:
     """Per student: submitted / late / missing / reviewed / returned, for the class's staff."""
     now = hub.now()
@@ -299,32 +335,10 @@ async def remind(hub: Hub, user_id: int, req: HomeworkRef) -> dict[str, Any]:
         if not notice_rules.may_remind(hw.last_reminded_at, now, REMIND_INTERVAL_S):
             wait = int(hw.last_reminded_at + REMIND_INTERVAL_S - now)
             raise HomeroomError("rate_limited", f"a reminder was sent recently; wait {wait} s")
-        students, subs = await _states(conn, hw, now)
-        todo = [
-            s
-            for s in students
-            if rules.needs_reminder(
-                HomeworkState(submission_view(subs.get(s), hw.due_at, now)["state"])
-            )
-        ]
+        todo = await not_handed_in(conn, hw, now)
         if not todo:
             raise HomeroomError("conflict", "every student has submitted: nobody to remind")
-        guardians = await guardians_of(conn, hw.class_id, todo)
-        events = []
-        targets: list[int] = []
-        for s in todo:
-            for u in [s, *guardians.get(s, [])]:
-                data = {
-                    "homework_id": hw.id,
-                    "class_id": hw.class_id,
-                    "title": hw.title,
-                    "due_at": hw.due_at,
-                    "student_id": s,
-                }
-                events.append(
-                    await hub.store.append(conn, str(user_stream(u)), "homework.reminder", data)
-                )
-                targets.append(u)
+        targets = await tell_families(hub, conn, hw, todo, "homework.reminder")
         await conn.execute(
             homework.update().where(homework.c.id == hw.id).values(last_reminded_at=now)
         )

@@ -14,11 +14,9 @@ import logging
 
 from sqlalchemy import select
 
-from realtime.actions.access import display_names, guardians_of
-from realtime.actions.homework import _load, _states, submission_view
+from realtime.actions.homework import _load as load
+from realtime.actions.homework import not_handed_in, tell_families
 from realtime.domain import homework as rules
-from realtime.domain.homework import HomeworkState
-from realtime.domain.streams import user_stream
 from realtime.hub import Hub
 from realtime.store.schema import homework
 
@@ -63,27 +61,8 @@ async def _tell(hub: Hub, homework_id: int, now: float) -> bool:
         )
         if won.rowcount != 1:
             return False  # another node told it
-        hw = await _load(conn, homework_id)
-        students, subs = await _states(conn, hw, now)
-        todo = [
-            s
-            for s in students
-            if rules.needs_reminder(
-                HomeworkState(submission_view(subs.get(s), hw.due_at, now)["state"])
-            )
-        ]
-        guardians = await guardians_of(conn, hw.class_id, todo)
-        names = await display_names(conn, todo)
-        for s in todo:
-            data = {
-                "homework_id": hw.id,
-                "class_id": hw.class_id,
-                "title": hw.title,
-                "due_at": hw.due_at,
-                "student_id": s,
-                "student_name": names.get(s, ""),
-            }
-            for u in [s, *guardians.get(s, [])]:
-                await hub.store.append(conn, str(user_stream(u)), "homework.due", data)
+        hw = await load(conn, homework_id)
+        todo = await not_handed_in(conn, hw, now)
+        await tell_families(hub, conn, hw, todo, "homework.due")
     log.info("homework %d due soon: told %d students and their guardians", hw.id, len(todo))
     return True

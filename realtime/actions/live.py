@@ -142,6 +142,32 @@ async def end(hub: Hub, session: LiveSession, reason: str) -> bool:
     return True
 
 
+async def move(hub: Hub, session: LiveSession, from_node: str, to_node: str, reason: str) -> bool:
+    """Store that a running session now runs on ``to_node`` and tell its classes.
+
+    Exactly once however many nodes try at once (each that noticed its node is lost): only the
+    caller whose conditional UPDATE (``WHERE node = from_node``) changed the row announces it,
+    with a ``session.moved`` event in the class streams, so that every member (on any node, or
+    reconnecting later) learns it and joins again. Returns whether this caller moved it.
+    """
+    data = {**session.summary(), "node": to_node, "reason": reason}
+    async with hub.store.transaction() as conn:
+        res = await conn.execute(
+            live_sessions.update()
+            .where(
+                live_sessions.c.id == session.id,
+                live_sessions.c.node == from_node,
+                live_sessions.c.ended_at.is_(None),
+            )
+            .values(node=to_node)
+        )
+        if res.rowcount != 1:
+            return False
+        for key in announce_streams(session):
+            await hub.store.append(conn, str(key), "session.moved", data)
+    return True
+
+
 async def link(hub: Hub, user_id: int, session: LiveSession, class_id: int, accept: bool) -> None:
     """A teacher of ``class_id`` (or a school admin) answers a dual lesson's request to link it.
 

@@ -20,11 +20,17 @@ from realtime.store.prepared import Prepared
 from realtime.store.rows import PollRow, typed_or_none
 from realtime.store.schema import polls
 
-# The answer path reads the poll for every answer (500 in a few seconds in a class): built once.
-POLL = Prepared(select(polls).where(polls.c.id == bindparam("poll_id")))
+# Built once: read on every poll.get and close.
+_POLL = Prepared(select(polls).where(polls.c.id == bindparam("poll_id")))
 # The same row locked until the transaction ends (PostgreSQL; SQLite runs one writer anyway):
 # a teacher's close or publish and a deadline's close never both announce the same change.
 _POLL_LOCKED = Prepared(select(polls).where(polls.c.id == bindparam("poll_id")).with_for_update())
+# An answer holds a shared lock on its poll: answers run side by side, but a close (FOR UPDATE
+# or UPDATE) waits for the answers in flight, and an answer after it sees the poll closed. So an
+# acknowledged answer is always in the results published.
+POLL_SHARED = Prepared(
+    select(polls).where(polls.c.id == bindparam("poll_id")).with_for_update(read=True)
+)
 
 
 def poll_view(row: PollRow, now: float, *, staff: bool) -> dict[str, Any]:
@@ -53,7 +59,7 @@ def poll_view(row: PollRow, now: float, *, staff: bool) -> dict[str, Any]:
 
 
 async def load(conn: DbConnection, poll_id: int, *, lock: bool = False) -> PollRow:
-    query = _POLL_LOCKED if lock else POLL
+    query = _POLL_LOCKED if lock else _POLL
     row = typed_or_none(PollRow, (await conn.execute(query, {"poll_id": poll_id})).first())
     if row is None:
         raise not_found("no such poll")

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from realtime.actions.access import class_access, display_names
 from realtime.actions.poll_counts import counts, results
 from realtime.actions.poll_deadlines import deadlines
-from realtime.actions.poll_store import POLL, announce, load, poll_view
+from realtime.actions.poll_store import POLL_SHARED, announce, load, poll_view
 from realtime.domain import policy
 from realtime.domain import polls as rules
 from realtime.domain.policy import require
@@ -166,7 +166,9 @@ async def answer(hub: Hub, user_id: int, req: PollAnswer) -> dict[str, Any]:
     hub.check_rate(user_id, "poll.answer")  # changing one's answer is free, hammering is not
     now = hub.now()
     async with hub.store.transaction() as conn:
-        poll = typed_or_none(PollRow, (await conn.execute(POLL, {"poll_id": req.poll_id})).first())
+        poll = typed_or_none(
+            PollRow, (await conn.execute(POLL_SHARED, {"poll_id": req.poll_id})).first()
+        )
         if poll is None:
             raise not_found("no such poll")
         access = await _answerer(conn, user_id, poll)

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from realtime.actions.access import display_names, require_visible
+from realtime.actions.guardian_history import APPROVED_SINCE, school_opens_history
 from realtime.domain import policy
 from realtime.domain.policy import require
 from realtime.errors import not_found
 from realtime.hub import Hub
 from realtime.schemas import MessageRef
-from realtime.store.schema import classes, guardian_links, messages, read_positions, schools
+from realtime.store.schema import guardian_links, messages, read_positions
 
 
 async def read_by(hub: Hub, user_id: int, req: MessageRef) -> dict[str, Any]:
@@ -27,21 +28,13 @@ async def read_by(hub: Hub, user_id: int, req: MessageRef) -> dict[str, Any]:
             policy.may_see_read_by(stream, access),
             "only the class's teachers see who read a message of the guardians' chat",
         )
-        opened = (
-            await conn.execute(
-                select(schools.c.guardian_chat_history)
-                .select_from(classes.join(schools, schools.c.id == classes.c.school_id))
-                .where(classes.c.id == stream.id)
-            )
-        ).scalar()
-        since = func.min(func.coalesce(guardian_links.c.decided_at, guardian_links.c.requested_at))
         query = (
             select(guardian_links.c.guardian_id)
             .where(guardian_links.c.class_id == stream.id, guardian_links.c.status == "approved")
             .group_by(guardian_links.c.guardian_id)
         )
-        if not opened:
-            query = query.having(since <= row.sent_at)
+        if not await school_opens_history(conn, stream.id):
+            query = query.having(row.sent_at >= APPROVED_SINCE)
         audience = sorted(r.guardian_id for r in await conn.execute(query))
         seen = {
             r.user_id

@@ -51,9 +51,13 @@ async def sweep(hub: Hub, files: Files, now: float | None = None) -> dict[str, i
                 )
         rows = list(
             await conn.execute(
-                select(uploads.c.id, uploads.c.blob, uploads.c.preview, uploads.c.thumb).where(
-                    or_(*due)
-                )
+                select(
+                    uploads.c.id,
+                    uploads.c.blob,
+                    uploads.c.preview,
+                    uploads.c.thumb,
+                    uploads.c.meta,
+                ).where(or_(*due))
             )
         )
         if rows:
@@ -63,10 +67,11 @@ async def sweep(hub: Hub, files: Files, now: float | None = None) -> dict[str, i
                 .values(status=DELETED, deleted_at=now)
             )
     for r in rows:
-        files.clear_staging(r.id)
+        await files.discard(r.id, r.meta)
     keys = sorted({k for r in rows for k in (r.blob, r.preview, r.thumb) if k})
     blobs = await files.collect(hub, keys)
     await files.resume_pending(hub)
+    await files.tidy_staging(hub)
     return {"files": len(rows), "blobs": blobs}
 
 

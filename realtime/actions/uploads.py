@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
-from realtime.actions import attachments
+from realtime.actions import attachments, upload_parts
 from realtime.attachments.workers import MediaWorkers
 from realtime.config import Settings
 from realtime.domain import attachments as rules
@@ -30,7 +30,7 @@ from realtime.domain.attachments import Kind, Limits
 from realtime.errors import HomeroomError, bad_request, conflict, not_found, too_large
 from realtime.hub import Hub
 from realtime.schemas import UploadCreate
-from realtime.storage import BlobStore, blob_key, open_blob_store
+from realtime.storage import BlobStore, DirectoryStore, blob_key, open_blob_store
 from realtime.storage.base import sha256_file
 from realtime.store.rows import UploadRow, typed, typed_or_none
 from realtime.store.schema import schools, uploads
@@ -43,6 +43,9 @@ UPLOADING, READY, DELETED = "uploading", "ready", "deleted"
 
 # Bytes of a chunk held in memory before they are written (per upload in flight).
 WRITE_BYTES = 1024 * 1024
+# A photo acknowledged this long ago and still without its original and preview is finished
+# by whichever node's sweep finds it (the node that took it is taken for stopped).
+ADOPT_AFTER_S = 600.0
 
 
 def _write(fh: Any, parts: list[bytes], sync: bool = False) -> None:
@@ -51,6 +54,19 @@ def _write(fh: Any, parts: list[bytes], sync: bool = False) -> None:
     if sync:
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(rules.SNIFF_BYTES)
 
 
 def _truncate(fh: Any, size: int) -> None:
@@ -98,6 +114,13 @@ class Files:
         )
         self._busy: set[str] = set()
         self.later: dict[str, asyncio.Task[None]] = {}
+        # Whether received bytes are also kept as parts in the blob store (so that any node
+        # can continue an upload, or finish a photo). Not when the store is a directory inside
+        # storage_dir: the staging files are then exactly as shared and as durable as it, and
+        # a part would be a second copy on the same disk.
+        self.parts = not (
+            isinstance(self.blobs, DirectoryStore) and self.blobs.root.resolve() == root.resolve()
+        )
 
     async def close(self) -> None:
         for task in list(self.later.values()):
@@ -166,15 +189,10 @@ class Files:
             raise not_found("no such upload")
         return row
 
-    def _offset(self, upload_id: str) -> int:
-        try:
-            return (self.staging / upload_id).stat().st_size
-        except FileNotFoundError:
-            return 0
-
     async def status(self, hub: Hub, user_id: int, upload_id: str) -> dict[str, Any]:
         row = await self._own(hub, user_id, upload_id)
-        return {"upload": upload_view(row, self._offset(upload_id))}
+        # While uploading, stored_bytes is the offset committed (every node agrees on it).
+        return {"upload": upload_view(row, row.stored_bytes)}
 
     async def cancel(self, hub: Hub, user_id: int, upload_id: str) -> dict[str, Any]:
         row = await self._own(hub, user_id, upload_id)
@@ -186,7 +204,7 @@ class Files:
                 .where(uploads.c.id == upload_id, uploads.c.carrier.is_(None))
                 .values(status=DELETED, deleted_at=hub.now())
             )
-        (self.staging / upload_id).unlink(missing_ok=True)
+        await self.discard(upload_id, row.meta)
         await self.collect(hub, [k for k in (row.blob, row.preview, row.thumb) if k])
         return {"cancelled": upload_id}
 
@@ -201,7 +219,11 @@ class Files:
         length: int | None,
         body: AsyncIterator[bytes],
     ) -> dict[str, Any]:
-        """Append one chunk at ``offset``. An interrupted chunk keeps the bytes that arrived."""
+        """Append one chunk at ``offset``. An interrupted chunk keeps the bytes that arrived.
+
+        Any node may take any chunk: the offset is the one committed in the database, and the
+        bytes before it are fetched from the parts in the blob store if this node lacks them
+        (realtime/actions/upload_parts.py)."""
         if upload_id in self._busy:
             raise conflict("another part of this upload is being sent")
         self._busy.add(upload_id)
@@ -210,13 +232,16 @@ class Files:
             if row.status != UPLOADING:
                 raise conflict("this upload is complete")
             path = self.staging / upload_id
-            have = self._offset(upload_id)
+            have = row.stored_bytes
             if offset != have:
                 raise OffsetMismatch(have)
             if length is not None and length > self.settings.upload_chunk_max_bytes:
                 raise too_large(f"a chunk has at most {self.settings.upload_chunk_max_bytes} bytes")
             if length is not None and have + length > row.size:
                 raise too_large("more bytes than the upload declared")
+            await upload_parts.fill(
+                self.blobs, upload_id, upload_parts.parts_of(row.meta), have, path
+            )
             head_needed = min(rules.SNIFF_BYTES, row.size) if have == 0 else 0
             head = b""
             written = have
@@ -249,20 +274,66 @@ class Files:
                 except HomeroomError:
                     await asyncio.to_thread(_truncate, fh, have)
                     raise
-                await asyncio.to_thread(_write, fh, pending, True)
+                # The last chunk's flush to disk runs beside the file's checks (_finish).
+                complete = not cut and written == row.size
+                await asyncio.to_thread(_write, fh, pending, not complete)
             finally:
                 await asyncio.to_thread(fh.close)
-            if cut:
-                raise bad_request(f"the chunk was cut off; continue at byte {written}")
-            if written < row.size:
+            if cut or written < row.size:
+                if written > have:
+                    await self._commit_part(hub, row, written)
+                if cut:
+                    raise bad_request(f"the chunk was cut off; continue at byte {written}")
                 return {"upload": upload_view(row, written)}
-            return {"upload": await self._finish(hub, row)}
+            try:
+                return {"upload": await self._finish(hub, row)}
+            except HomeroomError as exc:
+                if exc.code == "unavailable" and written > have:
+                    # Processing failed, not the upload: keep the bytes, the client resends
+                    # the (empty) end to try again.
+                    await self._commit_part(hub, row, written)
+                raise
         except HomeroomError as exc:
             if exc.code == "unsupported_type":
                 await self._drop(hub, upload_id)
             raise
         finally:
             self._busy.discard(upload_id)
+
+    async def _commit_part(self, hub: Hub, row: UploadRow, written: int) -> None:
+        """Store what this request brought as a part and commit the new offset; a request that
+        lost a race with another node's (same upload, same offset) takes its bytes back."""
+        path = self.staging / row.id
+        have = row.stored_bytes
+        parts = upload_parts.parts_of(row.meta)
+        part = None
+        if self.parts:
+            try:
+                part = await upload_parts.store_range(
+                    self.blobs, row.id, path, self._temp(".part"), have, written
+                )
+            except BaseException:
+                await asyncio.to_thread(upload_parts.cut, path, have)
+                raise
+            parts.append(part)
+        async with hub.store.transaction() as conn:
+            res = await conn.execute(
+                uploads.update()
+                .where(
+                    uploads.c.id == row.id,
+                    uploads.c.status == UPLOADING,
+                    uploads.c.stored_bytes == have,
+                )
+                .values(stored_bytes=written, meta={**row.meta, "parts": parts})
+            )
+            won = res.rowcount == 1
+            now = (
+                await conn.execute(select(uploads.c.stored_bytes).where(uploads.c.id == row.id))
+            ).scalar_one()
+        if not won:
+            await upload_parts.delete(self.blobs, row.id, [part] if part else [])
+            await asyncio.to_thread(upload_parts.cut, path, have)
+            raise OffsetMismatch(int(now))
 
     def _check_head(self, head: bytes, size: int, upload_id: str) -> None:
         """Refuse at the first chunk what no file type matches, before the rest is sent."""
@@ -274,18 +345,38 @@ class Files:
 
     async def _drop(self, hub: Hub, upload_id: str) -> None:
         async with hub.store.transaction() as conn:
+            meta = (
+                await conn.execute(select(uploads.c.meta).where(uploads.c.id == upload_id))
+            ).scalar_one()
             await conn.execute(
                 uploads.update()
                 .where(uploads.c.id == upload_id)
                 .values(status=DELETED, deleted_at=hub.now())
             )
-        (self.staging / upload_id).unlink(missing_ok=True)
+        await self.discard(upload_id, meta)
 
     # --- the last chunk: check, process, store ----------------------------------------------
 
     async def _finish(self, hub: Hub, row: UploadRow) -> dict[str, Any]:
         path = self.staging / row.id
-        ftype, meta = await self.workers.identify(path, self.settings.voice_max_s)
+        # The file goes to disk while it is checked and its thumbnail made (50 photos at once
+        # are 150 MB to flush); nothing is stored or committed before it is there.
+        flushed = asyncio.ensure_future(asyncio.to_thread(_fsync, path))
+        try:
+            return await self._finish_flushing(hub, row, flushed)
+        finally:
+            await asyncio.gather(flushed, return_exceptions=True)
+
+    async def _finish_flushing(
+        self, hub: Hub, row: UploadRow, flushed: asyncio.Future[None]
+    ) -> dict[str, Any]:
+        path = self.staging / row.id
+        ftype = rules.sniff(await asyncio.to_thread(_head, path))
+        if ftype is None:
+            raise rules.unsupported()
+        meta: dict[str, Any] = {}
+        if not rules.settled_by_head(ftype):  # a container to parse: in a worker process
+            ftype, meta = await self.workers.identify(path, self.settings.voice_max_s)
         rules.check_matches_name(ftype, row.name)
         rules.check_kind_size(ftype, row.size, self.limits)
         values: dict[str, Any] = {"kind": ftype.kind.value, "mime": ftype.mime}
@@ -297,18 +388,47 @@ class Files:
                 thumb.unlink(missing_ok=True)
                 raise
             values["thumb"] = await self._store(thumb)
+            await flushed
+            # The photo's source stays in the shared store until its stripped original and
+            # preview are made, by this node or (if this one stops) another.
+            source = None
+            if self.parts:
+                source = await upload_parts.store_whole(
+                    self.blobs, row.id, path, self._temp(".src")
+                )
+            meta["parts"] = [source] if source else []
             values["stored_bytes"] = 0
             values["pending"] = True
         else:
+            source = None
+            await flushed
             values["blob"] = await self._store(path)
             values["stored_bytes"] = row.size
         values.update(meta=meta, status=READY, completed_at=hub.now())
         async with hub.store.transaction() as conn:
-            await conn.execute(uploads.update().where(uploads.c.id == row.id).values(**values))
+            # Only from the offset this request started at: another node may have finished
+            # the same upload meanwhile (a client that sent its last chunk twice).
+            res = await conn.execute(
+                uploads.update()
+                .where(
+                    uploads.c.id == row.id,
+                    uploads.c.status == UPLOADING,
+                    uploads.c.stored_bytes == row.stored_bytes,
+                )
+                .values(**values)
+            )
+            won = res.rowcount == 1
             done = typed(
                 UploadRow,
                 (await conn.execute(select(uploads).where(uploads.c.id == row.id))).one(),
             )
+        if not won:
+            if source is not None:
+                await upload_parts.delete(self.blobs, row.id, [source])
+            if done.status == READY:
+                return upload_view(done)
+            raise OffsetMismatch(done.stored_bytes)
+        await upload_parts.delete(self.blobs, row.id, upload_parts.parts_of(row.meta))
         if values.get("pending"):
             self._start_later(hub, row.id)
         return upload_view(done)
@@ -331,22 +451,37 @@ class Files:
         src = self.staging / upload_id
         preview, original = self._temp(".jpg"), self._temp(".img")
         try:
+            async with hub.store.read() as conn:
+                row = typed(
+                    UploadRow,
+                    (await conn.execute(select(uploads).where(uploads.c.id == upload_id))).one(),
+                )
+            if not row.pending or row.status != READY:
+                return
+            parts = upload_parts.parts_of(row.meta)
+            # The source is here if this node took the last chunk; else from the shared store.
+            await upload_parts.fill(self.blobs, upload_id, parts, row.size, src)
             mime = await self.workers.preview_and_original(src, preview, original)
             sizes = preview.stat().st_size + original.stat().st_size
             preview_key = await self._store(preview)
             blob = await self._store(original)
+            meta = {k: v for k, v in row.meta.items() if k != "parts"}
             async with hub.store.transaction() as conn:
-                await conn.execute(
+                # Once: another node may have adopted this photo too.
+                res = await conn.execute(
                     uploads.update()
-                    .where(uploads.c.id == upload_id)
+                    .where(uploads.c.id == upload_id, uploads.c.pending.is_(True))
                     .values(
                         blob=blob,
                         preview=preview_key,
                         mime=mime,
                         pending=False,
+                        meta=meta,
                         stored_bytes=uploads.c.stored_bytes + sizes,
                     )
                 )
+            if res.rowcount == 1:
+                await upload_parts.delete(self.blobs, upload_id, parts)
             await asyncio.to_thread(src.unlink, True)
         except asyncio.CancelledError:
             raise
@@ -362,21 +497,25 @@ class Files:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(task), timeout)
 
-    async def resume_pending(self, hub: Hub) -> int:
-        """Restart photos left half-finished (after a restart): their staging file remains."""
+    async def resume_pending(self, hub: Hub, adopt_after_s: float = ADOPT_AFTER_S) -> int:
+        """Restart photos left half-finished: this node's own (its staging file remains, after
+        a restart) and any node's acknowledged more than ``adopt_after_s`` ago (that node
+        stopped: the source is in the shared store)."""
         async with hub.store.read() as conn:
-            ids = [
-                r.id
-                for r in await conn.execute(
-                    select(uploads.c.id).where(
+            rows = list(
+                await conn.execute(
+                    select(uploads.c.id, uploads.c.completed_at).where(
                         uploads.c.pending.is_(True), uploads.c.status == READY
                     )
                 )
-            ]
+            )
         n = 0
-        for upload_id in ids:
-            if (self.staging / upload_id).exists() and upload_id not in self.later:
-                self._start_later(hub, upload_id)
+        for r in rows:
+            if r.id in self.later:
+                continue
+            mine = await asyncio.to_thread((self.staging / r.id).exists)
+            if mine or (self.parts and (r.completed_at or 0) < hub.now() - adopt_after_s):
+                self._start_later(hub, r.id)
                 n += 1
         return n
 
@@ -393,8 +532,34 @@ class Files:
             gone += 1
         return gone
 
-    def clear_staging(self, upload_id: str) -> None:
-        (self.staging / upload_id).unlink(missing_ok=True)
+    async def tidy_staging(self, hub: Hub) -> int:
+        """Remove this node's staging files of uploads finished or dropped (perhaps by another
+        node: a node keeps the chunks it took until then); returns how many went."""
+        names = await asyncio.to_thread(lambda: [p.name for p in self.staging.iterdir()])
+        gone = 0
+        for i in range(0, len(names), 500):
+            batch = names[i : i + 500]
+            async with hub.store.read() as conn:
+                live = {
+                    r.id
+                    for r in await conn.execute(
+                        select(uploads.c.id).where(
+                            uploads.c.id.in_(batch),
+                            or_(uploads.c.status == UPLOADING, uploads.c.pending.is_(True)),
+                        )
+                    )
+                }
+            for name in batch:
+                if name not in live:
+                    await asyncio.to_thread((self.staging / name).unlink, True)
+                    gone += 1
+        return gone
+
+    async def discard(self, upload_id: str, meta: dict[str, Any] | None) -> None:
+        """Remove what an unfinished or dropped upload left: its staging file here and its
+        parts in the shared store."""
+        await asyncio.to_thread((self.staging / upload_id).unlink, True)
+        await upload_parts.delete(self.blobs, upload_id, upload_parts.parts_of(meta))
 
     def wipe_tmp(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)

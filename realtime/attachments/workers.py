@@ -3,9 +3,12 @@
 Processes, not threads: decoding a 12-megapixel photo in a thread of the server takes the GIL
 back dozens of times per photo, and with fifty photos at once the event loop waited behind them
 (bench/uploads.py measured it). Two groups: the checks and thumbnails a parent waits for run at
-normal CPU priority; the stripped full-size original and the preview, which nobody waits for,
-run at nice 10 and use what the event loop leaves. Memory: one decoded photo per process (at
-most ``Image.MAX_IMAGE_PIXELS`` x 4 bytes).
+normal CPU priority in two thirds of the processes (a thumbnail decodes the photo at 1/8 scale,
+so these hold little memory); the stripped full-size original and the preview, which nobody
+waits for, run at nice 10 in the rest, and start only when no thumbnail is queued (or after
+``LATER_YIELD_S``). With one thumbnail process, fifty photos at once queued behind each other
+for two seconds (bench/uploads.py, docs/performance.md). Memory: one decoded photo per process
+(at most ``Image.MAX_IMAGE_PIXELS`` x 4 bytes).
 
 No pickle: each worker is ``python -m realtime.attachments.worker`` speaking msgpack frames over
 its stdin and stdout (realtime/attachments/frames.py), one job at a time. A worker parses
@@ -46,6 +49,9 @@ log = logging.getLogger(__name__)
 URGENT = 0  # what the uploader waits for (the checks, the thumbnail)
 LATER = 1  # the preview and the stripped original
 NICE_LATER = 10
+# The longest a later job waits for the urgent ones to be done before it starts anyway (so a
+# steady stream of photos cannot hold previews back for ever).
+LATER_YIELD_S = 5.0
 MODULE = "realtime.attachments.worker"
 # The jobs the server may ask for: the type its result must have, and how long it may take
 # (seconds, once a worker has it; a job waiting for a free worker is not timed).
@@ -165,7 +171,8 @@ class MediaWorkers:
         jobs: Mapping[str, tuple[Any, float]] = JOBS,
     ) -> None:
         n = max(2, processes)
-        self._sizes = {URGENT: n // 2, LATER: n - n // 2}
+        later = max(1, n // 3)
+        self._sizes = {URGENT: n - later, LATER: later}
         self._module = module
         self._jobs = jobs
         self._slots = {p: asyncio.Semaphore(size) for p, size in self._sizes.items()}
@@ -173,6 +180,11 @@ class MediaWorkers:
         self._busy: set[Worker] = set()
         self._warming: set[asyncio.Task[None]] = set()
         self._closed = False
+        # Urgent jobs queued or running; later jobs wait (up to LATER_YIELD_S) until there are
+        # none, so a burst of thumbnails has the CPU to itself.
+        self._urgent = 0
+        self._urgent_idle = asyncio.Event()
+        self._urgent_idle.set()
 
     @property
     def processes(self) -> int:
@@ -211,6 +223,20 @@ class MediaWorkers:
         raise _stopped()
 
     async def _call(self, group: int, fn: str, args: list[Any], timeout: float) -> Response:
+        if group == URGENT:
+            self._urgent += 1
+            self._urgent_idle.clear()
+            try:
+                return await self._call_in(group, fn, args, timeout)
+            finally:
+                self._urgent -= 1
+                if not self._urgent:
+                    self._urgent_idle.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._urgent_idle.wait(), LATER_YIELD_S)
+        return await self._call_in(group, fn, args, timeout)
+
+    async def _call_in(self, group: int, fn: str, args: list[Any], timeout: float) -> Response:
         async with self._slots[group]:
             if self._closed:
                 raise HomeroomError("unavailable", "the server is stopping")

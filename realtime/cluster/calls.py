@@ -60,7 +60,12 @@ class NodeCalls:
         self.made = 0
         self.unanswered = 0
 
-    async def call(self, node: str, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def call(
+        self, node: str, kind: str, body: dict[str, Any], *, timeout_s: float | None = None
+    ) -> dict[str, Any]:
+        """Ask ``node``; its answer's body, or the error it refused with, or ``unavailable``
+        after ``timeout_s`` (default: this node's ``node_request_timeout_s``)."""
+        timeout = self.timeout_s if timeout_s is None else timeout_s
         call_id = next(self._ids)
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[call_id] = waiter
@@ -76,11 +81,11 @@ class NodeCalls:
                 self.unanswered += 1
                 raise unavailable(node, "is not running")
             try:
-                async with asyncio.timeout(self.timeout_s):
+                async with asyncio.timeout(timeout):
                     reply = await waiter
             except TimeoutError:
                 self.unanswered += 1
-                raise unavailable(node, f"did not answer within {self.timeout_s:g} s") from None
+                raise unavailable(node, f"did not answer within {timeout:g} s") from None
         finally:
             self._waiting.pop(call_id, None)
         if "error" in reply:

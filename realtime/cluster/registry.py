@@ -4,7 +4,7 @@ Each node announces itself every ``node_heartbeat_s`` with a time-to-live of ``n
 (realtime/cluster/redis_registry.py writes it to Redis with that expiry). A node whose
 announcement expired is gone: killed, cut off, or stopped. :class:`Membership` turns successive
 readings of the registry into "came" and "went", and :func:`orphaned` says which running
-sessions belong to nodes that are gone, so another node can end them (realtime/cluster/watch.py).
+sessions belong to nodes that are gone, so another node can move them (realtime/cluster/watch.py).
 
 Memory: one :class:`NodeInfo` (a few hundred bytes) per node of the deployment.
 """

@@ -162,7 +162,10 @@ class Supervisor:
         for p in alive:
             p.send_signal(signal.SIGTERM)
         # A worker's own watchdog ends it after 2 * shutdown_timeout + grace; a little more here.
-        deadline = time.monotonic() + 2 * self.settings.shutdown_timeout_s + WATCHDOG_GRACE_S + 2
+        s = self.settings
+        deadline = (
+            time.monotonic() + s.drain_timeout_s + 2 * s.shutdown_timeout_s + WATCHDOG_GRACE_S + 2
+        )
         for p in alive:
             try:
                 p.wait(timeout=max(0.0, deadline - time.monotonic()))

@@ -1,12 +1,15 @@
-"""The heartbeat: announce this node, read who else is alive, end the sessions of lost nodes.
+"""The heartbeat: announce this node, read who else is alive, move the sessions of lost nodes.
 
-Every ``node_heartbeat_s`` a node writes its announcement (name, address, load, CPU) to the
-registry and reads everyone's. With a shared registry (Redis), a running session whose node is
-no longer announced is ended by whichever node notices first: stored as ended with reason
-``node_lost`` by a conditional UPDATE (realtime/actions/live.py :func:`end`), so its members are
-told exactly once through the class streams and its open questions go to the boards, however
-many nodes notice at once. A node that finds one of its own sessions ended in the store (it was
-frozen longer than the TTL and the others gave it up) lets that session go too.
+Every ``node_heartbeat_s`` a node writes its announcement (name, address, load, CPU, whether it
+is draining) to the registry and reads everyone's. With a shared registry (Redis), a running
+session whose node is no longer announced is *moved* by whichever node notices first: it
+rebuilds the session from the store and stores the move by a conditional UPDATE of the row's
+``node`` (realtime/actions/live.py :func:`move`), so exactly one node runs it and its members
+are told once, through a ``session.moved`` event in the class streams, however many nodes
+notice at once; they join it again on its new node (``LiveService.adopt``). A node that finds
+one of its own sessions moved or ended in the store (it was frozen longer than the TTL and the
+others took it over) lets that session go. A draining node (SIGTERM) hands its sessions over
+itself (:meth:`NodeWatch.drain`) and takes none.
 
 While the registry cannot be read (Redis down) nobody is declared lost: the heartbeat logs,
 counts and tries again on the next beat.
@@ -68,6 +71,7 @@ class NodeWatch:
             published_tracks=sum(len(rt.router.tracks()) for rt in runtimes),
             subscribers=sum(len(rt.subscribers) for rt in runtimes),
             cpu=cpu,
+            draining=self.live.draining,
         )
 
     async def start(self) -> None:
@@ -113,20 +117,29 @@ class NodeWatch:
             log.exception("ending the sessions of lost nodes failed; trying again next beat")
 
     async def sweep(self, mine: dict[int, LiveRuntime], running: dict[int, str]) -> None:
-        # Own sessions (started before the store was read) that another node ended in the
-        # store: let them go here too.
+        # Own sessions (started before the store was read) that another node ended or moved
+        # while this one was frozen: let them go here too.
         for sid, rt in mine.items():
-            if sid not in running and not rt.session.ended:
+            if rt.session.ended:
+                continue
+            if sid not in running:
                 await self.live.finish(rt, LOST)
+            elif running[sid] != self.name:
+                await self.live.let_go(rt)
         lost = orphaned(running, set(self.membership.nodes), self.name)
-        if not lost:
+        if not lost or self.live.draining:
             return
-        for session in await actions.running(self.hub, lost):
-            if await actions.end(self.hub, session, LOST):
+        for sid in lost:
+            # Whichever node's conditional UPDATE wins runs it; the others find it moved.
+            if await self.live.adopt(sid, running[sid], LOST):
                 self.sessions_taken_over += 1
-                log.warning(
-                    "ended session %s: its node %s is lost", session.id, running[session.id]
-                )
+
+    async def drain(self, timeout: float) -> int:
+        """SIGTERM: say so in the registry at once (no session is placed here any more), then
+        move this node's sessions to the others (``LiveService.move_all``)."""
+        self.live.draining = True
+        await self.beat()
+        return await self.live.move_all(timeout)
 
     async def close(self) -> None:
         if self._task is not None:

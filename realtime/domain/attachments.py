@@ -101,6 +101,14 @@ def sniff(head: bytes) -> FileType | None:
     return None
 
 
+def settled_by_head(ftype: FileType) -> bool:
+    """Whether :func:`sniff`'s answer is final: no container needs reading (images, PDF, MP4).
+
+    Such a file needs no worker process to be identified; the others (OOXML, WebM, Ogg) are
+    parsed in one (realtime/attachments/identify.py)."""
+    return ftype not in (DOCX, WEBM_AUDIO, OGG_OPUS)
+
+
 def settle_zip(names: list[str]) -> FileType | None:
     """Which Office document a ZIP is, from its member names (None: just a ZIP, refused)."""
     if "[Content_Types].xml" not in names:

@@ -21,7 +21,7 @@ class PushKind(StrEnum):
     """What a person can choose to be pushed (their settings hold a set of these)."""
 
     NOTICE = "notice"  # a new notice to them
-    REMINDER = "reminder"  # a teacher's reminder to confirm a notice
+    REMINDER = "reminder"  # a teacher's reminder to confirm a notice or hand in homework
     MESSAGE = "message"  # a new private message
     SESSION = "session"  # a lesson or parent meeting starting
     LINK = "link"  # a guardian asks to be linked (teachers)
@@ -132,6 +132,20 @@ def pushable(stream: StreamKey, type: str, data: dict[str, Any] | None) -> Pusha
                 "class_id": stream.id,
                 "guardian": _text(d.get("guardian_name")),
                 "student": _text(d.get("student_name")),
+            },
+        )
+    if type == "homework.reminder" and stream.kind == "user":
+        # A teacher's reminder to hand in homework: a reminder, like a notice's.
+        return Pushable(
+            PushKind.REMINDER,
+            Audience.USER,
+            stream.id,
+            None,
+            {
+                "kind": "homework_reminder",
+                "class_id": d.get("class_id"),
+                "homework_id": d.get("homework_id"),
+                "title": _text(d.get("title")),
             },
         )
     if type == "homework.due" and stream.kind == "user":

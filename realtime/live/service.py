@@ -68,6 +68,8 @@ Conn = tuple[str, str]
 Op = dict[str, Any]
 # Sessions whose node this node remembers (running elsewhere); forgotten beyond this many.
 LOCATED_MAX = 10_000
+# Draining: a moved session's old legs keep forwarding this long while members join anew.
+HANDOVER_S = 2.0
 
 
 def _room(session_id: int) -> str:
@@ -106,6 +108,9 @@ class LiveService:
         # Requests carried to other nodes, and answered for them.
         self.calls = NodeCalls(hub.bus, self.node, settings.node_request_timeout_s)
         self.calls.handlers["live"] = self._called
+        self.calls.handlers["adopt"] = self._adopt_called
+        # Shutting down (SIGTERM): no session is placed or moved here; its own move away.
+        self.draining = False
         gateway.bus_routes["call"] = self.calls.on_bus
         gateway.bus_routes["call.reply"] = self.calls.on_bus
         gateway.bus_routes["live.fx"] = self._remote_ops
@@ -336,7 +341,8 @@ class LiveService:
 
     async def node_of(self, session_id: int) -> str:
         """The node a running session runs on: this one, or as the store says (remembered)."""
-        if session_id in self.runtimes:
+        rt = self.runtimes.get(session_id)
+        if rt is not None and not rt.session.ended:
             return self.node
         node = self.located.get(session_id)
         if node is None:
@@ -352,9 +358,98 @@ class LiveService:
         """The node a new session should run on (realtime/cluster/placement.py)."""
         members = self.membership
         if members is None or not members.known or set(members.nodes) <= {self.node}:
+            if self.draining:
+                raise HomeroomError("unavailable", "the server is restarting; start it again")
             return self.node  # alone, or no reading of the registry yet
+        nodes = list(members.nodes.values())
+        if self.draining:  # its own announcement may not say so yet
+            nodes = [n for n in nodes if n.name != self.node]
         running = Counter((await actions.running_nodes(self.hub)).values())
-        return placement.place(list(members.nodes.values()), running, self.node)
+        return placement.place(nodes, running, self.node)
+
+    # --- moving sessions between nodes ------------------------------------------------------
+
+    async def adopt(self, session_id: int, from_node: str, reason: str) -> bool:
+        """Run here a session whose node is lost (``node_lost``) or draining (``drain``).
+
+        Rebuilt from the store: kind, title, host, classrooms, classrooms asked to link. Who was
+        in it, hands, stage and the lobby were the old node's memory: everyone joins again (the
+        ``session.moved`` event tells them) with their roles; hands and stage start empty. The
+        runtime is ready before the move is stored, so nobody told of it finds it missing.
+        Returns whether this node moved it (of several trying at once, exactly one does).
+        """
+        if self.draining or session_id in self.runtimes:
+            return False
+        found = await actions.running(self.hub, [session_id])
+        if not found:
+            return False
+        rt = self._run(found[0])
+        moved = False
+        try:
+            moved = await actions.move(self.hub, rt.session, from_node, self.node, reason)
+        finally:
+            if not moved:
+                await rt.close()
+                self.runtimes.pop(session_id, None)
+                self.connections.pop(session_id, None)
+        if not moved:
+            return False
+        self.located.pop(session_id, None)
+        log.warning("session %s moved here from %s (%s)", session_id, from_node, reason)
+        return True
+
+    async def _adopt_called(self, node: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A draining node hands one of its sessions to this one."""
+        moved = await self.adopt(int(body["session_id"]), node, "drain")
+        return {"moved": moved}
+
+    async def let_go(self, rt: LiveRuntime) -> None:
+        """A session that now runs on another node: its legs here close, nothing is stored
+        (its members were told it moved, and join it there)."""
+        rt.session.ended = True  # requests for it here now go to its new node
+        for key in [k for k in self.grace if k[0] == rt.session.id]:
+            self.grace.pop(key).cancel()
+        await rt.close()
+        self.runtimes.pop(rt.session.id, None)
+        self.connections.pop(rt.session.id, None)
+
+    async def move_all(self, timeout: float) -> int:
+        """Draining: hand every session of this node to the node placement chooses for it,
+        then close the old legs once members had a moment to join on the new node (a short
+        freeze for viewers). Bounded by ``timeout``; what could not move is left to end with
+        the node (or to be moved by the others when its announcement is gone)."""
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        handed: list[LiveRuntime] = []
+        for rt in list(self.runtimes.values()):
+            if rt.session.ended or loop.time() >= deadline:
+                continue
+            try:
+                target = await self.place()
+            except HomeroomError:
+                break  # no other node to take it
+            if target == self.node:
+                break
+            # From now on requests for it are not taken here: answered not_found (the client
+            # tries again) until the store names the new node, then carried there.
+            rt.session.ended = True
+            try:
+                left = max(0.5, deadline - loop.time())
+                body = {"session_id": rt.session.id}
+                reply = await self.calls.call(target, "adopt", body, timeout_s=left)
+            except HomeroomError as exc:
+                reply = {}
+                log.warning("session %s could not move to %s: %s", rt.session.id, target, exc)
+            if reply.get("moved"):
+                handed.append(rt)
+            else:
+                rt.session.ended = False  # it stays, and ends with this node
+        if handed:
+            await asyncio.sleep(max(0.0, min(HANDOVER_S, deadline - loop.time())))
+        for rt in handed:
+            await self.let_go(rt)
+        return len(handed)
 
     async def _rule(self, event: str, user_id: int, req: Any) -> dict[str, Any]:
         """A request the rules decide alone (hands, stage, lobby, moderation, self-mute)."""

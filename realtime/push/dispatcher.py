@@ -45,6 +45,7 @@ PUSHED_TYPES = frozenset(
         "session.started",
         "link.requested",
         "homework.due",
+        "homework.reminder",
     }
 )
 

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from playwright.async_api import async_playwright
@@ -279,6 +280,15 @@ async def test_a_session_whose_node_does_not_answer_is_unavailable(three: Nodes)
     finally:
         media.app[LIVE].calls.handlers["live"] = handler
         live.calls.timeout_s = before
+    # An operator sees it: the asking node counts the call that went unanswered.
+    async with aiohttp.ClientSession() as http, http.get(far.url + "/metrics") as r:
+        text = await r.text()
+    unanswered = next(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("homeroom_node_calls_unanswered_total ")
+    )
+    assert unanswered >= 1
     # Answering again, the same request works; a session that does not exist is not_found.
     assert (await student.request("session.join", {"session_id": sid}))["you"]["role"] == (
         "student"

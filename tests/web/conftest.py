@@ -57,10 +57,12 @@ class Browser:
         self.contexts: list[BrowserContext] = []
         self.errors: list[str] = []
 
-    async def page(self, viewport: dict[str, int] | None = None) -> Page:
+    async def page(self, viewport: dict[str, int] | None = None, touch: bool = False) -> Page:
         browser = self.persistent.browser
         assert browser is not None
-        context = await browser.new_context(viewport=viewport or PC, accept_downloads=True)
+        context = await browser.new_context(
+            viewport=viewport or PC, accept_downloads=True, has_touch=touch
+        )
         self.contexts.append(context)
         page = await context.new_page()
         page.on("pageerror", lambda exc: self.errors.append(f"{exc}"))
@@ -72,9 +74,12 @@ class Browser:
         await page.goto(self.url + "/")
         return page
 
-    async def signed_in(self, username: str, viewport: dict[str, int] | None = None) -> Page:
-        """A page of a new person, signed in (in Chinese, the default language)."""
-        page = await self.page(viewport)
+    async def signed_in(
+        self, username: str, viewport: dict[str, int] | None = None, touch: bool = False
+    ) -> Page:
+        """A page of a new person, signed in (in Chinese, the default language); ``touch``: a
+        phone's touch screen."""
+        page = await self.page(viewport, touch)
         await page.get_by_label("用户名").fill(username)
         await page.get_by_label("密码").fill(demo.DEMO_PASSWORD)
         await page.get_by_role("button", name="登录").click()

@@ -31,7 +31,8 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -143,9 +144,24 @@ async def start_from_class_home(page: Page, url: str, class_id: int, button: str
     return int(page.url.rsplit("/", 1)[1])
 
 
-async def join_from_banner(page: Page, url: str, class_id: int, button: str) -> None:
+async def join_from_banner(
+    page: Page, url: str, class_id: int, button: str, *, mic: bool = True, camera: bool = True
+) -> None:
+    """From the class's live banner, through the preview (devices on or off), into the session."""
     await page.goto(f"{url}/#/class/{class_id}")
     await page.locator(".live-banner").get_by_role("link", name=button).click()
+    await pass_preview(page, mic=mic, camera=camera)
+
+
+async def pass_preview(page: Page, *, mic: bool = True, camera: bool = True) -> None:
+    """The join preview: set the microphone and camera as asked, then go in."""
+    preview = page.get_by_test_id("join-preview")
+    for name, want in (("麦克风", mic), ("摄像头", camera)):
+        toggle = preview.get_by_role("button", name=re.compile(f"^{name}："))
+        if (await toggle.get_attribute("aria-pressed") == "true") != want:
+            await toggle.click()
+        await expect(toggle).to_have_attribute("aria-pressed", "true" if want else "false")
+    await preview.get_by_role("button", name="进入", exact=True).click()
 
 
 async def end_session(host: Page, label: str) -> None:
@@ -362,25 +378,33 @@ async def run(
         raise RuntimeError(f"{DIST_INDEX} is missing: build the app first (make web)")
     srv = await start_server(make_settings(tmp, ice_host_addresses="127.0.0.1"))
     try:
-        async with async_playwright() as pw:
-            persistent = await pw.chromium.launch_persistent_context(
-                str(tmp / "chromium-profile"),
-                executable_path=CHROMIUM,
-                headless=True,
-                args=CHROMIUM_FLAGS,
-            )
-            try:
-                t0 = time.monotonic()
-                await scenarios[name](srv, People(persistent, srv.url, result), result)
-                result["seconds"] = round(time.monotonic() - t0, 1)
-            finally:
-                browser = persistent.browser
-                for context in browser.contexts if browser else []:
-                    if context is not persistent:
-                        await context.close()
-                await persistent.close()
+        async with chromium(tmp) as persistent:
+            t0 = time.monotonic()
+            await scenarios[name](srv, People(persistent, srv.url, result), result)
+            result["seconds"] = round(time.monotonic() - t0, 1)
     finally:
         await stop_server(srv)
+
+
+@asynccontextmanager
+async def chromium(tmp: Path) -> AsyncIterator[BrowserContext]:
+    """One Chromium with fake media (its persistent context); every person's context is
+    closed with it."""
+    async with async_playwright() as pw:
+        persistent = await pw.chromium.launch_persistent_context(
+            str(tmp / "chromium-profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_FLAGS,
+        )
+        try:
+            yield persistent
+        finally:
+            browser = persistent.browser
+            for context in browser.contexts if browser else []:
+                if context is not persistent:
+                    await context.close()
+            await persistent.close()
 
 
 async def main(name: str, scenarios: dict[str, Scenario] = SCENARIOS) -> int:

@@ -1,14 +1,23 @@
 """Attachments in the web app: a student attaches a photo in class chat, a classmate sees its
-thumbnail (fetched through a signed link) and opens it in the photo viewer."""
+thumbnail (fetched through a signed link) and opens it in the photo viewer; photos dropped on
+the composer and swiped through on a phone; a photo pasted into a question and one attached to
+the teacher's answer."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
 import re
+import time
+from typing import Any
 
-from playwright.async_api import expect
+from playwright.async_api import Page, Route, expect
 
 from clients import files
-from tests.attachment_files import jpeg_with_gps, pdf_bytes
+from clients.homeroom import RequestError
+from tests.attachment_files import jpeg_with_gps, pdf_bytes, png_bytes
+from tests.chromium import PHONE
 from tests.conftest import Server
 from tests.web.conftest import Browser, launch, screenshot
 
@@ -16,6 +25,50 @@ LOADED = (
     "sel => { const i = document.querySelector(sel);"
     " return !!i && i.complete && i.naturalWidth > 0; }"
 )
+# What the browser does when files are dropped on an element or pasted into a field: the same
+# events, carrying a DataTransfer with real File objects (Playwright has no drag of OS files).
+_FILES_JS = """(files) => { const dt = new DataTransfer();
+  for (const f of files) {
+    const bytes = Uint8Array.from(atob(f.b64), (c) => c.charCodeAt(0));
+    dt.items.add(new File([bytes], f.name, { type: f.type }));
+  }
+  return dt; }"""
+DRAG_OVER = (
+    "([sel, files]) => { const dt = (" + _FILES_JS + ")(files);"
+    " document.querySelector(sel).dispatchEvent(new DragEvent('dragover',"
+    " { dataTransfer: dt, bubbles: true, cancelable: true })); }"
+)
+DROP = (
+    "([sel, files]) => { const dt = (" + _FILES_JS + ")(files);"
+    " document.querySelector(sel).dispatchEvent(new DragEvent('drop',"
+    " { dataTransfer: dt, bubbles: true, cancelable: true })); }"
+)
+PASTE = (
+    "([sel, files]) => { const dt = (" + _FILES_JS + ")(files);"
+    " document.querySelector(sel).dispatchEvent(new ClipboardEvent('paste',"
+    " { clipboardData: dt, bubbles: true, cancelable: true })); }"
+)
+# A finger on the photo viewer moving from x0 to x1 (touch events, as a phone sends them).
+SWIPE = """([x0, x1]) => { const el = document.querySelector('.photo-viewer');
+  const at = (x) => new Touch({ identifier: 7, target: el, clientX: x, clientY: 400 });
+  el.dispatchEvent(new TouchEvent('touchstart',
+    { touches: [at(x0)], changedTouches: [at(x0)], bubbles: true }));
+  el.dispatchEvent(new TouchEvent('touchend',
+    { touches: [], changedTouches: [at(x1)], bubbles: true })); }"""
+
+
+def _js_files(*items: tuple[str, str, bytes]) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "type": mime, "b64": base64.b64encode(data).decode()}
+        for name, mime, data in items
+    ]
+
+
+async def _viewer_shows(page: Page, name: str, count: str) -> None:
+    viewer = page.locator(".photo-viewer")
+    await expect(viewer.locator("img")).to_have_attribute("alt", name)
+    await expect(viewer.locator(".viewer-count")).to_have_text(count)
+    await page.wait_for_function(LOADED, arg=".photo-viewer img")
 
 
 async def test_photo_in_chat_reaches_a_classmate(server: Server, web: Browser) -> None:
@@ -100,3 +153,176 @@ async def _voice_and_notice(server: Server, web: Browser) -> None:
     href = await form.get_attribute("href")
     status, headers, _body = await files.download(server.url + str(href))
     assert status == 200 and headers["Content-Type"] == "application/pdf"
+
+
+async def test_photos_dropped_on_the_composer_are_swiped_through_on_a_phone(
+    server: Server, web: Browser
+) -> None:
+    cid = server.class_id
+    wang = await web.signed_in("wanghao")
+    await wang.goto(f"{server.url}/#/class/{cid}/chat/students")
+    liming = await web.signed_in("liming", PHONE, touch=True)
+    await liming.goto(f"{server.url}/#/class/{cid}/chat/students")
+    photos = _js_files(
+        *((f"春游{i}.jpg", "image/jpeg", jpeg_with_gps(480 + 40 * i, 360)) for i in (1, 2, 3))
+    )
+    box = "textarea[id^=composer-]"
+    # Dragged over the composer: it says where to let go; dropped: three uploads, then ready.
+    await wang.evaluate(DRAG_OVER, [box, photos])
+    await expect(wang.get_by_text("松开即可添加文件")).to_be_visible()
+    await wang.evaluate(DROP, [box, photos])
+    await expect(wang.get_by_text("松开即可添加文件")).to_have_count(0)
+    await expect(wang.locator(".pending-files li[data-upload=ready]")).to_have_count(3)
+    await wang.get_by_label("输入消息").fill("春游的照片")
+    await wang.keyboard.press("Enter")
+
+    log = liming.get_by_role("log")
+    msg = log.locator(".msg", has_text="春游的照片")
+    await expect(msg.locator(".photo-thumb img")).to_have_count(3)
+    await msg.locator(".photo-thumb").first.click()
+    await _viewer_shows(liming, "春游1.jpg", "1 / 3")
+    await liming.evaluate(SWIPE, [300, 100])  # a finger moving left: the next photo
+    await _viewer_shows(liming, "春游2.jpg", "2 / 3")
+    await liming.evaluate(SWIPE, [300, 100])
+    await _viewer_shows(liming, "春游3.jpg", "3 / 3")
+    await liming.evaluate(SWIPE, [100, 300])  # moving right: back one
+    await _viewer_shows(liming, "春游2.jpg", "2 / 3")
+    await liming.evaluate(SWIPE, [200, 180])  # a small slip of the finger is no swipe
+    await _viewer_shows(liming, "春游2.jpg", "2 / 3")
+    await screenshot(liming, "phone-photo-viewer")
+
+
+async def test_a_question_with_a_pasted_photo_gets_an_answer_with_a_photo(
+    server: Server, web: Browser
+) -> None:
+    cid = server.class_id
+    student = await web.signed_in("wanghao")
+    await student.goto(f"{server.url}/#/class/{cid}/qa")
+    teacher = await web.signed_in("li")
+    await teacher.goto(f"{server.url}/#/class/{cid}/qa")
+
+    # The student pastes a screenshot of the exercise into the question (Ctrl+V of an image).
+    await student.get_by_label("你的问题").fill("第三题怎么做？")
+    shot = _js_files(("image.png", "image/png", png_bytes()))
+    await student.evaluate(PASTE, ["textarea[name=question]", shot])
+    await expect(student.locator(".ask-form .pending-files li[data-upload=ready]")).to_have_count(1)
+    await expect(student.get_by_label("你的问题")).to_have_value("第三题怎么做？")  # no text pasted
+    await student.get_by_role("button", name="提问", exact=True).click()
+    await expect(student.locator(".ask-form .pending-files li")).to_have_count(0)
+
+    # The teacher sees the question with its picture, and answers with a photo of the solution.
+    card = teacher.locator(".question", has_text="第三题怎么做？")
+    await expect(card.locator(".question-main > .attachments .photo-thumb img")).to_have_count(1)
+    await card.get_by_role("button", name="回答", exact=True).click()
+    await card.get_by_label("你的回答").fill("看图：先画线段图")
+    await card.get_by_test_id("answer-files").set_input_files(
+        files=[{"name": "解法.jpg", "mimeType": "image/jpeg", "buffer": jpeg_with_gps(640, 480)}]
+    )
+    await expect(card.locator(".answer-form .pending-files li[data-upload=ready]")).to_have_count(1)
+    await card.get_by_role("button", name="发布回答").click()
+    await expect(card.locator(".answer-form")).to_have_count(0)
+
+    # The student sees the answer and its photo arrive, and still after reloading the page.
+    asked = ".question-main > .attachments .photo-thumb img"
+    for reloaded in (False, True):
+        if reloaded:
+            await student.reload()
+            await student.locator(".conn[data-state=connected]").wait_for()
+        await student.get_by_role("tab", name=re.compile("已回答")).click()
+        mine = student.locator(".question", has_text="第三题怎么做？")
+        await expect(mine.locator(".answer", has_text="先画线段图")).to_have_count(1)
+        await expect(mine.locator(".answer .photo-thumb img")).to_have_count(1)
+        await student.wait_for_function(LOADED, arg=".answer .photo-thumb img")
+        await expect(mine.locator(asked)).to_have_count(1)
+    await screenshot(student, "qa-answer-with-photo")
+
+
+async def test_homework_with_a_worksheet_handed_in_as_a_photo(server: Server, web: Browser) -> None:
+    cid = server.class_id
+    teacher = await web.signed_in("li")
+    await teacher.goto(f"{server.url}/#/class/{cid}/homework")
+    await teacher.get_by_label("作业标题").fill("练习册第 3 页")
+    due = time.strftime("%Y-%m-%dT%H:%M", time.localtime(time.time() + 2 * 86400))
+    await teacher.get_by_label("截止时间").fill(due)
+    await teacher.get_by_test_id("hw-assign-files").set_input_files(
+        files=[{"name": "第3页.pdf", "mimeType": "application/pdf", "buffer": pdf_bytes()}]
+    )
+    await expect(teacher.locator(".pending-files li[data-upload=ready]")).to_have_count(1)
+    await teacher.get_by_role("button", name="布置作业").click()
+    card = teacher.locator(".hw-card", has_text="练习册第 3 页")
+    await expect(card.locator(".file-att", has_text="第3页.pdf")).to_have_count(1)
+
+    # The student opens the worksheet and hands in a photo of the page, without a word.
+    student = await web.signed_in("wanghao", PHONE)
+    await student.goto(f"{server.url}/#/class/{cid}/homework")
+    mine = student.locator(".hw-card", has_text="练习册第 3 页")
+    sheet = mine.locator(".file-att", has_text="第3页.pdf")
+    await expect(sheet).to_have_attribute("href", re.compile(r"^/files/.+sig="))
+    status, headers, _body = await files.download(
+        server.url + str(await sheet.get_attribute("href"))
+    )
+    assert status == 200 and headers["Content-Type"] == "application/pdf"
+    submit = mine.get_by_role("button", name="提交作业")
+    await expect(submit).to_be_disabled()  # nothing to hand in yet
+    await mine.get_by_test_id("hw-submit-files").set_input_files(
+        files=[
+            {"name": "作业照片.jpg", "mimeType": "image/jpeg", "buffer": jpeg_with_gps(640, 480)}
+        ]
+    )
+    await expect(mine.locator(".pending-files li[data-upload=ready]")).to_have_count(1)
+    await submit.click()
+    await expect(mine.locator(".chip")).to_have_text("已提交")
+    await expect(mine.locator(".hw-submission .photo-thumb img")).to_have_count(1)
+
+    # The teacher sees the photo in the roll-up.
+    await card.get_by_role("link", name="查看与批改").click()
+    row = teacher.locator(".hw-student", has_text="王浩 Wang Hao")
+    await expect(row.locator(".photo-thumb img")).to_have_count(1)
+    await teacher.wait_for_function(LOADED, arg=".hw-student .photo-thumb img")
+
+
+async def test_an_upload_cancelled_from_its_progress_bar_is_gone(
+    server: Server, web: Browser
+) -> None:
+    cid = server.class_id
+    wang = await web.signed_in("wanghao")
+    await wang.goto(f"{server.url}/#/class/{cid}/chat/students")
+    # The first chunk is held on its way (a slow network), so the cancel lands mid-upload.
+    release = asyncio.Event()
+    patched: list[str] = []
+
+    async def slow(route: Route) -> None:
+        if route.request.method == "PATCH":
+            patched.append(route.request.url.rsplit("/", 1)[1])
+            await release.wait()
+        with contextlib.suppress(Exception):  # the browser may have aborted it meanwhile
+            await route.continue_()
+
+    await wang.route("**/api/v1/uploads/*", slow)
+    await wang.get_by_test_id("file-picker").set_input_files(
+        files=[
+            {
+                "name": "大文件.pdf",
+                "mimeType": "application/pdf",
+                "buffer": pdf_bytes(pad=3_000_000),
+            }
+        ]
+    )
+    item = wang.locator(".pending-files li[data-upload=uploading]")
+    await expect(item.locator("progress")).to_be_visible()
+    await item.get_by_role("button", name="取消上传").click()
+    await expect(wang.locator(".pending-files li")).to_have_count(0)
+    release.set()
+    # The server dropped the upload: even its owner no longer finds it.
+    me = await server.client("wanghao", connect=False)
+    assert patched
+    for _ in range(100):
+        try:
+            await files.offset(me, patched[0])
+        except RequestError as err:
+            assert err.code == "not_found"
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the cancelled upload is still there")
+    await expect(wang.get_by_label("输入消息")).to_be_enabled()

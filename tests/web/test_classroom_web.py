@@ -4,10 +4,12 @@ phone reading her child's weekly record and homework, refused another child's.""
 
 from __future__ import annotations
 
+import re
 import time
 
 from playwright.async_api import expect
 
+from tests.attachment_files import jpeg_with_gps, pdf_bytes
 from tests.chromium import PHONE
 from tests.conftest import Server
 from tests.web.conftest import Browser, screenshot
@@ -127,6 +129,14 @@ async def test_guardian_on_a_phone_sees_her_childs_week_and_homework_only(
 
     mom = await web.signed_in("wang_mom", PHONE)
     await mom.goto(f"{server.url}/#/class/{cid}/records")
+    # The weekly digest arrives in her stream: a toast says so, and her child's page shows it.
+    await expect(mom.get_by_test_id("record")).to_be_visible()
+    await expect(mom.get_by_test_id("digest")).to_have_count(0)
+    await li.request("record.digest", {"class_id": cid})
+    await expect(mom.locator(".toast", has_text="收到王浩 Wang Hao的每周学习报告")).to_be_visible()
+    digest = mom.get_by_test_id("digest")
+    await expect(digest).to_have_attribute("aria-label", re.compile("每周学习报告"))
+    await expect(digest.locator(".figure").first).to_contain_text("1/1")
     record = mom.get_by_test_id("record")
     await expect(record.get_by_test_id("rec-attended")).to_contain_text("1/1")
     await expect(record.get_by_test_id("rec-hands")).to_contain_text("1")
@@ -155,6 +165,10 @@ async def test_homework_assigned_submitted_and_reviewed(server: Server, web: Bro
     await teacher.get_by_label("要求").fill("写在练习本上，拍照或抄写答案")
     due = time.strftime("%Y-%m-%dT%H:%M", time.localtime(time.time() + 2 * 86400))
     await teacher.get_by_label("截止时间").fill(due)
+    await teacher.get_by_test_id("hw-assign-files").set_input_files(
+        files=[{"name": "口算题.pdf", "mimeType": "application/pdf", "buffer": pdf_bytes()}]
+    )
+    await expect(teacher.locator('.pending-files li[data-upload="ready"]')).to_have_count(1)
     await teacher.get_by_role("button", name="布置作业").click()
     card = teacher.locator(".hw-card", has_text="口算练习 20 题")
     await expect(card).to_contain_text("已完成 0/6")
@@ -163,19 +177,32 @@ async def test_homework_assigned_submitted_and_reviewed(server: Server, web: Bro
     await student.goto(f"{server.url}/#/class/{cid}/homework")
     mine = student.locator(".hw-card", has_text="口算练习 20 题")
     await expect(mine.locator(".chip")).to_have_text("未提交")
+    # The worksheet came with it, as a link the student may open.
+    await expect(mine.locator("a.file-att")).to_contain_text("口算题.pdf")
+    await expect(mine.locator("a.file-att")).to_have_attribute("href", re.compile("/files/"))
     await mine.get_by_label("我的作业").fill("1. 12  2. 35  3. 48")
+    # A photo of the exercise book, taken on the phone.
+    await mine.get_by_test_id("hw-submit-files").set_input_files(
+        files=[{"name": "练习本.jpg", "mimeType": "image/jpeg", "buffer": jpeg_with_gps(640, 480)}]
+    )
+    await expect(mine.locator('.pending-files li[data-upload="ready"]')).to_have_count(1)
     await mine.get_by_role("button", name="提交作业").click()
     await expect(mine.locator(".chip")).to_have_text("已提交")
+    await expect(mine.locator(".hw-submission img[data-attachment]")).to_have_count(1)
 
     # The teacher's count moves by itself; she opens the roll-up and reviews.
     await expect(card).to_contain_text("已完成 1/6")
     await card.get_by_role("link", name="查看与批改").click()
     row = teacher.locator(".hw-student", has_text="王浩 Wang Hao")
+    # The photo of his work, as a thumbnail the teacher can open.
+    await expect(row.locator("img[data-attachment]")).to_have_count(1)
     await row.get_by_label("评语").fill("全对，字迹工整")
     await row.get_by_label("分数").fill("100")
+    await row.get_by_label("等级").fill("优")
     await row.get_by_role("button", name="批改完成").click()
     await expect(row.locator(".chip")).to_have_text("已批改")
     await expect(teacher.get_by_test_id("hw-counts")).to_contain_text("已批改 1")
     await expect(mine.locator(".chip")).to_have_text("已批改")
     await expect(mine.get_by_test_id("hw-review")).to_contain_text("全对，字迹工整")
+    await expect(mine.get_by_test_id("hw-review")).to_contain_text("等级 优")
     await screenshot(student, "student-homework-phone", full_page=True)

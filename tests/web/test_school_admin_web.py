@@ -117,3 +117,18 @@ async def test_admin_sets_up_a_class_in_the_web_app(
     await admin.reload()
     links = admin.locator(".school-links")
     await expect(links).to_contain_text(re.compile("赵磊姑姑 申请关联 赵磊 Zhao Lei"))
+
+
+async def test_admin_opens_the_guardians_chat_history_to_new_guardians(
+    server: Server, web: Browser
+) -> None:
+    admin = await web.signed_in("admin", PC)
+    await admin.goto(f"{server.url}/#/school")
+    history = admin.get_by_label("新加入的家长可以看到加入前的家长群聊天")
+    await expect(history).not_to_be_checked()  # closed unless the school opens it
+    await history.check()
+    await expect(admin.locator(".toast")).to_contain_text("已保存")
+    await admin.reload()
+    await expect(admin.get_by_label("新加入的家长可以看到加入前的家长群聊天")).to_be_checked()
+    api = await server.client("admin", connect=False)
+    assert (await api.http("GET", "/api/v1/school"))["school"]["guardian_chat_history"] is True

@@ -35,7 +35,7 @@ async def register_and_ask(srv: Server, username: str, name: str, child: str) ->
         },
         auth=False,
     )
-    c.token = body["access_token"]
+    c.token, c.refresh_token, c.user = body["access_token"], body["refresh_token"], body["user"]
     await c.http(
         "POST",
         "/api/v1/join",

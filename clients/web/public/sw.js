@@ -83,6 +83,7 @@ const TEXT = {
     mention: (d) => ["有人@了你", `${d.from} 在群聊中提到了你`],
     session: (d) => [d.session_kind === "meeting" ? "家长会开始了" : "直播课开始了", d.title],
     link: (d) => ["新的绑定申请", `${d.guardian} 申请绑定 ${d.student}`],
+    homework_reminder: (d) => ["作业提醒", `老师提醒交作业：${d.title}`],
     homework: (d) => ["作业即将截止", d.student ? `${d.student}：${d.title}` : d.title],
     other: () => ["家校通", "有新消息"],
   },
@@ -93,6 +94,7 @@ const TEXT = {
     mention: (d) => ["You were mentioned", `${d.from} mentioned you in a class chat`],
     session: (d) => [d.session_kind === "meeting" ? "A parent meeting has started" : "A lesson has started", d.title],
     link: (d) => ["New link request", `${d.guardian} asks to be linked to ${d.student}`],
+    homework_reminder: (d) => ["Homework reminder", `Your teacher reminds you to hand in: ${d.title}`],
     homework: (d) => ["Homework due soon", d.student ? `${d.student}: ${d.title}` : d.title],
     other: () => ["Homeroom", "Something new"],
   },
@@ -112,7 +114,7 @@ function target(d) {
     const [, cid, part] = d.stream.split(":");
     return `/#/class/${cid}/chat/${part}`;
   }
-  if (d.kind === "homework") return `/#/class/${d.class_id}/homework`;
+  if (d.kind === "homework" || d.kind === "homework_reminder") return `/#/class/${d.class_id}/homework`;
   return "/#/";
 }
 

@@ -1,11 +1,15 @@
 // Polls and quizzes, homework and learning records (issue #14). Polls are kept per class, current
 // through the poll.* events of the notices streams and, for teachers, the coalesced poll.counts
 // pushes; homework and records are read when a page opens (request/response), and reloaded when
-// a homework.* event says something changed.
+// a homework.* event says something changed; a guardian's weekly digests (record.digest in their
+// own stream) are kept, the latest per child.
 import { signal } from "@preact/signals";
 import { newClientId } from "../api/ids";
 import type { StreamEvent } from "../api/types";
+import { t } from "../i18n";
 import { on, onReset, onStream, request } from "./session";
+import type { Source } from "./sync";
+import { toast } from "./toasts";
 
 export type PollKind = "single" | "multiple" | "true_false" | "text";
 
@@ -44,6 +48,23 @@ export const polls = signal<Record<number, Record<number, Poll>>>({});
 /** A number that moves whenever something about homework changed (pages reload on it). */
 export const homeworkTick = signal(0);
 
+/** The weekly digest a guardian received for one child (record.digest in their own stream). */
+export interface Digest {
+  class_id: number;
+  student_id: number;
+  name: string;
+  since: number;
+  until: number;
+  record: Record<string, unknown>;
+}
+
+/** "class:student" -> the latest digest of that child. */
+export const digests = signal<Record<string, Digest>>({});
+
+export function digestOf(classId: number, studentId: number): Digest | undefined {
+  return digests.value[`${classId}:${studentId}`];
+}
+
 /** Merge what is known of a poll into every class it is listed under, and under ``key``: a dual
  *  lesson's poll belongs to the master's class but is listed in each linked classroom's. */
 function put(p: Partial<Poll> & { id: number }, key?: number): void {
@@ -63,8 +84,13 @@ function findPoll(id: number): Poll | undefined {
   return undefined;
 }
 
-function apply(ev: StreamEvent): void {
-  if (ev.type.startsWith("poll.")) {
+function apply(ev: StreamEvent, source: Source): void {
+  if (ev.type === "record.digest") {
+    const d = ev.data as Digest;
+    const key = `${d.class_id}:${d.student_id}`;
+    if ((digests.value[key]?.until ?? 0) <= d.until) digests.value = { ...digests.value, [key]: d };
+    if (source === "live") toast(t("rec.digestToast", d.name), "info");
+  } else if (ev.type.startsWith("poll.")) {
     // Listed under the class whose stream told it (notices:{cid}:{audience}).
     const [kind, cid] = ev.stream.split(":");
     put(ev.data as Poll, kind === "notices" ? Number(cid) : (ev.data as Poll).class_id);
@@ -82,6 +108,7 @@ on<{ poll_id: number } & PollResults>("poll.counts", (d) => {
 });
 onReset(() => {
   polls.value = {};
+  digests.value = {};
 });
 
 /** Open polls of a session that wait for my answer (a classroom's, in classroom mode). */

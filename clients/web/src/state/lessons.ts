@@ -46,7 +46,8 @@ export async function loadRunning(classId: number, force = false): Promise<void>
 }
 
 onStream("class", (ev) => {
-  if (ev.type !== "session.started" && ev.type !== "session.host" && ev.type !== "session.ended") return;
+  const kinds = ["session.started", "session.host", "session.moved", "session.ended"];
+  if (!kinds.includes(ev.type)) return;
   const s = ev.data as SessionSummary;
   put(s, ev.type !== "session.ended" && !s.ended);
 });

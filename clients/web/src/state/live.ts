@@ -7,6 +7,7 @@
 // server has the leg. Pushes (session.state, session.lobby, stage.invited, media.muted, ...)
 // keep the signals below current; the session's Q&A streams (qa:{cid}:s{id}) are followed with
 // their history.
+import { mediaConstraints, mutesToApply } from "./devices";
 import { signal } from "@preact/signals";
 import { ApiError, asApiError } from "../api/errors";
 import { newClientId } from "../api/ids";
@@ -95,7 +96,11 @@ class Engine {
   negotiationQueued = false;
   closed = false;
 
-  constructor(readonly sessionId: number) {}
+  /** `again`: joining a session this page was in (it moved, or the connection came back). */
+  constructor(
+    readonly sessionId: number,
+    readonly again = false,
+  ) {}
 
   leg(name: LegName): Leg {
     const existing = name === "publish" ? this.pub : this.sub;
@@ -167,16 +172,33 @@ export async function joinSession(sessionId: number): Promise<void> {
   await enter(e);
 }
 
+// Joining again while the session moves between servers (or this connection's server restarts)
+// may be answered unavailable or not_found for a moment, or not at all (docs/protocol.md §9.3):
+// try again.
+const REJOIN_TRIES = 20;
+const REJOIN_WAIT_MS = 500;
+
 async function enter(e: Engine): Promise<void> {
   let ack: JoinAck;
-  try {
-    ack = await request<JoinAck>("session.join", { session_id: e.sessionId });
-  } catch (err) {
-    if (alive(e)) {
-      setLive({ phase: "failed", error: asApiError(err) });
-      stopEngine();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      ack = await request<JoinAck>("session.join", { session_id: e.sessionId });
+      break;
+    } catch (err) {
+      const error = asApiError(err);
+      // (timeout: the request went to a server that stopped before answering it.)
+      const retry = ["unavailable", "offline", "timeout", ...(e.again ? ["not_found"] : [])];
+      const moving = retry.includes(error.code);
+      if (alive(e) && moving && attempt < REJOIN_TRIES) {
+        await new Promise((resolve) => setTimeout(resolve, REJOIN_WAIT_MS));
+        if (alive(e)) continue;
+      }
+      if (alive(e)) {
+        setLive({ phase: "failed", error });
+        stopEngine();
+      }
+      return;
     }
-    return;
   }
   if (!alive(e)) return;
   e.iceServers = ack.ice_servers ?? [];
@@ -234,26 +256,42 @@ function finish(phase: Phase, reason: string | null = null): void {
   if (phase === "ended") forgetSession(s.sessionId);
 }
 
+/** Join the current session again with new peer connections: publish again, subscribe again. */
+function joinAgain(): void {
+  const s = live.peek();
+  if (!s || !engine || (s.phase !== "live" && s.phase !== "lobby")) return;
+  engine.close();
+  // The new publish leg starts with the camera and microphone; a shared screen is dropped.
+  local.value.screen?.getTracks().forEach((tr) => tr.stop());
+  local.value = { ...local.value, screen: null };
+  const e = new Engine(s.sessionId, true);
+  engine = e;
+  feeds.value = [];
+  void enter(e);
+}
+
 // After a reconnection the server has closed our peer connections: join again, publish again.
 let wasConnected = false;
 status.subscribe((st) => {
-  const s = live.peek();
   if (st === "connected") {
-    if (wasConnected === false && s && engine && (s.phase === "live" || s.phase === "lobby")) {
-      const sessionId = s.sessionId;
-      engine.close();
-      // The new publish leg starts with the camera and microphone; a shared screen is dropped.
-      local.value.screen?.getTracks().forEach((tr) => tr.stop());
-      local.value = { ...local.value, screen: null };
-      const e = new Engine(sessionId);
-      engine = e;
-      feeds.value = [];
-      void enter(e);
-    }
+    if (wasConnected === false) joinAgain();
     wasConnected = true;
   } else if (st === "reconnecting") {
     wasConnected = false;
   }
+});
+
+// The session moved to another server (its server was lost or is restarting): the
+// session.moved event in a class stream says so, live or on catching up. Join it there; a dual
+// lesson announces it in every classroom's stream, so once per new server.
+let movedTo = "";
+onStream("class", (ev) => {
+  if (ev.type !== "session.moved") return;
+  const d = ev.data as SessionSummary & { node: string };
+  if (!current(d.id) || movedTo === `${d.id}@${d.node}`) return;
+  movedTo = `${d.id}@${d.node}`;
+  toast(t("live.moved"), "info");
+  joinAgain();
 });
 
 // --- publishing ------------------------------------------------------------------------------
@@ -267,10 +305,7 @@ async function openCamera(): Promise<MediaStream | null> {
   }
   let stream: MediaStream | null = null;
   try {
-    stream = await navigator.mediaDevices.getUserMedia({
-      video: { width: { ideal: 640 }, height: { ideal: 480 } },
-      audio: true,
-    });
+    stream = await navigator.mediaDevices.getUserMedia(mediaConstraints(live.value?.sessionId ?? 0));
   } catch {
     try {
       stream = await navigator.mediaDevices.getUserMedia({ audio: true });
@@ -285,6 +320,9 @@ async function openCamera(): Promise<MediaStream | null> {
 
 /** Send the camera and microphone (opening them first). */
 async function publishCamera(e: Engine): Promise<void> {
+  // What the join preview turned off is off at the server before the first frame is sent.
+  const off = mutesToApply(e.sessionId);
+  if (off) await act("media.mute_self", off);
   const stream = await openCamera();
   if (!stream || !alive(e)) return;
   applyMutes();
@@ -590,6 +628,7 @@ export const muteAll = () => act("moderate.mute_all");
 export const lockMeeting = (locked: boolean) => act("moderate.lock", { locked });
 export const removePerson = (userId: number) => act("moderate.remove", { user_id: userId });
 export const hostMute = (userId: number, audio: boolean) => act("moderate.mute", { user_id: userId, audio });
+export const transferHost = (userId: number) => act("host.transfer", { user_id: userId });
 
 export async function acceptStage(): Promise<void> {
   const e = engine;

@@ -71,12 +71,13 @@ export async function loadQuestions(classId: number, force = false): Promise<voi
 
 type QAck = { question: Question };
 
-export async function ask(classId: number, body: string, anonymous: boolean): Promise<void> {
+export async function ask(classId: number, body: string, anonymous: boolean, attachments: string[] = []): Promise<void> {
   const ack = await request<QAck>("question.ask", {
     class_id: classId,
     client_id: newClientId(),
     body,
     anonymous,
+    attachments,
   });
   update(classId, (b) => merge(b, { ...ack.question, mine: true }));
 }
@@ -97,7 +98,8 @@ async function moderate(q: Question, event: string, payload: Record<string, unkn
   update(q.class_id, (b) => merge(b, ack.question));
 }
 
-export const answer = (q: Question, text: string) => moderate(q, "question.answer", { answer: text });
+export const answer = (q: Question, text: string, attachments: string[] = []) =>
+  moderate(q, "question.answer", attachments.length ? { answer: text, attachments } : { answer: text });
 export const answeredLive = (q: Question) => moderate(q, "question.answer", { live: true });
 export const dismiss = (q: Question) => moderate(q, "question.dismiss", {});
 export const reopen = (q: Question) => moderate(q, "question.reopen", {});

@@ -5,7 +5,7 @@ import { t } from "../i18n";
 import { sendTyping } from "../state/chat";
 import { toast } from "../state/toasts";
 import { Icon } from "./icons";
-import { PendingFiles, useUploads } from "./PendingFiles";
+import { AttachButtons, dropFiles, PendingFiles, pasteFiles, useUploads } from "./PendingFiles";
 import type { Person } from "./chatParts";
 
 const MAX_CHARS = 2000;
@@ -49,8 +49,6 @@ export function Composer(props: {
   const uploads = useUploads();
   const [dragging, setDragging] = useState(false);
   const [recording, setRecording] = useState(false);
-  const picker = useRef<HTMLInputElement>(null);
-  const camera = useRef<HTMLInputElement>(null);
   const recorder = useRef<MediaRecorder | null>(null);
 
   const canSend = !uploads.uploading && (draft.trim().length > 0 || uploads.ready.length > 0) && draft.length <= MAX_CHARS;
@@ -103,48 +101,11 @@ export function Composer(props: {
     <form
       class={`composer${dragging ? " dragging" : ""}`}
       onSubmit={submit}
-      onDragOver={(e) => {
-        e.preventDefault();
-        setDragging(true);
-      }}
-      onDragLeave={() => setDragging(false)}
-      onDrop={(e) => {
-        e.preventDefault();
-        setDragging(false);
-        if (e.dataTransfer?.files) uploads.add(Array.from(e.dataTransfer.files));
-      }}
+      {...dropFiles(uploads, setDragging)}
     >
       <PendingFiles uploads={uploads} />
       {dragging ? <p class="drop-hint">{t("files.dropHere")}</p> : null}
-      <input
-        ref={picker}
-        type="file"
-        multiple
-        hidden
-        data-testid="file-picker"
-        accept="image/*,audio/*,video/*,.pdf,.docx,.xlsx,.pptx"
-        onChange={(e) => {
-          uploads.add(Array.from(e.currentTarget.files ?? []));
-          e.currentTarget.value = "";
-        }}
-      />
-      <input
-        ref={camera}
-        type="file"
-        hidden
-        accept="image/*"
-        capture="environment"
-        onChange={(e) => {
-          uploads.add(Array.from(e.currentTarget.files ?? []));
-          e.currentTarget.value = "";
-        }}
-      />
-      <button type="button" class="btn icon" onClick={() => picker.current?.click()} aria-label={t("files.attach")}>
-        <Icon name="clip" size={18} />
-      </button>
-      <button type="button" class="btn icon camera" onClick={() => camera.current?.click()} aria-label={t("files.camera")}>
-        <Icon name="camera" size={18} />
-      </button>
+      <AttachButtons uploads={uploads} />
       <label class="sr-only" htmlFor={`composer-${stream}`}>
         {t("chat.inputLabel")}
       </label>
@@ -178,13 +139,7 @@ export function Composer(props: {
           lookForMention(e.currentTarget);
           if (e.currentTarget.value) sendTyping(stream);
         }}
-        onPaste={(e) => {
-          const files = Array.from(e.clipboardData?.files ?? []);
-          if (files.length) {
-            e.preventDefault();
-            uploads.add(files);
-          }
-        }}
+        onPaste={pasteFiles(uploads)}
         onKeyDown={(e) => {
           if (suggestions.length && !e.isComposing) {
             if (e.key === "ArrowDown" || e.key === "ArrowUp") {

@@ -8,6 +8,7 @@ import { answer, answeredLive, ask, dismiss, loadQuestions, qaOf, reopen, sorted
 import { ready } from "../state/session";
 import { toast } from "../state/toasts";
 import { Empty, ErrorBox, Loading, PageHeader } from "./common";
+import { AttachButtons, dropFiles, PendingFiles, pasteFiles, useUploads } from "./PendingFiles";
 import { AnswerText, askerLabel, Votes } from "./questionParts";
 import { describeError } from "../i18n/errors";
 
@@ -73,17 +74,20 @@ function AskForm(props: { classId: number }) {
   const [anonymous, setAnonymous] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiError | null>(null);
+  const uploads = useUploads();
+  const canAsk = !busy && !uploads.uploading && (!!body.trim() || uploads.ready.length > 0);
 
   async function submit(e: Event) {
     e.preventDefault();
-    if (!body.trim()) return;
+    if (!canAsk) return;
     setBusy(true);
     setError(null);
     try {
-      await ask(props.classId, body.trim(), anonymous);
+      await ask(props.classId, body.trim(), anonymous, uploads.ready);
       setBody("");
       // Anonymity is chosen per question: the next one is asked by name unless ticked again.
       setAnonymous(false);
+      uploads.clear();
       toast(t("qa.asked"), "success");
     } catch (err) {
       setError(asApiError(err));
@@ -93,17 +97,26 @@ function AskForm(props: { classId: number }) {
   }
 
   return (
-    <form class="card ask-form" onSubmit={submit} aria-label={t("qa.askTitle")}>
+    <form class="card ask-form" onSubmit={submit} aria-label={t("qa.askTitle")} {...dropFiles(uploads)}>
       <label class="field">
         <span class="field-label">{t("qa.yourQuestion")}</span>
-        <textarea name="question" rows={3} maxLength={1000} value={body} onInput={(e) => setBody(e.currentTarget.value)} />
+        <textarea
+          name="question"
+          rows={3}
+          maxLength={1000}
+          value={body}
+          onInput={(e) => setBody(e.currentTarget.value)}
+          onPaste={pasteFiles(uploads)}
+        />
       </label>
+      <PendingFiles uploads={uploads} />
       <div class="ask-row">
+        <AttachButtons uploads={uploads} testId="question-files" />
         <label class="check">
           <input type="checkbox" name="anonymous" checked={anonymous} onChange={(e) => setAnonymous(e.currentTarget.checked)} />
           <span>{t("qa.anonymous")}</span>
         </label>
-        <button type="submit" class="btn primary" disabled={busy || !body.trim()}>
+        <button type="submit" class="btn primary" disabled={!canAsk}>
           {t("qa.ask")}
         </button>
       </div>
@@ -118,6 +131,10 @@ function QuestionCard(props: { q: Question; staff: boolean; student: boolean }) 
   const [answering, setAnswering] = useState(false);
   const [text, setText] = useState(q.answer ?? "");
   const [busy, setBusy] = useState(false);
+  const uploads = useUploads();
+  // An answer's files are given once (the server refuses more for an answer that has them).
+  const canAttach = !q.answer_attachments?.length;
+  const canAnswer = !busy && !uploads.uploading && (!!text.trim() || uploads.ready.length > 0);
 
   async function run(f: () => Promise<void>) {
     setBusy(true);
@@ -150,20 +167,34 @@ function QuestionCard(props: { q: Question; staff: boolean; student: boolean }) 
         {staff && answering ? (
           <form
             class="answer-form"
+            {...(canAttach ? dropFiles(uploads) : {})}
             onSubmit={(e) => {
               e.preventDefault();
-              if (text.trim()) void run(() => answer(q, text.trim())).then(() => setAnswering(false));
+              if (!canAnswer) return;
+              void run(async () => {
+                await answer(q, text.trim(), canAttach ? uploads.ready : []);
+                uploads.clear();
+                setAnswering(false);
+              });
             }}
           >
             <label class="field">
               <span class="field-label">{t("qa.answerLabel")}</span>
-              <textarea rows={3} maxLength={2000} value={text} onInput={(e) => setText(e.currentTarget.value)} />
+              <textarea
+                rows={3}
+                maxLength={2000}
+                value={text}
+                onInput={(e) => setText(e.currentTarget.value)}
+                onPaste={canAttach ? pasteFiles(uploads) : undefined}
+              />
             </label>
+            {canAttach ? <PendingFiles uploads={uploads} /> : null}
             <div class="form-actions">
+              {canAttach ? <AttachButtons uploads={uploads} testId="answer-files" /> : null}
               <button type="button" class="btn ghost" onClick={() => setAnswering(false)}>
                 {t("common.cancel")}
               </button>
-              <button type="submit" class="btn primary" disabled={busy || !text.trim()}>
+              <button type="submit" class="btn primary" disabled={!canAnswer}>
                 {t("qa.sendAnswer")}
               </button>
             </div>

@@ -1,5 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { asApiError, type ApiError } from "../../api/errors";
+import type { Attachment } from "../../api/types";
 import { newClientId } from "../../api/ids";
 import { download } from "../../api/rest";
 import { t } from "../../i18n";
@@ -8,11 +9,14 @@ import { classInfo, rolesIn } from "../../state/me";
 import { ready, request } from "../../state/session";
 import { toast } from "../../state/toasts";
 import { Empty, ErrorBox, Loading, PageHeader } from "../common";
+import { AttachmentList } from "../Attachments";
 import { useSubmit } from "../forms";
+import { AttachButtons, dropFiles, PendingFiles, pasteFiles, useUploads } from "../PendingFiles";
 
 export interface Submission {
   state: string;
   body?: string;
+  attachments?: Attachment[];
   submitted_at?: number;
   times?: number;
   late?: boolean;
@@ -26,6 +30,7 @@ export interface HomeworkItem {
   title: string;
   instructions: string;
   due_at: number;
+  attachments?: Attachment[];
   submission?: Submission;
   counts?: Record<string, number>;
 }
@@ -74,6 +79,7 @@ export function HomeworkPage(props: { classId: number; homeworkId: number | null
           </div>
           <p class="muted">{t("hw.due", fmtTime(h.due_at))}</p>
           {h.instructions ? <p class="hw-instructions">{h.instructions}</p> : null}
+          <AttachmentList items={h.attachments} />
           {h.counts ? (
             <p class="hw-counts">
               {t("hw.doneCount", h.counts.done, h.counts.students)} · {t("hw.state.missing")} {h.counts.missing} ·{" "}
@@ -117,6 +123,7 @@ function SubmissionView(props: { s: Submission }) {
         {t("hw.submittedAt", fmtTime(s.submitted_at))}
         {s.late ? ` · ${t("hw.state.late")}` : ""}
       </p>
+      <AttachmentList items={s.attachments} />
       {s.comment || s.score != null || s.grade ? (
         <p class="hw-review" data-testid="hw-review">
           {t("hw.teacherSays")} {s.comment}
@@ -130,21 +137,42 @@ function SubmissionView(props: { s: Submission }) {
 
 function Submit(props: { item: HomeworkItem }) {
   const [body, setBody] = useState(props.item.submission?.body ?? "");
+  // A resubmission says which files it has now: the ones kept, and new uploads.
+  const [kept, setKept] = useState<Attachment[]>(props.item.submission?.attachments ?? []);
+  const uploads = useUploads();
+  const files = [...kept.map((a) => a.id), ...uploads.ready];
   const { busy, error, onSubmit } = useSubmit(async () => {
-    await request("homework.submit", { homework_id: props.item.id, body });
+    await request("homework.submit", { homework_id: props.item.id, body, attachments: files });
+    uploads.clear();
     homeworkTick.value += 1;
     toast(t("hw.submitted"), "success");
   });
   return (
-    <form onSubmit={onSubmit} class="hw-submit">
+    <form onSubmit={onSubmit} class="hw-submit" {...dropFiles(uploads)}>
       <label class="field">
         <span class="field-label">{t("hw.yourWork")}</span>
-        <textarea rows={4} value={body} onInput={(e) => setBody(e.currentTarget.value)} />
+        <textarea rows={4} value={body} onInput={(e) => setBody(e.currentTarget.value)} onPaste={pasteFiles(uploads)} />
       </label>
+      {kept.length ? (
+        <ul class="pending-files" aria-label={t("hw.keptFiles")}>
+          {kept.map((a) => (
+            <li key={a.id} data-upload="kept">
+              <span class="pending-name">{a.name}</span>
+              <button type="button" class="link-button" onClick={() => setKept(kept.filter((k) => k.id !== a.id))} aria-label={t("hw.dropFile", a.name)}>
+                ×
+              </button>
+            </li>
+          ))}
+        </ul>
+      ) : null}
+      <PendingFiles uploads={uploads} />
       {error ? <ErrorBox error={error} /> : null}
-      <button class="btn primary" type="submit" disabled={busy || !body.trim()}>
-        {props.item.submission?.submitted_at ? t("hw.resubmit") : t("hw.submit")}
-      </button>
+      <div class="form-actions hw-actions">
+        <AttachButtons uploads={uploads} testId="hw-submit-files" />
+        <button class="btn primary" type="submit" disabled={busy || uploads.uploading || (!body.trim() && !files.length)}>
+          {props.item.submission?.submitted_at ? t("hw.resubmit") : t("hw.submit")}
+        </button>
+      </div>
     </form>
   );
 }
@@ -153,6 +181,7 @@ function Assign(props: { classId: number }) {
   const [title, setTitle] = useState("");
   const [instructions, setInstructions] = useState("");
   const [due, setDue] = useState("");
+  const uploads = useUploads();
   const { busy, error, onSubmit } = useSubmit(async () => {
     const dueAt = new Date(due).getTime() / 1000;
     await request("homework.assign", {
@@ -161,14 +190,16 @@ function Assign(props: { classId: number }) {
       title,
       instructions,
       due_at: dueAt,
+      attachments: uploads.ready,
     });
     setTitle("");
     setInstructions("");
+    uploads.clear();
     homeworkTick.value += 1;
     toast(t("hw.assigned"), "success");
   });
   return (
-    <form class="card stack-form" onSubmit={onSubmit} aria-labelledby="hw-assign-title">
+    <form class="card stack-form" onSubmit={onSubmit} aria-labelledby="hw-assign-title" {...dropFiles(uploads)}>
       <h2 id="hw-assign-title" class="card-title">
         {t("hw.assign")}
       </h2>
@@ -178,14 +209,18 @@ function Assign(props: { classId: number }) {
       </label>
       <label class="field">
         <span class="field-label">{t("hw.instructions")}</span>
-        <textarea rows={3} value={instructions} onInput={(e) => setInstructions(e.currentTarget.value)} />
+        <textarea rows={3} value={instructions} onInput={(e) => setInstructions(e.currentTarget.value)} onPaste={pasteFiles(uploads)} />
       </label>
+      <PendingFiles uploads={uploads} />
+      <div class="form-actions hw-actions">
+        <AttachButtons uploads={uploads} testId="hw-assign-files" />
+      </div>
       <label class="field">
         <span class="field-label">{t("hw.dueLabel")}</span>
         <input type="datetime-local" required value={due} onInput={(e) => setDue(e.currentTarget.value)} />
       </label>
       {error ? <ErrorBox error={error} /> : null}
-      <button class="btn primary" type="submit" disabled={busy || !title.trim() || !due}>
+      <button class="btn primary" type="submit" disabled={busy || uploads.uploading || !title.trim() || !due}>
         {t("hw.assign")}
       </button>
     </form>
@@ -242,8 +277,9 @@ function Rollup(props: { classId: number; homeworkId: number }) {
               <StateChip state={s.state} />
             </div>
             {s.body ? <p class="hw-body">{s.body}</p> : null}
+            <AttachmentList items={s.attachments} />
             {s.submitted_at && s.state !== "reviewed" ? (
-              <Review onReview={(comment, score, redo) =>
+              <Review onReview={(comment, score, grade, redo) =>
                 void act(
                   () =>
                     request("homework.review", {
@@ -252,6 +288,7 @@ function Rollup(props: { classId: number; homeworkId: number }) {
                       comment,
                       redo,
                       ...(score ? { score: Number(score) } : {}),
+                      ...(grade.trim() ? { grade: grade.trim() } : {}),
                     }),
                   redo ? t("hw.returned") : t("hw.reviewedToast"),
                 )
@@ -265,17 +302,19 @@ function Rollup(props: { classId: number; homeworkId: number }) {
   );
 }
 
-function Review(props: { onReview: (comment: string, score: string, redo: boolean) => void }) {
+function Review(props: { onReview: (comment: string, score: string, grade: string, redo: boolean) => void }) {
   const [comment, setComment] = useState("");
   const [score, setScore] = useState("");
+  const [grade, setGrade] = useState("");
   return (
     <div class="hw-review-form">
       <input aria-label={t("hw.comment")} placeholder={t("hw.comment")} value={comment} onInput={(e) => setComment(e.currentTarget.value)} />
       <input aria-label={t("hw.score")} type="number" min={0} max={1000} placeholder={t("hw.score")} value={score} onInput={(e) => setScore(e.currentTarget.value)} />
-      <button type="button" class="btn small primary" onClick={() => props.onReview(comment, score, false)}>
+      <input aria-label={t("hw.grade")} maxLength={20} placeholder={t("hw.gradeHint")} value={grade} onInput={(e) => setGrade(e.currentTarget.value)} />
+      <button type="button" class="btn small primary" onClick={() => props.onReview(comment, score, grade, false)}>
         {t("hw.markReviewed")}
       </button>
-      <button type="button" class="btn small" onClick={() => props.onReview(comment, score, true)}>
+      <button type="button" class="btn small" onClick={() => props.onReview(comment, score, grade, true)}>
         {t("hw.returnRedo")}
       </button>
     </div>

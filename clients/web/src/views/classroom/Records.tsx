@@ -1,7 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { asApiError, type ApiError } from "../../api/errors";
 import { t } from "../../i18n";
-import { homeworkTick } from "../../state/classroom";
+import { digestOf, homeworkTick } from "../../state/classroom";
 import { classInfo, me, rolesIn } from "../../state/me";
 import { ready, request } from "../../state/session";
 import { Empty, ErrorBox, Loading, PageHeader } from "../common";
@@ -101,6 +101,7 @@ function StudentRecordPage(props: {
       {error ? <ErrorBox error={error} /> : null}
       {!data && !error ? <Loading /> : null}
       {data ? <RecordCard r={data.record} /> : null}
+      {student !== null ? <DigestCard classId={classId} studentId={student} /> : null}
       {data && homework ? (
         <section class="card" aria-labelledby="rec-hw">
           <h2 id="rec-hw" class="card-title">
@@ -132,18 +133,34 @@ function Figure(props: { label: string; value: string | number; testid?: string 
   );
 }
 
-export function RecordCard(props: { r: RecordFigures }) {
-  const r = props.r;
+/** The latest weekly digest received for this child (guardians; nothing for others). */
+function DigestCard(props: { classId: number; studentId: number }) {
+  const d = digestOf(props.classId, props.studentId);
+  if (!d) return null;
+  const day = (s: number) => new Date(s * 1000).toLocaleDateString();
   return (
-    <section class="card record-card" aria-label={t("rec.title")} data-testid="record">
+    <section class="digest" aria-labelledby="digest-title">
+      <h2 id="digest-title" class="section-title small">
+        {t("rec.digestTitle", day(d.since), day(d.until - 1))}
+      </h2>
+      <RecordCard r={d.record as unknown as RecordFigures} label={t("rec.digestTitle", day(d.since), day(d.until - 1))} testId="digest" />
+    </section>
+  );
+}
+
+export function RecordCard(props: { r: RecordFigures; label?: string; testId?: string }) {
+  const r = props.r;
+  const mark = (id: string) => (props.testId ? undefined : id); // the test ids of the live record only
+  return (
+    <section class="card record-card" aria-label={props.label ?? t("rec.title")} data-testid={props.testId ?? "record"}>
       <div class="figures">
-        <Figure label={t("rec.attended")} value={`${r.attended}/${r.lessons}`} testid="rec-attended" />
+        <Figure label={t("rec.attended")} value={`${r.attended}/${r.lessons}`} testid={mark("rec-attended")} />
         <Figure label={t("rec.missed")} value={r.missed} />
         <Figure label={t("rec.minutes")} value={Math.round(r.minutes_present)} />
-        <Figure label={t("rec.hands")} value={r.hands} testid="rec-hands" />
+        <Figure label={t("rec.hands")} value={r.hands} testid={mark("rec-hands")} />
         <Figure label={t("rec.questions")} value={r.questions} />
         <Figure label={t("rec.polls")} value={`${r.polls_answered}/${r.polls}`} />
-        <Figure label={t("rec.quiz")} value={`${r.quiz_correct}/${r.quiz_questions}`} testid="rec-quiz" />
+        <Figure label={t("rec.quiz")} value={`${r.quiz_correct}/${r.quiz_questions}`} testid={mark("rec-quiz")} />
         <Figure
           label={t("rec.homeworkDone")}
           value={`${r.homework.submitted + r.homework.late + r.homework.reviewed}/${Object.values(r.homework).reduce((a, b) => a + b, 0)}`}

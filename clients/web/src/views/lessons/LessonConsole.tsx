@@ -30,6 +30,9 @@ import { ChatPanel } from "../ChatPanel";
 import { ErrorBox, Loading } from "../common";
 import { Icon } from "../icons";
 import { AudioOut, Tile } from "./media";
+import { JoinPreview } from "./JoinPreview";
+import { needsPreview } from "../../state/devices";
+import { rolesIn } from "../../state/me";
 import { HandsPanel, LobbyPanel, PeoplePanel, QAPanel } from "./panels";
 import { SessionPolls, useWaitingPolls } from "./SessionPolls";
 import { classroomName, handOf, personName } from "./util";
@@ -38,10 +41,18 @@ import { classroomName, handOf, personName } from "./util";
  *  leaves on close. What it shows depends on the session's kind and my role in it. */
 export function LessonConsole(props: { classId: number; sessionId: number }) {
   const { classId, sessionId } = props;
+  // A preview of camera and microphone first (views/lessons/JoinPreview.tsx).
+  const [previewed, setPreviewed] = useState(() => !needsPreview(sessionId));
+  const go = previewed || !needsPreview(sessionId);
   useEffect(() => {
+    if (!go) return;
     void joinSession(sessionId);
     return () => leaveSession();
-  }, [sessionId]);
+  }, [sessionId, go]);
+  if (!go) {
+    const r = rolesIn(classId);
+    return <JoinPreview sessionId={sessionId} startOff={r.guardian && !r.staff && !r.student} onJoin={() => setPreviewed(true)} />;
+  }
   const s = live.value;
   if (!s || s.sessionId !== sessionId || s.phase === "joining") {
     return (

@@ -1,3 +1,4 @@
+import { startedHere } from "../../state/devices";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { asApiError, type ApiError } from "../../api/errors";
 import type { SchoolClass, SessionKind, SessionSummary } from "../../api/types";
@@ -78,6 +79,7 @@ function StartDialog(props: { classId: number; kind: SessionKind; onClose: () =>
       const s = await startSession(classId, kind, title.trim(), linked);
       ref.current?.close();
       props.onClose();
+      startedHere(s.id);
       navigate(classPath(classId, "lessons", s.id));
     } catch (err) {
       setError(asApiError(err));

@@ -2,6 +2,7 @@ import type { ComponentChildren } from "preact";
 import { useEffect, useRef } from "preact/hooks";
 import { t } from "../../i18n";
 import { feeds, soundBlocked } from "../../state/live";
+import { pinned, ViewTools } from "./viewTools";
 import { Avatar } from "../common";
 import { Icon } from "../icons";
 
@@ -42,10 +43,19 @@ export interface TileProps {
   children?: ComponentChildren;
 }
 
-/** One person's (or one classroom's) picture with a caption and optional controls. */
+/** One person's (or one classroom's) picture with a caption and optional controls; any picture
+ *  can be pinned (shown large over the stage) or watched full screen. */
 export function Tile(props: TileProps) {
+  const ref = useRef<HTMLElement>(null);
+  const key = props.testId ?? props.label;
+  const isPinned = pinned.value === key;
   return (
-    <figure class={`tile-video${props.big ? " big" : ""}${props.mine ? " mine" : ""}`} data-testid={props.testId}>
+    <figure
+      ref={ref}
+      class={`tile-video${props.big ? " big" : ""}${props.mine ? " mine" : ""}${isPinned ? " pinned" : ""}`}
+      data-testid={props.testId}
+    >
+      {props.video && props.stream ? <ViewTools target={ref} pinKey={key} name={props.label} /> : null}
       {props.video && props.stream ? (
         <Video stream={props.stream} label={props.label} mirror={props.mine && !props.big} />
       ) : (

@@ -1,3 +1,4 @@
+import { HandOver } from "./HandOver";
 import { useEffect, useState } from "preact/hooks";
 import { asApiError } from "../../api/errors";
 import { rest } from "../../api/rest";
@@ -269,6 +270,7 @@ export function PeoplePanel(props: { view: SessionView; you: LiveParticipant }) 
                 </span>
               </span>
               <span class="person-actions">
+                <HandOver view={view} you={you} p={p} />
                 {host && !meeting && p.role === "student" && !p.on_stage ? (
                   <button type="button" class="btn small" disabled={p.invited} onClick={() => void inviteOnStage(p.user_id)} aria-label={t("live.inviteAria", p.name)}>
                     {p.invited ? t("live.invitedShort") : t("live.invite")}

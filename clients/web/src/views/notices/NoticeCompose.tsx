@@ -7,7 +7,7 @@ import { classPath, navigate } from "../../router";
 import { publish } from "../../state/notices";
 import { ErrorBox, PageHeader } from "../common";
 import { Icon } from "../icons";
-import { PendingFiles, useUploads } from "../PendingFiles";
+import { FileField, useUploads } from "../PendingFiles";
 
 const KINDS: NoticeKind[] = ["info", "read_required", "confirm_required", "reply_required"];
 const AUDIENCES: Audience[] = ["guardians", "students", "both"];
@@ -126,21 +126,7 @@ export function NoticeCompose(props: { classId: number }) {
           <input name="deadline" type="datetime-local" value={deadline} onInput={(e) => setDeadline(e.currentTarget.value)} />
           <span class="field-hint">{t("compose.deadlineHint")}</span>
         </label>
-        <div class="field">
-          <span class="field-label">{t("files.attach")}</span>
-          <PendingFiles uploads={uploads} />
-          <input
-            type="file"
-            multiple
-            data-testid="notice-files"
-            aria-label={t("files.attach")}
-            accept="image/*,audio/*,video/*,.pdf,.docx,.xlsx,.pptx"
-            onChange={(e) => {
-              uploads.add(Array.from(e.currentTarget.files ?? []));
-              e.currentTarget.value = "";
-            }}
-          />
-        </div>
+        <FileField uploads={uploads} testId="notice-files" />
         {error ? <ErrorBox error={error} /> : null}
         <div class="form-actions">
           <a class="btn ghost" href={`#${classPath(classId, "notices")}`}>

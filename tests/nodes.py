@@ -1,0 +1,84 @@
+"""Cluster nodes as real ``homeroom serve`` processes, configured like the in-process ones."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import TEST_SECRET, free_port
+from tests.test_restart import ServerProcess
+
+
+def node_process(
+    tmp_path: Path, name: str, port: int | None = None, **settings: Any
+) -> ServerProcess:
+    """A node named ``name`` (not started) on its own port, with these settings (the shared
+    database, Redis and channel, heartbeat...) and the tests' usual ones."""
+    port = free_port() if port is None else port
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "node_name": name,
+        "secret": TEST_SECRET,
+        "media_warm_start": False,
+        "storage_dir": f"{tmp_path}/{name}-files",
+        "rate_burst": 1000,
+        "rate_per_s": 1000.0,
+        **settings,
+    }
+    lines = []
+    for key, value in values.items():
+        if isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, str):
+            lines.append(f'{key} = "{value}"')
+        else:
+            lines.append(f"{key} = {value}")
+    config = tmp_path / f"{name}.toml"
+    config.write_text("\n".join(lines) + "\n")
+    return ServerProcess(config, port, tmp_path / f"{name}.log")
+
+
+class Balancer:
+    """A TCP load balancer for tests: each new connection goes to the next backend that
+    accepts it (round robin), and stays there, as a WebSocket behind nginx or HAProxy does.
+    A stopped node refuses connections, so clients reconnect to the others."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.ports = ports
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._next = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(len(self.ports)):
+            port = self.ports[self._next % len(self.ports)]
+            self._next += 1
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                continue
+            await asyncio.gather(
+                self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+            )
+            return
+        writer.close()
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
