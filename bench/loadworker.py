@@ -6,6 +6,9 @@ receivers' CPU is spent outside the server's process (and outside the orchestrat
 
 Commands: ``connect`` (tokens, sync or not), ``reset`` (zero the counters, choose whether to
 record latencies), ``stats``, ``wait`` (until N events arrived or a timeout), ``close``, ``exit``.
+For bench/cluster.py, clients that follow their streams by the protocol's rules and reconnect
+(bench/syncing_client.py): ``follow`` (tokens, the addresses in turn), ``follow_stats``,
+``follow_check`` (which acknowledged messages each never applied, or applied twice).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import syncing_client
 from sioclient import SioConnection, new_session, stamp_of
 
 
@@ -33,6 +37,7 @@ class Worker:
         self.latency = False
         self.lats: list[float] = []
         self.changed = asyncio.Event()
+        self.followers: list[syncing_client.Follower] = []
 
     def on_event(self, _conn: SioConnection, frame: str) -> None:
         now = time.monotonic()
@@ -125,7 +130,37 @@ class Worker:
                 await asyncio.wait_for(self.changed.wait(), min(left, 0.5))
         return self.stats(with_lats=False)
 
+    async def follow(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        if self.session is None:
+            self.session = new_session()
+        session = self.session
+        sem = asyncio.Semaphore(int(cmd.get("concurrency", 50)))
+        started = time.monotonic()
+        failures: list[str] = []
+
+        async def one(token: str) -> None:
+            f = syncing_client.Follower(session, token, list(cmd["urls"]))
+            async with sem:
+                try:
+                    await f.start()
+                except Exception as exc:
+                    failures.append(f"{type(exc).__name__}: {exc}"[:300])
+                    return
+            self.followers.append(f)
+
+        await asyncio.gather(*(one(t) for t in cmd["tokens"]))
+        return {
+            "connected": len(cmd["tokens"]) - len(failures),
+            "failed": len(failures),
+            "first_error": failures[0] if failures else None,
+            "retries": sum(f.failed_attempts for f in self.followers),
+            "first_retry": next((f.last_error for f in self.followers if f.last_error), None),
+            "seconds": round(time.monotonic() - started, 3),
+        }
+
     async def close(self) -> dict[str, Any]:
+        fols, self.followers = self.followers, []
+        await asyncio.gather(*(f.close() for f in fols))
         conns, self.conns = self.conns, []
         sem = asyncio.Semaphore(200)
 
@@ -152,6 +187,12 @@ class Worker:
             return await self.wait(int(cmd["n"]), float(cmd.get("timeout", 10)))
         if op == "close":
             return await self.close()
+        if op == "follow":
+            return await self.follow(cmd)
+        if op == "follow_stats":
+            return syncing_client.stats(self.followers, float(cmd.get("since", 0.0)))
+        if op == "follow_check":
+            return syncing_client.check(self.followers, list(cmd["acked"]))
         if op == "cpu":
             t = os.times()
             return {"cpu_s": t.user + t.system}

@@ -1,0 +1,212 @@
+"""A client that follows its streams by the protocol's rules and reconnects, for bench/cluster.py.
+
+It does what docs/protocol.md §3.4 asks of a client, no more: a cursor per stream, events at or
+below the cursor dropped, a gap answered by a ``sync`` with the cursors (the gapped event comes
+back in its ack), ``resync`` answered by a ``sync``, and after its connection is lost a
+reconnection (to the next address it was given, as a load balancer would route it away from a
+dead node) after a randomized delay like the web app's (0.5 s ± 40 %, doubling up to 4 s), then
+a ``sync`` with its cursors. Every ``chat.message`` it applies is counted by ``client_id``, so
+the benchmark can tell lost messages (never applied) from duplicated ones (applied twice: stored
+twice under two numbers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+from collections import Counter
+from typing import Any
+
+import aiohttp
+from sioclient import SioConnection
+
+FIRST_DELAY_S = 0.5
+MAX_DELAY_S = 4.0
+RANDOMIZATION = 0.4
+
+
+class Follower:
+    def __init__(self, session: aiohttp.ClientSession, token: str, urls: list[str]) -> None:
+        self.session = session
+        self.token = token
+        self.urls = urls  # the first is where it starts; then the others in turn
+        self.url_index = 0
+        self.cursors: dict[str, int] = {}
+        self.ahead: dict[str, int] = {}  # the highest seq seen past a gap, per stream
+        self.applied: Counter[str] = Counter()  # chat.message client_id -> times applied
+        self.conn: SioConnection | None = None
+        self.reconnects = 0
+        self.timing = (0.0, 0.0)  # the last connection: seconds to connect, then to sync
+        self.failed_attempts = 0
+        self.last_error = ""
+        self.synced_at = 0.0  # monotonic time of the last catch-up sync completed
+        self.lost_at = 0.0
+        self.closing = False
+        self._sync_task: asyncio.Task[None] | None = None
+        self._sync_again = False
+        self._runner: asyncio.Task[None] | None = None
+
+    # --- connecting -------------------------------------------------------------------------
+
+    async def start(self, attempts: int = 4) -> None:
+        """Connect to the first address and sync (tried again after a pause when refused, as
+        a client does); then keep the connection up."""
+        for n in range(attempts):
+            try:
+                await self._connect(self.urls[0])
+                break
+            except Exception as exc:
+                self.failed_attempts += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"[:200]
+                if n == attempts - 1:
+                    raise
+                await asyncio.sleep(1.0 + n)
+        self._runner = asyncio.get_running_loop().create_task(self._keep_up())
+
+    async def _connect(self, url: str) -> None:
+        conn = SioConnection(self.session, url, self.token, compress=False, on_event=self._on)
+        try:
+            t0 = time.monotonic()
+            await conn.connect()
+            t1 = time.monotonic()
+            self.conn = conn
+            await self._sync()
+            self.timing = (t1 - t0, time.monotonic() - t1)
+        except BaseException:
+            self.conn = None
+            await conn.close()
+            raise
+
+    async def _keep_up(self) -> None:
+        while not self.closing:
+            assert self.conn is not None
+            await self.conn.closed.wait()
+            if self.closing:
+                return
+            self.lost_at = time.monotonic()
+            delay = FIRST_DELAY_S
+            while not self.closing:
+                await asyncio.sleep(delay * random.uniform(1 - RANDOMIZATION, 1 + RANDOMIZATION))
+                self.url_index = (self.url_index + 1) % len(self.urls)
+                try:
+                    await self._connect(self.urls[self.url_index])
+                except Exception as exc:
+                    self.failed_attempts += 1
+                    self.last_error = f"{type(exc).__name__}: {exc}"[:200]
+                    delay = min(delay * 2, MAX_DELAY_S)
+                    continue
+                self.reconnects += 1
+                break
+
+    async def close(self) -> None:
+        self.closing = True
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._runner
+        if self.conn is not None:
+            await self.conn.close()
+
+    # --- events -----------------------------------------------------------------------------
+
+    def _on(self, _conn: SioConnection, frame: str) -> None:
+        name, data = json.loads(frame[2:])[:2]
+        if name == "event":
+            if self._apply(data):
+                self._want_sync()
+        elif name == "resync":
+            self._want_sync()
+
+    def _apply(self, ev: dict[str, Any]) -> bool:
+        """Apply one event by the rules; True if it shows a gap (a sync is needed)."""
+        stream, seq = ev["stream"], ev["seq"]
+        cursor = self.cursors.get(stream)
+        if cursor is None or seq <= cursor:
+            return False  # not followed yet (the next sync sets it), or already applied
+        if seq > cursor + 1:
+            self.ahead[stream] = max(seq, self.ahead.get(stream, 0))
+            return True
+        self.cursors[stream] = seq
+        if ev.get("type") == "chat.message":
+            self.applied[ev["data"]["client_id"]] += 1
+        return False
+
+    def _want_sync(self) -> None:
+        if self._sync_task is not None and not self._sync_task.done():
+            self._sync_again = True
+            return
+        self._sync_task = asyncio.get_running_loop().create_task(self._sync_quietly())
+
+    async def _sync_quietly(self) -> None:
+        with contextlib.suppress(Exception):  # the connection went: the reconnection syncs
+            await self._sync()
+
+    async def _sync(self) -> None:
+        """``sync`` with the cursors until no page is left and no gap is open."""
+        while True:
+            self._sync_again = False
+            assert self.conn is not None
+            ack = await self.conn.call("sync", {"cursors": self.cursors}, timeout=60)
+            if not isinstance(ack, dict) or not ack.get("ok"):
+                raise RuntimeError(f"sync refused: {ack!r:.200}")
+            for ev in ack["events"]:
+                self._apply(ev)
+            for st in ack["streams"]:
+                self.cursors.setdefault(st["stream"], st["last_seq"])
+            gaps = any(seq > self.cursors.get(s, 0) for s, seq in self.ahead.items())
+            if not (ack["more"] or gaps or self._sync_again):
+                break
+        self.ahead.clear()
+        self.synced_at = time.monotonic()
+
+
+def check(followers: list[Follower], acked: list[str]) -> dict[str, Any]:
+    """How many of the acknowledged messages each follower that is connected again never
+    applied, or applied twice. One not yet connected and caught up again is counted apart
+    (``not_back``): what it lacks it gets with its catch-up ``sync``, and is not lost."""
+    missing = dups = short = 0
+    missing_ids: set[str] = set()
+    back = [
+        f
+        for f in followers
+        if f.conn is not None and not f.conn.closed.is_set() and f.synced_at >= f.lost_at
+    ]
+    for f in back:
+        gone = [c for c in acked if c not in f.applied]
+        if gone:
+            short += 1
+            missing += len(gone)
+            missing_ids.update(gone)
+        dups += sum(n - 1 for n in f.applied.values() if n > 1)
+    return {
+        "followers": len(followers),
+        "not_back": len(followers) - len(back),
+        "followers_missing": short,
+        "missing": missing,
+        "missing_ids": sorted(missing_ids),
+        "duplicates": dups,
+    }
+
+
+def stats(followers: list[Follower], since: float) -> dict[str, Any]:
+    """Who is connected, and who has reconnected and synced since ``since``."""
+    up = [f for f in followers if f.conn is not None and not f.conn.closed.is_set()]
+    synced = [f.synced_at for f in followers if f.synced_at > since and f.reconnects]
+    lost = sorted(f.lost_at - since for f in followers if f.lost_at > since)
+    errors = [f.last_error for f in followers if f.last_error]
+    return {
+        "lost_s": [lost[0], lost[len(lost) // 2], lost[-1]] if lost else None,
+        "synced_s": sorted(t - since for t in synced)[:: max(1, len(synced) // 10)],
+        "connect_s": sorted(f.timing[0] for f in followers)[:: max(1, len(followers) // 5)],
+        "sync_s": sorted(f.timing[1] for f in followers)[:: max(1, len(followers) // 5)],
+        "failed_attempts": sum(f.failed_attempts for f in followers),
+        "last_error": errors[-1] if errors else None,
+        "followers": len(followers),
+        "connected": len(up),
+        "reconnected_synced": len(synced),
+        "last_synced_t": max(synced) if synced else 0.0,
+        "reconnects": sum(f.reconnects for f in followers),
+    }
