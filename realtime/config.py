@@ -98,6 +98,9 @@ class Settings:
     # On SIGTERM a node first moves its live sessions to the other nodes, for at most this long,
     # then closes its connections (shutdown_timeout_s) and exits (docs/operations.md).
     drain_timeout_s: float = 10.0
+    # A node whose CPU is at or above this share of one core takes no new live session while
+    # another node has room (realtime/cluster/placement.py).
+    placement_cpu_full: float = 0.9
     # A session nobody publishes in for this long ends by itself.
     session_idle_end_s: int = 1800
     # A participant who drops out keeps their place (stage, hand) for this long.
@@ -231,6 +234,8 @@ class Settings:
             raise ConfigError("node_request_timeout_s must be positive")
         if self.database_statement_timeout_s < 0:
             raise ConfigError("database_statement_timeout_s must be 0 (no limit) or positive")
+        if self.placement_cpu_full <= 0:
+            raise ConfigError("placement_cpu_full must be positive (a share of one core)")
         if self.follow_interval_s < 0:
             raise ConfigError("follow_interval_s must be 0 (off) or positive")
         if self.shutdown_timeout_s <= 0:

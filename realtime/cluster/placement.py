@@ -30,16 +30,18 @@ def load(node: NodeInfo, sessions: int) -> int:
     return sessions * SESSION_WEIGHT + node.subscribers
 
 
-def place(nodes: Sequence[NodeInfo], sessions: Mapping[str, int], me: str) -> str:
+def place(
+    nodes: Sequence[NodeInfo], sessions: Mapping[str, int], me: str, cpu_full: float = CPU_FULL
+) -> str:
     """The name of the node a new session should run on.
 
     ``nodes``: the registry's latest reading; ``sessions``: running sessions per node, from the
-    store; ``me``: the node asking.
+    store; ``me``: the node asking; ``cpu_full``: the setting ``placement_cpu_full``.
     """
     open_ = [n for n in nodes if not n.draining]
     if not open_:
         return me
-    roomy = [n for n in open_ if n.cpu < CPU_FULL] or open_
+    roomy = [n for n in open_ if n.cpu < cpu_full] or open_
     best = min(
         roomy,
         key=lambda n: (load(n, sessions.get(n.name, 0)), n.name != me, n.cpu, n.name),

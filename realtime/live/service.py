@@ -365,7 +365,7 @@ class LiveService:
         if self.draining:  # its own announcement may not say so yet
             nodes = [n for n in nodes if n.name != self.node]
         running = Counter((await actions.running_nodes(self.hub)).values())
-        return placement.place(nodes, running, self.node)
+        return placement.place(nodes, running, self.node, self.hub.settings.placement_cpu_full)
 
     # --- moving sessions between nodes ------------------------------------------------------
 

@@ -75,6 +75,9 @@ async def cluster_of(n: int, tmp_path_factory: pytest.TempPathFactory) -> AsyncI
                 node_ttl_s=2.0,
                 ice_host_addresses="127.0.0.1",
                 session_grace_s=2,
+                # These nodes share one process, and so one CPU figure, which says nothing of
+                # either: placement goes by sessions and subscribers only here.
+                placement_cpu_full=1000.0,
             )
             # Every node serves the test page too (the Chromium test loads it from one).
             srv = await start_server(settings, seed=not servers, routes=add_test_page)
