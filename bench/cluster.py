@@ -633,6 +633,36 @@ async def encoded_sequence(started: Started, tmp: Path) -> Path:
     raise RuntimeError(f"no sequence from bench/sfu/video.py:\n{tail(log)}")
 
 
+async def start_publisher(
+    spawned: Any,
+    peers: list[Any],
+    log: Path,
+    dep: Deployment,
+    people: People,
+    seq: Path,
+    url: str,
+    follow_moves: bool = False,
+) -> int:
+    """A publisher process (bench/sfu/peer.py) that starts the lesson of the room of 500
+    through ``url`` and publishes the 360p loop in it (appended to ``peers``): the lesson's id."""
+    from bench import sfu_fanout
+
+    cfg = {
+        "server": "homeroom",
+        "url": url,
+        "sequence": str(seq),
+        "token": dep.token(people.teacher),
+        "class_id": people.class_large,
+        "follow_moves": follow_moves,
+    }
+    pub = await sfu_fanout.Peer.start(spawned, "publisher", cfg, log, "publisher")
+    peers.append(pub)
+    ready = await pub.event(60)
+    if not ready.get("ok"):
+        raise RuntimeError(f"publisher: {ready.get('error')}\n{tail(log)}")
+    return int(ready["session_id"])
+
+
 async def live_step(
     started: Started, tmp: Path, dep: Deployment, people: People, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -650,21 +680,9 @@ async def live_step(
     try:
         # The publisher starts the lesson of the room of 500 (its media node is placement's),
         # then three more lessons are started through the same worker.
-        pub_cfg = {
-            "server": "homeroom",
-            "url": front,
-            "sequence": str(seq),
-            "token": dep.token(people.teacher),
-            "class_id": people.class_large,
-        }
-        pub = await sfu_fanout.Peer.start(
-            spawned, "publisher", pub_cfg, tmp / "publisher.log", "publisher"
+        lesson = await start_publisher(
+            spawned, peers, tmp / "publisher.log", dep, people, seq, front
         )
-        peers.append(pub)
-        ready = await pub.event(60)
-        if not ready.get("ok"):
-            raise RuntimeError(f"publisher: {ready.get('error')}\n{tail(tmp / 'publisher.log')}")
-        lesson = ready["session_id"]
         for cid in (people.class_small, people.class_big, EXTRA_CLASS):
             await send_ok(
                 teacher, "session.start", {"class_id": cid, "kind": "lesson", "title": "Bench"}
@@ -759,36 +777,37 @@ async def recover_step(
     spawned = sfu_fanout.Started()
     seq = await encoded_sequence(started, tmp)
     names = {f"{dep.name}-w{i}": url for i, url in enumerate(dep.urls)}
-    front = dep.urls[1]
-    # Placement (realtime/cluster/placement.py): a first lesson started through the front
-    # worker stays there (a tie goes to the node asked); the next goes to the other worker.
-    teacher = await open_sender(SimpleNamespace(url=front, token=dep.token), people.teacher, False)
     peers: list[sfu_fanout.Peer] = []
+    teachers: list[SioConnection] = []
+    front = ""
     try:
-        await send_ok(
-            teacher,
-            "session.start",
-            {"class_id": people.class_small, "kind": "lesson", "title": "Bench placeholder"},
-        )
-        pub_cfg = {
-            "server": "homeroom",
-            "url": front,
-            "sequence": str(seq),
-            "token": dep.token(people.teacher),
-            "class_id": people.class_large,
-            "follow_moves": True,
-        }
-        pub = await sfu_fanout.Peer.start(
-            spawned, "publisher", pub_cfg, tmp / "recover-publisher.log", "publisher"
-        )
-        peers.append(pub)
-        ready = await pub.event(60)
-        if not ready.get("ok"):
-            raise RuntimeError(f"publisher: {ready.get('error')}")
-        lesson = ready["session_id"]
-        media = session_nodes(dep.database)[lesson]
-        if names.get(media) in (None, front):
-            raise RuntimeError(f"the lesson was placed on {media}, the publisher's own worker")
+        # Placement (realtime/cluster/placement.py): a first lesson started through a worker
+        # stays there (a tie goes to the node asked); the publisher's, started through the same
+        # worker, goes to the other. A worker whose CPU is full takes nothing: then the other
+        # worker is tried as the front.
+        for attempt, (front, placeholder) in enumerate(
+            ((dep.urls[1], people.class_small), (dep.urls[0], people.class_big))
+        ):
+            target = SimpleNamespace(url=front, token=dep.token)
+            teacher = await open_sender(target, people.teacher, False)
+            teachers.append(teacher)
+            await send_ok(
+                teacher,
+                "session.start",
+                {"class_id": placeholder, "kind": "lesson", "title": "Bench placeholder"},
+            )
+            log = tmp / "recover-publisher.log"
+            lesson = await start_publisher(spawned, peers, log, dep, people, seq, front, True)
+            pub = peers[-1]
+            media = session_nodes(dep.database)[lesson]
+            if names.get(media) not in (None, front):
+                break
+            if attempt == 1:
+                raise RuntimeError(f"the lesson was placed on {media}, the publisher's own worker")
+            say(f"  the lesson was placed on {media}, the publisher's own worker: again")
+            await peers.pop().stop(spawned)
+            await send_ok(teacher, "session.end", {"session_id": lesson})
+        out["recover_placement_attempts"] = attempt + 1
         doomed = names[media]
         subs = await sfu_fanout.Peer.start(
             spawned,
@@ -850,10 +869,18 @@ async def recover_step(
         for peer in reversed(peers):
             await peer.stop(spawned)
         spawned.stop_all()
-        with contextlib.suppress(Exception):
-            for sid in session_nodes(dep.database):
-                await teacher.call("session.end", {"session_id": sid}, timeout=30)
-        await close_sender(teacher)
+        for teacher in teachers:
+            with contextlib.suppress(Exception):
+                await close_sender(teacher)
+        if front:  # the lessons left, ended through the worker that was not killed
+            with contextlib.suppress(Exception):
+                target = SimpleNamespace(url=front, token=dep.token)
+                teacher = await open_sender(target, people.teacher, False)
+                try:
+                    for sid in session_nodes(dep.database):
+                        await teacher.call("session.end", {"session_id": sid}, timeout=30)
+                finally:
+                    await close_sender(teacher)
         # The next step needs both workers: the supervisor restarts the killed one.
         if not await wait_for_workers(dep, 90):
             raise RuntimeError("the killed worker did not come back within 90 s")
