@@ -34,8 +34,13 @@ bench/loadworker.py processes).
 - **live sessions across workers**: four lessons started through worker 0 run 2 and 2
   (``placement_2_and_2``); viewers (bench/sfu/peer.py) join the publisher's lesson through the
   other worker and through the media node, in turn: join to first keyframe
-  (``join_cross_node_s``, ``join_same_node_s``). ``recover_s`` is null, with the reason in
-  ``missing``: moving a lost node's lessons is built, measuring it here is not yet.
+  (``join_cross_node_s``, ``join_same_node_s``).
+- **a lesson's node killed**: a lesson is placed on one worker while its publisher and
+  ``--viewers`` (20) viewers (bench/sfu/peer.py, counting frames without decoding) are connected
+  to the other; that media node gets SIGKILL. The lesson moves (``session.moved``) and everyone
+  joins it again by themselves (clients/live.py). ``recover_s``: from the kill until every
+  viewer has a keyframe on its new peer connection. The supervisor restarts the killed worker;
+  the step waits for it before the next.
 
 A step that fails or runs out of the run's budget (10 minutes) reports what it has; the
 ``missing`` list says which keys are null and why. docs/performance.md has the details.
@@ -102,11 +107,7 @@ TARGETS = {
     "lost_acked": ("==", 0),
     "reconnect_2000_s": ("<", 10.0),
 }
-RECOVER_MISSING = (
-    "not measured by this bench yet: a lost node's lessons move to another node (session.moved) "
-    "since the merge of xnode, but the bench's publisher and viewers (bench/sfu/peer.py) are "
-    "not made to follow a move here; tests/live/test_failover.py measures it with 3 viewers"
-)
+RECOVER_TIMEOUT_S = 60.0
 
 
 # --- the deployments ----------------------------------------------------------------------------
@@ -632,6 +633,36 @@ async def encoded_sequence(started: Started, tmp: Path) -> Path:
     raise RuntimeError(f"no sequence from bench/sfu/video.py:\n{tail(log)}")
 
 
+async def start_publisher(
+    spawned: Any,
+    peers: list[Any],
+    log: Path,
+    dep: Deployment,
+    people: People,
+    seq: Path,
+    url: str,
+    follow_moves: bool = False,
+) -> int:
+    """A publisher process (bench/sfu/peer.py) that starts the lesson of the room of 500
+    through ``url`` and publishes the 360p loop in it (appended to ``peers``): the lesson's id."""
+    from bench import sfu_fanout
+
+    cfg = {
+        "server": "homeroom",
+        "url": url,
+        "sequence": str(seq),
+        "token": dep.token(people.teacher),
+        "class_id": people.class_large,
+        "follow_moves": follow_moves,
+    }
+    pub = await sfu_fanout.Peer.start(spawned, "publisher", cfg, log, "publisher")
+    peers.append(pub)
+    ready = await pub.event(60)
+    if not ready.get("ok"):
+        raise RuntimeError(f"publisher: {ready.get('error')}\n{tail(log)}")
+    return int(ready["session_id"])
+
+
 async def live_step(
     started: Started, tmp: Path, dep: Deployment, people: People, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -649,21 +680,9 @@ async def live_step(
     try:
         # The publisher starts the lesson of the room of 500 (its media node is placement's),
         # then three more lessons are started through the same worker.
-        pub_cfg = {
-            "server": "homeroom",
-            "url": front,
-            "sequence": str(seq),
-            "token": dep.token(people.teacher),
-            "class_id": people.class_large,
-        }
-        pub = await sfu_fanout.Peer.start(
-            spawned, "publisher", pub_cfg, tmp / "publisher.log", "publisher"
+        lesson = await start_publisher(
+            spawned, peers, tmp / "publisher.log", dep, people, seq, front
         )
-        peers.append(pub)
-        ready = await pub.event(60)
-        if not ready.get("ok"):
-            raise RuntimeError(f"publisher: {ready.get('error')}\n{tail(tmp / 'publisher.log')}")
-        lesson = ready["session_id"]
         for cid in (people.class_small, people.class_big, EXTRA_CLASS):
             await send_ok(
                 teacher, "session.start", {"class_id": cid, "kind": "lesson", "title": "Bench"}
@@ -724,6 +743,147 @@ async def live_step(
                 await teacher.call("session.end", {"session_id": sid}, timeout=30)
         await close_sender(teacher)
     return out
+
+
+# --- kill -9 of a lesson's media node: every viewer back -----------------------------------------
+
+
+async def wait_for_workers(dep: Deployment, timeout: float) -> bool:
+    """Until every worker answers and counts them all (a killed one is restarted)."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            bodies = [await health(http, url) for url in dep.urls]
+            if all(b is not None and b.get("nodes") == dep.workers for b in bodies):
+                return True
+            await asyncio.sleep(0.5)
+    return False
+
+
+async def recover_step(
+    started: Started,
+    tmp: Path,
+    dep: Deployment,
+    people: People,
+    args: argparse.Namespace,
+    out: dict[str, Any],
+) -> None:
+    """A lesson whose media runs on one worker, its publisher and viewers connected to the
+    other; kill -9 of the media node; from the kill until every viewer has a keyframe again
+    (on the peer connection it opened when it joined the moved lesson). Figures go into
+    ``out`` as they come."""
+    from bench import sfu_fanout
+
+    spawned = sfu_fanout.Started()
+    seq = await encoded_sequence(started, tmp)
+    names = {f"{dep.name}-w{i}": url for i, url in enumerate(dep.urls)}
+    peers: list[sfu_fanout.Peer] = []
+    teachers: list[SioConnection] = []
+    front = ""
+    try:
+        # Placement (realtime/cluster/placement.py): a first lesson started through a worker
+        # stays there (a tie goes to the node asked); the publisher's, started through the same
+        # worker, goes to the other. A worker whose CPU is full takes nothing: then the other
+        # worker is tried as the front.
+        for attempt, (front, placeholder) in enumerate(
+            ((dep.urls[1], people.class_small), (dep.urls[0], people.class_big))
+        ):
+            target = SimpleNamespace(url=front, token=dep.token)
+            teacher = await open_sender(target, people.teacher, False)
+            teachers.append(teacher)
+            await send_ok(
+                teacher,
+                "session.start",
+                {"class_id": placeholder, "kind": "lesson", "title": "Bench placeholder"},
+            )
+            log = tmp / "recover-publisher.log"
+            lesson = await start_publisher(spawned, peers, log, dep, people, seq, front, True)
+            pub = peers[-1]
+            media = session_nodes(dep.database)[lesson]
+            if names.get(media) not in (None, front):
+                break
+            if attempt == 1:
+                raise RuntimeError(f"the lesson was placed on {media}, the publisher's own worker")
+            say(f"  the lesson was placed on {media}, the publisher's own worker: again")
+            await peers.pop().stop(spawned)
+            await send_ok(teacher, "session.end", {"session_id": lesson})
+        out["recover_placement_attempts"] = attempt + 1
+        doomed = names[media]
+        subs = await sfu_fanout.Peer.start(
+            spawned,
+            "subscribers",
+            {"server": "homeroom", "url": front, "session_id": lesson, "follow_moves": True},
+            tmp / "recover-subscribers.log",
+            "subscribers",
+        )
+        peers.append(subs)
+        viewers = people.large[-args.viewers :]
+        r = await subs.ask(
+            "join",
+            timeout=120,
+            subs=[{"id": f"v{uid}", "token": dep.token(uid)} for uid in viewers],
+        )
+        failed = [x for x in r["results"] if x.get("error") or x["first_key_s"] is None]
+        if failed:
+            raise RuntimeError(f"{len(failed)} viewers got no keyframe: {failed[0].get('error')}")
+        say(f"  the lesson runs on {media}; {len(viewers)} viewers have frames through the other")
+        await asyncio.sleep(2.0)  # frames flowing
+        await subs.ask("arm")
+        pid = worker_pid(dep, doomed)
+        if pid is None:
+            raise RuntimeError(f"the process of {media} was not found")
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        say(f"  kill -9 {media} (pid {pid})")
+        deadline = min(killed + RECOVER_TIMEOUT_S, args.deadline - 150)
+        while True:
+            rec = (await subs.ask("recovery"))["subs"]
+            back = sorted(v["t_back"] - killed for v in rec.values() if v["t_back"] is not None)
+            if len(back) == len(rec) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        out["recover_viewers"] = len(rec)
+        out["recover_viewers_back"] = len(back)
+        out["recover_load_average"] = round(os.getloadavg()[0], 2)
+        out["recover_rejoins"] = sum(v["rejoins"] for v in rec.values())
+        out["recover_publisher"] = await pub.ask("stats")
+        out["recover_publisher"].pop("id", None)
+        out["recover_publisher"].pop("ok", None)
+        if back:
+            out["recover_first_s"] = back[0]
+            out["recover_median_s"] = median(back)
+        if len(back) == len(rec):
+            out["recover_s"] = back[-1]
+            say(
+                f"  every viewer has frames again {out['recover_s']:.2f} s after the kill "
+                f"(first {back[0]:.2f} s, median {out['recover_median_s']:.2f} s)"
+            )
+        else:
+            out["why_recover_null"] = (
+                f"only {len(back)} of {len(rec)} viewers had frames again "
+                f"{time.monotonic() - killed:.0f} s after the kill (load average "
+                f"{out['recover_load_average']})"
+            )
+            say(f"  {out['why_recover_null']}")
+    finally:
+        for peer in reversed(peers):
+            await peer.stop(spawned)
+        spawned.stop_all()
+        for teacher in teachers:
+            with contextlib.suppress(Exception):
+                await close_sender(teacher)
+        if front:  # the lessons left, ended through the worker that was not killed
+            with contextlib.suppress(Exception):
+                target = SimpleNamespace(url=front, token=dep.token)
+                teacher = await open_sender(target, people.teacher, False)
+                try:
+                    for sid in session_nodes(dep.database):
+                        await teacher.call("session.end", {"session_id": sid}, timeout=30)
+                finally:
+                    await close_sender(teacher)
+        # The next step needs both workers: the supervisor restarts the killed one.
+        if not await wait_for_workers(dep, 90):
+            raise RuntimeError("the killed worker did not come back within 90 s")
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -887,6 +1047,13 @@ async def run(args: argparse.Namespace, started: Started, tmp: Path, out: dict[s
             except Exception as exc:  # reported, and the rest of the run goes on
                 out["live_error"] = f"{type(exc).__name__}: {exc}"[:500]
                 say(f"  live step failed: {out['live_error']}")
+        if "recover" in args.steps:
+            say(f"kill -9 of a lesson's media node, {args.viewers} viewers on the other ...")
+            try:
+                await recover_step(started, tmp, cluster, people, args, out)
+            except Exception as exc:  # reported, and the rest of the run goes on
+                out["recover_error"] = f"{type(exc).__name__}: {exc}"[:500]
+                say(f"  recover step failed: {out['recover_error']}")
         if "kill" in args.steps:
             say(f"kill -9 of a worker with {args.storm} guardians on it ...")
             try:
@@ -907,8 +1074,16 @@ def finish(out: dict[str, Any], args: argparse.Namespace, begun: float) -> dict[
     """What is missing and why, the targets, the load: the JSON line."""
     if out.pop("timed_out", False):
         out["missing_note"] = f"the run was cut at its budget ({BUDGET_S} s)"
-    out["recover_s"] = None
-    out["missing"] = [f"recover_s: {RECOVER_MISSING}"]
+    out["missing"] = []
+    if out.get("recover_s") is None:
+        out["recover_s"] = None
+        why = (
+            out.get("recover_error")
+            or out.pop("why_recover_null", None)
+            or out.get("missing_note")
+            or "the recover step did not run (--steps)"
+        )
+        out["missing"].append(f"recover_s: {why}")
     for key in ("join_cross_node_s", "placement_2_and_2"):
         if out.get(key) is None:
             out[key] = None
@@ -942,8 +1117,11 @@ def main() -> int:
     parser.add_argument("--storm-timeout", type=float, default=120.0)
     parser.add_argument("--settle-timeout", type=float, default=20.0)
     parser.add_argument(
-        "--steps", default="chat,store,live,kill", help="which steps (chat,store,live,kill)"
+        "--steps",
+        default="chat,store,live,recover,kill",
+        help="which steps (chat,store,live,recover,kill)",
     )
+    parser.add_argument("--viewers", type=int, default=20, help="viewers of the killed lesson")
     parser.add_argument("--joins", type=int, default=6, help="viewers joining per path")
     parser.add_argument("--sends", type=int, default=200, help="chat.send per store repetition")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")

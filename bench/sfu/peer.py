@@ -16,7 +16,12 @@ forwards deltas before it, Homeroom gates on it.
 The publisher replays a pre-encoded sequence (bench/sfu/video.py) through aiortc's pre-encoded
 sender path and answers the server's keyframe requests (PLI) as a browser does (at most one
 keyframe per 300 ms): the stock sender ignores PLI on that path, so this bench hooks the
-sender's ``_send_keyframe``.
+sender's ``_send_keyframe`` (again on every peer connection: a moved lesson publishes anew).
+
+With ``"follow_moves": true`` in the config, the Homeroom publisher and viewers sync their
+streams at connection, so that they get ``session.moved`` and join the lesson again on its new
+node (clients/live.py); ``arm`` then ``recovery`` tell when each viewer has a keyframe on a new
+peer connection (bench/cluster.py's ``recover_s``).
 """
 
 from __future__ import annotations
@@ -120,6 +125,7 @@ class Publisher:
         self.cfg = cfg
         self.track = ReplayTrack(EncodedSequence.read(Path(cfg["sequence"])))
         self.pc: RTCPeerConnection | None = None
+        self.participant: LiveParticipant | None = None
         self.http: aiohttp.ClientSession | None = None
         self.closers: list[Callable[[], Awaitable[Any]]] = []
 
@@ -144,20 +150,29 @@ class Publisher:
 
     async def _homeroom(self) -> dict[str, Any]:
         client = HomeroomClient(self.cfg["url"], reconnection=False)
-        await client.connect(self.cfg["token"], sync=False)
+        await client.connect(self.cfg["token"], sync=bool(self.cfg.get("follow_moves")))
         self.closers.append(client.close)
         start = await client.request(
             "session.start",
             {"class_id": self.cfg["class_id"], "kind": "lesson", "title": "SFU bench"},
         )
         session_id = start["session"]["id"]
-        participant = LiveParticipant(client, session_id)
+        participant = self.participant = LiveParticipant(client, session_id)
         self.closers.insert(0, participant.close)
         await participant.join()
+        publish = participant.publish
+
+        async def publish_hooked(*args: Any, **kw: Any) -> dict[str, Any]:
+            # Also when the participant publishes again by itself (the lesson moved): each
+            # new peer connection's sender answers PLI.
+            ack = await publish(*args, **kw)
+            self.pc = participant.publish_pc
+            assert self.pc is not None
+            self.hook_keyframes(self.pc)
+            return ack
+
+        participant.publish = publish_hooked  # type: ignore[method-assign]
         ack = await participant.publish({self.track: "camera"})
-        self.pc = participant.publish_pc
-        assert self.pc is not None
-        self.hook_keyframes(self.pc)
         return {"session_id": session_id, "published": ack["published"]}
 
     async def _relay(self) -> dict[str, Any]:
@@ -214,10 +229,11 @@ class Publisher:
             "deferred_keyframe_requests": t.deferred_requests,
             "late_frames": t.late_frames,
             "bytes_sent": t.bytes_sent,
+            "rejoins": self.participant.rejoins if self.participant else 0,
         }
 
     async def stop(self) -> None:
-        self.track.stop()
+        self.track.end()
         for close in self.closers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(close(), 5)
@@ -275,10 +291,25 @@ class Sub:
         # Arrival time of each frame by its content (bench/cascade.py's edge hop: the same
         # encoded frames reach viewers of different nodes), while recording.
         self.arrivals: dict[int, float] | None = None
+        # Recovery (``arm``): the peer connection then, and the first keyframe on a later one.
+        self.armed_pc: RTCPeerConnection | None = None
+        self.t_back: float | None = None
 
     # Counting, on the event loop, per reassembled frame.
-    def on_packet(self, _codec: RTCRtpCodecParameters, packet: av.Packet) -> None:
+    def on_packet(
+        self,
+        _codec: RTCRtpCodecParameters,
+        packet: av.Packet,
+        pc: RTCPeerConnection | None = None,
+    ) -> None:
         now = time.monotonic()
+        if (
+            self.armed_pc is not None
+            and pc is not self.armed_pc
+            and self.t_back is None
+            and packet.is_keyframe
+        ):
+            self.t_back = now
         self.frames += 1
         self.bytes += packet.size
         if self.arrivals is not None and len(self.arrivals) < 2000:
@@ -294,7 +325,11 @@ class Sub:
     def on_track(self, pc: RTCPeerConnection, track: MediaStreamTrack) -> None:
         for transceiver in pc.getTransceivers():
             if transceiver.receiver.track is track and track.kind == "video":
-                install_ingest(transceiver.receiver, self.on_packet, lambda: None)
+                install_ingest(
+                    transceiver.receiver,
+                    lambda codec, packet: self.on_packet(codec, packet, pc),
+                    lambda: None,
+                )
 
     def new_pc(self) -> RTCPeerConnection:
         pc = RTCPeerConnection(rtc_config())
@@ -316,7 +351,7 @@ class Sub:
         server = self.cfg["server"]
         if server == "homeroom":
             client = self._client = HomeroomClient(self.cfg["url"], reconnection=False)
-            await client.connect(self.token, sync=False)
+            await client.connect(self.token, sync=bool(self.cfg.get("follow_moves")))
             request = client.request
 
             async def timed(event: str, *args: Any, **kw: Any) -> dict[str, Any]:
@@ -487,6 +522,28 @@ async def run_subscribers(cfg: dict[str, Any]) -> None:
             out[i] = {str(k): v for k, v in noted.items()}
         return {"subs": out}
 
+    async def arm(msg: dict[str, Any]) -> dict[str, Any]:
+        """From now on, note each viewer's first keyframe on a peer connection other than its
+        present one (it joined again: the lesson moved)."""
+        for i in msg.get("ids") or list(subs):
+            s = subs[i]
+            p = s._participant
+            s.armed_pc = p.subscribe_pc if p is not None else s.pc
+            s.t_back = None
+        return {}
+
+    async def recovery(msg: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for i in msg.get("ids") or list(subs):
+            s = subs[i]
+            p = s._participant
+            out[i] = {
+                "t_back": s.t_back,
+                "rejoins": p.rejoins if p is not None else 0,
+                "frames": s.frames,
+            }
+        return {"now": time.monotonic(), "subs": out}
+
     async def leave(msg: dict[str, Any]) -> dict[str, Any]:
         ids = msg.get("ids") or list(subs)
         gone = [subs.pop(i) for i in ids if i in subs]
@@ -506,6 +563,8 @@ async def run_subscribers(cfg: dict[str, Any]) -> None:
             "diag": diag,
             "record": record,
             "arrivals": arrivals,
+            "arm": arm,
+            "recovery": recovery,
             "leave": leave,
             "stop": stop,
         }

@@ -40,6 +40,8 @@ LOOP_FRAMES = 150  # 5 s
 KEY_STEP = 5  # keyframe versions of every 5th frame (intra encoding at 720p is ~80 ms/frame)
 WARM_FRAMES = 30  # rate control settles on these before the kept loop starts
 MIN_KEYFRAME_INTERVAL_S = 0.3  # libwebrtc's kMinKeyframeSendIntervalMs
+# A wait this long between two frames asked for is a gap (no sender), not lateness.
+GAP_S = 1.0
 VIDEO_CLOCK = 90000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
 
@@ -209,6 +211,13 @@ class ReplayTrack(MediaStreamTrack):
         self._last_key = -1.0
         self._start: float | None = None
 
+    def stop(self) -> None:
+        """Ignored: aiortc's sender stops its track when its connection goes, but a camera goes
+        on (a moved lesson publishes the same track again); :meth:`end` stops it."""
+
+    def end(self) -> None:
+        super().stop()
+
     def request_keyframe(self) -> None:
         self.keyframe_requests += 1
         if time.monotonic() - self._last_key < MIN_KEYFRAME_INTERVAL_S:
@@ -225,7 +234,11 @@ class ReplayTrack(MediaStreamTrack):
             self._start = now
         else:
             due = self._start + self.sent / FPS
-            if due > now:
+            if now - due > GAP_S:
+                # Nobody asked for frames for a while (between two peer connections): go on
+                # from now instead of sending the missed ones in a burst.
+                self._start = now - self.sent / FPS
+            elif due > now:
                 await asyncio.sleep(due - now)
             elif now - due > 1 / FPS:
                 self.late_frames += 1
