@@ -90,8 +90,10 @@ class PublishAnswer:
 Authorize = Callable[[TrackRequest], str | None]
 
 
-class _IngestSlot:
-    """Per m-line: where the receiver's frames go. The m-line outlives the tracks on it."""
+class IngestSlot:
+    """Per m-line: where the receiver's frames go. The m-line outlives the tracks on it.
+
+    Also the edge end of a node-to-node leg uses it (signaling/relay.py)."""
 
     def __init__(self, receiver: RTCRtpReceiver) -> None:
         self.receiver = receiver
@@ -110,6 +112,12 @@ class _IngestSlot:
 
     def request_pli(self) -> Awaitable[bool]:
         return send_pli(self.receiver)
+
+    def stop(self) -> None:
+        """End the track on this m-line; what arrives next is dropped until a new target."""
+        if self.target is not None:
+            self.target.stop()
+            self.target = None
 
     @property
     def live(self) -> bool:
@@ -137,7 +145,7 @@ class PublishSession:
         self._public_address = public_address
         self.pc = RTCPeerConnection(configuration or rtc_configuration())
         self._candidates = CandidateBuffer(self.pc)
-        self._slots: dict[str, _IngestSlot] = {}
+        self._slots: dict[str, IngestSlot] = {}
         self.pc.on("track", self._on_track)
 
     @property
@@ -228,7 +236,7 @@ class PublishSession:
 
         answer = PublishAnswer(sdp="")
         # source -> [(layer index, mid, transceiver, slot)] of the m-lines sent in layers.
-        groups: dict[str, list[tuple[int, str, RTCRtpTransceiver, _IngestSlot]]] = {}
+        groups: dict[str, list[tuple[int, str, RTCRtpTransceiver, IngestSlot]]] = {}
         transceivers = {t.mid: t for t in self.pc.getTransceivers()}
         for media in description.media:
             mid = media.rtp.muxId
@@ -277,7 +285,7 @@ class PublishSession:
     def _publish_layers(
         self,
         source: str,
-        members: list[tuple[int, str, RTCRtpTransceiver, _IngestSlot]],
+        members: list[tuple[int, str, RTCRtpTransceiver, IngestSlot]],
         answer: PublishAnswer,
     ) -> None:
         """Publish the m-lines of one source sent in layers as one track, or refuse them all."""
@@ -323,7 +331,7 @@ class PublishSession:
         for transceiver in self.pc.getTransceivers():
             receiver = transceiver.receiver
             if receiver.track is track and transceiver.mid is not None:
-                slot = _IngestSlot(receiver)
+                slot = IngestSlot(receiver)
                 self._slots[transceiver.mid] = slot
                 install_ingest(receiver, slot.on_packet, slot.on_end)
                 return

@@ -24,23 +24,21 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import av
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidStateError, OperationError
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from media.forwarder import ForwardedTrack
 from media.ice import announce_address, bind_udp_mux, rtc_configuration
-from media.internals import install_ingest, send_pli
+from media.internals import install_ingest
 from media.router import MediaRouter
 from signaling.candidates import CandidateBuffer
 from signaling.codecs import CodecPolicy, with_opus_fmtp
 from signaling.description import parse_description
 from signaling.errors import SignalingError
+from signaling.publisher import IngestSlot
 from signaling.subscriber import SubscribedTrack, SubscribeOffer, SubscribeSession
 
 logger = logging.getLogger(__name__)
@@ -52,30 +50,6 @@ class RelayState(enum.Enum):
     STABLE = "stable"
     APPLYING = "applying"  # inside apply_offer()
     CLOSED = "closed"
-
-
-class _RelaySlot:
-    """Per m-line of the leg: the edge's copy of the origin track it currently carries."""
-
-    def __init__(self, receiver: RTCRtpReceiver) -> None:
-        self.receiver = receiver
-        self.target: ForwardedTrack | None = None
-
-    def on_packet(self, codec: RTCRtpCodecParameters, packet: av.Packet) -> None:
-        target = self.target
-        if target is not None:
-            target.on_packet(codec, packet)
-
-    def on_end(self) -> None:
-        self.stop()
-
-    def request_pli(self) -> Awaitable[bool]:
-        return send_pli(self.receiver)
-
-    def stop(self) -> None:
-        if self.target is not None:
-            self.target.stop()
-            self.target = None
 
 
 class RelayIngest:
@@ -97,7 +71,7 @@ class RelayIngest:
         self._public_address = public_address
         self.pc = RTCPeerConnection(configuration or rtc_configuration())
         self._candidates = CandidateBuffer(self.pc)
-        self._slots: dict[str, _RelaySlot] = {}
+        self._slots: dict[str, IngestSlot] = {}
         self.pc.on("track", self._on_track)
 
     @property
@@ -195,7 +169,7 @@ class RelayIngest:
         for transceiver in self.pc.getTransceivers():
             receiver = transceiver.receiver
             if receiver.track is track and transceiver.mid is not None:
-                slot = _RelaySlot(receiver)
+                slot = IngestSlot(receiver)
                 self._slots[transceiver.mid] = slot
                 install_ingest(receiver, slot.on_packet, slot.on_end)
                 return
