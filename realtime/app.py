@@ -15,7 +15,7 @@ from aiohttp import web
 from media.ice import host_addresses, release_udp_mux, use_host_addresses, use_udp_mux
 from media.internals import check_internals as check_aiortc_internals
 from realtime import jsoncodec
-from realtime.actions import homework_due, retention
+from realtime.actions import homework_due, pending_photos, retention
 from realtime.actions.poll_counts import counts as poll_counts
 from realtime.actions.poll_deadlines import deadlines as poll_deadlines
 from realtime.actions.uploads import Files
@@ -168,7 +168,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         await watch.start()
         if settings.media_warm_start:
             files.workers.warm()
-        await files.resume_pending(hub)
+        await pending_photos.resume_pending(hub, files)
         loop = asyncio.get_running_loop()
         sweeper.append(loop.create_task(_sweep_forever()))
         sweeper.append(loop.create_task(_homework_due_forever()))

@@ -23,7 +23,7 @@ from PIL import Image
 
 from clients import files
 from clients.homeroom import HomeroomClient, RequestError
-from realtime.actions import retention
+from realtime.actions import pending_photos, retention
 from realtime.storage.s3 import S3Store
 from realtime.transport.rest import HUB
 from realtime.transport.uploads import FILES
@@ -154,7 +154,7 @@ async def test_a_photo_whose_node_stopped_is_finished_by_the_other(
     # Node A acknowledges the photo (its thumbnail made) and stops before the stripped original
     # and the preview, losing its disk: nothing of the photo is left on A.
     a_files = nodes.a.app[FILES]
-    monkeypatch.setattr(a_files, "_start_later", lambda hub, upload_id: None)
+    monkeypatch.setattr(a_files.photos, "start", lambda hub, files, upload_id: None)
     att = await files.upload(on_a, jpeg_with_gps(640, 320), "IMG_0042.jpg")
     (Path(nodes.a.settings.storage_dir) / "staging" / att["id"]).unlink()
     assert len(await _parts(nodes.s3, att["id"])) == 1  # the source, until it is finished
@@ -166,8 +166,8 @@ async def test_a_photo_whose_node_stopped_is_finished_by_the_other(
     assert status == 409  # not yet: "the photo is still being prepared"
     # B's sweep adopts photos left pending too long (here: at once).
     b_files = nodes.b.app[FILES]
-    assert await b_files.resume_pending(nodes.b.app[HUB], adopt_after_s=0) >= 1
-    await b_files.wait_finished(att["id"], 60)
+    assert await pending_photos.resume_pending(nodes.b.app[HUB], b_files, adopt_after_s=0) >= 1
+    await b_files.photos.wait(att["id"], 60)
     for variant in ("original", "preview"):
         link = (await files.links(on_a, [att["id"]], variant))[att["id"]]
         status, headers, body = await files.download(link)

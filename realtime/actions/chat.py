@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select
 
-from realtime.actions import attachments, audit, mentions
+from realtime.actions import attachments, audit, mentions, upload_cleanup
 from realtime.actions.access import class_access, display_names, require_visible
 from realtime.actions.guardian_history import history_floor
 from realtime.actions.once import create_once
@@ -244,7 +244,7 @@ async def delete(hub: Hub, user_id: int, req: MessageRef) -> dict[str, Any]:
             )
     if released and hub.files is not None:
         # Its files' bytes go once nothing else refers to them (the sweep retries a failure).
-        await hub.files.collect(hub, released)
+        await upload_cleanup.collect(hub, hub.files, released)
     return {"deleted": data}
 
 

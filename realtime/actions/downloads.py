@@ -10,8 +10,9 @@ from typing import Any
 from sqlalchemy import select
 
 from realtime.actions.attachments import require_may_fetch
-from realtime.actions.uploads import READY, Files
+from realtime.actions.uploads import Files
 from realtime.domain import attachments as rules
+from realtime.domain.uploads import READY
 from realtime.errors import HomeroomError, bad_request, conflict, not_found
 from realtime.hub import Hub
 from realtime.schemas import UploadLinks
@@ -86,7 +87,7 @@ async def open_download(
     if row is None or row.status != READY:
         raise not_found("this file was deleted")
     if row.pending and variant != "thumb":
-        await files.wait_finished(upload_id, FINISH_WAIT_S)
+        await files.photos.wait(upload_id, FINISH_WAIT_S)
         async with hub.store.read() as conn:
             row = typed(
                 UploadRow,

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from realtime.actions import attachments
+from realtime.actions import attachments, upload_cleanup
 from realtime.actions.access import class_access, display_names, guardians_of, members_with_role
 from realtime.actions.attendance import safe_cell
 from realtime.domain import homework as rules
@@ -197,7 +197,7 @@ async def submit(hub: Hub, user_id: int, req: HomeworkSubmit) -> dict[str, Any]:
         await hub.store.append(conn, str(staff_stream(hw.class_id)), "homework.submission", staff)
     if released and hub.files is not None:
         # The files the resubmission dropped: their bytes go once nothing else refers to them.
-        await hub.files.collect(hub, released)
+        await upload_cleanup.collect(hub, hub.files, released)
     return {"homework_id": hw.id, "submission": view}
 
 

@@ -8,10 +8,12 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select
 
-from realtime.actions.uploads import DELETED, READY, UPLOADING, Files, used_bytes
+from realtime.actions import pending_photos, upload_cleanup
+from realtime.actions.uploads import Files, used_bytes
 from realtime.auth import Identity
 from realtime.domain import policy
 from realtime.domain.policy import require
+from realtime.domain.uploads import DELETED, READY, UPLOADING
 from realtime.hub import Hub
 from realtime.schemas import SchoolStorage
 from realtime.store.schema import schools, uploads, users
@@ -20,7 +22,9 @@ log = logging.getLogger(__name__)
 
 
 async def sweep(hub: Hub, files: Files, now: float | None = None) -> dict[str, int]:
-    """Delete what is due; returns how many files and blobs went."""
+    """Delete what is due; returns how many files and blobs went. Also restarts photos left
+    half-finished and removes what stopped processes left (upload_cleanup.tidy, on the real
+    clock whatever ``now`` says: it decides by the age of files)."""
     now = hub.now() if now is None else now
     abandon_before = now - hub.settings.upload_abandon_s
     async with hub.store.transaction() as conn:
@@ -67,11 +71,13 @@ async def sweep(hub: Hub, files: Files, now: float | None = None) -> dict[str, i
                 .values(status=DELETED, deleted_at=now)
             )
     for r in rows:
-        await files.discard(r.id, r.meta)
+        await upload_cleanup.discard(files, r.id, r.meta)
     keys = sorted({k for r in rows for k in (r.blob, r.preview, r.thumb) if k})
-    blobs = await files.collect(hub, keys)
-    await files.resume_pending(hub)
-    await files.tidy_staging(hub)
+    blobs = await upload_cleanup.collect(hub, files, keys)
+    await pending_photos.resume_pending(hub, files)
+    left = await upload_cleanup.tidy(hub, files, hub.now())
+    if any(left.values()):
+        log.info("removed what uploads left behind: %s", left)
     return {"files": len(rows), "blobs": blobs}
 
 

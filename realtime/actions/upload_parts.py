@@ -12,9 +12,11 @@ commit) are cut off before anything is appended.
 A photo's whole source file is kept as one part from its acknowledgement until its stripped
 original and preview are made, so another node can finish the photo if this one stops.
 
-Part keys are ``parts/<upload id>/<start>-<token>``: never a SHA-256 key, so a part is never
-taken for (or removed as) a stored file. The random token makes two nodes writing the same
-range at once write two objects; the one whose offset is not committed removes its own.
+Part keys are ``parts/<upload id>/<start>-<token>`` (realtime/domain/uploads.py): never a SHA-256
+key, so a part is never taken for (or removed as) a stored file. The random token makes two
+nodes writing the same range at once write two objects; the one whose offset is not committed
+removes its own. A part stored by a node that stopped before committing it is removed by the
+sweep (:func:`sweep_orphans`, every node, after ``PART_GRACE_S``).
 """
 
 from __future__ import annotations
@@ -22,30 +24,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 from pathlib import Path
-from typing import Any
 
-from realtime.storage import BlobStore
+from sqlalchemy import select
+
+from realtime.domain.uploads import (
+    PART_GRACE_S,
+    PARTS_PREFIX,
+    Part,
+    live_parts,
+    new_part,
+    orphan_parts,
+    parse_part_key,
+    part_key,
+)
+from realtime.storage import BlobStore, staging
+from realtime.store import Store
+from realtime.store.schema import uploads
 
 log = logging.getLogger(__name__)
 
-# A part as recorded in uploads.meta["parts"]: [start byte, token]; it ends where the next
-# part starts (the last one at uploads.stored_bytes, or the file's size once complete).
-Part = tuple[int, str]
 COPY_BYTES = 1024 * 1024
-
-
-def part_key(upload_id: str, part: Part) -> str:
-    return f"parts/{upload_id}/{part[0]}-{part[1]}"
-
-
-def parts_of(meta: dict[str, Any] | None) -> list[Part]:
-    return [(int(p[0]), str(p[1])) for p in (meta or {}).get("parts", [])]
-
-
-def new_part(start: int) -> Part:
-    return (start, secrets.token_hex(8))
+# Uploads whose rows are read at once by the sweep.
+SWEEP_BATCH = 500
 
 
 def _copy_range(src: Path, dest: Path, start: int, end: int) -> None:
@@ -63,11 +64,11 @@ def _copy_range(src: Path, dest: Path, start: int, end: int) -> None:
 
 
 async def store_range(
-    blobs: BlobStore, upload_id: str, staging: Path, tmp: Path, start: int, end: int
+    blobs: BlobStore, upload_id: str, staged: Path, tmp: Path, start: int, end: int
 ) -> Part:
     """Store bytes ``start``..``end`` of the staging file as a new part; returns it."""
     part = new_part(start)
-    await asyncio.to_thread(_copy_range, staging, tmp, start, end)
+    await asyncio.to_thread(_copy_range, staged, tmp, start, end)
     try:
         await blobs.put_file(part_key(upload_id, part), tmp)
     finally:
@@ -75,36 +76,15 @@ async def store_range(
     return part
 
 
-async def store_whole(blobs: BlobStore, upload_id: str, staging: Path, tmp: Path) -> Part:
+async def store_whole(blobs: BlobStore, upload_id: str, staged: Path, tmp: Path) -> Part:
     """Store the whole staging file as one part (a hard link handed to the store, no copy)."""
     part = new_part(0)
-    await asyncio.to_thread(os.link, staging, tmp)
+    await asyncio.to_thread(os.link, staged, tmp)
     try:
         await blobs.put_file(part_key(upload_id, part), tmp)
     finally:
         await asyncio.to_thread(tmp.unlink, True)
     return part
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-def cut(path: Path, size: int) -> None:
-    with open(path, "ab") as fh:
-        fh.truncate(size)
-
-
-def _append(path: Path, data: list[bytes], sync: bool) -> None:
-    with open(path, "ab") as fh:
-        for block in data:
-            fh.write(block)
-        if sync:
-            fh.flush()
-            os.fsync(fh.fileno())
 
 
 async def fill(
@@ -112,9 +92,9 @@ async def fill(
 ) -> None:
     """Make the staging file at ``path`` hold exactly the committed ``committed`` bytes: cut what
     lies beyond, fetch from the parts what this node does not have."""
-    have = await asyncio.to_thread(_size, path)
+    have = await asyncio.to_thread(staging.size, path)
     if have > committed:
-        await asyncio.to_thread(cut, path, committed)
+        await asyncio.to_thread(staging.cut, path, committed)
         return
     if have == committed:
         return
@@ -128,19 +108,51 @@ async def fill(
             block.append(chunk)
             held += len(chunk)
             if held >= COPY_BYTES:
-                await asyncio.to_thread(_append, path, block, False)
+                await asyncio.to_thread(staging.append, path, block, False)
                 block, held = [], 0
-        await asyncio.to_thread(_append, path, block, True)
+        await asyncio.to_thread(staging.append, path, block, True)
         have = end
-    if await asyncio.to_thread(_size, path) != committed:
+    if await asyncio.to_thread(staging.size, path) != committed:
         raise OSError(f"upload {upload_id}: its parts do not add up to {committed} bytes")
 
 
 async def delete(blobs: BlobStore, upload_id: str, parts: list[Part]) -> None:
     """Remove parts (those already gone are no error). A part that cannot be removed now (the
-    store is down) is logged and left: it is never read again, only taking space."""
+    store is down) is logged and left: it is never read again, and the sweep removes it."""
     for part in parts:
         try:
             await blobs.delete(part_key(upload_id, part))
         except Exception:
             log.exception("removing part %s of upload %s failed", part, upload_id)
+
+
+async def sweep_orphans(
+    blobs: BlobStore, store: Store, now: float, grace_s: float = PART_GRACE_S
+) -> int:
+    """Remove the parts no upload needs that are older than ``grace_s``: stored by a node that
+    stopped before committing them, or left by a removal that failed. Safe on every node at
+    once and beside live uploads (a part is removed only if old *and* unlisted). Returns how
+    many went."""
+    listed = [item async for item in blobs.scan(PARTS_PREFIX)]
+    old = [(key, t) for key, t in listed if t <= now - grace_s]
+    ids = sorted({named[0] for key, _t in old if (named := parse_part_key(key))})
+    live: dict[str, list[Part]] = {}
+    for i in range(0, len(ids), SWEEP_BATCH):
+        async with store.read() as conn:
+            rows = await conn.execute(
+                select(uploads.c.id, uploads.c.status, uploads.c.pending, uploads.c.meta).where(
+                    uploads.c.id.in_(ids[i : i + SWEEP_BATCH])
+                )
+            )
+            for r in rows:
+                live[r.id] = live_parts(r.status, bool(r.pending), r.meta)
+    gone = 0
+    for key in orphan_parts(old, live, now, grace_s):
+        try:
+            await blobs.delete(key)
+            gone += 1
+        except Exception:
+            log.exception("removing the orphan part %s failed", key)
+    if gone:
+        log.info("removed %d parts no upload needed", gone)
+    return gone

@@ -7,6 +7,7 @@ makes it durable before ``put_file`` returns (a directory: fsync and rename; S3:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -35,6 +36,11 @@ class BlobStore(Protocol):
         """Remove the object; removing one that is not there is not an error."""
         ...
 
+    def scan(self, prefix: str) -> AsyncIterator[tuple[str, float]]:
+        """Every object whose key starts with ``prefix``: its key and when it was written
+        (epoch seconds), in no particular order."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -43,6 +49,13 @@ def blob_key(digest: str) -> str:
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise ValueError("not a SHA-256 hex digest")
     return f"{digest[:2]}/{digest[2:4]}/{digest}"
+
+
+async def store_by_content(blobs: BlobStore, path: Path) -> str:
+    """Store the file at ``path`` (removed) under its SHA-256; returns the digest."""
+    digest = await asyncio.to_thread(sha256_file, path)
+    await blobs.put_file(blob_key(digest), path)
+    return digest
 
 
 def sha256_file(path: Path) -> str:

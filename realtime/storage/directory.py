@@ -41,10 +41,17 @@ class DirectoryStore:
         if dest.exists():
             path.unlink(missing_ok=True)
             return False
-        dest.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(path, dest)
+        for attempt in range(3):
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, dest)
+                break
+            except FileNotFoundError:
+                # A delete removed the directory, empty, between the mkdir and the rename.
+                if attempt == 2 or not path.exists():
+                    raise
         _fsync_dir(dest.parent)
         return True
 
@@ -74,9 +81,38 @@ class DirectoryStore:
         finally:
             fh.close()
 
-    async def delete(self, key: str) -> None:
+    def _delete(self, key: str) -> None:
+        path = self.path(key)
         with contextlib.suppress(FileNotFoundError):
-            self.path(key).unlink()
+            path.unlink()
+        # Its directory too once empty (an upload's parts have one each), up to blobs/.
+        for parent in path.parents:
+            if parent == self.blobs:
+                break
+            try:
+                parent.rmdir()
+            except OSError:  # not empty (or already gone)
+                break
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self._delete, key)
+
+    def _scan(self, prefix: str) -> list[tuple[str, float]]:
+        # Only the directory the prefix names is walked (``parts/`` rather than every blob).
+        top = self.path(prefix.rsplit("/", 1)[0]) if "/" in prefix else self.blobs
+        found = []
+        for here, _dirs, names in os.walk(top):
+            for name in names:
+                path = Path(here) / name
+                key = path.relative_to(self.blobs).as_posix()
+                if key.startswith(prefix):
+                    with contextlib.suppress(FileNotFoundError):
+                        found.append((key, path.stat().st_mtime))
+        return found
+
+    async def scan(self, prefix: str) -> AsyncIterator[tuple[str, float]]:
+        for item in await asyncio.to_thread(self._scan, prefix):
+            yield item
 
     async def close(self) -> None:
         return None

@@ -147,6 +147,15 @@ class S3Store:
         c = await self._c()
         await c.delete_object(Bucket=self.bucket, Key=self._key(key))
 
+    async def scan(self, prefix: str) -> AsyncIterator[tuple[str, float]]:
+        c = await self._c()
+        pages = c.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self._key(prefix)
+        )
+        async for page in pages:
+            for obj in page.get("Contents", []):
+                yield obj["Key"][len(self.prefix) :], obj["LastModified"].timestamp()
+
     async def close(self) -> None:
         await self._stack.aclose()
         self._client = None

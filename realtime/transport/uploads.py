@@ -6,9 +6,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from realtime import schemas
-from realtime.actions import downloads, retention
-from realtime.actions.uploads import Files, OffsetMismatch
+from realtime.actions import downloads, retention, upload_chunks, uploads
+from realtime.actions.uploads import Files
 from realtime.domain import attachments as rules
+from realtime.domain.uploads import OffsetMismatch
 from realtime.errors import bad_request
 from realtime.transport.rest import HUB, Endpoint, _json, body, error_response, identity
 
@@ -29,13 +30,14 @@ async def create_upload(request: web.Request) -> web.StreamResponse:
     who = identity(request)
     req = body(request)  # validated at the edge against schemas.UploadCreate
     files = request.app[FILES]
-    return _json(await files.create(request.app[HUB], who.user_id, who.school_id, req), 201)
+    return _json(
+        await uploads.create(request.app[HUB], files, who.user_id, who.school_id, req), 201
+    )
 
 
 async def upload_status(request: web.Request) -> web.StreamResponse:
     who = identity(request)
-    files = request.app[FILES]
-    res = await files.status(request.app[HUB], who.user_id, _upload_id(request))
+    res = await uploads.status(request.app[HUB], who.user_id, _upload_id(request))
     return _json(res, headers={OFFSET: str(res["upload"]["offset"])})
 
 
@@ -50,8 +52,9 @@ async def upload_chunk(request: web.Request) -> web.StreamResponse:
         raise bad_request(f"{OFFSET} cannot be negative")
     files = request.app[FILES]
     try:
-        res = await files.append(
+        res = await upload_chunks.append(
             request.app[HUB],
+            files,
             who.user_id,
             upload_id,
             offset,
@@ -68,7 +71,7 @@ async def upload_chunk(request: web.Request) -> web.StreamResponse:
 async def cancel_upload(request: web.Request) -> web.StreamResponse:
     who = identity(request)
     files = request.app[FILES]
-    return _json(await files.cancel(request.app[HUB], who.user_id, _upload_id(request)))
+    return _json(await uploads.cancel(request.app[HUB], files, who.user_id, _upload_id(request)))
 
 
 async def upload_links(request: web.Request) -> web.StreamResponse:

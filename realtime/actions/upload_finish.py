@@ -1,0 +1,104 @@
+"""The last chunk of an upload: its content checked, a photo's thumbnail made, the file stored
+and the upload committed ``ready`` before the request is answered.
+
+A photo is acknowledged with its thumbnail; its stripped original and preview follow
+(realtime/actions/pending_photos.py), and meanwhile its source stays in the blob store as a part
+so that another node can finish it if this one stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import select
+
+from realtime.actions import upload_parts
+from realtime.actions.uploads import Files, upload_view
+from realtime.domain import attachments as rules
+from realtime.domain import uploads as states
+from realtime.domain.attachments import Kind
+from realtime.domain.uploads import READY, UPLOADING, OffsetMismatch
+from realtime.hub import Hub
+from realtime.storage import staging
+from realtime.storage.base import store_by_content
+from realtime.store.rows import UploadRow, typed
+from realtime.store.schema import uploads
+
+
+async def finish(hub: Hub, files: Files, row: UploadRow) -> dict[str, Any]:
+    path = files.staging.path(row.id)
+    # The file goes to disk while it is checked and its thumbnail made (50 photos at once
+    # are 150 MB to flush); nothing is stored or committed before it is there.
+    flushed = asyncio.ensure_future(asyncio.to_thread(staging.fsync, path))
+    try:
+        return await _finish_flushing(hub, files, row, flushed)
+    finally:
+        await asyncio.gather(flushed, return_exceptions=True)
+
+
+async def _finish_flushing(
+    hub: Hub, files: Files, row: UploadRow, flushed: asyncio.Future[None]
+) -> dict[str, Any]:
+    path = files.staging.path(row.id)
+    ftype = rules.sniff(await asyncio.to_thread(staging.head, path, rules.SNIFF_BYTES))
+    if ftype is None:
+        raise rules.unsupported()
+    meta: dict[str, Any] = {}
+    if not rules.settled_by_head(ftype):  # a container to parse: in a worker process
+        ftype, meta = await files.workers.identify(path, files.settings.voice_max_s)
+    rules.check_matches_name(ftype, row.name)
+    rules.check_kind_size(ftype, row.size, files.limits)
+    values: dict[str, Any] = {"kind": ftype.kind.value, "mime": ftype.mime}
+    if ftype.kind is Kind.IMAGE:
+        thumb = files.staging.temp(".jpg")
+        try:
+            meta.update(await files.workers.thumbnail(path, thumb))
+        except BaseException:
+            thumb.unlink(missing_ok=True)
+            raise
+        values["thumb"] = await store_by_content(files.blobs, thumb)
+        await flushed
+        # The photo's source stays in the shared store until its stripped original and
+        # preview are made, by this node or (if this one stops) another.
+        source = None
+        if files.parts:
+            source = await upload_parts.store_whole(
+                files.blobs, row.id, path, files.staging.temp(".src")
+            )
+        meta["parts"] = [source] if source else []
+        values["stored_bytes"] = 0
+        values["pending"] = True
+    else:
+        source = None
+        await flushed
+        values["blob"] = await store_by_content(files.blobs, path)
+        values["stored_bytes"] = row.size
+    values.update(meta=meta, status=READY, completed_at=hub.now())
+    async with hub.store.transaction() as conn:
+        # Only from the offset this request started at: another node may have finished
+        # the same upload meanwhile (a client that sent its last chunk twice).
+        res = await conn.execute(
+            uploads.update()
+            .where(
+                uploads.c.id == row.id,
+                uploads.c.status == UPLOADING,
+                uploads.c.stored_bytes == row.stored_bytes,
+            )
+            .values(**values)
+        )
+        won = res.rowcount == 1
+        done = typed(
+            UploadRow,
+            (await conn.execute(select(uploads).where(uploads.c.id == row.id))).one(),
+        )
+    if not won:
+        if source is not None:
+            await upload_parts.delete(files.blobs, row.id, [source])
+        if done.status == READY:
+            return upload_view(done)
+        raise OffsetMismatch(done.stored_bytes)
+    await upload_parts.delete(files.blobs, row.id, states.parts_of(row.meta))
+    if values.get("pending"):
+        files.photos.start(hub, files, row.id)
+    return upload_view(done)
