@@ -66,12 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(demo.sign_in_help(base), flush=True)
         return 0
 
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    use_uvloop()
     if not args.worker:  # a worker's supervisor did this once for all
         asyncio.run(_with_store(settings, prepare))
     if workers > 1:
@@ -80,13 +75,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"Homeroom is serving: {workers} workers, {settings.host} ports {ports}", flush=True)
         global_args = ["--config", args.config] if args.config else []
         return supervisor.Supervisor(settings, plan, global_args, demo=settings.demo).run()
+    print(f"Homeroom is serving on {base}/  (Ctrl-C to stop)", flush=True)
+    run_serving(serving_app(settings), settings)
+    print("Homeroom stopped", flush=True)
+    return 0
+
+
+def use_uvloop() -> None:
+    """uvloop's event loop for what follows, when it is installed (``homeroom[fast]``)."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+
+
+def serving_app(settings: Settings) -> web.Application:
+    """The app as ``homeroom serve`` runs it (bench/upload_server.py measures this one): short
+    collector pauses, live sessions moved away on SIGTERM, a watchdog on the shutdown."""
     from realtime.app import create_app
 
-    print(f"Homeroom is serving on {base}/  (Ctrl-C to stop)", flush=True)
     app = create_app(settings)
     app.cleanup_ctx.append(_collector_policy)
     app.on_startup.append(_drain_first(settings.drain_timeout_s))
     app.on_shutdown.insert(0, _exit_watchdog(settings.shutdown_timeout_s, settings.drain_timeout_s))
+    return app
+
+
+def run_serving(app: web.Application, settings: Settings) -> None:
     web.run_app(
         app,
         host=settings.host,
@@ -98,8 +115,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # still running.
         shutdown_timeout=settings.shutdown_timeout_s,
     )
-    print("Homeroom stopped", flush=True)
-    return 0
 
 
 def _drain_first(timeout: float) -> Callable[[web.Application], Awaitable[None]]:

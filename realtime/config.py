@@ -161,7 +161,8 @@ class Settings:
     download_link_ttl_s: int = 300
     # Threads for blocking file work (writes, fsync, hashing): the loop's default executor.
     # They mostly wait on the disk, so there are more than CPUs (Python's default is CPUs + 4,
-    # and fifty uploads' fsyncs queued behind six threads). Memory: a thread stack each.
+    # and fifty uploads' fsyncs queued behind six threads). All started with the server.
+    # Memory: a thread stack each.
     io_threads: int = 32
     # Worker processes that check files, make thumbnails and strip photos (off the event loop):
     # two thirds make thumbnails, the rest the full-size work. About the CPUs + 1.

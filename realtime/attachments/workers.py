@@ -48,6 +48,12 @@ log = logging.getLogger(__name__)
 
 URGENT = 0  # what the uploader waits for (the checks, the thumbnail)
 LATER = 1  # the preview and the stripped original
+# CPU priorities (nice) of the two groups, both below the server's own: a worker that decodes
+# a photo must not keep the event loop from a core. At the same priority, fifty photos' worth of
+# thumbnails had the loop runnable but waiting for a CPU for up to 115 ms at a time
+# (bench/uploads.py, BENCH_STACKS=1); at nice 5 a thumbnail worker gets a third of the loop's
+# share while both want a core, and all of an idle core.
+NICE_URGENT = 5
 NICE_LATER = 10
 # The longest a later job waits for the urgent ones to be done before it starts anyway (so a
 # steady stream of photos cannot hold previews back for ever).
@@ -256,7 +262,7 @@ class MediaWorkers:
                     await asyncio.shield(worker.kill())
 
     async def _start(self, group: int) -> Worker:
-        return await Worker.start(self._module, NICE_LATER if group == LATER else 0)
+        return await Worker.start(self._module, NICE_LATER if group == LATER else NICE_URGENT)
 
     def warm(self) -> None:
         """Start the worker processes now rather than with the first photo (in the background)."""
