@@ -1,14 +1,17 @@
-"""A Homeroom server for bench/uploads.py: the ordinary app plus a ticker measuring how long the
-event loop was kept from running (GET /bench/lag?reset=1 returns and clears the maximum).
+"""A Homeroom server for bench/uploads.py: the app as ``homeroom serve`` runs it (uvloop, the
+collector policy: realtime/cli.py) plus a ticker measuring how long the event loop was kept from
+running (GET /bench/lag?reset=1 returns and clears the maximum).
 
-With ``BENCH_STACKS=1`` a watchdog thread also explains every block over ``BENCH_STACKS_MS``
-(default 20 ms): it samples the loop thread's Python stack every 5 ms while the loop is stuck and
-reads the thread's scheduler counters (``/proc/self/task/<tid>/schedstat``) before and after, so
-each block is split into time the loop thread *ran* (Python or C code holding the loop), time it
-*waited for a core* (runnable, not scheduled: the machine's other work) and time it *slept*
-(neither: waiting for the GIL, or a blocking system call on the loop). Garbage collections are
-timed always (``gc.callbacks``). Both are printed to the server's log when the bench asks for
-the lag (``GET /bench/lag``), and the worst collection is in its answer.
+A watchdog thread explains every block over ``BENCH_STACKS_MS`` (default 20 ms): it reads the
+loop thread's scheduler counters (``/proc/self/task/<tid>/schedstat``) at the block's start and
+end, so each block splits into time the loop thread *ran* (Python or C code holding the loop:
+what the server can change), time it *waited for a CPU* (runnable, not scheduled: the machine's
+other work) and time it *slept* (neither: waiting for the GIL, or a blocking system call on the
+loop). The worst block's split is in the answer (``worst_block``), with the longest the loop ran
+within any block (``max_block_ran_ms``). With ``BENCH_STACKS=1`` the watchdog also samples the
+loop thread's Python stack every 5 ms during a block and logs the ten worst blocks. Garbage
+collections are timed always (``gc.callbacks``). ``BENCH_PROFILE=FILE``: cProfile of the loop
+thread during the measurement.
 
 Run: python -m bench.upload_server CONFIG.toml
 """
@@ -45,8 +48,9 @@ def _schedstat(tid: int) -> tuple[float, float]:
 class Watchdog:
     """Explains the loop's blocks (see the module docstring). Runs in a thread of its own."""
 
-    def __init__(self, threshold_s: float) -> None:
+    def __init__(self, threshold_s: float, stacks: bool) -> None:
         self.threshold_s = threshold_s
+        self.stacks = stacks
         self.beats = 0
         self.blocks: list[dict[str, Any]] = []
         self.lock = threading.Lock()
@@ -82,7 +86,7 @@ class Watchdog:
                         )
                 seen, since, sched0 = self.beats, now, _schedstat(tid)
                 samples = Counter()
-            elif now - since > TICK_S + 0.005:
+            elif self.stacks and now - since > TICK_S + 0.005:
                 frame = sys._current_frames().get(ident)
                 if frame is not None:
                     stack = traceback.extract_stack(frame)[-6:]
@@ -126,24 +130,13 @@ def main() -> None:
     settings = load_settings(sys.argv[1])
     if os.environ.get("BENCH_NO_FSYNC"):  # an experiment: is the disk what waits?
         os.fsync = lambda fd: None
-    if os.environ.get("X_NICE") is not None:
-        from realtime.attachments import workers as W
-
-        n = int(os.environ["X_NICE"])
-        orig = W.Worker.start.__func__
-
-        async def st(cls, module, nice):
-            return await orig(cls, module, nice if nice == W.NICE_LATER else n)
-
-        W.Worker.start = classmethod(st)
-    if os.environ.get("X_SWITCH"):
-        sys.setswitchinterval(float(os.environ["X_SWITCH"]))
     # As `homeroom serve` runs (realtime/cli.py): uvloop, the collector policy.
-    if not os.environ.get("X_NOUVLOOP"):
-        cli.use_uvloop()
+    cli.use_uvloop()
     app = cli.serving_app(settings)
     worst = {"lag": 0.0}
-    watchdog = Watchdog(float(os.environ.get("BENCH_STACKS_MS", "20")) / 1000)
+    watchdog = Watchdog(
+        float(os.environ.get("BENCH_STACKS_MS", "20")) / 1000, bool(os.environ.get("BENCH_STACKS"))
+    )
     collections = CollectorTimer()
     profile = cProfile.Profile()
     gc.callbacks.append(collections)
@@ -174,7 +167,18 @@ def main() -> None:
             for block in blocks[:10]:
                 log.warning("loop block %s", block)
             log.warning("collections %s", gcs)
-        return web.json_response({"max_lag_s": value, "at": time.time(), **gcs})
+        # The longest block and the one in which the loop thread itself ran longest.
+        worst_block = {k: v for k, v in blocks[0].items() if k != "stacks"} if blocks else None
+        most_ran = max((b["ran_ms"] for b in blocks), default=0.0)
+        return web.json_response(
+            {
+                "max_lag_s": value,
+                "at": time.time(),
+                "worst_block": worst_block,
+                "max_block_ran_ms": most_ran,
+                **gcs,
+            }
+        )
 
     async def start(_app: web.Application) -> None:
         logging.basicConfig(level=logging.WARNING)
@@ -183,8 +187,7 @@ def main() -> None:
             asyncio.get_running_loop().set_debug(True)
             asyncio.get_running_loop().slow_callback_duration = 0.02
         app["ticker"] = asyncio.get_running_loop().create_task(ticker())
-        if os.environ.get("BENCH_STACKS"):
-            watchdog.start()
+        watchdog.start()
 
     app.on_startup.append(start)
     app.router.add_get("/bench/lag", lag)
