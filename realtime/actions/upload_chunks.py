@@ -17,10 +17,10 @@ import aiohttp
 from sqlalchemy import select
 
 from realtime.actions import upload_cleanup, upload_finish, upload_parts
-from realtime.actions.uploads import Files, own, upload_view
+from realtime.actions.uploads import Files, at_offset, own, upload_view
 from realtime.domain import attachments as rules
 from realtime.domain import uploads as states
-from realtime.domain.uploads import DELETED, UPLOADING, OffsetMismatch
+from realtime.domain.uploads import DELETED, OffsetMismatch
 from realtime.errors import HomeroomError, bad_request, conflict, too_large
 from realtime.hub import Hub
 from realtime.storage import staging
@@ -131,11 +131,7 @@ async def commit_part(hub: Hub, files: Files, row: UploadRow, written: int) -> N
     async with hub.store.transaction() as conn:
         res = await conn.execute(
             uploads.update()
-            .where(
-                uploads.c.id == row.id,
-                uploads.c.status == UPLOADING,
-                uploads.c.stored_bytes == have,
-            )
+            .where(at_offset(row.id, have))
             .values(stored_bytes=written, meta={**row.meta, "parts": parts})
         )
         won = res.rowcount == 1

@@ -14,14 +14,14 @@ from typing import Any
 from sqlalchemy import select
 
 from realtime.actions import upload_parts
-from realtime.actions.uploads import Files, upload_view
+from realtime.actions.uploads import Files, at_offset, upload_view
 from realtime.domain import attachments as rules
 from realtime.domain import uploads as states
 from realtime.domain.attachments import Kind
-from realtime.domain.uploads import READY, UPLOADING, OffsetMismatch
+from realtime.domain.uploads import READY, OffsetMismatch
 from realtime.hub import Hub
 from realtime.storage import staging
-from realtime.storage.base import store_by_content
+from realtime.storage.base import fsync_path, store_by_content
 from realtime.store.rows import UploadRow, typed
 from realtime.store.schema import uploads
 
@@ -30,7 +30,7 @@ async def finish(hub: Hub, files: Files, row: UploadRow) -> dict[str, Any]:
     path = files.staging.path(row.id)
     # The file goes to disk while it is checked and its thumbnail made (50 photos at once
     # are 150 MB to flush); nothing is stored or committed before it is there.
-    flushed = asyncio.ensure_future(asyncio.to_thread(staging.fsync, path))
+    flushed = asyncio.ensure_future(asyncio.to_thread(fsync_path, path))
     try:
         return await _finish_flushing(hub, files, row, flushed)
     finally:
@@ -79,13 +79,7 @@ async def _finish_flushing(
         # Only from the offset this request started at: another node may have finished
         # the same upload meanwhile (a client that sent its last chunk twice).
         res = await conn.execute(
-            uploads.update()
-            .where(
-                uploads.c.id == row.id,
-                uploads.c.status == UPLOADING,
-                uploads.c.stored_bytes == row.stored_bytes,
-            )
-            .values(**values)
+            uploads.update().where(at_offset(row.id, row.stored_bytes)).values(**values)
         )
         won = res.rowcount == 1
         done = typed(

@@ -21,7 +21,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, select
 
 from realtime.actions import attachments, upload_cleanup
 from realtime.actions.pending_photos import PendingPhotos
@@ -159,6 +159,16 @@ async def cancel(hub: Hub, files: Files, user_id: int, upload_id: str) -> dict[s
     await upload_cleanup.discard(files, upload_id, row.meta)
     await upload_cleanup.collect(hub, files, [k for k in (row.blob, row.preview, row.thumb) if k])
     return {"cancelled": upload_id}
+
+
+def at_offset(upload_id: str, committed: int) -> ColumnElement[bool]:
+    """The compare-and-set of every change to an unfinished upload: still uploading, and still
+    at the offset the request started from (another node may have moved it meanwhile)."""
+    return and_(
+        uploads.c.id == upload_id,
+        uploads.c.status == UPLOADING,
+        uploads.c.stored_bytes == committed,
+    )
 
 
 async def used_bytes(conn: Any, school_id: int) -> int:

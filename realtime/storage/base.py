@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol
@@ -56,6 +57,15 @@ async def store_by_content(blobs: BlobStore, path: Path) -> str:
     digest = await asyncio.to_thread(sha256_file, path)
     await blobs.put_file(blob_key(digest), path)
     return digest
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file or a directory (its entries) to disk (call it off the event loop)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def sha256_file(path: Path) -> str:

@@ -14,15 +14,7 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from realtime.storage.base import READ_CHUNK
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from realtime.storage.base import READ_CHUNK, fsync_path
 
 
 class DirectoryStore:
@@ -52,7 +44,7 @@ class DirectoryStore:
                 # A delete removed the directory, empty, between the mkdir and the rename.
                 if attempt == 2 or not path.exists():
                     raise
-        _fsync_dir(dest.parent)
+        fsync_path(dest.parent)
         return True
 
     async def put_file(self, key: str, path: Path) -> bool:

@@ -57,14 +57,6 @@ def write(fh: BinaryIO, blocks: list[bytes], sync: bool = False) -> None:
         os.fsync(fh.fileno())
 
 
-def fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def head(path: Path, n: int) -> bytes:
     with open(path, "rb") as fh:
         return fh.read(n)
