@@ -18,8 +18,11 @@ from typing import Any
 import msgspec
 
 
-class NodeInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One node's announcement."""
+class NodeInfo(msgspec.Struct, frozen=True):
+    """One node's announcement.
+
+    Fields a newer version adds are ignored by an older one (a rolling upgrade announces them
+    before every node knows them); a new field needs a default, a field's type never changes."""
 
     name: str
     # Where its HTTP/Socket.IO port answers, "host:port".
