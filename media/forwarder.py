@@ -34,6 +34,7 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from media.freezes import FreezeMeter
 from media.internals import Packetizer, RTCEncodedFrame
 from media.pli import DEFAULT_PLI_INTERVAL, PliCoalescer
 from media.stats import SubscriberStats, TrackStats
@@ -97,6 +98,8 @@ class SubscriberTrack(MediaStreamTrack):
         self._joined = False
         self._last_pli = -math.inf
         self.waiting_keyframe = True
+        # This viewer's freezes as the SFU sees them (video only).
+        self.freezes = FreezeMeter()
 
     @property
     def source(self) -> TrackSource:
@@ -140,6 +143,8 @@ class SubscriberTrack(MediaStreamTrack):
         now = asyncio.get_running_loop().time()
         if self.waiting_keyframe and self._joined:
             return
+        if self._joined and self.kind == "video":
+            self.freezes.decoder_stopped(now)  # its decoder waits for a keyframe from now
         if now - self._last_pli < self._source.pli_interval:
             self.stats.keyframe_requests_throttled += 1
             return
@@ -158,6 +163,18 @@ class SubscriberTrack(MediaStreamTrack):
         REMB estimate (bit/s) and its age (s), the last report's fraction lost, RTT (s);
         ``report``: a new receiver report (else a REMB alone). Only a track in layers acts
         on it."""
+
+    def receive_report(self, oldest_missing: float | None) -> None:
+        """The viewer's receiver report (from its SharedPayloadSender, video): the oldest frame
+        it has not received yet was sent at ``oldest_missing`` (loop time; None: none)."""
+        if self.readyState == "live":
+            self.freezes.received(asyncio.get_running_loop().time(), oldest_missing)
+            self._freeze_stats()
+
+    def _freeze_stats(self) -> None:
+        stats, freezes = self.stats, self.freezes
+        stats.freezes = freezes.count
+        stats.freeze_s = round(freezes.duration, 3)
 
     def _ask_keyframe(self) -> None:
         self._source.request_keyframe()
@@ -183,14 +200,19 @@ class SubscriberTrack(MediaStreamTrack):
             if not keyframe:
                 # Everything queued is gone, so later delta frames are undecodable.
                 self.waiting_keyframe = True
+                self.freezes.decoder_stopped(asyncio.get_running_loop().time())
                 self._ask_keyframe()
                 return
+        if keyframe:
+            self.freezes.keyframe_sent(asyncio.get_running_loop().time())
+            self._freeze_stats()
         queue.append((frame, size))
         self._wake()
 
     def _restart_at_keyframe(self) -> None:
         self._queue.clear()
         self.waiting_keyframe = self.kind == "video"
+        self.freezes.idle()  # a join, the publisher's mute or resume: no freeze of the link
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -326,6 +326,8 @@ class LayeredSubscriberTrack(SubscriberTrack):
             return
         if self.layer != VIDEO_OFF and index != VIDEO_OFF:
             self.switches += 1
+        if index == VIDEO_OFF:
+            self.freezes.idle()  # video paused for the connection (audio first): no freeze
         self.layer = index
         self.stats.layer = index
         self.stats.layer_switches = self.switches

@@ -29,7 +29,13 @@ from media.internals.egress import (
     set_stream_id,
     use_shared_payloads,
 )
-from media.internals.ingest import IngestQueue, install_ingest, media_ssrc, send_pli
+from media.internals.ingest import (
+    IngestQueue,
+    install_audio_level,
+    install_ingest,
+    media_ssrc,
+    send_pli,
+)
 
 __all__ = [
     "PINNED",
@@ -41,6 +47,7 @@ __all__ = [
     "RTCEncodedFrame",
     "SharedPayloadSender",
     "check_internals",
+    "install_audio_level",
     "install_ingest",
     "media_ssrc",
     "route_keyframe_requests",

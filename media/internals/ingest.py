@@ -7,6 +7,9 @@ and puts ``(codec, JitterFrame)`` on the private ``__decoder_queue`` read by a d
 callback; its ``get()`` blocks the (now idle) worker thread until ``put(None)`` stops it.
 :func:`send_pli` calls ``RTCRtpReceiver._send_rtcp_pli(media_ssrc)`` addressed to the
 publisher's media SSRC, never its RTX SSRC (the RTX map is the private ``__rtx_ssrc``).
+:func:`install_audio_level` reads each audio packet's ssrc-audio-level header extension (RFC
+6464) before the receiver handles it (an instance attribute over ``_handle_rtp_packet``, the
+method ``RTCDtlsTransport._handle_rtp_data`` awaits for every routed packet).
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ import asyncio
 import fractions
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import av
 from aiortc import RTCRtpReceiver
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
 
 from media.internals.base import AiortcInternalsError
 from media.keyframes import is_keyframe
@@ -104,3 +109,25 @@ async def send_pli(receiver: RTCRtpReceiver) -> bool:
         return False
     await receiver._send_rtcp_pli(ssrc)
     return True
+
+
+AudioLevelCallback = Callable[[float, bool, int], None]
+
+
+def install_audio_level(receiver: RTCRtpReceiver, on_level: AudioLevelCallback) -> None:
+    """Call ``on_level(loop time, voice, -dBov)`` for every RTP packet of ``receiver`` that
+    carries the ssrc-audio-level extension (RFC 6464), before aiortc handles the packet.
+
+    aiortc parses the extension into ``packet.extensions.audio_level`` when it was negotiated
+    (``(voice, level)``) and otherwise leaves it None; only the receiver given is wrapped.
+    """
+    handle: Callable[..., Any] = receiver._handle_rtp_packet
+    loop = asyncio.get_event_loop()
+
+    async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
+        level = packet.extensions.audio_level
+        if level is not None:
+            on_level(loop.time(), level[0], level[1])
+        await handle(packet, arrival_time_ms)
+
+    setattr(receiver, "_handle_rtp_packet", handle_rtp_packet)  # noqa: B010 (an instance's)
