@@ -108,7 +108,8 @@ async def test_host_sees_a_stalled_viewer_freeze_and_the_publisher_audio_level()
 
         def links() -> dict[str, dict[str, dict[str, object]]]:
             return participant_links(
-                {1: publisher.session}, {2: subscriber.session}  # type: ignore[dict-item]
+                {1: publisher.session},
+                {2: subscriber.session},  # type: ignore[dict-item]
             )
 
         audio = links()["1"]["publish"]["audio"]
