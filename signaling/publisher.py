@@ -30,7 +30,12 @@ from aiortc.sdp import SessionDescription
 from media.audio_level import AudioLevel
 from media.forwarder import ForwardedTrack
 from media.ice import announce_address, bind_udp_mux, rtc_configuration
-from media.internals import install_audio_level, install_ingest, send_pli
+from media.internals import (
+    install_audio_level,
+    install_ingest,
+    send_pli,
+    share_bandwidth_estimate,
+)
 from media.router import MAX_LAYERS, SOURCES, MediaRouter
 from signaling.candidates import CandidateBuffer
 from signaling.codecs import CodecPolicy, with_opus_fmtp
@@ -149,6 +154,9 @@ class PublishSession:
         self.pc = RTCPeerConnection(configuration or rtc_configuration())
         self._candidates = CandidateBuffer(self.pc)
         self._slots: dict[str, IngestSlot] = {}
+        # The first video receiver: its bandwidth estimator is every video receiver's (one
+        # REMB for the whole connection, as a browser expects: layers on several m-lines).
+        self._first_video: RTCRtpReceiver | None = None
         self.pc.on("track", self._on_track)
 
     @property
@@ -349,5 +357,8 @@ class PublishSession:
                 if track.kind == "audio":
                     slot.audio_level = AudioLevel()
                     install_audio_level(receiver, slot.audio_level.packet)
+                else:
+                    self._first_video = self._first_video or receiver
+                    share_bandwidth_estimate(receiver, self._first_video)
                 return
         logger.warning("publish %s: track %s without a transceiver", self.participant_id, track)

@@ -35,6 +35,7 @@ from media.internals.ingest import (
     install_ingest,
     media_ssrc,
     send_pli,
+    share_bandwidth_estimate,
 )
 
 __all__ = [
@@ -53,5 +54,6 @@ __all__ = [
     "route_keyframe_requests",
     "send_pli",
     "set_stream_id",
+    "share_bandwidth_estimate",
     "use_shared_payloads",
 ]

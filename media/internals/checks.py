@@ -108,7 +108,13 @@ _CODE_NAMES: tuple[tuple[str, Callable[[], Any], Callable[[], tuple[str, ...]]],
             ingest._RECEIVER_DECODER_THREAD,
             ingest._RECEIVER_RTX_SSRC,
             ingest._RECEIVER_STARTED,
+            ingest._RECEIVER_BITRATE_ESTIMATOR,
         ),
+    ),
+    (
+        "RTCRtpReceiver._handle_rtp_packet (REMB)",
+        lambda: RTCRtpReceiver._handle_rtp_packet,
+        lambda: (ingest._RECEIVER_BITRATE_ESTIMATOR, "add", "_send_rtcp"),
     ),
     ("RTCRtpReceiver.receive", lambda: RTCRtpReceiver.receive, lambda: (f"{_R}__decoder_queue",)),
     (
