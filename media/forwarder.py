@@ -66,6 +66,8 @@ class TrackSource(Protocol):
     publisher_id: str
     source: str
     stats: TrackStats
+    # The publisher's mute: no frames are forwarded.
+    paused: bool
 
     @property
     def pli_interval(self) -> float: ...
@@ -143,7 +145,7 @@ class SubscriberTrack(MediaStreamTrack):
         now = asyncio.get_running_loop().time()
         if self.waiting_keyframe and self._joined:
             return
-        if self._joined and self.kind == "video":
+        if self._joined and self.kind == "video" and self._video_sent():
             self.freezes.decoder_stopped(now)  # its decoder waits for a keyframe from now
         if now - self._last_pli < self._source.pli_interval:
             self.stats.keyframe_requests_throttled += 1
@@ -167,9 +169,18 @@ class SubscriberTrack(MediaStreamTrack):
     def receive_report(self, oldest_missing: float | None) -> None:
         """The viewer's receiver report (from its SharedPayloadSender, video): the oldest frame
         it has not received yet was sent at ``oldest_missing`` (loop time; None: none)."""
-        if self.readyState == "live":
-            self.freezes.received(asyncio.get_running_loop().time(), oldest_missing)
-            self._freeze_stats()
+        if self.readyState != "live":
+            return
+        if not self._video_sent():
+            # Nothing is sent (mute, video paused): a frame lost before is no freeze now.
+            self.freezes.idle()
+            return
+        self.freezes.received(asyncio.get_running_loop().time(), oldest_missing)
+        self._freeze_stats()
+
+    def _video_sent(self) -> bool:
+        """Frames are meant for this viewer now (not muted; a track in layers: not paused)."""
+        return not self._source.paused
 
     def _freeze_stats(self) -> None:
         stats, freezes = self.stats, self.freezes

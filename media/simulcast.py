@@ -334,6 +334,9 @@ class LayeredSubscriberTrack(SubscriberTrack):
         if self.on_change is not None:
             self.on_change(self)
 
+    def _video_sent(self) -> bool:
+        return self.layer != VIDEO_OFF and not self._layered.paused
+
     def _ask_keyframe(self) -> None:
         # This viewer's decoder (or its queue overflow) needs a keyframe of what it receives.
         if self.layer != VIDEO_OFF:

@@ -138,3 +138,23 @@ async def test_host_sees_a_stalled_viewer_freeze_and_the_publisher_audio_level()
     finally:
         await subscriber.close()
         await publisher.close()
+
+
+async def test_a_muted_track_has_no_freezes_whatever_the_reports_say() -> None:
+    async def no_pli() -> bool:
+        return False
+
+    router = MediaRouter()
+    track = router.publish("teacher", "camera", "video", no_pli)
+    viewer = track.subscribe("student")
+    viewer._joined, viewer.waiting_keyframe = True, False  # receiving for a while
+    now = asyncio.get_running_loop().time()
+    viewer.receive_report(now - 2.0)  # 2 s behind: frozen
+    assert viewer.freezes.frozen_for(now) >= 1.9
+    track.pause()  # the teacher's mute: whatever was in flight, no freeze
+    viewer.receive_report(now - 2.0)
+    viewer.request_keyframe()
+    assert viewer.freezes.frozen_for(now + 1) == 0.0
+    track.resume()
+    viewer.request_keyframe()  # its decoder waits for the resume's keyframe: counts again
+    assert viewer.freezes.frozen_for(asyncio.get_running_loop().time() + 1) >= 0.9
