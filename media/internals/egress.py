@@ -350,7 +350,7 @@ class SharedPayloadSender(RTCRtpSender):
             await self.transport._send_rtp(data)
 
     # What this viewer's RTCP said about its link: REMB estimate (bit/s), the last report's
-    # fraction lost (0-1). RTT is aiortc's own (:meth:`link`).
+    # fraction lost (0-1, the worst of its streams'). RTT is aiortc's own (:meth:`link`).
     remb_bitrate: int | None = None
     remb_at: float | None = None
     fraction_lost: float = 0.0
@@ -373,7 +373,10 @@ class SharedPayloadSender(RTCRtpSender):
         if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
             for report in packet.reports:
                 if report.ssrc == self._ssrc:
-                    self.fraction_lost = report.fraction_lost / 256
+                    # The link's loss: the worst of the viewer's streams in this report (all
+                    # of them cross its one link; and with its video paused, only the audio
+                    # still says how lossy the link is).
+                    self.fraction_lost = max(r.fraction_lost for r in packet.reports) / 256
                     self._receive_report(report.highest_sequence & 0xFFFF)
         await super()._handle_rtcp_packet(packet)
         if isinstance(packet, RtcpRrPacket | RtcpSrPacket) and any(
