@@ -28,14 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +44,7 @@ from clients.live import LiveParticipant
 from clients.simulcast import LayerEncoding, SimulcastCamera
 from realtime import demo
 from realtime.transport.rest import LIVE
-from tests.chromium import CHROMIUM, CHROMIUM_ARGS, MEDIA_ARGS
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS, MEDIA_ARGS, report_result
 from tests.conftest import stop_server
 from tests.live.chromium_scenario import start_server_with_page
 from tests.media.peers import TextureVideoTrack, ToneAudioTrack
@@ -273,14 +270,7 @@ async def watch_pages(srv: Any, context: Any, sid: int, result: dict[str, Any]) 
 
 
 async def main() -> int:
-    result: dict[str, Any] = {"ok": False}
-    with tempfile.TemporaryDirectory(prefix="homeroom-shaped-") as tmp:
-        try:
-            await asyncio.wait_for(scenario(Path(tmp), result), timeout=100)
-        except BaseException as exc:  # report everything, the test prints it
-            result["error"] = "".join(traceback.format_exception(exc))[-4000:]
-    print("RESULT " + json.dumps(result, default=str), flush=True)
-    return 0 if result["ok"] else 1
+    return await report_result(scenario, "homeroom-shaped-", 100)
 
 
 if __name__ == "__main__":
