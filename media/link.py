@@ -49,16 +49,21 @@ def path_of(local_type: str, remote_type: str, transport: str) -> Path:
 
 
 def assess(
-    estimate: int | None, loss: float, rtt: float | None, freezing: bool = False
+    estimate: int | None,
+    loss: float,
+    rtt: float | None,
+    freezing: bool = False,
+    video_paused: bool = False,
 ) -> list[str]:
     """Why a link is bad (empty: it is fine): ``loss``, ``rtt``, ``bandwidth``, ``freezes``
-    (``freezing``: the viewer's video is frozen now or was a few seconds ago)."""
+    (``freezing``: the viewer's video is frozen now or was a few seconds ago;
+    ``video_paused``: it cannot carry even the lowest layer of some video)."""
     reasons = []
     if loss >= BAD_LOSS:
         reasons.append("loss")
     if rtt is not None and rtt >= BAD_RTT_S:
         reasons.append("rtt")
-    if estimate is not None and estimate < BAD_ESTIMATE_BPS:
+    if video_paused or (estimate is not None and estimate < BAD_ESTIMATE_BPS):
         reasons.append("bandwidth")
     if freezing:
         reasons.append("freezes")
@@ -116,9 +121,8 @@ def leg_link(pc: RTCPeerConnection) -> dict[str, Any]:
         loss = max(loss, s_loss)
         if s_rtt is not None:
             rtt = s_rtt if rtt is None else max(rtt, s_rtt)
-    reasons = assess(estimate, loss, rtt, freezing)
-    if any(layer < 0 for layer in layers.values()) and "bandwidth" not in reasons:
-        reasons.insert(len(reasons) - freezing, "bandwidth")  # not even the lowest layer fits
+    paused = any(layer < 0 for layer in layers.values())
+    reasons = assess(estimate, loss, rtt, freezing, paused)
     return {
         "path": path,
         "state": pc.connectionState,

@@ -68,6 +68,7 @@ def test_oldest_missing_frame_from_the_highest_sequence_number_received() -> Non
 def test_the_console_flags_freezes() -> None:
     assert assess(2_000_000, 0.0, 0.03, freezing=True) == ["freezes"]
     assert assess(100_000, 0.0, 0.03, freezing=True) == ["bandwidth", "freezes"]
+    assert assess(2_000_000, 0.0, 0.03, video_paused=True) == ["bandwidth"]
 
 
 def test_audio_level_is_the_loudest_of_the_last_second() -> None:
