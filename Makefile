@@ -59,10 +59,11 @@ setup: $(STAMP) web
 # TURN-over-TLS test's certificate.
 live-deps:
 	@command -v chromium >/dev/null && command -v turnserver >/dev/null && \
-		PATH="$$PATH:/usr/sbin:/sbin" command -v tc >/dev/null && command -v openssl >/dev/null || { \
+		PATH="$$PATH:/usr/sbin:/sbin" command -v tc >/dev/null && command -v openssl >/dev/null && \
+		PATH="$$PATH:/usr/sbin:/sbin" command -v nft >/dev/null || { \
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			chromium coturn iproute2 openssl; }
+			chromium coturn iproute2 nftables openssl; }
 
 # A redis-server of the tests' own (tests/test_bus_outage.py starts and stops it).
 redis-deps:

@@ -29,7 +29,14 @@ from media.internals.egress import (
     set_stream_id,
     use_shared_payloads,
 )
-from media.internals.ingest import IngestQueue, install_ingest, media_ssrc, send_pli
+from media.internals.ingest import (
+    IngestQueue,
+    install_audio_level,
+    install_ingest,
+    media_ssrc,
+    send_pli,
+    share_bandwidth_estimate,
+)
 
 __all__ = [
     "PINNED",
@@ -41,10 +48,12 @@ __all__ = [
     "RTCEncodedFrame",
     "SharedPayloadSender",
     "check_internals",
+    "install_audio_level",
     "install_ingest",
     "media_ssrc",
     "route_keyframe_requests",
     "send_pli",
     "set_stream_id",
+    "share_bandwidth_estimate",
     "use_shared_payloads",
 ]

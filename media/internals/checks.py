@@ -40,6 +40,11 @@ _H264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadTyp
 _SIGNATURES: tuple[tuple[str, Callable[[], Any], list[str]], ...] = (
     ("RTCRtpReceiver._send_rtcp_pli", lambda: RTCRtpReceiver._send_rtcp_pli, ["media_ssrc"]),
     ("RTCRtpReceiver.receive", lambda: RTCRtpReceiver.receive, ["parameters"]),
+    (
+        "RTCRtpReceiver._handle_rtp_packet",
+        lambda: RTCRtpReceiver._handle_rtp_packet,
+        ["packet", "arrival_time_ms"],
+    ),
     ("RTCRtpSender.send", lambda: RTCRtpSender.send, ["parameters"]),
     ("RTCRtpSender.stop", lambda: RTCRtpSender.stop, []),
     ("RTCRtpSender.replaceTrack", lambda: RTCRtpSender.replaceTrack, ["track"]),
@@ -103,7 +108,13 @@ _CODE_NAMES: tuple[tuple[str, Callable[[], Any], Callable[[], tuple[str, ...]]],
             ingest._RECEIVER_DECODER_THREAD,
             ingest._RECEIVER_RTX_SSRC,
             ingest._RECEIVER_STARTED,
+            ingest._RECEIVER_BITRATE_ESTIMATOR,
         ),
+    ),
+    (
+        "RTCRtpReceiver._handle_rtp_packet (REMB)",
+        lambda: RTCRtpReceiver._handle_rtp_packet,
+        lambda: (ingest._RECEIVER_BITRATE_ESTIMATOR, "add", "_send_rtcp"),
     ),
     ("RTCRtpReceiver.receive", lambda: RTCRtpReceiver.receive, lambda: (f"{_R}__decoder_queue",)),
     (
@@ -171,6 +182,11 @@ _CODE_NAMES: tuple[tuple[str, Callable[[], Any], Callable[[], tuple[str, ...]]],
         ),
     ),
     ("RTCDtlsTransport._set_state", lambda: RTCDtlsTransport._set_state, lambda: ("_state",)),
+    (
+        "RTCDtlsTransport._handle_rtp_data",
+        lambda: RTCDtlsTransport._handle_rtp_data,
+        lambda: ("route_rtp", "_handle_rtp_packet"),
+    ),
     (
         "RTCIceTransport.__init__",
         lambda: RTCIceTransport.__init__,

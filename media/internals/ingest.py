@@ -7,6 +7,11 @@ and puts ``(codec, JitterFrame)`` on the private ``__decoder_queue`` read by a d
 callback; its ``get()`` blocks the (now idle) worker thread until ``put(None)`` stops it.
 :func:`send_pli` calls ``RTCRtpReceiver._send_rtcp_pli(media_ssrc)`` addressed to the
 publisher's media SSRC, never its RTX SSRC (the RTX map is the private ``__rtx_ssrc``).
+:func:`install_audio_level` reads each audio packet's ssrc-audio-level header extension (RFC
+6464) before the receiver handles it (an instance attribute over ``_handle_rtp_packet``, the
+method ``RTCDtlsTransport._handle_rtp_data`` awaits for every routed packet).
+:func:`share_bandwidth_estimate` gives the video receivers of one peer connection one
+receive-side bandwidth estimator (the private ``__remote_bitrate_estimator``).
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ import asyncio
 import fractions
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import av
 from aiortc import RTCRtpReceiver
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
 
 from media.internals.base import AiortcInternalsError
 from media.keyframes import is_keyframe
@@ -32,6 +39,7 @@ _RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _RECEIVER_DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
 _RECEIVER_RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
 _RECEIVER_STARTED = "_RTCRtpReceiver__started"
+_RECEIVER_BITRATE_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"
 
 PacketCallback = Callable[[RTCRtpCodecParameters, av.Packet], None]
 
@@ -104,3 +112,45 @@ async def send_pli(receiver: RTCRtpReceiver) -> bool:
         return False
     await receiver._send_rtcp_pli(ssrc)
     return True
+
+
+AudioLevelCallback = Callable[[float, bool, int], None]
+
+
+def install_audio_level(receiver: RTCRtpReceiver, on_level: AudioLevelCallback) -> None:
+    """Call ``on_level(loop time, voice, -dBov)`` for every RTP packet of ``receiver`` that
+    carries the ssrc-audio-level extension (RFC 6464), before aiortc handles the packet.
+
+    aiortc parses the extension into ``packet.extensions.audio_level`` when it was negotiated
+    (``(voice, level)``) and otherwise leaves it None; only the receiver given is wrapped.
+    """
+    handle: Callable[..., Any] = receiver._handle_rtp_packet
+    loop = asyncio.get_event_loop()
+
+    async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
+        level = packet.extensions.audio_level
+        if level is not None:
+            on_level(loop.time(), level[0], level[1])
+        await handle(packet, arrival_time_ms)
+
+    setattr(receiver, "_handle_rtp_packet", handle_rtp_packet)  # noqa: B010 (an instance's)
+
+
+def share_bandwidth_estimate(receiver: RTCRtpReceiver, first: RTCRtpReceiver) -> None:
+    """Make ``receiver`` feed (and send REMB from) ``first``'s bandwidth estimator.
+
+    aiortc gives every video receiver an estimator of its own, and each sends REMB with what
+    its own stream alone can carry (at most 1.5x that stream's rate + 10 kbit/s). A browser
+    takes every REMB as the estimate of its whole connection, so a publisher sending a camera
+    in three layers on three m-lines is told it can send about one layer's rate in all: its
+    layers starve each other and fall to the encoder's floor (Chromium 156: 30 kbit/s each,
+    seen in tests/live/shaped_scenario.py). One estimator over every stream of the connection,
+    as libwebrtc's receiver has (abs-send-time is one clock per sending connection), gives one
+    estimate for all of them, with every SSRC in the REMB.
+    """
+    if receiver is first:
+        return
+    shared = getattr(first, _RECEIVER_BITRATE_ESTIMATOR)
+    if shared is None or getattr(receiver, _RECEIVER_BITRATE_ESTIMATOR) is None:
+        return  # audio receivers have none
+    setattr(receiver, _RECEIVER_BITRATE_ESTIMATOR, shared)
