@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: setup run test check web browser clean live-deps redis-deps lb-deps lock fuzz
+.PHONY: setup run test test-long test-all check web browser clean live-deps redis-deps lb-deps lock fuzz
 
 $(STAMP): $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -84,7 +84,16 @@ run: setup
 	mkdir -p var
 	$(BIN)/homeroom serve --demo --host $(HOST) --port $(PORT)
 
-test: setup $(NODE_STAMP) live-deps browser redis-deps lb-deps
+# `make test`: the suite but its long end-to-end runs (tests/conftest.py, LONG), which
+# `make test-long` runs; `make test-all` both. CI runs both.
+TEST_DEPS := setup $(NODE_STAMP) live-deps browser redis-deps lb-deps
+test: $(TEST_DEPS)
+	$(BIN)/python -m pytest -m "not long"
+
+test-long: $(TEST_DEPS)
+	$(BIN)/python -m pytest -m long
+
+test-all: $(TEST_DEPS)
 	$(BIN)/python -m pytest
 
 # The long fuzzing run (tests/test_fuzz.py runs a bounded one): FUZZ_ARGS="--socket 20000".
