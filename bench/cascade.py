@@ -2,7 +2,7 @@
 
 Run from the repository root once ``.venv`` is set up (``make setup``)::
 
-    .venv/bin/python -m bench.cascade            # about 3-4 minutes on 2 cores
+    .venv/bin/python -m bench.cascade            # about 5-6 minutes on 2 cores
 
 Three media nodes (bench/sfu/cascade_node.py: Homeroom's forwarding path — ``MediaRouter``,
 ``PublishSession``, ``SubscribeSession`` and, on an edge, ``signaling.relay.RelayIngest`` —
@@ -19,10 +19,18 @@ the same run:
   has a keyframe (the leg's ICE, DTLS and a keyframe up the leg; median of three);
 - ``edge_hop_ms``: the same encoded frames' arrival at an edge viewer minus at an origin viewer
   (median, frames matched by content);
-- ``origin_viewer_cpu``: the origin's marginal CPU per local viewer (slope over N viewers);
-  ``edge_leg_cost_ratio``: the origin's CPU for feeding one edge (two edges attached and
-  detached in turn, the difference halved) over that slope; ``edge_viewer_cost_ratio``: an
-  edge's marginal CPU per viewer over the origin's.
+- ``origin_viewer_cpu``: the origin's marginal CPU per local viewer (slope over N viewers, all
+  in one viewer process);
+- ``edge_leg_cpu``: the origin's CPU for feeding one edge, beside 12 local viewers: two edges
+  attached, the window minus the mean of the windows without just before and after it,
+  halved, median of ``LEG_ROUNDS``; ``solo_viewer_cpu`` the same for two more viewers each
+  alone in its own process, in the same rounds (like with like: on loopback the sender's
+  system calls also deliver each packet and wake the receiving process, which costs more for
+  a process that is otherwise idle, as an edge is, than for one busy with 12 viewers);
+  ``edge_leg_cost_ratio`` = ``edge_leg_cpu`` / ``origin_viewer_cpu`` (the issue's figure) and
+  ``edge_leg_vs_solo_viewer`` = ``edge_leg_cpu`` / ``solo_viewer_cpu``; user and system
+  parts of both in ``*_user_system``;
+- ``edge_viewer_cost_ratio``: an edge's marginal CPU per viewer over the origin's.
 
 Every process it starts is stopped by pid at the end. The last line is one JSON object.
 """
@@ -41,7 +49,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.procs import free_port, say, tail
+from bench.procs import cpu_user_system, free_port, say, tail
 from bench.sfu_fanout import CACHE, SFU, Peer, Started, fit, machine_busy, snapshot, wait_http
 
 sys.path.insert(0, str(SFU))
@@ -151,6 +159,26 @@ async def fps(viewers: list[Viewers], window: float = 2.0) -> float:
     return min(rates) if rates else 0.0
 
 
+async def origin_split(origin: Node, window: float) -> tuple[float, float]:
+    """The origin's (user, system) CPU-seconds per second over one window."""
+    u0, s0 = cpu_user_system(origin.pid)
+    t0 = time.monotonic()
+    await asyncio.sleep(window)
+    u1, s1 = cpu_user_system(origin.pid)
+    dt = time.monotonic() - t0
+    return (u1 - u0) / dt, (s1 - s0) / dt
+
+
+def paired(
+    added: tuple[float, float], before: tuple[float, float], after: tuple[float, float]
+) -> tuple[float, float]:
+    """Per added leg or viewer (two were added): the window minus its neighbours' mean."""
+    return (
+        (added[0] - (before[0] + after[0]) / 2) / 2,
+        (added[1] - (before[1] + after[1]) / 2) / 2,
+    )
+
+
 def median(values: list[float]) -> float | None:
     return round(statistics.median(values), 4) if values else None
 
@@ -191,6 +219,20 @@ async def run(tmp: Path) -> dict[str, Any]:
         at_origin, at_b, at_c = (
             Viewers(p, n.name[0] + n.name[-1]) for p, n in zip(peers, nodes, strict=True)
         )
+        # Two viewers of the origin, each alone in its process (step 5).
+        solo_peers = await asyncio.gather(
+            *(
+                Peer.start(
+                    started,
+                    "subscribers",
+                    {"server": "mediarelay", "url": origin.url},
+                    tmp / f"viewers_solo{i}.log",
+                    f"viewers_solo{i}",
+                )
+                for i in range(2)
+            )
+        )
+        solo = [Viewers(p, f"s{i}") for i, p in enumerate(solo_peers)]
 
         # 1. A new edge: attach, then its first viewer (side by side with the origin's joins).
         new_edge: list[float] = []
@@ -267,27 +309,56 @@ async def run(tmp: Path) -> dict[str, Any]:
         out["origin_viewer_cpu"] = round(per_viewer, 5)
         out["origin_points"] = [(n, round(c, 4)) for n, c in points]
 
-        # 5. The origin feeding edges: two legs on and off, beside the same local viewers.
-        with_legs, without = [], []
+        # 5. What feeding an edge costs the origin, like with like: beside the same local
+        # viewers, in turn, two legs (each to an edge process with one viewer of its own) and
+        # two more viewers each in a process of its own (the same loopback work for the
+        # kernel as a leg: a packet wakes an otherwise idle receiving process), each window
+        # paired with the windows without either just before and after it.
+        base: list[tuple[float, float]] = []  # (user, system) CPU-s/s of the origin
+        legs: list[tuple[float, float]] = []
+        solos: list[tuple[float, float]] = []
+        base.append(await origin_split(origin, WINDOW_S))
         for _ in range(LEG_ROUNDS):
-            without.append((await node_cpu_per_s(nodes, WINDOW_S))["origin"])
             await asyncio.gather(
                 *(e.apost("/attach", {"origin": origin.url}) for e in (edge_b, edge_c))
             )
             # Legs carry frames before they are counted (each edge's first viewer's keyframe).
             await asyncio.gather(at_b.join(), at_c.join())
             await asyncio.sleep(WARMUP_S)
-            with_legs.append((await node_cpu_per_s(nodes, WINDOW_S))["origin"])
+            legs.append(await origin_split(origin, WINDOW_S))
             await asyncio.gather(at_b.leave_all(), at_c.leave_all())
             await asyncio.gather(*(e.apost("/detach") for e in (edge_b, edge_c)))
             await asyncio.sleep(WARMUP_S)
-        leg = (statistics.median(with_legs) - statistics.median(without)) / 2
+            base.append(await origin_split(origin, WINDOW_S))
+            await asyncio.gather(*(v.join() for v in solo))
+            await asyncio.sleep(WARMUP_S)
+            solos.append(await origin_split(origin, WINDOW_S))
+            await asyncio.gather(*(v.leave_all() for v in solo))
+            await asyncio.sleep(WARMUP_S)
+            base.append(await origin_split(origin, WINDOW_S))
+        # Each added window minus the mean of the windows around it, halved (two of each).
+        leg_d = [paired(legs[i], base[2 * i], base[2 * i + 1]) for i in range(LEG_ROUNDS)]
+        solo_d = [paired(solos[i], base[2 * i + 1], base[2 * i + 2]) for i in range(LEG_ROUNDS)]
+        leg = statistics.median(sum(d) for d in leg_d)
+        solo_cpu = statistics.median(sum(d) for d in solo_d)
         out["edge_leg_cpu"] = round(leg, 5)
+        out["solo_viewer_cpu"] = round(solo_cpu, 5)
+        out["edge_leg_cpu_user_system"] = [
+            round(statistics.median(d[k] for d in leg_d), 5) for k in (0, 1)
+        ]
+        out["solo_viewer_cpu_user_system"] = [
+            round(statistics.median(d[k] for d in solo_d), 5) for k in (0, 1)
+        ]
+        out["edge_leg_rounds"] = [round(sum(d), 5) for d in leg_d]
+        out["solo_viewer_rounds"] = [round(sum(d), 5) for d in solo_d]
         out["edge_leg_cost_ratio"] = round(leg / per_viewer, 3) if per_viewer > 0 else None
+        out["edge_leg_vs_solo_viewer"] = round(leg / solo_cpu, 3) if solo_cpu > 0 else None
         say(
-            f"origin without legs {[round(x, 4) for x in without]}, with two "
-            f"{[round(x, 4) for x in with_legs]}: one leg {leg:.5f} CPU-s/s = "
-            f"{out['edge_leg_cost_ratio']} x a viewer"
+            f"origin base {[round(sum(b), 4) for b in base]}, +2 legs "
+            f"{[round(sum(x), 4) for x in legs]}, +2 solo viewers "
+            f"{[round(sum(x), 4) for x in solos]}: one leg {leg:.5f} CPU-s/s = "
+            f"{out['edge_leg_cost_ratio']} x the slope, {out['edge_leg_vs_solo_viewer']} x "
+            f"a viewer in its own process ({solo_cpu:.5f})"
         )
         await at_origin.leave_all()
 
@@ -314,13 +385,13 @@ async def run(tmp: Path) -> dict[str, Any]:
         )
         await at_b.leave_all()
         await edge_b.apost("/detach")
-        for p in peers:
+        for p in (*peers, *solo_peers):
             await p.stop(started)
         await pub.stop(started)
     finally:
         started.stop_all()
     out["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    for key in ("edge_leg_cost_ratio", "edge_viewer_cost_ratio"):
+    for key in ("edge_leg_cost_ratio", "edge_leg_vs_solo_viewer", "edge_viewer_cost_ratio"):
         if out.get(key) is not None and out[key] <= 0:
             # A cost cannot be negative: the machine's other work swamped the difference.
             out["notes"].append(f"{key} {out[key]} is noise (other load); not a figure")
@@ -343,6 +414,7 @@ def main() -> None:
         out = asyncio.run(run(Path(tmp)))
     keys = [
         "edge_leg_cost_ratio",
+        "edge_leg_vs_solo_viewer",
         "join_via_edge_s",
         "join_new_edge_s",
         "edge_viewer_cost_ratio",

@@ -84,7 +84,7 @@ def _jitter(problems: list[str]) -> None:
         JitterBuffer._remove_frame,
         "JitterBuffer._remove_frame",
         "pos = (self._origin + count) % self._capacity",
-        "data=b\"\".join([x._data for x in packets])",
+        'data=b"".join([x._data for x in packets])',
     )
 
 

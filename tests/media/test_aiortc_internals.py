@@ -92,7 +92,7 @@ def test_check_fails_when_the_jitter_buffer_moves(monkeypatch: pytest.MonkeyPatc
         return False, None
 
     monkeypatch.setattr(JitterBuffer, "add", add)
-    with pytest.raises(AiortcInternalsError, match="JitterBuffer.add no longer uses _origin"):
+    with pytest.raises(AiortcInternalsError, match=r"JitterBuffer\.add no longer uses _origin"):
         verify()
     assert any("JitterBuffer.add no longer contains" in p for p in sources.source_problems())
     monkeypatch.undo()
