@@ -95,6 +95,13 @@ class Node:
     async def apost(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         return await asyncio.to_thread(self.post, path, body)
 
+    async def stats(self) -> dict[str, int]:
+        def get() -> dict[str, int]:
+            with urllib.request.urlopen(self.url + "/stats", timeout=30) as resp:
+                return dict(json.loads(resp.read()))
+
+        return await asyncio.to_thread(get)
+
 
 async def start_node(started: Started, name: str, tmp: Path) -> Node:
     port = free_port()
@@ -132,15 +139,36 @@ class Viewers:
         self.ids = []
 
 
+async def frames_in(nodes: list[Node]) -> dict[str, int]:
+    """Frames each node has received from its publisher or its leg so far."""
+    stats = await asyncio.gather(*(n.stats() for n in nodes))
+    return {n.name: st["frames_received"] for n, st in zip(nodes, stats, strict=True)}
+
+
+def at_fps(cpu_per_s: float, frames: int, seconds: float) -> float:
+    """CPU-s/s at the publisher's nominal frame rate: CPU per frame received x FPS. On a busy
+    machine the publisher's frames come late and a window holds fewer of them, so raw CPU-s/s
+    falls with the load; per frame it does not. Raw when nothing was received."""
+    return cpu_per_s * video.FPS * seconds / frames if frames > 0 else cpu_per_s
+
+
 async def node_cpu_per_s(nodes: list[Node], window: float) -> dict[str, float]:
-    """CPU-seconds per second of each node over one window, and the machine's busy cores."""
+    """CPU-seconds per second of each node over one window at the nominal frame rate
+    (:func:`at_fps`; raw in ``<name>_raw``), and the machine's busy cores."""
+    f0 = await frames_in(nodes)
     b0, t0 = machine_busy()
     c0 = {n.name: n.cpu() for n in nodes}
     w0 = time.monotonic()
     await asyncio.sleep(window)
     b1, t1 = machine_busy()
     dt = time.monotonic() - w0
-    out = {n.name: (n.cpu() - c0[n.name]) / dt for n in nodes}
+    c1 = {n.name: n.cpu() for n in nodes}
+    f1 = await frames_in(nodes)
+    out: dict[str, float] = {}
+    for n in nodes:
+        raw = (c1[n.name] - c0[n.name]) / dt
+        out[n.name + "_raw"] = raw
+        out[n.name] = at_fps(raw, f1[n.name] - f0[n.name], dt)
     out["machine_busy_cores"] = (b1 - b0) / (t1 - t0) * (os.cpu_count() or 1)
     return out
 
@@ -159,14 +187,20 @@ async def fps(viewers: list[Viewers], window: float = 2.0) -> float:
     return min(rates) if rates else 0.0
 
 
-async def origin_split(origin: Node, window: float) -> tuple[float, float]:
-    """The origin's (user, system) CPU-seconds per second over one window."""
-    u0, s0 = cpu_user_system(origin.pid)
+async def origin_split(origin: Node, window: float, keyframes: list[int]) -> tuple[float, float]:
+    """The origin's (user, system) CPU-seconds per second over one window, at the nominal
+    frame rate (:func:`at_fps`); appends the keyframes it received meanwhile to ``keyframes``
+    (each costs every subscriber several frames' worth)."""
+    s0 = await origin.stats()
+    u0, y0 = cpu_user_system(origin.pid)
     t0 = time.monotonic()
     await asyncio.sleep(window)
-    u1, s1 = cpu_user_system(origin.pid)
+    u1, y1 = cpu_user_system(origin.pid)
     dt = time.monotonic() - t0
-    return (u1 - u0) / dt, (s1 - s0) / dt
+    s1 = await origin.stats()
+    keyframes.append(s1["keyframes_received"] - s0["keyframes_received"])
+    frames = s1["frames_received"] - s0["frames_received"]
+    return at_fps((u1 - u0) / dt, frames, dt), at_fps((y1 - y0) / dt, frames, dt)
 
 
 def paired(
@@ -292,6 +326,7 @@ async def run(tmp: Path) -> dict[str, Any]:
 
         # 4. The origin's marginal CPU per local viewer.
         points: list[tuple[float, float]] = []
+        raw_points: list[tuple[float, float]] = []
         for n in RAMP:
             while len(at_origin.ids) < n:
                 await at_origin.join()
@@ -299,8 +334,10 @@ async def run(tmp: Path) -> dict[str, Any]:
             cpu = await node_cpu_per_s(nodes, WINDOW_S)
             low = await fps([at_origin]) if n else None
             points.append((n, cpu["origin"]))
+            raw_points.append((n, round(cpu["origin_raw"], 4)))
             say(
-                f"origin N={n:2d}: {cpu['origin']:.4f} CPU-s/s  min fps {low}  machine "
+                f"origin N={n:2d}: {cpu['origin']:.4f} CPU-s/s at {video.FPS} fps "
+                f"(raw {cpu['origin_raw']:.4f})  min fps {low}  machine "
                 f"{cpu['machine_busy_cores']:.2f} cores"
             )
         line = fit(points)
@@ -308,6 +345,7 @@ async def run(tmp: Path) -> dict[str, Any]:
         per_viewer = line[1]
         out["origin_viewer_cpu"] = round(per_viewer, 5)
         out["origin_points"] = [(n, round(c, 4)) for n, c in points]
+        out["origin_points_raw"] = raw_points
 
         # 5. What feeding an edge costs the origin, like with like: beside the same local
         # viewers, in turn, two legs (each to an edge process with one viewer of its own) and
@@ -317,7 +355,8 @@ async def run(tmp: Path) -> dict[str, Any]:
         base: list[tuple[float, float]] = []  # (user, system) CPU-s/s of the origin
         legs: list[tuple[float, float]] = []
         solos: list[tuple[float, float]] = []
-        base.append(await origin_split(origin, WINDOW_S))
+        keys: dict[str, list[int]] = {"base": [], "legs": [], "solo": []}
+        base.append(await origin_split(origin, WINDOW_S, keys["base"]))
         for _ in range(LEG_ROUNDS):
             await asyncio.gather(
                 *(e.apost("/attach", {"origin": origin.url}) for e in (edge_b, edge_c))
@@ -325,17 +364,17 @@ async def run(tmp: Path) -> dict[str, Any]:
             # Legs carry frames before they are counted (each edge's first viewer's keyframe).
             await asyncio.gather(at_b.join(), at_c.join())
             await asyncio.sleep(WARMUP_S)
-            legs.append(await origin_split(origin, WINDOW_S))
+            legs.append(await origin_split(origin, WINDOW_S, keys["legs"]))
             await asyncio.gather(at_b.leave_all(), at_c.leave_all())
             await asyncio.gather(*(e.apost("/detach") for e in (edge_b, edge_c)))
             await asyncio.sleep(WARMUP_S)
-            base.append(await origin_split(origin, WINDOW_S))
+            base.append(await origin_split(origin, WINDOW_S, keys["base"]))
             await asyncio.gather(*(v.join() for v in solo))
             await asyncio.sleep(WARMUP_S)
-            solos.append(await origin_split(origin, WINDOW_S))
+            solos.append(await origin_split(origin, WINDOW_S, keys["solo"]))
             await asyncio.gather(*(v.leave_all() for v in solo))
             await asyncio.sleep(WARMUP_S)
-            base.append(await origin_split(origin, WINDOW_S))
+            base.append(await origin_split(origin, WINDOW_S, keys["base"]))
         # Each added window minus the mean of the windows around it, halved (two of each).
         leg_d = [paired(legs[i], base[2 * i], base[2 * i + 1]) for i in range(LEG_ROUNDS)]
         solo_d = [paired(solos[i], base[2 * i + 1], base[2 * i + 2]) for i in range(LEG_ROUNDS)]
@@ -351,6 +390,7 @@ async def run(tmp: Path) -> dict[str, Any]:
         ]
         out["edge_leg_rounds"] = [round(sum(d), 5) for d in leg_d]
         out["solo_viewer_rounds"] = [round(sum(d), 5) for d in solo_d]
+        out["origin_keyframes_per_window"] = keys
         out["edge_leg_cost_ratio"] = round(leg / per_viewer, 3) if per_viewer > 0 else None
         out["edge_leg_vs_solo_viewer"] = round(leg / solo_cpu, 3) if solo_cpu > 0 else None
         say(
@@ -358,13 +398,15 @@ async def run(tmp: Path) -> dict[str, Any]:
             f"{[round(sum(x), 4) for x in legs]}, +2 solo viewers "
             f"{[round(sum(x), 4) for x in solos]}: one leg {leg:.5f} CPU-s/s = "
             f"{out['edge_leg_cost_ratio']} x the slope, {out['edge_leg_vs_solo_viewer']} x "
-            f"a viewer in its own process ({solo_cpu:.5f})"
+            f"a viewer in its own process ({solo_cpu:.5f}); keyframes at the origin per "
+            f"window {keys}"
         )
         await at_origin.leave_all()
 
         # 6. An edge's marginal CPU per viewer (its leg up, the origin with no local viewer).
         await edge_b.apost("/attach", {"origin": origin.url})
         edge_points: list[tuple[float, float]] = []
+        edge_raw: list[tuple[float, float]] = []
         for n in RAMP:
             while len(at_b.ids) < n:
                 await at_b.join()
@@ -372,14 +414,17 @@ async def run(tmp: Path) -> dict[str, Any]:
             cpu = await node_cpu_per_s(nodes, WINDOW_S)
             low = await fps([at_b]) if n else None
             edge_points.append((n, cpu["edge_b"]))
+            edge_raw.append((n, round(cpu["edge_b_raw"], 4)))
             say(
-                f"edge N={n:2d}: {cpu['edge_b']:.4f} CPU-s/s  min fps {low}  machine "
+                f"edge N={n:2d}: {cpu['edge_b']:.4f} CPU-s/s at {video.FPS} fps "
+                f"(raw {cpu['edge_b_raw']:.4f})  min fps {low}  machine "
                 f"{cpu['machine_busy_cores']:.2f} cores"
             )
         edge_line = fit(edge_points)
         assert edge_line is not None
         out["edge_viewer_cpu"] = round(edge_line[1], 5)
         out["edge_points"] = [(n, round(c, 4)) for n, c in edge_points]
+        out["edge_points_raw"] = edge_raw
         out["edge_viewer_cost_ratio"] = (
             round(edge_line[1] / per_viewer, 3) if per_viewer > 0 else None
         )
