@@ -187,10 +187,13 @@ async def fps(viewers: list[Viewers], window: float = 2.0) -> float:
     return min(rates) if rates else 0.0
 
 
-async def origin_split(origin: Node, window: float, keyframes: list[int]) -> tuple[float, float]:
+async def origin_split(
+    origin: Node, window: float, keyframes: list[int], fed: list[float]
+) -> tuple[float, float]:
     """The origin's (user, system) CPU-seconds per second over one window, at the nominal
     frame rate (:func:`at_fps`); appends the keyframes it received meanwhile to ``keyframes``
-    (each costs every subscriber several frames' worth)."""
+    (each costs every subscriber several frames' worth) and how many subscribers it fed
+    (frames out / frames in; a viewer process the machine starves falls out) to ``fed``."""
     s0 = await origin.stats()
     u0, y0 = cpu_user_system(origin.pid)
     t0 = time.monotonic()
@@ -200,6 +203,8 @@ async def origin_split(origin: Node, window: float, keyframes: list[int]) -> tup
     s1 = await origin.stats()
     keyframes.append(s1["keyframes_received"] - s0["keyframes_received"])
     frames = s1["frames_received"] - s0["frames_received"]
+    out = s1["frames_forwarded"] - s0["frames_forwarded"]
+    fed.append(round(out / frames, 1) if frames else 0.0)
     return at_fps((u1 - u0) / dt, frames, dt), at_fps((y1 - y0) / dt, frames, dt)
 
 
@@ -356,7 +361,8 @@ async def run(tmp: Path) -> dict[str, Any]:
         legs: list[tuple[float, float]] = []
         solos: list[tuple[float, float]] = []
         keys: dict[str, list[int]] = {"base": [], "legs": [], "solo": []}
-        base.append(await origin_split(origin, WINDOW_S, keys["base"]))
+        fed: dict[str, list[float]] = {"base": [], "legs": [], "solo": []}
+        base.append(await origin_split(origin, WINDOW_S, keys["base"], fed["base"]))
         for _ in range(LEG_ROUNDS):
             await asyncio.gather(
                 *(e.apost("/attach", {"origin": origin.url}) for e in (edge_b, edge_c))
@@ -364,17 +370,17 @@ async def run(tmp: Path) -> dict[str, Any]:
             # Legs carry frames before they are counted (each edge's first viewer's keyframe).
             await asyncio.gather(at_b.join(), at_c.join())
             await asyncio.sleep(WARMUP_S)
-            legs.append(await origin_split(origin, WINDOW_S, keys["legs"]))
+            legs.append(await origin_split(origin, WINDOW_S, keys["legs"], fed["legs"]))
             await asyncio.gather(at_b.leave_all(), at_c.leave_all())
             await asyncio.gather(*(e.apost("/detach") for e in (edge_b, edge_c)))
             await asyncio.sleep(WARMUP_S)
-            base.append(await origin_split(origin, WINDOW_S, keys["base"]))
+            base.append(await origin_split(origin, WINDOW_S, keys["base"], fed["base"]))
             await asyncio.gather(*(v.join() for v in solo))
             await asyncio.sleep(WARMUP_S)
-            solos.append(await origin_split(origin, WINDOW_S, keys["solo"]))
+            solos.append(await origin_split(origin, WINDOW_S, keys["solo"], fed["solo"]))
             await asyncio.gather(*(v.leave_all() for v in solo))
             await asyncio.sleep(WARMUP_S)
-            base.append(await origin_split(origin, WINDOW_S, keys["base"]))
+            base.append(await origin_split(origin, WINDOW_S, keys["base"], fed["base"]))
         # Each added window minus the mean of the windows around it, halved (two of each).
         leg_d = [paired(legs[i], base[2 * i], base[2 * i + 1]) for i in range(LEG_ROUNDS)]
         solo_d = [paired(solos[i], base[2 * i + 1], base[2 * i + 2]) for i in range(LEG_ROUNDS)]
@@ -391,6 +397,7 @@ async def run(tmp: Path) -> dict[str, Any]:
         out["edge_leg_rounds"] = [round(sum(d), 5) for d in leg_d]
         out["solo_viewer_rounds"] = [round(sum(d), 5) for d in solo_d]
         out["origin_keyframes_per_window"] = keys
+        out["origin_subscribers_fed_per_window"] = fed
         out["edge_leg_cost_ratio"] = round(leg / per_viewer, 3) if per_viewer > 0 else None
         out["edge_leg_vs_solo_viewer"] = round(leg / solo_cpu, 3) if solo_cpu > 0 else None
         say(
@@ -399,7 +406,7 @@ async def run(tmp: Path) -> dict[str, Any]:
             f"{[round(sum(x), 4) for x in solos]}: one leg {leg:.5f} CPU-s/s = "
             f"{out['edge_leg_cost_ratio']} x the slope, {out['edge_leg_vs_solo_viewer']} x "
             f"a viewer in its own process ({solo_cpu:.5f}); keyframes at the origin per "
-            f"window {keys}"
+            f"window {keys}, subscribers fed {fed}"
         )
         await at_origin.leave_all()
 

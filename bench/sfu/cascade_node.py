@@ -8,7 +8,7 @@ kind speaks it): the publisher offers (``POST /publish``), the node offers to ea
 (``POST /subscribe``) and the viewer answers (``POST /answer``). An edge attaches to an origin
 with ``POST /attach {"origin": url}``: it asks the origin for a subscribe leg as a viewer named
 ``edge:<port>`` and publishes what arrives under the origin's track ids; ``POST /detach`` drops
-the leg. ``GET /stats``: keyframes received, PLIs sent and queue drops over its tracks.
+the leg. ``GET /stats``: frames in and out, keyframes, PLIs and queue drops over its tracks.
 Everything on 127.0.0.1, no STUN.
 
     python bench/sfu/cascade_node.py --port 8124
@@ -157,9 +157,16 @@ class Node:
         self.router.close()
 
     async def stats(self, _request: web.Request) -> web.Response:
-        """Totals over this node's tracks: keyframes in, PLIs sent upstream, queue drops."""
+        """Totals over this node's tracks: frames and keyframes in, frames out (to all
+        subscribers), PLIs sent upstream, queue drops."""
         tracks = self.router.stats().values()
-        keys = ("frames_received", "keyframes_received", "plis_sent", "queue_drops")
+        keys = (
+            "frames_received",
+            "keyframes_received",
+            "frames_forwarded",
+            "plis_sent",
+            "queue_drops",
+        )
         return web.json_response({k: sum(int(t[k]) for t in tracks) for k in keys})
 
 
