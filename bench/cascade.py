@@ -243,34 +243,25 @@ async def run(tmp: Path) -> dict[str, Any]:
         ready = await pub.event(60)
         if not ready.get("ok"):
             raise RuntimeError(f"publisher: {ready.get('error')}\n{tail(tmp / 'publisher.log')}")
-        peers = await asyncio.gather(
+        # One viewer process per node, and two more of the origin, each holding one viewer
+        # alone (step 5).
+        targets = [(n.url, n.name) for n in nodes] + [(origin.url, f"solo{i}") for i in range(2)]
+        *peers, solo0, solo1 = await asyncio.gather(
             *(
                 Peer.start(
                     started,
                     "subscribers",
-                    {"server": "mediarelay", "url": n.url},
-                    tmp / f"viewers_{n.name}.log",
-                    f"viewers_{n.name}",
+                    {"server": "mediarelay", "url": url},
+                    tmp / f"viewers_{name}.log",
+                    f"viewers_{name}",
                 )
-                for n in nodes
+                for url, name in targets
             )
         )
         at_origin, at_b, at_c = (
             Viewers(p, n.name[0] + n.name[-1]) for p, n in zip(peers, nodes, strict=True)
         )
-        # Two viewers of the origin, each alone in its process (step 5).
-        solo_peers = await asyncio.gather(
-            *(
-                Peer.start(
-                    started,
-                    "subscribers",
-                    {"server": "mediarelay", "url": origin.url},
-                    tmp / f"viewers_solo{i}.log",
-                    f"viewers_solo{i}",
-                )
-                for i in range(2)
-            )
-        )
+        solo_peers = [solo0, solo1]
         solo = [Viewers(p, f"s{i}") for i, p in enumerate(solo_peers)]
 
         # 1. A new edge: attach, then its first viewer (side by side with the origin's joins).

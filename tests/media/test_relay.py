@@ -27,6 +27,18 @@ from tests.media.peers import (
 from tests.media.test_forwarding import advancing
 
 
+def hops_ms(at_origin: Subscriber, at_edge: Subscriber, video_id: str) -> list[float]:
+    """Decode time at the edge viewer minus at the origin viewer, per frame (by counter)."""
+    origin_rx = at_origin.by_track(video_id)
+    origin_seen = dict(zip(origin_rx.counters, origin_rx.times, strict=True))
+    edge_rx = at_edge.by_track(video_id)
+    return [
+        (t - origin_seen[c]) * 1000
+        for c, t in zip(edge_rx.counters, edge_rx.times, strict=True)
+        if c in origin_seen
+    ]
+
+
 @pytest.mark.timeout(30)
 async def test_edge_viewers_see_and_hear_the_origin_and_tracks_end_with_it() -> None:
     origin, edge = MediaRouter(), MediaRouter()
@@ -71,19 +83,7 @@ async def test_edge_viewers_see_and_hear_the_origin_and_tracks_end_with_it() -> 
             assert local[0] == "127.0.0.1" and remote[0] == "127.0.0.1", (local, remote)
 
         # The same frames reach the edge viewer a hop later: compare arrival per counter.
-        origin_seen = dict(
-            zip(
-                at_origin.by_track(video_id).counters,
-                at_origin.by_track(video_id).times,
-                strict=True,
-            )
-        )
-        edge_rx = at_edge.by_track(video_id)
-        hops = [
-            (t - origin_seen[c]) * 1000
-            for c, t in zip(edge_rx.counters, edge_rx.times, strict=True)
-            if c in origin_seen
-        ]
+        hops = hops_ms(at_origin, at_edge, video_id)
         assert len(hops) >= 10
         assert statistics.median(hops) < 100, hops  # generous on a loaded 2-core machine
 
@@ -165,19 +165,7 @@ async def test_a_frame_crosses_each_node_without_waiting_for_the_next_frame() ->
         assert statistics.median(latency) < 750, latency
 
         # The same frames decoded at both viewers: the hop is far under a frame interval.
-        origin_seen = dict(
-            zip(
-                at_origin.by_track(video_id).counters,
-                at_origin.by_track(video_id).times,
-                strict=True,
-            )
-        )
-        edge_rx = at_edge.by_track(video_id)
-        hops = [
-            (t - origin_seen[c]) * 1000
-            for c, t in zip(edge_rx.counters, edge_rx.times, strict=True)
-            if c in origin_seen
-        ]
+        hops = hops_ms(at_origin, at_edge, video_id)
         assert len(hops) >= 3
         assert statistics.median(hops) < 150, hops  # aiortc's release: ~500 ms
     finally:
