@@ -20,8 +20,10 @@ from typing import Any
 
 import aioice.ice
 import aiortc.codecs
+import aiortc.jitterbuffer
 import aiortc.rtcicetransport
 import aiortc.rtcpeerconnection
+import aiortc.rtcrtpreceiver
 import pylibsrtp
 from aioice.ice import StunProtocol
 from aiortc import RTCDtlsTransport, RTCIceTransport, RTCRtpReceiver, RTCRtpSender
@@ -45,6 +47,19 @@ _SIGNATURES: tuple[tuple[str, Callable[[], Any], list[str]], ...] = (
         lambda: RTCRtpReceiver._handle_rtp_packet,
         ["packet", "arrival_time_ms"],
     ),
+    (
+        "JitterBuffer.__init__",
+        lambda: aiortc.jitterbuffer.JitterBuffer.__init__,
+        ["capacity", "prefetch", "is_video"],
+    ),
+    ("JitterBuffer.add", lambda: aiortc.jitterbuffer.JitterBuffer.add, ["packet"]),
+    (
+        "JitterBuffer._remove_frame",
+        lambda: aiortc.jitterbuffer.JitterBuffer._remove_frame,
+        ["sequence_number"],
+    ),
+    ("JitterBuffer.remove", lambda: aiortc.jitterbuffer.JitterBuffer.remove, ["count"]),
+    ("TimestampMapper.map", lambda: aiortc.rtcrtpreceiver.TimestampMapper.map, ["timestamp"]),
     ("RTCRtpSender.send", lambda: RTCRtpSender.send, ["parameters"]),
     ("RTCRtpSender.stop", lambda: RTCRtpSender.stop, []),
     ("RTCRtpSender.replaceTrack", lambda: RTCRtpSender.replaceTrack, ["track"]),
@@ -109,6 +124,10 @@ _CODE_NAMES: tuple[tuple[str, Callable[[], Any], Callable[[], tuple[str, ...]]],
             ingest._RECEIVER_RTX_SSRC,
             ingest._RECEIVER_STARTED,
             ingest._RECEIVER_BITRATE_ESTIMATOR,
+            ingest._RECEIVER_JITTER_BUFFER,
+            ingest._RECEIVER_TIMESTAMP_MAPPER,
+            "JitterBuffer",
+            "TimestampMapper",
         ),
     ),
     (
@@ -120,8 +139,27 @@ _CODE_NAMES: tuple[tuple[str, Callable[[], Any], Callable[[], tuple[str, ...]]],
     (
         "RTCRtpReceiver._handle_rtp_packet",
         lambda: RTCRtpReceiver._handle_rtp_packet,
-        lambda: (f"{_R}__decoder_queue", "put"),
+        lambda: (
+            f"{_R}__decoder_queue",
+            "put",
+            ingest._RECEIVER_JITTER_BUFFER,
+            "add",
+            ingest._RECEIVER_TIMESTAMP_MAPPER,
+            "map",
+        ),
     ),
+    # The state ReleasingJitterBuffer reads, and the call add() makes to it.
+    (
+        "JitterBuffer.__init__",
+        lambda: aiortc.jitterbuffer.JitterBuffer.__init__,
+        lambda: ("_capacity", "_origin", "_packets", "_is_video"),
+    ),
+    (
+        "JitterBuffer.add",
+        lambda: aiortc.jitterbuffer.JitterBuffer.add,
+        lambda: ("_origin", "_packets", "_remove_frame"),
+    ),
+    ("JitterBuffer.remove", lambda: aiortc.jitterbuffer.JitterBuffer.remove, lambda: ("_origin",)),
     (
         "RTCRtpSender.__init__",
         lambda: RTCRtpSender.__init__,

@@ -4,7 +4,11 @@
 and puts ``(codec, JitterFrame)`` on the private ``__decoder_queue`` read by a decoder thread.
 :func:`install_ingest` replaces that queue, before ``receive()`` starts the thread, with
 :class:`IngestQueue`: its ``put()`` runs on the event loop and hands an ``av.Packet`` to a
-callback; its ``get()`` blocks the (now idle) worker thread until ``put(None)`` stops it.
+callback; its ``get()`` blocks the (now idle) worker thread until ``put(None)`` stops it. It
+also replaces the private ``__jitter_buffer`` with a :class:`~media.internals.jitter
+.ReleasingJitterBuffer` (a frame leaves when it is complete, not when the next one starts) and
+maps the timestamps of the further frames one packet completed with the receiver's private
+``__timestamp_mapper``, as the receiver does for the first.
 :func:`send_pli` calls ``RTCRtpReceiver._send_rtcp_pli(media_ssrc)`` addressed to the
 publisher's media SSRC, never its RTX SSRC (the RTX map is the private ``__rtx_ssrc``).
 :func:`install_audio_level` reads each audio packet's ssrc-audio-level header extension (RFC
@@ -26,9 +30,11 @@ import av
 from aiortc import RTCRtpReceiver
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import TimestampMapper
 from aiortc.rtp import RtpPacket
 
 from media.internals.base import AiortcInternalsError
+from media.internals.jitter import ReleasingJitterBuffer
 from media.keyframes import is_keyframe
 
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
@@ -40,6 +46,8 @@ _RECEIVER_DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
 _RECEIVER_RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
 _RECEIVER_STARTED = "_RTCRtpReceiver__started"
 _RECEIVER_BITRATE_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"
+_RECEIVER_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+_RECEIVER_TIMESTAMP_MAPPER = "_RTCRtpReceiver__timestamp_mapper"
 
 PacketCallback = Callable[[RTCRtpCodecParameters, av.Packet], None]
 
@@ -52,12 +60,24 @@ class IngestQueue:
     starts and blocks in ``get()`` until ``put(None)``, which is how aiortc stops it.
     """
 
-    def __init__(self, kind: str, on_packet: PacketCallback, on_end: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        kind: str,
+        on_packet: PacketCallback,
+        on_end: Callable[[], None],
+        *,
+        frames: ReleasingJitterBuffer | None = None,
+        timestamps: TimestampMapper | None = None,
+    ) -> None:
         self._time_base = VIDEO_TIME_BASE if kind == "video" else OPUS_TIME_BASE
         self._on_packet = on_packet
         self._on_end = on_end
         self._stopped = threading.Event()
         self._loop = asyncio.get_event_loop()
+        # The receiver's jitter buffer and timestamp mapper (install_ingest): further frames
+        # completed by the packet that completed the one put() gets.
+        self._frames = frames
+        self._timestamps = timestamps
 
     def put(self, item: tuple[RTCRtpCodecParameters, JitterFrame] | None) -> None:
         if item is None:
@@ -66,6 +86,13 @@ class IngestQueue:
             self._loop.call_soon_threadsafe(self._on_end)
             return
         codec, frame = item
+        self._forward(codec, frame)
+        if self._frames is not None and self._timestamps is not None:
+            for more in self._frames.take_ready():
+                more.timestamp = self._timestamps.map(more.timestamp)
+                self._forward(codec, more)
+
+    def _forward(self, codec: RTCRtpCodecParameters, frame: JitterFrame) -> None:
         packet = av.Packet(frame.data)
         # The receiver already maps RTP timestamps to start at 0 (TimestampMapper).
         packet.pts = frame.timestamp
@@ -81,16 +108,27 @@ class IngestQueue:
 def install_ingest(
     receiver: RTCRtpReceiver, on_packet: PacketCallback, on_end: Callable[[], None]
 ) -> IngestQueue:
-    """Route a receiver's encoded frames to ``on_packet(codec, packet)``.
+    """Route a receiver's encoded frames to ``on_packet(codec, packet)``, each as soon as it is
+    complete.
 
-    Call inside the peer connection's ``track`` event, before ``receive()`` starts the worker.
+    Call inside the peer connection's ``track`` event, before ``receive()`` starts the worker
+    (no packet has reached the jitter buffer yet).
     """
     if getattr(receiver, _RECEIVER_STARTED) or getattr(receiver, _RECEIVER_DECODER_THREAD):
         raise AiortcInternalsError("install_ingest() must run before the receiver starts")
     track = receiver.track
     if track is None:
         raise AiortcInternalsError("receiver has no remote track yet")
-    ingest = IngestQueue(track.kind, on_packet, on_end)
+    stock = getattr(receiver, _RECEIVER_JITTER_BUFFER)
+    frames = ReleasingJitterBuffer(stock.capacity, is_video=track.kind == "video")
+    ingest = IngestQueue(
+        track.kind,
+        on_packet,
+        on_end,
+        frames=frames,
+        timestamps=getattr(receiver, _RECEIVER_TIMESTAMP_MAPPER),
+    )
+    setattr(receiver, _RECEIVER_JITTER_BUFFER, frames)
     setattr(receiver, _RECEIVER_DECODER_QUEUE, ingest)
     return ingest
 
