@@ -83,6 +83,19 @@ def may_see_read_by(stream: StreamKey, access: ClassAccess | None) -> bool:
     )
 
 
+def tells_read_by(stream: StreamKey, reader: ClassAccess | None) -> bool:
+    """Whether moving this person's read position in ``stream`` tells the class's teachers
+    (``chat.read_by`` in ``staff:{cid}``, which only they follow, as :func:`may_see_read_by`):
+    a guardian reading the guardians' chat, whom "read by" counts."""
+    return (
+        stream.kind == "class"
+        and stream.part == "guardians"
+        and reader is not None
+        and reader.is_guardian
+        and not reader.is_staff
+    )
+
+
 def may_see_in_chat(seq: int, data: Mapping[str, Any] | None, history_floor: int) -> bool:
     """Whether someone who sees a chat stream only after ``history_floor`` (a guardian approved
     after the families' earlier conversation, realtime/actions/guardian_history.py; 0: they see

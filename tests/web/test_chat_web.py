@@ -123,3 +123,27 @@ async def test_the_class_menu_fits_a_phone(server: Server, web: Browser) -> None
     # The panel closed on the way; "更多" is marked as where one is.
     await expect(more).to_have_attribute("aria-expanded", "false")
     await expect(more).to_have_class("nav-item active")
+
+
+async def test_read_by_moves_as_the_families_read(server: Server, web: Browser) -> None:
+    """The teacher looks at "read by" of her message: as a mother opens the chat on her phone,
+    the count and the names change on the teacher's screen without reloading."""
+    cid = server.class_id
+    teacher = await web.signed_in("li")
+    await teacher.goto(f"{server.url}/#/class/{cid}/chat/guardians")
+    box = teacher.get_by_label("输入消息")
+    await box.fill("周五下午家长会，请准时参加")
+    await box.press("Enter")
+    mine = teacher.locator(".msg.mine", has_text="周五下午家长会")
+    await mine.get_by_role("button", name="已读情况").click()
+    readby = mine.get_by_test_id("read-by")
+    await expect(readby).to_contain_text("0 人已读 · 8 人未读")
+
+    # Two mothers read it on their phones, one after the other.
+    for n, who in enumerate(("wang_mom", "li_mom"), start=1):
+        mom = await web.signed_in(who, PHONE)
+        await mom.goto(f"{server.url}/#/class/{cid}/chat/guardians")
+        await expect(mom.locator(".msg", has_text="周五下午家长会")).to_be_visible()
+        await expect(readby).to_contain_text(f"{n} 人已读 · {8 - n} 人未读")
+    await expect(readby).to_contain_text("已读： 王浩妈妈 Wang Hao's mother、李明妈妈")
+    await screenshot(teacher, "teacher-read-by-live")

@@ -8,7 +8,7 @@ import type { Message } from "../api/types";
 import { t } from "../i18n";
 import { describeError } from "../i18n/errors";
 import { auth } from "../state/auth";
-import { editMessage, readBy, EDIT_WINDOW_S, type ReadBy } from "../state/chat";
+import { editMessage, readBy, readByNow, EDIT_WINDOW_S, type ReadBy } from "../state/chat";
 import { rolesIn } from "../state/me";
 import { toast } from "../state/toasts";
 
@@ -96,9 +96,11 @@ export function EditBox(props: { m: Message; onDone: () => void }) {
   );
 }
 
-/** "Read by" of a teacher's message in the guardians' chat: counts, then the names. */
+/** "Read by" of a teacher's message in the guardians' chat: counts, then the names; they move
+ * as guardians read (chat.read_by events), without reloading. */
 export function ReadByButton(props: { m: Message }) {
-  const [info, setInfo] = useState<ReadBy | null>(null);
+  const [fetched, setInfo] = useState<ReadBy | null>(null);
+  const info = fetched && readByNow(fetched, props.m);
   const [busy, setBusy] = useState(false);
   async function load() {
     setBusy(true);
@@ -118,7 +120,7 @@ export function ReadByButton(props: { m: Message }) {
     );
   }
   return (
-    <details class="readby" open>
+    <details class="readby" open data-testid="read-by">
       <summary>
         {t("chat.readCounts", info.read.length, info.unread.length)}{" "}
         <button type="button" class="link-button" disabled={busy} onClick={load} aria-label={t("chat.readRefresh")}>
