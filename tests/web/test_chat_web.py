@@ -13,6 +13,7 @@ from playwright.async_api import Page, expect
 from tests.chromium import PHONE
 from tests.conftest import Server
 from tests.web.conftest import Browser, screenshot
+from tests.test_guardian_history import _new_guardian
 from tests.web.test_told import register_and_ask
 
 # What is tested here lives in the browser and the event path: SQLite only (the server side of
@@ -147,3 +148,28 @@ async def test_read_by_moves_as_the_families_read(server: Server, web: Browser) 
         await expect(readby).to_contain_text(f"{n} 人已读 · {8 - n} 人未读")
     await expect(readby).to_contain_text("已读： 王浩妈妈 Wang Hao's mother、李明妈妈")
     await screenshot(teacher, "teacher-read-by-live")
+
+
+async def test_a_mother_approved_today_is_shown_nothing_of_an_earlier_message_edited(
+    server: Server, web: Browser
+) -> None:
+    """A mother approved after the teacher's message has the guardians' chat open on her phone
+    while the teacher corrects that message: her page shows neither the new text nor a line
+    about it (its event reaches her as a number, which the app skips)."""
+    cid = server.class_id
+    stream = f"class:{cid}:guardians"
+    li = await server.client("li")
+    old = await li.send_chat(stream, "明天请穿校服")
+    await _new_guardian(server, li)
+    mom = await web.page(PHONE)
+    await mom.get_by_label("用户名").fill("zhao_mom")
+    await mom.get_by_label("密码").fill("a-good-long-password")
+    await mom.get_by_role("button", name="登录").click()
+    await mom.locator(".conn[data-state=connected]").wait_for()
+    await mom.goto(f"{server.url}/#/class/{cid}/chat/guardians")
+    await li.request("chat.edit", {"message_id": old["id"], "body": "改为穿运动服"})
+    await li.send_chat(stream, "欢迎赵磊妈妈")
+    await expect(mom.locator(".msg", has_text="欢迎赵磊妈妈")).to_be_visible()
+    await expect(mom.locator(".msg")).to_have_count(1)
+    await expect(mom.locator(".chat-system")).to_have_count(0)
+    await expect(mom.get_by_text("运动服")).to_have_count(0)
