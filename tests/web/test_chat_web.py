@@ -12,8 +12,8 @@ from playwright.async_api import Page, expect
 
 from tests.chromium import PHONE
 from tests.conftest import Server
-from tests.web.conftest import Browser, screenshot
 from tests.test_guardian_history import _new_guardian
+from tests.web.conftest import Browser, screenshot
 from tests.web.test_told import register_and_ask
 
 # What is tested here lives in the browser and the event path: SQLite only (the server side of
