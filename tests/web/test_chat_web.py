@@ -4,9 +4,6 @@ the new text live; the teacher sees who of the families has read it."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 from playwright.async_api import Page, expect
 
@@ -19,20 +16,6 @@ from tests.web.test_told import register_and_ask
 # What is tested here lives in the browser and the event path: SQLite only (the server side of
 # mentions and read-by is tested on both databases in tests/test_chat_mentions.py).
 pytestmark = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
-
-
-async def _until(page: Page, what: str, click: str, timeout: float = 20.0) -> None:
-    """Click ``click`` until the page shows ``what`` (a count that the server updates)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        await page.get_by_role("button", name=click).click()
-        try:
-            await expect(page.get_by_text(what)).to_be_visible(timeout=1000)
-            return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(0.3)
 
 
 async def test_mention_edit_and_read_by_in_the_guardians_chat(server: Server, web: Browser) -> None:
@@ -72,12 +55,17 @@ async def test_mention_edit_and_read_by_in_the_guardians_chat(server: Server, we
     await expect(hers).to_contain_text("已编辑")
     await expect(teacher.locator(".msg.mine", has_text="户口本复印件")).to_contain_text("已编辑")
 
-    # Read by: the mother has the chat open, so she has read it; seven other guardians have not.
+    # Read by, shown by itself under the message: the mother has the chat open, so she has read
+    # it; seven other guardians have not. A tap shows who.
     mine = teacher.locator(".msg.mine", has_text="户口本复印件")
-    await mine.get_by_role("button", name="已读情况").click()
-    await _until(teacher, "1 人已读 · 7 人未读", "刷新已读情况")
-    readby = mine.locator(".readby")
-    await expect(readby).to_contain_text("已读： 王浩妈妈 Wang Hao's mother")
+    readby = mine.get_by_test_id("read-by")
+    await expect(readby.locator("summary")).to_contain_text("1 人已读 · 7 人未读")
+    await readby.locator("summary").click()
+    await expect(readby).to_have_attribute("open", "")
+    await expect(readby.get_by_text("已读： 王浩妈妈 Wang Hao's mother")).to_be_visible()
+    # Refreshing asks the server again and leaves the names open.
+    await readby.get_by_role("button", name="刷新已读情况").click()
+    await expect(readby).to_have_attribute("open", "")
     await expect(readby).to_contain_text("李明妈妈 Li Ming's mother")
     await screenshot(teacher, "teacher-read-by")
     # The mother's own messages offer no "read by", and hers is not editable by the teacher.
@@ -136,7 +124,6 @@ async def test_read_by_moves_as_the_families_read(server: Server, web: Browser) 
     await box.fill("周五下午家长会，请准时参加")
     await box.press("Enter")
     mine = teacher.locator(".msg.mine", has_text="周五下午家长会")
-    await mine.get_by_role("button", name="已读情况").click()
     readby = mine.get_by_test_id("read-by")
     await expect(readby).to_contain_text("0 人已读 · 8 人未读")
 
@@ -146,7 +133,8 @@ async def test_read_by_moves_as_the_families_read(server: Server, web: Browser) 
         await mom.goto(f"{server.url}/#/class/{cid}/chat/guardians")
         await expect(mom.locator(".msg", has_text="周五下午家长会")).to_be_visible()
         await expect(readby).to_contain_text(f"{n} 人已读 · {8 - n} 人未读")
-    await expect(readby).to_contain_text("已读： 王浩妈妈 Wang Hao's mother、李明妈妈")
+    await readby.locator("summary").click()
+    await expect(readby.get_by_text("已读： 王浩妈妈 Wang Hao's mother、李明妈妈")).to_be_visible()
     await screenshot(teacher, "teacher-read-by-live")
 
 
