@@ -8,23 +8,20 @@ The guardian approved before the message, on the same path, gets every edit in f
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from clients.homeroom import HomeroomClient, RequestError
 from realtime.domain import policy
 from realtime.domain.streams import HIDDEN
 from realtime.transport.fanout import HistoryFloors
 from tests.attachment_files import pdf_bytes
-from tests.conftest import Server, make_settings, start_server, stop_server
+from tests.conftest import Server
+from tests.nodes import two_nodes
 from tests.rawsocket import RawSocket
-from tests.services import drop_postgres_database, postgres_database, redis_url
+from tests.services import redis_url
 from tests.test_guardian_history import _new_guardian
 
 SECRET = "改期：明天改为穿运动服 SECRET-7f3a"
@@ -155,34 +152,9 @@ async def test_a_guardian_approved_later_never_receives_an_old_message_edited(
     await _scenario(server, server)
 
 
-@dataclass
-class Nodes:
-    a: Server
-    b: Server
-
-
-@pytest_asyncio.fixture
-async def nodes(tmp_path: Path) -> AsyncIterator[Nodes]:
-    """Two nodes on one PostgreSQL database and a Redis channel of their own."""
-    db_url, db_name = postgres_database()
-    channel = f"homeroom-test-{uuid.uuid4().hex[:12]}"
-    servers: list[Server] = []
-    try:
-        for name in ("node-a", "node-b"):
-            settings = make_settings(
-                tmp_path / name, database_url=db_url, redis_url=redis_url(), bus_channel=channel
-            )
-            servers.append(await start_server(settings, seed=not servers))
-        servers[1].demo = servers[0].demo
-        yield Nodes(servers[0], servers[1])
-    finally:
-        for srv in reversed(servers):
-            await stop_server(srv)
-        drop_postgres_database(db_name)
-
-
 @pytest.mark.timeout(60)
-async def test_across_two_nodes_the_edit_reaches_only_who_saw_the_message(nodes: Nodes) -> None:
+async def test_across_two_nodes_the_edit_reaches_only_who_saw_the_message(tmp_path: Path) -> None:
     # The teacher and the earlier mother on node A, the new mother on node B: the edit crosses
     # Redis in full, and node B gives her its number alone.
-    await _scenario(nodes.a, nodes.b)
+    async with two_nodes(tmp_path, redis_url()) as (a, b):
+        await _scenario(a, b)
