@@ -3,11 +3,49 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import TEST_SECRET, free_port
+from tests.conftest import (
+    TEST_SECRET,
+    Server,
+    free_port,
+    make_settings,
+    start_server,
+    stop_server,
+)
+from tests.services import drop_postgres_database, postgres_database
 from tests.test_restart import ServerProcess
+
+
+@contextlib.asynccontextmanager
+async def two_nodes(
+    tmp_path: Path, redis_url: str, **extra: Any
+) -> AsyncIterator[tuple[Server, Server]]:
+    """Two in-process nodes on a fresh PostgreSQL database and a Redis channel of their own
+    (node A seeds the demo school)."""
+    db_url, db_name = postgres_database()
+    channel = f"homeroom-nodes-{uuid.uuid4().hex[:12]}"
+    servers: list[Server] = []
+    try:
+        for name in ("a", "b"):
+            settings = make_settings(
+                tmp_path / name,
+                database_url=db_url,
+                redis_url=redis_url,
+                bus_channel=channel,
+                **extra,
+            )
+            servers.append(await start_server(settings, seed=name == "a"))
+        servers[1].demo = servers[0].demo
+        yield servers[0], servers[1]
+    finally:
+        for srv in reversed(servers):
+            await stop_server(srv)
+        drop_postgres_database(db_name)
 
 
 def node_process(
