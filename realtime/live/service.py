@@ -53,7 +53,10 @@ from realtime.domain.live_protocol import (
 )
 from realtime.errors import HomeroomError, bad_request, forbidden, not_found
 from realtime.hub import Hub
+from realtime.live import cascade as cascading
 from realtime.live import schemas as s
+from realtime.live.cascade import Cascade
+from realtime.live.edge import Edges
 from realtime.live.runtime import LiveRuntime, MediaOptions
 from realtime.transport.socket import Gateway
 from signaling import CodecPolicy, SignalingError
@@ -109,6 +112,9 @@ class LiveService:
         self.calls = NodeCalls(hub.bus, self.node, settings.node_request_timeout_s)
         self.calls.handlers["live"] = self._called
         self.calls.handlers["adopt"] = self._adopt_called
+        # The cascaded sessions of other nodes this node serves viewers of, as their edge.
+        self.edges = Edges(self.media)
+        self.calls.handlers["edge"] = self.edges.called
         # Shutting down (SIGTERM): no session is placed or moved here; its own move away.
         self.draining = False
         gateway.bus_routes["call"] = self.calls.on_bus
@@ -484,7 +490,15 @@ class LiveService:
         async def tell(user_id: int, event: str, data: dict[str, Any]) -> None:
             await self.tell(sid_, user_id, event, data)
 
-        rt = LiveRuntime(session, self.media, tell)
+        async def edge_call(node: str, body: dict[str, Any]) -> dict[str, Any]:
+            return await self.calls.call(node, "edge", body)
+
+        rt = LiveRuntime(
+            session,
+            self.media,
+            tell,
+            cascade=lambda router: Cascade(sid_, router, self.media, edge_call),
+        )
         self.runtimes[session.id] = rt
         self.connections[session.id] = {}
         self._ensure_idle_watch()
@@ -555,14 +569,15 @@ class LiveService:
     async def close(self) -> None:
         if self._idle_task is not None:
             self._idle_task.cancel()
-        await self.calls.close()
         for task in self.grace.values():
             task.cancel()
         self.grace.clear()
         for rt in list(self.runtimes.values()):
-            await rt.close()
+            await rt.close()  # its edges are told to let go while the bus still answers
         self.runtimes.clear()
         self.connections.clear()
+        await self.edges.close()
+        await self.calls.close()
 
     # --- joining --------------------------------------------------------------------------
 
@@ -627,11 +642,25 @@ class LiveService:
             )
 
     async def node_gone(self, name: str) -> None:
-        """Another node left the registry: its connections to sessions here are gone."""
+        """Another node left the registry: its connections to sessions here are gone; the
+        viewers it served as an edge subscribe again (placed anew); the sessions it fed this
+        node as their origin end here."""
         for session_id, conns in list(self.connections.items()):
             for user_id, conn in list(conns.items()):
                 if conn[0] == name:
                     await self.gone(conn, user_id, session_id)
+        for session_id, rt in list(self.runtimes.items()):
+            if rt.cascade is None or name not in rt.cascade.legs:
+                continue
+            for user_id in rt.cascade.lost(name):
+                log.warning("session %s: viewer %s lost edge %s", session_id, user_id, name)
+                await self.tell(
+                    session_id,
+                    user_id,
+                    "rtc.resubscribe",
+                    {"session_id": session_id, "reason": "edge_lost"},
+                )
+        await self.edges.origin_gone(name)
         for session_id in [k for k, v in self.located.items() if v == name]:
             del self.located[session_id]
 
@@ -661,12 +690,46 @@ class LiveService:
         return reply
 
     async def subscribe(self, user_id: int, req: s.SessionRef) -> dict[str, Any]:
-        """Open the subscribe leg: the answer carries the server's first offer (or none)."""
+        """Open the subscribe leg, here or on an edge node when this one is full: the answer
+        carries the first offer (or none)."""
         rt = self._admitted(req.session_id, user_id)
+        edge = rt.at_edge(user_id)
+        if edge is None and user_id not in rt.subscribers:
+            edge = self._edge_for(rt, user_id)
         try:
+            if edge is not None:
+                return await rt.subscribe_at_edge(user_id, edge)
             return await rt.subscribe(user_id)
         except SignalingError as exc:
             raise _error(exc) from None
+
+    def streams_here(self) -> int:
+        """The streams this node sends now: its viewers (own sessions' and as an edge) and
+        its legs to edges, and the legs it receives."""
+        own = sum(
+            len(rt.subscribers) + (rt.cascade.streams() if rt.cascade else 0)
+            for rt in self.runtimes.values()
+        )
+        return own + self.edges.viewers() + len(self.edges.sessions)
+
+    def _edge_for(self, rt: LiveRuntime, user_id: int) -> str | None:
+        """Where a new viewer of a session of this node is served: None (here) or an edge."""
+        members = self.membership
+        if rt.cascade is None or members is None or set(members.nodes) <= {self.node}:
+            return None
+        settings = self.hub.settings
+        conn = self.connections.get(rt.session.id, {}).get(user_id)
+        return cascading.place(
+            rt.cascade,
+            self.node,
+            members.nodes,
+            here=self.streams_here(),
+            capacity=settings.cascade_node_streams,
+            leg_reserve=settings.cascade_leg_reserve,
+            cpu_full=settings.placement_cpu_full,
+            local_viewers=len(rt.subscribers),
+            near=conn[0] if conn else None,
+        )
 
     async def answer(self, user_id: int, req: s.Answer) -> dict[str, Any]:
         rt = self._admitted(req.session_id, user_id)
