@@ -155,10 +155,8 @@ class LiveParticipant:
                 self._offer_task.cancel()
                 self._offer_task = None
             self._offers = asyncio.Queue()
-            for pc in old:
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                        await pc.close()
+            for pc in old:  # its server may be gone: closing may wait, joining need not
+                self._spawn(self._close_quietly(pc))
             for attempt in range(20):
                 try:
                     await self.join()
@@ -258,13 +256,17 @@ class LiveParticipant:
                 self._offer_task.cancel()
                 self._offer_task = None
             self._offers = asyncio.Queue()
-            if old is not None:
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                        await old.close()
+            if old is not None:  # its server is gone: closing may wait, the new one need not
+                self._spawn(self._close_quietly(old))
             if self.subscribed:
                 await self.subscribe()
             self.resubscribes += 1
+
+    @staticmethod
+    async def _close_quietly(pc: RTCPeerConnection) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await pc.close()
 
     async def _answer_offers(self) -> None:
         while True:
