@@ -51,6 +51,25 @@ def test_a_new_edge_is_the_emptiest_node_and_is_fed_nearest_the_origin() -> None
     assert placement == Placement("d", new_edge=True, feed="a")
 
 
+def test_the_node_holding_the_viewers_connection_is_preferred_when_it_has_room() -> None:
+    nodes = loads(a=10, b=10, c=20)
+    tree = Tree("a")
+    for _ in range(10 - LEG_RESERVE):
+        apply(tree, nodes, place_viewer(tree, nodes, near="b"))
+    # The origin had room: the viewers connected to B stayed on it (no edge for them).
+    assert tree.upstream == {}
+    # Full: a new edge on the viewer's node, not on the emptiest (C).
+    placement = place_viewer(tree, nodes, near="b")
+    assert placement == Placement("b", new_edge=True, feed="a")
+    apply(tree, nodes, placement)
+    # Room in the tree comes before a new edge, even on the viewer's node (a leg costs).
+    assert place_viewer(tree, nodes, near="c") == Placement("b")
+    # In the tree, the viewer's node wins over one with more room.
+    nodes["a"].streams -= 2
+    assert place_viewer(tree, nodes) == Placement("b")
+    assert place_viewer(tree, nodes, near="a") == Placement("a")
+
+
 def test_a_draining_node_takes_nothing_new() -> None:
     nodes = loads(a=10, b=10, c=10)
     nodes["b"].accepting = False
