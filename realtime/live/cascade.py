@@ -15,7 +15,8 @@ Each exchange with an edge is a request over the bus (``realtime/cluster/calls.p
 it answers), so a leg needs no trickled candidates. An edge whose last viewer leaves is
 detached: the leg closes here and its copy of the session ends there.
 
-Ops: ``leg`` (offer → answer), ``subscribe`` (viewer, tracks → offer), ``answer`` (viewer,
+Ops: ``leg`` (offer → answer, and the offers of viewers there that were waiting for a track
+the leg now carries), ``subscribe`` (viewer, tracks → offer), ``answer`` (viewer,
 sdp → follow-up offer), ``ice`` (viewer, candidate), ``tracks`` (viewers' tracks → offers),
 ``drop`` (viewer), ``detach``.
 """
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 # call(edge node, body) -> the edge's answer (NodeCalls.call with kind "edge").
 EdgeCall = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+# tell_offer(viewer, offer): push an offer made on an edge to the viewer (rtc.offer).
+TellOffer = Callable[[int, SubscribeOffer], Awaitable[None]]
 
 
 def leg_participant(edge: str) -> str:
@@ -102,12 +105,18 @@ class Cascade:
     """The edges of one session running on this node. All methods run on the event loop."""
 
     def __init__(
-        self, session_id: int, router: MediaRouter, media: MediaOptions, call: EdgeCall
+        self,
+        session_id: int,
+        router: MediaRouter,
+        media: MediaOptions,
+        call: EdgeCall,
+        tell_offer: TellOffer,
     ) -> None:
         self.session_id = session_id
         self.router = router
         self.media = media
         self.call = call
+        self.tell_offer = tell_offer
         self.legs: dict[str, SubscribeSession] = {}  # edge node -> the leg feeding it
         self.viewers: dict[int, str] = {}  # viewer -> the edge serving it
         self.wanted: dict[int, list[str]] = {}  # viewer -> the tracks the plan gives it
@@ -140,6 +149,10 @@ class Cascade:
         # A change made while this offer is out comes back from apply_answer(): offered next.
         while offer is not None:
             reply = await self._ask(edge, "leg", offer=offer_to_wire(offer))
+            # Viewers there whose tracks the leg carries now (a change that raced this one).
+            for user, wire in reply.get("offers") or []:
+                if self.viewers.get(int(user)) == edge:
+                    await self.tell_offer(int(user), offer_from_wire(wire))
             offer = await leg.apply_answer(str(reply["sdp"]))
 
     async def subscribe(

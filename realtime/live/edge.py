@@ -76,6 +76,9 @@ class EdgeRuntime:
             public_address=media.public_address,
         )
         self.viewers: dict[int, SubscribeSession] = {}
+        # What the origin last said each viewer receives, including tracks the leg did not
+        # carry yet: offered to the viewer as soon as it does.
+        self.wanted: dict[int, list[str]] = {}
 
     async def apply_leg_offer(self, offer: SubscribeOffer) -> str:
         """The origin's offer on the leg; the answer."""
@@ -102,6 +105,7 @@ class EdgeRuntime:
                 public_address=self.media.public_address,
             )
             self.viewers[user_id] = leg
+        self.wanted[user_id] = list(track_ids)
         return await leg.set_tracks(self._here(track_ids))
 
     def _leg(self, user_id: int) -> SubscribeSession:
@@ -124,6 +128,7 @@ class EdgeRuntime:
             leg = self.viewers.get(user_id)
             if leg is None:
                 continue
+            self.wanted[user_id] = list(track_ids)
             try:
                 offer = await leg.set_tracks(self._here(track_ids))
             except (SignalingError, InvalidStateError) as exc:
@@ -135,6 +140,7 @@ class EdgeRuntime:
 
     async def drop(self, user_id: int) -> None:
         self.router.unsubscribe_participant(str(user_id))
+        self.wanted.pop(user_id, None)
         leg = self.viewers.pop(user_id, None)
         if leg is not None:
             with contextlib.suppress(Exception):
@@ -198,7 +204,10 @@ class Edges:
                 )
             if req.offer is None:
                 raise bad_request("a leg request carries an offer")
-            return {"sdp": await edge.apply_leg_offer(offer_from_wire(req.offer))}
+            answer = await edge.apply_leg_offer(offer_from_wire(req.offer))
+            # Viewers waiting for a track the leg carries now get it (their offers go back).
+            offers = await edge.set_tracks(dict(edge.wanted))
+            return {"sdp": answer, "offers": [[u, offer_to_wire(o)] for u, o in offers.items()]}
         if edge is None:
             if req.op in ("drop", "detach"):
                 return {}

@@ -57,9 +57,9 @@ from realtime.live import cascade as cascading
 from realtime.live import schemas as s
 from realtime.live.cascade import Cascade
 from realtime.live.edge import Edges
-from realtime.live.runtime import LiveRuntime, MediaOptions
+from realtime.live.runtime import LiveRuntime, MediaOptions, offer_message
 from realtime.transport.socket import Gateway
-from signaling import CodecPolicy, SignalingError
+from signaling import CodecPolicy, SignalingError, SubscribeOffer
 
 log = logging.getLogger(__name__)
 
@@ -493,11 +493,14 @@ class LiveService:
         async def edge_call(node: str, body: dict[str, Any]) -> dict[str, Any]:
             return await self.calls.call(node, "edge", body)
 
+        async def tell_offer(user_id: int, offer: SubscribeOffer) -> None:
+            await self.tell(sid_, user_id, "rtc.offer", offer_message(sid_, offer))
+
         rt = LiveRuntime(
             session,
             self.media,
             tell,
-            cascade=lambda router: Cascade(sid_, router, self.media, edge_call),
+            cascade=lambda router: Cascade(sid_, router, self.media, edge_call, tell_offer),
         )
         self.runtimes[session.id] = rt
         self.connections[session.id] = {}

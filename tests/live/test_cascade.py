@@ -10,18 +10,23 @@ that a handful of viewers fills a node). The teacher and the viewers are aiortc 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from playwright.async_api import Page, async_playwright
 
 from clients.homeroom import HomeroomClient
 from clients.live import LiveParticipant
+from realtime.demo import DEMO_PASSWORD
 from realtime.live.service import LiveService
 from realtime.transport.rest import LIVE, NODES
+from tests.chromium import CHROMIUM, require
 from tests.conftest import Server, free_port, make_settings, start_server, stop_server
+from tests.live.chromium_scenario import CHROMIUM_FLAGS, SOCKET_IO_JS
 from tests.live.helpers import advancing, eventually
 from tests.live.test_cross_node import Nodes, cluster_of
 from tests.live.test_failover import Viewer, client_of, common_settings
@@ -269,3 +274,87 @@ async def test_kill_9_of_an_edge_places_its_viewers_again_and_others_never_stop(
         for srv in reversed(servers):
             await stop_server(srv)
         drop_postgres_database(db_name)
+
+
+async def test_chromium_on_edges_b_and_c_plays_the_teacher_and_a_student_on_stage_at_c(
+    three: Nodes,
+) -> None:
+    require(os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} is missing (run `make live-deps`)")
+    require(SOCKET_IO_JS.exists(), f"{SOCKET_IO_JS} is missing (npm ci in tests/node)")
+    a, b, c = three.servers
+    teacher_c = await a.client("li")
+    sid = (
+        await teacher_c.request(
+            "session.start", {"class_id": a.class_id, "kind": "lesson", "title": "Chromium 边缘"}
+        )
+    )["session"]["id"]
+    assert three.media_node(sid) is a
+    host = LiveParticipant(teacher_c, sid)
+    await host.join()
+    await host.publish({CounterVideoTrack(): "camera", ToneAudioTrack(): "microphone"})
+    li = a.uid("li")
+    # Two aiortc viewers fill the origin.
+    fill = [Viewer(await a.client(name), sid, li) for name in ("liuyang", "liuxin")]
+    for v in fill:
+        await v.start()
+    rt = live(a).runtimes[sid]
+    assert rt.cascade is not None
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
+        )
+        try:
+            pages = {}
+            for name, node in (("wanghao", b), ("liming", c)):
+                page = await (await browser.new_context()).new_page()
+                await page.goto(node.url + "/test/live.html")
+                await page.evaluate("([u, p]) => hr.login(u, p)", [name, DEMO_PASSWORD])
+                await page.evaluate("() => hr.connect()")
+                await page.evaluate("(s) => hr.join(s)", sid)
+                await page.evaluate("() => hr.subscribe()")
+                pages[name] = page
+            assert rt.cascade.viewers == {a.uid("wanghao"): "node-b", a.uid("liming"): "node-c"}
+
+            async def plays(page: Page, videos: int, what: str) -> None:
+                """``videos`` videos advancing by a second, and the audio's samples growing."""
+                first: dict[int, float] = {}
+                first_samples = 0
+                deadline = time.monotonic() + 30
+                while True:
+                    playing = await page.evaluate("() => hr.playing()")
+                    stats = await page.evaluate("() => hr.stats()")
+                    audio = [i for i in stats["subscribe"]["inbound"] if i["kind"] == "audio"]
+                    samples = sum(i["audioSamples"] or 0 for i in audio)
+                    first_samples = first_samples or samples
+                    for i, v in enumerate(playing):
+                        if v["width"] > 0 and v["time"] > 0:
+                            first.setdefault(i, v["time"])
+                    advanced = [
+                        i for i, v in enumerate(playing) if i in first and v["time"] > first[i] + 1
+                    ]
+                    if len(advanced) >= videos and samples > first_samples > 0:
+                        return
+                    assert time.monotonic() < deadline, f"{what}: {playing}, {stats}"
+                    await asyncio.sleep(0.3)
+
+            await plays(pages["wanghao"], 1, "Chromium on B playing the teacher")
+            await plays(pages["liming"], 1, "Chromium on C playing the teacher")
+
+            # A student connected to C goes on stage: Chromium on B sees him too.
+            zhang = LiveParticipant(await c.client("zhangwei"), sid)
+            await zhang.join()
+            zid = a.uid("zhangwei")
+            await teacher_c.request("stage.invite", {"session_id": sid, "user_id": zid})
+            await eventually(
+                lambda: any(n == "stage.invited" for n, _ in zhang.notices), 10, "invited"
+            )
+            await zhang.client.request("stage.accept", {"session_id": sid})
+            await zhang.publish({CounterVideoTrack(): "camera"})
+            await plays(pages["wanghao"], 2, "Chromium on B playing Zhang Wei as well")
+            await zhang.close()
+        finally:
+            await browser.close()
+    await teacher_c.request("session.end", {"session_id": sid})
+    for v in fill:
+        await v.close()
+    await host.close()
