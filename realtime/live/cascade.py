@@ -134,6 +134,8 @@ class Cascade:
 
     async def _feed(self, edge: str) -> None:
         """Renegotiate the leg to ``edge`` to carry what its viewers receive (opened first)."""
+        if not self.on(edge):
+            return  # detached meanwhile (its last viewer left): no leg to open again
         leg = self.legs.get(edge)
         if leg is None:
             leg = SubscribeSession(
@@ -153,6 +155,8 @@ class Cascade:
             for user, wire in reply.get("offers") or []:
                 if self.viewers.get(int(user)) == edge:
                     await self.tell_offer(int(user), offer_from_wire(wire))
+            if self.legs.get(edge) is not leg:
+                return  # detached or lost while the edge answered
             offer = await leg.apply_answer(str(reply["sdp"]))
 
     async def subscribe(
