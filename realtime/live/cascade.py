@@ -138,14 +138,7 @@ class Cascade:
             return  # detached meanwhile (its last viewer left): no leg to open again
         leg = self.legs.get(edge)
         if leg is None:
-            leg = SubscribeSession(
-                leg_participant(edge),
-                self.router,
-                codecs=self.media.codecs,
-                configuration=self.media.configuration(),
-                public_address=self.media.public_address,
-            )
-            self.legs[edge] = leg
+            leg = self.legs[edge] = self.media.subscribe_leg(leg_participant(edge), self.router)
         needed = sorted({t for user in self.on(edge) for t in self.wanted.get(user, [])})
         offer = await leg.set_tracks(needed)
         # A change made while this offer is out comes back from apply_answer(): offered next.

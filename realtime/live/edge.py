@@ -97,14 +97,7 @@ class EdgeRuntime:
             await self.drop(user_id)
             leg = None
         if leg is None:
-            leg = SubscribeSession(
-                str(user_id),
-                self.router,
-                codecs=self.media.codecs,
-                configuration=self.media.configuration(),
-                public_address=self.media.public_address,
-            )
-            self.viewers[user_id] = leg
+            leg = self.viewers[user_id] = self.media.subscribe_leg(str(user_id), self.router)
         self.wanted[user_id] = list(track_ids)
         return await leg.set_tracks(self._here(track_ids))
 

@@ -54,6 +54,16 @@ class MediaOptions:
     configuration: Callable[[], RTCConfiguration]
     public_address: str | None
 
+    def subscribe_leg(self, participant_id: str, router: MediaRouter) -> SubscribeSession:
+        """A subscribe leg over ``router`` with this node's codecs and ICE settings."""
+        return SubscribeSession(
+            participant_id,
+            router,
+            codecs=self.codecs,
+            configuration=self.configuration(),
+            public_address=self.public_address,
+        )
+
 
 def offer_message(session_id: int, offer: SubscribeOffer) -> dict[str, Any]:
     return {
@@ -117,13 +127,7 @@ class LiveRuntime:
     def subscribe_leg(self, user_id: int) -> SubscribeSession:
         leg = self.subscribers.get(user_id)
         if leg is None:
-            leg = SubscribeSession(
-                str(user_id),
-                self.router,
-                codecs=self.media.codecs,
-                configuration=self.media.configuration(),
-                public_address=self.media.public_address,
-            )
+            leg = self.media.subscribe_leg(str(user_id), self.router)
             leg.on_layer = functools.partial(self._layer_changed, user_id)
             self.subscribers[user_id] = leg
         return leg

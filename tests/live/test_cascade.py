@@ -51,18 +51,26 @@ def live(srv: Server) -> LiveService:
     return service
 
 
-async def test_viewers_beyond_the_origins_limit_watch_through_edges_b_and_c(three: Nodes) -> None:
-    a, b, c = three.servers
+async def teaching(three: Nodes, title: str) -> tuple[HomeroomClient, int, LiveParticipant]:
+    """Ms. Li starts a lesson through A (it runs there: equal loads, the node asked) and
+    publishes her camera and microphone."""
+    a = three.first
     teacher_c = await a.client("li")
     sid = (
         await teacher_c.request(
-            "session.start", {"class_id": a.class_id, "kind": "lesson", "title": "全区公开课"}
+            "session.start", {"class_id": a.class_id, "kind": "lesson", "title": title}
         )
     )["session"]["id"]
-    assert three.media_node(sid) is a  # equal loads: the node asked
+    assert three.media_node(sid) is a
     host = LiveParticipant(teacher_c, sid)
     await host.join()
     await host.publish({CounterVideoTrack(): "camera", ToneAudioTrack(): "microphone"})
+    return teacher_c, sid, host
+
+
+async def test_viewers_beyond_the_origins_limit_watch_through_edges_b_and_c(three: Nodes) -> None:
+    a, b, c = three.servers
+    teacher_c, sid, host = await teaching(three, "全区公开课")
     li = a.uid("li")
 
     # Two viewers fill the origin (4 streams less 2 kept for legs); the next ones are served
@@ -282,16 +290,7 @@ async def test_chromium_on_edges_b_and_c_plays_the_teacher_and_a_student_on_stag
     require(os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} is missing (run `make live-deps`)")
     require(SOCKET_IO_JS.exists(), f"{SOCKET_IO_JS} is missing (npm ci in tests/node)")
     a, b, c = three.servers
-    teacher_c = await a.client("li")
-    sid = (
-        await teacher_c.request(
-            "session.start", {"class_id": a.class_id, "kind": "lesson", "title": "Chromium 边缘"}
-        )
-    )["session"]["id"]
-    assert three.media_node(sid) is a
-    host = LiveParticipant(teacher_c, sid)
-    await host.join()
-    await host.publish({CounterVideoTrack(): "camera", ToneAudioTrack(): "microphone"})
+    teacher_c, sid, host = await teaching(three, "Chromium 边缘")
     li = a.uid("li")
     # Two aiortc viewers fill the origin.
     fill = [Viewer(await a.client(name), sid, li) for name in ("liuyang", "liuxin")]
