@@ -652,20 +652,21 @@ class LiveService:
             for user_id, conn in list(conns.items()):
                 if conn[0] == name:
                     await self.gone(conn, user_id, session_id)
-        for session_id, rt in list(self.runtimes.items()):
-            if rt.cascade is None or name not in rt.cascade.legs:
-                continue
-            for user_id in rt.cascade.lost(name):
-                log.warning("session %s: viewer %s lost edge %s", session_id, user_id, name)
-                await self.tell(
-                    session_id,
-                    user_id,
-                    "rtc.resubscribe",
-                    {"session_id": session_id, "reason": "edge_lost"},
-                )
-        await self.edges.origin_gone(name)
         for session_id in [k for k, v in self.located.items() if v == name]:
             del self.located[session_id]
+        for rt in list(self.runtimes.values()):
+            await self._edge_lost(rt, name)
+        await self.edges.origin_gone(name)
+
+    async def _edge_lost(self, rt: LiveRuntime, edge: str) -> None:
+        """``edge`` no longer serves ``rt``'s viewers: they subscribe again (placed anew)."""
+        if rt.cascade is None or edge not in rt.cascade.legs:
+            return
+        session_id = rt.session.id
+        for user_id in rt.cascade.lost(edge):
+            log.warning("session %s: viewer %s lost edge %s", session_id, user_id, edge)
+            data = {"session_id": session_id, "reason": "edge_lost"}
+            await self.tell(session_id, user_id, "rtc.resubscribe", data)
 
     async def _expire(self, rt: LiveRuntime, user_id: int, conn: Conn) -> None:
         await asyncio.sleep(self.hub.settings.session_grace_s)
@@ -700,9 +701,20 @@ class LiveService:
         if edge is None and user_id not in rt.subscribers:
             edge = self._edge_for(rt, user_id)
         try:
-            if edge is not None:
+            if edge is None:
+                return await rt.subscribe(user_id)
+            try:
                 return await rt.subscribe_at_edge(user_id, edge)
-            return await rt.subscribe(user_id)
+            except HomeroomError as exc:
+                if exc.code != "unavailable":
+                    raise
+            # The edge did not answer (dead before the registry says so): its viewers are
+            # placed again, and so is this one, elsewhere.
+            await self._edge_lost(rt, edge)
+            edge = self._edge_for(rt, user_id, avoid=edge)
+            if edge is None:
+                return await rt.subscribe(user_id)
+            return await rt.subscribe_at_edge(user_id, edge)
         except SignalingError as exc:
             raise _error(exc) from None
 
@@ -715,17 +727,19 @@ class LiveService:
         )
         return own + self.edges.viewers() + len(self.edges.sessions)
 
-    def _edge_for(self, rt: LiveRuntime, user_id: int) -> str | None:
-        """Where a new viewer of a session of this node is served: None (here) or an edge."""
+    def _edge_for(self, rt: LiveRuntime, user_id: int, avoid: str = "") -> str | None:
+        """Where a new viewer of a session of this node is served: None (here) or an edge
+        (not ``avoid``)."""
         members = self.membership
         if rt.cascade is None or members is None or set(members.nodes) <= {self.node}:
             return None
+        nodes = {name: info for name, info in members.nodes.items() if name != avoid}
         settings = self.hub.settings
         conn = self.connections.get(rt.session.id, {}).get(user_id)
         return cascading.place(
             rt.cascade,
             self.node,
-            members.nodes,
+            nodes,
             here=self.streams_here(),
             capacity=settings.cascade_node_streams,
             leg_reserve=settings.cascade_leg_reserve,
