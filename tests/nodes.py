@@ -81,10 +81,12 @@ def node_process(
 class Balancer:
     """A TCP load balancer for tests: each new connection goes to the next backend that
     accepts it (round robin), and stays there, as a WebSocket behind nginx or HAProxy does.
-    A stopped node refuses connections, so clients reconnect to the others."""
+    A stopped node refuses connections, so clients reconnect to the others. ``failover``: every
+    connection goes to the first backend that accepts it instead (the others are spares)."""
 
-    def __init__(self, ports: list[int]) -> None:
+    def __init__(self, ports: list[int], *, failover: bool = False) -> None:
         self.ports = ports
+        self.failover = failover
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._next = 0
@@ -95,9 +97,10 @@ class Balancer:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for _ in range(len(self.ports)):
-            port = self.ports[self._next % len(self.ports)]
-            self._next += 1
+        start = 0 if self.failover else self._next
+        self._next += 1
+        for i in range(len(self.ports)):
+            port = self.ports[(start + i) % len(self.ports)]
             try:
                 up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
             except OSError:

@@ -34,6 +34,10 @@ class NodeInfo(msgspec.Struct, frozen=True):
     live_sessions: int = 0
     published_tracks: int = 0
     subscribers: int = 0
+    # Node-to-node legs of cascaded sessions it feeds or receives (each about one stream).
+    relay_legs: int = 0
+    # The streams it may send (its setting ``cascade_node_streams``; 0: not announced).
+    capacity: int = 0
     # Fraction of one core used since the previous announcement (1.0 = a whole core).
     cpu: float = 0.0
     # Shutting down (SIGTERM): no new session is placed on it, its sessions move elsewhere.
