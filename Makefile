@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: setup run test check web browser clean live-deps redis-deps lb-deps lock fuzz
+.PHONY: setup run test test-long test-all check web browser clean live-deps redis-deps lb-deps lock fuzz
 
 $(STAMP): $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,10 +59,11 @@ setup: $(STAMP) web
 # TURN-over-TLS test's certificate.
 live-deps:
 	@command -v chromium >/dev/null && command -v turnserver >/dev/null && \
-		PATH="$$PATH:/usr/sbin:/sbin" command -v tc >/dev/null && command -v openssl >/dev/null || { \
+		PATH="$$PATH:/usr/sbin:/sbin" command -v tc >/dev/null && command -v openssl >/dev/null && \
+		PATH="$$PATH:/usr/sbin:/sbin" command -v nft >/dev/null || { \
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			chromium coturn iproute2 openssl; }
+			chromium coturn iproute2 nftables openssl; }
 
 # A redis-server of the tests' own (tests/test_bus_outage.py starts and stops it).
 redis-deps:
@@ -83,7 +84,16 @@ run: setup
 	mkdir -p var
 	$(BIN)/homeroom serve --demo --host $(HOST) --port $(PORT)
 
-test: setup $(NODE_STAMP) live-deps browser redis-deps lb-deps
+# `make test`: the suite but its long end-to-end runs (tests/conftest.py, LONG), which
+# `make test-long` runs; `make test-all` both. CI runs both.
+TEST_DEPS := setup $(NODE_STAMP) live-deps browser redis-deps lb-deps
+test: $(TEST_DEPS)
+	$(BIN)/python -m pytest -m "not long"
+
+test-long: $(TEST_DEPS)
+	$(BIN)/python -m pytest -m long
+
+test-all: $(TEST_DEPS)
 	$(BIN)/python -m pytest
 
 # The long fuzzing run (tests/test_fuzz.py runs a bounded one): FUZZ_ARGS="--socket 20000".

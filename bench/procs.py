@@ -22,13 +22,19 @@ def free_port() -> int:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of one process (all its threads, none of its children); NaN if gone."""
+    user, system = cpu_user_system(pid)
+    return user + system
+
+
+def cpu_user_system(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of one process, as :func:`cpu_seconds`; NaNs if gone."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
             stat = fh.read()
     except OSError:
-        return math.nan
+        return math.nan, math.nan
     rest = stat[stat.rindex(")") + 2 :].split()
-    return (int(rest[11]) + int(rest[12])) / CLK_TCK
+    return int(rest[11]) / CLK_TCK, int(rest[12]) / CLK_TCK
 
 
 def tail(path: Path, n: int = 30) -> str:

@@ -7,7 +7,9 @@ arrive in the ``rtc.subscribe`` acknowledgement and later as ``rtc.offer`` event
 The participant joins again by itself, publishing the same tracks and subscribing again, when
 the session moved to another node (a ``session.moved`` event in a class stream: its node was
 lost or is restarting) and after its Socket.IO connection came back (the server closed its peer
-connections when it dropped). ``rejoins`` counts how often.
+connections when it dropped). ``rejoins`` counts how often. When the server that delivered
+its media as an edge of the lesson is lost (``rtc.resubscribe``), it opens its subscribe
+connection again (the lesson places it on another server); ``resubscribes`` counts how often.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class LiveParticipant:
         self._offer_task: asyncio.Task[None] | None = None
         for name in (
             "rtc.offer",
+            "rtc.resubscribe",
             "session.state",
             "session.lobby",
             "session.ended",
@@ -88,6 +91,7 @@ class LiveParticipant:
         self.subscribed = False
         self.joined = False
         self.rejoins = 0
+        self.resubscribes = 0
         self._moved_to: str | None = None
         self._rejoin_lock = asyncio.Lock()
         client.on_event(self._on_stream_event)
@@ -108,6 +112,8 @@ class LiveParticipant:
                 return
             if name == "rtc.offer":
                 await self._offers.put(data)
+            elif name == "rtc.resubscribe":
+                self._spawn(self.resubscribe())
             elif name == "session.state":
                 if data.get("id") == self.session_id:
                     self.state = data
@@ -149,10 +155,8 @@ class LiveParticipant:
                 self._offer_task.cancel()
                 self._offer_task = None
             self._offers = asyncio.Queue()
-            for pc in old:
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                        await pc.close()
+            for pc in old:  # its server may be gone: closing may wait, joining need not
+                self._spawn(self._close_quietly(pc))
             for attempt in range(20):
                 try:
                     await self.join()
@@ -243,6 +247,26 @@ class LiveParticipant:
         ack = await self.client.request("rtc.subscribe", {"session_id": self.session_id})
         if ack["offer"] is not None:
             await self._offers.put(ack["offer"])
+
+    async def resubscribe(self) -> None:
+        """A fresh subscribe connection (the one it had lost its server)."""
+        async with self._rejoin_lock:
+            old, self.subscribe_pc = self.subscribe_pc, None
+            if self._offer_task is not None:
+                self._offer_task.cancel()
+                self._offer_task = None
+            self._offers = asyncio.Queue()
+            if old is not None:  # its server is gone: closing may wait, the new one need not
+                self._spawn(self._close_quietly(old))
+            if self.subscribed:
+                await self.subscribe()
+            self.resubscribes += 1
+
+    @staticmethod
+    async def _close_quietly(pc: RTCPeerConnection) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await pc.close()
 
     async def _answer_offers(self) -> None:
         while True:

@@ -34,6 +34,7 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from media.freezes import FreezeMeter
 from media.internals import Packetizer, RTCEncodedFrame
 from media.pli import DEFAULT_PLI_INTERVAL, PliCoalescer
 from media.stats import SubscriberStats, TrackStats
@@ -65,6 +66,8 @@ class TrackSource(Protocol):
     publisher_id: str
     source: str
     stats: TrackStats
+    # The publisher's mute: no frames are forwarded.
+    paused: bool
 
     @property
     def pli_interval(self) -> float: ...
@@ -97,6 +100,8 @@ class SubscriberTrack(MediaStreamTrack):
         self._joined = False
         self._last_pli = -math.inf
         self.waiting_keyframe = True
+        # This viewer's freezes as the SFU sees them (video only).
+        self.freezes = FreezeMeter()
 
     @property
     def source(self) -> TrackSource:
@@ -140,6 +145,8 @@ class SubscriberTrack(MediaStreamTrack):
         now = asyncio.get_running_loop().time()
         if self.waiting_keyframe and self._joined:
             return
+        if self._joined and self.kind == "video" and self._video_sent():
+            self.freezes.decoder_stopped(now)  # its decoder waits for a keyframe from now
         if now - self._last_pli < self._source.pli_interval:
             self.stats.keyframe_requests_throttled += 1
             return
@@ -158,6 +165,27 @@ class SubscriberTrack(MediaStreamTrack):
         REMB estimate (bit/s) and its age (s), the last report's fraction lost, RTT (s);
         ``report``: a new receiver report (else a REMB alone). Only a track in layers acts
         on it."""
+
+    def receive_report(self, oldest_missing: float | None) -> None:
+        """The viewer's receiver report (from its SharedPayloadSender, video): the oldest frame
+        it has not received yet was sent at ``oldest_missing`` (loop time; None: none)."""
+        if self.readyState != "live":
+            return
+        if not self._video_sent():
+            # Nothing is sent (mute, video paused): a frame lost before is no freeze now.
+            self.freezes.idle()
+            return
+        self.freezes.received(asyncio.get_running_loop().time(), oldest_missing)
+        self._freeze_stats()
+
+    def _video_sent(self) -> bool:
+        """Frames are meant for this viewer now (not muted; a track in layers: not paused)."""
+        return not self._source.paused
+
+    def _freeze_stats(self) -> None:
+        stats, freezes = self.stats, self.freezes
+        stats.freezes = freezes.count
+        stats.freeze_s = round(freezes.duration, 3)
 
     def _ask_keyframe(self) -> None:
         self._source.request_keyframe()
@@ -183,14 +211,19 @@ class SubscriberTrack(MediaStreamTrack):
             if not keyframe:
                 # Everything queued is gone, so later delta frames are undecodable.
                 self.waiting_keyframe = True
+                self.freezes.decoder_stopped(asyncio.get_running_loop().time())
                 self._ask_keyframe()
                 return
+        if keyframe:
+            self.freezes.keyframe_sent(asyncio.get_running_loop().time())
+            self._freeze_stats()
         queue.append((frame, size))
         self._wake()
 
     def _restart_at_keyframe(self) -> None:
         self._queue.clear()
         self.waiting_keyframe = self.kind == "video"
+        self.freezes.idle()  # a join, the publisher's mute or resume: no freeze of the link
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -59,6 +59,12 @@ DEFAULT_SETTLE = 1.5
 # A move down this soon after a move up means the probe failed: the next hold doubles.
 DEFAULT_PROBE_WINDOW = 6.0
 DEFAULT_MAX_UP_HOLD = 30.0
+# An estimate is falling when it drops by more than this fraction from the previous one. A
+# receiver's estimator cuts to 0.85x what it receives on overuse (libwebrtc's and aiortc's
+# AIMD), far more than this; smaller dips are noise (Chromium's REMB wobbles by a percent or
+# two between reports), and taking them for congestion would reset the hold before every probe
+# up, so a viewer moved down once would never move up again (seen with Chromium viewers).
+FALLING_TOLERANCE = 0.05
 # After congestion moved the viewer down, the link has just shown its limit: the first probe
 # back up waits at least this long (each probe up costs the viewer a freeze if it fails).
 DEFAULT_CONGESTION_HOLD = 8.0
@@ -181,7 +187,7 @@ class LayerSelector:
         falling = (
             estimate is not None
             and self._last_estimate is not None
-            and estimate < self._last_estimate
+            and estimate < self._last_estimate * (1 - FALLING_TOLERANCE)
         )
         if estimate is not None:
             self._last_estimate = estimate

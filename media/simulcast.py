@@ -326,11 +326,16 @@ class LayeredSubscriberTrack(SubscriberTrack):
             return
         if self.layer != VIDEO_OFF and index != VIDEO_OFF:
             self.switches += 1
+        if index == VIDEO_OFF:
+            self.freezes.idle()  # video paused for the connection (audio first): no freeze
         self.layer = index
         self.stats.layer = index
         self.stats.layer_switches = self.switches
         if self.on_change is not None:
             self.on_change(self)
+
+    def _video_sent(self) -> bool:
+        return self.layer != VIDEO_OFF and not self._layered.paused
 
     def _ask_keyframe(self) -> None:
         # This viewer's decoder (or its queue overflow) needs a keyframe of what it receives.

@@ -29,6 +29,10 @@ class SubscriberStats:
     # and how many times it switched between layers.
     layer: int | None = None
     layer_switches: int = 0
+    # Video: freezes of at least 0.5 s as the SFU sees them (media/freezes.py), and their
+    # total length in seconds.
+    freezes: int = 0
+    freeze_s: float = 0.0
 
 
 @dataclass

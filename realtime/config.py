@@ -101,6 +101,13 @@ class Settings:
     # A node whose CPU is at or above this share of one core takes no new live session while
     # another node has room (realtime/cluster/placement.py).
     placement_cpu_full: float = 0.9
+    # One lesson over several nodes (realtime/cluster/cascade.py, docs/scaling.md): the streams
+    # this node may send (a viewer's camera and microphone count as one, a leg to an edge node
+    # as one; ~250 per core at 720p), announced in the registry. A session's origin serves
+    # viewers itself up to this, less cascade_leg_reserve; the next ones go to edge nodes.
+    cascade_node_streams: int = 250
+    # Streams every node of a session's tree keeps free to feed new edges.
+    cascade_leg_reserve: int = 4
     # A session nobody publishes in for this long ends by itself.
     session_idle_end_s: int = 1800
     # A participant who drops out keeps their place (stage, hand) for this long.
@@ -237,6 +244,10 @@ class Settings:
             raise ConfigError("database_statement_timeout_s must be 0 (no limit) or positive")
         if self.placement_cpu_full <= 0:
             raise ConfigError("placement_cpu_full must be positive (a share of one core)")
+        if self.cascade_node_streams < 1 or self.cascade_leg_reserve < 0:
+            raise ConfigError(
+                "cascade_node_streams must be at least 1 and cascade_leg_reserve 0 or more"
+            )
         if self.follow_interval_s < 0:
             raise ConfigError("follow_interval_s must be 0 (off) or positive")
         if self.shutdown_timeout_s <= 0:

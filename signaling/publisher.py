@@ -27,9 +27,15 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.sdp import SessionDescription
 
+from media.audio_level import AudioLevel
 from media.forwarder import ForwardedTrack
 from media.ice import announce_address, bind_udp_mux, rtc_configuration
-from media.internals import install_ingest, send_pli
+from media.internals import (
+    install_audio_level,
+    install_ingest,
+    send_pli,
+    share_bandwidth_estimate,
+)
 from media.router import MAX_LAYERS, SOURCES, MediaRouter
 from signaling.candidates import CandidateBuffer
 from signaling.codecs import CodecPolicy, with_opus_fmtp
@@ -100,6 +106,8 @@ class IngestSlot:
         self.target: ForwardedTrack | None = None
         # The published track's id: the target's own, or its camera's when it is a layer.
         self.track_id = ""
+        # Audio: the publisher's level from its packets' ssrc-audio-level extension.
+        self.audio_level: AudioLevel | None = None
 
     def on_packet(self, codec: RTCRtpCodecParameters, packet: av.Packet) -> None:
         target = self.target
@@ -146,6 +154,9 @@ class PublishSession:
         self.pc = RTCPeerConnection(configuration or rtc_configuration())
         self._candidates = CandidateBuffer(self.pc)
         self._slots: dict[str, IngestSlot] = {}
+        # The first video receiver: its bandwidth estimator is every video receiver's (one
+        # REMB for the whole connection, as a browser expects: layers on several m-lines).
+        self._first_video: RTCRtpReceiver | None = None
         self.pc.on("track", self._on_track)
 
     @property
@@ -155,6 +166,15 @@ class PublishSession:
     def published(self) -> dict[str, str]:
         """mid -> track id of the tracks this participant currently publishes."""
         return {mid: slot.track_id for mid, slot in self._slots.items() if slot.live}
+
+    def audio_levels(self, now: float) -> dict[str, dict[str, Any] | None]:
+        """Source (microphone, screen_audio) -> its level now (``AudioLevel.snapshot``; None:
+        nothing recent, or the publisher sends no ssrc-audio-level extension)."""
+        return {
+            slot.target.source: slot.audio_level.snapshot(now)
+            for slot in self._slots.values()
+            if slot.audio_level is not None and slot.target is not None and slot.live
+        }
 
     async def apply_offer(
         self,
@@ -334,5 +354,11 @@ class PublishSession:
                 slot = IngestSlot(receiver)
                 self._slots[transceiver.mid] = slot
                 install_ingest(receiver, slot.on_packet, slot.on_end)
+                if track.kind == "audio":
+                    slot.audio_level = AudioLevel()
+                    install_audio_level(receiver, slot.audio_level.packet)
+                else:
+                    self._first_video = self._first_video or receiver
+                    share_bandwidth_estimate(receiver, self._first_video)
                 return
         logger.warning("publish %s: track %s without a transceiver", self.participant_id, track)

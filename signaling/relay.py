@@ -10,7 +10,9 @@ the *origin's* track id, publisher and source, so the edge's viewers subscribe t
 local track and see the same ids wherever they are served.
 
 Encoded media only: frames arrive reassembled but still encoded (the same ingest hook a
-publisher leg uses) and leave the edge packetized afresh for its viewers. A keyframe request
+publisher leg uses, which hands a frame on as soon as its marker packet completes it, so the
+hop adds the network time, not a frame interval) and leave the edge packetized afresh for its
+viewers. A keyframe request
 from an edge viewer goes up this leg as a PLI, where the origin coalesces it.
 
 The origin only ever offers on this connection (it is a subscribe leg there), so there is no

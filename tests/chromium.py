@@ -3,12 +3,16 @@ the loopback-only network namespace the live scenarios run in."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
+import traceback
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +74,18 @@ def run_in_loopback_namespace(*module_args: str) -> tuple[dict[str, Any], str]:
     )
     result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
     return result, proc.stderr
+
+
+async def report_result(
+    scenario: Callable[[Path, dict[str, Any]], Awaitable[None]], prefix: str, timeout: float
+) -> int:
+    """Run ``scenario(temp dir, result)`` (it sets ``result["ok"]``) and print ``RESULT
+    <json>`` last, whatever happened, for :func:`run_in_loopback_namespace`."""
+    result: dict[str, Any] = {"ok": False}
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        try:
+            await asyncio.wait_for(scenario(Path(tmp), result), timeout=timeout)
+        except BaseException as exc:  # report everything, the test prints it
+            result["error"] = "".join(traceback.format_exception(exc))[-4000:]
+    print("RESULT " + json.dumps(result, default=str), flush=True)
+    return 0 if result["ok"] else 1

@@ -132,6 +132,35 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+# The long end-to-end runs: several server processes behind nginx, nodes killed and restarted,
+# Chromium driving the web app and live lessons. `make test` runs everything else (under 15
+# minutes on 2 cores), `make test-long` these; CI (.ci/run) runs both.
+LONG = (
+    "tests/web/",
+    "tests/live/",
+    "tests/media/test_simulcast.py",
+    "tests/test_loadbalancer.py",
+    "tests/test_node_lost.py",
+    "tests/test_workers.py",
+    "tests/test_restart.py",
+    "tests/test_shutdown.py",
+    "tests/test_bus_outage.py",
+    "tests/test_store_outage.py",
+    "tests/test_uploads_cluster.py",
+    "tests/test_poll_deadlines.py",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "long: a long end-to-end run (`make test-long`)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.relative_to(config.rootpath).as_posix().startswith(LONG):
+            item.add_marker(pytest.mark.long)
+
+
 DATABASES = ["sqlite", "postgresql"]
 
 

@@ -3,11 +3,49 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import TEST_SECRET, free_port
+from tests.conftest import (
+    TEST_SECRET,
+    Server,
+    free_port,
+    make_settings,
+    start_server,
+    stop_server,
+)
+from tests.services import drop_postgres_database, postgres_database
 from tests.test_restart import ServerProcess
+
+
+@contextlib.asynccontextmanager
+async def two_nodes(
+    tmp_path: Path, redis_url: str, **extra: Any
+) -> AsyncIterator[tuple[Server, Server]]:
+    """Two in-process nodes on a fresh PostgreSQL database and a Redis channel of their own
+    (node A seeds the demo school)."""
+    db_url, db_name = postgres_database()
+    channel = f"homeroom-nodes-{uuid.uuid4().hex[:12]}"
+    servers: list[Server] = []
+    try:
+        for name in ("a", "b"):
+            settings = make_settings(
+                tmp_path / name,
+                database_url=db_url,
+                redis_url=redis_url,
+                bus_channel=channel,
+                **extra,
+            )
+            servers.append(await start_server(settings, seed=name == "a"))
+        servers[1].demo = servers[0].demo
+        yield servers[0], servers[1]
+    finally:
+        for srv in reversed(servers):
+            await stop_server(srv)
+        drop_postgres_database(db_name)
 
 
 def node_process(
@@ -43,10 +81,12 @@ def node_process(
 class Balancer:
     """A TCP load balancer for tests: each new connection goes to the next backend that
     accepts it (round robin), and stays there, as a WebSocket behind nginx or HAProxy does.
-    A stopped node refuses connections, so clients reconnect to the others."""
+    A stopped node refuses connections, so clients reconnect to the others. ``failover``: every
+    connection goes to the first backend that accepts it instead (the others are spares)."""
 
-    def __init__(self, ports: list[int]) -> None:
+    def __init__(self, ports: list[int], *, failover: bool = False) -> None:
         self.ports = ports
+        self.failover = failover
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._next = 0
@@ -57,9 +97,10 @@ class Balancer:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for _ in range(len(self.ports)):
-            port = self.ports[self._next % len(self.ports)]
-            self._next += 1
+        start = 0 if self.failover else self._next
+        self._next += 1
+        for i in range(len(self.ports)):
+            port = self.ports[(start + i) % len(self.ports)]
             try:
                 up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
             except OSError:

@@ -17,7 +17,6 @@ import shutil
 import socket
 import subprocess
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ import pytest
 
 from clients.homeroom import HomeroomClient
 from tests.conftest import Server, free_port, make_settings, sentinel, start_server, stop_server
-from tests.services import drop_postgres_database, postgres_database
+from tests.nodes import two_nodes
 
 pytestmark = [pytest.mark.timeout(90)]
 
@@ -80,34 +79,9 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-@contextlib.asynccontextmanager
-async def two_nodes(
-    tmp_path: Path, redis_server: RedisServer, **extra: Any
-) -> AsyncIterator[tuple[Server, Server]]:
-    db_url, db_name = postgres_database()
-    channel = f"homeroom-outage-{uuid.uuid4().hex[:12]}"
-    servers: list[Server] = []
-    try:
-        for name in ("a", "b"):
-            settings = make_settings(
-                tmp_path / name,
-                database_url=db_url,
-                redis_url=redis_server.url,
-                bus_channel=channel,
-                **extra,
-            )
-            servers.append(await start_server(settings, seed=name == "a"))
-        servers[1].demo = servers[0].demo
-        yield servers[0], servers[1]
-    finally:
-        for srv in reversed(servers):
-            await stop_server(srv)
-        drop_postgres_database(db_name)
-
-
 @pytest.fixture
 async def nodes(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[tuple[Server, Server]]:
-    async with two_nodes(tmp_path, redis_server) as pair:
+    async with two_nodes(tmp_path, redis_server.url) as pair:
         yield pair
 
 
@@ -267,7 +241,7 @@ async def test_without_the_follower_the_reconnection_resyncs_everyone(
 ) -> None:
     """``follow_interval_s = 0``: other nodes' events wait for Redis, and when it returns every
     client is told to resync and catches up by sequence, with no later event to show a gap."""
-    async with two_nodes(tmp_path, redis_server, follow_interval_s=0) as (a, b):
+    async with two_nodes(tmp_path, redis_server.url, follow_interval_s=0) as (a, b):
         stream = f"class:{a.class_id}:students"
         wang = await a.client("wanghao")  # node A
         teacher = await b.client("li")  # node B

@@ -3,9 +3,13 @@ capacity model built on it (bench/cascade_sim.py)."""
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import pytest
 
 from bench.cascade_sim import Costs, Machine, simulate, worker_capacity
+from media.ice import rtc_configuration
+from media.router import MediaRouter
 from realtime.cluster.cascade import (
     LEG_RESERVE,
     NoCapacityError,
@@ -15,6 +19,11 @@ from realtime.cluster.cascade import (
     apply,
     place_viewer,
 )
+from realtime.cluster.registry import NodeInfo
+from realtime.errors import HomeroomError
+from realtime.live.cascade import Cascade, place
+from realtime.live.runtime import MediaOptions
+from signaling import CodecPolicy, SubscribeOffer, SubscribeSession
 
 
 def loads(**capacities: int) -> dict[str, NodeLoad]:
@@ -49,6 +58,25 @@ def test_a_new_edge_is_the_emptiest_node_and_is_fed_nearest_the_origin() -> None
     # d has the most room (9 against c's 5); the origin still has a stream for a leg and is
     # nearer the origin than b.
     assert placement == Placement("d", new_edge=True, feed="a")
+
+
+def test_the_node_holding_the_viewers_connection_is_preferred_when_it_has_room() -> None:
+    nodes = loads(a=10, b=10, c=20)
+    tree = Tree("a")
+    for _ in range(10 - LEG_RESERVE):
+        apply(tree, nodes, place_viewer(tree, nodes, near="b"))
+    # The origin had room: the viewers connected to B stayed on it (no edge for them).
+    assert tree.upstream == {}
+    # Full: a new edge on the viewer's node, not on the emptiest (C).
+    placement = place_viewer(tree, nodes, near="b")
+    assert placement == Placement("b", new_edge=True, feed="a")
+    apply(tree, nodes, placement)
+    # Room in the tree comes before a new edge, even on the viewer's node (a leg costs).
+    assert place_viewer(tree, nodes, near="c") == Placement("b")
+    # In the tree, the viewer's node wins over one with more room.
+    nodes["a"].streams -= 2
+    assert place_viewer(tree, nodes) == Placement("b")
+    assert place_viewer(tree, nodes, near="a") == Placement("a")
 
 
 def test_a_draining_node_takes_nothing_new() -> None:
@@ -96,3 +124,34 @@ def test_the_model_places_a_district_lesson_within_every_budget() -> None:
     short = simulate(5000, 2, machine, costs)
     assert short["placed"] < 5000
     assert not short["holds"]
+
+
+def test_the_origin_places_from_the_registry_and_refuses_a_deeper_tree() -> None:
+    def info(name: str, *, cpu: float = 0.0, draining: bool = False) -> NodeInfo:
+        return NodeInfo(name, "", 1, 0.0, 0.0, capacity=4, cpu=cpu, draining=draining)
+
+    async def never(_node: str, _body: dict[str, Any]) -> dict[str, Any]:
+        raise AssertionError("placing asks nobody")
+
+    async def tell(_user: int, _offer: SubscribeOffer) -> None:
+        raise AssertionError("placing tells nobody")
+
+    media = MediaOptions(CodecPolicy(), rtc_configuration, None)
+    cascade = Cascade(1, MediaRouter(), media, never, tell)
+    busy, draining = info("c", cpu=2.0), info("d", draining=True)
+    nodes = {n.name: n for n in (info("a"), info("b"), busy, draining)}
+    settings: dict[str, Any] = {"capacity": 4, "leg_reserve": 2, "cpu_full": 0.9}
+    # Room on the origin (4 less 2 kept for legs): here.
+    assert place(cascade, "a", nodes, here=1, local_viewers=1, near="b", **settings) is None
+    # Full: the viewer's node, if it may take anything (C is busy, D draining).
+    assert place(cascade, "a", nodes, here=2, local_viewers=2, near="b", **settings) == "b"
+    assert place(cascade, "a", nodes, here=2, local_viewers=2, near="c", **settings) == "b"
+    # B serves two viewers of this session (its announcement does not say so yet): counted,
+    # so B is full. E has room, but the origin has no stream left for a leg: only B could feed
+    # E, a tree two hops deep, which is not built: the lesson is full.
+    cascade.legs["b"] = cast(SubscribeSession, None)
+    cascade.viewers.update({10: "b", 11: "b"})
+    nodes["e"] = info("e")
+    with pytest.raises(HomeroomError) as err:
+        place(cascade, "a", nodes, here=4, local_viewers=2, near=None, **settings)
+    assert err.value.code == "unavailable"

@@ -57,6 +57,24 @@ async def test_teachers_see_who_has_read_a_message_of_the_guardians_chat(server:
     assert {p["id"] for p in before["unread"]} == {srv.uid(u) for u in guardians}
 
     await mom.request("chat.read", {"stream": stream, "seq": msg["seq"]})
+    # The teachers are told at once, in the class's staff stream (what the app's "read by"
+    # moves with); the families, who do not follow it, are not.
+    told = await li.wait_for(lambda e: e["type"] == "chat.read_by")
+    assert told["stream"] == f"staff:{srv.class_id}"
+    assert told["data"] == {
+        "stream": stream,
+        "user_id": srv.uid("wang_mom"),
+        "name": "王浩妈妈 Wang Hao's mother",
+        "read_seq": msg["seq"],
+    }
+    await chen.wait_for(lambda e: e["type"] == "chat.read_by")
+    # Reading again up to the same place tells nobody anything new.
+    await mom.request("chat.read", {"stream": stream, "seq": msg["seq"]})
+    # A teacher's own reading is not "read by".
+    await chen.request("chat.read", {"stream": stream, "seq": msg["seq"]})
+    await sentinel(srv, li, mom)
+    assert [e["type"] for e in li.events[f"staff:{srv.class_id}"]].count("chat.read_by") == 1
+    assert not any(e["type"] == "chat.read_by" for evs in mom.events.values() for e in evs)
     after = await li.request("chat.read_by", {"message_id": msg["id"]})
     assert after["read"] == [{"id": srv.uid("wang_mom"), "name": "王浩妈妈 Wang Hao's mother"}]
     assert len(after["unread"]) == len(guardians) - 1

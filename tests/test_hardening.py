@@ -4,6 +4,7 @@ spreadsheet."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import time
@@ -19,6 +20,7 @@ from realtime import csvexport
 from realtime.auth import ALGORITHM, AUDIENCE
 from realtime.store.schema import users
 from realtime.transport.rest import HUB
+from realtime.transport.sio_internals import shutdown
 from tests.conftest import TEST_SECRET, Server, make_settings, start_server, stop_server
 from tests.hostile import NO_ACK, code_of, hostile_json, http, raw_call, snapshot
 
@@ -282,3 +284,30 @@ async def test_security_headers_on_every_response(server: Server) -> None:
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
     for name in ("login", "api", "error", "socket.io"):
         assert responses[name][2]["Cache-Control"] == "no-store", name
+
+
+async def test_stopping_closes_long_polling_clients_without_waiting_for_idle_handshakes(
+    tmp_path: Any,
+) -> None:
+    """A long-polling client is told and closed when the server stops; a bare Engine.IO
+    handshake that never polls does not hold the stop for the whole shutdown time-out."""
+    srv = await start_server(make_settings(tmp_path, shutdown_timeout_s=10.0))
+    stopped = False
+    try:
+        parent = await srv.client("wang_mom", connect=False)
+        await parent.connect(transports=["polling"])
+        assert parent.sio.transport() == "polling"
+        ended = asyncio.Event()
+        parent.sio.on("disconnect", lambda *_: ended.set())
+        status, body, _ = await http(srv.url, "GET", "/socket.io/?EIO=4&transport=polling")
+        assert status == 200 and '"sid"' in body  # a session that will never poll
+        started = time.monotonic()
+        await srv.runner.cleanup()
+        stopped = True
+        took = time.monotonic() - started
+        await asyncio.wait_for(ended.wait(), 5)
+        assert ("shutdown", shutdown.SHUTDOWN_PUSH) in parent.ephemeral
+        assert took < 5, f"stopping took {took:.1f} s"
+    finally:
+        if not stopped:
+            await stop_server(srv)

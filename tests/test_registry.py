@@ -36,11 +36,15 @@ def test_only_sessions_of_nodes_gone_are_orphaned() -> None:
     assert orphaned(running, alive=set(), me="me") == [1, 2, 4]
 
 
-def test_announcements_round_trip_and_refuse_anything_else() -> None:
+def test_announcements_round_trip_ignore_newer_fields_and_refuse_anything_else() -> None:
     info = node("a", live_sessions=2, published_tracks=3, subscribers=40, cpu=0.5)
     assert decode(encode(info)) == info
+    # A newer node's extra field (a rolling upgrade): the older node reads the rest.
+    assert decode(msgspec.msgpack.encode({**info.view(), "added_later": 1})) == info
     with pytest.raises(msgspec.DecodeError):
-        decode(msgspec.msgpack.encode({**info.view(), "extra": 1}))
+        decode(msgspec.msgpack.encode({**info.view(), "cpu": "high"}))
+    with pytest.raises(msgspec.DecodeError):
+        decode(msgspec.msgpack.encode({"name": "x"}))
     with pytest.raises(msgspec.DecodeError):
         decode(b"\x93not a map")
 

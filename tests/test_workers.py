@@ -4,7 +4,8 @@ Two workers on a fresh PostgreSQL database and a Redis channel of the test's own
 its own port as a node of its own name, with its own metrics; they see each other in the
 registry and a message crosses them. ``kill -9`` of one worker: the other goes on answering, and
 the supervisor starts it again (same name and port, a new process). SIGTERM to the supervisor
-drains both and it exits. Several workers on SQLite, or without Redis, are refused and say why.
+drains both and it exits. Each worker holds its own media UDP port (``media_udp_port + i``).
+Several workers on SQLite, or without Redis, are refused and say why.
 """
 
 from __future__ import annotations
@@ -26,19 +27,20 @@ import pytest
 from clients.homeroom import HomeroomClient
 from realtime.demo import DEMO_PASSWORD
 from tests.conftest import TEST_SECRET, free_port
+from tests.live.test_udp_port import process_udp_sockets
 from tests.services import drop_postgres_database, postgres_database, redis_url
 from tests.test_restart import ROOT, clean_env, homeroom
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def _free_ports(n: int) -> int:
-    """A base port with the n ports from it free."""
+def _free_ports(n: int, kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    """A base port with the n ports from it free (TCP, or ``kind``)."""
     for _ in range(50):
         base = free_port()
         try:
             for p in range(base, base + n):
-                with socket.socket() as s:
+                with socket.socket(socket.AF_INET, kind) as s:
                     s.bind(("127.0.0.1", p))
         except OSError:
             continue
@@ -74,6 +76,16 @@ def test_several_workers_need_postgresql_and_redis(tmp_path: Path) -> None:
     out = homeroom("--config", str(pg), "serve", "--workers", "many", env=clean_env())
     assert out.returncode == 2 and "'auto'" in out.stderr
     assert not (tmp_path / "h.db").exists()  # refused before anything was touched
+    # Worker i takes media_udp_port + i: the last one would be beyond 65535.
+    edge = _config(
+        tmp_path,
+        free_port(),
+        database_url="postgresql://postgres@127.0.0.1/none",
+        redis_url="redis://127.0.0.1:1",
+        media_udp_port=65535,
+    )
+    out = homeroom("--config", str(edge), "serve", "--workers", "2", env=clean_env())
+    assert out.returncode == 2 and "media_udp_port + i" in out.stderr, out.stderr
 
 
 def _supervisor(config: Path, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -115,9 +127,12 @@ async def _until(what: str, check: Any, timeout: float = 30) -> Any:
 async def test_workers_are_nodes_restarted_and_drained(tmp_path: Path) -> None:
     db_url, db_name = postgres_database()
     base = _free_ports(2)
+    media_base = _free_ports(2, socket.SOCK_DGRAM)
     config = _config(
         tmp_path,
         base,
+        media_udp_port=media_base,
+        ice_host_addresses="127.0.0.1",
         database_url=db_url,
         redis_url=redis_url(),
         bus_channel=f"homeroom-test-{uuid.uuid4().hex[:12]}",
@@ -148,6 +163,14 @@ async def test_workers_are_nodes_restarted_and_drained(tmp_path: Path) -> None:
                     text = await r.text()
                 assert f'homeroom_node_info{{node="school-w{i}"}} 1.0' in text
                 assert "homeroom_nodes_alive 2.0" in text
+
+            # Each worker bound its own media port, and only that one: media_udp_port + i.
+            pids = await _pids(http, urls[0])
+            for i in range(2):
+                bound = {(a, p) for _, a, p in process_udp_sockets(pids[f"school-w{i}"])}
+                assert ("127.0.0.1", media_base + i) in bound, (i, bound)
+                assert ("127.0.0.1", media_base + 1 - i) not in bound, (i, bound)
+            assert f"media UDP port {media_base + 1}" in log.read_text()
 
             # A message crosses the workers (the shared database and Redis).
             wang = HomeroomClient(urls[0], reconnection=False)

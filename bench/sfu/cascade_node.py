@@ -8,7 +8,8 @@ kind speaks it): the publisher offers (``POST /publish``), the node offers to ea
 (``POST /subscribe``) and the viewer answers (``POST /answer``). An edge attaches to an origin
 with ``POST /attach {"origin": url}``: it asks the origin for a subscribe leg as a viewer named
 ``edge:<port>`` and publishes what arrives under the origin's track ids; ``POST /detach`` drops
-the leg. Everything on 127.0.0.1, no STUN.
+the leg. ``GET /stats``: frames in and out, keyframes, PLIs and queue drops over its tracks.
+Everything on 127.0.0.1, no STUN.
 
     python bench/sfu/cascade_node.py --port 8124
 """
@@ -155,6 +156,19 @@ class Node:
             await self.http.close()
         self.router.close()
 
+    async def stats(self, _request: web.Request) -> web.Response:
+        """Totals over this node's tracks: frames and keyframes in, frames out (to all
+        subscribers), PLIs sent upstream, queue drops."""
+        tracks = self.router.stats().values()
+        keys = (
+            "frames_received",
+            "keyframes_received",
+            "frames_forwarded",
+            "plis_sent",
+            "queue_drops",
+        )
+        return web.json_response({k: sum(int(t[k]) for t in tracks) for k in keys})
+
 
 async def alive(_request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
@@ -172,6 +186,7 @@ def main() -> None:
     node = Node(args.port)
     app = web.Application()
     app.router.add_get("/", alive)
+    app.router.add_get("/stats", node.stats)
     app.router.add_post("/publish", node.publish)
     app.router.add_post("/subscribe", node.subscribe)
     app.router.add_post("/answer", node.answer)

@@ -5,6 +5,8 @@ SFU needs what aiortc does not offer publicly, one concept per module:
 
 * ``ingest`` — a publisher's reassembled, still-encoded frames (the receiver's private decoder
   queue replaced), and a PLI to its media SSRC (not the RTX one).
+* ``jitter`` — the receiver's private jitter buffer replaced, so that a frame leaves as soon as
+  it is complete (its marker bit) instead of when the next frame starts.
 * ``egress`` — ``SharedPayloadSender``: frames packetized once per track for every subscriber,
   sent by a replacement of aiortc's RTP loop that keeps its counters, NACK/RTX and stats.
 * ``srtp_send`` — that loop's send path: SRTP in place with libsrtp, one ``sendto`` per packet
@@ -29,7 +31,14 @@ from media.internals.egress import (
     set_stream_id,
     use_shared_payloads,
 )
-from media.internals.ingest import IngestQueue, install_ingest, media_ssrc, send_pli
+from media.internals.ingest import (
+    IngestQueue,
+    install_audio_level,
+    install_ingest,
+    media_ssrc,
+    send_pli,
+    share_bandwidth_estimate,
+)
 
 __all__ = [
     "PINNED",
@@ -41,10 +50,12 @@ __all__ = [
     "RTCEncodedFrame",
     "SharedPayloadSender",
     "check_internals",
+    "install_audio_level",
     "install_ingest",
     "media_ssrc",
     "route_keyframe_requests",
     "send_pli",
     "set_stream_id",
+    "share_bandwidth_estimate",
     "use_shared_payloads",
 ]

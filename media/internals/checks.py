@@ -20,8 +20,10 @@ from typing import Any
 
 import aioice.ice
 import aiortc.codecs
+import aiortc.jitterbuffer
 import aiortc.rtcicetransport
 import aiortc.rtcpeerconnection
+import aiortc.rtcrtpreceiver
 import pylibsrtp
 from aioice.ice import StunProtocol
 from aiortc import RTCDtlsTransport, RTCIceTransport, RTCRtpReceiver, RTCRtpSender
@@ -40,6 +42,24 @@ _H264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadTyp
 _SIGNATURES: tuple[tuple[str, Callable[[], Any], list[str]], ...] = (
     ("RTCRtpReceiver._send_rtcp_pli", lambda: RTCRtpReceiver._send_rtcp_pli, ["media_ssrc"]),
     ("RTCRtpReceiver.receive", lambda: RTCRtpReceiver.receive, ["parameters"]),
+    (
+        "RTCRtpReceiver._handle_rtp_packet",
+        lambda: RTCRtpReceiver._handle_rtp_packet,
+        ["packet", "arrival_time_ms"],
+    ),
+    (
+        "JitterBuffer.__init__",
+        lambda: aiortc.jitterbuffer.JitterBuffer.__init__,
+        ["capacity", "prefetch", "is_video"],
+    ),
+    ("JitterBuffer.add", lambda: aiortc.jitterbuffer.JitterBuffer.add, ["packet"]),
+    (
+        "JitterBuffer._remove_frame",
+        lambda: aiortc.jitterbuffer.JitterBuffer._remove_frame,
+        ["sequence_number"],
+    ),
+    ("JitterBuffer.remove", lambda: aiortc.jitterbuffer.JitterBuffer.remove, ["count"]),
+    ("TimestampMapper.map", lambda: aiortc.rtcrtpreceiver.TimestampMapper.map, ["timestamp"]),
     ("RTCRtpSender.send", lambda: RTCRtpSender.send, ["parameters"]),
     ("RTCRtpSender.stop", lambda: RTCRtpSender.stop, []),
     ("RTCRtpSender.replaceTrack", lambda: RTCRtpSender.replaceTrack, ["track"]),
@@ -103,14 +123,43 @@ _CODE_NAMES: tuple[tuple[str, Callable[[], Any], Callable[[], tuple[str, ...]]],
             ingest._RECEIVER_DECODER_THREAD,
             ingest._RECEIVER_RTX_SSRC,
             ingest._RECEIVER_STARTED,
+            ingest._RECEIVER_BITRATE_ESTIMATOR,
+            ingest._RECEIVER_JITTER_BUFFER,
+            ingest._RECEIVER_TIMESTAMP_MAPPER,
+            "JitterBuffer",
+            "TimestampMapper",
         ),
+    ),
+    (
+        "RTCRtpReceiver._handle_rtp_packet (REMB)",
+        lambda: RTCRtpReceiver._handle_rtp_packet,
+        lambda: (ingest._RECEIVER_BITRATE_ESTIMATOR, "add", "_send_rtcp"),
     ),
     ("RTCRtpReceiver.receive", lambda: RTCRtpReceiver.receive, lambda: (f"{_R}__decoder_queue",)),
     (
         "RTCRtpReceiver._handle_rtp_packet",
         lambda: RTCRtpReceiver._handle_rtp_packet,
-        lambda: (f"{_R}__decoder_queue", "put"),
+        lambda: (
+            f"{_R}__decoder_queue",
+            "put",
+            ingest._RECEIVER_JITTER_BUFFER,
+            "add",
+            ingest._RECEIVER_TIMESTAMP_MAPPER,
+            "map",
+        ),
     ),
+    # The state ReleasingJitterBuffer reads, and the call add() makes to it.
+    (
+        "JitterBuffer.__init__",
+        lambda: aiortc.jitterbuffer.JitterBuffer.__init__,
+        lambda: ("_capacity", "_origin", "_packets", "_is_video"),
+    ),
+    (
+        "JitterBuffer.add",
+        lambda: aiortc.jitterbuffer.JitterBuffer.add,
+        lambda: ("_origin", "_packets", "_remove_frame"),
+    ),
+    ("JitterBuffer.remove", lambda: aiortc.jitterbuffer.JitterBuffer.remove, lambda: ("_origin",)),
     (
         "RTCRtpSender.__init__",
         lambda: RTCRtpSender.__init__,
@@ -171,6 +220,11 @@ _CODE_NAMES: tuple[tuple[str, Callable[[], Any], Callable[[], tuple[str, ...]]],
         ),
     ),
     ("RTCDtlsTransport._set_state", lambda: RTCDtlsTransport._set_state, lambda: ("_state",)),
+    (
+        "RTCDtlsTransport._handle_rtp_data",
+        lambda: RTCDtlsTransport._handle_rtp_data,
+        lambda: ("route_rtp", "_handle_rtp_packet"),
+    ),
     (
         "RTCIceTransport.__init__",
         lambda: RTCIceTransport.__init__,

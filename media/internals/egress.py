@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -104,6 +105,25 @@ class EncodedFrameSource(Protocol):
         rtt: float | None,
         report: bool,
     ) -> None: ...
+
+    def receive_report(self, oldest_missing: float | None) -> None: ...
+
+
+# Send times of a video sender's last frames, kept to tell from a receiver report's highest
+# sequence number how long ago the oldest frame the viewer has not received was sent (its
+# freezes, media/freezes.py): 64 frames, about 2-3 s of video, two small ints per frame.
+FRAME_TIMES = 64
+
+
+def oldest_missing(frames: deque[tuple[int, float]], highest: int) -> float | None:
+    """When the oldest frame after the packet ``highest`` (16-bit sequence number) was sent,
+    from ``(first sequence number, send time)`` per frame, oldest first; None if none is."""
+    found = None
+    for first, sent_at in reversed(frames):
+        if not 0 < (first - highest) & 0xFFFF < 0x8000:
+            break  # this frame starts at or before the highest packet received
+        found = sent_at
+    return found
 
 
 class _Egress:
@@ -264,6 +284,10 @@ class SharedPayloadSender(RTCRtpSender):
         packet_count = getattr(self, _SENDER_PACKET_COUNT)
         octet_count = getattr(self, _SENDER_OCTET_COUNT)
         sink = _DatagramSink()
+        loop = asyncio.get_running_loop()
+        frame_times: deque[tuple[int, float]] = deque(maxlen=FRAME_TIMES)
+        self.frame_times = frame_times
+        video = self.kind == "video"
         while True:
             if self.track is None:
                 await asyncio.sleep(0.02)  # idle until replaceTrack(), as aiortc's loop
@@ -282,6 +306,8 @@ class SharedPayloadSender(RTCRtpSender):
                 timestamp, ssrc, (ntp >> 14) & 0x00FFFFFF, frame.audio_level
             )
             last = len(payloads) - 1
+            if video:
+                frame_times.append((sequence_number, loop.time()))
 
             dtls = self.transport
             if srtp_send.DIRECT_DATAGRAMS and sink.resolve(dtls):
@@ -324,10 +350,12 @@ class SharedPayloadSender(RTCRtpSender):
             await self.transport._send_rtp(data)
 
     # What this viewer's RTCP said about its link: REMB estimate (bit/s), the last report's
-    # fraction lost (0-1). RTT is aiortc's own (:meth:`link`).
+    # fraction lost (0-1, the worst of its streams'). RTT is aiortc's own (:meth:`link`).
     remb_bitrate: int | None = None
     remb_at: float | None = None
     fraction_lost: float = 0.0
+    # (first sequence number, loop time) of the last FRAME_TIMES video frames sent.
+    frame_times: deque[tuple[int, float]] | None = None
 
     async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
         if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
@@ -345,12 +373,23 @@ class SharedPayloadSender(RTCRtpSender):
         if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
             for report in packet.reports:
                 if report.ssrc == self._ssrc:
-                    self.fraction_lost = report.fraction_lost / 256
+                    # The link's loss: the worst of the viewer's streams in this report (all
+                    # of them cross its one link; and with its video paused, only the audio
+                    # still says how lossy the link is).
+                    self.fraction_lost = max(r.fraction_lost for r in packet.reports) / 256
+                    self._receive_report(report.highest_sequence & 0xFFFF)
         await super()._handle_rtcp_packet(packet)
         if isinstance(packet, RtcpRrPacket | RtcpSrPacket) and any(
             report.ssrc == self._ssrc for report in packet.reports
         ):
             self._link_feedback(report=True)  # after aiortc's handler updated the RTT
+
+    def _receive_report(self, highest: int) -> None:
+        """Tell the track how far behind the viewer's receiving is (its freezes)."""
+        track: Any = self.track
+        if track is None or self.frame_times is None:
+            return
+        track.receive_report(oldest_missing(self.frame_times, highest))
 
     def _link_feedback(self, report: bool) -> None:
         """Tell the track (a viewer's layer selection) what the viewer's RTCP just said."""

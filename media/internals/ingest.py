@@ -4,9 +4,18 @@
 and puts ``(codec, JitterFrame)`` on the private ``__decoder_queue`` read by a decoder thread.
 :func:`install_ingest` replaces that queue, before ``receive()`` starts the thread, with
 :class:`IngestQueue`: its ``put()`` runs on the event loop and hands an ``av.Packet`` to a
-callback; its ``get()`` blocks the (now idle) worker thread until ``put(None)`` stops it.
+callback; its ``get()`` blocks the (now idle) worker thread until ``put(None)`` stops it. It
+also replaces the private ``__jitter_buffer`` with a :class:`~media.internals.jitter
+.ReleasingJitterBuffer` (a frame leaves when it is complete, not when the next one starts) and
+maps the timestamps of the further frames one packet completed with the receiver's private
+``__timestamp_mapper``, as the receiver does for the first.
 :func:`send_pli` calls ``RTCRtpReceiver._send_rtcp_pli(media_ssrc)`` addressed to the
 publisher's media SSRC, never its RTX SSRC (the RTX map is the private ``__rtx_ssrc``).
+:func:`install_audio_level` reads each audio packet's ssrc-audio-level header extension (RFC
+6464) before the receiver handles it (an instance attribute over ``_handle_rtp_packet``, the
+method ``RTCDtlsTransport._handle_rtp_data`` awaits for every routed packet).
+:func:`share_bandwidth_estimate` gives the video receivers of one peer connection one
+receive-side bandwidth estimator (the private ``__remote_bitrate_estimator``).
 """
 
 from __future__ import annotations
@@ -15,13 +24,17 @@ import asyncio
 import fractions
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import av
 from aiortc import RTCRtpReceiver
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import TimestampMapper
+from aiortc.rtp import RtpPacket
 
 from media.internals.base import AiortcInternalsError
+from media.internals.jitter import ReleasingJitterBuffer
 from media.keyframes import is_keyframe
 
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
@@ -32,6 +45,9 @@ _RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _RECEIVER_DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
 _RECEIVER_RTX_SSRC = "_RTCRtpReceiver__rtx_ssrc"
 _RECEIVER_STARTED = "_RTCRtpReceiver__started"
+_RECEIVER_BITRATE_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"
+_RECEIVER_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+_RECEIVER_TIMESTAMP_MAPPER = "_RTCRtpReceiver__timestamp_mapper"
 
 PacketCallback = Callable[[RTCRtpCodecParameters, av.Packet], None]
 
@@ -44,12 +60,24 @@ class IngestQueue:
     starts and blocks in ``get()`` until ``put(None)``, which is how aiortc stops it.
     """
 
-    def __init__(self, kind: str, on_packet: PacketCallback, on_end: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        kind: str,
+        on_packet: PacketCallback,
+        on_end: Callable[[], None],
+        *,
+        frames: ReleasingJitterBuffer | None = None,
+        timestamps: TimestampMapper | None = None,
+    ) -> None:
         self._time_base = VIDEO_TIME_BASE if kind == "video" else OPUS_TIME_BASE
         self._on_packet = on_packet
         self._on_end = on_end
         self._stopped = threading.Event()
         self._loop = asyncio.get_event_loop()
+        # The receiver's jitter buffer and timestamp mapper (install_ingest): further frames
+        # completed by the packet that completed the one put() gets.
+        self._frames = frames
+        self._timestamps = timestamps
 
     def put(self, item: tuple[RTCRtpCodecParameters, JitterFrame] | None) -> None:
         if item is None:
@@ -58,6 +86,13 @@ class IngestQueue:
             self._loop.call_soon_threadsafe(self._on_end)
             return
         codec, frame = item
+        self._forward(codec, frame)
+        if self._frames is not None and self._timestamps is not None:
+            for more in self._frames.take_ready():
+                more.timestamp = self._timestamps.map(more.timestamp)
+                self._forward(codec, more)
+
+    def _forward(self, codec: RTCRtpCodecParameters, frame: JitterFrame) -> None:
         packet = av.Packet(frame.data)
         # The receiver already maps RTP timestamps to start at 0 (TimestampMapper).
         packet.pts = frame.timestamp
@@ -73,16 +108,27 @@ class IngestQueue:
 def install_ingest(
     receiver: RTCRtpReceiver, on_packet: PacketCallback, on_end: Callable[[], None]
 ) -> IngestQueue:
-    """Route a receiver's encoded frames to ``on_packet(codec, packet)``.
+    """Route a receiver's encoded frames to ``on_packet(codec, packet)``, each as soon as it is
+    complete.
 
-    Call inside the peer connection's ``track`` event, before ``receive()`` starts the worker.
+    Call inside the peer connection's ``track`` event, before ``receive()`` starts the worker
+    (no packet has reached the jitter buffer yet).
     """
     if getattr(receiver, _RECEIVER_STARTED) or getattr(receiver, _RECEIVER_DECODER_THREAD):
         raise AiortcInternalsError("install_ingest() must run before the receiver starts")
     track = receiver.track
     if track is None:
         raise AiortcInternalsError("receiver has no remote track yet")
-    ingest = IngestQueue(track.kind, on_packet, on_end)
+    stock = getattr(receiver, _RECEIVER_JITTER_BUFFER)
+    frames = ReleasingJitterBuffer(stock.capacity, is_video=track.kind == "video")
+    ingest = IngestQueue(
+        track.kind,
+        on_packet,
+        on_end,
+        frames=frames,
+        timestamps=getattr(receiver, _RECEIVER_TIMESTAMP_MAPPER),
+    )
+    setattr(receiver, _RECEIVER_JITTER_BUFFER, frames)
     setattr(receiver, _RECEIVER_DECODER_QUEUE, ingest)
     return ingest
 
@@ -104,3 +150,45 @@ async def send_pli(receiver: RTCRtpReceiver) -> bool:
         return False
     await receiver._send_rtcp_pli(ssrc)
     return True
+
+
+AudioLevelCallback = Callable[[float, bool, int], None]
+
+
+def install_audio_level(receiver: RTCRtpReceiver, on_level: AudioLevelCallback) -> None:
+    """Call ``on_level(loop time, voice, -dBov)`` for every RTP packet of ``receiver`` that
+    carries the ssrc-audio-level extension (RFC 6464), before aiortc handles the packet.
+
+    aiortc parses the extension into ``packet.extensions.audio_level`` when it was negotiated
+    (``(voice, level)``) and otherwise leaves it None; only the receiver given is wrapped.
+    """
+    handle: Callable[..., Any] = receiver._handle_rtp_packet
+    loop = asyncio.get_event_loop()
+
+    async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
+        level = packet.extensions.audio_level
+        if level is not None:
+            on_level(loop.time(), level[0], level[1])
+        await handle(packet, arrival_time_ms)
+
+    setattr(receiver, "_handle_rtp_packet", handle_rtp_packet)  # noqa: B010 (an instance's)
+
+
+def share_bandwidth_estimate(receiver: RTCRtpReceiver, first: RTCRtpReceiver) -> None:
+    """Make ``receiver`` feed (and send REMB from) ``first``'s bandwidth estimator.
+
+    aiortc gives every video receiver an estimator of its own, and each sends REMB with what
+    its own stream alone can carry (at most 1.5x that stream's rate + 10 kbit/s). A browser
+    takes every REMB as the estimate of its whole connection, so a publisher sending a camera
+    in three layers on three m-lines is told it can send about one layer's rate in all: its
+    layers starve each other and fall to the encoder's floor (Chromium 156: 30 kbit/s each,
+    seen in tests/live/shaped_scenario.py). One estimator over every stream of the connection,
+    as libwebrtc's receiver has (abs-send-time is one clock per sending connection), gives one
+    estimate for all of them, with every SSRC in the REMB.
+    """
+    if receiver is first:
+        return
+    shared = getattr(first, _RECEIVER_BITRATE_ESTIMATOR)
+    if shared is None or getattr(receiver, _RECEIVER_BITRATE_ESTIMATOR) is None:
+        return  # audio receivers have none
+    setattr(receiver, _RECEIVER_BITRATE_ESTIMATOR, shared)

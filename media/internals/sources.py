@@ -16,6 +16,7 @@ import aioice.ice
 import pylibsrtp
 from aioice.ice import StunProtocol
 from aiortc import RTCDtlsTransport, RTCIceTransport, RTCRtpReceiver, RTCRtpSender
+from aiortc.jitterbuffer import JitterBuffer
 
 from media.internals import egress, udp_mux
 
@@ -37,10 +38,54 @@ def source_problems() -> list[str]:
         problems.append("RTCRtpReceiver._handle_rtp_packet() no longer puts (codec, frame)")
     if "self.__decoder_queue.put(None)" not in _source(RTCRtpReceiver):
         problems.append("RTCRtpReceiver no longer stops its decoder with put(None)")
+    _jitter(problems)
     _sender(problems)
     _send_path(problems)
     _udp_mux(problems)
     return problems
+
+
+def _jitter(problems: list[str]) -> None:
+    """What ``jitter.ReleasingJitterBuffer`` replaces in the receiver and relies on in aiortc's
+    jitter buffer: one frame per ``add()``, mapped and put by the receiver, and the buffer's
+    slots and origin as ``_remove_frame`` reads them."""
+    _require(
+        problems,
+        RTCRtpReceiver.__init__,
+        "RTCRtpReceiver.__init__",
+        "self.__jitter_buffer = JitterBuffer(capacity=16, prefetch=4)",
+        "self.__jitter_buffer = JitterBuffer(capacity=512, is_video=True)",
+        "self.__timestamp_mapper = TimestampMapper()",
+    )
+    _require(
+        problems,
+        RTCRtpReceiver._handle_rtp_packet,
+        "RTCRtpReceiver._handle_rtp_packet",
+        "packet._data = depayload(codec, packet.payload)",
+        "pli_flag, encoded_frame = self.__jitter_buffer.add(packet)",
+        "encoded_frame.timestamp = self.__timestamp_mapper.map(",
+    )
+    _require(
+        problems,
+        JitterBuffer.add,
+        "JitterBuffer.add",
+        "self._packets[pos] = packet",
+        "return pli_flag, self._remove_frame(packet.sequence_number)",
+    )
+    _require(
+        problems,
+        JitterBuffer.remove,
+        "JitterBuffer.remove",
+        "self._packets[pos] = None",
+        "self._origin = uint16_add(self._origin, 1)",
+    )
+    _require(
+        problems,
+        JitterBuffer._remove_frame,
+        "JitterBuffer._remove_frame",
+        "pos = (self._origin + count) % self._capacity",
+        'data=b"".join([x._data for x in packets])',
+    )
 
 
 def _udp_mux(problems: list[str]) -> None:

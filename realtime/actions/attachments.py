@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import and_, select
 
 from realtime.actions.access import class_access, require_visible
+from realtime.actions.guardian_history import history_floor
 from realtime.domain import policy
 from realtime.domain.streams import Visibility, qa_stream
 from realtime.errors import HomeroomError, bad_request, conflict, forbidden, not_found
@@ -144,12 +145,18 @@ async def carrier_visibility(conn: DbConnection, user_id: int, carrier: str) -> 
         if kind == "message":
             msg = (
                 await conn.execute(
-                    select(messages.c.stream, messages.c.deleted_at).where(messages.c.id == cid)
+                    select(messages.c.stream, messages.c.seq, messages.c.deleted_at).where(
+                        messages.c.id == cid
+                    )
                 )
             ).first()
             if msg is None or msg.deleted_at is not None:
                 return Visibility.NONE
-            _s, vis, _a, _p = await require_visible(conn, user_id, msg.stream)
+            stream, vis, access, _p = await require_visible(conn, user_id, msg.stream)
+            # A guardian approved after the message was sent does not see it, nor its files.
+            floor = await history_floor(conn, stream, access)
+            if not policy.may_see_in_chat(msg.seq, None, floor):
+                return Visibility.NONE
             return vis
         if kind == "notice":
             n = (

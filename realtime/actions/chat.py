@@ -13,7 +13,13 @@ from realtime.actions.once import create_once
 from realtime.domain import chat as rules
 from realtime.domain import policy
 from realtime.domain.policy import require
-from realtime.domain.streams import Visibility, conv_stream, room_name, user_stream
+from realtime.domain.streams import (
+    Visibility,
+    conv_stream,
+    room_name,
+    staff_stream,
+    user_stream,
+)
 from realtime.errors import bad_request, forbidden, not_found
 from realtime.hub import Hub
 from realtime.schemas import (
@@ -298,6 +304,15 @@ async def mark_read(hub: Hub, user_id: int, req: ChatRead) -> dict[str, Any]:
         if read_seq != current:
             # The person's other devices update their unread counts.
             await hub.store.append(conn, str(user_stream(user_id)), "chat.read", position)
+            if policy.tells_read_by(stream, access):
+                # The class's teachers see "read by" of their messages change as it happens.
+                seen = {
+                    "stream": key,
+                    "user_id": user_id,
+                    "name": await hub.display_name(conn, user_id),
+                    "read_seq": read_seq,
+                }
+                await hub.store.append(conn, str(staff_stream(stream.id)), "chat.read_by", seen)
     return position
 
 

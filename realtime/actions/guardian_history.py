@@ -1,15 +1,20 @@
 """What of the guardians' chat a guardian sees: from their approval on, unless the school opens
 the earlier conversation to them (schools.guardian_chat_history; issue #16). The limit is a
-sequence number of the stream: history pages, catch-up and unread counts all start after it.
+sequence number of the stream: history pages, catch-up and unread counts all start after it,
+and an event about a message before it (an edit, a deletion) reaches that guardian only as its
+number (policy.may_see_in_chat), live on every node and in catch-up.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sqlalchemy import func, select
 
+from realtime.actions.access import class_access
 from realtime.domain import chat as rules
 from realtime.domain.roles import ClassAccess
-from realtime.domain.streams import StreamKey
+from realtime.domain.streams import StreamKey, Visibility, parse_stream
 from realtime.store.db import DbConnection
 from realtime.store.schema import classes, events, guardian_links, schools
 
@@ -58,3 +63,20 @@ async def history_floor(conn: DbConnection, stream: StreamKey, access: ClassAcce
         )
     ).scalar()
     return int(floor or 0)
+
+
+async def history_floors(
+    conn: DbConnection, user_id: int, followed: Mapping[str, Visibility]
+) -> dict[str, int]:
+    """The floors (above 0) of the guardians' chats among the streams this person follows."""
+    out: dict[str, int] = {}
+    for key, vis in followed.items():
+        if vis is not Visibility.MEMBER or not key.endswith(":guardians"):
+            continue
+        stream = parse_stream(key)
+        if stream.kind != "class":
+            continue
+        floor = await history_floor(conn, stream, await class_access(conn, user_id, stream.id))
+        if floor:
+            out[key] = floor
+    return out

@@ -459,8 +459,10 @@ async def set_settings(hub: Hub, user_id: int, req: SchoolSettings) -> dict[str,
         values["guardian_chat_history"] = req.guardian_chat_history
     if not values:
         raise bad_request("nothing to change: give time_zone or guardian_chat_history")
+    guardians: list[int] = []
     async with hub.store.transaction() as conn:
         school_id = await _admin_school(conn, user_id)
+        before = (await conn.execute(select(schools).where(schools.c.id == school_id))).one()
         await conn.execute(update(schools).where(schools.c.id == school_id).values(**values))
         await audit.record(
             conn,
@@ -471,7 +473,23 @@ async def set_settings(hub: Hub, user_id: int, req: SchoolSettings) -> dict[str,
             detail=values,
         )
         row = (await conn.execute(select(schools).where(schools.c.id == school_id))).one()
+        if bool(row.guardian_chat_history) != bool(before.guardian_chat_history):
+            guardians = await _school_guardians(conn, school_id)
+    # What the school's guardians see of their guardians' chats changed: each node takes their
+    # connections' new history floors, and their apps catch up.
+    for guardian_id in guardians:
+        await hub.resync_user(guardian_id)
     return _settings_view(row)
+
+
+async def _school_guardians(conn: DbConnection, school_id: int) -> list[int]:
+    found = await conn.execute(
+        select(guardian_links.c.guardian_id)
+        .distinct()
+        .select_from(guardian_links.join(classes, classes.c.id == guardian_links.c.class_id))
+        .where(classes.c.school_id == school_id, guardian_links.c.status == "approved")
+    )
+    return sorted(r.guardian_id for r in found)
 
 
 def _settings_view(school: Any) -> dict[str, Any]:

@@ -87,8 +87,14 @@ def place_viewer(
     leg_reserve: int = LEG_RESERVE,
     ingest_cost: float = INGEST_COST,
     leg_cost: float = LEG_COST,
+    near: str | None = None,
 ) -> Placement:
     """The node for the session's next viewer.
+
+    ``near``: the node holding the viewer's connection. Serving the viewer there keeps its
+    signalling on one node (no bus hop per answer and candidate), and the load balancer already
+    spread connections over the nodes, so it is preferred whenever it has room, in the tree
+    (step 1) or as a new edge (step 2).
 
     1. A node already in the tree with room beyond its reserve for legs (its leg is up: the
        fastest join), the one with the most room (spreading a lesson's viewers limits what one
@@ -104,6 +110,8 @@ def place_viewer(
         room = load.spare - leg_reserve * leg_cost
         if room >= 1 and (best is None or room > best[0]):
             best = (room, name)
+        if room >= 1 and name == near:
+            return Placement(name)
     if best is not None:
         return Placement(best[1])
 
@@ -116,7 +124,7 @@ def place_viewer(
     feeds = [name for name in tree.nodes() if name in loads and loads[name].spare >= leg_cost]
     if not candidates or not feeds:
         raise NoCapacityError("no node has room for another viewer of this session")
-    edge = max(candidates, key=lambda load: (load.spare, load.name))
+    edge = max(candidates, key=lambda load: (load.name == near, load.spare, load.name))
     feed = min(feeds, key=lambda name: (tree.depth(name), -loads[name].spare, name))
     return Placement(edge.name, new_edge=True, feed=feed)
 

@@ -18,8 +18,11 @@ from typing import Any
 import msgspec
 
 
-class NodeInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One node's announcement."""
+class NodeInfo(msgspec.Struct, frozen=True):
+    """One node's announcement.
+
+    Fields a newer version adds are ignored by an older one (a rolling upgrade announces them
+    before every node knows them); a new field needs a default, a field's type never changes."""
 
     name: str
     # Where its HTTP/Socket.IO port answers, "host:port".
@@ -31,6 +34,10 @@ class NodeInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     live_sessions: int = 0
     published_tracks: int = 0
     subscribers: int = 0
+    # Node-to-node legs of cascaded sessions it feeds or receives (each about one stream).
+    relay_legs: int = 0
+    # The streams it may send (its setting ``cascade_node_streams``; 0: not announced).
+    capacity: int = 0
     # Fraction of one core used since the previous announcement (1.0 = a whole core).
     cpu: float = 0.0
     # Shutting down (SIGTERM): no new session is placed on it, its sessions move elsewhere.

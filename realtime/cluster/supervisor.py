@@ -2,11 +2,15 @@
 
 Each worker is an ordinary ``homeroom serve`` process, a node of its own: its own name
 (``<node_name or host>-w<i>``), its own port (``port + i``), its own /metrics and /healthz, its
-own media ports. They share the configured PostgreSQL and Redis, and a load balancer in front
-spreads clients over them (docs/operations.md). Own ports rather than SO_REUSEPORT on one port:
-the kernel spreads every new TCP connection over SO_REUSEPORT listeners, so the successive HTTP
-requests of a Socket.IO client that fell back to long-polling would land on different workers
-(which do not know its Engine.IO session); a load balancer with sticky routing keeps them on one.
+own media ports: with ``media_udp_port`` set, worker ``i`` binds ``media_udp_port + i`` (one UDP
+socket per ICE host address, for every peer connection of that worker), so the firewall opens
+the N ports from ``media_udp_port``; without it, each worker's peer connections take ephemeral
+ports as a single node's do. They share the configured PostgreSQL and Redis, and a load
+balancer in front spreads clients over them (docs/operations.md). Own ports rather than
+SO_REUSEPORT on one port: the kernel spreads every new TCP connection over SO_REUSEPORT
+listeners, so the successive HTTP requests of a Socket.IO client that fell back to long-polling
+would land on different workers (which do not know its Engine.IO session); a load balancer with
+sticky routing keeps them on one.
 
 The supervisor migrates the database (and seeds the demo school) once, starts the workers, and
 restarts one that exits, with a backoff if it keeps failing at start-up, while the others go on.
@@ -65,6 +69,11 @@ def check_cluster(settings: Settings, workers: int) -> None:
         )
     if settings.port == 0:
         raise ConfigError(f"--workers {workers} needs a fixed port (workers use port + i)")
+    if settings.media_udp_port and settings.media_udp_port + workers - 1 > 65535:
+        raise ConfigError(
+            f"--workers {workers} with media_udp_port {settings.media_udp_port}: worker i "
+            f"uses media_udp_port + i, beyond 65535 for the last ones"
+        )
 
 
 @dataclass
@@ -72,6 +81,8 @@ class Worker:
     index: int
     port: int
     name: str
+    # Its one UDP port for media (media_udp_port + index; 0: ephemeral ports).
+    media_udp_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restart_at: float | None = None
@@ -88,7 +99,11 @@ class Worker:
 
 def plan(settings: Settings, workers: int, host_name: str) -> list[Worker]:
     base = settings.node_name or host_name
-    return [Worker(i, settings.port + i, f"{base}-w{i}") for i in range(workers)]
+    media = settings.media_udp_port
+    return [
+        Worker(i, settings.port + i, f"{base}-w{i}", media + i if media else 0)
+        for i in range(workers)
+    ]
 
 
 def _die_with_parent() -> None:
@@ -119,6 +134,7 @@ class Supervisor:
             HOMEROOM_HOST=self.settings.host,
             HOMEROOM_PORT=str(w.port),
             HOMEROOM_NODE_NAME=w.name,
+            HOMEROOM_MEDIA_UDP_PORT=str(w.media_udp_port),
         )
         if self.demo:
             env["HOMEROOM_DEMO"] = "true"
@@ -130,7 +146,8 @@ class Supervisor:
         )
         w.started_at = time.monotonic()
         w.restart_at = None
-        self._say(f"worker {w.name} (pid {w.proc.pid}) on port {w.port}")
+        media = f", media UDP port {w.media_udp_port}" if w.media_udp_port else ""
+        self._say(f"worker {w.name} (pid {w.proc.pid}) on port {w.port}{media}")
 
     def _stop(self, signum: int, _frame: object) -> None:
         self.stopping = True

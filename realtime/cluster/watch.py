@@ -69,7 +69,10 @@ class NodeWatch:
             at=time.time(),
             live_sessions=len(runtimes),
             published_tracks=sum(len(rt.router.tracks()) for rt in runtimes),
-            subscribers=sum(len(rt.subscribers) for rt in runtimes),
+            subscribers=sum(len(rt.subscribers) for rt in runtimes) + self.live.edges.viewers(),
+            relay_legs=sum(len(rt.cascade.legs) for rt in runtimes if rt.cascade is not None)
+            + len(self.live.edges.sessions),
+            capacity=self.hub.settings.cascade_node_streams,
             cpu=cpu,
             draining=self.live.draining,
         )

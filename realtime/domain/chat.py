@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from realtime.domain.roles import ClassAccess
 from realtime.domain.streams import StreamKey
 from realtime.errors import bad_request, conflict, forbidden, too_large
@@ -42,6 +45,18 @@ def history_from_approval(stream: StreamKey, access: ClassAccess) -> bool:
         and access.is_guardian
         and not access.is_staff
     )
+
+
+def referred_message(data: Mapping[str, Any] | None) -> int | None:
+    """The sequence number of the earlier message an event of a chat stream is about, if any.
+
+    Every event that refers to a message of its stream (``chat.edited``, ``chat.deleted``, and
+    any later kind: a reaction, a pin) names it by ``message_seq``; that is what makes it reach
+    only those who may see the message (policy.may_see_in_chat)."""
+    if not data:
+        return None
+    seq = data.get("message_seq")
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
 
 
 # People one message may @mention at most (ChatSend.mentions).

@@ -6,6 +6,10 @@ authorization matrix can be tested without a server.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from realtime.domain import chat
 from realtime.domain.roles import ClassAccess
 from realtime.domain.streams import StreamKey, Visibility
 from realtime.errors import forbidden
@@ -77,6 +81,34 @@ def may_see_read_by(stream: StreamKey, access: ClassAccess | None) -> bool:
         and access is not None
         and access.is_staff
     )
+
+
+def tells_read_by(stream: StreamKey, reader: ClassAccess | None) -> bool:
+    """Whether moving this person's read position in ``stream`` tells the class's teachers
+    (``chat.read_by`` in ``staff:{cid}``, which only they follow, as :func:`may_see_read_by`):
+    a guardian reading the guardians' chat, whom "read by" counts."""
+    return (
+        stream.kind == "class"
+        and stream.part == "guardians"
+        and reader is not None
+        and reader.is_guardian
+        and not reader.is_staff
+    )
+
+
+def may_see_in_chat(seq: int, data: Mapping[str, Any] | None, history_floor: int) -> bool:
+    """Whether someone who sees a chat stream only after ``history_floor`` (a guardian approved
+    after the families' earlier conversation, realtime/actions/guardian_history.py; 0: they see
+    it all) sees the message or event at ``seq`` in full.
+
+    An event about an earlier message (an edit with its new text, a deletion; ``data`` names it,
+    domain/chat.referred_message) goes only to those who see that message; the others receive
+    its number alone (domain/streams.hidden_form). The same rule answers for a message itself
+    (``data`` None): its files, its place in the history."""
+    if seq <= history_floor:
+        return False
+    about = chat.referred_message(data)
+    return about is None or about > history_floor
 
 
 def may_open_conversation(initiator: ClassAccess, other: ClassAccess) -> bool:

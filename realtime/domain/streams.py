@@ -12,7 +12,8 @@ A stream key names what it carries and who may follow it:
 - ``staff:{cid}``            what only the class's teachers see (notice receipts)
 
 Everyone who follows a stream sees every sequence number in it (a redacted form at most), so a
-client that sees a gap knows it missed something.
+client that sees a gap knows it missed something. The most redacted form is :func:`hidden_form`:
+an event this follower may not see at all keeps only its number.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 from realtime.errors import bad_request
 from realtime.schemas import MAX_ID
@@ -100,3 +102,12 @@ def user_stream(user_id: int) -> StreamKey:
 def room_name(stream: StreamKey | str, visibility: Visibility) -> str:
     """The Socket.IO room of a stream's followers at one visibility."""
     return f"{stream}#{'s' if visibility is Visibility.STAFF else 'm'}"
+
+
+# The type of an event's form that keeps only its number (policy.may_see_in_chat said no).
+HIDDEN = "hidden"
+
+
+def hidden_form(stream: str, seq: int, at: float) -> dict[str, Any]:
+    """An event for a follower who may not see it: its number, so their sequence has no gap."""
+    return {"stream": stream, "seq": seq, "type": HIDDEN, "at": at, "data": {}}

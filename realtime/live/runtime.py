@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCConfiguration
 from aiortc.exceptions import InvalidStateError
@@ -39,6 +39,9 @@ from signaling import (
     TrackRequest,
 )
 
+if TYPE_CHECKING:
+    from realtime.live.cascade import Cascade
+
 log = logging.getLogger(__name__)
 
 # tell(user_id, event, data): send to that participant's connection, if they have one.
@@ -50,6 +53,16 @@ class MediaOptions:
     codecs: CodecPolicy
     configuration: Callable[[], RTCConfiguration]
     public_address: str | None
+
+    def subscribe_leg(self, participant_id: str, router: MediaRouter) -> SubscribeSession:
+        """A subscribe leg over ``router`` with this node's codecs and ICE settings."""
+        return SubscribeSession(
+            participant_id,
+            router,
+            codecs=self.codecs,
+            configuration=self.configuration(),
+            public_address=self.public_address,
+        )
 
 
 def offer_message(session_id: int, offer: SubscribeOffer) -> dict[str, Any]:
@@ -70,11 +83,19 @@ def offer_message(session_id: int, offer: SubscribeOffer) -> dict[str, Any]:
 
 
 class LiveRuntime:
-    def __init__(self, session: LiveSession, media: MediaOptions, tell: Tell) -> None:
+    def __init__(
+        self,
+        session: LiveSession,
+        media: MediaOptions,
+        tell: Tell,
+        cascade: Callable[[MediaRouter], Cascade] | None = None,
+    ) -> None:
         self.session = session
         self.media = media
         self.tell = tell
         self.router = MediaRouter()
+        # The edge nodes serving some of this session's viewers (realtime/live/cascade.py).
+        self.cascade = cascade(self.router) if cascade is not None else None
         self.publishers: dict[int, PublishSession] = {}
         self.subscribers: dict[int, SubscribeSession] = {}
         self.last_activity = time.monotonic()
@@ -106,13 +127,7 @@ class LiveRuntime:
     def subscribe_leg(self, user_id: int) -> SubscribeSession:
         leg = self.subscribers.get(user_id)
         if leg is None:
-            leg = SubscribeSession(
-                str(user_id),
-                self.router,
-                codecs=self.media.codecs,
-                configuration=self.media.configuration(),
-                public_address=self.media.public_address,
-            )
+            leg = self.media.subscribe_leg(str(user_id), self.router)
             leg.on_layer = functools.partial(self._layer_changed, user_id)
             self.subscribers[user_id] = leg
         return leg
@@ -132,6 +147,8 @@ class LiveRuntime:
 
     async def drop_legs(self, user_id: int) -> None:
         """Close a participant's peer connections and end what they published."""
+        if self.cascade is not None:
+            await self.cascade.drop(user_id)
         self.router.unpublish_participant(str(user_id))
         self.router.unsubscribe_participant(str(user_id))
         for legs in (self.publishers, self.subscribers):
@@ -165,8 +182,23 @@ class LiveRuntime:
         offer = await leg.set_tracks(self.wanted_tracks(user_id))
         return {"offer": offer_message(self.session.id, offer) if offer else None}
 
+    def at_edge(self, user_id: int) -> str | None:
+        """The edge node serving this viewer, or None (served here, or not subscribed)."""
+        return None if self.cascade is None else self.cascade.viewers.get(user_id)
+
+    async def subscribe_at_edge(self, user_id: int, edge: str) -> dict[str, Any]:
+        """Open the viewer's subscribe leg on ``edge`` (fed from here, attached if new)."""
+        assert self.cascade is not None
+        offer = await self.cascade.subscribe(user_id, edge, self.wanted_tracks(user_id))
+        return {"offer": offer_message(self.session.id, offer) if offer else None}
+
     async def answer(self, user_id: int, sdp: str) -> None:
         """The participant's answer to the last offer; a follow-up offer is told to them."""
+        if self.cascade is not None and user_id in self.cascade.viewers:
+            follow_up = await self.cascade.answer(user_id, sdp)
+            if follow_up is not None:
+                await self.tell(user_id, "rtc.offer", offer_message(self.session.id, follow_up))
+            return
         leg = self.subscribers.get(user_id)
         if leg is None:
             raise SignalingError("conflict", "there is no offer to answer: subscribe first")
@@ -177,6 +209,9 @@ class LiveRuntime:
     async def add_ice_candidate(
         self, user_id: int, leg_name: str, candidate: dict[str, Any] | None
     ) -> None:
+        if leg_name == "subscribe" and self.cascade is not None and user_id in self.cascade.viewers:
+            await self.cascade.add_ice_candidate(user_id, candidate)
+            return
         legs: dict[int, Any] = self.publishers if leg_name == "publish" else self.subscribers
         leg = legs.get(user_id)
         if leg is None:
@@ -204,7 +239,8 @@ class LiveRuntime:
                     # The viewer closed its peer connection before its Socket.IO connection.
                     self.subscribers.pop(user_id, None)
                     self.router.unsubscribe_participant(str(user_id))
-            plan = media_plan(self.session, tracks, list(self.subscribers))
+            at_edges = list(self.cascade.viewers) if self.cascade is not None else []
+            plan = media_plan(self.session, tracks, [*self.subscribers, *at_edges])
             for gone in plan.unpublish:
                 self.router.unpublish(gone.track_id)
                 await self.tell(
@@ -230,6 +266,10 @@ class LiveRuntime:
                     continue
                 if offer is not None:
                     await self.tell(user_id, "rtc.offer", offer_message(self.session.id, offer))
+            if self.cascade is not None and at_edges:
+                receive = {user_id: plan.receive.get(user_id, []) for user_id in at_edges}
+                for user_id, offer in (await self.cascade.sync(receive)).items():
+                    await self.tell(user_id, "rtc.offer", offer_message(self.session.id, offer))
 
     def schedule_refresh(self) -> None:
         if self._pending_refresh is None or self._pending_refresh.done():
@@ -254,9 +294,15 @@ class LiveRuntime:
             "tracks": self.router.stats(),
             # Per participant: each leg's path, the viewer's estimate, loss, RTT, bad flags.
             "links": participant_links(self.publishers, self.subscribers),
+            # Viewers served by edge nodes, per edge (docs/scaling.md "One lesson, many nodes").
+            "edges": {edge: len(self.cascade.on(edge)) for edge in sorted(self.cascade.legs)}
+            if self.cascade is not None
+            else {},
         }
 
     async def close(self) -> None:
+        if self.cascade is not None:
+            await self.cascade.close()
         for user_id in list(set(self.publishers) | set(self.subscribers)):
             await self.drop_legs(user_id)
         self.router.close()

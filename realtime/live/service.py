@@ -53,10 +53,13 @@ from realtime.domain.live_protocol import (
 )
 from realtime.errors import HomeroomError, bad_request, forbidden, not_found
 from realtime.hub import Hub
+from realtime.live import cascade as cascading
 from realtime.live import schemas as s
-from realtime.live.runtime import LiveRuntime, MediaOptions
+from realtime.live.cascade import Cascade
+from realtime.live.edge import Edges
+from realtime.live.runtime import LiveRuntime, MediaOptions, offer_message
 from realtime.transport.socket import Gateway
-from signaling import CodecPolicy, SignalingError
+from signaling import CodecPolicy, SignalingError, SubscribeOffer
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +112,9 @@ class LiveService:
         self.calls = NodeCalls(hub.bus, self.node, settings.node_request_timeout_s)
         self.calls.handlers["live"] = self._called
         self.calls.handlers["adopt"] = self._adopt_called
+        # The cascaded sessions of other nodes this node serves viewers of, as their edge.
+        self.edges = Edges(self.media)
+        self.calls.handlers["edge"] = self.edges.called
         # Shutting down (SIGTERM): no session is placed or moved here; its own move away.
         self.draining = False
         gateway.bus_routes["call"] = self.calls.on_bus
@@ -484,7 +490,18 @@ class LiveService:
         async def tell(user_id: int, event: str, data: dict[str, Any]) -> None:
             await self.tell(sid_, user_id, event, data)
 
-        rt = LiveRuntime(session, self.media, tell)
+        async def edge_call(node: str, body: dict[str, Any]) -> dict[str, Any]:
+            return await self.calls.call(node, "edge", body)
+
+        async def tell_offer(user_id: int, offer: SubscribeOffer) -> None:
+            await self.tell(sid_, user_id, "rtc.offer", offer_message(sid_, offer))
+
+        rt = LiveRuntime(
+            session,
+            self.media,
+            tell,
+            cascade=lambda router: Cascade(sid_, router, self.media, edge_call, tell_offer),
+        )
         self.runtimes[session.id] = rt
         self.connections[session.id] = {}
         self._ensure_idle_watch()
@@ -555,14 +572,15 @@ class LiveService:
     async def close(self) -> None:
         if self._idle_task is not None:
             self._idle_task.cancel()
-        await self.calls.close()
         for task in self.grace.values():
             task.cancel()
         self.grace.clear()
         for rt in list(self.runtimes.values()):
-            await rt.close()
+            await rt.close()  # its edges are told to let go while the bus still answers
         self.runtimes.clear()
         self.connections.clear()
+        await self.edges.close()
+        await self.calls.close()
 
     # --- joining --------------------------------------------------------------------------
 
@@ -627,13 +645,28 @@ class LiveService:
             )
 
     async def node_gone(self, name: str) -> None:
-        """Another node left the registry: its connections to sessions here are gone."""
+        """Another node left the registry: its connections to sessions here are gone; the
+        viewers it served as an edge subscribe again (placed anew); the sessions it fed this
+        node as their origin end here."""
         for session_id, conns in list(self.connections.items()):
             for user_id, conn in list(conns.items()):
                 if conn[0] == name:
                     await self.gone(conn, user_id, session_id)
         for session_id in [k for k, v in self.located.items() if v == name]:
             del self.located[session_id]
+        for rt in list(self.runtimes.values()):
+            await self._edge_lost(rt, name)
+        await self.edges.origin_gone(name)
+
+    async def _edge_lost(self, rt: LiveRuntime, edge: str) -> None:
+        """``edge`` no longer serves ``rt``'s viewers: they subscribe again (placed anew)."""
+        if rt.cascade is None or edge not in rt.cascade.legs:
+            return
+        session_id = rt.session.id
+        for user_id in rt.cascade.lost(edge):
+            log.warning("session %s: viewer %s lost edge %s", session_id, user_id, edge)
+            data = {"session_id": session_id, "reason": "edge_lost"}
+            await self.tell(session_id, user_id, "rtc.resubscribe", data)
 
     async def _expire(self, rt: LiveRuntime, user_id: int, conn: Conn) -> None:
         await asyncio.sleep(self.hub.settings.session_grace_s)
@@ -661,12 +694,59 @@ class LiveService:
         return reply
 
     async def subscribe(self, user_id: int, req: s.SessionRef) -> dict[str, Any]:
-        """Open the subscribe leg: the answer carries the server's first offer (or none)."""
+        """Open the subscribe leg, here or on an edge node when this one is full: the answer
+        carries the first offer (or none)."""
         rt = self._admitted(req.session_id, user_id)
+        edge = rt.at_edge(user_id)
+        if edge is None and user_id not in rt.subscribers:
+            edge = self._edge_for(rt, user_id)
         try:
-            return await rt.subscribe(user_id)
+            if edge is None:
+                return await rt.subscribe(user_id)
+            try:
+                return await rt.subscribe_at_edge(user_id, edge)
+            except HomeroomError as exc:
+                if exc.code != "unavailable":
+                    raise
+            # The edge did not answer (dead before the registry says so): its viewers are
+            # placed again, and so is this one, elsewhere.
+            await self._edge_lost(rt, edge)
+            edge = self._edge_for(rt, user_id, avoid=edge)
+            if edge is None:
+                return await rt.subscribe(user_id)
+            return await rt.subscribe_at_edge(user_id, edge)
         except SignalingError as exc:
             raise _error(exc) from None
+
+    def streams_here(self) -> int:
+        """The streams this node sends now: its viewers (own sessions' and as an edge) and
+        its legs to edges, and the legs it receives."""
+        own = sum(
+            len(rt.subscribers) + (rt.cascade.streams() if rt.cascade else 0)
+            for rt in self.runtimes.values()
+        )
+        return own + self.edges.viewers() + len(self.edges.sessions)
+
+    def _edge_for(self, rt: LiveRuntime, user_id: int, avoid: str = "") -> str | None:
+        """Where a new viewer of a session of this node is served: None (here) or an edge
+        (not ``avoid``)."""
+        members = self.membership
+        if rt.cascade is None or members is None or set(members.nodes) <= {self.node}:
+            return None
+        nodes = {name: info for name, info in members.nodes.items() if name != avoid}
+        settings = self.hub.settings
+        conn = self.connections.get(rt.session.id, {}).get(user_id)
+        return cascading.place(
+            rt.cascade,
+            self.node,
+            nodes,
+            here=self.streams_here(),
+            capacity=settings.cascade_node_streams,
+            leg_reserve=settings.cascade_leg_reserve,
+            cpu_full=settings.placement_cpu_full,
+            local_viewers=len(rt.subscribers),
+            near=conn[0] if conn else None,
+        )
 
     async def answer(self, user_id: int, req: s.Answer) -> dict[str, Any]:
         rt = self._admitted(req.session_id, user_id)

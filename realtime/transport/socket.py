@@ -25,14 +25,15 @@ from realtime.actions import (
     records,
     sync,
 )
+from realtime.actions.sync import Following
 from realtime.auth import Identity
 from realtime.bus import BusHandler
 from realtime.cluster.positions import StreamPositions
-from realtime.domain.streams import Visibility, room_name
+from realtime.domain.streams import room_name
 from realtime.errors import HomeroomError, bad_request
 from realtime.hub import Hub
 from realtime.metrics import Metrics
-from realtime.transport.fanout import Fanout
+from realtime.transport.fanout import Fanout, HistoryFloors
 from realtime.transport.sio_internals import SocketServer
 from realtime.transport.sio_internals.packets import Unreadable
 
@@ -113,6 +114,9 @@ class Gateway:
         # The streams followed on this node and what was delivered of each: the bus and the
         # follower (realtime/cluster/follower.py) both deliver through it, each event once.
         self.positions = StreamPositions()
+        # Where a connection sees a stream only from a point on (a guardian approved later):
+        # the fan-out gives it only the number of an event about a message before that point.
+        self.floors = HistoryFloors()
         self._event_counters: dict[str, Any] = {}
         # Set when the node is shutting down (transport/sio_internals/shutdown.py): requests
         # are refused.
@@ -145,6 +149,7 @@ class Gateway:
 
     async def on_disconnect(self, sid: str, *args: Any) -> None:
         identity = self.identities.pop(sid, None)
+        self.floors.forget(sid)
         for stream in _streams(self.rooms.pop(sid, set())):
             self.positions.unfollow(stream)
         if identity is None:
@@ -214,18 +219,21 @@ class Gateway:
     async def sync(self, sid: str, identity: Identity, req: schemas.Sync) -> dict[str, Any]:
         # Enter the rooms before reading: an event committed meanwhile arrives live or in the
         # read, maybe both; clients drop what they already have by (stream, seq).
-        followed = await sync.follows(self.hub, identity.user_id, list(req.cursors))
-        await self._set_rooms(sid, followed)
-        caught = await sync.catch_up(self.hub, identity.user_id, followed, dict(req.cursors))
+        following = await sync.follows(self.hub, identity.user_id, list(req.cursors))
+        await self._set_rooms(sid, following)
+        caught = await sync.catch_up(self.hub, identity.user_id, following, dict(req.cursors))
         for entry in caught["streams"]:
             self.positions.caught_up(entry["stream"], entry["last_seq"])
         return caught
 
-    async def _set_rooms(self, sid: str, followed: dict[str, Visibility]) -> None:
-        wanted = {room_name(k, v) for k, v in followed.items()}
+    async def _set_rooms(self, sid: str, following: Following) -> None:
+        wanted = {room_name(k, v) for k, v in following.streams.items()}
         current = self.rooms.get(sid)
         if current is None:
             return  # disconnected meanwhile
+        # The floors are in place before the connection enters a room: nothing about a message
+        # before its floor can reach it in between.
+        self.floors.set(sid, following.floors)
         for room in current - wanted:
             await self.sio.leave_room(sid, room)
         for room in wanted - current:
@@ -244,10 +252,10 @@ class Gateway:
         identity = self.identities.get(sid)
         if identity is None:
             return
-        followed = await sync.follows(self.hub, identity.user_id, keys)
+        following = await sync.follows(self.hub, identity.user_id, keys)
         current = _streams(self.rooms.get(sid, set()))
-        keep = {k: v for k, v in followed.items() if k in current or k in keys}
-        await self._set_rooms(sid, keep)
+        keep = {k: v for k, v in following.streams.items() if k in current or k in keys}
+        await self._set_rooms(sid, Following(keep, following.floors))
 
     # --- bus ----------------------------------------------------------------------------------
 
@@ -275,14 +283,14 @@ class Gateway:
         first = self.positions.first_delivery
         fresh = [e for e in events if first(e["stream"], e["seq"], recovered=recovered)]
         if fresh:
-            await self.fanout.deliver_events(fresh)
+            await self.fanout.deliver_events(fresh, self.floors)
 
     async def _resync(self, user_id: int) -> None:
         """This person's streams changed: refresh their rooms and ask their clients to sync."""
         for sid in list(self.sids_by_user.get(user_id, ())):
             current = _streams(self.rooms.get(sid, set()))
-            followed = await sync.follows(self.hub, user_id, sorted(current))
-            await self._set_rooms(sid, followed)
+            following = await sync.follows(self.hub, user_id, sorted(current))
+            await self._set_rooms(sid, following)
             await self.sio.emit("resync", {}, to=sid)
 
 

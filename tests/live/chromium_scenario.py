@@ -15,11 +15,8 @@ ICE candidate pairs seen by Chromium, by the aiortc client and by the server.
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
-import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +31,7 @@ from realtime import demo
 from realtime.app import create_app
 from realtime.store import open_store
 from realtime.transport.rest import LIVE
-from tests.chromium import CHROMIUM, CHROMIUM_ARGS, MEDIA_ARGS
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS, MEDIA_ARGS, report_result
 from tests.conftest import Server, make_settings, stop_server
 from tests.media.peers import CounterVideoTrack, ToneAudioTrack
 
@@ -245,14 +242,7 @@ async def run(tmp: Path, result: dict[str, Any]) -> None:
 
 
 async def main() -> int:
-    result: dict[str, Any] = {"ok": False}
-    with tempfile.TemporaryDirectory(prefix="homeroom-chromium-") as tmp:
-        try:
-            await asyncio.wait_for(run(Path(tmp), result), timeout=80)
-        except BaseException as exc:  # report everything, the test prints it
-            result["error"] = "".join(traceback.format_exception(exc))[-4000:]
-    print("RESULT " + json.dumps(result, default=str), flush=True)
-    return 0 if result["ok"] else 1
+    return await report_result(run, "homeroom-chromium-", 80)
 
 
 if __name__ == "__main__":

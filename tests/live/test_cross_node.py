@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import pytest
@@ -58,7 +59,10 @@ class Nodes:
         return [s for s in self.servers if s is not srv]
 
 
-async def cluster_of(n: int, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Nodes]:
+async def cluster_of(
+    n: int, tmp_path_factory: pytest.TempPathFactory, **extra: Any
+) -> AsyncIterator[Nodes]:
+    """``n`` nodes (apps in this process); ``extra``: settings of them all."""
     db_url, db_name = postgres_database()
     channel = f"homeroom-test-{uuid.uuid4().hex[:12]}"
     servers: list[Server] = []
@@ -78,6 +82,7 @@ async def cluster_of(n: int, tmp_path_factory: pytest.TempPathFactory) -> AsyncI
                 # These nodes share one process, and so one CPU figure, which says nothing of
                 # either: placement goes by sessions and subscribers only here.
                 placement_cpu_full=1000.0,
+                **extra,
             )
             # Every node serves the test page too (the Chromium test loads it from one).
             srv = await start_server(settings, seed=not servers, routes=add_test_page)

@@ -28,18 +28,18 @@ from tests.media.peers import CounterVideoTrack, ToneAudioTrack
 VIEWERS = 10
 
 
-def process_udp_sockets() -> set[tuple[int, str, int]]:
-    """(inode, local address, local port) of every UDP socket this process holds."""
+def process_udp_sockets(pid: int | str = "self") -> set[tuple[int, str, int]]:
+    """(inode, local address, local port) of every UDP socket a process (this one) holds."""
     inodes = set()
-    for fd in os.listdir("/proc/self/fd"):
+    for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:
             continue
         if target.startswith("socket:["):
             inodes.add(int(target[8:-1]))
     out = set()
-    with open("/proc/self/net/udp") as f:
+    with open(f"/proc/{pid}/net/udp") as f:
         next(f)
         for line in f:
             bits = line.split()

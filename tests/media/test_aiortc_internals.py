@@ -17,9 +17,9 @@ import aiortc
 import av
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
-from aiortc.jitterbuffer import JitterFrame
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtcrtpreceiver import decoder_worker
+from aiortc.rtcrtpreceiver import TimestampMapper, decoder_worker
 
 from media import internals
 from media.internals import (
@@ -34,6 +34,7 @@ from media.internals import (
     use_shared_payloads,
 )
 from media.internals.checks import verify
+from media.internals.jitter import ReleasingJitterBuffer
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
@@ -84,6 +85,43 @@ def test_check_fails_loudly_when_a_private_name_moves(monkeypatch: pytest.Monkey
 
 
 @pytest.mark.timeout(5)
+def test_check_fails_when_the_jitter_buffer_moves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ReleasingJitterBuffer relies on add() calling _remove_frame() once per packet."""
+
+    def add(self: JitterBuffer, packet: object) -> tuple[bool, None]:
+        return False, None
+
+    monkeypatch.setattr(JitterBuffer, "add", add)
+    with pytest.raises(AiortcInternalsError, match=r"JitterBuffer\.add no longer uses _origin"):
+        verify()
+    assert any("JitterBuffer.add no longer contains" in p for p in sources.source_problems())
+    monkeypatch.undo()
+    monkeypatch.setattr(TimestampMapper, "map", lambda self, ts, extra=0: ts)
+    with pytest.raises(AiortcInternalsError, match=r"TimestampMapper.map\(timestamp\) is now"):
+        verify()
+
+
+@pytest.mark.timeout(5)
+async def test_ingest_maps_the_further_frames_a_packet_completed() -> None:
+    """Frames beyond the one the receiver takes get its timestamp mapping too, in order."""
+    frames = ReleasingJitterBuffer(512, is_video=True)
+    mapper = TimestampMapper()
+    got: list[tuple[int, bytes]] = []
+    ingest = IngestQueue(
+        "video",
+        lambda codec, p: got.append((int(p.pts or 0), bytes(p))),
+        lambda: None,
+        frames=frames,
+        timestamps=mapper,
+    )
+    frames.ready += [JitterFrame(b"\x11b", 93000), JitterFrame(b"\x11c", 96000)]
+    # What the receiver does with the first: map it, then put it.
+    ingest.put((VP8, JitterFrame(b"\x10\x02\x00a", mapper.map(90000))))
+    assert got == [(0, b"\x10\x02\x00a"), (3000, b"\x11b"), (6000, b"\x11c")]
+    assert frames.ready == []
+
+
+@pytest.mark.timeout(5)
 async def test_private_attributes_exist_on_real_objects() -> None:
     pc = RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
     try:
@@ -93,6 +131,11 @@ async def test_private_attributes_exist_on_real_objects() -> None:
         assert receiver._RTCRtpReceiver__decoder_thread is None  # type: ignore[attr-defined]
         assert receiver._RTCRtpReceiver__rtx_ssrc == {}  # type: ignore[attr-defined]
         assert receiver._RTCRtpReceiver__started is False  # type: ignore[attr-defined]
+        stock = receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
+        assert type(stock) is JitterBuffer and stock.capacity == 512
+        assert stock._packets == [None] * 512 and stock._origin is None and stock._is_video
+        mapper = receiver._RTCRtpReceiver__timestamp_mapper  # type: ignore[attr-defined]
+        assert isinstance(mapper, TimestampMapper)
         assert isinstance(sender._stream_id, str)
         assert type(sender) is RTCRtpSender
     finally:
@@ -143,6 +186,8 @@ async def test_install_ingest_replaces_the_decoder_queue_only_before_start() -> 
         receiver._track = RemoteStreamTrack(kind="video")
         ingest = install_ingest(receiver, lambda c, p: None, lambda: None)
         assert receiver._RTCRtpReceiver__decoder_queue is ingest  # type: ignore[attr-defined]
+        frames = receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
+        assert isinstance(frames, ReleasingJitterBuffer) and frames.capacity == 512
         receiver._RTCRtpReceiver__started = True  # type: ignore[attr-defined]
         with pytest.raises(AiortcInternalsError, match="before the receiver starts"):
             install_ingest(receiver, lambda c, p: None, lambda: None)

@@ -171,3 +171,20 @@ def test_layers_must_be_ordered_and_present() -> None:
         LayerSelector([])
     with pytest.raises(ValueError):
         LayerSelector([Layer(500_000), Layer(150_000)])
+
+
+def test_an_estimate_that_wobbles_does_not_stop_the_probes_up() -> None:
+    """Chromium's REMB dips by a percent or two between reports: that is no congestion, and a
+    viewer moved down once still probes up after the hold."""
+    sel = LayerSelector(LAYERS)
+    now = run(sel, Feedback(3_000_000), 0.0, 10.0)
+    assert sel.update(Feedback(400_000), now) == 0  # overuse: down to what fits
+    estimate, moved_up_at = 400_000.0, None
+    for step in range(40):
+        estimate *= 0.98 if step % 2 else 1.015  # wobbling, slowly lower
+        if sel.update(Feedback(estimate), now + 0.5 * (step + 1)) == 1:
+            moved_up_at = 0.5 * (step + 1)
+            break
+    assert moved_up_at is not None and moved_up_at <= 10.0, moved_up_at
+    # A real cut (the estimator saw overuse) is still one.
+    assert sel.update(Feedback(estimate * 0.85), now + 20) == 0

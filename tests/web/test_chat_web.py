@@ -4,34 +4,18 @@ the new text live; the teacher sees who of the families has read it."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 from playwright.async_api import Page, expect
 
 from tests.chromium import PHONE
 from tests.conftest import Server
+from tests.test_guardian_history import _new_guardian
 from tests.web.conftest import Browser, screenshot
 from tests.web.test_told import register_and_ask
 
 # What is tested here lives in the browser and the event path: SQLite only (the server side of
 # mentions and read-by is tested on both databases in tests/test_chat_mentions.py).
 pytestmark = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
-
-
-async def _until(page: Page, what: str, click: str, timeout: float = 20.0) -> None:
-    """Click ``click`` until the page shows ``what`` (a count that the server updates)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        await page.get_by_role("button", name=click).click()
-        try:
-            await expect(page.get_by_text(what)).to_be_visible(timeout=1000)
-            return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(0.3)
 
 
 async def test_mention_edit_and_read_by_in_the_guardians_chat(server: Server, web: Browser) -> None:
@@ -71,12 +55,17 @@ async def test_mention_edit_and_read_by_in_the_guardians_chat(server: Server, we
     await expect(hers).to_contain_text("已编辑")
     await expect(teacher.locator(".msg.mine", has_text="户口本复印件")).to_contain_text("已编辑")
 
-    # Read by: the mother has the chat open, so she has read it; seven other guardians have not.
+    # Read by, shown by itself under the message: the mother has the chat open, so she has read
+    # it; seven other guardians have not. A tap shows who.
     mine = teacher.locator(".msg.mine", has_text="户口本复印件")
-    await mine.get_by_role("button", name="已读情况").click()
-    await _until(teacher, "1 人已读 · 7 人未读", "刷新已读情况")
-    readby = mine.locator(".readby")
-    await expect(readby).to_contain_text("已读： 王浩妈妈 Wang Hao's mother")
+    readby = mine.get_by_test_id("read-by")
+    await expect(readby.locator("summary")).to_contain_text("1 人已读 · 7 人未读")
+    await readby.locator("summary").click()
+    await expect(readby).to_have_attribute("open", "")
+    await expect(readby.get_by_text("已读： 王浩妈妈 Wang Hao's mother")).to_be_visible()
+    # Refreshing asks the server again and leaves the names open.
+    await readby.get_by_role("button", name="刷新已读情况").click()
+    await expect(readby).to_have_attribute("open", "")
     await expect(readby).to_contain_text("李明妈妈 Li Ming's mother")
     await screenshot(teacher, "teacher-read-by")
     # The mother's own messages offer no "read by", and hers is not editable by the teacher.
@@ -123,3 +112,52 @@ async def test_the_class_menu_fits_a_phone(server: Server, web: Browser) -> None
     # The panel closed on the way; "更多" is marked as where one is.
     await expect(more).to_have_attribute("aria-expanded", "false")
     await expect(more).to_have_class("nav-item active")
+
+
+async def test_read_by_moves_as_the_families_read(server: Server, web: Browser) -> None:
+    """The teacher looks at "read by" of her message: as a mother opens the chat on her phone,
+    the count and the names change on the teacher's screen without reloading."""
+    cid = server.class_id
+    teacher = await web.signed_in("li")
+    await teacher.goto(f"{server.url}/#/class/{cid}/chat/guardians")
+    box = teacher.get_by_label("输入消息")
+    await box.fill("周五下午家长会，请准时参加")
+    await box.press("Enter")
+    mine = teacher.locator(".msg.mine", has_text="周五下午家长会")
+    readby = mine.get_by_test_id("read-by")
+    await expect(readby).to_contain_text("0 人已读 · 8 人未读")
+
+    # Two mothers read it on their phones, one after the other.
+    for n, who in enumerate(("wang_mom", "li_mom"), start=1):
+        mom = await web.signed_in(who, PHONE)
+        await mom.goto(f"{server.url}/#/class/{cid}/chat/guardians")
+        await expect(mom.locator(".msg", has_text="周五下午家长会")).to_be_visible()
+        await expect(readby).to_contain_text(f"{n} 人已读 · {8 - n} 人未读")
+    await readby.locator("summary").click()
+    await expect(readby.get_by_text("已读： 王浩妈妈 Wang Hao's mother、李明妈妈")).to_be_visible()
+    await screenshot(teacher, "teacher-read-by-live")
+
+
+async def test_a_mother_approved_today_is_shown_nothing_of_an_earlier_message_edited(
+    server: Server, web: Browser
+) -> None:
+    """A mother approved after the teacher's message has the guardians' chat open on her phone
+    while the teacher corrects that message: her page shows neither the new text nor a line
+    about it (its event reaches her as a number, which the app skips)."""
+    cid = server.class_id
+    stream = f"class:{cid}:guardians"
+    li = await server.client("li")
+    old = await li.send_chat(stream, "明天请穿校服")
+    await _new_guardian(server, li)
+    mom = await web.page(PHONE)
+    await mom.get_by_label("用户名").fill("zhao_mom")
+    await mom.get_by_label("密码").fill("a-good-long-password")
+    await mom.get_by_role("button", name="登录").click()
+    await mom.locator(".conn[data-state=connected]").wait_for()
+    await mom.goto(f"{server.url}/#/class/{cid}/chat/guardians")
+    await li.request("chat.edit", {"message_id": old["id"], "body": "改为穿运动服"})
+    await li.send_chat(stream, "欢迎赵磊妈妈")
+    await expect(mom.locator(".msg", has_text="欢迎赵磊妈妈")).to_be_visible()
+    await expect(mom.locator(".msg")).to_have_count(1)
+    await expect(mom.locator(".chat-system")).to_have_count(0)
+    await expect(mom.get_by_text("运动服")).to_have_count(0)

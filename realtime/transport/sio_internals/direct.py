@@ -108,6 +108,14 @@ class DirectSockets:
                 out.extend(members._fwdm.values())
         return out
 
+    def connections(self, room: str, sids: set[str]) -> list[str]:
+        """The Engine.IO ids of those of the Socket.IO ids ``sids`` that are in ``room``."""
+        members = self.sio.manager.rooms.get("/", {}).get(room)
+        if not members:
+            return []
+        fwd = members._fwdm
+        return [fwd[sid] for sid in sids if sid in fwd]
+
     def _transport(self, eio_sid: str) -> Any:
         """The transport to write this connection's frames to, ``None`` for Engine.IO's queue
         (long-polling, or an upgrade under way), or ``False`` when the connection is gone or

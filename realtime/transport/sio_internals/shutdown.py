@@ -33,6 +33,10 @@ SHUTDOWN_PUSH = {
     "message": "the server is restarting; reconnecting",
     "reconnect": True,
 }
+# A long-polling client takes its close packet with its next poll, which is outstanding (or a
+# moment away) while it is connected; one that never polls (a bare handshake) must not hold the
+# shutdown for the whole time-out.
+POLL_GRACE_S = 2.0
 
 
 async def close_connections(sio: SocketServer, timeout: float) -> None:
@@ -71,10 +75,25 @@ async def close_connections(sio: SocketServer, timeout: float) -> None:
     # Long-polling connections: Engine.IO closes them (its close packet ends their poll).
     left = [sid for sid, s in list(sio.eio.sockets.items()) if not s.closed and sid not in sockets]
     if left:
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(max(0.1, deadline - loop.time())):
-                await asyncio.gather(*(sio.eio.disconnect(sid) for sid in left))
+        await _close_polling(sio, left, min(POLL_GRACE_S, deadline - loop.time()))
     log.info("shutdown: %d connections closed", len(sockets) + len(left))
+
+
+async def _close_polling(sio: SocketServer, sids: list[str], grace: float) -> None:
+    """Engine.IO's own close (the disconnect handlers run, the close packet is queued), then a
+    bounded wait for each client to poll it away."""
+    closing = []
+    for sid in sids:
+        socket = sio.eio.sockets.get(sid)
+        if socket is None:
+            continue
+        with contextlib.suppress(Exception):
+            await socket.close(wait=False, reason=sio.eio.reason.SERVER_DISCONNECT)
+        sio.eio.sockets.pop(sid, None)
+        closing.append(socket)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(0.1, grace)):
+            await asyncio.gather(*(s.queue.join() for s in closing))
 
 
 def _open(sio: SocketServer, sockets: dict[str, Any]) -> list[str]:

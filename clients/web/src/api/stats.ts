@@ -7,9 +7,25 @@ export interface LegLink {
   estimate_bps: number | null;
   loss: number;
   rtt_ms: number | null;
-  bad: ("loss" | "rtt" | "bandwidth")[];
+  bad: ("loss" | "rtt" | "bandwidth" | "freezes")[];
   /** Tracks sent in layers: the layer this viewer receives of each (-1: video paused). */
   layers?: Record<string, number>;
+  /** Its received video's freezes (>= 0.5 s, as the server sees them), their total length and
+   * how long it has been frozen now (0: it is not). */
+  freezes?: number;
+  freeze_s?: number;
+  frozen_s?: number;
+  /** Publish leg: each audio source's level over the last second (null: none recent, or the
+   * browser sends no ssrc-audio-level extension). */
+  audio?: Record<string, AudioLevel | null>;
+}
+
+/** A publisher's audio level, from its packets' ssrc-audio-level header extension. */
+export interface AudioLevel {
+  /** 0-1, linear (as getStats' audioLevel). */
+  audio_level: number;
+  dbov: number;
+  voice: boolean;
 }
 
 export interface SessionStats {

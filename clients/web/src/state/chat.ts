@@ -130,6 +130,9 @@ function apply(ev: StreamEvent): void {
         messages: s.messages.map((m) => (m.id === d.message_id ? { ...m, body: "", deleted: true } : m)),
       }));
       break;
+    case "hidden":
+      // About a message from before I joined this chat: only its number reaches me.
+      break;
     default:
       // Announcements in a chat (a live lesson started or ended): shown as a line of their own.
       update(ev.stream, (s) =>
@@ -151,6 +154,30 @@ onStream("user", (ev) => {
   if (ev.type === "conversation.opened") addConversation(ev.data as Conversation);
   if (ev.type === "chat.read") readElsewhere(ev.data as { stream: string; read_seq: number; unread: number });
 });
+
+/** How far each guardian has read, per guardians' chat, as told live since the page opened
+ * (teachers: `chat.read_by` in staff:{cid}); "read by" of a message moves with it. */
+export const guardianReads = signal<Record<string, Record<number, number>>>({});
+
+onStream("staff", (ev) => {
+  if (ev.type !== "chat.read_by") return;
+  const d = ev.data as { stream: string; user_id: number; read_seq: number };
+  const mine = guardianReads.value[d.stream] ?? {};
+  if ((mine[d.user_id] ?? 0) >= d.read_seq) return;
+  guardianReads.value = { ...guardianReads.value, [d.stream]: { ...mine, [d.user_id]: d.read_seq } };
+});
+
+/** "Read by" of a message as last fetched, moved on by what guardians read since. */
+export function readByNow(info: ReadBy, m: Message): ReadBy {
+  const reads = guardianReads.value[m.stream] ?? {};
+  const now = info.unread.filter((p) => (reads[p.id] ?? 0) >= m.seq);
+  if (!now.length) return info;
+  return {
+    ...info,
+    read: [...info.read, ...now],
+    unread: info.unread.filter((p) => !now.includes(p)),
+  };
+}
 
 // Another device of mine read a chat: take the server's count, which covers every message I
 // have so far; later messages add to it as usual.
@@ -368,5 +395,6 @@ onReset(() => {
   chats.value = {};
   conversations.value = [];
   typing.value = {};
+  guardianReads.value = {};
   gate.clear();
 });

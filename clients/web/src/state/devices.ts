@@ -9,6 +9,8 @@ export interface JoinChoice {
   /** deviceId of the chosen microphone and camera ("" : the browser's default). */
   audioInput: string;
   videoInput: string;
+  /** deviceId of the chosen speaker or headphones ("": the system's default). */
+  audioOutput?: string;
 }
 
 const choices = new Map<number, JoinChoice>();
@@ -48,4 +50,22 @@ export function mediaConstraints(sessionId: number): MediaStreamConstraints {
   const video: MediaTrackConstraints = { width: { ideal: 640 }, height: { ideal: 480 } };
   if (c?.videoInput) video.deviceId = { exact: c.videoInput };
   return { video, audio: c?.audioInput ? { deviceId: { exact: c.audioInput } } : true };
+}
+
+/** Whether this browser lets a page choose where sound plays (setSinkId: Chromium, Edge,
+ * Firefox 116+; not Safari): otherwise sound plays on the system's default output. */
+export function canChooseSpeaker(): boolean {
+  return typeof HTMLMediaElement !== "undefined" && "setSinkId" in HTMLMediaElement.prototype;
+}
+
+/** Play this element's sound on the chosen output, where the browser allows choosing. */
+export async function routeSound(el: HTMLMediaElement, deviceId: string | undefined): Promise<void> {
+  if (!deviceId || !canChooseSpeaker()) return;
+  const media = el as HTMLMediaElement & { sinkId: string; setSinkId(id: string): Promise<void> };
+  if (media.sinkId !== deviceId) await media.setSinkId(deviceId);
+}
+
+/** The speaker chosen in the preview of this session ("" for the default). */
+export function speakerOf(sessionId: number): string {
+  return choices.get(sessionId)?.audioOutput ?? "";
 }

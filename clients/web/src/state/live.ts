@@ -646,6 +646,17 @@ on<SubscribeOffer>("rtc.offer", (msg) => {
   if (e && alive(e) && msg.session_id === e.sessionId && e.sub) queueOffer(e, msg);
 });
 
+// The server that delivered this page's media as an edge of a big lesson was lost: a fresh
+// subscribe connection, which the lesson serves from another server (docs/protocol.md §9.4).
+on<{ session_id: number; reason: string }>("rtc.resubscribe", (d) => {
+  const e = engine;
+  if (!e || !alive(e) || d.session_id !== e.sessionId || !e.sub) return;
+  e.sub.pc.close();
+  e.sub = null;
+  e.tracksByMid = {};
+  void subscribe(e);
+});
+
 on<{ session_id: number; source: MediaSource; reason: string }>("rtc.unpublished", (d) => {
   const e = engine;
   if (!e || !alive(e) || d.session_id !== e.sessionId) return;

@@ -1,14 +1,14 @@
 // Parts of a chat message beyond its bubble: editing one's own message, @mentions (who can be
 // mentioned, how a message that mentions me looks), and "read by" on a teacher's message in the
 // guardians' chat.
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { api } from "../api/rest";
 import { asApiError } from "../api/errors";
 import type { Message } from "../api/types";
 import { t } from "../i18n";
 import { describeError } from "../i18n/errors";
 import { auth } from "../state/auth";
-import { editMessage, readBy, EDIT_WINDOW_S, type ReadBy } from "../state/chat";
+import { editMessage, readBy, readByNow, EDIT_WINDOW_S, type ReadBy } from "../state/chat";
 import { rolesIn } from "../state/me";
 import { toast } from "../state/toasts";
 
@@ -96,32 +96,68 @@ export function EditBox(props: { m: Message; onDone: () => void }) {
   );
 }
 
-/** "Read by" of a teacher's message in the guardians' chat: counts, then the names. */
+/** "Read by" of a teacher's message in the guardians' chat: the counts appear once the message
+ * is on screen (as in the chat apps teachers already use), the names on a tap; both move as
+ * guardians read (chat.read_by events), without reloading. */
 export function ReadByButton(props: { m: Message }) {
-  const [info, setInfo] = useState<ReadBy | null>(null);
+  const [fetched, setInfo] = useState<ReadBy | null>(null);
   const [busy, setBusy] = useState(false);
-  async function load() {
+  const [open, setOpen] = useState(false);
+  const spot = useRef<HTMLSpanElement>(null);
+  const info = fetched && readByNow(fetched, props.m);
+  async function load(quiet = false) {
     setBusy(true);
     try {
       setInfo(await readBy(props.m.id));
     } catch (err) {
-      toast(describeError(asApiError(err)), "error");
+      // Loaded by itself: the button stays, and a tap says what went wrong.
+      if (!quiet) toast(describeError(asApiError(err)), "error");
     } finally {
       setBusy(false);
     }
   }
+  useEffect(() => {
+    const el = spot.current;
+    if (fetched || !el || typeof IntersectionObserver === "undefined") return;
+    const seen = new IntersectionObserver((entries) => {
+      if (!entries.some((e) => e.isIntersecting)) return;
+      seen.disconnect();
+      void load(true);
+    });
+    seen.observe(el);
+    return () => seen.disconnect();
+  }, [fetched, props.m.id]);
   if (!info) {
     return (
-      <button type="button" class="link-button msg-readby" disabled={busy} onClick={load}>
-        {t("chat.readBy")}
-      </button>
+      <span ref={spot}>
+        <button
+          type="button"
+          class="link-button msg-readby"
+          disabled={busy}
+          onClick={() => {
+            setOpen(true);
+            void load();
+          }}
+        >
+          {t("chat.readBy")}
+        </button>
+      </span>
     );
   }
   return (
-    <details class="readby" open>
+    <details class="readby" open={open} data-testid="read-by" onToggle={(e) => setOpen(e.currentTarget.open)}>
       <summary>
         {t("chat.readCounts", info.read.length, info.unread.length)}{" "}
-        <button type="button" class="link-button" disabled={busy} onClick={load} aria-label={t("chat.readRefresh")}>
+        <button
+          type="button"
+          class="link-button"
+          disabled={busy}
+          onClick={(e) => {
+            e.preventDefault(); // not a tap on the summary: the names stay as they are
+            void load();
+          }}
+          aria-label={t("chat.readRefresh")}
+        >
           ↻
         </button>
       </summary>

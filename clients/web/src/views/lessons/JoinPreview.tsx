@@ -1,15 +1,70 @@
-// Before entering a lesson or meeting: see oneself, choose the camera and microphone, test them
-// (the picture, a level meter that moves with one's voice), and turn either off, so that a parent
-// at home decides before anyone sees or hears them (issue #16).
+// Before entering a lesson or meeting: see oneself, choose the camera, microphone and speaker,
+// test them (the picture, a level meter that moves with one's voice, a tone on the speaker), and
+// turn either off, so that a parent at home decides before anyone sees or hears them (issue #16).
 import { useEffect, useRef, useState } from "preact/hooks";
 import { t } from "../../i18n";
-import { setJoinChoice } from "../../state/devices";
+import { canChooseSpeaker, routeSound, setJoinChoice } from "../../state/devices";
 import { Icon } from "../icons";
 import { Video } from "./media";
 
 interface Devices {
   cameras: MediaDeviceInfo[];
   mics: MediaDeviceInfo[];
+  speakers: MediaDeviceInfo[];
+}
+
+/** How long the speaker test plays: two soft notes, like a doorbell. */
+const TONE_S = 1.6;
+
+/** Play the test tone on the chosen speaker; "playing" until it ends, "failed" when the browser
+ * refused (the chosen speaker is gone, or sound is not allowed). */
+function useSpeakerTest(speakerId: string): { state: "idle" | "playing" | "failed"; play: () => void } {
+  const [state, setState] = useState<"idle" | "playing" | "failed">("idle");
+  const stop = useRef<(() => void) | null>(null);
+  useEffect(() => () => stop.current?.(), []);
+  function play() {
+    stop.current?.();
+    const ctx = new AudioContext();
+    const out = ctx.createMediaStreamDestination();
+    const gain = ctx.createGain();
+    gain.connect(out);
+    const t0 = ctx.currentTime + 0.05;
+    gain.gain.setValueAtTime(0, t0);
+    for (const [i, freq] of [659.25, 523.25].entries()) {
+      const at = t0 + i * (TONE_S / 2);
+      const osc = ctx.createOscillator();
+      osc.frequency.value = freq;
+      osc.connect(gain);
+      gain.gain.linearRampToValueAtTime(0.3, at + 0.03);
+      gain.gain.exponentialRampToValueAtTime(0.001, at + TONE_S / 2 - 0.05);
+      osc.start(at);
+      osc.stop(at + TONE_S / 2);
+    }
+    // Through an <audio> element: it, unlike the audio context, plays on a chosen output.
+    const audio = new Audio();
+    audio.dataset.testid = "speaker-tone";
+    audio.srcObject = out.stream;
+    document.body.appendChild(audio);
+    let timer = 0;
+    const end = (next: "idle" | "failed") => {
+      window.clearTimeout(timer);
+      audio.pause();
+      audio.remove();
+      void ctx.close();
+      stop.current = null;
+      setState(next);
+    };
+    stop.current = () => end("idle");
+    setState("playing");
+    routeSound(audio, speakerId)
+      .then(() => ctx.resume())
+      .then(() => audio.play())
+      .then(() => {
+        timer = window.setTimeout(() => end("idle"), TONE_S * 1000 + 200);
+      })
+      .catch(() => end("failed"));
+  }
+  return { state, play };
 }
 
 /** How loud the microphone is, 0 to 100, measured while the preview is open. */
@@ -52,7 +107,9 @@ export function JoinPreview(props: { sessionId: number; startOff: boolean; onJoi
   const [audio, setAudio] = useState(!props.startOff);
   const [camId, setCamId] = useState("");
   const [micId, setMicId] = useState("");
-  const [devices, setDevices] = useState<Devices>({ cameras: [], mics: [] });
+  const [speakerId, setSpeakerId] = useState("");
+  const [devices, setDevices] = useState<Devices>({ cameras: [], mics: [], speakers: [] });
+  const speaker = useSpeakerTest(speakerId);
   const [stream, setStream] = useState<MediaStream | null>(null);
   const [failed, setFailed] = useState(false);
   const current = useRef<MediaStream | null>(null);
@@ -83,6 +140,7 @@ export function JoinPreview(props: { sessionId: number; startOff: boolean; onJoi
           setDevices({
             cameras: all.filter((d) => d.kind === "videoinput"),
             mics: all.filter((d) => d.kind === "audioinput"),
+            speakers: all.filter((d) => d.kind === "audiooutput"),
           });
         }
       } catch {
@@ -107,6 +165,7 @@ export function JoinPreview(props: { sessionId: number; startOff: boolean; onJoi
       video,
       audioInput: micId || micTrack?.getSettings().deviceId || "",
       videoInput: camId || camTrack?.getSettings().deviceId || "",
+      audioOutput: speakerId,
     });
     current.current?.getTracks().forEach((tr) => tr.stop());
     current.current = null;
@@ -166,6 +225,34 @@ export function JoinPreview(props: { sessionId: number; startOff: boolean; onJoi
             <span style={{ width: `${level}%` }} />
           </div>
           <p class="field-hint">{audio ? t("preview.micTestHint") : t("preview.micIsOff")}</p>
+        </div>
+        {canChooseSpeaker() && devices.speakers.length > 1 ? (
+          <label class="field">
+            <span class="field-label">{t("preview.speaker")}</span>
+            <select data-testid="speaker-choice" value={speakerId} onChange={(e) => setSpeakerId(e.currentTarget.value)}>
+              {devices.speakers.map((d, i) => (
+                <option key={d.deviceId} value={d.deviceId === "default" ? "" : d.deviceId}>
+                  {d.label || t("preview.speakerN", i + 1)}
+                </option>
+              ))}
+            </select>
+          </label>
+        ) : null}
+        <div class="field">
+          <span class="field-label">{t("preview.speakerTest")}</span>
+          <button
+            type="button"
+            class="btn tool"
+            data-testid="speaker-test"
+            data-state={speaker.state}
+            disabled={speaker.state === "playing"}
+            onClick={speaker.play}
+          >
+            <Icon name="sound" size={18} /> {speaker.state === "playing" ? t("preview.tonePlaying") : t("preview.playTone")}
+          </button>
+          <p class="field-hint" role="status">
+            {speaker.state === "failed" ? t("preview.toneFailed") : t("preview.toneHint")}
+          </p>
         </div>
         <p class="muted">{audio || video ? t("preview.othersWill") : t("preview.othersWont")}</p>
         <div class="form-actions">

@@ -1,7 +1,8 @@
 import type { ComponentChildren } from "preact";
 import { useEffect, useRef } from "preact/hooks";
 import { t } from "../../i18n";
-import { feeds, soundBlocked } from "../../state/live";
+import { speakerOf, routeSound } from "../../state/devices";
+import { feeds, live, soundBlocked } from "../../state/live";
 import { pinned, ViewTools } from "./viewTools";
 import { Avatar } from "../common";
 import { Icon } from "../icons";
@@ -123,6 +124,8 @@ function Audio(props: { stream: MediaStream }) {
     const a = ref.current;
     if (!a) return;
     a.srcObject = props.stream;
+    // On the speaker chosen in the join preview (a failure keeps the default output).
+    void routeSound(a, speakerOf(live.value?.sessionId ?? 0)).catch(() => undefined);
     a.play().catch((err: Error) => {
       if (err?.name === "NotAllowedError") soundBlocked.value = true;
     });

@@ -208,11 +208,30 @@ function LinkTags(props: { link: { publish?: LegLink; subscribe?: LegLink } | un
   const bad = [...new Set(legs.flatMap((l) => l.bad))];
   const rtt = legs.find((l) => l.rtt_ms !== null)?.rtt_ms;
   const loss = Math.max(0, ...legs.map((l) => l.loss));
-  const detail = t("live.link.detail", rtt ?? "–", Math.round(loss * 100));
-  const received = Object.values(props.link?.subscribe?.layers ?? {});
+  const sub = props.link?.subscribe;
+  const freezes = sub?.freezes
+    ? ` · ${t("live.link.freezes", sub.freezes, sub.freeze_s ?? 0)}`
+    : "";
+  const detail = t("live.link.detail", rtt ?? "–", Math.round(loss * 100)) + freezes;
+  const received = Object.values(sub?.layers ?? {});
   const layer = received.length ? Math.min(...received) : null;
+  const mic = props.link?.publish?.audio?.microphone ?? null;
   return (
     <>
+      {mic ? (
+        <span class="tag tag-muted link-audio" data-dbov={mic.dbov} data-voice={String(mic.voice)}>
+          {mic.audio_level === 0
+            ? t("live.link.micSilent")
+            : mic.voice
+              ? t("live.link.micSpeaking", mic.dbov)
+              : t("live.link.mic", mic.dbov)}
+        </span>
+      ) : null}
+      {sub?.frozen_s ? (
+        <span class="tag tag-warn link-frozen" data-frozen={sub.frozen_s}>
+          {t("live.link.frozen")}
+        </span>
+      ) : null}
       {layer !== null ? (
         <span class="tag tag-muted link-layer" data-layer={layer}>
           {layer < 0 ? t("live.link.audioOnly") : t("live.link.layer", layer + 1)}

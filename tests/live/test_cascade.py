@@ -1,0 +1,360 @@
+"""One lesson over several nodes (issue #13): an origin full of viewers serves the next ones on
+edge nodes, which it feeds over one leg each.
+
+Nodes share a fresh PostgreSQL database and a Redis channel of their own; every node may send
+4 streams and keeps 2 for legs (``cascade_node_streams``, ``cascade_leg_reserve``: set low so
+that a handful of viewers fills a node). The teacher and the viewers are aiortc peers
+(``clients/live.py``) that decode what they receive; media stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from playwright.async_api import Page, async_playwright
+
+from clients.homeroom import HomeroomClient
+from clients.live import LiveParticipant
+from realtime.demo import DEMO_PASSWORD
+from realtime.live.service import LiveService
+from realtime.transport.rest import LIVE, NODES
+from tests.chromium import CHROMIUM, require
+from tests.conftest import Server, free_port, make_settings, start_server, stop_server
+from tests.live.chromium_scenario import CHROMIUM_FLAGS, SOCKET_IO_JS
+from tests.live.helpers import advancing, eventually
+from tests.live.test_cross_node import Nodes, cluster_of
+from tests.live.test_failover import Viewer, client_of, common_settings
+from tests.media.peers import CounterVideoTrack, ToneAudioTrack
+from tests.nodes import Balancer, node_process
+from tests.services import drop_postgres_database
+from tests.test_restart import ServerProcess
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(150)]
+
+SMALL = {"cascade_node_streams": 4, "cascade_leg_reserve": 2}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def three(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Nodes]:
+    async for nodes in cluster_of(3, tmp_path_factory, **SMALL):
+        yield nodes
+
+
+def live(srv: Server) -> LiveService:
+    service: LiveService = srv.app[LIVE]
+    return service
+
+
+async def teaching(three: Nodes, title: str) -> tuple[HomeroomClient, int, LiveParticipant]:
+    """Ms. Li starts a lesson through A (it runs there: equal loads, the node asked) and
+    publishes her camera and microphone."""
+    a = three.first
+    teacher_c = await a.client("li")
+    sid = (
+        await teacher_c.request(
+            "session.start", {"class_id": a.class_id, "kind": "lesson", "title": title}
+        )
+    )["session"]["id"]
+    assert three.media_node(sid) is a
+    host = LiveParticipant(teacher_c, sid)
+    await host.join()
+    await host.publish({CounterVideoTrack(): "camera", ToneAudioTrack(): "microphone"})
+    return teacher_c, sid, host
+
+
+async def test_viewers_beyond_the_origins_limit_watch_through_edges_b_and_c(three: Nodes) -> None:
+    a, b, c = three.servers
+    teacher_c, sid, host = await teaching(three, "全区公开课")
+    li = a.uid("li")
+
+    # Two viewers fill the origin (4 streams less 2 kept for legs); the next ones are served
+    # by the node holding their connection, as new edges fed by A.
+    viewers: dict[str, Viewer] = {}
+    for name, node in (("liuyang", a), ("liuxin", a), ("wanghao", b), ("zhangwei", c)):
+        v = Viewer(await node.client(name), sid, li)
+        await v.start()
+        viewers[name] = v
+    rt = live(a).runtimes[sid]
+    assert rt.cascade is not None
+    assert set(rt.subscribers) == {a.uid("liuyang"), a.uid("liuxin")}
+    assert rt.cascade.viewers == {a.uid("wanghao"): "node-b", a.uid("zhangwei"): "node-c"}
+    assert set(live(b).edges.sessions[sid].viewers) == {a.uid("wanghao")}
+    assert set(live(c).edges.sessions[sid].viewers) == {a.uid("zhangwei")}
+    for name, v in viewers.items():
+        await eventually(
+            lambda v=v: advancing(v.watch.video_from(li)), 20, f"{name} decoding the teacher"
+        )
+        await eventually(
+            lambda v=v: v.watch.audio_frames.get(li, 0) > 10, 10, f"{name} hearing her"
+        )
+    # The edges' copies carry the origin's track ids.
+    origin_ids = {t.track_id for t in rt.router.tracks()}
+    for edge in (b, c):
+        assert {t.track_id for t in live(edge).edges.sessions[sid].router.tracks()} == origin_ids
+    stats = await teacher_c.http("GET", f"/api/v1/sessions/{sid}/stats")
+    assert stats["edges"] == {"node-b": 1, "node-c": 1}
+
+    # Zhang Wei, served by C, goes on stage (he publishes on the origin): Wang Hao on B sees him.
+    zhang, wang = viewers["zhangwei"], viewers["wanghao"]
+    zid = a.uid("zhangwei")
+    await teacher_c.request("stage.invite", {"session_id": sid, "user_id": zid})
+    await eventually(lambda: any(n == "stage.invited" for n, _ in zhang.p.notices), 10, "invited")
+    await zhang.p.client.request("stage.accept", {"session_id": sid})
+    await zhang.p.publish({CounterVideoTrack(): "camera"})
+    await eventually(
+        lambda: advancing(wang.watch.video_from(zid)), 20, "Wang Hao on B decoding Zhang Wei"
+    )
+    # Muted by the teacher, he stops for edge viewers too; unmuted, he plays again.
+    await teacher_c.request("moderate.mute", {"session_id": sid, "user_id": zid, "video": True})
+    await asyncio.sleep(1.0)  # what was in flight arrives
+    frozen = len(wang.watch.video_from(zid))
+    await asyncio.sleep(1.5)
+    assert len(wang.watch.video_from(zid)) <= frozen + 1
+    await teacher_c.request("moderate.mute", {"session_id": sid, "user_id": zid, "video": False})
+    await eventually(
+        lambda: len(wang.watch.video_from(zid)) > frozen + 10, 20, "Zhang Wei unmuted on B"
+    )
+    # Off the stage: his track ends at the edges too.
+    await teacher_c.request("stage.remove", {"session_id": sid, "user_id": zid})
+    await eventually(
+        lambda: all(
+            zid not in {int(t.publisher_id) for t in live(e).edges.sessions[sid].router.tracks()}
+            for e in (b, c)
+        ),
+        10,
+        "Zhang Wei's track ended on the edges",
+    )
+
+    # Zhang Wei leaves: C serves nobody of this lesson now, and its leg is dropped.
+    await zhang.p.client.request("session.leave", {"session_id": sid})
+    await eventually(lambda: sid not in live(c).edges.sessions, 10, "C letting the lesson go")
+    assert set(rt.cascade.legs) == {"node-b"}
+    assert advancing(wang.watch.video_from(li))
+
+    # The end reaches the edges: their copies go.
+    await teacher_c.request("session.end", {"session_id": sid})
+    await eventually(lambda: sid not in live(b).edges.sessions, 10, "B letting the lesson go")
+    for v in viewers.values():
+        await v.close()
+    await host.close()
+
+
+@pytest.mark.timeout(180)
+async def test_kill_9_of_an_edge_places_its_viewers_again_and_others_never_stop(
+    tmp_path: Path,
+) -> None:
+    common = common_settings()
+    db_name = common.pop("_db_name")
+    common["placement_cpu_full"] = 1000.0  # one process's CPU says nothing of A or B
+    common["cascade_leg_reserve"] = 2
+    servers: list[Server] = []
+    edge_c: ServerProcess | None = None
+    balancer: Balancer | None = None
+    clients: list[HomeroomClient] = []
+    viewers: dict[str, Viewer] = {}
+    host: LiveParticipant | None = None
+    try:
+        a = await start_server(
+            make_settings(tmp_path / "a", node_name="node-a", cascade_node_streams=4, **common)
+        )
+        servers.append(a)
+        b = await start_server(
+            make_settings(tmp_path / "b", node_name="node-b", cascade_node_streams=6, **common),
+            seed=False,
+        )
+        b.demo = a.demo
+        servers.append(b)
+        c_port = free_port()
+        edge_c = node_process(tmp_path, "node-c", c_port, cascade_node_streams=5, **common)
+        edge_c.start()
+        await edge_c.wait_ready()
+        for srv in servers:
+            await eventually(
+                lambda srv=srv: (
+                    set(srv.app[NODES].membership.nodes) == {"node-a", "node-b", "node-c"}
+                ),
+                10,
+                "every node seen",
+            )
+        teacher_c = await a.client("li")
+        sid = (
+            await teacher_c.request(
+                "session.start", {"class_id": a.class_id, "kind": "lesson", "title": "全校集会"}
+            )
+        )["session"]["id"]
+        assert sid in live(a).runtimes
+        host = LiveParticipant(teacher_c, sid)
+        await host.join()
+        await host.publish({CounterVideoTrack(): "camera", ToneAudioTrack(): "microphone"})
+        li = a.uid("li")
+        # Liu Yang's connection goes to C, and to B once C is gone.
+        balancer = Balancer([c_port, b.settings.port], failover=True)
+        await balancer.start()
+        via_c = await client_of(balancer.url, "liuyang")
+        clients.append(via_c)
+        placed = [
+            ("liming", await a.client("liming")),  # A: the origin's first two viewers
+            ("liuxin", await a.client("liuxin")),
+            ("liuyang", via_c),  # a new edge on C, its node
+            ("wanghao", await b.client("wanghao")),  # C still has room
+            ("zhangwei", await b.client("zhangwei")),  # C is full: a new edge on B
+        ]
+        for name, client in placed:
+            v = Viewer(client, sid, li)
+            await v.start()
+            viewers[name] = v
+        rt = live(a).runtimes[sid]
+        assert rt.cascade is not None
+        assert rt.cascade.viewers == {
+            a.uid("liuyang"): "node-c",
+            a.uid("wanghao"): "node-c",
+            a.uid("zhangwei"): "node-b",
+        }
+        await eventually(
+            lambda: all(v.frames() > 10 for v in viewers.values()), 30, "everyone watching"
+        )
+
+        on_c = [viewers["liuyang"], viewers["wanghao"]]
+        others = [v for name, v in viewers.items() if v not in on_c]
+        # The others are watched for a stall of their video (> 1 s without a new frame).
+        stalls: list[float] = []
+        stop = asyncio.Event()
+
+        async def watch_others() -> None:
+            last = {id(v): (v.frames(), time.monotonic()) for v in others}
+            while not stop.is_set():
+                await asyncio.sleep(0.1)
+                now = time.monotonic()
+                for v in others:
+                    frames, since = last[id(v)]
+                    if v.frames() > frames:
+                        last[id(v)] = (v.frames(), now)
+                    elif now - since > 1.0:
+                        stalls.append(now - since)
+
+        watcher = asyncio.get_running_loop().create_task(watch_others())
+        t0 = time.monotonic()
+        base = {id(v): v.frames() for v in on_c}
+        edge_c.crash()
+        each: dict[str, float] = {}
+        names = {id(v): name for name, v in viewers.items()}
+
+        def playing_again() -> bool:
+            for v in on_c:
+                if names[id(v)] not in each and v.frames() >= base[id(v)] + 5:
+                    each[names[id(v)]] = round(time.monotonic() - t0, 2)
+            return len(each) == len(on_c)
+
+        await eventually(playing_again, 10, "C's viewers playing again")
+        again = max(each.values())
+        print(f"edge killed: its viewers played again after {each} s")
+        stop.set()
+        await watcher
+        assert again < 5, f"C's viewers played again after {again:.1f} s"
+        assert not stalls, f"viewers of A and B stalled: {stalls}"
+        # Liu Yang joined again through B; Wang Hao, whose connection is on B, was told to
+        # subscribe again. Both are served by B now.
+        assert viewers["wanghao"].p.resubscribes >= 1
+        assert rt.cascade.viewers == {
+            a.uid("liuyang"): "node-b",
+            a.uid("wanghao"): "node-b",
+            a.uid("zhangwei"): "node-b",
+        }
+        assert set(rt.cascade.legs) == {"node-b"}
+        await teacher_c.request("session.end", {"session_id": sid})
+    finally:
+        if host is not None:
+            await host.close()
+        for v in viewers.values():
+            await v.close()
+        for c in clients:
+            await c.close()
+        if balancer is not None:
+            await balancer.close()
+        if edge_c is not None:
+            edge_c.crash()
+        for srv in reversed(servers):
+            await stop_server(srv)
+        drop_postgres_database(db_name)
+
+
+async def test_chromium_on_edges_b_and_c_plays_the_teacher_and_a_student_on_stage_at_c(
+    three: Nodes,
+) -> None:
+    require(os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} is missing (run `make live-deps`)")
+    require(SOCKET_IO_JS.exists(), f"{SOCKET_IO_JS} is missing (npm ci in tests/node)")
+    a, b, c = three.servers
+    teacher_c, sid, host = await teaching(three, "Chromium 边缘")
+    li = a.uid("li")
+    # Two aiortc viewers fill the origin.
+    fill = [Viewer(await a.client(name), sid, li) for name in ("liuyang", "liuxin")]
+    for v in fill:
+        await v.start()
+    rt = live(a).runtimes[sid]
+    assert rt.cascade is not None
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
+        )
+        try:
+            pages = {}
+            for name, node in (("wanghao", b), ("liming", c)):
+                page = await (await browser.new_context()).new_page()
+                await page.goto(node.url + "/test/live.html")
+                await page.evaluate("([u, p]) => hr.login(u, p)", [name, DEMO_PASSWORD])
+                await page.evaluate("() => hr.connect()")
+                await page.evaluate("(s) => hr.join(s)", sid)
+                await page.evaluate("() => hr.subscribe()")
+                pages[name] = page
+            assert rt.cascade.viewers == {a.uid("wanghao"): "node-b", a.uid("liming"): "node-c"}
+
+            async def plays(page: Page, videos: int, what: str) -> None:
+                """``videos`` videos advancing by a second, and audio arriving (headless Chromium
+                plays no audio out, so its packets are counted, not its samples)."""
+                first: dict[int, float] = {}
+                first_samples = 0
+                deadline = time.monotonic() + 30
+                while True:
+                    playing = await page.evaluate("() => hr.playing()")
+                    stats = await page.evaluate("() => hr.stats()")
+                    audio = [i for i in stats["subscribe"]["inbound"] if i["kind"] == "audio"]
+                    samples = sum(i["packets"] or 0 for i in audio)
+                    first_samples = first_samples or samples
+                    for i, v in enumerate(playing):
+                        if v["width"] > 0 and v["time"] > 0:
+                            first.setdefault(i, v["time"])
+                    advanced = [
+                        i for i, v in enumerate(playing) if i in first and v["time"] > first[i] + 1
+                    ]
+                    if len(advanced) >= videos and samples > first_samples > 0:
+                        return
+                    assert time.monotonic() < deadline, f"{what}: {playing}, {stats}"
+                    await asyncio.sleep(0.3)
+
+            await plays(pages["wanghao"], 1, "Chromium on B playing the teacher")
+            await plays(pages["liming"], 1, "Chromium on C playing the teacher")
+
+            # A student connected to C goes on stage: Chromium on B sees him too.
+            zhang = LiveParticipant(await c.client("zhangwei"), sid)
+            await zhang.join()
+            zid = a.uid("zhangwei")
+            await teacher_c.request("stage.invite", {"session_id": sid, "user_id": zid})
+            await eventually(
+                lambda: any(n == "stage.invited" for n, _ in zhang.notices), 10, "invited"
+            )
+            await zhang.client.request("stage.accept", {"session_id": sid})
+            await zhang.publish({CounterVideoTrack(): "camera"})
+            await plays(pages["wanghao"], 2, "Chromium on B playing Zhang Wei as well")
+            await zhang.close()
+        finally:
+            await browser.close()
+    await teacher_c.request("session.end", {"session_id": sid})
+    for v in fill:
+        await v.close()
+    await host.close()

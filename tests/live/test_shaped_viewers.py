@@ -1,0 +1,81 @@
+"""Three Chromium viewers on shaped links (3 Mbit/s, 600 kbit/s, 150 kbit/s with 5 % loss) of a
+camera in three layers: each gets the layer its link carries, the slowest keeps the sound with
+its video paused, and video comes back when the links open (tests/live/shaped_scenario.py, in
+a network namespace of its own, shaped with HTB and nftables inside it only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any
+
+import pytest
+
+from tests.chromium import require, run_in_loopback_namespace
+from tests.live.chromium_scenario import CHROMIUM, SOCKET_IO_JS
+from tests.live.shaped_scenario import EXPECTED_LAYER, NFT, TC
+
+# From the shaping (or the opening) to the right layer (or to video again), as the issue asks.
+WITHIN_S = 5.0
+
+
+def run_scenario() -> dict[str, Any]:
+    require(os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} is missing (run `make live-deps`)")
+    require(SOCKET_IO_JS.exists(), f"{SOCKET_IO_JS} is missing (npm ci in tests/node)")
+    require(shutil.which(TC) is not None, "tc is missing (run `make live-deps`)")
+    require(shutil.which(NFT) is not None, "nft is missing (run `make live-deps`)")
+    result, stderr = run_in_loopback_namespace("tests.live.shaped_scenario")
+    assert result["ok"], (
+        f"scenario failed:\n{result.get('error')}\nstderr:\n{stderr[-2000:]}\n"
+        f"{json.dumps(result)[:3000]}"
+    )
+    return result
+
+
+def first_at(samples: list[dict[str, Any]], since: float, check: Any) -> float | None:
+    """Seconds from ``since`` to the first sample after it for which ``check`` holds."""
+    for s in samples:
+        if s["t"] >= since and check(s):
+            return float(s["t"] - since)
+    return None
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.xfail(
+    reason="not met yet on this machine (docs/media.md, 'Three Chromium viewers on shaped "
+    "links'): the 600 kbit/s viewer overshoots below layer 1 (queue delay and the RTT rule), "
+    "and a probe of layer 0 can cost the 150 kbit/s viewer much of its sound",
+    strict=False,
+)
+def test_each_shaped_viewer_gets_the_layer_its_link_carries() -> None:
+    r = run_scenario()
+    shaped_at, opened_at = r["shaped_at"], r["opened_at"]
+    report = {}
+    for name, expected in EXPECTED_LAYER.items():
+        samples = r["timeline"][name]
+        shaped = [s for s in samples if shaped_at <= s["t"] < opened_at]
+        reached = first_at(samples, shaped_at, lambda s, e=expected: s["layer"] == e)
+        report[name] = {
+            "reached_s": reached,
+            "layers": sorted({s["layer"] for s in shaped if s["t"] >= shaped_at + WITHIN_S}),
+        }
+        assert reached is not None and reached <= WITHIN_S, (name, report, r["climbed"])
+        # Once there it stays there (a failed probe up may show for a moment).
+        settled = [s["layer"] for s in shaped if s["t"] >= shaped_at + reached]
+        assert settled.count(expected) >= 0.8 * len(settled), (name, settled)
+    print(json.dumps(report))
+
+    # The 150 kbit/s viewer with 5 % loss keeps the sound while its video is paused.
+    slow = [s for s in r["timeline"]["zhangwei"] if shaped_at + WITHIN_S <= s["t"] < opened_at]
+    seconds = slow[-1]["t"] - slow[0]["t"]
+    heard = slow[-1]["audio_packets"] - slow[0]["audio_packets"]
+    assert heard / seconds >= 30, (heard, seconds)  # of ~50 packets/s (20 ms each), 5 % lost
+    assert slow[-1]["frames"] - slow[0]["frames"] <= 10 * seconds  # paused, at most a probe
+
+    # The links open: the paused viewer's video comes back.
+    back = first_at(r["timeline"]["zhangwei"], opened_at, lambda s: s["layer"] >= 0)
+    assert back is not None and back <= WITHIN_S, back
+    # The host saw it as a bad link while it was shaped (bandwidth, and the loss).
+    slow_link = r["server_links_shaped"][str(r["uids"]["zhangwei"])]["subscribe"]
+    assert "bandwidth" in slow_link["bad"], slow_link
