@@ -141,10 +141,43 @@ class StoreCollector(Collector):
                 "Store transactions and reads that could not reach the database (requests "
                 "answered unavailable, background work, health checks)",
             ),
+            (
+                "busy",
+                h.busy,
+                "Store transactions and reads refused because every pooled connection stayed "
+                "busy (answered unavailable, reason database_busy; the database answers)",
+            ),
         ):
             family = CounterMetricFamily(f"homeroom_store_{name}", doc)
             family.add_metric([], value)
             yield family
+
+
+class GateCollector(Collector):
+    """A gate's places and queue (realtime/gate.py), on scrape: ``prefix`` names whose."""
+
+    def __init__(self, prefix: str, what: str, gate: Any) -> None:
+        self.prefix = prefix
+        self.what = what
+        self.gate = gate
+
+    def collect(self) -> Iterator[Metric]:
+        g, p, w = self.gate, self.prefix, self.what
+        for name, value, doc in (
+            ("in_progress", g.in_progress, f"{w} in progress (at most {g.limit})"),
+            ("waiting", g.waiting, f"{w} waiting their turn (at most {g.queue})"),
+        ):
+            gauge = GaugeMetricFamily(f"{p}_{name}", doc)
+            gauge.add_metric([], value)
+            yield gauge
+        for name, value, doc in (
+            ("admitted", g.admitted, f"{w} let in, at once or after waiting"),
+            ("queued", g.queued, f"{w} that had to wait their turn"),
+            ("refused", g.refused, f"{w} refused (unavailable, with Retry-After)"),
+        ):
+            counter = CounterMetricFamily(f"{p}_{name}", doc)
+            counter.add_metric([], value)
+            yield counter
 
 
 class FollowerCollector(Collector):
@@ -272,6 +305,9 @@ class Metrics:
 
     def watch_store(self, health: Any) -> None:
         self.registry.register(StoreCollector(health))
+
+    def watch_gate(self, prefix: str, what: str, gate: Any) -> None:
+        self.registry.register(GateCollector(prefix, what, gate))
 
     def watch_follower(self, positions: Any, follower: Any) -> None:
         self.registry.register(FollowerCollector(positions, follower))

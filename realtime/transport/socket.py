@@ -30,8 +30,10 @@ from realtime.bus import BusHandler
 from realtime.cluster.positions import StreamPositions
 from realtime.domain.streams import Visibility, room_name
 from realtime.errors import HomeroomError, bad_request
+from realtime.gate import Ticket
 from realtime.hub import Hub
 from realtime.metrics import Metrics
+from realtime.transport.admission import IDLE_S, ticket_of
 from realtime.transport.fanout import Fanout
 from realtime.transport.sio_internals import SocketServer
 from realtime.transport.sio_internals.packets import Unreadable
@@ -120,6 +122,9 @@ class Gateway:
         # When the last client request arrived (time.monotonic): the garbage collector's
         # maintenance waits for a quiet moment (realtime/collector.py).
         self.last_event_at = time.monotonic()
+        # Connections still in their handshake (transport/admission.py): the slot goes back
+        # when their first request is answered, or they leave.
+        self.admitting: dict[str, Ticket] = {}
         sio.on("connect", self.on_connect)
         sio.on("disconnect", self.on_disconnect)
         sio.on("*", self.on_event)
@@ -128,9 +133,12 @@ class Gateway:
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
+        ticket = ticket_of(environ)
         try:
             identity = self.hub.tokens.verify(token)
         except HomeroomError as exc:
+            if ticket is not None:
+                ticket.release()
             self.metrics.errors.labels(exc.code).inc()
             # Two arguments: the client's connect_error gets {"message", "data": {code, message}}
             # (err.message / err.data in socket.io-client). One dict argument would arrive as
@@ -138,12 +146,18 @@ class Gateway:
             raise socketio.exceptions.ConnectionRefusedError(
                 exc.message, exc.to_ack()["error"]
             ) from None
+        if ticket is not None and not ticket.released:
+            ticket.idle(IDLE_S)
+            self.admitting[sid] = ticket
         self.identities[sid] = identity
         self.rooms[sid] = set()
         self.sids_by_user.setdefault(identity.user_id, set()).add(sid)
         self.metrics.connections.inc()
 
     async def on_disconnect(self, sid: str, *args: Any) -> None:
+        ticket = self.admitting.pop(sid, None)
+        if ticket is not None:
+            ticket.release()
         identity = self.identities.pop(sid, None)
         for stream in _streams(self.rooms.pop(sid, set())):
             self.positions.unfollow(stream)
@@ -166,6 +180,9 @@ class Gateway:
     async def on_event(self, event: str, sid: str, data: Any = None, *extra: Any) -> dict[str, Any]:
         started = time.perf_counter()
         self.last_event_at = time.monotonic()
+        ticket = self.admitting.pop(sid, None)
+        if ticket is not None:
+            ticket.busy()
         try:
             identity = self.identities.get(sid)
             if identity is None:
@@ -199,6 +216,8 @@ class Gateway:
             self.metrics.errors.labels("internal").inc()
             return HomeroomError("internal", "something went wrong; nothing was changed").to_ack()
         finally:
+            if ticket is not None:
+                ticket.release()  # its handshake is over: the next one may start
             self.metrics.ack_latency.observe(time.perf_counter() - started)
 
     def _count(self, event: str) -> None:
