@@ -530,6 +530,10 @@ async def kill_step(
         out["storm_synced"] = synced
         out["storm_synced_within_10_s"] = synced if in_target is None else in_target
         out["storm_failed_attempts"] = sum(s["failed_attempts"] for s in stats)
+        # Connects refused at once by admission control (503) and syncs answered busy, each
+        # tried again after the wait the server asked for: not work lost.
+        out["storm_busy_refusals"] = sum(s["busy_refusals"] for s in stats)
+        out["storm_busy_syncs"] = sum(s["busy_syncs"] for s in stats)
         # The surviving workers' CPU through the storm (not the restarted worker 0's start-up).
         out["storm_server_cpu_s"] = sum(tree_cpu(p) for p in survivors) - cpu_s0
         out["reconnect_cpu_ms"] = out["storm_server_cpu_s"] / max(1, synced) * 1000

@@ -179,7 +179,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         await bus.start(gateway.on_bus)
         if follower is not None:
             follower.start()
-        await live.recover()
+        # With other nodes (Redis), what this node ran before a crash moves rather than ends.
+        await live.recover(move=bool(settings.redis_url))
         # Announced before the node serves (the others must never take its sessions for lost).
         await watch.start()
         if settings.media_warm_start:

@@ -245,8 +245,19 @@ class NodeCollector(Collector):
         draining.add_metric([], 1 if w.live.draining else 0)
         yield draining
         calls = w.live.calls
+        beacon = w.beacon
         for name, value, doc in (
-            ("heartbeat_failures", w.failures, "Heartbeats that could not reach the registry"),
+            (
+                "heartbeat_failures",
+                w.failures + (beacon.failures if beacon is not None else 0),
+                "Heartbeats (reads, and announcements of the beacon's thread) that could not "
+                "reach the registry",
+            ),
+            (
+                "announce_stalled",
+                beacon.stalled if beacon is not None else 0,
+                "Announcements skipped because the event loop had not run for node_stall_s",
+            ),
             ("sessions_taken_over", w.sessions_taken_over, "Sessions of lost nodes moved here"),
             ("calls", calls.made, "Live-session requests carried to another node"),
             ("calls_unanswered", calls.unanswered, "Of those, answered unavailable"),
