@@ -105,7 +105,7 @@ class Gate:
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
         # Tickets given back in the current window of RATE_WINDOW_S and the one before (the
         # rate): two counters, whatever the rate.
-        self._window = clock()
+        self._started = self._window = clock()
         self._now = 0
         self._before = 0
         self.admitted = 0
@@ -155,7 +155,9 @@ class Gate:
         done = self._before + self._now
         if done < 2:
             return float(self.limit)
-        return max(1.0, done / (RATE_WINDOW_S + elapsed))
+        # Over the two windows, or the time since the gate opened if that is shorter.
+        span = min(self._clock() - self._started, RATE_WINDOW_S + elapsed)
+        return max(1.0, done / max(span, 0.1))
 
     def _admitted(self) -> Ticket:
         self.admitted += 1
