@@ -75,9 +75,8 @@ async def test_a_full_pool_answers_database_busy_and_the_store_stays_up(pg_url: 
         # A read inside the holder's transaction does not queue behind the others.
         done.set()
         await holder
-        async with store.transaction() as conn:
-            async with store.read() as inner:
-                await inner.execute(text("SELECT 1"))
+        async with store.transaction() as conn, store.read() as inner:
+            await inner.execute(text("SELECT 1"))
         # Once the holder is done, the next waiter gets in.
         async with store.read() as conn:
             assert (await conn.execute(text("SELECT 7"))).scalar() == 7
@@ -113,17 +112,16 @@ async def test_a_send_refused_as_busy_says_so_and_stores_nothing(
         assert store.gate is not None
         # Every place taken (as by a storm of catch-ups), none may wait.
         tickets = [await store.gate.enter() for _ in range(store.gate.limit)]
+        message = {"stream": stream, "client_id": "c1", "body": "你好"}
         with pytest.raises(RequestError) as err:
-            await student.request("chat.send", {"stream": stream, "client_id": "c1", "body": "你好"})
+            await student.request("chat.send", message)
         assert err.value.code == "unavailable"
         assert err.value.details["reason"] == "database_busy"
         health = await student.http("GET", "/healthz", auth=False)
         assert health["store"] == "up"
         for t in tickets:
             t.release()
-        sent = await student.request(
-            "chat.send", {"stream": stream, "client_id": "c1", "body": "你好"}
-        )
+        sent = await student.request("chat.send", message)
         assert not sent.get("duplicate")  # the refused one was not stored
     finally:
         await stop_server(srv)
