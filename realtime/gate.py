@@ -8,8 +8,9 @@ more wait their turn in order, each at most ``wait_s``; beyond that :meth:`Gate.
 have been given back at lately, so that refused callers come back spread over the time the
 backlog needs rather than together.
 
-A ticket may also give itself back after ``hold_s`` (so a holder that never finishes cannot keep
-its place) and after ``idle`` seconds of an idle phase its holder marks (:meth:`Ticket.idle`).
+A ticket may also give itself back after ``hold_s`` unless its holder said it is at work
+(:meth:`Ticket.busy`), so that a holder that never starts cannot keep its place, and after
+``seconds`` of an idle phase its holder marks (:meth:`Ticket.idle`).
 
 Memory: a waiter is a future (plus whatever its caller holds, e.g. a pending HTTP request):
 ``queue`` of them at most; the rate is two counters.
@@ -58,8 +59,12 @@ class Ticket:
         self._rearm(seconds)
 
     def busy(self) -> None:
-        """Held again until released (or ``hold_s``)."""
+        """Held until released: no idle timer, and no ``hold_s`` either (what its holder now
+        does is bounded by waits of its own)."""
         self._rearm(None)
+        if self._cap is not None:
+            self._cap.cancel()
+            self._cap = None
 
     def release(self) -> None:
         if self._released:

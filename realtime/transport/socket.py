@@ -183,6 +183,7 @@ class Gateway:
         ticket = self.admitting.pop(sid, None)
         if ticket is not None:
             ticket.busy()
+        answer: dict[str, Any] = {"ok": False}
         try:
             identity = self.identities.get(sid)
             if identity is None:
@@ -207,18 +208,32 @@ class Gateway:
                 schema, action = route
                 result = await action(self.hub, identity.user_id, schemas.parse(schema, data))
             self._count(event)
-            return {"ok": True, **result}
+            answer = {"ok": True, **result}
         except HomeroomError as exc:
             self.metrics.errors.labels(exc.code).inc()
-            return exc.to_ack()
+            answer = exc.to_ack()
         except Exception:
             log.exception("event %s failed", event)
             self.metrics.errors.labels("internal").inc()
-            return HomeroomError("internal", "something went wrong; nothing was changed").to_ack()
+            answer = HomeroomError("internal", "something went wrong; nothing was changed").to_ack()
         finally:
             if ticket is not None:
-                ticket.release()  # its handshake is over: the next one may start
+                self._handshake_answered(sid, ticket, answer)
             self.metrics.ack_latency.observe(time.perf_counter() - started)
+        return answer
+
+    def _handshake_answered(self, sid: str, ticket: Ticket, answer: dict[str, Any]) -> None:
+        """A connection's first request is answered: its handshake is over (the next one may
+        start), unless it was refused for now (``unavailable``: the database busy, say) and
+        the client is to send it again after ``retry_after_s``; until then it keeps its place,
+        so that the node is not handed new handshakes while it cannot finish these."""
+        error = answer.get("error") or {}
+        if error.get("code") == "unavailable" and sid in self.identities:
+            wait = float((error.get("details") or {}).get("retry_after_s", 2))
+            ticket.idle(wait * 1.5 + IDLE_S)  # the client's jitter reaches 1.5 times the wait
+            self.admitting[sid] = ticket
+            return
+        ticket.release()
 
     def _count(self, event: str) -> None:
         """One more answered request of this kind (prometheus' labelled child, kept)."""
