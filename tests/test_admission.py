@@ -5,8 +5,10 @@ connected but not yet sent their first request hold both places; a third new con
 WebSocket or long-polling, is refused at once with 503, ``Retry-After`` and the stable body
 (``unavailable`` / ``server_busy`` / ``retry_after_s``), while requests of sessions already open
 pass. Once one of the two has its first request answered, a new connection gets in. With a
-queue, a newcomer waits its turn instead and gets in as soon as a place frees. The gate's own
-rules (order, wait, refusal, cancellation, the rate behind Retry-After) are checked directly.
+queue, a newcomer waits its turn instead and gets in as soon as a place frees. A first request
+refused for now (``database_busy``, on a real PostgreSQL) keeps its place until the retry.
+The gate's own rules (order, wait, refusal, cancellation, the rate behind Retry-After) are
+checked directly.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import pytest
 from realtime.demo import DEMO_PASSWORD
 from realtime.gate import Full, Gate
 from realtime.transport.admission import HANDSHAKES
+from realtime.transport.rest import HUB
 from tests.conftest import Server, make_settings, start_server, stop_server
+from tests.services import drop_postgres_database, postgres_database
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -241,3 +245,41 @@ async def test_hold_and_idle_give_a_place_back() -> None:
     await asyncio.sleep(0.1)
     assert not t.released
     t.release()
+
+
+async def test_a_handshake_refused_for_now_keeps_its_place_until_its_retry(
+    tmp_path: Path,
+) -> None:
+    """The first ``sync`` answered ``unavailable`` (the database busy: PostgreSQL's connections
+    all in use) leaves the handshake in progress: the node takes no new one meanwhile, and the
+    place goes back once the client's retry is answered."""
+    db_url, db_name = postgres_database()
+    srv = await start_server(
+        make_settings(
+            tmp_path,
+            database_url=db_url,
+            database_queue=0,
+            handshake_concurrency=1,
+            handshake_queue=0,
+        )
+    )
+    try:
+        gate = srv.app[HANDSHAKES]
+        store = srv.app[HUB].store
+        assert store.gate is not None
+        async with aiohttp.ClientSession() as http:
+            tok = await token(srv, http, "wanghao")
+            raw = await Raw.connect(srv, http, tok)
+            held = [await store.gate.enter() for _ in range(store.gate.limit)]
+            refusal = await raw.sync()
+            assert refusal["error"]["details"]["reason"] == "database_busy"
+            assert gate.in_progress == 1
+            await refused(http, srv.url + WS)  # still its handshake: no place for another
+            for t in held:
+                t.release()
+            assert (await raw.sync())["ok"] is True
+            assert gate.in_progress == 0
+            await raw.ws.close()
+    finally:
+        await stop_server(srv)
+        drop_postgres_database(db_name)
