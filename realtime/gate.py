@@ -28,7 +28,7 @@ from collections.abc import Callable
 # Seconds of given-back tickets the rate (for ``retry_after_s``) is measured over.
 RATE_WINDOW_S = 2.0
 # The longest ``retry_after_s`` a refusal asks for.
-MAX_RETRY_AFTER_S = 10
+MAX_RETRY_AFTER_S = 5
 
 
 class Full(Exception):
