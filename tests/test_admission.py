@@ -14,7 +14,9 @@ checked directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -80,47 +82,53 @@ async def refused(http: aiohttp.ClientSession, url: str) -> None:
     assert body["error"]["details"]["retry_after_s"] == int(r.headers["Retry-After"])
 
 
+@contextlib.asynccontextmanager
+async def node(
+    tmp_path: Path, **settings: Any
+) -> AsyncIterator[tuple[Server, Gate, aiohttp.ClientSession, str]]:
+    """A server with these admission settings, its gate, an HTTP session and a token."""
+    srv = await start_server(make_settings(tmp_path, **settings))
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield srv, srv.app[HANDSHAKES], http, await token(srv, http, "wanghao")
+    finally:
+        await stop_server(srv)
+
+
 async def test_new_connections_beyond_the_limit_are_refused_until_a_handshake_ends(
     tmp_path: Path,
 ) -> None:
-    srv = await start_server(
-        make_settings(tmp_path, handshake_concurrency=2, handshake_queue=0, handshake_wait_s=1)
-    )
-    try:
-        gate = srv.app[HANDSHAKES]
-        async with aiohttp.ClientSession() as http:
-            tok = await token(srv, http, "wanghao")
-            first = await Raw.connect(srv, http, tok)
-            second = await Raw.connect(srv, http, tok)
-            assert gate.in_progress == 2
+    settings = {"handshake_concurrency": 2, "handshake_queue": 0, "handshake_wait_s": 1}
+    async with node(tmp_path, **settings) as (srv, gate, http, tok):
+        first = await Raw.connect(srv, http, tok)
+        second = await Raw.connect(srv, http, tok)
+        assert gate.in_progress == 2
 
-            # A third new session, either transport: refused at once.
-            with pytest.raises(aiohttp.WSServerHandshakeError) as err:
-                await http.ws_connect(srv.url + WS)
-            assert err.value.status == 503
-            await refused(http, srv.url + WS)
-            await refused(http, srv.url + POLL)
-            assert gate.refused == 3
-            # Other requests are not counted: REST, the health check.
-            async with http.get(srv.url + "/healthz") as r:
-                assert r.status == 200
+        # A third new session, either transport: refused at once.
+        with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+            await http.ws_connect(srv.url + WS)
+        assert err.value.status == 503
+        await refused(http, srv.url + WS)
+        await refused(http, srv.url + POLL)
+        assert gate.refused == 3
+        # Other requests are not counted: REST, the health check.
+        async with http.get(srv.url + "/healthz") as r:
+            assert r.status == 200
 
-            # The first connection's first request is answered: its place goes to a newcomer.
-            assert (await first.sync())["ok"] is True
-            assert gate.in_progress == 1
-            third = await Raw.connect(srv, http, tok)
-            assert (await third.sync())["ok"] is True
-            # A connection that leaves before its first request gives its place back too.
-            await second.ws.close()
-            for _ in range(100):
-                if gate.in_progress == 0:
-                    break
-                await asyncio.sleep(0.02)
-            assert gate.in_progress == 0
-            for raw in (first, third):
-                await raw.ws.close()
-    finally:
-        await stop_server(srv)
+        # The first connection's first request is answered: its place goes to a newcomer.
+        assert (await first.sync())["ok"] is True
+        assert gate.in_progress == 1
+        third = await Raw.connect(srv, http, tok)
+        assert (await third.sync())["ok"] is True
+        # A connection that leaves before its first request gives its place back too.
+        await second.ws.close()
+        for _ in range(100):
+            if gate.in_progress == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert gate.in_progress == 0
+        for raw in (first, third):
+            await raw.ws.close()
 
 
 async def test_a_long_poll_keeps_its_place_until_its_first_request(tmp_path: Path) -> None:
@@ -154,26 +162,19 @@ async def test_a_long_poll_keeps_its_place_until_its_first_request(tmp_path: Pat
 
 
 async def test_with_a_queue_a_newcomer_waits_its_turn(tmp_path: Path) -> None:
-    srv = await start_server(
-        make_settings(tmp_path, handshake_concurrency=1, handshake_queue=4, handshake_wait_s=20)
-    )
-    try:
-        gate = srv.app[HANDSHAKES]
-        async with aiohttp.ClientSession() as http:
-            tok = await token(srv, http, "wanghao")
-            first = await Raw.connect(srv, http, tok)
-            waiting = asyncio.ensure_future(Raw.connect(srv, http, tok))
-            while gate.waiting == 0:  # noqa: ASYNC110 (the gate has no event to wait on)
-                await asyncio.sleep(0.01)
-            assert not waiting.done()
-            assert (await first.sync())["ok"] is True  # the place passes on
-            second = await asyncio.wait_for(waiting, 10)
-            assert (await second.sync())["ok"] is True
-            assert gate.refused == 0 and gate.queued == 1
-            for raw in (first, second):
-                await raw.ws.close()
-    finally:
-        await stop_server(srv)
+    settings = {"handshake_concurrency": 1, "handshake_queue": 4, "handshake_wait_s": 20}
+    async with node(tmp_path, **settings) as (srv, gate, http, tok):
+        first = await Raw.connect(srv, http, tok)
+        waiting = asyncio.ensure_future(Raw.connect(srv, http, tok))
+        while gate.waiting == 0:  # noqa: ASYNC110 (the gate has no event to wait on)
+            await asyncio.sleep(0.01)
+        assert not waiting.done()
+        assert (await first.sync())["ok"] is True  # the place passes on
+        second = await asyncio.wait_for(waiting, 10)
+        assert (await second.sync())["ok"] is True
+        assert gate.refused == 0 and gate.queued == 1
+        for raw in (first, second):
+            await raw.ws.close()
 
 
 # --- the gate's rules ---------------------------------------------------------------------------
