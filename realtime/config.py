@@ -97,9 +97,9 @@ class Settings:
     # their handshake at once (connect to first answered request); this many more wait their
     # turn, each at most handshake_wait_s; the others are refused at once with 503 and
     # Retry-After (``unavailable``, ``server_busy``).
-    handshake_concurrency: int = 16
+    handshake_concurrency: int = 32
     handshake_queue: int = 1024
-    handshake_wait_s: float = 5.0
+    handshake_wait_s: float = 10.0
     # A live-session request carried to the session's node (another node) is answered
     # ``unavailable`` when that node has not answered within this long.
     node_request_timeout_s: float = 10.0
