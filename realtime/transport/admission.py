@@ -18,9 +18,10 @@ their own jitter). Only requests that open a new Engine.IO session are counted; 
 an open session (polls, posts, its upgrade) pass.
 
 A handshake's place is a ticket of a :class:`realtime.gate.Gate`, held from its HTTP request
-until its first request is answered, it disconnects, it sends no request within ``IDLE_S`` of
-connecting, or ``HOLD_S`` passed (whichever comes first), so a client that never finishes
-cannot keep a place.
+until its first request is answered (one answered ``unavailable``, to be sent again after
+``retry_after_s``, keeps it until then), it disconnects, it sends no request within ``IDLE_S``
+of connecting, or ``HOLD_S`` passed before its first request (whichever comes first), so a
+client that never finishes cannot keep a place.
 
 Memory: a waiting handshake is a pending HTTP request (its socket and a future): ``queue`` x a
 few KiB at most.
@@ -37,7 +38,7 @@ from realtime.gate import Full, Gate, Ticket
 
 # A connected handshake that sent no request for this long gives its place back.
 IDLE_S = 1.0
-# No handshake holds a place longer than this.
+# A handshake that has not sent its first request this long after admission gives its place back.
 HOLD_S = 10.0
 
 
