@@ -152,6 +152,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     metrics.watch_bus(bus.health)
     metrics.watch_store(store.health)
     metrics.watch_gate("homeroom_handshakes", "New connections in their handshake", handshakes)
+    metrics.watch_gate("homeroom_syncs", "Catch-ups (sync)", gateway.syncs)
     if store.gate is not None:
         metrics.watch_gate(
             "homeroom_store_pool", "Transactions and reads holding or awaiting", store.gate

@@ -100,6 +100,9 @@ class Settings:
     handshake_concurrency: int = 32
     handshake_queue: int = 1024
     handshake_wait_s: float = 10.0
+    # Catch-ups (``sync``) in progress at once; the same queue and wait as handshakes, then
+    # ``unavailable`` (``server_busy``) with ``retry_after_s``.
+    sync_concurrency: int = 16
     # A live-session request carried to the session's node (another node) is answered
     # ``unavailable`` when that node has not answered within this long.
     node_request_timeout_s: float = 10.0
@@ -245,8 +248,11 @@ class Settings:
             )
         if self.node_stall_s <= self.node_ttl_s:
             raise ConfigError("node_stall_s must be longer than node_ttl_s")
-        if self.handshake_concurrency < 1 or self.handshake_queue < 0:
-            raise ConfigError("handshake_concurrency must be at least 1, handshake_queue >= 0")
+        if min(self.handshake_concurrency, self.sync_concurrency) < 1 or self.handshake_queue < 0:
+            raise ConfigError(
+                "handshake_concurrency and sync_concurrency must be at least 1, "
+                "handshake_queue 0 or more"
+            )
         if self.handshake_wait_s <= 0 or self.database_queue_wait_s <= 0:
             raise ConfigError("handshake_wait_s and database_queue_wait_s must be positive")
         if self.database_queue < 0:

@@ -1,13 +1,13 @@
 """Admission control: a bounded number of new connections in their handshake at once per node.
 
-A handshake is what a new Socket.IO connection costs before it goes quiet: the HTTP request that
-opens its Engine.IO session (the WebSocket upgrade, or the first long-poll), the Socket.IO
-connect with its token, and its first request (the catch-up ``sync``, which reads the store).
-When a node dies, all of its clients reconnect to the others within a second or two. Unbounded,
-every handshake starts at once, each progresses a little at a time on the one event loop and in
-the database pool, they all finish late together, and those whose connect times out start
-again: the work done for them is lost (a thundering herd; 2,000 clients took 82 s onto one
-worker).
+A handshake is what a new Socket.IO connection costs before it is served: the HTTP request that
+opens its Engine.IO session (the WebSocket upgrade, or the first long-poll) and the Socket.IO
+connect with its token; then its catch-up ``sync``, which reads the store for every stream
+followed. When a node dies, all of its clients reconnect to the others within a second or two.
+Unbounded, every handshake and catch-up starts at once, each progresses a little at a time on
+the one event loop and in the database pool, they all finish late together, and those whose
+connect times out start again: the work done for them is lost (a thundering herd; 2,000 clients
+took 82 s onto one worker), and the pool's waiters were answered ``database_unreachable``.
 
 Here at most ``limit`` handshakes are in progress; up to ``queue`` more wait their turn in order
 (each at most ``wait_s``, then refused); beyond that a new one is refused at once. A refusal is
@@ -18,10 +18,11 @@ their own jitter). Only requests that open a new Engine.IO session are counted; 
 an open session (polls, posts, its upgrade) pass.
 
 A handshake's place is a ticket of a :class:`realtime.gate.Gate`, held from its HTTP request
-until its first request is answered (one answered ``unavailable``, to be sent again after
-``retry_after_s``, keeps it until then), it disconnects, it sends no request within ``IDLE_S``
-of connecting, or ``HOLD_S`` passed before its first request (whichever comes first), so a
-client that never finishes cannot keep a place.
+until the Socket.IO connect is answered (or refused), or ``HOLD_S`` passed (a client that never
+connects cannot keep a place). The catch-ups have a gate of their own in the gateway
+(``sync_concurrency``, the same queue and wait; refused ``server_busy`` too): a ``sync`` waits
+its turn on the server, so neither gate holds a place while a slow client is on its way (a
+place held across the client's round trips left the node idle while 2,000 clients queued).
 
 Memory: a waiting handshake is a pending HTTP request (its socket and a future): ``queue`` x a
 few KiB at most.
@@ -36,9 +37,7 @@ from aiohttp import web
 from realtime.errors import HomeroomError
 from realtime.gate import Full, Gate, Ticket
 
-# A connected handshake that sent no request for this long gives its place back.
-IDLE_S = 1.0
-# A handshake that has not sent its first request this long after admission gives its place back.
+# A handshake that has not connected this long after admission gives its place back.
 HOLD_S = 10.0
 
 

@@ -30,10 +30,10 @@ from realtime.bus import BusHandler
 from realtime.cluster.positions import StreamPositions
 from realtime.domain.streams import Visibility, room_name
 from realtime.errors import HomeroomError, bad_request
-from realtime.gate import Ticket
+from realtime.gate import Full, Gate
 from realtime.hub import Hub
 from realtime.metrics import Metrics
-from realtime.transport.admission import IDLE_S, ticket_of
+from realtime.transport.admission import Busy, ticket_of
 from realtime.transport.fanout import Fanout
 from realtime.transport.sio_internals import SocketServer
 from realtime.transport.sio_internals.packets import Unreadable
@@ -122,9 +122,10 @@ class Gateway:
         # When the last client request arrived (time.monotonic): the garbage collector's
         # maintenance waits for a quiet moment (realtime/collector.py).
         self.last_event_at = time.monotonic()
-        # Connections still in their handshake (transport/admission.py): the slot goes back
-        # when their first request is answered, or they leave.
-        self.admitting: dict[str, Ticket] = {}
+        # Catch-ups (``sync``) in progress at once on this node, the rest waiting their turn
+        # (a storm of reconnections: each reads the store for every stream followed).
+        s = hub.settings
+        self.syncs = Gate(s.sync_concurrency, s.handshake_queue, s.handshake_wait_s)
         sio.on("connect", self.on_connect)
         sio.on("disconnect", self.on_disconnect)
         sio.on("*", self.on_event)
@@ -146,18 +147,14 @@ class Gateway:
             raise socketio.exceptions.ConnectionRefusedError(
                 exc.message, exc.to_ack()["error"]
             ) from None
-        if ticket is not None and not ticket.released:
-            ticket.idle(IDLE_S)
-            self.admitting[sid] = ticket
+        if ticket is not None:
+            ticket.release()  # its handshake is over: the next one may start
         self.identities[sid] = identity
         self.rooms[sid] = set()
         self.sids_by_user.setdefault(identity.user_id, set()).add(sid)
         self.metrics.connections.inc()
 
     async def on_disconnect(self, sid: str, *args: Any) -> None:
-        ticket = self.admitting.pop(sid, None)
-        if ticket is not None:
-            ticket.release()
         identity = self.identities.pop(sid, None)
         for stream in _streams(self.rooms.pop(sid, set())):
             self.positions.unfollow(stream)
@@ -180,9 +177,6 @@ class Gateway:
     async def on_event(self, event: str, sid: str, data: Any = None, *extra: Any) -> dict[str, Any]:
         started = time.perf_counter()
         self.last_event_at = time.monotonic()
-        ticket = self.admitting.pop(sid, None)
-        if ticket is not None:
-            ticket.busy()
         answer: dict[str, Any] = {"ok": False}
         try:
             identity = self.identities.get(sid)
@@ -217,23 +211,8 @@ class Gateway:
             self.metrics.errors.labels("internal").inc()
             answer = HomeroomError("internal", "something went wrong; nothing was changed").to_ack()
         finally:
-            if ticket is not None:
-                self._handshake_answered(sid, ticket, answer)
             self.metrics.ack_latency.observe(time.perf_counter() - started)
         return answer
-
-    def _handshake_answered(self, sid: str, ticket: Ticket, answer: dict[str, Any]) -> None:
-        """A connection's first request is answered: its handshake is over (the next one may
-        start), unless it was refused for now (``unavailable``: the database busy, say) and
-        the client is to send it again after ``retry_after_s``; until then it keeps its place,
-        so that the node is not handed new handshakes while it cannot finish these."""
-        error = answer.get("error") or {}
-        if error.get("code") == "unavailable" and sid in self.identities:
-            wait = float((error.get("details") or {}).get("retry_after_s", 2))
-            ticket.idle(wait * 1.5 + IDLE_S)  # the client's jitter reaches 1.5 times the wait
-            self.admitting[sid] = ticket
-            return
-        ticket.release()
 
     def _count(self, event: str) -> None:
         """One more answered request of this kind (prometheus' labelled child, kept)."""
@@ -246,6 +225,14 @@ class Gateway:
         counter.inc()
 
     async def sync(self, sid: str, identity: Identity, req: schemas.Sync) -> dict[str, Any]:
+        try:
+            ticket = await self.syncs.enter()
+        except Full as full:
+            raise Busy(full.retry_after_s) from None
+        async with ticket:
+            return await self._sync(sid, identity, req)
+
+    async def _sync(self, sid: str, identity: Identity, req: schemas.Sync) -> dict[str, Any]:
         # Enter the rooms before reading: an event committed meanwhile arrives live or in the
         # read, maybe both; clients drop what they already have by (stream, seq).
         followed = await sync.follows(self.hub, identity.user_id, list(req.cursors))
