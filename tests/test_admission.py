@@ -1,14 +1,13 @@
 """Admission control of new connections (realtime/transport/admission.py, realtime/gate.py).
 
-A real server with room for two handshakes at once: two raw Socket.IO connections that have
-connected but not yet sent their first request hold both places; a third new connection, over
-WebSocket or long-polling, is refused at once with 503, ``Retry-After`` and the stable body
-(``unavailable`` / ``server_busy`` / ``retry_after_s``), while requests of sessions already open
-pass. Once one of the two has its first request answered, a new connection gets in. With a
-queue, a newcomer waits its turn instead and gets in as soon as a place frees. A first request
-refused for now (``database_busy``, on a real PostgreSQL) keeps its place until the retry.
-The gate's own rules (order, wait, refusal, cancellation, the rate behind Retry-After) are
-checked directly.
+A real server with room for two handshakes at once: two raw Engine.IO sessions opened but not
+yet connected hold both places; a third new connection, over WebSocket or long-polling, is
+refused at once with 503, ``Retry-After`` and the stable body (``unavailable`` /
+``server_busy`` / ``retry_after_s``), while requests of sessions already open pass. Once one of
+the two has connected, a new connection gets in. With a queue, a newcomer waits its turn
+instead and gets in as soon as a place frees. Catch-ups (``sync``) have a gate of their own,
+refused ``server_busy`` beyond it. The gate's own rules (order, wait, refusal, cancellation,
+the rate behind Retry-After) are checked directly.
 """
 
 from __future__ import annotations
@@ -23,12 +22,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from realtime.app import GATEWAY
 from realtime.demo import DEMO_PASSWORD
 from realtime.gate import Full, Gate
 from realtime.transport.admission import HANDSHAKES
-from realtime.transport.rest import HUB
 from tests.conftest import Server, make_settings, start_server, stop_server
-from tests.services import drop_postgres_database, postgres_database
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -44,21 +42,30 @@ async def token(srv: Server, http: aiohttp.ClientSession, username: str) -> str:
 
 
 class Raw:
-    """One Socket.IO connection spoken by hand, so the test decides when its first request
-    goes."""
+    """One Socket.IO connection spoken by hand, so the test decides when each step goes."""
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
 
     @classmethod
-    async def connect(cls, srv: Server, http: aiohttp.ClientSession, tok: str) -> Raw:
+    async def open(cls, srv: Server, http: aiohttp.ClientSession) -> Raw:
+        """The Engine.IO session opened (upgraded, its open packet read), not connected."""
         ws = await http.ws_connect(srv.url + WS)
         opened = await ws.receive_str()
         assert opened.startswith("0"), opened
-        await ws.send_str("40" + json.dumps({"token": tok}))
-        answer = await ws.receive_str()
-        assert answer.startswith("40"), answer
         return cls(ws)
+
+    @classmethod
+    async def connect(cls, srv: Server, http: aiohttp.ClientSession, tok: str) -> Raw:
+        raw = await cls.open(srv, http)
+        await raw.join(tok)
+        return raw
+
+    async def join(self, tok: str) -> None:
+        """The Socket.IO connect, with the token."""
+        await self.ws.send_str("40" + json.dumps({"token": tok}))
+        answer = await self.ws.receive_str()
+        assert answer.startswith("40"), answer
 
     async def sync(self) -> dict[str, Any]:
         await self.ws.send_str('421["sync",{"cursors":{}}]')
@@ -100,8 +107,8 @@ async def test_new_connections_beyond_the_limit_are_refused_until_a_handshake_en
 ) -> None:
     settings = {"handshake_concurrency": 2, "handshake_queue": 0, "handshake_wait_s": 1}
     async with node(tmp_path, **settings) as (srv, gate, http, tok):
-        first = await Raw.connect(srv, http, tok)
-        second = await Raw.connect(srv, http, tok)
+        first = await Raw.open(srv, http)
+        second = await Raw.open(srv, http)
         assert gate.in_progress == 2
 
         # A third new session, either transport: refused at once.
@@ -115,23 +122,24 @@ async def test_new_connections_beyond_the_limit_are_refused_until_a_handshake_en
         async with http.get(srv.url + "/healthz") as r:
             assert r.status == 200
 
-        # The first connection's first request is answered: its place goes to a newcomer.
-        assert (await first.sync())["ok"] is True
+        # The first one connects: its handshake is over, its place goes to a newcomer.
+        await first.join(tok)
         assert gate.in_progress == 1
         third = await Raw.connect(srv, http, tok)
         assert (await third.sync())["ok"] is True
-        # A connection that leaves before its first request gives its place back too.
+        # A connection that leaves before it connects gives its place back too.
         await second.ws.close()
         for _ in range(100):
             if gate.in_progress == 0:
                 break
             await asyncio.sleep(0.02)
         assert gate.in_progress == 0
+        assert (await first.sync())["ok"] is True
         for raw in (first, third):
             await raw.ws.close()
 
 
-async def test_a_long_poll_keeps_its_place_until_its_first_request(tmp_path: Path) -> None:
+async def test_a_long_poll_keeps_its_place_until_it_connects(tmp_path: Path) -> None:
     srv = await start_server(make_settings(tmp_path, handshake_concurrency=1, handshake_queue=0))
     try:
         gate = srv.app[HANDSHAKES]
@@ -150,6 +158,7 @@ async def test_a_long_poll_keeps_its_place_until_its_first_request(tmp_path: Pat
                 assert r.status == 200
             async with http.get(srv.url + POLL + f"&sid={sid}") as r:
                 assert (await r.text()).startswith("40")
+            assert gate.in_progress == 0
             async with http.post(
                 srv.url + POLL + f"&sid={sid}", data='421["sync",{"cursors":{}}]'
             ) as r:
@@ -164,12 +173,12 @@ async def test_a_long_poll_keeps_its_place_until_its_first_request(tmp_path: Pat
 async def test_with_a_queue_a_newcomer_waits_its_turn(tmp_path: Path) -> None:
     settings = {"handshake_concurrency": 1, "handshake_queue": 4, "handshake_wait_s": 20}
     async with node(tmp_path, **settings) as (srv, gate, http, tok):
-        first = await Raw.connect(srv, http, tok)
+        first = await Raw.open(srv, http)
         waiting = asyncio.ensure_future(Raw.connect(srv, http, tok))
         while gate.waiting == 0:  # noqa: ASYNC110 (the gate has no event to wait on)
             await asyncio.sleep(0.01)
         assert not waiting.done()
-        assert (await first.sync())["ok"] is True  # the place passes on
+        await first.join(tok)  # the place passes on
         second = await asyncio.wait_for(waiting, 10)
         assert (await second.sync())["ok"] is True
         assert gate.refused == 0 and gate.queued == 1
@@ -248,39 +257,21 @@ async def test_hold_and_idle_give_a_place_back() -> None:
     t.release()
 
 
-async def test_a_handshake_refused_for_now_keeps_its_place_until_its_retry(
-    tmp_path: Path,
-) -> None:
-    """The first ``sync`` answered ``unavailable`` (the database busy: PostgreSQL's connections
-    all in use) leaves the handshake in progress: the node takes no new one meanwhile, and the
-    place goes back once the client's retry is answered."""
-    db_url, db_name = postgres_database()
-    srv = await start_server(
-        make_settings(
-            tmp_path,
-            database_url=db_url,
-            database_queue=0,
-            handshake_concurrency=1,
-            handshake_queue=0,
-        )
-    )
-    try:
-        gate = srv.app[HANDSHAKES]
-        store = srv.app[HUB].store
-        assert store.gate is not None
-        async with aiohttp.ClientSession() as http:
-            tok = await token(srv, http, "wanghao")
-            raw = await Raw.connect(srv, http, tok)
-            held = [await store.gate.enter() for _ in range(store.gate.limit)]
-            refusal = await raw.sync()
-            assert refusal["error"]["details"]["reason"] == "database_busy"
-            assert gate.in_progress == 1
-            await refused(http, srv.url + WS)  # still its handshake: no place for another
-            for t in held:
-                t.release()
-            assert (await raw.sync())["ok"] is True
-            assert gate.in_progress == 0
-            await raw.ws.close()
-    finally:
-        await stop_server(srv)
-        drop_postgres_database(db_name)
+async def test_catch_ups_beyond_the_limit_wait_or_are_refused(tmp_path: Path) -> None:
+    """``sync`` has a gate of its own: beyond ``sync_concurrency`` one waits its turn on the
+    server; with no room to wait it is answered ``unavailable`` / ``server_busy`` with
+    ``retry_after_s``, and sent again it is answered."""
+    settings = {"sync_concurrency": 1, "handshake_queue": 0}
+    async with node(tmp_path, **settings) as (srv, _gate, http, tok):
+        syncs = srv.app[GATEWAY].syncs
+        raw = await Raw.connect(srv, http, tok)
+        held = await syncs.enter()  # another catch-up in progress
+        refusal = await raw.sync()
+        assert refusal["ok"] is False
+        assert refusal["error"]["code"] == "unavailable"
+        assert refusal["error"]["details"]["reason"] == "server_busy"
+        assert refusal["error"]["details"]["retry_after_s"] >= 1
+        held.release()
+        assert (await raw.sync())["ok"] is True
+        assert syncs.in_progress == 0 and syncs.refused == 1
+        await raw.ws.close()
