@@ -177,7 +177,6 @@ class Gateway:
     async def on_event(self, event: str, sid: str, data: Any = None, *extra: Any) -> dict[str, Any]:
         started = time.perf_counter()
         self.last_event_at = time.monotonic()
-        answer: dict[str, Any] = {"ok": False}
         try:
             identity = self.identities.get(sid)
             if identity is None:
@@ -202,17 +201,16 @@ class Gateway:
                 schema, action = route
                 result = await action(self.hub, identity.user_id, schemas.parse(schema, data))
             self._count(event)
-            answer = {"ok": True, **result}
+            return {"ok": True, **result}
         except HomeroomError as exc:
             self.metrics.errors.labels(exc.code).inc()
-            answer = exc.to_ack()
+            return exc.to_ack()
         except Exception:
             log.exception("event %s failed", event)
             self.metrics.errors.labels("internal").inc()
-            answer = HomeroomError("internal", "something went wrong; nothing was changed").to_ack()
+            return HomeroomError("internal", "something went wrong; nothing was changed").to_ack()
         finally:
             self.metrics.ack_latency.observe(time.perf_counter() - started)
-        return answer
 
     def _count(self, event: str) -> None:
         """One more answered request of this kind (prometheus' labelled child, kept)."""
