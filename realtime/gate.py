@@ -8,9 +8,8 @@ more wait their turn in order, each at most ``wait_s``; beyond that :meth:`Gate.
 have been given back at lately, so that refused callers come back spread over the time the
 backlog needs rather than together.
 
-A ticket may also give itself back after ``hold_s`` unless its holder said it is at work
-(:meth:`Ticket.busy`), so that a holder that never starts cannot keep its place, and after
-``seconds`` of an idle phase its holder marks (:meth:`Ticket.idle`).
+A ticket may also give itself back after ``hold_s``, so that a holder that never finishes (a
+client that never connects) cannot keep its place.
 
 Memory: a waiter is a future (plus whatever its caller holds, e.g. a pending HTTP request):
 ``queue`` of them at most; the rate is two counters.
@@ -45,7 +44,6 @@ class Ticket:
     def __init__(self, gate: Gate) -> None:
         self._gate = gate
         self._released = False
-        self._timer: asyncio.TimerHandle | None = None
         self._cap: asyncio.TimerHandle | None = None
         if gate.hold_s is not None:
             self._cap = asyncio.get_running_loop().call_later(gate.hold_s, self.release)
@@ -54,33 +52,13 @@ class Ticket:
     def released(self) -> bool:
         return self._released
 
-    def idle(self, seconds: float) -> None:
-        """Given back if :meth:`busy` is not called within ``seconds``."""
-        self._rearm(seconds)
-
-    def busy(self) -> None:
-        """Held until released: no idle timer, and no ``hold_s`` either (what its holder now
-        does is bounded by waits of its own)."""
-        self._rearm(None)
-        if self._cap is not None:
-            self._cap.cancel()
-            self._cap = None
-
     def release(self) -> None:
         if self._released:
             return
         self._released = True
-        self._rearm(None)
         if self._cap is not None:
             self._cap.cancel()
         self._gate._finished()
-
-    def _rearm(self, delay: float | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if delay is not None and not self._released:
-            self._timer = asyncio.get_running_loop().call_later(delay, self.release)
 
     async def __aenter__(self) -> Ticket:
         return self
