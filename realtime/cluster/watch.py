@@ -89,7 +89,7 @@ class NodeWatch:
             self.name, s.node_ttl_s, s.node_heartbeat_s, s.node_stall_s
         )
         if self.beacon is not None:
-            self.beacon.update(self.info())
+            # It writes from the next beat's reading on (the first one is in the registry).
             self.beacon.start()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="node-watch")
 
