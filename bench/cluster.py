@@ -108,6 +108,8 @@ TARGETS = {
     "reconnect_2000_s": ("<", 10.0),
 }
 RECOVER_TIMEOUT_S = 60.0
+# --handshakes: the workers' handshake_concurrency (admission control), when not the default.
+HANDSHAKES: list[int] = []
 
 
 # --- the deployments ----------------------------------------------------------------------------
@@ -234,6 +236,7 @@ async def start_deployment(
         "session_grace_s = 1",
         f'storage_dir = "{tmp}/files-{name}"',
         "shutdown_timeout_s = 3.0",
+        *([f"handshake_concurrency = {HANDSHAKES[0]}"] if HANDSHAKES else []),
     ]
     config.write_text("\n".join(lines) + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEROOM_")}
@@ -530,6 +533,10 @@ async def kill_step(
         out["storm_synced"] = synced
         out["storm_synced_within_10_s"] = synced if in_target is None else in_target
         out["storm_failed_attempts"] = sum(s["failed_attempts"] for s in stats)
+        # Connects refused at once by admission control (503) and syncs answered busy, each
+        # tried again after the wait the server asked for: not work lost.
+        out["storm_busy_refusals"] = sum(s["busy_refusals"] for s in stats)
+        out["storm_busy_syncs"] = sum(s["busy_syncs"] for s in stats)
         # The surviving workers' CPU through the storm (not the restarted worker 0's start-up).
         out["storm_server_cpu_s"] = sum(tree_cpu(p) for p in survivors) - cpu_s0
         out["reconnect_cpu_ms"] = out["storm_server_cpu_s"] / max(1, synced) * 1000
@@ -1097,6 +1104,7 @@ def finish(out: dict[str, Any], args: argparse.Namespace, begun: float) -> dict[
     if "why_reconnect_null" in out:
         out["missing"].append(f"reconnect_2000_s: {out.pop('why_reconnect_null')}")
     out["storm_clients"] = args.storm
+    out["handshake_concurrency"] = args.handshakes or None  # None: the default (16)
     out["targets"] = {k: target_met(k, out.get(k)) for k in TARGETS}
     out["load_average_at_end"] = round(os.getloadavg()[0], 2)
     out["elapsed_s"] = time.monotonic() - begun
@@ -1125,7 +1133,12 @@ def main() -> int:
     parser.add_argument("--joins", type=int, default=6, help="viewers joining per path")
     parser.add_argument("--sends", type=int, default=200, help="chat.send per store repetition")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    parser.add_argument(
+        "--handshakes", type=int, default=0, help="handshake_concurrency of the workers"
+    )
     args = parser.parse_args()
+    if args.handshakes:
+        HANDSHAKES.append(args.handshakes)
     if args.quick:
         args.reps, args.seconds, args.latency_seconds = 1, 2.0, 3.0
         args.room, args.storm, args.sends, args.joins = 100, 200, 60, 2

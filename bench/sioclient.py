@@ -31,6 +31,15 @@ class SioError(Exception):
     pass
 
 
+class Busy(SioError):
+    """The server refused the new connection for now (HTTP 503): try again after
+    ``retry_after_s`` (its Retry-After header; 1 s without one)."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"server busy: try again in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
 class SioConnection:
     """One Socket.IO connection. ``on_event`` gets every raw ``42[...]`` frame (a str)."""
 
@@ -58,13 +67,18 @@ class SioConnection:
 
     async def connect(self, timeout: float = 15.0) -> None:
         async with asyncio.timeout(timeout):
-            self.ws = await self.session.ws_connect(
-                self.url,
-                compress=15 if self.compress else 0,
-                max_msg_size=0,
-                autoping=True,
-                heartbeat=None,
-            )
+            try:
+                self.ws = await self.session.ws_connect(
+                    self.url,
+                    compress=15 if self.compress else 0,
+                    max_msg_size=0,
+                    autoping=True,
+                    heartbeat=None,
+                )
+            except aiohttp.WSServerHandshakeError as exc:
+                if exc.status != 503:
+                    raise
+                raise Busy(_retry_after(exc.headers)) from None
             self.deflate = int(self.ws.compress or 0)
             opened = await self.ws.receive()
             if opened.type != aiohttp.WSMsgType.TEXT or not str(opened.data).startswith("0"):
@@ -143,6 +157,13 @@ class SioConnection:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
+
+
+def _retry_after(headers: Any) -> float:
+    try:
+        return max(0.0, float((headers or {}).get("Retry-After", "1")))
+    except ValueError:
+        return 1.0
 
 
 def _fail(fut: asyncio.Future[Any], task: asyncio.Future[Any]) -> None:

@@ -5,9 +5,11 @@ below the cursor dropped, a gap answered by a ``sync`` with the cursors (the gap
 back in its ack), ``resync`` answered by a ``sync``, and after its connection is lost a
 reconnection (to the next address it was given, as a load balancer would route it away from a
 dead node) after a randomized delay like the web app's (0.5 s ± 40 %, doubling up to 4 s), then
-a ``sync`` with its cursors. Every ``chat.message`` it applies is counted by ``client_id``, so
-the benchmark can tell lost messages (never applied) from duplicated ones (applied twice: stored
-twice under two numbers).
+a ``sync`` with its cursors. A server busy with other new connections (HTTP 503, Retry-After)
+or whose database is busy (``unavailable`` with ``retry_after_s``) is asked again after the
+wait it named, times a random factor of 0.5 to 1.5. Every ``chat.message`` it applies is
+counted by ``client_id``, so the benchmark can tell lost messages (never applied) from
+duplicated ones (applied twice: stored twice under two numbers).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections import Counter
 from typing import Any
 
 import aiohttp
-from sioclient import SioConnection
+from sioclient import Busy, SioConnection
 
 FIRST_DELAY_S = 0.5
 MAX_DELAY_S = 4.0
@@ -41,6 +43,8 @@ class Follower:
         self.reconnects = 0
         self.timing = (0.0, 0.0)  # the last connection: seconds to connect, then to sync
         self.failed_attempts = 0
+        self.busy_refusals = 0  # connects refused with 503 (admission control), then retried
+        self.busy_syncs = 0  # syncs answered unavailable (busy), then retried
         self.last_error = ""
         self.synced_at = 0.0  # monotonic time of the last catch-up sync completed
         self.lost_at = 0.0
@@ -54,16 +58,22 @@ class Follower:
     async def start(self, attempts: int = 4) -> None:
         """Connect to the first address and sync (tried again after a pause when refused, as
         a client does); then keep the connection up."""
-        for n in range(attempts):
+        n = 0
+        while True:
             try:
                 await self._connect(self.urls[0])
                 break
+            except Busy as exc:  # not a failed attempt: asked to come back later
+                self.busy_refusals += 1
+                await asyncio.sleep(exc.retry_after_s * random.uniform(0.5, 1.5))
+                continue
             except Exception as exc:
                 self.failed_attempts += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"[:200]
                 if n == attempts - 1:
                     raise
                 await asyncio.sleep(1.0 + n)
+                n += 1
         self._runner = asyncio.get_running_loop().create_task(self._keep_up())
 
     async def _connect(self, url: str) -> None:
@@ -88,15 +98,26 @@ class Follower:
                 return
             self.lost_at = time.monotonic()
             delay = FIRST_DELAY_S
+            wait = delay * random.uniform(1 - RANDOMIZATION, 1 + RANDOMIZATION)
+            same = False
             while not self.closing:
-                await asyncio.sleep(delay * random.uniform(1 - RANDOMIZATION, 1 + RANDOMIZATION))
-                self.url_index = (self.url_index + 1) % len(self.urls)
+                await asyncio.sleep(wait)
+                if not same:
+                    self.url_index = (self.url_index + 1) % len(self.urls)
                 try:
                     await self._connect(self.urls[self.url_index])
+                except Busy as exc:
+                    # The same address again, after the wait it asked for, with jitter.
+                    self.busy_refusals += 1
+                    self.last_error = f"{type(exc).__name__}: {exc}"[:200]
+                    wait, same = exc.retry_after_s * random.uniform(0.5, 1.5), True
+                    continue
                 except Exception as exc:
                     self.failed_attempts += 1
                     self.last_error = f"{type(exc).__name__}: {exc}"[:200]
                     delay = min(delay * 2, MAX_DELAY_S)
+                    wait = delay * random.uniform(1 - RANDOMIZATION, 1 + RANDOMIZATION)
+                    same = False
                     continue
                 self.reconnects += 1
                 break
@@ -151,7 +172,12 @@ class Follower:
             assert self.conn is not None
             ack = await self.conn.call("sync", {"cursors": self.cursors}, timeout=60)
             if not isinstance(ack, dict) or not ack.get("ok"):
-                raise RuntimeError(f"sync refused: {ack!r:.200}")
+                wait = _retry_after(ack)
+                if wait is None or self.busy_syncs > 20:
+                    raise RuntimeError(f"sync refused: {ack!r:.200}")
+                self.busy_syncs += 1
+                await asyncio.sleep(wait * random.uniform(0.5, 1.5))
+                continue
             for ev in ack["events"]:
                 self._apply(ev)
             for st in ack["streams"]:
@@ -161,6 +187,16 @@ class Follower:
                 break
         self.ahead.clear()
         self.synced_at = time.monotonic()
+
+
+def _retry_after(ack: Any) -> float | None:
+    """The wait an ``unavailable`` answer asks for (``retry_after_s``), else None."""
+    if not isinstance(ack, dict):
+        return None
+    error = ack.get("error") or {}
+    if error.get("code") != "unavailable":
+        return None
+    return float((error.get("details") or {}).get("retry_after_s", 2))
 
 
 def check(followers: list[Follower], acked: list[str]) -> dict[str, Any]:
@@ -203,6 +239,8 @@ def stats(followers: list[Follower], since: float) -> dict[str, Any]:
         "connect_s": sorted(f.timing[0] for f in followers)[:: max(1, len(followers) // 5)],
         "sync_s": sorted(f.timing[1] for f in followers)[:: max(1, len(followers) // 5)],
         "failed_attempts": sum(f.failed_attempts for f in followers),
+        "busy_refusals": sum(f.busy_refusals for f in followers),
+        "busy_syncs": sum(f.busy_syncs for f in followers),
         "last_error": errors[-1] if errors else None,
         "followers": len(followers),
         "connected": len(up),

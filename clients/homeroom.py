@@ -8,6 +8,7 @@ so that a resend after a lost acknowledgement never makes a duplicate.
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine
@@ -31,6 +32,15 @@ class RequestError(Exception):
 
 # A sync the server could not answer (``unavailable``) is tried again after this long.
 SYNC_RETRY_S = 2.0
+
+
+def retry_delay_s(details: dict[str, Any] | None) -> float:
+    """How long to wait before trying again: the server's ``retry_after_s`` if it gave one
+    (``SYNC_RETRY_S`` otherwise), times a random factor of 0.5 to 1.5 so that the clients of a
+    reconnection storm do not all come back at once."""
+    asked = (details or {}).get("retry_after_s")
+    base = float(asked) if isinstance(asked, int | float) and asked > 0 else SYNC_RETRY_S
+    return base * random.uniform(0.5, 1.5)
 
 
 class HomeroomClient:
@@ -149,8 +159,9 @@ class HomeroomClient:
 
     async def _quiet_sync(self) -> None:
         """A sync nobody waits for (after a reconnect or a ``resync``); while the server
-        cannot answer it (``unavailable``: restarting, its database unreachable) it is tried
-        again every 2 s as long as the connection is up, as the web app does."""
+        cannot answer it (``unavailable``: restarting, its database unreachable or busy) it is
+        tried again after the ``retry_after_s`` the server asked for (2 s without one), with
+        jitter, as long as the connection is up, as the web app does."""
         while True:
             try:
                 await self.sync()
@@ -158,9 +169,10 @@ class HomeroomClient:
             except RequestError as err:
                 if err.code != "unavailable":
                     return
+                wait = retry_delay_s(err.details)
             except Exception:
                 return
-            await asyncio.sleep(SYNC_RETRY_S)
+            await asyncio.sleep(wait)
             if not self.sio.connected:
                 return
 

@@ -29,7 +29,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from clients.homeroom import HomeroomClient, RequestError
+from clients.homeroom import HomeroomClient, RequestError, retry_delay_s
 from clients.simulcast import EncodedLayerTrack, SimulcastCamera
 from media.internals import route_keyframe_requests
 
@@ -162,10 +162,12 @@ class LiveParticipant:
                     await self.join()
                     break
                 except RequestError as exc:
-                    # The session's new node may not be known everywhere yet: try again.
+                    # The session's new node may not be known everywhere yet: try again
+                    # (after the wait a busy server asks for, with jitter, when it names one).
                     if exc.code not in ("unavailable", "not_found") or attempt == 19:
                         raise
-                    await asyncio.sleep(0.25)
+                    busy = "retry_after_s" in exc.details
+                    await asyncio.sleep(retry_delay_s(exc.details) if busy else 0.25)
             if self.published:
                 await self.publish(dict(self.published), dict(self.published_layers))
             if self.subscribed:

@@ -33,7 +33,8 @@ from realtime.metrics import Metrics
 from realtime.push.dispatcher import PushDispatcher
 from realtime.push.vapid import VapidKey
 from realtime.store import open_store
-from realtime.transport import headers
+from realtime.transport import admission, headers
+from realtime.transport.admission import handshake_gate
 from realtime.transport.clientaddr import ClientAddresses
 from realtime.transport.rest import (
     ADDRESSES,
@@ -103,6 +104,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         settings.database_url,
         sqlite_synchronous=settings.sqlite_synchronous,
         statement_timeout_s=settings.database_statement_timeout_s,
+        queue=settings.database_queue,
+        queue_wait_s=settings.database_queue_wait_s,
     )
     bus = make_bus(settings.redis_url, settings.bus_channel, settings.node)
     tokens = TokenIssuer(settings.signing_keys, settings.secret_key_id, settings.access_token_ttl_s)
@@ -124,8 +127,16 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         logger=False,
         engineio_logger=False,
     )
-    app = web.Application(middlewares=[errors_middleware], client_max_size=4 * 1024 * 1024)
+    # New connections are admitted a bounded number at a time (a reconnection storm).
+    handshakes = handshake_gate(
+        settings.handshake_concurrency, settings.handshake_queue, settings.handshake_wait_s
+    )
+    app = web.Application(
+        middlewares=[errors_middleware, admission.middleware(handshakes)],
+        client_max_size=4 * 1024 * 1024,
+    )
     app[HUB] = hub
+    app[admission.HANDSHAKES] = handshakes
     app[METRICS] = metrics
     app[ADDRESSES] = ClientAddresses(settings.trusted_proxies)
     metrics.watch_signin(hub.signin)
@@ -154,6 +165,12 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
     metrics.watch_nodes(watch)
     metrics.watch_bus(bus.health)
     metrics.watch_store(store.health)
+    metrics.watch_gate("homeroom_handshakes", "New connections in their handshake", handshakes)
+    metrics.watch_gate("homeroom_syncs", "Catch-ups (sync)", gateway.syncs)
+    if store.gate is not None:
+        metrics.watch_gate(
+            "homeroom_store_pool", "Transactions and reads holding or awaiting", store.gate
+        )
     metrics.watch_media(lambda: {sid: rt.stats() for sid, rt in live.runtimes.items()})
     sio.attach(app, socketio_path="socket.io")
     add_routes(app)
@@ -177,7 +194,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         await bus.start(gateway.on_bus)
         if follower is not None:
             follower.start()
-        await live.recover()
+        # With other nodes (Redis), what this node ran before a crash moves rather than ends.
+        await live.recover(move=bool(settings.redis_url))
         # Announced before the node serves (the others must never take its sessions for lost).
         await watch.start()
         if settings.media_warm_start:

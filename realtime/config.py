@@ -37,6 +37,11 @@ class Settings:
     # ``unavailable`` (a network that drops packets would otherwise hold it for minutes); it
     # also bounds the longest statement (exports, sweeps). 0: no limit.
     database_statement_timeout_s: float = 10.0
+    # PostgreSQL: when all 20 pooled connections are in use, at most this many transactions
+    # and reads wait for one, each at most database_queue_wait_s; the others answer
+    # ``unavailable`` (reason ``database_busy``) at once.
+    database_queue: int = 256
+    database_queue_wait_s: float = 5.0
     redis_url: str = ""
     # The Redis channel the nodes of one deployment share (two deployments on one Redis: two).
     bus_channel: str = "homeroom"
@@ -85,6 +90,19 @@ class Settings:
     # a beat), and its viewers playing again within 5 s.
     node_heartbeat_s: float = 0.5
     node_ttl_s: float = 2.5
+    # A node whose event loop has not run for this long stops announcing itself (the heartbeat
+    # runs on a thread of its own, so a loop merely slowed by a storm stays announced).
+    node_stall_s: float = 30.0
+    # Admission control (realtime/transport/admission.py): at most this many new connections in
+    # their handshake at once (connect to first answered request); this many more wait their
+    # turn, each at most handshake_wait_s; the others are refused at once with 503 and
+    # Retry-After (``unavailable``, ``server_busy``).
+    handshake_concurrency: int = 32
+    handshake_queue: int = 1024
+    handshake_wait_s: float = 10.0
+    # Catch-ups (``sync``) in progress at once; the same queue and wait as handshakes, then
+    # ``unavailable`` (``server_busy``) with ``retry_after_s``.
+    sync_concurrency: int = 16
     # A live-session request carried to the session's node (another node) is answered
     # ``unavailable`` when that node has not answered within this long.
     node_request_timeout_s: float = 10.0
@@ -236,6 +254,17 @@ class Settings:
                 "node_heartbeat_s must be positive and shorter than node_ttl_s "
                 "(a node must announce itself before its announcement expires)"
             )
+        if self.node_stall_s <= self.node_ttl_s:
+            raise ConfigError("node_stall_s must be longer than node_ttl_s")
+        if min(self.handshake_concurrency, self.sync_concurrency) < 1 or self.handshake_queue < 0:
+            raise ConfigError(
+                "handshake_concurrency and sync_concurrency must be at least 1, "
+                "handshake_queue 0 or more"
+            )
+        if self.handshake_wait_s <= 0 or self.database_queue_wait_s <= 0:
+            raise ConfigError("handshake_wait_s and database_queue_wait_s must be positive")
+        if self.database_queue < 0:
+            raise ConfigError("database_queue must be 0 or more")
         if self.drain_timeout_s < 0:
             raise ConfigError("drain_timeout_s must be zero (no moving) or positive")
         if self.node_request_timeout_s <= 0:

@@ -52,8 +52,10 @@ REASONS: dict[str, frozenset[str]] = {
     "rate_limited": frozenset(
         {"reminder_cooldown", "sign_in_throttled", "too_many_requests", "server_busy"}
     ),
-    # The database cannot be reached (realtime/store/outage.py); ``retry_after_s`` too.
-    "unavailable": frozenset({"database_unreachable"}),
+    # The database cannot be reached, or all its pooled connections stayed busy
+    # (realtime/store/outage.py); this node is busy with other new connections
+    # (realtime/transport/admission.py). ``retry_after_s`` too.
+    "unavailable": frozenset({"database_unreachable", "database_busy", "server_busy"}),
 }
 
 

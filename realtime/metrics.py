@@ -141,10 +141,43 @@ class StoreCollector(Collector):
                 "Store transactions and reads that could not reach the database (requests "
                 "answered unavailable, background work, health checks)",
             ),
+            (
+                "busy",
+                h.busy,
+                "Store transactions and reads refused because every pooled connection stayed "
+                "busy (answered unavailable, reason database_busy; the database answers)",
+            ),
         ):
             family = CounterMetricFamily(f"homeroom_store_{name}", doc)
             family.add_metric([], value)
             yield family
+
+
+class GateCollector(Collector):
+    """A gate's places and queue (realtime/gate.py), on scrape: ``prefix`` names whose."""
+
+    def __init__(self, prefix: str, what: str, gate: Any) -> None:
+        self.prefix = prefix
+        self.what = what
+        self.gate = gate
+
+    def collect(self) -> Iterator[Metric]:
+        g, p, w = self.gate, self.prefix, self.what
+        for name, value, doc in (
+            ("in_progress", g.in_progress, f"{w} in progress (at most {g.limit})"),
+            ("waiting", g.waiting, f"{w} waiting their turn (at most {g.queue})"),
+        ):
+            gauge = GaugeMetricFamily(f"{p}_{name}", doc)
+            gauge.add_metric([], value)
+            yield gauge
+        for name, value, doc in (
+            ("admitted", g.admitted, f"{w} let in, at once or after waiting"),
+            ("queued", g.queued, f"{w} that had to wait their turn"),
+            ("refused", g.refused, f"{w} refused (unavailable, with Retry-After)"),
+        ):
+            counter = CounterMetricFamily(f"{p}_{name}", doc)
+            counter.add_metric([], value)
+            yield counter
 
 
 class FollowerCollector(Collector):
@@ -212,8 +245,19 @@ class NodeCollector(Collector):
         draining.add_metric([], 1 if w.live.draining else 0)
         yield draining
         calls = w.live.calls
+        beacon = w.beacon
         for name, value, doc in (
-            ("heartbeat_failures", w.failures, "Heartbeats that could not reach the registry"),
+            (
+                "heartbeat_failures",
+                w.failures + (beacon.failures if beacon is not None else 0),
+                "Heartbeats (reads, and announcements of the beacon's thread) that could not "
+                "reach the registry",
+            ),
+            (
+                "announce_stalled",
+                beacon.stalled if beacon is not None else 0,
+                "Announcements skipped because the event loop had not run for node_stall_s",
+            ),
             ("sessions_taken_over", w.sessions_taken_over, "Sessions of lost nodes moved here"),
             ("calls", calls.made, "Live-session requests carried to another node"),
             ("calls_unanswered", calls.unanswered, "Of those, answered unavailable"),
@@ -272,6 +316,9 @@ class Metrics:
 
     def watch_store(self, health: Any) -> None:
         self.registry.register(StoreCollector(health))
+
+    def watch_gate(self, prefix: str, what: str, gate: Any) -> None:
+        self.registry.register(GateCollector(prefix, what, gate))
 
     def watch_follower(self, positions: Any, follower: Any) -> None:
         self.registry.register(FollowerCollector(positions, follower))

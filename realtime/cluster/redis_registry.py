@@ -2,12 +2,15 @@
 
 In Redis each node is one key, ``<bus_channel>:node:<name>``, holding its msgpack announcement
 (realtime/cluster/registry.py) with an expiry of ``node_ttl_s``: a node that stops announcing
-(killed, frozen, cut off) disappears by itself. Reading the registry is a SCAN of those keys and
-one MGET. A node that stops cleanly deletes its key, so the others see it go at once.
+(killed, hung, cut off) disappears by itself. The announcement is written by a thread of the
+node's own (realtime/cluster/beacon.py), so a node whose loop is merely busy stays announced.
+Reading the registry is a SCAN of those keys and one MGET. A node that stops cleanly deletes
+its key, so the others see it go at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import Protocol
@@ -17,6 +20,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from realtime.cluster.beacon import Beacon
 from realtime.cluster.registry import NodeInfo, decode, encode
 
 log = logging.getLogger(__name__)
@@ -34,6 +38,10 @@ class Registry(Protocol):
     async def nodes(self) -> list[NodeInfo]: ...
 
     async def withdraw(self, name: str) -> None: ...
+
+    def beacon(self, name: str, ttl_s: float, interval_s: float, stall_s: float) -> Beacon | None:
+        """A thread that keeps announcing ``name`` (realtime/cluster/beacon.py), if shared."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -55,6 +63,9 @@ class LocalRegistry:
     async def withdraw(self, name: str) -> None:
         self._me = None
 
+    def beacon(self, name: str, ttl_s: float, interval_s: float, stall_s: float) -> Beacon | None:
+        return None  # alone: nobody else could take this node for lost
+
     async def close(self) -> None:
         return None
 
@@ -63,6 +74,7 @@ class RedisRegistry:
     shared = True
 
     def __init__(self, url: str, channel: str) -> None:
+        self._url = url
         self._redis = aioredis.from_url(
             url,
             retry=Retry(NoBackoff(), 0),
@@ -90,6 +102,16 @@ class RedisRegistry:
 
     async def withdraw(self, name: str) -> None:
         await self._redis.delete(self._prefix + name)
+
+    def beacon(self, name: str, ttl_s: float, interval_s: float, stall_s: float) -> Beacon:
+        return Beacon(
+            self._url,
+            self._prefix + name,
+            ttl_s=ttl_s,
+            interval_s=interval_s,
+            stall_s=stall_s,
+            loop=asyncio.get_running_loop(),
+        )
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

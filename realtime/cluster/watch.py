@@ -13,6 +13,10 @@ itself (:meth:`NodeWatch.drain`) and takes none.
 
 While the registry cannot be read (Redis down) nobody is declared lost: the heartbeat logs,
 counts and tries again on the next beat.
+
+With Redis the announcement itself is written by a thread of its own (realtime/cluster/beacon.py)
+from the latest reading of each beat, so a node whose loop is late (a storm of connections) is
+not taken for lost; only a loop stuck for ``node_stall_s`` stops it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import time
 from typing import TYPE_CHECKING
 
 from realtime.actions import live as actions
+from realtime.cluster.beacon import Beacon
 from realtime.cluster.redis_registry import Registry
 from realtime.cluster.registry import Membership, NodeInfo, cpu_fraction, orphaned
 
@@ -49,6 +54,7 @@ class NodeWatch:
         self.sessions_taken_over = 0
         self._cpu = (time.process_time(), time.monotonic())
         self._task: asyncio.Task[None] | None = None
+        self.beacon: Beacon | None = None
         # Placement reads who is alive, with what load, from here.
         live.membership = self.membership
 
@@ -79,6 +85,15 @@ class NodeWatch:
 
     async def start(self) -> None:
         await self.beat()  # announced before the node serves, so the others never miss it
+        s = self.hub.settings
+        # From now on the announcement is written by a thread of its own (cluster/beacon.py):
+        # a loop slowed by a storm of connections does not make the node look lost.
+        self.beacon = self.registry.beacon(
+            self.name, s.node_ttl_s, s.node_heartbeat_s, s.node_stall_s
+        )
+        if self.beacon is not None:
+            # It writes from the next beat's reading on (the first one is in the registry).
+            self.beacon.start()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="node-watch")
 
     async def _run(self) -> None:
@@ -94,7 +109,11 @@ class NodeWatch:
         mine = dict(self.live.runtimes)
         shared = self.registry.shared
         try:
-            await self.registry.announce(self.info(), self.hub.settings.node_ttl_s)
+            if self.beacon is not None:
+                # Written by the beacon's thread; at once when draining (no placement here).
+                self.beacon.update(self.info(), now=self.live.draining)
+            else:
+                await self.registry.announce(self.info(), self.hub.settings.node_ttl_s)
             # Alone (no Redis), nobody else ends this node's sessions: nothing to read.
             running = await actions.running_nodes(self.hub) if shared else {}
             change = self.membership.observe(await self.registry.nodes())
@@ -149,6 +168,9 @@ class NodeWatch:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.beacon is not None:
+            # Stopped before the key is withdrawn, or it would write it again.
+            await asyncio.to_thread(self.beacon.stop)
         with contextlib.suppress(Exception):
             await self.registry.withdraw(self.name)
         await self.registry.close()

@@ -543,15 +543,24 @@ class LiveService:
             self.runtimes.pop(session.id, None)
             self.connections.pop(session.id, None)
 
-    async def recover(self) -> int:
-        """End the sessions this node was running when it stopped: their state died with it.
+    async def recover(self, *, move: bool = False) -> int:
+        """The sessions this node was running when it stopped (killed): their state died with it.
 
-        Their unanswered questions move to the class boards and members are told, exactly as
-        when a host ends a session.
+        Alone (``move`` false), they end: their unanswered questions move to the class boards
+        and members are told, exactly as when a host ends a session. With other nodes
+        (``move``: a shared registry), they move instead, as when another node finds this one
+        lost: a worker restarted by its supervisor faster than the others notice it gone
+        (``node_ttl_s`` plus a beat; its name announced again before it ever expired) would
+        otherwise end lessons that are meant to go on. They move here (this node is fresh), by
+        the same conditional UPDATE, so a node that noticed first and moved one keeps it; members
+        are told by ``session.moved`` and join again.
         """
         sessions = await actions.running_on(self.hub, self.node)
         for session in sessions:
-            await self.finish(self._run(session), "server_restart")
+            if move:
+                await self.adopt(session.id, self.node, "node_lost")
+            else:
+                await self.finish(self._run(session), "server_restart")
         return len(sessions)
 
     def _ensure_idle_watch(self) -> None:

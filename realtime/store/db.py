@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -28,14 +29,28 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import StaticPool
 
 from realtime import jsoncodec
+from realtime.errors import HomeroomError
+from realtime.gate import Full, Gate
 from realtime.store.groupcommit import GroupCommit
-from realtime.store.outage import StoreHealth, store_unavailable, unreachable
+from realtime.store.outage import (
+    StoreHealth,
+    pool_exhausted,
+    store_busy,
+    store_unavailable,
+    unreachable,
+)
 from realtime.store.prepared import Prepared
 from realtime.store.schema import events, streams
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # PostgreSQL: how long opening a connection may take before the request answers ``unavailable``.
 CONNECT_TIMEOUT_S = 5.0
+# PostgreSQL: connections kept open, and opened beyond those when all are busy.
+POOL_SIZE = 10
+POOL_OVERFLOW = 10
+# Whether this task already holds a place of the store's gate (a read inside a transaction,
+# say): it does not queue for a second one behind others that wait for its first.
+_IN_STORE: ContextVar[bool] = ContextVar("in_store", default=False)
 
 
 def async_url(url: str) -> str:
@@ -182,8 +197,13 @@ class Store:
         sync_engine: Engine | None = None,
         checkpointer: Checkpointer | None = None,
         statement_timeout_s: float = 0.0,
+        gate: Gate | None = None,
     ) -> None:
         self.engine = engine
+        # PostgreSQL: transactions and reads waiting for a pooled connection, bounded
+        # (``database_queue``); beyond it, or waiting too long, ``unavailable`` with the
+        # reason ``database_busy`` (the database is there, its connections are all in use).
+        self.gate = gate
         self.statement_timeout_s = statement_timeout_s
         self.sync_engine = sync_engine
         self.checkpointer = checkpointer
@@ -252,14 +272,14 @@ class Store:
                 yield tx
         else:
             assert self.engine is not None
-            try:
-                async with self.engine.begin() as aconn:
-                    tx = PooledConnection(aconn)
-                    yield tx
-            except Exception as exc:
-                if self._unreachable(exc):
-                    raise store_unavailable() from exc
-                raise
+            async with self._pooled():
+                try:
+                    async with self.engine.begin() as aconn:
+                        tx = PooledConnection(aconn)
+                        yield tx
+                except Exception as exc:
+                    self._refusal(exc)
+                    raise
             if not self.health.up:
                 self.health.answered()
         # On SQLite the group commit returns once the batch holding this transaction is on
@@ -275,29 +295,53 @@ class Store:
                 yield SyncConnection(conn)
             return
         assert self.engine is not None
-        try:
-            async with self.engine.connect() as aconn:
-                yield PooledConnection(aconn)
-        except Exception as exc:
-            if self._unreachable(exc):
-                raise store_unavailable() from exc
-            raise
+        async with self._pooled():
+            try:
+                async with self.engine.connect() as aconn:
+                    yield PooledConnection(aconn)
+            except Exception as exc:
+                self._refusal(exc)
+                raise
         if not self.health.up:
             self.health.answered()
 
-    def _unreachable(self, exc: Exception) -> bool:
-        """Whether an error of a transaction or read means the database could not be reached
-        (store/outage.py); counted for /healthz and /metrics."""
-        if not unreachable(exc):
-            return False
-        self.health.failed()
-        return True
+    @asynccontextmanager
+    async def _pooled(self) -> AsyncIterator[None]:
+        """A place among the pool's connections, waiting in turn (PostgreSQL)."""
+        if self.gate is None or _IN_STORE.get():
+            yield
+            return
+        try:
+            ticket = await self.gate.enter()
+        except Full as full:
+            self.health.busy += 1
+            raise store_busy(full.retry_after_s) from None
+        token = _IN_STORE.set(True)
+        try:
+            yield
+        finally:
+            _IN_STORE.reset(token)
+            ticket.release()
+
+    def _refusal(self, exc: Exception) -> None:
+        """Raise the answer for an error of a transaction or read that means the database
+        could not be reached (counted for /healthz and /metrics), or that every pooled
+        connection stayed busy (it is there: not counted as down); otherwise return."""
+        if pool_exhausted(exc):
+            self.health.busy += 1
+            raise store_busy() from exc
+        if unreachable(exc):
+            self.health.failed()
+            raise store_unavailable() from exc
 
     async def ping(self) -> bool:
+        """Whether the database answers (busy counts as answering: it is there)."""
         try:
             async with self.read() as conn:
                 await conn.execute(text("SELECT 1"))
             return True
+        except HomeroomError as exc:
+            return exc.details.get("reason") == "database_busy"
         except Exception:
             return False
 
@@ -508,10 +552,17 @@ def _sqlite_begin(conn: Connection) -> None:
 
 
 def open_store(
-    url: str, *, sqlite_synchronous: str = "full", statement_timeout_s: float = 0.0
+    url: str,
+    *,
+    sqlite_synchronous: str = "full",
+    statement_timeout_s: float = 0.0,
+    queue: int = 256,
+    queue_wait_s: float = 5.0,
 ) -> Store:
     """The store of ``url``. PostgreSQL: a statement that has no answer after
-    ``statement_timeout_s`` (0: no limit) fails, and its request answers ``unavailable``."""
+    ``statement_timeout_s`` (0: no limit) fails, and its request answers ``unavailable``; at
+    most ``queue`` transactions and reads wait for one of the pool's connections, each at most
+    ``queue_wait_s``, the others answer ``unavailable`` (``database_busy``) at once."""
     if url.startswith("sqlite"):
         sync_url = "sqlite:///" + url.split(":///", 1)[1]
         path = sync_url.split(":///", 1)[1]
@@ -535,8 +586,8 @@ def open_store(
     return Store(
         create_async_engine(
             async_url(url),
-            pool_size=10,
-            max_overflow=10,
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_OVERFLOW,
             # asyncpg waits 60 s for a connection by default: a request would hang that long
             # while the database is unreachable, instead of answering ``unavailable``.
             connect_args={
@@ -549,4 +600,5 @@ def open_store(
             json_deserializer=jsoncodec.loads,
         ),
         statement_timeout_s=statement_timeout_s,
+        gate=Gate(POOL_SIZE + POOL_OVERFLOW, queue, queue_wait_s),
     )

@@ -1,4 +1,4 @@
-"""The database unreachable: which errors mean it, and what the client is told.
+"""The database unreachable, or busy: which errors mean it, and what the client is told.
 
 When PostgreSQL cannot be reached (stopped, restarting, the network cut), every request that
 needs it answers ``unavailable`` (HTTP 503) with a clear message, never ``internal``: nothing was
@@ -9,6 +9,11 @@ answered ``unavailable`` though it may have committed; clients resend with the s
 
 SQLAlchemy invalidates its whole pool at the first disconnect it sees, so once the database
 answers again new connections are made and service resumes by itself.
+
+A database that answers but whose pooled connections are all in use (a burst of requests) is
+not down: the request waits its turn (realtime/store/db.py, a bounded queue) and, beyond the
+queue or its wait, answers ``unavailable`` with the reason ``database_busy``; ``/healthz`` still
+says the store is up.
 """
 
 from __future__ import annotations
@@ -35,9 +40,12 @@ def unreachable(exc: BaseException) -> bool:
         orig = exc.orig
         inner = getattr(orig, "__cause__", None) or orig
         return orig is not None and (_asyncpg_unreachable(orig) or _asyncpg_unreachable(inner))
-    if isinstance(exc, sa.TimeoutError):  # no pooled connection came free in time
-        return True
     return _asyncpg_unreachable(exc)
+
+
+def pool_exhausted(exc: BaseException) -> bool:
+    """True when no pooled connection came free in time: the database is there, busy."""
+    return isinstance(exc, sa.TimeoutError)
 
 
 def _asyncpg_unreachable(exc: BaseException | None) -> bool:
@@ -70,6 +78,15 @@ def store_unavailable() -> HomeroomError:
     )
 
 
+def store_busy(retry_after_s: int = RETRY_AFTER_S) -> HomeroomError:
+    return HomeroomError(
+        "unavailable",
+        "the database is busy with other requests; nothing was changed, try again shortly",
+        reason="database_busy",
+        retry_after_s=retry_after_s,
+    )
+
+
 @dataclass
 class StoreHealth:
     """What /healthz and /metrics say about the database, from the requests themselves."""
@@ -78,6 +95,9 @@ class StoreHealth:
     outages: int = 0  # times requests found it unreachable after it had answered
     refused: int = 0  # transactions and reads that could not reach it (requests, background)
     down_since: float | None = None  # time.time() of the first failure of this outage
+    # Transactions and reads refused because every pooled connection stayed busy (the
+    # database answers: not an outage).
+    busy: int = 0
 
     def failed(self) -> None:
         self.refused += 1

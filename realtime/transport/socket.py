@@ -31,8 +31,10 @@ from realtime.bus import BusHandler
 from realtime.cluster.positions import StreamPositions
 from realtime.domain.streams import room_name
 from realtime.errors import HomeroomError, bad_request
+from realtime.gate import Full, Gate
 from realtime.hub import Hub
 from realtime.metrics import Metrics
+from realtime.transport.admission import Busy, ticket_of
 from realtime.transport.fanout import Fanout, HistoryFloors
 from realtime.transport.sio_internals import SocketServer
 from realtime.transport.sio_internals.packets import Unreadable
@@ -124,6 +126,10 @@ class Gateway:
         # When the last client request arrived (time.monotonic): the garbage collector's
         # maintenance waits for a quiet moment (realtime/collector.py).
         self.last_event_at = time.monotonic()
+        # Catch-ups (``sync``) in progress at once on this node, the rest waiting their turn
+        # (a storm of reconnections: each reads the store for every stream followed).
+        s = hub.settings
+        self.syncs = Gate(s.sync_concurrency, s.handshake_queue, s.handshake_wait_s)
         sio.on("connect", self.on_connect)
         sio.on("disconnect", self.on_disconnect)
         sio.on("*", self.on_event)
@@ -132,9 +138,12 @@ class Gateway:
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
+        ticket = ticket_of(environ)
         try:
             identity = self.hub.tokens.verify(token)
         except HomeroomError as exc:
+            if ticket is not None:
+                ticket.release()
             self.metrics.errors.labels(exc.code).inc()
             # Two arguments: the client's connect_error gets {"message", "data": {code, message}}
             # (err.message / err.data in socket.io-client). One dict argument would arrive as
@@ -142,6 +151,8 @@ class Gateway:
             raise socketio.exceptions.ConnectionRefusedError(
                 exc.message, exc.to_ack()["error"]
             ) from None
+        if ticket is not None:
+            ticket.release()  # its handshake is over: the next one may start
         self.identities[sid] = identity
         self.rooms[sid] = set()
         self.sids_by_user.setdefault(identity.user_id, set()).add(sid)
@@ -217,6 +228,14 @@ class Gateway:
         counter.inc()
 
     async def sync(self, sid: str, identity: Identity, req: schemas.Sync) -> dict[str, Any]:
+        try:
+            ticket = await self.syncs.enter()
+        except Full as full:
+            raise Busy(full.retry_after_s) from None
+        async with ticket:
+            return await self._sync(sid, identity, req)
+
+    async def _sync(self, sid: str, identity: Identity, req: schemas.Sync) -> dict[str, Any]:
         # Enter the rooms before reading: an event committed meanwhile arrives live or in the
         # read, maybe both; clients drop what they already have by (stream, seq).
         following = await sync.follows(self.hub, identity.user_id, list(req.cursors))

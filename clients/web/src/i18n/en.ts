@@ -55,6 +55,8 @@ const en: Messages = {
   "error.rate_limited.too_many_requests": (wait: string) => `Too many requests; try again in ${wait}`,
   "error.rate_limited.server_busy": (wait: string) => `The server is busy; try again in ${wait}`,
   "error.unavailable.database_unreachable": (wait: string) => `The school's database cannot be reached; nothing was saved. Try again in ${wait}`,
+  "error.unavailable.database_busy": (wait: string) => `The school's server is very busy right now; nothing was saved. Try again in ${wait}`,
+  "error.unavailable.server_busy": (wait: string) => `Many people are connecting at once; trying again in ${wait}`,
   "error.network": "The network request failed",
   "error.timeout": "The server did not answer in time",
   "error.offline": "Not connected to the server yet",

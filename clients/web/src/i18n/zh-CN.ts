@@ -51,6 +51,8 @@ const zhCN = {
   "error.rate_limited.too_many_requests": (wait: string) => `操作太频繁，请 ${wait}后再试`,
   "error.rate_limited.server_busy": (wait: string) => `服务器正忙，请 ${wait}后再试`,
   "error.unavailable.database_unreachable": (wait: string) => `学校的数据库暂时无法访问，本次操作未保存，请 ${wait}后再试`,
+  "error.unavailable.database_busy": (wait: string) => `学校的服务器此刻非常繁忙，本次操作未保存，请 ${wait}后再试`,
+  "error.unavailable.server_busy": (wait: string) => `很多人正在同时连接，将在 ${wait}后重试`,
   "error.network": "网络连接失败",
   "error.timeout": "服务器没有及时回应",
   "error.offline": "尚未连接到服务器",

@@ -4,6 +4,7 @@
 // handled. On every (re)connection the client sends `sync` with its cursors and gets every event
 // after them; live events at or below a cursor are dropped (already seen); a live event beyond
 // cursor+1 means something was missed: it is held back and a new sync fills the gap.
+import { ApiError } from "../api/errors";
 import type { Connection } from "../api/socket";
 import type { StreamEvent, SyncAck } from "../api/types";
 
@@ -62,13 +63,15 @@ export class StreamSync {
       this.again = false;
       try {
         await this.catchUp();
-      } catch {
-        // Not connected or no answer: the next connection syncs again; meanwhile retry soon.
+      } catch (err) {
+        // Not connected or no answer: the next connection syncs again; meanwhile retry soon,
+        // after the wait a busy server asks for (retry_after_s), spread by jitter so that the
+        // clients of a reconnection storm do not come back together.
         if (this.retryTimer) clearTimeout(this.retryTimer);
         this.retryTimer = setTimeout(() => {
           this.retryTimer = null;
           if (this.conn.connected) void this.sync();
-        }, 2000);
+        }, retryDelayMs(err));
         return;
       }
     } while (this.again);
@@ -147,4 +150,12 @@ export class StreamSync {
       this.accept(ev, "live");
     }
   }
+}
+
+/** How long to wait before syncing again: the server's ``retry_after_s`` when it gave one
+ * (2 s otherwise), times a random factor of 0.5 to 1.5. */
+export function retryDelayMs(err: unknown): number {
+  const asked = err instanceof ApiError ? Number(err.details.retry_after_s) : NaN;
+  const base = Number.isFinite(asked) && asked > 0 ? asked * 1000 : 2000;
+  return base * (0.5 + Math.random());
 }

@@ -1,0 +1,270 @@
+"""Admission control of new connections (realtime/transport/admission.py, realtime/gate.py).
+
+A real server with room for two handshakes at once: two raw Engine.IO sessions opened but not
+yet connected hold both places; a third new connection, over WebSocket or long-polling, is
+refused at once with 503, ``Retry-After`` and the stable body (``unavailable`` /
+``server_busy`` / ``retry_after_s``), while requests of sessions already open pass. Once one of
+the two has connected, a new connection gets in. With a queue, a newcomer waits its turn
+instead and gets in as soon as a place frees. Catch-ups (``sync``) have a gate of their own,
+refused ``server_busy`` beyond it. The gate's own rules (order, wait, refusal, cancellation,
+the rate behind Retry-After) are checked directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from realtime.app import GATEWAY
+from realtime.demo import DEMO_PASSWORD
+from realtime.gate import Full, Gate
+from realtime.transport.admission import HANDSHAKES
+from tests.conftest import Server, make_settings, start_server, stop_server
+
+pytestmark = pytest.mark.timeout(60)
+
+WS = "/socket.io/?EIO=4&transport=websocket"
+POLL = "/socket.io/?EIO=4&transport=polling"
+
+
+async def token(srv: Server, http: aiohttp.ClientSession, username: str) -> str:
+    async with http.post(
+        srv.url + "/api/v1/auth/login", json={"username": username, "password": DEMO_PASSWORD}
+    ) as r:
+        return str((await r.json())["access_token"])
+
+
+class Raw:
+    """One Socket.IO connection spoken by hand, so the test decides when each step goes."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+
+    @classmethod
+    async def open(cls, srv: Server, http: aiohttp.ClientSession) -> Raw:
+        """The Engine.IO session opened (upgraded, its open packet read), not connected."""
+        ws = await http.ws_connect(srv.url + WS)
+        opened = await ws.receive_str()
+        assert opened.startswith("0"), opened
+        return cls(ws)
+
+    @classmethod
+    async def connect(cls, srv: Server, http: aiohttp.ClientSession, tok: str) -> Raw:
+        raw = await cls.open(srv, http)
+        await raw.join(tok)
+        return raw
+
+    async def join(self, tok: str) -> None:
+        """The Socket.IO connect, with the token."""
+        await self.ws.send_str("40" + json.dumps({"token": tok}))
+        answer = await self.ws.receive_str()
+        assert answer.startswith("40"), answer
+
+    async def sync(self) -> dict[str, Any]:
+        await self.ws.send_str('421["sync",{"cursors":{}}]')
+        while True:
+            frame = await self.ws.receive_str()
+            if frame == "2":
+                await self.ws.send_str("3")
+            elif frame.startswith("431"):
+                return dict(json.loads(frame[3:])[0])
+
+
+async def refused(http: aiohttp.ClientSession, url: str) -> None:
+    """``url`` (a new session) is refused at once, with the stable body and Retry-After."""
+    async with http.get(url) as r:
+        assert r.status == 503
+        assert int(r.headers["Retry-After"]) >= 1
+        body = await r.json()
+    assert body["ok"] is False
+    assert body["error"]["code"] == "unavailable"
+    assert body["error"]["details"]["reason"] == "server_busy"
+    assert body["error"]["details"]["retry_after_s"] == int(r.headers["Retry-After"])
+
+
+@contextlib.asynccontextmanager
+async def node(
+    tmp_path: Path, **settings: Any
+) -> AsyncIterator[tuple[Server, Gate, aiohttp.ClientSession, str]]:
+    """A server with these admission settings, its gate, an HTTP session and a token."""
+    srv = await start_server(make_settings(tmp_path, **settings))
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield srv, srv.app[HANDSHAKES], http, await token(srv, http, "wanghao")
+    finally:
+        await stop_server(srv)
+
+
+async def test_new_connections_beyond_the_limit_are_refused_until_a_handshake_ends(
+    tmp_path: Path,
+) -> None:
+    settings = {"handshake_concurrency": 2, "handshake_queue": 0, "handshake_wait_s": 1}
+    async with node(tmp_path, **settings) as (srv, gate, http, tok):
+        first = await Raw.open(srv, http)
+        second = await Raw.open(srv, http)
+        assert gate.in_progress == 2
+
+        # A third new session, either transport: refused at once.
+        with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+            await http.ws_connect(srv.url + WS)
+        assert err.value.status == 503
+        await refused(http, srv.url + WS)
+        await refused(http, srv.url + POLL)
+        assert gate.refused == 3
+        # Other requests are not counted: REST, the health check.
+        async with http.get(srv.url + "/healthz") as r:
+            assert r.status == 200
+
+        # The first one connects: its handshake is over, its place goes to a newcomer.
+        await first.join(tok)
+        assert gate.in_progress == 1
+        third = await Raw.connect(srv, http, tok)
+        assert (await third.sync())["ok"] is True
+        # A connection that leaves before it connects gives its place back too.
+        await second.ws.close()
+        for _ in range(100):
+            if gate.in_progress == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert gate.in_progress == 0
+        assert (await first.sync())["ok"] is True
+        for raw in (first, third):
+            await raw.ws.close()
+
+
+async def test_a_long_poll_keeps_its_place_until_it_connects(tmp_path: Path) -> None:
+    srv = await start_server(make_settings(tmp_path, handshake_concurrency=1, handshake_queue=0))
+    try:
+        gate = srv.app[HANDSHAKES]
+        async with aiohttp.ClientSession() as http:
+            async with http.get(srv.url + POLL) as r:
+                assert r.status == 200
+                opened = await r.text()
+            sid = json.loads(opened[opened.index("{") :])["sid"]
+            assert gate.in_progress == 1  # opened, not connected yet: still its handshake
+            await refused(http, srv.url + POLL)
+            # The requests of the open session pass.
+            tok = await token(srv, http, "wanghao")
+            async with http.post(
+                srv.url + POLL + f"&sid={sid}", data="40" + json.dumps({"token": tok})
+            ) as r:
+                assert r.status == 200
+            async with http.get(srv.url + POLL + f"&sid={sid}") as r:
+                assert (await r.text()).startswith("40")
+            assert gate.in_progress == 0
+            async with http.post(
+                srv.url + POLL + f"&sid={sid}", data='421["sync",{"cursors":{}}]'
+            ) as r:
+                assert r.status == 200
+            async with http.get(srv.url + POLL + f"&sid={sid}") as r:
+                assert '"ok":true' in (await r.text()).replace(" ", "")
+            assert gate.in_progress == 0
+    finally:
+        await stop_server(srv)
+
+
+async def test_with_a_queue_a_newcomer_waits_its_turn(tmp_path: Path) -> None:
+    settings = {"handshake_concurrency": 1, "handshake_queue": 4, "handshake_wait_s": 20}
+    async with node(tmp_path, **settings) as (srv, gate, http, tok):
+        first = await Raw.open(srv, http)
+        waiting = asyncio.ensure_future(Raw.connect(srv, http, tok))
+        while gate.waiting == 0:  # noqa: ASYNC110 (the gate has no event to wait on)
+            await asyncio.sleep(0.01)
+        assert not waiting.done()
+        await first.join(tok)  # the place passes on
+        second = await asyncio.wait_for(waiting, 10)
+        assert (await second.sync())["ok"] is True
+        assert gate.refused == 0 and gate.queued == 1
+        for raw in (first, second):
+            await raw.ws.close()
+
+
+# --- the gate's rules ---------------------------------------------------------------------------
+
+
+async def test_gate_order_wait_refusal_and_cancellation() -> None:
+    gate = Gate(1, 2, wait_s=0.3)
+    held = await gate.enter()
+    a = asyncio.ensure_future(gate.enter())
+    b = asyncio.ensure_future(gate.enter())
+    await asyncio.sleep(0)
+    assert gate.waiting == 2
+    with pytest.raises(Full) as full:  # the queue is full: refused at once
+        await gate.enter()
+    assert full.value.retry_after_s >= 1
+    a.cancel()  # a waiter that goes away leaves its turn
+    await asyncio.gather(a, return_exceptions=True)
+    assert gate.waiting == 1
+    held.release()
+    held.release()  # once only
+    tb = await b
+    assert gate.in_progress == 1 and gate.waiting == 0
+    # A waiter that is not given a place within wait_s is refused.
+    with pytest.raises(Full):
+        await gate.enter()
+    tb.release()
+    assert gate.in_progress == 0
+    assert gate.refused == 2
+
+
+async def test_retry_after_follows_the_backlog_and_the_rate() -> None:
+    now = [0.0]
+    gate = Gate(2, 100, wait_s=10, clock=lambda: now[0])
+    tickets = [await gate.enter() for _ in range(2)]
+    waiters = [asyncio.ensure_future(gate.enter()) for _ in range(40)]
+    await asyncio.sleep(0)
+    # Nothing finished yet: the rate is taken as `limit` a second.
+    assert gate.retry_after_s() == 5  # 42 / 2 per second, capped at 5
+    # Ten finish within the gate's first second: 10 a second; 30 waiting and 2 holding.
+    for i in range(10):
+        now[0] += 0.1
+        tickets.pop(0).release()
+        tickets.append(await waiters[i])
+    assert gate.rate() == pytest.approx(10.0)
+    assert gate.retry_after_s() == 4  # ceil((2 + 30) / 10)
+    # Five seconds later with nothing finished since: the rate falls, the wait grows.
+    now[0] += 5.0
+    assert gate.retry_after_s() == 5  # (the cap)
+    for w in waiters:
+        w.cancel()
+    await asyncio.gather(*waiters, return_exceptions=True)
+    for t in tickets:
+        t.release()
+    assert gate.in_progress == 0
+
+
+async def test_hold_gives_a_place_back() -> None:
+    gate = Gate(1, 0, wait_s=1, hold_s=0.2)
+    t = await gate.enter()
+    await asyncio.sleep(0.3)
+    assert t.released and gate.in_progress == 0
+    t = await gate.enter()
+    t.release()
+    assert gate.in_progress == 0
+
+
+async def test_catch_ups_beyond_the_limit_wait_or_are_refused(tmp_path: Path) -> None:
+    """``sync`` has a gate of its own: beyond ``sync_concurrency`` one waits its turn on the
+    server; with no room to wait it is answered ``unavailable`` / ``server_busy`` with
+    ``retry_after_s``, and sent again it is answered."""
+    settings = {"sync_concurrency": 1, "handshake_queue": 0}
+    async with node(tmp_path, **settings) as (srv, _gate, http, tok):
+        syncs = srv.app[GATEWAY].syncs
+        raw = await Raw.connect(srv, http, tok)
+        held = await syncs.enter()  # another catch-up in progress
+        refusal = await raw.sync()
+        assert refusal["ok"] is False
+        assert refusal["error"]["code"] == "unavailable"
+        assert refusal["error"]["details"]["reason"] == "server_busy"
+        assert refusal["error"]["details"]["retry_after_s"] >= 1
+        held.release()
+        assert (await raw.sync())["ok"] is True
+        assert syncs.in_progress == 0 and syncs.refused == 1
+        await raw.ws.close()
