@@ -142,6 +142,8 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
         if lb is not None:
             lb.stop()
         for n in nodes:
+            n.terminate()
+        for n in nodes:
             n.stop()
         drop_postgres_database(db_name)
 

@@ -273,6 +273,8 @@ async def test_a_rolling_restart_of_three_nodes_keeps_the_lesson_going(tmp_path:
         for cl in clients:
             await cl.close()
         for n in nodes:
+            n.terminate()
+        for n in nodes:
             n.stop()
         if balancer is not None:
             await balancer.close()
