@@ -35,6 +35,11 @@ from realtime.store.schema import push_settings, push_subscriptions
 
 log = logging.getLogger(__name__)
 
+# Events whose people, settings and subscriptions are read from the database at once. A push is
+# background work: a reminder to 1,400 families is 1,400 events, and reading them all at once
+# would fill the database's queue and turn people's own requests away (`database_busy`).
+RESOLVING = 4
+
 # The event types that may call for a push: everything else is passed over without parsing.
 PUSHED_TYPES = frozenset(
     {
@@ -69,6 +74,7 @@ class PushDispatcher:
         self.zone = ZoneInfo(settings.school_time_zone)
         self._queue: asyncio.Queue[rules.Pushable] = asyncio.Queue(settings.push_queue)
         self._sending = asyncio.Semaphore(max(1, settings.push_concurrency))
+        self._resolving = asyncio.Semaphore(RESOLVING)
         self._tasks: set[asyncio.Task[None]] = set()
         self._worker: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -162,7 +168,7 @@ class PushDispatcher:
 
     async def _push(self, item: rules.Pushable) -> None:
         now = time.time()
-        async with self.store.read() as conn:
+        async with self._resolving, self.store.read() as conn:
             people = await self._people(conn, item)
             prefs = await load_prefs(conn, people)
             wanted = [u for u in people if rules.wants(prefs[u], item.kind, now, self.zone)]
