@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import io
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -102,11 +104,26 @@ async def start_server(
     return Server(f"http://127.0.0.1:{settings.port}", settings, app, runner, info, [])
 
 
+# A server stops within drain_timeout_s + 2 x shutdown_timeout_s (docs/operations.md); past
+# this, the test fails naming what its tasks were waiting for, rather than at the suite's limit.
+STOP_LIMIT_S = 40.0
+
+
 async def stop_server(server: Server) -> None:
     for c in server.clients:
         with contextlib.suppress(Exception):
-            await c.close()
-    await server.runner.cleanup()
+            await asyncio.wait_for(c.close(), 5)
+    try:
+        async with asyncio.timeout(STOP_LIMIT_S):
+            await server.runner.cleanup()
+    except TimeoutError:
+        stuck = io.StringIO()
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.print_stack(limit=8, file=stuck)
+        raise AssertionError(
+            f"{server.url} did not stop in {STOP_LIMIT_S} s:\n{stuck.getvalue()}"
+        ) from None
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
