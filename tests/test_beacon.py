@@ -13,13 +13,17 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import redis
+from aiohttp import web
 
 from realtime.cluster.beacon import Beacon
+from realtime.cluster.placement import CPU_FULL
 from realtime.cluster.redis_registry import RedisRegistry
 from realtime.cluster.registry import NodeInfo
+from tests.conftest import make_settings, start_server, stop_server
 from tests.services import redis_url
 
 pytestmark = pytest.mark.timeout(60)
@@ -86,3 +90,44 @@ async def test_a_busy_loop_stays_announced_and_a_stuck_one_does_not() -> None:
     beats = beacon.beats
     await asyncio.sleep(3 * BEAT_S)
     assert beacon.beats == beats  # stopped means stopped: nothing writes the key again
+
+
+async def test_a_node_whose_second_beat_is_late_stays_announced(tmp_path: Path) -> None:
+    """Between a node's first announcement (written by its loop as it starts) and its loop's
+    next beat, the beacon keeps the first reading alive: on a loaded machine a second beat
+    later than the TTL made a node that had just started vanish, and placement sent its lessons
+    elsewhere (a CI failure of tests/live/test_failover.py). The first reading also leaves the
+    start-up's own CPU out, so the new node does not look full to placement."""
+    url = redis_url()
+    channel = f"homeroom-test-{uuid.uuid4().hex[:12]}"
+    look = redis.Redis.from_url(url)
+    key = f"{channel}:node:late-beat"
+    seen: list[bool] = []
+
+    def hold_after_start(app: web.Application) -> None:
+        async def hold(_app: web.Application) -> None:
+            # Runs right after the node's own start-up (its first beat), holding the loop
+            # for three TTLs: its second beat cannot come meanwhile.
+            seen.extend(hold_the_loop(3 * TTL_S, look, key))
+
+        app.on_startup.append(hold)
+
+    settings = make_settings(
+        tmp_path,
+        redis_url=url,
+        bus_channel=channel,
+        node_name="late-beat",
+        node_heartbeat_s=BEAT_S,
+        node_ttl_s=TTL_S,
+    )
+    srv = await start_server(settings, seed=False, routes=hold_after_start)
+    registry = RedisRegistry(url, channel)
+    try:
+        assert len(seen) >= 20
+        assert all(seen), "the node vanished before its loop's second beat"
+        first = (await registry.nodes())[0]
+        assert first.cpu < CPU_FULL, "a node that just started looked full"
+    finally:
+        await stop_server(srv)
+        await registry.close()
+        look.close()

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOST = "node_lost"
+# A CPU reading over less than this is noise (a node's first reading; a drain's extra beat).
+MIN_CPU_WINDOW_S = 0.2
 
 
 class NodeWatch:
@@ -53,6 +55,8 @@ class NodeWatch:
         self.failures = 0
         self.sessions_taken_over = 0
         self._cpu = (time.process_time(), time.monotonic())
+        self._cpu_last = 0.0
+        self._first: NodeInfo | None = None  # the reading announced by start()
         self._task: asyncio.Task[None] | None = None
         self.beacon: Beacon | None = None
         # Placement reads who is alive, with what load, from here.
@@ -64,8 +68,10 @@ class NodeWatch:
 
     def info(self) -> NodeInfo:
         cpu_now, wall_now = time.process_time(), time.monotonic()
-        cpu = cpu_fraction(self._cpu[0], cpu_now, self._cpu[1], wall_now)
-        self._cpu = (cpu_now, wall_now)
+        if wall_now - self._cpu[1] >= MIN_CPU_WINDOW_S:
+            self._cpu_last = cpu_fraction(self._cpu[0], cpu_now, self._cpu[1], wall_now)
+            self._cpu = (cpu_now, wall_now)
+        cpu = self._cpu_last  # a window of a few milliseconds says nothing: the last reading
         runtimes = [rt for rt in self.live.runtimes.values() if not rt.session.ended]
         return NodeInfo(
             name=self.name,
@@ -84,6 +90,9 @@ class NodeWatch:
         )
 
     async def start(self) -> None:
+        # The CPU of the first reading is measured from here: the start-up's own work (imports,
+        # migrations, seeding) would make a node that just started look full to placement.
+        self._cpu = (time.process_time(), time.monotonic())
         await self.beat()  # announced before the node serves, so the others never miss it
         s = self.hub.settings
         # From now on the announcement is written by a thread of its own (cluster/beacon.py):
@@ -92,7 +101,10 @@ class NodeWatch:
             self.name, s.node_ttl_s, s.node_heartbeat_s, s.node_stall_s
         )
         if self.beacon is not None:
-            # It writes from the next beat's reading on (the first one is in the registry).
+            # It keeps the first reading announced until the next beat's: a loop that is late
+            # for its second beat (a loaded machine) must not let the first one expire.
+            if self._first is not None:
+                self.beacon.update(self._first)
             self.beacon.start()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="node-watch")
 
@@ -113,7 +125,9 @@ class NodeWatch:
                 # Written by the beacon's thread; at once when draining (no placement here).
                 self.beacon.update(self.info(), now=self.live.draining)
             else:
-                await self.registry.announce(self.info(), self.hub.settings.node_ttl_s)
+                info = self.info()
+                self._first = self._first or info
+                await self.registry.announce(info, self.hub.settings.node_ttl_s)
             # Alone (no Redis), nobody else ends this node's sessions: nothing to read.
             running = await actions.running_nodes(self.hub) if shared else {}
             change = self.membership.observe(await self.registry.nodes())
