@@ -6,8 +6,10 @@ arrive in the ``rtc.subscribe`` acknowledgement and later as ``rtc.offer`` event
 
 The participant joins again by itself, publishing the same tracks and subscribing again, when
 the session moved to another node (a ``session.moved`` event in a class stream: its node was
-lost or is restarting) and after its Socket.IO connection came back (the server closed its peer
-connections when it dropped). ``rejoins`` counts how often. When the server that delivered
+lost or is restarting), or when its Socket.IO connection came back and the server no longer has
+its peer connections. ``rejoins`` counts how often. When the server still has them (the
+connection dropped, the media did not), it *resumes*: joins with ``resume`` and keeps its peer
+connections as they are; ``resumes`` counts how often. When the server that delivered
 its media as an edge of the lesson is lost (``rtc.resubscribe``), it opens its subscribe
 connection again (the lesson places it on another server); ``resubscribes`` counts how often.
 """
@@ -91,6 +93,7 @@ class LiveParticipant:
         self.subscribed = False
         self.joined = False
         self.rejoins = 0
+        self.resumes = 0
         self.resubscribes = 0
         self._moved_to: str | None = None
         self._rejoin_lock = asyncio.Lock()
@@ -144,11 +147,27 @@ class LiveParticipant:
 
     async def _on_reconnect(self) -> None:
         if self.joined:
-            await self.rejoin()
+            await self.rejoin(resume=True)
 
-    async def rejoin(self) -> None:
-        """Join again and restore the media: publish the same tracks, subscribe again."""
+    def _resumable(self) -> bool:
+        """Its peer connections are up and not in the middle of a negotiation it started."""
+        pcs = [pc for pc in (self.publish_pc, self.subscribe_pc) if pc is not None]
+        if self.publish_pc is not None and self.publish_pc.signalingState != "stable":
+            return False
+        return bool(pcs) and all(pc.connectionState not in ("failed", "closed") for pc in pcs)
+
+    async def rejoin(self, *, resume: bool = False) -> None:
+        """Join again and restore the media: publish the same tracks, subscribe again.
+
+        ``resume`` (its Socket.IO connection came back): if the server still has its peer
+        connections too, they go on as they are (``resumes`` counts it) and nothing else is
+        done; otherwise it starts over."""
         async with self._rejoin_lock:
+            resume = resume and self._resumable()
+            ack = await self._join_retrying(resume)
+            if ack.get("resumed"):
+                self.resumes += 1
+                return
             old = [pc for pc in (self.publish_pc, self.subscribe_pc) if pc is not None]
             self.publish_pc = self.subscribe_pc = None
             if self._offer_task is not None:
@@ -157,25 +176,30 @@ class LiveParticipant:
             self._offers = asyncio.Queue()
             for pc in old:  # its server may be gone: closing may wait, joining need not
                 self._spawn(self._close_quietly(pc))
-            for attempt in range(20):
-                try:
-                    await self.join()
-                    break
-                except RequestError as exc:
-                    # The session's new node may not be known everywhere yet: try again
-                    # (after the wait a busy server asks for, with jitter, when it names one).
-                    if exc.code not in ("unavailable", "not_found") or attempt == 19:
-                        raise
-                    busy = "retry_after_s" in exc.details
-                    await asyncio.sleep(retry_delay_s(exc.details) if busy else 0.25)
             if self.published:
                 await self.publish(dict(self.published), dict(self.published_layers))
             if self.subscribed:
                 await self.subscribe()
             self.rejoins += 1
 
-    async def join(self) -> dict[str, Any]:
-        ack = await self.client.request("session.join", {"session_id": self.session_id})
+    async def _join_retrying(self, resume: bool) -> dict[str, Any]:
+        for attempt in range(20):
+            try:
+                return await self.join(resume=resume)
+            except RequestError as exc:
+                # The session's new node may not be known everywhere yet: try again
+                # (after the wait a busy server asks for, with jitter, when it names one).
+                if exc.code not in ("unavailable", "not_found") or attempt == 19:
+                    raise
+                busy = "retry_after_s" in exc.details
+                await asyncio.sleep(retry_delay_s(exc.details) if busy else 0.25)
+        raise AssertionError("unreachable")
+
+    async def join(self, *, resume: bool = False) -> dict[str, Any]:
+        request: dict[str, Any] = {"session_id": self.session_id}
+        if resume:
+            request["resume"] = True
+        ack = await self.client.request("session.join", request)
         self.joined = True
         self.ice_servers = ack["ice_servers"]
         if "participants" in ack["session"]:

@@ -93,6 +93,7 @@ class SubscribeSession:
         # Deactivated transceivers, reused for the next track of the same kind.
         self._free: list[RTCRtpTransceiver] = []
         self._negotiated = False
+        self._offer: SubscribeOffer | None = None  # the last offer made
         # on_layer(track_id, layer): the layer this viewer receives of a track sent in layers
         # changed (-1: video paused for its connection, audio continues).
         self.on_layer: Callable[[str, int], None] | None = None
@@ -215,7 +216,12 @@ class SubscribeSession:
         sdp = with_opus_fmtp(self.pc.localDescription.sdp)
         if self._public_address:
             sdp = announce_address(sdp, self._public_address)
-        return SubscribeOffer(sdp, self.tracks())
+        self._offer = SubscribeOffer(sdp, self.tracks())
+        return self._offer
+
+    def outstanding(self) -> SubscribeOffer | None:
+        """The offer waiting for the client's answer, if one is."""
+        return self._offer if self.state is SubscribeState.HAVE_LOCAL_OFFER else None
 
     def _layer_changed(self, track: LayeredSubscriberTrack) -> None:
         if self.on_layer is not None:

@@ -110,7 +110,14 @@ def test_a_host_mute_tells_the_muted_and_media_follows() -> None:
 def test_a_dropped_connection_keeps_the_place_and_the_end_lets_everyone_go() -> None:
     session = lesson()
     out = p.disconnected(session, STUDENT)
-    assert out.effects[0] == DropMedia(STUDENT) and not session.participants[STUDENT].connected
+    # Away, not gone: the media goes on (they may resume with the same peer connections) and
+    # they still receive the teacher.
+    assert not any(isinstance(e, DropMedia) for e in out.effects)
+    assert not session.participants[STUDENT].connected
+    assert STUDENT in session.receivers(HOST)
+    back = p.join(session, STUDENT, "kid", {10: {"student"}}, new_connection=False)
+    assert session.participants[STUDENT].connected
+    assert not any(isinstance(e, DropMedia) for e in back.effects)
     end = p.ended(session, "ended_by_host")
     assert session.ended
     assert end.effects[0] == TellSession(
@@ -181,6 +188,11 @@ def test_the_media_plan_says_which_tracks_go_where() -> None:
     session.host_mute(HOST, STUDENT, {"video"}, False)
     paused = [p.Track("kid-cam", STUDENT, "camera", paused=True)]
     assert p.media_plan(session, paused, []).resume == ["kid-cam"]
-    # Someone disconnected receives nothing until they are back.
+    # Someone whose connection dropped still receives (within the grace period: the media
+    # goes on, to resume); someone who left receives nothing.
     p.disconnected(session, OTHER)
+    assert p.media_plan(session, tracks, [OTHER]).receive == {
+        OTHER: ["host-cam", "host-mic", "kid-cam"]
+    }
+    p.leave(session, OTHER)
     assert p.media_plan(session, tracks, [OTHER]).receive == {OTHER: []}

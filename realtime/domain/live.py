@@ -210,7 +210,9 @@ class LiveSession:
         pub = self.participants.get(publisher_id)
         if pub is None:
             return set()
-        present = {u for u, p in self.participants.items() if not p.in_lobby and p.connected}
+        # Away (connection dropped, within the grace period) still receives: their media goes
+        # on, so that coming back they resume without a new negotiation.
+        present = {u for u, p in self.participants.items() if not p.in_lobby}
         present.discard(publisher_id)
         if pub.role in (LiveRole.HOST, LiveRole.TEACHER) or self.kind is SessionKind.MEETING:
             return present

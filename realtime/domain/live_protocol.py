@@ -204,12 +204,15 @@ def _gone(session: LiveSession, user_id: int, reply: dict[str, Any]) -> Outcome:
 
 
 def disconnected(session: LiveSession, user_id: int) -> Outcome:
-    """Their connection dropped: media stops, they stay listed as away for the grace period."""
+    """Their Socket.IO connection dropped: they stay listed as away for the grace period. Their
+    media goes on meanwhile (it never passed through that connection): coming back, they
+    resume with the same peer connections (``join(..., resume=True)``); not coming back, they
+    leave when the grace period ends, and their media with them."""
     p = session.participants.get(user_id)
     if p is None:
         return Outcome({}, [DropMedia(user_id)])
     p.connected = False
-    return Outcome({}, [DropMedia(user_id), *changed(session).effects])
+    return changed(session)
 
 
 def ended(session: LiveSession, reason: str) -> Outcome:

@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Peer connection states that resuming cannot bring back.
+DEAD = ("failed", "closed")
+
 # tell(user_id, event, data): send to that participant's connection, if they have one.
 Tell = Callable[[int, str, dict[str, Any]], Awaitable[None]]
 
@@ -181,6 +184,22 @@ class LiveRuntime:
         leg = self.subscribe_leg(user_id)
         offer = await leg.set_tracks(self.wanted_tracks(user_id))
         return {"offer": offer_message(self.session.id, offer) if offer else None}
+
+    def resumable(self, user_id: int) -> bool:
+        """Whether the participant's peer connections here can go on under a new Socket.IO
+        connection: it has one, and none has failed. A viewer served by an edge starts over
+        (an offer it missed would be at the edge)."""
+        if self.at_edge(user_id) is not None:
+            return False
+        legs = [leg for leg in (self.publishers.get(user_id), self.subscribers.get(user_id)) if leg]
+        return bool(legs) and all(leg.connection_state not in DEAD for leg in legs)
+
+    def outstanding_offer(self, user_id: int) -> dict[str, Any] | None:
+        """The subscribe leg's offer still waiting for an answer (sent while the participant's
+        connection was down, so perhaps never received), as an ``rtc.offer`` message."""
+        leg = self.subscribers.get(user_id)
+        offer = None if leg is None else leg.outstanding()
+        return None if offer is None else offer_message(self.session.id, offer)
 
     def at_edge(self, user_id: int) -> str | None:
         """The edge node serving this viewer, or None (served here, or not subscribed)."""

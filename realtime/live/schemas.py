@@ -27,6 +27,14 @@ class SessionRef(Payload):
     session_id: Id
 
 
+class Join(Payload):
+    """``resume``: the client still has its peer connections of this session (its Socket.IO
+    connection came back): keep them if the server still has them too."""
+
+    session_id: Id
+    resume: bool = False
+
+
 class LinkClassroom(Payload):
     """A teacher of a classroom a dual lesson asked to link answers the request."""
 

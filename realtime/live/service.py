@@ -145,14 +145,14 @@ class LiveService:
         self.schemas: dict[str, type[Any]] = {e: schema for e, (schema, _) in self.requests.items()}
         self.schemas.update(
             {
-                "session.join": s.SessionRef,
+                "session.join": s.Join,
                 "session.gone": s.SessionRef,
                 "session.stats": s.SessionRef,
             }
         )
         routes: dict[str, tuple[type[Any], SidHandler]] = {
             "session.list": (s.SessionList, self.list_live),
-            "session.join": (s.SessionRef, functools.partial(self._request, "session.join")),
+            "session.join": (s.Join, functools.partial(self._request, "session.join")),
         }
         for event, (schema, _handler) in self.requests.items():
             routes[event] = (schema, functools.partial(self._request, event))
@@ -593,7 +593,7 @@ class LiveService:
 
     # --- joining --------------------------------------------------------------------------
 
-    async def join(self, conn: Conn, user_id: int, req: s.SessionRef) -> dict[str, Any]:
+    async def join(self, conn: Conn, user_id: int, req: s.Join) -> dict[str, Any]:
         rt = self.runtime(req.session_id)
         session = rt.session
         name, roles = await actions.participant(self.hub, user_id, session)
@@ -604,15 +604,26 @@ class LiveService:
                 await self.carry_out(session.id, protocol.linked(session).effects)
         conns = self.connections.setdefault(session.id, {})
         old = conns.get(user_id)
+        # Back on a new Socket.IO connection with the peer connections it had: they go on
+        # (its media never stopped), and an offer it may have missed meanwhile is sent again.
+        resumed = req.resume and old is not None and rt.resumable(user_id)
         outcome = protocol.join(
-            session, user_id, name, roles, new_connection=old is not None and old != conn
+            session,
+            user_id,
+            name,
+            roles,
+            new_connection=old is not None and old != conn and not resumed,
         )
         task = self.grace.pop((session.id, user_id), None)
         if task is not None:
             task.cancel()
         conns[user_id] = conn
         await self.carry_out(session.id, outcome.effects)
-        return {**outcome.reply, "ice_servers": self.ice_servers(user_id)}
+        if resumed:
+            missed = rt.outstanding_offer(user_id)
+            if missed is not None:
+                await self.tell(session.id, user_id, "rtc.offer", missed)
+        return {**outcome.reply, "ice_servers": self.ice_servers(user_id), "resumed": resumed}
 
     async def leave(self, user_id: int, req: s.SessionRef) -> dict[str, Any]:
         rt = self.runtime(req.session_id)

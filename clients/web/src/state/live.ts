@@ -136,6 +136,14 @@ class Engine {
     void request("rtc.ice", { session_id: this.sessionId, leg, candidate }).catch(() => undefined);
   }
 
+  /** Its peer connections can go on under a new Socket.IO connection: up, and not in the
+   * middle of a publish negotiation (whose answer was lost with the connection). */
+  resumable(): boolean {
+    const legs = [this.pub, this.sub].filter((l): l is Leg => l !== null);
+    if (this.pub && this.pub.pc.signalingState !== "stable") return false;
+    return legs.length > 0 && legs.every((l) => !["failed", "closed"].includes(l.pc.connectionState));
+  }
+
   close(): void {
     this.closed = true;
     this.pub?.pc.close();
@@ -278,11 +286,35 @@ function joinAgain(): void {
   void enter(e);
 }
 
-// After a reconnection the server has closed our peer connections: join again, publish again.
+/** The Socket.IO connection came back. The media never went through it: if the server still
+ * has our peer connections (within its grace period), they go on as they are ("resume", no
+ * new negotiation, no freeze); otherwise join again with new ones. */
+async function resumeOrJoinAgain(): Promise<void> {
+  const s = live.peek();
+  const e = engine;
+  if (!s || !e || s.phase !== "live" || !e.resumable()) {
+    joinAgain();
+    return;
+  }
+  try {
+    const ack = await request<JoinAck>("session.join", { session_id: e.sessionId, resume: true });
+    if (!alive(e)) return;
+    if (ack.resumed) {
+      e.iceServers = ack.ice_servers ?? e.iceServers;
+      const view = ack.session as SessionView;
+      setLive({ you: ack.you, ...(ack.you.in_lobby ? {} : { view, summary: view }) });
+      return;
+    }
+  } catch {
+    // (its server is restarting, or the session moved: start over below)
+  }
+  if (alive(e)) joinAgain();
+}
+
 let wasConnected = false;
 status.subscribe((st) => {
   if (st === "connected") {
-    if (wasConnected === false) joinAgain();
+    if (wasConnected === false) void resumeOrJoinAgain();
     wasConnected = true;
   } else if (st === "reconnecting") {
     wasConnected = false;
