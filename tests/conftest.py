@@ -155,6 +155,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 LONG = (
     "tests/web/",
     "tests/live/",
+    "tests/media/test_lossy_viewer.py",
     "tests/media/test_simulcast.py",
     "tests/test_loadbalancer.py",
     "tests/test_node_lost.py",
