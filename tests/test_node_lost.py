@@ -49,6 +49,9 @@ async def test_a_lost_nodes_lesson_is_moved_to_another_node_once(tmp_path: Path)
         "bus_channel": channel,
         "node_heartbeat_s": HEARTBEAT_S,
         "node_ttl_s": TTL_S,
+        # Placement by load only: the lesson started through A must run on A, whatever a
+        # loaded machine makes of a process's CPU.
+        "placement_cpu_full": 1000.0,
     }
     servers = []
     a: ServerProcess | None = None
