@@ -150,11 +150,16 @@ class LiveParticipant:
             await self.rejoin(resume=True)
 
     def _resumable(self) -> bool:
-        """Its peer connections are up and not in the middle of a negotiation it started."""
-        pcs = [pc for pc in (self.publish_pc, self.subscribe_pc) if pc is not None]
+        """It has every peer connection it should (a join interrupted half-way has not), each
+        negotiated and up, and the publish one not in the middle of a negotiation it started
+        (its answer may have been lost with the connection)."""
+        wanted = [(self.published, self.publish_pc), (self.subscribed, self.subscribe_pc)]
+        pcs = [pc for want, pc in wanted if want]
+        if not pcs or any(pc is None or pc.remoteDescription is None for pc in pcs):
+            return False
         if self.publish_pc is not None and self.publish_pc.signalingState != "stable":
             return False
-        return bool(pcs) and all(pc.connectionState not in ("failed", "closed") for pc in pcs)
+        return all(pc.connectionState not in ("failed", "closed") for pc in pcs if pc)
 
     async def rejoin(self, *, resume: bool = False) -> None:
         """Join again and restore the media: publish the same tracks, subscribe again.

@@ -136,12 +136,16 @@ class Engine {
     void request("rtc.ice", { session_id: this.sessionId, leg, candidate }).catch(() => undefined);
   }
 
-  /** Its peer connections can go on under a new Socket.IO connection: up, and not in the
-   * middle of a publish negotiation (whose answer was lost with the connection). */
-  resumable(): boolean {
-    const legs = [this.pub, this.sub].filter((l): l is Leg => l !== null);
+  /** Its peer connections can go on under a new Socket.IO connection: it has each one it
+   * should (`publishing`: the camera's too; a join cut off half-way has not), each negotiated
+   * and up, and the publish one not in the middle of a negotiation (whose answer was lost with
+   * the connection). */
+  resumable(publishing: boolean): boolean {
+    const wanted = publishing ? [this.sub, this.pub] : [this.sub];
+    if (wanted.some((l) => l === null || l.pc.remoteDescription === null)) return false;
     if (this.pub && this.pub.pc.signalingState !== "stable") return false;
-    return legs.length > 0 && legs.every((l) => !["failed", "closed"].includes(l.pc.connectionState));
+    const legs = wanted.filter((l): l is Leg => l !== null);
+    return legs.every((l) => !["failed", "closed"].includes(l.pc.connectionState));
   }
 
   close(): void {
@@ -292,7 +296,7 @@ function joinAgain(): void {
 async function resumeOrJoinAgain(): Promise<void> {
   const s = live.peek();
   const e = engine;
-  if (!s || !e || s.phase !== "live" || !e.resumable()) {
+  if (!s || !e || s.phase !== "live" || !s.you || !e.resumable(mayPublish(s.you))) {
     joinAgain();
     return;
   }
