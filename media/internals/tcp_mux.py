@@ -67,10 +67,14 @@ MAX_CONNECTIONS = 4096
 MAX_PENDING = 256
 MAX_STREAMS_PER_ICE = 8
 FIRST_REQUEST_TIMEOUT_S = 10.0
-# About a second of a 2 Mbit/s viewer's media waiting in user space (the kernel's socket
-# buffer comes first): beyond it datagrams are dropped and NACK/RTX, the viewer's estimate and
-# the layer selection react as they do on a congested UDP path.
-MAX_QUEUED_BYTES = 256 * 1024
+# Media must not wait in buffers: a viewer's link that cannot carry what it is sent would
+# otherwise fill the kernel's autotuned send buffer (megabytes: a minute of a 300 kbit/s link)
+# before anything is dropped. The socket's send buffer is fixed (the kernel doubles the value:
+# 128 KiB) and at most MAX_QUEUED_BYTES more wait in user space, together about 0.75 s of a
+# 2 Mbit/s viewer's media; beyond that datagrams are dropped whole and NACK/RTX, the viewer's
+# estimate and the layer selection react as they do on a congested UDP path.
+SEND_BUFFER_BYTES = 64 * 1024
+MAX_QUEUED_BYTES = 64 * 1024
 # libwebrtc's type preference of a host TCP candidate (UDP host: 126): lower than every UDP one.
 TCP_TYPE_PREFERENCE = 90
 # RFC 6544 4.2: local preference = 2^13 * direction-pref + other-pref (passive: 4).
@@ -166,6 +170,7 @@ class _TcpStream(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         if not self.endpoint.mux.admit(self):
             transport.close()
             return
