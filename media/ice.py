@@ -13,8 +13,13 @@
 * **One UDP port.** aioice binds each host candidate on an ephemeral port and has no option
   for it in 0.13; with ``media_udp_port`` set, the app starts a :class:`UdpMux`
   (``media.internals.udp_mux``: one socket per host address, ICE demultiplexed by ufrag) and the
-  server's peer connections gather on it (:func:`bind_udp_mux`, called by ``signaling`` before
-  every ``setLocalDescription``).
+  server's peer connections gather on it (:func:`bind_media_ports`, called by ``signaling``
+  before every ``setLocalDescription``).
+* **ICE over TCP on one port.** aioice has no TCP half; with ``media_tcp_port`` set, the app
+  starts a :class:`TcpMux` (``media.internals.tcp_mux``: one listener per host address, RFC
+  4571 framing, each connection demultiplexed by the ufrag of its first Binding request) and the
+  server's peer connections add a ``tcptype passive`` host candidate on it, below every UDP one
+  in priority (:func:`bind_media_ports`).
 * **No STUN default.** aiortc adds Google's public STUN server when ``RTCConfiguration`` has
   ``iceServers=None`` (its default): :func:`rtc_configuration` always passes a list, possibly
   empty.
@@ -30,32 +35,34 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer, RTCPeerConnection
 
 from media.internals.hosts import configure_host_addresses, host_addresses, use_host_addresses
-from media.internals.udp_mux import (
-    UdpMux,
-    active_udp_mux,
-    bind_udp_mux,
-    release_udp_mux,
-    use_udp_mux,
-)
+from media.internals.tcp_mux import TCP_MUX, TcpMux
+from media.internals.udp_mux import UDP_MUX, UdpMux
 
 __all__ = [
+    "TCP_MUX",
+    "UDP_MUX",
+    "TcpMux",
     "TurnServer",
     "UdpMux",
-    "active_udp_mux",
     "announce_address",
-    "bind_udp_mux",
+    "bind_media_ports",
     "configure_host_addresses",
     "host_addresses",
-    "release_udp_mux",
     "rtc_configuration",
     "turn_credentials",
     "turn_ice_server",
     "use_host_addresses",
-    "use_udp_mux",
 ]
+
+
+def bind_media_ports(pc: RTCPeerConnection) -> None:
+    """Before a server-side ``setLocalDescription``: gather on the node's one UDP port and add
+    its TCP candidates, whichever of them the node has (UDP first: the TCP wrapper calls it)."""
+    UDP_MUX.bind(pc)
+    TCP_MUX.bind(pc)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from media.ice import host_addresses, release_udp_mux, use_host_addresses, use_udp_mux
+from media.ice import TCP_MUX, UDP_MUX, host_addresses, use_host_addresses
 from media.internals import check_internals as check_aiortc_internals
 from realtime import jsoncodec
 from realtime.actions import homework_due, pending_photos, retention
@@ -182,7 +182,9 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         if ice_hosts:
             use_host_addresses(ice_hosts)  # process-wide (aioice): explicitly, at start-up
         if settings.media_udp_port:
-            await use_udp_mux(settings.media_udp_port, ice_hosts or host_addresses())
+            await UDP_MUX.use(settings.media_udp_port, ice_hosts or host_addresses())
+        if settings.media_tcp_port:
+            await TCP_MUX.use(settings.media_tcp_port, ice_hosts or host_addresses())
         if migrate:
             await store.migrate()
         if settings.push_enabled:
@@ -250,7 +252,9 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
             await follower.close()
         await live.close()
         if settings.media_udp_port:
-            release_udp_mux()
+            UDP_MUX.release()
+        if settings.media_tcp_port:
+            TCP_MUX.release()
         await bus.close()
         if hub.pusher is not None:
             await hub.pusher.close()

@@ -73,6 +73,9 @@ class Settings:
     # One UDP port for all media of this node (ICE demultiplexed by ufrag); 0: one ephemeral
     # port per peer connection (aioice's default). docs/operations.md, "Firewalls".
     media_udp_port: int = 0
+    # ICE over TCP (RFC 6544, passive candidates) on one TCP port of this node, for networks
+    # that let no UDP through; 0: none. docs/operations.md, "Firewalls".
+    media_tcp_port: int = 0
     # The public address to announce behind 1:1 NAT; empty: none.
     ice_public_address: str = ""
     stun_urls: str = ""
@@ -245,6 +248,12 @@ class Settings:
             raise ConfigError(
                 f"media_udp_port {self.media_udp_port} is not a UDP port (0 to 65535)"
             )
+        if not 0 <= self.media_tcp_port <= 65535:
+            raise ConfigError(
+                f"media_tcp_port {self.media_tcp_port} is not a TCP port (0 to 65535)"
+            )
+        if self.media_tcp_port and self.media_tcp_port == self.port:
+            raise ConfigError(f"media_tcp_port {self.media_tcp_port} is the HTTP port")
         if self.video_codec.upper() not in ("VP8", "H264"):
             raise ConfigError("video_codec must be 'VP8' or 'H264'")
         if self.sqlite_synchronous not in ("full", "normal"):

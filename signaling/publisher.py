@@ -29,7 +29,7 @@ from aiortc.sdp import SessionDescription
 
 from media.audio_level import AudioLevel
 from media.forwarder import ForwardedTrack
-from media.ice import announce_address, bind_udp_mux, rtc_configuration
+from media.ice import announce_address, bind_media_ports, rtc_configuration
 from media.internals import (
     install_audio_level,
     install_ingest,
@@ -295,7 +295,7 @@ class PublishSession:
             self._publish_layers(source, sorted(members, key=lambda m: m[0]), answer)
 
         local = await self.pc.createAnswer()
-        bind_udp_mux(self.pc)  # no-op unless the node has one media UDP port
+        bind_media_ports(self.pc)  # no-op unless the node has one media UDP or TCP port
         await self.pc.setLocalDescription(local)
         sdp_out = with_opus_fmtp(self.pc.localDescription.sdp)
         if self._public_address:

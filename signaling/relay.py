@@ -33,7 +33,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidStateError, OperationError
 from aiortc.mediastreams import MediaStreamTrack
 
-from media.ice import announce_address, bind_udp_mux, rtc_configuration
+from media.ice import announce_address, bind_media_ports, rtc_configuration
 from media.internals import install_ingest
 from media.router import MediaRouter
 from signaling.candidates import CandidateBuffer
@@ -159,7 +159,7 @@ class RelayIngest:
             )
 
         local = await self.pc.createAnswer()
-        bind_udp_mux(self.pc)  # no-op unless the node has one media UDP port
+        bind_media_ports(self.pc)  # no-op unless the node has one media UDP or TCP port
         await self.pc.setLocalDescription(local)
         sdp_out = with_opus_fmtp(self.pc.localDescription.sdp)
         if self._public_address:

@@ -24,7 +24,7 @@ from aiortc.exceptions import InternalError, InvalidStateError, OperationError
 
 from media import attach_track
 from media.forwarder import SubscriberTrack
-from media.ice import announce_address, bind_udp_mux, rtc_configuration
+from media.ice import announce_address, bind_media_ports, rtc_configuration
 from media.internals import set_stream_id
 from media.router import MediaRouter
 from media.simulcast import LayeredSubscriberTrack
@@ -204,7 +204,7 @@ class SubscribeSession:
         self.state = SubscribeState.OFFERING
         try:
             offer = await self.pc.createOffer()
-            bind_udp_mux(self.pc)  # no-op unless the node has one media UDP port
+            bind_media_ports(self.pc)  # no-op unless the node has one media UDP or TCP port
             await self.pc.setLocalDescription(offer)
         except BaseException:
             if self.state is SubscribeState.OFFERING:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from realtime.config import ConfigError, load_settings
+from realtime.config import ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,3 +105,16 @@ def test_importing_the_app_hashes_nothing_and_loads_no_migrations() -> None:
         [sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        ({"media_udp_port": 70000}, "media_udp_port 70000 is not a UDP port"),
+        ({"media_tcp_port": -1}, "media_tcp_port -1 is not a TCP port"),
+        ({"port": 8080, "media_tcp_port": 8080}, "media_tcp_port 8080 is the HTTP port"),
+    ],
+)
+def test_media_ports_are_checked(values: dict[str, int], words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        Settings(**values).validate()

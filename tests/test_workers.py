@@ -27,7 +27,7 @@ import pytest
 from clients.homeroom import HomeroomClient
 from realtime.demo import DEMO_PASSWORD
 from tests.conftest import TEST_SECRET, free_port
-from tests.live.test_udp_port import process_udp_sockets
+from tests.live.test_udp_port import process_sockets, process_udp_sockets
 from tests.services import drop_postgres_database, postgres_database, redis_url
 from tests.test_restart import ROOT, clean_env, homeroom
 
@@ -76,16 +76,18 @@ def test_several_workers_need_postgresql_and_redis(tmp_path: Path) -> None:
     out = homeroom("--config", str(pg), "serve", "--workers", "many", env=clean_env())
     assert out.returncode == 2 and "'auto'" in out.stderr
     assert not (tmp_path / "h.db").exists()  # refused before anything was touched
-    # Worker i takes media_udp_port + i: the last one would be beyond 65535.
-    edge = _config(
-        tmp_path,
-        free_port(),
-        database_url="postgresql://postgres@127.0.0.1/none",
-        redis_url="redis://127.0.0.1:1",
-        media_udp_port=65535,
-    )
-    out = homeroom("--config", str(edge), "serve", "--workers", "2", env=clean_env())
-    assert out.returncode == 2 and "media_udp_port + i" in out.stderr, out.stderr
+    # Worker i takes media_udp_port + i (and media_tcp_port + i): the last one would be beyond
+    # 65535.
+    for setting in ("media_udp_port", "media_tcp_port"):
+        edge = _config(
+            tmp_path,
+            free_port(),
+            database_url="postgresql://postgres@127.0.0.1/none",
+            redis_url="redis://127.0.0.1:1",
+            **{setting: 65535},
+        )
+        out = homeroom("--config", str(edge), "serve", "--workers", "2", env=clean_env())
+        assert out.returncode == 2 and f"{setting} + i" in out.stderr, out.stderr
 
 
 def _supervisor(config: Path, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -128,10 +130,14 @@ async def test_workers_are_nodes_restarted_and_drained(tmp_path: Path) -> None:
     db_url, db_name = postgres_database()
     base = _free_ports(2)
     media_base = _free_ports(2, socket.SOCK_DGRAM)
+    tcp_base = _free_ports(2)
+    while abs(tcp_base - base) < 2:  # the HTTP ports and the media TCP ports apart
+        tcp_base = _free_ports(2)
     config = _config(
         tmp_path,
         base,
         media_udp_port=media_base,
+        media_tcp_port=tcp_base,
         ice_host_addresses="127.0.0.1",
         database_url=db_url,
         redis_url=redis_url(),
@@ -164,13 +170,21 @@ async def test_workers_are_nodes_restarted_and_drained(tmp_path: Path) -> None:
                 assert f'homeroom_node_info{{node="school-w{i}"}} 1.0' in text
                 assert "homeroom_nodes_alive 2.0" in text
 
-            # Each worker bound its own media port, and only that one: media_udp_port + i.
+            # Each worker bound its own media ports, and only those: media_udp_port + i and
+            # media_tcp_port + i (listening, for ICE over TCP).
             pids = await _pids(http, urls[0])
             for i in range(2):
                 bound = {(a, p) for _, a, p in process_udp_sockets(pids[f"school-w{i}"])}
                 assert ("127.0.0.1", media_base + i) in bound, (i, bound)
                 assert ("127.0.0.1", media_base + 1 - i) not in bound, (i, bound)
+                listening = {
+                    (a, p) for _, a, p, state in process_sockets(pids[f"school-w{i}"], "tcp")
+                    if state == 10
+                }  # fmt: skip
+                assert ("127.0.0.1", tcp_base + i) in listening, (i, listening)
+                assert ("127.0.0.1", tcp_base + 1 - i) not in listening, (i, listening)
             assert f"media UDP port {media_base + 1}" in log.read_text()
+            assert f"media TCP port {tcp_base + 1}" in log.read_text()
 
             # A message crosses the workers (the shared database and Redis).
             wang = HomeroomClient(urls[0], reconnection=False)

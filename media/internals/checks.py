@@ -32,7 +32,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpsender import RTCEncodedFrame
 from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensions
 
-from media.internals import egress, hosts, ingest, srtp_send, udp_mux
+from media.internals import egress, hosts, ingest, srtp_send, tcp_mux, udp_mux
 from media.internals.base import PINNED, AiortcInternalsError
 
 _VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
@@ -84,6 +84,11 @@ _SIGNATURES: tuple[tuple[str, Callable[[], Any], list[str]], ...] = (
         ["data", "addr"],
     ),
     ("aioice StunProtocol.connection_lost", lambda: StunProtocol.connection_lost, ["exc"]),
+    (
+        "aioice StunProtocol.request",
+        lambda: StunProtocol.request,
+        ["request", "addr", "integrity_key", "retransmissions"],
+    ),
     ("pylibsrtp Session.protect", lambda: pylibsrtp.Session.protect, ["packet"]),
     (
         "pylibsrtp Session.__process",
@@ -262,6 +267,29 @@ _CODE_NAMES: tuple[tuple[str, Callable[[], Any], Callable[[], tuple[str, ...]]],
         "aiortc RTCIceGatherer.__init__",
         lambda: aiortc.rtcicetransport.RTCIceGatherer.__init__,
         lambda: ("_connection",),
+    ),
+    # tcp_mux: its protocol's connection (``receiver``), the checks and consent requests it
+    # refuses or lets through, and the responses it frames.
+    ("aioice StunProtocol.__init__", lambda: StunProtocol.__init__, lambda: ("receiver",)),
+    (
+        "aioice Connection.check_start",
+        lambda: aioice.ice.Connection.check_start,
+        lambda: ("protocol", "request", "remote_addr", "build_request"),
+    ),
+    (
+        "aioice Connection.query_consent",
+        lambda: aioice.ice.Connection.query_consent,
+        lambda: (srtp_send._ICE_NOMINATED, "protocol", "request"),
+    ),
+    (
+        "aioice StunProtocol.send_stun",
+        lambda: StunProtocol.send_stun,
+        lambda: ("transport", "sendto"),
+    ),
+    (
+        "tcp_mux TcpStunProtocol.request",
+        lambda: tcp_mux.TcpStunProtocol.request,
+        lambda: (srtp_send._ICE_NOMINATED, "receiver", "local_candidate", "component"),
     ),
     (
         "aioice StunProtocol.connection_made",

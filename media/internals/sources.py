@@ -18,7 +18,7 @@ from aioice.ice import StunProtocol
 from aiortc import RTCDtlsTransport, RTCIceTransport, RTCRtpReceiver, RTCRtpSender
 from aiortc.jitterbuffer import JitterBuffer
 
-from media.internals import egress, udp_mux
+from media.internals import egress, tcp_mux, udp_mux
 
 
 def source_problems() -> list[str]:
@@ -42,6 +42,7 @@ def source_problems() -> list[str]:
     _sender(problems)
     _send_path(problems)
     _udp_mux(problems)
+    _tcp_mux(problems)
     return problems
 
 
@@ -114,6 +115,57 @@ def _udp_mux(problems: list[str]) -> None:
         "self.receiver.request_received(message, addr, self)",
     )
     _require(problems, StunProtocol.close, "aioice StunProtocol.close", "self.transport.close()")
+
+
+def _tcp_mux(problems: list[str]) -> None:
+    """What ``tcp_mux`` relies on in aioice: a nominating check says so in USE-CANDIDATE,
+    checks and consent go through the pair's protocol's ``request`` (which it overrides), a
+    check's source address is learned as a peer-reflexive candidate, and a local candidate
+    pairs only with remote candidates of its own transport."""
+    _require(
+        problems,
+        aioice.ice.Connection.build_request,
+        "aioice Connection.build_request",
+        'request.attributes["USE-CANDIDATE"] = None',
+    )
+    _require(
+        problems,
+        aioice.ice.Connection.check_start,
+        "aioice Connection.check_start",
+        "await pair.protocol.request(",
+        "self.check_state(pair, CandidatePair.State.FAILED)",
+    )
+    _require(
+        problems,
+        aioice.ice.Connection.query_consent,
+        "aioice Connection.query_consent",
+        "await pair.protocol.request(",
+    )
+    _require(
+        problems,
+        StunProtocol.request,
+        "aioice StunProtocol.request",
+        "self.transactions[request.transaction_id] = transaction",
+    )
+    _require(
+        problems,
+        StunProtocol.send_stun,
+        "aioice StunProtocol.send_stun",
+        "self.transport.sendto(bytes(message), addr)",
+    )
+    _require(
+        problems,
+        aioice.ice.Connection.check_incoming,
+        "aioice Connection.check_incoming",
+        'type="prflx"',
+        "pair = CandidatePair(protocol, remote_candidate)",
+    )
+    _require(
+        problems,
+        tcp_mux.Candidate.can_pair_with,
+        "aioice Candidate.can_pair_with",
+        "self.transport.lower() == other.transport.lower()",
+    )
 
 
 def _source(obj: Any) -> str:

@@ -20,6 +20,8 @@ from aiortc.rtcdtlstransport import State as DtlsState
 from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
 
+from media.internals.tcp_mux import TcpStunProtocol
+
 # RTCDtlsTransport's transmit counters (its getStats), kept as its _send_rtp keeps them.
 _DTLS_TX_BYTES = "_RTCDtlsTransport__tx_bytes"
 _DTLS_TX_PACKETS = "_RTCDtlsTransport__tx_packets"
@@ -37,10 +39,12 @@ _EXTENSION_HEADER = struct.Struct("!HH")
 _NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
 _DTLS_CONNECTED = DtlsState.CONNECTED
 
-# Send each frame's packets straight to the UDP transport of the nominated ICE pair (no
-# coroutine chain per packet) when that pair is a plain UDP pair; False sends every packet
+# Send each frame's packets straight to the transport of the nominated ICE pair (no
+# coroutine chain per packet) when that pair is a host pair, on UDP or on an ICE-TCP
+# connection (``tcp_mux``: its sendto writes one RFC 4571 frame); False sends every packet
 # through aiortc's RTCDtlsTransport._send_rtp instead.
 DIRECT_DATAGRAMS = True
+_DIRECT_PROTOCOLS = (StunProtocol, TcpStunProtocol)
 
 
 def _ntp_now() -> int:
@@ -108,7 +112,7 @@ class _DatagramSink:
         if pair is not self.pair or dtls is not self.dtls or dtls._tx_srtp is not self.session:
             protocol = pair.protocol
             # A relayed (TURN) pair's send_data may wait for a channel binding: not direct.
-            self.direct = type(protocol) is StunProtocol
+            self.direct = type(protocol) in _DIRECT_PROTOCOLS
             # Keep the Session referenced: it frees the libsrtp context when collected.
             self.session = dtls._tx_srtp
             if self.direct:

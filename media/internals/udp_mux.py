@@ -12,7 +12,7 @@ everything on one port per address and tell connections apart the way ICE allows
 * everything else (STUN responses, DTLS, SRTP/SRTCP) goes by source address: to the connection
   that learned that address (from a request it received or a check it sent there).
 
-:class:`UdpMux` owns the shared sockets. :func:`bind_udp_mux` makes the ICE connections of one
+:class:`UdpMux` owns the shared sockets. ``UDP_MUX.bind`` makes the ICE connections of one
 server-side ``RTCPeerConnection`` gather their host candidates on it (an instance attribute
 replacing ``get_component_candidates`` on exactly those connections: clients in the same process
 keep aioice's behaviour). Each such connection gets aioice's own ``StunProtocol`` (so aioice's
@@ -24,25 +24,29 @@ Memory: per connection, one ufrag entry plus one entry per remote address it tal
 remote candidates, at most a handful), removed when the connection closes.
 
 The mux of a process is process-wide, like aioice's host addresses (``hosts``): the app starts
-it at start-up (:func:`use_udp_mux`); several apps of one process (tests) share it if they ask
-for the same port, and a different port is refused.
+it at start-up (``UDP_MUX.use``); several apps of one process (tests) share it if they ask
+for the same port, and a different port is refused (``shared_port``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import ipaddress
 import logging
 import socket
 import struct
-from collections.abc import Sequence
 from typing import Any
 
 import aioice.ice
-from aioice.candidate import Candidate, candidate_foundation, candidate_priority
+from aioice.candidate import Candidate, candidate_priority
 from aioice.ice import StunProtocol
-from aiortc import RTCPeerConnection
+
+from media.internals.shared_port import (
+    ConnectionView,
+    ProcessPort,
+    SharedPort,
+    add_host_candidate,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,45 +80,24 @@ def stun_request_ufrag(data: bytes) -> str | None:
     return None
 
 
-class _MuxTransport(asyncio.DatagramTransport):
+class _MuxTransport(ConnectionView):
     """One ICE connection's view of a shared socket: sends through it, closes only itself."""
 
+    endpoint: _MuxEndpoint
+
     def __init__(self, endpoint: _MuxEndpoint, protocol: StunProtocol, ufrag: str) -> None:
-        super().__init__()
-        self._endpoint = endpoint
-        self._protocol = protocol
-        self.ufrag = ufrag
+        super().__init__(endpoint, protocol, ufrag)
         self.addresses: set[tuple[str, int]] = set()
-        self._closing = False
 
     def sendto(self, data: Any, addr: Any = None) -> None:
         if self._closing:
             return
-        endpoint = self._endpoint
+        endpoint = self.endpoint
         if addr not in self.addresses:
             # A check we send: its response comes back from that address.
             endpoint.learn(addr, self)
         assert endpoint.transport is not None
         endpoint.transport.sendto(data, addr)
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name == "sockname":
-            return self._endpoint.sockname
-        # No "socket": aioice would set its buffer size on the shared one.
-        return default
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        self._endpoint.forget(self)
-        asyncio.get_running_loop().call_soon(self._protocol.connection_lost, None)
-
-    def abort(self) -> None:
-        self.close()
 
 
 class _MuxEndpoint(asyncio.DatagramProtocol):
@@ -146,7 +129,7 @@ class _MuxEndpoint(asyncio.DatagramProtocol):
         if target is None:
             self.dropped += 1
             return
-        target._protocol.datagram_received(data, addr)
+        target.protocol.datagram_received(data, addr)
 
     def error_received(self, exc: Exception) -> None:
         logger.debug("media UDP socket %s: %s", self.sockname, exc)
@@ -174,47 +157,26 @@ class _MuxEndpoint(asyncio.DatagramProtocol):
         mux.addresses.clear()
 
 
-class UdpMux:
+class UdpMux(SharedPort[_MuxEndpoint]):
     """One UDP socket per host address, shared by every server-side ICE connection."""
 
-    def __init__(self, port: int, addresses: Sequence[str]) -> None:
-        if not 0 < port < 65536:
-            raise ValueError(f"media UDP port {port}: must be 1-65535")
-        self.port = port
-        self.addresses = [str(ipaddress.ip_address(a)) for a in addresses]
-        if not self.addresses:
-            raise ValueError("media UDP port: no host address to listen on")
-        self.endpoints: dict[str, _MuxEndpoint] = {}
+    kind = "UDP"
 
-    async def start(self) -> None:
+    async def _open(self, address: str) -> _MuxEndpoint:
         loop = asyncio.get_running_loop()
-        for address in self.addresses:
-            try:
-                transport, endpoint = await loop.create_datagram_endpoint(
-                    _MuxEndpoint, local_addr=(address, self.port)
-                )
-            except OSError as exc:
-                # As aioice does for a host address it cannot bind (e.g. a link-local IPv6
-                # address): no candidate there. All of them failing is an error (below).
-                logger.warning("media UDP port %s on %s: %s", self.port, address, exc)
-                continue
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
-            self.endpoints[address] = endpoint
-        if not self.endpoints:
-            raise OSError(f"media UDP port {self.port}: could not bind it on any host address")
+        transport, endpoint = await loop.create_datagram_endpoint(
+            _MuxEndpoint, local_addr=(address, self.port)
+        )
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
+        return endpoint
 
     def close(self) -> None:
         for endpoint in self.endpoints.values():
             if endpoint.transport is not None:
                 endpoint.transport.close()
         self.endpoints.clear()
-
-    @property
-    def connections(self) -> int:
-        """ICE connections currently on the mux (by their ufrag)."""
-        return len({u for e in self.endpoints.values() for u in e.by_ufrag})
 
     async def _component_candidates(
         self,
@@ -227,80 +189,27 @@ class UdpMux:
         candidates: list[Candidate] = []
         others: list[str] = []
         for address in addresses:
-            endpoint = self.endpoints.get(str(ipaddress.ip_address(address)))
+            endpoint = self.endpoint(address)
             if endpoint is None or endpoint.transport is None:
                 others.append(address)
                 continue
-            protocol = StunProtocol(connection)
-            mux = _MuxTransport(endpoint, protocol, connection.local_username)
-            endpoint.register(mux)
-            protocol.connection_made(mux)
-            host, port = endpoint.sockname
-            protocol.local_candidate = Candidate(
-                foundation=candidate_foundation("host", "udp", host),
-                component=component,
-                transport="udp",
-                priority=candidate_priority(component, "host"),
-                host=host,
-                port=port,
-                type="host",
-            )
-            connection._protocols.append(protocol)
-            candidates.append(protocol.local_candidate)
+            mux = _MuxTransport(endpoint, StunProtocol(connection), connection.local_username)
+            priority = candidate_priority(component, "host")
+            candidates.append(add_host_candidate(connection, mux, component, "udp", priority))
         # aioice's own path for whatever the mux does not serve, and for STUN/TURN candidates.
         candidates += await _ORIGINAL_GET_COMPONENT_CANDIDATES(
             connection, component, others, timeout
         )
         return candidates
 
-    def bind(self, pc: RTCPeerConnection) -> None:
-        """Gather the host candidates of ``pc``'s ICE connections on this mux (idempotent)."""
-        transports = pc._RTCPeerConnection__iceTransports  # type: ignore[attr-defined]
-        for ice_transport in transports:
-            connection = ice_transport.iceGatherer._connection
-            if "get_component_candidates" not in vars(connection):
-                connection.get_component_candidates = functools.partial(
-                    self._component_candidates, connection
-                )
+    def _bind_connection(self, connection: aioice.ice.Connection) -> None:
+        if "get_component_candidates" not in vars(connection):
+            connection.get_component_candidates = functools.partial(  # type: ignore[method-assign]
+                self._component_candidates, connection
+            )
 
 
-_active: UdpMux | None = None
-_users = 0
-
-
-async def use_udp_mux(port: int, addresses: Sequence[str]) -> UdpMux:
-    """An app's start-up: the process's mux on ``port`` (started once, shared by apps asking
-    for the same port; ValueError for another port)."""
-    global _active, _users
-    if _active is None:
-        mux = UdpMux(port, addresses)
-        await mux.start()
-        _active = mux
-    elif _active.port != port:
-        raise ValueError(
-            f"media_udp_port {port}: this process already receives media on {_active.port}"
-        )
-    _users += 1
-    return _active
-
-
-def release_udp_mux() -> None:
-    """An app's clean-up: the last app of the process closes the mux."""
-    global _active, _users
-    if _active is None:
-        return
-    _users -= 1
-    if _users <= 0:
-        _active.close()
-        _active = None
-        _users = 0
-
-
-def active_udp_mux() -> UdpMux | None:
-    return _active
-
-
-def bind_udp_mux(pc: RTCPeerConnection) -> None:
-    """Before a server-side ``setLocalDescription``: gather on the process's mux, if any."""
-    if _active is not None:
-        _active.bind(pc)
+# The process's mux (``shared_port``): ``UDP_MUX.use(port, addresses)`` at an app's start-up,
+# ``UDP_MUX.release()`` at its clean-up, ``UDP_MUX.bind(pc)`` before a server-side
+# ``setLocalDescription``, ``UDP_MUX.active`` (None: no mux in this process).
+UDP_MUX = ProcessPort("media_udp_port", UdpMux)

@@ -5,7 +5,8 @@ Each worker is an ordinary ``homeroom serve`` process, a node of its own: its ow
 own media ports: with ``media_udp_port`` set, worker ``i`` binds ``media_udp_port + i`` (one UDP
 socket per ICE host address, for every peer connection of that worker), so the firewall opens
 the N ports from ``media_udp_port``; without it, each worker's peer connections take ephemeral
-ports as a single node's do. They share the configured PostgreSQL and Redis, and a load
+ports as a single node's do. ``media_tcp_port`` (ICE over TCP) likewise: worker ``i`` listens on
+``media_tcp_port + i``. They share the configured PostgreSQL and Redis, and a load
 balancer in front spreads clients over them (docs/operations.md). Own ports rather than
 SO_REUSEPORT on one port: the kernel spreads every new TCP connection over SO_REUSEPORT
 listeners, so the successive HTTP requests of a Socket.IO client that fell back to long-polling
@@ -69,11 +70,13 @@ def check_cluster(settings: Settings, workers: int) -> None:
         )
     if settings.port == 0:
         raise ConfigError(f"--workers {workers} needs a fixed port (workers use port + i)")
-    if settings.media_udp_port and settings.media_udp_port + workers - 1 > 65535:
-        raise ConfigError(
-            f"--workers {workers} with media_udp_port {settings.media_udp_port}: worker i "
-            f"uses media_udp_port + i, beyond 65535 for the last ones"
-        )
+    for name in ("media_udp_port", "media_tcp_port"):
+        first = getattr(settings, name)
+        if first and first + workers - 1 > 65535:
+            raise ConfigError(
+                f"--workers {workers} with {name} {first}: worker i uses {name} + i, beyond "
+                f"65535 for the last ones"
+            )
 
 
 @dataclass
@@ -83,6 +86,8 @@ class Worker:
     name: str
     # Its one UDP port for media (media_udp_port + index; 0: ephemeral ports).
     media_udp_port: int = 0
+    # Its one TCP port for ICE over TCP (media_tcp_port + index; 0: none).
+    media_tcp_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restart_at: float | None = None
@@ -99,9 +104,9 @@ class Worker:
 
 def plan(settings: Settings, workers: int, host_name: str) -> list[Worker]:
     base = settings.node_name or host_name
-    media = settings.media_udp_port
+    udp, tcp = settings.media_udp_port, settings.media_tcp_port
     return [
-        Worker(i, settings.port + i, f"{base}-w{i}", media + i if media else 0)
+        Worker(i, settings.port + i, f"{base}-w{i}", udp + i if udp else 0, tcp + i if tcp else 0)
         for i in range(workers)
     ]
 
@@ -135,6 +140,7 @@ class Supervisor:
             HOMEROOM_PORT=str(w.port),
             HOMEROOM_NODE_NAME=w.name,
             HOMEROOM_MEDIA_UDP_PORT=str(w.media_udp_port),
+            HOMEROOM_MEDIA_TCP_PORT=str(w.media_tcp_port),
         )
         if self.demo:
             env["HOMEROOM_DEMO"] = "true"
@@ -147,6 +153,7 @@ class Supervisor:
         w.started_at = time.monotonic()
         w.restart_at = None
         media = f", media UDP port {w.media_udp_port}" if w.media_udp_port else ""
+        media += f", media TCP port {w.media_tcp_port}" if w.media_tcp_port else ""
         self._say(f"worker {w.name} (pid {w.proc.pid}) on port {w.port}{media}")
 
     def _stop(self, signum: int, _frame: object) -> None:

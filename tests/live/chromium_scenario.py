@@ -8,15 +8,21 @@ the outer namespace (PostgreSQL, Redis) are out of reach: the server uses its em
 The teacher (Ms. Li) is the browser: it signs in, starts the lesson, publishes its fake camera
 and microphone with ``rtc.publish`` and opens its subscribe leg. The co-teacher (Mr. Chen) is a
 Python :class:`clients.live.LiveParticipant` that publishes synthetic video and a tone and
-subscribes. The last line on stdout is ``RESULT {json}``: what each side decoded and the selected
-ICE candidate pairs seen by Chromium, by the aiortc client and by the server.
+subscribes. The server also offers ICE over TCP (``media_tcp_port``): with UDP open, every
+pair must still be the UDP one, on both ends. The last line on stdout is ``RESULT {json}``:
+what each side decoded and the selected ICE candidate pairs seen by Chromium, by the aiortc
+client and by the server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import shutil
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +30,22 @@ import av
 from aiohttp import web
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import BrowserContext, Page, async_playwright
 
 from clients.live import LiveParticipant
 from realtime import demo
 from realtime.app import create_app
 from realtime.store import open_store
 from realtime.transport.rest import LIVE
-from tests.chromium import CHROMIUM, CHROMIUM_ARGS, MEDIA_ARGS, report_result
-from tests.conftest import Server, make_settings, stop_server
+from tests.chromium import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    MEDIA_ARGS,
+    report_result,
+    require,
+    run_in_loopback_namespace,
+)
+from tests.conftest import Server, free_port, make_settings, stop_server
 from tests.media.peers import CounterVideoTrack, ToneAudioTrack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,9 +56,10 @@ FRAMES_WANTED = 10
 MEDIA_TIMEOUT_S = 25.0
 
 
-async def start_server_with_page(tmp: Path) -> Server:
-    """The real app (SQLite, demo school, ICE on 127.0.0.1) plus the test page, same origin."""
-    settings = make_settings(tmp, ice_host_addresses="127.0.0.1")
+async def start_server_with_page(tmp: Path, **overrides: Any) -> Server:
+    """The real app (SQLite, demo school, ICE on 127.0.0.1, ``overrides`` of its settings) plus
+    the test page, same origin."""
+    settings = make_settings(tmp, ice_host_addresses="127.0.0.1", **overrides)
     store = open_store(settings.database_url)
     await store.migrate()
     info = await demo.seed(store)
@@ -56,6 +70,43 @@ async def start_server_with_page(tmp: Path) -> Server:
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
     return Server(f"http://127.0.0.1:{settings.port}", settings, app, runner, info, [])
+
+
+async def with_browser(
+    srv: Server,
+    tmp: Path,
+    flags: list[str],
+    body: Callable[[Server, BrowserContext], Awaitable[None]],
+) -> None:
+    """``body(srv, context)`` with one headless Chromium (a fresh profile in ``tmp``), then
+    Chromium closed and the server stopped, whatever happened."""
+    try:
+        async with async_playwright() as pw:
+            context = await pw.chromium.launch_persistent_context(
+                str(tmp / "profile"), executable_path=CHROMIUM, headless=True, args=flags
+            )
+            try:
+                await body(srv, context)
+            finally:
+                await context.close()
+    finally:
+        await stop_server(srv)
+
+
+def run_page_scenario(module: str, *tools: str) -> dict[str, Any]:
+    """Run ``python -m <module>`` (a scenario with Chromium and the test page) in a loopback
+    network namespace of its own, after checking that Chromium, socket.io-client and the
+    ``tools`` (tc, nft: paths) are there; its result, which must be ``ok``."""
+    require(os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} is missing (run `make live-deps`)")
+    require(SOCKET_IO_JS.exists(), f"{SOCKET_IO_JS} is missing (npm ci in tests/node)")
+    for tool in tools:
+        require(shutil.which(tool) is not None, f"{tool} is missing (run `make live-deps`)")
+    result, stderr = run_in_loopback_namespace(module)
+    assert result["ok"], (
+        f"scenario failed:\n{result.get('error')}\nstderr:\n{stderr[-2000:]}\n"
+        f"{json.dumps(result)[:3000]}"
+    )
+    return result
 
 
 def add_test_page(app: web.Application) -> None:
@@ -142,7 +193,7 @@ def decoded_from(stats: dict[str, Any] | None, publisher_id: int, kind: str) -> 
 
 
 async def run(tmp: Path, result: dict[str, Any]) -> None:
-    srv = await start_server_with_page(tmp)
+    srv = await start_server_with_page(tmp, media_tcp_port=free_port())
     chen: LiveParticipant | None = None
     received: Received | None = None
     page: Page | None = None

@@ -38,15 +38,14 @@ from typing import Any
 
 import av
 from aiortc.codecs.opus import OpusEncoder
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page
 
 from clients.live import LiveParticipant
 from clients.simulcast import LayerEncoding, SimulcastCamera
 from realtime import demo
 from realtime.transport.rest import LIVE
-from tests.chromium import CHROMIUM, CHROMIUM_ARGS, MEDIA_ARGS, report_result
-from tests.conftest import stop_server
-from tests.live.chromium_scenario import start_server_with_page
+from tests.chromium import CHROMIUM_ARGS, MEDIA_ARGS, report_result
+from tests.live.chromium_scenario import start_server_with_page, with_browser
 from tests.media.peers import TextureVideoTrack, ToneAudioTrack
 
 # (username, downlink kbit/s, random loss %): the link each student watches on.
@@ -167,17 +166,7 @@ async def page_for(context: Any, url: str, username: str) -> Page:
 
 async def scenario(tmp: Path, result: dict[str, Any]) -> None:
     srv = await start_server_with_page(tmp)
-    try:
-        async with async_playwright() as pw:
-            context = await pw.chromium.launch_persistent_context(
-                str(tmp / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS
-            )
-            try:
-                await watch(srv, context, result)
-            finally:
-                await context.close()
-    finally:
-        await stop_server(srv)
+    await with_browser(srv, tmp, FLAGS, lambda srv, context: watch(srv, context, result))
 
 
 async def watch(srv: Any, context: Any, result: dict[str, Any]) -> None:

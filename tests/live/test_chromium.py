@@ -70,7 +70,9 @@ def test_chromium_publishes_and_receives_through_the_sfu() -> None:
         assert width <= 640 and height <= 480 and abs(width / height - 4 / 3) < 0.02, got["sizes"]
 
     # 127.0.0.1 at both ends of every selected pair: in the browser, on the aiortc client and
-    # on the server; and the browser's pairs are the very ones the server selected.
+    # on the server; and the browser's pairs are the very ones the server selected: UDP,
+    # though the server also offered a TCP candidate (ICE prefers UDP, and the server, when it
+    # nominates, never nominates TCP over a nominated UDP pair).
     for leg in ("publish", "subscribe"):
         pair = browser[leg]["pair"]
         assert_loopback(pair, f"chromium {leg}")

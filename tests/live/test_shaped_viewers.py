@@ -6,31 +6,15 @@ a network namespace of its own, shaped with HTB and nftables inside it only)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from typing import Any
 
 import pytest
 
-from tests.chromium import require, run_in_loopback_namespace
-from tests.live.chromium_scenario import CHROMIUM, SOCKET_IO_JS
+from tests.live.chromium_scenario import run_page_scenario
 from tests.live.shaped_scenario import EXPECTED_LAYER, NFT, TC
 
 # From the shaping (or the opening) to the right layer (or to video again), as the issue asks.
 WITHIN_S = 5.0
-
-
-def run_scenario() -> dict[str, Any]:
-    require(os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} is missing (run `make live-deps`)")
-    require(SOCKET_IO_JS.exists(), f"{SOCKET_IO_JS} is missing (npm ci in tests/node)")
-    require(shutil.which(TC) is not None, "tc is missing (run `make live-deps`)")
-    require(shutil.which(NFT) is not None, "nft is missing (run `make live-deps`)")
-    result, stderr = run_in_loopback_namespace("tests.live.shaped_scenario")
-    assert result["ok"], (
-        f"scenario failed:\n{result.get('error')}\nstderr:\n{stderr[-2000:]}\n"
-        f"{json.dumps(result)[:3000]}"
-    )
-    return result
 
 
 def first_at(samples: list[dict[str, Any]], since: float, check: Any) -> float | None:
@@ -49,7 +33,7 @@ def first_at(samples: list[dict[str, Any]], since: float, check: Any) -> float |
     strict=False,
 )
 def test_each_shaped_viewer_gets_the_layer_its_link_carries() -> None:
-    r = run_scenario()
+    r = run_page_scenario("tests.live.shaped_scenario", TC, NFT)
     shaped_at, opened_at = r["shaped_at"], r["opened_at"]
     report = {}
     for name, expected in EXPECTED_LAYER.items():

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from clients.live import LiveParticipant
-from media.ice import active_udp_mux
+from media.ice import UDP_MUX
 from realtime import demo
 from realtime.actions.accounts import create_user
 from realtime.actions.roster import add_member
@@ -28,8 +28,9 @@ from tests.media.peers import CounterVideoTrack, ToneAudioTrack
 VIEWERS = 10
 
 
-def process_udp_sockets(pid: int | str = "self") -> set[tuple[int, str, int]]:
-    """(inode, local address, local port) of every UDP socket a process (this one) holds."""
+def process_sockets(pid: int | str = "self", table: str = "udp") -> set[tuple[int, str, int, int]]:
+    """(inode, local address, local port, state) of every IPv4 socket of one kind (``udp``,
+    ``tcp``: /proc/net/<table>) a process (this one) holds; TCP state 10 is LISTEN."""
     inodes = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
@@ -39,7 +40,7 @@ def process_udp_sockets(pid: int | str = "self") -> set[tuple[int, str, int]]:
         if target.startswith("socket:["):
             inodes.add(int(target[8:-1]))
     out = set()
-    with open(f"/proc/{pid}/net/udp") as f:
+    with open(f"/proc/{pid}/net/{table}") as f:
         next(f)
         for line in f:
             bits = line.split()
@@ -47,8 +48,13 @@ def process_udp_sockets(pid: int | str = "self") -> set[tuple[int, str, int]]:
             if inode in inodes:
                 hex_addr, hex_port = bits[1].split(":")
                 addr = socket.inet_ntoa(int(hex_addr, 16).to_bytes(4, "little"))
-                out.add((inode, addr, int(hex_port, 16)))
+                out.add((inode, addr, int(hex_port, 16), int(bits[3], 16)))
     return out
+
+
+def process_udp_sockets(pid: int | str = "self") -> set[tuple[int, str, int]]:
+    """(inode, local address, local port) of every UDP socket a process (this one) holds."""
+    return {(inode, addr, port) for inode, addr, port, _ in process_sockets(pid, "udp")}
 
 
 def free_udp_port() -> int:
@@ -66,7 +72,7 @@ async def test_a_lesson_with_many_viewers_uses_one_udp_port(tmp_path: Path) -> N
     viewers: list[LiveParticipant] = []
     watches: list[Watch] = []
     try:
-        mux = active_udp_mux()
+        mux = UDP_MUX.active
         assert mux is not None and mux.port == port
         # More viewers than the demo class has: extra students.
         store = srv.app[HUB].store
@@ -155,5 +161,5 @@ async def test_a_lesson_with_many_viewers_uses_one_udp_port(tmp_path: Path) -> N
             await p.close()
         await stop_server(srv)
     # The last app of the process closed the port.
-    assert active_udp_mux() is None
+    assert UDP_MUX.active is None
     assert not [s for s in process_udp_sockets() if s[2] == port]
