@@ -100,6 +100,10 @@ class LiveRuntime:
         self.subscribers: dict[int, SubscribeSession] = {}
         self.last_activity = time.monotonic()
         self._lock = asyncio.Lock()
+        # What a move keeps, as last stored (LiveSession.kept), and the lock that makes a change
+        # to it and its storing one step (realtime/live/service.py ``LiveService.change``).
+        self.kept: dict[str, Any] = session.kept()
+        self.kept_lock = asyncio.Lock()
         self._pending_refresh: asyncio.Task[None] | None = None
         self._tells: set[asyncio.Future[None]] = set()
         self.router.add_listener(self._on_track_event)
