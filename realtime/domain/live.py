@@ -8,7 +8,7 @@ messages.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -72,13 +72,17 @@ class Participant:
 
 
 MUTE_KINDS = frozenset({"audio", "video"})
+_NONE: frozenset[str] = frozenset()
 
 
 @dataclass
 class Saved:
     """The rules' state of a session at one moment (:meth:`LiveSession.save`)."""
 
-    participants: dict[int, Participant]
+    # user id -> (the person, role, in lobby, on stage, invited, host mutes, own mutes)
+    participants: dict[
+        int, tuple[Participant, LiveRole, bool, bool, bool, frozenset[str], frozenset[str]]
+    ]
     hands: list[str]
     stage_places: int
     stage_classroom: int | None
@@ -416,16 +420,21 @@ class LiveSession:
 
     # --- what a move keeps ------------------------------------------------------------------
 
-    def _kept_person(self, user_id: int, p: Participant) -> bool:
-        """Whether this person's place is more than "joined": a move must keep it."""
-        return (
-            p.in_lobby
+    def _kept_people(self) -> list[tuple[int, Participant]]:
+        """The people whose place is more than "joined": a move must keep it."""
+        hands = {int(h[5:]) for h in self.hands if h.startswith("user:")}
+        meeting = self.kind is SessionKind.MEETING
+        return [
+            (uid, p)
+            for uid, p in self.participants.items()
+            if p.in_lobby
             or p.on_stage
             or p.invited
-            or bool(p.muted_by_host or p.self_muted)
-            or f"user:{user_id}" in self.hands
-            or (self.kind is SessionKind.MEETING and p.role is LiveRole.GUARDIAN)  # admitted
-        )
+            or p.muted_by_host
+            or p.self_muted
+            or uid in hands
+            or (meeting and p.role is LiveRole.GUARDIAN)  # admitted
+        ]
 
     def kept(self) -> dict[str, Any]:
         """The state that matters to people, as plain JSON: what a moved session keeps.
@@ -448,8 +457,7 @@ class LiveSession:
                 sorted(p.muted_by_host),
                 sorted(p.self_muted),
             ]
-            for uid, p in self.participants.items()
-            if self._kept_person(uid, p)
+            for uid, p in self._kept_people()
         ]
         return {
             "v": KEPT_VERSION,
@@ -507,14 +515,18 @@ class LiveSession:
         return [uid for uid, p in self.participants.items() if not p.connected]
 
     def save(self) -> Saved:
-        """A copy of the rules' state, to :meth:`undo` a change that could not be stored."""
+        """The rules' state now, to :meth:`undo` a change that could not be stored (cheap: it
+        is taken before every change; a person's copy is a tuple of their rules' fields)."""
         return Saved(
             {
-                u: replace(
+                u: (
                     p,
-                    publishing=set(p.publishing),
-                    muted_by_host=set(p.muted_by_host),
-                    self_muted=set(p.self_muted),
+                    p.role,
+                    p.in_lobby,
+                    p.on_stage,
+                    p.invited,
+                    frozenset(p.muted_by_host) if p.muted_by_host else _NONE,
+                    frozenset(p.self_muted) if p.self_muted else _NONE,
                 )
                 for u, p in self.participants.items()
             },
@@ -526,15 +538,13 @@ class LiveSession:
         )
 
     def undo(self, saved: Saved) -> None:
-        """Back to ``saved``: a change is undone whole when storing it failed. A person still
-        here keeps their connection and media as they are now (those are not the change's)."""
-        now = self.participants
+        """Back to ``saved``: a change is undone whole when storing it failed. Each person's
+        connection and media stay as they are now (those are not the change's)."""
         self.participants = {}
-        for uid, old in saved.participants.items():
-            p = now.get(uid)
-            if p is not None:
-                old.connected, old.publishing = p.connected, p.publishing
-            self.participants[uid] = old
+        for uid, (p, role, lobby, stage, invited, muted, own) in saved.participants.items():
+            p.role, p.in_lobby, p.on_stage, p.invited = role, lobby, stage, invited
+            p.muted_by_host, p.self_muted = set(muted), set(own)
+            self.participants[uid] = p
         self.hands = saved.hands
         self.stage_places = saved.stage_places
         self.stage_classroom = saved.stage_classroom

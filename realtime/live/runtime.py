@@ -233,7 +233,13 @@ class LiveRuntime:
         return media_plan(self.session, self._tracks(), [user_id]).receive[user_id]
 
     async def refresh(self) -> None:
-        """Make the media match the rules' plan (``live_protocol.media_plan``)."""
+        """Make the media match the rules' plan (``live_protocol.media_plan``).
+
+        Not once the session ended here (ended, or moved to another node): every track would be
+        refused and its publisher told ``rtc.unpublished``, which the clients, already joined
+        on the new node, would take for that node's word and stop their camera or screen."""
+        if self.session.ended:
+            return
         async with self._lock:
             tracks = self._tracks()
             if tracks:
