@@ -65,7 +65,8 @@ async def observe(hub: Hub, session: LiveSession) -> None:
 def resumed(hub: Hub, session: LiveSession) -> None:
     """A moved session runs on this node with what it kept (hands up, people on stage, away
     until they join again): that is where this node's record starts, so a hand raised before
-    the move is not counted again; people are counted from when they join here."""
+    the move is not counted again. A person's interval opened on the old node goes on when
+    they join here (``add_join``: already present) and ends when they leave."""
     _trackers(hub)[session.id] = ParticipationTracker(last=snapshot(session))
 
 
