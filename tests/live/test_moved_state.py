@@ -21,7 +21,7 @@ import pytest
 
 from clients.homeroom import HomeroomClient
 from clients.live import LiveParticipant
-from realtime.transport.rest import NODES
+from realtime.transport.rest import LIVE, NODES
 from tests.conftest import Server, make_settings, start_server, stop_server
 from tests.live.helpers import eventually
 from tests.live.test_failover import Viewer, client_of, common_settings, frames_again, node_of
@@ -203,3 +203,32 @@ async def test_a_drain_keeps_the_meetings_lobby_and_who_was_admitted(tmp_path: P
         await host.client.request("lobby.admit", {"session_id": sid, "user_ids": [li_mom]})
         await eventually(lambda: "admitted" in statuses("li_mom"), 10, "Li's mother admitted")
         await host.client.request("session.end", {"session_id": sid})
+
+
+@pytest.mark.timeout(60)
+async def test_a_session_that_ended_here_tells_its_publishers_nothing(live_server: Server) -> None:
+    """Once a session ended on this node (moved away: ``move_all`` and ``let_go`` mark it so
+    before closing its legs), a refresh of its media (a connection dropping there) used to
+    refuse every track and tell each publisher ``rtc.unpublished``; the pages, already joined on
+    the new node, obeyed it and stopped their camera or shared screen."""
+    srv = live_server
+    li = await srv.client("li")
+    sid = (
+        await li.request(
+            "session.start", {"class_id": srv.class_id, "kind": "lesson", "title": "语文"}
+        )
+    )["session"]["id"]
+    host = LiveParticipant(li, sid)
+    await host.join()
+    await host.publish({CounterVideoTrack(): "camera"})
+    rt = srv.app[LIVE].runtimes[sid]
+    await eventually(lambda: rt.router.tracks(), 10, "the camera published")
+    rt.session.ended = True  # moved away
+    await rt.refresh()
+    # A sentinel told after it, on the same connection: whatever the refresh told came first.
+    await srv.app[LIVE].tell(sid, srv.uid("li"), "stage.invited", {"session_id": sid})
+    await eventually(lambda: notices(host, "stage.invited"), 10, "the sentinel")
+    assert notices(host, "rtc.unpublished") == []
+    assert rt.router.tracks()  # still forwarding until its legs close
+    rt.session.ended = False
+    await host.close()
