@@ -6,6 +6,8 @@ No server, no sockets: the rules (realtime/domain/live.py) and their effects
 
 from __future__ import annotations
 
+import json
+
 import msgspec
 import pytest
 
@@ -196,3 +198,104 @@ def test_the_media_plan_says_which_tracks_go_where() -> None:
     }
     p.leave(session, OTHER)
     assert p.media_plan(session, tracks, [OTHER]).receive == {OTHER: []}
+
+
+def moved(session: LiveSession) -> LiveSession:
+    """The session as its next node rebuilds it: from its row, and what it kept (as JSON)."""
+    kept = json.loads(json.dumps(session.kept()))
+    fresh = LiveSession(
+        session.id, session.kind, session.class_id, session.host_id, "t", dict(session.classrooms)
+    )
+    fresh.restore(kept)
+    return fresh
+
+
+def test_a_moved_lesson_keeps_hands_in_order_the_stage_and_mutes_and_forgets_the_rest() -> None:
+    session = lesson()
+    for uid in (4, 5):
+        p.join(session, uid, f"s{uid}", {10: {"student"}}, new_connection=False)
+    p.raise_hand(session, OTHER, s.Hand(session_id=7))
+    p.raise_hand(session, STUDENT, s.Hand(session_id=7))
+    p.stage_places(session, HOST, s.StagePlaces(session_id=7, places=3))
+    p.invite(session, HOST, s.Person(session_id=7, user_id=4))
+    p.accept(session, 4, s.SessionRef(session_id=7))
+    p.invite(session, HOST, s.Person(session_id=7, user_id=5))  # invited, not yet answered
+    p.mute(session, HOST, s.Mute(session_id=7, user_id=OTHER, audio=True))
+    p.mute_self(session, STUDENT, s.SelfMute(session_id=7, video=True))
+    p.lock(session, HOST, s.Lock(session_id=7, unmute_locked=True))
+    session.participants[4].publishing.add("camera")
+
+    after = moved(session)
+    assert after.hands == [f"user:{OTHER}", f"user:{STUDENT}"]
+    people = after.participants
+    # Only people whose place is more than "joined" are kept: the host joins again as new.
+    assert sorted(people) == [STUDENT, OTHER, 4, 5]
+    assert not any(x.connected for x in people.values())  # away until they join again
+    assert people[4].on_stage and people[5].invited and not people[5].on_stage
+    assert people[4].publishing == set()  # media is never kept: he publishes again
+    assert people[OTHER].muted_by_host == {"audio"} and people[STUDENT].self_muted == {"video"}
+    assert after.stage_places == 3 and after.unmute_locked and not after.locked
+    # Joining again takes the kept place back: on stage, he may publish at once.
+    p.join(after, 4, "s4", {10: {"student"}}, new_connection=False)
+    assert people[4].connected and after.publish_refusal(4, "camera") is None
+    assert after.publish_refusal(5, "camera") is not None  # invited only
+    # The stage's places count the kept ones.
+    p.accept(after, 5, s.SessionRef(session_id=7))
+    assert after.on_stage() == [4, 5]
+    # The kept state is small: the people in it, each once.
+    assert len(json.dumps(after.kept())) < 400
+
+
+def test_a_moved_meeting_keeps_who_waits_and_who_was_admitted() -> None:
+    session = LiveSession(8, SessionKind.MEETING, 10, HOST, "m", {10: "5-2"})
+    p.join(session, HOST, "host", {10: {"teacher"}}, new_connection=False)
+    for uid in (5, 6):
+        p.join(session, uid, f"mom{uid}", {10: {"guardian"}}, new_connection=False)
+    p.admit(session, HOST, s.Admit(session_id=8, user_ids=[5]))
+    p.lock(session, HOST, s.Lock(session_id=8, locked=True))
+    after = moved(session)
+    assert after.lobby() == [6] and not after.participants[5].in_lobby
+    # Back from a locked meeting's lobby: the admitted one is in, the waiting one still waits.
+    out = p.join(after, 5, "mom5", {10: {"guardian"}}, new_connection=False)
+    assert out.reply["you"]["in_lobby"] is False and "participants" in out.reply["session"]
+    out = p.join(after, 6, "mom6", {10: {"guardian"}}, new_connection=False)
+    assert out.reply["you"]["in_lobby"] is True
+
+
+def test_what_a_move_keeps_is_checked_when_taken_back() -> None:
+    session = lesson()
+    p.raise_hand(session, STUDENT, s.Hand(session_id=7))
+    kept = json.loads(json.dumps(session.kept()))
+    kept["hands"] += [f"user:{STUDENT}", "user:999", "classroom:77", "bogus"]
+    kept["people"].append([8, "x", "emperor", 10, 0, [], []])  # no such role
+    kept["stage_places"] = 10_000
+    kept["stage_classroom"] = 77  # not one of the lesson's classrooms
+    fresh = LiveSession(7, SessionKind.LESSON, 10, HOST, "t", {10: "5-2"})
+    assert fresh.restore(kept) == [STUDENT]
+    assert fresh.hands == [f"user:{STUDENT}"]
+    assert fresh.stage_places == 16 and fresh.stage_classroom is None
+    # A newer node's format, or nothing stored: the session starts as rebuilt from its row.
+    assert (
+        LiveSession(7, SessionKind.LESSON, 10, HOST, "t", {10: "5-2"}).restore({**kept, "v": 99})
+        == []
+    )
+    assert LiveSession(7, SessionKind.LESSON, 10, HOST, "t", {10: "5-2"}).restore(None) == []
+
+
+def test_a_change_that_could_not_be_stored_is_undone_whole() -> None:
+    session = lesson()
+    p.raise_hand(session, OTHER, s.Hand(session_id=7))
+    session.participants[STUDENT].publishing.add("camera")
+    before = session.kept()
+    saved = session.save()
+    p.raise_hand(session, STUDENT, s.Hand(session_id=7))
+    p.remove(session, HOST, s.Person(session_id=7, user_id=OTHER))
+    p.join(session, 4, "s4", {10: {"student"}}, new_connection=False)
+    session.participants[STUDENT].connected = False  # meanwhile, not part of the change
+    session.undo(saved)
+    assert session.kept() == before
+    assert sorted(session.participants) == [HOST, STUDENT, OTHER]
+    assert session.hands == [f"user:{OTHER}"]
+    # What is not the change's stays as it is now: the connection, the media.
+    assert session.participants[STUDENT].connected is False
+    assert session.participants[STUDENT].publishing == {"camera"}

@@ -252,3 +252,43 @@ async def test_the_migration_keeps_the_newest_of_several_running_sessions(
         await store.close()
         if name:
             drop_postgres_database(name)
+
+
+async def test_a_change_is_stored_before_it_is_answered_and_only_by_the_sessions_node(
+    server: Server,
+) -> None:
+    """What a move keeps is in the row once a hand.raise is answered; a node the session has
+    been moved from (it was taken for lost) answers ``unavailable`` and changes nothing."""
+    srv = server
+    li = await srv.client("li")
+    sid = (
+        await li.request(
+            "session.start",
+            {"class_id": srv.class_id, "kind": "lesson", "title": "数学", "stage_places": 3},
+        )
+    )["session"]["id"]
+    wang, ming = await srv.client("wanghao"), await srv.client("liming")
+    for c in (li, wang, ming):
+        await c.request("session.join", {"session_id": sid})
+
+    async def stored() -> dict[str, Any]:
+        async with srv.app[HUB].store.read() as conn:
+            row = (
+                await conn.execute(
+                    select(live_sessions.c.live_state).where(live_sessions.c.id == sid)
+                )
+            ).one()
+        return dict(row.live_state)
+
+    assert (await stored())["stage_places"] == 3  # from the start
+    await wang.request("hand.raise", {"session_id": sid})
+    assert (await stored())["hands"] == [f"user:{srv.uid('wanghao')}"]  # when answered
+    # The others moved it away (this node was frozen past its TTL): nothing changes here.
+    async with srv.app[HUB].store.transaction() as conn:
+        await conn.execute(
+            live_sessions.update().where(live_sessions.c.id == sid).values(node="elsewhere")
+        )
+    assert await _outcome(ming, "hand.raise", {"session_id": sid}) == "unavailable"
+    assert (await stored())["hands"] == [f"user:{srv.uid('wanghao')}"]
+    view = await li.request("session.join", {"session_id": sid})
+    assert view["session"]["hands"] == [f"user:{srv.uid('wanghao')}"]  # undone here too

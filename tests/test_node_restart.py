@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from realtime.transport.rest import LIVE
+from realtime.store.schema import live_sessions
+from realtime.transport.rest import HUB, LIVE, NODES
 from tests.conftest import make_settings, sentinel, start_server, stop_server
 from tests.services import drop_postgres_database, postgres_database, redis_url
 
@@ -76,3 +77,40 @@ async def test_a_quick_restart_moves_the_nodes_sessions(tmp_path: Path) -> None:
         if second is not None:
             await stop_server(second)
         drop_postgres_database(db_name)
+
+
+async def test_a_session_being_moved_here_is_not_let_go_by_this_nodes_own_beat(
+    tmp_path: Path,
+) -> None:
+    """A node adopting a session builds its runtime before the move is stored; its heartbeat
+    may have read the store before that, naming the old node. It used to let the session go
+    then (legs closed, requests answered not_found while the store named this node: the
+    lesson ran nowhere). Now it looks again: moving it here now, or moved since, it stays."""
+    srv = await start_server(make_settings(tmp_path / "a", node_name="node-a"))
+    try:
+        teacher = await srv.client("li")
+        started = await teacher.request(
+            "session.start", {"class_id": srv.class_id, "kind": "lesson", "title": "数学"}
+        )
+        sid = started["session"]["id"]
+        live, watch = srv.app[LIVE], srv.app[NODES]
+        rt = live.runtimes[sid]
+        stale = {sid: "node-gone"}  # the beat's reading, from before the move was stored
+        live.adopting.add(sid)  # moving it here now
+        await watch.sweep({sid: rt}, stale)
+        live.adopting.discard(sid)
+        await watch.sweep({sid: rt}, stale)  # moved here since (the store names this node)
+        assert live.runtimes.get(sid) is rt and not rt.session.ended
+        assert (await teacher.request("session.join", {"session_id": sid}))["you"]["role"] == (
+            "host"
+        )
+        # Moved away for real (the store names another node): let go, as before (that node
+        # being in no registry here, the same sweep then moves it back, as a new runtime).
+        async with srv.app[HUB].store.transaction() as conn:
+            await conn.execute(
+                live_sessions.update().where(live_sessions.c.id == sid).values(node="node-b")
+            )
+        await watch.sweep({sid: rt}, {sid: "node-b"})
+        assert rt.session.ended and live.runtimes.get(sid) is not rt
+    finally:
+        await stop_server(srv)

@@ -62,6 +62,14 @@ async def observe(hub: Hub, session: LiveSession) -> None:
             log.exception("recording attendance of session %s failed", session.id)
 
 
+def resumed(hub: Hub, session: LiveSession) -> None:
+    """A moved session runs on this node with what it kept (hands up, people on stage, away
+    until they join again): that is where this node's record starts, so a hand raised before
+    the move is not counted again. A person's interval opened on the old node goes on when
+    they join here (``add_join``: already present) and ends when they leave."""
+    _trackers(hub)[session.id] = ParticipationTracker(last=snapshot(session))
+
+
 async def session_ended(hub: Hub, session: LiveSession) -> None:
     """Close everyone's presence and stage time, and tell the staff the report is ready."""
     tracker = _trackers(hub).pop(session.id, None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from realtime.actions import attendance, questions
@@ -20,7 +20,7 @@ from realtime.domain.live import LiveSession, SessionKind
 from realtime.domain.policy import require
 from realtime.domain.roles import TEACHING_ROLES
 from realtime.domain.streams import StreamKey, chat_stream, staff_stream
-from realtime.errors import bad_request, conflict, forbidden, not_found
+from realtime.errors import HomeroomError, bad_request, conflict, forbidden, not_found
 from realtime.hub import Hub
 from realtime.live import schemas as s
 from realtime.store.db import inserted_id
@@ -81,6 +81,16 @@ async def start(hub: Hub, user_id: int, req: s.SessionStart, node: str) -> LiveS
             if policy.may_link_classroom(await class_access(conn, user_id, cid))
         ]
         pending = [cid for cid in linked if cid not in accepted]
+        session = LiveSession(
+            0,
+            kind,
+            req.class_id,
+            user_id,
+            title,
+            {cid: by_id[cid].name for cid in [req.class_id, *accepted]},
+            pending_links={cid: by_id[cid].name for cid in pending},
+            stage_places=req.stage_places,
+        )
         try:
             # The unique index on a class's running session decides between concurrent starts
             # (PostgreSQL runs them at once; the check above cannot see an uncommitted one).
@@ -94,20 +104,12 @@ async def start(hub: Hub, user_id: int, req: s.SessionStart, node: str) -> LiveS
                     linked=accepted,
                     pending_links=pending,
                     started_at=hub.now(),
+                    live_state=session.kept(),  # its stage places, kept if it moves
                 )
             )
         except IntegrityError:
             raise conflict(ALREADY_LIVE) from None
-        session = LiveSession(
-            inserted_id(res),
-            kind,
-            req.class_id,
-            user_id,
-            title,
-            {cid: by_id[cid].name for cid in [req.class_id, *accepted]},
-            pending_links={cid: by_id[cid].name for cid in pending},
-            stage_places=req.stage_places,
-        )
+        session.id = inserted_id(res)
         for key in announce_streams(session):
             await hub.store.append(conn, str(key), "session.started", session.summary())
         asked = {**session.summary(), "requested_by": user_id}
@@ -142,30 +144,60 @@ async def end(hub: Hub, session: LiveSession, reason: str) -> bool:
     return True
 
 
-async def move(hub: Hub, session: LiveSession, from_node: str, to_node: str, reason: str) -> bool:
+def _running_on(session: LiveSession, node: str) -> Any:
+    """The session's row while it runs on ``node`` (a conditional UPDATE's WHERE)."""
+    return and_(
+        live_sessions.c.id == session.id,
+        live_sessions.c.node == node,
+        live_sessions.c.ended_at.is_(None),
+    )
+
+
+async def move(
+    hub: Hub, session: LiveSession, from_node: str, to_node: str, reason: str
+) -> dict[str, Any] | None:
     """Store that a running session now runs on ``to_node`` and tell its classes.
 
     Exactly once however many nodes try at once (each that noticed its node is lost): only the
     caller whose conditional UPDATE (``WHERE node = from_node``) changed the row announces it,
     with a ``session.moved`` event in the class streams, so that every member (on any node, or
-    reconnecting later) learns it and joins again. Returns whether this caller moved it.
+    reconnecting later) learns it and joins again. Returns what the session keeps
+    (:meth:`LiveSession.kept`, ``{}`` if nothing was stored), read after the UPDATE in the same
+    transaction: the old node's last change either committed before it (and is read) or finds
+    the row moved (and was never acknowledged). None: another caller moved it.
     """
     data = {**session.summary(), "node": to_node, "reason": reason}
     async with hub.store.transaction() as conn:
         res = await conn.execute(
-            live_sessions.update()
-            .where(
-                live_sessions.c.id == session.id,
-                live_sessions.c.node == from_node,
-                live_sessions.c.ended_at.is_(None),
-            )
-            .values(node=to_node)
+            live_sessions.update().where(_running_on(session, from_node)).values(node=to_node)
         )
         if res.rowcount != 1:
-            return False
+            return None
+        kept = (
+            await conn.execute(
+                select(live_sessions.c.live_state).where(live_sessions.c.id == session.id)
+            )
+        ).scalar_one()
         for key in announce_streams(session):
             await hub.store.append(conn, str(key), "session.moved", data)
-    return True
+    return dict(kept or {})
+
+
+async def keep(hub: Hub, session: LiveSession, node: str, kept: dict[str, Any]) -> None:
+    """Store what a move keeps (:meth:`LiveSession.kept`) as it changed on ``node``.
+
+    Written before the change is acknowledged or told: a hand raised and answered survives a
+    ``kill -9`` of the node. Only while the session runs on ``node``: a node that others took
+    for lost (and moved the session from) is answered ``unavailable`` and changes nothing.
+    """
+    async with hub.store.transaction() as conn:
+        res = await conn.execute(
+            live_sessions.update().where(_running_on(session, node)).values(live_state=kept)
+        )
+        if res.rowcount != 1:
+            raise HomeroomError(
+                "unavailable", "this session is moving to another server; try again"
+            )
 
 
 async def link(hub: Hub, user_id: int, session: LiveSession, class_id: int, accept: bool) -> None:

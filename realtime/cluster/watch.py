@@ -160,7 +160,7 @@ class NodeWatch:
                 continue
             if sid not in running:
                 await self.live.finish(rt, LOST)
-            elif running[sid] != self.name:
+            elif running[sid] != self.name and not await self._adopted(sid):
                 await self.live.let_go(rt)
         lost = orphaned(running, set(self.membership.nodes), self.name)
         if not lost or self.live.draining:
@@ -169,6 +169,14 @@ class NodeWatch:
             # Whichever node's conditional UPDATE wins runs it; the others find it moved.
             if await self.live.adopt(sid, running[sid], LOST):
                 self.sessions_taken_over += 1
+
+    async def _adopted(self, session_id: int) -> bool:
+        """Whether this node is moving that session here now, or has since ``running`` was
+        read: its runtime exists before the move is stored, so the store read at the start of
+        the beat still names the old node (letting it go would leave it running nowhere)."""
+        if session_id in self.live.adopting:
+            return True
+        return await actions.node_of(self.hub, session_id) == self.name
 
     async def drain(self, timeout: float) -> int:
         """SIGTERM: say so in the registry at once (no session is placed here any more), then

@@ -7,8 +7,10 @@ messages.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from media.router import SOURCES
 from realtime.errors import HomeroomError, conflict, forbidden, not_found
@@ -17,6 +19,8 @@ DEFAULT_STAGE_PLACES = 6
 MAX_STAGE_PLACES = 16
 # What each source carries: media's table (media/router.py), the one place it is written.
 SOURCE_KIND = SOURCES
+# The version of what a move keeps (:meth:`LiveSession.kept`), stored with the session.
+KEPT_VERSION = 1
 
 
 class SessionKind(StrEnum):
@@ -65,6 +69,34 @@ class Participant:
             "muted_by_host": sorted(self.muted_by_host),
             "self_muted": sorted(self.self_muted),
         }
+
+
+MUTE_KINDS = frozenset({"audio", "video"})
+_NONE: frozenset[str] = frozenset()
+
+
+@dataclass
+class Saved:
+    """The rules' state of a session at one moment (:meth:`LiveSession.save`)."""
+
+    # user id -> (the person, role, in lobby, on stage, invited, host mutes, own mutes)
+    participants: dict[
+        int, tuple[Participant, LiveRole, bool, bool, bool, frozenset[str], frozenset[str]]
+    ]
+    hands: list[str]
+    stage_places: int
+    stage_classroom: int | None
+    locked: bool
+    unmute_locked: bool
+
+
+def _hand_known(key: str, people: Mapping[int, Participant], classrooms: Mapping[int, str]) -> bool:
+    kind, _, ident = key.partition(":")
+    if not ident.isdigit():
+        return False
+    return (
+        int(ident) in people if kind == "user" else kind == "classroom" and int(ident) in classrooms
+    )
 
 
 @dataclass
@@ -387,6 +419,139 @@ class LiveSession:
         self.participants[actor_id].role = LiveRole.TEACHER
         target.role = LiveRole.HOST
         self.host_id = user_id
+
+    # --- what a move keeps ------------------------------------------------------------------
+
+    def _kept_people(self) -> list[tuple[int, Participant]]:
+        """The people whose place is more than "joined": a move must keep it."""
+        hands = {int(h[5:]) for h in self.hands if h.startswith("user:")}
+        meeting = self.kind is SessionKind.MEETING
+        return [
+            (uid, p)
+            for uid, p in self.participants.items()
+            if p.in_lobby
+            or p.on_stage
+            or p.invited
+            or p.muted_by_host
+            or p.self_muted
+            or uid in hands
+            or (meeting and p.role is LiveRole.GUARDIAN)  # admitted
+        ]
+
+    def kept(self) -> dict[str, Any]:
+        """The state that matters to people, as plain JSON: what a moved session keeps.
+
+        The hand queue in order, the stage (who is on it, who is invited, its places, the
+        classroom on it), the lobby (who waits; in a meeting, which guardians were admitted),
+        mutes (the host's and each person's own) and the locks. People whose place is only
+        "joined" are not in it (they are back when they join again), so it grows with the
+        people who raised a hand, are on stage, wait or were admitted, or are muted: at most
+        the members of the session's classrooms, each once. Media (what is published) is not
+        kept: each client publishes again (clients/live.py, the web app).
+        """
+        people = [
+            [
+                uid,
+                p.name,
+                p.role.value,
+                p.class_id,
+                int(p.in_lobby) | int(p.on_stage) << 1 | int(p.invited) << 2,
+                sorted(p.muted_by_host),
+                sorted(p.self_muted),
+            ]
+            for uid, p in self._kept_people()
+        ]
+        return {
+            "v": KEPT_VERSION,
+            "hands": list(self.hands),
+            "people": people,
+            "stage_places": self.stage_places,
+            "stage_classroom": self.stage_classroom,
+            "locked": self.locked,
+            "unmute_locked": self.unmute_locked,
+        }
+
+    def restore(self, kept: Mapping[str, Any] | None) -> list[int]:
+        """Take back what a move kept (:meth:`kept`, as stored by the session's previous node).
+
+        The people in it are listed as away (not connected) until they join again; the caller
+        gives them the grace period of a dropped connection. Returns their ids. An unknown
+        version (a newer node's) or nothing stored restores nothing: the session starts as
+        rebuilt from its row, as before this was kept.
+        """
+        if not kept or kept.get("v") != KEPT_VERSION:
+            return []
+        roles = {r.value for r in LiveRole}
+        for uid, name, role, class_id, flags, muted, self_muted in kept.get("people", []):
+            if role not in roles or int(uid) in self.participants:
+                continue
+            self.participants[int(uid)] = Participant(
+                int(uid),
+                str(name),
+                LiveRole(role),
+                int(class_id),
+                in_lobby=bool(flags & 1),
+                on_stage=bool(flags & 2),
+                invited=bool(flags & 4),
+                connected=False,
+                muted_by_host=set(muted) & MUTE_KINDS,
+                self_muted=set(self_muted) & MUTE_KINDS,
+            )
+        # The host is the row's (a transfer is stored there), whatever the kept roles say.
+        for uid, p in self.participants.items():
+            if p.role is LiveRole.HOST and uid != self.host_id:
+                p.role = LiveRole.TEACHER
+            elif uid == self.host_id:
+                p.role = LiveRole.HOST
+        self.hands = [
+            h
+            for h in dict.fromkeys(str(h) for h in kept.get("hands", []))
+            if _hand_known(h, self.participants, self.classrooms)
+        ]
+        places = int(kept.get("stage_places", self.stage_places))
+        self.stage_places = min(max(places, 0), MAX_STAGE_PLACES)
+        classroom = kept.get("stage_classroom")
+        self.stage_classroom = int(classroom) if classroom in self.classrooms else None
+        self.locked = bool(kept.get("locked"))
+        self.unmute_locked = bool(kept.get("unmute_locked"))
+        return [uid for uid, p in self.participants.items() if not p.connected]
+
+    def save(self) -> Saved:
+        """The rules' state now, to :meth:`undo` a change that could not be stored (cheap: it
+        is taken before every change; a person's copy is a tuple of their rules' fields)."""
+        return Saved(
+            {
+                u: (
+                    p,
+                    p.role,
+                    p.in_lobby,
+                    p.on_stage,
+                    p.invited,
+                    frozenset(p.muted_by_host) if p.muted_by_host else _NONE,
+                    frozenset(p.self_muted) if p.self_muted else _NONE,
+                )
+                for u, p in self.participants.items()
+            },
+            list(self.hands),
+            self.stage_places,
+            self.stage_classroom,
+            self.locked,
+            self.unmute_locked,
+        )
+
+    def undo(self, saved: Saved) -> None:
+        """Back to ``saved``: a change is undone whole when storing it failed. Each person's
+        connection and media stay as they are now (those are not the change's)."""
+        self.participants = {}
+        for uid, (p, role, lobby, stage, invited, muted, own) in saved.participants.items():
+            p.role, p.in_lobby, p.on_stage, p.invited = role, lobby, stage, invited
+            p.muted_by_host, p.self_muted = set(muted), set(own)
+            self.participants[uid] = p
+        self.hands = saved.hands
+        self.stage_places = saved.stage_places
+        self.stage_classroom = saved.stage_classroom
+        self.locked = saved.locked
+        self.unmute_locked = saved.unmute_locked
 
     # --- views ----------------------------------------------------------------------------
 

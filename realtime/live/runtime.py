@@ -103,6 +103,10 @@ class LiveRuntime:
         self.subscribers: dict[int, SubscribeSession] = {}
         self.last_activity = time.monotonic()
         self._lock = asyncio.Lock()
+        # What a move keeps, as last stored (LiveSession.kept), and the lock that makes a change
+        # to it and its storing one step (realtime/live/service.py ``LiveService.change``).
+        self.kept: dict[str, Any] = session.kept()
+        self.kept_lock = asyncio.Lock()
         self._pending_refresh: asyncio.Task[None] | None = None
         self._tells: set[asyncio.Future[None]] = set()
         self.router.add_listener(self._on_track_event)
@@ -248,7 +252,13 @@ class LiveRuntime:
         return media_plan(self.session, self._tracks(), [user_id]).receive[user_id]
 
     async def refresh(self) -> None:
-        """Make the media match the rules' plan (``live_protocol.media_plan``)."""
+        """Make the media match the rules' plan (``live_protocol.media_plan``).
+
+        Not once the session ended here (ended, or moved to another node): every track would be
+        refused and its publisher told ``rtc.unpublished``, which the clients, already joined
+        on the new node, would take for that node's word and stop their camera or screen."""
+        if self.session.ended:
+            return
         async with self._lock:
             tracks = self._tracks()
             if tracks:

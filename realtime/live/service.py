@@ -41,11 +41,12 @@ from realtime.cluster import placement
 from realtime.cluster.calls import NodeCalls
 from realtime.cluster.registry import Membership
 from realtime.domain import live_protocol as protocol
-from realtime.domain.live import LiveSession
+from realtime.domain.live import LiveSession, Saved
 from realtime.domain.live_protocol import (
     DropMedia,
     Effect,
     Follow,
+    Outcome,
     SyncMedia,
     Tell,
     TellSession,
@@ -120,6 +121,8 @@ class LiveService:
         gateway.bus_routes["call"] = self.calls.on_bus
         gateway.bus_routes["call.reply"] = self.calls.on_bus
         gateway.bus_routes["live.fx"] = self._remote_ops
+        # Sessions this node is moving here now (their runtime exists, the move is not stored).
+        self.adopting: set[int] = set()
         # Where sessions running on other nodes run (from the store, remembered).
         self.located: dict[int, str] = {}
         # A connection on this node -> the sessions it joined on other nodes (id -> node).
@@ -378,30 +381,50 @@ class LiveService:
     async def adopt(self, session_id: int, from_node: str, reason: str) -> bool:
         """Run here a session whose node is lost (``node_lost``) or draining (``drain``).
 
-        Rebuilt from the store: kind, title, host, classrooms, classrooms asked to link. Who was
-        in it, hands, stage and the lobby were the old node's memory: everyone joins again (the
-        ``session.moved`` event tells them) with their roles; hands and stage start empty. The
-        runtime is ready before the move is stored, so nobody told of it finds it missing.
+        Rebuilt from the store: kind, title, host, classrooms, classrooms asked to link, and
+        what its node kept there as it changed (``LiveSession.kept``: the hand queue in order,
+        the stage, the lobby and admitted guardians, mutes, locks). The people in that are
+        listed as away until they join again (the ``session.moved`` event tells everyone to),
+        with the grace period of a dropped connection; everyone else joins again as new. The
+        runtime is ready before the move is stored, and the kept state is taken back before
+        any request of it is handled, so nobody told of the move finds it missing or empty.
         Returns whether this node moved it (of several trying at once, exactly one does).
         """
         if self.draining or session_id in self.runtimes:
             return False
-        found = await actions.running(self.hub, [session_id])
-        if not found:
-            return False
-        rt = self._run(found[0])
-        moved = False
+        self.adopting.add(session_id)
         try:
-            moved = await actions.move(self.hub, rt.session, from_node, self.node, reason)
+            found = await actions.running(self.hub, [session_id])
+            if not found:
+                return False
+            rt = self._run(found[0])
+            kept: dict[str, Any] | None = None
+            async with rt.kept_lock:  # joins and changes wait until what it keeps is back
+                try:
+                    kept = await actions.move(self.hub, rt.session, from_node, self.node, reason)
+                finally:
+                    if kept is None:
+                        await rt.close()
+                        self.runtimes.pop(session_id, None)
+                        self.connections.pop(session_id, None)
+                if kept is None:
+                    return False
+                away = rt.session.restore(kept)
+                rt.kept = rt.session.kept()
         finally:
-            if not moved:
-                await rt.close()
-                self.runtimes.pop(session_id, None)
-                self.connections.pop(session_id, None)
-        if not moved:
-            return False
+            self.adopting.discard(session_id)
+        attendance.resumed(self.hub, rt.session)
+        loop = asyncio.get_running_loop()
+        for user_id in away:
+            self.grace[(session_id, user_id)] = loop.create_task(self._expire(rt, user_id, None))
         self.located.pop(session_id, None)
-        log.warning("session %s moved here from %s (%s)", session_id, from_node, reason)
+        log.warning(
+            "session %s moved here from %s (%s), keeping %d people's places",
+            session_id,
+            from_node,
+            reason,
+            len(away),
+        )
         return True
 
     async def _adopt_called(self, node: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -460,9 +483,35 @@ class LiveService:
     async def _rule(self, event: str, user_id: int, req: Any) -> dict[str, Any]:
         """A request the rules decide alone (hands, stage, lobby, moderation, self-mute)."""
         rt = self.runtime(req.session_id)
-        outcome = protocol.RULES[event][1](rt.session, user_id, req)
+        rule = protocol.RULES[event][1]
+        outcome = await self.change(rt, lambda: rule(rt.session, user_id, req))
         await self.carry_out(rt.session.id, outcome.effects)
         return outcome.reply
+
+    async def change(self, rt: LiveRuntime, change: Callable[[], Outcome]) -> Outcome:
+        """Change the session's rules' state; what a move keeps is stored before anyone hears
+        of the change (the answer included), so nothing acknowledged is lost with the node.
+
+        One change at a time per session (the change and its storing are one step). When
+        storing fails the change is undone whole and the error is the answer."""
+        async with rt.kept_lock:
+            saved = rt.session.save()
+            outcome = change()
+            await self._keep(rt, saved)
+        return outcome
+
+    async def _keep(self, rt: LiveRuntime, saved: Saved | None) -> None:
+        """Store what a move keeps if it changed (callers hold ``rt.kept_lock``)."""
+        kept = rt.session.kept()
+        if kept == rt.kept:
+            return
+        try:
+            await actions.keep(self.hub, rt.session, self.node, kept)
+        except BaseException:
+            if saved is not None:
+                rt.session.undo(saved)
+            raise
+        rt.kept = kept
 
     def ice_servers(self, user_id: int) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -607,12 +656,15 @@ class LiveService:
         # Back on a new Socket.IO connection with the peer connections it had: they go on
         # (its media never stopped), and an offer it may have missed meanwhile is sent again.
         resumed = req.resume and old is not None and rt.resumable(user_id)
-        outcome = protocol.join(
-            session,
-            user_id,
-            name,
-            roles,
-            new_connection=old is not None and old != conn and not resumed,
+        outcome = await self.change(
+            rt,
+            lambda: protocol.join(
+                session,
+                user_id,
+                name,
+                roles,
+                new_connection=old is not None and old != conn and not resumed,
+            ),
         )
         task = self.grace.pop((session.id, user_id), None)
         if task is not None:
@@ -627,7 +679,7 @@ class LiveService:
 
     async def leave(self, user_id: int, req: s.SessionRef) -> dict[str, Any]:
         rt = self.runtime(req.session_id)
-        outcome = protocol.leave(rt.session, user_id)
+        outcome = await self.change(rt, lambda: protocol.leave(rt.session, user_id))
         await self.carry_out(rt.session.id, outcome.effects)
         return outcome.reply
 
@@ -688,14 +740,21 @@ class LiveService:
             data = {"session_id": session_id, "reason": "edge_lost"}
             await self.tell(session_id, user_id, "rtc.resubscribe", data)
 
-    async def _expire(self, rt: LiveRuntime, user_id: int, conn: Conn) -> None:
+    async def _expire(self, rt: LiveRuntime, user_id: int, conn: Conn | None) -> None:
+        """The grace period of a dropped connection (``conn``), or of a person a moved session
+        kept who has not joined it again yet (None): then they leave."""
         await asyncio.sleep(self.hub.settings.session_grace_s)
         session = rt.session
         if self.grace.get((session.id, user_id)) is asyncio.current_task():
             del self.grace[(session.id, user_id)]
         conns = self.connections.get(session.id, {})
         if conns.get(user_id) == conn and not session.ended:
-            await self.carry_out(session.id, protocol.leave(session, user_id).effects)
+            try:
+                outcome = await self.change(rt, lambda: protocol.leave(session, user_id))
+            except HomeroomError as exc:  # not stored (the store or the session moving)
+                log.warning("session %s: %s could not leave: %s", session.id, user_id, exc)
+                return
+            await self.carry_out(session.id, outcome.effects)
 
     # --- signalling -----------------------------------------------------------------------
 
@@ -791,7 +850,9 @@ class LiveService:
 
     async def transfer_host(self, user_id: int, req: s.Person) -> dict[str, Any]:
         rt = self.runtime(req.session_id)
-        await actions.transfer_host(self.hub, rt.session, user_id, req.user_id)
+        async with rt.kept_lock:
+            await actions.transfer_host(self.hub, rt.session, user_id, req.user_id)
+            await self._keep(rt, None)  # the roles it keeps (the host is the row's)
         outcome = protocol.changed(rt.session)
         await self.carry_out(rt.session.id, outcome.effects)
         return outcome.reply

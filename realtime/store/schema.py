@@ -290,6 +290,9 @@ live_sessions = Table(
     Column("node", String(120), nullable=True),
     # Class ids a dual lesson asked to link whose teachers have not accepted yet (migration 0007).
     Column("pending_links", JSON, nullable=True),
+    # What a move keeps (hands, stage, lobby, mutes, locks: LiveSession.kept()), written by the
+    # session's node before it answers a change (migration 0016_live_state).
+    Column("live_state", JSON, nullable=True),
     Index("ix_live_sessions_class", "class_id"),
     # One running session per class: two concurrent starts cannot both win (migration 0007).
     Index(

@@ -6,7 +6,9 @@ only. Ms. Li starts a lesson from her class home and Wang Hao joins it from the 
 lesson's node gets SIGTERM (it drains, handing the lesson to the other node, and exits). The
 pages whose connection was on it reconnect through the balancer; the others are told by the
 ``session.moved`` event; both join again by themselves, Ms. Li publishes her camera again, and
-Wang Hao plays her again, now from the other node.
+Wang Hao plays her again, now from the other node. Before the move Ms. Li shares her screen and
+Wang Hao is on stage (he raised his hand, she invited him): after it he is still on stage and
+sends his camera again by himself, she plays him again, and her screen is shared again.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ async def test_the_console_follows_a_lesson_whose_server_stops(tmp_path: Path) -
         await balancer.start()
         class_id = int(demo["class_id"])
         li_id = int(demo["users"]["li"])
+        wang_id = int(demo["users"]["wanghao"])
         store = open_store(db_url)
         async with chromium(tmp_path) as persistent:
             people = People(persistent, balancer.url, result)
@@ -86,7 +89,18 @@ async def test_the_console_follows_a_lesson_whose_server_stops(tmp_path: Path) -
             await join_from_banner(wang, balancer.url, class_id, "加入")
             await wang.get_by_test_id("console").wait_for()
             await plays(wang, li_id, "Wang Hao playing Ms. Li")
+            # Ms. Li shares her screen; Wang Hao raises his hand and goes on stage.
+            await li.get_by_role("button", name="共享屏幕").click()
+            await li.get_by_test_id("my-screen").wait_for()
+            await wang.get_by_role("button", name="举手").click()
+            hands = li.get_by_test_id("hands")
+            await hands.get_by_role("button", name="邀请 王浩 Wang Hao 上台发言").click()
+            await wang.get_by_test_id("stage-invite").get_by_role("button", name="上台").click()
+            await wang.get_by_test_id("my-video").locator("video").wait_for()
+            await plays(li, wang_id, "Ms. Li playing Wang Hao")
+            await expect(hands).to_contain_text("台上 1/6")
             before = await subscribe_port(wang)
+            li_before = await subscribe_port(li)
 
             async def node_of_session() -> str:
                 async with store.read() as conn:
@@ -110,11 +124,17 @@ async def test_the_console_follows_a_lesson_whose_server_stops(tmp_path: Path) -
             assert await node_of_session() != media_name
 
             async def plays_again() -> bool:
-                port = await subscribe_port(wang)
+                port, li_port = await subscribe_port(wang), await subscribe_port(li)
+                wang_stats, li_stats = await stats(wang), await stats(li)
                 return (
                     port is not None
                     and port != before
-                    and frames_from(await stats(wang), li_id) > 10
+                    and frames_from(wang_stats, li_id, source="camera") > 10
+                    # Her screen, shared again by her page; him, still on stage, by his.
+                    and frames_from(wang_stats, li_id, source="screen") > 0
+                    and li_port is not None
+                    and li_port != li_before
+                    and frames_from(li_stats, wang_id) > 10
                 )
 
             deadline = time.monotonic() + 30
@@ -126,6 +146,7 @@ async def test_the_console_follows_a_lesson_whose_server_stops(tmp_path: Path) -
                 )
                 await asyncio.sleep(0.25)
             print(f"web_plays_again_s={time.monotonic() - t0:.2f}")
+            await expect(hands).to_contain_text("台上 1/6")  # still on stage, on her console
             # Both consoles are still in the lesson: nobody was told it ended.
             for page in (li, wang):
                 await expect(page.get_by_test_id("console")).to_be_visible()

@@ -281,9 +281,8 @@ function joinAgain(): void {
   const s = live.peek();
   if (!s || !engine || (s.phase !== "live" && s.phase !== "lobby")) return;
   engine.close();
-  // The new publish leg starts with the camera and microphone; a shared screen is dropped.
-  local.value.screen?.getTracks().forEach((tr) => tr.stop());
-  local.value = { ...local.value, screen: null };
+  // The new publish leg sends the camera and microphone again, and a screen still shared (the
+  // browser's capture outlives the peer connection): the lesson goes on as it was.
   const e = new Engine(s.sessionId, true);
   engine = e;
   feeds.value = [];
@@ -375,6 +374,10 @@ async function publishCamera(e: Engine): Promise<void> {
     attach(e, leg, track.kind === "video" ? "camera" : "microphone", track, stream);
     if (track.kind === "video") attachCameraLayers(e, leg, track, stream);
   }
+  // Joining again (the session moved, the connection came back): the screen still shared.
+  const screen = local.value.screen;
+  const shared = screen?.getVideoTracks().find((tr) => tr.readyState === "live");
+  if (screen && shared) attach(e, leg, "screen", shared, screen);
   applyMutes();
   await negotiate(e);
 }
