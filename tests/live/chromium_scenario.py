@@ -31,7 +31,7 @@ from realtime import demo
 from realtime.app import create_app
 from realtime.store import open_store
 from realtime.transport.rest import LIVE
-from tests.chromium import CHROMIUM, CHROMIUM_ARGS, MEDIA_ARGS, report_result
+from tests.chromium import CHROMIUM_ARGS, MEDIA_ARGS, launch_chromium, report_result
 from tests.conftest import Server, make_settings, stop_server
 from tests.media.peers import CounterVideoTrack, ToneAudioTrack
 
@@ -73,6 +73,19 @@ def add_test_page(app: web.Application) -> None:
 
     app.router.add_get("/test/live.html", page)
     app.router.add_get("/test/socket.io.min.js", socket_io_js)
+
+
+async def start_lesson_in_page(page: Page, srv: Server, title: str) -> tuple[int, Any]:
+    """The teacher (Ms. Li) signs in on the test page, starts a lesson and joins it: the
+    session id and the join's ack."""
+    await page.evaluate("([u, p]) => hr.login(u, p)", ["li", demo.DEMO_PASSWORD])
+    await page.evaluate("() => hr.connect()")
+    started = await page.evaluate(
+        "(p) => hr.request('session.start', p)",
+        {"class_id": srv.class_id, "kind": "lesson", "title": title},
+    )
+    sid: int = started["session"]["id"]
+    return sid, await page.evaluate("(s) => hr.join(s)", sid)
 
 
 class Received:
@@ -148,12 +161,7 @@ async def run(tmp: Path, result: dict[str, Any]) -> None:
     page: Page | None = None
     try:
         async with async_playwright() as pw:
-            context = await pw.chromium.launch_persistent_context(
-                str(tmp / "chromium-profile"),
-                executable_path=CHROMIUM,
-                headless=True,
-                args=CHROMIUM_FLAGS,
-            )
+            context = await launch_chromium(pw, tmp / "chromium-profile", CHROMIUM_FLAGS)
             try:
                 page = context.pages[0] if context.pages else await context.new_page()
                 console: list[str] = []
@@ -164,14 +172,7 @@ async def run(tmp: Path, result: dict[str, Any]) -> None:
 
                 li_id, chen_id = srv.uid("li"), srv.uid("chen")
                 # The teacher, in the browser, starts the lesson and publishes camera and mic.
-                await page.evaluate("([u, p]) => hr.login(u, p)", ["li", demo.DEMO_PASSWORD])
-                await page.evaluate("() => hr.connect()")
-                started = await page.evaluate(
-                    "(p) => hr.request('session.start', p)",
-                    {"class_id": srv.class_id, "kind": "lesson", "title": "Chromium lesson"},
-                )
-                sid = started["session"]["id"]
-                result["browser_join"] = await page.evaluate("(s) => hr.join(s)", sid)
+                sid, result["browser_join"] = await start_lesson_in_page(page, srv, "Chromium")
                 result["browser_publish"] = await page.evaluate("() => hr.publish()")
                 # No one else publishes yet: the subscribe leg opens without an offer; the
                 # co-teacher's tracks arrive later in a pushed rtc.offer.

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.chromium import require, run_in_loopback_namespace
-from tests.live.chromium_scenario import CHROMIUM, SOCKET_IO_JS
+from tests.chromium import CHROMIUM, require, run_in_loopback_namespace
+from tests.live.chromium_scenario import SOCKET_IO_JS
 from tests.live.shaped_scenario import EXPECTED_LAYER, NFT, TC
 
 # From the shaping (or the opening) to the right layer (or to video again), as the issue asks.
