@@ -58,7 +58,9 @@ async def launch_chromium(pw: Any, profile: Path, args: list[str]) -> Any:
     )
 
 
-def run_in_loopback_namespace(*module_args: str) -> tuple[dict[str, Any], str]:
+def run_in_loopback_namespace(
+    *module_args: str, timeout: float = 110
+) -> tuple[dict[str, Any], str]:
     """Run ``python -m <module_args>`` in a network namespace with nothing but ``lo`` up, so
     that whatever it starts can only meet on 127.0.0.1; returns the JSON of its last
     ``RESULT`` line and its stderr."""
@@ -72,7 +74,7 @@ def run_in_loopback_namespace(*module_args: str) -> tuple[dict[str, Any], str]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=timeout,
         check=False,
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]

@@ -65,7 +65,11 @@ def add_test_page(app: web.Application) -> None:
         # The test's own page (inline script): its own policy, not the server's API default.
         return web.FileResponse(
             PAGES / "live.html",
-            headers={"Content-Security-Policy": "default-src 'self' 'unsafe-inline'"},
+            # (connect-src: a bench's page also speaks to Janus's HTTP API on 127.0.0.1.)
+            headers={
+                "Content-Security-Policy": "default-src 'self' 'unsafe-inline'; "
+                "connect-src 'self' http://127.0.0.1:*"
+            },
         )
 
     async def socket_io_js(_request: web.Request) -> web.StreamResponse:

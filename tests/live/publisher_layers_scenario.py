@@ -12,6 +12,7 @@ sends on the publish leg. ``RESULT <json>``: the timeline.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ from tests.chromium import CHROMIUM_ARGS, MEDIA_ARGS, launch_chromium, report_re
 from tests.conftest import stop_server
 from tests.live.chromium_scenario import start_lesson_in_page, start_server_with_page
 
-RUN_S = 8.0
+RUN_S = float(os.environ.get("HOMEROOM_PUBLISH_RUN_S", "8"))
 POLL_S = 1.0
 
 
@@ -51,6 +52,7 @@ async def run(tmp: Path, result: dict[str, Any]) -> None:
                         {
                             "t": round(time.monotonic() - t0, 2),
                             "available": (leg.get("pair") or {}).get("available"),
+                            "remote": leg.get("remote"),
                             "video": sorted(
                                 (
                                     {
