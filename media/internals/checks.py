@@ -73,6 +73,11 @@ _SIGNATURES: tuple[tuple[str, Callable[[], Any], list[str]], ...] = (
     ("RTCDtlsTransport._send_rtp", lambda: RTCDtlsTransport._send_rtp, ["data"]),
     ("RtpRouter.route_rtp", lambda: aiortc.rtcdtlstransport.RtpRouter.route_rtp, ["packet"]),
     ("aioice Connection.send", lambda: aioice.ice.Connection.send, ["data"]),
+    (
+        "aioice Connection.data_received",
+        lambda: aioice.ice.Connection.data_received,
+        ["data", "component"],
+    ),
     ("aioice Connection.sendto", lambda: aioice.ice.Connection.sendto, ["data", "component"]),
     ("aioice StunProtocol.send_data", lambda: StunProtocol.send_data, ["data", "addr"]),
     (

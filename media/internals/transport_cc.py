@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 INTERVAL_S = 0.05  # libwebrtc's receiver: every 50-100 ms (its default 100 ms, min 50 ms)
+MAX_STAMPS = 2048  # arrival stamps not yet routed (a datagram SRTP or parsing dropped stays)
 _RECEIVER_BITRATE_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"
 _RECEIVER_RTCP_SSRC = "_RTCRtpReceiver__rtcp_ssrc"
 _TAPPED = "_homeroom_transport_cc"  # set on a transport's router once its packets are recorded
@@ -84,9 +85,22 @@ class TransportCcSender:
         self._feedback: TransportFeedback | None = None
         self._receiver: RTCRtpReceiver | None = None
         self._task: asyncio.Task[None] | None = None
+        # (RTP sequence number, SSRC) as bytes -> when the datagram was read from the socket.
+        self._stamps: dict[tuple[bytes, bytes], float] = {}
         self.sent = 0  # feedback packets sent
+        self.stamped = 0  # packets reported with their socket arrival time
+
+    def stamp(self, data: bytes) -> None:
+        """Note when an RTP datagram (still SRTP: its header is clear) left the socket."""
+        if len(data) < 12 or not 128 <= data[0] < 192 or 192 <= data[1] <= 208:
+            return  # not RTP (DTLS, STUN, RTCP)
+        self._stamps[(data[2:4], data[8:12])] = self._clock()
+        if len(self._stamps) > MAX_STAMPS:
+            del self._stamps[next(iter(self._stamps))]  # the oldest: dropped before routing
 
     def record(self, receiver: RTCRtpReceiver, packet: RtpPacket) -> None:
+        key = (packet.sequence_number.to_bytes(2, "big"), packet.ssrc.to_bytes(4, "big"))
+        arrived = self._stamps.pop(key, None)
         seq = packet.extensions.transport_sequence_number
         if seq is None:
             return
@@ -97,7 +111,11 @@ class TransportCcSender:
             self._feedback = TransportFeedback(ssrc, packet.ssrc)
             self._receiver = receiver
             self._task = asyncio.ensure_future(self._run())
-        self._feedback.record(seq, int(self._clock() * 1_000_000))
+        if arrived is None:
+            arrived = self._clock()
+        else:
+            self.stamped += 1
+        self._feedback.record(seq, int(arrived * 1_000_000))
 
     async def _run(self) -> None:
         while True:
@@ -113,10 +131,12 @@ class TransportCcSender:
                 self.sent += 1
 
     def counts(self) -> dict[str, int]:
-        """Feedback packets sent, packets reported received and not received."""
+        """Feedback packets sent, packets with their socket arrival time, packets reported
+        received and not received."""
         fb = self._feedback
         return {
             "feedback": self.sent,
+            "stamped": self.stamped,
             "received": fb.received if fb else 0,
             "lost": fb.lost if fb else 0,
         }
@@ -135,9 +155,23 @@ def install_transport_cc(receiver: RTCRtpReceiver, sender: TransportCcSender) ->
     wrapped on the instance), not in the receivers: aiortc routes a packet whose SSRC it has
     not seen by payload type only, so with several video m-lines (a camera in layers) the RTX
     packets and Chromium's padding probes reach no receiver; reported lost, they would make
-    the browser's estimator back off.
+    the browser's estimator back off. The arrival time is taken earlier, when the ICE
+    connection (aioice, private ``RTCIceTransport._connection``) gets the datagram from the
+    socket (its ``data_received``, wrapped on the instance): by the time a packet is routed, the
+    loop has also decrypted and forwarded the packets before it (a keyframe to every viewer),
+    which the browser's delay-based estimator would take for a queue on the link.
     """
     setattr(receiver, _RECEIVER_BITRATE_ESTIMATOR, None)
+    connection = receiver.transport.transport._connection
+    if getattr(connection, _TAPPED, None) is not sender:
+        data_received: Callable[[bytes, int], None] = connection.data_received
+
+        def stamped(data: bytes, component: int) -> None:
+            sender.stamp(data)
+            data_received(data, component)
+
+        setattr(connection, "data_received", stamped)  # noqa: B010 (an instance's)
+        setattr(connection, _TAPPED, sender)
     router = receiver.transport._rtp_router
     if getattr(router, _TAPPED, None) is sender:
         return

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import struct
+from types import SimpleNamespace
 
+from aiortc.rtp import RtpPacket
+
+from media.internals.transport_cc import TransportCcSender
 from media.twcc import MAX_STATUSES, TransportFeedback
 
 
@@ -84,3 +88,26 @@ def test_a_long_burst_is_split_over_several_packets() -> None:
     assert (
         len(got) == total and got[total - 1] == round((1_000_000 + (total - 1) * 100) / 250) * 250
     )
+
+
+async def test_a_packet_is_reported_as_arriving_when_its_datagram_left_the_socket() -> None:
+    """Not when the loop got round to routing it (after forwarding the packets before it)."""
+    now = [1.0]
+    sender = TransportCcSender(clock=lambda: now[0])
+    receiver = SimpleNamespace(_RTCRtpReceiver__rtcp_ssrc=4321)
+    packet = RtpPacket(payload_type=96, sequence_number=7, ssrc=0xABCDEF01)
+    packet.extensions.transport_sequence_number = 300
+    sender.stamp(packet.serialize() + b"srtp-tag")  # the header is clear in SRTP
+    sender.stamp(b"\x16\xfe\xfd" + bytes(20))  # DTLS: not RTP
+    now[0] = 1.040  # 40 ms later: routed
+    sender.record(receiver, packet)  # type: ignore[arg-type]
+    unstamped = RtpPacket(payload_type=96, sequence_number=8, ssrc=0xABCDEF01)
+    unstamped.extensions.transport_sequence_number = 301
+    sender.record(receiver, unstamped)  # type: ignore[arg-type]
+    try:
+        assert sender._feedback is not None
+        read = parse(sender._feedback.build()[0])
+        assert read["sender"] == 4321
+        assert read["arrivals"] == {300: 1_000_000, 301: 1_040_000}
+    finally:
+        sender.close()
