@@ -320,7 +320,15 @@ async def seed_homeroom(database_url: str) -> dict[str, Any]:
     }
 
 
-async def start_homeroom(started: Started, tmp: Path, seq: Path, udp_port: int = 0) -> Server:
+async def start_homeroom(
+    started: Started,
+    tmp: Path,
+    seq: Path,
+    udp_port: int = 0,
+    launcher: list[str] | None = None,
+) -> Server:
+    """The server process; ``launcher``: a script run with the config's path instead of
+    ``realtime.cli serve`` (bench/sfu/homeroom_page_server.py adds the test page)."""
     from realtime.auth import TokenIssuer
 
     port = free_port()
@@ -345,8 +353,13 @@ async def start_homeroom(started: Started, tmp: Path, seq: Path, udp_port: int =
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEROOM_")}
     log = tmp / "homeroom.log"
+    command = (
+        [sys.executable, *launcher, str(config)]
+        if launcher
+        else [sys.executable, "-m", "realtime.cli", "--config", str(config), "serve"]
+    )
     proc = started.popen(
-        [sys.executable, "-m", "realtime.cli", "--config", str(config), "serve"],
+        command,
         log,
         "homeroom",
         cwd=str(ROOT),

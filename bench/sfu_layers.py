@@ -1,6 +1,6 @@
 """Layers per viewer: what layer selection costs per viewer, and how fast a viewer follows its link.
 
-Two parts, side by side in one run, JSON on the last line (with ``uptime``):
+Three parts, side by side in one run, JSON on the last line (with ``uptime``):
 
 1. ``cost``: the server's per-viewer work for one frame, plain forwarding against a camera in
    three layers, measured in one process without sockets (the network part, SRTP and
@@ -15,7 +15,13 @@ Two parts, side by side in one run, JSON on the last line (with ``uptime``):
    viewer's link shaped by HTB on ``lo``): ``switch_s``, from the drop of the link to the first
    lower-layer frame the viewer decodes, and the other figures of that scenario.
 
-Run: ``python -m bench.sfu_layers`` (as root, for the namespace; ``--no-switch`` skips it).
+3. ``vs_janus``: bench/sfu/layers_vs_janus.py in a loopback-only namespace: one Chromium page
+   publishes its camera in three layers into Homeroom (three m-lines) and then into Janus
+   VideoRoom (RID simulcast), N aiortc viewers of the top layer each; the marginal server CPU
+   per viewer of both and ``layers_cpu_ratio_vs_janus`` (Homeroom's / Janus's, target <= 1.0).
+
+Run: ``python -m bench.sfu_layers`` (as root, for the namespaces; ``--no-cost``,
+``--no-switch``, ``--no-janus`` skip parts).
 """
 
 from __future__ import annotations
@@ -141,19 +147,33 @@ def switch() -> dict[str, Any]:
     return result
 
 
+def vs_janus() -> dict[str, Any]:
+    """bench/sfu/layers_vs_janus.py: a Chromium camera in three layers into both servers."""
+    result, _stderr = run_in_loopback_namespace("bench.sfu.layers_vs_janus", timeout=330)
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--viewers", default="4,16,48")
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-cost", action="store_true")
     parser.add_argument("--no-switch", action="store_true")
+    parser.add_argument("--no-janus", action="store_true")
     args = parser.parse_args()
     uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    figures: dict[str, Any] = {
-        "cost": cost([int(v) for v in args.viewers.split(",")], args.frames, args.repeats)
-    }
+    figures: dict[str, Any] = {}
+    if not args.no_cost:
+        figures["cost"] = cost([int(v) for v in args.viewers.split(",")], args.frames, args.repeats)
     if not args.no_switch:
         figures["switch"] = switch()
+    if not args.no_janus:
+        side = figures["vs_janus"] = vs_janus()
+        for key in ("layers_cpu_ratio_vs_janus", "layers_cpu_ratio_vs_janus_per_viewer"):
+            figures[key] = side.get(key)
+        for key in ("marginal_cpu_per_viewer", "cpu_s_per_forwarded_frame"):
+            figures[key] = {s: (side.get(s) or {}).get(key) for s in ("homeroom", "janus")}
     figures["uptime"] = [
         uptime_before,
         subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),

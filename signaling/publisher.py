@@ -31,8 +31,11 @@ from media.audio_level import AudioLevel
 from media.forwarder import ForwardedTrack
 from media.ice import announce_address, bind_media_ports, rtc_configuration
 from media.internals import (
+    TransportCcSender,
     install_audio_level,
     install_ingest,
+    install_transport_cc,
+    negotiate_transport_cc,
     send_pli,
     share_bandwidth_estimate,
 )
@@ -157,6 +160,10 @@ class PublishSession:
         # The first video receiver: its bandwidth estimator is every video receiver's (one
         # REMB for the whole connection, as a browser expects: layers on several m-lines).
         self._first_video: RTCRtpReceiver | None = None
+        # Transport-wide congestion control when the client offers it (browsers do): its own
+        # estimator probes up to what the link carries (docs/media.md).
+        self._transport_cc = TransportCcSender()
+        self._transport_cc_receivers: set[int] = set()
         self.pc.on("track", self._on_track)
 
     @property
@@ -223,6 +230,10 @@ class PublishSession:
             slot.target.stop()
             slot.target = None
 
+    def transport_cc_counts(self) -> dict[str, int]:
+        """Transport-cc feedback sent on this leg (all 0 if the client did not offer it)."""
+        return self._transport_cc.counts()
+
     async def close(self) -> None:
         if self.state is PublishState.CLOSED:
             return
@@ -230,6 +241,7 @@ class PublishSession:
         for slot in self._slots.values():
             if slot.target is not None:
                 slot.target.stop()
+        self._transport_cc.close()
         await self.pc.close()
 
     # -- internals --------------------------------------------------------------------------
@@ -253,6 +265,7 @@ class PublishSession:
         except (InvalidStateError, InternalError, OperationError, ValueError) as exc:
             raise SignalingError("bad_request", f"offer rejected: {exc}") from None
         await self._candidates.flush()
+        self._accept_transport_cc(description)
 
         answer = PublishAnswer(sdp="")
         # source -> [(layer index, mid, transceiver, slot)] of the m-lines sent in layers.
@@ -301,6 +314,15 @@ class PublishSession:
         if self._public_address:
             sdp_out = announce_address(sdp_out, self._public_address)
         return PublishAnswer(sdp_out, answer.published, answer.rejected, answer.unpublished)
+
+    def _accept_transport_cc(self, description: SessionDescription) -> None:
+        """Negotiate transport-cc on the m-lines that offer it and report every packet of
+        their receivers in the connection's feedback (instead of REMB)."""
+        for receiver in negotiate_transport_cc(self.pc, description):
+            if id(receiver) in self._transport_cc_receivers:
+                continue
+            self._transport_cc_receivers.add(id(receiver))
+            install_transport_cc(receiver, self._transport_cc)
 
     def _publish_layers(
         self,

@@ -51,7 +51,16 @@ def require(ok: bool, what: str) -> None:
     pytest.skip(what)
 
 
-def run_in_loopback_namespace(*module_args: str) -> tuple[dict[str, Any], str]:
+async def launch_chromium(pw: Any, profile: Path, args: list[str]) -> Any:
+    """Headless Debian Chromium with a fresh profile (a Playwright ``BrowserContext``)."""
+    return await pw.chromium.launch_persistent_context(
+        str(profile), executable_path=CHROMIUM, headless=True, args=args
+    )
+
+
+def run_in_loopback_namespace(
+    *module_args: str, timeout: float = 110
+) -> tuple[dict[str, Any], str]:
     """Run ``python -m <module_args>`` in a network namespace with nothing but ``lo`` up, so
     that whatever it starts can only meet on 127.0.0.1; returns the JSON of its last
     ``RESULT`` line and its stderr."""
@@ -65,7 +74,7 @@ def run_in_loopback_namespace(*module_args: str) -> tuple[dict[str, Any], str]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=timeout,
         check=False,
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]

@@ -386,7 +386,7 @@ class Sub:
                     "request": "join",
                     "ptype": "subscriber",
                     "room": ROOM,
-                    "streams": [{"feed": self.cfg["feed"]}],
+                    "streams": [self._janus_stream()],
                 },
             )
             ev = await self._janus.event(handle, lambda e: "jsep" in e)
@@ -410,6 +410,13 @@ class Sub:
             ) as resp:
                 await resp.read()
         await asyncio.wait_for(self.first_key.wait(), JOIN_TIMEOUT_S)
+
+    def _janus_stream(self) -> dict[str, Any]:
+        """The feed to subscribe to; with ``substream`` in the config, that simulcast layer."""
+        stream: dict[str, Any] = {"feed": self.cfg["feed"]}
+        if "substream" in self.cfg:
+            stream["substream"] = self.cfg["substream"]
+        return stream
 
     def result(self) -> dict[str, Any]:
         def rel(t: float | None) -> float | None:

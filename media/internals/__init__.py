@@ -11,6 +11,8 @@ SFU needs what aiortc does not offer publicly, one concept per module:
   sent by a replacement of aiortc's RTP loop that keeps its counters, NACK/RTX and stats.
 * ``srtp_send`` — that loop's send path: SRTP in place with libsrtp, one ``sendto`` per packet
   on the nominated ICE pair.
+* ``transport_cc`` — transport-wide congestion control on a publish leg: negotiated in the
+  answer (the transceivers' private extensions and codecs), fed by every packet, REMB off.
 * ``codecs`` — codec negotiation helpers aiortc does not export.
 * ``hosts`` — the host addresses aioice gathers on (a module function replaced, once per
   process, at start-up).
@@ -39,6 +41,11 @@ from media.internals.ingest import (
     send_pli,
     share_bandwidth_estimate,
 )
+from media.internals.transport_cc import (
+    TransportCcSender,
+    install_transport_cc,
+    negotiate_transport_cc,
+)
 
 __all__ = [
     "PINNED",
@@ -49,10 +56,13 @@ __all__ = [
     "Packetizer",
     "RTCEncodedFrame",
     "SharedPayloadSender",
+    "TransportCcSender",
     "check_internals",
     "install_audio_level",
     "install_ingest",
+    "install_transport_cc",
     "media_ssrc",
+    "negotiate_transport_cc",
     "route_keyframe_requests",
     "send_pli",
     "set_stream_id",

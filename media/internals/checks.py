@@ -21,6 +21,7 @@ from typing import Any
 import aioice.ice
 import aiortc.codecs
 import aiortc.jitterbuffer
+import aiortc.rtcdtlstransport
 import aiortc.rtcicetransport
 import aiortc.rtcpeerconnection
 import aiortc.rtcrtpreceiver
@@ -32,7 +33,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpsender import RTCEncodedFrame
 from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensions
 
-from media.internals import egress, hosts, ingest, srtp_send, tcp_mux, udp_mux
+from media.internals import egress, hosts, ingest, srtp_send, tcp_mux, transport_cc, udp_mux
 from media.internals.base import PINNED, AiortcInternalsError
 
 _VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
@@ -70,7 +71,13 @@ _SIGNATURES: tuple[tuple[str, Callable[[], Any], list[str]], ...] = (
     ("RTCRtpSender._retransmit", lambda: RTCRtpSender._retransmit, ["sequence_number"]),
     ("RTCRtpSender._handle_rtcp_packet", lambda: RTCRtpSender._handle_rtcp_packet, ["packet"]),
     ("RTCDtlsTransport._send_rtp", lambda: RTCDtlsTransport._send_rtp, ["data"]),
+    ("RtpRouter.route_rtp", lambda: aiortc.rtcdtlstransport.RtpRouter.route_rtp, ["packet"]),
     ("aioice Connection.send", lambda: aioice.ice.Connection.send, ["data"]),
+    (
+        "aioice Connection.data_received",
+        lambda: aioice.ice.Connection.data_received,
+        ["data", "component"],
+    ),
     ("aioice Connection.sendto", lambda: aioice.ice.Connection.sendto, ["data", "component"]),
     ("aioice StunProtocol.send_data", lambda: StunProtocol.send_data, ["data", "addr"]),
     (
@@ -229,6 +236,26 @@ _CODE_NAMES: tuple[tuple[str, Callable[[], Any], Callable[[], tuple[str, ...]]],
         "RTCDtlsTransport._handle_rtp_data",
         lambda: RTCDtlsTransport._handle_rtp_data,
         lambda: ("route_rtp", "_handle_rtp_packet"),
+    ),
+    (
+        "RTCDtlsTransport.__init__ (transport_cc)",
+        lambda: RTCDtlsTransport.__init__,
+        lambda: ("_rtp_router", "_rtp_header_extensions_map"),
+    ),
+    (
+        "RTCRtpReceiver._send_rtcp_pli (transport_cc)",
+        lambda: RTCRtpReceiver._send_rtcp_pli,
+        lambda: (transport_cc._RECEIVER_RTCP_SSRC,),
+    ),
+    (
+        "RTCPeerConnection.setRemoteDescription (transport_cc)",
+        lambda: aiortc.rtcpeerconnection.RTCPeerConnection.setRemoteDescription,
+        lambda: ("_headerExtensions", "_codecs", "find_common_header_extensions"),
+    ),
+    (
+        "RTCPeerConnection.__remoteRtp (transport_cc)",
+        lambda: aiortc.rtcpeerconnection.RTCPeerConnection._RTCPeerConnection__remoteRtp,  # type: ignore[attr-defined]
+        lambda: ("_headerExtensions", "_codecs"),
     ),
     (
         "RTCIceTransport.__init__",

@@ -41,6 +41,7 @@ from tests.chromium import (
     CHROMIUM,
     CHROMIUM_ARGS,
     MEDIA_ARGS,
+    launch_chromium,
     report_result,
     require,
     run_in_loopback_namespace,
@@ -116,7 +117,11 @@ def add_test_page(app: web.Application) -> None:
         # The test's own page (inline script): its own policy, not the server's API default.
         return web.FileResponse(
             PAGES / "live.html",
-            headers={"Content-Security-Policy": "default-src 'self' 'unsafe-inline'"},
+            # (connect-src: a bench's page also speaks to Janus's HTTP API on 127.0.0.1.)
+            headers={
+                "Content-Security-Policy": "default-src 'self' 'unsafe-inline'; "
+                "connect-src 'self' http://127.0.0.1:*"
+            },
         )
 
     async def socket_io_js(_request: web.Request) -> web.StreamResponse:
@@ -124,6 +129,19 @@ def add_test_page(app: web.Application) -> None:
 
     app.router.add_get("/test/live.html", page)
     app.router.add_get("/test/socket.io.min.js", socket_io_js)
+
+
+async def start_lesson_in_page(page: Page, srv: Server, title: str) -> tuple[int, Any]:
+    """The teacher (Ms. Li) signs in on the test page, starts a lesson and joins it: the
+    session id and the join's ack."""
+    await page.evaluate("([u, p]) => hr.login(u, p)", ["li", demo.DEMO_PASSWORD])
+    await page.evaluate("() => hr.connect()")
+    started = await page.evaluate(
+        "(p) => hr.request('session.start', p)",
+        {"class_id": srv.class_id, "kind": "lesson", "title": title},
+    )
+    sid: int = started["session"]["id"]
+    return sid, await page.evaluate("(s) => hr.join(s)", sid)
 
 
 class Received:
@@ -199,12 +217,7 @@ async def run(tmp: Path, result: dict[str, Any]) -> None:
     page: Page | None = None
     try:
         async with async_playwright() as pw:
-            context = await pw.chromium.launch_persistent_context(
-                str(tmp / "chromium-profile"),
-                executable_path=CHROMIUM,
-                headless=True,
-                args=CHROMIUM_FLAGS,
-            )
+            context = await launch_chromium(pw, tmp / "chromium-profile", CHROMIUM_FLAGS)
             try:
                 page = context.pages[0] if context.pages else await context.new_page()
                 console: list[str] = []
@@ -215,14 +228,7 @@ async def run(tmp: Path, result: dict[str, Any]) -> None:
 
                 li_id, chen_id = srv.uid("li"), srv.uid("chen")
                 # The teacher, in the browser, starts the lesson and publishes camera and mic.
-                await page.evaluate("([u, p]) => hr.login(u, p)", ["li", demo.DEMO_PASSWORD])
-                await page.evaluate("() => hr.connect()")
-                started = await page.evaluate(
-                    "(p) => hr.request('session.start', p)",
-                    {"class_id": srv.class_id, "kind": "lesson", "title": "Chromium lesson"},
-                )
-                sid = started["session"]["id"]
-                result["browser_join"] = await page.evaluate("(s) => hr.join(s)", sid)
+                sid, result["browser_join"] = await start_lesson_in_page(page, srv, "Chromium")
                 result["browser_publish"] = await page.evaluate("() => hr.publish()")
                 # No one else publishes yet: the subscribe leg opens without an offer; the
                 # co-teacher's tracks arrive later in a pushed rtc.offer.

@@ -12,10 +12,12 @@ of them an nftables rule that drops 5 % of those packets at random (``numgen ran
 kernel has no ``netem``). Nothing is shaped outside the namespace, which disappears with the
 process.
 
-The publisher is aiortc, not a Chromium page: a Chromium publisher's three layers on this
-2-core machine under load stay at its encoder's floor (30 kbit/s each, its receive-side
-estimate from the server never ramps), so every link would carry every layer and the shaping
-would test nothing. aiortc's encoders send each layer at its rate.
+The publisher is aiortc, not a Chromium page: when this scenario was written a Chromium
+publisher's three layers stayed at its encoder's floor (30 kbit/s each: REMB only, its estimate
+never ramped), so every link would have carried every layer and the shaping would have tested
+nothing. With transport-cc on the publish leg they reach their rates within seconds
+(tests/live/test_publisher_layers.py); moving this scenario to a Chromium publisher is not done
+yet. aiortc's encoders send each layer at its rate.
 
 Phases: shaped (3 Mbit/s, 600 kbit/s, 150 kbit/s + 5 % loss): each viewer must get the layer
 its link carries, the 150 kbit/s one audio only; then every link opened again: video must come

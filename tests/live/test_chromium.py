@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.chromium import require, run_in_loopback_namespace
-from tests.live.chromium_scenario import CHROMIUM, SOCKET_IO_JS
+from tests.chromium import CHROMIUM, require, run_in_loopback_namespace
+from tests.live.chromium_scenario import SOCKET_IO_JS
 
 LOOPBACK = "127.0.0.1"
 
