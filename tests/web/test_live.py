@@ -39,7 +39,9 @@ def assert_loopback(result: dict[str, Any], who: str, legs: tuple[str, ...]) -> 
     for leg in legs:
         pair = result["pairs"][who][leg]
         assert pair is not None, f"{who} {leg}: no selected candidate pair"
-        assert pair["state"] == "succeeded", (who, leg, pair)
+        # The transport's selected pair: "succeeded", or "in-progress" while Chromium's
+        # consent check on it is out (seen on a loaded machine); media went over it either way.
+        assert pair["state"] in ("succeeded", "in-progress"), (who, leg, pair)
         assert pair["local"]["address"] == LOOPBACK, (who, leg, pair)
         assert pair["remote"]["address"] == LOOPBACK, (who, leg, pair)
 
