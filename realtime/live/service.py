@@ -669,7 +669,7 @@ class LiveService:
 
     async def _edge_lost(self, rt: LiveRuntime, edge: str) -> None:
         """``edge`` no longer serves ``rt``'s viewers: they subscribe again (placed anew)."""
-        if rt.cascade is None or edge not in rt.cascade.legs:
+        if rt.cascade is None or (edge not in rt.cascade.legs and edge not in rt.cascade.uplinks):
             return
         session_id = rt.session.id
         for user_id in rt.cascade.lost(edge):

@@ -100,16 +100,34 @@ async def test_viewers_beyond_the_origins_limit_watch_through_edges_b_and_c(thre
     stats = await teacher_c.http("GET", f"/api/v1/sessions/{sid}/stats")
     assert stats["edges"] == {"node-b": 1, "node-c": 1}
 
-    # Zhang Wei, served by C, goes on stage (he publishes on the origin): Wang Hao on B sees him.
-    zhang, wang = viewers["zhangwei"], viewers["wanghao"]
+    # Zhang Wei, served by C, goes on stage: he publishes on C, his own node, which relays his
+    # camera and microphone to the origin A over an uplink; from A they reach Liu Yang (on A)
+    # and, down B's leg, Wang Hao on B.
+    zhang, wang, yang = viewers["zhangwei"], viewers["wanghao"], viewers["liuyang"]
     zid = a.uid("zhangwei")
     await teacher_c.request("stage.invite", {"session_id": sid, "user_id": zid})
     await eventually(lambda: any(n == "stage.invited" for n, _ in zhang.p.notices), 10, "invited")
     await zhang.p.client.request("stage.accept", {"session_id": sid})
-    await zhang.p.publish({CounterVideoTrack(): "camera"})
-    await eventually(
-        lambda: advancing(wang.watch.video_from(zid)), 20, "Wang Hao on B decoding Zhang Wei"
-    )
+    await zhang.p.publish({CounterVideoTrack(): "camera", ToneAudioTrack(): "microphone"})
+    on_c = live(c).edges.sessions[sid]
+    assert set(on_c.publishers) == {zid}
+    assert zid not in rt.publishers
+    assert rt.cascade.publishers == {zid: "node-c"}
+    his = {t.track_id for t in on_c.router.tracks() if t.publisher_id == str(zid)}
+    assert len(his) == 2
+    for name, v in (("Liu Yang on A", yang), ("Wang Hao on B", wang)):
+        await eventually(
+            lambda v=v: advancing(v.watch.video_from(zid)), 20, f"{name} decoding Zhang Wei"
+        )
+        await eventually(
+            lambda v=v: v.watch.audio_frames.get(zid, 0) > 10, 10, f"{name} hearing Zhang Wei"
+        )
+    # The same track ids everywhere; A's copy arrives over C's uplink, and A's leg to C does
+    # not carry them back.
+    assert his <= {t.track_id for t in rt.router.tracks()}
+    assert his <= {t.track_id for t in live(b).edges.sessions[sid].router.tracks()}
+    assert set(rt.cascade.uplinks["node-c"].relayed().values()) == his
+    assert not his & {t.track_id for t in rt.cascade.legs["node-c"].tracks()}
     # Muted by the teacher, he stops for edge viewers too; unmuted, he plays again.
     await teacher_c.request("moderate.mute", {"session_id": sid, "user_id": zid, "video": True})
     await asyncio.sleep(1.0)  # what was in flight arrives
@@ -120,21 +138,31 @@ async def test_viewers_beyond_the_origins_limit_watch_through_edges_b_and_c(thre
     await eventually(
         lambda: len(wang.watch.video_from(zid)) > frozen + 10, 20, "Zhang Wei unmuted on B"
     )
-    # Off the stage: his track ends at the edges too.
+    # Off the stage: his tracks end everywhere, at C where he published too, and nobody
+    # receives him any more.
     await teacher_c.request("stage.remove", {"session_id": sid, "user_id": zid})
     await eventually(
         lambda: all(
-            zid not in {int(t.publisher_id) for t in live(e).edges.sessions[sid].router.tracks()}
-            for e in (b, c)
+            zid not in {int(t.publisher_id) for t in router.tracks()}
+            for router in (rt.router, *(live(e).edges.sessions[sid].router for e in (b, c)))
         ),
         10,
-        "Zhang Wei's track ended on the edges",
+        "Zhang Wei's tracks ended on A, B and C",
     )
+    await eventually(
+        lambda: not rt.cascade.uplinks["node-c"].relayed(), 10, "C's uplink carrying nothing"
+    )
+    await asyncio.sleep(1.0)  # what was in flight arrives
+    stopped = {id(v): len(v.watch.video_from(zid)) for v in (yang, wang)}
+    await asyncio.sleep(1.5)
+    for v in (yang, wang):
+        assert len(v.watch.video_from(zid)) <= stopped[id(v)] + 1
 
     # Zhang Wei leaves: C serves nobody of this lesson now, and its leg is dropped.
     await zhang.p.client.request("session.leave", {"session_id": sid})
     await eventually(lambda: sid not in live(c).edges.sessions, 10, "C letting the lesson go")
     assert set(rt.cascade.legs) == {"node-b"}
+    assert not rt.cascade.uplinks and not rt.cascade.publishers
     assert advancing(wang.watch.video_from(li))
 
     # The end reaches the edges: their copies go.
@@ -340,18 +368,25 @@ async def test_chromium_on_edges_b_and_c_plays_the_teacher_and_a_student_on_stag
             await plays(pages["wanghao"], 1, "Chromium on B playing the teacher")
             await plays(pages["liming"], 1, "Chromium on C playing the teacher")
 
-            # A student connected to C goes on stage: Chromium on B sees him too.
-            zhang = LiveParticipant(await c.client("zhangwei"), sid)
-            await zhang.join()
-            zid = a.uid("zhangwei")
-            await teacher_c.request("stage.invite", {"session_id": sid, "user_id": zid})
+            # Li Ming, the Chromium page served by C, goes on stage: the browser publishes its
+            # camera and microphone on C (his own node, candidates trickled through A), which
+            # relays them to A: Chromium on B plays him too (C -> A -> B), and so does Liu
+            # Yang's aiortc viewer on A.
+            lid = a.uid("liming")
+            await teacher_c.request("stage.invite", {"session_id": sid, "user_id": lid})
+            page_c = pages["liming"]
+            await page_c.evaluate("(s) => hr.request('stage.accept', {session_id: s})", sid)
+            published = await page_c.evaluate("() => hr.publish()")
+            assert len(published["published"]) == 2, published
+            assert set(live(c).edges.sessions[sid].publishers) == {lid}
+            assert lid not in rt.publishers
+            await plays(pages["wanghao"], 2, "Chromium on B playing Li Ming as well")
             await eventually(
-                lambda: any(n == "stage.invited" for n, _ in zhang.notices), 10, "invited"
+                lambda: len(fill[0].watch.video_from(lid)) > 30, 20, "Liu Yang on A seeing him"
             )
-            await zhang.client.request("stage.accept", {"session_id": sid})
-            await zhang.publish({CounterVideoTrack(): "camera"})
-            await plays(pages["wanghao"], 2, "Chromium on B playing Zhang Wei as well")
-            await zhang.close()
+            await eventually(
+                lambda: fill[0].watch.audio_frames.get(lid, 0) > 10, 10, "Liu Yang hearing him"
+            )
         finally:
             await browser.close()
     await teacher_c.request("session.end", {"session_id": sid})
