@@ -154,9 +154,9 @@ class Cascade:
         return user_id in (self.publishers if leg == "publish" else self.viewers)
 
     def streams(self) -> int:
-        """What this session's edges cost this node, in streams: one per leg, one per uplink
-        received."""
-        return len(self.legs) + len(self.uplinks)
+        """What this session's edges cost this node, in streams: one per leg (an uplink
+        received costs what a local publisher does, which is not counted either)."""
+        return len(self.legs)
 
     async def _ask(self, edge: str, op: str, **body: Any) -> dict[str, Any]:
         return await self.call(edge, {"op": op, "session_id": self.session_id, **body})

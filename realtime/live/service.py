@@ -728,13 +728,13 @@ class LiveService:
             raise _error(exc) from None
 
     def streams_here(self) -> int:
-        """The streams this node sends now: its viewers (own sessions' and as an edge) and
-        its legs to edges, and the legs it receives."""
+        """The streams this node sends now: its viewers (own sessions' and as an edge), its
+        legs to edges and uplinks to origins, and the legs it receives."""
         own = sum(
             len(rt.subscribers) + (rt.cascade.streams() if rt.cascade else 0)
             for rt in self.runtimes.values()
         )
-        return own + self.edges.viewers() + len(self.edges.sessions)
+        return own + sum(edge.streams() for edge in self.edges.sessions.values())
 
     def _edge_for(self, rt: LiveRuntime, user_id: int, avoid: str = "") -> str | None:
         """Where a new viewer of a session of this node is served: None (here) or an edge
