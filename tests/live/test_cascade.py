@@ -10,10 +10,12 @@ that a handful of viewers fills a node). The teacher and the viewers are aiortc 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -504,91 +506,156 @@ async def test_meeting_with_lobby_and_guardians_on_edges(three: Nodes) -> None:
     )["session"]["id"]
     assert three.media_node(sid) is a
     li, chen = a.uid("li"), a.uid("chen")
-    host = Viewer(host_c, sid, li)
-    await host.p.join()
-    await host.p.publish({CounterVideoTrack(): "camera", ToneAudioTrack(): "microphone"})
-    await host.p.subscribe()
-    co = Viewer(await a.client("chen"), sid, chen)  # A is full with these two
-    await co.start()
-    await co.p.publish({CounterVideoTrack(): "camera"})
+    everyone: list[Viewer] = []
+    try:
+        host = Viewer(host_c, sid, li)
+        everyone.append(host)
+        await host.p.join()
+        await host.p.publish({CounterVideoTrack(): "camera", ToneAudioTrack(): "microphone"})
+        await host.p.subscribe()
+        co = Viewer(await a.client("chen"), sid, chen)  # A is full with these two
+        everyone.append(co)
+        await co.start()
+        await co.p.publish({CounterVideoTrack(): "camera"})
 
-    guardians: dict[str, Viewer] = {}
-    for name, node in (("wang_mom", b), ("li_mom", c), ("zhang_mom", c)):
-        v = Viewer(await node.client(name), sid, li)
-        joined = await v.p.join()
-        assert joined["you"]["in_lobby"] is True
-        guardians[name] = v
-    # In the lobby, on an edge's connection too: no media.
-    with pytest.raises(RequestError) as err:
-        await guardians["wang_mom"].p.subscribe()
-    assert err.value.code == "forbidden"
-    await eventually(
-        lambda: len(host.p.state.get("lobby", [])) == 3, 5, "the host seeing the lobby"
-    )
-    await host_c.request("lobby.decline", {"session_id": sid, "user_ids": [a.uid("zhang_mom")]})
-    await host_c.request("lobby.admit", {"session_id": sid})  # wang_mom and li_mom
-
-    def admitted(v: Viewer) -> bool:
-        return any(d.get("status") == "admitted" for _, d in v.p.notices)
-
-    members = {"li": host, "chen": co}
-    for name in ("wang_mom", "li_mom"):
-        v = guardians[name]
-        await eventually(lambda v=v: admitted(v), 5, f"{name} admitted")
-        await v.p.subscribe()
-        await v.p.publish({CounterVideoTrack(): "camera", ToneAudioTrack(): "microphone"})
-        members[name] = v
-    rt = live(a).runtimes[sid]
-    assert rt.cascade is not None
-    wang, li_mom = a.uid("wang_mom"), a.uid("li_mom")
-    assert rt.cascade.viewers == {wang: "node-b", li_mom: "node-c"}
-    assert rt.cascade.publishers == {wang: "node-b", li_mom: "node-c"}
-    assert not any(n == "lobby.admitted" for n, _ in guardians["zhang_mom"].p.notices)
-
-    # Four people, each sees the other three, whichever node serves them.
-    for viewer, v in members.items():
-        for pub in members:
-            if pub != viewer:
-                uid = a.uid(pub)
-                await eventually(
-                    lambda v=v, uid=uid: advancing(v.watch.video_from(uid)),
-                    20,
-                    f"{viewer} seeing {pub}",
-                )
-    await eventually(lambda: members["li_mom"].watch.audio_frames.get(wang, 0) > 10, 10, "audio")
-
-    # The host mutes Wang Hao's mother (published on B): Li Ming's mother on C and the host on
-    # A stop receiving her camera; unmuted, she plays again.
-    await host_c.request("moderate.mute", {"session_id": sid, "user_id": wang, "video": True})
-    await eventually(
-        lambda: any(n == "media.muted" for n, _ in guardians["wang_mom"].p.notices), 5, "told"
-    )
-    await asyncio.sleep(1.0)  # what was in flight arrives
-    before = {k: len(members[k].watch.video_from(wang)) for k in ("li_mom", "li")}
-    await asyncio.sleep(1.5)
-    for k, n in before.items():
-        assert len(members[k].watch.video_from(wang)) <= n + 1, k
-    await host_c.request("moderate.mute", {"session_id": sid, "user_id": wang, "video": False})
-    for k, n in before.items():
+        guardians: dict[str, Viewer] = {}
+        for name, node in (("wang_mom", b), ("li_mom", c), ("zhang_mom", c)):
+            v = Viewer(await node.client(name), sid, li)
+            everyone.append(v)
+            joined = await v.p.join()
+            assert joined["you"]["in_lobby"] is True
+            guardians[name] = v
+        # In the lobby, on an edge's connection too: no media.
+        with pytest.raises(RequestError) as err:
+            await guardians["wang_mom"].p.subscribe()
+        assert err.value.code == "forbidden"
         await eventually(
-            lambda k=k, n=n: len(members[k].watch.video_from(wang)) > n + 10, 20, f"{k} again"
+            lambda: len(host.p.state.get("lobby", [])) == 3, 5, "the host seeing the lobby"
+        )
+        await host_c.request("lobby.decline", {"session_id": sid, "user_ids": [a.uid("zhang_mom")]})
+        await host_c.request("lobby.admit", {"session_id": sid})  # wang_mom and li_mom
+
+        def admitted(v: Viewer) -> bool:
+            return any(d.get("status") == "admitted" for _, d in v.p.notices)
+
+        members = {"li": host, "chen": co}
+        for name in ("wang_mom", "li_mom"):
+            v = guardians[name]
+            await eventually(lambda v=v: admitted(v), 5, f"{name} admitted")
+            await v.p.subscribe()
+            await v.p.publish({CounterVideoTrack(): "camera", ToneAudioTrack(): "microphone"})
+            members[name] = v
+        rt = live(a).runtimes[sid]
+        assert rt.cascade is not None
+        wang, li_mom = a.uid("wang_mom"), a.uid("li_mom")
+        assert rt.cascade.viewers == {wang: "node-b", li_mom: "node-c"}
+        assert rt.cascade.publishers == {wang: "node-b", li_mom: "node-c"}
+        assert not any(n == "lobby.admitted" for n, _ in guardians["zhang_mom"].p.notices)
+
+        # Four people, each sees the other three, whichever node serves them.
+        for viewer, v in members.items():
+            for pub in members:
+                if pub != viewer:
+                    uid = a.uid(pub)
+                    await eventually(
+                        lambda v=v, uid=uid: advancing(v.watch.video_from(uid)),
+                        20,
+                        f"{viewer} seeing {pub}",
+                    )
+        await eventually(
+            lambda: members["li_mom"].watch.audio_frames.get(wang, 0) > 10, 10, "audio"
         )
 
-    # Removed by the host, Li Ming's mother's camera ends everywhere and C lets the meeting go.
-    await host_c.request("moderate.remove", {"session_id": sid, "user_id": li_mom})
-    await eventually(lambda: sid not in live(c).edges.sessions, 10, "C letting the meeting go")
-    await eventually(
-        lambda: (
-            li_mom not in {int(t.publisher_id) for t in rt.router.tracks()}
-            and li_mom
-            not in {int(t.publisher_id) for t in live(b).edges.sessions[sid].router.tracks()}
-        ),
-        10,
-        "her tracks ended on A and B",
-    )
-    assert set(rt.cascade.uplinks) == {"node-b"}
+        # The host mutes Wang Hao's mother (published on B): Li Ming's mother on C and the host on
+        # A stop receiving her camera; unmuted, she plays again.
+        await host_c.request("moderate.mute", {"session_id": sid, "user_id": wang, "video": True})
+        await eventually(
+            lambda: any(n == "media.muted" for n, _ in guardians["wang_mom"].p.notices), 5, "told"
+        )
+        await asyncio.sleep(1.0)  # what was in flight arrives
+        before = {k: len(members[k].watch.video_from(wang)) for k in ("li_mom", "li")}
+        await asyncio.sleep(1.5)
+        for k, n in before.items():
+            assert len(members[k].watch.video_from(wang)) <= n + 1, k
+        await host_c.request("moderate.mute", {"session_id": sid, "user_id": wang, "video": False})
+        for k, n in before.items():
+            await eventually(
+                lambda k=k, n=n: len(members[k].watch.video_from(wang)) > n + 10, 20, f"{k} again"
+            )
 
-    await host_c.request("session.end", {"session_id": sid})
-    await eventually(lambda: sid not in live(b).edges.sessions, 10, "B letting the meeting go")
-    for v in (*members.values(), guardians["zhang_mom"]):
+        # Removed by the host, Li Ming's mother's camera ends everywhere and C lets the meeting go.
+        await host_c.request("moderate.remove", {"session_id": sid, "user_id": li_mom})
+        await eventually(lambda: sid not in live(c).edges.sessions, 10, "C letting the meeting go")
+        await eventually(
+            lambda: (
+                li_mom not in {int(t.publisher_id) for t in rt.router.tracks()}
+                and li_mom
+                not in {int(t.publisher_id) for t in live(b).edges.sessions[sid].router.tracks()}
+            ),
+            10,
+            "her tracks ended on A and B",
+        )
+        assert set(rt.cascade.uplinks) == {"node-b"}
+
+        await host_c.request("session.end", {"session_id": sid})
+        await eventually(lambda: sid not in live(b).edges.sessions, 10, "B letting it go")
+    finally:
+        with contextlib.suppress(RequestError):
+            await host_c.request("session.end", {"session_id": sid})
+        for v in everyone:
+            await v.close()
+
+
+async def test_an_edge_that_does_not_answer_is_given_up_and_nothing_hangs(three: Nodes) -> None:
+    """C is up in the registry but its answers to the origin never come (a frozen event loop,
+    a cut bus): the viewer the rule places on C is placed on B instead, within the edge time-out
+    and well within the client's; the next one, with B and A full, is told ``unavailable`` at
+    once instead of waiting for C again."""
+    a, _, c = three.servers
+    teacher_c, sid, host = await teaching(three, "冻结的边缘")
+    li = a.uid("li")
+    release = asyncio.Event()
+    frozen = live(c).calls.handlers["edge"]
+
+    async def never(origin: str, body: dict[str, Any]) -> dict[str, Any]:
+        await release.wait()
+        return {}
+
+    live(c).calls.handlers["edge"] = never
+    viewers = [Viewer(await a.client(name), sid, li) for name in ("liuyang", "liuxin")]
+    try:
+        for v in viewers:  # A is full with these two
+            await v.start()
+        wang = Viewer(await c.client("wanghao"), sid, li)  # its connection on C: C is near
+        viewers.append(wang)
+        await wang.p.join()
+        t0 = time.monotonic()
+        await wang.p.subscribe()
+        took = time.monotonic() - t0
+        timeout = a.settings.cascade_edge_timeout_s
+        assert timeout <= took < timeout + 3, took
+        rt = live(a).runtimes[sid]
+        assert rt.cascade is not None
+        assert rt.cascade.viewers == {a.uid("wanghao"): "node-b"}
+        assert set(rt.cascade.legs) == {"node-b"}
+        assert "node-c" in live(a).shunned
+        await eventually(lambda: advancing(wang.watch.video_from(li)), 20, "Wang Hao playing")
+
+        # B has no room left for another viewer, A neither, and C is not asked again.
+        zhang = Viewer(await c.client("zhangwei"), sid, li)
+        viewers.append(zhang)
+        await zhang.p.join()
+        t0 = time.monotonic()
+        with pytest.raises(RequestError) as err:
+            await zhang.p.subscribe()
+        assert err.value.code == "unavailable"
+        assert time.monotonic() - t0 < 2
+        assert advancing(wang.watch.video_from(li))
+    finally:
+        live(c).calls.handlers["edge"] = frozen
+        release.set()
+        live(a).shunned.clear()
+    await teacher_c.request("session.end", {"session_id": sid})
+    for v in viewers:
         await v.close()
+    await host.close()
