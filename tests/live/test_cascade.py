@@ -632,6 +632,7 @@ async def test_an_edge_that_does_not_answer_is_given_up_and_nothing_hangs(three:
         t0 = time.monotonic()
         await wang.p.subscribe()
         took = time.monotonic() - t0
+        print(f"an edge that did not answer: the viewer placed elsewhere after {took:.2f} s")
         timeout = a.settings.cascade_edge_timeout_s
         assert timeout <= took < timeout + 3, took
         rt = live(a).runtimes[sid]
@@ -649,8 +650,11 @@ async def test_an_edge_that_does_not_answer_is_given_up_and_nothing_hangs(three:
         with pytest.raises(RequestError) as err:
             await zhang.p.subscribe()
         assert err.value.code == "unavailable"
-        assert time.monotonic() - t0 < 2
-        assert advancing(wang.watch.video_from(li))
+        assert time.monotonic() - t0 < timeout  # C was not asked again
+        playing = len(wang.watch.video_from(li))
+        await eventually(
+            lambda: len(wang.watch.video_from(li)) > playing + 10, 10, "Wang Hao still playing"
+        )
     finally:
         live(c).calls.handlers["edge"] = frozen
         release.set()
