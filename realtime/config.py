@@ -129,6 +129,10 @@ class Settings:
     cascade_node_streams: int = 250
     # Streams every node of a session's tree keeps free to feed new edges.
     cascade_leg_reserve: int = 4
+    # An edge node that has not answered the origin within this long is given up for the
+    # viewer being placed (placed elsewhere, or ``unavailable``) and takes no new viewer of
+    # this node's sessions for a while; shorter than a client's request time-out (10 s).
+    cascade_edge_timeout_s: float = 4.0
     # A session nobody publishes in for this long ends by itself.
     session_idle_end_s: int = 1800
     # A participant who drops out keeps their place (stage, hand) for this long.
@@ -276,8 +280,8 @@ class Settings:
             raise ConfigError("database_queue must be 0 or more")
         if self.drain_timeout_s < 0:
             raise ConfigError("drain_timeout_s must be zero (no moving) or positive")
-        if self.node_request_timeout_s <= 0:
-            raise ConfigError("node_request_timeout_s must be positive")
+        if self.node_request_timeout_s <= 0 or self.cascade_edge_timeout_s <= 0:
+            raise ConfigError("node_request_timeout_s and cascade_edge_timeout_s must be positive")
         if self.database_statement_timeout_s < 0:
             raise ConfigError("database_statement_timeout_s must be 0 (no limit) or positive")
         if self.placement_cpu_full <= 0:

@@ -15,10 +15,23 @@ Each exchange with an edge is a request over the bus (``realtime/cluster/calls.p
 it answers), so a leg needs no trickled candidates. An edge whose last viewer leaves is
 detached: the leg closes here and its copy of the session ends there.
 
+A viewer served by an edge who goes on stage publishes on that edge (his own node), and the
+origin pulls what he publishes over an uplink: the edge offers it on an ordinary subscribe leg
+(participant ``origin:<node>`` there), and this node answers with a
+:class:`~signaling.relay.RelayIngest` that republishes his tracks here under the edge's track
+ids. From here they reach the origin's viewers and, down the legs, the other edges, like any
+track; the leg back to his own edge leaves them out (its viewers have them there). Keyframe
+requests for them go up the uplink as PLIs, coalesced on the edge with its own viewers'. The
+rules stay here: what he may publish is decided here and sent with his offer, and tracks the
+rules end or mute are named to the edge at every change (``tracks``).
+
 Ops: ``leg`` (offer → answer, and the offers of viewers there that were waiting for a track
 the leg now carries), ``subscribe`` (viewer, tracks → offer), ``answer`` (viewer,
-sdp → follow-up offer), ``ice`` (viewer, candidate), ``tracks`` (viewers' tracks → offers),
-``drop`` (viewer), ``detach``.
+sdp → follow-up offer), ``ice`` (viewer, leg, candidate), ``tracks`` (viewers' tracks, the
+local tracks ended and muted → offers), ``drop`` (viewer: his legs there), ``detach``,
+``publish`` (viewer, sdp, sources, layers, refused sources → ``rtc.publish``'s reply),
+``uplink`` (→ the edge's offer of what is published there, or none), ``uplink_answer``
+(sdp → follow-up offer).
 """
 
 from __future__ import annotations
@@ -26,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from media.router import MediaRouter
@@ -36,6 +49,7 @@ from realtime.errors import HomeroomError
 from realtime.live.edge import offer_from_wire, offer_to_wire
 from realtime.live.runtime import MediaOptions
 from signaling import SubscribeOffer, SubscribeSession
+from signaling.relay import RelayIngest
 
 log = logging.getLogger(__name__)
 
@@ -120,13 +134,28 @@ class Cascade:
         self.legs: dict[str, SubscribeSession] = {}  # edge node -> the leg feeding it
         self.viewers: dict[int, str] = {}  # viewer -> the edge serving it
         self.wanted: dict[int, list[str]] = {}  # viewer -> the tracks the plan gives it
+        self.publishers: dict[int, str] = {}  # publisher -> the edge he publishes on
+        self.uplinks: dict[str, RelayIngest] = {}  # edge -> what its publishers send here
         self._background: set[asyncio.Task[None]] = set()
 
     def on(self, edge: str) -> list[int]:
         return [user for user, node in self.viewers.items() if node == edge]
 
+    def _in_use(self, edge: str) -> bool:
+        return bool(self.on(edge)) or edge in self.publishers.values()
+
+    def publisher_edge(self, user_id: int) -> str | None:
+        """The edge this participant publishes on: where he publishes already, else where he
+        is served (his own node); None: here."""
+        return self.publishers.get(user_id) or self.viewers.get(user_id)
+
+    def serves(self, user_id: int, leg: str) -> bool:
+        """Whether this participant's ``leg`` (subscribe or publish) is on an edge."""
+        return user_id in (self.publishers if leg == "publish" else self.viewers)
+
     def streams(self) -> int:
-        """What this session's edges cost this node, in streams: one per leg."""
+        """What this session's edges cost this node, in streams: one per leg (an uplink
+        received costs what a local publisher does, which is not counted either)."""
         return len(self.legs)
 
     async def _ask(self, edge: str, op: str, **body: Any) -> dict[str, Any]:
@@ -139,7 +168,11 @@ class Cascade:
         leg = self.legs.get(edge)
         if leg is None:
             leg = self.legs[edge] = self.media.subscribe_leg(leg_participant(edge), self.router)
-        needed = sorted({t for user in self.on(edge) for t in self.wanted.get(user, [])})
+        # What the edge's own publishers send is there already (and arrives from it).
+        own = set(self.uplinks[edge].relayed().values()) if edge in self.uplinks else set()
+        needed = sorted(
+            {t for user in self.on(edge) for t in self.wanted.get(user, []) if t not in own}
+        )
         offer = await leg.set_tracks(needed)
         # A change made while this offer is out comes back from apply_answer(): offered next.
         while offer is not None:
@@ -164,7 +197,7 @@ class Cascade:
         except Exception:
             self.viewers.pop(user_id, None)
             self.wanted.pop(user_id, None)
-            if not self.on(edge):
+            if not self._in_use(edge):
                 await self.detach(edge)
             raise
         wire = reply.get("offer")
@@ -175,19 +208,69 @@ class Cascade:
         wire = reply.get("offer")
         return None if wire is None else offer_from_wire(wire)
 
-    async def add_ice_candidate(self, user_id: int, candidate: dict[str, Any] | None) -> None:
-        await self._ask(self.viewers[user_id], "ice", user=user_id, candidate=candidate)
+    async def add_ice_candidate(
+        self, user_id: int, candidate: dict[str, Any] | None, leg: str = "subscribe"
+    ) -> None:
+        edge = (self.publishers if leg == "publish" else self.viewers)[user_id]
+        await self._ask(edge, "ice", user=user_id, leg=leg, candidate=candidate)
 
-    async def sync(self, receive: Mapping[int, list[str]]) -> dict[int, SubscribeOffer]:
-        """Make every edge carry, and every edge viewer receive, what the plan says."""
+    async def publish(
+        self,
+        user_id: int,
+        edge: str,
+        sdp: str,
+        sources: Mapping[str, str],
+        layers: Mapping[str, int],
+        refused: Mapping[str, str],
+    ) -> dict[str, Any]:
+        """A participant served by ``edge`` publishes there: ``rtc.publish``'s reply. What he
+        publishes is pulled here over the edge's uplink before this returns."""
+        reply = await self._ask(
+            edge,
+            "publish",
+            user=user_id,
+            sdp=sdp,
+            sources=dict(sources),
+            layers=dict(layers),
+            refused=dict(refused),
+        )
+        self.publishers[user_id] = edge
+        await self._pull(edge)
+        return reply
+
+    async def _pull(self, edge: str) -> None:
+        """Renegotiate the uplink from ``edge`` to carry what is published there."""
+        reply = await self._ask(edge, "uplink")
+        while reply.get("offer") is not None:
+            ingest = self.uplinks.get(edge)
+            if ingest is None:
+                ingest = self.media.relay_ingest(f"{edge}/{self.session_id}", self.router)
+                self.uplinks[edge] = ingest
+            sdp = await ingest.apply_offer(offer_from_wire(reply["offer"]))
+            reply = await self._ask(edge, "uplink_answer", sdp=sdp)
+
+    async def sync(
+        self,
+        receive: Mapping[int, list[str]],
+        unpublish: Sequence[str] = (),
+        paused: Sequence[str] = (),
+    ) -> dict[int, SubscribeOffer]:
+        """Make every edge carry, and every edge viewer receive, what the plan says; tracks
+        published on an edge that the rules end (``unpublish``) or mute (``paused``) are
+        ended or muted there, and each uplink carries what is published there then."""
         offers: dict[int, SubscribeOffer] = {}
         for user_id in self.viewers:
             self.wanted[user_id] = list(receive.get(user_id, []))
-        for edge in sorted(set(self.viewers.values())):
+        edges = set(self.viewers.values()) | set(self.publishers.values()) | set(self.uplinks)
+        for edge in sorted(edges):
             try:
                 await self._feed(edge)
                 wanted = [[user, self.wanted.get(user, [])] for user in self.on(edge)]
-                reply = await self._ask(edge, "tracks", wanted=wanted)
+                reply = await self._ask(
+                    edge, "tracks", wanted=wanted, unpublish=list(unpublish), paused=list(paused)
+                )
+                if edge in self.uplinks or edge in self.publishers.values():
+                    await self._pull(edge)
             except Exception as exc:  # the watch places a lost edge's viewers again
                 log.warning("session %s: edge %s not updated: %s", self.session_id, edge, exc)
                 continue
@@ -199,37 +282,40 @@ class Cascade:
         """A viewer's media ends (left, dropped, joined again): its edge is told in the
         background (a dead edge must not hold up the session); an edge left with no viewer is
         detached."""
-        edge = self.viewers.pop(user_id, None)
+        edges = {self.viewers.pop(user_id, None), self.publishers.pop(user_id, None)}
         self.wanted.pop(user_id, None)
-        if edge is None:
-            return
-        if self.on(edge):
-            self._spawn(self._tell(edge, "drop", user=user_id))
-        else:
-            await self.detach(edge)
+        for edge in sorted(e for e in edges if e is not None):
+            if self._in_use(edge):
+                self._spawn(self._tell(edge, "drop", user=user_id))
+            else:
+                await self.detach(edge)
 
     async def detach(self, edge: str) -> None:
         """Stop feeding ``edge``: the leg closes here, the session's copy there ends."""
-        for user in self.on(edge):
-            self.viewers.pop(user, None)
-            self.wanted.pop(user, None)
-        self._close_leg(edge)
+        self._forget(edge)
         self._spawn(self._tell(edge, "detach"))
 
     def lost(self, edge: str) -> list[int]:
         """``edge`` is gone: its leg closes; the viewers it served (to be placed again)."""
         users = self.on(edge)
-        for user in users:
-            self.viewers.pop(user, None)
-            self.wanted.pop(user, None)
-        self._close_leg(edge)
+        self._forget(edge)
         return users
 
-    def _close_leg(self, edge: str) -> None:
+    def _forget(self, edge: str) -> None:
+        """Nothing of ``edge`` here any more: its viewers and publishers, its leg, and its
+        uplink (what its publishers sent ends here, hence everywhere)."""
+        for user in self.on(edge):
+            self.viewers.pop(user, None)
+            self.wanted.pop(user, None)
+        for user in [u for u, node in self.publishers.items() if node == edge]:
+            del self.publishers[user]
         leg = self.legs.pop(edge, None)
         self.router.unsubscribe_participant(leg_participant(edge))
         if leg is not None:
             self._spawn(leg.close())
+        ingest = self.uplinks.pop(edge, None)
+        if ingest is not None:
+            self._spawn(ingest.close())
 
     async def _tell(self, edge: str, op: str, **body: Any) -> None:
         try:
@@ -244,7 +330,7 @@ class Cascade:
 
     async def close(self) -> None:
         """The session ends or moves: every edge is detached."""
-        for edge in list(self.legs):
+        for edge in sorted(set(self.legs) | set(self.uplinks)):
             await self.detach(edge)
         for task in list(self._background):
             with contextlib.suppress(Exception):

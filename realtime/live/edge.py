@@ -8,6 +8,15 @@ answers the leg's offers (``signaling/relay.py``: the origin's tracks published 
 node's router under the origin's ids) and holds each of its viewers' subscribe legs, whose
 offers go back to the origin, which tells the viewers.
 
+A viewer served here who goes on stage publishes here too (his own node): his publish leg is a
+:class:`PublishSession` over this node's router, allowed the sources the origin's rules allow
+him (the origin decides and sends its refusals along), and this node offers what its own
+publishers send to the origin on one uplink, an ordinary subscribe leg whose participant is
+``origin:<node>``; the origin republishes it (``signaling/relay.py``) under this node's track
+ids and forwards it to its viewers and down its legs to the other edges. The origin drives the
+uplink as it drives everything here (op ``uplink``: this node's offer, ``uplink_answer``: the
+origin's answer), and says which local tracks are muted or ended by the rules (``tracks``).
+
 Requests arrive from the origin over the bus (``realtime/cluster/calls.py``, kind ``edge``);
 :class:`EdgeRuntime` is what they act on, one per cascaded session on this node.
 """
@@ -25,9 +34,8 @@ from aiortc.exceptions import InvalidStateError
 from media.router import MediaRouter
 from realtime import schemas
 from realtime.errors import HomeroomError, bad_request, not_found
-from realtime.live.runtime import MediaOptions
-from signaling import SignalingError, SubscribeOffer, SubscribeSession
-from signaling.relay import RelayIngest
+from realtime.live.runtime import MediaOptions, publish_reply
+from signaling import PublishSession, SignalingError, SubscribeOffer, SubscribeSession, TrackRequest
 from signaling.subscriber import SubscribedTrack
 
 log = logging.getLogger(__name__)
@@ -50,6 +58,11 @@ def offer_to_wire(offer: SubscribeOffer) -> dict[str, Any]:
     }
 
 
+def uplink_participant(origin: str) -> str:
+    """The participant id of the uplink to ``origin`` in an edge's router."""
+    return f"origin:{origin}"
+
+
 def offer_from_wire(wire: Mapping[str, Any]) -> SubscribeOffer:
     tracks = [
         SubscribedTrack(
@@ -68,17 +81,17 @@ class EdgeRuntime:
         self.origin = origin
         self.media = media
         self.router = MediaRouter()
-        self.ingest = RelayIngest(
-            f"{origin}/{session_id}",
-            self.router,
-            codecs=media.codecs,
-            configuration=media.configuration(),
-            public_address=media.public_address,
-        )
+        self.ingest = media.relay_ingest(f"{origin}/{session_id}", self.router)
         self.viewers: dict[int, SubscribeSession] = {}
         # What the origin last said each viewer receives, including tracks the leg did not
         # carry yet: offered to the viewer as soon as it does.
         self.wanted: dict[int, list[str]] = {}
+        # Viewers served here who publish here (on stage), and the uplink carrying what they
+        # publish to the origin (opened by the first of them).
+        self.publishers: dict[int, PublishSession] = {}
+        self.uplink: SubscribeSession | None = None
+        # What the origin's rules refused each of them at his last offer (source -> why).
+        self.refused: dict[int, dict[str, str]] = {}
 
     async def apply_leg_offer(self, offer: SubscribeOffer) -> str:
         """The origin's offer on the leg; the answer."""
@@ -101,6 +114,60 @@ class EdgeRuntime:
         self.wanted[user_id] = list(track_ids)
         return await leg.set_tracks(self._here(track_ids))
 
+    async def publish(
+        self,
+        user_id: int,
+        sdp: str,
+        sources: Mapping[str, str],
+        layers: Mapping[str, int],
+        refused: Mapping[str, str],
+    ) -> dict[str, Any]:
+        """A viewer's publish offer (he publishes here): the reply ``rtc.publish`` gives him.
+
+        ``refused``: source -> why the origin's rules refuse it to him now."""
+        self.refused[user_id] = dict(refused)
+        leg = self.publishers.get(user_id)
+        if leg is None:
+
+            def authorize(req: TrackRequest) -> str | None:
+                return self.refused.get(user_id, {}).get(req.source, None)
+
+            leg = self.publishers[user_id] = self.media.publish_leg(
+                str(user_id), self.router, authorize
+            )
+        return publish_reply(await leg.apply_offer(sdp, sources, layers))
+
+    def local_tracks(self) -> list[str]:
+        """The tracks published here (by this node's publishers), not relayed from the origin."""
+        mine = {str(user) for user in self.publishers}
+        return [t.track_id for t in self.router.tracks() if t.publisher_id in mine]
+
+    async def uplink_offer(self) -> SubscribeOffer | None:
+        """Make the uplink carry what is published here: its offer to the origin, or none."""
+        if self.uplink is None:
+            if not self.local_tracks():
+                return None
+            self.uplink = self.media.subscribe_leg(uplink_participant(self.origin), self.router)
+        return await self.uplink.set_tracks(self.local_tracks())
+
+    async def uplink_answer(self, sdp: str) -> SubscribeOffer | None:
+        if self.uplink is None:
+            raise SignalingError("conflict", "there is no uplink offer to answer")
+        return await self.uplink.apply_answer(sdp)
+
+    def apply_rules(self, unpublish: Iterable[str], paused: Iterable[str]) -> None:
+        """What the origin's rules say of the tracks published here: ended, or muted."""
+        local = set(self.local_tracks())
+        for track_id in unpublish:
+            if track_id in local:
+                self.router.unpublish(track_id)
+        paused = set(paused)
+        for track_id in local - set(unpublish):
+            if track_id in paused:
+                self.router.pause(track_id)
+            else:
+                self.router.resume(track_id)
+
     def _leg(self, user_id: int) -> SubscribeSession:
         leg = self.viewers.get(user_id)
         if leg is None:
@@ -111,7 +178,15 @@ class EdgeRuntime:
         """A viewer's answer; the follow-up offer, if changes waited for it."""
         return await self._leg(user_id).apply_answer(sdp)
 
-    async def add_ice_candidate(self, user_id: int, candidate: Mapping[str, Any] | None) -> None:
+    async def add_ice_candidate(
+        self, user_id: int, candidate: Mapping[str, Any] | None, leg: str = "subscribe"
+    ) -> None:
+        if leg == "publish":
+            publisher = self.publishers.get(user_id)
+            if publisher is None:
+                raise SignalingError("conflict", "no publish connection yet")
+            await publisher.add_ice_candidate(candidate)
+            return
         await self._leg(user_id).add_ice_candidate(candidate)
 
     async def set_tracks(self, wanted: Mapping[int, list[str]]) -> dict[int, SubscribeOffer]:
@@ -132,20 +207,27 @@ class EdgeRuntime:
         return offers
 
     async def drop(self, user_id: int) -> None:
+        """A viewer leaves this node: his subscribe leg closes, and what he published here ends."""
         self.router.unsubscribe_participant(str(user_id))
+        self.router.unpublish_participant(str(user_id))
         self.wanted.pop(user_id, None)
-        leg = self.viewers.pop(user_id, None)
-        if leg is not None:
-            with contextlib.suppress(Exception):
-                await leg.close()
+        self.refused.pop(user_id, None)
+        for legs in (self.viewers, self.publishers):
+            leg = legs.pop(user_id, None)
+            if leg is not None:
+                with contextlib.suppress(Exception):
+                    await leg.close()
 
     def streams(self) -> int:
-        """What this session costs this node, in streams: its viewers and the leg."""
-        return len(self.viewers) + 1
+        """What this session costs this node, in streams: its viewers, the leg, the uplink."""
+        return len(self.viewers) + 1 + (self.uplink is not None)
 
     async def close(self) -> None:
-        for user_id in list(self.viewers):
+        for user_id in list(set(self.viewers) | set(self.publishers)):
             await self.drop(user_id)
+        if self.uplink is not None:
+            with contextlib.suppress(Exception):
+                await self.uplink.close()
         await self.ingest.close()
         self.router.close()
 
@@ -153,14 +235,33 @@ class EdgeRuntime:
 class EdgeRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """What an origin asks of this node about one session (``realtime/live/cascade.py``)."""
 
-    op: Literal["leg", "subscribe", "answer", "ice", "tracks", "drop", "detach"]
+    op: Literal[
+        "leg",
+        "subscribe",
+        "answer",
+        "ice",
+        "tracks",
+        "drop",
+        "detach",
+        "publish",
+        "uplink",
+        "uplink_answer",
+    ]
     session_id: int
     offer: dict[str, Any] | None = None
     user: int | None = None
     tracks: list[str] = []
     sdp: str | None = None
     candidate: dict[str, Any] | None = None
+    leg: Literal["subscribe", "publish"] = "subscribe"
     wanted: list[tuple[int, list[str]]] = []
+    # tracks: the local tracks the origin's rules end, and those they mute.
+    unpublish: list[str] = []
+    paused: list[str] = []
+    # publish: the client's sources and layers by mid, and the sources refused him (why).
+    sources: dict[str, str] = {}
+    layers: dict[str, int] = {}
+    refused: dict[str, str] = {}
 
 
 class Edges:
@@ -208,20 +309,31 @@ class Edges:
         if req.op == "detach":
             await self.close_session(req.session_id)
             return {}
+        if req.op == "uplink":
+            offer = await edge.uplink_offer()
+            return {"offer": offer_to_wire(offer) if offer is not None else None}
+        if req.op == "uplink_answer":
+            offer = await edge.uplink_answer(str(req.sdp))
+            return {"offer": offer_to_wire(offer) if offer is not None else None}
         if req.user is None and req.op != "tracks":
             raise bad_request(f"an edge {req.op} request names a viewer")
         user = int(req.user or 0)
+        if req.op == "publish":
+            if req.sdp is None:
+                raise bad_request("a publish request carries an offer")
+            return await edge.publish(user, req.sdp, req.sources, req.layers, req.refused)
         if req.op == "subscribe":
             offer = await edge.subscribe(user, req.tracks)
         elif req.op == "answer":
             offer = await edge.answer(user, str(req.sdp))
         elif req.op == "ice":
-            await edge.add_ice_candidate(user, req.candidate)
+            await edge.add_ice_candidate(user, req.candidate, req.leg)
             return {}
         elif req.op == "drop":
             await edge.drop(user)
             return {}
         else:
+            edge.apply_rules(req.unpublish, req.paused)
             offers = await edge.set_tracks(dict(req.wanted))
             return {"offers": [[u, offer_to_wire(o)] for u, o in offers.items()]}
         return {"offer": offer_to_wire(offer) if offer is not None else None}

@@ -27,17 +27,20 @@ from aiortc import RTCConfiguration
 from aiortc.exceptions import InvalidStateError
 
 from media.link import participant_links
-from media.router import MediaRouter, TrackInfo
+from media.router import SOURCES, MediaRouter, TrackInfo
 from realtime.domain.live import LiveSession
 from realtime.domain.live_protocol import Track, media_plan
 from signaling import (
     CodecPolicy,
+    PublishAnswer,
     PublishSession,
     SignalingError,
     SubscribeOffer,
     SubscribeSession,
     TrackRequest,
 )
+from signaling.publisher import Authorize
+from signaling.relay import RelayIngest
 
 if TYPE_CHECKING:
     from realtime.live.cascade import Cascade
@@ -66,6 +69,44 @@ class MediaOptions:
             configuration=self.configuration(),
             public_address=self.public_address,
         )
+
+    def publish_leg(
+        self, participant_id: str, router: MediaRouter, authorize: Authorize
+    ) -> PublishSession:
+        """A publish leg into ``router``, each track allowed by ``authorize``."""
+        return PublishSession(
+            participant_id,
+            router,
+            authorize=authorize,
+            codecs=self.codecs,
+            configuration=self.configuration(),
+            public_address=self.public_address,
+        )
+
+    def relay_ingest(self, leg_id: str, router: MediaRouter) -> RelayIngest:
+        """The receiving end of a node-to-node leg, republishing into ``router``."""
+        return RelayIngest(
+            leg_id,
+            router,
+            codecs=self.codecs,
+            configuration=self.configuration(),
+            public_address=self.public_address,
+        )
+
+
+def publish_reply(answer: PublishAnswer) -> dict[str, Any]:
+    """What ``rtc.publish`` answers: the server's SDP, and what the offer published or not."""
+    return {
+        "sdp": answer.sdp,
+        "published": [
+            {"mid": t.mid, "kind": t.kind, "source": t.source, "track_id": t.track_id}
+            for t in answer.published
+        ],
+        "rejected": [
+            {"mid": t.mid, "kind": t.kind, "source": t.source, "reason": t.reason}
+            for t in answer.rejected
+        ],
+    }
 
 
 def offer_message(session_id: int, offer: SubscribeOffer) -> dict[str, Any]:
@@ -108,6 +149,7 @@ class LiveRuntime:
         self.kept: dict[str, Any] = session.kept()
         self.kept_lock = asyncio.Lock()
         self._pending_refresh: asyncio.Task[None] | None = None
+        self._refresh_again = False
         self._tells: set[asyncio.Future[None]] = set()
         self.router.add_listener(self._on_track_event)
 
@@ -120,14 +162,7 @@ class LiveRuntime:
             def authorize(req: TrackRequest) -> str | None:
                 return self.session.publish_refusal(user_id, req.source)
 
-            leg = PublishSession(
-                str(user_id),
-                self.router,
-                authorize=authorize,
-                codecs=self.media.codecs,
-                configuration=self.media.configuration(),
-                public_address=self.media.public_address,
-            )
+            leg = self.media.publish_leg(str(user_id), self.router, authorize)
             self.publishers[user_id] = leg
         return leg
 
@@ -170,18 +205,19 @@ class LiveRuntime:
         self, user_id: int, sdp: str, sources: dict[str, str], layers: dict[str, int] | None = None
     ) -> dict[str, Any]:
         """The participant's publish offer; the reply carries the answer and what it changed."""
-        answer = await self.publish_leg(user_id).apply_offer(sdp, sources, layers)
-        return {
-            "sdp": answer.sdp,
-            "published": [
-                {"mid": t.mid, "kind": t.kind, "source": t.source, "track_id": t.track_id}
-                for t in answer.published
-            ],
-            "rejected": [
-                {"mid": t.mid, "kind": t.kind, "source": t.source, "reason": t.reason}
-                for t in answer.rejected
-            ],
-        }
+        edge = None
+        if self.cascade is not None and user_id not in self.publishers:
+            edge = self.cascade.publisher_edge(user_id)
+        if edge is not None:
+            # Served by an edge: he publishes there, the origin's rules deciding what.
+            refused = {}
+            for source in SOURCES:
+                reason = self.session.publish_refusal(user_id, source)
+                if reason is not None:
+                    refused[source] = reason
+            assert self.cascade is not None
+            return await self.cascade.publish(user_id, edge, sdp, sources, layers or {}, refused)
+        return publish_reply(await self.publish_leg(user_id).apply_offer(sdp, sources, layers))
 
     async def subscribe(self, user_id: int) -> dict[str, Any]:
         """Open the subscribe leg: the reply carries the server's first offer (or none)."""
@@ -232,8 +268,8 @@ class LiveRuntime:
     async def add_ice_candidate(
         self, user_id: int, leg_name: str, candidate: dict[str, Any] | None
     ) -> None:
-        if leg_name == "subscribe" and self.cascade is not None and user_id in self.cascade.viewers:
-            await self.cascade.add_ice_candidate(user_id, candidate)
+        if self.cascade is not None and self.cascade.serves(user_id, leg_name):
+            await self.cascade.add_ice_candidate(user_id, candidate, leg_name)
             return
         legs: dict[int, Any] = self.publishers if leg_name == "publish" else self.subscribers
         leg = legs.get(user_id)
@@ -260,6 +296,7 @@ class LiveRuntime:
         if self.session.ended:
             return
         async with self._lock:
+            self._refresh_again = False
             tracks = self._tracks()
             if tracks:
                 self.last_activity = time.monotonic()
@@ -295,14 +332,27 @@ class LiveRuntime:
                     continue
                 if offer is not None:
                     await self.tell(user_id, "rtc.offer", offer_message(self.session.id, offer))
-            if self.cascade is not None and at_edges:
+            if self.cascade is not None and (at_edges or self.cascade.uplinks):
                 receive = {user_id: plan.receive.get(user_id, []) for user_id in at_edges}
-                for user_id, offer in (await self.cascade.sync(receive)).items():
+                unpublished = [gone.track_id for gone in plan.unpublish]
+                resumed = set(plan.resume)
+                muted = [t.track_id for t in tracks if t.paused and t.track_id not in resumed]
+                offers = await self.cascade.sync(receive, unpublished, [*plan.pause, *muted])
+                for user_id, offer in offers.items():
                     await self.tell(user_id, "rtc.offer", offer_message(self.session.id, offer))
 
     def schedule_refresh(self) -> None:
         if self._pending_refresh is None or self._pending_refresh.done():
-            self._pending_refresh = asyncio.get_running_loop().create_task(self.refresh())
+            self._pending_refresh = asyncio.get_running_loop().create_task(self._refreshes())
+        else:
+            # A refresh under way may have read the tracks already (an edge's uplink publishes
+            # here while the refresh negotiates it): it runs once more.
+            self._refresh_again = True
+
+    async def _refreshes(self) -> None:
+        await self.refresh()
+        while self._refresh_again:
+            await self.refresh()
 
     def _on_track_event(self, event: str, info: TrackInfo) -> None:
         if event in ("published", "unpublished"):

@@ -74,6 +74,9 @@ Op = dict[str, Any]
 LOCATED_MAX = 10_000
 # Draining: a moved session's old legs keep forwarding this long while members join anew.
 HANDOVER_S = 2.0
+# An edge that did not answer (or failed) takes no new viewer for this long: alive in the
+# registry but frozen or broken, it would make every join through it wait again.
+EDGE_SHUNNED_S = 30.0
 
 
 def _room(session_id: int) -> str:
@@ -129,6 +132,8 @@ class LiveService:
         self.joined_elsewhere: dict[str, dict[int, str]] = {}
         # Who is alive, with what load (realtime/cluster/watch.py sets it): for placement.
         self.membership: Membership | None = None
+        # Edges that did not answer or failed -> until when they take no new viewer here.
+        self.shunned: dict[str, float] = {}
         # Requests addressed by (session, participant): none needs the asker's connection, so
         # any node hands them to the session's node. Join binds a connection; start places.
         self.requests: dict[str, tuple[type[Any], Request]] = {
@@ -540,7 +545,8 @@ class LiveService:
             await self.tell(sid_, user_id, event, data)
 
         async def edge_call(node: str, body: dict[str, Any]) -> dict[str, Any]:
-            return await self.calls.call(node, "edge", body)
+            timeout = self.hub.settings.cascade_edge_timeout_s
+            return await self.calls.call(node, "edge", body, timeout_s=timeout)
 
         async def tell_offer(user_id: int, offer: SubscribeOffer) -> None:
             await self.tell(sid_, user_id, "rtc.offer", offer_message(sid_, offer))
@@ -732,7 +738,7 @@ class LiveService:
 
     async def _edge_lost(self, rt: LiveRuntime, edge: str) -> None:
         """``edge`` no longer serves ``rt``'s viewers: they subscribe again (placed anew)."""
-        if rt.cascade is None or edge not in rt.cascade.legs:
+        if rt.cascade is None or (edge not in rt.cascade.legs and edge not in rt.cascade.uplinks):
             return
         session_id = rt.session.id
         for user_id in rt.cascade.lost(edge):
@@ -780,39 +786,47 @@ class LiveService:
         if edge is None and user_id not in rt.subscribers:
             edge = self._edge_for(rt, user_id)
         try:
-            if edge is None:
-                return await rt.subscribe(user_id)
-            try:
-                return await rt.subscribe_at_edge(user_id, edge)
-            except HomeroomError as exc:
-                if exc.code != "unavailable":
-                    raise
-            # The edge did not answer (dead before the registry says so): its viewers are
-            # placed again, and so is this one, elsewhere.
-            await self._edge_lost(rt, edge)
-            edge = self._edge_for(rt, user_id, avoid=edge)
-            if edge is None:
-                return await rt.subscribe(user_id)
-            return await rt.subscribe_at_edge(user_id, edge)
+            for _attempt in range(2):
+                if edge is None:
+                    return await rt.subscribe(user_id)
+                try:
+                    return await rt.subscribe_at_edge(user_id, edge)
+                except HomeroomError as exc:
+                    if exc.code not in ("unavailable", "internal"):
+                        raise
+                    log.warning("session %s: edge %s failed: %s", rt.session.id, edge, exc)
+                # The edge did not answer (dead or frozen before the registry says so) or
+                # failed: it takes no new viewer for a while, its viewers are placed again,
+                # and so is this one, elsewhere.
+                self.shunned[edge] = time.monotonic() + EDGE_SHUNNED_S
+                await self._edge_lost(rt, edge)
+                edge = self._edge_for(rt, user_id)
+            raise HomeroomError(
+                "unavailable", "the servers for this lesson's viewers are not answering; try again"
+            )
         except SignalingError as exc:
             raise _error(exc) from None
 
     def streams_here(self) -> int:
-        """The streams this node sends now: its viewers (own sessions' and as an edge) and
-        its legs to edges, and the legs it receives."""
+        """The streams this node sends now: its viewers (own sessions' and as an edge), its
+        legs to edges and uplinks to origins, and the legs it receives."""
         own = sum(
             len(rt.subscribers) + (rt.cascade.streams() if rt.cascade else 0)
             for rt in self.runtimes.values()
         )
-        return own + self.edges.viewers() + len(self.edges.sessions)
+        return own + sum(edge.streams() for edge in self.edges.sessions.values())
 
-    def _edge_for(self, rt: LiveRuntime, user_id: int, avoid: str = "") -> str | None:
+    def _edge_for(self, rt: LiveRuntime, user_id: int) -> str | None:
         """Where a new viewer of a session of this node is served: None (here) or an edge
-        (not ``avoid``)."""
+        (not one shunned: it did not answer lately)."""
         members = self.membership
         if rt.cascade is None or members is None or set(members.nodes) <= {self.node}:
             return None
-        nodes = {name: info for name, info in members.nodes.items() if name != avoid}
+        now = time.monotonic()
+        for name, until in list(self.shunned.items()):
+            if until <= now:
+                del self.shunned[name]
+        nodes = {n: info for n, info in members.nodes.items() if n not in self.shunned}
         settings = self.hub.settings
         conn = self.connections.get(rt.session.id, {}).get(user_id)
         return cascading.place(

@@ -10,16 +10,18 @@ that a handful of viewers fills a node). The teacher and the viewers are aiortc 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from playwright.async_api import Page, async_playwright
 
-from clients.homeroom import HomeroomClient
+from clients.homeroom import HomeroomClient, RequestError
 from clients.live import LiveParticipant
 from realtime.demo import DEMO_PASSWORD
 from realtime.live.service import LiveService
@@ -51,9 +53,24 @@ def live(srv: Server) -> LiveService:
     return service
 
 
+async def settled(three: Nodes) -> None:
+    """Every node announces no viewer and no leg any more (the previous test's are gone), so a
+    session started through A runs on A (equal loads: the node asked)."""
+    await eventually(
+        lambda: all(
+            info.subscribers == 0 and info.relay_legs == 0
+            for srv in three.servers
+            for info in srv.app[NODES].membership.nodes.values()
+        ),
+        15,
+        "every node announcing no viewer",
+    )
+
+
 async def teaching(three: Nodes, title: str) -> tuple[HomeroomClient, int, LiveParticipant]:
     """Ms. Li starts a lesson through A (it runs there: equal loads, the node asked) and
     publishes her camera and microphone."""
+    await settled(three)
     a = three.first
     teacher_c = await a.client("li")
     sid = (
@@ -100,16 +117,34 @@ async def test_viewers_beyond_the_origins_limit_watch_through_edges_b_and_c(thre
     stats = await teacher_c.http("GET", f"/api/v1/sessions/{sid}/stats")
     assert stats["edges"] == {"node-b": 1, "node-c": 1}
 
-    # Zhang Wei, served by C, goes on stage (he publishes on the origin): Wang Hao on B sees him.
-    zhang, wang = viewers["zhangwei"], viewers["wanghao"]
+    # Zhang Wei, served by C, goes on stage: he publishes on C, his own node, which relays his
+    # camera and microphone to the origin A over an uplink; from A they reach Liu Yang (on A)
+    # and, down B's leg, Wang Hao on B.
+    zhang, wang, yang = viewers["zhangwei"], viewers["wanghao"], viewers["liuyang"]
     zid = a.uid("zhangwei")
     await teacher_c.request("stage.invite", {"session_id": sid, "user_id": zid})
     await eventually(lambda: any(n == "stage.invited" for n, _ in zhang.p.notices), 10, "invited")
     await zhang.p.client.request("stage.accept", {"session_id": sid})
-    await zhang.p.publish({CounterVideoTrack(): "camera"})
-    await eventually(
-        lambda: advancing(wang.watch.video_from(zid)), 20, "Wang Hao on B decoding Zhang Wei"
-    )
+    await zhang.p.publish({CounterVideoTrack(): "camera", ToneAudioTrack(): "microphone"})
+    on_c = live(c).edges.sessions[sid]
+    assert set(on_c.publishers) == {zid}
+    assert zid not in rt.publishers
+    assert rt.cascade.publishers == {zid: "node-c"}
+    his = {t.track_id for t in on_c.router.tracks() if t.publisher_id == str(zid)}
+    assert len(his) == 2
+    for name, v in (("Liu Yang on A", yang), ("Wang Hao on B", wang)):
+        await eventually(
+            lambda v=v: advancing(v.watch.video_from(zid)), 20, f"{name} decoding Zhang Wei"
+        )
+        await eventually(
+            lambda v=v: v.watch.audio_frames.get(zid, 0) > 10, 10, f"{name} hearing Zhang Wei"
+        )
+    # The same track ids everywhere; A's copy arrives over C's uplink, and A's leg to C does
+    # not carry them back.
+    assert his <= {t.track_id for t in rt.router.tracks()}
+    assert his <= {t.track_id for t in live(b).edges.sessions[sid].router.tracks()}
+    assert set(rt.cascade.uplinks["node-c"].relayed().values()) == his
+    assert not his & {t.track_id for t in rt.cascade.legs["node-c"].tracks()}
     # Muted by the teacher, he stops for edge viewers too; unmuted, he plays again.
     await teacher_c.request("moderate.mute", {"session_id": sid, "user_id": zid, "video": True})
     await asyncio.sleep(1.0)  # what was in flight arrives
@@ -120,22 +155,32 @@ async def test_viewers_beyond_the_origins_limit_watch_through_edges_b_and_c(thre
     await eventually(
         lambda: len(wang.watch.video_from(zid)) > frozen + 10, 20, "Zhang Wei unmuted on B"
     )
-    # Off the stage: his track ends at the edges too.
+    # Off the stage: his tracks end everywhere, at C where he published too, and nobody
+    # receives him any more.
     await teacher_c.request("stage.remove", {"session_id": sid, "user_id": zid})
     await eventually(
         lambda: all(
-            zid not in {int(t.publisher_id) for t in live(e).edges.sessions[sid].router.tracks()}
-            for e in (b, c)
+            zid not in {int(t.publisher_id) for t in router.tracks()}
+            for router in (rt.router, *(live(e).edges.sessions[sid].router for e in (b, c)))
         ),
         10,
-        "Zhang Wei's track ended on the edges",
+        "Zhang Wei's tracks ended on A, B and C",
     )
+    await eventually(
+        lambda: not rt.cascade.uplinks["node-c"].relayed(), 10, "C's uplink carrying nothing"
+    )
+    await asyncio.sleep(1.0)  # what was in flight arrives
+    stopped = {id(v): len(v.watch.video_from(zid)) for v in (yang, wang)}
+    await asyncio.sleep(1.5)
+    for v in (yang, wang):
+        assert len(v.watch.video_from(zid)) <= stopped[id(v)] + 1
 
     # Zhang Wei leaves: C serves nobody of this lesson now, and its leg is dropped.
     await zhang.p.client.request("session.leave", {"session_id": sid})
     await eventually(lambda: sid not in live(c).edges.sessions, 10, "C letting the lesson go")
     assert set(rt.cascade.legs) == {"node-b"}
-    assert advancing(wang.watch.video_from(li))
+    assert not rt.cascade.uplinks and not rt.cascade.publishers
+    await eventually(lambda: advancing(wang.watch.video_from(li)), 10, "Wang Hao still playing")
 
     # The end reaches the edges: their copies go.
     await teacher_c.request("session.end", {"session_id": sid})
@@ -340,21 +385,300 @@ async def test_chromium_on_edges_b_and_c_plays_the_teacher_and_a_student_on_stag
             await plays(pages["wanghao"], 1, "Chromium on B playing the teacher")
             await plays(pages["liming"], 1, "Chromium on C playing the teacher")
 
-            # A student connected to C goes on stage: Chromium on B sees him too.
-            zhang = LiveParticipant(await c.client("zhangwei"), sid)
-            await zhang.join()
-            zid = a.uid("zhangwei")
-            await teacher_c.request("stage.invite", {"session_id": sid, "user_id": zid})
+            # Li Ming, the Chromium page served by C, goes on stage: the browser publishes its
+            # camera and microphone on C (his own node, candidates trickled through A), which
+            # relays them to A: Chromium on B plays him too (C -> A -> B), and so does Liu
+            # Yang's aiortc viewer on A.
+            lid = a.uid("liming")
+            await teacher_c.request("stage.invite", {"session_id": sid, "user_id": lid})
+            page_c = pages["liming"]
+            await page_c.evaluate("(s) => hr.request('stage.accept', {session_id: s})", sid)
+            published = await page_c.evaluate("() => hr.publish()")
+            assert len(published["published"]) == 2, published
+            assert set(live(c).edges.sessions[sid].publishers) == {lid}
+            assert lid not in rt.publishers
+            await plays(pages["wanghao"], 2, "Chromium on B playing Li Ming as well")
             await eventually(
-                lambda: any(n == "stage.invited" for n, _ in zhang.notices), 10, "invited"
+                lambda: len(fill[0].watch.video_from(lid)) > 30, 20, "Liu Yang on A seeing him"
             )
-            await zhang.client.request("stage.accept", {"session_id": sid})
-            await zhang.publish({CounterVideoTrack(): "camera"})
-            await plays(pages["wanghao"], 2, "Chromium on B playing Zhang Wei as well")
-            await zhang.close()
+            await eventually(
+                lambda: fill[0].watch.audio_frames.get(lid, 0) > 10, 10, "Liu Yang hearing him"
+            )
         finally:
             await browser.close()
     await teacher_c.request("session.end", {"session_id": sid})
     for v in fill:
+        await v.close()
+    await host.close()
+
+
+async def test_dual_lesson_with_classrooms_served_and_publishing_on_edges(three: Nodes) -> None:
+    """A dual-teacher lesson whose classrooms are each served by another node: Ms. Wu's
+    classroom by B, Mr. Zhou's by C. Each classroom camera is published on its own node and
+    relayed through the origin A to the master teacher and the other classroom."""
+    a, b, c = three.servers
+    linked = a.demo["linked_class_ids"]
+    await settled(three)
+    master_c = await a.client("chen")
+    sid = (
+        await master_c.request(
+            "session.start",
+            {
+                "class_id": a.class_id,
+                "kind": "dual_lesson",
+                "title": "English 双师",
+                "linked_class_ids": linked,
+            },
+        )
+    )["session"]["id"]
+    assert three.media_node(sid) is a
+    chen, wu_id, zhou_id = a.uid("chen"), a.uid("wu"), a.uid("zhou")
+    master = Viewer(master_c, sid, chen)
+    await master.p.join()
+    await master.p.publish({CounterVideoTrack(): "camera", ToneAudioTrack(): "microphone"})
+    await master.p.subscribe()
+    student = Viewer(await a.client("liuyang"), sid, chen)  # A is full with these two
+    await student.start()
+    rooms: dict[str, Viewer] = {}
+    for name, node in (("wu", b), ("zhou", c)):
+        v = Viewer(await node.client(name), sid, chen)
+        await v.start()  # her classroom is served by her node first, then publishes there
+        await v.p.publish({CounterVideoTrack(): "camera", ToneAudioTrack(): "microphone"})
+        rooms[name] = v
+    rt = live(a).runtimes[sid]
+    assert rt.cascade is not None
+    assert rt.cascade.viewers == {wu_id: "node-b", zhou_id: "node-c"}
+    assert rt.cascade.publishers == {wu_id: "node-b", zhou_id: "node-c"}
+    assert set(live(b).edges.sessions[sid].publishers) == {wu_id}
+    assert set(live(c).edges.sessions[sid].publishers) == {zhou_id}
+
+    # The master teacher sees and hears both classrooms; both see and hear him.
+    for room in (wu_id, zhou_id):
+        await eventually(
+            lambda r=room: advancing(master.watch.video_from(r)), 20, f"master seeing {room}"
+        )
+        await eventually(
+            lambda r=room: master.watch.audio_frames.get(r, 0) > 10, 10, f"master hearing {room}"
+        )
+    for name, v in (*rooms.items(), ("liuyang", student)):
+        await eventually(lambda v=v: advancing(v.watch.video_from(chen)), 20, f"{name} seeing him")
+        await eventually(
+            lambda v=v: v.watch.audio_frames.get(chen, 0) > 10, 10, f"{name} hearing him"
+        )
+    # Classrooms do not see each other until one is put on stage.
+    assert rooms["zhou"].watch.video_from(wu_id) == []
+    assert student.watch.video_from(wu_id) == []
+
+    # Ms. Wu's classroom raises its hand (from B); the master puts it on stage: Mr. Zhou's
+    # classroom on C sees it (B -> A -> C), and so does the student on A.
+    await rooms["wu"].p.client.request("hand.raise", {"session_id": sid, "classroom": True})
+    await eventually(
+        lambda: master.p.state.get("hands") == [f"classroom:{linked[0]}"], 5, "the classroom's hand"
+    )
+    await master_c.request("classroom.stage", {"session_id": sid, "class_id": linked[0]})
+    for name, v in (("zhou on C", rooms["zhou"]), ("liuyang on A", student)):
+        await eventually(
+            lambda v=v: advancing(v.watch.video_from(wu_id)), 20, f"{name} seeing Ms. Wu's room"
+        )
+    assert master.p.state["hands"] == []
+
+    # Ms. Wu's classroom leaves: its camera ends everywhere and B lets the lesson go.
+    await rooms["wu"].p.client.request("session.leave", {"session_id": sid})
+    await eventually(lambda: sid not in live(b).edges.sessions, 10, "B letting the lesson go")
+    await eventually(
+        lambda: (
+            wu_id not in {int(t.publisher_id) for t in rt.router.tracks()}
+            and wu_id
+            not in {int(t.publisher_id) for t in live(c).edges.sessions[sid].router.tracks()}
+        ),
+        10,
+        "Ms. Wu's camera ended on A and C",
+    )
+    assert set(rt.cascade.uplinks) == {"node-c"}
+    await eventually(
+        lambda: advancing(master.watch.video_from(zhou_id)), 10, "Mr. Zhou's room still seen"
+    )
+
+    await master_c.request("session.end", {"session_id": sid})
+    await eventually(lambda: sid not in live(c).edges.sessions, 10, "C letting the lesson go")
+    for v in (master, student, *rooms.values()):
+        await v.close()
+
+
+@pytest.mark.xfail(
+    reason="found, not fixed: failed in each of 12 runs (also at load 2): in 8 one edge's "
+    "viewer could not decode the videos its edge's leg carried from its first offer, in 4 "
+    "one guardian heard nobody; docs/scaling.md 'Not built yet (issue #13)'",
+    strict=False,
+)
+async def test_meeting_with_lobby_and_guardians_on_edges(three: Nodes) -> None:
+    """A parent meeting whose guardians are served by edges B and C: the lobby holds them
+    wherever they are connected; admitted, each publishes on their own node and everyone
+    sees everyone; the host's mute and removal reach every node."""
+    a, b, c = three.servers
+    await settled(three)
+    host_c = await a.client("li")
+    sid = (
+        await host_c.request(
+            "session.start", {"class_id": a.class_id, "kind": "meeting", "title": "家长会 边缘"}
+        )
+    )["session"]["id"]
+    assert three.media_node(sid) is a
+    li, chen = a.uid("li"), a.uid("chen")
+    everyone: list[Viewer] = []
+    try:
+        host = Viewer(host_c, sid, li)
+        everyone.append(host)
+        await host.p.join()
+        await host.p.publish({CounterVideoTrack(): "camera", ToneAudioTrack(): "microphone"})
+        await host.p.subscribe()
+        co = Viewer(await a.client("chen"), sid, chen)  # A is full with these two
+        everyone.append(co)
+        await co.start()
+        await co.p.publish({CounterVideoTrack(): "camera"})
+
+        guardians: dict[str, Viewer] = {}
+        for name, node in (("wang_mom", b), ("li_mom", c), ("zhang_mom", c)):
+            v = Viewer(await node.client(name), sid, li)
+            everyone.append(v)
+            joined = await v.p.join()
+            assert joined["you"]["in_lobby"] is True
+            guardians[name] = v
+        # In the lobby, on an edge's connection too: no media.
+        with pytest.raises(RequestError) as err:
+            await guardians["wang_mom"].p.subscribe()
+        assert err.value.code == "forbidden"
+        await eventually(
+            lambda: len(host.p.state.get("lobby", [])) == 3, 5, "the host seeing the lobby"
+        )
+        await host_c.request("lobby.decline", {"session_id": sid, "user_ids": [a.uid("zhang_mom")]})
+        await host_c.request("lobby.admit", {"session_id": sid})  # wang_mom and li_mom
+
+        def admitted(v: Viewer) -> bool:
+            return any(d.get("status") == "admitted" for _, d in v.p.notices)
+
+        members = {"li": host, "chen": co}
+        for name in ("wang_mom", "li_mom"):
+            v = guardians[name]
+            await eventually(lambda v=v: admitted(v), 5, f"{name} admitted")
+            await v.p.subscribe()
+            await v.p.publish({CounterVideoTrack(): "camera", ToneAudioTrack(): "microphone"})
+            members[name] = v
+        rt = live(a).runtimes[sid]
+        assert rt.cascade is not None
+        wang, li_mom = a.uid("wang_mom"), a.uid("li_mom")
+        assert rt.cascade.viewers == {wang: "node-b", li_mom: "node-c"}
+        assert rt.cascade.publishers == {wang: "node-b", li_mom: "node-c"}
+        assert not any(n == "lobby.admitted" for n, _ in guardians["zhang_mom"].p.notices)
+
+        # Four people, each sees the other three, whichever node serves them.
+        for viewer, v in members.items():
+            for pub in members:
+                if pub != viewer:
+                    uid = a.uid(pub)
+                    await eventually(
+                        lambda v=v, uid=uid: advancing(v.watch.video_from(uid)),
+                        20,
+                        f"{viewer} seeing {pub}",
+                    )
+        await eventually(
+            lambda: members["li_mom"].watch.audio_frames.get(wang, 0) > 10, 10, "audio"
+        )
+
+        # The host mutes Wang Hao's mother (published on B): Li Ming's mother on C and the host on
+        # A stop receiving her camera; unmuted, she plays again.
+        await host_c.request("moderate.mute", {"session_id": sid, "user_id": wang, "video": True})
+        await eventually(
+            lambda: any(n == "media.muted" for n, _ in guardians["wang_mom"].p.notices), 5, "told"
+        )
+        await asyncio.sleep(1.0)  # what was in flight arrives
+        before = {k: len(members[k].watch.video_from(wang)) for k in ("li_mom", "li")}
+        await asyncio.sleep(1.5)
+        for k, n in before.items():
+            assert len(members[k].watch.video_from(wang)) <= n + 1, k
+        await host_c.request("moderate.mute", {"session_id": sid, "user_id": wang, "video": False})
+        for k, n in before.items():
+            await eventually(
+                lambda k=k, n=n: len(members[k].watch.video_from(wang)) > n + 10, 20, f"{k} again"
+            )
+
+        # Removed by the host, Li Ming's mother's camera ends everywhere and C lets the meeting go.
+        await host_c.request("moderate.remove", {"session_id": sid, "user_id": li_mom})
+        await eventually(lambda: sid not in live(c).edges.sessions, 10, "C letting the meeting go")
+        await eventually(
+            lambda: (
+                li_mom not in {int(t.publisher_id) for t in rt.router.tracks()}
+                and li_mom
+                not in {int(t.publisher_id) for t in live(b).edges.sessions[sid].router.tracks()}
+            ),
+            10,
+            "her tracks ended on A and B",
+        )
+        assert set(rt.cascade.uplinks) == {"node-b"}
+
+        await host_c.request("session.end", {"session_id": sid})
+        await eventually(lambda: sid not in live(b).edges.sessions, 10, "B letting it go")
+    finally:
+        with contextlib.suppress(RequestError):
+            await host_c.request("session.end", {"session_id": sid})
+        for v in everyone:
+            await v.close()
+
+
+async def test_an_edge_that_does_not_answer_is_given_up_and_nothing_hangs(three: Nodes) -> None:
+    """C is up in the registry but its answers to the origin never come (a frozen event loop,
+    a cut bus): the viewer the rule places on C is placed on B instead, within the edge time-out
+    and well within the client's; the next one, with B and A full, is told ``unavailable`` at
+    once instead of waiting for C again."""
+    a, _, c = three.servers
+    teacher_c, sid, host = await teaching(three, "冻结的边缘")
+    li = a.uid("li")
+    release = asyncio.Event()
+    frozen = live(c).calls.handlers["edge"]
+
+    async def never(origin: str, body: dict[str, Any]) -> dict[str, Any]:
+        await release.wait()
+        return {}
+
+    live(c).calls.handlers["edge"] = never
+    viewers = [Viewer(await a.client(name), sid, li) for name in ("liuyang", "liuxin")]
+    try:
+        for v in viewers:  # A is full with these two
+            await v.start()
+        wang = Viewer(await c.client("wanghao"), sid, li)  # its connection on C: C is near
+        viewers.append(wang)
+        await wang.p.join()
+        t0 = time.monotonic()
+        await wang.p.subscribe()
+        took = time.monotonic() - t0
+        print(f"an edge that did not answer: the viewer placed elsewhere after {took:.2f} s")
+        timeout = a.settings.cascade_edge_timeout_s
+        assert timeout <= took < timeout + 3, took
+        rt = live(a).runtimes[sid]
+        assert rt.cascade is not None
+        assert rt.cascade.viewers == {a.uid("wanghao"): "node-b"}
+        assert set(rt.cascade.legs) == {"node-b"}
+        assert "node-c" in live(a).shunned
+        await eventually(lambda: advancing(wang.watch.video_from(li)), 20, "Wang Hao playing")
+
+        # B has no room left for another viewer, A neither, and C is not asked again.
+        zhang = Viewer(await c.client("zhangwei"), sid, li)
+        viewers.append(zhang)
+        await zhang.p.join()
+        t0 = time.monotonic()
+        with pytest.raises(RequestError) as err:
+            await zhang.p.subscribe()
+        assert err.value.code == "unavailable"
+        assert time.monotonic() - t0 < timeout  # C was not asked again
+        playing = len(wang.watch.video_from(li))
+        await eventually(
+            lambda: len(wang.watch.video_from(li)) > playing + 10, 10, "Wang Hao still playing"
+        )
+    finally:
+        live(c).calls.handlers["edge"] = frozen
+        release.set()
+        live(a).shunned.clear()
+    await teacher_c.request("session.end", {"session_id": sid})
+    for v in viewers:
         await v.close()
     await host.close()
