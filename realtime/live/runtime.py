@@ -294,6 +294,7 @@ class LiveRuntime:
         refused and its publisher told ``rtc.unpublished``, which the clients, already joined
         on the new node, would take for that node's word and stop their camera or screen."""
         if self.session.ended:
+            self._refresh_again = False
             return
         async with self._lock:
             self._refresh_again = False
@@ -351,7 +352,8 @@ class LiveRuntime:
 
     async def _refreshes(self) -> None:
         await self.refresh()
-        while self._refresh_again:
+        # (Not once ended: refresh() then returns at once, and this loop would never yield.)
+        while self._refresh_again and not self.session.ended:
             await self.refresh()
 
     def _on_track_event(self, event: str, info: TrackInfo) -> None:
