@@ -46,6 +46,8 @@ class Follower:
         self.busy_refusals = 0  # connects refused with 503 (admission control), then retried
         self.busy_syncs = 0  # syncs answered unavailable (busy), then retried
         self.last_error = ""
+        # Failed reconnection attempts after a loss, by kind and address (0: the first).
+        self.failures: Counter[str] = Counter()
         self.synced_at = 0.0  # monotonic time of the last catch-up sync completed
         self.lost_at = 0.0
         self.closing = False
@@ -115,6 +117,7 @@ class Follower:
                 except Exception as exc:
                     self.failed_attempts += 1
                     self.last_error = f"{type(exc).__name__}: {exc}"[:200]
+                    self.failures[f"{_kind(exc)}@{self.url_index}"] += 1
                     delay = min(delay * 2, MAX_DELAY_S)
                     wait = delay * random.uniform(1 - RANDOMIZATION, 1 + RANDOMIZATION)
                     same = False
@@ -189,6 +192,15 @@ class Follower:
         self.synced_at = time.monotonic()
 
 
+def _kind(exc: BaseException) -> str:
+    """A short name for why an attempt failed: refused (nothing listening), timeout, ..."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "refused"
+    return type(exc).__name__
+
+
 def _retry_after(ack: Any) -> float | None:
     """The wait an ``unavailable`` answer asks for (``retry_after_s``), else None."""
     if not isinstance(ack, dict):
@@ -239,6 +251,7 @@ def stats(followers: list[Follower], since: float) -> dict[str, Any]:
         "connect_s": sorted(f.timing[0] for f in followers)[:: max(1, len(followers) // 5)],
         "sync_s": sorted(f.timing[1] for f in followers)[:: max(1, len(followers) // 5)],
         "failed_attempts": sum(f.failed_attempts for f in followers),
+        "failures": dict(sum((f.failures for f in followers), Counter())),
         "busy_refusals": sum(f.busy_refusals for f in followers),
         "busy_syncs": sum(f.busy_syncs for f in followers),
         "last_error": errors[-1] if errors else None,
