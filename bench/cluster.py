@@ -533,6 +533,16 @@ async def kill_step(
         out["storm_synced"] = synced
         out["storm_synced_within_10_s"] = synced if in_target is None else in_target
         out["storm_failed_attempts"] = sum(s["failed_attempts"] for s in stats)
+        # Why attempts failed, and where (@0: the killed worker's address, @1: the other).
+        failures: Counter[str] = Counter()
+        for s in stats:
+            failures.update(s["failures"])
+        out["storm_failures"] = dict(failures)
+        # Seconds from the kill at which each tenth of the clients was back (about): the
+        # catch-up of its reconnection, not a later one (``reconnect_2000_s`` is the last sync
+        # of any: a ``resync`` of everyone during the storm moves it).
+        deciles = sorted(t for s in stats for t in s["back_s"])
+        out["storm_back_deciles_s"] = [round(t, 1) for t in deciles[:: max(1, len(stats))]]
         # Connects refused at once by admission control (503) and syncs answered busy, each
         # tried again after the wait the server asked for: not work lost.
         out["storm_busy_refusals"] = sum(s["busy_refusals"] for s in stats)

@@ -46,7 +46,10 @@ class Follower:
         self.busy_refusals = 0  # connects refused with 503 (admission control), then retried
         self.busy_syncs = 0  # syncs answered unavailable (busy), then retried
         self.last_error = ""
+        # Failed reconnection attempts after a loss, by kind and address (0: the first).
+        self.failures: Counter[str] = Counter()
         self.synced_at = 0.0  # monotonic time of the last catch-up sync completed
+        self.back_at = 0.0  # ... of the catch-up that ended the last reconnection
         self.lost_at = 0.0
         self.closing = False
         self._sync_task: asyncio.Task[None] | None = None
@@ -115,11 +118,13 @@ class Follower:
                 except Exception as exc:
                     self.failed_attempts += 1
                     self.last_error = f"{type(exc).__name__}: {exc}"[:200]
+                    self.failures[f"{_kind(exc)}@{self.url_index}"] += 1
                     delay = min(delay * 2, MAX_DELAY_S)
                     wait = delay * random.uniform(1 - RANDOMIZATION, 1 + RANDOMIZATION)
                     same = False
                     continue
                 self.reconnects += 1
+                self.back_at = self.synced_at
                 break
 
     async def close(self) -> None:
@@ -189,6 +194,15 @@ class Follower:
         self.synced_at = time.monotonic()
 
 
+def _kind(exc: BaseException) -> str:
+    """A short name for why an attempt failed: refused (nothing listening), timeout, ..."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "refused"
+    return type(exc).__name__
+
+
 def _retry_after(ack: Any) -> float | None:
     """The wait an ``unavailable`` answer asks for (``retry_after_s``), else None."""
     if not isinstance(ack, dict):
@@ -231,14 +245,19 @@ def stats(followers: list[Follower], since: float) -> dict[str, Any]:
     """Who is connected, and who has reconnected and synced since ``since``."""
     up = [f for f in followers if f.conn is not None and not f.conn.closed.is_set()]
     synced = [f.synced_at for f in followers if f.synced_at > since and f.reconnects]
+    back = [f.back_at for f in followers if f.back_at > since]
     lost = sorted(f.lost_at - since for f in followers if f.lost_at > since)
     errors = [f.last_error for f in followers if f.last_error]
     return {
         "lost_s": [lost[0], lost[len(lost) // 2], lost[-1]] if lost else None,
         "synced_s": sorted(t - since for t in synced)[:: max(1, len(synced) // 10)],
+        # When each was back (its reconnection's catch-up; a later sync, after a gap or a
+        # ``resync``, does not move it), every tenth.
+        "back_s": sorted(t - since for t in back)[:: max(1, len(back) // 10)],
         "connect_s": sorted(f.timing[0] for f in followers)[:: max(1, len(followers) // 5)],
         "sync_s": sorted(f.timing[1] for f in followers)[:: max(1, len(followers) // 5)],
         "failed_attempts": sum(f.failed_attempts for f in followers),
+        "failures": dict(sum((f.failures for f in followers), Counter())),
         "busy_refusals": sum(f.busy_refusals for f in followers),
         "busy_syncs": sum(f.busy_syncs for f in followers),
         "last_error": errors[-1] if errors else None,

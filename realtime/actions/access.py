@@ -135,10 +135,22 @@ async def require_visible(
     return stream, vis, access, participants
 
 
+# Every class a person is a member of, with their roles and (as a guardian) approved children
+# there: one row per role, times their children for the guardian role.
 _MEMBERSHIPS = Prepared(
-    select(memberships.c.class_id, memberships.c.role).where(
-        memberships.c.user_id == bindparam("user_id")
+    select(memberships.c.class_id, memberships.c.role, guardian_links.c.student_id)
+    .select_from(
+        memberships.outerjoin(
+            guardian_links,
+            and_(
+                memberships.c.role == Role.GUARDIAN.value,
+                guardian_links.c.guardian_id == memberships.c.user_id,
+                guardian_links.c.class_id == memberships.c.class_id,
+                guardian_links.c.status == "approved",
+            ),
+        )
     )
+    .where(memberships.c.user_id == bindparam("user_id"))
 )
 _CONVERSATION_IDS = Prepared(
     select(conversations.c.id).where(
@@ -150,15 +162,30 @@ _CONVERSATION_IDS = Prepared(
 )
 
 
-async def followed_streams(conn: DbConnection, user_id: int) -> dict[str, Visibility]:
-    """Every stream this person follows, from their memberships and conversations."""
+async def member_accesses(conn: DbConnection, user_id: int) -> dict[int, ClassAccess]:
+    """What this person is to each class they are a member of, as :func:`class_access` says
+    for each, in one statement (a catch-up reads them all)."""
+    roles: dict[int, set[Role]] = {}
+    children: dict[int, set[int]] = {}
+    for r in await conn.execute(_MEMBERSHIPS, {"user_id": user_id}):
+        roles.setdefault(r.class_id, set()).add(Role(r.role))
+        if r.student_id is not None:
+            children.setdefault(r.class_id, set()).add(r.student_id)
+    return {
+        class_id: ClassAccess(
+            user_id, class_id, frozenset(rs), frozenset(children.get(class_id, ()))
+        )
+        for class_id, rs in roles.items()
+    }
+
+
+async def followed_streams(
+    conn: DbConnection, user_id: int, accesses: dict[int, ClassAccess]
+) -> dict[str, Visibility]:
+    """Every stream this person follows, from their memberships (``accesses``, from
+    :func:`member_accesses`) and conversations."""
     out: dict[str, Visibility] = {f"user:{user_id}": Visibility.MEMBER}
-    rows = await conn.execute(_MEMBERSHIPS, {"user_id": user_id})
-    by_class: dict[int, set[Role]] = {}
-    for r in rows:
-        by_class.setdefault(r.class_id, set()).add(Role(r.role))
-    for class_id in by_class:
-        access = await class_access(conn, user_id, class_id)
+    for class_id, access in accesses.items():
         candidates = [
             StreamKey("class", class_id, "students"),
             StreamKey("class", class_id, "guardians"),

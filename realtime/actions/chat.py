@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, select
 
 from realtime.actions import attachments, audit, mentions, upload_cleanup
 from realtime.actions.access import class_access, display_names, require_visible
@@ -32,6 +32,7 @@ from realtime.schemas import (
     OpenConversation,
     Typing,
 )
+from realtime.store.catchup import unread_messages
 from realtime.store.db import DbConnection, inserted_id
 from realtime.store.prepared import Prepared
 from realtime.store.rows import MessageRow, typed, typed_all, typed_or_none
@@ -316,31 +317,12 @@ async def mark_read(hub: Hub, user_id: int, req: ChatRead) -> dict[str, Any]:
     return position
 
 
-_UNREAD = Prepared(
-    select(func.count())
-    .select_from(messages)
-    .where(
-        messages.c.stream == bindparam("stream"),
-        messages.c.seq > bindparam("after"),
-        messages.c.sender_id != bindparam("user_id"),
-        messages.c.deleted_at.is_(None),
-    )
-)
-_READ_SEQS = Prepared(
-    select(read_positions.c.stream, read_positions.c.seq).where(
-        read_positions.c.user_id == bindparam("user_id")
-    )
-)
+_UNREAD = Prepared(unread_messages(bindparam("stream"), bindparam("after"), bindparam("user_id")))
 
 
 async def unread_count(conn: DbConnection, user_id: int, stream: str, after: int) -> int:
     params = {"stream": stream, "after": after, "user_id": user_id}
     return int((await conn.execute(_UNREAD, params)).scalar_one())
-
-
-async def read_seqs(conn: DbConnection, user_id: int) -> dict[str, int]:
-    rows = await conn.execute(_READ_SEQS, {"user_id": user_id})
-    return {r.stream: int(r.seq) for r in rows}
 
 
 async def typing(hub: Hub, user_id: int, req: Typing) -> dict[str, Any]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, case, func, select
 
-from realtime.actions.access import class_access
 from realtime.domain import chat as rules
 from realtime.domain.roles import ClassAccess
 from realtime.domain.streams import StreamKey, Visibility, parse_stream
 from realtime.store.db import DbConnection
+from realtime.store.prepared import Prepared
 from realtime.store.schema import classes, events, guardian_links, schools
 
 # When a guardian joined a class: their first approval there (the request time for links made
@@ -35,40 +35,49 @@ async def school_opens_history(conn: DbConnection, class_id: int) -> bool:
     return bool(opened)
 
 
+# One statement (a catch-up runs it for each guardians' chat followed): 0 when the school opens
+# the earlier chat; else the last event before the guardian's first approval, if any.
+# That event is found walking from the newest event back (the primary key's order) to the
+# first one before the approval: the cost is the events since then, few for a guardian who
+# joined recently.
+_OPENED = (
+    select(schools.c.guardian_chat_history)
+    .select_from(classes.join(schools, schools.c.id == classes.c.school_id))
+    .where(classes.c.id == bindparam("class_id"))
+    .scalar_subquery()
+)
+_SINCE = (
+    select(APPROVED_SINCE)
+    .where(
+        guardian_links.c.guardian_id == bindparam("user_id"),
+        guardian_links.c.class_id == bindparam("class_id"),
+        guardian_links.c.status == "approved",
+    )
+    .scalar_subquery()
+)
+_BEFORE = (
+    select(events.c.seq)
+    .where(events.c.stream == bindparam("stream"), events.c.at < _SINCE)
+    .order_by(events.c.seq.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+_FLOOR = Prepared(select(case((_OPENED.is_(True), 0), else_=func.coalesce(_BEFORE, 0))))
+
+
 async def history_floor(conn: DbConnection, stream: StreamKey, access: ClassAccess | None) -> int:
     """The last sequence number of ``stream`` this person does not see (0: they see it all)."""
     if access is None or not rules.history_from_approval(stream, access):
         return 0
-    if await school_opens_history(conn, stream.id):
-        return 0
-    since = (
-        await conn.execute(
-            select(APPROVED_SINCE).where(
-                guardian_links.c.guardian_id == access.user_id,
-                guardian_links.c.class_id == stream.id,
-                guardian_links.c.status == "approved",
-            )
-        )
-    ).scalar()
-    if since is None:
-        return 0
-    # Walked from the newest event back (the primary key's order) to the first one before the
-    # approval: the cost is the events since then, few for a guardian who joined recently.
-    floor = (
-        await conn.execute(
-            select(events.c.seq)
-            .where(events.c.stream == str(stream), events.c.at < since)
-            .order_by(events.c.seq.desc())
-            .limit(1)
-        )
-    ).scalar()
-    return int(floor or 0)
+    params = {"stream": str(stream), "class_id": stream.id, "user_id": access.user_id}
+    return int((await conn.execute(_FLOOR, params)).scalar() or 0)
 
 
 async def history_floors(
-    conn: DbConnection, user_id: int, followed: Mapping[str, Visibility]
+    conn: DbConnection, followed: Mapping[str, Visibility], accesses: Mapping[int, ClassAccess]
 ) -> dict[str, int]:
-    """The floors (above 0) of the guardians' chats among the streams this person follows."""
+    """The floors (above 0) of the guardians' chats among the streams this person follows
+    (``accesses``: what they are to each of their classes, access.member_accesses)."""
     out: dict[str, int] = {}
     for key, vis in followed.items():
         if vis is not Visibility.MEMBER or not key.endswith(":guardians"):
@@ -76,7 +85,7 @@ async def history_floors(
         stream = parse_stream(key)
         if stream.kind != "class":
             continue
-        floor = await history_floor(conn, stream, await class_access(conn, user_id, stream.id))
+        floor = await history_floor(conn, stream, accesses.get(stream.id))
         if floor:
             out[key] = floor
     return out
