@@ -366,6 +366,8 @@ class JoinAck(View):
     you: LiveParticipant
     ice_servers: list[dict[str, Any]]
     qa_streams: list[str]
+    # Joined with ``resume`` and the server still had the client's peer connections: they go on.
+    resumed: bool = False
     ts: ClassVar[dict[str, str]] = {
         "session": "SessionView | SessionSummary",
         "ice_servers": "RTCIceServer[]",

@@ -315,7 +315,6 @@ export interface JoinAck {
   you: LiveParticipant;
   ice_servers: RTCIceServer[];
   qa_streams: string[];
-  /** Joined with `resume` and the server still had this page's peer connections: they go on. */
   resumed?: boolean;
 }
 
