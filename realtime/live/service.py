@@ -500,6 +500,11 @@ class LiveService:
         One change at a time per session (the change and its storing are one step). When
         storing fails the change is undone whole and the error is the answer."""
         async with rt.kept_lock:
+            if self.runtimes.get(rt.session.id) is not rt:
+                # It waited for a move here that another node won (or the session ended
+                # meanwhile): this runtime is gone. The client asks again, and is routed to
+                # where the session runs now.
+                raise HomeroomError("unavailable", "the session moved; ask again")
             saved = rt.session.save()
             outcome = change()
             await self._keep(rt, saved)
