@@ -56,7 +56,6 @@ class NodeWatch:
         self.sessions_taken_over = 0
         self._cpu = (time.process_time(), time.monotonic())
         self._cpu_last = 0.0
-        self._first: NodeInfo | None = None  # the reading announced by start()
         self._task: asyncio.Task[None] | None = None
         self.beacon: Beacon | None = None
         # Placement reads who is alive, with what load, from here.
@@ -103,8 +102,8 @@ class NodeWatch:
         if self.beacon is not None:
             # It keeps the first reading announced until the next beat's: a loop that is late
             # for its second beat (a loaded machine) must not let the first one expire.
-            if self._first is not None:
-                self.beacon.update(self._first)
+            # (A reading this soon after the first repeats its CPU: MIN_CPU_WINDOW_S.)
+            self.beacon.update(self.info())
             self.beacon.start()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="node-watch")
 
@@ -125,9 +124,7 @@ class NodeWatch:
                 # Written by the beacon's thread; at once when draining (no placement here).
                 self.beacon.update(self.info(), now=self.live.draining)
             else:
-                info = self.info()
-                self._first = self._first or info
-                await self.registry.announce(info, self.hub.settings.node_ttl_s)
+                await self.registry.announce(self.info(), self.hub.settings.node_ttl_s)
             # Alone (no Redis), nobody else ends this node's sessions: nothing to read.
             running = await actions.running_nodes(self.hub) if shared else {}
             change = self.membership.observe(await self.registry.nodes())
