@@ -62,12 +62,31 @@ async def observe(hub: Hub, session: LiveSession) -> None:
             log.exception("recording attendance of session %s failed", session.id)
 
 
-def resumed(hub: Hub, session: LiveSession) -> None:
+async def resumed(hub: Hub, session: LiveSession) -> None:
     """A moved session runs on this node with what it kept (hands up, people on stage, away
     until they join again): that is where this node's record starts, so a hand raised before
-    the move is not counted again. A person's interval opened on the old node goes on when
-    they join here (``add_join``: already present) and ends when they leave."""
+    the move is not counted again.
+
+    Every presence the old node left open ends at the move: that node saw those people last,
+    and nobody is here yet (the caller holds the session's ``kept_lock``, which joins wait
+    for). Whoever comes back starts a new interval when they join; whoever never does is not
+    counted present until the lesson's end. Never raises."""
     _trackers(hub)[session.id] = ParticipationTracker(last=snapshot(session))
+    now = hub.now()
+    try:
+        async with hub.store.transaction() as conn:
+            left = [
+                Change(r.user_id, r.class_id, r.role, "leave", now)
+                for r in await conn.execute(
+                    select(attendance.c.user_id, attendance.c.class_id, attendance.c.role).where(
+                        attendance.c.session_id == session.id,
+                        attendance.c.open_since.is_not(None),
+                    )
+                )
+            ]
+            await _apply(conn, session.id, left)
+    except Exception:
+        log.exception("closing the attendance of moved session %s failed", session.id)
 
 
 async def session_ended(hub: Hub, session: LiveSession) -> None:
@@ -120,46 +139,50 @@ async def _row(conn: DbConnection, session_id: int, user_id: int) -> Any:
 
 async def _record(hub: Hub, session_id: int, changes: list[Change]) -> None:
     async with hub.store.transaction() as conn:
-        for ch in changes:
-            row = await _row(conn, session_id, ch.user_id)
-            if row is None:
-                await conn.execute(
-                    attendance.insert().values(
-                        session_id=session_id,
-                        user_id=ch.user_id,
-                        class_id=ch.class_id,
-                        role=ch.role,
-                        intervals=[],
-                        first_join=None,
-                        seconds=0.0,
-                        open_since=None,
-                        hands=0,
-                        stage_s=0.0,
-                    )
-                )
-                row = await _row(conn, session_id, ch.user_id)
-            intervals = [list(i) for i in row.intervals]
-            values: dict[str, Any] = {}
-            if ch.kind == "join":
-                values["intervals"] = rules.add_join(intervals, ch.at)
-                if row.open_since is None:
-                    values["open_since"] = ch.at
-                if row.first_join is None:
-                    values["first_join"] = ch.at
-            elif ch.kind == "leave":
-                values["intervals"] = rules.add_leave(intervals, ch.at)
-                if row.open_since is not None:
-                    values["open_since"] = None
-                    values["seconds"] = row.seconds + max(0.0, ch.at - row.open_since)
-            elif ch.kind == "hand":
-                values["hands"] = row.hands + 1
-            elif ch.kind == "stage":
-                values["stage_s"] = row.stage_s + ch.seconds
+        await _apply(conn, session_id, changes)
+
+
+async def _apply(conn: DbConnection, session_id: int, changes: list[Change]) -> None:
+    for ch in changes:
+        row = await _row(conn, session_id, ch.user_id)
+        if row is None:
             await conn.execute(
-                attendance.update()
-                .where(attendance.c.session_id == session_id, attendance.c.user_id == ch.user_id)
-                .values(**values)
+                attendance.insert().values(
+                    session_id=session_id,
+                    user_id=ch.user_id,
+                    class_id=ch.class_id,
+                    role=ch.role,
+                    intervals=[],
+                    first_join=None,
+                    seconds=0.0,
+                    open_since=None,
+                    hands=0,
+                    stage_s=0.0,
+                )
             )
+            row = await _row(conn, session_id, ch.user_id)
+        intervals = [list(i) for i in row.intervals]
+        values: dict[str, Any] = {}
+        if ch.kind == "join":
+            values["intervals"] = rules.add_join(intervals, ch.at)
+            if row.open_since is None:
+                values["open_since"] = ch.at
+            if row.first_join is None:
+                values["first_join"] = ch.at
+        elif ch.kind == "leave":
+            values["intervals"] = rules.add_leave(intervals, ch.at)
+            if row.open_since is not None:
+                values["open_since"] = None
+                values["seconds"] = row.seconds + max(0.0, ch.at - row.open_since)
+        elif ch.kind == "hand":
+            values["hands"] = row.hands + 1
+        elif ch.kind == "stage":
+            values["stage_s"] = row.stage_s + ch.seconds
+        await conn.execute(
+            attendance.update()
+            .where(attendance.c.session_id == session_id, attendance.c.user_id == ch.user_id)
+            .values(**values)
+        )
 
 
 # --- reports ----------------------------------------------------------------------------------

@@ -416,9 +416,9 @@ class LiveService:
                     return False
                 away = rt.session.restore(kept)
                 rt.kept = rt.session.kept()
+                await attendance.resumed(self.hub, rt.session)
         finally:
             self.adopting.discard(session_id)
-        attendance.resumed(self.hub, rt.session)
         loop = asyncio.get_running_loop()
         for user_id in away:
             self.grace[(session_id, user_id)] = loop.create_task(self._expire(rt, user_id, None))

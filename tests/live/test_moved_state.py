@@ -121,6 +121,11 @@ async def test_kill_9_keeps_the_hands_in_order_and_the_student_on_stage(tmp_path
         await students["liuyang"].p.client.request(
             "media.mute_self", {"session_id": sid, "audio": True}
         )
+        # Zhao Lei is there too, and never comes back after the kill (his client does not
+        # join again by itself): his attendance ends at the move, not at the lesson's end.
+        zhao = await c.client("zhaolei")
+        nodes.closing.append(zhao)
+        await zhao.request("session.join", {"session_id": sid})
         await eventually(lambda: host.frames() > 10, 30, "the teacher seeing Li Ming")
         hands = [f"user:{b.uid('zhangwei')}", f"user:{b.uid('wanghao')}"]
         assert host.p.state["hands"] == hands
@@ -141,6 +146,7 @@ async def test_kill_9_keeps_the_hands_in_order_and_the_student_on_stage(tmp_path
             15,
             "everyone back",
         )
+        everyone_back = time.time()
         view = host.p.state
         assert view["hands"] == hands  # both hands, in their order, each once
         people = {p["user_id"]: p for p in view["participants"]}
@@ -155,6 +161,12 @@ async def test_kill_9_keeps_the_hands_in_order_and_the_student_on_stage(tmp_path
         await host.p.client.request("hand.lower", {"session_id": sid, "hand": hands[0]})
         await eventually(lambda: host.p.state["hands"] == hands[1:], 10, "the next hand")
         await host.p.client.request("session.end", {"session_id": sid})
+        report = await host.p.client.attendance_report(sid)
+        rows = {r["student_id"]: r for r in report["students"]}
+        assert rows[b.uid("zhaolei")]["came"] and rows[b.uid("zhaolei")]["joins"] == 1
+        assert rows[b.uid("zhaolei")]["last_leave"] < everyone_back, rows[b.uid("zhaolei")]
+        # Those who came back were there until the end, across the move.
+        assert rows[b.uid("wanghao")]["last_leave"] > everyone_back
 
 
 @pytest.mark.timeout(180)
