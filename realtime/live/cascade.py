@@ -208,6 +208,21 @@ class Cascade:
         wire = reply.get("offer")
         return None if wire is None else offer_from_wire(wire)
 
+    def on_edges(self, user_id: int) -> bool:
+        """Whether any of this participant's peer connections is on an edge."""
+        return user_id in self.viewers or user_id in self.publishers
+
+    async def resumption(self, user_id: int) -> tuple[bool, SubscribeOffer | None]:
+        """Ask the edges holding this participant's legs whether they go on (none failed),
+        and for the subscribe offer its edge made while its connection was down."""
+        alive, offer = True, None
+        for edge in {e for e in (self.viewers.get(user_id), self.publishers.get(user_id)) if e}:
+            reply = await self._ask(edge, "resume", user=user_id)
+            alive = alive and bool(reply.get("alive"))
+            if reply.get("offer") is not None and self.viewers.get(user_id) == edge:
+                offer = offer_from_wire(reply["offer"])
+        return alive, offer
+
     async def add_ice_candidate(
         self, user_id: int, candidate: dict[str, Any] | None, leg: str = "subscribe"
     ) -> None:

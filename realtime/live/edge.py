@@ -34,7 +34,7 @@ from aiortc.exceptions import InvalidStateError
 from media.router import MediaRouter
 from realtime import schemas
 from realtime.errors import HomeroomError, bad_request, not_found
-from realtime.live.runtime import MediaOptions, publish_reply
+from realtime.live.runtime import MediaOptions, legs_go_on, publish_reply
 from signaling import PublishSession, SignalingError, SubscribeOffer, SubscribeSession, TrackRequest
 from signaling.subscriber import SubscribedTrack
 
@@ -174,6 +174,15 @@ class EdgeRuntime:
             raise SignalingError("conflict", "there is no offer to answer: subscribe first")
         return leg
 
+    def resumption(self, user_id: int) -> dict[str, Any]:
+        """Whether this viewer's legs here go on under its new Socket.IO connection, and the
+        offer its subscribe leg still waits an answer for (``LiveRuntime.resumption``)."""
+        leg = self.viewers.get(user_id)
+        if not legs_go_on([leg, self.publishers.get(user_id)]):
+            return {"alive": False, "offer": None}
+        offer = None if leg is None else leg.outstanding()
+        return {"alive": True, "offer": offer_to_wire(offer) if offer is not None else None}
+
     async def answer(self, user_id: int, sdp: str) -> SubscribeOffer | None:
         """A viewer's answer; the follow-up offer, if changes waited for it."""
         return await self._leg(user_id).apply_answer(sdp)
@@ -246,6 +255,7 @@ class EdgeRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         "publish",
         "uplink",
         "uplink_answer",
+        "resume",
     ]
     session_id: int
     offer: dict[str, Any] | None = None
@@ -322,6 +332,8 @@ class Edges:
             if req.sdp is None:
                 raise bad_request("a publish request carries an offer")
             return await edge.publish(user, req.sdp, req.sources, req.layers, req.refused)
+        if req.op == "resume":
+            return edge.resumption(user)
         if req.op == "subscribe":
             offer = await edge.subscribe(user, req.tracks)
         elif req.op == "answer":

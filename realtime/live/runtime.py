@@ -19,7 +19,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ from media.link import participant_links
 from media.router import SOURCES, MediaRouter, TrackInfo
 from realtime.domain.live import LiveSession
 from realtime.domain.live_protocol import Track, media_plan
+from realtime.errors import HomeroomError
 from signaling import (
     CodecPolicy,
     PublishAnswer,
@@ -49,6 +50,14 @@ log = logging.getLogger(__name__)
 
 # Peer connection states that resuming cannot bring back.
 DEAD = ("failed", "closed")
+
+
+def legs_go_on(legs: Iterable[Any]) -> bool:
+    """Whether a participant's peer connections (``None`` for a leg it does not have) can go
+    on under a new Socket.IO connection: it has one, and none has failed."""
+    present = [leg for leg in legs if leg is not None]
+    return bool(present) and all(leg.connection_state not in DEAD for leg in present)
+
 
 # tell(user_id, event, data): send to that participant's connection, if they have one.
 Tell = Callable[[int, str, dict[str, Any]], Awaitable[None]]
@@ -225,20 +234,33 @@ class LiveRuntime:
         offer = await leg.set_tracks(self.wanted_tracks(user_id))
         return {"offer": offer_message(self.session.id, offer) if offer else None}
 
-    def resumable(self, user_id: int) -> bool:
-        """Whether the participant's peer connections here can go on under a new Socket.IO
-        connection: it has one, and none has failed. A viewer served by an edge starts over
-        (an offer it missed would be at the edge)."""
-        if self.at_edge(user_id) is not None:
+    async def resumable(self, user_id: int) -> bool:
+        """Whether the participant's peer connections go on under a new Socket.IO connection:
+        it has one, and none has failed. Legs served by an edge are asked there; an edge that
+        does not answer means starting over."""
+        local = [self.publishers.get(user_id), self.subscribers.get(user_id)]
+        if self.cascade is None or not self.cascade.on_edges(user_id):
+            return legs_go_on(local)
+        try:
+            at_edges, _ = await self.cascade.resumption(user_id)
+        except HomeroomError as exc:
+            log.info("session %s: %s does not resume (%s)", self.session.id, user_id, exc)
             return False
-        legs = [leg for leg in (self.publishers.get(user_id), self.subscribers.get(user_id)) if leg]
-        return bool(legs) and all(leg.connection_state not in DEAD for leg in legs)
+        return at_edges and (legs_go_on(local) or not any(local))
 
-    def outstanding_offer(self, user_id: int) -> dict[str, Any] | None:
-        """The subscribe leg's offer still waiting for an answer (sent while the participant's
-        connection was down, so perhaps never received), as an ``rtc.offer`` message."""
-        leg = self.subscribers.get(user_id)
-        offer = None if leg is None else leg.outstanding()
+    async def missed_offer(self, user_id: int) -> dict[str, Any] | None:
+        """The subscribe leg's offer still waiting for an answer (made while the participant's
+        connection was down, so perhaps never received), as an ``rtc.offer`` message; asked of
+        its edge when one serves it."""
+        if self.at_edge(user_id) is not None:
+            assert self.cascade is not None
+            try:
+                _, offer = await self.cascade.resumption(user_id)
+            except HomeroomError:
+                return None  # the edge is being given up: the viewer is placed again
+        else:
+            leg = self.subscribers.get(user_id)
+            offer = None if leg is None else leg.outstanding()
         return None if offer is None else offer_message(self.session.id, offer)
 
     def at_edge(self, user_id: int) -> str | None:

@@ -666,7 +666,7 @@ class LiveService:
         old = conns.get(user_id)
         # Back on a new Socket.IO connection with the peer connections it had: they go on
         # (its media never stopped), and an offer it may have missed meanwhile is sent again.
-        resumed = req.resume and old is not None and rt.resumable(user_id)
+        resumed = req.resume and old is not None and await rt.resumable(user_id)
         outcome = await self.change(
             rt,
             lambda: protocol.join(
@@ -683,7 +683,7 @@ class LiveService:
         conns[user_id] = conn
         await self.carry_out(session.id, outcome.effects)
         if resumed:
-            missed = rt.outstanding_offer(user_id)
+            missed = await rt.missed_offer(user_id)
             if missed is not None:
                 await self.tell(session.id, user_id, "rtc.offer", missed)
         return {**outcome.reply, "ice_servers": self.ice_servers(user_id), "resumed": resumed}

@@ -35,6 +35,7 @@ from tests.live.test_failover import Viewer, client_of, common_settings
 from tests.media.peers import CounterVideoTrack, ToneAudioTrack
 from tests.nodes import Balancer, node_process
 from tests.services import drop_postgres_database
+from tests.tcpproxy import TcpProxy
 from tests.test_restart import ServerProcess
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(150)]
@@ -188,6 +189,72 @@ async def test_viewers_beyond_the_origins_limit_watch_through_edges_b_and_c(thre
     for v in viewers.values():
         await v.close()
     await host.close()
+
+
+async def test_a_viewer_on_an_edge_whose_connection_drops_resumes_there(three: Nodes) -> None:
+    """Wang Hao watches through edge B over a Socket.IO connection that drops (a TCP proxy of
+    the test's own, cut and restored) while his media goes on: he joins again with ``resume``
+    and keeps his peer connection on B, and the offer B made meanwhile (Liu Yang put on stage)
+    reaches him again."""
+    a, b, _ = three.servers
+    teacher_c, sid, host = await teaching(three, "断线续看")
+    li, yang, wang = a.uid("li"), a.uid("liuyang"), a.uid("wanghao")
+    proxy = TcpProxy("127.0.0.1", b.settings.port, free_port())
+    await proxy.start()
+    viewers: list[Viewer] = []
+    client = HomeroomClient(f"http://127.0.0.1:{proxy.port}")
+    # A dropped connection's grace is the default's here (these nodes' is 2 s).
+    settings = live(a).hub.settings
+    grace, settings.session_grace_s = settings.session_grace_s, 30
+    try:
+        for name in ("liuyang", "liuxin"):  # they fill the origin
+            viewers.append(Viewer(await a.client(name), sid, li))
+            await viewers[-1].start()
+        yang_v = viewers[0]
+        await client.login("wanghao", DEMO_PASSWORD)
+        await client.connect()
+        wang_v = Viewer(client, sid, li)
+        viewers.append(wang_v)
+        await wang_v.start()
+        rt = live(a).runtimes[sid]
+        assert rt.cascade is not None and rt.cascade.viewers == {wang: "node-b"}
+        leg = live(b).edges.sessions[sid].viewers[wang]
+        await eventually(
+            lambda: advancing(wang_v.watch.video_from(li)), 20, "Wang Hao watching through B"
+        )
+
+        await proxy.cut()
+        await eventually(
+            lambda: not rt.session.participants[wang].connected, 10, "the origin seeing him drop"
+        )
+        seen = wang_v.frames()
+        await eventually(lambda: wang_v.frames() >= seen + 30, 10, "frames while disconnected")
+        await teacher_c.request("stage.invite", {"session_id": sid, "user_id": yang})
+        await eventually(
+            lambda: any(n == "stage.invited" for n, _ in yang_v.p.notices), 10, "invited"
+        )
+        await yang_v.p.client.request("stage.accept", {"session_id": sid})
+        await yang_v.p.publish({CounterVideoTrack(): "camera"})
+        await eventually(lambda: leg.outstanding() is not None, 10, "B's offer made meanwhile")
+        assert wang_v.p.resumes == 0 and wang_v.p.rejoins == 0
+
+        await proxy.restore()
+        await eventually(lambda: wang_v.p.resumes == 1, 20, "the resume")
+        assert wang_v.p.rejoins == 0  # nothing started over
+        assert live(b).edges.sessions[sid].viewers[wang] is leg  # the same peer connection
+        await eventually(
+            lambda: advancing(wang_v.watch.video_from(yang)), 15, "Liu Yang reaching him"
+        )
+        await eventually(lambda: advancing(wang_v.watch.video_from(li)), 5, "the teacher still")
+        assert leg.outstanding() is None
+        await teacher_c.request("session.end", {"session_id": sid})
+    finally:
+        for v in viewers:
+            await v.close()
+        await host.close()
+        await client.close()
+        await proxy.close()
+        settings.session_grace_s = grace
 
 
 @pytest.mark.timeout(180)
