@@ -319,3 +319,64 @@ async def test_files_in_homework_and_submissions(server: Server) -> None:
         await files.links(mom, [page["id"]])
     assert err.value.code == "not_found"
     assert (await files.download(await _link(mom, page2["id"], "thumb")))[0] == 200
+
+
+def _stored(server: Server) -> list[Path]:
+    """The files kept in the blob store (not the parts of unfinished uploads)."""
+    blobs = Path(server.settings.storage_dir) / "blobs"
+    return [p for p in blobs.rglob("*") if p.is_file() and "parts" not in p.parts]
+
+
+async def test_a_photo_deleted_while_it_is_being_finished_leaves_no_bytes(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A parent sends the wrong photo and deletes it at once, before its stripped original and
+    preview are made: they are not kept once made."""
+    fs = server.app[FILES]
+    entered, go_on = asyncio.Event(), asyncio.Event()
+    make = fs.workers.preview_and_original
+
+    async def held(*args: Path) -> str:  # the real worker, after the message is deleted
+        entered.set()
+        await go_on.wait()
+        return await make(*args)
+
+    monkeypatch.setattr(fs.workers, "preview_and_original", held)
+    wang = await server.client("wanghao")
+    att = await wang.upload(jpeg_with_gps(640, 480), "不是这张.jpg")
+    msg = await wang.send_chat(f"class:{server.class_id}:students", "", attachments=[att["id"]])
+    await asyncio.wait_for(entered.wait(), 10)
+    await wang.request("chat.delete", {"message_id": msg["id"]})
+    go_on.set()
+    await fs.photos.wait(att["id"], 30)
+    assert att["id"] not in fs.photos.tasks
+    assert _stored(server) == []
+
+
+async def test_bytes_whose_removal_failed_go_with_the_next_sweep(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store fails while a message is deleted: the deletion still succeeds, and the file's
+    bytes are removed by the next sweep rather than kept for ever."""
+    fs = server.app[FILES]
+    wang = await server.client("wanghao")
+    att = await wang.upload(pdf_bytes(pad=2000), "家长会.pdf")
+    msg = await wang.send_chat(f"class:{server.class_id}:students", "", attachments=[att["id"]])
+    [stored] = _stored(server)
+    remove = fs.blobs.delete
+
+    async def down(key: str) -> None:
+        raise OSError("the store is not answering")
+
+    monkeypatch.setattr(fs.blobs, "delete", down)
+    deleted = await wang.request("chat.delete", {"message_id": msg["id"]})
+    assert deleted["deleted"]["message_id"] == msg["id"]
+    with pytest.raises(RequestError) as err:
+        await files.links(wang, [att["id"]])
+    assert err.value.code == "not_found"
+    assert stored.exists()
+    await retention.sweep(server.app[HUB], fs)  # still down: kept for the next one
+    assert stored.exists()
+    monkeypatch.setattr(fs.blobs, "delete", remove)
+    await retention.sweep(server.app[HUB], fs)
+    assert not stored.exists() and _stored(server) == []
