@@ -256,6 +256,8 @@ const en: Messages = {
   "files.failed": (name, why) => `${name} could not be uploaded: ${why}`,
   "files.dropHere": "Drop to attach",
   "files.noMic": "The microphone cannot be used",
+  "files.voiceShort": "Too short to send",
+  "files.voiceHoldHint": "Hold the button while you talk; let go to send",
   "error.unsupported_type": "This kind of file cannot be sent (or its name does not match its content)",
   "error.quota_exceeded": "The school's storage is full",
   "error.link_expired": "The link has expired; open it again",

@@ -251,6 +251,8 @@ const zhCN = {
   "files.failed": (name: string, why: string) => `${name} 上传失败：${why}`,
   "files.dropHere": "松开即可添加文件",
   "files.noMic": "无法使用麦克风",
+  "files.voiceShort": "说话时间太短",
+  "files.voiceHoldHint": "按住按钮说话，松开发送",
   "error.unsupported_type": "不支持这种文件（或文件名与内容不符）",
   "error.quota_exceeded": "学校的存储空间已满",
   "error.link_expired": "链接已过期，请重新打开",
