@@ -1,4 +1,5 @@
-"""Small real files for attachment tests: a JPEG with GPS EXIF, a PDF, Opus voice in WebM."""
+"""Small real files for attachment tests: a JPEG with GPS EXIF, a PDF, Opus voice in WebM, an
+MP4 video."""
 
 from __future__ import annotations
 
@@ -15,9 +16,7 @@ SERIAL = 0xA431  # BodySerialNumber (Exif IFD)
 def jpeg_with_gps(width: int = 64, height: int = 32, orientation: int = 6) -> bytes:
     """A photo as a phone takes it: GPS position, camera serial, turned by EXIF orientation."""
     im = Image.new("RGB", (width, height), (200, 30, 30))
-    for x in range(width // 2):  # a left half of another colour, to see the turn
-        for y in range(height):
-            im.putpixel((x, y), (30, 30, 200))
+    im.paste((30, 30, 200), (0, 0, width // 2, height))  # a left half of another colour
     exif = Image.Exif()
     exif[ORIENTATION] = orientation
     exif[0x010F] = "PhoneMaker"
@@ -64,6 +63,24 @@ def webm_voice(seconds: float = 2.0) -> bytes:
         frame.sample_rate = 48000
         frame.pts = pts
         pts += 960
+        for p in stream.encode(frame):  # type: ignore[union-attr]
+            out.mux(p)
+    for p in stream.encode(None):  # type: ignore[union-attr]
+        out.mux(p)
+    out.close()
+    return out_buf.getvalue()
+
+
+def mp4_video(frames: int = 20) -> bytes:
+    """A short MP4 (MPEG-4 Part 2 video, as PyAV's FFmpeg encodes it without extra codecs)."""
+    import av
+
+    out_buf = io.BytesIO()
+    out = av.open(out_buf, "w", format="mp4")
+    stream = out.add_stream("mpeg4", rate=10)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"  # type: ignore[union-attr]
+    for i in range(frames):
+        frame = av.VideoFrame.from_image(Image.new("RGB", (64, 48), (i * 10, 80, 160)))
         for p in stream.encode(frame):  # type: ignore[union-attr]
             out.mux(p)
     for p in stream.encode(None):  # type: ignore[union-attr]

@@ -26,6 +26,7 @@ from tests.attachment_files import (
     GPS_IFD,
     heic_bytes,
     jpeg_with_gps,
+    mp4_video,
     pdf_bytes,
     png_bytes,
     webm_voice,
@@ -380,3 +381,41 @@ async def test_bytes_whose_removal_failed_go_with_the_next_sweep(
     monkeypatch.setattr(fs.blobs, "delete", remove)
     await retention.sweep(server.app[HUB], fs)
     assert not stored.exists() and _stored(server) == []
+
+
+async def test_a_video_is_served_in_ranges(server: Server) -> None:
+    """A video from sports day plays from any point: the player asks for byte ranges."""
+    wang = await server.client("wanghao")
+    liming = await server.client("liming")
+    video = mp4_video()
+    att = await wang.upload(video, "运动会.mp4")
+    assert att["kind"] == "video" and att["mime"] == "video/mp4"
+    await wang.send_chat(f"class:{server.class_id}:students", "", attachments=[att["id"]])
+    url = await _link(liming, att["id"])
+    status, headers, body = await files.download(url, (1000, 1499))
+    assert status == 206 and body == video[1000:1500]
+    assert headers["Content-Range"] == f"bytes 1000-1499/{len(video)}"
+    assert headers["Content-Type"] == "video/mp4" and headers["Accept-Ranges"] == "bytes"
+    assert headers["Content-Disposition"].startswith("inline;")
+    status, headers, _body = await files.download(url, (len(video), len(video) + 10))
+    assert status == 416 and headers["Content-Range"] == f"bytes */{len(video)}"
+
+
+async def test_a_photo_has_a_thumbnail_a_preview_and_the_upright_original(server: Server) -> None:
+    """A 12-megapixel phone photo: a small thumbnail for the chat, a mid-size preview for the
+    viewer, and the full photo upright without its metadata."""
+    wang = await server.client("wanghao")
+    photo = jpeg_with_gps(4000, 3000, orientation=6)
+    att = await wang.upload(photo, "IMG_2001.jpg")
+    assert (att["width"], att["height"]) == (3000, 4000)
+    await wang.send_chat(f"class:{server.class_id}:students", "", attachments=[att["id"]])
+    sizes = {}
+    for variant in ("thumb", "preview", "original"):
+        status, _h, body = await files.download(await _link(wang, att["id"], variant))
+        assert status == 200
+        im = Image.open(io.BytesIO(body))
+        assert not im.getexif().get_ifd(GPS_IFD) and b"SN-123456789" not in body
+        sizes[variant] = im.size
+    assert sizes["thumb"] == (240, 320)
+    assert sizes["preview"] == (960, 1280)
+    assert sizes["original"] == (3000, 4000)
