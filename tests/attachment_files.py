@@ -46,13 +46,22 @@ def pdf_bytes(pages: int = 1, pad: int = 0) -> bytes:
 
 def webm_voice(seconds: float = 2.0) -> bytes:
     """Opus in WebM, as Chromium's MediaRecorder makes it (encoded here with PyAV)."""
+    return _opus(seconds, "webm")
+
+
+def ogg_voice(seconds: float = 2.0) -> bytes:
+    """Opus in Ogg, as Firefox's MediaRecorder makes it."""
+    return _opus(seconds, "ogg")
+
+
+def _opus(seconds: float, container: str) -> bytes:
     import array
     import math
 
     import av
 
     out_buf = io.BytesIO()
-    out = av.open(out_buf, "w", format="webm")
+    out = av.open(out_buf, "w", format=container)
     stream = out.add_stream("libopus", rate=48000)
     stream.layout = "mono"  # type: ignore[union-attr]
     tone = array.array("h", [int(3000 * math.sin(i / 10)) for i in range(960)]).tobytes()
@@ -97,3 +106,19 @@ def heic_bytes(width: int = 64, height: int = 32) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (width, height), (10, 200, 10)).save(out, "HEIF", quality=80)
     return out.getvalue()
+
+
+def docx_bytes(broken: bool = False) -> bytes:
+    """A Word document's container (OOXML is a ZIP); ``broken``: its central directory claims a
+    ZIP version no reader knows, as a file damaged in transit may."""
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("word/document.xml", "<w:document/>")
+    data = bytearray(out.getvalue())
+    if broken:
+        central = data.index(b"PK\x01\x02")
+        data[central + 6 : central + 8] = (163).to_bytes(2, "little")  # version needed: 16.3
+    return bytes(data)

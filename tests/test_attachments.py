@@ -24,6 +24,7 @@ from realtime.transport.rest import HUB
 from realtime.transport.uploads import FILES
 from tests.attachment_files import (
     GPS_IFD,
+    docx_bytes,
     heic_bytes,
     jpeg_with_gps,
     mp4_video,
@@ -419,3 +420,27 @@ async def test_a_photo_has_a_thumbnail_a_preview_and_the_upright_original(server
     assert sizes["thumb"] == (240, 320)
     assert sizes["preview"] == (960, 1280)
     assert sizes["original"] == (3000, 4000)
+
+
+async def test_damaged_files_are_refused_as_unreadable(server: Server) -> None:
+    """A Word file damaged on its way, a photo cut short, an iPhone photo with a broken header:
+    each is refused as a file that cannot be sent (not answered as a server error), and nothing
+    of it is kept."""
+    wang = await server.client("wanghao")
+    ok = await wang.upload(docx_bytes(), "作文.docx")
+    assert ok["mime"].endswith("wordprocessingml.document")
+    photo = jpeg_with_gps(640, 480)
+    heic = bytearray(heic_bytes(64, 32))
+    heic[89] ^= 0xFF  # its item location box no longer points at the picture
+    damaged = [
+        (docx_bytes(broken=True), "作文2.docx"),
+        (photo[:700], "cut.jpg"),  # ends inside its EXIF
+        (bytes(heic), "IMG_0003.HEIC"),
+    ]
+    for data, name in damaged:
+        with pytest.raises(RequestError) as err:
+            await wang.upload(data, name)
+        assert err.value.code == "unsupported_type", name
+    admin = await server.client("admin", connect=False)
+    usage = await admin.http("GET", "/api/v1/school/storage")
+    assert usage["used_bytes"] == ok["size"]
