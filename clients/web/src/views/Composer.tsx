@@ -94,7 +94,15 @@ export function Composer(props: {
       return;
     }
     const type = MediaRecorder.isTypeSupported("audio/webm;codecs=opus") ? "audio/webm;codecs=opus" : "audio/ogg;codecs=opus";
-    const rec = new MediaRecorder(stream, { mimeType: type });
+    let rec: MediaRecorder;
+    try {
+      rec = new MediaRecorder(stream, { mimeType: type }); // a browser that records no Opus throws
+    } catch {
+      stream.getTracks().forEach((tr) => tr.stop());
+      held.current = false;
+      toast(t("files.noMic"), "error");
+      return;
+    }
     const parts: Blob[] = [];
     const began = performance.now();
     rec.ondataavailable = (ev) => parts.push(ev.data);
