@@ -442,3 +442,37 @@ async def test_a_voice_message_is_sent_only_for_a_real_hold_on_a_phone(
         await teacher.wait_for_timeout(1000)  # anything else sent would have arrived by now
         sent = [m for m in (await mom.history(stream))["messages"] if m["attachments"]]
         assert len(sent) == 1, sent
+
+
+async def test_a_photo_from_the_phone_camera_and_the_buttons_in_english(
+    server: Server, web: Browser
+) -> None:
+    """The camera button opens the phone's camera (a file chooser asking for a photo taken
+    now); its photo is sent like any other. In English the buttons say what they do."""
+    cid = server.class_id
+    wang = await web.signed_in("wanghao", PHONE, touch=True)
+    await wang.goto(f"{server.url}/#/class/{cid}/chat/students")
+    liming = await server.client("liming")
+    async with wang.expect_file_chooser() as chosen:
+        await wang.get_by_role("button", name="拍照").click()
+    chooser = await chosen.value
+    assert not chooser.is_multiple()
+    assert await chooser.element.get_attribute("capture") == "environment"
+    assert await chooser.element.get_attribute("accept") == "image/*"
+    await chooser.set_files(
+        files=[{"name": "IMG_0005.jpg", "mimeType": "image/jpeg", "buffer": jpeg_with_gps()}]
+    )
+    await expect(wang.locator(".pending-files li[data-upload=ready]")).to_have_count(1)
+    await wang.get_by_role("button", name="发送").click()  # a photo alone, no text
+    ev = await liming.wait_for(
+        lambda e: e["type"] == "chat.message" and bool(e["data"].get("attachments")), timeout=10
+    )
+    assert ev["data"]["attachments"][0]["kind"] == "image"
+
+    await wang.evaluate("() => localStorage.setItem('homeroom.locale', 'en')")
+    await wang.reload()
+    await wang.locator(".conn[data-state=connected]").wait_for()
+    for name in ("Attach files", "Take a photo", "Hold to talk"):
+        await expect(wang.get_by_role("button", name=name)).to_be_visible()
+    await wang.get_by_role("log").locator(".photo-thumb").last.click()
+    await expect(wang.get_by_role("dialog", name="Photo 1 of 1")).to_be_visible()
