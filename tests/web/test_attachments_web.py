@@ -476,3 +476,33 @@ async def test_a_photo_from_the_phone_camera_and_the_buttons_in_english(
         await expect(wang.get_by_role("button", name=name)).to_be_visible()
     await wang.get_by_role("log").locator(".photo-thumb").last.click()
     await expect(wang.get_by_role("dialog", name="Photo 1 of 1")).to_be_visible()
+
+
+# A 21 MiB "photo" made in the page (a JPEG's first bytes, then zeros) dropped on an element.
+_DROP_BIG_PHOTO = """(sel) => { const bytes = new Uint8Array(21 * 1024 * 1024);
+  bytes.set([0xff, 0xd8, 0xff, 0xe0]); const dt = new DataTransfer();
+  dt.items.add(new File([bytes], '全班合影.jpg', { type: 'image/jpeg' }));
+  document.querySelector(sel).dispatchEvent(new DragEvent('drop',
+    { dataTransfer: dt, bubbles: true, cancelable: true })); }"""
+
+
+async def test_a_photo_over_its_kinds_limit_is_refused_in_words_and_frees_the_quota(
+    server: Server, web: Browser
+) -> None:
+    """A photo larger than photos may be (20 MiB) is refused at its first chunk: the parent is
+    told the file is too big, and the school's storage is not held for it."""
+    cid = server.class_id
+    wang = await web.signed_in("wanghao")
+    await wang.goto(f"{server.url}/#/class/{cid}/chat/students")
+    await wang.evaluate(_DROP_BIG_PHOTO, "textarea[id^=composer-]")
+    await expect(
+        wang.get_by_text("全班合影.jpg 上传失败：文件太大，超过了这类文件的大小上限")
+    ).to_be_visible()
+    await expect(wang.locator(".pending-files li")).to_have_count(0)
+    admin = await server.client("admin", connect=False)
+    for _ in range(50):
+        used = (await admin.http("GET", "/api/v1/school/storage"))["used_bytes"]
+        if used == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert used == 0

@@ -98,18 +98,25 @@ export function uploadFile(file: Blob, name: string, onProgress: (fraction: numb
         }
       }
     };
-    while (up.status === "uploading") {
-      if (cancelled) throw new ApiError("cancelled", "cancelled");
-      const start = up.offset;
-      const end = Math.min(start + CHUNK, file.size);
-      try {
-        up = await patch(up.id, start, file.slice(start, end), (sent) => onProgress((start + sent) / file.size), xhrs);
-        failures = 0;
-      } catch (err) {
-        const before = start;
-        up = await recover(err);
-        if (up.offset > before) failures = 0; // the server kept part of the cut chunk
+    try {
+      while (up.status === "uploading") {
+        if (cancelled) throw new ApiError("cancelled", "cancelled");
+        const start = up.offset;
+        const end = Math.min(start + CHUNK, file.size);
+        try {
+          up = await patch(up.id, start, file.slice(start, end), (sent) => onProgress((start + sent) / file.size), xhrs);
+          failures = 0;
+        } catch (err) {
+          const before = start;
+          up = await recover(err);
+          if (up.offset > before) failures = 0; // the server kept part of the cut chunk
+        }
       }
+    } catch (err) {
+      // Given up (too large for its kind, the network never came back): the declared size
+      // stops counting against the school's quota now, not when the server drops it a day later.
+      if (!cancelled) void rest("DELETE", `/api/v1/uploads/${up.id}`).catch(() => undefined);
+      throw err;
     }
     onProgress(1);
     return up.attachment as Attachment;

@@ -254,6 +254,7 @@ const en: Messages = {
   "files.cancel": "Cancel upload",
   "files.remove": "Remove",
   "files.failed": (name, why) => `${name} could not be uploaded: ${why}`,
+  "files.tooLarge": "the file is larger than files of its kind may be",
   "files.dropHere": "Drop to attach",
   "files.noMic": "The microphone cannot be used",
   "files.voiceShort": "Too short to send",

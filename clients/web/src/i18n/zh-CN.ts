@@ -249,6 +249,7 @@ const zhCN = {
   "files.cancel": "取消上传",
   "files.remove": "移除",
   "files.failed": (name: string, why: string) => `${name} 上传失败：${why}`,
+  "files.tooLarge": "文件太大，超过了这类文件的大小上限",
   "files.dropHere": "松开即可添加文件",
   "files.noMic": "无法使用麦克风",
   "files.voiceShort": "说话时间太短",
