@@ -1,4 +1,5 @@
-"""Small real files for attachment tests: a JPEG with GPS EXIF, a PDF, Opus voice in WebM."""
+"""Small real files for attachment tests: a JPEG with GPS EXIF, a PDF, Opus voice in WebM, an
+MP4 video."""
 
 from __future__ import annotations
 
@@ -15,9 +16,7 @@ SERIAL = 0xA431  # BodySerialNumber (Exif IFD)
 def jpeg_with_gps(width: int = 64, height: int = 32, orientation: int = 6) -> bytes:
     """A photo as a phone takes it: GPS position, camera serial, turned by EXIF orientation."""
     im = Image.new("RGB", (width, height), (200, 30, 30))
-    for x in range(width // 2):  # a left half of another colour, to see the turn
-        for y in range(height):
-            im.putpixel((x, y), (30, 30, 200))
+    im.paste((30, 30, 200), (0, 0, width // 2, height))  # a left half of another colour
     exif = Image.Exif()
     exif[ORIENTATION] = orientation
     exif[0x010F] = "PhoneMaker"
@@ -47,13 +46,22 @@ def pdf_bytes(pages: int = 1, pad: int = 0) -> bytes:
 
 def webm_voice(seconds: float = 2.0) -> bytes:
     """Opus in WebM, as Chromium's MediaRecorder makes it (encoded here with PyAV)."""
+    return _opus(seconds, "webm")
+
+
+def ogg_voice(seconds: float = 2.0) -> bytes:
+    """Opus in Ogg, as Firefox's MediaRecorder makes it."""
+    return _opus(seconds, "ogg")
+
+
+def _opus(seconds: float, container: str) -> bytes:
     import array
     import math
 
     import av
 
     out_buf = io.BytesIO()
-    out = av.open(out_buf, "w", format="webm")
+    out = av.open(out_buf, "w", format=container)
     stream = out.add_stream("libopus", rate=48000)
     stream.layout = "mono"  # type: ignore[union-attr]
     tone = array.array("h", [int(3000 * math.sin(i / 10)) for i in range(960)]).tobytes()
@@ -72,6 +80,24 @@ def webm_voice(seconds: float = 2.0) -> bytes:
     return out_buf.getvalue()
 
 
+def mp4_video(frames: int = 20) -> bytes:
+    """A short MP4 (MPEG-4 Part 2 video, as PyAV's FFmpeg encodes it without extra codecs)."""
+    import av
+
+    out_buf = io.BytesIO()
+    out = av.open(out_buf, "w", format="mp4")
+    stream = out.add_stream("mpeg4", rate=10)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"  # type: ignore[union-attr]
+    for i in range(frames):
+        frame = av.VideoFrame.from_image(Image.new("RGB", (64, 48), (i * 10, 80, 160)))
+        for p in stream.encode(frame):  # type: ignore[union-attr]
+            out.mux(p)
+    for p in stream.encode(None):  # type: ignore[union-attr]
+        out.mux(p)
+    out.close()
+    return out_buf.getvalue()
+
+
 def heic_bytes(width: int = 64, height: int = 32) -> bytes:
     """An iPhone-style HEIC photo (encoded with pillow-heif)."""
     from pillow_heif import register_heif_opener
@@ -80,3 +106,19 @@ def heic_bytes(width: int = 64, height: int = 32) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (width, height), (10, 200, 10)).save(out, "HEIF", quality=80)
     return out.getvalue()
+
+
+def docx_bytes(broken: bool = False) -> bytes:
+    """A Word document's container (OOXML is a ZIP); ``broken``: its central directory claims a
+    ZIP version no reader knows, as a file damaged in transit may."""
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("word/document.xml", "<w:document/>")
+    data = bytearray(out.getvalue())
+    if broken:
+        central = data.index(b"PK\x01\x02")
+        data[central + 6 : central + 8] = (163).to_bytes(2, "little")  # version needed: 16.3
+    return bytes(data)

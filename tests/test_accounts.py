@@ -356,6 +356,20 @@ async def test_openapi_lists_exactly_the_served_api(srv: Server) -> None:
     }
     assert documented == served
     assert len(served) >= 15
+    # The attachment endpoints (docs/protocol.md §14) among them, with their request bodies.
+    for path, method in (
+        ("/api/v1/uploads", "post"),
+        ("/api/v1/uploads/{upload_id}", "get"),
+        ("/api/v1/uploads/{upload_id}", "patch"),
+        ("/api/v1/uploads/{upload_id}", "delete"),
+        ("/api/v1/uploads/links", "post"),
+        ("/files/{upload_id}/{variant}", "get"),
+        ("/api/v1/school/storage", "put"),
+    ):
+        assert method in doc["paths"][path], (path, method)
+    assert doc["paths"]["/api/v1/uploads/links"]["post"]["requestBody"]["content"]
+    # A download needs no token: the signed link is the key.
+    assert "security" not in doc["paths"]["/files/{upload_id}/{variant}"]["get"]
     # Endpoints that need a token say so; sign-in does not.
     assert "security" in doc["paths"]["/api/v1/me"]["get"]
     assert "security" not in doc["paths"]["/api/v1/auth/login"]["post"]

@@ -10,7 +10,14 @@ import pytest
 from realtime.attachments import voice
 from realtime.domain import attachments as rules
 from realtime.errors import HomeroomError
-from tests.attachment_files import heic_bytes, jpeg_with_gps, pdf_bytes, png_bytes, webm_voice
+from tests.attachment_files import (
+    heic_bytes,
+    jpeg_with_gps,
+    ogg_voice,
+    pdf_bytes,
+    png_bytes,
+    webm_voice,
+)
 
 
 def test_types_are_read_from_content() -> None:
@@ -85,3 +92,20 @@ def test_webm_duration_without_decoding(tmp_path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
     cut = voice.probe_webm(path)
     assert cut.duration_s is not None and cut.duration_s <= info.duration_s
+
+
+def test_voice_in_ogg_and_its_length_limit(tmp_path: Path) -> None:
+    path = tmp_path / "v.ogg"
+    path.write_bytes(ogg_voice(1.5))
+    assert rules.sniff(path.read_bytes()) is rules.OGG_OPUS
+    length = voice.ogg_opus_duration(path)
+    assert length is not None and 1.45 <= length <= 1.6
+    path.write_bytes(b"OggS" + b"\0" * 200)  # an Ogg header and nothing readable after it
+    assert voice.ogg_opus_duration(path) is None
+    rules.check_duration(299.5, 300)
+    with pytest.raises(HomeroomError) as err:
+        rules.check_duration(300.5, 300)
+    assert err.value.code == "too_large"
+    with pytest.raises(HomeroomError) as err:
+        rules.check_duration(None, 300)
+    assert err.value.code == "unsupported_type"

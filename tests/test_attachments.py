@@ -24,8 +24,10 @@ from realtime.transport.rest import HUB
 from realtime.transport.uploads import FILES
 from tests.attachment_files import (
     GPS_IFD,
+    docx_bytes,
     heic_bytes,
     jpeg_with_gps,
+    mp4_video,
     pdf_bytes,
     png_bytes,
     webm_voice,
@@ -319,3 +321,126 @@ async def test_files_in_homework_and_submissions(server: Server) -> None:
         await files.links(mom, [page["id"]])
     assert err.value.code == "not_found"
     assert (await files.download(await _link(mom, page2["id"], "thumb")))[0] == 200
+
+
+def _stored(server: Server) -> list[Path]:
+    """The files kept in the blob store (not the parts of unfinished uploads)."""
+    blobs = Path(server.settings.storage_dir) / "blobs"
+    return [p for p in blobs.rglob("*") if p.is_file() and "parts" not in p.parts]
+
+
+async def test_a_photo_deleted_while_it_is_being_finished_leaves_no_bytes(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A parent sends the wrong photo and deletes it at once, before its stripped original and
+    preview are made: they are not kept once made."""
+    fs = server.app[FILES]
+    entered, go_on = asyncio.Event(), asyncio.Event()
+    make = fs.workers.preview_and_original
+
+    async def held(*args: Path) -> str:  # the real worker, after the message is deleted
+        entered.set()
+        await go_on.wait()
+        return await make(*args)
+
+    monkeypatch.setattr(fs.workers, "preview_and_original", held)
+    wang = await server.client("wanghao")
+    att = await wang.upload(jpeg_with_gps(640, 480), "不是这张.jpg")
+    msg = await wang.send_chat(f"class:{server.class_id}:students", "", attachments=[att["id"]])
+    await asyncio.wait_for(entered.wait(), 10)
+    await wang.request("chat.delete", {"message_id": msg["id"]})
+    go_on.set()
+    await fs.photos.wait(att["id"], 30)
+    assert att["id"] not in fs.photos.tasks
+    assert _stored(server) == []
+
+
+async def test_bytes_whose_removal_failed_go_with_the_next_sweep(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store fails while a message is deleted: the deletion still succeeds, and the file's
+    bytes are removed by the next sweep rather than kept for ever."""
+    fs = server.app[FILES]
+    wang = await server.client("wanghao")
+    att = await wang.upload(pdf_bytes(pad=2000), "家长会.pdf")
+    msg = await wang.send_chat(f"class:{server.class_id}:students", "", attachments=[att["id"]])
+    [stored] = _stored(server)
+    remove = fs.blobs.delete
+
+    async def down(key: str) -> None:
+        raise OSError("the store is not answering")
+
+    monkeypatch.setattr(fs.blobs, "delete", down)
+    deleted = await wang.request("chat.delete", {"message_id": msg["id"]})
+    assert deleted["deleted"]["message_id"] == msg["id"]
+    with pytest.raises(RequestError) as err:
+        await files.links(wang, [att["id"]])
+    assert err.value.code == "not_found"
+    assert stored.exists()
+    await retention.sweep(server.app[HUB], fs)  # still down: kept for the next one
+    assert stored.exists()
+    monkeypatch.setattr(fs.blobs, "delete", remove)
+    await retention.sweep(server.app[HUB], fs)
+    assert not stored.exists() and _stored(server) == []
+
+
+async def test_a_video_is_served_in_ranges(server: Server) -> None:
+    """A video from sports day plays from any point: the player asks for byte ranges."""
+    wang = await server.client("wanghao")
+    liming = await server.client("liming")
+    video = mp4_video()
+    att = await wang.upload(video, "运动会.mp4")
+    assert att["kind"] == "video" and att["mime"] == "video/mp4"
+    await wang.send_chat(f"class:{server.class_id}:students", "", attachments=[att["id"]])
+    url = await _link(liming, att["id"])
+    status, headers, body = await files.download(url, (1000, 1499))
+    assert status == 206 and body == video[1000:1500]
+    assert headers["Content-Range"] == f"bytes 1000-1499/{len(video)}"
+    assert headers["Content-Type"] == "video/mp4" and headers["Accept-Ranges"] == "bytes"
+    assert headers["Content-Disposition"].startswith("inline;")
+    status, headers, _body = await files.download(url, (len(video), len(video) + 10))
+    assert status == 416 and headers["Content-Range"] == f"bytes */{len(video)}"
+
+
+async def test_a_photo_has_a_thumbnail_a_preview_and_the_upright_original(server: Server) -> None:
+    """A 12-megapixel phone photo: a small thumbnail for the chat, a mid-size preview for the
+    viewer, and the full photo upright without its metadata."""
+    wang = await server.client("wanghao")
+    photo = jpeg_with_gps(4000, 3000, orientation=6)
+    att = await wang.upload(photo, "IMG_2001.jpg")
+    assert (att["width"], att["height"]) == (3000, 4000)
+    await wang.send_chat(f"class:{server.class_id}:students", "", attachments=[att["id"]])
+    sizes = {}
+    for variant in ("thumb", "preview", "original"):
+        status, _h, body = await files.download(await _link(wang, att["id"], variant))
+        assert status == 200
+        im = Image.open(io.BytesIO(body))
+        assert not im.getexif().get_ifd(GPS_IFD) and b"SN-123456789" not in body
+        sizes[variant] = im.size
+    assert sizes["thumb"] == (240, 320)
+    assert sizes["preview"] == (960, 1280)
+    assert sizes["original"] == (3000, 4000)
+
+
+async def test_damaged_files_are_refused_as_unreadable(server: Server) -> None:
+    """A Word file damaged on its way, a photo cut short, an iPhone photo with a broken header:
+    each is refused as a file that cannot be sent (not answered as a server error), and nothing
+    of it is kept."""
+    wang = await server.client("wanghao")
+    ok = await wang.upload(docx_bytes(), "作文.docx")
+    assert ok["mime"].endswith("wordprocessingml.document")
+    photo = jpeg_with_gps(640, 480)
+    heic = bytearray(heic_bytes(64, 32))
+    heic[89] ^= 0xFF  # its item location box no longer points at the picture
+    damaged = [
+        (docx_bytes(broken=True), "作文2.docx"),
+        (photo[:700], "cut.jpg"),  # ends inside its EXIF
+        (bytes(heic), "IMG_0003.HEIC"),
+    ]
+    for data, name in damaged:
+        with pytest.raises(RequestError) as err:
+            await wang.upload(data, name)
+        assert err.value.code == "unsupported_type", name
+    admin = await server.client("admin", connect=False)
+    usage = await admin.http("GET", "/api/v1/school/storage")
+    assert usage["used_bytes"] == ok["size"]

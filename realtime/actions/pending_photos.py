@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from realtime.actions import upload_parts
+from realtime.actions import upload_cleanup, upload_parts
 from realtime.domain import uploads as states
 from realtime.domain.uploads import READY
 from realtime.hub import Hub
@@ -85,7 +85,11 @@ async def finish_photo(hub: Hub, files: Files, upload_id: str) -> None:
             # Once: another node may have adopted this photo too.
             res = await conn.execute(
                 uploads.update()
-                .where(uploads.c.id == upload_id, uploads.c.pending.is_(True))
+                .where(
+                    uploads.c.id == upload_id,
+                    uploads.c.pending.is_(True),
+                    uploads.c.status == READY,
+                )
                 .values(
                     blob=blob,
                     preview=preview_key,
@@ -97,6 +101,10 @@ async def finish_photo(hub: Hub, files: Files, upload_id: str) -> None:
             )
         if res.rowcount == 1:
             await upload_parts.delete(files.blobs, upload_id, parts)
+        else:
+            # Finished by another node, or deleted meanwhile (a photo sent by mistake and
+            # deleted at once): what was stored here is nobody's unless another file uses it.
+            await upload_cleanup.collect(hub, files, [preview_key, blob])
         await asyncio.to_thread(src.unlink, True)
     except asyncio.CancelledError:
         raise

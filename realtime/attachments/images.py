@@ -28,6 +28,21 @@ THUMB_PX = 320
 PREVIEW_PX = 1280
 
 
+# What decoding a damaged or hostile photo raises: Pillow's OSError ("Truncated File Read",
+# "could not create decoder object"), SyntaxError and EOFError; pillow-heif's ValueError and
+# RuntimeError ("Decoder plugin generated an error", "Security limit exceeded"). Each means
+# "this photo cannot be read" (unsupported_type), never a server error.
+DECODE_ERRORS = (
+    UnidentifiedImageError,
+    Image.DecompressionBombError,
+    OSError,
+    SyntaxError,
+    EOFError,
+    ValueError,
+    RuntimeError,
+)
+
+
 class BadImage(Exception):
     pass
 
@@ -38,7 +53,7 @@ def _open(path: Path, box: int | None) -> Image.Image:
         if box is not None and im.format == "JPEG":
             im.draft("RGB", (box, box))  # decode at 1/2, 1/4 or 1/8 scale
         im.load()
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as exc:
+    except DECODE_ERRORS as exc:
         raise BadImage(str(exc)) from None
     return im
 
@@ -66,11 +81,11 @@ def _bare(im: Image.Image) -> Image.Image:
 
 def thumbnail(src: Path, dest: Path) -> dict[str, Any]:
     """Write the thumbnail; returns the photo's upright width and height."""
-    with Image.open(src) as probe:
-        try:
+    try:
+        with Image.open(src) as probe:
             width, height = probe.size
-        except Exception as exc:  # pragma: no cover
-            raise BadImage(str(exc)) from None
+    except DECODE_ERRORS as exc:
+        raise BadImage(str(exc)) from None
     im = _upright(_open(src, THUMB_PX))
     # The upright size of the full photo: swap when the orientation turned it a quarter.
     if (im.width > im.height) != (width > height):

@@ -155,3 +155,5 @@ def ogg_opus_duration(path: Path) -> float | None:
         return float(OggOpus(path).info.length)  # type: ignore[attr-defined]
     except (MutagenError, ValueError, OSError):
         return None
+    except Exception:  # a damaged file can break the parser in other ways (IndexError, ...)
+        return None

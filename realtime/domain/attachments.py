@@ -124,7 +124,9 @@ def zip_names(path: str) -> list[str]:
     try:
         with zipfile.ZipFile(path) as z:
             return z.namelist()[:10_000]
-    except (zipfile.BadZipFile, OSError):
+    except Exception:
+        # A damaged or hostile ZIP fails in many ways (BadZipFile, NotImplementedError for an
+        # unknown version, UnicodeDecodeError for a name): all mean "not a document we take".
         return []
 
 

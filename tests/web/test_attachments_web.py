@@ -326,3 +326,183 @@ async def test_an_upload_cancelled_from_its_progress_bar_is_gone(
     else:
         raise AssertionError("the cancelled upload is still there")
     await expect(wang.get_by_label("输入消息")).to_be_enabled()
+
+
+async def test_an_upload_cut_off_at_80_percent_goes_on_from_there_when_the_network_returns(
+    server: Server, web: Browser
+) -> None:
+    """A parent's phone loses the network as the last fifth of a file goes out: the upload waits
+    (its progress bar stays), and once the network is back it sends only that fifth."""
+    cid = server.class_id
+    wang = await web.signed_in("wanghao", PHONE, touch=True)
+    await wang.goto(f"{server.url}/#/class/{cid}/chat/students")
+    chunk = 1024 * 1024  # the web app's chunk (clients/web/src/api/files.ts)
+    head = len(pdf_bytes(pad=1))
+    data = pdf_bytes(pad=5 * chunk - head + 1)
+    assert len(data) == 5 * chunk
+    sent: list[tuple[str, int]] = []
+    cut = asyncio.Event()
+
+    async def flaky(route: Route) -> None:
+        req = route.request
+        if req.method == "PATCH":
+            at = int(await req.header_value("upload-offset") or "-1")
+            sent.append(("PATCH", at))
+            if at == 4 * chunk and not cut.is_set():  # 80 % sent: the network goes
+                cut.set()
+                await wang.context.set_offline(True)
+                await route.abort("internetdisconnected")
+                return
+        elif req.method == "POST" and req.url.endswith("/api/v1/uploads"):
+            sent.append(("POST", 0))
+        await route.continue_()
+
+    await wang.route(lambda url: "/api/v1/uploads" in url, flaky)
+    await wang.get_by_test_id("file-picker").set_input_files(
+        files=[{"name": "春游照片合集.pdf", "mimeType": "application/pdf", "buffer": data}]
+    )
+    await asyncio.wait_for(cut.wait(), 30)
+    # Offline for a few seconds: the upload waits, it does not fail.
+    await wang.wait_for_timeout(3000)
+    await expect(wang.locator(".pending-files li[data-upload=uploading]")).to_have_count(1)
+    await wang.context.set_offline(False)
+    await expect(wang.locator(".pending-files li[data-upload=ready]")).to_have_count(
+        1, timeout=20_000
+    )
+    # One upload, continued at 80 %: no chunk before the cut was sent twice.
+    mib = [(method, at // chunk) for method, at in sent]
+    assert mib == [("POST", 0), *(("PATCH", i) for i in range(5)), ("PATCH", 4)], mib
+    liming = await server.client("liming")
+    await wang.get_by_label("输入消息").fill("春游照片")
+    await wang.keyboard.press("Enter")
+    ev = await liming.wait_for(
+        lambda e: e["type"] == "chat.message" and bool(e["data"].get("attachments")), timeout=10
+    )
+    att = ev["data"]["attachments"][0]
+    status, _h, body = await files.download((await files.links(liming, [att["id"]]))[att["id"]])
+    assert status == 200 and body == data
+
+
+# Pointer events as a phone's touch screen sends them to the voice button.
+_PRESS = """(types) => { const b = document.querySelector('.voice-button');
+  for (const type of types) b.dispatchEvent(new PointerEvent(type,
+    { pointerType: 'touch', pointerId: 9, isPrimary: true, bubbles: true, cancelable: true })); }"""
+
+
+async def test_a_voice_message_is_sent_only_for_a_real_hold_on_a_phone(
+    server: Server, chromium: str
+) -> None:
+    """Hold to talk on a touch screen: a tap (let go before the microphone is granted), a press
+    too short to say anything and a press the browser takes away send nothing and leave no
+    recording running; a real hold sends one voice message, shown with its length."""
+    async with launch(
+        server.url,
+        chromium,
+        ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"),
+    ) as web:
+        cid = server.class_id
+        stream = f"class:{cid}:guardians"
+        teacher = await web.signed_in("li", PHONE, touch=True)
+        await teacher.goto(f"{server.url}/#/class/{cid}/chat/guardians")
+        mom = await server.client("wang_mom")
+        recording = teacher.locator(".voice-button.recording")
+
+        # A tap: the button is let go before the microphone is there.
+        await teacher.evaluate(_PRESS, ["pointerdown", "pointerup"])
+        await expect(teacher.get_by_text("按住按钮说话，松开发送")).to_be_visible()
+        await teacher.wait_for_timeout(1000)
+        await expect(recording).to_have_count(0)
+        # Too short to be anything said.
+        await teacher.evaluate(_PRESS, ["pointerdown"])
+        await expect(recording).to_have_count(1)
+        await teacher.wait_for_timeout(300)
+        await teacher.evaluate(_PRESS, ["pointerup"])
+        await expect(teacher.get_by_text("说话时间太短")).to_be_visible()
+        await expect(recording).to_have_count(0)
+        # Taken away by the browser (a call comes in, a system gesture) after two seconds.
+        await teacher.evaluate(_PRESS, ["pointerdown"])
+        await expect(recording).to_have_count(1)
+        await teacher.wait_for_timeout(2000)
+        await teacher.evaluate(_PRESS, ["pointercancel"])
+        await expect(recording).to_have_count(0)
+
+        # A real hold: one voice message, its length shown beside the player.
+        await teacher.evaluate(_PRESS, ["pointerdown"])
+        await expect(recording).to_have_count(1)
+        await teacher.wait_for_timeout(1500)
+        await teacher.evaluate(_PRESS, ["pointerup"])
+        ev = await mom.wait_for(
+            lambda e: e["type"] == "chat.message" and bool(e["data"].get("attachments")),
+            timeout=20,
+        )
+        assert 0.8 <= ev["data"]["attachments"][0]["duration_s"] <= 4, ev
+        voice = teacher.locator(".msg .voice")
+        await expect(voice.locator("audio")).to_have_count(1)
+        await expect(voice.locator(".voice-len")).to_have_text(re.compile(r"^[1-4]″$"))
+        await teacher.wait_for_timeout(1000)  # anything else sent would have arrived by now
+        sent = [m for m in (await mom.history(stream))["messages"] if m["attachments"]]
+        assert len(sent) == 1, sent
+
+
+async def test_a_photo_from_the_phone_camera_and_the_buttons_in_english(
+    server: Server, web: Browser
+) -> None:
+    """The camera button opens the phone's camera (a file chooser asking for a photo taken
+    now); its photo is sent like any other. In English the buttons say what they do."""
+    cid = server.class_id
+    wang = await web.signed_in("wanghao", PHONE, touch=True)
+    await wang.goto(f"{server.url}/#/class/{cid}/chat/students")
+    liming = await server.client("liming")
+    async with wang.expect_file_chooser() as chosen:
+        await wang.get_by_role("button", name="拍照").click()
+    chooser = await chosen.value
+    assert not chooser.is_multiple()
+    assert await chooser.element.get_attribute("capture") == "environment"
+    assert await chooser.element.get_attribute("accept") == "image/*"
+    await chooser.set_files(
+        files=[{"name": "IMG_0005.jpg", "mimeType": "image/jpeg", "buffer": jpeg_with_gps()}]
+    )
+    await expect(wang.locator(".pending-files li[data-upload=ready]")).to_have_count(1)
+    await wang.get_by_role("button", name="发送").click()  # a photo alone, no text
+    ev = await liming.wait_for(
+        lambda e: e["type"] == "chat.message" and bool(e["data"].get("attachments")), timeout=10
+    )
+    assert ev["data"]["attachments"][0]["kind"] == "image"
+
+    await wang.evaluate("() => localStorage.setItem('homeroom.locale', 'en')")
+    await wang.reload()
+    await wang.locator(".conn[data-state=connected]").wait_for()
+    for name in ("Attach files", "Take a photo", "Hold to talk"):
+        await expect(wang.get_by_role("button", name=name)).to_be_visible()
+    await wang.get_by_role("log").locator(".photo-thumb").last.click()
+    await expect(wang.get_by_role("dialog", name="Photo 1 of 1")).to_be_visible()
+
+
+# A 21 MiB "photo" made in the page (a JPEG's first bytes, then zeros) dropped on an element.
+_DROP_BIG_PHOTO = """(sel) => { const bytes = new Uint8Array(21 * 1024 * 1024);
+  bytes.set([0xff, 0xd8, 0xff, 0xe0]); const dt = new DataTransfer();
+  dt.items.add(new File([bytes], '全班合影.jpg', { type: 'image/jpeg' }));
+  document.querySelector(sel).dispatchEvent(new DragEvent('drop',
+    { dataTransfer: dt, bubbles: true, cancelable: true })); }"""
+
+
+async def test_a_photo_over_its_kinds_limit_is_refused_in_words_and_frees_the_quota(
+    server: Server, web: Browser
+) -> None:
+    """A photo larger than photos may be (20 MiB) is refused at its first chunk: the parent is
+    told the file is too big, and the school's storage is not held for it."""
+    cid = server.class_id
+    wang = await web.signed_in("wanghao")
+    await wang.goto(f"{server.url}/#/class/{cid}/chat/students")
+    await wang.evaluate(_DROP_BIG_PHOTO, "textarea[id^=composer-]")
+    await expect(
+        wang.get_by_text("全班合影.jpg 上传失败：文件太大，超过了这类文件的大小上限")
+    ).to_be_visible()
+    await expect(wang.locator(".pending-files li")).to_have_count(0)
+    admin = await server.client("admin", connect=False)
+    for _ in range(50):
+        used = (await admin.http("GET", "/api/v1/school/storage"))["used_bytes"]
+        if used == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert used == 0

@@ -45,28 +45,78 @@ function patch(id: string, offset: number, blob: Blob, onProgress: (sent: number
   });
 }
 
-/** Upload a file; an interrupted chunk resumes from the offset the server has (3 tries). */
+// Errors after which an upload goes on from the offset the server has: the connection dropped
+// (a phone in a lift), the chunk was cut off or sent at another offset, the access token expired
+// (asking the offset refreshes it), the server or a proxy in front of it is briefly unavailable.
+const RESUMABLE = ["network", "conflict", "bad_request", "unauthorized", "unavailable", "internal"];
+// Tries in a row without progress before the upload is given up (about five minutes of waiting).
+const MAX_FAILURES = 25;
+const MAX_WAIT_MS = 15_000;
+
+/** Wait ``ms``, or less if the browser says the network is back; at once if cancelled. */
+function pause(ms: number, cancelled: () => boolean): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      clearInterval(poll);
+      window.removeEventListener("online", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    const poll = setInterval(() => cancelled() && done(), 200);
+    window.addEventListener("online", done);
+  });
+}
+
+/** Upload a file in chunks. An interrupted one continues from the offset the server has, not
+ * from the start: it waits for the network to come back (backing off, up to MAX_FAILURES tries
+ * in a row) and asks the server where to go on. */
 export function uploadFile(file: Blob, name: string, onProgress: (fraction: number) => void): UploadHandle {
   const xhrs: XMLHttpRequest[] = [];
   let cancelled = false;
   let uploadId: string | null = null;
+  const isCancelled = () => cancelled;
   const done = (async () => {
     const created = await rest<{ upload: Upload }>("POST", "/api/v1/uploads", { body: { name, size: file.size } });
     let up = created.upload;
     uploadId = up.id;
     let failures = 0;
-    while (up.status === "uploading") {
-      if (cancelled) throw new ApiError("cancelled", "cancelled");
-      const start = up.offset;
-      const end = Math.min(start + CHUNK, file.size);
-      try {
-        up = await patch(up.id, start, file.slice(start, end), (sent) => onProgress((start + sent) / file.size), xhrs);
-        failures = 0;
-      } catch (err) {
+    // After a failed try: wait, then ask the server for its offset (which may fail too).
+    const recover = async (err: unknown): Promise<Upload> => {
+      for (;;) {
         const e = err as ApiError;
-        if (cancelled || !["network", "conflict", "bad_request"].includes(e.code) || ++failures > 3) throw err;
-        up = (await rest<{ upload: Upload }>("GET", `/api/v1/uploads/${up.id}`)).upload;
+        if (cancelled) throw new ApiError("cancelled", "cancelled");
+        if (!RESUMABLE.includes(e.code) || ++failures > MAX_FAILURES) throw err;
+        if (failures > 1 || e.code === "network") {
+          await pause(Math.min(500 * 2 ** (failures - 1), MAX_WAIT_MS), isCancelled);
+        }
+        if (cancelled) throw new ApiError("cancelled", "cancelled");
+        try {
+          return (await rest<{ upload: Upload }>("GET", `/api/v1/uploads/${up.id}`)).upload;
+        } catch (again) {
+          err = again;
+        }
       }
+    };
+    try {
+      while (up.status === "uploading") {
+        if (cancelled) throw new ApiError("cancelled", "cancelled");
+        const start = up.offset;
+        const end = Math.min(start + CHUNK, file.size);
+        try {
+          up = await patch(up.id, start, file.slice(start, end), (sent) => onProgress((start + sent) / file.size), xhrs);
+          failures = 0;
+        } catch (err) {
+          const before = start;
+          up = await recover(err);
+          if (up.offset > before) failures = 0; // the server kept part of the cut chunk
+        }
+      }
+    } catch (err) {
+      // Given up (too large for its kind, the network never came back): the declared size
+      // stops counting against the school's quota now, not when the server drops it a day later.
+      if (!cancelled) void rest("DELETE", `/api/v1/uploads/${up.id}`).catch(() => undefined);
+      throw err;
     }
     onProgress(1);
     return up.attachment as Attachment;

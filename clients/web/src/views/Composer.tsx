@@ -9,6 +9,8 @@ import { AttachButtons, dropFiles, PendingFiles, pasteFiles, useUploads } from "
 import type { Person } from "./chatParts";
 
 const MAX_CHARS = 2000;
+// A voice message shorter than this was a tap, not something said: not sent.
+const MIN_VOICE_MS = 1000;
 export function Composer(props: {
   stream: string;
   draft: string;
@@ -67,35 +69,77 @@ export function Composer(props: {
     setQuery(null);
   }
 
+  // Whether the voice button is held now. The microphone is granted asynchronously (on a phone,
+  // the first time, after a permission prompt that the finger leaves the button to answer): a
+  // button let go before that records nothing, rather than a recording nobody stops.
+  const held = useRef(false);
+  // Set when the press ends in a way that must not send (the browser took the gesture over).
+  const discard = useRef(false);
+
   async function startVoice() {
-    if (recording) return;
+    if (recorder.current) return;
+    held.current = true;
+    discard.current = false;
+    let stream: MediaStream;
     try {
-      const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-      const type = MediaRecorder.isTypeSupported("audio/webm;codecs=opus") ? "audio/webm;codecs=opus" : "audio/ogg;codecs=opus";
-      const rec = new MediaRecorder(stream, { mimeType: type });
-      const parts: Blob[] = [];
-      rec.ondataavailable = (ev) => parts.push(ev.data);
-      rec.onstop = () => {
-        stream.getTracks().forEach((tr) => tr.stop());
-        const blob = new Blob(parts, { type });
-        const name = type.startsWith("audio/webm") ? "voice.webm" : "voice.ogg";
-        if (blob.size > 0) uploads.start(blob, name, (att) => props.onSend("", [att.id], []));
-      };
-      rec.start();
-      recorder.current = rec;
-      setRecording(true);
+      stream = await navigator.mediaDevices.getUserMedia({ audio: true });
     } catch {
+      held.current = false;
       toast(t("files.noMic"), "error");
+      return;
     }
+    if (!held.current || recorder.current) {
+      stream.getTracks().forEach((tr) => tr.stop());
+      toast(t("files.voiceHoldHint"));
+      return;
+    }
+    const type = MediaRecorder.isTypeSupported("audio/webm;codecs=opus") ? "audio/webm;codecs=opus" : "audio/ogg;codecs=opus";
+    let rec: MediaRecorder;
+    try {
+      rec = new MediaRecorder(stream, { mimeType: type }); // a browser that records no Opus throws
+    } catch {
+      stream.getTracks().forEach((tr) => tr.stop());
+      held.current = false;
+      toast(t("files.noMic"), "error");
+      return;
+    }
+    const parts: Blob[] = [];
+    const began = performance.now();
+    rec.ondataavailable = (ev) => parts.push(ev.data);
+    rec.onstop = () => {
+      stream.getTracks().forEach((tr) => tr.stop());
+      if (discard.current) return;
+      if (performance.now() - began < MIN_VOICE_MS) {
+        toast(t("files.voiceShort"));
+        return;
+      }
+      const blob = new Blob(parts, { type });
+      const name = type.startsWith("audio/webm") ? "voice.webm" : "voice.ogg";
+      if (blob.size > 0) uploads.start(blob, name, (att) => props.onSend("", [att.id], []));
+    };
+    rec.start();
+    recorder.current = rec;
+    setRecording(true);
   }
 
-  function stopVoice() {
+  /** The button is let go (``send``) or the press is taken away (a call, a system gesture). */
+  function stopVoice(send = true) {
+    held.current = false;
+    if (!send) discard.current = true;
     recorder.current?.stop();
     recorder.current = null;
     setRecording(false);
   }
 
-  useEffect(() => () => recorder.current?.stop(), []);
+  useEffect(
+    () => () => {
+      // Leaving the page ends a recording without sending it.
+      held.current = false;
+      discard.current = true;
+      recorder.current?.stop();
+    },
+    [],
+  );
 
   return (
     <form
@@ -172,8 +216,10 @@ export function Composer(props: {
           e.preventDefault();
           void startVoice();
         }}
-        onPointerUp={stopVoice}
-        onPointerLeave={() => recording && stopVoice()}
+        onPointerUp={() => stopVoice()}
+        onPointerLeave={() => held.current && stopVoice()}
+        onPointerCancel={() => stopVoice(false)}
+        onContextMenu={(e) => e.preventDefault()}
       >
         <Icon name="mic" size={18} />
       </button>

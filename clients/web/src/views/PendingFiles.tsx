@@ -41,7 +41,9 @@ export function useUploads() {
       (err) => {
         setPending((ps) => ps.filter((p) => p.key !== key));
         const e = asApiError(err);
-        if (e.code !== "cancelled") toast(t("files.failed", name, tMaybe(`error.${e.code}`, e.message)), "error");
+        // too_large's general text is about texts ("too long"): a file is too big.
+        const why = e.code === "too_large" ? t("files.tooLarge") : tMaybe(`error.${e.code}`, e.message);
+        if (e.code !== "cancelled") toast(t("files.failed", name, why), "error");
       },
     );
   }
