@@ -24,6 +24,7 @@ from typing import Any
 
 from aiortc import (
     MediaStreamTrack,
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCIceServer,
     RTCIceTransportPolicy,
@@ -43,7 +44,17 @@ TrackHandler = Callable[[MediaStreamTrack, dict[str, Any]], None]
 
 
 def configuration(ice_servers: list[dict[str, Any]], relay_only: bool = False) -> RTCConfiguration:
-    # Always an explicit list: aiortc would otherwise add Google's public STUN server.
+    """The client's peer connections: always an explicit list of ICE servers (aiortc would
+    otherwise add Google's public STUN server), and every m-line on one transport.
+
+    ``max-bundle``, not aiortc's default ``balanced``: with ``balanced``, an offer whose
+    m-lines include two or more of a kind that is not the first m-line's (a meeting's second
+    microphone after a camera, or two more cameras after a microphone) gives those the
+    transport of the first m-line of their kind, which BUNDLE then closes without moving them
+    (aiortc 1.16 skips m-lines it already marked bundled): their receivers never start, and
+    their packets go to the first receiver of their kind, which gets two streams at once
+    (videos that do not decode, voices not heard). The server offers BUNDLE always.
+    """
     return RTCConfiguration(
         iceServers=[
             RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
@@ -52,6 +63,7 @@ def configuration(ice_servers: list[dict[str, Any]], relay_only: bool = False) -
         # Relay only: gather no host candidates and use only the TURN server's relayed address,
         # as a client behind a firewall that lets nothing but TURN through.
         iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL,
+        bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
     )
 
 
