@@ -12,6 +12,10 @@ connection dropped, the media did not), it *resumes*: joins with ``resume`` and 
 connections as they are; ``resumes`` counts how often. When the server that delivered
 its media as an edge of the lesson is lost (``rtc.resubscribe``), it opens its subscribe
 connection again (the lesson places it on another server); ``resubscribes`` counts how often.
+When it published on that server (``rtc.republish``, after ``rtc.resubscribe`` when it was
+served there too), it publishes the same tracks again on a new publish connection, after its
+subscribe connection is placed again (so on the server that serves it next); ``republishes``
+counts how often.
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ class LiveParticipant:
         for name in (
             "rtc.offer",
             "rtc.resubscribe",
+            "rtc.republish",
             "session.state",
             "session.lobby",
             "session.ended",
@@ -107,6 +112,7 @@ class LiveParticipant:
         self.rejoins = 0
         self.resumes = 0
         self.resubscribes = 0
+        self.republishes = 0
         self._moved_to: str | None = None
         self._rejoin_lock = asyncio.Lock()
         client.on_event(self._on_stream_event)
@@ -129,6 +135,8 @@ class LiveParticipant:
                 await self._offers.put(data)
             elif name == "rtc.resubscribe":
                 self._spawn(self.resubscribe())
+            elif name == "rtc.republish":
+                self._spawn(self.republish())  # after the resubscribe told before it (the lock)
             elif name == "session.state":
                 if data.get("id") == self.session_id:
                     self.state = data
@@ -304,6 +312,17 @@ class LiveParticipant:
             if self.subscribed:
                 await self.subscribe()
             self.resubscribes += 1
+
+    async def republish(self) -> None:
+        """Publish the same tracks again on a fresh publish connection (the one it had lost its
+        server, and its tracks ended for everyone)."""
+        async with self._rejoin_lock:
+            old, self.publish_pc = self.publish_pc, None
+            if old is not None:  # its server is gone: closing may wait, the new one need not
+                self._spawn(self._close_quietly(old))
+            if self.published:
+                await self.publish(dict(self.published), dict(self.published_layers))
+            self.republishes += 1
 
     @staticmethod
     async def _close_quietly(pc: RTCPeerConnection) -> None:
