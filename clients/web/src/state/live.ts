@@ -708,6 +708,7 @@ on<{ session_id: number; reason: string }>("rtc.republish", (d) => {
   e.pub.pc.close();
   e.pub = null;
   e.senders = {};
+  for (const layer of e.cameraLayers) layer.sender.track?.stop(); // clones made afresh
   e.cameraLayers = [];
   void e.resubscribed.then(() => (alive(e) ? publishCamera(e) : undefined));
 });
