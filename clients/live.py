@@ -12,6 +12,10 @@ connection dropped, the media did not), it *resumes*: joins with ``resume`` and 
 connections as they are; ``resumes`` counts how often. When the server that delivered
 its media as an edge of the lesson is lost (``rtc.resubscribe``), it opens its subscribe
 connection again (the lesson places it on another server); ``resubscribes`` counts how often.
+When it published on that server (``rtc.republish``, after ``rtc.resubscribe`` when it was
+served there too), it publishes the same tracks again on a new publish connection, after its
+subscribe connection is placed again (so on the server that serves it next); ``republishes``
+counts how often.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 from aiortc import (
     MediaStreamTrack,
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCIceServer,
     RTCIceTransportPolicy,
@@ -43,7 +48,17 @@ TrackHandler = Callable[[MediaStreamTrack, dict[str, Any]], None]
 
 
 def configuration(ice_servers: list[dict[str, Any]], relay_only: bool = False) -> RTCConfiguration:
-    # Always an explicit list: aiortc would otherwise add Google's public STUN server.
+    """The client's peer connections: always an explicit list of ICE servers (aiortc would
+    otherwise add Google's public STUN server), and every m-line on one transport.
+
+    ``max-bundle``, not aiortc's default ``balanced``: with ``balanced``, an offer whose
+    m-lines include two or more of a kind that is not the first m-line's (a meeting's second
+    microphone after a camera, or two more cameras after a microphone) gives those the
+    transport of the first m-line of their kind, which BUNDLE then closes without moving them
+    (aiortc 1.16 skips m-lines it already marked bundled): their receivers never start, and
+    their packets go to the first receiver of their kind, which gets two streams at once
+    (videos that do not decode, voices not heard). The server offers BUNDLE always.
+    """
     return RTCConfiguration(
         iceServers=[
             RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
@@ -52,6 +67,7 @@ def configuration(ice_servers: list[dict[str, Any]], relay_only: bool = False) -
         # Relay only: gather no host candidates and use only the TURN server's relayed address,
         # as a client behind a firewall that lets nothing but TURN through.
         iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL,
+        bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
     )
 
 
@@ -75,6 +91,7 @@ class LiveParticipant:
         for name in (
             "rtc.offer",
             "rtc.resubscribe",
+            "rtc.republish",
             "session.state",
             "session.lobby",
             "session.ended",
@@ -95,6 +112,7 @@ class LiveParticipant:
         self.rejoins = 0
         self.resumes = 0
         self.resubscribes = 0
+        self.republishes = 0
         self._moved_to: str | None = None
         self._rejoin_lock = asyncio.Lock()
         client.on_event(self._on_stream_event)
@@ -117,6 +135,8 @@ class LiveParticipant:
                 await self._offers.put(data)
             elif name == "rtc.resubscribe":
                 self._spawn(self.resubscribe())
+            elif name == "rtc.republish":
+                self._spawn(self.republish())  # after the resubscribe told before it (the lock)
             elif name == "session.state":
                 if data.get("id") == self.session_id:
                     self.state = data
@@ -292,6 +312,17 @@ class LiveParticipant:
             if self.subscribed:
                 await self.subscribe()
             self.resubscribes += 1
+
+    async def republish(self) -> None:
+        """Publish the same tracks again on a fresh publish connection (the one it had lost its
+        server, and its tracks ended for everyone)."""
+        async with self._rejoin_lock:
+            old, self.publish_pc = self.publish_pc, None
+            if old is not None:  # its server is gone: closing may wait, the new one need not
+                self._spawn(self._close_quietly(old))
+            if self.published:
+                await self.publish(dict(self.published), dict(self.published_layers))
+            self.republishes += 1
 
     @staticmethod
     async def _close_quietly(pc: RTCPeerConnection) -> None:

@@ -77,29 +77,39 @@ class CodecPolicy:
 
 
 def with_opus_fmtp(sdp: str) -> str:
-    """``sdp`` with :data:`OPUS_FMTP` on every Opus payload type (added to, or merged into, its
-    ``a=fmtp`` line; parameters already there keep their values)."""
+    """``sdp`` with :data:`OPUS_FMTP` on every Opus payload type of every m-line (added to, or
+    merged into, its ``a=fmtp`` line; parameters already there keep their values). Payload
+    types are per m-line: a meeting's several microphones share one, each m-line gets its own
+    line."""
     lines = sdp.splitlines()
-    opus = {m.group(1) for line in lines if (m := _OPUS_RTPMAP.match(line))}
-    if not opus:
+    # The session part, then one block per m-line (each starting at its "m=" line).
+    starts = [i for i, line in enumerate(lines) if line.startswith("m=")]
+    blocks = [lines[a:b] for a, b in zip([0, *starts], [*starts, len(lines)], strict=True)]
+    if not any(_OPUS_RTPMAP.match(line) for line in lines):
         return sdp
     out: list[str] = []
-    has_fmtp: set[str] = set()
+    for block in blocks:
+        out += _with_opus_fmtp_in(block)
+    return "\r\n".join(out) + "\r\n"
+
+
+def _with_opus_fmtp_in(lines: list[str]) -> list[str]:
+    """One m-line's lines with :data:`OPUS_FMTP` on its Opus payload types."""
+    opus = {m.group(1) for line in lines if (m := _OPUS_RTPMAP.match(line))}
+    if not opus:
+        return lines
+    out: list[str] = []
+    has_fmtp = {pt for pt in opus if any(line.startswith(f"a=fmtp:{pt} ") for line in lines)}
     for line in lines:
         if line.startswith("a=fmtp:"):
             pt, _, params = line[len("a=fmtp:") :].partition(" ")
             if pt in opus:
-                has_fmtp.add(pt)
                 present = {p.split("=", 1)[0].strip().lower() for p in params.split(";") if p}
                 extra = [f"{k}={v}" for k, v in OPUS_FMTP.items() if k not in present]
                 line = f"a=fmtp:{pt} " + ";".join([p for p in [params] if p] + extra)
         out.append(line)
         m = _OPUS_RTPMAP.match(line)
-        if m and m.group(1) not in has_fmtp and not _has_fmtp_later(lines, m.group(1)):
+        if m and m.group(1) not in has_fmtp:
             out.append(f"a=fmtp:{m.group(1)} " + ";".join(f"{k}={v}" for k, v in OPUS_FMTP.items()))
             has_fmtp.add(m.group(1))
-    return "\r\n".join(out) + "\r\n"
-
-
-def _has_fmtp_later(lines: list[str], pt: str) -> bool:
-    return any(line.startswith(f"a=fmtp:{pt} ") for line in lines)
+    return out

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from aiortc import RTCConfiguration  # noqa: E402
 
 from media import MediaRouter  # noqa: E402
-from media.ice import configure_host_addresses  # noqa: E402
+from media.ice import configure_host_addresses, rtc_configuration  # noqa: E402
 from signaling import (  # noqa: E402
     CodecPolicy,
     PublishSession,
@@ -48,7 +48,9 @@ CODECS = CodecPolicy("VP8")
 
 
 def configuration() -> RTCConfiguration:
-    return RTCConfiguration(iceServers=[])
+    # The server's own (max-bundle: aiortc's default "balanced" breaks a first offer with
+    # two m-lines of a kind other than the first's, see clients/live.py).
+    return rtc_configuration()
 
 
 class Node:

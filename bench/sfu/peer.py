@@ -46,6 +46,7 @@ import aiohttp  # noqa: E402
 import av  # noqa: E402
 from aiortc import (  # noqa: E402
     MediaStreamTrack,
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
     RTCRtpSender,
@@ -65,7 +66,9 @@ JOIN_TIMEOUT_S = 12.0
 
 
 def rtc_config() -> RTCConfiguration:
-    return RTCConfiguration(iceServers=[])
+    # max-bundle as the Python client (clients/live.py: aiortc's "balanced" breaks a first
+    # offer with two m-lines of a kind other than the first's).
+    return RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
 
 
 def vp8_preferences() -> list[Any]:

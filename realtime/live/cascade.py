@@ -310,11 +310,14 @@ class Cascade:
         self._forget(edge)
         self._spawn(self._tell(edge, "detach"))
 
-    def lost(self, edge: str) -> list[int]:
-        """``edge`` is gone: its leg closes; the viewers it served (to be placed again)."""
+    def lost(self, edge: str) -> tuple[list[int], list[int]]:
+        """``edge`` is gone: its leg and uplink close; the viewers it served (to be placed
+        again) and the participants who published there (their tracks ended everywhere: to
+        publish again, where they are placed next)."""
         users = self.on(edge)
+        publishers = sorted(u for u, node in self.publishers.items() if node == edge)
         self._forget(edge)
-        return users
+        return users, publishers
 
     def _forget(self, edge: str) -> None:
         """Nothing of ``edge`` here any more: its viewers and publishers, its leg, and its

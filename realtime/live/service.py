@@ -742,14 +742,20 @@ class LiveService:
         await self.edges.origin_gone(name)
 
     async def _edge_lost(self, rt: LiveRuntime, edge: str) -> None:
-        """``edge`` no longer serves ``rt``'s viewers: they subscribe again (placed anew)."""
+        """``edge`` no longer serves ``rt``'s viewers: they subscribe again (placed anew); those
+        who published there publish again (after subscribing: on the node that serves them
+        next), each told on his connection, in that order."""
         if rt.cascade is None or (edge not in rt.cascade.legs and edge not in rt.cascade.uplinks):
             return
         session_id = rt.session.id
-        for user_id in rt.cascade.lost(edge):
+        viewers, publishers = rt.cascade.lost(edge)
+        data = {"session_id": session_id, "reason": "edge_lost"}
+        for user_id in viewers:
             log.warning("session %s: viewer %s lost edge %s", session_id, user_id, edge)
-            data = {"session_id": session_id, "reason": "edge_lost"}
             await self.tell(session_id, user_id, "rtc.resubscribe", data)
+        for user_id in publishers:
+            log.warning("session %s: publisher %s lost edge %s", session_id, user_id, edge)
+            await self.tell(session_id, user_id, "rtc.republish", data)
 
     async def _expire(self, rt: LiveRuntime, user_id: int, conn: Conn | None) -> None:
         """The grace period of a dropped connection (``conn``), or of a person a moved session

@@ -1,7 +1,7 @@
 """Real aiortc client peers for the media tests: synthetic publisher, decoding subscribers.
 
-Everything runs on 127.0.0.1 (``media.ice.configure_host_addresses`` plus
-``RTCConfiguration(iceServers=[])``).
+Everything runs on 127.0.0.1 (``media.ice.configure_host_addresses`` plus no ICE servers);
+the clients' peer connections are configured as the Python client's (``clients.live``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 
 from bench.sfu.video import source_frames
+from clients.live import configuration
 from signaling import PublishAnswer, PublishSession, SubscribeOffer, SubscribeSession
 
 WIDTH, HEIGHT = 192, 144
@@ -33,8 +34,9 @@ VIDEO_CLOCK = 90000
 
 
 def client_configuration() -> RTCConfiguration:
-    # An explicit empty list: aiortc would otherwise add Google's STUN server.
-    return RTCConfiguration(iceServers=[])
+    """The Python client's own (clients/live.py): no ICE servers (aiortc would otherwise add
+    Google's STUN server), everything bundled on one transport."""
+    return configuration([])
 
 
 class CounterVideoTrack(MediaStreamTrack):

@@ -61,3 +61,22 @@ async def test_publish_answer_and_subscribe_offer_ask_for_fec_and_dtx() -> None:
     finally:
         await subscriber.close()
         await publisher.close()
+
+
+def test_every_audio_m_line_of_a_meeting_gets_it() -> None:
+    """Payload types are per m-line: a meeting's second and third microphones (their m-lines
+    reuse the first one's payload type) are asked for FEC and DTX too."""
+    section = "m=audio 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:{}\r\na=rtpmap:96 opus/48000/2\r\n"
+    sdp = "v=0\r\n" + section.format(0) + "m=video 9 UDP/TLS/RTP/SAVPF 97\r\n"
+    sdp += "a=mid:1\r\na=rtpmap:97 VP8/90000\r\n" + section.format(2)
+    sdp += section.format(3) + "a=fmtp:96 usedtx=0\r\n"
+    out = with_opus_fmtp(sdp)
+    sections = out.split("m=")[1:]
+    fmtps = [[line for line in s.splitlines() if line.startswith("a=fmtp:")] for s in sections]
+    assert fmtps == [
+        ["a=fmtp:96 minptime=10;useinbandfec=1;usedtx=1"],
+        [],
+        ["a=fmtp:96 minptime=10;useinbandfec=1;usedtx=1"],
+        ["a=fmtp:96 usedtx=0;minptime=10;useinbandfec=1"],
+    ]
+    assert with_opus_fmtp(out) == out

@@ -181,3 +181,69 @@ async def test_a_frame_crosses_each_node_without_waiting_for_the_next_frame() ->
         assert statistics.median(hops) < 150, hops  # aiortc's release: ~500 ms
     finally:
         await close_all(viewers, leg, ingest, publisher, (origin, edge))
+
+
+@pytest.mark.timeout(40)
+async def test_a_meetings_first_offer_with_several_videos_and_voices_plays_each_on_the_edge() -> (
+    None
+):
+    """A meeting's leg and its edge viewer get several videos and microphones in their first
+    offer (the host's camera and microphone, a co-teacher's camera, a guardian's camera and
+    microphone). Each m-line plays its own track at the edge viewer and at an origin viewer.
+
+    aiortc's default bundle policy (``balanced``) gives the second m-line of a kind the
+    transport of the first of that kind before BUNDLE is applied, and then never moves it to
+    the bundle's transport: that m-line's receiver never started (its transport closed), its
+    SSRC was learnt by the first receiver of its kind, which got two streams at once (videos
+    that did not decode, voices nobody heard). The Python client bundles everything instead."""
+    origin, edge = MediaRouter(), MediaRouter()
+    publishers = []
+    for name, voice in (("host", True), ("co", False), ("guardian", True)):
+        publisher = Publisher(PublishSession(name, origin))
+        publisher.pc.addTrack(CounterVideoTrack())
+        if voice:
+            publisher.pc.addTrack(ToneAudioTrack())
+        publishers.append(publisher)
+    leg = SubscribeSession("edge:B", origin)
+    ingest = RelayIngest("origin:A", edge)
+    viewers: list[Subscriber] = []
+    try:
+        ids: list[str] = []
+        for publisher in publishers:
+            ids += [t.track_id for t in (await publisher.negotiate()).published]
+        kinds = {t.track_id: t.kind for t in origin.tracks()}
+        assert sorted(kinds.values()) == ["audio", "audio", "video", "video", "video"]
+        await negotiate(leg, ingest, await leg.set_tracks(ids))
+        at_origin = Subscriber(SubscribeSession("o1", origin))
+        at_edge = Subscriber(SubscribeSession("e1", edge))
+        viewers += [at_origin, at_edge]
+        await asyncio.gather(at_origin.subscribe(ids), at_edge.subscribe(ids))
+        for viewer, where in ((at_edge, "edge"), (at_origin, "origin")):
+            for track_id, kind in kinds.items():
+                if kind == "video":
+                    await wait_for(
+                        lambda v=viewer, t=track_id: advancing(v.by_track(t).counters),
+                        10,
+                        f"the {where} viewer decoding video {track_id}",
+                    )
+                else:
+                    await wait_for(
+                        lambda v=viewer, t=track_id: v.by_track(t).frames > 10,
+                        10,
+                        f"the {where} viewer hearing {track_id}",
+                    )
+        # Each video plays alone on its m-line: its counter never goes back (two streams on
+        # one receiver would interleave two counters, when they decode at all).
+        for track_id, kind in kinds.items():
+            if kind == "video":
+                counters = at_edge.by_track(track_id).counters
+                assert counters == sorted(counters), (track_id, counters[:40])
+    finally:
+        for v in viewers:
+            await v.close()
+        await leg.close()
+        await ingest.close()
+        for publisher in publishers:
+            await publisher.close()
+        for router in (origin, edge):
+            router.close()

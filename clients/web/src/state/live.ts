@@ -100,6 +100,8 @@ class Engine {
   tracksByMid: Record<string, OfferTrack> = {};
   pubChain: Promise<void> = Promise.resolve();
   subChain: Promise<void> = Promise.resolve();
+  /** The last `rtc.resubscribe`'s fresh subscribe request (placed again once it is answered). */
+  resubscribed: Promise<void> = Promise.resolve();
   negotiationQueued = false;
   closed = false;
 
@@ -693,7 +695,22 @@ on<{ session_id: number; reason: string }>("rtc.resubscribe", (d) => {
   e.sub.pc.close();
   e.sub = null;
   e.tracksByMid = {};
-  void subscribe(e);
+  e.resubscribed = subscribe(e);
+});
+
+// The server this page published on as an edge of a big lesson was lost, and with it what it
+// sent: a fresh publish connection with the same camera, microphone and screen, once the
+// subscribe connection told before this has been placed again (so on the server that serves
+// the page next; docs/protocol.md §9.4).
+on<{ session_id: number; reason: string }>("rtc.republish", (d) => {
+  const e = engine;
+  if (!e || !alive(e) || d.session_id !== e.sessionId || !e.pub || !local.value.camera) return;
+  e.pub.pc.close();
+  e.pub = null;
+  e.senders = {};
+  for (const layer of e.cameraLayers) layer.sender.track?.stop(); // clones made afresh
+  e.cameraLayers = [];
+  void e.resubscribed.then(() => (alive(e) ? publishCamera(e) : undefined));
 });
 
 on<{ session_id: number; source: MediaSource; reason: string }>("rtc.unpublished", (d) => {
