@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer, RTCPeerConnection
 
 from media.internals.hosts import configure_host_addresses, host_addresses, use_host_addresses
+from media.internals.peers import configure_peer_networks, use_peer_networks
 from media.internals.tcp_mux import TCP_MUX, TcpMux
 from media.internals.udp_mux import UDP_MUX, UdpMux
 
@@ -50,11 +51,13 @@ __all__ = [
     "announce_address",
     "bind_media_ports",
     "configure_host_addresses",
+    "configure_peer_networks",
     "host_addresses",
     "rtc_configuration",
     "turn_credentials",
     "turn_ice_server",
     "use_host_addresses",
+    "use_peer_networks",
 ]
 
 

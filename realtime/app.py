@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from media.ice import TCP_MUX, UDP_MUX, host_addresses, use_host_addresses
+from media.ice import TCP_MUX, UDP_MUX, host_addresses, use_host_addresses, use_peer_networks
 from media.internals import check_internals as check_aiortc_internals
 from realtime import jsoncodec
 from realtime.actions import homework_due, pending_photos, retention
@@ -181,6 +181,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> web.Application:
         use_io_threads(settings.io_threads)
         if ice_hosts:
             use_host_addresses(ice_hosts)  # process-wide (aioice): explicitly, at start-up
+        use_peer_networks(settings.peer_networks)  # the same
         if settings.media_udp_port:
             await UDP_MUX.use(settings.media_udp_port, ice_hosts or host_addresses())
         if settings.media_tcp_port:

@@ -70,6 +70,9 @@ class Settings:
     # Live sessions and media (docs/operations.md: ICE, TURN and firewall advice).
     # Addresses to gather ICE host candidates on, comma-separated; empty: every interface.
     ice_host_addresses: str = ""
+    # The networks media peers may be in (comma-separated CIDRs, e.g. a school's LAN); ICE
+    # ignores candidates and checks from anywhere else. Empty: anywhere.
+    media_peer_networks: str = ""
     # One UDP port for all media of this node (ICE demultiplexed by ufrag); 0: one ephemeral
     # port per peer connection (aioice's default). docs/operations.md, "Firewalls".
     media_udp_port: int = 0
@@ -238,6 +241,10 @@ class Settings:
     homework_due_sweep_s: float = 60.0
 
     def validate(self) -> None:
+        try:
+            self.peer_networks  # noqa: B018
+        except ValueError as exc:
+            raise ConfigError(f"media_peer_networks: {exc}") from None
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is not a TCP port (0 to 65535)")
         try:
@@ -328,6 +335,15 @@ class Settings:
     def node(self) -> str:
         """This node's name among several: ``node_name``, or ``host:port`` of this machine."""
         return self.node_name or f"{socket.gethostname()}:{self.port}"
+
+    @property
+    def peer_networks(self) -> list[IPv4Network | IPv6Network]:
+        """``media_peer_networks`` parsed (empty: media peers may be anywhere)."""
+        return [
+            ip_network(a.strip(), strict=False)
+            for a in self.media_peer_networks.split(",")
+            if a.strip()
+        ]
 
     @property
     def metrics_networks(self) -> list[IPv4Network | IPv6Network]:

@@ -144,6 +144,9 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "signin_address_per_s": 1000.0,
         "signin_address_failure_burst": 10_000,
         "register_address_failure_burst": 10_000,
+        # Media stays on loopback: ICE talks to peers on 127.0.0.0/8 only (a Chromium outside a
+        # loopback-only namespace offers the machine's other addresses too, and may pick one).
+        "media_peer_networks": "127.0.0.0/8",
     }
     values.update(overrides)
     return Settings(**values)

@@ -63,6 +63,7 @@ def node_process(
         "storage_dir": f"{tmp_path}/{name}-files",
         "rate_burst": 1000,
         "rate_per_s": 1000.0,
+        "media_peer_networks": "127.0.0.0/8",  # media on loopback only (tests/conftest.py)
         **settings,
     }
     lines = []

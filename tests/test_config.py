@@ -118,3 +118,11 @@ def test_importing_the_app_hashes_nothing_and_loads_no_migrations() -> None:
 def test_media_ports_are_checked(values: dict[str, int], words: str) -> None:
     with pytest.raises(ConfigError, match=words):
         Settings(**values).validate()
+
+
+def test_media_peer_networks_are_checked() -> None:
+    with pytest.raises(ConfigError, match=r"media_peer_networks: .*10\.0\.0\.0/33"):
+        Settings(media_peer_networks="127.0.0.0/8, 10.0.0.0/33").validate()
+    settings = Settings(media_peer_networks=" 127.0.0.0/8, 192.168.1.7/24 ")
+    assert [str(n) for n in settings.peer_networks] == ["127.0.0.0/8", "192.168.1.0/24"]
+    assert Settings().peer_networks == []  # anywhere

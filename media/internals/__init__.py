@@ -15,7 +15,8 @@ SFU needs what aiortc does not offer publicly, one concept per module:
   answer (the transceivers' private extensions and codecs), fed by every packet, REMB off.
 * ``codecs`` — codec negotiation helpers aiortc does not export.
 * ``hosts`` — the host addresses aioice gathers on (a module function replaced, once per
-  process, at start-up).
+  process, at start-up); ``peers`` — the networks ICE peers may be in (two of aioice's
+  ``Connection`` methods wrapped, the same way).
 * ``checks`` — :func:`check_internals`, run at start-up (cached), from signatures and compiled
   code, so it works without sources; ``sources`` — the source-text checks the tests run.
 """

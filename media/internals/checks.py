@@ -33,7 +33,16 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpsender import RTCEncodedFrame
 from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensions
 
-from media.internals import egress, hosts, ingest, srtp_send, tcp_mux, transport_cc, udp_mux
+from media.internals import (
+    egress,
+    hosts,
+    ingest,
+    peers,
+    srtp_send,
+    tcp_mux,
+    transport_cc,
+    udp_mux,
+)
 from media.internals.base import PINNED, AiortcInternalsError
 
 _VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
@@ -91,6 +100,16 @@ _SIGNATURES: tuple[tuple[str, Callable[[], Any], list[str]], ...] = (
         ["data", "addr"],
     ),
     ("aioice StunProtocol.connection_lost", lambda: StunProtocol.connection_lost, ["exc"]),
+    (
+        "aioice Connection._add_remote_candidate",
+        lambda: peers._ADD_REMOTE,
+        ["remote_candidate", "network_host"],
+    ),
+    (
+        "aioice Connection.request_received",
+        lambda: peers._REQUEST_RECEIVED,
+        ["message", "addr", "protocol"],
+    ),
     (
         "aioice StunProtocol.request",
         lambda: StunProtocol.request,

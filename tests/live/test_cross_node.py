@@ -399,6 +399,13 @@ async def test_chromium_on_one_node_plays_a_lesson_whose_media_runs_on_another(
                 assert time.monotonic() < deadline, f"the video stopped at {playing}"
                 await asyncio.sleep(0.2)
             assert (playing[0]["width"], playing[0]["height"]) == (192, 144)
+            # Its media stays on loopback, both ends (Chromium offers the machine's other
+            # addresses too: the nodes talk ICE with 127.0.0.0/8 only).
+            pair = (await page.evaluate("() => hr.stats()"))["subscribe"]["pair"]
+            assert (pair["local"]["address"], pair["remote"]["address"]) == (
+                "127.0.0.1",
+                "127.0.0.1",
+            ), pair
         finally:
             await browser.close()
     # The page's requests went through its node to the media node.
