@@ -599,6 +599,13 @@ async def test_chromium_on_edges_b_and_c_plays_the_teacher_and_a_student_on_stag
             assert set(live(c).edges.sessions[sid].publishers) == {lid}
             assert lid not in rt.publishers
             await plays(pages["wanghao"], 2, "Chromium on B playing Li Ming as well")
+            for name, page in pages.items():  # media on loopback, both ends (tests/conftest.py)
+                stats = await page.evaluate("() => hr.stats()")
+                for leg in ("subscribe", "publish"):
+                    pair = (stats[leg] or {}).get("pair")
+                    if pair is not None:
+                        ends = (pair["local"]["address"], pair["remote"]["address"])
+                        assert ends == ("127.0.0.1", "127.0.0.1"), (name, leg, pair)
             await eventually(
                 lambda: len(fill[0].watch.video_from(lid)) > 30, 20, "Liu Yang on A seeing him"
             )
