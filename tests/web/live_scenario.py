@@ -120,6 +120,15 @@ async def plays(page: Page, publisher_id: int, what: str, audio: bool = True) ->
     return await eventually(check, what)
 
 
+async def width_ratio(page: Page, test_id: str) -> float:
+    """How much of the stage's width a picture takes (1.0: all of it)."""
+    tile = page.get_by_test_id(test_id)
+    await expect(tile).to_be_visible()
+    box, stage = await tile.bounding_box(), await page.locator(".stage-area").bounding_box()
+    assert box is not None and stage is not None
+    return round(box["width"] / stage["width"], 3)
+
+
 async def pairs(page: Page) -> dict[str, Any]:
     s = await stats(page)
     return {leg: (s.get(leg) or {}).get("pair") for leg in ("publish", "subscribe")}
@@ -355,6 +364,13 @@ async def dual(srv: Server, people: People, result: dict[str, Any]) -> None:
         hong, wu_id, "Xiao Hong playing Village A"
     )
     await expect(wu.get_by_test_id("classroom-on-stage")).to_be_visible()
+    # On stage, the classroom is large on every page, not a thumbnail: across the phone of a
+    # student, beside the host on the local teacher's tablet, across the master's grid.
+    result["staged_width_ratio"] = {
+        "xiaohong": await width_ratio(hong, f"video-{wu_id}-camera"),
+        "wu": await width_ratio(wu, "my-video"),
+        "li": await width_ratio(li, f"classroom-{village_a}"),
+    }
     result["pairs"] = {"li": await pairs(li), "wu": await pairs(wu), "xiaohong": await pairs(hong)}
     result["screenshots"] = [
         await shot(li, "master-dual-lesson"),
