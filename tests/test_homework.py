@@ -87,7 +87,13 @@ async def test_homework_cycle(server: Server) -> None:
     await li_mom.wait_for(lambda e: e["type"] == "homework.reminder")
     with pytest.raises(RequestError) as err:
         await teacher.remind_homework(hw["id"])
+    # Refused with what the web app needs to say how long, in the person's language.
     assert err.value.code == "rate_limited"
+    assert err.value.details["reason"] == "reminder_cooldown"
+    assert 0 < err.value.details["retry_after_s"] <= 600
+    roll = await teacher.request("homework.rollup", {"homework_id": hw["id"]})
+    assert roll["to_remind"] == len(reminded["students"])
+    assert roll["remind_again_at"] == pytest.approx(roll["last_reminded_at"] + 600)
     redo = await liming.submit_homework(hw["id"], "重写的作文")
     assert redo["state"] == "late" and redo["times"] == 2
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from typing import Any
 
 from sqlalchemy import select
@@ -306,10 +307,16 @@ async def rollup(hub: Hub, user_id: int, req: HomeworkRef) -> dict[str, Any]:
         {"student_id": s, "name": names.get(s, ""), **submission_view(subs.get(s), hw.due_at, now)}
         for s in students
     ]
+    last = hw.last_reminded_at
     return {
         "homework": homework_view(hw),
         "counts": rules.rollup(HomeworkState(r["state"]) for r in rows),
         "students": rows,
+        # Whom homework.remind would tell, and when it is allowed again (null: now): the web
+        # app names the number in its confirmation and disables its button until then.
+        "to_remind": sum(rules.needs_reminder(HomeworkState(r["state"])) for r in rows),
+        "last_reminded_at": last,
+        "remind_again_at": last + REMIND_INTERVAL_S if last else None,
     }
 
 
@@ -333,11 +340,20 @@ async def remind(hub: Hub, user_id: int, req: HomeworkRef) -> dict[str, Any]:
         access = await class_access(conn, user_id, hw.class_id)
         require(policy.may_assign_homework(access), "only the class's teachers send reminders")
         if not notice_rules.may_remind(hw.last_reminded_at, now, REMIND_INTERVAL_S):
-            wait = int(hw.last_reminded_at + REMIND_INTERVAL_S - now)
-            raise HomeroomError("rate_limited", f"a reminder was sent recently; wait {wait} s")
+            wait = max(1, math.ceil(hw.last_reminded_at + REMIND_INTERVAL_S - now))
+            raise HomeroomError(
+                "rate_limited",
+                f"a reminder was sent recently; wait {wait} s",
+                reason="reminder_cooldown",
+                retry_after_s=wait,
+            )
         todo = await not_handed_in(conn, hw, now)
         if not todo:
-            raise HomeroomError("conflict", "every student has submitted: nobody to remind")
+            raise HomeroomError(
+                "conflict",
+                "every student has submitted: nobody to remind",
+                reason="nobody_to_remind",
+            )
         targets = await tell_families(hub, conn, hw, todo, "homework.reminder")
         await conn.execute(
             homework.update().where(homework.c.id == hw.id).values(last_reminded_at=now)
