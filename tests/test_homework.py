@@ -114,10 +114,10 @@ async def test_homework_cycle(server: Server) -> None:
     staff_view = await teacher.homework_list(cid)
     assert staff_view["homework"][0]["counts"]["reviewed"] == 1
 
-    text = await teacher.http("GET", f"/api/v1/homework/{hw['id']}/submissions.csv")
-    rows = {r["student_id"]: r for r in csv.DictReader(io.StringIO(text.lstrip("\ufeff")))}
-    assert rows[str(srv.uid("wanghao"))]["state"] == "reviewed"
-    assert rows[str(srv.uid("zhangwei"))]["state"] == "missing"
+    text = await teacher.http("GET", f"/api/v1/homework/{hw['id']}/submissions.csv?lang=en")
+    rows = {r["Student ID"]: r for r in csv.DictReader(io.StringIO(text.lstrip("\ufeff")))}
+    assert rows[str(srv.uid("wanghao"))]["State"] == "reviewed"
+    assert rows[str(srv.uid("zhangwei"))]["State"] == "missing"
 
     # The learning record counts homework due in the period, per state.
     now = time.time()

@@ -7,20 +7,20 @@ Events: ``homework.assigned`` in the class's students' and guardians' notice str
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from realtime import csvexport
 from realtime.actions import attachments, upload_cleanup
 from realtime.actions.access import class_access, display_names, guardians_of, members_with_role
-from realtime.actions.attendance import safe_cell
+from realtime.actions.schools import school_time_zone
 from realtime.domain import homework as rules
 from realtime.domain import notices as notice_rules
 from realtime.domain import policy
+from realtime.domain.exportlang import DEFAULT_LANG, Localiser
 from realtime.domain.homework import HomeworkState, SubmissionStatus
 from realtime.domain.policy import require
 from realtime.domain.roles import ClassAccess, Role
@@ -320,16 +320,31 @@ async def rollup(hub: Hub, user_id: int, req: HomeworkRef) -> dict[str, Any]:
     }
 
 
-async def rollup_csv(hub: Hub, user_id: int, homework_id: int) -> str:
+async def rollup_csv(hub: Hub, user_id: int, homework_id: int, lang: str = DEFAULT_LANG) -> str:
+    """The roll-up for a spreadsheet: headers and states in ``lang``, 是/否, times in the
+    school's time zone, formulas neutralised (realtime/csvexport.py)."""
     data = await rollup(hub, user_id, HomeworkRef(homework_id=homework_id))
-    cols = ["student_id", "name", "state", "submitted_at", "times", "late", "score", "grade",
+    async with hub.store.read() as conn:
+        loc = Localiser(lang, await school_time_zone(conn, data["homework"]["class_id"]))
+    cols = ["student_id", "student", "state", "submitted_at", "times", "late", "score", "grade",
             "comment"]  # fmt: skip
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(cols)
+    table = csvexport.Table(loc.header(cols))
     for r in data["students"]:
-        writer.writerow([safe_cell(r.get(c)) if r.get(c) is not None else "" for c in cols])
-    return out.getvalue()
+        submitted = r.get("submitted_at") is not None
+        table.row(
+            [
+                r["student_id"],
+                r["name"],
+                loc.word(r["state"], "homework"),
+                loc.time(r.get("submitted_at")),
+                r.get("times", 0),
+                loc.yes_no(bool(r.get("late"))) if submitted else "",
+                "" if r.get("score") is None else r["score"],
+                r.get("grade") or "",
+                r.get("comment") or "",
+            ]
+        )
+    return table.text()
 
 
 async def remind(hub: Hub, user_id: int, req: HomeworkRef) -> dict[str, Any]:

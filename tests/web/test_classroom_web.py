@@ -104,8 +104,9 @@ async def test_attendance_report_after_the_lesson(server: Server, web: Browser) 
     download = await info.value
     assert download.suggested_filename == f"lesson-{sid}-attendance.csv"
     text = (await download.path()).read_text(encoding="utf-8-sig")
-    assert text.splitlines()[0].startswith("student_id,name,class_id,status,minutes")
-    assert "张伟 Zhang Wei" in text and ",excused," in text
+    # In the page's language (zh-CN), for Excel and WPS.
+    assert text.splitlines()[0].startswith("学生编号,学生,班级编号,出勤,在线分钟")
+    assert "张伟 Zhang Wei" in text and ",请假," in text
 
 
 async def test_guardian_on_a_phone_sees_her_childs_week_and_homework_only(

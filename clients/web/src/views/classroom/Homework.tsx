@@ -3,7 +3,7 @@ import { asApiError, type ApiError } from "../../api/errors";
 import type { Attachment } from "../../api/types";
 import { newClientId } from "../../api/ids";
 import { download } from "../../api/rest";
-import { t } from "../../i18n";
+import { locale, t } from "../../i18n";
 import { describeError, formatWait } from "../../i18n/errors";
 import { homeworkTick } from "../../state/classroom";
 import { classInfo, rolesIn } from "../../state/me";
@@ -275,7 +275,7 @@ function Rollup(props: { classId: number; homeworkId: number }) {
     <div class="page">
       <PageHeader title={data.homework.title} subtitle={t("hw.due", fmtTime(data.homework.due_at))}>
         <RemindButton count={data.to_remind} againAt={data.remind_again_at} onRemind={remind} />
-        <button type="button" class="btn" onClick={() => void download(`/api/v1/homework/${hid}/submissions.csv`, `homework-${hid}.csv`)}>
+        <button type="button" class="btn" onClick={() => void download(`/api/v1/homework/${hid}/submissions.csv?lang=${encodeURIComponent(locale.value)}`, `homework-${hid}.csv`)}>
           {t("hw.csv")}
         </button>
       </PageHeader>
