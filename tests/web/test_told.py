@@ -229,3 +229,57 @@ async def test_a_parent_chooses_what_to_be_pushed(server: Server, web: Browser) 
     settings = await same.http("GET", "/api/v1/push/settings")
     assert "message" not in settings["kinds"] and "notice" in settings["kinds"]
     assert settings["quiet_hours"] == {"start": "21:30", "end": "07:00"}
+
+
+KEPT = """() => Object.keys(sessionStorage).concat(Object.keys(localStorage))
+  .filter((k) => k.startsWith("homeroom.offline:"))"""
+
+
+async def test_the_app_opens_offline_with_what_it_had(server: Server, web: Browser) -> None:
+    """A mother has read her notices, her private messages and the guardians' chat on her phone;
+    with no network, the app opens with them (not a refusal), and when the network returns it
+    shows what came meanwhile. Signing out forgets what was kept."""
+    cid = server.class_id
+    li = await server.client("li")
+    await li.publish_notice(cid, "周五家长会", body="请准时参加。")
+    conv = await li.open_conversation(cid, server.uid("wang_mom"))
+    await li.send_chat(conv["stream"], "王浩妈妈您好，作业本请签字")
+    await li.send_chat(f"class:{cid}:guardians", "明天降温，请给孩子添衣")
+
+    mom = await web.signed_in("wang_mom", PHONE)
+    await expect(mom.locator(".notice-card", has_text="周五家长会")).to_be_visible()
+    await mom.goto(f"{server.url}/#/class/{cid}/messages/{conv['id']}")
+    await expect(mom.get_by_role("log")).to_contain_text("作业本请签字")
+    await mom.goto(f"{server.url}/#/class/{cid}/chat/guardians")
+    await expect(mom.get_by_role("log")).to_contain_text("明天降温")
+    kept = [":me", f":class:{cid}", f":notices:{cid}", f":chat:{conv['stream']}",
+            f":chat:class:{cid}:guardians", ":conversations"]  # fmt: skip
+    await mom.wait_for_function(
+        f"(names) => names.every((n) => ({KEPT})().some((k) => k.endsWith(n)))", arg=kept
+    )
+
+    await mom.context.set_offline(True)
+    await mom.goto(f"{server.url}/#/class/{cid}/notices")
+    await mom.reload()
+    await expect(mom.get_by_test_id("offline-banner")).to_be_visible(timeout=20_000)
+    await expect(mom.locator(".notice-card", has_text="周五家长会")).to_be_visible()
+    await expect(mom.get_by_text("无法打开这个班级")).to_have_count(0)
+    await screenshot(mom, "guardian-offline-notices-phone")
+    await mom.goto(f"{server.url}/#/class/{cid}/messages/{conv['id']}")
+    await expect(mom.get_by_role("log")).to_contain_text("作业本请签字")
+    await mom.goto(f"{server.url}/#/class/{cid}/chat/guardians")
+    await expect(mom.get_by_role("log")).to_contain_text("明天降温")
+
+    # Meanwhile the teacher publishes; back online, it arrives without reloading.
+    await li.publish_notice(cid, "下周一升旗仪式", body="请穿校服。")
+    await mom.context.set_offline(False)
+    await expect(mom.get_by_test_id("offline-banner")).to_have_count(0, timeout=30_000)
+    await mom.goto(f"{server.url}/#/class/{cid}/notices")
+    await expect(mom.locator(".notice-card", has_text="下周一升旗仪式")).to_be_visible()
+    await expect(mom.locator(".notice-card", has_text="周五家长会")).to_be_visible()
+
+    # Signing out forgets it all: a shared phone shows nothing of hers.
+    await mom.get_by_role("button", name=re.compile("的账号菜单")).click()
+    await mom.get_by_role("menuitem", name="退出登录").click()
+    await expect(mom.get_by_role("heading", name="登录")).to_be_visible()
+    assert await mom.evaluate(KEPT) == []
