@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 
 import pytest
 from playwright.async_api import Page, expect
@@ -283,3 +284,25 @@ async def test_the_app_opens_offline_with_what_it_had(server: Server, web: Brows
     await mom.get_by_role("menuitem", name="退出登录").click()
     await expect(mom.get_by_role("heading", name="登录")).to_be_visible()
     assert await mom.evaluate(KEPT) == []
+
+
+async def test_reminders_show_a_toast_wherever_a_parent_is(server: Server, web: Browser) -> None:
+    """A teacher's reminders, of a notice to confirm and of homework to hand in, are told at once
+    on the mother's phone, on whatever page she is."""
+    cid = server.class_id
+    li = await server.client("li")
+    notice = await li.publish_notice(cid, "春游同意书", kind="confirm_required", body="请确认。")
+    homework = await li.assign_homework(cid, "抄写生字", time.time() + 3600)
+    mom = await web.signed_in("wang_mom", PHONE)
+    await mom.goto(f"{server.url}/#/class/{cid}/chat/guardians")
+    await expect(mom.get_by_label("输入消息")).to_be_visible()
+
+    await li.request("notice.remind", {"notice_id": notice["id"]})
+    await expect(mom.locator(".toast", has_text="春游同意书")).to_contain_text(
+        "老师提醒你处理通知：春游同意书"
+    )
+    await li.remind_homework(homework["id"])
+    await expect(mom.locator(".toast", has_text="抄写生字")).to_contain_text(
+        "老师提醒交作业 · 王浩 Wang Hao：抄写生字"
+    )
+    await screenshot(mom, "guardian-reminder-toasts-phone")
