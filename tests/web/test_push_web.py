@@ -110,10 +110,18 @@ async def _push_path(srv: Server, service: PushService, web: Browser) -> None:
         """async () => {
           const r = await navigator.serviceWorker.ready;
           const n = await r.getNotifications();
-          return n.length ? {title: n[0].title, body: n[0].body} : null;
+          return n.length ? {title: n[0].title, body: n[0].body, url: n[0].data.url} : null;
         }""",
         polling=200,
     )
     await screenshot(mom, "guardian-push-subscribed-phone")
     notification = await shown.json_value()
-    assert notification == {"title": "新私信", "body": "来自 李老师 Ms. Li 的新消息"}
+    assert notification == {
+        "title": "新私信",
+        "body": "来自 李老师 Ms. Li 的新消息",
+        "url": f"/#/conv/{conv['id']}",
+    }
+    # Tapped, it opens the conversation, where the message itself is read from the server.
+    await mom.goto(srv.url + notification["url"])
+    await expect(mom).to_have_url(re.compile(f"#/class/{srv.class_id}/messages/{conv['id']}$"))
+    await expect(mom.get_by_role("log")).to_contain_text(secret)

@@ -199,7 +199,7 @@ async def test_service_worker_shows_pushes_and_the_app_opens_offline(
     assert await shown.json_value() == {
         "title": "新私信",
         "body": "来自 李老师 Ms. Li 的新消息",
-        "url": "/#/",
+        "url": "/#/conv/1",  # tapped, it opens the conversation
     }
 
     # The app shell is cached: with the network gone, the app still opens.

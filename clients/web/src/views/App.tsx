@@ -1,10 +1,12 @@
 import { useEffect } from "preact/hooks";
 import { t } from "../i18n";
-import { navigate, route } from "../router";
+import { classPath, navigate, route } from "../router";
 import { appTitle } from "../state/alerts";
 import { auth } from "../state/auth";
+import { conversations } from "../state/chat";
+import { ready } from "../state/session";
 import { ClassView } from "./ClassView";
-import { Empty, PageHeader } from "./common";
+import { Empty, Loading, PageHeader } from "./common";
 import { Home } from "./Home";
 import { JoinForm } from "./JoinForm";
 import { Login } from "./Login";
@@ -42,6 +44,8 @@ export function App() {
       );
     case "school":
       return <SchoolAdmin />;
+    case "conv":
+      return <ToConversation id={r.id} />;
     case "class":
       return <ClassView key={r.classId} classId={r.classId} section={r.section} sub={r.sub} id={r.id} />;
     case "notfound":
@@ -56,4 +60,26 @@ export function App() {
         </Shell>
       );
   }
+}
+
+/** A conversation known by its id alone: on to its class's messages page once my conversations
+ * are known (kept from before, or the sync's). */
+function ToConversation(props: { id: number }) {
+  const c = conversations.value.find((x) => x.id === props.id);
+  useEffect(() => {
+    if (c) navigate(classPath(c.class_id, "messages", c.id), true);
+  }, [c?.id]);
+  return (
+    <Shell>
+      <main id="main" class="page narrow" tabIndex={-1}>
+        {c || !ready.value ? (
+          <Loading />
+        ) : (
+          <Empty>
+            {t("messages.notFound")} <a href="#/">{t("class.backHome")}</a>
+          </Empty>
+        )}
+      </main>
+    </Shell>
+  );
 }
