@@ -89,6 +89,7 @@ async def test_admin_sets_up_a_class_in_the_web_app(
     await chen.goto(f"{server.url}/#/class/{class_id}/links")
     item = chen.locator(".link-item", has_text="孙悦")
     await expect(item).to_contain_text("电话 139 0000 0001")
+    await expect(item).to_contain_text("奶奶 / 外婆")
     await expect(item).to_contain_text("名单上有此家长")
 
     # Every pending request of the school, with what vets it.
@@ -169,3 +170,15 @@ async def test_admin_moves_a_student_to_another_class_on_a_tablet(
     mine = await mom.http("GET", "/api/v1/me")
     assert class_id in [c["id"] for c in mine["classes"]]
     assert server.class_id not in [c["id"] for c in mine["classes"]]
+
+    # The old year's class is archived: it says so and offers no more changes.
+    await old.get_by_role("button", name="归档 五年级二班 / Grade 5 Class 2").click()
+    await expect(old.locator(".tag")).to_have_text("已归档")
+    await expect(old.get_by_role("button", name="转班")).to_have_count(0)
+    await admin.get_by_label("新学年名称").fill("2025-2026学年")
+    await admin.get_by_role("button", name="添加学年").click()
+    await admin.get_by_role("button", name="归档 2025-2026学年").click()
+    years = admin.locator(".pending-item", has_text="2025-2026学年")
+    await expect(years.locator(".tag")).to_have_text("已归档")
+    school = await (await server.client("admin", connect=False)).http("GET", "/api/v1/school")
+    assert [c["archived"] for c in school["classes"] if c["id"] == server.class_id] == [True]
