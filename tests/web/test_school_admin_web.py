@@ -134,6 +134,19 @@ async def test_admin_opens_the_guardians_chat_history_to_new_guardians(
     api = await server.client("admin", connect=False)
     assert (await api.http("GET", "/api/v1/school"))["school"]["guardian_chat_history"] is True
 
+    # The school's time zone (times in CSV exports): Asia/Shanghai unless set; a made-up one is
+    # refused in Chinese.
+    zone = admin.get_by_label("学校时区（导出表格中的时间）")
+    await expect(zone).to_have_value("Asia/Shanghai")
+    await zone.fill("Mars/Base")
+    await zone.press("Enter")
+    await expect(admin.locator(".toast.toast-error")).to_be_visible()
+    await expect(admin.locator(".toast.toast-error")).not_to_contain_text("time zone")
+    await zone.fill("Asia/Urumqi")
+    await zone.press("Enter")
+    await expect(admin.locator(".toast", has_text="已保存")).to_be_visible()
+    assert (await api.http("GET", "/api/v1/school"))["school"]["time_zone"] == "Asia/Urumqi"
+
 
 async def test_admin_moves_a_student_to_another_class_on_a_tablet(
     server: Server, web: Browser
