@@ -306,3 +306,41 @@ async def test_reminders_show_a_toast_wherever_a_parent_is(server: Server, web: 
         "老师提醒交作业 · 王浩 Wang Hao：抄写生字"
     )
     await screenshot(mom, "guardian-reminder-toasts-phone")
+
+
+async def test_a_teacher_shares_the_join_qr_code_from_her_phone(
+    server: Server, web: Browser
+) -> None:
+    """The head teacher shows the class's join QR code on her phone (to print or be scanned) and
+    copies the invitation link for the parents' group; the link opens the join page."""
+    cid, code = server.class_id, server.demo["join_code"]
+    teacher = await web.signed_in("li", PHONE)
+    await teacher.context.grant_permissions(
+        ["clipboard-read", "clipboard-write"], origin=server.url
+    )
+    await teacher.goto(f"{server.url}/#/class/{cid}/links")
+    await teacher.get_by_role("button", name="邀请二维码").click()
+    qr = teacher.get_by_role("img", name=re.compile("的家长邀请二维码"))
+    await expect(qr).to_be_visible()
+    assert await qr.evaluate("img => img.naturalWidth") > 100
+    await expect(teacher.get_by_role("button", name="打印")).to_be_visible()
+    await teacher.get_by_role("button", name="复制邀请链接").click()
+    await expect(teacher.locator(".toast", has_text="邀请链接已复制")).to_be_visible()
+    copied = await teacher.evaluate("navigator.clipboard.readText()")
+    assert f"{server.url}/#/join/{code}" in copied and "家长请用这个链接注册" in copied
+    await screenshot(teacher, "teacher-join-qr-phone")
+    fits = await teacher.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    assert fits, "the QR code makes the page scroll sideways on a phone"
+
+    # A new parent opens it: registration, the code filled in.
+    parent = await web.page(PHONE)
+    await parent.goto(copied.split()[-1])
+    form = parent.get_by_role("form", name="家长注册")
+    await expect(form.get_by_label("班级邀请码")).to_have_value(code)
+    # One who has an account signs in instead, and is asked which child, the code kept.
+    await parent.get_by_role("link", name="登录").click()
+    await parent.get_by_label("用户名").fill("wang_mom")
+    await parent.get_by_label("密码").fill("demo1234")
+    await parent.get_by_role("button", name="登录").click()
+    link_form = parent.get_by_role("form", name="关联我的孩子")
+    await expect(link_form.get_by_label("班级邀请码")).to_have_value(code)

@@ -1,4 +1,4 @@
-import { useEffect } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { t } from "../i18n";
 import { classPath, navigate, route } from "../router";
 import { appTitle } from "../state/alerts";
@@ -17,6 +17,8 @@ import { Shell } from "./Shell";
 export function App() {
   const r = route.value;
   const signedIn = !!auth.value;
+  // Signed out on a class's invitation link: register with its code, or sign in and keep it.
+  const [signInInstead, setSignInInstead] = useState(false);
 
   useEffect(() => {
     document.title = appTitle();
@@ -26,7 +28,10 @@ export function App() {
   }, [signedIn, r.name]);
 
   if (r.name === "register") return <Register />;
-  if (!signedIn) return <Login />;
+  if (!signedIn) {
+    if (r.name === "join" && r.code && !signInInstead) return <Register initialCode={r.code} onSignIn={() => setSignInInstead(true)} />;
+    return <Login />;
+  }
   switch (r.name) {
     case "login":
     case "home":

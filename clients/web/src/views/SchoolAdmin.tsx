@@ -1,11 +1,12 @@
 import { useEffect, useState } from "preact/hooks";
 import { asApiError, type ApiError } from "../api/errors";
-import { api, objectUrl, uploadRoster } from "../api/rest";
+import { api, uploadRoster } from "../api/rest";
 import type { RosterResult, SchoolLink, SchoolOverview } from "../api/school";
 import { formatDateTime, t, tMaybe } from "../i18n";
 import { describeError } from "../i18n/errors";
 import { toast } from "../state/toasts";
 import { Empty, ErrorBox, Loading, PageHeader } from "./common";
+import { JoinQr } from "./JoinQr";
 import { Shell } from "./Shell";
 
 type SchoolClassRow = SchoolOverview["classes"][number];
@@ -155,21 +156,10 @@ function ClassCard(props: { c: SchoolClassRow; data: SchoolOverview; act: Act })
   const { c } = props;
   const [who, setWho] = useState<string>("");
   const [role, setRole] = useState<string>("head_teacher");
-  const [qr, setQr] = useState<string | null>(null);
   const [roster, setRoster] = useState<
     { result: RosterResult } | { error: ApiError; rejected: { line: number; reason: string }[] } | null
   >(null);
   const year = props.data.years.find((y) => y.id === c.school_year_id);
-
-  useEffect(() => () => void (qr && URL.revokeObjectURL(qr)), [qr]);
-
-  async function showQr() {
-    try {
-      setQr(await objectUrl(`/api/v1/classes/${c.id}/join-qr.svg`));
-    } catch (err) {
-      toast(describeError(asApiError(err)), "error");
-    }
-  }
 
   async function importFile(file: File) {
     const answer = await uploadRoster(c.id, await file.text());
@@ -279,26 +269,13 @@ function ClassCard(props: { c: SchoolClassRow; data: SchoolOverview; act: Act })
         </ErrorBox>
       ) : null}
       <div class="link-actions">
-        <button type="button" class="btn small" onClick={showQr}>
-          {t("school.qr")}
-        </button>
+        <JoinQr classId={c.id} className={c.name} code={c.join_code} />
         {!c.archived ? (
           <button type="button" class="btn small ghost" onClick={() => props.act(() => api.archiveClass(c.id), t("school.archived"))}>
             {t("school.archive")} {c.name}
           </button>
         ) : null}
       </div>
-      {qr ? (
-        <figure class="join-qr">
-          <img src={qr} alt={t("school.qrAlt", c.name)} width={220} height={220} />
-          <figcaption>
-            {c.name} · <code>{c.join_code}</code>{" "}
-            <button type="button" class="btn small" onClick={() => window.print()}>
-              {t("school.print")}
-            </button>
-          </figcaption>
-        </figure>
-      ) : null}
     </li>
   );
 }
