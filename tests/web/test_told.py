@@ -259,6 +259,8 @@ async def test_the_app_opens_offline_with_what_it_had(server: Server, web: Brows
         f"(names) => names.every((n) => ({KEPT})().some((k) => k.endsWith(n)))", arg=kept
     )
 
+    online_title = "(1) Homeroom 家校通"  # the notice, not yet opened; the chats are read
+    await expect(mom).to_have_title(online_title)
     await mom.context.set_offline(True)
     await mom.goto(f"{server.url}/#/class/{cid}/notices")
     await mom.reload()
@@ -270,6 +272,8 @@ async def test_the_app_opens_offline_with_what_it_had(server: Server, web: Brows
     await expect(mom.get_by_role("log")).to_contain_text("作业本请签字")
     await mom.goto(f"{server.url}/#/class/{cid}/chat/guardians")
     await expect(mom.get_by_role("log")).to_contain_text("明天降温")
+    # What she had read is not unread again (the notice she has not opened still counts).
+    await expect(mom).to_have_title(online_title)
 
     # Meanwhile the teacher publishes; back online, it arrives without reloading.
     await li.publish_notice(cid, "下周一升旗仪式", body="请穿校服。")

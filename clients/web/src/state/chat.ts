@@ -229,7 +229,9 @@ export async function ensureHistory(stream: string): Promise<void> {
   if (!ready.value) {
     // Not connected (offline): the last messages as they were, until the server can be asked.
     const before = s.history === "none" ? kept<Message[]>(`chat:${stream}`) : null;
-    if (before) update(stream, (x) => ({ ...x, messages: before, history: "kept" }));
+    // Counted as seen (what is unread is the server's to say once connected).
+    const last = before?.length ? before[before.length - 1].seq : 0;
+    if (before) update(stream, (x) => ({ ...x, messages: before, history: "kept", baseSeq: Math.max(x.baseSeq, last) }));
     return;
   }
   if (s.history === "loading" || s.history === "loaded") return;
