@@ -82,11 +82,11 @@ async def test_lesson_attendance_report_correction_record_and_digest(
     with pytest.raises(RequestError) as err:
         await mom.attendance_report(sid)
     assert err.value.code == "forbidden"
-    text = await teacher.http("GET", f"/api/v1/lessons/{sid}/attendance.csv")
-    by_id = {r["student_id"]: r for r in csv.DictReader(io.StringIO(text.lstrip("\ufeff")))}
-    assert by_id[str(srv.uid("zhangwei"))]["status"] == "excused"
-    assert by_id[str(srv.uid("zhangwei"))]["note"] == "病假 sick"
-    assert by_id[str(srv.uid("wanghao"))]["hands"] == "1"
+    text = await teacher.http("GET", f"/api/v1/lessons/{sid}/attendance.csv?lang=en")
+    by_id = {r["Student ID"]: r for r in csv.DictReader(io.StringIO(text.lstrip("\ufeff")))}
+    assert by_id[str(srv.uid("zhangwei"))]["Attendance"] == "excused"
+    assert by_id[str(srv.uid("zhangwei"))]["Note"] == "病假 sick"
+    assert by_id[str(srv.uid("wanghao"))]["Hands raised"] == "1"
 
     # Records: the student, each approved guardian, and staff; nobody else's child.
     for c in (wang, mom, teacher):

@@ -88,3 +88,60 @@ async def test_receipts_csv_in_chinese_for_excel(server: Server) -> None:
         tzinfo=zoneinfo.ZoneInfo("Europe/London")
     )
     assert abs(london.timestamp() - before) < 60
+
+
+async def test_attendance_and_homework_csv_in_chinese_for_excel(server: Server) -> None:
+    """The lesson's attendance and a homework's submissions, as a teacher downloads them from
+    the zh-CN app: Chinese headers and words, 是/否, times in the school's zone, a BOM."""
+    cid = server.class_id
+    li, wang = await server.client("li"), await server.client("wanghao")
+    sid = (await li.request("session.start", {"class_id": cid, "kind": "lesson", "title": "数学"}))[
+        "session"
+    ]["id"]
+    joined = time.time()
+    await li.request("session.join", {"session_id": sid})
+    await wang.request("session.join", {"session_id": sid})
+    await li.request("session.end", {"session_id": sid})
+    await li.correct_attendance(sid, server.uid("zhangwei"), "excused", "=病假")
+
+    raw = await _download(server, li.token, f"/api/v1/lessons/{sid}/attendance.csv?lang=zh-CN")
+    assert raw.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
+    head = rows[0]
+    assert head[:5] == ["学生编号", "学生", "班级编号", "出勤", "在线分钟"]
+    by = {r[1]: dict(zip(head, r, strict=True)) for r in rows[1:]}
+    assert by["王浩 Wang Hao"]["出勤"] == "出勤" and by["张伟 Zhang Wei"]["出勤"] == "请假"
+    assert by["张伟 Zhang Wei"]["老师已更正"] == "是" and by["王浩 Wang Hao"]["老师已更正"] == "否"
+    assert by["张伟 Zhang Wei"]["备注"] == "'=病假"  # text, never a formula
+    first = dt.datetime.strptime(by["王浩 Wang Hao"]["首次进入"], "%Y-%m-%d %H:%M:%S")
+    first = first.replace(tzinfo=zoneinfo.ZoneInfo("Asia/Shanghai"))
+    assert abs(first.timestamp() - joined) < 60
+
+    hw = await li.assign_homework(cid, "口算", time.time() + 3600)
+    await wang.submit_homework(hw["id"], "做完了")
+    raw = await _download(
+        server,
+        li.token,
+        f"/api/v1/homework/{hw['id']}/submissions.csv",
+        **{"Accept-Language": "zh-CN,zh;q=0.9"},
+    )
+    assert raw.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
+    head = rows[0]
+    assert head == [
+        "学生编号",
+        "学生",
+        "状态",
+        "提交时间",
+        "提交次数",
+        "逾期",
+        "分数",
+        "等级",
+        "评语",
+    ]
+    by = {r[1]: dict(zip(head, r, strict=True)) for r in rows[1:]}
+    assert by["王浩 Wang Hao"]["状态"] == "已提交" and by["王浩 Wang Hao"]["逾期"] == "否"
+    assert by["李明 Li Ming"]["状态"] == "未提交" and by["李明 Li Ming"]["逾期"] == ""
+    sent = dt.datetime.strptime(by["王浩 Wang Hao"]["提交时间"], "%Y-%m-%d %H:%M:%S")
+    assert abs(sent.replace(tzinfo=zoneinfo.ZoneInfo("Asia/Shanghai")).timestamp() - joined) < 60
+    assert "True" not in raw.decode("utf-8-sig") and "False" not in raw.decode("utf-8-sig")

@@ -58,3 +58,22 @@ def test_every_reason_is_accepted_and_sent_with_its_details() -> None:
     with pytest.raises(AssertionError):
         HomeroomError("forbidden", "x", reason="no_such_reason")
     assert "details" not in HomeroomError("bad_request", "x").to_ack()["error"]
+
+
+@pytest.mark.parametrize("lang", sorted(CATALOGUES))
+def test_the_clients_own_errors_have_texts_too(lang: str) -> None:
+    """The app's own codes (no network, no answer) and a browser's refusals of a camera,
+    microphone or screen are said in the person's language too, never in the browser's English."""
+    source = (I18N.parent / "api" / "errors.ts").read_text("utf-8")
+    found = re.search(r"CLIENT_CODES = \[([^\]]*)\]", source)
+    assert found is not None
+    codes = re.findall(r'"([a-z_]+)"', found.group(1))
+    assert codes, "no client codes found"
+    entries = _entries(CATALOGUES[lang])
+    wanted = [f"error.{c}" for c in codes] + [
+        f"device.{n}" for n in ("NotAllowedError", "NotFoundError", "NotReadableError", "other")
+    ]
+    missing = [k for k in wanted if k not in entries]
+    assert not missing, f"{lang} has no text for {missing}"
+    if lang == "zh-CN":
+        assert all(CJK.search(entries[k]) for k in wanted)

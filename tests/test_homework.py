@@ -87,7 +87,13 @@ async def test_homework_cycle(server: Server) -> None:
     await li_mom.wait_for(lambda e: e["type"] == "homework.reminder")
     with pytest.raises(RequestError) as err:
         await teacher.remind_homework(hw["id"])
+    # Refused with what the web app needs to say how long, in the person's language.
     assert err.value.code == "rate_limited"
+    assert err.value.details["reason"] == "reminder_cooldown"
+    assert 0 < err.value.details["retry_after_s"] <= 600
+    roll = await teacher.request("homework.rollup", {"homework_id": hw["id"]})
+    assert roll["to_remind"] == len(reminded["students"])
+    assert roll["remind_again_at"] == pytest.approx(roll["last_reminded_at"] + 600)
     redo = await liming.submit_homework(hw["id"], "重写的作文")
     assert redo["state"] == "late" and redo["times"] == 2
 
@@ -108,10 +114,10 @@ async def test_homework_cycle(server: Server) -> None:
     staff_view = await teacher.homework_list(cid)
     assert staff_view["homework"][0]["counts"]["reviewed"] == 1
 
-    text = await teacher.http("GET", f"/api/v1/homework/{hw['id']}/submissions.csv")
-    rows = {r["student_id"]: r for r in csv.DictReader(io.StringIO(text.lstrip("\ufeff")))}
-    assert rows[str(srv.uid("wanghao"))]["state"] == "reviewed"
-    assert rows[str(srv.uid("zhangwei"))]["state"] == "missing"
+    text = await teacher.http("GET", f"/api/v1/homework/{hw['id']}/submissions.csv?lang=en")
+    rows = {r["Student ID"]: r for r in csv.DictReader(io.StringIO(text.lstrip("\ufeff")))}
+    assert rows[str(srv.uid("wanghao"))]["State"] == "reviewed"
+    assert rows[str(srv.uid("zhangwei"))]["State"] == "missing"
 
     # The learning record counts homework due in the period, per state.
     now = time.time()

@@ -228,7 +228,7 @@ async def test_link_request_is_pushed_to_the_class_teachers(
     assert li_dev.received == [expected] and chen_dev.received == [expected]
 
 
-async def test_a_meeting_starting_is_pushed_to_guardians_not_students(
+async def test_a_meeting_starting_is_pushed_to_guardians_a_lesson_to_students(
     push: tuple[Server, PushService],
 ) -> None:
     srv, service = push
@@ -256,6 +256,22 @@ async def test_a_meeting_starting_is_pushed_to_guardians_not_students(
     ]
     assert pad.received == [] and host.received == []
     await li.request("session.end", {"session_id": ack["session"]["id"]})
+    # A lesson starting is pushed to the students.
+    lesson = await li.request(
+        "session.start", {"class_id": srv.class_id, "kind": "lesson", "title": "数学：分数"}
+    )
+    await drained(srv)
+    assert pad.received == [
+        {
+            "kind": "session",
+            "class_id": srv.class_id,
+            "session_id": lesson["session"]["id"],
+            "session_kind": "lesson",
+            "title": "数学：分数",
+        }
+    ]
+    assert host.received == []
+    await li.request("session.end", {"session_id": lesson["session"]["id"]})
 
 
 async def test_a_mention_is_pushed_without_the_text(push: tuple[Server, PushService]) -> None:

@@ -200,3 +200,37 @@ def test_a_school_set_up_from_the_console_alone(tmp_path: Path) -> None:
         env=env,
     )  # fmt: skip
     assert qr.returncode == 0 and "<svg" in qr.stdout, qr.stderr
+
+    # The start of the next year: a roster, a second class, a student moved with his mother,
+    # the pending link requests, then the old class and year archived.
+    roster = tmp_path / "roster.csv"
+    roster.write_text(
+        "student,student_username,guardian,guardian_username,relationship,phone\n"
+        "周杰,zhoujie,周杰妈妈,zhou_mom,mother,13900000002\n",
+        encoding="utf-8",
+    )
+    ok = _cli("import-roster", str(roster), "--class", str(cls["id"]), env=env)
+    assert ok.returncode == 0, ok.stderr
+    year2 = json.loads(_cli("school", "--as", "boss", "add-year", "2027学年", env=env).stdout)
+    made = _cli(
+        "school", "--as", "boss", "add-class", "二年级（1）班", "--year", str(year2["year"]["id"]),
+        env=env,
+    )  # fmt: skip
+    cls2 = json.loads(made.stdout)["class"]
+    moved = _cli(
+        "school", "--as", "boss", "move-student", str(cls["id"]), "zhoujie", "--to",
+        str(cls2["id"]), env=env,
+    )  # fmt: skip
+    assert moved.returncode == 0, moved.stderr
+    shown = json.loads(_cli("school", "--as", "boss", "show", env=env).stdout)
+    counts = {c["id"]: c["students"] for c in shown["classes"]}
+    assert counts == {cls["id"]: 0, cls2["id"]: 1}
+    links = _cli("school", "--as", "boss", "links", env=env)
+    assert links.returncode == 0 and json.loads(links.stdout)["links"] == []
+    ok = _cli("school", "--as", "boss", "archive-year", str(year["year"]["id"]), env=env)
+    assert ok.returncode == 0, ok.stderr
+    shown = json.loads(_cli("school", "--as", "boss", "show", env=env).stdout)
+    assert {c["id"]: c["archived"] for c in shown["classes"]} == {
+        cls["id"]: True,
+        cls2["id"]: False,
+    }

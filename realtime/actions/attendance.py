@@ -6,17 +6,18 @@ it then) and :func:`session_ended` when it ends; nothing else of the live layer 
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 
+from realtime import csvexport
 from realtime.actions.access import class_access, display_names, members_with_role
+from realtime.actions.schools import school_time_zone
 from realtime.domain import attendance as rules
 from realtime.domain import policy
 from realtime.domain.attendance import Change, ParticipationTracker, Presence
+from realtime.domain.exportlang import DEFAULT_LANG, Localiser
 from realtime.domain.live import LiveSession
 from realtime.domain.policy import require
 from realtime.domain.roles import Role
@@ -324,27 +325,42 @@ async def report(hub: Hub, user_id: int, req: LessonRef) -> dict[str, Any]:
 
 
 CSV_COLUMNS = [
-    "student_id", "name", "class_id", "status", "minutes", "first_join", "last_leave", "joins",
-    "hands", "stage_minutes", "questions", "polls_answered", "polls", "quiz_correct", "quizzes",
-    "note",
+    "student_id", "student", "class_id", "attendance", "minutes", "first_join", "last_leave",
+    "joins", "hands", "stage_minutes", "questions", "polls_answered", "polls", "quiz_correct",
+    "quizzes", "corrected", "note",
 ]  # fmt: skip
 
 
-def safe_cell(value: Any) -> Any:
-    """A cell a spreadsheet will not run as a formula."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
-async def report_csv(hub: Hub, user_id: int, session_id: int) -> str:
+async def report_csv(hub: Hub, user_id: int, session_id: int, lang: str = DEFAULT_LANG) -> str:
+    """The report for a spreadsheet: headers and words in ``lang``, 是/否, times in the
+    school's time zone, formulas neutralised (realtime/csvexport.py)."""
     data = await report(hub, user_id, LessonRef(session_id=session_id))
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
+    async with hub.store.read() as conn:
+        loc = Localiser(lang, await school_time_zone(conn, data["lesson"]["class_id"]))
+    table = csvexport.Table(loc.header(CSV_COLUMNS))
     for s in data["students"]:
-        writer.writerow([safe_cell(s[c]) if s[c] is not None else "" for c in CSV_COLUMNS])
-    return out.getvalue()
+        table.row(
+            [
+                s["student_id"],
+                s["name"],
+                s["class_id"],
+                loc.word(s["status"], "attendance"),
+                s["minutes"],
+                loc.time(s["first_join"]),
+                loc.time(s["last_leave"]),
+                s["joins"],
+                s["hands"],
+                s["stage_minutes"],
+                s["questions"],
+                s["polls_answered"],
+                s["polls"],
+                s["quiz_correct"],
+                s["quizzes"],
+                loc.yes_no(s["corrected"]),
+                s["note"],
+            ]
+        )
+    return table.text()
 
 
 async def correct(hub: Hub, user_id: int, req: AttendanceCorrect) -> dict[str, Any]:

@@ -7,19 +7,20 @@ Events: ``homework.assigned`` in the class's students' and guardians' notice str
 
 from __future__ import annotations
 
-import csv
-import io
+import math
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from realtime import csvexport
 from realtime.actions import attachments, upload_cleanup
 from realtime.actions.access import class_access, display_names, guardians_of, members_with_role
-from realtime.actions.attendance import safe_cell
+from realtime.actions.schools import school_time_zone
 from realtime.domain import homework as rules
 from realtime.domain import notices as notice_rules
 from realtime.domain import policy
+from realtime.domain.exportlang import DEFAULT_LANG, Localiser
 from realtime.domain.homework import HomeworkState, SubmissionStatus
 from realtime.domain.policy import require
 from realtime.domain.roles import ClassAccess, Role
@@ -306,23 +307,44 @@ async def rollup(hub: Hub, user_id: int, req: HomeworkRef) -> dict[str, Any]:
         {"student_id": s, "name": names.get(s, ""), **submission_view(subs.get(s), hw.due_at, now)}
         for s in students
     ]
+    last = hw.last_reminded_at
     return {
         "homework": homework_view(hw),
         "counts": rules.rollup(HomeworkState(r["state"]) for r in rows),
         "students": rows,
+        # Whom homework.remind would tell, and when it is allowed again (null: now): the web
+        # app names the number in its confirmation and disables its button until then.
+        "to_remind": sum(rules.needs_reminder(HomeworkState(r["state"])) for r in rows),
+        "last_reminded_at": last,
+        "remind_again_at": last + REMIND_INTERVAL_S if last else None,
     }
 
 
-async def rollup_csv(hub: Hub, user_id: int, homework_id: int) -> str:
+async def rollup_csv(hub: Hub, user_id: int, homework_id: int, lang: str = DEFAULT_LANG) -> str:
+    """The roll-up for a spreadsheet: headers and states in ``lang``, 是/否, times in the
+    school's time zone, formulas neutralised (realtime/csvexport.py)."""
     data = await rollup(hub, user_id, HomeworkRef(homework_id=homework_id))
-    cols = ["student_id", "name", "state", "submitted_at", "times", "late", "score", "grade",
+    async with hub.store.read() as conn:
+        loc = Localiser(lang, await school_time_zone(conn, data["homework"]["class_id"]))
+    cols = ["student_id", "student", "state", "submitted_at", "times", "late", "score", "grade",
             "comment"]  # fmt: skip
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(cols)
+    table = csvexport.Table(loc.header(cols))
     for r in data["students"]:
-        writer.writerow([safe_cell(r.get(c)) if r.get(c) is not None else "" for c in cols])
-    return out.getvalue()
+        submitted = r.get("submitted_at") is not None
+        table.row(
+            [
+                r["student_id"],
+                r["name"],
+                loc.word(r["state"], "homework"),
+                loc.time(r.get("submitted_at")),
+                r.get("times", 0),
+                loc.yes_no(bool(r.get("late"))) if submitted else "",
+                "" if r.get("score") is None else r["score"],
+                r.get("grade") or "",
+                r.get("comment") or "",
+            ]
+        )
+    return table.text()
 
 
 async def remind(hub: Hub, user_id: int, req: HomeworkRef) -> dict[str, Any]:
@@ -333,11 +355,20 @@ async def remind(hub: Hub, user_id: int, req: HomeworkRef) -> dict[str, Any]:
         access = await class_access(conn, user_id, hw.class_id)
         require(policy.may_assign_homework(access), "only the class's teachers send reminders")
         if not notice_rules.may_remind(hw.last_reminded_at, now, REMIND_INTERVAL_S):
-            wait = int(hw.last_reminded_at + REMIND_INTERVAL_S - now)
-            raise HomeroomError("rate_limited", f"a reminder was sent recently; wait {wait} s")
+            wait = max(1, math.ceil(hw.last_reminded_at + REMIND_INTERVAL_S - now))
+            raise HomeroomError(
+                "rate_limited",
+                f"a reminder was sent recently; wait {wait} s",
+                reason="reminder_cooldown",
+                retry_after_s=wait,
+            )
         todo = await not_handed_in(conn, hw, now)
         if not todo:
-            raise HomeroomError("conflict", "every student has submitted: nobody to remind")
+            raise HomeroomError(
+                "conflict",
+                "every student has submitted: nobody to remind",
+                reason="nobody_to_remind",
+            )
         targets = await tell_families(hub, conn, hw, todo, "homework.reminder")
         await conn.execute(
             homework.update().where(homework.c.id == hw.id).values(last_reminded_at=now)

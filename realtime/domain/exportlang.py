@@ -25,6 +25,29 @@ HEADERS: dict[str, tuple[str, str]] = {
     "read_at": ("阅读时间", "Read at"),
     "confirmed_at": ("确认时间", "Confirmed at"),
     "reply": ("回复", "Reply"),
+    # A lesson's attendance (actions/attendance.py).
+    "class_id": ("班级编号", "Class ID"),
+    "attendance": ("出勤", "Attendance"),
+    "minutes": ("在线分钟", "Minutes"),
+    "first_join": ("首次进入", "First joined"),
+    "last_leave": ("最后离开", "Last left"),
+    "joins": ("进入次数", "Joins"),
+    "hands": ("举手次数", "Hands raised"),
+    "stage_minutes": ("上台分钟", "Minutes on stage"),
+    "questions": ("提问数", "Questions"),
+    "polls_answered": ("作答投票数", "Polls answered"),
+    "polls": ("投票总数", "Polls"),
+    "quiz_correct": ("测验答对", "Quizzes right"),
+    "quizzes": ("测验总数", "Quizzes"),
+    "corrected": ("老师已更正", "Corrected by a teacher"),
+    "note": ("备注", "Note"),
+    # A homework's submissions (actions/homework.py).
+    "submitted_at": ("提交时间", "Submitted at"),
+    "times": ("提交次数", "Times submitted"),
+    "late": ("逾期", "Late"),
+    "score": ("分数", "Score"),
+    "grade": ("等级", "Grade"),
+    "comment": ("评语", "Comment"),
 }
 
 # Values that are words, by kind: a receipt's state.
@@ -35,6 +58,25 @@ WORDS: dict[str, tuple[str, str]] = {
     "read": ("已读", "read"),
     "confirmed": ("已确认", "confirmed"),
     "replied": ("已回复", "replied"),
+}
+
+# Words of the other exports, by kind (the same English word may say different things).
+KIND_WORDS: dict[str, dict[str, tuple[str, str]]] = {
+    "receipt": WORDS,
+    "attendance": {
+        "present": ("出勤", "present"),
+        "late": ("迟到", "late"),
+        "absent": ("缺勤", "absent"),
+        "excused": ("请假", "excused"),
+    },
+    "homework": {
+        "pending": ("未提交", "pending"),
+        "missing": ("缺交", "missing"),
+        "submitted": ("已提交", "submitted"),
+        "late": ("迟交", "late"),
+        "reviewed": ("已批改", "reviewed"),
+        "returned": ("退回重做", "returned"),
+    },
 }
 
 
@@ -87,8 +129,9 @@ class Localiser:
     def yes_no(self, value: bool) -> str:
         return ("是", "yes")[self._i] if value else ("否", "no")[self._i]
 
-    def word(self, value: str) -> str:
-        return WORDS[value][self._i] if value in WORDS else value
+    def word(self, value: str, kind: str = "receipt") -> str:
+        words = KIND_WORDS[kind]
+        return words[value][self._i] if value in words else value
 
     def time(self, ts: float | None) -> str:
         """ "2026-12-04 15:30:00" in the school's zone (spreadsheets read it as a date)."""

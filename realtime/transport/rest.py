@@ -317,7 +317,8 @@ async def lesson_attendance(request: web.Request) -> web.StreamResponse:
 async def lesson_attendance_csv(request: web.Request) -> web.StreamResponse:
     who = identity(request)
     sid = _int(request, "session_id")
-    text = await attendance.report_csv(request.app[HUB], who.user_id, sid)
+    lang = choose_lang(request.query.get("lang"), request.headers.get("Accept-Language"))
+    text = await attendance.report_csv(request.app[HUB], who.user_id, sid, lang)
     return _csv(text, f"lesson-{sid}-attendance.csv")
 
 
@@ -347,7 +348,8 @@ async def homework_rollup(request: web.Request) -> web.StreamResponse:
 async def homework_rollup_csv(request: web.Request) -> web.StreamResponse:
     who = identity(request)
     hid = _int(request, "homework_id")
-    text = await homework.rollup_csv(request.app[HUB], who.user_id, hid)
+    lang = choose_lang(request.query.get("lang"), request.headers.get("Accept-Language"))
+    text = await homework.rollup_csv(request.app[HUB], who.user_id, hid, lang)
     return _csv(text, f"homework-{hid}.csv")
 
 

@@ -11,9 +11,11 @@ Scenarios (the first argument):
 
 ``lesson``
     Ms. Li starts a lesson from her class home with her camera; Wang Hao (Pad) and Li Ming
-    (phone) join from the "live now" banner and play her video; Li Ming asks a question that
-    Wang Hao upvotes; Wang Hao raises his hand, Ms. Li invites him on stage, he accepts, and her
-    page plays his camera. Screenshot of her console, then she ends the lesson.
+    (phone) join from the "live now" banner and play her video; Li Ming asks a question
+    (anonymously) that Wang Hao upvotes and Ms. Li answers in writing; Wang Hao raises his hand,
+    Ms. Li invites him on stage, he accepts, and her page plays his camera. Screenshot of her
+    console, then she ends the lesson; Li Ming finds the question and its answer on the class
+    board.
 ``meeting``
     Ms. Li starts a parent meeting; Wang Hao's mother (phone) waits in the lobby until admitted;
     both pages play each other's video; Ms. Li mutes her and her page says so.
@@ -120,6 +122,15 @@ async def plays(page: Page, publisher_id: int, what: str, audio: bool = True) ->
     return await eventually(check, what)
 
 
+async def width_ratio(page: Page, test_id: str) -> float:
+    """How much of the stage's width a picture takes (1.0: all of it)."""
+    tile = page.get_by_test_id(test_id)
+    await expect(tile).to_be_visible()
+    box, stage = await tile.bounding_box(), await page.locator(".stage-area").bounding_box()
+    assert box is not None and stage is not None
+    return round(box["width"] / stage["width"], 3)
+
+
 async def pairs(page: Page) -> dict[str, Any]:
     s = await stats(page)
     return {leg: (s.get(leg) or {}).get("pair") for leg in ("publish", "subscribe")}
@@ -205,12 +216,21 @@ async def lesson(srv: Server, people: People, result: dict[str, Any]) -> None:
     await expect(wang.get_by_test_id(f"video-{li_id}-screen")).to_have_count(0)
     await expect(wang.get_by_test_id(f"video-{li_id}-camera")).to_be_visible()
 
-    # A question from Li Ming (phone), upvoted by Wang Hao.
+    # A question from Li Ming (phone), asked anonymously, upvoted by Wang Hao; the tick is
+    # cleared for her next question.
     await ming.get_by_label("你的问题").fill("分数的分母可以是 0 吗？")
+    await ming.get_by_label("匿名提问").check()
     await ming.get_by_role("button", name="提问", exact=True).click()
+    await expect(ming.get_by_label("匿名提问")).not_to_be_checked()
     await wang.get_by_role("button", name=re.compile("赞同这个问题")).click()
-    await expect(li.locator(".live-questions .question")).to_contain_text("分母可以是 0")
+    question = li.locator(".live-questions .question", has_text="分母可以是 0")
+    await expect(question).to_contain_text("匿名提问 · 李明 Li Ming")
     await expect(li.locator(".live-questions .vote-count").first).to_have_text("1")
+    # Ms. Li writes an answer in the lesson.
+    await question.get_by_role("button", name="回答", exact=True).click()
+    await question.get_by_label("你的回答").fill("不可以，分母为 0 没有意义。")
+    await question.get_by_role("button", name="发布回答").click()
+    await expect(ming.locator(".live-questions .question")).to_contain_text("分母为 0 没有意义")
 
     # Wang Hao raises his hand; Ms. Li invites him; he accepts; she plays his camera.
     await wang.get_by_role("button", name="举手").click()
@@ -248,10 +268,14 @@ async def lesson(srv: Server, people: People, result: dict[str, Any]) -> None:
         await shot(ming, "student-lesson-phone"),
     ]
 
-    # The end: everyone is told, the question moves to the class board.
+    # The end: everyone is told; the question stays on the class board with its answer.
     await end_session(li, "结束课堂")
     for page in (li, wang, ming):
         await expect(page.get_by_test_id("session-over")).to_contain_text("课堂已结束")
+    await ming.get_by_test_id("session-over").get_by_role("link", name="问答").click()
+    await ming.get_by_role("tab", name=re.compile("已回答")).click()
+    kept = ming.locator(".question", has_text="分数的分母可以是 0 吗？")
+    await expect(kept.locator(".answer")).to_contain_text("不可以，分母为 0 没有意义。")
     result["ok"] = True
 
 
@@ -355,6 +379,13 @@ async def dual(srv: Server, people: People, result: dict[str, Any]) -> None:
         hong, wu_id, "Xiao Hong playing Village A"
     )
     await expect(wu.get_by_test_id("classroom-on-stage")).to_be_visible()
+    # On stage, the classroom is large on every page, not a thumbnail: across the phone of a
+    # student, beside the host on the local teacher's tablet, across the master's grid.
+    result["staged_width_ratio"] = {
+        "xiaohong": await width_ratio(hong, f"video-{wu_id}-camera"),
+        "wu": await width_ratio(wu, "my-video"),
+        "li": await width_ratio(li, f"classroom-{village_a}"),
+    }
     result["pairs"] = {"li": await pairs(li), "wu": await pairs(wu), "xiaohong": await pairs(hong)}
     result["screenshots"] = [
         await shot(li, "master-dual-lesson"),

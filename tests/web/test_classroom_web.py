@@ -104,8 +104,9 @@ async def test_attendance_report_after_the_lesson(server: Server, web: Browser) 
     download = await info.value
     assert download.suggested_filename == f"lesson-{sid}-attendance.csv"
     text = (await download.path()).read_text(encoding="utf-8-sig")
-    assert text.splitlines()[0].startswith("student_id,name,class_id,status,minutes")
-    assert "张伟 Zhang Wei" in text and ",excused," in text
+    # In the page's language (zh-CN), for Excel and WPS.
+    assert text.splitlines()[0].startswith("学生编号,学生,班级编号,出勤,在线分钟")
+    assert "张伟 Zhang Wei" in text and ",请假," in text
 
 
 async def test_guardian_on_a_phone_sees_her_childs_week_and_homework_only(
@@ -206,3 +207,47 @@ async def test_homework_assigned_submitted_and_reviewed(server: Server, web: Bro
     await expect(mine.get_by_test_id("hw-review")).to_contain_text("全对，字迹工整")
     await expect(mine.get_by_test_id("hw-review")).to_contain_text("等级 优")
     await screenshot(student, "student-homework-phone", full_page=True)
+
+
+async def test_homework_reminder_is_confirmed_and_waits_out_its_cool_down(
+    server: Server, web: Browser
+) -> None:
+    """The teacher reminds the families of the students who have not handed homework in: a
+    confirmation names how many, then the button waits, saying how long; a second teacher's
+    page that had not heard of it is refused in Chinese with the time left."""
+    cid = server.class_id
+    li = await server.client("li")
+    hw = await li.assign_homework(cid, "朗读课文", time.time() + 3600)
+    await (await server.client("wanghao")).submit_homework(hw["id"], "读完了")
+    zhang_mom = await server.client("zhang_mom")
+
+    teacher = await web.signed_in("li")
+    await teacher.goto(f"{server.url}/#/class/{cid}/homework/{hw['id']}")
+    other = await web.signed_in("chen")
+    await other.goto(f"{server.url}/#/class/{cid}/homework/{hw['id']}")
+    remind = teacher.get_by_role("button", name="提醒未交的 5 名学生")
+    await remind.click()
+    confirm = teacher.get_by_role("group", name="将提醒 5 名学生及其家长，确定发送吗？")
+    await expect(confirm).to_be_visible()
+    await confirm.get_by_role("button", name="取消").click()
+    await expect(confirm).to_have_count(0)
+    await remind.click()
+    await confirm.get_by_role("button", name="确定提醒").click()
+    await expect(teacher.locator(".toast", has_text="已提醒")).to_contain_text(
+        re.compile(r"已提醒 \d+ 人")
+    )
+    reminder = await zhang_mom.wait_for(lambda e: e["type"] == "homework.reminder")
+    assert reminder["data"]["homework_id"] == hw["id"]
+    await expect(remind).to_be_disabled()
+    await expect(teacher.get_by_test_id("hw-remind-wait")).to_have_text(
+        re.compile(r"请 (10|9) 分钟后再提醒")
+    )
+    await screenshot(teacher, "teacher-homework-remind-wait")
+
+    # Mr. Chen's page still offers it; the server refuses, and he is told how long, in Chinese.
+    await other.get_by_role("button", name="提醒未交的 5 名学生").click()
+    await other.get_by_role("button", name="确定提醒").click()
+    refused = other.locator(".toast", has_text="提醒没有发送")
+    await expect(refused).to_contain_text(re.compile(r"刚刚提醒过，请 (10|9) 分钟后再提醒"))
+    await expect(refused).not_to_contain_text("wait")
+    await expect(other.get_by_role("button", name="提醒未交的 5 名学生")).to_be_disabled()

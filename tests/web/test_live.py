@@ -119,6 +119,10 @@ def test_dual_teacher_classrooms_on_stage() -> None:
     assert r["master_plays_classroom_s"] < 25
     assert r["local_teacher_plays_master_s"] < 25
     assert r["student_plays_staged_classroom_s"] < 25
+    # The classroom on stage is large: across a phone and the master's grid, at least half the
+    # stage beside the host on the local teacher's tablet.
+    ratio = r["staged_width_ratio"]
+    assert ratio["xiaohong"] > 0.9 and ratio["li"] > 0.9 and ratio["wu"] > 0.45, ratio
     assert_loopback(r, "li", ("publish", "subscribe"))
     assert_loopback(r, "wu", ("publish", "subscribe"))
     assert_loopback(r, "xiaohong", ("subscribe",))

@@ -74,3 +74,31 @@ async def test_a_mother_tests_her_speaker_before_the_meeting(server: Server, chr
         await expect(button).to_have_attribute("data-state", "idle", timeout=5000)
         await expect(mom.locator('audio[data-testid="speaker-tone"]')).to_have_count(0)
         await expect(box.get_by_role("status")).to_contain_text("听到“叮咚”声")
+
+
+async def test_a_locked_meeting_says_it_is_locked(server: Server, chromium: str) -> None:
+    """A mother arriving at a meeting the teacher has locked is told so in Chinese, under a
+    heading that agrees ("无法加入"), never a "no permission" nor the server's English."""
+    cid = server.class_id
+    li = await server.client("li")
+    started = await li.request(
+        "session.start", {"class_id": cid, "kind": "meeting", "title": "期中家长会"}
+    )
+    sid = started["session"]["id"]
+    await li.request("session.join", {"session_id": sid})
+    await li.request("moderate.lock", {"session_id": sid, "locked": True})
+    async with launch(server.url, chromium, tuple(MEDIA_ARGS)) as web:
+        mom = await web.signed_in("wang_mom", PHONE)
+        await mom.goto(f"{server.url}/#/class/{cid}/lessons/{sid}")
+        box = mom.get_by_test_id("join-preview")
+        await box.get_by_role("button", name="进入", exact=True).click()
+        over = mom.get_by_test_id("session-over")
+        await expect(over.get_by_role("heading", level=1)).to_have_text("无法加入")
+        alert = over.get_by_role("alert")
+        await expect(alert).to_contain_text("会议已锁定，暂时不能加入")
+        await expect(alert.locator(".error-code")).to_have_attribute(
+            "data-reason", "meeting_locked"
+        )
+        await expect(over).not_to_contain_text("权限")
+        await expect(over).not_to_contain_text("locked")
+        await screenshot(mom, "guardian-meeting-locked-phone")

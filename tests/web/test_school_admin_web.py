@@ -10,7 +10,7 @@ from pathlib import Path
 
 from playwright.async_api import expect
 
-from tests.chromium import PC, PHONE
+from tests.chromium import PAD, PC, PHONE
 from tests.conftest import Server
 from tests.web.conftest import Browser, screenshot
 
@@ -89,6 +89,7 @@ async def test_admin_sets_up_a_class_in_the_web_app(
     await chen.goto(f"{server.url}/#/class/{class_id}/links")
     item = chen.locator(".link-item", has_text="孙悦")
     await expect(item).to_contain_text("电话 139 0000 0001")
+    await expect(item).to_contain_text("奶奶 / 外婆")
     await expect(item).to_contain_text("名单上有此家长")
 
     # Every pending request of the school, with what vets it.
@@ -132,3 +133,65 @@ async def test_admin_opens_the_guardians_chat_history_to_new_guardians(
     await expect(admin.get_by_label("新加入的家长可以看到加入前的家长群聊天")).to_be_checked()
     api = await server.client("admin", connect=False)
     assert (await api.http("GET", "/api/v1/school"))["school"]["guardian_chat_history"] is True
+
+    # The school's time zone (times in CSV exports): Asia/Shanghai unless set; a made-up one is
+    # refused in Chinese.
+    zone = admin.get_by_label("学校时区（导出表格中的时间）")
+    await expect(zone).to_have_value("Asia/Shanghai")
+    await zone.fill("Mars/Base")
+    await zone.press("Enter")
+    await expect(admin.locator(".toast.toast-error")).to_be_visible()
+    await expect(admin.locator(".toast.toast-error")).not_to_contain_text("time zone")
+    await zone.fill("Asia/Urumqi")
+    await zone.press("Enter")
+    await expect(admin.locator(".toast", has_text="已保存")).to_be_visible()
+    assert (await api.http("GET", "/api/v1/school"))["school"]["time_zone"] == "Asia/Urumqi"
+
+
+async def test_admin_moves_a_student_to_another_class_on_a_tablet(
+    server: Server, web: Browser
+) -> None:
+    """The start of a year: Wang Hao moves to a new class in the web app; his mother follows."""
+    admin = await web.signed_in("admin", PAD)
+    await admin.goto(f"{server.url}/#/school")
+    await admin.get_by_label("新班级名称").fill("六年级（2）班")
+    await admin.get_by_role("button", name="创建班级").click()
+    new = admin.get_by_role("listitem", name="六年级（2）班")
+    await expect(new).to_contain_text("0 名学生")
+    old = admin.get_by_role("listitem", name="五年级二班 / Grade 5 Class 2")
+    await expect(old).to_contain_text("6 名学生")
+
+    await old.get_by_role("button", name="转班").click()
+    form = old.get_by_role("form", name="从 五年级二班 / Grade 5 Class 2 转出学生")
+    await form.get_by_label("学生", exact=True).select_option(label="王浩 Wang Hao")
+    await form.get_by_label("转入班级").select_option(label="六年级（2）班")
+    await expect(form).to_contain_text("家长随学生一起转入")
+    await screenshot(admin, "school-admin-move-pad")
+    await form.get_by_role("button", name="确定转班").click()
+    await expect(admin.locator(".toast", has_text="已转入")).to_contain_text(
+        "王浩 Wang Hao 已转入 六年级（2）班"
+    )
+    await expect(old).to_contain_text("5 名学生")
+    await expect(new).to_contain_text("1 名学生")
+    await expect(form).to_have_count(0)
+
+    # His mother is now in the new class, with him, and no longer in the old one.
+    class_id = int(await new.get_attribute("data-class-id") or 0)
+    mom = await server.client("wang_mom", connect=False)
+    members = await mom.http("GET", f"/api/v1/classes/{class_id}/members")
+    assert "王浩 Wang Hao" in [m["name"] for m in members["members"]]
+    mine = await mom.http("GET", "/api/v1/me")
+    assert class_id in [c["id"] for c in mine["classes"]]
+    assert server.class_id not in [c["id"] for c in mine["classes"]]
+
+    # The old year's class is archived: it says so and offers no more changes.
+    await old.get_by_role("button", name="归档 五年级二班 / Grade 5 Class 2").click()
+    await expect(old.locator(".tag")).to_have_text("已归档")
+    await expect(old.get_by_role("button", name="转班")).to_have_count(0)
+    await admin.get_by_label("新学年名称").fill("2025-2026学年")
+    await admin.get_by_role("button", name="添加学年").click()
+    await admin.get_by_role("button", name="归档 2025-2026学年").click()
+    years = admin.locator(".pending-item", has_text="2025-2026学年")
+    await expect(years.locator(".tag")).to_have_text("已归档")
+    school = await (await server.client("admin", connect=False)).http("GET", "/api/v1/school")
+    assert [c["archived"] for c in school["classes"] if c["id"] == server.class_id] == [True]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 
 import pytest
 from playwright.async_api import Page, expect
@@ -198,7 +199,7 @@ async def test_service_worker_shows_pushes_and_the_app_opens_offline(
     assert await shown.json_value() == {
         "title": "新私信",
         "body": "来自 李老师 Ms. Li 的新消息",
-        "url": "/#/",
+        "url": "/#/conv/1",  # tapped, it opens the conversation
     }
 
     # The app shell is cached: with the network gone, the app still opens.
@@ -229,3 +230,121 @@ async def test_a_parent_chooses_what_to_be_pushed(server: Server, web: Browser) 
     settings = await same.http("GET", "/api/v1/push/settings")
     assert "message" not in settings["kinds"] and "notice" in settings["kinds"]
     assert settings["quiet_hours"] == {"start": "21:30", "end": "07:00"}
+
+
+KEPT = """() => Object.keys(sessionStorage).concat(Object.keys(localStorage))
+  .filter((k) => k.startsWith("homeroom.offline:"))"""
+
+
+async def test_the_app_opens_offline_with_what_it_had(server: Server, web: Browser) -> None:
+    """A mother has read her notices, her private messages and the guardians' chat on her phone;
+    with no network, the app opens with them (not a refusal), and when the network returns it
+    shows what came meanwhile. Signing out forgets what was kept."""
+    cid = server.class_id
+    li = await server.client("li")
+    await li.publish_notice(cid, "周五家长会", body="请准时参加。")
+    conv = await li.open_conversation(cid, server.uid("wang_mom"))
+    await li.send_chat(conv["stream"], "王浩妈妈您好，作业本请签字")
+    await li.send_chat(f"class:{cid}:guardians", "明天降温，请给孩子添衣")
+
+    mom = await web.signed_in("wang_mom", PHONE)
+    await expect(mom.locator(".notice-card", has_text="周五家长会")).to_be_visible()
+    await mom.goto(f"{server.url}/#/class/{cid}/messages/{conv['id']}")
+    await expect(mom.get_by_role("log")).to_contain_text("作业本请签字")
+    await mom.goto(f"{server.url}/#/class/{cid}/chat/guardians")
+    await expect(mom.get_by_role("log")).to_contain_text("明天降温")
+    kept = [":me", f":class:{cid}", f":notices:{cid}", f":chat:{conv['stream']}",
+            f":chat:class:{cid}:guardians", ":conversations"]  # fmt: skip
+    await mom.wait_for_function(
+        f"(names) => names.every((n) => ({KEPT})().some((k) => k.endsWith(n)))", arg=kept
+    )
+
+    online_title = "(1) Homeroom 家校通"  # the notice, not yet opened; the chats are read
+    await expect(mom).to_have_title(online_title)
+    await mom.context.set_offline(True)
+    await mom.goto(f"{server.url}/#/class/{cid}/notices")
+    await mom.reload()
+    await expect(mom.get_by_test_id("offline-banner")).to_be_visible(timeout=20_000)
+    await expect(mom.locator(".notice-card", has_text="周五家长会")).to_be_visible()
+    await expect(mom.get_by_text("无法打开这个班级")).to_have_count(0)
+    await screenshot(mom, "guardian-offline-notices-phone")
+    await mom.goto(f"{server.url}/#/class/{cid}/messages/{conv['id']}")
+    await expect(mom.get_by_role("log")).to_contain_text("作业本请签字")
+    await mom.goto(f"{server.url}/#/class/{cid}/chat/guardians")
+    await expect(mom.get_by_role("log")).to_contain_text("明天降温")
+    # What she had read is not unread again (the notice she has not opened still counts).
+    await expect(mom).to_have_title(online_title)
+
+    # Meanwhile the teacher publishes; back online, it arrives without reloading.
+    await li.publish_notice(cid, "下周一升旗仪式", body="请穿校服。")
+    await mom.context.set_offline(False)
+    await expect(mom.get_by_test_id("offline-banner")).to_have_count(0, timeout=30_000)
+    await mom.goto(f"{server.url}/#/class/{cid}/notices")
+    await expect(mom.locator(".notice-card", has_text="下周一升旗仪式")).to_be_visible()
+    await expect(mom.locator(".notice-card", has_text="周五家长会")).to_be_visible()
+
+    # Signing out forgets it all: a shared phone shows nothing of hers.
+    await mom.get_by_role("button", name=re.compile("的账号菜单")).click()
+    await mom.get_by_role("menuitem", name="退出登录").click()
+    await expect(mom.get_by_role("heading", name="登录")).to_be_visible()
+    assert await mom.evaluate(KEPT) == []
+
+
+async def test_reminders_show_a_toast_wherever_a_parent_is(server: Server, web: Browser) -> None:
+    """A teacher's reminders, of a notice to confirm and of homework to hand in, are told at once
+    on the mother's phone, on whatever page she is."""
+    cid = server.class_id
+    li = await server.client("li")
+    notice = await li.publish_notice(cid, "春游同意书", kind="confirm_required", body="请确认。")
+    homework = await li.assign_homework(cid, "抄写生字", time.time() + 3600)
+    mom = await web.signed_in("wang_mom", PHONE)
+    await mom.goto(f"{server.url}/#/class/{cid}/chat/guardians")
+    await expect(mom.get_by_label("输入消息")).to_be_visible()
+
+    await li.request("notice.remind", {"notice_id": notice["id"]})
+    await expect(mom.locator(".toast", has_text="春游同意书")).to_contain_text(
+        "老师提醒你处理通知：春游同意书"
+    )
+    await li.remind_homework(homework["id"])
+    await expect(mom.locator(".toast", has_text="抄写生字")).to_contain_text(
+        "老师提醒交作业 · 王浩 Wang Hao：抄写生字"
+    )
+    await screenshot(mom, "guardian-reminder-toasts-phone")
+
+
+async def test_a_teacher_shares_the_join_qr_code_from_her_phone(
+    server: Server, web: Browser
+) -> None:
+    """The head teacher shows the class's join QR code on her phone (to print or be scanned) and
+    copies the invitation link for the parents' group; the link opens the join page."""
+    cid, code = server.class_id, server.demo["join_code"]
+    teacher = await web.signed_in("li", PHONE)
+    await teacher.context.grant_permissions(
+        ["clipboard-read", "clipboard-write"], origin=server.url
+    )
+    await teacher.goto(f"{server.url}/#/class/{cid}/links")
+    await teacher.get_by_role("button", name="邀请二维码").click()
+    qr = teacher.get_by_role("img", name=re.compile("的家长邀请二维码"))
+    await expect(qr).to_be_visible()
+    assert await qr.evaluate("img => img.naturalWidth") > 100
+    await expect(teacher.get_by_role("button", name="打印")).to_be_visible()
+    await teacher.get_by_role("button", name="复制邀请链接").click()
+    await expect(teacher.locator(".toast", has_text="邀请链接已复制")).to_be_visible()
+    copied = await teacher.evaluate("navigator.clipboard.readText()")
+    assert f"{server.url}/#/join/{code}" in copied and "家长请用这个链接注册" in copied
+    await screenshot(teacher, "teacher-join-qr-phone")
+    fits = await teacher.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    assert fits, "the QR code makes the page scroll sideways on a phone"
+
+    # A new parent opens it: registration, the code filled in.
+    parent = await web.page(PHONE)
+    await parent.goto(copied.split()[-1])
+    form = parent.get_by_role("form", name="家长注册")
+    await expect(form.get_by_label("班级邀请码")).to_have_value(code)
+    # One who has an account signs in instead, and is asked which child, the code kept.
+    await parent.get_by_role("link", name="登录").click()
+    await parent.get_by_label("用户名").fill("wang_mom")
+    await parent.get_by_label("密码").fill("demo1234")
+    await parent.get_by_role("button", name="登录").click()
+    link_form = parent.get_by_role("form", name="关联我的孩子")
+    await expect(link_form.get_by_label("班级邀请码")).to_have_value(code)

@@ -115,6 +115,7 @@ function target(d) {
     return `/#/class/${cid}/chat/${part}`;
   }
   if (d.kind === "homework" || d.kind === "homework_reminder") return `/#/class/${d.class_id}/homework`;
+  if (d.kind === "message" && typeof d.stream === "string" && /^conv:\d+$/.test(d.stream)) return `/#/conv/${d.stream.slice(5)}`;
   return "/#/";
 }
 

@@ -21,6 +21,8 @@ export type Route =
   | { name: "home" }
   | { name: "join"; code?: string }
   | { name: "school" }
+  /** A private conversation by its id alone (where a push notification of a message leads). */
+  | { name: "conv"; id: number }
   | { name: "class"; classId: number; section: Section; sub: string | null; id: number | null }
   | { name: "notfound"; path: string };
 
@@ -49,6 +51,7 @@ export function parse(hash: string): Route {
   // A class's QR code: the join page with its code filled in.
   if (parts[0] === "join" && parts.length === 2) return { name: "join", code: decodeURIComponent(parts[1]) };
   if (parts[0] === "school" && parts.length === 1) return { name: "school" };
+  if (parts[0] === "conv" && parts.length === 2 && /^\d+$/.test(parts[1])) return { name: "conv", id: Number(parts[1]) };
   if (parts[0] === "class" && parts.length >= 2 && /^\d+$/.test(parts[1])) {
     const section = (parts[2] ?? "home") as Section;
     if (!SECTIONS.includes(section) || parts.length > 4) return { name: "notfound", path };

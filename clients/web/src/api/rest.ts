@@ -147,6 +147,8 @@ export const api = {
   archiveClass: (id: number) => rest<object>("POST", `/api/v1/classes/${id}/archive`),
   assignTeacher: (classId: number, user_id: number, role: string) =>
     rest<object>("POST", `/api/v1/classes/${classId}/teachers`, { body: { user_id, role } }),
+  moveStudent: (classId: number, student_id: number, to_class_id: number) =>
+    rest<object>("POST", `/api/v1/classes/${classId}/move`, { body: { student_id, to_class_id } }),
   receipts: (noticeId: number) => rest<Rollup>("GET", `/api/v1/notices/${noticeId}/receipts`),
   // Headers, 是/否 and states in the page's language; times in the school's zone.
   receiptsCsv: (noticeId: number) =>

@@ -2,7 +2,7 @@
 // structured details (REASONS, retry_after_s) pick a text of the catalogue. The server's English
 // message is never shown; tests/test_error_catalogue.py checks every code and reason has a text.
 import type { ApiError } from "../api/errors";
-import { t, tDynamic } from ".";
+import { t, tDynamic, tMaybe } from ".";
 
 /** "59 分钟" / "59 minutes": a wait, rounded up to the unit a person reads. */
 export function formatWait(seconds: number): string {
@@ -22,4 +22,11 @@ export function describeError(err: ApiError): string {
     if (text) return text;
   }
   return tDynamic(`error.${err.code}`) ?? t("error.generic");
+}
+
+/** Why the browser refused a camera, microphone or screen, in the person's language (the
+ * browser's own message is English whatever the page's language). */
+export function describeDeviceError(err: unknown): string {
+  const name = err instanceof DOMException || err instanceof Error ? err.name : "";
+  return tMaybe(`device.${name}`, t("device.other"));
 }

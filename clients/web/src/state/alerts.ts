@@ -99,6 +99,14 @@ onStream("user", (ev, source) => {
   toast(mine ? t("alerts.homeworkDueMine", d.title) : t("alerts.homeworkDue", d.student_name, d.title), "info", 10000);
 });
 
+// A teacher's reminder to hand homework in (to the student and their guardians).
+onStream("user", (ev, source) => {
+  if (source !== "live" || ev.type !== "homework.reminder") return;
+  const d = ev.data as { title: string; student_name: string; student_id: number };
+  const mine = d.student_id === myId();
+  toast(mine ? t("alerts.homeworkReminderMine", d.title) : t("alerts.homeworkReminder", d.student_name, d.title), "info", 10000);
+});
+
 // Once caught up and knowing my classes: how many requests wait in each class I teach.
 let loadedFor = "";
 effect(() => {

@@ -1,11 +1,12 @@
 // Chat: class chats (class:{cid}:students|guardians) and private conversations (conv:{id}).
 // Messages are kept by id; the outbox holds what I sent until the server has it (a resend uses
 // the same client id, so it never makes a duplicate).
-import { signal } from "@preact/signals";
+import { effect, signal } from "@preact/signals";
 import { ApiError, asApiError } from "../api/errors";
 import { newClientId } from "../api/ids";
 import type { Conversation, Message, StreamEvent } from "../api/types";
 import { auth } from "./auth";
+import { keep, kept } from "./offline";
 import { isFollowed, on, onReset, onStream, onSynced, ready, request, status } from "./session";
 import { SnapshotGate } from "./snapshot";
 
@@ -33,7 +34,8 @@ export interface ChatState {
   messages: Message[]; // by seq
   system: SystemItem[];
   outbox: Outgoing[];
-  history: "none" | "loading" | "loaded" | "error";
+  /** "kept": the last messages as they were when last connected (offline). */
+  history: "none" | "loading" | "loaded" | "kept" | "error";
   historyError?: ApiError;
   /** The seq to ask for older messages before, or null when the start is reached. */
   olderBefore: number | null;
@@ -45,7 +47,8 @@ export interface ChatState {
 }
 
 export const chats = signal<Record<string, ChatState>>({});
-export const conversations = signal<Conversation[]>([]);
+// Offline, my conversations as they were when last connected (the sync's list replaces them).
+export const conversations = signal<Conversation[]>(kept<Conversation[]>("conversations") ?? []);
 /** Who is typing where: stream -> name -> until (ms). */
 export const typing = signal<Record<string, Record<string, number>>>({});
 
@@ -223,13 +226,23 @@ interface HistoryAck {
 /** Load the latest page once, after the first catch-up has set the stream's cursor. */
 export async function ensureHistory(stream: string): Promise<void> {
   const s = chatOf(stream);
-  if (s.history === "loading" || s.history === "loaded" || !ready.value) return;
+  if (!ready.value) {
+    // Not connected (offline): the last messages as they were, until the server can be asked.
+    const before = s.history === "none" ? kept<Message[]>(`chat:${stream}`) : null;
+    // Counted as seen (what is unread is the server's to say once connected).
+    const last = before?.length ? before[before.length - 1].seq : 0;
+    if (before) update(stream, (x) => ({ ...x, messages: before, history: "kept", baseSeq: Math.max(x.baseSeq, last) }));
+    return;
+  }
+  if (s.history === "loading" || s.history === "loaded") return;
+  // The server's page replaces a kept copy (a message deleted meanwhile goes).
+  const keptIds = new Set(s.history === "kept" ? s.messages.map((m) => m.id) : []);
   update(stream, (x) => ({ ...x, history: "loading", historyError: undefined }));
   const loading = gate.begin(stream);
   try {
     const ack = await request<HistoryAck>("chat.history", { stream, limit: 50 });
     update(stream, (x) => {
-      let messages = x.messages;
+      let messages = x.messages.filter((m) => !keptIds.has(m.id));
       for (const m of ack.messages) messages = upsert(messages, m);
       return { ...x, messages, history: "loaded", olderBefore: ack.next_before };
     });
@@ -397,4 +410,18 @@ onReset(() => {
   typing.value = {};
   guardianReads.value = {};
   gate.clear();
+});
+
+// The last messages of each chat, as shown when last connected, kept for opening offline.
+let keepTimer: ReturnType<typeof setTimeout> | null = null;
+effect(() => {
+  const all = chats.value;
+  if (keepTimer) clearTimeout(keepTimer);
+  keepTimer = setTimeout(() => {
+    for (const [stream, c] of Object.entries(all)) if (c.history === "loaded") keep(`chat:${stream}`, c.messages.slice(-50));
+  }, 500);
+});
+effect(() => {
+  const list = conversations.value;
+  if (list.length) keep("conversations", list);
 });

@@ -4,12 +4,15 @@ import { signal } from "@preact/signals";
 import { asApiError, type ApiError } from "../api/errors";
 import { api } from "../api/rest";
 import type { Members } from "../api/types";
-import { onReset } from "./session";
+import { keep, kept, unreachable } from "./offline";
+import { onReset, onSynced } from "./session";
 
 export interface ClassEntry {
   data?: Members;
   error?: ApiError;
   loading: boolean;
+  /** ``data`` is the copy kept from before (offline): read again once connected. */
+  kept?: boolean;
 }
 
 export const classes = signal<Record<number, ClassEntry>>({});
@@ -23,11 +26,23 @@ export async function loadClass(classId: number, force = false): Promise<void> {
   if (current && (current.loading || (current.data && !force))) return;
   put(classId, { ...current, loading: true });
   try {
-    put(classId, { data: await api.members(classId), loading: false });
+    const data = await api.members(classId);
+    put(classId, { data, loading: false });
+    keep(`class:${classId}`, data);
   } catch (err) {
-    put(classId, { error: asApiError(err), loading: false });
+    const e = asApiError(err);
+    const before = unreachable(e) ? (current?.data ?? kept<Members>(`class:${classId}`)) : null;
+    put(classId, before ? { data: before, loading: false, kept: true } : { error: e, loading: false });
   }
 }
+
+// Connected again: classes shown from the kept copy, or not reached, are read afresh.
+onSynced(() => {
+  for (const [id, entry] of Object.entries(classes.value)) {
+    const again = entry.kept || (entry.error && unreachable(entry.error));
+    if (again && !entry.loading) void loadClass(Number(id), true);
+  }
+});
 
 export function memberName(classId: number, userId: number): string {
   return classes.value[classId]?.data?.members.find((m) => m.id === userId)?.name ?? "";

@@ -27,7 +27,7 @@ import { auth } from "./auth";
 import { forgetSession } from "./lessons";
 import { follow, on, onReset, onStream, request, status } from "./session";
 import { toast } from "./toasts";
-import { describeError } from "../i18n/errors";
+import { describeDeviceError, describeError } from "../i18n/errors";
 
 export type Phase = "joining" | "lobby" | "live" | "ended" | "removed" | "declined" | "failed";
 
@@ -355,7 +355,7 @@ async function openCamera(): Promise<MediaStream | null> {
     try {
       stream = await navigator.mediaDevices.getUserMedia({ audio: true });
     } catch (err) {
-      local.value = { ...local.value, error: t("live.deviceFailed", String((err as Error)?.message ?? err)) };
+      local.value = { ...local.value, error: t("live.deviceFailed", describeDeviceError(err)) };
       return null;
     }
   }
@@ -507,7 +507,7 @@ export async function toggleScreen(): Promise<void> {
   try {
     stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
   } catch (err) {
-    toast(t("live.screenFailed", String((err as Error)?.message ?? err)), "error");
+    toast(t("live.screenFailed", describeDeviceError(err)), "error");
     return;
   }
   if (!alive(e)) {

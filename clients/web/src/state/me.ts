@@ -4,6 +4,7 @@ import { asApiError, type ApiError } from "../api/errors";
 import { api } from "../api/rest";
 import type { ClassInfo, Me, Role } from "../api/types";
 import { auth } from "./auth";
+import { keep, kept, unreachable } from "./offline";
 import { onReset, onStream, onSynced } from "./session";
 
 export const me = signal<Me | null>(null);
@@ -18,9 +19,14 @@ export function loadMe(): Promise<void> {
     .then((value) => {
       me.value = value;
       meError.value = null;
+      keep("me", value);
     })
     .catch((err) => {
-      meError.value = asApiError(err);
+      const e = asApiError(err);
+      // Offline: who I was when last connected (read again once connected).
+      const before = unreachable(e) ? (me.value ?? kept<Me>("me")) : null;
+      if (before) me.value = before;
+      else meError.value = e;
     })
     .finally(() => {
       loading = null;

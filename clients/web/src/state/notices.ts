@@ -1,18 +1,20 @@
 // Notices of a class: the list (notice.list) kept current by notice.published events; my receipts
 // (delivered when listed, read when shown, confirm, reply); for teachers, a counter per notice that
 // moves on every notice.receipt event of the staff stream, so receipt views reload by themselves.
-import { signal } from "@preact/signals";
+import { effect, signal } from "@preact/signals";
 import { asApiError, type ApiError } from "../api/errors";
 import { newClientId } from "../api/ids";
 import type { Audience, Notice, NoticeKind, Receipt, StreamEvent } from "../api/types";
 import { t } from "../i18n";
+import { keep, kept } from "./offline";
 import { onReset, onStream, ready, request } from "./session";
 import { SnapshotGate } from "./snapshot";
 import { toast } from "./toasts";
 
 export interface NoticeBoard {
   list: Notice[]; // newest first
-  state: "none" | "loading" | "loaded" | "error";
+  /** "kept": the list as it was when last connected (offline), read again once connected. */
+  state: "none" | "loading" | "loaded" | "kept" | "error";
   error?: ApiError;
 }
 
@@ -84,9 +86,17 @@ const inflight = new Set<number>();
 /** Load a class's notices once; `force` reads them again (the list stays on screen meanwhile). */
 export async function loadNotices(classId: number, force = false): Promise<void> {
   const b = boardOf(classId);
-  if (!ready.value || inflight.has(classId) || (b.state === "loaded" && !force)) return;
+  if (!ready.value) {
+    // Not connected (offline): the list as it was, until the server can be asked.
+    const before = b.state === "none" ? kept<Notice[]>(`notices:${classId}`) : null;
+    if (before) update(classId, (x) => ({ ...x, list: before, state: "kept" }));
+    return;
+  }
+  if (inflight.has(classId) || (b.state === "loaded" && !force)) return;
   inflight.add(classId);
-  if (b.state !== "loaded") update(classId, (x) => ({ ...x, state: "loading", error: undefined }));
+  // The server's list replaces a kept copy (a notice withdrawn meanwhile goes).
+  const keptIds = new Set(b.state === "kept" ? b.list.map((n) => n.id) : []);
+  if (b.state !== "loaded" && b.state !== "kept") update(classId, (x) => ({ ...x, state: "loading", error: undefined }));
   // Two streams feed a board; the snapshot is newer than both cursors at request time, and
   // published notices are whole states, so applying a held one again changes nothing.
   const loading = gate.begin(`board:${classId}`);
@@ -94,13 +104,13 @@ export async function loadNotices(classId: number, force = false): Promise<void>
     const ack = await request<{ notices: Notice[] }>("notice.list", { class_id: classId });
     update(classId, (x) => {
       let list = ack.notices;
-      for (const n of x.list) if (!list.some((y) => y.id === n.id)) list = upsert(list, n);
+      for (const n of x.list) if (!keptIds.has(n.id) && !list.some((y) => y.id === n.id)) list = upsert(list, n);
       return { ...x, list, state: "loaded" };
     });
     loading.fail(apply); // apply every held event: they are idempotent upserts
     if (recipientOf(classId)) void markDelivered(ack.notices);
   } catch (err) {
-    update(classId, (x) => (x.state === "loaded" ? x : { ...x, state: "error", error: asApiError(err) }));
+    update(classId, (x) => (x.state === "loaded" || x.state === "kept" ? x : { ...x, state: "error", error: asApiError(err) }));
     loading.fail(apply);
   } finally {
     inflight.delete(classId);
@@ -207,4 +217,14 @@ onReset(() => {
   reminders.value = {};
   inflight.clear();
   gate.clear();
+});
+
+// What each class's notices were when last connected, kept for opening offline.
+let keepTimer: ReturnType<typeof setTimeout> | null = null;
+effect(() => {
+  const all = boards.value;
+  if (keepTimer) clearTimeout(keepTimer);
+  keepTimer = setTimeout(() => {
+    for (const [id, b] of Object.entries(all)) if (b.state === "loaded") keep(`notices:${id}`, b.list.slice(0, 50));
+  }, 500);
 });

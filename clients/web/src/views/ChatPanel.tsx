@@ -54,7 +54,7 @@ export function ChatPanel(props: {
   names.set(me, auth.value?.user.display_name ?? "");
 
   useEffect(() => {
-    if (ready.value) void ensureHistory(stream);
+    void ensureHistory(stream); // offline: the last messages as they were
   }, [stream, ready.value]);
 
   // Shown and visible: what is on screen has been read.

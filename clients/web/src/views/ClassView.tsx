@@ -43,7 +43,7 @@ export function ClassView(props: ClassRoute) {
   const entry = classes.value[classId];
   // Notices waiting for me show as a number on the navigation, whatever page is open.
   useEffect(() => {
-    if (ready.value && entry?.data) void loadNotices(classId);
+    if (entry?.data) void loadNotices(classId); // offline: the list as it was
   }, [classId, ready.value, !!entry?.data]);
   const name = entry?.data?.class.name ?? classInfo(classId)?.name ?? "";
 

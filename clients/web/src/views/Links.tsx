@@ -9,6 +9,7 @@ import { toast } from "../state/toasts";
 import { Avatar, Empty, ErrorBox, Loading, PageHeader } from "./common";
 import { Icon } from "./icons";
 import { describeError } from "../i18n/errors";
+import { JoinQr } from "./JoinQr";
 
 /** Guardians asking to be linked to a child: a teacher of the class approves or rejects. */
 export function Links(props: { classId: number }) {
@@ -65,7 +66,8 @@ export function Links(props: { classId: number }) {
       {joinCode ? (
         <p class="card join-code">
           {t("links.joinCode")} <code class="code-big">{joinCode}</code>
-          <span class="muted"> {t("links.joinCodeHint")}</span>
+          <span class="muted"> {t("links.joinCodeHint")}</span>{" "}
+          <JoinQr classId={classId} className={classes.value[classId]?.data?.class.name ?? ""} code={joinCode} />
         </p>
       ) : null}
       {error ? <ErrorBox error={error} /> : null}

@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
-import { asApiError, type ApiError } from "../api/errors";
+import { ApiError, asApiError } from "../api/errors";
 import { t, tMaybe } from "../i18n";
+import { describeDeviceError, describeError } from "../i18n/errors";
 import {
   disablePush,
   enablePush,
@@ -46,8 +47,10 @@ export function NotifySettings(props: { onClose: () => void }) {
       if (subscribed.value) await disablePush();
       else await enablePush();
     } catch (err) {
-      const m = String((err as Error)?.message ?? err);
-      toast(m === "denied" ? t("push.denied") : `${t("push.failed")} ${m}`, "error", 8000);
+      // Never the server's or the browser's English: the catalogue's words for what failed.
+      const why =
+        err instanceof ApiError ? describeError(err) : (err as Error)?.message === "disabled" ? t("push.disabled") : describeDeviceError(err);
+      toast((err as Error)?.message === "denied" ? t("push.denied") : `${t("push.failed")} ${why}`, "error", 8000);
     } finally {
       setBusy(false);
     }

@@ -6,9 +6,11 @@ import { ErrorBox } from "./common";
 import { JoinCodeField, useSubmit } from "./forms";
 import { JoinForm } from "./JoinForm";
 
-/** A guardian creates an account with the class's join code, then asks to be linked to a child. */
-export function Register() {
-  const [joinCode, setJoinCode] = useState("");
+/** A guardian creates an account with the class's join code, then asks to be linked to a child.
+ *  From a class's invitation link or QR code (#/join/CODE) the code is filled in, and "sign in"
+ *  keeps it for someone who has an account already. */
+export function Register(props: { initialCode?: string; onSignIn?: () => void } = {}) {
+  const [joinCode, setJoinCode] = useState(props.initialCode ?? "");
   const [displayName, setDisplayName] = useState("");
   const [username, setUsername] = useState("");
   const [password, setPassword] = useState("");
@@ -78,7 +80,20 @@ export function Register() {
         </button>
       </form>
       <p class="auth-alt">
-        {t("register.haveAccount")} <a href="#/login">{t("login.submit")}</a>
+        {t("register.haveAccount")}{" "}
+        {props.onSignIn ? (
+          <a
+            href={location.hash}
+            onClick={(e) => {
+              e.preventDefault();
+              props.onSignIn?.();
+            }}
+          >
+            {t("login.submit")}
+          </a>
+        ) : (
+          <a href="#/login">{t("login.submit")}</a>
+        )}
       </p>
     </AuthFrame>
   );

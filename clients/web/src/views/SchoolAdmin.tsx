@@ -1,11 +1,12 @@
 import { useEffect, useState } from "preact/hooks";
 import { asApiError, type ApiError } from "../api/errors";
-import { api, objectUrl, uploadRoster } from "../api/rest";
+import { api, uploadRoster } from "../api/rest";
 import type { RosterResult, SchoolLink, SchoolOverview } from "../api/school";
 import { formatDateTime, t, tMaybe } from "../i18n";
 import { describeError } from "../i18n/errors";
 import { toast } from "../state/toasts";
 import { Empty, ErrorBox, Loading, PageHeader } from "./common";
+import { JoinQr } from "./JoinQr";
 import { Shell } from "./Shell";
 
 type SchoolClassRow = SchoolOverview["classes"][number];
@@ -155,21 +156,10 @@ function ClassCard(props: { c: SchoolClassRow; data: SchoolOverview; act: Act })
   const { c } = props;
   const [who, setWho] = useState<string>("");
   const [role, setRole] = useState<string>("head_teacher");
-  const [qr, setQr] = useState<string | null>(null);
   const [roster, setRoster] = useState<
     { result: RosterResult } | { error: ApiError; rejected: { line: number; reason: string }[] } | null
   >(null);
   const year = props.data.years.find((y) => y.id === c.school_year_id);
-
-  useEffect(() => () => void (qr && URL.revokeObjectURL(qr)), [qr]);
-
-  async function showQr() {
-    try {
-      setQr(await objectUrl(`/api/v1/classes/${c.id}/join-qr.svg`));
-    } catch (err) {
-      toast(describeError(asApiError(err)), "error");
-    }
-  }
 
   async function importFile(file: File) {
     const answer = await uploadRoster(c.id, await file.text());
@@ -227,6 +217,7 @@ function ClassCard(props: { c: SchoolClassRow; data: SchoolOverview; act: Act })
               {t("school.assign")}
             </button>
           </form>
+          <MoveStudent c={c} data={props.data} act={props.act} />
           <label class="row-form">
             {t("school.rosterFile")}
             <input
@@ -278,27 +269,95 @@ function ClassCard(props: { c: SchoolClassRow; data: SchoolOverview; act: Act })
         </ErrorBox>
       ) : null}
       <div class="link-actions">
-        <button type="button" class="btn small" onClick={showQr}>
-          {t("school.qr")}
-        </button>
+        <JoinQr classId={c.id} className={c.name} code={c.join_code} />
         {!c.archived ? (
           <button type="button" class="btn small ghost" onClick={() => props.act(() => api.archiveClass(c.id), t("school.archived"))}>
             {t("school.archive")} {c.name}
           </button>
         ) : null}
       </div>
-      {qr ? (
-        <figure class="join-qr">
-          <img src={qr} alt={t("school.qrAlt", c.name)} width={220} height={220} />
-          <figcaption>
-            {c.name} · <code>{c.join_code}</code>{" "}
-            <button type="button" class="btn small" onClick={() => window.print()}>
-              {t("school.print")}
-            </button>
-          </figcaption>
-        </figure>
-      ) : null}
     </li>
+  );
+}
+
+/** The start of a year: a student of this class moves to another open class of the school, his
+ * approved guardians with him. The class's students are read when the form is opened. */
+function MoveStudent(props: { c: SchoolClassRow; data: SchoolOverview; act: Act }) {
+  const { c } = props;
+  const [open, setOpen] = useState(false);
+  const [students, setStudents] = useState<{ id: number; name: string }[] | null>(null);
+  const [who, setWho] = useState("");
+  const [to, setTo] = useState("");
+  const targets = props.data.classes.filter((x) => x.id !== c.id && !x.archived);
+
+  async function load() {
+    try {
+      const m = await api.members(c.id);
+      setStudents(m.members.filter((x) => x.role === "student").map((x) => ({ id: x.id, name: x.name })));
+    } catch (err) {
+      toast(describeError(asApiError(err)), "error");
+    }
+  }
+  if (!c.students || !targets.length) return null;
+  if (!open) {
+    return (
+      <button
+        type="button"
+        class="btn small ghost"
+        onClick={() => {
+          setOpen(true);
+          void load();
+        }}
+      >
+        {t("school.move")}
+      </button>
+    );
+  }
+  return (
+    <form
+      class="row-form move-student"
+      aria-label={t("school.moveTitle", c.name)}
+      onSubmit={async (e) => {
+        e.preventDefault();
+        const student = students?.find((x) => String(x.id) === who);
+        const target = targets.find((x) => String(x.id) === to);
+        if (!student || !target) return;
+        if (await props.act(() => api.moveStudent(c.id, student.id, target.id), t("school.moved", student.name, target.name))) {
+          setWho("");
+          setOpen(false);
+        }
+      }}
+    >
+      <label>
+        {t("school.moveWho")}
+        <select value={who} required aria-label={t("school.moveWho")} onChange={(e) => setWho(e.currentTarget.value)}>
+          <option value="" />
+          {(students ?? []).map((x) => (
+            <option key={x.id} value={String(x.id)}>
+              {x.name}
+            </option>
+          ))}
+        </select>
+      </label>
+      <label>
+        {t("school.moveTo")}
+        <select value={to} required aria-label={t("school.moveTo")} onChange={(e) => setTo(e.currentTarget.value)}>
+          <option value="" />
+          {targets.map((x) => (
+            <option key={x.id} value={String(x.id)}>
+              {x.name}
+            </option>
+          ))}
+        </select>
+      </label>
+      <p class="field-hint">{t("school.moveHint")}</p>
+      <button type="submit" class="btn small primary" disabled={!students}>
+        {t("school.moveSubmit")}
+      </button>
+      <button type="button" class="btn small ghost" onClick={() => setOpen(false)}>
+        {t("common.cancel")}
+      </button>
+    </form>
   );
 }
 

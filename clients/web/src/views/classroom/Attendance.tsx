@@ -1,7 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { asApiError, type ApiError } from "../../api/errors";
 import { download } from "../../api/rest";
-import { t } from "../../i18n";
+import { locale, t } from "../../i18n";
 import { ready, request } from "../../state/session";
 import { toast } from "../../state/toasts";
 import { ErrorBox, Loading, PageHeader } from "../common";
@@ -58,7 +58,7 @@ export function AttendancePage(props: { classId: number; sessionId: number | nul
   return (
     <div class="page">
       <PageHeader title={t("att.title", data.lesson.title)} subtitle={fmtTime(data.lesson.started_at)}>
-        <button type="button" class="btn" onClick={() => void download(`/api/v1/lessons/${sid}/attendance.csv`, `lesson-${sid}-attendance.csv`)}>
+        <button type="button" class="btn" onClick={() => void download(`/api/v1/lessons/${sid}/attendance.csv?lang=${encodeURIComponent(locale.value)}`, `lesson-${sid}-attendance.csv`)}>
           {t("att.csv")}
         </button>
       </PageHeader>

@@ -3,7 +3,8 @@ import { asApiError, type ApiError } from "../../api/errors";
 import type { Attachment } from "../../api/types";
 import { newClientId } from "../../api/ids";
 import { download } from "../../api/rest";
-import { t } from "../../i18n";
+import { locale, t } from "../../i18n";
+import { describeError, formatWait } from "../../i18n/errors";
 import { homeworkTick } from "../../state/classroom";
 import { classInfo, rolesIn } from "../../state/me";
 import { ready, request } from "../../state/session";
@@ -231,6 +232,11 @@ interface RollupData {
   homework: HomeworkItem;
   counts: Record<string, number>;
   students: ({ student_id: number; name: string } & Submission)[];
+  /** Whom a reminder would tell (students pending, missing or to redo). */
+  to_remind: number;
+  last_reminded_at: number | null;
+  /** When homework.remind is allowed again; null: now. */
+  remind_again_at: number | null;
 }
 
 function Rollup(props: { classId: number; homeworkId: number }) {
@@ -254,13 +260,22 @@ function Rollup(props: { classId: number; homeworkId: number }) {
   }
   if (!data) return error ? <ErrorBox error={error} /> : <Loading />;
   const hid = props.homeworkId;
+  async function remind() {
+    try {
+      const ack = await request<{ reminded: number[] }>("homework.remind", { homework_id: hid });
+      toast(t("hw.reminded", ack.reminded.length), "success");
+      await load();
+    } catch (err) {
+      const e = asApiError(err);
+      toast(`${t("receipts.remindFailed")} ${describeError(e)}`, "error", 8000);
+      await load();
+    }
+  }
   return (
     <div class="page">
       <PageHeader title={data.homework.title} subtitle={t("hw.due", fmtTime(data.homework.due_at))}>
-        <button type="button" class="btn" onClick={() => void act(() => request("homework.remind", { homework_id: hid }), t("hw.reminded"))}>
-          {t("hw.remind")}
-        </button>
-        <button type="button" class="btn" onClick={() => void download(`/api/v1/homework/${hid}/submissions.csv`, `homework-${hid}.csv`)}>
+        <RemindButton count={data.to_remind} againAt={data.remind_again_at} onRemind={remind} />
+        <button type="button" class="btn" onClick={() => void download(`/api/v1/homework/${hid}/submissions.csv?lang=${encodeURIComponent(locale.value)}`, `homework-${hid}.csv`)}>
           {t("hw.csv")}
         </button>
       </PageHeader>
@@ -318,5 +333,54 @@ function Review(props: { onReview: (comment: string, score: string, grade: strin
         {t("hw.returnRedo")}
       </button>
     </div>
+  );
+}
+
+/** A reminder to N families, confirmed first; during the cool-down the button waits, saying how
+ * long (the same as a notice's reminder). */
+function RemindButton(props: { count: number; againAt: number | null; onRemind: () => Promise<void> }) {
+  const [confirming, setConfirming] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [now, setNow] = useState(() => Date.now() / 1000);
+  const until = props.againAt ?? 0;
+  const coolDown = Math.max(0, Math.ceil(until - now));
+  useEffect(() => {
+    setNow(Date.now() / 1000);
+    if (until <= Date.now() / 1000) return;
+    const timer = setInterval(() => setNow(Date.now() / 1000), 1000);
+    return () => clearInterval(timer);
+  }, [until]);
+  async function send() {
+    setConfirming(false);
+    setBusy(true);
+    try {
+      await props.onRemind();
+    } finally {
+      setBusy(false);
+    }
+  }
+  return (
+    <span class="receipts-actions">
+      {confirming ? (
+        <span class="remind-confirm" role="group" aria-label={t("hw.remindConfirm", props.count)}>
+          <span>{t("hw.remindConfirm", props.count)}</span>
+          <button type="button" class="btn primary" onClick={() => void send()} disabled={busy}>
+            {t("receipts.remindSend")}
+          </button>
+          <button type="button" class="btn ghost" onClick={() => setConfirming(false)}>
+            {t("common.cancel")}
+          </button>
+        </span>
+      ) : (
+        <button type="button" class="btn" onClick={() => setConfirming(true)} disabled={busy || props.count === 0 || coolDown > 0}>
+          {t("hw.remind", props.count)}
+        </button>
+      )}
+      {coolDown > 0 ? (
+        <span class="muted" data-testid="hw-remind-wait">
+          {t("receipts.remindWait", formatWait(coolDown))}
+        </span>
+      ) : null}
+    </span>
   );
 }

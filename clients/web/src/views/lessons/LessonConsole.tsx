@@ -404,15 +404,23 @@ function StageView(props: { view: SessionView; you: LiveParticipant }) {
   const main = host ? <PersonTile view={view} p={host} group={hostScreen ? "screen" : "camera"} big tag={t("live.role.host")} /> : null;
   if (host && hostScreen) strip.push(<PersonTile view={view} p={host} key="host-cam" tag={t("live.role.host")} />);
   for (const p of teachers) if (p.user_id !== view.host_id) strip.push(<PersonTile view={view} p={p} key={p.user_id} tag={t("live.role.teacher")} />);
-  if (view.stage_classroom !== null) {
+  // A dual lesson's classroom on stage is shown large beside the host, never as a thumbnail
+  // (its own local teacher sees her classroom's camera there).
+  let staged: preact.JSX.Element | null = null;
+  const myClassroomStaged = role === "local_teacher" && view.stage_classroom === you.class_id;
+  if (view.stage_classroom !== null && !myClassroomStaged) {
     const lt = others.find((p) => p.role === "local_teacher" && p.class_id === view.stage_classroom);
-    if (lt) strip.push(<PersonTile view={view} p={lt} key={lt.user_id} tag={classroomName(view, lt.class_id)} />);
+    if (lt) staged = <PersonTile view={view} p={lt} key={lt.user_id} big tag={`${classroomName(view, lt.class_id)} · ${t("live.onStage")}`} />;
   }
   for (const p of onStage) strip.push(<PersonTile view={view} p={p} key={p.user_id} tag={t("live.onStage")} />);
-  if (publishing) strip.push(<MyTile you={you} key="me" label={role === "local_teacher" ? t("live.myClassroom") : undefined} />);
+  if (publishing && myClassroomStaged) staged = <MyTile you={you} key="me" big label={t("live.myClassroom")} />;
+  else if (publishing) strip.push(<MyTile you={you} key="me" label={role === "local_teacher" ? t("live.myClassroom") : undefined} />);
   return (
     <>
-      <div class="main-video">{main ?? <p class="empty">{t("live.waitingHost")}</p>}</div>
+      <div class={`main-video${staged ? " with-classroom" : ""}`}>
+        {main ?? <p class="empty">{t("live.waitingHost")}</p>}
+        {staged}
+      </div>
       <VideoStrip tiles={strip} />
     </>
   );
@@ -450,6 +458,7 @@ function ClassroomGrid(props: { view: SessionView; you: LiveParticipant }) {
               label={t("live.classroomCamera", name)}
               stream={feed?.stream ?? null}
               video={!!feed?.video}
+              big={staged}
               tag={staged ? t("live.onStage") : lt ? lt.name : t("live.notConnected")}
               hand={view.hands.includes(`classroom:${c.class_id}`)}
               testId={`classroom-${c.class_id}`}

@@ -20,7 +20,7 @@ export function NoticeDetail(props: { classId: number; noticeId: number }) {
   const [choice, setChoice] = useState("");
 
   useEffect(() => {
-    if (ready.value) void loadNotices(classId);
+    void loadNotices(classId); // offline: the list as it was
   }, [classId, ready.value]);
 
   useEffect(() => {

@@ -15,7 +15,7 @@ export function NoticeList(props: { classId: number }) {
   const board = boardOf(classId);
 
   useEffect(() => {
-    if (ready.value) void loadNotices(classId);
+    void loadNotices(classId); // offline: the list as it was
   }, [classId, ready.value]);
 
   // Teachers: coverage numbers move as receipts come in; reload the list (at most once a second).
@@ -41,7 +41,7 @@ export function NoticeList(props: { classId: number }) {
         ) : null}
       </PageHeader>
       {board.state === "error" && board.error ? <ErrorBox error={board.error} /> : null}
-      {board.state !== "loaded" && board.state !== "error" ? <Loading /> : null}
+      {board.state === "none" || board.state === "loading" ? <Loading /> : null}
       {board.state === "loaded" && board.list.length === 0 ? <Empty>{t("notices.none")}</Empty> : null}
       <ul class="notice-list" aria-label={t("notices.title")}>
         {board.list.map((n) => (
