@@ -257,36 +257,52 @@ async def test_a_viewer_on_an_edge_whose_connection_drops_resumes_there(three: N
         settings.session_grace_s = grace
 
 
-@pytest.mark.timeout(180)
-async def test_kill_9_of_an_edge_places_its_viewers_again_and_others_never_stop(
-    tmp_path: Path,
-) -> None:
+class EdgeLesson:
+    """A lesson on A with viewers on A, on edge C (a ``homeroom serve`` process, to kill) and
+    on edge B; what :func:`edge_lesson` made, to use and to close."""
+
+    def __init__(self) -> None:
+        self.servers: list[Server] = []
+        self.edge_c: ServerProcess | None = None
+        self.balancer: Balancer | None = None
+        self.clients: list[HomeroomClient] = []
+        self.viewers: dict[str, Viewer] = {}
+        self.host: LiveParticipant | None = None
+        self.teacher: HomeroomClient | None = None
+        self.sid = 0
+
+    @property
+    def a(self) -> Server:
+        return self.servers[0]
+
+
+@contextlib.asynccontextmanager
+async def edge_lesson(tmp_path: Path, title: str) -> AsyncIterator[EdgeLesson]:
+    """Ms. Li's lesson on A (nodes A and B in this process, C a process; PostgreSQL and Redis
+    of the test's own), her camera and microphone published. A has room for two viewers,
+    C for two, B for more: Li Ming and Liu Xin are served by A, Liu Yang (connected to C
+    through a balancer that fails over to B) and Wang Hao by C, Zhang Wei by B."""
     common = common_settings()
     db_name = common.pop("_db_name")
     common["placement_cpu_full"] = 1000.0  # one process's CPU says nothing of A or B
     common["cascade_leg_reserve"] = 2
-    servers: list[Server] = []
-    edge_c: ServerProcess | None = None
-    balancer: Balancer | None = None
-    clients: list[HomeroomClient] = []
-    viewers: dict[str, Viewer] = {}
-    host: LiveParticipant | None = None
+    lesson = EdgeLesson()
     try:
         a = await start_server(
             make_settings(tmp_path / "a", node_name="node-a", cascade_node_streams=4, **common)
         )
-        servers.append(a)
+        lesson.servers.append(a)
         b = await start_server(
             make_settings(tmp_path / "b", node_name="node-b", cascade_node_streams=6, **common),
             seed=False,
         )
         b.demo = a.demo
-        servers.append(b)
+        lesson.servers.append(b)
         c_port = free_port()
-        edge_c = node_process(tmp_path, "node-c", c_port, cascade_node_streams=5, **common)
-        edge_c.start()
-        await edge_c.wait_ready()
-        for srv in servers:
+        lesson.edge_c = node_process(tmp_path, "node-c", c_port, cascade_node_streams=5, **common)
+        lesson.edge_c.start()
+        await lesson.edge_c.wait_ready()
+        for srv in lesson.servers:
             await eventually(
                 lambda srv=srv: (
                     set(srv.app[NODES].membership.nodes) == {"node-a", "node-b", "node-c"}
@@ -294,22 +310,20 @@ async def test_kill_9_of_an_edge_places_its_viewers_again_and_others_never_stop(
                 10,
                 "every node seen",
             )
-        teacher_c = await a.client("li")
-        sid = (
+        lesson.teacher = teacher_c = await a.client("li")
+        lesson.sid = sid = (
             await teacher_c.request(
-                "session.start", {"class_id": a.class_id, "kind": "lesson", "title": "全校集会"}
+                "session.start", {"class_id": a.class_id, "kind": "lesson", "title": title}
             )
         )["session"]["id"]
         assert sid in live(a).runtimes
-        host = LiveParticipant(teacher_c, sid)
-        await host.join()
-        await host.publish({CounterVideoTrack(): "camera", ToneAudioTrack(): "microphone"})
-        li = a.uid("li")
-        # Liu Yang's connection goes to C, and to B once C is gone.
-        balancer = Balancer([c_port, b.settings.port], failover=True)
-        await balancer.start()
-        via_c = await client_of(balancer.url, "liuyang")
-        clients.append(via_c)
+        lesson.host = LiveParticipant(teacher_c, sid)
+        await lesson.host.join()
+        await lesson.host.publish({CounterVideoTrack(): "camera", ToneAudioTrack(): "microphone"})
+        lesson.balancer = Balancer([c_port, b.settings.port], failover=True)
+        await lesson.balancer.start()
+        via_c = await client_of(lesson.balancer.url, "liuyang")
+        lesson.clients.append(via_c)
         placed = [
             ("liming", await a.client("liming")),  # A: the origin's first two viewers
             ("liuxin", await a.client("liuxin")),
@@ -318,9 +332,34 @@ async def test_kill_9_of_an_edge_places_its_viewers_again_and_others_never_stop(
             ("zhangwei", await b.client("zhangwei")),  # C is full: a new edge on B
         ]
         for name, client in placed:
-            v = Viewer(client, sid, li)
+            v = Viewer(client, sid, a.uid("li"))
             await v.start()
-            viewers[name] = v
+            lesson.viewers[name] = v
+        yield lesson
+    finally:
+        if lesson.host is not None:
+            await lesson.host.close()
+        for v in lesson.viewers.values():
+            await v.close()
+        for c in lesson.clients:
+            await c.close()
+        if lesson.balancer is not None:
+            await lesson.balancer.close()
+        if lesson.edge_c is not None:
+            lesson.edge_c.crash()
+        for srv in reversed(lesson.servers):
+            await stop_server(srv)
+        drop_postgres_database(db_name)
+
+
+@pytest.mark.timeout(180)
+async def test_kill_9_of_an_edge_places_its_viewers_again_and_others_never_stop(
+    tmp_path: Path,
+) -> None:
+    async with edge_lesson(tmp_path, "全校集会") as lesson:
+        a, sid, viewers = lesson.a, lesson.sid, lesson.viewers
+        edge_c, teacher_c = lesson.edge_c, lesson.teacher
+        assert edge_c is not None and teacher_c is not None
         rt = live(a).runtimes[sid]
         assert rt.cascade is not None
         assert rt.cascade.viewers == {
@@ -380,20 +419,6 @@ async def test_kill_9_of_an_edge_places_its_viewers_again_and_others_never_stop(
         }
         assert set(rt.cascade.legs) == {"node-b"}
         await teacher_c.request("session.end", {"session_id": sid})
-    finally:
-        if host is not None:
-            await host.close()
-        for v in viewers.values():
-            await v.close()
-        for c in clients:
-            await c.close()
-        if balancer is not None:
-            await balancer.close()
-        if edge_c is not None:
-            edge_c.crash()
-        for srv in reversed(servers):
-            await stop_server(srv)
-        drop_postgres_database(db_name)
 
 
 @pytest.mark.timeout(180)
@@ -405,65 +430,10 @@ async def test_kill_9_of_the_edge_a_student_on_stage_publishes_on_puts_him_back_
     C's uplink. He is told to subscribe again (placed on B) and to publish again, which he
     does on B; everyone sees and hears him again within 5 s: Li Ming on A, Zhang Wei on B, and
     Liu Yang, whose connection was on C and who joined again through B."""
-    common = common_settings()
-    db_name = common.pop("_db_name")
-    common["placement_cpu_full"] = 1000.0  # one process's CPU says nothing of A or B
-    common["cascade_leg_reserve"] = 2
-    servers: list[Server] = []
-    edge_c: ServerProcess | None = None
-    balancer: Balancer | None = None
-    clients: list[HomeroomClient] = []
-    viewers: dict[str, Viewer] = {}
-    host: LiveParticipant | None = None
-    try:
-        a = await start_server(
-            make_settings(tmp_path / "a", node_name="node-a", cascade_node_streams=4, **common)
-        )
-        servers.append(a)
-        b = await start_server(
-            make_settings(tmp_path / "b", node_name="node-b", cascade_node_streams=6, **common),
-            seed=False,
-        )
-        b.demo = a.demo
-        servers.append(b)
-        c_port = free_port()
-        edge_c = node_process(tmp_path, "node-c", c_port, cascade_node_streams=5, **common)
-        edge_c.start()
-        await edge_c.wait_ready()
-        for srv in servers:
-            await eventually(
-                lambda srv=srv: (
-                    set(srv.app[NODES].membership.nodes) == {"node-a", "node-b", "node-c"}
-                ),
-                10,
-                "every node seen",
-            )
-        teacher_c = await a.client("li")
-        sid = (
-            await teacher_c.request(
-                "session.start", {"class_id": a.class_id, "kind": "lesson", "title": "边缘上台"}
-            )
-        )["session"]["id"]
-        host = LiveParticipant(teacher_c, sid)
-        await host.join()
-        await host.publish({CounterVideoTrack(): "camera", ToneAudioTrack(): "microphone"})
-        li = a.uid("li")
-        # Liu Yang's connection goes to C (a new edge), and to B once C is gone.
-        balancer = Balancer([c_port, b.settings.port], failover=True)
-        await balancer.start()
-        via_c = await client_of(balancer.url, "liuyang")
-        clients.append(via_c)
-        placed = [
-            ("liming", await a.client("liming")),  # A: the origin's first two viewers
-            ("liuxin", await a.client("liuxin")),
-            ("liuyang", via_c),  # a new edge on C, its node
-            ("wanghao", await b.client("wanghao")),  # C still has room
-            ("zhangwei", await b.client("zhangwei")),  # C is full: a new edge on B
-        ]
-        for name, client in placed:
-            v = Viewer(client, sid, li)
-            await v.start()
-            viewers[name] = v
+    async with edge_lesson(tmp_path, "边缘上台") as lesson:
+        a, sid, viewers = lesson.a, lesson.sid, lesson.viewers
+        edge_c, teacher_c = lesson.edge_c, lesson.teacher
+        assert edge_c is not None and teacher_c is not None
         rt = live(a).runtimes[sid]
         assert rt.cascade is not None
         wid = a.uid("wanghao")
@@ -514,20 +484,6 @@ async def test_kill_9_of_the_edge_a_student_on_stage_publishes_on_puts_him_back_
         playing = wang.frames()
         await eventually(lambda: wang.frames() > playing + 5, 10, "Wang Hao seeing the teacher")
         await teacher_c.request("session.end", {"session_id": sid})
-    finally:
-        if host is not None:
-            await host.close()
-        for v in viewers.values():
-            await v.close()
-        for c in clients:
-            await c.close()
-        if balancer is not None:
-            await balancer.close()
-        if edge_c is not None:
-            edge_c.crash()
-        for srv in reversed(servers):
-            await stop_server(srv)
-        drop_postgres_database(db_name)
 
 
 async def test_chromium_on_edges_b_and_c_plays_the_teacher_and_a_student_on_stage_at_c(
