@@ -138,6 +138,22 @@ async def _row(conn: DbConnection, session_id: int, user_id: int) -> Any:
     ).first()
 
 
+def _blank(session_id: int, user_id: int, class_id: int, role: str) -> dict[str, Any]:
+    """A person's attendance row before anything is recorded."""
+    return {
+        "session_id": session_id,
+        "user_id": user_id,
+        "class_id": class_id,
+        "role": role,
+        "intervals": [],
+        "first_join": None,
+        "seconds": 0.0,
+        "open_since": None,
+        "hands": 0,
+        "stage_s": 0.0,
+    }
+
+
 async def _record(hub: Hub, session_id: int, changes: list[Change]) -> None:
     async with hub.store.transaction() as conn:
         await _apply(conn, session_id, changes)
@@ -148,18 +164,7 @@ async def _apply(conn: DbConnection, session_id: int, changes: list[Change]) -> 
         row = await _row(conn, session_id, ch.user_id)
         if row is None:
             await conn.execute(
-                attendance.insert().values(
-                    session_id=session_id,
-                    user_id=ch.user_id,
-                    class_id=ch.class_id,
-                    role=ch.role,
-                    intervals=[],
-                    first_join=None,
-                    seconds=0.0,
-                    open_since=None,
-                    hands=0,
-                    stage_s=0.0,
-                )
+                attendance.insert().values(_blank(session_id, ch.user_id, ch.class_id, ch.role))
             )
             row = await _row(conn, session_id, ch.user_id)
         intervals = [list(i) for i in row.intervals]
@@ -386,17 +391,7 @@ async def correct(hub: Hub, user_id: int, req: AttendanceCorrect) -> dict[str, A
         if await _row(conn, session.id, req.student_id) is None:
             await conn.execute(
                 attendance.insert().values(
-                    session_id=session.id,
-                    user_id=req.student_id,
-                    class_id=class_id,
-                    role="student",
-                    intervals=[],
-                    first_join=None,
-                    seconds=0.0,
-                    open_since=None,
-                    hands=0,
-                    stage_s=0.0,
-                    **values,
+                    {**_blank(session.id, req.student_id, class_id, "student"), **values}
                 )
             )
         else:
