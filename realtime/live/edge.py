@@ -33,6 +33,7 @@ from aiortc.exceptions import InvalidStateError
 
 from media.router import MediaRouter
 from realtime import schemas
+from realtime.cluster.cascade import leg_streams
 from realtime.errors import HomeroomError, bad_request, not_found
 from realtime.live.runtime import MediaOptions, legs_go_on, publish_reply
 from signaling import PublishSession, SignalingError, SubscribeOffer, SubscribeSession, TrackRequest
@@ -52,6 +53,8 @@ def offer_to_wire(offer: SubscribeOffer) -> dict[str, Any]:
                 "publisher_id": t.publisher_id,
                 "source": t.source,
                 "kind": t.kind,
+                # Which layer of a track sent in layers (node-to-node legs only).
+                **({} if t.layer is None else {"layer": t.layer}),
             }
             for t in offer.tracks
         ],
@@ -66,7 +69,12 @@ def uplink_participant(origin: str) -> str:
 def offer_from_wire(wire: Mapping[str, Any]) -> SubscribeOffer:
     tracks = [
         SubscribedTrack(
-            str(t["track_id"]), str(t["mid"]), str(t["publisher_id"]), str(t["source"]), t["kind"]
+            str(t["track_id"]),
+            str(t["mid"]),
+            str(t["publisher_id"]),
+            str(t["source"]),
+            t["kind"],
+            None if t.get("layer") is None else int(t["layer"]),
         )
         for t in wire.get("tracks") or []
     ]
@@ -147,7 +155,9 @@ class EdgeRuntime:
         if self.uplink is None:
             if not self.local_tracks():
                 return None
-            self.uplink = self.media.subscribe_leg(uplink_participant(self.origin), self.router)
+            self.uplink = self.media.subscribe_leg(
+                uplink_participant(self.origin), self.router, relay=True
+            )
         return await self.uplink.set_tracks(self.local_tracks())
 
     async def uplink_answer(self, sdp: str) -> SubscribeOffer | None:
@@ -227,9 +237,16 @@ class EdgeRuntime:
                 with contextlib.suppress(Exception):
                     await leg.close()
 
-    def streams(self) -> int:
-        """What this session costs this node, in streams: its viewers, the leg, the uplink."""
-        return len(self.viewers) + 1 + (self.uplink is not None)
+    def streams(self) -> float:
+        """What this session costs this node, in streams: its viewers, the leg, the uplink
+        (``relay_streams``)."""
+        return len(self.viewers) + self.relay_streams()
+
+    def relay_streams(self) -> float:
+        """The leg received (one stream) and the uplink sent (one per stream it carries:
+        ``rule.leg_streams``)."""
+        uplink = 0.0 if self.uplink is None else leg_streams(self.uplink.layer_counts())
+        return 1 + uplink
 
     async def close(self) -> None:
         for user_id in list(set(self.viewers) | set(self.publishers)):

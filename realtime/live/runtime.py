@@ -69,14 +69,18 @@ class MediaOptions:
     configuration: Callable[[], RTCConfiguration]
     public_address: str | None
 
-    def subscribe_leg(self, participant_id: str, router: MediaRouter) -> SubscribeSession:
-        """A subscribe leg over ``router`` with this node's codecs and ICE settings."""
+    def subscribe_leg(
+        self, participant_id: str, router: MediaRouter, *, relay: bool = False
+    ) -> SubscribeSession:
+        """A subscribe leg over ``router`` with this node's codecs and ICE settings
+        (``relay``: to another node, carrying every layer of a track sent in layers)."""
         return SubscribeSession(
             participant_id,
             router,
             codecs=self.codecs,
             configuration=self.configuration(),
             public_address=self.public_address,
+            relay=relay,
         )
 
     def publish_leg(

@@ -818,7 +818,7 @@ class LiveService:
         except SignalingError as exc:
             raise _error(exc) from None
 
-    def streams_here(self) -> int:
+    def streams_here(self) -> float:
         """The streams this node sends now: its viewers (own sessions' and as an edge), its
         legs to edges and uplinks to origins, and the legs it receives."""
         own = sum(
