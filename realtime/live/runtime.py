@@ -183,11 +183,11 @@ class LiveRuntime:
         leg = self.subscribers.get(user_id)
         if leg is None:
             leg = self.media.subscribe_leg(str(user_id), self.router)
-            leg.on_layer = functools.partial(self._layer_changed, user_id)
+            leg.on_layer = functools.partial(self.layer_changed, user_id)
             self.subscribers[user_id] = leg
         return leg
 
-    def _layer_changed(self, user_id: int, track_id: str, layer: int) -> None:
+    def layer_changed(self, user_id: int, track_id: str, layer: int) -> None:
         """Tell a viewer which layer of a track it now receives; ``video_paused``: its link
         cannot carry even the lowest one (the web app says so; audio continues)."""
         message = {
