@@ -896,7 +896,8 @@ async def test_a_camera_in_layers_reaches_an_edge_in_layers_and_its_viewer_is_to
     """Ms. Li publishes her camera in three layers on A; Wang Hao, connected to B, is served on
     B. The leg carries every layer (three streams, counted so in A's load), B republishes them
     as one track in layers under A's id, and Wang Hao climbs from the lowest layer by his own
-    link, told each layer (``media.layer``, from B through A) as a viewer of A is."""
+    link, told each layer (``media.layer``, from B through A) as a viewer of A is. On stage,
+    his own camera in layers crosses the uplink from B to A as every layer too."""
     await settled(three)
     a, b, _ = three.servers
     teacher_c = await a.client("li")
@@ -909,6 +910,7 @@ async def test_a_camera_in_layers_reaches_an_edge_in_layers_and_its_viewer_is_to
     host = LiveParticipant(teacher_c, sid)
     await host.join()
     camera = SimulcastCamera(TextureVideoTrack(640, 360, 10), LAYERS)
+    cameras = [camera]
     ack = await host.publish_layers(camera, others={ToneAudioTrack(): "microphone"})
     assert not ack["rejected"], ack
     camera_id = next(t["track_id"] for t in ack["published"] if t["source"] == "camera")
@@ -941,8 +943,31 @@ async def test_a_camera_in_layers_reaches_an_edge_in_layers_and_its_viewer_is_to
         mine = copy.stats.snapshot()["subscribers"][str(a.uid("wanghao"))]
         assert mine["layer"] >= 1 and mine["layer_switches"] >= 1
         assert layers_told()[-1] == mine["layer"]
+
+        # On stage he publishes his camera in layers on B: the uplink carries every layer and
+        # A republishes them in layers under B's track id.
+        wid = a.uid("wanghao")
+        await teacher_c.request("stage.invite", {"session_id": sid, "user_id": wid})
+        await eventually(lambda: any(n == "stage.invited" for n, _ in wang.p.notices), 10, "asked")
+        await wang.p.client.request("stage.accept", {"session_id": sid})
+        his_camera = SimulcastCamera(TextureVideoTrack(640, 360, 10), LAYERS)
+        cameras.append(his_camera)
+        ack = await wang.p.publish_layers(his_camera, others={ToneAudioTrack(): "microphone"})
+        assert not ack["rejected"], ack
+        his_id = next(t["track_id"] for t in ack["published"] if t["source"] == "camera")
+        assert isinstance(on_b.router.get(his_id), LayeredTrack)
+
+        def at_a() -> object:
+            return next((t for t in rt.router.tracks() if t.track_id == his_id), None)
+
+        await eventually(lambda: at_a() is not None, 20, "his camera reaching A")
+        mirrored = rt.router.get(his_id)
+        assert isinstance(mirrored, LayeredTrack) and len(mirrored.layers) == 3
+        assert on_b.uplink is not None and sorted(on_b.uplink.layer_counts()) == [1, 3]
+        assert on_b.relay_streams() == 1 + 3  # the leg in, and the uplink's three streams
     finally:
         await teacher_c.request("session.end", {"session_id": sid})
         await wang.close()
-        camera.stop()
+        for cam in cameras:
+            cam.stop()
         await host.close()
