@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.cascade_sim                       # figures of docs/scaling.md
     .venv/bin/python -m bench.cascade_sim --bench cascade.json  # costs from bench/cascade.py
+    .venv/bin/python -m bench.cascade_sim --layers 3            # the camera in three layers
 
 This machine's 2 cores cannot hold enough viewers to fill one node, so capacity comes from a
 model built on measured costs: the marginal CPU per forwarded 720p viewer (bench/sfu_fanout.py,
@@ -10,7 +11,10 @@ edge (bench/cascade.py). The simulation places a lesson's viewers one at a time 
 machines of ``--cores`` workers (one node per core, as ``homeroom serve --workers auto`` runs)
 with the cluster's own rule (realtime/cluster/cascade.py :func:`place_viewer`), then checks
 what each node and machine would carry against its CPU and its uplink, with the measured leg
-cost (not the rule's unit count). For each lesson size it finds the fewest machines on which
+cost (not the rule's unit count). With ``--layers`` the teacher's camera is sent in layers,
+each of which crosses every leg as a stream of its own (``leg_streams``): the rule counts a
+leg as that many streams, its CPU is that many viewers' and its bytes ``LAYERED_LEG_BYTES``
+viewers'. For each lesson size it finds the fewest machines on which
 every viewer is placed and nothing is over its budget. The last line is one JSON object.
 """
 
@@ -30,6 +34,7 @@ from realtime.cluster.cascade import (
     NodeLoad,
     Tree,
     apply,
+    leg_streams,
     place_viewer,
 )
 
@@ -47,6 +52,9 @@ CPU_BUDGET = 0.75
 UPLINK_BUDGET = 0.8
 # A 720p camera at ~2.5 Mbit/s plus Opus audio.
 STREAM_MBIT = 2.55
+# A leg carrying a camera in layers sends every layer: the web app's 100 + 300 + 800 kbit/s
+# are 1.5 times the top layer's bytes (a viewer on a LAN receives the top layer).
+LAYERED_LEG_BYTES = (100 + 300 + 800) / 800
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,15 @@ class Costs:
     cpu_per_viewer: float
     leg_ratio: float
     edge_viewer_ratio: float
+    # Streams per leg (``leg_streams``: 3 for a camera in three layers) and its bytes in
+    # viewers' (``LAYERED_LEG_BYTES`` then).
+    leg_streams: float = 1.0
+    leg_bytes: float = 1.0
+
+    @property
+    def leg_cost(self) -> float:
+        """A leg in the rule's streams: the measured ratio for each stream it carries."""
+        return self.leg_ratio * self.leg_streams
 
 
 def worker_capacity(machine: Machine, costs: Costs) -> int:
@@ -82,8 +99,8 @@ def simulate(viewers: int, machines: int, machine: Machine, costs: Costs) -> dic
     placed = 0
     try:
         for _ in range(viewers):
-            placement = place_viewer(tree, loads, leg_cost=costs.leg_ratio)
-            apply(tree, loads, placement, leg_cost=costs.leg_ratio)
+            placement = place_viewer(tree, loads, leg_cost=costs.leg_cost)
+            apply(tree, loads, placement, leg_cost=costs.leg_cost)
             placed += 1
     except NoCapacityError:
         pass
@@ -96,11 +113,11 @@ def simulate(viewers: int, machines: int, machine: Machine, costs: Costs) -> dic
         cpu[name] = (
             NODE_BASE_CPU
             + local * costs.cpu_per_viewer * ratio
-            + legs * costs.cpu_per_viewer * costs.leg_ratio
+            + legs * costs.cpu_per_viewer * costs.leg_cost
         )
     uplink: dict[str, float] = {}
     for name in tree.nodes():
-        out = tree.viewers.get(name, 0) + tree.legs(name)
+        out = tree.viewers.get(name, 0) + tree.legs(name) * costs.leg_bytes
         host = name.split("w")[0]
         uplink[host] = uplink.get(host, 0.0) + out * STREAM_MBIT / 1000
     used_machines = sorted(uplink)
@@ -128,7 +145,7 @@ def fewest_machines(
     viewers: int, machine: Machine, costs: Costs, limit: int = 400
 ) -> dict[str, Any]:
     """The fewest machines on which the lesson holds: from the bound no tree can beat, upward."""
-    per_node = max(1.0, worker_capacity(machine, costs) - LEG_RESERVE * costs.leg_ratio)
+    per_node = max(1.0, worker_capacity(machine, costs) - LEG_RESERVE * costs.leg_cost)
     machines = max(1, math.ceil(viewers / per_node / machine.cores))
     result = simulate(viewers, machines, machine, costs)
     while not result["holds"] and machines < limit:
@@ -137,14 +154,18 @@ def fewest_machines(
     return result
 
 
-def costs_from(path: Path | None) -> Costs:
+def costs_from(path: Path | None, layers: int = 1) -> Costs:
+    streams = leg_streams([layers])
+    leg_bytes = LAYERED_LEG_BYTES if layers > 1 else 1.0
     if path is None:
-        return Costs(CPU_PER_VIEWER_720P, LEG_COST_RATIO, EDGE_VIEWER_RATIO)
+        return Costs(CPU_PER_VIEWER_720P, LEG_COST_RATIO, EDGE_VIEWER_RATIO, streams, leg_bytes)
     data = json.loads(path.read_text().strip().splitlines()[-1])
     return Costs(
         CPU_PER_VIEWER_720P,
         max(LEG_COST_RATIO, data.get("edge_leg_cost_ratio") or LEG_COST_RATIO),
         max(EDGE_VIEWER_RATIO, data.get("edge_viewer_cost_ratio") or EDGE_VIEWER_RATIO),
+        streams,
+        leg_bytes,
     )
 
 
@@ -153,8 +174,11 @@ def main() -> None:
     parser.add_argument("--bench", type=Path, help="bench/cascade.py's output (last line JSON)")
     parser.add_argument("--cores", type=int, default=16)
     parser.add_argument("--viewers", type=int, nargs="+", default=[1000, 5000, 20000])
+    parser.add_argument(
+        "--layers", type=int, default=1, help="the camera's layers (each crosses a leg)"
+    )
     args = parser.parse_args()
-    costs = costs_from(args.bench)
+    costs = costs_from(args.bench, args.layers)
     out: dict[str, Any] = {"costs": costs.__dict__, "cores": args.cores, "lessons": {}}
     for nic in (1.0, 10.0):
         machine = Machine(args.cores, nic)

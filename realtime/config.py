@@ -127,7 +127,8 @@ class Settings:
     placement_cpu_full: float = 0.9
     # One lesson over several nodes (realtime/cluster/cascade.py, docs/scaling.md): the streams
     # this node may send (a viewer's camera and microphone count as one, a leg to an edge node
-    # as one; ~250 per core at 720p), announced in the registry. A session's origin serves
+    # as one plus one per layer beyond the first of a camera in layers; ~250 per core at
+    # 720p), announced in the registry. A session's origin serves
     # viewers itself up to this, less cascade_leg_reserve; the next ones go to edge nodes.
     cascade_node_streams: int = 250
     # Streams every node of a session's tree keeps free to feed new edges.

@@ -15,6 +15,12 @@ hop adds the network time, not a frame interval) and leave the edge packetized a
 viewers. A keyframe request
 from an edge viewer goes up this leg as a PLI, where the origin coalesces it.
 
+A track sent in layers crosses the leg as every layer, one m-line each (the offer's ``tracks``
+says which layer each m-line carries): this end republishes them as one
+:class:`~media.simulcast.LayeredTrack` with the origin's track id, so each viewer here gets the
+layer its own link carries, as at the origin, and a keyframe request for one layer goes up as a
+PLI on that layer's m-line only.
+
 The origin only ever offers on this connection (it is a subscribe leg there), so there is no
 glare: every offer, with its ``tracks`` list naming what each m-line carries, goes through
 :meth:`RelayIngest.apply_offer`, which returns the answer. An m-line the origin stops sending
@@ -82,11 +88,7 @@ class RelayIngest:
 
     def relayed(self) -> dict[str, str]:
         """mid -> track id of the origin tracks this leg currently carries."""
-        return {
-            mid: slot.target.id
-            for mid, slot in self._slots.items()
-            if slot.target is not None and not slot.target.ended
-        }
+        return {mid: slot.track_id for mid, slot in self._slots.items() if slot.live}
 
     async def apply_offer(self, offer: SubscribeOffer) -> str:
         """Apply the origin's offer (its SDP and what each m-line carries); returns the answer."""
@@ -134,6 +136,9 @@ class RelayIngest:
         await self._candidates.flush()
 
         carried: dict[str, SubscribedTrack] = {t.mid: t for t in offer.tracks}
+        # track id -> [(layer, slot)] of the m-lines carrying the layers of one track.
+        layered: dict[str, list[tuple[int, IngestSlot]]] = {}
+        firsts: dict[str, SubscribedTrack] = {}
         for media in description.media:
             mid = media.rtp.muxId
             slot = self._slots.get(mid)
@@ -144,12 +149,13 @@ class RelayIngest:
             if track is None or track.kind != media.kind:
                 slot.stop()
                 continue
-            if slot.target is not None and slot.target.id == track.track_id:
+            if track.layer is not None and track.kind == "video":
+                layered.setdefault(track.track_id, []).append((track.layer, slot))
+                firsts.setdefault(track.track_id, track)
                 continue
-            slot.stop()  # the origin reused this m-line for another track
-            for other in self._slots.values():  # a stale copy on another m-line
-                if other.target is not None and other.target.id == track.track_id:
-                    other.stop()
+            if slot.live and slot.track_id == track.track_id:
+                continue
+            self._replace(slot, track.track_id)
             slot.target = self._router.publish(
                 track.publisher_id,
                 track.source,
@@ -157,6 +163,9 @@ class RelayIngest:
                 slot.request_pli,
                 track_id=track.track_id,
             )
+            slot.track_id = track.track_id
+        for track_id, members in layered.items():
+            self._publish_layers(firsts[track_id], sorted(members, key=lambda m: m[0]))
 
         local = await self.pc.createAnswer()
         bind_media_ports(self.pc)  # no-op unless the node has one media UDP or TCP port
@@ -165,6 +174,39 @@ class RelayIngest:
         if self._public_address:
             sdp_out = announce_address(sdp_out, self._public_address)
         return sdp_out
+
+    def _replace(self, slot: IngestSlot, track_id: str) -> None:
+        """Free ``slot`` and every other copy of ``track_id`` for a new copy of it."""
+        slot.stop()  # the origin reused this m-line for another track
+        for other in self._slots.values():  # a stale copy on another m-line
+            if other.target is not None and other.track_id == track_id:
+                other.stop()
+
+    def _publish_layers(
+        self, track: SubscribedTrack, members: list[tuple[int, IngestSlot]]
+    ) -> None:
+        """The layers of one track (their m-lines, lowest first) as one track in layers."""
+        slots = [slot for _, slot in members]
+        if all(s.live and s.track_id == track.track_id for s in slots) and len(slots) == len(
+            [s for s in self._slots.values() if s.live and s.track_id == track.track_id]
+        ):
+            return  # the same layers on the same m-lines: carried already
+        for slot in slots:
+            self._replace(slot, track.track_id)
+        if [index for index, _ in members] != list(range(len(members))):
+            logger.warning(
+                "relay %s: layers %s of %s", self.leg_id, [m[0] for m in members], track.track_id
+            )
+            return  # the feeding node sends every layer, numbered from 0, or nothing is right
+        _, layers = self._router.publish_layers(
+            track.publisher_id,
+            track.source,
+            [slot.request_pli for slot in slots],
+            track_id=track.track_id,
+        )
+        for slot, layer in zip(slots, layers, strict=True):
+            slot.target = layer
+            slot.track_id = track.track_id
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         # Inside setRemoteDescription, before the receiver starts: the only moment to hook it.

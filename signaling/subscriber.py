@@ -6,6 +6,11 @@ transceivers and returns an offer. Only the server ever offers on this connectio
 no glare: a change requested while an offer is outstanding is remembered, and
 :meth:`SubscribeSession.apply_answer` returns the follow-up offer.
 
+A node-to-node leg (``relay=True``: the participant is another node, signaling/relay.py)
+is not a viewer: a track sent in layers crosses it as every layer, one m-line each
+(``SubscribedTrack.layer``), so that the receiving node can republish it in layers and choose
+per viewer; no layer selector runs on the leg.
+
 Each method checks the state and changes it before its first await (``OFFERING`` while an offer
 is being made, ``APPLYING`` while an answer is applied), so two calls that interleave at their
 awaits cannot both pass one check: the second is remembered or refused, never applied twice.
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,11 +29,11 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpTransceiver, RTCSe
 from aiortc.exceptions import InternalError, InvalidStateError, OperationError
 
 from media import attach_track
-from media.forwarder import SubscriberTrack
+from media.forwarder import ForwardedTrack, SubscriberTrack
 from media.ice import announce_address, bind_media_ports, rtc_configuration
 from media.internals import set_stream_id
 from media.router import MediaRouter
-from media.simulcast import LayeredSubscriberTrack
+from media.simulcast import LayeredSubscriberTrack, LayeredTrack
 from signaling.candidates import CandidateBuffer
 from signaling.codecs import CodecPolicy, with_opus_fmtp
 from signaling.description import parse_description
@@ -51,13 +57,22 @@ BUSY = (SubscribeState.OFFERING, SubscribeState.HAVE_LOCAL_OFFER, SubscribeState
 
 @dataclass(frozen=True)
 class SubscribedTrack:
-    """A track the client receives, and the m-line (mid) it arrives on."""
+    """A track the client receives, and the m-line (mid) it arrives on.
+
+    ``layer``: on a node-to-node leg, which layer of a track sent in layers this m-line
+    carries (0 = lowest; every layer has its own m-line); None on a viewer's leg.
+    """
 
     track_id: str
     mid: str
     publisher_id: str
     source: str
     kind: str
+    layer: int | None = None
+
+
+# What one transceiver sends: a track id, and the layer of it on a relay leg (else None).
+StreamKey = tuple[str, int | None]
 
 
 @dataclass(frozen=True)
@@ -79,8 +94,10 @@ class SubscribeSession:
         codecs: CodecPolicy | None = None,
         configuration: RTCConfiguration | None = None,
         public_address: str | None = None,
+        relay: bool = False,
     ) -> None:
         self.participant_id = participant_id
+        self.relay = relay
         self.state = SubscribeState.STABLE
         self._router = router
         self._codecs = codecs or CodecPolicy()
@@ -88,8 +105,8 @@ class SubscribeSession:
         self.pc = RTCPeerConnection(configuration or rtc_configuration())
         self._candidates = CandidateBuffer(self.pc)
         self._desired: set[str] = set()
-        # track id -> (transceiver, subscriber track) currently sent.
-        self._sending: dict[str, tuple[RTCRtpTransceiver, SubscriberTrack]] = {}
+        # (track id, layer) -> (transceiver, subscriber track) currently sent.
+        self._sending: dict[StreamKey, tuple[RTCRtpTransceiver, SubscriberTrack]] = {}
         # Deactivated transceivers, reused for the next track of the same kind.
         self._free: list[RTCRtpTransceiver] = []
         self._negotiated = False
@@ -105,16 +122,25 @@ class SubscribeSession:
     def tracks(self) -> list[SubscribedTrack]:
         """What the client receives (mids are known once an offer has been made)."""
         out = []
-        for track_id, (transceiver, track) in self._sending.items():
+        for (track_id, layer), (transceiver, track) in self._sending.items():
             if transceiver.mid is None:
                 continue
             source = track.source
             out.append(
                 SubscribedTrack(
-                    track_id, transceiver.mid, source.publisher_id, source.source, source.kind
+                    track_id,
+                    transceiver.mid,
+                    source.publisher_id,
+                    source.source,
+                    source.kind,
+                    layer,
                 )
             )
         return out
+
+    def layer_counts(self) -> list[int]:
+        """Per track sent, how many streams carry it: its layers on a relay leg, else 1."""
+        return list(Counter(track_id for track_id, _ in self._sending).values())
 
     async def set_tracks(self, track_ids: Iterable[str]) -> SubscribeOffer | None:
         """Receive exactly ``track_ids``; returns an offer, or None if nothing to negotiate now.
@@ -173,32 +199,31 @@ class SubscribeSession:
     async def _offer_if_changed(self) -> SubscribeOffer | None:
         changed = False
         # Tracks no longer wanted, or ended by their publisher.
-        for track_id, (transceiver, track) in list(self._sending.items()):
-            if track_id in self._desired and track.readyState == "live":
+        for key, (transceiver, track) in list(self._sending.items()):
+            if key[0] in self._desired and track.readyState == "live":
                 continue
             # Detach first so the sender's RTP loop idles instead of ending (transceiver reuse).
             transceiver.sender.replaceTrack(None)
             track.stop()
             transceiver.direction = "inactive"
             self._free.append(transceiver)
-            del self._sending[track_id]
+            del self._sending[key]
             changed = True
-        for track_id in sorted(self._desired - set(self._sending)):
+        sent = {track_id for track_id, _ in self._sending}
+        for track_id in sorted(self._desired - sent):
             try:
                 forwarded = self._router.get(track_id)
             except KeyError:
                 continue
             if forwarded.ended:
                 continue
-            track = forwarded.subscribe(self.participant_id)
-            if isinstance(track, LayeredSubscriberTrack):
-                track.on_change = self._layer_changed
-            reused = self._reuse(track)
-            if reused is None:
-                reused = attach_track(self.pc, track)
-                reused.setCodecPreferences(self._codecs.preferences(track.kind))
-            self._sending[track_id] = (reused, track)
-            changed = True
+            for key, track in self._subscribe(track_id, forwarded):
+                reused = self._reuse(track)
+                if reused is None:
+                    reused = attach_track(self.pc, track)
+                    reused.setCodecPreferences(self._codecs.preferences(track.kind))
+                self._sending[key] = (reused, track)
+                changed = True
         if not changed:
             return None
         self.state = SubscribeState.OFFERING
@@ -218,6 +243,20 @@ class SubscribeSession:
             sdp = announce_address(sdp, self._public_address)
         self._offer = SubscribeOffer(sdp, self.tracks())
         return self._offer
+
+    def _subscribe(
+        self, track_id: str, forwarded: ForwardedTrack | LayeredTrack
+    ) -> list[tuple[StreamKey, SubscriberTrack]]:
+        if self.relay and isinstance(forwarded, LayeredTrack):
+            # Every layer as it arrived, lowest first: the next node chooses per viewer.
+            return [
+                ((track_id, index), layer.subscribe(self.participant_id))
+                for index, layer in enumerate(forwarded.layers)
+            ]
+        track = forwarded.subscribe(self.participant_id)
+        if isinstance(track, LayeredSubscriberTrack):
+            track.on_change = self._layer_changed
+        return [((track_id, None), track)]
 
     def outstanding(self) -> SubscribeOffer | None:
         """The offer waiting for the client's answer, if one is."""

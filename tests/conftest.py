@@ -160,6 +160,7 @@ LONG = (
     "tests/live/",
     "tests/media/test_lossy_viewer.py",
     "tests/media/test_simulcast.py",
+    "tests/media/test_relay_layers.py",
     "tests/test_loadbalancer.py",
     "tests/test_node_lost.py",
     "tests/test_workers.py",

@@ -17,6 +17,7 @@ from realtime.cluster.cascade import (
     Placement,
     Tree,
     apply,
+    leg_streams,
     place_viewer,
 )
 from realtime.cluster.registry import NodeInfo
@@ -46,6 +47,23 @@ def test_viewers_stay_on_the_origin_until_only_its_reserve_for_legs_is_left() ->
     assert nodes["b"].streams == 2  # the leg in, and the viewer
     # The edge's leg is up: the next viewers join there (the fastest join).
     assert place_viewer(tree, nodes) == Placement("b")
+
+
+def test_a_leg_carrying_a_camera_in_layers_costs_a_stream_per_layer() -> None:
+    assert leg_streams([]) == 1  # an empty leg still costs what a viewer does
+    assert leg_streams([1, 1]) == 1  # camera and microphone: one viewer's bundle
+    assert leg_streams([3, 1]) == 3  # a camera's three layers each cross the leg
+    assert leg_streams([3, 2, 1]) == 4
+    # Legs of three streams: the origin keeps its reserve of legs at three streams each and
+    # gives up a viewer's place for an edge sooner, and the edge's leg is counted at three.
+    nodes = loads(a=20, b=20)
+    tree = Tree("a")
+    while (placement := place_viewer(tree, nodes, leg_cost=3)) == Placement("a"):
+        apply(tree, nodes, placement, leg_cost=3)
+    assert tree.viewers["a"] == 20 - LEG_RESERVE * 3
+    apply(tree, nodes, placement, leg_cost=3)
+    assert placement == Placement("b", new_edge=True, feed="a")
+    assert nodes["a"].streams == 20 - LEG_RESERVE * 3 + 3
 
 
 def test_a_new_edge_is_the_emptiest_node_and_is_fed_nearest_the_origin() -> None:

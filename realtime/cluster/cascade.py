@@ -16,7 +16,7 @@ worth too (``ingest_cost``): an edge with room for a single viewer is not worth 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 
@@ -70,12 +70,25 @@ class Placement:
     feed: str | None = None
 
 
+def leg_streams(layer_counts: Iterable[int]) -> float:
+    """What one leg costs the node that sends it, in streams (before ``leg_cost``'s ratio).
+
+    ``layer_counts``: per track the leg carries, its streams (the layers of a track sent in
+    layers each cross a leg as a stream of their own; any other track as one). A leg without
+    layers costs one, as a viewer's bundle does; each layer beyond a track's first adds one
+    (its own packetizing, NACK history and bytes: a camera in 100/300/800 kbit/s layers is
+    three streams and about 1.5 top-layer viewers' bytes).
+    """
+    return 1.0 + sum(n - 1 for n in layer_counts if n > 1)
+
+
 # Streams every node of a session's tree keeps free for legs, so that the tree can always grow:
 # viewers fill a node up to its reserve, and the reserve feeds new edges (nearest the origin
 # first), so a lesson grows as a tree of fan-out ``LEG_RESERVE`` at most.
 LEG_RESERVE = 4
 # Receiving a leg costs an edge about one stream; feeding one costs its upstream node
-# ``leg_cost`` streams (bench/cascade.py's ``edge_leg_cost_ratio``: about one).
+# ``leg_cost`` streams (bench/cascade.py's ``edge_leg_cost_ratio``: about one, times
+# ``leg_streams`` when the session has a track sent in layers).
 INGEST_COST = 1.0
 LEG_COST = 1.0
 

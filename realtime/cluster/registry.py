@@ -34,7 +34,8 @@ class NodeInfo(msgspec.Struct, frozen=True):
     live_sessions: int = 0
     published_tracks: int = 0
     subscribers: int = 0
-    # Node-to-node legs of cascaded sessions it feeds or receives (each about one stream).
+    # The streams of node-to-node legs it feeds or receives (a leg is one stream, plus one per
+    # layer beyond the first of a track sent in layers: realtime/cluster/cascade.leg_streams).
     relay_legs: int = 0
     # The streams it may send (its setting ``cascade_node_streams``; 0: not announced).
     capacity: int = 0

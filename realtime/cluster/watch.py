@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 from typing import TYPE_CHECKING
@@ -81,8 +82,10 @@ class NodeWatch:
             live_sessions=len(runtimes),
             published_tracks=sum(len(rt.router.tracks()) for rt in runtimes),
             subscribers=sum(len(rt.subscribers) for rt in runtimes) + self.live.edges.viewers(),
-            relay_legs=sum(len(rt.cascade.legs) for rt in runtimes if rt.cascade is not None)
-            + len(self.live.edges.sessions),
+            relay_legs=math.ceil(
+                sum(rt.cascade.streams() for rt in runtimes if rt.cascade is not None)
+                + sum(edge.relay_streams() for edge in self.live.edges.sessions.values())
+            ),
             capacity=self.hub.settings.cascade_node_streams,
             cpu=cpu,
             draining=self.live.draining,

@@ -43,6 +43,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from media.router import MediaRouter
+from media.simulcast import LayeredTrack
 from realtime.cluster import cascade as rule
 from realtime.cluster.registry import NodeInfo
 from realtime.errors import HomeroomError
@@ -69,7 +70,7 @@ def place(
     me: str,
     nodes: Mapping[str, NodeInfo],
     *,
-    here: int,
+    here: float,
     capacity: int,
     leg_reserve: int,
     cpu_full: float,
@@ -105,7 +106,9 @@ def place(
         else:
             del tree.upstream[edge]  # gone from the registry: its viewers are placed again
     try:
-        placement = rule.place_viewer(tree, loads, leg_reserve=leg_reserve, near=near)
+        placement = rule.place_viewer(
+            tree, loads, leg_reserve=leg_reserve, leg_cost=cascade.leg_cost(), near=near
+        )
     except rule.NoCapacityError:
         placement = None
     if placement is None or (placement.new_edge and placement.feed != me):
@@ -153,10 +156,21 @@ class Cascade:
         """Whether this participant's ``leg`` (subscribe or publish) is on an edge."""
         return user_id in (self.publishers if leg == "publish" else self.viewers)
 
-    def streams(self) -> int:
-        """What this session's edges cost this node, in streams: one per leg (an uplink
-        received costs what a local publisher does, which is not counted either)."""
-        return len(self.legs)
+    def streams(self) -> float:
+        """What this session's edges cost this node, in streams: per leg, one, plus one for
+        every layer beyond the first of each track sent in layers that it carries
+        (``rule.leg_streams``; an uplink received costs what a local publisher does, which is
+        not counted either)."""
+        return sum(rule.leg_streams(leg.layer_counts()) for leg in self.legs.values())
+
+    def leg_cost(self) -> float:
+        """What a new leg of this session would cost this node, in streams: every layer of
+        the tracks sent in layers published here now crosses it."""
+        return rule.leg_streams(
+            len(track.layers)
+            for info in self.router.tracks()
+            if isinstance(track := self.router.get(info.track_id), LayeredTrack)
+        )
 
     async def _ask(self, edge: str, op: str, **body: Any) -> dict[str, Any]:
         return await self.call(edge, {"op": op, "session_id": self.session_id, **body})
@@ -167,7 +181,9 @@ class Cascade:
             return  # detached meanwhile (its last viewer left): no leg to open again
         leg = self.legs.get(edge)
         if leg is None:
-            leg = self.legs[edge] = self.media.subscribe_leg(leg_participant(edge), self.router)
+            leg = self.legs[edge] = self.media.subscribe_leg(
+                leg_participant(edge), self.router, relay=True
+            )
         # What the edge's own publishers send is there already (and arrives from it).
         own = set(self.uplinks[edge].relayed().values()) if edge in self.uplinks else set()
         needed = sorted(

@@ -23,9 +23,11 @@ Requests arrive from the origin over the bus (``realtime/cluster/calls.py``, kin
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -33,6 +35,7 @@ from aiortc.exceptions import InvalidStateError
 
 from media.router import MediaRouter
 from realtime import schemas
+from realtime.cluster.cascade import leg_streams
 from realtime.errors import HomeroomError, bad_request, not_found
 from realtime.live.runtime import MediaOptions, legs_go_on, publish_reply
 from signaling import PublishSession, SignalingError, SubscribeOffer, SubscribeSession, TrackRequest
@@ -52,6 +55,8 @@ def offer_to_wire(offer: SubscribeOffer) -> dict[str, Any]:
                 "publisher_id": t.publisher_id,
                 "source": t.source,
                 "kind": t.kind,
+                # Which layer of a track sent in layers (node-to-node legs only).
+                **({} if t.layer is None else {"layer": t.layer}),
             }
             for t in offer.tracks
         ],
@@ -66,20 +71,38 @@ def uplink_participant(origin: str) -> str:
 def offer_from_wire(wire: Mapping[str, Any]) -> SubscribeOffer:
     tracks = [
         SubscribedTrack(
-            str(t["track_id"]), str(t["mid"]), str(t["publisher_id"]), str(t["source"]), t["kind"]
+            str(t["track_id"]),
+            str(t["mid"]),
+            str(t["publisher_id"]),
+            str(t["source"]),
+            t["kind"],
+            None if t.get("layer") is None else int(t["layer"]),
         )
         for t in wire.get("tracks") or []
     ]
     return SubscribeOffer(str(wire["sdp"]), tracks)
 
 
+# tell_layer(origin, session, viewer, track, layer): a viewer served here receives another
+# layer of a track sent in layers (-1: video paused for its connection); the origin tells it.
+TellLayer = Callable[[str, int, int, str, int], Awaitable[None]]
+
+
 class EdgeRuntime:
     """One cascaded session's media on this edge node. All methods run on the event loop."""
 
-    def __init__(self, session_id: int, origin: str, media: MediaOptions) -> None:
+    def __init__(
+        self,
+        session_id: int,
+        origin: str,
+        media: MediaOptions,
+        tell_layer: TellLayer | None = None,
+    ) -> None:
         self.session_id = session_id
         self.origin = origin
         self.media = media
+        self.tell_layer = tell_layer
+        self._tells: set[asyncio.Task[None]] = set()
         self.router = MediaRouter()
         self.ingest = media.relay_ingest(f"{origin}/{session_id}", self.router)
         self.viewers: dict[int, SubscribeSession] = {}
@@ -111,8 +134,20 @@ class EdgeRuntime:
             leg = None
         if leg is None:
             leg = self.viewers[user_id] = self.media.subscribe_leg(str(user_id), self.router)
+            leg.on_layer = functools.partial(self._layer_changed, user_id)
         self.wanted[user_id] = list(track_ids)
         return await leg.set_tracks(self._here(track_ids))
+
+    def _layer_changed(self, user_id: int, track_id: str, layer: int) -> None:
+        # Each viewer here gets the layer its own link carries (the leg carries every layer);
+        # it is told so (``media.layer``) as a viewer of the origin is, through the origin.
+        if self.tell_layer is None:
+            return
+        task = asyncio.ensure_future(
+            self.tell_layer(self.origin, self.session_id, user_id, track_id, layer)
+        )
+        self._tells.add(task)
+        task.add_done_callback(self._tells.discard)
 
     async def publish(
         self,
@@ -147,7 +182,9 @@ class EdgeRuntime:
         if self.uplink is None:
             if not self.local_tracks():
                 return None
-            self.uplink = self.media.subscribe_leg(uplink_participant(self.origin), self.router)
+            self.uplink = self.media.subscribe_leg(
+                uplink_participant(self.origin), self.router, relay=True
+            )
         return await self.uplink.set_tracks(self.local_tracks())
 
     async def uplink_answer(self, sdp: str) -> SubscribeOffer | None:
@@ -227,9 +264,16 @@ class EdgeRuntime:
                 with contextlib.suppress(Exception):
                     await leg.close()
 
-    def streams(self) -> int:
-        """What this session costs this node, in streams: its viewers, the leg, the uplink."""
-        return len(self.viewers) + 1 + (self.uplink is not None)
+    def streams(self) -> float:
+        """What this session costs this node, in streams: its viewers, the leg, the uplink
+        (``relay_streams``)."""
+        return len(self.viewers) + self.relay_streams()
+
+    def relay_streams(self) -> float:
+        """The leg received (one stream) and the uplink sent (one per stream it carries:
+        ``rule.leg_streams``)."""
+        uplink = 0.0 if self.uplink is None else leg_streams(self.uplink.layer_counts())
+        return 1 + uplink
 
     async def close(self) -> None:
         for user_id in list(set(self.viewers) | set(self.publishers)):
@@ -274,12 +318,23 @@ class EdgeRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     refused: dict[str, str] = {}
 
 
+class EdgeLayer(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """An edge tells the origin (``calls`` kind ``edge_layer``) which layer of a track sent in
+    layers a viewer it serves now receives (-1: video paused for its connection)."""
+
+    session_id: int
+    user: int
+    track_id: str
+    layer: int
+
+
 class Edges:
     """The cascaded sessions this node serves viewers of, by session id; answers the origins'
     requests (``calls`` kind ``edge``)."""
 
-    def __init__(self, media: MediaOptions) -> None:
+    def __init__(self, media: MediaOptions, tell_layer: TellLayer | None = None) -> None:
         self.media = media
+        self.tell_layer = tell_layer
         self.sessions: dict[int, EdgeRuntime] = {}
 
     def viewers(self) -> int:
@@ -304,7 +359,7 @@ class Edges:
         if req.op == "leg":
             if edge is None:
                 edge = self.sessions[req.session_id] = EdgeRuntime(
-                    req.session_id, origin, self.media
+                    req.session_id, origin, self.media, self.tell_layer
                 )
             if req.offer is None:
                 raise bad_request("a leg request carries an offer")

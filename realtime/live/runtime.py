@@ -69,14 +69,18 @@ class MediaOptions:
     configuration: Callable[[], RTCConfiguration]
     public_address: str | None
 
-    def subscribe_leg(self, participant_id: str, router: MediaRouter) -> SubscribeSession:
-        """A subscribe leg over ``router`` with this node's codecs and ICE settings."""
+    def subscribe_leg(
+        self, participant_id: str, router: MediaRouter, *, relay: bool = False
+    ) -> SubscribeSession:
+        """A subscribe leg over ``router`` with this node's codecs and ICE settings
+        (``relay``: to another node, carrying every layer of a track sent in layers)."""
         return SubscribeSession(
             participant_id,
             router,
             codecs=self.codecs,
             configuration=self.configuration(),
             public_address=self.public_address,
+            relay=relay,
         )
 
     def publish_leg(
@@ -179,11 +183,11 @@ class LiveRuntime:
         leg = self.subscribers.get(user_id)
         if leg is None:
             leg = self.media.subscribe_leg(str(user_id), self.router)
-            leg.on_layer = functools.partial(self._layer_changed, user_id)
+            leg.on_layer = functools.partial(self.layer_changed, user_id)
             self.subscribers[user_id] = leg
         return leg
 
-    def _layer_changed(self, user_id: int, track_id: str, layer: int) -> None:
+    def layer_changed(self, user_id: int, track_id: str, layer: int) -> None:
         """Tell a viewer which layer of a track it now receives; ``video_paused``: its link
         cannot carry even the lowest one (the web app says so; audio continues)."""
         message = {

@@ -57,7 +57,7 @@ from realtime.hub import Hub
 from realtime.live import cascade as cascading
 from realtime.live import schemas as s
 from realtime.live.cascade import Cascade
-from realtime.live.edge import Edges
+from realtime.live.edge import EdgeLayer, Edges
 from realtime.live.runtime import LiveRuntime, MediaOptions, offer_message
 from realtime.transport.socket import Gateway
 from signaling import CodecPolicy, SignalingError, SubscribeOffer
@@ -117,8 +117,9 @@ class LiveService:
         self.calls.handlers["live"] = self._called
         self.calls.handlers["adopt"] = self._adopt_called
         # The cascaded sessions of other nodes this node serves viewers of, as their edge.
-        self.edges = Edges(self.media)
+        self.edges = Edges(self.media, self._tell_layer_upstream)
         self.calls.handlers["edge"] = self.edges.called
+        self.calls.handlers["edge_layer"] = self._edge_layer_called
         # Shutting down (SIGTERM): no session is placed or moved here; its own move away.
         self.draining = False
         gateway.bus_routes["call"] = self.calls.on_bus
@@ -431,6 +432,25 @@ class LiveService:
             len(away),
         )
         return True
+
+    async def _tell_layer_upstream(
+        self, origin: str, session_id: int, user_id: int, track_id: str, layer: int
+    ) -> None:
+        """As an edge: a viewer served here receives another layer; its origin tells it."""
+        body = {"session_id": session_id, "user": user_id, "track_id": track_id, "layer": layer}
+        try:
+            await self.calls.call(origin, "edge_layer", body)
+        except HomeroomError as exc:  # the origin gone or moved: the viewer joins again anyway
+            log.info("media.layer for %s in %s not told: %s", user_id, session_id, exc)
+
+    async def _edge_layer_called(self, node: str, body: dict[str, Any]) -> dict[str, Any]:
+        """An edge says which layer a viewer it serves now receives: told as a local one's."""
+        req = schemas.parse(EdgeLayer, body)
+        rt = self.runtimes.get(req.session_id)
+        # Only the edge serving that viewer for this session speaks for it.
+        if rt is not None and rt.cascade is not None and rt.cascade.viewers.get(req.user) == node:
+            rt.layer_changed(req.user, req.track_id, req.layer)
+        return {}
 
     async def _adopt_called(self, node: str, body: dict[str, Any]) -> dict[str, Any]:
         """A draining node hands one of its sessions to this one."""
@@ -818,7 +838,7 @@ class LiveService:
         except SignalingError as exc:
             raise _error(exc) from None
 
-    def streams_here(self) -> int:
+    def streams_here(self) -> float:
         """The streams this node sends now: its viewers (own sessions' and as an edge), its
         legs to edges and uplinks to origins, and the legs it receives."""
         own = sum(

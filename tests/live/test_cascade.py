@@ -23,6 +23,8 @@ from playwright.async_api import Page, async_playwright
 
 from clients.homeroom import HomeroomClient, RequestError
 from clients.live import LiveParticipant
+from clients.simulcast import SimulcastCamera
+from media.simulcast import LayeredTrack
 from realtime.demo import DEMO_PASSWORD
 from realtime.live.service import LiveService
 from realtime.transport.rest import LIVE, NODES
@@ -32,7 +34,8 @@ from tests.live.chromium_scenario import CHROMIUM_FLAGS, SOCKET_IO_JS
 from tests.live.helpers import advancing, eventually
 from tests.live.test_cross_node import Nodes, cluster_of
 from tests.live.test_failover import Viewer, client_of, common_settings
-from tests.media.peers import CounterVideoTrack, ToneAudioTrack
+from tests.live.test_layers import LAYERS
+from tests.media.peers import CounterVideoTrack, TextureVideoTrack, ToneAudioTrack
 from tests.nodes import Balancer, node_process
 from tests.services import drop_postgres_database
 from tests.tcpproxy import TcpProxy
@@ -848,3 +851,86 @@ async def test_an_edge_that_does_not_answer_is_given_up_and_nothing_hangs(three:
     for v in viewers:
         await v.close()
     await host.close()
+
+
+async def test_a_camera_in_layers_reaches_an_edge_in_layers_and_its_viewer_is_told_its_layer(
+    three: Nodes,
+) -> None:
+    """Ms. Li publishes her camera in three layers on A; Wang Hao, connected to B, is served on
+    B. The leg carries every layer (three streams, counted so in A's load), B republishes them
+    as one track in layers under A's id, and Wang Hao climbs from the lowest layer by his own
+    link, told each layer (``media.layer``, from B through A) as a viewer of A is. On stage,
+    his own camera in layers crosses the uplink from B to A as every layer too."""
+    await settled(three)
+    a, b, _ = three.servers
+    teacher_c = await a.client("li")
+    sid = (
+        await teacher_c.request(
+            "session.start", {"class_id": a.class_id, "kind": "lesson", "title": "分层边缘"}
+        )
+    )["session"]["id"]
+    assert three.media_node(sid) is a
+    host = LiveParticipant(teacher_c, sid)
+    await host.join()
+    camera = SimulcastCamera(TextureVideoTrack(640, 360, 10), LAYERS)
+    cameras = [camera]
+    ack = await host.publish_layers(camera, others={ToneAudioTrack(): "microphone"})
+    assert not ack["rejected"], ack
+    camera_id = next(t["track_id"] for t in ack["published"] if t["source"] == "camera")
+    li = a.uid("li")
+    rt = live(a).runtimes[sid]
+    assert rt.cascade is not None
+    # A leg would carry three streams for the camera: with 4 streams and 2 legs kept in
+    # reserve, A serves no viewer itself and feeds one edge.
+    assert rt.cascade.leg_cost() == 3
+    wang = Viewer(await b.client("wanghao"), sid, li)
+    try:
+        await wang.start()
+        assert rt.cascade.viewers == {a.uid("wanghao"): "node-b"}
+        assert rt.cascade.streams() == 3  # the leg to B: the camera's three layers (+ sound)
+        on_b = live(b).edges.sessions[sid]
+        copy = on_b.router.get(camera_id)
+        assert isinstance(copy, LayeredTrack) and len(copy.layers) == 3
+        await eventually(lambda: len(wang.watch.video_from(li)) > 20, 20, "Wang Hao playing")
+        await eventually(lambda: wang.watch.audio_frames.get(li, 0) > 10, 10, "and hearing")
+
+        def layers_told() -> list[int]:
+            return [
+                d["layer"]
+                for name, d in wang.p.notices
+                if name == "media.layer" and d["track_id"] == camera_id
+            ]
+
+        # His open link takes him up from layer 0, chosen on B, told through A.
+        await eventually(lambda: any(n >= 1 for n in layers_told()), 30, "told a higher layer")
+        mine = copy.stats.snapshot()["subscribers"][str(a.uid("wanghao"))]
+        assert mine["layer"] >= 1 and mine["layer_switches"] >= 1
+        assert layers_told()[-1] == mine["layer"]
+
+        # On stage he publishes his camera in layers on B: the uplink carries every layer and
+        # A republishes them in layers under B's track id.
+        wid = a.uid("wanghao")
+        await teacher_c.request("stage.invite", {"session_id": sid, "user_id": wid})
+        await eventually(lambda: any(n == "stage.invited" for n, _ in wang.p.notices), 10, "asked")
+        await wang.p.client.request("stage.accept", {"session_id": sid})
+        his_camera = SimulcastCamera(TextureVideoTrack(640, 360, 10), LAYERS)
+        cameras.append(his_camera)
+        ack = await wang.p.publish_layers(his_camera, others={ToneAudioTrack(): "microphone"})
+        assert not ack["rejected"], ack
+        his_id = next(t["track_id"] for t in ack["published"] if t["source"] == "camera")
+        assert isinstance(on_b.router.get(his_id), LayeredTrack)
+
+        def at_a() -> object:
+            return next((t for t in rt.router.tracks() if t.track_id == his_id), None)
+
+        await eventually(lambda: at_a() is not None, 20, "his camera reaching A")
+        mirrored = rt.router.get(his_id)
+        assert isinstance(mirrored, LayeredTrack) and len(mirrored.layers) == 3
+        assert on_b.uplink is not None and sorted(on_b.uplink.layer_counts()) == [1, 3]
+        assert on_b.relay_streams() == 1 + 3  # the leg in, and the uplink's three streams
+    finally:
+        await teacher_c.request("session.end", {"session_id": sid})
+        await wang.close()
+        for cam in cameras:
+            cam.stop()
+        await host.close()

@@ -12,15 +12,22 @@ import asyncio
 import statistics
 
 import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from clients.simulcast import SimulcastCamera
 from media import MediaRouter
+from media.internals import route_keyframe_requests
+from media.simulcast import LayeredTrack
+from realtime.cluster import cascade as rule
 from signaling import PublishSession, SubscribeSession
 from signaling.relay import RelayIngest, negotiate
 from tests.media.peers import (
     CounterVideoTrack,
     Publisher,
     Subscriber,
+    TextureVideoTrack,
     ToneAudioTrack,
+    client_configuration,
     selected_pair,
     wait_for,
 )
@@ -247,3 +254,79 @@ async def test_a_meetings_first_offer_with_several_videos_and_voices_plays_each_
             await publisher.close()
         for router in (origin, edge):
             router.close()
+
+
+@pytest.mark.timeout(40)
+async def test_a_camera_in_layers_crosses_the_leg_as_every_layer() -> None:
+    """A leg is not a viewer: it carries each layer of a camera sent in layers on its own
+    m-line, and the edge republishes them as one track in layers under the origin's id (so
+    its viewers choose per viewer, tests/media/test_relay_layers.py). The leg costs the origin
+    one stream per layer in the cascade's rule. A viewer's leg still gets one m-line."""
+    origin, edge = MediaRouter(), MediaRouter()
+    publish = PublishSession("teacher", origin)
+    pub_pc = RTCPeerConnection(client_configuration())
+    camera = SimulcastCamera(TextureVideoTrack(640, 360, 10))
+    for track in camera.tracks:
+        sender = pub_pc.addTransceiver(track, direction="sendonly").sender
+        route_keyframe_requests(sender, track.request_keyframe)
+    pub_pc.addTransceiver(ToneAudioTrack(), direction="sendonly")
+    leg = SubscribeSession("edge:B", origin, relay=True)
+    ingest = RelayIngest("origin:A", edge)
+    viewers: list[Subscriber] = []
+    try:
+        await pub_pc.setLocalDescription(await pub_pc.createOffer())
+        mids = [str(t.mid) for t in pub_pc.getTransceivers()]
+        answer = await publish.apply_offer(
+            pub_pc.localDescription.sdp,
+            {m: "camera" for m in mids[:3]} | {mids[3]: "microphone"},
+            {m: i for i, m in enumerate(mids[:3])},
+        )
+        await pub_pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
+        ids = sorted({t.track_id for t in answer.published})
+        camera_id = next(t.track_id for t in answer.published if t.kind == "video")
+
+        offer = await leg.set_tracks(ids)
+        assert offer is not None
+        assert sorted(t.layer for t in offer.tracks if t.track_id == camera_id) == [0, 1, 2]
+        assert [t.layer for t in offer.tracks if t.track_id != camera_id] == [None]
+        assert sorted(leg.layer_counts()) == [1, 3]
+        assert rule.leg_streams(leg.layer_counts()) == 3
+        await negotiate(leg, ingest, offer)
+
+        copy = edge.get(camera_id)
+        assert isinstance(copy, LayeredTrack) and len(copy.layers) == 3
+        assert (copy.publisher_id, copy.source) == ("teacher", "camera")
+        assert set(ingest.relayed().values()) == set(ids)
+
+        at_edge = Subscriber(SubscribeSession("e1", edge))
+        at_origin = Subscriber(SubscribeSession("o1", origin))
+        viewers += [at_edge, at_origin]
+        await asyncio.gather(at_edge.subscribe(ids), at_origin.subscribe(ids))
+        # A viewer gets one m-line per track, layered or not, wherever it is served.
+        for viewer in viewers:
+            assert sorted(t.layer is None for t in viewer.session.tracks()) == [True, True]
+        await wait_for(
+            lambda: all(v.by_track(camera_id).frames > 10 for v in viewers),
+            10,
+            "the camera decoding at the edge viewer and at the origin viewer",
+        )
+        # The edge viewer started on the lowest layer, served by the edge's own selector.
+        edge_view = copy.stats.snapshot()["subscribers"]["e1"]
+        assert edge_view["layer"] >= 0
+
+        # The camera ends at the origin; the leg, renegotiated (the cascade does after every
+        # change), stops sending its layers' m-lines: the edge's copy ends.
+        origin.unpublish(camera_id)
+        await negotiate(leg, ingest, await leg.set_tracks(ids))
+        await wait_for(lambda: copy.ended, 3, "the edge's copy in layers ended")
+        assert {t.track_id for t in edge.tracks()} == set(ids) - {camera_id}
+    finally:
+        for v in viewers:
+            await v.close()
+        await leg.close()
+        await ingest.close()
+        camera.stop()
+        await pub_pc.close()
+        await publish.close()
+        origin.close()
+        edge.close()
