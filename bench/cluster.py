@@ -227,6 +227,22 @@ async def gate_metrics(url: str) -> dict[str, float]:
     return out
 
 
+async def answer_times(url: str, stop: asyncio.Event, period: float = 0.25) -> list[float]:
+    """Seconds each /healthz took on ``url`` until ``stop``: one at a time, a connection each."""
+    times: list[float] = []
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        while not stop.is_set():
+            t = time.monotonic()
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with http.get(url + "/healthz", timeout=aiohttp.ClientTimeout(30)) as r:
+                    await r.read()
+                    times.append(time.monotonic() - t)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), period)
+    return times
+
+
 async def health(http: aiohttp.ClientSession, url: str, path: str = "/healthz") -> Any:
     try:
         async with http.get(url + path, timeout=aiohttp.ClientTimeout(total=3)) as r:
@@ -551,6 +567,9 @@ async def kill_step(
         gates0 = await gate_metrics(other)
         load_cpu0 = sum(r["cpu_s"] for r in await pool.all({"cmd": "cpu"}))
         pg_cpu0, redis_cpu0 = postgres_cpu(), dep.redis_cpu()
+        await pool.all({"cmd": "lag"})
+        probe_stop = asyncio.Event()
+        probe = asyncio.create_task(answer_times(other, probe_stop))
         os.kill(pid, signal.SIGKILL)
         killed = time.monotonic()
         say(f"  kill -9 worker 0 (pid {pid})")
@@ -602,6 +621,20 @@ async def kill_step(
         )
         out["storm_postgres_cpu_s"] = postgres_cpu() - pg_cpu0
         out["storm_redis_cpu_s"] = dep.redis_cpu() - redis_cpu0
+        # How late the load processes' loops ran (their own backlog: clients starved?), and
+        # how long the survivor took to answer /healthz on a connection of its own (its loop's
+        # backlog, as a new connection's request sees it).
+        lags = await pool.all({"cmd": "lag"})
+        out["storm_load_loop_lag_s"] = {
+            "max": round(max(g["max_s"] for g in lags), 3),
+            "mean": round(sum(g["sum_s"] for g in lags) / max(1, sum(g["n"] for g in lags)), 4),
+        }
+        probe_stop.set()
+        answers = sorted(await probe)
+        out["storm_survivor_answer_s"] = {
+            "p50": round(pct(answers, 50), 3) if answers else None,
+            "max": round(answers[-1], 3) if answers else None,
+        }
         # The survivor's admission gates over the storm: waits in its queues, refusals.
         gates1 = await gate_metrics(other)
         out["storm_gates"] = {

@@ -41,6 +41,14 @@ class Worker:
         self.changed = asyncio.Event()
         self.followers: list[syncing_client.Follower] = []
         self.balancer: syncing_client.Balancer | None = None
+        self.lags: list[float] = []
+
+    async def watch_lag(self, period: float = 0.05) -> None:
+        """How late the loop wakes from a sleep of ``period``: this process's own backlog."""
+        while True:
+            t = time.monotonic()
+            await asyncio.sleep(period)
+            self.lags.append(max(0.0, time.monotonic() - t - period))
 
     def on_event(self, _conn: SioConnection, frame: str) -> None:
         now = time.monotonic()
@@ -210,6 +218,9 @@ class Worker:
         if op == "cpu":
             t = os.times()
             return {"cpu_s": t.user + t.system}
+        if op == "lag":  # how late this process's event loop ran a timer, since the last ask
+            lags, self.lags = self.lags, []
+            return {"n": len(lags), "max_s": max(lags, default=0.0), "sum_s": sum(lags)}
         raise ValueError(f"unknown command {op!r}")
 
 
@@ -218,6 +229,7 @@ async def main() -> None:
     reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     worker = Worker()
+    watch = loop.create_task(worker.watch_lag())
     try:
         while True:
             line = await reader.readline()
@@ -233,6 +245,7 @@ async def main() -> None:
             sys.stdout.write(json.dumps(reply) + "\n")
             sys.stdout.flush()
     finally:
+        watch.cancel()
         await worker.close()
         if worker.session is not None:
             await worker.session.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from clients.homeroom import HomeroomClient
 from realtime.app import GATEWAY
 from realtime.demo import DEMO_PASSWORD
 from realtime.gate import Full, Gate
@@ -268,3 +270,46 @@ async def test_catch_ups_beyond_the_limit_wait_or_are_refused(tmp_path: Path) ->
         assert (await raw.sync())["ok"] is True
         assert syncs.in_progress == 0 and syncs.refused == 1
         await raw.ws.close()
+
+
+async def until(check: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not within the time"
+        await asyncio.sleep(0.02)
+
+
+async def test_the_python_client_waits_what_a_busy_server_asks(tmp_path: Path) -> None:
+    """clients/homeroom.py: a handshake refused busy (503) is tried again only after the
+    server's ``Retry-After`` (with jitter: at least half of it), on a first connect and on a
+    reconnection, and gets in once a place is free; it does not hammer the node meanwhile."""
+    settings = {"handshake_concurrency": 1, "handshake_queue": 0, "handshake_wait_s": 1}
+    async with node(tmp_path, **settings) as (srv, gate, http, tok):
+        holder = await Raw.open(srv, http)  # the only place
+        client = HomeroomClient(srv.url)
+        t0 = time.monotonic()
+        first = asyncio.create_task(client.connect(tok))
+        await until(lambda: client.busy_waits == 1)
+        assert gate.refused == 1
+        await holder.join(tok)  # its handshake is over: the place is free
+        await asyncio.wait_for(first, 10)
+        # Retry-After was 1 s (an empty backlog), so the second attempt came 0.5-1.5 s later.
+        assert time.monotonic() - t0 >= 0.5
+        assert gate.refused == 1 and client.sio.connected
+
+        # Its connection breaks while another holds the only place: the reconnection is
+        # refused, waits what it was asked, and gets in once the place is free.
+        holder2 = await Raw.open(srv, http)
+        refused_before = gate.refused
+        assert client.sio.eio.ws is not None
+        await client.sio.eio.ws.close()
+        await until(lambda: client.busy_waits >= 2 and not client.sio.connected)
+        await asyncio.sleep(1.0)
+        # One refusal a second at most (python-socketio alone tries again within 0.2-2 s).
+        assert gate.refused - refused_before <= 2
+        await holder2.join(tok)
+        await until(lambda: client.sio.connected, timeout=10)
+        assert (await client.request("sync", {"cursors": {}}))["ok"] is True
+        await client.close()
+        for raw in (holder, holder2):
+            await raw.ws.close()
