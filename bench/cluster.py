@@ -112,6 +112,9 @@ RECOVER_TIMEOUT_S = 60.0
 HANDSHAKES: list[int] = []
 # --set KEY=VALUE: more of the workers' settings, as TOML lines (e.g. listen_backlog=128).
 SETTINGS: list[str] = []
+# --sample DIR: where the server processes write their stack samples (bench/sampler).
+SAMPLE: list[str] = []
+SAMPLER = Path(__file__).resolve().parent / "sampler"
 
 
 # --- the deployments ----------------------------------------------------------------------------
@@ -285,6 +288,11 @@ async def start_deployment(
     ]
     config.write_text("\n".join(lines) + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEROOM_")}
+    if SAMPLE:  # --sample: every server process samples its stacks (bench/sampler)
+        sampler = str(SAMPLER)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [sampler, env.get("PYTHONPATH")]))
+        env["BENCH_SAMPLE_DIR"] = SAMPLE[0]
+        os.makedirs(SAMPLE[0], exist_ok=True)
     log = tmp / f"{name}.log"
     args = [sys.executable, "-m", "realtime.cli", "--config", str(config), "serve"]
     proc = started.popen([*args, "--workers", str(workers)], log, cwd=str(ROOT), env=env)
@@ -1263,7 +1271,14 @@ def main() -> int:
         metavar="KEY=VALUE",
         help="a setting of the workers (TOML value), e.g. --set listen_backlog=128",
     )
+    parser.add_argument(
+        "--sample",
+        metavar="DIR",
+        help="the server processes sample their stacks into DIR/<pid>.txt (bench/sampler)",
+    )
     args = parser.parse_args()
+    if args.sample:
+        SAMPLE.append(str(Path(args.sample).resolve()))
     if args.handshakes:
         HANDSHAKES.append(args.handshakes)
     SETTINGS.extend(f"{k.strip()} = {v.strip()}" for k, v in (a.split("=", 1) for a in args.set))
