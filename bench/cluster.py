@@ -204,15 +204,21 @@ def drop_database(name: str) -> None:
     subprocess.run([*PG, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], capture_output=True)
 
 
-def postgres_cpu() -> float:
-    """CPU-seconds of the machine's PostgreSQL processes (shared with anything else using it)."""
-    total = 0.0
+def postgres_cpu() -> dict[int, float]:
+    """CPU-seconds of each of the machine's PostgreSQL processes (shared with anything else
+    using it), by pid: compare two readings over the pids in both (a backend that exits takes
+    its CPU with it)."""
+    out: dict[int, float] = {}
     for p in psutil.process_iter(["name"]):
         if p.info["name"] in ("postgres", "postmaster"):
             with contextlib.suppress(psutil.Error):
                 t = p.cpu_times()
-                total += t.user + t.system
-    return total
+                out[p.pid] = t.user + t.system
+    return out
+
+
+def cpu_since(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(after[pid] - before[pid] for pid in after.keys() & before.keys())
 
 
 async def gate_metrics(url: str) -> dict[str, float]:
@@ -627,7 +633,7 @@ async def kill_step(
         out["storm_load_cpu_s"] = (
             sum(r["cpu_s"] for r in await pool.all({"cmd": "cpu"})) - load_cpu0
         )
-        out["storm_postgres_cpu_s"] = postgres_cpu() - pg_cpu0
+        out["storm_postgres_cpu_s"] = cpu_since(pg_cpu0, postgres_cpu())
         out["storm_redis_cpu_s"] = dep.redis_cpu() - redis_cpu0
         # How late the load processes' loops ran (their own backlog: clients starved?), and
         # how long the survivor took to answer /healthz on a connection of its own (its loop's
