@@ -15,6 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,7 +32,7 @@ from realtime.app import GATEWAY
 from realtime.demo import DEMO_PASSWORD
 from realtime.gate import Full, Gate
 from realtime.transport.admission import HANDSHAKES
-from tests.conftest import Server, make_settings, start_server, stop_server
+from tests.conftest import Server, free_port, make_settings, start_server, stop_server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -313,3 +317,81 @@ async def test_the_python_client_waits_what_a_busy_server_asks(tmp_path: Path) -
         await client.close()
         for raw in (holder, holder2):
             await raw.ws.close()
+
+
+BURST = 1000
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def somaxconn() -> int:
+    return int(Path("/proc/sys/net/core/somaxconn").read_text())
+
+
+def serve(tmp_path: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``homeroom serve --demo`` on SQLite, its own process, its output in ``log``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEROOM_")}
+    env.update(HOMEROOM_DATABASE_URL=f"sqlite:///{tmp_path}/h.db", HOMEROOM_PORT=str(port))
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "realtime.cli", "serve", "--demo"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def test_a_burst_of_new_connections_is_taken_at_once(tmp_path: Path) -> None:
+    """``homeroom serve`` listens with a backlog of ``listen_backlog`` (4096): the connections
+    of a burst wait in the kernel for the node to accept them, rather than being dropped and
+    retransmitted seconds later (aiohttp's default backlog, 128, did that to the 2,000
+    clients of a killed worker). The node is stopped (SIGSTOP) while 1,000 clients connect:
+    every connection is made at once; once it runs again, every one is answered."""
+    most = somaxconn()
+    assert most >= BURST, f"net.core.somaxconn is {most}: the kernel caps the backlog"
+    port = free_port()
+    log = tmp_path / "serve.log"
+    proc = serve(tmp_path, port, log)
+    conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        deadline = time.monotonic() + 60
+        async with aiohttp.ClientSession() as http:
+            while True:  # until it answers (it prints "serving on" before it listens)
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                        if r.status == 200:
+                            break
+                await asyncio.sleep(0.1)
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            # A SYN the kernel dropped is sent again after 1 s: 0.8 s tells them apart.
+            results = await asyncio.gather(
+                *(
+                    asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 0.8)
+                    for _ in range(BURST)
+                ),
+                return_exceptions=True,
+            )
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        conns = [r for r in results if isinstance(r, tuple)]
+        errors = [repr(r) for r in results if not isinstance(r, tuple)][:3]
+        assert len(conns) == BURST, f"{BURST - len(conns)} not made at once: {errors}"
+        request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+        for _reader, writer in conns:
+            writer.write(request)
+
+        async def status(reader: asyncio.StreamReader) -> bytes:
+            return (await reader.readline()).split(b" ")[1]
+
+        answers = await asyncio.wait_for(
+            asyncio.gather(*(status(reader) for reader, _ in conns)), 30
+        )
+        assert answers == [b"200"] * BURST
+    finally:
+        for _reader, writer in conns:
+            writer.close()
+        proc.terminate()
+        proc.wait(timeout=20)
