@@ -22,9 +22,10 @@ REQUIRED_CLAIMS = ("exp", "iat", "sub", "sch", "aud")
 
 _hasher = PasswordHasher()
 # Access tokens verified lately, remembered by their exact text: a reconnection storm presents
-# the same tokens again, and a remembered one skips PyJWT's parsing and the HMAC (about 0.15 ms,
-# a tenth of a reconnection's CPU on the surviving node) but never the expiry nor the check that
-# its key is still configured, with the same secret. Least recently used first out.
+# the same tokens again, and a remembered one skips PyJWT's parsing and the HMAC (56 us of CPU
+# measured alone, against 0.2 us; 2-6 % of a reconnection's CPU on the surviving node) but never
+# the expiry nor the check that its key is still configured, with the same secret. Least
+# recently used first out; 16,384 tokens are a few MB.
 VERIFIED_KEEP = 16384
 
 
