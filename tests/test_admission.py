@@ -276,6 +276,68 @@ async def test_catch_ups_beyond_the_limit_wait_or_are_refused(tmp_path: Path) ->
         await raw.ws.close()
 
 
+async def test_a_client_that_gave_up_waiting_gets_no_handshake(tmp_path: Path) -> None:
+    """A new connection waits its turn; its client times out and closes the connection; when
+    its turn comes the node starts no Engine.IO session for it (nobody would read it) and the
+    place goes on to the next, who gets in."""
+    settings = {"handshake_concurrency": 1, "handshake_queue": 4, "handshake_wait_s": 5}
+    async with node(tmp_path, **settings) as (srv, gate, http, tok):
+        eio = srv.app[GATEWAY].sio.eio
+        opened: list[str] = []
+        handle_connect = eio._handle_connect
+
+        async def counting(environ: Any, *args: Any, **kw: Any) -> Any:
+            opened.append(environ.get("QUERY_STRING", ""))
+            return await handle_connect(environ, *args, **kw)
+
+        eio._handle_connect = counting
+        holder = await Raw.open(srv, http)  # the only place
+        assert len(opened) == 1
+        impatient = asyncio.create_task(http.ws_connect(srv.url + WS))
+        await until(lambda: gate.waiting == 1)
+        impatient.cancel()  # the client gives up: its connection closes
+        with contextlib.suppress(asyncio.CancelledError):
+            await impatient
+        await asyncio.sleep(0.2)
+        patient = asyncio.create_task(Raw.open(srv, http))
+        await until(lambda: gate.waiting == 2)
+        await holder.join(tok)  # the place: to the one who gave up, then at once to the next
+        newcomer = await asyncio.wait_for(patient, 5)
+        assert len(opened) == 2  # the holder and the newcomer; none for the one who left
+        await newcomer.join(tok)
+        assert gate.in_progress == 0
+        for raw in (holder, newcomer):
+            await raw.ws.close()
+
+
+async def test_a_catch_up_whose_connection_left_while_it_waited_is_not_read(
+    tmp_path: Path,
+) -> None:
+    """A ``sync`` waiting its turn at the catch-ups' gate is dropped with its connection: the
+    store is not read for nobody (python-socketio's handler is cancelled on the disconnect)."""
+    settings = {"sync_concurrency": 1}
+    async with node(tmp_path, **settings) as (srv, _gate, http, tok):
+        gateway = srv.app[GATEWAY]
+        raw = await Raw.connect(srv, http, tok)
+        sid = next(iter(gateway.identities))
+        held = await gateway.syncs.enter()  # another catch-up in progress
+        read: list[str] = []
+        real = gateway._sync
+
+        async def counting(*args: Any) -> Any:
+            read.append("sync")
+            return await real(*args)
+
+        gateway._sync = counting  # type: ignore[method-assign]
+        await raw.ws.send_str('421["sync",{"cursors":{}}]')
+        await until(lambda: gateway.syncs.waiting == 1)
+        await raw.ws.close()
+        await until(lambda: sid not in gateway.identities)
+        held.release()
+        await until(lambda: gateway.syncs.in_progress == 0)
+        assert read == []
+
+
 async def until(check: Any, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
