@@ -28,7 +28,13 @@ bench/loadworker.py processes).
   ``lost_acked``: acknowledged messages that some client never got (the sender on the killed
   worker reconnects and sends again what had no ack, with the same ``client_id``),
   ``duplicated``: messages a client got twice; both also checked against the store (the
-  stream replayed from 0).
+  stream replayed from 0). Where the storm's time went: each client's phases
+  (``storm_client_s_each``), the survivor's admission gates (``storm_gates``), the CPU of the
+  survivor, the load processes, PostgreSQL and Redis, the load processes' loop lag and the
+  survivor's ``/healthz`` answer time. Clients reconnect as the shipped nginx would route them
+  (``--balancer nginx``: least_conn, a refusing node left out 10 s) or to each address in turn
+  (``turns``). ``--set KEY=VALUE`` gives the workers a setting, ``--sample DIR`` samples their
+  stacks (bench/sampler).
 - **store**: the single node on PostgreSQL against the same node on SQLite, in turn: CPU per
   ``chat.send`` and per connect + ``sync`` (``postgresql_over_sqlite_send``, ``_connect``).
 - **live sessions across workers**: four lessons started through worker 0 run 2 and 2
