@@ -80,10 +80,10 @@ class TokenIssuer:
             )
         hit = self._verified.get(token)
         if hit is not None:
-            identity, kid, key, exp = hit
-            if time.time() < exp and self.keys.get(kid) == key:
+            known, known_kid, known_key, exp = hit
+            if time.time() < exp and self.keys.get(known_kid) == known_key:
                 self._verified.move_to_end(token)
-                return identity
+                return known
             del self._verified[token]  # expired, or its key gone: verified in full below
         try:
             kid = jwt.get_unverified_header(token).get("kid")
