@@ -28,7 +28,13 @@ bench/loadworker.py processes).
   ``lost_acked``: acknowledged messages that some client never got (the sender on the killed
   worker reconnects and sends again what had no ack, with the same ``client_id``),
   ``duplicated``: messages a client got twice; both also checked against the store (the
-  stream replayed from 0).
+  stream replayed from 0). Where the storm's time went: each client's phases
+  (``storm_client_s_each``), the survivor's admission gates (``storm_gates``), the CPU of the
+  survivor, the load processes, PostgreSQL and Redis, the load processes' loop lag and the
+  survivor's ``/healthz`` answer time. Clients reconnect as the shipped nginx would route them
+  (``--balancer nginx``: least_conn, a refusing node left out 10 s) or to each address in turn
+  (``turns``). ``--set KEY=VALUE`` gives the workers a setting, ``--sample DIR`` samples their
+  stacks (bench/sampler).
 - **store**: the single node on PostgreSQL against the same node on SQLite, in turn: CPU per
   ``chat.send`` and per connect + ``sync`` (``postgresql_over_sqlite_send``, ``_connect``).
 - **live sessions across workers**: four lessons started through worker 0 run 2 and 2
@@ -110,6 +116,11 @@ TARGETS = {
 RECOVER_TIMEOUT_S = 60.0
 # --handshakes: the workers' handshake_concurrency (admission control), when not the default.
 HANDSHAKES: list[int] = []
+# --set KEY=VALUE: more of the workers' settings, as TOML lines (e.g. listen_backlog=128).
+SETTINGS: list[str] = []
+# --sample DIR: where the server processes write their stack samples (bench/sampler).
+SAMPLE: list[str] = []
+SAMPLER = Path(__file__).resolve().parent / "sampler"
 
 
 # --- the deployments ----------------------------------------------------------------------------
@@ -199,6 +210,54 @@ def drop_database(name: str) -> None:
     subprocess.run([*PG, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], capture_output=True)
 
 
+def postgres_cpu() -> dict[int, float]:
+    """CPU-seconds of each of the machine's PostgreSQL processes (shared with anything else
+    using it), by pid: compare two readings over the pids in both (a backend that exits takes
+    its CPU with it)."""
+    out: dict[int, float] = {}
+    for p in psutil.process_iter(["name"]):
+        if p.info["name"] in ("postgres", "postmaster"):
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                out[p.pid] = t.user + t.system
+    return out
+
+
+def cpu_since(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(after[pid] - before[pid] for pid in after.keys() & before.keys())
+
+
+async def gate_metrics(url: str) -> dict[str, float]:
+    """The admission gates' counters of one node (its /metrics, from 127.0.0.1)."""
+    out: dict[str, float] = {}
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(url + "/metrics", timeout=aiohttp.ClientTimeout(total=5)) as r,
+        ):
+            for line in (await r.text()).splitlines():
+                if line.startswith(("homeroom_handshakes_", "homeroom_syncs_")):
+                    name, _, value = line.partition(" ")
+                    out[name] = float(value)
+    return out
+
+
+async def answer_times(url: str, stop: asyncio.Event, period: float = 0.25) -> list[float]:
+    """Seconds each /healthz took on ``url`` until ``stop``: one at a time, a connection each."""
+    times: list[float] = []
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        while not stop.is_set():
+            t = time.monotonic()
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with http.get(url + "/healthz", timeout=aiohttp.ClientTimeout(30)) as r:
+                    await r.read()
+                    times.append(time.monotonic() - t)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), period)
+    return times
+
+
 async def health(http: aiohttp.ClientSession, url: str, path: str = "/healthz") -> Any:
     try:
         async with http.get(url + path, timeout=aiohttp.ClientTimeout(total=3)) as r:
@@ -237,9 +296,15 @@ async def start_deployment(
         f'storage_dir = "{tmp}/files-{name}"',
         "shutdown_timeout_s = 3.0",
         *([f"handshake_concurrency = {HANDSHAKES[0]}"] if HANDSHAKES else []),
+        *SETTINGS,
     ]
     config.write_text("\n".join(lines) + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEROOM_")}
+    if SAMPLE:  # --sample: every server process samples its stacks (bench/sampler)
+        sampler = str(SAMPLER)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [sampler, env.get("PYTHONPATH")]))
+        env["BENCH_SAMPLE_DIR"] = SAMPLE[0]
+        os.makedirs(SAMPLE[0], exist_ok=True)
     log = tmp / f"{name}.log"
     args = [sys.executable, "-m", "realtime.cli", "--config", str(config), "serve"]
     proc = started.popen([*args, "--workers", str(workers)], log, cwd=str(ROOT), env=env)
@@ -465,8 +530,12 @@ async def kill_step(
     t = time.monotonic()
     cpu0 = dep.cpu()
     parts = [storm[i::n] for i in range(n)]
+    balancer = args.balancer == "nginx"
     replies = await pool.all(
-        [{"cmd": "follow", "urls": dep.urls, "tokens": tokens(dep, p)} for p in parts],
+        [
+            {"cmd": "follow", "urls": dep.urls, "tokens": tokens(dep, p), "balancer": balancer}
+            for p in parts
+        ],
         timeout=300,
     )
     # Observers on the worker that stays: the teacher's devices, following the same stream.
@@ -515,6 +584,12 @@ async def kill_step(
             "is gone from the registry"
         )
         cpu_s0 = sum(tree_cpu(p) for p in survivors)
+        gates0 = await gate_metrics(other)
+        load_cpu0 = sum(r["cpu_s"] for r in await pool.all({"cmd": "cpu"}))
+        pg_cpu0, redis_cpu0 = postgres_cpu(), dep.redis_cpu()
+        await pool.all({"cmd": "lag"})
+        probe_stop = asyncio.Event()
+        probe = asyncio.create_task(answer_times(other, probe_stop))
         os.kill(pid, signal.SIGKILL)
         killed = time.monotonic()
         say(f"  kill -9 worker 0 (pid {pid})")
@@ -522,14 +597,18 @@ async def kill_step(
         deadline = min(killed + args.storm_timeout, args.deadline - 120)
         in_target: int | None = None
         while True:
-            stats = await pool.all({"cmd": "follow_stats", "since": killed})
-            synced = sum(s["reconnected_synced"] for s in stats)
+            # A count only while the storm lasts (the full stats, once, after: polling them
+            # every 0.1 s cost the load processes CPU they need for the clients).
+            counts = await pool.all({"cmd": "follow_count", "since": killed})
+            synced = sum(c["reconnected_synced"] for c in counts)
             now = time.monotonic()
             if in_target is None and now - killed >= TARGETS["reconnect_2000_s"][1]:
                 in_target = synced
             if synced >= len(storm) or now > deadline:
                 break
             await asyncio.sleep(0.1)
+        stats = await pool.all({"cmd": "follow_stats", "since": killed})
+        synced = sum(s["reconnected_synced"] for s in stats)
         out["storm_synced"] = synced
         out["storm_synced_within_10_s"] = synced if in_target is None else in_target
         out["storm_failed_attempts"] = sum(s["failed_attempts"] for s in stats)
@@ -538,6 +617,12 @@ async def kill_step(
         for s in stats:
             failures.update(s["failures"])
         out["storm_failures"] = dict(failures)
+        # Where the reconnections landed (through the balancer): @0 the killed worker's
+        # address (restarted by the supervisor), @1 the survivor.
+        landed: Counter[str] = Counter()
+        for s in stats:
+            landed.update(s.get("landed", {}))
+        out["storm_landed"] = {f"@{dep.urls.index(u)}": n for u, n in sorted(landed.items())}
         # Seconds from the kill at which each tenth of the clients was back (about): the
         # catch-up of its reconnection, not a later one (``reconnect_2000_s`` is the last sync
         # of any: a ``resync`` of everyone during the storm moves it).
@@ -549,6 +634,42 @@ async def kill_step(
         out["storm_busy_syncs"] = sum(s["busy_syncs"] for s in stats)
         # The surviving workers' CPU through the storm (not the restarted worker 0's start-up).
         out["storm_server_cpu_s"] = sum(tree_cpu(p) for p in survivors) - cpu_s0
+        # ... and the others' on the same 2 cores: the load processes (the clients), PostgreSQL
+        # (the machine's: anything else using it counts too), Redis.
+        out["storm_load_cpu_s"] = (
+            sum(r["cpu_s"] for r in await pool.all({"cmd": "cpu"})) - load_cpu0
+        )
+        out["storm_postgres_cpu_s"] = cpu_since(pg_cpu0, postgres_cpu())
+        out["storm_redis_cpu_s"] = dep.redis_cpu() - redis_cpu0
+        # How late the load processes' loops ran (their own backlog: clients starved?), and
+        # how long the survivor took to answer /healthz on a connection of its own (its loop's
+        # backlog, as a new connection's request sees it).
+        lags = await pool.all({"cmd": "lag"})
+        out["storm_load_loop_lag_s"] = {
+            "max": round(max(g["max_s"] for g in lags), 3),
+            "mean": round(sum(g["sum_s"] for g in lags) / max(1, sum(g["n"] for g in lags)), 4),
+        }
+        probe_stop.set()
+        answers = sorted(await probe)
+        out["storm_survivor_answer_s"] = {
+            "p50": round(pct(answers, 50), 3) if answers else None,
+            "max": round(answers[-1], 3) if answers else None,
+        }
+        # The survivor's admission gates over the storm: waits in its queues, refusals.
+        gates1 = await gate_metrics(other)
+        out["storm_gates"] = {
+            k.removeprefix("homeroom_").removesuffix("_total"): round(v - gates0.get(k, 0.0), 1)
+            for k, v in gates1.items()
+            if k.endswith("_total") and not k.endswith("_created")
+        }
+        # Where the clients' time went, from the loss until back (client-seconds summed over
+        # the clients, then per client): asleep (back-off, Retry-After), failed attempts, and
+        # the attempt that worked: HTTP upgrade (with the server's queue), Engine.IO open,
+        # Socket.IO connect, catch-up.
+        spent: Counter[str] = Counter()
+        for s in stats:
+            spent.update(s["spent"])
+        out["storm_client_s_each"] = {k: round(v / max(1, synced), 2) for k, v in spent.items()}
         out["reconnect_cpu_ms"] = out["storm_server_cpu_s"] / max(1, synced) * 1000
         out["load_average_storm"] = round(os.getloadavg()[0], 2)
         last = max(s["last_synced_t"] for s in stats)
@@ -1114,7 +1235,9 @@ def finish(out: dict[str, Any], args: argparse.Namespace, begun: float) -> dict[
     if "why_reconnect_null" in out:
         out["missing"].append(f"reconnect_2000_s: {out.pop('why_reconnect_null')}")
     out["storm_clients"] = args.storm
-    out["handshake_concurrency"] = args.handshakes or None  # None: the default (16)
+    out["handshake_concurrency"] = args.handshakes or None  # None: the default (32)
+    out["balancer"] = args.balancer
+    out["settings"] = SETTINGS or None
     out["targets"] = {k: target_met(k, out.get(k)) for k in TARGETS}
     out["load_average_at_end"] = round(os.getloadavg()[0], 2)
     out["elapsed_s"] = time.monotonic() - begun
@@ -1144,11 +1267,33 @@ def main() -> int:
     parser.add_argument("--sends", type=int, default=200, help="chat.send per store repetition")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     parser.add_argument(
+        "--balancer",
+        choices=("nginx", "turns"),
+        default="nginx",
+        help="how a storm's clients pick a node to reconnect to: as deploy/nginx's load "
+        "balancer would (least_conn, a refusing node left out 10 s), or each address in turn",
+    )
+    parser.add_argument(
         "--handshakes", type=int, default=0, help="handshake_concurrency of the workers"
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the workers (TOML value), e.g. --set listen_backlog=128",
+    )
+    parser.add_argument(
+        "--sample",
+        metavar="DIR",
+        help="the server processes sample their stacks into DIR/<pid>.txt (bench/sampler)",
+    )
     args = parser.parse_args()
+    if args.sample:
+        SAMPLE.append(str(Path(args.sample).resolve()))
     if args.handshakes:
         HANDSHAKES.append(args.handshakes)
+    SETTINGS.extend(f"{k.strip()} = {v.strip()}" for k, v in (a.split("=", 1) for a in args.set))
     if args.quick:
         args.reps, args.seconds, args.latency_seconds = 1, 2.0, 3.0
         args.room, args.storm, args.sends, args.joins = 100, 200, 60, 2

@@ -7,7 +7,9 @@ receivers' CPU is spent outside the server's process (and outside the orchestrat
 Commands: ``connect`` (tokens, sync or not), ``reset`` (zero the counters, choose whether to
 record latencies), ``stats``, ``wait`` (until N events arrived or a timeout), ``close``, ``exit``.
 For bench/cluster.py, clients that follow their streams by the protocol's rules and reconnect
-(bench/syncing_client.py): ``follow`` (tokens, the addresses in turn), ``follow_stats``,
+(bench/syncing_client.py): ``follow`` (tokens, the addresses in turn or through a load
+balancer's rules, one per process: ``balancer``), ``follow_stats``
+(``follow_count``: only how many have reconnected and synced),
 ``follow_check`` (which acknowledged messages each never applied, or applied twice).
 """
 
@@ -38,6 +40,15 @@ class Worker:
         self.lats: list[float] = []
         self.changed = asyncio.Event()
         self.followers: list[syncing_client.Follower] = []
+        self.balancer: syncing_client.Balancer | None = None
+        self.lags: list[float] = []
+
+    async def watch_lag(self, period: float = 0.05) -> None:
+        """How late the loop wakes from a sleep of ``period``: this process's own backlog."""
+        while True:
+            t = time.monotonic()
+            await asyncio.sleep(period)
+            self.lags.append(max(0.0, time.monotonic() - t - period))
 
     def on_event(self, _conn: SioConnection, frame: str) -> None:
         now = time.monotonic()
@@ -138,8 +149,12 @@ class Worker:
         started = time.monotonic()
         failures: list[str] = []
 
+        if cmd.get("balancer") and self.balancer is None:
+            self.balancer = syncing_client.Balancer(list(cmd["urls"]))
+        balancer = self.balancer if cmd.get("balancer") else None
+
         async def one(token: str) -> None:
-            f = syncing_client.Follower(session, token, list(cmd["urls"]))
+            f = syncing_client.Follower(session, token, list(cmd["urls"]), balancer)
             async with sem:
                 try:
                     await f.start()
@@ -189,13 +204,23 @@ class Worker:
             return await self.close()
         if op == "follow":
             return await self.follow(cmd)
+        if op == "follow_count":
+            since = float(cmd.get("since", 0.0))
+            n = sum(1 for f in self.followers if f.synced_at > since and f.reconnects)
+            return {"reconnected_synced": n}
         if op == "follow_stats":
-            return syncing_client.stats(self.followers, float(cmd.get("since", 0.0)))
+            out = syncing_client.stats(self.followers, float(cmd.get("since", 0.0)))
+            if self.balancer is not None:
+                out["landed"] = dict(self.balancer.landed)
+            return out
         if op == "follow_check":
             return syncing_client.check(self.followers, list(cmd["acked"]))
         if op == "cpu":
             t = os.times()
             return {"cpu_s": t.user + t.system}
+        if op == "lag":  # how late this process's event loop ran a timer, since the last ask
+            lags, self.lags = self.lags, []
+            return {"n": len(lags), "max_s": max(lags, default=0.0), "sum_s": sum(lags)}
         raise ValueError(f"unknown command {op!r}")
 
 
@@ -204,6 +229,7 @@ async def main() -> None:
     reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     worker = Worker()
+    watch = loop.create_task(worker.watch_lag())
     try:
         while True:
             line = await reader.readline()
@@ -219,6 +245,7 @@ async def main() -> None:
             sys.stdout.write(json.dumps(reply) + "\n")
             sys.stdout.flush()
     finally:
+        watch.cancel()
         await worker.close()
         if worker.session is not None:
             await worker.session.close()

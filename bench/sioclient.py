@@ -64,8 +64,13 @@ class SioConnection:
         self._next_id = 0
         self._reader: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
+        # The last connect's phases (monotonic): started, upgraded (the HTTP 101, after any
+        # wait in the server's admission queue), opened (Engine.IO open packet), connected
+        # (Socket.IO connect answered).
+        self.phases: dict[str, float] = {}
 
     async def connect(self, timeout: float = 15.0) -> None:
+        self.phases = {"started": time.monotonic()}
         async with asyncio.timeout(timeout):
             try:
                 self.ws = await self.session.ws_connect(
@@ -79,8 +84,10 @@ class SioConnection:
                 if exc.status != 503:
                     raise
                 raise Busy(_retry_after(exc.headers)) from None
+            self.phases["upgraded"] = time.monotonic()
             self.deflate = int(self.ws.compress or 0)
             opened = await self.ws.receive()
+            self.phases["opened"] = time.monotonic()
             if opened.type != aiohttp.WSMsgType.TEXT or not str(opened.data).startswith("0"):
                 raise SioError(f"no Engine.IO open packet: {opened.type} {opened.data!r:.200}")
             await self.ws.send_str("40" + json.dumps({"token": self.token}))
@@ -94,6 +101,7 @@ class SioConnection:
                     continue
                 if data.startswith("40"):
                     self.sid = json.loads(data[2:] or "{}").get("sid")
+                    self.phases["connected"] = time.monotonic()
                     break
                 if data.startswith("44"):
                     raise SioError(f"connection refused: {data[2:]:.300}")

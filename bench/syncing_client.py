@@ -28,13 +28,49 @@ from sioclient import Busy, SioConnection
 FIRST_DELAY_S = 0.5
 MAX_DELAY_S = 4.0
 RANDOMIZATION = 0.4
+# deploy/nginx/homeroom.conf: a node that refused a connection is left out this long.
+FAIL_TIMEOUT_S = 10.0
+
+
+class Balancer:
+    """What the shipped load balancer does with a new connection (deploy/nginx/homeroom.conf,
+    one per load process): ``least_conn`` among the nodes not left out; a node that refused a
+    connection (nothing listening) is left out for ``FAIL_TIMEOUT_S`` (``max_fails=1
+    fail_timeout=10s``) and the request goes on to the next node (``proxy_next_upstream
+    error``) without the client seeing the failure. A slow answer is not a failure to nginx
+    (``proxy_read_timeout 75s``), so a client's own time-out leaves the node in."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = list(urls)
+        self.down_until = dict.fromkeys(self.urls, 0.0)
+        self.conns: Counter[str] = Counter()  # connections open or opening, per node
+        self.landed: Counter[str] = Counter()  # reconnections that got in, per node
+
+    def pick(self, tried: set[str]) -> str | None:
+        now = time.monotonic()
+        up = [u for u in self.urls if u not in tried and self.down_until[u] <= now]
+        if not up:
+            return None  # nginx: 502, no live upstream (a failed attempt to the client)
+        least = min(self.conns[u] for u in up)
+        return random.choice([u for u in up if self.conns[u] == least])
+
+    def refused(self, url: str) -> None:
+        self.down_until[url] = time.monotonic() + FAIL_TIMEOUT_S
 
 
 class Follower:
-    def __init__(self, session: aiohttp.ClientSession, token: str, urls: list[str]) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        token: str,
+        urls: list[str],
+        balancer: Balancer | None = None,
+    ) -> None:
         self.session = session
         self.token = token
-        self.urls = urls  # the first is where it starts; then the others in turn
+        # The first is where it starts; then the others in turn, or as ``balancer`` picks.
+        self.urls = urls
+        self.balancer = balancer
         self.url_index = 0
         self.cursors: dict[str, int] = {}
         self.ahead: dict[str, int] = {}  # the highest seq seen past a gap, per stream
@@ -51,6 +87,11 @@ class Follower:
         self.synced_at = 0.0  # monotonic time of the last catch-up sync completed
         self.back_at = 0.0  # ... of the catch-up that ended the last reconnection
         self.lost_at = 0.0
+        # Where the last reconnection's time went (seconds, from the loss until back): asleep
+        # (the back-off and Retry-After waits), in attempts that failed, then the attempt that
+        # succeeded: its HTTP upgrade (with any wait in the server's admission queue), the
+        # Engine.IO open packet, the Socket.IO connect, the catch-up ``sync``.
+        self.spent: dict[str, float] = {}
         self.closing = False
         self._sync_task: asyncio.Task[None] | None = None
         self._sync_again = False
@@ -79,6 +120,35 @@ class Follower:
                 n += 1
         self._runner = asyncio.get_running_loop().create_task(self._keep_up())
 
+    async def _through_balancer(self) -> None:
+        """One attempt through the balancer: the nodes it picks in turn until one answers (a
+        refusal there is the balancer's, not the client's, to deal with)."""
+        b = self.balancer
+        assert b is not None
+        tried: set[str] = set()
+        while True:
+            url = b.pick(tried)
+            if url is None:
+                raise aiohttp.ClientConnectionError("no live upstream (every node left out)")
+            tried.add(url)
+            self.url_index = self.urls.index(url)
+            b.conns[url] += 1
+            try:
+                await self._connect(url)
+            except aiohttp.ClientConnectorError:
+                b.conns[url] -= 1
+                b.refused(url)
+                self.failures[f"next_upstream@{self.url_index}"] += 1
+                continue
+            except BaseException:
+                b.conns[url] -= 1
+                raise
+            b.landed[url] += 1
+            conn = self.conn
+            assert conn is not None
+            asyncio.get_running_loop().create_task(_uncount(b, url, conn))
+            return
+
     async def _connect(self, url: str) -> None:
         conn = SioConnection(self.session, url, self.token, compress=False, on_event=self._on)
         try:
@@ -87,7 +157,15 @@ class Follower:
             t1 = time.monotonic()
             self.conn = conn
             await self._sync()
-            self.timing = (t1 - t0, time.monotonic() - t1)
+            t2 = time.monotonic()
+            self.timing = (t1 - t0, t2 - t1)
+            ph = conn.phases
+            self.spent.update(
+                upgrade=ph["upgraded"] - ph["started"],
+                open=ph["opened"] - ph["upgraded"],
+                connect=ph["connected"] - ph["opened"],
+                sync=t2 - t1,
+            )
         except BaseException:
             self.conn = None
             await conn.close()
@@ -100,22 +178,31 @@ class Follower:
             if self.closing:
                 return
             self.lost_at = time.monotonic()
+            self.spent = {"asleep": 0.0, "failed": 0.0, "busy": 0.0}
             delay = FIRST_DELAY_S
             wait = delay * random.uniform(1 - RANDOMIZATION, 1 + RANDOMIZATION)
             same = False
             while not self.closing:
+                t = time.monotonic()
                 await asyncio.sleep(wait)
-                if not same:
+                t0 = time.monotonic()
+                self.spent["asleep"] += t0 - t
+                if not same and self.balancer is None:
                     self.url_index = (self.url_index + 1) % len(self.urls)
                 try:
-                    await self._connect(self.urls[self.url_index])
+                    if self.balancer is not None:
+                        await self._through_balancer()
+                    else:
+                        await self._connect(self.urls[self.url_index])
                 except Busy as exc:
                     # The same address again, after the wait it asked for, with jitter.
                     self.busy_refusals += 1
+                    self.spent["busy"] += time.monotonic() - t0
                     self.last_error = f"{type(exc).__name__}: {exc}"[:200]
                     wait, same = exc.retry_after_s * random.uniform(0.5, 1.5), True
                     continue
                 except Exception as exc:
+                    self.spent["failed"] += time.monotonic() - t0
                     self.failed_attempts += 1
                     self.last_error = f"{type(exc).__name__}: {exc}"[:200]
                     self.failures[f"{_kind(exc)}@{self.url_index}"] += 1
@@ -194,6 +281,11 @@ class Follower:
         self.synced_at = time.monotonic()
 
 
+async def _uncount(b: Balancer, url: str, conn: SioConnection) -> None:
+    await conn.closed.wait()
+    b.conns[url] -= 1
+
+
 def _kind(exc: BaseException) -> str:
     """A short name for why an attempt failed: refused (nothing listening), timeout, ..."""
     if isinstance(exc, TimeoutError):
@@ -248,7 +340,13 @@ def stats(followers: list[Follower], since: float) -> dict[str, Any]:
     back = [f.back_at for f in followers if f.back_at > since]
     lost = sorted(f.lost_at - since for f in followers if f.lost_at > since)
     errors = [f.last_error for f in followers if f.last_error]
+    # Client-seconds of the reconnections since ``since``, by phase (sums over the clients).
+    spent: Counter[str] = Counter()
+    for f in followers:
+        if f.back_at > since:
+            spent.update(f.spent)
     return {
+        "spent": dict(spent),
         "lost_s": [lost[0], lost[len(lost) // 2], lost[-1]] if lost else None,
         "synced_s": sorted(t - since for t in synced)[:: max(1, len(synced) // 10)],
         # When each was back (its reconnection's catch-up; a later sync, after a gap or a

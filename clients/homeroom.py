@@ -43,6 +43,34 @@ def retry_delay_s(details: dict[str, Any] | None) -> float:
     return base * random.uniform(0.5, 1.5)
 
 
+# A first connect refused busy (HTTP 503) is tried again this many times, each after the wait
+# the server asked for (a reconnection is tried again by python-socketio, without end).
+BUSY_RETRIES = 5
+
+
+def _busy_trace(client: HomeroomClient) -> aiohttp.TraceConfig:
+    """A handshake the server refused because it is busy with other new connections (HTTP 503
+    with ``Retry-After``: admission control) fails only after the wait the server asked for,
+    times the same jitter as ``retry_delay_s``. So whichever loop tries again (``connect`` on a
+    first connect, python-socketio's on a reconnection, whose own delay is at most 2 s) does
+    not come back sooner than asked, and a storm's clients come back spread out."""
+
+    async def on_end(_s: Any, _ctx: Any, params: aiohttp.TraceRequestEndParams) -> None:
+        r = params.response
+        if r.status != 503 or "/socket.io/" not in params.url.path + "/":
+            return
+        try:
+            asked = float(r.headers.get("Retry-After", ""))
+        except ValueError:
+            asked = SYNC_RETRY_S
+        client.busy_waits += 1
+        await asyncio.sleep(retry_delay_s({"retry_after_s": asked}))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(on_end)
+    return trace
+
+
 class HomeroomClient:
     def __init__(
         self, base_url: str, *, serializer: str = "json", reconnection: bool = True
@@ -62,11 +90,14 @@ class HomeroomClient:
         self._reconnect_handlers: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._new_event = asyncio.Event()
         self._sync_lock = asyncio.Lock()
+        self.busy_waits = 0  # handshakes refused busy, each waited out (Retry-After)
         self.sio = socketio.AsyncClient(
             reconnection=reconnection,
             reconnection_delay=0.2,
             reconnection_delay_max=2,
             serializer="msgpack" if serializer == "msgpack" else "default",
+            # Made for each connection (python-engineio closes it after).
+            http_session=lambda: aiohttp.ClientSession(trace_configs=[_busy_trace(self)]),
         )
         self.sio.on("connect", self._on_connect)
         self.sio.on("event", self._on_stream_event)
@@ -123,12 +154,20 @@ class HomeroomClient:
         if token is not None:
             self.token = token
         self._auto_sync = sync
-        await self.sio.connect(
-            self.base_url,
-            auth=lambda: {"token": self.token},
-            transports=transports or ["websocket"],
-            wait_timeout=10,
-        )
+        for n in range(BUSY_RETRIES + 1):
+            busy = self.busy_waits
+            try:
+                await self.sio.connect(
+                    self.base_url,
+                    auth=lambda: {"token": self.token},
+                    transports=transports or ["websocket"],
+                    wait_timeout=10,
+                )
+                break
+            except socketio.exceptions.ConnectionError:
+                # Refused busy: the wait it asked for is behind us (_busy_trace); again.
+                if self.busy_waits == busy or n == BUSY_RETRIES:
+                    raise
         if sync:
             await self.sync()
 

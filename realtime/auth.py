@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import jwt
@@ -20,6 +21,12 @@ ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ("exp", "iat", "sub", "sch", "aud")
 
 _hasher = PasswordHasher()
+# Access tokens verified lately, remembered by their exact text: a reconnection storm presents
+# the same tokens again, and a remembered one skips PyJWT's parsing and the HMAC (56 us of CPU
+# measured alone, against 0.2 us; 2-6 % of a reconnection's CPU on the surviving node) but never
+# the expiry nor the check that its key is still configured, with the same secret. Least
+# recently used first out; 16,384 tokens are a few MB.
+VERIFIED_KEEP = 16384
 
 
 def hash_password(password: str) -> str:
@@ -50,6 +57,8 @@ class TokenIssuer:
         self.keys = keys
         self.active_kid = active_kid
         self.ttl_s = ttl_s
+        # token -> (identity, kid, the key's secret, exp): see VERIFIED_KEEP.
+        self._verified: OrderedDict[str, tuple[Identity, str, str, float]] = OrderedDict()
 
     def issue(self, user_id: int, school_id: int, now: float | None = None) -> str:
         now = time.time() if now is None else now
@@ -69,6 +78,13 @@ class TokenIssuer:
             raise HomeroomError(
                 "unauthorized", "sign in first: no access token was given", reason="signed_out"
             )
+        hit = self._verified.get(token)
+        if hit is not None:
+            known, known_kid, known_key, exp = hit
+            if time.time() < exp and self.keys.get(known_kid) == known_key:
+                self._verified.move_to_end(token)
+                return known
+            del self._verified[token]  # expired, or its key gone: verified in full below
         try:
             kid = jwt.get_unverified_header(token).get("kid")
             key = self.keys.get(str(kid))
@@ -87,7 +103,11 @@ class TokenIssuer:
                 audience=AUDIENCE,
                 options={"require": list(REQUIRED_CLAIMS)},
             )
-            return Identity(int(claims["sub"]), int(claims["sch"]))
+            identity = Identity(int(claims["sub"]), int(claims["sch"]))
+            self._verified[token] = (identity, str(kid), key, float(claims["exp"]))
+            if len(self._verified) > VERIFIED_KEEP:
+                self._verified.popitem(last=False)
+            return identity
         except jwt.ExpiredSignatureError:
             raise HomeroomError(
                 "unauthorized", "the access token has expired", reason="token_expired"

@@ -110,6 +110,7 @@ def run_serving(app: web.Application, settings: Settings) -> None:
         port=settings.port,
         print=None,
         access_log=None,
+        backlog=settings.listen_backlog,
         # SIGTERM and SIGINT: stop accepting, close every connection
         # (transport/sio_internals/shutdown.py), then wait at most this long for handlers
         # still running.

@@ -106,6 +106,12 @@ class Settings:
     handshake_concurrency: int = 32
     handshake_queue: int = 1024
     handshake_wait_s: float = 10.0
+    # The listening socket's backlog: connections the kernel has completed and holds until the
+    # node accepts them (the kernel caps it at net.core.somaxconn, 4096 on Linux >= 5.4).
+    # aiohttp's default, 128, overflowed when 2,000 clients of a dead node reconnected within
+    # half a second: the kernel dropped their handshakes and they waited for its retransmissions
+    # (1, 2, 4, 8 s ...; many ran into their 15 s time-out) while the node had room.
+    listen_backlog: int = 4096
     # Catch-ups (``sync``) in progress at once; the same queue and wait as handshakes, then
     # ``unavailable`` (``server_busy``) with ``retry_after_s``.
     sync_concurrency: int = 16
@@ -282,6 +288,8 @@ class Settings:
                 "handshake_concurrency and sync_concurrency must be at least 1, "
                 "handshake_queue 0 or more"
             )
+        if self.listen_backlog < 1:
+            raise ConfigError("listen_backlog must be at least 1")
         if self.handshake_wait_s <= 0 or self.database_queue_wait_s <= 0:
             raise ConfigError("handshake_wait_s and database_queue_wait_s must be positive")
         if self.database_queue < 0:

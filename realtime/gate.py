@@ -94,6 +94,7 @@ class Gate:
         self.admitted = 0
         self.queued = 0
         self.refused = 0
+        self.waited_s = 0.0  # seconds waited in the queue, by everyone who waited
 
     @property
     def waiting(self) -> int:
@@ -109,6 +110,7 @@ class Gate:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append(fut)
         self.queued += 1
+        since = self._clock()
         try:
             await asyncio.wait_for(asyncio.shield(fut), self.wait_s)
         except TimeoutError:
@@ -125,6 +127,8 @@ class Gate:
                 fut.cancel()
                 self._drop(fut)
             raise
+        finally:
+            self.waited_s += self._clock() - since
         return self._admitted()
 
     def retry_after_s(self) -> int:

@@ -174,6 +174,7 @@ class GateCollector(Collector):
             ("admitted", g.admitted, f"{w} let in, at once or after waiting"),
             ("queued", g.queued, f"{w} that had to wait their turn"),
             ("refused", g.refused, f"{w} refused (unavailable, with Retry-After)"),
+            ("waited_seconds", g.waited_s, f"Seconds {w.lower()} waited their turn, in all"),
         ):
             counter = CounterMetricFamily(f"{p}_{name}", doc)
             counter.add_metric([], value)

@@ -15,6 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,11 +27,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from clients.homeroom import HomeroomClient
 from realtime.app import GATEWAY
 from realtime.demo import DEMO_PASSWORD
 from realtime.gate import Full, Gate
 from realtime.transport.admission import HANDSHAKES
-from tests.conftest import Server, make_settings, start_server, stop_server
+from tests.conftest import Server, free_port, make_settings, start_server, stop_server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -268,3 +274,186 @@ async def test_catch_ups_beyond_the_limit_wait_or_are_refused(tmp_path: Path) ->
         assert (await raw.sync())["ok"] is True
         assert syncs.in_progress == 0 and syncs.refused == 1
         await raw.ws.close()
+
+
+async def test_a_client_that_gave_up_waiting_gets_no_handshake(tmp_path: Path) -> None:
+    """A new connection waits its turn; its client times out and closes the connection; when
+    its turn comes the node starts no Engine.IO session for it (nobody would read it) and the
+    place goes on to the next, who gets in."""
+    settings = {"handshake_concurrency": 1, "handshake_queue": 4, "handshake_wait_s": 5}
+    async with node(tmp_path, **settings) as (srv, gate, http, tok):
+        eio = srv.app[GATEWAY].sio.eio
+        opened: list[str] = []
+        handle_connect = eio._handle_connect
+
+        async def counting(environ: Any, *args: Any, **kw: Any) -> Any:
+            opened.append(environ.get("QUERY_STRING", ""))
+            return await handle_connect(environ, *args, **kw)
+
+        eio._handle_connect = counting
+        holder = await Raw.open(srv, http)  # the only place
+        assert len(opened) == 1
+        impatient = asyncio.create_task(http.ws_connect(srv.url + WS))
+        await until(lambda: gate.waiting == 1)
+        impatient.cancel()  # the client gives up: its connection closes
+        with contextlib.suppress(asyncio.CancelledError):
+            await impatient
+        await asyncio.sleep(0.2)
+        patient = asyncio.create_task(Raw.open(srv, http))
+        await until(lambda: gate.waiting == 2)
+        await holder.join(tok)  # the place: to the one who gave up, then at once to the next
+        newcomer = await asyncio.wait_for(patient, 5)
+        assert len(opened) == 2  # the holder and the newcomer; none for the one who left
+        await newcomer.join(tok)
+        assert gate.in_progress == 0
+        for raw in (holder, newcomer):
+            await raw.ws.close()
+
+
+async def test_a_catch_up_whose_connection_left_while_it_waited_is_not_read(
+    tmp_path: Path,
+) -> None:
+    """A ``sync`` waiting its turn at the catch-ups' gate is dropped with its connection: the
+    store is not read for nobody (python-socketio's handler is cancelled on the disconnect)."""
+    settings = {"sync_concurrency": 1}
+    async with node(tmp_path, **settings) as (srv, _gate, http, tok):
+        gateway = srv.app[GATEWAY]
+        raw = await Raw.connect(srv, http, tok)
+        sid = next(iter(gateway.identities))
+        held = await gateway.syncs.enter()  # another catch-up in progress
+        read: list[str] = []
+        real = gateway._sync
+
+        async def counting(*args: Any) -> Any:
+            read.append("sync")
+            return await real(*args)
+
+        gateway._sync = counting  # type: ignore[method-assign]
+        await raw.ws.send_str('421["sync",{"cursors":{}}]')
+        await until(lambda: gateway.syncs.waiting == 1)
+        await raw.ws.close()
+        await until(lambda: sid not in gateway.identities)
+        held.release()
+        await until(lambda: gateway.syncs.in_progress == 0)
+        assert read == []
+
+
+async def until(check: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not within the time"
+        await asyncio.sleep(0.02)
+
+
+async def test_the_python_client_waits_what_a_busy_server_asks(tmp_path: Path) -> None:
+    """clients/homeroom.py: a handshake refused busy (503) is tried again only after the
+    server's ``Retry-After`` (with jitter: at least half of it), on a first connect and on a
+    reconnection, and gets in once a place is free; it does not hammer the node meanwhile."""
+    settings = {"handshake_concurrency": 1, "handshake_queue": 0, "handshake_wait_s": 1}
+    async with node(tmp_path, **settings) as (srv, gate, http, tok):
+        holder = await Raw.open(srv, http)  # the only place
+        client = HomeroomClient(srv.url)
+        t0 = time.monotonic()
+        first = asyncio.create_task(client.connect(tok))
+        await until(lambda: client.busy_waits == 1)
+        assert gate.refused == 1
+        await holder.join(tok)  # its handshake is over: the place is free
+        await asyncio.wait_for(first, 10)
+        # Retry-After was 1 s (an empty backlog), so the second attempt came 0.5-1.5 s later.
+        assert time.monotonic() - t0 >= 0.5
+        assert gate.refused == 1 and client.sio.connected
+
+        # Its connection breaks while another holds the only place: the reconnection is
+        # refused, waits what it was asked, and gets in once the place is free.
+        holder2 = await Raw.open(srv, http)
+        refused_before = gate.refused
+        assert client.sio.eio.ws is not None
+        await client.sio.eio.ws.close()
+        await until(lambda: client.busy_waits >= 2 and not client.sio.connected)
+        await asyncio.sleep(1.0)
+        # One refusal a second at most (python-socketio alone tries again within 0.2-2 s).
+        assert gate.refused - refused_before <= 2
+        await holder2.join(tok)
+        await until(lambda: client.sio.connected, timeout=10)
+        assert (await client.request("sync", {"cursors": {}}))["ok"] is True
+        await client.close()
+        for raw in (holder, holder2):
+            await raw.ws.close()
+
+
+BURST = 1000
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def somaxconn() -> int:
+    return int(Path("/proc/sys/net/core/somaxconn").read_text())
+
+
+def serve(tmp_path: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``homeroom serve --demo`` on SQLite, its own process, its output in ``log``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEROOM_")}
+    env.update(HOMEROOM_DATABASE_URL=f"sqlite:///{tmp_path}/h.db", HOMEROOM_PORT=str(port))
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "realtime.cli", "serve", "--demo"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def test_a_burst_of_new_connections_is_taken_at_once(tmp_path: Path) -> None:
+    """``homeroom serve`` listens with a backlog of ``listen_backlog`` (4096): the connections
+    of a burst wait in the kernel for the node to accept them, rather than being dropped and
+    retransmitted seconds later (aiohttp's default backlog, 128, did that to the 2,000
+    clients of a killed worker). The node is stopped (SIGSTOP) while 1,000 clients connect:
+    every connection is made at once; once it runs again, every one is answered."""
+    most = somaxconn()
+    assert most >= BURST, f"net.core.somaxconn is {most}: the kernel caps the backlog"
+    port = free_port()
+    log = tmp_path / "serve.log"
+    proc = serve(tmp_path, port, log)
+    conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        deadline = time.monotonic() + 60
+        async with aiohttp.ClientSession() as http:
+            while True:  # until it answers (it prints "serving on" before it listens)
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                        if r.status == 200:
+                            break
+                await asyncio.sleep(0.1)
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            # A SYN the kernel dropped is sent again after 1 s: 0.8 s tells them apart.
+            results = await asyncio.gather(
+                *(
+                    asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 0.8)
+                    for _ in range(BURST)
+                ),
+                return_exceptions=True,
+            )
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        conns = [r for r in results if isinstance(r, tuple)]
+        errors = [repr(r) for r in results if not isinstance(r, tuple)][:3]
+        assert len(conns) == BURST, f"{BURST - len(conns)} not made at once: {errors}"
+        request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+        for _reader, writer in conns:
+            writer.write(request)
+
+        async def status(reader: asyncio.StreamReader) -> bytes:
+            return (await reader.readline()).split(b" ")[1]
+
+        answers = await asyncio.wait_for(
+            asyncio.gather(*(status(reader) for reader, _ in conns)), 30
+        )
+        assert answers == [b"200"] * BURST
+    finally:
+        for _reader, writer in conns:
+            writer.close()
+        proc.terminate()
+        proc.wait(timeout=20)

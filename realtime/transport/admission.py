@@ -24,6 +24,10 @@ connects cannot keep a place). The catch-ups have a gate of their own in the gat
 its turn on the server, so neither gate holds a place while a slow client is on its way (a
 place held across the client's round trips left the node idle while 2,000 clients queued).
 
+A request whose client has closed its connection by the time it is admitted (it timed out
+while it waited) is answered without a handshake, so its place goes to the next (a catch-up
+waiting its turn is cancelled with its connection already).
+
 Memory: a waiting handshake is a pending HTTP request (its socket and a future): ``queue`` x a
 few KiB at most.
 """
@@ -75,10 +79,15 @@ def middleware(gate: Gate, path: str = "/socket.io") -> Any:
     async def admit(request: web.Request, handler: Any) -> web.StreamResponse:
         if not opens_session(request, path):
             return await handler(request)
+        if gone(request):
+            return error_response(Busy(1))  # to no one: the client gave up waiting
         try:
             ticket = await gate.enter()
         except Full as full:
             return error_response(Busy(full.retry_after_s))
+        if gone(request):
+            ticket.release()
+            return error_response(Busy(1))
         request[TICKET] = ticket
         try:
             response: web.StreamResponse = await handler(request)
@@ -92,6 +101,14 @@ def middleware(gate: Gate, path: str = "/socket.io") -> Any:
         return response
 
     return admit
+
+
+def gone(request: web.Request) -> bool:
+    """Whether the client of this request has closed its connection. In a storm a request can
+    wait seconds in the node's loop or queue, and a client that timed out meanwhile will not
+    read its answer: no handshake is started for it (its place goes to the next)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def ticket_of(environ: dict[str, Any]) -> Ticket | None:

@@ -19,6 +19,25 @@ export interface ConnectionOptions {
 
 type Listener<T> = (value: T) => void;
 
+// socket.io's own reconnection delays (set in start(); put back after a busy node's wait).
+const RECONNECTION_DELAY_MS = 500;
+const RECONNECTION_DELAY_MAX_MS = 4000;
+const RANDOMIZATION = 0.4;
+
+/** How long a node that refused this connection attempt because it is busy with other new
+ * connections (HTTP 503 with Retry-After: admission control, docs/protocol.md §2.2) asked us to
+ * wait, times a random factor of 0.5 to 1.5 so that the clients of a reconnection storm come back
+ * spread out; null when the refusal was anything else. A browser shows nothing of a refused
+ * WebSocket upgrade, but socket.io then tries long-polling, whose request (its XMLHttpRequest is
+ * the error's context) carries the status and the header. */
+export function busyWaitMs(err: unknown): number | null {
+  const e = err as { description?: unknown; context?: { getResponseHeader?(h: string): string | null } };
+  if (e?.description !== 503 || typeof e.context?.getResponseHeader !== "function") return null;
+  const asked = Number(e.context.getResponseHeader("Retry-After"));
+  const seconds = Number.isFinite(asked) && asked > 0 ? asked : 2;
+  return Math.round(seconds * 1000 * (0.5 + Math.random()));
+}
+
 export class Connection {
   private socket: Socket | null = null;
   private statusListeners = new Set<Listener<ConnStatus>>();
@@ -26,6 +45,8 @@ export class Connection {
   private waiters = new Set<() => void>();
   private pushListeners = new Map<string, Set<Listener<any>>>();
   private renewing = false;
+  /** The wait a busy node asked for, while the next attempt keeps to it. */
+  private busyWait: number | null = null;
   status: ConnStatus = "idle";
   /** Why the server last refused us, if it did ({code, message}). */
   lastError: ApiError | null = null;
@@ -41,15 +62,16 @@ export class Connection {
       autoConnect: false,
       transports: ["websocket", "polling"],
       tryAllTransports: true,
-      reconnectionDelay: 500,
-      reconnectionDelayMax: 4000,
-      randomizationFactor: 0.4,
+      reconnectionDelay: RECONNECTION_DELAY_MS,
+      reconnectionDelayMax: RECONNECTION_DELAY_MAX_MS,
+      randomizationFactor: RANDOMIZATION,
       auth: (cb) => cb({ token: this.opts.token() }),
       ...(parser ? { parser } : {}),
     });
     this.socket = socket;
     socket.on("connect", () => {
       this.lastError = null;
+      this.waitAsked(socket, null);
       this.setStatus("connected");
       // Connect listeners first: the catch-up "sync" goes out before any waiting request.
       for (const l of this.connectListeners) l();
@@ -69,7 +91,9 @@ export class Connection {
     });
     socket.on("connect_error", (err: Error & { data?: { code?: string; message?: string } }) => {
       if (socket.active) {
-        // A transport failure (server down, network gone): socket.io retries with backoff.
+        // A transport failure (server down, network gone): socket.io retries with backoff; a
+        // node busy with other new connections said when to come back: the next try waits that.
+        this.waitAsked(socket, busyWaitMs(err));
         this.setStatus("reconnecting");
         return;
       }
@@ -175,6 +199,24 @@ export class Connection {
       }, timeoutMs);
       this.waiters.add(done);
     });
+  }
+
+  /** The next reconnection attempt waits ``ms`` (a busy node's Retry-After, with jitter), or
+   * socket.io's usual backoff again when null. socket.io computes the next delay right after
+   * "connect_error", from these bounds (its own jitter off: ``ms`` has ours). */
+  private waitAsked(socket: Socket, ms: number | null): void {
+    if (ms === null) {
+      if (this.busyWait === null) return;
+      this.busyWait = null;
+      socket.io.reconnectionDelay(RECONNECTION_DELAY_MS);
+      socket.io.reconnectionDelayMax(RECONNECTION_DELAY_MAX_MS);
+      socket.io.randomizationFactor(RANDOMIZATION);
+      return;
+    }
+    this.busyWait = ms;
+    socket.io.reconnectionDelay(ms);
+    socket.io.reconnectionDelayMax(ms);
+    socket.io.randomizationFactor(0);
   }
 
   private setStatus(status: ConnStatus): void {
