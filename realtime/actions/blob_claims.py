@@ -141,21 +141,33 @@ class Claim:
         self.staging = staging
         self.kept: dict[str, Path] = {}
 
-    async def store(self, path: Path) -> str:
-        """Store the file at ``path`` (kept) under its SHA-256; returns the digest."""
-        digest = await asyncio.to_thread(sha256_file, path)
+    async def store(self, path: Path, linked: Path | None = None) -> str:
+        """Store the file at ``path`` (kept) under its SHA-256; returns the digest.
+
+        ``linked``: a hard link to it made already, handed to the store (made before the file
+        was flushed, the link costs the flush nothing: the store's own sync finds it clean)."""
+        if linked is None:
+            linked = self.staging.temp(".blob")
+            digest = await asyncio.to_thread(_digest_and_link, path, linked)
+        else:
+            digest = await asyncio.to_thread(sha256_file, path)
         self.kept[digest] = path
-        await self._put(digest, path)
+        await self._put(digest, linked)
         return digest
 
-    async def _put(self, digest: str, path: Path) -> None:
-        # The store takes (moves or uploads, then removes) a hard link: no copy, file kept.
-        tmp = self.staging.temp(".blob")
-        await asyncio.to_thread(os.link, path, tmp)
+    async def _put(self, digest: str, tmp: Path) -> None:
+        # The store takes a hard link (moves or uploads it, then removes it): no copy, and the
+        # kept file stays.
         try:
             await self.blobs.put_file(blob_key(digest), tmp)
-        finally:
+        except BaseException:
             await asyncio.to_thread(tmp.unlink, True)
+            raise
+
+    async def _put_again(self, digest: str) -> None:
+        tmp = self.staging.temp(".blob")
+        await asyncio.to_thread(os.link, self.kept[digest], tmp)
+        await self._put(digest, tmp)
 
     async def commit(self, hub: Hub, attempt: Attempt[T]) -> T:
         """Run ``attempt`` in a transaction until it stands with every kept key's bytes there."""
@@ -173,13 +185,24 @@ class Claim:
             except _Removed as removed:  # rolled back: store the bytes again, then retry
                 seen = removed.count
                 for digest in keys:
-                    await self._put(digest, self.kept[digest])
+                    await self._put_again(digest)
         raise HomeroomError(
             "unavailable", "the file's bytes kept being removed while it was stored; send it again"
         )
 
     async def release(self) -> None:
         """Remove the kept files."""
-        for path in self.kept.values():
-            await asyncio.to_thread(path.unlink, True)
+        await asyncio.to_thread(_unlink_all, list(self.kept.values()))
         self.kept.clear()
+
+
+def _digest_and_link(path: Path, tmp: Path) -> str:
+    """The file's SHA-256, and a hard link to it at ``tmp`` to hand to the store."""
+    digest = sha256_file(path)
+    os.link(path, tmp)
+    return digest
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)

@@ -9,6 +9,8 @@ so that another node can finish it if this one stops.
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -30,16 +32,25 @@ from realtime.store.schema import uploads
 async def finish(hub: Hub, files: Files, row: UploadRow) -> dict[str, Any]:
     path = files.staging.path(row.id)
     # The file goes to disk while it is checked and its thumbnail made (50 photos at once
-    # are 150 MB to flush); nothing is stored or committed before it is there.
-    flushed = asyncio.ensure_future(asyncio.to_thread(fsync_path, path))
+    # are 150 MB to flush); nothing is stored or committed before it is there. A hard link to
+    # it, the one handed to the blob store, is made first: the flush then covers the link too
+    # (made after, it would cost a journal commit of its own in the store's sync).
+    linked = files.staging.temp(".blob")
+    flushed = asyncio.ensure_future(asyncio.to_thread(_link_and_flush, path, linked))
     try:
-        return await _finish_flushing(hub, files, row, flushed)
+        return await _finish_flushing(hub, files, row, flushed, linked)
     finally:
         await asyncio.gather(flushed, return_exceptions=True)
+        await asyncio.to_thread(linked.unlink, True)
+
+
+def _link_and_flush(path: Path, linked: Path) -> None:
+    os.link(path, linked)
+    fsync_path(path)
 
 
 async def _finish_flushing(
-    hub: Hub, files: Files, row: UploadRow, flushed: asyncio.Future[None]
+    hub: Hub, files: Files, row: UploadRow, flushed: asyncio.Future[None], linked: Path
 ) -> dict[str, Any]:
     path = files.staging.path(row.id)
     ftype = rules.sniff(await asyncio.to_thread(staging.head, path, rules.SNIFF_BYTES))
@@ -78,7 +89,7 @@ async def _finish_flushing(
         else:
             source = None
             await flushed
-            values["blob"] = await claim.store(path)
+            values["blob"] = await claim.store(path, linked)
             values["stored_bytes"] = row.size
         values.update(meta=meta, status=READY, completed_at=hub.now())
         won, done = await claim.commit(hub, _committing(row, values))
