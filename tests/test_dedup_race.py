@@ -8,7 +8,8 @@ Whatever the order, Li Ming's file, once acknowledged, downloads byte for byte.
 Both races are made to happen for real, on SQLite and PostgreSQL and on the directory and S3
 (SeaweedFS) stores: the collector held between its check (no file uses the bytes) and its
 delete, while Li Ming's upload finishes; and Li Ming's upload held between storing its bytes and
-committing, while the collector checks and deletes. Without realtime/actions/blob_claims.py the
+committing, while the collector checks and deletes; and the same with a photo, held while
+storing its thumbnail (before the acknowledgement) or its preview (after). Without realtime/actions/blob_claims.py the
 download answers ``internal`` (the bytes are gone).
 """
 
@@ -20,11 +21,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from clients import files
 from realtime.storage import blob_key
+from realtime.store.schema import uploads
+from realtime.transport.rest import HUB
 from realtime.transport.uploads import FILES
-from tests.attachment_files import pdf_bytes
+from tests.attachment_files import jpeg_with_gps, pdf_bytes
 from tests.conftest import DATABASES, Server, start_on, stop_server
 from tests.seaweed import seaweed_s3
 from tests.services import drop_postgres_database
@@ -133,6 +137,54 @@ async def upload_held_between_store_and_commit(
     done = await asyncio.wait_for(finishing, 30)
     assert done["status"] == "ready"
     await _downloads(server, up["id"], data)
+
+
+async def photo_held_between_store_and_commit(
+    server: Server, monkeypatch: pytest.MonkeyPatch, held: str
+) -> None:
+    """The same with a photo: its thumbnail is stored before the acknowledgement, its preview
+    and stripped original after (realtime/actions/pending_photos.py). ``held``: which of Li
+    Ming's stores waits while Wang Hao's message is deleted."""
+    fs = server.app[FILES]
+    photo = jpeg_with_gps(640, 480)
+    wang = await server.client("wanghao")
+    att = await wang.upload(photo, "黑板.jpg")
+    msg = await wang.send_chat(f"class:{server.class_id}:students", "", attachments=[att["id"]])
+    await fs.photos.wait(att["id"], 30)
+    async with server.app[HUB].store.read() as conn:
+        row = (await conn.execute(select(uploads).where(uploads.c.id == att["id"]))).one()
+    key = blob_key({"thumb": row.thumb, "preview": row.preview}[held])
+    entered, go_on = asyncio.Event(), asyncio.Event()
+    put = fs.blobs.put_file
+
+    async def held_put(k: str, path: Path) -> bool:
+        wrote = await put(k, path)
+        if k == key and not entered.is_set():
+            entered.set()
+            await go_on.wait()
+        return wrote
+
+    monkeypatch.setattr(fs.blobs, "put_file", held_put)
+    liming = await server.client("liming")
+    sending = asyncio.ensure_future(files.upload(liming, photo, "黑板(1).jpg"))
+    await asyncio.wait_for(entered.wait(), 30)
+    await wang.request("chat.delete", {"message_id": msg["id"]})
+    go_on.set()
+    mine = await asyncio.wait_for(sending, 30)
+    await fs.photos.wait(mine["id"], 30)
+    await liming.send_chat(f"class:{server.class_id}:students", "", attachments=[mine["id"]])
+    for variant in ("thumb", "preview", "original"):
+        link = (await files.links(wang, [mine["id"]], variant))[mine["id"]]
+        status, headers, body = await files.download(link)
+        assert status == 200, (variant, body[:200])
+        assert headers["Content-Type"] == "image/jpeg" and body[:2] == b"\xff\xd8"
+
+
+@pytest.mark.parametrize("held", ["thumb", "preview"])
+async def test_the_same_photo_removed_and_sent_at_once_shows(
+    server: Server, monkeypatch: pytest.MonkeyPatch, held: str
+) -> None:
+    await photo_held_between_store_and_commit(server, monkeypatch, held)
 
 
 RACES: dict[str, Callable[[Server, pytest.MonkeyPatch], Awaitable[None]]] = {
