@@ -9,8 +9,8 @@ Both races are made to happen for real, on SQLite and PostgreSQL and on the dire
 (SeaweedFS) stores: the collector held between its check (no file uses the bytes) and its
 delete, while Li Ming's upload finishes; and Li Ming's upload held between storing its bytes and
 committing, while the collector checks and deletes; and the same with a photo, held while
-storing its thumbnail (before the acknowledgement) or its preview (after). Without realtime/actions/blob_claims.py the
-download answers ``internal`` (the bytes are gone).
+storing its thumbnail (before the acknowledgement) or its preview (after). Without
+realtime/actions/blob_claims.py the download answers ``internal`` (the bytes are gone).
 """
 
 from __future__ import annotations
