@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select
 
-from realtime.actions import attachments, upload_parts
+from realtime.actions import attachments, blob_claims, upload_parts
 from realtime.domain import uploads as states
 from realtime.domain.uploads import DELETED, PART_GRACE_S, UPLOADING
 from realtime.hub import Hub
@@ -39,10 +39,15 @@ async def _collect(hub: Hub, files: Files, keys: list[str]) -> tuple[int, set[st
     failed: set[str] = set()
     for key in keys:
         try:
-            async with hub.store.read() as conn:
+            # Check, remove and count the removal holding the key's lock: a file committing
+            # the same bytes meanwhile either is seen here or sees the removal and stores them
+            # again (realtime/actions/blob_claims.py).
+            async with hub.store.transaction() as conn:
+                await blob_claims.lock(conn, key)
                 if await attachments.referenced(conn, key):
                     continue
-            await files.blobs.delete(blob_key(key))
+                await files.blobs.delete(blob_key(key))
+                await blob_claims.record_removal(conn, key, hub.now())
             gone += 1
         except Exception:
             log.exception("removing the blob %s failed; the sweep tries again", key)
@@ -129,10 +134,12 @@ async def tidy_staging(hub: Hub, files: Files) -> int:
 async def tidy(hub: Hub, files: Files, now: float, grace_s: float = PART_GRACE_S) -> dict[str, int]:
     """What this node's sweep removes besides expired files: bytes of deleted files whose
     removal failed, staging files of uploads that ended, work files and parts a stopped process
-    left (older than ``grace_s``)."""
+    left (older than ``grace_s``), and removals of bytes remembered long enough
+    (realtime/actions/blob_claims.py)."""
     return {
         "released": await collect_released(hub, files),
         "staging": await tidy_staging(hub, files),
         "temps": await asyncio.to_thread(files.staging.drop_old_temps, now - grace_s),
         "parts": await upload_parts.sweep_orphans(files.blobs, hub.store, now, grace_s),
+        "removals": await blob_claims.prune(hub.store, now),
     }

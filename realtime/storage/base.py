@@ -7,7 +7,6 @@ makes it durable before ``put_file`` returns (a directory: fsync and rename; S3:
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator
@@ -50,13 +49,6 @@ def blob_key(digest: str) -> str:
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise ValueError("not a SHA-256 hex digest")
     return f"{digest[:2]}/{digest[2:4]}/{digest}"
-
-
-async def store_by_content(blobs: BlobStore, path: Path) -> str:
-    """Store the file at ``path`` (removed) under its SHA-256; returns the digest."""
-    digest = await asyncio.to_thread(sha256_file, path)
-    await blobs.put_file(blob_key(digest), path)
-    return digest
 
 
 def fsync_path(path: Path) -> None:

@@ -462,6 +462,19 @@ uploads = Table(
     Index("ix_uploads_thumb", "thumb"),
 )
 
+# Stored files' bytes removed because no file used them any more: one row per content key
+# (the SHA-256 in uploads.blob/preview/thumb), ``gen`` counted up at every removal. A file
+# committed with a key listed here stores its bytes again before its commit stands
+# (realtime/actions/blob_claims.py); rows older than blob_claims.KEEP_S are pruned by the sweep.
+blob_removals = Table(
+    "blob_removals",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("gen", Integer, nullable=False),
+    Column("removed_at", Float, nullable=False),
+    Index("ix_blob_removals_removed_at", "removed_at"),
+)
+
 
 # Web Push (realtime/push/): a browser's push subscription, one row per endpoint. The keys are
 # the browser's public key and auth secret (RFC 8291), not secrets of ours.

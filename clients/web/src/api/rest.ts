@@ -9,7 +9,7 @@ import type {
   SchoolClass,
   Tokens,
 } from "./types";
-import type { RosterResult, SchoolLink, SchoolOverview } from "./school";
+import type { RosterResult, SchoolLink, SchoolOverview, SchoolStorage } from "./school";
 
 /** Where the access token comes from, and how to get a new one when it is refused. */
 export interface TokenSource {
@@ -140,6 +140,9 @@ export const api = {
   setTimeZone: (time_zone: string) => rest<object>("PUT", "/api/v1/school/settings", { body: { time_zone } }),
   setGuardianHistory: (open: boolean) =>
     rest<object>("PUT", "/api/v1/school/settings", { body: { guardian_chat_history: open } }),
+  schoolStorage: () => rest<SchoolStorage>("GET", "/api/v1/school/storage"),
+  setRetention: (retention_days: number) =>
+    rest<SchoolStorage>("PUT", "/api/v1/school/storage", { body: { retention_days } }),
   createYear: (name: string) => rest<object>("POST", "/api/v1/school/years", { body: { name } }),
   archiveYear: (id: number) => rest<object>("POST", `/api/v1/school/years/${id}/archive`),
   createClass: (name: string, school_year_id: number | null) =>

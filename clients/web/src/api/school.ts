@@ -31,3 +31,11 @@ export interface RosterResult {
   created: { username: string; display_name: string; password: string }[];
   pending: { line: number; username: string; reason: string }[];
 }
+
+/** GET/PUT /api/v1/school/storage (realtime/actions/retention.py storage_view). */
+export interface SchoolStorage {
+  used_bytes: number;
+  quota_bytes: number;
+  /** Files attached longer ago than this are removed; 0: kept for ever. */
+  retention_days: number;
+}

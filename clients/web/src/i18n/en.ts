@@ -70,6 +70,13 @@ const en: Messages = {
   "school.guardianHistory": "Guardians' chat history",
   "school.guardianHistoryOpen": "Newly linked guardians see the guardians' chat from before they joined",
   "school.guardianHistoryHint": "Off by default: once a teacher approves them, guardians see the guardians' chat from then on.",
+  "school.storage": "Attachment storage",
+  "school.storageUsed": (used: string, quota: string, share: string) => `${used} used of ${quota} (${share})`,
+  "school.storageMeter": "Attachment storage used",
+  "school.storageHint": "Counts the files kept and uploads in progress; deleted files no longer count.",
+  "school.retentionNow": (days: number) =>
+    days > 0 ? `Files attached more than ${days} day${days === 1 ? "" : "s"} ago are deleted automatically` : "Files are kept for ever, never deleted automatically",
+  "school.retention": "Days to keep attached files (0 keeps them for ever)",
   "school.years": "School years",
   "school.yearName": "New school year",
   "school.addYear": "Add year",

@@ -108,6 +108,20 @@ export function formatPercent(part: number, whole: number): string {
   );
 }
 
+/** A size in bytes, in the unit that fits: "512 KB", "1.5 GB". */
+export function formatBytes(n: number): string {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  const digits = unit >= 2 && value < 100 ? 1 : 0;
+  const text = new Intl.NumberFormat(locale.value, { maximumFractionDigits: digits }).format(value);
+  return `${text} ${units[unit]}`;
+}
+
 /** "A、B和C" / "A, B, and C". */
 export function formatList(items: string[]): string {
   return new Intl.ListFormat(locale.value, { style: "long", type: "conjunction" }).format(items);

@@ -1,8 +1,8 @@
 import { useEffect, useState } from "preact/hooks";
 import { asApiError, type ApiError } from "../api/errors";
 import { api, uploadRoster } from "../api/rest";
-import type { RosterResult, SchoolLink, SchoolOverview } from "../api/school";
-import { formatDateTime, t, tMaybe } from "../i18n";
+import type { RosterResult, SchoolLink, SchoolOverview, SchoolStorage } from "../api/school";
+import { formatBytes, formatDateTime, formatPercent, t, tMaybe } from "../i18n";
 import { describeError } from "../i18n/errors";
 import { toast } from "../state/toasts";
 import { Empty, ErrorBox, Loading, PageHeader } from "./common";
@@ -67,6 +67,7 @@ export function SchoolAdmin() {
             </section>
             <TimeZone data={data} act={act} />
             <GuardianHistory data={data} act={act} />
+            <Storage />
           </>
         ) : null}
         {links ? <PendingLinks links={links} /> : null}
@@ -399,6 +400,83 @@ function GuardianHistory(props: { data: SchoolOverview; act: Act }) {
         <span>{t("school.guardianHistoryOpen")}</span>
       </label>
       <p class="field-hint">{t("school.guardianHistoryHint")}</p>
+    </section>
+  );
+}
+
+/** The school's attachments: the space they take of its quota, and how long they are kept. */
+function Storage() {
+  const [storage, setStorage] = useState<SchoolStorage | null>(null);
+  const [days, setDays] = useState("");
+  const [error, setError] = useState<ApiError | null>(null);
+
+  function show(s: SchoolStorage) {
+    setStorage(s);
+    setDays(String(s.retention_days));
+  }
+  useEffect(() => {
+    api.schoolStorage().then(show, (err) => setError(asApiError(err)));
+  }, []);
+
+  async function save(e: Event) {
+    e.preventDefault();
+    try {
+      show(await api.setRetention(Number(days)));
+      toast(t("school.saved"), "success");
+    } catch (err) {
+      toast(describeError(asApiError(err)), "error");
+    }
+  }
+
+  return (
+    <section class="card school-storage" aria-labelledby="storage-title">
+      <h2 id="storage-title" class="card-title">
+        {t("school.storage")}
+      </h2>
+      {error ? <ErrorBox error={error} /> : null}
+      {!storage && !error ? <Loading /> : null}
+      {storage ? (
+        <>
+          <p class="storage-used">
+            {t(
+              "school.storageUsed",
+              formatBytes(storage.used_bytes),
+              formatBytes(storage.quota_bytes),
+              formatPercent(storage.used_bytes, storage.quota_bytes),
+            )}
+          </p>
+          <meter
+            class="storage-meter"
+            min={0}
+            max={storage.quota_bytes || 1}
+            value={storage.used_bytes}
+            high={storage.quota_bytes * 0.9}
+            aria-label={t("school.storageMeter")}
+          />
+          <p class="field-hint">{t("school.storageHint")}</p>
+          <p class="storage-retention" role="status">
+            {t("school.retentionNow", storage.retention_days)}
+          </p>
+          <form class="row-form" onSubmit={save}>
+            <label>
+              {t("school.retention")}
+              <input
+                type="number"
+                inputMode="numeric"
+                min={0}
+                max={36500}
+                step={1}
+                required
+                value={days}
+                onInput={(e) => setDays(e.currentTarget.value)}
+              />
+            </label>
+            <button type="submit" class="btn">
+              {t("school.save")}
+            </button>
+          </form>
+        </>
+      ) : null}
     </section>
   );
 }
