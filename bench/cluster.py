@@ -336,8 +336,9 @@ class Samplers:
     """``--sample DIR``: ``py-spy record`` attached to each of ``pids`` (``--nonblocking``: the
     process is never paused), collapsed stacks (``--format raw``, flamegraph.pl's input) into
     ``DIR/<pid>.txt``. py-spy samples on the wall clock, ``SAMPLE_RATE`` a second, and drops the
-    samples of threads the kernel does not report running (no ``--idle``): the counts follow
-    the CPU used, a thread runnable but waiting for a core included. ``start`` returns once
+    samples of threads the kernel does not report running (state R; no ``--idle``): a thread
+    waiting in epoll or on a lock is not counted, one runnable but waiting for a core is (on a
+    loaded machine the counts exceed the CPU used: shares, not seconds). ``start`` returns once
     every py-spy has attached; ``stop`` (SIGINT) makes each write its file and end; each also
     ends by itself after ``seconds``, whatever happens to the bench."""
 
@@ -350,24 +351,30 @@ class Samplers:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         self.dir.mkdir(parents=True, exist_ok=True)
         attached = [asyncio.Event() for _ in self.pids]
-        for pid, ready in zip(self.pids, attached, strict=True):
-            proc = await asyncio.create_subprocess_exec(
-                *[spy, "record", "--pid", str(pid), "--format", "raw", "--nonblocking"],
-                *["--rate", str(SAMPLE_RATE), "--duration", str(math.ceil(self.seconds))],
-                *["--output", str(self.dir / f"{pid}.txt")],
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,  # its messages (stdout or stderr)
-                stderr=asyncio.subprocess.STDOUT,
-            )
-            self.procs.append(proc)
-            self.readers.append(asyncio.create_task(self._read(proc, ready)))
-        waits = [asyncio.create_task(e.wait()) for e in attached]
-        done, _ = await asyncio.wait(waits, timeout=timeout)
-        for w in waits:
-            w.cancel()
-        if len(done) < len(waits) or any(p.returncode for p in self.procs):
-            await self.stop()
-            raise RuntimeError(f"py-spy did not attach to {self.pids}: {self.errors()}")
+        try:
+            for pid, ready in zip(self.pids, attached, strict=True):
+                proc = await asyncio.create_subprocess_exec(
+                    *[spy, "record", "--pid", str(pid), "--format", "raw", "--nonblocking"],
+                    *["--rate", str(SAMPLE_RATE), "--duration", str(math.ceil(self.seconds))],
+                    *["--output", str(self.dir / f"{pid}.txt")],
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,  # its messages (stdout or stderr)
+                    stderr=asyncio.subprocess.STDOUT,
+                )
+                self.procs.append(proc)
+                self.readers.append(asyncio.create_task(self._read(proc, ready)))
+            waits = [asyncio.create_task(e.wait()) for e in attached]
+            done, _ = await asyncio.wait(waits, timeout=timeout)
+            for w in waits:
+                w.cancel()
+            # (one that ended already could not attach: no such process, ptrace refused)
+            if len(done) < len(waits) or any(p.returncode is not None for p in self.procs):
+                raise RuntimeError(f"py-spy did not attach to all of {self.pids} (said above)")
+        except BaseException as e:
+            await self.stop()  # (prints what each py-spy said)
+            if isinstance(e, FileNotFoundError):
+                raise RuntimeError(f"no py-spy ({spy}): make setup installs it") from e
+            raise
 
     @staticmethod
     async def _read(proc: asyncio.subprocess.Process, ready: asyncio.Event) -> list[str]:
@@ -378,24 +385,16 @@ class Samplers:
             lines.append(line)
             if line.startswith("py-spy> Sampling process"):
                 ready.set()
+        await proc.wait()
         ready.set()  # ended (refused, or the process is gone): start() checks the returncode
         return lines
-
-    def errors(self) -> str:
-        return "; ".join(
-            line
-            for r in self.readers
-            if r.done()
-            for line in r.result()
-            if line and not line.startswith("py-spy>")
-        )[:500]
 
     async def stop(self) -> None:
         for proc in self.procs:
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGINT)
-        for pid, proc, reader in zip(self.pids, self.procs, self.readers, strict=True):
+        for pid, proc, reader in zip(self.pids, self.procs, self.readers, strict=False):
             try:
                 await asyncio.wait_for(proc.wait(), 30)
             except TimeoutError:
@@ -403,9 +402,10 @@ class Samplers:
                 await proc.wait()
             lines = await reader
             wrote = next((x for x in lines if x.startswith("py-spy> Wrote")), None)
-            say(
-                f"  py-spy {pid}: " + (wrote.removeprefix("py-spy> ") if wrote else " ".join(lines))
-            )
+            said = wrote.removeprefix("py-spy> ") if wrote else " ".join(lines)[:500]
+            say(f"  py-spy {pid}: {said}")
+        self.procs.clear()
+        self.readers.clear()
 
 
 def server_pids(dep: Deployment, exclude: int) -> list[int]:
