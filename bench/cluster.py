@@ -33,8 +33,8 @@ bench/loadworker.py processes).
   survivor, the load processes, PostgreSQL and Redis, the load processes' loop lag and the
   survivor's ``/healthz`` answer time. Clients reconnect as the shipped nginx would route them
   (``--balancer nginx``: least_conn, a refusing node left out 10 s) or to each address in turn
-  (``turns``). ``--set KEY=VALUE`` gives the workers a setting, ``--sample DIR`` samples their
-  stacks (bench/sampler).
+  (``turns``). ``--set KEY=VALUE`` gives the workers a setting, ``--sample DIR`` profiles the
+  server processes through the storm (py-spy, collapsed stacks in ``DIR/<pid>.txt``).
 - **store**: the single node on PostgreSQL against the same node on SQLite, in turn: CPU per
   ``chat.send`` and per connect + ``sync`` (``postgresql_over_sqlite_send``, ``_connect``).
 - **live sessions across workers**: four lessons started through worker 0 run 2 and 2
@@ -118,9 +118,10 @@ RECOVER_TIMEOUT_S = 60.0
 HANDSHAKES: list[int] = []
 # --set KEY=VALUE: more of the workers' settings, as TOML lines (e.g. listen_backlog=128).
 SETTINGS: list[str] = []
-# --sample DIR: where the server processes write their stack samples (bench/sampler).
+# --sample DIR: where py-spy writes the server processes' stacks through the storm.
 SAMPLE: list[str] = []
-SAMPLER = Path(__file__).resolve().parent / "sampler"
+# Samples per second (py-spy's default; the wall clock, idle samples dropped).
+SAMPLE_RATE = 100
 
 
 # --- the deployments ----------------------------------------------------------------------------
@@ -300,11 +301,6 @@ async def start_deployment(
     ]
     config.write_text("\n".join(lines) + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEROOM_")}
-    if SAMPLE:  # --sample: every server process samples its stacks (bench/sampler)
-        sampler = str(SAMPLER)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [sampler, env.get("PYTHONPATH")]))
-        env["BENCH_SAMPLE_DIR"] = SAMPLE[0]
-        os.makedirs(SAMPLE[0], exist_ok=True)
     log = tmp / f"{name}.log"
     args = [sys.executable, "-m", "realtime.cli", "--config", str(config), "serve"]
     proc = started.popen([*args, "--workers", str(workers)], log, cwd=str(ROOT), env=env)
@@ -334,6 +330,97 @@ def worker_pid(dep: Deployment, url: str) -> int | None:
             if any(c.laddr.port == port for c in child.net_connections("tcp") if not c.raddr):
                 return int(child.pid)
     return None
+
+
+class Samplers:
+    """``--sample DIR``: ``py-spy record`` attached to each of ``pids`` (``--nonblocking``: the
+    process is never paused), collapsed stacks (``--format raw``, flamegraph.pl's input) into
+    ``DIR/<pid>.txt``. py-spy samples on the wall clock, ``SAMPLE_RATE`` a second, and drops the
+    samples of threads the kernel does not report running (state R; no ``--idle``): a thread
+    waiting in epoll or on a lock is not counted, one runnable but waiting for a core is (on a
+    loaded machine the counts exceed the CPU used: shares, not seconds). ``start`` returns once
+    every py-spy has attached; ``stop`` (SIGINT) makes each write its file and end; each also
+    ends by itself after ``seconds``, whatever happens to the bench."""
+
+    def __init__(self, out_dir: str, pids: list[int], seconds: float) -> None:
+        self.dir, self.pids, self.seconds = Path(out_dir), pids, seconds
+        self.procs: list[asyncio.subprocess.Process] = []
+        self.readers: list[asyncio.Task[list[str]]] = []
+
+    async def start(self, timeout: float = 15.0) -> None:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        attached = [asyncio.Event() for _ in self.pids]
+        try:
+            for pid, ready in zip(self.pids, attached, strict=True):
+                proc = await asyncio.create_subprocess_exec(
+                    *[spy, "record", "--pid", str(pid), "--format", "raw", "--nonblocking"],
+                    *["--rate", str(SAMPLE_RATE), "--duration", str(math.ceil(self.seconds))],
+                    *["--output", str(self.dir / f"{pid}.txt")],
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,  # its messages (stdout or stderr)
+                    stderr=asyncio.subprocess.STDOUT,
+                )
+                self.procs.append(proc)
+                self.readers.append(asyncio.create_task(self._read(proc, ready)))
+            waits = [asyncio.create_task(e.wait()) for e in attached]
+            done, _ = await asyncio.wait(waits, timeout=timeout)
+            for w in waits:
+                w.cancel()
+            # (one that ended already could not attach: no such process, ptrace refused)
+            if len(done) < len(waits) or any(p.returncode is not None for p in self.procs):
+                raise RuntimeError(f"py-spy did not attach to all of {self.pids} (said above)")
+        except BaseException as e:
+            await self.stop()  # (prints what each py-spy said)
+            if isinstance(e, FileNotFoundError):
+                raise RuntimeError(f"no py-spy ({spy}): make setup installs it") from e
+            raise
+
+    @staticmethod
+    async def _read(proc: asyncio.subprocess.Process, ready: asyncio.Event) -> list[str]:
+        lines = []
+        assert proc.stdout is not None
+        async for raw in proc.stdout:
+            line = raw.decode(errors="replace").strip()
+            lines.append(line)
+            if line.startswith("py-spy> Sampling process"):
+                ready.set()
+        await proc.wait()
+        ready.set()  # ended (refused, or the process is gone): start() checks the returncode
+        return lines
+
+    async def stop(self) -> None:
+        for proc in self.procs:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGINT)
+        for pid, proc, reader in zip(self.pids, self.procs, self.readers, strict=False):
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+            lines = await reader
+            wrote = next((x for x in lines if x.startswith("py-spy> Wrote")), None)
+            said = wrote.removeprefix("py-spy> ") if wrote else " ".join(lines)[:500]
+            say(f"  py-spy {pid}: {said}")
+        self.procs.clear()
+        self.readers.clear()
+
+
+def server_pids(dep: Deployment, exclude: int) -> list[int]:
+    """The deployment's Python processes (the supervisor, its workers and theirs) but ``exclude``
+    and those under it."""
+    root = psutil.Process(dep.pid)
+    gone = {exclude}
+    with contextlib.suppress(psutil.NoSuchProcess):
+        gone |= {p.pid for p in psutil.Process(exclude).children(recursive=True)}
+    pids = []
+    for p in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            if p.pid not in gone and "python" in os.path.basename(p.exe()):
+                pids.append(p.pid)
+    return pids
 
 
 async def connect_split(pool: WorkerPool, parts: list[tuple[str, list[str]]]) -> None:
@@ -572,6 +659,7 @@ async def kill_step(
     for s in senders:
         await s.connect()
     tasks = [asyncio.create_task(s.run(stop)) for s in senders]
+    samplers: Samplers | None = None
     try:
         await asyncio.sleep(2.0)
         pid = worker_pid(dep, doomed)
@@ -590,6 +678,11 @@ async def kill_step(
         await pool.all({"cmd": "lag"})
         probe_stop = asyncio.Event()
         probe = asyncio.create_task(answer_times(other, probe_stop))
+        if SAMPLE:  # --sample: py-spy on the server processes that stay, through the storm
+            longest = min(args.storm_timeout, args.deadline - 120 - time.monotonic()) + 20
+            attached = Samplers(SAMPLE[0], server_pids(dep, pid), longest)
+            await attached.start()
+            samplers = attached
         os.kill(pid, signal.SIGKILL)
         killed = time.monotonic()
         say(f"  kill -9 worker 0 (pid {pid})")
@@ -607,6 +700,9 @@ async def kill_step(
             if synced >= len(storm) or now > deadline:
                 break
             await asyncio.sleep(0.1)
+        if samplers is not None:
+            await samplers.stop()
+            samplers = None
         stats = await pool.all({"cmd": "follow_stats", "since": killed})
         synced = sum(s["reconnected_synced"] for s in stats)
         out["storm_synced"] = synced
@@ -688,6 +784,8 @@ async def kill_step(
         )
         await asyncio.sleep(2.0)  # the lesson's chat goes on a little after the storm
     finally:
+        if samplers is not None:
+            await samplers.stop()
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
     for s in senders:
@@ -1286,7 +1384,7 @@ def main() -> int:
     parser.add_argument(
         "--sample",
         metavar="DIR",
-        help="the server processes sample their stacks into DIR/<pid>.txt (bench/sampler)",
+        help="py-spy the server processes through the storm: collapsed stacks in DIR/<pid>.txt",
     )
     args = parser.parse_args()
     if args.sample:
