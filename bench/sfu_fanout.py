@@ -915,12 +915,10 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def ensure_py_spy() -> None:
+    """py-spy comes with the project's dev dependencies (``make setup``; requirements.lock)."""
     if shutil.which("py-spy") or (Path(sys.executable).parent / "py-spy").exists():
         return
-    say("installing py-spy into the virtualenv")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "py-spy"], check=True, timeout=180
-    )
+    raise RuntimeError("py-spy is missing: run `make setup` (it is in the dev dependencies)")
 
 
 async def main_async(args: argparse.Namespace, started: Started, tmp: Path) -> dict[str, Any]:
