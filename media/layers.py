@@ -51,11 +51,22 @@ DEFAULT_LOSS_DOWN = 0.10
 DEFAULT_LOSS_UP = 0.02
 # Seconds without a sign of congestion before the viewer moves (probes) one layer up.
 DEFAULT_UP_HOLD = 2.0
-# Beyond this RTT (seconds) a layer's keyframes take too long to arrive: one layer down.
+# A queue on the viewer's link: its RTT this much (seconds) above the lowest RTT it had in the
+# last RTT_WINDOW seconds, and rising (each sample at least RTT_RISE above the one before),
+# means the current layer overfills the link: one layer down. A queue that drains after a
+# move down (the RTT high but falling) is no reason to go down again; nor is an RTT that
+# stays high without rising (a long path).
+DEFAULT_QUEUE_DOWN = 0.25
+RTT_RISE = 0.05
+RTT_WINDOW = 30.0
+# Beyond this RTT (seconds), rising, a layer's keyframes take too long to arrive whatever the
+# lowest RTT was (a viewer whose first sample already shows a full queue): one layer down.
 DEFAULT_RTT_DOWN = 0.8
-# A report this soon after a move still covers the previous layer's packets: its loss is not
-# held against the new one (RTCP reports come about once a second).
+# A report this soon after a move (the target's change, and again the switch itself, on the
+# new layer's keyframe: :meth:`LayerSelector.switched`) still covers the previous layer's
+# packets and the queue they left: its loss and RTT are not held against the new layer.
 DEFAULT_SETTLE = 1.5
+MAX_IN_FLIGHT = 3.0
 # A move down this soon after a move up means the probe failed: the next hold doubles.
 DEFAULT_PROBE_WINDOW = 6.0
 DEFAULT_MAX_UP_HOLD = 30.0
@@ -69,8 +80,9 @@ FALLING_TOLERANCE = 0.05
 # back up waits at least this long (each probe up costs the viewer a freeze if it fails).
 DEFAULT_CONGESTION_HOLD = 8.0
 # With video paused, probing the lowest layer is cheap and the only way to learn the link has
-# recovered (no video, no estimate): never wait longer than this.
-DEFAULT_MAX_OFF_HOLD = 4.0
+# recovered (no video, no estimate): never wait longer than this. Short, so that video is
+# back within seconds of a link opening; a lossy link (loss above ``loss_up``) is not probed.
+DEFAULT_MAX_OFF_HOLD = 2.0
 
 
 @dataclass(frozen=True)
@@ -112,6 +124,7 @@ class LayerSelector:
         loss_up: float = DEFAULT_LOSS_UP,
         up_hold: float = DEFAULT_UP_HOLD,
         rtt_down: float = DEFAULT_RTT_DOWN,
+        queue_down: float = DEFAULT_QUEUE_DOWN,
         probe_window: float = DEFAULT_PROBE_WINDOW,
         max_up_hold: float = DEFAULT_MAX_UP_HOLD,
         settle: float = DEFAULT_SETTLE,
@@ -128,6 +141,12 @@ class LayerSelector:
         self.loss_up = loss_up
         self.up_hold = up_hold
         self.rtt_down = rtt_down
+        self.queue_down = queue_down
+        # (time, RTT) samples of the last RTT_WINDOW seconds, the previous sample, and the RTT
+        # at the last move down for a queue (None once the queue drained): the hysteresis.
+        self._rtts: list[tuple[float, float]] = []
+        self._last_rtt: float | None = None
+        self._queued_at_rtt: float | None = None
         self._last_estimate: float | None = None
         self.probe_window = probe_window
         self.base_up_hold = up_hold
@@ -158,13 +177,14 @@ class LayerSelector:
             top = i
         return top
 
-    def fits(self, estimate: float | None) -> int:
+    def fits(self, estimate: float | None, headroom: float | None = None) -> int:
         """The highest layer ``estimate`` carries with headroom (VIDEO_OFF if none)."""
         best = VIDEO_OFF
+        spare = self.headroom if headroom is None else headroom
         for i, layer in enumerate(self.layers):
             if math.isinf(layer.bitrate):
                 break  # not sent now, nor anything above it
-            if estimate is None or layer.bitrate * self.headroom <= estimate:
+            if estimate is None or layer.bitrate * spare <= estimate:
                 best = i
         return best
 
@@ -181,6 +201,35 @@ class LayerSelector:
             layers.append(Layer(floor, layer.width, layer.height, layer.fps))
         self.layers = layers
 
+    def switched(self, now: float) -> None:
+        """The viewer now receives the target layer (its keyframe arrived): reports settle
+        from here, not only from the decision, which may be a keyframe interval earlier."""
+        self._down_at = max(self._down_at, now)
+
+    def queue_delay(self) -> float:
+        """Seconds the last RTT sample is above the lowest of the last RTT_WINDOW seconds."""
+        if self._last_rtt is None or not self._rtts:
+            return 0.0
+        return self._last_rtt - min(rtt for _t, rtt in self._rtts)
+
+    def _queue_grows(self, rtt: float | None, now: float) -> bool:
+        """Take an RTT sample: does it show a queue on the link that is still growing?"""
+        if rtt is None:
+            return False
+        previous = self._last_rtt
+        self._last_rtt = rtt
+        self._rtts = [(t, r) for t, r in self._rtts if now - t <= RTT_WINDOW]
+        self._rtts.append((now, rtt))
+        delay = self.queue_delay()
+        if delay < self.queue_down / 2:
+            self._queued_at_rtt = None  # drained: the next queue is a new congestion
+        rising = previous is None or rtt > previous + RTT_RISE
+        return (
+            rising
+            and (delay > self.queue_down or rtt > self.rtt_down)
+            and (self._queued_at_rtt is None or rtt > self._queued_at_rtt)
+        )
+
     def update(self, feedback: Feedback, now: float) -> int:
         """Take one feedback; returns the (possibly new) target layer."""
         estimate = feedback.estimate
@@ -192,18 +241,21 @@ class LayerSelector:
         if estimate is not None:
             self._last_estimate = estimate
         wanted = min(self.target, self.top)
-        if (
-            feedback.new_report
-            and now - self._down_at >= self.settle
-            and (
-                feedback.loss > self.loss_down
-                or (feedback.rtt is not None and feedback.rtt > self.rtt_down)
-            )
-        ):
+        queue_grows = feedback.new_report and self._queue_grows(feedback.rtt, now)
+        # The packets of the layer left reach the viewer one RTT (its queue) after the move:
+        # until then its reports are about them.
+        in_flight = min(max(self._last_rtt or 0.0, 0.0), MAX_IN_FLIGHT)
+        settled = now - self._down_at >= self.settle + in_flight
+        if feedback.new_report and settled and (feedback.loss > self.loss_down or queue_grows):
             # The link is already overloaded at the current layer: one below it at most.
             wanted = max(wanted - 1, VIDEO_OFF)
+            if queue_grows:
+                self._queued_at_rtt = feedback.rtt
         if falling:
-            wanted = min(wanted, self.fits(estimate))
+            # Right after a move the estimate still reflects the layer left and the queue it
+            # filled (a top layer's burst into a short link): only a layer the estimate cannot
+            # carry at all is left then, not one it carries without the headroom.
+            wanted = min(wanted, self.fits(estimate, 1.0 if not settled else self.headroom))
         if wanted < self.target:
             self._down(wanted, now)
             return self.target
@@ -214,7 +266,12 @@ class LayerSelector:
         ):
             self.up_hold = self.base_up_hold  # the last move up held: probe at the normal pace
             self._moved_up_at = None
-        if self.target < self.top and not falling and feedback.loss <= self.loss_up:
+        if (
+            self.target < self.top
+            and not falling
+            and feedback.loss <= self.loss_up
+            and self.queue_delay() < self.queue_down / 2
+        ):
             candidate = self.target + 1  # one step at a time
             if self._up_to != candidate or self._up_since is None:
                 self._up_to, self._up_since = candidate, now

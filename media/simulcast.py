@@ -319,6 +319,7 @@ class LayeredSubscriberTrack(SubscriberTrack):
                 self._leave(self.layer)
             self._rewriter.switch(frame, now)
             self._set_layer(index)
+            self.selector.switched(now)
         self._offer(self._rewriter.apply(frame, now), size, keyframe)
 
     def _set_layer(self, index: int) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -63,6 +64,13 @@ _SENDER_PACKET_COUNT = "_RTCRtpSender__packet_count"
 _SENDER_OCTET_COUNT = "_RTCRtpSender__octet_count"
 # aiortc's smoothed round-trip time from the receiver's reports (seconds, or None).
 _SENDER_RTT = "_RTCRtpSender__rtt"
+# The middle 32 bits of the NTP time of the last sender report aiortc's RTCP loop sent, and
+# when (time.time()): a receiver report's LSR names the report it answers.
+_SENDER_LSR = "_RTCRtpSender__lsr"
+_SENDER_LSR_TIME = "_RTCRtpSender__lsr_time"
+# Sender reports kept to match receiver reports against (aiortc keeps only the last one, so a
+# queue on the link longer than its 0.5-1.5 s report interval left it without a sample).
+SR_HISTORY = 8
 _SENDER_SR_COUNTERS = (
     _SENDER_NTP_TIMESTAMP,
     _SENDER_RTP_TIMESTAMP,
@@ -108,6 +116,9 @@ class EncodedFrameSource(Protocol):
 
     def receive_report(self, oldest_missing: float | None) -> None: ...
 
+
+# A viewer's loss is measured over at least this many seconds of its reports.
+LOSS_WINDOW_S = 1.0
 
 # Send times of a video sender's last frames, kept to tell from a receiver report's highest
 # sequence number how long ago the oldest frame the viewer has not received was sent (its
@@ -349,11 +360,22 @@ class SharedPayloadSender(RTCRtpSender):
         if data is not None:
             await self.transport._send_rtp(data)
 
-    # What this viewer's RTCP said about its link: REMB estimate (bit/s), the last report's
-    # fraction lost (0-1, the worst of its streams'). RTT is aiortc's own (:meth:`link`).
+    # What this viewer's RTCP said about its link: REMB estimate (bit/s), its loss (0-1, the
+    # worst of its streams' over the last LOSS_WINDOW_S, :meth:`_take_reports`). RTT is
+    # aiortc's own smoothed one (:meth:`link`); ``last_rtt`` the last report's sample alone.
     remb_bitrate: int | None = None
     remb_at: float | None = None
     fraction_lost: float = 0.0
+    # The RTT sample of the last report (seconds; None if it gave none): aiortc keeps a
+    # smoothed one (0.85 of the previous plus 0.15 of the new sample), which after a queue on
+    # the link drained still says "congested" for many seconds, and takes a sample only from
+    # a report that answers the last sender report; the layer selection wants the link as it
+    # is now, queue or not.
+    last_rtt: float | None = None
+    # Per reported SSRC: (loop time, extended highest sequence number, cumulative lost) at the
+    # start of its loss window, and (loss, loop time) of its last full window.
+    _loss_marks: dict[int, tuple[float, int, int]] | None = None
+    _losses: dict[int, tuple[float, float]] | None = None
     # (first sequence number, loop time) of the last FRAME_TIMES video frames sent.
     frame_times: deque[tuple[int, float]] | None = None
 
@@ -370,19 +392,90 @@ class SharedPayloadSender(RTCRtpSender):
                 self.remb_at = asyncio.get_running_loop().time()
                 self._link_feedback(report=False)
             return
-        if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+        reported = isinstance(packet, RtcpRrPacket | RtcpSrPacket) and any(
+            report.ssrc == self._ssrc for report in packet.reports
+        )
+        if reported:
+            assert isinstance(packet, RtcpRrPacket | RtcpSrPacket)
+            self._take_reports(packet.reports)
             for report in packet.reports:
                 if report.ssrc == self._ssrc:
-                    # The link's loss: the worst of the viewer's streams in this report (all
-                    # of them cross its one link; and with its video paused, only the audio
-                    # still says how lossy the link is).
-                    self.fraction_lost = max(r.fraction_lost for r in packet.reports) / 256
                     self._receive_report(report.highest_sequence & 0xFFFF)
+        if reported:
+            assert isinstance(packet, RtcpRrPacket | RtcpSrPacket)
+            self.last_rtt = self._rtt_sample(packet.reports)
         await super()._handle_rtcp_packet(packet)
-        if isinstance(packet, RtcpRrPacket | RtcpSrPacket) and any(
-            report.ssrc == self._ssrc for report in packet.reports
-        ):
+        if reported:
+            assert isinstance(packet, RtcpRrPacket | RtcpSrPacket)
             self._link_feedback(report=True)  # after aiortc's handler updated the RTT
+            if packet.reports[0].ssrc == self._ssrc:
+                self._share_reports(packet)
+
+    _sr_times: dict[int, float] | None = None
+
+    def _rtt_sample(self, reports: list[Any]) -> float | None:
+        """The RTT this report's block for this sender's stream shows (seconds), from the
+        sender report it answers among the last SR_HISTORY sent; None if it answers none."""
+        if self._sr_times is None:
+            self._sr_times = {}
+        lsr: int | None = getattr(self, _SENDER_LSR)
+        if lsr is not None and lsr not in self._sr_times:
+            self._sr_times[lsr] = getattr(self, _SENDER_LSR_TIME)
+            while len(self._sr_times) > SR_HISTORY:
+                del self._sr_times[next(iter(self._sr_times))]
+        for report in reports:
+            if report.ssrc == self._ssrc and report.lsr in self._sr_times:
+                return time.time() - self._sr_times[report.lsr] - report.dlsr / 65536
+        return None
+
+    def _take_reports(self, reports: list[Any]) -> None:
+        """The link's loss from a receiver report's blocks: the worst of the viewer's streams
+        (they all cross its one link; with its video paused only the audio still says how
+        lossy the link is), each over at least LOSS_WINDOW_S. A browser sends a report with
+        every NACK, tens a second on a lossy link, and a block's own fraction lost covers
+        only the few packets since the previous one (1 of 2 lost reads 50 %)."""
+        now = asyncio.get_running_loop().time()
+        if self._loss_marks is None or self._losses is None:
+            self._loss_marks, self._losses = {}, {}
+        router = getattr(self.transport, "_rtp_router", None)
+        for report in reports:
+            if router is not None and report.ssrc not in router.senders:
+                # A retransmission stream's block (RTX): its few packets, sent into a queue
+                # that lost the originals, are no measure of the link.
+                continue
+            mark = self._loss_marks.get(report.ssrc)
+            if mark is None or report.highest_sequence < mark[1]:
+                self._loss_marks[report.ssrc] = (
+                    now, report.highest_sequence, report.packets_lost
+                )
+                continue
+            since, highest, lost = mark
+            if now - since < LOSS_WINDOW_S:
+                continue
+            expected = report.highest_sequence - highest
+            loss = (report.packets_lost - lost) / expected if expected > 0 else 0.0
+            self._losses[report.ssrc] = (min(max(loss, 0.0), 1.0), now)
+            self._loss_marks[report.ssrc] = (now, report.highest_sequence, report.packets_lost)
+        # A stream that stopped (a paused video) leaves the reports: its last window too.
+        self.fraction_lost = max(
+            (loss for loss, at in self._losses.values() if now - at <= 3 * LOSS_WINDOW_S),
+            default=0.0,
+        )
+
+    def _share_reports(self, packet: RtcpRrPacket | RtcpSrPacket) -> None:
+        """A report names only the streams the viewer receives now: the leg's other forwarding
+        senders (a video paused for the viewer's link gets no reports of its own, and would
+        never learn that the link recovered) take it too, without an RTT sample."""
+        router = getattr(self.transport, "_rtp_router", None)
+        if router is None:
+            return
+        named = {report.ssrc for report in packet.reports}
+        for ssrc, sender in list(router.senders.items()):
+            if ssrc in named or not isinstance(sender, SharedPayloadSender):
+                continue
+            sender._take_reports(packet.reports)
+            sender.last_rtt = None
+            sender._link_feedback(report=True)
 
     def _receive_report(self, highest: int) -> None:
         """Tell the track how far behind the viewer's receiving is (its freezes)."""
@@ -399,8 +492,8 @@ class SharedPayloadSender(RTCRtpSender):
         age = None
         if self.remb_at is not None:
             age = asyncio.get_running_loop().time() - self.remb_at
-        estimate, loss, rtt = self.link()
-        track.link_feedback(estimate, age, loss, rtt, report)
+        estimate, loss, _smoothed = self.link()
+        track.link_feedback(estimate, age, loss, self.last_rtt, report)
 
     def link(self) -> tuple[int | None, float, float | None]:
         """(REMB estimate in bit/s or None, fraction lost 0-1, RTT in seconds or None)."""

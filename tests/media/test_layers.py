@@ -53,9 +53,24 @@ def test_a_falling_estimate_moves_down_at_once_to_what_fits() -> None:
     assert sel.target == 2
     # The estimator saw overuse: 600 kbit/s carries the 500 kbit/s layer with 15 % headroom.
     assert sel.update(Feedback(600_000), now) == 1
-    # 150 kbit/s cannot carry even the lowest layer (150k * 1.15): audio only.
-    assert sel.update(Feedback(150_000), now + 0.1) == VIDEO_OFF
+    # 140 kbit/s cannot carry even the lowest layer (150k): audio only.
+    assert sel.update(Feedback(140_000), now + 0.1) == VIDEO_OFF
     assert sel.video_paused
+
+
+def test_the_burst_of_the_layer_left_does_not_take_a_second_layer() -> None:
+    """The link narrows under the top layer: its burst fills the queue and the estimate goes
+    on falling for a moment after the move down. Right after the move only a layer the
+    estimate cannot carry at all is left; once settled, the headroom counts again."""
+    sel = LayerSelector(LAYERS)
+    now = run(sel, Feedback(3_000_000), 0.0, 10.0)
+    assert sel.update(Feedback(600_000), now) == 1
+    # 540 kbit/s: under the middle layer with headroom (575), not under the layer itself.
+    assert sel.update(Feedback(540_000), now + 0.5) == 1
+    sel.switched(now + 0.8)  # its keyframe: the viewer receives layer 1 from here
+    assert sel.update(Feedback(510_000), now + 2.0) == 1  # still settling
+    # Settled: a falling estimate under the layer with headroom is real overuse again.
+    assert sel.update(Feedback(470_000), now + 2.5) == 0
 
 
 def test_a_low_estimate_that_is_not_falling_moves_nothing() -> None:
@@ -74,13 +89,29 @@ def test_video_comes_back_when_the_link_recovers() -> None:
     assert sel.video_paused
     # Receiving no video, the caller passes no estimate (it would only reflect the audio).
     assert sel.update(Feedback(None), 1.0) == VIDEO_OFF  # recovering: hold first
-    assert sel.update(Feedback(None), 3.0) == VIDEO_OFF
-    assert sel.update(Feedback(None), 5.0) == 0  # video back (max_off_hold), lowest layer
+    assert sel.update(Feedback(None), 2.9) == VIDEO_OFF
+    assert sel.update(Feedback(None), 3.0) == 0  # video back (max_off_hold), lowest layer
     assert not sel.video_paused
     # Up from there not at the normal pace: the link has just shown its limit...
-    assert sel.update(Feedback(None), 10.0) == 0
+    assert sel.update(Feedback(None), 8.0) == 0
     # ...until the move back to video has held for the probe window.
-    assert sel.update(Feedback(None), 12.0) == 1
+    assert sel.update(Feedback(None), 10.0) == 1
+
+
+def test_a_lossy_link_is_not_probed_while_video_is_paused() -> None:
+    """Audio only on a link that loses packets: a probe of the lowest layer would fill its
+    queue and cost the sound; the first clean reports start the hold."""
+    sel = LayerSelector(LAYERS)
+    sel.update(Feedback(400_000), 0.0)
+    sel.update(Feedback(100_000), 0.5)
+    assert sel.video_paused
+    now = run(sel, Feedback(None, loss=0.05), 1.0, 20.0)
+    assert sel.video_paused
+    opened = now
+    while sel.video_paused:
+        sel.update(Feedback(None, loss=0.0), now)
+        now += 0.25
+    assert now - opened <= 2.5
 
 
 def test_loss_or_rtt_takes_one_layer_down_even_with_a_high_estimate() -> None:
@@ -97,6 +128,66 @@ def test_loss_or_rtt_takes_one_layer_down_even_with_a_high_estimate() -> None:
     sel2 = LayerSelector(LAYERS)
     run(sel2, Feedback(3_000_000), 0.0, 10.0)
     assert sel2.update(Feedback(3_000_000, rtt=1.5), 10.0) == 1
+
+
+def top_layer_on_a_short_link() -> tuple[LayerSelector, float]:
+    """A viewer on the top layer with a 20 ms RTT, one report a second."""
+    sel = LayerSelector(LAYERS)
+    now = run(sel, Feedback(3_000_000, rtt=0.02), 0.0, 10.0)
+    assert sel.target == 2
+    return sel, now
+
+
+def test_a_growing_queue_takes_one_layer_down_and_a_draining_one_none() -> None:
+    """The link narrows under the top layer: the RTT rises with the queue (the estimate, low
+    already, does not fall). Down one layer at the first sample 0.25 s above the lowest RTT;
+    the queue then drains at the lower layer: the RTT is still high but falling, no second
+    move down (the burst of the layer left is not the lower layer's fault)."""
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(3_000_000, rtt=0.15), now) == 2  # queueing, not yet much
+    assert sel.update(Feedback(3_000_000, rtt=0.30), now + 1) == 1
+    sel.switched(now + 1.3)
+    # The report before the switch settled: still the layer left's queue, still rising.
+    assert sel.update(Feedback(3_000_000, rtt=0.60), now + 2) == 1
+    # Draining: high, but each sample lower than the one before.
+    for i, rtt in enumerate((0.58, 0.45, 0.35, 0.15, 0.03)):
+        assert sel.update(Feedback(3_000_000, rtt=rtt), now + 3 + i) == 1, rtt
+
+
+def test_a_queue_that_goes_on_growing_at_the_lower_layer_takes_the_next() -> None:
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(3_000_000, rtt=0.30), now) == 1
+    sel.switched(now + 0.3)
+    # Not settled: the packets of the layer left take the queue's 0.5 s to arrive.
+    assert sel.update(Feedback(3_000_000, rtt=0.50), now + 2) == 1
+    # Settled at layer 1 (1.5 s + 0.6 s in flight after the switch) and the queue grows on,
+    # above where it was at the move: layer 1 is too much as well.
+    assert sel.update(Feedback(3_000_000, rtt=0.62), now + 2.6) == 0
+
+
+def test_a_long_path_is_no_queue() -> None:
+    """A high RTT that does not rise (a far viewer, a satellite hop) moves nothing."""
+    sel = LayerSelector(LAYERS, up_hold=1.0)
+    run(sel, Feedback(None, rtt=0.9), 0.0, 1.0)  # the first sample: above rtt_down, once
+    assert sel.target == VIDEO_OFF
+    sel = LayerSelector(LAYERS, up_hold=1.0)
+    run(sel, Feedback(None, rtt=0.6), 0.0, 10.0)
+    assert sel.target == 2
+    for i in range(20):
+        rtt = 0.6 + (0.04 if i % 2 else 0.0)  # jitter under RTT_RISE
+        assert sel.update(Feedback(None, rtt=rtt), 10.0 + i) == 2
+
+
+def test_no_move_up_while_a_queue_drains() -> None:
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(3_000_000, rtt=0.30), now) == 1
+    sel.switched(now + 0.3)
+    # The queue drains slowly (0.2 s above the lowest RTT for 20 s): no probe up meanwhile.
+    run(sel, Feedback(3_000_000, rtt=0.22), now + 1, 20.0)
+    assert sel.target == 1
+    # Drained: the probe comes after the congestion hold.
+    run(sel, Feedback(3_000_000, rtt=0.02), now + 21, 10.0)
+    assert sel.target == 2
 
 
 def test_a_failed_probe_backs_off_and_a_flapping_link_is_probed_less_and_less() -> None:
