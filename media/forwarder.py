@@ -160,11 +160,13 @@ class SubscriberTrack(MediaStreamTrack):
         loss: float,
         rtt: float | None,
         report: bool,
+        received: float | None = None,
     ) -> None:
         """What this viewer's RTCP just said about its link (from its SharedPayloadSender):
         REMB estimate (bit/s) and its age (s), the last report's fraction lost, RTT (s);
-        ``report``: a new receiver report (else a REMB alone). Only a track in layers acts
-        on it."""
+        ``report``: a new receiver report (else a REMB alone); ``received``: the bit rate of
+        this stream the viewer received in the last report window. Only a track in layers
+        acts on it."""
 
     def receive_report(self, oldest_missing: float | None) -> None:
         """The viewer's receiver report (from its SharedPayloadSender, video): the oldest frame

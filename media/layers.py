@@ -106,6 +106,9 @@ class Feedback:
     # False when ``loss`` and ``rtt`` repeat an earlier report (an estimate came alone): a
     # report moves the viewer down once, not once per estimate that follows it.
     new_report: bool = True
+    # The bit rate of this video the viewer received over the last report window (None:
+    # unknown). On a link that is congested now, it is what the link carries of it.
+    received: float | None = None
 
 
 class LayerSelector:
@@ -202,9 +205,11 @@ class LayerSelector:
         self.layers = layers
 
     def switched(self, now: float) -> None:
-        """The viewer now receives the target layer (its keyframe arrived): reports settle
-        from here, not only from the decision, which may be a keyframe interval earlier."""
-        self._down_at = max(self._down_at, now)
+        """The viewer now receives the target layer (its keyframe arrived): after a move
+        down, reports settle from here, not only from the decision, which may be a keyframe
+        interval earlier."""
+        if self._moved_up_at is None:
+            self._down_at = max(self._down_at, now)
 
     def queue_delay(self) -> float:
         """Seconds the last RTT sample is above the lowest of the last RTT_WINDOW seconds."""
@@ -233,29 +238,42 @@ class LayerSelector:
     def update(self, feedback: Feedback, now: float) -> int:
         """Take one feedback; returns the (possibly new) target layer."""
         estimate = feedback.estimate
+        previous = self._last_estimate
         falling = (
             estimate is not None
-            and self._last_estimate is not None
-            and estimate < self._last_estimate * (1 - FALLING_TOLERANCE)
+            and previous is not None
+            and estimate < previous * (1 - FALLING_TOLERANCE)
         )
         if estimate is not None:
             self._last_estimate = estimate
         wanted = min(self.target, self.top)
+        # What the link carries, when it is congested: the estimate, unless it was still
+        # ramping below the layer received when it fell (a receiver's estimate climbs a few
+        # percent a second from where it started: it said "overuse", not how much the link
+        # carries); then what the viewer received of the video in the last window, its share
+        # of the saturated link.
+        carried = estimate
+        current = self.layers[wanted].bitrate if wanted >= 0 else 0.0
+        if feedback.received is not None and (previous is None or previous < current):
+            carried = feedback.received
         queue_grows = feedback.new_report and self._queue_grows(feedback.rtt, now)
         # The packets of the layer left reach the viewer one RTT (its queue) after the move:
         # until then its reports are about them.
         in_flight = min(max(self._last_rtt or 0.0, 0.0), MAX_IN_FLIGHT)
         settled = now - self._down_at >= self.settle + in_flight
         if feedback.new_report and settled and (feedback.loss > self.loss_down or queue_grows):
-            # The link is already overloaded at the current layer: one below it at most.
+            # The link is already overloaded at the current layer: one below it at most, and
+            # no higher than what the viewer received of it (a link far too short for it).
             wanted = max(wanted - 1, VIDEO_OFF)
+            if feedback.received is not None:
+                wanted = min(wanted, self.fits(feedback.received))
             if queue_grows:
                 self._queued_at_rtt = feedback.rtt
         if falling:
             # Right after a move the estimate still reflects the layer left and the queue it
             # filled (a top layer's burst into a short link): only a layer the estimate cannot
             # carry at all is left then, not one it carries without the headroom.
-            wanted = min(wanted, self.fits(estimate, 1.0 if not settled else self.headroom))
+            wanted = min(wanted, self.fits(carried, 1.0 if not settled else self.headroom))
         if wanted < self.target:
             self._down(wanted, now)
             return self.target
@@ -276,9 +294,10 @@ class LayerSelector:
             if self._up_to != candidate or self._up_since is None:
                 self._up_to, self._up_since = candidate, now
             elif now - self._up_since >= self.hold:
+                # No settling after a move up: a queue or loss from here on is this layer's
+                # (the one left fitted), so a failed probe is undone at its first sign.
                 self.target = candidate
                 self._moved_up_at = now
-                self._down_at = now  # (the settle time after any move)
                 self._up_to, self._up_since = candidate + 1, now
             return self.target
         self._up_since = self._up_to = None
@@ -296,8 +315,9 @@ class LayerSelector:
         self._down_at = now
         self._up_since = self._up_to = None
         if self._moved_up_at is not None and now - self._moved_up_at < self.probe_window:
-            # The last probe up failed: wait twice as long before the next.
-            self.up_hold = min(self.up_hold * 2, self.max_up_hold)
+            # The last probe up failed: wait twice as long before the next (and at least the
+            # congestion hold: the link has just shown its limit).
+            self.up_hold = min(max(self.up_hold * 2, self.congestion_hold), self.max_up_hold)
         else:
             self.up_hold = max(self.up_hold, self.congestion_hold)
         self._moved_up_at = None

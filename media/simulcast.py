@@ -258,6 +258,7 @@ class LayeredSubscriberTrack(SubscriberTrack):
         loss: float,
         rtt: float | None,
         report: bool,
+        received: float | None = None,
     ) -> None:
         if self.readyState != "live" or not self._joined:
             return
@@ -272,7 +273,7 @@ class LayeredSubscriberTrack(SubscriberTrack):
         usable = estimate if fresh and self.layer != VIDEO_OFF else None
         if rtt is not None and rtt < 0:
             rtt = None  # aiortc's RTT from a report whose delay exceeds the elapsed time
-        target = self.selector.update(Feedback(usable, loss, rtt, report), now)
+        target = self.selector.update(Feedback(usable, loss, rtt, report, received), now)
         if target != self.target:
             self._retarget(target)
 

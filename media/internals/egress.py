@@ -112,13 +112,17 @@ class EncodedFrameSource(Protocol):
         loss: float,
         rtt: float | None,
         report: bool,
+        received: float | None = None,
     ) -> None: ...
 
     def receive_report(self, oldest_missing: float | None) -> None: ...
 
 
 # A viewer's loss is measured over at least this many seconds of its reports.
-LOSS_WINDOW_S = 1.0
+LOSS_WINDOW_S = 0.5
+# Bytes on the wire around an RTP payload: RTP header with mid and abs-send-time (24), SRTP
+# tag (10), UDP and IPv4 (28).
+PACKET_OVERHEAD = 62
 
 # Send times of a video sender's last frames, kept to tell from a receiver report's highest
 # sequence number how long ago the oldest frame the viewer has not received was sent (its
@@ -356,6 +360,20 @@ class SharedPayloadSender(RTCRtpSender):
         egress = self._egress
         if egress is None:
             return
+        # A packet is sent again at most once per RTT: a browser asks for a missing packet
+        # again before the first retransmission could arrive when its link is queued, and
+        # answering every ask filled that queue with copies (the loss rose to 50-80 % at a
+        # layer the link carried), as libwebrtc's and mediasoup's senders avoid too.
+        now = asyncio.get_running_loop().time()
+        if self._resent is None:
+            self._resent = {}
+        last = self._resent.get(sequence_number)
+        wait = min(max(self.last_rtt or 0.0, getattr(self, _SENDER_RTT) or 0.0, 0.05), 1.0)
+        if last is not None and now - last < wait:
+            return
+        self._resent[sequence_number] = now
+        if len(self._resent) > RTP_HISTORY_SIZE:
+            del self._resent[next(iter(self._resent))]
         data = egress.retransmission(sequence_number, self._rtx_ssrc)
         if data is not None:
             await self.transport._send_rtp(data)
@@ -375,6 +393,10 @@ class SharedPayloadSender(RTCRtpSender):
     # Per reported SSRC: (loop time, extended highest sequence number, cumulative lost) at the
     # start of its loss window, and (loss, loop time) of its last full window.
     _loss_marks: dict[int, tuple[float, int, int]] | None = None
+    # This stream's (packets, payload octets) sent at the start of its window, and the bit
+    # rate the viewer received of it in the last window (None: not known yet).
+    _sent_mark: tuple[int, int] | None = None
+    received_bps: float | None = None
     _losses: dict[int, tuple[float, float]] | None = None
     # (first sequence number, loop time) of the last FRAME_TIMES video frames sent.
     frame_times: deque[tuple[int, float]] | None = None
@@ -412,6 +434,8 @@ class SharedPayloadSender(RTCRtpSender):
                 self._share_reports(packet)
 
     _sr_times: dict[int, float] | None = None
+    # Loop time each recently retransmitted sequence number was last sent again.
+    _resent: dict[int, float] | None = None
 
     def _rtt_sample(self, reports: list[Any]) -> float | None:
         """The RTT this report's block for this sender's stream shows (seconds), from the
@@ -444,10 +468,13 @@ class SharedPayloadSender(RTCRtpSender):
                 # that lost the originals, are no measure of the link.
                 continue
             mark = self._loss_marks.get(report.ssrc)
+            sent = (getattr(self, _SENDER_PACKET_COUNT), getattr(self, _SENDER_OCTET_COUNT))
             if mark is None or report.highest_sequence < mark[1]:
                 self._loss_marks[report.ssrc] = (
                     now, report.highest_sequence, report.packets_lost
                 )
+                if report.ssrc == self._ssrc:
+                    self._sent_mark = sent
                 continue
             since, highest, lost = mark
             if now - since < LOSS_WINDOW_S:
@@ -456,6 +483,15 @@ class SharedPayloadSender(RTCRtpSender):
             loss = (report.packets_lost - lost) / expected if expected > 0 else 0.0
             self._losses[report.ssrc] = (min(max(loss, 0.0), 1.0), now)
             self._loss_marks[report.ssrc] = (now, report.highest_sequence, report.packets_lost)
+            if report.ssrc == self._ssrc and self._sent_mark is not None:
+                # What this stream delivered to the viewer in the window: on a saturated
+                # link, the share of it this stream gets (the layer selection's measure of
+                # the link when the viewer's estimate has not caught up with it).
+                packets = sent[0] - self._sent_mark[0]
+                size = (sent[1] - self._sent_mark[1]) / packets if packets > 0 else 0.0
+                received = expected - (report.packets_lost - lost)
+                self.received_bps = max(received, 0) * (size + PACKET_OVERHEAD) * 8 / (now - since)
+                self._sent_mark = sent
         # A stream that stopped (a paused video) leaves the reports: its last window too.
         self.fraction_lost = max(
             (loss for loss, at in self._losses.values() if now - at <= 3 * LOSS_WINDOW_S),
@@ -493,7 +529,7 @@ class SharedPayloadSender(RTCRtpSender):
         if self.remb_at is not None:
             age = asyncio.get_running_loop().time() - self.remb_at
         estimate, loss, _smoothed = self.link()
-        track.link_feedback(estimate, age, loss, self.last_rtt, report)
+        track.link_feedback(estimate, age, loss, self.last_rtt, report, self.received_bps)
 
     def link(self) -> tuple[int | None, float, float | None]:
         """(REMB estimate in bit/s or None, fraction lost 0-1, RTT in seconds or None)."""

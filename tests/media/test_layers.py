@@ -219,10 +219,23 @@ def test_a_probe_that_holds_brings_the_hold_back() -> None:
     assert sel.target == 2
     sel.update(Feedback(700_000), 5.0)
     assert sel.update(Feedback(600_000), 5.5) == 1  # a probe that failed
-    assert sel.up_hold == 4.0
+    assert sel.up_hold == 8.0  # twice the hold, and at least the congestion hold
     run(sel, Feedback(None), 6.0, 20.0)
     assert sel.target == 2
     assert sel.up_hold == 2.0
+
+
+def test_a_failed_probe_is_undone_at_the_first_sign_of_a_queue() -> None:
+    """No settling after a move up: the layer left fitted the link, so a queue growing from
+    there is the new layer's, and the viewer goes back before the queue fills."""
+    sel = LayerSelector(LAYERS)
+    now = run(sel, Feedback(None, rtt=0.02), 0.0, 5.0)
+    assert sel.update(Feedback(None, rtt=0.3), now) == 1
+    sel.switched(now + 0.2)
+    now = run(sel, Feedback(None, rtt=0.02), now + 1, 10.0)
+    assert sel.target == 2  # the probe, after the congestion hold
+    sel.switched(now)
+    assert sel.update(Feedback(None, rtt=0.35), now + 0.5) == 1
 
 
 def test_moderate_loss_blocks_moving_up_but_does_not_move_down() -> None:
@@ -279,3 +292,30 @@ def test_an_estimate_that_wobbles_does_not_stop_the_probes_up() -> None:
     assert moved_up_at is not None and moved_up_at <= 10.0, moved_up_at
     # A real cut (the estimator saw overuse) is still one.
     assert sel.update(Feedback(estimate * 0.85), now + 20) == 0
+
+
+def test_an_estimate_still_ramping_when_it_falls_is_no_measure_of_the_link() -> None:
+    """A browser's estimate climbs a few percent a second and was far below the top layer the
+    viewer received when the link narrowed: it falls (overuse), and what the viewer received
+    of the video in the last window (its share of the saturated link) says where to go."""
+    sel = LayerSelector(LAYERS)
+    now = run(sel, Feedback(300_000), 0.0, 10.0)  # climbed by probing, estimate behind
+    assert sel.target == 2
+    # 600 kbit/s link: 230 kbit/s would say layer 0; 580 kbit/s received carries layer 1.
+    assert sel.update(Feedback(230_000, received=580_000), now) == 1
+    sel = LayerSelector(LAYERS)
+    now = run(sel, Feedback(300_000), 0.0, 10.0)
+    # 150 kbit/s link (audio beside the video): 100 kbit/s of video received, no layer fits.
+    assert sel.update(Feedback(230_000, received=100_000), now) == VIDEO_OFF
+    # An estimate that had measured the link (above the layer received) is taken as it is.
+    sel = LayerSelector(LAYERS)
+    now = run(sel, Feedback(3_000_000), 0.0, 10.0)
+    assert sel.update(Feedback(600_000, received=1_100_000), now) == 1
+
+
+def test_a_queue_on_a_link_far_too_short_goes_straight_to_what_it_carries() -> None:
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(3_000_000, rtt=0.6, received=160_000), now) == VIDEO_OFF
+    sel, now = top_layer_on_a_short_link()
+    # Received about what was sent (the queue just started): one layer down only.
+    assert sel.update(Feedback(3_000_000, rtt=0.3, received=1_200_000), now) == 1
