@@ -76,6 +76,9 @@ DEFAULT_MAX_UP_HOLD = 30.0
 # two between reports), and taking them for congestion would reset the hold before every probe
 # up, so a viewer moved down once would never move up again (seen with Chromium viewers).
 FALLING_TOLERANCE = 0.05
+# A falling estimate is taken for congestion only when something else agrees: the viewer
+# received less than this fraction of the layer's rate, or a queue, or loss.
+SATURATED = 0.8
 # After congestion moved the viewer down, the link has just shown its limit: the first probe
 # back up waits at least this long (each probe up costs the viewer a freeze if it fails).
 DEFAULT_CONGESTION_HOLD = 8.0
@@ -162,6 +165,9 @@ class LayerSelector:
         # Start at the lowest layer: a join must show something fast, and a viewer's estimate
         # starts low anyway (REMB ramps up over the first seconds).
         self.target = 0
+        # Why the target last changed: "probe" (up), "estimate", "queue", "loss" or "top"
+        # (the layer is not sent now), for the host's stats and the tests.
+        self.reason = "start"
         self._up_since: float | None = None
         self._up_to: int | None = None
 
@@ -269,12 +275,28 @@ class LayerSelector:
                 wanted = min(wanted, self.fits(feedback.received))
             if queue_grows:
                 self._queued_at_rtt = feedback.rtt
+        if falling and not (
+            feedback.received is None
+            or feedback.received < SATURATED * current
+            or self.queue_delay() >= self.queue_down / 2
+            or feedback.loss > self.loss_up
+        ):
+            # Nothing else says the link is short: the viewer received all of the layer, no
+            # queue, no loss. A browser's estimate dips by a quarter now and then on a loaded
+            # machine (its delay-based estimator takes the server's scheduling for a queue).
+            falling = False
         if falling:
             # Right after a move the estimate still reflects the layer left and the queue it
             # filled (a top layer's burst into a short link): only a layer the estimate cannot
             # carry at all is left then, not one it carries without the headroom.
             wanted = min(wanted, self.fits(carried, 1.0 if not settled else self.headroom))
         if wanted < self.target:
+            congested = feedback.new_report and settled
+            self.reason = (
+                "top" if self.top < self.target else
+                "queue" if congested and queue_grows else
+                "loss" if congested and feedback.loss > self.loss_down else "estimate"
+            )  # fmt: skip
             self._down(wanted, now)
             return self.target
         if (
@@ -297,6 +319,7 @@ class LayerSelector:
                 # No settling after a move up: a queue or loss from here on is this layer's
                 # (the one left fitted), so a failed probe is undone at its first sign.
                 self.target = candidate
+                self.reason = "probe"
                 self._moved_up_at = now
                 self._up_to, self._up_since = candidate + 1, now
             return self.target

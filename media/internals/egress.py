@@ -118,6 +118,11 @@ class EncodedFrameSource(Protocol):
     def receive_report(self, oldest_missing: float | None) -> None: ...
 
 
+# While a viewer's video is paused for its link: one padding packet of PADDING_BYTES every
+# PADDING_INTERVAL_S on the video stream (16 kbit/s with its headers).
+PADDING_INTERVAL_S = 0.1
+PADDING_BYTES = 140
+
 # A viewer's loss is measured over at least this many seconds of its reports.
 LOSS_WINDOW_S = 0.5
 # Bytes on the wire around an RTP payload: RTP header with mid and abs-send-time (24), SRTP
@@ -303,11 +308,26 @@ class SharedPayloadSender(RTCRtpSender):
         frame_times: deque[tuple[int, float]] = deque(maxlen=FRAME_TIMES)
         self.frame_times = frame_times
         video = self.kind == "video"
+        timestamp = timestamp_origin
         while True:
             if self.track is None:
                 await asyncio.sleep(0.02)  # idle until replaceTrack(), as aiortc's loop
                 continue
-            frame = await self._next_encoded_frame(codec)
+            if video and getattr(self.track, "video_paused", False):
+                # Video paused for the viewer's link: a small padding packet now and then
+                # keeps its browser reporting on this stream (about once a second, with the
+                # loss and the RTT) and estimating the link, so the layer selection learns
+                # within a second or two that the link recovered; with only the audio's
+                # reports (one every 5 s) it took 6-10 s.
+                try:
+                    async with asyncio.timeout(PADDING_INTERVAL_S):
+                        frame = await self._next_encoded_frame(codec)
+                except TimeoutError:
+                    await self._send_padding(timestamp, sequence_number)
+                    sequence_number = (sequence_number + 1) & 0xFFFF
+                    continue
+            else:
+                frame = await self._next_encoded_frame(codec)
             if frame is None:
                 continue
             payloads = frame.payloads
@@ -354,6 +374,18 @@ class SharedPayloadSender(RTCRtpSender):
             setattr(self, _SENDER_RTP_TIMESTAMP, timestamp)
             setattr(self, _SENDER_PACKET_COUNT, packet_count)
             setattr(self, _SENDER_OCTET_COUNT, octet_count)
+
+    async def _send_padding(self, timestamp: int, sequence_number: int) -> None:
+        """One padding-only RTP packet (RFC 3550 5.1: P bit, the payload all padding, its
+        last byte the padding's length) on this stream, with the last frame's timestamp."""
+        egress = self._egress
+        assert egress is not None
+        first_byte, tail = egress.frame_header(
+            timestamp, self._ssrc, (_ntp_now() >> 14) & 0x00FFFFFF, None
+        )
+        padding = bytes(PADDING_BYTES - 1) + bytes([PADDING_BYTES])
+        head = _RTP_HEAD.pack(first_byte | 0x20, egress.payload_type, sequence_number)
+        await self.transport._send_rtp(head + tail + padding)
 
     async def _retransmit(self, sequence_number: int) -> None:
         """A subscriber's NACK: resend the packet from this loop's history (RTX if negotiated)."""

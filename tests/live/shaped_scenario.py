@@ -23,6 +23,7 @@ freeze counters) and what the server's stats said.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import shutil
 import subprocess
@@ -160,16 +161,19 @@ async def scenario(tmp: Path, result: dict[str, Any]) -> None:
 
 def trace_selection(trace: list[list[Any]]) -> None:
     """Record every feedback a viewer's layer selection takes and what it decided: (time,
-    viewer, estimate, its age, loss, RTT, new report, target, layer)."""
+    viewer, estimate, its age, loss, RTT, new report, target, layer, video received)."""
     feedback = LayeredSubscriberTrack.link_feedback
 
     def traced(self: LayeredSubscriberTrack, *args: Any) -> None:
         feedback(self, *args)
-        estimate, age, loss, rtt, report = args
+        estimate, age, loss, rtt, report, received = (*args, None)[:6]
         trace.append([
             round(time.monotonic(), 2), self.subscriber_id, estimate,
             None if age is None else round(age, 1), round(loss, 3),
             None if rtt is None else round(rtt, 3), report, self.target, self.layer,
+            None if received is None else round(received), self.selector.reason,
+            [None if math.isinf(b.bitrate) else round(b.bitrate / 1000)
+             for b in self.selector.layers],
         ])  # fmt: skip
 
     LayeredSubscriberTrack.link_feedback = traced  # type: ignore[method-assign]
@@ -242,6 +246,11 @@ async def watch_pages(srv: Any, context: Any, sid: int, result: dict[str, Any]) 
     result["climbed"] = {name: s["layer"] for name, s in now.items()}
     result["layer_kbit_before"] = kbit(rates)
     now = await poll()
+    for _ in range(20):  # a page's stats may miss the pair for a moment (renegotiation)
+        if all(s["pair"] for s in now.values()):
+            break
+        await asyncio.sleep(POLL_S)
+        now = await poll()
     ports = {}
     for name, s in now.items():
         pair = s["pair"]
