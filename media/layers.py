@@ -112,6 +112,8 @@ class Feedback:
     # The bit rate of this video the viewer received over the last report window (None:
     # unknown). On a link that is congested now, it is what the link carries of it.
     received: float | None = None
+    # When the window ``loss`` was measured over started (the caller's clock; None: unknown).
+    loss_since: float | None = None
 
 
 class LayerSelector:
@@ -149,7 +151,7 @@ class LayerSelector:
         self.rtt_down = rtt_down
         self.queue_down = queue_down
         # (time, RTT) samples of the last RTT_WINDOW seconds, the previous sample, and the RTT
-        # at the last move down for a queue (None once the queue drained): the hysteresis.
+        # at the last move down (None once the queue drained): the hysteresis.
         self._rtts: list[tuple[float, float]] = []
         self._last_rtt: float | None = None
         self._queued_at_rtt: float | None = None
@@ -224,7 +226,8 @@ class LayerSelector:
         return self._last_rtt - min(rtt for _t, rtt in self._rtts)
 
     def _queue_grows(self, rtt: float | None, now: float) -> bool:
-        """Take an RTT sample: does it show a queue on the link that is still growing?"""
+        """Take an RTT sample: does it show a queue on the link that is still growing, or one
+        that stands since the last move down?"""
         if rtt is None:
             return False
         previous = self._last_rtt
@@ -235,11 +238,23 @@ class LayerSelector:
         if delay < self.queue_down / 2:
             self._queued_at_rtt = None  # drained: the next queue is a new congestion
         rising = previous is None or rtt > previous + RTT_RISE
-        return (
+        moved_at = self._queued_at_rtt
+        growing = (
             rising
             and (delay > self.queue_down or rtt > self.rtt_down)
-            and (self._queued_at_rtt is None or rtt > self._queued_at_rtt)
+            and (moved_at is None or rtt > moved_at)
         )
+        # A queue that has not drained since the last move down and is not draining now:
+        # the layer moved to keeps the link full as well (a layer that fits drains it within
+        # the settling time). A full drop-tail queue does not grow any more.
+        standing = (
+            moved_at is not None
+            and previous is not None
+            and delay > self.queue_down
+            and rtt >= moved_at - RTT_RISE
+            and rtt >= previous - RTT_RISE / 2
+        )
+        return growing or standing
 
     def update(self, feedback: Feedback, now: float) -> int:
         """Take one feedback; returns the (possibly new) target layer."""
@@ -267,14 +282,20 @@ class LayerSelector:
         # until then its reports are about them.
         in_flight = min(max(self._last_rtt or 0.0, 0.0), MAX_IN_FLIGHT)
         settled = now - self._down_at >= self.settle + in_flight
-        if feedback.new_report and settled and (feedback.loss > self.loss_down or queue_grows):
+        # Loss counts when measured over packets sent after the move (its window started one
+        # RTT after it); without the window's start, after the settling time.
+        loss_settled = (
+            settled
+            if feedback.loss_since is None
+            else feedback.loss_since - in_flight >= self._down_at
+        )
+        lossy = feedback.loss > self.loss_down and loss_settled
+        if feedback.new_report and (lossy or (settled and queue_grows)):
             # The link is already overloaded at the current layer: one below it at most, and
             # no higher than what the viewer received of it (a link far too short for it).
             wanted = max(wanted - 1, VIDEO_OFF)
             if feedback.received is not None:
                 wanted = min(wanted, self.fits(feedback.received))
-            if queue_grows:
-                self._queued_at_rtt = feedback.rtt
         if falling and not (
             feedback.received is None
             or feedback.received < SATURATED * current
@@ -291,11 +312,10 @@ class LayerSelector:
             # carry at all is left then, not one it carries without the headroom.
             wanted = min(wanted, self.fits(carried, 1.0 if not settled else self.headroom))
         if wanted < self.target:
-            congested = feedback.new_report and settled
             self.reason = (
                 "top" if self.top < self.target else
-                "queue" if congested and queue_grows else
-                "loss" if congested and feedback.loss > self.loss_down else "estimate"
+                "queue" if feedback.new_report and settled and queue_grows else
+                "loss" if feedback.new_report and lossy else "estimate"
             )  # fmt: skip
             self._down(wanted, now)
             return self.target
@@ -336,6 +356,7 @@ class LayerSelector:
     def _down(self, wanted: int, now: float) -> None:
         self.target = wanted
         self._down_at = now
+        self._queued_at_rtt = self._last_rtt
         self._up_since = self._up_to = None
         if self._moved_up_at is not None and now - self._moved_up_at < self.probe_window:
             # The last probe up failed: wait twice as long before the next (and at least the

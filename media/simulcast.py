@@ -259,6 +259,7 @@ class LayeredSubscriberTrack(SubscriberTrack):
         rtt: float | None,
         report: bool,
         received: float | None = None,
+        loss_since: float | None = None,
     ) -> None:
         if self.readyState != "live" or not self._joined:
             return
@@ -273,7 +274,7 @@ class LayeredSubscriberTrack(SubscriberTrack):
         usable = estimate if fresh and self.layer != VIDEO_OFF else None
         if rtt is not None and rtt < 0:
             rtt = None  # aiortc's RTT from a report whose delay exceeds the elapsed time
-        target = self.selector.update(Feedback(usable, loss, rtt, report, received), now)
+        target = self.selector.update(Feedback(usable, loss, rtt, report, received, loss_since), now)
         if target != self.target:
             self._retarget(target)
 
@@ -330,6 +331,7 @@ class LayeredSubscriberTrack(SubscriberTrack):
             self.switches += 1
         if index == VIDEO_OFF:
             self.freezes.idle()  # video paused for the connection (audio first): no freeze
+            self.interrupt()  # its sender pads the paused stream (media/internals/egress.py)
         self.layer = index
         self.stats.layer = index
         self.stats.layer_switches = self.switches

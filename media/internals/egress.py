@@ -101,7 +101,7 @@ class Packetizer:
 class EncodedFrameSource(Protocol):
     """What a :class:`SharedPayloadSender` reads: a track yielding shared RTCEncodedFrames."""
 
-    async def recv_encoded(self) -> RTCEncodedFrame: ...
+    async def recv_encoded(self) -> RTCEncodedFrame | None: ...
 
     def request_keyframe(self) -> None: ...
 
@@ -113,6 +113,7 @@ class EncodedFrameSource(Protocol):
         rtt: float | None,
         report: bool,
         received: float | None = None,
+        loss_since: float | None = None,
     ) -> None: ...
 
     def receive_report(self, oldest_missing: float | None) -> None: ...
@@ -122,6 +123,11 @@ class EncodedFrameSource(Protocol):
 # PADDING_INTERVAL_S on the video stream (16 kbit/s with its headers).
 PADDING_INTERVAL_S = 0.1
 PADDING_BYTES = 140
+
+# Retransmissions may take this share of a stream's own bytes (and hold up to
+# RTX_BUDGET_MAX bytes unused): a viewer losing 20 % of its packets needs about 25 %.
+RTX_SHARE = 0.5
+RTX_BUDGET_MAX = 60_000
 
 # A viewer's loss is measured over at least this many seconds of its reports.
 LOSS_WINDOW_S = 0.5
@@ -309,6 +315,7 @@ class SharedPayloadSender(RTCRtpSender):
         self.frame_times = frame_times
         video = self.kind == "video"
         timestamp = timestamp_origin
+        sent_at = loop.time()  # when the last frame was sent
         while True:
             if self.track is None:
                 await asyncio.sleep(0.02)  # idle until replaceTrack(), as aiortc's loop
@@ -323,8 +330,17 @@ class SharedPayloadSender(RTCRtpSender):
                     async with asyncio.timeout(PADDING_INTERVAL_S):
                         frame = await self._next_encoded_frame(codec)
                 except TimeoutError:
-                    await self._send_padding(timestamp, sequence_number)
+                    # Its timestamp goes on with the clock, as the stream will after the
+                    # pause (StreamRewriter); the next sender report says so too (aiortc's
+                    # RTCP loop sends the last NTP time set: a frozen one made every report
+                    # look like the one before, and the RTT from them grow without end).
+                    ntp = _ntp_now()
+                    elapsed = int((loop.time() - sent_at) * codec.clockRate)
+                    padding_timestamp = (timestamp + elapsed) & 0xFFFFFFFF
+                    await self._send_padding(padding_timestamp, sequence_number)
                     sequence_number = (sequence_number + 1) & 0xFFFF
+                    setattr(self, _SENDER_NTP_TIMESTAMP, ntp)
+                    setattr(self, _SENDER_RTP_TIMESTAMP, padding_timestamp)
                     continue
             else:
                 frame = await self._next_encoded_frame(codec)
@@ -341,8 +357,12 @@ class SharedPayloadSender(RTCRtpSender):
                 timestamp, ssrc, (ntp >> 14) & 0x00FFFFFF, frame.audio_level
             )
             last = len(payloads) - 1
+            sent_at = loop.time()
             if video:
-                frame_times.append((sequence_number, loop.time()))
+                frame_times.append((sequence_number, sent_at))
+            frame_octets = sum(map(len, payloads))
+            # Retransmissions may add at most RTX_SHARE of what the stream sends.
+            self._rtx_budget = min(self._rtx_budget + RTX_SHARE * frame_octets, RTX_BUDGET_MAX)
 
             dtls = self.transport
             if srtp_send.DIRECT_DATAGRAMS and sink.resolve(dtls):
@@ -350,7 +370,7 @@ class SharedPayloadSender(RTCRtpSender):
                     first_byte, payload_type, sequence_number, tail, payloads, history
                 )
                 sequence_number = (sequence_number + last + 1) & 0xFFFF
-                octet_count += sum(map(len, payloads))
+                octet_count += frame_octets
                 # RTCDtlsTransport's own counters (its getStats), as _send_rtp keeps them.
                 setattr(dtls, _DTLS_TX_BYTES, getattr(dtls, _DTLS_TX_BYTES) + sent_bytes)
                 setattr(dtls, _DTLS_TX_PACKETS, getattr(dtls, _DTLS_TX_PACKETS) + last + 1)
@@ -407,8 +427,13 @@ class SharedPayloadSender(RTCRtpSender):
         if len(self._resent) > RTP_HISTORY_SIZE:
             del self._resent[next(iter(self._resent))]
         data = egress.retransmission(sequence_number, self._rtx_ssrc)
-        if data is not None:
-            await self.transport._send_rtp(data)
+        if data is None or len(data) > self._rtx_budget:
+            # Within a share of what the stream sends: a queued link's viewer asks again and
+            # again for what its queue dropped, and answering all of it (with no video sent,
+            # a paused viewer's whole history) kept that queue full.
+            return
+        self._rtx_budget -= len(data)
+        await self.transport._send_rtp(data)
 
     # What this viewer's RTCP said about its link: REMB estimate (bit/s), its loss (0-1, the
     # worst of its streams' over the last LOSS_WINDOW_S, :meth:`_take_reports`). RTT is
@@ -423,13 +448,15 @@ class SharedPayloadSender(RTCRtpSender):
     # is now, queue or not.
     last_rtt: float | None = None
     # Per reported SSRC: (loop time, extended highest sequence number, cumulative lost) at the
-    # start of its loss window, and (loss, loop time) of its last full window.
+    # start of its loss window, and (loss, end, start) of its last full window.
     _loss_marks: dict[int, tuple[float, int, int]] | None = None
     # This stream's (packets, payload octets) sent at the start of its window, and the bit
     # rate the viewer received of it in the last window (None: not known yet).
     _sent_mark: tuple[int, int] | None = None
     received_bps: float | None = None
-    _losses: dict[int, tuple[float, float]] | None = None
+    _losses: dict[int, tuple[float, float, float]] | None = None
+    # When the window of ``fraction_lost`` started (loop time; None: no window yet).
+    loss_since: float | None = None
     # (first sequence number, loop time) of the last FRAME_TIMES video frames sent.
     frame_times: deque[tuple[int, float]] | None = None
 
@@ -468,6 +495,8 @@ class SharedPayloadSender(RTCRtpSender):
     _sr_times: dict[int, float] | None = None
     # Loop time each recently retransmitted sequence number was last sent again.
     _resent: dict[int, float] | None = None
+    # Bytes of retransmission the stream may still send (RTX_SHARE of every frame sent).
+    _rtx_budget: float = 0.0
 
     def _rtt_sample(self, reports: list[Any]) -> float | None:
         """The RTT this report's block for this sender's stream shows (seconds), from the
@@ -513,7 +542,7 @@ class SharedPayloadSender(RTCRtpSender):
                 continue
             expected = report.highest_sequence - highest
             loss = (report.packets_lost - lost) / expected if expected > 0 else 0.0
-            self._losses[report.ssrc] = (min(max(loss, 0.0), 1.0), now)
+            self._losses[report.ssrc] = (min(max(loss, 0.0), 1.0), now, since)
             self._loss_marks[report.ssrc] = (now, report.highest_sequence, report.packets_lost)
             if report.ssrc == self._ssrc and self._sent_mark is not None:
                 # What this stream delivered to the viewer in the window: on a saturated
@@ -525,9 +554,13 @@ class SharedPayloadSender(RTCRtpSender):
                 self.received_bps = max(received, 0) * (size + PACKET_OVERHEAD) * 8 / (now - since)
                 self._sent_mark = sent
         # A stream that stopped (a paused video) leaves the reports: its last window too.
-        self.fraction_lost = max(
-            (loss for loss, at in self._losses.values() if now - at <= 3 * LOSS_WINDOW_S),
-            default=0.0,
+        self.fraction_lost, self.loss_since = max(
+            (
+                (loss, since)
+                for loss, at, since in self._losses.values()
+                if now - at <= 3 * LOSS_WINDOW_S
+            ),
+            default=(0.0, None),
         )
 
     def _share_reports(self, packet: RtcpRrPacket | RtcpSrPacket) -> None:
@@ -561,7 +594,9 @@ class SharedPayloadSender(RTCRtpSender):
         if self.remb_at is not None:
             age = asyncio.get_running_loop().time() - self.remb_at
         estimate, loss, _smoothed = self.link()
-        track.link_feedback(estimate, age, loss, self.last_rtt, report, self.received_bps)
+        track.link_feedback(
+            estimate, age, loss, self.last_rtt, report, self.received_bps, self.loss_since
+        )
 
     def link(self) -> tuple[int | None, float, float | None]:
         """(REMB estimate in bit/s or None, fraction lost 0-1, RTT in seconds or None)."""
@@ -571,7 +606,7 @@ class SharedPayloadSender(RTCRtpSender):
     async def _next_encoded_frame(self, codec: RTCRtpCodecParameters) -> RTCEncodedFrame | None:
         track: Any = self.track
         try:
-            frame: RTCEncodedFrame = await track.recv_encoded()
+            frame: RTCEncodedFrame | None = await track.recv_encoded()
         except MediaStreamError:
             # Keep the RTP loop (and this transceiver) alive for a later replaceTrack(): the
             # stock loop would exit and the sender could never send again. With no track,

@@ -328,3 +328,25 @@ def test_a_falling_estimate_alone_is_no_congestion_when_everything_arrives() -> 
     now = run(sel, Feedback(3_000_000, rtt=0.02, received=1_200_000), 0.0, 10.0)
     assert sel.update(Feedback(2_000_000, rtt=0.02, received=1_150_000), now) == 2
     assert sel.update(Feedback(600_000, rtt=0.02, received=700_000), now + 1) == 1
+
+
+def test_a_queue_that_stands_after_a_move_down_takes_the_next() -> None:
+    """A drop-tail queue that is full does not grow any more: the layer moved to keeps it
+    full (its RTT as high as at the move and not falling) once settled: one more down."""
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(2_000_000, rtt=0.02), now) == 2
+    assert sel.update(Feedback(1_200_000, rtt=0.02, received=600_000), now + 0.5) == 1
+    sel.switched(now + 0.7)
+    for i in range(8):  # full and standing
+        sel.update(Feedback(1_200_000, rtt=1.0 + 0.01 * (i % 2)), now + 1 + 0.5 * i)
+    assert sel.target == 0
+
+
+def test_loss_counts_from_packets_sent_after_the_move() -> None:
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(3_000_000, loss=0.3, rtt=0.1, loss_since=now - 1), now) == 1
+    sel.switched(now + 0.2)
+    # A window that started before the move (plus the RTT): the layer left's loss.
+    assert sel.update(Feedback(3_000_000, loss=0.3, rtt=0.1, loss_since=now), now + 1.8) == 1
+    # A window of packets sent after the switch: layer 1 loses them too.
+    assert sel.update(Feedback(3_000_000, loss=0.3, rtt=0.1, loss_since=now + 0.4), now + 2) == 0
