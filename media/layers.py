@@ -265,8 +265,9 @@ class LayerSelector:
             and previous is not None
             and estimate < previous * (1 - FALLING_TOLERANCE)
         )
-        if estimate is not None:
-            self._last_estimate = estimate
+        # No estimate (a stale one, or video paused): the next one starts afresh; compared
+        # with one from before a pause it looked like a fall and undid the move back to video.
+        self._last_estimate = estimate
         wanted = min(self.target, self.top)
         # What the link carries, when it is congested: the estimate, unless it was still
         # ramping below the layer received when it fell (a receiver's estimate climbs a few

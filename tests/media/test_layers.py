@@ -350,3 +350,14 @@ def test_loss_counts_from_packets_sent_after_the_move() -> None:
     assert sel.update(Feedback(3_000_000, loss=0.3, rtt=0.1, loss_since=now), now + 1.8) == 1
     # A window of packets sent after the switch: layer 1 loses them too.
     assert sel.update(Feedback(3_000_000, loss=0.3, rtt=0.1, loss_since=now + 0.4), now + 2) == 0
+
+
+def test_the_first_estimate_after_a_pause_is_not_a_fall() -> None:
+    """Back to video after a pause: the viewer's first estimate is compared with nothing from
+    before the pause (its link was another then), so it does not undo the move."""
+    sel = LayerSelector(LAYERS)
+    sel.update(Feedback(400_000), 0.0)
+    assert sel.update(Feedback(100_000, received=50_000), 0.5) == VIDEO_OFF
+    now = run(sel, Feedback(None, received=5_000), 1.0, 3.0)
+    assert sel.target == 0
+    assert sel.update(Feedback(70_000, received=5_000), now) == 0
