@@ -454,6 +454,8 @@ class SharedPayloadSender(RTCRtpSender):
     # rate the viewer received of it in the last window (None: not known yet).
     _sent_mark: tuple[int, int] | None = None
     received_bps: float | None = None
+    sent_bps: float | None = None  # what it sent over the same window
+    rates_at: float | None = None  # when that window ended (loop time)
     _losses: dict[int, tuple[float, float, float]] | None = None
     # When the window of ``fraction_lost`` started (loop time; None: no window yet).
     loss_since: float | None = None
@@ -493,6 +495,7 @@ class SharedPayloadSender(RTCRtpSender):
                 self._share_reports(packet)
 
     _sr_times: dict[int, float] | None = None
+    _rtt_lsr: int | None = None  # the sender report the last RTT sample answered
     # Loop time each recently retransmitted sequence number was last sent again.
     _resent: dict[int, float] | None = None
     # Bytes of retransmission the stream may still send (RTX_SHARE of every frame sent).
@@ -500,7 +503,8 @@ class SharedPayloadSender(RTCRtpSender):
 
     def _rtt_sample(self, reports: list[Any]) -> float | None:
         """The RTT this report's block for this sender's stream shows (seconds), from the
-        sender report it answers among the last SR_HISTORY sent; None if it answers none."""
+        sender report it answers among the last SR_HISTORY sent; None if it answers none, or
+        the same one as the last sample."""
         if self._sr_times is None:
             self._sr_times = {}
         lsr: int | None = getattr(self, _SENDER_LSR)
@@ -509,8 +513,14 @@ class SharedPayloadSender(RTCRtpSender):
             while len(self._sr_times) > SR_HISTORY:
                 del self._sr_times[next(iter(self._sr_times))]
         for report in reports:
-            if report.ssrc == self._ssrc and report.lsr in self._sr_times:
-                return time.time() - self._sr_times[report.lsr] - report.dlsr / 65536
+            if report.ssrc != self._ssrc or report.lsr not in self._sr_times:
+                continue
+            if report.lsr == self._rtt_lsr:
+                # Another report answering the same sender report (a browser reports with
+                # every NACK): the same round trip again, no news about the queue now.
+                return None
+            self._rtt_lsr = report.lsr
+            return time.time() - self._sr_times[report.lsr] - report.dlsr / 65536
         return None
 
     def _take_reports(self, reports: list[Any]) -> None:
@@ -552,6 +562,8 @@ class SharedPayloadSender(RTCRtpSender):
                 size = (sent[1] - self._sent_mark[1]) / packets if packets > 0 else 0.0
                 received = expected - (report.packets_lost - lost)
                 self.received_bps = max(received, 0) * (size + PACKET_OVERHEAD) * 8 / (now - since)
+                self.sent_bps = max(packets, 0) * (size + PACKET_OVERHEAD) * 8 / (now - since)
+                self.rates_at = now
                 self._sent_mark = sent
         # A stream that stopped (a paused video) leaves the reports: its last window too.
         self.fraction_lost, self.loss_since = max(
@@ -595,8 +607,28 @@ class SharedPayloadSender(RTCRtpSender):
             age = asyncio.get_running_loop().time() - self.remb_at
         estimate, loss, _smoothed = self.link()
         track.link_feedback(
-            estimate, age, loss, self.last_rtt, report, self.received_bps, self.loss_since
+            estimate, age, loss, self.last_rtt, report, self._carried(), self.loss_since
         )
+
+    def _carried(self) -> float | None:
+        """What the viewer's link carried in the last window that this stream could have
+        had (bit/s): all its streams received, less what the others sent. A full drop-tail
+        queue shares the link by arrival rate, so this stream's own share overstates what it
+        could have beside the others (a layer of 340 kbit/s and a voice of 55 kbit/s on a
+        150 kbit/s link: 129 kbit/s of video arrive, and the voice loses 60 %; alone beside
+        the voice the video would have 95)."""
+        own = self.received_bps
+        router = getattr(self.transport, "_rtp_router", None)
+        if own is None or router is None or self.rates_at is None:
+            return own
+        carried = own
+        for sender in set(router.senders.values()):
+            if sender is self or not isinstance(sender, SharedPayloadSender):
+                continue
+            if sender.rates_at is None or abs(sender.rates_at - self.rates_at) > 2 * LOSS_WINDOW_S:
+                continue  # nothing measured lately (a paused or muted stream sends nothing)
+            carried += (sender.received_bps or 0.0) - (sender.sent_bps or 0.0)
+        return max(carried, 0.0)
 
     def link(self) -> tuple[int | None, float, float | None]:
         """(REMB estimate in bit/s or None, fraction lost 0-1, RTT in seconds or None)."""

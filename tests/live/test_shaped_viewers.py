@@ -26,12 +26,6 @@ def first_at(samples: list[dict[str, Any]], since: float, check: Any) -> float |
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.xfail(
-    reason="not met yet on this machine (docs/media.md, 'Three Chromium viewers on shaped "
-    "links'): the 600 kbit/s viewer overshoots below layer 1 (queue delay and the RTT rule), "
-    "and a probe of layer 0 can cost the 150 kbit/s viewer much of its sound",
-    strict=False,
-)
 def test_each_shaped_viewer_gets_the_layer_its_link_carries() -> None:
     r = run_page_scenario("tests.live.shaped_scenario", TC, NFT)
     shaped_at, opened_at = r["shaped_at"], r["opened_at"]
