@@ -448,7 +448,8 @@ class SharedPayloadSender(RTCRtpSender):
     # is now, queue or not.
     last_rtt: float | None = None
     # Per reported SSRC: (loop time, extended highest sequence number, cumulative lost) at the
-    # start of its loss window, and (loss, end, start) of its last full window.
+    # start of its loss window, and (packets lost, expected, end, start) of its last full
+    # window.
     _loss_marks: dict[int, tuple[float, int, int]] | None = None
     # This stream's (packets, payload octets) sent at the start of its window, and the bit
     # rate the viewer received of it in the last window (None: not known yet).
@@ -456,7 +457,7 @@ class SharedPayloadSender(RTCRtpSender):
     received_bps: float | None = None
     sent_bps: float | None = None  # what it sent over the same window
     rates_at: float | None = None  # when that window ended (loop time)
-    _losses: dict[int, tuple[float, float, float]] | None = None
+    _losses: dict[int, tuple[int, int, float, float]] | None = None
     # When the window of ``fraction_lost`` started (loop time; None: no window yet).
     loss_since: float | None = None
     # (first sequence number, loop time) of the last FRAME_TIMES video frames sent.
@@ -524,11 +525,11 @@ class SharedPayloadSender(RTCRtpSender):
         return None
 
     def _take_reports(self, reports: list[Any]) -> None:
-        """The link's loss from a receiver report's blocks: the worst of the viewer's streams
-        (they all cross its one link; with its video paused only the audio still says how
-        lossy the link is), each over at least LOSS_WINDOW_S. A browser sends a report with
-        every NACK, tens a second on a lossy link, and a block's own fraction lost covers
-        only the few packets since the previous one (1 of 2 lost reads 50 %)."""
+        """The link's loss from a receiver report's blocks: the viewer's streams together
+        (they all cross its one link; with its video paused only the audio and the padding
+        still say how lossy the link is), each over at least LOSS_WINDOW_S. A browser sends a
+        report with every NACK, tens a second on a lossy link, and a block's own fraction
+        lost covers only the few packets since the previous one (1 of 2 lost reads 50 %)."""
         now = asyncio.get_running_loop().time()
         if self._loss_marks is None or self._losses is None:
             self._loss_marks, self._losses = {}, {}
@@ -551,8 +552,8 @@ class SharedPayloadSender(RTCRtpSender):
             if now - since < LOSS_WINDOW_S:
                 continue
             expected = report.highest_sequence - highest
-            loss = (report.packets_lost - lost) / expected if expected > 0 else 0.0
-            self._losses[report.ssrc] = (min(max(loss, 0.0), 1.0), now, since)
+            missing = min(max(report.packets_lost - lost, 0), max(expected, 0))
+            self._losses[report.ssrc] = (missing, max(expected, 0), now, since)
             self._loss_marks[report.ssrc] = (now, report.highest_sequence, report.packets_lost)
             if report.ssrc == self._ssrc and self._sent_mark is not None:
                 # What this stream delivered to the viewer in the window: on a saturated
@@ -566,14 +567,12 @@ class SharedPayloadSender(RTCRtpSender):
                 self.rates_at = now
                 self._sent_mark = sent
         # A stream that stopped (a paused video) leaves the reports: its last window too.
-        self.fraction_lost, self.loss_since = max(
-            (
-                (loss, since)
-                for loss, at, since in self._losses.values()
-                if now - at <= 3 * LOSS_WINDOW_S
-            ),
-            default=(0.0, None),
-        )
+        # The link's loss: all its streams' last windows together (a padding stream's window
+        # of 5 packets alone reads 20 % for one packet lost).
+        fresh = [w for w in self._losses.values() if now - w[2] <= 3 * LOSS_WINDOW_S]
+        expected_all = sum(w[1] for w in fresh)
+        self.fraction_lost = sum(w[0] for w in fresh) / expected_all if expected_all else 0.0
+        self.loss_since = min((w[3] for w in fresh), default=None)
 
     def _share_reports(self, packet: RtcpRrPacket | RtcpSrPacket) -> None:
         """A report names only the streams the viewer receives now: the leg's other forwarding
@@ -606,6 +605,10 @@ class SharedPayloadSender(RTCRtpSender):
         if self.remb_at is not None:
             age = asyncio.get_running_loop().time() - self.remb_at
         estimate, loss, _smoothed = self.link()
+        if estimate is not None:
+            # The viewer's estimate is of its video (only video carries abs-send-time): less
+            # what the video's queue took from the others, it is what the video may have.
+            estimate = max(int(estimate - self._others_short()), 0)
         track.link_feedback(
             estimate, age, loss, self.last_rtt, report, self._carried(), self.loss_since
         )
@@ -618,17 +621,24 @@ class SharedPayloadSender(RTCRtpSender):
         150 kbit/s link: 129 kbit/s of video arrive, and the voice loses 60 %; alone beside
         the voice the video would have 95)."""
         own = self.received_bps
+        if own is None:
+            return None
+        return max(own - self._others_short(), 0.0)
+
+    def _others_short(self) -> float:
+        """What the viewer's other streams sent in the last window and did not receive
+        (bit/s): the link's share this stream took from them."""
         router = getattr(self.transport, "_rtp_router", None)
-        if own is None or router is None or self.rates_at is None:
-            return own
-        carried = own
+        if router is None or self.rates_at is None:
+            return 0.0
+        short = 0.0
         for sender in set(router.senders.values()):
             if sender is self or not isinstance(sender, SharedPayloadSender):
                 continue
             if sender.rates_at is None or abs(sender.rates_at - self.rates_at) > 2 * LOSS_WINDOW_S:
                 continue  # nothing measured lately (a paused or muted stream sends nothing)
-            carried += (sender.received_bps or 0.0) - (sender.sent_bps or 0.0)
-        return max(carried, 0.0)
+            short += max((sender.sent_bps or 0.0) - (sender.received_bps or 0.0), 0.0)
+        return short
 
     def link(self) -> tuple[int | None, float, float | None]:
         """(REMB estimate in bit/s or None, fraction lost 0-1, RTT in seconds or None)."""

@@ -15,6 +15,19 @@ from tests.live.shaped_scenario import EXPECTED_LAYER, NFT, TC
 
 # From the shaping (or the opening) to the right layer (or to video again), as the issue asks.
 WITHIN_S = 5.0
+FREEZE_S = 1.0  # the longest freeze allowed while a viewer is shaped (the issue's)
+
+
+def longest_still(samples: list[dict[str, Any]]) -> float:
+    """The longest time between two samples with the same number of frames decoded."""
+    longest, since = 0.0, None
+    for previous, s in zip(samples, samples[1:], strict=False):
+        if s["frames"] == previous["frames"]:
+            since = previous["t"] if since is None else since
+            longest = max(longest, s["t"] - since)
+        else:
+            since = None
+    return float(longest)
 
 
 def first_at(samples: list[dict[str, Any]], since: float, check: Any) -> float | None:
@@ -42,6 +55,12 @@ def test_each_shaped_viewer_gets_the_layer_its_link_carries() -> None:
         # Once there it stays there (a failed probe up may show for a moment).
         settled = [s["layer"] for s in shaped if s["t"] >= shaped_at + reached]
         assert settled.count(expected) >= 0.8 * len(settled), (name, settled)
+        # It plays: no freeze longer than a second (frames decoded unchanged over polls a
+        # second or more apart; shorter freezes and ones between polls may go unseen).
+        if expected >= 0:
+            frozen = longest_still(shaped)
+            assert frozen < FREEZE_S, (name, frozen)
+            report[name]["longest_still_s"] = round(frozen, 2)
     print(json.dumps(report))
 
     # The 150 kbit/s viewer with 5 % loss keeps the sound while its video is paused.
