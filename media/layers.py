@@ -154,6 +154,7 @@ class LayerSelector:
         # at the last move down (None once the queue drained): the hysteresis.
         self._rtts: list[tuple[float, float]] = []
         self._last_rtt: float | None = None
+        self._losses: list[tuple[float, float]] = []  # (time, loss) of the last hold's reports
         self._queued_at_rtt: float | None = None
         self._last_estimate: float | None = None
         self.probe_window = probe_window
@@ -327,16 +328,23 @@ class LayerSelector:
         ):
             self.up_hold = self.base_up_hold  # the last move up held: probe at the normal pace
             self._moved_up_at = None
+        if feedback.new_report:
+            self._losses = [(t, x) for t, x in self._losses if now - t < self.hold]
+            self._losses.append((now, feedback.loss))
         if (
             self.target < self.top
             and not falling
-            and feedback.loss <= self.loss_up
+            and feedback.loss <= self.loss_down
             and self.queue_delay() < self.queue_down / 2
         ):
+            # Up after a hold whose reports lost under ``loss_up`` on average: one report
+            # with a packet or two lost (a window over the moment a link opened) does not
+            # restart the hold, a link that goes on losing 5 % is not probed.
             candidate = self.target + 1  # one step at a time
+            mean_loss = sum(x for _t, x in self._losses) / max(len(self._losses), 1)
             if self._up_to != candidate or self._up_since is None:
                 self._up_to, self._up_since = candidate, now
-            elif now - self._up_since >= self.hold:
+            elif now - self._up_since >= self.hold and mean_loss <= self.loss_up:
                 # No settling after a move up: a queue or loss from here on is this layer's
                 # (the one left fitted), so a failed probe is undone at its first sign.
                 self.target = candidate

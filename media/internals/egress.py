@@ -126,11 +126,11 @@ PADDING_BYTES = 140
 
 # Retransmissions may take this share of a stream's own bytes (and hold up to
 # RTX_BUDGET_MAX bytes unused): a viewer losing 20 % of its packets needs about 25 %.
-RTX_SHARE = 0.5
+RTX_SHARE = 0.3
 RTX_BUDGET_MAX = 60_000
 
 # A viewer's loss is measured over at least this many seconds of its reports.
-LOSS_WINDOW_S = 0.5
+LOSS_WINDOW_S = 1.0
 # Bytes on the wire around an RTP payload: RTP header with mid and abs-send-time (24), SRTP
 # tag (10), UDP and IPv4 (28).
 PACKET_OVERHEAD = 62

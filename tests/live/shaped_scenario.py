@@ -52,7 +52,9 @@ VIEWERS = (("wanghao", 3000, 0), ("liming", 600, 0), ("zhangwei", 150, 5))
 # fit beside it in 150 kbit/s).
 EXPECTED_LAYER = {"wanghao": 2, "liming": 1, "zhangwei": -1}
 QUEUE_PACKETS = 100
-CLIMB_S = 20.0  # how long the viewers have to climb to the top layer before the shaping
+CLIMB_S = 30.0  # how long the viewers have to climb to the top layer before the shaping
+LAYER_KBIT = (100_000, 300_000, 800_000)  # what the teacher's page asks of its layers
+RAMPED = 0.75  # a layer at this share of its rate is ramped up
 SHAPED_S = 14.0  # how long the links stay shaped
 OPEN_S = 10.0  # how long to wait for video to come back after they open
 POLL_S = 0.3
@@ -239,7 +241,12 @@ async def watch_pages(srv: Any, context: Any, sid: int, result: dict[str, Any]) 
     rates: list[float] | None = None
     while time.monotonic() < climb_deadline:
         rates = layered.rates(asyncio.get_running_loop().time())
-        if all(s["layer"] == 2 for s in now.values()):
+        # ...and the teacher's encoders reach the rates asked of them (Chromium ramps its
+        # layers up over the first seconds; a top layer at 400 kbit/s fits 600 kbit/s).
+        ramped = rates is not None and all(
+            r >= RAMPED * asked for r, asked in zip(rates, LAYER_KBIT, strict=True)
+        )
+        if ramped and all(s["layer"] == 2 for s in now.values()):
             break
         await asyncio.sleep(POLL_S)
         now = await poll()
