@@ -6,6 +6,8 @@ a network namespace of its own, shaped with HTB and nftables inside it only)."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,6 +43,8 @@ def first_at(samples: list[dict[str, Any]], since: float, check: Any) -> float |
 @pytest.mark.timeout(150)
 def test_each_shaped_viewer_gets_the_layer_its_link_carries() -> None:
     r = run_page_scenario("tests.live.shaped_scenario", TC, NFT)
+    if os.environ.get("HOMEROOM_SHAPED_RESULT"):  # the whole result, with the selection's trace
+        Path(os.environ["HOMEROOM_SHAPED_RESULT"]).write_text(json.dumps(r))
     shaped_at, opened_at = r["shaped_at"], r["opened_at"]
     report = {}
     for name, expected in EXPECTED_LAYER.items():
