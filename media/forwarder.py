@@ -166,12 +166,14 @@ class SubscriberTrack(MediaStreamTrack):
         report: bool,
         received: float | None = None,
         loss_since: float | None = None,
+        sent: float | None = None,
     ) -> None:
         """What this viewer's RTCP just said about its link (from its SharedPayloadSender):
         REMB estimate (bit/s) and its age (s), the last report's fraction lost, RTT (s);
         ``report``: a new receiver report (else a REMB alone); ``received``: the bit rate of
         this stream the viewer received in the last report window, ``loss_since`` when the
-        loss's window started (loop time). Only a track in layers acts on it."""
+        loss's window started (loop time), ``sent`` what this stream sent over the window
+        ``received`` was measured over. Only a track in layers acts on it."""
 
     def receive_report(self, oldest_missing: float | None) -> None:
         """The viewer's receiver report (from its SharedPayloadSender, video): the oldest frame

@@ -114,6 +114,8 @@ class Feedback:
     received: float | None = None
     # When the window ``loss`` was measured over started (the caller's clock; None: unknown).
     loss_since: float | None = None
+    # What was sent of this video over the window ``received`` was measured over (bit/s).
+    sent: float | None = None
 
 
 class LayerSelector:
@@ -168,7 +170,8 @@ class LayerSelector:
         # Start at the lowest layer: a join must show something fast, and a viewer's estimate
         # starts low anyway (REMB ramps up over the first seconds).
         self.target = 0
-        # Why the target last changed: "probe" (up), "estimate", "queue", "loss" or "top"
+        # Why the target last changed: "probe" (up), "estimate", "queue", "saturated", "loss"
+        # or "top"
         # (the layer is not sent now), for the host's stats and the tests.
         self.reason = "start"
         self._up_since: float | None = None
@@ -292,11 +295,19 @@ class LayerSelector:
             else feedback.loss_since - in_flight >= self._down_at
         )
         lossy = feedback.loss > self.loss_down and loss_settled
-        if feedback.new_report and (lossy or (settled and queue_grows)):
+        # The link delivered much less than was sent in the window, and the rest is neither
+        # lost nor arrived: it waits in a queue (a 150 kbit/s link's 100 packets hold 6 s, and
+        # the sender reports that carry the RTT wait there too).
+        saturated = (
+            feedback.received is not None
+            and feedback.sent is not None
+            and feedback.received < SATURATED * feedback.sent
+        )
+        if feedback.new_report and (lossy or (settled and (queue_grows or saturated))):
             # The link is already overloaded at the current layer: one below it at most, and
             # no higher than what the viewer received of it (a link far too short for it).
             wanted = max(wanted - 1, VIDEO_OFF)
-            if feedback.received is not None:
+            if saturated and feedback.received is not None:
                 wanted = min(wanted, self.fits(feedback.received))
         if falling and not (
             feedback.received is None
@@ -317,6 +328,7 @@ class LayerSelector:
             self.reason = (
                 "top" if self.top < self.target else
                 "queue" if feedback.new_report and settled and queue_grows else
+                "saturated" if feedback.new_report and settled and saturated else
                 "loss" if feedback.new_report and lossy else "estimate"
             )  # fmt: skip
             self._down(wanted, now)

@@ -114,6 +114,7 @@ class EncodedFrameSource(Protocol):
         report: bool,
         received: float | None = None,
         loss_since: float | None = None,
+        sent: float | None = None,
     ) -> None: ...
 
     def receive_report(self, oldest_missing: float | None) -> None: ...
@@ -610,7 +611,8 @@ class SharedPayloadSender(RTCRtpSender):
             # what the video's queue took from the others, it is what the video may have.
             estimate = max(int(estimate - self._others_short()), 0)
         track.link_feedback(
-            estimate, age, loss, self.last_rtt, report, self._carried(), self.loss_since
+            estimate, age, loss, self.last_rtt, report, self._carried(), self.loss_since,
+            self.sent_bps,
         )
 
     def _carried(self) -> float | None:

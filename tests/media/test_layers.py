@@ -315,10 +315,12 @@ def test_an_estimate_still_ramping_when_it_falls_is_no_measure_of_the_link() -> 
 
 def test_a_queue_on_a_link_far_too_short_goes_straight_to_what_it_carries() -> None:
     sel, now = top_layer_on_a_short_link()
-    assert sel.update(Feedback(3_000_000, rtt=0.6, received=160_000), now) == VIDEO_OFF
+    far_too_short = Feedback(3_000_000, rtt=0.6, received=160_000, sent=1_250_000)
+    assert sel.update(far_too_short, now) == VIDEO_OFF
     sel, now = top_layer_on_a_short_link()
     # Received about what was sent (the queue just started): one layer down only.
-    assert sel.update(Feedback(3_000_000, rtt=0.3, received=1_200_000), now) == 1
+    just_started = Feedback(3_000_000, rtt=0.3, received=1_200_000, sent=1_250_000)
+    assert sel.update(just_started, now) == 1
 
 
 def test_a_falling_estimate_alone_is_no_congestion_when_everything_arrives() -> None:
@@ -372,3 +374,16 @@ def test_one_report_with_a_stray_loss_does_not_restart_the_hold() -> None:
     for i, loss in enumerate((0.0, 0.0, 0.03, 0.0, 0.0)):
         sel.update(Feedback(None, loss=loss), 1.0 + 0.5 * i)
     assert sel.target == 0
+
+
+def test_a_link_that_delivers_much_less_than_was_sent_is_congested() -> None:
+    """No RTT sample and little loss, but the viewer received 60 of the 110 kbit/s sent in the
+    window: the rest waits in a queue. Down to what it carried (nothing fits: audio only)."""
+    sel = LayerSelector(LAYERS)
+    run(sel, Feedback(None), 0.0, 3.0)
+    sel.set_bitrates([110_000, 300_000, 800_000])
+    sel._down(0, 3.0)
+    sel.switched(3.2)
+    assert sel.update(Feedback(None, loss=0.01, received=100_000, sent=110_000), 5.0) == 0
+    assert sel.update(Feedback(None, loss=0.01, received=60_000, sent=110_000), 6.0) == -1
+    assert sel.reason == "saturated"
