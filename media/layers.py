@@ -77,8 +77,10 @@ DEFAULT_MAX_UP_HOLD = 30.0
 # up, so a viewer moved down once would never move up again (seen with Chromium viewers).
 FALLING_TOLERANCE = 0.05
 # A falling estimate is taken for congestion only when something else agrees: the viewer
-# received less than this fraction of the layer's rate, or a queue, or loss.
-SATURATED = 0.8
+# received less than this fraction of the layer's rate, or a queue, or loss; and a link that
+# delivered less than this fraction of what was sent over the last two report windows (the
+# rest neither lost nor arrived: queued) is congested.
+SATURATED = 0.7
 # After congestion moved the viewer down, the link has just shown its limit: the first probe
 # back up waits at least this long (each probe up costs the viewer a freeze if it fails).
 DEFAULT_CONGESTION_HOLD = 8.0

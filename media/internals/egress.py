@@ -457,6 +457,8 @@ class SharedPayloadSender(RTCRtpSender):
     _sent_mark: tuple[int, int] | None = None
     received_bps: float | None = None
     sent_bps: float | None = None  # what it sent over the same window
+    # (bits received, bits sent, seconds) of the last window.
+    _last_window: tuple[float, float, float] | None = None
     rates_at: float | None = None  # when that window ended (loop time)
     _losses: dict[int, tuple[int, int, float, float]] | None = None
     # When the window of ``fraction_lost`` started (loop time; None: no window yet).
@@ -563,8 +565,18 @@ class SharedPayloadSender(RTCRtpSender):
                 packets = sent[0] - self._sent_mark[0]
                 size = (sent[1] - self._sent_mark[1]) / packets if packets > 0 else 0.0
                 received = expected - (report.packets_lost - lost)
-                self.received_bps = max(received, 0) * (size + PACKET_OVERHEAD) * 8 / (now - since)
-                self.sent_bps = max(packets, 0) * (size + PACKET_OVERHEAD) * 8 / (now - since)
+                window = (
+                    max(received, 0) * (size + PACKET_OVERHEAD) * 8,
+                    max(packets, 0) * (size + PACKET_OVERHEAD) * 8,
+                    now - since,
+                )
+                # Over this window and the one before: a keyframe's burst sent just before a
+                # report is in flight, not missing.
+                both = [window] if self._last_window is None else [self._last_window, window]
+                seconds = sum(w[2] for w in both)
+                self.received_bps = sum(w[0] for w in both) / seconds
+                self.sent_bps = sum(w[1] for w in both) / seconds
+                self._last_window = window
                 self.rates_at = now
                 self._sent_mark = sent
         # A stream that stopped (a paused video) leaves the reports: its last window too.
