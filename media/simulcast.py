@@ -275,7 +275,9 @@ class LayeredSubscriberTrack(SubscriberTrack):
         usable = estimate if fresh and self.layer != VIDEO_OFF else None
         if rtt is not None and rtt < 0:
             rtt = None  # aiortc's RTT from a report whose delay exceeds the elapsed time
-        target = self.selector.update(Feedback(usable, loss, rtt, report, received, loss_since, sent), now)
+        target = self.selector.update(
+            Feedback(usable, loss, rtt, report, received, loss_since, sent), now
+        )
         if target != self.target:
             self._retarget(target)
 

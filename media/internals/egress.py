@@ -545,9 +545,7 @@ class SharedPayloadSender(RTCRtpSender):
             mark = self._loss_marks.get(report.ssrc)
             sent = (getattr(self, _SENDER_PACKET_COUNT), getattr(self, _SENDER_OCTET_COUNT))
             if mark is None or report.highest_sequence < mark[1]:
-                self._loss_marks[report.ssrc] = (
-                    now, report.highest_sequence, report.packets_lost
-                )
+                self._loss_marks[report.ssrc] = (now, report.highest_sequence, report.packets_lost)
                 if report.ssrc == self._ssrc:
                     self._sent_mark = sent
                 continue
@@ -623,7 +621,13 @@ class SharedPayloadSender(RTCRtpSender):
             # what the video's queue took from the others, it is what the video may have.
             estimate = max(int(estimate - self._others_short()), 0)
         track.link_feedback(
-            estimate, age, loss, self.last_rtt, report, self._carried(), self.loss_since,
+            estimate,
+            age,
+            loss,
+            self.last_rtt,
+            report,
+            self._carried(),
+            self.loss_since,
             self.sent_bps,
         )
 

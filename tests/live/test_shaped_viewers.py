@@ -5,6 +5,7 @@ a network namespace of its own, shaped with HTB and nftables inside it only)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -23,7 +24,7 @@ FREEZE_S = 1.0  # the longest freeze allowed while a viewer is shaped (the issue
 def longest_still(samples: list[dict[str, Any]]) -> float:
     """The longest time between two samples with the same number of frames decoded."""
     longest, since = 0.0, None
-    for previous, s in zip(samples, samples[1:], strict=False):
+    for previous, s in itertools.pairwise(samples):
         if s["frames"] == previous["frames"]:
             since = previous["t"] if since is None else since
             longest = max(longest, s["t"] - since)
