@@ -76,10 +76,8 @@ DEFAULT_MAX_UP_HOLD = 30.0
 # two between reports), and taking them for congestion would reset the hold before every probe
 # up, so a viewer moved down once would never move up again (seen with Chromium viewers).
 FALLING_TOLERANCE = 0.05
-# A falling estimate is taken for congestion only when something else agrees: the viewer
-# received less than this fraction of the layer's rate, or a queue, or loss; and a link that
-# delivered less than this fraction of what was sent over the last two report windows (the
-# rest neither lost nor arrived: queued) is congested.
+# A link that delivered less than this fraction of what was sent over the last two report
+# windows (the rest neither lost nor arrived: queued) is congested.
 SATURATED = 0.7
 # After congestion moved the viewer down, the link has just shown its limit: the first probe
 # back up waits at least this long (each probe up costs the viewer a freeze if it fails).
@@ -311,16 +309,6 @@ class LayerSelector:
             wanted = max(wanted - 1, VIDEO_OFF)
             if saturated and feedback.received is not None:
                 wanted = min(wanted, self.fits(feedback.received))
-        if falling and not (
-            feedback.received is None
-            or feedback.received < SATURATED * current
-            or self.queue_delay() >= self.queue_down / 2
-            or feedback.loss > self.loss_up
-        ):
-            # Nothing else says the link is short: the viewer received all of the layer, no
-            # queue, no loss. A browser's estimate dips by a quarter now and then on a loaded
-            # machine (its delay-based estimator takes the server's scheduling for a queue).
-            falling = False
         if falling:
             # Right after a move the estimate still reflects the layer left and the queue it
             # filled (a top layer's burst into a short link): only a layer the estimate cannot

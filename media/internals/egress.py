@@ -126,9 +126,16 @@ PADDING_INTERVAL_S = 0.1
 PADDING_BYTES = 140
 
 # Retransmissions may take this share of a stream's own bytes (and hold up to
-# RTX_BUDGET_MAX bytes unused): a viewer losing 20 % of its packets needs about 25 %.
-RTX_SHARE = 0.3
+# RTX_BUDGET_MAX bytes unused): a viewer losing 20 % of its packets needs about 25 %, and an
+# aiortc viewer whose queue overflows much more (its jitter buffer holds a frame with a packet
+# missing until 128 packets later: with 30 % its decoder stayed stuck after a link narrowed).
+RTX_SHARE = 1.0
 RTX_BUDGET_MAX = 60_000
+
+# A packet is sent again at most once per RTT, and at least once this often (a retransmission
+# dropped by a full queue must be answered at the next ask: a packet that leaves the history
+# unrepaired stalls an aiortc viewer's jitter buffer for 128 packets).
+RESEND_WAIT_MAX_S = 0.25
 
 # A viewer's loss is measured over at least this many seconds of its reports.
 LOSS_WINDOW_S = 1.0
@@ -331,17 +338,19 @@ class SharedPayloadSender(RTCRtpSender):
                     async with asyncio.timeout(PADDING_INTERVAL_S):
                         frame = await self._next_encoded_frame(codec)
                 except TimeoutError:
-                    # Its timestamp goes on with the clock, as the stream will after the
-                    # pause (StreamRewriter); the next sender report says so too (aiortc's
-                    # RTCP loop sends the last NTP time set: a frozen one made every report
-                    # look like the one before, and the RTT from them grow without end).
+                    # The padding carries the last frame's timestamp (a new one would start
+                    # a frame of nothing in a receiver's jitter buffer: aiortc's then fed its
+                    # decoder garbage and asked for keyframe after keyframe). The next sender
+                    # report's clock goes on, as the stream will after the pause
+                    # (StreamRewriter): aiortc's RTCP loop sends the last NTP time set, and a
+                    # frozen one made every report look like the one before and the RTT from
+                    # them grow without end.
                     ntp = _ntp_now()
                     elapsed = int((loop.time() - sent_at) * codec.clockRate)
-                    padding_timestamp = (timestamp + elapsed) & 0xFFFFFFFF
-                    await self._send_padding(padding_timestamp, sequence_number)
+                    await self._send_padding(timestamp, sequence_number)
                     sequence_number = (sequence_number + 1) & 0xFFFF
                     setattr(self, _SENDER_NTP_TIMESTAMP, ntp)
-                    setattr(self, _SENDER_RTP_TIMESTAMP, padding_timestamp)
+                    setattr(self, _SENDER_RTP_TIMESTAMP, (timestamp + elapsed) & 0xFFFFFFFF)
                     continue
             else:
                 frame = await self._next_encoded_frame(codec)
@@ -421,7 +430,7 @@ class SharedPayloadSender(RTCRtpSender):
         if self._resent is None:
             self._resent = {}
         last = self._resent.get(sequence_number)
-        wait = min(max(self.last_rtt or 0.0, getattr(self, _SENDER_RTT) or 0.0, 0.05), 1.0)
+        wait = min(max(self.last_rtt or 0.0, 0.05), RESEND_WAIT_MAX_S)
         if last is not None and now - last < wait:
             return
         self._resent[sequence_number] = now

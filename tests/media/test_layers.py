@@ -323,15 +323,6 @@ def test_a_queue_on_a_link_far_too_short_goes_straight_to_what_it_carries() -> N
     assert sel.update(just_started, now) == 1
 
 
-def test_a_falling_estimate_alone_is_no_congestion_when_everything_arrives() -> None:
-    """A browser's estimate dips now and then on a loaded machine: with all of the layer
-    received, no queue and no loss, the viewer stays; with less received, it moves."""
-    sel = LayerSelector(LAYERS)
-    now = run(sel, Feedback(3_000_000, rtt=0.02, received=1_200_000), 0.0, 10.0)
-    assert sel.update(Feedback(2_000_000, rtt=0.02, received=1_150_000), now) == 2
-    assert sel.update(Feedback(600_000, rtt=0.02, received=700_000), now + 1) == 1
-
-
 def test_a_queue_that_stands_after_a_move_down_takes_the_next() -> None:
     """A drop-tail queue that is full does not grow any more: the layer moved to keeps it
     full (its RTT as high as at the move and not falling) once settled: one more down."""
