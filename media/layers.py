@@ -85,7 +85,7 @@ DEFAULT_CONGESTION_HOLD = 8.0
 # With video paused, probing the lowest layer is cheap and the only way to learn the link has
 # recovered (no video, no estimate): never wait longer than this. Short, so that video is
 # back within seconds of a link opening; a lossy link (loss above ``loss_up``) is not probed.
-DEFAULT_MAX_OFF_HOLD = 1.5
+DEFAULT_MAX_OFF_HOLD = 1.0
 
 
 @dataclass(frozen=True)

@@ -89,13 +89,13 @@ def test_video_comes_back_when_the_link_recovers() -> None:
     assert sel.video_paused
     # Receiving no video, the caller passes no estimate (it would only reflect the audio).
     assert sel.update(Feedback(None), 1.0) == VIDEO_OFF  # recovering: hold first
-    assert sel.update(Feedback(None), 2.4) == VIDEO_OFF
-    assert sel.update(Feedback(None), 2.5) == 0  # video back (max_off_hold), lowest layer
+    assert sel.update(Feedback(None), 1.9) == VIDEO_OFF
+    assert sel.update(Feedback(None), 2.0) == 0  # video back (max_off_hold), lowest layer
     assert not sel.video_paused
     # Up from there not at the normal pace: the link has just shown its limit...
-    assert sel.update(Feedback(None), 8.0) == 0
+    assert sel.update(Feedback(None), 7.5) == 0
     # ...until the move back to video has held for the probe window.
-    assert sel.update(Feedback(None), 9.5) == 1
+    assert sel.update(Feedback(None), 8.5) == 1
 
 
 def test_a_lossy_link_is_not_probed_while_video_is_paused() -> None:
