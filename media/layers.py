@@ -86,6 +86,9 @@ DEFAULT_CONGESTION_HOLD = 8.0
 # recovered (no video, no estimate): never wait longer than this. Short, so that video is
 # back within seconds of a link opening; a lossy link (loss above ``loss_up``) is not probed.
 DEFAULT_MAX_OFF_HOLD = 1.0
+# Each probe from "video paused" that fails doubles that wait, up to this (a link that cannot
+# carry the lowest layer beside the sound is not probed every second: each probe costs sound).
+MAX_OFF_HOLD_CAP = 4.0
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,7 @@ class LayerSelector:
         self.settle = settle
         self.congestion_hold = congestion_hold
         self.max_off_hold = max_off_hold
+        self.off_hold = max_off_hold
         self._down_at = -math.inf
         # Start at the lowest layer: a join must show something fast, and a viewer's estimate
         # starts low anyway (REMB ramps up over the first seconds).
@@ -329,6 +333,7 @@ class LayerSelector:
             and self.up_hold != self.base_up_hold
         ):
             self.up_hold = self.base_up_hold  # the last move up held: probe at the normal pace
+            self.off_hold = self.max_off_hold
             self._moved_up_at = None
         if feedback.new_report:
             self._losses = [(t, x) for t, x in self._losses if now - t < self.hold]
@@ -361,7 +366,7 @@ class LayerSelector:
     def hold(self) -> float:
         """Seconds without congestion before the next move up."""
         if self.target == VIDEO_OFF:
-            return min(self.up_hold, self.max_off_hold)
+            return min(self.up_hold, self.off_hold)
         return self.up_hold
 
     def _down(self, wanted: int, now: float) -> None:
@@ -373,6 +378,8 @@ class LayerSelector:
             # The last probe up failed: wait twice as long before the next (and at least the
             # congestion hold: the link has just shown its limit).
             self.up_hold = min(max(self.up_hold * 2, self.congestion_hold), self.max_up_hold)
+            if wanted == VIDEO_OFF:
+                self.off_hold = min(self.off_hold * 2, max(MAX_OFF_HOLD_CAP, self.max_off_hold))
         else:
             self.up_hold = max(self.up_hold, self.congestion_hold)
         self._moved_up_at = None

@@ -378,3 +378,23 @@ def test_a_link_that_delivers_much_less_than_was_sent_is_congested() -> None:
     assert sel.update(Feedback(None, loss=0.01, received=100_000, sent=110_000), 5.0) == 0
     assert sel.update(Feedback(None, loss=0.01, received=60_000, sent=110_000), 6.0) == -1
     assert sel.reason == "saturated"
+
+
+def test_failed_probes_from_a_paused_video_back_off() -> None:
+    """A link that cannot carry the lowest layer beside the sound: each probe costs sound, so
+    each failed one doubles the wait (1, 2, 4 s), up to 4 s."""
+    sel = LayerSelector(LAYERS)
+    sel.update(Feedback(400_000), 0.0)
+    assert sel.update(Feedback(100_000, received=50_000), 0.5) == VIDEO_OFF
+    ups, now = [], 0.6
+    while now < 30:
+        if sel.target == 0:  # the probe overflows the link's queue
+            sel.update(Feedback(None, loss=0.0, received=40_000, sent=110_000), now)
+        else:
+            before = sel.target
+            sel.update(Feedback(None, loss=0.0), now)
+            if sel.target > before:
+                ups.append(now)
+        now += 0.25
+    gaps = [round(b - a, 1) for a, b in itertools.pairwise(ups)]
+    assert ups[0] <= 2.5 and gaps[0] < gaps[1] and max(gaps) <= 4.0 + 1.0, gaps
