@@ -241,6 +241,9 @@ class LayeredSubscriberTrack(SubscriberTrack):
         self.switches = 0
         self.on_change: Callable[[LayeredSubscriberTrack], None] | None = None
         self._taps: dict[int, _LayerTap] = {}
+        # Loop time of the last switch to a lower layer, or back from video paused (None:
+        # none yet): nothing sent before it is of use to the viewer any more.
+        self.switched_down_at: float | None = None
         self._rewriter = StreamRewriter()
         self.stats.layer = self.layer
 
@@ -322,6 +325,8 @@ class LayeredSubscriberTrack(SubscriberTrack):
             # The target layer's keyframe: switch here, the stream continues seamlessly.
             if self.layer != VIDEO_OFF:
                 self._leave(self.layer)
+            if self.layer == VIDEO_OFF or index < self.layer:
+                self.switched_down_at = now  # its sender resends nothing sent before
             self._rewriter.switch(frame, now)
             self._set_layer(index)
             self.selector.switched(now)

@@ -405,6 +405,17 @@ class SharedPayloadSender(RTCRtpSender):
             setattr(self, _SENDER_PACKET_COUNT, packet_count)
             setattr(self, _SENDER_OCTET_COUNT, octet_count)
 
+    def _sent_before(self, sequence_number: int, at: float) -> bool:
+        """Whether the frame of ``sequence_number`` was sent before loop time ``at`` (False
+        when it is not among the last FRAME_TIMES frames)."""
+        frames = self.frame_times
+        if not frames:
+            return False
+        for first, sent in reversed(frames):
+            if (sequence_number - first) & 0xFFFF < 0x8000:  # at or after this frame's start
+                return sent < at
+        return False
+
     async def _send_padding(self, timestamp: int, sequence_number: int) -> None:
         """One padding-only RTP packet (RFC 3550 5.1: P bit, the payload all padding, its
         last byte the padding's length) on this stream, with the last frame's timestamp."""
@@ -427,6 +438,12 @@ class SharedPayloadSender(RTCRtpSender):
         # answering every ask filled that queue with copies (the loss rose to 50-80 % at a
         # layer the link carried), as libwebrtc's and mediasoup's senders avoid too.
         now = asyncio.get_running_loop().time()
+        switched: float | None = getattr(self.track, "switched_down_at", None)
+        if switched is not None and self._sent_before(sequence_number, switched):
+            # A packet of the layer the viewer left: its decoder starts again at the new
+            # layer's keyframe and needs none of it, and on the queued link that made the
+            # switch, resending the old layer's losses kept the queue full.
+            return
         if self._resent is None:
             self._resent = {}
         last = self._resent.get(sequence_number)
