@@ -76,9 +76,6 @@ DEFAULT_MAX_UP_HOLD = 30.0
 # two between reports), and taking them for congestion would reset the hold before every probe
 # up, so a viewer moved down once would never move up again (seen with Chromium viewers).
 FALLING_TOLERANCE = 0.05
-# For this long after a move down, a falling estimate alone (everything arrives, no queue, no
-# loss) is no sign of congestion.
-QUIET_DIP_WINDOW = 30.0
 # A link that delivered less than this fraction of what was sent over the last two report
 # windows (the rest neither lost nor arrived: queued) is congested.
 SATURATED = 0.7
@@ -316,20 +313,6 @@ class LayerSelector:
             wanted = max(wanted - 1, VIDEO_OFF)
             if saturated and feedback.received is not None:
                 wanted = min(wanted, self.fits(feedback.received))
-        if (
-            falling
-            and settled
-            and now - self._down_at < QUIET_DIP_WINDOW
-            and self._moved_up_at is None  # not a probe up (its failure shows so)
-            and feedback.received is not None
-            and feedback.received >= SATURATED * current
-            and self.queue_delay() < self.queue_down / 2
-            and feedback.loss <= self.loss_up
-        ):
-            # The link was measured by a recent move down and this layer was chosen to fit
-            # it; the estimate alone dips (Chromium's fell by a quarter to a half about 8 s
-            # after such a move, with everything arriving, no queue, no loss): not a sign.
-            falling = False
         if falling:
             # Right after a move the estimate still reflects the layer left and the queue it
             # filled (a top layer's burst into a short link): only a layer the estimate cannot

@@ -398,15 +398,3 @@ def test_failed_probes_from_a_paused_video_back_off() -> None:
         now += 0.25
     gaps = [round(b - a, 1) for a, b in itertools.pairwise(ups)]
     assert ups[0] <= 2.5 and gaps[0] < gaps[1] and max(gaps) <= 4.0 + 1.0, gaps
-
-
-def test_after_a_move_down_an_estimate_that_dips_alone_is_no_sign() -> None:
-    """Settled on layer 1 after a move down: the browser's estimate dips by a third with the
-    whole layer arriving, no queue, no loss: the viewer stays. With loss it moves."""
-    sel, now = top_layer_on_a_short_link()
-    assert sel.update(Feedback(3_000_000, rtt=0.3), now) == 1
-    sel.switched(now + 0.2)
-    now = run(sel, Feedback(700_000, rtt=0.02, received=520_000, sent=520_000), now + 3, 5.0)
-    assert sel.target == 1
-    assert sel.update(Feedback(450_000, rtt=0.02, received=510_000, sent=520_000), now) == 1
-    assert sel.update(Feedback(300_000, loss=0.05, received=480_000, sent=520_000), now + 1) == 0
