@@ -110,8 +110,9 @@ class SubscriberTrack(MediaStreamTrack):
     async def recv(self) -> av.Packet:
         raise TypeError("SubscriberTrack needs a SharedPayloadSender (use media.attach_track)")
 
-    async def recv_encoded(self) -> RTCEncodedFrame:
-        """The next shared frame; the first call joins the fan-out."""
+    async def recv_encoded(self) -> RTCEncodedFrame | None:
+        """The next shared frame; the first call joins the fan-out. None when
+        :meth:`interrupt` was called while it waited (the sender looks at the track again)."""
         if not self._joined:
             self._joined = True
             self._source._attach(self)
@@ -123,6 +124,9 @@ class SubscriberTrack(MediaStreamTrack):
                 await self._waiter
             finally:
                 self._waiter = None
+            if self._interrupted:
+                self._interrupted = False
+                return None
         frame, size = self._queue.popleft()
         packets = len(frame.payloads)
         stats = self.stats
@@ -160,11 +164,16 @@ class SubscriberTrack(MediaStreamTrack):
         loss: float,
         rtt: float | None,
         report: bool,
+        received: float | None = None,
+        loss_since: float | None = None,
+        sent: float | None = None,
     ) -> None:
         """What this viewer's RTCP just said about its link (from its SharedPayloadSender):
         REMB estimate (bit/s) and its age (s), the last report's fraction lost, RTT (s);
-        ``report``: a new receiver report (else a REMB alone). Only a track in layers acts
-        on it."""
+        ``report``: a new receiver report (else a REMB alone); ``received``: the bit rate of
+        this stream the viewer received in the last report window, ``loss_since`` when the
+        loss's window started (loop time), ``sent`` what this stream sent over the window
+        ``received`` was measured over. Only a track in layers acts on it."""
 
     def receive_report(self, oldest_missing: float | None) -> None:
         """The viewer's receiver report (from its SharedPayloadSender, video): the oldest frame
@@ -224,6 +233,15 @@ class SubscriberTrack(MediaStreamTrack):
         self._queue.clear()
         self.waiting_keyframe = self.kind == "video"
         self.freezes.idle()  # a join, the publisher's mute or resume: no freeze of the link
+
+    _interrupted = False
+
+    def interrupt(self) -> None:
+        """Make a waiting :meth:`recv_encoded` return None (e.g. the video was paused: its
+        sender then sends padding while it waits)."""
+        if self._waiter is not None:
+            self._interrupted = True
+            self._wake()
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -51,11 +51,22 @@ DEFAULT_LOSS_DOWN = 0.10
 DEFAULT_LOSS_UP = 0.02
 # Seconds without a sign of congestion before the viewer moves (probes) one layer up.
 DEFAULT_UP_HOLD = 2.0
-# Beyond this RTT (seconds) a layer's keyframes take too long to arrive: one layer down.
+# A queue on the viewer's link: its RTT this much (seconds) above the lowest RTT it had in the
+# last RTT_WINDOW seconds, and rising (each sample at least RTT_RISE above the one before),
+# means the current layer overfills the link: one layer down. A queue that drains after a
+# move down (the RTT high but falling) is no reason to go down again; nor is an RTT that
+# stays high without rising (a long path).
+DEFAULT_QUEUE_DOWN = 0.25
+RTT_RISE = 0.05
+RTT_WINDOW = 30.0
+# Beyond this RTT (seconds), rising, a layer's keyframes take too long to arrive whatever the
+# lowest RTT was (a viewer whose first sample already shows a full queue): one layer down.
 DEFAULT_RTT_DOWN = 0.8
-# A report this soon after a move still covers the previous layer's packets: its loss is not
-# held against the new one (RTCP reports come about once a second).
+# A report this soon after a move (the target's change, and again the switch itself, on the
+# new layer's keyframe: :meth:`LayerSelector.switched`) still covers the previous layer's
+# packets and the queue they left: its loss and RTT are not held against the new layer.
 DEFAULT_SETTLE = 1.5
+MAX_IN_FLIGHT = 3.0
 # A move down this soon after a move up means the probe failed: the next hold doubles.
 DEFAULT_PROBE_WINDOW = 6.0
 DEFAULT_MAX_UP_HOLD = 30.0
@@ -65,12 +76,19 @@ DEFAULT_MAX_UP_HOLD = 30.0
 # two between reports), and taking them for congestion would reset the hold before every probe
 # up, so a viewer moved down once would never move up again (seen with Chromium viewers).
 FALLING_TOLERANCE = 0.05
+# A link that delivered less than this fraction of what was sent over the last two report
+# windows (the rest neither lost nor arrived: queued) is congested.
+SATURATED = 0.7
 # After congestion moved the viewer down, the link has just shown its limit: the first probe
 # back up waits at least this long (each probe up costs the viewer a freeze if it fails).
 DEFAULT_CONGESTION_HOLD = 8.0
 # With video paused, probing the lowest layer is cheap and the only way to learn the link has
-# recovered (no video, no estimate): never wait longer than this.
-DEFAULT_MAX_OFF_HOLD = 4.0
+# recovered (no video, no estimate): never wait longer than this. Short, so that video is
+# back within seconds of a link opening; a lossy link (loss above ``loss_up``) is not probed.
+DEFAULT_MAX_OFF_HOLD = 1.0
+# Each probe from "video paused" that fails doubles that wait, up to this (a link that cannot
+# carry the lowest layer beside the sound is not probed every second: each probe costs sound).
+MAX_OFF_HOLD_CAP = 4.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +112,13 @@ class Feedback:
     # False when ``loss`` and ``rtt`` repeat an earlier report (an estimate came alone): a
     # report moves the viewer down once, not once per estimate that follows it.
     new_report: bool = True
+    # The bit rate of this video the viewer received over the last report window (None:
+    # unknown). On a link that is congested now, it is what the link carries of it.
+    received: float | None = None
+    # When the window ``loss`` was measured over started (the caller's clock; None: unknown).
+    loss_since: float | None = None
+    # What was sent of this video over the window ``received`` was measured over (bit/s).
+    sent: float | None = None
 
 
 class LayerSelector:
@@ -112,6 +137,7 @@ class LayerSelector:
         loss_up: float = DEFAULT_LOSS_UP,
         up_hold: float = DEFAULT_UP_HOLD,
         rtt_down: float = DEFAULT_RTT_DOWN,
+        queue_down: float = DEFAULT_QUEUE_DOWN,
         probe_window: float = DEFAULT_PROBE_WINDOW,
         max_up_hold: float = DEFAULT_MAX_UP_HOLD,
         settle: float = DEFAULT_SETTLE,
@@ -128,6 +154,13 @@ class LayerSelector:
         self.loss_up = loss_up
         self.up_hold = up_hold
         self.rtt_down = rtt_down
+        self.queue_down = queue_down
+        # (time, RTT) samples of the last RTT_WINDOW seconds, the previous sample, and the RTT
+        # at the last move down (None once the queue drained): the hysteresis.
+        self._rtts: list[tuple[float, float]] = []
+        self._last_rtt: float | None = None
+        self._losses: list[tuple[float, float]] = []  # (time, loss) of the last hold's reports
+        self._queued_at_rtt: float | None = None
         self._last_estimate: float | None = None
         self.probe_window = probe_window
         self.base_up_hold = up_hold
@@ -136,10 +169,15 @@ class LayerSelector:
         self.settle = settle
         self.congestion_hold = congestion_hold
         self.max_off_hold = max_off_hold
+        self.off_hold = max_off_hold
         self._down_at = -math.inf
         # Start at the lowest layer: a join must show something fast, and a viewer's estimate
         # starts low anyway (REMB ramps up over the first seconds).
         self.target = 0
+        # Why the target last changed: "probe" (up), "estimate", "queue", "saturated", "loss"
+        # or "top"
+        # (the layer is not sent now), for the host's stats and the tests.
+        self.reason = "start"
         self._up_since: float | None = None
         self._up_to: int | None = None
 
@@ -158,13 +196,14 @@ class LayerSelector:
             top = i
         return top
 
-    def fits(self, estimate: float | None) -> int:
+    def fits(self, estimate: float | None, headroom: float | None = None) -> int:
         """The highest layer ``estimate`` carries with headroom (VIDEO_OFF if none)."""
         best = VIDEO_OFF
+        spare = self.headroom if headroom is None else headroom
         for i, layer in enumerate(self.layers):
             if math.isinf(layer.bitrate):
                 break  # not sent now, nor anything above it
-            if estimate is None or layer.bitrate * self.headroom <= estimate:
+            if estimate is None or layer.bitrate * spare <= estimate:
                 best = i
         return best
 
@@ -181,30 +220,111 @@ class LayerSelector:
             layers.append(Layer(floor, layer.width, layer.height, layer.fps))
         self.layers = layers
 
+    def switched(self, now: float) -> None:
+        """The viewer now receives the target layer (its keyframe arrived): after a move
+        down, reports settle from here, not only from the decision, which may be a keyframe
+        interval earlier."""
+        if self._moved_up_at is None:
+            self._down_at = max(self._down_at, now)
+
+    def queue_delay(self) -> float:
+        """Seconds the last RTT sample is above the lowest of the last RTT_WINDOW seconds."""
+        if self._last_rtt is None or not self._rtts:
+            return 0.0
+        return self._last_rtt - min(rtt for _t, rtt in self._rtts)
+
+    def _queue_grows(self, rtt: float | None, now: float) -> bool:
+        """Take an RTT sample: does it show a queue on the link that is still growing, or one
+        that stands since the last move down?"""
+        if rtt is None:
+            return False
+        previous = self._last_rtt
+        self._last_rtt = rtt
+        self._rtts = [(t, r) for t, r in self._rtts if now - t <= RTT_WINDOW]
+        self._rtts.append((now, rtt))
+        delay = self.queue_delay()
+        if delay < self.queue_down / 2:
+            self._queued_at_rtt = None  # drained: the next queue is a new congestion
+        rising = previous is None or rtt > previous + RTT_RISE
+        moved_at = self._queued_at_rtt
+        growing = (
+            rising
+            and (delay > self.queue_down or rtt > self.rtt_down)
+            and (moved_at is None or rtt > moved_at)
+        )
+        # A queue that has not drained since the last move down and is not draining now:
+        # the layer moved to keeps the link full as well (a layer that fits drains it within
+        # the settling time). A full drop-tail queue does not grow any more.
+        standing = (
+            moved_at is not None
+            and previous is not None
+            and delay > self.queue_down
+            and rtt >= moved_at - RTT_RISE
+            and rtt >= previous - RTT_RISE / 2
+        )
+        return growing or standing
+
     def update(self, feedback: Feedback, now: float) -> int:
         """Take one feedback; returns the (possibly new) target layer."""
         estimate = feedback.estimate
+        previous = self._last_estimate
         falling = (
             estimate is not None
-            and self._last_estimate is not None
-            and estimate < self._last_estimate * (1 - FALLING_TOLERANCE)
+            and previous is not None
+            and estimate < previous * (1 - FALLING_TOLERANCE)
         )
-        if estimate is not None:
-            self._last_estimate = estimate
+        # No estimate (a stale one, or video paused): the next one starts afresh; compared
+        # with one from before a pause it looked like a fall and undid the move back to video.
+        self._last_estimate = estimate
         wanted = min(self.target, self.top)
-        if (
-            feedback.new_report
-            and now - self._down_at >= self.settle
-            and (
-                feedback.loss > self.loss_down
-                or (feedback.rtt is not None and feedback.rtt > self.rtt_down)
-            )
-        ):
-            # The link is already overloaded at the current layer: one below it at most.
+        # What the link carries, when it is congested: the estimate, unless it was still
+        # ramping below the layer received when it fell (a receiver's estimate climbs a few
+        # percent a second from where it started: it said "overuse", not how much the link
+        # carries); then what the viewer received of the video in the last window, its share
+        # of the saturated link.
+        carried = estimate
+        current = self.layers[wanted].bitrate if wanted >= 0 else 0.0
+        if feedback.received is not None and (previous is None or previous < current):
+            carried = feedback.received
+        queue_grows = feedback.new_report and self._queue_grows(feedback.rtt, now)
+        # The packets of the layer left reach the viewer one RTT (its queue) after the move:
+        # until then its reports are about them.
+        in_flight = min(max(self._last_rtt or 0.0, 0.0), MAX_IN_FLIGHT)
+        settled = now - self._down_at >= self.settle + in_flight
+        # Loss counts when measured over packets sent after the move (its window started one
+        # RTT after it); without the window's start, after the settling time.
+        loss_settled = (
+            settled
+            if feedback.loss_since is None
+            else feedback.loss_since - in_flight >= self._down_at
+        )
+        lossy = feedback.loss > self.loss_down and loss_settled
+        # The link delivered much less than was sent in the window, and the rest is neither
+        # lost nor arrived: it waits in a queue (a 150 kbit/s link's 100 packets hold 6 s, and
+        # the sender reports that carry the RTT wait there too).
+        saturated = (
+            feedback.received is not None
+            and feedback.sent is not None
+            and feedback.received < SATURATED * feedback.sent
+        )
+        if feedback.new_report and (lossy or (settled and (queue_grows or saturated))):
+            # The link is already overloaded at the current layer: one below it at most, and
+            # no higher than what the viewer received of it (a link far too short for it).
             wanted = max(wanted - 1, VIDEO_OFF)
+            if saturated and feedback.received is not None:
+                wanted = min(wanted, self.fits(feedback.received))
         if falling:
-            wanted = min(wanted, self.fits(estimate))
+            # Right after a move the estimate still reflects the layer left and the queue it
+            # filled (a top layer's burst into a short link): only a layer the estimate cannot
+            # carry at all is left then, not one it carries without the headroom.
+            wanted = min(wanted, self.fits(carried, 1.0 if not settled else self.headroom))
         if wanted < self.target:
+            self.reason = (
+                "top" if self.top < self.target else
+                "queue" if feedback.new_report and settled and queue_grows else
+                "saturated" if feedback.new_report and settled and saturated else
+                "loss" if feedback.new_report and lossy else "estimate"
+            )  # fmt: skip
             self._down(wanted, now)
             return self.target
         if (
@@ -213,15 +333,30 @@ class LayerSelector:
             and self.up_hold != self.base_up_hold
         ):
             self.up_hold = self.base_up_hold  # the last move up held: probe at the normal pace
+            self.off_hold = self.max_off_hold
             self._moved_up_at = None
-        if self.target < self.top and not falling and feedback.loss <= self.loss_up:
+        if feedback.new_report:
+            self._losses = [(t, x) for t, x in self._losses if now - t < self.hold]
+            self._losses.append((now, feedback.loss))
+        if (
+            self.target < self.top
+            and not falling
+            and feedback.loss <= self.loss_down
+            and self.queue_delay() < self.queue_down / 2
+        ):
+            # Up after a hold whose reports lost under ``loss_up`` on average: one report
+            # with a packet or two lost (a window over the moment a link opened) does not
+            # restart the hold, a link that goes on losing 5 % is not probed.
             candidate = self.target + 1  # one step at a time
+            mean_loss = sum(x for _t, x in self._losses) / max(len(self._losses), 1)
             if self._up_to != candidate or self._up_since is None:
                 self._up_to, self._up_since = candidate, now
-            elif now - self._up_since >= self.hold:
+            elif now - self._up_since >= self.hold and mean_loss <= self.loss_up:
+                # No settling after a move up: a queue or loss from here on is this layer's
+                # (the one left fitted), so a failed probe is undone at its first sign.
                 self.target = candidate
+                self.reason = "probe"
                 self._moved_up_at = now
-                self._down_at = now  # (the settle time after any move)
                 self._up_to, self._up_since = candidate + 1, now
             return self.target
         self._up_since = self._up_to = None
@@ -231,16 +366,20 @@ class LayerSelector:
     def hold(self) -> float:
         """Seconds without congestion before the next move up."""
         if self.target == VIDEO_OFF:
-            return min(self.up_hold, self.max_off_hold)
+            return min(self.up_hold, self.off_hold)
         return self.up_hold
 
     def _down(self, wanted: int, now: float) -> None:
         self.target = wanted
         self._down_at = now
+        self._queued_at_rtt = self._last_rtt
         self._up_since = self._up_to = None
         if self._moved_up_at is not None and now - self._moved_up_at < self.probe_window:
-            # The last probe up failed: wait twice as long before the next.
-            self.up_hold = min(self.up_hold * 2, self.max_up_hold)
+            # The last probe up failed: wait twice as long before the next (and at least the
+            # congestion hold: the link has just shown its limit).
+            self.up_hold = min(max(self.up_hold * 2, self.congestion_hold), self.max_up_hold)
+            if wanted == VIDEO_OFF:
+                self.off_hold = min(self.off_hold * 2, max(MAX_OFF_HOLD_CAP, self.max_off_hold))
         else:
             self.up_hold = max(self.up_hold, self.congestion_hold)
         self._moved_up_at = None

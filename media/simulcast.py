@@ -241,6 +241,9 @@ class LayeredSubscriberTrack(SubscriberTrack):
         self.switches = 0
         self.on_change: Callable[[LayeredSubscriberTrack], None] | None = None
         self._taps: dict[int, _LayerTap] = {}
+        # Loop time of the last switch to a lower layer, or back from video paused (None:
+        # none yet): nothing sent before it is of use to the viewer any more.
+        self.switched_down_at: float | None = None
         self._rewriter = StreamRewriter()
         self.stats.layer = self.layer
 
@@ -258,6 +261,9 @@ class LayeredSubscriberTrack(SubscriberTrack):
         loss: float,
         rtt: float | None,
         report: bool,
+        received: float | None = None,
+        loss_since: float | None = None,
+        sent: float | None = None,
     ) -> None:
         if self.readyState != "live" or not self._joined:
             return
@@ -272,7 +278,9 @@ class LayeredSubscriberTrack(SubscriberTrack):
         usable = estimate if fresh and self.layer != VIDEO_OFF else None
         if rtt is not None and rtt < 0:
             rtt = None  # aiortc's RTT from a report whose delay exceeds the elapsed time
-        target = self.selector.update(Feedback(usable, loss, rtt, report), now)
+        target = self.selector.update(
+            Feedback(usable, loss, rtt, report, received, loss_since, sent), now
+        )
         if target != self.target:
             self._retarget(target)
 
@@ -317,8 +325,11 @@ class LayeredSubscriberTrack(SubscriberTrack):
             # The target layer's keyframe: switch here, the stream continues seamlessly.
             if self.layer != VIDEO_OFF:
                 self._leave(self.layer)
+            if self.layer == VIDEO_OFF or index < self.layer:
+                self.switched_down_at = now  # its sender resends nothing sent before
             self._rewriter.switch(frame, now)
             self._set_layer(index)
+            self.selector.switched(now)
         self._offer(self._rewriter.apply(frame, now), size, keyframe)
 
     def _set_layer(self, index: int) -> None:
@@ -328,6 +339,7 @@ class LayeredSubscriberTrack(SubscriberTrack):
             self.switches += 1
         if index == VIDEO_OFF:
             self.freezes.idle()  # video paused for the connection (audio first): no freeze
+            self.interrupt()  # its sender pads the paused stream (media/internals/egress.py)
         self.layer = index
         self.stats.layer = index
         self.stats.layer_switches = self.switches

@@ -230,12 +230,22 @@ _CODE_NAMES: tuple[tuple[str, Callable[[], Any], Callable[[], tuple[str, ...]]],
     (
         "RTCRtpSender._handle_rtcp_packet (rtt)",
         lambda: RTCRtpSender._handle_rtcp_packet,
-        lambda: (egress._SENDER_RTT, "fraction_lost"),
+        lambda: (egress._SENDER_RTT, "fraction_lost", egress._SENDER_LSR, egress._SENDER_LSR_TIME),
     ),
     (
         "RTCDtlsTransport.__init__",
         lambda: RTCDtlsTransport.__init__,
-        lambda: ("_tx_srtp", srtp_send._DTLS_TX_BYTES, srtp_send._DTLS_TX_PACKETS),
+        lambda: (
+            "_tx_srtp",
+            srtp_send._DTLS_TX_BYTES,
+            srtp_send._DTLS_TX_PACKETS,
+            "_rtp_router",  # egress: a report shared with the leg's other senders
+        ),
+    ),
+    (
+        "RtpRouter.__init__",
+        lambda: aiortc.rtcdtlstransport.RtpRouter.__init__,
+        lambda: ("senders",),
     ),
     ("RTCDtlsTransport._setup_srtp", lambda: RTCDtlsTransport._setup_srtp, lambda: ("_tx_srtp",)),
     (

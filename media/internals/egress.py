@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -63,6 +64,13 @@ _SENDER_PACKET_COUNT = "_RTCRtpSender__packet_count"
 _SENDER_OCTET_COUNT = "_RTCRtpSender__octet_count"
 # aiortc's smoothed round-trip time from the receiver's reports (seconds, or None).
 _SENDER_RTT = "_RTCRtpSender__rtt"
+# The middle 32 bits of the NTP time of the last sender report aiortc's RTCP loop sent, and
+# when (time.time()): a receiver report's LSR names the report it answers.
+_SENDER_LSR = "_RTCRtpSender__lsr"
+_SENDER_LSR_TIME = "_RTCRtpSender__lsr_time"
+# Sender reports kept to match receiver reports against (aiortc keeps only the last one, so a
+# queue on the link longer than its 0.5-1.5 s report interval left it without a sample).
+SR_HISTORY = 8
 _SENDER_SR_COUNTERS = (
     _SENDER_NTP_TIMESTAMP,
     _SENDER_RTP_TIMESTAMP,
@@ -93,7 +101,7 @@ class Packetizer:
 class EncodedFrameSource(Protocol):
     """What a :class:`SharedPayloadSender` reads: a track yielding shared RTCEncodedFrames."""
 
-    async def recv_encoded(self) -> RTCEncodedFrame: ...
+    async def recv_encoded(self) -> RTCEncodedFrame | None: ...
 
     def request_keyframe(self) -> None: ...
 
@@ -104,10 +112,36 @@ class EncodedFrameSource(Protocol):
         loss: float,
         rtt: float | None,
         report: bool,
+        received: float | None = None,
+        loss_since: float | None = None,
+        sent: float | None = None,
     ) -> None: ...
 
     def receive_report(self, oldest_missing: float | None) -> None: ...
 
+
+# While a viewer's video is paused for its link: one padding packet of PADDING_BYTES every
+# PADDING_INTERVAL_S on the video stream (16 kbit/s with its headers).
+PADDING_INTERVAL_S = 0.1
+PADDING_BYTES = 140
+
+# Retransmissions may take this share of a stream's own bytes (and hold up to
+# RTX_BUDGET_MAX bytes unused): a viewer losing 20 % of its packets needs about 25 %, and an
+# aiortc viewer whose queue overflows much more (its jitter buffer holds a frame with a packet
+# missing until 128 packets later: with 30 % its decoder stayed stuck after a link narrowed).
+RTX_SHARE = 1.0
+RTX_BUDGET_MAX = 60_000
+
+# A packet is sent again at most once per RTT, and at least once this often (a retransmission
+# dropped by a full queue must be answered at the next ask: a packet that leaves the history
+# unrepaired stalls an aiortc viewer's jitter buffer for 128 packets).
+RESEND_WAIT_MAX_S = 0.25
+
+# A viewer's loss is measured over at least this many seconds of its reports.
+LOSS_WINDOW_S = 1.0
+# Bytes on the wire around an RTP payload: RTP header with mid and abs-send-time (24), SRTP
+# tag (10), UDP and IPv4 (28).
+PACKET_OVERHEAD = 62
 
 # Send times of a video sender's last frames, kept to tell from a receiver report's highest
 # sequence number how long ago the oldest frame the viewer has not received was sent (its
@@ -288,11 +322,38 @@ class SharedPayloadSender(RTCRtpSender):
         frame_times: deque[tuple[int, float]] = deque(maxlen=FRAME_TIMES)
         self.frame_times = frame_times
         video = self.kind == "video"
+        timestamp = timestamp_origin
+        sent_at = loop.time()  # when the last frame was sent
         while True:
             if self.track is None:
                 await asyncio.sleep(0.02)  # idle until replaceTrack(), as aiortc's loop
                 continue
-            frame = await self._next_encoded_frame(codec)
+            if video and getattr(self.track, "video_paused", False):
+                # Video paused for the viewer's link: a small padding packet now and then
+                # keeps its browser reporting on this stream (about once a second, with the
+                # loss and the RTT) and estimating the link, so the layer selection learns
+                # within a second or two that the link recovered; with only the audio's
+                # reports (one every 5 s) it took 6-10 s.
+                try:
+                    async with asyncio.timeout(PADDING_INTERVAL_S):
+                        frame = await self._next_encoded_frame(codec)
+                except TimeoutError:
+                    # The padding carries the last frame's timestamp (a new one would start
+                    # a frame of nothing in a receiver's jitter buffer: aiortc's then fed its
+                    # decoder garbage and asked for keyframe after keyframe). The next sender
+                    # report's clock goes on, as the stream will after the pause
+                    # (StreamRewriter): aiortc's RTCP loop sends the last NTP time set, and a
+                    # frozen one made every report look like the one before and the RTT from
+                    # them grow without end.
+                    ntp = _ntp_now()
+                    elapsed = int((loop.time() - sent_at) * codec.clockRate)
+                    await self._send_padding(timestamp, sequence_number)
+                    sequence_number = (sequence_number + 1) & 0xFFFF
+                    setattr(self, _SENDER_NTP_TIMESTAMP, ntp)
+                    setattr(self, _SENDER_RTP_TIMESTAMP, (timestamp + elapsed) & 0xFFFFFFFF)
+                    continue
+            else:
+                frame = await self._next_encoded_frame(codec)
             if frame is None:
                 continue
             payloads = frame.payloads
@@ -306,8 +367,12 @@ class SharedPayloadSender(RTCRtpSender):
                 timestamp, ssrc, (ntp >> 14) & 0x00FFFFFF, frame.audio_level
             )
             last = len(payloads) - 1
+            sent_at = loop.time()
             if video:
-                frame_times.append((sequence_number, loop.time()))
+                frame_times.append((sequence_number, sent_at))
+            frame_octets = sum(map(len, payloads))
+            # Retransmissions may add at most RTX_SHARE of what the stream sends.
+            self._rtx_budget = min(self._rtx_budget + RTX_SHARE * frame_octets, RTX_BUDGET_MAX)
 
             dtls = self.transport
             if srtp_send.DIRECT_DATAGRAMS and sink.resolve(dtls):
@@ -315,7 +380,7 @@ class SharedPayloadSender(RTCRtpSender):
                     first_byte, payload_type, sequence_number, tail, payloads, history
                 )
                 sequence_number = (sequence_number + last + 1) & 0xFFFF
-                octet_count += sum(map(len, payloads))
+                octet_count += frame_octets
                 # RTCDtlsTransport's own counters (its getStats), as _send_rtp keeps them.
                 setattr(dtls, _DTLS_TX_BYTES, getattr(dtls, _DTLS_TX_BYTES) + sent_bytes)
                 setattr(dtls, _DTLS_TX_PACKETS, getattr(dtls, _DTLS_TX_PACKETS) + last + 1)
@@ -340,20 +405,90 @@ class SharedPayloadSender(RTCRtpSender):
             setattr(self, _SENDER_PACKET_COUNT, packet_count)
             setattr(self, _SENDER_OCTET_COUNT, octet_count)
 
+    def _sent_before(self, sequence_number: int, at: float) -> bool:
+        """Whether the frame of ``sequence_number`` was sent before loop time ``at`` (False
+        when it is not among the last FRAME_TIMES frames)."""
+        frames = self.frame_times
+        if not frames:
+            return False
+        for first, sent in reversed(frames):
+            if (sequence_number - first) & 0xFFFF < 0x8000:  # at or after this frame's start
+                return sent < at
+        return False
+
+    async def _send_padding(self, timestamp: int, sequence_number: int) -> None:
+        """One padding-only RTP packet (RFC 3550 5.1: P bit, the payload all padding, its
+        last byte the padding's length) on this stream, with the last frame's timestamp."""
+        egress = self._egress
+        assert egress is not None
+        first_byte, tail = egress.frame_header(
+            timestamp, self._ssrc, (_ntp_now() >> 14) & 0x00FFFFFF, None
+        )
+        padding = bytes(PADDING_BYTES - 1) + bytes([PADDING_BYTES])
+        head = _RTP_HEAD.pack(first_byte | 0x20, egress.payload_type, sequence_number)
+        await self.transport._send_rtp(head + tail + padding)
+
     async def _retransmit(self, sequence_number: int) -> None:
         """A subscriber's NACK: resend the packet from this loop's history (RTX if negotiated)."""
         egress = self._egress
         if egress is None:
             return
+        # A packet is sent again at most once per RTT: a browser asks for a missing packet
+        # again before the first retransmission could arrive when its link is queued, and
+        # answering every ask filled that queue with copies (the loss rose to 50-80 % at a
+        # layer the link carried), as libwebrtc's and mediasoup's senders avoid too.
+        now = asyncio.get_running_loop().time()
+        switched: float | None = getattr(self.track, "switched_down_at", None)
+        if switched is not None and self._sent_before(sequence_number, switched):
+            # A packet of the layer the viewer left: its decoder starts again at the new
+            # layer's keyframe and needs none of it, and on the queued link that made the
+            # switch, resending the old layer's losses kept the queue full.
+            return
+        if self._resent is None:
+            self._resent = {}
+        last = self._resent.get(sequence_number)
+        wait = min(max(self.last_rtt or 0.0, 0.05), RESEND_WAIT_MAX_S)
+        if last is not None and now - last < wait:
+            return
+        self._resent[sequence_number] = now
+        if len(self._resent) > RTP_HISTORY_SIZE:
+            del self._resent[next(iter(self._resent))]
         data = egress.retransmission(sequence_number, self._rtx_ssrc)
-        if data is not None:
-            await self.transport._send_rtp(data)
+        if data is None or len(data) > self._rtx_budget:
+            # Within a share of what the stream sends: a queued link's viewer asks again and
+            # again for what its queue dropped, and answering all of it (with no video sent,
+            # a paused viewer's whole history) kept that queue full.
+            return
+        self._rtx_budget -= len(data)
+        await self.transport._send_rtp(data)
 
-    # What this viewer's RTCP said about its link: REMB estimate (bit/s), the last report's
-    # fraction lost (0-1, the worst of its streams'). RTT is aiortc's own (:meth:`link`).
+    # What this viewer's RTCP said about its link: REMB estimate (bit/s), its loss (0-1, the
+    # worst of its streams' over the last LOSS_WINDOW_S, :meth:`_take_reports`). RTT is
+    # aiortc's own smoothed one (:meth:`link`); ``last_rtt`` the last report's sample alone.
     remb_bitrate: int | None = None
     remb_at: float | None = None
     fraction_lost: float = 0.0
+    # The RTT sample of the last report (seconds; None if it gave none): aiortc keeps a
+    # smoothed one (0.85 of the previous plus 0.15 of the new sample), which after a queue on
+    # the link drained still says "congested" for many seconds, and takes a sample only from
+    # a report that answers the last sender report; the layer selection wants the link as it
+    # is now, queue or not.
+    last_rtt: float | None = None
+    # Per reported SSRC: (loop time, extended highest sequence number, cumulative lost) at the
+    # start of its loss window, and (packets lost, expected, end, start) of its last full
+    # window.
+    _loss_marks: dict[int, tuple[float, int, int]] | None = None
+    # This stream's (packets, payload octets) sent at the start of its window, and the bit
+    # rate the viewer received of it in the last window (None: not known yet).
+    _sent_mark: tuple[int, int] | None = None
+    received_bps: float | None = None
+    sent_bps: float | None = None  # what it sent over the same window
+    # (bits received, bits sent, seconds) of the last window.
+    _last_window: tuple[float, float, float] | None = None
+    rates_at: float | None = None  # when that window ended (loop time)
+    _losses: dict[int, tuple[int, int, float, float]] | None = None
+    # When the window of ``fraction_lost`` started (loop time; None: no window yet).
+    loss_since: float | None = None
     # (first sequence number, loop time) of the last FRAME_TIMES video frames sent.
     frame_times: deque[tuple[int, float]] | None = None
 
@@ -370,19 +505,126 @@ class SharedPayloadSender(RTCRtpSender):
                 self.remb_at = asyncio.get_running_loop().time()
                 self._link_feedback(report=False)
             return
-        if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+        reported = isinstance(packet, RtcpRrPacket | RtcpSrPacket) and any(
+            report.ssrc == self._ssrc for report in packet.reports
+        )
+        if reported:
+            assert isinstance(packet, RtcpRrPacket | RtcpSrPacket)
+            self._take_reports(packet.reports)
             for report in packet.reports:
                 if report.ssrc == self._ssrc:
-                    # The link's loss: the worst of the viewer's streams in this report (all
-                    # of them cross its one link; and with its video paused, only the audio
-                    # still says how lossy the link is).
-                    self.fraction_lost = max(r.fraction_lost for r in packet.reports) / 256
                     self._receive_report(report.highest_sequence & 0xFFFF)
+        if reported:
+            assert isinstance(packet, RtcpRrPacket | RtcpSrPacket)
+            self.last_rtt = self._rtt_sample(packet.reports)
         await super()._handle_rtcp_packet(packet)
-        if isinstance(packet, RtcpRrPacket | RtcpSrPacket) and any(
-            report.ssrc == self._ssrc for report in packet.reports
-        ):
+        if reported:
+            assert isinstance(packet, RtcpRrPacket | RtcpSrPacket)
             self._link_feedback(report=True)  # after aiortc's handler updated the RTT
+            if packet.reports[0].ssrc == self._ssrc:
+                self._share_reports(packet)
+
+    _sr_times: dict[int, float] | None = None
+    _rtt_lsr: int | None = None  # the sender report the last RTT sample answered
+    # Loop time each recently retransmitted sequence number was last sent again.
+    _resent: dict[int, float] | None = None
+    # Bytes of retransmission the stream may still send (RTX_SHARE of every frame sent).
+    _rtx_budget: float = 0.0
+
+    def _rtt_sample(self, reports: list[Any]) -> float | None:
+        """The RTT this report's block for this sender's stream shows (seconds), from the
+        sender report it answers among the last SR_HISTORY sent; None if it answers none, or
+        the same one as the last sample."""
+        if self._sr_times is None:
+            self._sr_times = {}
+        lsr: int | None = getattr(self, _SENDER_LSR)
+        if lsr is not None and lsr not in self._sr_times:
+            self._sr_times[lsr] = getattr(self, _SENDER_LSR_TIME)
+            while len(self._sr_times) > SR_HISTORY:
+                del self._sr_times[next(iter(self._sr_times))]
+        for report in reports:
+            if report.ssrc != self._ssrc or report.lsr not in self._sr_times:
+                continue
+            if report.lsr == self._rtt_lsr:
+                # Another report answering the same sender report (a browser reports with
+                # every NACK): the same round trip again, no news about the queue now.
+                return None
+            self._rtt_lsr = report.lsr
+            return time.time() - self._sr_times[report.lsr] - report.dlsr / 65536
+        return None
+
+    def _take_reports(self, reports: list[Any]) -> None:
+        """The link's loss from a receiver report's blocks: the viewer's streams together
+        (they all cross its one link; with its video paused only the audio and the padding
+        still say how lossy the link is), each over at least LOSS_WINDOW_S. A browser sends a
+        report with every NACK, tens a second on a lossy link, and a block's own fraction
+        lost covers only the few packets since the previous one (1 of 2 lost reads 50 %)."""
+        now = asyncio.get_running_loop().time()
+        if self._loss_marks is None or self._losses is None:
+            self._loss_marks, self._losses = {}, {}
+        router = getattr(self.transport, "_rtp_router", None)
+        for report in reports:
+            if router is not None and report.ssrc not in router.senders:
+                # A retransmission stream's block (RTX): its few packets, sent into a queue
+                # that lost the originals, are no measure of the link.
+                continue
+            mark = self._loss_marks.get(report.ssrc)
+            sent = (getattr(self, _SENDER_PACKET_COUNT), getattr(self, _SENDER_OCTET_COUNT))
+            if mark is None or report.highest_sequence < mark[1]:
+                self._loss_marks[report.ssrc] = (now, report.highest_sequence, report.packets_lost)
+                if report.ssrc == self._ssrc:
+                    self._sent_mark = sent
+                continue
+            since, highest, lost = mark
+            if now - since < LOSS_WINDOW_S:
+                continue
+            expected = report.highest_sequence - highest
+            missing = min(max(report.packets_lost - lost, 0), max(expected, 0))
+            self._losses[report.ssrc] = (missing, max(expected, 0), now, since)
+            self._loss_marks[report.ssrc] = (now, report.highest_sequence, report.packets_lost)
+            if report.ssrc == self._ssrc and self._sent_mark is not None:
+                # What this stream delivered to the viewer in the window: on a saturated
+                # link, the share of it this stream gets (the layer selection's measure of
+                # the link when the viewer's estimate has not caught up with it).
+                packets = sent[0] - self._sent_mark[0]
+                size = (sent[1] - self._sent_mark[1]) / packets if packets > 0 else 0.0
+                received = expected - (report.packets_lost - lost)
+                window = (
+                    max(received, 0) * (size + PACKET_OVERHEAD) * 8,
+                    max(packets, 0) * (size + PACKET_OVERHEAD) * 8,
+                    now - since,
+                )
+                # Over this window and the one before: a keyframe's burst sent just before a
+                # report is in flight, not missing.
+                both = [window] if self._last_window is None else [self._last_window, window]
+                seconds = sum(w[2] for w in both)
+                self.received_bps = sum(w[0] for w in both) / seconds
+                self.sent_bps = sum(w[1] for w in both) / seconds
+                self._last_window = window
+                self.rates_at = now
+                self._sent_mark = sent
+        # A stream that stopped (a paused video) leaves the reports: its last window too.
+        # The link's loss: all its streams' last windows together (a padding stream's window
+        # of 5 packets alone reads 20 % for one packet lost).
+        fresh = [w for w in self._losses.values() if now - w[2] <= 3 * LOSS_WINDOW_S]
+        expected_all = sum(w[1] for w in fresh)
+        self.fraction_lost = sum(w[0] for w in fresh) / expected_all if expected_all else 0.0
+        self.loss_since = min((w[3] for w in fresh), default=None)
+
+    def _share_reports(self, packet: RtcpRrPacket | RtcpSrPacket) -> None:
+        """A report names only the streams the viewer receives now: the leg's other forwarding
+        senders (a video paused for the viewer's link gets no reports of its own, and would
+        never learn that the link recovered) take it too, without an RTT sample."""
+        router = getattr(self.transport, "_rtp_router", None)
+        if router is None:
+            return
+        named = {report.ssrc for report in packet.reports}
+        for ssrc, sender in list(router.senders.items()):
+            if ssrc in named or not isinstance(sender, SharedPayloadSender):
+                continue
+            sender._take_reports(packet.reports)
+            sender.last_rtt = None
+            sender._link_feedback(report=True)
 
     def _receive_report(self, highest: int) -> None:
         """Tell the track how far behind the viewer's receiving is (its freezes)."""
@@ -399,8 +641,48 @@ class SharedPayloadSender(RTCRtpSender):
         age = None
         if self.remb_at is not None:
             age = asyncio.get_running_loop().time() - self.remb_at
-        estimate, loss, rtt = self.link()
-        track.link_feedback(estimate, age, loss, rtt, report)
+        estimate, loss, _smoothed = self.link()
+        if estimate is not None:
+            # The viewer's estimate is of its video (only video carries abs-send-time): less
+            # what the video's queue took from the others, it is what the video may have.
+            estimate = max(int(estimate - self._others_short()), 0)
+        track.link_feedback(
+            estimate,
+            age,
+            loss,
+            self.last_rtt,
+            report,
+            self._carried(),
+            self.loss_since,
+            self.sent_bps,
+        )
+
+    def _carried(self) -> float | None:
+        """What the viewer's link carried in the last window that this stream could have
+        had (bit/s): all its streams received, less what the others sent. A full drop-tail
+        queue shares the link by arrival rate, so this stream's own share overstates what it
+        could have beside the others (a layer of 340 kbit/s and a voice of 55 kbit/s on a
+        150 kbit/s link: 129 kbit/s of video arrive, and the voice loses 60 %; alone beside
+        the voice the video would have 95)."""
+        own = self.received_bps
+        if own is None:
+            return None
+        return max(own - self._others_short(), 0.0)
+
+    def _others_short(self) -> float:
+        """What the viewer's other streams sent in the last window and did not receive
+        (bit/s): the link's share this stream took from them."""
+        router = getattr(self.transport, "_rtp_router", None)
+        if router is None or self.rates_at is None:
+            return 0.0
+        short = 0.0
+        for sender in set(router.senders.values()):
+            if sender is self or not isinstance(sender, SharedPayloadSender):
+                continue
+            if sender.rates_at is None or abs(sender.rates_at - self.rates_at) > 2 * LOSS_WINDOW_S:
+                continue  # nothing measured lately (a paused or muted stream sends nothing)
+            short += max((sender.sent_bps or 0.0) - (sender.received_bps or 0.0), 0.0)
+        return short
 
     def link(self) -> tuple[int | None, float, float | None]:
         """(REMB estimate in bit/s or None, fraction lost 0-1, RTT in seconds or None)."""
@@ -410,7 +692,7 @@ class SharedPayloadSender(RTCRtpSender):
     async def _next_encoded_frame(self, codec: RTCRtpCodecParameters) -> RTCEncodedFrame | None:
         track: Any = self.track
         try:
-            frame: RTCEncodedFrame = await track.recv_encoded()
+            frame: RTCEncodedFrame | None = await track.recv_encoded()
         except MediaStreamError:
             # Keep the RTP loop (and this transceiver) alive for a later replaceTrack(): the
             # stock loop would exit and the sender could never send again. With no track,

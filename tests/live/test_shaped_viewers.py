@@ -5,7 +5,10 @@ a network namespace of its own, shaped with HTB and nftables inside it only)."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +18,19 @@ from tests.live.shaped_scenario import EXPECTED_LAYER, NFT, TC
 
 # From the shaping (or the opening) to the right layer (or to video again), as the issue asks.
 WITHIN_S = 5.0
+FREEZE_S = 1.0  # the longest freeze allowed while a viewer is shaped (the issue's)
+
+
+def longest_still(samples: list[dict[str, Any]]) -> float:
+    """The longest time between two samples with the same number of frames decoded."""
+    longest, since = 0.0, None
+    for previous, s in itertools.pairwise(samples):
+        if s["frames"] == previous["frames"]:
+            since = previous["t"] if since is None else since
+            longest = max(longest, s["t"] - since)
+        else:
+            since = None
+    return float(longest)
 
 
 def first_at(samples: list[dict[str, Any]], since: float, check: Any) -> float | None:
@@ -27,13 +43,16 @@ def first_at(samples: list[dict[str, Any]], since: float, check: Any) -> float |
 
 @pytest.mark.timeout(150)
 @pytest.mark.xfail(
-    reason="not met yet on this machine (docs/media.md, 'Three Chromium viewers on shaped "
-    "links'): the 600 kbit/s viewer overshoots below layer 1 (queue delay and the RTT rule), "
-    "and a probe of layer 0 can cost the 150 kbit/s viewer much of its sound",
+    reason="not reliable yet (docs/media.md, 'Three Chromium viewers on shaped links'): 6 of "
+    "16 runs passed; in the others the 150 kbit/s viewer needed up to 6.4 s to reach audio "
+    "only or 5.4 s to get video back, or the 600 kbit/s viewer went on to layer 0 when "
+    "Chromium's estimate dipped alone about 8 s after its move",
     strict=False,
 )
 def test_each_shaped_viewer_gets_the_layer_its_link_carries() -> None:
     r = run_page_scenario("tests.live.shaped_scenario", TC, NFT)
+    if os.environ.get("HOMEROOM_SHAPED_RESULT"):  # the whole result, with the selection's trace
+        Path(os.environ["HOMEROOM_SHAPED_RESULT"]).write_text(json.dumps(r))
     shaped_at, opened_at = r["shaped_at"], r["opened_at"]
     report = {}
     for name, expected in EXPECTED_LAYER.items():
@@ -48,6 +67,12 @@ def test_each_shaped_viewer_gets_the_layer_its_link_carries() -> None:
         # Once there it stays there (a failed probe up may show for a moment).
         settled = [s["layer"] for s in shaped if s["t"] >= shaped_at + reached]
         assert settled.count(expected) >= 0.8 * len(settled), (name, settled)
+        # It plays: no freeze longer than a second (frames decoded unchanged over polls a
+        # second or more apart; shorter freezes and ones between polls may go unseen).
+        if expected >= 0:
+            frozen = longest_still(shaped)
+            assert frozen < FREEZE_S, (name, frozen)
+            report[name]["longest_still_s"] = round(frozen, 2)
     print(json.dumps(report))
 
     # The 150 kbit/s viewer with 5 % loss keeps the sound while its video is paused.

@@ -53,9 +53,24 @@ def test_a_falling_estimate_moves_down_at_once_to_what_fits() -> None:
     assert sel.target == 2
     # The estimator saw overuse: 600 kbit/s carries the 500 kbit/s layer with 15 % headroom.
     assert sel.update(Feedback(600_000), now) == 1
-    # 150 kbit/s cannot carry even the lowest layer (150k * 1.15): audio only.
-    assert sel.update(Feedback(150_000), now + 0.1) == VIDEO_OFF
+    # 140 kbit/s cannot carry even the lowest layer (150k): audio only.
+    assert sel.update(Feedback(140_000), now + 0.1) == VIDEO_OFF
     assert sel.video_paused
+
+
+def test_the_burst_of_the_layer_left_does_not_take_a_second_layer() -> None:
+    """The link narrows under the top layer: its burst fills the queue and the estimate goes
+    on falling for a moment after the move down. Right after the move only a layer the
+    estimate cannot carry at all is left; once settled, the headroom counts again."""
+    sel = LayerSelector(LAYERS)
+    now = run(sel, Feedback(3_000_000), 0.0, 10.0)
+    assert sel.update(Feedback(600_000), now) == 1
+    # 540 kbit/s: under the middle layer with headroom (575), not under the layer itself.
+    assert sel.update(Feedback(540_000), now + 0.5) == 1
+    sel.switched(now + 0.8)  # its keyframe: the viewer receives layer 1 from here
+    assert sel.update(Feedback(510_000), now + 2.0) == 1  # still settling
+    # Settled: a falling estimate under the layer with headroom is real overuse again.
+    assert sel.update(Feedback(470_000), now + 2.5) == 0
 
 
 def test_a_low_estimate_that_is_not_falling_moves_nothing() -> None:
@@ -74,13 +89,29 @@ def test_video_comes_back_when_the_link_recovers() -> None:
     assert sel.video_paused
     # Receiving no video, the caller passes no estimate (it would only reflect the audio).
     assert sel.update(Feedback(None), 1.0) == VIDEO_OFF  # recovering: hold first
-    assert sel.update(Feedback(None), 3.0) == VIDEO_OFF
-    assert sel.update(Feedback(None), 5.0) == 0  # video back (max_off_hold), lowest layer
+    assert sel.update(Feedback(None), 1.9) == VIDEO_OFF
+    assert sel.update(Feedback(None), 2.0) == 0  # video back (max_off_hold), lowest layer
     assert not sel.video_paused
     # Up from there not at the normal pace: the link has just shown its limit...
-    assert sel.update(Feedback(None), 10.0) == 0
+    assert sel.update(Feedback(None), 7.5) == 0
     # ...until the move back to video has held for the probe window.
-    assert sel.update(Feedback(None), 12.0) == 1
+    assert sel.update(Feedback(None), 8.5) == 1
+
+
+def test_a_lossy_link_is_not_probed_while_video_is_paused() -> None:
+    """Audio only on a link that loses packets: a probe of the lowest layer would fill its
+    queue and cost the sound; the first clean reports start the hold."""
+    sel = LayerSelector(LAYERS)
+    sel.update(Feedback(400_000), 0.0)
+    sel.update(Feedback(100_000), 0.5)
+    assert sel.video_paused
+    now = run(sel, Feedback(None, loss=0.05), 1.0, 20.0)
+    assert sel.video_paused
+    opened = now
+    while sel.video_paused:
+        sel.update(Feedback(None, loss=0.0), now)
+        now += 0.25
+    assert now - opened <= 2.5
 
 
 def test_loss_or_rtt_takes_one_layer_down_even_with_a_high_estimate() -> None:
@@ -97,6 +128,66 @@ def test_loss_or_rtt_takes_one_layer_down_even_with_a_high_estimate() -> None:
     sel2 = LayerSelector(LAYERS)
     run(sel2, Feedback(3_000_000), 0.0, 10.0)
     assert sel2.update(Feedback(3_000_000, rtt=1.5), 10.0) == 1
+
+
+def top_layer_on_a_short_link() -> tuple[LayerSelector, float]:
+    """A viewer on the top layer with a 20 ms RTT, one report a second."""
+    sel = LayerSelector(LAYERS)
+    now = run(sel, Feedback(3_000_000, rtt=0.02), 0.0, 10.0)
+    assert sel.target == 2
+    return sel, now
+
+
+def test_a_growing_queue_takes_one_layer_down_and_a_draining_one_none() -> None:
+    """The link narrows under the top layer: the RTT rises with the queue (the estimate, low
+    already, does not fall). Down one layer at the first sample 0.25 s above the lowest RTT;
+    the queue then drains at the lower layer: the RTT is still high but falling, no second
+    move down (the burst of the layer left is not the lower layer's fault)."""
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(3_000_000, rtt=0.15), now) == 2  # queueing, not yet much
+    assert sel.update(Feedback(3_000_000, rtt=0.30), now + 1) == 1
+    sel.switched(now + 1.3)
+    # The report before the switch settled: still the layer left's queue, still rising.
+    assert sel.update(Feedback(3_000_000, rtt=0.60), now + 2) == 1
+    # Draining: high, but each sample lower than the one before.
+    for i, rtt in enumerate((0.58, 0.45, 0.35, 0.15, 0.03)):
+        assert sel.update(Feedback(3_000_000, rtt=rtt), now + 3 + i) == 1, rtt
+
+
+def test_a_queue_that_goes_on_growing_at_the_lower_layer_takes_the_next() -> None:
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(3_000_000, rtt=0.30), now) == 1
+    sel.switched(now + 0.3)
+    # Not settled: the packets of the layer left take the queue's 0.5 s to arrive.
+    assert sel.update(Feedback(3_000_000, rtt=0.50), now + 2) == 1
+    # Settled at layer 1 (1.5 s + 0.6 s in flight after the switch) and the queue grows on,
+    # above where it was at the move: layer 1 is too much as well.
+    assert sel.update(Feedback(3_000_000, rtt=0.62), now + 2.6) == 0
+
+
+def test_a_long_path_is_no_queue() -> None:
+    """A high RTT that does not rise (a far viewer, a satellite hop) moves nothing."""
+    sel = LayerSelector(LAYERS, up_hold=1.0)
+    run(sel, Feedback(None, rtt=0.9), 0.0, 1.0)  # the first sample: above rtt_down, once
+    assert sel.target == VIDEO_OFF
+    sel = LayerSelector(LAYERS, up_hold=1.0)
+    run(sel, Feedback(None, rtt=0.6), 0.0, 10.0)
+    assert sel.target == 2
+    for i in range(20):
+        rtt = 0.6 + (0.04 if i % 2 else 0.0)  # jitter under RTT_RISE
+        assert sel.update(Feedback(None, rtt=rtt), 10.0 + i) == 2
+
+
+def test_no_move_up_while_a_queue_drains() -> None:
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(3_000_000, rtt=0.30), now) == 1
+    sel.switched(now + 0.3)
+    # The queue drains slowly (0.2 s above the lowest RTT for 20 s): no probe up meanwhile.
+    run(sel, Feedback(3_000_000, rtt=0.22), now + 1, 20.0)
+    assert sel.target == 1
+    # Drained: the probe comes after the congestion hold.
+    run(sel, Feedback(3_000_000, rtt=0.02), now + 21, 10.0)
+    assert sel.target == 2
 
 
 def test_a_failed_probe_backs_off_and_a_flapping_link_is_probed_less_and_less() -> None:
@@ -128,10 +219,23 @@ def test_a_probe_that_holds_brings_the_hold_back() -> None:
     assert sel.target == 2
     sel.update(Feedback(700_000), 5.0)
     assert sel.update(Feedback(600_000), 5.5) == 1  # a probe that failed
-    assert sel.up_hold == 4.0
+    assert sel.up_hold == 8.0  # twice the hold, and at least the congestion hold
     run(sel, Feedback(None), 6.0, 20.0)
     assert sel.target == 2
     assert sel.up_hold == 2.0
+
+
+def test_a_failed_probe_is_undone_at_the_first_sign_of_a_queue() -> None:
+    """No settling after a move up: the layer left fitted the link, so a queue growing from
+    there is the new layer's, and the viewer goes back before the queue fills."""
+    sel = LayerSelector(LAYERS)
+    now = run(sel, Feedback(None, rtt=0.02), 0.0, 5.0)
+    assert sel.update(Feedback(None, rtt=0.3), now) == 1
+    sel.switched(now + 0.2)
+    now = run(sel, Feedback(None, rtt=0.02), now + 1, 10.0)
+    assert sel.target == 2  # the probe, after the congestion hold
+    sel.switched(now)
+    assert sel.update(Feedback(None, rtt=0.35), now + 0.5) == 1
 
 
 def test_moderate_loss_blocks_moving_up_but_does_not_move_down() -> None:
@@ -188,3 +292,109 @@ def test_an_estimate_that_wobbles_does_not_stop_the_probes_up() -> None:
     assert moved_up_at is not None and moved_up_at <= 10.0, moved_up_at
     # A real cut (the estimator saw overuse) is still one.
     assert sel.update(Feedback(estimate * 0.85), now + 20) == 0
+
+
+def test_an_estimate_still_ramping_when_it_falls_is_no_measure_of_the_link() -> None:
+    """A browser's estimate climbs a few percent a second and was far below the top layer the
+    viewer received when the link narrowed: it falls (overuse), and what the viewer received
+    of the video in the last window (its share of the saturated link) says where to go."""
+    sel = LayerSelector(LAYERS)
+    now = run(sel, Feedback(300_000), 0.0, 10.0)  # climbed by probing, estimate behind
+    assert sel.target == 2
+    # 600 kbit/s link: 230 kbit/s would say layer 0; 580 kbit/s received carries layer 1.
+    assert sel.update(Feedback(230_000, received=580_000), now) == 1
+    sel = LayerSelector(LAYERS)
+    now = run(sel, Feedback(300_000), 0.0, 10.0)
+    # 150 kbit/s link (audio beside the video): 100 kbit/s of video received, no layer fits.
+    assert sel.update(Feedback(230_000, received=100_000), now) == VIDEO_OFF
+    # An estimate that had measured the link (above the layer received) is taken as it is.
+    sel = LayerSelector(LAYERS)
+    now = run(sel, Feedback(3_000_000), 0.0, 10.0)
+    assert sel.update(Feedback(600_000, received=800_000), now) == 1
+
+
+def test_a_queue_on_a_link_far_too_short_goes_straight_to_what_it_carries() -> None:
+    sel, now = top_layer_on_a_short_link()
+    far_too_short = Feedback(3_000_000, rtt=0.6, received=160_000, sent=1_250_000)
+    assert sel.update(far_too_short, now) == VIDEO_OFF
+    sel, now = top_layer_on_a_short_link()
+    # Received about what was sent (the queue just started): one layer down only.
+    just_started = Feedback(3_000_000, rtt=0.3, received=1_200_000, sent=1_250_000)
+    assert sel.update(just_started, now) == 1
+
+
+def test_a_queue_that_stands_after_a_move_down_takes_the_next() -> None:
+    """A drop-tail queue that is full does not grow any more: the layer moved to keeps it
+    full (its RTT as high as at the move and not falling) once settled: one more down."""
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(2_000_000, rtt=0.02), now) == 2
+    assert sel.update(Feedback(1_200_000, rtt=0.02, received=600_000), now + 0.5) == 1
+    sel.switched(now + 0.7)
+    for i in range(8):  # full and standing
+        sel.update(Feedback(1_200_000, rtt=1.0 + 0.01 * (i % 2)), now + 1 + 0.5 * i)
+    assert sel.target == 0
+
+
+def test_loss_counts_from_packets_sent_after_the_move() -> None:
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(3_000_000, loss=0.3, rtt=0.1, loss_since=now - 1), now) == 1
+    sel.switched(now + 0.2)
+    # A window that started before the move (plus the RTT): the layer left's loss.
+    assert sel.update(Feedback(3_000_000, loss=0.3, rtt=0.1, loss_since=now), now + 1.8) == 1
+    # A window of packets sent after the switch: layer 1 loses them too.
+    assert sel.update(Feedback(3_000_000, loss=0.3, rtt=0.1, loss_since=now + 0.4), now + 2) == 0
+
+
+def test_the_first_estimate_after_a_pause_is_not_a_fall() -> None:
+    """Back to video after a pause: the viewer's first estimate is compared with nothing from
+    before the pause (its link was another then), so it does not undo the move."""
+    sel = LayerSelector(LAYERS)
+    sel.update(Feedback(400_000), 0.0)
+    assert sel.update(Feedback(100_000, received=50_000), 0.5) == VIDEO_OFF
+    now = run(sel, Feedback(None, received=5_000), 1.0, 3.0)
+    assert sel.target == 0
+    assert sel.update(Feedback(70_000, received=5_000), now) == 0
+
+
+def test_one_report_with_a_stray_loss_does_not_restart_the_hold() -> None:
+    """Paused on a link that just opened: one window still shows a packet or two lost (3 %),
+    the hold's reports average under 2 %: video comes back on time."""
+    sel = LayerSelector(LAYERS)
+    sel.update(Feedback(400_000), 0.0)
+    assert sel.update(Feedback(100_000, received=50_000), 0.5) == VIDEO_OFF
+    for i, loss in enumerate((0.0, 0.0, 0.03, 0.0, 0.0)):
+        sel.update(Feedback(None, loss=loss), 1.0 + 0.5 * i)
+    assert sel.target == 0
+
+
+def test_a_link_that_delivers_much_less_than_was_sent_is_congested() -> None:
+    """No RTT sample and little loss, but the viewer received 60 of the 110 kbit/s sent in the
+    window: the rest waits in a queue. Down to what it carried (nothing fits: audio only)."""
+    sel = LayerSelector(LAYERS)
+    run(sel, Feedback(None), 0.0, 3.0)
+    sel.set_bitrates([110_000, 300_000, 800_000])
+    sel._down(0, 3.0)
+    sel.switched(3.2)
+    assert sel.update(Feedback(None, loss=0.01, received=100_000, sent=110_000), 5.0) == 0
+    assert sel.update(Feedback(None, loss=0.01, received=60_000, sent=110_000), 6.0) == -1
+    assert sel.reason == "saturated"
+
+
+def test_failed_probes_from_a_paused_video_back_off() -> None:
+    """A link that cannot carry the lowest layer beside the sound: each probe costs sound, so
+    each failed one doubles the wait (1, 2, 4 s), up to 4 s."""
+    sel = LayerSelector(LAYERS)
+    sel.update(Feedback(400_000), 0.0)
+    assert sel.update(Feedback(100_000, received=50_000), 0.5) == VIDEO_OFF
+    ups, now = [], 0.6
+    while now < 30:
+        if sel.target == 0:  # the probe overflows the link's queue
+            sel.update(Feedback(None, loss=0.0, received=40_000, sent=110_000), now)
+        else:
+            before = sel.target
+            sel.update(Feedback(None, loss=0.0), now)
+            if sel.target > before:
+                ups.append(now)
+        now += 0.25
+    gaps = [round(b - a, 1) for a, b in itertools.pairwise(ups)]
+    assert ups[0] <= 2.5 and gaps[0] < gaps[1] and max(gaps) <= 4.0 + 1.0, gaps

@@ -56,7 +56,9 @@ async def joined(track: LayeredTrack, name: str) -> tuple[LayeredSubscriberTrack
 
     async def sender() -> None:
         while True:
-            out.append(await sub.recv_encoded())
+            frame = await sub.recv_encoded()
+            if frame is not None:  # None: interrupted (video paused), look at the track again
+                out.append(frame)
 
     task = asyncio.ensure_future(sender())
     await asyncio.sleep(0)
