@@ -346,13 +346,19 @@ class SharedPayloadSender(RTCRtpSender):
         if egress is None:
             return
         data = egress.retransmission(sequence_number, self._rtx_ssrc)
-        if data is not None:
-            await self.transport._send_rtp(data)
+        if data is None:
+            self.retransmissions_missed += 1  # older than the history: the viewer waits on
+            return
+        self.retransmissions += 1
+        await self.transport._send_rtp(data)
 
     # What this viewer's RTCP said about its link: REMB estimate (bit/s), the last report's
     # fraction lost (0-1, the worst of its streams'). RTT is aiortc's own (:meth:`link`).
     remb_bitrate: int | None = None
     remb_at: float | None = None
+    # NACKed packets resent from this viewer's history, and NACKs of packets no longer in it.
+    retransmissions: int = 0
+    retransmissions_missed: int = 0
     fraction_lost: float = 0.0
     # (first sequence number, loop time) of the last FRAME_TIMES video frames sent.
     frame_times: deque[tuple[int, float]] | None = None
