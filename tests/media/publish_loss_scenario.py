@@ -43,7 +43,6 @@ from tests.media.lossy_scenario import NFT, dropped
 from tests.media.peers import TextureVideoTrack, ToneAudioTrack, client_configuration
 
 
-
 def nft(rules: str) -> None:
     subprocess.run([NFT, "-f", "-"], input=rules, text=True, check=True, capture_output=True)
 
@@ -116,8 +115,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "ingest_fps": round((c1["ingest"][i] - c0["ingest"][i]) / dt, 1),
                     "media_packets": c1["received"][i]["media"] - c0["received"][i]["media"],
                     "rtx_packets": c1["received"][i]["rtx"] - c0["received"][i]["rtx"],
-                    "keyframe_requests": c1["keyframe_requests"][i]
-                    - c0["keyframe_requests"][i],
+                    "keyframe_requests": c1["keyframe_requests"][i] - c0["keyframe_requests"][i],
                 }
             )
         return out
