@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import os
 import statistics
 import sys
 import time
@@ -340,7 +341,7 @@ async def run(tmp: Path, result: dict[str, Any]) -> None:
                             "layers": lo["layers"] if side.name == "homeroom" else None,
                             "publisher": await publisher_layers(side.page),
                         }
-                    cycle["loadavg"] = Path("/proc/loadavg").read_text().split()[0]
+                    cycle["loadavg"] = round(os.getloadavg()[0], 1)
                     cycle["machine_busy_cores"] = [
                         base["homeroom"]["machine_busy_cores"],
                         loaded["homeroom"]["machine_busy_cores"],
