@@ -156,6 +156,7 @@ LONG = (
     "tests/web/",
     "tests/live/",
     "tests/media/test_lossy_viewer.py",
+    "tests/media/test_publish_loss.py",
     "tests/media/test_simulcast.py",
     "tests/test_loadbalancer.py",
     "tests/test_node_lost.py",
