@@ -249,14 +249,6 @@ class SharedPayloadSender(RTCRtpSender):
     """
 
     _egress: _Egress | None = None
-    _sink: _DatagramSink | None = None
-    # The RTP loop's state (set when it starts), shared with :meth:`_send_now`.
-    _sequence_number = 0
-    _timestamp_origin = 0
-    _packet_count = 0
-    _octet_count = 0
-    _video = False
-    _loop: asyncio.AbstractEventLoop
 
     async def send(self, parameters: RTCRtpSendParameters) -> None:
         if not getattr(self, _SENDER_STARTED):
@@ -286,105 +278,67 @@ class SharedPayloadSender(RTCRtpSender):
         payload_type = egress.payload_type
         marker_type = 0x80 | payload_type
         head = _RTP_HEAD.pack
-        # The loop's state is the sender's, so that a frame can also be sent by the fan-out
-        # itself (:meth:`_send_now`) while this loop waits for one.
-        self._sequence_number = random_sequence_number()
-        self._timestamp_origin = random32()
-        self._packet_count = getattr(self, _SENDER_PACKET_COUNT)
-        self._octet_count = getattr(self, _SENDER_OCTET_COUNT)
-        sink = self._sink = _DatagramSink()
-        self._loop = asyncio.get_running_loop()
-        self.frame_times = deque(maxlen=FRAME_TIMES)
-        self._video = self.kind == "video"
+        ssrc = self._ssrc
+        sequence_number = random_sequence_number()
+        timestamp_origin = random32()
+        packet_count = getattr(self, _SENDER_PACKET_COUNT)
+        octet_count = getattr(self, _SENDER_OCTET_COUNT)
+        sink = _DatagramSink()
+        loop = asyncio.get_running_loop()
+        frame_times: deque[tuple[int, float]] = deque(maxlen=FRAME_TIMES)
+        self.frame_times = frame_times
+        video = self.kind == "video"
         while True:
             if self.track is None:
                 await asyncio.sleep(0.02)  # idle until replaceTrack(), as aiortc's loop
                 continue
             frame = await self._next_encoded_frame(codec)
-            if frame is None or not frame.payloads:
+            if frame is None:
                 continue
+            payloads = frame.payloads
+            if not payloads:
+                continue
+
+            # Once per frame: one clock read, the bytes after the sequence number.
+            ntp = _ntp_now()
+            timestamp = (timestamp_origin + frame.timestamp) & 0xFFFFFFFF
+            first_byte, tail = egress.frame_header(
+                timestamp, ssrc, (ntp >> 14) & 0x00FFFFFF, frame.audio_level
+            )
+            last = len(payloads) - 1
+            if video:
+                frame_times.append((sequence_number, loop.time()))
+
             dtls = self.transport
             if srtp_send.DIRECT_DATAGRAMS and sink.resolve(dtls):
-                self._send_direct(frame, dtls)
-                continue
-            # Relayed (TURN) pair: through aiortc's coroutine chain, one packet at a time.
-            payloads = frame.payloads
-            ntp, timestamp, first_byte, tail = self._frame_header(frame)
-            sequence_number = self._sequence_number
-            octet_count = self._octet_count
-            last = len(payloads) - 1
-            send_rtp = dtls._send_rtp
-            for i, payload in enumerate(payloads):
-                second_byte = marker_type if i == last else payload_type
-                history[sequence_number % history_size] = (
-                    sequence_number,
-                    second_byte,
-                    tail,
-                    payload,
+                sent_bytes = sink.send(
+                    first_byte, payload_type, sequence_number, tail, payloads, history
                 )
-                await send_rtp(head(first_byte, second_byte, sequence_number) + tail + payload)
-                octet_count += len(payload)
-                sequence_number = (sequence_number + 1) & 0xFFFF
-            self._sequence_number = sequence_number
-            self._sent(ntp, timestamp, last + 1, octet_count)
+                sequence_number = (sequence_number + last + 1) & 0xFFFF
+                octet_count += sum(map(len, payloads))
+                # RTCDtlsTransport's own counters (its getStats), as _send_rtp keeps them.
+                setattr(dtls, _DTLS_TX_BYTES, getattr(dtls, _DTLS_TX_BYTES) + sent_bytes)
+                setattr(dtls, _DTLS_TX_PACKETS, getattr(dtls, _DTLS_TX_PACKETS) + last + 1)
+            else:
+                send_rtp = dtls._send_rtp
+                for i, payload in enumerate(payloads):
+                    second_byte = marker_type if i == last else payload_type
+                    history[sequence_number % history_size] = (
+                        sequence_number,
+                        second_byte,
+                        tail,
+                        payload,
+                    )
+                    await send_rtp(head(first_byte, second_byte, sequence_number) + tail + payload)
+                    octet_count += len(payload)
+                    sequence_number = (sequence_number + 1) & 0xFFFF
 
-    def _frame_header(self, frame: RTCEncodedFrame) -> tuple[int, int, int, bytes]:
-        """Once per frame: one clock read, the bytes after the sequence number."""
-        egress = self._egress
-        assert egress is not None
-        ntp = _ntp_now()
-        timestamp = (self._timestamp_origin + frame.timestamp) & 0xFFFFFFFF
-        first_byte, tail = egress.frame_header(
-            timestamp, self._ssrc, (ntp >> 14) & 0x00FFFFFF, frame.audio_level
-        )
-        if self._video and self.frame_times is not None:
-            self.frame_times.append((self._sequence_number, self._loop.time()))
-        return ntp, timestamp, first_byte, tail
-
-    def _send_direct(self, frame: RTCEncodedFrame, dtls: Any) -> None:
-        """One frame on the direct path (``sink`` resolved): synchronous, no await."""
-        egress = self._egress
-        sink = self._sink
-        assert egress is not None and sink is not None
-        payloads = frame.payloads
-        ntp, timestamp, first_byte, tail = self._frame_header(frame)
-        sent_bytes = sink.send(
-            first_byte, egress.payload_type, self._sequence_number, tail, payloads, egress.history
-        )
-        count = len(payloads)
-        self._sequence_number = (self._sequence_number + count) & 0xFFFF
-        # RTCDtlsTransport's own counters (its getStats), as _send_rtp keeps them.
-        setattr(dtls, _DTLS_TX_BYTES, getattr(dtls, _DTLS_TX_BYTES) + sent_bytes)
-        setattr(dtls, _DTLS_TX_PACKETS, getattr(dtls, _DTLS_TX_PACKETS) + count)
-        self._sent(ntp, timestamp, count, self._octet_count + sum(map(len, payloads)))
-
-    def _sent(self, ntp: int, timestamp: int, packets: int, octet_count: int) -> None:
-        # What aiortc's RTCP loop puts in the next sender report (and getStats reads).
-        self._packet_count += packets
-        self._octet_count = octet_count
-        setattr(self, _SENDER_NTP_TIMESTAMP, ntp)
-        setattr(self, _SENDER_RTP_TIMESTAMP, timestamp)
-        setattr(self, _SENDER_PACKET_COUNT, self._packet_count)
-        setattr(self, _SENDER_OCTET_COUNT, octet_count)
-
-    def _send_now(self, track: Any, frame: RTCEncodedFrame) -> bool:
-        """Called by ``track``'s fan-out while this sender's loop waits for a frame: send
-        ``frame`` at once, in the fan-out's call (no task wake-up per frame and viewer).
-        False when the loop must send it (not the current track, disabled, no direct pair
-        yet, a relayed pair, not connected: the loop then ends as aiortc's would)."""
-        if self.track is not track or not self._enabled or not frame.payloads:
-            return False
-        sink = self._sink
-        if sink is None or not srtp_send.DIRECT_DATAGRAMS:
-            return False
-        dtls = self.transport
-        try:
-            if not sink.resolve(dtls):
-                return False
-        except ConnectionError:
-            return False
-        self._send_direct(frame, dtls)
-        return True
+            # What aiortc's RTCP loop puts in the next sender report (and getStats reads).
+            packet_count += last + 1
+            setattr(self, _SENDER_NTP_TIMESTAMP, ntp)
+            setattr(self, _SENDER_RTP_TIMESTAMP, timestamp)
+            setattr(self, _SENDER_PACKET_COUNT, packet_count)
+            setattr(self, _SENDER_OCTET_COUNT, octet_count)
 
     async def _retransmit(self, sequence_number: int) -> None:
         """A subscriber's NACK: resend the packet from this loop's history (RTX if negotiated)."""
@@ -461,9 +415,6 @@ class SharedPayloadSender(RTCRtpSender):
 
     async def _next_encoded_frame(self, codec: RTCRtpCodecParameters) -> RTCEncodedFrame | None:
         track: Any = self.track
-        # While this loop waits, the track's fan-out may send a frame itself (_send_now).
-        if track is not None and getattr(track, "direct_sender", None) is None:
-            track.direct_sender = self
         try:
             frame: RTCEncodedFrame = await track.recv_encoded()
         except MediaStreamError:
