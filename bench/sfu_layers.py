@@ -15,10 +15,12 @@ Three parts, side by side in one run, JSON on the last line (with ``uptime``):
    viewer's link shaped by HTB on ``lo``): ``switch_s``, from the drop of the link to the first
    lower-layer frame the viewer decodes, and the other figures of that scenario.
 
-3. ``vs_janus``: bench/sfu/layers_vs_janus.py in a loopback-only namespace: one Chromium page
-   publishes its camera in three layers into Homeroom (three m-lines) and then into Janus
-   VideoRoom (RID simulcast), N aiortc viewers of the top layer each; the marginal server CPU
-   per viewer of both and ``layers_cpu_ratio_vs_janus`` (Homeroom's / Janus's, target <= 1.0).
+3. ``vs_janus``: bench/sfu/layers_vs_janus.py in a loopback-only namespace: one Chromium
+   publishes its camera in three layers into Homeroom (three m-lines) and into Janus VideoRoom
+   (RID simulcast) at the same time; viewers join and leave both in cycles, and each cycle's
+   CPU windows cover the same seconds for both servers: the marginal CPU per viewer and per
+   forwarded packet of both, ``layers_cpu_ratio_vs_janus`` (the median over cycles of
+   Homeroom's / Janus's per packet, target <= 1.0) with its spread.
 
 Run: ``python -m bench.sfu_layers`` (as root, for the namespaces; ``--no-cost``,
 ``--no-switch``, ``--no-janus`` skip parts).
@@ -149,7 +151,7 @@ def switch() -> dict[str, Any]:
 
 def vs_janus() -> dict[str, Any]:
     """bench/sfu/layers_vs_janus.py: a Chromium camera in three layers into both servers."""
-    result, _stderr = run_in_loopback_namespace("bench.sfu.layers_vs_janus", timeout=330)
+    result, _stderr = run_in_loopback_namespace("bench.sfu.layers_vs_janus", timeout=900)
     return result
 
 
@@ -172,7 +174,9 @@ def main() -> int:
         side = figures["vs_janus"] = vs_janus()
         for key in ("layers_cpu_ratio_vs_janus", "layers_cpu_ratio_vs_janus_per_viewer"):
             figures[key] = side.get(key)
-        for key in ("marginal_cpu_per_viewer", "cpu_s_per_forwarded_frame"):
+        for key in ("ratio_per_packet", "ratio_per_viewer", "like_for_like_cycles"):
+            figures[f"vs_janus_{key}"] = side.get(key)
+        for key in ("marginal_cpu_per_viewer", "cpu_s_per_kpacket", "video_pps_per_viewer"):
             figures[key] = {s: (side.get(s) or {}).get(key) for s in ("homeroom", "janus")}
     figures["uptime"] = [
         uptime_before,

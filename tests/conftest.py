@@ -159,6 +159,7 @@ LONG = (
     "tests/web/",
     "tests/live/",
     "tests/media/test_lossy_viewer.py",
+    "tests/media/test_publish_loss.py",
     "tests/media/test_simulcast.py",
     "tests/media/test_relay_layers.py",
     "tests/test_loadbalancer.py",

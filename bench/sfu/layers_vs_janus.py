@@ -1,33 +1,38 @@
-"""A Chromium camera in three layers into Homeroom and into Janus VideoRoom, side by side.
+"""A Chromium camera in three layers into Homeroom and into Janus VideoRoom, measured in pairs.
 
-Run by ``python -m bench.sfu_layers --vs-janus`` inside a network namespace with only ``lo``
-(``tests.chromium.run_in_loopback_namespace``): Chromium, both servers and the viewers meet on
-127.0.0.1 only. One Chromium page (tests/live/pages/live.html) publishes its fake camera
-(640x480, 15 fps) in three layers of 100/300/800 kbit/s:
+Run by ``python -m bench.sfu_layers`` (part ``vs_janus``) inside a network namespace with only
+``lo`` (``tests.chromium.run_in_loopback_namespace``): Chromium, both servers and the viewers
+meet on 127.0.0.1 only. One Chromium with two pages (tests/live/pages/live.html) publishes its
+fake camera (640x480, 15 fps) in three layers of 100/300/800 kbit/s:
 
 * into **Homeroom** (``homeroom serve`` with the test page, bench/sfu/homeroom_page_server.py)
   the web app's way, three m-lines with ``rtc.publish`` ``layers`` (``hr.publish(true)``);
-  viewers are chosen a layer by Homeroom's own selection from their REMB (on loopback they climb
-  to the top layer);
+  viewers are given a layer by Homeroom's own selection (on loopback they climb to the top);
 * into **Janus** 1.1 VideoRoom (bench/sfu/janus_room.py) as RID simulcast over Janus's HTTP API
   (``hr.publishJanus``); viewers subscribe to the top substream (``substream`` 2).
 
-Then N non-decoding aiortc viewers (bench/sfu/peer.py ``subscribers``) join in steps
-(``NS``); after each step and a warm-up (Homeroom's viewers climb one layer per 2 s), the
-server process's CPU (user + system from /proc) is read over a window, with the viewers' frame
-rates and bitrates and (Homeroom) how many viewers receive each layer. The marginal CPU per
-viewer is the slope of a least-squares fit over the N at which every Homeroom viewer received
-the top layer (as every Janus viewer does; ``fitted_ns``), and the CPU per forwarded frame the
-slope over the frames per second all viewers received (robust to a publisher slowed by the
-machine); ``layers_cpu_ratio_vs_janus`` = Homeroom's / Janus's CPU per forwarded frame,
-``layers_cpu_ratio_vs_janus_per_viewer`` the same for the per-viewer slopes (each needs three
-steps or more: with fewer the noise of a shared machine decides). Both servers run one after
-the other in the same run (never at once: the machine has 2 cores). Prints ``RESULT <json>`` last.
+Both servers run **at the same time**, so every CPU window is taken over the same seconds for
+both (the same load from the rest of the machine: earlier versions measured one server after
+the other and fitted slopes over steps; single runs' ratios went from 0.10 to 2.99). Each
+server has ``BASE`` viewers throughout; then ``CYCLES`` times: a window with the base viewers
+only, ``EXTRA`` more viewers join each server (at once), Homeroom's climb to the top layer,
+a window with all, the extra viewers leave. Per cycle and server the marginal CPU per viewer is
+(loaded - base) / ``EXTRA`` (CPU from the scheduler's nanoseconds per thread) and per forwarded
+RTP packet (loaded - base) / (the packets per second the extra viewers received, from their
+own counters); the ratios Homeroom / Janus of
+one cycle compare the same seconds. Reported: the median of the per-cycle ratios and their
+spread, the packets per second per viewer of both (video and audio), each cycle's Homeroom
+layers (``like_for_like``: every viewer on the top layer at both ends of the window), and,
+to show what pairing removes, the ratios of windows from different cycles (``unpaired``).
+Prints ``RESULT <json>`` last.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import itertools
+import os
 import statistics
 import sys
 import time
@@ -46,11 +51,14 @@ import sfu_fanout as fanout  # noqa: E402
 from tests.chromium import CHROMIUM_ARGS, MEDIA_ARGS, launch_chromium, report_result  # noqa: E402
 from tests.live.chromium_scenario import add_test_page  # noqa: E402
 
-NS = (2, 4, 6, 8)
-WARMUP_S = 8.0  # after a step's joins: Homeroom's viewers start at layer 0 and climb
-WINDOW_S = 6.0
-MIN_FIT_POINTS = 3
-PUBLISH_SETTLE_S = 4.0  # the publisher's encoders reach their layers' rates (transport-cc)
+BASE = 1  # viewers of each server throughout (the per-track costs are paid in both windows)
+EXTRA = 8  # viewers that join and leave each server per cycle
+CYCLES = 8
+CLIMB_TIMEOUT_S = 30.0  # Homeroom's new viewers start on layer 0 and climb one layer a probe
+SETTLE_S = 2.0  # after the climb (or the leave), before a window
+WINDOW_S = 12.0
+PUBLISH_SETTLE_S = 5.0  # the publisher's encoders reach their layers' rates (transport-cc)
+WORKERS_PER_SERVER = 2  # viewer processes per server
 TOP_SUBSTREAM = 2
 LAUNCHER = [str(BENCH / "sfu" / "homeroom_page_server.py")]
 # libwebrtc sends fewer RID layers than asked below 960x540 (two at 640x480: the quarter-size
@@ -94,45 +102,11 @@ async def viewer_layers(server: fanout.Server, target: dict[str, Any]) -> dict[s
     ):
         stats = await resp.json()
     counts: dict[str, int] = {}
-    for track in stats.get("tracks", {}).values():
-        for viewer in track.get("subscribers", {}).values():
-            if viewer.get("layer") is not None:
-                key = str(viewer["layer"])
-                counts[key] = counts.get(key, 0) + 1
+    # The legs that exist now (the tracks' counters keep viewers that left).
+    for legs in stats.get("links", {}).values():
+        for layer in ((legs.get("subscribe") or {}).get("layers") or {}).values():
+            counts[str(layer)] = counts.get(str(layer), 0) + 1
     return counts
-
-
-async def measure(
-    server: fanout.Server,
-    workers: list[fanout.Peer],
-    n: int,
-    page: Page,
-    target: dict[str, Any],
-) -> dict[str, Any]:
-    c0, (b0, t0), s0 = server.cpu(), fanout.machine_busy(), await fanout.snapshot(workers)
-    m0 = time.monotonic()
-    await asyncio.sleep(WINDOW_S)
-    c1, (b1, t1), s1 = server.cpu(), fanout.machine_busy(), await fanout.snapshot(workers)
-    dt = time.monotonic() - m0
-    fps, kbps = [], []
-    for sub_id, (ts1, f1, _k1, by1) in s1.items():
-        if sub_id in s0:
-            ts0, f0, _k0, by0 = s0[sub_id]
-            fps.append((f1 - f0) / (ts1 - ts0))
-            kbps.append((by1 - by0) * 8 / (ts1 - ts0) / 1000)
-    return {
-        "n": n,
-        "server_cpu_s_per_s": round((c1 - c0) / dt, 4),
-        "viewers_by_layer": await viewer_layers(server, target),
-        "viewers": len(fps),
-        "forwarded_fps": round(sum(fps), 1),
-        "min_fps": round(min(fps), 1) if fps else 0.0,
-        "median_fps": round(statistics.median(fps), 1) if fps else 0.0,
-        "median_kbit_s": round(statistics.median(kbps)) if kbps else 0,
-        "min_kbit_s": round(min(kbps)) if kbps else 0,
-        "machine_busy_cores": round((b1 - b0) / (t1 - t0) * 2, 2),
-        "publisher": await publisher_layers(page),
-    }
 
 
 async def publish_homeroom(page: Page, server: fanout.Server) -> dict[str, Any]:
@@ -163,49 +137,154 @@ async def publish_janus(page: Page, server: fanout.Server, page_url: str) -> dic
     }
 
 
-async def run_server(
-    name: str, started: fanout.Started, tmp: Path, context: Any, page_url: str
-) -> dict[str, Any]:
-    seq = tmp / "unused.seq"
-    if name == "homeroom":
-        server = await fanout.start_homeroom(started, tmp, seq, launcher=LAUNCHER)
-    else:
-        binary, shim = fanout.prepare_janus(tmp, tmp / "apt.log")
-        server = await fanout.start_janus(started, tmp, seq, binary, shim)
-    out: dict[str, Any] = {"points": []}
-    page = await context.new_page()
-    workers: list[fanout.Peer] = []
-    try:
-        if name == "homeroom":
-            target = await publish_homeroom(page, server)
-        else:
-            target = await publish_janus(page, server, page_url)
-        await asyncio.sleep(PUBLISH_SETTLE_S)
-        out["publisher_before"] = await publisher_layers(page)
-        workers = [
-            await fanout.Peer.start(
-                started, "subscribers", target, tmp / f"subscribers{i}.log", f"{name}-subs{i}"
+class Side:
+    """One server, its publisher page and its viewers (base ones and this cycle's extra)."""
+
+    def __init__(self, name: str, server: fanout.Server, page: Page, target: dict[str, Any]):
+        self.name = name
+        self.server = server
+        self.page = page
+        self.target = target
+        self.workers: list[fanout.Peer] = []
+        self.joined = 0
+        self.extra: dict[int, list[str]] = {}  # worker index -> ids of this cycle's extra
+
+    async def start_workers(self, started: fanout.Started, tmp: Path) -> None:
+        for i in range(WORKERS_PER_SERVER):
+            log = tmp / f"{self.name}-viewers{i}.log"
+            peer = await fanout.Peer.start(
+                started, "subscribers", self.target, log, f"{self.name}-viewers{i}"
             )
-            for i in range(fanout.WORKERS)
-        ]
-        joined = 0
-        for n in NS:
-            while joined < n:
-                sub = {"id": f"s{joined}", "token": server.tokens.get(f"s{joined}")}
-                reply = await workers[joined % len(workers)].ask("join", timeout=40, subs=[sub])
-                if "error" in reply["results"][0]:
-                    raise RuntimeError(f"join {sub['id']}: {reply['results'][0]['error']}")
-                joined += 1
-            await asyncio.sleep(WARMUP_S)
-            point = await measure(server, workers, n, page, target)
-            fanout.say(f"{name} N={n}: {point}")
-            out["points"].append(point)
-    finally:
-        for w in workers:
-            await w.stop(started)
-        await page.close()
-        started.stop(server.pid)
+            self.workers.append(peer)
+
+    async def join(self, count: int, extra: bool) -> None:
+        """``count`` viewers join at once, spread over the worker processes."""
+        batches: dict[int, list[dict[str, Any]]] = {}
+        for _ in range(count):
+            sub_id = f"s{self.joined}"
+            w = self.joined % len(self.workers)
+            batches.setdefault(w, []).append(
+                {"id": sub_id, "token": self.server.tokens.get(sub_id)}
+            )
+            if extra:
+                self.extra.setdefault(w, []).append(sub_id)
+            self.joined += 1
+        replies = await asyncio.gather(
+            *(self.workers[w].ask("join", timeout=60, subs=subs) for w, subs in batches.items())
+        )
+        for reply in replies:
+            for r in reply["results"]:
+                if "error" in r:
+                    raise RuntimeError(f"{self.name} join {r['id']}: {r['error']}")
+
+    async def leave_extra(self) -> None:
+        await asyncio.gather(
+            *(self.workers[w].ask("leave", timeout=60, ids=ids) for w, ids in self.extra.items())
+        )
+        self.extra = {}
+
+    def extra_ids(self) -> set[str]:
+        return {i for ids in self.extra.values() for i in ids}
+
+    async def packets(self) -> dict[str, tuple[float, list[int]]]:
+        """Viewer id -> (when, [video packets, audio packets, frames, bytes]) now."""
+        replies = await asyncio.gather(*(w.ask("packets", timeout=30) for w in self.workers))
+        return {i: (r["now"], c) for r in replies for i, c in r["subs"].items()}
+
+    async def layers(self) -> dict[str, int] | None:
+        return await viewer_layers(self.server, self.target)
+
+
+def thread_cpu_ns(pid: int) -> dict[int, int]:
+    """Thread id -> nanoseconds on a CPU (``/proc/PID/task/TID/schedstat``, the scheduler's
+    own clock: no 10 ms ticks, which at ~0.015 CPU-s/s over a window would be +-10 %)."""
+    out: dict[int, int] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out[int(task.name)] = int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended meanwhile
     return out
+
+
+def cpu_between(before: dict[int, int], after: dict[int, int]) -> float:
+    """CPU seconds of the threads between two readings (a thread new since: all of its)."""
+    return sum(ns - before.get(tid, 0) for tid, ns in after.items()) / 1e9
+
+
+async def window(sides: list[Side]) -> dict[str, dict[str, Any]]:
+    """One CPU window over the same seconds for every server, with what their viewers got."""
+    before = await asyncio.gather(*(s.packets() for s in sides))
+    layers0 = await asyncio.gather(*(s.layers() for s in sides))
+    c0 = [thread_cpu_ns(s.server.pid) for s in sides]
+    (b0, t0), m0 = fanout.machine_busy(), time.monotonic()
+    await asyncio.sleep(WINDOW_S)
+    c1 = [thread_cpu_ns(s.server.pid) for s in sides]
+    (b1, t1), dt = fanout.machine_busy(), time.monotonic() - m0
+    after = await asyncio.gather(*(s.packets() for s in sides))
+    layers1 = await asyncio.gather(*(s.layers() for s in sides))
+    out: dict[str, dict[str, Any]] = {}
+    for k, side in enumerate(sides):
+        viewers: dict[str, dict[str, float]] = {}
+        for sub_id, (when1, n1) in after[k].items():
+            if sub_id not in before[k]:
+                continue
+            when0, n0 = before[k][sub_id]
+            span = max(when1 - when0, 1e-6)
+            viewers[sub_id] = {
+                "video_pps": (n1[0] - n0[0]) / span,
+                "audio_pps": (n1[1] - n0[1]) / span,
+                "fps": (n1[2] - n0[2]) / span,
+                "kbit_s": (n1[3] - n0[3]) * 8 / span / 1000,
+            }
+        out[side.name] = {
+            "cpu_s_per_s": cpu_between(c0[k], c1[k]) / dt,
+            "viewers": viewers,
+            "layers": [layers0[k], layers1[k]],
+        }
+    machine = round((b1 - b0) / (t1 - t0) * 2, 2)
+    for w in out.values():
+        w["machine_busy_cores"] = machine
+    return out
+
+
+def summarize_viewers(viewers: dict[str, dict[str, float]], ids: set[str]) -> dict[str, Any]:
+    chosen = [v for i, v in viewers.items() if i in ids]
+    if not chosen:
+        return {"n": 0}
+    return {
+        "n": len(chosen),
+        "pps": round(sum(v["video_pps"] + v["audio_pps"] for v in chosen), 1),
+        "video_pps_per_viewer": round(statistics.median(v["video_pps"] for v in chosen), 1),
+        "audio_pps_per_viewer": round(statistics.median(v["audio_pps"] for v in chosen), 1),
+        "median_fps": round(statistics.median(v["fps"] for v in chosen), 1),
+        "min_fps": round(min(v["fps"] for v in chosen), 1),
+        "median_kbit_s": round(statistics.median(v["kbit_s"] for v in chosen)),
+    }
+
+
+async def climbed(side: Side, total: int) -> float | None:
+    """Seconds until every Homeroom viewer receives the top layer (None: not within the time)."""
+    start = time.monotonic()
+    while time.monotonic() - start < CLIMB_TIMEOUT_S:
+        if await side.layers() == {"2": total}:
+            return time.monotonic() - start
+        await asyncio.sleep(1.0)
+    return None
+
+
+def spread(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"n": 0, "median": None}
+    qs = statistics.quantiles(values, n=4) if len(values) >= 2 else [values[0]] * 3
+    return {
+        "n": len(values),
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+        "q1": round(qs[0], 3),
+        "q3": round(qs[2], 3),
+    }
 
 
 async def run(tmp: Path, result: dict[str, Any]) -> None:
@@ -217,52 +296,152 @@ async def run(tmp: Path, result: dict[str, Any]) -> None:
     await runner.setup()
     port = fanout.free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
+    sides: list[Side] = []
+    cycles: list[dict[str, Any]] = []
+    result["cycles"] = cycles
+    result["design"] = {
+        "base_viewers": BASE,
+        "extra_viewers": EXTRA,
+        "cycles": CYCLES,
+        "window_s": WINDOW_S,
+    }
     try:
         async with async_playwright() as pw:
             context = await launch_chromium(pw, tmp / "chromium-profile", FLAGS)
             try:
-                for name in ("homeroom", "janus"):
-                    sub_tmp = tmp / name
-                    sub_tmp.mkdir()
-                    result[name] = await run_server(
-                        name, started, sub_tmp, context, f"http://127.0.0.1:{port}/test/live.html"
-                    )
+                (tmp / "homeroom").mkdir()
+                (tmp / "janus").mkdir()
+                seq = tmp / "unused.seq"
+                homeroom = await fanout.start_homeroom(
+                    started, tmp / "homeroom", seq, launcher=LAUNCHER
+                )
+                binary, shim = fanout.prepare_janus(tmp / "janus", tmp / "janus" / "apt.log")
+                janus = await fanout.start_janus(started, tmp / "janus", seq, binary, shim)
+                hpage, jpage = await context.new_page(), await context.new_page()
+                htarget = await publish_homeroom(hpage, homeroom)
+                jtarget = await publish_janus(
+                    jpage, janus, f"http://127.0.0.1:{port}/test/live.html"
+                )
+                await asyncio.sleep(PUBLISH_SETTLE_S)
+                sides = [
+                    Side("homeroom", homeroom, hpage, htarget),
+                    Side("janus", janus, jpage, jtarget),
+                ]
+                for side in sides:
+                    await side.start_workers(started, tmp / side.name)
+                await asyncio.gather(*(side.join(BASE, extra=False) for side in sides))
+                result["publisher_before"] = {s.name: await publisher_layers(s.page) for s in sides}
+                for r in range(CYCLES):
+                    await climbed(sides[0], BASE)
+                    await asyncio.sleep(SETTLE_S)
+                    base = await window(sides)
+                    await asyncio.gather(*(side.join(EXTRA, extra=True) for side in sides))
+                    climb = await climbed(sides[0], BASE + EXTRA)
+                    await asyncio.sleep(SETTLE_S)
+                    loaded = await window(sides)
+                    cycle: dict[str, Any] = {"cycle": r, "climb_s": climb}
+                    for side in sides:
+                        b, lo = base[side.name], loaded[side.name]
+                        extra_ids = side.extra_ids()
+                        extra = summarize_viewers(lo["viewers"], extra_ids)
+                        delta = lo["cpu_s_per_s"] - b["cpu_s_per_s"]
+                        cycle[side.name] = {
+                            "base_cpu": round(b["cpu_s_per_s"], 4),
+                            "loaded_cpu": round(lo["cpu_s_per_s"], 4),
+                            "per_viewer": round(delta / EXTRA, 5),
+                            "per_kpacket": round(delta / extra["pps"] * 1000, 5)
+                            if extra.get("pps")
+                            else None,
+                            "extra": extra,
+                            "base_viewers": summarize_viewers(
+                                b["viewers"], set(b["viewers"]) - extra_ids
+                            ),
+                            "layers": lo["layers"] if side.name == "homeroom" else None,
+                            "publisher": await publisher_layers(side.page),
+                        }
+                    cycle["loadavg"] = round(os.getloadavg()[0], 1)
+                    cycle["machine_busy_cores"] = [
+                        base["homeroom"]["machine_busy_cores"],
+                        loaded["homeroom"]["machine_busy_cores"],
+                    ]
+                    top = {"2": BASE + EXTRA}
+                    cycle["like_for_like"] = loaded["homeroom"]["layers"] == [top, top]
+                    fanout.say(f"cycle {r}: {cycle}")
+                    cycles.append(cycle)
+                    await asyncio.gather(*(side.leave_extra() for side in sides))
             finally:
+                for side in sides:
+                    for w in side.workers:
+                        await w.stop(started)
                 await context.close()
     finally:
         started.stop_all()
         await runner.cleanup()
-    # Like for like: Homeroom's steps at which every viewer received the top layer, as every
-    # Janus viewer does (at others Homeroom forwarded less: a viewer moved down or paused).
-    # Per viewer: the slope over N. Per forwarded frame: the slope over the frames per second
-    # all viewers received, which a publisher slowed by a starved machine does not skew (its
-    # encoders dropped to 8 fps in one run); x 15 fps it is comparable with the first.
-    for name in ("homeroom", "janus"):
-        points = [
-            p
-            for p in result[name]["points"]
-            if name == "janus" or p["viewers_by_layer"] == {"2": p["n"]}
-        ]
-        result[name]["fitted_ns"] = [p["n"] for p in points]
-        enough = len(points) >= MIN_FIT_POINTS
-        per_viewer = enough and fanout.fit([(p["n"], p["server_cpu_s_per_s"]) for p in points])
-        per_frame = enough and fanout.fit(
-            [(p["forwarded_fps"], p["server_cpu_s_per_s"]) for p in points]
-        )
-        result[name]["marginal_cpu_per_viewer"] = round(per_viewer[1], 5) if per_viewer else None
-        result[name]["cpu_s_per_forwarded_frame"] = round(per_frame[1], 7) if per_frame else None
-
-    def ratio(key: str) -> float | None:
-        hr, janus = (result[s][key] for s in ("homeroom", "janus"))
-        return round(hr / janus, 3) if hr and janus and janus > 0 else None
-
-    result["layers_cpu_ratio_vs_janus"] = ratio("cpu_s_per_forwarded_frame")
-    result["layers_cpu_ratio_vs_janus_per_viewer"] = ratio("marginal_cpu_per_viewer")
+    result.update(analyse(cycles))
     result["ok"] = True
 
 
+def analyse(cycles: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median ratios of the same windows, their spread; the same from unpaired windows."""
+
+    def ratios(key: str, only_like: bool) -> list[float]:
+        out = []
+        for c in cycles:
+            hr, jn = c["homeroom"][key], c["janus"][key]
+            if (c["like_for_like"] or not only_like) and hr is not None and jn and jn > 0:
+                out.append(hr / jn)
+        return out
+
+    def unpaired(key: str) -> list[float]:
+        out = []
+        for a, b in itertools.permutations(cycles, 2):
+            hr, jn = a["homeroom"][key], b["janus"][key]
+            if a["like_for_like"] and b["like_for_like"] and hr is not None and jn and jn > 0:
+                out.append(hr / jn)
+        return out
+
+    def median_of(name: str, key: str, sub: str | None = None) -> float | None:
+        values = [
+            (c[name][key] if sub is None else c[name][key].get(sub))
+            for c in cycles
+            if c["like_for_like"]
+        ]
+        values = [v for v in values if v is not None]
+        return round(statistics.median(values), 5) if values else None
+
+    per_packet = spread(ratios("per_kpacket", True))
+    per_viewer = spread(ratios("per_viewer", True))
+    return {
+        "layers_cpu_ratio_vs_janus": per_packet["median"],
+        "layers_cpu_ratio_vs_janus_per_viewer": per_viewer["median"],
+        "ratio_per_packet": per_packet,
+        "ratio_per_viewer": per_viewer,
+        "ratio_per_packet_all_cycles": spread(ratios("per_kpacket", False)),
+        "ratio_per_viewer_all_cycles": spread(ratios("per_viewer", False)),
+        "unpaired_ratio_per_viewer": spread(unpaired("per_viewer")),
+        "like_for_like_cycles": sum(1 for c in cycles if c["like_for_like"]),
+        **{
+            name: {
+                "marginal_cpu_per_viewer": median_of(name, "per_viewer"),
+                "cpu_s_per_kpacket": median_of(name, "per_kpacket"),
+                "video_pps_per_viewer": median_of(name, "extra", "video_pps_per_viewer"),
+                "audio_pps_per_viewer": median_of(name, "extra", "audio_pps_per_viewer"),
+                "kbit_s_per_viewer": median_of(name, "extra", "median_kbit_s"),
+                "fps_per_viewer": median_of(name, "extra", "median_fps"),
+            }
+            for name in ("homeroom", "janus")
+        },
+    }
+
+
 async def main() -> int:
-    return await report_result(run, "homeroom-layers-vs-janus-", 280)
+    global CYCLES, EXTRA
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cycles", type=int, default=CYCLES)
+    parser.add_argument("--extra", type=int, default=EXTRA)
+    args = parser.parse_args()
+    CYCLES, EXTRA = args.cycles, args.extra
+    return await report_result(run, "homeroom-layers-vs-janus-", 120 + 75 * CYCLES)
 
 
 if __name__ == "__main__":

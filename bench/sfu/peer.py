@@ -494,6 +494,21 @@ async def run_subscribers(cfg: dict[str, Any]) -> None:
             "subs": {i: [s.frames, s.keyframes, s.bytes] for i, s in subs.items()},
         }
 
+    async def packets(_msg: dict[str, Any]) -> dict[str, Any]:
+        """RTP packets each viewer received so far (video, audio; aiortc's inbound-rtp
+        ``packetsReceived``: retransmissions and padding on RTX SSRCs not included)."""
+        out: dict[str, list[int]] = {}
+        for i, s in list(subs.items()):
+            counts = {"video": 0, "audio": 0}
+            if s.pc is not None:
+                with contextlib.suppress(Exception):
+                    report = await asyncio.wait_for(s.pc.getStats(), 5)
+                    for stat in report.values():
+                        if getattr(stat, "type", "") == "inbound-rtp":
+                            counts[stat.kind] = counts.get(stat.kind, 0) + stat.packetsReceived
+            out[i] = [counts["video"], counts["audio"], s.frames, s.bytes]
+        return {"now": time.monotonic(), "subs": out}
+
     async def diag(msg: dict[str, Any]) -> dict[str, Any]:
         """Why some viewers get nothing: their connection state and RTP reception counters."""
         out = {}
@@ -570,6 +585,7 @@ async def run_subscribers(cfg: dict[str, Any]) -> None:
             "start": start,
             "join": join,
             "snapshot": snapshot,
+            "packets": packets,
             "diag": diag,
             "record": record,
             "arrivals": arrivals,

@@ -4,7 +4,8 @@ aiortc, aioice and pylibsrtp are pinned exactly (``base.PINNED``, pyproject.toml
 SFU needs what aiortc does not offer publicly, one concept per module:
 
 * ``ingest`` — a publisher's reassembled, still-encoded frames (the receiver's private decoder
-  queue replaced), and a PLI to its media SSRC (not the RTX one).
+  queue replaced), a PLI to its media SSRC (not the RTX one), and its RTX packets routed by
+  SSRC (the transport's private router) when several m-lines share the RTX payload type.
 * ``jitter`` — the receiver's private jitter buffer replaced, so that a frame leaves as soon as
   it is complete (its marker bit) instead of when the next frame starts.
 * ``egress`` — ``SharedPayloadSender``: frames packetized once per track for every subscriber,
@@ -39,6 +40,8 @@ from media.internals.ingest import (
     install_audio_level,
     install_ingest,
     media_ssrc,
+    receive_counts,
+    route_rtx,
     send_pli,
     share_bandwidth_estimate,
 )
@@ -64,7 +67,9 @@ __all__ = [
     "install_transport_cc",
     "media_ssrc",
     "negotiate_transport_cc",
+    "receive_counts",
     "route_keyframe_requests",
+    "route_rtx",
     "send_pli",
     "set_stream_id",
     "share_bandwidth_estimate",

@@ -267,6 +267,26 @@ _CODE_NAMES: tuple[tuple[str, Callable[[], Any], Callable[[], tuple[str, ...]]],
         lambda: ("route_rtp", "_handle_rtp_packet"),
     ),
     (
+        "RTCRtpReceiver.receive (route_rtx)",
+        lambda: RTCRtpReceiver.receive,
+        lambda: (ingest._RECEIVER_RTX_SSRC, "_register_rtp_receiver"),
+    ),
+    (
+        "RTCRtpReceiver._handle_rtp_packet (route_rtx)",
+        lambda: RTCRtpReceiver._handle_rtp_packet,
+        lambda: (ingest._RECEIVER_RTX_SSRC, ingest._RECEIVER_REMOTE_STREAMS, "unwrap_rtx"),
+    ),
+    (
+        "RtpRouter.__init__ (route_rtx)",
+        lambda: aiortc.rtcdtlstransport.RtpRouter.__init__,
+        lambda: ("receivers", "ssrc_table"),
+    ),
+    (
+        "RtpRouter.route_rtp (route_rtx)",
+        lambda: aiortc.rtcdtlstransport.RtpRouter.route_rtp,
+        lambda: ("ssrc_table", "payload_type_table"),
+    ),
+    (
         "RTCDtlsTransport.__init__ (transport_cc)",
         lambda: RTCDtlsTransport.__init__,
         lambda: ("_rtp_router", "_rtp_header_extensions_map"),

@@ -454,12 +454,16 @@ class SharedPayloadSender(RTCRtpSender):
         if len(self._resent) > RTP_HISTORY_SIZE:
             del self._resent[next(iter(self._resent))]
         data = egress.retransmission(sequence_number, self._rtx_ssrc)
-        if data is None or len(data) > self._rtx_budget:
+        if data is None:
+            self.retransmissions_missed += 1  # older than the history: the viewer waits on
+            return
+        if len(data) > self._rtx_budget:
             # Within a share of what the stream sends: a queued link's viewer asks again and
             # again for what its queue dropped, and answering all of it (with no video sent,
             # a paused viewer's whole history) kept that queue full.
             return
         self._rtx_budget -= len(data)
+        self.retransmissions += 1
         await self.transport._send_rtp(data)
 
     # What this viewer's RTCP said about its link: REMB estimate (bit/s), its loss (0-1, the
@@ -467,6 +471,9 @@ class SharedPayloadSender(RTCRtpSender):
     # aiortc's own smoothed one (:meth:`link`); ``last_rtt`` the last report's sample alone.
     remb_bitrate: int | None = None
     remb_at: float | None = None
+    # NACKed packets resent from this viewer's history, and NACKs of packets no longer in it.
+    retransmissions: int = 0
+    retransmissions_missed: int = 0
     fraction_lost: float = 0.0
     # The RTT sample of the last report (seconds; None if it gave none): aiortc keeps a
     # smoothed one (0.85 of the previous plus 0.15 of the new sample), which after a queue on

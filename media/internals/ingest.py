@@ -16,6 +16,11 @@ publisher's media SSRC, never its RTX SSRC (the RTX map is the private ``__rtx_s
 method ``RTCDtlsTransport._handle_rtp_data`` awaits for every routed packet).
 :func:`share_bandwidth_estimate` gives the video receivers of one peer connection one
 receive-side bandwidth estimator (the private ``__remote_bitrate_estimator``).
+:func:`route_rtx` lets the DTLS transport's RTP router (private ``_rtp_router``) route each
+receiver's RTX packets by their SSRC: aiortc registers only the media SSRCs and routes an
+unknown SSRC by payload type, so with a camera in layers (several video m-lines sharing the RTX
+payload type) the publisher's retransmissions reached no receiver and NACK repaired nothing.
+:func:`receive_counts` reads the packets a receiver got per SSRC (private ``__remote_streams``).
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ _RECEIVER_STARTED = "_RTCRtpReceiver__started"
 _RECEIVER_BITRATE_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"
 _RECEIVER_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 _RECEIVER_TIMESTAMP_MAPPER = "_RTCRtpReceiver__timestamp_mapper"
+_RECEIVER_REMOTE_STREAMS = "_RTCRtpReceiver__remote_streams"
+_ROUTES_RTX = "_homeroom_routes_rtx"  # set on a transport's router once route_rtx wrapped it
 
 PacketCallback = Callable[[RTCRtpCodecParameters, av.Packet], None]
 
@@ -130,7 +137,50 @@ def install_ingest(
     )
     setattr(receiver, _RECEIVER_JITTER_BUFFER, frames)
     setattr(receiver, _RECEIVER_DECODER_QUEUE, ingest)
+    route_rtx(receiver)
     return ingest
+
+
+def route_rtx(receiver: RTCRtpReceiver) -> None:
+    """Route the RTX packets of every receiver of ``receiver``'s transport to that receiver.
+
+    aiortc's ``RtpRouter.route_rtp`` knows the media SSRC of each m-line (from the remote
+    description's ``a=ssrc`` lines) but not its RTX SSRC, which only the receiver's private
+    ``__rtx_ssrc`` map holds (set by ``receive()``, once connected). A packet of an unknown
+    SSRC goes to the one receiver of its payload type, or nowhere if several share it: with
+    a camera in layers on three video m-lines (one RTX payload type) every retransmission
+    the publisher sent was dropped before any receiver, so a lost packet was never repaired
+    (its frame and the ones after it were held until the jitter buffer gave up and asked for
+    a keyframe). Wrapped on the router instance, once per transport: a packet of an SSRC the
+    router does not know first adds every receiver's RTX SSRCs to the router's SSRC table
+    (``ssrc_table``); aiortc's routing then finds the receiver, which unwraps the packet.
+    """
+    router = receiver.transport._rtp_router
+    if getattr(router, _ROUTES_RTX, False):
+        return
+    route: Callable[[RtpPacket], Any] = router.route_rtp
+    table: dict[int, Any] = router.ssrc_table
+
+    def route_rtp(packet: RtpPacket) -> Any:
+        if packet.ssrc not in table:
+            for known in list(router.receivers):
+                for rtx_ssrc in getattr(known, _RECEIVER_RTX_SSRC, {}):
+                    table.setdefault(rtx_ssrc, known)
+        return route(packet)
+
+    setattr(router, "route_rtp", route_rtp)  # noqa: B010 (an instance's)
+    setattr(router, _ROUTES_RTX, True)
+
+
+def receive_counts(receiver: RTCRtpReceiver) -> dict[str, int]:
+    """Packets ``receiver`` handled: ``media`` (its media SSRCs) and ``rtx`` (retransmissions
+    and padding on its RTX SSRCs), from aiortc's per-SSRC receive statistics."""
+    rtx_ssrcs: dict[int, int] = getattr(receiver, _RECEIVER_RTX_SSRC)
+    streams: dict[int, Any] = getattr(receiver, _RECEIVER_REMOTE_STREAMS)
+    counts = {"media": 0, "rtx": 0}
+    for ssrc, stream in list(streams.items()):
+        counts["rtx" if ssrc in rtx_ssrcs else "media"] += stream.packets_received
+    return counts
 
 
 def media_ssrc(receiver: RTCRtpReceiver) -> int | None:
