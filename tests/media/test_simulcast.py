@@ -200,6 +200,7 @@ def test_viewers_get_the_layer_their_link_carries_under_a_shaped_link() -> None:
     assert mid["other_fps"] >= 0.8 * mid["other_fps_before"], result
     assert result["paused_s"] is not None, result
     low = result["low"]
-    assert low["audio_per_s"] >= 35 and low["audio_max_gap_s"] < 1.0, result  # audio goes on
+    # Audio goes on (50 packets/s sent; the paused video's padding and probes share the link).
+    assert low["audio_per_s"] >= 30 and low["audio_max_gap_s"] < 1.0, result
     assert result["resume_s"] is not None and result["resume_s"] <= 5, result
     assert result["layer_messages"][-1] >= 0, result

@@ -43,10 +43,13 @@ export function Composer(props: {
     setDraft(next);
     setPicked((xs) => (xs.some((x) => x.id === p.id) ? xs : [...xs, p]));
     setQuery(null);
-    requestAnimationFrame(() => {
-      el?.focus();
-      el?.setSelectionRange(before.length, before.length);
-    });
+    // The caret goes after the name at once: set on the next frame, a key typed meanwhile
+    // landed at the end and the rest of the word before it ("天请带体检表明").
+    if (el) {
+      el.value = next;
+      el.focus();
+      el.setSelectionRange(before.length, before.length);
+    }
   }
   const uploads = useUploads();
   const [dragging, setDragging] = useState(false);
