@@ -102,10 +102,15 @@ async def test_kill_9_of_a_cascaded_lessons_origin_moves_it_with_its_edge_viewer
         new_origin = servers[["node-b", "node-c"].index(moved_to)]
         rt = new_origin.app[LIVE].runtimes[sid]
         assert not rt.session.ended
-        # The copies A fed are gone; whatever edge serves viewers now is fed by the new origin.
-        for srv in servers:
-            copy = srv.app[LIVE].edges.sessions.get(sid)
-            assert copy is None or copy.origin == moved_to, (srv.settings.node_name, copy)
+
+        # The copies A fed go (each node lets them go when it sees A gone from the registry,
+        # which may be after the viewers play again); whatever edge serves viewers now is fed
+        # by the new origin.
+        def fed_by_the_new_origin() -> bool:
+            copies = [srv.app[LIVE].edges.sessions.get(sid) for srv in servers]
+            return all(copy is None or copy.origin == moved_to for copy in copies)
+
+        await eventually(fed_by_the_new_origin, 10, "the copies A fed gone")
         assert host.rejoins >= 1
         assert recover_s < 10, f"viewers played again only after {recover_s:.1f} s"
         await teacher.request("session.end", {"session_id": sid})
