@@ -126,7 +126,8 @@ async def test_the_teachers_page_publishes_again_when_her_edge_is_killed(
                 "session.start", {"class_id": a.class_id, "kind": "lesson", "title": "边缘重发"}
             )
         )["session"]["id"]
-        rt = live(a).runtimes[sid]  # it runs on A, the node asked (equal loads)
+        assert sid in live(a).runtimes, "the lesson runs on A, the node asked (equal loads)"
+        rt = live(a).runtimes[sid]
         async with chromium(tmp_path) as persistent:
             people = People(persistent, a.url, result)
             wang = await people.sign_in("wanghao", PAD)
