@@ -85,6 +85,12 @@ def run_in_loopback_namespace(
     return result, proc.stderr
 
 
+def print_result(result: dict[str, Any]) -> None:
+    """Print ``RESULT <json>``: the line :func:`run_in_loopback_namespace` reads (a scenario
+    prints it last)."""
+    print("RESULT " + json.dumps(result, default=str), flush=True)
+
+
 async def report_result(
     scenario: Callable[[Path, dict[str, Any]], Awaitable[None]], prefix: str, timeout: float
 ) -> int:
@@ -96,5 +102,5 @@ async def report_result(
             await asyncio.wait_for(scenario(Path(tmp), result), timeout=timeout)
         except BaseException as exc:  # report everything, the test prints it
             result["error"] = "".join(traceback.format_exception(exc))[-4000:]
-    print("RESULT " + json.dumps(result, default=str), flush=True)
+    print_result(result)
     return 0 if result["ok"] else 1

@@ -356,21 +356,24 @@ class Edges:
             # The session moved to another origin: the old copy goes, the new one is built.
             await self.close_session(req.session_id)
             edge = None
+        if edge is None and req.op in ("leg", "subscribe"):
+            # The origin attaches this node by its leg's first offer or, when nothing is
+            # published yet (the leg has nothing to offer), by the first viewer it serves here:
+            # the leg's first offer then comes with the first track.
+            edge = self.sessions[req.session_id] = EdgeRuntime(
+                req.session_id, origin, self.media, self.tell_layer
+            )
+        if edge is None:
+            if req.op in ("drop", "detach"):
+                return {}
+            raise not_found("this server serves no viewer of that session")
         if req.op == "leg":
-            if edge is None:
-                edge = self.sessions[req.session_id] = EdgeRuntime(
-                    req.session_id, origin, self.media, self.tell_layer
-                )
             if req.offer is None:
                 raise bad_request("a leg request carries an offer")
             answer = await edge.apply_leg_offer(offer_from_wire(req.offer))
             # Viewers waiting for a track the leg carries now get it (their offers go back).
             offers = await edge.set_tracks(dict(edge.wanted))
             return {"sdp": answer, "offers": [[u, offer_to_wire(o)] for u, o in offers.items()]}
-        if edge is None:
-            if req.op in ("drop", "detach"):
-                return {}
-            raise not_found("this server serves no viewer of that session")
         if req.op == "detach":
             await self.close_session(req.session_id)
             return {}

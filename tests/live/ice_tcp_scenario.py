@@ -26,7 +26,7 @@ from typing import Any
 from media.ice import TCP_MUX
 from media.internals import srtp_send
 from realtime.transport.rest import LIVE
-from tests.chromium import report_result
+from tests.chromium import print_result, report_result
 from tests.conftest import free_port
 from tests.live.chromium_scenario import (
     CHROMIUM_FLAGS,
@@ -161,7 +161,7 @@ async def lesson(srv: Any, context: Any, result: dict[str, Any]) -> None:
 
 async def main() -> int:
     if shutil.which(NFT) is None:
-        print("RESULT " + json.dumps({"ok": False, "error": "nft is missing"}), flush=True)
+        print_result({"ok": False, "error": "nft is missing"})
         return 1
     return await report_result(scenario, "homeroom-ice-tcp-", 90)
 

@@ -71,9 +71,9 @@ async def settled(three: Nodes) -> None:
     )
 
 
-async def teaching(three: Nodes, title: str) -> tuple[HomeroomClient, int, LiveParticipant]:
-    """Ms. Li starts a lesson through A (it runs there: equal loads, the node asked) and
-    publishes her camera and microphone."""
+async def hosting(three: Nodes, title: str) -> tuple[HomeroomClient, int, LiveParticipant]:
+    """Ms. Li starts a lesson through A (it runs there: equal loads, the node asked) and joins
+    it, publishing nothing yet."""
     await settled(three)
     a = three.first
     teacher_c = await a.client("li")
@@ -85,8 +85,27 @@ async def teaching(three: Nodes, title: str) -> tuple[HomeroomClient, int, LiveP
     assert three.media_node(sid) is a
     host = LiveParticipant(teacher_c, sid)
     await host.join()
+    return teacher_c, sid, host
+
+
+async def teaching(three: Nodes, title: str) -> tuple[HomeroomClient, int, LiveParticipant]:
+    """:func:`hosting`, and she publishes her camera and microphone."""
+    teacher_c, sid, host = await hosting(three, title)
     await host.publish({CounterVideoTrack(): "camera", ToneAudioTrack(): "microphone"})
     return teacher_c, sid, host
+
+
+async def watching(
+    sid: int, publisher: int, placed: tuple[tuple[str, Server], ...]
+) -> dict[str, Viewer]:
+    """A viewer of ``publisher`` per (name, node), connected to that node, joined and
+    subscribed in this order (each placed before the next asks)."""
+    viewers: dict[str, Viewer] = {}
+    for name, node in placed:
+        v = Viewer(await node.client(name), sid, publisher)
+        await v.start()
+        viewers[name] = v
+    return viewers
 
 
 async def test_viewers_beyond_the_origins_limit_watch_through_edges_b_and_c(three: Nodes) -> None:
@@ -96,11 +115,8 @@ async def test_viewers_beyond_the_origins_limit_watch_through_edges_b_and_c(thre
 
     # Two viewers fill the origin (4 streams less 2 kept for legs); the next ones are served
     # by the node holding their connection, as new edges fed by A.
-    viewers: dict[str, Viewer] = {}
-    for name, node in (("liuyang", a), ("liuxin", a), ("wanghao", b), ("zhangwei", c)):
-        v = Viewer(await node.client(name), sid, li)
-        await v.start()
-        viewers[name] = v
+    placed = (("liuyang", a), ("liuxin", a), ("wanghao", b), ("zhangwei", c))
+    viewers = await watching(sid, li, placed)
     rt = live(a).runtimes[sid]
     assert rt.cascade is not None
     assert set(rt.subscribers) == {a.uid("liuyang"), a.uid("liuxin")}
@@ -187,6 +203,34 @@ async def test_viewers_beyond_the_origins_limit_watch_through_edges_b_and_c(thre
     await eventually(lambda: advancing(wang.watch.video_from(li)), 10, "Wang Hao still playing")
 
     # The end reaches the edges: their copies go.
+    await teacher_c.request("session.end", {"session_id": sid})
+    await eventually(lambda: sid not in live(b).edges.sessions, 10, "B letting the lesson go")
+    for v in viewers.values():
+        await v.close()
+    await host.close()
+
+
+async def test_a_viewer_placed_on_an_edge_before_anything_is_published_gets_the_teacher(
+    three: Nodes,
+) -> None:
+    """Ms. Li starts her lesson on A and joins without publishing; Liu Yang and Liu Xin fill A,
+    Wang Hao (connected to B) is served by B, a new edge whose leg has nothing to carry yet (so
+    no offer attaches B: his subscribe does). Then she publishes: everyone decodes her, Wang
+    Hao through B."""
+    a, b, _c = three.servers
+    teacher_c, sid, host = await hosting(three, "先进后开")
+    li = a.uid("li")
+    viewers = await watching(sid, li, (("liuyang", a), ("liuxin", a), ("wanghao", b)))
+    rt = live(a).runtimes[sid]
+    assert rt.cascade is not None
+    assert set(rt.subscribers) == {a.uid("liuyang"), a.uid("liuxin")}
+    assert rt.cascade.viewers == {a.uid("wanghao"): "node-b"}
+    assert set(live(b).edges.sessions[sid].viewers) == {a.uid("wanghao")}
+    await host.publish({CounterVideoTrack(): "camera", ToneAudioTrack(): "microphone"})
+    for name, v in viewers.items():
+        await eventually(
+            lambda v=v: advancing(v.watch.video_from(li)), 20, f"{name} decoding the teacher"
+        )
     await teacher_c.request("session.end", {"session_id": sid})
     await eventually(lambda: sid not in live(b).edges.sessions, 10, "B letting the lesson go")
     for v in viewers.values():
@@ -861,17 +905,8 @@ async def test_a_camera_in_layers_reaches_an_edge_in_layers_and_its_viewer_is_to
     as one track in layers under A's id, and Wang Hao climbs from the lowest layer by his own
     link, told each layer (``media.layer``, from B through A) as a viewer of A is. On stage,
     his own camera in layers crosses the uplink from B to A as every layer too."""
-    await settled(three)
     a, b, _ = three.servers
-    teacher_c = await a.client("li")
-    sid = (
-        await teacher_c.request(
-            "session.start", {"class_id": a.class_id, "kind": "lesson", "title": "分层边缘"}
-        )
-    )["session"]["id"]
-    assert three.media_node(sid) is a
-    host = LiveParticipant(teacher_c, sid)
-    await host.join()
+    teacher_c, sid, host = await hosting(three, "分层边缘")
     camera = SimulcastCamera(TextureVideoTrack(640, 360, 10), LAYERS)
     cameras = [camera]
     ack = await host.publish_layers(camera, others={ToneAudioTrack(): "microphone"})

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import math
 import os
 import shutil
@@ -29,14 +28,12 @@ import av
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from clients.simulcast import SimulcastCamera
 from media.ice import configure_host_addresses
-from media.internals import route_keyframe_requests
 from media.internals.selected_pair import selected_pair
 from media.router import MediaRouter
-from media.simulcast import LayeredTrack
-from signaling import PublishSession, SubscribeSession
-from tests.media.peers import TextureVideoTrack, ToneAudioTrack, client_configuration
+from signaling import SubscribeSession
+from tests.media.peers import client_configuration
+from tests.media.scenario import publish_layers, scenario_main
 
 TOP_WIDTH = 640
 
@@ -158,24 +155,9 @@ async def until(check: Any, timeout: float, step: float = 0.05) -> float | None:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     configure_host_addresses(["127.0.0.1"])
     router = MediaRouter()
-    publish = PublishSession("teacher", router)
-    pub_pc = RTCPeerConnection(client_configuration())
-    camera = SimulcastCamera(TextureVideoTrack(640, 360, args.fps))
-    for track in camera.tracks:
-        sender = pub_pc.addTransceiver(track, direction="sendonly").sender
-        route_keyframe_requests(sender, track.request_keyframe)
-    pub_pc.addTransceiver(ToneAudioTrack(), direction="sendonly")
-    await pub_pc.setLocalDescription(await pub_pc.createOffer())
-    mids = [t.mid for t in pub_pc.getTransceivers()]
-    sources = {str(m): "camera" for m in mids[:3]} | {str(mids[3]): "microphone"}
-    layers = {str(m): i for i, m in enumerate(mids[:3])}
-    answer = await publish.apply_offer(pub_pc.localDescription.sdp, sources, layers)
-    await pub_pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
-    track_ids = sorted({t.track_id for t in answer.published})
-    assert len(track_ids) == 2, answer
-    camera_track = next(t for t in router.tracks() if t.source == "camera")
-    layered = router.get(camera_track.track_id)
-    assert isinstance(layered, LayeredTrack)
+    teacher = await publish_layers(router, args.fps)
+    camera, track_ids = teacher.camera, teacher.track_ids
+    layered = teacher.layered(router)
 
     shaped, other = Viewer("shaped", router), Viewer("open", router)
     result: dict[str, Any] = {}
@@ -251,25 +233,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for viewer in (shaped, other):
             await viewer.close()
-        camera.stop()
-        await pub_pc.close()
-        await publish.close()
+        await teacher.close()
     return result
 
 
-def main() -> int:
+def shaped_options() -> argparse.ArgumentParser:
+    """The options of a scenario with a shaped viewer (also ``relay_layers_scenario``)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--mid-kbit", type=int, default=600)
-    # aiortc's Opus encoder sends 96 kbit/s (a browser's about 32): with its packet overhead
-    # the audio alone takes ~112 kbit/s, so the "150 kbit/s" case of a browser is 180 here.
-    parser.add_argument("--low-kbit", type=int, default=180)
     parser.add_argument("--queue", type=int, default=100)
     parser.add_argument("--phase", type=float, default=8.0)
     parser.add_argument("--fps", type=int, default=10)
-    args = parser.parse_args()
-    result = asyncio.run(run(args))
-    print("RESULT " + json.dumps(result), flush=True)
-    return 0
+    return parser
+
+
+def main() -> int:
+    parser = shaped_options()
+    # aiortc's Opus encoder sends 96 kbit/s (a browser's about 32): with its packet overhead
+    # the audio alone takes ~112 kbit/s, so the "150 kbit/s" case of a browser is 180 here.
+    parser.add_argument("--low-kbit", type=int, default=180)
+    return scenario_main(run, parser)
 
 
 if __name__ == "__main__":

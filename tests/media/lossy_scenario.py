@@ -27,21 +27,30 @@ from media.router import MediaRouter
 from signaling import PublishSession
 from tests.media.layers_scenario import Viewer, until
 from tests.media.peers import TextureVideoTrack, client_configuration
+from tests.media.scenario import scenario_main
 
 NFT = shutil.which("nft", path="/usr/sbin:/sbin:/usr/bin") or "nft"
 
 
-def drop_at_random(port: int, percent: int) -> None:
-    """Drop ``percent`` % of the UDP packets sent to ``port`` in this namespace, at random."""
-    rules = f"""
+def nft(rules: str) -> None:
+    subprocess.run([NFT, "-f", "-"], input=rules, text=True, check=True, capture_output=True)
+
+
+def drop_to(port: int, percent: int) -> None:
+    """Drop ``percent`` % of the UDP packets sent to ``port`` (table ``lossy``, made anew)."""
+    nft("table inet lossy\ndelete table inet lossy\n")
+    nft(f"""
     table inet lossy {{
       chain out {{
         type filter hook output priority 0; policy accept;
         udp dport {port} numgen random mod 100 < {percent} counter drop
       }}
     }}
-    """
-    subprocess.run([NFT, "-f", "-"], input=rules, text=True, check=True, capture_output=True)
+    """)
+
+
+def stop_dropping() -> None:
+    nft("table inet lossy\ndelete table inet lossy\n")
 
 
 def dropped() -> int:
@@ -82,7 +91,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         t1 = time.monotonic()
         ingest1 = forwarded.stats.frames_received
         plis_before = forwarded.stats.plis_sent
-        drop_at_random(lossy.port(), args.loss)
+        drop_to(lossy.port(), args.loss)
         await asyncio.sleep(args.phase)
         t2 = time.monotonic()
         ingest2 = forwarded.stats.frames_received
@@ -114,13 +123,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--loss", type=int, default=20, help="% of the lossy viewer's packets")
+    parser.add_argument("--loss", type=int, default=20, help="%% of the lossy viewer's packets")
     parser.add_argument("--phase", type=float, default=6.0)
     parser.add_argument("--fps", type=int, default=15)
-    args = parser.parse_args()
-    result = asyncio.run(run(args))
-    print("RESULT " + json.dumps(result), flush=True)
-    return 0
+    return scenario_main(run, parser)
 
 
 if __name__ == "__main__":

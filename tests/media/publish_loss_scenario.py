@@ -22,46 +22,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import subprocess
 import sys
 import time
 from typing import Any
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
-
-from clients.simulcast import SimulcastCamera
 from media import internals
 from media.ice import configure_host_addresses
-from media.internals import receive_counts, route_keyframe_requests
+from media.internals import receive_counts
 from media.internals.selected_pair import selected_pair
 from media.router import MediaRouter
-from media.simulcast import LayeredTrack
-from signaling import PublishSession
 from tests.media.layers_scenario import TOP_WIDTH, Viewer, until
-from tests.media.lossy_scenario import NFT, dropped
-from tests.media.peers import TextureVideoTrack, ToneAudioTrack, client_configuration
-
-
-def nft(rules: str) -> None:
-    subprocess.run([NFT, "-f", "-"], input=rules, text=True, check=True, capture_output=True)
-
-
-def drop_to(port: int, percent: int) -> None:
-    """Drop ``percent`` % of the UDP packets sent to ``port`` (table ``lossy``, made anew)."""
-    nft("table inet lossy\ndelete table inet lossy\n")
-    nft(f"""
-    table inet lossy {{
-      chain out {{
-        type filter hook output priority 0; policy accept;
-        udp dport {port} numgen random mod 100 < {percent} counter drop
-      }}
-    }}
-    """)
-
-
-def stop_dropping() -> None:
-    nft("table inet lossy\ndelete table inet lossy\n")
+from tests.media.lossy_scenario import drop_to, dropped, stop_dropping
+from tests.media.scenario import publish_layers, scenario_main
 
 
 def video_sender(viewer: Viewer) -> Any:
@@ -78,24 +50,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_route_rtx:
         internals.ingest.route_rtx = lambda _receiver: None  # type: ignore[assignment]
     router = MediaRouter()
-    publish = PublishSession("teacher", router)
-    pub_pc = RTCPeerConnection(client_configuration())
-    camera = SimulcastCamera(TextureVideoTrack(640, 360, args.fps))
-    for track in camera.tracks:
-        sender = pub_pc.addTransceiver(track, direction="sendonly").sender
-        route_keyframe_requests(sender, track.request_keyframe)
-    pub_pc.addTransceiver(ToneAudioTrack(), direction="sendonly")
-    await pub_pc.setLocalDescription(await pub_pc.createOffer())
-    mids = [str(t.mid) for t in pub_pc.getTransceivers()]
-    sources = {m: "camera" for m in mids[:3]} | {mids[3]: "microphone"}
-    layers = {m: i for i, m in enumerate(mids[:3])}
-    answer = await publish.apply_offer(pub_pc.localDescription.sdp, sources, layers)
-    await pub_pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
-    track_ids = sorted({t.track_id for t in answer.published})
-    camera_track = next(t for t in router.tracks() if t.source == "camera")
-    layered = router.get(camera_track.track_id)
-    assert isinstance(layered, LayeredTrack)
-    server = {t.mid: t.receiver for t in publish.pc.getTransceivers()}
+    teacher = await publish_layers(router, args.fps)
+    pub_pc, camera, mids, track_ids = teacher.pc, teacher.camera, teacher.mids, teacher.track_ids
+    layered = teacher.layered(router)
+    server = {t.mid: t.receiver for t in teacher.session.pc.getTransceivers()}
     receivers = [server[m] for m in mids[:3]]
 
     def counts() -> dict[str, Any]:
@@ -199,9 +157,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for viewer in (lossy, clean):
             await viewer.close()
-        camera.stop()
-        await pub_pc.close()
-        await publish.close()
+        await teacher.close()
     return result
 
 
@@ -212,10 +168,7 @@ def main() -> int:
     parser.add_argument("--phase", type=float, default=8.0)
     parser.add_argument("--fps", type=int, default=15)
     parser.add_argument("--no-route-rtx", action="store_true")
-    args = parser.parse_args()
-    result = asyncio.run(run(args))
-    print("RESULT " + json.dumps(result), flush=True)
-    return 0
+    return scenario_main(run, parser)
 
 
 if __name__ == "__main__":

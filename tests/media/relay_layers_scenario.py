@@ -17,22 +17,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import sys
 import time
 from typing import Any
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
-
-from clients.simulcast import SimulcastCamera
 from media.ice import configure_host_addresses
-from media.internals import route_keyframe_requests
 from media.router import MediaRouter
 from media.simulcast import LayeredTrack
-from signaling import PublishSession, SubscribeSession
+from signaling import SubscribeSession
 from signaling.relay import RelayIngest, negotiate
-from tests.media.layers_scenario import TOP_WIDTH, Viewer, install_shaper, shape, until
-from tests.media.peers import TextureVideoTrack, ToneAudioTrack, client_configuration
+from tests.media.layers_scenario import (
+    TOP_WIDTH,
+    Viewer,
+    install_shaper,
+    shape,
+    shaped_options,
+    until,
+)
+from tests.media.scenario import publish_layers, scenario_main
 
 
 def changes(video: list[tuple[float, int]], since: float) -> list[tuple[float, int]]:
@@ -48,23 +50,9 @@ def changes(video: list[tuple[float, int]], since: float) -> list[tuple[float, i
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     configure_host_addresses(["127.0.0.1"])
     origin, edge = MediaRouter(), MediaRouter()
-    publish = PublishSession("teacher", origin)
-    pub_pc = RTCPeerConnection(client_configuration())
-    camera = SimulcastCamera(TextureVideoTrack(640, 360, args.fps))
-    for track in camera.tracks:
-        sender = pub_pc.addTransceiver(track, direction="sendonly").sender
-        route_keyframe_requests(sender, track.request_keyframe)
-    pub_pc.addTransceiver(ToneAudioTrack(), direction="sendonly")
-    await pub_pc.setLocalDescription(await pub_pc.createOffer())
-    mids = [t.mid for t in pub_pc.getTransceivers()]
-    sources = {str(m): "camera" for m in mids[:3]} | {str(mids[3]): "microphone"}
-    layers = {str(m): i for i, m in enumerate(mids[:3])}
-    answer = await publish.apply_offer(pub_pc.localDescription.sdp, sources, layers)
-    await pub_pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
-    track_ids = sorted({t.track_id for t in answer.published})
-    camera_id = next(t.track_id for t in origin.tracks() if t.source == "camera")
-    at_origin = origin.get(camera_id)
-    assert isinstance(at_origin, LayeredTrack)
+    teacher = await publish_layers(origin, args.fps)
+    camera, track_ids, camera_id = teacher.camera, teacher.track_ids, teacher.camera_id
+    at_origin = teacher.layered(origin)
 
     leg = SubscribeSession("edge:B", origin, relay=True)
     ingest = RelayIngest("origin:A", edge)
@@ -147,24 +135,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await viewer.close()
         await leg.close()
         await ingest.close()
-        camera.stop()
-        await pub_pc.close()
-        await publish.close()
+        await teacher.close()
         origin.close()
         edge.close()
     return result
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--mid-kbit", type=int, default=600)
-    parser.add_argument("--queue", type=int, default=100)
-    parser.add_argument("--phase", type=float, default=8.0)
-    parser.add_argument("--fps", type=int, default=10)
-    args = parser.parse_args()
-    result = asyncio.run(run(args))
-    print("RESULT " + json.dumps(result), flush=True)
-    return 0
+    return scenario_main(run, shaped_options())
 
 
 if __name__ == "__main__":
