@@ -164,6 +164,11 @@ class LiveRuntime:
         self._pending_refresh: asyncio.Task[None] | None = None
         self._refresh_again = False
         self._tells: set[asyncio.Future[None]] = set()
+        # Called when a track ends without its publisher asking (its leg failed, the edge it
+        # came through died): the service tells everyone who still publishes what.
+        self.on_publishing_ended: Callable[[], None] | None = None
+        # Who publishes what, as everyone was last told (``session.state``).
+        self.announced: dict[int, frozenset[str]] = {}
         self.router.add_listener(self._on_track_event)
 
     # --- legs -----------------------------------------------------------------------------
@@ -388,9 +393,15 @@ class LiveRuntime:
             if p is not None:
                 if event == "published":
                     p.publishing.add(info.source)
-                else:
+                elif info.source in p.publishing:
                     p.publishing.discard(info.source)
+                    if self.on_publishing_ended is not None:
+                        self.on_publishing_ended()
             self.schedule_refresh()
+
+    def publishing(self) -> dict[int, frozenset[str]]:
+        """Who publishes what now."""
+        return {uid: frozenset(p.publishing) for uid, p in self.session.participants.items()}
 
     # --- statistics and shutdown ----------------------------------------------------------
 

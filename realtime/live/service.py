@@ -77,6 +77,9 @@ HANDOVER_S = 2.0
 # An edge that did not answer (or failed) takes no new viewer for this long: alive in the
 # registry but frozen or broken, it would make every join through it wait again.
 EDGE_SHUNNED_S = 30.0
+# A track that ended by itself is told this much later: the other tracks of its leg end in the
+# meantime (one state for all), and a publisher's own change, told anyway, comes first.
+ANNOUNCE_AFTER_S = 0.2
 
 
 def _room(session_id: int) -> str:
@@ -127,6 +130,8 @@ class LiveService:
         gateway.bus_routes["live.fx"] = self._remote_ops
         # Sessions this node is moving here now (their runtime exists, the move is not stored).
         self.adopting: set[int] = set()
+        # Sessions whose people are about to hear that a track ended (``_announce``).
+        self._announcing: dict[int, asyncio.Task[None]] = {}
         # Where sessions running on other nodes run (from the store, remembered).
         self.located: dict[int, str] = {}
         # A connection on this node -> the sessions it joined on other nodes (id -> node).
@@ -197,6 +202,7 @@ class LiveService:
         ):
             # Who is there, with a hand up, on stage: the lesson's attendance record.
             await attendance.observe(self.hub, rt.session)
+            rt.announced = rt.publishing()
         remote: dict[str, list[Op]] = {}
         for effect in effects:
             if isinstance(effect, (DropMedia, SyncMedia)):
@@ -582,6 +588,7 @@ class LiveService:
             tell,
             cascade=lambda router: Cascade(sid_, router, self.media, edge_call, tell_offer),
         )
+        rt.on_publishing_ended = lambda: self._announce_soon(sid_)
         self.runtimes[session.id] = rt
         self.connections[session.id] = {}
         self._ensure_idle_watch()
@@ -658,9 +665,33 @@ class LiveService:
                 elif now - rt.last_activity > limit:
                     await self.finish(rt, "idle")
 
+    def _announce_soon(self, session_id: int) -> None:
+        """A track of ``session_id`` ended without its publisher asking (its leg failed, or the
+        edge it came through died, and he may never publish again): unless a change told
+        meanwhile says so already, everyone is told who still publishes, once for the tracks
+        ending together."""
+        if session_id not in self._announcing:
+            task = asyncio.get_running_loop().create_task(self._announce(session_id))
+            self._announcing[session_id] = task
+
+    async def _announce(self, session_id: int) -> None:
+        try:
+            await asyncio.sleep(ANNOUNCE_AFTER_S)
+        finally:
+            self._announcing.pop(session_id, None)
+        rt = self.runtimes.get(session_id)
+        if rt is None or rt.session.ended or rt.publishing() == rt.announced:
+            return
+        try:
+            await self.carry_out(session_id, protocol.state(rt.session))
+        except HomeroomError as exc:
+            log.warning("session %s: a track's end not told: %s", session_id, exc)
+
     async def close(self) -> None:
         if self._idle_task is not None:
             self._idle_task.cancel()
+        for announcing in self._announcing.values():
+            announcing.cancel()
         for task in self.grace.values():
             task.cancel()
         self.grace.clear()

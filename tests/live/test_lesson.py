@@ -238,3 +238,36 @@ async def test_a_lesson_nobody_streams_in_ends_by_itself_and_the_class_is_told(t
         assert err.value.code == "not_found"
     finally:
         await stop_server(srv)
+
+
+@pytest.mark.timeout(60)
+async def test_a_publish_leg_that_ends_by_itself_is_seen_by_everyone(live_server: Server) -> None:
+    """Ms. Li's publish connection ends without her asking (her browser's connection failed,
+    or the edge node it went through died) and she publishes nothing again: the students'
+    people list no longer says she streams her camera and microphone."""
+    srv = live_server
+    teacher = await srv.client("li")
+    start = await teacher.request(
+        "session.start", {"class_id": srv.class_id, "kind": "lesson", "title": "语文"}
+    )
+    sid = start["session"]["id"]
+    host = LiveParticipant(teacher, sid)
+    await host.join()
+    await host.publish({CounterVideoTrack(): "camera", ToneAudioTrack(): "microphone"})
+    student = LiveParticipant(await srv.client("wanghao"), sid)
+    await student.join()
+    li = srv.uid("li")
+
+    def publishing() -> list[str] | None:
+        people = {p["user_id"]: p for p in student.state.get("participants", [])}
+        return people[li]["publishing"] if li in people else None
+
+    await eventually(lambda: publishing() == ["camera", "microphone"], 10, "her streams shown")
+    assert host.publish_pc is not None
+    await host.publish_pc.close()
+    await eventually(lambda: publishing() == [], 10, "her streams shown as ended")
+    # She is still in the lesson (her Socket.IO connection is up): only her media ended.
+    people = {p["user_id"]: p for p in student.state["participants"]}
+    assert people[li]["connected"] is True
+    await student.close()
+    await host.close()
