@@ -346,14 +346,16 @@ class ForwardedTrack:
 
     # -- subscribers ------------------------------------------------------------------------
 
-    def subscribe(self, subscriber_id: str) -> SubscriberTrack:
-        """A new track for ``subscriber_id``; it joins the fan-out on its first frame request."""
+    def subscribe(self, subscriber_id: str, whole: bool = False) -> SubscriberTrack:
+        """A new track for ``subscriber_id``; it joins the fan-out on its first frame request.
+        ``whole``: every frame, whatever the track's subscriber type (a node-to-node leg)."""
         if self.ended:
             raise MediaStreamError("track has ended")
         old = self._subscribers.get(subscriber_id)
         if old is not None:
             old.stop()
-        subscriber = self._make_subscriber(self, subscriber_id, self._queue_frames)
+        make = SubscriberTrack if whole else self._make_subscriber
+        subscriber = make(self, subscriber_id, self._queue_frames)
         self._subscribers[subscriber_id] = subscriber
         self.stats.subscribers[subscriber_id] = subscriber.stats
         self.expect_join()

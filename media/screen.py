@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING
 from media.forwarder import SubscriberTrack
 from media.internals import RTCEncodedFrame
 from media.layers import VIDEO_OFF, Feedback, Layer, LayerSelector
-from media.temporal import MAX_TEMPORAL_LAYERS, TemporalFilter, frame_rate_step
+from media.temporal import (
+    MAX_TEMPORAL_LAYERS,
+    TemporalFilter,
+    frame_rate_step,
+    screen_target,
+)
 
 if TYPE_CHECKING:
     from media.forwarder import ForwardedTrack
@@ -89,6 +94,8 @@ class ScreenSubscriberTrack(SubscriberTrack):
         target = self.selector.update(
             Feedback(usable, loss, rtt, report, received, loss_since, sent), now
         )
+        if screen_target(target, self.filter.target) != target:
+            target = self.selector.target = 0  # the base layer first (media.temporal)
         if target != self.filter.target:
             self._retarget(target)
 

@@ -222,6 +222,18 @@ class TemporalFilter:
         ]
 
 
+def screen_target(selected: int, wanted: int) -> int:
+    """The temporal layers a screen viewer is moved to when its selector (``media.layers``)
+    chose ``selected`` while ``wanted`` was wanted: never from above a quarter of the frame
+    rate straight to a pause. A pause is undone only by a keyframe, which for a screen is a
+    full-resolution picture (tens of kilobytes in one burst, what a short link can least
+    carry), while a quarter of the frames costs about a third of the full rate: the base layer
+    is tried first, and the video is paused only when the link cannot carry even that."""
+    if selected == PAUSED and wanted > 0:
+        return 0
+    return selected
+
+
 def frame_rate_step(layer: int, layers: int = MAX_TEMPORAL_LAYERS) -> str:
     """What a viewer forwarded temporal layers up to ``layer`` (of ``layers``) gets of the
     frame rate: ``"1"``, ``"1/2"``, ``"1/4"``, or ``"paused"``."""

@@ -254,6 +254,9 @@ class SubscribeSession:
                 ((track_id, index), layer.subscribe(self.participant_id))
                 for index, layer in enumerate(forwarded.layers)
             ]
+        if self.relay and isinstance(forwarded, ForwardedTrack):
+            # Every frame of a screen share too: the next node's viewers choose there.
+            return [((track_id, None), forwarded.subscribe(self.participant_id, whole=True))]
         track = forwarded.subscribe(self.participant_id)
         if isinstance(track, LayeredSubscriberTrack | ScreenSubscriberTrack):
             # A screen share's "layer": the temporal layers it gets (its frame rate).

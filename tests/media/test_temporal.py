@@ -13,8 +13,8 @@ from aiortc.codecs.vpx import VpxPayloadDescriptor
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from media.forwarder import ForwardedTrack
-from media.internals.jitter import ReleasedFrame
 from media.internals.ingest import IngestQueue
+from media.internals.jitter import ReleasedFrame
 from media.layers import VIDEO_OFF
 from media.rewrite import vp8_picture_id
 from media.screen import ScreenSubscriberTrack
@@ -27,6 +27,7 @@ from media.temporal import (
     frame_rate_step,
     parse_descriptor,
     rewrite_descriptor,
+    screen_target,
 )
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
@@ -136,6 +137,13 @@ def test_switch_up_one_layer_at_a_time_at_sync_frames_and_down_at_once() -> None
     assert got == [0, 4, 6, 8, 9, 10, 11, 12, 13, 14, 15, 16]
 
 
+def test_a_screen_viewer_tries_the_base_layer_before_a_pause() -> None:
+    assert screen_target(PAUSED, 2) == 0  # from the full rate: a quarter first
+    assert screen_target(PAUSED, 1) == 0
+    assert screen_target(PAUSED, 0) == PAUSED  # the base layer does not fit either
+    assert screen_target(1, 2) == 1
+
+
 def test_a_keyframe_lets_every_layer_through_and_pause_drops_everything() -> None:
     layers = l1t3(12)
     f = TemporalFilter(0)
@@ -223,7 +231,9 @@ def drain(sub: ScreenSubscriberTrack) -> list[int]:
     out = []
     while sub._queue:
         frame, _size = sub._queue.popleft()
-        out.append(vp8_picture_id(frame.payloads[0]))
+        picture_id = vp8_picture_id(frame.payloads[0])
+        assert picture_id is not None
+        out.append(picture_id)
     return out
 
 
@@ -271,6 +281,7 @@ async def test_a_viewer_on_a_short_link_gets_a_lower_frame_rate_not_a_paused_scr
     assert len(ids) == 4 and ids == list(range(ids[0], ids[0] + 4))
     assert sub.stats.frames_thinned == thinned + 12
     # Below a quarter: video paused (audio first), no frame at all, not even a keyframe.
+    await asyncio.sleep(2.0)  # settled at the base layer: its loss now counts
     sub.link_feedback(10_000, 0.1, 0.3, 0.02, True)
     assert sub.layer == VIDEO_OFF and sub.frame_rate == "paused"
     screen.send(keyframe=True)
