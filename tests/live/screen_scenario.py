@@ -69,6 +69,9 @@ async def sample(page: Page) -> dict[str, Any]:
         "width": video.get("width"),
         "height": video.get("height"),
         "freezes": video.get("freezeCount") or 0,
+        "packets": video.get("packets") or 0,
+        "lost": video.get("packetsLost") or 0,
+        "plis": video.get("plis") or 0,
         "pair": sub["pair"],
     }
 

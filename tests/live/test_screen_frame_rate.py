@@ -50,8 +50,18 @@ def test_a_short_link_gets_the_screen_at_a_lower_frame_rate_not_paused() -> None
         name: [s for s in samples if start <= s["t"] <= end]
         for name, samples in r["timeline"].items()
     }
+    first, last = window["liming"][0], window["liming"][-1]
     report = {
         "published_fps": round(published, 1),
+        # What the shaped viewer's browser says of the window: video packets lost (of those
+        # sent to it), freezes, keyframes it asked for.
+        "shaped_lost": round(
+            (last["lost"] - first["lost"])
+            / max(last["packets"] - first["packets"] + last["lost"] - first["lost"], 1),
+            3,
+        ),
+        "shaped_freezes": last["freezes"] - first["freezes"],
+        "shaped_plis": last["plis"] - first["plis"],
         "fps": {name: round(fps(samples), 1) for name, samples in window.items()},
         "steps": steps,
         "still_s": round(longest_still(window["liming"]), 2),
@@ -70,3 +80,7 @@ def test_a_short_link_gets_the_screen_at_a_lower_frame_rate_not_paused() -> None
     assert report["fps"]["liming"] <= 0.7 * report["fps"]["wanghao"], shown
     assert {(s["width"], s["height"]) for s in window["liming"]} == {(1280, 720)}, shown
     assert report["still_s"] < STILL_S, shown
+    # ...steadily: what is sent to it fits its link (no loss to speak of, no freeze, no
+    # keyframe asked for), where every frame sent to it lost packets in its queue before.
+    assert report["shaped_lost"] < 0.02, shown
+    assert report["shaped_freezes"] == 0 and report["shaped_plis"] <= 1, shown

@@ -192,7 +192,7 @@ def test_rates_of_each_step_are_cumulative() -> None:
     assert measured is not None and measured[2] == float("inf") and measured[0] < measured[1]
 
 
-def test_ingest_reads_the_temporal_layer_before_depacketizing() -> None:
+async def test_ingest_reads_the_temporal_layer_before_depacketizing() -> None:
     got: list[object] = []
     queue = IngestQueue("video", lambda codec, packet: got.append(packet.opaque), lambda: None)
     payload = descriptor(picture_id=1, tl0picidx=9, tid=(1, 1))
