@@ -94,7 +94,7 @@ class ScreenSubscriberTrack(SubscriberTrack):
         target = self.selector.update(
             Feedback(usable, loss, rtt, report, received, loss_since, sent), now
         )
-        if screen_target(target, self.filter.target) != target:
+        if screen_target(target, self.filter.target, self.selector.reason) != target:
             target = self.selector.target = 0  # the base layer first (media.temporal)
         if target != self.filter.target:
             self._retarget(target)

@@ -222,14 +222,18 @@ class TemporalFilter:
         ]
 
 
-def screen_target(selected: int, wanted: int) -> int:
+def screen_target(selected: int, wanted: int, reason: str) -> int:
     """The temporal layers a screen viewer is moved to when its selector (``media.layers``)
-    chose ``selected`` while ``wanted`` was wanted: never from above a quarter of the frame
-    rate straight to a pause. A pause is undone only by a keyframe, which for a screen is a
-    full-resolution picture (tens of kilobytes in one burst, what a short link can least
-    carry), while a quarter of the frames costs about a third of the full rate: the base layer
-    is tried first, and the video is paused only when the link cannot carry even that."""
-    if selected == PAUSED and wanted > 0:
+    chose ``selected`` while ``wanted`` was wanted, for ``reason`` (the selector's): never from
+    above a quarter of the frame rate straight to a pause, and from the base layer only when
+    the link shows it cannot carry it (loss, a growing queue, a saturated link), not for a
+    falling estimate alone (a receiver's estimate on overuse is 0.85x what it receives, always
+    below the layer it receives, and the queue the higher layers left makes it fall).
+
+    A pause is undone only by a keyframe, which for a screen is a full-resolution picture (tens
+    of kilobytes in one burst, what a short link can least carry), while a quarter of the frames
+    costs about a third of the full rate: the base layer is held first."""
+    if selected == PAUSED and (wanted > 0 or reason == "estimate"):
         return 0
     return selected
 

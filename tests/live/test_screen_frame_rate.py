@@ -13,6 +13,8 @@ host's stats, and a queue that froze it.
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +35,8 @@ def fps(samples: list[dict[str, Any]]) -> float:
 @pytest.mark.timeout(150)
 def test_a_short_link_gets_the_screen_at_a_lower_frame_rate_not_paused() -> None:
     r = run_page_scenario("tests.live.screen_scenario", TC)
+    if os.environ.get("HOMEROOM_SCREEN_RESULT"):  # the whole result, with the selection's trace
+        Path(os.environ["HOMEROOM_SCREEN_RESULT"]).write_text(json.dumps(r))
     assert r["publish"]["mode"] in ("L1T3", "L1T2"), r["publish"]
     start = r["shaped_at"] + SETTLE_S
     end = r["shaped_at"] + SHAPED_S

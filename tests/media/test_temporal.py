@@ -138,10 +138,14 @@ def test_switch_up_one_layer_at_a_time_at_sync_frames_and_down_at_once() -> None
 
 
 def test_a_screen_viewer_tries_the_base_layer_before_a_pause() -> None:
-    assert screen_target(PAUSED, 2) == 0  # from the full rate: a quarter first
-    assert screen_target(PAUSED, 1) == 0
-    assert screen_target(PAUSED, 0) == PAUSED  # the base layer does not fit either
-    assert screen_target(1, 2) == 1
+    assert screen_target(PAUSED, 2, "queue") == 0  # from the full rate: a quarter first
+    assert screen_target(PAUSED, 1, "loss") == 0
+    # At the base layer: paused when the link shows it cannot carry it...
+    for reason in ("loss", "queue", "saturated"):
+        assert screen_target(PAUSED, 0, reason) == PAUSED
+    # ...not for a falling estimate alone.
+    assert screen_target(PAUSED, 0, "estimate") == 0
+    assert screen_target(1, 2, "estimate") == 1
 
 
 def test_a_keyframe_lets_every_layer_through_and_pause_drops_everything() -> None:
