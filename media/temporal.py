@@ -132,12 +132,26 @@ def parse_descriptor(payload: bytes) -> Vp8Descriptor | None:
 def frame_layer(payload: bytes) -> FrameLayer | None:
     """The temporal layer of the VP8 frame whose (first) RTP payload is ``payload``; None when
     it has no TID (a stream without temporal layers) or is no VP8 descriptor."""
-    if len(payload) < 3 or not payload[0] & 0x80 or not payload[1] & 0x20:
-        return None  # fast path: no X, or no T (most streams)
-    descriptor = parse_descriptor(payload)
-    if descriptor is None or descriptor.tid is None:
+    # Once per frame on ingest: the fields read in place (parse_descriptor's layout).
+    n = len(payload)
+    if n < 3 or not payload[0] & 0x80:
         return None
-    return FrameLayer(descriptor.tid, descriptor.sync, descriptor.tl0picidx)
+    ext = payload[1]
+    if not ext & 0x20:
+        return None  # no T: no temporal layers (most streams)
+    pos = 2
+    if ext & 0x80:
+        pos += 2 if payload[2] & 0x80 else 1
+    tl0: int | None = None
+    if ext & 0x40:
+        if n <= pos:
+            return None
+        tl0 = payload[pos]
+        pos += 1
+    if n <= pos:
+        return None
+    byte = payload[pos]
+    return FrameLayer(byte >> 6, bool(byte & 0x20), tl0)
 
 
 def rewrite_descriptor(payload: bytes, picture_id_delta: int, tl0picidx_delta: int) -> bytes:
@@ -217,6 +231,13 @@ class TemporalFilter:
         was left out)."""
         if not self.picture_id_delta and not self.tl0picidx_delta:
             return payloads
+        first = payloads[0] if payloads else b""
+        if len(first) >= 4 and first[0] & 0x80 and first[1] == 0x80 and first[2] & 0x80:
+            # aiortc's packetizer (what the forwarding path sends): X, I, a 15-bit picture id
+            # and nothing else, the same id in every payload of the frame.
+            value = ((first[2] & 0x7F) << 8 | first[3]) + self.picture_id_delta
+            field = (0x8000 | (value & _PICTURE_ID_MASK_15)).to_bytes(2, "big")
+            return [p[:2] + field + p[4:] for p in payloads]
         return [
             rewrite_descriptor(p, self.picture_id_delta, self.tl0picidx_delta) for p in payloads
         ]

@@ -104,6 +104,15 @@ def test_each_target_forwards_its_share_of_the_frames() -> None:
     assert frame_rate_step(0, 2) == "1/2"
 
 
+def test_both_rewrites_agree() -> None:
+    """The forwarding path's payloads (aiortc's layout) take a fast path: same bytes."""
+    f = TemporalFilter(1)
+    f.picture_id_delta = -5
+    payloads = [descriptor(picture_id=3), descriptor(picture_id=3)[:2] + b"\x80\x03xyz"]
+    assert f.rewrite(payloads) == [rewrite_descriptor(p, -5, 0) for p in payloads]
+    assert vp8_picture_id(f.rewrite(payloads)[1]) == 0x7FFE
+
+
 def test_picture_ids_stay_continuous_when_frames_are_left_out() -> None:
     layers = l1t3(24)
     f = TemporalFilter(0)
