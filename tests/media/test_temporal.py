@@ -12,11 +12,12 @@ import pytest
 from aiortc.codecs.vpx import VpxPayloadDescriptor
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from media.forwarder import ForwardedTrack
+from media.forwarder import ForwardedTrack, SubscriberTrack
 from media.internals.ingest import IngestQueue
 from media.internals.jitter import ReleasedFrame
 from media.layers import VIDEO_OFF
 from media.rewrite import vp8_picture_id
+from media.router import MediaRouter
 from media.screen import ScreenSubscriberTrack
 from media.temporal import (
     PAUSED,
@@ -300,4 +301,31 @@ async def test_a_viewer_on_a_short_link_gets_a_lower_frame_rate_not_a_paused_scr
     screen.send(keyframe=True)
     screen.send()
     assert drain(sub) == []
+    # The link recovers: the base layer is probed, from a keyframe asked for (the TL0 frames
+    # left out were the references of the next ones).
+    plis = screen.plis
+    for _ in range(30):
+        sub.link_feedback(None, None, 0.0, 0.02, True)
+        if sub.filter.target == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert sub.filter.target == 0 and sub.layer == VIDEO_OFF and sub.waiting_keyframe
+    await asyncio.sleep(0.01)
+    assert screen.plis > plis
+    screen.send()  # a TL0 frame whose reference was never sent: not sent either
+    assert drain(sub) == [] and sub.layer == VIDEO_OFF
+    screen.send(keyframe=True)
+    assert len(drain(sub)) == 1 and sub.layer == 0 and sub.frame_rate == "1/4"
     sub.stop()
+
+
+async def test_a_node_to_node_leg_gets_every_frame_of_a_screen() -> None:
+    screen = Screen()
+    assert type(screen.track.subscribe("edge", whole=True)) is SubscriberTrack
+    assert type(screen.track.subscribe("viewer")) is ScreenSubscriberTrack
+    # The room's router makes every screen a screen (and a camera stays a camera).
+    router = MediaRouter()
+    shared = router.publish("li", "screen", "video", screen._pli)
+    camera = router.publish("li", "camera", "video", screen._pli)
+    assert type(shared.subscribe("viewer")) is ScreenSubscriberTrack
+    assert type(camera.subscribe("viewer")) is SubscriberTrack
