@@ -40,6 +40,7 @@ VIEWERS = (("wanghao", None), ("liming", SHAPED_KBIT))
 SCREEN_FPS = int(os.environ.get("HOMEROOM_SCREEN_FPS", "15"))
 SCREEN_MAX_BITRATE = 1_200_000
 NOISE = int(os.environ.get("HOMEROOM_SCREEN_NOISE", "96"))  # a square of fresh noise (pixels)
+RAMPED = 0.7  # the screen at this share of its maxBitrate has ramped up
 CLIMB_S = float(os.environ.get("HOMEROOM_SCREEN_CLIMB_S", "30"))
 SHAPED_S = float(os.environ.get("HOMEROOM_SCREEN_SHAPED_S", "24"))
 POLL_S = 0.5
@@ -162,14 +163,20 @@ async def watch(srv: Any, context: Any, result: dict[str, Any]) -> None:
         await asyncio.sleep(POLL_S)
     # Both viewers climb to the full frame rate on their open links first (or not within the
     # time given, which the result shows): the shaping then has to move one of them.
+    # The teacher's encoder has ramped up too (a screen whose full rate fits the shaped link
+    # would shape nothing).
     climb_deadline = time.monotonic() + CLIMB_S
+    measured: list[float] | None = None
     while time.monotonic() < climb_deadline:
         steps = rates[-1]["frame_rates"]
-        if all(set((steps[name] or {}).values()) == {"1"} for name in pages):
+        measured = track.temporal.rates(asyncio.get_running_loop().time())
+        ramped = measured is not None and measured[-1] >= RAMPED * SCREEN_MAX_BITRATE
+        if ramped and all(set((steps[name] or {}).values()) == {"1"} for name in pages):
             break
         await asyncio.sleep(POLL_S)
         now = await poll()
     result["climbed"] = rates[-1]["frame_rates"]
+    result["ramped_kbit"] = [round(r / 1000) for r in measured or []]
     for name, kbit in VIEWERS:
         pair = now[name]["pair"]
         assert pair["local"]["address"] == pair["remote"]["address"] == "127.0.0.1", pair

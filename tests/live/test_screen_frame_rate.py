@@ -70,6 +70,7 @@ def test_a_short_link_gets_the_screen_at_a_lower_frame_rate_not_paused() -> None
         "steps": steps,
         "still_s": round(longest_still(window["liming"]), 2),
         "climbed": r["climbed"],
+        "ramped_kbit": r["ramped_kbit"],
     }
     shown = json.dumps(report)
     print(shown)
