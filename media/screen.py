@@ -103,6 +103,9 @@ class ScreenSubscriberTrack(SubscriberTrack):
         was_paused = self.filter.target == VIDEO_OFF
         self.filter.retarget(target)
         if target == VIDEO_OFF:
+            # Nothing is sent now: not waiting for a keyframe (the track would go on asking
+            # the publisher for one, for nobody).
+            self.waiting_keyframe = False
             self._set_layer(VIDEO_OFF)
         elif was_paused:
             # Back from a pause: the TL0 frames left out are references of the next ones.

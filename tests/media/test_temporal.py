@@ -297,7 +297,7 @@ async def test_a_viewer_on_a_short_link_gets_a_lower_frame_rate_not_a_paused_scr
     # Below a quarter: video paused (audio first), no frame at all, not even a keyframe.
     await asyncio.sleep(2.0)  # settled at the base layer: its loss now counts
     sub.link_feedback(10_000, 0.1, 0.3, 0.02, True)
-    assert sub.layer == VIDEO_OFF and sub.frame_rate == "paused"
+    assert sub.layer == VIDEO_OFF and sub.frame_rate == "paused" and not sub.waiting_keyframe
     screen.send(keyframe=True)
     screen.send()
     assert drain(sub) == []
