@@ -38,6 +38,7 @@ from media.freezes import FreezeMeter
 from media.internals import Packetizer, RTCEncodedFrame
 from media.pli import DEFAULT_PLI_INTERVAL, PliCoalescer
 from media.stats import SubscriberStats, TrackStats
+from media.temporal import FrameLayer, TemporalRates
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ JOIN_GOP_MAX_AGE = 0.4
 JOIN_GOP_MAX_FRAMES = 15
 
 RequestPli = Callable[[], Awaitable[bool]]
+# Makes a subscriber of a ForwardedTrack: (track, subscriber id, queue bound in frames).
+SubscriberFactory = Callable[["ForwardedTrack", str, int], "SubscriberTrack"]
 
 
 class TrackSource(Protocol):
@@ -262,6 +265,7 @@ class ForwardedTrack:
         source: str = "",
         pli_interval: float = DEFAULT_PLI_INTERVAL,
         queue_frames: int | None = None,
+        subscriber: SubscriberFactory | None = None,
     ) -> None:
         self.id = track_id or str(uuid.uuid4())
         self.kind = kind
@@ -288,6 +292,12 @@ class ForwardedTrack:
         self._gop_at = 0.0
         self._gop_until = 0.0
         self.on_ended: Callable[[ForwardedTrack], None] | None = None
+        # A screen share's viewers get the temporal layers their link carries (media.screen):
+        # each layer's rate, and the temporal layer of the frame being fanned out now (None:
+        # it has none, or a join GOP frame replayed).
+        self._make_subscriber: SubscriberFactory = subscriber or SubscriberTrack
+        self.temporal = TemporalRates()
+        self.frame_layer: FrameLayer | None = None
 
     # -- ingest (called by IngestQueue on the event loop) ------------------------------------
 
@@ -299,6 +309,10 @@ class ForwardedTrack:
         if keyframe:
             stats.keyframes_received += 1
             self._pli.keyframe_received()
+        # media.internals.ingest: a VP8 frame's temporal layer, if it has one.
+        layer = packet.opaque if isinstance(packet.opaque, FrameLayer) else None
+        if layer is not None:
+            self.temporal.add(layer.tid, packet.size)
         if self.paused:
             stats.frames_paused += 1
             return
@@ -322,6 +336,7 @@ class ForwardedTrack:
                     gop.append((frame, size))
                 else:
                     gop.clear()
+        self.frame_layer = layer
         for subscriber in self._active:
             subscriber._offer(frame, size, keyframe)
 
@@ -331,14 +346,16 @@ class ForwardedTrack:
 
     # -- subscribers ------------------------------------------------------------------------
 
-    def subscribe(self, subscriber_id: str) -> SubscriberTrack:
-        """A new track for ``subscriber_id``; it joins the fan-out on its first frame request."""
+    def subscribe(self, subscriber_id: str, whole: bool = False) -> SubscriberTrack:
+        """A new track for ``subscriber_id``; it joins the fan-out on its first frame request.
+        ``whole``: every frame, whatever the track's subscriber type (a node-to-node leg)."""
         if self.ended:
             raise MediaStreamError("track has ended")
         old = self._subscribers.get(subscriber_id)
         if old is not None:
             old.stop()
-        subscriber = SubscriberTrack(self, subscriber_id, self._queue_frames)
+        make = SubscriberTrack if whole else self._make_subscriber
+        subscriber = make(self, subscriber_id, self._queue_frames)
         self._subscribers[subscriber_id] = subscriber
         self.stats.subscribers[subscriber_id] = subscriber.stats
         self.expect_join()
@@ -376,6 +393,7 @@ class ForwardedTrack:
             and asyncio.get_running_loop().time() - self._gop_at <= JOIN_GOP_MAX_AGE
         ):
             self.stats.join_gop_starts += 1
+            self.frame_layer = None
             for frame, size in gop:
                 subscriber._offer(frame, size, frame is gop[0][0])
             return

@@ -28,9 +28,9 @@ RTT. The rules are the ones LiveKit's and mediasoup's allocators follow:
   only way to see the link recover). Without an estimate (the caller
   passes None for a stale one: a viewer that receives no video sends none) loss and RTT
   decide.
-* **Screen share keeps its resolution.** Its layers should be the same picture at lower frame
-  rates (the publisher's choice when it encodes them): the selector's rules are the same, only
-  the layers differ in frames per second, not in pixels, so text stays readable.
+* **Screen share keeps its resolution.** Its layers are the steps of its VP8 temporal layers
+  (full, 1/2, 1/4 of the frame rate, all at full size: ``media.temporal``); the selector's
+  rules are the same, only the layers differ in frames per second, not in pixels.
 
 Memory: a few floats per viewer and track, whatever the number of layers.
 """

@@ -20,6 +20,7 @@ from aiortc import RTCPeerConnection
 from media.forwarder import SubscriberTrack
 from media.internals import SharedPayloadSender
 from media.internals.selected_pair import selected_pair
+from media.screen import ScreenSubscriberTrack
 from media.simulcast import LayeredSubscriberTrack
 
 Path = Literal["udp", "tcp", "relayed"]
@@ -86,7 +87,8 @@ def signalled_type(pc: RTCPeerConnection, host: str, port: int) -> str | None:
 
 
 def leg_link(pc: RTCPeerConnection) -> dict[str, Any]:
-    """``{path, state, estimate_bps, loss, rtt_ms, bad, layers, freezes, freeze_s, frozen_s}``
+    """``{path, state, estimate_bps, loss, rtt_ms, bad, layers, frame_rates, freezes, freeze_s,
+    frozen_s}``
     of one leg (None where not known yet; the freezes are those of its received video)."""
     pair = selected_pair(pc)
     path: Path | None = None
@@ -100,6 +102,7 @@ def leg_link(pc: RTCPeerConnection) -> dict[str, Any]:
     loss = 0.0
     rtt: float | None = None
     layers: dict[str, int] = {}
+    frame_rates: dict[str, str] = {}
     now = asyncio.get_running_loop().time()
     freezes, freeze_s, frozen_s, freezing = 0, 0.0, 0.0, False
     for sender in pc.getSenders():
@@ -114,6 +117,8 @@ def leg_link(pc: RTCPeerConnection) -> dict[str, Any]:
             freezing = freezing or meter.recent(now)
         if isinstance(track, LayeredSubscriberTrack) and track.readyState == "live":
             layers[track.source.id] = track.layer
+        if isinstance(track, ScreenSubscriberTrack) and track.readyState == "live":
+            frame_rates[track.source.id] = track.frame_rate
         s_estimate, s_loss, s_rtt = sender.link()
         # The worst of the viewer's video streams (they share one link).
         if s_estimate is not None:
@@ -121,7 +126,7 @@ def leg_link(pc: RTCPeerConnection) -> dict[str, Any]:
         loss = max(loss, s_loss)
         if s_rtt is not None:
             rtt = s_rtt if rtt is None else max(rtt, s_rtt)
-    paused = any(layer < 0 for layer in layers.values())
+    paused = any(layer < 0 for layer in layers.values()) or "paused" in frame_rates.values()
     reasons = assess(estimate, loss, rtt, freezing, paused)
     return {
         "path": path,
@@ -132,6 +137,9 @@ def leg_link(pc: RTCPeerConnection) -> dict[str, Any]:
         "bad": reasons,
         # Tracks in layers: the layer this viewer receives of each (-1: video paused).
         "layers": layers,
+        # Screen shares: the share of the frame rate this viewer receives of each ("1", "1/2",
+        # "1/4", "paused": video paused for its connection).
+        "frame_rates": frame_rates,
         # Its video's freezes (>= 0.5 s) so far, their total length, and how long it has been
         # frozen now (0: it is not).
         "freezes": freezes,

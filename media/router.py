@@ -17,6 +17,7 @@ from aiortc import RTCRtpReceiver
 from media.forwarder import ForwardedTrack, RequestPli, SubscriberTrack
 from media.internals import install_ingest, send_pli
 from media.pli import DEFAULT_PLI_INTERVAL
+from media.screen import ScreenSubscriberTrack
 from media.simulcast import LayeredTrack
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,8 @@ class MediaRouter:
             source=source,
             pli_interval=self._pli_interval,
             queue_frames=self._queue_frames,
+            # A screen share's viewers each get the frame rate their link carries.
+            subscriber=ScreenSubscriberTrack if source == "screen" else None,
         )
         track.on_ended = self._on_track_ended
         self._tracks[track.id] = track

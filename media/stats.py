@@ -19,6 +19,9 @@ class SubscriberStats:
     bytes_forwarded: int = 0
     # Frames skipped while waiting for a keyframe (on join, after a drop, after resume).
     frames_skipped: int = 0
+    # A screen share: frames of temporal layers above what this viewer's link carries (or
+    # every frame while its video is paused), left out (media/screen.py).
+    frames_thinned: int = 0
     # Times this subscriber's queue overflowed and was emptied.
     queue_drops: int = 0
     # PLI/FIR received from this subscriber (forwarded to the publisher, coalesced).

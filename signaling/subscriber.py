@@ -33,6 +33,7 @@ from media.forwarder import ForwardedTrack, SubscriberTrack
 from media.ice import announce_address, bind_media_ports, rtc_configuration
 from media.internals import set_stream_id
 from media.router import MediaRouter
+from media.screen import ScreenSubscriberTrack
 from media.simulcast import LayeredSubscriberTrack, LayeredTrack
 from signaling.candidates import CandidateBuffer
 from signaling.codecs import CodecPolicy, with_opus_fmtp
@@ -253,8 +254,12 @@ class SubscribeSession:
                 ((track_id, index), layer.subscribe(self.participant_id))
                 for index, layer in enumerate(forwarded.layers)
             ]
+        if self.relay and isinstance(forwarded, ForwardedTrack):
+            # Every frame of a screen share too: the next node's viewers choose there.
+            return [((track_id, None), forwarded.subscribe(self.participant_id, whole=True))]
         track = forwarded.subscribe(self.participant_id)
-        if isinstance(track, LayeredSubscriberTrack):
+        if isinstance(track, LayeredSubscriberTrack | ScreenSubscriberTrack):
+            # A screen share's "layer": the temporal layers it gets (its frame rate).
             track.on_change = self._layer_changed
         return [((track_id, None), track)]
 
@@ -262,7 +267,7 @@ class SubscribeSession:
         """The offer waiting for the client's answer, if one is."""
         return self._offer if self.state is SubscribeState.HAVE_LOCAL_OFFER else None
 
-    def _layer_changed(self, track: LayeredSubscriberTrack) -> None:
+    def _layer_changed(self, track: LayeredSubscriberTrack | ScreenSubscriberTrack) -> None:
         if self.on_layer is not None:
             self.on_layer(track.source.id, track.layer)
 

@@ -39,8 +39,9 @@ from aiortc.rtcrtpreceiver import TimestampMapper
 from aiortc.rtp import RtpPacket
 
 from media.internals.base import AiortcInternalsError
-from media.internals.jitter import ReleasingJitterBuffer
+from media.internals.jitter import ReleasedFrame, ReleasingJitterBuffer
 from media.keyframes import is_keyframe
+from media.temporal import frame_layer
 
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
 OPUS_TIME_BASE = fractions.Fraction(1, 48000)
@@ -105,6 +106,10 @@ class IngestQueue:
         packet.pts = frame.timestamp
         packet.time_base = self._time_base
         packet.is_keyframe = is_keyframe(codec.name, frame.data)
+        if codec.name == "VP8" and isinstance(frame, ReleasedFrame):
+            # Its temporal layer (None without one), read from the payload descriptor the
+            # depacketizer strips (media.temporal).
+            packet.opaque = frame_layer(frame.first_payload)
         self._on_packet(codec, packet)
 
     def get(self) -> None:

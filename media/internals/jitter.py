@@ -31,6 +31,16 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
 
 
+class ReleasedFrame(JitterFrame):
+    """A complete frame, with the RTP payload of its first packet as it arrived (the codec's
+    payload descriptor, which the depacketized ``data`` no longer has: a VP8 frame's
+    temporal layer)."""
+
+    def __init__(self, data: bytes, timestamp: int, first_payload: bytes) -> None:
+        super().__init__(data=data, timestamp=timestamp)
+        self.first_payload = first_payload
+
+
 class ReleasingJitterBuffer(JitterBuffer):
     """aiortc's jitter buffer (same capacity, overflow and PLI rules) with frame release on
     completion. Memory: ``capacity`` packet slots, as aiortc's."""
@@ -84,7 +94,8 @@ class ReleasingJitterBuffer(JitterBuffer):
         data = b"".join(p._data for p in run)  # type: ignore[attr-defined]
         if not data or timestamp is None:
             return end, None
-        return end, JitterFrame(data=data, timestamp=timestamp)
+        first_payload = next((p.payload for p in run if p.payload), b"")
+        return end, ReleasedFrame(data, timestamp, first_payload)
 
     def take_ready(self) -> list[JitterFrame]:
         """The further frames the last packet completed, in order (then forgotten)."""

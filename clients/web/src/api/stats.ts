@@ -10,6 +10,9 @@ export interface LegLink {
   bad: ("loss" | "rtt" | "bandwidth" | "freezes")[];
   /** Tracks sent in layers: the layer this viewer receives of each (-1: video paused). */
   layers?: Record<string, number>;
+  /** Screen shares: the share of the frame rate this viewer receives of each (docs/media.md,
+   * "Screen share"); "paused": video paused for its connection. */
+  frame_rates?: Record<string, "1" | "1/2" | "1/4" | "paused">;
   /** Its received video's freezes (>= 0.5 s, as the server sees them), their total length and
    * how long it has been frozen now (0: it is not). */
   freezes?: number;

@@ -415,6 +415,24 @@ function cameraLayerMids(e: Engine): Record<string, number> {
   return Object.fromEntries(layers.map((tr, i) => [tr!.mid!, i]));
 }
 
+/** The screen in VP8 with temporal layers (docs/media.md, "Screen share"): the server sends each
+ *  viewer the frame rate its link carries (full, 1/2, 1/4), always at full resolution. The
+ *  first mode the browser takes; one plain encoding if it refuses them all. */
+const SCREEN_SCALABILITY = ["L1T3", "L1T2"];
+
+function addScreen(leg: Leg, track: MediaStreamTrack, stream: MediaStream): RTCRtpTransceiver {
+  for (const scalabilityMode of SCREEN_SCALABILITY) {
+    try {
+      // (WebRTC-SVC's field; TypeScript's DOM types do not have it yet.)
+      const encoding: RTCRtpEncodingParameters & { scalabilityMode: string } = { scalabilityMode };
+      return leg.pc.addTransceiver(track, { direction: "sendonly", streams: [stream], sendEncodings: [encoding] });
+    } catch {
+      // Not supported here: the next one.
+    }
+  }
+  return leg.pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+}
+
 function attach(e: Engine, leg: Leg, source: MediaSource, track: MediaStreamTrack, stream: MediaStream): void {
   const tr = e.senders[source];
   if (tr && tr.currentDirection !== "stopped") {
@@ -422,7 +440,10 @@ function attach(e: Engine, leg: Leg, source: MediaSource, track: MediaStreamTrac
     tr.direction = "sendonly";
   } else {
     const sendEncodings = source === "camera" ? [{ maxBitrate: CAMERA_TOP_BITRATE }] : undefined;
-    e.senders[source] = leg.pc.addTransceiver(track, { direction: "sendonly", streams: [stream], sendEncodings });
+    e.senders[source] =
+      source === "screen"
+        ? addScreen(leg, track, stream)
+        : leg.pc.addTransceiver(track, { direction: "sendonly", streams: [stream], sendEncodings });
     if (source === "screen") {
       const params = e.senders[source]!.sender.getParameters();
       params.degradationPreference = "maintain-resolution";
@@ -516,7 +537,8 @@ export async function toggleScreen(): Promise<void> {
   }
   const track = stream.getVideoTracks()[0];
   // Text must stay readable: under a short uplink the encoder keeps the resolution and lowers
-  // the frame rate first (docs/media.md, "Screen share").
+  // the frame rate first, and so does the server for a viewer's short downlink (temporal
+  // layers, attach below; docs/media.md, "Screen share").
   track.contentHint = "detail";
   // The browser's own "stop sharing" button.
   track.addEventListener("ended", () => {

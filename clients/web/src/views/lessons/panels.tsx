@@ -202,6 +202,9 @@ function useLinks(sessionId: number, enabled: boolean): SessionStats["links"] {
   return links;
 }
 
+// Frame-rate steps of a screen share, lowest first (docs/media.md, "Screen share").
+const SCREEN_STEPS = ["paused", "1/4", "1/2", "1"] as const;
+
 function LinkTags(props: { link: { publish?: LegLink; subscribe?: LegLink } | undefined }) {
   const legs = [props.link?.subscribe, props.link?.publish].filter((l): l is LegLink => !!l);
   const path = legs.find((l) => l.path)?.path;
@@ -215,6 +218,9 @@ function LinkTags(props: { link: { publish?: LegLink; subscribe?: LegLink } | un
   const detail = t("live.link.detail", rtt ?? "–", Math.round(loss * 100)) + freezes;
   const received = Object.values(sub?.layers ?? {});
   const layer = received.length ? Math.min(...received) : null;
+  // The lowest frame-rate step of the screen shares this person receives.
+  const steps = Object.values(sub?.frame_rates ?? {});
+  const step = SCREEN_STEPS.find((s) => steps.includes(s)) ?? null;
   const mic = props.link?.publish?.audio?.microphone ?? null;
   return (
     <>
@@ -235,6 +241,15 @@ function LinkTags(props: { link: { publish?: LegLink; subscribe?: LegLink } | un
       {layer !== null ? (
         <span class="tag tag-muted link-layer" data-layer={layer}>
           {layer < 0 ? t("live.link.audioOnly") : t("live.link.layer", layer + 1)}
+        </span>
+      ) : null}
+      {step !== null ? (
+        <span class="tag tag-muted link-screen-rate" data-frame-rate={step}>
+          {step === "paused"
+            ? t("live.link.screenPaused")
+            : step === "1"
+              ? t("live.link.screenFull")
+              : t("live.link.screenRate", step)}
         </span>
       ) : null}
       {path ? (
