@@ -126,9 +126,11 @@ class DatagramBatch:
         # Per slot: (transport, addr) for a send that falls back to sendto.
         self.targets: list[tuple[Any, Any] | None] = [None] * SLOTS
         self.scheduled = False
-        # Packets the kernel refused (an error other than "try again"), and the calls made.
+        # Packets the kernel refused (an error other than "try again"); sendmmsg calls made and
+        # the packets they sent; packets that went through a transport's sendto instead.
         self.dropped = 0
         self.calls = 0
+        self.packets = 0
         self.fallbacks = 0
 
     def commit(
@@ -179,6 +181,7 @@ class DatagramBatch:
             sent = _lib.sendmmsg(fd, msgs + start, end - start, 0)
             if sent > 0:
                 start += sent
+                self.packets += sent
                 continue
             err = _ffi.errno
             if err == errno.EINTR:

@@ -100,6 +100,7 @@ class _DatagramSink:
 
     __slots__ = (
         "addr",
+        "batch",
         "batch_target",
         "direct",
         "dtls",
@@ -126,6 +127,7 @@ class _DatagramSink:
         self.name: Any = None
         self.name_length = 0
         self.batch_target: tuple[Any, Any] | None = None
+        self.batch: sendmmsg.DatagramBatch | None = None  # the running loop's
 
     def resolve(self, dtls: RTCDtlsTransport) -> bool:
         """True if packets can go straight to the UDP transport; raises ConnectionError."""
@@ -165,6 +167,7 @@ class _DatagramSink:
             return
         self.fd, self.name, self.name_length = fd, name, len(name)
         self.batch_target = (transport, addr)
+        self.batch = sendmmsg.batch_for(asyncio.get_running_loop())
 
     def send(
         self,
@@ -228,7 +231,8 @@ class _DatagramSink:
     ) -> int:
         """As :meth:`send`, each packet built and protected in a slot of the loop's
         ``sendmmsg`` arena; they leave with the iteration's batch (``sendmmsg.flush``)."""
-        batch = sendmmsg.batch_for(asyncio.get_running_loop())
+        batch = self.batch
+        assert batch is not None
         buffer, pointers, slot_bytes = batch.buffer, batch.pointers, sendmmsg.SLOT_BYTES
         length = _packet_buffer().length
         head_length = 4 + len(tail)
