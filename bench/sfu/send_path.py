@@ -28,13 +28,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import uvloop  # noqa: E402
-from aioice.ice import StunProtocol  # noqa: E402
-from pylibsrtp import Policy, Session  # noqa: E402
+import uvloop
+from aioice.ice import StunProtocol
+from pylibsrtp import Policy, Session
 
-from media.internals import sendmmsg, srtp_send  # noqa: E402
-from media.internals.egress import _Egress  # noqa: E402
-from media.internals.srtp_send import _DatagramSink  # noqa: E402
+from media.internals import sendmmsg, srtp_send
+from media.internals.egress import _Egress
+from media.internals.srtp_send import _DatagramSink
 
 VIDEO = [os.urandom(1100), os.urandom(1100), os.urandom(700)]
 AUDIO = [os.urandom(120)]
