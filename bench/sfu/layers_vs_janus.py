@@ -25,6 +25,12 @@ spread, the packets per second per viewer of both (video and audio), each cycle'
 layers (``like_for_like``: every viewer on the top layer at both ends of the window), and,
 to show what pairing removes, the ratios of windows from different cycles (``unpaired``).
 Prints ``RESULT <json>`` last.
+
+Options: ``--udp-mux`` (Homeroom's media on one UDP port, ``media_udp_port``); ``--against DIR``
+(instead of Janus, a second Homeroom running the code of the checkout DIR, named ``base`` in
+the result: a change measured as a paired ratio, this code's / DIR's, in the same seconds);
+``LAYERS_PROFILE_DIR`` / ``LAYERS_PROFILE_TOOLS`` in the environment profile every window
+(below).
 """
 
 from __future__ import annotations
