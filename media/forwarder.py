@@ -28,7 +28,7 @@ import math
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -100,7 +100,12 @@ class SubscriberTrack(MediaStreamTrack):
         self._max_frames = max_frames
         self._queue: deque[tuple[RTCEncodedFrame, int]] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        # The forwarding sender reading this track (``SharedPayloadSender``, set by it): while
+        # it waits for a frame, the fan-out sends a frame in its own call (``_send_now``).
+        # False after that failed once: the sender's loop sends everything.
+        self.direct_sender: Any = None
         self._joined = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it joined on
         self._last_pli = -math.inf
         self.waiting_keyframe = True
         # This viewer's freezes as the SFU sees them (video only).
@@ -118,11 +123,15 @@ class SubscriberTrack(MediaStreamTrack):
         :meth:`interrupt` was called while it waited (the sender looks at the track again)."""
         if not self._joined:
             self._joined = True
+            self._loop = asyncio.get_running_loop()
             self._source._attach(self)
         while not self._queue:
             if self.readyState != "live":
                 raise MediaStreamError
-            self._waiter = asyncio.get_running_loop().create_future()
+            # The loop read once (each asyncio.get_running_loop() is a getpid() system call
+            # in Python 3.11), here 65 times a second per viewer.
+            assert self._loop is not None
+            self._waiter = self._loop.create_future()
             try:
                 await self._waiter
             finally:
@@ -131,6 +140,10 @@ class SubscriberTrack(MediaStreamTrack):
                 self._interrupted = False
                 return None
         frame, size = self._queue.popleft()
+        self._count(frame, size)
+        return frame
+
+    def _count(self, frame: RTCEncodedFrame, size: int) -> None:
         packets = len(frame.payloads)
         stats = self.stats
         stats.frames_forwarded += 1
@@ -140,7 +153,6 @@ class SubscriberTrack(MediaStreamTrack):
         track_stats.frames_forwarded += 1
         track_stats.packets_forwarded += packets
         track_stats.bytes_forwarded += size
-        return frame
 
     def request_keyframe(self) -> None:
         """This subscriber's PLI/FIR (from its SharedPayloadSender): passed on at most once per
@@ -226,11 +238,33 @@ class SubscriberTrack(MediaStreamTrack):
                 self.freezes.decoder_stopped(asyncio.get_running_loop().time())
                 self._ask_keyframe()
                 return
-        if keyframe:
+        if keyframe and self.kind == "video":
+            # (Every audio frame is a keyframe, and an audio decoder is never marked stopped.)
             self.freezes.keyframe_sent(asyncio.get_running_loop().time())
             self._freeze_stats()
+        if not queue:
+            waiter = self._waiter
+            sender = self.direct_sender
+            if (
+                sender
+                and waiter is not None
+                and not waiter.done()
+                and self._send_now(sender, frame)
+            ):
+                self._count(frame, size)
+                return
         queue.append((frame, size))
         self._wake()
+
+    def _send_now(self, sender: Any, frame: RTCEncodedFrame) -> bool:
+        # The sender waits for a frame (its queue is empty): it sends this one in this call.
+        try:
+            return bool(sender._send_now(self, frame))
+        except Exception:
+            # Never let one viewer's send break the fan-out to the others: its loop sends.
+            logger.exception("sending a frame at once failed; the sender's loop takes over")
+            self.direct_sender = False  # not again for this track
+            return False
 
     def _restart_at_keyframe(self) -> None:
         self._queue.clear()

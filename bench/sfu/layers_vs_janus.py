@@ -25,6 +25,12 @@ spread, the packets per second per viewer of both (video and audio), each cycle'
 layers (``like_for_like``: every viewer on the top layer at both ends of the window), and,
 to show what pairing removes, the ratios of windows from different cycles (``unpaired``).
 Prints ``RESULT <json>`` last.
+
+Options: ``--udp-mux`` (Homeroom's media on one UDP port, ``media_udp_port``); ``--against DIR``
+(instead of Janus, a second Homeroom running the code of the checkout DIR, named ``base`` in
+the result: a change measured as a paired ratio, this code's / DIR's, in the same seconds);
+``LAYERS_PROFILE_DIR`` / ``LAYERS_PROFILE_TOOLS`` in the environment profile every window
+(below).
 """
 
 from __future__ import annotations
@@ -61,6 +67,12 @@ PUBLISH_SETTLE_S = 5.0  # the publisher's encoders reach their layers' rates (tr
 WORKERS_PER_SERVER = 2  # viewer processes per server
 TOP_SUBSTREAM = 2
 LAUNCHER = [str(BENCH / "sfu" / "homeroom_page_server.py")]
+# ``--against DIR``: instead of Janus, a second Homeroom from another checkout of the code (its
+# own bench/sfu/homeroom_page_server.py puts DIR first on its path), measured the same way, in
+# the same seconds: a change's effect as a paired ratio (this code's / DIR's), named "base".
+AGAINST: Path | None = None
+OTHER = "janus"
+UDP_MUX = False  # --udp-mux: Homeroom's media on one UDP port (media_udp_port)
 # libwebrtc sends fewer RID layers than asked below 960x540 (two at 640x480: the quarter-size
 # one stays off); this field trial lifts that limit, so Janus gets three layers as Homeroom
 # does (its layers are separate m-lines, never limited).
@@ -212,13 +224,59 @@ def cpu_between(before: dict[int, int], after: dict[int, int]) -> float:
     return sum(ns - before.get(tid, 0) for tid, ns in after.items()) / 1e9
 
 
-async def window(sides: list[Side]) -> dict[str, dict[str, Any]]:
+# A directory: every window is also profiled (CPU figures of such a run are not comparable):
+# py-spy on Homeroom's server (--nonblocking: the stops of --native land in system calls; raw
+# stacks, for a diff of the window with one viewer against the one with all), ``perf trace -s``
+# (syscalls per thread) and ``perf record`` (CPU samples by function, the kernel's too) on both
+# servers. LAYERS_PROFILE_TOOLS picks among "spy,trace,perf" (default: all; each one's own
+# overhead shows in the others': py-spy's reads and perf trace's tracepoints: one at a time).
+PROFILE_DIR = os.environ.get("LAYERS_PROFILE_DIR")
+PROFILE_TOOLS = set(os.environ.get("LAYERS_PROFILE_TOOLS", "spy,trace,perf").split(","))
+PY_SPY = str(Path(sys.executable).with_name("py-spy"))
+
+
+async def profilers(sides: list[Side], label: str) -> list[asyncio.subprocess.Process]:
+    if not PROFILE_DIR:
+        return []
+    out = Path(PROFILE_DIR)
+    os.makedirs(out, exist_ok=True)
+    procs = []
+    for side in sides:
+        pid = str(side.server.pid)
+        if "trace" in PROFILE_TOOLS:
+            perf = ["timeout", "-s", "INT", str(WINDOW_S), "perf", "trace", "-s", "-p", pid]
+            perf += ["-o", str(out / f"{label}-{side.name}-syscalls.txt")]
+            procs.append(await asyncio.create_subprocess_exec(*perf))
+        if "perf" in PROFILE_TOOLS:
+            record = ["perf", "record", "-e", "cpu-clock", "-F", "999", "-q", "-p", pid]
+            record += ["-o", str(out / f"{label}-{side.name}-perf.data")]
+            record += ["--", "sleep", str(WINDOW_S)]
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    *record, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+                )
+            )
+        if side.name == "homeroom" and "spy" in PROFILE_TOOLS:
+            spy = [PY_SPY, "record", "--nonblocking", "--format", "raw", "-r", "200"]
+            spy += ["-d", str(int(WINDOW_S)), "-p", pid, "-o", str(out / f"{label}-py-spy.txt")]
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    *spy, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+                )
+            )
+    return procs
+
+
+async def window(sides: list[Side], label: str = "") -> dict[str, dict[str, Any]]:
     """One CPU window over the same seconds for every server, with what their viewers got."""
     before = await asyncio.gather(*(s.packets() for s in sides))
     layers0 = await asyncio.gather(*(s.layers() for s in sides))
+    profiling = await profilers(sides, label)
     c0 = [thread_cpu_ns(s.server.pid) for s in sides]
     (b0, t0), m0 = fanout.machine_busy(), time.monotonic()
     await asyncio.sleep(WINDOW_S)
+    for proc in profiling:
+        await proc.wait()
     c1 = [thread_cpu_ns(s.server.pid) for s in sides]
     (b1, t1), dt = fanout.machine_busy(), time.monotonic() - m0
     after = await asyncio.gather(*(s.packets() for s in sides))
@@ -265,6 +323,8 @@ def summarize_viewers(viewers: dict[str, dict[str, float]], ids: set[str]) -> di
 
 async def climbed(side: Side, total: int) -> float | None:
     """Seconds until every Homeroom viewer receives the top layer (None: not within the time)."""
+    if side.server.name != "homeroom":
+        return 0.0  # Janus: every viewer asked for the top substream
     start = time.monotonic()
     while time.monotonic() - start < CLIMB_TIMEOUT_S:
         if await side.layers() == {"2": total}:
@@ -287,6 +347,10 @@ def spread(values: list[float]) -> dict[str, Any]:
     }
 
 
+def mux_port() -> int:
+    return fanout.free_udp_port() if UDP_MUX else 0
+
+
 async def run(tmp: Path, result: dict[str, Any]) -> None:
     started = fanout.Started()
     # The page for Janus comes from here (Janus serves no pages); Homeroom serves its own.
@@ -304,41 +368,54 @@ async def run(tmp: Path, result: dict[str, Any]) -> None:
         "extra_viewers": EXTRA,
         "cycles": CYCLES,
         "window_s": WINDOW_S,
+        "other": OTHER,
+        "udp_mux": UDP_MUX,
     }
     try:
         async with async_playwright() as pw:
             context = await launch_chromium(pw, tmp / "chromium-profile", FLAGS)
             try:
                 (tmp / "homeroom").mkdir()
-                (tmp / "janus").mkdir()
+                (tmp / OTHER).mkdir()
                 seq = tmp / "unused.seq"
                 homeroom = await fanout.start_homeroom(
-                    started, tmp / "homeroom", seq, launcher=LAUNCHER
+                    started, tmp / "homeroom", seq, mux_port(), launcher=LAUNCHER
                 )
-                binary, shim = fanout.prepare_janus(tmp / "janus", tmp / "janus" / "apt.log")
-                janus = await fanout.start_janus(started, tmp / "janus", seq, binary, shim)
                 hpage, jpage = await context.new_page(), await context.new_page()
+                if AGAINST is not None:
+                    other_launcher = [str(AGAINST / "bench" / "sfu" / "homeroom_page_server.py")]
+                    janus = await fanout.start_homeroom(
+                        started, tmp / OTHER, seq, mux_port(), launcher=other_launcher
+                    )
+                else:
+                    binary, shim = fanout.prepare_janus(tmp / "janus", tmp / "janus" / "apt.log")
+                    janus = await fanout.start_janus(started, tmp / "janus", seq, binary, shim)
                 htarget = await publish_homeroom(hpage, homeroom)
-                jtarget = await publish_janus(
-                    jpage, janus, f"http://127.0.0.1:{port}/test/live.html"
-                )
+                if AGAINST is not None:
+                    jtarget = await publish_homeroom(jpage, janus)
+                else:
+                    jtarget = await publish_janus(
+                        jpage, janus, f"http://127.0.0.1:{port}/test/live.html"
+                    )
                 await asyncio.sleep(PUBLISH_SETTLE_S)
                 sides = [
                     Side("homeroom", homeroom, hpage, htarget),
-                    Side("janus", janus, jpage, jtarget),
+                    Side(OTHER, janus, jpage, jtarget),
                 ]
                 for side in sides:
                     await side.start_workers(started, tmp / side.name)
                 await asyncio.gather(*(side.join(BASE, extra=False) for side in sides))
                 result["publisher_before"] = {s.name: await publisher_layers(s.page) for s in sides}
                 for r in range(CYCLES):
-                    await climbed(sides[0], BASE)
+                    await asyncio.gather(*(climbed(side, BASE) for side in sides))
                     await asyncio.sleep(SETTLE_S)
-                    base = await window(sides)
+                    base = await window(sides, f"c{r}-base")
                     await asyncio.gather(*(side.join(EXTRA, extra=True) for side in sides))
-                    climb = await climbed(sides[0], BASE + EXTRA)
+                    climb, *_ = await asyncio.gather(
+                        *(climbed(side, BASE + EXTRA) for side in sides)
+                    )
                     await asyncio.sleep(SETTLE_S)
-                    loaded = await window(sides)
+                    loaded = await window(sides, f"c{r}-loaded")
                     cycle: dict[str, Any] = {"cycle": r, "climb_s": climb}
                     for side in sides:
                         b, lo = base[side.name], loaded[side.name]
@@ -356,7 +433,7 @@ async def run(tmp: Path, result: dict[str, Any]) -> None:
                             "base_viewers": summarize_viewers(
                                 b["viewers"], set(b["viewers"]) - extra_ids
                             ),
-                            "layers": lo["layers"] if side.name == "homeroom" else None,
+                            "layers": lo["layers"] if side.server.name == "homeroom" else None,
                             "publisher": await publisher_layers(side.page),
                         }
                     cycle["loadavg"] = round(os.getloadavg()[0], 1)
@@ -365,7 +442,9 @@ async def run(tmp: Path, result: dict[str, Any]) -> None:
                         loaded["homeroom"]["machine_busy_cores"],
                     ]
                     top = {"2": BASE + EXTRA}
-                    cycle["like_for_like"] = loaded["homeroom"]["layers"] == [top, top]
+                    cycle["like_for_like"] = all(
+                        loaded[side.name]["layers"] in ([top, top], [None, None]) for side in sides
+                    )
                     fanout.say(f"cycle {r}: {cycle}")
                     cycles.append(cycle)
                     await asyncio.gather(*(side.leave_extra() for side in sides))
@@ -387,7 +466,7 @@ def analyse(cycles: list[dict[str, Any]]) -> dict[str, Any]:
     def ratios(key: str, only_like: bool) -> list[float]:
         out = []
         for c in cycles:
-            hr, jn = c["homeroom"][key], c["janus"][key]
+            hr, jn = c["homeroom"][key], c[OTHER][key]
             if (c["like_for_like"] or not only_like) and hr is not None and jn and jn > 0:
                 out.append(hr / jn)
         return out
@@ -395,7 +474,7 @@ def analyse(cycles: list[dict[str, Any]]) -> dict[str, Any]:
     def unpaired(key: str) -> list[float]:
         out = []
         for a, b in itertools.permutations(cycles, 2):
-            hr, jn = a["homeroom"][key], b["janus"][key]
+            hr, jn = a["homeroom"][key], b[OTHER][key]
             if a["like_for_like"] and b["like_for_like"] and hr is not None and jn and jn > 0:
                 out.append(hr / jn)
         return out
@@ -429,18 +508,22 @@ def analyse(cycles: list[dict[str, Any]]) -> dict[str, Any]:
                 "kbit_s_per_viewer": median_of(name, "extra", "median_kbit_s"),
                 "fps_per_viewer": median_of(name, "extra", "median_fps"),
             }
-            for name in ("homeroom", "janus")
+            for name in ("homeroom", OTHER)
         },
     }
 
 
 async def main() -> int:
-    global CYCLES, EXTRA
+    global AGAINST, CYCLES, EXTRA, OTHER, UDP_MUX
     parser = argparse.ArgumentParser()
     parser.add_argument("--cycles", type=int, default=CYCLES)
     parser.add_argument("--extra", type=int, default=EXTRA)
+    parser.add_argument("--against", type=Path, default=None)
+    parser.add_argument("--udp-mux", action="store_true")
     args = parser.parse_args()
-    CYCLES, EXTRA = args.cycles, args.extra
+    CYCLES, EXTRA, UDP_MUX = args.cycles, args.extra, args.udp_mux
+    if args.against is not None:
+        AGAINST, OTHER = args.against.resolve(), "base"
     return await report_result(run, "homeroom-layers-vs-janus-", 120 + 75 * CYCLES)
 
 

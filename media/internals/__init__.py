@@ -10,8 +10,9 @@ SFU needs what aiortc does not offer publicly, one concept per module:
   it is complete (its marker bit) instead of when the next frame starts.
 * ``egress`` — ``SharedPayloadSender``: frames packetized once per track for every subscriber,
   sent by a replacement of aiortc's RTP loop that keeps its counters, NACK/RTX and stats.
-* ``srtp_send`` — that loop's send path: SRTP in place with libsrtp, one ``sendto`` per packet
-  on the nominated ICE pair.
+* ``srtp_send`` — that loop's send path: SRTP in place with libsrtp on the nominated ICE pair,
+  the packets of a loop iteration sent with one ``sendmmsg`` per UDP socket (``sendmmsg``: libc
+  through cffi's ABI mode, no private internals; one ``sendto`` per packet where it is missing).
 * ``transport_cc`` — transport-wide congestion control on a publish leg: negotiated in the
   answer (the transceivers' private extensions and codecs), fed by every packet, REMB off.
 * ``codecs`` — codec negotiation helpers aiortc does not export.

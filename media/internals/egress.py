@@ -304,6 +304,18 @@ class SharedPayloadSender(RTCRtpSender):
             self.replaceTrack(None)
         getattr(self, _SENDER_RTP_EXITED).set()
 
+    # The RTP loop's state (set when it starts) is the sender's, so that the fan-out can also
+    # send a frame in its own call (:meth:`_send_now`) while the loop waits for one.
+    _sink: _DatagramSink | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _video = False
+    _sequence_number = 0
+    _timestamp_origin = 0
+    _timestamp = 0  # the last frame's
+    _sent_at = 0.0  # when the last frame was sent (loop time)
+    _packet_count = 0
+    _octet_count = 0
+
     async def _forward(self, codec: RTCRtpCodecParameters) -> None:
         egress = self._egress
         assert egress is not None and egress.payload_type == codec.payloadType
@@ -312,23 +324,21 @@ class SharedPayloadSender(RTCRtpSender):
         payload_type = egress.payload_type
         marker_type = 0x80 | payload_type
         head = _RTP_HEAD.pack
-        ssrc = self._ssrc
-        sequence_number = random_sequence_number()
-        timestamp_origin = random32()
-        packet_count = getattr(self, _SENDER_PACKET_COUNT)
-        octet_count = getattr(self, _SENDER_OCTET_COUNT)
-        sink = _DatagramSink()
-        loop = asyncio.get_running_loop()
-        frame_times: deque[tuple[int, float]] = deque(maxlen=FRAME_TIMES)
-        self.frame_times = frame_times
-        video = self.kind == "video"
-        timestamp = timestamp_origin
-        sent_at = loop.time()  # when the last frame was sent
+        self._sequence_number = random_sequence_number()
+        self._timestamp = self._timestamp_origin = random32()
+        self._packet_count = getattr(self, _SENDER_PACKET_COUNT)
+        self._octet_count = getattr(self, _SENDER_OCTET_COUNT)
+        sink = self._sink = _DatagramSink()
+        loop = self._loop = asyncio.get_running_loop()
+        self.frame_times = deque(maxlen=FRAME_TIMES)
+        video = self._video = self.kind == "video"
+        self._sent_at = loop.time()
         while True:
-            if self.track is None:
+            track = self.track
+            if track is None:
                 await asyncio.sleep(0.02)  # idle until replaceTrack(), as aiortc's loop
                 continue
-            if video and getattr(self.track, "video_paused", False):
+            if video and getattr(track, "video_paused", False):
                 # Video paused for the viewer's link: a small padding packet now and then
                 # keeps its browser reporting on this stream (about once a second, with the
                 # loss and the RTT) and estimating the link, so the layer selection learns
@@ -346,64 +356,106 @@ class SharedPayloadSender(RTCRtpSender):
                     # frozen one made every report look like the one before and the RTT from
                     # them grow without end.
                     ntp = _ntp_now()
-                    elapsed = int((loop.time() - sent_at) * codec.clockRate)
-                    await self._send_padding(timestamp, sequence_number)
-                    sequence_number = (sequence_number + 1) & 0xFFFF
+                    elapsed = int((loop.time() - self._sent_at) * codec.clockRate)
+                    timestamp = self._timestamp
+                    await self._send_padding(timestamp, self._sequence_number)
+                    self._sequence_number = (self._sequence_number + 1) & 0xFFFF
                     setattr(self, _SENDER_NTP_TIMESTAMP, ntp)
                     setattr(self, _SENDER_RTP_TIMESTAMP, (timestamp + elapsed) & 0xFFFFFFFF)
                     continue
             else:
                 frame = await self._next_encoded_frame(codec)
-            if frame is None:
+            if frame is None or not frame.payloads:
                 continue
-            payloads = frame.payloads
-            if not payloads:
-                continue
-
-            # Once per frame: one clock read, the bytes after the sequence number.
-            ntp = _ntp_now()
-            timestamp = (timestamp_origin + frame.timestamp) & 0xFFFFFFFF
-            first_byte, tail = egress.frame_header(
-                timestamp, ssrc, (ntp >> 14) & 0x00FFFFFF, frame.audio_level
-            )
-            last = len(payloads) - 1
-            sent_at = loop.time()
-            if video:
-                frame_times.append((sequence_number, sent_at))
-            frame_octets = sum(map(len, payloads))
-            # Retransmissions may add at most RTX_SHARE of what the stream sends.
-            self._rtx_budget = min(self._rtx_budget + RTX_SHARE * frame_octets, RTX_BUDGET_MAX)
-
             dtls = self.transport
             if srtp_send.DIRECT_DATAGRAMS and sink.resolve(dtls):
-                sent_bytes = sink.send(
-                    first_byte, payload_type, sequence_number, tail, payloads, history
+                self._send_direct(frame, dtls)
+                continue
+            # A relayed (TURN) pair: through aiortc's coroutine chain, one packet at a time.
+            payloads = frame.payloads
+            ntp, timestamp, first_byte, tail, frame_octets = self._frame_header(frame)
+            sequence_number = self._sequence_number
+            last = len(payloads) - 1
+            send_rtp = dtls._send_rtp
+            for i, payload in enumerate(payloads):
+                second_byte = marker_type if i == last else payload_type
+                history[sequence_number % history_size] = (
+                    sequence_number,
+                    second_byte,
+                    tail,
+                    payload,
                 )
-                sequence_number = (sequence_number + last + 1) & 0xFFFF
-                octet_count += frame_octets
-                # RTCDtlsTransport's own counters (its getStats), as _send_rtp keeps them.
-                setattr(dtls, _DTLS_TX_BYTES, getattr(dtls, _DTLS_TX_BYTES) + sent_bytes)
-                setattr(dtls, _DTLS_TX_PACKETS, getattr(dtls, _DTLS_TX_PACKETS) + last + 1)
-            else:
-                send_rtp = dtls._send_rtp
-                for i, payload in enumerate(payloads):
-                    second_byte = marker_type if i == last else payload_type
-                    history[sequence_number % history_size] = (
-                        sequence_number,
-                        second_byte,
-                        tail,
-                        payload,
-                    )
-                    await send_rtp(head(first_byte, second_byte, sequence_number) + tail + payload)
-                    octet_count += len(payload)
-                    sequence_number = (sequence_number + 1) & 0xFFFF
+                await send_rtp(head(first_byte, second_byte, sequence_number) + tail + payload)
+                sequence_number = (sequence_number + 1) & 0xFFFF
+            self._sequence_number = sequence_number
+            self._sent(ntp, timestamp, last + 1, frame_octets)
 
-            # What aiortc's RTCP loop puts in the next sender report (and getStats reads).
-            packet_count += last + 1
-            setattr(self, _SENDER_NTP_TIMESTAMP, ntp)
-            setattr(self, _SENDER_RTP_TIMESTAMP, timestamp)
-            setattr(self, _SENDER_PACKET_COUNT, packet_count)
-            setattr(self, _SENDER_OCTET_COUNT, octet_count)
+    def _frame_header(self, frame: RTCEncodedFrame) -> tuple[int, int, int, bytes, int]:
+        """Once per frame: one clock read, the bytes after the sequence number, the frame's
+        send time (video) and its share of the retransmission budget; returns (NTP time,
+        RTP timestamp, first header byte, header bytes after the sequence number, payload
+        bytes)."""
+        egress = self._egress
+        assert egress is not None and self._loop is not None
+        ntp = _ntp_now()
+        timestamp = self._timestamp = (self._timestamp_origin + frame.timestamp) & 0xFFFFFFFF
+        first_byte, tail = egress.frame_header(
+            timestamp, self._ssrc, (ntp >> 14) & 0x00FFFFFF, frame.audio_level
+        )
+        sent_at = self._sent_at = self._loop.time()
+        if self._video and self.frame_times is not None:
+            self.frame_times.append((self._sequence_number, sent_at))
+        frame_octets = sum(map(len, frame.payloads))
+        # Retransmissions may add at most RTX_SHARE of what the stream sends.
+        self._rtx_budget = min(self._rtx_budget + RTX_SHARE * frame_octets, RTX_BUDGET_MAX)
+        return ntp, timestamp, first_byte, tail, frame_octets
+
+    def _send_direct(self, frame: RTCEncodedFrame, dtls: Any) -> None:
+        """One frame on the direct path (the sink resolved): synchronous, no await."""
+        egress, sink = self._egress, self._sink
+        assert egress is not None and sink is not None
+        payloads = frame.payloads
+        ntp, timestamp, first_byte, tail, frame_octets = self._frame_header(frame)
+        sent_bytes = sink.send(
+            first_byte, egress.payload_type, self._sequence_number, tail, payloads, egress.history
+        )
+        count = len(payloads)
+        self._sequence_number = (self._sequence_number + count) & 0xFFFF
+        # RTCDtlsTransport's own counters (its getStats), as _send_rtp keeps them.
+        setattr(dtls, _DTLS_TX_BYTES, getattr(dtls, _DTLS_TX_BYTES) + sent_bytes)
+        setattr(dtls, _DTLS_TX_PACKETS, getattr(dtls, _DTLS_TX_PACKETS) + count)
+        self._sent(ntp, timestamp, count, frame_octets)
+
+    def _sent(self, ntp: int, timestamp: int, packets: int, octets: int) -> None:
+        # What aiortc's RTCP loop puts in the next sender report (and getStats reads).
+        self._packet_count += packets
+        self._octet_count += octets
+        setattr(self, _SENDER_NTP_TIMESTAMP, ntp)
+        setattr(self, _SENDER_RTP_TIMESTAMP, timestamp)
+        setattr(self, _SENDER_PACKET_COUNT, self._packet_count)
+        setattr(self, _SENDER_OCTET_COUNT, self._octet_count)
+
+    def _send_now(self, track: Any, frame: RTCEncodedFrame) -> bool:
+        """Called by ``track``'s fan-out while this sender's loop waits for a frame: send
+        ``frame`` at once, in the fan-out's own call (no future, task step and coroutine
+        resumptions per frame and viewer). False when the loop must send it: not the current
+        track, disabled, paused video, no direct pair (relayed, not yet resolved), or not
+        connected (the loop then ends as aiortc's would)."""
+        if self.track is not track or not self._enabled or not frame.payloads:
+            return False
+        sink = self._sink
+        if sink is None or not srtp_send.DIRECT_DATAGRAMS:
+            return False
+        if self._video and getattr(track, "video_paused", False):
+            return False
+        dtls = self.transport
+        try:
+            if not sink.resolve(dtls):
+                return False
+        except ConnectionError:
+            return False
+        self._send_direct(frame, dtls)
+        return True
 
     def _sent_before(self, sequence_number: int, at: float) -> bool:
         """Whether the frame of ``sequence_number`` was sent before loop time ``at`` (False
@@ -698,6 +750,8 @@ class SharedPayloadSender(RTCRtpSender):
 
     async def _next_encoded_frame(self, codec: RTCRtpCodecParameters) -> RTCEncodedFrame | None:
         track: Any = self.track
+        if getattr(track, "direct_sender", False) is None:
+            track.direct_sender = self  # its fan-out may send frames through _send_now
         try:
             frame: RTCEncodedFrame | None = await track.recv_encoded()
         except MediaStreamError:

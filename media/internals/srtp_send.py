@@ -8,6 +8,7 @@ aiortc's, aioice's and pylibsrtp's private state (named below; checked by ``chec
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import threading
 import time
@@ -20,7 +21,9 @@ from aiortc.rtcdtlstransport import State as DtlsState
 from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
 
+from media.internals import sendmmsg
 from media.internals.tcp_mux import TcpStunProtocol
+from media.internals.udp_mux import _MuxTransport
 
 # RTCDtlsTransport's transmit counters (its getStats), kept as its _send_rtp keeps them.
 _DTLS_TX_BYTES = "_RTCDtlsTransport__tx_bytes"
@@ -45,6 +48,10 @@ _DTLS_CONNECTED = DtlsState.CONNECTED
 # through aiortc's RTCDtlsTransport._send_rtp instead.
 DIRECT_DATAGRAMS = True
 _DIRECT_PROTOCOLS = (StunProtocol, TcpStunProtocol)
+# On a UDP pair (the node's shared port or aioice's own socket), build each packet in a slot of
+# the loop's ``sendmmsg`` arena: the packets of one loop iteration leave with one system call
+# per socket (``sendmmsg``). False (or no ``sendmmsg`` here): one ``sendto`` per packet.
+BATCH_DATAGRAMS = True
 
 
 def _ntp_now() -> int:
@@ -91,7 +98,20 @@ class _DatagramSink:
     stay the same (a pair does not change after nomination in aioice).
     """
 
-    __slots__ = ("addr", "direct", "dtls", "pair", "session", "srtp", "transport")
+    __slots__ = (
+        "addr",
+        "batch",
+        "batch_target",
+        "direct",
+        "dtls",
+        "fd",
+        "name",
+        "name_length",
+        "pair",
+        "session",
+        "srtp",
+        "transport",
+    )
 
     def __init__(self) -> None:
         self.dtls: Any = None
@@ -101,6 +121,13 @@ class _DatagramSink:
         self.srtp: Any = None
         self.transport: Any = None
         self.addr: Any = None
+        # Batched sends (``sendmmsg``): the socket, the destination as a sockaddr, and the
+        # (socket's transport, addr) a fallback sends with; fd None: one sendto per packet.
+        self.fd: int | None = None
+        self.name: Any = None
+        self.name_length = 0
+        self.batch_target: tuple[Any, Any] | None = None
+        self.batch: sendmmsg.DatagramBatch | None = None  # the running loop's
 
     def resolve(self, dtls: RTCDtlsTransport) -> bool:
         """True if packets can go straight to the UDP transport; raises ConnectionError."""
@@ -115,12 +142,32 @@ class _DatagramSink:
             self.direct = type(protocol) in _DIRECT_PROTOCOLS
             # Keep the Session referenced: it frees the libsrtp context when collected.
             self.session = dtls._tx_srtp
+            self.fd = None
             if self.direct:
                 self.srtp = getattr(self.session, _SRTP_SESSION)[0]
                 self.transport = protocol.transport
                 self.addr = pair.remote_addr
+                if type(protocol) is StunProtocol:
+                    self._batch_on(protocol.transport, pair.remote_addr)
             self.pair, self.dtls = pair, dtls
         return self.direct
+
+    def _batch_on(self, transport: Any, addr: Any) -> None:
+        """Batch this pair's packets when its socket can be had: aioice's own UDP transport,
+        or the shared port's (``udp_mux``) once the pair's address is learned there."""
+        if not (BATCH_DATAGRAMS and sendmmsg.AVAILABLE):
+            return
+        if isinstance(transport, _MuxTransport):
+            if addr not in transport.addresses or transport.endpoint.transport is None:
+                return  # its sendto learns the address first
+            transport = transport.endpoint.transport
+        fd = sendmmsg.socket_fd(transport)
+        name = sendmmsg.sockaddr(addr) if fd is not None else None
+        if name is None:
+            return
+        self.fd, self.name, self.name_length = fd, name, len(name)
+        self.batch_target = (transport, addr)
+        self.batch = sendmmsg.batch_for(asyncio.get_running_loop())
 
     def send(
         self,
@@ -132,6 +179,12 @@ class _DatagramSink:
         history: list[Any],
     ) -> int:
         """Build, protect and send one frame's packets; returns the bytes sent (SRTP)."""
+        if self.fd is not None and not self.transport.is_closing():
+            needed = 4 + len(tail) + max(map(len, payloads)) + _SRTP_MAX_TRAILER
+            if needed <= sendmmsg.SLOT_BYTES:
+                return self._send_batched(
+                    first_byte, payload_type, sequence_number, tail, payloads, history
+                )
         packet = _packet_buffer()
         head_length = 4 + len(tail)
         needed = head_length + max(map(len, payloads)) + _SRTP_MAX_TRAILER
@@ -164,5 +217,57 @@ class _DatagramSink:
             data = buffer[0 : length[0]]  # bytes: the transport may queue it
             sendto(data, addr)
             sent += len(data)
+            sequence_number = (sequence_number + 1) & 0xFFFF
+        return sent
+
+    def _send_batched(
+        self,
+        first_byte: int,
+        payload_type: int,
+        sequence_number: int,
+        tail: bytes,
+        payloads: list[bytes],
+        history: list[Any],
+    ) -> int:
+        """As :meth:`send`, each packet built and protected in a slot of the loop's
+        ``sendmmsg`` arena; they leave with the iteration's batch (``sendmmsg.flush``)."""
+        batch = self.batch
+        assert batch is not None
+        buffer, pointers, slot_bytes = batch.buffer, batch.pointers, sendmmsg.SLOT_BYTES
+        length = _packet_buffer().length
+        head_length = 4 + len(tail)
+        pack_head = _RTP_HEAD.pack_into
+        protect, srtp = _srtp_protect, self.srtp
+        commit, fd, name, name_length = batch.commit, self.fd, self.name, self.name_length
+        target = self.batch_target
+        assert fd is not None and target is not None
+        history_size = len(history)
+        last = len(payloads) - 1
+        marker_type = 0x80 | payload_type
+        sent = 0
+        for i, payload in enumerate(payloads):
+            slot = batch.count
+            if slot == sendmmsg.SLOTS:
+                batch.flush()
+                slot = 0
+            offset = slot * slot_bytes
+            second_byte = marker_type if i == last else payload_type
+            pack_head(buffer, offset, first_byte, second_byte, sequence_number)
+            buffer[offset + 4 : offset + head_length] = tail
+            end = head_length + len(payload)
+            buffer[offset + head_length : offset + end] = payload
+            length[0] = end
+            status = protect(srtp, pointers[slot], length)
+            if status:
+                raise pylibsrtp.Error(pylibsrtp.ERRORS[status])
+            history[sequence_number % history_size] = (
+                sequence_number,
+                second_byte,
+                tail,
+                payload,
+            )
+            protected = length[0]
+            commit(slot, protected, fd, name, name_length, target)
+            sent += protected
             sequence_number = (sequence_number + 1) & 0xFFFF
         return sent

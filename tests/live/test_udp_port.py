@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from clients.live import LiveParticipant
 from media.ice import UDP_MUX
+from media.internals import sendmmsg
 from realtime import demo
 from realtime.actions.accounts import create_user
 from realtime.actions.roster import add_member
@@ -128,6 +129,15 @@ async def test_a_lesson_with_many_viewers_uses_one_udp_port(tmp_path: Path) -> N
                 assert pair.local_addr == ("127.0.0.1", port)
                 assert pair.remote_addr[0] == "127.0.0.1" and pair.remote_addr[1] != port
         assert mux.connections >= 1 + VIEWERS
+
+        # The viewers' packets leave the shared socket together: one sendmmsg per loop
+        # iteration carries a frame for many viewers (media/internals/sendmmsg.py).
+        batch = sendmmsg.batch_for(asyncio.get_running_loop())
+        calls, packets = batch.calls, batch.packets
+        await eventually(lambda: batch.calls - calls >= 50, 20, "50 sendmmsg calls")
+        calls, packets = batch.calls - calls, batch.packets - packets
+        assert calls > 0 and packets / calls > 2, (calls, packets)
+        assert batch.dropped == 0
 
         # The host sees each participant's path and what each viewer's reports say.
 

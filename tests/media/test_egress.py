@@ -10,6 +10,7 @@ pylibsrtp upgrade, read the new source before touching anything else.
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import os
 import socket
@@ -35,7 +36,7 @@ from aiortc.rtp import (
 from pylibsrtp import Policy, Session
 
 from media import MediaRouter
-from media.internals import SharedPayloadSender, srtp_send
+from media.internals import SharedPayloadSender, sendmmsg, srtp_send
 from media.internals.egress import _Egress
 from media.internals.srtp_send import _DatagramSink
 from signaling import PublishSession, SubscribeSession
@@ -157,30 +158,40 @@ class NoConnection:
         pass
 
 
-async def udp_sink(wire: Wire) -> tuple[_DatagramSink, Any]:
-    """A _DatagramSink wired as resolve() wires it, on an aioice StunProtocol's transport."""
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(
-        lambda: StunProtocol(NoConnection()),  # type: ignore[arg-type]
-        local_addr=("127.0.0.1", 0),
-    )
+async def udp_sink(
+    wire: Wire, batched: bool = False, transport: Any = None
+) -> tuple[_DatagramSink, Any]:
+    """A _DatagramSink wired as resolve() wires it, on an aioice StunProtocol's transport
+    (a new one unless given); ``batched``: its packets go through the loop's sendmmsg batch."""
+    if transport is None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: StunProtocol(NoConnection()),  # type: ignore[arg-type]
+            local_addr=("127.0.0.1", 0),
+        )
     sink = _DatagramSink()
     sink.direct = True
     sink.srtp = wire.tx._srtp[0]
     sink.transport = transport
     sink.addr = wire.sock.getsockname()
+    if batched:
+        assert sendmmsg.AVAILABLE, "sendmmsg through cffi on this machine"
+        sink._batch_on(transport, sink.addr)
+        assert sink.fd is not None
     return sink, transport
 
 
 @pytest.mark.timeout(10)
+@pytest.mark.parametrize("batched", [False, True], ids=["sendto", "sendmmsg"])
 @pytest.mark.parametrize(("extensions", "mid"), EXTENSION_CASES)
 async def test_sent_packets_are_aiortcs_bytes(
-    wire: Wire, extensions: list[tuple[int, str]], mid: str | None
+    wire: Wire, extensions: list[tuple[int, str]], mid: str | None, batched: bool
 ) -> None:
     params = parameters(extensions, mid)
     egress = _Egress(params)
     ext_map = extension_map(params)
-    sink, transport = await udp_sink(wire)
+    sink, transport = await udp_sink(wire, batched)
+    batch = sendmmsg.batch_for(asyncio.get_running_loop())
     try:
         # VP8-like (equal sizes, short last), H.264-like (uneven), one packet, a keyframe
         # of 71 packets, and a sequence number wrap.
@@ -195,8 +206,14 @@ async def test_sent_packets_are_aiortcs_bytes(
             timestamp = (0xFFFFF000 + 3000 * n) & 0xFFFFFFFF  # wraps too
             abs_send_time = 0xABCDEF - n
             first_byte, tail = egress.frame_header(timestamp, ssrc, abs_send_time, None)
+            calls = batch.calls
             sent = sink.send(first_byte, 96, sequence_number, tail, payloads, egress.history)
+            if batched:
+                # Nothing left yet: the frame waits in the arena for this iteration's flush.
+                assert wire.nothing_more()
             received = await asyncio.to_thread(wire.receive, len(payloads))
+            # One system call for the whole frame (71 packets for the keyframe).
+            assert batch.calls - calls == (1 if batched else 0)
             expected = [
                 aiortc_packet(
                     params,
@@ -238,6 +255,120 @@ async def test_audio_level_extension_as_aiortc(wire: Wire) -> None:
             audio_level=42,
         )
         assert received == packet.serialize(extension_map(params))
+    finally:
+        transport.close()
+
+
+@pytest.mark.timeout(10)
+async def test_one_sendmmsg_carries_every_viewers_frame() -> None:
+    """Two viewers on one socket (the node's shared port): both frames leave in one call,
+    each viewer's packets intact and in order."""
+    wires = [Wire(), Wire()]
+    egress = _Egress(parameters([(1, MID), (3, ABS_SEND_TIME)]))
+    sink, transport = await udp_sink(wires[0], batched=True)
+    other, _ = await udp_sink(wires[1], batched=True, transport=transport)
+    batch = sendmmsg.batch_for(asyncio.get_running_loop())
+    try:
+        frames = [[os.urandom(1200), os.urandom(1200), os.urandom(99)], [os.urandom(60)]]
+        first_byte, tail = egress.frame_header(3000, 0x1234, 0x10, None)
+        calls = batch.calls
+        for s, payloads in zip((sink, other), frames, strict=True):
+            s.send(first_byte, 96, 500, tail, payloads, egress.history)
+        assert batch.count == 4
+        for w, payloads in zip(wires, frames, strict=True):
+            received = await asyncio.to_thread(w.receive, len(payloads))
+            assert [RtpPacket.parse(r).payload for r in received] == payloads
+            assert [RtpPacket.parse(r).sequence_number for r in received] == list(
+                range(500, 500 + len(payloads))
+            )
+        assert batch.calls - calls == 1
+    finally:
+        transport.close()
+        for w in wires:
+            w.close()
+
+
+class QueuingTransport:
+    """A datagram transport that still holds queued datagrams: sendto only records."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.sent: list[tuple[bytes, Any]] = []
+        self.held = 1
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.real.get_extra_info(name, default)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return self.held
+
+    def sendto(self, data: bytes, addr: Any = None) -> None:
+        self.sent.append((bytes(data), addr))
+        self.real.sendto(data, addr)
+
+
+class RefusingLib:
+    """libc's sendmmsg answering EAGAIN (the socket's send buffer full)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def sendmmsg(self, fd: int, msgs: Any, count: int, flags: int) -> int:
+        self.calls += 1
+        sendmmsg._ffi.errno = errno.EAGAIN
+        return -1
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("why", ["queued-in-transport", "eagain"])
+async def test_batch_falls_back_to_sendto_in_order(
+    wire: Wire, why: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What sendmmsg cannot send now goes through the transport's own sendto, in order: when
+    the transport still holds datagrams (uvloop's queue), or when the kernel says EAGAIN."""
+    egress = _Egress(parameters([(1, MID)]))
+    real, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: StunProtocol(NoConnection()),  # type: ignore[arg-type]
+        local_addr=("127.0.0.1", 0),
+    )
+    queuing = QueuingTransport(real)
+    if why == "eagain":
+        queuing.held = 0
+        refusing = RefusingLib()
+        monkeypatch.setattr(sendmmsg, "_lib", refusing)
+    sink, _ = await udp_sink(wire, batched=True, transport=queuing)
+    try:
+        payloads = [os.urandom(700) for _ in range(5)]
+        first_byte, tail = egress.frame_header(90, 0x42, 0, None)
+        sink.send(first_byte, 96, 7, tail, payloads, egress.history)
+        received = await asyncio.to_thread(wire.receive, len(payloads))
+        assert [RtpPacket.parse(r).payload for r in received] == payloads
+        # Every packet went through sendto, in order (the RTP header is in the clear).
+        assert [int.from_bytes(d[2:4], "big") for d, _ in queuing.sent] == list(range(7, 12))
+        assert {a for _, a in queuing.sent} == {wire.sock.getsockname()}
+        if why == "eagain":
+            assert refusing.calls == 1
+    finally:
+        real.close()
+
+
+@pytest.mark.timeout(5)
+async def test_batch_flushes_a_full_arena_at_once(wire: Wire) -> None:
+    """More packets than the arena holds in one iteration: the full arena is sent at once and
+    the rest with the iteration's flush, all in order."""
+    egress = _Egress(parameters([(1, MID)]))
+    sink, transport = await udp_sink(wire, batched=True)
+    wire.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    try:
+        count = sendmmsg.SLOTS + 10
+        payloads = [i.to_bytes(2, "big") + bytes(100) for i in range(count)]
+        first_byte, tail = egress.frame_header(90, 0x42, 0, None)
+        sink.send(first_byte, 96, 0, tail, payloads, egress.history)
+        received = await asyncio.to_thread(wire.receive, count)
+        assert [RtpPacket.parse(r).payload for r in received] == payloads
     finally:
         transport.close()
 
@@ -304,14 +435,45 @@ async def forwarding_pair(
 
 
 @pytest.mark.timeout(20)
-@pytest.mark.parametrize("direct", [True, False], ids=["direct-datagrams", "aiortc-send-rtp"])
-async def test_every_send_mode_decodes(monkeypatch: pytest.MonkeyPatch, direct: bool) -> None:
+@pytest.mark.parametrize(
+    ("direct", "batched"),
+    [(True, True), (True, False), (False, False)],
+    ids=["sendmmsg", "direct-datagrams", "aiortc-send-rtp"],
+)
+async def test_every_send_mode_decodes(
+    monkeypatch: pytest.MonkeyPatch, direct: bool, batched: bool
+) -> None:
     monkeypatch.setattr(srtp_send, "DIRECT_DATAGRAMS", direct)
+    monkeypatch.setattr(srtp_send, "BATCH_DATAGRAMS", batched)
+    batch = sendmmsg.batch_for(asyncio.get_running_loop())
+    calls, packets = batch.calls, batch.packets
+    # Frames sent in the fan-out's own call (SharedPayloadSender._send_now), not by the loop.
+    sent_now: list[bool] = []
+    send_now = SharedPayloadSender._send_now
+
+    def counting(self: SharedPayloadSender, track: Any, frame: Any) -> bool:
+        sent = send_now(self, track, frame)
+        sent_now.append(sent)
+        return sent
+
+    monkeypatch.setattr(SharedPayloadSender, "_send_now", counting)
     router = MediaRouter()
     publisher, subscriber, track_id, sender = await forwarding_pair(router)
     try:
         received = subscriber.by_track(track_id)
         await wait_for(lambda: received.frames >= 20, 8, "20 decoded frames")
+        # The frames went the way asked: through the loop's sendmmsg batch or not at all.
+        if batched:
+            assert batch.calls > calls and batch.packets - packets >= 20
+        else:
+            assert batch.calls == calls
+        # On a direct pair most frames leave from the fan-out (the loop takes those that
+        # arrive while it is busy); through aiortc's send path, none.
+        if direct:
+            assert sum(sent_now) >= 10, sent_now.count(True)
+        else:
+            assert not any(sent_now)
+        assert batch.dropped == 0
         tail = received.counters[-10:]
         assert all(b > a for a, b in itertools.pairwise(tail)), tail
         transport_stats = next(
