@@ -289,11 +289,13 @@ async def test_an_upload_cancelled_from_its_progress_bar_is_gone(
     await wang.goto(f"{server.url}/#/class/{cid}/chat/students")
     # The first chunk is held on its way (a slow network), so the cancel lands mid-upload.
     release = asyncio.Event()
+    held = asyncio.Event()
     patched: list[str] = []
 
     async def slow(route: Route) -> None:
         if route.request.method == "PATCH":
             patched.append(route.request.url.rsplit("/", 1)[1])
+            held.set()
             await release.wait()
         with contextlib.suppress(Exception):  # the browser may have aborted it meanwhile
             await route.continue_()
@@ -310,6 +312,9 @@ async def test_an_upload_cancelled_from_its_progress_bar_is_gone(
     )
     item = wang.locator(".pending-files li[data-upload=uploading]")
     await expect(item.locator("progress")).to_be_visible()
+    # Cancelled while its first chunk is on its way (the bar shows as soon as the upload is
+    # created, before that chunk leaves: a click then did not land mid-upload; CI).
+    await asyncio.wait_for(held.wait(), 10)
     await item.get_by_role("button", name="取消上传").click()
     await expect(wang.locator(".pending-files li")).to_have_count(0)
     release.set()
