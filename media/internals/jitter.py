@@ -16,8 +16,20 @@ decoder to feed smoothly (each viewer's own jitter buffer does that), so
   1-packet-per-frame stream (a low layer, audio) does not stay behind by one frame per repair.
 
 A run of padding-only packets (empty payload, sent by some encoders to probe bandwidth) is
-dropped, not released as an empty frame. A hole still holds everything behind it until it is
-repaired or the buffer overflows (aiortc's capacity rule, with its PLI), as before.
+dropped, not released as an empty frame.
+
+A hole holds the frames behind it while a retransmission may still fill it, and no longer:
+
+* video: until the newest packet is :data:`HOLE_WAIT_S` of media time (RTP timestamps, no
+  clock) past the incomplete frame at the head; then that frame is dropped, the frames behind
+  it leave, and ``add()`` asks for a keyframe (its PLI flag, which the receiver sends), as
+  aiortc does when its buffer overflows. aiortc only overflowed after 512 packets, and its
+  receiver NACKs a missing packet again only when a *new* gap appears: a packet lost with its
+  retransmission once the loss had stopped held a 15 fps one-packet-per-frame layer for 34 s
+  (seen in CI: a publisher's lower layers at 0 fps after its uplink's loss stopped);
+* audio: only for a packet reordered on the way (:data:`AUDIO_HOLE_WAIT_S`). Nobody
+  retransmits audio (aiortc's receiver NACKs video only): the packets behind a hole then
+  leave (aiortc held them until 16 had arrived, 320 ms of Opus, then let them go in a burst).
 
 The receiver calls ``add(packet)`` and takes one frame back (its private ``__jitter_buffer``,
 replaced by :func:`media.internals.ingest.install_ingest`); the other frames completed by the
@@ -29,6 +41,15 @@ from __future__ import annotations
 
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
+
+# Media time a video hole may hold the frames behind it: about two NACK round trips on a slow
+# school link (a retransmission that has not come by then is lost too).
+HOLE_WAIT_S = 0.5
+VIDEO_CLOCK_RATE = 90000
+# Audio is never retransmitted: a hole waits only for a packet reordered on the way (Opus's
+# 48 kHz clock; three 20 ms packets).
+AUDIO_HOLE_WAIT_S = 0.06
+AUDIO_CLOCK_RATE = 48000
 
 
 class ReleasedFrame(JitterFrame):
@@ -48,6 +69,63 @@ class ReleasingJitterBuffer(JitterBuffer):
     def __init__(self, capacity: int, is_video: bool) -> None:
         super().__init__(capacity=capacity, prefetch=0, is_video=is_video)
         self.ready: list[JitterFrame] = []
+        # How far (RTP ticks) the newest packet may get past a hole's head before it gives up.
+        self._hole_wait = (
+            int(HOLE_WAIT_S * VIDEO_CLOCK_RATE)
+            if is_video
+            else int(AUDIO_HOLE_WAIT_S * AUDIO_CLOCK_RATE)
+        )
+        # Holes given up (frames dropped behind them), for stats and tests.
+        self.holes_skipped = 0
+        # The timestamp of the last frame dropped: a late retransmission of it is dropped too
+        # (it would leave as a frame of its own, a fragment).
+        self._dropped_timestamp: int | None = None
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        if packet.timestamp == self._dropped_timestamp and self._is_video:
+            return False, None
+        pli, frame = super().add(packet)
+        while frame is None and self._skip_hole(packet.timestamp):
+            self.holes_skipped += 1
+            pli = pli or self._is_video
+            frame = self._remove_frame(packet.sequence_number)
+        return pli, frame
+
+    def _skip_hole(self, newest: int) -> bool:
+        """Drop what a hole at the head holds up if nothing will fill it (module docstring);
+        False if there is no such hole. Called when no frame is complete at the head."""
+        packets, capacity, origin = self._packets, self._capacity, self._origin
+        if origin is None:
+            return False
+        for offset in range(capacity):
+            head = packets[(origin + offset) % capacity]
+            if head is not None:
+                break
+        else:
+            return False
+        if not offset and not self._is_video:
+            return False  # no hole: an audio packet at the head leaves as it arrives
+        age = (newest - head.timestamp) & 0xFFFFFFFF
+        if age >= 1 << 31 or age < self._hole_wait:
+            return False  # the newest packet is not (long enough) past the head
+        if not self._is_video:
+            self.remove(offset)  # the hole only: the packets behind it leave
+            return True
+        # The head frame is incomplete (else it would have left) and stale: drop its packets
+        # and the hole before them. Slots after its last packet stay: they may be the next
+        # frame's first packets, still to be repaired. The newest packet, at a later
+        # timestamp, ends the scan.
+        last = offset
+        for index in range(offset + 1, capacity):
+            packet = packets[(origin + index) % capacity]
+            if packet is None:
+                continue
+            if packet.timestamp != head.timestamp:
+                break
+            last = index
+        self.remove(last + 1)
+        self._dropped_timestamp = head.timestamp
+        return True
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
         # Called by JitterBuffer.add() after each packet is stored.

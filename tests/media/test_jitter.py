@@ -96,6 +96,71 @@ def test_audio_packets_leave_one_by_one_without_prefetch() -> None:
 
 
 @pytest.mark.timeout(5)
+def test_audio_behind_a_lost_packet_leaves_after_60_ms_not_after_16_packets() -> None:
+    mine, stock = ReleasingJitterBuffer(16, is_video=False), JitterBuffer(16, prefetch=4)
+    assert released(mine, rtp(1, 960, b"o1")) == [(960, b"o1")]
+    for buffer in (mine, stock):
+        buffer.add(rtp(2, 1920, b"o2"))  # the last one both have released or hold
+    # 3 is lost (audio is never retransmitted): 4, 5, 6 wait for a reordered 3, 60 ms.
+    assert released(mine, rtp(4, 3840, b"o4")) == []
+    assert released(mine, rtp(5, 4800, b"o5")) == []
+    assert released(mine, rtp(6, 5760, b"o6")) == []
+    assert released(mine, rtp(7, 6720, b"o7")) == [
+        (3840, b"o4"), (4800, b"o5"), (5760, b"o6"), (6720, b"o7"),
+    ]  # fmt: skip
+    assert released(mine, rtp(3, 2880, b"o3")) == []  # too late: dropped
+    assert released(mine, rtp(8, 7680, b"o8")) == [(7680, b"o8")]
+    # aiortc holds everything behind the hole until its 16 slots overflow (320 ms).
+    held = [released(stock, rtp(seq, 960 * seq, b"x")) for seq in range(4, 18)]
+    assert held == [[]] * 14
+
+
+@pytest.mark.timeout(5)
+def test_a_video_hole_nothing_repairs_is_given_up_after_half_a_second_of_media() -> None:
+    buffer = video()
+    stock = JitterBuffer(capacity=512, is_video=True)
+    # A one-packet-per-frame layer at 15 fps (6000 ticks a frame): frame 2's packet is lost
+    # with its retransmission, and the loss stops (aiortc's receiver NACKs it no more).
+    assert released(buffer, rtp(1, 6000, b"f1", marker=True)) == [(6000, b"f1")]
+    stock.add(rtp(1, 6000, b"f1", marker=True))
+    seq, frames = 3, []
+    while seq < 11:  # 8 frames behind the hole, the last 0.47 s past the first
+        frames += released(buffer, rtp(seq, 6000 * seq, b"f%d" % seq, marker=True))
+        assert stock.add(rtp(seq, 6000 * seq, b"x", marker=True)) == (False, None)
+        seq += 1
+    assert frames == []  # still waiting: a retransmission may come
+    # The 9th is 0.5 s past the first one held: the hole is given up with the frame at the
+    # head (the buffer cannot tell where the lost packet belonged), every frame behind it
+    # leaves, and the receiver is told to ask for a keyframe.
+    pli, frame = buffer.add(rtp(seq, 6000 * seq, b"f11", marker=True))
+    assert pli and frame is not None
+    out = [(frame.timestamp, frame.data)] + [(f.timestamp, f.data) for f in buffer.take_ready()]
+    assert [ts // 6000 for ts, _ in out] == list(range(4, 12))
+    assert buffer.holes_skipped == 1
+    assert released(buffer, rtp(12, 72000, b"f12", marker=True)) == [(72000, b"f12")]
+    # aiortc's buffer still holds them all (until 512 packets: 34 s of such a layer).
+    assert stock.add(rtp(11, 66000, b"x", marker=True)) == (False, None)
+
+
+@pytest.mark.timeout(5)
+def test_a_given_up_frame_is_dropped_whole_and_the_next_frame_may_still_be_repaired() -> None:
+    buffer = video()
+    assert released(buffer, rtp(1, 3000, b"a1", marker=True)) == [(3000, b"a1")]
+    # Frame B (6000): its packet 3 lost for good; frame C (9000): its first packet 5 late.
+    buffer.add(rtp(2, 6000, b"b1"))
+    buffer.add(rtp(4, 6000, b"b3", marker=True))
+    buffer.add(rtp(6, 9000, b"c2", marker=True))
+    # Frames after C arrive until B is 0.5 s old (45000 ticks): B is dropped, C still waits.
+    pli, frame = buffer.add(rtp(7, 51000, b"d", marker=True))
+    assert pli and frame is None
+    assert buffer.holes_skipped == 1
+    # C's first packet arrives (a retransmission): C and D leave, C whole.
+    assert released(buffer, rtp(5, 9000, b"c1")) == [(9000, b"c1c2"), (51000, b"d")]
+    # B's retransmission coming now is not released as a fragment of a frame.
+    assert released(buffer, rtp(3, 6000, b"b2")) == []
+
+
+@pytest.mark.timeout(5)
 def test_frames_not_collected_are_forgotten_at_the_next_packet() -> None:
     buffer = video()
     assert released(buffer, rtp(1, 3000, b"a")) == []
