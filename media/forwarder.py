@@ -467,6 +467,19 @@ class ForwardedTrack:
         if self._active:
             self.request_keyframe()
 
+    def reference_lost(self) -> None:
+        """A frame never arrived (the ingest gave up a hole: ``media.internals.jitter``):
+        until the next keyframe every frame refers to what is gone. Each viewer restarts at
+        that keyframe, asked for at once (coalesced, and again while one waits) rather than
+        getting frames its decoder would draw wrong; the join GOP goes too."""
+        if self.kind != "video":
+            return
+        self._gop.clear()
+        for subscriber in self._active:
+            subscriber._restart_at_keyframe()
+        if self._active:
+            self.request_keyframe()
+
     # -- keyframe requests ------------------------------------------------------------------
 
     def request_keyframe(self) -> None:

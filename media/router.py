@@ -149,7 +149,7 @@ class MediaRouter:
         track = self.publish(
             participant_id, source, receiver.track.kind, lambda: send_pli(receiver)
         )
-        install_ingest(receiver, track.on_packet, track.on_end)
+        install_ingest(receiver, track.on_packet, track.on_end, track.reference_lost)
         return track
 
     def unpublish(self, track_id: str) -> None:

@@ -121,6 +121,10 @@ class IngestSlot:
         if self.target is not None:
             self.target.stop()
 
+    def on_gap(self) -> None:
+        if self.target is not None:
+            self.target.reference_lost()
+
     def request_pli(self) -> Awaitable[bool]:
         return send_pli(self.receiver)
 
@@ -375,7 +379,7 @@ class PublishSession:
             if receiver.track is track and transceiver.mid is not None:
                 slot = IngestSlot(receiver)
                 self._slots[transceiver.mid] = slot
-                install_ingest(receiver, slot.on_packet, slot.on_end)
+                install_ingest(receiver, slot.on_packet, slot.on_end, slot.on_gap)
                 if track.kind == "audio":
                     slot.audio_level = AudioLevel()
                     install_audio_level(receiver, slot.audio_level.packet)

@@ -215,7 +215,7 @@ class RelayIngest:
             if receiver.track is track and transceiver.mid is not None:
                 slot = IngestSlot(receiver)
                 self._slots[transceiver.mid] = slot
-                install_ingest(receiver, slot.on_packet, slot.on_end)
+                install_ingest(receiver, slot.on_packet, slot.on_end, slot.on_gap)
                 return
         logger.warning("relay %s: track %s without a transceiver", self.leg_id, track)
 

@@ -76,6 +76,7 @@ class IngestQueue:
         *,
         frames: ReleasingJitterBuffer | None = None,
         timestamps: TimestampMapper | None = None,
+        on_gap: Callable[[], None] | None = None,
     ) -> None:
         self._time_base = VIDEO_TIME_BASE if kind == "video" else OPUS_TIME_BASE
         self._on_packet = on_packet
@@ -86,6 +87,10 @@ class IngestQueue:
         # completed by the packet that completed the one put() gets.
         self._frames = frames
         self._timestamps = timestamps
+        # Called before the first frame after a hole the jitter buffer gave up (its
+        # reference is lost), and the count of those seen.
+        self._on_gap = on_gap
+        self._gaps = 0
 
     def put(self, item: tuple[RTCRtpCodecParameters, JitterFrame] | None) -> None:
         if item is None:
@@ -94,6 +99,10 @@ class IngestQueue:
             self._loop.call_soon_threadsafe(self._on_end)
             return
         codec, frame = item
+        if self._frames is not None and self._frames.holes_skipped != self._gaps:
+            self._gaps = self._frames.holes_skipped
+            if self._on_gap is not None:
+                self._on_gap()
         self._forward(codec, frame)
         if self._frames is not None and self._timestamps is not None:
             for more in self._frames.take_ready():
@@ -118,10 +127,14 @@ class IngestQueue:
 
 
 def install_ingest(
-    receiver: RTCRtpReceiver, on_packet: PacketCallback, on_end: Callable[[], None]
+    receiver: RTCRtpReceiver,
+    on_packet: PacketCallback,
+    on_end: Callable[[], None],
+    on_gap: Callable[[], None] | None = None,
 ) -> IngestQueue:
     """Route a receiver's encoded frames to ``on_packet(codec, packet)``, each as soon as it is
-    complete.
+    complete; ``on_gap()`` before the first frame after a hole that was given up (a lost frame:
+    the next ones refer to it).
 
     Call inside the peer connection's ``track`` event, before ``receive()`` starts the worker
     (no packet has reached the jitter buffer yet).
@@ -139,6 +152,7 @@ def install_ingest(
         on_end,
         frames=frames,
         timestamps=getattr(receiver, _RECEIVER_TIMESTAMP_MAPPER),
+        on_gap=on_gap,
     )
     setattr(receiver, _RECEIVER_JITTER_BUFFER, frames)
     setattr(receiver, _RECEIVER_DECODER_QUEUE, ingest)

@@ -22,8 +22,10 @@ A hole holds the frames behind it while a retransmission may still fill it, and 
 
 * video: until the newest packet is :data:`HOLE_WAIT_S` of media time (RTP timestamps, no
   clock) past the incomplete frame at the head; then that frame is dropped, the frames behind
-  it leave, and ``add()`` asks for a keyframe (its PLI flag, which the receiver sends), as
-  aiortc does when its buffer overflows. aiortc only overflowed after 512 packets, and its
+  it leave and :attr:`ReleasingJitterBuffer.holes_skipped` counts one more (the ingest tells
+  the forwarder, whose viewers wait for the keyframe it asks for: a frame whose reference is
+  gone would be drawn wrong). aiortc's own overflow rule did the same with a PLI flag and
+  passed the broken frames on, but only after 512 packets, and its
   receiver NACKs a missing packet again only when a *new* gap appears: a packet lost with its
   retransmission once the loss had stopped held a 15 fps one-packet-per-frame layer for 34 s
   (seen in CI: a publisher's lower layers at 0 fps after its uplink's loss stopped);
@@ -87,7 +89,6 @@ class ReleasingJitterBuffer(JitterBuffer):
         pli, frame = super().add(packet)
         while frame is None and self._skip_hole(packet.timestamp):
             self.holes_skipped += 1
-            pli = pli or self._is_video
             frame = self._remove_frame(packet.sequence_number)
         return pli, frame
 

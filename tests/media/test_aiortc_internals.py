@@ -20,6 +20,7 @@ from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import TimestampMapper, decoder_worker
+from aiortc.rtp import RtpPacket
 
 from media import internals
 from media.internals import (
@@ -119,6 +120,37 @@ async def test_ingest_maps_the_further_frames_a_packet_completed() -> None:
     ingest.put((VP8, JitterFrame(b"\x10\x02\x00a", mapper.map(90000))))
     assert got == [(0, b"\x10\x02\x00a"), (3000, b"\x11b"), (6000, b"\x11c")]
     assert frames.ready == []
+
+
+@pytest.mark.timeout(5)
+async def test_ingest_tells_of_a_hole_given_up_before_the_frames_behind_it() -> None:
+    frames = ReleasingJitterBuffer(512, is_video=True)
+    events: list[str] = []
+    ingest = IngestQueue(
+        "video",
+        lambda codec, p: events.append(f"frame {bytes(p)[-1:].decode()}"),
+        lambda: None,
+        frames=frames,
+        timestamps=TimestampMapper(),
+        on_gap=lambda: events.append("gap"),
+    )
+
+    def receive(packet: RtpPacket) -> None:  # what RTCRtpReceiver does with each packet
+        packet._data = b"\x10\x02\x00" + packet.payload  # type: ignore[attr-defined]
+        _pli, frame = frames.add(packet)
+        if frame is not None:
+            ingest.put((VP8, frame))
+
+    def rtp(seq: int, timestamp: int, name: bytes) -> RtpPacket:
+        return RtpPacket(sequence_number=seq, timestamp=timestamp, marker=1, payload=name)
+
+    receive(rtp(1, 3000, b"a"))
+    for seq in range(3, 12):  # 2 is lost for good: 0.5 s later the frames behind it leave
+        receive(rtp(seq, 6000 * seq, bytes([ord("a") + seq - 1])))
+    assert events[:2] == ["frame a", "gap"]
+    assert events[2:] == [f"frame {c}" for c in "defghijk"]  # c (at the head) dropped
+    receive(rtp(12, 72000, b"l"))
+    assert events[-1] == "frame l" and events.count("gap") == 1
 
 
 @pytest.mark.timeout(5)

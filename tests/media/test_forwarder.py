@@ -159,6 +159,31 @@ async def test_pause_resume_and_end() -> None:
 
 
 @pytest.mark.timeout(5)
+async def test_a_lost_frame_restarts_every_viewer_at_a_keyframe_asked_for_at_once() -> None:
+    pub = Publisher(pli_interval=0.05)
+    sub = pub.track.subscribe("a")
+    recv = asyncio.ensure_future(sub.recv_encoded())
+    await asyncio.sleep(0)
+    pub.send(keyframe=True)
+    await recv
+    await asyncio.sleep(0.06)  # past the PLI interval of the join's request
+    recv = asyncio.ensure_future(sub.recv_encoded())
+    await asyncio.sleep(0)
+    plis, requests = pub.plis, pub.track.stats.keyframe_requests
+    pub.track.reference_lost()  # the ingest gave up a hole: a frame is gone
+    await asyncio.sleep(0.01)
+    assert pub.plis == plis + 1 and pub.track.stats.keyframe_requests == requests + 1
+    pub.send(keyframe=False)  # refers to the lost frame: not forwarded
+    pub.send(keyframe=False)
+    await asyncio.sleep(0.01)
+    assert not recv.done()
+    pub.send(keyframe=True)
+    frame = await asyncio.wait_for(recv, 1)
+    assert vp8_depayload(frame.payloads[0])[:1] == b"\x10"  # the keyframe, nothing before it
+    assert sub.stats.frames_skipped == 2
+
+
+@pytest.mark.timeout(5)
 async def test_waiting_subscriber_retries_pli_at_most_every_interval() -> None:
     pub = Publisher(pli_interval=0.05)
     sub = pub.track.subscribe("a")

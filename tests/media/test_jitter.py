@@ -131,9 +131,10 @@ def test_a_video_hole_nothing_repairs_is_given_up_after_half_a_second_of_media()
     assert frames == []  # still waiting: a retransmission may come
     # The 9th is 0.5 s past the first one held: the hole is given up with the frame at the
     # head (the buffer cannot tell where the lost packet belonged), every frame behind it
-    # leaves, and the receiver is told to ask for a keyframe.
+    # leaves, and the count of holes given up tells the ingest (the forwarder then asks for a
+    # keyframe: no PLI flag for the receiver to send besides).
     pli, frame = buffer.add(rtp(seq, 6000 * seq, b"f11", marker=True))
-    assert pli and frame is not None
+    assert not pli and frame is not None
     out = [(frame.timestamp, frame.data)] + [(f.timestamp, f.data) for f in buffer.take_ready()]
     assert [ts // 6000 for ts, _ in out] == list(range(4, 12))
     assert buffer.holes_skipped == 1
@@ -152,7 +153,7 @@ def test_a_given_up_frame_is_dropped_whole_and_the_next_frame_may_still_be_repai
     buffer.add(rtp(6, 9000, b"c2", marker=True))
     # Frames after C arrive until B is 0.5 s old (45000 ticks): B is dropped, C still waits.
     pli, frame = buffer.add(rtp(7, 51000, b"d", marker=True))
-    assert pli and frame is None
+    assert not pli and frame is None
     assert buffer.holes_skipped == 1
     # C's first packet arrives (a retransmission): C and D leave, C whole.
     assert released(buffer, rtp(5, 9000, b"c1")) == [(9000, b"c1c2"), (51000, b"d")]
