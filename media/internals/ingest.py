@@ -8,7 +8,9 @@ callback; its ``get()`` blocks the (now idle) worker thread until ``put(None)`` 
 also replaces the private ``__jitter_buffer`` with a :class:`~media.internals.jitter
 .ReleasingJitterBuffer` (a frame leaves when it is complete, not when the next one starts) and
 maps the timestamps of the further frames one packet completed with the receiver's private
-``__timestamp_mapper``, as the receiver does for the first.
+``__timestamp_mapper``, as the receiver does for the first; and a video receiver's private
+``__nack_generator`` with a :class:`~media.internals.nack.RetryingNackGenerator` (a packet
+still missing is NACKed again, not only when another goes missing).
 :func:`send_pli` calls ``RTCRtpReceiver._send_rtcp_pli(media_ssrc)`` addressed to the
 publisher's media SSRC, never its RTX SSRC (the RTX map is the private ``__rtx_ssrc``).
 :func:`install_audio_level` reads each audio packet's ssrc-audio-level header extension (RFC
@@ -35,11 +37,12 @@ import av
 from aiortc import RTCRtpReceiver
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtcrtpreceiver import TimestampMapper
+from aiortc.rtcrtpreceiver import NackGenerator, TimestampMapper
 from aiortc.rtp import RtpPacket
 
 from media.internals.base import AiortcInternalsError
 from media.internals.jitter import ReleasedFrame, ReleasingJitterBuffer
+from media.internals.nack import RetryingNackGenerator
 from media.keyframes import is_keyframe
 from media.temporal import frame_layer
 
@@ -55,6 +58,7 @@ _RECEIVER_BITRATE_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"
 _RECEIVER_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 _RECEIVER_TIMESTAMP_MAPPER = "_RTCRtpReceiver__timestamp_mapper"
 _RECEIVER_REMOTE_STREAMS = "_RTCRtpReceiver__remote_streams"
+_RECEIVER_NACK_GENERATOR = "_RTCRtpReceiver__nack_generator"
 _ROUTES_RTX = "_homeroom_routes_rtx"  # set on a transport's router once route_rtx wrapped it
 
 PacketCallback = Callable[[RTCRtpCodecParameters, av.Packet], None]
@@ -156,6 +160,8 @@ def install_ingest(
     )
     setattr(receiver, _RECEIVER_JITTER_BUFFER, frames)
     setattr(receiver, _RECEIVER_DECODER_QUEUE, ingest)
+    if isinstance(getattr(receiver, _RECEIVER_NACK_GENERATOR), NackGenerator):
+        setattr(receiver, _RECEIVER_NACK_GENERATOR, RetryingNackGenerator())
     route_rtx(receiver)
     return ingest
 

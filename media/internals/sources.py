@@ -17,6 +17,7 @@ import pylibsrtp
 from aioice.ice import StunProtocol
 from aiortc import RTCDtlsTransport, RTCIceTransport, RTCRtpReceiver, RTCRtpSender
 from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtcrtpreceiver import NackGenerator
 
 from media.internals import egress, tcp_mux, udp_mux
 
@@ -39,6 +40,7 @@ def source_problems() -> list[str]:
     if "self.__decoder_queue.put(None)" not in _source(RTCRtpReceiver):
         problems.append("RTCRtpReceiver no longer stops its decoder with put(None)")
     _jitter(problems)
+    _nack(problems)
     _sender(problems)
     _send_path(problems)
     _udp_mux(problems)
@@ -87,6 +89,26 @@ def _jitter(problems: list[str]) -> None:
         "pos = (self._origin + count) % self._capacity",
         'data=b"".join([x._data for x in packets])',
     )
+
+
+def _nack(problems: list[str]) -> None:
+    """What ``nack.RetryingNackGenerator`` relies on: the receiver NACKs every missing packet
+    whenever its generator's ``add()`` is True, and the generator's ``missing`` set is what
+    it lists."""
+    _require(
+        problems,
+        RTCRtpReceiver.__init__,
+        "RTCRtpReceiver.__init__",
+        "self.__nack_generator = NackGenerator()",
+    )
+    _require(
+        problems,
+        RTCRtpReceiver._handle_rtp_packet,
+        "RTCRtpReceiver._handle_rtp_packet",
+        "if self.__nack_generator is not None and self.__nack_generator.add(packet):",
+        "packet.ssrc, sorted(self.__nack_generator.missing)",
+    )
+    _require(problems, NackGenerator.add, "NackGenerator.add", "self.missing.add(seq)")
 
 
 def _udp_mux(problems: list[str]) -> None:
