@@ -43,16 +43,16 @@ from media.link import participant_links
 from media.screen import ScreenSubscriberTrack
 from realtime.live.edge import EdgeRuntime
 from realtime.live.runtime import LiveRuntime
-from realtime.transport.rest import LIVE, NODES
+from realtime.transport.rest import LIVE
 from tests.chromium import report_result
-from tests.conftest import Server, free_port, make_settings, start_server, stop_server
+from tests.conftest import Server, free_port, stop_server
 from tests.live.chromium_scenario import (
-    add_test_page,
     start_lesson_in_page,
     start_server_with_page,
     with_browser,
 )
 from tests.live.shaped_scenario import FLAGS, QUEUE_PACKETS, TC, page_for, run
+from tests.live.test_cross_node import node_settings, start_nodes
 
 # (username, downlink kbit/s or None: unshaped).
 SHAPED_KBIT = int(os.environ.get("HOMEROOM_SCREEN_SHAPED_KBIT", "600"))
@@ -167,31 +167,22 @@ async def two_nodes(tmp: Path) -> AsyncIterator[tuple[Server, Server]]:
         channel = f"homeroom-screen-{uuid.uuid4().hex[:12]}"
         servers: list[Server] = []
         try:
+            database = f"postgresql://postgres@/{EDGE_DB}?host={PG_SOCKET_DIR}"
+            settings = []
             for name, streams in (("node-a", 1), ("node-b", 8)):
                 (tmp / name).mkdir()
-                settings = make_settings(
-                    tmp / name,
-                    database_url=f"postgresql://postgres@/{EDGE_DB}?host={PG_SOCKET_DIR}",
-                    redis_url=redis,
-                    bus_channel=channel,
-                    node_name=name,
-                    node_heartbeat_s=0.5,
-                    node_ttl_s=2.0,
-                    ice_host_addresses="127.0.0.1",
-                    # Both nodes share this process and its CPU figure: placement by load only.
-                    placement_cpu_full=1000.0,
-                    cascade_node_streams=streams,
-                    cascade_leg_reserve=1,
+                settings.append(
+                    node_settings(
+                        tmp / name,
+                        name,
+                        database,
+                        redis,
+                        channel,
+                        cascade_node_streams=streams,
+                        cascade_leg_reserve=1,
+                    )
                 )
-                srv = await start_server(settings, seed=not servers, routes=add_test_page)
-                if servers:
-                    srv.demo = servers[0].demo
-                servers.append(srv)
-            names = {srv.settings.node_name for srv in servers}
-            deadline = time.monotonic() + 15
-            while any(set(srv.app[NODES].membership.nodes) != names for srv in servers):
-                assert time.monotonic() < deadline, "the nodes do not see each other"
-                await asyncio.sleep(0.1)
+            await start_nodes(settings, servers)
             yield servers[0], servers[1]
         finally:
             for srv in reversed(servers[1:]):  # A is stopped by with_browser
