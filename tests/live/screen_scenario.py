@@ -183,10 +183,14 @@ async def two_nodes(tmp: Path) -> AsyncIterator[tuple[Server, Server]]:
                     )
                 )
             await start_nodes(settings, servers)
+        except BaseException:
+            for srv in reversed(servers):
+                await stop_server(srv)
+            raise
+        try:
             yield servers[0], servers[1]
         finally:
-            for srv in reversed(servers[1:]):  # A is stopped by with_browser
-                await stop_server(srv)
+            await stop_server(servers[1])  # A is stopped by with_browser
 
 
 async def served_at(srv: Server, sid: int, track_id: str) -> tuple[ForwardedTrack, Any]:
