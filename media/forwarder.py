@@ -38,7 +38,7 @@ from media.freezes import FreezeMeter
 from media.internals import Packetizer, RTCEncodedFrame
 from media.pli import DEFAULT_PLI_INTERVAL, PliCoalescer
 from media.stats import SubscriberStats, TrackStats
-from media.temporal import FrameLayer, TemporalRates
+from media.temporal import FrameLayer, TemporalRates, with_frame_layer
 
 logger = logging.getLogger(__name__)
 
@@ -286,6 +286,25 @@ class SubscriberTrack(MediaStreamTrack):
             waiter.set_result(None)
 
 
+class LegSubscriberTrack(SubscriberTrack):
+    """A node-to-node leg's copy of a :class:`ForwardedTrack`: every frame, each with the
+    temporal layer the publisher gave it written into its payload descriptors
+    (``media.temporal.with_frame_layer``). The next node's ingest reads it back as this node's
+    did, so its screen viewers get the temporal layers their links carry, by the same code."""
+
+    def __init__(self, source: ForwardedTrack, subscriber_id: str, max_frames: int) -> None:
+        super().__init__(source, subscriber_id, max_frames)
+        self._track = source
+
+    def _offer(self, frame: RTCEncodedFrame, size: int, keyframe: bool) -> None:
+        layer = self._track.frame_layer
+        if layer is not None:
+            payloads = with_frame_layer(frame.payloads, layer)
+            frame = RTCEncodedFrame(payloads, frame.timestamp, frame.audio_level)
+            size = sum(map(len, payloads))
+        super()._offer(frame, size, keyframe)
+
+
 class ForwardedTrack:
     """A published track: ingests encoded frames and fans them out to subscribers."""
 
@@ -320,15 +339,16 @@ class ForwardedTrack:
         self._subscribers: dict[str, SubscriberTrack] = {}
         # Subscribers whose sender has asked for a frame: the fan-out list.
         self._active: list[SubscriberTrack] = []
-        # Join GOP: (frame, size) since the latest keyframe, that keyframe's arrival time, and
-        # until when to keep it (a subscriber was created and may soon ask for frames).
-        self._gop: list[tuple[RTCEncodedFrame, int]] = []
+        # Join GOP: (frame, size, temporal layer) since the latest keyframe, that keyframe's
+        # arrival time, and until when to keep it (a subscriber was created and may soon ask
+        # for frames).
+        self._gop: list[tuple[RTCEncodedFrame, int, FrameLayer | None]] = []
         self._gop_at = 0.0
         self._gop_until = 0.0
         self.on_ended: Callable[[ForwardedTrack], None] | None = None
         # A screen share's viewers get the temporal layers their link carries (media.screen):
-        # each layer's rate, and the temporal layer of the frame being fanned out now (None:
-        # it has none, or a join GOP frame replayed).
+        # each layer's rate, and the temporal layer of the frame being fanned out (or replayed
+        # from the join GOP) now (None: it has none).
         self._make_subscriber: SubscriberFactory = subscriber or SubscriberTrack
         self.temporal = TemporalRates()
         self.frame_layer: FrameLayer | None = None
@@ -367,7 +387,7 @@ class ForwardedTrack:
                 self._gop_at = asyncio.get_running_loop().time()
             if gop or keyframe:
                 if len(gop) < JOIN_GOP_MAX_FRAMES:
-                    gop.append((frame, size))
+                    gop.append((frame, size, layer))
                 else:
                     gop.clear()
         self.frame_layer = layer
@@ -388,7 +408,7 @@ class ForwardedTrack:
         old = self._subscribers.get(subscriber_id)
         if old is not None:
             old.stop()
-        make = SubscriberTrack if whole else self._make_subscriber
+        make = LegSubscriberTrack if whole else self._make_subscriber
         subscriber = make(self, subscriber_id, self._queue_frames)
         self._subscribers[subscriber_id] = subscriber
         self.stats.subscribers[subscriber_id] = subscriber.stats
@@ -427,9 +447,10 @@ class ForwardedTrack:
             and asyncio.get_running_loop().time() - self._gop_at <= JOIN_GOP_MAX_AGE
         ):
             self.stats.join_gop_starts += 1
-            self.frame_layer = None
-            for frame, size in gop:
+            for frame, size, layer in gop:
+                self.frame_layer = layer
                 subscriber._offer(frame, size, frame is gop[0][0])
+            self.frame_layer = None
             return
         self.request_keyframe()
 

@@ -175,6 +175,59 @@ def rewrite_descriptor(payload: bytes, picture_id_delta: int, tl0picidx_delta: i
     return bytes(out) + payload[descriptor.size :]
 
 
+def _layer_fields(descriptor: Vp8Descriptor, layer: FrameLayer) -> bytes:
+    """The descriptor bytes after the first one, with ``layer`` written in: its extension
+    byte (I as it was, L if the layer has a TL0PICIDX, T, K as it was), the picture id as it
+    was, the TL0PICIDX, and the byte of TID, Y and KEYIDX."""
+    ext = 0x20  # T
+    out = bytearray(1)
+    if descriptor.picture_id is not None:
+        ext |= 0x80
+        if descriptor.long_picture_id:
+            out += (0x8000 | descriptor.picture_id).to_bytes(2, "big")
+        else:
+            out.append(descriptor.picture_id)
+    if layer.tl0picidx is not None:
+        ext |= 0x40
+        out.append(layer.tl0picidx & 0xFF)
+    if descriptor.keyidx is not None:
+        ext |= 0x10
+    out.append((layer.tid & 0x03) << 6 | (0x20 if layer.sync else 0) | (descriptor.keyidx or 0))
+    out[0] = ext
+    return bytes(out)
+
+
+def with_frame_layer(payloads: list[bytes], layer: FrameLayer) -> list[bytes]:
+    """A frame's payloads with its temporal layer written into every payload descriptor (RFC
+    7741 4.2: the X bit, T with TID and Y, and L with the TL0PICIDX where the layer has one;
+    the picture id, KEYIDX and the rest unchanged), so that :func:`frame_layer` reads it back
+    on the next node's ingest. aiortc's packetizer, which re-packetizes forwarded frames,
+    writes a picture id and no layer: a node-to-node leg would carry none without this."""
+    first = parse_descriptor(payloads[0]) if payloads else None
+    if first is None:
+        return payloads
+    size = first.size
+    fields = _layer_fields(first, layer)
+    head = payloads[0][1:size]
+    out = []
+    for payload in payloads:
+        if payload[1:size] == head and len(payload) >= size:
+            # The same descriptor as the first payload's but for S and PID (aiortc's packets
+            # of one frame): its fields written once per frame.
+            out.append(bytes((payload[0] | 0x80,)) + fields + payload[size:])
+            continue
+        descriptor = parse_descriptor(payload)
+        if descriptor is None:
+            out.append(payload)
+            continue
+        out.append(
+            bytes((payload[0] | 0x80,))
+            + _layer_fields(descriptor, layer)
+            + payload[descriptor.size :]
+        )
+    return out
+
+
 class TemporalFilter:
     """Which frames of a VP8 stream with temporal layers one viewer gets.
 

@@ -9,30 +9,50 @@ decode, one viewer's downlink is shaped on ``lo`` inside the namespace (an HTB c
 ``SHAPED_KBIT`` and a 100-packet queue that only the packets to that viewer's UDP port are
 filtered into, as tests/live/shaped_scenario.py does). Every ``POLL_S`` each page's decoded
 frames and frame size are sampled, and the server's link stats. ``RESULT <json>`` last.
+
+With ``HOMEROOM_SCREEN_EDGE_DB`` (a fresh PostgreSQL database's name) the lesson spans two
+nodes (issue #13's cascade, docs/scaling.md): the teacher's page uses node A, the session's
+origin, which keeps no room for viewers (``cascade_node_streams`` 1, all kept for legs), and
+both viewers' pages use node B, which serves them as an edge fed by one leg from A. The nodes
+share that database (through PostgreSQL's Unix socket: the namespace has no route to the
+machine's 127.0.0.1) and a redis-server of the scenario's own, started inside the namespace.
+The stats are then those of B, where the viewers are served.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import math
 import os
+import shutil
+import socket
+import subprocess
 import sys
 import time
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Page
 
 from media.forwarder import ForwardedTrack
+from media.link import participant_links
 from media.screen import ScreenSubscriberTrack
+from realtime.live.edge import EdgeRuntime
+from realtime.live.runtime import LiveRuntime
 from realtime.transport.rest import LIVE
 from tests.chromium import report_result
+from tests.conftest import Server, free_port, stop_server
 from tests.live.chromium_scenario import (
     start_lesson_in_page,
     start_server_with_page,
     with_browser,
 )
 from tests.live.shaped_scenario import FLAGS, QUEUE_PACKETS, TC, page_for, run
+from tests.live.test_cross_node import node_settings, start_nodes
 
 # (username, downlink kbit/s or None: unshaped).
 SHAPED_KBIT = int(os.environ.get("HOMEROOM_SCREEN_SHAPED_KBIT", "600"))
@@ -44,6 +64,9 @@ RAMPED = 0.7  # the screen at this share of its maxBitrate has ramped up
 CLIMB_S = float(os.environ.get("HOMEROOM_SCREEN_CLIMB_S", "30"))
 SHAPED_S = float(os.environ.get("HOMEROOM_SCREEN_SHAPED_S", "24"))
 POLL_S = 0.5
+# The edge run (see above): the database's name, and where PostgreSQL's socket is.
+EDGE_DB = os.environ.get("HOMEROOM_SCREEN_EDGE_DB", "")
+PG_SOCKET_DIR = os.environ.get("HOMEROOM_PG_SOCKET_DIR", "/var/run/postgresql")
 
 
 def shape(port: int, kbit: int) -> None:
@@ -103,11 +126,93 @@ def trace_selection(trace: list[list[Any]]) -> None:
 async def scenario(tmp: Path, result: dict[str, Any]) -> None:
     result["trace"] = []
     trace_selection(result["trace"])
+    if EDGE_DB:
+        async with two_nodes(tmp) as (origin, edge):
+            await with_browser(
+                origin, tmp, FLAGS, lambda srv, context: watch(srv, edge, context, result)
+            )
+        return
     srv = await start_server_with_page(tmp)
-    await with_browser(srv, tmp, FLAGS, lambda srv, context: watch(srv, context, result))
+    await with_browser(srv, tmp, FLAGS, lambda srv, context: watch(srv, srv, context, result))
 
 
-async def watch(srv: Any, context: Any, result: dict[str, Any]) -> None:
+@contextlib.asynccontextmanager
+async def redis_of_its_own(tmp: Path) -> AsyncIterator[str]:
+    """A redis-server inside the namespace, keeping nothing; its URL."""
+    port = free_port()
+    exe = shutil.which("redis-server")
+    assert exe is not None, "redis-server is not installed"
+    proc = await asyncio.create_subprocess_exec(
+        exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        "--dir", str(tmp), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            assert time.monotonic() < deadline, f"redis-server did not listen on {port}"
+            await asyncio.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def two_nodes(tmp: Path) -> AsyncIterator[tuple[Server, Server]]:
+    """Nodes A (the session's origin: every stream it may send kept for legs) and B (room
+    for the viewers), sharing the database ``EDGE_DB`` and a bus."""
+    async with redis_of_its_own(tmp) as redis:
+        channel = f"homeroom-screen-{uuid.uuid4().hex[:12]}"
+        servers: list[Server] = []
+        try:
+            database = f"postgresql://postgres@/{EDGE_DB}?host={PG_SOCKET_DIR}"
+            settings = []
+            for name, streams in (("node-a", 1), ("node-b", 8)):
+                (tmp / name).mkdir()
+                settings.append(
+                    node_settings(
+                        tmp / name,
+                        name,
+                        database,
+                        redis,
+                        channel,
+                        cascade_node_streams=streams,
+                        cascade_leg_reserve=1,
+                    )
+                )
+            await start_nodes(settings, servers)
+        except BaseException:
+            for srv in reversed(servers):
+                await stop_server(srv)
+            raise
+        try:
+            yield servers[0], servers[1]
+        finally:
+            await stop_server(servers[1])  # A is stopped by with_browser
+
+
+async def served_at(srv: Server, sid: int, track_id: str) -> tuple[ForwardedTrack, Any]:
+    """The screen's track on the node serving the viewers, and a function giving its viewers'
+    links (as ``LiveRuntime.stats()["links"]``)."""
+    runtime: LiveRuntime | None = srv.app[LIVE].runtimes.get(sid)
+    if runtime is not None:
+        track = runtime.router.get(track_id)
+        assert isinstance(track, ForwardedTrack), track
+        return track, lambda: runtime.stats()["links"]
+    deadline = time.monotonic() + 20
+    while True:
+        edge: EdgeRuntime | None = srv.app[LIVE].edges.sessions.get(sid)
+        copy = edge.router.get(track_id) if edge is not None else None
+        if edge is not None and isinstance(copy, ForwardedTrack):
+            return copy, functools.partial(participant_links, {}, edge.viewers)
+        assert time.monotonic() < deadline, f"the screen never reached {srv.settings.node_name}"
+        await asyncio.sleep(0.1)
+
+
+async def watch(srv: Server, served: Server, context: Any, result: dict[str, Any]) -> None:
+    """The teacher's page on ``srv`` (the session's origin), the viewers' on ``served``."""
     teacher = await context.new_page()
     await teacher.goto(srv.url + "/test/live.html")
     sid, _ = await start_lesson_in_page(teacher, srv, "Screen share")
@@ -116,7 +221,7 @@ async def watch(srv: Any, context: Any, result: dict[str, Any]) -> None:
     )
     pages: dict[str, Page] = {}
     for name, _kbit in VIEWERS:
-        page = await page_for(context, srv.url, name)
+        page = await page_for(context, served.url, name)
         await page.evaluate("(s) => hr.join(s)", sid)
         await page.evaluate("() => hr.subscribe()")
         pages[name] = page
@@ -124,8 +229,12 @@ async def watch(srv: Any, context: Any, result: dict[str, Any]) -> None:
     result["timeline"] = timeline
     runtime = srv.app[LIVE].runtimes[sid]
     screen = next(t for t in runtime.router.tracks() if t.source == "screen")
-    track = runtime.router.get(screen.track_id)
-    assert isinstance(track, ForwardedTrack), track
+    published = runtime.router.get(screen.track_id)
+    assert isinstance(published, ForwardedTrack), published
+    # The screen as the viewers' node has it (the origin's track, or the copy the leg feeds
+    # an edge), and its viewers' links there.
+    track, links_of = await served_at(served, sid, screen.track_id)
+    result["served_by"] = served.settings.node_name if served is not srv else "origin"
     uids = {name: str(srv.uid(name)) for name in pages}
     result["uids"] = uids
     rates: list[dict[str, Any]] = []
@@ -136,11 +245,12 @@ async def watch(srv: Any, context: Any, result: dict[str, Any]) -> None:
         now = dict(zip(pages, samples, strict=True))
         for name, s in now.items():
             timeline[name].append({k: v for k, v in s.items() if k != "pair"})
-        links = runtime.stats()["links"]
+        links = links_of()
         rates.append(
             {
                 "t": time.monotonic(),
                 "tids": temporal_counts(track),
+                "published_tids": temporal_counts(published),
                 "frame_rates": {
                     name: (links.get(uid, {}).get("subscribe") or {}).get("frame_rates")
                     for name, uid in uids.items()

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -27,6 +28,7 @@ from playwright.async_api import async_playwright
 from clients.homeroom import RequestError
 from clients.live import LiveParticipant
 from realtime.actions.roster import add_member, create_class
+from realtime.config import Settings
 from realtime.demo import DEMO_PASSWORD
 from realtime.domain.roles import Role
 from realtime.store.schema import classes
@@ -59,6 +61,47 @@ class Nodes:
         return [s for s in self.servers if s is not srv]
 
 
+def node_settings(
+    tmp: Path, name: str, database_url: str, redis: str, channel: str, **extra: Any
+) -> Settings:
+    """The settings of node ``name`` of a test cluster (apps in one process) sharing a database
+    and a bus channel; ``extra``: settings of its own."""
+    return make_settings(
+        tmp,
+        database_url=database_url,
+        redis_url=redis,
+        bus_channel=channel,
+        node_name=name,
+        node_heartbeat_s=0.5,
+        node_ttl_s=2.0,
+        ice_host_addresses="127.0.0.1",
+        session_grace_s=2,
+        # These nodes share one process, and so one CPU figure, which says nothing of either:
+        # placement goes by sessions and subscribers only here.
+        placement_cpu_full=1000.0,
+        **extra,
+    )
+
+
+async def start_nodes(settings: list[Settings], servers: list[Server]) -> None:
+    """A node per settings, the first seeding the demo school, each appended to ``servers`` as
+    it starts (the caller stops those, whatever fails); then every node has read the registry
+    with all of them in it, so placement sees them all."""
+    for one in settings:
+        # Every node serves the test page too (a Chromium test loads it from one).
+        srv = await start_server(one, seed=not servers, routes=add_test_page)
+        if servers:
+            srv.demo = servers[0].demo
+        servers.append(srv)
+    names = {s.settings.node_name for s in servers}
+    for srv in servers:
+        await eventually(
+            lambda srv=srv: set(srv.app[NODES].membership.nodes) == names,
+            15,
+            f"{srv.settings.node_name} seeing every node",
+        )
+
+
 async def cluster_of(
     n: int, tmp_path_factory: pytest.TempPathFactory, **extra: Any
 ) -> AsyncIterator[Nodes]:
@@ -67,36 +110,16 @@ async def cluster_of(
     channel = f"homeroom-test-{uuid.uuid4().hex[:12]}"
     servers: list[Server] = []
     try:
-        for i in range(n):
-            name = f"node-{'abc'[i]}"
-            settings = make_settings(
-                tmp_path_factory.mktemp(name),
-                database_url=db_url,
-                redis_url=redis_url(),
-                bus_channel=channel,
-                node_name=name,
-                node_heartbeat_s=0.5,
-                node_ttl_s=2.0,
-                ice_host_addresses="127.0.0.1",
-                session_grace_s=2,
-                # These nodes share one process, and so one CPU figure, which says nothing of
-                # either: placement goes by sessions and subscribers only here.
-                placement_cpu_full=1000.0,
-                **extra,
-            )
-            # Every node serves the test page too (the Chromium test loads it from one).
-            srv = await start_server(settings, seed=not servers, routes=add_test_page)
-            if servers:
-                srv.demo = servers[0].demo
-            servers.append(srv)
-        # Every node has read the registry with all of them in it: placement sees them all.
-        names = {s.settings.node_name for s in servers}
-        for srv in servers:
-            await eventually(
-                lambda srv=srv: set(srv.app[NODES].membership.nodes) == names,
-                15,
-                f"{srv.settings.node_name} seeing every node",
-            )
+        names = [f"node-{'abc'[i]}" for i in range(n)]
+        await start_nodes(
+            [
+                node_settings(
+                    tmp_path_factory.mktemp(name), name, db_url, redis_url(), channel, **extra
+                )
+                for name in names
+            ],
+            servers,
+        )
         yield Nodes(servers)
     finally:
         for srv in reversed(servers):

@@ -8,20 +8,28 @@ paused, while the unshaped viewer keeps the full frame rate (tests/live/screen_s
 a network namespace of its own, shaped with HTB inside it only). Before the SFU forwarded
 temporal layers per viewer, the shaped viewer was sent every frame: no frame-rate step in the
 host's stats, and a queue that froze it.
+
+The same holds when the lesson spans nodes: both viewers served by an edge node, fed by one
+leg from the origin, which carries every frame of the screen with its temporal layer written
+into its payload descriptors (media.forwarder.LegSubscriberTrack). Before it did, the edge read
+no layer, so both its viewers were sent every frame (the shaped one's queue froze it).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.chromium import require
 from tests.live.chromium_scenario import run_page_scenario
-from tests.live.screen_scenario import SHAPED_S, TC
+from tests.live.screen_scenario import PG_SOCKET_DIR, SHAPED_S, TC
 from tests.live.test_shaped_viewers import longest_still
+from tests.services import drop_postgres_database, postgres_database
 
 SETTLE_S = 10.0  # from the shaping to the window looked at (the move down and its freeze)
 STILL_S = 2.0  # the longest time the shaped viewer's frames may stand still in the window
@@ -35,13 +43,39 @@ def fps(samples: list[dict[str, Any]]) -> float:
 @pytest.mark.timeout(150)
 def test_a_short_link_gets_the_screen_at_a_lower_frame_rate_not_paused() -> None:
     r = run_page_scenario("tests.live.screen_scenario", TC)
+    assert r["served_by"] == "origin"
+    check(r)
+
+
+@pytest.mark.timeout(150)
+def test_an_edge_nodes_short_link_gets_the_screen_at_a_lower_frame_rate_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    require(
+        Path(PG_SOCKET_DIR, ".s.PGSQL.5432").exists(),
+        f"PostgreSQL's socket in {PG_SOCKET_DIR} (the nodes' shared database)",
+    )
+    require(shutil.which("redis-server") is not None, "redis-server (the nodes' bus)")
+    _url, name = postgres_database()
+    monkeypatch.setenv("HOMEROOM_SCREEN_EDGE_DB", name)
+    try:
+        r = run_page_scenario("tests.live.screen_scenario", TC)
+    finally:
+        drop_postgres_database(name)
+    assert r["served_by"] == "node-b"  # both viewers served by the edge
+    check(r)
+
+
+def check(r: dict[str, Any]) -> None:
+    """The result of a run of tests/live/screen_scenario.py."""
     if os.environ.get("HOMEROOM_SCREEN_RESULT"):  # the whole result, with the selection's trace
         Path(os.environ["HOMEROOM_SCREEN_RESULT"]).write_text(json.dumps(r))
     assert r["publish"]["mode"] in ("L1T3", "L1T2"), r["publish"]
     start = r["shaped_at"] + SETTLE_S
     end = r["shaped_at"] + SHAPED_S
     server = [s for s in r["server"] if start <= s["t"] <= end]
-    # The server read the temporal layers of the frames it received.
+    # The node serving the viewers read the temporal layers of the frames it received (an
+    # edge: from the leg).
     assert server[-1]["tids"][1] > 0, server[-1]
     published = (sum(server[-1]["tids"]) - sum(server[0]["tids"])) / (
         server[-1]["t"] - server[0]["t"]

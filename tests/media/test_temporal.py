@@ -9,10 +9,11 @@ import itertools
 
 import av
 import pytest
-from aiortc.codecs.vpx import VpxPayloadDescriptor
+from aiortc.codecs.vpx import VpxPayloadDescriptor, vp8_depayload
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from media.forwarder import ForwardedTrack, SubscriberTrack
+from media.forwarder import ForwardedTrack, LegSubscriberTrack, SubscriberTrack
+from media.internals import Packetizer
 from media.internals.ingest import IngestQueue
 from media.internals.jitter import ReleasedFrame
 from media.layers import VIDEO_OFF
@@ -29,6 +30,7 @@ from media.temporal import (
     parse_descriptor,
     rewrite_descriptor,
     screen_target,
+    with_frame_layer,
 )
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
@@ -103,6 +105,41 @@ def test_each_target_forwards_its_share_of_the_frames() -> None:
     assert forward(TemporalFilter(PAUSED), layers) == []
     assert [frame_rate_step(k) for k in (2, 1, 0, -1)] == ["1", "1/2", "1/4", "paused"]
     assert frame_rate_step(0, 2) == "1/2"
+
+
+def test_a_frames_layer_is_written_into_every_payload_and_read_back() -> None:
+    """What a node-to-node leg sends: aiortc's packets of a frame, each with the publisher's
+    TID, Y and TL0PICIDX written in; aiortc's depacketizer gets the same frame back."""
+    packet = av.Packet(b"\x11" + bytes(range(256)) * 12)  # three packets
+    packet.pts = 9000
+    packet.time_base = fractions.Fraction(1, 90000)
+    payloads = Packetizer(VP8).pack(packet).payloads
+    assert len(payloads) == 3 and frame_layer(payloads[0]) is None  # aiortc writes no layer
+    layer = FrameLayer(1, True, 77)
+    out = with_frame_layer(payloads, layer)
+    for before, after in zip(payloads, out, strict=True):
+        was, data = VpxPayloadDescriptor.parse(before)
+        now, rest = VpxPayloadDescriptor.parse(after)
+        assert (now.partition_start, now.partition_id, now.picture_id) == (
+            was.partition_start,
+            was.partition_id,
+            was.picture_id,
+        )
+        assert (now.tl0picidx, now.tid, now.keyidx) == (77, (1, 1), None) and rest == data
+        assert frame_layer(after) == layer
+    assert b"".join(map(vp8_depayload, out)) == bytes(packet)
+    # A 7-bit picture id and a KEYIDX are kept; a layer without TL0PICIDX writes no L.
+    short = descriptor(picture_id=5, keyidx=3)
+    (after,) = with_frame_layer([short], FrameLayer(2, False, None))
+    parsed, rest = VpxPayloadDescriptor.parse(after)
+    assert (parsed.picture_id, parsed.tl0picidx, parsed.tid, parsed.keyidx) == (5, None, (2, 0), 3)
+    assert rest == b"\x9d\x01" and frame_layer(after) == FrameLayer(2, False, None)
+    # A payload that already has a layer gets this one; no descriptor at all gets one.
+    (again,) = with_frame_layer([descriptor(picture_id=300, tl0picidx=1, tid=(0, 0))], layer)
+    assert frame_layer(again) == layer and vp8_picture_id(again) == 300
+    (bare,) = with_frame_layer([b"\x10\x9d\x01"], FrameLayer(0, False, 4))
+    assert frame_layer(bare) == FrameLayer(0, False, 4) and vp8_depayload(bare) == b"\x9d\x01"
+    assert with_frame_layer([], layer) == []
 
 
 def test_both_rewrites_agree() -> None:
@@ -229,13 +266,13 @@ class Screen:
         self.plis += 1
         return True
 
-    def send(self, keyframe: bool = False, sync: bool = False) -> None:
+    def send(self, keyframe: bool = False, sync: bool = False, tl0: int | None = None) -> None:
         tid = 0 if keyframe else PATTERN[self.count % 4]
         packet = av.Packet((b"\x10" if keyframe else b"\x11") + bytes(3000 if tid == 0 else 1000))
         packet.pts = self.count * 4500
         packet.time_base = fractions.Fraction(1, 90000)
         packet.is_keyframe = keyframe
-        packet.opaque = FrameLayer(tid, sync, None)
+        packet.opaque = FrameLayer(tid, sync, tl0)
         self.count += 1
         self.track.on_packet(VP8, packet)
 
@@ -321,7 +358,7 @@ async def test_a_viewer_on_a_short_link_gets_a_lower_frame_rate_not_a_paused_scr
 
 async def test_a_node_to_node_leg_gets_every_frame_of_a_screen() -> None:
     screen = Screen()
-    assert type(screen.track.subscribe("edge", whole=True)) is SubscriberTrack
+    assert type(screen.track.subscribe("edge", whole=True)) is LegSubscriberTrack
     assert type(screen.track.subscribe("viewer")) is ScreenSubscriberTrack
     # The room's router makes every screen a screen (and a camera stays a camera).
     router = MediaRouter()
@@ -329,3 +366,61 @@ async def test_a_node_to_node_leg_gets_every_frame_of_a_screen() -> None:
     camera = router.publish("li", "camera", "video", screen._pli)
     assert type(shared.subscribe("viewer")) is ScreenSubscriberTrack
     assert type(camera.subscribe("viewer")) is SubscriberTrack
+
+
+def leg_frames(leg: SubscriberTrack) -> list[tuple[bytes, int, bytes]]:
+    """The frames queued for a leg as the next node's ingest gets them: the depacketized
+    frame, its timestamp and its first payload (media.internals.jitter.ReleasedFrame)."""
+    out = []
+    while leg._queue:
+        frame, _size = leg._queue.popleft()
+        data = b"".join(map(vp8_depayload, frame.payloads))
+        out.append((data, frame.timestamp, frame.payloads[0]))
+    return out
+
+
+@pytest.mark.timeout(10)
+async def test_a_leg_carries_each_frames_temporal_layer_to_the_next_nodes_viewers() -> None:
+    """The origin's leg writes each frame's layer into its payloads; the edge's ingest reads
+    it back, and the edge's screen viewers are served by the same rules as the origin's."""
+    origin = Screen()
+    leg = origin.track.subscribe("node-b", whole=True)
+    assert isinstance(leg, LegSubscriberTrack)
+    sent: list[FrameLayer] = []
+
+    def send(keyframe: bool = False) -> None:
+        tid = 0 if keyframe else PATTERN[origin.count % 4]
+        tl0 = (origin.count // 4) & 0xFF
+        origin.send(keyframe=keyframe, sync=tid > 0, tl0=tl0)
+        sent.append(FrameLayer(tid, tid > 0, tl0))
+
+    # Frames kept for the leg's join (the join GOP) carry their layers too.
+    send(keyframe=True)
+    for _ in range(3):
+        send()
+    recv = asyncio.ensure_future(leg.recv_encoded())  # the leg joins: the GOP replayed
+    await asyncio.sleep(0)
+    first = await recv
+    assert first is not None
+    for _ in range(36):
+        send()
+    frames = [(b"".join(map(vp8_depayload, first.payloads)), first.timestamp, first.payloads[0])]
+    frames += leg_frames(leg)
+    assert [frame_layer(payload) for _, _, payload in frames] == sent
+
+    # The edge: its ingest of the leg, a screen track and one viewer held at the base layer.
+    edge = Screen()
+    viewer = edge.track.subscribe("wanghao")
+    assert isinstance(viewer, ScreenSubscriberTrack)
+    ingest = IngestQueue("video", edge.track.on_packet, lambda: None)
+    recv = asyncio.ensure_future(viewer.recv_encoded())
+    await asyncio.sleep(0)
+    viewer.filter.retarget(0)
+    for data, timestamp, payload in frames:
+        ingest.put((VP8, ReleasedFrame(data, timestamp, payload)))
+    await recv
+    got = drain(viewer)
+    counts = [meter.frames for meter in edge.track.temporal._meters]
+    assert counts == [10, 10, 20]  # every frame's TID known on the edge as on the origin
+    assert viewer.temporal and viewer.stats.frames_thinned == 30
+    assert got == list(range(got[0], got[0] + 9))  # a quarter of the frames, ids continuous
