@@ -38,7 +38,7 @@ from aiortc import (
 
 from clients.homeroom import HomeroomClient, RequestError, retry_delay_s
 from clients.simulcast import EncodedLayerTrack, SimulcastCamera
-from media.internals import route_keyframe_requests
+from media.internals import retry_nacks, route_keyframe_requests
 
 log = logging.getLogger(__name__)
 # Closing a peer connection whose other end is gone never takes longer than this.
@@ -348,8 +348,14 @@ class LiveParticipant:
 
     def _track(self, track: MediaStreamTrack) -> None:
         assert self.subscribe_pc is not None
-        mid = next(t.mid for t in self.subscribe_pc.getTransceivers() if t.receiver.track is track)
+        transceiver = next(
+            t for t in self.subscribe_pc.getTransceivers() if t.receiver.track is track
+        )
+        mid = transceiver.mid
         assert mid is not None
+        # Before its first packet: a lost retransmission is asked for again (a decoder waits
+        # on the hole otherwise; media.internals.nack).
+        retry_nacks(transceiver.receiver)
         self.received[mid] = track
         if self.on_track is not None:
             self.on_track(track, self.tracks_by_mid.get(mid, {"mid": mid}))

@@ -46,6 +46,7 @@ from media.internals.ingest import (
     send_pli,
     share_bandwidth_estimate,
 )
+from media.internals.nack import retry_nacks
 from media.internals.transport_cc import (
     TransportCcSender,
     install_transport_cc,
@@ -69,6 +70,7 @@ __all__ = [
     "media_ssrc",
     "negotiate_transport_cc",
     "receive_counts",
+    "retry_nacks",
     "route_keyframe_requests",
     "route_rtx",
     "send_pli",

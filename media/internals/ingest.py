@@ -37,12 +37,12 @@ import av
 from aiortc import RTCRtpReceiver
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtcrtpreceiver import NackGenerator, TimestampMapper
+from aiortc.rtcrtpreceiver import TimestampMapper
 from aiortc.rtp import RtpPacket
 
 from media.internals.base import AiortcInternalsError
 from media.internals.jitter import ReleasedFrame, ReleasingJitterBuffer
-from media.internals.nack import RetryingNackGenerator
+from media.internals.nack import retry_nacks
 from media.keyframes import is_keyframe
 from media.temporal import frame_layer
 
@@ -58,7 +58,6 @@ _RECEIVER_BITRATE_ESTIMATOR = "_RTCRtpReceiver__remote_bitrate_estimator"
 _RECEIVER_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 _RECEIVER_TIMESTAMP_MAPPER = "_RTCRtpReceiver__timestamp_mapper"
 _RECEIVER_REMOTE_STREAMS = "_RTCRtpReceiver__remote_streams"
-_RECEIVER_NACK_GENERATOR = "_RTCRtpReceiver__nack_generator"
 _ROUTES_RTX = "_homeroom_routes_rtx"  # set on a transport's router once route_rtx wrapped it
 
 PacketCallback = Callable[[RTCRtpCodecParameters, av.Packet], None]
@@ -160,8 +159,7 @@ def install_ingest(
     )
     setattr(receiver, _RECEIVER_JITTER_BUFFER, frames)
     setattr(receiver, _RECEIVER_DECODER_QUEUE, ingest)
-    if isinstance(getattr(receiver, _RECEIVER_NACK_GENERATOR), NackGenerator):
-        setattr(receiver, _RECEIVER_NACK_GENERATOR, RetryingNackGenerator())
+    retry_nacks(receiver)
     route_rtx(receiver)
     return ingest
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from aiortc import RTCRtpReceiver
 from aiortc.rtcrtpreceiver import NackGenerator
 from aiortc.rtp import RtpPacket
 
@@ -30,6 +31,16 @@ from aiortc.rtp import RtpPacket
 NACK_RETRY_S = 0.15
 # NACKs per missing packet in all, the first included.
 NACK_TRIES = 3
+
+# The receiver's private NACK generator (None for audio, which aiortc never NACKs).
+_RECEIVER_NACK_GENERATOR = "_RTCRtpReceiver__nack_generator"
+
+
+def retry_nacks(receiver: RTCRtpReceiver) -> None:
+    """Give a video receiver a :class:`RetryingNackGenerator` (before its first packet: the
+    server's ingest, and a decoding client's receivers, as ``clients.live`` does)."""
+    if isinstance(getattr(receiver, _RECEIVER_NACK_GENERATOR), NackGenerator):
+        setattr(receiver, _RECEIVER_NACK_GENERATOR, RetryingNackGenerator())
 
 
 class RetryingNackGenerator(NackGenerator):

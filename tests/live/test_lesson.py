@@ -8,6 +8,7 @@ import pytest
 
 from clients.homeroom import RequestError
 from clients.live import LiveParticipant
+from media.internals.nack import _RECEIVER_NACK_GENERATOR, RetryingNackGenerator
 from tests.conftest import Server
 from tests.live.helpers import Watch, advancing, eventually
 from tests.media.peers import CounterVideoTrack, ToneAudioTrack
@@ -54,6 +55,16 @@ async def test_lesson_stream_hands_and_stage(live_server: Server) -> None:
         await eventually(
             lambda w=w: w.audio_frames.get(host_id, 0) > 10, 5, f"{name} hearing the teacher"
         )
+
+    # The client's video receivers ask again for a lost retransmission (media.internals.nack).
+    pc = students["liming"].subscribe_pc
+    assert pc is not None
+    generators = [
+        getattr(t.receiver, _RECEIVER_NACK_GENERATOR)
+        for t in pc.getTransceivers()
+        if t.kind == "video"
+    ]
+    assert generators and all(isinstance(g, RetryingNackGenerator) for g in generators)
 
     # A student without rights who publishes is not forwarded, and is told why.
     wang = students["wanghao"]

@@ -13,8 +13,12 @@ from aiortc.rtcrtpreceiver import NackGenerator, RemoteStreamTrack
 from aiortc.rtp import RtpPacket
 
 from media.internals import install_ingest
-from media.internals.ingest import _RECEIVER_NACK_GENERATOR
-from media.internals.nack import NACK_RETRY_S, NACK_TRIES, RetryingNackGenerator
+from media.internals.nack import (
+    _RECEIVER_NACK_GENERATOR,
+    NACK_RETRY_S,
+    NACK_TRIES,
+    RetryingNackGenerator,
+)
 
 
 class Clock:
