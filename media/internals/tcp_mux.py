@@ -49,7 +49,7 @@ from typing import Any
 import aioice.ice
 from aioice import stun
 from aioice.candidate import Candidate
-from aioice.ice import StunProtocol
+from aioice.ice import CandidatePair, StunProtocol
 
 from media.internals.shared_port import (
     ConnectionView,
@@ -150,6 +150,53 @@ class TcpStunProtocol(StunProtocol):
                 raise _NoTcpCheck("a UDP pair is nominated: TCP is not")
         return await super().request(request, addr, integrity_key, retransmissions)
 
+    def stream_lost(self, addr: tuple[str, int]) -> None:
+        """The TCP connection from ``addr`` closed (the browser closed it, the network reset
+        it, its process died). If it carried the nominated pair, another usable pair takes its
+        place (:func:`replacement_pair`), or the ICE connection is failed now (aioice's
+        ``close``, as its consent checks would close it some 30 s later)."""
+        connection = self.receiver
+        component = self.local_candidate.component
+        nominated = connection._nominated.get(component)
+        if nominated is None or nominated.protocol is not self or nominated.remote_addr != addr:
+            return
+        other = replacement_pair(connection._check_list, nominated)
+        if other is not None:
+            logger.info("media TCP connection from %s closed: ICE goes on on %s", addr, other)
+            connection._nominated[component] = other
+            return
+        logger.info("media TCP connection from %s closed: its ICE connection failed", addr)
+        task = asyncio.ensure_future(connection.close())
+        _failing.add(task)
+        task.add_done_callback(_failing.discard)
+
+
+# The ICE connections being closed because their TCP connection closed (kept referenced).
+_failing: set[asyncio.Future[None]] = set()
+
+
+def pair_usable(pair: CandidatePair) -> bool:
+    """Whether ``pair`` can carry media now: its check succeeded and, on TCP, the connection it
+    came from is still open (on UDP, consent checks tell later)."""
+    if pair.state != CandidatePair.State.SUCCEEDED:
+        return False
+    protocol = pair.protocol
+    if isinstance(protocol, TcpStunProtocol):
+        return (
+            pair.remote_addr in protocol.transport.streams and not protocol.transport.is_closing()
+        )
+    return not protocol.transport.is_closing()
+
+
+def replacement_pair(pairs: Sequence[CandidatePair], lost: CandidatePair) -> CandidatePair | None:
+    """The pair that replaces ``lost`` (nominated, its TCP connection closed): the first usable
+    one of its component in ``pairs`` (aioice's check list, highest priority first: UDP before
+    TCP), or None."""
+    for pair in pairs:
+        if pair is not lost and pair.component == lost.component and pair_usable(pair):
+            return pair
+    return None
+
 
 class _TcpStream(asyncio.Protocol):
     """One accepted TCP connection: pending until its first Binding request names an ICE one."""
@@ -245,6 +292,8 @@ class _TcpIceTransport(ConnectionView):
     def detach(self, stream: _TcpStream) -> None:
         if self.streams.get(stream.addr) is stream:
             del self.streams[stream.addr]
+            if not self._closing and not self.endpoint.mux.closed:
+                self.protocol.stream_lost(stream.addr)
 
     def _release(self) -> None:
         for stream in list(self.streams.values()):
@@ -299,6 +348,8 @@ class TcpMux(SharedPort[_TcpEndpoint]):
         self.pending: set[_TcpStream] = set()
         # Connections closed before a valid Binding request (refused, timed out, not ICE).
         self.rejected = 0
+        # Closed (the app's end): its connections' closing fails no ICE connection.
+        self.closed = False
 
     async def _open(self, address: str) -> _TcpEndpoint:
         endpoint = _TcpEndpoint(self)
@@ -313,6 +364,7 @@ class TcpMux(SharedPort[_TcpEndpoint]):
         return endpoint
 
     def close(self) -> None:
+        self.closed = True
         for endpoint in self.endpoints.values():
             if endpoint.server is not None:
                 endpoint.server.close()
