@@ -406,6 +406,11 @@ _CODE_NAMES: tuple[tuple[str, Callable[[], Any], Callable[[], tuple[str, ...]]],
     (
         "tcp_mux TcpStunProtocol.stream_lost",
         lambda: tcp_mux.TcpStunProtocol.stream_lost,
+        lambda: (srtp_send._ICE_NOMINATED, "_check_list", "receiver"),
+    ),
+    (
+        "tcp_mux TcpStunProtocol._lost_for_good",
+        lambda: tcp_mux.TcpStunProtocol._lost_for_good,
         lambda: (srtp_send._ICE_NOMINATED, "_check_list", "receiver", "close"),
     ),
     (

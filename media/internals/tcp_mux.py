@@ -77,6 +77,11 @@ SEND_BUFFER_BYTES = 64 * 1024
 MAX_QUEUED_BYTES = 64 * 1024
 # libwebrtc's type preference of a host TCP candidate (UDP host: 126): lower than every UDP one.
 TCP_TYPE_PREFERENCE = 90
+# Chromium connects again after its TCP connection was reset (a new source port, a Binding
+# request first: 0.8-1.2 s after the reset here, tests/live/test_ice_tcp.py); within this time
+# after a reset its new pair may take over from the nominated one whose connection it was, else
+# the ICE connection has failed. A connection closed in order (FIN) fails it at once.
+RECONNECT_GRACE_S = 1.8
 # RFC 6544 4.2: local preference = 2^13 * direction-pref + other-pref (passive: 4).
 TCP_LOCAL_PREFERENCE = (1 << 13) * 4 + 8191
 
@@ -150,22 +155,42 @@ class TcpStunProtocol(StunProtocol):
                 raise _NoTcpCheck("a UDP pair is nominated: TCP is not")
         return await super().request(request, addr, integrity_key, retransmissions)
 
-    def stream_lost(self, addr: tuple[str, int]) -> None:
-        """The TCP connection from ``addr`` closed (the browser closed it, the network reset
-        it, its process died). If it carried the nominated pair, another usable pair takes its
-        place (:func:`replacement_pair`), or the ICE connection is failed now (aioice's
-        ``close``, as its consent checks would close it some 30 s later)."""
+    def stream_lost(self, addr: tuple[str, int], reset: bool) -> None:
+        """The TCP connection from ``addr`` closed: in order (the browser closed it) or
+        ``reset`` (the network reset it, its process died). If it carried the nominated pair,
+        another usable pair takes its place (:func:`replacement_pair`) now or, after a reset
+        (Chromium then connects again), within :data:`RECONNECT_GRACE_S`; without one the ICE
+        connection has failed (aioice's ``close``, which its consent checks would call some
+        30 s later)."""
         connection = self.receiver
-        component = self.local_candidate.component
-        nominated = connection._nominated.get(component)
+        nominated = connection._nominated.get(self.local_candidate.component)
         if nominated is None or nominated.protocol is not self or nominated.remote_addr != addr:
             return
         other = replacement_pair(connection._check_list, nominated)
         if other is not None:
             logger.info("media TCP connection from %s closed: ICE goes on on %s", addr, other)
-            connection._nominated[component] = other
+            connection._nominated[nominated.component] = other
             return
-        logger.info("media TCP connection from %s closed: its ICE connection failed", addr)
+        if reset:
+            grace = RECONNECT_GRACE_S
+            asyncio.get_running_loop().call_later(grace, self._lost_for_good, nominated)
+        else:
+            self._lost_for_good(nominated)
+
+    def _lost_for_good(self, lost: CandidatePair) -> None:
+        """``lost``'s TCP connection closed (in order, or :data:`RECONNECT_GRACE_S` ago): unless
+        a usable pair is nominated now (the browser nominated its new connection, or aioice
+        did), the best usable one is, or the ICE connection has failed."""
+        connection = self.receiver
+        current = connection._nominated.get(lost.component)
+        if current is None or (current is not lost and pair_usable(current)):
+            return  # closed meanwhile, or going on
+        other = replacement_pair(connection._check_list, current)
+        if other is not None:
+            logger.info("media TCP connection of %s replaced: ICE goes on on %s", lost, other)
+            connection._nominated[lost.component] = other
+            return
+        logger.info("media TCP connection of %s closed: its ICE connection failed", lost)
         task = asyncio.ensure_future(connection.close())
         _failing.add(task)
         task.add_done_callback(_failing.discard)
@@ -261,7 +286,7 @@ class _TcpStream(asyncio.Protocol):
             self.timer.cancel()
             self.timer = None
         if self.ice is not None:
-            self.ice.detach(self)
+            self.ice.detach(self, exc is not None)
         self.endpoint.mux.leave(self)
 
 
@@ -289,11 +314,11 @@ class _TcpIceTransport(ConnectionView):
         stream.ice = self
         return True
 
-    def detach(self, stream: _TcpStream) -> None:
+    def detach(self, stream: _TcpStream, reset: bool = False) -> None:
         if self.streams.get(stream.addr) is stream:
             del self.streams[stream.addr]
             if not self._closing and not self.endpoint.mux.closed:
-                self.protocol.stream_lost(stream.addr)
+                self.protocol.stream_lost(stream.addr, reset)
 
     def _release(self) -> None:
         for stream in list(self.streams.values()):
