@@ -30,6 +30,12 @@ with Janus, LiveKit and mediasoup. This module adds that half for the server's p
   TCP candidates have a lower priority than every UDP one (type preference 90, as libwebrtc's
   host TCP candidates), so ICE prefers UDP wherever it works.
 
+* A TCP connection that closes under the nominated pair (:meth:`TcpStunProtocol.stream_lost`)
+  hands it to another usable pair of the ICE connection (:func:`replacement_pair`: UDP, or
+  another TCP connection) or fails the ICE connection (aioice's ``close``, as its consent checks
+  would about 30 s later): at once when closed in order; when reset, unless Chromium connected
+  again from a new port within :data:`RECONNECT_GRACE_S`.
+
 ``TCP_MUX.bind`` wraps ``get_component_candidates`` of one server PC's ICE connections (after
 ``udp_mux``'s, which it calls) to add the TCP candidates. The listener of a process is
 process-wide, like the UDP mux (``shared_port``): ``TCP_MUX.use`` at the app's start-up,
@@ -210,7 +216,8 @@ def pair_usable(pair: CandidatePair) -> bool:
         return (
             pair.remote_addr in protocol.transport.streams and not protocol.transport.is_closing()
         )
-    return not protocol.transport.is_closing()
+    # UDP, or a TURN relay (whose transport has no ``is_closing``): consent checks tell.
+    return True
 
 
 def replacement_pair(pairs: Sequence[CandidatePair], lost: CandidatePair) -> CandidatePair | None:
