@@ -31,19 +31,16 @@ from typing import Any
 from media.ice import TCP_MUX
 from realtime.transport.rest import LIVE
 from tests.chromium import print_result, report_result
-from tests.conftest import free_port
 from tests.live.chromium_scenario import (
     CHROMIUM_FLAGS,
     FRAMES_WANTED,
     MEDIA_TIMEOUT_S,
     decoded_from,
     eventually,
-    start_server_with_page,
     with_browser,
 )
-from tests.live.ice_tcp_scenario import block_udp, nft, server_pair
-from tests.live.shaped_scenario import NFT, page_for
-from tests.live.test_udp_port import free_udp_port
+from tests.live.ice_tcp_scenario import nft, server_pair, start_lesson, start_server_without_udp
+from tests.live.shaped_scenario import NFT
 
 # Longer than aioice's consent checks take (6 failures, one every 4-6 s), so that a run of the
 # old code measures them rather than giving up.
@@ -95,10 +92,7 @@ async def seconds_until(check: Any, since: float) -> float | None:
 
 
 async def scenario(tmp: Any, result: dict[str, Any]) -> None:
-    udp_port, tcp_port = free_udp_port(), free_port()
-    srv = await start_server_with_page(tmp, media_udp_port=udp_port, media_tcp_port=tcp_port)
-    result["ports"] = {"http": srv.settings.port, "udp": udp_port, "tcp": tcp_port}
-    block_udp()
+    srv = await start_server_without_udp(tmp, result)
     await with_browser(srv, tmp, CHROMIUM_FLAGS, lambda srv, context: lesson(srv, context, result))
 
 
@@ -106,17 +100,7 @@ async def lesson(srv: Any, context: Any, result: dict[str, Any]) -> None:
     mux = TCP_MUX.active
     assert mux is not None
     tcp_port = mux.port
-    teacher = await page_for(context, srv.url, "li")
-    started = await teacher.evaluate(
-        "(p) => hr.request('session.start', p)",
-        {"class_id": srv.class_id, "kind": "lesson", "title": "TCP cut"},
-    )
-    sid = started["session"]["id"]
-    await teacher.evaluate("(s) => hr.join(s)", sid)
-    await teacher.evaluate("() => hr.publish()")
-    student = await page_for(context, srv.url, "wanghao")
-    await student.evaluate("(s) => hr.join(s)", sid)
-    await student.evaluate("() => hr.subscribe()")
+    _, student, sid, _ = await start_lesson(srv, context, "TCP cut")
     li, wanghao = srv.uid("li"), srv.uid("wanghao")
     result["ids"] = {"li": li, "wanghao": wanghao}
 
