@@ -375,6 +375,44 @@ _CODE_NAMES: tuple[tuple[str, Callable[[], Any], Callable[[], tuple[str, ...]]],
         lambda: StunProtocol.connection_made,
         lambda: ("transport",),
     ),
+    # tcp_mux: a closed TCP connection under the nominated pair hands it to another succeeded
+    # pair of aioice's check list, or fails the ICE connection (``close``: aiortc's transport
+    # hears ``ConnectionClosed`` and goes "failed").
+    (
+        "aioice Connection.__init__ (tcp_mux)",
+        lambda: aioice.ice.Connection.__init__,
+        lambda: ("_check_list", srtp_send._ICE_NOMINATED),
+    ),
+    (
+        "aioice Connection.check_complete",
+        lambda: aioice.ice.Connection.check_complete,
+        lambda: ("state", "SUCCEEDED", "nominated", srtp_send._ICE_NOMINATED, "component"),
+    ),
+    (
+        "aioice Connection.sort_check_list",
+        lambda: aioice.ice.Connection.sort_check_list,
+        lambda: ("sort_candidate_pairs", "_check_list"),
+    ),
+    (
+        "aioice Connection.close",
+        lambda: aioice.ice.Connection.close,
+        lambda: (srtp_send._ICE_NOMINATED, "_emit_event", "ConnectionClosed"),
+    ),
+    (
+        "aiortc RTCIceTransport._monitor",
+        lambda: RTCIceTransport._monitor,
+        lambda: ("get_event", "ConnectionClosed"),
+    ),
+    (
+        "tcp_mux TcpStunProtocol.stream_lost",
+        lambda: tcp_mux.TcpStunProtocol.stream_lost,
+        lambda: (srtp_send._ICE_NOMINATED, "_check_list", "receiver"),
+    ),
+    (
+        "tcp_mux TcpStunProtocol._lost_for_good",
+        lambda: tcp_mux.TcpStunProtocol._lost_for_good,
+        lambda: (srtp_send._ICE_NOMINATED, "_check_list", "receiver", "close"),
+    ),
     (
         "pylibsrtp Session.__init__",
         lambda: pylibsrtp.Session.__init__,

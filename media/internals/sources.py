@@ -142,8 +142,9 @@ def _udp_mux(problems: list[str]) -> None:
 def _tcp_mux(problems: list[str]) -> None:
     """What ``tcp_mux`` relies on in aioice: a nominating check says so in USE-CANDIDATE,
     checks and consent go through the pair's protocol's ``request`` (which it overrides), a
-    check's source address is learned as a peer-reflexive candidate, and a local candidate
-    pairs only with remote candidates of its own transport."""
+    check's source address is learned as a peer-reflexive candidate, a local candidate
+    pairs only with remote candidates of its own transport, and what a closed TCP connection
+    under the nominated pair changes (below)."""
     _require(
         problems,
         aioice.ice.Connection.build_request,
@@ -187,6 +188,38 @@ def _tcp_mux(problems: list[str]) -> None:
         tcp_mux.Candidate.can_pair_with,
         "aioice Candidate.can_pair_with",
         "self.transport.lower() == other.transport.lower()",
+    )
+    # A closed TCP connection under the nominated pair (``TcpStunProtocol.stream_lost``): the
+    # check list is sorted highest priority first, a succeeded pair's state says so, the last
+    # nominated pair carries the data, and closing the connection makes aiortc's transport
+    # "failed".
+    _require(
+        problems,
+        aioice.ice.sort_candidate_pairs,
+        "aioice sort_candidate_pairs",
+        "return -candidate_pair_priority(",
+        "pairs.sort(key=pair_priority)",
+    )
+    _require(
+        problems,
+        aioice.ice.Connection.check_complete,
+        "aioice Connection.check_complete",
+        "if pair.state == CandidatePair.State.SUCCEEDED:",
+        "self._nominated[pair.component] = pair",
+    )
+    _require(
+        problems,
+        aioice.ice.Connection.close,
+        "aioice Connection.close",
+        "self._nominated.clear()",
+        "self._emit_event(ConnectionClosed())",
+    )
+    _require(
+        problems,
+        RTCIceTransport._monitor,
+        "aiortc RTCIceTransport._monitor",
+        "if isinstance(event, ConnectionClosed):",
+        'self.__setState("failed")',
     )
 
 

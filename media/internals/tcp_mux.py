@@ -30,6 +30,12 @@ with Janus, LiveKit and mediasoup. This module adds that half for the server's p
   TCP candidates have a lower priority than every UDP one (type preference 90, as libwebrtc's
   host TCP candidates), so ICE prefers UDP wherever it works.
 
+* A TCP connection that closes under the nominated pair (:meth:`TcpStunProtocol.stream_lost`)
+  hands it to another usable pair of the ICE connection (:func:`replacement_pair`: UDP, or
+  another TCP connection) or fails the ICE connection (aioice's ``close``, as its consent checks
+  would about 30 s later): at once when closed in order; when reset, unless Chromium connected
+  again from a new port within :data:`RECONNECT_GRACE_S`.
+
 ``TCP_MUX.bind`` wraps ``get_component_candidates`` of one server PC's ICE connections (after
 ``udp_mux``'s, which it calls) to add the TCP candidates. The listener of a process is
 process-wide, like the UDP mux (``shared_port``): ``TCP_MUX.use`` at the app's start-up,
@@ -49,7 +55,7 @@ from typing import Any
 import aioice.ice
 from aioice import stun
 from aioice.candidate import Candidate
-from aioice.ice import StunProtocol
+from aioice.ice import CandidatePair, StunProtocol
 
 from media.internals.shared_port import (
     ConnectionView,
@@ -77,6 +83,11 @@ SEND_BUFFER_BYTES = 64 * 1024
 MAX_QUEUED_BYTES = 64 * 1024
 # libwebrtc's type preference of a host TCP candidate (UDP host: 126): lower than every UDP one.
 TCP_TYPE_PREFERENCE = 90
+# Chromium connects again after its TCP connection was reset (a new source port, a Binding
+# request first: 0.8-1.2 s after the reset here, tests/live/test_ice_tcp.py); within this time
+# after a reset its new pair may take over from the nominated one whose connection it was, else
+# the ICE connection has failed. A connection closed in order (FIN) fails it at once.
+RECONNECT_GRACE_S = 1.8
 # RFC 6544 4.2: local preference = 2^13 * direction-pref + other-pref (passive: 4).
 TCP_LOCAL_PREFERENCE = (1 << 13) * 4 + 8191
 
@@ -150,6 +161,74 @@ class TcpStunProtocol(StunProtocol):
                 raise _NoTcpCheck("a UDP pair is nominated: TCP is not")
         return await super().request(request, addr, integrity_key, retransmissions)
 
+    def stream_lost(self, addr: tuple[str, int], reset: bool) -> None:
+        """The TCP connection from ``addr`` closed: in order (the browser closed it) or
+        ``reset`` (the network reset it, its process died). If it carried the nominated pair,
+        another usable pair takes its place (:func:`replacement_pair`) now or, after a reset
+        (Chromium then connects again), within :data:`RECONNECT_GRACE_S`; without one the ICE
+        connection has failed (aioice's ``close``, which its consent checks would call some
+        30 s later)."""
+        connection = self.receiver
+        nominated = connection._nominated.get(self.local_candidate.component)
+        if nominated is None or nominated.protocol is not self or nominated.remote_addr != addr:
+            return
+        other = replacement_pair(connection._check_list, nominated)
+        if other is not None:
+            logger.info("media TCP connection from %s closed: ICE goes on on %s", addr, other)
+            connection._nominated[nominated.component] = other
+            return
+        if reset:
+            grace = RECONNECT_GRACE_S
+            asyncio.get_running_loop().call_later(grace, self._lost_for_good, nominated)
+        else:
+            self._lost_for_good(nominated)
+
+    def _lost_for_good(self, lost: CandidatePair) -> None:
+        """``lost``'s TCP connection closed (in order, or :data:`RECONNECT_GRACE_S` ago): unless
+        a usable pair is nominated now (the browser nominated its new connection, or aioice
+        did), the best usable one is, or the ICE connection has failed."""
+        connection = self.receiver
+        current = connection._nominated.get(lost.component)
+        if current is None or (current is not lost and pair_usable(current)):
+            return  # closed meanwhile, or going on
+        other = replacement_pair(connection._check_list, current)
+        if other is not None:
+            logger.info("media TCP connection of %s replaced: ICE goes on on %s", lost, other)
+            connection._nominated[lost.component] = other
+            return
+        logger.info("media TCP connection of %s closed: its ICE connection failed", lost)
+        task = asyncio.ensure_future(connection.close())
+        _failing.add(task)
+        task.add_done_callback(_failing.discard)
+
+
+# The ICE connections being closed because their TCP connection closed (kept referenced).
+_failing: set[asyncio.Future[None]] = set()
+
+
+def pair_usable(pair: CandidatePair) -> bool:
+    """Whether ``pair`` can carry media now: its check succeeded and, on TCP, the connection it
+    came from is still open (on UDP, consent checks tell later)."""
+    if pair.state != CandidatePair.State.SUCCEEDED:
+        return False
+    protocol = pair.protocol
+    if isinstance(protocol, TcpStunProtocol):
+        return (
+            pair.remote_addr in protocol.transport.streams and not protocol.transport.is_closing()
+        )
+    # UDP, or a TURN relay (whose transport has no ``is_closing``): consent checks tell.
+    return True
+
+
+def replacement_pair(pairs: Sequence[CandidatePair], lost: CandidatePair) -> CandidatePair | None:
+    """The pair that replaces ``lost`` (nominated, its TCP connection closed): the first usable
+    one of its component in ``pairs`` (aioice's check list, highest priority first: UDP before
+    TCP), or None."""
+    for pair in pairs:
+        if pair is not lost and pair.component == lost.component and pair_usable(pair):
+            return pair
+    return None
+
 
 class _TcpStream(asyncio.Protocol):
     """One accepted TCP connection: pending until its first Binding request names an ICE one."""
@@ -214,7 +293,7 @@ class _TcpStream(asyncio.Protocol):
             self.timer.cancel()
             self.timer = None
         if self.ice is not None:
-            self.ice.detach(self)
+            self.ice.detach(self, exc is not None)
         self.endpoint.mux.leave(self)
 
 
@@ -242,9 +321,11 @@ class _TcpIceTransport(ConnectionView):
         stream.ice = self
         return True
 
-    def detach(self, stream: _TcpStream) -> None:
+    def detach(self, stream: _TcpStream, reset: bool = False) -> None:
         if self.streams.get(stream.addr) is stream:
             del self.streams[stream.addr]
+            if not self._closing and not self.endpoint.mux.closed:
+                self.protocol.stream_lost(stream.addr, reset)
 
     def _release(self) -> None:
         for stream in list(self.streams.values()):
@@ -299,6 +380,8 @@ class TcpMux(SharedPort[_TcpEndpoint]):
         self.pending: set[_TcpStream] = set()
         # Connections closed before a valid Binding request (refused, timed out, not ICE).
         self.rejected = 0
+        # Closed (the app's end): its connections' closing fails no ICE connection.
+        self.closed = False
 
     async def _open(self, address: str) -> _TcpEndpoint:
         endpoint = _TcpEndpoint(self)
@@ -313,6 +396,7 @@ class TcpMux(SharedPort[_TcpEndpoint]):
         return endpoint
 
     def close(self) -> None:
+        self.closed = True
         for endpoint in self.endpoints.values():
             if endpoint.server is not None:
                 endpoint.server.close()

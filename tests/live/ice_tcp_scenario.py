@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from playwright.async_api import Page
+
 from media.ice import TCP_MUX
 from media.internals import srtp_send
 from realtime.transport.rest import LIVE
@@ -88,11 +90,34 @@ def count_direct_sends(counts: dict[str, int]) -> None:
     srtp_send._DatagramSink.send = counted  # type: ignore[method-assign]
 
 
-async def scenario(tmp: Path, result: dict[str, Any]) -> None:
+async def start_server_without_udp(tmp: Path, result: dict[str, Any]) -> Any:
+    """The app with one UDP and one TCP media port (``result["ports"]``), UDP then dropped."""
     udp_port, tcp_port = free_udp_port(), free_port()
     srv = await start_server_with_page(tmp, media_udp_port=udp_port, media_tcp_port=tcp_port)
     result["ports"] = {"http": srv.settings.port, "udp": udp_port, "tcp": tcp_port}
     block_udp()
+    return srv
+
+
+async def start_lesson(srv: Any, context: Any, title: str) -> tuple[Page, Page, int, Any]:
+    """Ms. Li starts a lesson and publishes her camera and microphone, Wang Hao joins and
+    subscribes: (her page, his page, the session id, her publish reply)."""
+    teacher = await page_for(context, srv.url, "li")
+    started = await teacher.evaluate(
+        "(p) => hr.request('session.start', p)",
+        {"class_id": srv.class_id, "kind": "lesson", "title": title},
+    )
+    sid = started["session"]["id"]
+    await teacher.evaluate("(s) => hr.join(s)", sid)
+    published = await teacher.evaluate("() => hr.publish()")
+    student = await page_for(context, srv.url, "wanghao")
+    await student.evaluate("(s) => hr.join(s)", sid)
+    await student.evaluate("() => hr.subscribe()")
+    return teacher, student, sid, published
+
+
+async def scenario(tmp: Path, result: dict[str, Any]) -> None:
+    srv = await start_server_without_udp(tmp, result)
     result["direct_sends"] = {}
     count_direct_sends(result["direct_sends"])
     await with_browser(srv, tmp, CHROMIUM_FLAGS, lambda srv, context: lesson(srv, context, result))
@@ -101,17 +126,7 @@ async def scenario(tmp: Path, result: dict[str, Any]) -> None:
 async def lesson(srv: Any, context: Any, result: dict[str, Any]) -> None:
     mux = TCP_MUX.active
     assert mux is not None
-    teacher = await page_for(context, srv.url, "li")
-    started = await teacher.evaluate(
-        "(p) => hr.request('session.start', p)",
-        {"class_id": srv.class_id, "kind": "lesson", "title": "No UDP"},
-    )
-    sid = started["session"]["id"]
-    await teacher.evaluate("(s) => hr.join(s)", sid)
-    result["publish"] = await teacher.evaluate("() => hr.publish()")
-    student = await page_for(context, srv.url, "wanghao")
-    await student.evaluate("(s) => hr.join(s)", sid)
-    await student.evaluate("() => hr.subscribe()")
+    teacher, student, sid, result["publish"] = await start_lesson(srv, context, "No UDP")
     li = srv.uid("li")
     t0 = time.monotonic()
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from media.internals import tcp_mux
+from realtime.live.service import ANNOUNCE_AFTER_S
 from tests.live.chromium_scenario import FRAMES_WANTED, decoded_from, run_page_scenario
 from tests.live.shaped_scenario import NFT
 
@@ -52,3 +54,47 @@ def test_a_viewer_without_udp_plays_the_lesson_over_ice_tcp() -> None:
     assert r["tcp_mux"] == {"connections": 2, "streams": 2}
     # The lesson ended: the peer connections closed their TCP connections.
     assert r["tcp_mux_after"] == {"connections": 0, "streams": 0}
+
+
+# What a user would notice as "at once" (the old code: aioice's consent checks, about 30 s);
+# after a reset the server gives Chromium tcp_mux.RECONNECT_GRACE_S (1.8 s) to connect again.
+NOTICED_WITHIN_S = 2.0
+
+
+@pytest.mark.timeout(150)
+def test_a_cut_tcp_connection_fails_its_leg_at_once_unless_the_browser_connects_again() -> None:
+    """The browser's end of a TCP media connection is destroyed (``ss -K``; the server reads a
+    reset). While Chromium can connect again, the leg goes on on its new connection; once it
+    cannot, the leg's peer connection ends within 2 s, the host's participant list says so,
+    and, for the teacher's publish leg, the student's page hears at once that she no longer
+    publishes (tests/live/ice_tcp_drop_scenario.py)."""
+    r = run_page_scenario("tests.live.ice_tcp_drop_scenario", NFT, "ss")
+    tcp_port = r["ports"]["tcp"]
+    for leg in ("publish", "subscribe"):
+        # Both legs were on TCP, on the node's TCP media port.
+        pair = r["server_pairs"][leg]
+        assert pair["local"] == ["tcp", "127.0.0.1", tcp_port, "host", "passive"], leg
+    for cut in ("cut_reconnecting", "cut_publish", "cut_subscribe"):
+        assert r[cut].count("ESTAB") == 1, (cut, r[cut])  # one connection cut each time
+
+    # 1. Chromium connected again (another port): Wang Hao's leg went on, he kept playing.
+    again = r["reconnected"]
+    assert again["states"] == [] and again["state"] == "connected", again
+    assert again["frames_decoded_since"] >= FRAMES_WANTED, again
+    assert again["pair"]["remote"][1] != r["server_pairs"]["subscribe"]["remote"][1], again
+    assert r["reconnect_s"] is not None and r["reconnect_s"] < tcp_mux.RECONNECT_GRACE_S
+
+    # 2. Connecting again refused: each cut leg ended at once, and the host's list says so.
+    assert r["connections_refused"] > 0  # Chromium tried
+    for leg in ("publish", "subscribe"):
+        for measure in (f"{leg}_failed_s", f"{leg}_link_failed_s"):
+            assert r[measure] is not None and r[measure] <= NOTICED_WITHIN_S, (measure, r)
+        assert r[f"{leg}_states"][-1][0] in ("failed", "closed"), r[f"{leg}_states"]
+    # Ms. Li's cut: her tracks ended, and Wang Hao's page was told.
+    assert r["publishing_ended_s"] is not None and r["publishing_ended_s"] <= NOTICED_WITHIN_S
+    # (The server tells everyone a track's end ANNOUNCE_AFTER_S later, the leg's other tracks
+    # ending meanwhile.)
+    assert r["student_told_s"] <= NOTICED_WITHIN_S + ANNOUNCE_AFTER_S, r
+    # Only the cut leg ended: Wang Hao's subscribe leg was still connected until its own cut.
+    assert r["subscribe_state_after_publish_cut"] == "connected"
+    assert r["tcp_mux_after"]["connections"] == r["tcp_mux_after"]["streams"] == 0

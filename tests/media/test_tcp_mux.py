@@ -54,10 +54,14 @@ class StreamTransport:
     def is_closing(self) -> bool:
         return self.closed
 
-    def close(self) -> None:
+    def close(self, exc: Exception | None = None) -> None:
+        """Closed in order (FIN), or with ``exc`` (a reset)."""
         if not self.closed and self.protocol is not None:
             self.closed = True
-            asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
+            asyncio.get_running_loop().call_soon(self.protocol.connection_lost, exc)
+
+    def reset(self) -> None:
+        self.close(ConnectionResetError(104, "Connection reset by peer"))
 
     def frames(self) -> list[bytes]:
         return FrameReader().feed(bytes(self.written))
@@ -71,8 +75,19 @@ def accept(endpoint: _TcpEndpoint, peer: tuple[str, int]) -> tuple[_TcpStream, S
     return stream, transport
 
 
-def ice_on(endpoint: _TcpEndpoint, ufrag: str) -> tuple[_TcpIceTransport, Receiver]:
-    receiver = Receiver()
+class TcpReceiver(Receiver):
+    """Stands in for :class:`TcpStunProtocol`: also the TCP connections it lost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.streams_lost: list[tuple[tuple[str, int], bool]] = []
+
+    def stream_lost(self, addr: tuple[str, int], reset: bool) -> None:
+        self.streams_lost.append((addr, reset))
+
+
+def ice_on(endpoint: _TcpEndpoint, ufrag: str) -> tuple[_TcpIceTransport, TcpReceiver]:
+    receiver = TcpReceiver()
     ice = _TcpIceTransport(endpoint, receiver, ufrag)  # type: ignore[arg-type]
     endpoint.register(ice)
     return ice, receiver
@@ -142,6 +157,9 @@ async def test_connections_go_by_the_ufrag_of_their_first_request() -> None:
     assert ty.closed
     await asyncio.sleep(0)
     assert ice_b.streams == {} and mux.streams == {sx}
+    # B's protocol heard that its connection from y closed; connections never identified
+    # (z, w) belong to no ICE connection.
+    assert b.streams_lost == [(y, False)] and a.streams_lost == []
 
     # A full send queue drops whole datagrams (TCP's own buffer is already full).
     tx.buffered = tcp_mux.MAX_QUEUED_BYTES + 1
@@ -150,10 +168,12 @@ async def test_connections_go_by_the_ufrag_of_their_first_request() -> None:
     ice_a.sendto(b"sent", x)
     assert tx.frames() == [b"answer", b"sent"] and sx.dropped == 1
 
-    # Closing A's ICE connection closes its TCP connections and forgets its ufrag.
+    # Closing A's ICE connection closes its TCP connections and forgets its ufrag (its own
+    # closing is no lost connection).
     ice_a.close()
     await asyncio.sleep(0)
     assert a.lost and tx.closed and "ufA" not in endpoint.by_ufrag and mux.streams == set()
+    assert a.streams_lost == []
 
 
 @pytest.mark.timeout(5)
@@ -245,3 +265,137 @@ async def test_the_listener_closes_what_is_not_ice(monkeypatch: pytest.MonkeyPat
             await TcpMux(port, ["127.0.0.1"]).start()
     finally:
         mux.close()
+
+
+class Datagrams(asyncio.DatagramTransport):
+    """Stands in for a UDP socket (aioice's or ``udp_mux``'s) under a StunProtocol."""
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def tcp_and_udp(connection: aioice.ice.Connection) -> tuple[TcpStunProtocol, StunProtocol]:
+    """``connection`` with a passive TCP candidate on a listener and a UDP host candidate."""
+    endpoint = _TcpEndpoint(TcpMux(3478, ["127.0.0.1"]))
+    tcp = TcpStunProtocol(connection)
+    tcp.connection_made(_TcpIceTransport(endpoint, tcp, connection.local_username))
+    tcp.local_candidate = Candidate(
+        "t", 1, "tcp", tcp_candidate_priority(1), "127.0.0.1", 3478, "host"
+    )
+    udp = StunProtocol(connection)
+    udp.connection_made(Datagrams())
+    udp.local_candidate = Candidate("u", 1, "udp", 2130706431, "127.0.0.1", 3479, "host")
+    return tcp, udp
+
+
+def pair(
+    connection: aioice.ice.Connection,
+    protocol: StunProtocol,
+    port: int,
+    state: CandidatePair.State = CandidatePair.State.SUCCEEDED,
+) -> CandidatePair:
+    kind = protocol.local_candidate.transport
+    remote = Candidate(f"r{port}", 1, kind, 1000 + port, "127.0.0.1", port, "prflx")
+    new = CandidatePair(protocol, remote)
+    new.state = state
+    connection._check_list.append(new)
+    connection.sort_check_list()
+    return new
+
+
+def connected(tcp: TcpStunProtocol, port: int) -> StreamTransport:
+    stream, transport = accept(tcp.transport.endpoint, ("127.0.0.1", port))
+    assert tcp.transport.attach(stream)
+    return transport
+
+
+async def closed_event(connection: aioice.ice.Connection) -> Any:
+    return await asyncio.wait_for(connection.get_event(), 1)
+
+
+@pytest.mark.timeout(5)
+async def test_a_closed_tcp_connection_under_the_nominated_pair_fails_ice_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The nominated pair's TCP connection closes: another open TCP connection of the same ICE
+    connection takes over, then (none left, the UDP pair never answered) ICE fails: aioice's
+    connection closes, as its consent checks would close it about 30 s later. At once when
+    the connection was closed in order (FIN); after a reset, once nothing connected again
+    within the grace."""
+    monkeypatch.setattr(tcp_mux, "RECONNECT_GRACE_S", 0.2)
+    loop = asyncio.get_running_loop()
+    for reset in (False, True):
+        connection = aioice.ice.Connection(ice_controlling=False)
+        tcp, udp = tcp_and_udp(connection)
+        tx, ty, tz = (connected(tcp, port) for port in (7000, 7001, 7002))
+        via_x, via_y = pair(connection, tcp, 7000), pair(connection, tcp, 7001)
+        pair(connection, tcp, 7002, CandidatePair.State.IN_PROGRESS)  # open, not checked yet
+        pair(connection, udp, 7003, CandidatePair.State.FAILED)
+        connection._nominated[1] = via_x
+
+        # A connection that carries no nominated pair closes: nothing changes.
+        tz.reset()
+        await asyncio.sleep(0)
+        assert connection._nominated[1] is via_x
+        # The nominated one closes: the other succeeded TCP pair carries the media now.
+        tx.reset() if reset else tx.close()
+        await asyncio.sleep(0)
+        assert connection._nominated[1] is via_y and not connection._closed
+        # It closes too: nothing else can carry media; ICE has failed.
+        lost_at = loop.time()
+        ty.reset() if reset else ty.close()
+        event = await closed_event(connection)
+        assert isinstance(event, aioice.ice.ConnectionClosed)
+        took = loop.time() - lost_at
+        assert 0.2 <= took < 0.5 if reset else took < 0.05, (reset, took)
+        assert connection._nominated == {} and connection._protocols == []
+
+
+@pytest.mark.timeout(5)
+async def test_a_connection_made_again_within_the_grace_takes_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Chromium connects again after a reset: its new connection's pair, checked within the
+    grace (nominated by the browser or not), carries the media; the ICE connection goes on."""
+    monkeypatch.setattr(tcp_mux, "RECONNECT_GRACE_S", 0.1)
+    for browser_nominates in (False, True):
+        connection = aioice.ice.Connection(ice_controlling=False)
+        tcp, _ = tcp_and_udp(connection)
+        tx = connected(tcp, 7000)
+        connection._nominated[1] = pair(connection, tcp, 7000)
+        tx.reset()
+        await asyncio.sleep(0.02)
+        connected(tcp, 7001)
+        via_new = pair(connection, tcp, 7001)
+        if browser_nominates:
+            connection._nominated[1] = via_new
+        await asyncio.sleep(0.2)
+        assert connection._nominated[1] is via_new and not connection._closed
+
+
+@pytest.mark.timeout(5)
+async def test_a_succeeded_udp_pair_takes_over_from_a_closed_tcp_connection() -> None:
+    connection = aioice.ice.Connection(ice_controlling=True)
+    tcp, udp = tcp_and_udp(connection)
+    tx = connected(tcp, 7000)
+    via_x, via_udp = pair(connection, tcp, 7000), pair(connection, udp, 7003)
+    assert connection._check_list[0] is via_udp  # UDP first (priority)
+    connection._nominated[1] = via_x
+    tx.close()
+    await asyncio.sleep(0)
+    assert connection._nominated[1] is via_udp and not connection._closed
+
+
+@pytest.mark.timeout(5)
+async def test_the_listener_closing_fails_no_ice_connection() -> None:
+    """At the app's end the mux closes its connections: the peer connections close themselves."""
+    connection = aioice.ice.Connection(ice_controlling=False)
+    tcp, _ = tcp_and_udp(connection)
+    tx = connected(tcp, 7000)
+    connection._nominated[1] = via_x = pair(connection, tcp, 7000)
+    tcp.transport.endpoint.mux.close()
+    await asyncio.sleep(0.05)
+    assert tx.closed and connection._nominated[1] is via_x and not connection._closed
