@@ -336,9 +336,7 @@ class LayerSelector:
         if probe is not None and now - probe.since > PROBE_MAX_S:
             self._probe_failed(now)  # no report passed it in time
         # A padding probe's queue (and the estimate it made fall) are no news of the link.
-        probe_quiet = (
-            self.probe is not None or now - self._probe_end < self.settle + in_flight
-        )
+        probe_quiet = self.probe is not None or now - self._probe_end < self.settle + in_flight
         settled = now - self._down_at >= self.settle + in_flight
         # Loss counts when measured over packets sent after the move (its window started one
         # RTT after it); without the window's start, after the settling time.

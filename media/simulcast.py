@@ -305,9 +305,6 @@ class LayeredSubscriberTrack(SubscriberTrack):
             if estimate < self._probe_peak * (1 - FALLING_TOLERANCE):
                 target = self.selector.probe_failed(now)
             self._probe_peak = max(self._probe_peak, estimate)
-        import os, sys  # TEMP
-        if os.environ.get("PROBE_TRACE") and (target != self.target or self.layer < 0):
-            print("FB", round(now, 2), self.subscriber_id, estimate, round(loss, 3), rtt, report, received, loss_since, sent, lag, "->", target, self.selector.reason, self.layer, file=sys.stderr)
         if target != self.target:
             self._retarget(target)
         self._sync_probe()
@@ -317,9 +314,6 @@ class LayeredSubscriberTrack(SubscriberTrack):
             return
         now = asyncio.get_running_loop().time()
         target = self.selector.probe_report(report, now)
-        import os, sys  # TEMP
-        if os.environ.get("PROBE_TRACE"):
-            print("PROBE", round(now, 2), self.subscriber_id, report, self.selector.probe, target, self.layer, file=sys.stderr)
         if target != self.target:
             self._retarget(target)
         self._sync_probe()
@@ -335,9 +329,6 @@ class LayeredSubscriberTrack(SubscriberTrack):
             sender.stop_probe()
         else:
             sender.start_probe(probe.rate, self._probe_report)
-        import os, sys  # TEMP
-        if os.environ.get("PROBE_TRACE"):
-            print("SYNC", round(asyncio.get_running_loop().time(), 2), self.subscriber_id, probe, self.target, self.layer, self.selector.reason, file=sys.stderr)
 
     def _retarget(self, target: int) -> None:
         previous, self.target = self.target, target
@@ -385,7 +376,7 @@ class LayeredSubscriberTrack(SubscriberTrack):
                 self._leave(self.layer)
             if self.layer == VIDEO_OFF or index < self.layer:
                 self.switched_down_at = now  # its sender resends nothing sent before
-            if self.layer == VIDEO_OFF and self.padding_sender and not __import__("os").environ.get("NOJUMP"):
+            if self.layer == VIDEO_OFF and self.padding_sender:
                 self.padding_sender.restart_sequence()  # nothing before is waited for
             self._rewriter.switch(frame, now)
             self._set_layer(index)

@@ -138,6 +138,9 @@ RTX_BUDGET_MAX = 60_000
 # unrepaired stalls an aiortc viewer's jitter buffer for 128 packets).
 RESEND_WAIT_MAX_S = 0.25
 
+# Padding probes a viewer may leave unreported (no report block of the RTX stream while one
+# ran) before its sender stops offering them.
+UNREPORTED_PROBES = 2
 # Keep-alive paddings whose send time is kept (10 a second: 6 s).
 KEEPALIVES = 64
 # Sequence numbers skipped when the video resumes after a pause: aiortc 1.16's video jitter
@@ -565,11 +568,19 @@ class SharedPayloadSender(RTCRtpSender):
     # highest sequence number, cumulative lost) in the viewer's last report.
     _probe: PaddingProbe | None = None
     _rtx_mark: tuple[int, int] | None = None
+    # Probes the viewer sent no report on (after UNREPORTED_PROBES, no more: the selection
+    # then moves up without a probe, as before padding probes).
+    _unreported_probes = 0
 
     def can_probe(self) -> bool:
         """Whether this sender can send padding probes (RTX negotiated, sending)."""
         egress = self._egress
-        return egress is not None and egress.rtx_payload_type is not None and self._video
+        return (
+            egress is not None
+            and egress.rtx_payload_type is not None
+            and self._video
+            and self._unreported_probes < UNREPORTED_PROBES
+        )
 
     def start_probe(self, rate: float, on_report: Callable[[Any], None]) -> None:
         """Padding on the RTX stream at ``rate`` bit/s; each receiver report on it goes to
@@ -579,9 +590,12 @@ class SharedPayloadSender(RTCRtpSender):
             self._probe = PaddingProbe(self, rate, on_report, self._rtx_mark)
 
     def stop_probe(self) -> None:
-        if self._probe is not None:
-            self._probe.stop()
+        probe = self._probe
+        if probe is not None:
+            probe.stop()
             self._probe = None
+            if probe.unreported(asyncio.get_running_loop().time()):
+                self._unreported_probes += 1
 
     # Send times of the last KEEPALIVES padding packets sent while the video is paused, by
     # sequence number; the wait of the newest one the viewer had received at its last report

@@ -64,7 +64,13 @@ class PaddingProbe:
         self._count = 0
         self.started: float | None = None
         self.bytes_sent = 0
+        self.reports = 0  # report blocks of the RTX stream since the probe started
         self._task: asyncio.Task[None] | None = asyncio.ensure_future(self._run())
+
+    def unreported(self, now: float) -> bool:
+        """Whether the viewer reported nothing on the RTX stream for as long as a probe may
+        last (a receiver that keeps no statistics of it: it cannot be probed this way)."""
+        return self.reports == 0 and self.started is not None and now - self.started >= PROBE_MAX_S
 
     def stop(self) -> None:
         if self._task is not None:
@@ -108,6 +114,7 @@ class PaddingProbe:
     def take_report(self, highest: int, lost: int, now: float) -> None:
         """A report block of the RTX stream: extended highest sequence number and
         cumulative lost."""
+        self.reports += 1
         entry = self._sent.get(highest & 0xFFFF)
         if entry is None or self.started is None:
             return  # not a probe packet (a retransmission, or one from before the probe)
@@ -117,4 +124,3 @@ class PaddingProbe:
             received = (highest - self._mark[0]) - (lost - self._mark[1])
             probe_lost = max(count - received, 0)
         self._on_report(ProbeReport(now - self.started, now - sent_at, count, probe_lost))
-
