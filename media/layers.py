@@ -71,6 +71,11 @@ RTT_WINDOW = 30.0
 # Beyond this RTT (seconds), rising, a layer's keyframes take too long to arrive whatever the
 # lowest RTT was (a viewer whose first sample already shows a full queue): one layer down.
 DEFAULT_RTT_DOWN = 0.8
+# A queue that stands this long (seconds) after a move down without draining below the RTT
+# at the move: the layer moved to keeps the link full too. Shorter, a 100-packet queue of
+# 1300-byte packets (1.7 s at 600 kbit/s) that the layer left filled, draining at a layer's
+# spare 150-200 kbit/s with a keyframe now and then, was taken for a second congestion.
+STANDING_S = 4.0
 # A report this soon after a move (the target's change, and again the switch itself, on the
 # new layer's keyframe: :meth:`LayerSelector.switched`) still covers the previous layer's
 # packets and the queue they left: its loss and RTT are not held against the new layer.
@@ -222,6 +227,7 @@ class LayerSelector:
         self.probes_failed = 0
         self._probe_end = -math.inf
         self._lag: float | None = None
+        self._drain_peak: float | None = None  # the highest RTT since the last move down
 
     @property
     def video_paused(self) -> bool:
@@ -275,6 +281,13 @@ class LayerSelector:
             return 0.0
         return self._last_rtt - min(rtt for _t, rtt in self._rtts)
 
+    def _draining(self) -> bool:
+        moved_at, peak, last = self._queued_at_rtt, self._drain_peak, self._last_rtt
+        if moved_at is None or peak is None or last is None or not self._rtts:
+            return False
+        queued = moved_at - min(r for _t, r in self._rtts)
+        return self._moved_up_at is None and queued > self.queue_down / 2 and last < peak
+
     def _queue_grows(self, rtt: float | None, now: float) -> bool:
         """Take an RTT sample: does it show a queue on the link that is still growing, or one
         that stands since the last move down?"""
@@ -282,6 +295,8 @@ class LayerSelector:
             return False
         previous = self._last_rtt
         self._last_rtt = rtt
+        if self._drain_peak is not None:
+            self._drain_peak = max(self._drain_peak, rtt)
         self._rtts = [(t, r) for t, r in self._rtts if now - t <= RTT_WINDOW]
         self._rtts.append((now, rtt))
         delay = self.queue_delay()
@@ -299,6 +314,7 @@ class LayerSelector:
         # the settling time). A full drop-tail queue does not grow any more.
         standing = (
             moved_at is not None
+            and now - self._down_at >= STANDING_S
             and previous is not None
             and delay > self.queue_down
             and rtt >= moved_at - RTT_RISE
@@ -345,7 +361,12 @@ class LayerSelector:
             if feedback.loss_since is None
             else feedback.loss_since - in_flight >= self._down_at
         )
-        lossy = feedback.loss > self.loss_down and loss_settled
+        # The queue a move down left (over queue_down / 2 at the move) is draining: the last
+        # RTT sample is below the highest since the move. The drop-tail queue's overflow
+        # while it drains, and the estimate the drain disturbs, are the layer left's (a
+        # queue that stands or grows again is the queue rule's).
+        draining = self._draining()
+        lossy = feedback.loss > self.loss_down and loss_settled and not draining
         # The link delivered much less than was sent in the window, and the rest is neither
         # lost nor arrived: it waits in a queue (a 150 kbit/s link's 100 packets hold 6 s, and
         # the sender reports that carry the RTT wait there too).
@@ -364,7 +385,7 @@ class LayerSelector:
             wanted = max(wanted - 1, VIDEO_OFF)
             if saturated and feedback.received is not None:
                 wanted = min(wanted, self.fits(feedback.received))
-        if falling and not probe_quiet:
+        if falling and not probe_quiet and not draining:
             # Right after a move the estimate still reflects the layer left and the queue it
             # filled (a top layer's burst into a short link): only a layer the estimate cannot
             # carry at all is left then, not one it carries without the headroom.
@@ -393,7 +414,7 @@ class LayerSelector:
         if (
             self.target < self.top
             and not falling
-            and feedback.loss <= self.loss_down
+            and (feedback.loss <= self.loss_down or self._paused_probes)
             and self.queue_delay() < self.queue_down / 2
             and self._lag_allows_probe()
         ):
@@ -402,7 +423,7 @@ class LayerSelector:
             # restart the hold, a link that goes on losing 5 % is not probed.
             candidate = self.target + 1  # one step at a time
             mean_loss = sum(x for _t, x in self._losses) / max(len(self._losses), 1)
-            if self.padding_probes and self.target == VIDEO_OFF:
+            if self._paused_probes:
                 # The probe measures the link (its loss too): the reports of the congestion
                 # that paused the video are no reason to wait.
                 mean_loss = 0.0
@@ -421,6 +442,10 @@ class LayerSelector:
             return self.target
         self._up_since = self._up_to = None
         return self.target
+
+    @property
+    def _paused_probes(self) -> bool:
+        return self.padding_probes and self.target == VIDEO_OFF
 
     def _lag_allows_probe(self) -> bool:
         """No probe into a queue: with video paused (and padding probes), only once the
@@ -495,6 +520,7 @@ class LayerSelector:
             self.probe = None
             self._probe_end = now
         self._lag = None  # measured again from here
+        self._drain_peak = self._last_rtt
         self.target = wanted
         self._down_at = now
         self._queued_at_rtt = self._last_rtt
