@@ -598,8 +598,9 @@ class SharedPayloadSender(RTCRtpSender):
                 self._unreported_probes += 1
 
     # Send times of the last KEEPALIVES padding packets sent while the video is paused, by
-    # sequence number; the wait of the newest one the viewer had received at its last report
-    # (seconds: the link's queue now, within a padding interval) and when (loop time).
+    # sequence number; the wait of the newest packet (a keep-alive's, or a frame's from
+    # ``frame_times``) the viewer had received at its last report (seconds: the link's queue
+    # now, within a padding or frame interval) and when (loop time).
     _keepalives: dict[int, float] | None = None
     lag: float | None = None
     lag_at: float | None = None
@@ -615,6 +616,12 @@ class SharedPayloadSender(RTCRtpSender):
 
     def _take_lag(self, highest: int) -> None:
         sent_at = (self._keepalives or {}).get(highest)
+        if sent_at is None and self._keepalives is None and self.frame_times:
+            # A video frame's packet: the frame's send time (within a frame interval).
+            for first, at in reversed(self.frame_times):
+                if (highest - first) & 0xFFFF < 0x8000:
+                    sent_at = at
+                    break
         if sent_at is not None:
             now = asyncio.get_running_loop().time()
             self.lag, self.lag_at = now - sent_at, now
