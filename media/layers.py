@@ -119,8 +119,6 @@ PAUSED_PROBE_BOOST = 2.0
 # left by the congestion that paused the video drains first (probing into it drops the voice).
 # The keep-alive padding it is measured with goes every 0.1 s.
 PROBE_LAG = 0.2
-# A falling estimate that no report showed a queue with is dropped after this (seconds).
-DIP_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -233,8 +231,6 @@ class LayerSelector:
         self._probe_end = -math.inf
         self._lag: float | None = None
         self._drain_peak: float | None = None  # the highest RTT since the last move down
-        # A falling estimate not yet confirmed by a queue: (what it carried, when).
-        self._dip: tuple[float | None, float] | None = None
 
     @property
     def video_paused(self) -> bool:
@@ -392,31 +388,7 @@ class LayerSelector:
             wanted = max(wanted - 1, VIDEO_OFF)
             if saturated and feedback.received is not None:
                 wanted = min(wanted, self.fits(feedback.received))
-        # A falling estimate while the last report showed no queue (its newest packet waited
-        # less than PROBE_LAG) and no loss: a dip of the estimator alone (Chromium's fell by a
-        # third with everything arriving, 3-8 s after a move); it counts once a report shows
-        # a queue (within DIP_S).
-        lag = feedback.lag if feedback.new_report else self._lag
-        dip = falling and lag is not None and lag < PROBE_LAG and feedback.loss <= self.loss_up
-        fall = falling
-        if dip and not probe_quiet and not draining:
-            self._dip = (carried, now)
-            fall = False
-        elif self._dip is not None and (
-            now - self._dip[1] > DIP_S
-            or (feedback.new_report and (feedback.lag or 0.0) < PROBE_LAG)
-        ):
-            self._dip = None  # the queue never came: it was a dip
-        if (
-            self._dip is not None
-            and feedback.new_report
-            and feedback.lag is not None
-            and feedback.lag >= PROBE_LAG
-            and not probe_quiet
-        ):
-            carried, self._dip = self._dip[0], None
-            fall = True
-        if fall and not probe_quiet and not draining:
+        if falling and not probe_quiet and not draining:
             # Right after a move the estimate still reflects the layer left and the queue it
             # filled (a top layer's burst into a short link): only a layer the estimate cannot
             # carry at all is left then, not one it carries without the headroom.

@@ -165,27 +165,3 @@ def test_a_probe_that_failed_at_once_does_not_lengthen_the_wait() -> None:
         # A browser reports with every NACK: the queue showed after 0.2 s of probe.
         assert sel.probe_report(ProbeReport(0.2, 0.12, 15, 0), now) == VIDEO_OFF
     assert waits[-1] == pytest.approx(waits[0])
-
-
-def test_an_estimate_that_dips_with_no_queue_moves_nobody_until_a_queue_shows() -> None:
-    sel = LayerSelector(LAYERS, up_hold=2.0)
-    now = run_to_top(sel)
-    # The estimate falls by a third, the last report's newest packet waited 0.05 s: a dip.
-    assert sel.update(Feedback(1_000_000, rtt=0.05, lag=0.05), now) == 2
-    assert sel.update(Feedback(1_000_000, new_report=False, lag=0.05), now + 0.2) == 2
-    # The next report shows no queue either: forgotten.
-    assert sel.update(Feedback(1_000_000, rtt=0.05, lag=0.06), now + 1.0) == 2
-    assert sel.update(Feedback(1_000_000, rtt=0.05, lag=0.3), now + 2.0) == 2
-    # A fall that a report then confirms with a queue moves at that report.
-    now += 3.0
-    assert sel.update(Feedback(600_000, rtt=0.05, lag=0.05), now) == 2
-    assert sel.update(Feedback(600_000, rtt=0.05, lag=0.35), now + 1.0) == 1
-
-
-def run_to_top(sel: LayerSelector) -> float:
-    now = 0.0
-    while sel.target < 2:
-        sel.update(Feedback(3_000_000, rtt=0.05, lag=0.05), now)
-        now += 0.5
-        assert now < 30
-    return now + 0.5
