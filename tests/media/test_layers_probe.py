@@ -54,6 +54,30 @@ def paused_selector() -> tuple[LayerSelector, float]:
     return sel, 0.5
 
 
+def until_probe(sel: LayerSelector, feedback: Feedback, now: float, step: float) -> float:
+    """Feed ``feedback`` every ``step`` seconds until the selector asks for a probe; returns
+    the time after the last feed."""
+    start = now
+    while sel.probe is None:
+        sel.update(feedback, now)
+        now += step
+        assert now - start < 30, "no probe"
+    return now
+
+
+def failed_probe_waits(sel: LayerSelector, now: float, report: ProbeReport, n: int) -> list[float]:
+    """With video paused and the link drained, ``n`` probes that ``report`` fails: the wait
+    before each."""
+    waits = []
+    for _ in range(n):
+        start = now
+        now = until_probe(sel, Feedback(None, lag=0.03), now, 0.25)
+        waits.append(now - start)
+        assert sel.probe_report(report, now) == VIDEO_OFF
+        assert sel.probe is None
+    return waits
+
+
 def test_video_comes_back_only_after_a_probe_passes() -> None:
     sel, now = paused_selector()
     # No lag measured since the pause: no probe (the queue that paused it may stand).
@@ -81,17 +105,7 @@ def test_video_comes_back_only_after_a_probe_passes() -> None:
 
 def test_a_failed_probe_keeps_video_paused_and_waits_longer() -> None:
     sel, now = paused_selector()
-    now += 1.0
-    waits = []
-    for _ in range(4):
-        start = now
-        while sel.probe is None:
-            sel.update(Feedback(None, lag=0.03), now)
-            now += 0.25
-            assert now - start < 10, "no probe"
-        waits.append(now - start)
-        assert sel.probe_report(QUEUED, now) == VIDEO_OFF  # the link did not carry it
-        assert sel.probe is None
+    waits = failed_probe_waits(sel, now + 1.0, QUEUED, 4)  # the link did not carry them
     # Each failure doubles the wait, up to a short cap (video back within seconds of the
     # link opening), and the failures are counted.
     assert waits[-1] <= PADDING_OFF_HOLD_CAP + 0.5
@@ -101,10 +115,7 @@ def test_a_failed_probe_keeps_video_paused_and_waits_longer() -> None:
 
 def test_a_probe_with_no_report_in_time_fails() -> None:
     sel, now = paused_selector()
-    now += 1.0
-    while sel.probe is None:
-        sel.update(Feedback(None, lag=0.03), now)
-        now += 0.25
+    now = until_probe(sel, Feedback(None, lag=0.03), now + 1.0, 0.25)
     sel.update(Feedback(None, lag=0.03), now + PROBE_MAX_S + 0.1)
     assert sel.probe is None and sel.target == VIDEO_OFF and sel.probes_failed == 1
 
@@ -112,11 +123,9 @@ def test_a_probe_with_no_report_in_time_fails() -> None:
 def test_a_move_up_pads_the_difference_and_the_probe_is_no_congestion() -> None:
     sel = LayerSelector(LAYERS, up_hold=2.0)
     sel.padding_probes = True
-    now = 0.0
-    while sel.probe is None:
-        sel.update(Feedback(600_000, rtt=0.05), now)
-        now += 0.5
+    now = until_probe(sel, Feedback(600_000, rtt=0.05), 0.0, 0.5)
     probe = sel.probe
+    assert probe is not None
     assert probe.layer == 1 and sel.target == 0
     assert probe.rate == pytest.approx(500_000 * sel.headroom - 150_000)
     # While it runs, the queue and the falling estimate it causes move nobody down.
@@ -131,17 +140,12 @@ def test_a_move_up_pads_the_difference_and_the_probe_is_no_congestion() -> None:
 def test_a_falling_estimate_seen_by_the_caller_fails_the_probe() -> None:
     sel = LayerSelector(LAYERS, up_hold=2.0)
     sel.padding_probes = True
-    now = 0.0
-    while sel.probe is None:
-        sel.update(Feedback(600_000), now)
-        now += 0.5
+    now = until_probe(sel, Feedback(600_000), 0.0, 0.5)
     assert sel.probe_failed(now) == 0
     assert sel.probe is None and sel.probes_failed == 1
     # The next probe waits twice the hold.
     start = now
-    while sel.probe is None:
-        sel.update(Feedback(600_000), now)
-        now += 0.5
+    now = until_probe(sel, Feedback(600_000), now, 0.5)
     assert now - start >= 2 * 2.0
 
 
@@ -154,14 +158,6 @@ def test_without_padding_the_move_up_is_the_probe() -> None:
 
 def test_a_probe_that_failed_at_once_does_not_lengthen_the_wait() -> None:
     sel, now = paused_selector()
-    now += 1.0
-    waits = []
-    for _ in range(3):
-        start = now
-        while sel.probe is None:
-            sel.update(Feedback(None, lag=0.03), now)
-            now += 0.25
-        waits.append(now - start)
-        # A browser reports with every NACK: the queue showed after 0.2 s of probe.
-        assert sel.probe_report(ProbeReport(0.2, 0.12, 15, 0), now) == VIDEO_OFF
+    # A browser reports with every NACK: the queue showed after 0.2 s of probe.
+    waits = failed_probe_waits(sel, now + 1.0, ProbeReport(0.2, 0.12, 15, 0), 3)
     assert waits[-1] == pytest.approx(waits[0])
