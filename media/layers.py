@@ -17,19 +17,12 @@ RTT. The rules are the ones LiveKit's and mediasoup's allocators follow:
 * **Switch on keyframes.** The selector only says which layer is *wanted*; the forwarder keeps
   sending the current layer until a keyframe of the wanted one arrives (and asks for it,
   coalesced), so the viewer's decoder never sees a frame it cannot decode.
-* **Probe up with padding.** A receiver's estimate cannot exceed what it receives by much
+* **Probe up by switching.** A receiver's estimate cannot exceed what it receives by much
   (libwebrtc's and aiortc's AIMD cap it at 1.5x the incoming rate + 10 kbit/s), so it can never
-  show room for a layer twice the current one: the link is probed, one layer at a time. With
-  ``padding_probes`` (the viewer's sender can send padding on the video's RTX stream) a move
-  up is first asked for as a :attr:`LayerSelector.probe`: padding at the rate the move adds
-  (with the headroom) for a second or two, judged from the viewer's reports
-  (``media.probe``: :meth:`LayerSelector.probe_report`); the viewer moves only if the link
-  carried it, so a failed probe costs a short queue, not seconds of voice and a freeze. During
-  a probe and the settling time after one, congestion signals are the probe's own and move
-  nobody down. Without padding, moving up is itself the probe. A probe that fails, or a move
-  up that is undone within ``probe_window``, doubles the hold before the next try (up to
+  show room for a layer twice the current one: moving up is a probe (one layer at a time). A
+  move up that is undone within ``probe_window`` doubles the hold before the next try (up to
   ``max_up_hold``): a link that cannot carry the higher layer is probed less and less often,
-  and a move that holds brings the hold back to ``up_hold``. After congestion moved the
+  and a probe that holds brings the hold back to ``up_hold``. After congestion moved the
   viewer down the first probe waits at least ``congestion_hold`` (a failed probe is a freeze);
   with video paused at most ``max_off_hold`` (the lowest layer is cheap to try, and it is the
   only way to see the link recover). Without an estimate (the caller
@@ -47,8 +40,6 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-
-from media.probe import PROBE_MAX_S, ProbeReport, judge
 
 VIDEO_OFF = -1
 
@@ -71,11 +62,6 @@ RTT_WINDOW = 30.0
 # Beyond this RTT (seconds), rising, a layer's keyframes take too long to arrive whatever the
 # lowest RTT was (a viewer whose first sample already shows a full queue): one layer down.
 DEFAULT_RTT_DOWN = 0.8
-# A queue that stands this long (seconds) after a move down without draining below the RTT
-# at the move: the layer moved to keeps the link full too. Shorter, a 100-packet queue of
-# 1300-byte packets (1.7 s at 600 kbit/s) that the layer left filled, draining at a layer's
-# spare 150-200 kbit/s with a keyframe now and then, was taken for a second congestion.
-STANDING_S = 4.0
 # A report this soon after a move (the target's change, and again the switch itself, on the
 # new layer's keyframe: :meth:`LayerSelector.switched`) still covers the previous layer's
 # packets and the queue they left: its loss and RTT are not held against the new layer.
@@ -103,22 +89,6 @@ DEFAULT_MAX_OFF_HOLD = 1.0
 # Each probe from "video paused" that fails doubles that wait, up to this (a link that cannot
 # carry the lowest layer beside the sound is not probed every second: each probe costs sound).
 MAX_OFF_HOLD_CAP = 4.0
-# A failed padding probe from "video paused" costs a short queue, not sound: its wait doubles
-# only up to this (video must be back within seconds of the link opening).
-PADDING_OFF_HOLD_CAP = 2.0
-# A probe that failed within this many seconds cost little (a viewer that reports often,
-# a browser with every NACK): the wait from "video paused" does not double for it.
-CHEAP_PROBE_S = 0.5
-# A probe from "video paused" pads at this many times the lowest layer's rate (with the
-# headroom): a link shaper's burst allowance (an HTB bucket, a cellular scheduler's credit),
-# filled while only the sound flowed, hides a small surplus for seconds, and a link that
-# carries only just the layer beside the voice keeps the voice waiting behind every keyframe.
-# Audio first: video comes back only on a link with room to spare.
-PAUSED_PROBE_BOOST = 2.0
-# No probe while the link's queue (``Feedback.lag``) holds more than this (seconds): a queue
-# left by the congestion that paused the video drains first (probing into it drops the voice).
-# The keep-alive padding it is measured with goes every 0.1 s.
-PROBE_LAG = 0.2
 
 
 @dataclass(frozen=True)
@@ -149,19 +119,6 @@ class Feedback:
     loss_since: float | None = None
     # What was sent of this video over the window ``received`` was measured over (bit/s).
     sent: float | None = None
-    # How long the newest packet the viewer had received when it reported had waited on the
-    # link (seconds; None: unknown): its queue now.
-    lag: float | None = None
-
-
-@dataclass(frozen=True)
-class Probe:
-    """A padding probe asked for: the layer the viewer would move to, the padding's rate
-    (bit/s on the wire) and when it was asked for (the caller's clock)."""
-
-    layer: int
-    rate: float
-    since: float
 
 
 class LayerSelector:
@@ -223,14 +180,6 @@ class LayerSelector:
         self.reason = "start"
         self._up_since: float | None = None
         self._up_to: int | None = None
-        # Set by the caller when the viewer's sender can send padding probes.
-        self.padding_probes = False
-        # The padding probe the caller must run now (None: none).
-        self.probe: Probe | None = None
-        self.probes_failed = 0
-        self._probe_end = -math.inf
-        self._lag: float | None = None
-        self._drain_peak: float | None = None  # the highest RTT since the last move down
 
     @property
     def video_paused(self) -> bool:
@@ -284,13 +233,6 @@ class LayerSelector:
             return 0.0
         return self._last_rtt - min(rtt for _t, rtt in self._rtts)
 
-    def _draining(self) -> bool:
-        moved_at, peak, last = self._queued_at_rtt, self._drain_peak, self._last_rtt
-        if moved_at is None or peak is None or last is None or not self._rtts:
-            return False
-        queued = moved_at - min(r for _t, r in self._rtts)
-        return self._moved_up_at is None and queued > self.queue_down / 2 and last < peak
-
     def _queue_grows(self, rtt: float | None, now: float) -> bool:
         """Take an RTT sample: does it show a queue on the link that is still growing, or one
         that stands since the last move down?"""
@@ -298,8 +240,6 @@ class LayerSelector:
             return False
         previous = self._last_rtt
         self._last_rtt = rtt
-        if self._drain_peak is not None:
-            self._drain_peak = max(self._drain_peak, rtt)
         self._rtts = [(t, r) for t, r in self._rtts if now - t <= RTT_WINDOW]
         self._rtts.append((now, rtt))
         delay = self.queue_delay()
@@ -317,7 +257,6 @@ class LayerSelector:
         # the settling time). A full drop-tail queue does not grow any more.
         standing = (
             moved_at is not None
-            and now - self._down_at >= STANDING_S
             and previous is not None
             and delay > self.queue_down
             and rtt >= moved_at - RTT_RISE
@@ -351,11 +290,6 @@ class LayerSelector:
         # The packets of the layer left reach the viewer one RTT (its queue) after the move:
         # until then its reports are about them.
         in_flight = min(max(self._last_rtt or 0.0, 0.0), MAX_IN_FLIGHT)
-        probe = self.probe
-        if probe is not None and now - probe.since > PROBE_MAX_S:
-            self._probe_failed(now)  # no report passed it in time
-        # A padding probe's queue (and the estimate it made fall) are no news of the link.
-        probe_quiet = self.probe is not None or now - self._probe_end < self.settle + in_flight
         settled = now - self._down_at >= self.settle + in_flight
         # Loss counts when measured over packets sent after the move (its window started one
         # RTT after it); without the window's start, after the settling time.
@@ -364,12 +298,7 @@ class LayerSelector:
             if feedback.loss_since is None
             else feedback.loss_since - in_flight >= self._down_at
         )
-        # The queue a move down left (over queue_down / 2 at the move) is draining: the last
-        # RTT sample is below the highest since the move. The drop-tail queue's overflow
-        # while it drains, and the estimate the drain disturbs, are the layer left's (a
-        # queue that stands or grows again is the queue rule's).
-        draining = self._draining()
-        lossy = feedback.loss > self.loss_down and loss_settled and not draining
+        lossy = feedback.loss > self.loss_down and loss_settled
         # The link delivered much less than was sent in the window, and the rest is neither
         # lost nor arrived: it waits in a queue (a 150 kbit/s link's 100 packets hold 6 s, and
         # the sender reports that carry the RTT wait there too).
@@ -378,17 +307,13 @@ class LayerSelector:
             and feedback.sent is not None
             and feedback.received < SATURATED * feedback.sent
         )
-        if (
-            feedback.new_report
-            and not probe_quiet
-            and (lossy or (settled and (queue_grows or saturated)))
-        ):
+        if feedback.new_report and (lossy or (settled and (queue_grows or saturated))):
             # The link is already overloaded at the current layer: one below it at most, and
             # no higher than what the viewer received of it (a link far too short for it).
             wanted = max(wanted - 1, VIDEO_OFF)
             if saturated and feedback.received is not None:
                 wanted = min(wanted, self.fits(feedback.received))
-        if falling and not probe_quiet and not draining:
+        if falling:
             # Right after a move the estimate still reflects the layer left and the queue it
             # filled (a top layer's burst into a short link): only a layer the estimate cannot
             # carry at all is left then, not one it carries without the headroom.
@@ -405,7 +330,7 @@ class LayerSelector:
         if (
             self._moved_up_at is not None
             and now - self._moved_up_at >= self.probe_window
-            and (self.up_hold != self.base_up_hold or self.off_hold != self.max_off_hold)
+            and self.up_hold != self.base_up_hold
         ):
             self.up_hold = self.base_up_hold  # the last move up held: probe at the normal pace
             self.off_hold = self.max_off_hold
@@ -413,107 +338,29 @@ class LayerSelector:
         if feedback.new_report:
             self._losses = [(t, x) for t, x in self._losses if now - t < self.hold]
             self._losses.append((now, feedback.loss))
-            self._lag = feedback.lag
         if (
             self.target < self.top
             and not falling
-            and (feedback.loss <= self.loss_down or self._paused_probes)
+            and feedback.loss <= self.loss_down
             and self.queue_delay() < self.queue_down / 2
-            and self._lag_allows_probe()
         ):
             # Up after a hold whose reports lost under ``loss_up`` on average: one report
             # with a packet or two lost (a window over the moment a link opened) does not
             # restart the hold, a link that goes on losing 5 % is not probed.
             candidate = self.target + 1  # one step at a time
             mean_loss = sum(x for _t, x in self._losses) / max(len(self._losses), 1)
-            if self._paused_probes:
-                # The probe measures the link (its loss too): the reports of the congestion
-                # that paused the video are no reason to wait.
-                mean_loss = 0.0
             if self._up_to != candidate or self._up_since is None:
                 self._up_to, self._up_since = candidate, now
-            elif (
-                now - self._up_since >= self.hold
-                and mean_loss <= self.loss_up
-                and self.probe is None
-            ):
-                rate = self.padding_rate(candidate)
-                if self.padding_probes and rate > 0:
-                    self.probe = Probe(candidate, rate, now)  # moves if the link carries it
-                else:
-                    self._move_up(candidate, now)
+            elif now - self._up_since >= self.hold and mean_loss <= self.loss_up:
+                # No settling after a move up: a queue or loss from here on is this layer's
+                # (the one left fitted), so a failed probe is undone at its first sign.
+                self.target = candidate
+                self.reason = "probe"
+                self._moved_up_at = now
+                self._up_to, self._up_since = candidate + 1, now
             return self.target
         self._up_since = self._up_to = None
         return self.target
-
-    @property
-    def _paused_probes(self) -> bool:
-        return self.padding_probes and self.target == VIDEO_OFF
-
-    def _lag_allows_probe(self) -> bool:
-        """No probe into a queue: with video paused (and padding probes), only once the
-        keep-alive padding showed the queue that paused it drained."""
-        if self.padding_probes and self.target == VIDEO_OFF:
-            return self._lag is not None and self._lag <= PROBE_LAG
-        return self._lag is None or self._lag <= PROBE_LAG
-
-    def probe_failed(self, now: float) -> int:
-        """The running probe failed by a sign the caller saw (the viewer's estimate fell
-        while it ran): stop it; returns the target layer."""
-        if self.probe is not None:
-            self._probe_failed(now)
-        return self.target
-
-    def padding_rate(self, layer: int) -> float:
-        """The padding (bit/s) that probes for ``layer`` beside the layer received now: what
-        the move adds, with the headroom."""
-        current = self.layers[self.target].bitrate if self.target >= 0 else 0.0
-        wanted = self.layers[layer].bitrate
-        if math.isinf(wanted) or math.isinf(current):
-            return 0.0
-        if self.target == VIDEO_OFF:
-            return wanted * self.headroom * PAUSED_PROBE_BOOST
-        return max(wanted * self.headroom - current, 0.0)
-
-    def probe_report(self, report: ProbeReport, now: float) -> int:
-        """Take what a receiver report said about the running padding probe; returns the
-        (possibly new) target layer."""
-        probe = self.probe
-        if probe is None:
-            return self.target
-        verdict = judge(report)
-        if verdict is None:
-            return self.target
-        self.probe = None
-        if verdict and probe.layer == self.target + 1 and probe.layer <= self.top:
-            self._move_up(probe.layer, now)
-        else:
-            self._probe_failed(now, cheap=report.elapsed < CHEAP_PROBE_S)
-        return self.target
-
-    def _move_up(self, layer: int, now: float) -> None:
-        # No settling after a move up: a queue or loss from here on is this layer's (the one
-        # left fitted), so a failed move is undone at its first sign.
-        self.target = layer
-        self.reason = "probe"
-        self._moved_up_at = now
-        self._up_to, self._up_since = layer + 1, now
-
-    def _probe_failed(self, now: float, cheap: bool = False) -> None:
-        """The link did not carry the padding: no move, and a longer wait before the next
-        (from "video paused", not after a ``cheap`` failure: one its first reports showed,
-        a queue of a tenth of a second)."""
-        self.probe = None
-        self.probes_failed += 1
-        self._probe_end = now
-        self._up_since = self._up_to = None
-        if self.target == VIDEO_OFF and cheap:
-            pass
-        elif self.target == VIDEO_OFF:
-            cap = max(PADDING_OFF_HOLD_CAP, self.max_off_hold)
-            self.off_hold = min(self.off_hold * 2, cap)
-        else:
-            self.up_hold = min(max(self.up_hold * 2, self.base_up_hold), self.max_up_hold)
 
     @property
     def hold(self) -> float:
@@ -523,11 +370,6 @@ class LayerSelector:
         return self.up_hold
 
     def _down(self, wanted: int, now: float) -> None:
-        if self.probe is not None:
-            self.probe = None
-            self._probe_end = now
-        self._lag = None  # measured again from here
-        self._drain_peak = self._last_rtt
         self.target = wanted
         self._down_at = now
         self._queued_at_rtt = self._last_rtt

@@ -16,10 +16,6 @@ the viewer's own RTCP through its forwarding sender), never decoding anything:
   one continuous stream; sequence numbers are the forwarding sender's own.
 * Audio first: when even the lowest layer does not fit, the viewer leaves every layer (video
   paused, its audio untouched) and comes back by the selector's up rule.
-* Probes: when the selector asks for a padding probe before a move up (``selector.probe``),
-  the viewer's forwarding sender sends padding on the video's RTX stream at its rate
-  (``media.internals.probe``) and hands every receiver report on it back to the selector
-  (``media.probe`` judges); the move happens only if the link carried the padding.
 
 Layer rates are measured on ingest (bytes per second of each layer); a layer that sent nothing
 for ``LAYER_IDLE_S`` counts as not sent (a browser drops its top layer when its own uplink is
@@ -32,7 +28,6 @@ import asyncio
 import math
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 from aiortc.mediastreams import MediaStreamError
 
@@ -42,8 +37,7 @@ from media.forwarder import (
     SubscriberTrack,
 )
 from media.internals import RTCEncodedFrame
-from media.layers import FALLING_TOLERANCE, VIDEO_OFF, Feedback, Layer, LayerSelector, Probe
-from media.probe import ProbeReport
+from media.layers import VIDEO_OFF, Feedback, Layer, LayerSelector
 from media.rewrite import StreamRewriter
 from media.stats import TrackStats
 
@@ -252,11 +246,6 @@ class LayeredSubscriberTrack(SubscriberTrack):
         self.switched_down_at: float | None = None
         self._rewriter = StreamRewriter()
         self.stats.layer = self.layer
-        # The viewer's forwarding sender (set by it, ``SharedPayloadSender``): it sends the
-        # padding probes. The probe it runs now (None: none).
-        self.padding_sender: Any = None
-        self._probing: Probe | None = None
-        self._probe_peak = 0.0  # the viewer's highest estimate since the probe started
 
     @property
     def video_paused(self) -> bool:
@@ -289,46 +278,11 @@ class LayeredSubscriberTrack(SubscriberTrack):
         usable = estimate if fresh and self.layer != VIDEO_OFF else None
         if rtt is not None and rtt < 0:
             rtt = None  # aiortc's RTT from a report whose delay exceeds the elapsed time
-        sender = self.padding_sender
-        self.selector.padding_probes = bool(sender) and sender.can_probe()
-        # The queue on the link now, from the paused video's keep-alive padding.
-        lag = None
-        if sender and sender.lag_at is not None and now - sender.lag_at <= STALE_ESTIMATE_S:
-            lag = sender.lag
         target = self.selector.update(
-            Feedback(usable, loss, rtt, report, received, loss_since, sent, lag), now
+            Feedback(usable, loss, rtt, report, received, loss_since, sent), now
         )
-        if self._probing is not None and self.selector.probe is self._probing and fresh:
-            # The viewer's estimate while the probe runs: its delay-based detector saw the
-            # probe's queue grow when it falls, sooner than the next receiver report tells.
-            assert estimate is not None
-            if estimate < self._probe_peak * (1 - FALLING_TOLERANCE):
-                target = self.selector.probe_failed(now)
-            self._probe_peak = max(self._probe_peak, estimate)
         if target != self.target:
             self._retarget(target)
-        self._sync_probe()
-
-    def _probe_report(self, report: ProbeReport) -> None:
-        if self.readyState != "live":
-            return
-        now = asyncio.get_running_loop().time()
-        target = self.selector.probe_report(report, now)
-        if target != self.target:
-            self._retarget(target)
-        self._sync_probe()
-
-    def _sync_probe(self) -> None:
-        """Start the padding the selector asks for, stop what it no longer asks for."""
-        probe, sender = self.selector.probe, self.padding_sender
-        if probe is self._probing or not sender:
-            return
-        self._probing = probe
-        self._probe_peak = 0.0
-        if probe is None:
-            sender.stop_probe()
-        else:
-            sender.start_probe(probe.rate, self._probe_report)
 
     def _retarget(self, target: int) -> None:
         previous, self.target = self.target, target
@@ -336,9 +290,6 @@ class LayeredSubscriberTrack(SubscriberTrack):
             self._leave(previous)  # a pending switch is called off
         if target == VIDEO_OFF:
             self._leave(self.layer)
-            # Nothing sent before is of use now: its sender resends none of it into the queue
-            # that paused the video (the voice waits behind it).
-            self.switched_down_at = asyncio.get_running_loop().time()
             self._set_layer(VIDEO_OFF)
         elif target != self.layer:
             self._join(target)
@@ -376,8 +327,6 @@ class LayeredSubscriberTrack(SubscriberTrack):
                 self._leave(self.layer)
             if self.layer == VIDEO_OFF or index < self.layer:
                 self.switched_down_at = now  # its sender resends nothing sent before
-            if self.layer == VIDEO_OFF and self.padding_sender:
-                self.padding_sender.restart_sequence()  # nothing before is waited for
             self._rewriter.switch(frame, now)
             self._set_layer(index)
             self.selector.switched(now)
@@ -406,8 +355,5 @@ class LayeredSubscriberTrack(SubscriberTrack):
             self._layered.layers[self.layer].request_keyframe()
 
     def stop(self) -> None:
-        if self._probing is not None and self.padding_sender:
-            self.padding_sender.stop_probe()
-            self._probing = None
         self._leave_all()
         super().stop()

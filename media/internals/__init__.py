@@ -10,9 +10,6 @@ SFU needs what aiortc does not offer publicly, one concept per module:
   it is complete (its marker bit) instead of when the next frame starts.
 * ``egress`` — ``SharedPayloadSender``: frames packetized once per track for every subscriber,
   sent by a replacement of aiortc's RTP loop that keeps its counters, NACK/RTX and stats.
-* ``probe`` — padding probes: padding-only packets on a forwarding sender's RTX stream (its
-  private RTX SSRC, the DTLS transport's ``_send_rtp``) and the queue delay each receiver
-  report shows of them (``media.probe`` judges).
 * ``srtp_send`` — that loop's send path: SRTP in place with libsrtp on the nominated ICE pair,
   the packets of a loop iteration sent with one ``sendmmsg`` per UDP socket (``sendmmsg``: libc
   through cffi's ABI mode, no private internals; one ``sendto`` per packet where it is missing).

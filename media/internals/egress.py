@@ -42,7 +42,6 @@ from aiortc.utils import random32
 
 from media.internals import srtp_send
 from media.internals.base import AiortcInternalsError
-from media.internals.probe import PaddingProbe
 from media.internals.srtp_send import (
     _DTLS_TX_BYTES,
     _DTLS_TX_PACKETS,
@@ -137,16 +136,6 @@ RTX_BUDGET_MAX = 60_000
 # dropped by a full queue must be answered at the next ask: a packet that leaves the history
 # unrepaired stalls an aiortc viewer's jitter buffer for 128 packets).
 RESEND_WAIT_MAX_S = 0.25
-
-# Padding probes a viewer may leave unreported (no report block of the RTX stream while one
-# ran) before its sender stops offering them.
-UNREPORTED_PROBES = 2
-# Keep-alive paddings whose send time is kept (10 a second: 6 s).
-KEEPALIVES = 64
-# Sequence numbers skipped when the video resumes after a pause: aiortc 1.16's video jitter
-# buffer's capacity (``RTCRtpReceiver``: ``JitterBuffer(capacity=512, is_video=True)``), so
-# that everything it still holds is older than it can keep (:meth:`restart_sequence`).
-SEQUENCE_SKIP = 512
 
 # A viewer's loss is measured over at least this many seconds of its reports.
 LOSS_WINDOW_S = 1.0
@@ -309,7 +298,6 @@ class SharedPayloadSender(RTCRtpSender):
         except Exception:
             # __rtp_exited must be set below or stop() hangs (as in aiortc's loop).
             logger.exception("forwarding RTP loop of a %s sender failed", self.kind)
-        self.stop_probe()
         track = self.track
         if track is not None:
             track.stop()
@@ -371,7 +359,6 @@ class SharedPayloadSender(RTCRtpSender):
                     elapsed = int((loop.time() - self._sent_at) * codec.clockRate)
                     timestamp = self._timestamp
                     await self._send_padding(timestamp, self._sequence_number)
-                    self._keepalive_sent(self._sequence_number, loop.time())
                     self._sequence_number = (self._sequence_number + 1) & 0xFFFF
                     setattr(self, _SENDER_NTP_TIMESTAMP, ntp)
                     setattr(self, _SENDER_RTP_TIMESTAMP, (timestamp + elapsed) & 0xFFFFFFFF)
@@ -564,97 +551,7 @@ class SharedPayloadSender(RTCRtpSender):
     # (first sequence number, loop time) of the last FRAME_TIMES video frames sent.
     frame_times: deque[tuple[int, float]] | None = None
 
-    # The padding probe running now (media.internals.probe), and the RTX stream's (extended
-    # highest sequence number, cumulative lost) in the viewer's last report.
-    _probe: PaddingProbe | None = None
-    _rtx_mark: tuple[int, int] | None = None
-    # Probes the viewer sent no report on (after UNREPORTED_PROBES, no more: the selection
-    # then moves up without a probe, as before padding probes).
-    _unreported_probes = 0
-
-    def can_probe(self) -> bool:
-        """Whether this sender can send padding probes (RTX negotiated, sending)."""
-        egress = self._egress
-        return (
-            egress is not None
-            and egress.rtx_payload_type is not None
-            and self._video
-            and self._unreported_probes < UNREPORTED_PROBES
-        )
-
-    def start_probe(self, rate: float, on_report: Callable[[Any], None]) -> None:
-        """Padding on the RTX stream at ``rate`` bit/s; each receiver report on it goes to
-        ``on_report`` (a ``media.probe.ProbeReport``) until :meth:`stop_probe`."""
-        self.stop_probe()
-        if self.can_probe():
-            self._probe = PaddingProbe(self, rate, on_report, self._rtx_mark)
-
-    def stop_probe(self) -> None:
-        probe = self._probe
-        if probe is not None:
-            probe.stop()
-            self._probe = None
-            if probe.unreported(asyncio.get_running_loop().time()):
-                self._unreported_probes += 1
-
-    # Send times of the last KEEPALIVES padding packets sent while the video is paused, by
-    # sequence number; the wait of the newest packet (a keep-alive's, or a frame's from
-    # ``frame_times``) the viewer had received at its last report (seconds: the link's queue
-    # now, within a padding or frame interval) and when (loop time).
-    _keepalives: dict[int, float] | None = None
-    lag: float | None = None
-    lag_at: float | None = None
-    # Sequence numbers skipped on resuming (:meth:`restart_sequence`): (first, count).
-    _skipped: tuple[int, int] | None = None
-
-    def _keepalive_sent(self, sequence_number: int, at: float) -> None:
-        if self._keepalives is None:
-            self._keepalives = {}
-        self._keepalives[sequence_number] = at
-        while len(self._keepalives) > KEEPALIVES:
-            del self._keepalives[next(iter(self._keepalives))]
-
-    def _take_lag(self, highest: int) -> None:
-        sent_at = (self._keepalives or {}).get(highest)
-        if sent_at is None and self._keepalives is None and self.frame_times:
-            # A video frame's packet: the frame's send time (within a frame interval).
-            for first, at in reversed(self.frame_times):
-                if (highest - first) & 0xFFFF < 0x8000:
-                    sent_at = at
-                    break
-        if sent_at is not None:
-            now = asyncio.get_running_loop().time()
-            self.lag, self.lag_at = now - sent_at, now
-
-    def restart_sequence(self) -> None:
-        """Skip SEQUENCE_SKIP sequence numbers before the next frame (the video resumes after
-        a pause). aiortc's receiver holds every frame behind a packet it never got (a padding
-        or a frame packet lost in the queue that paused the video, which it NACKs only when
-        a new gap appears, and which is no longer in the history) until its jitter buffer
-        overflows, 512 packets later: 10-15 s of a low layer. The keep-alive padding carries
-        the last frame's timestamp, so it extends that frame in the buffer too. A jump of
-        the buffer's capacity makes it drop all of that at once (and ask for the keyframe
-        that is on its way anyway). Browsers find frames by their own boundaries and only
-        NACK the gap for a while (nothing is resent: none of it was sent). The loss
-        measured over the window with the jump leaves the skip out."""
-        self._skipped = (self._sequence_number, SEQUENCE_SKIP)
-        self._sequence_number = (self._sequence_number + SEQUENCE_SKIP) & 0xFFFF
-        self._keepalives = None
-        self.lag = self.lag_at = None
-
-    def _take_rtx_blocks(self, reports: list[Any]) -> None:
-        for report in reports:
-            if report.ssrc != self._rtx_ssrc:
-                continue
-            probe = self._probe
-            if probe is not None:
-                now = asyncio.get_running_loop().time()
-                probe.take_report(report.highest_sequence, report.packets_lost, now)
-            self._rtx_mark = (report.highest_sequence, report.packets_lost)
-
     async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
-        if isinstance(packet, RtcpRrPacket | RtcpSrPacket) and self._video:
-            self._take_rtx_blocks(packet.reports)
         if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             # REMB: no encoder to steer on the forwarding path; kept for the host's stats
             # (and the layer selector).
@@ -676,7 +573,6 @@ class SharedPayloadSender(RTCRtpSender):
             for report in packet.reports:
                 if report.ssrc == self._ssrc:
                     self._receive_report(report.highest_sequence & 0xFFFF)
-                    self._take_lag(report.highest_sequence & 0xFFFF)
         if reported:
             assert isinstance(packet, RtcpRrPacket | RtcpSrPacket)
             self.last_rtt = self._rtt_sample(packet.reports)
@@ -742,16 +638,6 @@ class SharedPayloadSender(RTCRtpSender):
             if now - since < LOSS_WINDOW_S:
                 continue
             expected = report.highest_sequence - highest
-            skipped = self._skipped
-            if (
-                report.ssrc == self._ssrc
-                and skipped is not None
-                and 0 < (skipped[0] - highest) & 0xFFFF <= expected
-            ):
-                # The skip is in this window: its numbers were never sent (or lost).
-                expected -= skipped[1]
-                lost += skipped[1]
-                self._skipped = None
             missing = min(max(report.packets_lost - lost, 0), max(expected, 0))
             self._losses[report.ssrc] = (missing, max(expected, 0), now, since)
             self._loss_marks[report.ssrc] = (now, report.highest_sequence, report.packets_lost)
@@ -811,8 +697,6 @@ class SharedPayloadSender(RTCRtpSender):
         track: Any = self.track
         if track is None:
             return
-        if getattr(track, "padding_sender", False) is None:
-            track.padding_sender = self  # a layered track's padding probes (media.simulcast)
         age = None
         if self.remb_at is not None:
             age = asyncio.get_running_loop().time() - self.remb_at

@@ -41,46 +41,11 @@ def source_problems() -> list[str]:
         problems.append("RTCRtpReceiver no longer stops its decoder with put(None)")
     _jitter(problems)
     _nack(problems)
-    _padding_probes(problems)
     _sender(problems)
     _send_path(problems)
     _udp_mux(problems)
     _tcp_mux(problems)
     return problems
-
-
-def _padding_probes(problems: list[str]) -> None:
-    """What ``media.internals.probe`` relies on in an aiortc viewer's receiver: a padding-only
-    packet on the RTX stream feeds the bandwidth estimator (its padding counted) and the RTCP
-    statistics (a report block of its own), and is dropped before the NACK generator and the
-    jitter buffer; and the video jitter buffer holds 512 packets (``SEQUENCE_SKIP``)."""
-    _require(
-        problems,
-        RTCRtpReceiver._handle_rtp_packet,
-        "RTCRtpReceiver._handle_rtp_packet",
-        "payload_size=len(packet.payload) + packet.padding_size",
-        "self.__remote_streams[packet.ssrc].add(packet)",
-        "len(packet.payload) < 2",
-    )
-    handle_src = _source(RTCRtpReceiver._handle_rtp_packet)
-    order = [
-        handle_src.find(fragment)
-        for fragment in (
-            "self.__remote_streams[packet.ssrc].add(packet)",
-            "len(packet.payload) < 2",
-            "self.__nack_generator.add(packet)",
-            "self.__jitter_buffer.add(packet)",
-        )
-    ]
-    if -1 in order or order != sorted(order):
-        problems.append(
-            "RTCRtpReceiver._handle_rtp_packet no longer counts RTX padding and drops it "
-            "before the NACK generator and the jitter buffer"
-        )
-    if f"JitterBuffer(capacity={egress.SEQUENCE_SKIP}, is_video=True)" not in _source(
-        RTCRtpReceiver.__init__
-    ):
-        problems.append("the video jitter buffer's capacity is no longer egress.SEQUENCE_SKIP")
 
 
 def _jitter(problems: list[str]) -> None:

@@ -179,24 +179,6 @@ def trace_selection(trace: list[list[Any]]) -> None:
         ])  # fmt: skip
 
     LayeredSubscriberTrack.link_feedback = traced  # type: ignore[method-assign]
-    # And every padding probe: when it starts (its rate) and each report on it (its verdict).
-    sync, report = LayeredSubscriberTrack._sync_probe, LayeredSubscriberTrack._probe_report
-
-    def traced_sync(self: LayeredSubscriberTrack) -> None:
-        before = self._probing
-        sync(self)
-        if self._probing is not before and self._probing is not None:
-            trace.append([round(time.monotonic(), 2), self.subscriber_id, "probe",
-                          self._probing.layer, round(self._probing.rate)])  # fmt: skip
-
-    def traced_report(self: LayeredSubscriberTrack, probe: Any) -> None:
-        report(self, probe)
-        trace.append([round(time.monotonic(), 2), self.subscriber_id, "report",
-                      round(probe.elapsed, 2), round(probe.queue, 3), probe.sent, probe.lost,
-                      self.target, self._probing is not None])  # fmt: skip
-
-    LayeredSubscriberTrack._sync_probe = traced_sync  # type: ignore[method-assign]
-    LayeredSubscriberTrack._probe_report = traced_report  # type: ignore[method-assign]
 
 
 async def watch(srv: Any, context: Any, result: dict[str, Any]) -> None:
@@ -298,16 +280,6 @@ async def watch_pages(srv: Any, context: Any, sid: int, result: dict[str, Any]) 
     while time.monotonic() - opened_at < OPEN_S:
         await poll()
         await asyncio.sleep(POLL_S)
-    # Each viewer's padding probes (media/probe.py): failed, and left unreported by the viewer
-    # (a viewer that reports nothing on the RTX stream is not probed any more).
-    result["probes"] = {
-        sid: {
-            "failed": sub.selector.probes_failed,
-            "unreported": getattr(sub.padding_sender, "_unreported_probes", None),
-            "can_probe": bool(sub.padding_sender) and sub.padding_sender.can_probe(),
-        }
-        for sid, sub in layered._subscribers.items()
-    }
     stats = runtime.stats()
     result["server_links_open"] = stats["links"]
     result["server_tracks"] = stats["tracks"]

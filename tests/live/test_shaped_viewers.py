@@ -43,11 +43,10 @@ def first_at(samples: list[dict[str, Any]], since: float, check: Any) -> float |
 
 @pytest.mark.timeout(150)
 @pytest.mark.xfail(
-    reason="not reliable yet (docs/media.md, 'Three Chromium viewers on shaped links'): with "
-    "padding probes 5 of 9 runs passed (2026-12-05, branch probe17); video came back within "
-    "5 s in all 9 (1.3-4.1 s) and the 150 kbit/s viewer kept 49-56 audio packets/s, but in 2 "
-    "it reached audio only after 6.3-7.2 s (the way down, not the probes) and in 2 the "
-    "600 kbit/s viewer left layer 1 when Chromium's estimate dipped alone",
+    reason="not reliable yet (docs/media.md, 'Three Chromium viewers on shaped links'): 6 of "
+    "16 runs passed; in the others the 150 kbit/s viewer needed up to 6.4 s to reach audio "
+    "only or 5.4 s to get video back, or the 600 kbit/s viewer went on to layer 0 when "
+    "Chromium's estimate dipped alone about 8 s after its move",
     strict=False,
 )
 def test_each_shaped_viewer_gets_the_layer_its_link_carries() -> None:

@@ -210,7 +210,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # The voice over the first half phase after the pause shares the link with the drain
         # of the drop-tail queue the video filled before it (100 packets: seconds at this
         # rate); over the next half phase, with what the SFU does while the video is paused
-        # (keep-alive padding, padding probes).
+        # (its padding, its probes of the lowest layer).
         t_paused = time.monotonic()
         await asyncio.sleep(args.phase)
         t3 = time.monotonic()
@@ -231,10 +231,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result["top_again_s"] = None if top_again is None else round(top_again + (back or 0), 2)
         stats = layered.stats.snapshot()["subscribers"]
         result["switches"] = {k: v["layer_switches"] for k, v in stats.items()}
-        # Padding probes that failed (the link did not carry the move up), per viewer.
-        result["probes_failed"] = {
-            k: v.selector.probes_failed for k, v in layered._subscribers.items()
-        }
         result["layer_messages"] = [m for _, m in shaped.layer_messages]
         result["keyframe_requests"] = [t.keyframe_requests for t in camera.tracks]
         result["plis_sent"] = [layer.stats.plis_sent for layer in layered.layers]
