@@ -28,6 +28,7 @@ import asyncio
 import math
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from aiortc.mediastreams import MediaStreamError
 
@@ -244,6 +245,9 @@ class LayeredSubscriberTrack(SubscriberTrack):
         # Loop time of the last switch to a lower layer, or back from video paused (None:
         # none yet): nothing sent before it is of use to the viewer any more.
         self.switched_down_at: float | None = None
+        # The viewer's forwarding sender (set by it, ``SharedPayloadSender``): it skips a
+        # jitter buffer's worth of sequence numbers when the video resumes after a pause.
+        self.forwarding_sender: Any = None
         self._rewriter = StreamRewriter()
         self.stats.layer = self.layer
 
@@ -290,6 +294,10 @@ class LayeredSubscriberTrack(SubscriberTrack):
             self._leave(previous)  # a pending switch is called off
         if target == VIDEO_OFF:
             self._leave(self.layer)
+            # Nothing sent before is of use now: its sender answers a NACK of it with a
+            # filler (the header alone), not the packet, into the queue that paused the
+            # video (the voice waits behind it).
+            self.switched_down_at = asyncio.get_running_loop().time()
             self._set_layer(VIDEO_OFF)
         elif target != self.layer:
             self._join(target)
@@ -327,6 +335,8 @@ class LayeredSubscriberTrack(SubscriberTrack):
                 self._leave(self.layer)
             if self.layer == VIDEO_OFF or index < self.layer:
                 self.switched_down_at = now  # its sender resends nothing sent before
+            if self.layer == VIDEO_OFF and self.forwarding_sender:
+                self.forwarding_sender.restart_sequence()  # nothing before is waited for
             self._rewriter.switch(frame, now)
             self._set_layer(index)
             self.selector.switched(now)

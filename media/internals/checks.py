@@ -481,6 +481,9 @@ def problems() -> list[str]:
             found.append(f"aiortc.rtp.HeaderExtensions has no {field!r}")
     if RTP_HISTORY_SIZE != 128:
         found.append(f"aiortc.rtp.RTP_HISTORY_SIZE is {RTP_HISTORY_SIZE}, not 128")
+    # A viewer's video jitter buffer is SEQUENCE_SKIP packets long (restart_sequence).
+    if egress.SEQUENCE_SKIP not in RTCRtpReceiver.__init__.__code__.co_consts:
+        found.append(f"RTCRtpReceiver's video JitterBuffer is no longer {egress.SEQUENCE_SKIP}")
     for encoder in (type(get_encoder(_VP8)), type(get_encoder(_H264))):
         if not callable(getattr(encoder, "pack", None)):
             found.append(f"{encoder.__name__}.pack is missing")

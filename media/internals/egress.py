@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 import av
@@ -29,12 +29,14 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
 from aiortc.rtcrtpsender import RTCEncodedFrame, random_sequence_number
 from aiortc.rtp import (
     RTCP_PSFB_APP,
+    RTCP_RTPFB_NACK,
     RTP_HISTORY_SIZE,
     AnyRtcpPacket,
     HeaderExtensions,
     HeaderExtensionsMap,
     RtcpPsfbPacket,
     RtcpRrPacket,
+    RtcpRtpfbPacket,
     RtcpSrPacket,
     unpack_remb_fci,
 )
@@ -137,6 +139,11 @@ RTX_BUDGET_MAX = 60_000
 # unrepaired stalls an aiortc viewer's jitter buffer for 128 packets).
 RESEND_WAIT_MAX_S = 0.25
 
+# Sequence numbers skipped when the video resumes after a pause: aiortc 1.16's video jitter
+# buffer's capacity (``RTCRtpReceiver``: ``JitterBuffer(capacity=512, is_video=True)``), so
+# that everything it still holds is older than it can keep (:meth:`restart_sequence`).
+SEQUENCE_SKIP = 512
+
 # A viewer's loss is measured over at least this many seconds of its reports.
 LOSS_WINDOW_S = 1.0
 # Bytes on the wire around an RTP payload: RTP header with mid and abs-send-time (24), SRTP
@@ -236,16 +243,27 @@ class _Egress:
         ext = self.extension
         return ext[:at] + abs_send_time.to_bytes(3, "big") + ext[at + 3 :]
 
-    def retransmission(self, sequence_number: int, rtx_ssrc: int) -> bytes | None:
+    def retransmission(
+        self, sequence_number: int, rtx_ssrc: int, *, filler: int | None = None
+    ) -> bytes | None:
         """The packet to answer a NACK of ``sequence_number`` with, from the history.
 
         RFC 4588 RTX when negotiated, else the packet itself: the same bytes as aiortc's
         ``_retransmit`` (``wrap_rtx`` + ``serialize``) would build. None when too old.
+
+        ``filler`` (an RTP timestamp): the packet's header alone, with that timestamp, no
+        marker and an empty payload (RTX: the original sequence number only). A receiver
+        takes it as padding: the sequence number is no longer missing, and nothing is decoded
+        from it (aiortc's jitter buffer stops waiting for it; a browser stops asking for it).
         """
         entry = self.history[sequence_number % len(self.history)]
         if entry is None or entry[0] != sequence_number:
             return None
         _, second_byte, tail, payload = entry
+        if filler is not None:
+            payload = b""
+            second_byte &= 0x7F
+            tail = filler.to_bytes(4, "big") + tail[4:]
         first_byte = 0x90 if len(tail) > 8 else 0x80  # tail: timestamp, SSRC, extensions
         if self.rtx_payload_type is None:
             return _RTP_HEAD.pack(first_byte, second_byte, sequence_number) + tail + payload
@@ -263,6 +281,23 @@ class _Egress:
             + sequence_number.to_bytes(2, "big")  # OSN: the original sequence number
             + payload
         )
+
+    def filler_timestamp(self, sequence_number: int, missing: Collection[int]) -> int | None:
+        """The RTP timestamp for a filler of ``sequence_number``: the one of the first packet
+        with a payload after it that the viewer did not ask for with it (it holds that one).
+        aiortc's jitter buffer joins packets with one timestamp into a frame, and a frame of
+        fillers alone reached its decoder as an empty packet, which FFmpeg takes for the end
+        of the stream: that decoder decoded nothing ever again. Joined to a frame the viewer
+        holds, a filler adds nothing to it. None if no such packet was sent yet."""
+        history = self.history
+        for step in range(1, len(history)):
+            number = (sequence_number + step) & 0xFFFF
+            entry = history[number % len(history)]
+            if entry is None or entry[0] != number:
+                return None
+            if entry[3] and number not in missing:
+                return int.from_bytes(entry[2][:4], "big")
+        return None
 
 
 class SharedPayloadSender(RTCRtpSender):
@@ -478,6 +513,15 @@ class SharedPayloadSender(RTCRtpSender):
         )
         padding = bytes(PADDING_BYTES - 1) + bytes([PADDING_BYTES])
         head = _RTP_HEAD.pack(first_byte | 0x20, egress.payload_type, sequence_number)
+        # Kept in the history like a frame's packet, its payload empty: a viewer that lost
+        # it asks for it (aiortc's jitter buffer holds every frame after it until it comes,
+        # 512 packets later otherwise) and gets it back as a filler (:meth:`_retransmit`).
+        egress.history[sequence_number % len(egress.history)] = (
+            sequence_number,
+            egress.payload_type,
+            tail,
+            b"",
+        )
         await self.transport._send_rtp(head + tail + padding)
 
     async def _retransmit(self, sequence_number: int) -> None:
@@ -490,12 +534,6 @@ class SharedPayloadSender(RTCRtpSender):
         # answering every ask filled that queue with copies (the loss rose to 50-80 % at a
         # layer the link carried), as libwebrtc's and mediasoup's senders avoid too.
         now = asyncio.get_running_loop().time()
-        switched: float | None = getattr(self.track, "switched_down_at", None)
-        if switched is not None and self._sent_before(sequence_number, switched):
-            # A packet of the layer the viewer left: its decoder starts again at the new
-            # layer's keyframe and needs none of it, and on the queued link that made the
-            # switch, resending the old layer's losses kept the queue full.
-            return
         if self._resent is None:
             self._resent = {}
         last = self._resent.get(sequence_number)
@@ -505,6 +543,26 @@ class SharedPayloadSender(RTCRtpSender):
         self._resent[sequence_number] = now
         if len(self._resent) > RTP_HISTORY_SIZE:
             del self._resent[next(iter(self._resent))]
+        switched: float | None = getattr(self.track, "switched_down_at", None)
+        if switched is not None and self._sent_before(sequence_number, switched):
+            # A packet of the layer the viewer left (or of the video before a pause): its
+            # decoder starts again at the new layer's keyframe and needs none of it, and on
+            # the queued link that made the switch, resending the old layer's losses kept the
+            # queue full. Its header alone (a filler, ~60 bytes) tells the receiver to stop
+            # waiting: aiortc's jitter buffer held every frame after the hole, the new
+            # layer's too, until 512 packets had come (10-17 s of a low layer, seen as an
+            # aiortc viewer frozen after a switch down or a pause), and browsers ask for it
+            # again and again.
+            timestamp = egress.filler_timestamp(sequence_number, self._nacked)
+            data = (
+                None
+                if timestamp is None
+                else egress.retransmission(sequence_number, self._rtx_ssrc, filler=timestamp)
+            )
+            if data is not None:
+                self.fillers += 1
+                await self.transport._send_rtp(data)
+            return
         data = egress.retransmission(sequence_number, self._rtx_ssrc)
         if data is None:
             self.retransmissions_missed += 1  # older than the history: the viewer waits on
@@ -526,6 +584,27 @@ class SharedPayloadSender(RTCRtpSender):
     # NACKed packets resent from this viewer's history, and NACKs of packets no longer in it.
     retransmissions: int = 0
     retransmissions_missed: int = 0
+    # NACKs answered with a filler (the packet's header alone: a packet of the video before
+    # a switch down or a pause, or a keep-alive padding), and the sequence numbers of the
+    # NACK being answered.
+    fillers: int = 0
+    _nacked: frozenset[int] = frozenset()
+    # Sequence numbers skipped on resuming (:meth:`restart_sequence`): (first, count).
+    _skipped: tuple[int, int] | None = None
+
+    def restart_sequence(self) -> None:
+        """Skip SEQUENCE_SKIP sequence numbers before the next frame (the video resumes after
+        a pause). aiortc's receiver holds every frame behind a packet it never got (a padding
+        or a frame packet lost in the queue that paused the video, asked for once, when the
+        next packet came, and answered with a filler or lost again) until its jitter buffer
+        overflows, 512 packets later: 10-15 s of a low layer. A jump of the buffer's capacity
+        makes it drop all of that at once (and ask for the keyframe that is on its way
+        anyway). Browsers find frames by their own boundaries and only NACK the gap for a
+        while (nothing is sent: none of it was sent). The loss measured over the window with
+        the jump leaves the skip out (:meth:`_take_reports`)."""
+        self._skipped = (self._sequence_number, SEQUENCE_SKIP)
+        self._sequence_number = (self._sequence_number + SEQUENCE_SKIP) & 0xFFFF
+
     fraction_lost: float = 0.0
     # The RTT sample of the last report (seconds; None if it gave none): aiortc keeps a
     # smoothed one (0.85 of the previous plus 0.15 of the new sample), which after a queue on
@@ -564,6 +643,8 @@ class SharedPayloadSender(RTCRtpSender):
                 self.remb_at = asyncio.get_running_loop().time()
                 self._link_feedback(report=False)
             return
+        if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            self._nacked = frozenset(packet.lost)  # what the viewer misses (fillers)
         reported = isinstance(packet, RtcpRrPacket | RtcpSrPacket) and any(
             report.ssrc == self._ssrc for report in packet.reports
         )
@@ -638,6 +719,16 @@ class SharedPayloadSender(RTCRtpSender):
             if now - since < LOSS_WINDOW_S:
                 continue
             expected = report.highest_sequence - highest
+            skipped = self._skipped
+            if (
+                report.ssrc == self._ssrc
+                and skipped is not None
+                and 0 < (skipped[0] - highest) & 0xFFFF <= expected
+            ):
+                # The skip is in this window: its numbers were never sent (nor lost).
+                expected -= skipped[1]
+                lost += skipped[1]
+                self._skipped = None
             missing = min(max(report.packets_lost - lost, 0), max(expected, 0))
             self._losses[report.ssrc] = (missing, max(expected, 0), now, since)
             self._loss_marks[report.ssrc] = (now, report.highest_sequence, report.packets_lost)
@@ -697,6 +788,8 @@ class SharedPayloadSender(RTCRtpSender):
         track: Any = self.track
         if track is None:
             return
+        if getattr(track, "forwarding_sender", False) is None:
+            track.forwarding_sender = self  # a layered track's (restart_sequence on resume)
         age = None
         if self.remb_at is not None:
             age = asyncio.get_running_loop().time() - self.remb_at

@@ -232,6 +232,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         stats = layered.stats.snapshot()["subscribers"]
         result["switches"] = {k: v["layer_switches"] for k, v in stats.items()}
         result["layer_messages"] = [m for _, m in shaped.layer_messages]
+        # The same with their times, from the shaping to mid (the selection's trace).
+        result["layer_trace"] = [(round(t - t1, 2), m) for t, m in shaped.layer_messages]
+        senders = [t.sender for t in shaped.session.pc.getTransceivers() if t.kind == "video"]
+        result["fillers"] = sum(getattr(s, "fillers", 0) for s in senders)
+        result["retransmissions"] = sum(getattr(s, "retransmissions", 0) for s in senders)
         result["keyframe_requests"] = [t.keyframe_requests for t in camera.tracks]
         result["plis_sent"] = [layer.stats.plis_sent for layer in layered.layers]
         rates = layered.rates(time.monotonic() + 1) or []

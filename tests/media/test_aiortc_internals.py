@@ -102,6 +102,42 @@ def test_check_fails_when_the_jitter_buffer_moves(monkeypatch: pytest.MonkeyPatc
         verify()
 
 
+def _vp8(sequence_number: int, timestamp: int, payload: bytes = b"\x10\x00") -> RtpPacket:
+    packet = RtpPacket(payload_type=96, sequence_number=sequence_number, timestamp=timestamp)
+    packet._data = payload[1:]  # type: ignore[attr-defined]  # depayloaded, as the receiver does
+    return packet
+
+
+def test_a_jump_of_the_skip_frees_a_viewers_jitter_buffer_from_a_hole() -> None:
+    """What restart_sequence relies on in aiortc's receiver: a frame behind a hole is held
+    until 512 packets have come, and a jump of SEQUENCE_SKIP past the last packet sent drops
+    everything held at once, so the resumed video's frames come out."""
+    buffer = JitterBuffer(capacity=egress.SEQUENCE_SKIP, is_video=True)
+    buffer.add(_vp8(100, 1000))
+    # 101 lost (in the queue that paused the video); 102 came.
+    assert buffer.add(_vp8(102, 2000)) == (False, None)
+    assert buffer.add(_vp8(103, 3000))[1] is None  # held behind the hole
+    resumed = 104 + egress.SEQUENCE_SKIP  # the keyframe after the pause, past the skip
+    pli, frame = buffer.add(_vp8(resumed, 9000))
+    assert pli and frame is None  # it asks for the keyframe already on its way
+    _, frame = buffer.add(_vp8(resumed + 1, 12000))
+    assert frame is not None and frame.timestamp == 9000  # the resumed video plays
+    # Without the skip, the same keyframe right after would have stayed held.
+    held = JitterBuffer(capacity=egress.SEQUENCE_SKIP, is_video=True)
+    for number, timestamp in ((100, 1000), (102, 2000), (103, 3000), (104, 9000), (105, 12000)):
+        assert held.add(_vp8(number, timestamp))[1] is None
+
+
+def test_a_frame_of_nothing_ends_aiortcs_decoder() -> None:
+    """Why a filler joins a frame the viewer holds (egress.filler_timestamp): a frame made of
+    fillers alone reaches aiortc's decoder as an empty packet, which FFmpeg takes for the end
+    of the stream: the decoder decodes nothing after it."""
+    decoder = aiortc.codecs.get_decoder(VP8)
+    assert decoder.decode(JitterFrame(data=b"", timestamp=0)) == []
+    with pytest.raises(av.error.EOFError):
+        decoder.decode(JitterFrame(data=b"\x00" * 10, timestamp=3000))
+
+
 @pytest.mark.timeout(5)
 async def test_ingest_maps_the_further_frames_a_packet_completed() -> None:
     """Frames beyond the one the receiver takes get its timestamp mapping too, in order."""

@@ -526,6 +526,57 @@ async def test_nack_is_answered_with_rtx_from_the_history() -> None:
 
 
 @pytest.mark.timeout(20)
+async def test_a_packet_from_before_a_switch_is_answered_with_a_filler() -> None:
+    """A packet of the video before a switch down (or a pause) is never sent again (the link
+    is queued), but its NACK gets its header alone: aiortc's jitter buffer would hold every
+    frame after the hole, the new layer's too, until 512 packets had come (a 15 fps video
+    frozen for 17 s); with the filler the viewer's video goes on at once."""
+    router = MediaRouter()
+    publisher, subscriber, track_id, sender = await forwarding_pair(router)
+    loop = asyncio.get_running_loop()
+    try:
+        receiver = subscriber.pc.getTransceivers()[0].receiver
+        seen: list[RtpPacket] = []
+        dropped: list[RtpPacket] = []
+        handle = receiver._handle_rtp_packet
+
+        async def record(packet: RtpPacket, arrival_time_ms: int) -> None:
+            seen.append(packet)
+            if packet.ssrc == sender._ssrc and len(seen) > 20 and not dropped:
+                # Lost on the way, and the track switched right after it was sent.
+                dropped.append(packet)
+                sender.track.switched_down_at = loop.time()  # type: ignore[union-attr]
+                return
+            await handle(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = record  # type: ignore[method-assign]
+        received = subscriber.by_track(track_id)
+        await wait_for(lambda: bool(dropped), 8, "a packet dropped")
+        decoded = len(received.times)
+        await wait_for(
+            lambda: any(p.ssrc == sender._rtx_ssrc for p in seen), 3, "the viewer's NACK answered"
+        )
+        filler = next(p for p in seen if p.ssrc == sender._rtx_ssrc)
+        assert filler.payload == dropped[0].sequence_number.to_bytes(2, "big")  # OSN alone
+        # Joined to the frame after it, which the viewer holds: a frame of nothing would reach
+        # aiortc's decoder as an empty packet, FFmpeg's end of stream.
+        after = next(
+            p
+            for p in seen
+            if p.ssrc == sender._ssrc
+            and p.sequence_number == (dropped[0].sequence_number + 1) & 0xFFFF
+        )
+        assert filler.timestamp == after.timestamp and not filler.marker
+        assert sender.fillers == 1 and sender.retransmissions == 0
+        # The video plays on (30 fps): 15 frames after the hole within a second or so.
+        await wait_for(lambda: len(received.times) >= decoded + 15, 3, "frames after the hole")
+    finally:
+        await subscriber.close()
+        await publisher.close()
+        router.close()
+
+
+@pytest.mark.timeout(20)
 async def test_sender_reports_count_what_was_sent() -> None:
     router = MediaRouter()
     publisher, subscriber, track_id, sender = await forwarding_pair(router)
