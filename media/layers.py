@@ -93,10 +93,11 @@ DEFAULT_MAX_OFF_HOLD = 1.0
 # carry the lowest layer beside the sound is not probed every second: each probe costs sound).
 MAX_OFF_HOLD_CAP = 4.0
 # With video paused, no try of the lowest layer while the link's queue (``Feedback.lag``
-# above the path's lowest RTT) holds more than this (seconds): the queue left by the congestion that paused the video
-# drains first. A drop-tail queue full of video packets drains at what the voice leaves of
-# the link, and drops the voice's packets until then; the video's packets put into it again
-# before it drained dropped the voice for seconds more. Keep-alive padding goes every 0.1 s.
+# above the path's lowest RTT) holds more than this (seconds): the queue left by the
+# congestion that paused the video drains first. A drop-tail queue full of video packets
+# drains at what the voice leaves of the link, and drops the voice's packets until then; the
+# video's packets put into it again before it drained dropped the voice for seconds more.
+# Keep-alive padding goes every 0.1 s.
 PAUSED_LAG = 0.2
 
 
