@@ -571,7 +571,7 @@ async def test_a_packet_from_before_a_switch_is_answered_with_a_filler() -> None
             if packet.ssrc == sender._ssrc and len(seen) > 20 and not dropped:
                 # Lost on the way, and the track switched right after it was sent.
                 dropped.append(packet)
-                sender.track.switched_down_at = loop.time()  # type: ignore[union-attr]
+                sender.track.switched_down_at = loop.time()  # type: ignore[attr-defined]
                 return
             await handle(packet, arrival_time_ms)
 
