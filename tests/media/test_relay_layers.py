@@ -36,4 +36,7 @@ def test_edge_viewers_each_get_the_layer_their_link_carries() -> None:
     assert opened["fps"] >= 0.8 * opened["fps_before"], result
     # A viewer switching asks for a keyframe of the layer it switches to: the edge sent PLIs
     # up the leg on each layer's own m-line, and the origin counted them per layer.
-    assert all(n and n >= 1 for n in result["origin_requests_from_edge"]), result
+    # Layers 1 and 2 (both viewers climbed to them, the shaped one came back down to 1); the
+    # lowest layer only starts them, and its first keyframe can come with the leg's own start,
+    # unasked (CI: [0, 2, 1], the edge sent no PLI for it).
+    assert all(n and n >= 1 for n in result["origin_requests_from_edge"][1:]), result
