@@ -126,6 +126,10 @@ class EncodedFrameSource(Protocol):
 # PADDING_INTERVAL_S on the video stream (16 kbit/s with its headers).
 PADDING_INTERVAL_S = 0.1
 PADDING_BYTES = 140
+# While the viewer's last report showed the padding waiting over PADDING_QUEUE_S on its link
+# (``lag``), one every PADDING_QUEUED_INTERVAL_S (reports still name one each).
+PADDING_QUEUE_S = 0.2
+PADDING_QUEUED_INTERVAL_S = 0.5
 
 # Retransmissions may take this share of a stream's own bytes (and hold up to
 # RTX_BUDGET_MAX bytes unused): a viewer losing 20 % of its packets needs about 25 %, and an
@@ -382,8 +386,16 @@ class SharedPayloadSender(RTCRtpSender):
                 # loss and the RTT) and estimating the link, so the layer selection learns
                 # within a second or two that the link recovered; with only the audio's
                 # reports (one every 5 s) it took 6-10 s.
+                # Sparser while the viewer's last report showed a queue: the queue that
+                # paused the video drains at what the voice leaves of the link, and a drop-tail
+                # queue counts packets (ten paddings a second took slots from the voice's 50).
+                # (The lag is known within the interval the paddings go at.)
+                interval = self._padding_interval
+                queued = self.lag is not None and self.lag - interval > PADDING_QUEUE_S
+                interval = PADDING_QUEUED_INTERVAL_S if queued else PADDING_INTERVAL_S
+                self._padding_interval = interval
                 try:
-                    async with asyncio.timeout(PADDING_INTERVAL_S):
+                    async with asyncio.timeout(interval):
                         frame = await self._next_encoded_frame(codec)
                 except TimeoutError:
                     # The padding carries the last frame's timestamp (a new one would start
@@ -540,6 +552,11 @@ class SharedPayloadSender(RTCRtpSender):
         # again before the first retransmission could arrive when its link is queued, and
         # answering every ask filled that queue with copies (the loss rose to 50-80 % at a
         # layer the link carried), as libwebrtc's and mediasoup's senders avoid too.
+        if getattr(self.track, "video_paused", False):
+            # Nothing into the queue that paused the video, not even a filler (a drop-tail
+            # queue counts packets: each small one took a slot from the voice): the
+            # sequence jump on resuming frees aiortc's jitter buffer of every hole at once.
+            return
         now = asyncio.get_running_loop().time()
         if self._resent is None:
             self._resent = {}
@@ -619,6 +636,7 @@ class SharedPayloadSender(RTCRtpSender):
     # report had waited on the link (seconds: its queue now, within a padding interval) and
     # when that was measured (loop time).
     _keepalives: dict[int, float] | None = None
+    _padding_interval = PADDING_INTERVAL_S
     lag: float | None = None
     lag_at: float | None = None
 
@@ -765,10 +783,18 @@ class SharedPayloadSender(RTCRtpSender):
                 and skipped is not None
                 and 0 < (skipped[0] - highest) & 0xFFFF <= expected
             ):
-                # The skip is in this window: its numbers were never sent (nor lost).
-                expected -= skipped[1]
-                lost += skipped[1]
+                # The skip is in this window: its numbers were never sent. aiortc's receiver
+                # counts them lost, a browser's takes the jump for a restarted stream and
+                # counts them neither lost nor received (libwebrtc: a gap over 450): the
+                # window cannot say what was lost or delivered. A new one starts here.
                 self._skipped = None
+                self._loss_marks[report.ssrc] = (
+                    now,
+                    report.highest_sequence,
+                    report.packets_lost,
+                )
+                self._sent_mark = sent
+                continue
             missing = min(max(report.packets_lost - lost, 0), max(expected, 0))
             self._losses[report.ssrc] = (missing, max(expected, 0), now, since)
             self._loss_marks[report.ssrc] = (now, report.highest_sequence, report.packets_lost)

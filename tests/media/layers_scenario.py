@@ -31,6 +31,7 @@ from aiortc.mediastreams import MediaStreamError
 from media.ice import configure_host_addresses
 from media.internals.selected_pair import selected_pair
 from media.router import MediaRouter
+from media.simulcast import LayeredSubscriberTrack
 from signaling import SubscribeSession
 from tests.media.peers import client_configuration
 from tests.media.scenario import publish_layers, scenario_main
@@ -164,6 +165,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         for viewer in (shaped, other):
             await viewer.subscribe(track_ids)
+        # The shaped viewer's selection: each target it sets and why (the trace).
+        decisions: list[tuple[float, int, str]] = []
+        for transceiver in shaped.session.pc.getTransceivers():
+            track = transceiver.sender.track
+            if isinstance(track, LayeredSubscriberTrack):
+                retarget = track._retarget
+
+                def traced(target: int, track: Any = track, retarget: Any = retarget) -> None:
+                    decisions.append((time.monotonic(), target, track.selector.reason))
+                    retarget(target)
+
+                track._retarget = traced  # type: ignore[method-assign]
         t0 = time.monotonic()
         connected = await until(lambda: shaped.video and other.video, 20)
         assert connected is not None, "no video decoded"
@@ -225,6 +238,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 round(shaped.audio_rate(t_paused + i, t_paused + i + 1))
                 for i in range(int(args.phase))
             ],
+            # The open viewer's voice over the same seconds: what the machine let through
+            # (a process starved of CPU decodes less, whatever the link).
+            "other_audio_per_s": round(other.audio_rate(t_settled, t3), 1),
+            "other_audio_each_s": [
+                round(other.audio_rate(t_paused + i, t_paused + i + 1))
+                for i in range(int(args.phase))
+            ],
             "other_fps": round(other.fps(t2, t3), 1),
         }
 
@@ -239,6 +259,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result["layer_messages"] = [m for _, m in shaped.layer_messages]
         # The same with their times, from the shaping to mid (the selection's trace).
         result["layer_trace"] = [(round(t - t1, 2), m) for t, m in shaped.layer_messages]
+        result["decisions"] = [(round(t - t1, 2), m, why) for t, m, why in decisions]
         senders = [t.sender for t in shaped.session.pc.getTransceivers() if t.kind == "video"]
         result["fillers"] = sum(getattr(s, "fillers", 0) for s in senders)
         result["retransmissions"] = sum(getattr(s, "retransmissions", 0) for s in senders)
