@@ -89,6 +89,31 @@ DEFAULT_MAX_OFF_HOLD = 1.0
 # Each probe from "video paused" that fails doubles that wait, up to this (a link that cannot
 # carry the lowest layer beside the sound is not probed every second: each probe costs sound).
 MAX_OFF_HOLD_CAP = 4.0
+# The loss a move up is judged by: the reports of the last hold, and at least of this many
+# seconds. A report's loss covers a window of about a second (60 packets of a paused video's
+# sound and padding): a link losing 5 % at random shows a window under 2 % one time in five,
+# and each probe it allowed failed (and doubled the wait from "video paused", so that video
+# came back late once the link opened).
+LOSS_MEMORY = 2.0
+# A dip: a receiver's estimate that falls while the viewer receives at least this share of
+# what was sent, with loss under ``loss_up`` and no queue (Chromium's fell to 0.85x what it
+# received 4-8 s after a move down, everything arriving), is held back: it moves the viewer
+# only if, within DIP_S, a report shows a shortfall, loss or a queue, or the estimate falls
+# again. Only DIP_AFTER-DIP_UNTIL seconds after a move down (the link has shown its limit and
+# the layer moved to has carried it since), never on a layer the viewer climbed to (a probe up
+# that fails shows first in the estimate: an aiortc viewer's link narrowing under the top
+# layer showed nothing else in time).
+DIP_DELIVERED = 0.8
+DIP_S = 3.0
+DIP_AFTER = 4.0
+DIP_UNTIL = 30.0
+# The next step down sooner: after a move down has settled (``settle``, not that plus the RTT
+# the reports need to cover only the new layer's packets), a report that shows a queue
+# (``queue_down``), less than this share of what was sent delivered, and what was delivered
+# too little for the layer now received (with the headroom), takes the next step down: what
+# the link delivers is its rate whichever layer's packets wait in its queue. A 150 kbit/s
+# link's queue holds 3-4 s of RTT: waiting for it took 5-6.4 s from the top layer to audio only.
+NEXT_STEP_DELIVERED = 0.9
 
 
 @dataclass(frozen=True)
@@ -180,6 +205,10 @@ class LayerSelector:
         self.reason = "start"
         self._up_since: float | None = None
         self._up_to: int | None = None
+        # The target was reached by a move down (not a probe up): the dip rule may apply.
+        self._came_down = False
+        # A falling estimate held back as a dip: (where it said to go, when).
+        self._dip: tuple[float | None, float] | None = None
 
     @property
     def video_paused(self) -> bool:
@@ -307,12 +336,26 @@ class LayerSelector:
             and feedback.sent is not None
             and feedback.received < SATURATED * feedback.sent
         )
-        if feedback.new_report and (lossy or (settled and (queue_grows or saturated))):
+        # The next step down sooner (NEXT_STEP_DELIVERED): the link is full, and what it
+        # delivers does not carry the layer received now.
+        next_step = (
+            self._came_down
+            and wanted >= 0
+            and now - self._down_at >= self.settle
+            and self.queue_delay() >= self.queue_down
+            and feedback.received is not None
+            and feedback.sent is not None
+            and feedback.received < NEXT_STEP_DELIVERED * feedback.sent
+            and self.fits(feedback.received) < wanted
+        )
+        short = feedback.new_report and ((settled and (queue_grows or saturated)) or next_step)
+        if feedback.new_report and (lossy or short):
             # The link is already overloaded at the current layer: one below it at most, and
             # no higher than what the viewer received of it (a link far too short for it).
             wanted = max(wanted - 1, VIDEO_OFF)
             if saturated and feedback.received is not None:
                 wanted = min(wanted, self.fits(feedback.received))
+        falling, carried = self._dip_rule(feedback, falling, carried, now)
         if falling:
             # Right after a move the estimate still reflects the layer left and the queue it
             # filled (a top layer's burst into a short link): only a layer the estimate cannot
@@ -322,7 +365,7 @@ class LayerSelector:
             self.reason = (
                 "top" if self.top < self.target else
                 "queue" if feedback.new_report and settled and queue_grows else
-                "saturated" if feedback.new_report and settled and saturated else
+                "saturated" if short else
                 "loss" if feedback.new_report and lossy else "estimate"
             )  # fmt: skip
             self._down(wanted, now)
@@ -336,11 +379,13 @@ class LayerSelector:
             self.off_hold = self.max_off_hold
             self._moved_up_at = None
         if feedback.new_report:
-            self._losses = [(t, x) for t, x in self._losses if now - t < self.hold]
+            memory = max(self.hold, LOSS_MEMORY)
+            self._losses = [(t, x) for t, x in self._losses if now - t < memory]
             self._losses.append((now, feedback.loss))
         if (
             self.target < self.top
             and not falling
+            and self._dip is None  # no probe up while a dip may yet prove congestion
             and feedback.loss <= self.loss_down
             and self.queue_delay() < self.queue_down / 2
         ):
@@ -357,6 +402,8 @@ class LayerSelector:
                 self.target = candidate
                 self.reason = "probe"
                 self._moved_up_at = now
+                self._came_down = False
+                self._dip = None
                 self._up_to, self._up_since = candidate + 1, now
             return self.target
         self._up_since = self._up_to = None
@@ -369,9 +416,42 @@ class LayerSelector:
             return min(self.up_hold, self.off_hold)
         return self.up_hold
 
+    def _dip_rule(
+        self, feedback: Feedback, falling: bool, carried: float | None, now: float
+    ) -> tuple[bool, float | None]:
+        """Whether a falling estimate counts now, and what it says the link carries: a dip
+        (DIP_DELIVERED above) is held back until something confirms it."""
+        trouble = (
+            feedback.loss > self.loss_up
+            or self.queue_delay() >= self.queue_down / 2
+            or (
+                feedback.received is not None
+                and feedback.sent is not None
+                and feedback.received < DIP_DELIVERED * feedback.sent
+            )
+        )
+        if self._dip is not None and now - self._dip[1] > DIP_S:
+            self._dip = None  # nothing came of it
+        if self._dip is not None:
+            held, _since = self._dip
+            if falling:
+                self._dip = None  # it falls again: no dip
+                return True, carried
+            if feedback.new_report and trouble:
+                self._dip = None  # a shortfall, loss or a queue after it: it was congestion
+                return True, held
+            return False, carried
+        quiet = feedback.received is not None and feedback.sent is not None and not trouble
+        if falling and quiet and self._came_down and DIP_AFTER <= now - self._down_at <= DIP_UNTIL:
+            self._dip = (carried, now)
+            return False, carried
+        return falling, carried
+
     def _down(self, wanted: int, now: float) -> None:
         self.target = wanted
         self._down_at = now
+        self._came_down = True
+        self._dip = None
         self._queued_at_rtt = self._last_rtt
         self._up_since = self._up_to = None
         if self._moved_up_at is not None and now - self._moved_up_at < self.probe_window:

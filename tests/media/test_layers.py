@@ -7,7 +7,14 @@ import math
 
 import pytest
 
-from media.layers import VIDEO_OFF, Feedback, Layer, LayerSelector
+from media.layers import (
+    DEFAULT_CONGESTION_HOLD,
+    DIP_S,
+    VIDEO_OFF,
+    Feedback,
+    Layer,
+    LayerSelector,
+)
 
 # A camera in three layers, as the publishers send it (bit/s).
 LAYERS = [Layer(150_000, 320, 180), Layer(500_000, 640, 360), Layer(1_200_000, 1280, 720)]
@@ -398,3 +405,147 @@ def test_failed_probes_from_a_paused_video_back_off() -> None:
         now += 0.25
     gaps = [round(b - a, 1) for a, b in itertools.pairwise(ups)]
     assert ups[0] <= 2.5 and gaps[0] < gaps[1] and max(gaps) <= 4.0 + 1.0, gaps
+
+
+def moved_down_to_the_middle() -> tuple[LayerSelector, float]:
+    """A viewer the link moved from the top layer to the middle one (its estimate fell to
+    600 kbit/s), which then receives everything sent (520 of 530 kbit/s), no loss, no queue,
+    its estimate flat, for 4 s after the switch."""
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(600_000, rtt=0.02), now) == 1
+    sel.switched(now + 0.3)
+    for i in range(1, 5):
+        calm = Feedback(590_000, rtt=0.02, received=520_000, sent=530_000)
+        assert sel.update(calm, now + 0.3 + i) == 1
+    return sel, now + 4.3
+
+
+# Chromium's estimate 4-8 s after a move down: 0.85x, everything still arriving.
+DIP = Feedback(500_000, rtt=0.02, received=520_000, sent=530_000)
+
+
+def test_an_estimate_that_dips_while_everything_arrives_moves_nothing() -> None:
+    """The estimate falls (500 kbit/s: under the middle layer with its headroom) while the
+    viewer receives what is sent with no loss and no queue: a dip of the estimator alone. No
+    report after it shows anything: the viewer keeps its layer."""
+    sel, now = moved_down_to_the_middle()
+    assert sel.update(DIP, now + 0.5) == 1
+    for i in range(1, 7):
+        assert sel.update(DIP, now + 0.5 + 0.5 * i) == 1
+    # Later, a shortfall that is not saturation: the dip is long forgotten.
+    later = Feedback(500_000, rtt=0.02, received=400_000, sent=530_000)
+    assert sel.update(later, now + 4.5) == 1
+
+
+@pytest.mark.parametrize(
+    "then",
+    [
+        Feedback(500_000, rtt=0.02, received=380_000, sent=530_000),  # a shortfall
+        Feedback(500_000, loss=0.05, rtt=0.02, received=520_000, sent=530_000),  # loss
+        Feedback(500_000, rtt=0.20, received=520_000, sent=530_000),  # a queue
+        Feedback(420_000, rtt=0.02, received=520_000, sent=530_000),  # it falls again
+    ],
+    ids=["shortfall", "loss", "queue", "falls-again"],
+)
+def test_a_dip_that_a_report_confirms_within_3_s_moves_down(then: Feedback) -> None:
+    sel, now = moved_down_to_the_middle()
+    assert sel.update(DIP, now + 0.5) == 1
+    assert sel.update(DIP, now + 1.0) == 1
+    assert sel.update(then, now + 2.5) == 0
+    assert sel.reason == "estimate"
+
+
+def test_a_dip_holds_no_probe_up() -> None:
+    """While a dip may still turn out to be congestion, the viewer does not probe higher."""
+    sel, now = moved_down_to_the_middle()
+    calm = Feedback(590_000, rtt=0.02, received=520_000, sent=530_000)
+    now = run(sel, calm, now, 4.0)  # the congestion hold (8 s) nearly over
+    assert sel.target == 1
+    assert sel.update(DIP, now) == 1
+    flat = Feedback(500_000, rtt=0.02, received=520_000, sent=530_000)
+    assert sel.update(flat, now + 0.5) == 1
+    assert sel.update(flat, now + 2.0) == 1  # the hold is over, but the dip is pending
+    # Without the dip it would have probed 1 s later; the hold starts again once it is over.
+    ups = [t for t in range(3, 20) if sel.update(flat, now + t) == 2]
+    assert ups and ups[0] >= DIP_S + DEFAULT_CONGESTION_HOLD, ups
+
+
+def test_an_estimate_that_falls_on_a_layer_climbed_to_counts_at_once() -> None:
+    """A viewer moved down that probed up to the top layer again: a falling estimate is how a
+    link narrowing under it shows first (an aiortc viewer's did, with no loss or queue in
+    time), dip or not."""
+    sel, now = moved_down_to_the_middle()
+    everything = Feedback(3_000_000, rtt=0.02, received=1_200_000, sent=1_210_000)
+    while sel.target < 2:
+        sel.update(everything, now)
+        now += 1.0
+    falls = Feedback(900_000, rtt=0.02, received=1_200_000, sent=1_210_000)
+    assert sel.update(falls, now) == 1
+
+
+def test_an_estimate_that_falls_soon_after_a_move_down_counts() -> None:
+    """Within 4 s of a move down the link has not shown the new layer fits: no dip."""
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(600_000, rtt=0.02), now) == 1
+    sel.switched(now + 0.3)
+    calm = Feedback(590_000, rtt=0.02, received=520_000, sent=530_000)
+    assert sel.update(calm, now + 1.3) == 1
+    assert sel.update(DIP, now + 2.3) == 0
+
+
+def test_the_next_step_down_comes_after_the_settling_not_the_queue() -> None:
+    """A 150 kbit/s link under the top layer: its queue holds seconds (RTT 2.5 s). After each
+    move down has settled (1.5 s from the switch), a report showing the queue and the link
+    delivering too little for the layer now received takes the next step: audio only about
+    3.5 s after the link narrowed, not after the settling plus the RTT each time."""
+    sel = LayerSelector(LAYERS)
+    run(sel, Feedback(3_000_000, rtt=0.02), 0.0, 10.0)
+    sel.set_bitrates([100_000, 300_000, 800_000])
+    assert sel.target == 2
+    assert sel.update(Feedback(2_000_000, rtt=0.02, received=700_000, sent=800_000), 10.0) == 2
+    # The estimate falls: the link carried 390 kbit/s of the top layer, layer 1 fits that.
+    assert sel.update(Feedback(900_000, rtt=0.02, received=390_000, sent=800_000), 10.5) == 1
+    sel.switched(10.7)
+    full = Feedback(900_000, rtt=2.5, received=200_000, sent=330_000)
+    assert sel.update(full, 11.5) == 1  # settling: the reports are about the layer left
+    assert sel.update(full, 12.3) == 0  # settled; 200 kbit/s does not carry layer 1
+    assert sel.reason == "saturated"
+    sel.switched(12.4)
+    still_full = Feedback(900_000, rtt=2.6, received=90_000, sent=115_000)
+    assert sel.update(still_full, 13.0) == 0
+    assert sel.update(still_full, 14.0) == VIDEO_OFF  # 90 kbit/s: not even layer 0
+
+
+def test_a_queue_after_a_move_down_that_the_layer_fits_takes_no_next_step() -> None:
+    """The top layer's burst left a queue; the link delivers 550 kbit/s, enough for the
+    middle layer: it stays there while the queue drains."""
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(600_000, rtt=0.02), now) == 1
+    sel.switched(now + 0.3)
+    for i, rtt in enumerate((0.7, 0.6, 0.45, 0.3)):
+        draining = Feedback(600_000, rtt=rtt, received=590_000, sent=800_000)
+        assert sel.update(draining, now + 2 + i) == 1, rtt
+
+
+def test_one_clean_window_on_a_lossy_link_is_no_reason_to_probe() -> None:
+    """Audio only on a link losing 5 %: one report window of about a second can read no loss
+    by chance; the loss of the last 2 s still says the link loses packets. Once it stops
+    losing, video is back within 2.5 s."""
+    sel = LayerSelector(LAYERS)
+    sel.update(Feedback(400_000), 0.0)
+    assert sel.update(Feedback(100_000), 0.5) == VIDEO_OFF
+    now = 1.0
+    for _ in range(40):  # a browser reports about four times a second
+        assert sel.update(Feedback(None, loss=0.05), now) == VIDEO_OFF
+        now += 0.25
+    for _ in range(4):  # a window that lost nothing, reported for a second
+        assert sel.update(Feedback(None, loss=0.0), now) == VIDEO_OFF
+        now += 0.25
+    for _ in range(8):
+        assert sel.update(Feedback(None, loss=0.05), now) == VIDEO_OFF
+        now += 0.25
+    opened = now
+    while sel.video_paused:
+        sel.update(Feedback(None, loss=0.0), now)
+        now += 0.25
+    assert now - opened <= 2.5
