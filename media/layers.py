@@ -107,12 +107,17 @@ DIP_DELIVERED = 0.8
 DIP_S = 3.0
 DIP_AFTER = 4.0
 DIP_UNTIL = 30.0
-# The next step down sooner: after a move down has settled (``settle``, not that plus the RTT
-# the reports need to cover only the new layer's packets), a report that shows a queue
-# (``queue_down``), less than this share of what was sent delivered, and what was delivered
-# too little for the layer now received (with the headroom), takes the next step down: what
-# the link delivers is its rate whichever layer's packets wait in its queue. A 150 kbit/s
-# link's queue holds 3-4 s of RTT: waiting for it took 5-6.4 s from the top layer to audio only.
+# The next step down sooner: NEXT_STEP_SETTLE seconds after the switch of a move down (not
+# ``settle`` plus the RTT the reports need to cover only the new layer's packets), a report
+# that shows the link full (a queue of ``queue_down``, or less than SATURATED of what was sent
+# delivered: the RTT samples wait in that queue too), less than NEXT_STEP_DELIVERED of what was
+# sent delivered, and what was delivered too little for the layer now received (with the
+# headroom), takes the next step down, or straight to what the delivery carries when
+# saturated: what a full link delivers is its rate whichever layer's packets wait in its
+# queue, and a layer it carries is never left this way (the queue the layer left filled
+# drains). A 150 kbit/s link's queue holds 3-4 s of RTT: waiting for it took 5-6.4 s from the
+# top layer to audio only.
+NEXT_STEP_SETTLE = 1.0
 NEXT_STEP_DELIVERED = 0.9
 
 
@@ -341,8 +346,8 @@ class LayerSelector:
         next_step = (
             self._came_down
             and wanted >= 0
-            and now - self._down_at >= self.settle
-            and self.queue_delay() >= self.queue_down
+            and now - self._down_at >= min(NEXT_STEP_SETTLE, self.settle)
+            and (saturated or self.queue_delay() >= self.queue_down)
             and feedback.received is not None
             and feedback.sent is not None
             and feedback.received < NEXT_STEP_DELIVERED * feedback.sent
