@@ -89,12 +89,6 @@ DEFAULT_MAX_OFF_HOLD = 1.0
 # Each probe from "video paused" that fails doubles that wait, up to this (a link that cannot
 # carry the lowest layer beside the sound is not probed every second: each probe costs sound).
 MAX_OFF_HOLD_CAP = 4.0
-# The loss a move up is judged by: the reports of the last hold, and at least of this many
-# seconds. A report's loss covers a window of about a second (60 packets of a paused video's
-# sound and padding): a link losing 5 % at random shows a window under 2 % one time in five,
-# and each probe it allowed failed (and doubled the wait from "video paused", so that video
-# came back late once the link opened).
-LOSS_MEMORY = 2.0
 # A dip: a receiver's estimate that falls while the viewer receives at least this share of
 # what was sent, with loss under ``loss_up`` and no queue (Chromium's fell to 0.85x what it
 # received 4-8 s after a move down, everything arriving), is held back: it moves the viewer
@@ -384,8 +378,7 @@ class LayerSelector:
             self.off_hold = self.max_off_hold
             self._moved_up_at = None
         if feedback.new_report:
-            memory = max(self.hold, LOSS_MEMORY)
-            self._losses = [(t, x) for t, x in self._losses if now - t < memory]
+            self._losses = [(t, x) for t, x in self._losses if now - t < self.hold]
             self._losses.append((now, feedback.loss))
         if (
             self.target < self.top

@@ -538,27 +538,3 @@ def test_a_queue_after_a_move_down_that_the_layer_fits_takes_no_next_step() -> N
     for i, rtt in enumerate((0.7, 0.6, 0.45, 0.3)):
         draining = Feedback(600_000, rtt=rtt, received=590_000, sent=800_000)
         assert sel.update(draining, now + 2 + i) == 1, rtt
-
-
-def test_one_clean_window_on_a_lossy_link_is_no_reason_to_probe() -> None:
-    """Audio only on a link losing 5 %: one report window of about a second can read no loss
-    by chance; the loss of the last 2 s still says the link loses packets. Once it stops
-    losing, video is back within 2.5 s."""
-    sel = LayerSelector(LAYERS)
-    sel.update(Feedback(400_000), 0.0)
-    assert sel.update(Feedback(100_000), 0.5) == VIDEO_OFF
-    now = 1.0
-    for _ in range(40):  # a browser reports about four times a second
-        assert sel.update(Feedback(None, loss=0.05), now) == VIDEO_OFF
-        now += 0.25
-    for _ in range(4):  # a window that lost nothing, reported for a second
-        assert sel.update(Feedback(None, loss=0.0), now) == VIDEO_OFF
-        now += 0.25
-    for _ in range(8):
-        assert sel.update(Feedback(None, loss=0.05), now) == VIDEO_OFF
-        now += 0.25
-    opened = now
-    while sel.video_paused:
-        sel.update(Feedback(None, loss=0.0), now)
-        now += 0.25
-    assert now - opened <= 2.5
