@@ -112,7 +112,7 @@ DIP_UNTIL = 30.0
 # queue, and a layer it carries is never left this way (the queue the layer left filled
 # drains). A 150 kbit/s link's queue holds 3-4 s of RTT: waiting for it took 5-6.4 s from the
 # top layer to audio only.
-NEXT_STEP_SETTLE = 1.0
+NEXT_STEP_SETTLE = 0.5
 NEXT_STEP_DELIVERED = 0.9
 
 

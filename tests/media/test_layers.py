@@ -508,10 +508,10 @@ def test_an_estimate_that_falls_soon_after_a_move_down_counts() -> None:
 
 
 def test_the_next_step_down_comes_after_the_settling_not_the_queue() -> None:
-    """A 150 kbit/s link under the top layer: its queue holds seconds (RTT 2.5 s). A second
-    after each switch down, a report showing the queue and the link delivering too little for
-    the layer now received takes the next step: audio only 3.5 s after the link narrowed, not
-    after the settling (1.5 s) plus the RTT each time."""
+    """A 150 kbit/s link under the top layer: its queue holds seconds (RTT 2.5 s). Half a
+    second after each switch down, a report showing the queue and the link delivering too
+    little for the layer now received takes the next step: audio only 2.5 s after the link
+    narrowed, not after the settling (1.5 s) plus the RTT each time."""
     sel = LayerSelector(LAYERS)
     run(sel, Feedback(3_000_000, rtt=0.02), 0.0, 10.0)
     sel.set_bitrates([100_000, 300_000, 800_000])
@@ -521,13 +521,13 @@ def test_the_next_step_down_comes_after_the_settling_not_the_queue() -> None:
     assert sel.update(Feedback(900_000, rtt=0.02, received=390_000, sent=800_000), 10.5) == 1
     sel.switched(10.7)
     full = Feedback(900_000, rtt=2.5, received=200_000, sent=330_000)
-    assert sel.update(full, 11.6) == 1  # just switched: the reports are about the layer left
-    assert sel.update(full, 11.8) == 0  # 200 kbit/s does not carry layer 1
+    assert sel.update(full, 11.1) == 1  # just switched: the reports are about the layer left
+    assert sel.update(full, 11.3) == 0  # 200 kbit/s does not carry layer 1
     assert sel.reason == "saturated"
-    sel.switched(12.0)
+    sel.switched(11.5)
     still_full = Feedback(900_000, rtt=2.6, received=90_000, sent=115_000)
-    assert sel.update(still_full, 12.5) == 0
-    assert sel.update(still_full, 13.5) == VIDEO_OFF  # 90 kbit/s: not even layer 0
+    assert sel.update(still_full, 11.9) == 0
+    assert sel.update(still_full, 12.5) == VIDEO_OFF  # 90 kbit/s: not even layer 0
 
 
 def test_a_saturated_link_takes_the_next_step_without_an_rtt_sample() -> None:
@@ -539,8 +539,8 @@ def test_a_saturated_link_takes_the_next_step_without_an_rtt_sample() -> None:
     assert sel.update(Feedback(900_000, received=390_000, sent=800_000), 10.5) == 1
     sel.switched(10.7)
     saturated = Feedback(900_000, received=105_000, sent=500_000)
-    assert sel.update(saturated, 11.5) == 1
-    assert sel.update(saturated, 11.8) == VIDEO_OFF
+    assert sel.update(saturated, 11.1) == 1
+    assert sel.update(saturated, 11.3) == VIDEO_OFF
 
 
 def test_a_queue_after_a_move_down_that_the_layer_fits_takes_no_next_step() -> None:
