@@ -13,7 +13,10 @@ RTT. The rules are the ones LiveKit's and mediasoup's allocators follow:
   needs ``up_hold`` seconds without a falling estimate and with loss under ``loss_up``.
 * **Audio first.** A link that cannot carry even the lowest layer gets no video at all
   (:data:`VIDEO_OFF`): the viewer keeps the audio, and the web app says "video paused for your
-  connection". Video comes back by the same up rule.
+  connection". Video comes back by the same up rule, once the queue that paused it has
+  drained (``Feedback.lag``, measured with the paused video's keep-alive padding): a drop-tail
+  queue full of video drains only at what the voice leaves of the link, and dropped the
+  voice's packets for seconds more when the lowest layer was tried into it.
 * **Switch on keyframes.** The selector only says which layer is *wanted*; the forwarder keeps
   sending the current layer until a keyframe of the wanted one arrives (and asks for it,
   coalesced), so the viewer's decoder never sees a frame it cannot decode.
@@ -89,6 +92,13 @@ DEFAULT_MAX_OFF_HOLD = 1.0
 # Each probe from "video paused" that fails doubles that wait, up to this (a link that cannot
 # carry the lowest layer beside the sound is not probed every second: each probe costs sound).
 MAX_OFF_HOLD_CAP = 4.0
+# With video paused, no try of the lowest layer while the link's queue (``Feedback.lag``
+# above the path's lowest RTT) holds more than this (seconds): the queue left by the
+# congestion that paused the video drains first. A drop-tail queue full of video packets
+# drains at what the voice leaves of the link, and drops the voice's packets until then; the
+# video's packets put into it again before it drained dropped the voice for seconds more.
+# Keep-alive padding goes every 0.1 s.
+PAUSED_LAG = 0.2
 # A dip: a receiver's estimate that falls while the viewer receives at least this share of
 # what was sent, with loss under ``loss_up`` and no queue (Chromium's fell to 0.85x what it
 # received 4-8 s after a move down, everything arriving, and on to a sixth of it), is held
@@ -144,6 +154,9 @@ class Feedback:
     loss_since: float | None = None
     # What was sent of this video over the window ``received`` was measured over (bit/s).
     sent: float | None = None
+    # With the video paused: how long the newest keep-alive padding the viewer had received
+    # when it reported had waited on the link (seconds; None: unknown): its queue now.
+    lag: float | None = None
 
 
 class LayerSelector:
@@ -205,6 +218,10 @@ class LayerSelector:
         self.reason = "start"
         self._up_since: float | None = None
         self._up_to: int | None = None
+        # The last report's lag (None: none since the last move down), and whether this
+        # viewer's reports ever gave one (a sender that measures none is not waited for).
+        self._lag: float | None = None
+        self._lag_seen = False
         # The target was reached by a move down (not a probe up): the dip rule may apply.
         self._came_down = False
         # A falling estimate held back as a dip: (where it said to go, when).
@@ -381,12 +398,15 @@ class LayerSelector:
         if feedback.new_report:
             self._losses = [(t, x) for t, x in self._losses if now - t < self.hold]
             self._losses.append((now, feedback.loss))
+            if feedback.lag is not None:
+                self._lag, self._lag_seen = feedback.lag, True
         if (
             self.target < self.top
             and not falling
             and self._dip is None  # no probe up while a dip may yet prove congestion
             and feedback.loss <= self.loss_down
             and self.queue_delay() < self.queue_down / 2
+            and self._drained()
         ):
             # Up after a hold whose reports lost under ``loss_up`` on average: one report
             # with a packet or two lost (a window over the moment a link opened) does not
@@ -407,6 +427,16 @@ class LayerSelector:
             return self.target
         self._up_since = self._up_to = None
         return self.target
+
+    def _drained(self) -> bool:
+        """With video paused, whether the last report showed the link's queue drained (a
+        viewer whose reports never measured it is not waited for)."""
+        if self.target != VIDEO_OFF or not self._lag_seen:
+            return True
+        # The lag includes the path's round trip (the padding goes down, the report up):
+        # only what is above the lowest RTT of the last RTT_WINDOW seconds is queue.
+        path = min((rtt for _t, rtt in self._rtts), default=0.0)
+        return self._lag is not None and self._lag - path <= PAUSED_LAG
 
     @property
     def hold(self) -> float:
@@ -452,6 +482,7 @@ class LayerSelector:
         return falling, carried
 
     def _down(self, wanted: int, now: float) -> None:
+        self._lag = None  # measured again from here
         self.target = wanted
         self._down_at = now
         self._came_down = True

@@ -282,8 +282,12 @@ class LayeredSubscriberTrack(SubscriberTrack):
         usable = estimate if fresh and self.layer != VIDEO_OFF else None
         if rtt is not None and rtt < 0:
             rtt = None  # aiortc's RTT from a report whose delay exceeds the elapsed time
+        # The link's queue while the video is paused, from its keep-alive padding.
+        sender, lag = self.forwarding_sender, None
+        if sender and sender.lag_at is not None and now - sender.lag_at <= STALE_ESTIMATE_S:
+            lag = sender.lag
         target = self.selector.update(
-            Feedback(usable, loss, rtt, report, received, loss_since, sent), now
+            Feedback(usable, loss, rtt, report, received, loss_since, sent, lag), now
         )
         if target != self.target:
             self._retarget(target)

@@ -144,6 +144,9 @@ RESEND_WAIT_MAX_S = 0.25
 # that everything it still holds is older than it can keep (:meth:`restart_sequence`).
 SEQUENCE_SKIP = 512
 
+# Keep-alive paddings whose send time is kept (10 a second: 6 s).
+KEEPALIVES = 64
+
 # A viewer's loss is measured over at least this many seconds of its reports.
 LOSS_WINDOW_S = 1.0
 # Bytes on the wire around an RTP payload: RTP header with mid and abs-send-time (24), SRTP
@@ -394,6 +397,7 @@ class SharedPayloadSender(RTCRtpSender):
                     elapsed = int((loop.time() - self._sent_at) * codec.clockRate)
                     timestamp = self._timestamp
                     await self._send_padding(timestamp, self._sequence_number)
+                    self._keepalive_sent(self._sequence_number, loop.time())
                     self._sequence_number = (self._sequence_number + 1) & 0xFFFF
                     setattr(self, _SENDER_NTP_TIMESTAMP, ntp)
                     setattr(self, _SENDER_RTP_TIMESTAMP, (timestamp + elapsed) & 0xFFFFFFFF)
@@ -604,6 +608,41 @@ class SharedPayloadSender(RTCRtpSender):
         the jump leaves the skip out (:meth:`_take_reports`)."""
         self._skipped = (self._sequence_number, SEQUENCE_SKIP)
         self._sequence_number = (self._sequence_number + SEQUENCE_SKIP) & 0xFFFF
+        self._keepalives = None
+        self.lag = self.lag_at = None
+
+    # Send times of the last KEEPALIVES padding packets sent while the video is paused, by
+    # sequence number; how long the newest of them the viewer had received at its last
+    # report had waited on the link (seconds: its queue now, within a padding interval) and
+    # when that was measured (loop time).
+    _keepalives: dict[int, float] | None = None
+    lag: float | None = None
+    lag_at: float | None = None
+
+    def _keepalive_sent(self, sequence_number: int, at: float) -> None:
+        if self._keepalives is None:
+            self._keepalives = {}
+        self._keepalives[sequence_number] = at
+        while len(self._keepalives) > KEEPALIVES:
+            del self._keepalives[next(iter(self._keepalives))]
+
+    def _take_lag(self, highest: int) -> None:
+        """A report's highest sequence number received: the time since that packet was sent
+        is the link's queue (a report follows the packet it names within a padding or frame
+        interval, when packets arrive at all). A keep-alive padding's send time, or its
+        frame's (a video packet still in the queue when the video was paused)."""
+        keepalives = self._keepalives
+        sent_at = keepalives.get(highest) if keepalives else None
+        if keepalives and sent_at is None and (highest - next(iter(keepalives))) & 0xFFFF < 0x8000:
+            return  # a padding no longer kept (the newest are)
+        if sent_at is None and self.frame_times:
+            for first, at in reversed(self.frame_times):
+                if (highest - first) & 0xFFFF < 0x8000:  # at or after this frame's start
+                    sent_at = at
+                    break
+        if sent_at is not None:
+            now = asyncio.get_running_loop().time()
+            self.lag, self.lag_at = now - sent_at, now
 
     fraction_lost: float = 0.0
     # The RTT sample of the last report (seconds; None if it gave none): aiortc keeps a
@@ -654,6 +693,7 @@ class SharedPayloadSender(RTCRtpSender):
             for report in packet.reports:
                 if report.ssrc == self._ssrc:
                     self._receive_report(report.highest_sequence & 0xFFFF)
+                    self._take_lag(report.highest_sequence & 0xFFFF)
         if reported:
             assert isinstance(packet, RtcpRrPacket | RtcpSrPacket)
             self.last_rtt = self._rtt_sample(packet.reports)

@@ -121,6 +121,41 @@ def test_a_lossy_link_is_not_probed_while_video_is_paused() -> None:
     assert now - opened <= 2.5
 
 
+def test_video_paused_waits_for_the_queue_that_paused_it_to_drain() -> None:
+    """With video paused the lowest layer is tried only once the keep-alive padding shows the
+    link's queue drained: the video's packets put into a queue still full dropped the voice
+    for seconds more."""
+    sel = LayerSelector(LAYERS)
+    sel.update(Feedback(400_000), 0.0)
+    sel.update(Feedback(100_000), 0.5)
+    assert sel.video_paused
+    # Reports show the queue draining slowly (its padding waited 2 s, then 1 s, ...).
+    now = 1.0
+    for lag in (2.0, 1.8, 1.5, 1.2, 1.0, 0.8, 0.6, 0.4, 0.3):
+        assert sel.update(Feedback(None, lag=lag), now) == VIDEO_OFF, lag
+        now += 0.5
+    drained = now
+    while sel.video_paused:
+        sel.update(Feedback(None, lag=0.05), now)
+        now += 0.25
+    assert now - drained <= sel.max_off_hold + 0.5  # then the usual hold only
+    # On a long path (400 ms round trip) the lag counts from the path's own delay.
+    far = LayerSelector(LAYERS)
+    far.update(Feedback(400_000, rtt=0.4), 0.0)
+    far.update(Feedback(100_000, rtt=0.4), 0.5)
+    assert far.video_paused
+    now = run(far, Feedback(None, rtt=0.4, lag=0.9), 1.0, 3.0)
+    assert far.video_paused  # 0.5 s of queue
+    now = run(far, Feedback(None, rtt=0.4, lag=0.45), now, 2.0)
+    assert not far.video_paused
+    # A viewer whose sender measured no lag at all is not waited for.
+    other = LayerSelector(LAYERS)
+    other.update(Feedback(400_000), 0.0)
+    other.update(Feedback(100_000), 0.5)
+    now = run(other, Feedback(None), 1.0, 3.0)
+    assert not other.video_paused
+
+
 def test_loss_or_rtt_takes_one_layer_down_even_with_a_high_estimate() -> None:
     sel = LayerSelector(LAYERS)
     now = run(sel, Feedback(3_000_000), 0.0, 10.0)
