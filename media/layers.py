@@ -199,6 +199,7 @@ class LayerSelector:
         self._last_rtt: float | None = None
         self._losses: list[tuple[float, float]] = []  # (time, loss) of the last hold's reports
         self._queued_at_rtt: float | None = None
+        self._peak_rtt: float | None = None  # the highest RTT sample since the last move down
         self._last_estimate: float | None = None
         self.probe_window = probe_window
         self.base_up_hold = up_hold
@@ -286,6 +287,7 @@ class LayerSelector:
             return False
         previous = self._last_rtt
         self._last_rtt = rtt
+        self._peak_rtt = rtt if self._peak_rtt is None else max(self._peak_rtt, rtt)
         self._rtts = [(t, r) for t, r in self._rtts if now - t <= RTT_WINDOW]
         self._rtts.append((now, rtt))
         delay = self.queue_delay()
@@ -344,7 +346,18 @@ class LayerSelector:
             if feedback.loss_since is None
             else feedback.loss_since - in_flight >= self._down_at
         )
-        lossy = feedback.loss > self.loss_down and loss_settled
+        # Loss while the queue the layer left filled drains (its delay still there, below its
+        # height since the move) is that queue's: a drop-tail queue counted in packets (the
+        # voice's too) overflows for a while after a move down, as the new layer's keyframe
+        # goes in (a 600 kbit/s link's queue at 1.1 s lost 7-30 % of the packets sent 1-2 s
+        # after the move; the layer moved to fitted).
+        draining = (
+            self._peak_rtt is not None
+            and self._last_rtt is not None
+            and self._last_rtt < self._peak_rtt - RTT_RISE / 2
+            and self.queue_delay() >= self.queue_down / 2
+        )
+        lossy = feedback.loss > self.loss_down and loss_settled and not draining
         # The link delivered much less than was sent in the window, and the rest is neither
         # lost nor arrived: it waits in a queue (a 150 kbit/s link's 100 packets hold 6 s, and
         # the sender reports that carry the RTT wait there too).
@@ -488,6 +501,7 @@ class LayerSelector:
         self._came_down = True
         self._dip = None
         self._queued_at_rtt = self._last_rtt
+        self._peak_rtt = self._last_rtt
         self._up_since = self._up_to = None
         if self._moved_up_at is not None and now - self._moved_up_at < self.probe_window:
             # The last probe up failed: wait twice as long before the next (and at least the

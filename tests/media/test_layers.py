@@ -587,3 +587,20 @@ def test_a_queue_after_a_move_down_that_the_layer_fits_takes_no_next_step() -> N
     for i, rtt in enumerate((0.7, 0.6, 0.45, 0.3)):
         draining = Feedback(600_000, rtt=rtt, received=590_000, sent=800_000)
         assert sel.update(draining, now + 2 + i) == 1, rtt
+
+
+def test_loss_while_the_queue_of_the_layer_left_drains_is_that_queues() -> None:
+    """The top layer's queue on a 600 kbit/s link, counted in packets (the voice's too), went
+    on overflowing after the move down as the middle layer's keyframe went in: 15 % loss in a
+    window that started after the move plus the RTT, while the RTT fell from its height. Not
+    held against the middle layer; loss once the queue has drained is."""
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(3_000_000, rtt=0.65), now) == 1
+    sel.switched(now + 0.2)
+    assert sel.update(Feedback(3_000_000, rtt=1.09), now + 1.1) == 1  # the keyframe went in
+    assert sel.update(Feedback(3_000_000, rtt=0.84), now + 1.7) == 1
+    lossy = Feedback(3_000_000, loss=0.15, loss_since=now + 1.9)
+    assert sel.update(lossy, now + 3.0) == 1
+    assert sel.update(Feedback(3_000_000, rtt=0.03), now + 4.0) == 1  # drained
+    assert sel.update(Feedback(3_000_000, loss=0.15, loss_since=now + 4.0), now + 5.0) == 0
+    assert sel.reason == "loss"
