@@ -287,18 +287,23 @@ class LayerSelector:
             return False
         previous = self._last_rtt
         self._last_rtt = rtt
-        self._peak_rtt = rtt if self._peak_rtt is None else max(self._peak_rtt, rtt)
         self._rtts = [(t, r) for t, r in self._rtts if now - t <= RTT_WINDOW]
         self._rtts.append((now, rtt))
         delay = self.queue_delay()
         if delay < self.queue_down / 2:
             self._queued_at_rtt = None  # drained: the next queue is a new congestion
+            self._peak_rtt = None
         rising = previous is None or rtt > previous + RTT_RISE
         moved_at = self._queued_at_rtt
+        # The queue at its highest since the last move down: one that has fallen from there
+        # drains, whatever a sample's bump (a 600 kbit/s link's went 1.02, 0.68, 0.79, 0.55 s
+        # after its move, and the bump took the viewer a layer lower).
+        peak = self._peak_rtt if moved_at is not None else None
+        self._peak_rtt = rtt if self._peak_rtt is None else max(self._peak_rtt, rtt)
         growing = (
             rising
             and (delay > self.queue_down or rtt > self.rtt_down)
-            and (moved_at is None or rtt > moved_at)
+            and (moved_at is None or rtt > max(moved_at, peak or moved_at))
         )
         # A queue that has not drained since the last move down and is not draining now:
         # the layer moved to keeps the link full as well (a layer that fits drains it within
@@ -307,7 +312,7 @@ class LayerSelector:
             moved_at is not None
             and previous is not None
             and delay > self.queue_down
-            and rtt >= moved_at - RTT_RISE
+            and rtt >= max(moved_at, peak or moved_at) - RTT_RISE
             and rtt >= previous - RTT_RISE / 2
         )
         return growing or standing

@@ -604,3 +604,13 @@ def test_loss_while_the_queue_of_the_layer_left_drains_is_that_queues() -> None:
     assert sel.update(Feedback(3_000_000, rtt=0.03), now + 4.0) == 1  # drained
     assert sel.update(Feedback(3_000_000, loss=0.15, loss_since=now + 4.0), now + 5.0) == 0
     assert sel.reason == "loss"
+
+
+def test_a_queue_that_fell_from_its_height_since_the_move_drains_whatever_a_bump() -> None:
+    """A 600 kbit/s link after a move from the top layer: the queue grew on a little (the new
+    layer's keyframe), then fell, one sample bumping up again. Still draining: no step."""
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(3_000_000, rtt=0.77), now) == 1
+    sel.switched(now + 0.2)
+    for i, rtt in enumerate((1.02, 0.68, 0.79, 0.55, 0.02)):
+        assert sel.update(Feedback(3_000_000, rtt=rtt), now + 1.3 + i) == 1, rtt
