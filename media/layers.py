@@ -103,11 +103,12 @@ PAUSED_LAG = 0.2
 # what was sent, with loss under ``loss_up`` and no queue (Chromium's fell to 0.85x what it
 # received 4-8 s after a move down, everything arriving, and on to a sixth of it), is held
 # back: it moves the viewer (to the lowest it said) only if, within DIP_S of its last fall, a
-# report shows a shortfall, loss or a queue. Only DIP_AFTER-DIP_UNTIL seconds after a move
-# down (the link has shown its limit and the layer moved to has carried it since), never on a
-# layer the viewer climbed to (a probe up that fails shows first in the estimate: an aiortc
-# viewer's link narrowing under the top layer showed nothing else in time). The queue,
-# saturation and loss rules stand beside it: a link that narrows shows in them.
+# report shows a shortfall, loss or a queue (``queue_down``). Only DIP_AFTER-DIP_UNTIL
+# seconds after a move down (the link has shown its limit and the layer moved to has carried
+# it since), never on a layer the viewer climbed to (a probe up that fails shows first in the
+# estimate: an aiortc viewer's link narrowing under the top layer showed nothing else in
+# time). The queue, saturation and loss rules stand beside it: a link that narrows shows in
+# them.
 DIP_DELIVERED = 0.8
 DIP_S = 3.0
 DIP_AFTER = 4.0
@@ -468,15 +469,15 @@ class LayerSelector:
     ) -> tuple[bool, float | None]:
         """Whether a falling estimate counts now, and what it says the link carries: a dip
         (DIP_DELIVERED above) is held back until something confirms it."""
-        trouble = (
-            feedback.loss > self.loss_up
-            or self.queue_delay() >= self.queue_down / 2
-            or (
-                feedback.received is not None
-                and feedback.sent is not None
-                and feedback.received < DIP_DELIVERED * feedback.sent
-            )
+        shortfall = (
+            feedback.received is not None
+            and feedback.sent is not None
+            and feedback.received < DIP_DELIVERED * feedback.sent
         )
+        # Held with no queue (under queue_down / 2, as for a move up), confirmed by a queue
+        # (``queue_down``, as for a move down): one RTT sample of 0.13 s, a keyframe's burst,
+        # confirmed a dip and took a 600 kbit/s viewer to layer 0.
+        trouble = feedback.loss > self.loss_up or self.queue_delay() >= self.queue_down or shortfall
         if self._dip is not None and now - self._dip[1] > DIP_S:
             self._dip = None  # nothing came of it
         if self._dip is not None:
@@ -492,7 +493,12 @@ class LayerSelector:
                 # from here.
                 self._dip = (held, now)
             return False, carried
-        quiet = feedback.received is not None and feedback.sent is not None and not trouble
+        quiet = (
+            feedback.received is not None
+            and feedback.sent is not None
+            and not trouble
+            and self.queue_delay() < self.queue_down / 2
+        )
         in_window = DIP_AFTER <= now - self._down_at <= DIP_UNTIL
         if falling and quiet and self._came_down and in_window:
             self._dip = (carried, now)

@@ -477,9 +477,8 @@ def test_an_estimate_that_dips_while_everything_arrives_moves_nothing() -> None:
     [
         Feedback(500_000, rtt=0.02, received=380_000, sent=530_000),  # a shortfall
         Feedback(500_000, loss=0.05, rtt=0.02, received=520_000, sent=530_000),  # loss
-        Feedback(500_000, rtt=0.20, received=520_000, sent=530_000),  # a queue
     ],
-    ids=["shortfall", "loss", "queue"],
+    ids=["shortfall", "loss"],
 )
 def test_a_dip_that_a_report_confirms_within_3_s_moves_down(then: Feedback) -> None:
     sel, now = moved_down_to_the_middle()
@@ -500,8 +499,18 @@ def test_an_estimate_that_goes_on_falling_while_everything_arrives_is_one_dip() 
         assert sel.update(feedback, now + 0.6 * i) == 1
         estimate *= 0.85
     assert sel.update(Feedback(estimate, rtt=0.02), now + 5.0) == 1
-    queue = Feedback(estimate, rtt=0.20, received=520_000, sent=530_000)
+    queue = Feedback(estimate, rtt=0.30, received=520_000, sent=530_000)
     assert sel.update(queue, now + 6.0) == VIDEO_OFF  # 136 kbit/s: not even layer 0
+
+
+def test_a_keyframes_burst_does_not_confirm_a_dip() -> None:
+    """One RTT sample 0.13 s above the path's (a keyframe's burst on the link) is no queue of
+    congestion: the dip stays held."""
+    sel, now = moved_down_to_the_middle()
+    assert sel.update(DIP, now + 0.5) == 1
+    burst = Feedback(500_000, rtt=0.15, received=520_000, sent=530_000)
+    assert sel.update(burst, now + 2.0) == 1
+    assert sel.update(DIP, now + 3.0) == 1
 
 
 def test_a_dip_holds_no_probe_up() -> None:
