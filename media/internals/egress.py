@@ -499,13 +499,16 @@ class SharedPayloadSender(RTCRtpSender):
     def _sent_before(self, sequence_number: int, at: float) -> bool:
         """Whether the frame of ``sequence_number`` was sent before loop time ``at`` (False
         when it is not among the last FRAME_TIMES frames)."""
-        frames = self.frame_times
-        if not frames:
-            return False
-        for first, sent in reversed(frames):
+        sent = self._frame_sent_at(sequence_number)
+        return sent is not None and sent < at
+
+    def _frame_sent_at(self, sequence_number: int) -> float | None:
+        """When the frame of ``sequence_number`` was sent (None: not among the last
+        FRAME_TIMES frames)."""
+        for first, sent in reversed(self.frame_times or ()):
             if (sequence_number - first) & 0xFFFF < 0x8000:  # at or after this frame's start
-                return sent < at
-        return False
+                return sent
+        return None
 
     async def _send_padding(self, timestamp: int, sequence_number: int) -> None:
         """One padding-only RTP packet (RFC 3550 5.1: P bit, the payload all padding, its
@@ -635,11 +638,8 @@ class SharedPayloadSender(RTCRtpSender):
         sent_at = keepalives.get(highest) if keepalives else None
         if keepalives and sent_at is None and (highest - next(iter(keepalives))) & 0xFFFF < 0x8000:
             return  # a padding no longer kept (the newest are)
-        if sent_at is None and self.frame_times:
-            for first, at in reversed(self.frame_times):
-                if (highest - first) & 0xFFFF < 0x8000:  # at or after this frame's start
-                    sent_at = at
-                    break
+        if sent_at is None:
+            sent_at = self._frame_sent_at(highest)
         if sent_at is not None:
             now = asyncio.get_running_loop().time()
             self.lag, self.lag_at = now - sent_at, now

@@ -220,6 +220,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "audio_per_s": round(shaped.audio_rate(t_settled, t3), 1),
             "audio_max_gap_s": round(shaped.max_audio_gap(t_paused, t3), 2),
             "video_fps": round(shaped.fps(t_settled, t3), 1),
+            # Voice packets in each second from the pause on (where the drain ends).
+            "audio_each_s": [
+                round(shaped.audio_rate(t_paused + i, t_paused + i + 1))
+                for i in range(int(args.phase))
+            ],
             "other_fps": round(other.fps(t2, t3), 1),
         }
 

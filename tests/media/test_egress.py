@@ -525,6 +525,32 @@ async def test_nack_is_answered_with_rtx_from_the_history() -> None:
         router.close()
 
 
+def test_a_filler_joins_the_first_frame_with_data_the_viewer_holds_after_it() -> None:
+    """The filler's timestamp: the next packet with a payload that the same NACK does not ask
+    for (a padding has none; a packet asked for with it is missing too), so that aiortc's
+    jitter buffer never makes a frame of fillers and paddings alone."""
+    egress = _Egress(parameters([], None, rtx=True))
+
+    def sent(sequence_number: int, timestamp: int, payload: bytes) -> None:
+        _, tail = egress.frame_header(timestamp, 0xCAFE, 0, None)
+        egress.history[sequence_number % len(egress.history)] = (sequence_number, 96, tail, payload)
+
+    sent(65534, 1000, b"a")  # frame 1000
+    sent(65535, 2000, b"b")  # frame 2000, two packets
+    sent(0, 2000, b"c")
+    sent(1, 2000, b"")  # a keep-alive padding
+    sent(2, 5000, b"d")  # the next frame
+    assert egress.filler_timestamp(65535, {65535, 0}) == 5000
+    assert egress.filler_timestamp(65535, {65535}) == 2000
+    assert egress.filler_timestamp(1, {1}) == 5000
+    assert egress.filler_timestamp(2, {2}) is None  # nothing sent after it yet
+    filler = egress.retransmission(65535, 0xBEEF, filler=5000)
+    assert filler is not None
+    packet = RtpPacket.parse(filler)
+    assert packet.ssrc == 0xBEEF and packet.timestamp == 5000 and not packet.marker
+    assert packet.payload == (65535).to_bytes(2, "big")  # the original sequence number alone
+
+
 @pytest.mark.timeout(20)
 async def test_a_packet_from_before_a_switch_is_answered_with_a_filler() -> None:
     """A packet of the video before a switch down (or a pause) is never sent again (the link
@@ -545,7 +571,7 @@ async def test_a_packet_from_before_a_switch_is_answered_with_a_filler() -> None
             if packet.ssrc == sender._ssrc and len(seen) > 20 and not dropped:
                 # Lost on the way, and the track switched right after it was sent.
                 dropped.append(packet)
-                sender.track.switched_down_at = loop.time()  # type: ignore[union-attr]
+                sender.track.switched_down_at = loop.time()  # type: ignore[attr-defined]
                 return
             await handle(packet, arrival_time_ms)
 

@@ -204,14 +204,8 @@ def test_viewers_get_the_layer_their_link_carries_under_a_shaped_link() -> None:
     low = result["low"]
     # Audio goes on: never a gap of 1 s from the pause on, and at least 30 of the 50 packets
     # a second sent once the queue the video filled before the pause has drained (the paused
-    # video's padding and its probes of the lowest layer share the link); video is back within
-    # 5 s of the link opening. Not reliable (docs/media.md, "Where the tests stand"): a probe
-    # of the lowest layer from "video paused" overfills the link beside aiortc's 96 kbit/s
-    # voice, and a decoder left stuck took 15-17 s to play again, in 6 of 18 runs of
-    # 2026-12-05 (padding probes, tried the same day, were taken out again: they left an aiortc
-    # viewer frozen 13 s at 600 kbit/s in CI). It reports xfail with its figures; the rest of
-    # this test stays strict.
-    audio_first = low["audio_max_gap_s"] < 1.0 and low["audio_per_s"] >= 30
-    resumed = result["resume_s"] is not None and result["resume_s"] <= 5
-    if not (audio_first and resumed):
-        pytest.xfail(f"audio first at 180 kbit/s, issue #17: {low}, resume_s {result['resume_s']}")
+    # video's padding shares the link; the lowest layer is tried only once the queue has
+    # drained); video is back within 5 s of the link opening.
+    assert low["audio_max_gap_s"] < 1.0, result
+    assert low["audio_per_s"] >= 30, result
+    assert result["resume_s"] is not None and result["resume_s"] <= 5, result
