@@ -11,6 +11,11 @@ RTT. The rules are the ones LiveKit's and mediasoup's allocators follow:
   ``rtt_down`` moves it one layer down. An estimate that is merely low is no reason to move:
   it only ramps up slowly after each switch up, towards what the viewer receives. Moving up
   needs ``up_hold`` seconds without a falling estimate and with loss under ``loss_up``.
+  Once moved down, a link is judged by what it delivers: an estimate that falls while
+  everything arrives is a dip, held until a report shows congestion (``DIP_*``); a full link
+  that delivers too little for the layer moved to takes the next step half a second after
+  the switch (``NEXT_STEP_*``); the loss and queue of the layer left's queue draining are
+  not the new layer's.
 * **Audio first.** A link that cannot carry even the lowest layer gets no video at all
   (:data:`VIDEO_OFF`): the viewer keeps the audio, and the web app says "video paused for your
   connection". Video comes back by the same up rule, once the queue that paused it has
