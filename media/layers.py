@@ -383,7 +383,9 @@ class LayerSelector:
             self._came_down
             and wanted >= 0
             and now - self._down_at >= min(NEXT_STEP_SETTLE, self.settle)
-            and (saturated or self.queue_delay() >= self.queue_down)
+            # Saturated, or a queue that is not the layer left's draining (retransmissions
+            # into that queue took a 600 kbit/s link's share from the video for seconds).
+            and (saturated or (self.queue_delay() >= self.queue_down and not draining))
             and feedback.received is not None
             and feedback.sent is not None
             and feedback.received < NEXT_STEP_DELIVERED * feedback.sent

@@ -623,3 +623,20 @@ def test_a_queue_that_fell_from_its_height_since_the_move_drains_whatever_a_bump
     sel.switched(now + 0.2)
     for i, rtt in enumerate((1.02, 0.68, 0.79, 0.55, 0.02)):
         assert sel.update(Feedback(3_000_000, rtt=rtt), now + 1.3 + i) == 1, rtt
+
+
+def test_a_queue_that_drains_after_a_move_down_takes_no_next_step() -> None:
+    """After the move to the middle layer the 600 kbit/s link's queue was at 1.08 s, then
+    0.77 s: draining, while the video got 245 of the 304 kbit/s sent (retransmissions into the
+    queue took the rest of the link), under what the middle layer needs with its headroom.
+    No next step while it drains; once the queue grows again, one."""
+    sel, now = top_layer_on_a_short_link()
+    sel.set_bitrates([100_000, 339_000, 800_000])
+    assert sel.update(Feedback(3_000_000, rtt=0.68), now) == 1
+    sel.switched(now + 0.2)
+    assert sel.update(Feedback(3_000_000, rtt=1.08), now + 1.3) == 1
+    short = Feedback(3_000_000, rtt=0.77, received=245_000, sent=304_000)
+    assert sel.update(short, now + 2.2) == 1
+    assert sel.update(Feedback(3_000_000, received=245_000, sent=304_000), now + 3.3) == 1
+    growing = Feedback(3_000_000, rtt=1.2, received=245_000, sent=304_000)
+    assert sel.update(growing, now + 4.0) == 0
