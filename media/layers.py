@@ -233,6 +233,7 @@ class LayerSelector:
         self._came_down = False
         # A falling estimate held back as a dip: (where it said to go, when).
         self._dip: tuple[float | None, float] | None = None
+        self._probe_from = VIDEO_OFF  # the layer the last probe up left
 
     @property
     def video_paused(self) -> bool:
@@ -404,6 +405,12 @@ class LayerSelector:
             # filled (a top layer's burst into a short link): only a layer the estimate cannot
             # carry at all is left then, not one it carries without the headroom.
             wanted = min(wanted, self.fits(carried, 1.0 if not settled else self.headroom))
+            if self._probed_from_paused(now):
+                # The lowest layer tried from "video paused": the link the voice alone fitted
+                # shows overuse with it, whatever the window's delivery says (a resume's window
+                # read 1.5 Mbit/s delivered of 50 kbit/s sent, and the probe stayed 3-4 s on a
+                # 150 kbit/s link).
+                wanted = VIDEO_OFF
         if wanted < self.target:
             self.reason = (
                 "top" if self.top < self.target else
@@ -444,6 +451,7 @@ class LayerSelector:
             elif now - self._up_since >= self.hold and mean_loss <= self.loss_up:
                 # No settling after a move up: a queue or loss from here on is this layer's
                 # (the one left fitted), so a failed probe is undone at its first sign.
+                self._probe_from = self.target
                 self.target = candidate
                 self.reason = "probe"
                 self._moved_up_at = now
@@ -470,6 +478,16 @@ class LayerSelector:
         if self.target == VIDEO_OFF:
             return min(self.up_hold, self.off_hold)
         return self.up_hold
+
+    def _probed_from_paused(self, now: float) -> bool:
+        """The lowest layer is a probe from "video paused" not yet held for ``probe_window``."""
+        return (
+            self.target == 0
+            and not self._came_down
+            and self._moved_up_at is not None
+            and now - self._moved_up_at < self.probe_window
+            and self._probe_from == VIDEO_OFF
+        )
 
     def _dip_rule(
         self, feedback: Feedback, falling: bool, carried: float | None, now: float

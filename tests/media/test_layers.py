@@ -640,3 +640,21 @@ def test_a_queue_that_drains_after_a_move_down_takes_no_next_step() -> None:
     assert sel.update(Feedback(3_000_000, received=245_000, sent=304_000), now + 3.3) == 1
     growing = Feedback(3_000_000, rtt=1.2, received=245_000, sent=304_000)
     assert sel.update(growing, now + 4.0) == 0
+
+
+def test_a_falling_estimate_undoes_a_probe_from_paused_video() -> None:
+    """The lowest layer tried from "video paused" on a link that carried only the voice: the
+    estimate falls (overuse) while the window's delivery reads far more than the link carries
+    (a resume's window): back to audio only at once."""
+    sel = LayerSelector(LAYERS)
+    sel.update(Feedback(400_000), 0.0)
+    assert sel.update(Feedback(100_000, received=50_000), 0.5) == VIDEO_OFF
+    now = run(sel, Feedback(None), 1.0, 3.0)
+    assert sel.target == 0 and sel.reason == "probe"
+    assert sel.update(Feedback(53_000, received=1_500_000, sent=50_000), now) == 0
+    assert sel.update(Feedback(41_000, received=1_500_000, sent=50_000), now + 0.8) == VIDEO_OFF
+    # A viewer moved down to the lowest layer (not a probe): the estimate decides as before.
+    sel = LayerSelector(LAYERS)
+    now = run(sel, Feedback(3_000_000), 0.0, 10.0)
+    assert sel.update(Feedback(200_000), now) == 0
+    assert sel.update(Feedback(180_000, received=1_500_000, sent=160_000), now + 0.5) == 0
