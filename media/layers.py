@@ -364,7 +364,8 @@ class LayerSelector:
         # goes in (a 600 kbit/s link's queue at 1.1 s lost 7-30 % of the packets sent 1-2 s
         # after the move; the layer moved to fitted).
         draining = (
-            self._peak_rtt is not None
+            self._queued_at_rtt is not None  # a move down's queue, not drained since
+            and self._peak_rtt is not None
             and self._last_rtt is not None
             and self._last_rtt < self._peak_rtt - RTT_RISE / 2
             and self.queue_delay() >= self.queue_down / 2

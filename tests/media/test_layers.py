@@ -658,3 +658,14 @@ def test_a_falling_estimate_undoes_a_probe_from_paused_video() -> None:
     now = run(sel, Feedback(3_000_000), 0.0, 10.0)
     assert sel.update(Feedback(200_000), now) == 0
     assert sel.update(Feedback(180_000, received=1_500_000, sent=160_000), now + 0.5) == 0
+
+
+def test_loss_on_a_layer_climbed_to_counts_whatever_its_queue_does() -> None:
+    """No move down yet: a queue that rises and dips a little is this layer's, and so is its
+    loss (only the queue a move down left is not the new layer's)."""
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(3_000_000, rtt=0.15), now) == 2
+    assert sel.update(Feedback(3_000_000, rtt=0.24), now + 0.5) == 2
+    assert sel.update(Feedback(3_000_000, rtt=0.20), now + 1.0) == 2
+    lossy = Feedback(3_000_000, loss=0.2, loss_since=now)
+    assert sel.update(lossy, now + 1.5) == 1
