@@ -11,6 +11,11 @@ RTT. The rules are the ones LiveKit's and mediasoup's allocators follow:
   ``rtt_down`` moves it one layer down. An estimate that is merely low is no reason to move:
   it only ramps up slowly after each switch up, towards what the viewer receives. Moving up
   needs ``up_hold`` seconds without a falling estimate and with loss under ``loss_up``.
+  Once moved down, a link is judged by what it delivers: an estimate that falls while
+  everything arrives is a dip, held until a report shows congestion (``DIP_*``); a full link
+  that delivers too little for the layer moved to takes the next step half a second after
+  the switch (``NEXT_STEP_*``); the loss and queue of the layer left's queue draining are
+  not the new layer's.
 * **Audio first.** A link that cannot carry even the lowest layer gets no video at all
   (:data:`VIDEO_OFF`): the viewer keeps the audio, and the web app says "video paused for your
   connection". Video comes back by the same up rule, once the queue that paused it has
@@ -99,6 +104,32 @@ MAX_OFF_HOLD_CAP = 4.0
 # video's packets put into it again before it drained dropped the voice for seconds more.
 # Keep-alive padding goes every 0.1 s.
 PAUSED_LAG = 0.2
+# A dip: a receiver's estimate that falls while the viewer receives at least this share of
+# what was sent, with loss under ``loss_up`` and no queue (Chromium's fell to 0.85x what it
+# received 4-8 s after a move down, everything arriving, and on to a sixth of it), is held
+# back: it moves the viewer (to the lowest it said) only if, within DIP_S of its last fall, a
+# report shows a shortfall, loss or a queue (``queue_down``). Only DIP_AFTER-DIP_UNTIL
+# seconds after a move down (the link has shown its limit and the layer moved to has carried
+# it since), never on a layer the viewer climbed to (a probe up that fails shows first in the
+# estimate: an aiortc viewer's link narrowing under the top layer showed nothing else in
+# time). The queue, saturation and loss rules stand beside it: a link that narrows shows in
+# them.
+DIP_DELIVERED = 0.8
+DIP_S = 3.0
+DIP_AFTER = 4.0
+DIP_UNTIL = 30.0
+# The next step down sooner: NEXT_STEP_SETTLE seconds after the switch of a move down (not
+# ``settle`` plus the RTT the reports need to cover only the new layer's packets), a report
+# that shows the link full (a queue of ``queue_down``, or less than SATURATED of what was sent
+# delivered: the RTT samples wait in that queue too), less than NEXT_STEP_DELIVERED of what was
+# sent delivered, and what was delivered too little for the layer now received (with the
+# headroom), takes the next step down, or straight to what the delivery carries when
+# saturated: what a full link delivers is its rate whichever layer's packets wait in its
+# queue, and a layer it carries is never left this way (the queue the layer left filled
+# drains). A 150 kbit/s link's queue holds 3-4 s of RTT: waiting for it took 5-6.4 s from the
+# top layer to audio only.
+NEXT_STEP_SETTLE = 0.5
+NEXT_STEP_DELIVERED = 0.9
 
 
 @dataclass(frozen=True)
@@ -174,6 +205,7 @@ class LayerSelector:
         self._last_rtt: float | None = None
         self._losses: list[tuple[float, float]] = []  # (time, loss) of the last hold's reports
         self._queued_at_rtt: float | None = None
+        self._peak_rtt: float | None = None  # the highest RTT sample since the last move down
         self._last_estimate: float | None = None
         self.probe_window = probe_window
         self.base_up_hold = up_hold
@@ -197,6 +229,11 @@ class LayerSelector:
         # viewer's reports ever gave one (a sender that measures none is not waited for).
         self._lag: float | None = None
         self._lag_seen = False
+        # The target was reached by a move down (not a probe up): the dip rule may apply.
+        self._came_down = False
+        # A falling estimate held back as a dip: (where it said to go, when).
+        self._dip: tuple[float | None, float] | None = None
+        self._probe_from = VIDEO_OFF  # the layer the last probe up left
 
     @property
     def video_paused(self) -> bool:
@@ -262,12 +299,18 @@ class LayerSelector:
         delay = self.queue_delay()
         if delay < self.queue_down / 2:
             self._queued_at_rtt = None  # drained: the next queue is a new congestion
+            self._peak_rtt = None
         rising = previous is None or rtt > previous + RTT_RISE
         moved_at = self._queued_at_rtt
+        # The queue at its highest since the last move down: one that has fallen from there
+        # drains, whatever a sample's bump (a 600 kbit/s link's went 1.02, 0.68, 0.79, 0.55 s
+        # after its move, and the bump took the viewer a layer lower).
+        peak = self._peak_rtt if moved_at is not None else None
+        self._peak_rtt = rtt if self._peak_rtt is None else max(self._peak_rtt, rtt)
         growing = (
             rising
             and (delay > self.queue_down or rtt > self.rtt_down)
-            and (moved_at is None or rtt > moved_at)
+            and (moved_at is None or rtt > max(moved_at, peak or moved_at))
         )
         # A queue that has not drained since the last move down and is not draining now:
         # the layer moved to keeps the link full as well (a layer that fits drains it within
@@ -276,7 +319,7 @@ class LayerSelector:
             moved_at is not None
             and previous is not None
             and delay > self.queue_down
-            and rtt >= moved_at - RTT_RISE
+            and rtt >= max(moved_at, peak or moved_at) - RTT_RISE
             and rtt >= previous - RTT_RISE / 2
         )
         return growing or standing
@@ -315,7 +358,19 @@ class LayerSelector:
             if feedback.loss_since is None
             else feedback.loss_since - in_flight >= self._down_at
         )
-        lossy = feedback.loss > self.loss_down and loss_settled
+        # Loss while the queue the layer left filled drains (its delay still there, below its
+        # height since the move) is that queue's: a drop-tail queue counted in packets (the
+        # voice's too) overflows for a while after a move down, as the new layer's keyframe
+        # goes in (a 600 kbit/s link's queue at 1.1 s lost 7-30 % of the packets sent 1-2 s
+        # after the move; the layer moved to fitted).
+        draining = (
+            self._queued_at_rtt is not None  # a move down's queue, not drained since
+            and self._peak_rtt is not None
+            and self._last_rtt is not None
+            and self._last_rtt < self._peak_rtt - RTT_RISE / 2
+            and self.queue_delay() >= self.queue_down / 2
+        )
+        lossy = feedback.loss > self.loss_down and loss_settled and not draining
         # The link delivered much less than was sent in the window, and the rest is neither
         # lost nor arrived: it waits in a queue (a 150 kbit/s link's 100 packets hold 6 s, and
         # the sender reports that carry the RTT wait there too).
@@ -324,29 +379,44 @@ class LayerSelector:
             and feedback.sent is not None
             and feedback.received < SATURATED * feedback.sent
         )
-        if feedback.new_report and (lossy or (settled and (queue_grows or saturated))):
+        # The next step down sooner (NEXT_STEP_DELIVERED): the link is full, and what it
+        # delivers does not carry the layer received now.
+        next_step = (
+            self._came_down
+            and wanted >= 0
+            and now - self._down_at >= min(NEXT_STEP_SETTLE, self.settle)
+            # Saturated, or a queue that is not the layer left's draining (retransmissions
+            # into that queue took a 600 kbit/s link's share from the video for seconds).
+            and (saturated or (self.queue_delay() >= self.queue_down and not draining))
+            and feedback.received is not None
+            and feedback.sent is not None
+            and feedback.received < NEXT_STEP_DELIVERED * feedback.sent
+            and self.fits(feedback.received) < wanted
+        )
+        short = feedback.new_report and ((settled and (queue_grows or saturated)) or next_step)
+        if feedback.new_report and (lossy or short):
             # The link is already overloaded at the current layer: one below it at most, and
             # no higher than what the viewer received of it (a link far too short for it).
             wanted = max(wanted - 1, VIDEO_OFF)
             if saturated and feedback.received is not None:
                 wanted = min(wanted, self.fits(feedback.received))
-        elif feedback.new_report and saturated and feedback.received is not None:
-            # Right after a move down: a saturated link delivers what it carries (its queue,
-            # the layer left's, is full), so a layer that does not fit that is left at once,
-            # not after the settling time: a 600 kbit/s link narrowed to 180 kbit/s on layer
-            # 1 went to layer 0 and sent its keyframe and 1.7 s of it into the full queue
-            # before the video paused, and the voice lost its packets for seconds after.
-            wanted = min(wanted, self.fits(feedback.received))
+        falling, carried = self._dip_rule(feedback, falling, carried, now)
         if falling:
             # Right after a move the estimate still reflects the layer left and the queue it
             # filled (a top layer's burst into a short link): only a layer the estimate cannot
             # carry at all is left then, not one it carries without the headroom.
             wanted = min(wanted, self.fits(carried, 1.0 if not settled else self.headroom))
+            if self._probed_from_paused(now):
+                # The lowest layer tried from "video paused": the link the voice alone fitted
+                # shows overuse with it, whatever the window's delivery says (a resume's window
+                # read 1.5 Mbit/s delivered of 50 kbit/s sent, and the probe stayed 3-4 s on a
+                # 150 kbit/s link).
+                wanted = VIDEO_OFF
         if wanted < self.target:
             self.reason = (
                 "top" if self.top < self.target else
                 "queue" if feedback.new_report and settled and queue_grows else
-                "saturated" if feedback.new_report and saturated else
+                "saturated" if short else
                 "loss" if feedback.new_report and lossy else "estimate"
             )  # fmt: skip
             self._down(wanted, now)
@@ -367,6 +437,7 @@ class LayerSelector:
         if (
             self.target < self.top
             and not falling
+            and self._dip is None  # no probe up while a dip may yet prove congestion
             and feedback.loss <= self.loss_down
             and self.queue_delay() < self.queue_down / 2
             and self._drained()
@@ -381,9 +452,12 @@ class LayerSelector:
             elif now - self._up_since >= self.hold and mean_loss <= self.loss_up:
                 # No settling after a move up: a queue or loss from here on is this layer's
                 # (the one left fitted), so a failed probe is undone at its first sign.
+                self._probe_from = self.target
                 self.target = candidate
                 self.reason = "probe"
                 self._moved_up_at = now
+                self._came_down = False
+                self._dip = None
                 self._up_to, self._up_since = candidate + 1, now
             return self.target
         self._up_since = self._up_to = None
@@ -406,11 +480,65 @@ class LayerSelector:
             return min(self.up_hold, self.off_hold)
         return self.up_hold
 
+    def _probed_from_paused(self, now: float) -> bool:
+        """The lowest layer is a probe from "video paused" not yet held for ``probe_window``."""
+        return (
+            self.target == 0
+            and not self._came_down
+            and self._moved_up_at is not None
+            and now - self._moved_up_at < self.probe_window
+            and self._probe_from == VIDEO_OFF
+        )
+
+    def _dip_rule(
+        self, feedback: Feedback, falling: bool, carried: float | None, now: float
+    ) -> tuple[bool, float | None]:
+        """Whether a falling estimate counts now, and what it says the link carries: a dip
+        (DIP_DELIVERED above) is held back until something confirms it."""
+        shortfall = (
+            feedback.received is not None
+            and feedback.sent is not None
+            and feedback.received < DIP_DELIVERED * feedback.sent
+        )
+        # Held with no queue (under queue_down / 2, as for a move up), confirmed by a queue
+        # (``queue_down``, as for a move down): one RTT sample of 0.13 s, a keyframe's burst,
+        # confirmed a dip and took a 600 kbit/s viewer to layer 0.
+        trouble = feedback.loss > self.loss_up or self.queue_delay() >= self.queue_down or shortfall
+        if self._dip is not None and now - self._dip[1] > DIP_S:
+            self._dip = None  # nothing came of it
+        if self._dip is not None:
+            held = self._dip[0]
+            if falling and carried is not None:
+                held = carried if held is None else min(held, carried)
+            if trouble and (feedback.new_report or falling):
+                self._dip = None  # a shortfall, loss or a queue after it: it was congestion
+                return True, held
+            if falling:
+                # Falling on while everything still arrives (Chromium's went from 366 to 46
+                # kbit/s in 2.5 s on a 600 kbit/s link carrying 300): the same dip, watched
+                # from here.
+                self._dip = (held, now)
+            return False, carried
+        quiet = (
+            feedback.received is not None
+            and feedback.sent is not None
+            and not trouble
+            and self.queue_delay() < self.queue_down / 2
+        )
+        in_window = DIP_AFTER <= now - self._down_at <= DIP_UNTIL
+        if falling and quiet and self._came_down and in_window:
+            self._dip = (carried, now)
+            return False, carried
+        return falling, carried
+
     def _down(self, wanted: int, now: float) -> None:
         self._lag = None  # measured again from here
         self.target = wanted
         self._down_at = now
+        self._came_down = True
+        self._dip = None
         self._queued_at_rtt = self._last_rtt
+        self._peak_rtt = self._last_rtt
         self._up_since = self._up_to = None
         if self._moved_up_at is not None and now - self._moved_up_at < self.probe_window:
             # The last probe up failed: wait twice as long before the next (and at least the

@@ -163,12 +163,13 @@ async def scenario(tmp: Path, result: dict[str, Any]) -> None:
 
 def trace_selection(trace: list[list[Any]]) -> None:
     """Record every feedback a viewer's layer selection takes and what it decided: (time,
-    viewer, estimate, its age, loss, RTT, new report, target, layer, video received)."""
+    viewer, estimate, its age, loss, RTT, new report, target, layer, video received, reason,
+    layer rates in kbit/s, video sent, queue delay)."""
     feedback = LayeredSubscriberTrack.link_feedback
 
     def traced(self: LayeredSubscriberTrack, *args: Any) -> None:
         feedback(self, *args)
-        estimate, age, loss, rtt, report, received = (*args, None)[:6]
+        estimate, age, loss, rtt, report, received, _since, sent = (*args, None, None, None)[:8]
         trace.append([
             round(time.monotonic(), 2), self.subscriber_id, estimate,
             None if age is None else round(age, 1), round(loss, 3),
@@ -176,9 +177,10 @@ def trace_selection(trace: list[list[Any]]) -> None:
             None if received is None else round(received), self.selector.reason,
             [None if math.isinf(b.bitrate) else round(b.bitrate / 1000)
              for b in self.selector.layers],
+            None if sent is None else round(sent), round(self.selector.queue_delay(), 3),
         ])  # fmt: skip
 
-    LayeredSubscriberTrack.link_feedback = traced  # type: ignore[method-assign]
+    LayeredSubscriberTrack.link_feedback = traced  # type: ignore[method-assign,assignment]
 
 
 async def watch(srv: Any, context: Any, result: dict[str, Any]) -> None:

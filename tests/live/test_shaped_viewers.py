@@ -42,13 +42,6 @@ def first_at(samples: list[dict[str, Any]], since: float, check: Any) -> float |
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.xfail(
-    reason="not reliable yet (docs/media.md, 'Three Chromium viewers on shaped links'): 6 of "
-    "16 runs passed; in the others the 150 kbit/s viewer needed up to 6.4 s to reach audio "
-    "only or 5.4 s to get video back, or the 600 kbit/s viewer went on to layer 0 when "
-    "Chromium's estimate dipped alone about 8 s after its move",
-    strict=False,
-)
 def test_each_shaped_viewer_gets_the_layer_its_link_carries() -> None:
     r = run_page_scenario("tests.live.shaped_scenario", TC, NFT)
     if os.environ.get("HOMEROOM_SHAPED_RESULT"):  # the whole result, with the selection's trace

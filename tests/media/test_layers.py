@@ -7,7 +7,14 @@ import math
 
 import pytest
 
-from media.layers import VIDEO_OFF, Feedback, Layer, LayerSelector
+from media.layers import (
+    DEFAULT_CONGESTION_HOLD,
+    DIP_S,
+    VIDEO_OFF,
+    Feedback,
+    Layer,
+    LayerSelector,
+)
 
 # A camera in three layers, as the publishers send it (bit/s).
 LAYERS = [Layer(150_000, 320, 180), Layer(500_000, 640, 360), Layer(1_200_000, 1280, 720)]
@@ -433,3 +440,232 @@ def test_failed_probes_from_a_paused_video_back_off() -> None:
         now += 0.25
     gaps = [round(b - a, 1) for a, b in itertools.pairwise(ups)]
     assert ups[0] <= 2.5 and gaps[0] < gaps[1] and max(gaps) <= 4.0 + 1.0, gaps
+
+
+def moved_down_to_the_middle() -> tuple[LayerSelector, float]:
+    """A viewer the link moved from the top layer to the middle one (its estimate fell to
+    600 kbit/s), which then receives everything sent (520 of 530 kbit/s), no loss, no queue,
+    its estimate flat, for 4 s after the switch."""
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(600_000, rtt=0.02), now) == 1
+    sel.switched(now + 0.3)
+    for i in range(1, 5):
+        calm = Feedback(590_000, rtt=0.02, received=520_000, sent=530_000)
+        assert sel.update(calm, now + 0.3 + i) == 1
+    return sel, now + 4.3
+
+
+# Chromium's estimate 4-8 s after a move down: 0.85x, everything still arriving.
+DIP = Feedback(500_000, rtt=0.02, received=520_000, sent=530_000)
+
+
+def test_an_estimate_that_dips_while_everything_arrives_moves_nothing() -> None:
+    """The estimate falls (500 kbit/s: under the middle layer with its headroom) while the
+    viewer receives what is sent with no loss and no queue: a dip of the estimator alone. No
+    report after it shows anything: the viewer keeps its layer."""
+    sel, now = moved_down_to_the_middle()
+    assert sel.update(DIP, now + 0.5) == 1
+    for i in range(1, 7):
+        assert sel.update(DIP, now + 0.5 + 0.5 * i) == 1
+    # Later, a shortfall that is not saturation: the dip is long forgotten.
+    later = Feedback(500_000, rtt=0.02, received=400_000, sent=530_000)
+    assert sel.update(later, now + 4.5) == 1
+
+
+@pytest.mark.parametrize(
+    "then",
+    [
+        Feedback(500_000, rtt=0.02, received=380_000, sent=530_000),  # a shortfall
+        Feedback(500_000, loss=0.05, rtt=0.02, received=520_000, sent=530_000),  # loss
+    ],
+    ids=["shortfall", "loss"],
+)
+def test_a_dip_that_a_report_confirms_within_3_s_moves_down(then: Feedback) -> None:
+    sel, now = moved_down_to_the_middle()
+    assert sel.update(DIP, now + 0.5) == 1
+    assert sel.update(DIP, now + 1.0) == 1
+    assert sel.update(then, now + 2.5) == 0
+    assert sel.reason == "estimate"
+
+
+def test_an_estimate_that_goes_on_falling_while_everything_arrives_is_one_dip() -> None:
+    """Chromium's estimate went on falling for seconds (to a sixth of what it received) with
+    everything arriving: one dip, watched from its last fall. A queue after it moves the
+    viewer to what the lowest estimate carries."""
+    sel, now = moved_down_to_the_middle()
+    estimate = 500_000.0
+    for i in range(8):  # 15 % lower every 0.6 s, 4.8 s in all: longer than DIP_S
+        feedback = Feedback(estimate, rtt=0.02, received=520_000, sent=530_000)
+        assert sel.update(feedback, now + 0.6 * i) == 1
+        estimate *= 0.85
+    assert sel.update(Feedback(estimate, rtt=0.02), now + 5.0) == 1
+    queue = Feedback(estimate, rtt=0.30, received=520_000, sent=530_000)
+    assert sel.update(queue, now + 6.0) == VIDEO_OFF  # 136 kbit/s: not even layer 0
+
+
+def test_a_keyframes_burst_does_not_confirm_a_dip() -> None:
+    """One RTT sample 0.13 s above the path's (a keyframe's burst on the link) is no queue of
+    congestion: the dip stays held."""
+    sel, now = moved_down_to_the_middle()
+    assert sel.update(DIP, now + 0.5) == 1
+    burst = Feedback(500_000, rtt=0.15, received=520_000, sent=530_000)
+    assert sel.update(burst, now + 2.0) == 1
+    assert sel.update(DIP, now + 3.0) == 1
+
+
+def test_a_dip_holds_no_probe_up() -> None:
+    """While a dip may still turn out to be congestion, the viewer does not probe higher."""
+    sel, now = moved_down_to_the_middle()
+    calm = Feedback(590_000, rtt=0.02, received=520_000, sent=530_000)
+    now = run(sel, calm, now, 4.0)  # the congestion hold (8 s) nearly over
+    assert sel.target == 1
+    assert sel.update(DIP, now) == 1
+    flat = Feedback(500_000, rtt=0.02, received=520_000, sent=530_000)
+    assert sel.update(flat, now + 0.5) == 1
+    assert sel.update(flat, now + 2.0) == 1  # the hold is over, but the dip is pending
+    # Without the dip it would have probed 1 s later; the hold starts again once it is over.
+    ups = [t for t in range(3, 20) if sel.update(flat, now + t) == 2]
+    assert ups and ups[0] >= DIP_S + DEFAULT_CONGESTION_HOLD, ups
+
+
+def test_an_estimate_that_falls_on_a_layer_climbed_to_counts_at_once() -> None:
+    """A viewer moved down that probed up to the top layer again: a falling estimate is how a
+    link narrowing under it shows first (an aiortc viewer's did, with no loss or queue in
+    time), dip or not."""
+    sel, now = moved_down_to_the_middle()
+    everything = Feedback(3_000_000, rtt=0.02, received=1_200_000, sent=1_210_000)
+    while sel.target < 2:
+        sel.update(everything, now)
+        now += 1.0
+    falls = Feedback(900_000, rtt=0.02, received=1_200_000, sent=1_210_000)
+    assert sel.update(falls, now) == 1
+
+
+def test_an_estimate_that_falls_soon_after_a_move_down_counts() -> None:
+    """Within 4 s of a move down the link has not shown the new layer fits: no dip."""
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(600_000, rtt=0.02), now) == 1
+    sel.switched(now + 0.3)
+    calm = Feedback(590_000, rtt=0.02, received=520_000, sent=530_000)
+    assert sel.update(calm, now + 1.3) == 1
+    assert sel.update(DIP, now + 2.3) == 0
+
+
+def test_the_next_step_down_comes_after_the_settling_not_the_queue() -> None:
+    """A 150 kbit/s link under the top layer: its queue holds seconds (RTT 2.5 s). Half a
+    second after each switch down, a report showing the queue and the link delivering too
+    little for the layer now received takes the next step: audio only 2.5 s after the link
+    narrowed, not after the settling (1.5 s) plus the RTT each time."""
+    sel = LayerSelector(LAYERS)
+    run(sel, Feedback(3_000_000, rtt=0.02), 0.0, 10.0)
+    sel.set_bitrates([100_000, 300_000, 800_000])
+    assert sel.target == 2
+    assert sel.update(Feedback(2_000_000, rtt=0.02, received=700_000, sent=800_000), 10.0) == 2
+    # The estimate falls: the link carried 390 kbit/s of the top layer, layer 1 fits that.
+    assert sel.update(Feedback(900_000, rtt=0.02, received=390_000, sent=800_000), 10.5) == 1
+    sel.switched(10.7)
+    full = Feedback(900_000, rtt=2.5, received=200_000, sent=330_000)
+    assert sel.update(full, 11.1) == 1  # just switched: the reports are about the layer left
+    assert sel.update(full, 11.3) == 0  # 200 kbit/s does not carry layer 1
+    assert sel.reason == "saturated"
+    sel.switched(11.5)
+    still_full = Feedback(900_000, rtt=2.6, received=90_000, sent=115_000)
+    assert sel.update(still_full, 11.9) == 0
+    assert sel.update(still_full, 12.5) == VIDEO_OFF  # 90 kbit/s: not even layer 0
+
+
+def test_a_saturated_link_takes_the_next_step_without_an_rtt_sample() -> None:
+    """The queue holds the sender reports too, so no RTT sample comes back: the link
+    delivering a fifth of what was sent shows it full. Straight to what it delivers."""
+    sel = LayerSelector(LAYERS)
+    run(sel, Feedback(3_000_000), 0.0, 10.0)
+    sel.set_bitrates([100_000, 300_000, 800_000])
+    assert sel.update(Feedback(900_000, received=390_000, sent=800_000), 10.5) == 1
+    sel.switched(10.7)
+    saturated = Feedback(900_000, received=105_000, sent=500_000)
+    assert sel.update(saturated, 11.1) == 1
+    assert sel.update(saturated, 11.3) == VIDEO_OFF
+
+
+def test_a_queue_after_a_move_down_that_the_layer_fits_takes_no_next_step() -> None:
+    """The top layer's burst left a queue; the link delivers 550 kbit/s, enough for the
+    middle layer: it stays there while the queue drains."""
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(600_000, rtt=0.02), now) == 1
+    sel.switched(now + 0.3)
+    for i, rtt in enumerate((0.7, 0.6, 0.45, 0.3)):
+        draining = Feedback(600_000, rtt=rtt, received=590_000, sent=800_000)
+        assert sel.update(draining, now + 2 + i) == 1, rtt
+
+
+def test_loss_while_the_queue_of_the_layer_left_drains_is_that_queues() -> None:
+    """The top layer's queue on a 600 kbit/s link, counted in packets (the voice's too), went
+    on overflowing after the move down as the middle layer's keyframe went in: 15 % loss in a
+    window that started after the move plus the RTT, while the RTT fell from its height. Not
+    held against the middle layer; loss once the queue has drained is."""
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(3_000_000, rtt=0.65), now) == 1
+    sel.switched(now + 0.2)
+    assert sel.update(Feedback(3_000_000, rtt=1.09), now + 1.1) == 1  # the keyframe went in
+    assert sel.update(Feedback(3_000_000, rtt=0.84), now + 1.7) == 1
+    lossy = Feedback(3_000_000, loss=0.15, loss_since=now + 1.9)
+    assert sel.update(lossy, now + 3.0) == 1
+    assert sel.update(Feedback(3_000_000, rtt=0.03), now + 4.0) == 1  # drained
+    assert sel.update(Feedback(3_000_000, loss=0.15, loss_since=now + 4.0), now + 5.0) == 0
+    assert sel.reason == "loss"
+
+
+def test_a_queue_that_fell_from_its_height_since_the_move_drains_whatever_a_bump() -> None:
+    """A 600 kbit/s link after a move from the top layer: the queue grew on a little (the new
+    layer's keyframe), then fell, one sample bumping up again. Still draining: no step."""
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(3_000_000, rtt=0.77), now) == 1
+    sel.switched(now + 0.2)
+    for i, rtt in enumerate((1.02, 0.68, 0.79, 0.55, 0.02)):
+        assert sel.update(Feedback(3_000_000, rtt=rtt), now + 1.3 + i) == 1, rtt
+
+
+def test_a_queue_that_drains_after_a_move_down_takes_no_next_step() -> None:
+    """After the move to the middle layer the 600 kbit/s link's queue was at 1.08 s, then
+    0.77 s: draining, while the video got 245 of the 304 kbit/s sent (retransmissions into the
+    queue took the rest of the link), under what the middle layer needs with its headroom.
+    No next step while it drains; once the queue grows again, one."""
+    sel, now = top_layer_on_a_short_link()
+    sel.set_bitrates([100_000, 339_000, 800_000])
+    assert sel.update(Feedback(3_000_000, rtt=0.68), now) == 1
+    sel.switched(now + 0.2)
+    assert sel.update(Feedback(3_000_000, rtt=1.08), now + 1.3) == 1
+    short = Feedback(3_000_000, rtt=0.77, received=245_000, sent=304_000)
+    assert sel.update(short, now + 2.2) == 1
+    assert sel.update(Feedback(3_000_000, received=245_000, sent=304_000), now + 3.3) == 1
+    growing = Feedback(3_000_000, rtt=1.2, received=245_000, sent=304_000)
+    assert sel.update(growing, now + 4.0) == 0
+
+
+def test_a_falling_estimate_undoes_a_probe_from_paused_video() -> None:
+    """The lowest layer tried from "video paused" on a link that carried only the voice: the
+    estimate falls (overuse) while the window's delivery reads far more than the link carries
+    (a resume's window): back to audio only at once."""
+    sel = LayerSelector(LAYERS)
+    sel.update(Feedback(400_000), 0.0)
+    assert sel.update(Feedback(100_000, received=50_000), 0.5) == VIDEO_OFF
+    now = run(sel, Feedback(None), 1.0, 3.0)
+    assert sel.target == 0 and sel.reason == "probe"
+    assert sel.update(Feedback(53_000, received=1_500_000, sent=50_000), now) == 0
+    assert sel.update(Feedback(41_000, received=1_500_000, sent=50_000), now + 0.8) == VIDEO_OFF
+    # A viewer moved down to the lowest layer (not a probe): the estimate decides as before.
+    sel = LayerSelector(LAYERS)
+    now = run(sel, Feedback(3_000_000), 0.0, 10.0)
+    assert sel.update(Feedback(200_000), now) == 0
+    assert sel.update(Feedback(180_000, received=1_500_000, sent=160_000), now + 0.5) == 0
+
+
+def test_loss_on_a_layer_climbed_to_counts_whatever_its_queue_does() -> None:
+    """No move down yet: a queue that rises and dips a little is this layer's, and so is its
+    loss (only the queue a move down left is not the new layer's)."""
+    sel, now = top_layer_on_a_short_link()
+    assert sel.update(Feedback(3_000_000, rtt=0.15), now) == 2
+    assert sel.update(Feedback(3_000_000, rtt=0.24), now + 0.5) == 2
+    assert sel.update(Feedback(3_000_000, rtt=0.20), now + 1.0) == 2
+    lossy = Feedback(3_000_000, loss=0.2, loss_since=now)
+    assert sel.update(lossy, now + 1.5) == 1
