@@ -400,6 +400,13 @@ class LayerSelector:
             wanted = max(wanted - 1, VIDEO_OFF)
             if saturated and feedback.received is not None:
                 wanted = min(wanted, self.fits(feedback.received))
+        elif feedback.new_report and saturated and feedback.received is not None:
+            # Right after a move down, before the next step's half second: a saturated link
+            # delivers what it carries (the layer left's queue keeps it full), so a layer that
+            # does not fit that is left at once: a 600 kbit/s link narrowed to 180 kbit/s on
+            # layer 1 went to layer 0 and sent its keyframe and 1.7-2 s of it into the full
+            # queue before the video paused, and the voice lost its packets for seconds after.
+            wanted = min(wanted, self.fits(feedback.received))
         falling, carried = self._dip_rule(feedback, falling, carried, now)
         if falling:
             # Right after a move the estimate still reflects the layer left and the queue it
@@ -416,7 +423,7 @@ class LayerSelector:
             self.reason = (
                 "top" if self.top < self.target else
                 "queue" if feedback.new_report and settled and queue_grows else
-                "saturated" if short else
+                "saturated" if short or (feedback.new_report and saturated) else
                 "loss" if feedback.new_report and lossy else "estimate"
             )  # fmt: skip
             self._down(wanted, now)
