@@ -548,15 +548,20 @@ class SharedPayloadSender(RTCRtpSender):
         egress = self._egress
         if egress is None:
             return
+        track: Any = self.track
+        if (
+            getattr(track, "video_paused", False)
+            and getattr(track, "forwarding_sender", None) is self
+        ):
+            # Nothing into the queue that paused the video, not even a filler (a drop-tail
+            # queue counts packets: each small one took a slot from the voice): the
+            # sequence jump on resuming (a camera's, LayeredSubscriberTrack) frees aiortc's
+            # jitter buffer of every hole at once.
+            return
         # A packet is sent again at most once per RTT: a browser asks for a missing packet
         # again before the first retransmission could arrive when its link is queued, and
         # answering every ask filled that queue with copies (the loss rose to 50-80 % at a
         # layer the link carried), as libwebrtc's and mediasoup's senders avoid too.
-        if getattr(self.track, "video_paused", False):
-            # Nothing into the queue that paused the video, not even a filler (a drop-tail
-            # queue counts packets: each small one took a slot from the voice): the
-            # sequence jump on resuming frees aiortc's jitter buffer of every hole at once.
-            return
         now = asyncio.get_running_loop().time()
         if self._resent is None:
             self._resent = {}
