@@ -6,6 +6,7 @@ browser context per person, so several people use the app side by side without s
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -85,6 +86,24 @@ class Browser:
         await page.get_by_role("button", name="登录").click()
         await page.locator(".conn[data-state=connected]").wait_for()
         return page
+
+
+async def shown_notification(page: Page, timeout: float = 10.0) -> dict[str, Any] | None:
+    """The first notification the page's service worker shows (title, body, url), polled
+    with ``evaluate``: ``wait_for_function`` took an async predicate's promise itself for a
+    truthy answer and read null before the notification showed (CI)."""
+    for _ in range(int(timeout / 0.2)):
+        shown = await page.evaluate(
+            """async () => {
+              const r = await navigator.serviceWorker.ready;
+              const n = await r.getNotifications();
+              return n.length ? {title: n[0].title, body: n[0].body, url: n[0].data.url} : null;
+            }"""
+        )
+        if shown is not None:
+            return dict(shown)
+        await asyncio.sleep(0.2)
+    return None
 
 
 async def screenshot(page: Page, name: str, **kw: Any) -> None:

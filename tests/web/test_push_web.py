@@ -17,7 +17,7 @@ from realtime.transport.rest import HUB
 from tests.chromium import PHONE
 from tests.conftest import Server, make_settings, start_server, stop_server
 from tests.test_push import PushService
-from tests.web.conftest import Browser, launch, screenshot
+from tests.web.conftest import Browser, launch, screenshot, shown_notification
 
 
 async def test_the_push_path_end_to_end(tmp_path: Path, chromium: str) -> None:
@@ -106,16 +106,9 @@ async def _push_path(srv: Server, service: PushService, web: Browser) -> None:
             "data": json.dumps(phone.received[0], ensure_ascii=False),
         },
     )
-    shown = await mom.wait_for_function(
-        """async () => {
-          const r = await navigator.serviceWorker.ready;
-          const n = await r.getNotifications();
-          return n.length ? {title: n[0].title, body: n[0].body, url: n[0].data.url} : null;
-        }""",
-        polling=200,
-    )
+    notification = await shown_notification(mom)
     await screenshot(mom, "guardian-push-subscribed-phone")
-    notification = await shown.json_value()
+    assert notification is not None
     assert notification == {
         "title": "新私信",
         "body": "来自 李老师 Ms. Li 的新消息",

@@ -19,7 +19,7 @@ from clients.homeroom import HomeroomClient
 from tests.chromium import PHONE
 from tests.conftest import Server
 from tests.web import servers
-from tests.web.conftest import Browser, screenshot
+from tests.web.conftest import Browser, screenshot, shown_notification
 
 
 async def register_and_ask(srv: Server, username: str, name: str, child: str) -> HomeroomClient:
@@ -188,20 +188,7 @@ async def test_service_worker_shows_pushes_and_the_app_opens_offline(
         "ServiceWorker.deliverPushMessage",
         {"origin": server.url + "/", "registrationId": reg_id, "data": json.dumps(payload)},
     )
-    # Polled here: wait_for_function took the async predicate's promise itself for a truthy
-    # answer, and read null when the notification was not shown yet (CI).
-    shown = None
-    for _ in range(50):
-        shown = await page.evaluate(
-            """async () => {
-              const r = await navigator.serviceWorker.ready;
-              const n = await r.getNotifications();
-              return n.length ? {title: n[0].title, body: n[0].body, url: n[0].data.url} : null;
-            }"""
-        )
-        if shown is not None:
-            break
-        await asyncio.sleep(0.2)
+    shown = await shown_notification(page)
     assert shown == {
         "title": "新私信",
         "body": "来自 李老师 Ms. Li 的新消息",
