@@ -572,7 +572,7 @@ class SharedPayloadSender(RTCRtpSender):
         self._resent[sequence_number] = now
         if len(self._resent) > RTP_HISTORY_SIZE:
             del self._resent[next(iter(self._resent))]
-        switched: float | None = getattr(self.track, "switched_down_at", None)
+        switched: float | None = getattr(track, "switched_down_at", None)
         if switched is not None and self._sent_before(sequence_number, switched):
             # A packet of the layer the viewer left (or of the video before a pause): its
             # decoder starts again at the new layer's keyframe and needs none of it, and on
