@@ -20,7 +20,7 @@ from media.router import MediaRouter
 from media.simulcast import LayeredTrack
 from signaling import PublishSession
 from tests.chromium import print_result
-from tests.media.peers import TextureVideoTrack, ToneAudioTrack, client_configuration
+from tests.media.peers import TextureVideoTrack, VoiceAudioTrack, client_configuration
 
 Scenario = Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]]
 
@@ -57,14 +57,15 @@ class LayeredPublisher:
 
 
 async def publish_layers(router: MediaRouter, fps: int) -> LayeredPublisher:
-    """Ms. Li ("teacher") publishes a 640x360 camera in three layers and a tone on ``router``."""
+    """Ms. Li ("teacher") publishes a 640x360 camera in three layers and a browser-like voice
+    (``VoiceAudioTrack``) on ``router``."""
     session = PublishSession("teacher", router)
     pc = RTCPeerConnection(client_configuration())
     camera = SimulcastCamera(TextureVideoTrack(640, 360, fps))
     for track in camera.tracks:
         sender = pc.addTransceiver(track, direction="sendonly").sender
         route_keyframe_requests(sender, track.request_keyframe)
-    pc.addTransceiver(ToneAudioTrack(), direction="sendonly")
+    pc.addTransceiver(VoiceAudioTrack(), direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
     mids = [str(t.mid) for t in pc.getTransceivers()]
     sources = {m: "camera" for m in mids[:3]} | {mids[3]: "microphone"}

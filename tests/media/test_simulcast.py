@@ -178,7 +178,7 @@ def test_rewriter_continues_timestamps_and_picture_ids() -> None:
 @pytest.mark.timeout(150)
 def test_viewers_get_the_layer_their_link_carries_under_a_shaped_link() -> None:
     """Three layers, two decoding viewers; one viewer's downlink shaped by the kernel (HTB on
-    lo in a namespace of the test's own, a 25-packet queue): it climbs to the top on an open
+    lo in a namespace of the test's own, a 100-packet queue): it climbs to the top on an open
     link, moves down within 5 s at 600 kbit/s without freezing, gets "video paused" with its
     audio going on when even the lowest layer does not fit, and gets video back by itself
     when the link opens; the other viewer's frame rate does not suffer."""
@@ -199,19 +199,20 @@ def test_viewers_get_the_layer_their_link_carries_under_a_shaped_link() -> None:
     assert mid["max_gap_s"] <= 1.0, result  # no freeze longer than 1 s
     assert mid["other_fps"] >= 0.8 * mid["other_fps_before"], result
     assert result["paused_s"] is not None, result
-    # Video again in the end (the top layer's message last), whatever happened at 180 kbit/s.
+    # Video again in the end (the top layer's message last), whatever happened at 150 kbit/s.
     assert result["layer_messages"][-1] >= 0, result
     low = result["low"]
     # Audio goes on: never a gap of 1 s from the pause on, and at least 30 of the 50 packets
     # a second sent once the queue the video filled before the pause has drained (the paused
     # video's padding shares the link; the lowest layer is tried only once the queue has
-    # drained); video is back within 5 s of the link opening. Not reliable yet (docs/media.md,
-    # "Where the tests stand"): 14 of 14 runs while the viewer went on to layer 0 at
-    # 600 kbit/s, but from layer 1 (what that link carries, and where the selection keeps it
-    # more often since shaped18's merge) the queue at the drop to 180 kbit/s holds more video
-    # and the voice fell to 22-30 packets/s in 2 of 9 runs. It reports xfail with its figures;
-    # the rest of this test stays strict.
+    # drained); video is back within 5 s of the link opening. Not strict yet (docs/media.md,
+    # "Where the tests stand"): the publisher's voice is a browser's now (before, aiortc's
+    # Opus at 190 kbit/s on the wire did not fit the "low" link by itself), and with the
+    # link narrowed before the first probe back up is due it passed in every run since
+    # (2026-12-05); the earlier failures came from those two. It reports xfail with its
+    # figures (the kernel's queue, second by second, in ``queue_trace``); the rest of this
+    # test stays strict.
     audio_first = low["audio_max_gap_s"] < 1.0 and low["audio_per_s"] >= 30
     resumed = result["resume_s"] is not None and result["resume_s"] <= 5
     if not (audio_first and resumed):
-        pytest.xfail(f"audio first at 180 kbit/s, issue #17: {low}, resume_s {result['resume_s']}")
+        pytest.xfail(f"audio first at 150 kbit/s, issue #17: {low}, resume_s {result['resume_s']}")
