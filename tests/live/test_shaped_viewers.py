@@ -43,10 +43,10 @@ def first_at(samples: list[dict[str, Any]], since: float, check: Any) -> float |
 
 @pytest.mark.timeout(150)
 @pytest.mark.xfail(
-    reason="not reliable yet (docs/media.md, 'Three Chromium viewers on shaped links'): after "
-    "the merge of shaped18 (dips held, the next step sooner) 6 of 8 runs passed on main at "
-    "load 0.4-1.1 (the others: video back 5.7 s after the links opened; the 600 kbit/s "
-    "viewer left layer 1); 7-9 of 10 on the branch, about half at load 5-9",
+    reason="not reliable yet (docs/media.md, 'Three Chromium viewers on shaped links'): 3 of 6 "
+    "runs passed on main 03136e4 at load 0.7-1.6 (the others: video back 5.1 and 5.4 s after "
+    "the links opened, the link's loss held by a window of Chromium's 5 s audio report; the "
+    "600 kbit/s viewer off layer 1 for most of the shaped time once)",
     strict=False,
 )
 def test_each_shaped_viewer_gets_the_layer_its_link_carries() -> None:
