@@ -370,7 +370,20 @@ class LayerSelector:
             and self._last_rtt < self._peak_rtt - RTT_RISE / 2
             and self.queue_delay() >= self.queue_down / 2
         )
-        lossy = feedback.loss > self.loss_down and loss_settled and not draining
+        # Nor is the loss of packets sent before that queue could have drained, sampled or
+        # not: the RTT is sampled about once a second, behind that very queue (a 600 kbit/s
+        # link's queue at 1.0 s after the move from the top layer overflowed as the middle
+        # layer's keyframe went in, 18 % loss 1.9 s after the switch, before any sample showed
+        # the queue falling: the viewer went on to the lowest layer).
+        left_queue = self._left_queue_drained_at(feedback)
+        before_drained = (
+            left_queue is not None
+            and feedback.loss_since is not None
+            and feedback.loss_since - in_flight < left_queue
+        )
+        lossy = (
+            feedback.loss > self.loss_down and loss_settled and not draining and not before_drained
+        )
         # The link delivered much less than was sent in the window, and the rest is neither
         # lost nor arrived: it waits in a queue (a 150 kbit/s link's 100 packets hold 6 s, and
         # the sender reports that carry the RTT wait there too).
@@ -469,6 +482,28 @@ class LayerSelector:
             return self.target
         self._up_since = self._up_to = None
         return self.target
+
+    def _left_queue_drained_at(self, feedback: Feedback) -> float | None:
+        """When the queue the last move down left can have drained (the caller's clock), or
+        None (no such queue, or the layer moved to does not drain it): at its height since
+        the move (``_peak_rtt`` above the path's lowest RTT: seconds of the link's rate), it
+        drains at what the link carries of the video (``received``) less the layer moved
+        to. At most MAX_IN_FLIGHT after the switch: a layer that barely fits is judged by
+        its loss again soon."""
+        if (
+            not self._came_down
+            or self.target < 0
+            or self._queued_at_rtt is None
+            or self._peak_rtt is None
+            or feedback.received is None
+        ):
+            return None
+        path = min((rtt for _t, rtt in self._rtts), default=0.0)
+        queue = self._peak_rtt - path
+        spare = feedback.received - self.layers[self.target].bitrate
+        if queue <= 0 or spare <= 0:
+            return None
+        return self._down_at + min(queue * feedback.received / spare, MAX_IN_FLIGHT)
 
     def _drained(self) -> bool:
         """With video paused, whether the last report showed the link's queue drained (a
