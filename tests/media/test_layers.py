@@ -615,17 +615,23 @@ def test_loss_while_the_queue_of_the_layer_left_drains_is_that_queues() -> None:
     assert sel.reason == "loss"
 
 
-def test_loss_before_the_queue_left_can_have_drained_is_that_queues() -> None:
+def moved_down_from_the_top_into_a_full_queue() -> tuple[LayerSelector, float]:
     """A Chromium viewer's 600 kbit/s link, from the top layer: moved down at a 0.7 s queue,
-    1.0 s at its next sample, and 1.9 s after the switch a window with 18 % loss, before any
-    sample showed the queue falling. The link carries 425 kbit/s of video, the middle layer
-    needs 257: that queue (1.0 s of the link) drains in about 2.5 s, so the loss is its own.
-    Loss of packets sent after that counts; and a layer that cannot drain it is left."""
+    1.0 s at the next sample (the switch 0.2 s after the move)."""
     sel, now = top_layer_on_a_short_link()
     sel.set_bitrates([88_000, 257_000, 797_000])
     assert sel.update(Feedback(3_000_000, rtt=0.7, received=556_000, sent=774_000), now) == 1
     sel.switched(now + 0.2)
     assert sel.update(Feedback(3_000_000, rtt=1.0, received=516_000, sent=584_000), now + 1.4) == 1
+    return sel, now
+
+
+def test_loss_before_the_queue_left_can_have_drained_is_that_queues() -> None:
+    """1.9 s after the switch a window with 18 % loss, before any sample showed the queue
+    falling. The link carries 425 kbit/s of video, the middle layer needs 257: that queue
+    (1.0 s of the link) drains in about 2.5 s, so the loss is its own. Loss of packets sent
+    after that counts; and a layer that cannot drain it is left."""
+    sel, now = moved_down_from_the_top_into_a_full_queue()
     lossy = Feedback(3_000_000, loss=0.18, received=425_000, sent=311_000, loss_since=now + 1.4)
     assert sel.update(lossy, now + 2.1) == 1
     # Packets sent 3 s after the switch and still lost: the middle layer's own.
@@ -633,11 +639,7 @@ def test_loss_before_the_queue_left_can_have_drained_is_that_queues() -> None:
     assert sel.update(late, now + 5.2) == 0
     assert sel.reason == "loss"
     # The same link delivering less than the middle layer: its queue never drains.
-    sel, now = top_layer_on_a_short_link()
-    sel.set_bitrates([88_000, 257_000, 797_000])
-    assert sel.update(Feedback(3_000_000, rtt=0.7, received=556_000, sent=774_000), now) == 1
-    sel.switched(now + 0.2)
-    assert sel.update(Feedback(3_000_000, rtt=1.0, received=516_000, sent=584_000), now + 1.4) == 1
+    sel, now = moved_down_from_the_top_into_a_full_queue()
     short = Feedback(3_000_000, loss=0.18, received=200_000, sent=311_000, loss_since=now + 1.4)
     assert sel.update(short, now + 2.1) == 0
 
