@@ -78,6 +78,7 @@ _SIGNATURES: tuple[tuple[str, Callable[[], Any], list[str]], ...] = (
     ("RTCRtpSender._send_keyframe", lambda: RTCRtpSender._send_keyframe, []),
     ("RTCRtpSender._run_rtp", lambda: RTCRtpSender._run_rtp, ["codec"]),
     ("RTCRtpSender._run_rtcp", lambda: RTCRtpSender._run_rtcp, []),
+    ("RTCRtpSender._send_rtcp", lambda: RTCRtpSender._send_rtcp, ["packets"]),
     ("RTCRtpSender._retransmit", lambda: RTCRtpSender._retransmit, ["sequence_number"]),
     ("RTCRtpSender._handle_rtcp_packet", lambda: RTCRtpSender._handle_rtcp_packet, ["packet"]),
     ("RTCDtlsTransport._send_rtp", lambda: RTCDtlsTransport._send_rtp, ["data"]),

@@ -302,6 +302,10 @@ def _sender(problems: list[str]) -> None:
         "rtp_timestamp=self.__rtp_timestamp",
         "packet_count=self.__packet_count",
         "octet_count=self.__octet_count",
+        # The LSR a receiver report names, as egress's own sender reports set it too.
+        "self.__lsr = ((self.__ntp_timestamp) >> 16) & 0xFFFFFFFF",
+        "self.__lsr_time = time.time()",
+        "await self._send_rtcp(packets)",
     )
     _require(
         problems,

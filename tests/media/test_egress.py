@@ -653,6 +653,65 @@ async def test_sender_reports_count_what_was_sent() -> None:
         router.close()
 
 
+class QueuedSelector:
+    """A layer selection that sees a queue on its viewer's link (media.layers.LayerSelector's
+    ``queue_delay``)."""
+
+    def queue_delay(self) -> float:
+        return 0.4
+
+
+@pytest.mark.timeout(20)
+async def test_a_congested_layered_viewer_gets_sender_reports_four_times_a_second() -> None:
+    """A layered video whose link shows a queue gets a sender report after a frame at most
+    every 0.25 s beside aiortc's own (every 0.5-1.5 s), each with the last frame's
+    timestamps, and receiver reports answering them give RTT samples; a healthy link gets
+    aiortc's alone."""
+    router = MediaRouter()
+    publisher, subscriber, _track_id, sender = await forwarding_pair(router)
+    loop = asyncio.get_running_loop()
+    try:
+        times: list[float] = []
+        send_rtcp = sender._send_rtcp
+
+        async def record(packets: list[Any]) -> None:
+            if any(isinstance(p, RtcpSrPacket) for p in packets):
+                times.append(loop.time())
+            await send_rtcp(packets)
+
+        sender._send_rtcp = record  # type: ignore[method-assign]
+        samples: list[float] = []
+        rtt_sample = sender._rtt_sample
+
+        def sampled(reports: list[Any]) -> float | None:
+            rtt = rtt_sample(reports)
+            if rtt is not None:
+                samples.append(rtt)
+            return rtt
+
+        sender._rtt_sample = sampled  # type: ignore[method-assign]
+        await wait_for(lambda: len(samples) >= 1, 6, "an RTT sample")
+        start = loop.time()
+        await asyncio.sleep(3)
+        healthy = [t for t in times if t >= start]
+        assert len(healthy) <= 7  # aiortc's pace: 2-6 in 3 s
+        sender.track.selector = QueuedSelector()  # type: ignore[union-attr]
+        await wait_for(lambda: sender._fast_reports, 4, "the queue seen at a receiver report")
+        start, count = loop.time(), len(samples)
+        await asyncio.sleep(3)
+        fast = [t for t in times if t >= start]
+        assert len(fast) >= 10, fast  # 12 at 4 a second, and aiortc's
+        gaps = [b - a for a, b in itertools.pairwise(fast)]
+        assert sorted(gaps)[len(gaps) // 2] <= 0.3, gaps
+        # aiortc's viewer reports about once a second, each answering the newest report:
+        # every sample is a loopback round trip, none a report's age.
+        assert len(samples) > count and all(0 <= rtt < 0.1 for rtt in samples), samples
+    finally:
+        await subscriber.close()
+        await publisher.close()
+        router.close()
+
+
 def test_stock_loop_is_not_running_for_forwarding_senders() -> None:
     # The override is what send() starts: the class swap replaces aiortc's _run_rtp.
     assert SharedPayloadSender._run_rtp is not RTCRtpSender._run_rtp
