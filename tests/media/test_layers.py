@@ -105,6 +105,26 @@ def test_video_comes_back_when_the_link_recovers() -> None:
     assert sel.update(Feedback(None), 8.5) == 1
 
 
+def test_failed_probes_from_paused_video_wait_at_most_three_seconds() -> None:
+    """Each probe of the lowest layer that the link cannot carry (the estimate falls at once)
+    doubles the wait before the next, up to 3 s: a link that opens after a few failed probes
+    gets video back within 5 s (the queue's drain and the keyframe come on top)."""
+    sel = LayerSelector(LAYERS)
+    sel.update(Feedback(400_000), 0.0)
+    sel.update(Feedback(100_000), 0.5)
+    assert sel.video_paused
+    now, probes = 1.0, []
+    while now < 40:
+        if sel.update(Feedback(None), now) == 0:
+            probes.append(now)
+            sel.update(Feedback(60_000), now + 0.1)
+            assert sel.update(Feedback(40_000), now + 0.2) == VIDEO_OFF  # it fails
+            now += 0.2
+        now += 0.1
+    waits = [round(b - a, 1) for a, b in itertools.pairwise(probes)]
+    assert max(waits) <= 3.5 and waits[-1] >= 3.0, waits  # doubled, then held at 3 s
+
+
 def test_a_lossy_link_is_not_probed_while_video_is_paused() -> None:
     """Audio only on a link that loses packets: a probe of the lowest layer would fill its
     queue and cost the sound; the first clean reports start the hold."""
