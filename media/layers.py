@@ -132,6 +132,11 @@ DIP_UNTIL = 30.0
 # top layer to audio only.
 NEXT_STEP_SETTLE = 0.5
 NEXT_STEP_DELIVERED = 0.9
+# A probe of the lowest layer from "video paused" is undone by a falling estimate only from
+# this long after it (seconds): before, the viewer's estimate is still of the voice alone
+# (Chromium's fell 8 % 0.14 s after the probe on a link just opened, and the probe was undone;
+# the next came 3.5 s later). A link that cannot carry the probe shows it after that.
+PROBE_ESTIMATE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -423,6 +428,14 @@ class LayerSelector:
             # queue before the video paused, and the voice lost its packets for seconds after.
             wanted = min(wanted, self.fits(feedback.received))
         falling, carried = self._dip_rule(feedback, falling, carried, now)
+        if (
+            falling
+            and self._probed_from_paused(now)
+            and self._moved_up_at is not None
+            and now - self._moved_up_at < PROBE_ESTIMATE_S
+        ):
+            # The estimate right after video came back still reflects the voice alone.
+            falling = False
         if falling:
             # Right after a move the estimate still reflects the layer left and the queue it
             # filled (a top layer's burst into a short link): only a layer the estimate cannot

@@ -113,16 +113,16 @@ def test_failed_probes_from_paused_video_wait_at_most_three_seconds() -> None:
     sel.update(Feedback(400_000), 0.0)
     sel.update(Feedback(100_000), 0.5)
     assert sel.video_paused
-    now, probes = 1.0, []
+    now, waits, undone = 1.0, [], None
     while now < 40:
         if sel.update(Feedback(None), now) == 0:
-            probes.append(now)
-            sel.update(Feedback(60_000), now + 0.1)
-            assert sel.update(Feedback(40_000), now + 0.2) == VIDEO_OFF  # it fails
-            now += 0.2
+            if undone is not None:
+                waits.append(round(now - undone, 1))
+            sel.update(Feedback(60_000), now + 0.6)
+            assert sel.update(Feedback(40_000), now + 0.7) == VIDEO_OFF  # it fails
+            now = undone = now + 0.7
         now += 0.1
-    waits = [round(b - a, 1) for a, b in itertools.pairwise(probes)]
-    assert max(waits) <= 3.5 and waits[-1] >= 3.0, waits  # doubled, then held at 3 s
+    assert max(waits) <= 3.2 and waits[-1] >= 3.0, waits  # doubled, then held at 3 s
 
 
 def test_a_lossy_link_is_not_probed_while_video_is_paused() -> None:
@@ -698,9 +698,13 @@ def test_a_falling_estimate_undoes_a_probe_from_paused_video() -> None:
     sel = LayerSelector(LAYERS)
     sel.update(Feedback(400_000), 0.0)
     assert sel.update(Feedback(100_000, received=50_000), 0.5) == VIDEO_OFF
-    now = run(sel, Feedback(None), 1.0, 3.0)
+    now = 1.0
+    while sel.update(Feedback(None), now) == VIDEO_OFF:
+        now += 0.1
     assert sel.target == 0 and sel.reason == "probe"
-    assert sel.update(Feedback(53_000, received=1_500_000, sent=50_000), now) == 0
+    assert sel.update(Feedback(53_000, received=1_500_000, sent=50_000), now + 0.05) == 0
+    # An estimate that falls a little before it could have seen the video: of the voice.
+    assert sel.update(Feedback(48_000, received=3_000, sent=0), now + 0.15) == 0
     assert sel.update(Feedback(41_000, received=1_500_000, sent=50_000), now + 0.8) == VIDEO_OFF
     # A viewer moved down to the lowest layer (not a probe): the estimate decides as before.
     sel = LayerSelector(LAYERS)
