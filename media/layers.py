@@ -292,7 +292,12 @@ class LayerSelector:
         """Seconds the last RTT sample is above the lowest of the last RTT_WINDOW seconds."""
         if self._last_rtt is None or not self._rtts:
             return 0.0
-        return self._last_rtt - min(rtt for _t, rtt in self._rtts)
+        return self._last_rtt - self._path_rtt()
+
+    def _path_rtt(self) -> float:
+        """The lowest RTT of the last RTT_WINDOW seconds (0 without a sample): the path's,
+        without a queue."""
+        return min((rtt for _t, rtt in self._rtts), default=0.0)
 
     def _queue_grows(self, rtt: float | None, now: float) -> bool:
         """Take an RTT sample: does it show a queue on the link that is still growing, or one
@@ -513,7 +518,7 @@ class LayerSelector:
             or feedback.received is None
         ):
             return None
-        path = min((rtt for _t, rtt in self._rtts), default=0.0)
+        path = self._path_rtt()
         queue = self._peak_rtt - path
         spare = feedback.received - self.layers[self.target].bitrate
         if queue <= 0 or spare <= 0:
@@ -527,7 +532,7 @@ class LayerSelector:
             return True
         # The lag includes the path's round trip (the padding goes down, the report up):
         # only what is above the lowest RTT of the last RTT_WINDOW seconds is queue.
-        path = min((rtt for _t, rtt in self._rtts), default=0.0)
+        path = self._path_rtt()
         return self._lag is not None and self._lag - path <= PAUSED_LAG
 
     @property
